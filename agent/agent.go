@@ -1,0 +1,584 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// Config configures an Agent.
+type Config struct {
+	// Host names this agent in subjects and status; it is made a subject
+	// token with fleet.Token.
+	Host string
+	// Processes limits the processes the agent manages to those whose
+	// module path, main package or executable name matches one of these
+	// globs. Empty manages every Go process.
+	Processes []string
+	// ScanEvery is how often /proc is scanned for new and exited
+	// processes and expired tracepoints are dropped (default 1s).
+	ScanEvery time.Duration
+	// HeartbeatEvery is how often the agent refreshes its heartbeat and
+	// the hit counts in its status entries (default 5s).
+	HeartbeatEvery time.Duration
+	// Version is reported in the host profile.
+	Version string
+	// BackendName is reported in the host profile ("delve").
+	BackendName string
+	// Log receives the agent's log; nil logs to stderr at info level.
+	Log *slog.Logger
+}
+
+// Agent serves one host. Its goroutines: the NATS handlers (one per
+// subscription, run by nats.go), the key-value watcher, the scan/heartbeat
+// ticker, the reconciler, and one hit pump per attached process.
+type Agent struct {
+	cfg     Config
+	c       *fleet.Client
+	js      jetstream.JetStream
+	backend Backend
+	disc    *discoverer
+	info    fleet.HostInfo
+	log     *slog.Logger
+	kick    chan struct{}
+	pumps   sync.WaitGroup
+
+	publishFailures atomic.Uint64
+
+	// recMu serializes reconcile passes, which call into backends without
+	// holding mu, and guards written.
+	recMu   sync.Mutex
+	written map[string]fleet.Status // status entries as last written
+
+	// mu guards the fields below.
+	mu       sync.Mutex
+	procs    map[int]*fleet.Process   // managed Go processes of the last scan
+	declared map[string]*fleet.Spec   // the tracepoint bucket
+	direct   map[string]*fleet.Spec   // createTracepoint requests
+	attached map[int]*attachment      // pid → attached target
+	placed   map[placeKey]*placement  // what each process has, or why not
+	hostWide map[string]string        // tracepoint → pending message (pid 0 status)
+	specKeys map[string]string        // tracepoint → fingerprint of the spec last seen
+}
+
+type placeKey struct {
+	pid int
+	id  string
+}
+
+type attachment struct {
+	proc        *fleet.Process
+	target      Target
+	pinnedUntil time.Time // an explicit attach keeps the target for a while
+}
+
+// placement is one tracepoint in one process: installed, failed, or done.
+type placement struct {
+	spec        *fleet.Spec
+	fingerprint string
+	pl          Placement
+	err         *fleet.Error
+	hits        uint64
+	done        string // why the tracepoint stopped here (maxHits reached)
+}
+
+// New returns an agent serving cfg.Host through c with backend.
+func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
+	if cfg.ScanEvery <= 0 {
+		cfg.ScanEvery = time.Second
+	}
+	if cfg.HeartbeatEvery <= 0 {
+		cfg.HeartbeatEvery = 5 * time.Second
+	}
+	if cfg.Host == "" {
+		cfg.Host, _ = os.Hostname()
+	}
+	cfg.Host = fleet.Token(cfg.Host)
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	log = log.With("host", cfg.Host)
+	return &Agent{
+		cfg:     cfg,
+		c:       c,
+		js:      c.JetStream(),
+		backend: backend,
+		disc:    newDiscoverer(),
+		log:     log,
+		kick:    make(chan struct{}, 1),
+		info: fleet.HostInfo{
+			Name:         cfg.Host,
+			OS:           runtime.GOOS,
+			Arch:         runtime.GOARCH,
+			Kernel:       kernelRelease(),
+			CPUs:         runtime.NumCPU(),
+			AgentVersion: cfg.Version,
+			Backends:     []string{cfg.BackendName},
+			Started:      time.Now().UTC(),
+		},
+		procs:    make(map[int]*fleet.Process),
+		declared: make(map[string]*fleet.Spec),
+		direct:   make(map[string]*fleet.Spec),
+		attached: make(map[int]*attachment),
+		placed:   make(map[placeKey]*placement),
+		written:  make(map[string]fleet.Status),
+		hostWide: make(map[string]string),
+		specKeys: make(map[string]string),
+	}
+}
+
+// Host returns the agent's host token.
+func (a *Agent) Host() string { return a.cfg.Host }
+
+// Run serves until ctx ends, then removes every tracepoint, detaches from
+// every process (which keep running), withdraws its status and heartbeat,
+// and returns.
+func (a *Agent) Run(ctx context.Context) error {
+	subj := a.c.Subjects()
+	nc := a.c.Conn()
+	handlers := map[string]func(*nats.Msg) fleet.Message{
+		subj.ProfileGet(a.cfg.Host):       a.handleProfile,
+		subj.Attach(a.cfg.Host):           a.handleAttach,
+		subj.CreateTracepoint(a.cfg.Host): a.handleCreate,
+		subj.ClearTracepoint(a.cfg.Host):  a.handleClear,
+	}
+	var subs []*nats.Subscription
+	defer func() {
+		for _, s := range subs {
+			s.Unsubscribe()
+		}
+	}()
+	for subject, h := range handlers {
+		s, err := nc.Subscribe(subject, a.serve(h))
+		if err != nil {
+			return fmt.Errorf("subscribing to %s: %w", subject, err)
+		}
+		subs = append(subs, s)
+	}
+	if err := nc.FlushTimeout(10 * time.Second); err != nil {
+		return fmt.Errorf("flushing subscriptions: %w", err)
+	}
+
+	watcher, err := a.c.TracepointKV().WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watching the tracepoint bucket: %w", err)
+	}
+	defer watcher.Stop()
+
+	a.scan()
+	a.heartbeat(ctx)
+	a.log.Info("agent ready", "nats", nc.ConnectedUrlRedacted(), "processes", len(a.procs))
+
+	reconcileDone := make(chan struct{})
+	go func() {
+		defer close(reconcileDone)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.kick:
+				a.reconcile(ctx)
+			}
+		}
+	}()
+
+	scanTick := time.NewTicker(a.cfg.ScanEvery)
+	defer scanTick.Stop()
+	beatTick := time.NewTicker(a.cfg.HeartbeatEvery)
+	defer beatTick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			<-reconcileDone
+			a.shutdown()
+			return nil
+		case e, ok := <-watcher.Updates():
+			if !ok {
+				return errors.New("the tracepoint bucket watcher stopped")
+			}
+			if e != nil {
+				a.applyEntry(e)
+			}
+			a.poke()
+		case <-scanTick.C:
+			a.scan()
+			a.poke()
+		case <-beatTick.C:
+			a.heartbeat(ctx)
+			a.flushHitCounts(ctx)
+		}
+	}
+}
+
+// poke asks the reconciler for a pass; pokes coalesce.
+func (a *Agent) poke() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) applyEntry(e jetstream.KeyValueEntry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(a.declared, e.Key())
+		return
+	}
+	var s fleet.Spec
+	if err := fleet.Decode(e.Value(), "tracepoint spec", &s); err != nil {
+		a.log.Warn("ignoring a malformed tracepoint spec in the bucket", "key", e.Key(), "err", err)
+		delete(a.declared, e.Key())
+		return
+	}
+	if err := s.Validate(); err != nil || s.ID != e.Key() {
+		a.log.Warn("ignoring an invalid tracepoint spec in the bucket", "key", e.Key(), "err", err)
+		delete(a.declared, e.Key())
+		return
+	}
+	a.declared[s.ID] = &s
+}
+
+// scan refreshes the managed processes.
+func (a *Agent) scan() {
+	all := a.disc.scan()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.procs = make(map[int]*fleet.Process, len(all))
+	for pid, p := range all {
+		if fleet.MatchProcess(a.cfg.Processes, p) {
+			a.procs[pid] = p
+		}
+	}
+}
+
+func (a *Agent) heartbeat(ctx context.Context) {
+	hb := fleet.Heartbeat{Host: a.cfg.Host, Updated: time.Now().UTC(), Every: fleet.Duration(a.cfg.HeartbeatEvery)}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := a.c.HostKV().Put(ctx, a.cfg.Host, fleet.Encode(&hb)); err != nil {
+		a.log.Warn("writing heartbeat", "err", err)
+	}
+}
+
+// reconcile makes the attached processes carry exactly the tracepoints that
+// are declared or requested, not expired, and select them.
+func (a *Agent) reconcile(ctx context.Context) {
+	a.recMu.Lock()
+	defer a.recMu.Unlock()
+	now := time.Now()
+
+	// What should be where.
+	a.mu.Lock()
+	want := make(map[placeKey]*fleet.Spec)
+	hostWide := make(map[string]string)
+	for _, specs := range []map[string]*fleet.Spec{a.declared, a.direct} {
+		for id, s := range specs {
+			if s.Expired(now) || !s.Selector.MatchHost(a.cfg.Host) {
+				continue
+			}
+			matched := false
+			for pid, p := range a.procs {
+				if s.Selector.MatchProcess(p) {
+					want[placeKey{pid, id}] = s
+					matched = true
+				}
+			}
+			if !matched {
+				hostWide[id] = fmt.Sprintf("no Go process on host %s matches %s yet; it will be installed when one starts", a.cfg.Host, describeSelector(s.Selector))
+			}
+		}
+	}
+	a.hostWide = hostWide
+	var remove []placeKey
+	for k, p := range a.placed {
+		s, ok := want[k]
+		if !ok || fingerprint(s) != p.fingerprint {
+			remove = append(remove, k)
+		}
+	}
+	var add []placeKey
+	for k := range want {
+		if _, ok := a.placed[k]; !ok {
+			add = append(add, k)
+		}
+	}
+	a.mu.Unlock()
+
+	for _, k := range remove {
+		a.unplace(ctx, k)
+	}
+	sort.Slice(add, func(i, j int) bool { return add[i].pid < add[j].pid })
+	for _, k := range add {
+		a.place(ctx, k, want[k])
+	}
+	for _, k := range a.doneToClear() {
+		a.clearDone(ctx, k)
+	}
+	a.detachIdle(ctx, now)
+	a.writeStatuses(ctx)
+}
+
+func describeSelector(s fleet.Selector) string {
+	switch {
+	case len(s.Pids) > 0 && len(s.Processes) > 0:
+		return fmt.Sprintf("pids %v and processes %v", s.Pids, s.Processes)
+	case len(s.Pids) > 0:
+		return fmt.Sprintf("pids %v", s.Pids)
+	case len(s.Processes) > 0:
+		return fmt.Sprintf("processes %v", s.Processes)
+	}
+	return "any process"
+}
+
+// fingerprint identifies what a spec installs. Expiry and creation time are
+// left out: an owner renewing its lease must not reinstall the tracepoint.
+func fingerprint(s *fleet.Spec) string {
+	c := *s
+	c.Limits.ExpiresAt, c.Created = time.Time{}, time.Time{}
+	return string(fleet.Encode(&c))
+}
+
+// place installs spec in process k.pid, attaching first if needed.
+func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
+	p := &placement{spec: spec, fingerprint: fingerprint(spec)}
+	att, err := a.attach(ctx, k.pid)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		p.pl, err = att.target.Set(ctx, *spec)
+		cancel()
+	}
+	if err != nil {
+		p.err = fleet.AsError(err)
+		a.log.Info("tracepoint not installed", "tracepoint", k.id, "pid", k.pid, "err", err)
+	} else {
+		a.log.Info("tracepoint installed", "tracepoint", k.id, "pid", k.pid, "function", p.pl.Function, "pcs", len(p.pl.PCs))
+	}
+	a.mu.Lock()
+	a.placed[k] = p
+	a.mu.Unlock()
+}
+
+// unplace removes tracepoint k.id from process k.pid.
+func (a *Agent) unplace(ctx context.Context, k placeKey) {
+	a.mu.Lock()
+	p := a.placed[k]
+	att := a.attached[k.pid]
+	delete(a.placed, k)
+	a.mu.Unlock()
+	if att != nil && p != nil && p.err == nil && p.done == "" {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := att.target.Clear(ctx, k.id); err != nil {
+			a.log.Warn("clearing tracepoint", "tracepoint", k.id, "pid", k.pid, "err", err)
+		}
+	}
+}
+
+func (a *Agent) doneToClear() []placeKey {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var ks []placeKey
+	for k, p := range a.placed {
+		if p.done != "" && p.err == nil && p.pl.PCs != nil {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// clearDone removes a tracepoint that reached its maxHits but stays recorded,
+// so it is not installed again.
+func (a *Agent) clearDone(ctx context.Context, k placeKey) {
+	a.mu.Lock()
+	att := a.attached[k.pid]
+	p := a.placed[k]
+	if p != nil {
+		p.pl.PCs = nil
+	}
+	a.mu.Unlock()
+	if att != nil {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := att.target.Clear(ctx, k.id); err != nil {
+			a.log.Warn("clearing finished tracepoint", "tracepoint", k.id, "pid", k.pid, "err", err)
+		}
+	}
+}
+
+// attach returns the attachment for pid, attaching if needed.
+func (a *Agent) attach(ctx context.Context, pid int) (*attachment, error) {
+	a.mu.Lock()
+	att := a.attached[pid]
+	proc := a.procs[pid]
+	a.mu.Unlock()
+	if att != nil {
+		return att, nil
+	}
+	if proc == nil {
+		p, err := a.disc.lookup(pid)
+		if err != nil {
+			return nil, err
+		}
+		if !fleet.MatchProcess(a.cfg.Processes, p) {
+			return nil, fleet.Errorf(fleet.CodeNotManaged, "pid %d (%s, module %s) is outside this agent's --processes %v: start an agent that manages it", pid, p.Exe, p.Module, a.cfg.Processes)
+		}
+		proc = p
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	target, err := a.backend.Attach(ctx, pid)
+	if err != nil {
+		return nil, err
+	}
+	a.log.Info("attached", "pid", pid, "exe", proc.Exe, "took", time.Since(start).Round(time.Millisecond))
+	att = &attachment{proc: proc, target: target}
+	a.mu.Lock()
+	a.attached[pid] = att
+	a.mu.Unlock()
+	a.pumps.Add(1)
+	go a.pump(pid, att)
+	return att, nil
+}
+
+// detachIdle detaches from processes that carry no tracepoint.
+func (a *Agent) detachIdle(ctx context.Context, now time.Time) {
+	a.mu.Lock()
+	busy := make(map[int]bool)
+	for k, p := range a.placed {
+		if p.err == nil && p.done == "" {
+			busy[k.pid] = true
+		}
+	}
+	var idle []int
+	for pid, att := range a.attached {
+		if !busy[pid] && now.After(att.pinnedUntil) {
+			idle = append(idle, pid)
+		}
+	}
+	a.mu.Unlock()
+	for _, pid := range idle {
+		a.detach(ctx, pid)
+	}
+}
+
+func (a *Agent) detach(ctx context.Context, pid int) {
+	a.mu.Lock()
+	att := a.attached[pid]
+	delete(a.attached, pid)
+	a.mu.Unlock()
+	if att == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := att.target.Detach(ctx)
+	var exited ErrProcessExited
+	switch {
+	case errors.As(err, &exited):
+		a.log.Info("process exited while attached", "pid", pid, "status", exited.Status)
+	case err != nil:
+		a.log.Warn("detaching", "pid", pid, "err", err)
+	default:
+		a.log.Info("detached", "pid", pid)
+	}
+}
+
+// pump publishes the hits of one attached process until its target closes
+// the channel (detached, or the process exited).
+func (a *Agent) pump(pid int, att *attachment) {
+	defer a.pumps.Done()
+	subject := a.c.Subjects().Trace(a.cfg.Host)
+	ref := att.proc.Ref()
+	for h := range att.target.Hits() {
+		k := placeKey{pid, h.Tracepoint}
+		a.mu.Lock()
+		p := a.placed[k]
+		if p == nil || p.done != "" || p.err != nil {
+			a.mu.Unlock()
+			continue
+		}
+		if h.Fault != nil {
+			p.err = h.Fault
+			a.mu.Unlock()
+			a.log.Warn("tracepoint failed", "tracepoint", h.Tracepoint, "pid", pid, "err", h.Fault)
+			a.poke()
+			continue
+		}
+		p.hits++
+		if max := p.spec.Limits.MaxHits; max > 0 && p.hits >= uint64(max) {
+			p.done = fmt.Sprintf("maxHits (%d) reached", max)
+			a.poke()
+		}
+		a.mu.Unlock()
+		h.Host, h.Process = a.cfg.Host, ref
+		if _, err := a.js.PublishAsync(subject, fleet.Encode(&h.Hit)); err != nil {
+			if a.publishFailures.Add(1) == 1 {
+				a.log.Warn("publishing a hit", "err", err)
+			}
+		}
+	}
+	// The channel closed: the target is detached or its process exited.
+	a.mu.Lock()
+	if a.attached[pid] == att {
+		delete(a.attached, pid)
+		for k := range a.placed {
+			if k.pid == pid {
+				delete(a.placed, k)
+			}
+		}
+		a.mu.Unlock()
+		err := att.target.Detach(context.Background())
+		a.log.Info("process gone", "pid", pid, "reason", err)
+		a.poke()
+		return
+	}
+	a.mu.Unlock()
+}
+
+// shutdown detaches from everything and withdraws the agent's entries.
+func (a *Agent) shutdown() {
+	a.recMu.Lock()
+	defer a.recMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a.mu.Lock()
+	pids := make([]int, 0, len(a.attached))
+	for pid := range a.attached {
+		pids = append(pids, pid)
+	}
+	a.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, pid := range pids {
+		wg.Go(func() { a.detach(ctx, pid) })
+	}
+	wg.Wait()
+	a.pumps.Wait()
+	select {
+	case <-a.js.PublishAsyncComplete():
+	case <-ctx.Done():
+	}
+	a.mu.Lock()
+	a.placed = make(map[placeKey]*placement)
+	a.hostWide = make(map[string]string)
+	a.mu.Unlock()
+	a.writeStatuses(ctx)
+	if err := a.c.HostKV().Delete(ctx, a.cfg.Host); err != nil {
+		a.log.Warn("withdrawing heartbeat", "err", err)
+	}
+	a.log.Info("agent stopped; every process detached")
+}

@@ -1,0 +1,31 @@
+package agenttest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// sysProcAttr makes targets die with the test process, so an aborted test run
+// leaves no target running.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
+// exited reports whether the process is a zombie or gone, from
+// /proc/<pid>/stat.
+func (p *Proc) exited() bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, which is in parentheses and may
+	// itself contain parentheses and spaces.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 || i+2 >= len(stat) {
+		return true
+	}
+	state := stat[i+2]
+	return state == 'Z' || state == 'X'
+}

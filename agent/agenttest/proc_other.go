@@ -1,0 +1,15 @@
+//go:build !linux
+
+package agenttest
+
+import "syscall"
+
+func sysProcAttr() *syscall.SysProcAttr { return nil }
+
+// exited reports whether the process has closed its stdout: without /proc,
+// that is the best sign of an exit that has not been reaped yet.
+func (p *Proc) exited() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.eof
+}

@@ -1,0 +1,63 @@
+// Package agent runs on every host: it finds the Go processes there, attaches
+// to them on demand, installs the tracepoints declared in the fleet's
+// key-value bucket (and those requested directly over createTracepoint),
+// reports their status per process, and publishes every hit into the hit
+// stream. It dials out to NATS and never listens.
+//
+// The agent talks to processes through a Backend. Everything above the seam
+// (discovery, reconciling, hit limits, publishing) is shared; the Delve
+// (ptrace) implementation lives in agent/delve.
+package agent
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// Backend attaches to processes.
+type Backend interface {
+	Attach(ctx context.Context, pid int) (Target, error)
+}
+
+// Target is one attached process.
+type Target interface {
+	// Set installs tp, or replaces the tracepoint with the same id. It
+	// resolves the location to PCs, or fails with a *fleet.Error whose
+	// message says what to do.
+	Set(ctx context.Context, tp Tracepoint) (Placement, error)
+	// Clear removes the tracepoint with id; clearing an unknown id is not an
+	// error.
+	Clear(ctx context.Context, id string) error
+	// Hits delivers hits until the target is detached or its process exits;
+	// then it is closed.
+	Hits() <-chan Hit
+	// Detach removes every tracepoint and lets the process run on. If the
+	// process had already exited, it returns ErrProcessExited.
+	Detach(ctx context.Context) error
+}
+
+// Tracepoint is what a backend installs: the fleet spec as declared.
+type Tracepoint = fleet.Spec
+
+// Placement says where a tracepoint went in one process.
+type Placement = fleet.Placement
+
+// Hit is one hit as a backend reports it. Fault, when set, is not a hit but a
+// failure of the tracepoint that the backend met while running (a condition
+// that cannot be evaluated, say); the backend has removed the tracepoint.
+type Hit struct {
+	fleet.Hit
+	Fault *fleet.Error
+}
+
+// ErrProcessExited is returned when the process went away while attached.
+type ErrProcessExited struct {
+	Pid    int
+	Status int
+}
+
+func (e ErrProcessExited) Error() string {
+	return fmt.Sprintf("process %d exited with status %d", e.Pid, e.Status)
+}

@@ -1,0 +1,224 @@
+package delve
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// Backend attaches with Delve over ptrace, one worker process per target.
+type Backend struct {
+	exe    string
+	stderr io.Writer
+}
+
+// New returns the Delve backend. Workers are this executable re-run, so the
+// program must call MaybeRunWorker first thing in main. Worker logs go to
+// stderr.
+func New(stderr io.Writer) *Backend {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
+	return &Backend{exe: exe, stderr: stderr}
+}
+
+// Attach starts a worker for pid and waits until it is attached.
+func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
+	cmd := exec.Command(b.exe)
+	cmd.Env = append(os.Environ(), workerEnv+"="+strconv.Itoa(pid))
+	cmd.Stderr = b.stderr
+	// Its own process group: a Ctrl-C aimed at the agent must not reach
+	// the worker first; the agent detaches its workers in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting a Delve worker for pid %d: %w", pid, err)
+	}
+	w := &worker{
+		pid:     pid,
+		cmd:     cmd,
+		stdin:   stdin,
+		hits:    make(chan agent.Hit, 1024),
+		pending: make(map[uint64]chan event),
+		ended:   make(chan struct{}),
+	}
+	first := make(chan event, 1)
+	go w.read(stdout, first)
+	select {
+	case ev := <-first:
+		if ev.Type == "attached" {
+			return w, nil
+		}
+		<-w.ended
+		if ev.Error != nil {
+			return nil, ev.Error
+		}
+		return nil, fmt.Errorf("the Delve worker for pid %d ended before attaching: %v", pid, w.endErr)
+	case <-ctx.Done():
+		stdin.Close() // the worker detaches if it got that far
+		return nil, ctx.Err()
+	}
+}
+
+// worker is the agent's side of one worker process.
+type worker struct {
+	pid   int
+	cmd   *exec.Cmd
+	hits  chan agent.Hit
+	ended chan struct{} // closed when the worker's output ends
+
+	// mu guards the fields below.
+	mu      sync.Mutex
+	stdin   io.WriteCloser
+	seq     uint64
+	pending map[uint64]chan event
+	endErr  error // why the worker ended; set before ended is closed
+}
+
+// read dispatches the worker's events: the first to first, replies to their
+// callers, hits to the hit channel.
+func (w *worker) read(stdout io.Reader, first chan<- event) {
+	defer close(w.hits)
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	gotFirst := false
+	var end error
+	for sc.Scan() {
+		var ev event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			end = fmt.Errorf("decoding the Delve worker's output: %w", err)
+			break
+		}
+		if !gotFirst {
+			gotFirst = true
+			first <- ev
+		}
+		switch ev.Type {
+		case "reply":
+			w.mu.Lock()
+			ch := w.pending[ev.Seq]
+			delete(w.pending, ev.Seq)
+			w.mu.Unlock()
+			if ch != nil {
+				ch <- ev
+			}
+		case "hit":
+			if ev.Hit != nil {
+				w.hits <- agent.Hit{Hit: *ev.Hit, Fault: ev.Error}
+			}
+		case "end":
+			switch {
+			case ev.Exited != nil:
+				end = agent.ErrProcessExited{Pid: w.pid, Status: *ev.Exited}
+			case ev.Error != nil:
+				end = ev.Error
+			}
+		}
+	}
+	waitErr := w.cmd.Wait()
+	if end == nil && waitErr != nil {
+		end = fmt.Errorf("the Delve worker for pid %d failed: %v", w.pid, waitErr)
+	}
+	w.mu.Lock()
+	w.endErr = end
+	pending := w.pending
+	w.pending = nil
+	w.mu.Unlock()
+	for _, ch := range pending {
+		ch <- event{Type: "reply", Error: fleet.AsError(w.gone())}
+	}
+	close(w.ended)
+	if !gotFirst {
+		first <- event{Type: "end", Error: fleet.AsError(w.gone())}
+	}
+}
+
+func (w *worker) gone() error {
+	if w.endErr != nil {
+		return w.endErr
+	}
+	return fmt.Errorf("the Delve worker for pid %d has ended", w.pid)
+}
+
+// call sends a request and waits for its reply.
+func (w *worker) call(ctx context.Context, r request) (event, error) {
+	ch := make(chan event, 1)
+	w.mu.Lock()
+	if w.pending == nil {
+		w.mu.Unlock()
+		return event{}, w.gone()
+	}
+	w.seq++
+	r.Seq = w.seq
+	w.pending[r.Seq] = ch
+	b, _ := json.Marshal(&r)
+	_, err := w.stdin.Write(append(b, '\n'))
+	w.mu.Unlock()
+	if err != nil {
+		return event{}, fmt.Errorf("talking to the Delve worker for pid %d: %w", w.pid, err)
+	}
+	select {
+	case ev := <-ch:
+		if ev.Error != nil {
+			return ev, ev.Error
+		}
+		return ev, nil
+	case <-ctx.Done():
+		return event{}, ctx.Err()
+	}
+}
+
+func (w *worker) Hits() <-chan agent.Hit { return w.hits }
+
+func (w *worker) Set(ctx context.Context, tp agent.Tracepoint) (agent.Placement, error) {
+	ev, err := w.call(ctx, request{Op: "set", Spec: &tp})
+	if err != nil {
+		return agent.Placement{}, err
+	}
+	return *ev.Placement, nil
+}
+
+func (w *worker) Clear(ctx context.Context, id string) error {
+	_, err := w.call(ctx, request{Op: "clear", ID: id})
+	return err
+}
+
+// Detach asks the worker to detach and waits for it to end. If the process
+// had exited, it returns agent.ErrProcessExited.
+func (w *worker) Detach(ctx context.Context) error {
+	_, err := w.call(ctx, request{Op: "detach"})
+	select {
+	case <-w.ended:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	w.mu.Lock()
+	w.stdin.Close()
+	w.mu.Unlock()
+	if _, ok := w.endErr.(agent.ErrProcessExited); ok {
+		return w.endErr
+	}
+	if err != nil && !strings.Contains(err.Error(), "has ended") {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,32 @@
+package delve
+
+import (
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// The agent and a worker talk JSON lines over the worker's stdin and stdout.
+// This is an internal protocol between two copies of one binary: it is not
+// versioned.
+
+// request goes from the agent to a worker.
+type request struct {
+	Seq  uint64            `json:"seq"`
+	Op   string            `json:"op"` // "set", "clear", "detach"
+	Spec *agent.Tracepoint `json:"spec,omitempty"`
+	ID   string            `json:"id,omitempty"`
+}
+
+// event goes from a worker to the agent.
+type event struct {
+	Type      string           `json:"type"` // "attached", "reply", "hit", "end"
+	Seq       uint64           `json:"seq,omitempty"`
+	Placement *agent.Placement `json:"placement,omitempty"`
+	Hit       *fleet.Hit       `json:"hit,omitempty"`
+	Error     *fleet.Error     `json:"error,omitempty"`
+	Exited    *int             `json:"exited,omitempty"` // the target's exit status, on "end"
+}
+
+// workerEnv names the environment variable that turns the agent's executable
+// into a worker for the pid it holds.
+const workerEnv = "RIPTRACE_DELVE_WORKER"

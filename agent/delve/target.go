@@ -1,0 +1,431 @@
+package delve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-delve/delve/pkg/logflags"
+	"github.com/go-delve/delve/pkg/proc"
+	"github.com/go-delve/delve/pkg/proc/native"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// attach attaches to pid in this process. The process is stopped only while
+// Delve loads its binary info, then resumed by the target's loop.
+//
+// Delve waits for its tracees with wait4(-1), which would also reap the
+// events of any other tracee of this process: one process traces one target.
+// The agent gets there through Backend, which runs each attach in a worker.
+func attach(ctx context.Context, pid int) (*target, error) {
+	logflags.Setup(false, "", "")
+	type result struct {
+		grp *proc.TargetGroup
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		grp, err := native.Attach(pid, nil, nil)
+		ch <- result{grp, err}
+	}()
+	var r result
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		// Attaching cannot be interrupted half way; detach once it is done.
+		go func() {
+			if r := <-ch; r.err == nil {
+				r.grp.Detach(false)
+			}
+		}()
+		return nil, ctx.Err()
+	}
+	if r.err != nil {
+		return nil, attachError(pid, r.err)
+	}
+	t := &target{
+		pid:    pid,
+		grp:    r.grp,
+		cmds:   make(chan command, 16),
+		hits:   make(chan agent.Hit, 1024),
+		byID:   make(map[string]*tracepoint),
+		byLID:  make(map[int]*tracepoint),
+		exited: make(chan struct{}),
+	}
+	go t.loop()
+	return t, nil
+}
+
+func attachError(pid int, err error) error {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, syscall.EPERM) || strings.Contains(msg, "operation not permitted"):
+		scope, _ := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope")
+		return fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: %v. The agent needs CAP_SYS_PTRACE (run it as root, or in Kubernetes add SYS_PTRACE), and /proc/sys/kernel/yama/ptrace_scope must be 0 or 1 (it is %s): echo 0 | sudo tee /proc/sys/kernel/yama/ptrace_scope", pid, err, strings.TrimSpace(string(scope)))
+	case errors.Is(err, syscall.ESRCH) || strings.Contains(msg, "no such process"):
+		return fleet.Errorf(fleet.CodeNoProcess, "attaching to pid %d: the process is gone", pid)
+	case strings.Contains(msg, "could not attach") || strings.Contains(msg, "already being traced"):
+		return fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: %v (is another debugger, such as dlv or gdb, attached to it?)", pid, err)
+	}
+	return fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: %v", pid, err)
+}
+
+// command is work for the loop, run while the process is stopped.
+type command struct {
+	fn   func() error
+	done chan error
+}
+
+type target struct {
+	pid  int
+	cmds chan command
+	hits chan agent.Hit
+
+	// stopMu serializes manual-stop requests with detaching: a SIGTRAP
+	// sent to a process after ptrace let go of it would kill it.
+	stopMu   sync.Mutex
+	detached bool // guarded by stopMu
+
+	exited  chan struct{} // closed when the loop ends
+	exitErr error         // set before exited is closed
+
+	// Owned by the loop goroutine.
+	grp    *proc.TargetGroup
+	byID   map[string]*tracepoint
+	byLID  map[int]*tracepoint
+	nextID int
+}
+
+// tracepoint is one installed spec. Owned by the loop goroutine.
+type tracepoint struct {
+	spec    agent.Tracepoint
+	lbp     *proc.LogicalBreakpoint
+	load    proc.LoadConfig
+	log     []fleet.LogSegment
+	limit   bucket
+	dropped uint64
+}
+
+func (t *target) Hits() <-chan agent.Hit { return t.hits }
+
+// do queues fn for the loop and interrupts the process until the loop takes
+// it. Interrupting more than once is harmless: a spare stop request only
+// makes Delve resume once more.
+func (t *target) do(ctx context.Context, fn func() error) error {
+	c := command{fn: fn, done: make(chan error, 1)}
+	select {
+	case t.cmds <- c:
+	case <-t.exited:
+		return t.gone()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		t.requestStop()
+		select {
+		case err := <-c.done:
+			return err
+		case <-t.exited:
+			select {
+			case err := <-c.done:
+				return err
+			default:
+				return t.gone()
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (t *target) gone() error {
+	if t.exitErr != nil {
+		return t.exitErr
+	}
+	return fmt.Errorf("pid %d is detached", t.pid)
+}
+
+func (t *target) requestStop() {
+	t.stopMu.Lock()
+	defer t.stopMu.Unlock()
+	if !t.detached {
+		t.grp.RequestManualStop()
+	}
+}
+
+func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placement, error) {
+	var pl agent.Placement
+	err := t.do(ctx, func() error {
+		var err error
+		pl, err = t.set(spec)
+		return err
+	})
+	return pl, err
+}
+
+func (t *target) Clear(ctx context.Context, id string) error {
+	return t.do(ctx, func() error { return t.clear(id) })
+}
+
+func (t *target) Detach(ctx context.Context) error {
+	err := t.do(ctx, t.detach)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	<-t.exited
+	return t.exitErr
+}
+
+// loop owns the TargetGroup: it runs queued commands, resumes the process,
+// and turns breakpoint stops into hits, until the process exits or is
+// detached.
+func (t *target) loop() {
+	defer close(t.hits)
+	defer close(t.exited)
+	failures := 0
+	for {
+		if t.runCommands() {
+			return
+		}
+		err := t.grp.Continue()
+		var pe proc.ErrProcessExited
+		if errors.As(err, &pe) {
+			t.exitErr = agent.ErrProcessExited{Pid: pe.Pid, Status: pe.Status}
+			t.markDetached()
+			return
+		}
+		if ok, verr := t.grp.Valid(); !ok {
+			t.exitErr = agent.ErrProcessExited{Pid: t.pid}
+			if verr != nil && !errors.As(verr, &pe) {
+				t.exitErr = fmt.Errorf("pid %d is no longer traceable: %w", t.pid, verr)
+			}
+			t.markDetached()
+			return
+		}
+		// A condition that cannot be evaluated makes Continue return an
+		// error with the process stopped; collect reports it per tracepoint.
+		if n := t.collect(); n == 0 && err != nil {
+			failures++
+			if failures > 100 {
+				t.exitErr = fmt.Errorf("detached from pid %d after repeated errors resuming it: %w", t.pid, err)
+				t.detach()
+				return
+			}
+			continue
+		}
+		failures = 0
+	}
+}
+
+// runCommands runs every queued command; it reports whether the target is
+// now detached.
+func (t *target) runCommands() bool {
+	for {
+		select {
+		case c := <-t.cmds:
+			c.done <- t.safely(c.fn)
+			t.stopMu.Lock()
+			d := t.detached
+			t.stopMu.Unlock()
+			if d {
+				return true
+			}
+		default:
+			return false
+		}
+	}
+}
+
+// safely runs fn, turning a panic in Delve into an error rather than an
+// agent crash that would leave breakpoints in the target.
+func (t *target) safely(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fleet.Errorf(fleet.CodeInternal, "internal error in the Delve backend on pid %d: %v", t.pid, r)
+		}
+	}()
+	return fn()
+}
+
+func (t *target) markDetached() {
+	t.stopMu.Lock()
+	t.detached = true
+	t.stopMu.Unlock()
+	// Fail commands queued after the loop's last look.
+	for {
+		select {
+		case c := <-t.cmds:
+			c.done <- t.exitErr
+		default:
+			return
+		}
+	}
+}
+
+func (t *target) detach() error {
+	t.stopMu.Lock()
+	defer t.stopMu.Unlock()
+	if t.detached {
+		return nil
+	}
+	t.detached = true
+	// Detach clears every breakpoint, restoring the original bytes, before
+	// ptrace lets go.
+	if err := t.grp.Detach(false); err != nil {
+		return fmt.Errorf("detaching from pid %d: %w", t.pid, err)
+	}
+	return nil
+}
+
+func (t *target) set(spec agent.Tracepoint) (agent.Placement, error) {
+	if old := t.byID[spec.ID]; old != nil {
+		if err := t.clear(spec.ID); err != nil {
+			return agent.Placement{}, err
+		}
+	}
+	tgt := t.grp.Selected
+	file, err := resolveFile(tgt.BinInfo().Sources, spec.Location)
+	if err != nil {
+		return agent.Placement{}, err
+	}
+	logSegs, err := fleet.ParseLogMessage(spec.LogMessage)
+	if err != nil {
+		return agent.Placement{}, err
+	}
+	t.nextID++
+	lbp := &proc.LogicalBreakpoint{
+		LogicalID: t.nextID,
+		File:      file,
+		Line:      spec.Location.Line,
+		HitCount:  make(map[int64]uint64),
+		Set:       proc.SetBreakpoint{File: file, Line: spec.Location.Line},
+	}
+	if err := t.grp.ChangeBreakpointCondition(lbp, spec.Condition, spec.HitCondition, false); err != nil {
+		return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: %v", spec.ID, err)
+	}
+	t.grp.LogicalBreakpoints[lbp.LogicalID] = lbp
+	if err := t.grp.SetBreakpointEnabled(lbp, true); err != nil {
+		delete(t.grp.LogicalBreakpoints, lbp.LogicalID)
+		var nf *proc.ErrCouldNotFindLine
+		if errors.As(err, &nf) {
+			return agent.Placement{}, fleet.Errorf(fleet.CodeNoCode, "%s:%d has no code in %s: the compiler emitted no instructions for that line (a comment, a blank line, a declaration, or code optimized away); pick a line with a statement", file, spec.Location.Line, tgt.BinInfo().Images[0].Path)
+		}
+		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "setting a breakpoint at %s:%d: %v", file, spec.Location.Line, err)
+	}
+	tp := &tracepoint{spec: spec, lbp: lbp, load: loadConfig(spec.Capture), log: logSegs}
+	tp.limit.init(spec.Limits.MaxHitsPerSecond)
+	t.byID[spec.ID] = tp
+	t.byLID[lbp.LogicalID] = tp
+
+	pl := agent.Placement{Pid: t.pid, File: file, Line: spec.Location.Line}
+	for _, bp := range tgt.Breakpoints().M {
+		if bp.LogicalID() == lbp.LogicalID {
+			pl.PCs = append(pl.PCs, bp.Addr)
+		}
+	}
+	if len(pl.PCs) > 0 {
+		if fn := tgt.BinInfo().PCToFunc(pl.PCs[0]); fn != nil {
+			pl.Function = fn.Name
+		}
+	}
+	return pl, nil
+}
+
+func (t *target) clear(id string) error {
+	tp := t.byID[id]
+	if tp == nil {
+		return nil
+	}
+	delete(t.byID, id)
+	delete(t.byLID, tp.lbp.LogicalID)
+	err := t.grp.SetBreakpointEnabled(tp.lbp, false)
+	delete(t.grp.LogicalBreakpoints, tp.lbp.LogicalID)
+	if err != nil {
+		return fmt.Errorf("clearing tracepoint %s from pid %d: %w", id, t.pid, err)
+	}
+	return nil
+}
+
+// collect turns every thread stopped at one of our breakpoints into a hit and
+// returns how many threads it looked at.
+func (t *target) collect() int {
+	n := 0
+	now := time.Now()
+	for _, th := range t.grp.Selected.ThreadList() {
+		st := th.Breakpoint()
+		if st.Breakpoint == nil || st.Breakpoint.Logical == nil {
+			continue
+		}
+		tp := t.byLID[st.Breakpoint.Logical.LogicalID]
+		if tp == nil {
+			continue
+		}
+		n++
+		if st.CondError != nil {
+			t.fault(tp, fleet.Errorf(fleet.CodeBadCondition, "condition %q of tracepoint %s failed at %s:%d: %v; the tracepoint was removed: fix the condition and set it again", tp.spec.Condition, tp.spec.ID, tp.lbp.File, tp.lbp.Line, st.CondError))
+			continue
+		}
+		if !st.Active {
+			continue
+		}
+		if !tp.limit.take(now) {
+			tp.dropped++
+			continue
+		}
+		h := t.capture(th, tp)
+		h.Dropped, tp.dropped = tp.dropped, 0
+		select {
+		case t.hits <- agent.Hit{Hit: h}:
+		default:
+			// The agent fell behind: never keep the process stopped for it.
+			tp.dropped += h.Dropped + 1
+		}
+	}
+	return n
+}
+
+func (t *target) fault(tp *tracepoint, e *fleet.Error) {
+	_ = t.clear(tp.spec.ID)
+	select {
+	case t.hits <- agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid}, Fault: e}:
+	default:
+	}
+}
+
+// bucket is a token bucket allowing rate hits per second with a burst of
+// rate. A rate of zero or less allows everything.
+type bucket struct {
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func (b *bucket) init(rate int) {
+	b.rate = float64(rate)
+	b.tokens = b.rate
+}
+
+func (b *bucket) take(now time.Time) bool {
+	if b.rate <= 0 {
+		return true
+	}
+	if !b.last.IsZero() {
+		b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

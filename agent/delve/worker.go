@@ -1,0 +1,173 @@
+package delve
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// MaybeRunWorker runs this process as a Delve worker if RIPTRACE_DELVE_WORKER
+// is set, and then exits; otherwise it returns at once. Call it first thing
+// in main (and in TestMain of tests that use Backend).
+func MaybeRunWorker() {
+	v := os.Getenv(workerEnv)
+	if v == "" {
+		return
+	}
+	pid, err := strconv.Atoi(v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "riptrace delve worker: bad %s=%q\n", workerEnv, v)
+		os.Exit(2)
+	}
+	if err := serveWorker(pid, os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "riptrace delve worker for pid %d: %v\n", pid, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// serveWorker attaches to pid and serves requests from in until in closes,
+// a detach request arrives, a signal asks it to stop, or the target exits.
+// In every case but the last, it detaches before it returns: the target runs
+// on without breakpoints.
+func serveWorker(pid int, in io.Reader, out io.Writer) error {
+	// The agent decides when to stop; signals only say it is time to go.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+
+	events := make(chan event, 1024)
+	writerDone := make(chan error, 1)
+	go func() { writerDone <- writeEvents(out, events) }()
+	finish := func(err error) error {
+		close(events)
+		if werr := <-writerDone; err == nil {
+			err = werr
+		}
+		return err
+	}
+
+	ctx := context.Background()
+	t, err := attach(ctx, pid)
+	if err != nil {
+		events <- event{Type: "end", Error: fleet.AsError(err)}
+		return finish(nil)
+	}
+	events <- event{Type: "attached"}
+
+	reqs := make(chan request)
+	readErr := make(chan error, 1)
+	go func() { readErr <- readRequests(in, reqs) }()
+
+	hits := t.Hits()
+	for {
+		select {
+		case h, ok := <-hits:
+			if !ok {
+				// The target ended on its own: it exited.
+				hits = nil
+				err := t.Detach(ctx)
+				ev := event{Type: "end"}
+				var pe agent.ErrProcessExited
+				if errors.As(err, &pe) {
+					ev.Exited = &pe.Status
+				} else if err != nil {
+					ev.Error = fleet.AsError(err)
+				}
+				events <- ev
+				return finish(nil)
+			}
+			hit := h.Hit
+			events <- event{Type: "hit", Hit: &hit, Error: h.Fault}
+		case r := <-reqs:
+			ev := event{Type: "reply", Seq: r.Seq}
+			switch r.Op {
+			case "set":
+				pl, err := t.Set(ctx, *r.Spec)
+				ev.Placement, ev.Error = &pl, asWireError(err)
+			case "clear":
+				ev.Error = asWireError(t.Clear(ctx, r.ID))
+			case "detach":
+				ev.Error = asWireError(detachTimeout(t))
+				events <- ev
+				return finish(nil)
+			default:
+				ev.Error = fleet.Errorf(fleet.CodeBadRequest, "unknown worker request %q", r.Op)
+			}
+			events <- ev
+		case err := <-readErr:
+			// The agent is gone (or sent garbage): leave the target clean.
+			derr := detachTimeout(t)
+			if err == nil {
+				err = derr
+			}
+			return finish(err)
+		case <-sigs:
+			return finish(detachTimeout(t))
+		}
+	}
+}
+
+func detachTimeout(t *target) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := t.Detach(ctx)
+	var pe agent.ErrProcessExited
+	if errors.As(err, &pe) {
+		return nil
+	}
+	return err
+}
+
+func asWireError(err error) *fleet.Error {
+	if err == nil {
+		return nil
+	}
+	return fleet.AsError(err)
+}
+
+// readRequests decodes requests until in ends; it returns nil at EOF.
+func readRequests(in io.Reader, reqs chan<- request) error {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var r request
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return fmt.Errorf("decoding a request from the agent: %w", err)
+		}
+		if r.Op == "set" && r.Spec == nil {
+			return errors.New("set request without a spec")
+		}
+		reqs <- r
+	}
+	return sc.Err()
+}
+
+// writeEvents is the worker's one writer: it encodes events as JSON lines.
+func writeEvents(out io.Writer, events <-chan event) error {
+	w := bufio.NewWriter(out)
+	enc := json.NewEncoder(w)
+	var err error
+	for ev := range events {
+		if err != nil {
+			continue // drain, so senders never block
+		}
+		if err = enc.Encode(&ev); err == nil && len(events) == 0 {
+			err = w.Flush()
+		}
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	return err
+}

@@ -1,0 +1,168 @@
+package agent
+
+import (
+	"bytes"
+	"debug/buildinfo"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// procKey identifies a process across pid reuse.
+type procKey struct {
+	pid   int
+	start uint64 // start time in clock ticks since boot, /proc/PID/stat field 22
+}
+
+// discoverer lists the Go processes on this host. It caches what it learned
+// from each executable's build info, so a scan costs a readdir and a stat
+// read per process.
+type discoverer struct {
+	self  int
+	cache map[procKey]*fleet.Process // nil value: not a Go program
+}
+
+func newDiscoverer() *discoverer {
+	return &discoverer{self: os.Getpid(), cache: make(map[procKey]*fleet.Process)}
+}
+
+// scan returns the Go processes that are alive now, keyed by pid.
+func (d *discoverer) scan() map[int]*fleet.Process {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	seen := make(map[procKey]bool)
+	out := make(map[int]*fleet.Process)
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == d.self {
+			continue
+		}
+		start, ok := startTime(pid)
+		if !ok {
+			continue
+		}
+		k := procKey{pid, start}
+		seen[k] = true
+		p, cached := d.cache[k]
+		if !cached {
+			p, _ = inspect(pid)
+			d.cache[k] = p
+		}
+		if p != nil {
+			out[pid] = p
+		}
+	}
+	for k := range d.cache {
+		if !seen[k] {
+			delete(d.cache, k)
+		}
+	}
+	return out
+}
+
+// lookup inspects one pid without the cache, with an error that says why it
+// cannot be traced.
+func (d *discoverer) lookup(pid int) (*fleet.Process, error) {
+	if pid == d.self {
+		return nil, fleet.Errorf(fleet.CodeNotManaged, "pid %d is the agent itself: RipTrace never attaches to its own agent", pid)
+	}
+	return inspect(pid)
+}
+
+func startTime(pid int) (uint64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) may hold spaces and parentheses: fields
+	// restart after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 || f[0] == "Z" {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	return v, err == nil
+}
+
+// inspect reads a process's Go build info through /proc/PID/exe, which works
+// for processes in other mount namespaces (containers) and for executables
+// deleted since they started.
+func inspect(pid int) (*fleet.Process, error) {
+	exeLink := fmt.Sprintf("/proc/%d/exe", pid)
+	exe, err := os.Readlink(exeLink)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fleet.Errorf(fleet.CodeNoProcess, "no process with pid %d on this host: list the Go processes with `riptrace hosts`", pid)
+		}
+		return nil, fleet.Errorf(fleet.CodeNoProcess, "reading the executable of pid %d: %v (is it a kernel thread, or is the agent missing CAP_SYS_PTRACE?)", pid, err)
+	}
+	info, err := buildinfo.ReadFile(exeLink)
+	if err != nil {
+		return nil, fleet.Errorf(fleet.CodeNotGo, "pid %d (%s) is not a Go program (%v): RipTrace traces Go binaries only", pid, exe, err)
+	}
+	p := &fleet.Process{
+		Pid:         pid,
+		Exe:         strings.TrimSuffix(exe, " (deleted)"),
+		Cmdline:     cmdline(pid),
+		Module:      info.Main.Path,
+		MainPackage: info.Path,
+		GoVersion:   info.GoVersion,
+		ContainerID: containerID(pid),
+	}
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			p.Revision = s.Value
+		case "vcs.modified":
+			p.Modified = s.Value == "true"
+		case "vcs.time":
+			p.VCSTime = s.Value
+		}
+	}
+	if p.Module == "" {
+		// Built from a file list (go build x.go) or a testdata directory:
+		// there is no module; the main package path is the best name.
+		p.Module = p.MainPackage
+	}
+	return p, nil
+}
+
+func cmdline(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+}
+
+var containerIDRe = regexp.MustCompile(`[0-9a-f]{64}`)
+
+// containerID finds a 64-hex container id in the process's cgroup path
+// (docker, containerd, cri-o and podman all put it there).
+func containerID(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return ""
+	}
+	return containerIDRe.FindString(string(b))
+}
+
+// kernelRelease returns the running kernel's release.
+func kernelRelease() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+

@@ -1,0 +1,148 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// serve wraps a request handler: it recovers panics into an error reply and
+// sends whatever the handler returns.
+func (a *Agent) serve(h func(*nats.Msg) fleet.Message) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		var reply fleet.Message
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					a.log.Error("handler panic", "subject", m.Subject, "panic", r, "stack", string(debug.Stack()))
+					reply = &fleet.ErrorReply{Error: fleet.Errorf(fleet.CodeInternal, "internal error handling %s: %v (please report it)", m.Subject, r)}
+				}
+			}()
+			reply = h(m)
+		}()
+		if m.Reply == "" {
+			return
+		}
+		if err := m.Respond(fleet.Encode(reply)); err != nil {
+			a.log.Warn("replying", "subject", m.Subject, "err", err)
+		}
+	}
+}
+
+func (a *Agent) handleProfile(m *nats.Msg) fleet.Message {
+	var req fleet.Request
+	// An empty request is accepted, so `nats req P.host.profile.get ''` works.
+	if len(m.Data) > 0 {
+		if err := fleet.Decode(m.Data, "profile request", &req); err != nil {
+			return &fleet.Profile{Error: fleet.AsError(err)}
+		}
+	}
+	return a.profile()
+}
+
+func (a *Agent) profile() *fleet.Profile {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := &fleet.Profile{Host: a.info, Processes: []fleet.Process{}}
+	tps := make(map[int][]string)
+	for k, pl := range a.placed {
+		if pl.err == nil && pl.done == "" {
+			tps[k.pid] = append(tps[k.pid], k.id)
+		}
+	}
+	for pid, proc := range a.procs {
+		c := *proc
+		c.Attached = a.attached[pid] != nil
+		c.Tracepoints = tps[pid]
+		sort.Strings(c.Tracepoints)
+		p.Processes = append(p.Processes, c)
+	}
+	sort.Slice(p.Processes, func(i, j int) bool { return p.Processes[i].Pid < p.Processes[j].Pid })
+	return p
+}
+
+func (a *Agent) handleAttach(m *nats.Msg) fleet.Message {
+	var req fleet.AttachRequest
+	if err := fleet.Decode(m.Data, "attach request", &req); err != nil {
+		return &fleet.AttachReply{Error: fleet.AsError(err)}
+	}
+	if req.Pid <= 0 {
+		return &fleet.AttachReply{Pid: req.Pid, Error: fleet.Errorf(fleet.CodeBadRequest, "attach request needs a pid > 0")}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a.recMu.Lock()
+	att, err := a.attach(ctx, req.Pid)
+	if err == nil {
+		a.mu.Lock()
+		att.pinnedUntil = time.Now().Add(time.Minute)
+		a.mu.Unlock()
+	}
+	a.recMu.Unlock()
+	if err != nil {
+		return &fleet.AttachReply{Pid: req.Pid, Error: fleet.AsError(err)}
+	}
+	return &fleet.AttachReply{Pid: req.Pid, Attached: true}
+}
+
+func (a *Agent) handleCreate(m *nats.Msg) fleet.Message {
+	var spec fleet.Spec
+	if err := fleet.Decode(m.Data, "tracepoint spec", &spec); err != nil {
+		return &fleet.CreateTracepointReply{Error: fleet.AsError(err)}
+	}
+	if err := spec.Validate(); err != nil {
+		return &fleet.CreateTracepointReply{ID: spec.ID, Error: fleet.AsError(err)}
+	}
+	a.mu.Lock()
+	a.direct[spec.ID] = &spec
+	a.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a.reconcile(ctx)
+
+	r := &fleet.CreateTracepointReply{ID: spec.ID, Placements: []fleet.Placement{}}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, p := range a.placed {
+		if k.id != spec.ID {
+			continue
+		}
+		pl := p.pl
+		pl.Pid = k.pid
+		pl.Error = p.err
+		r.Placements = append(r.Placements, pl)
+	}
+	sort.Slice(r.Placements, func(i, j int) bool { return r.Placements[i].Pid < r.Placements[j].Pid })
+	if len(r.Placements) == 0 {
+		msg := a.hostWide[spec.ID]
+		if msg == "" {
+			msg = fmt.Sprintf("tracepoint %s does not select host %s (hosts %v)", spec.ID, a.cfg.Host, spec.Selector.Hosts)
+		}
+		r.Error = fleet.Errorf(fleet.CodeNoProcess, "%s", msg)
+	}
+	return r
+}
+
+func (a *Agent) handleClear(m *nats.Msg) fleet.Message {
+	var req fleet.ClearTracepointRequest
+	if err := fleet.Decode(m.Data, "clearTracepoint request", &req); err != nil {
+		return &fleet.ClearTracepointReply{Error: fleet.AsError(err)}
+	}
+	a.mu.Lock()
+	_, ok := a.direct[req.ID]
+	delete(a.direct, req.ID)
+	a.mu.Unlock()
+	if !ok {
+		return &fleet.ClearTracepointReply{ID: req.ID, Error: fleet.Errorf(fleet.CodeBadRequest, "host %s has no tracepoint %s created by createTracepoint (declared tracepoints are removed from the bucket: `riptrace` clients do that when they exit)", a.cfg.Host, req.ID)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a.reconcile(ctx)
+	return &fleet.ClearTracepointReply{ID: req.ID}
+}

@@ -1,0 +1,84 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// writeStatuses brings the status bucket in line with what the agent knows,
+// writing only the entries that changed and withdrawing those that no longer
+// apply. recMu should be held.
+func (a *Agent) writeStatuses(ctx context.Context) {
+	now := time.Now().UTC()
+	a.mu.Lock()
+	next := make(map[string]fleet.Status)
+	for k, p := range a.placed {
+		st := fleet.Status{Tracepoint: k.id, Host: a.cfg.Host, Pid: k.pid, Hits: p.hits}
+		if proc := a.procs[k.pid]; proc != nil {
+			st.Process = proc.Ref()
+		} else if att := a.attached[k.pid]; att != nil {
+			st.Process = att.proc.Ref()
+		}
+		switch {
+		case p.err != nil:
+			st.State, st.Message = fleet.StateError, p.err.Message
+		case p.done != "":
+			st.State, st.Message = fleet.StateDone, p.done
+		default:
+			pl := p.pl
+			st.State, st.Placement = fleet.StateInstalled, &pl
+			st.Message = fmt.Sprintf("installed in %s at %s:%d", pl.Function, pl.File, pl.Line)
+		}
+		next[fleet.StatusKey(k.id, a.cfg.Host, k.pid)] = st
+	}
+	for id, msg := range a.hostWide {
+		next[fleet.StatusKey(id, a.cfg.Host, 0)] = fleet.Status{Tracepoint: id, Host: a.cfg.Host, State: fleet.StatePending, Message: msg}
+	}
+	var put []fleet.Status
+	var del []string
+	for key, st := range next {
+		old, ok := a.written[key]
+		if ok && sameStatus(old, st) {
+			continue
+		}
+		put = append(put, st)
+	}
+	for key := range a.written {
+		if _, ok := next[key]; !ok {
+			del = append(del, key)
+		}
+	}
+	a.mu.Unlock()
+
+	kv := a.c.StatusKV()
+	for _, st := range put {
+		st.Updated = now
+		key := fleet.StatusKey(st.Tracepoint, st.Host, st.Pid)
+		if _, err := kv.Put(ctx, key, fleet.Encode(&st)); err != nil {
+			a.log.Warn("writing status", "key", key, "err", err)
+			continue
+		}
+		a.written[key] = st
+	}
+	for _, key := range del {
+		if err := kv.Delete(ctx, key); err != nil {
+			a.log.Warn("withdrawing status", "key", key, "err", err)
+			continue
+		}
+		delete(a.written, key)
+	}
+}
+
+func sameStatus(a, b fleet.Status) bool {
+	return a.State == b.State && a.Message == b.Message && a.Hits == b.Hits && a.Process == b.Process
+}
+
+// flushHitCounts refreshes the hit counts in the status entries.
+func (a *Agent) flushHitCounts(ctx context.Context) {
+	a.recMu.Lock()
+	defer a.recMu.Unlock()
+	a.writeStatuses(ctx)
+}

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/agent/delve"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("agent", "[--host NAME] [--processes GLOB]...", stderr)
+	var conn connFlags
+	conn.register(fs)
+	host := fs.String("host", "", "`NAME` of this host in the fleet (default the hostname)")
+	var procs stringList
+	fs.Var(&procs, "processes", "manage only processes whose module path, main package or executable name matches `GLOB` (repeatable)")
+	jsonLog := fs.Bool("log-json", false, "log as JSON lines")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usageError{fmt.Sprintf("agent takes no arguments, got %q", pos)}
+	}
+	var h slog.Handler = slog.NewTextHandler(stderr, nil)
+	if *jsonLog {
+		h = slog.NewJSONHandler(stderr, nil)
+	}
+	c, err := fleet.Connect(ctx, conn.url, fleet.ClientOptions{Prefix: conn.prefix, Name: "riptrace-agent " + *host})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	a := agent.New(agent.Config{
+		Host:        *host,
+		Processes:   procs,
+		Version:     version,
+		BackendName: "delve",
+		Log:         slog.New(h),
+	}, c, delve.New(stderr))
+	return a.Run(ctx)
+}

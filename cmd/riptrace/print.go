@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// printHit writes one hit in the text form of `riptrace trace`:
+//
+//	#12 10:04:05.123456 shop-a payments[4242] g37 payments/main.go:42 main.charge
+//	    args:   req=*main.ChargeRequest {OrderID: "ord-0001", …}
+//	    locals: amount=99.5 approved=true
+func printHit(w io.Writer, h *fleet.Hit, stack bool) {
+	fmt.Fprintf(w, "#%d %s %s %s[%d] g%d %s:%d %s\n", h.Seq, h.ServerTime.Local().Format("15:04:05.000000"),
+		h.Host, h.Process.Exe, h.Pid, h.Goroutine, shortPath(h.File), h.Line, h.Function)
+	if h.Message != "" {
+		fmt.Fprintf(w, "    log:    %s\n", h.Message)
+	}
+	if len(h.Args) > 0 {
+		fmt.Fprintf(w, "    args:   %s\n", joinVars(h.Args))
+	}
+	if len(h.Locals) > 0 {
+		fmt.Fprintf(w, "    locals: %s\n", joinVars(h.Locals))
+	}
+	if len(h.Exprs) > 0 {
+		fmt.Fprintf(w, "    exprs:  %s\n", joinVars(h.Exprs))
+	}
+	for _, e := range h.Errors {
+		fmt.Fprintf(w, "    error:  %s\n", e)
+	}
+	if h.Dropped > 0 {
+		fmt.Fprintf(w, "    (%d hits dropped by the rate limit before this one)\n", h.Dropped)
+	}
+	if stack {
+		for _, f := range h.Stack {
+			fmt.Fprintf(w, "      at %s (%s:%d)\n", f.Function, shortPath(f.File), f.Line)
+		}
+	}
+}
+
+func joinVars(vs []fleet.Variable) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		if v.Unreadable != "" {
+			parts[i] = fmt.Sprintf("%s=<unreadable: %s>", v.Name, v.Unreadable)
+			continue
+		}
+		parts[i] = v.Name + "=" + v.Value
+	}
+	return strings.Join(parts, " ")
+}
+
+// shortPath keeps the last two elements of a path: enough to recognize the
+// file, short enough for a terminal line.
+func shortPath(p string) string {
+	i := strings.LastIndexByte(p, '/')
+	if i <= 0 {
+		return p
+	}
+	if j := strings.LastIndexByte(p[:i], '/'); j >= 0 {
+		return p[j+1:]
+	}
+	return p
+}
+
+func printStatus(w io.Writer, ev fleet.StatusEvent) {
+	who := ev.Host
+	if ev.Pid != 0 {
+		who = fmt.Sprintf("%s %s[%d]", ev.Host, ev.Process.Exe, ev.Pid)
+	}
+	if ev.Deleted {
+		fmt.Fprintf(w, "riptrace: %s: removed\n", who)
+		return
+	}
+	fmt.Fprintf(w, "riptrace: %s: %s: %s\n", who, ev.State, ev.Message)
+}
+

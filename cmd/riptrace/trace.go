@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// traceLease is how long a declared tracepoint outlives a `riptrace trace`
+// that died without removing it. The command renews it while it runs.
+const traceLease = time.Minute
+
+func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("trace", "[flags] FILE:LINE", stderr)
+	var conn connFlags
+	conn.register(fs)
+	var hosts, procs, exprs stringList
+	fs.Var(&hosts, "hosts", "trace only on hosts matching `GLOB` (repeatable)")
+	fs.Var(&procs, "processes", "trace only processes whose module path, main package or executable name matches `GLOB` (repeatable)")
+	fs.Var(&exprs, "expr", "also capture the Go `EXPR`ession (repeatable)")
+	cond := fs.String("cond", "", "report a hit only when the Go `EXPR`ession is true")
+	hitCond := fs.String("hit-cond", "", "report only hits whose count satisfies `COND` (\"5\", \">= 10\", \"% 2\")")
+	logMsg := fs.String("log", "", "log `MSG` with {expr} interpolation on each hit")
+	count := fs.Int("count", 0, "exit after `N` hits (0: no limit)")
+	dur := fs.Duration("for", 0, "exit after `DURATION` (0: until interrupted)")
+	rate := fs.Int("rate", fleet.DefaultMaxHitsPerSecond, "at most `N` hits per second per process; the rest are counted as dropped")
+	depth := fs.Int("stack", 8, "capture `N` stack frames")
+	showStack := fs.Bool("show-stack", false, "print the captured stack under each hit")
+	asJSON := fs.Bool("json", false, "print one JSON object per hit per line")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return usageError{"trace takes exactly one FILE:LINE"}
+	}
+	loc, err := parseLocation(pos[0])
+	if err != nil {
+		return err
+	}
+	capture := fleet.DefaultCapture
+	capture.Exprs, capture.StackDepth = exprs, *depth
+	spec := fleet.Spec{
+		ID:           newID("trace"),
+		Location:     loc,
+		Selector:     fleet.Selector{Hosts: hosts, Processes: procs},
+		Condition:    *cond,
+		HitCondition: *hitCond,
+		LogMessage:   *logMsg,
+		Capture:      capture,
+		Limits:       fleet.Limits{MaxHitsPerSecond: *rate, ExpiresAt: time.Now().Add(traceLease).UTC()},
+		Owner:        owner("riptrace trace"),
+	}
+	if err := spec.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+
+	c, err := fleet.Connect(ctx, conn.url, fleet.ClientOptions{Prefix: conn.prefix, Name: "riptrace trace"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if *dur > 0 {
+		runCtx, cancel = context.WithTimeout(runCtx, *dur)
+		defer cancel()
+	}
+	// Open the readers before declaring, so that no hit or status is missed.
+	hits, err := c.Hits(runCtx, fleet.HitOptions{Tracepoints: []string{spec.ID}})
+	if err != nil {
+		return err
+	}
+	defer hits.Close()
+	statuses, err := c.WatchStatus(runCtx, spec.ID)
+	if err != nil {
+		return err
+	}
+	if err := c.Declare(ctx, &spec); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "riptrace: tracing %s as %s (Ctrl-C to stop)\n", loc, spec.ID)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := c.Remove(ctx, spec.ID); err != nil {
+			fmt.Fprintf(stderr, "riptrace: %v; it expires by itself within %s\n", err, traceLease)
+		}
+	}()
+	go renewLease(runCtx, c, spec, stderr)
+	go reportStatus(runCtx, statuses, stderr)
+
+	enc := json.NewEncoder(stdout)
+	n := 0
+	for *count == 0 || n < *count {
+		h, err := hits.Next(runCtx)
+		if err != nil {
+			if runCtx.Err() != nil {
+				break
+			}
+			var fe *fleet.Error
+			if errors.As(err, &fe) {
+				fmt.Fprintf(stderr, "riptrace: skipping a bad message: %v\n", err)
+				continue
+			}
+			return err
+		}
+		n++
+		if *asJSON {
+			fillEmpty(&h)
+			if err := enc.Encode(&h); err != nil {
+				return err
+			}
+		} else {
+			printHit(stdout, &h, *showStack)
+		}
+	}
+	fmt.Fprintf(stderr, "riptrace: %d hits; removing tracepoint %s\n", n, spec.ID)
+	return nil
+}
+
+// fillEmpty makes empty lists print as [] rather than null, so JSON
+// consumers see every field.
+func fillEmpty(h *fleet.Hit) {
+	if h.Args == nil {
+		h.Args = []fleet.Variable{}
+	}
+	if h.Locals == nil {
+		h.Locals = []fleet.Variable{}
+	}
+	if h.Stack == nil {
+		h.Stack = []fleet.Frame{}
+	}
+}
+
+// renewLease re-declares spec before its expiry while ctx lives. Agents
+// ignore the change of expiry: the tracepoint stays installed.
+func renewLease(ctx context.Context, c *fleet.Client, spec fleet.Spec, stderr io.Writer) {
+	t := time.NewTicker(traceLease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			spec.Limits.ExpiresAt = time.Now().Add(traceLease).UTC()
+			if err := c.Declare(ctx, &spec); err != nil && ctx.Err() == nil {
+				fmt.Fprintf(stderr, "riptrace: renewing the tracepoint: %v\n", err)
+			}
+		}
+	}
+}
+
+// reportStatus prints every status change on stderr, and a hint if no agent
+// reports at all.
+func reportStatus(ctx context.Context, ch <-chan fleet.StatusEvent, stderr io.Writer) {
+	hint := time.NewTimer(5 * time.Second)
+	defer hint.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hint.C:
+			fmt.Fprintln(stderr, "riptrace: no agent has reported on this tracepoint yet: check `riptrace hosts` and the --hosts/--processes selectors")
+		case ev, ok := <-ch:
+			if !ok {
+				return
+			}
+			hint.Stop()
+			printStatus(stderr, ev)
+		}
+	}
+}
+
+func newID(kind string) string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return kind + "-" + hex.EncodeToString(b)
+}
+
+func owner(what string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s (pid %d on %s)", what, os.Getpid(), host)
+}

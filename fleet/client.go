@@ -1,0 +1,389 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultURL is where every command looks for NATS unless told otherwise.
+const DefaultURL = "nats://127.0.0.1:4222"
+
+// ClientOptions configure Connect.
+type ClientOptions struct {
+	Prefix string        // subject prefix; DefaultPrefix if empty
+	Name   string        // connection name shown by the server
+	NATS   []nats.Option // credentials, TLS, reconnect policy
+}
+
+// Client is the fleet API used by the CLI, the debug adapter and the language
+// server. It is safe for concurrent use.
+type Client struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	subj   Subjects
+	tps    jetstream.KeyValue
+	status jetstream.KeyValue
+	hosts  jetstream.KeyValue
+}
+
+// Connect dials NATS and makes sure the hit stream and buckets exist.
+func Connect(ctx context.Context, url string, opts ClientOptions) (*Client, error) {
+	nopts := append([]nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1)}, opts.NATS...)
+	nc, err := nats.Connect(url, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS at %s: %w (start one with `riptrace server`, or pass --nats / RIPTRACE_NATS)", url, err)
+	}
+	c, err := NewClient(ctx, nc, opts.Prefix)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// NewClient wraps an existing connection; Close does not close nc.
+func NewClient(ctx context.Context, nc *nats.Conn, prefix string) (*Client, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("opening JetStream: %w", err)
+	}
+	subj := NewSubjects(prefix)
+	tps, status, hosts, err := ensureResources(ctx, js, subj)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{nc: nc, js: js, subj: subj, tps: tps, status: status, hosts: hosts}, nil
+}
+
+// Conn returns the underlying connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// JetStream returns the JetStream context.
+func (c *Client) JetStream() jetstream.JetStream { return c.js }
+
+// Subjects returns the subjects this client uses.
+func (c *Client) Subjects() Subjects { return c.subj }
+
+// Close closes the connection.
+func (c *Client) Close() { c.nc.Close() }
+
+// request sends req to subject and strictly decodes the reply into reply,
+// whose embedded error (if any) is returned as an *Error.
+func (c *Client) request(ctx context.Context, host, subject string, req Message, reply interface{ replyError() *Error }, what string) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	msg, err := c.nc.RequestWithContext(ctx, subject, Encode(req))
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("no agent answers for host %q: check the name with `riptrace hosts`, and that its agent runs and reaches this NATS server", host)
+		}
+		return fmt.Errorf("asking host %q (%s): %w", host, subject, err)
+	}
+	if err := Decode(msg.Data, what, reply); err != nil {
+		return fmt.Errorf("reading the reply of host %q: %w", host, err)
+	}
+	if e := reply.replyError(); e != nil {
+		return e
+	}
+	return nil
+}
+
+func (p *Profile) replyError() *Error               { return p.Error }
+func (r *AttachReply) replyError() *Error           { return r.Error }
+func (r *CreateTracepointReply) replyError() *Error { return r.Error }
+func (r *ClearTracepointReply) replyError() *Error  { return r.Error }
+
+// Profile asks one host for its facts and Go processes.
+func (c *Client) Profile(ctx context.Context, host string) (*Profile, error) {
+	var p Profile
+	if err := c.request(ctx, host, c.subj.ProfileGet(host), &Request{}, &p, "profile"); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// Attach asks host to attach to pid.
+func (c *Client) Attach(ctx context.Context, host string, pid int) (*AttachReply, error) {
+	var r AttachReply
+	if err := c.request(ctx, host, c.subj.Attach(host), &AttachRequest{Pid: pid}, &r, "attach reply"); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// CreateTracepoint installs spec on host's matching processes right away and
+// returns where it went. Use Declare for fleet-wide, reconciled tracepoints.
+func (c *Client) CreateTracepoint(ctx context.Context, host string, spec *Spec) (*CreateTracepointReply, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	var r CreateTracepointReply
+	if err := c.request(ctx, host, c.subj.CreateTracepoint(host), spec, &r, "createTracepoint reply"); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// ClearTracepoint removes a tracepoint created with CreateTracepoint.
+func (c *Client) ClearTracepoint(ctx context.Context, host, id string) error {
+	var r ClearTracepointReply
+	return c.request(ctx, host, c.subj.ClearTracepoint(host), &ClearTracepointRequest{ID: id}, &r, "clearTracepoint reply")
+}
+
+// HostEntry is one agent as seen by a client.
+type HostEntry struct {
+	Name     string    `json:"name"`
+	LastSeen time.Time `json:"lastSeen"`
+	Gone     bool      `json:"gone"`
+	Profile  *Profile  `json:"profile,omitempty"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// Hosts lists every agent that sent a heartbeat within the host bucket's
+// TTL, asking each live one for its profile. An agent whose heartbeat is
+// older than three periods, or that does not answer, is marked Gone.
+func (c *Client) Hosts(ctx context.Context) ([]HostEntry, error) {
+	lister, err := c.hosts.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing hosts: %w", err)
+	}
+	var entries []HostEntry
+	for key := range lister.Keys() {
+		e, err := c.hosts.Get(ctx, key)
+		if err != nil {
+			continue // expired between list and get
+		}
+		var hb Heartbeat
+		if err := Decode(e.Value(), "heartbeat", &hb); err != nil {
+			entries = append(entries, HostEntry{Name: key, Gone: true, Error: err.Error()})
+			continue
+		}
+		stale := time.Since(hb.Updated) > 3*time.Duration(hb.Every)
+		entries = append(entries, HostEntry{Name: hb.Host, LastSeen: hb.Updated, Gone: stale})
+	}
+	var wg sync.WaitGroup
+	for i := range entries {
+		if entries[i].Gone {
+			continue
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			p, err := c.Profile(ctx, entries[i].Name)
+			if err != nil {
+				entries[i].Gone = true
+				entries[i].Error = err.Error()
+				return
+			}
+			entries[i].Profile = p
+		})
+	}
+	wg.Wait()
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
+	return entries, nil
+}
+
+// Declare puts spec into the desired state; every agent whose processes
+// match installs it, now and whenever a matching process appears.
+func (c *Client) Declare(ctx context.Context, spec *Spec) error {
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	if spec.Created.IsZero() {
+		spec.Created = time.Now().UTC()
+	}
+	if _, err := c.tps.Put(ctx, spec.ID, Encode(spec)); err != nil {
+		return fmt.Errorf("declaring tracepoint %s: %w", spec.ID, err)
+	}
+	return nil
+}
+
+// Remove deletes a declared tracepoint; agents clear it from every process.
+func (c *Client) Remove(ctx context.Context, id string) error {
+	if err := c.tps.Delete(ctx, id); err != nil {
+		return fmt.Errorf("removing tracepoint %s: %w", id, err)
+	}
+	return nil
+}
+
+// Tracepoints lists the declared tracepoints.
+func (c *Client) Tracepoints(ctx context.Context) ([]Spec, error) {
+	lister, err := c.tps.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing tracepoints: %w", err)
+	}
+	var specs []Spec
+	for key := range lister.Keys() {
+		e, err := c.tps.Get(ctx, key)
+		if err != nil {
+			continue
+		}
+		var s Spec
+		if err := Decode(e.Value(), "tracepoint spec", &s); err != nil {
+			return nil, fmt.Errorf("reading tracepoint %s: %w", key, err)
+		}
+		specs = append(specs, s)
+	}
+	return specs, nil
+}
+
+// StatusEvent is one change of a tracepoint's status.
+type StatusEvent struct {
+	Status
+	Deleted bool // the agent withdrew this entry (tracepoint cleared there)
+}
+
+// WatchStatus streams the status entries of tracepoint id: first the current
+// ones, then every change, until ctx ends. The channel is then closed.
+func (c *Client) WatchStatus(ctx context.Context, id string) (<-chan StatusEvent, error) {
+	w, err := c.status.Watch(ctx, id+".>", jetstream.IncludeHistory())
+	if err != nil {
+		return nil, fmt.Errorf("watching the status of tracepoint %s: %w", id, err)
+	}
+	out := make(chan StatusEvent, 64)
+	go func() {
+		defer close(out)
+		defer w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue // end of the initial values
+				}
+				var ev StatusEvent
+				if e.Operation() == jetstream.KeyValuePut {
+					if err := Decode(e.Value(), "status", &ev.Status); err != nil {
+						ev.Status = Status{State: StateError, Message: err.Error()}
+					}
+				} else {
+					ev.Deleted = true
+				}
+				parseStatusKey(e.Key(), &ev.Status)
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+func parseStatusKey(key string, s *Status) {
+	parts := strings.Split(key, ".")
+	if len(parts) != 3 {
+		return
+	}
+	s.Tracepoint, s.Host = parts[0], parts[1]
+	s.Pid, _ = strconv.Atoi(parts[2])
+}
+
+// HitOptions choose which hits a HitReader returns.
+type HitOptions struct {
+	// Tracepoints keeps only hits of these ids; empty keeps all.
+	Tracepoints []string
+	// Replay starts at the beginning of the retained history; otherwise
+	// reading starts with hits published after the reader opens.
+	Replay bool
+	// Since starts at the first hit stored at or after this time.
+	Since time.Time
+	// StartSeq starts at this stream sequence.
+	StartSeq uint64
+}
+
+// HitReader reads hits in stream order.
+type HitReader struct {
+	cons  jetstream.Consumer
+	iter  jetstream.MessagesContext
+	want  map[string]bool
+	close sync.Once
+}
+
+// Hits opens a reader on the hit stream. Every reader sees hits in the same
+// order: the stream's.
+func (c *Client) Hits(ctx context.Context, opts HitOptions) (*HitReader, error) {
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}
+	switch {
+	case opts.StartSeq > 0:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, opts.StartSeq
+	case !opts.Since.IsZero():
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &opts.Since
+	case opts.Replay:
+		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	}
+	cons, err := c.js.OrderedConsumer(ctx, c.subj.HitStream(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening the hit stream: %w", err)
+	}
+	iter, err := cons.Messages()
+	if err != nil {
+		return nil, fmt.Errorf("reading the hit stream: %w", err)
+	}
+	r := &HitReader{cons: cons, iter: iter}
+	if len(opts.Tracepoints) > 0 {
+		r.want = make(map[string]bool)
+		for _, id := range opts.Tracepoints {
+			r.want[id] = true
+		}
+	}
+	return r, nil
+}
+
+// Next returns the next hit. A malformed message in the stream comes back as
+// an *Error naming its sequence; the reader stays usable. After Close, Next
+// returns jetstream.ErrMsgIteratorClosed.
+func (r *HitReader) Next(ctx context.Context) (Hit, error) {
+	for {
+		msg, err := r.iter.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return Hit{}, err
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return Hit{}, fmt.Errorf("reading hit metadata: %w", err)
+		}
+		var h Hit
+		if err := Decode(msg.Data(), "hit", &h); err != nil {
+			return Hit{}, Errorf(AsError(err).Code, "hit #%d on %s: %v", md.Sequence.Stream, msg.Subject(), err)
+		}
+		if r.want != nil && !r.want[h.Tracepoint] {
+			continue
+		}
+		h.Seq, h.ServerTime = md.Sequence.Stream, md.Timestamp
+		return h, nil
+	}
+}
+
+// Close stops the reader.
+func (r *HitReader) Close() {
+	r.close.Do(r.iter.Stop)
+}
+
+// StatusBucket and friends give agents direct access to the buckets.
+
+// TracepointKV returns the bucket of declared tracepoints.
+func (c *Client) TracepointKV() jetstream.KeyValue { return c.tps }
+
+// StatusKV returns the status bucket.
+func (c *Client) StatusKV() jetstream.KeyValue { return c.status }
+
+// HostKV returns the heartbeat bucket.
+func (c *Client) HostKV() jetstream.KeyValue { return c.hosts }

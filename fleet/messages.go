@@ -1,0 +1,459 @@
+package fleet
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"go/parser"
+	"path"
+	"strings"
+	"time"
+)
+
+// Version is the version of every message this package writes. Receivers
+// refuse other versions with CodeBadVersion.
+const Version = 1
+
+// Error codes carried by Error. They are stable: clients may switch on them.
+const (
+	CodeBadRequest   = "bad_request"   // malformed JSON, unknown field, missing field
+	CodeBadVersion   = "bad_version"   // a message version this receiver does not speak
+	CodeNoProcess    = "no_process"    // the pid does not exist on that host
+	CodeNotGo        = "not_go"        // the process is not a Go program
+	CodeNotManaged   = "not_managed"   // the agent's --processes selector excludes the process
+	CodeAttach       = "attach_failed" // ptrace or the debugger refused
+	CodeNoFile       = "no_file"       // no source file of the program matches the location
+	CodeNoCode       = "no_code"       // the file is known but the line has no code
+	CodeBadCondition = "bad_condition" // condition, hit condition or log message does not parse
+	CodeInternal     = "internal"      // a bug: the message says what was being done
+)
+
+// Error is the error part of every reply and status. Message says what went
+// wrong and what to do next.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf returns an *Error with the given code.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// AsError converts err into an *Error, keeping its code if it has one.
+func AsError(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var fe *Error
+	if errors.As(err, &fe) {
+		return fe
+	}
+	return &Error{Code: CodeInternal, Message: err.Error()}
+}
+
+// Location names a source line independently of where the program was
+// built: a module path plus the path inside the module, or (without a module)
+// a path suffix that must match one file of the program on whole path
+// elements.
+type Location struct {
+	Module string `json:"module,omitempty"`
+	Path   string `json:"path"`
+	Line   int    `json:"line"`
+}
+
+func (l Location) String() string {
+	p := l.Path
+	if l.Module != "" {
+		p = l.Module + "/" + l.Path
+	}
+	return fmt.Sprintf("%s:%d", p, l.Line)
+}
+
+// Selector chooses the processes a tracepoint applies to. Empty lists match
+// everything. Processes globs match the module path, the main package path or
+// the executable's base name.
+type Selector struct {
+	Hosts     []string `json:"hosts,omitempty"`
+	Processes []string `json:"processes,omitempty"`
+	Pids      []int    `json:"pids,omitempty"`
+}
+
+// Capture says what a hit carries and how much of each value is loaded.
+type Capture struct {
+	Args        bool     `json:"args"`
+	Locals      bool     `json:"locals"`
+	Exprs       []string `json:"exprs,omitempty"`
+	StackDepth  int      `json:"stackDepth,omitempty"`
+	MaxString   int      `json:"maxStringLen,omitempty"`
+	MaxArray    int      `json:"maxArrayValues,omitempty"`
+	MaxDepth    int      `json:"maxStructDepth,omitempty"`
+	MaxVariable int      `json:"maxVariables,omitempty"`
+}
+
+// DefaultCapture is what a tracepoint captures when its spec says nothing.
+var DefaultCapture = Capture{Args: true, Locals: true, StackDepth: 8, MaxString: 64, MaxArray: 8, MaxDepth: 2, MaxVariable: 32}
+
+// Limits bound what a tracepoint may cost.
+type Limits struct {
+	MaxHitsPerSecond int       `json:"maxHitsPerSecond,omitempty"`
+	MaxHits          int       `json:"maxHits,omitempty"`
+	ExpiresAt        time.Time `json:"expiresAt,omitzero"`
+}
+
+// DefaultMaxHitsPerSecond applies when a spec sets no rate.
+const DefaultMaxHitsPerSecond = 50
+
+// Spec declares one tracepoint across the fleet.
+type Spec struct {
+	Header
+	ID           string    `json:"id"`
+	Location     Location  `json:"location"`
+	Selector     Selector  `json:"selector"`
+	Condition    string    `json:"condition,omitempty"`
+	HitCondition string    `json:"hitCondition,omitempty"`
+	LogMessage   string    `json:"logMessage,omitempty"`
+	Capture      Capture   `json:"capture"`
+	Limits       Limits    `json:"limits"`
+	Owner        string    `json:"owner,omitempty"`
+	Created      time.Time `json:"created,omitzero"`
+}
+
+// Expired reports whether the spec's expiry has passed at now.
+func (s *Spec) Expired(now time.Time) bool {
+	return !s.Limits.ExpiresAt.IsZero() && !now.Before(s.Limits.ExpiresAt)
+}
+
+// Validate checks what can be checked without a program: the id, the
+// location, the globs and that the condition and log message parse.
+func (s *Spec) Validate() error {
+	switch {
+	case s.ID == "" || Token(s.ID) != s.ID:
+		return Errorf(CodeBadRequest, "tracepoint id %q must be non-empty and use only letters, digits, '-' and '_'", s.ID)
+	case s.Location.Path == "":
+		return Errorf(CodeBadRequest, "tracepoint %s has no file: give a path such as internal/pay/charge.go", s.ID)
+	case s.Location.Line <= 0:
+		return Errorf(CodeBadRequest, "tracepoint %s: line %d is not a line number (lines start at 1)", s.ID, s.Location.Line)
+	}
+	for _, g := range append(append([]string{}, s.Selector.Hosts...), s.Selector.Processes...) {
+		if g == "" {
+			return Errorf(CodeBadRequest, "tracepoint %s: empty glob in selector: drop it, or write * to match everything", s.ID)
+		}
+	}
+	if s.Condition != "" {
+		if _, err := parser.ParseExpr(s.Condition); err != nil {
+			return Errorf(CodeBadCondition, "condition %q is not a Go expression: %v", s.Condition, err)
+		}
+	}
+	for _, e := range s.Capture.Exprs {
+		if _, err := parser.ParseExpr(e); err != nil {
+			return Errorf(CodeBadCondition, "capture expression %q is not a Go expression: %v", e, err)
+		}
+	}
+	if _, err := ParseLogMessage(s.LogMessage); err != nil {
+		return err
+	}
+	return nil
+}
+
+// LogSegment is one piece of a parsed log message: literal text or an
+// expression to interpolate.
+type LogSegment struct {
+	Text string
+	Expr string
+}
+
+// ParseLogMessage splits a DAP-style log message ("total={total}") into
+// literal text and expressions. "{{" and "}}" stand for literal braces.
+func ParseLogMessage(msg string) ([]LogSegment, error) {
+	var segs []LogSegment
+	var text strings.Builder
+	for i := 0; i < len(msg); i++ {
+		c := msg[i]
+		switch {
+		case c == '{' && i+1 < len(msg) && msg[i+1] == '{', c == '}' && i+1 < len(msg) && msg[i+1] == '}':
+			text.WriteByte(c)
+			i++
+		case c == '{':
+			end := strings.IndexByte(msg[i:], '}')
+			if end < 0 {
+				return nil, Errorf(CodeBadCondition, "log message %q: '{' at offset %d is never closed; write {{ for a literal brace", msg, i)
+			}
+			expr := strings.TrimSpace(msg[i+1 : i+end])
+			if _, err := parser.ParseExpr(expr); err != nil {
+				return nil, Errorf(CodeBadCondition, "log message %q: {%s} is not a Go expression: %v", msg, expr, err)
+			}
+			if text.Len() > 0 {
+				segs = append(segs, LogSegment{Text: text.String()})
+				text.Reset()
+			}
+			segs = append(segs, LogSegment{Expr: expr})
+			i += end
+		case c == '}':
+			return nil, Errorf(CodeBadCondition, "log message %q: '}' at offset %d has no '{'; write }} for a literal brace", msg, i)
+		default:
+			text.WriteByte(c)
+		}
+	}
+	if text.Len() > 0 {
+		segs = append(segs, LogSegment{Text: text.String()})
+	}
+	return segs, nil
+}
+
+// Variable is a captured value as a bounded tree. Value is a one-line
+// rendering; Unreadable, when set, says why the value could not be read.
+type Variable struct {
+	Name       string     `json:"name"`
+	Type       string     `json:"type"`
+	Value      string     `json:"value"`
+	Children   []Variable `json:"children,omitempty"`
+	Unreadable string     `json:"unreadable,omitempty"`
+}
+
+// Frame is one stack frame of a hit.
+type Frame struct {
+	Function string `json:"function"`
+	File     string `json:"file"`
+	Line     int    `json:"line"`
+	PC       uint64 `json:"pc"`
+}
+
+// ProcessRef identifies the process a hit came from.
+type ProcessRef struct {
+	Exe         string `json:"exe"`
+	Module      string `json:"module,omitempty"`
+	MainPackage string `json:"mainPackage,omitempty"`
+	Revision    string `json:"revision,omitempty"`
+}
+
+// Hit is one execution of a traced line. Agents fill everything up to
+// Dropped; consumers add Seq and ServerTime from the hit stream.
+type Hit struct {
+	Header
+	Tracepoint string     `json:"tracepoint"`
+	Host       string     `json:"host"`
+	Pid        int        `json:"pid"`
+	Process    ProcessRef `json:"process"`
+	Goroutine  int64      `json:"goroutine"`
+	Time       int64      `json:"time"` // unix ns, taken on the agent
+	File       string     `json:"file"`
+	Line       int        `json:"line"`
+	Function   string     `json:"function"`
+	Args       []Variable `json:"args"`
+	Locals     []Variable `json:"locals"`
+	Exprs      []Variable `json:"exprs,omitempty"`
+	Stack      []Frame    `json:"stack"`
+	Message    string     `json:"message,omitempty"`
+	Dropped    uint64     `json:"dropped,omitempty"`
+	Errors     []string   `json:"errors,omitempty"`
+
+	Seq        uint64    `json:"seq,omitempty"`
+	ServerTime time.Time `json:"serverTime,omitzero"`
+}
+
+// HostInfo are the facts of one agent's host.
+type HostInfo struct {
+	Name         string    `json:"name"`
+	OS           string    `json:"os"`
+	Arch         string    `json:"arch"`
+	Kernel       string    `json:"kernel"`
+	CPUs         int       `json:"cpus"`
+	AgentVersion string    `json:"agentVersion"`
+	Backends     []string  `json:"backends"`
+	Started      time.Time `json:"started"`
+}
+
+// Process is one Go process an agent can attach to.
+type Process struct {
+	Pid         int      `json:"pid"`
+	Exe         string   `json:"exe"`
+	Cmdline     []string `json:"cmdline"`
+	Module      string   `json:"module"`
+	MainPackage string   `json:"mainPackage"`
+	GoVersion   string   `json:"goVersion"`
+	Revision    string   `json:"revision,omitempty"`
+	Modified    bool     `json:"modified,omitempty"`
+	VCSTime     string   `json:"vcsTime,omitempty"`
+	ContainerID string   `json:"containerId,omitempty"`
+	Attached    bool     `json:"attached"`
+	Tracepoints []string `json:"tracepoints,omitempty"`
+}
+
+// Ref returns the identity a hit carries.
+func (p *Process) Ref() ProcessRef {
+	return ProcessRef{Exe: path.Base(p.Exe), Module: p.Module, MainPackage: p.MainPackage, Revision: p.Revision}
+}
+
+// Profile is the reply to profile.get.
+type Profile struct {
+	Header
+	Host      HostInfo  `json:"host"`
+	Processes []Process `json:"processes"`
+	Error     *Error    `json:"error,omitempty"`
+}
+
+// Heartbeat is what an agent keeps in the host bucket.
+type Heartbeat struct {
+	Header
+	Host    string    `json:"host"`
+	Updated time.Time `json:"updated"`
+	Every   Duration  `json:"every"`
+}
+
+// Request is the payload of profile.get (no fields but the version).
+type Request struct {
+	Header
+}
+
+// AttachRequest is the payload of debugger.attach.
+type AttachRequest struct {
+	Header
+	Pid int `json:"pid"`
+}
+
+// AttachReply answers debugger.attach.
+type AttachReply struct {
+	Header
+	Pid      int    `json:"pid"`
+	Attached bool   `json:"attached"`
+	Error    *Error `json:"error,omitempty"`
+}
+
+// CreateTracepointReply answers debugger.createTracepoint with one placement
+// or failure per matching process.
+type CreateTracepointReply struct {
+	Header
+	ID         string      `json:"id"`
+	Placements []Placement `json:"placements"`
+	Error      *Error      `json:"error,omitempty"`
+}
+
+// ClearTracepointRequest is the payload of debugger.clearTracepoint.
+type ClearTracepointRequest struct {
+	Header
+	ID string `json:"id"`
+}
+
+// ClearTracepointReply answers debugger.clearTracepoint.
+type ClearTracepointReply struct {
+	Header
+	ID    string `json:"id"`
+	Error *Error `json:"error,omitempty"`
+}
+
+// Placement says where a tracepoint went in one process, or why not.
+type Placement struct {
+	Pid      int      `json:"pid"`
+	File     string   `json:"file,omitempty"`
+	Line     int      `json:"line,omitempty"`
+	Function string   `json:"function,omitempty"`
+	PCs      []uint64 `json:"pcs,omitempty"`
+	Error    *Error   `json:"error,omitempty"`
+}
+
+// Status states.
+const (
+	StateInstalled = "installed"
+	StatePending   = "pending"
+	StateError     = "error"
+	StateThrottled = "throttled"
+	StateDone      = "done" // maxHits reached or the process exited
+)
+
+// Status is one agent's report on one tracepoint in one process (Pid 0: the
+// host as a whole, for example when no process matches).
+type Status struct {
+	Header
+	Tracepoint string     `json:"tracepoint"`
+	Host       string     `json:"host"`
+	Pid        int        `json:"pid"`
+	Process    ProcessRef `json:"process"`
+	State      string     `json:"state"`
+	Message    string     `json:"message,omitempty"`
+	Placement  *Placement `json:"placement,omitempty"`
+	Hits       uint64     `json:"hits"`
+	Updated    time.Time  `json:"updated"`
+}
+
+// Duration is a time.Duration written as a Go duration string.
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"5s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Header carries the version every message starts with. Embedded, it
+// flattens into the message's JSON as "v".
+type Header struct {
+	V int `json:"v"`
+}
+
+func (h *Header) stamp() { h.V = Version }
+
+// Message is any of this package's messages.
+type Message interface{ stamp() }
+
+// ErrorReply is an error answer to any request; every reply type decodes it.
+type ErrorReply struct {
+	Header
+	Error *Error `json:"error"`
+}
+
+// Encode marshals a message, stamping the current version into it so callers
+// never forget it.
+func Encode(v Message) []byte {
+	v.stamp()
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Every message type marshals; this is a programming error.
+		panic(fmt.Sprintf("encoding %T: %v", v, err))
+	}
+	return b
+}
+
+// Decode unmarshals data into v strictly: it must be one JSON object of the
+// current version with no unknown fields. what names the message in errors
+// ("tracepoint spec", "attach request").
+func Decode(data []byte, what string, v any) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return Errorf(CodeBadRequest, "empty %s: send a JSON object with \"v\": %d", what, Version)
+	}
+	var head struct {
+		V *int `json:"v"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return Errorf(CodeBadRequest, "malformed %s: %v (send a JSON object with \"v\": %d)", what, err, Version)
+	}
+	if head.V == nil {
+		return Errorf(CodeBadRequest, "%s has no version: add \"v\": %d", what, Version)
+	}
+	if *head.V != Version {
+		return Errorf(CodeBadVersion, "%s has version %d, this side speaks version %d: upgrade the older of the two", what, *head.V, Version)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return Errorf(CodeBadRequest, "malformed %s: %v", what, err)
+	}
+	if dec.More() {
+		return Errorf(CodeBadRequest, "malformed %s: trailing data after the JSON object", what)
+	}
+	return nil
+}

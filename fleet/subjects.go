@@ -1,0 +1,95 @@
+package fleet
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultPrefix is the first token of every RipTrace subject and the stem of
+// every stream and bucket name.
+const DefaultPrefix = "riptrace"
+
+// Subjects derives every subject, stream and bucket name from one prefix.
+// Each subject exists as a template for publishing (a method taking the host)
+// and, where clients subscribe across hosts, as a wildcard.
+type Subjects struct {
+	Prefix string
+}
+
+// NewSubjects returns the subjects for prefix, or for DefaultPrefix if prefix
+// is empty.
+func NewSubjects(prefix string) Subjects {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return Subjects{Prefix: prefix}
+}
+
+// ProfileGet is the request/reply subject answering host facts and the host's
+// Go processes.
+func (s Subjects) ProfileGet(host string) string {
+	return fmt.Sprintf("%s.%s.profile.get", s.Prefix, host)
+}
+
+// Attach is the request/reply subject attaching the host's agent to a pid.
+func (s Subjects) Attach(host string) string {
+	return fmt.Sprintf("%s.%s.debugger.attach", s.Prefix, host)
+}
+
+// CreateTracepoint is the request/reply subject installing a tracepoint on
+// one host right away, outside the declared state.
+func (s Subjects) CreateTracepoint(host string) string {
+	return fmt.Sprintf("%s.%s.debugger.createTracepoint", s.Prefix, host)
+}
+
+// ClearTracepoint is the request/reply subject removing a tracepoint created
+// through CreateTracepoint.
+func (s Subjects) ClearTracepoint(host string) string {
+	return fmt.Sprintf("%s.%s.debugger.clearTracepoint", s.Prefix, host)
+}
+
+// Trace is the subject an agent publishes its hits on.
+func (s Subjects) Trace(host string) string {
+	return fmt.Sprintf("%s.%s.debugger.trace", s.Prefix, host)
+}
+
+// TraceAll matches the hits of every host; the hit stream captures it.
+func (s Subjects) TraceAll() string { return s.Prefix + ".*.debugger.trace" }
+
+// HitStream is the JetStream stream holding every hit in one order.
+func (s Subjects) HitStream() string { return strings.ToUpper(s.Prefix) + "_HITS" }
+
+// TracepointBucket is the key-value bucket of declared tracepoint specs,
+// keyed by tracepoint id.
+func (s Subjects) TracepointBucket() string { return s.Prefix + "_tracepoints" }
+
+// StatusBucket is the key-value bucket of per tracepoint × host × pid status,
+// keyed by StatusKey.
+func (s Subjects) StatusBucket() string { return s.Prefix + "_status" }
+
+// HostBucket is the key-value bucket where each agent keeps a heartbeat,
+// keyed by host.
+func (s Subjects) HostBucket() string { return s.Prefix + "_hosts" }
+
+// StatusKey is the key of one status entry. Pid 0 is the host-wide entry
+// (for example "no matching process").
+func StatusKey(tracepoint, host string, pid int) string {
+	return fmt.Sprintf("%s.%s.%d", tracepoint, host, pid)
+}
+
+// Token turns a name into a valid subject token and key-value key token:
+// letters, digits, '-' and '_' are kept, anything else becomes '_'.
+func Token(name string) string {
+	if name == "" {
+		return "_"
+	}
+	b := []byte(name)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
