@@ -64,13 +64,13 @@ type Agent struct {
 
 	// mu guards the fields below.
 	mu       sync.Mutex
-	procs    map[int]*fleet.Process   // managed Go processes of the last scan
-	declared map[string]*fleet.Spec   // the tracepoint bucket
-	direct   map[string]*fleet.Spec   // createTracepoint requests
-	attached map[int]*attachment      // pid → attached target
-	placed   map[placeKey]*placement  // what each process has, or why not
-	hostWide map[string]string        // tracepoint → pending message (pid 0 status)
-	specKeys map[string]string        // tracepoint → fingerprint of the spec last seen
+	procs    map[int]*fleet.Process  // managed Go processes of the last scan
+	declared map[string]*fleet.Spec  // the tracepoint bucket
+	direct   map[string]*fleet.Spec  // createTracepoint requests
+	attached map[int]*attachment     // pid → attached target
+	placed   map[placeKey]*placement // what each process has, or why not
+	hostWide map[string]string       // tracepoint → pending message (pid 0 status)
+	specKeys map[string]string       // tracepoint → fingerprint of the spec last seen
 }
 
 type placeKey struct {

@@ -165,4 +165,3 @@ func kernelRelease() string {
 	}
 	return strings.TrimSpace(string(b))
 }
-

@@ -356,4 +356,3 @@ func (s *demoService) stop() {
 		<-s.done
 	}
 }
-

@@ -77,4 +77,3 @@ func printStatus(w io.Writer, ev fleet.StatusEvent) {
 	}
 	fmt.Fprintf(w, "riptrace: %s: %s: %s\n", who, ev.State, ev.Message)
 }
-
