@@ -3,6 +3,7 @@ package delve
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,6 +78,9 @@ func (t *target) capture(th proc.Thread, tp *tracepoint) fleet.Hit {
 		if err != nil {
 			h.Errors = append(h.Errors, fmt.Sprintf("reading arguments: %v", err))
 		}
+		// Results are not set until the function returns; a line inside it
+		// would show garbage or "empty OP stack" for them.
+		vars = slices.DeleteFunc(vars, func(v *proc.Variable) bool { return v.Flags&proc.VariableReturnArgument != 0 })
 		h.Args = convertAll(vars, maxVars, 0)
 	}
 	if c.Locals {
@@ -119,7 +123,10 @@ func evalVar(scope *proc.EvalScope, expr string, cfg proc.LoadConfig) fleet.Vari
 // without quotes.
 func logValue(v fleet.Variable) string {
 	if v.Unreadable != "" {
-		return "<" + v.Unreadable + ">"
+		if optimizedAway(v.Unreadable) {
+			return "<" + v.Name + ": optimized away>"
+		}
+		return "<" + v.Name + ": " + v.Unreadable + ">"
 	}
 	if strings.HasPrefix(v.Type, "string") && len(v.Value) >= 2 && v.Value[0] == '"' {
 		if s, err := strconv.Unquote(v.Value); err == nil {
@@ -155,6 +162,9 @@ func convert(v *api.Variable, depth int) fleet.Variable {
 	fv := fleet.Variable{Name: v.Name, Type: api.ShortenType(v.Type)}
 	if v.Unreadable != "" {
 		fv.Value = "<unreadable>"
+		if optimizedAway(v.Unreadable) {
+			fv.Value = "<optimized away>"
+		}
 		fv.Unreadable = explainUnreadable(v.Unreadable)
 		return fv
 	}
@@ -215,10 +225,14 @@ func withMapChildren(fv fleet.Variable, m *api.Variable, depth int) fleet.Variab
 	return fv
 }
 
+func optimizedAway(reason string) bool {
+	return strings.Contains(reason, "loclist") || strings.Contains(reason, "optimized")
+}
+
 // explainUnreadable adds what the user can do to Delve's terse reasons.
 func explainUnreadable(reason string) string {
 	switch {
-	case strings.Contains(reason, "loclist"), strings.Contains(reason, "optimized"):
+	case optimizedAway(reason):
 		return reason + " (the optimizer keeps no copy of this variable at this line; trace a line where it is used, or build with -gcflags=all=-N -l)"
 	case strings.Contains(reason, "no location"):
 		return reason + " (the variable has no storage at this line: it is dead or not yet assigned)"

@@ -39,7 +39,7 @@ type demoTracepoint struct {
 var demoTracepoints = []demoTracepoint{
 	{service: "gateway", marker: "checkout"},
 	{service: "orders", marker: "price"},
-	{service: "payments", marker: "charge", log: "charging {req.Customer} {cents} cents: approved={approved}"},
+	{service: "payments", marker: "charge", log: "charging {req.Customer} {req.Amount} {req.Currency}: approved={approved}"},
 }
 
 var demoCheckouts = []string{

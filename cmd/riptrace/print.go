@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/riptrace/riptrace/fleet"
 )
@@ -44,13 +45,26 @@ func printHit(w io.Writer, h *fleet.Hit, stack bool) {
 func joinVars(vs []fleet.Variable) string {
 	parts := make([]string, len(vs))
 	for i, v := range vs {
-		if v.Unreadable != "" {
-			parts[i] = fmt.Sprintf("%s=<unreadable: %s>", v.Name, v.Unreadable)
+		if v.Unreadable != "" && v.Value == "<unreadable>" {
+			parts[i] = fmt.Sprintf("%s=<unreadable: %s>", v.Name, clip(v.Unreadable, maxValueWidth))
 			continue
 		}
-		parts[i] = v.Name + "=" + v.Value
+		parts[i] = v.Name + "=" + clip(v.Value, maxValueWidth)
 	}
 	return strings.Join(parts, " ")
+}
+
+// maxValueWidth bounds one value on a terminal line; --json has it all.
+const maxValueWidth = 160
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // shortPath keeps the last two elements of a path: enough to recognize the
