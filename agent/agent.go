@@ -199,14 +199,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer scanTick.Stop()
 	beatTick := time.NewTicker(a.cfg.HeartbeatEvery)
 	defer beatTick.Stop()
+	updates := watcher.Updates()
 	for {
 		select {
 		case <-ctx.Done():
 			<-reconcileDone
 			a.shutdown()
 			return nil
-		case e, ok := <-watcher.Updates():
+		case e, ok := <-updates:
 			if !ok {
+				if ctx.Err() != nil {
+					updates = nil // shutting down: the watcher ends with ctx
+					continue
+				}
 				return errors.New("the tracepoint bucket watcher stopped")
 			}
 			if e != nil {

@@ -8,21 +8,25 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/riptrace/riptrace/fleet"
 )
 
-// procKey identifies a process across pid reuse.
+// procKey identifies a process image across pid reuse and exec.
 type procKey struct {
 	pid   int
 	start uint64 // start time in clock ticks since boot, /proc/PID/stat field 22
+	exe   string // exec keeps the pid and start time but changes this
 }
 
 // discoverer lists the Go processes on this host. It caches what it learned
 // from each executable's build info, so a scan costs a readdir and a stat
 // read per process.
 type discoverer struct {
-	self  int
+	self int
+
+	mu    sync.Mutex                 // guards cache
 	cache map[procKey]*fleet.Process // nil value: not a Go program
 }
 
@@ -36,6 +40,8 @@ func (d *discoverer) scan() map[int]*fleet.Process {
 	if err != nil {
 		return nil
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	seen := make(map[procKey]bool)
 	out := make(map[int]*fleet.Process)
 	for _, e := range ents {
@@ -47,7 +53,11 @@ func (d *discoverer) scan() map[int]*fleet.Process {
 		if !ok {
 			continue
 		}
-		k := procKey{pid, start}
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err != nil {
+			continue // a kernel thread, or gone
+		}
+		k := procKey{pid, start, exe}
 		seen[k] = true
 		p, cached := d.cache[k]
 		if !cached {

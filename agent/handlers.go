@@ -99,6 +99,7 @@ func (a *Agent) handleCreate(m *nats.Msg) fleet.Message {
 	if err := spec.Validate(); err != nil {
 		return &fleet.CreateTracepointReply{ID: spec.ID, Error: fleet.AsError(err)}
 	}
+	a.scan() // a process started a moment ago counts
 	a.mu.Lock()
 	a.direct[spec.ID] = &spec
 	a.mu.Unlock()

@@ -318,7 +318,7 @@ func (t *target) set(spec agent.Tracepoint) (agent.Placement, error) {
 		delete(t.grp.LogicalBreakpoints, lbp.LogicalID)
 		var nf *proc.ErrCouldNotFindLine
 		if errors.As(err, &nf) {
-			return agent.Placement{}, fleet.Errorf(fleet.CodeNoCode, "%s:%d has no code in %s: the compiler emitted no instructions for that line (a comment, a blank line, a declaration, or code optimized away); pick a line with a statement", file, spec.Location.Line, tgt.BinInfo().Images[0].Path)
+			return agent.Placement{}, fleet.Errorf(fleet.CodeNoCode, "%s:%d has no code in %s: the compiler emitted no instructions for that line (a comment, a blank line, a declaration, or code optimized away); pick a line with a statement", file, spec.Location.Line, exeName(t.pid))
 		}
 		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "setting a breakpoint at %s:%d: %v", file, spec.Location.Line, err)
 	}
@@ -339,6 +339,14 @@ func (t *target) set(spec agent.Tracepoint) (agent.Placement, error) {
 		}
 	}
 	return pl, nil
+}
+
+// exeName names pid's executable for messages.
+func exeName(pid int) string {
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
+		return exe
+	}
+	return fmt.Sprintf("pid %d", pid)
 }
 
 func (t *target) clear(id string) error {

@@ -1,0 +1,508 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/agent/delve"
+	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/fleet/fleettest"
+)
+
+func TestMain(m *testing.M) {
+	// The Delve backend re-runs this test binary as its per-target worker.
+	delve.MaybeRunWorker()
+	code := m.Run()
+	agenttest.RemoveBuilds()
+	os.Exit(code)
+}
+
+const loopDir = "testdata/targets/loop"
+
+var loopSrc = filepath.Join(loopDir, "main.go")
+
+// harness is one real NATS server, one agent on it, and a fleet client.
+type harness struct {
+	t      *testing.T
+	c      *fleet.Client
+	host   string
+	exe    string // the base name of this test's target binary
+	bin    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+var hostSeq atomic.Int64
+
+// newHarness starts a server and an agent that manages only this test's own
+// copies of the loop target (built with flags), so parallel tests never
+// attach to each other's processes.
+func newHarness(t *testing.T, flags ...string) *harness {
+	t.Helper()
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	n := hostSeq.Add(1)
+	h := &harness{t: t, c: c, host: fmt.Sprintf("host-%d", n), exe: fmt.Sprintf("loop-%d", n), done: make(chan error, 1)}
+	h.bin = filepath.Join(t.TempDir(), h.exe)
+	copyFile(t, agenttest.BuildTarget(t, loopDir, flags...), h.bin)
+
+	ac := fleettest.Connect(t, s)
+	a := agent.New(agent.Config{
+		Host:        h.host,
+		Processes:   []string{h.exe},
+		ScanEvery:   100 * time.Millisecond,
+		BackendName: "delve",
+		Log:         testLogger(t),
+	}, ac, delve.New(os.Stderr))
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.done <- a.Run(ctx) }()
+	t.Cleanup(h.stop)
+	// The agent is up once it answers.
+	agenttest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		_, err := c.Profile(context.Background(), h.host)
+		return err
+	})
+	return h
+}
+
+// stop stops the agent and returns Run's result.
+func (h *harness) stop() {
+	h.cancel()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Errorf("agent.Run: %v", err)
+		}
+		h.done <- nil
+	case <-time.After(60 * time.Second):
+		h.t.Error("agent did not stop within 60s")
+	}
+}
+
+func (h *harness) start(args ...string) *agenttest.Proc {
+	return agenttest.Start(h.t, h.bin, args...)
+}
+
+func (h *harness) spec(id, marker string) *fleet.Spec {
+	return &fleet.Spec{
+		ID:       id,
+		Location: fleet.Location{Path: "loop/main.go", Line: agenttest.MarkerLine(h.t, loopSrc, marker)},
+		Capture:  fleet.DefaultCapture,
+		Limits:   fleet.Limits{MaxHitsPerSecond: 1000},
+	}
+}
+
+// awaitStatus waits for a status of tracepoint id for which ok is true.
+func (h *harness) awaitStatus(id string, ok func(fleet.StatusEvent) bool) fleet.StatusEvent {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ch, err := h.c.WatchStatus(ctx, id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var last []string
+	for ev := range ch {
+		if ok(ev) {
+			return ev
+		}
+		last = append(last, fmt.Sprintf("%+v", ev))
+	}
+	h.t.Fatalf("no matching status for %s within 30s; saw:\n%s", id, strings.Join(last, "\n"))
+	return fleet.StatusEvent{}
+}
+
+func installed(pid int) func(fleet.StatusEvent) bool {
+	return func(ev fleet.StatusEvent) bool {
+		return ev.Pid == pid && ev.State == fleet.StateInstalled && !ev.Deleted
+	}
+}
+
+// hits reads n hits of tracepoint id from the stream's beginning.
+func (h *harness) hits(id string, n int) []fleet.Hit {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := h.c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{id}, Replay: true})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer r.Close()
+	var out []fleet.Hit
+	for len(out) < n {
+		hit, err := r.Next(ctx)
+		if err != nil {
+			h.t.Fatalf("reading hit %d of %d: %v", len(out)+1, n, err)
+		}
+		out = append(out, hit)
+	}
+	return out
+}
+
+func (h *harness) attached(pid int) bool {
+	h.t.Helper()
+	p, err := h.c.Profile(context.Background(), h.host)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, proc := range p.Processes {
+		if proc.Pid == pid {
+			return proc.Attached
+		}
+	}
+	return false
+}
+
+// stillRunning checks that p kept running: it prints a new ALIVE line.
+func stillRunning(t *testing.T, p *agenttest.Proc) {
+	t.Helper()
+	if !p.Alive() {
+		t.Fatalf("target %d died; its output:\n%s", p.Pid, p.Output())
+	}
+	n := strings.Count(p.Output(), "ALIVE")
+	agenttest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if strings.Count(p.Output(), "ALIVE") <= n {
+			return errors.New("no new ALIVE line")
+		}
+		return nil
+	})
+}
+
+func find(vars []fleet.Variable, name string) *fleet.Variable {
+	for i := range vars {
+		if vars[i].Name == name {
+			return &vars[i]
+		}
+	}
+	return nil
+}
+
+func TestHitsCarryValues(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		flags []string
+	}{{"optimized", nil}, {"noopt", []string{agenttest.NoOpt}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, tc.flags...)
+			p := h.start()
+			spec := h.spec("values", "process")
+			spec.LogMessage = "item {it.ID} n={n}"
+			spec.Capture.Exprs = []string{"it.Owner", "len(it.Tags)"}
+			if err := h.c.Declare(context.Background(), spec); err != nil {
+				t.Fatal(err)
+			}
+			st := h.awaitStatus(spec.ID, installed(p.Pid))
+			if st.Placement == nil || st.Placement.Function != "main.process" || len(st.Placement.PCs) == 0 {
+				t.Fatalf("placement = %+v, want main.process with PCs", st.Placement)
+			}
+			line := agenttest.MarkerLine(t, loopSrc, "process")
+			for _, hit := range h.hits(spec.ID, 6) {
+				if hit.Pid != p.Pid || hit.Host != h.host || hit.Line != line || hit.Function != "main.process" {
+					t.Fatalf("hit from %s pid %d at %s:%d in %s; want %s pid %d at line %d in main.process", hit.Host, hit.Pid, hit.File, hit.Line, hit.Function, h.host, p.Pid, line)
+				}
+				if hit.Goroutine <= 0 || hit.Seq == 0 || hit.ServerTime.IsZero() || hit.Process.Exe != h.exe {
+					t.Fatalf("hit lacks goroutine, seq, server time or process: %+v", hit)
+				}
+				it, n := find(hit.Args, "it"), find(hit.Args, "n")
+				if it == nil || n == nil {
+					t.Fatalf("args = %+v, want it and n", hit.Args)
+				}
+				id := find(it.Children, "ID")
+				if id == nil || !strings.Contains("\"book\" \"lamp\" \"pen\"", id.Value) {
+					t.Fatalf("it's children = %+v, want ID followed through the pointer", it.Children)
+				}
+				wantMsg := fmt.Sprintf("item %s n=%s", strings.Trim(id.Value, `"`), n.Value)
+				if hit.Message != wantMsg {
+					t.Errorf("log message = %q, want %q", hit.Message, wantMsg)
+				}
+				if find(hit.Locals, "units") == nil || find(hit.Locals, "label") == nil {
+					t.Errorf("locals = %+v, want units and label", hit.Locals)
+				}
+				if len(hit.Exprs) != 2 || hit.Exprs[1].Unreadable != "" {
+					t.Errorf("exprs = %+v, want it.Owner and len(it.Tags)", hit.Exprs)
+				}
+				if len(hit.Stack) < 2 || hit.Stack[0].Function != "main.process" || hit.Stack[1].Function != "main.main" {
+					t.Errorf("stack = %+v, want main.process called by main.main", hit.Stack)
+				}
+			}
+			if err := h.c.Remove(context.Background(), spec.ID); err != nil {
+				t.Fatal(err)
+			}
+			agenttest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+				if h.attached(p.Pid) {
+					return errors.New("still attached after its only tracepoint was removed")
+				}
+				return nil
+			})
+			stillRunning(t, p)
+		})
+	}
+}
+
+func TestConditionsAndHitConditions(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	p := h.start()
+	cond := h.spec("cond", "process")
+	cond.Condition = "n % 4 == 1"
+	if err := h.c.Declare(context.Background(), cond); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitStatus(cond.ID, installed(p.Pid))
+	for _, hit := range h.hits(cond.ID, 5) {
+		n := find(hit.Args, "n")
+		var v int
+		if n == nil || func() error { _, err := fmt.Sscan(n.Value, &v); return err }() != nil || v%4 != 1 {
+			t.Fatalf("hit with n = %+v despite condition %q", n, cond.Condition)
+		}
+	}
+
+	// A hit condition of "% 3" reports every third hit of the line.
+	hc := h.spec("hitcond", "loop")
+	hc.HitCondition = "% 3"
+	if err := h.c.Declare(context.Background(), hc); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitStatus(hc.ID, installed(p.Pid))
+	hits := h.hits(hc.ID, 4)
+	for i := 1; i < len(hits); i++ {
+		a, b := find(hits[i-1].Locals, "n"), find(hits[i].Locals, "n")
+		var x, y int
+		fmt.Sscan(a.Value, &x)
+		fmt.Sscan(b.Value, &y)
+		if y-x != 3 {
+			t.Fatalf("consecutive hits at n=%d and n=%d, want every third iteration", x, y)
+		}
+	}
+	stillRunning(t, p)
+}
+
+func TestLaterProcessGetsTracepoint(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	spec := h.spec("later", "process")
+	if err := h.c.Declare(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitStatus(spec.ID, func(ev fleet.StatusEvent) bool {
+		return ev.Pid == 0 && ev.State == fleet.StatePending && strings.Contains(ev.Message, "no Go process")
+	})
+	p := h.start()
+	h.awaitStatus(spec.ID, installed(p.Pid))
+	if hit := h.hits(spec.ID, 1)[0]; hit.Pid != p.Pid {
+		t.Fatalf("hit from pid %d, want %d", hit.Pid, p.Pid)
+	}
+}
+
+func TestBadLocations(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	p := h.start()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, path string
+		line       int
+		code, msg  string
+	}{
+		{"unknown file", "nosuch/file.go", 10, fleet.CodeNoFile, "no source file of this program ends in nosuch/file.go"},
+		{"ambiguous file", "proc.go", 10, fleet.CodeNoFile, "give more of the path"},
+		{"line without code", "loop/main.go", agenttest.MarkerLine(t, loopSrc, "nocode"), fleet.CodeNoCode, "has no code"},
+		{"line past the end", "loop/main.go", 100000, fleet.CodeNoCode, "pick a line with a statement"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := &fleet.Spec{ID: "bad-" + fleet.Token(tc.name), Location: fleet.Location{Path: tc.path, Line: tc.line}, Capture: fleet.DefaultCapture}
+			r, err := h.c.CreateTracepoint(ctx, h.host, spec)
+			if err != nil {
+				t.Fatalf("createTracepoint: %v", err)
+			}
+			if len(r.Placements) != 1 || r.Placements[0].Error == nil {
+				t.Fatalf("placements = %+v, want one error", r.Placements)
+			}
+			if e := r.Placements[0].Error; e.Code != tc.code || !strings.Contains(e.Message, tc.msg) {
+				t.Fatalf("error = %s: %q; want %s containing %q", e.Code, e.Message, tc.code, tc.msg)
+			}
+			if err := h.c.ClearTracepoint(ctx, h.host, spec.ID); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	// A condition that parses but cannot be evaluated fails at the first hit:
+	// the tracepoint is removed with the reason, the target runs on.
+	spec := h.spec("badcond", "process")
+	spec.Condition = "nosuchvar > 1"
+	if err := h.c.Declare(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	st := h.awaitStatus(spec.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == p.Pid && ev.State == fleet.StateError })
+	if !strings.Contains(st.Message, "nosuchvar") || !strings.Contains(st.Message, "fix the condition") {
+		t.Fatalf("status message %q should name the condition's problem and what to do", st.Message)
+	}
+	// A condition that does not parse is refused before it reaches the fleet.
+	spec.Condition = "n >"
+	if err := h.c.Declare(ctx, spec); fleet.AsError(err).Code != fleet.CodeBadCondition {
+		t.Fatalf("declaring condition %q: %v, want %s", spec.Condition, err, fleet.CodeBadCondition)
+	}
+	stillRunning(t, p)
+}
+
+func TestBadRequests(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	nc := h.c.Conn()
+	subj := h.c.Subjects()
+	ctx := context.Background()
+	for _, subject := range []string{subj.ProfileGet(h.host), subj.Attach(h.host), subj.CreateTracepoint(h.host), subj.ClearTracepoint(h.host)} {
+		for _, tc := range []struct {
+			name, payload, code string
+		}{
+			{"malformed", `{"v":1,`, fleet.CodeBadRequest},
+			{"not an object", `[1,2]`, fleet.CodeBadRequest},
+			{"unknown version", `{"v":99}`, fleet.CodeBadVersion},
+			{"no version", `{"pid":1}`, fleet.CodeBadRequest},
+			{"unknown field", `{"v":1,"bogus":true}`, fleet.CodeBadRequest},
+		} {
+			msg, err := nc.Request(subject, []byte(tc.payload), 10*time.Second)
+			if err != nil {
+				t.Fatalf("%s on %s: %v", tc.name, subject, err)
+			}
+			e := looseError(t, msg)
+			if e == nil || e.Code != tc.code || e.Message == "" {
+				t.Errorf("%s on %s: reply %s, want error %s", tc.name, subject, msg.Data, tc.code)
+			}
+		}
+	}
+	// Pids that cannot be traced.
+	for _, tc := range []struct {
+		name string
+		pid  int
+		code string
+	}{
+		{"no such pid", 1 << 30, fleet.CodeNoProcess},
+		{"not a Go program", startSleep(t), fleet.CodeNotGo},
+		{"the agent itself", os.Getpid(), fleet.CodeNotManaged},
+	} {
+		_, err := h.c.Attach(ctx, h.host, tc.pid)
+		if e := fleet.AsError(err); e == nil || e.Code != tc.code {
+			t.Errorf("attach %s: %v, want %s", tc.name, err, tc.code)
+		}
+	}
+	// The agent still serves.
+	if _, err := h.c.Profile(ctx, h.host); err != nil {
+		t.Fatalf("agent stopped serving after bad requests: %v", err)
+	}
+}
+
+// looseError reads the error field of any reply.
+func looseError(t *testing.T, msg *nats.Msg) *fleet.Error {
+	var r struct {
+		Error *fleet.Error `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &r); err != nil {
+		t.Fatalf("reply %s is not JSON: %v", msg.Data, err)
+	}
+	return r.Error
+}
+
+func startSleep(t *testing.T) int {
+	p := agenttest.Start(t, "/bin/sh", "-c", "echo READY pid=$$; exec sleep 60")
+	return p.Pid
+}
+
+func TestProcessExitsWhileAttached(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	p := h.start("-exit-after", "2s")
+	spec := h.spec("exits", "process")
+	if err := h.c.Declare(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitStatus(spec.ID, installed(p.Pid))
+	// Once it exits, its status is withdrawn and the tracepoint waits for the
+	// next matching process.
+	h.awaitStatus(spec.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == p.Pid && ev.Deleted })
+	h.awaitStatus(spec.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == 0 && ev.State == fleet.StatePending })
+	if err := p.Wait(10 * time.Second); err != nil && !strings.Contains(err.Error(), "reaped") {
+		t.Logf("target exit: %v", err)
+	}
+	p2 := h.start()
+	h.awaitStatus(spec.ID, installed(p2.Pid))
+}
+
+func TestShutdownDetaches(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	p := h.start()
+	spec := h.spec("shutdown", "process")
+	spec.Limits.MaxHitsPerSecond = 0 // every iteration stops the target
+	if err := h.c.Declare(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitStatus(spec.ID, installed(p.Pid))
+	h.hits(spec.ID, 20)
+	h.stop()
+	// Breakpoints were removed before detaching: a stray int3 would kill the
+	// target with SIGTRAP at its next iteration.
+	stillRunning(t, p)
+	entries, err := h.c.StatusKV().Keys(context.Background())
+	if err == nil && len(entries) > 0 {
+		t.Errorf("status entries left after shutdown: %v", entries)
+	}
+}
+
+func TestMaxHits(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	p := h.start()
+	spec := h.spec("max", "process")
+	spec.Limits.MaxHits = 3
+	if err := h.c.Declare(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	st := h.awaitStatus(spec.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == p.Pid && ev.State == fleet.StateDone })
+	if st.Hits != 3 {
+		t.Fatalf("status hits = %d, want 3", st.Hits)
+	}
+	agenttest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if h.attached(p.Pid) {
+			return errors.New("still attached after maxHits")
+		}
+		return nil
+	})
+	stillRunning(t, p)
+}
+
+// testLogger shows the agent's log with -v only.
+func testLogger(t *testing.T) *slog.Logger {
+	var w io.Writer = io.Discard
+	if testing.Verbose() {
+		w = os.Stderr
+	}
+	return slog.New(slog.NewTextHandler(w, nil)).With("test", t.Name())
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
