@@ -438,6 +438,7 @@ func Decode(data []byte, what string, v any) error {
 	var head struct {
 		V *int `json:"v"`
 	}
+	// Unmarshal also refuses trailing data after the object.
 	if err := json.Unmarshal(data, &head); err != nil {
 		return Errorf(CodeBadRequest, "malformed %s: %v (send a JSON object with \"v\": %d)", what, err, Version)
 	}
@@ -451,9 +452,6 @@ func Decode(data []byte, what string, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return Errorf(CodeBadRequest, "malformed %s: %v", what, err)
-	}
-	if dec.More() {
-		return Errorf(CodeBadRequest, "malformed %s: trailing data after the JSON object", what)
 	}
 	return nil
 }

@@ -1,0 +1,203 @@
+package fleet_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/fleet/fleettest"
+)
+
+// TestHitsInStreamOrder publishes hits from several hosts at once and checks
+// that two readers see them in one order, and that a late reader can replay
+// them.
+func TestHitsInStreamOrder(t *testing.T) {
+	t.Cleanup(checkNoGoroutineLeak(t)) // first registered, so it runs after the server is down
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	r1, err := c.Hits(ctx, fleet.HitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+
+	const perHost = 50
+	hosts := []string{"a", "b", "c"}
+	errc := make(chan error, len(hosts))
+	for _, host := range hosts {
+		go func() {
+			for i := range perHost {
+				h := fleet.Hit{Tracepoint: "tp", Host: host, Pid: i}
+				if err := c.Conn().Publish(c.Subjects().Trace(host), fleet.Encode(&h)); err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- c.Conn().Flush()
+		}()
+	}
+	for range hosts {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A malformed message in the stream is reported, and reading goes on.
+	if err := c.Conn().Publish(c.Subjects().Trace("x"), []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	last := fleet.Hit{Tracepoint: "other", Host: "a"}
+	c.Conn().Publish(c.Subjects().Trace("a"), fleet.Encode(&last))
+
+	read := func(r *fleet.HitReader, n int) []fleet.Hit {
+		var out []fleet.Hit
+		for len(out) < n {
+			h, err := r.Next(ctx)
+			if err != nil {
+				t.Fatalf("after %d hits: %v", len(out), err)
+			}
+			out = append(out, h)
+		}
+		return out
+	}
+	first := read(r1, len(hosts)*perHost)
+	perHostSeen := map[string]int{}
+	for i, h := range first {
+		if i > 0 && h.Seq <= first[i-1].Seq {
+			t.Fatalf("hit %d has seq %d after %d", i, h.Seq, first[i-1].Seq)
+		}
+		if h.ServerTime.IsZero() {
+			t.Fatalf("hit %d has no server time", i)
+		}
+		if h.Pid != perHostSeen[h.Host] {
+			t.Fatalf("host %s: hit pid %d out of publish order (want %d)", h.Host, h.Pid, perHostSeen[h.Host])
+		}
+		perHostSeen[h.Host]++
+	}
+	_, err = r1.Next(ctx)
+	var fe *fleet.Error
+	if !errors.As(err, &fe) || !strings.Contains(fe.Message, "malformed hit") {
+		t.Fatalf("malformed message: %v, want a malformed hit error", err)
+	}
+	if h := read(r1, 1)[0]; h.Tracepoint != "other" {
+		t.Fatalf("after the malformed message: %+v", h)
+	}
+
+	// A late reader filtering on one tracepoint replays the same order.
+	r2, err := c.Hits(ctx, fleet.HitOptions{Replay: true, Tracepoints: []string{"tp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	for i, h := range read(r2, len(first)) {
+		if h.Seq != first[i].Seq || h.Host != first[i].Host || h.Pid != first[i].Pid {
+			t.Fatalf("replay %d = %s/%d seq %d, live reader saw %s/%d seq %d", i, h.Host, h.Pid, h.Seq, first[i].Host, first[i].Pid, first[i].Seq)
+		}
+	}
+	// And one starting at a sequence starts there.
+	r3, err := c.Hits(ctx, fleet.HitOptions{StartSeq: first[10].Seq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r3.Close()
+	if h := read(r3, 1)[0]; h.Seq != first[10].Seq {
+		t.Fatalf("StartSeq %d: first hit has seq %d", first[10].Seq, h.Seq)
+	}
+}
+
+func TestDeclareAndList(t *testing.T) {
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	ctx := context.Background()
+	spec := &fleet.Spec{ID: "tp-1", Location: fleet.Location{Path: "x.go", Line: 3}}
+	if err := c.Declare(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	bad := &fleet.Spec{ID: "tp-2", Location: fleet.Location{Path: "x.go", Line: 3}, Condition: "a >"}
+	if err := c.Declare(ctx, bad); fleet.AsError(err).Code != fleet.CodeBadCondition {
+		t.Fatalf("declaring a bad condition: %v", err)
+	}
+	specs, err := c.Tracepoints(ctx)
+	if err != nil || len(specs) != 1 || specs[0].ID != "tp-1" || specs[0].Created.IsZero() {
+		t.Fatalf("Tracepoints = %+v, %v", specs, err)
+	}
+	if err := c.Remove(ctx, "tp-1"); err != nil {
+		t.Fatal(err)
+	}
+	if specs, _ := c.Tracepoints(ctx); len(specs) != 0 {
+		t.Fatalf("after Remove: %+v", specs)
+	}
+}
+
+func TestNoAgent(t *testing.T) {
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	_, err := c.Profile(context.Background(), "nobody")
+	if err == nil || !strings.Contains(err.Error(), "no agent answers for host \"nobody\"") {
+		t.Fatalf("Profile of a missing host: %v", err)
+	}
+	hosts, err := c.Hosts(context.Background())
+	if err != nil || len(hosts) != 0 {
+		t.Fatalf("Hosts = %+v, %v", hosts, err)
+	}
+}
+
+func TestConnectRefused(t *testing.T) {
+	_, err := fleet.Connect(context.Background(), "nats://127.0.0.1:1", fleet.ClientOptions{})
+	if err == nil || !strings.Contains(err.Error(), "riptrace server") {
+		t.Fatalf("Connect to nothing: %v, want a hint to start riptrace server", err)
+	}
+}
+
+func TestEmbeddedServer(t *testing.T) {
+	ctx := context.Background()
+	srv, err := fleet.StartServer(ctx, fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	c, err := fleet.Connect(ctx, srv.ClientURL(), fleet.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	info, err := c.JetStream().Stream(ctx, c.Subjects().HitStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.CachedInfo().Config.Subjects; len(got) != 1 || got[0] != "riptrace.*.debugger.trace" {
+		t.Fatalf("hit stream subjects = %v", got)
+	}
+	if _, err := fleet.StartServer(ctx, fleet.ServerConfig{Listen: "nonsense"}); err == nil || !strings.Contains(err.Error(), "HOST:PORT") {
+		t.Fatalf("bad listen address: %v", err)
+	}
+}
+
+// checkNoGoroutineLeak returns a func that fails t if goroutines started
+// since remain after a grace period (nats-server's checkNoGoroutineLeak).
+func checkNoGoroutineLeak(t *testing.T) func() {
+	before := runtime.NumGoroutine()
+	return func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			n := runtime.NumGoroutine()
+			if n <= before {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				buf = buf[:runtime.Stack(buf, true)]
+				t.Errorf("%d goroutines leaked:\n%s", n-before, buf)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
