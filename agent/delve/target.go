@@ -192,6 +192,15 @@ func (t *target) Detach(ctx context.Context) error {
 func (t *target) loop() {
 	defer close(t.hits)
 	defer close(t.exited)
+	defer func() {
+		// A panic in Delve must not end the worker with breakpoints still
+		// in the target: that would kill it at its next hit.
+		if r := recover(); r != nil {
+			t.exitErr = fmt.Errorf("internal error in the Delve backend on pid %d, detached: %v", t.pid, r)
+			t.safely(t.detach)
+			t.markDetached()
+		}
+	}()
 	failures := 0
 	for {
 		if t.runCommands() {
@@ -390,7 +399,11 @@ func (t *target) collect() int {
 			tp.dropped++
 			continue
 		}
-		h := t.capture(th, tp)
+		h, err := t.safeCapture(th, tp)
+		if err != nil {
+			t.fault(tp, fleet.AsError(err))
+			continue
+		}
 		h.Dropped, tp.dropped = tp.dropped, 0
 		select {
 		case t.hits <- agent.Hit{Hit: h}:
@@ -400,6 +413,17 @@ func (t *target) collect() int {
 		}
 	}
 	return n
+}
+
+// safeCapture captures a hit, turning a panic while reading the target into
+// an error: the tracepoint is then removed, the process runs on.
+func (t *target) safeCapture(th proc.Thread, tp *tracepoint) (h fleet.Hit, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fleet.Errorf(fleet.CodeInternal, "internal error capturing tracepoint %s on pid %d: %v; the tracepoint was removed (please report it)", tp.spec.ID, t.pid, r)
+		}
+	}()
+	return t.capture(th, tp), nil
 }
 
 func (t *target) fault(tp *tracepoint, e *fleet.Error) {
