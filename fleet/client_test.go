@@ -200,4 +200,3 @@ func checkNoGoroutineLeak(t *testing.T) func() {
 		}
 	}
 }
-
