@@ -70,6 +70,7 @@ type Agent struct {
 	attached map[int]*attachment     // pid → attached target
 	placed   map[placeKey]*placement // what each process has, or why not
 	hostWide map[string]string       // tracepoint → pending message (pid 0 status)
+	invalid  map[string]string       // bucket key → why its spec was refused
 	specKeys map[string]string       // tracepoint → fingerprint of the spec last seen
 }
 
@@ -136,7 +137,7 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		placed:   make(map[placeKey]*placement),
 		written:  make(map[string]fleet.Status),
 		hostWide: make(map[string]string),
-		specKeys: make(map[string]string),
+		invalid:  make(map[string]string),
 	}
 }
 
@@ -239,19 +240,24 @@ func (a *Agent) poke() {
 func (a *Agent) applyEntry(e jetstream.KeyValueEntry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	key := e.Key()
+	delete(a.declared, key)
+	delete(a.invalid, key)
 	if e.Operation() != jetstream.KeyValuePut {
-		delete(a.declared, e.Key())
 		return
 	}
 	var s fleet.Spec
-	if err := fleet.Decode(e.Value(), "tracepoint spec", &s); err != nil {
-		a.log.Warn("ignoring a malformed tracepoint spec in the bucket", "key", e.Key(), "err", err)
-		delete(a.declared, e.Key())
-		return
+	err := fleet.Decode(e.Value(), "tracepoint spec", &s)
+	if err == nil {
+		err = s.Validate()
 	}
-	if err := s.Validate(); err != nil || s.ID != e.Key() {
-		a.log.Warn("ignoring an invalid tracepoint spec in the bucket", "key", e.Key(), "err", err)
-		delete(a.declared, e.Key())
+	if err == nil && s.ID != key {
+		err = fleet.Errorf(fleet.CodeBadRequest, "tracepoint spec under key %s has id %s: the key must be the id", key, s.ID)
+	}
+	if err != nil {
+		// Said where the declaring client watches: the status of that id.
+		a.log.Warn("refusing a tracepoint spec from the bucket", "key", key, "err", err)
+		a.invalid[key] = err.Error()
 		return
 	}
 	a.declared[s.ID] = &s
@@ -580,6 +586,7 @@ func (a *Agent) shutdown() {
 	a.mu.Lock()
 	a.placed = make(map[placeKey]*placement)
 	a.hostWide = make(map[string]string)
+	a.invalid = make(map[string]string)
 	a.mu.Unlock()
 	a.writeStatuses(ctx)
 	if err := a.c.HostKV().Delete(ctx, a.cfg.Host); err != nil {

@@ -506,3 +506,29 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+func TestMalformedSpecInBucket(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx := context.Background()
+	for _, tc := range []struct{ key, value, want string }{
+		{"garbled", `{"v":1,`, "malformed tracepoint spec"},
+		{"future", `{"v":7,"id":"future"}`, "version 7"},
+		{"mismatch", string(fleet.Encode(&fleet.Spec{ID: "other", Location: fleet.Location{Path: "a.go", Line: 1}})), "the key must be the id"},
+	} {
+		if _, err := h.c.TracepointKV().Put(ctx, tc.key, []byte(tc.value)); err != nil {
+			t.Fatal(err)
+		}
+		st := h.awaitStatus(tc.key, func(ev fleet.StatusEvent) bool { return ev.State == fleet.StateError })
+		if !strings.Contains(st.Message, tc.want) {
+			t.Errorf("status of %s = %q, want it to say %q", tc.key, st.Message, tc.want)
+		}
+	}
+	// The agent keeps serving, and a good spec still works.
+	p := h.start()
+	spec := h.spec("good", "process")
+	if err := h.c.Declare(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitStatus(spec.ID, installed(p.Pid))
+}

@@ -37,6 +37,11 @@ func (a *Agent) writeStatuses(ctx context.Context) {
 	for id, msg := range a.hostWide {
 		next[fleet.StatusKey(id, a.cfg.Host, 0)] = fleet.Status{Tracepoint: id, Host: a.cfg.Host, State: fleet.StatePending, Message: msg}
 	}
+	for key, msg := range a.invalid {
+		if fleet.Token(key) == key { // a key that can name a status entry
+			next[fleet.StatusKey(key, a.cfg.Host, 0)] = fleet.Status{Tracepoint: key, Host: a.cfg.Host, State: fleet.StateError, Message: msg}
+		}
+	}
 	var put []fleet.Status
 	var del []string
 	for key, st := range next {
