@@ -71,7 +71,6 @@ type Agent struct {
 	placed   map[placeKey]*placement // what each process has, or why not
 	hostWide map[string]string       // tracepoint → pending message (pid 0 status)
 	invalid  map[string]string       // bucket key → why its spec was refused
-	specKeys map[string]string       // tracepoint → fingerprint of the spec last seen
 }
 
 type placeKey struct {
