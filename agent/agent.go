@@ -290,6 +290,9 @@ func (a *Agent) reconcile(ctx context.Context) {
 	a.recMu.Lock()
 	defer a.recMu.Unlock()
 	now := time.Now()
+	// A pass that started finishes: half-installed tracepoints and
+	// half-detached processes would be worse than a late shutdown.
+	ctx = context.WithoutCancel(ctx)
 
 	// What should be where.
 	a.mu.Lock()
@@ -331,15 +334,38 @@ func (a *Agent) reconcile(ctx context.Context) {
 	for _, k := range remove {
 		a.unplace(ctx, k)
 	}
-	sort.Slice(add, func(i, j int) bool { return add[i].pid < add[j].pid })
-	for _, k := range add {
-		a.place(ctx, k, want[k])
-	}
+	a.placeAll(ctx, add, want)
 	for _, k := range a.doneToClear() {
 		a.clearDone(ctx, k)
 	}
 	a.detachIdle(ctx, now)
-	a.writeStatuses(ctx)
+	a.writeStatuses(ctx, false)
+}
+
+// placeAll installs the added tracepoints, one goroutine per process so that
+// replicas attach side by side, and reports each process's status as soon as
+// its tracepoints are in. recMu should be held.
+func (a *Agent) placeAll(ctx context.Context, add []placeKey, want map[placeKey]*fleet.Spec) {
+	byPid := make(map[int][]placeKey)
+	for _, k := range add {
+		byPid[k.pid] = append(byPid[k.pid], k)
+	}
+	done := make(chan struct{})
+	sem := make(chan struct{}, max(2, runtime.NumCPU()))
+	for _, keys := range byPid {
+		go func() {
+			sem <- struct{}{}
+			defer func() { <-sem; done <- struct{}{} }()
+			sort.Slice(keys, func(i, j int) bool { return keys[i].id < keys[j].id })
+			for _, k := range keys {
+				a.place(ctx, k, want[k])
+			}
+		}()
+	}
+	for range byPid {
+		<-done
+		a.writeStatuses(ctx, false)
+	}
 }
 
 func describeSelector(s fleet.Selector) string {
@@ -587,7 +613,7 @@ func (a *Agent) shutdown() {
 	a.hostWide = make(map[string]string)
 	a.invalid = make(map[string]string)
 	a.mu.Unlock()
-	a.writeStatuses(ctx)
+	a.writeStatuses(ctx, false)
 	if err := a.c.HostKV().Delete(ctx, a.cfg.Host); err != nil {
 		a.log.Warn("withdrawing heartbeat", "err", err)
 	}

@@ -10,8 +10,10 @@ import (
 
 // writeStatuses brings the status bucket in line with what the agent knows,
 // writing only the entries that changed and withdrawing those that no longer
-// apply. recMu should be held.
-func (a *Agent) writeStatuses(ctx context.Context) {
+// apply. Hit counts alone count as a change only with counts, so that a busy
+// tracepoint is rewritten once per heartbeat, not on every pass. recMu
+// should be held.
+func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 	now := time.Now().UTC()
 	a.mu.Lock()
 	next := make(map[string]fleet.Status)
@@ -46,7 +48,7 @@ func (a *Agent) writeStatuses(ctx context.Context) {
 	var del []string
 	for key, st := range next {
 		old, ok := a.written[key]
-		if ok && sameStatus(old, st) {
+		if ok && sameStatus(old, st) && (!counts || old.Hits == st.Hits) {
 			continue
 		}
 		put = append(put, st)
@@ -77,13 +79,14 @@ func (a *Agent) writeStatuses(ctx context.Context) {
 	}
 }
 
+// sameStatus compares everything but the hit count.
 func sameStatus(a, b fleet.Status) bool {
-	return a.State == b.State && a.Message == b.Message && a.Hits == b.Hits && a.Process == b.Process
+	return a.State == b.State && a.Message == b.Message && a.Process == b.Process
 }
 
 // flushHitCounts refreshes the hit counts in the status entries.
 func (a *Agent) flushHitCounts(ctx context.Context) {
 	a.recMu.Lock()
 	defer a.recMu.Unlock()
-	a.writeStatuses(ctx)
+	a.writeStatuses(ctx, true)
 }

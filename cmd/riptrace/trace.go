@@ -166,6 +166,7 @@ func renewLease(ctx context.Context, c *fleet.Client, spec fleet.Spec, stderr io
 func reportStatus(ctx context.Context, ch <-chan fleet.StatusEvent, stderr io.Writer) {
 	hint := time.NewTimer(5 * time.Second)
 	defer hint.Stop()
+	last := make(map[string]string) // host/pid → what was printed
 	for {
 		select {
 		case <-ctx.Done():
@@ -177,6 +178,12 @@ func reportStatus(ctx context.Context, ch <-chan fleet.StatusEvent, stderr io.Wr
 				return
 			}
 			hint.Stop()
+			key := fmt.Sprintf("%s/%d", ev.Host, ev.Pid)
+			said := fmt.Sprint(ev.Deleted, ev.State, ev.Message)
+			if last[key] == said {
+				continue // only the hit count changed
+			}
+			last[key] = said
 			printStatus(stderr, ev)
 		}
 	}

@@ -1,0 +1,443 @@
+#!/usr/bin/env bash
+# bench/run.sh: what `make bench` runs. It measures RipTrace's Delve backend
+# against Delve's own command line, on the same targets, in one run:
+#
+#   1. per-hit cost of a tracepoint in a hot loop (bench/targets/hot), with
+#      the untraced loop as the baseline;
+#   2. time from `riptrace trace` (or `dlv attach`) starting to the
+#      tracepoint being live in a large optimized gRPC service
+#      (bench/grpcsvc, a module of its own), median over fresh processes;
+#   3. how long that service stands still meanwhile (a client calls it
+#      every 5 ms; the longest call), as both tools stop it while Delve
+#      reads its debug info;
+#   4. memory while attached to that service: agent + worker vs dlv.
+#
+# Delve is installed into .cache/bench/bin at the version go.mod requires, so
+# both sides run the same Delve. Runs of the two tools alternate, so that
+# load from elsewhere on the machine falls on both alike. Everything listens
+# on 127.0.0.1; every process started here is stopped on exit.
+#
+# Knobs (environment): BENCH_HITS, hits per measured run (300);
+# BENCH_HIT_RUNS, measured runs per tool (5); BENCH_LIVE_RUNS, fresh
+# processes per tool for the time to live (3).
+set -euo pipefail
+export LC_ALL=C # EPOCHREALTIME and awk with a '.' decimal point
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RT=$ROOT/bin/riptrace
+CACHE=$ROOT/.cache/bench
+BIN=$CACHE/bin
+N=${BENCH_HITS:-300}
+HIT_RUNS=${BENCH_HIT_RUNS:-5}
+LIVE_RUNS=${BENCH_LIVE_RUNS:-3}
+WARMUP=20         # first hits of each tool, not measured: Delve loads types lazily
+BASE_N=20000000   # iterations per untraced run
+HOT_SRC=bench/targets/hot/main.go
+SVC_SRC=bench/grpcsvc/main.go
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/riptrace-bench.XXXXXX")
+PIDS=() # every process started here, in start order
+
+die() {
+	echo "bench: $*" >&2
+	exit 1
+}
+
+alive() {
+	local st
+	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n $st && ${st%% *} != Z ]]
+}
+
+# stop PID: SIGTERM, up to 15 s to exit (an agent detaches first), then
+# SIGKILL.
+stop() {
+	local pid=$1 i
+	if alive "$pid"; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for ((i = 0; i < 300; i++)); do
+			alive "$pid" || break
+			sleep 0.05
+		done
+		alive "$pid" && kill -KILL "$pid" 2>/dev/null
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$? i
+	set +e
+	# Newest first: tracers before their targets, the server last.
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop "${PIDS[i]}"; done
+	if ((rc == 130)); then
+		echo "bench: interrupted" >&2
+	elif ((rc != 0)); then
+		echo "bench: failed; the last lines of this run's logs:" >&2
+		tail -n 5 "$TMP"/*.out "$TMP"/*.err 2>/dev/null | sed 's/^/  /' >&2
+	fi
+	rm -rf "$TMP"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+count() {
+	local c
+	c=$(grep -c -E -- "$2" "$1" 2>/dev/null || true)
+	echo "${c:-0}"
+}
+
+# wait_for FILE REGEX COUNT TIMEOUT_S [PID [FAIL_REGEX]]: poll until FILE has
+# COUNT lines matching REGEX. Fails at the timeout, when PID has ended, or
+# when a line matches FAIL_REGEX. The poll interval grows from 10 to 100 ms
+# to leave the CPUs to what is measured: times come from the targets' own
+# clocks or from time stamps on the lines, never from when a poll saw them.
+wait_for() {
+	local file=$1 re=$2 want=$3 timeout=$4 pid=${5:-} fail=${6:-} delay=0.01
+	local deadline=$((SECONDS + timeout))
+	while ((SECONDS < deadline)); do
+		(($(count "$file" "$re") >= want)) && return 0
+		if [[ -n $fail ]] && grep -q -E -- "$fail" "$file" 2>/dev/null; then
+			echo "bench: $(grep -E -- "$fail" "$file" | head -1)" >&2
+			return 1
+		fi
+		if [[ -n $pid ]] && ! alive "$pid"; then
+			(($(count "$file" "$re") >= want)) && return 0
+			echo "bench: pid $pid ended while waiting for '$re' in $(basename "$file")" >&2
+			return 1
+		fi
+		sleep "$delay"
+		delay=$(awk -v d="$delay" 'BEGIN { print (d * 2 < 0.1) ? d * 2 : 0.1 }')
+	done
+	echo "bench: found $(count "$file" "$re") of $want lines matching '$re' in $(basename "$file") after ${timeout}s" >&2
+	return 1
+}
+
+# stamp prefixes each line with the time it arrived (EPOCHREALTIME, µs).
+stamp() {
+	local line
+	while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done
+}
+
+marker_line() {
+	local l
+	l=$(grep -n -F "//@trace($2)" "$1" | cut -d: -f1)
+	[[ $l =~ ^[0-9]+$ ]] || die "want exactly one //@trace($2) marker in $1, found: ${l:-none}"
+	echo "$l"
+}
+
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+
+# children PID EXE: the processes whose parent is PID and whose executable
+# is EXE.
+children() {
+	local f pid
+	for f in /proc/[0-9]*/status; do
+		pid=${f#/proc/}
+		pid=${pid%/status}
+		if [[ $(awk '/^PPid:/ { print $2 }' "$f" 2>/dev/null) == "$1" && $(readlink "/proc/$pid/exe" 2>/dev/null) == "$2" ]]; then
+			echo "$pid"
+		fi
+	done
+}
+
+calc() { awk "BEGIN { printf \"%.10g\", $1 }"; }
+# shellcheck disable=SC2059 # FORMAT is the format
+fmt() { printf "$1" "$(calc "$2")"; } # FORMAT EXPR
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+range() { # FORMAT VALUE...
+	local f=$1
+	shift
+	printf '%s\n' "$@" | sort -g | awk -v f="$f" 'NR == 1 { lo = $1 } { hi = $1 } END { printf f "–" f, lo, hi }'
+}
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# --- setup --------------------------------------------------------------------
+
+[[ -x $RT ]] || die "$RT is missing: run \`make bench\`, which builds it first"
+mkdir -p "$BIN"
+DLV_VERSION=$(go list -m -f '{{.Version}}' github.com/go-delve/delve)
+DLV=$BIN/dlv
+if ! "$DLV" version 2>/dev/null | grep -q -x "Version: ${DLV_VERSION#v}"; then
+	echo "installing dlv $DLV_VERSION into $BIN"
+	GOBIN=$BIN go install "github.com/go-delve/delve/cmd/dlv@$DLV_VERSION"
+fi
+go build -o "$BIN/hot" ./bench/targets/hot
+GOWORK=off go build -C bench/grpcsvc -o "$BIN/grpcsvc" .
+# Delve's targets run under a name the agent does not manage (it manages
+# hot and grpcsvc only), so the two tools never reach for the same process.
+ln -f "$BIN/hot" "$BIN/hot-dlv"
+ln -f "$BIN/grpcsvc" "$BIN/grpcsvc-dlv"
+HOT_LINE=$(marker_line "$HOT_SRC" hot)
+SVC_LINE=$(marker_line "$SVC_SRC" handle)
+SVC_MB=$(calc "$(stat -c %s "$BIN/grpcsvc") / 1e6")
+
+echo "go:       $(go version)"
+echo "delve:    $("$DLV" version | sed -n 's/^Version: //p') (the dlv command, and the library in bin/riptrace)"
+echo "riptrace: $("$RT" version)"
+echo "machine:  $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), kernel $(uname -r), load average $(loadavg)"
+echo "targets:  $HOT_SRC:$HOT_LINE; $SVC_SRC:$SVC_LINE, $(fmt %.1f "$SVC_MB") MB"
+
+# dlv_attach NAME PID INIT [stamp]: dlv attached to PID, running the
+# commands in INIT, until it says the tracepoint is set. With "stamp", its
+# stdout is time-stamped and DLV_T0 and DLV_T1 are set to its start and that
+# line; without, nothing slows its output of hits. dlv starts a telemetry
+# sidecar process by default; GO_TELEMETRY_CHILD=2 tells
+# golang.org/x/telemetry not to, so that dlv is one process, as a worker is.
+dlv_attach() {
+	DLV_T0=$EPOCHREALTIME
+	if [[ ${4:-} == stamp ]]; then
+		GO_TELEMETRY_CHILD=2 "$DLV" attach "$2" --allow-non-terminal-interactive=true --init "$3" \
+			</dev/null > >(stamp >"$TMP/$1.out") 2>"$TMP/$1.err" &
+	else
+		GO_TELEMETRY_CHILD=2 "$DLV" attach "$2" --allow-non-terminal-interactive=true --init "$3" \
+			</dev/null >"$TMP/$1.out" 2>"$TMP/$1.err" &
+	fi
+	DLV_PID=$!
+	PIDS+=("$DLV_PID")
+	wait_for "$TMP/$1.out" '(^| )Tracepoint 1 set at ' 1 120 "$DLV_PID" || die "dlv did not set its tracepoint"
+	DLV_T1=$(awk '/ Tracepoint 1 set at / { print $1; exit }' "$TMP/$1.out")
+}
+
+"$RT" server --listen 127.0.0.1:-1 --data "$TMP/data" >"$TMP/server.out" 2>"$TMP/server.err" &
+SERVER_PID=$!
+PIDS+=("$SERVER_PID")
+wait_for "$TMP/server.out" '^riptrace server ready: ' 1 30 "$SERVER_PID" || die "the riptrace server did not start"
+NATS=$(sed -n 's/^riptrace server ready: \(nats:\/\/127\.0\.0\.1:[0-9]*\) .*/\1/p' "$TMP/server.out")
+[[ -n $NATS ]] || die "the server is not on 127.0.0.1: $(cat "$TMP/server.out")"
+
+# start_agent NAME PROCESSES
+start_agent() {
+	"$RT" agent --nats "$NATS" --host bench --processes "$2" >"$TMP/$1.out" 2>"$TMP/$1.err" &
+	AGENT_PID=$!
+	PIDS+=("$AGENT_PID")
+	wait_for "$TMP/$1.err" 'msg="agent ready"' 1 30 "$AGENT_PID" || die "the agent did not start"
+}
+
+# agent_sees PID: wait until PID is the one process the agent lists, so that
+# a tracepoint declared now goes to PID at once (the agent scans /proc once
+# a second).
+agent_sees() {
+	local i pids
+	for ((i = 0; i < 200; i++)); do
+		pids=$({ "$RT" hosts --nats "$NATS" --json || true; } | { grep -o '"pid": [0-9]*' || true; } | awk '{ print $2 }' | sort -u | xargs)
+		[[ $pids == "$1" ]] && return 0
+		sleep 0.05
+	done
+	die "the agent lists pids '$pids', want only $1"
+}
+
+# start_trace NAME FILE:LINE PID EXE: `riptrace trace` with no rate limit,
+# its stderr time-stamped; waits until it reports the tracepoint installed
+# in PID, and sets TRACE_T0 and TRACE_T1 to the start and that report.
+start_trace() {
+	TRACE_T0=$EPOCHREALTIME
+	"$RT" trace --nats "$NATS" --rate 0 --json "$2" >"$TMP/$1.out" 2> >(stamp >"$TMP/$1.err") &
+	TRACE_PID=$!
+	PIDS+=("$TRACE_PID")
+	wait_for "$TMP/$1.err" " $4\[$3\]: installed: " 1 120 "$TRACE_PID" " $4\[$3\]: error: " || die "riptrace did not install its tracepoint"
+	TRACE_T1=$(awk '/: installed: / { print $1; exit }' "$TMP/$1.err")
+}
+
+# --- 1. per-hit cost ------------------------------------------------------------
+
+# Hot targets by name: pid, the write end of the fifo that is their stdin,
+# and their stdout.
+declare -A HOT_PID HOT_FD HOT_OUT
+
+# start_hot NAME EXE
+start_hot() {
+	local fd
+	mkfifo "$TMP/$1.in"
+	"$2" <"$TMP/$1.in" >"$TMP/$1.out" 2>&1 &
+	HOT_PID[$1]=$!
+	PIDS+=("$!")
+	exec {fd}>"$TMP/$1.in"
+	HOT_FD[$1]=$fd
+	HOT_OUT[$1]=$TMP/$1.out
+	wait_for "$TMP/$1.out" '^READY pid=' 1 30 "${HOT_PID[$1]}" || die "the hot target did not start"
+}
+
+stop_hot() {
+	local fd=${HOT_FD[$1]}
+	stop "${HOT_PID[$1]}"
+	exec {fd}>&-
+}
+
+# loop NAME ITERATIONS: run target NAME's loop once; prints the elapsed ns.
+loop() {
+	local out=${HOT_OUT[$1]} before
+	before=$(count "$out" '^elapsed ')
+	echo "run $2" >&"${HOT_FD[$1]}"
+	wait_for "$out" '^elapsed ' $((before + 1)) 300 "${HOT_PID[$1]}" || return 1
+	grep '^elapsed ' "$out" | tail -1 | sed 's/.*ns=//'
+}
+
+echo
+echo "per-hit cost: $HIT_RUNS runs of $N hits per tool, alternating, after $WARMUP warm-up hits"
+
+start_hot base "$BIN/hot"
+loop base 1000000 >/dev/null
+base=()
+for ((i = 1; i <= HIT_RUNS; i++)); do
+	ns=$(loop base "$BASE_N")
+	base+=("$(calc "$ns / $BASE_N")")
+done
+BASE_NS=$(median "${base[@]}")
+printf '  untraced: %d runs of %d iterations, %s ns/iteration\n' "$HIT_RUNS" "$BASE_N" "$(range %.2f "${base[@]}")"
+stop_hot base
+
+# Delve: an init script sets the tracepoint and continues; dlv then prints
+# "> goroutine(G): main.step(i, acc)" for each hit.
+start_hot dlv "$BIN/hot-dlv"
+printf 'trace %s:%d\ncontinue\n' "$ROOT/$HOT_SRC" "$HOT_LINE" >"$TMP/dlv-hot.init"
+dlv_attach dlv-hot "${HOT_PID[dlv]}" "$TMP/dlv-hot.init"
+DLV_HOT_PID=$DLV_PID
+
+# RipTrace: an agent and `riptrace trace` on the embedded server.
+start_hot rt "$BIN/hot"
+start_agent agent-hot hot
+agent_sees "${HOT_PID[rt]}"
+start_trace trace-hot "$HOT_SRC:$HOT_LINE" "${HOT_PID[rt]}" hot
+
+loop dlv "$WARMUP" >/dev/null
+loop rt "$WARMUP" >/dev/null
+dlv_cost=()
+rt_cost=()
+for ((i = 1; i <= HIT_RUNS; i++)); do
+	for tool in dlv rt; do
+		ns=$(loop "$tool" "$N")
+		us=$(calc "($ns - $BASE_NS * $N) / $N / 1000")
+		if [[ $tool == dlv ]]; then dlv_cost+=("$us"); else rt_cost+=("$us"); fi
+	done
+	printf '  run %d: delve trace %s µs/hit; riptrace %s µs/hit\n' "$i" "$(fmt %.0f "${dlv_cost[-1]}")" "$(fmt %.0f "${rt_cost[-1]}")"
+done
+WANT_HITS=$((WARMUP + HIT_RUNS * N))
+# Hits are printed (dlv) or published (agent) before the target resumes,
+# but reach the files later.
+wait_for "$TMP/dlv-hot.out" '^> goroutine\(' "$WANT_HITS" 30 "$DLV_HOT_PID" || true
+wait_for "$TMP/trace-hot.out" "\"line\":$HOT_LINE," "$WANT_HITS" 60 "$TRACE_PID" || true
+DLV_HITS=$(count "$TMP/dlv-hot.out" '^> goroutine\(')
+RT_HITS=$(count "$TMP/trace-hot.out" "\"line\":$HOT_LINE,")
+RT_DROPPED=$({ grep -o '"dropped":[0-9]*' "$TMP/trace-hot.out" || true; } | awk -F: '{ s += $2 } END { print s + 0 }')
+stop "$TRACE_PID"
+stop_hot rt
+stop "$AGENT_PID"
+stop_hot dlv
+stop "$DLV_HOT_PID"
+
+# --- 2. time to live, 3. pause and 4. memory, on the gRPC service ---------------
+
+# start_svc NAME EXE: a fresh gRPC service.
+start_svc() {
+	"$2" >"$TMP/$1.out" 2>&1 &
+	SVC_PID=$!
+	PIDS+=("$SVC_PID")
+	wait_for "$TMP/$1.out" '^READY pid=' 1 30 "$SVC_PID" || die "the gRPC service did not start"
+	SVC_ADDR=$(sed -n 's/^READY pid=[0-9]* addr=//p' "$TMP/$1.out")
+}
+
+# Clients of the service run under the name the agent does not manage.
+
+# hit_svc: one Check request, which runs the traced line once.
+hit_svc() { timeout 60 "$BIN/grpcsvc-dlv" -check "$SVC_ADDR" >/dev/null; }
+
+# start_probe NAME: call Check every 5 ms from now on.
+start_probe() {
+	"$BIN/grpcsvc-dlv" -probe "$SVC_ADDR" >"$TMP/$1.out" 2>&1 &
+	PROBE_PID=$!
+	PIDS+=("$PROBE_PID")
+	wait_for "$TMP/$1.out" '^PROBING$' 1 30 "$PROBE_PID" || die "the probe did not start"
+}
+
+# end_probe NAME: stop probing; sets PAUSE to the longest call, in seconds.
+end_probe() {
+	stop "$PROBE_PID"
+	wait_for "$TMP/$1.out" '^PROBE ' 1 1 || die "the probe failed"
+	PAUSE=$(calc "$(sed -n 's/^PROBE .*max_ns=//p' "$TMP/$1.out") / 1e9")
+}
+
+echo
+echo "time to live: $LIVE_RUNS fresh processes per tool, alternating; each called every 5 ms from before"
+echo "the tool starts until a traced call returns: the longest call is how long the service stood still"
+start_agent agent-svc grpcsvc
+printf 'trace %s:%d\ncontinue\n' "$ROOT/$SVC_SRC" "$SVC_LINE" >"$TMP/dlv-svc.init"
+dlv_live=()
+rt_live=()
+dlv_pause=()
+rt_pause=()
+for ((i = 1; i <= LIVE_RUNS; i++)); do
+	# dlv: from starting `dlv attach` to its "Tracepoint 1 set".
+	start_svc "svc-dlv$i" "$BIN/grpcsvc-dlv"
+	start_probe "probe-dlv$i"
+	dlv_attach "dlv-svc$i" "$SVC_PID" "$TMP/dlv-svc.init" stamp
+	# A call that returns shows the service runs again, and the tracepoint
+	# reports it.
+	hit_svc
+	wait_for "$TMP/dlv-svc$i.out" ' > goroutine\(' 1 30 "$DLV_PID" || die "dlv reported no hit in the gRPC service"
+	end_probe "probe-dlv$i"
+	dlv_live+=("$(calc "$DLV_T1 - $DLV_T0")")
+	dlv_pause+=("$PAUSE")
+	if ((i == LIVE_RUNS)); then
+		DLV_RSS=$(status_kb "$DLV_PID" VmRSS)
+		DLV_HWM=$(status_kb "$DLV_PID" VmHWM)
+	fi
+	stop "$SVC_PID"
+	stop "$DLV_PID"
+
+	# riptrace: from starting `riptrace trace` to its "installed" line.
+	start_svc "svc-rt$i" "$BIN/grpcsvc"
+	agent_sees "$SVC_PID"
+	start_probe "probe-rt$i"
+	start_trace "trace-svc$i" "$SVC_SRC:$SVC_LINE" "$SVC_PID" grpcsvc
+	hit_svc
+	wait_for "$TMP/trace-svc$i.out" "\"line\":$SVC_LINE," 1 30 "$TRACE_PID" || die "riptrace reported no hit in the gRPC service"
+	end_probe "probe-rt$i"
+	rt_live+=("$(calc "$TRACE_T1 - $TRACE_T0")")
+	rt_pause+=("$PAUSE")
+	attach=$({ grep "msg=attached .*pid=$SVC_PID " "$TMP/agent-svc.err" || true; } | sed -n 's/.* took=\([0-9.]*\)\(m\{0,1\}s\).*/\1 \2/p' | awk '{ printf "%.2f", ($2 == "s") ? $1 : $1 / 1000 }')
+	printf '  run %d: dlv attach + trace %s s, paused %s s; riptrace trace %s s (the agent attaching: %s s), paused %s s\n' "$i" \
+		"$(fmt %.2f "${dlv_live[-1]}")" "$(fmt %.2f "${dlv_pause[-1]}")" "$(fmt %.2f "${rt_live[-1]}")" "${attach:-?}" "$(fmt %.2f "${rt_pause[-1]}")"
+	if ((i == LIVE_RUNS)); then
+		mapfile -t workers < <(children "$AGENT_PID" "$RT")
+		((${#workers[@]} == 1)) || die "want one Delve worker under the agent (pid $AGENT_PID), found ${#workers[@]}"
+		AGENT_RSS=$(status_kb "$AGENT_PID" VmRSS)
+		AGENT_HWM=$(status_kb "$AGENT_PID" VmHWM)
+		WORKER_RSS=$(status_kb "${workers[0]}" VmRSS)
+		WORKER_HWM=$(status_kb "${workers[0]}" VmHWM)
+	fi
+	stop "$TRACE_PID"
+	stop "$SVC_PID"
+done
+stop "$AGENT_PID"
+
+# --- report -----------------------------------------------------------------------
+
+DLV_COST=$(median "${dlv_cost[@]}")
+RT_COST=$(median "${rt_cost[@]}")
+DLV_LIVE=$(median "${dlv_live[@]}")
+RT_LIVE=$(median "${rt_live[@]}")
+DLV_PAUSE=$(median "${dlv_pause[@]}")
+RT_PAUSE=$(median "${rt_pause[@]}")
+mib() { fmt %.0f "$1 / 1024"; }
+row() { printf '  %-24s %10s %-8s %6s   %s\n' "$@" | sed 's/ *$//'; }
+
+echo
+echo "per-hit cost (N=$N hits, median of $HIT_RUNS runs, target ${HOT_SRC%/main.go})"
+row untraced "$(fmt %.4f "$BASE_NS / 1000")" µs/iter "" ""
+row "delve trace" "$(fmt %.0f "$DLV_COST")" µs/hit 1.00x "range $(range %.0f "${dlv_cost[@]}"); $DLV_HITS/$WANT_HITS hits printed"
+row "riptrace (delve)" "$(fmt %.0f "$RT_COST")" µs/hit "$(fmt %.2fx "$RT_COST / $DLV_COST")" "range $(range %.0f "${rt_cost[@]}"); $RT_HITS/$WANT_HITS hits received, $RT_DROPPED dropped"
+echo "time to live, $(fmt %.1f "$SVC_MB") MB gRPC service (median of $LIVE_RUNS)"
+row "dlv attach + trace" "$(fmt %.2f "$DLV_LIVE")" s 1.00x "range $(range %.2f "${dlv_live[@]}")"
+row "riptrace trace" "$(fmt %.2f "$RT_LIVE")" s "$(fmt %.2fx "$RT_LIVE / $DLV_LIVE")" "range $(range %.2f "${rt_live[@]}"); goal ≤ 1 s"
+echo "longest pause of that service meanwhile (median of $LIVE_RUNS)"
+row "dlv attach + trace" "$(fmt %.2f "$DLV_PAUSE")" s 1.00x "range $(range %.2f "${dlv_pause[@]}")"
+row "riptrace trace" "$(fmt %.2f "$RT_PAUSE")" s "$(fmt %.2fx "$RT_PAUSE / $DLV_PAUSE")" "range $(range %.2f "${rt_pause[@]}")"
+echo "memory while attached to it, after hits (VmRSS)"
+row dlv "$(mib "$DLV_RSS")" MiB 1.00x "peak $(mib "$DLV_HWM") MiB"
+row "riptrace agent+worker" "$(mib "$AGENT_RSS")+$(mib "$WORKER_RSS")" MiB "$(fmt %.2fx "($AGENT_RSS + $WORKER_RSS) / $DLV_RSS")" "peak $(mib "$AGENT_HWM")+$(mib "$WORKER_HWM") MiB"
+echo "load average at the end: $(loadavg) on $(nproc) CPUs (other work on the machine widens the ranges)"
+if ((DLV_HITS != WANT_HITS || RT_HITS != WANT_HITS)); then
+	echo "bench: warning: a tool reported fewer hits than the target ran (see the hits above)" >&2
+fi
