@@ -56,9 +56,8 @@ func newHarness(t *testing.T, flags ...string) *harness {
 	s := fleettest.RunServer(t)
 	c := fleettest.Connect(t, s)
 	n := hostSeq.Add(1)
-	h := &harness{t: t, c: c, host: fmt.Sprintf("host-%d", n), exe: fmt.Sprintf("loop-%d", n), done: make(chan error, 1)}
-	h.bin = filepath.Join(t.TempDir(), h.exe)
-	copyFile(t, agenttest.BuildTarget(t, loopDir, flags...), h.bin)
+	h := &harness{t: t, c: c, host: fmt.Sprintf("host-%d", n), exe: fmt.Sprintf("agent-test-%d-%d", os.Getpid(), n), done: make(chan error, 1)}
+	h.bin = agenttest.Alias(t, agenttest.BuildTarget(t, loopDir, flags...), h.exe)
 
 	ac := fleettest.Connect(t, s)
 	a := agent.New(agent.Config{
@@ -494,17 +493,6 @@ func testLogger(t *testing.T) *slog.Logger {
 		w = os.Stderr
 	}
 	return slog.New(slog.NewTextHandler(w, nil)).With("test", t.Name())
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestMalformedSpecInBucket(t *testing.T) {

@@ -155,3 +155,23 @@ func CheckFor(t testing.TB, total, step time.Duration, f func() error) {
 		time.Sleep(step)
 	}
 }
+
+// Alias returns bin under the base name name, in a directory of the test's
+// own, so that an agent can select it by executable name. A hard link is
+// preferred: a copy being written while a parallel test forks can make exec
+// fail with ETXTBSY.
+func Alias(t testing.TB, bin, name string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), name)
+	if os.Link(bin, dst) == nil {
+		return dst
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -66,13 +67,17 @@ func attach(ctx context.Context, pid int) (*target, error) {
 func attachError(pid int, err error) error {
 	msg := err.Error()
 	switch {
-	case errors.Is(err, syscall.EPERM) || strings.Contains(msg, "operation not permitted"):
-		scope, _ := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope")
-		return fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: %v. The agent needs CAP_SYS_PTRACE (run it as root, or in Kubernetes add SYS_PTRACE), and /proc/sys/kernel/yama/ptrace_scope must be 0 or 1 (it is %s): echo 0 | sudo tee /proc/sys/kernel/yama/ptrace_scope", pid, err, strings.TrimSpace(string(scope)))
 	case errors.Is(err, syscall.ESRCH) || strings.Contains(msg, "no such process"):
 		return fleet.Errorf(fleet.CodeNoProcess, "attaching to pid %d: the process is gone", pid)
-	case strings.Contains(msg, "could not attach") || strings.Contains(msg, "already being traced"):
-		return fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: %v (is another debugger, such as dlv or gdb, attached to it?)", pid, err)
+	case errors.Is(err, syscall.EPERM) || strings.Contains(msg, "operation not permitted"):
+		if tracer := tracerOf(pid); tracer != "" {
+			return fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: it is already traced by %s; a process has one tracer at a time: detach that debugger (or stop the other agent managing it)", pid, tracer)
+		}
+		hint := "run the agent as root, or give it CAP_SYS_PTRACE (in Kubernetes: securityContext.capabilities.add: [SYS_PTRACE])"
+		if scope, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); err == nil && strings.TrimSpace(string(scope)) > "1" {
+			hint += fmt.Sprintf(", and lower /proc/sys/kernel/yama/ptrace_scope (it is %s) to 1: echo 1 | sudo tee /proc/sys/kernel/yama/ptrace_scope", strings.TrimSpace(string(scope)))
+		}
+		return fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: %v: %s", pid, err, hint)
 	}
 	return fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: %v", pid, err)
 }
@@ -88,10 +93,15 @@ type target struct {
 	cmds chan command
 	hits chan agent.Hit
 
-	// stopMu serializes manual-stop requests with detaching: a SIGTRAP
-	// sent to a process after ptrace let go of it would kill it.
+	// stopMu guards the fields below. A manual stop is a SIGTRAP sent to
+	// the process: one that reaches it after ptrace let go of it kills it,
+	// so stops are requested only while Continue runs, once per Continue,
+	// and never after detaching.
 	stopMu   sync.Mutex
-	detached bool // guarded by stopMu
+	detached bool
+	resumed  chan struct{} // closed once the current Continue resumed the process; nil between Continues
+	gen      uint64        // counts Continues
+	stopGen  uint64        // the Continue a stop was requested in
 
 	exited  chan struct{} // closed when the loop ends
 	exitErr error         // set before exited is closed
@@ -115,9 +125,8 @@ type tracepoint struct {
 
 func (t *target) Hits() <-chan agent.Hit { return t.hits }
 
-// do queues fn for the loop and interrupts the process until the loop takes
-// it. Interrupting more than once is harmless: a spare stop request only
-// makes Delve resume once more.
+// do queues fn for the loop and, once the process runs, asks Delve to stop
+// it so that the loop takes the command.
 func (t *target) do(ctx context.Context, fn func() error) error {
 	c := command{fn: fn, done: make(chan error, 1)}
 	select {
@@ -127,11 +136,22 @@ func (t *target) do(ctx context.Context, fn func() error) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	tick := time.NewTicker(20 * time.Millisecond)
+	// The loop may be between Continues (it then runs the command without
+	// help) or in a Continue that has not resumed the process yet: check
+	// again now and then.
+	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		t.requestStop()
+		var resumed <-chan struct{}
+		t.stopMu.Lock()
+		if t.stopGen != t.gen {
+			resumed = t.resumed // nil between Continues: wait for the tick
+		}
+		gen := t.gen
+		t.stopMu.Unlock()
 		select {
+		case <-resumed:
+			t.requestStop(gen)
 		case err := <-c.done:
 			return err
 		case <-t.exited:
@@ -155,12 +175,31 @@ func (t *target) gone() error {
 	return fmt.Errorf("pid %d is detached", t.pid)
 }
 
-func (t *target) requestStop() {
+// requestStop asks Delve to stop the process, if Continue number gen is
+// still running and has not been asked yet.
+func (t *target) requestStop(gen uint64) {
 	t.stopMu.Lock()
 	defer t.stopMu.Unlock()
-	if !t.detached {
-		t.grp.RequestManualStop()
+	if t.detached || gen != t.gen || t.resumed == nil || t.stopGen == gen {
+		return
 	}
+	t.stopGen = gen
+	t.grp.RequestManualStop()
+}
+
+// cont resumes the process until a tracepoint hits or a stop is requested.
+func (t *target) cont() error {
+	resumed := make(chan struct{})
+	t.stopMu.Lock()
+	t.gen++
+	t.resumed = resumed
+	t.stopMu.Unlock()
+	t.grp.ResumeNotify(resumed)
+	err := t.grp.Continue()
+	t.stopMu.Lock()
+	t.resumed = nil
+	t.stopMu.Unlock()
+	return err
 }
 
 func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placement, error) {
@@ -206,7 +245,7 @@ func (t *target) loop() {
 		if t.runCommands() {
 			return
 		}
-		err := t.grp.Continue()
+		err := t.cont()
 		var pe proc.ErrProcessExited
 		if errors.As(err, &pe) {
 			t.exitErr = agent.ErrProcessExited{Pid: pe.Pid, Status: pe.Status}
@@ -281,17 +320,64 @@ func (t *target) markDetached() {
 	}
 }
 
+// detach removes every breakpoint and lets the process go.
 func (t *target) detach() error {
 	t.stopMu.Lock()
-	defer t.stopMu.Unlock()
-	if t.detached {
+	done := t.detached
+	t.stopMu.Unlock()
+	if done {
 		return nil
 	}
+	for id := range t.byID {
+		if err := t.clear(id); err != nil {
+			return err
+		}
+	}
+	if err := t.drainTraps(); err != nil {
+		return err
+	}
+	t.stopMu.Lock()
+	defer t.stopMu.Unlock()
 	t.detached = true
-	// Detach clears every breakpoint, restoring the original bytes, before
-	// ptrace lets go.
+	// Detach also clears Delve's own breakpoints, restoring the original
+	// bytes, before ptrace lets go.
 	if err := t.grp.Detach(false); err != nil {
 		return fmt.Errorf("detaching from pid %d: %w", t.pid, err)
+	}
+	return nil
+}
+
+// drainTraps makes the process take, while still traced, a SIGTRAP left
+// pending by a stop request that met a breakpoint stop: after detaching, the
+// Go runtime would die of it ("SIGTRAP: trace trap"). Delve swallows a
+// SIGTRAP it sees, so the process is resumed until none is pending. Our
+// breakpoints are gone by then; the stop that ends each round is a manual
+// stop requested a moment after the process resumed, when the pending trap
+// has been taken.
+func (t *target) drainTraps() error {
+	for round := 0; trapPending(t.pid); round++ {
+		if round == 50 {
+			return fmt.Errorf("detaching from pid %d: a SIGTRAP stays pending in it after %d rounds; staying attached rather than letting it kill the process", t.pid, round)
+		}
+		resumed := make(chan struct{})
+		requested := make(chan struct{})
+		t.grp.ResumeNotify(resumed)
+		go func() {
+			defer close(requested)
+			<-resumed
+			time.Sleep(time.Millisecond)
+			t.grp.RequestManualStop()
+		}()
+		err := t.grp.Continue()
+		var pe proc.ErrProcessExited
+		if errors.As(err, &pe) {
+			return nil
+		}
+		select {
+		case <-requested:
+		case <-time.After(5 * time.Second):
+			return fmt.Errorf("detaching from pid %d: the process did not resume to take a pending SIGTRAP", t.pid)
+		}
 	}
 	return nil
 }
@@ -348,6 +434,24 @@ func (t *target) set(spec agent.Tracepoint) (agent.Placement, error) {
 		}
 	}
 	return pl, nil
+}
+
+// tracerOf names the process tracing pid, or returns "" if none does.
+func tracerOf(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
+			tp, _ := strconv.Atoi(strings.TrimSpace(v))
+			if tp == 0 {
+				return ""
+			}
+			return fmt.Sprintf("pid %d (%s)", tp, exeName(tp))
+		}
+	}
+	return ""
 }
 
 // exeName names pid's executable for messages.

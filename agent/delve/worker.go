@@ -45,6 +45,9 @@ func serveWorker(pid int, in io.Reader, out io.Writer) error {
 	// The agent decides when to stop; signals only say it is time to go.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	// If the agent dies, writing to it must fail rather than kill the
+	// worker with SIGPIPE before it has detached.
+	signal.Ignore(syscall.SIGPIPE)
 
 	events := make(chan event, 1024)
 	writerDone := make(chan error, 1)

@@ -169,9 +169,14 @@ func (d *demoRun) run(ctx context.Context) error {
 		capture := fleet.DefaultCapture
 		capture.StackDepth = 4
 		spec := fleet.Spec{
-			ID:         "demo-" + tp.marker,
-			Location:   fleet.Location{Module: demoModule, Path: path, Line: line},
-			Selector:   fleet.Selector{Processes: []string{demoModule + "/demo/" + tp.service}},
+			ID:       "demo-" + tp.marker,
+			Location: fleet.Location{Module: demoModule, Path: path, Line: line},
+			// The pid too: other copies of the demo services on this
+			// machine (a test, another demo) are not ours to trace.
+			Selector: fleet.Selector{
+				Processes: []string{demoModule + "/demo/" + tp.service},
+				Pids:      []int{d.services[tp.service].cmd.Process.Pid},
+			},
 			LogMessage: tp.log,
 			Capture:    capture,
 			Limits:     fleet.Limits{MaxHitsPerSecond: fleet.DefaultMaxHitsPerSecond, ExpiresAt: time.Now().Add(10 * time.Minute)},

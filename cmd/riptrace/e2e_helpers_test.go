@@ -1,0 +1,503 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// The end-to-end tests drive the built riptrace binary the way a user does: a
+// `riptrace server`, `riptrace agent`s as their own processes (a tracer must
+// not be the parent of its tracees), targets started by the test, and the
+// client commands. They observe what the commands and the targets print, and
+// read the tracepoint bucket only to check that nothing is left declared.
+
+// loopDir is the target the tests trace; its lines carry @trace markers.
+const loopDir = "../../agent/testdata/targets/loop"
+
+// testVersion is stamped into the binary under test.
+const testVersion = "e2e-test"
+
+// Deadlines. They bound how long a broken feature can hang a test; a working
+// one takes a fraction of them.
+const (
+	cmdTimeout   = 30 * time.Second // a client command that should finish
+	stateTimeout = 30 * time.Second // the fleet converging to a state
+	stopTimeout  = 15 * time.Second // a process asked to stop
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := agenttest.RemoveBuilds(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
+}
+
+// riptraceBin builds this package once per test process and returns the
+// binary's path.
+func riptraceBin(t testing.TB) string {
+	t.Helper()
+	return agenttest.BuildTarget(t, ".", "-ldflags=-X main.version="+testVersion)
+}
+
+// loopSource returns the absolute path of the loop target's main.go.
+func loopSource(t testing.TB) string {
+	t.Helper()
+	src, err := filepath.Abs(filepath.Join(loopDir, "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// bg is a riptrace command running in the background. Its output is kept so
+// that the test can await lines in it; the test's cleanup stops it and, if the
+// test failed, logs its output.
+type bg struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the command has exited
+	err  error         // of cmd.Wait; set before done is closed
+
+	mu      sync.Mutex // guards the fields below
+	stdout  []byte
+	stderr  []byte
+	changed chan struct{} // closed and replaced when output grows or the command exits
+}
+
+type bgWriter struct {
+	p      *bg
+	stderr bool
+}
+
+func (w bgWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	if w.stderr {
+		w.p.stderr = append(w.p.stderr, b...)
+	} else {
+		w.p.stdout = append(w.p.stdout, b...)
+	}
+	w.p.wakeLocked()
+	return len(b), nil
+}
+
+// wakeLocked wakes every waiter. Lock should be held.
+func (p *bg) wakeLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// start runs `riptrace args...` in the background.
+func start(t *testing.T, args ...string) *bg {
+	t.Helper()
+	p := &bg{
+		name:    "riptrace " + strings.Join(args, " "),
+		cmd:     exec.Command(riptraceBin(t), args...),
+		done:    make(chan struct{}),
+		changed: make(chan struct{}),
+	}
+	p.cmd.Stdout, p.cmd.Stderr = bgWriter{p, false}, bgWriter{p, true}
+	// Die with the test process, so an aborted run leaves nothing behind.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// An agent's Delve workers inherit its stderr; do not wait forever for
+	// one that outlives it.
+	p.cmd.WaitDelay = stopTimeout
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", p.name, err)
+	}
+	go func() {
+		err := p.cmd.Wait()
+		p.mu.Lock()
+		p.err = err
+		close(p.done)
+		p.wakeLocked()
+		p.mu.Unlock()
+	}()
+	t.Cleanup(func() {
+		if err := p.stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("%s (pid %d):\n--- stdout:\n%s--- stderr:\n%s", p.name, p.cmd.Process.Pid, p.Stdout(), p.Stderr())
+		}
+	})
+	return p
+}
+
+func (p *bg) Stdout() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return string(p.stdout)
+}
+
+func (p *bg) Stderr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return string(p.stderr)
+}
+
+// signal sends sig to the command.
+func (p *bg) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signalling %s: %v", p.name, err)
+	}
+}
+
+// await waits until ok accepts the command's output so far. It fails the test,
+// saying it was waiting for what, if the command exits first or timeout
+// passes.
+func (p *bg) await(t *testing.T, timeout time.Duration, what string, ok func(stdout, stderr string) bool) {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		p.mu.Lock()
+		stdout, stderr, changed := string(p.stdout), string(p.stderr), p.changed
+		p.mu.Unlock()
+		if ok(stdout, stderr) {
+			return
+		}
+		select {
+		case <-p.done:
+			if ok(p.Stdout(), p.Stderr()) {
+				return
+			}
+			t.Fatalf("%s exited (%v) while the test waited for %s\n--- stderr:\n%s", p.name, p.err, what, p.Stderr())
+		case <-changed:
+		case <-timer.C:
+			t.Fatalf("%s: no %s within %v\n--- stderr:\n%s", p.name, what, timeout, p.Stderr())
+		}
+	}
+}
+
+// exitCode waits up to timeout for the command to exit and returns its exit
+// status.
+func (p *bg) exitCode(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s still running after %v\n--- stderr:\n%s", p.name, timeout, p.Stderr())
+	}
+	var ee *exec.ExitError
+	switch {
+	case p.err == nil:
+		return 0
+	case errors.As(p.err, &ee) && ee.Exited():
+		return ee.ExitCode()
+	}
+	t.Fatalf("%s: %v\n--- stderr:\n%s", p.name, p.err, p.Stderr())
+	return -1
+}
+
+// stop ends the command if it still runs: SIGTERM, then SIGKILL.
+func (p *bg) stop() error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(stopTimeout):
+	}
+	p.cmd.Process.Kill()
+	<-p.done
+	return fmt.Errorf("%s still running %v after SIGTERM: killed it", p.name, stopTimeout)
+}
+
+// result is the outcome of a command run to completion.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// run runs `riptrace args...` to completion and fails the test if it takes
+// longer than timeout.
+func run(t testing.TB, timeout time.Duration, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, riptraceBin(t), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	err := cmd.Run()
+	name := "riptrace " + strings.Join(args, " ")
+	if ctx.Err() != nil {
+		t.Fatalf("%s did not exit within %v\n--- stdout:\n%s--- stderr:\n%s", name, timeout, &stdout, &stderr)
+	}
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running %s: %v", name, err)
+	}
+	return r
+}
+
+var serverReady = regexp.MustCompile(`(?m)^riptrace server ready: (nats://\S+) `)
+
+// startServer starts `riptrace server` on a free port with a fresh store and
+// returns the client URL its ready line gives.
+func startServer(t *testing.T) string {
+	t.Helper()
+	p := start(t, "server", "--listen", "127.0.0.1:-1", "--data", t.TempDir())
+	var url string
+	p.await(t, cmdTimeout, "ready line", func(stdout, _ string) bool {
+		m := serverReady.FindStringSubmatch(stdout)
+		if m != nil {
+			url = m[1]
+		}
+		return m != nil
+	})
+	return url
+}
+
+// startAgent starts `riptrace agent` for host, managing the processes whose
+// executables have the given names.
+func startAgent(t *testing.T, url, host string, exes ...string) *bg {
+	t.Helper()
+	args := []string{"agent", "--nats", url, "--host", host}
+	for _, e := range exes {
+		args = append(args, "--processes", e)
+	}
+	return start(t, args...)
+}
+
+// startTarget starts the loop target, built as production builds it, with
+// args as an executable called name: agents tell processes apart by
+// executable name. Start targets before the agents that trace them, so that
+// cleanups stop the agents (which detach) before they kill the targets.
+func startTarget(t *testing.T, name string, args ...string) *agenttest.Proc {
+	t.Helper()
+	return startTargetBuild(t, agenttest.BuildTarget(t, loopDir), name, args...)
+}
+
+// startTargetBuild is startTarget for a given build of a target.
+func startTargetBuild(t *testing.T, bin, name string, args ...string) *agenttest.Proc {
+	t.Helper()
+	return agenttest.Start(t, agenttest.Alias(t, bin, name), args...)
+}
+
+// listHosts runs `riptrace hosts --json` and decodes what it prints.
+func listHosts(t testing.TB, url string) ([]fleet.HostEntry, error) {
+	t.Helper()
+	r := run(t, cmdTimeout, "hosts", "--nats", url, "--json")
+	if r.code != 0 {
+		return nil, fmt.Errorf("riptrace hosts --json: exit status %d\n%s", r.code, r.stderr)
+	}
+	var hosts []fleet.HostEntry
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&hosts); err != nil {
+		return nil, fmt.Errorf("decoding the output of riptrace hosts --json: %v\n%s", err, r.stdout)
+	}
+	if hosts == nil {
+		return nil, fmt.Errorf("riptrace hosts --json printed %q, want a JSON array", strings.TrimSpace(r.stdout))
+	}
+	return hosts, nil
+}
+
+// findHost returns the live entry of host.
+func findHost(hosts []fleet.HostEntry, host string) (*fleet.HostEntry, error) {
+	for i := range hosts {
+		h := &hosts[i]
+		if h.Name != host {
+			continue
+		}
+		if h.Gone || h.Profile == nil {
+			return nil, fmt.Errorf("host %s is listed as gone (%s)", host, h.Error)
+		}
+		return h, nil
+	}
+	return nil, fmt.Errorf("host %s is not listed", host)
+}
+
+// findProcess returns pid's entry on host.
+func findProcess(hosts []fleet.HostEntry, host string, pid int) (*fleet.Process, error) {
+	h, err := findHost(hosts, host)
+	if err != nil {
+		return nil, err
+	}
+	for i := range h.Profile.Processes {
+		if p := &h.Profile.Processes[i]; p.Pid == pid {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("host %s does not list pid %d", host, pid)
+}
+
+// awaitProcesses polls `riptrace hosts --json` until every target is listed
+// on its host and check accepts each of them.
+func awaitProcesses(t *testing.T, url string, where map[*agenttest.Proc]string, check func(*fleet.Process) error) {
+	t.Helper()
+	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
+		hosts, err := listHosts(t, url)
+		if err != nil {
+			return err
+		}
+		for target, host := range where {
+			p, err := findProcess(hosts, host, target.Pid)
+			if err != nil {
+				return err
+			}
+			if err := check(p); err != nil {
+				return fmt.Errorf("host %s pid %d: %w", host, p.Pid, err)
+			}
+		}
+		return nil
+	})
+}
+
+// detached accepts a process no agent is attached to.
+func detached(p *fleet.Process) error {
+	if p.Attached || len(p.Tracepoints) > 0 {
+		return fmt.Errorf("attached=%v with tracepoints %v, want detached with none", p.Attached, p.Tracepoints)
+	}
+	return nil
+}
+
+// awaitNoTracepoints polls the tracepoint bucket until it is empty: every
+// `riptrace trace` that exited removed its tracepoint.
+func awaitNoTracepoints(t *testing.T, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
+	defer cancel()
+	c, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: "riptrace e2e test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	agenttest.CheckFor(t, stateTimeout, 50*time.Millisecond, func() error {
+		specs, err := c.Tracepoints(ctx)
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for _, s := range specs {
+			ids = append(ids, s.ID+" ("+s.Owner+")")
+		}
+		if len(ids) > 0 {
+			return fmt.Errorf("tracepoints still declared: %v", ids)
+		}
+		return nil
+	})
+}
+
+// decodeHits decodes the output of `riptrace trace --json`, one hit per line.
+func decodeHits(t *testing.T, out string) []fleet.Hit {
+	t.Helper()
+	var hits []fleet.Hit
+	for line := range strings.Lines(out) {
+		if !strings.HasSuffix(line, "\n") {
+			break // still being written
+		}
+		var h fleet.Hit
+		dec := json.NewDecoder(strings.NewReader(line))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&h); err != nil {
+			t.Fatalf("hit %d of riptrace trace --json does not decode as a fleet.Hit: %v\n%s", len(hits)+1, err, line)
+		}
+		hits = append(hits, h)
+	}
+	return hits
+}
+
+// pidsOf returns the pids hits came from.
+func pidsOf(hits []fleet.Hit) map[int]int {
+	pids := make(map[int]int)
+	for _, h := range hits {
+		pids[h.Pid]++
+	}
+	return pids
+}
+
+var tracingLine = regexp.MustCompile(`(?m)^riptrace: tracing \S+ as (\S+) `)
+
+// tracepointID returns the id `riptrace trace` announced on stderr.
+func tracepointID(t *testing.T, stderr string) string {
+	t.Helper()
+	m := tracingLine.FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("riptrace trace did not say which tracepoint it declared:\n%s", stderr)
+	}
+	return m[1]
+}
+
+// statusLine returns the status line `riptrace trace` printed for pid in
+// state, or "".
+func statusLine(stderr string, pid int, state string) string {
+	for line := range strings.Lines(stderr) {
+		if strings.Contains(line, "["+strconv.Itoa(pid)+"]: "+state+": ") {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
+}
+
+var aliveLine = regexp.MustCompile(`(?m)^ALIVE n=(\d+) `)
+
+// lastAlive returns the iteration count of the last ALIVE line in out, or -1.
+func lastAlive(out string) int64 {
+	ms := aliveLine.FindAllStringSubmatch(out, -1)
+	if len(ms) == 0 {
+		return -1
+	}
+	n, _ := strconv.ParseInt(ms[len(ms)-1][1], 10, 64)
+	return n
+}
+
+// awaitProgress waits for every target to print an ALIVE line counting more
+// iterations than the last one it printed before the call: the targets run
+// on, neither killed by a stray breakpoint nor left stopped.
+func awaitProgress(t *testing.T, targets ...*agenttest.Proc) {
+	t.Helper()
+	before := make([]int64, len(targets))
+	for i, p := range targets {
+		before[i] = lastAlive(p.Output())
+	}
+	agenttest.CheckFor(t, stateTimeout, 20*time.Millisecond, func() error {
+		for i, p := range targets {
+			if !p.Alive() {
+				// Gone, so no debugger holds it: reaping it is safe.
+				t.Fatalf("target pid %d is gone (%v)\n--- stdout:\n%s--- stderr:\n%s", p.Pid, p.Wait(time.Second), p.Output(), p.Stderr())
+			}
+			if n := lastAlive(p.Output()); n <= before[i] {
+				return fmt.Errorf("target pid %d printed no ALIVE line counting more than %d iterations (last: %d)", p.Pid, before[i], n)
+			}
+		}
+		return nil
+	})
+}
+
+// varNamed returns the variable called name in vs, or nil.
+func varNamed(vs []fleet.Variable, name string) *fleet.Variable {
+	i := slices.IndexFunc(vs, func(v fleet.Variable) bool { return v.Name == name })
+	if i < 0 {
+		return nil
+	}
+	return &vs[i]
+}

@@ -1,0 +1,624 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// itemIDs are the IDs of the loop target's items, which process gets in turn:
+// call n gets itemIDs[n%3].
+var itemIDs = []string{"book", "lamp", "pen"}
+
+// TestEndToEnd traces one line across three processes on two hosts and checks
+// every hit, the global order, and that the fleet returns to idle afterwards.
+func TestEndToEnd(t *testing.T) {
+	t.Parallel()
+	src := loopSource(t)
+	processLine := agenttest.MarkerLine(t, src, "process")
+	loopLine := agenttest.MarkerLine(t, src, "loop")
+
+	url := startServer(t)
+	names := []string{"loop-a", "loop-b", "loop-c"}
+	targets := make(map[string]*agenttest.Proc)
+	for _, name := range names {
+		targets[name] = startTarget(t, name)
+	}
+	startAgent(t, url, "host-a", "loop-a", "loop-b")
+	startAgent(t, url, "host-b", "loop-c")
+	hostOf := map[*agenttest.Proc]string{targets["loop-a"]: "host-a", targets["loop-b"]: "host-a", targets["loop-c"]: "host-b"}
+	byPid := make(map[int]string)
+	for name, p := range targets {
+		byPid[p.Pid] = name
+	}
+
+	// Each agent lists its own processes, detached: attaching is on demand.
+	awaitProcesses(t, url, hostOf, func(p *fleet.Process) error {
+		if name := byPid[p.Pid]; filepath.Base(p.Exe) != name {
+			return fmt.Errorf("exe %s, want one named %s", p.Exe, name)
+		}
+		return detached(p)
+	})
+
+	// A first tracepoint, reporting one hit per second per process, keeps
+	// every target attached while the run under test traces another line.
+	// Without it, that run's first 30 to 130 hits would come from only some
+	// of the targets: an agent attaches to its processes one after another,
+	// each attach reading a binary's debug info, while the processes already
+	// attached hit 200 times a second. With it, all three report within the
+	// first few hits.
+	holder := start(t, "trace", "--nats", url, "--json", "--rate", "1", fmt.Sprintf("%s:%d", src, loopLine))
+	holder.await(t, stateTimeout, "hits from every target", func(stdout, _ string) bool {
+		pids := pidsOf(decodeHits(t, stdout))
+		for pid := range pids {
+			if byPid[pid] == "" {
+				t.Fatalf("riptrace trace reported a hit from pid %d, which is none of the targets %v", pid, byPid)
+			}
+		}
+		return len(pids) == len(targets)
+	})
+	holderID := tracepointID(t, holder.Stderr())
+	for _, h := range decodeHits(t, holder.Stdout()) {
+		if h.Function != "main.main" || h.Line != loopLine {
+			t.Errorf("hit of the tracepoint at @trace(loop) is in %s line %d, want main.main line %d", h.Function, h.Line, loopLine)
+		}
+	}
+
+	// The run under test: 30 hits of @trace(process), unthrottled.
+	r := run(t, cmdTimeout, "trace", "--nats", url, "--json", "--count", "30", "--rate", "0", fmt.Sprintf("%s:%d", src, processLine))
+	if r.code != 0 {
+		t.Fatalf("riptrace trace --count 30: exit status %d, want 0\n%s", r.code, r.stderr)
+	}
+	id := tracepointID(t, r.stderr)
+	if id == holderID {
+		t.Fatalf("two riptrace trace runs declared the same tracepoint id %s", id)
+	}
+	hits := decodeHits(t, r.stdout)
+	if len(hits) != 30 {
+		t.Fatalf("riptrace trace --count 30 printed %d hits, want 30\n%s", len(hits), r.stderr)
+	}
+	var lastSeq uint64
+	lastN := make(map[int]int)
+	for i, h := range hits {
+		for _, problem := range checkProcessHit(&h, processLine) {
+			t.Errorf("hit %d (seq %d, pid %d): %s", i+1, h.Seq, h.Pid, problem)
+		}
+		if h.Tracepoint != id {
+			t.Errorf("hit %d: tracepoint %q, want %q", i+1, h.Tracepoint, id)
+		}
+		name := byPid[h.Pid]
+		if name == "" {
+			t.Errorf("hit %d: pid %d is none of the targets %v", i+1, h.Pid, byPid)
+			continue
+		}
+		if want := hostOf[targets[name]]; h.Host != want || h.Process.Exe != name {
+			t.Errorf("hit %d: from %s %s[%d], want host %s, exe %s", i+1, h.Host, h.Process.Exe, h.Pid, want, name)
+		}
+		if i > 0 && h.Seq <= lastSeq {
+			t.Errorf("hit %d: seq %d after seq %d, want strictly increasing", i+1, h.Seq, lastSeq)
+		}
+		lastSeq = h.Seq
+		// The global order agrees with each process's own order.
+		if n, err := strconv.Atoi(valueOf(h.Args, "n")); err == nil {
+			if last, ok := lastN[h.Pid]; ok && n <= last {
+				t.Errorf("hit %d: pid %d call n=%d comes after its call n=%d", i+1, h.Pid, n, last)
+			}
+			lastN[h.Pid] = n
+		}
+	}
+	for name, p := range targets {
+		if pidsOf(hits)[p.Pid] == 0 {
+			t.Errorf("no hit from %s (pid %d) among %d hits: hits per pid %v", name, p.Pid, len(hits), pidsOf(hits))
+		}
+	}
+	if t.Failed() {
+		t.Logf("first hit: %s", strings.SplitN(r.stdout, "\n", 2)[0])
+	}
+
+	// Its tracepoint is gone from every process; the first one remains.
+	awaitProcesses(t, url, hostOf, func(p *fleet.Process) error {
+		if !p.Attached || !slices.Equal(p.Tracepoints, []string{holderID}) {
+			return fmt.Errorf("attached=%v with tracepoints %v, want attached with only %s", p.Attached, p.Tracepoints, holderID)
+		}
+		return nil
+	})
+
+	// Ctrl-C stops the first run; with no tracepoint left every agent
+	// detaches, and nothing stays declared.
+	holder.signal(t, os.Interrupt)
+	if code := holder.exitCode(t, stopTimeout); code != 0 {
+		t.Errorf("riptrace trace after Ctrl-C: exit status %d, want 0", code)
+	}
+	awaitProcesses(t, url, hostOf, detached)
+	awaitNoTracepoints(t, url)
+
+	// The targets ran on through all of it.
+	awaitProgress(t, targets["loop-a"], targets["loop-b"], targets["loop-c"])
+}
+
+// checkProcessHit returns what is wrong with a hit at @trace(process) of the
+// loop target.
+func checkProcessHit(h *fleet.Hit, line int) []string {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if h.Goroutine <= 0 {
+		bad("goroutine %d, want > 0", h.Goroutine)
+	}
+	if h.Function != "main.process" || !strings.HasSuffix(h.File, "/loop/main.go") || h.Line != line {
+		bad("at %s %s:%d, want main.process .../loop/main.go:%d", h.Function, h.File, h.Line, line)
+	}
+	if h.ServerTime.IsZero() || h.Time == 0 {
+		bad("serverTime %v, time %d: want both set", h.ServerTime, h.Time)
+	}
+	if len(h.Errors) > 0 {
+		bad("capture errors %q", h.Errors)
+	}
+
+	// Arguments: the pointer it is followed, so the Item's fields are its
+	// children, and they belong to the same call as n.
+	it := varNamed(h.Args, "it")
+	n, err := strconv.Atoi(valueOf(h.Args, "n"))
+	switch {
+	case it == nil:
+		bad("no argument it in %v", names(h.Args))
+	case err != nil:
+		bad("argument n is %q, want a number", valueOf(h.Args, "n"))
+	default:
+		want := itemIDs[n%len(itemIDs)]
+		if got := valueOf(it.Children, "ID"); got != strconv.Quote(want) {
+			bad("it.ID is %q (children %v), want %q for n=%d", got, names(it.Children), strconv.Quote(want), n)
+		}
+		// Locals are there, and agree with the arguments.
+		if got, want := valueOf(h.Locals, "label"), strconv.Quote(fmt.Sprintf("%s#%d", want, n)); got != want {
+			bad("local label is %q (locals %v), want %s", got, names(h.Locals), want)
+		}
+	}
+
+	switch {
+	case len(h.Stack) < 2:
+		bad("stack %v, want main.process called by main.main", h.Stack)
+	case h.Stack[0].Function != "main.process" || h.Stack[0].Line != line || h.Stack[1].Function != "main.main":
+		bad("stack starts %s:%d, %s; want main.process:%d, main.main", h.Stack[0].Function, h.Stack[0].Line, h.Stack[1].Function, line)
+	}
+	return problems
+}
+
+// valueOf returns the value of the variable called name in vs, or "".
+func valueOf(vs []fleet.Variable, name string) string {
+	if v := varNamed(vs, name); v != nil {
+		return v.Value
+	}
+	return ""
+}
+
+func names(vs []fleet.Variable) []string {
+	var ns []string
+	for _, v := range vs {
+		ns = append(ns, v.Name)
+	}
+	return ns
+}
+
+// TestTraceBadInput checks that every mistake a user can make with trace is
+// reported clearly, and that none of them leaves an agent stuck.
+func TestTraceBadInput(t *testing.T) {
+	t.Parallel()
+	src := loopSource(t)
+	processLoc := fmt.Sprintf("%s:%d", src, agenttest.MarkerLine(t, src, "process"))
+	url := startServer(t)
+	target := startTarget(t, "bad-loop")
+	agent := startAgent(t, url, "bad-host", "bad-loop")
+	where := map[*agenttest.Proc]string{target: "bad-host"}
+	awaitProcesses(t, url, where, detached)
+
+	ok := t.Run("group", func(t *testing.T) {
+		// Mistakes on the command line: exit status 2 before anything is
+		// declared.
+		t.Run("usage", func(t *testing.T) {
+			t.Parallel()
+			for _, tc := range []struct {
+				args []string
+				want []string // in stderr
+			}{
+				{nil, []string{"Usage: riptrace trace", "FILE:LINE"}},
+				{[]string{"main.go"}, []string{`"main.go"`, "FILE:LINE"}},
+				{[]string{"main.go:x"}, []string{`"main.go:x"`, "line"}},
+				{[]string{"main.go:0"}, []string{`"main.go:0"`, "line"}},
+				{[]string{"main.go:1", "other.go:2"}, []string{"Usage: riptrace trace", "FILE:LINE"}},
+				{[]string{"--count", "many", "main.go:1"}, []string{"-count", "Usage: riptrace trace"}},
+			} {
+				r := run(t, cmdTimeout, append([]string{"trace", "--nats", url}, tc.args...)...)
+				if r.code != 2 {
+					t.Errorf("riptrace trace %q: exit status %d, want 2\n%s", tc.args, r.code, r.stderr)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(r.stderr, w) {
+						t.Errorf("riptrace trace %q: stderr does not mention %q:\n%s", tc.args, w, r.stderr)
+					}
+				}
+			}
+		})
+
+		// A condition that does not parse is refused at once.
+		t.Run("condition syntax", func(t *testing.T) {
+			t.Parallel()
+			r := run(t, cmdTimeout, "trace", "--nats", url, "--cond", "n >", processLoc)
+			if r.code == 0 || !strings.Contains(r.stderr, `condition "n >"`) {
+				t.Errorf("riptrace trace --cond 'n >': exit status %d, want non-zero and a message about the condition:\n%s", r.code, r.stderr)
+			}
+			if strings.Contains(r.stderr, "riptrace: tracing") {
+				t.Errorf("riptrace trace --cond 'n >' declared a tracepoint:\n%s", r.stderr)
+			}
+		})
+
+		// Mistakes only the agent can see come back as the process's status.
+		for _, tc := range []struct {
+			name      string
+			args      []string
+			want      []string // in the error status line
+			interrupt bool     // stop with Ctrl-C after the status, rather than by --for
+		}{
+			{
+				name: "file no program has",
+				args: []string{"--for", "5s", "nosuch/file.go:10"},
+				want: []string{"nosuch/file.go"},
+			},
+			{
+				name:      "file with no namesake",
+				args:      []string{"--for", "1m", "nosuch/nosuchfile.go:10"},
+				want:      []string{"nosuch/nosuchfile.go", "check the path"},
+				interrupt: true,
+			},
+			{
+				name:      "line without code",
+				args:      []string{"--for", "1m", fmt.Sprintf("%s:%d", src, agenttest.MarkerLine(t, src, "nocode"))},
+				want:      []string{"no code", "pick a line"},
+				interrupt: true,
+			},
+			{
+				name:      "condition that cannot be evaluated",
+				args:      []string{"--for", "1m", "--cond", "nosuch > 1", processLoc},
+				want:      []string{`condition "nosuch > 1"`, "the tracepoint was removed"},
+				interrupt: true,
+			},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				tr := start(t, append([]string{"trace", "--nats", url, "--json"}, tc.args...)...)
+				var status string
+				tr.await(t, stateTimeout, "error status for pid "+strconv.Itoa(target.Pid), func(_, stderr string) bool {
+					status = statusLine(stderr, target.Pid, fleet.StateError)
+					return status != ""
+				})
+				for _, w := range tc.want {
+					if !strings.Contains(status, w) {
+						t.Errorf("status does not mention %q: %s", w, status)
+					}
+				}
+				if tc.interrupt {
+					tr.signal(t, os.Interrupt)
+				}
+				if code := tr.exitCode(t, stopTimeout); code != 0 {
+					t.Errorf("exit status %d, want 0", code)
+				}
+				if out := tr.Stdout(); out != "" {
+					t.Errorf("printed hits, want none:\n%s", out)
+				}
+			})
+		}
+	})
+	if !ok {
+		return
+	}
+
+	// The agent recovered from all of it: it is detached, nothing is
+	// declared, the target runs on, and a trace, by path suffix this time,
+	// works.
+	awaitProcesses(t, url, where, detached)
+	awaitNoTracepoints(t, url)
+	awaitProgress(t, target)
+	r := run(t, cmdTimeout, "trace", "--nats", url, "--json", "--count", "5", "loop/main.go:"+strconv.Itoa(agenttest.MarkerLine(t, src, "process")))
+	if r.code != 0 {
+		t.Fatalf("riptrace trace after the bad ones: exit status %d, want 0\n%s", r.code, r.stderr)
+	}
+	hits := decodeHits(t, r.stdout)
+	if len(hits) != 5 {
+		t.Errorf("riptrace trace --count 5 printed %d hits, want 5", len(hits))
+	}
+	for i, h := range hits {
+		if h.Pid != target.Pid || h.Host != "bad-host" || h.Function != "main.process" {
+			t.Errorf("hit %d: %s pid %d in %s, want bad-host pid %d in main.process", i+1, h.Host, h.Pid, h.Function, target.Pid)
+		}
+	}
+	select {
+	case <-agent.done:
+		t.Errorf("the agent exited: %v", agent.err)
+	default:
+	}
+}
+
+// TestHostsJSON checks what `riptrace hosts` says about an agent and its
+// processes, and that an agent stopped with SIGTERM withdraws itself.
+func TestHostsJSON(t *testing.T) {
+	t.Parallel()
+	url := startServer(t)
+
+	r := run(t, cmdTimeout, "hosts", "--nats", url, "--json")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("riptrace hosts --json with no agent: exit status %d, output %q; want 0 and []\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, cmdTimeout, "hosts", "--nats", url)
+	if r.code != 0 || !strings.Contains(r.stdout, "no agents on "+url) {
+		t.Errorf("riptrace hosts with no agent: exit status %d, output %q; want 0 and a hint that no agent runs", r.code, r.stdout)
+	}
+
+	target := startTarget(t, "hosts-loop", "-every", "10ms")
+	agent := startAgent(t, url, "hosts-test", "hosts-loop")
+	var host *fleet.HostEntry
+	var proc *fleet.Process
+	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
+		hosts, err := listHosts(t, url)
+		if err != nil {
+			return err
+		}
+		if proc, err = findProcess(hosts, "hosts-test", target.Pid); err != nil {
+			return err
+		}
+		host, _ = findHost(hosts, "hosts-test")
+		return nil
+	})
+
+	info := host.Profile.Host
+	if info.Name != "hosts-test" || info.OS != runtime.GOOS || info.Arch != runtime.GOARCH || info.CPUs != runtime.NumCPU() ||
+		info.Kernel == "" || info.AgentVersion != testVersion || !slices.Contains(info.Backends, "delve") || info.Started.IsZero() {
+		t.Errorf("host info %+v, want name hosts-test, %s/%s, %d CPUs, a kernel, agent %s, backend delve, a start time",
+			info, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), testVersion)
+	}
+	if host.LastSeen.IsZero() {
+		t.Errorf("host hosts-test has no lastSeen")
+	}
+	// The agent's --processes leaves out every other Go process here, this
+	// test's own included.
+	if n := len(host.Profile.Processes); n != 1 {
+		t.Errorf("host hosts-test lists %d processes, want only hosts-loop: %+v", n, host.Profile.Processes)
+	}
+	exe, err := filepath.EvalSymlinks(target.Cmd.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fleet.Process{
+		Pid:         target.Pid,
+		Exe:         exe,
+		Cmdline:     []string{target.Cmd.Path, "-every", "10ms"},
+		Module:      "github.com/riptrace/riptrace",
+		MainPackage: "github.com/riptrace/riptrace/agent/testdata/targets/loop",
+		GoVersion:   runtime.Version(),
+	}
+	got := *proc
+	// Whatever VCS information the build stamped (none with
+	// -buildvcs=false) and whether this test runs in a container are not
+	// this test's business.
+	got.Revision, got.Modified, got.VCSTime, got.ContainerID = "", false, "", ""
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("riptrace hosts --json lists\n%+v\nwant\n%+v", got, want)
+	}
+
+	r = run(t, cmdTimeout, "hosts", "--nats", url)
+	if r.code != 0 {
+		t.Errorf("riptrace hosts: exit status %d\n%s", r.code, r.stderr)
+	}
+	for _, w := range []string{"hosts-test", testVersion, strconv.Itoa(target.Pid), "hosts-loop", want.MainPackage, runtime.Version()} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("riptrace hosts does not mention %q:\n%s", w, r.stdout)
+		}
+	}
+	if r := run(t, cmdTimeout, "version"); r.code != 0 || r.stdout != "riptrace "+testVersion+"\n" {
+		t.Errorf("riptrace version: exit status %d, output %q; want 0 and %q", r.code, r.stdout, "riptrace "+testVersion+"\n")
+	}
+
+	// SIGTERM: the agent exits cleanly and withdraws its heartbeat, so the
+	// host is not merely shown as gone but no longer listed.
+	agent.signal(t, syscall.SIGTERM)
+	if code := agent.exitCode(t, stopTimeout); code != 0 {
+		t.Errorf("agent after SIGTERM: exit status %d, want 0", code)
+	}
+	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
+		hosts, err := listHosts(t, url)
+		if err != nil {
+			return err
+		}
+		if len(hosts) > 0 {
+			return fmt.Errorf("riptrace hosts --json lists %+v after the agent stopped, want nothing", hosts)
+		}
+		return nil
+	})
+	if r := run(t, cmdTimeout, "hosts", "--nats", url); !strings.Contains(r.stdout, "no agents on") {
+		t.Errorf("riptrace hosts after the agent stopped: %q, want the no-agents hint", r.stdout)
+	}
+	awaitProgress(t, target)
+}
+
+// TestAgentSIGTERMLeavesTargetRunning stops an agent while a tracepoint in
+// its process hits continuously: the agent must remove its breakpoints (a
+// stray int3, or a stray SIGTRAP, kills a Go program) and detach before it
+// exits 0, and withdraw its status. A new agent then picks the still-declared
+// tracepoint up again.
+func TestAgentSIGTERMLeavesTargetRunning(t *testing.T) {
+	t.Parallel()
+	testAgentStopLeavesTargetRunning(t, syscall.SIGTERM)
+}
+
+// TestAgentSIGKILLLeavesTargetRunning is the same for an agent that gets no
+// chance to clean up: its Delve worker sees the agent gone, removes the
+// breakpoints and detaches by itself.
+func TestAgentSIGKILLLeavesTargetRunning(t *testing.T) {
+	t.Parallel()
+	testAgentStopLeavesTargetRunning(t, syscall.SIGKILL)
+}
+
+func testAgentStopLeavesTargetRunning(t *testing.T, sig syscall.Signal) {
+	src := loopSource(t)
+	processLine := agenttest.MarkerLine(t, src, "process")
+	url := startServer(t)
+	// A hot line: the target calls process without pause, so it is stopped
+	// at the breakpoint, or on its way there, most of the time, the way a
+	// busy service is.
+	// Names of its own: the SIGTERM and SIGKILL tests run side by side,
+	// and two agents must never manage one process.
+	exe, host := fmt.Sprintf("stop%d-loop", sig), fmt.Sprintf("stop%d-host", sig)
+	target := startTarget(t, exe, "-every", "0")
+	agent := startAgent(t, url, host, exe)
+	where := map[*agenttest.Proc]string{target: host}
+	awaitProcesses(t, url, where, detached)
+
+	tr := start(t, "trace", "--nats", url, "--json", "--rate", "0", fmt.Sprintf("%s:%d", src, processLine))
+	tr.await(t, stateTimeout, "20 hits", func(stdout, _ string) bool {
+		return len(decodeHits(t, stdout)) >= 20
+	})
+
+	agent.signal(t, sig)
+	if sig == syscall.SIGTERM {
+		if code := agent.exitCode(t, stopTimeout); code != 0 {
+			t.Errorf("agent after SIGTERM: exit status %d, want 0", code)
+		}
+	} else {
+		select {
+		case <-agent.done:
+		case <-time.After(stopTimeout):
+			t.Fatalf("agent still running %v after %v", stopTimeout, sig)
+		}
+	}
+	// Two new ALIVE lines: the target runs, and keeps running.
+	awaitProgress(t, target)
+	awaitProgress(t, target)
+	if strings.Contains(target.Stderr(), "SIGTRAP") {
+		t.Errorf("target stderr mentions SIGTRAP:\n%s", target.Stderr())
+	}
+	if sig == syscall.SIGTERM {
+		// The agent withdrew its status; the trace says so.
+		tr.await(t, stateTimeout, "status removed for pid "+strconv.Itoa(target.Pid), func(_, stderr string) bool {
+			return strings.Contains(stderr, "["+strconv.Itoa(target.Pid)+"]: removed")
+		})
+	}
+
+	// The tracepoint is still declared: a new agent for the host installs it.
+	restarted := time.Now()
+	startAgent(t, url, host, exe)
+	tr.await(t, stateTimeout, "a hit taken by the new agent", func(stdout, _ string) bool {
+		hits := decodeHits(t, stdout)
+		return len(hits) > 0 && hits[len(hits)-1].Time > restarted.UnixNano()
+	})
+	hits := decodeHits(t, tr.Stdout())
+	for i, h := range hits {
+		if h.Pid != target.Pid || h.Host != host || h.Line != processLine {
+			t.Errorf("hit %d: %s pid %d line %d, want %s pid %d line %d", i+1, h.Host, h.Pid, h.Line, host, target.Pid, processLine)
+		}
+		if i > 0 && h.Seq <= hits[i-1].Seq {
+			t.Errorf("hit %d: seq %d after seq %d, want strictly increasing", i+1, h.Seq, hits[i-1].Seq)
+		}
+	}
+
+	tr.signal(t, os.Interrupt)
+	if code := tr.exitCode(t, stopTimeout); code != 0 {
+		t.Errorf("riptrace trace after Ctrl-C: exit status %d, want 0", code)
+	}
+	awaitProcesses(t, url, where, detached)
+	awaitNoTracepoints(t, url)
+	awaitProgress(t, target)
+}
+
+// TestTraceInterfaceLocal checks that an interface-typed local is captured,
+// in a production build of the target (where the compiler keeps it in
+// registers) as in a debug build.
+func TestTraceInterfaceLocal(t *testing.T) {
+	t.Parallel()
+	src := loopSource(t)
+	processLine := agenttest.MarkerLine(t, src, "process")
+	url := startServer(t)
+	targets := map[string]*agenttest.Proc{
+		"iface-opt":   startTarget(t, "iface-opt"),
+		"iface-noopt": startTargetBuild(t, agenttest.BuildTarget(t, loopDir, agenttest.NoOpt), "iface-noopt"),
+	}
+	startAgent(t, url, "iface-host", "iface-opt", "iface-noopt")
+	awaitProcesses(t, url, map[*agenttest.Proc]string{targets["iface-opt"]: "iface-host", targets["iface-noopt"]: "iface-host"}, detached)
+
+	for name := range targets {
+		t.Run(name, func(t *testing.T) {
+			r := run(t, cmdTimeout, "trace", "--nats", url, "--json", "--count", "10", "--processes", name, fmt.Sprintf("%s:%d", src, processLine))
+			if r.code != 0 {
+				t.Fatalf("riptrace trace: exit status %d, want 0\n%s", r.code, r.stderr)
+			}
+			for i, h := range decodeHits(t, r.stdout) {
+				// process sets note to label on a rush order, to units
+				// otherwise.
+				var want string
+				switch rush := valueOf(h.Locals, "rush"); rush {
+				case "true":
+					want = valueOf(h.Locals, "label")
+				case "false":
+					want = valueOf(h.Locals, "units")
+				default:
+					t.Fatalf("hit %d: local rush is %q, want true or false", i+1, rush)
+				}
+				note := varNamed(h.Locals, "note")
+				switch {
+				case note == nil:
+					t.Errorf("hit %d: no local note in %v", i+1, names(h.Locals))
+				case note.Unreadable != "" || want == "" || !strings.Contains(note.Value, want):
+					t.Errorf("hit %d: local note is %q (unreadable: %q), want the interface holding %s", i+1, note.Value, note.Unreadable, want)
+				}
+			}
+		})
+	}
+}
+
+// TestMakeDemo runs what a newcomer runs first.
+func TestMakeDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("make demo builds and runs the whole system")
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "make", "demo")
+	cmd.Dir = "../.."
+	cmd.WaitDelay = stopTimeout
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("make demo did not finish within 5m:\n%s", out)
+	}
+	if err != nil {
+		t.Fatalf("make demo: %v\n%s", err, out)
+	}
+	for _, w := range []string{"timeline: 12 hits", "main.charge", "main.priceOrder", "main.checkout", "still serving"} {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("make demo output does not mention %q", w)
+		}
+	}
+	// The timeline is numbered in stream order.
+	rest := string(out)
+	for i := 1; i <= 12; i++ {
+		j := strings.Index(rest, fmt.Sprintf("\n#%d ", i))
+		if j < 0 {
+			t.Errorf("make demo timeline has no hit #%d after hit #%d", i, i-1)
+			break
+		}
+		rest = rest[j+1:]
+	}
+	if t.Failed() {
+		t.Logf("make demo output:\n%s", out)
+	}
+}
