@@ -69,6 +69,7 @@ func (t *target) capture(th proc.Thread, tp *tracepoint) fleet.Hit {
 		h.Goroutine = g.ID
 	}
 	scope := proc.FrameToScope(tgt, th.ProcessMemory(), g, th.ThreadID(), frames...)
+	warmModuleData(scope)
 	maxVars := c.MaxVariable
 	if maxVars <= 0 {
 		maxVars = fleet.DefaultCapture.MaxVariable
@@ -107,6 +108,16 @@ func (t *target) capture(th proc.Thread, tp *tracepoint) fleet.Hit {
 		h.Message = b.String()
 	}
 	return h
+}
+
+// warmModuleData makes Delve read the runtime's module data from the
+// process's memory. Delve loads it lazily, after every resume, through the
+// memory of the first interface value it decodes; when that value lives in
+// registers (an optimized build) the load reads out of bounds and every
+// interface local of the hit shows unreadable. A global interface of the
+// runtime loads it from real memory first.
+func warmModuleData(scope *proc.EvalScope) {
+	scope.EvalExpression("runtime.divideError", proc.LoadConfig{MaxStringLen: 1, MaxVariableRecurse: 1, MaxStructFields: -1})
 }
 
 func evalVar(scope *proc.EvalScope, expr string, cfg proc.LoadConfig) fleet.Variable {
