@@ -69,7 +69,24 @@ func (t *target) capture(th proc.Thread, tp *tracepoint) fleet.Hit {
 		h.Goroutine = g.ID
 	}
 	scope := proc.FrameToScope(tgt, th.ProcessMemory(), g, th.ThreadID(), frames...)
-	warmModuleData(scope)
+	if tp.warm {
+		warmModuleData(scope)
+	}
+	t.readValues(scope, tp, &h)
+	if !tp.warm && needsModuleData(h) {
+		// Learned once per tracepoint: from now on, warm up first.
+		tp.warm = true
+		warmModuleData(scope)
+		h.Args, h.Locals, h.Exprs, h.Message, h.Errors = nil, nil, nil, "", nil
+		t.readValues(scope, tp, &h)
+	}
+	return h
+}
+
+// readValues reads the arguments, locals, expressions and log message tp
+// asks for into h.
+func (t *target) readValues(scope *proc.EvalScope, tp *tracepoint, h *fleet.Hit) {
+	c := tp.spec.Capture
 	maxVars := c.MaxVariable
 	if maxVars <= 0 {
 		maxVars = fleet.DefaultCapture.MaxVariable
@@ -107,7 +124,21 @@ func (t *target) capture(th proc.Thread, tp *tracepoint) fleet.Hit {
 		}
 		h.Message = b.String()
 	}
-	return h
+}
+
+// needsModuleData reports whether a value of h failed because Delve's module
+// data was loaded through register memory (see warmModuleData).
+func needsModuleData(h fleet.Hit) bool {
+	var walk func([]fleet.Variable) bool
+	walk = func(vs []fleet.Variable) bool {
+		for _, v := range vs {
+			if strings.Contains(v.Unreadable, "module data") || walk(v.Children) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(h.Args) || walk(h.Locals) || walk(h.Exprs) || strings.Contains(h.Message, "module data")
 }
 
 // warmModuleData makes Delve read the runtime's module data from the
@@ -115,7 +146,8 @@ func (t *target) capture(th proc.Thread, tp *tracepoint) fleet.Hit {
 // memory of the first interface value it decodes; when that value lives in
 // registers (an optimized build) the load reads out of bounds and every
 // interface local of the hit shows unreadable. A global interface of the
-// runtime loads it from real memory first.
+// runtime loads it from real memory first. It costs a symbol lookup and a
+// few reads, so tracepoints pay it only once they have met the problem.
 func warmModuleData(scope *proc.EvalScope) {
 	scope.EvalExpression("runtime.divideError", proc.LoadConfig{MaxStringLen: 1, MaxVariableRecurse: 1, MaxStructFields: -1})
 }

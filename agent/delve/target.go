@@ -121,6 +121,7 @@ type tracepoint struct {
 	log     []fleet.LogSegment
 	limit   bucket
 	dropped uint64
+	warm    bool // load Delve's module data before reading values (see warmModuleData)
 }
 
 func (t *target) Hits() <-chan agent.Hit { return t.hits }
