@@ -200,3 +200,36 @@ func checkNoGoroutineLeak(t *testing.T) func() {
 		}
 	}
 }
+
+func TestLeaseRenewsAndRemoves(t *testing.T) {
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	ctx := context.Background()
+	l := c.NewLease(300 * time.Millisecond)
+	spec := &fleet.Spec{ID: "leased", Location: fleet.Location{Path: "x.go", Line: 1}}
+	if err := l.Declare(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	first := spec.Limits.ExpiresAt
+	// The renewal pushes the expiry forward while the lease lives.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		specs, err := c.Tracepoints(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(specs) == 1 && specs[0].Limits.ExpiresAt.After(first) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("expiry not renewed: %+v", specs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if specs, _ := c.Tracepoints(ctx); len(specs) != 0 {
+		t.Fatalf("after Close: %+v", specs)
+	}
+}

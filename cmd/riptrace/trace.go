@@ -57,7 +57,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		HitCondition: *hitCond,
 		LogMessage:   *logMsg,
 		Capture:      capture,
-		Limits:       fleet.Limits{MaxHitsPerSecond: *rate, ExpiresAt: time.Now().Add(traceLease).UTC()},
+		Limits:       fleet.Limits{MaxHitsPerSecond: *rate},
 		Owner:        owner("riptrace trace"),
 	}
 	if err := spec.Validate(); err != nil {
@@ -86,18 +86,18 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if err := c.Declare(ctx, &spec); err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "riptrace: tracing %s as %s (Ctrl-C to stop)\n", loc, spec.ID)
+	lease := c.NewLease(traceLease)
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := c.Remove(ctx, spec.ID); err != nil {
+		if err := lease.Close(ctx); err != nil {
 			fmt.Fprintf(stderr, "riptrace: %v; it expires by itself within %s\n", err, traceLease)
 		}
 	}()
-	go renewLease(runCtx, c, spec, stderr)
+	if err := lease.Declare(ctx, &spec); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "riptrace: tracing %s as %s (Ctrl-C to stop)\n", loc, spec.ID)
 	go reportStatus(runCtx, statuses, stderr)
 
 	enc := json.NewEncoder(stdout)
@@ -140,24 +140,6 @@ func fillEmpty(h *fleet.Hit) {
 	}
 	if h.Stack == nil {
 		h.Stack = []fleet.Frame{}
-	}
-}
-
-// renewLease re-declares spec before its expiry while ctx lives. Agents
-// ignore the change of expiry: the tracepoint stays installed.
-func renewLease(ctx context.Context, c *fleet.Client, spec fleet.Spec, stderr io.Writer) {
-	t := time.NewTicker(traceLease / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			spec.Limits.ExpiresAt = time.Now().Add(traceLease).UTC()
-			if err := c.Declare(ctx, &spec); err != nil && ctx.Err() == nil {
-				fmt.Fprintf(stderr, "riptrace: renewing the tracepoint: %v\n", err)
-			}
-		}
 	}
 }
 
