@@ -9,7 +9,11 @@ LDFLAGS := -X main.version=$(VERSION)
 # parallelism at the machine's size, and give the slow ones room.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: build demo test bench lint clean
+# Node packages of the tests that drive riptrace with clients we did not
+# write (VS Code's debug adapter and language server clients).
+NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock.json' 2>/dev/null))
+
+.PHONY: build demo test deps bench lint clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
@@ -17,7 +21,15 @@ build:
 demo: build
 	$(BIN)/riptrace demo
 
-test:
+# deps installs the test's Node packages where they are missing or stale.
+deps:
+	@for d in $(NPM_DIRS); do \
+		if [ ! -d $$d/node_modules ] || [ $$d/package-lock.json -nt $$d/node_modules ]; then \
+			echo "npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+		fi; \
+	done
+
+test: deps
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) ./...
 
