@@ -50,6 +50,7 @@ type Agent struct {
 	js      jetstream.JetStream
 	backend Backend
 	disc    *discoverer
+	sources *sourceIndex
 	info    fleet.HostInfo
 	log     *slog.Logger
 	kick    chan struct{}
@@ -117,6 +118,7 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		js:      c.JetStream(),
 		backend: backend,
 		disc:    newDiscoverer(),
+		sources: newSourceIndex(),
 		log:     log,
 		kick:    make(chan struct{}, 1),
 		info: fleet.HostInfo{
@@ -267,10 +269,14 @@ func (a *Agent) scan() {
 	all := a.disc.scan()
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	old := a.procs
 	a.procs = make(map[int]*fleet.Process, len(all))
 	for pid, p := range all {
 		if fleet.MatchProcess(a.cfg.Processes, p) {
 			a.procs[pid] = p
+			if old[pid] != p {
+				a.sources.warm(pid)
+			}
 		}
 	}
 }
@@ -388,10 +394,19 @@ func fingerprint(s *fleet.Spec) string {
 	return string(fleet.Encode(&c))
 }
 
-// place installs spec in process k.pid, attaching first if needed.
+// place installs spec in process k.pid, attaching first if needed. A
+// process whose executable lacks the file is never attached: attaching stops
+// it while Delve reads its debug info.
 func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 	p := &placement{spec: spec, fingerprint: fingerprint(spec)}
-	att, err := a.attach(ctx, k.pid)
+	var att *attachment
+	files, err := a.sources.files(k.pid)
+	if err == nil {
+		_, err = ResolveFile(files, spec.Location)
+	}
+	if err == nil {
+		att, err = a.attach(ctx, k.pid)
+	}
 	if err == nil {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		p.pl, err = att.target.Set(ctx, *spec)

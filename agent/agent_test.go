@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -44,7 +46,28 @@ type harness struct {
 	bin    string
 	cancel context.CancelFunc
 	done   chan error
+	log    syncBuffer // the agent's log
 }
+
+// syncBuffer is a bytes.Buffer safe for the agent's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (h *harness) agentLog() string { return h.log.String() }
 
 var hostSeq atomic.Int64
 
@@ -65,7 +88,7 @@ func newHarness(t *testing.T, flags ...string) *harness {
 		Processes:   []string{h.exe},
 		ScanEvery:   100 * time.Millisecond,
 		BackendName: "delve",
-		Log:         testLogger(t),
+		Log:         testLogger(t, &h.log),
 	}, ac, delve.New(os.Stderr))
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
@@ -486,11 +509,11 @@ func TestMaxHits(t *testing.T) {
 	stillRunning(t, p)
 }
 
-// testLogger shows the agent's log with -v only.
-func testLogger(t *testing.T) *slog.Logger {
-	var w io.Writer = io.Discard
+// testLogger keeps the agent's log in buf, and shows it with -v.
+func testLogger(t *testing.T, buf io.Writer) *slog.Logger {
+	w := buf
 	if testing.Verbose() {
-		w = os.Stderr
+		w = io.MultiWriter(buf, os.Stderr)
 	}
 	return slog.New(slog.NewTextHandler(w, nil)).With("test", t.Name())
 }
@@ -519,4 +542,23 @@ func TestMalformedSpecInBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.awaitStatus(spec.ID, installed(p.Pid))
+}
+
+// A process whose program lacks the file is never attached: attaching stops
+// it while Delve reads its debug info.
+func TestNoAttachWithoutTheFile(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	p := h.start()
+	spec := &fleet.Spec{ID: "elsewhere", Location: fleet.Location{Module: "github.com/acme/other", Path: "pay/charge.go", Line: 3}, Capture: fleet.DefaultCapture}
+	if err := h.c.Declare(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	st := h.awaitStatus(spec.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == p.Pid && ev.State == fleet.StateError })
+	if !strings.Contains(st.Message, "no source file of this program ends in pay/charge.go") {
+		t.Fatalf("status = %q", st.Message)
+	}
+	if h.attached(p.Pid) || strings.Contains(h.agentLog(), "msg=attached") {
+		t.Fatal("the agent attached to a process without the file")
+	}
 }

@@ -390,7 +390,7 @@ func (t *target) set(spec agent.Tracepoint) (agent.Placement, error) {
 		}
 	}
 	tgt := t.grp.Selected
-	file, err := resolveFile(tgt.BinInfo().Sources, spec.Location)
+	file, err := agent.ResolveFile(tgt.BinInfo().Sources, spec.Location)
 	if err != nil {
 		return agent.Placement{}, err
 	}

@@ -1,9 +1,8 @@
-package delve
+package agent
 
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/riptrace/riptrace/fleet"
 )
@@ -34,41 +33,16 @@ func TestResolveFile(t *testing.T) {
 		{"cleaned", fleet.Location{Path: "./internal//pay/charge.go"}, sources[0], ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := resolveFile(sources, tc.loc)
+			got, err := ResolveFile(sources, tc.loc)
 			if tc.want != "" {
 				if err != nil || got != tc.want {
-					t.Fatalf("resolveFile = %q, %v; want %q", got, err, tc.want)
+					t.Fatalf("ResolveFile = %q, %v; want %q", got, err, tc.want)
 				}
 				return
 			}
 			if e := fleet.AsError(err); e == nil || e.Code != fleet.CodeNoFile || !strings.Contains(e.Message, tc.err) {
-				t.Fatalf("resolveFile = %q, %v; want a %s error containing %q", got, err, fleet.CodeNoFile, tc.err)
+				t.Fatalf("ResolveFile = %q, %v; want a %s error containing %q", got, err, fleet.CodeNoFile, tc.err)
 			}
 		})
-	}
-}
-
-func TestBucket(t *testing.T) {
-	var b bucket
-	b.init(10)
-	now := time.Unix(1000, 0)
-	n := 0
-	for range 100 {
-		if b.take(now) {
-			n++
-		}
-	}
-	if n != 10 {
-		t.Fatalf("burst allowed %d, want 10", n)
-	}
-	if !b.take(now.Add(100 * time.Millisecond)) {
-		t.Fatal("no token after a tenth of a second at 10/s")
-	}
-	var off bucket
-	off.init(0)
-	for range 1000 {
-		if !off.take(now) {
-			t.Fatal("a zero rate must not limit")
-		}
 	}
 }

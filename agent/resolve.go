@@ -1,4 +1,4 @@
-package delve
+package agent
 
 import (
 	"fmt"
@@ -14,11 +14,11 @@ import (
 // ".../nats.go@v1.55.0/kv.go" matches module "github.com/nats-io/nats.go".
 var versionElem = regexp.MustCompile(`@v[^/]+`)
 
-// resolveFile picks the one source file of the program that loc names. With a
+// ResolveFile picks the one source file of the program that loc names. With a
 // module, files under module/path win; otherwise, and as a fallback for main
 // modules built outside GOPATH (whose DWARF paths are absolute), loc.Path must
 // be a suffix of exactly one file on whole path elements.
-func resolveFile(sources []string, loc fleet.Location) (string, error) {
+func ResolveFile(sources []string, loc fleet.Location) (string, error) {
 	want := strings.TrimPrefix(path.Clean("/"+loc.Path), "/")
 	var full string
 	if loc.Module != "" {

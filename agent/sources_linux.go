@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"debug/elf"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"syscall"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// exeKey identifies an executable file's content well enough to cache what
+// its DWARF says: replicas of one service share one entry, a rebuilt binary
+// gets a new one.
+type exeKey struct {
+	dev, ino uint64
+	size     int64
+	mtime    int64
+}
+
+// sourceIndex knows which source files each executable's DWARF names, read
+// from the file without touching the process: the agent attaches only to
+// processes that have the file a tracepoint names. Scans warm it in the
+// background, so that a tracepoint seldom waits for it.
+type sourceIndex struct {
+	sem chan struct{} // bounds concurrent DWARF reads
+
+	mu sync.Mutex // guards m
+	m  map[exeKey]*indexEntry
+}
+
+type indexEntry struct {
+	done  chan struct{} // closed when files or err is set
+	files []string      // sorted
+	err   error
+}
+
+func newSourceIndex() *sourceIndex {
+	return &sourceIndex{sem: make(chan struct{}, 1), m: make(map[exeKey]*indexEntry)}
+}
+
+// files returns the source files of pid's executable.
+func (x *sourceIndex) files(pid int) ([]string, error) {
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
+	var st syscall.Stat_t
+	if err := syscall.Stat(exe, &st); err != nil {
+		return nil, fleet.Errorf(fleet.CodeNoProcess, "reading the executable of pid %d: %v", pid, err)
+	}
+	k := exeKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}
+	x.mu.Lock()
+	e, ok := x.m[k]
+	if !ok {
+		e = &indexEntry{done: make(chan struct{})}
+		x.m[k] = e
+	}
+	x.mu.Unlock()
+	if !ok {
+		x.sem <- struct{}{}
+		e.files, e.err = dwarfFiles(exe)
+		<-x.sem
+		close(e.done)
+	}
+	<-e.done
+	return e.files, e.err
+}
+
+// warm indexes pid's executable in the background.
+func (x *sourceIndex) warm(pid int) {
+	go x.files(pid)
+}
+
+// dwarfFiles lists the files the line tables of exe name.
+func dwarfFiles(exe string) ([]string, error) {
+	f, err := elf.Open(exe)
+	if err != nil {
+		return nil, fleet.Errorf(fleet.CodeNotGo, "reading %s: %v", exe, err)
+	}
+	defer f.Close()
+	d, err := f.DWARF()
+	if err != nil {
+		target, _ := os.Readlink(exe)
+		return nil, fleet.Errorf(fleet.CodeNoFile, "%s has no DWARF debug info (%v): it was built with -ldflags=-w or stripped; RipTrace needs the debug info, so rebuild without -w and -s", target, err)
+	}
+	seen := make(map[string]bool)
+	r := d.Reader()
+	for {
+		cu, err := r.Next()
+		if err != nil {
+			return nil, fleet.Errorf(fleet.CodeInternal, "reading the DWARF of %s: %v", exe, err)
+		}
+		if cu == nil {
+			break
+		}
+		if lr, _ := d.LineReader(cu); lr != nil {
+			for _, fe := range lr.Files() {
+				if fe != nil {
+					seen[fe.Name] = true
+				}
+			}
+		}
+		r.SkipChildren()
+	}
+	files := make([]string, 0, len(seen))
+	for name := range seen {
+		files = append(files, name)
+	}
+	sort.Strings(files)
+	return files, nil
+}
