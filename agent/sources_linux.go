@@ -4,6 +4,7 @@ import (
 	"debug/elf"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"syscall"
@@ -59,6 +60,10 @@ func (x *sourceIndex) files(pid int) ([]string, error) {
 	if !ok {
 		x.sem <- struct{}{}
 		e.files, e.err = dwarfFiles(exe)
+		// Reading DWARF decompresses tens of megabytes for a large
+		// service, once per executable: give them back now rather than
+		// keep the agent's footprint at its peak.
+		debug.FreeOSMemory()
 		<-x.sem
 		close(e.done)
 	}
