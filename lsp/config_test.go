@@ -1,0 +1,73 @@
+package lsp_test
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"go.lsp.dev/protocol"
+	"go.lsp.dev/uri"
+
+	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/lsp"
+)
+
+// TestConfiguration: hits already in the stream are replayed at start;
+// the hosts glob of initializationOptions filters them, and
+// workspace/didChangeConfiguration widens it. Hits name the file as a
+// -trimpath build does (module path + path in module).
+func TestConfiguration(t *testing.T) {
+	t.Parallel()
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	dir := t.TempDir()
+	src := "package main\n\nfunc main() {\n\tcharge(1)\n}\n"
+	for name, content := range map[string]string{"go.mod": "module example.com/shop\n", "cmd/pay/main.go": src} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, host := range []string{"pay-a", "pay-b", "pay-b"} {
+		h := fleet.Hit{Tracepoint: "t", Host: host, Pid: 1, Process: fleet.ProcessRef{Exe: "pay"}, File: "example.com/shop/cmd/pay/main.go", Line: 4,
+			Args: []fleet.Variable{{Name: "amount", Type: "int", Value: "1"}}}
+		if _, err := c.JetStream().Publish(ctx(t), c.Subjects().Trace(host), fleet.Encode(&h)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	sess := startSession(t, lsp.Options{Log: testLogger(t)})
+	// 1 >> initialize with hosts ["pay-a"]
+	sess.initialize(dir, map[string]any{"nats": s.ClientURL(), "hosts": []string{"pay-a"}})
+	u := uri.File(filepath.Join(dir, "cmd/pay/main.go"))
+	// 2 >> codeLens, << one host's hit, replayed
+	sess.awaitLens(u, 3, regexp.MustCompile(`^● 1 hit · 1 host · last \d+s ago$`))
+
+	// 3 >> didChangeConfiguration {"riptrace": {"hosts": ["pay-*"]}}
+	if err := sess.server.DidChangeConfiguration(ctx(t), &protocol.DidChangeConfigurationParams{Settings: mustJSON(map[string]any{"riptrace": map[string]any{"hosts": []string{"pay-*"}}})}); err != nil {
+		t.Fatal(err)
+	}
+	// 4 >> codeLens, << every host's hits, counted once
+	sess.awaitLens(u, 3, regexp.MustCompile(`^● 3 hits · 2 hosts · `))
+
+	// 5 >> didChangeConfiguration with a bad history: refused, kept.
+	err := sess.server.DidChangeConfiguration(ctx(t), &protocol.DidChangeConfigurationParams{Settings: mustJSON(map[string]any{"history": "soon"})})
+	if err != nil {
+		t.Fatalf("a notification's error must not reach the client: %v", err)
+	}
+	select {
+	case msg := <-sess.client.messages:
+		if !regexp.MustCompile(`history "soon" is not a duration`).MatchString(msg) {
+			t.Errorf("showMessage %q, want it to say the history is not a duration", msg)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no window/showMessage about the bad setting within 10s")
+	}
+	sess.awaitLens(u, 3, regexp.MustCompile(`^● 3 hits · 2 hosts · `))
+}

@@ -1,0 +1,18 @@
+// Package lsp is RipTrace's language server: `riptrace lsp` serves it on
+// stdio to VS Code, Neovim and any other LSP 3.17+ editor.
+//
+// It reads the fleet's hit stream (replaying recent history first, so a
+// restarted editor shows what already happened, then live), aggregates the
+// hits per local file and line ([Aggregate]), and shows them as code lenses
+// (hit count, hosts, last hit), inlay hints (last values) and hovers (recent
+// hits per host). workspace/executeCommand declares and removes tracepoints
+// through a [fleet.Lease] the server owns, so an editor without a debug
+// adapter can trace a line.
+//
+// Each request method lives in its own file (code_lens.go, inlay_hint.go,
+// hover.go, ...) as a thin handler over a pure function that renders a
+// snapshot of the aggregate; results are sorted so output is deterministic,
+// and every column goes through one UTF-16 mapper (mapper.go).
+//
+// Nothing in this package writes to stdout: stdio is the wire.
+package lsp

@@ -1,0 +1,133 @@
+package lsp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// leaseTTL is how long the editor's tracepoints outlive a language server
+// that died without removing them.
+const leaseTTL = time.Minute
+
+// restartIngest (re)starts reading the hit stream with the current
+// configuration: the aggregate starts over from the configured history, so
+// a change of hosts or processes is applied to what is shown, too.
+func (s *server) restartIngest() {
+	s.stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	s.stopIngest, s.ingestDone = cancel, done
+	s.agg = NewAggregate(s.cfg.MaxRecent)
+	cfg, ws, agg := s.cfg, s.workspace(), s.agg
+	go func() {
+		defer close(done)
+		s.ingest(ctx, cfg, ws.Local, agg)
+	}()
+	s.notify()
+}
+
+// ingest connects to NATS (retrying until ctx ends), replays cfg's history
+// and then reads live hits into agg. A reader that fails is reopened after
+// the last sequence read, so no hit is counted twice.
+func (s *server) ingest(ctx context.Context, cfg Config, local func(string) (string, bool), agg *Aggregate) {
+	var nopts []nats.Option
+	if cfg.Credentials != "" {
+		nopts = append(nopts, nats.UserCredentials(cfg.Credentials))
+	}
+	var c *fleet.Client
+	for warned := false; ; warned = true {
+		var err error
+		c, err = fleet.Connect(ctx, cfg.NATS, fleet.ClientOptions{Prefix: cfg.Prefix, Name: fmt.Sprintf("riptrace lsp (pid %d)", os.Getpid()), NATS: nopts})
+		if err == nil {
+			break
+		}
+		s.log.Warn("connecting to the fleet", "err", err)
+		if !warned {
+			s.showError(err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+	lease := c.NewLease(leaseTTL)
+	s.mu.Lock()
+	s.lease = lease
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.lease = nil
+		s.mu.Unlock()
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := lease.Close(cctx); err != nil {
+			s.log.Warn("removing the editor's tracepoints", "err", err)
+		}
+		cancel()
+		c.Close()
+	}()
+
+	opts := fleet.HitOptions{Replay: true}
+	if h := cfg.history(); h > 0 {
+		opts = fleet.HitOptions{Since: time.Now().Add(-h)}
+	}
+	type mapped struct {
+		file string
+		ok   bool
+	}
+	files := make(map[string]mapped) // remote file → local file
+	var skipped int
+	for ctx.Err() == nil {
+		r, err := c.Hits(ctx, opts)
+		if err != nil {
+			s.log.Warn("opening the hit stream", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for {
+			h, err := r.Next(ctx)
+			if err != nil {
+				var fe *fleet.Error
+				if errors.As(err, &fe) {
+					s.log.Warn("skipping a malformed hit", "err", err)
+					continue
+				}
+				if ctx.Err() == nil {
+					s.log.Warn("reading the hit stream", "err", err)
+				}
+				break
+			}
+			opts = fleet.HitOptions{StartSeq: h.Seq + 1}
+			if !cfg.admits(&h) {
+				continue
+			}
+			m, seen := files[h.File]
+			if !seen {
+				m.file, m.ok = local(h.File)
+				files[h.File] = m
+			}
+			file, ok := m.file, m.ok
+			if !ok {
+				if skipped++; skipped <= 5 {
+					s.log.Info("hit in a file outside the workspace", "file", h.File)
+				}
+				continue
+			}
+			agg.Add(file, h)
+			s.notify()
+		}
+		r.Close()
+	}
+}

@@ -1,0 +1,66 @@
+package lsp
+
+import (
+	"context"
+
+	"go.lsp.dev/protocol"
+
+	"github.com/riptrace/riptrace/source"
+)
+
+// Commands the server executes (workspace/executeCommand).
+const (
+	CommandShowHits         = "riptrace.showHits"         // [uri, line]: recent hits of a line
+	CommandToggleTracepoint = "riptrace.toggleTracepoint" // [uri, line]: declare or remove a tracepoint
+	CommandClearHits        = "riptrace.clearHits"        // [uri]?: forget hits of a file, or all
+)
+
+func (s *server) Initialize(ctx context.Context, params *protocol.InitializeParams) (*protocol.InitializeResult, error) {
+	cfg, err := mergeConfig(s.opts.Config, params.InitializationOptions)
+	if err != nil {
+		return nil, err
+	}
+	root := "."
+	if folders, ok := params.WorkspaceFolders.Get(); ok && len(folders) > 0 {
+		root = localPath(folders[0].URI)
+	} else if params.RootURI != nil && *params.RootURI != "" {
+		root = localPath(*params.RootURI)
+	}
+	ws, err := source.NewWorkspace(root)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.cfg, s.ws = cfg, ws
+	if w := params.Capabilities.Workspace; w != nil {
+		s.refreshLens = w.CodeLens != nil && w.CodeLens.RefreshSupport != nil && *w.CodeLens.RefreshSupport
+		s.refreshHints = w.InlayHint != nil && w.InlayHint.RefreshSupport != nil && *w.InlayHint.RefreshSupport
+	}
+	s.mu.Unlock()
+	s.log.Info("initialize", "root", ws.Root, "module", ws.Module, "nats", cfg.NATS, "refreshLens", s.refreshLens, "refreshHints", s.refreshHints)
+
+	openClose, change := true, protocol.TextDocumentSyncKindIncremental
+	result := &protocol.InitializeResult{
+		Capabilities: protocol.ServerCapabilities{
+			PositionEncoding:  protocol.PositionEncodingKindUTF16,
+			TextDocumentSync:  &protocol.TextDocumentSyncOptions{OpenClose: &openClose, Change: &change},
+			HoverProvider:     protocol.Boolean(true),
+			CodeLensProvider:  &protocol.CodeLensOptions{},
+			InlayHintProvider: protocol.Boolean(true),
+			ExecuteCommandProvider: protocol.ExecuteCommandOptions{
+				Commands: []string{CommandShowHits, CommandToggleTracepoint, CommandClearHits},
+			},
+		},
+		ServerInfo: protocol.ServerInfo{Name: "riptrace"},
+	}
+	if s.opts.Version != "" {
+		result.ServerInfo.Version = protocol.NewOptional(s.opts.Version)
+	}
+	return result, nil
+}
+
+// Initialized starts reading the hit stream.
+func (s *server) Initialized(ctx context.Context, params *protocol.InitializedParams) error {
+	s.restartIngest()
+	return nil
+}

@@ -1,0 +1,92 @@
+package lsp
+
+import (
+	"context"
+	"strings"
+
+	"go.lsp.dev/protocol"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// Bounds of inlay hints, in runes.
+const (
+	maxValueLen = 24 // one value after a variable's name
+	maxLineLen  = 80 // all values at the end of a line
+)
+
+// InlayHint shows the last values of each traced line in range: after a
+// captured variable's name where it appears on the line, and the others at
+// the end of the line.
+func (s *server) InlayHint(ctx context.Context, params *protocol.InlayHintParams) ([]protocol.InlayHint, error) {
+	return inlayHints(s.view(params.TextDocument.URI), params.Range), nil
+}
+
+// inlayHints renders the hints of v's traced lines within r, sorted by
+// position.
+func inlayHints(v fileView, r protocol.Range) []protocol.InlayHint {
+	var hints []protocol.InlayHint
+	for _, t := range v.Traced {
+		if t.Cur < int(r.Start.Line) || t.Cur > int(r.End.Line) || t.Cur >= len(v.Lines) {
+			continue
+		}
+		line := v.Lines[t.Cur]
+		var rest []string
+		for _, val := range t.Values {
+			text := truncate(valueText(&val), maxValueLen)
+			if off, ok := identAt(line, val.Name); ok {
+				hints = append(hints, protocol.InlayHint{
+					Position: protocol.Position{Line: uint32(t.Cur), Character: uint32(utf16Col(line, off))},
+					Label:    protocol.String("=" + text),
+					Kind:     protocol.InlayHintKindType,
+				})
+				continue
+			}
+			rest = append(rest, val.Name+"="+text)
+		}
+		if len(rest) > 0 {
+			padding := true
+			hints = append(hints, protocol.InlayHint{
+				Position:    protocol.Position{Line: uint32(t.Cur), Character: uint32(utf16Len(line))},
+				Label:       protocol.String(truncate(strings.Join(rest, " "), maxLineLen)),
+				PaddingLeft: &padding,
+			})
+		}
+	}
+	return hints
+}
+
+// valueText is a captured value on one line.
+func valueText(v *fleet.Variable) string {
+	if v.Value == "" && v.Unreadable != "" {
+		return "<" + v.Unreadable + ">"
+	}
+	return strings.Join(strings.Fields(v.Value), " ")
+}
+
+// identAt returns the byte offset just after the first occurrence of name
+// as a whole identifier in the code of line (before any // comment).
+func identAt(line, name string) (int, bool) {
+	if name == "" {
+		return 0, false
+	}
+	code := line
+	if i := strings.Index(code, "//"); i >= 0 {
+		code = code[:i]
+	}
+	for from := 0; ; {
+		i := strings.Index(code[from:], name)
+		if i < 0 {
+			return 0, false
+		}
+		start, end := from+i, from+i+len(name)
+		if (start == 0 || !isIdent(code[start-1]) && code[start-1] != '.') && (end == len(code) || !isIdent(code[end])) {
+			return end, true
+		}
+		from = end
+	}
+}
+
+func isIdent(c byte) bool {
+	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+}

@@ -1,0 +1,153 @@
+package lsp_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/agent/delve"
+	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/fleet/fleettest"
+)
+
+func TestMain(m *testing.M) {
+	// The Delve backend re-runs this test binary as its per-target worker.
+	delve.MaybeRunWorker()
+	code := m.Run()
+	if code == 0 {
+		if err := checkNoServerGoroutines(10 * time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	agenttest.RemoveBuilds()
+	removeRiptraceBin()
+	os.Exit(code)
+}
+
+// checkNoServerGoroutines waits for every language server goroutine (and
+// lease renewer) of the tests to end, and reports the ones left.
+func checkNoServerGoroutines(total time.Duration) error {
+	var left []string
+	for deadline := time.Now().Add(total); ; {
+		buf := make([]byte, 1<<22)
+		buf = buf[:runtime.Stack(buf, true)]
+		left = left[:0]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "riptrace/lsp.") || strings.Contains(g, "fleet.(*Lease).renew") {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d language server goroutines still running %v after the tests:\n%s", len(left), total, strings.Join(left, "\n\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// loopDir is the target the tests trace: the agent's loop program.
+const loopDir = "../agent/testdata/targets/loop"
+
+// fleetEnv is a real fleet for one test: an in-process nats-server with
+// JetStream, an agent with the Delve backend managing only this test's copy
+// of the loop target, and that target running.
+type fleetEnv struct {
+	url    string
+	c      *fleet.Client
+	host   string
+	exe    string // base name of this test's target binary
+	dir    string // absolute directory of the target's source
+	src    string // its main.go
+	line   int    // 1-based line of the @trace(process) marker
+	target *agenttest.Proc
+}
+
+var envSeq atomic.Int64
+
+func newFleetEnv(t *testing.T) *fleetEnv {
+	t.Helper()
+	s := fleettest.RunServer(t)
+	n := envSeq.Add(1)
+	dir, err := filepath.Abs(loopDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &fleetEnv{
+		url:  s.ClientURL(),
+		c:    fleettest.Connect(t, s),
+		host: fmt.Sprintf("lsp-host-%d", n),
+		exe:  fmt.Sprintf("lsp-test-%d-%d", os.Getpid(), n),
+		dir:  dir,
+		src:  filepath.Join(dir, "main.go"),
+	}
+	e.line = agenttest.MarkerLine(t, e.src, "process")
+	bin := agenttest.Alias(t, agenttest.BuildTarget(t, loopDir), e.exe)
+
+	a := agent.New(agent.Config{
+		Host:        e.host,
+		Processes:   []string{e.exe},
+		ScanEvery:   100 * time.Millisecond,
+		BackendName: "delve",
+		Log:         testLogger(t),
+	}, fleettest.Connect(t, s), delve.New(os.Stderr))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	// Registered after the server's cleanup, so it runs first.
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("agent.Run: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Error("agent did not stop within 60s")
+		}
+	})
+	agenttest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		_, err := e.c.Profile(context.Background(), e.host)
+		return err
+	})
+	e.target = agenttest.Start(t, bin)
+	return e
+}
+
+// declare declares a tracepoint at the marked line of the target for this
+// test's processes, as a debug session or `riptrace trace` would.
+func (e *fleetEnv) declare(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	spec := &fleet.Spec{
+		ID:       "lsp-test",
+		Location: fleet.Location{Path: "loop/main.go", Line: e.line},
+		Selector: fleet.Selector{Processes: []string{e.exe}},
+		Capture:  fleet.DefaultCapture,
+		Limits:   fleet.Limits{MaxHitsPerSecond: 100},
+	}
+	if err := e.c.Declare(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	var w io.Writer = io.Discard
+	if testing.Verbose() {
+		w = os.Stderr
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+}
