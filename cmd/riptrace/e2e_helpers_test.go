@@ -282,9 +282,15 @@ func startAgent(t *testing.T, url, host string, exes ...string) *bg {
 	t.Helper()
 	args := []string{"agent", "--nats", url, "--host", host}
 	for _, e := range exes {
-		args = append(args, "--processes", e)
+		args = append(args, "--processes", exeName(e))
 	}
 	return start(t, args...)
+}
+
+// exeName makes a target's name unique to this test process: agents of
+// other test runs on the machine select by executable name too.
+func exeName(name string) string {
+	return name + "-" + strconv.Itoa(os.Getpid())
 }
 
 // startTarget starts the loop target, built as production builds it, with
@@ -299,7 +305,7 @@ func startTarget(t *testing.T, name string, args ...string) *agenttest.Proc {
 // startTargetBuild is startTarget for a given build of a target.
 func startTargetBuild(t *testing.T, bin, name string, args ...string) *agenttest.Proc {
 	t.Helper()
-	return agenttest.Start(t, agenttest.Alias(t, bin, name), args...)
+	return agenttest.Start(t, agenttest.Alias(t, bin, exeName(name)), args...)
 }
 
 // listHosts runs `riptrace hosts --json` and decodes what it prints.

@@ -47,7 +47,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// Each agent lists its own processes, detached: attaching is on demand.
 	awaitProcesses(t, url, hostOf, func(p *fleet.Process) error {
-		if name := byPid[p.Pid]; filepath.Base(p.Exe) != name {
+		if name := exeName(byPid[p.Pid]); filepath.Base(p.Exe) != name {
 			return fmt.Errorf("exe %s, want one named %s", p.Exe, name)
 		}
 		return detached(p)
@@ -104,8 +104,8 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("hit %d: pid %d is none of the targets %v", i+1, h.Pid, byPid)
 			continue
 		}
-		if want := hostOf[targets[name]]; h.Host != want || h.Process.Exe != name {
-			t.Errorf("hit %d: from %s %s[%d], want host %s, exe %s", i+1, h.Host, h.Process.Exe, h.Pid, want, name)
+		if want := hostOf[targets[name]]; h.Host != want || h.Process.Exe != exeName(name) {
+			t.Errorf("hit %d: from %s %s[%d], want host %s, exe %s", i+1, h.Host, h.Process.Exe, h.Pid, want, exeName(name))
 		}
 		if i > 0 && h.Seq <= lastSeq {
 			t.Errorf("hit %d: seq %d after seq %d, want strictly increasing", i+1, h.Seq, lastSeq)
@@ -557,7 +557,7 @@ func TestTraceInterfaceLocal(t *testing.T) {
 
 	for name := range targets {
 		t.Run(name, func(t *testing.T) {
-			r := run(t, cmdTimeout, "trace", "--nats", url, "--json", "--count", "10", "--processes", name, fmt.Sprintf("%s:%d", src, processLine))
+			r := run(t, cmdTimeout, "trace", "--nats", url, "--json", "--count", "10", "--processes", exeName(name), fmt.Sprintf("%s:%d", src, processLine))
 			if r.code != 0 {
 				t.Fatalf("riptrace trace: exit status %d, want 0\n%s", r.code, r.stderr)
 			}
