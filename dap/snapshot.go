@@ -1,0 +1,212 @@
+package dap
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/google/go-dap"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// A snapshot shows one hit as if its thread had stopped there: a stopped
+// event, then its captured stack, scopes and variables through stackTrace,
+// scopes and variables. The process never paused; continue dismisses the
+// snapshot. One is open at a time: with "snapshots": true the first hit
+// after each continue opens one, and the REPL's `snapshot BP` opens the
+// latest hit of a breakpoint.
+type snapshot struct {
+	thread int
+	hit    fleet.Hit
+	bpID   int
+	// handles maps variablesReference to the variables it lists; handle
+	// numbers restart with each snapshot.
+	handles map[int][]fleet.Variable
+}
+
+// Frame ids are frame indexes plus one, scoped to the open snapshot.
+
+// threadIDLocked returns the thread id of a process. Lock should be held.
+func (ss *session) threadIDLocked(host string, pid int) int {
+	key := host + "/" + strconv.Itoa(pid)
+	id, ok := ss.threadIDs[key]
+	if !ok {
+		ss.nextThread++
+		id = ss.nextThread
+		ss.threadIDs[key] = id
+	}
+	return id
+}
+
+// openSnapshot shows h as stopped on its thread, unless one is open and
+// force is false. It reports whether it opened one.
+func (ss *session) openSnapshot(b *breakpoint, h fleet.Hit, force bool) bool {
+	ss.mu.Lock()
+	if ss.snap != nil && !force {
+		ss.mu.Unlock()
+		return false
+	}
+	snap := &snapshot{thread: ss.threadIDLocked(h.Host, h.Pid), hit: h, bpID: b.id, handles: make(map[int][]fleet.Variable)}
+	ss.snap = snap
+	ss.mu.Unlock()
+	ss.send(&dap.StoppedEvent{Event: ss.event("stopped"), Body: dap.StoppedEventBody{
+		Reason:            "breakpoint",
+		Description:       fmt.Sprintf("Snapshot of hit #%d (the process never paused)", h.Seq),
+		Text:              fmt.Sprintf("%s %s[%d] g%d", h.Host, h.Process.Exe, h.Pid, h.Goroutine),
+		ThreadId:          snap.thread,
+		HitBreakpointIds:  []int{b.id},
+		AllThreadsStopped: false,
+	}})
+	return true
+}
+
+// handle registers vars under a new variablesReference. Lock should be held.
+func (s *snapshot) handle(vars []fleet.Variable) int {
+	if len(vars) == 0 {
+		return 0
+	}
+	id := len(s.handles) + 1
+	s.handles[id] = vars
+	return id
+}
+
+// current returns the open snapshot of thread, or an error message.
+// Lock should be held.
+func (ss *session) snapshotLocked(thread int) (*snapshot, string) {
+	if ss.snap == nil {
+		return nil, "no snapshot is open: RipTrace never pauses a process; set \"snapshots\": true or type `snapshot BREAKPOINT` in the debug console to look at a hit"
+	}
+	if thread != 0 && ss.snap.thread != thread {
+		return nil, fmt.Sprintf("thread %d has no open snapshot (thread %d has)", thread, ss.snap.thread)
+	}
+	return ss.snap, ""
+}
+
+func (ss *session) onStackTrace(req *dap.StackTraceRequest) {
+	ss.mu.Lock()
+	snap, why := ss.snapshotLocked(req.Arguments.ThreadId)
+	if snap == nil {
+		ss.mu.Unlock()
+		ss.sendError(req.Seq, req.Command, ErrNoSnapshot, why)
+		return
+	}
+	stack := snap.hit.Stack
+	ss.mu.Unlock()
+	frames := []dap.StackFrame{}
+	start := max(req.Arguments.StartFrame, 0)
+	for i := start; i < len(stack); i++ {
+		if req.Arguments.Levels > 0 && len(frames) >= req.Arguments.Levels {
+			break
+		}
+		fr := stack[i]
+		sf := dap.StackFrame{Id: i + 1, Name: fr.Function, Line: fr.Line, Column: 1}
+		if local := ss.localFile(fr.File); local != "" {
+			sf.Source = &dap.Source{Name: filepath.Base(local), Path: local}
+		} else {
+			// Not in the checkout (the standard library, a dependency):
+			// named, but not opened.
+			sf.Source = &dap.Source{Name: filepath.Base(fr.File), Path: fr.File, PresentationHint: "deemphasize"}
+		}
+		frames = append(frames, sf)
+	}
+	ss.send(&dap.StackTraceResponse{Response: ss.response(&req.Request), Body: dap.StackTraceResponseBody{StackFrames: frames, TotalFrames: len(stack)}})
+}
+
+func (ss *session) onScopes(req *dap.ScopesRequest) {
+	ss.mu.Lock()
+	snap, why := ss.snapshotLocked(0)
+	if snap == nil {
+		ss.mu.Unlock()
+		ss.sendError(req.Seq, req.Command, ErrNoSnapshot, why)
+		return
+	}
+	scopes := []dap.Scope{}
+	// Only the hit's own frame was captured with values.
+	if req.Arguments.FrameId == 1 {
+		for _, sc := range []struct {
+			name, hint string
+			vars       []fleet.Variable
+		}{{"Arguments", "arguments", snap.hit.Args}, {"Locals", "locals", snap.hit.Locals}, {"Expressions", "", snap.hit.Exprs}} {
+			if len(sc.vars) == 0 && sc.name == "Expressions" {
+				continue
+			}
+			scopes = append(scopes, dap.Scope{Name: sc.name, PresentationHint: sc.hint, VariablesReference: snap.handle(sc.vars), NamedVariables: len(sc.vars)})
+		}
+	}
+	ss.mu.Unlock()
+	ss.send(&dap.ScopesResponse{Response: ss.response(&req.Request), Body: dap.ScopesResponseBody{Scopes: scopes}})
+}
+
+func (ss *session) onVariables(req *dap.VariablesRequest) {
+	ss.mu.Lock()
+	snap, why := ss.snapshotLocked(0)
+	if snap == nil {
+		ss.mu.Unlock()
+		ss.sendError(req.Seq, req.Command, ErrNoSnapshot, why)
+		return
+	}
+	vars, ok := snap.handles[req.Arguments.VariablesReference]
+	if !ok {
+		ss.mu.Unlock()
+		ss.sendError(req.Seq, req.Command, ErrNoSnapshot, fmt.Sprintf("variablesReference %d belongs to no open snapshot: it was dismissed", req.Arguments.VariablesReference))
+		return
+	}
+	out := make([]dap.Variable, 0, len(vars))
+	for _, v := range vars {
+		val := v.Value
+		if v.Unreadable != "" {
+			val = "<" + v.Unreadable + ">"
+		}
+		out = append(out, dap.Variable{Name: v.Name, Value: val, Type: v.Type, VariablesReference: snap.handle(v.Children), NamedVariables: len(v.Children)})
+	}
+	ss.mu.Unlock()
+	ss.send(&dap.VariablesResponse{Response: ss.response(&req.Request), Body: dap.VariablesResponseBody{Variables: out}})
+}
+
+// onContinue dismisses the open snapshot. Nothing runs again: nothing was
+// ever paused.
+func (ss *session) onContinue(req *dap.ContinueRequest) {
+	ss.mu.Lock()
+	ss.snap = nil
+	ss.mu.Unlock()
+	ss.send(&dap.ContinueResponse{Response: ss.response(&req.Request), Body: dap.ContinueResponseBody{AllThreadsContinued: true}})
+}
+
+// snapshotCommand is the REPL's `snapshot BP`: open the latest hit of
+// breakpoint BP.
+func (ss *session) snapshotCommand(arg string) (string, error) {
+	id, err := strconv.Atoi(arg)
+	if err != nil {
+		return "", fmt.Errorf("usage: snapshot BREAKPOINT, with the breakpoint's number as `hits` shows it (got %q)", arg)
+	}
+	ss.mu.Lock()
+	var b *breakpoint
+	for _, bb := range ss.byTracepoint {
+		if bb.id == id {
+			b = bb
+		}
+	}
+	var h *fleet.Hit
+	if b != nil {
+		for i := len(ss.recent) - 1; i >= 0; i-- {
+			if ss.recent[i].Tracepoint == b.tracepoint {
+				h = &ss.recent[i]
+				break
+			}
+		}
+	}
+	var hit fleet.Hit
+	if h != nil {
+		hit = *h
+	}
+	ss.mu.Unlock()
+	switch {
+	case b == nil:
+		return "", fmt.Errorf("snapshot: no breakpoint %d in this session", id)
+	case h == nil:
+		return "", fmt.Errorf("snapshot: breakpoint %d has no hit yet", id)
+	}
+	ss.openSnapshot(b, hit, true)
+	return fmt.Sprintf("opened hit #%d of breakpoint %d as a snapshot; continue dismisses it", hit.Seq, id), nil
+}
