@@ -93,6 +93,7 @@ type placement struct {
 	err         *fleet.Error
 	hits        uint64
 	done        string // why the tracepoint stopped here (maxHits reached)
+	warning     string // why the line may not be the one meant (source sync)
 }
 
 // New returns an agent serving cfg.Host through c with backend.
@@ -399,17 +400,34 @@ func fingerprint(s *fleet.Spec) string {
 // it while Delve reads its debug info.
 func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 	p := &placement{spec: spec, fingerprint: fingerprint(spec)}
+	// The line (and path) in the revision this process runs; a line refused
+	// there is never traced, and the process is not even attached.
+	local := *spec
+	var err error
+	a.mu.Lock()
+	proc := a.procs[k.pid]
+	a.mu.Unlock()
+	if proc != nil {
+		var ferr *fleet.Error
+		local.Location, p.warning, ferr = spec.Location.For(proc.Revision, proc.Modified)
+		if ferr != nil {
+			err = ferr
+		}
+	}
 	var att *attachment
-	files, err := a.sources.files(k.pid)
+	var files []string
 	if err == nil {
-		_, err = ResolveFile(files, spec.Location)
+		files, err = a.sources.files(k.pid)
+	}
+	if err == nil {
+		_, err = ResolveFile(files, local.Location)
 	}
 	if err == nil {
 		att, err = a.attach(ctx, k.pid)
 	}
 	if err == nil {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		p.pl, err = att.target.Set(ctx, *spec)
+		p.pl, err = att.target.Set(ctx, local)
 		cancel()
 	}
 	if err != nil {

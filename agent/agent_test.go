@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,14 +37,13 @@ var loopSrc = filepath.Join(loopDir, "main.go")
 
 // harness is one real NATS server, one agent on it, and a fleet client.
 type harness struct {
-	t      *testing.T
-	c      *fleet.Client
-	host   string
-	exe    string // the base name of this test's target binary
-	bin    string
-	cancel context.CancelFunc
-	done   chan error
-	log    syncBuffer // the agent's log
+	t    *testing.T
+	c    *fleet.Client
+	host string
+	exe  string // the base name of this test's target binary
+	bin  string
+	stop func()     // stops the agent; it detaches from everything
+	log  syncBuffer // the agent's log
 }
 
 // syncBuffer is a bytes.Buffer safe for the agent's goroutines.
@@ -79,41 +76,11 @@ func newHarness(t *testing.T, flags ...string) *harness {
 	s := fleettest.RunServer(t)
 	c := fleettest.Connect(t, s)
 	n := hostSeq.Add(1)
-	h := &harness{t: t, c: c, host: fmt.Sprintf("host-%d", n), exe: fmt.Sprintf("agent-test-%d-%d", os.Getpid(), n), done: make(chan error, 1)}
+	h := &harness{t: t, c: c, host: fmt.Sprintf("host-%d", n), exe: fmt.Sprintf("agent-test-%d-%d", os.Getpid(), n)}
 	h.bin = agenttest.Alias(t, agenttest.BuildTarget(t, loopDir, flags...), h.exe)
 
-	ac := fleettest.Connect(t, s)
-	a := agent.New(agent.Config{
-		Host:        h.host,
-		Processes:   []string{h.exe},
-		ScanEvery:   100 * time.Millisecond,
-		BackendName: "delve",
-		Log:         testLogger(t, &h.log),
-	}, ac, delve.New(os.Stderr))
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	go func() { h.done <- a.Run(ctx) }()
-	t.Cleanup(h.stop)
-	// The agent is up once it answers.
-	agenttest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		_, err := c.Profile(context.Background(), h.host)
-		return err
-	})
+	h.stop = agenttest.RunAgent(t, s, agent.Config{Host: h.host, Processes: []string{h.exe}}, &h.log)
 	return h
-}
-
-// stop stops the agent and returns Run's result.
-func (h *harness) stop() {
-	h.cancel()
-	select {
-	case err := <-h.done:
-		if err != nil {
-			h.t.Errorf("agent.Run: %v", err)
-		}
-		h.done <- nil
-	case <-time.After(60 * time.Second):
-		h.t.Error("agent did not stop within 60s")
-	}
 }
 
 func (h *harness) start(args ...string) *agenttest.Proc {
@@ -507,15 +474,6 @@ func TestMaxHits(t *testing.T) {
 		return nil
 	})
 	stillRunning(t, p)
-}
-
-// testLogger keeps the agent's log in buf, and shows it with -v.
-func testLogger(t *testing.T, buf io.Writer) *slog.Logger {
-	w := buf
-	if testing.Verbose() {
-		w = io.MultiWriter(buf, os.Stderr)
-	}
-	return slog.New(slog.NewTextHandler(w, nil)).With("test", t.Name())
 }
 
 func TestMalformedSpecInBucket(t *testing.T) {

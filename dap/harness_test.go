@@ -99,32 +99,7 @@ func (f *fleetEnv) exe(role string) string {
 func (f *fleetEnv) startAgent(host string, exes ...string) {
 	t := f.t
 	t.Helper()
-	ac := fleettest.Connect(t, f.srv)
-	a := agent.New(agent.Config{
-		Host:        host,
-		Processes:   exes,
-		ScanEvery:   100 * time.Millisecond,
-		BackendName: "delve",
-		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, ac, delve.New(io.Discard))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent.Run: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Error("agent did not stop within 60s")
-		}
-	})
-	agenttest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		_, err := f.c.Profile(context.Background(), host)
-		return err
-	})
+	agenttest.RunAgent(t, f.srv, agent.Config{Host: host, Processes: exes}, nil)
 }
 
 // startTarget starts the loop target under the executable name exe.

@@ -25,6 +25,7 @@ const (
 	CodeAttach       = "attach_failed" // ptrace or the debugger refused
 	CodeNoFile       = "no_file"       // no source file of the program matches the location
 	CodeNoCode       = "no_code"       // the file is known but the line has no code
+	CodeLineChanged  = "line_changed"  // the line was changed or does not exist in the process's revision
 	CodeBadCondition = "bad_condition" // condition, hit condition or log message does not parse
 	CodeInternal     = "internal"      // a bug: the message says what was being done
 )
@@ -59,10 +60,133 @@ func AsError(err error) *Error {
 // built: a module path plus the path inside the module, or (without a module)
 // a path suffix that must match one file of the program on whole path
 // elements.
+//
+// Line is the line in the client's checkout. When the fleet runs other
+// revisions, the client maps the line into each of them (see DESIGN.md,
+// "Source sync") and says so in Lines, Paths and Refused, keyed by the
+// revision as processes report it (vcs.revision; a key may be a prefix of at
+// least 7 characters). Agents pick the line with [Location.For]. All three
+// are optional: a location without them is traced at Line everywhere, as
+// before.
 type Location struct {
 	Module string `json:"module,omitempty"`
 	Path   string `json:"path"`
 	Line   int    `json:"line"`
+	// Revision is the commit Line refers to: the checkout's HEAD when the
+	// file has no uncommitted edits, otherwise empty.
+	Revision string `json:"revision,omitempty"`
+	// Lines is the line in each revision the line was mapped into.
+	Lines map[string]int `json:"lines,omitempty"`
+	// Paths is the path inside the module in revisions where the file had
+	// another name (it was renamed since).
+	Paths map[string]string `json:"paths,omitempty"`
+	// Refused says, per revision, why the line is not traced there: it was
+	// changed or does not exist in that revision, or the revision could not
+	// be read.
+	Refused map[string]string `json:"refused,omitempty"`
+}
+
+// minRevisionPrefix is the shortest revision key matched as a prefix.
+const minRevisionPrefix = 7
+
+// lookupRevision finds the key of m that names rev: the same string, or one a
+// prefix of the other of at least minRevisionPrefix characters.
+func lookupRevision[V any](m map[string]V, rev string) (V, bool) {
+	if v, ok := m[rev]; ok {
+		return v, true
+	}
+	var zero V
+	if len(rev) < minRevisionPrefix {
+		return zero, false
+	}
+	for k, v := range m {
+		if len(k) >= minRevisionPrefix && (strings.HasPrefix(rev, k) || strings.HasPrefix(k, rev)) {
+			return v, true
+		}
+	}
+	return zero, false
+}
+
+// For returns the location to trace in a process built from revision rev
+// (its vcs.revision, "" if it has none) with vcs.modified = modified: a copy
+// with Path and Line set for that revision and Lines, Paths and Refused
+// cleared. warning, when not empty, says why the line may not be the one
+// the user meant; the location is traced anyway. A revision listed in
+// Refused returns an error with code CodeLineChanged naming the revision and
+// the reason, and the line is not traced there.
+func (l Location) For(rev string, modified bool) (loc Location, warning string, err *Error) {
+	loc = Location{Module: l.Module, Path: l.Path, Line: l.Line, Revision: l.Revision}
+	mapped := l.Revision != "" || len(l.Lines) > 0 || len(l.Refused) > 0
+	switch {
+	case !mapped:
+		return loc, "", nil
+	case modified:
+		return loc, fmt.Sprintf("the process was built from a tree with uncommitted changes (vcs.modified=true%s): traced at %s:%d as is, which may not be the line you meant", revisionNote(rev), loc.Path, loc.Line), nil
+	case rev == "":
+		return loc, fmt.Sprintf("the process carries no vcs.revision (built outside a repository, or with -buildvcs=false): traced at %s:%d as in %s, which may not be the line you meant", loc.Path, loc.Line, l.describe()), nil
+	}
+	if reason, ok := lookupRevision(l.Refused, rev); ok {
+		return loc, "", Errorf(CodeLineChanged, "not traced in revision %s: %s (pick a line that revision has too, or deploy the checkout's revision)", ShortRevision(rev), reason)
+	}
+	if line, ok := lookupRevision(l.Lines, rev); ok {
+		loc.Line, loc.Revision = line, rev
+		if p, ok := lookupRevision(l.Paths, rev); ok {
+			loc.Path = p
+		}
+		return loc, "", nil
+	}
+	if l.Revision != "" {
+		if _, ok := lookupRevision(map[string]bool{l.Revision: true}, rev); ok {
+			return loc, "", nil
+		}
+	}
+	return loc, fmt.Sprintf("the line was not mapped into revision %s, which this process runs: traced at %s:%d as in %s, which may not be the line you meant (set the breakpoint again to map it)", ShortRevision(rev), loc.Path, loc.Line, l.describe()), nil
+}
+
+// describe names the version Line refers to, for messages.
+func (l Location) describe() string {
+	if l.Revision == "" {
+		return "the client's checkout"
+	}
+	return "revision " + ShortRevision(l.Revision)
+}
+
+func revisionNote(rev string) string {
+	if rev == "" {
+		return ""
+	}
+	return ", revision " + ShortRevision(rev)
+}
+
+// ShortRevision abbreviates a commit hash the way git log --oneline does.
+func ShortRevision(rev string) string {
+	if len(rev) > 12 {
+		return rev[:12]
+	}
+	return rev
+}
+
+// validate checks the per-revision fields.
+func (l Location) validate(id string) error {
+	for rev, line := range l.Lines {
+		if rev == "" || line <= 0 {
+			return Errorf(CodeBadRequest, "tracepoint %s: lines[%q] = %d: every entry needs a revision and a line from 1", id, rev, line)
+		}
+		if _, ok := l.Refused[rev]; ok {
+			return Errorf(CodeBadRequest, "tracepoint %s: revision %s is both mapped and refused: keep one", id, rev)
+		}
+	}
+	for rev, why := range l.Refused {
+		if rev == "" || why == "" {
+			return Errorf(CodeBadRequest, "tracepoint %s: refused[%q] = %q: every entry needs a revision and a reason", id, rev, why)
+		}
+	}
+	for rev, p := range l.Paths {
+		if rev == "" || p == "" {
+			return Errorf(CodeBadRequest, "tracepoint %s: paths[%q] = %q: every entry needs a revision and a path", id, rev, p)
+		}
+	}
+	return nil
 }
 
 func (l Location) String() string {
@@ -137,6 +261,9 @@ func (s *Spec) Validate() error {
 		return Errorf(CodeBadRequest, "tracepoint %s has no file: give a path such as internal/pay/charge.go", s.ID)
 	case s.Location.Line <= 0:
 		return Errorf(CodeBadRequest, "tracepoint %s: line %d is not a line number (lines start at 1)", s.ID, s.Location.Line)
+	}
+	if err := s.Location.validate(s.ID); err != nil {
+		return err
 	}
 	for _, g := range append(append([]string{}, s.Selector.Hosts...), s.Selector.Processes...) {
 		if g == "" {
@@ -228,6 +355,7 @@ type ProcessRef struct {
 	Module      string `json:"module,omitempty"`
 	MainPackage string `json:"mainPackage,omitempty"`
 	Revision    string `json:"revision,omitempty"`
+	Modified    bool   `json:"modified,omitempty"` // vcs.modified: built from a tree with uncommitted changes
 }
 
 // Hit is one execution of a traced line. Agents fill everything up to
@@ -285,7 +413,7 @@ type Process struct {
 
 // Ref returns the identity a hit carries.
 func (p *Process) Ref() ProcessRef {
-	return ProcessRef{Exe: path.Base(p.Exe), Module: p.Module, MainPackage: p.MainPackage, Revision: p.Revision}
+	return ProcessRef{Exe: path.Base(p.Exe), Module: p.Module, MainPackage: p.MainPackage, Revision: p.Revision, Modified: p.Modified}
 }
 
 // Profile is the reply to profile.get.

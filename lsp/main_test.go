@@ -96,32 +96,7 @@ func newFleetEnv(t *testing.T) *fleetEnv {
 	e.line = agenttest.MarkerLine(t, e.src, "process")
 	bin := agenttest.Alias(t, agenttest.BuildTarget(t, loopDir), e.exe)
 
-	a := agent.New(agent.Config{
-		Host:        e.host,
-		Processes:   []string{e.exe},
-		ScanEvery:   100 * time.Millisecond,
-		BackendName: "delve",
-		Log:         testLogger(t),
-	}, fleettest.Connect(t, s), delve.New(os.Stderr))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	// Registered after the server's cleanup, so it runs first.
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent.Run: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Error("agent did not stop within 60s")
-		}
-	})
-	agenttest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		_, err := e.c.Profile(context.Background(), e.host)
-		return err
-	})
+	agenttest.RunAgent(t, s, agent.Config{Host: e.host, Processes: []string{e.exe}, Log: testLogger(t)}, nil)
 	e.target = agenttest.Start(t, bin)
 	return e
 }

@@ -8,6 +8,17 @@
 // hit names a file as the process's DWARF does: an absolute build path, or
 // module path + path in module for -trimpath builds; Workspace.Local maps it
 // back.
+//
+// Processes may run other revisions than the checkout (see DESIGN.md,
+// "Source sync"). [Repo] is the checkout's git repository: [Repo.Locate]
+// names a local line for the fleet and maps it into each revision that
+// runs there ([Revisions] lists them from fleet Client.Hosts), filling the
+// location's per-revision Lines, Paths and Refused; [Repo.LocalHit] maps a
+// hit's file and line in its process's revision back to the checkout.
+// Underneath, [Repo.LineIn] and [Repo.LocalLine] map one line through a
+// line diff ([LineMap]) of the file between the checkout (with its
+// uncommitted edits) and the revision, following renames and fetching
+// revisions the repository lacks from its remotes.
 package source
 
 import (

@@ -3,6 +3,7 @@ package source
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/riptrace/riptrace/fleet"
@@ -24,7 +25,7 @@ func TestLocate(t *testing.T) {
 	root := t.TempDir()
 	write(t, root, "go.mod", "module github.com/acme/orders // the shop\n\ngo 1.26\n")
 	charge := write(t, root, "internal/pay/charge.go", "package pay\n")
-	if got, want := Locate(charge, 42), (fleet.Location{Module: "github.com/acme/orders", Path: "internal/pay/charge.go", Line: 42}); got != want {
+	if got, want := Locate(charge, 42), (fleet.Location{Module: "github.com/acme/orders", Path: "internal/pay/charge.go", Line: 42}); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Locate = %+v, want %+v", got, want)
 	}
 	if got := Locate("pay/charge.go", 3); got.Module != "" || got.Path != "pay/charge.go" {

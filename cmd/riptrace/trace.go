@@ -69,6 +69,15 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer c.Close()
+	// Each revision running in the fleet gets its own line.
+	var local *checkout
+	if spec.Location, local, err = syncLocation(ctx, c, pos[0], loc, stderr); err != nil {
+		return err
+	}
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	loc = spec.Location
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -123,6 +132,9 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		} else {
 			printHit(stdout, &h, *showStack)
+			if file, line, ok := local.local(&h); ok {
+				fmt.Fprintf(stdout, "    in the checkout: %s:%d (revision %s)\n", mustRel(local.ws.Root, file), line, fleet.ShortRevision(h.Process.Revision))
+			}
 		}
 	}
 	fmt.Fprintf(stderr, "riptrace: %d hits; removing tracepoint %s\n", n, spec.ID)

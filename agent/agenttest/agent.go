@@ -1,0 +1,74 @@
+package agenttest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/agent/delve"
+	"github.com/riptrace/riptrace/fleet/fleettest"
+)
+
+// RunAgent runs a real agent with the Delve backend in the test process,
+// connected to s, until the test ends or the returned stop is called. It
+// returns once the agent answers on its subjects. Unset fields of cfg get
+// test defaults: a 100 ms scan, the Delve backend's name, and a log that
+// shows with -v only (log, if not nil, receives it too).
+//
+// The test binary must call delve.MaybeRunWorker first thing in TestMain:
+// the backend runs its per-target workers as copies of it.
+func RunAgent(t testing.TB, s *server.Server, cfg agent.Config, log io.Writer) (stop func()) {
+	t.Helper()
+	if cfg.ScanEvery == 0 {
+		cfg.ScanEvery = 100 * time.Millisecond
+	}
+	if cfg.BackendName == "" {
+		cfg.BackendName = "delve"
+	}
+	if cfg.Log == nil {
+		var w io.Writer = io.Discard
+		if log != nil {
+			w = log
+		}
+		if testing.Verbose() {
+			w = io.MultiWriter(w, os.Stderr)
+		}
+		cfg.Log = slog.New(slog.NewTextHandler(w, nil)).With("test", t.Name())
+	}
+	workerLog := io.Discard
+	if testing.Verbose() {
+		workerLog = os.Stderr
+	}
+	a := agent.New(cfg, fleettest.Connect(t, s), delve.New(workerLog))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("agent.Run: %v", err)
+				}
+			case <-time.After(60 * time.Second):
+				t.Error("the agent did not stop within 60s")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	c := fleettest.Connect(t, s)
+	CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		_, err := c.Profile(context.Background(), a.Host())
+		return err
+	})
+	return stop
+}

@@ -1,0 +1,63 @@
+// Package sourcetest makes real git repositories for the tests of source
+// sync: the source package's own and the agent's end-to-end ones. It runs
+// the git command, with no user configuration, so tests see what git does.
+package sourcetest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Git runs git in dir and returns its trimmed output; it fails the test if
+// git fails.
+func Git(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.name=RipTrace Test", "-c", "user.email=test@riptrace.invalid", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s in %s: %v\n%s", strings.Join(args, " "), dir, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// Init makes an empty repository in a new temporary directory and returns
+// the directory, symlinks resolved.
+func Init(t testing.TB) string {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	Git(t, dir, "init", "-q")
+	return dir
+}
+
+// Write writes text to the slash path rel under dir, making directories.
+func Write(t testing.TB, dir, rel, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Commit writes files (slash path → text), stages everything and commits,
+// and returns the new commit's hash.
+func Commit(t testing.TB, dir, msg string, files map[string]string) string {
+	t.Helper()
+	for rel, text := range files {
+		Write(t, dir, rel, text)
+	}
+	Git(t, dir, "add", "-A")
+	Git(t, dir, "commit", "-q", "--allow-empty", "-m", msg)
+	return Git(t, dir, "rev-parse", "HEAD")
+}
