@@ -49,6 +49,7 @@ type session struct {
 	client     *fleet.Client
 	lease      *fleet.Lease // nil when persisting
 	ws         *source.Workspace
+	repo       *source.Repo // the checkout's git repository; nil outside one
 	terminated bool
 	background sync.WaitGroup // hit pump and thread watcher
 
@@ -162,6 +163,7 @@ func (ss *session) onAttach(req *dap.AttachRequest) {
 		return
 	}
 	ss.cfg, ss.client, ss.ws = cfg, c, ws
+	ss.repo, _ = source.OpenRepo(ws.Root) // no repository: lines are taken as they are
 	if !cfg.Persist {
 		ss.lease = c.NewLease(ss.srv.opts.LeaseTTL)
 	}
@@ -369,11 +371,18 @@ func (ss *session) start(bs []*breakpoint) {
 	}()
 }
 
-// spec is the fleet tracepoint of b under the session's configuration.
+// spec is the fleet tracepoint of b under the session's configuration. In a
+// git checkout, the line is mapped into every revision the fleet runs (see
+// source.Repo.Locate), as riptrace trace and the language server do;
+// substitutePath, where it applies, overrides all that.
 func (ss *session) spec(b *breakpoint) *fleet.Spec {
 	loc := source.Locate(b.file, b.line)
 	if remote, ok := ss.cfg.toRemote(b.file); ok {
 		loc = fleet.Location{Path: remote, Line: b.line}
+	} else if ss.repo != nil && loc.Module != "" {
+		if synced, err := ss.repo.Locate(b.file, b.line, ss.revisions(loc.Module)); err == nil {
+			loc = synced
+		}
 	}
 	capture := ss.cfg.Capture
 	capture.Exprs = append([]string(nil), capture.Exprs...)
@@ -539,9 +548,26 @@ func (ss *session) pumpHits(r *fleet.HitReader) {
 	}
 }
 
-// hitEvent renders one hit as an output event linked to its local line.
+// revisions lists the revisions of module the fleet runs now.
+func (ss *session) revisions(module string) []string {
+	ctx, cancel := context.WithTimeout(ss.ctx, 3*time.Second)
+	defer cancel()
+	hosts, err := ss.client.Hosts(ctx)
+	if err != nil {
+		return nil
+	}
+	return source.Revisions(hosts, module)
+}
+
+// hitEvent renders one hit as an output event linked to its local line: in
+// a git checkout, the line of the checkout that the process's revision had.
 func (ss *session) hitEvent(b *breakpoint, h *fleet.Hit) *dap.OutputEvent {
-	file := ss.localFile(h.File)
+	file, line := ss.localFile(h.File), h.Line
+	if _, substituted := ss.cfg.toLocal(h.File); !substituted && ss.repo != nil {
+		if f, l, err := ss.repo.LocalHit(ss.ws, h.File, h.Line, h.Process); err == nil {
+			file, line = f, l
+		}
+	}
 	if file == "" {
 		file = b.file
 	}
@@ -559,7 +585,7 @@ func (ss *session) hitEvent(b *breakpoint, h *fleet.Hit) *dap.OutputEvent {
 		Category: "console",
 		Output:   text + "\n",
 		Source:   &dap.Source{Name: filepath.Base(file), Path: file},
-		Line:     h.Line,
+		Line:     line,
 		Data:     data,
 	}}
 }

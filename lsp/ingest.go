@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/source"
 )
 
 // leaseTTL is how long the editor's tracepoints outlive a language server
@@ -30,7 +31,7 @@ func (s *server) restartIngest() {
 	cfg, ws, agg := s.cfg, s.workspace(), s.agg
 	go func() {
 		defer close(done)
-		s.ingest(ctx, cfg, ws.Local, agg)
+		s.ingest(ctx, cfg, newHitMapper(ws), agg)
 	}()
 	s.notify()
 }
@@ -38,7 +39,7 @@ func (s *server) restartIngest() {
 // ingest connects to NATS (retrying until ctx ends), replays cfg's history
 // and then reads live hits into agg. A reader that fails is reopened after
 // the last sequence read, so no hit is counted twice.
-func (s *server) ingest(ctx context.Context, cfg Config, local func(string) (string, bool), agg *Aggregate) {
+func (s *server) ingest(ctx context.Context, cfg Config, local *hitMapper, agg *Aggregate) {
 	var nopts []nats.Option
 	if cfg.Credentials != "" {
 		nopts = append(nopts, nats.UserCredentials(cfg.Credentials))
@@ -80,11 +81,6 @@ func (s *server) ingest(ctx context.Context, cfg Config, local func(string) (str
 	if h := cfg.history(); h > 0 {
 		opts = fleet.HitOptions{Since: time.Now().Add(-h)}
 	}
-	type mapped struct {
-		file string
-		ok   bool
-	}
-	files := make(map[string]mapped) // remote file → local file
 	var skipped int
 	for ctx.Err() == nil {
 		r, err := c.Hits(ctx, opts)
@@ -113,21 +109,72 @@ func (s *server) ingest(ctx context.Context, cfg Config, local func(string) (str
 			if !cfg.admits(&h) {
 				continue
 			}
-			m, seen := files[h.File]
-			if !seen {
-				m.file, m.ok = local(h.File)
-				files[h.File] = m
-			}
-			file, ok := m.file, m.ok
+			file, line, ok := local.local(&h)
 			if !ok {
 				if skipped++; skipped <= 5 {
-					s.log.Info("hit in a file outside the workspace", "file", h.File)
+					s.log.Info("hit in a file outside the workspace, or on a line the checkout no longer has", "file", h.File, "line", h.Line, "revision", h.Process.Revision)
 				}
 				continue
 			}
+			h.Line = line
 			agg.Add(file, h)
 			s.notify()
 		}
 		r.Close()
 	}
+}
+
+// hitMapper maps where hits happened to the workspace: the file by module
+// path + path in module (source.Workspace), and, in a git checkout, the line
+// through the diff between the process's revision and the checkout (as the
+// debug adapter and riptrace trace do). Answers are cached per remote file,
+// revision and line: the ingest loop sees the same few lines again and again.
+type hitMapper struct {
+	ws    *source.Workspace
+	repo  *source.Repo // nil outside a git checkout
+	cache map[hitKey]hitPlace
+}
+
+type hitKey struct {
+	file     string
+	revision string
+	modified bool
+	line     int
+}
+
+type hitPlace struct {
+	file string
+	line int
+	ok   bool
+}
+
+func newHitMapper(ws *source.Workspace) *hitMapper {
+	m := &hitMapper{ws: ws, cache: make(map[hitKey]hitPlace)}
+	m.repo, _ = source.OpenRepo(ws.Root)
+	return m
+}
+
+func (m *hitMapper) local(h *fleet.Hit) (string, int, bool) {
+	k := hitKey{h.File, h.Process.Revision, h.Process.Modified, h.Line}
+	p, seen := m.cache[k]
+	if !seen {
+		p = m.place(h)
+		m.cache[k] = p
+	}
+	return p.file, p.line, p.ok
+}
+
+func (m *hitMapper) place(h *fleet.Hit) hitPlace {
+	if m.repo != nil {
+		file, line, err := m.repo.LocalHit(m.ws, h.File, h.Line, h.Process)
+		var le *source.LineError
+		switch {
+		case err == nil:
+			return hitPlace{file, line, true}
+		case errors.As(err, &le):
+			return hitPlace{} // the line is not in the checkout: no lens for it
+		}
+	}
+	file, ok := m.ws.Local(h.File)
+	return hitPlace{file, h.Line, ok}
 }
