@@ -520,3 +520,40 @@ func TestNoAttachWithoutTheFile(t *testing.T) {
 		t.Fatal("the agent attached to a process without the file")
 	}
 }
+
+func TestProfileFiles(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	p := h.start()
+	agenttest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		prof, err := h.c.ProfileFiles(context.Background(), h.host)
+		if err != nil {
+			return err
+		}
+		for _, proc := range prof.Processes {
+			if proc.Pid != p.Pid {
+				continue
+			}
+			for _, f := range proc.Files {
+				if strings.HasSuffix(f, "targets/loop/main.go") {
+					return nil
+				}
+			}
+			return fmt.Errorf("pid %d lists %d files, none of them loop/main.go", p.Pid, len(proc.Files))
+		}
+		return fmt.Errorf("pid %d not listed yet", p.Pid)
+	})
+	if h.attached(p.Pid) {
+		t.Fatal("listing a process's files attached to it")
+	}
+	// A plain profile stays small.
+	prof, err := h.c.Profile(context.Background(), h.host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, proc := range prof.Processes {
+		if len(proc.Files) > 0 {
+			t.Fatalf("a plain profile lists files for pid %d", proc.Pid)
+		}
+	}
+}

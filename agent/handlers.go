@@ -43,7 +43,14 @@ func (a *Agent) handleProfile(m *nats.Msg) fleet.Message {
 			return &fleet.Profile{Error: fleet.AsError(err)}
 		}
 	}
-	return a.profile()
+	p := a.profile()
+	if req.Files {
+		for i := range p.Processes {
+			// Cached per executable; read without touching the process.
+			p.Processes[i].Files, _ = a.sources.files(p.Processes[i].Pid)
+		}
+	}
+	return p
 }
 
 func (a *Agent) profile() *fleet.Profile {

@@ -114,6 +114,16 @@ func (c *Client) Profile(ctx context.Context, host string) (*Profile, error) {
 	return &p, nil
 }
 
+// ProfileFiles is Profile with, for each process, the source files its
+// DWARF names (read from the executable; the process is not touched).
+func (c *Client) ProfileFiles(ctx context.Context, host string) (*Profile, error) {
+	var p Profile
+	if err := c.request(ctx, host, c.subj.ProfileGet(host), &Request{Files: true}, &p, "profile"); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
 // Attach asks host to attach to pid.
 func (c *Client) Attach(ctx context.Context, host string, pid int) (*AttachReply, error) {
 	var r AttachReply

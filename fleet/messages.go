@@ -409,6 +409,9 @@ type Process struct {
 	ContainerID string   `json:"containerId,omitempty"`
 	Attached    bool     `json:"attached"`
 	Tracepoints []string `json:"tracepoints,omitempty"`
+	// Files are the source files the executable's DWARF names, sorted;
+	// only when the profile request asked for them.
+	Files []string `json:"files,omitempty"`
 }
 
 // Ref returns the identity a hit carries.
@@ -435,6 +438,9 @@ type Heartbeat struct {
 // Request is the payload of profile.get (no fields but the version).
 type Request struct {
 	Header
+	// Files asks for the source files each process's DWARF names; they
+	// are left out otherwise (thousands per process).
+	Files bool `json:"files,omitempty"`
 }
 
 // AttachRequest is the payload of debugger.attach.
