@@ -172,15 +172,6 @@ func stillRunning(t *testing.T, p *agenttest.Proc) {
 	})
 }
 
-func find(vars []fleet.Variable, name string) *fleet.Variable {
-	for i := range vars {
-		if vars[i].Name == name {
-			return &vars[i]
-		}
-	}
-	return nil
-}
-
 func TestHitsCarryValues(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -208,11 +199,11 @@ func TestHitsCarryValues(t *testing.T) {
 				if hit.Goroutine <= 0 || hit.Seq == 0 || hit.ServerTime.IsZero() || hit.Process.Exe != h.exe {
 					t.Fatalf("hit lacks goroutine, seq, server time or process: %+v", hit)
 				}
-				it, n := find(hit.Args, "it"), find(hit.Args, "n")
+				it, n := fleettest.Var(hit.Args, "it"), fleettest.Var(hit.Args, "n")
 				if it == nil || n == nil {
 					t.Fatalf("args = %+v, want it and n", hit.Args)
 				}
-				id := find(it.Children, "ID")
+				id := fleettest.Var(it.Children, "ID")
 				if id == nil || !strings.Contains("\"book\" \"lamp\" \"pen\"", id.Value) {
 					t.Fatalf("it's children = %+v, want ID followed through the pointer", it.Children)
 				}
@@ -220,7 +211,7 @@ func TestHitsCarryValues(t *testing.T) {
 				if hit.Message != wantMsg {
 					t.Errorf("log message = %q, want %q", hit.Message, wantMsg)
 				}
-				if find(hit.Locals, "units") == nil || find(hit.Locals, "label") == nil {
+				if fleettest.Var(hit.Locals, "units") == nil || fleettest.Var(hit.Locals, "label") == nil {
 					t.Errorf("locals = %+v, want units and label", hit.Locals)
 				}
 				if len(hit.Exprs) != 2 || hit.Exprs[1].Unreadable != "" {
@@ -255,7 +246,7 @@ func TestConditionsAndHitConditions(t *testing.T) {
 	}
 	h.awaitStatus(cond.ID, installed(p.Pid))
 	for _, hit := range h.hits(cond.ID, 5) {
-		n := find(hit.Args, "n")
+		n := fleettest.Var(hit.Args, "n")
 		var v int
 		if n == nil || func() error { _, err := fmt.Sscan(n.Value, &v); return err }() != nil || v%4 != 1 {
 			t.Fatalf("hit with n = %+v despite condition %q", n, cond.Condition)
@@ -271,7 +262,7 @@ func TestConditionsAndHitConditions(t *testing.T) {
 	h.awaitStatus(hc.ID, installed(p.Pid))
 	hits := h.hits(hc.ID, 4)
 	for i := 1; i < len(hits); i++ {
-		a, b := find(hits[i-1].Locals, "n"), find(hits[i].Locals, "n")
+		a, b := fleettest.Var(hits[i-1].Locals, "n"), fleettest.Var(hits[i].Locals, "n")
 		var x, y int
 		fmt.Sscan(a.Value, &x)
 		fmt.Sscan(b.Value, &y)

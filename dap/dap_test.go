@@ -19,6 +19,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/dap"
 	"github.com/riptrace/riptrace/dap/daptest"
+	"github.com/riptrace/riptrace/fleet/fleettest"
 )
 
 // TestTwoServices is the main transcript: one breakpoint fans out to two
@@ -97,7 +98,7 @@ func TestTwoServices(t *testing.T) {
 		if e.Body.Source == nil || e.Body.Source.Path != loopSrc || e.Body.Line != process {
 			t.Fatalf("output event links to %+v line %d, want %s:%d", e.Body.Source, e.Body.Line, loopSrc, process)
 		}
-		n := find(h.Args, "n")
+		n := fleettest.Var(h.Args, "n")
 		if n == nil {
 			t.Fatalf("hit lacks argument n: %+v", h.Args)
 		}
@@ -187,7 +188,7 @@ func TestLogpointAndReplace(t *testing.T) {
 			t.Fatalf("logpoint output %q, want it to match %s", e.Body.Output, re)
 		}
 		h := hitOf(t, e)
-		if n := find(h.Args, "n"); n == nil || n.Value != m[2] {
+		if n := fleettest.Var(h.Args, "n"); n == nil || n.Value != m[2] {
 			t.Fatalf("logpoint said n=%s, hit's argument is %+v", m[2], n)
 		}
 		if e.Body.Line != process {
@@ -224,7 +225,7 @@ func TestLogpointAndReplace(t *testing.T) {
 		e := c.AwaitOutputEvent(t, "from the hit-conditional breakpoint", func(e *godap.OutputEvent) bool {
 			return len(e.Body.Data) > 0 && strings.Contains(string(e.Body.Data), `"tracepoint":"`+m[1]+`"`)
 		})
-		n, err := strconv.Atoi(find(hitOf(t, e).Args, "n").Value)
+		n, err := strconv.Atoi(fleettest.Var(hitOf(t, e).Args, "n").Value)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -435,7 +436,7 @@ func TestFunctionBreakpoints(t *testing.T) {
 	// << output × 4: at the function's entry, only odd n
 	for _, e := range c.HitEvents(t, 4) {
 		h := hitOf(t, e)
-		n := find(h.Args, "n")
+		n := fleettest.Var(h.Args, "n")
 		if e.Body.Line != entry || h.Function != "main.process" || n == nil {
 			t.Fatalf("hit at line %d in %s with args %+v, want line %d in main.process with n", e.Body.Line, h.Function, h.Args, entry)
 		}

@@ -183,15 +183,6 @@ func hitOf(t testing.TB, e *godap.OutputEvent) fleet.Hit {
 	return h
 }
 
-func find(vars []fleet.Variable, name string) *fleet.Variable {
-	for i := range vars {
-		if vars[i].Name == name {
-			return &vars[i]
-		}
-	}
-	return nil
-}
-
 // attached reports whether the host's agent is attached to pid.
 func (f *fleetEnv) attached(host string, pid int) (bool, error) {
 	p, err := f.c.Profile(context.Background(), host)

@@ -50,3 +50,13 @@ func Connect(t testing.TB, s *server.Server) *fleet.Client {
 	t.Cleanup(c.Close)
 	return c
 }
+
+// Var returns the variable called name among vars, or nil.
+func Var(vars []fleet.Variable, name string) *fleet.Variable {
+	for i := range vars {
+		if vars[i].Name == name {
+			return &vars[i]
+		}
+	}
+	return nil
+}
