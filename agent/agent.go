@@ -37,6 +37,9 @@ type Config struct {
 	Version string
 	// BackendName is reported in the host profile ("delve").
 	BackendName string
+	// Redact removes secrets from hits before they leave the host; nil
+	// means DefaultRedactor, &Redactor{} redacts nothing.
+	Redact *Redactor
 	// Log receives the agent's log; nil logs to stderr at info level.
 	Log *slog.Logger
 }
@@ -106,6 +109,9 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 	}
 	if cfg.Host == "" {
 		cfg.Host, _ = os.Hostname()
+	}
+	if cfg.Redact == nil {
+		cfg.Redact = DefaultRedactor()
 	}
 	cfg.Host = fleet.Token(cfg.Host)
 	log := cfg.Log
@@ -427,7 +433,7 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 	}
 	if err == nil {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		p.pl, err = att.target.Set(ctx, local)
+		p.pl, err = att.target.Set(ctx, a.cfg.Redact.Spec(local))
 		cancel()
 	}
 	if err != nil {
@@ -595,6 +601,7 @@ func (a *Agent) pump(pid int, att *attachment) {
 		}
 		a.mu.Unlock()
 		h.Host, h.Process = a.cfg.Host, ref
+		a.cfg.Redact.Hit(&h.Hit)
 		if _, err := a.js.PublishAsync(subject, fleet.Encode(&h.Hit)); err != nil {
 			if a.publishFailures.Add(1) == 1 {
 				a.log.Warn("publishing a hit", "err", err)

@@ -207,6 +207,16 @@ func TestHitsCarryValues(t *testing.T) {
 				if id == nil || !strings.Contains("\"book\" \"lamp\" \"pen\"", id.Value) {
 					t.Fatalf("it's children = %+v, want ID followed through the pointer", it.Children)
 				}
+				// Secrets never leave the host: Owner.Token is redacted,
+				// in the tree and in the one-line value alike.
+				if owner := fleettest.Var(it.Children, "Owner"); owner != nil && len(owner.Children) > 0 {
+					if tok := fleettest.Var(owner.Children, "Token"); tok == nil || tok.Value != agent.Redacted {
+						t.Errorf("Owner.Token = %+v, want %s", tok, agent.Redacted)
+					}
+				}
+				if strings.Contains(fmt.Sprint(hit.Args, hit.Exprs), "tok-alice-secret") {
+					t.Errorf("a secret left the host: %+v %+v", hit.Args, hit.Exprs)
+				}
 				wantMsg := fmt.Sprintf("item %s n=%s", strings.Trim(id.Value, `"`), n.Value)
 				if hit.Message != wantMsg {
 					t.Errorf("log message = %q, want %q", hit.Message, wantMsg)

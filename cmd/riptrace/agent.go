@@ -19,6 +19,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var procs stringList
 	fs.Var(&procs, "processes", "manage only processes whose module path, main package or executable name matches `GLOB` (repeatable)")
 	jsonLog := fs.Bool("log-json", false, "log as JSON lines")
+	redactNames := fs.String("redact-names", agent.DefaultRedactNames, "redact variables and fields whose names match `REGEXP`, before hits leave the host")
+	redactValues := fs.String("redact-values", agent.DefaultRedactValues, "redact values that match `REGEXP`, whatever their names")
+	noRedact := fs.Bool("no-redact", false, "send every captured value as is")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -27,6 +30,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var h slog.Handler = slog.NewTextHandler(stderr, nil)
 	if *jsonLog {
 		h = slog.NewJSONHandler(stderr, nil)
+	}
+	redact, err := agent.NewRedactor(*redactNames, *redactValues)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if *noRedact {
+		redact = &agent.Redactor{}
 	}
 	c, err := fleet.Connect(ctx, conn.url, fleet.ClientOptions{Prefix: conn.prefix, Name: "riptrace-agent " + *host})
 	if err != nil {
@@ -38,6 +48,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Processes:   procs,
 		Version:     version,
 		BackendName: "delve",
+		Redact:      redact,
 		Log:         slog.New(h),
 	}, c, delve.New(stderr))
 	return a.Run(ctx)

@@ -22,6 +22,7 @@ import (
 type Owner struct {
 	Name  string
 	Email string
+	Token string // a secret: agents redact it
 }
 
 // Item is the argument tracepoints look into: strings, numbers, a slice, a
@@ -91,7 +92,7 @@ func main() {
 		}
 	}()
 
-	alice := &Owner{Name: "alice", Email: "alice@example.com"}
+	alice := &Owner{Name: "alice", Email: "alice@example.com", Token: "tok-alice-secret"}
 	items := []*Item{
 		{ID: "book", Count: 2, Price: 12.5, Tags: []string{"paper"}, Owner: alice, Meta: map[string]int{"shelf": 3}},
 		{ID: "lamp", Count: 1, Price: 49.9, Tags: []string{"light", "desk"}, Meta: map[string]int{}},
