@@ -37,6 +37,10 @@ type Config struct {
 	Version string
 	// BackendName is reported in the host profile ("delve").
 	BackendName string
+	// Deny lists globs of source files (as the program names them, for
+	// example */internal/crypto/*) and functions (main.(*Vault).Open,
+	// */secrets.*) that may never be traced on this host.
+	Deny []string
 	// Redact removes secrets from hits before they leave the host; nil
 	// means DefaultRedactor, &Redactor{} redacts nothing.
 	Redact *Redactor
@@ -381,6 +385,16 @@ func (a *Agent) placeAll(ctx context.Context, add []placeKey, want map[placeKey]
 	}
 }
 
+// denied refuses a file or function the agent's Deny globs name.
+func (a *Agent) denied(name string) error {
+	for _, g := range a.cfg.Deny {
+		if fleet.Glob(g, name) {
+			return fleet.Errorf(fleet.CodeNotManaged, "tracing %s is not allowed on host %s: it matches the agent's --deny %q", name, a.cfg.Host, g)
+		}
+	}
+	return nil
+}
+
 func describeSelector(s fleet.Selector) string {
 	switch {
 	case len(s.Pids) > 0 && len(s.Processes) > 0:
@@ -425,8 +439,12 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 	if err == nil {
 		files, err = a.sources.files(k.pid)
 	}
+	var file string
 	if err == nil {
-		_, err = ResolveFile(files, local.Location)
+		file, err = ResolveFile(files, local.Location)
+	}
+	if err == nil {
+		err = a.denied(file)
 	}
 	if err == nil {
 		att, err = a.attach(ctx, k.pid)
@@ -435,6 +453,13 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		p.pl, err = att.target.Set(ctx, a.cfg.Redact.Spec(local))
 		cancel()
+		if err == nil {
+			if err = a.denied(p.pl.Function); err != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				att.target.Clear(ctx, k.id)
+				cancel()
+			}
+		}
 	}
 	if err != nil {
 		p.err = fleet.AsError(err)

@@ -73,13 +73,20 @@ var hostSeq atomic.Int64
 // attach to each other's processes.
 func newHarness(t *testing.T, flags ...string) *harness {
 	t.Helper()
+	return newHarnessWith(t, agent.Config{}, flags...)
+}
+
+// newHarnessWith is newHarness with more agent configuration.
+func newHarnessWith(t *testing.T, cfg agent.Config, flags ...string) *harness {
+	t.Helper()
 	s := fleettest.RunServer(t)
 	c := fleettest.Connect(t, s)
 	n := hostSeq.Add(1)
 	h := &harness{t: t, c: c, host: fmt.Sprintf("host-%d", n), exe: fmt.Sprintf("agent-test-%d-%d", os.Getpid(), n)}
 	h.bin = agenttest.Alias(t, agenttest.BuildTarget(t, loopDir, flags...), h.exe)
 
-	h.stop = agenttest.RunAgent(t, s, agent.Config{Host: h.host, Processes: []string{h.exe}}, &h.log)
+	cfg.Host, cfg.Processes = h.host, []string{h.exe}
+	h.stop = agenttest.RunAgent(t, s, cfg, &h.log)
 	return h
 }
 
@@ -556,5 +563,74 @@ func TestProfileFiles(t *testing.T) {
 		if len(proc.Files) > 0 {
 			t.Fatalf("a plain profile lists files for pid %d", proc.Pid)
 		}
+	}
+}
+
+// The agent never attaches to RipTrace's own plumbing: its Delve workers
+// run its own executable.
+func TestNoAttachToPlumbing(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	p := h.start()
+	spec := h.spec("plumbing", "process")
+	if err := h.c.Declare(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitStatus(spec.ID, installed(p.Pid))
+	// The target is traced by a worker: a copy of this test binary.
+	worker := tracerPid(t, p.Pid)
+	if worker == 0 {
+		t.Fatal("the target has no tracer")
+	}
+	_, err := h.c.Attach(context.Background(), h.host, worker)
+	if e := fleet.AsError(err); e == nil || e.Code != fleet.CodeNotManaged || !strings.Contains(e.Message, "plumbing") {
+		t.Fatalf("attaching to the agent's worker: %v, want %s naming the plumbing", err, fleet.CodeNotManaged)
+	}
+}
+
+func tracerPid(t *testing.T, pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
+			var n int
+			fmt.Sscan(strings.TrimSpace(v), &n)
+			return n
+		}
+	}
+	return 0
+}
+
+// Files and functions on the agent's deny list are never traced.
+func TestDenyList(t *testing.T) {
+	t.Parallel()
+	h := newHarnessWith(t, agent.Config{Deny: []string{"main.process"}})
+	p := h.start()
+	spec := h.spec("denied", "process")
+	if err := h.c.Declare(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	st := h.awaitStatus(spec.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == p.Pid && ev.State == fleet.StateError })
+	if !strings.Contains(st.Message, "not allowed") || !strings.Contains(st.Message, `--deny "main.process"`) {
+		t.Fatalf("status = %q, want the refusal naming the rule", st.Message)
+	}
+	// The loop line is in another function: allowed.
+	ok := h.spec("allowed", "loop")
+	if err := h.c.Declare(context.Background(), ok); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitStatus(ok.ID, installed(p.Pid))
+	// A file glob refuses before attaching.
+	h2 := newHarnessWith(t, agent.Config{Deny: []string{"*/targets/loop/*"}})
+	p2 := h2.start()
+	spec2 := h2.spec("file-denied", "process")
+	if err := h2.c.Declare(context.Background(), spec2); err != nil {
+		t.Fatal(err)
+	}
+	h2.awaitStatus(spec2.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == p2.Pid && ev.State == fleet.StateError })
+	if strings.Contains(h2.agentLog(), "msg=attached") {
+		t.Fatal("the agent attached to trace a denied file")
 	}
 }

@@ -24,14 +24,17 @@ type procKey struct {
 // from each executable's build info, so a scan costs a readdir and a stat
 // read per process.
 type discoverer struct {
-	self int
+	self    int
+	selfExe os.FileInfo // the agent's executable: its workers, and riptrace server, dap and lsp run it too
 
 	mu    sync.Mutex                 // guards cache
 	cache map[procKey]*fleet.Process // nil value: not a Go program
 }
 
 func newDiscoverer() *discoverer {
-	return &discoverer{self: os.Getpid(), cache: make(map[procKey]*fleet.Process)}
+	d := &discoverer{self: os.Getpid(), cache: make(map[procKey]*fleet.Process)}
+	d.selfExe, _ = os.Stat("/proc/self/exe")
+	return d
 }
 
 // scan returns the Go processes that are alive now, keyed by pid.
@@ -62,6 +65,9 @@ func (d *discoverer) scan() map[int]*fleet.Process {
 		p, cached := d.cache[k]
 		if !cached {
 			p, _ = inspect(pid)
+			if p != nil && d.plumbing(p) != "" {
+				p = nil
+			}
 			d.cache[k] = p
 		}
 		if p != nil {
@@ -82,7 +88,39 @@ func (d *discoverer) lookup(pid int) (*fleet.Process, error) {
 	if pid == d.self {
 		return nil, fleet.Errorf(fleet.CodeNotManaged, "pid %d is the agent itself: RipTrace never attaches to its own agent", pid)
 	}
-	return inspect(pid)
+	p, err := inspect(pid)
+	if err != nil {
+		return nil, err
+	}
+	if what := d.plumbing(p); what != "" {
+		return nil, fleet.Errorf(fleet.CodeNotManaged, "pid %d is %s: RipTrace never attaches to its own plumbing (stopping it would stop the hits too)", pid, what)
+	}
+	return p, nil
+}
+
+// Main packages RipTrace never traces: itself and the NATS server its hits
+// travel through.
+const (
+	riptracePackage   = "github.com/riptrace/riptrace/cmd/riptrace"
+	natsServerPackage = "github.com/nats-io/nats-server/v2"
+)
+
+// plumbing says what p is if RipTrace must never attach to it (a RipTrace
+// process, such as the agent's own Delve workers or riptrace server, or a
+// NATS server), or returns "".
+func (d *discoverer) plumbing(p *fleet.Process) string {
+	switch {
+	case p.MainPackage == riptracePackage:
+		return "a RipTrace process"
+	case p.MainPackage == natsServerPackage:
+		return "the NATS server"
+	}
+	if d.selfExe != nil {
+		if fi, err := os.Stat(fmt.Sprintf("/proc/%d/exe", p.Pid)); err == nil && os.SameFile(fi, d.selfExe) {
+			return "a copy of the agent (one of its Delve workers, or another RipTrace command)"
+		}
+	}
+	return ""
 }
 
 func startTime(pid int) (uint64, bool) {

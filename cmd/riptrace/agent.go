@@ -16,7 +16,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var conn connFlags
 	conn.register(fs)
 	host := fs.String("host", "", "`NAME` of this host in the fleet (default the hostname)")
-	var procs stringList
+	var procs, deny stringList
+	fs.Var(&deny, "deny", "never trace source files or functions matching `GLOB` (repeatable; for example '*/internal/crypto/*' or 'main.(*Vault).*')")
 	fs.Var(&procs, "processes", "manage only processes whose module path, main package or executable name matches `GLOB` (repeatable)")
 	jsonLog := fs.Bool("log-json", false, "log as JSON lines")
 	redactNames := fs.String("redact-names", agent.DefaultRedactNames, "redact variables and fields whose names match `REGEXP`, before hits leave the host")
@@ -48,6 +49,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Processes:   procs,
 		Version:     version,
 		BackendName: "delve",
+		Deny:        deny,
 		Redact:      redact,
 		Log:         slog.New(h),
 	}, c, delve.New(stderr))
