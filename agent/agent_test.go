@@ -634,3 +634,39 @@ func TestDenyList(t *testing.T) {
 		t.Fatal("the agent attached to trace a denied file")
 	}
 }
+
+// A restarted target (a new pid) gets its tracepoints back without anyone
+// re-sending them. How long that takes is logged, not asserted: timing
+// belongs to benchmarks.
+func TestTargetRestart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	p := h.start()
+	spec := h.spec("restart", "process")
+	if err := h.c.Declare(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitStatus(spec.ID, installed(p.Pid))
+	p.Stop()
+	start := time.Now()
+	p2 := h.start()
+	h.awaitStatus(spec.ID, installed(p2.Pid))
+	took := time.Since(start)
+	t.Logf("restarted target traced again %v after it started", took.Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := h.c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{spec.ID}, Since: start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for {
+		hit, err := r.Next(ctx)
+		if err != nil {
+			t.Fatalf("waiting for a hit from the restarted target: %v", err)
+		}
+		if hit.Pid == p2.Pid {
+			return
+		}
+	}
+}
