@@ -8,7 +8,6 @@ import (
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/delve"
-	"github.com/riptrace/riptrace/fleet"
 )
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -39,7 +38,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *noRedact {
 		redact = &agent.Redactor{}
 	}
-	c, err := fleet.Connect(ctx, conn.url, fleet.ClientOptions{Prefix: conn.prefix, Name: "riptrace-agent " + *host})
+	c, err := conn.connect(ctx, "riptrace-agent "+*host)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
 )
@@ -620,5 +622,31 @@ func TestMakeDemo(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("make demo output:\n%s", out)
+	}
+}
+
+// TestCredentials: against a NATS server that wants a token, the commands
+// work with --token and say what is wrong without it.
+func TestCredentials(t *testing.T) {
+	t.Parallel()
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true, Authorization: "s3cret"}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(s.Shutdown)
+	url := s.ClientURL()
+	if r := run(t, cmdTimeout, "hosts", "--nats", url); r.code == 0 || !strings.Contains(r.stderr, "Authorization Violation") {
+		t.Errorf("hosts without a token: exit %d, stderr %q; want a failure naming the authorization violation", r.code, r.stderr)
+	}
+	if r := run(t, cmdTimeout, "hosts", "--nats", url, "--token", "s3cret"); r.code != 0 {
+		t.Errorf("hosts with the token: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := run(t, cmdTimeout, "hosts", "--nats", url, "--tls-cert", "x.pem"); r.code != 2 || !strings.Contains(r.stderr, "--tls-key") {
+		t.Errorf("--tls-cert alone: exit %d, stderr %q; want a usage error", r.code, r.stderr)
 	}
 }

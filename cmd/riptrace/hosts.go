@@ -22,7 +22,7 @@ func runHosts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	} else if len(pos) > 0 {
 		return usageError{fmt.Sprintf("hosts takes no arguments, got %q", pos)}
 	}
-	c, err := fleet.Connect(ctx, conn.url, fleet.ClientOptions{Prefix: conn.prefix, Name: "riptrace hosts"})
+	c, err := conn.connect(ctx, "riptrace hosts")
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,10 @@ func runLSP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		level = slog.LevelDebug
 	}
 	cfg := lsp.DefaultConfig()
-	cfg.NATS, cfg.Prefix = conn.url, conn.prefix
+	cfg.NATS, cfg.Prefix, cfg.Credentials = conn.url, conn.prefix, conn.creds
+	if conn.nkey != "" || conn.user != "" || conn.token != "" || conn.tlsCA != "" || conn.tlsCert != "" {
+		return usageError{"riptrace lsp authenticates with --creds FILE only"}
+	}
 	served := make(chan error, 1)
 	go func() { served <- serveLSP(ctx, stdout, logTo, level, cfg) }()
 	select {

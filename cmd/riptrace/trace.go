@@ -64,7 +64,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{err.Error()}
 	}
 
-	c, err := fleet.Connect(ctx, conn.url, fleet.ClientOptions{Prefix: conn.prefix, Name: "riptrace trace"})
+	c, err := conn.connect(ctx, "riptrace trace")
 	if err != nil {
 		return err
 	}
