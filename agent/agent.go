@@ -99,6 +99,8 @@ type placement struct {
 	pl          Placement
 	err         *fleet.Error
 	hits        uint64
+	dropped     uint64 // hits the rate limit dropped, in all
+	droppedSeen uint64 // dropped at the last heartbeat: more since means throttled
 	done        string // why the tracepoint stopped here (maxHits reached)
 	warning     string // why the line may not be the one meant (source sync)
 }
@@ -620,6 +622,7 @@ func (a *Agent) pump(pid int, att *attachment) {
 			continue
 		}
 		p.hits++
+		p.dropped += h.Dropped
 		if max := p.spec.Limits.MaxHits; max > 0 && p.hits >= uint64(max) {
 			p.done = fmt.Sprintf("maxHits (%d) reached", max)
 			a.poke()

@@ -670,3 +670,29 @@ func TestTargetRestart(t *testing.T) {
 		}
 	}
 }
+
+// A tracepoint over its rate says so in its status, with the count dropped,
+// and stays installed.
+func TestThrottledStatus(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	p := h.start("-every", "1ms")
+	spec := h.spec("throttled", "process")
+	spec.Limits.MaxHitsPerSecond = 5
+	if err := h.c.Declare(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	st := h.awaitStatus(spec.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == p.Pid && ev.State == fleet.StateThrottled })
+	if st.Dropped == 0 || !strings.Contains(st.Message, "maxHitsPerSecond=5") || st.Placement == nil {
+		t.Fatalf("throttled status = %+v", st.Status)
+	}
+	// What reached the stream reports the drops too.
+	var dropped uint64
+	// The first five are the burst; later ones carry the drops before them.
+	for _, hit := range h.hits(spec.ID, 8) {
+		dropped += hit.Dropped
+	}
+	if dropped == 0 {
+		t.Error("no hit reports the hits dropped before it")
+	}
+}

@@ -18,7 +18,7 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 	a.mu.Lock()
 	next := make(map[string]fleet.Status)
 	for k, p := range a.placed {
-		st := fleet.Status{Tracepoint: k.id, Host: a.cfg.Host, Pid: k.pid, Hits: p.hits}
+		st := fleet.Status{Tracepoint: k.id, Host: a.cfg.Host, Pid: k.pid, Hits: p.hits, Dropped: p.dropped}
 		if proc := a.procs[k.pid]; proc != nil {
 			st.Process = proc.Ref()
 		} else if att := a.attached[k.pid]; att != nil {
@@ -35,6 +35,12 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 			st.Message = fmt.Sprintf("installed in %s at %s:%d", pl.Function, pl.File, pl.Line)
 			if p.warning != "" {
 				st.Message += "; warning: " + p.warning
+			}
+			if n := p.dropped - p.droppedSeen; n > 0 {
+				// Limits protect the process, not hide the tracepoint: it
+				// stays installed and says what it costs.
+				st.State = fleet.StateThrottled
+				st.Message += fmt.Sprintf("; throttled: %d hits dropped by maxHitsPerSecond=%d since the last report (the process runs on)", n, p.spec.Limits.MaxHitsPerSecond)
 			}
 		}
 		next[fleet.StatusKey(k.id, a.cfg.Host, k.pid)] = st
@@ -92,4 +98,10 @@ func (a *Agent) flushHitCounts(ctx context.Context) {
 	a.recMu.Lock()
 	defer a.recMu.Unlock()
 	a.writeStatuses(ctx, true)
+	// A heartbeat period without new drops ends the throttled state.
+	a.mu.Lock()
+	for _, p := range a.placed {
+		p.droppedSeen = p.dropped
+	}
+	a.mu.Unlock()
 }

@@ -510,6 +510,7 @@ type Status struct {
 	Message    string     `json:"message,omitempty"`
 	Placement  *Placement `json:"placement,omitempty"`
 	Hits       uint64     `json:"hits"`
+	Dropped    uint64     `json:"dropped,omitempty"` // hits the rate limit dropped, in all
 	Updated    time.Time  `json:"updated"`
 }
 

@@ -174,6 +174,9 @@ func reportStatus(ctx context.Context, ch <-chan fleet.StatusEvent, stderr io.Wr
 			hint.Stop()
 			key := fmt.Sprintf("%s/%d", ev.Host, ev.Pid)
 			said := fmt.Sprint(ev.Deleted, ev.State, ev.Message)
+			if ev.State == fleet.StateThrottled {
+				said = fmt.Sprint(ev.Deleted, ev.State) // its count changes at every report
+			}
 			if last[key] == said {
 				continue // only the hit count changed
 			}
