@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/riptrace/riptrace/fleet"
 )
@@ -44,6 +45,8 @@ type Config struct {
 	// Redact removes secrets from hits before they leave the host; nil
 	// means DefaultRedactor, &Redactor{} redacts nothing.
 	Redact *Redactor
+	// Metrics, if set, receives the agent's Prometheus metrics.
+	Metrics prometheus.Registerer
 	// Log receives the agent's log; nil logs to stderr at info level.
 	Log *slog.Logger
 }
@@ -61,6 +64,7 @@ type Agent struct {
 	info    fleet.HostInfo
 	log     *slog.Logger
 	kick    chan struct{}
+	metrics *metrics
 	pumps   sync.WaitGroup
 
 	publishFailures atomic.Uint64
@@ -134,6 +138,7 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		sources: newSourceIndex(),
 		log:     log,
 		kick:    make(chan struct{}, 1),
+		metrics: newMetrics(cfg.Metrics),
 		info: fleet.HostInfo{
 			Name:         cfg.Host,
 			OS:           runtime.GOOS,
@@ -545,8 +550,10 @@ func (a *Agent) attach(ctx context.Context, pid int) (*attachment, error) {
 	defer cancel()
 	target, err := a.backend.Attach(ctx, pid)
 	if err != nil {
+		a.metrics.attachErrors.Inc()
 		return nil, err
 	}
+	a.metrics.attached.Inc()
 	a.log.Info("attached", "pid", pid, "exe", proc.Exe, "took", time.Since(start).Round(time.Millisecond))
 	att = &attachment{proc: proc, target: target}
 	a.mu.Lock()
@@ -586,6 +593,7 @@ func (a *Agent) detach(ctx context.Context, pid int) {
 	if att == nil {
 		return
 	}
+	a.metrics.attached.Dec()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	err := att.target.Detach(ctx)
@@ -623,6 +631,8 @@ func (a *Agent) pump(pid int, att *attachment) {
 		}
 		p.hits++
 		p.dropped += h.Dropped
+		a.metrics.hits.WithLabelValues(h.Tracepoint).Inc()
+		a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(h.Dropped))
 		if max := p.spec.Limits.MaxHits; max > 0 && p.hits >= uint64(max) {
 			p.done = fmt.Sprintf("maxHits (%d) reached", max)
 			a.poke()
@@ -631,6 +641,7 @@ func (a *Agent) pump(pid int, att *attachment) {
 		h.Host, h.Process = a.cfg.Host, ref
 		a.cfg.Redact.Hit(&h.Hit)
 		if _, err := a.js.PublishAsync(subject, fleet.Encode(&h.Hit)); err != nil {
+			a.metrics.publishFailures.Inc()
 			if a.publishFailures.Add(1) == 1 {
 				a.log.Warn("publishing a hit", "err", err)
 			}
@@ -640,6 +651,7 @@ func (a *Agent) pump(pid int, att *attachment) {
 	a.mu.Lock()
 	if a.attached[pid] == att {
 		delete(a.attached, pid)
+		a.metrics.attached.Dec()
 		for k := range a.placed {
 			if k.pid == pid {
 				delete(a.placed, k)

@@ -5,6 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/delve"
@@ -22,6 +28,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	redactNames := fs.String("redact-names", agent.DefaultRedactNames, "redact variables and fields whose names match `REGEXP`, before hits leave the host")
 	redactValues := fs.String("redact-values", agent.DefaultRedactValues, "redact values that match `REGEXP`, whatever their names")
 	noRedact := fs.Bool("no-redact", false, "send every captured value as is")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (for example 127.0.0.1:9464); the agent listens nowhere else")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -38,6 +45,20 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *noRedact {
 		redact = &agent.Redactor{}
 	}
+	log := slog.New(h)
+	var metrics prometheus.Registerer // nil: not served
+	if *metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		metrics = reg
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return fmt.Errorf("serving metrics: %w (pick another --metrics address)", err)
+		}
+		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		log.Info("serving metrics", "addr", ln.Addr().String())
+	}
 	c, err := conn.connect(ctx, "riptrace-agent "+*host)
 	if err != nil {
 		return err
@@ -50,7 +71,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		BackendName: "delve",
 		Deny:        deny,
 		Redact:      redact,
-		Log:         slog.New(h),
+		Metrics:     metrics,
+		Log:         log,
 	}, c, delve.New(stderr))
 	return a.Run(ctx)
 }

@@ -3,10 +3,13 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -649,4 +652,47 @@ func TestCredentials(t *testing.T) {
 	if r := run(t, cmdTimeout, "hosts", "--nats", url, "--tls-cert", "x.pem"); r.code != 2 || !strings.Contains(r.stderr, "--tls-key") {
 		t.Errorf("--tls-cert alone: exit %d, stderr %q; want a usage error", r.code, r.stderr)
 	}
+}
+
+// TestAgentMetrics: riptrace agent --metrics serves Prometheus metrics that
+// count the hits published per tracepoint and the attached processes.
+func TestAgentMetrics(t *testing.T) {
+	t.Parallel()
+	src := loopSource(t)
+	url := startServer(t)
+	target := startTarget(t, "metrics-loop")
+	agent := start(t, "agent", "--nats", url, "--host", "metrics-host", "--processes", exeName("metrics-loop"), "--metrics", "127.0.0.1:0")
+	var addr string
+	agent.await(t, stateTimeout, "the metrics address", func(_, stderr string) bool {
+		if m := regexp.MustCompile(`msg="serving metrics" addr=(\S+)`).FindStringSubmatch(stderr); m != nil {
+			addr = m[1]
+			return true
+		}
+		return false
+	})
+	awaitProcesses(t, url, map[*agenttest.Proc]string{target: "metrics-host"}, detached)
+	r := run(t, cmdTimeout, "trace", "--nats", url, "--json", "--count", "5", fmt.Sprintf("%s:%d", src, agenttest.MarkerLine(t, src, "process")))
+	if r.code != 0 {
+		t.Fatalf("trace: exit %d\n%s", r.code, r.stderr)
+	}
+	id := decodeHits(t, r.stdout)[0].Tracepoint
+	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		m := regexp.MustCompile(`riptrace_hits_total\{tracepoint="` + id + `"\} (\d+)`).FindSubmatch(body)
+		if m == nil {
+			return fmt.Errorf("no riptrace_hits_total for %s in:\n%s", id, body)
+		}
+		if n, _ := strconv.Atoi(string(m[1])); n < 5 {
+			return fmt.Errorf("riptrace_hits_total = %d, want at least 5", n)
+		}
+		if !strings.Contains(string(body), "riptrace_attached_processes") {
+			return fmt.Errorf("no riptrace_attached_processes")
+		}
+		return nil
+	})
 }
