@@ -18,18 +18,11 @@ import (
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/agenttest"
-	"github.com/riptrace/riptrace/agent/delve"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
 )
 
-func TestMain(m *testing.M) {
-	// The Delve backend re-runs this test binary as its per-target worker.
-	delve.MaybeRunWorker()
-	code := m.Run()
-	agenttest.RemoveBuilds()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { agenttest.Main(m) }
 
 const loopDir = "testdata/targets/loop"
 

@@ -21,27 +21,17 @@ import (
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/agenttest"
-	"github.com/riptrace/riptrace/agent/delve"
 	"github.com/riptrace/riptrace/dap"
 	"github.com/riptrace/riptrace/dap/daptest"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
 )
 
-func TestMain(m *testing.M) {
-	// The Delve backend re-runs this test binary as its per-target worker.
-	delve.MaybeRunWorker()
-	code := m.Run()
-	agenttest.RemoveBuilds()
-	if code == 0 {
-		code = checkNoSessionLeak()
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { agenttest.Main(m, checkNoSessionLeak) }
 
 // checkNoSessionLeak fails the run if any goroutine of a DAP session
 // outlives every test (nats-server's checkNoGoroutineLeak, by package).
-func checkNoSessionLeak() int {
+func checkNoSessionLeak() error {
 	var stacks string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		buf := make([]byte, 1<<22)
@@ -53,11 +43,10 @@ func checkNoSessionLeak() int {
 			}
 		}
 		if stacks == "" {
-			return 0
+			return nil
 		}
 	}
-	fmt.Fprintf(os.Stderr, "goroutines of DAP sessions outlived the tests:\n%s", stacks)
-	return 1
+	return fmt.Errorf("goroutines of DAP sessions outlived the tests:\n%s", stacks)
 }
 
 const loopDir = "../agent/testdata/targets/loop"

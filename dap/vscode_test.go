@@ -28,10 +28,7 @@ func TestVSCodeDebugClient(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@vscode", "debugadapter-testsupport")); err != nil {
 		t.Fatalf("%s/node_modules lacks @vscode/debugadapter-testsupport: run `make deps` (npm ci in dap/vscodetest)", dir)
 	}
-	bin := filepath.Join(t.TempDir(), "riptrace")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/riptrace").CombinedOutput(); err != nil {
-		t.Fatalf("building riptrace: %v\n%s", err, out)
-	}
+	bin := agenttest.BuildTarget(t, "../cmd/riptrace")
 
 	f := newFleet(t)
 	exe := f.exe("vscode")

@@ -3,10 +3,8 @@ package demo_test
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,12 +12,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 )
 
-func TestMain(m *testing.M) {
-	m.Run()
-	if err := agenttest.RemoveBuilds(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-}
+func TestMain(m *testing.M) { agenttest.Main(m) }
 
 // TestMarkers checks that each service has the lines the demo traces.
 func TestMarkers(t *testing.T) {

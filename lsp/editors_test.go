@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/riptrace/riptrace/agent/agenttest"
 )
 
 // These tests run `riptrace lsp`, built from this checkout, under clients
@@ -20,37 +21,10 @@ import (
 // (installed by `make deps`). They prove that real editors accept our
 // messages.
 
-var riptraceBin struct {
-	once sync.Once
-	path string
-	err  error
-}
-
 // buildRiptrace builds cmd/riptrace once per test process.
 func buildRiptrace(t *testing.T) string {
 	t.Helper()
-	riptraceBin.once.Do(func() {
-		dir, err := os.MkdirTemp("", "riptrace-lsp-test-")
-		if err != nil {
-			riptraceBin.err = err
-			return
-		}
-		riptraceBin.path = filepath.Join(dir, "riptrace")
-		out, err := exec.Command("go", "build", "-o", riptraceBin.path, "../cmd/riptrace").CombinedOutput()
-		if err != nil {
-			riptraceBin.err = fmt.Errorf("building riptrace: %v\n%s", err, out)
-		}
-	})
-	if riptraceBin.err != nil {
-		t.Fatal(riptraceBin.err)
-	}
-	return riptraceBin.path
-}
-
-func removeRiptraceBin() {
-	if riptraceBin.path != "" {
-		os.RemoveAll(filepath.Dir(riptraceBin.path))
-	}
+	return agenttest.BuildTarget(t, "../cmd/riptrace")
 }
 
 // clientResult is what the client scripts report.

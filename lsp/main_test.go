@@ -15,24 +15,12 @@ import (
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/agenttest"
-	"github.com/riptrace/riptrace/agent/delve"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
 )
 
 func TestMain(m *testing.M) {
-	// The Delve backend re-runs this test binary as its per-target worker.
-	delve.MaybeRunWorker()
-	code := m.Run()
-	if code == 0 {
-		if err := checkNoServerGoroutines(10 * time.Second); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	agenttest.RemoveBuilds()
-	removeRiptraceBin()
-	os.Exit(code)
+	agenttest.Main(m, func() error { return checkNoServerGoroutines(10 * time.Second) })
 }
 
 // checkNoServerGoroutines waits for every language server goroutine (and

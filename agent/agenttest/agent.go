@@ -2,6 +2,7 @@ package agenttest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -71,4 +72,26 @@ func RunAgent(t testing.TB, s *server.Server, cfg agent.Config, log io.Writer) (
 		return err
 	})
 	return stop
+}
+
+// Main is TestMain for the packages whose tests build targets or run
+// agents: it serves as a Delve worker when the backend re-runs the test
+// binary, runs the tests, then, if they passed, the checks (leak checks,
+// say), and removes the builds.
+func Main(m *testing.M, checks ...func() error) {
+	delve.MaybeRunWorker()
+	code := m.Run()
+	for _, check := range checks {
+		if code != 0 {
+			break
+		}
+		if err := check(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	if err := RemoveBuilds(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
 }

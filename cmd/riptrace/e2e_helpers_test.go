@@ -42,13 +42,7 @@ const (
 	stopTimeout  = 15 * time.Second // a process asked to stop
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := agenttest.RemoveBuilds(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { agenttest.Main(m) }
 
 // riptraceBin builds this package once per test process and returns the
 // binary's path.
