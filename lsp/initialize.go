@@ -48,7 +48,7 @@ func (s *server) Initialize(ctx context.Context, params *protocol.InitializePara
 			CodeLensProvider:  &protocol.CodeLensOptions{},
 			InlayHintProvider: protocol.Boolean(true),
 			ExecuteCommandProvider: protocol.ExecuteCommandOptions{
-				Commands: []string{CommandShowHits, CommandToggleTracepoint, CommandClearHits},
+				Commands: commandNames(),
 			},
 		},
 		ServerInfo: protocol.ServerInfo{Name: "riptrace"},
@@ -63,4 +63,12 @@ func (s *server) Initialize(ctx context.Context, params *protocol.InitializePara
 func (s *server) Initialized(ctx context.Context, params *protocol.InitializedParams) error {
 	s.restartIngest()
 	return nil
+}
+
+func commandNames() []string {
+	names := make([]string, len(Commands))
+	for i, c := range Commands {
+		names[i] = c.Name
+	}
+	return names
 }
