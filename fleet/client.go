@@ -33,6 +33,7 @@ type Client struct {
 	tps    jetstream.KeyValue
 	status jetstream.KeyValue
 	hosts  jetstream.KeyValue
+	perms  *permWatch // explains permission violations (auth.go)
 }
 
 // Connect dials NATS and makes sure the hit stream and buckets exist.
@@ -57,11 +58,12 @@ func NewClient(ctx context.Context, nc *nats.Conn, prefix string) (*Client, erro
 		return nil, fmt.Errorf("opening JetStream: %w", err)
 	}
 	subj := NewSubjects(prefix)
-	tps, status, hosts, err := ensureResources(ctx, js, subj)
+	perms := watchPermissions(nc, subj)
+	tps, status, hosts, err := openResources(ctx, js, subj, perms)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{nc: nc, js: js, subj: subj, tps: tps, status: status, hosts: hosts}, nil
+	return &Client{nc: nc, js: js, subj: subj, tps: tps, status: status, hosts: hosts, perms: perms}, nil
 }
 
 // Conn returns the underlying connection.
@@ -84,8 +86,10 @@ func (c *Client) request(ctx context.Context, host, subject string, req Message,
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
+	ctx, release := c.perms.guard(ctx, subject, inbox)
+	defer release()
 	msg, err := c.nc.RequestWithContext(ctx, subject, Encode(req))
-	if err != nil {
+	if err = denied(ctx, err); err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return fmt.Errorf("no agent answers for host %q: check the name with `riptrace hosts`, and that its agent runs and reaches this NATS server", host)
 		}
@@ -165,9 +169,11 @@ type HostEntry struct {
 // TTL, asking each live one for its profile. An agent whose heartbeat is
 // older than three periods, or that does not answer, is marked Gone.
 func (c *Client) Hosts(ctx context.Context) ([]HostEntry, error) {
-	lister, err := c.hosts.ListKeys(ctx)
+	gctx, release := c.perms.guard(ctx, jsPatterns()...)
+	defer release()
+	lister, err := c.hosts.ListKeys(gctx)
 	if err != nil {
-		return nil, fmt.Errorf("listing hosts: %w", err)
+		return nil, fmt.Errorf("listing hosts: %w", denied(gctx, err))
 	}
 	var entries []HostEntry
 	for key := range lister.Keys() {
@@ -214,25 +220,31 @@ func (c *Client) Declare(ctx context.Context, spec *Spec) error {
 	if spec.Created.IsZero() {
 		spec.Created = time.Now().UTC()
 	}
+	ctx, release := c.perms.guard(ctx, jsPatterns("$KV.>")...)
+	defer release()
 	if _, err := c.tps.Put(ctx, spec.ID, Encode(spec)); err != nil {
-		return fmt.Errorf("declaring tracepoint %s: %w", spec.ID, err)
+		return fmt.Errorf("declaring tracepoint %s: %w", spec.ID, denied(ctx, err))
 	}
 	return nil
 }
 
 // Remove deletes a declared tracepoint; agents clear it from every process.
 func (c *Client) Remove(ctx context.Context, id string) error {
+	ctx, release := c.perms.guard(ctx, jsPatterns("$KV.>")...)
+	defer release()
 	if err := c.tps.Delete(ctx, id); err != nil {
-		return fmt.Errorf("removing tracepoint %s: %w", id, err)
+		return fmt.Errorf("removing tracepoint %s: %w", id, denied(ctx, err))
 	}
 	return nil
 }
 
 // Tracepoints lists the declared tracepoints.
 func (c *Client) Tracepoints(ctx context.Context) ([]Spec, error) {
+	ctx, release := c.perms.guard(ctx, jsPatterns()...)
+	defer release()
 	lister, err := c.tps.ListKeys(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("listing tracepoints: %w", err)
+		return nil, fmt.Errorf("listing tracepoints: %w", denied(ctx, err))
 	}
 	var specs []Spec
 	for key := range lister.Keys() {
@@ -258,9 +270,11 @@ type StatusEvent struct {
 // WatchStatus streams the status entries of tracepoint id: first the current
 // ones, then every change, until ctx ends. The channel is then closed.
 func (c *Client) WatchStatus(ctx context.Context, id string) (<-chan StatusEvent, error) {
-	w, err := c.status.Watch(ctx, id+".>", jetstream.IncludeHistory())
+	gctx, release := c.perms.guard(ctx, jsPatterns()...)
+	w, err := c.status.Watch(gctx, id+".>", jetstream.IncludeHistory())
+	release()
 	if err != nil {
-		return nil, fmt.Errorf("watching the status of tracepoint %s: %w", id, err)
+		return nil, fmt.Errorf("watching the status of tracepoint %s: %w", id, denied(gctx, err))
 	}
 	out := make(chan StatusEvent, 64)
 	go func() {
@@ -339,13 +353,15 @@ func (c *Client) Hits(ctx context.Context, opts HitOptions) (*HitReader, error) 
 	case opts.Replay:
 		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
 	}
-	cons, err := c.js.OrderedConsumer(ctx, c.subj.HitStream(), cfg)
+	gctx, release := c.perms.guard(ctx, jsPatterns()...)
+	defer release()
+	cons, err := c.js.OrderedConsumer(gctx, c.subj.HitStream(), cfg)
 	if err != nil {
-		return nil, fmt.Errorf("opening the hit stream: %w", err)
+		return nil, fmt.Errorf("opening the hit stream: %w", denied(gctx, err))
 	}
 	iter, err := cons.Messages()
 	if err != nil {
-		return nil, fmt.Errorf("reading the hit stream: %w", err)
+		return nil, fmt.Errorf("reading the hit stream: %w", denied(gctx, err))
 	}
 	r := &HitReader{cons: cons, iter: iter}
 	if len(opts.Tracepoints) > 0 {

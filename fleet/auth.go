@@ -1,0 +1,264 @@
+package fleet
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+)
+
+// PermissionError is a NATS permissions violation, told in RipTrace's terms:
+// who was refused, what, and which role grants it.
+type PermissionError struct {
+	User    string // how the connection authenticated: `user "alice"`, `nkey UA…`
+	Op      string // "publish" or "subscribe"
+	Subject string
+	Why     string // what the subject is for and who may use it
+}
+
+func (e *PermissionError) Error() string {
+	msg := fmt.Sprintf("permission denied: %s may not %s to %s", e.User, e.Op, e.Subject)
+	if e.Op == "subscribe" {
+		msg = fmt.Sprintf("permission denied: %s may not subscribe to %s", e.User, e.Subject)
+	}
+	if e.Why != "" {
+		msg += " (" + e.Why + ")"
+	}
+	return msg + `; ask your NATS admin to grant it (README, "Auth and permissions", shows the layout RipTrace needs)`
+}
+
+// violationRe parses the server's -ERR as nats.go reports it.
+var violationRe = regexp.MustCompile(`(?i)permissions violation for (publish|subscription) to "?([^"\s]+)"?`)
+
+// parseViolation returns the PermissionError err reports, or nil.
+func parseViolation(err error, user string, subj Subjects) *PermissionError {
+	if err == nil || !errors.Is(err, nats.ErrPermissionViolation) {
+		return nil
+	}
+	m := violationRe.FindStringSubmatch(err.Error())
+	if m == nil {
+		return &PermissionError{User: user, Op: "use", Subject: err.Error()}
+	}
+	op := "publish"
+	if strings.EqualFold(m[1], "subscription") {
+		op = "subscribe"
+	}
+	return &PermissionError{User: user, Op: op, Subject: m[2], Why: subj.explain(op, m[2])}
+}
+
+// explain says what subject is for in RipTrace and which role may use it.
+func (s Subjects) explain(op, subject string) string {
+	t := strings.Split(subject, ".")
+	if len(t) == 4 && t[0] == s.Prefix {
+		host := t[1]
+		switch {
+		case t[2] == "debugger" && t[3] == "trace" && op == "publish":
+			return fmt.Sprintf("hits are published only by the agent of host %s", host)
+		case t[2] == "debugger" && t[3] == "trace":
+			return "hits are read from the stream " + s.HitStream() + ", not from this subject"
+		case op == "subscribe":
+			return fmt.Sprintf("only the agent of host %s serves its requests", host)
+		default:
+			return "sending requests to agents is for editor and CLI users"
+		}
+	}
+	kv := func(bucket string) (string, bool) {
+		return strings.CutPrefix(subject, "$KV."+bucket+".")
+	}
+	if _, ok := kv(s.TracepointBucket()); ok {
+		return "declaring and removing tracepoints is for editor and CLI users"
+	}
+	if key, ok := kv(s.StatusBucket()); ok {
+		if k := strings.Split(key, "."); len(k) == 3 {
+			return fmt.Sprintf("the status of host %s is written only by its agent", k[1])
+		}
+		return "status is written only by agents"
+	}
+	if key, ok := kv(s.HostBucket()); ok {
+		return fmt.Sprintf("the heartbeat of host %s is written only by its agent", key)
+	}
+	if rest, ok := strings.CutPrefix(subject, "$JS.API."); ok {
+		switch {
+		case strings.HasPrefix(rest, "STREAM.CREATE.") || strings.HasPrefix(rest, "STREAM.UPDATE."):
+			return "creating the hit stream and buckets is for `riptrace server` or an admin user; other users only look them up, with $JS.API.STREAM.INFO"
+		case strings.Contains(rest, "."+s.HitStream()):
+			return "reading hits is for editor and CLI users"
+		case strings.Contains(rest, ".KV_"+s.TracepointBucket()):
+			return "reading the declared tracepoints is for agents and editor and CLI users"
+		case strings.Contains(rest, ".KV_"+s.StatusBucket()):
+			return "reading tracepoint status is for editor and CLI users"
+		case strings.Contains(rest, ".KV_"+s.HostBucket()):
+			return "listing hosts is for editor and CLI users"
+		}
+		return "a JetStream API call RipTrace does not need"
+	}
+	if strings.HasPrefix(subject, "_INBOX.") {
+		return "replies come back on _INBOX.>: every RipTrace user may subscribe there"
+	}
+	return ""
+}
+
+// permWatch turns the permission violations a server reports on a
+// connection into PermissionErrors, logs them, and fails the calls waiting
+// on the refused subjects at once instead of at their timeout.
+type permWatch struct {
+	user string
+	subj Subjects
+	prev nats.ErrHandler
+
+	// mu guards waiters.
+	mu      sync.Mutex
+	waiters map[*permWaiter]struct{}
+}
+
+type permWaiter struct {
+	patterns []string
+	cancel   context.CancelCauseFunc
+	quiet    bool // the refusal is expected and handled: do not log it
+}
+
+// watchPermissions installs the violation handler on nc, keeping the one in
+// place (if any) informed.
+func watchPermissions(nc *nats.Conn, subj Subjects) *permWatch {
+	w := &permWatch{user: describeUser(&nc.Opts), subj: subj, prev: nc.Opts.AsyncErrorCB, waiters: make(map[*permWaiter]struct{})}
+	nc.SetErrorHandler(w.handle)
+	return w
+}
+
+func (w *permWatch) handle(nc *nats.Conn, sub *nats.Subscription, err error) {
+	if pe := parseViolation(err, w.user, w.subj); pe != nil {
+		quiet := false
+		w.mu.Lock()
+		for wt := range w.waiters {
+			if matchesAny(wt.patterns, pe.Subject) {
+				wt.cancel(pe)
+				quiet = quiet || wt.quiet
+			}
+		}
+		w.mu.Unlock()
+		if quiet {
+			return
+		}
+		if w.prev == nil {
+			slog.Error(pe.Error())
+		}
+		err = pe
+	}
+	if w.prev != nil {
+		w.prev(nc, sub, err)
+	}
+}
+
+// guard returns a context that a violation on a subject matching one of
+// patterns cancels, with the PermissionError as its cause, and a release
+// that stops watching (without cancelling: watches started under the
+// context live on).
+func (w *permWatch) guard(ctx context.Context, patterns ...string) (context.Context, func()) {
+	return w.watch(ctx, false, patterns)
+}
+
+func (w *permWatch) watch(ctx context.Context, quiet bool, patterns []string) (context.Context, func()) {
+	if w == nil {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	wt := &permWaiter{patterns: patterns, cancel: cancel, quiet: quiet}
+	w.mu.Lock()
+	w.waiters[wt] = struct{}{}
+	w.mu.Unlock()
+	return ctx, func() {
+		w.mu.Lock()
+		delete(w.waiters, wt)
+		w.mu.Unlock()
+	}
+}
+
+// denied returns the PermissionError that cancelled ctx, if one did, in
+// place of err.
+func denied(ctx context.Context, err error) error {
+	var pe *PermissionError
+	if err != nil && errors.As(context.Cause(ctx), &pe) {
+		return pe
+	}
+	return err
+}
+
+// jsPatterns are the subjects JetStream calls on bucket or stream publish
+// to and receive on.
+func jsPatterns(extra ...string) []string {
+	return append([]string{"$JS.API.>", "$JS.FC.>", "_INBOX.>"}, extra...)
+}
+
+// matchesAny reports whether subject matches one of the NATS patterns.
+func matchesAny(patterns []string, subject string) bool {
+	for _, p := range patterns {
+		if subjectMatches(p, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectMatches matches a literal subject against a pattern with NATS
+// wildcards ('*' one token, '>' the rest).
+func subjectMatches(pattern, subject string) bool {
+	pt, st := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, p := range pt {
+		if p == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || (p != "*" && p != st[i]) {
+			return false
+		}
+	}
+	return len(pt) == len(st)
+}
+
+// describeUser says how a connection authenticates, for error messages.
+func describeUser(o *nats.Options) string {
+	switch {
+	case o.User != "":
+		return fmt.Sprintf("user %q", o.User)
+	case o.UserJWT != nil:
+		if tok, err := o.UserJWT(); err == nil {
+			if uc, err := jwt.DecodeUserClaims(tok); err == nil {
+				if uc.Name != "" {
+					return fmt.Sprintf("user %q (%s)", uc.Name, uc.Subject)
+				}
+				return "user " + uc.Subject
+			}
+		}
+		return "the user of the credentials file"
+	case o.Nkey != "":
+		return "nkey " + o.Nkey
+	case o.TLSCertCB != nil:
+		if cert, err := o.TLSCertCB(); err == nil {
+			if name := certName(cert); name != "" {
+				return fmt.Sprintf("certificate %q", name)
+			}
+		}
+		return "the client certificate's user"
+	case o.Token != "" || o.TokenHandler != nil:
+		return "the token's user"
+	}
+	return "this connection"
+}
+
+func certName(cert tls.Certificate) string {
+	if len(cert.Certificate) == 0 {
+		return ""
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return ""
+	}
+	return leaf.Subject.String()
+}

@@ -1,0 +1,41 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// openResources creates or updates the hit stream and the buckets, as
+// ensureResources does; a user whom the permission layout does not let
+// create them (every role but the server's) binds the existing ones instead.
+func openResources(ctx context.Context, js jetstream.JetStream, subj Subjects, w *permWatch) (tps, status, hosts jetstream.KeyValue, err error) {
+	cctx, release := w.watch(ctx, true, []string{"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>"})
+	tps, status, hosts, err = ensureResources(cctx, js, subj)
+	release()
+	var pe *PermissionError
+	if err == nil || !errors.As(context.Cause(cctx), &pe) {
+		return tps, status, hosts, err
+	}
+	gctx, release := w.guard(ctx, jsPatterns()...)
+	defer release()
+	if _, err := js.Stream(gctx, subj.HitStream()); err != nil {
+		return nil, nil, nil, bindError(gctx, "the hit stream "+subj.HitStream(), err)
+	}
+	kvs := make([]jetstream.KeyValue, 3)
+	for i, bucket := range []string{subj.TracepointBucket(), subj.StatusBucket(), subj.HostBucket()} {
+		if kvs[i], err = js.KeyValue(gctx, bucket); err != nil {
+			return nil, nil, nil, bindError(gctx, "the bucket "+bucket, err)
+		}
+	}
+	return kvs[0], kvs[1], kvs[2], nil
+}
+
+func bindError(ctx context.Context, what string, err error) error {
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("looking up %s: it does not exist, and this user may not create it: start `riptrace server` (it creates it), or connect once as a user who may", what)
+	}
+	return fmt.Errorf("looking up %s: %w", what, denied(ctx, err))
+}

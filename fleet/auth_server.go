@@ -1,0 +1,102 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+)
+
+// StartServerOptions starts an embedded nats-server from opts (a nats-server
+// configuration file's, typically, with users and permissions), waits until
+// it accepts connections, and creates the hit stream and buckets.
+//
+// The stream and buckets are created over an in-process connection. When
+// opts has users, that connection authenticates as a user added here: an
+// nkey whose seed never leaves this process, allowed in-process connections
+// only and only the JetStream API, in the account of the first configured
+// user. In operator (JWT) mode no such user can be added: the first client
+// allowed to create them does.
+func StartServerOptions(ctx context.Context, opts *server.Options, prefix string) (*Server, error) {
+	opts.JetStream = true
+	if opts.ServerName == "" {
+		opts.ServerName = "riptrace"
+	}
+	login, err := setupLogin(opts)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("configuring nats-server: %w", err)
+	}
+	if !opts.NoLog {
+		ns.ConfigureLogger()
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("nats-server did not accept connections on %s:%d within 10s: is the port in use? Pick another with --listen", opts.Host, opts.Port)
+	}
+	s := &Server{Server: ns}
+	if login == nil {
+		return s, nil
+	}
+	c, err := Connect(ctx, "", ClientOptions{Prefix: prefix, Name: "riptrace-server", NATS: append(login, nats.InProcessServer(ns))})
+	if err != nil {
+		ns.Shutdown()
+		return nil, fmt.Errorf("creating the hit stream and buckets: %w", err)
+	}
+	c.Close()
+	return s, nil
+}
+
+// setupLogin returns how the server's own connection logs in, adding a user
+// to opts if needed, or nil if it cannot (operator mode).
+func setupLogin(opts *server.Options) ([]nats.Option, error) {
+	switch {
+	case len(opts.TrustedOperators) > 0 || len(opts.TrustedKeys) > 0:
+		return nil, nil
+	case len(opts.Users) > 0 || len(opts.Nkeys) > 0:
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			return nil, fmt.Errorf("creating the server's setup user: %w", err)
+		}
+		pub, err := kp.PublicKey()
+		if err != nil {
+			return nil, err
+		}
+		var acc *server.Account
+		if len(opts.Users) > 0 {
+			acc = opts.Users[0].Account
+		} else {
+			acc = opts.Nkeys[0].Account
+		}
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{
+			Nkey:    pub,
+			Account: acc,
+			Permissions: &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: []string{"$JS.API.>"}},
+				Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
+			},
+			AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeInProcess: {}},
+		})
+		return []nats.Option{nats.Nkey(pub, kp.Sign)}, nil
+	case opts.Username != "":
+		if strings.HasPrefix(opts.Password, "$2") {
+			return nil, fmt.Errorf("the configuration's single user has a bcrypt password, which RipTrace cannot log in with to create its stream and buckets: use a users list (authorization { users: [...] })")
+		}
+		return []nats.Option{nats.UserInfo(opts.Username, opts.Password)}, nil
+	case opts.Authorization != "":
+		if strings.HasPrefix(opts.Authorization, "$2") {
+			return nil, fmt.Errorf("the configuration's token is a bcrypt hash, which RipTrace cannot log in with to create its stream and buckets: use a users list (authorization { users: [...] })")
+		}
+		return []nats.Option{nats.Token(opts.Authorization)}, nil
+	}
+	return []nats.Option{}, nil
+}
