@@ -114,9 +114,10 @@ type permWatch struct {
 	subj Subjects
 	prev nats.ErrHandler
 
-	// mu guards waiters.
+	// mu guards the fields below.
 	mu      sync.Mutex
 	waiters map[*permWaiter]struct{}
+	first   *PermissionError // the first refusal not expected by a caller
 }
 
 type permWaiter struct {
@@ -143,6 +144,9 @@ func (w *permWatch) handle(nc *nats.Conn, sub *nats.Subscription, err error) {
 				quiet = quiet || wt.quiet
 			}
 		}
+		if !quiet && w.first == nil {
+			w.first = pe
+		}
 		w.mu.Unlock()
 		if quiet {
 			return
@@ -155,6 +159,22 @@ func (w *permWatch) handle(nc *nats.Conn, sub *nats.Subscription, err error) {
 	if w.prev != nil {
 		w.prev(nc, sub, err)
 	}
+}
+
+// Refused returns the first permission violation the server reported on
+// this client's connection, if any. A server answers a refused subscription
+// only asynchronously: an agent checks Refused after subscribing and
+// flushing, so that serving with the wrong user fails at once.
+func (c *Client) Refused() error {
+	if c.perms == nil {
+		return nil
+	}
+	c.perms.mu.Lock()
+	defer c.perms.mu.Unlock()
+	if c.perms.first == nil {
+		return nil
+	}
+	return c.perms.first
 }
 
 // guard returns a context that a violation on a subject matching one of

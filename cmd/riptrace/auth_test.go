@@ -1,0 +1,176 @@
+package main_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// deployPasswords are the passwords the tests give deploy/nats.conf's
+// users, through the server's environment.
+var deployPasswords = map[string]string{
+	"RIPTRACE_EDITOR_PASSWORD":       "editor-pw",
+	"RIPTRACE_AGENT_NODE_1_PASSWORD": "node-1-pw",
+	"RIPTRACE_AGENT_NODE_2_PASSWORD": "node-2-pw",
+}
+
+// startAuthServer runs `riptrace server --config deploy/nats.conf` on a free
+// port and returns its URL. The test may not be parallel: the passwords
+// reach the server through the environment.
+func startAuthServer(t *testing.T) string {
+	t.Helper()
+	for k, v := range deployPasswords {
+		t.Setenv(k, v)
+	}
+	p := start(t, "server", "--config", deployDir+"/nats.conf", "--listen", "127.0.0.1:-1", "--data", t.TempDir())
+	var url string
+	p.await(t, cmdTimeout, "ready line", func(stdout, _ string) bool {
+		m := serverReady.FindStringSubmatch(stdout)
+		if m != nil {
+			url = m[1]
+		}
+		return m != nil
+	})
+	return url
+}
+
+func as(user, password string) []string { return []string{"--user", user, "--password", password} }
+
+var (
+	editor = as("editor", "editor-pw")
+	node1  = as("agent-node-1", "node-1-pw")
+)
+
+// TestAuthLayout runs the fleet on a server loading deploy/nats.conf: an
+// agent with its host's user and an editor user trace a real target end to
+// end; anonymous users are refused; a user of the wrong role can neither
+// read hits, nor declare tracepoints, nor answer or publish as an agent, and
+// the error names the permission that is missing.
+func TestAuthLayout(t *testing.T) {
+	src := loopSource(t)
+	loc := fmt.Sprintf("%s:%d", src, agenttest.MarkerLine(t, src, "process"))
+	url := startAuthServer(t)
+
+	// Anonymous: refused at the door.
+	if r := run(t, cmdTimeout, "hosts", "--nats", url); r.code == 0 || !strings.Contains(r.stderr, "Authorization Violation") {
+		t.Errorf("hosts without credentials: exit %d, stderr %q; want the authorization violation", r.code, r.stderr)
+	}
+
+	// The right users: the agent of node-1 traces, the editor reads.
+	target := startTarget(t, "auth-loop")
+	agent1 := start(t, append([]string{"agent", "--nats", url, "--host", "node-1", "--processes", exeName("auth-loop")}, node1...)...)
+	r := run(t, cmdTimeout, append([]string{"trace", "--nats", url, "--json", "--count", "3", "--processes", exeName("auth-loop"), loc}, editor...)...)
+	if r.code != 0 {
+		t.Fatalf("riptrace trace as the editor: exit %d\n%s", r.code, r.stderr)
+	}
+	hits := decodeHits(t, r.stdout)
+	if len(hits) != 3 {
+		t.Fatalf("riptrace trace --count 3 as the editor printed %d hits, want 3\n%s", len(hits), r.stderr)
+	}
+	for _, h := range hits {
+		if h.Host != "node-1" || h.Pid != target.Pid {
+			t.Errorf("hit from %s pid %d, want node-1 pid %d", h.Host, h.Pid, target.Pid)
+		}
+	}
+	if strings.Contains(agent1.Stderr(), "permission denied") {
+		t.Errorf("the agent of node-1 was refused something:\n%s", agent1.Stderr())
+	}
+
+	// The agent's user may not declare tracepoints, ask agents, or read hits.
+	r = run(t, cmdTimeout, append([]string{"trace", "--nats", url, "--count", "1", loc}, node1...)...)
+	if r.code == 0 || !strings.Contains(r.stderr, `riptrace: opening the hit stream: permission denied: user "agent-node-1" may not publish to $JS.API.CONSUMER.CREATE.RIPTRACE_HITS.`) {
+		t.Errorf("riptrace trace as an agent: exit %d, want a failure naming the refused permission:\n%s", r.code, r.stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	agentClient, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), NATS: []nats.Option{nats.UserInfo("agent-node-1", "node-1-pw")}})
+	if err != nil {
+		t.Fatalf("connecting as the agent of node-1: %v", err)
+	}
+	defer agentClient.Close()
+	wantDenied(t, "declaring as an agent", agentClient.Declare(ctx, &fleet.Spec{ID: "tp-agent", Location: fleet.Location{Path: "main.go", Line: 3}}),
+		`user "agent-node-1" may not publish to $KV.riptrace_tracepoints.tp-agent (declaring and removing tracepoints is for editor and CLI users)`)
+	_, err = agentClient.Hits(ctx, fleet.HitOptions{Replay: true})
+	wantDenied(t, "reading hits as an agent", err, `user "agent-node-1" may not publish to $JS.API.CONSUMER.CREATE.RIPTRACE_HITS`, "(reading hits is for editor and CLI users)")
+
+	// The agent of node-1 may not serve node-2.
+	// (The agents under the wrong users manage no process: they are killed
+	// when done with, as one that may not withdraw its heartbeat takes a
+	// while to stop.)
+	none := exeName("no-such-process")
+	agent2 := start(t, append([]string{"agent", "--nats", url, "--host", "node-2", "--processes", none}, node1...)...)
+	agent2.await(t, stateTimeout, "a refusal", func(_, stderr string) bool {
+		return strings.Contains(stderr, `permission denied: user "agent-node-1" may not subscribe to riptrace.node-2.profile.get (only the agent of host node-2 serves its requests)`)
+	})
+	agent2.signal(t, syscall.SIGKILL)
+	hostsOut := run(t, cmdTimeout, append([]string{"hosts", "--nats", url, "--json"}, editor...)...)
+	if strings.Contains(hostsOut.stdout, `"node-2"`) {
+		t.Errorf("host node-2, served with node-1's user, is listed:\n%s", hostsOut.stdout)
+	}
+
+	// The editor may not answer as an agent, nor publish hits.
+	fake := start(t, append([]string{"agent", "--nats", url, "--host", "node-1", "--processes", none}, editor...)...)
+	fake.await(t, stateTimeout, "a refusal", func(_, stderr string) bool {
+		return strings.Contains(stderr, `permission denied: user "editor" may not subscribe to riptrace.node-1.`) &&
+			strings.Contains(stderr, "(only the agent of host node-1 serves its requests)")
+	})
+	fake.signal(t, syscall.SIGKILL)
+	var async = make(chan error, 16)
+	editorClient, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), NATS: []nats.Option{
+		nats.UserInfo("editor", "editor-pw"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { async <- err }),
+	}})
+	if err != nil {
+		t.Fatalf("connecting as the editor: %v", err)
+	}
+	defer editorClient.Close()
+	nc := editorClient.Conn()
+	if err := nc.Publish("riptrace.node-1.debugger.trace", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Subscribe("riptrace.node-1.profile.get", func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	want := []string{
+		`permission denied: user "editor" may not publish to riptrace.node-1.debugger.trace (hits are published only by the agent of host node-1)`,
+		`permission denied: user "editor" may not subscribe to riptrace.node-1.profile.get (only the agent of host node-1 serves its requests)`,
+	}
+	for _, w := range want {
+		select {
+		case err := <-async:
+			if err.Error() != w+`; ask your NATS admin to grant it (README, "Auth and permissions", shows the layout RipTrace needs)` {
+				t.Errorf("asynchronous error %q, want %q", err, w)
+			}
+		case <-time.After(cmdTimeout):
+			t.Fatalf("no error for: %s", w)
+		}
+	}
+	// The agent of node-1 still serves.
+	if r := run(t, cmdTimeout, append([]string{"hosts", "--nats", url, "--json"}, editor...)...); !strings.Contains(r.stdout, `"node-1"`) {
+		t.Errorf("riptrace hosts as the editor does not list node-1:\n%s\n%s", r.stdout, r.stderr)
+	}
+}
+
+func wantDenied(t *testing.T, doing string, err error, want ...string) {
+	t.Helper()
+	var pe *fleet.PermissionError
+	if !errors.As(err, &pe) {
+		t.Errorf("%s: error %v, want a *fleet.PermissionError", doing, err)
+		return
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%s: error %q does not say %q", doing, err, w)
+		}
+	}
+}
