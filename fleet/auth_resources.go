@@ -35,7 +35,7 @@ func openResources(ctx context.Context, js jetstream.JetStream, subj Subjects, w
 
 func bindError(ctx context.Context, what string, err error) error {
 	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
-		return fmt.Errorf("looking up %s: it does not exist, and this user may not create it: start `riptrace server` (it creates it), or connect once as a user who may", what)
+		return fmt.Errorf("looking up %s: it does not exist, and this user may not create it: connect once as a user who may (`riptrace server` does so itself unless its config is in operator mode)", what)
 	}
 	return fmt.Errorf("looking up %s: %w", what, denied(ctx, err))
 }

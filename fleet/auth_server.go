@@ -41,7 +41,7 @@ func StartServerOptions(ctx context.Context, opts *server.Options, prefix string
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
-		return nil, fmt.Errorf("nats-server did not accept connections on %s:%d within 10s: is the port in use? Pick another with --listen", opts.Host, opts.Port)
+		return nil, fmt.Errorf("nats-server did not accept connections on %s:%d within 10s: is the port in use (pick another with --listen)? Run with -v to see nats-server's log", opts.Host, opts.Port)
 	}
 	s := &Server{Server: ns}
 	if login == nil {
