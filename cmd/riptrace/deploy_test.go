@@ -3,6 +3,8 @@ package main_test
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -115,7 +118,7 @@ func TestDeployKubernetes(t *testing.T) {
 			if strings.TrimSpace(doc) == "" {
 				continue
 			}
-			where := filepath.Base(file) + " document " + string(rune('1'+i))
+			where := fmt.Sprintf("%s document %d", filepath.Base(file), i+1)
 			var tm metav1.TypeMeta
 			if err := yaml.Unmarshal([]byte(doc), &tm); err != nil {
 				t.Fatalf("%s: %v", where, err)
@@ -124,7 +127,7 @@ func TestDeployKubernetes(t *testing.T) {
 			switch tm.Kind {
 			case "DaemonSet":
 				var ds appsv1.DaemonSet
-				if err := yaml.UnmarshalStrict([]byte(doc), &ds); err != nil {
+				if err := decodeStrict(doc, &ds); err != nil {
 					t.Fatalf("%s: %v", where, err)
 				}
 				pod = &ds.Spec.Template.Spec
@@ -134,7 +137,7 @@ func TestDeployKubernetes(t *testing.T) {
 				checkSelector(t, where, ds.Spec.Selector, ds.Spec.Template.Labels)
 			case "Deployment":
 				var d appsv1.Deployment
-				if err := yaml.UnmarshalStrict([]byte(doc), &d); err != nil {
+				if err := decodeStrict(doc, &d); err != nil {
 					t.Fatalf("%s: %v", where, err)
 				}
 				pod = &d.Spec.Template.Spec
@@ -156,6 +159,20 @@ func TestDeployKubernetes(t *testing.T) {
 	if kinds["DaemonSet"] == 0 || kinds["Deployment"] == 0 {
 		t.Errorf("manifests of kinds %v; want a DaemonSet and a sidecar Deployment", kinds)
 	}
+}
+
+// decodeStrict decodes a manifest as the API server does, case-sensitively,
+// and fails on unknown or duplicate fields.
+func decodeStrict(doc string, v any) error {
+	data, err := yaml.YAMLToJSONStrict([]byte(doc))
+	if err != nil {
+		return err
+	}
+	strict, err := kjson.UnmarshalStrict(data, v, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
 }
 
 func checkSelector(t *testing.T, where string, sel *metav1.LabelSelector, labels map[string]string) {

@@ -1,0 +1,153 @@
+package fleet_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// runAuthServer starts the embedded server through StartServerOptions with
+// the permission layout's users: an editor and the agent of host h1.
+func runAuthServer(t *testing.T) *fleet.Server {
+	t.Helper()
+	subj := fleet.NewSubjects("")
+	opts := &server.Options{
+		Host: "127.0.0.1", Port: -1, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+		Users: []*server.User{
+			{Username: "editor", Password: "ed", Permissions: subj.EditorPermissions().Server()},
+			{Username: "agent-h1", Password: "h1", Permissions: subj.AgentPermissions("h1").Server()},
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := fleet.StartServerOptions(ctx, opts, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func connectAs(t *testing.T, s *fleet.Server, user, password string, opts ...nats.Option) *fleet.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := fleet.Connect(ctx, s.ClientURL(), fleet.ClientOptions{Name: t.Name(), NATS: append(opts, nats.UserInfo(user, password))})
+	if err != nil {
+		t.Fatalf("connecting as %s: %v", user, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func wantPermissionError(t *testing.T, doing string, err error, want string) {
+	t.Helper()
+	var pe *fleet.PermissionError
+	if !errors.As(err, &pe) {
+		t.Errorf("%s: error %v, want a *fleet.PermissionError", doing, err)
+		return
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("%s: error %q does not say %q", doing, err, want)
+	}
+}
+
+// TestAuthLayoutRoles exercises the permission layout with fleet clients: the
+// agent of h1 serves h1, is refused h2 and the editor's calls at once with
+// errors naming the permission; the editor declares, reads hits and status.
+func TestAuthLayoutRoles(t *testing.T) {
+	t.Cleanup(checkNoGoroutineLeak(t))
+	s := runAuthServer(t)
+	editor := connectAs(t, s, "editor", "ed")
+	agent := connectAs(t, s, "agent-h1", "h1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	subj := agent.Subjects()
+
+	// The agent serves its host: the editor's request gets its answer.
+	sub, err := agent.Conn().Subscribe(subj.ProfileGet("h1"), func(m *nats.Msg) {
+		m.Respond(fleet.Encode(&fleet.Profile{Host: fleet.HostInfo{Name: "h1"}}))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := agent.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Refused(); err != nil {
+		t.Fatalf("the agent of h1 was refused serving h1: %v", err)
+	}
+	if p, err := editor.Profile(ctx, "h1"); err != nil || p.Host.Name != "h1" {
+		t.Fatalf("the editor asking h1: %v, %v", p, err)
+	}
+	// It may not serve another host; Refused says so once the
+	// subscription is flushed.
+	if _, err := agent.Conn().Subscribe(subj.ProfileGet("h2"), func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	agent.Conn().Flush()
+	wantPermissionError(t, "serving h2 as the agent of h1", agent.Refused(),
+		`user "agent-h1" may not subscribe to riptrace.h2.profile.get (only the agent of host h2 serves its requests)`)
+
+	// The agent's calls that need the editor role fail at once (well within
+	// the 10 s a request waits for an answer) and say why.
+	spec := &fleet.Spec{ID: "tp-1", Location: fleet.Location{Path: "main.go", Line: 3}}
+	wantPermissionError(t, "declaring as an agent", agent.Declare(ctx, spec),
+		`may not publish to $KV.riptrace_tracepoints.tp-1 (declaring and removing tracepoints is for editor and CLI users)`)
+	_, err = agent.Profile(ctx, "h1")
+	wantPermissionError(t, "asking a host as an agent", err, `may not publish to riptrace.h1.profile.get (sending requests to agents is for editor and CLI users)`)
+	_, err = agent.Hits(ctx, fleet.HitOptions{})
+	wantPermissionError(t, "reading hits as an agent", err, `(reading hits is for editor and CLI users)`)
+	_, err = agent.WatchStatus(ctx, "tp-1")
+	wantPermissionError(t, "watching status as an agent", err, `(reading tracepoint status is for editor and CLI users)`)
+	_, err = agent.Hosts(ctx)
+	wantPermissionError(t, "listing hosts as an agent", err, `(listing hosts is for editor and CLI users)`)
+
+	// The editor declares, reads hits and status.
+	if err := editor.Declare(ctx, spec); err != nil {
+		t.Fatalf("declaring as the editor: %v", err)
+	}
+	r, err := editor.Hits(ctx, fleet.HitOptions{})
+	if err != nil {
+		t.Fatalf("reading hits as the editor: %v", err)
+	}
+	r.Close()
+	wctx, wcancel := context.WithCancel(ctx)
+	if _, err := editor.WatchStatus(wctx, "tp-1"); err != nil {
+		t.Fatalf("watching status as the editor: %v", err)
+	}
+	wcancel()
+	if err := editor.Remove(ctx, "tp-1"); err != nil {
+		t.Fatalf("removing as the editor: %v", err)
+	}
+	if err := editor.Refused(); err != nil {
+		t.Errorf("the editor was refused: %v", err)
+	}
+	// The agent publishes its host's hits and heartbeat, not another's.
+	if _, err := agent.JetStream().Publish(ctx, subj.Trace("h1"), []byte("{}")); err != nil {
+		t.Errorf("publishing h1's hits as its agent: %v", err)
+	}
+	if _, err := agent.HostKV().Put(ctx, "h1", []byte("{}")); err != nil {
+		t.Errorf("writing h1's heartbeat as its agent: %v", err)
+	}
+}
+
+// TestAnonymousRefused: a server with the layout's users takes no one
+// without credentials.
+func TestAnonymousRefused(t *testing.T) {
+	s := runAuthServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := fleet.Connect(ctx, s.ClientURL(), fleet.ClientOptions{Name: t.Name(), NATS: []nats.Option{nats.MaxReconnects(0)}})
+	if err == nil || !strings.Contains(err.Error(), "Authorization Violation") {
+		t.Errorf("connecting anonymously: %v, want an authorization violation", err)
+	}
+}
