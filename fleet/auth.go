@@ -170,11 +170,18 @@ func (c *Client) Refused() error {
 		return nil
 	}
 	c.perms.mu.Lock()
-	defer c.perms.mu.Unlock()
-	if c.perms.first == nil {
+	first := c.perms.first
+	c.perms.mu.Unlock()
+	if first != nil {
+		return first
+	}
+	// The handler runs on nats.go's callback goroutine, maybe not yet; the
+	// connection's last error is set before a flush returns.
+	pe := parseViolation(c.nc.LastError(), c.perms.user, c.subj)
+	if pe == nil || matchesAny(createPatterns, pe.Subject) {
 		return nil
 	}
-	return c.perms.first
+	return pe
 }
 
 // guard returns a context that a violation on a subject matching one of

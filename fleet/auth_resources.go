@@ -8,11 +8,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// createPatterns are the subjects of creating the stream and buckets, which
+// only the server's own user may do.
+var createPatterns = []string{"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>"}
+
 // openResources creates or updates the hit stream and the buckets, as
 // ensureResources does; a user whom the permission layout does not let
 // create them (every role but the server's) binds the existing ones instead.
 func openResources(ctx context.Context, js jetstream.JetStream, subj Subjects, w *permWatch) (tps, status, hosts jetstream.KeyValue, err error) {
-	cctx, release := w.watch(ctx, true, []string{"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>"})
+	cctx, release := w.watch(ctx, true, createPatterns)
 	tps, status, hosts, err = ensureResources(cctx, js, subj)
 	release()
 	var pe *PermissionError

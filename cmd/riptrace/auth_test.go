@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -111,7 +110,7 @@ func TestAuthLayout(t *testing.T) {
 	agent2.await(t, stateTimeout, "a refusal", func(_, stderr string) bool {
 		return strings.Contains(stderr, `permission denied: user "agent-node-1" may not subscribe to riptrace.node-2.profile.get (only the agent of host node-2 serves its requests)`)
 	})
-	agent2.signal(t, syscall.SIGKILL)
+	agent2.cmd.Process.Kill() // it may have exited already
 	hostsOut := run(t, cmdTimeout, append([]string{"hosts", "--nats", url, "--json"}, editor...)...)
 	if strings.Contains(hostsOut.stdout, `"node-2"`) {
 		t.Errorf("host node-2, served with node-1's user, is listed:\n%s", hostsOut.stdout)
@@ -123,7 +122,7 @@ func TestAuthLayout(t *testing.T) {
 		return strings.Contains(stderr, `permission denied: user "editor" may not subscribe to riptrace.node-1.`) &&
 			strings.Contains(stderr, "(only the agent of host node-1 serves its requests)")
 	})
-	fake.signal(t, syscall.SIGKILL)
+	fake.cmd.Process.Kill()
 	var async = make(chan error, 16)
 	editorClient, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), NATS: []nats.Option{
 		nats.UserInfo("editor", "editor-pw"),
