@@ -249,6 +249,26 @@ func subjectMatches(pattern, subject string) bool {
 	return len(pt) == len(st)
 }
 
+// connectError says why dialing NATS failed and what to check.
+func connectError(url string, opts []nats.Option, err error) error {
+	msg := strings.ToLower(err.Error())
+	switch {
+	case strings.Contains(msg, "authorization violation") || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked):
+		o := nats.GetDefaultOptions()
+		for _, opt := range opts {
+			opt(&o)
+		}
+		who := describeUser(&o)
+		if who == anonymous {
+			return fmt.Errorf("connecting to NATS at %s: %w: the server wants credentials: give a user and password, token, nkey seed, creds file or TLS client certificate", url, err)
+		}
+		return fmt.Errorf("connecting to NATS at %s as %s: %w: the server refused these credentials; check the user and password, token, nkey seed, creds file or TLS client certificate given, and that the server's configuration has that user", url, who, err)
+	case strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:"):
+		return fmt.Errorf("connecting to NATS at %s: %w (check the TLS CA, client certificate and key given: --tls-ca, --tls-cert, --tls-key)", url, err)
+	}
+	return fmt.Errorf("connecting to NATS at %s: %w (start one with `riptrace server`, or pass --nats / RIPTRACE_NATS)", url, err)
+}
+
 // describeUser says how a connection authenticates, for error messages.
 func describeUser(o *nats.Options) string {
 	switch {
@@ -276,8 +296,10 @@ func describeUser(o *nats.Options) string {
 	case o.Token != "" || o.TokenHandler != nil:
 		return "the token's user"
 	}
-	return "this connection"
+	return anonymous
 }
+
+const anonymous = "an anonymous user"
 
 func certName(cert tls.Certificate) string {
 	if len(cert.Certificate) == 0 {

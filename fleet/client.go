@@ -41,7 +41,7 @@ func Connect(ctx context.Context, url string, opts ClientOptions) (*Client, erro
 	nopts := append([]nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1)}, opts.NATS...)
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to NATS at %s: %w (start one with `riptrace server`, or pass --nats / RIPTRACE_NATS)", url, err)
+		return nil, connectError(url, nopts, err)
 	}
 	c, err := NewClient(ctx, nc, opts.Prefix)
 	if err != nil {

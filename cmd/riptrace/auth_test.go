@@ -60,9 +60,10 @@ func TestAuthLayout(t *testing.T) {
 	url := startAuthServer(t)
 
 	// Anonymous: refused at the door.
-	if r := run(t, cmdTimeout, "hosts", "--nats", url); r.code == 0 || !strings.Contains(r.stderr, "Authorization Violation") {
-		t.Errorf("hosts without credentials: exit %d, stderr %q; want the authorization violation", r.code, r.stderr)
-	}
+	wantRefused(t, []string{"Authorization Violation", "the server wants credentials"}, "hosts", "--nats", url)
+
+	wantRefused(t, []string{`as user "editor"`, "Authorization Violation", "the server refused these credentials"},
+		"hosts", "--nats", url, "--user", "editor", "--password", "wrong")
 
 	// The right users: the agent of node-1 traces, the editor reads.
 	target := startTarget(t, "auth-loop")
