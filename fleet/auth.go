@@ -186,13 +186,19 @@ func (c *Client) Refused() error {
 
 // guard returns a context that a violation on a subject matching one of
 // patterns cancels, with the PermissionError as its cause, and a release
-// that stops watching (without cancelling: watches started under the
-// context live on).
+// that stops watching and cancels it: for calls that are done when they
+// return.
 func (w *permWatch) guard(ctx context.Context, patterns ...string) (context.Context, func()) {
-	return w.watch(ctx, false, patterns)
+	return w.watch(ctx, false, true, patterns)
 }
 
-func (w *permWatch) watch(ctx context.Context, quiet bool, patterns []string) (context.Context, func()) {
+// guardLive is guard for calls whose result lives on with the context (a
+// key-value watch): release stops watching and leaves it be.
+func (w *permWatch) guardLive(ctx context.Context, patterns ...string) (context.Context, func()) {
+	return w.watch(ctx, false, false, patterns)
+}
+
+func (w *permWatch) watch(ctx context.Context, quiet, cancelOnRelease bool, patterns []string) (context.Context, func()) {
 	if w == nil {
 		return ctx, func() {}
 	}
@@ -205,6 +211,9 @@ func (w *permWatch) watch(ctx context.Context, quiet bool, patterns []string) (c
 		w.mu.Lock()
 		delete(w.waiters, wt)
 		w.mu.Unlock()
+		if cancelOnRelease {
+			cancel(nil)
+		}
 	}
 }
 

@@ -16,7 +16,7 @@ var createPatterns = []string{"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.
 // ensureResources does; a user whom the permission layout does not let
 // create them (every role but the server's) binds the existing ones instead.
 func openResources(ctx context.Context, js jetstream.JetStream, subj Subjects, w *permWatch) (tps, status, hosts jetstream.KeyValue, err error) {
-	cctx, release := w.watch(ctx, true, createPatterns)
+	cctx, release := w.watch(ctx, true, true, createPatterns)
 	tps, status, hosts, err = ensureResources(cctx, js, subj)
 	release()
 	var pe *PermissionError

@@ -270,7 +270,7 @@ type StatusEvent struct {
 // WatchStatus streams the status entries of tracepoint id: first the current
 // ones, then every change, until ctx ends. The channel is then closed.
 func (c *Client) WatchStatus(ctx context.Context, id string) (<-chan StatusEvent, error) {
-	gctx, release := c.perms.guard(ctx, jsPatterns()...)
+	gctx, release := c.perms.guardLive(ctx, jsPatterns()...)
 	w, err := c.status.Watch(gctx, id+".>", jetstream.IncludeHistory())
 	release()
 	if err != nil {
