@@ -93,13 +93,24 @@ func checkCommandLine(t *testing.T, where string, args []string) map[string]stri
 	return given
 }
 
-// wantCaps are the capabilities an agent container adds: SYS_PTRACE for the
-// Delve backend, and BPF and PERFMON too where it runs the eBPF backend.
+// agentCaps are the capabilities the Delve backend needs to trace a process
+// of another user, as TestDeployCapabilities measures: SYS_PTRACE to attach,
+// KILL to stop the threads, DAC_READ_SEARCH to read /proc/PID/auxv.
+var agentCaps = []string{"DAC_READ_SEARCH", "KILL", "SYS_PTRACE"}
+
+// wantCaps are the capabilities an agent container adds: agentCaps, and BPF
+// and PERFMON too where it runs the eBPF backend.
 func wantCaps(flags map[string]string) []corev1.Capability {
+	caps := agentCaps
 	if flags["backend"] == "ebpf" {
-		return []corev1.Capability{"BPF", "PERFMON", "SYS_PTRACE"}
+		caps = append([]string{"BPF", "PERFMON"}, caps...)
 	}
-	return []corev1.Capability{"SYS_PTRACE"}
+	var kc []corev1.Capability
+	for _, c := range caps {
+		kc = append(kc, corev1.Capability(c))
+	}
+	slices.Sort(kc)
+	return kc
 }
 
 func TestDeployKubernetes(t *testing.T) {
@@ -311,7 +322,7 @@ func TestDeploySystemd(t *testing.T) {
 		file, sub string
 		caps      string // CapabilityBoundingSet
 	}{
-		{"riptrace-agent.service", "agent", "CAP_SYS_PTRACE"},
+		{"riptrace-agent.service", "agent", "CAP_SYS_PTRACE CAP_KILL CAP_DAC_READ_SEARCH"},
 		{"riptrace-server.service", "server", ""},
 	} {
 		path := filepath.Join(deployDir, "systemd", tc.file)
@@ -338,6 +349,9 @@ func TestDeploySystemd(t *testing.T) {
 		checkCommandLine(t, tc.file, args[1:])
 		if got := u["Service"]["CapabilityBoundingSet"]; !slices.Equal(got, []string{tc.caps}) {
 			t.Errorf("%s: CapabilityBoundingSet %q, want exactly %q", tc.file, got, tc.caps)
+		}
+		if got := u["Service"]["AmbientCapabilities"]; tc.caps != "" && !slices.Equal(got, []string{tc.caps}) {
+			t.Errorf("%s: AmbientCapabilities %q, want exactly %q", tc.file, got, tc.caps)
 		}
 		if got := u["Service"]["NoNewPrivileges"]; !slices.Equal(got, []string{"yes"}) {
 			t.Errorf("%s: NoNewPrivileges %q, want yes", tc.file, got)

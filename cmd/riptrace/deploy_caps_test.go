@@ -1,0 +1,112 @@
+package main_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/riptrace/riptrace/agent/agenttest"
+)
+
+// startCapped is start for a riptrace command run by root with only caps
+// (lower-case names, as setpriv takes them) in its bounding set, as the
+// deploy/ units and manifests run the agent.
+func startCapped(t *testing.T, caps []string, args ...string) *bg {
+	t.Helper()
+	set := "-all"
+	for _, c := range caps {
+		set += ",+" + strings.ToLower(c)
+	}
+	setpriv := append([]string{"--bounding-set", set, riptraceBin(t)}, args...)
+	p := &bg{
+		name:    fmt.Sprintf("setpriv --bounding-set %s riptrace %s", set, strings.Join(args, " ")),
+		cmd:     exec.Command("setpriv", setpriv...),
+		done:    make(chan struct{}),
+		changed: make(chan struct{}),
+	}
+	p.cmd.Stdout, p.cmd.Stderr = bgWriter{p, false}, bgWriter{p, true}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p.cmd.WaitDelay = stopTimeout
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", p.name, err)
+	}
+	go func() {
+		err := p.cmd.Wait()
+		p.mu.Lock()
+		p.err = err
+		close(p.done)
+		p.wakeLocked()
+		p.mu.Unlock()
+	}()
+	t.Cleanup(func() {
+		if err := p.stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("%s:\n--- stderr:\n%s", p.name, p.Stderr())
+		}
+	})
+	return p
+}
+
+// TestDeployCapabilities: an agent holding only the capabilities deploy/
+// grants traces a process of another user (as a container's service runs),
+// and one holding SYS_PTRACE alone says what it lacks.
+func TestDeployCapabilities(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the test runs the agent as root with a reduced capability set")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("needs setpriv (util-linux)")
+	}
+	src := loopSource(t)
+	loc := fmt.Sprintf("%s:%d", src, agenttest.MarkerLine(t, src, "process"))
+	// The target runs as nobody, from a directory nobody may enter.
+	dir, err := os.MkdirTemp("", "riptrace-caps-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	data, err := os.ReadFile(agenttest.BuildTarget(t, loopDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, exeName("caps-loop"))
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := agenttest.Start(t, "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", exe)
+	url := startServer(t)
+
+	// SYS_PTRACE alone: refused, and the agent says what it could not do.
+	startCapped(t, []string{"SYS_PTRACE"}, "agent", "--nats", url, "--host", "caps-ptrace-only", "--processes", filepath.Base(exe))
+	tr := start(t, "trace", "--nats", url, "--hosts", "caps-ptrace-only", "--processes", filepath.Base(exe), loc)
+	tr.await(t, stateTimeout, "the attach refused", func(_, stderr string) bool {
+		return strings.Contains(stderr, "auxv: permission denied")
+	})
+	tr.stop()
+
+	// The capabilities deploy/ grants: hits.
+	startCapped(t, agentCaps, "agent", "--nats", url, "--host", "caps-deploy", "--processes", filepath.Base(exe))
+	r := run(t, cmdTimeout, "trace", "--nats", url, "--hosts", "caps-deploy", "--processes", filepath.Base(exe), "--json", "--count", "2", loc)
+	hits := decodeHits(t, r.stdout)
+	if r.code != 0 || len(hits) != 2 {
+		t.Fatalf("riptrace trace against an agent with %v: exit %d, %d hits, want 2\n%s", agentCaps, r.code, len(hits), r.stderr)
+	}
+	for _, h := range hits {
+		if h.Pid != target.Pid {
+			t.Errorf("hit from pid %d, want the target's %d", h.Pid, target.Pid)
+		}
+	}
+	if !target.Alive() {
+		t.Errorf("the target died:\n%s", target.Stderr())
+	}
+}
