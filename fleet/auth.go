@@ -19,15 +19,15 @@ import (
 // who was refused, what, and which role grants it.
 type PermissionError struct {
 	User    string // how the connection authenticated: `user "alice"`, `nkey UA…`
-	Op      string // "publish" or "subscribe"
-	Subject string
+	Op      string // "publish" or "subscribe"; empty if nats.go's report did not say
+	Subject string // or, without Op, nats.go's report
 	Why     string // what the subject is for and who may use it
 }
 
 func (e *PermissionError) Error() string {
 	msg := fmt.Sprintf("permission denied: %s may not %s to %s", e.User, e.Op, e.Subject)
-	if e.Op == "subscribe" {
-		msg = fmt.Sprintf("permission denied: %s may not subscribe to %s", e.User, e.Subject)
+	if e.Op == "" {
+		msg = fmt.Sprintf("permission denied: %s: %s", e.User, e.Subject) // a violation nats.go words otherwise
 	}
 	if e.Why != "" {
 		msg += " (" + e.Why + ")"
@@ -45,7 +45,7 @@ func parseViolation(err error, user string, subj Subjects) *PermissionError {
 	}
 	m := violationRe.FindStringSubmatch(err.Error())
 	if m == nil {
-		return &PermissionError{User: user, Op: "use", Subject: err.Error()}
+		return &PermissionError{User: user, Subject: err.Error()}
 	}
 	op := "publish"
 	if strings.EqualFold(m[1], "subscription") {
