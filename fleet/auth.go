@@ -272,8 +272,8 @@ func connectError(url string, opts []nats.Option, err error) error {
 			return fmt.Errorf("connecting to NATS at %s: %w: the server wants credentials: give a user and password, token, nkey seed, creds file or TLS client certificate", url, err)
 		}
 		return fmt.Errorf("connecting to NATS at %s as %s: %w: the server refused these credentials; check the user and password, token, nkey seed, creds file or TLS client certificate given, and that the server's configuration has that user", url, who, err)
-	case strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:"):
-		return fmt.Errorf("connecting to NATS at %s: %w (check the TLS CA, client certificate and key given: --tls-ca, --tls-cert, --tls-key)", url, err)
+	case strings.Contains(msg, "tls") || strings.Contains(msg, "x509:"):
+		return fmt.Errorf("connecting to NATS at %s: %w (a TLS failure: check the CA that verifies the server, and whether the server wants a client certificate and key: --tls-ca, --tls-cert, --tls-key)", url, err)
 	}
 	return fmt.Errorf("connecting to NATS at %s: %w (start one with `riptrace server`, or pass --nats / RIPTRACE_NATS)", url, err)
 }
