@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -100,8 +101,8 @@ func (s Subjects) explain(op, subject string) string {
 		}
 		return "a JetStream API call RipTrace does not need"
 	}
-	if strings.HasPrefix(subject, "_INBOX.") {
-		return "replies come back on _INBOX.>: every RipTrace user may subscribe there"
+	if strings.HasPrefix(subject, "_INBOX") {
+		return "replies come back on the connection's inbox (_INBOX.>, or its own prefix): every RipTrace user may subscribe to its own"
 	}
 	return ""
 }
@@ -110,14 +111,16 @@ func (s Subjects) explain(op, subject string) string {
 // connection into PermissionErrors, logs them, and fails the calls waiting
 // on the refused subjects at once instead of at their timeout.
 type permWatch struct {
-	user string
-	subj Subjects
-	prev nats.ErrHandler
+	user  string
+	subj  Subjects
+	prev  nats.ErrHandler
+	inbox string // the pattern of this connection's reply subjects
 
 	// mu guards the fields below.
-	mu      sync.Mutex
-	waiters map[*permWaiter]struct{}
-	first   *PermissionError // the first refusal not expected by a caller
+	mu        sync.Mutex
+	waiters   map[*permWaiter]struct{}
+	first     *PermissionError // the first refusal not expected by a caller
+	noReplies *PermissionError // a refused subscription to this connection's inbox
 }
 
 type permWaiter struct {
@@ -129,7 +132,10 @@ type permWaiter struct {
 // watchPermissions installs the violation handler on nc, keeping the one in
 // place (if any) informed.
 func watchPermissions(nc *nats.Conn, subj Subjects) *permWatch {
-	w := &permWatch{user: describeUser(&nc.Opts), subj: subj, prev: nc.Opts.AsyncErrorCB, waiters: make(map[*permWaiter]struct{})}
+	w := &permWatch{user: describeUser(&nc.Opts), subj: subj, prev: nc.Opts.AsyncErrorCB, inbox: inbox, waiters: make(map[*permWaiter]struct{})}
+	if nc.Opts.InboxPrefix != "" {
+		w.inbox = nc.Opts.InboxPrefix + ".>"
+	}
 	nc.SetErrorHandler(w.handle)
 	return w
 }
@@ -146,6 +152,11 @@ func (w *permWatch) handle(nc *nats.Conn, sub *nats.Subscription, err error) {
 		}
 		if !quiet && w.first == nil {
 			w.first = pe
+		}
+		if pe.Op == "subscribe" && subjectMatches(w.inbox, pe.Subject) {
+			// nats.go keeps one reply subscription: every later request
+			// would wait for replies that cannot come.
+			w.noReplies = pe
 		}
 		w.mu.Unlock()
 		if quiet {
@@ -206,6 +217,9 @@ func (w *permWatch) watch(ctx context.Context, quiet, cancelOnRelease bool, patt
 	wt := &permWaiter{patterns: patterns, cancel: cancel, quiet: quiet}
 	w.mu.Lock()
 	w.waiters[wt] = struct{}{}
+	if w.noReplies != nil && slices.Contains(patterns, w.inbox) {
+		cancel(w.noReplies)
+	}
 	w.mu.Unlock()
 	return ctx, func() {
 		w.mu.Lock()
@@ -229,8 +243,20 @@ func denied(ctx context.Context, err error) error {
 
 // jsPatterns are the subjects JetStream calls on bucket or stream publish
 // to and receive on.
-func jsPatterns(extra ...string) []string {
-	return append([]string{"$JS.API.>", "$JS.FC.>", "_INBOX.>"}, extra...)
+func (w *permWatch) jsPatterns(extra ...string) []string {
+	in := inbox
+	if w != nil {
+		in = w.inbox
+	}
+	return append([]string{"$JS.API.>", "$JS.FC.>", in}, extra...)
+}
+
+// replies is the pattern of the connection's reply subjects.
+func (w *permWatch) replies() string {
+	if w == nil {
+		return inbox
+	}
+	return w.inbox
 }
 
 // matchesAny reports whether subject matches one of the NATS patterns.

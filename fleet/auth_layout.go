@@ -109,6 +109,27 @@ type AuthUser struct {
 	Nkey string
 	// Host makes the user the agent of that host; empty makes it an editor.
 	Host string
+	// InboxPrefix, if set, is the only reply subject prefix the user may
+	// subscribe to, in place of _INBOX, so that it cannot read replies and
+	// hits delivered to others; its clients must use it (nats.go's
+	// CustomInboxPrefix).
+	InboxPrefix string
+}
+
+// WithInbox returns p with replies received under prefix instead of _INBOX.
+func (p Permissions) WithInbox(prefix string) Permissions {
+	if prefix == "" {
+		return p
+	}
+	sub := make([]string, len(p.Subscribe))
+	for i, s := range p.Subscribe {
+		if s == inbox {
+			s = prefix + ".>"
+		}
+		sub[i] = s
+	}
+	p.Subscribe = sub
+	return p
 }
 
 // AuthConfig renders an `authorization` block for a nats-server
@@ -121,6 +142,7 @@ func (s Subjects) AuthConfig(users []AuthUser) string {
 		if u.Host != "" {
 			role, p = "agent of host "+Token(u.Host), s.AgentPermissions(u.Host)
 		}
+		p = p.WithInbox(u.InboxPrefix)
 		b.WriteString("    # " + role + "\n    {\n")
 		if u.Nkey != "" {
 			fmt.Fprintf(&b, "      nkey: %s\n", u.Nkey)

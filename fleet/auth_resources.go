@@ -23,7 +23,7 @@ func openResources(ctx context.Context, js jetstream.JetStream, subj Subjects, w
 	if err == nil || !errors.As(context.Cause(cctx), &pe) {
 		return tps, status, hosts, err
 	}
-	gctx, release := w.guard(ctx, jsPatterns()...)
+	gctx, release := w.guard(ctx, w.jsPatterns()...)
 	defer release()
 	if _, err := js.Stream(gctx, subj.HitStream()); err != nil {
 		return nil, nil, nil, bindError(gctx, "the hit stream "+subj.HitStream(), err)

@@ -151,3 +151,79 @@ func TestAnonymousRefused(t *testing.T) {
 		t.Errorf("connecting anonymously: %v, want an authorization violation", err)
 	}
 }
+
+// TestAuthInboxPrefixes: with its own inbox prefix in the layout, each user
+// receives its replies and deliveries there and cannot read another's; a
+// client that does not use its prefix is told so.
+func TestAuthInboxPrefixes(t *testing.T) {
+	t.Cleanup(checkNoGoroutineLeak(t))
+	subj := fleet.NewSubjects("")
+	opts := &server.Options{
+		Host: "127.0.0.1", Port: -1, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+		Users: []*server.User{
+			{Username: "editor", Password: "ed", Permissions: subj.EditorPermissions().WithInbox("_INBOX_editor").Server()},
+			{Username: "agent-h1", Password: "h1", Permissions: subj.AgentPermissions("h1").WithInbox("_INBOX_agent_h1").Server()},
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := fleet.StartServerOptions(ctx, opts, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	editor := connectAs(t, s, "editor", "ed", nats.CustomInboxPrefix("_INBOX_editor"))
+	agent := connectAs(t, s, "agent-h1", "h1", nats.CustomInboxPrefix("_INBOX_agent_h1"))
+
+	// The whole round: a request answered, a tracepoint declared, a hit
+	// published (and acknowledged) by the agent and read by the editor.
+	sub, err := agent.Conn().Subscribe(subj.ProfileGet("h1"), func(m *nats.Msg) {
+		m.Respond(fleet.Encode(&fleet.Profile{Host: fleet.HostInfo{Name: "h1"}}))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	agent.Conn().Flush()
+	if _, err := editor.Profile(ctx, "h1"); err != nil {
+		t.Fatalf("the editor asking h1: %v", err)
+	}
+	if err := editor.Declare(ctx, &fleet.Spec{ID: "tp-1", Location: fleet.Location{Path: "main.go", Line: 3}}); err != nil {
+		t.Fatalf("declaring: %v", err)
+	}
+	w, err := agent.TracepointKV().WatchAll(ctx)
+	if err != nil {
+		t.Fatalf("the agent watching the tracepoints: %v", err)
+	}
+	for e := range w.Updates() {
+		if e == nil {
+			t.Fatal("the agent's watch has no tracepoint tp-1")
+		}
+		if e.Key() == "tp-1" {
+			break
+		}
+	}
+	w.Stop()
+	r, err := editor.Hits(ctx, fleet.HitOptions{Replay: true})
+	if err != nil {
+		t.Fatalf("reading hits: %v", err)
+	}
+	defer r.Close()
+	if _, err := agent.JetStream().Publish(ctx, subj.Trace("h1"), fleet.Encode(&fleet.Hit{Tracepoint: "tp-1", Host: "h1", Pid: 7})); err != nil {
+		t.Fatalf("publishing a hit as the agent: %v", err)
+	}
+	if h, err := r.Next(ctx); err != nil || h.Pid != 7 {
+		t.Fatalf("the editor reading the hit: %+v, %v", h, err)
+	}
+
+	// The agent cannot listen on the editor's inbox.
+	if _, err := agent.Conn().Subscribe("_INBOX_editor.>", func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	agent.Conn().Flush()
+	wantPermissionError(t, "the agent subscribing to the editor's inbox", agent.Refused(), `user "agent-h1" may not subscribe to _INBOX_editor.>`)
+
+	// A client without its prefix is told at once.
+	_, err = fleet.Connect(ctx, s.ClientURL(), fleet.ClientOptions{Name: t.Name(), NATS: []nats.Option{nats.UserInfo("editor", "ed")}})
+	wantPermissionError(t, "connecting without the inbox prefix", err, `user "editor" may not subscribe to _INBOX.`)
+}

@@ -86,7 +86,7 @@ func (c *Client) request(ctx context.Context, host, subject string, req Message,
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
-	ctx, release := c.perms.guard(ctx, subject, inbox)
+	ctx, release := c.perms.guard(ctx, subject, c.perms.replies())
 	defer release()
 	msg, err := c.nc.RequestWithContext(ctx, subject, Encode(req))
 	if err = denied(ctx, err); err != nil {
@@ -169,7 +169,7 @@ type HostEntry struct {
 // TTL, asking each live one for its profile. An agent whose heartbeat is
 // older than three periods, or that does not answer, is marked Gone.
 func (c *Client) Hosts(ctx context.Context) ([]HostEntry, error) {
-	gctx, release := c.perms.guard(ctx, jsPatterns()...)
+	gctx, release := c.perms.guard(ctx, c.perms.jsPatterns()...)
 	defer release()
 	lister, err := c.hosts.ListKeys(gctx)
 	if err != nil {
@@ -220,7 +220,7 @@ func (c *Client) Declare(ctx context.Context, spec *Spec) error {
 	if spec.Created.IsZero() {
 		spec.Created = time.Now().UTC()
 	}
-	ctx, release := c.perms.guard(ctx, jsPatterns("$KV.>")...)
+	ctx, release := c.perms.guard(ctx, c.perms.jsPatterns("$KV.>")...)
 	defer release()
 	if _, err := c.tps.Put(ctx, spec.ID, Encode(spec)); err != nil {
 		return fmt.Errorf("declaring tracepoint %s: %w", spec.ID, denied(ctx, err))
@@ -230,7 +230,7 @@ func (c *Client) Declare(ctx context.Context, spec *Spec) error {
 
 // Remove deletes a declared tracepoint; agents clear it from every process.
 func (c *Client) Remove(ctx context.Context, id string) error {
-	ctx, release := c.perms.guard(ctx, jsPatterns("$KV.>")...)
+	ctx, release := c.perms.guard(ctx, c.perms.jsPatterns("$KV.>")...)
 	defer release()
 	if err := c.tps.Delete(ctx, id); err != nil {
 		return fmt.Errorf("removing tracepoint %s: %w", id, denied(ctx, err))
@@ -240,7 +240,7 @@ func (c *Client) Remove(ctx context.Context, id string) error {
 
 // Tracepoints lists the declared tracepoints.
 func (c *Client) Tracepoints(ctx context.Context) ([]Spec, error) {
-	ctx, release := c.perms.guard(ctx, jsPatterns()...)
+	ctx, release := c.perms.guard(ctx, c.perms.jsPatterns()...)
 	defer release()
 	lister, err := c.tps.ListKeys(ctx)
 	if err != nil {
@@ -270,7 +270,7 @@ type StatusEvent struct {
 // WatchStatus streams the status entries of tracepoint id: first the current
 // ones, then every change, until ctx ends. The channel is then closed.
 func (c *Client) WatchStatus(ctx context.Context, id string) (<-chan StatusEvent, error) {
-	gctx, release := c.perms.guardLive(ctx, jsPatterns()...)
+	gctx, release := c.perms.guardLive(ctx, c.perms.jsPatterns()...)
 	w, err := c.status.Watch(gctx, id+".>", jetstream.IncludeHistory())
 	release()
 	if err != nil {
@@ -353,7 +353,7 @@ func (c *Client) Hits(ctx context.Context, opts HitOptions) (*HitReader, error) 
 	case opts.Replay:
 		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
 	}
-	gctx, release := c.perms.guard(ctx, jsPatterns()...)
+	gctx, release := c.perms.guard(ctx, c.perms.jsPatterns()...)
 	defer release()
 	cons, err := c.js.OrderedConsumer(gctx, c.subj.HitStream(), cfg)
 	if err != nil {
