@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 # write (VS Code's debug adapter and language server clients).
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock.json' 2>/dev/null))
 
-.PHONY: build demo test deps bench lint clean
+.PHONY: build demo test deps bench lint clean vsix e2e-vscode
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
@@ -32,6 +32,17 @@ deps:
 test: deps
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) ./...
+
+# vsix packages the VS Code extension (editors/vscode) offline.
+vsix: deps
+	@mkdir -p $(BIN)
+	cd editors/vscode && VSIX=$(CURDIR)/$(BIN)/riptrace.vsix npm run --silent vsix
+
+# e2e-vscode runs the extension in the real VS Code (code-server, headless
+# Chromium) against a real fleet; the first run installs them into
+# ~/.cache/riptrace-e2e.
+e2e-vscode: build vsix
+	editors/vscode/e2e/run.sh
 
 bench: build
 	./bench/run.sh
