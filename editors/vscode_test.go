@@ -44,7 +44,7 @@ type vscodePackage struct {
 		Debuggers []struct {
 			Type                    string `json:"type"`
 			ConfigurationAttributes map[string]struct {
-				Properties map[string]schemaProperty `json:"properties"`
+				Properties map[string]vscodeSchemaProperty `json:"properties"`
 			} `json:"configurationAttributes"`
 		} `json:"debuggers"`
 		Commands []struct {
@@ -52,12 +52,12 @@ type vscodePackage struct {
 			Title   string `json:"title"`
 		} `json:"commands"`
 		Configuration struct {
-			Properties map[string]schemaProperty `json:"properties"`
+			Properties map[string]vscodeSchemaProperty `json:"properties"`
 		} `json:"configuration"`
 	} `json:"contributes"`
 }
 
-type schemaProperty struct {
+type vscodeSchemaProperty struct {
 	Type         json.RawMessage   `json:"type"` // a type or a list of types
 	Description  string            `json:"description"`
 	Examples     []json.RawMessage `json:"examples"`
@@ -65,7 +65,7 @@ type schemaProperty struct {
 }
 
 // types returns the JSON Schema types the property allows.
-func (p schemaProperty) types() []string {
+func (p vscodeSchemaProperty) types() []string {
 	var one string
 	if json.Unmarshal(p.Type, &one) == nil {
 		return []string{one}
@@ -75,7 +75,7 @@ func (p schemaProperty) types() []string {
 	return many
 }
 
-func readVSCodePackage(t *testing.T) *vscodePackage {
+func vscodeReadPackage(t *testing.T) *vscodePackage {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(vscodeDir, "package.json"))
 	if err != nil {
@@ -93,7 +93,7 @@ func readVSCodePackage(t *testing.T) *vscodePackage {
 // dap.AttachAttributes are the attach configuration's attributes, lsp.Commands
 // its commands and lsp.Settings its riptrace.* settings.
 func TestVSCodePackageMatchesGo(t *testing.T) {
-	pkg := readVSCodePackage(t)
+	pkg := vscodeReadPackage(t)
 	c := pkg.Contributes
 
 	if !slices.ContainsFunc(c.Breakpoints, func(b struct {
@@ -125,8 +125,8 @@ func TestVSCodePackageMatchesGo(t *testing.T) {
 			t.Errorf("attach attribute %q: package.json description %q does not start with dap.AttachAttributes' %q", a.Name, p.Description, a.Description)
 		}
 		want, _ := json.Marshal(a.Example)
-		if len(p.Examples) == 0 || !jsonEqual(p.Examples[0], want) {
-			t.Errorf("attach attribute %q: first example %s, dap.AttachAttributes' is %s", a.Name, firstOr(p.Examples), want)
+		if len(p.Examples) == 0 || !vscodeJSONEqual(p.Examples[0], want) {
+			t.Errorf("attach attribute %q: first example %s, dap.AttachAttributes' is %s", a.Name, vscodeFirstExample(p.Examples), want)
 		}
 		if p.ErrorMessage == "" {
 			t.Errorf("attach attribute %q has no errorMessage: say what a right value looks like", a.Name)
@@ -197,7 +197,7 @@ func TestVSCodePackageMatchesGo(t *testing.T) {
 	}
 }
 
-func jsonEqual(a, b []byte) bool {
+func vscodeJSONEqual(a, b []byte) bool {
 	var x, y any
 	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
 		return false
@@ -207,17 +207,17 @@ func jsonEqual(a, b []byte) bool {
 	return bytes.Equal(xa, ya)
 }
 
-func firstOr(ex []json.RawMessage) string {
+func vscodeFirstExample(ex []json.RawMessage) string {
 	if len(ex) == 0 {
 		return "(none)"
 	}
 	return string(ex[0])
 }
 
-// node returns the node binary and checks that `make deps` installed the
+// vscodeNode returns the node binary and checks that `make deps` installed the
 // extension's packages. Node is part of every machine this runs on: its
 // absence is a failure, not a skip.
-func node(t *testing.T) string {
+func vscodeNode(t *testing.T) string {
 	t.Helper()
 	bin, err := exec.LookPath("node")
 	if err != nil {
@@ -229,9 +229,9 @@ func node(t *testing.T) string {
 	return bin
 }
 
-// run runs a command in editors/vscode and fails the test with its output if
+// vscodeRun runs a command in editors/vscode and fails the test with its output if
 // it fails.
-func run(t *testing.T, env []string, name string, args ...string) string {
+func vscodeRun(t *testing.T, env []string, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -245,43 +245,43 @@ func run(t *testing.T, env []string, name string, args ...string) string {
 	return string(out)
 }
 
-var vsix struct {
+var vscodeVSIX struct {
 	once sync.Once
 	path string
 	out  string
 	err  error
 }
 
-// buildVSIX type-checks, bundles and packages the extension once per test
+// vscodeBuildVSIX type-checks, bundles and packages the extension once per test
 // process (npm run vsix) and returns the .vsix. The bundle also leaves
 // dist/fleet.js, the picker's module, for the node tests.
-func buildVSIX(t *testing.T) string {
+func vscodeBuildVSIX(t *testing.T) string {
 	t.Helper()
-	node(t)
-	vsix.once.Do(func() {
+	vscodeNode(t)
+	vscodeVSIX.once.Do(func() {
 		// In dist/ (ignored by git), not a temporary directory: with no
 		// TestMain in this package, nothing would remove one.
 		abs, err := filepath.Abs(filepath.Join(vscodeDir, "dist", "test.vsix"))
 		if err != nil {
-			vsix.err = err
+			vscodeVSIX.err = err
 			return
 		}
-		vsix.path = abs
+		vscodeVSIX.path = abs
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "npm", "run", "vsix")
 		cmd.Dir = vscodeDir
-		cmd.Env = append(os.Environ(), "VSIX="+vsix.path)
+		cmd.Env = append(os.Environ(), "VSIX="+vscodeVSIX.path)
 		out, err := cmd.CombinedOutput()
-		vsix.out = string(out)
+		vscodeVSIX.out = string(out)
 		if err != nil {
-			vsix.err = fmt.Errorf("npm run vsix (tsc, esbuild, vsce package) in %s: %v\n%s", vscodeDir, err, out)
+			vscodeVSIX.err = fmt.Errorf("npm run vsix (tsc, esbuild, vsce package) in %s: %v\n%s", vscodeDir, err, out)
 		}
 	})
-	if vsix.err != nil {
-		t.Fatal(vsix.err)
+	if vscodeVSIX.err != nil {
+		t.Fatal(vscodeVSIX.err)
 	}
-	return vsix.path
+	return vscodeVSIX.path
 }
 
 // TestVSCodeVSIX checks that the extension type-checks, bundles and packages
@@ -289,7 +289,7 @@ func buildVSIX(t *testing.T) string {
 // of node_modules.
 func TestVSCodeVSIX(t *testing.T) {
 	t.Parallel()
-	path := buildVSIX(t)
+	path := vscodeBuildVSIX(t)
 	zr, err := zip.OpenReader(path)
 	if err != nil {
 		t.Fatalf("opening %s: %v", path, err)
@@ -305,7 +305,7 @@ func TestVSCodeVSIX(t *testing.T) {
 	read := func(name string) []byte {
 		f, ok := files[name]
 		if !ok {
-			t.Fatalf("the .vsix lacks %s; it holds %v", name, keys(files))
+			t.Fatalf("the .vsix lacks %s; it holds %v", name, vscodeKeys(files))
 		}
 		r, err := f.Open()
 		if err != nil {
@@ -322,7 +322,7 @@ func TestVSCodeVSIX(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !jsonEqual(read("extension/package.json"), manifest) {
+	if !vscodeJSONEqual(read("extension/package.json"), manifest) {
 		t.Error("the .vsix's extension/package.json differs from editors/vscode/package.json")
 	}
 	bundle := read("extension/dist/extension.js")
@@ -339,7 +339,7 @@ func TestVSCodeVSIX(t *testing.T) {
 	}
 }
 
-func keys[V any](m map[string]V) []string {
+func vscodeKeys[V any](m map[string]V) []string {
 	var ks []string
 	for k := range m {
 		ks = append(ks, k)
@@ -353,7 +353,7 @@ func keys[V any](m map[string]V) []string {
 // (vscode/test/schema.test.mjs).
 func TestVSCodeLaunchSchema(t *testing.T) {
 	t.Parallel()
-	out := run(t, nil, node(t), "--test", "--test-reporter=spec", "test/schema.test.mjs")
+	out := vscodeRun(t, nil, vscodeNode(t), "--test", "--test-reporter=spec", "test/schema.test.mjs")
 	if testing.Verbose() {
 		t.Log(out)
 	}
@@ -365,15 +365,15 @@ func TestVSCodeLaunchSchema(t *testing.T) {
 // and a real Go target.
 func TestVSCodeHostPicker(t *testing.T) {
 	t.Parallel()
-	nodeBin := node(t)
-	buildVSIX(t) // dist/fleet.js
+	nodeBin := vscodeNode(t)
+	vscodeBuildVSIX(t) // dist/fleet.js
 	bin := agenttest.BuildTarget(t, "../cmd/riptrace")
 	exe := agenttest.Alias(t, agenttest.BuildTarget(t, "../agent/testdata/targets/loop"), "vscode-picker-loop")
 	srv := fleettest.RunServer(t)
 	const host = "vscode-picker"
 
 	target := agenttest.Start(t, exe)
-	agentProc := startAgent(t, bin, "agent", "--nats", srv.ClientURL(), "--host", host, "--processes", filepath.Base(exe))
+	agentProc := vscodeStartAgent(t, bin, "agent", "--nats", srv.ClientURL(), "--host", host, "--processes", filepath.Base(exe))
 
 	c := fleettest.Connect(t, srv)
 	agenttest.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
@@ -395,10 +395,10 @@ func TestVSCodeHostPicker(t *testing.T) {
 		return fmt.Errorf("no host %s yet (agent stderr: %s)", host, agentProc.stderr.String())
 	})
 
-	out := run(t, []string{
+	out := vscodeRun(t, []string{
 		"RIPTRACE_BIN=" + bin,
 		"RIPTRACE_NATS=" + srv.ClientURL(),
-		"RIPTRACE_DEAD_NATS=nats://" + deadAddr(t),
+		"RIPTRACE_DEAD_NATS=nats://" + vscodeDeadAddr(t),
 		"RIPTRACE_HOST=" + host,
 		"RIPTRACE_PID=" + strconv.Itoa(target.Pid),
 		"RIPTRACE_EXE=" + filepath.Base(exe),
@@ -411,8 +411,8 @@ func TestVSCodeHostPicker(t *testing.T) {
 	}
 }
 
-// deadAddr returns a loopback address where nothing listens.
-func deadAddr(t *testing.T) string {
+// vscodeDeadAddr returns a loopback address where nothing listens.
+func vscodeDeadAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -423,34 +423,34 @@ func deadAddr(t *testing.T) string {
 	return addr
 }
 
-// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
-type syncBuffer struct {
+// vscodeSyncBuffer is a bytes.Buffer safe for a process writing and a test reading.
+type vscodeSyncBuffer struct {
 	mu sync.Mutex // guards b
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *vscodeSyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *vscodeSyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
 }
 
-type agentProcess struct {
+type vscodeAgentProcess struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *vscodeSyncBuffer
 }
 
-// startAgent runs `riptrace agent ...` as its own process (a tracer must not
+// vscodeStartAgent runs `riptrace agent ...` as its own process (a tracer must not
 // be the parent of its tracees) until the test ends.
-func startAgent(t *testing.T, bin string, args ...string) *agentProcess {
+func vscodeStartAgent(t *testing.T, bin string, args ...string) *vscodeAgentProcess {
 	t.Helper()
-	p := &agentProcess{cmd: exec.Command(bin, args...), stderr: &syncBuffer{}}
+	p := &vscodeAgentProcess{cmd: exec.Command(bin, args...), stderr: &vscodeSyncBuffer{}}
 	p.cmd.Stderr = p.stderr
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p.cmd.WaitDelay = 15 * time.Second
