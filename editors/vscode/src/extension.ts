@@ -44,6 +44,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   context.subscriptions.push(
     vscode.debug.registerDebugAdapterDescriptorFactory(debugType, new AdapterFactory()),
     vscode.debug.registerDebugConfigurationProvider(debugType, new ConfigurationProvider()),
+    // Listed under Run and Debug even without a launch.json.
+    vscode.debug.registerDebugConfigurationProvider(debugType, { provideDebugConfigurations: () => [attachToFleet()] }, vscode.DebugConfigurationProviderTriggerKind.Dynamic),
     vscode.commands.registerCommand('riptrace.pickHosts', pickHosts),
   );
 
@@ -79,16 +81,16 @@ class AdapterFactory implements vscode.DebugAdapterDescriptorFactory {
   }
 }
 
+/** The configuration F5 starts without a launch.json: hosts picked from a list. */
+function attachToFleet(): vscode.DebugConfiguration {
+  return { type: debugType, request: 'attach', name: 'RipTrace: attach to fleet', hosts: '${command:riptrace.pickHosts}' };
+}
+
 class ConfigurationProvider implements vscode.DebugConfigurationProvider {
   // F5 without a launch.json: attach to the hosts the user picks.
   resolveDebugConfiguration(folder: vscode.WorkspaceFolder | undefined, config: vscode.DebugConfiguration): vscode.DebugConfiguration {
     if (!config.type && !config.request && !config.name) {
-      config = {
-        type: debugType,
-        request: 'attach',
-        name: 'RipTrace: attach to fleet',
-        hosts: '${command:riptrace.pickHosts}',
-      };
+      config = attachToFleet();
     }
     if (!config.cwd && folder) {
       config.cwd = folder.uri.fsPath;
