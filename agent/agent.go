@@ -26,8 +26,17 @@ type Config struct {
 	Host string
 	// Processes limits the processes the agent manages to those whose
 	// module path, main package or executable name matches one of these
-	// globs. Empty manages every Go process.
+	// globs. Empty manages every Go process. With UIDs it is the attach
+	// allow-list: the agent offers, traces and attaches to nothing else.
 	Processes []string
+	// UIDs, if set, limits the managed processes further to those whose
+	// real, effective and saved uids (/proc/PID/status) are all listed.
+	UIDs []int
+	// RuleSources says where the Processes, UIDs and Deny rules were
+	// written, so that refusals name them: keys "processes", "uids" and
+	// "deny", values a flag ("--processes") or a file and line
+	// ("/etc/riptrace/agent.yaml:12"). A missing key names the flag.
+	RuleSources map[string]string
 	// ScanEvery is how often /proc is scanned for new and exited
 	// processes and expired tracepoints are dropped (default 1s).
 	ScanEvery time.Duration
@@ -77,6 +86,7 @@ type Agent struct {
 	// mu guards the fields below.
 	mu       sync.Mutex
 	procs    map[int]*fleet.Process  // managed Go processes of the last scan
+	outside  map[int]*fleet.Process  // Go processes the allow-list refuses, of the last scan
 	declared map[string]*fleet.Spec  // the tracepoint bucket
 	direct   map[string]*fleet.Spec  // createTracepoint requests
 	attached map[int]*attachment     // pid → attached target
@@ -150,6 +160,7 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 			Started:      time.Now().UTC(),
 		},
 		procs:    make(map[int]*fleet.Process),
+		outside:  make(map[int]*fleet.Process),
 		declared: make(map[string]*fleet.Spec),
 		direct:   make(map[string]*fleet.Spec),
 		attached: make(map[int]*attachment),
@@ -289,12 +300,15 @@ func (a *Agent) scan() {
 	defer a.mu.Unlock()
 	old := a.procs
 	a.procs = make(map[int]*fleet.Process, len(all))
+	a.outside = make(map[int]*fleet.Process)
 	for pid, p := range all {
-		if fleet.MatchProcess(a.cfg.Processes, p) {
-			a.procs[pid] = p
-			if old[pid] != p {
-				a.sources.warm(pid)
-			}
+		if a.admit(p) != nil {
+			a.outside[pid] = p
+			continue
+		}
+		a.procs[pid] = p
+		if old[pid] != p {
+			a.sources.warm(pid)
 		}
 	}
 }
@@ -332,6 +346,17 @@ func (a *Agent) reconcile(ctx context.Context) {
 				if s.Selector.MatchProcess(p) {
 					want[placeKey{pid, id}] = s
 					matched = true
+				}
+			}
+			// A process the allow-list refuses is never attached; one that
+			// a selector names on purpose gets a status saying which rule
+			// refused it.
+			if len(s.Selector.Pids) > 0 || len(s.Selector.Processes) > 0 {
+				for pid, p := range a.outside {
+					if s.Selector.MatchProcess(p) {
+						want[placeKey{pid, id}] = s
+						matched = true
+					}
 				}
 			}
 			if !matched {
@@ -396,7 +421,7 @@ func (a *Agent) placeAll(ctx context.Context, add []placeKey, want map[placeKey]
 func (a *Agent) denied(name string) error {
 	for _, g := range a.cfg.Deny {
 		if fleet.Glob(g, name) {
-			return fleet.Errorf(fleet.CodeNotManaged, "tracing %s is not allowed on host %s: it matches the agent's --deny %q", name, a.cfg.Host, g)
+			return fleet.Errorf(fleet.CodeNotManaged, "tracing %s is not allowed on host %s: it matches the agent's %s", name, a.cfg.Host, a.rule("deny", fmt.Sprintf("%q", g)))
 		}
 	}
 	return nil
@@ -433,7 +458,14 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 	var err error
 	a.mu.Lock()
 	proc := a.procs[k.pid]
+	outside := a.outside[k.pid]
 	a.mu.Unlock()
+	if proc == nil && outside != nil {
+		// Asked again: a process may change its uids.
+		if err = a.admit(outside); err == nil {
+			proc = outside
+		}
+	}
 	if proc != nil {
 		var ferr *fleet.Error
 		local.Location, p.warning, ferr = spec.Location.For(proc.Revision, proc.Modified)
@@ -540,10 +572,12 @@ func (a *Agent) attach(ctx context.Context, pid int) (*attachment, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !fleet.MatchProcess(a.cfg.Processes, p) {
-			return nil, fleet.Errorf(fleet.CodeNotManaged, "pid %d (%s, module %s) is outside this agent's --processes %v: start an agent that manages it", pid, p.Exe, p.Module, a.cfg.Processes)
-		}
 		proc = p
+	}
+	// Checked at every attach, not only at the last scan: the agent never
+	// attaches outside its allow-list.
+	if err := a.admit(proc); err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)

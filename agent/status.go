@@ -23,6 +23,8 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 			st.Process = proc.Ref()
 		} else if att := a.attached[k.pid]; att != nil {
 			st.Process = att.proc.Ref()
+		} else if proc := a.outside[k.pid]; proc != nil {
+			st.Process = proc.Ref()
 		}
 		switch {
 		case p.err != nil:
