@@ -117,3 +117,26 @@ func lineOf(t *testing.T, file, prefix string) int {
 	t.Fatalf("%s: no line starts with %q", file, prefix)
 	return 0
 }
+
+// The README's example parses too.
+func TestConfigReadmeExample(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "### The agent's configuration file")
+	if ok {
+		_, rest, ok = strings.Cut(rest, "```yaml\n")
+	}
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("README.md has no yaml example under \"### The agent's configuration file\"")
+	}
+	c, err := agent.ParseConfigFile([]byte(example), "README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Attach.UIDs) == 0 || len(c.Attach.Processes) == 0 || c.NATS.URL == "" {
+		t.Errorf("the README's example lost its allow-list or server: %+v", c)
+	}
+}
