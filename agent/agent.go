@@ -348,12 +348,14 @@ func (a *Agent) reconcile(ctx context.Context) {
 					matched = true
 				}
 			}
-			// A process the allow-list refuses is never attached; one that
-			// a selector names on purpose gets a status saying which rule
-			// refused it.
+			// A process the allow-list refuses is never attached. One that
+			// a selector names on purpose, and that the process globs admit
+			// but the uids refuse, gets a status saying which rule refused
+			// it; one outside the globs is left alone, silently: agents
+			// may split a machine's processes between them by globs.
 			if len(s.Selector.Pids) > 0 || len(s.Selector.Processes) > 0 {
 				for pid, p := range a.outside {
-					if s.Selector.MatchProcess(p) {
+					if s.Selector.MatchProcess(p) && fleet.MatchProcess(a.cfg.Processes, p) {
 						want[placeKey{pid, id}] = s
 						matched = true
 					}

@@ -69,13 +69,25 @@ func TestAllowListUIDs(t *testing.T) {
 	stillRunning(t, other)
 }
 
-// The process globs of the allow-list refuse by name, and say so.
+// The process globs of the allow-list refuse an attach by name, and say
+// so; a tracepoint that selects processes outside them leaves those to other
+// agents, without a status from this one.
 func TestAllowListProcesses(t *testing.T) {
 	t.Parallel()
 	h := newHarnessWith(t, agent.Config{})
+	mine := h.start()
 	// Another executable name than the harness admits.
 	p := agenttest.Start(t, agenttest.Alias(t, h.bin, h.exe+"-other"))
-	_, err := h.c.Attach(context.Background(), h.host, p.Pid)
+	spec := h.spec("allow-globs", "process")
+	spec.Selector.Processes = []string{h.exe + "*"}
+	r, err := h.c.CreateTracepoint(context.Background(), h.host, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Placements) != 1 || r.Placements[0].Pid != mine.Pid || r.Placements[0].Error != nil {
+		t.Fatalf("placements %+v, want pid %d alone, installed", r.Placements, mine.Pid)
+	}
+	_, err = h.c.Attach(context.Background(), h.host, p.Pid)
 	t.Logf("attach: %v", err)
 	want := fmt.Sprintf("pid %d (uid %d, exe ", p.Pid, os.Getuid())
 	if e := fleet.AsError(err); e == nil || e.Code != fleet.CodeNotManaged || !strings.Contains(e.Message, want) ||
