@@ -296,13 +296,17 @@ func (a *Agent) applyEntry(e jetstream.KeyValueEntry) {
 // scan refreshes the managed processes.
 func (a *Agent) scan() {
 	all := a.disc.scan()
+	refused := make(map[int]bool) // by the allow-list, read outside the lock
+	for pid, p := range all {
+		refused[pid] = a.admit(p) != nil
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.procs
 	a.procs = make(map[int]*fleet.Process, len(all))
 	a.outside = make(map[int]*fleet.Process)
 	for pid, p := range all {
-		if a.admit(p) != nil {
+		if refused[pid] {
 			a.outside[pid] = p
 			continue
 		}
