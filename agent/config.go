@@ -35,7 +35,8 @@ type FileConfig struct {
 	Metrics string       `yaml:"metrics"`
 	Log     LogConfig    `yaml:"log"`
 
-	lines map[string]int // key path ("attach.uids") → line, for messages
+	lines    map[string]int // key path ("attach.uids") → line, for messages
+	warnings []string
 }
 
 // NATSConfig says where the fleet's NATS server is and how to log in.
@@ -117,8 +118,23 @@ func LoadConfigFile(path string) (*FileConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the agent configuration %s: %w", path, err)
 	}
-	return ParseConfigFile(data, path)
+	c, err := ParseConfigFile(data, path)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o044 != 0 {
+		for _, key := range []string{"nats.password", "nats.token"} {
+			if c.Set(key) {
+				c.warnings = append(c.warnings, fmt.Sprintf("%s holds a secret (%s) and other users may read it (mode %v): chmod go-r it, or keep the secret in a Kubernetes Secret or a --creds file", c.Where(key), key, fi.Mode().Perm()))
+			}
+		}
+	}
+	return c, nil
 }
+
+// Warnings are what is allowed but unwise in the file (a secret others may
+// read); the agent logs them.
+func (c *FileConfig) Warnings() []string { return c.warnings }
 
 // ParseConfigFile parses and checks an agent configuration; name is the
 // file's name in messages.

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -138,5 +139,31 @@ func TestConfigReadmeExample(t *testing.T) {
 	}
 	if len(c.Attach.UIDs) == 0 || len(c.Attach.Processes) == 0 || c.NATS.URL == "" {
 		t.Errorf("the README's example lost its allow-list or server: %+v", c)
+	}
+}
+
+// A secret in a file others may read is allowed, with a warning.
+func TestConfigSecretWarning(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o644, true}, {0o600, false}} {
+		file := filepath.Join(dir, fmt.Sprintf("agent-%o.yaml", tc.mode))
+		if err := os.WriteFile(file, []byte("nats:\n  url: nats://n:4222\n  token: s3cret\n"), tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(file, tc.mode) // past the umask
+		c, err := agent.LoadConfigFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := c.Warnings()
+		if got := len(w) > 0; got != tc.warn {
+			t.Errorf("mode %o: warnings %q, want some: %v", tc.mode, w, tc.warn)
+		}
+		if tc.warn && !strings.Contains(w[0], file+":3") || tc.warn && !strings.Contains(w[0], "nats.token") {
+			t.Errorf("warning %q does not name the file, line and key", w[0])
+		}
 	}
 }

@@ -41,11 +41,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{fmt.Sprintf("agent takes no arguments, got %q", pos)}
 	}
 	sources := map[string]string{}
+	var warnings []string
 	if *configFile != "" {
 		fc, err := agent.LoadConfigFile(*configFile)
 		if err != nil {
 			return usageError{err.Error()}
 		}
+		warnings = fc.Warnings()
 		set := flagsSet(fs, map[string]string{"nats": "RIPTRACE_NATS", "creds": "RIPTRACE_CREDS", "password": "RIPTRACE_PASSWORD", "token": "RIPTRACE_TOKEN"})
 		str := func(flag string, dst *string, key, v string) {
 			if !set[flag] && fc.Set(key) {
@@ -98,6 +100,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		redact = &agent.Redactor{}
 	}
 	log := slog.New(h)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
 	var metrics prometheus.Registerer // nil: not served
 	if *metricsAddr != "" {
 		reg := prometheus.NewRegistry()
