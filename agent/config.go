@@ -342,7 +342,12 @@ func (w *walker) mapping(n *yaml.Node, v reflect.Value, path string) error {
 		if path == "" {
 			return w.fail(n, "", "%s: the agent configuration is a mapping of keys, such as host: orders-a (see docs/agent.example.yaml)", describeNode(n))
 		}
-		return w.fail(n, path, "%s, want keys under it (%s)", describeNode(n), strings.Join(fieldNames(v.Type()), ", "))
+		names := fieldNames(v.Type())
+		example := ""
+		if f := v.Type().Field(0); n.Kind == yaml.ScalarNode && f.Type.Kind() == reflect.String && tagName(f) != "" {
+			example = fmt.Sprintf(": write %s: {%s: %s}", lastKey(path), tagName(f), strconv.Quote(n.Value))
+		}
+		return w.fail(n, path, "%s, want keys under it (%s)%s", describeNode(n), strings.Join(names, ", "), example)
 	}
 	seen := make(map[string]int)
 	for i := 0; i+1 < len(n.Content); i += 2 {
