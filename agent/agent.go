@@ -379,6 +379,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	defer cancel()
 	if _, err := a.c.HostKV().Put(ctx, a.cfg.Host, fleet.Encode(&hb)); err != nil {
 		a.log.Warn("writing heartbeat", "err", err)
+		checkConn(a.c.Conn(), a.log)
 	}
 }
 

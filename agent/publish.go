@@ -198,6 +198,9 @@ func (p *publisher) run(ctx context.Context) {
 			down = time.Now()
 			p.log.Warn("NATS does not take hits; keeping them until it does", "err", err, "buffered", p.len())
 		}
+		if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+			checkConn(p.nc, p.log)
+		}
 		stored := p.settle(inflight)
 		resent += len(inflight) - stored
 		inflight = inflight[:0]
@@ -326,4 +329,18 @@ func (p *publisher) flush(ctx context.Context) int {
 		}
 	}
 	return p.len()
+}
+
+// checkConn makes sure a connection that looks up still reaches the server,
+// and reconnects if not. A cut link leaves TCP open and silent for minutes
+// (nats.go pings every two minutes); a reconnect is what brings the agent
+// back as soon as the link returns.
+func checkConn(nc *nats.Conn, log *slog.Logger) {
+	if !nc.IsConnected() {
+		return
+	}
+	if err := nc.FlushTimeout(2 * time.Second); err != nil {
+		log.Warn("NATS does not answer over a connection that looks up; reconnecting", "err", err)
+		nc.ForceReconnect()
+	}
 }
