@@ -267,7 +267,10 @@ func (a *Agent) Run(ctx context.Context) error {
 					updates = nil // shutting down: the watcher ends with ctx
 					continue
 				}
-				return errors.New("the tracepoint bucket watcher stopped")
+				// Its consumer is gone (the server lost it): watch again.
+				a.log.Warn("the tracepoint bucket watcher stopped; watching again")
+				updates, rewatch = nil, true
+				continue
 			}
 			switch {
 			case e == nil && resyncing:
