@@ -174,7 +174,7 @@ func calls(t *testing.T, hits []fleet.Hit) (missing uint64) {
 func TestNATSRestart(t *testing.T) {
 	t.Parallel()
 	t.Run("buffered", func(t *testing.T) { testNATSRestart(t, 10*time.Second, 0) })
-	t.Run("overflow", func(t *testing.T) { testNATSRestart(t, 3*time.Second, 500) })
+	t.Run("overflow", func(t *testing.T) { testNATSRestart(t, 3*time.Second, 200) })
 }
 
 func testNATSRestart(t *testing.T, outage time.Duration, bufferHits int) {

@@ -269,23 +269,19 @@ func (p *publisher) run(ctx context.Context) {
 	}
 }
 
-// settle waits for the answers to the hits in flight after a failure and
-// drops those stored from the queue, so that the rest are sent again in
-// order. It returns how many of them were stored or refused.
+// settle drops from the queue the hits in flight that were stored before a
+// failure, so that the rest are sent again in order, and returns how many
+// were. It does not wait for the others: one sent again that was stored
+// meanwhile is known by its message id and not stored twice.
 func (p *publisher) settle(inflight []flight) int {
 	n := 0
-	deadline := time.NewTimer(publishAckTimeout + time.Second)
-	defer deadline.Stop()
 	for _, fl := range inflight {
 		select {
 		case <-fl.f.Ok():
 			fl.out.acked = true
 			p.metrics.hits.WithLabelValues(fl.out.key.id).Inc()
 			n++
-		case <-fl.f.Err():
-		case <-deadline.C:
-			// Unanswered: sent again, and the message id keeps it
-			// from being stored twice.
+		default:
 		}
 	}
 	if n > 0 {
