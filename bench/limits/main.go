@@ -290,4 +290,3 @@ func stop(cmd *exec.Cmd) {
 		<-done
 	}
 }
-
