@@ -36,6 +36,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	} else if len(pos) > 0 {
 		return usageError{fmt.Sprintf("agent takes no arguments, got %q", pos)}
 	}
+	if *bufferHits < 1 || *bufferBytes < 1 {
+		return usageError{fmt.Sprintf("--buffer-hits (%d) and --buffer-bytes (%d) must be at least 1", *bufferHits, *bufferBytes)}
+	}
 	var h slog.Handler = slog.NewTextHandler(stderr, nil)
 	if *jsonLog {
 		h = slog.NewJSONHandler(stderr, nil)
