@@ -1,0 +1,37 @@
+-- The plugin without nvim-dap and without a fleet (editors/nvim_test.go
+-- TestNeovimSetup): setup() succeeds, registers no adapter, rejects bad
+-- options with a message, attaches the language server to a Go buffer,
+-- and :RipTraceToggle says why it cannot trace.
+local t = dofile(os.getenv('RT_TESTDATA') .. '/util.lua')
+local out = t.out
+
+t.run(function()
+  local riptrace = require('riptrace')
+  out.commands = vim.tbl_keys(vim.api.nvim_get_commands({}))
+  pcall(vim.cmd, 'RipTraceToggle') -- errors show as exceptions under vim.cmd
+  out.toggleBeforeSetup = t.notes[#t.notes]
+
+  local bad = {}
+  for _, opts in ipairs({ { hosts = 3 }, { bogus = true }, { maxHitsPerSecond = 1.5 }, { capture = { 'args' } }, 'nats' }) do
+    local ok, msg = riptrace.setup(opts)
+    table.insert(bad, { ok = ok, msg = msg })
+  end
+  out.bad = bad
+
+  out.setup = riptrace.setup({ path = os.getenv('RT_BIN'), nats = os.getenv('RT_NATS'), hosts = 'web-*' })
+  out.dap = riptrace.dap
+  out.dapLoaded = package.loaded.dap ~= nil
+  out.settings = riptrace.config.settings
+  out.features = require('riptrace.lsp').features
+
+  vim.cmd('edit ' .. vim.fn.fnameescape(os.getenv('RT_FILE')))
+  local lsp = require('riptrace.lsp')
+  assert(vim.wait(20000, function()
+    local c = lsp.client(0)
+    return c ~= nil and c.initialized ~= false and c.server_capabilities ~= nil and c.server_capabilities.codeLensProvider ~= nil
+  end, 20), 'riptrace lsp did not attach to the Go buffer within 20s')
+  out.attached = lsp.client(0).name
+
+  pcall(vim.cmd, 'RipTraceToggle')
+  out.toggleWithoutNats = t.note_matching('toggling a tracepoint')
+end)
