@@ -56,10 +56,8 @@ function M.client(bufnr)
     bufnr = api.nvim_get_current_buf()
   end
   local id = state.bufs[bufnr]
-  local client = id and vim.lsp.get_client_by_id(id)
-  if client and not vim.lsp.client_is_stopped(id) then
-    return client
-  end
+  -- Clients that stopped are gone from get_client_by_id.
+  return id and vim.lsp.get_client_by_id(id) or nil
 end
 
 -- root_dir is the directory of the module (go.mod) or checkout (.git)
@@ -90,8 +88,9 @@ local function refresh_lenses(bufnr)
   if M.features.codelens_enable or not api.nvim_buf_is_loaded(bufnr) then
     return
   end
+  -- 0.7 refreshes the current buffer and takes no arguments.
   api.nvim_buf_call(bufnr, function()
-    vim.lsp.codelens.refresh()
+    vim.lsp.codelens.refresh({ bufnr = bufnr })
   end)
 end
 
@@ -253,8 +252,14 @@ end
 
 -- set_hosts makes every riptrace client show hits of, and toggle
 -- tracepoints on, the hosts matching globs ({}: every host).
+-- The server reconnects with the new settings, and the tracepoints
+-- toggled before go with the old connection: their signs go too.
 function M.set_hosts(globs)
   state.cfg.settings.hosts = globs
+  for id, placed in pairs(state.signs) do
+    pcall(vim.fn.sign_unplace, 'riptrace', { buffer = placed[1], id = placed[2] })
+    state.signs[id] = nil
+  end
   local seen = {}
   for _, id in pairs(state.bufs) do
     local client = not seen[id] and vim.lsp.get_client_by_id(id)
@@ -362,7 +367,7 @@ function M.attach(bufnr)
       end)
     end
     local id = state.clients[root]
-    if not id or vim.lsp.client_is_stopped(id) then
+    if not id or not vim.lsp.get_client_by_id(id) then
       id = vim.lsp.start_client(client_config(root))
       state.clients[root] = id
     end
