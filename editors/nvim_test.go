@@ -260,6 +260,7 @@ func TestNeovimSetup(t *testing.T) {
 		Attached          string
 		ToggleBeforeSetup string
 		ToggleWithoutNats string
+		Health            string
 	}
 	runScript(t, "setup.lua", []string{"RT_BIN=" + bin, "RT_NATS=nats://127.0.0.1:1", "RT_FILE=" + absDir(t, filepath.Join(loopDir, "main.go"))}, &r, nil)
 	if r.Error != "" {
@@ -293,6 +294,11 @@ func TestNeovimSetup(t *testing.T) {
 	}
 	if !strings.Contains(r.ToggleWithoutNats, "not connected to NATS at nats://127.0.0.1:1") {
 		t.Errorf(":RipTraceToggle without NATS said %q, want the server's reason", r.ToggleWithoutNats)
+	}
+	for _, want := range []string{"OK: " + bin + ": riptrace ", "ERROR: " + bin + " hosts --json: riptrace: connecting to NATS at nats://127.0.0.1:1", "INFO: nvim-dap is not installed"} {
+		if !strings.Contains(r.Health, want) {
+			t.Errorf(":checkhealth riptrace lacks %q:\n%s", want, r.Health)
+		}
 	}
 }
 
@@ -362,6 +368,7 @@ func TestNeovimFleet(t *testing.T) {
 		Hits       string
 		Stopped    string
 		SignsAfter []any
+		Health     string
 	}
 	runScript(t, "fleet.lua", []string{
 		"RT_BIN=" + bin, "RT_NATS=" + s.ClientURL(), "RT_FILE=" + src, fmt.Sprintf("RT_LINE=%d", line-1),
@@ -434,6 +441,11 @@ func TestNeovimFleet(t *testing.T) {
 	}
 	if !strings.Contains(r.Stopped, "loop/main.go:"+fmt.Sprint(line)) || len(r.SignsAfter) != 0 {
 		t.Errorf("the second :RipTraceToggle said %q and left signs %v", r.Stopped, r.SignsAfter)
+	}
+	for _, want := range []string{"OK: 1 live host: " + host, `OK: nvim-dap: adapter "riptrace"`} {
+		if !strings.Contains(r.Health, want) {
+			t.Errorf(":checkhealth riptrace lacks %q:\n%s", want, r.Health)
+		}
 	}
 }
 

@@ -132,4 +132,7 @@ t.run(function()
   out.stopped = t.note_matching('stopped tracing ')
   out.signsAfter = signs(bufnr)
   t.step('removed')
+
+  vim.cmd('checkhealth riptrace')
+  out.health = table.concat(api.nvim_buf_get_lines(0, 0, -1, false), '\n')
 end)

@@ -34,4 +34,7 @@ t.run(function()
 
   pcall(vim.cmd, 'RipTraceToggle')
   out.toggleWithoutNats = t.note_matching('toggling a tracepoint')
+
+  vim.cmd('checkhealth riptrace')
+  out.health = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), '\n')
 end)
