@@ -261,6 +261,7 @@ func TestNeovimSetup(t *testing.T) {
 		ToggleBeforeSetup string
 		ToggleWithoutNats string
 		Health            string
+		Root              string
 	}
 	runScript(t, "setup.lua", []string{"RT_BIN=" + bin, "RT_NATS=nats://127.0.0.1:1", "RT_FILE=" + absDir(t, filepath.Join(loopDir, "main.go"))}, &r, nil)
 	if r.Error != "" {
@@ -291,6 +292,9 @@ func TestNeovimSetup(t *testing.T) {
 	}
 	if r.Attached != "riptrace" {
 		t.Errorf("client attached to the Go buffer: %q, want riptrace", r.Attached)
+	}
+	if want := absDir(t, ".."); r.Root != want {
+		t.Errorf("the server's root directory is %q, want %q (where go.mod is)", r.Root, want)
 	}
 	if !strings.Contains(r.ToggleWithoutNats, "not connected to NATS at nats://127.0.0.1:1") {
 		t.Errorf(":RipTraceToggle without NATS said %q, want the server's reason", r.ToggleWithoutNats)

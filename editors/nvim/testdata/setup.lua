@@ -31,6 +31,7 @@ t.run(function()
     return c ~= nil and c.initialized ~= false and c.server_capabilities ~= nil and c.server_capabilities.codeLensProvider ~= nil
   end, 20), 'riptrace lsp did not attach to the Go buffer within 20s')
   out.attached = lsp.client(0).name
+  out.root = lsp.client(0).config.root_dir
 
   pcall(vim.cmd, 'RipTraceToggle')
   out.toggleWithoutNats = t.note_matching('toggling a tracepoint')

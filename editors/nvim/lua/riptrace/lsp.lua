@@ -16,7 +16,6 @@ M.features = {
   inlay_hints = type(vim.lsp.inlay_hint) == 'table' and type(vim.lsp.inlay_hint.enable) == 'function', -- 0.10
   codelens_enable = type(vim.lsp.codelens.enable) == 'function', -- 0.12
   lens_refresh = vim.lsp.handlers[LENS_REFRESH] ~= nil,
-  get_clients = type(vim.lsp.get_clients) == 'function', -- 0.10
 }
 
 -- The namespace of the inlay hints shown as virtual text.
@@ -76,7 +75,8 @@ local function root_dir(bufnr)
       end
     end
     if found and found ~= '' then
-      return vim.fn.fnamemodify(vim.fn.fnamemodify(found, ':p'):gsub('/$', ''), ':h')
+      local path = vim.fn.fnamemodify(found, ':p'):gsub('/$', '')
+      return vim.fn.fnamemodify(path, ':h')
     end
   end
   return vim.fn.getcwd()
