@@ -321,6 +321,21 @@ func TestNeovimFleet(t *testing.T) {
 	line := agenttest.MarkerLine(t, src, "process")
 	target := agenttest.Start(t, agenttest.Alias(t, agenttest.BuildTarget(t, loopDir), exe))
 	agenttest.RunAgent(t, s, agent.Config{Host: host, Processes: []string{exe}}, nil)
+	// The pickers list the hosts with a heartbeat and the target.
+	agenttest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hosts, err := c.Hosts(ctx)
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if h.Name == host && !h.Gone && h.Profile != nil && slices.ContainsFunc(h.Profile.Processes, func(p fleet.Process) bool { return p.Pid == target.Pid }) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s with pid %d not among the live hosts: %+v", host, target.Pid, hosts)
+	})
 
 	var declared string // the tracepoint's id
 	steps := map[string]func(json.RawMessage){
@@ -357,6 +372,7 @@ func TestNeovimFleet(t *testing.T) {
 		Configurations []map[string]any
 		HostsReturns   string
 		DapHosts       []string
+		CancelAborts   bool
 		Attached       string
 		HostsNote      string
 		Offered        []struct {
@@ -370,6 +386,7 @@ func TestNeovimFleet(t *testing.T) {
 		HintText   string
 		Features   map[string]bool
 		Hits       string
+		LensRun    string
 		Stopped    string
 		SignsAfter []any
 		Health     string
@@ -404,6 +421,9 @@ func TestNeovimFleet(t *testing.T) {
 	}
 	if r.HostsReturns != "thread" || !slices.Equal(r.DapHosts, []string{host}) {
 		t.Errorf("hosts() returned a %s that resumed nvim-dap with %v, want a thread and [%s]", r.HostsReturns, r.DapHosts, host)
+	}
+	if !r.CancelAborts {
+		t.Error("cancelling the host picker did not resume nvim-dap with dap.ABORT")
 	}
 
 	// The pickers listed the live host and its process, from `riptrace hosts --json`.
@@ -442,6 +462,9 @@ func TestNeovimFleet(t *testing.T) {
 	}
 	if !strings.Contains(r.Hits, host) || !strings.Contains(r.Hits, exe) {
 		t.Errorf(":RipTraceHits showed %q, want the hits of %s on %s", r.Hits, exe, host)
+	}
+	if !strings.Contains(r.LensRun, host) || !strings.Contains(r.LensRun, exe) {
+		t.Errorf("running the code lens showed %q, want the hits of %s on %s", r.LensRun, exe, host)
 	}
 	if !strings.Contains(r.Stopped, "loop/main.go:"+fmt.Sprint(line)) || len(r.SignsAfter) != 0 {
 		t.Errorf("the second :RipTraceToggle said %q and left signs %v", r.Stopped, r.SignsAfter)

@@ -72,6 +72,22 @@ t.run(function()
   end, 20), 'the host picker did not answer within 30s')
   out.dapHosts = picked
 
+  -- Cancelling the picker aborts the session.
+  local pick = vim.ui.select
+  vim.ui.select = function(_, _, on_choice)
+    on_choice(nil)
+  end
+  picked = nil
+  dap_run_co = coroutine.create(function(v)
+    picked = v
+  end)
+  assert(coroutine.resume(dap.configurations.go[1].hosts(), dap_run_co))
+  assert(vim.wait(30000, function()
+    return coroutine.status(dap_run_co) == 'dead'
+  end, 20), 'the host picker did not answer within 30s')
+  out.cancelAborts = picked == dap.ABORT
+  vim.ui.select = pick
+
   vim.cmd('edit ' .. vim.fn.fnameescape(os.getenv('RT_FILE')))
   local bufnr = api.nvim_get_current_buf()
   local lsp = require('riptrace.lsp')
@@ -117,16 +133,26 @@ t.run(function()
     return out.lens ~= nil and out.lensText ~= '' and hints
   end, 50), 'no code lens with hits and no hints on line ' .. line .. ' within 30s')
 
-  vim.cmd('RipTraceHits')
-  assert(vim.wait(10000, function()
-    for _, w in ipairs(api.nvim_list_wins()) do
-      if api.nvim_win_get_config(w).relative ~= '' then
-        out.hits = table.concat(api.nvim_buf_get_lines(api.nvim_win_get_buf(w), 0, -1, false), '\n')
-        return true
+  -- float returns the text of the floating window, closing it.
+  local function float(what)
+    local text
+    assert(vim.wait(10000, function()
+      for _, w in ipairs(api.nvim_list_wins()) do
+        if api.nvim_win_get_config(w).relative ~= '' then
+          text = table.concat(api.nvim_buf_get_lines(api.nvim_win_get_buf(w), 0, -1, false), '\n')
+          api.nvim_win_close(w, true)
+          return true
+        end
       end
-    end
-    return false
-  end, 20), ':RipTraceHits opened no float within 10s')
+      return false
+    end, 20), what .. ' opened no float within 10s')
+    return text
+  end
+  vim.cmd('RipTraceHits')
+  out.hits = float(':RipTraceHits')
+  -- The lens's command (riptrace.showHits) shows the same float.
+  vim.lsp.codelens.run()
+  out.lensRun = float('vim.lsp.codelens.run()')
 
   vim.cmd('RipTraceToggle')
   out.stopped = t.note_matching('stopped tracing ')
