@@ -253,6 +253,7 @@ func TestNeovimSetup(t *testing.T) {
 			OK  bool
 			Msg string
 		}
+		SetupEmpty        bool
 		Setup             bool
 		Dap               bool
 		DapLoaded         bool
@@ -283,6 +284,9 @@ func TestNeovimSetup(t *testing.T) {
 		if b.OK || !strings.Contains(b.Msg, wantBad[i]) {
 			t.Errorf("bad options #%d: setup() = %v, %q; want false and a message with %q", i, b.OK, b.Msg, wantBad[i])
 		}
+	}
+	if !r.SetupEmpty {
+		t.Error("setup() with no settings failed")
 	}
 	if !r.Setup || r.Dap || r.DapLoaded {
 		t.Errorf("setup() without nvim-dap = %v, registered the adapter: %v, loaded a dap module: %v; want true, false, false", r.Setup, r.Dap, r.DapLoaded)

@@ -4,6 +4,10 @@ if vim.g.loaded_riptrace then
   return
 end
 vim.g.loaded_riptrace = true
+if not vim.api.nvim_create_user_command then
+  vim.notify('riptrace: this plugin needs Neovim 0.7 or later', vim.log.levels.WARN)
+  return
+end
 
 local function command(name, fn, desc)
   vim.api.nvim_create_user_command(name, function()

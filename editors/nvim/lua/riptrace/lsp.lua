@@ -162,11 +162,11 @@ local function refresh_hints(bufnr)
   end, bufnr)
 end
 
-local function refresh(client_id)
+-- refresh_client calls refresh_buf for each buffer of client_id.
+local function refresh_client(client_id, refresh_buf)
   for bufnr, id in pairs(state.bufs) do
     if id == client_id then
-      refresh_lenses(bufnr)
-      refresh_hints(bufnr)
+      refresh_buf(bufnr)
     end
   end
 end
@@ -321,14 +321,14 @@ local function client_config(root)
   if not M.features.lens_refresh then
     caps.workspace.codeLens = { refreshSupport = true }
     handlers[LENS_REFRESH] = function(_, _, ctx)
-      refresh(ctx.client_id)
+      refresh_client(ctx.client_id, refresh_lenses)
       return vim.NIL
     end
   end
   if not M.features.inlay_hints then
     caps.workspace.inlayHint = { refreshSupport = true }
     handlers[HINT_REFRESH] = function(_, _, ctx)
-      refresh(ctx.client_id)
+      refresh_client(ctx.client_id, refresh_hints)
       return vim.NIL
     end
   end
@@ -336,7 +336,8 @@ local function client_config(root)
     name = 'riptrace',
     cmd = { cfg.path, 'lsp' },
     root_dir = root,
-    init_options = cfg.settings,
+    -- An empty table would go out as [], which is no settings object.
+    init_options = next(cfg.settings) and cfg.settings or vim.empty_dict(),
     capabilities = caps,
     handlers = handlers,
     -- A lens runs its command here: the hits show in a float.
@@ -385,6 +386,15 @@ end
 
 function M.setup(cfg)
   state.cfg = cfg
+  -- Servers started by an earlier setup() take the new settings.
+  local seen = {}
+  for _, id in pairs(state.bufs) do
+    local client = not seen[id] and vim.lsp.get_client_by_id(id)
+    seen[id] = true
+    if client and next(cfg.settings) then
+      notify_client(client, 'workspace/didChangeConfiguration', { settings = { riptrace = cfg.settings } })
+    end
+  end
   vim.fn.sign_define('RipTraceTracepoint', { text = '●', texthl = 'DiagnosticInfo' })
   vim.cmd('highlight default link RipTraceHint Comment')
   local group = api.nvim_create_augroup('riptrace', { clear = true })
