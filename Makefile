@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 # write (VS Code's debug adapter and language server clients).
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock.json' 2>/dev/null))
 
-.PHONY: build demo test deps bench lint clean fuzz
+.PHONY: build demo test deps bench bench-limits lint clean fuzz
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
@@ -47,6 +47,11 @@ fuzz:
 
 bench: build
 	./bench/run.sh
+
+# bench-limits: requests/s of an HTTP service with a tracepoint on a hot
+# loop, with the default limits and with none, against untraced.
+bench-limits: build
+	$(GO) run ./bench/limits
 
 lint:
 	$(GO) vet ./...

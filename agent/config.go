@@ -32,6 +32,7 @@ type FileConfig struct {
 	Attach  AttachConfig `yaml:"attach"`
 	Deny    []string     `yaml:"deny"`
 	Redact  RedactConfig `yaml:"redact"`
+	Buffer  BufferConfig `yaml:"buffer"`
 	Metrics string       `yaml:"metrics"`
 	Log     LogConfig    `yaml:"log"`
 
@@ -74,6 +75,13 @@ type RedactConfig struct {
 	Names  *string `yaml:"names"`  // nil: DefaultRedactNames
 	Values *string `yaml:"values"` // nil: DefaultRedactValues
 	Off    bool    `yaml:"off"`
+}
+
+// BufferConfig bounds the hits kept while NATS cannot take them
+// (--buffer-hits, --buffer-bytes).
+type BufferConfig struct {
+	Hits  int `yaml:"hits"`
+	Bytes int `yaml:"bytes"`
 }
 
 // LogConfig shapes the agent's log.
@@ -256,6 +264,11 @@ func (c *FileConfig) check() error {
 			return fail(key, "%q is not a Go regular expression (%v); for example '(?i)password|secret'", *p, err)
 		}
 	}
+	for key, n := range map[string]int{"buffer.hits": c.Buffer.Hits, "buffer.bytes": c.Buffer.Bytes} {
+		if c.Set(key) && n < 1 {
+			return fail(key, "%d: the buffer holds at least 1; leave the key out for the default", n)
+		}
+	}
 	if c.Metrics != "" {
 		if _, port, err := net.SplitHostPort(c.Metrics); err != nil || port == "" {
 			return fail("metrics", "%q is not an address: write HOST:PORT, such as 127.0.0.1:9464 (or :9464 for every interface)", c.Metrics)
@@ -408,7 +421,7 @@ var flagKeys = map[string]string{
 	"tls-ca": "nats.tls.ca", "tls-cert": "nats.tls.cert", "tls-key": "nats.tls.key",
 	"processes": "attach.processes", "uid": "attach.uids",
 	"redact-names": "redact.names", "redact-values": "redact.values", "no-redact": "redact.off",
-	"log-json": "log.json", "config": "",
+	"log-json": "log.json", "buffer-hits": "buffer.hits", "buffer-bytes": "buffer.bytes", "config": "",
 }
 
 // suggest says what the writer of an unknown key probably meant.

@@ -33,6 +33,9 @@ func TestConfigExample(t *testing.T) {
 	if c.Metrics != "127.0.0.1:9464" || !c.Log.JSON || c.Redact.Off || c.Redact.Names == nil || c.Redact.Values != nil {
 		t.Errorf("metrics, log, redact = %q %+v %+v", c.Metrics, c.Log, c.Redact)
 	}
+	if c.Buffer.Hits != agent.DefaultBufferHits || c.Buffer.Bytes != agent.DefaultBufferBytes {
+		t.Errorf("buffer = %+v, want the defaults it documents", c.Buffer)
+	}
 	r := c.Redactor()
 	if !r.Names.MatchString("customerSSN") || r.Values == nil || r.Values.String() != agent.DefaultRedactValues {
 		t.Errorf("redactor = %v / %v, want the file's names and the default values", r.Names, r.Values)
@@ -88,7 +91,9 @@ func TestConfigErrors(t *testing.T) {
 		{"host: a\n---\nhost: b\n", []string{"second YAML document"}},
 		{"config: other.yaml\n", []string{"pass --config on the command line"}},
 		{"nats:\n  password: x\n", []string{"nats.password", "add user"}},
-		{"zzz: 1\n", []string{`unknown key "zzz"`, "known keys are host, nats, attach, deny, redact, metrics, log"}},
+		{"buffer:\n  hits: 0\n", []string{"a.yaml:2:", "buffer.hits", "at least 1"}},
+		{"buffer-hits: 5\n", []string{"--buffer-hits is written buffer.hits"}},
+		{"zzz: 1\n", []string{`unknown key "zzz"`, "known keys are host, nats, attach, deny, redact, buffer, metrics, log"}},
 	} {
 		_, err := agent.ParseConfigFile([]byte(tc.in), "a.yaml")
 		if err == nil {

@@ -34,6 +34,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	redactNames := fs.String("redact-names", agent.DefaultRedactNames, "redact variables and fields whose names match `REGEXP`, before hits leave the host")
 	redactValues := fs.String("redact-values", agent.DefaultRedactValues, "redact values that match `REGEXP`, whatever their names")
 	noRedact := fs.Bool("no-redact", false, "send every captured value as is")
+	bufferHits := fs.Int("buffer-hits", agent.DefaultBufferHits, "keep up to `N` hits while NATS cannot take them, and deliver them in order once it can; past it, hits are dropped and counted")
+	bufferBytes := fs.Int("buffer-bytes", agent.DefaultBufferBytes, "bound the same buffer to `BYTES` of encoded hits")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (for example 127.0.0.1:9464); the agent listens nowhere else")
 	if pos, err := parse(fs, args); err != nil {
 		return err
@@ -87,6 +89,15 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if !set["deny"] && fc.Set("deny") {
 			deny, sources["deny"] = fc.Deny, fc.Where("deny")
 		}
+		if !set["buffer-hits"] && fc.Set("buffer.hits") {
+			*bufferHits = fc.Buffer.Hits
+		}
+		if !set["buffer-bytes"] && fc.Set("buffer.bytes") {
+			*bufferBytes = fc.Buffer.Bytes
+		}
+	}
+	if *bufferHits < 1 || *bufferBytes < 1 {
+		return usageError{fmt.Sprintf("--buffer-hits (%d) and --buffer-bytes (%d) must be at least 1", *bufferHits, *bufferBytes)}
 	}
 	var h slog.Handler = slog.NewTextHandler(stderr, nil)
 	if *jsonLog {
@@ -130,6 +141,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		BackendName: "delve",
 		Deny:        deny,
 		Redact:      redact,
+		BufferHits:  *bufferHits,
+		BufferBytes: *bufferBytes,
 		Metrics:     metrics,
 		Log:         log,
 	}, c, delve.New(stderr))
