@@ -259,8 +259,8 @@ func vscodeBuildVSIX(t *testing.T) string {
 	t.Helper()
 	vscodeNode(t)
 	vscodeVSIX.once.Do(func() {
-		// In dist/ (ignored by git), not a temporary directory: with no
-		// TestMain in this package, nothing would remove one.
+		// In dist/, which git ignores and the .vsix leaves out: one
+		// file, replaced by each run.
 		abs, err := filepath.Abs(filepath.Join(vscodeDir, "dist", "test.vsix"))
 		if err != nil {
 			vscodeVSIX.err = err
