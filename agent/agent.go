@@ -230,6 +230,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := nc.FlushTimeout(10 * time.Second); err != nil {
 		return fmt.Errorf("flushing subscriptions: %w", err)
 	}
+	// An agent whose NATS user may not serve this host would serve nothing
+	// and hang on its way out: say so and stop.
+	if err := a.c.Refused(); err != nil {
+		return fmt.Errorf("serving host %s: %w", a.cfg.Host, err)
+	}
 
 	watcher, err := a.c.TracepointKV().WatchAll(ctx)
 	if err != nil {
