@@ -2,11 +2,11 @@ package ebpf
 
 import (
 	"bytes"
+	"context"
 	"debug/elf"
 	_ "embed"
 	"encoding/binary"
 	"errors"
-	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -562,12 +562,6 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 		return agent.Hit{}, false
 	}
 	tp := p.tp
-	if os.Getenv("EBPF_DEBUG") != "" {
-		fmt.Fprintf(os.Stderr, "sp=%#x r14=%#x size=%d len=%d\n", regs.Rsp, regs.R14, size, len(raw))
-		for _, r := range regions {
-			fmt.Fprintf(os.Stderr, "  %#x %d\n", r.addr, len(r.data))
-		}
-	}
 	t.snap.set(tid, &regs, regions)
 	t.tgt.ClearCaches()
 	h, keep, err := t.safeCapture(tp)

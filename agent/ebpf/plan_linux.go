@@ -5,7 +5,6 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
-	"os"
 
 	"github.com/go-delve/delve/pkg/dwarf/frame"
 	"github.com/go-delve/delve/pkg/dwarf/godwarf"
@@ -242,9 +241,6 @@ func (pl *planner) plan(pc uint64, line int) (bpfPlan, error) {
 			continue
 		}
 		addr, pieces, _, err := pl.bi.Location(v.Tree, dwarf.AttrLocation, pc, *regs, nil)
-		if os.Getenv("EBPF_DEBUG") != "" {
-			fmt.Fprintf(os.Stderr, "var %v cfa=%d addr=%d pieces=%v err=%v\n", v.Val(dwarf.AttrName), cfaOff, addr-spBase, pieces, err)
-		}
 		if err != nil {
 			continue
 		}

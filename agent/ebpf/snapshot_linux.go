@@ -27,12 +27,12 @@ import (
 // recovers from that.
 type snapshot struct {
 	proc.ProcessInternal // nil: only the methods below are used
-	bi     *proc.BinaryInfo
-	entry  uint64
-	bps    proc.BreakpointMap
-	thread *thread
-	live   *os.File   // /proc/PID/mem
-	static [][2]uint64 // read-only mappings of the executable, [start, end)
+	bi                   *proc.BinaryInfo
+	entry                uint64
+	bps                  proc.BreakpointMap
+	thread               *thread
+	live                 *os.File    // /proc/PID/mem
+	static               [][2]uint64 // read-only mappings of the executable, [start, end)
 
 	regions []region // of the current hit; they may overlap
 }
@@ -46,19 +46,23 @@ type region struct {
 // decoder turns values that needed it into "<not captured: …>".
 var errNotCaptured = errors.New("not captured")
 
-func (s *snapshot) BinInfo() *proc.BinaryInfo                 { return s.bi }
-func (s *snapshot) EntryPoint() (uint64, error)               { return s.entry, nil }
-func (s *snapshot) FindThread(id int) (proc.Thread, bool)     { return s.thread, id == s.thread.id }
-func (s *snapshot) ThreadList() []proc.Thread                 { return []proc.Thread{s.thread} }
-func (s *snapshot) Breakpoints() *proc.BreakpointMap          { return &s.bps }
-func (s *snapshot) Memory() proc.MemoryReadWriter             { return s }
-func (s *snapshot) Valid() (bool, error)                      { return true, nil }
-func (s *snapshot) WriteBreakpoint(*proc.Breakpoint) error    { return nil }
-func (s *snapshot) EraseBreakpoint(*proc.Breakpoint) error    { return nil }
-func (s *snapshot) SupportsBPF() bool                         { return false }
-func (s *snapshot) Recorded() (bool, string)                  { return false, "" }
-func (s *snapshot) WriteMemory(uint64, []byte) (int, error)   { return 0, errors.New("a snapshot is read-only") }
-func (s *snapshot) MemoryMap() ([]proc.MemoryMapEntry, error) { return nil, errors.New("no memory map") }
+func (s *snapshot) BinInfo() *proc.BinaryInfo              { return s.bi }
+func (s *snapshot) EntryPoint() (uint64, error)            { return s.entry, nil }
+func (s *snapshot) FindThread(id int) (proc.Thread, bool)  { return s.thread, id == s.thread.id }
+func (s *snapshot) ThreadList() []proc.Thread              { return []proc.Thread{s.thread} }
+func (s *snapshot) Breakpoints() *proc.BreakpointMap       { return &s.bps }
+func (s *snapshot) Memory() proc.MemoryReadWriter          { return s }
+func (s *snapshot) Valid() (bool, error)                   { return true, nil }
+func (s *snapshot) WriteBreakpoint(*proc.Breakpoint) error { return nil }
+func (s *snapshot) EraseBreakpoint(*proc.Breakpoint) error { return nil }
+func (s *snapshot) SupportsBPF() bool                      { return false }
+func (s *snapshot) Recorded() (bool, string)               { return false, "" }
+func (s *snapshot) WriteMemory(uint64, []byte) (int, error) {
+	return 0, errors.New("a snapshot is read-only")
+}
+func (s *snapshot) MemoryMap() ([]proc.MemoryMapEntry, error) {
+	return nil, errors.New("no memory map")
+}
 
 // ReadMemory serves buf from the copied regions, or from the live process
 // for the executable's read-only mappings.
@@ -88,10 +92,10 @@ func (s *snapshot) set(tid int, regs *linutil.AMD64PtraceRegs, regions []region)
 // thread is the one thread of a snapshot: the one that hit.
 type thread struct {
 	proc.Thread // nil: only the methods below are used
-	s      *snapshot
-	id     int
-	regs   *linutil.AMD64PtraceRegs
-	common proc.CommonThread
+	s           *snapshot
+	id          int
+	regs        *linutil.AMD64PtraceRegs
+	common      proc.CommonThread
 }
 
 func (t *thread) ThreadID() int                        { return t.id }
@@ -104,7 +108,9 @@ func (t *thread) SetCurrentBreakpoint(bool) error      { return nil }
 func (t *thread) RestoreRegisters(proc.Registers) error {
 	return errors.New("a snapshot is read-only")
 }
-func (t *thread) SetReg(uint64, *op.DwarfRegister) error { return errors.New("a snapshot is read-only") }
+func (t *thread) SetReg(uint64, *op.DwarfRegister) error {
+	return errors.New("a snapshot is read-only")
+}
 
 func (t *thread) Registers() (proc.Registers, error) {
 	if t.regs == nil {

@@ -2,9 +2,10 @@
 // of every kind a hit shows, with values that depend only on n, so that two
 // processes traced by two backends can be compared hit by hit.
 //
-// It prints "READY pid=<pid>" and then calls work every -every. On SIGUSR1
-// it also runs a burst: -par goroutines call work -burst times each at
-// once, then it prints "BURST calls=<n>".
+// It prints "READY pid=<pid>" and then calls work every -every (never with
+// -every 0). On SIGUSR1 it also runs a burst: -par goroutines call work
+// -burst times each at once, with n = 1000000*k + i in burst k (from 1),
+// then it prints "BURST k=<k> calls=<n>".
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -40,7 +42,7 @@ type Labeler interface{ Label() string }
 
 var errBoom = errors.New("boom")
 
-var sink int
+var sink atomic.Int64
 
 // work is never inlined, so its arguments stay arguments in optimized
 // builds; gid is the calling goroutine's id, for the hits' goroutine ids to
@@ -60,10 +62,17 @@ func work(n int, s *Shape, gid int64) int {
 	var lab Labeler = s
 	m := map[string]int{"n": n}
 	total := count + len(name) + pt.X + arr[2] + nums[1] + len(m) + int(gid) //@trace(work)
+	// Everything stays live across the traced line, so that an optimized
+	// build keeps every value where its DWARF says.
+	return total + keep(count, ratio, even, name, pt, arr, nums, err, anyv, lab, m)
+}
+
+//go:noinline
+func keep(count int, ratio float64, even bool, name string, pt Point, arr [3]int, nums []int, err error, anyv any, lab Labeler, m map[string]int) int {
 	if even && ratio >= 0 && err != nil && anyv != nil && lab.Label() != "" {
-		total++
+		return count + len(name) + pt.Y + arr[0] + len(nums) + len(m)
 	}
-	return total
+	return 0
 }
 
 // goid reads the calling goroutine's id from its stack header.
@@ -88,7 +97,8 @@ func main() {
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	go func() {
-		for range usr1 {
+		for k := 1; ; k++ {
+			<-usr1
 			var wg sync.WaitGroup
 			for g := 0; g < *par; g++ {
 				wg.Add(1)
@@ -96,18 +106,21 @@ func main() {
 					defer wg.Done()
 					id := goid()
 					for i := 0; i < *burst; i++ {
-						sink += work(i, shapes[i%2], id)
+						sink.Add(int64(work(1000000*k+i, shapes[i%2], id)))
 					}
 				}()
 			}
 			wg.Wait()
-			fmt.Printf("BURST calls=%d\n", *par**burst)
+			fmt.Printf("BURST k=%d calls=%d\n", k, *par**burst)
 		}
 	}()
 	fmt.Printf("READY pid=%d\n", os.Getpid())
+	if *every == 0 {
+		select {}
+	}
 	id := goid()
 	for n := 0; ; n++ {
-		sink += work(n, shapes[n%2], id)
+		sink.Add(int64(work(n, shapes[n%2], id)))
 		time.Sleep(*every)
 	}
 }
