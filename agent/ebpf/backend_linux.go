@@ -284,7 +284,7 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 	if err != nil {
 		var nf *proc.ErrCouldNotFindLine
 		if errors.As(err, &nf) {
-			return agent.Placement{}, fleet.Errorf(fleet.CodeNoCode, "%s:%d has no code in %s: the compiler emitted no instructions for that line (a comment, a blank line, a declaration, or code optimized away); pick a line with a statement", file, spec.Location.Line, t.exe)
+			return agent.Placement{}, fleet.Errorf(fleet.CodeNoCode, "%s:%d has no code in %s: the compiler emitted no instructions for that line (a comment, a blank line, a declaration, or code optimized away); pick a line with a statement", file, spec.Location.Line, exeName(t.pid))
 		}
 		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "finding the code of %s:%d: %v", file, spec.Location.Line, err)
 	}
@@ -592,6 +592,13 @@ func (t *target) safeCapture(tp *tracepoint) (h fleet.Hit, keep bool, err error)
 			err = fleet.Errorf(fleet.CodeInternal, "internal error decoding tracepoint %s on pid %d: %v; the tracepoint was removed (please report it)", tp.spec.ID, t.pid, r)
 		}
 	}()
-	h, keep = t.capture(tp)
-	return h, keep, nil
+	return t.capture(tp)
+}
+
+// exeName names pid's executable for messages.
+func exeName(pid int) string {
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
+		return exe
+	}
+	return fmt.Sprintf("pid %d", pid)
 }

@@ -40,8 +40,8 @@ func loadConfig(c fleet.Capture) proc.LoadConfig {
 }
 
 // capture reads what tp asks for from the snapshot of one hit; keep is false
-// when tp's condition does not hold.
-func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool) {
+// when tp's condition does not hold, err says why it cannot be decided.
+func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	tgt := t.tgt
 	th := t.snap.thread
 	h = fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Time: time.Now().UnixNano()}
@@ -54,7 +54,7 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool) {
 	if err != nil || len(frames) == 0 {
 		h.Errors = append(h.Errors, fmt.Sprintf("reading the stack: %v", err))
 		h.File, h.Line = tp.file, tp.spec.Location.Line
-		return h, tp.spec.Condition == ""
+		return h, tp.spec.Condition == "", nil
 	}
 	top := frames[0].Call
 	h.File, h.Line = top.File, top.Line
@@ -82,18 +82,21 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool) {
 	scope := proc.FrameToScope(tgt, th.ProcessMemory(), g, th.ThreadID(), frames[0])
 	if tp.spec.Condition != "" {
 		v, err := scope.EvalExpression(tp.spec.Condition, proc.LoadConfig{})
-		if err != nil || v.Unreadable != nil || v.Kind != reflect.Bool {
-			// A condition over memory the probe did not copy cannot be
-			// decided: report the hit with why, rather than drop it.
-			reason := fmt.Sprint(err)
-			if err == nil && v.Unreadable != nil {
-				reason = v.Unreadable.Error()
-			} else if err == nil {
-				reason = "not a boolean"
+		if err == nil && v.Unreadable != nil {
+			err = v.Unreadable
+		}
+		if err == nil && v.Kind != reflect.Bool {
+			err = fmt.Errorf("it is a %s, not a boolean", v.Kind)
+		}
+		if err != nil {
+			hint := ""
+			if notCaptured(err.Error()) {
+				hint = " (it reads memory the uprobe does not copy: trace it with the delve backend)"
 			}
-			h.Errors = append(h.Errors, fmt.Sprintf("condition %q: %s", tp.spec.Condition, reason))
-		} else if !constantTrue(v) {
-			return h, false
+			return h, false, fleet.Errorf(fleet.CodeBadCondition, "condition %q of tracepoint %s failed at %s:%d: %v%s; the tracepoint was removed: fix the condition and set it again", tp.spec.Condition, tp.spec.ID, tp.file, tp.spec.Location.Line, err, hint)
+		}
+		if !constantTrue(v) {
+			return h, false, nil
 		}
 	}
 	if tp.warm {
@@ -106,7 +109,7 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool) {
 		h.Args, h.Locals, h.Exprs, h.Message, h.Errors = nil, nil, nil, "", nil
 		t.readValues(scope, tp, &h)
 	}
-	return h, true
+	return h, true, nil
 }
 
 func constantTrue(v *proc.Variable) bool {

@@ -399,3 +399,52 @@ func TestSIGKILL(t *testing.T) {
 		t.Fatalf("the target died with its tracer: %s", target.Output())
 	}
 }
+
+// TestBackendsAuto: auto serves a tracepoint with eBPF, but one with a hit
+// condition, which eBPF cannot express, with Delve; placements say which.
+// One instruction cannot carry a uprobe and a breakpoint, so a second
+// tracepoint at a line follows the first one's backend, or is refused.
+func TestBackendsAuto(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, valuesDir)
+	p := agenttest.Start(t, bin, "-every", "5ms")
+	b := &agent.Backends{Default: agent.BackendAuto, EBPF: ebpf.New(), Delve: delve.New(os.Stderr)}
+	tgt := attach(t, b, p.Pid)
+	ctx := context.Background()
+	plain := workSpec(t, "plain")
+	counted := workSpec(t, "counted")
+	counted.HitCondition = "> 2"
+
+	if pl := set(t, tgt, plain); pl.Backend != agent.BackendEBPF {
+		t.Errorf("plain placed with %q, want ebpf", pl.Backend)
+	}
+	waitHit(t, tgt, "plain")
+	if _, err := tgt.Set(ctx, counted); err == nil || !strings.Contains(err.Error(), "served by ebpf") {
+		t.Errorf("a Delve tracepoint on an eBPF line: %v, want refused", err)
+	}
+	if err := tgt.Clear(ctx, "plain"); err != nil {
+		t.Fatal(err)
+	}
+	if pl := set(t, tgt, counted); pl.Backend != agent.BackendDelve {
+		t.Errorf("counted placed with %q, want delve", pl.Backend)
+	}
+	waitHit(t, tgt, "counted")
+}
+
+func waitHit(t *testing.T, tgt agent.Target, id string) {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case h := <-tgt.Hits():
+			if h.Fault != nil {
+				t.Fatal(h.Fault)
+			}
+			if h.Tracepoint == id {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no hit of %s in 60s", id)
+		}
+	}
+}

@@ -17,7 +17,7 @@ import (
 
 // The plan layout shared with probe.c.
 const (
-	maxOps    = 32
+	maxOps    = 64
 	maxRead   = 0xfff // bytes one op copies at most
 	maxFrames = 32
 
@@ -126,6 +126,14 @@ type planner struct {
 	ops     []bpfOp
 	window  int64 // bytes of the frame from SP that variables occupy
 	full    bool  // ops ran out: some values will read as not captured
+	queue   []pointee
+}
+
+// pointee is a value to plan once the values before it are.
+type pointee struct {
+	l     loc
+	t     godwarf.Type
+	depth int
 }
 
 // loc is where a value's bytes are at the probed PC.
@@ -269,8 +277,16 @@ func (pl *planner) plan(pc uint64, line int) (bpfPlan, error) {
 	for off := int64(0); off < min(pl.window, maxWindow); off += maxRead {
 		pl.add(bpfOp{Ptr: bpfSrc{Kind: srcSPAddr, Off: int32(off)}, Max: uint32(min(pl.window-off, maxRead))})
 	}
+	// Breadth first: what the variables point to directly, for all of
+	// them, before what those point to, so that running out of ops costs
+	// the deepest values.
 	for _, p := range todo {
 		pl.value(p.l, p.t, 0)
+	}
+	for len(pl.queue) > 0 && !pl.full {
+		w := pl.queue[0]
+		pl.queue = pl.queue[1:]
+		pl.value(w.l, w.t, w.depth)
 	}
 	var bp bpfPlan
 	bp.NOps = uint32(len(pl.ops))
@@ -319,7 +335,7 @@ func (pl *planner) value(l loc, t godwarf.Type, depth int) {
 			if !pl.hasPointers(t.ElemType) {
 				break
 			}
-			pl.value(loc{kind: srcOp, op: k, off: int64(i) * elem}, t.ElemType, depth+1)
+			pl.queue = append(pl.queue, pointee{loc{kind: srcOp, op: k, off: int64(i) * elem}, t.ElemType, depth + 1})
 		}
 	case *godwarf.PtrType:
 		ptr, ok := l.word(0)
@@ -329,7 +345,7 @@ func (pl *planner) value(l loc, t godwarf.Type, depth int) {
 		}
 		k := pl.add(bpfOp{Ptr: ptr, Max: uint32(min(size, maxRead))})
 		if k >= 0 {
-			pl.value(loc{kind: srcOp, op: k}, t.Type, depth+1)
+			pl.queue = append(pl.queue, pointee{loc{kind: srcOp, op: k}, t.Type, depth + 1})
 		}
 	case *godwarf.StructType:
 		for _, f := range t.Field {

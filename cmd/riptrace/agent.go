@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/delve"
+	"github.com/riptrace/riptrace/agent/ebpf"
 )
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -28,6 +30,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	redactNames := fs.String("redact-names", agent.DefaultRedactNames, "redact variables and fields whose names match `REGEXP`, before hits leave the host")
 	redactValues := fs.String("redact-values", agent.DefaultRedactValues, "redact values that match `REGEXP`, whatever their names")
 	noRedact := fs.Bool("no-redact", false, "send every captured value as is")
+	backend := fs.String("backend", agent.BackendAuto, "serve tracepoints with `BACKEND`: auto (eBPF where the kernel and permissions allow it and the tracepoint can be expressed, else Delve), ebpf or delve; a tracepoint's own backend field overrides it")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (for example 127.0.0.1:9464); the agent listens nowhere else")
 	if pos, err := parse(fs, args); err != nil {
 		return err
@@ -46,6 +49,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		redact = &agent.Redactor{}
 	}
 	log := slog.New(h)
+	backends, err := newBackends(*backend, stderr)
+	if err != nil {
+		return err
+	}
+	if backends.EBPF == nil && *backend == agent.BackendAuto {
+		log.Info("eBPF unavailable: tracing with Delve", "reason", backends.EBPFErr)
+	}
 	var metrics prometheus.Registerer // nil: not served
 	if *metricsAddr != "" {
 		reg := prometheus.NewRegistry()
@@ -68,11 +78,30 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Host:        *host,
 		Processes:   procs,
 		Version:     version,
-		BackendName: "delve",
+		BackendName: strings.Join(backends.Names(), ","),
 		Deny:        deny,
 		Redact:      redact,
 		Metrics:     metrics,
 		Log:         log,
-	}, c, delve.New(stderr))
+	}, c, backends)
 	return a.Run(ctx)
+}
+
+// newBackends sets up the backends --backend asks for: eBPF where it can
+// run, Delve always.
+func newBackends(name string, stderr io.Writer) (*agent.Backends, error) {
+	b := &agent.Backends{Default: name, Delve: delve.New(stderr)}
+	switch name {
+	case agent.BackendAuto, agent.BackendEBPF, agent.BackendDelve:
+	default:
+		return nil, usageError{fmt.Sprintf("--backend %q: use auto, ebpf or delve", name)}
+	}
+	if name != agent.BackendDelve {
+		if b.EBPFErr = ebpf.Available(); b.EBPFErr == nil {
+			b.EBPF = ebpf.New()
+		} else if name == agent.BackendEBPF {
+			return nil, fmt.Errorf("--backend ebpf: %v; run with --backend auto to fall back to Delve", b.EBPFErr)
+		}
+	}
+	return b, nil
 }

@@ -32,7 +32,7 @@ static long (*bpf_ringbuf_output)(void *rb, void *data, u64 size, u64 flags) = (
 static u64 (*bpf_get_attach_cookie)(void *ctx) = (void *)BPF_FUNC_get_attach_cookie;
 static long (*bpf_loop)(u32 nr, void *fn, void *ctx, u64 flags) = (void *)BPF_FUNC_loop;
 
-#define MAX_OPS 32      // capture operations per probe
+#define MAX_OPS 64      // capture operations per probe
 #define MAX_FRAMES 32   // frame-pointer links followed
 #define NREGS 21        // struct pt_regs on x86_64, in 8-byte words
 #define REG_SP 19
@@ -108,7 +108,7 @@ struct scratch {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 1024);
 	__type(key, u32);
 	__type(value, struct plan);
 } plans SEC(".maps");
