@@ -38,7 +38,7 @@ NF=${BENCH_UPROBE_HITS:-3000}
 HIT_RUNS=${BENCH_HIT_RUNS:-5}
 LIVE_RUNS=${BENCH_LIVE_RUNS:-3}
 WARMUP=20         # first hits of each tool, not measured: Delve loads types lazily
-BASE_N=20000000   # iterations per untraced run
+BASE_N=100000000  # iterations per untraced (and idle) run
 HOT_SRC=bench/targets/hot/main.go
 SVC_SRC=bench/grpcsvc/main.go
 
@@ -176,10 +176,12 @@ GOWORK=off go build -C bench/grpcsvc -o "$BIN/grpcsvc" .
 go build -o "$BIN/uprobe" ./bench/uprobe
 ln -f "$BIN/hot" "$BIN/hot-dlv"
 # The agents tell the hot targets apart by name: hot for the Delve backend,
-# hot-ebpf and hot-idle for the eBPF backend, hot-bare for the bare uprobe.
+# hot-ebpf and hot-idle for the eBPF backend, hot-bare for the bare uprobe,
+# hot-base untraced.
 ln -f "$BIN/hot" "$BIN/hot-ebpf"
 ln -f "$BIN/hot" "$BIN/hot-idle"
 ln -f "$BIN/hot" "$BIN/hot-bare"
+ln -f "$BIN/hot" "$BIN/hot-base"
 ln -f "$BIN/grpcsvc" "$BIN/grpcsvc-dlv"
 HOT_LINE=$(marker_line "$HOT_SRC" hot)
 COLD_LINE=$(marker_line "$HOT_SRC" cold)
@@ -292,19 +294,29 @@ loop() {
 	grep '^elapsed ' "$out" | tail -1 | sed 's/.*ns=//'
 }
 
+# iterations TOOL: loop length of a measured run of TOOL.
+iterations() {
+	case $1 in
+	dlv | rt) echo "$N" ;;
+	rte | bare) echo "$NF" ;;
+	base | idle) echo "$BASE_N" ;;
+	esac
+}
+
+# cost TOOL RUN: µs per hit of TOOL's run RUN over the untraced loop.
+cost() {
+	local n
+	n=$(iterations "$1")
+	calc "(${RAW[$1,$2]} - $BASE_NS * $n) / $n / 1000"
+}
+
 echo
 echo "per-hit cost: $HIT_RUNS runs per tool, alternating, of $N hits (ptrace) or $NF hits (uprobes), after $WARMUP warm-up hits"
 
-start_hot base "$BIN/hot"
+# The untraced target runs alongside the others, so that its runs alternate
+# with theirs and see the same load.
+start_hot base "$BIN/hot-base"
 loop base 1000000 >/dev/null
-base=()
-for ((i = 1; i <= HIT_RUNS; i++)); do
-	ns=$(loop base "$BASE_N")
-	base+=("$(calc "$ns / $BASE_N")")
-done
-BASE_NS=$(median "${base[@]}")
-printf '  untraced: %d runs of %d iterations, %s ns/iteration\n' "$HIT_RUNS" "$BASE_N" "$(range %.2f "${base[@]}")"
-stop_hot base
 
 # Delve: an init script sets the tracepoint and continues; dlv then prints
 # "> goroutine(G): main.step(i, acc)" for each hit.
@@ -340,30 +352,30 @@ wait_for "$TMP/uprobe.out" '^READY pid=' 1 60 "$UPROBE_PID" || die "the bare upr
 
 for tool in dlv rt rte bare; do loop "$tool" "$WARMUP" >/dev/null; done
 loop idle 1000000 >/dev/null
+declare -A RAW # tool,run → ns per loop
+for ((i = 1; i <= HIT_RUNS; i++)); do
+	for tool in base dlv rt rte bare idle; do
+		RAW[$tool,$i]=$(loop "$tool" "$(iterations "$tool")")
+	done
+done
+base=()
+for ((i = 1; i <= HIT_RUNS; i++)); do base+=("$(calc "${RAW[base,$i]} / $BASE_N")"); done
+BASE_NS=$(median "${base[@]}")
+printf '  untraced: %d runs of %d iterations, %s ns/iteration\n' "$HIT_RUNS" "$BASE_N" "$(range %.2f "${base[@]}")"
 dlv_cost=()
 rt_cost=()
 rte_cost=()
 bare_cost=()
-idle_ns=()
+idle_ratio=()
 for ((i = 1; i <= HIT_RUNS; i++)); do
-	for tool in dlv rt rte bare idle; do
-		case $tool in
-		dlv | rt) n=$N ;;
-		rte | bare) n=$NF ;;
-		idle) n=$BASE_N ;;
-		esac
-		ns=$(loop "$tool" "$n")
-		us=$(calc "($ns - $BASE_NS * $n) / $n / 1000")
-		case $tool in
-		dlv) dlv_cost+=("$us") ;;
-		rt) rt_cost+=("$us") ;;
-		rte) rte_cost+=("$us") ;;
-		bare) bare_cost+=("$us") ;;
-		idle) idle_ns+=("$(calc "$ns / $n")") ;;
-		esac
-	done
-	printf '  run %d: delve trace %s µs/hit; riptrace delve %s µs/hit; bare uprobe %s µs/hit; riptrace ebpf %s µs/hit; attached, no tracepoint on the loop %s ns/iteration\n' "$i" \
-		"$(fmt %.0f "${dlv_cost[-1]}")" "$(fmt %.0f "${rt_cost[-1]}")" "$(fmt %.1f "${bare_cost[-1]}")" "$(fmt %.1f "${rte_cost[-1]}")" "$(fmt %.2f "${idle_ns[-1]}")"
+	dlv_cost+=("$(cost dlv "$i")")
+	rt_cost+=("$(cost rt "$i")")
+	rte_cost+=("$(cost rte "$i")")
+	bare_cost+=("$(cost bare "$i")")
+	# The idle target against the untraced run next to it.
+	idle_ratio+=("$(calc "${RAW[idle,$i]} / ${RAW[base,$i]}")")
+	printf '  run %d: delve trace %s µs/hit; riptrace delve %s µs/hit; bare uprobe %s µs/hit; riptrace ebpf %s µs/hit; attached, idle %s× untraced\n' "$i" \
+		"$(fmt %.0f "${dlv_cost[-1]}")" "$(fmt %.0f "${rt_cost[-1]}")" "$(fmt %.1f "${bare_cost[-1]}")" "$(fmt %.1f "${rte_cost[-1]}")" "$(fmt %.2f "${idle_ratio[-1]}")"
 done
 WANT_HITS=$((WARMUP + HIT_RUNS * N))
 WANT_FAST=$((WARMUP + HIT_RUNS * NF))
@@ -384,7 +396,7 @@ BARE_HITS=$(sed -n 's/^COUNT n=//p' "$TMP/uprobe.out")
 stop "$TRACE_DELVE_PID"
 stop "$TRACE_EBPF_PID"
 stop "$TRACE_IDLE_PID"
-for tool in rt rte idle bare; do stop_hot "$tool"; done
+for tool in base rt rte idle bare; do stop_hot "$tool"; done
 stop "$AGENT_DELVE_PID"
 stop "$AGENT_EBPF_PID"
 stop_hot dlv
@@ -482,7 +494,7 @@ DLV_COST=$(median "${dlv_cost[@]}")
 RT_COST=$(median "${rt_cost[@]}")
 RTE_COST=$(median "${rte_cost[@]}")
 BARE_COST=$(median "${bare_cost[@]}")
-IDLE_NS=$(median "${idle_ns[@]}")
+IDLE_RATIO=$(median "${idle_ratio[@]}")
 DLV_LIVE=$(median "${dlv_live[@]}")
 RT_LIVE=$(median "${rt_live[@]}")
 DLV_PAUSE=$(median "${dlv_pause[@]}")
@@ -493,7 +505,7 @@ row() { printf '  %-24s %10s %-8s %6s   %s\n' "$@" | sed 's/ *$//'; }
 echo
 echo "per-hit cost (median of $HIT_RUNS runs, target ${HOT_SRC%/main.go}; N=$N hits with ptrace, $NF with uprobes)"
 row untraced "$(fmt %.4f "$BASE_NS / 1000")" µs/iter 1.00x ""
-row "attached, idle (ebpf)" "$(fmt %.4f "$IDLE_NS / 1000")" µs/iter "$(fmt %.2fx "$IDLE_NS / $BASE_NS")" "range $(range %.2f "${idle_ns[@]}") ns; the eBPF agent attached, its tracepoint on a line the loop never runs ($IDLE_HITS hits); goal 1.00x"
+row "attached, idle (ebpf)" "$(fmt %.4f "$IDLE_RATIO * $BASE_NS / 1000")" µs/iter "$(fmt %.2fx "$IDLE_RATIO")" "range $(range %.2f "${idle_ratio[@]}")x, each against the untraced run beside it; the eBPF agent attached, its tracepoint on a line the loop never runs ($IDLE_HITS hits); goal 1.00x"
 row "bare uprobe" "$(fmt %.1f "$BARE_COST")" µs/hit 1.00x "range $(range %.1f "${bare_cost[@]}"); $BARE_HITS/$WANT_FAST hits counted"
 row "riptrace (ebpf)" "$(fmt %.1f "$RTE_COST")" µs/hit "$(fmt %.2fx "$RTE_COST / $BARE_COST")" "range $(range %.1f "${rte_cost[@]}"); $RTE_HITS/$WANT_FAST hits received, $RTE_DROPPED dropped; goal ≤ 1.5x the bare uprobe"
 row "delve trace" "$(fmt %.0f "$DLV_COST")" µs/hit 1.00x "range $(range %.0f "${dlv_cost[@]}"); $DLV_HITS/$WANT_HITS hits printed"

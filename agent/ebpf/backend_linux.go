@@ -89,7 +89,8 @@ func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
 // target is one process with uprobes.
 //
 // Its goroutines: read decodes the ring buffer into hits until the target
-// is closed; watch waits for the process to exit.
+// is closed, then frees the program and maps; watch waits for the process
+// to exit.
 type target struct {
 	pid  int
 	exe  string
@@ -127,11 +128,13 @@ type tracepoint struct {
 	log    []fleet.LogSegment
 	load   proc.LoadConfig
 	warm   bool
-	// Applied here when the tracepoint has a condition: the BPF bucket
-	// would count the hits the condition filters out.
-	limit   bucket
-	dropped uint64
-	full    bool // a plan ran out of ops
+	// Applied here when the tracepoint has a condition the BPF program
+	// does not evaluate: the BPF bucket would count the hits the condition
+	// filters out.
+	inKernel bool
+	limit    bucket
+	dropped  uint64
+	full     bool // a plan ran out of ops
 }
 
 type probe struct {
@@ -289,35 +292,45 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "finding the code of %s:%d: %v", file, spec.Location.Line, err)
 	}
 	tp := &tracepoint{spec: spec, file: file, log: logSegs, load: loadConfig(spec.Capture)}
-	bk, err := t.allocBucket(spec)
-	if err != nil {
-		return agent.Placement{}, err
-	}
-	tp.bucket = bk
-	if spec.Condition != "" {
-		tp.limit.init(maxHitsPerSecond(spec))
-	}
 	frames := spec.Capture.StackDepth + 2
 	if frames > maxFrames {
 		frames = maxFrames
 	}
-	for _, pc := range pcs {
-		pl := &planner{bi: t.snap.bi, di: t.di, capture: spec.Capture}
+	plans := make([]bpfPlan, len(pcs))
+	// A condition the BPF program evaluates at every PC filters hits
+	// before the rate limit there; any other is evaluated here, and the
+	// limit applied after it.
+	inKernel := true
+	for i, pc := range pcs {
+		pl := &planner{bi: t.snap.bi, di: t.di, capture: spec.Capture, cond: spec.Condition}
 		plan, err := pl.plan(pc, spec.Location.Line)
 		if err != nil {
-			t.clear(tp)
 			return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "planning the capture at %s:%d (pc %#x): %v", file, spec.Location.Line, pc, err)
 		}
 		tp.full = tp.full || pl.full
-		plan.Bucket = bk
+		inKernel = inKernel && (spec.Condition == "" || plan.Cond.Op != condNone)
 		plan.Frames = uint32(frames)
+		plans[i] = plan
+	}
+	bk, err := t.allocBucket(spec, inKernel)
+	if err != nil {
+		return agent.Placement{}, err
+	}
+	tp.bucket = bk
+	if !inKernel {
+		tp.limit.init(maxHitsPerSecond(spec))
+	}
+	tp.inKernel = inKernel
+	for i, pc := range pcs {
+		plan := plans[i]
+		plan.Bucket = bk
 		slot := t.allocPlan()
 		if err := t.coll.Maps["plans"].Put(slot, &plan); err != nil {
 			t.freePlan = append(t.freePlan, slot)
 			t.clear(tp)
 			return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "storing the capture plan: %v", err)
 		}
-		off, err := fileOffset(t.exe, pc)
+		off, err := fileOffset(t.exe, pc, t.snap.bi.Images[0].StaticBase)
 		if err != nil {
 			t.freePlan = append(t.freePlan, slot)
 			t.clear(tp)
@@ -351,7 +364,7 @@ func maxHitsPerSecond(spec agent.Tracepoint) int {
 }
 
 // allocBucket takes a bucket slot for spec's rate limit. Lock should be held.
-func (t *target) allocBucket(spec agent.Tracepoint) (uint32, error) {
+func (t *target) allocBucket(spec agent.Tracepoint, inKernel bool) (uint32, error) {
 	slot := -1
 	for i, used := range t.buckets {
 		if !used {
@@ -368,7 +381,7 @@ func (t *target) allocBucket(spec agent.Tracepoint) (uint32, error) {
 	}
 	t.buckets[slot] = true
 	b := bpfBucket{}
-	if spec.Condition == "" && spec.Limits.MaxHitsPerSecond > 0 {
+	if inKernel && spec.Limits.MaxHitsPerSecond > 0 {
 		b.Rate = uint64(spec.Limits.MaxHitsPerSecond)
 	}
 	if err := t.coll.Maps["buckets"].Put(uint32(slot), &b); err != nil {
@@ -389,8 +402,10 @@ func (t *target) allocPlan() uint32 {
 	return t.nextPlan - 1
 }
 
-// fileOffset turns a PC into the offset in the executable that uprobes take.
-func fileOffset(exe string, pc uint64) (uint64, error) {
+// fileOffset turns a PC into the offset in the executable that uprobes
+// take; staticBase is where a position-independent executable was loaded.
+func fileOffset(exe string, pc, staticBase uint64) (uint64, error) {
+	pc -= staticBase
 	f, err := elf.Open(exe)
 	if err != nil {
 		return 0, err
@@ -469,6 +484,7 @@ func (t *target) gone() error {
 
 // watch waits for the process to exit.
 func (t *target) watch() {
+	defer unix.Close(t.pidfd)
 	fds := []unix.PollFd{{Fd: int32(t.pidfd), Events: unix.POLLIN}}
 	for {
 		select {
@@ -497,7 +513,6 @@ func (t *target) read() {
 	defer func() {
 		t.coll.Close()
 		t.snap.live.Close()
-		unix.Close(t.pidfd)
 	}()
 	var rec ringbuf.Record
 	for {
@@ -574,7 +589,7 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 	}
 	h.Time = ktime + t.mono
 	h.Dropped = dropped
-	if tp.spec.Condition != "" {
+	if !tp.inKernel {
 		if !tp.limit.take(time.Unix(0, h.Time)) {
 			tp.dropped++
 			return agent.Hit{}, false

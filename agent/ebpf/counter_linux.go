@@ -40,7 +40,7 @@ func NewCounter(pid int, path string, line int) (*Counter, error) {
 		return nil, err
 	}
 	for _, pc := range pcs {
-		off, err := fileOffset(t.exe, pc)
+		off, err := fileOffset(t.exe, pc, t.snap.bi.Images[0].StaticBase)
 		if err == nil {
 			var l link.Link
 			l, err = t.ex.Uprobe("count", t.coll.Programs["count"], &link.UprobeOptions{Address: off, PID: pid})

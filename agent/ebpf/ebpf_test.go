@@ -98,7 +98,7 @@ func TestDifferential(t *testing.T) {
 	for _, build := range []struct {
 		name  string
 		flags []string
-	}{{"optimized", nil}, {"noopt", []string{agenttest.NoOpt}}} {
+	}{{"optimized", nil}, {"noopt", []string{agenttest.NoOpt}}, {"pie", []string{"-buildmode=pie"}}} {
 		t.Run(build.name, func(t *testing.T) {
 			bin := agenttest.BuildTarget(t, valuesDir, build.flags...)
 			pd := agenttest.Start(t, bin)
@@ -107,7 +107,9 @@ func TestDifferential(t *testing.T) {
 			et := attach(t, ebpf.New(), pe.Pid)
 			dpl := set(t, dt, workSpec(t, "w"))
 			epl := set(t, et, workSpec(t, "w"))
-			if fmt.Sprint(dpl.PCs) != fmt.Sprint(epl.PCs) || dpl.Function != epl.Function {
+			// PCs are compared relative to the first: a position-independent
+			// build loads at another address in each process.
+			if fmt.Sprint(relative(dpl.PCs, dpl.PCs[0])) != fmt.Sprint(relative(epl.PCs, epl.PCs[0])) || dpl.Function != epl.Function {
 				t.Errorf("placements differ: delve %+v, ebpf %+v", dpl, epl)
 			}
 			dh, eh := map[string]fleet.Hit{}, map[string]fleet.Hit{}
@@ -131,13 +133,23 @@ func TestDifferential(t *testing.T) {
 					b, _ := json.MarshalIndent(e, "", "  ")
 					t.Logf("ebpf hit for n=%s: %s", n, b)
 				}
-				compareHits(t, "n="+n, d, e)
+				compareHits(t, "n="+n, d, e, dpl.PCs[0], epl.PCs[0])
 			}
 		})
 	}
 }
 
-func compareHits(t *testing.T, what string, d, e fleet.Hit) {
+func relative(pcs []uint64, base uint64) []uint64 {
+	out := make([]uint64, len(pcs))
+	for i, pc := range pcs {
+		out[i] = pc - base
+	}
+	return out
+}
+
+// compareHits compares a hit of each backend; dBase and eBase are the
+// processes' first PCs of the tracepoint.
+func compareHits(t *testing.T, what string, d, e fleet.Hit, dBase, eBase uint64) {
 	t.Helper()
 	if d.File != e.File || d.Line != e.Line || d.Function != e.Function {
 		t.Errorf("%s: delve at %s:%d %s, ebpf at %s:%d %s", what, d.File, d.Line, d.Function, e.File, e.Line, e.Function)
@@ -151,7 +163,7 @@ func compareHits(t *testing.T, what string, d, e fleet.Hit) {
 	}
 	for i := range min(len(d.Stack), len(e.Stack)) {
 		df, ef := d.Stack[i], e.Stack[i]
-		if df.Function != ef.Function || df.Line != ef.Line || df.PC != ef.PC {
+		if df.Function != ef.Function || df.Line != ef.Line || df.PC-dBase != ef.PC-eBase {
 			t.Errorf("%s: frame %d: delve %+v, ebpf %+v", what, i, df, ef)
 		}
 	}
@@ -311,15 +323,30 @@ func TestRateLimit(t *testing.T) {
 	for _, h := range first {
 		dropped += h.Dropped
 	}
-	// The first hit of the next burst reports what the first burst lost
-	// after its last hit that passed.
-	second := burstHits(t, p, tgt, 2)
-	if len(second) == 0 || argN(t, second[0])/1000000 != 2 {
-		t.Fatalf("burst 2: no hits")
+	// The hits the burst lost after its last hit that passed are reported
+	// by the next hit that passes: one call with n = -1, repeated until one
+	// passes (each one refused counts as dropped too).
+	calls := 0
+	for flushed := false; !flushed; {
+		if calls == 50 {
+			t.Fatal("no call with n = -1 passed the limit in 50 tries")
+		}
+		calls++
+		if err := syscall.Kill(p.Pid, syscall.SIGUSR2); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case h := <-tgt.Hits():
+			if argN(t, h.Hit) != -1 {
+				t.Fatalf("a hit of n = %d after the burst", argN(t, h.Hit))
+			}
+			dropped += h.Dropped
+			flushed = true
+		case <-time.After(time.Second):
+		}
 	}
-	dropped += second[0].Dropped
-	if got := uint64(len(first)) + dropped; got != 1600 {
-		t.Errorf("burst 1: %d hits + %d dropped = %d, want 1600", len(first), dropped, got)
+	if got, want := uint64(len(first))+dropped, uint64(1600+calls-1); got != want {
+		t.Errorf("burst 1: %d hits + %d dropped = %d, want 1600 and %d calls refused", len(first), dropped, got, calls-1)
 	}
 }
 
@@ -446,5 +473,30 @@ func waitHit(t *testing.T, tgt agent.Target, id string) {
 		case <-deadline:
 			t.Fatalf("no hit of %s in 60s", id)
 		}
+	}
+}
+
+// TestCondition: a condition the BPF program evaluates lets through exactly
+// the hits where it holds, and those alone take from the rate limit.
+func TestCondition(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, valuesDir)
+	p := agenttest.Start(t, bin, "-every", "0", "-par", "8", "-burst", "200")
+	tgt := attach(t, ebpf.New(), p.Pid)
+	tp := workSpec(t, "cond")
+	tp.Capture = fleet.Capture{Args: true}
+	tp.Condition = "n < 1000005"
+	tp.Limits.MaxHitsPerSecond = 40
+	set(t, tgt, tp)
+	hits := burstHits(t, p, tgt, 1)
+	var dropped uint64
+	for _, h := range hits {
+		if n := argN(t, h); n >= 1000005 {
+			t.Errorf("hit with n = %d", n)
+		}
+		dropped += h.Dropped
+	}
+	if len(hits) != 40 || dropped != 0 {
+		t.Errorf("%d hits, %d dropped; want the 40 where the condition holds, none dropped", len(hits), dropped)
 	}
 }

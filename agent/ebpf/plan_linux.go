@@ -5,6 +5,11 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"strconv"
+	"strings"
 
 	"github.com/go-delve/delve/pkg/dwarf/frame"
 	"github.com/go-delve/delve/pkg/dwarf/godwarf"
@@ -45,11 +50,32 @@ type bpfOp struct {
 	Max  uint32
 }
 
+// Condition operators of struct cond.
+const (
+	condNone = iota
+	condEQ
+	condNE
+	condLT
+	condLE
+	condGT
+	condGE
+)
+
+type bpfCond struct {
+	Var    bpfSrc
+	Op     uint8
+	Size   uint8
+	Signed uint8
+	_      [5]uint8
+	Value  int64
+}
+
 type bpfPlan struct {
 	Bucket uint32
 	Frames uint32
 	NOps   uint32
 	_      uint32
+	Cond   bpfCond
 	Ops    [maxOps]bpfOp
 }
 
@@ -123,6 +149,7 @@ type planner struct {
 	bi      *proc.BinaryInfo
 	di      *debugInfo
 	capture fleet.Capture
+	cond    string // the tracepoint's condition, compiled if it is simple
 	ops     []bpfOp
 	window  int64 // bytes of the frame from SP that variables occupy
 	full    bool  // ops ran out: some values will read as not captured
@@ -221,7 +248,7 @@ func (pl *planner) plan(pc uint64, line int) (bpfPlan, error) {
 	if !ok {
 		return bpfPlan{}, fmt.Errorf("no DWARF entry for %s", fn.Name)
 	}
-	tree, err := godwarf.LoadTree(off, pl.di.dw, 0)
+	tree, err := godwarf.LoadTree(off, pl.di.dw, pl.bi.Images[0].StaticBase)
 	if err != nil {
 		return bpfPlan{}, fmt.Errorf("reading the DWARF of %s: %w", fn.Name, err)
 	}
@@ -239,6 +266,7 @@ func (pl *planner) plan(pc uint64, line int) (bpfPlan, error) {
 		t godwarf.Type
 	}
 	var todo []planned
+	byName := make(map[string]planned)
 	for _, v := range vars {
 		toff, ok := v.Val(dwarf.AttrType).(dwarf.Offset)
 		if !ok {
@@ -272,6 +300,12 @@ func (pl *planner) plan(pc uint64, line int) (bpfPlan, error) {
 			}
 		}
 		todo = append(todo, planned{l, typ})
+		name, _ := v.Val(dwarf.AttrName).(string)
+		if _, dup := byName[name]; dup {
+			byName[name] = planned{} // shadowed: which one the condition means is Delve's to say
+		} else {
+			byName[name] = planned{l, typ}
+		}
 	}
 	const maxWindow = 4 * maxRead
 	for off := int64(0); off < min(pl.window, maxWindow); off += maxRead {
@@ -289,6 +323,12 @@ func (pl *planner) plan(pc uint64, line int) (bpfPlan, error) {
 		pl.value(w.l, w.t, w.depth)
 	}
 	var bp bpfPlan
+	if pl.cond != "" {
+		bp.Cond = compileCond(pl.cond, func(name string) (loc, godwarf.Type, bool) {
+			p, ok := byName[name]
+			return p.l, p.t, ok && p.t != nil
+		})
+	}
 	bp.NOps = uint32(len(pl.ops))
 	copy(bp.Ops[:], pl.ops)
 	return bp, nil
@@ -394,4 +434,109 @@ func (pl *planner) hasPointers(t godwarf.Type) bool {
 		return pl.hasPointers(t.Type)
 	}
 	return false
+}
+
+// compileCond compiles a condition of the form `v OP constant` (or
+// `constant OP v`), v an integer variable, for the BPF program; anything
+// else gives a cond with op condNone, left to the agent.
+func compileCond(cond string, lookup func(string) (loc, godwarf.Type, bool)) bpfCond {
+	e, err := parser.ParseExpr(cond)
+	if err != nil {
+		return bpfCond{}
+	}
+	for {
+		p, ok := e.(*ast.ParenExpr)
+		if !ok {
+			break
+		}
+		e = p.X
+	}
+	be, ok := e.(*ast.BinaryExpr)
+	if !ok {
+		return bpfCond{}
+	}
+	ops := map[token.Token]uint8{token.EQL: condEQ, token.NEQ: condNE, token.LSS: condLT, token.LEQ: condLE, token.GTR: condGT, token.GEQ: condGE}
+	flip := map[uint8]uint8{condEQ: condEQ, condNE: condNE, condLT: condGT, condLE: condGE, condGT: condLT, condGE: condLE}
+	op, ok := ops[be.Op]
+	if !ok {
+		return bpfCond{}
+	}
+	id, lit := be.X, be.Y
+	if _, isIdent := id.(*ast.Ident); !isIdent {
+		id, lit, op = be.Y, be.X, flip[op]
+	}
+	name, ok := id.(*ast.Ident)
+	if !ok {
+		return bpfCond{}
+	}
+	value, ok := intConst(lit)
+	if !ok {
+		return bpfCond{}
+	}
+	l, t, ok := lookup(name.Name)
+	if !ok {
+		return bpfCond{}
+	}
+	var signed uint8
+	switch godwarf.ResolveTypedef(t).(type) {
+	case *godwarf.IntType:
+		signed = 1
+	case *godwarf.UintType:
+		if value < 0 {
+			return bpfCond{}
+		}
+	default:
+		return bpfCond{}
+	}
+	size := t.Size()
+	if size != 1 && size != 2 && size != 4 && size != 8 {
+		return bpfCond{}
+	}
+	src, ok := l.scalar(size)
+	if !ok {
+		return bpfCond{}
+	}
+	return bpfCond{Var: src, Op: op, Size: uint8(size), Signed: signed, Value: value}
+}
+
+// intConst reads an integer literal, possibly negated.
+func intConst(e ast.Expr) (int64, bool) {
+	neg := false
+	if u, ok := e.(*ast.UnaryExpr); ok && (u.Op == token.SUB || u.Op == token.ADD) {
+		neg = u.Op == token.SUB
+		e = u.X
+	}
+	lit, ok := e.(*ast.BasicLit)
+	if !ok || lit.Kind != token.INT {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(strings.ReplaceAll(lit.Value, "_", ""), 0, 64)
+	if err != nil {
+		return 0, false
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}
+
+// scalar says where a value of size bytes at the start of l is, for a
+// condition: like word, but a register piece may be narrower than 8 bytes.
+func (l loc) scalar(size int64) (bpfSrc, bool) {
+	if l.kind != srcReg {
+		return l.word(0)
+	}
+	if l.off != 0 || len(l.pieces) == 0 {
+		return bpfSrc{}, false
+	}
+	p := l.pieces[0]
+	switch {
+	case p.Kind == op.RegPiece && int64(p.Size) == size:
+		if r, ok := ptRegs[p.Val]; ok {
+			return bpfSrc{Kind: srcReg, Reg: r}, true
+		}
+	case p.Kind == op.AddrPiece && int64(p.Size) >= size:
+		return bpfSrc{Kind: srcStack, Off: int32(int64(p.Val) - l.spBase)}, true
+	}
+	return bpfSrc{}, false
 }

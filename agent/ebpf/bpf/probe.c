@@ -67,11 +67,26 @@ struct op {
 	u32 max;
 };
 
+// cond is a tracepoint's condition when it is a comparison of an integer
+// variable with a constant: hits it filters out cost no copy and no token.
+// The agent evaluates every condition again on what was copied.
+enum { COND_NONE, COND_EQ, COND_NE, COND_LT, COND_LE, COND_GT, COND_GE };
+
+struct cond {
+	struct src var;
+	u8 op;
+	u8 size;   // bytes of the variable: 1, 2, 4 or 8
+	u8 signed_;
+	u8 pad[5];
+	s64 value;
+};
+
 struct plan {
 	u32 bucket; // the tracepoint's rate limit
 	u32 frames; // frame-pointer links to copy
 	u32 nops;
 	u32 pad;
+	struct cond cond;
 	struct op ops[MAX_OPS];
 };
 
@@ -196,6 +211,47 @@ static __always_inline void copy(struct scratch *s, u32 *off, u64 addr, u32 n)
 	*off = o + sizeof(struct region) + ((n + 7) & ~7);
 }
 
+// holds evaluates a plan's condition.
+static __always_inline int holds(struct scratch *s, struct header *h, struct cond *c)
+{
+	u64 w = word(s, h, &c->var);
+	s64 v;
+	switch (c->size) {
+	case 1:
+		v = c->signed_ ? (s64)(__s8)w : (s64)(u8)w;
+		break;
+	case 2:
+		v = c->signed_ ? (s64)(__s16)w : (s64)(__u16)w;
+		break;
+	case 4:
+		v = c->signed_ ? (s64)(__s32)w : (s64)(u32)w;
+		break;
+	default:
+		v = (s64)w;
+	}
+	if (!c->signed_ && c->size == 8) {
+		u64 u = w, k = (u64)c->value;
+		switch (c->op) {
+		case COND_EQ: return u == k;
+		case COND_NE: return u != k;
+		case COND_LT: return u < k;
+		case COND_LE: return u <= k;
+		case COND_GT: return u > k;
+		case COND_GE: return u >= k;
+		}
+		return 1;
+	}
+	switch (c->op) {
+	case COND_EQ: return v == c->value;
+	case COND_NE: return v != c->value;
+	case COND_LT: return v < c->value;
+	case COND_LE: return v <= c->value;
+	case COND_GT: return v > c->value;
+	case COND_GE: return v >= c->value;
+	}
+	return 1;
+}
+
 // loopctx is the state of the loops over a plan's ops and over the frame
 // pointers; bpf_loop callbacks keep the verifier's work linear in the loop
 // body rather than in its iterations.
@@ -260,21 +316,22 @@ int capture(struct pt_regs *ctx)
 	struct bucket *b = bpf_map_lookup_elem(&buckets, &bk);
 	if (!b)
 		return 0;
-	u64 now = bpf_ktime_get_ns();
-	u64 dropped = 0;
-	if (!take(b, now, &dropped))
-		return 0;
-
 	u32 zero = 0;
 	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return 0;
 	struct header *h = (struct header *)s->buf;
+	__builtin_memcpy(h->regs, ctx, sizeof(h->regs));
+	if (p->cond.op != COND_NONE && !holds(s, h, &p->cond))
+		return 0;
+	u64 now = bpf_ktime_get_ns();
+	u64 dropped = 0;
+	if (!take(b, now, &dropped))
+		return 0;
 	h->cookie = cookie;
 	h->time = now;
 	h->dropped = dropped;
 	h->tid = (u32)bpf_get_current_pid_tgid();
-	__builtin_memcpy(h->regs, ctx, sizeof(h->regs));
 
 	struct loopctx c = {.s = s, .p = p, .nops = p->nops, .frames = p->frames, .bp = h->regs[REG_BP]};
 	bpf_loop(MAX_OPS, run_op, &c, 0);

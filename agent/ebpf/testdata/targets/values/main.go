@@ -5,7 +5,8 @@
 // It prints "READY pid=<pid>" and then calls work every -every (never with
 // -every 0). On SIGUSR1 it also runs a burst: -par goroutines call work
 // -burst times each at once, with n = 1000000*k + i in burst k (from 1),
-// then it prints "BURST k=<k> calls=<n>".
+// then it prints "BURST k=<k> calls=<n>". On SIGUSR2 it calls work once
+// with n = -1.
 package main
 
 import (
@@ -112,6 +113,13 @@ func main() {
 			}
 			wg.Wait()
 			fmt.Printf("BURST k=%d calls=%d\n", k, *par**burst)
+		}
+	}()
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	go func() {
+		for range usr2 {
+			sink.Add(int64(work(-1, shapes[0], goid())))
 		}
 	}()
 	fmt.Printf("READY pid=%d\n", os.Getpid())
