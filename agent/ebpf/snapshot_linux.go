@@ -17,9 +17,12 @@ import (
 // fails with errNotCaptured instead of reading the live process, whose
 // memory has moved on since the hit.
 //
-// The one exception is memory that does not change while the program runs:
-// the read-only mappings of the executable (code, type information, the
-// runtime's module data tables) are read from the live process.
+// The one exception is the executable's own file-backed mappings: code,
+// type information and the runtime's module data tables, which Delve needs
+// to name an interface's dynamic type, are read from the live process. They
+// do not change while the program runs; the initialized globals that share
+// those mappings can, and a hit's value that points into them (rare for a
+// local) is read as it is at decoding, a moment after the hit.
 //
 // snapshot implements just enough of Delve's proc.ProcessInternal and
 // proc.Thread for a Target that is never resumed: the embedded interfaces
@@ -65,7 +68,7 @@ func (s *snapshot) MemoryMap() ([]proc.MemoryMapEntry, error) {
 }
 
 // ReadMemory serves buf from the copied regions, or from the live process
-// for the executable's read-only mappings.
+// for the executable's file-backed mappings.
 func (s *snapshot) ReadMemory(buf []byte, addr uint64) (int, error) {
 	end := addr + uint64(len(buf))
 	for _, r := range s.regions {
