@@ -244,6 +244,13 @@ func convert(v *api.Variable, depth int) fleet.Variable {
 	fv := fleet.Variable{Name: v.Name, Type: api.ShortenType(v.Type)}
 	if v.Unreadable != "" {
 		fv.Value = "<unreadable>"
+		if v.Unreadable == "read out of bounds" && strings.Contains(strings.ToLower(v.LocationExpr), "xmm") {
+			// In a floating-point register, which a uprobe's program does
+			// not see; Delve says only that the register was empty.
+			fv.Value = "<not captured: " + kindName(v.Kind) + ">"
+			fv.Unreadable = "the value is in a floating-point register at this line, which a uprobe cannot read; trace a line where it is in memory, or trace with the delve backend"
+			return fv
+		}
 		switch {
 		case notCaptured(v.Unreadable):
 			fv.Value = "<not captured: " + kindName(v.Kind) + ">"

@@ -187,6 +187,13 @@ func (l loc) word(o int64) (bpfSrc, bool) {
 	}
 	at := int64(0)
 	o += l.off
+	if len(l.pieces) == 1 && l.pieces[0].Size == 0 && l.pieces[0].Kind == op.RegPiece {
+		// A value wholly in one register: its first word.
+		if r, ok := ptRegs[l.pieces[0].Val]; ok && o == 0 {
+			return bpfSrc{Kind: srcReg, Reg: r}, true
+		}
+		return bpfSrc{}, false
+	}
 	for _, p := range l.pieces {
 		if o >= at && o+8 <= at+int64(p.Size) {
 			switch p.Kind {
@@ -531,7 +538,7 @@ func (l loc) scalar(size int64) (bpfSrc, bool) {
 	}
 	p := l.pieces[0]
 	switch {
-	case p.Kind == op.RegPiece && int64(p.Size) == size:
+	case p.Kind == op.RegPiece && (int64(p.Size) == size || p.Size == 0 && len(l.pieces) == 1):
 		if r, ok := ptRegs[p.Val]; ok {
 			return bpfSrc{Kind: srcReg, Reg: r}, true
 		}

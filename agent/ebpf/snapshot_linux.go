@@ -119,7 +119,13 @@ func (t *thread) Registers() (proc.Registers, error) {
 	if t.regs == nil {
 		return nil, errors.New("no registers captured")
 	}
-	return regs{linutil.NewAMD64Registers(t.regs, nil)}, nil
+	return regs{linutil.NewAMD64Registers(t.regs, noFloats)}, nil
+}
+
+// noFloats is why a value in a floating-point register cannot be read: a
+// uprobe's BPF program sees only the general-purpose registers.
+func noFloats(*linutil.AMD64Registers) error {
+	return fmt.Errorf("%w: the floating-point registers", errNotCaptured)
 }
 
 // regs are a hit's registers. With the register ABI (Go 1.17 and later on
@@ -132,7 +138,7 @@ func (r regs) GAddr() (uint64, bool) { return r.Regs.R14, true }
 
 func (r regs) Copy() (proc.Registers, error) {
 	c := *r.Regs
-	return regs{linutil.NewAMD64Registers(&c, nil)}, nil
+	return regs{linutil.NewAMD64Registers(&c, noFloats)}, nil
 }
 
 // group is the process group of a snapshot, which is never resumed.
