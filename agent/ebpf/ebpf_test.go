@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,7 +22,27 @@ import (
 	"github.com/riptrace/riptrace/fleet"
 )
 
-func TestMain(m *testing.M) { agenttest.Main(m) }
+func TestMain(m *testing.M) { agenttest.Main(m, noLeftGoroutines) }
+
+// noLeftGoroutines fails the run if a target's goroutines (the ring buffer
+// reader, the exit watcher, the backends' hit pumps) outlive their tests.
+func noLeftGoroutines() error {
+	var left []string
+	for range 100 {
+		buf := make([]byte, 1<<20)
+		left = left[:0]
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "riptrace/agent/ebpf.(*target)") || strings.Contains(g, "riptrace/agent.(*multiTarget)") {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%d goroutines of detached targets are still running:\n%s", len(left), strings.Join(left, "\n\n"))
+}
 
 const valuesDir = "testdata/targets/values"
 
