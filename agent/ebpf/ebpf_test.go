@@ -47,9 +47,13 @@ func noLeftGoroutines() error {
 const valuesDir = "testdata/targets/values"
 
 func workSpec(t *testing.T, id string) agent.Tracepoint {
+	return markerSpec(t, id, "work")
+}
+
+func markerSpec(t *testing.T, id, marker string) agent.Tracepoint {
 	return agent.Tracepoint{
 		ID:       id,
-		Location: fleet.Location{Path: "main.go", Line: agenttest.MarkerLine(t, valuesDir+"/main.go", "work")},
+		Location: fleet.Location{Path: "main.go", Line: agenttest.MarkerLine(t, valuesDir+"/main.go", marker)},
 		Capture:  fleet.DefaultCapture,
 	}
 }
@@ -89,7 +93,8 @@ func set(t *testing.T, tgt agent.Target, tp agent.Tracepoint) agent.Placement {
 	return pl
 }
 
-// byN collects hits into a map by the value of the argument n.
+// byN collects hits into a map by the value of the argument n (x in the
+// inlined function).
 func byN(t *testing.T, hits <-chan agent.Hit, into map[string]fleet.Hit) {
 	t.Helper()
 	select {
@@ -101,7 +106,7 @@ func byN(t *testing.T, hits <-chan agent.Hit, into map[string]fleet.Hit) {
 			t.Fatalf("tracepoint fault: %v", h.Fault)
 		}
 		for _, a := range h.Args {
-			if a.Name == "n" {
+			if a.Name == "n" || a.Name == "x" {
 				into[a.Value] = h.Hit
 			}
 		}
@@ -122,41 +127,49 @@ func TestDifferential(t *testing.T) {
 	}{{"optimized", nil}, {"noopt", []string{agenttest.NoOpt}}, {"pie", []string{"-buildmode=pie"}}} {
 		t.Run(build.name, func(t *testing.T) {
 			bin := agenttest.BuildTarget(t, valuesDir, build.flags...)
-			pd := agenttest.Start(t, bin)
-			pe := agenttest.Start(t, bin)
-			dt := attach(t, delve.New(os.Stderr), pd.Pid)
-			et := attach(t, ebpf.New(), pe.Pid)
-			dpl := set(t, dt, workSpec(t, "w"))
-			epl := set(t, et, workSpec(t, "w"))
-			// PCs are compared relative to the first: a position-independent
-			// build loads at another address in each process.
-			if fmt.Sprint(relative(dpl.PCs, dpl.PCs[0])) != fmt.Sprint(relative(epl.PCs, epl.PCs[0])) || dpl.Function != epl.Function {
-				t.Errorf("placements differ: delve %+v, ebpf %+v", dpl, epl)
-			}
-			dh, eh := map[string]fleet.Hit{}, map[string]fleet.Hit{}
-			var common []string
-			for deadline := time.Now().Add(60 * time.Second); len(common) < 3; {
-				if time.Now().After(deadline) {
-					t.Fatalf("no three hits with the same n in both processes: delve %d hits, ebpf %d", len(dh), len(eh))
-				}
-				byN(t, dt.Hits(), dh)
-				byN(t, et.Hits(), eh)
-				common = common[:0]
-				for n := range eh {
-					if _, ok := dh[n]; ok {
-						common = append(common, n)
-					}
-				}
-			}
-			for _, n := range common {
-				d, e := dh[n], eh[n]
-				if testing.Verbose() {
-					b, _ := json.MarshalIndent(e, "", "  ")
-					t.Logf("ebpf hit for n=%s: %s", n, b)
-				}
-				compareHits(t, "n="+n, d, e, dpl.PCs[0], epl.PCs[0])
+			for _, marker := range []string{"work", "inl"} {
+				t.Run(marker, func(t *testing.T) { differ(t, bin, marker) })
 			}
 		})
+	}
+}
+
+// differ traces the marked line in two processes of bin, one per backend,
+// and compares hits with the same key argument.
+func differ(t *testing.T, bin, marker string) {
+	pd := agenttest.Start(t, bin)
+	pe := agenttest.Start(t, bin)
+	dt := attach(t, delve.New(os.Stderr), pd.Pid)
+	et := attach(t, ebpf.New(), pe.Pid)
+	dpl := set(t, dt, markerSpec(t, "w", marker))
+	epl := set(t, et, markerSpec(t, "w", marker))
+	// PCs are compared relative to the first: a position-independent
+	// build loads at another address in each process.
+	if fmt.Sprint(relative(dpl.PCs, dpl.PCs[0])) != fmt.Sprint(relative(epl.PCs, epl.PCs[0])) || dpl.Function != epl.Function {
+		t.Errorf("placements differ: delve %+v, ebpf %+v", dpl, epl)
+	}
+	dh, eh := map[string]fleet.Hit{}, map[string]fleet.Hit{}
+	var common []string
+	for deadline := time.Now().Add(60 * time.Second); len(common) < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no three hits with the same key in both processes: delve %d hits, ebpf %d", len(dh), len(eh))
+		}
+		byN(t, dt.Hits(), dh)
+		byN(t, et.Hits(), eh)
+		common = common[:0]
+		for n := range eh {
+			if _, ok := dh[n]; ok {
+				common = append(common, n)
+			}
+		}
+	}
+	for _, n := range common {
+		d, e := dh[n], eh[n]
+		if testing.Verbose() {
+			b, _ := json.MarshalIndent(e, "", "  ")
+			t.Logf("ebpf hit for %s: %s", n, b)
+		}
+		compareHits(t, "key "+n, d, e, dpl.PCs[0], epl.PCs[0])
 	}
 }
 
