@@ -63,7 +63,7 @@ func loadCollection() (*ebpf.Collection, error) {
 		if errors.Is(err, unix.EPERM) {
 			return nil, fmt.Errorf("loading the BPF program: %w: run the agent as root, or give it CAP_BPF and CAP_PERFMON (in Kubernetes: securityContext.capabilities.add: [BPF, PERFMON])", err)
 		}
-		return nil, fmt.Errorf("loading the BPF program (the eBPF backend needs Linux 5.15 or later with BTF): %w", err)
+		return nil, fmt.Errorf("loading the BPF program (the eBPF backend needs Linux 5.17 or later: ring buffers, attach cookies and bpf_loop): %w", err)
 	}
 	return coll, nil
 }
