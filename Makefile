@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 # write (VS Code's debug adapter and language server clients).
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock.json' 2>/dev/null))
 
-.PHONY: build demo test deps bench lint clean
+.PHONY: build demo test deps bench bench-limits lint clean fuzz vsix e2e-vscode
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
@@ -33,8 +33,36 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) ./...
 
+# fuzz runs every fuzz target (func FuzzX in a _test.go file) for FUZZTIME
+# in turn; `make test` runs only their seeds. A failure stops here and
+# leaves the failing input under the package's testdata/fuzz.
+FUZZTIME ?= 30s
+fuzz:
+	@for f in $$(grep -rl --include='*_test.go' --exclude-dir=node_modules '^func Fuzz' . | sort); do \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$name ($$(dirname $$f)) for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f) || exit 1; \
+		done; \
+	done
+
+# vsix packages the VS Code extension (editors/vscode) offline.
+vsix: deps
+	@mkdir -p $(BIN)
+	cd editors/vscode && VSIX=$(CURDIR)/$(BIN)/riptrace.vsix npm run --silent vsix
+
+# e2e-vscode runs the extension in the real VS Code (code-server, headless
+# Chromium) against a real fleet; the first run installs them into
+# ~/.cache/riptrace-e2e.
+e2e-vscode: build vsix
+	editors/vscode/e2e/run.sh
+
 bench: build
 	./bench/run.sh
+
+# bench-limits: requests/s of an HTTP service with a tracepoint on a hot
+# loop, with the default limits and with none, against untraced.
+bench-limits: build
+	$(GO) run ./bench/limits
 
 lint:
 	$(GO) vet ./...

@@ -47,3 +47,29 @@ func TestDocumentJoinAndSplit(t *testing.T) {
 		t.Fatalf("after the split, line 3 at %d (%v), lines %q", cur, ok, d.lines)
 	}
 }
+
+func TestIdentAt(t *testing.T) {
+	for _, tc := range []struct {
+		line, name string
+		want       int // -1: none
+	}{
+		{`	x := acc*31 + uint64(i)`, "x", 2},
+		{`	x := acc*31 + uint64(i)`, "i", 23},
+		{`	log.Printf("charge %s cents=%d", cents)`, "cents", 39},
+		{`	log.Printf("approved %t", approved) // approved`, "approved", 35},
+		{`	r := req.Amount + Amount`, "Amount", 25},
+		{`	s := 'x' + x`, "x", 13},
+		{"	s := `raw x` + x", "x", 17},
+		{`	// x only in a comment`, "x", -1},
+		{`	name := "x"`, "x", -1},
+		{`	häh := 1; h := häh`, "häh", 5},
+	} {
+		got, ok := identAt(tc.line, tc.name)
+		if !ok {
+			got = -1
+		}
+		if got != tc.want {
+			t.Errorf("identAt(%q, %q) = %d, want %d", tc.line, tc.name, got, tc.want)
+		}
+	}
+}

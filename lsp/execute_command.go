@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"time"
 
 	"go.lsp.dev/protocol"
 	"go.lsp.dev/uri"
@@ -101,6 +102,11 @@ func (s *server) toggle(ctx context.Context, u uri.URI, cur int) (*ToggleResult,
 	}
 	s.mu.Unlock()
 	if lease == nil {
+		// Right after starting or a change of settings the server is still
+		// connecting: give it a moment before saying so.
+		lease = s.waitLease(ctx, leaseWait)
+	}
+	if lease == nil {
 		return nil, fmt.Errorf("not connected to NATS at %s yet: start it with `riptrace server`, or set \"nats\" in the riptrace settings", cfg.NATS)
 	}
 	loc := source.Locate(file, line)
@@ -127,6 +133,30 @@ func (s *server) toggle(ctx context.Context, u uri.URI, cur int) (*ToggleResult,
 	}
 	res.Traced = true
 	return res, nil
+}
+
+// leaseWait is how long a toggle waits for the server to connect.
+const leaseWait = 5 * time.Second
+
+// waitLease returns the lease once the server is connected, or nil after d.
+func (s *server) waitLease(ctx context.Context, d time.Duration) *fleet.Lease {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		lease := s.lease
+		s.mu.Unlock()
+		if lease != nil {
+			return lease
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 // tracepointID names the editor's tracepoint at loc for sel: toggling the

@@ -2,6 +2,8 @@ package lsp
 
 import (
 	"context"
+	"go/scanner"
+	"go/token"
 	"strings"
 
 	"go.lsp.dev/protocol"
@@ -65,25 +67,29 @@ func valueText(v *fleet.Variable) string {
 }
 
 // identAt returns the byte offset just after the first occurrence of name
-// as a whole identifier in the code of line (before any // comment).
+// as an identifier token in the code of line: not inside a string or rune
+// literal or a comment, and not a field or method selected with a dot. The
+// line is scanned alone, so a line inside a raw string or block comment that
+// spans lines is read as code (the hint then goes where the name appears).
 func identAt(line, name string) (int, bool) {
 	if name == "" {
 		return 0, false
 	}
-	code := line
-	if i := strings.Index(code, "//"); i >= 0 {
-		code = code[:i]
-	}
-	for from := 0; ; {
-		i := strings.Index(code[from:], name)
-		if i < 0 {
+	fset := token.NewFileSet()
+	file := fset.AddFile("", fset.Base(), len(line))
+	var sc scanner.Scanner
+	sc.Init(file, []byte(line), func(token.Position, string) {}, 0)
+	prev := token.ILLEGAL
+	for {
+		pos, tok, lit := sc.Scan()
+		if tok == token.EOF {
 			return 0, false
 		}
-		start, end := from+i, from+i+len(name)
-		if (start == 0 || !isIdent(code[start-1]) && code[start-1] != '.') && (end == len(code) || !isIdent(code[end])) {
-			return end, true
+		if tok == token.IDENT && lit == name && prev != token.PERIOD {
+			off := file.Offset(pos)
+			return off + len(lit), true
 		}
-		from = end
+		prev = tok
 	}
 }
 

@@ -1,0 +1,303 @@
+// The extension in the real VS Code (code-server, Code 1.139, in headless
+// Chromium) against a real fleet: `riptrace server`, `riptrace agent` and the
+// demo's payments service under steady traffic. It opens demo/ as the
+// workspace, clicks the gutter of payments/main.go's //@trace(charge) line,
+// starts the attach configuration through the host picker, and waits for a
+// hit in the debug console, a code lens and an inlay hint, and the status
+// bar's host count. Run by run.sh (make e2e-vscode).
+import { spawn, execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+const cache = process.env.RIPTRACE_E2E_CACHE;
+const root = process.env.RIPTRACE_ROOT;
+if (!cache || !root) {
+  throw new Error('run this through editors/vscode/e2e/run.sh (make e2e-vscode)');
+}
+const binPath = (name) => path.join(root, 'bin', name);
+const outDir = path.join(root, 'editors/vscode/e2e/out');
+mkdirSync(outDir, { recursive: true });
+const { chromium } = createRequire(path.join(cache, 'code-server', 'x.js'))('playwright-core');
+const codeServer = path.join(cache, 'code-server/node_modules/.bin/code-server');
+
+const host = 'e2e-vscode';
+const folder = path.join(root, 'demo');
+const sourceFile = path.join(folder, 'payments/main.go');
+const line = readFileSync(sourceFile, 'utf8').split('\n').findIndex((l) => l.includes('//@trace(charge)')) + 1;
+const started = Date.now();
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'riptrace-e2e-vscode-'));
+
+function step(msg) {
+  console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${msg}`);
+}
+
+// --- processes
+
+const procs = [];
+
+/** Starts a process and, with ready, waits for a line of its output to match. */
+function start(name, cmd, args, { ready, env, timeout = 60_000 } = {}) {
+  const p = { name, log: '', child: spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }) };
+  procs.push(p);
+  const wait = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name}: no ${ready} within ${timeout / 1000}s\n${p.log}`)), timeout);
+    const onData = (b) => {
+      p.log += b;
+      const m = ready && ready.exec(p.log);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m);
+      }
+    };
+    p.child.stdout.on('data', onData);
+    p.child.stderr.on('data', onData);
+    p.child.on('exit', (code, sig) => {
+      p.exited = true;
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${code ?? sig})\n${p.log}`));
+    });
+    if (!ready) {
+      clearTimeout(timer);
+      resolve(null);
+    }
+  });
+  wait.catch(() => {}); // reported where awaited
+  return { p, wait };
+}
+
+async function stopAll() {
+  await Promise.all(
+    procs.reverse().map(async (p) => {
+      if (p.exited) return;
+      p.child.kill('SIGTERM');
+      const gone = await Promise.race([new Promise((r) => p.child.once('exit', () => r(true))), new Promise((r) => setTimeout(() => r(false), 15_000))]);
+      if (!gone) p.child.kill('SIGKILL');
+    }),
+  );
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+/** Polls f until it returns a truthy value; fails with f's last error after timeout. */
+async function until(what, timeout, f, every = 250) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`no ${what} within ${timeout / 1000}s${last ? `: ${last.message}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+// --- the run
+
+let browser;
+let page;
+let traffic;
+try {
+  // 1. The fleet: server, the payments service, an agent.
+  const natsPort = await freePort();
+  const server = start('riptrace server', binPath('riptrace'), ['server', '--listen', `127.0.0.1:${natsPort}`, '--data', path.join(tmp, 'data')], { ready: /riptrace server ready: (\S+)/ });
+  const nats = (await server.wait)[1];
+  step(`riptrace server at ${nats}`);
+
+  const payments = start('payments', binPath('payments'), ['-listen', '127.0.0.1:0'], { ready: /READY pid=(\d+) addr=(\S+)/ });
+  const [, pid, addr] = await payments.wait;
+  step(`payments pid ${pid} on ${addr}`);
+  let sent = 0;
+  const charge = () =>
+    fetch(`http://${addr}/charge`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ orderId: `ord-${++sent}`, customer: 'alice', amount: 30.25, currency: 'EUR', card: { number: '4111111111110002', holder: 'Alice', expMonth: 12, expYear: 2030 } }),
+    });
+  traffic = setInterval(() => charge().catch(() => {}), 300);
+
+  start('riptrace agent', binPath('riptrace'), ['agent', '--nats', nats, '--host', host, '--processes', 'github.com/riptrace/riptrace/demo/payments']);
+  await until(`host ${host} listing payments`, 60_000, () => {
+    const hosts = JSON.parse(execFileSync(binPath('riptrace'), ['hosts', '--json', '--nats', nats], { encoding: 'utf8' }));
+    return hosts.some((h) => h.name === host && h.profile?.processes?.some((p) => String(p.pid) === pid));
+  });
+  step(`agent ${host} lists payments`);
+
+  // 2. code-server with the .vsix and user settings holding the launch configuration.
+  const userDir = path.join(tmp, 'user');
+  const extDir = path.join(tmp, 'extensions');
+  mkdirSync(path.join(userDir, 'User'), { recursive: true });
+  writeFileSync(
+    path.join(userDir, 'User', 'settings.json'),
+    JSON.stringify(
+      {
+        'riptrace.path': binPath('riptrace'),
+        'riptrace.nats': nats,
+        'workbench.startupEditor': 'none',
+        'workbench.tips.enabled': false,
+        'workbench.enableExperiments': false,
+        'security.workspace.trust.enabled': false,
+        'telemetry.telemetryLevel': 'off',
+        'extensions.ignoreRecommendations': true,
+        'update.mode': 'none',
+        'git.enabled': false,
+        'editor.inlayHints.enabled': 'on',
+        'editor.codeLens': true,
+        'editor.minimap.enabled': false,
+        'chat.disableAIFeatures': true,
+        'workbench.secondarySideBar.defaultVisibility': 'hidden',
+        'debug.internalConsoleOptions': 'openOnSessionStart',
+        launch: {
+          version: '0.2.0',
+          configurations: [{ type: 'riptrace', request: 'attach', name: 'RipTrace e2e', hosts: '${command:riptrace.pickHosts}', cwd: folder }],
+        },
+      },
+      null,
+      2,
+    ),
+  );
+  execFileSync(codeServer, ['--user-data-dir', userDir, '--extensions-dir', extDir, '--install-extension', binPath('riptrace.vsix')], { stdio: 'pipe' });
+  step('riptrace.vsix installed');
+  const port = await freePort();
+  const cs = start(
+    'code-server',
+    codeServer,
+    ['--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', '--user-data-dir', userDir, '--extensions-dir', extDir, folder],
+    { ready: /HTTP server listening on/, timeout: 120_000 },
+  );
+  await cs.wait;
+  step(`code-server on port ${port}`);
+
+  // 3. The browser.
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+  page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+  page.setDefaultTimeout(60_000);
+  await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(folder)}`);
+  await page.locator('.monaco-workbench').waitFor();
+  await page.locator('.explorer-folders-view, .explorer-viewlet').first().waitFor();
+  step('workbench loaded');
+
+  // 4. Open payments/main.go at the marked line.
+  const quickInput = page.locator('.quick-input-widget');
+  const quickInputBox = quickInput.locator('input.input');
+  await until('quick open', 60_000, async () => {
+    await page.keyboard.press('Control+P');
+    await quickInputBox.waitFor({ timeout: 3000 });
+    return true;
+  });
+  await quickInputBox.fill('payments/main.go');
+  await quickInput.locator('.monaco-list-row', { hasText: 'main.go' }).first().waitFor();
+  await page.keyboard.press('Enter');
+  const editor = page.locator('.editor-instance .monaco-editor').first();
+  await editor.locator('.view-line', { hasText: 'package main' }).waitFor();
+  await page.keyboard.press('Control+G');
+  await quickInputBox.waitFor();
+  await quickInputBox.fill(`:${line}`);
+  await page.keyboard.press('Enter');
+  const traced = editor.locator('.view-line', { hasText: '//@trace(charge)' });
+  await traced.waitFor();
+  step(`payments/main.go open at line ${line}`);
+
+  // 5. A gutter click on the line sets the breakpoint.
+  // The editor may re-render under the mouse (lenses arriving): retry the
+  // click until the glyph shows, never clicking where one already is.
+  const glyph = editor.locator('.codicon-debug-breakpoint, .codicon-debug-breakpoint-unverified');
+  await until('a breakpoint glyph after a gutter click', 60_000, async () => {
+    if ((await glyph.count()) > 0) return true;
+    const lineBox = await traced.boundingBox();
+    const marginBox = await editor.locator('.margin-view-overlays').first().boundingBox();
+    if (!lineBox || !marginBox) return false;
+    await page.mouse.click(marginBox.x + 8, lineBox.y + lineBox.height / 2);
+    await glyph.first().waitFor({ timeout: 3000 });
+    return true;
+  });
+  step('breakpoint set by a gutter click');
+
+  // 6. Start the attach configuration; the host picker asks for hosts.
+  await page.keyboard.press('F1');
+  await quickInputBox.waitFor();
+  await quickInputBox.fill('>Debug: Select and Start Debugging');
+  await quickInput.locator('.monaco-list-row', { hasText: 'Select and Start Debugging' }).first().waitFor();
+  await page.keyboard.press('Enter');
+  // The list of configurations (its input holds the "debug " prefix: click, do not type).
+  await quickInput.locator('.monaco-list-row', { hasText: 'RipTrace e2e' }).first().click();
+  await quickInput.locator('.quick-input-title', { hasText: 'RipTrace: hosts to trace on' }).waitFor();
+  await quickInput.locator('.monaco-list-row', { hasText: host }).first().waitFor();
+  await quickInput.locator('.monaco-list-row', { hasText: `pid ${pid}` }).first().waitFor();
+  await page.screenshot({ path: path.join(outDir, 'picker.png') });
+  // Pick the host and its payments process, then OK.
+  await quickInput.locator('.monaco-list-row', { hasText: '1 Go process' }).first().click();
+  await quickInput.getByText('1 Selected').waitFor();
+  await quickInput.locator('.monaco-list-row', { hasText: `pid ${pid}` }).first().click();
+  await quickInput.getByText('2 Selected').waitFor();
+  await quickInput.getByRole('button', { name: 'OK' }).click();
+  step(`picked ${host} and its processes`);
+
+  // 7. A hit in the debug console, a lens and an inlay hint in the editor.
+  const repl = page.locator('.repl');
+  await repl.locator('.output', { hasText: `${host} payments[${pid}]` }).first().waitFor({ timeout: 90_000 });
+  // The picked process reached the configuration (the adapter's greeting names it).
+  await repl.locator('.output', { hasText: 'processes github.com/riptrace/riptrace/demo/payments' }).first().waitFor({ timeout: 10_000 });
+  step('hit in the debug console');
+  const lens = editor.locator('.codelens-decoration', { hasText: /● \d+ hits? · 1 host/ });
+  await lens.first().waitFor({ timeout: 60_000 });
+  step(`code lens: ${await lens.first().innerText()}`);
+  const hinted = await until('an inlay hint on the traced line', 60_000, async () => {
+    const text = await traced.innerText();
+    return /approved\s*=\s*true/.test(text) && text;
+  });
+  step(`inlay hints: ${hinted.trim()}`);
+  await page.locator('.statusbar-item', { hasText: 'RipTrace: 1 host' }).first().waitFor({ timeout: 60_000 });
+  step('status bar: 1 host');
+  await page.screenshot({ path: path.join(outDir, 'vscode.png') });
+  step(`screenshot ${path.join(outDir, 'vscode.png')}`);
+
+  // 8. Stop the session; the service runs on.
+  await page.keyboard.press('Shift+F5');
+  await until('the end of the session', 30_000, async () => (await page.locator('.debug-toolbar').count()) === 0 || !(await page.locator('.debug-toolbar').isVisible()));
+  await until('the session\'s tracepoint removed from payments', 60_000, () => {
+    const hosts = JSON.parse(execFileSync(binPath('riptrace'), ['hosts', '--json', '--nats', nats], { encoding: 'utf8' }));
+    const p = hosts.find((h) => h.name === host)?.profile?.processes?.find((p) => String(p.pid) === pid);
+    if (p?.tracepoints?.length) throw new Error(`payments still has ${p.tracepoints}`);
+    return p;
+  });
+  const res = await charge();
+  if (!res.ok) throw new Error(`payments answers ${res.status} after the session`);
+  step(`session stopped; payments still serving after ${sent} charges`);
+  step('done');
+  console.log('e2e-vscode: 1 passed, 0 failed');
+} catch (e) {
+  console.error(`e2e-vscode FAILED: ${e.stack ?? e}`);
+  if (page) {
+    await page.screenshot({ path: path.join(outDir, 'failure.png') }).catch(() => {});
+    console.error(`screenshot of the failure: ${path.join(outDir, 'failure.png')}`);
+  }
+  for (const p of procs) {
+    console.error(`--- ${p.name} (last 3000 chars)\n${p.log.slice(-3000)}`);
+  }
+  process.exitCode = 1;
+} finally {
+  clearInterval(traffic);
+  await browser?.close().catch(() => {});
+  await stopAll();
+  rmSync(tmp, { recursive: true, force: true });
+}
