@@ -354,7 +354,9 @@ for tool in dlv rt rte bare; do loop "$tool" "$WARMUP" >/dev/null; done
 loop idle 1000000 >/dev/null
 declare -A RAW # tool,run → ns per loop
 for ((i = 1; i <= HIT_RUNS; i++)); do
-	for tool in base dlv rt rte bare idle; do
+	# idle right after base: both see the same load, and not the agent
+	# still decoding the eBPF hits of the run before.
+	for tool in base idle dlv rt rte bare; do
 		RAW[$tool,$i]=$(loop "$tool" "$(iterations "$tool")")
 	done
 done
