@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,7 +45,8 @@ type Config struct {
 	HeartbeatEvery time.Duration
 	// Version is reported in the host profile.
 	Version string
-	// BackendName is reported in the host profile ("delve").
+	// BackendName is reported in the host profile: "delve", or a
+	// comma-separated list ("ebpf,delve").
 	BackendName string
 	// Deny lists globs of source files (as the program names them, for
 	// example */internal/crypto/*) and functions (main.(*Vault).Open,
@@ -170,7 +172,7 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 			Kernel:       kernelRelease(),
 			CPUs:         runtime.NumCPU(),
 			AgentVersion: cfg.Version,
-			Backends:     []string{cfg.BackendName},
+			Backends:     strings.Split(cfg.BackendName, ","),
 			Started:      time.Now().UTC(),
 		},
 		procs:    make(map[int]*fleet.Process),

@@ -3,7 +3,11 @@
 # against Delve's own command line, on the same targets, in one run:
 #
 #   1. per-hit cost of a tracepoint in a hot loop (bench/targets/hot), with
-#      the untraced loop as the baseline;
+#      the untraced loop as the baseline: Delve's own line tracepoint, the
+#      agent's Delve backend, a bare uprobe (bench/uprobe: a BPF program
+#      that only counts), the agent's eBPF backend, and a process the eBPF
+#      backend is attached to with its tracepoint on a line the loop never
+#      runs;
 #   2. time from `riptrace trace` (or `dlv attach`) starting to the
 #      tracepoint being live in a large optimized gRPC service
 #      (bench/grpcsvc, a module of its own), median over fresh processes;
@@ -17,7 +21,8 @@
 # load from elsewhere on the machine falls on both alike. Everything listens
 # on 127.0.0.1; every process started here is stopped on exit.
 #
-# Knobs (environment): BENCH_HITS, hits per measured run (300);
+# Knobs (environment): BENCH_HITS, hits per measured run of the ptrace
+# tools (300); BENCH_UPROBE_HITS, of the uprobe tools (3000);
 # BENCH_HIT_RUNS, measured runs per tool (5); BENCH_LIVE_RUNS, fresh
 # processes per tool for the time to live (3).
 set -euo pipefail
@@ -29,10 +34,11 @@ RT=$ROOT/bin/riptrace
 CACHE=$ROOT/.cache/bench
 BIN=$CACHE/bin
 N=${BENCH_HITS:-300}
+NF=${BENCH_UPROBE_HITS:-3000}
 HIT_RUNS=${BENCH_HIT_RUNS:-5}
 LIVE_RUNS=${BENCH_LIVE_RUNS:-3}
 WARMUP=20         # first hits of each tool, not measured: Delve loads types lazily
-BASE_N=20000000   # iterations per untraced run
+BASE_N=100000000  # iterations per untraced (and idle) run
 HOT_SRC=bench/targets/hot/main.go
 SVC_SRC=bench/grpcsvc/main.go
 
@@ -167,9 +173,18 @@ go build -o "$BIN/hot" ./bench/targets/hot
 GOWORK=off go build -C bench/grpcsvc -o "$BIN/grpcsvc" .
 # Delve's targets run under a name the agent does not manage (it manages
 # hot and grpcsvc only), so the two tools never reach for the same process.
+go build -o "$BIN/uprobe" ./bench/uprobe
 ln -f "$BIN/hot" "$BIN/hot-dlv"
+# The agents tell the hot targets apart by name: hot for the Delve backend,
+# hot-ebpf and hot-idle for the eBPF backend, hot-bare for the bare uprobe,
+# hot-base untraced.
+ln -f "$BIN/hot" "$BIN/hot-ebpf"
+ln -f "$BIN/hot" "$BIN/hot-idle"
+ln -f "$BIN/hot" "$BIN/hot-bare"
+ln -f "$BIN/hot" "$BIN/hot-base"
 ln -f "$BIN/grpcsvc" "$BIN/grpcsvc-dlv"
 HOT_LINE=$(marker_line "$HOT_SRC" hot)
+COLD_LINE=$(marker_line "$HOT_SRC" cold)
 SVC_LINE=$(marker_line "$SVC_SRC" handle)
 SVC_MB=$(calc "$(stat -c %s "$BIN/grpcsvc") / 1e6")
 
@@ -207,33 +222,38 @@ wait_for "$TMP/server.out" '^riptrace server ready: ' 1 30 "$SERVER_PID" || die 
 NATS=$(sed -n 's/^riptrace server ready: \(nats:\/\/127\.0\.0\.1:[0-9]*\) .*/\1/p' "$TMP/server.out")
 [[ -n $NATS ]] || die "the server is not on 127.0.0.1: $(cat "$TMP/server.out")"
 
-# start_agent NAME PROCESSES
+# start_agent NAME HOST ARGS...: an agent named HOST, with ARGS (its
+# --processes and --backend).
 start_agent() {
-	"$RT" agent --nats "$NATS" --host bench --processes "$2" >"$TMP/$1.out" 2>"$TMP/$1.err" &
+	local name=$1 host=$2
+	shift 2
+	"$RT" agent --nats "$NATS" --host "$host" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
 	AGENT_PID=$!
 	PIDS+=("$AGENT_PID")
-	wait_for "$TMP/$1.err" 'msg="agent ready"' 1 30 "$AGENT_PID" || die "the agent did not start"
+	wait_for "$TMP/$name.err" 'msg="agent ready"' 1 30 "$AGENT_PID" || die "the agent did not start"
 }
 
-# agent_sees PID: wait until PID is the one process the agent lists, so that
-# a tracepoint declared now goes to PID at once (the agent scans /proc once
-# a second).
+# agent_sees PID...: wait until the PIDs are the processes the agents list,
+# so that a tracepoint declared now goes to them at once (an agent scans
+# /proc once a second).
 agent_sees() {
-	local i pids
+	local i pids want
+	want=$(printf '%s\n' "$@" | sort -u | xargs)
 	for ((i = 0; i < 200; i++)); do
 		pids=$({ "$RT" hosts --nats "$NATS" --json || true; } | { grep -o '"pid": [0-9]*' || true; } | awk '{ print $2 }' | sort -u | xargs)
-		[[ $pids == "$1" ]] && return 0
+		[[ $pids == "$want" ]] && return 0
 		sleep 0.05
 	done
-	die "the agent lists pids '$pids', want only $1"
+	die "the agents list pids '$pids', want only $want"
 }
 
-# start_trace NAME FILE:LINE PID EXE: `riptrace trace` with no rate limit,
-# its stderr time-stamped; waits until it reports the tracepoint installed
-# in PID, and sets TRACE_T0 and TRACE_T1 to the start and that report.
+# start_trace NAME FILE:LINE PID EXE [ARGS...]: `riptrace trace` with no
+# rate limit and ARGS, its stderr time-stamped; waits until it reports the
+# tracepoint installed in PID, and sets TRACE_T0 and TRACE_T1 to the start
+# and that report.
 start_trace() {
 	TRACE_T0=$EPOCHREALTIME
-	"$RT" trace --nats "$NATS" --rate 0 --json "$2" >"$TMP/$1.out" 2> >(stamp >"$TMP/$1.err") &
+	"$RT" trace --nats "$NATS" --rate 0 --json "${@:5}" "$2" >"$TMP/$1.out" 2> >(stamp >"$TMP/$1.err") &
 	TRACE_PID=$!
 	PIDS+=("$TRACE_PID")
 	wait_for "$TMP/$1.err" " $4\[$3\]: installed: " 1 120 "$TRACE_PID" " $4\[$3\]: error: " || die "riptrace did not install its tracepoint"
@@ -274,19 +294,29 @@ loop() {
 	grep '^elapsed ' "$out" | tail -1 | sed 's/.*ns=//'
 }
 
-echo
-echo "per-hit cost: $HIT_RUNS runs of $N hits per tool, alternating, after $WARMUP warm-up hits"
+# iterations TOOL: loop length of a measured run of TOOL.
+iterations() {
+	case $1 in
+	dlv | rt) echo "$N" ;;
+	rte | bare) echo "$NF" ;;
+	base | idle) echo "$BASE_N" ;;
+	esac
+}
 
-start_hot base "$BIN/hot"
+# cost TOOL RUN: µs per hit of TOOL's run RUN over the untraced loop.
+cost() {
+	local n
+	n=$(iterations "$1")
+	calc "(${RAW[$1,$2]} - $BASE_NS * $n) / $n / 1000"
+}
+
+echo
+echo "per-hit cost: $HIT_RUNS runs per tool, alternating, of $N hits (ptrace) or $NF hits (uprobes), after $WARMUP warm-up hits"
+
+# The untraced target runs alongside the others, so that its runs alternate
+# with theirs and see the same load.
+start_hot base "$BIN/hot-base"
 loop base 1000000 >/dev/null
-base=()
-for ((i = 1; i <= HIT_RUNS; i++)); do
-	ns=$(loop base "$BASE_N")
-	base+=("$(calc "$ns / $BASE_N")")
-done
-BASE_NS=$(median "${base[@]}")
-printf '  untraced: %d runs of %d iterations, %s ns/iteration\n' "$HIT_RUNS" "$BASE_N" "$(range %.2f "${base[@]}")"
-stop_hot base
 
 # Delve: an init script sets the tracepoint and continues; dlv then prints
 # "> goroutine(G): main.step(i, acc)" for each hit.
@@ -295,35 +325,82 @@ printf 'trace %s:%d\ncontinue\n' "$ROOT/$HOT_SRC" "$HOT_LINE" >"$TMP/dlv-hot.ini
 dlv_attach dlv-hot "${HOT_PID[dlv]}" "$TMP/dlv-hot.init"
 DLV_HOT_PID=$DLV_PID
 
-# RipTrace: an agent and `riptrace trace` on the embedded server.
+# RipTrace: two agents on the embedded server, one per backend, and one
+# `riptrace trace` each; the eBPF agent also has hot-idle, traced on a line
+# its loop never runs.
 start_hot rt "$BIN/hot"
-start_agent agent-hot hot
-agent_sees "${HOT_PID[rt]}"
-start_trace trace-hot "$HOT_SRC:$HOT_LINE" "${HOT_PID[rt]}" hot
+start_hot rte "$BIN/hot-ebpf"
+start_hot idle "$BIN/hot-idle"
+start_agent agent-hot-delve bench-delve --processes hot --backend delve
+AGENT_DELVE_PID=$AGENT_PID
+start_agent agent-hot-ebpf bench-ebpf --processes hot-ebpf --processes hot-idle --backend ebpf
+AGENT_EBPF_PID=$AGENT_PID
+agent_sees "${HOT_PID[rt]}" "${HOT_PID[rte]}" "${HOT_PID[idle]}"
+start_trace trace-hot "$HOT_SRC:$HOT_LINE" "${HOT_PID[rt]}" hot --hosts bench-delve
+TRACE_DELVE_PID=$TRACE_PID
+start_trace trace-hot-ebpf "$HOT_SRC:$HOT_LINE" "${HOT_PID[rte]}" hot-ebpf --processes hot-ebpf
+TRACE_EBPF_PID=$TRACE_PID
+start_trace trace-idle "$HOT_SRC:$COLD_LINE" "${HOT_PID[idle]}" hot-idle --processes hot-idle
+TRACE_IDLE_PID=$TRACE_PID
 
-loop dlv "$WARMUP" >/dev/null
-loop rt "$WARMUP" >/dev/null
+# The bare uprobe: a counter at the same line.
+start_hot bare "$BIN/hot-bare"
+"$BIN/uprobe" -pid "${HOT_PID[bare]}" "$HOT_SRC:$HOT_LINE" >"$TMP/uprobe.out" 2>"$TMP/uprobe.err" &
+UPROBE_PID=$!
+PIDS+=("$UPROBE_PID")
+wait_for "$TMP/uprobe.out" '^READY pid=' 1 60 "$UPROBE_PID" || die "the bare uprobe did not attach"
+
+for tool in dlv rt rte bare; do loop "$tool" "$WARMUP" >/dev/null; done
+loop idle 1000000 >/dev/null
+declare -A RAW # tool,run → ns per loop
+for ((i = 1; i <= HIT_RUNS; i++)); do
+	# idle right after base: both see the same load, and not the agent
+	# still decoding the eBPF hits of the run before.
+	for tool in base idle dlv rt rte bare; do
+		RAW[$tool,$i]=$(loop "$tool" "$(iterations "$tool")")
+	done
+done
+base=()
+for ((i = 1; i <= HIT_RUNS; i++)); do base+=("$(calc "${RAW[base,$i]} / $BASE_N")"); done
+BASE_NS=$(median "${base[@]}")
+printf '  untraced: %d runs of %d iterations, %s ns/iteration\n' "$HIT_RUNS" "$BASE_N" "$(range %.2f "${base[@]}")"
 dlv_cost=()
 rt_cost=()
+rte_cost=()
+bare_cost=()
+idle_ratio=()
 for ((i = 1; i <= HIT_RUNS; i++)); do
-	for tool in dlv rt; do
-		ns=$(loop "$tool" "$N")
-		us=$(calc "($ns - $BASE_NS * $N) / $N / 1000")
-		if [[ $tool == dlv ]]; then dlv_cost+=("$us"); else rt_cost+=("$us"); fi
-	done
-	printf '  run %d: delve trace %s µs/hit; riptrace %s µs/hit\n' "$i" "$(fmt %.0f "${dlv_cost[-1]}")" "$(fmt %.0f "${rt_cost[-1]}")"
+	dlv_cost+=("$(cost dlv "$i")")
+	rt_cost+=("$(cost rt "$i")")
+	rte_cost+=("$(cost rte "$i")")
+	bare_cost+=("$(cost bare "$i")")
+	# The idle target against the untraced run next to it.
+	idle_ratio+=("$(calc "${RAW[idle,$i]} / ${RAW[base,$i]}")")
+	printf '  run %d: delve trace %s µs/hit; riptrace delve %s µs/hit; bare uprobe %s µs/hit; riptrace ebpf %s µs/hit; attached, idle %s× untraced\n' "$i" \
+		"$(fmt %.0f "${dlv_cost[-1]}")" "$(fmt %.0f "${rt_cost[-1]}")" "$(fmt %.1f "${bare_cost[-1]}")" "$(fmt %.1f "${rte_cost[-1]}")" "$(fmt %.2f "${idle_ratio[-1]}")"
 done
 WANT_HITS=$((WARMUP + HIT_RUNS * N))
+WANT_FAST=$((WARMUP + HIT_RUNS * NF))
 # Hits are printed (dlv) or published (agent) before the target resumes,
-# but reach the files later.
+# but reach the files later; the eBPF agent decodes them after the fact.
 wait_for "$TMP/dlv-hot.out" '^> goroutine\(' "$WANT_HITS" 30 "$DLV_HOT_PID" || true
-wait_for "$TMP/trace-hot.out" "\"line\":$HOT_LINE," "$WANT_HITS" 60 "$TRACE_PID" || true
+wait_for "$TMP/trace-hot.out" "\"line\":$HOT_LINE," "$WANT_HITS" 60 "$TRACE_DELVE_PID" || true
+wait_for "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE," "$WANT_FAST" 120 "$TRACE_EBPF_PID" || true
 DLV_HITS=$(count "$TMP/dlv-hot.out" '^> goroutine\(')
 RT_HITS=$(count "$TMP/trace-hot.out" "\"line\":$HOT_LINE,")
-RT_DROPPED=$({ grep -o '"dropped":[0-9]*' "$TMP/trace-hot.out" || true; } | awk -F: '{ s += $2 } END { print s + 0 }')
-stop "$TRACE_PID"
-stop_hot rt
-stop "$AGENT_PID"
+RTE_HITS=$(count "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE,")
+IDLE_HITS=$(count "$TMP/trace-idle.out" '"line":')
+dropped() { { grep -o '"dropped":[0-9]*' "$1" || true; } | awk -F: '{ s += $2 } END { print s + 0 }'; }
+RT_DROPPED=$(dropped "$TMP/trace-hot.out")
+RTE_DROPPED=$(dropped "$TMP/trace-hot-ebpf.out")
+stop "$UPROBE_PID"
+BARE_HITS=$(sed -n 's/^COUNT n=//p' "$TMP/uprobe.out")
+stop "$TRACE_DELVE_PID"
+stop "$TRACE_EBPF_PID"
+stop "$TRACE_IDLE_PID"
+for tool in base rt rte idle bare; do stop_hot "$tool"; done
+stop "$AGENT_DELVE_PID"
+stop "$AGENT_EBPF_PID"
 stop_hot dlv
 stop "$DLV_HOT_PID"
 
@@ -361,7 +438,8 @@ end_probe() {
 echo
 echo "time to live: $LIVE_RUNS fresh processes per tool, alternating; each called every 5 ms from before"
 echo "the tool starts until a traced call returns: the longest call is how long the service stood still"
-start_agent agent-svc grpcsvc
+# The Delve backend: these measure what attaching with ptrace costs.
+start_agent agent-svc bench --processes grpcsvc --backend delve
 printf 'trace %s:%d\ncontinue\n' "$ROOT/$SVC_SRC" "$SVC_LINE" >"$TMP/dlv-svc.init"
 dlv_live=()
 rt_live=()
@@ -416,6 +494,9 @@ stop "$AGENT_PID"
 
 DLV_COST=$(median "${dlv_cost[@]}")
 RT_COST=$(median "${rt_cost[@]}")
+RTE_COST=$(median "${rte_cost[@]}")
+BARE_COST=$(median "${bare_cost[@]}")
+IDLE_RATIO=$(median "${idle_ratio[@]}")
 DLV_LIVE=$(median "${dlv_live[@]}")
 RT_LIVE=$(median "${rt_live[@]}")
 DLV_PAUSE=$(median "${dlv_pause[@]}")
@@ -424,10 +505,14 @@ mib() { fmt %.0f "$1 / 1024"; }
 row() { printf '  %-24s %10s %-8s %6s   %s\n' "$@" | sed 's/ *$//'; }
 
 echo
-echo "per-hit cost (N=$N hits, median of $HIT_RUNS runs, target ${HOT_SRC%/main.go})"
-row untraced "$(fmt %.4f "$BASE_NS / 1000")" µs/iter "" ""
+echo "per-hit cost (median of $HIT_RUNS runs, target ${HOT_SRC%/main.go}; N=$N hits with ptrace, $NF with uprobes)"
+row untraced "$(fmt %.4f "$BASE_NS / 1000")" µs/iter 1.00x ""
+row "attached, idle (ebpf)" "$(fmt %.4f "$IDLE_RATIO * $BASE_NS / 1000")" µs/iter "$(fmt %.2fx "$IDLE_RATIO")" "range $(range %.2f "${idle_ratio[@]}")x, each against the untraced run beside it; the eBPF agent attached, its tracepoint on a line the loop never runs ($IDLE_HITS hits); goal 1.00x"
+row "bare uprobe" "$(fmt %.1f "$BARE_COST")" µs/hit 1.00x "range $(range %.1f "${bare_cost[@]}"); $BARE_HITS/$WANT_FAST hits counted"
+row "riptrace (ebpf)" "$(fmt %.1f "$RTE_COST")" µs/hit "$(fmt %.2fx "$RTE_COST / $BARE_COST")" "range $(range %.1f "${rte_cost[@]}"); $RTE_HITS/$WANT_FAST hits received, $RTE_DROPPED dropped; goal ≤ 1.5x the bare uprobe"
 row "delve trace" "$(fmt %.0f "$DLV_COST")" µs/hit 1.00x "range $(range %.0f "${dlv_cost[@]}"); $DLV_HITS/$WANT_HITS hits printed"
-row "riptrace (delve)" "$(fmt %.0f "$RT_COST")" µs/hit "$(fmt %.2fx "$RT_COST / $DLV_COST")" "range $(range %.0f "${rt_cost[@]}"); $RT_HITS/$WANT_HITS hits received, $RT_DROPPED dropped"
+row "riptrace (delve)" "$(fmt %.0f "$RT_COST")" µs/hit "$(fmt %.2fx "$RT_COST / $DLV_COST")" "range $(range %.0f "${rt_cost[@]}"); $RT_HITS/$WANT_HITS hits received, $RT_DROPPED dropped; goal ≤ 0.5x"
+row "riptrace (ebpf)" "$(fmt %.1f "$RTE_COST")" µs/hit "$(fmt %.3fx "$RTE_COST / $DLV_COST")" "against delve trace"
 echo "time to live, $(fmt %.1f "$SVC_MB") MB gRPC service (median of $LIVE_RUNS)"
 row "dlv attach + trace" "$(fmt %.2f "$DLV_LIVE")" s 1.00x "range $(range %.2f "${dlv_live[@]}")"
 row "riptrace trace" "$(fmt %.2f "$RT_LIVE")" s "$(fmt %.2fx "$RT_LIVE / $DLV_LIVE")" "range $(range %.2f "${rt_live[@]}"); goal ≤ 1 s"
@@ -438,6 +523,6 @@ echo "memory while attached to it, after hits (VmRSS)"
 row dlv "$(mib "$DLV_RSS")" MiB 1.00x "peak $(mib "$DLV_HWM") MiB"
 row "riptrace agent+worker" "$(mib "$AGENT_RSS")+$(mib "$WORKER_RSS")" MiB "$(fmt %.2fx "($AGENT_RSS + $WORKER_RSS) / $DLV_RSS")" "peak $(mib "$AGENT_HWM")+$(mib "$WORKER_HWM") MiB"
 echo "load average at the end: $(loadavg) on $(nproc) CPUs (other work on the machine widens the ranges)"
-if ((DLV_HITS != WANT_HITS || RT_HITS != WANT_HITS)); then
+if ((DLV_HITS != WANT_HITS || RT_HITS != WANT_HITS || RTE_HITS + RTE_DROPPED != WANT_FAST || ${BARE_HITS:-0} != WANT_FAST)); then
 	echo "bench: warning: a tool reported fewer hits than the target ran (see the hits above)" >&2
 fi

@@ -246,6 +246,8 @@ type Spec struct {
 	Limits       Limits    `json:"limits"`
 	Owner        string    `json:"owner,omitempty"`
 	Created      time.Time `json:"created,omitzero"`
+	// Backend, if set, picks the agent backend: auto, ebpf or delve.
+	Backend string `json:"backend,omitempty"`
 }
 
 // Expired reports whether the spec's expiry has passed at now.
@@ -277,6 +279,11 @@ func (s *Spec) Validate() error {
 	}
 	if err := validateHitCondition(s.HitCondition); err != nil {
 		return err
+	}
+	switch s.Backend {
+	case "", "auto", "ebpf", "delve":
+	default:
+		return Errorf(CodeBadRequest, "tracepoint %s: unknown backend %q: use auto, ebpf or delve", s.ID, s.Backend)
 	}
 	if s.Condition != "" {
 		if _, err := parser.ParseExpr(s.Condition); err != nil {
@@ -542,6 +549,7 @@ type Placement struct {
 	Function string   `json:"function,omitempty"`
 	PCs      []uint64 `json:"pcs,omitempty"`
 	Error    *Error   `json:"error,omitempty"`
+	Backend  string   `json:"backend,omitempty"` // which agent backend serves it: ebpf or delve
 }
 
 // Status states.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/delve"
+	"github.com/riptrace/riptrace/agent/ebpf"
 )
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -34,6 +36,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	redactNames := fs.String("redact-names", agent.DefaultRedactNames, "redact variables and fields whose names match `REGEXP`, before hits leave the host")
 	redactValues := fs.String("redact-values", agent.DefaultRedactValues, "redact values that match `REGEXP`, whatever their names")
 	noRedact := fs.Bool("no-redact", false, "send every captured value as is")
+	backend := fs.String("backend", agent.BackendAuto, "serve tracepoints with `BACKEND`: auto (eBPF where the kernel and permissions allow it and the tracepoint can be expressed, else Delve), ebpf or delve; a tracepoint's own backend field overrides it")
 	bufferHits := fs.Int("buffer-hits", agent.DefaultBufferHits, "keep up to `N` hits while NATS cannot take them, and deliver them in order once it can; past it, hits are dropped and counted")
 	bufferBytes := fs.Int("buffer-bytes", agent.DefaultBufferBytes, "bound the same buffer to `BYTES` of encoded hits")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (for example 127.0.0.1:9464); the agent listens nowhere else")
@@ -111,6 +114,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		redact = &agent.Redactor{}
 	}
 	log := slog.New(h)
+	backends, err := newBackends(*backend, stderr)
+	if err != nil {
+		return err
+	}
+	if backends.EBPF == nil && *backend == agent.BackendAuto {
+		log.Info("eBPF unavailable: tracing with Delve", "reason", backends.EBPFErr)
+	}
 	for _, w := range warnings {
 		log.Warn(w)
 	}
@@ -138,15 +148,34 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		UIDs:        uids,
 		RuleSources: sources,
 		Version:     version,
-		BackendName: "delve",
+		BackendName: strings.Join(backends.Names(), ","),
 		Deny:        deny,
 		Redact:      redact,
 		BufferHits:  *bufferHits,
 		BufferBytes: *bufferBytes,
 		Metrics:     metrics,
 		Log:         log,
-	}, c, delve.New(stderr))
+	}, c, backends)
 	return a.Run(ctx)
+}
+
+// newBackends sets up the backends --backend asks for: eBPF where it can
+// run, Delve always.
+func newBackends(name string, stderr io.Writer) (*agent.Backends, error) {
+	b := &agent.Backends{Default: name, Delve: delve.New(stderr)}
+	switch name {
+	case agent.BackendAuto, agent.BackendEBPF, agent.BackendDelve:
+	default:
+		return nil, usageError{fmt.Sprintf("--backend %q: use auto, ebpf or delve", name)}
+	}
+	if name != agent.BackendDelve {
+		if b.EBPFErr = ebpf.Available(); b.EBPFErr == nil {
+			b.EBPF = ebpf.New()
+		} else if name == agent.BackendEBPF {
+			return nil, fmt.Errorf("--backend ebpf: %v; run with --backend auto to fall back to Delve", b.EBPFErr)
+		}
+	}
+	return b, nil
 }
 
 // uidList is a repeatable --uid flag.

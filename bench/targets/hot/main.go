@@ -34,7 +34,7 @@ func main() {
 		arg, ok := strings.CutPrefix(sc.Text(), "run ")
 		n, err := strconv.Atoi(arg)
 		if !ok || err != nil || n < 0 {
-			fmt.Printf("ERROR want \"run N\", got %q\n", sc.Text())
+			fmt.Printf("ERROR want \"run N\", got %q\n", sc.Text()) //@trace(cold)
 			continue
 		}
 		acc := uint64(1)

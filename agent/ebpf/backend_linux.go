@@ -1,0 +1,619 @@
+package ebpf
+
+import (
+	"bytes"
+	"context"
+	"debug/elf"
+	_ "embed"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/go-delve/delve/pkg/logflags"
+	"github.com/go-delve/delve/pkg/proc"
+	"github.com/go-delve/delve/pkg/proc/linutil"
+	"golang.org/x/sys/unix"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+//go:generate clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -Wall -c bpf/probe.c -o bpf/probe.o
+
+//go:embed bpf/probe.o
+var probeObject []byte
+
+// Backend attaches uprobes. It holds no state: every target loads its own
+// BPF program and maps.
+type Backend struct{}
+
+// New returns the eBPF backend.
+func New() *Backend { return &Backend{} }
+
+// Available reports whether this host can run the backend: the architecture,
+// the kernel and the permissions to load BPF programs. The error says what
+// is missing.
+func Available() error {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("raising the memlock limit for BPF maps: %w", err)
+	}
+	coll, err := loadCollection()
+	if err != nil {
+		return err
+	}
+	coll.Close()
+	return nil
+}
+
+func loadCollection() (*ebpf.Collection, error) {
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(probeObject))
+	if err != nil {
+		return nil, fmt.Errorf("reading the BPF object: %w", err)
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("loading the BPF program: %w: run the agent as root, or give it CAP_BPF and CAP_PERFMON (in Kubernetes: securityContext.capabilities.add: [BPF, PERFMON])", err)
+		}
+		return nil, fmt.Errorf("loading the BPF program (the eBPF backend needs Linux 5.17 or later: ring buffers, attach cookies and bpf_loop): %w", err)
+	}
+	return coll, nil
+}
+
+// Attach loads the program for pid and reads its debug info. Nothing is
+// attached to the process until a tracepoint is set.
+func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
+	logflags.Setup(false, "", "")
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
+	if _, err := os.Stat(exe); err != nil {
+		return nil, fleet.Errorf(fleet.CodeNoProcess, "attaching to pid %d: the process is gone", pid)
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: raising the memlock limit for BPF maps: %v", pid, err)
+	}
+	t, err := newTarget(pid, exe)
+	if err != nil {
+		return nil, fleet.Errorf(fleet.CodeAttach, "attaching to pid %d with eBPF: %v", pid, err)
+	}
+	return t, nil
+}
+
+// target is one process with uprobes.
+//
+// Its goroutines: read decodes the ring buffer into hits until the target
+// is closed, then frees the program and maps; watch waits for the process
+// to exit.
+type target struct {
+	pid  int
+	exe  string
+	hits chan agent.Hit
+
+	coll   *ebpf.Collection
+	ex     *link.Executable
+	rb     *ringbuf.Reader
+	pidfd  int
+	closed chan struct{} // closed by close
+	done   chan struct{} // closed when read has ended
+
+	// mu guards the fields below, and the snapshot and Delve target the
+	// reader decodes with.
+	mu       sync.Mutex
+	tps      map[string]*tracepoint
+	byCookie map[uint64]*probe
+	nextPlan uint32
+	freePlan []uint32
+	buckets  []bool // bucket slots in use
+	exitErr  error
+	ended    bool
+
+	snap *snapshot
+	tgt  *proc.Target
+	di   *debugInfo
+	mono int64 // wall clock minus CLOCK_MONOTONIC, ns
+}
+
+type tracepoint struct {
+	spec   agent.Tracepoint
+	file   string
+	bucket uint32
+	probes []*probe
+	log    []fleet.LogSegment
+	load   proc.LoadConfig
+	warm   bool
+	// Applied here when the tracepoint has a condition the BPF program
+	// does not evaluate: the BPF bucket would count the hits the condition
+	// filters out.
+	inKernel bool
+	limit    bucket
+	dropped  uint64
+	full     bool // a plan ran out of ops
+}
+
+type probe struct {
+	tp     *tracepoint
+	pc     uint64
+	cookie uint64
+	link   link.Link
+}
+
+func newTarget(pid int, exe string) (*target, error) {
+	entry, err := entryPoint(pid)
+	if err != nil {
+		return nil, err
+	}
+	static, err := staticMappings(pid)
+	if err != nil {
+		return nil, err
+	}
+	live, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		return nil, fmt.Errorf("opening the process's memory: %w", err)
+	}
+	snap := &snapshot{bi: proc.NewBinaryInfo("linux", "amd64", true), entry: entry, bps: proc.NewBreakpointMap(), live: live, static: static}
+	snap.thread = &thread{s: snap, id: pid}
+	_, addTarget := proc.NewGroup(group{}, proc.NewTargetGroupConfig{})
+	tgt, err := addTarget(snap, pid, snap.thread, exe, proc.StopAttached, "")
+	if err != nil {
+		live.Close()
+		return nil, fmt.Errorf("reading the debug info: %w", err)
+	}
+	if snap.bi.Arch.Name != "amd64" {
+		live.Close()
+		return nil, fmt.Errorf("the eBPF backend supports amd64 only, not %s", snap.bi.Arch.Name)
+	}
+	di, err := loadDebugInfo(exe, snap.bi.Images[0].StaticBase)
+	if err != nil {
+		live.Close()
+		return nil, err
+	}
+	coll, err := loadCollection()
+	if err != nil {
+		live.Close()
+		return nil, err
+	}
+	ex, err := link.OpenExecutable(exe)
+	if err != nil {
+		coll.Close()
+		live.Close()
+		return nil, fmt.Errorf("opening %s: %w", exe, err)
+	}
+	rb, err := ringbuf.NewReader(coll.Maps["events"])
+	if err != nil {
+		coll.Close()
+		live.Close()
+		return nil, fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		rb.Close()
+		coll.Close()
+		live.Close()
+		return nil, fmt.Errorf("watching pid %d: %w", pid, err)
+	}
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	t := &target{
+		pid: pid, exe: exe,
+		hits:     make(chan agent.Hit, 1024),
+		coll:     coll,
+		ex:       ex,
+		rb:       rb,
+		pidfd:    pidfd,
+		closed:   make(chan struct{}),
+		done:     make(chan struct{}),
+		tps:      make(map[string]*tracepoint),
+		byCookie: make(map[uint64]*probe),
+		snap:     snap,
+		tgt:      tgt,
+		di:       di,
+		mono:     time.Now().UnixNano() - ts.Nano(),
+	}
+	go t.read()
+	go t.watch()
+	return t, nil
+}
+
+// entryPoint reads the process's entry point from its auxiliary vector.
+func entryPoint(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/auxv", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading the auxiliary vector: %w", err)
+	}
+	for i := 0; i+16 <= len(b); i += 16 {
+		if binary.LittleEndian.Uint64(b[i:]) == 9 /* AT_ENTRY */ {
+			return binary.LittleEndian.Uint64(b[i+8:]), nil
+		}
+	}
+	return 0, errors.New("no entry point in the auxiliary vector")
+}
+
+// staticMappings returns the file-backed mappings of the executable: code,
+// read-only data, and the data sections holding the runtime's type and
+// module tables, which the decoder may read from the live process.
+func staticMappings(pid int) ([][2]uint64, error) {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil, err
+	}
+	var out [][2]uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[5] != exe {
+			continue
+		}
+		var lo, hi uint64
+		if _, err := fmt.Sscanf(f[0], "%x-%x", &lo, &hi); err == nil {
+			out = append(out, [2]uint64{lo, hi})
+		}
+	}
+	return out, nil
+}
+
+func (t *target) Hits() <-chan agent.Hit { return t.hits }
+
+func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placement, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended {
+		return agent.Placement{}, t.gone()
+	}
+	if spec.HitCondition != "" {
+		return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: the eBPF backend has no hit conditions; use the delve backend for it", spec.ID)
+	}
+	if old := t.tps[spec.ID]; old != nil {
+		t.clear(old)
+	}
+	file, err := agent.ResolveFile(t.snap.bi.Sources, spec.Location)
+	if err != nil {
+		return agent.Placement{}, err
+	}
+	logSegs, err := fleet.ParseLogMessage(spec.LogMessage)
+	if err != nil {
+		return agent.Placement{}, err
+	}
+	pcs, err := proc.FindFileLocation(t.snap, file, spec.Location.Line)
+	if err != nil {
+		var nf *proc.ErrCouldNotFindLine
+		if errors.As(err, &nf) {
+			return agent.Placement{}, fleet.Errorf(fleet.CodeNoCode, "%s:%d has no code in %s: the compiler emitted no instructions for that line (a comment, a blank line, a declaration, or code optimized away); pick a line with a statement", file, spec.Location.Line, exeName(t.pid))
+		}
+		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "finding the code of %s:%d: %v", file, spec.Location.Line, err)
+	}
+	tp := &tracepoint{spec: spec, file: file, log: logSegs, load: loadConfig(spec.Capture)}
+	frames := spec.Capture.StackDepth + 2
+	if frames > maxFrames {
+		frames = maxFrames
+	}
+	plans := make([]bpfPlan, len(pcs))
+	// A condition the BPF program evaluates at every PC filters hits
+	// before the rate limit there; any other is evaluated here, and the
+	// limit applied after it.
+	inKernel := true
+	for i, pc := range pcs {
+		pl := &planner{bi: t.snap.bi, di: t.di, capture: spec.Capture, cond: spec.Condition}
+		plan, err := pl.plan(pc, spec.Location.Line)
+		if err != nil {
+			return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "planning the capture at %s:%d (pc %#x): %v", file, spec.Location.Line, pc, err)
+		}
+		tp.full = tp.full || pl.full
+		inKernel = inKernel && (spec.Condition == "" || plan.Cond.Op != condNone)
+		plan.Frames = uint32(frames)
+		plans[i] = plan
+	}
+	bk, err := t.allocBucket(spec, inKernel)
+	if err != nil {
+		return agent.Placement{}, err
+	}
+	tp.bucket = bk
+	if !inKernel {
+		tp.limit.init(maxHitsPerSecond(spec))
+	}
+	tp.inKernel = inKernel
+	for i, pc := range pcs {
+		plan := plans[i]
+		plan.Bucket = bk
+		slot := t.allocPlan()
+		if err := t.coll.Maps["plans"].Put(slot, &plan); err != nil {
+			t.freePlan = append(t.freePlan, slot)
+			t.clear(tp)
+			return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "storing the capture plan: %v", err)
+		}
+		off, err := fileOffset(t.exe, pc, t.snap.bi.Images[0].StaticBase)
+		if err != nil {
+			t.freePlan = append(t.freePlan, slot)
+			t.clear(tp)
+			return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "placing a uprobe at pc %#x: %v", pc, err)
+		}
+		fn := t.snap.bi.PCToFunc(pc)
+		sym := "riptrace"
+		if fn != nil {
+			sym = fn.Name
+		}
+		l, err := t.ex.Uprobe(sym, t.coll.Programs["capture"], &link.UprobeOptions{Address: off, PID: t.pid, Cookie: uint64(slot)})
+		if err != nil {
+			t.freePlan = append(t.freePlan, slot)
+			t.clear(tp)
+			return agent.Placement{}, fleet.Errorf(fleet.CodeAttach, "attaching a uprobe at %s:%d (pc %#x): %v", file, spec.Location.Line, pc, err)
+		}
+		p := &probe{tp: tp, pc: pc, cookie: uint64(slot), link: l}
+		tp.probes = append(tp.probes, p)
+		t.byCookie[p.cookie] = p
+	}
+	t.tps[spec.ID] = tp
+	pl := agent.Placement{Pid: t.pid, File: file, Line: spec.Location.Line, PCs: pcs}
+	if fn := t.snap.bi.PCToFunc(pcs[0]); fn != nil {
+		pl.Function = fn.Name
+	}
+	return pl, nil
+}
+
+func maxHitsPerSecond(spec agent.Tracepoint) int {
+	return spec.Limits.MaxHitsPerSecond
+}
+
+// allocBucket takes a bucket slot for spec's rate limit. Lock should be held.
+func (t *target) allocBucket(spec agent.Tracepoint, inKernel bool) (uint32, error) {
+	slot := -1
+	for i, used := range t.buckets {
+		if !used {
+			slot = i
+			break
+		}
+	}
+	if slot < 0 {
+		if len(t.buckets) == int(t.coll.Maps["buckets"].MaxEntries()) {
+			return 0, fleet.Errorf(fleet.CodeInternal, "too many tracepoints in pid %d: clear some", t.pid)
+		}
+		t.buckets = append(t.buckets, false)
+		slot = len(t.buckets) - 1
+	}
+	t.buckets[slot] = true
+	b := bpfBucket{}
+	if inKernel && spec.Limits.MaxHitsPerSecond > 0 {
+		b.Rate = uint64(spec.Limits.MaxHitsPerSecond)
+	}
+	if err := t.coll.Maps["buckets"].Put(uint32(slot), &b); err != nil {
+		t.buckets[slot] = false
+		return 0, fleet.Errorf(fleet.CodeInternal, "storing the rate limit: %v", err)
+	}
+	return uint32(slot), nil
+}
+
+// allocPlan takes a plan slot. Lock should be held.
+func (t *target) allocPlan() uint32 {
+	if n := len(t.freePlan); n > 0 {
+		s := t.freePlan[n-1]
+		t.freePlan = t.freePlan[:n-1]
+		return s
+	}
+	t.nextPlan++
+	return t.nextPlan - 1
+}
+
+// fileOffset turns a PC into the offset in the executable that uprobes
+// take; staticBase is where a position-independent executable was loaded.
+func fileOffset(exe string, pc, staticBase uint64) (uint64, error) {
+	pc -= staticBase
+	f, err := elf.Open(exe)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == 1 /* PT_LOAD */ && p.Flags&1 != 0 /* PF_X */ && pc >= p.Vaddr && pc < p.Vaddr+p.Memsz {
+			return pc - p.Vaddr + p.Off, nil
+		}
+	}
+	return 0, fmt.Errorf("pc %#x is in no executable segment", pc)
+}
+
+func (t *target) Clear(ctx context.Context, id string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tp := t.tps[id]; tp != nil {
+		t.clear(tp)
+	}
+	return nil
+}
+
+// clear removes tp's probes. Lock should be held.
+func (t *target) clear(tp *tracepoint) {
+	for _, p := range tp.probes {
+		p.link.Close()
+		delete(t.byCookie, p.cookie)
+		t.freePlan = append(t.freePlan, uint32(p.cookie))
+	}
+	tp.probes = nil
+	if int(tp.bucket) < len(t.buckets) {
+		t.buckets[tp.bucket] = false
+	}
+	if t.tps[tp.spec.ID] == tp {
+		delete(t.tps, tp.spec.ID)
+	}
+}
+
+// Detach removes every probe and frees the program. If the process had
+// exited, it returns agent.ErrProcessExited.
+func (t *target) Detach(ctx context.Context) error {
+	t.close(nil)
+	select {
+	case <-t.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.exitErr
+}
+
+// close removes every probe and ends the reader; exitErr says why, if the
+// process ended.
+func (t *target) close(exitErr error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended {
+		return
+	}
+	t.ended = true
+	t.exitErr = exitErr
+	for _, tp := range t.tps {
+		t.clear(tp)
+	}
+	close(t.closed)
+	t.rb.Close() // ends read, which frees the rest
+}
+
+func (t *target) gone() error {
+	if t.exitErr != nil {
+		return t.exitErr
+	}
+	return fmt.Errorf("pid %d is detached", t.pid)
+}
+
+// watch waits for the process to exit.
+func (t *target) watch() {
+	defer unix.Close(t.pidfd)
+	fds := []unix.PollFd{{Fd: int32(t.pidfd), Events: unix.POLLIN}}
+	for {
+		select {
+		case <-t.closed:
+			return
+		default:
+		}
+		n, err := unix.Poll(fds, 200)
+		if err != nil && err != unix.EINTR {
+			return
+		}
+		if n > 0 {
+			// The process is gone: its probes went with it, but our links
+			// and program are freed here.
+			status := 0
+			t.close(agent.ErrProcessExited{Pid: t.pid, Status: status})
+			return
+		}
+	}
+}
+
+// read decodes records until the ring buffer is closed.
+func (t *target) read() {
+	defer close(t.done)
+	defer close(t.hits)
+	defer func() {
+		t.coll.Close()
+		t.snap.live.Close()
+	}()
+	var rec ringbuf.Record
+	for {
+		if err := t.rb.ReadInto(&rec); err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			continue
+		}
+		h, ok := t.decode(rec.RawSample)
+		if !ok {
+			continue
+		}
+		select {
+		case t.hits <- h:
+		case <-t.closed:
+			return
+		}
+	}
+}
+
+const headerSize = 8 + 8 + 8 + 4 + 4 + 21*8
+
+// decode turns one record into a hit; ok is false for a record to skip (a
+// probe cleared meanwhile, or a condition that does not hold).
+func (t *target) decode(raw []byte) (agent.Hit, bool) {
+	if len(raw) < headerSize {
+		return agent.Hit{}, false
+	}
+	le := binary.LittleEndian
+	cookie := le.Uint64(raw[0:])
+	ktime := int64(le.Uint64(raw[8:]))
+	dropped := le.Uint64(raw[16:])
+	tid := int(le.Uint32(raw[24:]))
+	size := int(le.Uint32(raw[28:]))
+	var regs linutil.AMD64PtraceRegs
+	// struct pt_regs is the start of the ptrace layout, which goes on
+	// with the segment bases that a uprobe does not see.
+	var full [27 * 8]byte
+	copy(full[:], raw[32:headerSize])
+	binary.Read(bytes.NewReader(full[:]), le, &regs)
+	var regions []region
+	data := raw[headerSize:]
+	if size < len(data) {
+		data = data[:size]
+	}
+	for len(data) >= 16 {
+		addr := le.Uint64(data)
+		n := int(le.Uint32(data[8:]))
+		data = data[16:]
+		if n > len(data) {
+			break
+		}
+		regions = append(regions, region{addr: addr, data: data[:n:n]})
+		data = data[min((n+7)&^7, len(data)):]
+	}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.byCookie[cookie]
+	if p == nil {
+		return agent.Hit{}, false
+	}
+	tp := p.tp
+	t.snap.set(tid, &regs, regions)
+	t.tgt.ClearCaches()
+	h, keep, err := t.safeCapture(tp)
+	if err != nil {
+		t.clear(tp)
+		return agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid}, Fault: fleet.AsError(err)}, true
+	}
+	if !keep {
+		return agent.Hit{}, false
+	}
+	h.Time = ktime + t.mono
+	h.Dropped = dropped
+	if !tp.inKernel {
+		if !tp.limit.take(time.Unix(0, h.Time)) {
+			tp.dropped++
+			return agent.Hit{}, false
+		}
+		h.Dropped, tp.dropped = tp.dropped, 0
+	}
+	return agent.Hit{Hit: h}, true
+}
+
+// safeCapture decodes a hit, turning a panic in Delve into an error: the
+// tracepoint is then removed, the process runs on, untouched.
+func (t *target) safeCapture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fleet.Errorf(fleet.CodeInternal, "internal error decoding tracepoint %s on pid %d: %v; the tracepoint was removed (please report it)", tp.spec.ID, t.pid, r)
+		}
+	}()
+	return t.capture(tp)
+}
+
+// exeName names pid's executable for messages.
+func exeName(pid int) string {
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
+		return exe
+	}
+	return fmt.Sprintf("pid %d", pid)
+}

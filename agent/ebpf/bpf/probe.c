@@ -1,0 +1,370 @@
+// probe.c: the BPF side of the eBPF backend. One program, capture, serves
+// every uprobe of a process: the probe's cookie picks its plan, the plan says
+// which memory to copy (the frame, the goroutine, and the bytes that the
+// variables' pointers lead to), and the copy goes to user space through a
+// ring buffer as a list of (address, bytes) regions. The agent decodes them
+// with the DWARF types; it never reads the process itself for a hit.
+//
+// Build (the object is committed, so that building the agent needs no
+// clang): go generate ./agent/ebpf
+//
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+
+#define SEC(name) __attribute__((section(name), used))
+#define __uint(name, val) int(*name)[val]
+#define __type(name, val) typeof(val) *name
+
+typedef __u8 u8;
+typedef __u32 u32;
+typedef __s32 s32;
+typedef __u64 u64;
+typedef __s64 s64;
+struct pt_regs;
+
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
+static u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
+static u64 (*bpf_get_current_pid_tgid)(void) = (void *)BPF_FUNC_get_current_pid_tgid;
+static long (*bpf_probe_read_user)(void *dst, u32 size, const void *src) = (void *)BPF_FUNC_probe_read_user;
+static long (*bpf_ringbuf_output)(void *rb, void *data, u64 size, u64 flags) = (void *)BPF_FUNC_ringbuf_output;
+static u64 (*bpf_get_attach_cookie)(void *ctx) = (void *)BPF_FUNC_get_attach_cookie;
+static long (*bpf_loop)(u32 nr, void *fn, void *ctx, u64 flags) = (void *)BPF_FUNC_loop;
+
+#define MAX_OPS 64      // capture operations per probe
+#define MAX_FRAMES 32   // frame-pointer links followed
+#define NREGS 21        // struct pt_regs on x86_64, in 8-byte words
+#define REG_SP 19
+#define REG_BP 4
+#define DATA_MASK 0x3fff // regions start below 16 KiB ...
+#define READ_MASK 0xfff  // ... and are at most 4 KiB long
+#define BUF_SIZE (sizeof(struct header) + DATA_MASK + 1 + READ_MASK + 1 + 16)
+
+// Where a word comes from.
+enum {
+	SRC_NONE = 0,
+	SRC_REG = 1,    // the value of register reg
+	SRC_STACK = 2,  // the word at SP + off
+	SRC_OP = 3,     // the word at (the pointer of op) + off
+	SRC_SPADDR = 4, // the address SP + off itself
+};
+
+struct src {
+	u8 kind;
+	u8 reg;
+	u8 op;
+	u8 pad;
+	s32 off;
+};
+
+// op copies min(len * elem, max) bytes (max bytes without a len) from the
+// address ptr holds.
+struct op {
+	struct src ptr;
+	struct src len;
+	u32 elem;
+	u32 max;
+};
+
+// cond is a tracepoint's condition when it is a comparison of an integer
+// variable with a constant: hits it filters out cost no copy and no token.
+// The agent evaluates every condition again on what was copied.
+enum { COND_NONE, COND_EQ, COND_NE, COND_LT, COND_LE, COND_GT, COND_GE };
+
+struct cond {
+	struct src var;
+	u8 op;
+	u8 size;   // bytes of the variable: 1, 2, 4 or 8
+	u8 signed_;
+	u8 pad[5];
+	s64 value;
+};
+
+struct plan {
+	u32 bucket; // the tracepoint's rate limit
+	u32 frames; // frame-pointer links to copy
+	u32 nops;
+	u32 pad;
+	struct cond cond;
+	struct op ops[MAX_OPS];
+};
+
+// bucket is a token bucket of rate tokens per second holding at most rate,
+// kept as a theoretical arrival time (the generic cell rate algorithm) so
+// that CPUs can share it with compare-and-swap: tracing programs cannot
+// take spin locks.
+struct bucket {
+	u64 rate;    // hits per second; 0: no limit
+	u64 tat;     // ns: when the bucket will be full again, as if hits came evenly
+	u64 dropped; // since the last hit that reached user space
+	u64 pad;
+};
+
+struct header {
+	u64 cookie;
+	u64 time;
+	u64 dropped;
+	u32 tid;
+	u32 size; // bytes of regions after the header
+	u64 regs[NREGS];
+};
+
+struct region {
+	u64 addr;
+	u32 len;
+	u32 pad;
+};
+
+struct scratch {
+	u64 ptrs[MAX_OPS];
+	u8 buf[BUF_SIZE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, u32);
+	__type(value, struct plan);
+} plans SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, u32);
+	__type(value, struct bucket);
+} buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} events SEC(".maps");
+
+// take reports whether the bucket allows a hit now; a refused hit is counted.
+static __always_inline int take(struct bucket *b, u64 now, u64 *dropped)
+{
+	u64 rate = b->rate;
+	if (rate == 0) {
+		*dropped = __sync_lock_test_and_set(&b->dropped, 0);
+		return 1;
+	}
+	u64 interval = 1000000000ULL / rate;
+	u64 tau = interval * (rate - 1); // rate hits at once, then one per interval
+	for (int i = 0; i < 16; i++) {
+		u64 old = b->tat;
+		u64 tat = old > now ? old : now;
+		if (tat - now > tau)
+			break;
+		if (__sync_val_compare_and_swap(&b->tat, old, tat + interval) == old) {
+			*dropped = __sync_lock_test_and_set(&b->dropped, 0);
+			return 1;
+		}
+	}
+	__sync_fetch_and_add(&b->dropped, 1);
+	return 0;
+}
+
+static __always_inline u64 word(struct scratch *s, struct header *h, struct src *src)
+{
+	u64 v = 0;
+	u64 sp = h->regs[REG_SP];
+	switch (src->kind) {
+	case SRC_REG:
+		return h->regs[src->reg < NREGS ? src->reg : 0];
+	case SRC_STACK:
+		bpf_probe_read_user(&v, 8, (void *)(sp + (s64)src->off));
+		return v;
+	case SRC_OP:
+		bpf_probe_read_user(&v, 8, (void *)(s->ptrs[src->op & (MAX_OPS - 1)] + (s64)src->off));
+		return v;
+	case SRC_SPADDR:
+		return sp + (s64)src->off;
+	}
+	return 0;
+}
+
+// copy appends the region [addr, addr+n) at *off; on a fault it tries the
+// first 8 bytes, then gives up on the region.
+static __always_inline void copy(struct scratch *s, u32 *off, u64 addr, u32 n)
+{
+	u32 o = *off;
+	if (n == 0 || addr == 0 || o > DATA_MASK)
+		return;
+	n &= READ_MASK;
+	u8 *dst = s->buf + sizeof(struct header) + (o & DATA_MASK);
+	if (bpf_probe_read_user(dst + sizeof(struct region), n, (void *)addr) != 0) {
+		if (n <= 8 || bpf_probe_read_user(dst + sizeof(struct region), 8, (void *)addr) != 0)
+			return;
+		n = 8;
+	}
+	struct region *r = (struct region *)dst;
+	r->addr = addr;
+	r->len = n;
+	r->pad = 0;
+	*off = o + sizeof(struct region) + ((n + 7) & ~7);
+}
+
+// holds evaluates a plan's condition.
+static __always_inline int holds(struct scratch *s, struct header *h, struct cond *c)
+{
+	u64 w = word(s, h, &c->var);
+	s64 v;
+	switch (c->size) {
+	case 1:
+		v = c->signed_ ? (s64)(__s8)w : (s64)(u8)w;
+		break;
+	case 2:
+		v = c->signed_ ? (s64)(__s16)w : (s64)(__u16)w;
+		break;
+	case 4:
+		v = c->signed_ ? (s64)(__s32)w : (s64)(u32)w;
+		break;
+	default:
+		v = (s64)w;
+	}
+	if (!c->signed_ && c->size == 8) {
+		u64 u = w, k = (u64)c->value;
+		switch (c->op) {
+		case COND_EQ: return u == k;
+		case COND_NE: return u != k;
+		case COND_LT: return u < k;
+		case COND_LE: return u <= k;
+		case COND_GT: return u > k;
+		case COND_GE: return u >= k;
+		}
+		return 1;
+	}
+	switch (c->op) {
+	case COND_EQ: return v == c->value;
+	case COND_NE: return v != c->value;
+	case COND_LT: return v < c->value;
+	case COND_LE: return v <= c->value;
+	case COND_GT: return v > c->value;
+	case COND_GE: return v >= c->value;
+	}
+	return 1;
+}
+
+// loopctx is the state of the loops over a plan's ops and over the frame
+// pointers; bpf_loop callbacks keep the verifier's work linear in the loop
+// body rather than in its iterations.
+struct loopctx {
+	struct scratch *s;
+	struct plan *p;
+	u32 off;
+	u32 nops;
+	u32 frames;
+	u32 pad;
+	u64 bp;
+};
+
+static long run_op(u32 i, struct loopctx *c)
+{
+	if (i >= c->nops)
+		return 1;
+	struct scratch *s = c->s;
+	struct header *h = (struct header *)s->buf;
+	struct op *o = &c->p->ops[i & (MAX_OPS - 1)];
+	u64 ptr = word(s, h, &o->ptr);
+	s->ptrs[i & (MAX_OPS - 1)] = ptr;
+	u64 n = o->max;
+	if (o->len.kind != SRC_NONE) {
+		u64 l = word(s, h, &o->len);
+		if (l < n / (o->elem ? o->elem : 1))
+			n = l * o->elem;
+	}
+	copy(s, &c->off, ptr, n);
+	return 0;
+}
+
+// run_frame copies one link of the frame-pointer chain: the caller's saved
+// BP and the return address, which is all an unwinder needs above this
+// frame.
+static long run_frame(u32 i, struct loopctx *c)
+{
+	u64 bp = c->bp;
+	if (i >= c->frames || bp == 0)
+		return 1;
+	u32 before = c->off;
+	copy(c->s, &c->off, bp, 16);
+	if (c->off == before)
+		return 1;
+	u64 next = 0;
+	bpf_probe_read_user(&next, 8, (void *)bp);
+	if (next <= bp)
+		return 1;
+	c->bp = next;
+	return 0;
+}
+
+SEC("uprobe")
+int capture(struct pt_regs *ctx)
+{
+	u64 cookie = bpf_get_attach_cookie(ctx);
+	u32 key = cookie;
+	struct plan *p = bpf_map_lookup_elem(&plans, &key);
+	if (!p)
+		return 0;
+	u32 bk = p->bucket;
+	struct bucket *b = bpf_map_lookup_elem(&buckets, &bk);
+	if (!b)
+		return 0;
+	u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	struct header *h = (struct header *)s->buf;
+	__builtin_memcpy(h->regs, ctx, sizeof(h->regs));
+	if (p->cond.op != COND_NONE && !holds(s, h, &p->cond))
+		return 0;
+	u64 now = bpf_ktime_get_ns();
+	u64 dropped = 0;
+	if (!take(b, now, &dropped))
+		return 0;
+	h->cookie = cookie;
+	h->time = now;
+	h->dropped = dropped;
+	h->tid = (u32)bpf_get_current_pid_tgid();
+
+	struct loopctx c = {.s = s, .p = p, .nops = p->nops, .frames = p->frames, .bp = h->regs[REG_BP]};
+	bpf_loop(MAX_OPS, run_op, &c, 0);
+	bpf_loop(MAX_FRAMES, run_frame, &c, 0);
+	u32 off = c.off;
+
+	h->size = off;
+	u64 size = sizeof(struct header) + (u64)off;
+	if (size > BUF_SIZE)
+		size = BUF_SIZE;
+	if (bpf_ringbuf_output(&events, s->buf, size, 0) != 0) {
+		__sync_fetch_and_add(&b->dropped, dropped + 1);
+	}
+	return 0;
+}
+
+// count is the bare uprobe `make bench` measures against: it counts hits
+// and nothing else.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u64);
+} counts SEC(".maps");
+
+SEC("uprobe")
+int count(struct pt_regs *ctx)
+{
+	u32 zero = 0;
+	u64 *c = bpf_map_lookup_elem(&counts, &zero);
+	if (c)
+		__sync_fetch_and_add(c, 1);
+	return 0;
+}
+
+char _license[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,20 @@
+// Package ebpf is the uprobe backend of the agent: it traces any line of a
+// Go program, with its arguments and locals, without ever stopping a thread.
+//
+// For a tracepoint at file:line it finds the line's PCs (inlined copies
+// included) with Delve's binary info, and attaches a uprobe at each with
+// github.com/cilium/ebpf. One BPF program (probe.c) serves every probe of a
+// process: the probe's cookie selects its capture plan in a BPF map, built
+// here from DWARF for that PC (where each variable lives, what its strings,
+// slices and pointers lead to), and the program copies those bytes, the
+// goroutine's g and the frame-pointer chain into a ring buffer. A token
+// bucket in the program drops hits over the tracepoint's rate before they
+// cost a copy.
+//
+// The agent side turns each record into a snapshot of the process (the
+// registers and the copied regions) and lets Delve's own evaluation read the
+// hit from it, so that values render exactly as the Delve backend renders
+// them; what was not copied reads as "<not captured: …>", never as a wrong
+// value. Probes are BPF links held by this process: Clear, Detach and the
+// process's exit remove them, and if the agent dies the kernel does.
+package ebpf

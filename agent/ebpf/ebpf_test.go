@@ -1,0 +1,536 @@
+package ebpf_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	cebpf "github.com/cilium/ebpf"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/agent/delve"
+	"github.com/riptrace/riptrace/agent/ebpf"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+func TestMain(m *testing.M) { agenttest.Main(m, noLeftGoroutines) }
+
+// noLeftGoroutines fails the run if a target's goroutines (the ring buffer
+// reader, the exit watcher, the backends' hit pumps) outlive their tests.
+func noLeftGoroutines() error {
+	var left []string
+	for range 100 {
+		buf := make([]byte, 1<<20)
+		left = left[:0]
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "riptrace/agent/ebpf.(*target)") || strings.Contains(g, "riptrace/agent.(*multiTarget)") {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%d goroutines of detached targets are still running:\n%s", len(left), strings.Join(left, "\n\n"))
+}
+
+const valuesDir = "testdata/targets/values"
+
+func workSpec(t *testing.T, id string) agent.Tracepoint {
+	return markerSpec(t, id, "work")
+}
+
+func markerSpec(t *testing.T, id, marker string) agent.Tracepoint {
+	return agent.Tracepoint{
+		ID:       id,
+		Location: fleet.Location{Path: "main.go", Line: agenttest.MarkerLine(t, valuesDir+"/main.go", marker)},
+		Capture:  fleet.DefaultCapture,
+	}
+}
+
+// needEBPF skips the test where the kernel or permissions do not allow BPF.
+func needEBPF(t *testing.T) {
+	t.Helper()
+	if err := ebpf.Available(); err != nil {
+		t.Skipf("eBPF is not available here: %v", err)
+	}
+}
+
+func attach(t *testing.T, b agent.Backend, pid int) agent.Target {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tgt, err := b.Attach(ctx, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		tgt.Detach(ctx)
+	})
+	return tgt
+}
+
+func set(t *testing.T, tgt agent.Target, tp agent.Tracepoint) agent.Placement {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pl, err := tgt.Set(ctx, tp)
+	if err != nil {
+		t.Fatalf("setting %s: %v", tp.ID, err)
+	}
+	return pl
+}
+
+// byN collects hits into a map by the value of the argument n (x in the
+// inlined function).
+func byN(t *testing.T, hits <-chan agent.Hit, into map[string]fleet.Hit) {
+	t.Helper()
+	select {
+	case h, ok := <-hits:
+		if !ok {
+			t.Fatal("the hit channel closed")
+		}
+		if h.Fault != nil {
+			t.Fatalf("tracepoint fault: %v", h.Fault)
+		}
+		for _, a := range h.Args {
+			if a.Name == "n" || a.Name == "x" {
+				into[a.Value] = h.Hit
+			}
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no hit in 30s")
+	}
+}
+
+// TestDifferential traces the same line in two processes of the same
+// binary, one through each backend, and compares the hits for the same n:
+// every value the eBPF backend shows must be the Delve backend's, or say it
+// was not captured.
+func TestDifferential(t *testing.T) {
+	needEBPF(t)
+	for _, build := range []struct {
+		name  string
+		flags []string
+	}{{"optimized", nil}, {"noopt", []string{agenttest.NoOpt}}, {"pie", []string{"-buildmode=pie"}}} {
+		t.Run(build.name, func(t *testing.T) {
+			bin := agenttest.BuildTarget(t, valuesDir, build.flags...)
+			for _, marker := range []string{"work", "inl"} {
+				t.Run(marker, func(t *testing.T) { differ(t, bin, marker) })
+			}
+		})
+	}
+}
+
+// differ traces the marked line in two processes of bin, one per backend,
+// and compares hits with the same key argument.
+func differ(t *testing.T, bin, marker string) {
+	pd := agenttest.Start(t, bin)
+	pe := agenttest.Start(t, bin)
+	dt := attach(t, delve.New(os.Stderr), pd.Pid)
+	et := attach(t, ebpf.New(), pe.Pid)
+	dpl := set(t, dt, markerSpec(t, "w", marker))
+	epl := set(t, et, markerSpec(t, "w", marker))
+	// PCs are compared relative to the first: a position-independent
+	// build loads at another address in each process.
+	if fmt.Sprint(relative(dpl.PCs, dpl.PCs[0])) != fmt.Sprint(relative(epl.PCs, epl.PCs[0])) || dpl.Function != epl.Function {
+		t.Errorf("placements differ: delve %+v, ebpf %+v", dpl, epl)
+	}
+	dh, eh := map[string]fleet.Hit{}, map[string]fleet.Hit{}
+	var common []string
+	for deadline := time.Now().Add(60 * time.Second); len(common) < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no three hits with the same key in both processes: delve %d hits, ebpf %d", len(dh), len(eh))
+		}
+		byN(t, dt.Hits(), dh)
+		byN(t, et.Hits(), eh)
+		common = common[:0]
+		for n := range eh {
+			if _, ok := dh[n]; ok {
+				common = append(common, n)
+			}
+		}
+	}
+	for _, n := range common {
+		d, e := dh[n], eh[n]
+		if testing.Verbose() {
+			b, _ := json.MarshalIndent(e, "", "  ")
+			t.Logf("ebpf hit for %s: %s", n, b)
+		}
+		compareHits(t, "key "+n, d, e, dpl.PCs[0], epl.PCs[0])
+	}
+}
+
+func relative(pcs []uint64, base uint64) []uint64 {
+	out := make([]uint64, len(pcs))
+	for i, pc := range pcs {
+		out[i] = pc - base
+	}
+	return out
+}
+
+// compareHits compares a hit of each backend; dBase and eBase are the
+// processes' first PCs of the tracepoint.
+func compareHits(t *testing.T, what string, d, e fleet.Hit, dBase, eBase uint64) {
+	t.Helper()
+	if d.File != e.File || d.Line != e.Line || d.Function != e.Function {
+		t.Errorf("%s: delve at %s:%d %s, ebpf at %s:%d %s", what, d.File, d.Line, d.Function, e.File, e.Line, e.Function)
+	}
+	checkGoroutine(t, what+" delve", d)
+	checkGoroutine(t, what+" ebpf", e)
+	compareVars(t, what+" args", d.Args, e.Args)
+	compareVars(t, what+" locals", d.Locals, e.Locals)
+	if len(e.Stack) == 0 || len(e.Stack) > len(d.Stack) {
+		t.Errorf("%s: ebpf stack has %d frames, delve %d", what, len(e.Stack), len(d.Stack))
+	}
+	for i := range min(len(d.Stack), len(e.Stack)) {
+		df, ef := d.Stack[i], e.Stack[i]
+		if df.Function != ef.Function || df.Line != ef.Line || df.PC-dBase != ef.PC-eBase {
+			t.Errorf("%s: frame %d: delve %+v, ebpf %+v", what, i, df, ef)
+		}
+	}
+}
+
+// checkGoroutine checks the hit's goroutine id against the id the target
+// itself passed in gid, where the hit has it.
+func checkGoroutine(t *testing.T, what string, h fleet.Hit) {
+	t.Helper()
+	if h.Goroutine <= 0 {
+		t.Errorf("%s: goroutine %d", what, h.Goroutine)
+	}
+	for _, a := range h.Args {
+		if a.Name == "gid" {
+			if id, err := strconv.ParseInt(a.Value, 10, 64); err == nil && id != h.Goroutine {
+				t.Errorf("%s: hit on goroutine %d, but the target says it runs on %d", what, h.Goroutine, id)
+			}
+		}
+	}
+}
+
+// compareVars holds the eBPF backend's values to the Delve backend's: the
+// same names in the same order, and each value equal, or marked not captured.
+func compareVars(t *testing.T, what string, d, e []fleet.Variable) {
+	t.Helper()
+	if len(d) != len(e) {
+		t.Errorf("%s: delve has %d, ebpf %d: %v vs %v", what, len(d), len(e), names(d), names(e))
+		return
+	}
+	for i := range d {
+		dv, ev := d[i], e[i]
+		if dv.Name != ev.Name || dv.Type != ev.Type {
+			t.Errorf("%s[%d]: delve %s %s, ebpf %s %s", what, i, dv.Name, dv.Type, ev.Name, ev.Type)
+			continue
+		}
+		if strings.Contains(ev.Value, "not captured") {
+			if ev.Unreadable == "" && len(ev.Children) == 0 {
+				t.Errorf("%s %s: %q says not captured without saying why", what, ev.Name, ev.Value)
+			}
+			compareVars(t, what+" "+ev.Name, dv.Children, ev.Children)
+			continue
+		}
+		if dv.Value != ev.Value {
+			t.Errorf("%s %s: delve %q, ebpf %q", what, dv.Name, dv.Value, ev.Value)
+		}
+		compareVars(t, what+" "+ev.Name, dv.Children, ev.Children)
+	}
+}
+
+func names(vs []fleet.Variable) []string {
+	var out []string
+	for _, v := range vs {
+		out = append(out, v.Name)
+	}
+	return out
+}
+
+// burstHits starts burst k (n = 1000000*k + i) and returns its hits, once
+// the target printed the burst's end and no hit came for a moment.
+func burstHits(t *testing.T, p *agenttest.Proc, tgt agent.Target, k int) (hits []fleet.Hit) {
+	t.Helper()
+	if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	done := fmt.Sprintf("BURST k=%d ", k)
+	for {
+		select {
+		case h, ok := <-tgt.Hits():
+			if !ok {
+				t.Fatal("the hit channel closed")
+			}
+			if h.Fault != nil {
+				t.Fatalf("fault: %v", h.Fault)
+			}
+			hits = append(hits, h.Hit)
+		case <-time.After(quiet(len(hits))):
+			// Hits are in the ring buffer before the target goes on: once
+			// it printed the burst's end, a quiet moment means all are
+			// read. The first hit of a target takes longest to decode.
+			if strings.Contains(p.Output(), done) {
+				return hits
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("burst %d did not end", k)
+		}
+	}
+}
+
+func quiet(hits int) time.Duration {
+	if hits == 0 {
+		return 3 * time.Second
+	}
+	return time.Second
+}
+
+func argN(t *testing.T, h fleet.Hit) int {
+	t.Helper()
+	for _, a := range h.Args {
+		if a.Name == "n" {
+			n, err := strconv.Atoi(a.Value)
+			if err != nil {
+				t.Fatalf("n = %q", a.Value)
+			}
+			return n
+		}
+	}
+	t.Fatalf("hit without n: %+v", h.Args)
+	return 0
+}
+
+// TestBurst runs work on 8 goroutines at once, 200 times each: under a rate
+// limit above that, every hit arrives, each with its own goroutine.
+func TestBurst(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, valuesDir, agenttest.NoOpt)
+	p := agenttest.Start(t, bin, "-every", "0", "-par", "8", "-burst", "200")
+	tgt := attach(t, ebpf.New(), p.Pid)
+	tp := workSpec(t, "burst")
+	tp.Capture.StackDepth = 0
+	tp.Limits.MaxHitsPerSecond = 1000000
+	set(t, tgt, tp)
+	hits := burstHits(t, p, tgt, 1)
+	seen := map[int]bool{}
+	goroutines := map[int64]bool{}
+	var dropped uint64
+	for _, h := range hits {
+		seen[argN(t, h)] = true
+		goroutines[h.Goroutine] = true
+		dropped += h.Dropped
+		checkGoroutine(t, "burst", h)
+	}
+	if len(hits) != 1600 || dropped != 0 {
+		t.Errorf("got %d hits (%d distinct n), %d dropped; want 1600, none dropped", len(hits), len(seen), dropped)
+	}
+	if len(goroutines) != 8 {
+		t.Errorf("hits came from %d goroutines, want 8", len(goroutines))
+	}
+}
+
+// TestRateLimit: at 100 hits per second, a burst of 1600 passes the bucket's
+// 100 and a few more as it refills; the BPF program counts every other hit,
+// and the next hit that passes reports them.
+func TestRateLimit(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, valuesDir)
+	p := agenttest.Start(t, bin, "-every", "0", "-par", "8", "-burst", "200")
+	tgt := attach(t, ebpf.New(), p.Pid)
+	tp := workSpec(t, "limited")
+	tp.Capture = fleet.Capture{Args: true}
+	tp.Limits.MaxHitsPerSecond = 100
+	set(t, tgt, tp)
+	first := burstHits(t, p, tgt, 1)
+	if len(first) < 100 || len(first) >= 1600 {
+		t.Fatalf("burst 1: %d hits passed a limit of 100/s, want 100 and a few more", len(first))
+	}
+	var dropped uint64
+	for _, h := range first {
+		dropped += h.Dropped
+	}
+	// The hits the burst lost after its last hit that passed are reported
+	// by the next hit that passes: one call with n = -1, repeated until one
+	// passes (each one refused counts as dropped too).
+	calls := 0
+	for flushed := false; !flushed; {
+		if calls == 50 {
+			t.Fatal("no call with n = -1 passed the limit in 50 tries")
+		}
+		calls++
+		if err := syscall.Kill(p.Pid, syscall.SIGUSR2); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case h := <-tgt.Hits():
+			if argN(t, h.Hit) != -1 {
+				t.Fatalf("a hit of n = %d after the burst", argN(t, h.Hit))
+			}
+			dropped += h.Dropped
+			flushed = true
+		case <-time.After(time.Second):
+		}
+	}
+	if got, want := uint64(len(first))+dropped, uint64(1600+calls-1); got != want {
+		t.Errorf("burst 1: %d hits + %d dropped = %d, want 1600 and %d calls refused", len(first), dropped, got, calls-1)
+	}
+}
+
+// TestClearAndExit: a cleared tracepoint stops hitting; when the process
+// exits, the hit channel closes and Detach says so.
+func TestClearAndExit(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, valuesDir)
+	p := agenttest.Start(t, bin, "-every", "0", "-par", "2", "-burst", "10")
+	tgt := attach(t, ebpf.New(), p.Pid)
+	tp := workSpec(t, "c")
+	tp.Capture = fleet.Capture{Args: true}
+	set(t, tgt, tp)
+	if hits := burstHits(t, p, tgt, 1); len(hits) != 20 {
+		t.Fatalf("burst 1: %d hits, want 20", len(hits))
+	}
+	ctx := context.Background()
+	if err := tgt.Clear(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if hits := burstHits(t, p, tgt, 2); len(hits) != 0 {
+		t.Fatalf("burst 2 after Clear: %d hits, want none", len(hits))
+	}
+	set(t, tgt, tp)
+	if hits := burstHits(t, p, tgt, 3); len(hits) != 20 {
+		t.Fatalf("burst 3 after setting it again: %d hits, want 20", len(hits))
+	}
+	p.Cmd.Process.Kill()
+	select {
+	case _, ok := <-tgt.Hits():
+		for ok {
+			_, ok = <-tgt.Hits()
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the hit channel did not close after the process exited")
+	}
+	var pe agent.ErrProcessExited
+	if err := tgt.Detach(ctx); !errors.As(err, &pe) {
+		t.Errorf("Detach after exit: %v, want ErrProcessExited", err)
+	}
+}
+
+// TestSIGKILL: when the process holding the probes dies without a word,
+// the kernel removes them and frees the program; the target runs on.
+func TestSIGKILL(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, valuesDir)
+	target := agenttest.Start(t, bin, "-every", "1ms")
+	t.Setenv(ebpf.HolderEnv, strconv.Itoa(target.Pid))
+	t.Setenv(ebpf.HolderLineEnv, strconv.Itoa(agenttest.MarkerLine(t, valuesDir+"/main.go", "work")))
+	holder := agenttest.Start(t, os.Args[0])
+	holder.WaitOutput(t, "HIT", 30*time.Second)
+	var prog int
+	for _, f := range strings.Fields(holder.Output()) {
+		if v, ok := strings.CutPrefix(f, "prog="); ok {
+			prog, _ = strconv.Atoi(v)
+		}
+	}
+	if prog == 0 {
+		t.Fatalf("the holder printed no program id: %s", holder.Output())
+	}
+	loaded, err := cebpf.NewProgramFromID(cebpf.ProgramID(prog))
+	if err != nil {
+		t.Fatalf("the holder's program %d is not loaded: %v", prog, err)
+	}
+	loaded.Close() // our reference would keep it loaded
+	holder.Cmd.Process.Signal(syscall.SIGKILL)
+	holder.Wait(30 * time.Second)
+	agenttest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if p, err := cebpf.NewProgramFromID(cebpf.ProgramID(prog)); err == nil {
+			p.Close()
+			return fmt.Errorf("program %d is still loaded", prog)
+		}
+		return nil
+	})
+	if !target.Alive() {
+		t.Fatalf("the target died with its tracer: %s", target.Output())
+	}
+}
+
+// TestBackendsAuto: auto serves a tracepoint with eBPF, but one with a hit
+// condition, which eBPF cannot express, with Delve; placements say which.
+// One instruction cannot carry a uprobe and a breakpoint, so a second
+// tracepoint at a line follows the first one's backend, or is refused.
+func TestBackendsAuto(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, valuesDir)
+	p := agenttest.Start(t, bin, "-every", "5ms")
+	b := &agent.Backends{Default: agent.BackendAuto, EBPF: ebpf.New(), Delve: delve.New(os.Stderr)}
+	tgt := attach(t, b, p.Pid)
+	ctx := context.Background()
+	plain := workSpec(t, "plain")
+	counted := workSpec(t, "counted")
+	counted.HitCondition = "> 2"
+
+	if pl := set(t, tgt, plain); pl.Backend != agent.BackendEBPF {
+		t.Errorf("plain placed with %q, want ebpf", pl.Backend)
+	}
+	waitHit(t, tgt, "plain")
+	if _, err := tgt.Set(ctx, counted); err == nil || !strings.Contains(err.Error(), "served by ebpf") {
+		t.Errorf("a Delve tracepoint on an eBPF line: %v, want refused", err)
+	}
+	if err := tgt.Clear(ctx, "plain"); err != nil {
+		t.Fatal(err)
+	}
+	if pl := set(t, tgt, counted); pl.Backend != agent.BackendDelve {
+		t.Errorf("counted placed with %q, want delve", pl.Backend)
+	}
+	waitHit(t, tgt, "counted")
+}
+
+func waitHit(t *testing.T, tgt agent.Target, id string) {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case h := <-tgt.Hits():
+			if h.Fault != nil {
+				t.Fatal(h.Fault)
+			}
+			if h.Tracepoint == id {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no hit of %s in 60s", id)
+		}
+	}
+}
+
+// TestCondition: a condition the BPF program evaluates lets through exactly
+// the hits where it holds, and those alone take from the rate limit.
+func TestCondition(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, valuesDir)
+	p := agenttest.Start(t, bin, "-every", "0", "-par", "8", "-burst", "200")
+	tgt := attach(t, ebpf.New(), p.Pid)
+	tp := workSpec(t, "cond")
+	tp.Capture = fleet.Capture{Args: true}
+	tp.Condition = "n < 1000005"
+	tp.Limits.MaxHitsPerSecond = 40
+	set(t, tgt, tp)
+	hits := burstHits(t, p, tgt, 1)
+	var dropped uint64
+	for _, h := range hits {
+		if n := argN(t, h); n >= 1000005 {
+			t.Errorf("hit with n = %d", n)
+		}
+		dropped += h.Dropped
+	}
+	if len(hits) != 40 || dropped != 0 {
+		t.Errorf("%d hits, %d dropped; want the 40 where the condition holds, none dropped", len(hits), dropped)
+	}
+}
