@@ -45,6 +45,12 @@ type Config struct {
 	// Redact removes secrets from hits before they leave the host; nil
 	// means DefaultRedactor, &Redactor{} redacts nothing.
 	Redact *Redactor
+	// StopBudget is the fraction of each second a target may spend stopped
+	// by its tracepoints (0: the backend's default, 10% for Delve;
+	// negative: no budget). Past it, hits are dropped before capture and
+	// the status says so; a tracepoint whose traps alone cost more is
+	// removed with the reason. Backends that never stop the target ignore it.
+	StopBudget float64
 	// Metrics, if set, receives the agent's Prometheus metrics.
 	Metrics prometheus.Registerer
 	// Log receives the agent's log; nil logs to stderr at info level.
@@ -104,6 +110,7 @@ type placement struct {
 	err         *fleet.Error
 	hits        uint64
 	dropped     uint64 // hits the rate limit dropped, in all
+	throttle    string // why hits were last dropped, if not the rate limit (Hit.Throttle)
 	droppedSeen uint64 // dropped at the last heartbeat: more since means throttled
 	done        string // why the tracepoint stopped here (maxHits reached)
 	warning     string // why the line may not be the one meant (source sync)
@@ -129,7 +136,10 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	log = log.With("host", cfg.Host)
-	return &Agent{
+	if b, ok := backend.(interface{ SetStopBudget(float64) }); ok {
+		b.SetStopBudget(cfg.StopBudget)
+	}
+	a := &Agent{
 		cfg:     cfg,
 		c:       c,
 		js:      c.JetStream(),
@@ -158,6 +168,8 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		hostWide: make(map[string]string),
 		invalid:  make(map[string]string),
 	}
+	registerStopped(cfg.Metrics, a)
+	return a
 }
 
 // Host returns the agent's host token.
@@ -631,6 +643,9 @@ func (a *Agent) pump(pid int, att *attachment) {
 		}
 		p.hits++
 		p.dropped += h.Dropped
+		if h.Dropped > 0 {
+			p.throttle = h.Throttle
+		}
 		a.metrics.hits.WithLabelValues(h.Tracepoint).Inc()
 		a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(h.Dropped))
 		if max := p.spec.Limits.MaxHits; max > 0 && p.hits >= uint64(max) {

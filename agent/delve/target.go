@@ -25,8 +25,9 @@ import (
 // Delve waits for its tracees with wait4(-1), which would also reap the
 // events of any other tracee of this process: one process traces one target.
 // The agent gets there through Backend, which runs each attach in a worker.
-func attach(ctx context.Context, pid int) (*target, error) {
+func attach(ctx context.Context, pid int, budget float64) (*target, error) {
 	logflags.Setup(false, "", "")
+	start := time.Now()
 	type result struct {
 		grp *proc.TargetGroup
 		err error
@@ -60,6 +61,10 @@ func attach(ctx context.Context, pid int) (*target, error) {
 		byLID:  make(map[int]*tracepoint),
 		exited: make(chan struct{}),
 	}
+	t.budget.init(budget, time.Now())
+	// Attaching stopped the process while Delve read its binary info: time
+	// stopped, though not charged to the budget (it is paid once).
+	t.budget.stopped.Add(int64(time.Since(start)))
 	go t.loop()
 	return t, nil
 }
@@ -102,6 +107,7 @@ type target struct {
 	resumed  chan struct{} // closed once the current Continue resumed the process; nil between Continues
 	gen      uint64        // counts Continues
 	stopGen  uint64        // the Continue a stop was requested in
+	stopAt   time.Time     // when that stop was requested
 
 	exited  chan struct{} // closed when the loop ends
 	exitErr error         // set before exited is closed
@@ -111,6 +117,14 @@ type target struct {
 	byID   map[string]*tracepoint
 	byLID  map[int]*tracepoint
 	nextID int
+	budget stopBudget
+	// window is the stopped time of the current second: in all, and in
+	// stops that captured nothing (bare traps and dropped hits).
+	window struct {
+		start         time.Time
+		stopped, bare time.Duration
+	}
+	overBudget float64 // the bare share of the last window, if over the budget
 }
 
 // tracepoint is one installed spec. Owned by the loop goroutine.
@@ -121,7 +135,11 @@ type tracepoint struct {
 	log     []fleet.LogSegment
 	limit   bucket
 	dropped uint64
-	warm    bool // load Delve's module data before reading values (see warmModuleData)
+	// budgetDropped counts, of dropped, the hits the stop budget dropped;
+	// recent counts hits (dropped or not) since the budget's last check.
+	budgetDropped uint64
+	recent        uint64
+	warm          bool // load Delve's module data before reading values (see warmModuleData)
 }
 
 func (t *target) Hits() <-chan agent.Hit { return t.hits }
@@ -185,22 +203,30 @@ func (t *target) requestStop(gen uint64) {
 		return
 	}
 	t.stopGen = gen
+	t.stopAt = time.Now()
 	t.grp.RequestManualStop()
 }
 
 // cont resumes the process until a tracepoint hits or a stop is requested.
-func (t *target) cont() error {
+// It returns how long Continue ran and, if a manual stop ended it, how long
+// Delve took to stop the process from the request.
+func (t *target) cont() (cycle, manual time.Duration, err error) {
 	resumed := make(chan struct{})
 	t.stopMu.Lock()
 	t.gen++
 	t.resumed = resumed
 	t.stopMu.Unlock()
 	t.grp.ResumeNotify(resumed)
-	err := t.grp.Continue()
+	start := time.Now()
+	err = t.grp.Continue()
+	end := time.Now()
 	t.stopMu.Lock()
 	t.resumed = nil
+	if t.stopGen == t.gen {
+		manual = end.Sub(t.stopAt)
+	}
 	t.stopMu.Unlock()
-	return err
+	return end.Sub(start), manual, err
 }
 
 func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placement, error) {
@@ -242,11 +268,22 @@ func (t *target) loop() {
 		}
 	}()
 	failures := 0
+	var stopped time.Time // when the last Continue returned; zero at first
+	captured := 0         // hits captured at that stop
 	for {
 		if t.runCommands() {
 			return
 		}
-		err := t.cont()
+		if !stopped.IsZero() {
+			now := time.Now()
+			t.charge(now.Sub(stopped), now, captured == 0)
+		}
+		cycle, manual, err := t.cont()
+		stopped = time.Now()
+		if manual > 0 {
+			t.budget.timedManualStop(manual)
+			t.charge(manual, stopped, false)
+		}
 		var pe proc.ErrProcessExited
 		if errors.As(err, &pe) {
 			t.exitErr = agent.ErrProcessExited{Pid: pe.Pid, Status: pe.Status}
@@ -263,7 +300,13 @@ func (t *target) loop() {
 		}
 		// A condition that cannot be evaluated makes Continue return an
 		// error with the process stopped; collect reports it per tracepoint.
-		if n := t.collect(); n == 0 && err != nil {
+		var n int
+		n, captured = t.collect()
+		if n > 0 {
+			t.charge(t.budget.trapCharge(cycle), stopped, captured == 0)
+			t.enforceBudget()
+		}
+		if n == 0 && err != nil {
 			failures++
 			if failures > 100 {
 				t.exitErr = fmt.Errorf("detached from pid %d after repeated errors resuming it: %w", t.pid, err)
@@ -478,10 +521,9 @@ func (t *target) clear(id string) error {
 	return nil
 }
 
-// collect turns every thread stopped at one of our breakpoints into a hit and
-// returns how many threads it looked at.
-func (t *target) collect() int {
-	n := 0
+// collect turns every thread stopped at one of our breakpoints into a hit; it
+// returns how many threads it looked at and how many hits it captured.
+func (t *target) collect() (n, captured int) {
 	now := time.Now()
 	for _, th := range t.grp.Selected.ThreadList() {
 		st := th.Breakpoint()
@@ -500,24 +542,39 @@ func (t *target) collect() int {
 		if !st.Active {
 			continue
 		}
+		tp.recent++
 		if !tp.limit.take(now) {
 			tp.dropped++
 			continue
 		}
+		if !t.budget.allow(now) {
+			// Before any capture: reading values is most of a stop.
+			tp.dropped++
+			tp.budgetDropped++
+			continue
+		}
+		captured++
 		h, err := t.safeCapture(th, tp)
 		if err != nil {
 			t.fault(tp, fleet.AsError(err))
 			continue
 		}
 		h.Dropped, tp.dropped = tp.dropped, 0
+		hit := agent.Hit{Hit: h}
+		budgetDropped := tp.budgetDropped
+		if budgetDropped > 0 {
+			hit.Throttle = fmt.Sprintf("by the stop budget: pid %d may be stopped at most %s of each second (the agent's --stop-budget)", t.pid, t.budget.percent())
+			tp.budgetDropped = 0
+		}
 		select {
-		case t.hits <- agent.Hit{Hit: h}:
+		case t.hits <- hit:
 		default:
 			// The agent fell behind: never keep the process stopped for it.
 			tp.dropped += h.Dropped + 1
+			tp.budgetDropped += budgetDropped
 		}
 	}
-	return n
+	return n, captured
 }
 
 // safeCapture captures a hit, turning a panic while reading the target into
@@ -566,3 +623,46 @@ func (b *bucket) take(now time.Time) bool {
 	b.tokens--
 	return true
 }
+
+// charge counts a stop of d against the budget and in the window; bare
+// says that the stop captured nothing.
+func (t *target) charge(d time.Duration, now time.Time, bare bool) {
+	t.budget.spend(d, now)
+	if elapsed := now.Sub(t.window.start); elapsed >= time.Second {
+		if share := t.window.bare.Seconds() / elapsed.Seconds(); t.budget.fraction > 0 && share > t.budget.fraction && !t.window.start.IsZero() {
+			t.overBudget = share
+		}
+		t.window.start, t.window.stopped, t.window.bare = now, 0, 0
+	}
+	t.window.stopped += d
+	if bare {
+		t.window.bare += d
+	}
+}
+
+// enforceBudget removes the hottest tracepoint when dropping captures did
+// not keep the process within its stop budget for a second: its traps alone
+// cost more.
+func (t *target) enforceBudget() {
+	share := t.overBudget
+	if share == 0 {
+		return
+	}
+	t.overBudget = 0
+	var hot *tracepoint
+	for _, tp := range t.byID {
+		if hot == nil || tp.recent > hot.recent {
+			hot = tp
+		}
+	}
+	for _, tp := range t.byID {
+		tp.recent = 0
+	}
+	if hot == nil {
+		return
+	}
+	t.fault(hot, fleet.Errorf(codeStopBudget, "tracepoint %s was removed from pid %d: its line is so hot that its traps alone, with captures dropped, kept the process stopped %.0f%% of the last second, over the stop budget of %s of each second (the agent's --stop-budget); trace a colder line or add a condition, or raise the budget", hot.spec.ID, t.pid, share*100, t.budget.percent()))
+}
+
+// Stopped returns how long the process has been stopped since attach.
+func (t *target) Stopped() time.Duration { return t.budget.Stopped() }
