@@ -25,7 +25,7 @@ import (
 // Delve waits for its tracees with wait4(-1), which would also reap the
 // events of any other tracee of this process: one process traces one target.
 // The agent gets there through Backend, which runs each attach in a worker.
-func attach(ctx context.Context, pid int, budget float64) (*target, error) {
+func attach(ctx context.Context, pid int, budget float64, j *journal) (*target, error) {
 	logflags.Setup(false, "", "")
 	start := time.Now()
 	type result struct {
@@ -60,6 +60,12 @@ func attach(ctx context.Context, pid int, budget float64) (*target, error) {
 		byID:   make(map[string]*tracepoint),
 		byLID:  make(map[int]*tracepoint),
 		exited: make(chan struct{}),
+	}
+	t.journal = j
+	// Delve's own breakpoints (on fatal panics and throws) are written
+	// already: journal them now.
+	for _, bp := range r.grp.Selected.Breakpoints().M {
+		j.record(bp.Addr, bp.OriginalData)
 	}
 	t.budget.init(budget, time.Now())
 	// Attaching stopped the process while Delve read its binary info: time
@@ -113,11 +119,12 @@ type target struct {
 	exitErr error         // set before exited is closed
 
 	// Owned by the loop goroutine.
-	grp    *proc.TargetGroup
-	byID   map[string]*tracepoint
-	byLID  map[int]*tracepoint
-	nextID int
-	budget stopBudget
+	grp     *proc.TargetGroup
+	byID    map[string]*tracepoint
+	byLID   map[int]*tracepoint
+	nextID  int
+	journal *journal // of the original bytes under breakpoints, for the watchdog
+	budget  stopBudget
 	// window is the stopped time of the current second: in all, and in
 	// stops that captured nothing (bare traps and dropped hits).
 	window struct {
@@ -288,6 +295,7 @@ func (t *target) loop() {
 		if errors.As(err, &pe) {
 			t.exitErr = agent.ErrProcessExited{Pid: pe.Pid, Status: pe.Status}
 			t.markDetached()
+			t.journal.detached()
 			return
 		}
 		if ok, verr := t.grp.Valid(); !ok {
@@ -388,6 +396,7 @@ func (t *target) detach() error {
 	if err := t.grp.Detach(false); err != nil {
 		return fmt.Errorf("detaching from pid %d: %w", t.pid, err)
 	}
+	t.journal.detached()
 	return nil
 }
 
@@ -452,6 +461,9 @@ func (t *target) set(spec agent.Tracepoint) (agent.Placement, error) {
 	if err := t.grp.ChangeBreakpointCondition(lbp, spec.Condition, spec.HitCondition, false); err != nil {
 		return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: %v", spec.ID, err)
 	}
+	if err := t.journalLine(file, spec.Location.Line); err != nil {
+		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "tracepoint %s: %v", spec.ID, err)
+	}
 	t.grp.LogicalBreakpoints[lbp.LogicalID] = lbp
 	if err := t.grp.SetBreakpointEnabled(lbp, true); err != nil {
 		delete(t.grp.LogicalBreakpoints, lbp.LogicalID)
@@ -470,6 +482,8 @@ func (t *target) set(spec agent.Tracepoint) (agent.Placement, error) {
 	for _, bp := range tgt.Breakpoints().M {
 		if bp.LogicalID() == lbp.LogicalID {
 			pl.PCs = append(pl.PCs, bp.Addr)
+			// Already journaled unless Delve chose a PC off the line's.
+			t.journal.record(bp.Addr, bp.OriginalData)
 		}
 	}
 	if len(pl.PCs) > 0 {
@@ -666,3 +680,22 @@ func (t *target) enforceBudget() {
 
 // Stopped returns how long the process has been stopped since attach.
 func (t *target) Stopped() time.Duration { return t.budget.Stopped() }
+
+// journalLine journals the original bytes at every PC of file:line before
+// Delve writes breakpoints there (a superset of the PCs it picks), so that a
+// watchdog can restore them if this worker dies.
+func (t *target) journalLine(file string, line int) error {
+	tgt := t.grp.Selected
+	for _, pcs := range tgt.BinInfo().AllPCsForFileLines(file, []int{line}) {
+		for _, pc := range pcs {
+			buf := make([]byte, len(tgt.BinInfo().Arch.BreakpointInstruction()))
+			if _, err := tgt.Memory().ReadMemory(buf, pc); err != nil {
+				return fmt.Errorf("reading the text at %#x: %w", pc, err)
+			}
+			if err := t.journal.record(pc, buf); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

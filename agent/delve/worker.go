@@ -21,6 +21,18 @@ import (
 // is set, and then exits; otherwise it returns at once. Call it first thing
 // in main (and in TestMain of tests that use Backend).
 func MaybeRunWorker() {
+	if v := os.Getenv(watchdogEnv); v != "" {
+		pid, err := strconv.Atoi(v)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "riptrace delve watchdog: bad %s=%q\n", watchdogEnv, v)
+			os.Exit(2)
+		}
+		if err := runWatchdog(pid); err != nil {
+			fmt.Fprintf(os.Stderr, "riptrace watchdog for pid %d: %v\n", pid, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	v := os.Getenv(workerEnv)
 	if v == "" {
 		return
@@ -68,8 +80,14 @@ func serveWorker(pid int, budget float64, in io.Reader, out io.Writer) error {
 	}
 
 	ctx := context.Background()
-	t, err := attach(ctx, pid, budget)
+	j, err := startWatchdog(pid, os.Stderr)
 	if err != nil {
+		events <- event{Type: "end", Error: fleet.AsError(err)}
+		return finish(nil)
+	}
+	t, err := attach(ctx, pid, budget, j)
+	if err != nil {
+		j.detached()
 		events <- event{Type: "end", Error: fleet.AsError(err)}
 		return finish(nil)
 	}

@@ -1,0 +1,164 @@
+package delve
+
+import (
+	"bufio"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// A worker that is SIGKILLed (or OOM-killed, or killed with its agent's
+// cgroup) cannot remove its breakpoints: the kernel detaches the target
+// with int3 bytes still in its text, and the target dies of SIGTRAP at its
+// next hit. So every worker starts a watchdog first: the same executable
+// re-run with RIPTRACE_DELVE_WATCHDOG, in a session of its own, reading a
+// journal from a pipe. The worker writes the address and original bytes of
+// every breakpoint to the journal before Delve writes the breakpoint, and
+// "detached" once it has detached cleanly. If the pipe ends without
+// "detached", the worker died: the watchdog writes the original bytes back
+// through /proc/PID/mem (root may write text pages through it) wherever an
+// int3 is still there, and sends SIGCONT in case the process was left in a
+// group stop by a SIGSTOP Delve had sent to one of its threads.
+//
+// What it cannot undo: a thread that was stopped at a breakpoint, its
+// SIGTRAP not yet cancelled by Delve, when the worker died. The kernel
+// delivers that signal as it lets the thread go, before anyone can
+// intervene, and the Go runtime dies of it (see TestWorkerSIGKILL).
+
+// watchdogEnv names the environment variable that turns the agent's
+// executable into the watchdog of the pid it holds.
+const watchdogEnv = "RIPTRACE_DELVE_WATCHDOG"
+
+// journal is the worker's end of its watchdog's pipe.
+type journal struct {
+	mu   sync.Mutex // guards w and seen
+	w    *os.File
+	seen map[uint64]bool
+}
+
+// startWatchdog starts the watchdog of pid. Logs go to stderr.
+func startWatchdog(pid int, stderr io.Writer) (*journal, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("starting a watchdog for pid %d: %w", pid, err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("starting a watchdog for pid %d: %w", pid, err)
+	}
+	defer r.Close()
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), watchdogEnv+"="+strconv.Itoa(pid), workerEnv+"=")
+	cmd.ExtraFiles = []*os.File{r}
+	cmd.Stderr = stderr
+	// Its own session: signals for the agent's or the worker's process
+	// group, or the terminal's, do not reach it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("starting a watchdog for pid %d: %w", pid, err)
+	}
+	go cmd.Wait()
+	return &journal{w: w, seen: make(map[uint64]bool)}, nil
+}
+
+// record journals the original bytes at addr, once per address.
+func (j *journal) record(addr uint64, orig []byte) error {
+	if j == nil || len(orig) == 0 {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.seen[addr] || j.w == nil {
+		return nil
+	}
+	if _, err := fmt.Fprintf(j.w, "%x %x\n", addr, orig); err != nil {
+		return fmt.Errorf("journaling a breakpoint for the watchdog: %w", err)
+	}
+	j.seen[addr] = true
+	return nil
+}
+
+// detached tells the watchdog that the process is clean, and lets it go.
+func (j *journal) detached() {
+	if j == nil {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.w != nil {
+		fmt.Fprintln(j.w, "detached")
+		j.w.Close()
+		j.w = nil
+	}
+}
+
+// runWatchdog reads the journal from fd 3 until it ends, then repairs pid
+// unless the worker said it detached.
+func runWatchdog(pid int) error {
+	in := os.NewFile(3, "journal")
+	orig := make(map[uint64][]byte)
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "detached" {
+			return nil
+		}
+		a, b, ok := strings.Cut(line, " ")
+		addr, err := strconv.ParseUint(a, 16, 64)
+		if !ok || err != nil || len(b)%2 != 0 {
+			continue
+		}
+		buf, err := hex.DecodeString(b)
+		if err != nil {
+			continue
+		}
+		orig[addr] = buf
+	}
+	// At once: the process may run into an int3 as soon as the kernel
+	// lets it go, which may be before the pipe ends.
+	restored, err := repair(pid, orig)
+	for i := 0; i < 5000 && tracerOf(pid) != ""; i++ {
+		time.Sleep(time.Millisecond)
+	}
+	if n, err2 := repair(pid, orig); err == nil {
+		restored, err = restored+n, err2
+	}
+	// A SIGSTOP Delve sent to stop a thread is delivered once ptrace lets
+	// go of it, which stops the whole process: resume it.
+	syscall.Kill(pid, syscall.SIGCONT)
+	fmt.Fprintf(os.Stderr, "riptrace watchdog for pid %d: its Delve worker died; restored %d of %d breakpoint sites\n", pid, restored, len(orig))
+	return err
+}
+
+// repair writes the original bytes back wherever pid's text still holds an
+// int3 of ours, and returns how many sites it restored.
+func repair(pid int, orig map[uint64][]byte) (int, error) {
+	mem, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", pid), os.O_RDWR, 0)
+	if err != nil {
+		return 0, fmt.Errorf("opening the memory of pid %d: %w", pid, err)
+	}
+	defer mem.Close()
+	n := 0
+	for addr, want := range orig {
+		cur := make([]byte, len(want))
+		if _, err := mem.ReadAt(cur, int64(addr)); err != nil {
+			continue
+		}
+		if cur[0] != 0xCC || want[0] == 0xCC {
+			continue
+		}
+		if _, err := mem.WriteAt(want, int64(addr)); err != nil {
+			return n, fmt.Errorf("restoring pid %d's text at %#x: %w", pid, addr, err)
+		}
+		n++
+	}
+	return n, nil
+}
