@@ -60,8 +60,12 @@ func TestWorkerSIGKILL(t *testing.T) {
 			t.Fatal("hits ended before 5")
 		}
 	}
-	// A hit reaches us while its stop is ending: kill in the pause after.
-	time.Sleep(8 * time.Millisecond)
+	// A hit reaches us while its stop is ending: kill in the pause after,
+	// once the main thread sleeps rather than sits in a ptrace stop.
+	time.Sleep(5 * time.Millisecond)
+	for state(t, p.Pid) != 'S' {
+		time.Sleep(100 * time.Microsecond)
+	}
 	worker := tracer(t, p.Pid)
 	if worker == 0 {
 		t.Fatal("the target is not traced")
