@@ -46,8 +46,8 @@ type Config struct {
 	// means DefaultRedactor, &Redactor{} redacts nothing.
 	Redact *Redactor
 	// StopBudget is the fraction of each second a target may spend stopped
-	// by its tracepoints (0: the backend's default, 10% for Delve;
-	// negative: no budget). Past it, hits are dropped before capture and
+	// by its tracepoints (0 or less: no budget; 0.1 is a sound value for
+	// production). Past it, hits are dropped before capture and
 	// the status says so; a tracepoint whose traps alone cost more is
 	// removed with the reason. Backends that never stop the target ignore it.
 	StopBudget float64

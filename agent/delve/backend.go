@@ -34,18 +34,15 @@ func New(stderr io.Writer) *Backend {
 	if err != nil {
 		exe = os.Args[0]
 	}
-	return &Backend{exe: exe, stderr: stderr, budget: DefaultStopBudget}
+	return &Backend{exe: exe, stderr: stderr}
 }
 
 // SetStopBudget sets the fraction of each second a target may spend stopped
-// by its tracepoints (0: DefaultStopBudget; negative: no budget), for the
+// by its tracepoints (0 or less: no budget), for the
 // targets attached from now on. Past it, hits are dropped before capture,
 // and a tracepoint whose traps alone cost more is removed with the reason.
 // The agent calls it with its Config.StopBudget.
 func (b *Backend) SetStopBudget(fraction float64) {
-	if fraction == 0 {
-		fraction = DefaultStopBudget
-	}
 	b.budget = fraction
 }
 

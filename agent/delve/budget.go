@@ -6,9 +6,10 @@ import (
 	"time"
 )
 
-// DefaultStopBudget is the fraction of each second a target may spend
-// stopped by its tracepoints when the agent's configuration does not say.
-const DefaultStopBudget = 0.1
+// RecommendedStopBudget is the fraction of each second we recommend a
+// target may spend stopped by its tracepoints (--stop-budget 0.1). The
+// budget is off unless configured: tests and demos trace hot loops.
+const RecommendedStopBudget = 0.1
 
 // codeStopBudget is the error code of a tracepoint removed because its
 // traps alone cost more than the stop budget.

@@ -42,7 +42,7 @@ func MaybeRunWorker() {
 		fmt.Fprintf(os.Stderr, "riptrace delve worker: bad %s=%q\n", workerEnv, v)
 		os.Exit(2)
 	}
-	budget := DefaultStopBudget
+	budget := 0.0
 	if v := os.Getenv(budgetEnv); v != "" {
 		if budget, err = strconv.ParseFloat(v, 64); err != nil {
 			fmt.Fprintf(os.Stderr, "riptrace delve worker: bad %s=%q\n", budgetEnv, v)

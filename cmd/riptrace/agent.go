@@ -28,7 +28,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	redactNames := fs.String("redact-names", agent.DefaultRedactNames, "redact variables and fields whose names match `REGEXP`, before hits leave the host")
 	redactValues := fs.String("redact-values", agent.DefaultRedactValues, "redact values that match `REGEXP`, whatever their names")
 	noRedact := fs.Bool("no-redact", false, "send every captured value as is")
-	stopBudget := fs.Float64("stop-budget", 0.1, "the `FRACTION` of each second a traced process may spend stopped by tracepoints; past it hits are dropped, and a line too hot even so is untraced (negative: no budget)")
+	stopBudget := fs.Float64("stop-budget", 0, "the `FRACTION` of each second a traced process may spend stopped by tracepoints, for example 0.1; past it hits are dropped, and a line too hot even so is untraced (0: no budget)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (for example 127.0.0.1:9464); the agent listens nowhere else")
 	if pos, err := parse(fs, args); err != nil {
 		return err
