@@ -24,6 +24,10 @@ type Backend struct {
 	exe    string
 	stderr io.Writer
 	budget float64 // see SetStopBudget
+
+	// mu guards watchdogs: per pid, closed when its last watchdog exited.
+	mu        sync.Mutex
+	watchdogs map[int]<-chan struct{}
 }
 
 // New returns the Delve backend. Workers are this executable re-run, so the
@@ -34,7 +38,7 @@ func New(stderr io.Writer) *Backend {
 	if err != nil {
 		exe = os.Args[0]
 	}
-	return &Backend{exe: exe, stderr: stderr}
+	return &Backend{exe: exe, stderr: stderr, watchdogs: make(map[int]<-chan struct{})}
 }
 
 // SetStopBudget sets the fraction of each second a target may spend stopped
@@ -46,10 +50,42 @@ func (b *Backend) SetStopBudget(fraction float64) {
 	b.budget = fraction
 }
 
-// Attach starts a worker for pid and waits until it is attached.
+// Attach starts a worker for pid, and its watchdog, and waits until it is
+// attached. If an earlier worker for pid died, it first waits for that
+// worker's watchdog to have restored the process's text: a new worker must
+// never take a stray int3 for the original instruction.
 func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
+	b.mu.Lock()
+	prev := b.watchdogs[pid]
+	b.mu.Unlock()
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("attaching to pid %d: waiting for the watchdog of its last Delve worker: %w", pid, ctx.Err())
+		}
+	}
+	journal, watched, err := startWatchdog(b.exe, pid, b.stderr)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.watchdogs[pid] = watched
+	b.mu.Unlock()
+	go func() {
+		<-watched
+		b.mu.Lock()
+		if b.watchdogs[pid] == watched {
+			delete(b.watchdogs, pid)
+		}
+		b.mu.Unlock()
+	}()
+	// Only the worker holds the journal: its end, dead or detached, is
+	// what the watchdog waits for.
+	defer journal.Close()
 	cmd := exec.Command(b.exe)
-	cmd.Env = append(os.Environ(), workerEnv+"="+strconv.Itoa(pid), budgetEnv+"="+strconv.FormatFloat(b.budget, 'g', -1, 64))
+	cmd.Env = append(os.Environ(), workerEnv+"="+strconv.Itoa(pid), budgetEnv+"="+strconv.FormatFloat(b.budget, 'g', -1, 64), journalEnv+"=1")
+	cmd.ExtraFiles = []*os.File{journal}
 	cmd.Stderr = b.stderr
 	// Its own process group: a Ctrl-C aimed at the agent must not reach
 	// the worker first; the agent detaches its workers in order.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,9 +18,10 @@ import (
 // A worker that is SIGKILLed (or OOM-killed, or killed with its agent's
 // cgroup) cannot remove its breakpoints: the kernel detaches the target
 // with int3 bytes still in its text, and the target dies of SIGTRAP at its
-// next hit. So every worker starts a watchdog first: the same executable
-// re-run with RIPTRACE_DELVE_WATCHDOG, in a session of its own, reading a
-// journal from a pipe. The worker writes the address and original bytes of
+// next hit. So every worker gets a watchdog, started by the backend before
+// the worker: the same executable re-run with RIPTRACE_DELVE_WATCHDOG, in a
+// session of its own, reading a journal from a pipe whose other end only the
+// worker holds. The worker writes the address and original bytes of
 // every breakpoint to the journal before Delve writes the breakpoint, and
 // "detached" once it has detached cleanly. If the pipe ends without
 // "detached", the worker died: the watchdog writes the original bytes back
@@ -36,22 +38,17 @@ import (
 // executable into the watchdog of the pid it holds.
 const watchdogEnv = "RIPTRACE_DELVE_WATCHDOG"
 
-// journal is the worker's end of its watchdog's pipe.
-type journal struct {
-	mu   sync.Mutex // guards w and seen
-	w    *os.File
-	seen map[uint64]bool
-}
+// journalEnv tells a worker that fd 3 is the journal to its watchdog.
+const journalEnv = "RIPTRACE_DELVE_JOURNAL"
 
-// startWatchdog starts the watchdog of pid. Logs go to stderr.
-func startWatchdog(pid int, stderr io.Writer) (*journal, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("starting a watchdog for pid %d: %w", pid, err)
-	}
+// startWatchdog starts the watchdog of pid from exe and returns the write
+// end of its journal, for the worker (the caller closes its copy once the
+// worker has it), and a channel closed when the watchdog has exited. Logs go
+// to stderr.
+func startWatchdog(exe string, pid int, stderr io.Writer) (*os.File, <-chan struct{}, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("starting a watchdog for pid %d: %w", pid, err)
+		return nil, nil, fmt.Errorf("starting a watchdog for pid %d: %w", pid, err)
 	}
 	defer r.Close()
 	cmd := exec.Command(exe)
@@ -63,10 +60,30 @@ func startWatchdog(pid int, stderr io.Writer) (*journal, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("starting a watchdog for pid %d: %w", pid, err)
+		return nil, nil, fmt.Errorf("starting a watchdog for pid %d: %w", pid, err)
 	}
-	go cmd.Wait()
-	return &journal{w: w, seen: make(map[uint64]bool)}, nil
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	return w, done, nil
+}
+
+// journal is the worker's end of its watchdog's pipe. A nil journal (no
+// watchdog) records nothing.
+type journal struct {
+	mu   sync.Mutex // guards w and seen
+	w    *os.File
+	seen map[uint64]bool
+}
+
+// openJournal returns the journal the backend handed this worker as fd 3.
+func openJournal() *journal {
+	if os.Getenv(journalEnv) == "" {
+		return nil
+	}
+	return &journal{w: os.NewFile(3, "journal"), seen: make(map[uint64]bool)}
 }
 
 // record journals the original bytes at addr, once per address.
@@ -103,6 +120,9 @@ func (j *journal) detached() {
 // runWatchdog reads the journal from fd 3 until it ends, then repairs pid
 // unless the worker said it detached.
 func runWatchdog(pid int) error {
+	// The agent's terminal or process group may be signalled as it dies:
+	// the watchdog's work starts then.
+	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	in := os.NewFile(3, "journal")
 	orig := make(map[uint64][]byte)
 	sc := bufio.NewScanner(in)
@@ -122,19 +142,29 @@ func runWatchdog(pid int) error {
 		}
 		orig[addr] = buf
 	}
+	if len(orig) == 0 && !groupStopped(pid) {
+		return nil // the worker died before writing anything
+	}
 	// At once: the process may run into an int3 as soon as the kernel
-	// lets it go, which may be before the pipe ends.
+	// lets it go, which may be before the pipe ends. Then again once the
+	// worker's hold is gone, in case it was still writing; a new worker
+	// attaches only after this watchdog has exited (Backend.Attach).
+	eof := time.Now()
+	tracer := tracerPid(pid)
 	restored, err := repair(pid, orig)
-	for i := 0; i < 5000 && tracerOf(pid) != ""; i++ {
+	took := time.Since(eof)
+	for i := 0; i < 5000 && tracer != 0 && tracerPid(pid) == tracer; i++ {
 		time.Sleep(time.Millisecond)
 	}
-	if n, err2 := repair(pid, orig); err == nil {
-		restored, err = restored+n, err2
+	if tracerPid(pid) == 0 {
+		if n, err2 := repair(pid, orig); err == nil {
+			restored, err = restored+n, err2
+		}
 	}
 	// A SIGSTOP Delve sent to stop a thread is delivered once ptrace lets
 	// go of it, which stops the whole process: resume it.
 	syscall.Kill(pid, syscall.SIGCONT)
-	fmt.Fprintf(os.Stderr, "riptrace watchdog for pid %d: its Delve worker died; restored %d of %d breakpoint sites\n", pid, restored, len(orig))
+	fmt.Fprintf(os.Stderr, "riptrace watchdog for pid %d: its Delve worker died; restored %d of %d breakpoint sites (the first pass took %v; traced by %d then)\n", pid, restored, len(orig), took, tracer)
 	return err
 }
 
@@ -161,4 +191,29 @@ func repair(pid int, orig map[uint64][]byte) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// tracerPid returns the pid tracing pid, or 0.
+func tracerPid(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}
+
+// groupStopped reports whether pid is in a group stop (state T).
+func groupStopped(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] == 'T'
 }

@@ -61,9 +61,9 @@ func TestWorkerSIGKILL(t *testing.T) {
 		}
 	}
 	// A hit reaches us while its stop is ending: kill in the pause after,
-	// once the main thread sleeps rather than sits in a ptrace stop.
+	// once no thread sits in a ptrace stop.
 	time.Sleep(5 * time.Millisecond)
-	for state(t, p.Pid) != 'S' {
+	for traceStopped(p.Pid) {
 		time.Sleep(100 * time.Microsecond)
 	}
 	worker := tracer(t, p.Pid)
@@ -146,4 +146,19 @@ func state(t *testing.T, pid int) byte {
 	}
 	i := strings.LastIndexByte(string(b), ')')
 	return b[i+2]
+}
+
+// traceStopped reports whether any thread of pid is in a ptrace stop.
+func traceStopped(pid int) bool {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue
+		}
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && b[i+2] == 't' {
+			return true
+		}
+	}
+	return false
 }

@@ -80,11 +80,7 @@ func serveWorker(pid int, budget float64, in io.Reader, out io.Writer) error {
 	}
 
 	ctx := context.Background()
-	j, err := startWatchdog(pid, os.Stderr)
-	if err != nil {
-		events <- event{Type: "end", Error: fleet.AsError(err)}
-		return finish(nil)
-	}
+	j := openJournal()
 	t, err := attach(ctx, pid, budget, j)
 	if err != nil {
 		j.detached()
