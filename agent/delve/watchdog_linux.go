@@ -142,6 +142,9 @@ func runWatchdog(pid int) error {
 		}
 		orig[addr] = buf
 	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		return nil // the process is gone too
+	}
 	if len(orig) == 0 && !groupStopped(pid) {
 		return nil // the worker died before writing anything
 	}
