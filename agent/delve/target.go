@@ -125,6 +125,7 @@ type target struct {
 	nextID  int
 	journal *journal // of the original bytes under breakpoints, for the watchdog
 	budget  stopBudget
+	guarded []guardedThread // threads whose SIGTRAP is blocked while stopped (guardTraps)
 	// window is the stopped time of the current second: in all, and in
 	// stops that captured nothing (bare traps and dropped hits).
 	window struct {
@@ -285,6 +286,7 @@ func (t *target) loop() {
 			now := time.Now()
 			t.charge(now.Sub(stopped), now, captured == 0)
 		}
+		t.unguardTraps()
 		cycle, manual, err := t.cont()
 		stopped = time.Now()
 		if manual > 0 {
@@ -308,6 +310,7 @@ func (t *target) loop() {
 		}
 		// A condition that cannot be evaluated makes Continue return an
 		// error with the process stopped; collect reports it per tracepoint.
+		t.guardTraps()
 		var n int
 		n, captured = t.collect()
 		if n > 0 {
@@ -380,6 +383,7 @@ func (t *target) detach() error {
 	if done {
 		return nil
 	}
+	t.unguardTraps()
 	for id := range t.byID {
 		if err := t.clear(id); err != nil {
 			return err
