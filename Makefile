@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 # write (VS Code's debug adapter and language server clients).
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock.json' 2>/dev/null))
 
-.PHONY: build demo test deps bench lint clean
+.PHONY: build demo test deps bench bench-limits lint clean fuzz
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
@@ -33,8 +33,25 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) ./...
 
+# fuzz runs every fuzz target (func FuzzX in a _test.go file) for FUZZTIME
+# in turn; `make test` runs only their seeds. A failure stops here and
+# leaves the failing input under the package's testdata/fuzz.
+FUZZTIME ?= 30s
+fuzz:
+	@for f in $$(grep -rl --include='*_test.go' --exclude-dir=node_modules '^func Fuzz' . | sort); do \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$name ($$(dirname $$f)) for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f) || exit 1; \
+		done; \
+	done
+
 bench: build
 	./bench/run.sh
+
+# bench-limits: requests/s of an HTTP service with a tracepoint on a hot
+# loop, with the default limits and with none, against untraced.
+bench-limits: build
+	$(GO) run ./bench/limits
 
 lint:
 	$(GO) vet ./...

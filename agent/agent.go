@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,8 +25,17 @@ type Config struct {
 	Host string
 	// Processes limits the processes the agent manages to those whose
 	// module path, main package or executable name matches one of these
-	// globs. Empty manages every Go process.
+	// globs. Empty manages every Go process. With UIDs it is the attach
+	// allow-list: the agent offers, traces and attaches to nothing else.
 	Processes []string
+	// UIDs, if set, limits the managed processes further to those whose
+	// real, effective and saved uids (/proc/PID/status) are all listed.
+	UIDs []int
+	// RuleSources says where the Processes, UIDs and Deny rules were
+	// written, so that refusals name them: keys "processes", "uids" and
+	// "deny", values a flag ("--processes") or a file and line
+	// ("/etc/riptrace/agent.yaml:12"). A missing key names the flag.
+	RuleSources map[string]string
 	// ScanEvery is how often /proc is scanned for new and exited
 	// processes and expired tracepoints are dropped (default 1s).
 	ScanEvery time.Duration
@@ -51,6 +59,15 @@ type Config struct {
 	// the status says so; a tracepoint whose traps alone cost more is
 	// removed with the reason. Backends that never stop the target ignore it.
 	StopBudget float64
+	// BufferHits bounds the hits kept while NATS cannot take them (a
+	// server restart, a network cut); they are delivered in order once it
+	// can. Past the bound, hits are dropped and the exact number is
+	// reported in the next hit of the tracepoint, in its status and in the
+	// metrics. Default DefaultBufferHits.
+	BufferHits int
+	// BufferBytes bounds the same buffer by the hits' encoded size.
+	// Default DefaultBufferBytes.
+	BufferBytes int
 	// Metrics, if set, receives the agent's Prometheus metrics.
 	Metrics prometheus.Registerer
 	// Log receives the agent's log; nil logs to stderr at info level.
@@ -59,11 +76,12 @@ type Config struct {
 
 // Agent serves one host. Its goroutines: the NATS handlers (one per
 // subscription, run by nats.go), the key-value watcher, the scan/heartbeat
-// ticker, the reconciler, and one hit pump per attached process.
+// ticker, the reconciler, one hit pump per attached process, and the
+// publisher that the pumps hand hits to.
 type Agent struct {
 	cfg     Config
 	c       *fleet.Client
-	js      jetstream.JetStream
+	pub     *publisher
 	backend Backend
 	disc    *discoverer
 	sources *sourceIndex
@@ -73,8 +91,6 @@ type Agent struct {
 	metrics *metrics
 	pumps   sync.WaitGroup
 
-	publishFailures atomic.Uint64
-
 	// recMu serializes reconcile passes, which call into backends without
 	// holding mu, and guards written.
 	recMu   sync.Mutex
@@ -83,6 +99,7 @@ type Agent struct {
 	// mu guards the fields below.
 	mu       sync.Mutex
 	procs    map[int]*fleet.Process  // managed Go processes of the last scan
+	outside  map[int]*fleet.Process  // Go processes the allow-list refuses, of the last scan
 	declared map[string]*fleet.Spec  // the tracepoint bucket
 	direct   map[string]*fleet.Spec  // createTracepoint requests
 	attached map[int]*attachment     // pid → attached target
@@ -111,6 +128,8 @@ type placement struct {
 	hits        uint64
 	dropped     uint64 // hits the rate limit dropped, in all
 	throttle    string // why hits were last dropped, if not the rate limit (Hit.Throttle)
+	lost        uint64 // hits lost while NATS could not take them, in all
+	unreported  uint64 // hits dropped or lost since the last hit that left
 	droppedSeen uint64 // dropped at the last heartbeat: more since means throttled
 	done        string // why the tracepoint stopped here (maxHits reached)
 	warning     string // why the line may not be the one meant (source sync)
@@ -130,6 +149,12 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 	if cfg.Redact == nil {
 		cfg.Redact = DefaultRedactor()
 	}
+	if cfg.BufferHits <= 0 {
+		cfg.BufferHits = DefaultBufferHits
+	}
+	if cfg.BufferBytes <= 0 {
+		cfg.BufferBytes = DefaultBufferBytes
+	}
 	cfg.Host = fleet.Token(cfg.Host)
 	log := cfg.Log
 	if log == nil {
@@ -142,7 +167,6 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 	a := &Agent{
 		cfg:     cfg,
 		c:       c,
-		js:      c.JetStream(),
 		backend: backend,
 		disc:    newDiscoverer(),
 		sources: newSourceIndex(),
@@ -160,6 +184,7 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 			Started:      time.Now().UTC(),
 		},
 		procs:    make(map[int]*fleet.Process),
+		outside:  make(map[int]*fleet.Process),
 		declared: make(map[string]*fleet.Spec),
 		direct:   make(map[string]*fleet.Spec),
 		attached: make(map[int]*attachment),
@@ -181,6 +206,20 @@ func (a *Agent) Host() string { return a.cfg.Host }
 func (a *Agent) Run(ctx context.Context) error {
 	subj := a.c.Subjects()
 	nc := a.c.Conn()
+	pub, err := newPublisher(nc, subj.Trace(a.cfg.Host), fmt.Sprintf("%s-%d-", a.cfg.Host, time.Now().UnixNano()),
+		a.cfg.BufferHits, a.cfg.BufferBytes, a.log, a.metrics)
+	if err != nil {
+		return err
+	}
+	pub.refused = a.lose
+	a.pub = pub
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	defer func() {
+		stopPub()
+		<-pub.done
+	}()
+	go pub.run(pubCtx)
+
 	handlers := map[string]func(*nats.Msg) fleet.Message{
 		subj.ProfileGet(a.cfg.Host):       a.handleProfile,
 		subj.Attach(a.cfg.Host):           a.handleAttach,
@@ -208,7 +247,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watching the tracepoint bucket: %w", err)
 	}
-	defer watcher.Stop()
+	defer func() { watcher.Stop() }()
+	// After a reconnect the server may be a restarted one that lost the
+	// watcher's consumer: the watcher is made again.
+	reconnected := nc.StatusChanged(nats.CONNECTED)
+	defer nc.RemoveStatusListener(reconnected)
 
 	a.scan()
 	a.heartbeat(ctx)
@@ -232,6 +275,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	beatTick := time.NewTicker(a.cfg.HeartbeatEvery)
 	defer beatTick.Stop()
 	updates := watcher.Updates()
+	rewatch := false
+	var initial []jetstream.KeyValueEntry // a new watcher's current values
+	resyncing := false                    // until the end of them
 	for {
 		select {
 		case <-ctx.Done():
@@ -244,18 +290,43 @@ func (a *Agent) Run(ctx context.Context) error {
 					updates = nil // shutting down: the watcher ends with ctx
 					continue
 				}
-				return errors.New("the tracepoint bucket watcher stopped")
+				// Its consumer is gone (the server lost it): watch again.
+				a.log.Warn("the tracepoint bucket watcher stopped; watching again")
+				updates, rewatch = nil, true
+				continue
 			}
-			if e != nil {
+			switch {
+			case e == nil && resyncing:
+				a.resync(initial)
+				initial, resyncing = nil, false
+			case e == nil:
+			case resyncing:
+				initial = append(initial, e)
+				continue
+			default:
 				a.applyEntry(e)
 			}
 			a.poke()
+		case <-reconnected:
+			a.log.Info("reconnected to NATS", "nats", nc.ConnectedUrlRedacted())
+			rewatch = true
+			a.heartbeat(ctx)
 		case <-scanTick.C:
 			a.scan()
 			a.poke()
 		case <-beatTick.C:
 			a.heartbeat(ctx)
 			a.flushHitCounts(ctx)
+		}
+		if rewatch {
+			w, err := a.c.TracepointKV().WatchAll(ctx)
+			if err != nil {
+				a.log.Warn("watching the tracepoint bucket again; retrying", "err", err)
+				continue
+			}
+			watcher.Stop()
+			watcher, updates = w, w.Updates()
+			rewatch, resyncing, initial = false, true, nil
 		}
 	}
 }
@@ -271,6 +342,23 @@ func (a *Agent) poke() {
 func (a *Agent) applyEntry(e jetstream.KeyValueEntry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.applyEntryLocked(e)
+}
+
+// resync makes the declared tracepoints the entries a new watcher found:
+// what was removed while the agent was cut off goes, what was added comes.
+func (a *Agent) resync(entries []jetstream.KeyValueEntry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.declared = make(map[string]*fleet.Spec)
+	a.invalid = make(map[string]string)
+	for _, e := range entries {
+		a.applyEntryLocked(e)
+	}
+}
+
+// Lock should be held.
+func (a *Agent) applyEntryLocked(e jetstream.KeyValueEntry) {
 	key := e.Key()
 	delete(a.declared, key)
 	delete(a.invalid, key)
@@ -297,16 +385,23 @@ func (a *Agent) applyEntry(e jetstream.KeyValueEntry) {
 // scan refreshes the managed processes.
 func (a *Agent) scan() {
 	all := a.disc.scan()
+	refused := make(map[int]bool) // by the allow-list, read outside the lock
+	for pid, p := range all {
+		refused[pid] = a.admit(p) != nil
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.procs
 	a.procs = make(map[int]*fleet.Process, len(all))
+	a.outside = make(map[int]*fleet.Process)
 	for pid, p := range all {
-		if fleet.MatchProcess(a.cfg.Processes, p) {
-			a.procs[pid] = p
-			if old[pid] != p {
-				a.sources.warm(pid)
-			}
+		if refused[pid] {
+			a.outside[pid] = p
+			continue
+		}
+		a.procs[pid] = p
+		if old[pid] != p {
+			a.sources.warm(pid)
 		}
 	}
 }
@@ -317,6 +412,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	defer cancel()
 	if _, err := a.c.HostKV().Put(ctx, a.cfg.Host, fleet.Encode(&hb)); err != nil {
 		a.log.Warn("writing heartbeat", "err", err)
+		checkConn(a.c.Conn(), a.log)
 	}
 }
 
@@ -344,6 +440,19 @@ func (a *Agent) reconcile(ctx context.Context) {
 				if s.Selector.MatchProcess(p) {
 					want[placeKey{pid, id}] = s
 					matched = true
+				}
+			}
+			// A process the allow-list refuses is never attached. One that
+			// a selector names on purpose, and that the process globs admit
+			// but the uids refuse, gets a status saying which rule refused
+			// it; one outside the globs is left alone, silently: agents
+			// may split a machine's processes between them by globs.
+			if len(s.Selector.Pids) > 0 || len(s.Selector.Processes) > 0 {
+				for pid, p := range a.outside {
+					if s.Selector.MatchProcess(p) && fleet.MatchProcess(a.cfg.Processes, p) {
+						want[placeKey{pid, id}] = s
+						matched = true
+					}
 				}
 			}
 			if !matched {
@@ -408,7 +517,7 @@ func (a *Agent) placeAll(ctx context.Context, add []placeKey, want map[placeKey]
 func (a *Agent) denied(name string) error {
 	for _, g := range a.cfg.Deny {
 		if fleet.Glob(g, name) {
-			return fleet.Errorf(fleet.CodeNotManaged, "tracing %s is not allowed on host %s: it matches the agent's --deny %q", name, a.cfg.Host, g)
+			return fleet.Errorf(fleet.CodeNotManaged, "tracing %s is not allowed on host %s: it matches the agent's %s", name, a.cfg.Host, a.rule("deny", fmt.Sprintf("%q", g)))
 		}
 	}
 	return nil
@@ -445,7 +554,14 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 	var err error
 	a.mu.Lock()
 	proc := a.procs[k.pid]
+	outside := a.outside[k.pid]
 	a.mu.Unlock()
+	if proc == nil && outside != nil {
+		// Asked again: a process may change its uids.
+		if err = a.admit(outside); err == nil {
+			proc = outside
+		}
+	}
 	if proc != nil {
 		var ferr *fleet.Error
 		local.Location, p.warning, ferr = spec.Location.For(proc.Revision, proc.Modified)
@@ -552,10 +668,12 @@ func (a *Agent) attach(ctx context.Context, pid int) (*attachment, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !fleet.MatchProcess(a.cfg.Processes, p) {
-			return nil, fleet.Errorf(fleet.CodeNotManaged, "pid %d (%s, module %s) is outside this agent's --processes %v: start an agent that manages it", pid, p.Exe, p.Module, a.cfg.Processes)
-		}
 		proc = p
+	}
+	// Checked at every attach, not only at the last scan: the agent never
+	// attaches outside its allow-list.
+	if err := a.admit(proc); err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -624,7 +742,6 @@ func (a *Agent) detach(ctx context.Context, pid int) {
 // the channel (detached, or the process exited).
 func (a *Agent) pump(pid int, att *attachment) {
 	defer a.pumps.Done()
-	subject := a.c.Subjects().Trace(a.cfg.Host)
 	ref := att.proc.Ref()
 	for h := range att.target.Hits() {
 		k := placeKey{pid, h.Tracepoint}
@@ -646,20 +763,20 @@ func (a *Agent) pump(pid int, att *attachment) {
 		if h.Dropped > 0 {
 			p.throttle = h.Throttle
 		}
-		a.metrics.hits.WithLabelValues(h.Tracepoint).Inc()
 		a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(h.Dropped))
 		if max := p.spec.Limits.MaxHits; max > 0 && p.hits >= uint64(max) {
 			p.done = fmt.Sprintf("maxHits (%d) reached", max)
 			a.poke()
 		}
+		// Hits dropped or lost since the last one that left travel with
+		// this one.
+		h.Dropped += p.unreported
+		p.unreported = 0
 		a.mu.Unlock()
 		h.Host, h.Process = a.cfg.Host, ref
 		a.cfg.Redact.Hit(&h.Hit)
-		if _, err := a.js.PublishAsync(subject, fleet.Encode(&h.Hit)); err != nil {
-			a.metrics.publishFailures.Inc()
-			if a.publishFailures.Add(1) == 1 {
-				a.log.Warn("publishing a hit", "err", err)
-			}
+		if !a.pub.offer(k, h.Dropped, fleet.Encode(&h.Hit)) {
+			a.lose(k, h.Dropped)
 		}
 	}
 	// The channel closed: the target is detached or its process exited.
@@ -681,6 +798,19 @@ func (a *Agent) pump(pid int, att *attachment) {
 	a.mu.Unlock()
 }
 
+// lose counts a hit of tracepoint k.id in process k.pid that never reached
+// the stream, and the dropped count it carried; the next hit that leaves
+// reports them.
+func (a *Agent) lose(k placeKey, dropped uint64) {
+	a.metrics.lost.WithLabelValues(k.id).Inc()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p := a.placed[k]; p != nil {
+		p.lost++
+		p.unreported += dropped + 1
+	}
+}
+
 // shutdown detaches from everything and withdraws the agent's entries.
 func (a *Agent) shutdown() {
 	a.recMu.Lock()
@@ -699,10 +829,13 @@ func (a *Agent) shutdown() {
 	}
 	wg.Wait()
 	a.pumps.Wait()
-	select {
-	case <-a.js.PublishAsyncComplete():
-	case <-ctx.Done():
+	// Hits still buffered get a while to leave; the agent does not wait
+	// out a long outage to stop.
+	flushCtx, cancelFlush := context.WithTimeout(ctx, 10*time.Second)
+	if n := a.pub.flush(flushCtx); n > 0 {
+		a.log.Warn("stopping with hits NATS did not take; they are lost", "hits", n)
 	}
+	cancelFlush()
 	a.mu.Lock()
 	a.placed = make(map[placeKey]*placement)
 	a.hostWide = make(map[string]string)

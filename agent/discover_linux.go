@@ -213,3 +213,30 @@ func kernelRelease() string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// procUIDs returns the real, effective and saved uids of pid, from the Uid
+// line of /proc/PID/status.
+func procUIDs(pid int) ([3]int, error) {
+	var ids [3]int
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return ids, err
+	}
+	for line := range strings.Lines(string(b)) {
+		v, ok := strings.CutPrefix(line, "Uid:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) < 3 {
+			break
+		}
+		for i := range ids {
+			if ids[i], err = strconv.Atoi(f[i]); err != nil {
+				return ids, fmt.Errorf("reading /proc/%d/status: Uid line %q", pid, strings.TrimSpace(line))
+			}
+		}
+		return ids, nil
+	}
+	return ids, fmt.Errorf("/proc/%d/status has no Uid line", pid)
+}

@@ -14,12 +14,15 @@ type metrics struct {
 	attachErrors    prometheus.Counter
 	attached        prometheus.Gauge
 	publishFailures prometheus.Counter
+	lost            *prometheus.CounterVec
+	buffered        prometheus.Gauge
+	bufferedBytes   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riptrace_hits_total", Help: "Hits published, by tracepoint.",
+			Name: "riptrace_hits_total", Help: "Hits delivered to the hit stream, by tracepoint.",
 		}, []string{"tracepoint"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "riptrace_hits_dropped_total", Help: "Hits the rate limit dropped, by tracepoint.",
@@ -31,11 +34,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "riptrace_attached_processes", Help: "Processes the agent is attached to.",
 		}),
 		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "riptrace_publish_failures_total", Help: "Hits NATS refused to take.",
+			Name: "riptrace_publish_failures_total", Help: "Failed attempts to deliver hits (each failure sends the unacknowledged hits again).",
+		}),
+		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riptrace_hits_lost_total", Help: "Hits lost because NATS could not take them and the hit buffer was full, by tracepoint.",
+		}, []string{"tracepoint"}),
+		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "riptrace_hits_buffered", Help: "Hits waiting for NATS to acknowledge them.",
+		}),
+		bufferedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "riptrace_hits_buffered_bytes", Help: "Encoded size of the hits waiting for NATS.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.hits, m.dropped, m.attachErrors, m.attached, m.publishFailures)
+		reg.MustRegister(m.hits, m.dropped, m.attachErrors, m.attached, m.publishFailures, m.lost, m.buffered, m.bufferedBytes)
 	}
 	return m
 }

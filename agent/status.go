@@ -18,11 +18,13 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 	a.mu.Lock()
 	next := make(map[string]fleet.Status)
 	for k, p := range a.placed {
-		st := fleet.Status{Tracepoint: k.id, Host: a.cfg.Host, Pid: k.pid, Hits: p.hits, Dropped: p.dropped}
+		st := fleet.Status{Tracepoint: k.id, Host: a.cfg.Host, Pid: k.pid, Hits: p.hits, Dropped: p.dropped + p.lost}
 		if proc := a.procs[k.pid]; proc != nil {
 			st.Process = proc.Ref()
 		} else if att := a.attached[k.pid]; att != nil {
 			st.Process = att.proc.Ref()
+		} else if proc := a.outside[k.pid]; proc != nil {
+			st.Process = proc.Ref()
 		}
 		switch {
 		case p.err != nil:
@@ -45,6 +47,9 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 					by = p.throttle
 				}
 				st.Message += fmt.Sprintf("; throttled: %d hits dropped %s since the last report (the process runs on)", n, by)
+			}
+			if p.lost > 0 {
+				st.Message += fmt.Sprintf("; %d hits lost in all: NATS could not take them and the agent's hit buffer was full (raise --buffer-hits or --buffer-bytes to ride out longer outages)", p.lost)
 			}
 		}
 		next[fleet.StatusKey(k.id, a.cfg.Host, k.pid)] = st

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"go/parser"
 	"path"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -270,6 +272,12 @@ func (s *Spec) Validate() error {
 			return Errorf(CodeBadRequest, "tracepoint %s: empty glob in selector: drop it, or write * to match everything", s.ID)
 		}
 	}
+	if err := s.validateLimits(); err != nil {
+		return err
+	}
+	if err := validateHitCondition(s.HitCondition); err != nil {
+		return err
+	}
 	if s.Condition != "" {
 		if _, err := parser.ParseExpr(s.Condition); err != nil {
 			return Errorf(CodeBadCondition, "condition %q is not a Go expression: %v", s.Condition, err)
@@ -282,6 +290,53 @@ func (s *Spec) Validate() error {
 	}
 	if _, err := ParseLogMessage(s.LogMessage); err != nil {
 		return err
+	}
+	return nil
+}
+
+// validateLimits refuses negative limits, which backends would read as
+// "none" or worse.
+func (s *Spec) validateLimits() error {
+	for _, l := range []struct {
+		name string
+		v    int
+	}{
+		{"limits.maxHitsPerSecond", s.Limits.MaxHitsPerSecond},
+		{"limits.maxHits", s.Limits.MaxHits},
+		{"capture.stackDepth", s.Capture.StackDepth},
+		{"capture.maxStringLen", s.Capture.MaxString},
+		{"capture.maxArrayValues", s.Capture.MaxArray},
+		{"capture.maxStructDepth", s.Capture.MaxDepth},
+		{"capture.maxVariables", s.Capture.MaxVariable},
+	} {
+		if l.v < 0 {
+			return Errorf(CodeBadRequest, "tracepoint %s: %s is %d: give 0 or more (0 or leaving it out takes the default)", s.ID, l.name, l.v)
+		}
+	}
+	return nil
+}
+
+// hitConditionRe is the hit condition syntax Delve reads as written: an
+// optional operator, at most one space, a number. Delve finds its pattern
+// anywhere in the string, so anything looser would be read as something
+// else (">  5" as "== 5").
+var hitConditionRe = regexp.MustCompile(`^(==|!=|<=|>=|<|>|%)? ?([0-9]+)$`)
+
+// validateHitCondition checks a Delve hit condition: "5", ">= 10", "% 2".
+func validateHitCondition(hc string) error {
+	if hc == "" {
+		return nil
+	}
+	m := hitConditionRe.FindStringSubmatch(strings.TrimSpace(hc))
+	if m == nil {
+		return Errorf(CodeBadCondition, "hit condition %q: write a number of hits (5), or an operator and a number (>= 10, %% 2); the operators are == != < <= > >= %%", hc)
+	}
+	n, err := strconv.Atoi(m[2])
+	if err != nil {
+		return Errorf(CodeBadCondition, "hit condition %q: %s is too large a number of hits", hc, m[2])
+	}
+	if m[1] == "%" && n == 0 {
+		return Errorf(CodeBadCondition, "hit condition %q: %% 0 divides by zero: write %% N with N >= 1 (every Nth hit)", hc)
 	}
 	return nil
 }

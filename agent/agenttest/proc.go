@@ -55,6 +55,12 @@ type Proc struct {
 // test's cleanup kills and reaps the process.
 func Start(t testing.TB, bin string, args ...string) *Proc {
 	t.Helper()
+	return start(t, nil, bin, args...)
+}
+
+// start is Start with setup applied to the command before it starts.
+func start(t testing.TB, setup func(*exec.Cmd), bin string, args ...string) *Proc {
+	t.Helper()
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		t.Fatalf("starting %s: %v", bin, err)
@@ -69,6 +75,9 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 	// Our own pipes, not Cmd's, so that Cmd.Wait never waits for copying.
 	p.Cmd.Stdout, p.Cmd.Stderr = outW, errW
 	p.Cmd.SysProcAttr = sysProcAttr()
+	if setup != nil {
+		setup(p.Cmd)
+	}
 	err = p.Cmd.Start()
 	outW.Close()
 	errW.Close()

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"syscall"
+	"testing"
 )
 
 // sysProcAttr makes targets die with the test process, so an aborted test run
@@ -28,4 +30,12 @@ func (p *Proc) exited() bool {
 	}
 	state := stat[i+2]
 	return state == 'Z' || state == 'X'
+}
+
+// StartAs is [Start] with the process running as cred's user and groups.
+// That user must be able to reach bin: binaries from [BuildTarget] and
+// [Alias] sit in directories only their owner may enter.
+func StartAs(t testing.TB, cred *syscall.Credential, bin string, args ...string) *Proc {
+	t.Helper()
+	return start(t, func(c *exec.Cmd) { c.SysProcAttr.Credential = cred }, bin, args...)
 }

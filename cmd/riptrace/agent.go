@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,23 +20,85 @@ import (
 )
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("agent", "[--host NAME] [--processes GLOB]...", stderr)
+	fs := newFlagSet("agent", "[--config FILE] [--host NAME] [--processes GLOB]...", stderr)
 	var conn connFlags
 	conn.register(fs)
+	configFile := fs.String("config", "", "read the agent's configuration from `FILE` (YAML, see docs/agent.example.yaml); flags given too win over it")
 	host := fs.String("host", "", "`NAME` of this host in the fleet (default the hostname)")
 	var procs, deny stringList
+	var uids uidList
 	fs.Var(&deny, "deny", "never trace source files or functions matching `GLOB` (repeatable; for example '*/internal/crypto/*' or 'main.(*Vault).*')")
-	fs.Var(&procs, "processes", "manage only processes whose module path, main package or executable name matches `GLOB` (repeatable)")
+	fs.Var(&procs, "processes", "manage and attach to only processes whose module path, main package or executable name matches `GLOB` (repeatable)")
+	fs.Var(&uids, "uid", "manage and attach to only processes running as user `ID` (repeatable; real, effective and saved uids must all be listed)")
 	jsonLog := fs.Bool("log-json", false, "log as JSON lines")
 	redactNames := fs.String("redact-names", agent.DefaultRedactNames, "redact variables and fields whose names match `REGEXP`, before hits leave the host")
 	redactValues := fs.String("redact-values", agent.DefaultRedactValues, "redact values that match `REGEXP`, whatever their names")
 	noRedact := fs.Bool("no-redact", false, "send every captured value as is")
 	stopBudget := fs.Float64("stop-budget", 0, "the `FRACTION` of each second a traced process may spend stopped by tracepoints, for example 0.1; past it hits are dropped, and a line too hot even so is untraced (0: no budget)")
+	bufferHits := fs.Int("buffer-hits", agent.DefaultBufferHits, "keep up to `N` hits while NATS cannot take them, and deliver them in order once it can; past it, hits are dropped and counted")
+	bufferBytes := fs.Int("buffer-bytes", agent.DefaultBufferBytes, "bound the same buffer to `BYTES` of encoded hits")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (for example 127.0.0.1:9464); the agent listens nowhere else")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
 		return usageError{fmt.Sprintf("agent takes no arguments, got %q", pos)}
+	}
+	sources := map[string]string{}
+	var warnings []string
+	if *configFile != "" {
+		fc, err := agent.LoadConfigFile(*configFile)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		warnings = fc.Warnings()
+		set := flagsSet(fs, map[string]string{"nats": "RIPTRACE_NATS", "creds": "RIPTRACE_CREDS", "password": "RIPTRACE_PASSWORD", "token": "RIPTRACE_TOKEN"})
+		str := func(flag string, dst *string, key, v string) {
+			if !set[flag] && fc.Set(key) {
+				*dst = v
+			}
+		}
+		str("host", host, "host", fc.Host)
+		str("nats", &conn.url, "nats.url", fc.NATS.URL)
+		str("prefix", &conn.prefix, "nats.prefix", fc.NATS.Prefix)
+		str("creds", &conn.creds, "nats.creds", fc.NATS.Creds)
+		str("nkey", &conn.nkey, "nats.nkey", fc.NATS.NKey)
+		str("user", &conn.user, "nats.user", fc.NATS.User)
+		str("password", &conn.password, "nats.password", fc.NATS.Password)
+		str("token", &conn.token, "nats.token", fc.NATS.Token)
+		str("tls-ca", &conn.tlsCA, "nats.tls.ca", fc.NATS.TLS.CA)
+		str("tls-cert", &conn.tlsCert, "nats.tls.cert", fc.NATS.TLS.Cert)
+		str("tls-key", &conn.tlsKey, "nats.tls.key", fc.NATS.TLS.Key)
+		str("metrics", metricsAddr, "metrics", fc.Metrics)
+		if fc.Redact.Names != nil {
+			str("redact-names", redactNames, "redact.names", *fc.Redact.Names)
+		}
+		if fc.Redact.Values != nil {
+			str("redact-values", redactValues, "redact.values", *fc.Redact.Values)
+		}
+		if !set["no-redact"] {
+			*noRedact = fc.Redact.Off
+		}
+		if !set["log-json"] {
+			*jsonLog = fc.Log.JSON
+		}
+		if !set["processes"] && fc.Set("attach.processes") {
+			procs, sources["processes"] = fc.Attach.Processes, fc.Where("attach.processes")
+		}
+		if !set["uid"] && fc.Set("attach.uids") {
+			uids, sources["uids"] = fc.Attach.UIDs, fc.Where("attach.uids")
+		}
+		if !set["deny"] && fc.Set("deny") {
+			deny, sources["deny"] = fc.Deny, fc.Where("deny")
+		}
+		if !set["buffer-hits"] && fc.Set("buffer.hits") {
+			*bufferHits = fc.Buffer.Hits
+		}
+		if !set["buffer-bytes"] && fc.Set("buffer.bytes") {
+			*bufferBytes = fc.Buffer.Bytes
+		}
+	}
+	if *bufferHits < 1 || *bufferBytes < 1 {
+		return usageError{fmt.Sprintf("--buffer-hits (%d) and --buffer-bytes (%d) must be at least 1", *bufferHits, *bufferBytes)}
 	}
 	var h slog.Handler = slog.NewTextHandler(stderr, nil)
 	if *jsonLog {
@@ -41,12 +106,15 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	redact, err := agent.NewRedactor(*redactNames, *redactValues)
 	if err != nil {
-		return usageError{err.Error()}
+		return usageError{err.Error() + " (write a Go regular expression, or --no-redact)"}
 	}
 	if *noRedact {
 		redact = &agent.Redactor{}
 	}
 	log := slog.New(h)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
 	var metrics prometheus.Registerer // nil: not served
 	if *metricsAddr != "" {
 		reg := prometheus.NewRegistry()
@@ -68,13 +136,44 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	a := agent.New(agent.Config{
 		Host:        *host,
 		Processes:   procs,
+		UIDs:        uids,
+		RuleSources: sources,
 		Version:     version,
 		BackendName: "delve",
 		Deny:        deny,
 		Redact:      redact,
 		StopBudget:  *stopBudget,
+		BufferHits:  *bufferHits,
+		BufferBytes: *bufferBytes,
 		Metrics:     metrics,
 		Log:         log,
 	}, c, delve.New(stderr))
 	return a.Run(ctx)
+}
+
+// uidList is a repeatable --uid flag.
+type uidList []int
+
+func (u *uidList) String() string { return fmt.Sprint([]int(*u)) }
+func (u *uidList) Set(v string) error {
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return fmt.Errorf("%q is not a user id: give a number such as 1000 (see `id -u USER`)", v)
+	}
+	*u = append(*u, int(n))
+	return nil
+}
+
+// flagsSet returns the flags given on the command line, and those whose
+// environment variable (env, by flag name) is set: both win over a
+// configuration file.
+func flagsSet(fs *flag.FlagSet, env map[string]string) map[string]bool {
+	set := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for name, v := range env {
+		if os.Getenv(v) != "" {
+			set[name] = true
+		}
+	}
+	return set
 }

@@ -1,0 +1,581 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// FileConfig is the agent's configuration file (`riptrace agent --config
+// FILE`), in YAML, as operators keep it in a Kubernetes ConfigMap or under
+// /etc/riptrace. It covers what the agent's flags cover; a flag given on the
+// command line wins over the file. docs/agent.example.yaml shows every key.
+//
+// Parsing is strict: an unknown key, a value of the wrong kind or a pattern
+// that does not compile is a *ConfigError naming the file, the line and the
+// key, and saying what to write instead.
+type FileConfig struct {
+	// Path is the file the configuration was read from, for messages.
+	Path string `yaml:"-"`
+
+	Host    string       `yaml:"host"`
+	NATS    NATSConfig   `yaml:"nats"`
+	Attach  AttachConfig `yaml:"attach"`
+	Deny    []string     `yaml:"deny"`
+	Redact  RedactConfig `yaml:"redact"`
+	Buffer  BufferConfig `yaml:"buffer"`
+	Metrics string       `yaml:"metrics"`
+	Log     LogConfig    `yaml:"log"`
+
+	lines    map[string]int // key path ("attach.uids") → line, for messages
+	warnings []string
+}
+
+// NATSConfig says where the fleet's NATS server is and how to log in.
+type NATSConfig struct {
+	URL      string    `yaml:"url"`
+	Prefix   string    `yaml:"prefix"`
+	Creds    string    `yaml:"creds"`
+	NKey     string    `yaml:"nkey"`
+	User     string    `yaml:"user"`
+	Password string    `yaml:"password"`
+	Token    string    `yaml:"token"`
+	TLS      TLSConfig `yaml:"tls"`
+}
+
+// TLSConfig names the files of a TLS connection to NATS.
+type TLSConfig struct {
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// AttachConfig is the attach allow-list: the agent manages, offers and
+// attaches to only the processes it admits.
+type AttachConfig struct {
+	// Processes are globs on the module path, main package or executable
+	// name (as --processes); empty admits every Go process.
+	Processes []string `yaml:"processes"`
+	// UIDs admits only processes whose real, effective and saved uids are
+	// all listed; empty admits every user.
+	UIDs []int `yaml:"uids"`
+}
+
+// RedactConfig says what never leaves the host.
+type RedactConfig struct {
+	Names  *string `yaml:"names"`  // nil: DefaultRedactNames
+	Values *string `yaml:"values"` // nil: DefaultRedactValues
+	Off    bool    `yaml:"off"`
+}
+
+// BufferConfig bounds the hits kept while NATS cannot take them
+// (--buffer-hits, --buffer-bytes).
+type BufferConfig struct {
+	Hits  int `yaml:"hits"`
+	Bytes int `yaml:"bytes"`
+}
+
+// LogConfig shapes the agent's log.
+type LogConfig struct {
+	JSON bool `yaml:"json"`
+}
+
+// ConfigError is a mistake in a configuration file, at a line (0 when it
+// concerns the whole file).
+type ConfigError struct {
+	File string
+	Line int
+	Key  string // the key's path, "attach.uids"; "" for the file as a whole
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// maxConfigSize bounds what is read: an agent config is a few hundred bytes.
+const maxConfigSize = 1 << 20
+
+// LoadConfigFile reads and checks the agent configuration file at path.
+func LoadConfigFile(path string) (*FileConfig, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the agent configuration: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the agent configuration %s: %w", path, err)
+	}
+	c, err := ParseConfigFile(data, path)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o044 != 0 {
+		for _, key := range []string{"nats.password", "nats.token"} {
+			if c.Set(key) {
+				c.warnings = append(c.warnings, fmt.Sprintf("%s holds a secret (%s) and other users may read it (mode %v): chmod go-r it, or keep the secret in a Kubernetes Secret or a --creds file", c.Where(key), key, fi.Mode().Perm()))
+			}
+		}
+	}
+	return c, nil
+}
+
+// Warnings are what is allowed but unwise in the file (a secret others may
+// read); the agent logs them.
+func (c *FileConfig) Warnings() []string { return c.warnings }
+
+// ParseConfigFile parses and checks an agent configuration; name is the
+// file's name in messages.
+func ParseConfigFile(data []byte, name string) (*FileConfig, error) {
+	fail := func(line int, key, format string, args ...any) error {
+		return &ConfigError{File: name, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	if len(data) > maxConfigSize {
+		return nil, fail(0, "", "larger than %d bytes: this is not an agent configuration", maxConfigSize)
+	}
+	cfg := &FileConfig{Path: name, lines: make(map[string]int)}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return cfg, nil // an empty file: every default
+		}
+		return nil, fail(yamlLine(err), "", "not valid YAML: %s", yamlMessage(err))
+	}
+	var more yaml.Node
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		return nil, fail(more.Line, "", "a second YAML document (after ---): keep the agent's configuration in one document")
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode {
+		if len(root.Content) == 0 {
+			return cfg, nil // comments only
+		}
+		root = root.Content[0]
+	}
+	w := walker{file: name, lines: cfg.lines}
+	if err := w.decode(root, reflect.ValueOf(cfg).Elem(), ""); err != nil {
+		return nil, err
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Line returns the line of key (a path such as "attach.uids"), 0 if the file
+// does not set it.
+func (c *FileConfig) Line(key string) int { return c.lines[key] }
+
+// Set reports whether the file sets key.
+func (c *FileConfig) Set(key string) bool { _, ok := c.lines[key]; return ok }
+
+// Where says where key was set, for messages: "/etc/riptrace/agent.yaml:12".
+func (c *FileConfig) Where(key string) string {
+	if l := c.lines[key]; l > 0 {
+		return fmt.Sprintf("%s:%d", c.Path, l)
+	}
+	return c.Path
+}
+
+// Redactor returns the redactor the file asks for.
+func (c *FileConfig) Redactor() *Redactor {
+	if c.Redact.Off {
+		return &Redactor{}
+	}
+	names, values := DefaultRedactNames, DefaultRedactValues
+	if c.Redact.Names != nil {
+		names = *c.Redact.Names
+	}
+	if c.Redact.Values != nil {
+		values = *c.Redact.Values
+	}
+	r, err := NewRedactor(names, values)
+	if err != nil {
+		panic(err) // check compiled them
+	}
+	return r
+}
+
+// check validates the values, once their kinds are right.
+func (c *FileConfig) check() error {
+	fail := func(key, format string, args ...any) error {
+		return &ConfigError{File: c.Path, Line: c.lines[key], Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	if c.Set("host") && strings.TrimSpace(c.Host) == "" {
+		return fail("host", "empty: leave the key out to use the hostname, or write host: orders-a")
+	}
+	if c.Set("nats.url") && strings.TrimSpace(c.NATS.URL) == "" {
+		return fail("nats.url", "empty: write url: nats://nats.example:4222, or leave the key out for %s", "nats://127.0.0.1:4222")
+	}
+	if (c.NATS.TLS.Cert == "") != (c.NATS.TLS.Key == "") {
+		set, missing := "nats.tls.cert", "nats.tls.key"
+		if c.NATS.TLS.Cert == "" {
+			set, missing = missing, set
+		}
+		return fail(set, "set without %s: the client certificate and its key go together", missing)
+	}
+	if c.NATS.Password != "" && c.NATS.User == "" {
+		return fail("nats.password", "a password without nats.user: add user: NAME, or use token: for token auth")
+	}
+	for i, g := range c.Attach.Processes {
+		if strings.TrimSpace(g) == "" {
+			return fail(fmt.Sprintf("attach.processes[%d]", i), `empty glob: drop it, or write "*" to admit every Go process`)
+		}
+	}
+	for i, u := range c.Attach.UIDs {
+		if u < 0 || u > 1<<32-2 {
+			return fail(fmt.Sprintf("attach.uids[%d]", i), "%d is not a uid: write user ids such as 1000 (see `id -u USER`)", u)
+		}
+	}
+	for i, g := range c.Deny {
+		if strings.TrimSpace(g) == "" {
+			return fail(fmt.Sprintf("deny[%d]", i), "empty glob: drop it; globs look like '*/internal/crypto/*' or 'main.(*Vault).*'")
+		}
+	}
+	for key, p := range map[string]*string{"redact.names": c.Redact.Names, "redact.values": c.Redact.Values} {
+		if p == nil {
+			continue
+		}
+		if c.Redact.Off {
+			return fail(key, "set together with redact.off: true, which sends every value as is: drop one of the two")
+		}
+		if _, err := regexp.Compile(*p); err != nil {
+			return fail(key, "%q is not a Go regular expression (%v); for example '(?i)password|secret'", *p, err)
+		}
+	}
+	for key, n := range map[string]int{"buffer.hits": c.Buffer.Hits, "buffer.bytes": c.Buffer.Bytes} {
+		if c.Set(key) && n < 1 {
+			return fail(key, "%d: the buffer holds at least 1; leave the key out for the default", n)
+		}
+	}
+	if c.Metrics != "" {
+		if _, port, err := net.SplitHostPort(c.Metrics); err != nil || port == "" {
+			return fail("metrics", "%q is not an address: write HOST:PORT, such as 127.0.0.1:9464 (or :9464 for every interface)", c.Metrics)
+		}
+	}
+	return nil
+}
+
+// walker decodes a YAML tree into the configuration structs by their yaml
+// tags, so that every mistake names its key and line.
+type walker struct {
+	file  string
+	lines map[string]int
+}
+
+func (w *walker) fail(n *yaml.Node, key, format string, args ...any) error {
+	return &ConfigError{File: w.file, Line: n.Line, Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (w *walker) decode(n *yaml.Node, v reflect.Value, path string) error {
+	for hops := 0; n.Kind == yaml.AliasNode; hops++ {
+		if hops > 8 || n.Alias == nil {
+			return w.fail(n, path, "an alias chain too long to follow: write the value out")
+		}
+		n = n.Alias
+	}
+	if _, ok := w.lines[path]; !ok && path != "" {
+		w.lines[path] = n.Line
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return nil // "key:" with nothing: the default
+	}
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		v = v.Elem()
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		return w.mapping(n, v, path)
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return w.fail(n, path, "%s, want a list: write %s: [%s] or one item per line under it with '- '", describeNode(n), lastKey(path), exampleItem(n, v.Type().Elem().Kind()))
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			if err := w.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+		v.Set(s)
+		return nil
+	}
+	if n.Kind != yaml.ScalarNode {
+		return w.fail(n, path, "%s, want %s", describeNode(n), kindName(v.Kind()))
+	}
+	switch v.Kind() {
+	case reflect.String:
+		if n.Tag == "!!binary" || (n.Tag != "" && !strings.HasPrefix(n.Tag, "!!")) {
+			return w.fail(n, path, "the tag %s is not supported here: write the value as plain text", n.Tag)
+		}
+		v.SetString(n.Value)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(n.Value)
+		if err != nil || n.ShortTag() != "!!bool" {
+			return w.fail(n, path, "%q is not true or false%s", n.Value, quotedNote(n))
+		}
+		v.SetBool(b)
+	case reflect.Int:
+		i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 10, 64)
+		if err != nil || n.ShortTag() != "!!int" {
+			return w.fail(n, path, "%q is not a whole number%s", n.Value, quotedNote(n))
+		}
+		v.SetInt(i)
+	default:
+		panic(fmt.Sprintf("agent config: no decoding for %s", v.Kind())) // a new field's kind
+	}
+	return nil
+}
+
+func (w *walker) mapping(n *yaml.Node, v reflect.Value, path string) error {
+	if n.Kind != yaml.MappingNode {
+		if path == "" {
+			return w.fail(n, "", "%s: the agent configuration is a mapping of keys, such as host: orders-a (see docs/agent.example.yaml)", describeNode(n))
+		}
+		names := fieldNames(v.Type())
+		example := ""
+		if f := v.Type().Field(0); n.Kind == yaml.ScalarNode && f.Type.Kind() == reflect.String && tagName(f) != "" {
+			example = fmt.Sprintf(": write %s: {%s: %s}", lastKey(path), tagName(f), strconv.Quote(n.Value))
+		}
+		return w.fail(n, path, "%s, want keys under it (%s)%s", describeNode(n), strings.Join(names, ", "), example)
+	}
+	seen := make(map[string]int)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			return w.fail(k, path, "a key must be a plain word, not %s", describeNode(k))
+		}
+		key := join(path, k.Value)
+		if line, dup := seen[k.Value]; dup {
+			return w.fail(k, key, "set twice (first on line %d): keep one", line)
+		}
+		seen[k.Value] = k.Line
+		f, ok := fieldByTag(v, k.Value)
+		if !ok {
+			return w.fail(k, "", "unknown key %q%s", key, suggest(v.Type(), path, k.Value))
+		}
+		w.lines[key] = k.Line
+		if err := w.decode(val, f, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func fieldByTag(v reflect.Value, name string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := range t.NumField() {
+		if tag := tagName(t.Field(i)); tag != "" && tag == name {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
+
+func tagName(f reflect.StructField) string {
+	tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	if tag == "-" || !f.IsExported() {
+		return ""
+	}
+	return tag
+}
+
+func fieldNames(t reflect.Type) []string {
+	var names []string
+	for i := range t.NumField() {
+		if tag := tagName(t.Field(i)); tag != "" {
+			names = append(names, tag)
+		}
+	}
+	return names
+}
+
+// flagKeys maps the agent's flag names, which operators may write in the file
+// by habit, to the file's keys.
+var flagKeys = map[string]string{
+	"nats": "nats.url", "prefix": "nats.prefix", "creds": "nats.creds", "nkey": "nats.nkey",
+	"user": "nats.user", "password": "nats.password", "token": "nats.token",
+	"tls-ca": "nats.tls.ca", "tls-cert": "nats.tls.cert", "tls-key": "nats.tls.key",
+	"processes": "attach.processes", "uid": "attach.uids",
+	"redact-names": "redact.names", "redact-values": "redact.values", "no-redact": "redact.off",
+	"log-json": "log.json", "buffer-hits": "buffer.hits", "buffer-bytes": "buffer.bytes", "config": "",
+}
+
+// suggest says what the writer of an unknown key probably meant.
+func suggest(t reflect.Type, path, key string) string {
+	known := fieldNames(t)
+	where := "at the top level"
+	if path != "" {
+		where = "under " + path
+	}
+	// The key exists elsewhere in the file's layout.
+	var elsewhere []string
+	allKeys(reflect.TypeOf(FileConfig{}), "", func(full string) {
+		if lastKey(full) == key && full != join(path, key) {
+			elsewhere = append(elsewhere, full)
+		}
+	})
+	if len(elsewhere) > 0 {
+		return fmt.Sprintf(" %s: it belongs at %s (%s)", where, elsewhere[0], nest(elsewhere[0]))
+	}
+	if full, ok := flagKeys[strings.TrimPrefix(key, "--")]; ok {
+		if full == "" {
+			return ": the configuration file cannot name another one; pass --config on the command line"
+		}
+		if full != join(path, key) {
+			return fmt.Sprintf(": the flag --%s is written %s in the file (%s)", strings.TrimPrefix(key, "--"), full, nest(full))
+		}
+	}
+	best, bestD := "", 3
+	for _, k := range known {
+		if d := editDistance(strings.ToLower(key), k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf(" %s: did you mean %s? (known keys: %s)", where, best, strings.Join(known, ", "))
+	}
+	return fmt.Sprintf(" %s: the known keys are %s (see docs/agent.example.yaml)", where, strings.Join(known, ", "))
+}
+
+// nest shows how a key path is written: "attach.uids" → "attach: {uids: ...}".
+func nest(full string) string {
+	parts := strings.Split(full, ".")
+	s := parts[len(parts)-1] + ": ..."
+	for i := len(parts) - 2; i >= 0; i-- {
+		s = parts[i] + ": {" + s + "}"
+	}
+	return s
+}
+
+func allKeys(t reflect.Type, path string, f func(string)) {
+	for i := range t.NumField() {
+		tag := tagName(t.Field(i))
+		if tag == "" {
+			continue
+		}
+		full := join(path, tag)
+		f(full)
+		if ft := t.Field(i).Type; ft.Kind() == reflect.Struct {
+			allKeys(ft, full, f)
+		}
+	}
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func lastKey(path string) string {
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		path = path[i+1:]
+	}
+	if i := strings.IndexByte(path, '['); i >= 0 {
+		path = path[:i]
+	}
+	return path
+}
+
+func describeNode(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping of keys"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("the value %q", n.Value)
+	}
+	return "an empty document"
+}
+
+func kindName(k reflect.Kind) string {
+	switch k {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int:
+		return "a whole number"
+	}
+	return "a single value"
+}
+
+func quotedNote(n *yaml.Node) string {
+	if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+		return ": write it without quotes"
+	}
+	return ""
+}
+
+func exampleItem(n *yaml.Node, k reflect.Kind) string {
+	if n.Kind == yaml.ScalarNode && n.Value != "" {
+		if k == reflect.String {
+			return strconv.Quote(n.Value)
+		}
+		return n.Value
+	}
+	if k == reflect.Int {
+		return "1000"
+	}
+	return `"github.com/acme/*"`
+}
+
+var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): `)
+
+// yamlLine and yamlMessage split "yaml: line 3: did not find expected key".
+func yamlLine(err error) int {
+	if m := yamlLineRe.FindStringSubmatch(err.Error()); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	return 0
+}
+
+func yamlMessage(err error) string {
+	s := yamlLineRe.ReplaceAllString(err.Error(), "")
+	return strings.TrimPrefix(s, "yaml: ")
+}

@@ -1,0 +1,292 @@
+// Command limits is what `make bench-limits` runs: it measures what a
+// tracepoint on a hot loop costs a service that serves HTTP, and what the
+// tracepoint limits save.
+//
+// One target (bench/targets/httphot, built optimized) serves GET /work?n=N,
+// which runs a loop of N calls to a function whose marked line is traced.
+// Keep-alive clients load it for a fixed time in each of three scenarios,
+// alternating in rounds so that load from elsewhere on the machine falls on
+// all alike:
+//
+//   - untraced: no tracepoint (the anchor);
+//   - default limits: a tracepoint with the defaults a spec gets
+//     (maxHitsPerSecond 50, full capture);
+//   - limits off: the same tracepoint with no rate limit.
+//
+// It prints requests per second (median over rounds) and the ratio to
+// untraced, with the hits published and dropped. The agent is the real
+// `riptrace agent` (bin/riptrace, `make build`) on an embedded NATS server.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+var (
+	duration = flag.Duration("duration", 5*time.Second, "load each scenario for `D` per round")
+	rounds   = flag.Int("rounds", 3, "rounds of the three scenarios")
+	clients  = flag.Int("clients", 4, "concurrent keep-alive clients")
+	loop     = flag.Int("n", 10, "iterations of the traced loop per request")
+	bin      = flag.String("riptrace", "bin/riptrace", "the riptrace binary")
+)
+
+const targetDir = "bench/targets/httphot"
+
+func main() {
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("bench-limits: ")
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+type scenario struct {
+	name string
+	rate int // maxHitsPerSecond; -1: untraced
+}
+
+type result struct {
+	rps            []float64
+	hits, dropped  uint64
+	failedRequests int64
+}
+
+func run() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tmp, err := os.MkdirTemp("", "riptrace-bench-limits")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	target := filepath.Join(tmp, "httphot")
+	if out, err := exec.Command("go", "build", "-o", target, "./"+targetDir).CombinedOutput(); err != nil {
+		return fmt.Errorf("building the target: %v\n%s", err, out)
+	}
+	line, err := markerLine(filepath.Join(targetDir, "main.go"), "hot")
+	if err != nil {
+		return err
+	}
+
+	srv, err := fleet.StartServer(ctx, fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: filepath.Join(tmp, "nats")})
+	if err != nil {
+		return err
+	}
+	defer srv.Shutdown()
+	url := srv.ClientURL()
+	c, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: "bench-limits"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	tgt := exec.Command(target)
+	tgtOut, _ := tgt.StdoutPipe()
+	tgt.Stderr = os.Stderr
+	if err := tgt.Start(); err != nil {
+		return err
+	}
+	defer stop(tgt)
+	ready, err := bufio.NewReader(tgtOut).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("target: %v", err)
+	}
+	m := regexp.MustCompile(`READY pid=(\d+) addr=(\S+)`).FindStringSubmatch(ready)
+	if m == nil {
+		return fmt.Errorf("target said %q, want READY pid=… addr=…", ready)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	addr := m[2]
+	go io.Copy(io.Discard, tgtOut)
+
+	agentLog, err := os.Create(filepath.Join(tmp, "agent.log"))
+	if err != nil {
+		return err
+	}
+	ag := exec.Command(*bin, "agent", "--nats", url, "--host", "bench")
+	ag.Stdout, ag.Stderr = agentLog, agentLog
+	if err := ag.Start(); err != nil {
+		return fmt.Errorf("starting the agent (run `make build` first): %v", err)
+	}
+	defer stop(ag)
+
+	scenarios := []scenario{{"untraced", -1}, {"default limits", fleet.DefaultMaxHitsPerSecond}, {"limits off", 0}}
+	results := make([]result, len(scenarios))
+	fmt.Printf("target: GET /work?n=%d (the traced line runs %d times per request), %d clients, %v per scenario, %d rounds\n",
+		*loop, *loop, *clients, *duration, *rounds)
+	for r := range *rounds {
+		for i, sc := range scenarios {
+			id := fmt.Sprintf("limits-%d-%d", r, i)
+			if sc.rate >= 0 {
+				spec := &fleet.Spec{
+					ID:       id,
+					Location: fleet.Location{Path: "main.go", Line: line},
+					Selector: fleet.Selector{Hosts: []string{"bench"}, Pids: []int{pid}},
+					Capture:  fleet.DefaultCapture,
+					Limits:   fleet.Limits{MaxHitsPerSecond: sc.rate},
+				}
+				if err := c.Declare(ctx, spec); err != nil {
+					return err
+				}
+				if _, err := waitStatus(ctx, c, id, func(s fleet.StatusEvent) bool {
+					return s.Pid == pid && (s.State == fleet.StateInstalled || s.State == fleet.StateThrottled)
+				}); err != nil {
+					return fmt.Errorf("%s: %w (agent log: %s)", sc.name, err, agentLog.Name())
+				}
+			}
+			rps, failed := load(addr)
+			results[i].rps = append(results[i].rps, rps)
+			results[i].failedRequests += failed
+			if sc.rate >= 0 {
+				// The agent refreshes counts with its heartbeat: take the
+				// first report written after the load ended.
+				ended := time.Now()
+				st, err := waitStatus(ctx, c, id, func(s fleet.StatusEvent) bool { return s.Pid == pid && s.Updated.After(ended) })
+				if err != nil {
+					return err
+				}
+				results[i].hits += st.Hits
+				results[i].dropped += st.Dropped
+				if err := c.Remove(ctx, id); err != nil {
+					return err
+				}
+				if _, err := waitStatus(ctx, c, id, func(s fleet.StatusEvent) bool { return s.Pid == pid && s.Deleted }); err != nil {
+					return fmt.Errorf("removing %s: %w", id, err)
+				}
+			}
+			fmt.Printf("  round %d %-15s %9.0f requests/s\n", r+1, sc.name, rps)
+		}
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		return fmt.Errorf("the target died: %v", err)
+	}
+
+	base := median(results[0].rps)
+	fmt.Printf("\n%-15s %12s %10s %14s %14s\n", "scenario", "requests/s", "vs untraced", "hits published", "hits dropped")
+	for i, sc := range scenarios {
+		res := results[i]
+		med := median(res.rps)
+		hits, dropped := "-", "-"
+		if sc.rate >= 0 {
+			hits, dropped = strconv.FormatUint(res.hits, 10), strconv.FormatUint(res.dropped, 10)
+		}
+		fmt.Printf("%-15s %12.0f %10.3f× %14s %14s\n", sc.name, med, med/base, hits, dropped)
+		if res.failedRequests > 0 {
+			fmt.Printf("  (%d requests failed)\n", res.failedRequests)
+		}
+	}
+	return nil
+}
+
+// load runs the clients against addr for the scenario's duration and
+// returns the completed requests per second and the failed requests.
+func load(addr string) (float64, int64) {
+	var done, failed atomic.Int64
+	deadline := time.Now().Add(*duration)
+	tr := &http.Transport{MaxIdleConnsPerHost: *clients}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	url := fmt.Sprintf("http://%s/work?n=%d", addr, *loop)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range *clients {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				resp, err := hc.Get(url)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+					continue
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return float64(done.Load()) / time.Since(start).Seconds(), failed.Load()
+}
+
+// waitStatus returns the first status event of tracepoint id that ok
+// accepts, within a minute.
+func waitStatus(ctx context.Context, c *fleet.Client, id string, ok func(fleet.StatusEvent) bool) (fleet.StatusEvent, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	ch, err := c.WatchStatus(ctx, id)
+	if err != nil {
+		return fleet.StatusEvent{}, err
+	}
+	var last fleet.StatusEvent
+	for ev := range ch {
+		if ok(ev) {
+			return ev, nil
+		}
+		last = ev
+	}
+	return last, fmt.Errorf("tracepoint %s: no such status within a minute; last: %s %s", id, last.State, last.Message)
+}
+
+func markerLine(file, name string) (int, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	for i, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "//@trace("+name+")") {
+			return i + 1, nil
+		}
+	}
+	return 0, fmt.Errorf("no //@trace(%s) marker in %s", name, file)
+}
+
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// stop ends cmd with SIGTERM (an agent detaches first), then SIGKILL.
+func stop(cmd *exec.Cmd) {
+	if cmd.Process == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}

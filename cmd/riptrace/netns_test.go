@@ -1,0 +1,332 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// netns is a network namespace joined to this one by a veth pair: the
+// namespace's end has nsAddr, this one's hostAddr.
+type netns struct {
+	name             string
+	hostIf, nsIf     string
+	hostAddr, nsAddr string
+}
+
+// ipCmd runs ip with args and returns its error with its output.
+func ipCmd(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// newNetns makes a namespace for the test and removes it when the test ends,
+// failed or not. It skips the test where namespaces cannot be made.
+func newNetns(t *testing.T) *netns {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("making a network namespace needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("no ip command (Debian package iproute2; .ci/run installs it)")
+	}
+	pid := os.Getpid()
+	n := &netns{
+		name:   fmt.Sprintf("riptrace-cut-%d", pid),
+		hostIf: fmt.Sprintf("rtc%dh", pid), nsIf: fmt.Sprintf("rtc%dn", pid),
+		// A /30 of its own per test process, so parallel runs do not meet.
+		hostAddr: fmt.Sprintf("10.213.%d.%d", pid/64%256, pid%64*4+1),
+		nsAddr:   fmt.Sprintf("10.213.%d.%d", pid/64%256, pid%64*4+2),
+	}
+	// Left over by a run that was killed.
+	ipCmd("link", "del", n.hostIf)
+	ipCmd("netns", "del", n.name)
+	if err := ipCmd("netns", "add", n.name); err != nil {
+		if strings.Contains(err.Error(), "Operation not permitted") || strings.Contains(err.Error(), "Permission denied") {
+			t.Skipf("making a network namespace needs CAP_NET_ADMIN and CAP_SYS_ADMIN: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ipCmd("link", "del", n.hostIf); err != nil {
+			t.Error(err)
+		}
+		if err := ipCmd("netns", "del", n.name); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, args := range [][]string{
+		{"link", "add", n.hostIf, "type", "veth", "peer", "name", n.nsIf},
+		{"link", "set", n.nsIf, "netns", n.name},
+		{"addr", "add", n.hostAddr + "/30", "dev", n.hostIf},
+		{"link", "set", n.hostIf, "up"},
+		{"netns", "exec", n.name, "ip", "addr", "add", n.nsAddr + "/30", "dev", n.nsIf},
+		{"netns", "exec", n.name, "ip", "link", "set", n.nsIf, "up"},
+		{"netns", "exec", n.name, "ip", "link", "set", "lo", "up"},
+	} {
+		if err := ipCmd(args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+// setLink takes the namespace's end of the link down or up: the namespace
+// loses its route to the host, while the host's own address stays reachable
+// on the host.
+func (n *netns) setLink(t *testing.T, state string) {
+	t.Helper()
+	if err := ipCmd("netns", "exec", n.name, "ip", "link", "set", n.nsIf, state); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startIn runs `riptrace args...` in the namespace, like start.
+func (n *netns) startIn(t *testing.T, args ...string) *bg {
+	t.Helper()
+	p := &bg{
+		name:    fmt.Sprintf("ip netns exec %s riptrace %s", n.name, strings.Join(args, " ")),
+		cmd:     exec.Command("ip", append([]string{"netns", "exec", n.name, riptraceBin(t)}, args...)...),
+		done:    make(chan struct{}),
+		changed: make(chan struct{}),
+	}
+	p.cmd.Stdout, p.cmd.Stderr = bgWriter{p, false}, bgWriter{p, true}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p.cmd.WaitDelay = stopTimeout
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", p.name, err)
+	}
+	go func() {
+		err := p.cmd.Wait()
+		p.mu.Lock()
+		p.err = err
+		close(p.done)
+		p.wakeLocked()
+		p.mu.Unlock()
+	}()
+	t.Cleanup(func() {
+		if err := p.stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("%s (pid %d):\n--- stdout:\n%s--- stderr:\n%s", p.name, p.cmd.Process.Pid, p.Stdout(), p.Stderr())
+		}
+	})
+	return p
+}
+
+// hitLog collects the hits of one tracepoint as they arrive.
+type hitLog struct {
+	mu   sync.Mutex
+	hits []fleet.Hit
+}
+
+func (l *hitLog) read(ctx context.Context, r *fleet.HitReader) {
+	for {
+		h, err := r.Next(ctx)
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		l.hits = append(l.hits, h)
+		l.mu.Unlock()
+	}
+}
+
+// of returns the hits from pid so far.
+func (l *hitLog) of(pid int) []fleet.Hit {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []fleet.Hit
+	for _, h := range l.hits {
+		if h.Pid == pid {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// awaitHit waits for a hit from pid for which ok is true.
+func (l *hitLog) awaitHit(t *testing.T, pid int, what string, ok func(fleet.Hit) bool) fleet.Hit {
+	t.Helper()
+	var found fleet.Hit
+	agenttest.CheckFor(t, stateTimeout, 20*time.Millisecond, func() error {
+		hits := l.of(pid)
+		for _, h := range hits {
+			if ok(h) {
+				found = h
+				return nil
+			}
+		}
+		return fmt.Errorf("no hit from pid %d %s among its %d hits", pid, what, len(hits))
+	})
+	return found
+}
+
+// A host cut off the network: the other host's hits keep flowing, `riptrace
+// hosts` shows the cut one gone, and when the link returns it comes back by
+// itself: a fresh heartbeat, its hits flowing again, and the hits it took
+// while cut off delivered, none missing.
+func TestHostCutOff(t *testing.T) {
+	t.Parallel()
+	n := newNetns(t)
+	// Targets first, so that cleanups stop the agents (which detach) before
+	// the targets.
+	bin := agenttest.BuildTarget(t, loopDir, agenttest.NoOpt)
+	cutTarget := startTargetBuild(t, bin, "cut-host")
+	otherTarget := startTargetBuild(t, bin, "other-host")
+
+	p := start(t, "server", "--listen", n.hostAddr+":-1", "--data", t.TempDir())
+	var url string
+	p.await(t, cmdTimeout, "ready line", func(stdout, _ string) bool {
+		m := serverReady.FindStringSubmatch(stdout)
+		if m != nil {
+			url = m[1]
+		}
+		return m != nil
+	})
+	cutHost, otherHost := exeName("cut"), exeName("other")
+	n.startIn(t, "agent", "--nats", url, "--host", cutHost, "--processes", exeName("cut-host"))
+	startAgent(t, url, otherHost, "other-host")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	spec := &fleet.Spec{
+		ID:       "cut-" + strconv.Itoa(os.Getpid()),
+		Location: fleet.Location{Path: "loop/main.go", Line: agenttest.MarkerLine(t, loopSource(t), "process")},
+		Capture:  fleet.Capture{Args: true},
+		Limits:   fleet.Limits{MaxHitsPerSecond: 1000},
+	}
+	r, err := c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{spec.ID}, Replay: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var hits hitLog
+	go hits.read(ctx, r)
+	if err := c.Declare(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Remove(context.Background(), spec.ID)
+	after := func(at time.Time) func(fleet.Hit) bool {
+		return func(h fleet.Hit) bool { return h.ServerTime.After(at) }
+	}
+	hits.awaitHit(t, cutTarget.Pid, "at all", after(time.Time{}))
+	hits.awaitHit(t, otherTarget.Pid, "at all", after(time.Time{}))
+
+	// 1. Cut: the other host is unaffected, the cut one shows gone.
+	n.setLink(t, "down")
+	cutAt := time.Now()
+	hits.awaitHit(t, otherTarget.Pid, "after the cut", after(cutAt.Add(time.Second)))
+	var lastSeen time.Time
+	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
+		hs, err := listHosts(t, url)
+		if err != nil {
+			return err
+		}
+		if _, err := findHost(hs, otherHost); err != nil {
+			return fmt.Errorf("the other host: %v", err)
+		}
+		for _, h := range hs {
+			if h.Name == cutHost {
+				if !h.Gone {
+					return fmt.Errorf("cut host %s still shown live (last seen %v)", cutHost, h.LastSeen)
+				}
+				lastSeen = h.LastSeen
+				return nil
+			}
+		}
+		return fmt.Errorf("cut host %s not listed at all", cutHost)
+	})
+	goneAfter := time.Since(cutAt)
+	if !lastSeen.Before(cutAt.Add(time.Second)) {
+		t.Errorf("cut host last seen %v, after the cut at %v", lastSeen, cutAt)
+	}
+	stillCut := len(hits.of(cutTarget.Pid))
+	time.Sleep(2 * time.Second) // the cut host keeps taking hits meanwhile
+
+	// 2. The link returns: the cut host recovers by itself.
+	n.setLink(t, "up")
+	upAt := time.Now()
+	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
+		hs, err := listHosts(t, url)
+		if err != nil {
+			return err
+		}
+		h, err := findHost(hs, cutHost)
+		if err != nil {
+			return err
+		}
+		if !h.LastSeen.After(upAt) {
+			return fmt.Errorf("cut host %s last seen %v, before the link came up at %v", cutHost, h.LastSeen, upAt)
+		}
+		return nil
+	})
+	liveAfter := time.Since(upAt)
+	// Hits taken while cut off arrive after the link returns…
+	buffered := hits.awaitHit(t, cutTarget.Pid, "taken while cut off", func(h fleet.Hit) bool {
+		at := time.Unix(0, h.Time)
+		return at.After(cutAt.Add(time.Second)) && at.Before(upAt) && h.ServerTime.After(upAt)
+	})
+	// …and new ones flow again.
+	hits.awaitHit(t, cutTarget.Pid, "taken after the link returned", func(h fleet.Hit) bool {
+		return time.Unix(0, h.Time).After(upAt)
+	})
+	flowingAfter := time.Since(upAt)
+	if len(hits.of(cutTarget.Pid)) <= stillCut {
+		t.Errorf("no hit from the cut host after the link returned")
+	}
+
+	// Every iteration of the cut host's target is there once, in order, or
+	// counted as dropped by the hit after the gap.
+	all := hits.of(cutTarget.Pid)
+	prev, missing, during := -1, 0, 0
+	for i, h := range all {
+		v := varNamed(h.Args, "n")
+		if v == nil {
+			t.Fatalf("hit #%d has no argument n: %+v", h.Seq, h.Args)
+		}
+		cur, err := strconv.Atoi(v.Value)
+		if err != nil {
+			t.Fatalf("hit #%d: n = %q: %v", h.Seq, v.Value, err)
+		}
+		if i > 0 {
+			if cur <= prev {
+				t.Fatalf("hit #%d has n %d after %d: out of order or twice", h.Seq, cur, prev)
+			}
+			if gap := cur - prev - 1; uint64(gap) != h.Dropped {
+				t.Errorf("hit #%d (n %d) says %d dropped before it, but %d iterations are missing", h.Seq, cur, h.Dropped, gap)
+			}
+			missing += cur - prev - 1
+		}
+		if at := time.Unix(0, h.Time); at.After(cutAt) && at.Before(upAt) {
+			during++
+		}
+		prev = cur
+	}
+	if missing != 0 {
+		t.Errorf("%d iterations of the cut host's target missing from the stream", missing)
+	}
+	t.Logf("cut for %v: shown gone %v after the cut; after the link returned, a fresh heartbeat in %v, hits flowing in %v; %d hits taken while cut off delivered (first at #%d), %d hits from the cut host in all, %d missing",
+		upAt.Sub(cutAt).Round(time.Millisecond), goneAfter.Round(time.Millisecond), liveAfter.Round(time.Millisecond), flowingAfter.Round(time.Millisecond), during, buffered.Seq, len(all), missing)
+	awaitProgress(t, cutTarget, otherTarget)
+}
