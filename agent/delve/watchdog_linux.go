@@ -8,11 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A worker that is SIGKILLed (or OOM-killed, or killed with its agent's
@@ -125,9 +128,24 @@ func runWatchdog(pid int) error {
 	// The agent's terminal or process group may be signalled as it dies:
 	// the watchdog's work starts then.
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
-	in := os.NewFile(3, "journal")
+	// Once the worker is gone, a thread of the process may reach an int3
+	// within microseconds: be ready. The memory is opened now, and the
+	// watchdog, which only sleeps until then, wakes ahead of everything
+	// else on the machine (real-time class; root may, others run as is).
+	mem, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", pid), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("opening the memory of pid %d: %w", pid, err)
+	}
+	defer mem.Close()
+	// The class is a thread's: this goroutine keeps this thread and reads
+	// the journal with blocking reads on it, not through Go's poller.
+	runtime.LockOSThread()
+	unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1}, 0)
+	if err := syscall.SetNonblock(3, false); err != nil {
+		return fmt.Errorf("reading the journal: %w", err)
+	}
 	orig := make(map[uint64][]byte)
-	sc := bufio.NewScanner(in)
+	sc := bufio.NewScanner(rawReader(3))
 	for sc.Scan() {
 		line := sc.Text()
 		if line == "detached" {
@@ -155,14 +173,14 @@ func runWatchdog(pid int) error {
 	// worker's hold is gone, in case it was still writing; a new worker
 	// attaches only after this watchdog has exited (Backend.Attach).
 	eof := time.Now()
-	tracer := tracerPid(pid)
-	restored, err := repair(pid, orig)
+	restored, err := repair(mem, pid, orig)
 	took := time.Since(eof)
+	tracer := tracerPid(pid)
 	for i := 0; i < 5000 && tracer != 0 && tracerPid(pid) == tracer; i++ {
 		time.Sleep(time.Millisecond)
 	}
 	if tracerPid(pid) == 0 {
-		if n, err2 := repair(pid, orig); err == nil {
+		if n, err2 := repair(mem, pid, orig); err == nil {
 			restored, err = restored+n, err2
 		}
 	}
@@ -179,18 +197,13 @@ func runWatchdog(pid int) error {
 	// A SIGSTOP Delve sent to stop a thread is delivered once ptrace lets
 	// go of it, which stops the whole process: resume it.
 	syscall.Kill(pid, syscall.SIGCONT)
-	fmt.Fprintf(os.Stderr, "riptrace watchdog for pid %d: its Delve worker died; restored %d of %d breakpoint sites (the first pass took %v; traced by %d then)\n", pid, restored, len(orig), took, tracer)
+	fmt.Fprintf(os.Stderr, "riptrace watchdog for pid %d: its Delve worker died; restored %d of %d breakpoint sites (the first pass took %v; traced by %d after it)\n", pid, restored, len(orig), took, tracer)
 	return err
 }
 
 // repair writes the original bytes back wherever pid's text still holds an
 // int3 of ours, and returns how many sites it restored.
-func repair(pid int, orig map[uint64][]byte) (int, error) {
-	mem, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", pid), os.O_RDWR, 0)
-	if err != nil {
-		return 0, fmt.Errorf("opening the memory of pid %d: %w", pid, err)
-	}
-	defer mem.Close()
+func repair(mem *os.File, pid int, orig map[uint64][]byte) (int, error) {
 	n := 0
 	for addr, want := range orig {
 		cur := make([]byte, len(want))
@@ -231,4 +244,22 @@ func groupStopped(pid int) bool {
 	}
 	i := strings.LastIndexByte(string(b), ')')
 	return i > 0 && i+2 < len(b) && b[i+2] == 'T'
+}
+
+// rawReader reads a file descriptor with read(2) on the calling thread.
+type rawReader int
+
+func (fd rawReader) Read(b []byte) (int, error) {
+	for {
+		n, err := syscall.Read(int(fd), b)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err != nil:
+			return 0, err
+		case n == 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
 }
