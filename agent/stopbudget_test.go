@@ -36,7 +36,7 @@ func TestStopBudget(t *testing.T) {
 			every  string // the loop's pause between calls
 		}{
 			{"budget5", 0.05, "0"},
-			{"budget5paced", 0.05, "20ms"},
+			{"budget5paced", 0.05, "50ms"},
 			{"nobudget", -1, "0"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {

@@ -24,10 +24,12 @@ const codeStopBudget = "stop_budget"
 // the hottest tracepoint is removed (see target.enforceBudget).
 //
 // A stop lasts from the trap to the resume. The worker times what it does
-// itself (from Continue's return to the next Continue); Delve's handling of
-// the trap happens inside Continue, where it cannot be timed, so each stop is
-// also charged trapCost: the time Delve took to stop this process on the
-// last manual stops, from the request to Continue's return.
+// itself (from Continue's return to the next Continue) and Delve's stepping
+// over breakpoints before it resumes the process (until ResumeNotify);
+// Delve's handling of the trap happens inside Continue, where it cannot be
+// timed, so each stop is also charged trapCost: the time Delve took to stop
+// this process on the last manual stops, from the request to Continue's
+// return.
 //
 // Owned by the target's loop goroutine, except stopped.
 type stopBudget struct {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -216,9 +217,11 @@ func (t *target) requestStop(gen uint64) {
 }
 
 // cont resumes the process until a tracepoint hits or a stop is requested.
-// It returns how long Continue ran and, if a manual stop ended it, how long
-// Delve took to stop the process from the request.
-func (t *target) cont() (cycle, manual time.Duration, err error) {
+// It returns how long Continue ran, how long of that the process was still
+// stopped (Delve stepping threads over breakpoints before resuming it) and,
+// if a manual stop ended it, how long Delve took to stop the process from
+// the request.
+func (t *target) cont() (cycle, resuming, manual time.Duration, err error) {
 	resumed := make(chan struct{})
 	t.stopMu.Lock()
 	t.gen++
@@ -226,15 +229,23 @@ func (t *target) cont() (cycle, manual time.Duration, err error) {
 	t.stopMu.Unlock()
 	t.grp.ResumeNotify(resumed)
 	start := time.Now()
+	var resumedAt atomic.Int64
+	go func() {
+		<-resumed
+		resumedAt.Store(time.Now().UnixNano())
+	}()
 	err = t.grp.Continue()
 	end := time.Now()
+	if r := resumedAt.Load(); r != 0 {
+		resuming = time.Unix(0, r).Sub(start)
+	}
 	t.stopMu.Lock()
 	t.resumed = nil
 	if t.stopGen == t.gen {
 		manual = end.Sub(t.stopAt)
 	}
 	t.stopMu.Unlock()
-	return end.Sub(start), manual, err
+	return end.Sub(start), resuming, manual, err
 }
 
 func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placement, error) {
@@ -287,8 +298,12 @@ func (t *target) loop() {
 			t.charge(now.Sub(stopped), now, captured == 0)
 		}
 		t.unguardTraps()
-		cycle, manual, err := t.cont()
+		cycle, resuming, manual, err := t.cont()
 		stopped = time.Now()
+		if resuming > 0 {
+			t.charge(resuming, stopped, captured == 0)
+			cycle -= resuming
+		}
 		if manual > 0 {
 			t.budget.timedManualStop(manual)
 			t.charge(manual, stopped, false)

@@ -30,27 +30,30 @@ const loopDir = "../testdata/targets/loop"
 // after. Run it with -count to see that it is not luck.
 func TestWorkerSIGKILL(t *testing.T) {
 	t.Parallel()
-	for _, stopped := range []bool{false, true} {
-		name := "running"
-		if stopped {
-			name = "stopped"
-		}
-		t.Run(name, func(t *testing.T) {
-			if stopped && os.Getenv("RIPTRACE_TEST_KILL_STOPPED") == "" {
-				// About 2 runs in 10 still lose the process (a kill in
-				// Delve's own part of the stop): a measurement, not yet
-				// a test for make test.
-				t.Skip("set RIPTRACE_TEST_KILL_STOPPED=1 to measure kills during a stop")
+	for _, mode := range []string{"running", "stopped", "hot"} {
+		t.Run(mode, func(t *testing.T) {
+			if mode != "running" && os.Getenv("RIPTRACE_TEST_KILL_STOPPED") == "" {
+				// Some runs still lose the process (a kill in Delve's
+				// own part of a stop): measurements, not yet tests for
+				// make test.
+				t.Skip("set RIPTRACE_TEST_KILL_STOPPED=1 to measure kills during a stop and on a hot line")
 			}
 			t.Parallel()
-			testWorkerSIGKILL(t, stopped)
+			testWorkerSIGKILL(t, mode)
 		})
 	}
 }
 
-func testWorkerSIGKILL(t *testing.T, stopped bool) {
+// testWorkerSIGKILL kills the worker while the target runs between hits
+// ("running"), while it is stopped for a hit ("stopped"), or at any moment
+// on a line that hits without pause ("hot").
+func testWorkerSIGKILL(t *testing.T, mode string) {
 	bin := agenttest.BuildTarget(t, loopDir)
-	p := agenttest.Start(t, bin, "-every", "20ms")
+	every := "20ms"
+	if mode == "hot" {
+		every = "0"
+	}
+	p := agenttest.Start(t, bin, "-every", every)
 	log := io.Discard
 	if testing.Verbose() {
 		log = os.Stderr
@@ -79,7 +82,10 @@ func testWorkerSIGKILL(t *testing.T, stopped bool) {
 			t.Fatal("hits ended before 5")
 		}
 	}
-	if stopped {
+	switch mode {
+	case "hot":
+		time.Sleep(time.Duration(time.Now().UnixNano()%10) * time.Millisecond)
+	case "stopped":
 		// Every thread in a ptrace stop for a millisecond: the process is
 		// stopped at the breakpoint while the worker captures a hit.
 		// (Delve's own handling of the trap, before the capture, and its
@@ -92,7 +98,7 @@ func testWorkerSIGKILL(t *testing.T, stopped bool) {
 				break
 			}
 		}
-	} else {
+	default:
 		// A hit reaches us while its stop is ending: kill in the pause
 		// after, once no thread sits in a ptrace stop.
 		time.Sleep(5 * time.Millisecond)
