@@ -36,8 +36,10 @@ import (
 // SIGTRAP delivered, before any watchdog can act: the worker guards against
 // that while the process is stopped (see trapguard_linux.go), and the
 // watchdog clears what the guard left. Still open: a kill during Delve's own
-// handling of a trap (before the guard) or its stepping over a breakpoint
-// (after it), each well under a millisecond per hit.
+// handling of a trap (before the guard) or while it single-steps a thread
+// over a breakpoint on resume (after it: the thread keeps its trap flag and
+// takes a SIGTRAP, sigcode 2, one instruction later). Both are inside
+// Delve's Continue, a fraction of a millisecond per hit.
 
 // watchdogEnv names the environment variable that turns the agent's
 // executable into the watchdog of the pid it holds.
