@@ -55,6 +55,12 @@ type Config struct {
 	// Redact removes secrets from hits before they leave the host; nil
 	// means DefaultRedactor, &Redactor{} redacts nothing.
 	Redact *Redactor
+	// StopBudget is the fraction of each second a target may spend stopped
+	// by its tracepoints (0 or less: no budget; 0.1 is a sound value for
+	// production). Past it, hits are dropped before capture and
+	// the status says so; a tracepoint whose traps alone cost more is
+	// removed with the reason. Backends that never stop the target ignore it.
+	StopBudget float64
 	// BufferHits bounds the hits kept while NATS cannot take them (a
 	// server restart, a network cut); they are delivered in order once it
 	// can. Past the bound, hits are dropped and the exact number is
@@ -123,6 +129,7 @@ type placement struct {
 	err         *fleet.Error
 	hits        uint64
 	dropped     uint64 // hits the rate limit dropped, in all
+	throttle    string // why hits were last dropped, if not the rate limit (Hit.Throttle)
 	lost        uint64 // hits lost while NATS could not take them, in all
 	unreported  uint64 // hits dropped or lost since the last hit that left
 	droppedSeen uint64 // dropped at the last heartbeat: more since means throttled
@@ -156,7 +163,10 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	log = log.With("host", cfg.Host)
-	return &Agent{
+	if b, ok := backend.(interface{ SetStopBudget(float64) }); ok {
+		b.SetStopBudget(cfg.StopBudget)
+	}
+	a := &Agent{
 		cfg:     cfg,
 		c:       c,
 		backend: backend,
@@ -185,6 +195,8 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		hostWide: make(map[string]string),
 		invalid:  make(map[string]string),
 	}
+	registerStopped(cfg.Metrics, a)
+	return a
 }
 
 // Host returns the agent's host token.
@@ -755,6 +767,9 @@ func (a *Agent) pump(pid int, att *attachment) {
 		}
 		p.hits++
 		p.dropped += h.Dropped
+		if h.Dropped > 0 {
+			p.throttle = h.Throttle
+		}
 		a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(h.Dropped))
 		if max := p.spec.Limits.MaxHits; max > 0 && p.hits >= uint64(max) {
 			p.done = fmt.Sprintf("maxHits (%d) reached", max)

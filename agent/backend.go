@@ -50,6 +50,10 @@ type Placement = fleet.Placement
 type Hit struct {
 	fleet.Hit
 	Fault *fleet.Error
+	// Throttle, if set, says why the backend dropped hits before this one
+	// (they are in Dropped) when the tracepoint's own rate limit was not
+	// the reason: the target's stop budget, say. The status shows it.
+	Throttle string
 }
 
 // ErrProcessExited is returned when the process went away while attached.

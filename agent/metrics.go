@@ -1,6 +1,11 @@
 package agent
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics are what an agent counts for Prometheus.
 type metrics struct {
@@ -45,4 +50,38 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.hits, m.dropped, m.attachErrors, m.attached, m.publishFailures, m.lost, m.buffered, m.bufferedBytes)
 	}
 	return m
+}
+
+// stopTimer is a Target that measures how long its process was stopped.
+type stopTimer interface {
+	Stopped() time.Duration
+}
+
+// stoppedCollector exports, per attached process, the seconds it spent
+// stopped by the backend (attach included), read from targets that measure
+// it when the metrics are scraped.
+type stoppedCollector struct {
+	a    *Agent
+	desc *prometheus.Desc
+}
+
+func registerStopped(reg prometheus.Registerer, a *Agent) {
+	if reg == nil {
+		return
+	}
+	reg.MustRegister(stoppedCollector{a, prometheus.NewDesc("riptrace_target_stopped_seconds_total",
+		"Seconds the attached process spent stopped by the backend since it was attached (attach included), by pid.",
+		[]string{"pid"}, nil)})
+}
+
+func (c stoppedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c stoppedCollector) Collect(ch chan<- prometheus.Metric) {
+	c.a.mu.Lock()
+	defer c.a.mu.Unlock()
+	for pid, att := range c.a.attached {
+		if st, ok := att.target.(stopTimer); ok {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, st.Stopped().Seconds(), strconv.Itoa(pid))
+		}
+	}
 }

@@ -42,7 +42,11 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 				// Limits protect the process, not hide the tracepoint: it
 				// stays installed and says what it costs.
 				st.State = fleet.StateThrottled
-				st.Message += fmt.Sprintf("; throttled: %d hits dropped by maxHitsPerSecond=%d since the last report (the process runs on)", n, p.spec.Limits.MaxHitsPerSecond)
+				by := fmt.Sprintf("by maxHitsPerSecond=%d", p.spec.Limits.MaxHitsPerSecond)
+				if p.throttle != "" {
+					by = p.throttle
+				}
+				st.Message += fmt.Sprintf("; throttled: %d hits dropped %s since the last report (the process runs on)", n, by)
 			}
 			if p.lost > 0 {
 				st.Message += fmt.Sprintf("; %d hits lost in all: NATS could not take them and the agent's hit buffer was full (raise --buffer-hits or --buffer-bytes to ride out longer outages)", p.lost)

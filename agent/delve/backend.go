@@ -11,7 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/fleet"
@@ -21,6 +23,11 @@ import (
 type Backend struct {
 	exe    string
 	stderr io.Writer
+	budget float64 // see SetStopBudget
+
+	// mu guards watchdogs: per pid, closed when its last watchdog exited.
+	mu        sync.Mutex
+	watchdogs map[int]<-chan struct{}
 }
 
 // New returns the Delve backend. Workers are this executable re-run, so the
@@ -31,13 +38,54 @@ func New(stderr io.Writer) *Backend {
 	if err != nil {
 		exe = os.Args[0]
 	}
-	return &Backend{exe: exe, stderr: stderr}
+	return &Backend{exe: exe, stderr: stderr, watchdogs: make(map[int]<-chan struct{})}
 }
 
-// Attach starts a worker for pid and waits until it is attached.
+// SetStopBudget sets the fraction of each second a target may spend stopped
+// by its tracepoints (0 or less: no budget), for the
+// targets attached from now on. Past it, hits are dropped before capture,
+// and a tracepoint whose traps alone cost more is removed with the reason.
+// The agent calls it with its Config.StopBudget.
+func (b *Backend) SetStopBudget(fraction float64) {
+	b.budget = fraction
+}
+
+// Attach starts a worker for pid, and its watchdog, and waits until it is
+// attached. If an earlier worker for pid died, it first waits for that
+// worker's watchdog to have restored the process's text: a new worker must
+// never take a stray int3 for the original instruction.
 func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
+	b.mu.Lock()
+	prev := b.watchdogs[pid]
+	b.mu.Unlock()
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("attaching to pid %d: waiting for the watchdog of its last Delve worker: %w", pid, ctx.Err())
+		}
+	}
+	journal, watched, err := startWatchdog(b.exe, pid, b.stderr)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.watchdogs[pid] = watched
+	b.mu.Unlock()
+	go func() {
+		<-watched
+		b.mu.Lock()
+		if b.watchdogs[pid] == watched {
+			delete(b.watchdogs, pid)
+		}
+		b.mu.Unlock()
+	}()
+	// Only the worker holds the journal: its end, dead or detached, is
+	// what the watchdog waits for.
+	defer journal.Close()
 	cmd := exec.Command(b.exe)
-	cmd.Env = append(os.Environ(), workerEnv+"="+strconv.Itoa(pid))
+	cmd.Env = append(os.Environ(), workerEnv+"="+strconv.Itoa(pid), budgetEnv+"="+strconv.FormatFloat(b.budget, 'g', -1, 64), journalEnv+"=1")
+	cmd.ExtraFiles = []*os.File{journal}
 	cmd.Stderr = b.stderr
 	// Its own process group: a Ctrl-C aimed at the agent must not reach
 	// the worker first; the agent detaches its workers in order.
@@ -92,7 +140,13 @@ type worker struct {
 	seq     uint64
 	pending map[uint64]chan event
 	endErr  error // why the worker ended; set before ended is closed
+
+	stopped atomic.Int64 // ns the target spent stopped, as the worker last said
 }
+
+// Stopped returns how long the target has spent stopped since attach, as
+// of the worker's last report (at most a second old).
+func (w *worker) Stopped() time.Duration { return time.Duration(w.stopped.Load()) }
 
 // read dispatches the worker's events: the first to first, replies to their
 // callers, hits to the hit channel.
@@ -121,9 +175,12 @@ func (w *worker) read(stdout io.Reader, first chan<- event) {
 			if ch != nil {
 				ch <- ev
 			}
+		case "stats":
+			w.stopped.Store(ev.Stopped)
 		case "hit":
+			w.stopped.Store(ev.Stopped)
 			if ev.Hit != nil {
-				w.hits <- agent.Hit{Hit: *ev.Hit, Fault: ev.Error}
+				w.hits <- agent.Hit{Hit: *ev.Hit, Fault: ev.Error, Throttle: ev.Throttle}
 			}
 		case "end":
 			switch {

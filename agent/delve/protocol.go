@@ -19,14 +19,19 @@ type request struct {
 
 // event goes from a worker to the agent.
 type event struct {
-	Type      string           `json:"type"` // "attached", "reply", "hit", "end"
+	Type      string           `json:"type"` // "attached", "reply", "hit", "stats", "end"
 	Seq       uint64           `json:"seq,omitempty"`
 	Placement *agent.Placement `json:"placement,omitempty"`
 	Hit       *fleet.Hit       `json:"hit,omitempty"`
 	Error     *fleet.Error     `json:"error,omitempty"`
 	Exited    *int             `json:"exited,omitempty"` // the target's exit status, on "end"
+	Throttle  string           `json:"throttle,omitempty"`
+	Stopped   int64            `json:"stopped,omitempty"` // ns the target spent stopped since attach, on "hit" and "stats"
 }
 
 // workerEnv names the environment variable that turns the agent's executable
 // into a worker for the pid it holds.
 const workerEnv = "RIPTRACE_DELVE_WORKER"
+
+// budgetEnv passes the stop budget (a fraction of each second) to a worker.
+const budgetEnv = "RIPTRACE_DELVE_STOP_BUDGET"

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,8 +26,9 @@ import (
 // Delve waits for its tracees with wait4(-1), which would also reap the
 // events of any other tracee of this process: one process traces one target.
 // The agent gets there through Backend, which runs each attach in a worker.
-func attach(ctx context.Context, pid int) (*target, error) {
+func attach(ctx context.Context, pid int, budget float64, j *journal) (*target, error) {
 	logflags.Setup(false, "", "")
+	start := time.Now()
 	type result struct {
 		grp *proc.TargetGroup
 		err error
@@ -60,6 +62,16 @@ func attach(ctx context.Context, pid int) (*target, error) {
 		byLID:  make(map[int]*tracepoint),
 		exited: make(chan struct{}),
 	}
+	t.journal = j
+	// Delve's own breakpoints (on fatal panics and throws) are written
+	// already: journal them now.
+	for _, bp := range r.grp.Selected.Breakpoints().M {
+		j.record(bp.Addr, bp.OriginalData)
+	}
+	t.budget.init(budget, time.Now())
+	// Attaching stopped the process while Delve read its binary info: time
+	// stopped, though not charged to the budget (it is paid once).
+	t.budget.stopped.Add(int64(time.Since(start)))
 	go t.loop()
 	return t, nil
 }
@@ -102,15 +114,26 @@ type target struct {
 	resumed  chan struct{} // closed once the current Continue resumed the process; nil between Continues
 	gen      uint64        // counts Continues
 	stopGen  uint64        // the Continue a stop was requested in
+	stopAt   time.Time     // when that stop was requested
 
 	exited  chan struct{} // closed when the loop ends
 	exitErr error         // set before exited is closed
 
 	// Owned by the loop goroutine.
-	grp    *proc.TargetGroup
-	byID   map[string]*tracepoint
-	byLID  map[int]*tracepoint
-	nextID int
+	grp     *proc.TargetGroup
+	byID    map[string]*tracepoint
+	byLID   map[int]*tracepoint
+	nextID  int
+	journal *journal // of the original bytes under breakpoints, for the watchdog
+	budget  stopBudget
+	guarded []guardedThread // threads whose SIGTRAP is blocked while stopped (guardTraps)
+	// window is the stopped time of the current second: in all, and in
+	// stops that captured nothing (bare traps and dropped hits).
+	window struct {
+		start         time.Time
+		stopped, bare time.Duration
+	}
+	overBudget float64 // the bare share of the last window, if over the budget
 }
 
 // tracepoint is one installed spec. Owned by the loop goroutine.
@@ -121,7 +144,11 @@ type tracepoint struct {
 	log     []fleet.LogSegment
 	limit   bucket
 	dropped uint64
-	warm    bool // load Delve's module data before reading values (see warmModuleData)
+	// budgetDropped counts, of dropped, the hits the stop budget dropped;
+	// recent counts hits (dropped or not) since the budget's last check.
+	budgetDropped uint64
+	recent        uint64
+	warm          bool // load Delve's module data before reading values (see warmModuleData)
 }
 
 func (t *target) Hits() <-chan agent.Hit { return t.hits }
@@ -185,22 +212,40 @@ func (t *target) requestStop(gen uint64) {
 		return
 	}
 	t.stopGen = gen
+	t.stopAt = time.Now()
 	t.grp.RequestManualStop()
 }
 
 // cont resumes the process until a tracepoint hits or a stop is requested.
-func (t *target) cont() error {
+// It returns how long Continue ran, how long of that the process was still
+// stopped (Delve stepping threads over breakpoints before resuming it) and,
+// if a manual stop ended it, how long Delve took to stop the process from
+// the request.
+func (t *target) cont() (cycle, resuming, manual time.Duration, err error) {
 	resumed := make(chan struct{})
 	t.stopMu.Lock()
 	t.gen++
 	t.resumed = resumed
 	t.stopMu.Unlock()
 	t.grp.ResumeNotify(resumed)
-	err := t.grp.Continue()
+	start := time.Now()
+	var resumedAt atomic.Int64
+	go func() {
+		<-resumed
+		resumedAt.Store(time.Now().UnixNano())
+	}()
+	err = t.grp.Continue()
+	end := time.Now()
+	if r := resumedAt.Load(); r != 0 {
+		resuming = time.Unix(0, r).Sub(start)
+	}
 	t.stopMu.Lock()
 	t.resumed = nil
+	if t.stopGen == t.gen {
+		manual = end.Sub(t.stopAt)
+	}
 	t.stopMu.Unlock()
-	return err
+	return end.Sub(start), resuming, manual, err
 }
 
 func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placement, error) {
@@ -242,15 +287,32 @@ func (t *target) loop() {
 		}
 	}()
 	failures := 0
+	var stopped time.Time // when the last Continue returned; zero at first
+	captured := 0         // hits captured at that stop
 	for {
 		if t.runCommands() {
 			return
 		}
-		err := t.cont()
+		if !stopped.IsZero() {
+			now := time.Now()
+			t.charge(now.Sub(stopped), now, captured == 0)
+		}
+		t.unguardTraps()
+		cycle, resuming, manual, err := t.cont()
+		stopped = time.Now()
+		if resuming > 0 {
+			t.charge(resuming, stopped, captured == 0)
+			cycle -= resuming
+		}
+		if manual > 0 {
+			t.budget.timedManualStop(manual)
+			t.charge(manual, stopped, false)
+		}
 		var pe proc.ErrProcessExited
 		if errors.As(err, &pe) {
 			t.exitErr = agent.ErrProcessExited{Pid: pe.Pid, Status: pe.Status}
 			t.markDetached()
+			t.journal.detached()
 			return
 		}
 		if ok, verr := t.grp.Valid(); !ok {
@@ -263,7 +325,14 @@ func (t *target) loop() {
 		}
 		// A condition that cannot be evaluated makes Continue return an
 		// error with the process stopped; collect reports it per tracepoint.
-		if n := t.collect(); n == 0 && err != nil {
+		t.guardTraps()
+		var n int
+		n, captured = t.collect()
+		if n > 0 {
+			t.charge(t.budget.trapCharge(cycle), stopped, captured == 0)
+			t.enforceBudget()
+		}
+		if n == 0 && err != nil {
 			failures++
 			if failures > 100 {
 				t.exitErr = fmt.Errorf("detached from pid %d after repeated errors resuming it: %w", t.pid, err)
@@ -329,6 +398,7 @@ func (t *target) detach() error {
 	if done {
 		return nil
 	}
+	t.unguardTraps()
 	for id := range t.byID {
 		if err := t.clear(id); err != nil {
 			return err
@@ -345,6 +415,7 @@ func (t *target) detach() error {
 	if err := t.grp.Detach(false); err != nil {
 		return fmt.Errorf("detaching from pid %d: %w", t.pid, err)
 	}
+	t.journal.detached()
 	return nil
 }
 
@@ -409,6 +480,9 @@ func (t *target) set(spec agent.Tracepoint) (agent.Placement, error) {
 	if err := t.grp.ChangeBreakpointCondition(lbp, spec.Condition, spec.HitCondition, false); err != nil {
 		return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: %v", spec.ID, err)
 	}
+	if err := t.journalLine(file, spec.Location.Line); err != nil {
+		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "tracepoint %s: %v", spec.ID, err)
+	}
 	t.grp.LogicalBreakpoints[lbp.LogicalID] = lbp
 	if err := t.grp.SetBreakpointEnabled(lbp, true); err != nil {
 		delete(t.grp.LogicalBreakpoints, lbp.LogicalID)
@@ -427,6 +501,8 @@ func (t *target) set(spec agent.Tracepoint) (agent.Placement, error) {
 	for _, bp := range tgt.Breakpoints().M {
 		if bp.LogicalID() == lbp.LogicalID {
 			pl.PCs = append(pl.PCs, bp.Addr)
+			// Already journaled unless Delve chose a PC off the line's.
+			t.journal.record(bp.Addr, bp.OriginalData)
 		}
 	}
 	if len(pl.PCs) > 0 {
@@ -478,10 +554,9 @@ func (t *target) clear(id string) error {
 	return nil
 }
 
-// collect turns every thread stopped at one of our breakpoints into a hit and
-// returns how many threads it looked at.
-func (t *target) collect() int {
-	n := 0
+// collect turns every thread stopped at one of our breakpoints into a hit; it
+// returns how many threads it looked at and how many hits it captured.
+func (t *target) collect() (n, captured int) {
 	now := time.Now()
 	for _, th := range t.grp.Selected.ThreadList() {
 		st := th.Breakpoint()
@@ -500,24 +575,39 @@ func (t *target) collect() int {
 		if !st.Active {
 			continue
 		}
+		tp.recent++
 		if !tp.limit.take(now) {
 			tp.dropped++
 			continue
 		}
+		if !t.budget.allow(now) {
+			// Before any capture: reading values is most of a stop.
+			tp.dropped++
+			tp.budgetDropped++
+			continue
+		}
+		captured++
 		h, err := t.safeCapture(th, tp)
 		if err != nil {
 			t.fault(tp, fleet.AsError(err))
 			continue
 		}
 		h.Dropped, tp.dropped = tp.dropped, 0
+		hit := agent.Hit{Hit: h}
+		budgetDropped := tp.budgetDropped
+		if budgetDropped > 0 {
+			hit.Throttle = fmt.Sprintf("by the stop budget: pid %d may be stopped at most %s of each second (the agent's --stop-budget)", t.pid, t.budget.percent())
+			tp.budgetDropped = 0
+		}
 		select {
-		case t.hits <- agent.Hit{Hit: h}:
+		case t.hits <- hit:
 		default:
 			// The agent fell behind: never keep the process stopped for it.
 			tp.dropped += h.Dropped + 1
+			tp.budgetDropped += budgetDropped
 		}
 	}
-	return n
+	return n, captured
 }
 
 // safeCapture captures a hit, turning a panic while reading the target into
@@ -565,4 +655,66 @@ func (b *bucket) take(now time.Time) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// charge counts a stop of d against the budget and in the window; bare
+// says that the stop captured nothing.
+func (t *target) charge(d time.Duration, now time.Time, bare bool) {
+	t.budget.spend(d, now)
+	if elapsed := now.Sub(t.window.start); elapsed >= time.Second {
+		if share := t.window.bare.Seconds() / elapsed.Seconds(); t.budget.fraction > 0 && share > t.budget.fraction && !t.window.start.IsZero() {
+			t.overBudget = share
+		}
+		t.window.start, t.window.stopped, t.window.bare = now, 0, 0
+	}
+	t.window.stopped += d
+	if bare {
+		t.window.bare += d
+	}
+}
+
+// enforceBudget removes the hottest tracepoint when dropping captures did
+// not keep the process within its stop budget for a second: its traps alone
+// cost more.
+func (t *target) enforceBudget() {
+	share := t.overBudget
+	if share == 0 {
+		return
+	}
+	t.overBudget = 0
+	var hot *tracepoint
+	for _, tp := range t.byID {
+		if hot == nil || tp.recent > hot.recent {
+			hot = tp
+		}
+	}
+	for _, tp := range t.byID {
+		tp.recent = 0
+	}
+	if hot == nil {
+		return
+	}
+	t.fault(hot, fleet.Errorf(codeStopBudget, "tracepoint %s was removed from pid %d: its line is so hot that its traps alone, with captures dropped, kept the process stopped %.0f%% of the last second, over the stop budget of %s of each second (the agent's --stop-budget); trace a colder line or add a condition, or raise the budget", hot.spec.ID, t.pid, share*100, t.budget.percent()))
+}
+
+// Stopped returns how long the process has been stopped since attach.
+func (t *target) Stopped() time.Duration { return t.budget.Stopped() }
+
+// journalLine journals the original bytes at every PC of file:line before
+// Delve writes breakpoints there (a superset of the PCs it picks), so that a
+// watchdog can restore them if this worker dies.
+func (t *target) journalLine(file string, line int) error {
+	tgt := t.grp.Selected
+	for _, pcs := range tgt.BinInfo().AllPCsForFileLines(file, []int{line}) {
+		for _, pc := range pcs {
+			buf := make([]byte, len(tgt.BinInfo().Arch.BreakpointInstruction()))
+			if _, err := tgt.Memory().ReadMemory(buf, pc); err != nil {
+				return fmt.Errorf("reading the text at %#x: %w", pc, err)
+			}
+			if err := t.journal.record(pc, buf); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

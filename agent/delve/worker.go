@@ -21,6 +21,18 @@ import (
 // is set, and then exits; otherwise it returns at once. Call it first thing
 // in main (and in TestMain of tests that use Backend).
 func MaybeRunWorker() {
+	if v := os.Getenv(watchdogEnv); v != "" {
+		pid, err := strconv.Atoi(v)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "riptrace delve watchdog: bad %s=%q\n", watchdogEnv, v)
+			os.Exit(2)
+		}
+		if err := runWatchdog(pid); err != nil {
+			fmt.Fprintf(os.Stderr, "riptrace watchdog for pid %d: %v\n", pid, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	v := os.Getenv(workerEnv)
 	if v == "" {
 		return
@@ -30,7 +42,14 @@ func MaybeRunWorker() {
 		fmt.Fprintf(os.Stderr, "riptrace delve worker: bad %s=%q\n", workerEnv, v)
 		os.Exit(2)
 	}
-	if err := serveWorker(pid, os.Stdin, os.Stdout); err != nil {
+	budget := 0.0
+	if v := os.Getenv(budgetEnv); v != "" {
+		if budget, err = strconv.ParseFloat(v, 64); err != nil {
+			fmt.Fprintf(os.Stderr, "riptrace delve worker: bad %s=%q\n", budgetEnv, v)
+			os.Exit(2)
+		}
+	}
+	if err := serveWorker(pid, budget, os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "riptrace delve worker for pid %d: %v\n", pid, err)
 		os.Exit(1)
 	}
@@ -41,7 +60,7 @@ func MaybeRunWorker() {
 // a detach request arrives, a signal asks it to stop, or the target exits.
 // In every case but the last, it detaches before it returns: the target runs
 // on without breakpoints.
-func serveWorker(pid int, in io.Reader, out io.Writer) error {
+func serveWorker(pid int, budget float64, in io.Reader, out io.Writer) error {
 	// The agent decides when to stop; signals only say it is time to go.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -61,8 +80,10 @@ func serveWorker(pid int, in io.Reader, out io.Writer) error {
 	}
 
 	ctx := context.Background()
-	t, err := attach(ctx, pid)
+	j := openJournal()
+	t, err := attach(ctx, pid, budget, j)
 	if err != nil {
+		j.detached()
 		events <- event{Type: "end", Error: fleet.AsError(err)}
 		return finish(nil)
 	}
@@ -73,8 +94,14 @@ func serveWorker(pid int, in io.Reader, out io.Writer) error {
 	go func() { readErr <- readRequests(in, reqs) }()
 
 	hits := t.Hits()
+	// The stopped time reaches the agent with every hit, and now and then
+	// without one: dropped hits stop the process too.
+	stats := time.NewTicker(time.Second)
+	defer stats.Stop()
 	for {
 		select {
+		case <-stats.C:
+			events <- event{Type: "stats", Stopped: int64(t.Stopped())}
 		case h, ok := <-hits:
 			if !ok {
 				// The target ended on its own: it exited.
@@ -91,7 +118,7 @@ func serveWorker(pid int, in io.Reader, out io.Writer) error {
 				return finish(nil)
 			}
 			hit := h.Hit
-			events <- event{Type: "hit", Hit: &hit, Error: h.Fault}
+			events <- event{Type: "hit", Hit: &hit, Error: h.Fault, Throttle: h.Throttle, Stopped: int64(t.Stopped())}
 		case r := <-reqs:
 			ev := event{Type: "reply", Seq: r.Seq}
 			switch r.Op {

@@ -1,0 +1,100 @@
+package delve
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// RecommendedStopBudget is the fraction of each second we recommend a
+// target may spend stopped by its tracepoints (--stop-budget 0.1). The
+// budget is off unless configured: tests and demos trace hot loops.
+const RecommendedStopBudget = 0.1
+
+// codeStopBudget is the error code of a tracepoint removed because its
+// traps alone cost more than the stop budget.
+const codeStopBudget = "stop_budget"
+
+// stopBudget keeps one target from being stopped more than a fraction of
+// each second. It is a token bucket of stopped time: it fills at fraction
+// seconds per second, up to fraction × 1 s, and every stop spends what it
+// lasted. A hit met with the bucket empty is dropped before its capture. If
+// the stops that captured nothing alone take more than the budget over a
+// second, dropping cannot help (the bare traps of a hot line cost more) and
+// the hottest tracepoint is removed (see target.enforceBudget).
+//
+// A stop lasts from the trap to the resume. The worker times what it does
+// itself (from Continue's return to the next Continue) and Delve's stepping
+// over breakpoints before it resumes the process (until ResumeNotify);
+// Delve's handling of the trap happens inside Continue, where it cannot be
+// timed, so each stop is also charged trapCost: the time Delve took to stop
+// this process on the last manual stops, from the request to Continue's
+// return.
+//
+// Owned by the target's loop goroutine, except stopped.
+type stopBudget struct {
+	fraction float64 // of each second; 0 or less: no budget
+	tokens   float64 // seconds of stop still allowed; negative: in debt
+	last     time.Time
+	trapCost time.Duration // 0 until a manual stop was timed
+
+	stopped atomic.Int64 // nanoseconds stopped since attach, in all
+}
+
+func (b *stopBudget) init(fraction float64, now time.Time) {
+	b.fraction = fraction
+	b.tokens = fraction
+	b.last = now
+}
+
+func (b *stopBudget) refill(now time.Time) {
+	if b.fraction <= 0 {
+		return
+	}
+	b.tokens = min(b.fraction, b.tokens+now.Sub(b.last).Seconds()*b.fraction)
+	b.last = now
+}
+
+// spend charges a stop of d.
+func (b *stopBudget) spend(d time.Duration, now time.Time) {
+	if d <= 0 {
+		return
+	}
+	b.stopped.Add(int64(d))
+	b.refill(now)
+	if b.fraction > 0 {
+		b.tokens -= d.Seconds()
+	}
+}
+
+// timedManualStop records how long Delve took to stop the process on
+// request: a moving average, so that one slow stop (the machine busy) does
+// not set the cost alone.
+func (b *stopBudget) timedManualStop(d time.Duration) {
+	if b.trapCost == 0 {
+		b.trapCost = d
+		return
+	}
+	b.trapCost = (4*b.trapCost + d) / 5
+}
+
+// trapCharge is what a breakpoint stop that Continue returned after cycle
+// (from the resume) is charged for Delve's part of it.
+func (b *stopBudget) trapCharge(cycle time.Duration) time.Duration {
+	if b.trapCost == 0 || b.trapCost > cycle {
+		return cycle
+	}
+	return b.trapCost
+}
+
+// allow reports whether a hit may be captured now.
+func (b *stopBudget) allow(now time.Time) bool {
+	b.refill(now)
+	return b.fraction <= 0 || b.tokens > 0
+}
+
+// Stopped returns how long the process has been stopped since attach.
+func (b *stopBudget) Stopped() time.Duration { return time.Duration(b.stopped.Load()) }
+
+// percent renders the budget for messages.
+func (b *stopBudget) percent() string { return fmt.Sprintf("%g%%", b.fraction*100) }

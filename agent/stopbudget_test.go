@@ -1,0 +1,135 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// TestStopBudget traces a line of a loop that runs without pause, capturing
+// as much as a spec may ask, once under a 5% stop budget and once with no
+// budget, side by side. Under the budget the status must say why hits are
+// dropped (or why the tracepoint was removed), naming the budget, and the
+// process must be stopped much less of the time than without one. The
+// stopped share is measured two ways, both logged: the agent's
+// riptrace_target_stopped_seconds_total, and the process's state in /proc
+// sampled every millisecond ('t': stopped by its tracer).
+func TestStopBudget(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	sampled := map[string]float64{}
+	t.Run("group", func(t *testing.T) {
+		for _, tc := range []struct {
+			name   string
+			budget float64
+			every  string // the loop's pause between calls
+		}{
+			{"budget5", 0.05, "0"},
+			{"budget5paced", 0.05, "50ms"},
+			{"nobudget", -1, "0"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				reg := prometheus.NewRegistry()
+				h := newHarnessWith(t, agent.Config{StopBudget: tc.budget, Metrics: reg})
+				p := h.start("-every", tc.every)
+				spec := h.spec(tc.name, "process")
+				spec.Capture = fleet.Capture{Args: true, Locals: true, StackDepth: 64, MaxString: 4096, MaxArray: 256, MaxDepth: 8, MaxVariable: 256}
+				spec.Limits.MaxHitsPerSecond = 1_000_000
+				if err := h.c.Declare(context.Background(), spec); err != nil {
+					t.Fatal(err)
+				}
+				if tc.budget > 0 {
+					st := h.awaitStatus(spec.ID, func(ev fleet.StatusEvent) bool {
+						return ev.Pid == p.Pid && (ev.State == fleet.StateThrottled || ev.State == fleet.StateError)
+					})
+					t.Logf("status %s: %s", st.State, st.Message)
+					if !strings.Contains(st.Message, "stop budget") || !strings.Contains(st.Message, "5%") {
+						t.Errorf("status %s %q, want the stop budget of 5%% as the reason", st.State, st.Message)
+					}
+				} else {
+					h.awaitStatus(spec.ID, installed(p.Pid))
+				}
+				m0, ok0 := stoppedMetric(t, reg, p.Pid)
+				w0 := time.Now()
+				share := sampleStopped(t, p.Pid, 3*time.Second)
+				m1, ok1 := stoppedMetric(t, reg, p.Pid)
+				metric := "detached, not exported"
+				if ok0 && ok1 {
+					metric = fmt.Sprintf("%.1f%%", (m1-m0)/time.Since(w0).Seconds()*100)
+				}
+				t.Logf("stopped share over 3s: %.1f%% sampled in /proc; by riptrace_target_stopped_seconds_total: %s", share*100, metric)
+				if tc.budget < 0 && !ok1 {
+					t.Error("no riptrace_target_stopped_seconds_total for an attached process")
+				}
+				mu.Lock()
+				sampled[tc.name] = share
+				mu.Unlock()
+				stillRunning(t, p)
+			})
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	if sampled["budget5"] > sampled["nobudget"]/2 {
+		t.Errorf("stopped %.1f%% of the time under a 5%% budget and %.1f%% without: the budget does not hold", sampled["budget5"]*100, sampled["nobudget"]*100)
+	}
+}
+
+// sampleStopped reads the state of pid's main thread every millisecond for
+// d and returns the share of samples in which its tracer had it stopped.
+func sampleStopped(t *testing.T, pid int, d time.Duration) float64 {
+	t.Helper()
+	file := fmt.Sprintf("/proc/%d/stat", pid)
+	var n, stopped int
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		stat, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatalf("sampling pid %d: %v", pid, err)
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) {
+			continue
+		}
+		n++
+		if stat[i+2] == 't' {
+			stopped++
+		}
+	}
+	return float64(stopped) / float64(max(n, 1))
+}
+
+// stoppedMetric returns riptrace_target_stopped_seconds_total for pid, if
+// the agent exports it (while attached).
+func stoppedMetric(t *testing.T, reg *prometheus.Registry, pid int) (float64, bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "riptrace_target_stopped_seconds_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "pid" && l.GetValue() == strconv.Itoa(pid) {
+					return m.GetCounter().GetValue(), true
+				}
+			}
+		}
+	}
+	return 0, false
+}
