@@ -3,6 +3,7 @@ package delve
 import (
 	"bufio"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -104,6 +105,9 @@ func (j *journal) record(addr uint64, orig []byte) error {
 		return nil
 	}
 	if _, err := fmt.Fprintf(j.w, "%x %x\n", addr, orig); err != nil {
+		if errors.Is(err, syscall.EPIPE) {
+			return fmt.Errorf("the watchdog that would restore this process's code if its Delve worker were killed is not running (the agent's log says why; writing the memory of another user's process needs CAP_DAC_OVERRIDE), so no breakpoint is set: %w", err)
+		}
 		return fmt.Errorf("journaling a breakpoint for the watchdog: %w", err)
 	}
 	j.seen[addr] = true

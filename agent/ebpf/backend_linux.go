@@ -345,6 +345,9 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 		if err != nil {
 			t.freePlan = append(t.freePlan, slot)
 			t.clear(tp)
+			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+				return agent.Placement{}, fleet.Errorf(fleet.CodeAttach, "attaching a uprobe at %s:%d (pc %#x): %v: the kernel refused the agent a uprobe; give it CAP_PERFMON and CAP_BPF, and where the kernel asks for more (seen on 6.18 with perf_event_paranoid=2) CAP_SYS_ADMIN, or trace with --backend delve (auto falls back to it)", file, spec.Location.Line, pc, err)
+			}
 			return agent.Placement{}, fleet.Errorf(fleet.CodeAttach, "attaching a uprobe at %s:%d (pc %#x): %v", file, spec.Location.Line, pc, err)
 		}
 		p := &probe{tp: tp, pc: pc, cookie: uint64(slot), link: l}

@@ -94,16 +94,22 @@ func TestDeployCapabilities(t *testing.T) {
 	})
 	tr.stop()
 
-	// The capabilities deploy/ grants: hits.
-	startCapped(t, agentCaps, "agent", "--nats", url, "--host", "caps-deploy", "--processes", filepath.Base(exe))
-	r := run(t, cmdTimeout, "trace", "--nats", url, "--hosts", "caps-deploy", "--processes", filepath.Base(exe), "--json", "--count", "2", loc)
-	hits := decodeHits(t, r.stdout)
-	if r.code != 0 || len(hits) != 2 {
-		t.Fatalf("riptrace trace against an agent with %v: exit %d, %d hits, want 2\n%s", agentCaps, r.code, len(hits), r.stderr)
-	}
-	for _, h := range hits {
-		if h.Pid != target.Pid {
-			t.Errorf("hit from pid %d, want the target's %d", h.Pid, target.Pid)
+	// The capabilities deploy/ grants: hits, through Delve, and through auto,
+	// which takes eBPF where the kernel grants these capabilities uprobes
+	// and falls back to Delve where it does not (6.18 here asks for
+	// CAP_SYS_ADMIN too).
+	for _, backend := range []string{"delve", "auto"} {
+		host := "caps-" + backend
+		startCapped(t, shippedCaps, "agent", "--nats", url, "--host", host, "--processes", filepath.Base(exe), "--backend", backend)
+		r := run(t, cmdTimeout, "trace", "--nats", url, "--hosts", host, "--processes", filepath.Base(exe), "--json", "--count", "2", loc)
+		hits := decodeHits(t, r.stdout)
+		if r.code != 0 || len(hits) != 2 {
+			t.Fatalf("riptrace trace against a %s agent with %v: exit %d, %d hits, want 2\n%s", backend, shippedCaps, r.code, len(hits), r.stderr)
+		}
+		for _, h := range hits {
+			if h.Pid != target.Pid {
+				t.Errorf("hit from pid %d, want the target's %d", h.Pid, target.Pid)
+			}
 		}
 	}
 	if !target.Alive() {

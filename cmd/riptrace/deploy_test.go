@@ -93,17 +93,20 @@ func checkCommandLine(t *testing.T, where string, args []string) map[string]stri
 	return given
 }
 
-// agentCaps are the capabilities the Delve backend needs to trace a process
-// of another user, as TestDeployCapabilities measures: SYS_PTRACE to attach,
-// KILL to stop the threads, DAC_READ_SEARCH to read /proc/PID/auxv.
-var agentCaps = []string{"DAC_READ_SEARCH", "KILL", "SYS_PTRACE"}
+// shippedCaps are the capabilities deploy/ grants the agent, as
+// TestDeployCapabilities measures for a process of another user: SYS_PTRACE
+// to attach (and read /proc/PID/exe), KILL to stop its threads,
+// DAC_OVERRIDE to read its /proc/PID/auxv and for the watchdog to write back
+// the code of a killed worker's breakpoints through /proc/PID/mem; BPF and
+// PERFMON for the eBPF backend.
+var shippedCaps = []string{"BPF", "DAC_OVERRIDE", "KILL", "PERFMON", "SYS_PTRACE"}
 
-// wantCaps are the capabilities an agent container adds: agentCaps, and BPF
-// and PERFMON too where it runs the eBPF backend.
+// wantCaps are the capabilities an agent container adds: shippedCaps, less
+// BPF and PERFMON where it runs only the Delve backend.
 func wantCaps(flags map[string]string) []corev1.Capability {
-	caps := agentCaps
-	if flags["backend"] == "ebpf" {
-		caps = append([]string{"BPF", "PERFMON"}, caps...)
+	caps := shippedCaps
+	if flags["backend"] == "delve" {
+		caps = []string{"DAC_OVERRIDE", "KILL", "SYS_PTRACE"}
 	}
 	var kc []corev1.Capability
 	for _, c := range caps {
@@ -322,7 +325,7 @@ func TestDeploySystemd(t *testing.T) {
 		file, sub string
 		caps      string // CapabilityBoundingSet
 	}{
-		{"riptrace-agent.service", "agent", "CAP_SYS_PTRACE CAP_KILL CAP_DAC_READ_SEARCH"},
+		{"riptrace-agent.service", "agent", "CAP_SYS_PTRACE CAP_KILL CAP_DAC_OVERRIDE CAP_BPF CAP_PERFMON"},
 		{"riptrace-server.service", "server", ""},
 	} {
 		path := filepath.Join(deployDir, "systemd", tc.file)

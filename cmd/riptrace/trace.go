@@ -35,6 +35,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	depth := fs.Int("stack", 8, "capture `N` stack frames")
 	showStack := fs.Bool("show-stack", false, "print the captured stack under each hit")
 	asJSON := fs.Bool("json", false, "print one JSON object per hit per line")
+	backend := fs.String("backend", "", "serve the tracepoint with `BACKEND`: auto, ebpf or delve (default: the agent's --backend)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -59,6 +60,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Capture:      capture,
 		Limits:       fleet.Limits{MaxHitsPerSecond: *rate},
 		Owner:        owner("riptrace trace"),
+		Backend:      *backend,
 	}
 	if err := spec.Validate(); err != nil {
 		return usageError{err.Error()}

@@ -23,7 +23,7 @@ func TestAgentAndWorkerSIGKILL(t *testing.T) {
 	target := startTarget(t, "wdkill-loop", "-every", "20ms")
 	agent := startAgent(t, url, "wdkill-host", "wdkill-loop")
 	awaitProcesses(t, url, map[*agenttest.Proc]string{target: "wdkill-host"}, detached)
-	tr := start(t, "trace", "--nats", url, "--json", "--rate", "0", fmt.Sprintf("%s:%d", src, agenttest.MarkerLine(t, src, "process")))
+	tr := start(t, "trace", "--nats", url, "--json", "--rate", "0", "--backend", "delve", fmt.Sprintf("%s:%d", src, agenttest.MarkerLine(t, src, "process")))
 	tr.await(t, stateTimeout, "5 hits", func(stdout, _ string) bool { return len(decodeHits(t, stdout)) >= 5 })
 
 	worker := tracerOf(t, target.Pid)

@@ -26,7 +26,7 @@ test('the picker lists the live host and its Go process', async () => {
   assert.equal(mine[0].label, host);
   assert.equal(mine[1].label, `$(server) ${host}`);
   assert.match(mine[1].description, /^\d+ Go process(es)?$/);
-  assert.match(mine[1].detail, /^linux\/\w+ · agent \S+ \(delve/);
+  assert.match(mine[1].detail, /^linux\/\w+ · agent \S+ \((ebpf, )?delve\)/);
   assert.equal(mine[1].process, undefined);
 
   const row = mine.find((it) => it.description?.startsWith(`pid ${pid} · `));
