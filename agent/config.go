@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"reflect"
@@ -35,6 +36,11 @@ type FileConfig struct {
 	Buffer  BufferConfig `yaml:"buffer"`
 	Metrics string       `yaml:"metrics"`
 	Log     LogConfig    `yaml:"log"`
+	// Backend serves tracepoints that name none: auto, ebpf or delve.
+	Backend string `yaml:"backend"`
+	// StopBudget is the fraction of each second a traced process may spend
+	// stopped by tracepoints (0: no budget).
+	StopBudget float64 `yaml:"stopBudget"`
 
 	lines    map[string]int // key path ("attach.uids") → line, for messages
 	warnings []string
@@ -269,6 +275,12 @@ func (c *FileConfig) check() error {
 			return fail(key, "%d: the buffer holds at least 1; leave the key out for the default", n)
 		}
 	}
+	if c.Set("backend") && c.Backend != BackendAuto && c.Backend != BackendEBPF && c.Backend != BackendDelve {
+		return fail("backend", "%q is not a backend: write auto, ebpf or delve", c.Backend)
+	}
+	if c.StopBudget < 0 || c.StopBudget >= 1 || math.IsNaN(c.StopBudget) {
+		return fail("stopBudget", "%v: write the fraction of each second a process may spend stopped, such as 0.1 (0: no budget)", c.StopBudget)
+	}
 	if c.Metrics != "" {
 		if _, port, err := net.SplitHostPort(c.Metrics); err != nil || port == "" {
 			return fail("metrics", "%q is not an address: write HOST:PORT, such as 127.0.0.1:9464 (or :9464 for every interface)", c.Metrics)
@@ -344,6 +356,12 @@ func (w *walker) decode(n *yaml.Node, v reflect.Value, path string) error {
 			return w.fail(n, path, "%q is not a whole number%s", n.Value, quotedNote(n))
 		}
 		v.SetInt(i)
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(n.Value, 64)
+		if err != nil || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") {
+			return w.fail(n, path, "%q is not a number%s", n.Value, quotedNote(n))
+		}
+		v.SetFloat(f)
 	default:
 		panic(fmt.Sprintf("agent config: no decoding for %s", v.Kind())) // a new field's kind
 	}
@@ -422,6 +440,7 @@ var flagKeys = map[string]string{
 	"processes": "attach.processes", "uid": "attach.uids",
 	"redact-names": "redact.names", "redact-values": "redact.values", "no-redact": "redact.off",
 	"log-json": "log.json", "buffer-hits": "buffer.hits", "buffer-bytes": "buffer.bytes", "config": "",
+	"stop-budget": "stopBudget",
 }
 
 // suggest says what the writer of an unknown key probably meant.
@@ -540,6 +559,8 @@ func kindName(k reflect.Kind) string {
 		return "true or false"
 	case reflect.Int:
 		return "a whole number"
+	case reflect.Float64:
+		return "a number"
 	}
 	return "a single value"
 }

@@ -30,6 +30,7 @@ const (
 	CodeLineChanged  = "line_changed"  // the line was changed or does not exist in the process's revision
 	CodeBadCondition = "bad_condition" // condition, hit condition or log message does not parse
 	CodeInternal     = "internal"      // a bug: the message says what was being done
+	CodeStopBudget   = "stop_budget"   // its traps alone cost more stop time than the agent's budget
 )
 
 // Error is the error part of every reply and status. Message says what went
@@ -573,7 +574,7 @@ type Status struct {
 	Message    string     `json:"message,omitempty"`
 	Placement  *Placement `json:"placement,omitempty"`
 	Hits       uint64     `json:"hits"`
-	Dropped    uint64     `json:"dropped,omitempty"` // hits the rate limit dropped, in all
+	Dropped    uint64     `json:"dropped,omitempty"` // hits the rate limit dropped or the agent lost (NATS unreachable, buffer full), in all
 	Updated    time.Time  `json:"updated"`
 }
 

@@ -4,16 +4,18 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/riptrace/riptrace/fleet"
 )
 
-// RecommendedStopBudget is the fraction of each second we recommend a
-// target may spend stopped by its tracepoints (--stop-budget 0.1). The
-// budget is off unless configured: tests and demos trace hot loops.
+// RecommendedStopBudget is the fraction of each second a target may spend
+// stopped by its tracepoints unless configured otherwise: `riptrace agent
+// --stop-budget` defaults to it (a zero agent.Config.StopBudget is no budget).
 const RecommendedStopBudget = 0.1
 
 // codeStopBudget is the error code of a tracepoint removed because its
 // traps alone cost more than the stop budget.
-const codeStopBudget = "stop_budget"
+const codeStopBudget = fleet.CodeStopBudget
 
 // stopBudget keeps one target from being stopped more than a fraction of
 // each second. It is a token bucket of stopped time: it fills at fraction

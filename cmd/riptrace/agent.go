@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -37,7 +38,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	redactValues := fs.String("redact-values", agent.DefaultRedactValues, "redact values that match `REGEXP`, whatever their names")
 	noRedact := fs.Bool("no-redact", false, "send every captured value as is")
 	backend := fs.String("backend", agent.BackendAuto, "serve tracepoints with `BACKEND`: auto (eBPF where the kernel and permissions allow it and the tracepoint can be expressed, else Delve), ebpf or delve; a tracepoint's own backend field overrides it")
-	stopBudget := fs.Float64("stop-budget", 0, "the `FRACTION` of each second a traced process may spend stopped by tracepoints, for example 0.1; past it hits are dropped, and a line too hot even so is untraced (0: no budget)")
+	stopBudget := fs.Float64("stop-budget", delve.RecommendedStopBudget, "the `FRACTION` of each second a traced process may spend stopped by Delve tracepoints; past it hits are dropped, and a line too hot even so is untraced (0: no budget; eBPF tracepoints never stop a thread)")
 	bufferHits := fs.Int("buffer-hits", agent.DefaultBufferHits, "keep up to `N` hits while NATS cannot take them, and deliver them in order once it can; past it, hits are dropped and counted")
 	bufferBytes := fs.Int("buffer-bytes", agent.DefaultBufferBytes, "bound the same buffer to `BYTES` of encoded hits")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `ADDR` (for example 127.0.0.1:9464); the agent listens nowhere else")
@@ -99,6 +100,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if !set["buffer-bytes"] && fc.Set("buffer.bytes") {
 			*bufferBytes = fc.Buffer.Bytes
 		}
+		str("backend", backend, "backend", fc.Backend)
+		if !set["stop-budget"] && fc.Set("stopBudget") {
+			*stopBudget = fc.StopBudget
+		}
+	}
+	if *stopBudget < 0 || *stopBudget >= 1 || math.IsNaN(*stopBudget) {
+		return usageError{fmt.Sprintf("--stop-budget %v: give the fraction of each second a process may spend stopped, such as 0.1 (0: no budget)", *stopBudget)}
 	}
 	if *bufferHits < 1 || *bufferBytes < 1 {
 		return usageError{fmt.Sprintf("--buffer-hits (%d) and --buffer-bytes (%d) must be at least 1", *bufferHits, *bufferBytes)}
