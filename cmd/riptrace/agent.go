@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -146,7 +148,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer srv.Close()
 		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
-	c, err := conn.connect(ctx, "riptrace-agent "+*host)
+	c, err := conn.connect(ctx, "riptrace-agent "+*host,
+		// The agent keeps hits itself while NATS is away and sends them in
+		// order once it is back; nats.go's own reconnect buffer would let a
+		// hit published in the moment of a disconnect overtake them.
+		nats.ReconnectBufSize(-1))
 	if err != nil {
 		return err
 	}
