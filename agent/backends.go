@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/riptrace/riptrace/fleet"
 )
@@ -41,6 +42,16 @@ func (b *Backends) Names() []string {
 		return []string{BackendDelve}
 	}
 	return []string{BackendEBPF, BackendDelve}
+}
+
+// SetStopBudget passes the stop budget on to the backends that stop
+// processes (Delve); eBPF never stops a thread.
+func (b *Backends) SetStopBudget(fraction float64) {
+	for _, be := range []Backend{b.Delve, b.EBPF} {
+		if s, ok := be.(interface{ SetStopBudget(float64) }); ok {
+			s.SetStopBudget(fraction)
+		}
+	}
 }
 
 // Attach returns the process's target; the backends attach as tracepoints
@@ -92,6 +103,19 @@ type multiTarget struct {
 }
 
 func (m *multiTarget) Hits() <-chan Hit { return m.hits }
+
+// Stopped is how long the process was stopped by the backends that stop it.
+func (m *multiTarget) Stopped() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var d time.Duration
+	for _, t := range m.subs {
+		if st, ok := t.(interface{ Stopped() time.Duration }); ok {
+			d += st.Stopped()
+		}
+	}
+	return d
+}
 
 // sub returns the backend's target, attaching it first. Lock should be held.
 func (m *multiTarget) sub(ctx context.Context, name string) (Target, error) {

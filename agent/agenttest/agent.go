@@ -47,7 +47,11 @@ func RunAgent(t testing.TB, s *server.Server, cfg agent.Config, log io.Writer) (
 	if testing.Verbose() {
 		workerLog = os.Stderr
 	}
-	a := agent.New(cfg, fleettest.Connect(t, s), delve.New(workerLog))
+	// The Delve backend behind the same Backends the riptrace binary uses,
+	// so that what the agent passes through it (the stop budget, the time
+	// stopped) is tested as it runs.
+	backend := &agent.Backends{Default: agent.BackendDelve, Delve: delve.New(workerLog)}
+	a := agent.New(cfg, fleettest.Connect(t, s), backend)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()

@@ -4,14 +4,15 @@
 //
 // One target (bench/targets/httphot, built optimized) serves GET /work?n=N,
 // which runs a loop of N calls to a function whose marked line is traced.
-// Keep-alive clients load it for a fixed time in each of three scenarios,
-// alternating in rounds so that load from elsewhere on the machine falls on
-// all alike:
+// Keep-alive clients load it for a fixed time in each scenario, alternating
+// in rounds so that load from elsewhere on the machine falls on all alike:
 //
 //   - untraced: no tracepoint (the anchor);
-//   - default limits: a tracepoint with the defaults a spec gets
-//     (maxHitsPerSecond 50, full capture);
-//   - limits off: the same tracepoint with no rate limit.
+//   - per backend (eBPF, Delve), default limits: a tracepoint with the
+//     defaults (maxHitsPerSecond 50, full capture) on an agent with its
+//     defaults (a stop budget of 10% for Delve);
+//   - per backend, limits off: the same tracepoint with no rate limit, on an
+//     agent with no stop budget.
 //
 // It prints requests per second (median over rounds) and the ratio to
 // untraced, with the hits published and dropped. The agent is the real
@@ -47,6 +48,7 @@ var (
 	clients  = flag.Int("clients", 4, "concurrent keep-alive clients")
 	loop     = flag.Int("n", 10, "iterations of the traced loop per request")
 	bin      = flag.String("riptrace", "bin/riptrace", "the riptrace binary")
+	backends = flag.String("backends", "ebpf,delve", "comma-separated `BACKENDS` to measure")
 )
 
 const targetDir = "bench/targets/httphot"
@@ -61,8 +63,10 @@ func main() {
 }
 
 type scenario struct {
-	name string
-	rate int // maxHitsPerSecond; -1: untraced
+	name    string
+	backend string // "" untraced
+	host    string // the agent: limited or unlimited
+	rate    int    // maxHitsPerSecond; 0: no limit
 }
 
 type result struct {
@@ -120,31 +124,42 @@ func run() error {
 	addr := m[2]
 	go io.Copy(io.Discard, tgtOut)
 
+	// Two agents on the one host: "limited" with the defaults (the stop
+	// budget among them), "unlimited" with no stop budget. Each attaches
+	// only while a tracepoint names it.
 	agentLog, err := os.Create(filepath.Join(tmp, "agent.log"))
 	if err != nil {
 		return err
 	}
-	ag := exec.Command(*bin, "agent", "--nats", url, "--host", "bench")
-	ag.Stdout, ag.Stderr = agentLog, agentLog
-	if err := ag.Start(); err != nil {
-		return fmt.Errorf("starting the agent (run `make build` first): %v", err)
+	for _, a := range [][]string{{"--host", "limited"}, {"--host", "unlimited", "--stop-budget", "0"}} {
+		ag := exec.Command(*bin, append([]string{"agent", "--nats", url, "--processes", "httphot"}, a...)...)
+		ag.Stdout, ag.Stderr = agentLog, agentLog
+		if err := ag.Start(); err != nil {
+			return fmt.Errorf("starting the agent (run `make build` first): %v", err)
+		}
+		defer stop(ag)
 	}
-	defer stop(ag)
 
-	scenarios := []scenario{{"untraced", -1}, {"default limits", fleet.DefaultMaxHitsPerSecond}, {"limits off", 0}}
+	scenarios := []scenario{{"untraced", "", "", 0}}
+	for _, b := range strings.Split(*backends, ",") {
+		scenarios = append(scenarios,
+			scenario{b + ", default limits", b, "limited", fleet.DefaultMaxHitsPerSecond},
+			scenario{b + ", limits off", b, "unlimited", 0})
+	}
 	results := make([]result, len(scenarios))
 	fmt.Printf("target: GET /work?n=%d (the traced line runs %d times per request), %d clients, %v per scenario, %d rounds\n",
 		*loop, *loop, *clients, *duration, *rounds)
 	for r := range *rounds {
 		for i, sc := range scenarios {
 			id := fmt.Sprintf("limits-%d-%d", r, i)
-			if sc.rate >= 0 {
+			if sc.backend != "" {
 				spec := &fleet.Spec{
 					ID:       id,
 					Location: fleet.Location{Path: "main.go", Line: line},
-					Selector: fleet.Selector{Hosts: []string{"bench"}, Pids: []int{pid}},
+					Selector: fleet.Selector{Hosts: []string{sc.host}, Pids: []int{pid}},
 					Capture:  fleet.DefaultCapture,
 					Limits:   fleet.Limits{MaxHitsPerSecond: sc.rate},
+					Backend:  sc.backend,
 				}
 				if err := c.Declare(ctx, spec); err != nil {
 					return err
@@ -158,7 +173,7 @@ func run() error {
 			rps, failed := load(addr)
 			results[i].rps = append(results[i].rps, rps)
 			results[i].failedRequests += failed
-			if sc.rate >= 0 {
+			if sc.backend != "" {
 				// The agent refreshes counts with its heartbeat: take the
 				// first report written after the load ended.
 				ended := time.Now()
@@ -175,7 +190,7 @@ func run() error {
 					return fmt.Errorf("removing %s: %w", id, err)
 				}
 			}
-			fmt.Printf("  round %d %-15s %9.0f requests/s\n", r+1, sc.name, rps)
+			fmt.Printf("  round %d %-22s %9.0f requests/s\n", r+1, sc.name, rps)
 		}
 	}
 	if err := syscall.Kill(pid, 0); err != nil {
@@ -183,15 +198,15 @@ func run() error {
 	}
 
 	base := median(results[0].rps)
-	fmt.Printf("\n%-15s %12s %10s %14s %14s\n", "scenario", "requests/s", "vs untraced", "hits published", "hits dropped")
+	fmt.Printf("\n%-22s %12s %10s %14s %14s\n", "scenario", "requests/s", "vs untraced", "hits published", "hits dropped")
 	for i, sc := range scenarios {
 		res := results[i]
 		med := median(res.rps)
 		hits, dropped := "-", "-"
-		if sc.rate >= 0 {
+		if sc.backend != "" {
 			hits, dropped = strconv.FormatUint(res.hits, 10), strconv.FormatUint(res.dropped, 10)
 		}
-		fmt.Printf("%-15s %12.0f %10.3f× %14s %14s\n", sc.name, med, med/base, hits, dropped)
+		fmt.Printf("%-22s %12.0f %10.3f× %14s %14s\n", sc.name, med, med/base, hits, dropped)
 		if res.failedRequests > 0 {
 			fmt.Printf("  (%d requests failed)\n", res.failedRequests)
 		}
