@@ -73,6 +73,13 @@ type result struct {
 	rps            []float64
 	hits, dropped  uint64
 	failedRequests int64
+	removed        int // rounds in which the stop budget removed the tracepoint
+}
+
+// removedByBudget tells whether the agent removed the tracepoint because its
+// traps alone cost more than the stop budget.
+func removedByBudget(s fleet.StatusEvent) bool {
+	return s.State == fleet.StateError && strings.Contains(s.Message, "stop budget")
 }
 
 func run() error {
@@ -165,7 +172,7 @@ func run() error {
 					return err
 				}
 				if _, err := waitStatus(ctx, c, id, func(s fleet.StatusEvent) bool {
-					return s.Pid == pid && (s.State == fleet.StateInstalled || s.State == fleet.StateThrottled)
+					return s.Pid == pid && (s.State == fleet.StateInstalled || s.State == fleet.StateThrottled || removedByBudget(s))
 				}); err != nil {
 					return fmt.Errorf("%s: %w (agent log: %s)", sc.name, err, agentLog.Name())
 				}
@@ -177,12 +184,17 @@ func run() error {
 				// The agent refreshes counts with its heartbeat: take the
 				// first report written after the load ended.
 				ended := time.Now()
-				st, err := waitStatus(ctx, c, id, func(s fleet.StatusEvent) bool { return s.Pid == pid && s.Updated.After(ended) })
+				st, err := waitStatus(ctx, c, id, func(s fleet.StatusEvent) bool {
+					return s.Pid == pid && (s.Updated.After(ended) || removedByBudget(s))
+				})
 				if err != nil {
 					return err
 				}
 				results[i].hits += st.Hits
 				results[i].dropped += st.Dropped
+				if removedByBudget(st) {
+					results[i].removed++
+				}
 				if err := c.Remove(ctx, id); err != nil {
 					return err
 				}
@@ -207,6 +219,9 @@ func run() error {
 			hits, dropped = strconv.FormatUint(res.hits, 10), strconv.FormatUint(res.dropped, 10)
 		}
 		fmt.Printf("%-22s %12.0f %10.3f× %14s %14s\n", sc.name, med, med/base, hits, dropped)
+		if res.removed > 0 {
+			fmt.Printf("  (the stop budget removed the tracepoint in %d of %d rounds: its traps alone kept the service stopped)\n", res.removed, *rounds)
+		}
 		if res.failedRequests > 0 {
 			fmt.Printf("  (%d requests failed)\n", res.failedRequests)
 		}
