@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
+
 	"github.com/go-delve/delve/pkg/logflags"
 	"github.com/go-delve/delve/pkg/proc"
 	"github.com/go-delve/delve/pkg/proc/native"
@@ -142,7 +144,7 @@ type tracepoint struct {
 	lbp     *proc.LogicalBreakpoint
 	load    proc.LoadConfig
 	log     []fleet.LogSegment
-	limit   bucket
+	limit   agent.TokenBucket
 	dropped uint64
 	// budgetDropped counts, of dropped, the hits the stop budget dropped;
 	// recent counts hits (dropped or not) since the budget's last check.
@@ -492,8 +494,8 @@ func (t *target) set(spec agent.Tracepoint) (agent.Placement, error) {
 		}
 		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "setting a breakpoint at %s:%d: %v", file, spec.Location.Line, err)
 	}
-	tp := &tracepoint{spec: spec, lbp: lbp, load: loadConfig(spec.Capture), log: logSegs}
-	tp.limit.init(spec.Limits.MaxHitsPerSecond)
+	tp := &tracepoint{spec: spec, lbp: lbp, load: dlvvalue.LoadConfig(spec.Capture), log: logSegs}
+	tp.limit.Init(spec.Limits.MaxHitsPerSecond)
 	t.byID[spec.ID] = tp
 	t.byLID[lbp.LogicalID] = tp
 
@@ -576,7 +578,7 @@ func (t *target) collect() (n, captured int) {
 			continue
 		}
 		tp.recent++
-		if !tp.limit.take(now) {
+		if !tp.limit.Take(now) {
 			tp.dropped++
 			continue
 		}
@@ -627,34 +629,6 @@ func (t *target) fault(tp *tracepoint, e *fleet.Error) {
 	case t.hits <- agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid}, Fault: e}:
 	default:
 	}
-}
-
-// bucket is a token bucket allowing rate hits per second with a burst of
-// rate. A rate of zero or less allows everything.
-type bucket struct {
-	rate   float64
-	tokens float64
-	last   time.Time
-}
-
-func (b *bucket) init(rate int) {
-	b.rate = float64(rate)
-	b.tokens = b.rate
-}
-
-func (b *bucket) take(now time.Time) bool {
-	if b.rate <= 0 {
-		return true
-	}
-	if !b.last.IsZero() {
-		b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }
 
 // charge counts a stop of d against the budget and in the window; bare

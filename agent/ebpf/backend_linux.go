@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
+
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
@@ -132,7 +134,7 @@ type tracepoint struct {
 	// does not evaluate: the BPF bucket would count the hits the condition
 	// filters out.
 	inKernel bool
-	limit    bucket
+	limit    agent.TokenBucket
 	dropped  uint64
 	full     bool // a plan ran out of ops
 }
@@ -291,7 +293,7 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 		}
 		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "finding the code of %s:%d: %v", file, spec.Location.Line, err)
 	}
-	tp := &tracepoint{spec: spec, file: file, log: logSegs, load: loadConfig(spec.Capture)}
+	tp := &tracepoint{spec: spec, file: file, log: logSegs, load: dlvvalue.LoadConfig(spec.Capture)}
 	frames := spec.Capture.StackDepth + 2
 	if frames > maxFrames {
 		frames = maxFrames
@@ -318,7 +320,7 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 	}
 	tp.bucket = bk
 	if !inKernel {
-		tp.limit.init(maxHitsPerSecond(spec))
+		tp.limit.Init(maxHitsPerSecond(spec))
 	}
 	tp.inKernel = inKernel
 	for i, pc := range pcs {
@@ -593,7 +595,7 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 	h.Time = ktime + t.mono
 	h.Dropped = dropped
 	if !tp.inKernel {
-		if !tp.limit.take(time.Unix(0, h.Time)) {
+		if !tp.limit.Take(time.Unix(0, h.Time)) {
 			tp.dropped++
 			return agent.Hit{}, false
 		}

@@ -1,0 +1,252 @@
+// Package dlvvalue turns what Delve's evaluator reads into a hit's values,
+// the one way both backends do it: the Delve backend reads a stopped
+// process, the eBPF backend a snapshot its probe copied, and their hits must
+// read the same.
+package dlvvalue
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/go-delve/delve/pkg/proc"
+	"github.com/go-delve/delve/service/api"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// LoadConfig turns a capture spec into Delve's load limits, filling the
+// defaults of fleet.DefaultCapture.
+func LoadConfig(c fleet.Capture) proc.LoadConfig {
+	d := fleet.DefaultCapture
+	pick := func(v, def int) int {
+		if v > 0 {
+			return v
+		}
+		return def
+	}
+	return proc.LoadConfig{
+		FollowPointers:     true,
+		MaxVariableRecurse: pick(c.MaxDepth, d.MaxDepth),
+		MaxStringLen:       pick(c.MaxString, d.MaxString),
+		MaxArrayValues:     pick(c.MaxArray, d.MaxArray),
+		MaxStructFields:    -1,
+	}
+}
+
+// Converter turns Delve's values into the hit's value tree. Unreadable, if
+// set, renders a value Delve could not read before the shared rules do (the
+// eBPF backend names what its probe did not copy); it returns false to leave
+// the value to them.
+type Converter struct {
+	Unreadable func(v *api.Variable) (fleet.Variable, bool)
+}
+
+// Read reads the arguments, locals, expressions and log message that c and
+// log ask for from scope into h, within load's limits.
+func (cv Converter) Read(scope *proc.EvalScope, c fleet.Capture, load proc.LoadConfig, log []fleet.LogSegment, h *fleet.Hit) {
+	maxVars := c.MaxVariable
+	if maxVars <= 0 {
+		maxVars = fleet.DefaultCapture.MaxVariable
+	}
+	if c.Args {
+		vars, err := scope.FunctionArguments(load)
+		if err != nil {
+			h.Errors = append(h.Errors, fmt.Sprintf("reading arguments: %v", err))
+		}
+		// Results are not set until the function returns; a line inside it
+		// would show garbage or "empty OP stack" for them.
+		vars = slices.DeleteFunc(vars, func(v *proc.Variable) bool { return v.Flags&proc.VariableReturnArgument != 0 })
+		h.Args = cv.convertAll(vars, maxVars, 0)
+	}
+	if c.Locals {
+		vars, err := scope.LocalVariables(load)
+		if err != nil {
+			h.Errors = append(h.Errors, fmt.Sprintf("reading locals: %v", err))
+		}
+		// Locals declared below the traced line are in scope for DWARF but
+		// hold garbage: leave them out.
+		h.Locals = cv.convertAll(vars, maxVars, h.Line)
+	}
+	for _, e := range c.Exprs {
+		h.Exprs = append(h.Exprs, cv.eval(scope, e, load))
+	}
+	if len(log) > 0 {
+		var b strings.Builder
+		for _, seg := range log {
+			if seg.Expr == "" {
+				b.WriteString(seg.Text)
+				continue
+			}
+			b.WriteString(logValue(cv.eval(scope, seg.Expr, load)))
+		}
+		h.Message = b.String()
+	}
+}
+
+// NeedsModuleData reports whether a value of h failed because Delve's module
+// data was loaded through register memory (see WarmModuleData).
+func NeedsModuleData(h fleet.Hit) bool {
+	var walk func([]fleet.Variable) bool
+	walk = func(vs []fleet.Variable) bool {
+		for _, v := range vs {
+			if strings.Contains(v.Unreadable, "module data") || walk(v.Children) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(h.Args) || walk(h.Locals) || walk(h.Exprs) || strings.Contains(h.Message, "module data")
+}
+
+// WarmModuleData makes Delve read the runtime's module data from the
+// process's memory. Delve loads it lazily, after every resume, through the
+// memory of the first interface value it decodes; when that value lives in
+// registers (an optimized build) the load reads out of bounds and every
+// interface local of the hit shows unreadable. A global interface of the
+// runtime loads it from real memory first. It costs a symbol lookup and a
+// few reads, so tracepoints pay it only once they have met the problem.
+func WarmModuleData(scope *proc.EvalScope) {
+	scope.EvalExpression("runtime.divideError", proc.LoadConfig{MaxStringLen: 1, MaxVariableRecurse: 1, MaxStructFields: -1})
+}
+
+func (cv Converter) eval(scope *proc.EvalScope, expr string, cfg proc.LoadConfig) fleet.Variable {
+	v, err := scope.EvalExpression(expr, cfg)
+	if err != nil {
+		return fleet.Variable{Name: expr, Value: "<error>", Unreadable: fmt.Sprintf("evaluating %s: %v", expr, err)}
+	}
+	fv := cv.convert(api.ConvertVar(v), 0)
+	fv.Name = expr
+	return fv
+}
+
+// logValue renders a value for a log message the way fmt's %v would: strings
+// without quotes.
+func logValue(v fleet.Variable) string {
+	if v.Unreadable != "" {
+		if OptimizedAway(v.Unreadable) {
+			return "<" + v.Name + ": optimized away>"
+		}
+		return "<" + v.Name + ": " + v.Unreadable + ">"
+	}
+	if strings.HasPrefix(v.Type, "string") && len(v.Value) >= 2 && v.Value[0] == '"' {
+		if s, err := strconv.Unquote(v.Value); err == nil {
+			return s
+		}
+	}
+	return v.Value
+}
+
+func (cv Converter) convertAll(vars []*proc.Variable, max, line int) []fleet.Variable {
+	out := make([]fleet.Variable, 0, len(vars))
+	for _, v := range vars {
+		if line > 0 && v.DeclLine > int64(line) {
+			continue
+		}
+		if len(out) == max {
+			out = append(out, fleet.Variable{Name: "…", Value: fmt.Sprintf("%d more not captured (maxVariables=%d)", len(vars)-max, max)})
+			break
+		}
+		out = append(out, cv.convert(api.ConvertVar(v), 0))
+	}
+	return out
+}
+
+// maxTreeDepth bounds the children tree; Delve's load limits already bound
+// what was read from the process.
+const maxTreeDepth = 4
+
+// convert turns Delve's value into the hit's tree. Pointers are followed: a
+// pointer's children are those of the value it points to, so a user sees
+// req.ID rather than an address.
+func (cv Converter) convert(v *api.Variable, depth int) fleet.Variable {
+	if v.Unreadable != "" && cv.Unreadable != nil {
+		if fv, ok := cv.Unreadable(v); ok {
+			return fv
+		}
+	}
+	fv := fleet.Variable{Name: v.Name, Type: api.ShortenType(v.Type)}
+	if v.Unreadable != "" {
+		fv.Value = "<unreadable>"
+		if OptimizedAway(v.Unreadable) {
+			fv.Value = "<optimized away>"
+		}
+		fv.Unreadable = ExplainUnreadable(v.Unreadable)
+		return fv
+	}
+	fv.Value = v.StringWithOptions("", "", api.PrettyShortenType)
+	if depth >= maxTreeDepth {
+		return fv
+	}
+	kids := v.Children
+	if v.Kind == reflect.Ptr || v.Kind == reflect.Interface {
+		if len(kids) == 1 {
+			inner := kids[0]
+			if inner.Kind == reflect.Struct || inner.Kind == reflect.Ptr || inner.Kind == reflect.Interface || inner.Kind == reflect.Slice || inner.Kind == reflect.Map || inner.Kind == reflect.Array {
+				kids = inner.Children
+				if inner.Kind == reflect.Map {
+					return cv.withMapChildren(fv, &inner, depth)
+				}
+				if inner.Kind == reflect.Slice || inner.Kind == reflect.Array {
+					return cv.withIndexChildren(fv, kids, depth)
+				}
+			} else {
+				return fv
+			}
+		}
+	}
+	switch v.Kind {
+	case reflect.Map:
+		return cv.withMapChildren(fv, v, depth)
+	case reflect.Slice, reflect.Array:
+		return cv.withIndexChildren(fv, kids, depth)
+	case reflect.String, reflect.Func, reflect.Chan, reflect.Complex64, reflect.Complex128:
+		return fv
+	}
+	for i := range kids {
+		fv.Children = append(fv.Children, cv.convert(&kids[i], depth+1))
+	}
+	return fv
+}
+
+func (cv Converter) withIndexChildren(fv fleet.Variable, kids []api.Variable, depth int) fleet.Variable {
+	for i := range kids {
+		c := cv.convert(&kids[i], depth+1)
+		c.Name = "[" + strconv.Itoa(i) + "]"
+		fv.Children = append(fv.Children, c)
+	}
+	return fv
+}
+
+// withMapChildren names each entry after its key; Delve lists maps as
+// alternating keys and values.
+func (cv Converter) withMapChildren(fv fleet.Variable, m *api.Variable, depth int) fleet.Variable {
+	kids := m.Children
+	for i := 0; i+1 < len(kids); i += 2 {
+		c := cv.convert(&kids[i+1], depth+1)
+		c.Name = "[" + kids[i].StringWithOptions("", "", api.PrettyShortenType) + "]"
+		fv.Children = append(fv.Children, c)
+	}
+	sort.SliceStable(fv.Children, func(i, j int) bool { return fv.Children[i].Name < fv.Children[j].Name })
+	return fv
+}
+
+// OptimizedAway reports whether Delve could not read a value because the
+// optimizer kept no copy of it.
+func OptimizedAway(reason string) bool {
+	return strings.Contains(reason, "loclist") || strings.Contains(reason, "optimized")
+}
+
+// ExplainUnreadable adds what the user can do to Delve's terse reasons.
+func ExplainUnreadable(reason string) string {
+	switch {
+	case OptimizedAway(reason):
+		return reason + " (the optimizer keeps no copy of this variable at this line; trace a line where it is used, or build with -gcflags=all=-N -l)"
+	case strings.Contains(reason, "no location"):
+		return reason + " (the variable has no storage at this line: it is dead or not yet assigned)"
+	}
+	return reason
+}
