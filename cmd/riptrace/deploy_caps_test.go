@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
@@ -21,36 +20,7 @@ func startCapped(t *testing.T, caps []string, args ...string) *bg {
 	for _, c := range caps {
 		set += ",+" + strings.ToLower(c)
 	}
-	setpriv := append([]string{"--bounding-set", set, riptraceBin(t)}, args...)
-	p := &bg{
-		name:    fmt.Sprintf("setpriv --bounding-set %s riptrace %s", set, strings.Join(args, " ")),
-		cmd:     exec.Command("setpriv", setpriv...),
-		done:    make(chan struct{}),
-		changed: make(chan struct{}),
-	}
-	p.cmd.Stdout, p.cmd.Stderr = bgWriter{p, false}, bgWriter{p, true}
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p.cmd.WaitDelay = stopTimeout
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", p.name, err)
-	}
-	go func() {
-		err := p.cmd.Wait()
-		p.mu.Lock()
-		p.err = err
-		close(p.done)
-		p.wakeLocked()
-		p.mu.Unlock()
-	}()
-	t.Cleanup(func() {
-		if err := p.stop(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("%s:\n--- stderr:\n%s", p.name, p.Stderr())
-		}
-	})
-	return p
+	return startUnder(t, []string{"setpriv", "--bounding-set", set}, args...)
 }
 
 // TestDeployCapabilities: an agent holding only the capabilities deploy/

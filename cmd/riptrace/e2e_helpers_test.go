@@ -102,9 +102,18 @@ func (p *bg) wakeLocked() {
 // start runs `riptrace args...` in the background.
 func start(t *testing.T, args ...string) *bg {
 	t.Helper()
+	return startUnder(t, nil, args...)
+}
+
+// startUnder runs `riptrace args...` in the background through the command
+// wrap (for example ip netns exec NS, or setpriv with fewer capabilities);
+// nil runs it directly.
+func startUnder(t *testing.T, wrap []string, args ...string) *bg {
+	t.Helper()
+	argv := append(append(slices.Clone(wrap), riptraceBin(t)), args...)
 	p := &bg{
-		name:    "riptrace " + strings.Join(args, " "),
-		cmd:     exec.Command(riptraceBin(t), args...),
+		name:    strings.TrimSpace(strings.Join(wrap, " ") + " riptrace " + strings.Join(args, " ")),
+		cmd:     exec.Command(argv[0], argv[1:]...),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 	}

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -98,35 +97,7 @@ func (n *netns) setLink(t *testing.T, state string) {
 // startIn runs `riptrace args...` in the namespace, like start.
 func (n *netns) startIn(t *testing.T, args ...string) *bg {
 	t.Helper()
-	p := &bg{
-		name:    fmt.Sprintf("ip netns exec %s riptrace %s", n.name, strings.Join(args, " ")),
-		cmd:     exec.Command("ip", append([]string{"netns", "exec", n.name, riptraceBin(t)}, args...)...),
-		done:    make(chan struct{}),
-		changed: make(chan struct{}),
-	}
-	p.cmd.Stdout, p.cmd.Stderr = bgWriter{p, false}, bgWriter{p, true}
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p.cmd.WaitDelay = stopTimeout
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", p.name, err)
-	}
-	go func() {
-		err := p.cmd.Wait()
-		p.mu.Lock()
-		p.err = err
-		close(p.done)
-		p.wakeLocked()
-		p.mu.Unlock()
-	}()
-	t.Cleanup(func() {
-		if err := p.stop(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("%s (pid %d):\n--- stdout:\n%s--- stderr:\n%s", p.name, p.cmd.Process.Pid, p.Stdout(), p.Stderr())
-		}
-	})
-	return p
+	return startUnder(t, []string{"ip", "netns", "exec", n.name}, args...)
 }
 
 // hitLog collects the hits of one tracepoint as they arrive.
