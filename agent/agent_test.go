@@ -571,7 +571,7 @@ func TestNoAttachToPlumbing(t *testing.T) {
 	}
 	h.awaitStatus(spec.ID, installed(p.Pid))
 	// The target is traced by a worker: a copy of this test binary.
-	worker := tracerPid(t, p.Pid)
+	worker := agenttest.TracerPid(p.Pid)
 	if worker == 0 {
 		t.Fatal("the target has no tracer")
 	}
@@ -579,21 +579,6 @@ func TestNoAttachToPlumbing(t *testing.T) {
 	if e := fleet.AsError(err); e == nil || e.Code != fleet.CodeNotManaged || !strings.Contains(e.Message, "plumbing") {
 		t.Fatalf("attaching to the agent's worker: %v, want %s naming the plumbing", err, fleet.CodeNotManaged)
 	}
-}
-
-func tracerPid(t *testing.T, pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
-			var n int
-			fmt.Sscan(strings.TrimSpace(v), &n)
-			return n
-		}
-	}
-	return 0
 }
 
 // Files and functions on the agent's deny list are never traced.

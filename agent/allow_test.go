@@ -63,7 +63,7 @@ func TestAllowListUIDs(t *testing.T) {
 			t.Fatalf("the profile offers pid %d, which the allow-list refuses", other.Pid)
 		}
 	}
-	if tracer := tracerPid(t, other.Pid); tracer != 0 {
+	if tracer := agenttest.TracerPid(other.Pid); tracer != 0 {
 		t.Fatalf("the other user's target is traced by pid %d", tracer)
 	}
 	stillRunning(t, other)

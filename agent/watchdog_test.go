@@ -28,7 +28,7 @@ func TestWorkerKilledReattaches(t *testing.T) {
 	h.awaitStatus(spec.ID, installed(p.Pid))
 	h.hits(spec.ID, 3)
 
-	worker := tracerPid(t, p.Pid)
+	worker := agenttest.TracerPid(p.Pid)
 	if worker == 0 {
 		t.Fatal("the target is not traced")
 	}
@@ -47,7 +47,7 @@ func TestWorkerKilledReattaches(t *testing.T) {
 		if !p.Alive() {
 			t.Fatalf("target died after its worker was killed:\n%s", p.Stderr())
 		}
-		if tp := tracerPid(t, p.Pid); tp == 0 || tp == worker {
+		if tp := agenttest.TracerPid(p.Pid); tp == 0 || tp == worker {
 			return fmt.Errorf("traced by %d, want a new worker", tp)
 		}
 		return nil

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -38,4 +40,39 @@ func (p *Proc) exited() bool {
 func StartAs(t testing.TB, cred *syscall.Credential, bin string, args ...string) *Proc {
 	t.Helper()
 	return start(t, func(c *exec.Cmd) { c.SysProcAttr.Credential = cred }, bin, args...)
+}
+
+// TracerPid returns the pid tracing pid (TracerPid in /proc/PID/status), or
+// 0 when none does or the process is gone.
+func TracerPid(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}
+
+// TraceStopped reports whether any thread of pid, and whether every one, is
+// in a ptrace stop (state t in /proc/PID/task/TID/stat).
+func TraceStopped(pid int) (anyThread, every bool) {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	every = len(tasks) > 0
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue
+		}
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) && b[i+2] == 't' {
+			anyThread = true
+		} else {
+			every = false
+		}
+	}
+	return anyThread, every
 }

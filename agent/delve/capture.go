@@ -46,16 +46,6 @@ func (t *target) capture(th proc.Thread, tp *tracepoint) fleet.Hit {
 		h.Goroutine = g.ID
 	}
 	scope := proc.FrameToScope(tgt, th.ProcessMemory(), g, th.ThreadID(), frames...)
-	if tp.warm {
-		dlvvalue.WarmModuleData(scope)
-	}
-	dlvvalue.Converter{}.Read(scope, tp.spec.Capture, tp.load, tp.log, &h)
-	if !tp.warm && dlvvalue.NeedsModuleData(h) {
-		// Learned once per tracepoint: from now on, warm up first.
-		tp.warm = true
-		dlvvalue.WarmModuleData(scope)
-		h.Args, h.Locals, h.Exprs, h.Message, h.Errors = nil, nil, nil, "", nil
-		dlvvalue.Converter{}.Read(scope, tp.spec.Capture, tp.load, tp.log, &h)
-	}
+	dlvvalue.Converter{}.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
 	return h
 }

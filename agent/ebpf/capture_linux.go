@@ -79,16 +79,7 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 			return h, false, nil
 		}
 	}
-	if tp.warm {
-		dlvvalue.WarmModuleData(scope)
-	}
-	dlvvalue.Converter{Unreadable: unreadable}.Read(scope, tp.spec.Capture, tp.load, tp.log, &h)
-	if !tp.warm && dlvvalue.NeedsModuleData(h) {
-		tp.warm = true
-		dlvvalue.WarmModuleData(scope)
-		h.Args, h.Locals, h.Exprs, h.Message, h.Errors = nil, nil, nil, "", nil
-		dlvvalue.Converter{Unreadable: unreadable}.Read(scope, tp.spec.Capture, tp.load, tp.log, &h)
-	}
+	dlvvalue.Converter{Unreadable: unreadable}.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
 	return h, true, nil
 }
 

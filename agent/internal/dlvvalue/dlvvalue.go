@@ -87,6 +87,22 @@ func (cv Converter) Read(scope *proc.EvalScope, c fleet.Capture, load proc.LoadC
 	}
 }
 
+// ReadWarm is Read for a tracepoint that remembers in warm whether its
+// values need Delve's module data warmed first (see WarmModuleData): it
+// learns that once, from a read that failed for want of it, and reads again.
+func (cv Converter) ReadWarm(scope *proc.EvalScope, c fleet.Capture, load proc.LoadConfig, log []fleet.LogSegment, h *fleet.Hit, warm *bool) {
+	if *warm {
+		WarmModuleData(scope)
+	}
+	cv.Read(scope, c, load, log, h)
+	if !*warm && NeedsModuleData(*h) {
+		*warm = true
+		WarmModuleData(scope)
+		h.Args, h.Locals, h.Exprs, h.Message, h.Errors = nil, nil, nil, "", nil
+		cv.Read(scope, c, load, log, h)
+	}
+}
+
 // NeedsModuleData reports whether a value of h failed because Delve's module
 // data was loaded through register memory (see WarmModuleData).
 func NeedsModuleData(h fleet.Hit) bool {
