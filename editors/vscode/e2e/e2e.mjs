@@ -261,6 +261,10 @@ try {
   const lens = editor.locator('.codelens-decoration', { hasText: /● \d+ hits? · 1 host/ });
   await lens.first().waitFor({ timeout: 60_000 });
   step(`code lens: ${await lens.first().innerText()}`);
+  // The lens follows the hits as they come (the server asks for a refresh).
+  const counted = editor.locator('.codelens-decoration', { hasText: /● ([5-9]|\d{2,}) hits · 1 host/ });
+  await counted.first().waitFor({ timeout: 30_000 });
+  step(`code lens later: ${await counted.first().innerText()}`);
   const hinted = await until('an inlay hint on the traced line', 60_000, async () => {
     const text = await traced.innerText();
     // After the variable in the code (masked), never inside the format
