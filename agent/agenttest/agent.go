@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,14 @@ import (
 // The test binary must call delve.MaybeRunWorker first thing in TestMain:
 // the backend runs its per-target workers as copies of it.
 func RunAgent(t testing.TB, s *server.Server, cfg agent.Config, log io.Writer) (stop func()) {
+	t.Helper()
+	return RunAgentWith(t, s, cfg, log, nil)
+}
+
+// RunAgentWith is RunAgent with the eBPF backend too (nil: Delve alone),
+// behind agent.Backends with default cfg.BackendName (auto or ebpf; the
+// agent's own test packages construct it, as agent/ebpf imports this one).
+func RunAgentWith(t testing.TB, s *server.Server, cfg agent.Config, log io.Writer, ebpfBackend agent.Backend) (stop func()) {
 	t.Helper()
 	if cfg.ScanEvery == 0 {
 		cfg.ScanEvery = 100 * time.Millisecond
@@ -51,6 +60,10 @@ func RunAgent(t testing.TB, s *server.Server, cfg agent.Config, log io.Writer) (
 	// so that what the agent passes through it (the stop budget, the time
 	// stopped) is tested as it runs.
 	backend := &agent.Backends{Default: agent.BackendDelve, Delve: delve.New(workerLog)}
+	if ebpfBackend != nil {
+		backend.Default, backend.EBPF = cfg.BackendName, ebpfBackend
+		cfg.BackendName = strings.Join(backend.Names(), ",")
+	}
 	a := agent.New(cfg, fleettest.Connect(t, s), backend)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
