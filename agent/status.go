@@ -35,6 +35,9 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 			pl := p.pl
 			st.State, st.Placement = fleet.StateInstalled, &pl
 			st.Message = fmt.Sprintf("installed in %s at %s:%d", pl.Function, pl.File, pl.Line)
+			if pl.Backend != "" {
+				st.Message += " (" + pl.Backend + ")"
+			}
 			if p.warning != "" {
 				st.Message += "; warning: " + p.warning
 			}
