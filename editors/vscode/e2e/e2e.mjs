@@ -269,7 +269,16 @@ try {
   // The lens follows the hits as they come (the server asks for a refresh).
   const counted = editor.locator('.codelens-decoration', { hasText: /● ([5-9]|\d{2,}) hits · 1 host/ });
   await counted.first().waitFor({ timeout: 30_000 });
-  step(`code lens later: ${await counted.first().innerText()}`);
+  const laterText = await counted.first().innerText();
+  step(`code lens later: ${laterText}`);
+  // And keeps following them, not only once.
+  const hitCount = (text) => Number(/● (\d+) hits?/.exec(text)?.[1]);
+  const again = await until('the code lens counting on', 30_000, async () => {
+    const text = await lens.first().innerText();
+    if (!(hitCount(text) >= hitCount(laterText) + 3)) throw new Error(`the lens reads ${JSON.stringify(text)}`);
+    return text;
+  });
+  step(`code lens later still: ${again}`);
   const hinted = await until('an inlay hint on the traced line', 60_000, async () => {
     const text = await traced.innerText();
     // After the variable in the code (masked), never inside the format
