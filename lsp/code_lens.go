@@ -3,6 +3,7 @@ package lsp
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -14,7 +15,15 @@ import (
 // line; the lens command shows the line's recent hits.
 func (s *server) CodeLens(ctx context.Context, params *protocol.CodeLensParams) ([]protocol.CodeLens, error) {
 	u := params.TextDocument.URI
-	return codeLenses(u, s.view(u), s.opts.Now()), nil
+	lenses := codeLenses(u, s.view(u), s.opts.Now())
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		titles := make([]string, len(lenses))
+		for i, l := range lenses {
+			titles[i] = l.Command.Title
+		}
+		s.log.Debug("textDocument/codeLens", "uri", u, "lenses", titles)
+	}
+	return lenses, nil
 }
 
 // codeLenses renders one lens per traced line, in line order.

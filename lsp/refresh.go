@@ -37,6 +37,8 @@ func (s *server) refresher() {
 		if lens {
 			if err := s.client.CodeLensRefresh(ctx); err != nil {
 				s.log.Debug("workspace/codeLens/refresh", "err", err)
+			} else {
+				s.log.Debug("workspace/codeLens/refresh answered")
 			}
 		}
 		if hints {

@@ -7,7 +7,7 @@
 // bar's host count. Run by run.sh (make e2e-vscode).
 import { spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -37,6 +37,7 @@ function step(msg) {
 // --- processes
 
 const procs = [];
+const serverLog = path.join(tmp, 'lsp.log'); // printed on failure
 
 /** Starts a process and, with ready, waits for a line of its output to match. */
 function start(name, cmd, args, { ready, env, timeout = 60_000 } = {}) {
@@ -128,7 +129,7 @@ try {
     fetch(`http://${addr}/charge`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ orderId: `ord-${++sent}`, customer: 'alice', amount: 30.25, currency: 'EUR', card: { number: '4111111111110002', holder: 'Alice', expMonth: 12, expYear: 2030 } }),
+      body: JSON.stringify({ orderId: `ord-${++sent}`, customer: 'alice', amount: 30.25, currency: 'EUR', card: { number: `411111111111${String(sent % 10000).padStart(4, '0')}`, holder: 'Alice', expMonth: 12, expYear: 2030 } }),
     });
   traffic = setInterval(() => charge().catch(() => {}), 300);
 
@@ -139,6 +140,10 @@ try {
   });
   step(`agent ${host} lists payments`);
 
+  // The language server logs at debug level into serverLog.
+  const wrapper = path.join(tmp, 'riptrace');
+  writeFileSync(wrapper, `#!/bin/sh\nif [ "$1" = lsp ]; then shift; exec '${binPath('riptrace')}' lsp -v --log '${serverLog}' "$@"; fi\nexec '${binPath('riptrace')}' "$@"\n`, { mode: 0o755 });
+
   // 2. code-server with the .vsix and user settings holding the launch configuration.
   const userDir = path.join(tmp, 'user');
   const extDir = path.join(tmp, 'extensions');
@@ -147,7 +152,7 @@ try {
     path.join(userDir, 'User', 'settings.json'),
     JSON.stringify(
       {
-        'riptrace.path': binPath('riptrace'),
+        'riptrace.path': wrapper,
         'riptrace.nats': nats,
         'workbench.startupEditor': 'none',
         'workbench.tips.enabled': false,
@@ -264,7 +269,16 @@ try {
   // The lens follows the hits as they come (the server asks for a refresh).
   const counted = editor.locator('.codelens-decoration', { hasText: /● ([5-9]|\d{2,}) hits · 1 host/ });
   await counted.first().waitFor({ timeout: 30_000 });
-  step(`code lens later: ${await counted.first().innerText()}`);
+  const laterText = await counted.first().innerText();
+  step(`code lens later: ${laterText}`);
+  // And keeps following them, not only once.
+  const hitCount = (text) => Number(/● (\d+) hits?/.exec(text)?.[1]);
+  const again = await until('the code lens counting on', 30_000, async () => {
+    const text = await lens.first().innerText();
+    if (!(hitCount(text) >= hitCount(laterText) + 3)) throw new Error(`the lens reads ${JSON.stringify(text)}`);
+    return text;
+  });
+  step(`code lens later still: ${again}`);
   const hinted = await until('an inlay hint on the traced line', 60_000, async () => {
     const text = await traced.innerText();
     // After the variable in the code (masked), never inside the format
@@ -275,6 +289,15 @@ try {
     return text;
   });
   step(`inlay hints: ${hinted.trim()}`);
+  // The hints follow the hits too: masked holds the card's last digits, new with every charge.
+  const lastDigits = (text) => /masked\s*=\s*"\*+\s(\d{4})"/.exec(text)?.[1];
+  const before = lastDigits(hinted);
+  const after = await until('the inlay hint following the hits', 30_000, async () => {
+    const now = lastDigits(await traced.innerText());
+    if (!now || now === before) throw new Error(`masked still ends in ${before}`);
+    return now;
+  });
+  step(`inlay hint later: masked="**** ${after}" (was ${before})`);
   await page.locator('.statusbar-item', { hasText: 'RipTrace: 1 host' }).first().waitFor({ timeout: 60_000 });
   step('status bar: 1 host');
   await page.screenshot({ path: path.join(outDir, 'vscode.png') });
@@ -299,6 +322,9 @@ try {
   if (page) {
     await page.screenshot({ path: path.join(outDir, 'failure.png') }).catch(() => {});
     console.error(`screenshot of the failure: ${path.join(outDir, 'failure.png')}`);
+  }
+  if (existsSync(serverLog)) {
+    console.error(`--- riptrace lsp (last 6000 chars)\n${readFileSync(serverLog, 'utf8').slice(-6000)}`);
   }
   for (const p of procs) {
     console.error(`--- ${p.name} (last 3000 chars)\n${p.log.slice(-3000)}`);
