@@ -170,6 +170,12 @@ func (t *target) do(ctx context.Context, fn func() error) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		// Done already: stopping the next Continue would be for nothing.
+		select {
+		case err := <-c.done:
+			return err
+		default:
+		}
 		var resumed <-chan struct{}
 		t.stopMu.Lock()
 		if t.stopGen != t.gen {
@@ -322,6 +328,10 @@ func (t *target) loop() {
 			}
 			t.markDetached()
 			return
+		}
+		if manual > 0 {
+			// The stop request may have met a breakpoint stop instead.
+			t.takePendingTrap()
 		}
 		// A condition that cannot be evaluated makes Continue return an
 		// error with the process stopped; collect reports it per tracepoint.

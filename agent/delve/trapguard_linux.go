@@ -204,3 +204,77 @@ func clearTrap(pid, tid int) (int, error) {
 	}
 	return 0, errors.New("the queued SIGTRAP did not show up")
 }
+
+// A stop request is a SIGTRAP sent to the process (Delve's manual stop). One
+// that arrives while Delve is already stopping the process for a breakpoint
+// finds every thread in a ptrace stop and stays pending on the process.
+// Delve then steps the thread at the breakpoint over it on the next resume,
+// the kernel delivers the pending SIGTRAP to that thread before it runs its
+// instruction, and Delve takes that stop for the end of the step: it puts
+// the int3 back under a thread that never left, which traps on it again and
+// reports the same call as a second hit. The stop request of the next
+// command meets that trap in turn, and so on: 2 to 4 hits per call while
+// commands come, the target standing still. takePendingTrap makes a thread
+// away from any breakpoint take the SIGTRAP first.
+
+// takePendingTrap takes away a SIGTRAP pending on the stopped process, if
+// there is one, by letting one thread not at a breakpoint, with SIGTRAP
+// unblocked, take it in a ptrace stop: the kernel delivers pending signals
+// before the thread returns to its code, so it runs none. Other signals
+// that thread meets first are queued to it again.
+func (t *target) takePendingTrap() {
+	if pendingSignals(fmt.Sprintf("/proc/%d/status", t.pid), "ShdPnd:")&trapBit == 0 {
+		return
+	}
+	threads := t.grp.Selected.ThreadList()
+	if len(threads) == 0 {
+		return
+	}
+	dbp := nativeProcessOf(threads[0])
+	if dbp == nil {
+		return
+	}
+	execPtraceFunc(dbp, func() {
+		for _, th := range threads {
+			if th.Breakpoint().Breakpoint != nil {
+				continue
+			}
+			tid := th.ThreadID()
+			mask, err := ptraceSigmask(unix.PTRACE_GETSIGMASK, tid, 0)
+			if err != nil || mask&trapBit != 0 {
+				continue
+			}
+			takeTrap(t.pid, tid)
+			return
+		}
+	})
+}
+
+// takeTrap resumes the stopped thread tid of pid until it stops for the
+// pending SIGTRAP, which it then never gets (the next resume cancels it).
+// Call it on the tracing thread.
+func takeTrap(pid, tid int) {
+	var again []syscall.Signal
+	defer func() {
+		for _, sig := range again {
+			unix.Tgkill(pid, tid, sig)
+		}
+	}()
+	for range 16 {
+		if err := unix.PtraceCont(tid, 0); err != nil {
+			return
+		}
+		var ws syscall.WaitStatus
+		if _, err := syscall.Wait4(tid, &ws, unix.WALL, nil); err != nil || !ws.Stopped() {
+			return
+		}
+		switch sig := ws.StopSignal(); {
+		case int(ws)>>16 != 0:
+			// An event stop, not a signal.
+		case sig == syscall.SIGTRAP:
+			return
+		case sig != syscall.SIGSTOP: // a SIGSTOP is Delve's, to stop it: done
+			again = append(again, sig)
+		}
+	}
+}
