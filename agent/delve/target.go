@@ -299,11 +299,12 @@ func (t *target) loop() {
 		if t.runCommands() {
 			return
 		}
+		// Stepping over the breakpoint is part of the stop.
+		t.unguardTraps(true)
 		if !stopped.IsZero() {
 			now := time.Now()
 			t.charge(now.Sub(stopped), now, captured == 0)
 		}
-		t.unguardTraps()
 		cycle, resuming, manual, err := t.cont()
 		stopped = time.Now()
 		if resuming > 0 {
@@ -408,7 +409,7 @@ func (t *target) detach() error {
 	if done {
 		return nil
 	}
-	t.unguardTraps()
+	t.unguardTraps(false)
 	for id := range t.byID {
 		if err := t.clear(id); err != nil {
 			return err
