@@ -172,6 +172,12 @@ func (t *target) do(ctx context.Context, fn func() error) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		// Done already: stopping the next Continue would be for nothing.
+		select {
+		case err := <-c.done:
+			return err
+		default:
+		}
 		var resumed <-chan struct{}
 		t.stopMu.Lock()
 		if t.stopGen != t.gen {
@@ -295,11 +301,12 @@ func (t *target) loop() {
 		if t.runCommands() {
 			return
 		}
+		// Stepping over the breakpoint is part of the stop.
+		t.unguardTraps(true)
 		if !stopped.IsZero() {
 			now := time.Now()
 			t.charge(now.Sub(stopped), now, captured == 0)
 		}
-		t.unguardTraps()
 		cycle, resuming, manual, err := t.cont()
 		stopped = time.Now()
 		if resuming > 0 {
@@ -324,6 +331,10 @@ func (t *target) loop() {
 			}
 			t.markDetached()
 			return
+		}
+		if manual > 0 {
+			// The stop request may have met a breakpoint stop instead.
+			t.takePendingTrap()
 		}
 		// A condition that cannot be evaluated makes Continue return an
 		// error with the process stopped; collect reports it per tracepoint.
@@ -400,7 +411,7 @@ func (t *target) detach() error {
 	if done {
 		return nil
 	}
-	t.unguardTraps()
+	t.unguardTraps(false)
 	for id := range t.byID {
 		if err := t.clear(id); err != nil {
 			return err

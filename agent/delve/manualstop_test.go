@@ -1,0 +1,109 @@
+package delve_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/agent/delve"
+	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/fleet/fleettest"
+)
+
+const pacedDir = "../testdata/targets/paced"
+
+// TestSetClearWhileHot sets and clears a second tracepoint again and again
+// while one on paced's tick hits every half millisecond. Each Set and Clear
+// stops the running process on request, often just as tick's breakpoint
+// traps: every call to tick must still be reported at most once (its seq
+// strictly increasing from hit to hit), and the target must keep calling
+// tick meanwhile.
+func TestSetClearWhileHot(t *testing.T) {
+	t.Parallel()
+	bin := agenttest.BuildTarget(t, pacedDir, agenttest.NoOpt)
+	p := agenttest.Start(t, bin, "-rate", "2000")
+	log := io.Discard
+	if testing.Verbose() {
+		log = os.Stderr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tg, err := delve.New(log).Attach(ctx, p.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Detach(context.Background())
+	spec := func(id, marker string) fleet.Spec {
+		return fleet.Spec{
+			ID:       id,
+			Location: fleet.Location{Path: "paced/main.go", Line: agenttest.MarkerLine(t, pacedDir+"/main.go", marker)},
+			Capture:  fleet.Capture{Exprs: []string{"seq"}},
+		}
+	}
+	if _, err := tg.Set(ctx, spec("tick", "tick")); err != nil {
+		t.Fatal(err)
+	}
+	type seen struct {
+		seq  int
+		time int64
+	}
+	hits := make(chan []seen, 1)
+	go func() {
+		var all []seen
+		for h := range tg.Hits() {
+			if h.Fault != nil {
+				t.Errorf("fault: %v", h.Fault)
+				continue
+			}
+			if h.Tracepoint != "tick" {
+				continue
+			}
+			v := fleettest.Var(h.Exprs, "seq")
+			seq, err := strconv.Atoi(v.Value)
+			if err != nil {
+				t.Errorf("seq %q: %v", v.Value, err)
+				continue
+			}
+			all = append(all, seen{seq, h.Time})
+		}
+		hits <- all
+	}()
+	for i := range 20 {
+		id := fmt.Sprintf("other%d", i)
+		if _, err := tg.Set(ctx, spec(id, "second")); err != nil {
+			t.Fatal(err)
+		}
+		if err := tg.Clear(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tg.Detach(ctx); err != nil {
+		t.Fatal(err)
+	}
+	all := <-hits
+	if len(all) < 2 {
+		t.Fatalf("%d hits of tick", len(all))
+	}
+	dups := 0
+	for i := 1; i < len(all); i++ {
+		if all[i].seq <= all[i-1].seq {
+			dups++
+			if dups <= 10 {
+				t.Errorf("call %d reported again %v after call %d", all[i].seq, time.Duration(all[i].time-all[i-1].time), all[i-1].seq)
+			}
+		}
+	}
+	if dups > 0 {
+		t.Errorf("%d of %d hits repeat a call already reported", dups, len(all))
+	}
+	// Every hit came from a call of its own: the target ran on.
+	if first, last := all[0].seq, all[len(all)-1].seq; last-first < len(all)-1 {
+		t.Errorf("%d hits between calls %d and %d", len(all), first, last)
+	}
+	t.Logf("%d hits, calls %d to %d", len(all), all[0].seq, all[len(all)-1].seq)
+}
