@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/riptrace/riptrace/agent/delve"
 )
 
 // sysProcAttr makes targets die with the test process, so an aborted test run
@@ -42,21 +43,9 @@ func StartAs(t testing.TB, cred *syscall.Credential, bin string, args ...string)
 	return start(t, func(c *exec.Cmd) { c.SysProcAttr.Credential = cred }, bin, args...)
 }
 
-// TracerPid returns the pid tracing pid (TracerPid in /proc/PID/status), or
-// 0 when none does or the process is gone.
-func TracerPid(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
-		}
-	}
-	return 0
-}
+// TracerPid returns the pid tracing pid, or 0 when none does or the process
+// is gone.
+func TracerPid(pid int) int { return delve.TracerPid(pid) }
 
 // TraceStopped reports whether any thread of pid, and whether every one, is
 // in a ptrace stop (state t in /proc/PID/task/TID/stat).

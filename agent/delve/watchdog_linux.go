@@ -181,17 +181,17 @@ func runWatchdog(pid int) error {
 	eof := time.Now()
 	restored, err := repair(mem, pid, orig)
 	took := time.Since(eof)
-	tracer := tracerPid(pid)
-	for i := 0; i < 5000 && tracer != 0 && tracerPid(pid) == tracer; i++ {
+	tracer := TracerPid(pid)
+	for i := 0; i < 5000 && tracer != 0 && TracerPid(pid) == tracer; i++ {
 		time.Sleep(time.Millisecond)
 	}
-	if tracerPid(pid) == 0 {
+	if TracerPid(pid) == 0 {
 		if n, err2 := repair(mem, pid, orig); err == nil {
 			restored, err = restored+n, err2
 		}
 	}
 	// Then the SIGTRAPs queued by the worker's guard (see guardTraps).
-	if tracerPid(pid) == 0 {
+	if TracerPid(pid) == 0 {
 		unblocked, n, err2 := clearTraps(pid)
 		if unblocked > 0 {
 			fmt.Fprintf(os.Stderr, "riptrace watchdog for pid %d: unblocked SIGTRAP in %d threads, took away %d queued SIGTRAP\n", pid, unblocked, n)
@@ -227,8 +227,9 @@ func repair(mem *os.File, pid int, orig map[uint64][]byte) (int, error) {
 	return n, nil
 }
 
-// tracerPid returns the pid tracing pid, or 0.
-func tracerPid(pid int) int {
+// TracerPid returns the pid tracing pid (TracerPid in /proc/PID/status), or
+// 0 when none does or the process is gone.
+func TracerPid(pid int) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
