@@ -480,12 +480,21 @@ for ((i = 1; i <= LIVE_RUNS; i++)); do
 	printf '  run %d: dlv attach + trace %s s, paused %s s; riptrace trace %s s (the agent attaching: %s s), paused %s s\n' "$i" \
 		"$(fmt %.2f "${dlv_live[-1]}")" "$(fmt %.2f "${dlv_pause[-1]}")" "$(fmt %.2f "${rt_live[-1]}")" "${attach:-?}" "$(fmt %.2f "${rt_pause[-1]}")"
 	if ((i == LIVE_RUNS)); then
-		mapfile -t workers < <(children "$AGENT_PID" "$RT")
-		((${#workers[@]} == 1)) || die "want one Delve worker under the agent (pid $AGENT_PID), found ${#workers[@]}"
+		# The agent's children: the Delve worker, and its watchdog (the
+		# same binary, RIPTRACE_DELVE_WATCHDOG in its environment).
+		workers=() watchdogs=()
+		for c in $(children "$AGENT_PID" "$RT"); do
+			if tr '\0' '\n' <"/proc/$c/environ" 2>/dev/null | grep -q '^RIPTRACE_DELVE_WATCHDOG=.'; then
+				watchdogs+=("$c")
+			else
+				workers+=("$c")
+			fi
+		done
+		((${#workers[@]} == 1 && ${#watchdogs[@]} == 1)) || die "want one Delve worker and its watchdog under the agent (pid $AGENT_PID), found ${#workers[@]} and ${#watchdogs[@]}"
 		AGENT_RSS=$(status_kb "$AGENT_PID" VmRSS)
 		AGENT_HWM=$(status_kb "$AGENT_PID" VmHWM)
-		WORKER_RSS=$(status_kb "${workers[0]}" VmRSS)
-		WORKER_HWM=$(status_kb "${workers[0]}" VmHWM)
+		WORKER_RSS=$(( $(status_kb "${workers[0]}" VmRSS) + $(status_kb "${watchdogs[0]}" VmRSS) ))
+		WORKER_HWM=$(( $(status_kb "${workers[0]}" VmHWM) + $(status_kb "${watchdogs[0]}" VmHWM) ))
 	fi
 	stop "$TRACE_PID"
 	stop "$SVC_PID"
@@ -523,7 +532,7 @@ row "dlv attach + trace" "$(fmt %.2f "$DLV_PAUSE")" s 1.00x "range $(range %.2f 
 row "riptrace trace" "$(fmt %.2f "$RT_PAUSE")" s "$(fmt %.2fx "$RT_PAUSE / $DLV_PAUSE")" "range $(range %.2f "${rt_pause[@]}")"
 echo "memory while attached to it, after hits (VmRSS)"
 row dlv "$(mib "$DLV_RSS")" MiB 1.00x "peak $(mib "$DLV_HWM") MiB"
-row "riptrace agent+worker" "$(mib "$AGENT_RSS")+$(mib "$WORKER_RSS")" MiB "$(fmt %.2fx "($AGENT_RSS + $WORKER_RSS) / $DLV_RSS")" "peak $(mib "$AGENT_HWM")+$(mib "$WORKER_HWM") MiB"
+row "riptrace agent+worker+watchdog" "$(mib "$AGENT_RSS")+$(mib "$WORKER_RSS")" MiB "$(fmt %.2fx "($AGENT_RSS + $WORKER_RSS) / $DLV_RSS")" "peak $(mib "$AGENT_HWM")+$(mib "$WORKER_HWM") MiB"
 echo "load average at the end: $(loadavg) on $(nproc) CPUs (other work on the machine widens the ranges)"
 if ((DLV_HITS != WANT_HITS || RT_HITS != WANT_HITS || RTE_HITS + RTE_DROPPED != WANT_FAST || ${BARE_HITS:-0} != WANT_FAST)); then
 	echo "bench: warning: a tool reported fewer hits than the target ran (see the hits above)" >&2
