@@ -194,8 +194,12 @@ func (m *multiTarget) Set(ctx context.Context, spec Tracepoint) (Placement, erro
 	}
 	pl, err := m.set(ctx, name, spec)
 	if err != nil && name == BackendEBPF && spec.Backend != BackendEBPF && m.b.Default != BackendEBPF && fallsBack(err) {
-		// auto: what eBPF cannot attach or plan, Delve may still trace.
+		// auto: what eBPF cannot attach or plan, Delve may still trace,
+		// unless a uprobe serves the line already.
 		name = BackendDelve
+		if other := m.sharing(spec, name); other != "" {
+			return Placement{}, fmt.Errorf("%w; and Delve cannot take it instead, as %s serves another tracepoint at that line in pid %d", err, other, m.pid)
+		}
 		pl, err = m.set(ctx, name, spec)
 	}
 	if err != nil {

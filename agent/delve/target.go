@@ -275,6 +275,15 @@ func (t *target) Detach(ctx context.Context) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	if err != nil {
+		// The detach failed and the loop runs on: do not wait for an end
+		// that may never come.
+		select {
+		case <-t.exited:
+		default:
+			return err
+		}
+	}
 	<-t.exited
 	return t.exitErr
 }

@@ -582,6 +582,9 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 		return agent.Hit{}, false
 	}
 	tp := p.tp
+	// What the kernel dropped before this record is owed to the next hit
+	// that leaves, whatever becomes of this one.
+	tp.dropped += dropped
 	t.snap.set(tid, &regs, regions)
 	t.tgt.ClearCaches()
 	h, keep, err := t.safeCapture(tp)
@@ -593,14 +596,11 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 		return agent.Hit{}, false
 	}
 	h.Time = ktime + t.mono
-	h.Dropped = dropped
-	if !tp.inKernel {
-		if !tp.limit.Take(time.Unix(0, h.Time)) {
-			tp.dropped++
-			return agent.Hit{}, false
-		}
-		h.Dropped, tp.dropped = tp.dropped, 0
+	if !tp.inKernel && !tp.limit.Take(time.Unix(0, h.Time)) {
+		tp.dropped++
+		return agent.Hit{}, false
 	}
+	h.Dropped, tp.dropped = tp.dropped, 0
 	return agent.Hit{Hit: h}, true
 }
 
