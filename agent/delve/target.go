@@ -103,9 +103,10 @@ type command struct {
 }
 
 type target struct {
-	pid  int
-	cmds chan command
-	hits chan agent.Hit
+	faults []agent.Hit // removal notices not yet taken by the agent (loop only)
+	pid    int
+	cmds   chan command
+	hits   chan agent.Hit
 
 	// stopMu guards the fields below. A manual stop is a SIGTRAP sent to
 	// the process: one that reaches it after ptrace let go of it kills it,
@@ -307,6 +308,7 @@ func (t *target) loop() {
 	var stopped time.Time // when the last Continue returned; zero at first
 	captured := 0         // hits captured at that stop
 	for {
+		t.sendFaults()
 		if t.runCommands() {
 			return
 		}
@@ -645,9 +647,21 @@ func (t *target) safeCapture(th proc.Thread, tp *tracepoint) (h fleet.Hit, err e
 
 func (t *target) fault(tp *tracepoint, e *fleet.Error) {
 	_ = t.clear(tp.spec.ID)
-	select {
-	case t.hits <- agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid}, Fault: e}:
-	default:
+	t.faults = append(t.faults, agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid}, Fault: e})
+	t.sendFaults()
+}
+
+// sendFaults passes on the notices of removed tracepoints the agent could
+// not take yet; the loop tries again before each resume, so a removal is
+// never left unreported and the process never waits for the agent.
+func (t *target) sendFaults() {
+	for len(t.faults) > 0 {
+		select {
+		case t.hits <- t.faults[0]:
+			t.faults = t.faults[1:]
+		default:
+			return
+		}
 	}
 }
 
