@@ -110,11 +110,13 @@ type target struct {
 	mu       sync.Mutex
 	tps      map[string]*tracepoint
 	byCookie map[uint64]*probe
-	nextPlan uint32
-	freePlan []uint32
-	buckets  []bool // bucket slots in use
-	exitErr  error
-	ended    bool
+	// cookieGen numbers the probes attached, for their cookies' high half.
+	cookieGen uint32
+	nextPlan  uint32
+	freePlan  []uint32
+	buckets   []bool // bucket slots in use
+	exitErr   error
+	ended     bool
 
 	snap *snapshot
 	tgt  *proc.Target
@@ -343,7 +345,12 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 		if fn != nil {
 			sym = fn.Name
 		}
-		l, err := t.ex.Uprobe(sym, t.coll.Programs["capture"], &link.UprobeOptions{Address: off, PID: t.pid, Cookie: uint64(slot)})
+		// The cookie's low half picks the plan slot; its high half counts
+		// the slot's uses, so that records of a probe cleared a moment ago
+		// and still in the ring buffer never pass for the new probe's.
+		t.cookieGen++
+		cookie := uint64(t.cookieGen)<<32 | uint64(slot)
+		l, err := t.ex.Uprobe(sym, t.coll.Programs["capture"], &link.UprobeOptions{Address: off, PID: t.pid, Cookie: cookie})
 		if err != nil {
 			t.freePlan = append(t.freePlan, slot)
 			t.clear(tp)
@@ -352,7 +359,7 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 			}
 			return agent.Placement{}, fleet.Errorf(fleet.CodeAttach, "attaching a uprobe at %s:%d (pc %#x): %v", file, spec.Location.Line, pc, err)
 		}
-		p := &probe{tp: tp, pc: pc, cookie: uint64(slot), link: l}
+		p := &probe{tp: tp, pc: pc, cookie: cookie, link: l}
 		tp.probes = append(tp.probes, p)
 		t.byCookie[p.cookie] = p
 	}
