@@ -103,10 +103,11 @@ type command struct {
 }
 
 type target struct {
-	faults []agent.Hit // removal notices not yet taken by the agent (loop only)
-	pid    int
-	cmds   chan command
-	hits   chan agent.Hit
+	faults  []agent.Hit // removal notices not yet taken by the agent (loop only)
+	ranLast bool        // the last Continue resumed the process (loop only)
+	pid     int
+	cmds    chan command
+	hits    chan agent.Hit
 
 	// stopMu guards the fields below. A manual stop is a SIGTRAP sent to
 	// the process: one that reaches it after ptrace let go of it kills it,
@@ -239,12 +240,24 @@ func (t *target) cont() (cycle, resuming, manual time.Duration, err error) {
 	t.grp.ResumeNotify(resumed)
 	start := time.Now()
 	var resumedAt atomic.Int64
+	returned := make(chan struct{})
 	go func() {
-		<-resumed
-		resumedAt.Store(time.Now().UnixNano())
+		// A Continue that returns without resuming never closes resumed.
+		select {
+		case <-resumed:
+			resumedAt.Store(time.Now().UnixNano())
+		case <-returned:
+		}
 	}()
 	err = t.grp.Continue()
+	close(returned)
 	end := time.Now()
+	select {
+	case <-resumed:
+		t.ranLast = true
+	default:
+		t.ranLast = false
+	}
 	if r := resumedAt.Load(); r != 0 {
 		resuming = time.Unix(0, r).Sub(start)
 	}
@@ -356,11 +369,26 @@ func (t *target) loop() {
 			t.charge(t.budget.trapCharge(cycle), stopped, captured == 0)
 			t.enforceBudget()
 		}
-		if n == 0 && err != nil {
+		if n == 0 && (err != nil || !t.ranLast) {
+			// Nothing hit, and Continue failed or never resumed the
+			// process: a process that exited without Delve seeing it
+			// (a zombie), or one Delve cannot run. Never spin on it.
+			if procGone(t.pid) {
+				t.exitErr = agent.ErrProcessExited{Pid: t.pid}
+				t.markDetached()
+				t.journal.detached()
+				return
+			}
 			failures++
 			if failures > 100 {
+				if err == nil {
+					err = errors.New("Delve returned without resuming it")
+				}
 				t.exitErr = fmt.Errorf("detached from pid %d after repeated errors resuming it: %w", t.pid, err)
-				t.detach()
+				if derr := t.detach(); derr != nil {
+					t.exitErr = fmt.Errorf("gave up on pid %d after repeated errors resuming it (%w), and detaching failed too: %v", t.pid, err, derr)
+				}
+				t.markDetached()
 				return
 			}
 			continue
@@ -725,4 +753,14 @@ func (t *target) journalLine(file string, line int) error {
 		}
 	}
 	return nil
+}
+
+// procGone reports whether pid has exited: a zombie, or no longer in /proc.
+func procGone(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
 }
