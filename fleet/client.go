@@ -38,7 +38,11 @@ type Client struct {
 
 // Connect dials NATS and makes sure the hit stream and buckets exist.
 func Connect(ctx context.Context, url string, opts ClientOptions) (*Client, error) {
-	nopts := append([]nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1)}, opts.NATS...)
+	// No reconnect buffer: a message published while the connection is
+	// down fails at once instead of waiting in nats.go's buffer, from which
+	// it would overtake what the caller sends again in order (the agent
+	// keeps hits itself through an outage, and resends them in order).
+	nopts := append([]nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1)}, opts.NATS...)
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		return nil, connectError(url, nopts, err)

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -148,11 +146,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer srv.Close()
 		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
-	c, err := conn.connect(ctx, "riptrace-agent "+*host,
-		// The agent keeps hits itself while NATS is away and sends them in
-		// order once it is back; nats.go's own reconnect buffer would let a
-		// hit published in the moment of a disconnect overtake them.
-		nats.ReconnectBufSize(-1))
+	c, err := conn.connect(ctx, "riptrace-agent "+*host)
 	if err != nil {
 		return err
 	}

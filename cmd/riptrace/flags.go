@@ -46,9 +46,9 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.tlsKey, "tls-key", "", "client key `FILE` (with --tls-cert)")
 }
 
-// connect dials the fleet with the flags' credentials and any extra options.
-func (c *connFlags) connect(ctx context.Context, name string, extra ...nats.Option) (*fleet.Client, error) {
-	opts := extra
+// connect dials the fleet with the flags' credentials.
+func (c *connFlags) connect(ctx context.Context, name string) (*fleet.Client, error) {
+	var opts []nats.Option
 	if c.creds != "" {
 		opts = append(opts, nats.UserCredentials(c.creds))
 	}
