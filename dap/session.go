@@ -550,7 +550,10 @@ func (ss *session) pumpHits(r *fleet.HitReader) {
 
 // revisions lists the revisions of module the fleet runs now.
 func (ss *session) revisions(module string) []string {
-	ctx, cancel := context.WithTimeout(ss.ctx, 3*time.Second)
+	// Each host answers its profile within 5 s (fleet.Client.Hosts); an
+	// agent busy attaching on a loaded machine takes seconds, and without
+	// the revisions the line would go out unmapped.
+	ctx, cancel := context.WithTimeout(ss.ctx, 10*time.Second)
 	defer cancel()
 	hosts, err := ss.client.Hosts(ctx)
 	if err != nil {
