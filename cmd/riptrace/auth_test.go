@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -108,10 +109,13 @@ func TestAuthLayout(t *testing.T) {
 	// while to stop.)
 	none := exeName("no-such-process")
 	agent2 := start(t, append([]string{"agent", "--nats", url, "--host", "node-2", "--processes", none}, node1...)...)
-	agent2.await(t, stateTimeout, "a refusal", func(_, stderr string) bool {
-		return strings.Contains(stderr, `permission denied: user "agent-node-1" may not subscribe to riptrace.node-2.profile.get (only the agent of host node-2 serves its requests)`)
-	})
-	agent2.cmd.Process.Kill() // it may have exited already
+	// It stops at once, naming the first of node-2's request subjects the
+	// server refused it.
+	refused := regexp.MustCompile(`permission denied: user "agent-node-1" may not subscribe to riptrace\.node-2\.\S+ \(only the agent of host node-2 serves its requests\)`)
+	agent2.await(t, stateTimeout, "a refusal", func(_, stderr string) bool { return refused.MatchString(stderr) })
+	if code := agent2.exitCode(t, stateTimeout); code != 1 {
+		t.Errorf("the agent serving node-2 with node-1's user exited with %d, want 1", code)
+	}
 	hostsOut := run(t, cmdTimeout, append([]string{"hosts", "--nats", url, "--json"}, editor...)...)
 	if strings.Contains(hostsOut.stdout, `"node-2"`) {
 		t.Errorf("host node-2, served with node-1's user, is listed:\n%s", hostsOut.stdout)
