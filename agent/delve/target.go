@@ -325,12 +325,11 @@ func (t *target) loop() {
 		if t.runCommands() {
 			return
 		}
-		// Stepping over the breakpoint is part of the stop.
-		t.unguardTraps(true)
 		if !stopped.IsZero() {
 			now := time.Now()
 			t.charge(now.Sub(stopped), now, captured == 0)
 		}
+		t.unguardTraps()
 		cycle, resuming, manual, err := t.cont()
 		stopped = time.Now()
 		if resuming > 0 {
@@ -450,7 +449,7 @@ func (t *target) detach() error {
 	if done {
 		return nil
 	}
-	t.unguardTraps(false)
+	t.unguardTraps()
 	for id := range t.byID {
 		if err := t.clear(id); err != nil {
 			return err

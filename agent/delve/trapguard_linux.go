@@ -24,11 +24,10 @@ import (
 // So while the process is stopped, every thread has SIGTRAP blocked (the
 // kernel then queues a released SIGTRAP instead of delivering it) and the
 // threads stopped at a breakpoint have its original instruction back in the
-// text (so that, released, they run it rather than trap again). Before the
-// process resumes, the masks are restored and those threads stepped over
-// their breakpoint, the int3 put back after (stepOverBreakpoint: what
-// Delve's resume would do). A watchdog that finds a thread with SIGTRAP
-// blocked and pending takes the signal away (see clearTraps).
+// text (so that, released, they run it rather than trap again). Delve's
+// resume puts the int3 back after stepping over it; the masks are restored
+// just before. A watchdog that finds a thread with SIGTRAP blocked and
+// pending takes the signal away (see clearTraps).
 
 // execPtraceFunc runs fn on the thread that traces the process: ptrace
 // requests are accepted only from there. Delve does not export it.
@@ -65,9 +64,7 @@ func nativeProcessOf(th proc.Thread) (p unsafe.Pointer) {
 
 // guardTraps blocks SIGTRAP in every thread of the stopped process and
 // writes the original instruction back under the threads stopped at a
-// breakpoint; unguardTraps undoes the first. Each is one request to Delve's
-// ptrace thread: every request costs two thread switches, the better part
-// of a hit's cost.
+// breakpoint; unguardTraps undoes the first.
 func (t *target) guardTraps() {
 	threads := t.grp.Selected.ThreadList()
 	if len(threads) == 0 {
@@ -88,155 +85,33 @@ func (t *target) guardTraps() {
 				guarded = append(guarded, guardedThread{th.ThreadID(), mask})
 			}
 		}
-		for _, th := range threads {
-			if bp := th.Breakpoint().Breakpoint; bp != nil && len(bp.OriginalData) > 0 {
-				unix.PtracePokeData(th.ThreadID(), uintptr(bp.Addr), bp.OriginalData)
-			}
-		}
 	})
+	mem := t.grp.Selected.Memory()
+	for _, th := range threads {
+		if bp := th.Breakpoint().Breakpoint; bp != nil && len(bp.OriginalData) > 0 {
+			mem.WriteMemory(bp.Addr, bp.OriginalData)
+		}
+	}
 	t.guarded = guarded
 }
 
-// unguardTraps restores the masks guardTraps changed. With stepOver, it
-// then also steps the threads stopped at a breakpoint over it, as Delve's
-// resume would (see stepOverBreakpoint), in the same request.
-func (t *target) unguardTraps(stepOver bool) {
+// unguardTraps restores the masks guardTraps changed.
+func (t *target) unguardTraps() {
 	guarded := t.guarded
 	t.guarded = nil
 	threads := t.grp.Selected.ThreadList()
-	if len(threads) == 0 || len(guarded) == 0 && !stepOver {
+	if len(guarded) == 0 || len(threads) == 0 {
 		return
 	}
 	dbp := nativeProcessOf(threads[0])
 	if dbp == nil {
 		return
 	}
-	var steps []step
-	if stepOver && runtime.GOARCH == "amd64" {
-		bpm := t.grp.Selected.Breakpoints().M
-		for _, th := range threads {
-			bs := th.Breakpoint()
-			if bp := bs.Breakpoint; bp != nil && bp.WatchType == 0 && len(bp.OriginalData) > 0 && bpm[bp.Addr] == bp {
-				steps = append(steps, step{th.ThreadID(), bp.Addr, bp.OriginalData, bs})
-			}
-		}
-	}
-	if len(guarded) == 0 && len(steps) == 0 {
-		return
-	}
-	int3 := t.grp.Selected.BinInfo().Arch.BreakpointInstruction()
 	execPtraceFunc(dbp, func() {
 		for _, g := range guarded {
 			ptraceSigmask(unix.PTRACE_SETSIGMASK, g.tid, g.mask)
 		}
-		for _, s := range steps {
-			if stepOverBreakpoint(t.pid, s.tid, s.addr, s.orig, int3) {
-				s.state.Clear() // Delve's resume has nothing left to step
-			}
-		}
 	})
-}
-
-// step is a thread to step over the breakpoint it is stopped at.
-type step struct {
-	tid   int
-	addr  uint64
-	orig  []byte
-	state *proc.BreakpointState
-}
-
-// stepOverBreakpoint does what Delve's resume does for a thread stopped at
-// a software breakpoint (see native's stepInstruction and singleStep), on
-// the tracing thread and without handing each ptrace request to it: run the
-// original instruction under a single step, then put the int3 back. It
-// reports whether the thread stepped; if not, it leaves the thread to
-// Delve.
-//
-// Unlike Delve, it checks that the thread moved: a SIGTRAP pending on the
-// process (a stop request that met a breakpoint stop) is delivered to the
-// stepping thread before it runs the instruction, and taking that for the
-// end of the step would put the int3 back under the thread, which would
-// trap on it again and report the same call twice. Signals met on the way
-// are handled as Delve does: faults the instruction caused go on to the
-// thread at once, others are queued to it again.
-func stepOverBreakpoint(pid, tid int, addr uint64, orig, int3 []byte) bool {
-	var regs unix.PtraceRegs
-	if err := unix.PtraceGetRegs(tid, &regs); err != nil || regs.PC() != addr {
-		return false
-	}
-	if _, err := unix.PtracePokeData(tid, uintptr(addr), orig); err != nil {
-		return false
-	}
-	var later []syscall.Signal
-	defer func() {
-		for _, sig := range later {
-			unix.Tgkill(pid, tid, sig)
-		}
-	}()
-	stepped := false
-	sig, traps := 0, 0
-	for i := 0; i < 16 && !stepped; i++ {
-		if _, _, errno := syscall.Syscall6(syscall.SYS_PTRACE, unix.PTRACE_SINGLESTEP, uintptr(tid), 0, uintptr(sig), 0, 0); errno != 0 {
-			break
-		}
-		sig = 0
-		var ws syscall.WaitStatus
-		if _, err := syscall.Wait4(tid, &ws, unix.WALL, nil); err != nil || !ws.Stopped() {
-			break
-		}
-		switch s := ws.StopSignal(); s {
-		case syscall.SIGTRAP:
-			if err := unix.PtraceGetRegs(tid, &regs); err != nil {
-				break
-			}
-			traps++
-			// Still at addr: a pending SIGTRAP, not the step (or an
-			// instruction that jumps to itself: give up after a few).
-			stepped = regs.PC() != addr || traps == 3
-		case syscall.SIGSTOP:
-			// Delve's, to stop the thread: it is stopped.
-		case syscall.SIGILL, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGSEGV, syscall.SIGSTKFLT:
-			sig = int(s) // the instruction's own fault: deliver it now
-		default:
-			later = append(later, s)
-		}
-	}
-	// Put the int3 back whatever happened: Delve's breakpoint is set.
-	unix.PtracePokeData(tid, uintptr(addr), int3)
-	if stepped {
-		parkInSIGSTOP(pid, tid, &later)
-	}
-	return stepped
-}
-
-// parkInSIGSTOP turns the stop of a thread that ended its single step (a
-// SIGTRAP stop) into a SIGSTOP stop, like the other threads Delve stopped:
-// until Delve resumes it, a worker killed would let the kernel deliver the
-// stop's signal to it, and the Go runtime dies of a SIGTRAP but is only
-// stopped by a SIGSTOP (which the watchdog then continues). The thread takes
-// the SIGSTOP queued to it before it returns to its code, so it runs none.
-// Other signals met on the way go to later, to be queued again.
-func parkInSIGSTOP(pid, tid int, later *[]syscall.Signal) {
-	if err := unix.Tgkill(pid, tid, syscall.SIGSTOP); err != nil {
-		return
-	}
-	for range 16 {
-		if err := unix.PtraceCont(tid, 0); err != nil {
-			return
-		}
-		var ws syscall.WaitStatus
-		if _, err := syscall.Wait4(tid, &ws, unix.WALL, nil); err != nil || !ws.Stopped() {
-			return
-		}
-		switch s := ws.StopSignal(); {
-		case int(ws)>>16 != 0, s == syscall.SIGTRAP:
-			// An event, or a pending SIGTRAP: not for the thread.
-		case s == syscall.SIGSTOP:
-			return
-		default:
-			*later = append(*later, s)
-		}
-	}
 }
 
 // ptraceSigmask gets (returning it) or sets the blocked-signal mask of a
