@@ -27,20 +27,7 @@ func (t *target) capture(th proc.Thread, tp *tracepoint) fleet.Hit {
 		h.File, h.Line = tp.lbp.File, tp.lbp.Line
 		return h
 	}
-	top := frames[0].Call
-	h.File, h.Line = top.File, top.Line
-	if top.Fn != nil {
-		h.Function = top.Fn.Name
-	}
-	if c.StackDepth > 0 {
-		for _, f := range frames {
-			fr := fleet.Frame{File: f.Call.File, Line: f.Call.Line, PC: f.Call.PC}
-			if f.Call.Fn != nil {
-				fr.Function = f.Call.Fn.Name
-			}
-			h.Stack = append(h.Stack, fr)
-		}
-	}
+	dlvvalue.Place(&h, frames, c.StackDepth > 0)
 	g, gerr := proc.GetG(th)
 	if gerr == nil && g != nil {
 		h.Goroutine = g.ID

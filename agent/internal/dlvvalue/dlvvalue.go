@@ -103,6 +103,30 @@ func (cv Converter) ReadWarm(scope *proc.EvalScope, c fleet.Capture, load proc.L
 	}
 }
 
+// Place fills in where h happened from a stack read at the hit: file, line
+// and function of the top frame, and, if stack is set, the frames up to the
+// first Delve could not read.
+func Place(h *fleet.Hit, frames []proc.Stackframe, stack bool) {
+	top := frames[0].Call
+	h.File, h.Line = top.File, top.Line
+	if top.Fn != nil {
+		h.Function = top.Fn.Name
+	}
+	if !stack {
+		return
+	}
+	for _, f := range frames {
+		if f.Err != nil {
+			break
+		}
+		fr := fleet.Frame{File: f.Call.File, Line: f.Call.Line, PC: f.Call.PC}
+		if f.Call.Fn != nil {
+			fr.Function = f.Call.Fn.Name
+		}
+		h.Stack = append(h.Stack, fr)
+	}
+}
+
 // NeedsModuleData reports whether a value of h failed because Delve's module
 // data was loaded through register memory (see WarmModuleData).
 func NeedsModuleData(h fleet.Hit) bool {
