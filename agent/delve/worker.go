@@ -49,6 +49,9 @@ func MaybeRunWorker() {
 			os.Exit(2)
 		}
 	}
+	if _, err := pinToOneCPU(); err != nil {
+		fmt.Fprintf(os.Stderr, "riptrace delve worker for pid %d: running on every CPU, slower per hit: %v\n", pid, err)
+	}
 	if err := serveWorker(pid, budget, os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "riptrace delve worker for pid %d: %v\n", pid, err)
 		os.Exit(1)
