@@ -138,7 +138,8 @@ type tracepoint struct {
 	inKernel bool
 	limit    agent.TokenBucket
 	dropped  uint64
-	full     bool // a plan ran out of ops
+	ringFull uint64 // of dropped, those the full ring buffer refused
+	full     bool   // a plan ran out of ops
 }
 
 type probe struct {
@@ -546,7 +547,7 @@ func (t *target) read() {
 	}
 }
 
-const headerSize = 8 + 8 + 8 + 4 + 4 + 21*8
+const headerSize = 8 + 8 + 8 + 8 + 4 + 4 + 21*8
 
 // decode turns one record into a hit; ok is false for a record to skip (a
 // probe cleared meanwhile, or a condition that does not hold).
@@ -558,13 +559,14 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 	cookie := le.Uint64(raw[0:])
 	ktime := int64(le.Uint64(raw[8:]))
 	dropped := le.Uint64(raw[16:])
-	tid := int(le.Uint32(raw[24:]))
-	size := int(le.Uint32(raw[28:]))
+	ringFull := le.Uint64(raw[24:])
+	tid := int(le.Uint32(raw[32:]))
+	size := int(le.Uint32(raw[36:]))
 	var regs linutil.AMD64PtraceRegs
 	// struct pt_regs is the start of the ptrace layout, which goes on
 	// with the segment bases that a uprobe does not see.
 	var full [27 * 8]byte
-	copy(full[:], raw[32:headerSize])
+	copy(full[:], raw[40:headerSize])
 	binary.Read(bytes.NewReader(full[:]), le, &regs)
 	var regions []region
 	data := raw[headerSize:]
@@ -592,6 +594,7 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 	// What the kernel dropped before this record is owed to the next hit
 	// that leaves, whatever becomes of this one.
 	tp.dropped += dropped
+	tp.ringFull += min(ringFull, dropped)
 	t.snap.set(tid, &regs, regions)
 	t.tgt.ClearCaches()
 	h, keep, err := t.safeCapture(tp)
@@ -608,7 +611,12 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 		return agent.Hit{}, false
 	}
 	h.Dropped, tp.dropped = tp.dropped, 0
-	return agent.Hit{Hit: h}, true
+	hit := agent.Hit{Hit: h}
+	if tp.ringFull > 0 {
+		hit.Throttle = "by a full ring buffer: the line ran faster than the agent decodes hits; set maxHitsPerSecond to choose which hits leave"
+		tp.ringFull = 0
+	}
+	return hit, true
 }
 
 // safeCapture decodes a hit, turning a panic in Delve into an error: the

@@ -384,6 +384,70 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// TestRingFull: with no rate limit and an agent that does not read, a burst
+// of 20000 hits fills the ring buffer. Every hit is either delivered or
+// counted as dropped, and the drops say the ring buffer was full, not the
+// rate limit (there is none).
+func TestRingFull(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, valuesDir)
+	p := agenttest.Start(t, bin, "-every", "0", "-par", "8", "-burst", "2500")
+	tgt := attach(t, ebpf.New(), p.Pid)
+	tp := workSpec(t, "full")
+	tp.Capture.StackDepth = 16
+	set(t, tgt, tp)
+	if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	// Nobody reads: the agent's channel fills, then the ring buffer.
+	agenttest.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
+		if !strings.Contains(p.Output(), "BURST k=1 ") {
+			return fmt.Errorf("the burst has not ended")
+		}
+		return nil
+	})
+	var hits, dropped uint64
+	throttle := ""
+	read := func(h agent.Hit) {
+		if h.Fault != nil {
+			t.Fatalf("fault: %v", h.Fault)
+		}
+		hits++
+		dropped += h.Dropped
+		if h.Throttle != "" {
+			throttle = h.Throttle
+		}
+	}
+	for quiet := false; !quiet; {
+		select {
+		case h := <-tgt.Hits():
+			read(h)
+		case <-time.After(time.Second):
+			quiet = true
+		}
+	}
+	// The drops after the last hit that left come with the next one.
+	if err := syscall.Kill(p.Pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case h := <-tgt.Hits():
+		read(h)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call after the burst did not hit")
+	}
+	t.Logf("%d hits delivered, %d dropped; %s", hits, dropped, throttle)
+	if hits+dropped != 20001 {
+		t.Errorf("%d hits + %d dropped = %d, want the burst's 20000 and one call", hits, dropped, hits+dropped)
+	}
+	if dropped == 0 {
+		t.Fatalf("nothing dropped: the ring buffer held 20000 hits; make the burst bigger")
+	}
+	if !strings.Contains(throttle, "full ring buffer") {
+		t.Errorf("the drops say %q, want the full ring buffer named", throttle)
+	}
+}
+
 // TestClearAndExit: a cleared tracepoint stops hitting; when the process
 // exits, the hit channel closes and Detach says so.
 func TestClearAndExit(t *testing.T) {

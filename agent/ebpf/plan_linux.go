@@ -83,7 +83,7 @@ type bpfBucket struct {
 	Rate    uint64
 	TAT     uint64
 	Dropped uint64
-	_       uint64
+	Full    uint64 // of Dropped, those the full ring buffer refused
 }
 
 // ptRegs maps amd64 DWARF register numbers to their index in struct pt_regs.

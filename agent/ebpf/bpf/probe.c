@@ -98,13 +98,14 @@ struct bucket {
 	u64 rate;    // hits per second; 0: no limit
 	u64 tat;     // ns: when the bucket will be full again, as if hits came evenly
 	u64 dropped; // since the last hit that reached user space
-	u64 pad;
+	u64 full;    // of dropped, those the full ring buffer refused
 };
 
 struct header {
 	u64 cookie;
 	u64 time;
 	u64 dropped;
+	u64 full; // of dropped, those the full ring buffer refused
 	u32 tid;
 	u32 size; // bytes of regions after the header
 	u64 regs[NREGS];
@@ -331,6 +332,7 @@ int capture(struct pt_regs *ctx)
 	h->cookie = cookie;
 	h->time = now;
 	h->dropped = dropped;
+	h->full = __sync_lock_test_and_set(&b->full, 0);
 	h->tid = (u32)bpf_get_current_pid_tgid();
 
 	struct loopctx c = {.s = s, .p = p, .nops = p->nops, .frames = p->frames, .bp = h->regs[REG_BP]};
@@ -344,6 +346,7 @@ int capture(struct pt_regs *ctx)
 		size = BUF_SIZE;
 	if (bpf_ringbuf_output(&events, s->buf, size, 0) != 0) {
 		__sync_fetch_and_add(&b->dropped, dropped + 1);
+		__sync_fetch_and_add(&b->full, h->full + 1);
 	}
 	return 0;
 }
