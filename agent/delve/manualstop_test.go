@@ -107,3 +107,68 @@ func TestSetClearWhileHot(t *testing.T) {
 	}
 	t.Logf("%d hits, calls %d to %d", len(all), all[0].seq, all[len(all)-1].seq)
 }
+
+// TestCommandsAreNotTraps sets and clears a second tracepoint as fast as it
+// can for three seconds, under the default stop budget, while one on paced's
+// tick hits 20 times a second. Set and Clear stop the process too, and count
+// against its budget, but they are not the tick line's traps: the stop
+// budget must never remove tick for them.
+func TestCommandsAreNotTraps(t *testing.T) {
+	t.Parallel()
+	bin := agenttest.BuildTarget(t, pacedDir, agenttest.NoOpt)
+	p := agenttest.Start(t, bin, "-rate", "20")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b := delve.New(io.Discard)
+	b.SetStopBudget(delve.RecommendedStopBudget)
+	tg, err := b.Attach(ctx, p.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Detach(context.Background())
+	spec := func(id, marker string) fleet.Spec {
+		return fleet.Spec{
+			ID:       id,
+			Location: fleet.Location{Path: "paced/main.go", Line: agenttest.MarkerLine(t, pacedDir+"/main.go", marker)},
+			Capture:  fleet.Capture{Exprs: []string{"seq"}},
+		}
+	}
+	if _, err := tg.Set(ctx, spec("tick", "tick")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int)
+	go func() {
+		n := 0
+		for h := range tg.Hits() {
+			if h.Fault != nil {
+				t.Errorf("fault of %s: %v", h.Tracepoint, h.Fault)
+				continue
+			}
+			if h.Tracepoint == "tick" {
+				n++
+			}
+		}
+		done <- n
+	}()
+	commands := 0
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); commands += 2 {
+		id := fmt.Sprintf("other%d", commands)
+		if _, err := tg.Set(ctx, spec(id, "second")); err != nil {
+			t.Fatal(err)
+		}
+		if err := tg.Clear(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A second more of tick alone: a window that the commands left over
+	// budget is judged at tick's next hit.
+	time.Sleep(time.Second)
+	if err := tg.Detach(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := <-done
+	t.Logf("%d commands in 3s; %d hits of tick", commands, n)
+	if n == 0 {
+		t.Error("no hit of tick")
+	}
+}

@@ -319,21 +319,29 @@ func (t *target) loop() {
 	}()
 	failures := 0
 	var stopped time.Time // when the last Continue returned; zero at first
-	captured := 0         // hits captured at that stop
+	// bare: that stop was a tracepoint's trap that captured nothing (hits
+	// dropped by a limit or the budget); a stop for commands, or for
+	// anything else, is not.
+	bare := false
 	for {
 		t.sendFaults()
+		began := time.Now()
 		if t.runCommands() {
 			return
 		}
 		if !stopped.IsZero() {
+			// Commands stop the process too, but are no line's traps:
+			// they count against the budget, never as bare traps.
 			now := time.Now()
-			t.charge(now.Sub(stopped), now, captured == 0)
+			commands := now.Sub(began)
+			t.charge(began.Sub(stopped), now, bare)
+			t.charge(commands, now, false)
 		}
 		t.unguardTraps()
 		cycle, resuming, manual, err := t.cont()
 		stopped = time.Now()
 		if resuming > 0 {
-			t.charge(resuming, stopped, captured == 0)
+			t.charge(resuming, stopped, bare)
 			cycle -= resuming
 		}
 		if manual > 0 {
@@ -362,10 +370,10 @@ func (t *target) loop() {
 		// A condition that cannot be evaluated makes Continue return an
 		// error with the process stopped; collect reports it per tracepoint.
 		t.guardTraps()
-		var n int
-		n, captured = t.collect()
+		n, captured := t.collect()
+		bare = n > 0 && captured == 0
 		if n > 0 {
-			t.charge(t.budget.trapCharge(cycle), stopped, captured == 0)
+			t.charge(t.budget.trapCharge(cycle), stopped, bare)
 			t.enforceBudget()
 		}
 		if n == 0 && (err != nil || !t.ranLast) {
