@@ -244,6 +244,14 @@ func (c *FileConfig) check() error {
 	if c.NATS.Password != "" && c.NATS.User == "" {
 		return fail("nats.password", "a password without nats.user: add user: NAME, or use token: for token auth")
 	}
+	// An empty list reads as "admit none" to a person and as "no rule" to
+	// the agent: ask which is meant.
+	if c.Set("attach.processes") && len(c.Attach.Processes) == 0 {
+		return fail("attach.processes", `an empty list: leave the key out to admit every Go process, or list the globs to admit, such as ["orders", "*/cmd/payments"]`)
+	}
+	if c.Set("attach.uids") && len(c.Attach.UIDs) == 0 {
+		return fail("attach.uids", "an empty list: leave the key out to admit processes of every uid, or list the uids to admit, such as [1000]")
+	}
 	for i, g := range c.Attach.Processes {
 		if strings.TrimSpace(g) == "" {
 			return fail(fmt.Sprintf("attach.processes[%d]", i), `empty glob: drop it, or write "*" to admit every Go process`)

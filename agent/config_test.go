@@ -76,6 +76,8 @@ func TestConfigErrors(t *testing.T) {
 		{"attach:\n  uids: [-1]\n", []string{"attach.uids[0]", "-1 is not a uid"}},
 		{"attach:\n  processes: orders\n", []string{"a.yaml:2:", "attach.processes", "want a list"}},
 		{"attach:\n  processes: [\"\"]\n", []string{"attach.processes[0]", "empty glob"}},
+		{"attach:\n  uids: []\n", []string{"a.yaml:2:", "attach.uids", "an empty list", "leave the key out"}},
+		{"attach:\n  processes: []\n", []string{"a.yaml:2:", "attach.processes", "an empty list", "leave the key out"}},
 		{"nats: nats://n:4222\n", []string{"a.yaml:1:", `want keys under it (url, prefix, creds, nkey, user, password, token, tls): write nats: {url: "nats://n:4222"}`}},
 		{"attach: [1000]\n", []string{"a.yaml:1:", "attach:", "want keys under it (processes, uids)"}},
 		{"deny: ['']\n", []string{"deny[0]", "empty glob"}},
