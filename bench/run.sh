@@ -120,6 +120,23 @@ wait_for() {
 	return 1
 }
 
+# quiesce FILE REGEX COUNT: wait until FILE has COUNT lines matching REGEX,
+# or no new one came for a second (hits dropped are not coming).
+quiesce() {
+	local n last=-1 still=0
+	while :; do
+		n=$(count "$1" "$2")
+		((n >= $3)) && return 0
+		if ((n == last)); then
+			((++still >= 10)) && return 0
+		else
+			still=0
+		fi
+		last=$n
+		sleep 0.1
+	done
+}
+
 # stamp prefixes each line with the time it arrived (EPOCHREALTIME, µs).
 stamp() {
 	local line
@@ -356,11 +373,13 @@ for tool in dlv rt rte bare; do loop "$tool" "$WARMUP" >/dev/null; done
 loop idle 1000000 >/dev/null
 declare -A RAW # tool,run → ns per loop
 for ((i = 1; i <= HIT_RUNS; i++)); do
-	# idle right after base: both see the same load, and not the agent
-	# still decoding the eBPF hits of the run before.
-	for tool in base idle dlv rt rte bare; do
+	# The eBPF agent decodes its hits after the fact, on the machine's
+	# CPUs: its run comes last, and the next round waits until its hits are
+	# out, so that no other run shares the CPUs with that decoding.
+	for tool in base idle dlv rt bare rte; do
 		RAW[$tool,$i]=$(loop "$tool" "$(iterations "$tool")")
 	done
+	quiesce "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE," $((WARMUP + i * NF))
 done
 base=()
 for ((i = 1; i <= HIT_RUNS; i++)); do base+=("$(calc "${RAW[base,$i]} / $BASE_N")"); done
