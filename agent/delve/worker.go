@@ -49,9 +49,6 @@ func MaybeRunWorker() {
 			os.Exit(2)
 		}
 	}
-	if _, err := pinToOneCPU(); err != nil {
-		fmt.Fprintf(os.Stderr, "riptrace delve worker for pid %d: running on every CPU, slower per hit: %v\n", pid, err)
-	}
 	if err := serveWorker(pid, budget, os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "riptrace delve worker for pid %d: %v\n", pid, err)
 		os.Exit(1)
@@ -89,6 +86,10 @@ func serveWorker(pid int, budget float64, in io.Reader, out io.Writer) error {
 		j.detached()
 		events <- event{Type: "end", Error: fleet.AsError(err)}
 		return finish(nil)
+	}
+	// Pinned once attached: Delve reads the binary info on every CPU.
+	if _, err := pinToOneCPU(); err != nil {
+		fmt.Fprintf(os.Stderr, "riptrace delve worker for pid %d: running on every CPU, slower per hit: %v\n", pid, err)
 	}
 	events <- event{Type: "attached"}
 
