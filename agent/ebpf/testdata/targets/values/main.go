@@ -113,7 +113,7 @@ func main() {
 			var wg sync.WaitGroup
 			for g := 0; g < *par; g++ {
 				wg.Add(1)
-				go func() {
+				go func() { //@trace(twopcs): a go statement, with code in two functions
 					defer wg.Done()
 					id := goid()
 					for i := 0; i < *burst; i++ {
