@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"go/parser"
 	"os"
 	"strings"
 	"sync"
@@ -128,10 +129,12 @@ type tracepoint struct {
 	spec   agent.Tracepoint
 	file   string
 	bucket uint32
-	probes []*probe
-	log    []fleet.LogSegment
-	load   proc.LoadConfig
-	warm   bool
+	// hasBucket says bucket is the tracepoint's, until it is released.
+	hasBucket bool
+	probes    []*probe
+	log       []fleet.LogSegment
+	load      proc.LoadConfig
+	warm      bool
 	// Applied here when the tracepoint has a condition the BPF program
 	// does not evaluate: the BPF bucket would count the hits the condition
 	// filters out.
@@ -162,45 +165,50 @@ func newTarget(pid int, exe string) (*target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the process's memory: %w", err)
 	}
-	snap := &snapshot{bi: proc.NewBinaryInfo("linux", "amd64", true), entry: entry, bps: proc.NewBreakpointMap(), live: live, static: static}
+	file, err := os.Open(exe)
+	if err != nil {
+		live.Close()
+		return nil, fmt.Errorf("opening the executable: %w", err)
+	}
+	snap := &snapshot{bi: proc.NewBinaryInfo("linux", "amd64", true), entry: entry, bps: proc.NewBreakpointMap(), live: live, file: file, static: static}
 	snap.thread = &thread{s: snap, id: pid}
 	_, addTarget := proc.NewGroup(group{}, proc.NewTargetGroupConfig{})
 	tgt, err := addTarget(snap, pid, snap.thread, exe, proc.StopAttached, "")
 	if err != nil {
-		live.Close()
+		snap.close()
 		return nil, fmt.Errorf("reading the debug info: %w", err)
 	}
 	if snap.bi.Arch.Name != "amd64" {
-		live.Close()
+		snap.close()
 		return nil, fmt.Errorf("the eBPF backend supports amd64 only, not %s", snap.bi.Arch.Name)
 	}
 	di, err := loadDebugInfo(exe, snap.bi.Images[0].StaticBase)
 	if err != nil {
-		live.Close()
+		snap.close()
 		return nil, err
 	}
 	coll, err := loadCollection()
 	if err != nil {
-		live.Close()
+		snap.close()
 		return nil, err
 	}
 	ex, err := link.OpenExecutable(exe)
 	if err != nil {
 		coll.Close()
-		live.Close()
+		snap.close()
 		return nil, fmt.Errorf("opening %s: %w", exe, err)
 	}
 	rb, err := ringbuf.NewReader(coll.Maps["events"])
 	if err != nil {
 		coll.Close()
-		live.Close()
+		snap.close()
 		return nil, fmt.Errorf("opening the ring buffer: %w", err)
 	}
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		rb.Close()
 		coll.Close()
-		live.Close()
+		snap.close()
 		return nil, fmt.Errorf("watching pid %d: %w", pid, err)
 	}
 	var ts unix.Timespec
@@ -243,7 +251,7 @@ func entryPoint(pid int) (uint64, error) {
 // staticMappings returns the file-backed mappings of the executable: code,
 // read-only data, and the data sections holding the runtime's type and
 // module tables, which the decoder may read from the live process.
-func staticMappings(pid int) ([][2]uint64, error) {
+func staticMappings(pid int) ([]mapping, error) {
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	if err != nil {
 		return nil, err
@@ -252,15 +260,15 @@ func staticMappings(pid int) ([][2]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out [][2]uint64
+	var out []mapping
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 6 || f[5] != exe {
 			continue
 		}
-		var lo, hi uint64
-		if _, err := fmt.Sscanf(f[0], "%x-%x", &lo, &hi); err == nil {
-			out = append(out, [2]uint64{lo, hi})
+		var m mapping
+		if _, err := fmt.Sscanf(f[0]+" "+f[2], "%x-%x %x", &m.start, &m.end, &m.off); err == nil {
+			out = append(out, m)
 		}
 	}
 	return out, nil
@@ -268,17 +276,25 @@ func staticMappings(pid int) ([][2]uint64, error) {
 
 func (t *target) Hits() <-chan agent.Hit { return t.hits }
 
+// Set installs spec. A spec with the ID of an installed tracepoint replaces
+// it, as Delve's backend does, but only once the new one is in place: until
+// then the old one keeps its probes, bucket and counters, and if the new one
+// fails, Set returns the error with the old one still installed and hitting.
 func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placement, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.ended {
+	if t.ended || t.exitErr != nil {
 		return agent.Placement{}, t.gone()
 	}
 	if spec.HitCondition != "" {
 		return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: the eBPF backend has no hit conditions; use the delve backend for it", spec.ID)
 	}
-	if old := t.tps[spec.ID]; old != nil {
-		t.clear(old)
+	// Delve's backend refuses a condition that does not parse when it is
+	// set; so does this one, rather than fault at the first hit.
+	if spec.Condition != "" {
+		if _, err := parser.ParseExpr(spec.Condition); err != nil {
+			return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: condition %q is not a Go expression: %v", spec.ID, spec.Condition, err)
+		}
 	}
 	file, err := agent.ResolveFile(t.snap.bi.Sources, spec.Location)
 	if err != nil {
@@ -317,52 +333,19 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 		plan.Frames = uint32(frames)
 		plans[i] = plan
 	}
-	bk, err := t.allocBucket(spec, inKernel)
-	if err != nil {
-		return agent.Placement{}, err
-	}
-	tp.bucket = bk
+	tp.inKernel = inKernel
 	if !inKernel {
 		tp.limit.Init(maxHitsPerSecond(spec))
 	}
-	tp.inKernel = inKernel
-	for i, pc := range pcs {
-		plan := plans[i]
-		plan.Bucket = bk
-		slot := t.allocPlan()
-		if err := t.coll.Maps["plans"].Put(slot, &plan); err != nil {
-			t.freePlan = append(t.freePlan, slot)
-			t.clear(tp)
-			return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "storing the capture plan: %v", err)
-		}
-		off, err := fileOffset(t.exe, pc, t.snap.bi.Images[0].StaticBase)
-		if err != nil {
-			t.freePlan = append(t.freePlan, slot)
-			t.clear(tp)
-			return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "placing a uprobe at pc %#x: %v", pc, err)
-		}
-		fn := t.snap.bi.PCToFunc(pc)
-		sym := "riptrace"
-		if fn != nil {
-			sym = fn.Name
-		}
-		// The cookie's low half picks the plan slot; its high half counts
-		// the slot's uses, so that records of a probe cleared a moment ago
-		// and still in the ring buffer never pass for the new probe's.
-		t.cookieGen++
-		cookie := uint64(t.cookieGen)<<32 | uint64(slot)
-		l, err := t.ex.Uprobe(sym, t.coll.Programs["capture"], &link.UprobeOptions{Address: off, PID: t.pid, Cookie: cookie})
-		if err != nil {
-			t.freePlan = append(t.freePlan, slot)
-			t.clear(tp)
-			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
-				return agent.Placement{}, fleet.Errorf(fleet.CodeAttach, "attaching a uprobe at %s:%d (pc %#x): %v: the kernel refused the agent a uprobe; give it CAP_PERFMON and CAP_BPF, and where the kernel asks for more (seen on 6.18 with perf_event_paranoid=2) CAP_SYS_ADMIN, or trace with --backend delve (auto falls back to it)", file, spec.Location.Line, pc, err)
-			}
-			return agent.Placement{}, fleet.Errorf(fleet.CodeAttach, "attaching a uprobe at %s:%d (pc %#x): %v", file, spec.Location.Line, pc, err)
-		}
-		p := &probe{tp: tp, pc: pc, cookie: cookie, link: l}
-		tp.probes = append(tp.probes, p)
-		t.byCookie[p.cookie] = p
+	// The new tracepoint takes its own bucket and plan slots, never the
+	// old one's, and its cookies have a new generation: the old one's
+	// records still in the ring buffer cannot pass for the new one's.
+	if err := t.install(tp, pcs, plans); err != nil {
+		t.release(tp)
+		return agent.Placement{}, err
+	}
+	if old := t.tps[spec.ID]; old != nil {
+		t.clear(old)
 	}
 	t.tps[spec.ID] = tp
 	pl := agent.Placement{Pid: t.pid, File: file, Line: spec.Location.Line, PCs: pcs}
@@ -370,6 +353,58 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 		pl.Function = fn.Name
 	}
 	return pl, nil
+}
+
+// install takes a bucket and plan slots for tp and attaches its probes, one
+// per PC. On error, what it took is in tp for release to give back. Lock
+// should be held.
+func (t *target) install(tp *tracepoint, pcs []uint64, plans []bpfPlan) error {
+	bk, err := t.allocBucket(tp.spec, tp.inKernel)
+	if err != nil {
+		return err
+	}
+	tp.bucket, tp.hasBucket = bk, true
+	file, line := tp.file, tp.spec.Location.Line
+	for i, pc := range pcs {
+		plan := plans[i]
+		plan.Bucket = bk
+		slot, err := t.allocPlan()
+		if err != nil {
+			return err
+		}
+		if err := t.coll.Maps["plans"].Put(slot, &plan); err != nil {
+			t.freePlan = append(t.freePlan, slot)
+			return fleet.Errorf(fleet.CodeInternal, "storing the capture plan: %v", err)
+		}
+		off, err := fileOffset(t.exe, pc, t.snap.bi.Images[0].StaticBase)
+		if err != nil {
+			t.freePlan = append(t.freePlan, slot)
+			return fleet.Errorf(fleet.CodeInternal, "placing a uprobe at pc %#x: %v", pc, err)
+		}
+		fn := t.snap.bi.PCToFunc(pc)
+		sym := "riptrace"
+		if fn != nil {
+			sym = fn.Name
+		}
+		// The cookie's low half picks the plan slot; its high half counts
+		// the probes attached, so that records of a probe cleared a moment
+		// ago and still in the ring buffer never pass for those of a new
+		// probe on the same slot.
+		t.cookieGen++
+		cookie := uint64(t.cookieGen)<<32 | uint64(slot)
+		l, err := t.ex.Uprobe(sym, t.coll.Programs["capture"], &link.UprobeOptions{Address: off, PID: t.pid, Cookie: cookie})
+		if err != nil {
+			t.freePlan = append(t.freePlan, slot)
+			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+				return fleet.Errorf(fleet.CodeAttach, "attaching a uprobe at %s:%d (pc %#x): %v: the kernel refused the agent a uprobe; give it CAP_PERFMON and CAP_BPF, and where the kernel asks for more (seen on 6.18 with perf_event_paranoid=2) CAP_SYS_ADMIN, or trace with --backend delve (auto falls back to it)", file, line, pc, err)
+			}
+			return fleet.Errorf(fleet.CodeAttach, "attaching a uprobe at %s:%d (pc %#x): %v", file, line, pc, err)
+		}
+		p := &probe{tp: tp, pc: pc, cookie: cookie, link: l}
+		tp.probes = append(tp.probes, p)
+		t.byCookie[p.cookie] = p
+	}
+	return nil
 }
 
 func maxHitsPerSecond(spec agent.Tracepoint) int {
@@ -405,14 +440,17 @@ func (t *target) allocBucket(spec agent.Tracepoint, inKernel bool) (uint32, erro
 }
 
 // allocPlan takes a plan slot. Lock should be held.
-func (t *target) allocPlan() uint32 {
+func (t *target) allocPlan() (uint32, error) {
 	if n := len(t.freePlan); n > 0 {
 		s := t.freePlan[n-1]
 		t.freePlan = t.freePlan[:n-1]
-		return s
+		return s, nil
+	}
+	if t.nextPlan == t.coll.Maps["plans"].MaxEntries() {
+		return 0, fleet.Errorf(fleet.CodeInternal, "too many probes in pid %d: all %d are in use; clear some tracepoints", t.pid, t.nextPlan)
 	}
 	t.nextPlan++
-	return t.nextPlan - 1
+	return t.nextPlan - 1, nil
 }
 
 // fileOffset turns a PC into the offset in the executable that uprobes
@@ -441,24 +479,33 @@ func (t *target) Clear(ctx context.Context, id string) error {
 	return nil
 }
 
-// clear removes tp's probes. Lock should be held.
+// clear removes tp, its probes and its slots. Lock should be held.
 func (t *target) clear(tp *tracepoint) {
+	t.release(tp)
+	if t.tps[tp.spec.ID] == tp {
+		delete(t.tps, tp.spec.ID)
+	}
+}
+
+// release detaches tp's probes and gives back its bucket and plan slots;
+// records of its probes still in the ring buffer are skipped from now on.
+// Lock should be held.
+func (t *target) release(tp *tracepoint) {
 	for _, p := range tp.probes {
 		p.link.Close()
 		delete(t.byCookie, p.cookie)
 		t.freePlan = append(t.freePlan, uint32(p.cookie))
 	}
 	tp.probes = nil
-	if int(tp.bucket) < len(t.buckets) {
+	if tp.hasBucket {
 		t.buckets[tp.bucket] = false
-	}
-	if t.tps[tp.spec.ID] == tp {
-		delete(t.tps, tp.spec.ID)
+		tp.hasBucket = false
 	}
 }
 
-// Detach removes every probe and frees the program. If the process had
-// exited, it returns agent.ErrProcessExited.
+// Detach removes every probe and frees the program, dropping the hits not
+// yet read from the ring buffer. If the process had exited, it returns
+// agent.ErrProcessExited.
 func (t *target) Detach(ctx context.Context) error {
 	t.close(nil)
 	select {
@@ -480,7 +527,9 @@ func (t *target) close(exitErr error) {
 		return
 	}
 	t.ended = true
-	t.exitErr = exitErr
+	if exitErr != nil {
+		t.exitErr = exitErr
+	}
 	for _, tp := range t.tps {
 		t.clear(tp)
 	}
@@ -495,7 +544,8 @@ func (t *target) gone() error {
 	return fmt.Errorf("pid %d is detached", t.pid)
 }
 
-// watch waits for the process to exit.
+// watch waits for the process to exit, then has read deliver what is left
+// in the ring buffer before it closes the target.
 func (t *target) watch() {
 	defer unix.Close(t.pidfd)
 	fds := []unix.PollFd{{Fd: int32(t.pidfd), Events: unix.POLLIN}}
@@ -510,28 +560,44 @@ func (t *target) watch() {
 			return
 		}
 		if n > 0 {
-			// The process is gone: its probes went with it, but our links
-			// and program are freed here.
-			status := 0
-			t.close(agent.ErrProcessExited{Pid: t.pid, Status: status})
-			return
+			break
 		}
 	}
+	t.mu.Lock()
+	if !t.ended {
+		t.exitErr = agent.ErrProcessExited{Pid: t.pid, Status: 0}
+	}
+	t.mu.Unlock()
+	// Every thread is gone, so every record the process will ever make is
+	// in the ring buffer: read returns them all, then ErrFlushed.
+	t.rb.Flush()
 }
 
-// read decodes records until the ring buffer is closed.
+// read decodes records until the ring buffer is closed, or drained after
+// the process exited.
 func (t *target) read() {
 	defer close(t.done)
 	defer close(t.hits)
 	defer func() {
 		t.coll.Close()
-		t.snap.live.Close()
+		t.snap.close()
 	}()
 	var rec ringbuf.Record
 	for {
 		if err := t.rb.ReadInto(&rec); err != nil {
 			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return
+			}
+			if errors.Is(err, ringbuf.ErrFlushed) {
+				t.mu.Lock()
+				exitErr := t.exitErr
+				t.mu.Unlock()
+				if exitErr != nil {
+					// Drained: its probes went with the process, but our
+					// links and program are freed here.
+					t.close(exitErr)
+					return
+				}
 			}
 			continue
 		}

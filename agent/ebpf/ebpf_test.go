@@ -598,3 +598,193 @@ func TestCondition(t *testing.T) {
 		t.Errorf("%d hits, %d dropped; want the 40 where the condition holds, none dropped", len(hits), dropped)
 	}
 }
+
+// TestReplace: a spec that fails replaces nothing: Set says why, and the
+// tracepoint it would have replaced keeps hitting as it was. A spec that
+// works takes over, and the hits of the one it replaced that are still in
+// the ring buffer never pass for its own, even on a plan slot they used.
+func TestReplace(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, valuesDir)
+	p := agenttest.Start(t, bin, "-every", "0", "-par", "2", "-burst", "800")
+	tgt := attach(t, ebpf.New(), p.Pid)
+	ctx := context.Background()
+	workLine := agenttest.MarkerLine(t, valuesDir+"/main.go", "work")
+	old := workSpec(t, "r")
+	old.Capture = fleet.Capture{Args: true}
+	set(t, tgt, old)
+
+	for _, c := range []struct {
+		name string
+		edit func(*agent.Tracepoint)
+		code string
+	}{
+		{"a line without code", func(s *agent.Tracepoint) {
+			s.Location.Line = agenttest.MarkerLine(t, valuesDir+"/main.go", "nocode")
+		}, fleet.CodeNoCode},
+		{"a condition that does not parse", func(s *agent.Tracepoint) { s.Condition = "n >" }, fleet.CodeBadCondition},
+		{"a hit condition", func(s *agent.Tracepoint) { s.HitCondition = "> 2" }, fleet.CodeBadCondition},
+		{"a log message that does not parse", func(s *agent.Tracepoint) { s.LogMessage = "n is {n" }, fleet.CodeBadCondition},
+		{"a file the program lacks", func(s *agent.Tracepoint) { s.Location.Path = "nosuch.go" }, fleet.CodeNoFile},
+	} {
+		bad := workSpec(t, "r")
+		bad.LogMessage = "bad {n}"
+		c.edit(&bad)
+		_, err := tgt.Set(ctx, bad)
+		if fe := fleet.AsError(err); fe == nil || fe.Code != c.code {
+			t.Errorf("replacing with %s: %v, want a %s error", c.name, err, c.code)
+		}
+	}
+	// The old tracepoint is still installed, with its own spec: every call
+	// of the burst hits it.
+	hits := burstHits(t, p, tgt, 1)
+	for _, h := range hits {
+		if h.Tracepoint != "r" || h.Line != workLine || h.Message != "" || len(h.Locals) != 0 || argN(t, h)/1000000 != 1 {
+			t.Fatalf("after the failed replacements, a hit of %s at line %d with message %q, %d locals, n = %d; want the old spec's", h.Tracepoint, h.Line, h.Message, len(h.Locals), argN(t, h))
+		}
+	}
+	if len(hits) != 1600 {
+		t.Fatalf("burst 1 after the failed replacements: %d hits, want 1600", len(hits))
+	}
+
+	// Burst 2 fills the hit channel and leaves the rest in the ring
+	// buffer. Meanwhile the old spec is replaced twice: the second
+	// replacement takes the plan slot the old one gave back.
+	if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitOutput(t, "BURST k=2 ", time.Minute)
+	inl := markerSpec(t, "r", "inl")
+	inl.LogMessage = "inl {x}"
+	set(t, tgt, inl)
+	next := workSpec(t, "r")
+	next.Capture.StackDepth = 1
+	next.LogMessage = "next {n}"
+	set(t, tgt, next)
+	if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitOutput(t, "BURST k=3 ", time.Minute)
+
+	var olds, news int
+	var dropped uint64
+	for done := false; !done; {
+		select {
+		case h := <-tgt.Hits():
+			if h.Fault != nil {
+				t.Fatalf("fault: %v", h.Fault)
+			}
+			n := argN(t, h.Hit)
+			switch {
+			case h.Message == "":
+				if news > 0 {
+					t.Fatalf("a hit of the old spec (n = %d) after %d of the new one", n, news)
+				}
+				if n/1000000 != 2 {
+					t.Fatalf("a hit of the old spec with n = %d, not of burst 2", n)
+				}
+				olds++
+			case h.Message == fmt.Sprintf("next %d", n):
+				// A record of the old spec decoded with the new one's
+				// would come from burst 2.
+				if n/1000000 != 3 || h.Line != workLine || len(h.Locals) == 0 {
+					t.Fatalf("a hit of the new spec with n = %d at line %d, %d locals; want one of burst 3 at line %d with locals", n, h.Line, len(h.Locals), workLine)
+				}
+				news++
+				dropped += h.Dropped
+			default:
+				t.Fatalf("a hit with message %q, n = %d at line %d", h.Message, n, h.Line)
+			}
+		case <-time.After(quiet(olds + news)):
+			done = true
+		}
+	}
+	t.Logf("%d hits of the old spec read after the replacements, %d of the new one, %d dropped", olds, news, dropped)
+	if uint64(news)+dropped != 1600 {
+		t.Errorf("burst 3: %d hits + %d dropped, want 1600", news, dropped)
+	}
+}
+
+// TestExitDrains: hits still in the ring buffer when the process exits are
+// delivered before the hit channel closes, decoded as those read before.
+func TestExitDrains(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, valuesDir)
+	const calls = 2000
+	p := agenttest.Start(t, bin, "-every", "0", "-par", "8", "-burst", strconv.Itoa(calls/8), "-exit-after-burst")
+	tgt := attach(t, ebpf.New(), p.Pid)
+	set(t, tgt, workSpec(t, "x"))
+	// A hit decoded while the process runs, for those decoded after it
+	// exited to be compared with.
+	if err := syscall.Kill(p.Pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	var alive fleet.Hit
+	select {
+	case h := <-tgt.Hits():
+		if h.Fault != nil {
+			t.Fatalf("fault: %v", h.Fault)
+		}
+		alive = h.Hit
+	case <-time.After(30 * time.Second):
+		t.Fatal("the call before the burst did not hit")
+	}
+	if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	// Nobody reads until the process is gone: the hit channel fills, and
+	// the rest wait in the ring buffer.
+	if err := p.Wait(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	var hits []fleet.Hit
+	var dropped uint64
+	for open := true; open; {
+		select {
+		case h, ok := <-tgt.Hits():
+			if !ok {
+				open = false
+				break
+			}
+			if h.Fault != nil {
+				t.Fatalf("fault: %v", h.Fault)
+			}
+			hits = append(hits, h.Hit)
+			dropped += h.Dropped
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the hit channel is still open 30s after the process exited (%d hits read)", len(hits))
+		}
+	}
+	t.Logf("%d hits, %d dropped", len(hits), dropped)
+	if uint64(len(hits))+dropped != calls {
+		t.Errorf("%d hits + %d dropped, want the burst's %d calls", len(hits), dropped, calls)
+	}
+	// The last hits of the channel's worth were decoded after the process
+	// exited; those of the shape the call with n = -1 had read as it did.
+	for i := len(hits) - 1; i >= 0; i-- {
+		if argN(t, hits[i])%2 == 0 {
+			before, _ := json.Marshal(append(fixed(alive.Args), fixed(alive.Locals)...))
+			after, _ := json.Marshal(append(fixed(hits[i].Args), fixed(hits[i].Locals)...))
+			if string(before) != string(after) {
+				t.Errorf("a hit decoded after the exit reads\n%s\nwhere one decoded before read\n%s", after, before)
+			}
+			break
+		}
+	}
+	var pe agent.ErrProcessExited
+	if err := tgt.Detach(context.Background()); !errors.As(err, &pe) {
+		t.Errorf("Detach after exit: %v, want ErrProcessExited", err)
+	}
+}
+
+// fixed keeps the values of work that depend only on its shape, not on n.
+func fixed(vs []fleet.Variable) []fleet.Variable {
+	var out []fleet.Variable
+	for _, v := range vs {
+		switch v.Name {
+		case "s", "err", "anyv", "lab":
+			out = append(out, v)
+		}
+	}
+	return out
+}

@@ -22,7 +22,10 @@ import (
 // to name an interface's dynamic type, are read from the live process. They
 // do not change while the program runs; the initialized globals that share
 // those mappings can, and a hit's value that points into them (rare for a
-// local) is read as it is at decoding, a moment after the hit.
+// local) is read as it is at decoding, a moment after the hit. Once the
+// process has exited, the hits still in the ring buffer read them from the
+// executable file instead: the tables are as the linker wrote them, the
+// globals as they were before the program ran.
 //
 // snapshot implements just enough of Delve's proc.ProcessInternal and
 // proc.Thread for a Target that is never resumed: the embedded interfaces
@@ -34,8 +37,9 @@ type snapshot struct {
 	entry                uint64
 	bps                  proc.BreakpointMap
 	thread               *thread
-	live                 *os.File    // /proc/PID/mem
-	static               [][2]uint64 // read-only mappings of the executable, [start, end)
+	live                 *os.File  // /proc/PID/mem
+	file                 *os.File  // the executable
+	static               []mapping // file-backed mappings of the executable
 
 	regions []region // of the current hit; they may overlap
 }
@@ -43,6 +47,12 @@ type snapshot struct {
 type region struct {
 	addr uint64
 	data []byte
+}
+
+// mapping is [start, end) of the address space, mapped from the executable
+// at offset off.
+type mapping struct {
+	start, end, off uint64
 }
 
 // errNotCaptured is what reading memory the hit did not copy returns; the
@@ -67,8 +77,9 @@ func (s *snapshot) MemoryMap() ([]proc.MemoryMapEntry, error) {
 	return nil, errors.New("no memory map")
 }
 
-// ReadMemory serves buf from the copied regions, or from the live process
-// for the executable's file-backed mappings.
+// ReadMemory serves buf from the copied regions, or for the executable's
+// file-backed mappings from the live process, or from the executable once
+// the process is gone.
 func (s *snapshot) ReadMemory(buf []byte, addr uint64) (int, error) {
 	end := addr + uint64(len(buf))
 	for _, r := range s.regions {
@@ -77,11 +88,26 @@ func (s *snapshot) ReadMemory(buf []byte, addr uint64) (int, error) {
 		}
 	}
 	for _, m := range s.static {
-		if addr >= m[0] && end <= m[1] {
-			return s.live.ReadAt(buf, int64(addr))
+		if addr >= m.start && end <= m.end {
+			n, err := s.live.ReadAt(buf, int64(addr))
+			if n == len(buf) {
+				return n, nil
+			}
+			// An exited process's memory reads as empty.
+			if n, ferr := s.file.ReadAt(buf, int64(m.off+addr-m.start)); n == len(buf) {
+				return n, nil
+			} else if err == nil {
+				err = ferr
+			}
+			return 0, err
 		}
 	}
 	return 0, fmt.Errorf("%w: %d bytes at %#x", errNotCaptured, len(buf), addr)
+}
+
+func (s *snapshot) close() {
+	s.live.Close()
+	s.file.Close()
 }
 
 // set makes the snapshot that of one hit.

@@ -5,8 +5,8 @@
 // It prints "READY pid=<pid>" and then calls work every -every (never with
 // -every 0). On SIGUSR1 it also runs a burst: -par goroutines call work
 // -burst times each at once, with n = 1000000*k + i in burst k (from 1),
-// then it prints "BURST k=<k> calls=<n>". On SIGUSR2 it calls work once
-// with n = -1.
+// then it prints "BURST k=<k> calls=<n>", and with -exit-after-burst exits
+// at once. On SIGUSR2 it calls work once with n = -1.
 package main
 
 import (
@@ -64,6 +64,7 @@ func work(n int, s *Shape, gid int64) int {
 	m := map[string]int{"n": n}
 	total := count + len(name) + pt.X + arr[2] + nums[1] + len(m) + int(gid) //@trace(work)
 	total += twice(n)
+	//@trace(nocode): a comment, which has no code
 	// Everything stays live across the traced line, so that an optimized
 	// build keeps every value where its DWARF says.
 	return total + keep(count, ratio, even, name, pt, arr, nums, err, anyv, lab, m)
@@ -97,6 +98,7 @@ func main() {
 	every := flag.Duration("every", 20*time.Millisecond, "pause between calls to work")
 	burst := flag.Int("burst", 200, "calls per goroutine in a burst")
 	par := flag.Int("par", 8, "goroutines in a burst")
+	exitAfterBurst := flag.Bool("exit-after-burst", false, "exit as soon as the first burst ends")
 	flag.Parse()
 
 	shapes := []*Shape{
@@ -111,7 +113,7 @@ func main() {
 			var wg sync.WaitGroup
 			for g := 0; g < *par; g++ {
 				wg.Add(1)
-				go func() {
+				go func() { //@trace(twopcs): a go statement, with code in two functions
 					defer wg.Done()
 					id := goid()
 					for i := 0; i < *burst; i++ {
@@ -121,6 +123,9 @@ func main() {
 			}
 			wg.Wait()
 			fmt.Printf("BURST k=%d calls=%d\n", k, *par**burst)
+			if *exitAfterBurst {
+				os.Exit(0)
+			}
 		}
 	}()
 	usr2 := make(chan os.Signal, 1)
