@@ -197,6 +197,14 @@ func (m *multiTarget) Set(ctx context.Context, spec Tracepoint) (Placement, erro
 		// auto: what eBPF cannot attach or plan, Delve may still trace,
 		// unless a uprobe serves the line already.
 		name = BackendDelve
+		if m.owner[spec.ID] == BackendEBPF {
+			// The failed replacement left the old uprobes in place.
+			if cerr := m.subs[BackendEBPF].Clear(ctx, spec.ID); cerr != nil {
+				return Placement{}, fmt.Errorf("%w; and clearing the eBPF tracepoint it replaces failed: %v", err, cerr)
+			}
+			delete(m.owner, spec.ID)
+			delete(m.lines, spec.ID)
+		}
 		if other := m.sharing(spec, name); other != "" {
 			return Placement{}, fmt.Errorf("%w; and Delve cannot take it instead, as %s serves another tracepoint at that line in pid %d", err, other, m.pid)
 		}

@@ -513,12 +513,30 @@ func (t *target) drainTraps() error {
 	return nil
 }
 
+// set installs spec. A spec that replaces an installed one of the same ID
+// and fails leaves that one installed, as the eBPF backend does; Delve
+// refuses two breakpoints at one address, so the old one goes first and is
+// put back.
 func (t *target) set(spec agent.Tracepoint) (agent.Placement, error) {
-	if old := t.byID[spec.ID]; old != nil {
+	old := t.byID[spec.ID]
+	if old != nil {
 		if err := t.clear(spec.ID); err != nil {
 			return agent.Placement{}, err
 		}
 	}
+	pl, err := t.place(spec)
+	if err != nil && old != nil {
+		if _, rerr := t.place(old.spec); rerr != nil {
+			return pl, fmt.Errorf("%w; and the tracepoint it replaced could not be put back: %v", err, rerr)
+		}
+		tp := t.byID[spec.ID]
+		tp.limit, tp.dropped, tp.budgetDropped, tp.warm = old.limit, old.dropped, old.budgetDropped, old.warm
+	}
+	return pl, err
+}
+
+// place installs spec, whose ID is not installed.
+func (t *target) place(spec agent.Tracepoint) (agent.Placement, error) {
 	tgt := t.grp.Selected
 	file, err := agent.ResolveFile(tgt.BinInfo().Sources, spec.Location)
 	if err != nil {
