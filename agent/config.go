@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/riptrace/riptrace/fleet"
 )
 
 // FileConfig is the agent's configuration file (`riptrace agent --config
@@ -48,14 +50,15 @@ type FileConfig struct {
 
 // NATSConfig says where the fleet's NATS server is and how to log in.
 type NATSConfig struct {
-	URL      string    `yaml:"url"`
-	Prefix   string    `yaml:"prefix"`
-	Creds    string    `yaml:"creds"`
-	NKey     string    `yaml:"nkey"`
-	User     string    `yaml:"user"`
-	Password string    `yaml:"password"`
-	Token    string    `yaml:"token"`
-	TLS      TLSConfig `yaml:"tls"`
+	URL         string    `yaml:"url"`
+	Prefix      string    `yaml:"prefix"`
+	Creds       string    `yaml:"creds"`
+	InboxPrefix string    `yaml:"inboxPrefix"` // where replies arrive: the prefix the server gives the user
+	NKey        string    `yaml:"nkey"`
+	User        string    `yaml:"user"`
+	Password    string    `yaml:"password"`
+	Token       string    `yaml:"token"`
+	TLS         TLSConfig `yaml:"tls"`
 }
 
 // TLSConfig names the files of a TLS connection to NATS.
@@ -233,6 +236,11 @@ func (c *FileConfig) check() error {
 	}
 	if c.Set("nats.url") && strings.TrimSpace(c.NATS.URL) == "" {
 		return fail("nats.url", "empty: write url: nats://nats.example:4222, or leave the key out for %s", "nats://127.0.0.1:4222")
+	}
+	if c.Set("nats.inboxPrefix") {
+		if err := fleet.CheckInboxPrefix(c.NATS.InboxPrefix); err != nil {
+			return fail("nats.inboxPrefix", "%v", err)
+		}
 	}
 	if (c.NATS.TLS.Cert == "") != (c.NATS.TLS.Key == "") {
 		set, missing := "nats.tls.cert", "nats.tls.key"
@@ -442,7 +450,7 @@ func fieldNames(t reflect.Type) []string {
 // flagKeys maps the agent's flag names, which operators may write in the file
 // by habit, to the file's keys.
 var flagKeys = map[string]string{
-	"nats": "nats.url", "prefix": "nats.prefix", "creds": "nats.creds", "nkey": "nats.nkey",
+	"nats": "nats.url", "prefix": "nats.prefix", "creds": "nats.creds", "nkey": "nats.nkey", "inbox-prefix": "nats.inboxPrefix",
 	"user": "nats.user", "password": "nats.password", "token": "nats.token",
 	"tls-ca": "nats.tls.ca", "tls-cert": "nats.tls.cert", "tls-key": "nats.tls.key",
 	"processes": "attach.processes", "uid": "attach.uids",

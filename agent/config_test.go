@@ -18,7 +18,7 @@ func TestConfigExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Host != "orders-a" || c.NATS.URL != "nats://nats.internal:4222" || c.NATS.Creds != "/etc/riptrace/agent.creds" || c.NATS.TLS.CA != "/etc/riptrace/ca.pem" {
+	if c.Host != "orders-a" || c.NATS.URL != "nats://nats.internal:4222" || c.NATS.Creds != "/etc/riptrace/agent.creds" || c.NATS.TLS.CA != "/etc/riptrace/ca.pem" || c.NATS.InboxPrefix != "_INBOX_agent-orders-a" {
 		t.Errorf("host and nats = %q %+v", c.Host, c.NATS)
 	}
 	if want := []string{"github.com/acme/*", "orders"}; !reflect.DeepEqual(c.Attach.Processes, want) {
@@ -78,7 +78,7 @@ func TestConfigErrors(t *testing.T) {
 		{"attach:\n  processes: [\"\"]\n", []string{"attach.processes[0]", "empty glob"}},
 		{"attach:\n  uids: []\n", []string{"a.yaml:2:", "attach.uids", "an empty list", "leave the key out"}},
 		{"attach:\n  processes: []\n", []string{"a.yaml:2:", "attach.processes", "an empty list", "leave the key out"}},
-		{"nats: nats://n:4222\n", []string{"a.yaml:1:", `want keys under it (url, prefix, creds, nkey, user, password, token, tls): write nats: {url: "nats://n:4222"}`}},
+		{"nats: nats://n:4222\n", []string{"a.yaml:1:", `want keys under it (url, prefix, creds, inboxPrefix, nkey, user, password, token, tls): write nats: {url: "nats://n:4222"}`}},
 		{"attach: [1000]\n", []string{"a.yaml:1:", "attach:", "want keys under it (processes, uids)"}},
 		{"deny: ['']\n", []string{"deny[0]", "empty glob"}},
 		{"backend: bpf\n", []string{"a.yaml:1:", "backend", `"bpf" is not a backend`}},
@@ -97,6 +97,9 @@ func TestConfigErrors(t *testing.T) {
 		{"host: a\n---\nhost: b\n", []string{"second YAML document"}},
 		{"config: other.yaml\n", []string{"pass --config on the command line"}},
 		{"nats:\n  password: x\n", []string{"nats.password", "add user"}},
+		{"nats:\n  inboxPrefix: _INBOX.>\n", []string{"a.yaml:2:", "nats.inboxPrefix", `inbox prefix "_INBOX.>": it has a wildcard`}},
+		{"nats:\n  inboxPrefix: ''\n", []string{"a.yaml:2:", "nats.inboxPrefix", "it is empty"}},
+		{"inbox-prefix: _INBOX_a\n", []string{"a.yaml:1:", "--inbox-prefix is written nats.inboxPrefix"}},
 		{"buffer:\n  hits: 0\n", []string{"a.yaml:2:", "buffer.hits", "at least 1"}},
 		{"buffer-hits: 5\n", []string{"--buffer-hits is written buffer.hits"}},
 		{"zzz: 1\n", []string{`unknown key "zzz"`, "known keys are host, nats, attach, deny, redact, buffer, metrics, log"}},

@@ -25,6 +25,7 @@ var AttachAttributes = []Attribute{
 	{"cwd", "string", "The local checkout: breakpoint files and hits are mapped inside it.", "${workspaceFolder}"},
 	{"prefix", "string", "Subject prefix of the fleet (one NATS subject token).", "riptrace"},
 	{"creds", "string", "NATS credentials file (.creds).", "/home/me/.nats/user.creds"},
+	{"inboxPrefix", "string", "Where replies arrive, in place of _INBOX: the prefix the server's permissions give the user (_INBOX_<user> in deploy/nats.conf).", "_INBOX_alice"},
 	{"nkey", "string", "NATS NKey seed file.", "/home/me/.nats/user.nk"},
 	{"user", "string", "NATS user name.", "alice"},
 	{"password", "string", "NATS password (needs user).", "s3cret"},

@@ -28,12 +28,13 @@ type AttachConfig struct {
 	Snapshots        bool   // open hits as snapshots (stopped events); the processes never pause
 	Cwd              string // the local checkout; breakpoint files and hit files are mapped inside it
 
-	Creds    string // NATS credentials file
-	NKey     string // NKey seed file
-	User     string
-	Password string
-	Token    string
-	TLS      TLSFiles
+	Creds       string // NATS credentials file
+	InboxPrefix string // where replies arrive: the prefix the server's permissions give the user
+	NKey        string // NKey seed file
+	User        string
+	Password    string
+	Token       string
+	TLS         TLSFiles
 }
 
 // SubstituteRule is one of vscode-go's substitutePath rules: a local path
@@ -110,6 +111,7 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 		globs("processes", &cfg.Processes, "github.com/acme/orders/cmd/orders"),
 		str("cwd", &cfg.Cwd, "/home/me/src/orders"),
 		str("creds", &cfg.Creds, "/home/me/.nats/user.creds"),
+		str("inboxPrefix", &cfg.InboxPrefix, "_INBOX_alice"),
 		str("nkey", &cfg.NKey, "/home/me/.nats/user.nk"),
 		str("user", &cfg.User, "alice"),
 		str("password", &cfg.Password, "s3cret"),
@@ -184,6 +186,11 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 		cfg.Prefix = fleet.DefaultPrefix
 	} else if fleet.Token(cfg.Prefix) != cfg.Prefix {
 		return nil, &configError{"prefix", fmt.Sprintf("must be one subject token (letters, digits, '-', '_'), such as %q", fleet.DefaultPrefix)}
+	}
+	if cfg.InboxPrefix != "" {
+		if err := fleet.CheckInboxPrefix(cfg.InboxPrefix); err != nil {
+			return nil, &configError{"inboxPrefix", fmt.Sprintf("is not an inbox prefix: %v", err)}
+		}
 	}
 	if cfg.User == "" && cfg.Password != "" {
 		return nil, &configError{"password", `needs "user" too`}

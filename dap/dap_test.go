@@ -19,6 +19,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/dap"
 	"github.com/riptrace/riptrace/dap/daptest"
+	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
 )
 
@@ -352,6 +353,7 @@ func TestRequestErrors(t *testing.T) {
 		{map[string]any{"persist": "yes"}, dap.ErrBadConfig, `"persist"`, "true or false"},
 		{map[string]any{"substitutePath": []map[string]string{{"from": "/a"}}}, dap.ErrBadConfig, `"substitutePath"`, "empty"},
 		{map[string]any{"creds": "/nonexistent/user.creds"}, dap.ErrBadConfig, `"creds"`, "existing file"},
+		{map[string]any{"inboxPrefix": "_INBOX.>"}, dap.ErrBadConfig, `"inboxPrefix"`, "wildcard"},
 		{map[string]any{"tls": map[string]any{"cert": "/x"}}, dap.ErrBadConfig, `"tls"`, "together"},
 		{map[string]any{"cwd": "/nonexistent/checkout"}, dap.ErrBadConfig, `"cwd"`, "root of the local checkout"},
 		{map[string]any{"nats": "nats://127.0.0.1:1"}, dap.ErrConnecting, `"nats"`, "riptrace server"},
@@ -645,6 +647,39 @@ func TestSubstitutePath(t *testing.T) {
 	if h := hitOf(t, e); h.File != loopSrc || e.Body.Source == nil || e.Body.Source.Path != localSrc || e.Body.Line != line {
 		t.Fatalf("hit in %s shows at %+v:%d, want %s:%d", h.File, e.Body.Source, e.Body.Line, localSrc, line)
 	}
+	c.Send(t, "disconnect", nil)
+	c.ExpectDisconnectResponse(t)
+}
+
+// TestInboxPrefix: a server that gives the user an inbox prefix of its own
+// refuses an attach without it, saying which to set, and takes one with it.
+func TestInboxPrefix(t *testing.T) {
+	t.Parallel()
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+		Users: []*server.User{{Username: "alice", Password: "s3cret", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{">"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{fleet.UserInboxPrefix("alice") + ".>"}},
+		}}}}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start within 10s")
+	}
+	t.Cleanup(s.Shutdown)
+	args := map[string]any{"nats": fmt.Sprintf("nats://%s", s.Addr()), "user": "alice", "password": "s3cret"}
+	c := startSession(t)
+	// 1 >> attach without the prefix, << error naming it
+	c.Send(t, "attach", args)
+	if er := c.ExpectErrorResponse(t, "attach", dap.ErrConnecting); !strings.Contains(er.Message, "run with --inbox-prefix _INBOX_alice") {
+		t.Errorf("attach without the inbox prefix: %q, want it to name the prefix", er.Message)
+	}
+	// 2 >> attach with it, << attach
+	args["inboxPrefix"] = "_INBOX_alice"
+	c.Send(t, "attach", args)
+	c.ExpectAttachResponse(t)
 	c.Send(t, "disconnect", nil)
 	c.ExpectDisconnectResponse(t)
 }

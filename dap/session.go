@@ -144,7 +144,7 @@ func (ss *session) onAttach(req *dap.AttachRequest) {
 	}
 	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.opts.ConnectTimeout)
 	defer cancel()
-	c, err := ss.srv.connect(ctx, cfg.NATS, fleet.ClientOptions{Prefix: cfg.Prefix, Name: "riptrace dap", NATS: nopts})
+	c, err := ss.srv.connect(ctx, cfg.NATS, fleet.ClientOptions{Prefix: cfg.Prefix, Name: "riptrace dap", NATS: nopts, InboxPrefix: cfg.InboxPrefix})
 	if err != nil {
 		ss.sendError(req.Seq, req.Command, ErrConnecting, fmt.Sprintf("attach: %v; or fix \"nats\" in the launch configuration", err))
 		return

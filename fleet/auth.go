@@ -23,6 +23,9 @@ type PermissionError struct {
 	Op      string // "publish" or "subscribe"; empty if nats.go's report did not say
 	Subject string // or, without Op, nats.go's report
 	Why     string // what the subject is for and who may use it
+	// Fix is what to do when the fix is on the client's side (its inbox
+	// prefix); empty: ask the NATS admin to grant the permission.
+	Fix string
 }
 
 func (e *PermissionError) Error() string {
@@ -32,6 +35,9 @@ func (e *PermissionError) Error() string {
 	}
 	if e.Why != "" {
 		msg += " (" + e.Why + ")"
+	}
+	if e.Fix != "" {
+		return msg + "; " + e.Fix
 	}
 	return msg + `; ask your NATS admin to grant it (README, "Auth and permissions", shows the layout RipTrace needs)`
 }
@@ -102,7 +108,7 @@ func (s Subjects) explain(op, subject string) string {
 		return "a JetStream API call RipTrace does not need"
 	}
 	if strings.HasPrefix(subject, "_INBOX") {
-		return "replies come back on the connection's inbox (_INBOX.>, or its own prefix): every RipTrace user may subscribe to its own"
+		return "each user receives its replies under its own inbox prefix, _INBOX_<user> in RipTrace's layout, and may not subscribe to another's"
 	}
 	return ""
 }
@@ -115,6 +121,9 @@ type permWatch struct {
 	subj  Subjects
 	prev  nats.ErrHandler
 	inbox string // the pattern of this connection's reply subjects
+	// custom is the connection's own inbox prefix, if it has one; name is
+	// the user's name, for the prefix the layout gives it.
+	custom, name string
 
 	// mu guards the fields below.
 	mu        sync.Mutex
@@ -133,6 +142,7 @@ type permWaiter struct {
 // place (if any) informed.
 func watchPermissions(nc *nats.Conn, subj Subjects) *permWatch {
 	w := &permWatch{user: describeUser(&nc.Opts), subj: subj, prev: nc.Opts.AsyncErrorCB, inbox: inbox, waiters: make(map[*permWaiter]struct{})}
+	w.custom, w.name = nc.Opts.InboxPrefix, userName(&nc.Opts)
 	if nc.Opts.InboxPrefix != "" {
 		w.inbox = nc.Opts.InboxPrefix + ".>"
 	}
@@ -140,8 +150,33 @@ func watchPermissions(nc *nats.Conn, subj Subjects) *permWatch {
 	return w
 }
 
+// parse returns the PermissionError err reports, or nil; a refused
+// subscription to this connection's inbox says how to fix it.
+func (w *permWatch) parse(err error) *PermissionError {
+	pe := parseViolation(err, w.user, w.subj)
+	if pe != nil && pe.Op == "subscribe" && subjectMatches(w.inbox, pe.Subject) {
+		pe.Fix = w.inboxFix()
+	}
+	return pe
+}
+
+// inboxFix says how to run a client whose inbox the server refused.
+func (w *permWatch) inboxFix() string {
+	want := "_INBOX_<user>"
+	if w.name != "" {
+		want = UserInboxPrefix(w.name)
+	}
+	switch w.custom {
+	case "":
+		return fmt.Sprintf("run with --inbox-prefix %s, the prefix RipTrace's layout gives this user, or the one your NATS admin gave it (or $RIPTRACE_INBOX_PREFIX; nats.inboxPrefix in the agent's config file, inboxPrefix in the editor's settings)", want)
+	case want:
+		return fmt.Sprintf("the server does not give this user the prefix %s of RipTrace's layout: ask your NATS admin to let it subscribe to %s.> (deploy/nats.conf), or run without --inbox-prefix if the server gives every user _INBOX", want, want)
+	}
+	return fmt.Sprintf("the server does not give this user the inbox prefix %s: run with --inbox-prefix %s, the prefix RipTrace's layout gives it, or the one your NATS admin gave it (none if the server gives every user _INBOX)", w.custom, want)
+}
+
 func (w *permWatch) handle(nc *nats.Conn, sub *nats.Subscription, err error) {
-	if pe := parseViolation(err, w.user, w.subj); pe != nil {
+	if pe := w.parse(err); pe != nil {
 		quiet := false
 		w.mu.Lock()
 		for wt := range w.waiters {
@@ -188,7 +223,7 @@ func (c *Client) Refused() error {
 	}
 	// The handler runs on nats.go's callback goroutine, maybe not yet; the
 	// connection's last error is set before a flush returns.
-	pe := parseViolation(c.nc.LastError(), c.perms.user, c.subj)
+	pe := c.perms.parse(c.nc.LastError())
 	if pe == nil || matchesAny(createPatterns, pe.Subject) {
 		return nil
 	}
@@ -335,6 +370,31 @@ func describeUser(o *nats.Options) string {
 }
 
 const anonymous = "an anonymous user"
+
+// userName is the name of the user a connection authenticates as, as a
+// server configuration names it (an nkey user by its public key), or "".
+func userName(o *nats.Options) string {
+	switch {
+	case o.User != "":
+		return o.User
+	case o.UserJWT != nil:
+		if tok, err := o.UserJWT(); err == nil {
+			if uc, err := jwt.DecodeUserClaims(tok); err == nil {
+				if uc.Name != "" {
+					return uc.Name
+				}
+				return uc.Subject
+			}
+		}
+	case o.Nkey != "":
+		return o.Nkey
+	case o.TLSCertCB != nil:
+		if cert, err := o.TLSCertCB(); err == nil {
+			return certName(cert)
+		}
+	}
+	return ""
+}
 
 func certName(cert tls.Certificate) string {
 	if len(cert.Certificate) == 0 {

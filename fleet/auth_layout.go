@@ -2,7 +2,9 @@ package fleet
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -19,6 +21,13 @@ import (
 //
 // Creating the hit stream and the buckets is left to `riptrace server` (or
 // an admin user): the roles only look them up.
+//
+// Replies (to requests, JetStream API calls, and the deliveries of
+// consumers) come back on the connection's inbox. As returned by
+// EditorPermissions and AgentPermissions, every user receives them under
+// the shared _INBOX: a user may then subscribe to the replies of all the
+// others. WithInbox gives each user its own prefix instead, as AuthConfig
+// does; its clients must then use it (--inbox-prefix).
 type Permissions struct {
 	Publish   []string
 	Subscribe []string
@@ -28,8 +37,33 @@ type Permissions struct {
 }
 
 // inbox is where nats.go receives replies, JetStream acknowledgements and
-// consumer deliveries.
+// consumer deliveries, unless the connection has its own inbox prefix.
 const inbox = "_INBOX.>"
+
+// UserInboxPrefix is the inbox prefix the layout gives a user (AuthConfig,
+// and the fix a refused reply subscription suggests): _INBOX_ and the
+// user's name as one subject token, so that no user's prefix is a subject
+// under another's. An nkey user's name is its public key.
+func UserInboxPrefix(user string) string { return "_INBOX_" + Token(user) }
+
+// CheckInboxPrefix says what is wrong with an inbox prefix a client is
+// given, if anything: it is one or more subject tokens, without wildcards.
+func CheckInboxPrefix(prefix string) error {
+	why := ""
+	switch {
+	case prefix == "":
+		why = "it is empty"
+	case strings.ContainsAny(prefix, "*>"):
+		why = "it has a wildcard (* or >)"
+	case strings.ContainsFunc(prefix, unicode.IsSpace):
+		why = "it has white space"
+	case slices.Contains(strings.Split(prefix, "."), ""):
+		why = "it has an empty token (a leading, trailing or double '.')"
+	default:
+		return nil
+	}
+	return fmt.Errorf("inbox prefix %q: %s; give the prefix the server's permissions let this user subscribe under, such as %s (the layout of fleet.AuthConfig gives each user _INBOX_<user>)", prefix, why, UserInboxPrefix("editor"))
+}
 
 func (s Subjects) kv(bucket string) string { return "KV_" + bucket }
 
@@ -109,11 +143,24 @@ type AuthUser struct {
 	Nkey string
 	// Host makes the user the agent of that host; empty makes it an editor.
 	Host string
-	// InboxPrefix, if set, is the only reply subject prefix the user may
-	// subscribe to, in place of _INBOX, so that it cannot read replies and
-	// hits delivered to others; its clients must use it (nats.go's
-	// CustomInboxPrefix).
+	// InboxPrefix is the only reply subject prefix the user may subscribe
+	// to, so that it cannot read the replies and hits delivered to others;
+	// its clients must use it (--inbox-prefix, nats.go's
+	// CustomInboxPrefix). Empty means UserInboxPrefix of Name, or of Nkey
+	// for an nkey user. "_INBOX" gives the user the shared inbox of every
+	// client that has no prefix of its own: it can read everyone's replies.
 	InboxPrefix string
+}
+
+// inboxPrefix is the inbox prefix the layout gives u.
+func (u AuthUser) inboxPrefix() string {
+	switch {
+	case u.InboxPrefix != "":
+		return u.InboxPrefix
+	case u.Nkey != "":
+		return UserInboxPrefix(u.Nkey)
+	}
+	return UserInboxPrefix(u.Name)
 }
 
 // WithInbox returns p with replies received under prefix instead of _INBOX.
@@ -133,7 +180,10 @@ func (p Permissions) WithInbox(prefix string) Permissions {
 }
 
 // AuthConfig renders an `authorization` block for a nats-server
-// configuration file giving each user its role's permissions.
+// configuration file giving each user its role's permissions, and its own
+// inbox prefix (AuthUser.InboxPrefix), which its clients must use. Users
+// whose names differ only in characters Token replaces would share one:
+// give them distinct InboxPrefixes.
 func (s Subjects) AuthConfig(users []AuthUser) string {
 	var b strings.Builder
 	b.WriteString("authorization {\n  users: [\n")
@@ -142,8 +192,9 @@ func (s Subjects) AuthConfig(users []AuthUser) string {
 		if u.Host != "" {
 			role, p = "agent of host "+Token(u.Host), s.AgentPermissions(u.Host)
 		}
-		p = p.WithInbox(u.InboxPrefix)
-		b.WriteString("    # " + role + "\n    {\n")
+		prefix := u.inboxPrefix()
+		p = p.WithInbox(prefix)
+		fmt.Fprintf(&b, "    # %s; its clients run with --inbox-prefix %s\n    {\n", role, prefix)
 		if u.Nkey != "" {
 			fmt.Fprintf(&b, "      nkey: %s\n", u.Nkey)
 		} else {

@@ -17,11 +17,17 @@ var createPatterns = []string{"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.
 // create them (every role but the server's) binds the existing ones instead.
 func openResources(ctx context.Context, js jetstream.JetStream, subj Subjects, w *permWatch) (tps, status, hosts jetstream.KeyValue, err error) {
 	cctx, release := w.watch(ctx, true, true, createPatterns)
-	tps, status, hosts, err = ensureResources(cctx, js, subj)
+	// A refused inbox fails at once: no reply, even a refusal, could come.
+	ictx, irelease := w.guard(cctx, w.replies())
+	tps, status, hosts, err = ensureResources(ictx, js, subj)
+	irelease()
 	release()
 	var pe *PermissionError
-	if err == nil || !errors.As(context.Cause(cctx), &pe) {
+	if err == nil || !errors.As(context.Cause(ictx), &pe) {
 		return tps, status, hosts, err
+	}
+	if pe.Op == "subscribe" {
+		return nil, nil, nil, fmt.Errorf("opening the hit stream and buckets: %w", pe)
 	}
 	gctx, release := w.guard(ctx, w.jsPatterns()...)
 	defer release()

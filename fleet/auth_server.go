@@ -81,12 +81,13 @@ func setupLogin(opts *server.Options) ([]nats.Option, error) {
 			Nkey:    pub,
 			Account: acc,
 			Permissions: &server.Permissions{
-				Publish:   &server.SubjectPermission{Allow: []string{"$JS.API.>"}},
-				Subscribe: &server.SubjectPermission{Allow: []string{inbox}},
+				Publish: &server.SubjectPermission{Allow: []string{"$JS.API.>"}},
+				// Its own inbox: no other user's replies.
+				Subscribe: &server.SubjectPermission{Allow: []string{UserInboxPrefix(pub) + ".>"}},
 			},
 			AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeInProcess: {}},
 		})
-		return []nats.Option{nats.Nkey(pub, kp.Sign)}, nil
+		return []nats.Option{nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(UserInboxPrefix(pub))}, nil
 	case opts.Username != "":
 		if strings.HasPrefix(opts.Password, "$2") {
 			return nil, fmt.Errorf("the configuration's single user has a bcrypt password, which RipTrace cannot log in with to create its stream and buckets: use a users list (authorization { users: [...] })")

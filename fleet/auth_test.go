@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -152,17 +153,22 @@ func TestAnonymousRefused(t *testing.T) {
 	}
 }
 
-// TestAuthInboxPrefixes: with its own inbox prefix in the layout, each user
-// receives its replies and deliveries there and cannot read another's; a
-// client that does not use its prefix is told so.
+// TestAuthInboxPrefixes: with the inbox prefixes of the layout, each user
+// receives its replies and deliveries there and can neither read another's
+// (nor those of clients without a prefix) nor answer into them; a client
+// that forgets its prefix, or gives another, is told which to use.
 func TestAuthInboxPrefixes(t *testing.T) {
 	t.Cleanup(checkNoGoroutineLeak(t))
 	subj := fleet.NewSubjects("")
+	edInbox, agInbox := fleet.UserInboxPrefix("editor"), fleet.UserInboxPrefix("agent-h1")
+	if edInbox != "_INBOX_editor" || agInbox != "_INBOX_agent-h1" {
+		t.Fatalf("UserInboxPrefix: %q, %q", edInbox, agInbox)
+	}
 	opts := &server.Options{
 		Host: "127.0.0.1", Port: -1, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
 		Users: []*server.User{
-			{Username: "editor", Password: "ed", Permissions: subj.EditorPermissions().WithInbox("_INBOX_editor").Server()},
-			{Username: "agent-h1", Password: "h1", Permissions: subj.AgentPermissions("h1").WithInbox("_INBOX_agent_h1").Server()},
+			{Username: "editor", Password: "ed", Permissions: subj.EditorPermissions().WithInbox(edInbox).Server()},
+			{Username: "agent-h1", Password: "h1", Permissions: subj.AgentPermissions("h1").WithInbox(agInbox).Server()},
 		},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -172,8 +178,20 @@ func TestAuthInboxPrefixes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Shutdown)
-	editor := connectAs(t, s, "editor", "ed", nats.CustomInboxPrefix("_INBOX_editor"))
-	agent := connectAs(t, s, "agent-h1", "h1", nats.CustomInboxPrefix("_INBOX_agent_h1"))
+	connect := func(user, password, prefix string, nopts ...nats.Option) (*fleet.Client, error) {
+		return fleet.Connect(ctx, s.ClientURL(), fleet.ClientOptions{Name: t.Name(), InboxPrefix: prefix, NATS: append(nopts, nats.UserInfo(user, password))})
+	}
+	async := make(chan error, 16)
+	editor, err := connect("editor", "ed", edInbox, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { async <- err }))
+	if err != nil {
+		t.Fatalf("connecting as the editor with its inbox prefix: %v", err)
+	}
+	defer editor.Close()
+	agent, err := connect("agent-h1", "h1", agInbox)
+	if err != nil {
+		t.Fatalf("connecting as the agent with its inbox prefix: %v", err)
+	}
+	defer agent.Close()
 
 	// The whole round: a request answered, a tracepoint declared, a hit
 	// published (and acknowledged) by the agent and read by the editor.
@@ -215,15 +233,76 @@ func TestAuthInboxPrefixes(t *testing.T) {
 	if h, err := r.Next(ctx); err != nil || h.Pid != 7 {
 		t.Fatalf("the editor reading the hit: %+v, %v", h, err)
 	}
+	if err := errors.Join(editor.Refused(), agent.Refused()); err != nil {
+		t.Fatalf("refused with the layout's prefixes: %v", err)
+	}
 
+	// The editor may not listen where the agent's replies arrive, nor where
+	// those of every client without a prefix do, nor answer into them.
+	nc := editor.Conn()
+	for _, subject := range []string{agInbox + ".>", "_INBOX.>"} {
+		if _, err := nc.Subscribe(subject, func(*nats.Msg) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Publish(agInbox+".forged", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	for _, want := range []string{
+		`user "editor" may not subscribe to ` + agInbox + `.> (each user receives its replies under its own inbox prefix`,
+		`user "editor" may not subscribe to _INBOX.> (each user receives its replies under its own inbox prefix`,
+		`user "editor" may not publish to ` + agInbox + `.forged`,
+	} {
+		select {
+		case err := <-async:
+			wantPermissionError(t, "the editor at the agent's inbox", err, want)
+		case <-ctx.Done():
+			t.Fatalf("no refusal saying %s", want)
+		}
+	}
 	// The agent cannot listen on the editor's inbox.
-	if _, err := agent.Conn().Subscribe("_INBOX_editor.>", func(*nats.Msg) {}); err != nil {
+	if _, err := agent.Conn().Subscribe(edInbox+".>", func(*nats.Msg) {}); err != nil {
 		t.Fatal(err)
 	}
 	agent.Conn().Flush()
 	wantPermissionError(t, "the agent subscribing to the editor's inbox", agent.Refused(), `user "agent-h1" may not subscribe to _INBOX_editor.>`)
 
-	// A client without its prefix is told at once.
-	_, err = fleet.Connect(ctx, s.ClientURL(), fleet.ClientOptions{Name: t.Name(), NATS: []nats.Option{nats.UserInfo("editor", "ed")}})
+	// A client without its prefix, or with another user's, is told at once
+	// which to run with.
+	_, err = connect("editor", "ed", "")
 	wantPermissionError(t, "connecting without the inbox prefix", err, `user "editor" may not subscribe to _INBOX.`)
+	wantPermissionError(t, "connecting without the inbox prefix", err, `; run with --inbox-prefix _INBOX_editor, the prefix RipTrace's layout gives this user`)
+	_, err = connect("editor", "ed", agInbox)
+	wantPermissionError(t, "connecting with the agent's inbox prefix", err, `user "editor" may not subscribe to _INBOX_agent-h1.`)
+	wantPermissionError(t, "connecting with the agent's inbox prefix", err, `; the server does not give this user the inbox prefix _INBOX_agent-h1: run with --inbox-prefix _INBOX_editor, the prefix RipTrace's layout gives it`)
+	// A prefix nats.go would refuse is refused before dialing, saying why.
+	for _, bad := range []string{"_INBOX.>", "_INBOX_editor.", "my inbox"} {
+		if _, err := connect("editor", "ed", bad); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("inbox prefix %q: ", bad)) {
+			t.Errorf("connecting with the inbox prefix %q: %v, want an error naming it", bad, err)
+		}
+	}
+}
+
+// TestAuthConfigInboxes: the generated layout gives each user its own inbox
+// prefix (by name, or nkey), or the one it is given, and no user _INBOX.>.
+func TestAuthConfigInboxes(t *testing.T) {
+	conf := fleet.NewSubjects("").AuthConfig([]fleet.AuthUser{
+		{Name: "editor", Password: "$ED"},
+		{Name: "agent-node.1", Password: "$AG", Host: "node.1"},
+		{Nkey: "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4", Host: "nk"},
+		{Name: "ci", Password: "$CI", InboxPrefix: "_INBOX.ci"},
+	})
+	for _, want := range []string{
+		"# editor and CLI; its clients run with --inbox-prefix _INBOX_editor\n",
+		"# agent of host node_1; its clients run with --inbox-prefix _INBOX_agent-node_1\n",
+		`"_INBOX_editor.>"`, `"_INBOX_agent-node_1.>"`, `"_INBOX_UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4.>"`, `"_INBOX.ci.>"`,
+	} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("the layout does not say %s:\n%s", want, conf)
+		}
+	}
+	if strings.Contains(conf, `"_INBOX.>"`) {
+		t.Errorf("a user of the layout may subscribe to every inbox:\n%s", conf)
+	}
 }

@@ -22,6 +22,10 @@ type ClientOptions struct {
 	Prefix string        // subject prefix; DefaultPrefix if empty
 	Name   string        // connection name shown by the server
 	NATS   []nats.Option // credentials, TLS, reconnect policy
+	// InboxPrefix is where the connection receives replies, in place of
+	// _INBOX: the prefix the server's permissions give this user (see
+	// AuthUser.InboxPrefix). Empty: _INBOX.
+	InboxPrefix string
 }
 
 // Client is the fleet API used by the CLI, the debug adapter and the language
@@ -43,6 +47,12 @@ func Connect(ctx context.Context, url string, opts ClientOptions) (*Client, erro
 	// it would overtake what the caller sends again in order (the agent
 	// keeps hits itself through an outage, and resends them in order).
 	nopts := append([]nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1)}, opts.NATS...)
+	if opts.InboxPrefix != "" {
+		if err := CheckInboxPrefix(opts.InboxPrefix); err != nil {
+			return nil, err
+		}
+		nopts = append(nopts, nats.CustomInboxPrefix(opts.InboxPrefix))
+	}
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		return nil, connectError(url, nopts, err)

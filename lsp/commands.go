@@ -26,6 +26,7 @@ type Setting struct {
 var Settings = []Setting{
 	{"nats", "string", "NATS server URL(s); defaults to $RIPTRACE_NATS or nats://127.0.0.1:4222."},
 	{"credentials", "string", "NATS credentials file (.creds)."},
+	{"inboxPrefix", "string", "Where replies arrive, in place of _INBOX: the prefix the server's permissions give the user (_INBOX_<user> in deploy/nats.conf)."},
 	{"prefix", "string", "Subject prefix of the fleet."},
 	{"hosts", "array", "Host globs whose hits are shown."},
 	{"processes", "array", "Process globs whose hits are shown."},

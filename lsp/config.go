@@ -24,6 +24,7 @@ const DefaultHistory = 10 * time.Minute
 type Config struct {
 	NATS        string   `json:"nats,omitempty"`
 	Credentials string   `json:"credentials,omitempty"` // a NATS .creds file
+	InboxPrefix string   `json:"inboxPrefix,omitempty"` // where replies arrive: the prefix the server gives the user
 	Prefix      string   `json:"prefix,omitempty"`
 	Hosts       []string `json:"hosts,omitempty"`
 	Processes   []string `json:"processes,omitempty"`
@@ -68,6 +69,11 @@ func mergeConfig(base Config, raw []byte) (Config, error) {
 	cfg.Hosts, cfg.Processes = slices.Clone(base.Hosts), slices.Clone(base.Processes)
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return base, fmt.Errorf("reading the riptrace settings: %w (expected {\"nats\": URL, \"hosts\": [GLOB], \"processes\": [GLOB], \"history\": DURATION})", err)
+	}
+	if cfg.InboxPrefix != "" {
+		if err := fleet.CheckInboxPrefix(cfg.InboxPrefix); err != nil {
+			return base, fmt.Errorf("reading the riptrace settings: inboxPrefix: %w", err)
+		}
 	}
 	if _, err := time.ParseDuration(cfg.History); err != nil {
 		return base, fmt.Errorf("reading the riptrace settings: history %q is not a duration such as \"10m\"", cfg.History)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"go.lsp.dev/protocol"
 	"go.lsp.dev/uri"
 
@@ -70,4 +71,55 @@ func TestConfiguration(t *testing.T) {
 		t.Fatal("no window/showMessage about the bad setting within 10s")
 	}
 	sess.awaitLens(u, 3, regexp.MustCompile(`^● 3 hits · 2 hosts · `))
+}
+
+// TestInboxPrefix: on a server that gives the user an inbox prefix of its
+// own, the server without the inboxPrefix setting says which to set; with
+// it, hits are shown.
+func TestInboxPrefix(t *testing.T) {
+	t.Parallel()
+	prefix := fleet.UserInboxPrefix("alice")
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, StoreDir: t.TempDir(), NoLog: true, NoSigs: true, NoAuthUser: "alice",
+		Users: []*server.User{{Username: "alice", Password: "s3cret", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{">"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{prefix + ".>"}},
+		}}}}
+	s, err := fleet.StartServerOptions(ctx(t), opts, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	c, err := fleet.Connect(ctx(t), s.ClientURL(), fleet.ClientOptions{Name: t.Name(), InboxPrefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir := t.TempDir()
+	for name, content := range map[string]string{"go.mod": "module example.com/shop\n", "main.go": "package main\n\nfunc main() {\n\tcharge(1)\n}\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := fleet.Hit{Tracepoint: "t", Host: "pay-a", Pid: 1, Process: fleet.ProcessRef{Exe: "pay"}, File: "example.com/shop/main.go", Line: 4}
+	if _, err := c.JetStream().Publish(ctx(t), c.Subjects().Trace("pay-a"), fleet.Encode(&h)); err != nil {
+		t.Fatal(err)
+	}
+
+	// 1 >> initialize without inboxPrefix (as alice, the server's no_auth_user), << showMessage naming the setting
+	sess := startSession(t, lsp.Options{Log: testLogger(t)})
+	sess.initialize(dir, map[string]any{"nats": s.ClientURL()})
+	select {
+	case msg := <-sess.client.messages:
+		if !regexp.MustCompile(`may not subscribe to _INBOX\..*run with --inbox-prefix _INBOX_<user>.*inboxPrefix in the editor's settings`).MatchString(msg) {
+			t.Errorf("showMessage %q, want it to name the inbox prefix to set", msg)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no window/showMessage about the inbox within 20s")
+	}
+	// 2 >> didChangeConfiguration {"inboxPrefix": "_INBOX_alice"}
+	if err := sess.server.DidChangeConfiguration(ctx(t), &protocol.DidChangeConfigurationParams{Settings: mustJSON(map[string]any{"inboxPrefix": prefix})}); err != nil {
+		t.Fatal(err)
+	}
+	// 3 >> codeLens, << the hit, replayed
+	sess.awaitLens(uri.File(filepath.Join(dir, "main.go")), 3, regexp.MustCompile(`^● 1 hit · 1 host · `))
 }

@@ -47,7 +47,7 @@ func (s *server) ingest(ctx context.Context, cfg Config, local *hitMapper, agg *
 	var c *fleet.Client
 	for warned := false; ; warned = true {
 		var err error
-		c, err = fleet.Connect(ctx, cfg.NATS, fleet.ClientOptions{Prefix: cfg.Prefix, Name: fmt.Sprintf("riptrace lsp (pid %d)", os.Getpid()), NATS: nopts})
+		c, err = fleet.Connect(ctx, cfg.NATS, fleet.ClientOptions{Prefix: cfg.Prefix, Name: fmt.Sprintf("riptrace lsp (pid %d)", os.Getpid()), NATS: nopts, InboxPrefix: cfg.InboxPrefix})
 		if err == nil {
 			break
 		}

@@ -55,7 +55,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageError{err.Error()}
 		}
 		warnings = fc.Warnings()
-		set := flagsSet(fs, map[string]string{"nats": "RIPTRACE_NATS", "creds": "RIPTRACE_CREDS", "password": "RIPTRACE_PASSWORD", "token": "RIPTRACE_TOKEN"})
+		set := flagsSet(fs, map[string]string{"nats": "RIPTRACE_NATS", "creds": "RIPTRACE_CREDS", "inbox-prefix": "RIPTRACE_INBOX_PREFIX", "password": "RIPTRACE_PASSWORD", "token": "RIPTRACE_TOKEN"})
 		str := func(flag string, dst *string, key, v string) {
 			if !set[flag] && fc.Set(key) {
 				*dst = v
@@ -65,6 +65,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		str("nats", &conn.url, "nats.url", fc.NATS.URL)
 		str("prefix", &conn.prefix, "nats.prefix", fc.NATS.Prefix)
 		str("creds", &conn.creds, "nats.creds", fc.NATS.Creds)
+		str("inbox-prefix", &conn.inbox, "nats.inboxPrefix", fc.NATS.InboxPrefix)
 		str("nkey", &conn.nkey, "nats.nkey", fc.NATS.NKey)
 		str("user", &conn.user, "nats.user", fc.NATS.User)
 		str("password", &conn.password, "nats.password", fc.NATS.Password)

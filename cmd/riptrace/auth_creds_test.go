@@ -101,10 +101,13 @@ func TestCredentialKinds(t *testing.T) {
 		agPub, agSeed := newNkey(t)
 		url := startServerConfig(t, subj.AuthConfig([]fleet.AuthUser{{Nkey: edPub}, {Nkey: agPub, Host: "nk-host"}}))
 		wantRefused(t, []string{"Authorization Violation"}, "hosts", "--nats", url)
-		start(t, "agent", "--nats", url, "--nkey", agSeed, "--host", "nk-host", "--processes", none)
-		awaitHostListed(t, "nk-host", "--nats", url, "--nkey", edSeed)
+		// An nkey user's inbox prefix is named after its public key.
+		edInbox, agInbox := fleet.UserInboxPrefix(edPub), fleet.UserInboxPrefix(agPub)
+		wantRefused(t, []string{"run with --inbox-prefix " + edInbox + ","}, "hosts", "--nats", url, "--nkey", edSeed)
+		start(t, "agent", "--nats", url, "--nkey", agSeed, "--inbox-prefix", agInbox, "--host", "nk-host", "--processes", none)
+		awaitHostListed(t, "nk-host", "--nats", url, "--nkey", edSeed, "--inbox-prefix", edInbox)
 		wantRefused(t, []string{"permission denied: nkey " + agPub + " may not publish to $JS.API.CONSUMER.CREATE.KV_riptrace_hosts."},
-			"hosts", "--nats", url, "--nkey", agSeed)
+			"hosts", "--nats", url, "--nkey", agSeed, "--inbox-prefix", agInbox)
 	})
 
 	t.Run("creds", func(t *testing.T) {
@@ -139,7 +142,8 @@ func TestCredentialKinds(t *testing.T) {
 			}
 			return writeFile(t, name+".creds", creds)
 		}
-		ed, ag := subj.EditorPermissions(), subj.AgentPermissions("jwt-host")
+		// Each user gets its own inbox, as AuthConfig gives them.
+		ed, ag := subj.EditorPermissions().WithInbox(fleet.UserInboxPrefix("editor")), subj.AgentPermissions("jwt-host").WithInbox(fleet.UserInboxPrefix("agent-jwt-host"))
 		admin, editor, agent := user("admin", nil), user("editor", &ed), user("agent-jwt-host", &ag)
 		// JetStream in operator mode needs a system account.
 		_, sysPub := newKey(t, nkeys.CreateAccount)
@@ -150,14 +154,16 @@ func TestCredentialKinds(t *testing.T) {
 		wantRefused(t, []string{"Authorization Violation"}, "hosts", "--nats", url)
 		// In operator mode the server has no user of its own: the first
 		// user who may create the stream and buckets does.
-		wantRefused(t, []string{"looking up the hit stream RIPTRACE_HITS: it does not exist"}, "hosts", "--nats", url, "--creds", editor)
+		wantRefused(t, []string{"looking up the hit stream RIPTRACE_HITS: it does not exist"}, "hosts", "--nats", url, "--creds", editor, "--inbox-prefix", "_INBOX_editor")
 		if r := run(t, cmdTimeout, "hosts", "--nats", url, "--creds", admin); r.code != 0 {
 			t.Fatalf("riptrace hosts as the account's admin: exit %d\n%s", r.code, r.stderr)
 		}
-		start(t, "agent", "--nats", url, "--creds", agent, "--host", "jwt-host", "--processes", none)
-		awaitHostListed(t, "jwt-host", "--nats", url, "--creds", editor)
+		// The prefix to use is named after the user's name in its JWT.
+		wantRefused(t, []string{"run with --inbox-prefix _INBOX_editor,"}, "hosts", "--nats", url, "--creds", editor)
+		start(t, "agent", "--nats", url, "--creds", agent, "--inbox-prefix", "_INBOX_agent-jwt-host", "--host", "jwt-host", "--processes", none)
+		awaitHostListed(t, "jwt-host", "--nats", url, "--creds", editor, "--inbox-prefix", "_INBOX_editor")
 		wantRefused(t, []string{`permission denied: user "agent-jwt-host" (U`, "may not publish to $JS.API.CONSUMER.CREATE.KV_riptrace_hosts."},
-			"hosts", "--nats", url, "--creds", agent)
+			"hosts", "--nats", url, "--creds", agent, "--inbox-prefix", "_INBOX_agent-jwt-host")
 	})
 
 	t.Run("tls", func(t *testing.T) {
@@ -172,7 +178,9 @@ func TestCredentialKinds(t *testing.T) {
 		conf += subj.AuthConfig([]fleet.AuthUser{{Name: "CN=riptrace-editor"}, {Name: "CN=riptrace-agent-tls-host", Host: "tls-host"}})
 		url := startServerConfig(t, conf)
 		as := func(who string) []string {
-			return []string{"--nats", url, "--tls-ca", filepath.Join(dir, "ca.pem"), "--tls-cert", filepath.Join(dir, who+".pem"), "--tls-key", filepath.Join(dir, who+"-key.pem")}
+			// A certificate's user is named after its subject; so is its inbox.
+			return []string{"--nats", url, "--tls-ca", filepath.Join(dir, "ca.pem"), "--tls-cert", filepath.Join(dir, who+".pem"), "--tls-key", filepath.Join(dir, who+"-key.pem"),
+				"--inbox-prefix", fleet.UserInboxPrefix("CN=riptrace-" + map[string]string{"editor": "editor", "agent": "agent-tls-host"}[who])}
 		}
 		// Without a client certificate: refused (the server's "certificate
 		// required" alert may arrive after the client sees the connection

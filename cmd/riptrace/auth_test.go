@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,7 +44,11 @@ func startAuthServer(t *testing.T) string {
 	return url
 }
 
-func as(user, password string) []string { return []string{"--user", user, "--password", password} }
+// as is how a user of deploy/nats.conf runs a command: its password and
+// the inbox prefix the layout gives it.
+func as(user, password string) []string {
+	return []string{"--user", user, "--password", password, "--inbox-prefix", fleet.UserInboxPrefix(user)}
+}
 
 var (
 	editor = as("editor", "editor-pw")
@@ -93,7 +98,7 @@ func TestAuthLayout(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
-	agentClient, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), NATS: []nats.Option{nats.UserInfo("agent-node-1", "node-1-pw")}})
+	agentClient, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), InboxPrefix: "_INBOX_agent-node-1", NATS: []nats.Option{nats.UserInfo("agent-node-1", "node-1-pw")}})
 	if err != nil {
 		t.Fatalf("connecting as the agent of node-1: %v", err)
 	}
@@ -129,7 +134,7 @@ func TestAuthLayout(t *testing.T) {
 	})
 	fake.cmd.Process.Kill()
 	var async = make(chan error, 16)
-	editorClient, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), NATS: []nats.Option{
+	editorClient, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), InboxPrefix: "_INBOX_editor", NATS: []nats.Option{
 		nats.UserInfo("editor", "editor-pw"),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { async <- err }),
 	}})
@@ -162,6 +167,66 @@ func TestAuthLayout(t *testing.T) {
 	// The agent of node-1 still serves.
 	if r := run(t, cmdTimeout, append([]string{"hosts", "--nats", url, "--json"}, editor...)...); !strings.Contains(r.stdout, `"node-1"`) {
 		t.Errorf("riptrace hosts as the editor does not list node-1:\n%s\n%s", r.stdout, r.stderr)
+	}
+}
+
+// TestAuthInboxes: on deploy/nats.conf each user receives replies only
+// under its own inbox prefix. The editor (its prefix from the environment)
+// lists the agent, which runs with its own; the editor may not listen where
+// the agent's replies arrive, nor where those of clients without a prefix
+// do, and receives none of them; a command or an agent run without its
+// prefix fails at once, saying which to run with.
+func TestAuthInboxes(t *testing.T) {
+	url := startAuthServer(t)
+	none := exeName("no-such-process")
+	start(t, append([]string{"agent", "--nats", url, "--host", "node-1", "--processes", none}, node1...)...)
+
+	// Without the prefix: refused, with the prefix to use.
+	edBare, agBare := []string{"--user", "editor", "--password", "editor-pw"}, []string{"--user", "agent-node-1", "--password", "node-1-pw"}
+	wantRefused(t, []string{`permission denied: user "editor" may not subscribe to _INBOX.`, "; run with --inbox-prefix _INBOX_editor, the prefix RipTrace's layout gives this user"},
+		append([]string{"hosts", "--nats", url}, edBare...)...)
+	wantRefused(t, []string{`permission denied: user "agent-node-1" may not subscribe to _INBOX.`, "; run with --inbox-prefix _INBOX_agent-node-1,"},
+		append([]string{"agent", "--nats", url, "--host", "node-1", "--processes", none}, agBare...)...)
+	// Another user's prefix: refused too.
+	wantRefused(t, []string{`user "editor" may not subscribe to _INBOX_agent-node-1.`, "the server does not give this user the inbox prefix _INBOX_agent-node-1: run with --inbox-prefix _INBOX_editor,"},
+		append([]string{"hosts", "--nats", url, "--inbox-prefix", "_INBOX_agent-node-1"}, edBare...)...)
+	wantRefused(t, []string{`--inbox-prefix: inbox prefix "_INBOX.>": it has a wildcard`}, append([]string{"hosts", "--nats", url, "--inbox-prefix", "_INBOX.>"}, edBare...)...)
+
+	// A spy with the editor's user subscribes to the agent's inbox and to
+	// the shared one: both refused, and nothing arrives while the editor's
+	// `riptrace hosts` asks the agent for its profile.
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	async := make(chan error, 16)
+	spy, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), InboxPrefix: "_INBOX_editor", NATS: []nats.Option{
+		nats.UserInfo("editor", "editor-pw"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { async <- err }),
+	}})
+	if err != nil {
+		t.Fatalf("connecting as the editor with its prefix: %v", err)
+	}
+	defer spy.Close()
+	var overheard atomic.Int64
+	for _, subject := range []string{"_INBOX_agent-node-1.>", "_INBOX.>"} {
+		if _, err := spy.Conn().Subscribe(subject, func(*nats.Msg) { overheard.Add(1) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spy.Conn().Flush()
+	for _, subject := range []string{"_INBOX_agent-node-1.>", "_INBOX.>"} {
+		select {
+		case err := <-async:
+			wantDenied(t, "the editor subscribing to "+subject, err, `permission denied: user "editor" may not subscribe to `+subject+` (each user receives its replies under its own inbox prefix`)
+		case <-ctx.Done():
+			t.Fatalf("subscribing to %s as the editor was not refused", subject)
+		}
+	}
+	// The environment gives the prefix as the flag does.
+	t.Setenv("RIPTRACE_INBOX_PREFIX", "_INBOX_editor")
+	awaitHostListed(t, "node-1", append([]string{"--nats", url}, edBare...)...)
+	spy.Conn().Flush()
+	if n := overheard.Load(); n != 0 {
+		t.Errorf("the editor overheard %d replies meant for others", n)
 	}
 }
 

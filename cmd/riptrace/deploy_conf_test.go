@@ -30,6 +30,11 @@ const deployNATSHeader = `# NATS server configuration for RipTrace, with the per
 # Passwords are read from the server's environment. Add one agent user per
 # host (the name given to riptrace agent --host).
 #
+# Each user receives replies only under an inbox prefix of its own,
+# _INBOX_<user>, and may not read anyone else's: run every client of a user
+# with --inbox-prefix _INBOX_<user> (or $RIPTRACE_INBOX_PREFIX), as the
+# comment above the user says.
+#
 # Generated from fleet.Subjects.AuthConfig by
 #   RIPTRACE_UPDATE_DEPLOY=1 go test ./cmd/riptrace -run TestDeployNATSConfig
 
@@ -61,5 +66,8 @@ func TestDeployNATSConfig(t *testing.T) {
 	}
 	if !strings.Contains(want, `"riptrace.node-1.debugger.trace"`) {
 		t.Errorf("the agent of node-1 may not publish its hits:\n%s", want)
+	}
+	if strings.Contains(want, `"_INBOX.>"`) || !strings.Contains(want, `"_INBOX_editor.>"`) {
+		t.Errorf("the users do not each have an inbox of their own:\n%s", want)
 	}
 }

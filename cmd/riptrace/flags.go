@@ -24,6 +24,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 type connFlags struct {
 	url    string
 	prefix string
+	inbox  string // the inbox prefix the server's permissions give the user
 
 	creds, nkey, user, password, token string
 	tlsCA, tlsCert, tlsKey             string
@@ -36,6 +37,7 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	}
 	fs.StringVar(&c.url, "nats", def, "NATS server `URL` (env RIPTRACE_NATS)")
 	fs.StringVar(&c.prefix, "prefix", fleet.DefaultPrefix, "subject `prefix` shared by every RipTrace piece")
+	fs.StringVar(&c.inbox, "inbox-prefix", os.Getenv("RIPTRACE_INBOX_PREFIX"), "receive replies under `PREFIX` instead of _INBOX: the one the server's permissions give this user (_INBOX_<user> in deploy/nats.conf; env RIPTRACE_INBOX_PREFIX)")
 	fs.StringVar(&c.creds, "creds", os.Getenv("RIPTRACE_CREDS"), "NATS credentials `FILE` (JWT and nkey seed; env RIPTRACE_CREDS)")
 	fs.StringVar(&c.nkey, "nkey", "", "NATS nkey seed `FILE`")
 	fs.StringVar(&c.user, "user", "", "NATS `USER` (with --password)")
@@ -48,6 +50,11 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 
 // connect dials the fleet with the flags' credentials.
 func (c *connFlags) connect(ctx context.Context, name string) (*fleet.Client, error) {
+	if c.inbox != "" {
+		if err := fleet.CheckInboxPrefix(c.inbox); err != nil {
+			return nil, usageError{"--inbox-prefix: " + err.Error()}
+		}
+	}
 	var opts []nats.Option
 	if c.creds != "" {
 		opts = append(opts, nats.UserCredentials(c.creds))
@@ -74,7 +81,7 @@ func (c *connFlags) connect(ctx context.Context, name string) (*fleet.Client, er
 	if c.tlsCert != "" {
 		opts = append(opts, nats.ClientCert(c.tlsCert, c.tlsKey))
 	}
-	return fleet.Connect(ctx, c.url, fleet.ClientOptions{Prefix: c.prefix, Name: name, NATS: opts})
+	return fleet.Connect(ctx, c.url, fleet.ClientOptions{Prefix: c.prefix, Name: name, NATS: opts, InboxPrefix: c.inbox})
 }
 
 func newFlagSet(name, args string, stderr io.Writer) *flag.FlagSet {

@@ -9,6 +9,7 @@ import (
 
 	"go.lsp.dev/jsonrpc2"
 
+	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/lsp"
 )
 
@@ -37,9 +38,14 @@ func runLSP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		level = slog.LevelDebug
 	}
 	cfg := lsp.DefaultConfig()
-	cfg.NATS, cfg.Prefix, cfg.Credentials = conn.url, conn.prefix, conn.creds
+	cfg.NATS, cfg.Prefix, cfg.Credentials, cfg.InboxPrefix = conn.url, conn.prefix, conn.creds, conn.inbox
 	if conn.nkey != "" || conn.user != "" || conn.token != "" || conn.tlsCA != "" || conn.tlsCert != "" {
 		return usageError{"riptrace lsp authenticates with --creds FILE only"}
+	}
+	if conn.inbox != "" {
+		if err := fleet.CheckInboxPrefix(conn.inbox); err != nil {
+			return usageError{"--inbox-prefix: " + err.Error()}
+		}
 	}
 	served := make(chan error, 1)
 	go func() { served <- serveLSP(ctx, stdout, logTo, level, cfg) }()

@@ -27,7 +27,7 @@ function connection(): Connection {
 function serverSettings(): Record<string, unknown> {
   const s = settings();
   const out: Record<string, unknown> = {};
-  for (const key of ['nats', 'credentials', 'prefix', 'hosts', 'processes', 'history', 'maxRecent']) {
+  for (const key of ['nats', 'credentials', 'inboxPrefix', 'prefix', 'hosts', 'processes', 'history', 'maxRecent']) {
     const v = s.get(key);
     if (v === undefined || v === null || v === '' || v === 0 || (Array.isArray(v) && v.length === 0)) {
       continue;

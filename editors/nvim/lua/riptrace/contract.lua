@@ -21,6 +21,7 @@ return {
     { name = 'cwd', type = 'string' },
     { name = 'prefix', type = 'string' },
     { name = 'creds', type = 'string' },
+    { name = 'inboxPrefix', type = 'string' },
     { name = 'nkey', type = 'string' },
     { name = 'user', type = 'string' },
     { name = 'password', type = 'string' },
@@ -39,6 +40,7 @@ return {
   settings = {
     { name = 'nats', type = 'string' },
     { name = 'credentials', type = 'string' },
+    { name = 'inboxPrefix', type = 'string' },
     { name = 'prefix', type = 'string' },
     { name = 'hosts', type = 'array' },
     { name = 'processes', type = 'array' },

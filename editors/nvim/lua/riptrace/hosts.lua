@@ -17,6 +17,7 @@ function M.command(cfg)
   flag('nats', a.nats)
   flag('prefix', a.prefix)
   flag('creds', a.creds)
+  flag('inbox-prefix', a.inboxPrefix)
   flag('nkey', a.nkey)
   flag('user', a.user)
   if a.tls then
