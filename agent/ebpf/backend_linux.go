@@ -229,7 +229,7 @@ func newTarget(pid int, exe string) (*target, error) {
 		di:       di,
 		mono:     time.Now().UnixNano() - ts.Nano(),
 	}
-	go t.read()
+	go yielding(t.read)
 	go t.watch()
 	return t, nil
 }

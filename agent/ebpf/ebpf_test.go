@@ -788,3 +788,53 @@ func fixed(vs []fleet.Variable) []fleet.Variable {
 	}
 	return out
 }
+
+// TestDecodeYields: each target decodes its hits on a thread of its own at
+// nice 19, which goes away with the target.
+func TestDecodeYields(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, valuesDir)
+	p := agenttest.Start(t, bin, "-every", "0", "-par", "1", "-burst", "10")
+	before := niceThreads(t)
+	tgt, err := ebpf.New().Attach(context.Background(), p.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agenttest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := niceThreads(t); n != before+1 {
+			return fmt.Errorf("%d threads at nice 19 once attached, want %d", n, before+1)
+		}
+		return nil
+	})
+	if err := tgt.Detach(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := niceThreads(t); n != before {
+			return fmt.Errorf("%d threads at nice 19 after the detach, want %d", n, before)
+		}
+		return nil
+	})
+}
+
+// niceThreads counts the threads of this process at nice 19.
+func niceThreads(t *testing.T) int {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Field 19, counted after the command name in parentheses.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		if len(f) > 16 && f[16] == "19" {
+			n++
+		}
+	}
+	return n
+}
