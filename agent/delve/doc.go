@@ -10,6 +10,11 @@
 // stdin close, removes every breakpoint and detaches, so the target never
 // meets a stray breakpoint instruction.
 //
+// A worker keeps all its threads on one CPU once attached (see
+// pinToOneCPU): Delve hands each ptrace request to one locked thread, around
+// thirty times per hit, and on one CPU a hand-over is a context switch
+// rather than a wake-up of another CPU.
+//
 // Inside a worker, one goroutine, the loop, owns Delve's TargetGroup: it
 // resumes the process, collects hits when it stops, and runs the commands
 // (set, clear, detach) that other goroutines queue for it. To get the loop's

@@ -15,6 +15,10 @@
 // registers and the copied regions) and lets Delve's own evaluation read the
 // hit from it, so that values render exactly as the Delve backend renders
 // them; what was not copied reads as "<not captured: …>", never as a wrong
-// value. Probes are BPF links held by this process: Clear, Detach and the
+// value. Decoding runs on a thread at nice 19 per process: the traced
+// threads never wait for it, and it must not take their CPU; a burst faster
+// than it fills the ring buffer, and the hits that do not fit are counted
+// and reported as dropped by a full ring buffer. Probes are BPF links held
+// by this process: Clear, Detach and the
 // process's exit remove them, and if the agent dies the kernel does.
 package ebpf
