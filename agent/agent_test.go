@@ -161,7 +161,8 @@ func (h *harness) attached(pid int) bool {
 func stillRunning(t *testing.T, p *agenttest.Proc) {
 	t.Helper()
 	if !p.Alive() {
-		t.Fatalf("target %d died; its output:\n%s", p.Pid, p.Output())
+		err := p.Wait(time.Second)
+		t.Fatalf("target %d died (%v); %s", p.Pid, err, p.Stderr()+"\nstdout:\n"+p.Output())
 	}
 	n := strings.Count(p.Output(), "ALIVE")
 	agenttest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {

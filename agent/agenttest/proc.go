@@ -78,7 +78,7 @@ func start(t testing.TB, setup func(*exec.Cmd), bin string, args ...string) *Pro
 	if setup != nil {
 		setup(p.Cmd)
 	}
-	err = p.Cmd.Start()
+	err = startCmd(p.Cmd)
 	outW.Close()
 	errW.Close()
 	if err != nil {

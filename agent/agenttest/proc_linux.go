@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +17,29 @@ import (
 // leaves no target running.
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
+// The death signal comes when the thread that started the child ends, not
+// the process: code under test ends threads (a goroutine that exits locked
+// to its thread, as Delve's ptrace thread and the eBPF decoder do), and a
+// target started from such a thread was SIGKILLed with it. Every target is
+// started from one thread that lives as long as the test process.
+var spawns = make(chan func())
+
+func init() {
+	go func() {
+		runtime.LockOSThread() // never unlocked: this thread never ends
+		for fn := range spawns {
+			fn()
+		}
+	}()
+}
+
+// startCmd starts c from the spawning thread.
+func startCmd(c *exec.Cmd) error {
+	done := make(chan error)
+	spawns <- func() { done <- c.Start() }
+	return <-done
 }
 
 // exited reports whether the process is a zombie or gone, from

@@ -2,9 +2,14 @@
 
 package agenttest
 
-import "syscall"
+import (
+	"os/exec"
+	"syscall"
+)
 
 func sysProcAttr() *syscall.SysProcAttr { return nil }
+
+func startCmd(c *exec.Cmd) error { return c.Start() }
 
 // exited reports whether the process has closed its stdout: without /proc,
 // that is the best sign of an exit that has not been reaped yet.

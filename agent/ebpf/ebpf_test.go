@@ -286,11 +286,14 @@ func burstHits(t *testing.T, p *agenttest.Proc, tgt agent.Target, k int) (hits [
 	}
 }
 
+// quiet is how long no hit must come for a burst to be over. Decoding runs
+// at nice 19, so under load (make test runs packages side by side) it can
+// pause for a while.
 func quiet(hits int) time.Duration {
 	if hits == 0 {
-		return 3 * time.Second
+		return 5 * time.Second
 	}
-	return time.Second
+	return 3 * time.Second
 }
 
 func argN(t *testing.T, h fleet.Hit) int {
@@ -698,6 +701,8 @@ func TestReplace(t *testing.T) {
 		case <-time.After(quiet(olds + news)):
 			done = true
 		}
+		// Decoding runs at nice 19: under load it may pause for long.
+		done = done || uint64(news)+dropped >= 1600
 	}
 	t.Logf("%d hits of the old spec read after the replacements, %d of the new one, %d dropped", olds, news, dropped)
 	if uint64(news)+dropped != 1600 {
