@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,20 +138,28 @@ func TestCommandsAreNotTraps(t *testing.T) {
 	if _, err := tg.Set(ctx, spec("tick", "tick")); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan int)
+	var ticks atomic.Int64
+	done := make(chan struct{})
 	go func() {
-		n := 0
+		defer close(done)
 		for h := range tg.Hits() {
 			if h.Fault != nil {
 				t.Errorf("fault of %s: %v", h.Tracepoint, h.Fault)
 				continue
 			}
 			if h.Tracepoint == "tick" {
-				n++
+				ticks.Add(1)
 			}
 		}
-		done <- n
 	}()
+	// tick hits (and the budget would judge its traps) before the
+	// commands begin.
+	agenttest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if n := ticks.Load(); n < 2 {
+			return fmt.Errorf("%d hits of tick", n)
+		}
+		return nil
+	})
 	commands := 0
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); commands += 2 {
 		id := fmt.Sprintf("other%d", commands)
@@ -162,14 +171,12 @@ func TestCommandsAreNotTraps(t *testing.T) {
 		}
 	}
 	// A second more of tick alone: a window that the commands left over
-	// budget is judged at tick's next hit.
+	// budget is judged at tick's next trap. (Its captures may all be
+	// dropped meanwhile: the commands spent the budget.)
 	time.Sleep(time.Second)
 	if err := tg.Detach(ctx); err != nil {
 		t.Fatal(err)
 	}
-	n := <-done
-	t.Logf("%d commands in 3s; %d hits of tick", commands, n)
-	if n == 0 {
-		t.Error("no hit of tick")
-	}
+	<-done
+	t.Logf("%d commands in 3s; %d hits of tick", commands, ticks.Load())
 }
