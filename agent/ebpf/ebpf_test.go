@@ -824,31 +824,35 @@ func TestDecodeYields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var tid string
 	agenttest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if n := niceThreads(t); n != before+1 {
-			return fmt.Errorf("%d threads at nice 19 once attached, want %d", n, before+1)
+		for id := range niceThreads(t) {
+			if !before[id] {
+				tid = id
+				return nil
+			}
 		}
-		return nil
+		return fmt.Errorf("no new thread at nice 19 once attached")
 	})
 	if err := tgt.Detach(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	agenttest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if n := niceThreads(t); n != before {
-			return fmt.Errorf("%d threads at nice 19 after the detach, want %d", n, before)
+		if niceThreads(t)[tid] {
+			return fmt.Errorf("thread %s, at nice 19, is still there after the detach", tid)
 		}
 		return nil
 	})
 }
 
-// niceThreads counts the threads of this process at nice 19.
-func niceThreads(t *testing.T) int {
+// niceThreads returns the threads of this process at nice 19.
+func niceThreads(t *testing.T) map[string]bool {
 	t.Helper()
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	out := map[string]bool{}
 	for _, task := range tasks {
 		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
 		if err != nil {
@@ -857,8 +861,8 @@ func niceThreads(t *testing.T) int {
 		// Field 19, counted after the command name in parentheses.
 		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
 		if len(f) > 16 && f[16] == "19" {
-			n++
+			out[task.Name()] = true
 		}
 	}
-	return n
+	return out
 }
