@@ -135,6 +135,7 @@ type placement struct {
 	droppedSeen uint64 // dropped at the last heartbeat: more since means throttled
 	done        string // why the tracepoint stopped here (maxHits reached)
 	warning     string // why the line may not be the one meant (source sync)
+	placing     bool   // Set has not returned yet; hits and faults may come already
 }
 
 // New returns an agent serving cfg.Host through c with backend.
@@ -591,27 +592,44 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 	if err == nil {
 		att, err = a.attach(ctx, k.pid)
 	}
+	var pl Placement
 	if err == nil {
+		// The first hits, or the removal of a tracepoint whose condition
+		// fails at once, can reach pump before Set returns here: they
+		// must find the placement.
+		p.placing = true
+		a.mu.Lock()
+		a.placed[k] = p
+		a.mu.Unlock()
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		p.pl, err = att.target.Set(ctx, a.cfg.Redact.Spec(local))
+		pl, err = att.target.Set(ctx, a.cfg.Redact.Spec(local))
 		cancel()
 		if err == nil {
-			if err = a.denied(p.pl.Function); err != nil {
+			if err = a.denied(pl.Function); err != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				att.target.Clear(ctx, k.id)
 				cancel()
 			}
 		}
 	}
-	if err != nil {
+	a.mu.Lock()
+	p.placing = false
+	p.pl = pl
+	switch {
+	case err != nil:
 		p.err = fleet.AsError(err)
 		a.log.Info("tracepoint not installed", "tracepoint", k.id, "pid", k.pid, "err", err)
-	} else {
-		a.log.Info("tracepoint installed", "tracepoint", k.id, "pid", k.pid, "function", p.pl.Function, "pcs", len(p.pl.PCs))
+	case p.err != nil:
+		a.log.Info("tracepoint installed, and removed at once", "tracepoint", k.id, "pid", k.pid, "function", pl.Function, "err", p.err)
+	default:
+		a.log.Info("tracepoint installed", "tracepoint", k.id, "pid", k.pid, "function", pl.Function, "pcs", len(pl.PCs))
 	}
-	a.mu.Lock()
 	a.placed[k] = p
+	done := p.done != ""
 	a.mu.Unlock()
+	if done {
+		a.poke() // maxHits reached while Set ran: clear it
+	}
 }
 
 // unplace removes tracepoint k.id from process k.pid.

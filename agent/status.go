@@ -18,6 +18,9 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 	a.mu.Lock()
 	next := make(map[string]fleet.Status)
 	for k, p := range a.placed {
+		if p.placing {
+			continue // said once Set returns
+		}
 		st := fleet.Status{Tracepoint: k.id, Host: a.cfg.Host, Pid: k.pid, Hits: p.hits, Dropped: p.dropped + p.lost}
 		if proc := a.procs[k.pid]; proc != nil {
 			st.Process = proc.Ref()

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
 )
@@ -81,6 +82,14 @@ func TestDeployCapabilities(t *testing.T) {
 				t.Errorf("hit from pid %d, want the target's %d", h.Pid, target.Pid)
 			}
 		}
+		// The agent detaches once the trace ends; a process has one
+		// tracer at a time, so the next agent waits for that.
+		agenttest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+			if pid := agenttest.TracerPid(target.Pid); pid != 0 {
+				return fmt.Errorf("the target is still traced by pid %d after the %s agent's trace ended", pid, backend)
+			}
+			return nil
+		})
 	}
 	if !target.Alive() {
 		t.Errorf("the target died:\n%s", target.Stderr())
