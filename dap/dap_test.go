@@ -660,15 +660,7 @@ func TestInboxPrefix(t *testing.T) {
 			Publish:   &server.SubjectPermission{Allow: []string{">"}},
 			Subscribe: &server.SubjectPermission{Allow: []string{fleet.UserInboxPrefix("alice") + ".>"}},
 		}}}}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start within 10s")
-	}
-	t.Cleanup(s.Shutdown)
+	s := runNATS(t, opts)
 	args := map[string]any{"nats": fmt.Sprintf("nats://%s", s.Addr()), "user": "alice", "password": "s3cret"}
 	c := startSession(t)
 	// 1 >> attach without the prefix, << error naming it
@@ -682,6 +674,21 @@ func TestInboxPrefix(t *testing.T) {
 	c.ExpectAttachResponse(t)
 	c.Send(t, "disconnect", nil)
 	c.ExpectDisconnectResponse(t)
+}
+
+// runNATS runs a nats-server with opts until the test ends.
+func runNATS(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start within 10s")
+	}
+	t.Cleanup(s.Shutdown)
+	return s
 }
 
 // TestCredentials: user/password and token reach a NATS server that asks
@@ -699,15 +706,7 @@ func TestCredentials(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}
 			tc.opts(opts)
-			s, err := server.NewServer(opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			go s.Start()
-			if !s.ReadyForConnections(10 * time.Second) {
-				t.Fatal("nats-server did not start within 10s")
-			}
-			t.Cleanup(s.Shutdown)
+			s := runNATS(t, opts)
 			url := fmt.Sprintf("nats://%s", s.Addr())
 			c := startSession(t)
 			// 1 >> attach without credentials, << error

@@ -1,10 +1,8 @@
 package delve_test
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -26,26 +24,8 @@ const pacedDir = "../testdata/targets/paced"
 // tick meanwhile.
 func TestSetClearWhileHot(t *testing.T) {
 	t.Parallel()
-	bin := agenttest.BuildTarget(t, pacedDir, agenttest.NoOpt)
-	p := agenttest.Start(t, bin, "-rate", "2000")
-	log := io.Discard
-	if testing.Verbose() {
-		log = os.Stderr
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	tg, err := delve.New(log).Attach(ctx, p.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Detach(context.Background())
-	spec := func(id, marker string) fleet.Spec {
-		return fleet.Spec{
-			ID:       id,
-			Location: fleet.Location{Path: "paced/main.go", Line: agenttest.MarkerLine(t, pacedDir+"/main.go", marker)},
-			Capture:  fleet.Capture{Exprs: []string{"seq"}},
-		}
-	}
+	ctx, _, tg := attachTo(t, nil, pacedDir, true, "-rate", "2000")
+	spec := func(id, marker string) fleet.Spec { return pacedSpec(t, id, marker) }
 	if _, err := tg.Set(ctx, spec("tick", "tick")); err != nil {
 		t.Fatal(err)
 	}
@@ -117,24 +97,10 @@ func TestSetClearWhileHot(t *testing.T) {
 // budget must never remove tick for them.
 func TestCommandsAreNotTraps(t *testing.T) {
 	t.Parallel()
-	bin := agenttest.BuildTarget(t, pacedDir, agenttest.NoOpt)
-	p := agenttest.Start(t, bin, "-rate", "5")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	b := delve.New(io.Discard)
 	b.SetStopBudget(delve.RecommendedStopBudget)
-	tg, err := b.Attach(ctx, p.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Detach(context.Background())
-	spec := func(id, marker string) fleet.Spec {
-		return fleet.Spec{
-			ID:       id,
-			Location: fleet.Location{Path: "paced/main.go", Line: agenttest.MarkerLine(t, pacedDir+"/main.go", marker)},
-			Capture:  fleet.Capture{Exprs: []string{"seq"}},
-		}
-	}
+	ctx, _, tg := attachTo(t, b, pacedDir, true, "-rate", "5")
+	spec := func(id, marker string) fleet.Spec { return pacedSpec(t, id, marker) }
 	if _, err := tg.Set(ctx, spec("tick", "tick")); err != nil {
 		t.Fatal(err)
 	}

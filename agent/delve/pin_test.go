@@ -1,16 +1,12 @@
 package delve_test
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
-	"github.com/riptrace/riptrace/agent/delve"
 	"github.com/riptrace/riptrace/fleet"
 )
 
@@ -19,15 +15,7 @@ import (
 // and the target's own threads are left alone.
 func TestWorkerPinned(t *testing.T) {
 	t.Parallel()
-	bin := agenttest.BuildTarget(t, loopDir)
-	p := agenttest.Start(t, bin, "-every", "1ms")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	tg, err := delve.New(io.Discard).Attach(ctx, p.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Detach(context.Background())
+	ctx, p, tg := attachTo(t, nil, loopDir, false, "-every", "1ms")
 	spec := fleet.Spec{
 		ID:       "pin",
 		Location: fleet.Location{Path: "loop/main.go", Line: agenttest.MarkerLine(t, loopDir+"/main.go", "process")},

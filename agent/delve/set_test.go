@@ -1,13 +1,9 @@
 package delve_test
 
 import (
-	"context"
-	"io"
 	"testing"
 	"time"
 
-	"github.com/riptrace/riptrace/agent/agenttest"
-	"github.com/riptrace/riptrace/agent/delve"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
 )
@@ -17,27 +13,15 @@ import (
 // with its own capture, as with the eBPF backend.
 func TestReplaceFails(t *testing.T) {
 	t.Parallel()
-	bin := agenttest.BuildTarget(t, pacedDir, agenttest.NoOpt)
-	p := agenttest.Start(t, bin, "-rate", "200")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	tg, err := delve.New(io.Discard).Attach(ctx, p.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Detach(context.Background())
-	spec := fleet.Spec{
-		ID:       "tick",
-		Location: fleet.Location{Path: "paced/main.go", Line: agenttest.MarkerLine(t, pacedDir+"/main.go", "tick")},
-		Capture:  fleet.Capture{Exprs: []string{"seq"}},
-	}
+	ctx, _, tg := attachTo(t, nil, pacedDir, true, "-rate", "200")
+	spec := pacedSpec(t, "tick", "tick")
 	if _, err := tg.Set(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
 	bad := spec
 	bad.Location.Line = 1 // a comment
 	bad.Capture = fleet.Capture{Args: true}
-	_, err = tg.Set(ctx, bad)
+	_, err := tg.Set(ctx, bad)
 	if err == nil || fleet.AsError(err).Code != fleet.CodeNoCode {
 		t.Fatalf("replacing with a line of no code: %v, want %s", err, fleet.CodeNoCode)
 	}
