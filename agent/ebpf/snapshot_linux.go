@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 
 	"github.com/go-delve/delve/pkg/dwarf/op"
 	"github.com/go-delve/delve/pkg/proc"
@@ -55,6 +56,10 @@ type mapping struct {
 	start, end, off uint64
 }
 
+// nullPage bounds the addresses that are never mapped in a Go program (the
+// kernel's mmap_min_addr is at least this).
+const nullPage = 4096
+
 // errNotCaptured is what reading memory the hit did not copy returns; the
 // decoder turns values that needed it into "<not captured: …>".
 var errNotCaptured = errors.New("not captured")
@@ -101,6 +106,11 @@ func (s *snapshot) ReadMemory(buf []byte, addr uint64) (int, error) {
 			}
 			return 0, err
 		}
+	}
+	if addr < nullPage {
+		// No copy would have helped: say what Delve says of the live
+		// process (an optimized variable whose pointer is gone, say).
+		return 0, syscall.EIO
 	}
 	return 0, fmt.Errorf("%w: %d bytes at %#x", errNotCaptured, len(buf), addr)
 }

@@ -72,7 +72,7 @@ func charge(req *ChargeRequest) (*ChargeResult, error) {
 	masked := "**** " + req.Card.Number[len(req.Card.Number)-4:]
 	reason, isBlocked := blocked[req.Customer]
 	approved := !isBlocked && !overLimit
-	log.Printf("charge %s: %s, card %s, %d cents, approved %t", req.OrderID, req.Customer, masked, cents, approved) //@trace(charge)
+	log.Printf("charge %s: %s, card %s, %d cents, approved %t (%s)", req.OrderID, req.Customer, masked, cents, approved, reason) //@trace(charge)
 	res := &ChargeResult{Approved: approved, Reason: reason}
 	switch {
 	case approved:
