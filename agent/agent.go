@@ -136,6 +136,7 @@ type placement struct {
 	done        string // why the tracepoint stopped here (maxHits reached)
 	warning     string // why the line may not be the one meant (source sync)
 	placing     bool   // Set has not returned yet; hits and faults may come already
+	early       []Hit  // hits held while placing
 }
 
 // New returns an agent serving cfg.Host through c with backend.
@@ -613,7 +614,6 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 		}
 	}
 	a.mu.Lock()
-	p.placing = false
 	p.pl = pl
 	switch {
 	case err != nil:
@@ -625,6 +625,19 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 		a.log.Info("tracepoint installed", "tracepoint", k.id, "pid", k.pid, "function", pl.Function, "pcs", len(pl.PCs))
 	}
 	a.placed[k] = p
+	if p.err != nil {
+		p.early = nil // a denied function's hits never leave
+	}
+	// The hits that came while Set ran leave first, in order: pump holds
+	// newer ones behind them until none is left.
+	for len(p.early) > 0 && p.err == nil && p.done == "" {
+		h := p.early[0]
+		p.early = p.early[1:]
+		a.deliver(k, p, h, att.proc.Ref())
+		a.mu.Lock()
+	}
+	p.early = nil
+	p.placing = false
 	done := p.done != ""
 	a.mu.Unlock()
 	if done {
@@ -783,26 +796,20 @@ func (a *Agent) pump(pid int, att *attachment) {
 			a.poke()
 			continue
 		}
-		p.hits++
-		p.dropped += h.Dropped
-		if h.Dropped > 0 {
-			p.throttle = h.Throttle
+		if p.placing {
+			// Held until Set returns: the function the line is in may be
+			// denied, and then no hit of it may leave.
+			if len(p.early) < maxEarly {
+				p.early = append(p.early, h)
+			} else {
+				p.dropped += h.Dropped + 1
+				p.unreported += h.Dropped + 1
+				a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(h.Dropped + 1))
+			}
+			a.mu.Unlock()
+			continue
 		}
-		a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(h.Dropped))
-		if max := p.spec.Limits.MaxHits; max > 0 && p.hits >= uint64(max) {
-			p.done = fmt.Sprintf("maxHits (%d) reached", max)
-			a.poke()
-		}
-		// Hits dropped or lost since the last one that left travel with
-		// this one.
-		h.Dropped += p.unreported
-		p.unreported = 0
-		a.mu.Unlock()
-		h.Host, h.Process = a.cfg.Host, ref
-		a.cfg.Redact.Hit(&h.Hit)
-		if !a.pub.offer(k, h.Dropped, fleet.Encode(&h.Hit)) {
-			a.lose(k, h.Dropped)
-		}
+		a.deliver(k, p, h, ref)
 	}
 	// The channel closed: the target is detached or its process exited.
 	a.mu.Lock()
@@ -821,6 +828,35 @@ func (a *Agent) pump(pid int, att *attachment) {
 		return
 	}
 	a.mu.Unlock()
+}
+
+// maxEarly bounds the hits a placement holds while its Set runs; more are
+// counted as dropped.
+const maxEarly = 1024
+
+// deliver counts hit h of placement p and publishes it. a.mu must be held;
+// deliver releases it.
+func (a *Agent) deliver(k placeKey, p *placement, h Hit, ref fleet.ProcessRef) {
+	p.hits++
+	p.dropped += h.Dropped
+	if h.Dropped > 0 {
+		p.throttle = h.Throttle
+	}
+	a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(h.Dropped))
+	if max := p.spec.Limits.MaxHits; max > 0 && p.hits >= uint64(max) {
+		p.done = fmt.Sprintf("maxHits (%d) reached", max)
+		a.poke()
+	}
+	// Hits dropped or lost since the last one that left travel with
+	// this one.
+	h.Dropped += p.unreported
+	p.unreported = 0
+	a.mu.Unlock()
+	h.Host, h.Process = a.cfg.Host, ref
+	a.cfg.Redact.Hit(&h.Hit)
+	if !a.pub.offer(k, h.Dropped, fleet.Encode(&h.Hit)) {
+		a.lose(k, h.Dropped)
+	}
 }
 
 // lose counts a hit of tracepoint k.id in process k.pid that never reached

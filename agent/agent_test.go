@@ -586,14 +586,35 @@ func TestNoAttachToPlumbing(t *testing.T) {
 func TestDenyList(t *testing.T) {
 	t.Parallel()
 	h := newHarnessWith(t, agent.Config{Deny: []string{"main.process"}})
-	p := h.start()
+	// Hits come while the breakpoint is set, before the agent learns which
+	// function it is in: not one of them may leave.
+	p := h.start("-every", "100us")
 	spec := h.spec("denied", "process")
+	spec.Limits.MaxHitsPerSecond = 0
 	if err := h.c.Declare(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
 	st := h.awaitStatus(spec.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == p.Pid && ev.State == fleet.StateError })
 	if !strings.Contains(st.Message, "not allowed") || !strings.Contains(st.Message, `--deny "main.process"`) {
 		t.Fatalf("status = %q, want the refusal naming the rule", st.Message)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	r, err := h.c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{spec.ID}, Replay: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var leaked []fleet.Hit
+	for {
+		hit, err := r.Next(ctx)
+		if err != nil {
+			break
+		}
+		leaked = append(leaked, hit)
+	}
+	if len(leaked) > 0 {
+		t.Errorf("%d hits of a tracepoint in a denied function were published, the first with args %v", len(leaked), leaked[0].Args)
 	}
 	// The loop line is in another function: allowed.
 	ok := h.spec("allowed", "loop")
