@@ -88,7 +88,8 @@ func serveWorker(pid int, budget float64, in io.Reader, out io.Writer) error {
 		return finish(nil)
 	}
 	// Pinned once attached: Delve reads the binary info on every CPU.
-	if _, err := pinToOneCPU(); err != nil {
+	pin, err := pinToOneCPU()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "riptrace delve worker for pid %d: running on every CPU, slower per hit: %v\n", pid, err)
 	}
 	events <- event{Type: "attached"}
@@ -106,6 +107,12 @@ func serveWorker(pid int, budget float64, in io.Reader, out io.Writer) error {
 		select {
 		case <-stats.C:
 			events <- event{Type: "stats", Stopped: int64(t.Stopped())}
+			if pin != nil {
+				if _, err := pin.check(); err != nil {
+					fmt.Fprintf(os.Stderr, "riptrace delve worker for pid %d: running on every CPU, slower per hit: %v\n", pid, err)
+					pin = nil
+				}
+			}
 		case h, ok := <-hits:
 			if !ok {
 				// The target ended on its own: it exited.
