@@ -57,7 +57,7 @@ func (b *Backends) SetStopBudget(fraction float64) {
 // Attach returns the process's target; the backends attach as tracepoints
 // need them.
 func (b *Backends) Attach(ctx context.Context, pid int) (Target, error) {
-	m := &multiTarget{b: b, pid: pid, subs: make(map[string]Target), owner: make(map[string]string), lines: make(map[string]string), hits: make(chan Hit, 1024), ended: make(chan struct{})}
+	m := &multiTarget{b: b, pid: pid, subs: make(map[string]Target), owner: make(map[string]string), lines: make(map[string]string), specs: make(map[string]Tracepoint), hits: make(chan Hit, 1024), ended: make(chan struct{})}
 	return m, nil
 }
 
@@ -94,8 +94,9 @@ type multiTarget struct {
 	// mu guards the fields below.
 	mu      sync.Mutex
 	subs    map[string]Target
-	owner   map[string]string // tracepoint id → backend name
-	lines   map[string]string // tracepoint id → its line (lineOf)
+	owner   map[string]string     // tracepoint id → backend name
+	lines   map[string]string     // tracepoint id → its line (lineOf)
+	specs   map[string]Tracepoint // tracepoint id → its spec, as installed
 	pumps   sync.WaitGroup
 	ended   chan struct{} // closed when the first backend's hits end
 	endOnce sync.Once
@@ -180,8 +181,7 @@ func (m *multiTarget) Set(ctx context.Context, spec Tracepoint) (Placement, erro
 		if err := m.subs[old].Clear(ctx, spec.ID); err != nil {
 			return Placement{}, err
 		}
-		delete(m.owner, spec.ID)
-		delete(m.lines, spec.ID)
+		m.forget(spec.ID)
 	}
 	if other := m.sharing(spec, name); other != "" {
 		// A uprobe and a ptrace breakpoint cannot share an instruction:
@@ -197,26 +197,45 @@ func (m *multiTarget) Set(ctx context.Context, spec Tracepoint) (Placement, erro
 		// auto: what eBPF cannot attach or plan, Delve may still trace,
 		// unless a uprobe serves the line already.
 		name = BackendDelve
-		if m.owner[spec.ID] == BackendEBPF {
+		if other := m.sharing(spec, name); other != "" {
+			return Placement{}, fmt.Errorf("%w; and Delve cannot take it instead, as %s serves another tracepoint at that line in pid %d", err, other, m.pid)
+		}
+		old, replaced := m.specs[spec.ID]
+		if replaced && m.owner[spec.ID] == BackendEBPF {
 			// The failed replacement left the old uprobes in place.
 			if cerr := m.subs[BackendEBPF].Clear(ctx, spec.ID); cerr != nil {
 				return Placement{}, fmt.Errorf("%w; and clearing the eBPF tracepoint it replaces failed: %v", err, cerr)
 			}
-			delete(m.owner, spec.ID)
-			delete(m.lines, spec.ID)
-		}
-		if other := m.sharing(spec, name); other != "" {
-			return Placement{}, fmt.Errorf("%w; and Delve cannot take it instead, as %s serves another tracepoint at that line in pid %d", err, other, m.pid)
+			m.forget(spec.ID)
 		}
 		pl, err = m.set(ctx, name, spec)
+		if err != nil && replaced && m.owner[spec.ID] == "" {
+			// Neither took the new one: the old one goes back.
+			if _, rerr := m.set(ctx, BackendEBPF, old); rerr == nil {
+				m.remember(old, BackendEBPF)
+			}
+		}
 	}
 	if err != nil {
 		return Placement{}, err
 	}
-	m.owner[spec.ID] = name
-	m.lines[spec.ID] = lineOf(spec)
+	m.remember(spec, name)
 	pl.Backend = name
 	return pl, nil
+}
+
+// remember records that backend name serves spec. Lock should be held.
+func (m *multiTarget) remember(spec Tracepoint, name string) {
+	m.owner[spec.ID] = name
+	m.lines[spec.ID] = lineOf(spec)
+	m.specs[spec.ID] = spec
+}
+
+// forget drops what remember recorded of id. Lock should be held.
+func (m *multiTarget) forget(id string) {
+	delete(m.owner, id)
+	delete(m.lines, id)
+	delete(m.specs, id)
 }
 
 // sharing names the other backend serving a tracepoint at spec's line, if
@@ -261,8 +280,7 @@ func (m *multiTarget) Clear(ctx context.Context, id string) error {
 	if !ok {
 		return nil
 	}
-	delete(m.owner, id)
-	delete(m.lines, id)
+	m.forget(id)
 	return m.subs[name].Clear(ctx, id)
 }
 

@@ -40,3 +40,36 @@ func TestReplaceFails(t *testing.T) {
 		}
 	}
 }
+
+// TestReplaceFailsKeepsCounts: the tracepoint a failed replacement leaves
+// keeps its hit count, which its hit condition reads: "<= 3" has had its 3
+// hits, and gives no more after the failed replacement.
+func TestReplaceFailsKeepsCounts(t *testing.T) {
+	t.Parallel()
+	ctx, _, tg := attachTo(t, nil, pacedDir, true, "-rate", "200")
+	spec := pacedSpec(t, "tick", "tick")
+	spec.HitCondition = "<= 3"
+	if _, err := tg.Set(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		select {
+		case h := <-tg.Hits():
+			if h.Fault != nil {
+				t.Fatalf("fault: %v", h.Fault)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("fewer than 3 hits")
+		}
+	}
+	bad := spec
+	bad.Location.Line = 1
+	if _, err := tg.Set(ctx, bad); err == nil {
+		t.Fatal("replacing with a line of no code succeeded")
+	}
+	select {
+	case h := <-tg.Hits():
+		t.Fatalf("a hit after the hit condition's 3 (its count started over?): %+v", h.Hit)
+	case <-time.After(time.Second): // 200 calls
+	}
+}

@@ -526,11 +526,15 @@ func (t *target) set(spec agent.Tracepoint) (agent.Placement, error) {
 	}
 	pl, err := t.place(spec)
 	if err != nil && old != nil {
-		if _, rerr := t.place(old.spec); rerr != nil {
+		// The same logical breakpoint: its hit counts, which hit
+		// conditions read, go on where they were.
+		t.grp.LogicalBreakpoints[old.lbp.LogicalID] = old.lbp
+		if rerr := t.grp.SetBreakpointEnabled(old.lbp, true); rerr != nil {
+			delete(t.grp.LogicalBreakpoints, old.lbp.LogicalID)
 			return pl, fmt.Errorf("%w; and the tracepoint it replaced could not be put back: %v", err, rerr)
 		}
-		tp := t.byID[spec.ID]
-		tp.limit, tp.dropped, tp.budgetDropped, tp.warm = old.limit, old.dropped, old.budgetDropped, old.warm
+		t.byID[spec.ID] = old
+		t.byLID[old.lbp.LogicalID] = old
 	}
 	return pl, err
 }
