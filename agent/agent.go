@@ -605,6 +605,16 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		pl, err = att.target.Set(ctx, a.cfg.Redact.Spec(local))
 		cancel()
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			// The backend may still install it after we stopped
+			// waiting: it would stop the process for hits that no one
+			// takes. Clear whatever it did.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if cerr := att.target.Clear(ctx, k.id); cerr != nil {
+				a.log.Warn("clearing a tracepoint whose Set timed out", "tracepoint", k.id, "pid", k.pid, "err", cerr)
+			}
+			cancel()
+		}
 		if err == nil {
 			if err = a.denied(pl.Function); err != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
