@@ -583,6 +583,7 @@ func (t *target) read() {
 		t.snap.close()
 	}()
 	var rec ringbuf.Record
+	batch := false // records are being decoded one after another
 	for {
 		if err := t.rb.ReadInto(&rec); err != nil {
 			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
@@ -601,7 +602,12 @@ func (t *target) read() {
 			}
 			continue
 		}
+		if !batch {
+			t.awaitGap()
+			batch = true
+		}
 		h, ok := t.decode(rec.RawSample)
+		batch = t.pending() > 0
 		if !ok {
 			continue
 		}
@@ -611,6 +617,43 @@ func (t *target) read() {
 			return
 		}
 	}
+}
+
+// How the reader waits for a gap in a burst of hits before decoding it.
+const (
+	burstGap  = 2 * time.Millisecond   // no record for this long: a gap
+	burstHold = 100 * time.Millisecond // the longest a hit waits for one
+)
+
+// awaitGap holds the first record of a batch until records stop coming for
+// burstGap, for at most burstHold, or until the ring buffer is half full.
+// Decoding while the traced code runs hot competes with it, even from
+// another CPU: on make bench's hot loop, with the agent stopped during the
+// loop a hit cost the loop 1.07-1.09x a bare uprobe, with it decoding
+// alongside 1.3-1.6x. A line hit now and then is decoded at once (after
+// burstGap); a burst, once it pauses.
+func (t *target) awaitGap() {
+	half := t.rb.BufferSize() / 2
+	last := t.pending()
+	for deadline := time.Now().Add(burstHold); last >= 0 && last < half && time.Now().Before(deadline); {
+		time.Sleep(burstGap)
+		n := t.pending()
+		if n == last {
+			return
+		}
+		last = n
+	}
+}
+
+// pending returns the bytes waiting in the ring buffer, or -1 once the
+// target is closed (the reader's ring is then gone).
+func (t *target) pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended {
+		return -1
+	}
+	return t.rb.AvailableBytes()
 }
 
 const headerSize = 8 + 8 + 8 + 8 + 4 + 4 + 21*8
