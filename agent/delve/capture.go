@@ -1,7 +1,6 @@
 package delve
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
@@ -16,21 +15,9 @@ import (
 func (t *target) capture(th proc.Thread, tp *tracepoint) fleet.Hit {
 	tgt := t.grp.Selected
 	h := fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Time: time.Now().UnixNano()}
-	c := tp.spec.Capture
-	depth := c.StackDepth
-	if depth <= 0 {
-		depth = 1
-	}
-	frames, err := proc.ThreadStacktrace(tgt, th, depth)
-	if err != nil || len(frames) == 0 {
-		h.Errors = append(h.Errors, fmt.Sprintf("reading the stack: %v", err))
-		h.File, h.Line = tp.lbp.File, tp.lbp.Line
+	frames, g := dlvvalue.Stack(tgt, th, tp.spec.Capture, &h, tp.lbp.File, tp.lbp.Line)
+	if frames == nil {
 		return h
-	}
-	dlvvalue.Place(&h, frames, c.StackDepth > 0)
-	g, gerr := proc.GetG(th)
-	if gerr == nil && g != nil {
-		h.Goroutine = g.ID
 	}
 	scope := proc.FrameToScope(tgt, th.ProcessMemory(), g, th.ThreadID(), frames...)
 	dlvvalue.Converter{}.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)

@@ -389,7 +389,7 @@ func (t *target) loop() {
 			failures++
 			if failures > 100 {
 				if err == nil {
-					err = errors.New("Delve returned without resuming it")
+					err = errors.New("the process was not resumed")
 				}
 				t.exitErr = fmt.Errorf("detached from pid %d after repeated errors resuming it: %w", t.pid, err)
 				if derr := t.detach(); derr != nil {

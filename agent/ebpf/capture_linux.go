@@ -25,21 +25,9 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	tgt := t.tgt
 	th := t.snap.thread
 	h = fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Time: time.Now().UnixNano()}
-	c := tp.spec.Capture
-	depth := c.StackDepth
-	if depth <= 0 {
-		depth = 1
-	}
-	frames, err := proc.ThreadStacktrace(tgt, th, depth)
-	if err != nil || len(frames) == 0 {
-		h.Errors = append(h.Errors, fmt.Sprintf("reading the stack: %v", err))
-		h.File, h.Line = tp.file, tp.spec.Location.Line
+	frames, g := dlvvalue.Stack(tgt, th, tp.spec.Capture, &h, tp.file, tp.spec.Location.Line)
+	if frames == nil {
 		return h, tp.spec.Condition == "", nil
-	}
-	dlvvalue.Place(&h, frames, c.StackDepth > 0)
-	g, gerr := proc.GetG(th)
-	if gerr == nil && g != nil {
-		h.Goroutine = g.ID
 	}
 	// Only the top frame: Delve would prefetch the caller's whole frame
 	// too, which the probe copied only the links of.

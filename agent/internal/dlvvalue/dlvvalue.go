@@ -103,6 +103,30 @@ func (cv Converter) ReadWarm(scope *proc.EvalScope, c fleet.Capture, load proc.L
 	}
 }
 
+// Stack reads the stack of th (as deep as c asks, one frame at least) and
+// its goroutine into h, where the hit landed first: the backends' common
+// start of a capture. It returns the frames and the goroutine (nil if th
+// runs none); with no frame (and h.Errors saying why) the hit is placed at
+// file:line.
+func Stack(tgt *proc.Target, th proc.Thread, c fleet.Capture, h *fleet.Hit, file string, line int) ([]proc.Stackframe, *proc.G) {
+	depth := c.StackDepth
+	if depth <= 0 {
+		depth = 1
+	}
+	frames, err := proc.ThreadStacktrace(tgt, th, depth)
+	if err != nil || len(frames) == 0 {
+		h.Errors = append(h.Errors, fmt.Sprintf("reading the stack: %v", err))
+		h.File, h.Line = file, line
+		return nil, nil
+	}
+	Place(h, frames, c.StackDepth > 0)
+	g, gerr := proc.GetG(th)
+	if gerr == nil && g != nil {
+		h.Goroutine = g.ID
+	}
+	return frames, g
+}
+
 // Place fills in where h happened from a stack read at the hit: file, line
 // and function of the top frame, and, if stack is set, the frames up to the
 // first Delve could not read.
