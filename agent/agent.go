@@ -635,12 +635,13 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 		a.log.Info("tracepoint installed", "tracepoint", k.id, "pid", k.pid, "function", pl.Function, "pcs", len(pl.PCs))
 	}
 	a.placed[k] = p
-	if p.err != nil {
+	if err != nil {
 		p.early = nil // a denied function's hits never leave
 	}
 	// The hits that came while Set ran leave first, in order: pump holds
-	// newer ones behind them until none is left.
-	for len(p.early) > 0 && p.err == nil && p.done == "" {
+	// newer ones behind them until none is left. (Those taken before a
+	// removal that came meanwhile are hits like any other.)
+	for len(p.early) > 0 && p.done == "" {
 		h := p.early[0]
 		p.early = p.early[1:]
 		a.deliver(k, p, h, att.proc.Ref())
