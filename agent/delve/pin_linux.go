@@ -33,8 +33,7 @@ import (
 type pinner struct {
 	allowed unix.CPUSet
 	cpu     int
-	pinned  map[int]bool // thread ids
-	last    cpuTimes     // at the last check
+	last    cpuTimes // at the last check
 }
 
 // cpuTimes are, per CPU, the ticks spent busy and idle, and this process's
@@ -47,7 +46,7 @@ type cpuTimes struct {
 // pinToOneCPU pins this worker to the CPU it runs on. Errors are returned
 // for the log; the worker then runs unpinned, only slower.
 func pinToOneCPU() (*pinner, error) {
-	p := &pinner{pinned: map[int]bool{}}
+	p := &pinner{}
 	if err := unix.SchedGetaffinity(0, &p.allowed); err != nil {
 		return nil, fmt.Errorf("reading the CPU affinity: %w", err)
 	}
@@ -102,7 +101,7 @@ func (p *pinner) pin(cpu int) error {
 			fresh++
 		}
 		if fresh == 0 {
-			p.cpu, p.pinned = cpu, moved
+			p.cpu = cpu
 			return nil
 		}
 	}
@@ -127,17 +126,15 @@ const (
 )
 
 // check moves the worker to the idlest allowed CPU if other work kept its
-// CPU busy since the last check, and pins threads started since; it returns
-// the CPU moved to, or -1.
-func (p *pinner) check() (int, error) {
+// CPU busy since the last check, and pins threads started since.
+func (p *pinner) check() error {
 	now := readCPUTimes()
 	to := p.idler(p.last, now)
 	p.last = now
-	if to >= 0 {
-		return to, p.pin(to)
+	if to < 0 {
+		to = p.cpu // threads started since the last pass, from any thread
 	}
-	// Threads started since the last pass, from a thread pinned or not.
-	return -1, p.pin(p.cpu)
+	return p.pin(to)
 }
 
 // idler returns the allowed CPU to move to between readings last and now,
@@ -147,27 +144,20 @@ func (p *pinner) idler(last, now cpuTimes) int {
 	if now.busy == nil || last.busy == nil {
 		return -1
 	}
-	share := func(c int) (busy, idle float64) {
-		b, i := float64(now.busy[c]-last.busy[c]), float64(now.idle[c]-last.idle[c])
-		if b+i <= 0 {
-			return 0, 0
-		}
-		return b / (b + i), i / (b + i)
+	ticks := func(c int) (busy, idle float64) {
+		return float64(now.busy[c] - last.busy[c]), float64(now.idle[c] - last.idle[c])
 	}
-	busy, _ := share(p.cpu)
-	if b, i := float64(now.busy[p.cpu]-last.busy[p.cpu]), float64(now.idle[p.cpu]-last.idle[p.cpu]); b+i > 0 {
-		busy -= float64(now.own-last.own) / (b + i) // the worker's own
-	}
-	if busy <= othersBusy {
-		return -1
+	b, i := ticks(p.cpu)
+	if b+i <= 0 || (b-float64(now.own-last.own))/(b+i) <= othersBusy {
+		return -1 // idle, or busy with the worker's own work
 	}
 	best, bestIdle := -1, idleEnough
 	for c := range now.idle {
 		if c == p.cpu || !p.allowed.IsSet(c) {
 			continue
 		}
-		if _, idle := share(c); idle > bestIdle {
-			best, bestIdle = c, idle
+		if b, i := ticks(c); b+i > 0 && i/(b+i) > bestIdle {
+			best, bestIdle = c, i/(b+i)
 		}
 	}
 	return best

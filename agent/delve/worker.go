@@ -108,7 +108,7 @@ func serveWorker(pid int, budget float64, in io.Reader, out io.Writer) error {
 		case <-stats.C:
 			events <- event{Type: "stats", Stopped: int64(t.Stopped())}
 			if pin != nil {
-				if _, err := pin.check(); err != nil {
+				if err := pin.check(); err != nil {
 					fmt.Fprintf(os.Stderr, "riptrace delve worker for pid %d: running on every CPU, slower per hit: %v\n", pid, err)
 					pin = nil
 				}
