@@ -311,6 +311,28 @@ func argN(t *testing.T, h fleet.Hit) int {
 	return 0
 }
 
+// call makes the target call work once with n = -1 (SIGUSR2) and returns
+// the hit, within wait, or false. The hit carries the drops since the last
+// hit that left.
+func call(t *testing.T, p *agenttest.Proc, tgt agent.Target, wait time.Duration) (agent.Hit, bool) {
+	t.Helper()
+	if err := syscall.Kill(p.Pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case h := <-tgt.Hits():
+		if h.Fault != nil {
+			t.Fatalf("fault: %v", h.Fault)
+		}
+		if n := argN(t, h.Hit); n != -1 {
+			t.Fatalf("a hit of n = %d, want the call's -1", n)
+		}
+		return h, true
+	case <-time.After(wait):
+		return agent.Hit{}, false
+	}
+}
+
 // TestBurst runs work on 8 goroutines at once, 200 times each: under a rate
 // limit above that, every hit arrives, each with its own goroutine.
 func TestBurst(t *testing.T) {
@@ -369,17 +391,9 @@ func TestRateLimit(t *testing.T) {
 			t.Fatal("no call with n = -1 passed the limit in 50 tries")
 		}
 		calls++
-		if err := syscall.Kill(p.Pid, syscall.SIGUSR2); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case h := <-tgt.Hits():
-			if argN(t, h.Hit) != -1 {
-				t.Fatalf("a hit of n = %d after the burst", argN(t, h.Hit))
-			}
+		var h agent.Hit
+		if h, flushed = call(t, p, tgt, time.Second); flushed {
 			dropped += h.Dropped
-			flushed = true
-		case <-time.After(time.Second):
 		}
 	}
 	if got, want := uint64(len(first))+dropped, uint64(1600+calls-1); got != want {
@@ -430,15 +444,11 @@ func TestRingFull(t *testing.T) {
 		}
 	}
 	// The drops after the last hit that left come with the next one.
-	if err := syscall.Kill(p.Pid, syscall.SIGUSR2); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case h := <-tgt.Hits():
-		read(h)
-	case <-time.After(10 * time.Second):
+	h, ok := call(t, p, tgt, 30*time.Second)
+	if !ok {
 		t.Fatal("the call after the burst did not hit")
 	}
+	read(h)
 	t.Logf("%d hits delivered, %d dropped; %s", hits, dropped, throttle)
 	if hits+dropped != 20001 {
 		t.Errorf("%d hits + %d dropped = %d, want the burst's 20000 and one call", hits, dropped, hits+dropped)
@@ -707,21 +717,11 @@ func TestReplace(t *testing.T) {
 	if uint64(news)+dropped < 1600 {
 		// A slow decoder let the ring buffer fill: the hits dropped after
 		// the last one that left come with the next, a call with n = -1.
-		if err := syscall.Kill(p.Pid, syscall.SIGUSR2); err != nil {
-			t.Fatal(err)
+		h, ok := call(t, p, tgt, 30*time.Second)
+		if !ok {
+			t.Fatal("the call after burst 3 did not hit")
 		}
-		for flushed := false; !flushed; {
-			select {
-			case h := <-tgt.Hits():
-				if n := argN(t, h.Hit); n != -1 {
-					t.Fatalf("a hit of n = %d after burst 3 was read", n)
-				}
-				dropped += h.Dropped
-				flushed = true
-			case <-time.After(30 * time.Second):
-				t.Fatal("the call after burst 3 did not hit")
-			}
-		}
+		dropped += h.Dropped
 	}
 	t.Logf("%d hits of the old spec read after the replacements, %d of the new one, %d dropped", olds, news, dropped)
 	if uint64(news)+dropped != 1600 {
@@ -740,19 +740,11 @@ func TestExitDrains(t *testing.T) {
 	set(t, tgt, workSpec(t, "x"))
 	// A hit decoded while the process runs, for those decoded after it
 	// exited to be compared with.
-	if err := syscall.Kill(p.Pid, syscall.SIGUSR2); err != nil {
-		t.Fatal(err)
-	}
-	var alive fleet.Hit
-	select {
-	case h := <-tgt.Hits():
-		if h.Fault != nil {
-			t.Fatalf("fault: %v", h.Fault)
-		}
-		alive = h.Hit
-	case <-time.After(30 * time.Second):
+	h, ok := call(t, p, tgt, 30*time.Second)
+	if !ok {
 		t.Fatal("the call before the burst did not hit")
 	}
+	alive := h.Hit
 	if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
