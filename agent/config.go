@@ -62,10 +62,11 @@ type NATSConfig struct {
 }
 
 // TLSConfig names the files of a TLS connection to NATS.
-type TLSConfig struct {
-	CA   string `yaml:"ca"`
-	Cert string `yaml:"cert"`
-	Key  string `yaml:"key"`
+type TLSConfig = fleet.TLSFiles
+
+// credentials are the NATS credentials of the configuration.
+func (n *NATSConfig) credentials() *fleet.Credentials {
+	return &fleet.Credentials{Creds: n.Creds, NKey: n.NKey, User: n.User, Password: n.Password, Token: n.Token, TLS: n.TLS, InboxPrefix: n.InboxPrefix}
 }
 
 // AttachConfig is the attach allow-list: the agent manages, offers and
@@ -237,20 +238,16 @@ func (c *FileConfig) check() error {
 	if c.Set("nats.url") && strings.TrimSpace(c.NATS.URL) == "" {
 		return fail("nats.url", "empty: write url: nats://nats.example:4222, or leave the key out for %s", "nats://127.0.0.1:4222")
 	}
-	if c.Set("nats.inboxPrefix") {
-		if err := fleet.CheckInboxPrefix(c.NATS.InboxPrefix); err != nil {
-			return fail("nats.inboxPrefix", "%v", err)
-		}
+	if c.Set("nats.inboxPrefix") && c.NATS.InboxPrefix == "" {
+		// Connect takes an empty prefix for _INBOX: written out, it is a mistake.
+		return fail("nats.inboxPrefix", "%v", fleet.CheckInboxPrefix(""))
 	}
-	if (c.NATS.TLS.Cert == "") != (c.NATS.TLS.Key == "") {
-		set, missing := "nats.tls.cert", "nats.tls.key"
-		if c.NATS.TLS.Cert == "" {
-			set, missing = missing, set
+	if err := c.NATS.credentials().Check(func(f string) string { return "nats." + f }); err != nil {
+		var ce *fleet.CredentialError
+		if !errors.As(err, &ce) {
+			return err
 		}
-		return fail(set, "set without %s: the client certificate and its key go together", missing)
-	}
-	if c.NATS.Password != "" && c.NATS.User == "" {
-		return fail("nats.password", "a password without nats.user: add user: NAME, or use token: for token auth")
+		return fail("nats."+ce.Field, "%s", ce.Msg)
 	}
 	// An empty list reads as "admit none" to a person and as "no rule" to
 	// the agent: ask which is meant.

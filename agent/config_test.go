@@ -96,7 +96,7 @@ func TestConfigErrors(t *testing.T) {
 		{"- host: a\n", []string{"a.yaml:1:", "a mapping of keys"}},
 		{"host: a\n---\nhost: b\n", []string{"second YAML document"}},
 		{"config: other.yaml\n", []string{"pass --config on the command line"}},
-		{"nats:\n  password: x\n", []string{"nats.password", "add user"}},
+		{"nats:\n  password: x\n", []string{"nats.password", "add nats.user"}},
 		{"nats:\n  inboxPrefix: _INBOX.>\n", []string{"a.yaml:2:", "nats.inboxPrefix", `inbox prefix "_INBOX.>": it has a wildcard`}},
 		{"nats:\n  inboxPrefix: ''\n", []string{"a.yaml:2:", "nats.inboxPrefix", "it is empty"}},
 		{"inbox-prefix: _INBOX_a\n", []string{"a.yaml:1:", "--inbox-prefix is written nats.inboxPrefix"}},

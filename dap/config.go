@@ -3,13 +3,13 @@ package dap
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/riptrace/riptrace/fleet"
 )
@@ -28,13 +28,7 @@ type AttachConfig struct {
 	Snapshots        bool   // open hits as snapshots (stopped events); the processes never pause
 	Cwd              string // the local checkout; breakpoint files and hit files are mapped inside it
 
-	Creds       string // NATS credentials file
-	InboxPrefix string // where replies arrive: the prefix the server's permissions give the user
-	NKey        string // NKey seed file
-	User        string
-	Password    string
-	Token       string
-	TLS         TLSFiles
+	fleet.Credentials // creds, nkey, user, password, token, tls, inboxPrefix
 }
 
 // SubstituteRule is one of vscode-go's substitutePath rules: a local path
@@ -42,13 +36,6 @@ type AttachConfig struct {
 type SubstituteRule struct {
 	From string `json:"from"`
 	To   string `json:"to"`
-}
-
-// TLSFiles name the client certificate, its key and the CA to trust.
-type TLSFiles struct {
-	Cert string `json:"cert"`
-	Key  string `json:"key"`
-	CA   string `json:"ca"`
 }
 
 // configError is an invalid attach configuration: it names the attribute
@@ -166,9 +153,6 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 		if err := dec.Decode(&cfg.TLS); err != nil {
 			return nil, &configError{"tls", `must be {"cert": FILE, "key": FILE, "ca": FILE} (each optional, cert and key together)`}
 		}
-		if (cfg.TLS.Cert == "") != (cfg.TLS.Key == "") {
-			return nil, &configError{"tls", `needs "cert" and "key" together`}
-		}
 	}
 	if cfg.NATS == "" {
 		cfg.NATS = os.Getenv("RIPTRACE_NATS")
@@ -187,21 +171,8 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 	} else if fleet.Token(cfg.Prefix) != cfg.Prefix {
 		return nil, &configError{"prefix", fmt.Sprintf("must be one subject token (letters, digits, '-', '_'), such as %q", fleet.DefaultPrefix)}
 	}
-	if cfg.InboxPrefix != "" {
-		if err := fleet.CheckInboxPrefix(cfg.InboxPrefix); err != nil {
-			return nil, &configError{"inboxPrefix", fmt.Sprintf("is not an inbox prefix: %v", err)}
-		}
-	}
-	if cfg.User == "" && cfg.Password != "" {
-		return nil, &configError{"password", `needs "user" too`}
-	}
-	for attr, file := range map[string]string{"creds": cfg.Creds, "nkey": cfg.NKey, "tls.cert": cfg.TLS.Cert, "tls.key": cfg.TLS.Key, "tls.ca": cfg.TLS.CA} {
-		if file == "" {
-			continue
-		}
-		if _, err := os.Stat(file); err != nil {
-			return nil, &configError{attr, fmt.Sprintf("names %s, which cannot be read (%v): give the path of an existing file", file, err)}
-		}
+	if err := cfg.Credentials.Check(strconv.Quote); err != nil {
+		return nil, attributeError(err)
 	}
 	for _, e := range cfg.Capture.Exprs {
 		s := fleet.Spec{ID: "x", Location: fleet.Location{Path: "x.go", Line: 1}, Capture: fleet.Capture{Exprs: []string{e}}}
@@ -221,32 +192,14 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 	return cfg, nil
 }
 
-// natsOptions turns the credentials into nats.go options.
-func (c *AttachConfig) natsOptions() ([]nats.Option, error) {
-	var opts []nats.Option
-	if c.Creds != "" {
-		opts = append(opts, nats.UserCredentials(c.Creds))
+// attributeError turns a *fleet.CredentialError into a configError that
+// names the attribute; other errors are returned as they are.
+func attributeError(err error) error {
+	var ce *fleet.CredentialError
+	if errors.As(err, &ce) {
+		return &configError{ce.Field, ce.Msg}
 	}
-	if c.NKey != "" {
-		o, err := nats.NkeyOptionFromSeed(c.NKey)
-		if err != nil {
-			return nil, &configError{"nkey", fmt.Sprintf("names %s, which is not an NKey seed file: %v", c.NKey, err)}
-		}
-		opts = append(opts, o)
-	}
-	if c.User != "" {
-		opts = append(opts, nats.UserInfo(c.User, c.Password))
-	}
-	if c.Token != "" {
-		opts = append(opts, nats.Token(c.Token))
-	}
-	if c.TLS.Cert != "" {
-		opts = append(opts, nats.ClientCert(c.TLS.Cert, c.TLS.Key))
-	}
-	if c.TLS.CA != "" {
-		opts = append(opts, nats.RootCAs(c.TLS.CA))
-	}
-	return opts, nil
+	return err
 }
 
 // toRemote applies substitutePath to a local file: the path the processes

@@ -15,6 +15,7 @@ import (
 
 	godap "github.com/google/go-dap"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/dap"
@@ -354,7 +355,7 @@ func TestRequestErrors(t *testing.T) {
 		{map[string]any{"substitutePath": []map[string]string{{"from": "/a"}}}, dap.ErrBadConfig, `"substitutePath"`, "empty"},
 		{map[string]any{"creds": "/nonexistent/user.creds"}, dap.ErrBadConfig, `"creds"`, "existing file"},
 		{map[string]any{"inboxPrefix": "_INBOX.>"}, dap.ErrBadConfig, `"inboxPrefix"`, "wildcard"},
-		{map[string]any{"tls": map[string]any{"cert": "/x"}}, dap.ErrBadConfig, `"tls"`, "together"},
+		{map[string]any{"tls": map[string]any{"cert": "/x"}}, dap.ErrBadConfig, `"tls.cert"`, "together"},
 		{map[string]any{"cwd": "/nonexistent/checkout"}, dap.ErrBadConfig, `"cwd"`, "root of the local checkout"},
 		{map[string]any{"nats": "nats://127.0.0.1:1"}, dap.ErrConnecting, `"nats"`, "riptrace server"},
 	} {
@@ -691,10 +692,20 @@ func runNATS(t *testing.T, opts *server.Options) *server.Server {
 	return s
 }
 
-// TestCredentials: user/password and token reach a NATS server that asks
-// for them; without them attach fails and says why.
+// TestCredentials: user/password, token and an nkey seed file reach a
+// NATS server that asks for them; without them attach fails and says why.
 func TestCredentials(t *testing.T) {
 	t.Parallel()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	seedFile := filepath.Join(t.TempDir(), "user.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name  string
 		opts  func(*server.Options)
@@ -702,6 +713,7 @@ func TestCredentials(t *testing.T) {
 	}{
 		{"user", func(o *server.Options) { o.Username, o.Password = "alice", "s3cret" }, map[string]any{"user": "alice", "password": "s3cret"}},
 		{"token", func(o *server.Options) { o.Authorization = "t0ken" }, map[string]any{"token": "t0ken"}},
+		{"nkey", func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} }, map[string]any{"nkey": seedFile}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}

@@ -137,14 +137,14 @@ func (ss *session) onAttach(req *dap.AttachRequest) {
 		ss.sendError(req.Seq, req.Command, ErrBadConfig, err.Error())
 		return
 	}
-	nopts, err := cfg.natsOptions()
-	if err != nil {
-		ss.sendError(req.Seq, req.Command, ErrBadConfig, err.Error())
-		return
-	}
 	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.opts.ConnectTimeout)
 	defer cancel()
-	c, err := ss.srv.connect(ctx, cfg.NATS, fleet.ClientOptions{Prefix: cfg.Prefix, Name: "riptrace dap", NATS: nopts, InboxPrefix: cfg.InboxPrefix})
+	c, err := ss.srv.connect(ctx, cfg.NATS, fleet.ClientOptions{Prefix: cfg.Prefix, Name: "riptrace dap", Credentials: cfg.Credentials})
+	var ce *fleet.CredentialError
+	if errors.As(err, &ce) {
+		ss.sendError(req.Seq, req.Command, ErrBadConfig, attributeError(ce).Error())
+		return
+	}
 	if err != nil {
 		ss.sendError(req.Seq, req.Command, ErrConnecting, fmt.Sprintf("attach: %v; or fix \"nats\" in the launch configuration", err))
 		return

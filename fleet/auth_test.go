@@ -179,7 +179,7 @@ func TestAuthInboxPrefixes(t *testing.T) {
 	}
 	t.Cleanup(s.Shutdown)
 	connect := func(user, password, prefix string, nopts ...nats.Option) (*fleet.Client, error) {
-		return fleet.Connect(ctx, s.ClientURL(), fleet.ClientOptions{Name: t.Name(), InboxPrefix: prefix, NATS: append(nopts, nats.UserInfo(user, password))})
+		return fleet.Connect(ctx, s.ClientURL(), fleet.ClientOptions{Name: t.Name(), Credentials: fleet.Credentials{InboxPrefix: prefix}, NATS: append(nopts, nats.UserInfo(user, password))})
 	}
 	async := make(chan error, 16)
 	editor, err := connect("editor", "ed", edInbox, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { async <- err }))

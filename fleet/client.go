@@ -19,13 +19,10 @@ const DefaultURL = "nats://127.0.0.1:4222"
 
 // ClientOptions configure Connect.
 type ClientOptions struct {
-	Prefix string        // subject prefix; DefaultPrefix if empty
-	Name   string        // connection name shown by the server
-	NATS   []nats.Option // credentials, TLS, reconnect policy
-	// InboxPrefix is where the connection receives replies, in place of
-	// _INBOX: the prefix the server's permissions give this user (see
-	// AuthUser.InboxPrefix). Empty: _INBOX.
-	InboxPrefix string
+	Prefix      string        // subject prefix; DefaultPrefix if empty
+	Name        string        // connection name shown by the server
+	Credentials Credentials   // as whom, and how the server is trusted
+	NATS        []nats.Option // more options, after those of Credentials
 }
 
 // Client is the fleet API used by the CLI, the debug adapter and the language
@@ -46,13 +43,12 @@ func Connect(ctx context.Context, url string, opts ClientOptions) (*Client, erro
 	// down fails at once instead of waiting in nats.go's buffer, from which
 	// it would overtake what the caller sends again in order (the agent
 	// keeps hits itself through an outage, and resends them in order).
-	nopts := append([]nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1)}, opts.NATS...)
-	if opts.InboxPrefix != "" {
-		if err := CheckInboxPrefix(opts.InboxPrefix); err != nil {
-			return nil, err
-		}
-		nopts = append(nopts, nats.CustomInboxPrefix(opts.InboxPrefix))
+	login, err := opts.Credentials.options()
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
 	}
+	nopts := append([]nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1)}, login...)
+	nopts = append(nopts, opts.NATS...)
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		return nil, connectError(url, nopts, err)

@@ -2,6 +2,7 @@ package lsp
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -21,13 +22,21 @@ const DefaultHistory = 10 * time.Minute
 //	{"nats": "nats://127.0.0.1:4222", "credentials": "/path/user.creds",
 //	 "hosts": ["orders-*"], "processes": ["github.com/acme/*"],
 //	 "history": "10m", "maxRecent": 20}
+//
+// The NATS credentials are those of the debug adapter's attach
+// configuration, except that the .creds file is "credentials".
 type Config struct {
-	NATS        string   `json:"nats,omitempty"`
-	Credentials string   `json:"credentials,omitempty"` // a NATS .creds file
-	InboxPrefix string   `json:"inboxPrefix,omitempty"` // where replies arrive: the prefix the server gives the user
-	Prefix      string   `json:"prefix,omitempty"`
-	Hosts       []string `json:"hosts,omitempty"`
-	Processes   []string `json:"processes,omitempty"`
+	NATS        string         `json:"nats,omitempty"`
+	Credentials string         `json:"credentials,omitempty"` // a NATS .creds file
+	InboxPrefix string         `json:"inboxPrefix,omitempty"` // where replies arrive: the prefix the server gives the user
+	NKey        string         `json:"nkey,omitempty"`        // an nkey seed file
+	User        string         `json:"user,omitempty"`
+	Password    string         `json:"password,omitempty"`
+	Token       string         `json:"token,omitempty"`
+	TLS         fleet.TLSFiles `json:"tls,omitzero"`
+	Prefix      string         `json:"prefix,omitempty"`
+	Hosts       []string       `json:"hosts,omitempty"`
+	Processes   []string       `json:"processes,omitempty"`
 	// History is a Go duration: how much of the stream's history to replay.
 	History   string `json:"history,omitempty"`
 	MaxRecent int    `json:"maxRecent,omitempty"`
@@ -41,6 +50,54 @@ func DefaultConfig() Config {
 		url = fleet.DefaultURL
 	}
 	return Config{NATS: url, Prefix: fleet.DefaultPrefix, History: DefaultHistory.String(), MaxRecent: DefaultMaxRecent}
+}
+
+// credentials are the NATS credentials of the settings.
+func (c *Config) credentials() fleet.Credentials {
+	return fleet.Credentials{Creds: c.Credentials, NKey: c.NKey, User: c.User, Password: c.Password, Token: c.Token, TLS: c.TLS, InboxPrefix: c.InboxPrefix}
+}
+
+// SetCredentials sets the NATS credentials of the settings, as the
+// command line gives them.
+func (c *Config) SetCredentials(cred fleet.Credentials) {
+	c.Credentials, c.NKey, c.User, c.Password, c.Token, c.TLS, c.InboxPrefix = cred.Creds, cred.NKey, cred.User, cred.Password, cred.Token, cred.TLS, cred.InboxPrefix
+}
+
+// settingName spells a field of fleet.Credentials as the setting that
+// holds it.
+func settingName(field string) string {
+	if field == "creds" {
+		return "credentials"
+	}
+	return field
+}
+
+// credentialError says which setting holds a credential that cannot work;
+// other errors are returned as they are.
+func credentialError(err error) error {
+	var ce *fleet.CredentialError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("the riptrace setting %s %s", settingName(ce.Field), ce.Msg)
+	}
+	return err
+}
+
+// loggable is raw settings with the values of secrets hidden, for the log.
+func loggable(raw []byte) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return string(raw)
+	}
+	for k, v := range m {
+		switch k {
+		case "password", "token":
+			m[k] = json.RawMessage(`"(hidden)"`)
+		case "riptrace":
+			m[k] = json.RawMessage(loggable(v))
+		}
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
 }
 
 // history returns the replay window.
@@ -70,10 +127,9 @@ func mergeConfig(base Config, raw []byte) (Config, error) {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return base, fmt.Errorf("reading the riptrace settings: %w (expected {\"nats\": URL, \"hosts\": [GLOB], \"processes\": [GLOB], \"history\": DURATION})", err)
 	}
-	if cfg.InboxPrefix != "" {
-		if err := fleet.CheckInboxPrefix(cfg.InboxPrefix); err != nil {
-			return base, fmt.Errorf("reading the riptrace settings: inboxPrefix: %w", err)
-		}
+	cred := cfg.credentials()
+	if err := cred.Check(settingName); err != nil {
+		return base, fmt.Errorf("reading the riptrace settings: %w", err)
 	}
 	if _, err := time.ParseDuration(cfg.History); err != nil {
 		return base, fmt.Errorf("reading the riptrace settings: history %q is not a duration such as \"10m\"", cfg.History)

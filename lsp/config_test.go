@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 	"go.lsp.dev/protocol"
 	"go.lsp.dev/uri"
 
@@ -89,7 +90,7 @@ func TestInboxPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Shutdown)
-	c, err := fleet.Connect(ctx(t), s.ClientURL(), fleet.ClientOptions{Name: t.Name(), InboxPrefix: prefix})
+	c, err := fleet.Connect(ctx(t), s.ClientURL(), fleet.ClientOptions{Name: t.Name(), Credentials: fleet.Credentials{InboxPrefix: prefix}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,4 +123,95 @@ func TestInboxPrefix(t *testing.T) {
 	}
 	// 3 >> codeLens, << the hit, replayed
 	sess.awaitLens(uri.File(filepath.Join(dir, "main.go")), 3, regexp.MustCompile(`^● 1 hit · 1 host · `))
+}
+
+// TestCredentials: the server logs in with each kind of NATS credential
+// the command line takes (user and password, token, nkey seed file); a
+// certificate without its key is refused naming both settings.
+func TestCredentials(t *testing.T) {
+	t.Parallel()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	seedFile := filepath.Join(t.TempDir(), "user.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		server   func(*server.Options)
+		settings map[string]any
+		cred     fleet.Credentials
+	}{
+		{"user", func(o *server.Options) { o.Username, o.Password = "alice", "s3cret" }, map[string]any{"user": "alice", "password": "s3cret"}, fleet.Credentials{User: "alice", Password: "s3cret"}},
+		{"token", func(o *server.Options) { o.Authorization = "t0ken" }, map[string]any{"token": "t0ken"}, fleet.Credentials{Token: "t0ken"}},
+		{"nkey", func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} }, map[string]any{"nkey": seedFile}, fleet.Credentials{NKey: seedFile}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			opts := &server.Options{Host: "127.0.0.1", Port: -1, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}
+			tc.server(opts)
+			s, err := fleet.StartServerOptions(ctx(t), opts, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Shutdown)
+			c, err := fleet.Connect(ctx(t), s.ClientURL(), fleet.ClientOptions{Name: t.Name(), Credentials: tc.cred})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			dir := t.TempDir()
+			for name, content := range map[string]string{"go.mod": "module example.com/shop\n", "main.go": "package main\n\nfunc main() {\n\tcharge(1)\n}\n"} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h := fleet.Hit{Tracepoint: "t", Host: "pay-a", Pid: 1, Process: fleet.ProcessRef{Exe: "pay"}, File: "example.com/shop/main.go", Line: 4}
+			if _, err := c.JetStream().Publish(ctx(t), c.Subjects().Trace("pay-a"), fleet.Encode(&h)); err != nil {
+				t.Fatal(err)
+			}
+
+			// 1 >> initialize without credentials, << showMessage: the server wants them
+			sess := startSession(t, lsp.Options{Log: testLogger(t)})
+			sess.initialize(dir, map[string]any{"nats": s.ClientURL()})
+			select {
+			case msg := <-sess.client.messages:
+				if !regexp.MustCompile(`(?i)authorization`).MatchString(msg) {
+					t.Errorf("showMessage %q, want it to say the server refused an anonymous user", msg)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("no window/showMessage about the credentials within 20s")
+			}
+			// 2 >> didChangeConfiguration with the credentials
+			if err := sess.server.DidChangeConfiguration(ctx(t), &protocol.DidChangeConfigurationParams{Settings: mustJSON(tc.settings)}); err != nil {
+				t.Fatal(err)
+			}
+			// 3 >> codeLens, << the hit, replayed
+			sess.awaitLens(uri.File(filepath.Join(dir, "main.go")), 3, regexp.MustCompile(`^● 1 hit · 1 host · `))
+		})
+	}
+	t.Run("certWithoutKey", func(t *testing.T) {
+		t.Parallel()
+		sess := startSession(t, lsp.Options{Log: testLogger(t)})
+		sess.initialize(t.TempDir(), map[string]any{"nats": "nats://127.0.0.1:1"})
+		// 1 >> didChangeConfiguration {"tls": {"cert": …}}, << showMessage naming both settings
+		if err := sess.server.DidChangeConfiguration(ctx(t), &protocol.DidChangeConfigurationParams{Settings: mustJSON(map[string]any{"tls": map[string]any{"cert": "/etc/me.pem"}})}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.After(20 * time.Second)
+		for {
+			select {
+			case msg := <-sess.client.messages:
+				if regexp.MustCompile(`tls\.cert.*set without tls\.key`).MatchString(msg) {
+					return
+				}
+			case <-deadline:
+				t.Fatal("no window/showMessage about tls.cert without tls.key within 20s")
+			}
+		}
+	})
 }

@@ -9,7 +9,7 @@ import (
 // DidChangeConfiguration applies new settings; a change that matters
 // restarts reading the hit stream with them.
 func (s *server) DidChangeConfiguration(ctx context.Context, params *protocol.DidChangeConfigurationParams) error {
-	s.log.Debug("didChangeConfiguration", "settings", string(params.Settings))
+	s.log.Debug("didChangeConfiguration", "settings", loggable(params.Settings))
 	s.mu.Lock()
 	cfg, err := mergeConfig(s.cfg, params.Settings)
 	same := err == nil && cfg.equal(&s.cfg)

@@ -7,8 +7,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/source"
 )
@@ -40,20 +38,16 @@ func (s *server) restartIngest() {
 // and then reads live hits into agg. A reader that fails is reopened after
 // the last sequence read, so no hit is counted twice.
 func (s *server) ingest(ctx context.Context, cfg Config, local *hitMapper, agg *Aggregate) {
-	var nopts []nats.Option
-	if cfg.Credentials != "" {
-		nopts = append(nopts, nats.UserCredentials(cfg.Credentials))
-	}
 	var c *fleet.Client
 	for warned := false; ; warned = true {
 		var err error
-		c, err = fleet.Connect(ctx, cfg.NATS, fleet.ClientOptions{Prefix: cfg.Prefix, Name: fmt.Sprintf("riptrace lsp (pid %d)", os.Getpid()), NATS: nopts, InboxPrefix: cfg.InboxPrefix})
+		c, err = fleet.Connect(ctx, cfg.NATS, fleet.ClientOptions{Prefix: cfg.Prefix, Name: fmt.Sprintf("riptrace lsp (pid %d)", os.Getpid()), Credentials: cfg.credentials()})
 		if err == nil {
 			break
 		}
 		s.log.Warn("connecting to the fleet", "err", err)
 		if !warned {
-			s.showError(err.Error())
+			s.showError(credentialError(err).Error())
 		}
 		select {
 		case <-ctx.Done():

@@ -98,7 +98,7 @@ func TestAuthLayout(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
-	agentClient, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), InboxPrefix: "_INBOX_agent-node-1", NATS: []nats.Option{nats.UserInfo("agent-node-1", "node-1-pw")}})
+	agentClient, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), Credentials: fleet.Credentials{InboxPrefix: "_INBOX_agent-node-1"}, NATS: []nats.Option{nats.UserInfo("agent-node-1", "node-1-pw")}})
 	if err != nil {
 		t.Fatalf("connecting as the agent of node-1: %v", err)
 	}
@@ -134,7 +134,7 @@ func TestAuthLayout(t *testing.T) {
 	})
 	fake.cmd.Process.Kill()
 	var async = make(chan error, 16)
-	editorClient, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), InboxPrefix: "_INBOX_editor", NATS: []nats.Option{
+	editorClient, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), Credentials: fleet.Credentials{InboxPrefix: "_INBOX_editor"}, NATS: []nats.Option{
 		nats.UserInfo("editor", "editor-pw"),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { async <- err }),
 	}})
@@ -190,7 +190,7 @@ func TestAuthInboxes(t *testing.T) {
 	// Another user's prefix: refused too.
 	wantRefused(t, []string{`user "editor" may not subscribe to _INBOX_agent-node-1.`, "the server does not give this user the inbox prefix _INBOX_agent-node-1: run with --inbox-prefix _INBOX_editor,"},
 		append([]string{"hosts", "--nats", url, "--inbox-prefix", "_INBOX_agent-node-1"}, edBare...)...)
-	wantRefused(t, []string{`--inbox-prefix: inbox prefix "_INBOX.>": it has a wildcard`}, append([]string{"hosts", "--nats", url, "--inbox-prefix", "_INBOX.>"}, edBare...)...)
+	wantRefused(t, []string{`--inbox-prefix is not an inbox prefix: inbox prefix "_INBOX.>": it has a wildcard`}, append([]string{"hosts", "--nats", url, "--inbox-prefix", "_INBOX.>"}, edBare...)...)
 
 	// A spy with the editor's user subscribes to the agent's inbox and to
 	// the shared one: both refused, and nothing arrives while the editor's
@@ -198,7 +198,7 @@ func TestAuthInboxes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	async := make(chan error, 16)
-	spy, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), InboxPrefix: "_INBOX_editor", NATS: []nats.Option{
+	spy, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), Credentials: fleet.Credentials{InboxPrefix: "_INBOX_editor"}, NATS: []nats.Option{
 		nats.UserInfo("editor", "editor-pw"),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { async <- err }),
 	}})

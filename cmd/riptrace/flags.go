@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/riptrace/riptrace/fleet"
 )
@@ -24,10 +23,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 type connFlags struct {
 	url    string
 	prefix string
-	inbox  string // the inbox prefix the server's permissions give the user
-
-	creds, nkey, user, password, token string
-	tlsCA, tlsCert, tlsKey             string
+	cred   fleet.Credentials
 }
 
 func (c *connFlags) register(fs *flag.FlagSet) {
@@ -37,51 +33,47 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	}
 	fs.StringVar(&c.url, "nats", def, "NATS server `URL` (env RIPTRACE_NATS)")
 	fs.StringVar(&c.prefix, "prefix", fleet.DefaultPrefix, "subject `prefix` shared by every RipTrace piece")
-	fs.StringVar(&c.inbox, "inbox-prefix", os.Getenv("RIPTRACE_INBOX_PREFIX"), "receive replies under `PREFIX` instead of _INBOX: the one the server's permissions give this user (_INBOX_<user> in deploy/nats.conf; env RIPTRACE_INBOX_PREFIX)")
-	fs.StringVar(&c.creds, "creds", os.Getenv("RIPTRACE_CREDS"), "NATS credentials `FILE` (JWT and nkey seed; env RIPTRACE_CREDS)")
-	fs.StringVar(&c.nkey, "nkey", "", "NATS nkey seed `FILE`")
-	fs.StringVar(&c.user, "user", "", "NATS `USER` (with --password)")
-	fs.StringVar(&c.password, "password", os.Getenv("RIPTRACE_PASSWORD"), "NATS `PASSWORD` (env RIPTRACE_PASSWORD)")
-	fs.StringVar(&c.token, "token", os.Getenv("RIPTRACE_TOKEN"), "NATS auth `TOKEN` (env RIPTRACE_TOKEN)")
-	fs.StringVar(&c.tlsCA, "tls-ca", "", "CA certificate `FILE` to verify the NATS server")
-	fs.StringVar(&c.tlsCert, "tls-cert", "", "client certificate `FILE` (with --tls-key)")
-	fs.StringVar(&c.tlsKey, "tls-key", "", "client key `FILE` (with --tls-cert)")
+	fs.StringVar(&c.cred.InboxPrefix, "inbox-prefix", os.Getenv("RIPTRACE_INBOX_PREFIX"), "receive replies under `PREFIX` instead of _INBOX: the one the server's permissions give this user (_INBOX_<user> in deploy/nats.conf; env RIPTRACE_INBOX_PREFIX)")
+	fs.StringVar(&c.cred.Creds, "creds", os.Getenv("RIPTRACE_CREDS"), "NATS credentials `FILE` (JWT and nkey seed; env RIPTRACE_CREDS)")
+	fs.StringVar(&c.cred.NKey, "nkey", "", "NATS nkey seed `FILE`")
+	fs.StringVar(&c.cred.User, "user", "", "NATS `USER` (with --password)")
+	fs.StringVar(&c.cred.Password, "password", os.Getenv("RIPTRACE_PASSWORD"), "NATS `PASSWORD` (env RIPTRACE_PASSWORD)")
+	fs.StringVar(&c.cred.Token, "token", os.Getenv("RIPTRACE_TOKEN"), "NATS auth `TOKEN` (env RIPTRACE_TOKEN)")
+	fs.StringVar(&c.cred.TLS.CA, "tls-ca", "", "CA certificate `FILE` to verify the NATS server")
+	fs.StringVar(&c.cred.TLS.Cert, "tls-cert", "", "client certificate `FILE` (with --tls-key)")
+	fs.StringVar(&c.cred.TLS.Key, "tls-key", "", "client key `FILE` (with --tls-cert)")
+}
+
+// credentialFlag spells a field of fleet.Credentials as its flag.
+func credentialFlag(field string) string {
+	return "--" + strings.NewReplacer(".", "-", "inboxPrefix", "inbox-prefix").Replace(field)
+}
+
+// check refuses, as a usage error, credentials that cannot work.
+func (c *connFlags) check() error {
+	if err := c.cred.Check(credentialFlag); err != nil {
+		return credentialUsage(err)
+	}
+	return nil
+}
+
+// credentialUsage turns a *fleet.CredentialError into a usage error that
+// names the flag; other errors are returned as they are.
+func credentialUsage(err error) error {
+	var ce *fleet.CredentialError
+	if errors.As(err, &ce) {
+		return usageError{credentialFlag(ce.Field) + " " + ce.Msg}
+	}
+	return err
 }
 
 // connect dials the fleet with the flags' credentials.
 func (c *connFlags) connect(ctx context.Context, name string) (*fleet.Client, error) {
-	if c.inbox != "" {
-		if err := fleet.CheckInboxPrefix(c.inbox); err != nil {
-			return nil, usageError{"--inbox-prefix: " + err.Error()}
-		}
+	if err := c.check(); err != nil {
+		return nil, err
 	}
-	var opts []nats.Option
-	if c.creds != "" {
-		opts = append(opts, nats.UserCredentials(c.creds))
-	}
-	if c.nkey != "" {
-		o, err := nats.NkeyOptionFromSeed(c.nkey)
-		if err != nil {
-			return nil, usageError{fmt.Sprintf("--nkey %s: %v", c.nkey, err)}
-		}
-		opts = append(opts, o)
-	}
-	if c.user != "" {
-		opts = append(opts, nats.UserInfo(c.user, c.password))
-	}
-	if c.token != "" {
-		opts = append(opts, nats.Token(c.token))
-	}
-	if c.tlsCA != "" {
-		opts = append(opts, nats.RootCAs(c.tlsCA))
-	}
-	if (c.tlsCert == "") != (c.tlsKey == "") {
-		return nil, usageError{"--tls-cert and --tls-key go together"}
-	}
-	if c.tlsCert != "" {
-		opts = append(opts, nats.ClientCert(c.tlsCert, c.tlsKey))
-	}
-	return fleet.Connect(ctx, c.url, fleet.ClientOptions{Prefix: c.prefix, Name: name, NATS: opts, InboxPrefix: c.inbox})
+	client, err := fleet.Connect(ctx, c.url, fleet.ClientOptions{Prefix: c.prefix, Name: name, Credentials: c.cred})
+	return client, credentialUsage(err)
 }
 
 func newFlagSet(name, args string, stderr io.Writer) *flag.FlagSet {

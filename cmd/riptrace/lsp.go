@@ -9,7 +9,6 @@ import (
 
 	"go.lsp.dev/jsonrpc2"
 
-	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/lsp"
 )
 
@@ -38,15 +37,11 @@ func runLSP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		level = slog.LevelDebug
 	}
 	cfg := lsp.DefaultConfig()
-	cfg.NATS, cfg.Prefix, cfg.Credentials, cfg.InboxPrefix = conn.url, conn.prefix, conn.creds, conn.inbox
-	if conn.nkey != "" || conn.user != "" || conn.token != "" || conn.tlsCA != "" || conn.tlsCert != "" {
-		return usageError{"riptrace lsp authenticates with --creds FILE only"}
+	if err := conn.check(); err != nil {
+		return err
 	}
-	if conn.inbox != "" {
-		if err := fleet.CheckInboxPrefix(conn.inbox); err != nil {
-			return usageError{"--inbox-prefix: " + err.Error()}
-		}
-	}
+	cfg.NATS, cfg.Prefix = conn.url, conn.prefix
+	cfg.SetCredentials(conn.cred)
 	served := make(chan error, 1)
 	go func() { served <- serveLSP(ctx, stdout, logTo, level, cfg) }()
 	select {
