@@ -1,12 +1,17 @@
-// Package agent runs on every host: it finds the Go processes there, attaches
-// to them on demand, installs the tracepoints declared in the fleet's
-// key-value bucket (and those requested directly over createTracepoint),
-// reports their status per process, and publishes every hit into the hit
-// stream. It dials out to NATS and never listens.
+// Package agent runs on every host: it finds the Go processes there that its
+// attach allow-list admits, attaches to them on demand, installs the
+// tracepoints declared in the fleet's key-value bucket (and those requested
+// directly over createTracepoint), reports their status per process, keeps
+// its heartbeat, and publishes every hit into the hit stream, in order and
+// through NATS outages. It dials out to NATS and never listens.
 //
-// The agent talks to processes through a Backend. Everything above the seam
-// (discovery, reconciling, hit limits, publishing) is shared; the Delve
-// (ptrace) implementation lives in agent/delve.
+// The agent talks to processes through a [Backend]. Everything above the
+// seam (discovery, reconciling, hit limits, redaction, publishing) is
+// shared. There are two backends: agent/delve (ptrace, Delve as a library)
+// and agent/ebpf (uprobes); [Backends] puts both behind the seam and picks
+// one per tracepoint. cmd/riptrace's agent command builds the agent from
+// flags and the YAML file read by [LoadConfigFile]; tests run it with
+// agent/agenttest.
 package agent
 
 import (

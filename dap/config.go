@@ -15,7 +15,8 @@ import (
 )
 
 // AttachConfig is the attach request's arguments: the launch configuration
-// of DESIGN.md ("Launch configuration") plus NATS credentials.
+// of docs/DESIGN.md ("Launch configuration and other settings"), NATS
+// credentials included.
 type AttachConfig struct {
 	NATS             string
 	Prefix           string

@@ -176,7 +176,7 @@ func TestNeovimContract(t *testing.T) {
 		t.Errorf("contract.lua commands drifted from lsp.Commands:\n lua: %v\n Go:  %v", plugin, cmds)
 	}
 	if contract.Adapter != "riptrace" {
-		t.Errorf("adapter %q, want riptrace (the debug type of DESIGN.md)", contract.Adapter)
+		t.Errorf("adapter %q, want riptrace (the debug type of docs/DESIGN.md)", contract.Adapter)
 	}
 
 	doc, err := os.ReadFile(filepath.Join(nvimDir, "doc", "riptrace.txt"))

@@ -65,12 +65,12 @@ func AsError(err error) *Error {
 // elements.
 //
 // Line is the line in the client's checkout. When the fleet runs other
-// revisions, the client maps the line into each of them (see DESIGN.md,
-// "Source sync") and says so in Lines, Paths and Refused, keyed by the
-// revision as processes report it (vcs.revision; a key may be a prefix of at
-// least 7 characters). Agents pick the line with [Location.For]. All three
-// are optional: a location without them is traced at Line everywhere, as
-// before.
+// revisions, the client maps the line into each of them (see
+// docs/DESIGN.md, "Source mapping") and says so in Lines, Paths and
+// Refused, keyed by the revision as processes report it (vcs.revision; a
+// key may be a prefix of at least 7 characters). Agents pick the line with
+// [Location.For]. All three are optional: a location without them is
+// traced at Line everywhere.
 type Location struct {
 	Module string `json:"module,omitempty"`
 	Path   string `json:"path"`

@@ -88,6 +88,7 @@ func (s *session) initialize(root string, options map[string]any) *protocol.Init
 	rootURI := uri.File(root)
 	yes := true
 	res, err := s.server.Initialize(ctx(s.t), &protocol.InitializeParams{
+		//lint:ignore SA1019 the root as clients without workspace folders send it
 		RootURI:               &rootURI,
 		InitializationOptions: opts,
 		Capabilities: protocol.ClientCapabilities{Workspace: &protocol.WorkspaceClientCapabilities{

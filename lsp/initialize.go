@@ -20,11 +20,15 @@ func (s *server) Initialize(ctx context.Context, params *protocol.InitializePara
 	if err != nil {
 		return nil, err
 	}
+	// Clients that send no workspace folders name their root in the
+	// deprecated rootUri.
+	//lint:ignore SA1019 the fallback for clients without workspace folders
+	rootURI := params.RootURI
 	root := "."
 	if folders, ok := params.WorkspaceFolders.Get(); ok && len(folders) > 0 {
 		root = localPath(folders[0].URI)
-	} else if params.RootURI != nil && *params.RootURI != "" {
-		root = localPath(*params.RootURI)
+	} else if rootURI != nil && *rootURI != "" {
+		root = localPath(*rootURI)
 	}
 	ws, err := source.NewWorkspace(root)
 	if err != nil {

@@ -9,8 +9,8 @@
 // module path + path in module for -trimpath builds; Workspace.Local maps it
 // back.
 //
-// Processes may run other revisions than the checkout (see DESIGN.md,
-// "Source sync"). [Repo] is the checkout's git repository: [Repo.Locate]
+// Processes may run other revisions than the checkout (see docs/DESIGN.md,
+// "Source mapping"). [Repo] is the checkout's git repository: [Repo.Locate]
 // names a local line for the fleet and maps it into each revision that
 // runs there ([Revisions] lists them from fleet Client.Hosts), filling the
 // location's per-revision Lines, Paths and Refused; [Repo.LocalHit] maps a

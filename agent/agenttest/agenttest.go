@@ -1,7 +1,9 @@
-// Package agenttest helps the agent's tests run real target programs: it
-// builds them once per test process ([BuildTarget]), starts them and waits for
-// their READY line ([Start]), finds marked lines in their sources
-// ([MarkerLine]) and polls for conditions ([CheckFor]).
+// Package agenttest helps tests run real target programs and real agents:
+// it builds targets once per test process ([BuildTarget]), gives them a name
+// of the test's own ([Alias]), starts them and waits for their READY line
+// ([Start]), finds marked lines in their sources ([MarkerLine]), polls for
+// conditions ([CheckFor]) and runs an agent with the Delve backend in the
+// test process ([RunAgent]; the test binary's TestMain is then [Main]).
 //
 // Targets live in testdata/targets/<name> next to the tests (see
 // agent/testdata/targets) and print "READY pid=<pid> [addr=<host:port>]" once

@@ -1,17 +1,23 @@
 // Command riptrace is the one RipTrace binary: the embedded server, the
-// agent, and the clients (hosts, trace, demo).
+// agent, and the clients (hosts, trace, the debug adapter, the language
+// server and the demo). An agent also re-runs it as a Delve worker, one per
+// traced process (see agent/delve).
 //
 // Usage:
 //
-//	riptrace server [--listen HOST:PORT] [--data DIR]
-//	riptrace agent [--host NAME] [--processes GLOB]...
+//	riptrace server [--listen HOST:PORT] [--data DIR] [--config nats.conf]
+//	riptrace agent [--config FILE] [--host NAME] [--processes GLOB]... [--uid UID]... [--backend auto|ebpf|delve] [--metrics ADDR]
 //	riptrace hosts [--json]
-//	riptrace trace [--hosts GLOB]... [--processes GLOB]... [--cond EXPR] [--log MSG] [--count N] [--for DURATION] [--json] FILE:LINE
+//	riptrace trace [--hosts GLOB]... [--processes GLOB]... [--cond EXPR] [--hit-cond COND] [--log MSG] [--count N] [--for DURATION] [--json] FILE:LINE
+//	riptrace dap [--listen ADDR]
+//	riptrace lsp [--log FILE]
 //	riptrace demo
 //	riptrace version
 //
-// Every command takes --nats URL (default nats://127.0.0.1:4222, or
-// $RIPTRACE_NATS).
+// Every command that talks to the fleet takes --nats URL (default
+// nats://127.0.0.1:4222, or $RIPTRACE_NATS) and the NATS credentials flags
+// (--creds, --nkey, --user/--password, --token, --tls-*, --inbox-prefix);
+// `riptrace COMMAND -h` lists the rest.
 package main
 
 import (

@@ -1,5 +1,7 @@
 // Package fleettest starts real NATS servers for tests: an in-process
-// nats-server with JetStream on a random port, shut down by t.Cleanup.
+// nats-server with JetStream on a random port, shut down by t.Cleanup
+// ([RunServer]), and fleet clients on it ([Connect]). [Var] finds a
+// captured variable in a hit.
 package fleettest
 
 import (

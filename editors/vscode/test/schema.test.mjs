@@ -130,7 +130,7 @@ test('the examples of the READMEs and the design are valid', async () => {
     }
   }
   assert.ok(n >= 2, `found ${n} launch configurations in the READMEs, want one in each`);
-  // DESIGN.md's launch configuration.
+  // docs/DESIGN.md's launch configuration.
   const design = {
     type: 'riptrace', request: 'attach', name: 'orders fleet',
     nats: 'nats://127.0.0.1:4222',
