@@ -110,7 +110,14 @@ func (f *fleetEnv) session() *daptest.Client {
 // startSession is session without a fleet: the test says where to attach.
 func startSession(t testing.TB) *daptest.Client {
 	t.Helper()
-	srv := dap.NewServer(dap.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), LeaseTTL: 30 * time.Second})
+	return startSessionOptions(t, dap.Options{})
+}
+
+// startSessionOptions is startSession with a server of opts.
+func startSessionOptions(t testing.TB, opts dap.Options) *daptest.Client {
+	t.Helper()
+	opts.Log, opts.LeaseTTL = slog.New(slog.NewTextHandler(io.Discard, nil)), 30*time.Second
+	srv := dap.NewServer(opts)
 	cs, ss := net.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,15 +1,21 @@
 package dap_test
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	godap "github.com/google/go-dap"
+	"github.com/nats-io/nats.go"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/dap"
+	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/source/sourcetest"
 )
 
@@ -78,6 +84,86 @@ func TestRevisionMapping(t *testing.T) {
 	}
 	if e.Body.Source == nil || e.Body.Source.Path != localSrc || e.Body.Line != localLine {
 		t.Errorf("the hit shows at %+v:%d, want the checkout's %s:%d", e.Body.Source, e.Body.Line, localSrc, localLine)
+	}
+	c.Send(t, "disconnect", nil)
+	c.ExpectDisconnectResponse(t)
+}
+
+// fourLines is a file with four lines to set breakpoints on.
+const fourLines = `package main
+
+func main() {
+	a := 1 //@trace(a)
+	b := a //@trace(b)
+	c := b //@trace(c)
+	_ = c  //@trace(d)
+}
+`
+
+// TestBreakpointsAskHostsOnce: a setBreakpoints of four lines in a git
+// checkout asks the fleet which revisions run once for all of them, not
+// once per line: one profile.get reaches the agent.
+func TestBreakpointsAskHostsOnce(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	repo := sourcetest.Init(t)
+	sourcetest.Commit(t, repo, "A", map[string]string{"go.mod": "module example.com/four\n\ngo 1.26\n", "main.go": fourLines})
+	src := filepath.Join(repo, "main.go")
+	f.startAgent(f.host, f.exe("none"))
+	agenttest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		hosts, err := f.c.Hosts(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if h.Name == f.host && !h.Gone {
+				return nil
+			}
+		}
+		return fmt.Errorf("host %s not listed: %+v", f.host, hosts)
+	})
+	// A connection of its own sees every profile.get sent to the agent.
+	nc, err := nats.Connect(f.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	asks, err := nc.SubscribeSync(fleet.NewSubjects(fleet.DefaultPrefix).ProfileGet(f.host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := func() int {
+		t.Helper()
+		// Messages sent before the flush's PONG are queued on asks when
+		// Flush returns.
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		n, _, err := asks.Pending()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// The thread watcher looks at the fleet once at attach, then not for
+	// an hour.
+	c := startSessionOptions(t, dap.Options{ThreadsEvery: time.Hour})
+	f.attach(c, map[string]any{"cwd": repo})
+	agenttest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if n := asked(); n != 1 {
+			return fmt.Errorf("%d profile.get requests after attach, want the thread watcher's 1", n)
+		}
+		return nil
+	})
+	// 3 >> setBreakpoints with four lines, << four breakpoints
+	var bps []godap.SourceBreakpoint
+	for _, m := range []string{"a", "b", "c", "d"} {
+		bps = append(bps, godap.SourceBreakpoint{Line: agenttest.MarkerLine(t, src, m)})
+	}
+	setBreakpoints(t, c, src, bps...)
+	if n := asked() - 1; n != 1 {
+		t.Errorf("setBreakpoints of %d lines sent %d profile.get requests to the agent, want 1", len(bps), n)
 	}
 	c.Send(t, "disconnect", nil)
 	c.ExpectDisconnectResponse(t)

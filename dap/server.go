@@ -50,12 +50,16 @@ type Options struct {
 	LeaseTTL time.Duration
 	// ConnectTimeout bounds connecting to NATS at attach (default 10s).
 	ConnectTimeout time.Duration
+	// ThreadsEvery is how often a session looks at the fleet for
+	// processes started or gone, to send thread events (default 2s).
+	ThreadsEvery time.Duration
 }
 
 // Server serves DAP sessions, one per connection. Each session's goroutines:
 // the reader, which decodes and dispatches requests one at a time; the
 // writer, the only one writing to the connection, fed by a queue; after
-// attach, the hit pump; and one status watcher per breakpoint.
+// attach, the hit pump, the thread watcher and one status watcher per
+// breakpoint.
 type Server struct {
 	opts Options
 
@@ -76,6 +80,9 @@ func NewServer(opts Options) *Server {
 	}
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = 10 * time.Second
+	}
+	if opts.ThreadsEvery <= 0 {
+		opts.ThreadsEvery = 2 * time.Second
 	}
 	return &Server{opts: opts, connect: fleet.Connect}
 }

@@ -258,7 +258,7 @@ func (ss *session) onSetFunctionBreakpoints(req *dap.SetFunctionBreakpointsReque
 	wants := make([]*breakpoint, len(req.Arguments.Breakpoints))
 	for i, fb := range req.Arguments.Breakpoints {
 		b := &breakpoint{fn: strings.TrimSpace(fb.Name), cond: strings.TrimSpace(fb.Condition), hitCond: strings.TrimSpace(fb.HitCondition)}
-		b.file, b.line, b.err = locateFunction(ss.cfg.Cwd, b.fn)
+		b.file, b.line, b.err = source.LocateFunction(ss.cfg.Cwd, b.fn)
 		wants[i] = b
 	}
 	ss.mu.Lock()
@@ -287,6 +287,7 @@ func (ss *session) replace(old, wants []*breakpoint) (keep []*breakpoint, result
 	ctx, cancel := context.WithTimeout(ss.ctx, 10*time.Second)
 	defer cancel()
 	result = make([]dap.Breakpoint, len(wants))
+	var fresh []int // the wants to declare
 	for i, b := range wants {
 		if p, ok := prev[b.key()]; ok && b.err == nil {
 			delete(prev, b.key())
@@ -300,15 +301,21 @@ func (ss *session) replace(old, wants []*breakpoint) (keep []*breakpoint, result
 		b.id = ss.nextBP
 		b.tracepoint = fmt.Sprintf("dap-%s-%d", ss.id, ss.nextTP)
 		ss.mu.Unlock()
-		var src *dap.Source
-		if b.file != "" {
-			src = &dap.Source{Name: filepath.Base(b.file), Path: b.file}
-		}
 		if b.err != nil {
 			result[i] = dap.Breakpoint{Id: b.id, Verified: false, Message: "not set: " + b.err.Error()}
 			continue
 		}
-		spec := ss.spec(b)
+		fresh = append(fresh, i)
+	}
+	bs := make([]*breakpoint, len(fresh))
+	for j, i := range fresh {
+		bs[j] = wants[i]
+	}
+	locs := ss.locate(bs)
+	for j, i := range fresh {
+		b := wants[i]
+		src := &dap.Source{Name: filepath.Base(b.file), Path: b.file}
+		spec := ss.spec(b, locs[j])
 		if err := ss.owner().Declare(ctx, spec); err != nil {
 			result[i] = dap.Breakpoint{Id: b.id, Verified: false, Source: src, Line: b.line, Message: fmt.Sprintf("not set: %v", fleet.AsError(err).Message)}
 			continue
@@ -371,19 +378,48 @@ func (ss *session) start(bs []*breakpoint) {
 	}()
 }
 
-// spec is the fleet tracepoint of b under the session's configuration. In a
-// git checkout, the line is mapped into every revision the fleet runs (see
-// source.Repo.Locate), as riptrace trace and the language server do;
-// substitutePath, where it applies, overrides all that.
-func (ss *session) spec(b *breakpoint) *fleet.Spec {
-	loc := source.Locate(b.file, b.line)
-	if remote, ok := ss.cfg.toRemote(b.file); ok {
-		loc = fleet.Location{Path: remote, Line: b.line}
-	} else if ss.repo != nil && loc.Module != "" {
-		if synced, err := ss.repo.Locate(b.file, b.line, ss.revisions(loc.Module)); err == nil {
-			loc = synced
+// locate names the lines of bs for the fleet. substitutePath, where a rule
+// applies, gives the remote file; otherwise, in a git checkout, the line is
+// mapped into every revision the fleet runs, as riptrace trace and the
+// language server do, the fleet being asked once for all of bs (see
+// source.Resolve).
+func (ss *session) locate(bs []*breakpoint) []fleet.Location {
+	locs := make([]fleet.Location, len(bs))
+	var lines []source.Line
+	var at []int // index in bs of each of lines
+	for i, b := range bs {
+		if remote, ok := ss.cfg.toRemote(b.file); ok {
+			locs[i] = fleet.Location{Path: remote, Line: b.line}
+			continue
 		}
+		if ss.repo == nil {
+			locs[i] = source.Locate(b.file, b.line) // no repository: lines are taken as they are
+			continue
+		}
+		lines = append(lines, source.Line{File: b.file, Line: b.line})
+		at = append(at, i)
 	}
+	if len(lines) == 0 {
+		return locs
+	}
+	// Each host answers its profile within 5 s (fleet.Client.Hosts); an
+	// agent busy attaching on a loaded machine takes seconds, and without
+	// the revisions the line would go out unmapped.
+	ctx, cancel := context.WithTimeout(ss.ctx, 10*time.Second)
+	defer cancel()
+	res := source.Resolve(ctx, ss.client, ss.repo, lines)
+	if res.FleetErr != nil {
+		ss.srv.opts.Log.Warn("mapping breakpoints into the fleet's revisions", "err", res.FleetErr)
+	}
+	for j, i := range at {
+		locs[i] = res.Locations[j]
+	}
+	return locs
+}
+
+// spec is the fleet tracepoint of b at loc under the session's
+// configuration.
+func (ss *session) spec(b *breakpoint, loc fleet.Location) *fleet.Spec {
 	capture := ss.cfg.Capture
 	capture.Exprs = append([]string(nil), capture.Exprs...)
 	host, _ := os.Hostname()
@@ -548,20 +584,6 @@ func (ss *session) pumpHits(r *fleet.HitReader) {
 	}
 }
 
-// revisions lists the revisions of module the fleet runs now.
-func (ss *session) revisions(module string) []string {
-	// Each host answers its profile within 5 s (fleet.Client.Hosts); an
-	// agent busy attaching on a loaded machine takes seconds, and without
-	// the revisions the line would go out unmapped.
-	ctx, cancel := context.WithTimeout(ss.ctx, 10*time.Second)
-	defer cancel()
-	hosts, err := ss.client.Hosts(ctx)
-	if err != nil {
-		return nil
-	}
-	return source.Revisions(hosts, module)
-}
-
 // hitEvent renders one hit as an output event linked to its local line: in
 // a git checkout, the line of the checkout that the process's revision had.
 func (ss *session) hitEvent(b *breakpoint, h *fleet.Hit) *dap.OutputEvent {
@@ -693,7 +715,7 @@ func (ss *session) onThreads(req *dap.ThreadsRequest) {
 // watchThreads sends thread events as matching processes come and go.
 func (ss *session) watchThreads() {
 	known := make(map[int]bool)
-	t := time.NewTicker(2 * time.Second)
+	t := time.NewTicker(ss.srv.opts.ThreadsEvery)
 	defer t.Stop()
 	for {
 		ctx, cancel := context.WithTimeout(ss.ctx, 5*time.Second)

@@ -111,6 +111,8 @@ func (s *server) toggle(ctx context.Context, u uri.URI, cur int) (*ToggleResult,
 	}
 	loc := source.Locate(file, line)
 	sel := fleet.Selector{Hosts: cfg.Hosts, Processes: cfg.Processes}
+	// The id names the checkout's line, not where it runs: a toggle after
+	// a deploy still finds the tracepoint to remove.
 	id := tracepointID(loc, sel)
 	res := &ToggleResult{ID: id, Location: loc}
 	if slices.Contains(lease.IDs(), id) {
@@ -119,6 +121,24 @@ func (s *server) toggle(ctx context.Context, u uri.URI, cur int) (*ToggleResult,
 		}
 		return res, nil
 	}
+	s.mu.Lock()
+	fl := s.fleet
+	s.mu.Unlock()
+	if fl != nil {
+		// As the debug adapter and riptrace trace do: the line is mapped
+		// into each revision the fleet runs.
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		r := source.Resolve(hctx, fl, nil, []source.Line{{File: file, Line: line}})
+		cancel()
+		if r.FleetErr != nil {
+			s.log.Warn("mapping a toggled line into the fleet's revisions", "err", r.FleetErr)
+		}
+		if r.Errs[0] != nil {
+			s.log.Warn("mapping a toggled line into the fleet's revisions", "err", r.Errs[0])
+		}
+		res.Location = r.Locations[0]
+	}
+	loc = res.Location
 	host, _ := os.Hostname()
 	spec := &fleet.Spec{
 		ID:       id,

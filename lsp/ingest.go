@@ -57,11 +57,11 @@ func (s *server) ingest(ctx context.Context, cfg Config, local *hitMapper, agg *
 	}
 	lease := c.NewLease(leaseTTL)
 	s.mu.Lock()
-	s.lease = lease
+	s.lease, s.fleet = lease, c
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		s.lease = nil
+		s.lease, s.fleet = nil, nil
 		s.mu.Unlock()
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := lease.Close(cctx); err != nil {

@@ -76,7 +76,8 @@ type server struct {
 	refreshLens  bool                 // the client accepts workspace/codeLens/refresh
 	refreshHints bool                 // the client accepts workspace/inlayHint/refresh
 	shutdown     bool
-	lease        *fleet.Lease // the tracepoints toggled from the editor
+	lease        *fleet.Lease  // the tracepoints toggled from the editor
+	fleet        *fleet.Client // lease's connection, set with it
 	stopIngest   context.CancelFunc
 	ingestDone   chan struct{}
 }

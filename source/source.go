@@ -10,11 +10,15 @@
 // back.
 //
 // Processes may run other revisions than the checkout (see docs/DESIGN.md,
-// "Source mapping"). [Repo] is the checkout's git repository: [Repo.Locate]
-// names a local line for the fleet and maps it into each revision that
-// runs there ([Revisions] lists them from fleet Client.Hosts), filling the
-// location's per-revision Lines, Paths and Refused; [Repo.LocalHit] maps a
-// hit's file and line in its process's revision back to the checkout.
+// "Source mapping"). [Resolve] is what every front end calls to trace local
+// lines: it asks the fleet once which revisions run, and names each line
+// for the fleet mapped into them. [Repo] is the checkout's git repository:
+// [Repo.Locate] names a local line for the fleet and maps it into each
+// revision that runs there ([Revisions] lists them from fleet
+// Client.Hosts), filling the location's per-revision Lines, Paths and
+// Refused; [Repo.LocalHit] maps a hit's file and line in its process's
+// revision back to the checkout. [LocateFunction] finds a function by
+// name in the checkout, for function breakpoints.
 // Underneath, [Repo.LineIn] and [Repo.LocalLine] map one line through a
 // line diff ([LineMap]) of the file between the checkout (with its
 // uncommitted edits) and the revision, following renames and fetching

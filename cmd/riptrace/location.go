@@ -63,7 +63,7 @@ func mustRel(dir, file string) string {
 
 // syncLocation maps a FILE:LINE in a git checkout into every revision of the
 // file's module that runs in the fleet, as the debug adapter and the
-// language server do (see source.Repo.Locate), and says on w what it found.
+// language server do (see source.Resolve), and says on w what it found.
 // A location outside a checkout is returned as is, with a nil checkout.
 func syncLocation(ctx context.Context, c *fleet.Client, arg string, loc fleet.Location, w io.Writer) (fleet.Location, *checkout, error) {
 	if loc.Module == "" {
@@ -87,14 +87,14 @@ func syncLocation(ctx context.Context, c *fleet.Client, arg string, loc fleet.Lo
 	// whole command.
 	hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	hosts, err := c.Hosts(hctx)
-	if err != nil {
-		fmt.Fprintf(w, "riptrace: asking the fleet which revisions run: %v; tracing line %d of the checkout everywhere\n", err, line)
+	res := source.Resolve(hctx, c, repo, []source.Line{{File: file, Line: line}})
+	if res.FleetErr != nil {
+		fmt.Fprintf(w, "riptrace: %v; tracing line %d of the checkout everywhere\n", res.FleetErr, line)
 	}
-	synced, err := repo.Locate(file, line, source.Revisions(hosts, loc.Module))
-	if err != nil {
-		return loc, nil, fmt.Errorf("mapping %s into the fleet's revisions: %w", arg, err)
+	if res.Errs[0] != nil {
+		return loc, nil, res.Errs[0]
 	}
+	synced := res.Locations[0]
 	for _, rev := range sortedKeys(synced.Lines) {
 		p := synced.Path
 		if q, ok := synced.Paths[rev]; ok {

@@ -1,4 +1,4 @@
-package dap
+package source
 
 import (
 	"bytes"
@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-
-	"github.com/riptrace/riptrace/source"
 )
 
 // funcName is a function breakpoint's name taken apart: Go's and Delve's
@@ -50,11 +48,11 @@ func parseFuncNames(s string) []funcName {
 	return out
 }
 
-// locateFunction finds the one function called name among the Go files
+// LocateFunction finds the one function called name among the Go files
 // under root (test files and the go command's skipped directories aside,
 // testdata included) and returns its file and the line of its first
 // statement, where a tracepoint sees its arguments.
-func locateFunction(root, name string) (string, int, error) {
+func LocateFunction(root, name string) (string, int, error) {
 	names := parseFuncNames(name)
 	if name == "" || len(names) == 0 || !token.IsIdentifier(names[0].name) {
 		return "", 0, fmt.Errorf("%q is not a function name: write pkg.Func or pkg.(*Type).Method", name)
@@ -89,7 +87,7 @@ func locateFunction(root, name string) (string, int, error) {
 			return nil
 		}
 		importPath := ""
-		if mod, _, rel, ok := source.ModuleOf(p); ok {
+		if mod, _, rel, ok := ModuleOf(p); ok {
 			importPath = path.Join(mod, path.Dir(rel))
 		}
 		for _, decl := range f.Decls {

@@ -1,0 +1,126 @@
+package lsp_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.lsp.dev/protocol"
+	"go.lsp.dev/uri"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/lsp"
+	"github.com/riptrace/riptrace/source/sourcetest"
+)
+
+// spinMain is a target at two commits: {{above}} is where commit B inserts
+// lines above the traced one.
+const spinMain = `package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+{{above}}
+//go:noinline
+func spin(n int) int {
+	m := n * 2
+	m += n //@trace(spin)
+	return m
+}
+
+func main() {
+	fmt.Printf("READY pid=%d\n", os.Getpid())
+	for n := 0; ; n++ {
+		spin(n)
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+`
+
+// TestToggleRevisionMapping: the fleet runs commit A while the checkout is
+// at B, which has two more lines above the traced one. Toggling the
+// checkout's line maps it into A, as the debug adapter and riptrace trace
+// do: the process traces A's line, and its hits show on the checkout's.
+func TestToggleRevisionMapping(t *testing.T) {
+	t.Parallel()
+	repo := sourcetest.Init(t)
+	sourcetest.Write(t, repo, "go.mod", "module example.com/spin\n\ngo 1.26\n")
+	revA := sourcetest.Commit(t, repo, "A", map[string]string{"main.go": strings.Replace(spinMain, "{{above}}", "", 1)})
+	bin := filepath.Join(t.TempDir(), fmt.Sprintf("lsp-spin-%d-%d", os.Getpid(), envSeq.Add(1)))
+	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
+	build.Dir = repo
+	build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=true", "GOWORK=off")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building commit A: %v\n%s", err, out)
+	}
+	src := filepath.Join(repo, "main.go")
+	remoteLine := agenttest.MarkerLine(t, src, "spin")
+	sourcetest.Commit(t, repo, "B", map[string]string{"main.go": strings.Replace(spinMain, "{{above}}", "\n// Added in B,\n// above the traced line.", 1)})
+	localLine := agenttest.MarkerLine(t, src, "spin")
+
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	exe := filepath.Base(bin)
+	agenttest.Start(t, bin) // before the agent: cleanups detach first
+	agenttest.RunAgent(t, s, agent.Config{Host: "lsp-revs-" + exe, Processes: []string{exe}, Log: testLogger(t)}, nil)
+	// The revision runs once the agent reports the process with it.
+	agenttest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		hosts, err := c.Hosts(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if h.Profile == nil {
+				continue
+			}
+			for _, p := range h.Profile.Processes {
+				if p.Exe == bin || filepath.Base(p.Exe) == exe {
+					if p.Revision == revA {
+						return nil
+					}
+					return fmt.Errorf("process %s runs revision %q, want %s", exe, p.Revision, revA)
+				}
+			}
+		}
+		return fmt.Errorf("no agent reports process %s yet", exe)
+	})
+
+	sess := startSession(t, lsp.Options{Log: testLogger(t)})
+	// 1 >> initialize at the checkout
+	sess.initialize(repo, map[string]any{"nats": s.ClientURL(), "processes": []string{exe}, "history": "1m"})
+	// 2 >> executeCommand riptrace.toggleTracepoint on the checkout's line,
+	// << traced, mapped into A
+	u := uri.File(src)
+	var res struct {
+		Traced   bool
+		Location struct {
+			Lines map[string]int
+		}
+	}
+	agenttest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		r, err := sess.server.ExecuteCommand(ctx(t), &protocol.ExecuteCommandParams{
+			Command:   lsp.CommandToggleTracepoint,
+			Arguments: []protocol.LSPAny{mustJSON(string(u)), mustJSON(localLine - 1)},
+		})
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(r, &res)
+	})
+	if !res.Traced || res.Location.Lines[revA] != remoteLine {
+		t.Fatalf("toggle: traced %v, lines %v; want line %d in revision %s", res.Traced, res.Location.Lines, remoteLine, revA)
+	}
+	// 3 >> codeLens, << the hits of A's line on the checkout's
+	sess.awaitLens(u, localLine-1, regexp.MustCompile(`^● \d+ hits? · 1 host · `))
+}
