@@ -19,6 +19,7 @@
 // Refused; [Repo.LocalHit] maps a hit's file and line in its process's
 // revision back to the checkout. [LocateFunction] finds a function by
 // name in the checkout, for function breakpoints.
+//
 // Underneath, [Repo.LineIn] and [Repo.LocalLine] map one line through a
 // line diff ([LineMap]) of the file between the checkout (with its
 // uncommitted edits) and the revision, following renames and fetching
