@@ -2,13 +2,13 @@ package agent_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,9 +113,9 @@ func gone(pid int) func(fleet.StatusEvent) bool {
 	return func(ev fleet.StatusEvent) bool { return ev.Pid == pid && ev.Deleted }
 }
 
-// readAll reads every hit of tracepoint id in the stream, until none comes
-// for a second.
-func readAll(t *testing.T, c *fleet.Client, id string) []fleet.Hit {
+// readUntil reads the hits of tracepoint id in the stream, from the first,
+// until the one whose argument seq is last.
+func readUntil(t *testing.T, c *fleet.Client, id string, last int) []fleet.Hit {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -126,23 +126,34 @@ func readAll(t *testing.T, c *fleet.Client, id string) []fleet.Hit {
 	defer r.Close()
 	var hits []fleet.Hit
 	for {
-		nctx, ncancel := context.WithTimeout(ctx, time.Second)
-		h, err := r.Next(nctx)
-		ncancel()
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return hits
-		}
+		h, err := r.Next(ctx)
 		if err != nil {
-			t.Fatalf("reading hit %d of %s: %v", len(hits)+1, id, err)
+			t.Fatalf("reading hit %d of %s, waiting for the one of call %d: %v", len(hits)+1, id, last, err)
 		}
 		hits = append(hits, h)
+		if v := fleettest.Var(h.Args, "seq"); v != nil && v.Value == strconv.Itoa(last) {
+			return hits
+		}
 	}
 }
 
-// calls checks that hits carry consecutive values of the paced target's
-// counter, each gap matched by the dropped count of the hit after it, and
-// returns how many calls are missing.
-func calls(t *testing.T, hits []fleet.Hit) (missing uint64) {
+// stepCalls returns how many calls the paced target p has made by its last
+// STEP line.
+func stepCalls(t *testing.T, p *agenttest.Proc) int {
+	t.Helper()
+	out := p.Output()
+	i := strings.LastIndex(out, "STEP n=")
+	n, err := strconv.Atoi(strings.Fields(out[i+len("STEP n="):])[0])
+	if err != nil {
+		t.Fatalf("reading the STEP line of %d: %v\n%s", p.Pid, err, out)
+	}
+	return n
+}
+
+// missingCalls checks that hits carry consecutive values of the paced
+// target's counter, each gap matched by the dropped count of the hit after
+// it, and returns how many calls are missing.
+func missingCalls(t *testing.T, hits []fleet.Hit) (missing uint64) {
 	t.Helper()
 	prev := -1
 	for i, h := range hits {
@@ -258,6 +269,28 @@ func testNATSRestart(t *testing.T, outage time.Duration, bufferHits int) {
 	awaitStatusOn(t, c, old.ID, gone(q.Pid))
 	reconciled := time.Since(restarted)
 
+	// Stop the traffic before counting. On a loaded machine the agent may
+	// publish slower than the target calls, so that with a small buffer
+	// hits go on being lost long after the outage: the counts settle only
+	// once the calls stop and the buffer is empty. One more call then
+	// leaves a last hit that carries every loss and drop before it.
+	if err := p.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitOutput(t, "PAUSED", 10*time.Second)
+	agenttest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if n := metric(t, reg, "riptrace_hits_buffered", ""); n > 0 {
+			return fmt.Errorf("%v hits still buffered", n)
+		}
+		return nil
+	})
+	if err := p.Cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitOutput(t, "STEP", 10*time.Second)
+	calls := stepCalls(t, p)
+	hits := readUntil(t, c, tick.ID, calls-1)
+
 	lost := metric(t, reg, "riptrace_hits_lost_total", tick.ID)
 	if bufferHits > 0 {
 		want := fmt.Sprintf("%d hits lost in all", int(lost))
@@ -265,20 +298,11 @@ func testNATSRestart(t *testing.T, outage time.Duration, bufferHits int) {
 			return ev.Pid == p.Pid && strings.Contains(ev.Message, want) && ev.Dropped >= uint64(lost)
 		})
 	}
-
-	// Stop the traffic, let the last hits leave, and read them all.
 	if err := c.Remove(context.Background(), tick.ID); err != nil {
 		t.Fatal(err)
 	}
 	awaitStatusOn(t, c, tick.ID, gone(p.Pid))
-	agenttest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
-		if n := metric(t, reg, "riptrace_hits_buffered", ""); n > 0 {
-			return fmt.Errorf("%v hits still buffered", n)
-		}
-		return nil
-	})
-	hits := readAll(t, c, tick.ID)
-	missing := calls(t, hits)
+	missing := missingCalls(t, hits)
 	dropped := metric(t, reg, "riptrace_hits_dropped_total", tick.ID)
 	lost = metric(t, reg, "riptrace_hits_lost_total", tick.ID)
 	t.Logf("outage %v: %v hits delivered before it, %v buffered during it, all delivered %v after the restart, tracepoint changes applied after %v; %d hits in the stream, %d calls missing (%v lost to the full buffer, %v dropped by the backend)",

@@ -368,7 +368,7 @@ func TestVSCodeHostPicker(t *testing.T) {
 	nodeBin := vscodeNode(t)
 	vscodeBuildVSIX(t) // dist/fleet.js
 	bin := agenttest.BuildTarget(t, "../cmd/riptrace")
-	exe := agenttest.Alias(t, agenttest.BuildTarget(t, "../agent/testdata/targets/loop"), "vscode-picker-loop")
+	exe := agenttest.Alias(t, agenttest.BuildTarget(t, "../agent/testdata/targets/loop"), fmt.Sprintf("vscode-picker-loop-%d", os.Getpid()))
 	srv := fleettest.RunServer(t)
 	const host = "vscode-picker"
 

@@ -20,7 +20,8 @@ import (
 
 // RunAgent runs a real agent with the Delve backend in the test process,
 // connected to s, until the test ends or the returned stop is called. It
-// returns once the agent answers on its subjects. Unset fields of cfg get
+// returns once the agent has scanned its processes, written its heartbeat
+// and answers on its subjects, so that the fleet lists it with them. Unset fields of cfg get
 // test defaults: a 100 ms scan, the Delve backend's name, and a log that
 // shows with -v only (log, if not nil, receives it too).
 //
@@ -83,10 +84,21 @@ func RunAgentWith(t testing.TB, s *server.Server, cfg agent.Config, log io.Write
 		})
 	}
 	t.Cleanup(stop)
+	// Answering comes before the first scan and heartbeat; clients that
+	// list the fleet (Client.Hosts: the debug adapter maps lines into the
+	// revisions it finds there) see the agent only after both.
 	c := fleettest.Connect(t, s)
-	CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		_, err := c.Profile(context.Background(), a.Host())
-		return err
+	CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		hosts, err := c.Hosts(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if h.Name == a.Host() && !h.Gone && h.Profile != nil {
+				return nil
+			}
+		}
+		return fmt.Errorf("host %s is not listed with a profile among %d hosts", a.Host(), len(hosts))
 	})
 	return stop
 }

@@ -7,7 +7,7 @@
 // bar's host count. Run by run.sh (make e2e-vscode).
 import { spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -121,7 +121,18 @@ try {
   const nats = (await server.wait)[1];
   step(`riptrace server at ${nats}`);
 
-  const payments = start('payments', binPath('payments'), ['-listen', '127.0.0.1:0'], { ready: /READY pid=(\d+) addr=(\S+)/ });
+  // The service under a name of this run's own, which the agent selects:
+  // other copies of the demo's payments (other tests, a demo) may run on
+  // this machine, and the agent must not list or trace them.
+  const paymentsName = `payments-e2e-${process.pid}`;
+  const paymentsBin = path.join(tmp, paymentsName);
+  try {
+    linkSync(binPath('payments'), paymentsBin);
+  } catch {
+    copyFileSync(binPath('payments'), paymentsBin);
+    chmodSync(paymentsBin, 0o755);
+  }
+  const payments = start('payments', paymentsBin, ['-listen', '127.0.0.1:0'], { ready: /READY pid=(\d+) addr=(\S+)/ });
   const [, pid, addr] = await payments.wait;
   step(`payments pid ${pid} on ${addr}`);
   let sent = 0;
@@ -133,7 +144,7 @@ try {
     });
   traffic = setInterval(() => charge().catch(() => {}), 300);
 
-  start('riptrace agent', binPath('riptrace'), ['agent', '--nats', nats, '--host', host, '--processes', 'github.com/riptrace/riptrace/demo/payments']);
+  start('riptrace agent', binPath('riptrace'), ['agent', '--nats', nats, '--host', host, '--processes', paymentsName]);
   await until(`host ${host} listing payments`, 60_000, () => {
     const hosts = JSON.parse(execFileSync(binPath('riptrace'), ['hosts', '--json', '--nats', nats], { encoding: 'utf8' }));
     return hosts.some((h) => h.name === host && h.profile?.processes?.some((p) => String(p.pid) === pid));

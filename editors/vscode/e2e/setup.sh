@@ -3,12 +3,23 @@
 # Chromium and the headers of code-server's native modules, then Node 24,
 # code-server and playwright-core from npm into a cache outside the repo.
 # Idempotent: a second run only checks. Prints the tools folder last.
+#
+# Runs on one machine take turns (flock on the cache's lock file): a first
+# install deletes and rewrites the cache, and two at once would delete each
+# other's files.
 set -euo pipefail
 
 CACHE=${RIPTRACE_E2E_CACHE:-$HOME/.cache/riptrace-e2e}
 NODE_VERSION=24.21.0
 CODE_SERVER_VERSION=4.139.1
 PLAYWRIGHT_VERSION=1.64.1
+
+mkdir -p "$CACHE"
+exec 9>"$CACHE/setup.lock"
+if ! flock -n 9; then
+	echo "waiting for another run of $0 to finish installing into $CACHE" >&2
+	flock 9
+fi
 
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)

@@ -7,6 +7,11 @@
 // calls: a target slowed by stops catches up, so the counter says how many
 // calls were due. It prints "READY pid=<pid>" once running and "ALIVE n=<calls>"
 // every second, from a function, second, that tests can trace too.
+//
+// SIGUSR1 stops the calls for good and prints "PAUSED n=<calls>"; each
+// SIGUSR2 after that makes one more call and prints "STEP n=<calls>". A
+// test stops the traffic this way to count what was lost, and steps once
+// to have a last hit carry every drop before it.
 package main
 
 import (
@@ -53,9 +58,23 @@ func main() {
 		}
 	}()
 
+	pause, step := make(chan os.Signal, 1), make(chan os.Signal, 1)
+	signal.Notify(pause, syscall.SIGUSR1)
+	signal.Notify(step, syscall.SIGUSR2)
+
 	period := time.Second / time.Duration(*rate)
 	start := time.Now()
 	for seq := 0; ; seq++ {
+		select {
+		case <-pause:
+			fmt.Printf("PAUSED n=%d\n", seq)
+			for range step {
+				tick(seq)
+				seq++
+				fmt.Printf("STEP n=%d\n", seq)
+			}
+		default:
+		}
 		tick(seq)
 		if d := time.Until(start.Add(time.Duration(seq+1) * period)); d > 0 {
 			time.Sleep(d)
