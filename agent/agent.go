@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -106,8 +107,12 @@ type Agent struct {
 	direct   map[string]*fleet.Spec  // createTracepoint requests
 	attached map[int]*attachment     // pid → attached target
 	placed   map[placeKey]*placement // what each process has, or why not
-	hostWide map[string]string       // tracepoint → pending message (pid 0 status)
+	hostWide map[string]hostNote     // tracepoint → its status on the host as a whole (pid 0)
 	invalid  map[string]string       // bucket key → why its spec was refused
+	// quarantine holds the specs this host no longer tries, deaths the
+	// backend deaths counted against specs (see quarantine.go).
+	quarantine map[string]quarantined
+	deaths     map[string]deaths
 }
 
 type placeKey struct {
@@ -137,6 +142,7 @@ type placement struct {
 	warning     string // why the line may not be the one meant (source sync)
 	placing     bool   // Set has not returned yet; hits and faults may come already
 	early       []Hit  // hits held while placing
+	halted      bool   // quarantined while installed: its hits are dropped until it is cleared
 }
 
 // New returns an agent serving cfg.Host through c with backend.
@@ -194,8 +200,11 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		attached: make(map[int]*attachment),
 		placed:   make(map[placeKey]*placement),
 		written:  make(map[string]fleet.Status),
-		hostWide: make(map[string]string),
+		hostWide: make(map[string]hostNote),
 		invalid:  make(map[string]string),
+
+		quarantine: make(map[string]quarantined),
+		deaths:     make(map[string]deaths),
 	}
 	registerStopped(cfg.Metrics, a)
 	return a
@@ -375,7 +384,13 @@ func (a *Agent) applyEntryLocked(e jetstream.KeyValueEntry) {
 		return
 	}
 	var s fleet.Spec
-	err := fleet.Decode(e.Value(), "tracepoint spec", &s)
+	var err error
+	if n := len(e.Value()); n > fleet.MaxSpecBytes {
+		// Refused before it is decoded: no client writes one this large.
+		err = fleet.Errorf(fleet.CodeTooLarge, "tracepoint spec under key %s is %d bytes, more than the %d an agent reads. Declare it with a client (riptrace trace, the debug adapter), which keeps specs within bounds", key, n, fleet.MaxSpecBytes)
+	} else {
+		err = fleet.Decode(e.Value(), "tracepoint spec", &s)
+	}
 	if err == nil {
 		err = s.Validate()
 	}
@@ -438,10 +453,21 @@ func (a *Agent) reconcile(ctx context.Context) {
 	// What should be where.
 	a.mu.Lock()
 	want := make(map[placeKey]*fleet.Spec)
-	hostWide := make(map[string]string)
+	hostWide := make(map[string]hostNote)
+	a.forgetGoneLocked()
 	for _, specs := range []map[string]*fleet.Spec{a.declared, a.direct} {
 		for id, s := range specs {
-			if s.Expired(now) || !s.Selector.MatchHost(a.cfg.Host) {
+			if !s.Selector.MatchHost(a.cfg.Host) {
+				continue
+			}
+			if s.Expired(now) {
+				// Said, not dropped in silence: its owner stopped renewing
+				// it, or declared it expired.
+				hostWide[id] = hostNote{fleet.StateDone, fmt.Sprintf("tracepoint %s expired at %s (limits.expiresAt): its owner stopped renewing it. Declare it again to trace the line, or remove it", id, s.Limits.ExpiresAt.UTC().Format(time.RFC3339))}
+				continue
+			}
+			if q := a.quarantinedLocked(s); q != nil {
+				hostWide[id] = hostNote{fleet.StateError, q.Message}
 				continue
 			}
 			matched := false
@@ -456,16 +482,18 @@ func (a *Agent) reconcile(ctx context.Context) {
 			// but the uids refuse, gets a status saying which rule refused
 			// it; one outside the globs is left alone, silently: agents
 			// may split a machine's processes between them by globs.
+			// A pid named in the selector is named on purpose too, whatever
+			// the globs say.
 			if len(s.Selector.Pids) > 0 || len(s.Selector.Processes) > 0 {
 				for pid, p := range a.outside {
-					if s.Selector.MatchProcess(p) && fleet.MatchProcess(a.cfg.Processes, p) {
+					if s.Selector.MatchProcess(p) && (fleet.MatchProcess(a.cfg.Processes, p) || slices.Contains(s.Selector.Pids, pid)) {
 						want[placeKey{pid, id}] = s
 						matched = true
 					}
 				}
 			}
 			if !matched {
-				hostWide[id] = fmt.Sprintf("no Go process on host %s matches %s yet; it will be installed when one starts", a.cfg.Host, describeSelector(s.Selector))
+				hostWide[id] = hostNote{fleet.StatePending, fmt.Sprintf("no Go process on host %s matches %s yet; it will be installed when one starts", a.cfg.Host, describeSelector(s.Selector))}
 			}
 		}
 	}
@@ -557,6 +585,12 @@ func fingerprint(s *fleet.Spec) string {
 // it while Delve reads its debug info.
 func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 	p := &placement{spec: spec, fingerprint: fingerprint(spec)}
+	var att *attachment
+	defer func() {
+		if r := recover(); r != nil {
+			a.placePanicked(k, p, att, r)
+		}
+	}()
 	// The line (and path) in the revision this process runs; a line refused
 	// there is never traced, and the process is not even attached.
 	local := *spec
@@ -578,7 +612,6 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 			err = ferr
 		}
 	}
-	var att *attachment
 	var files []string
 	if err == nil {
 		files, err = a.sources.files(k.pid)
@@ -796,7 +829,7 @@ func (a *Agent) pump(pid int, att *attachment) {
 		k := placeKey{pid, h.Tracepoint}
 		a.mu.Lock()
 		p := a.placed[k]
-		if p == nil || p.done != "" || p.err != nil {
+		if p == nil || p.done != "" || p.err != nil || p.halted {
 			a.mu.Unlock()
 			continue
 		}
@@ -822,11 +855,13 @@ func (a *Agent) pump(pid int, att *attachment) {
 		}
 		a.deliver(k, p, h, ref)
 	}
-	// The channel closed: the target is detached or its process exited.
+	// The channel closed: the target is detached, its process exited, or
+	// the backend serving it died.
 	a.mu.Lock()
 	if a.attached[pid] == att {
 		delete(a.attached, pid)
 		a.metrics.attached.Dec()
+		suspects := a.deathSuspectsLocked(pid)
 		for k := range a.placed {
 			if k.pid == pid {
 				delete(a.placed, k)
@@ -835,6 +870,7 @@ func (a *Agent) pump(pid int, att *attachment) {
 		a.mu.Unlock()
 		err := att.target.Detach(context.Background())
 		a.log.Info("process gone", "pid", pid, "reason", err)
+		a.backendDied(pid, suspects, err)
 		a.poke()
 		return
 	}
@@ -863,11 +899,7 @@ func (a *Agent) deliver(k placeKey, p *placement, h Hit, ref fleet.ProcessRef) {
 	h.Dropped += p.unreported
 	p.unreported = 0
 	a.mu.Unlock()
-	h.Host, h.Process = a.cfg.Host, ref
-	a.cfg.Redact.Hit(&h.Hit)
-	if !a.pub.offer(k, h.Dropped, fleet.Encode(&h.Hit)) {
-		a.lose(k, h.Dropped)
-	}
+	a.publishSafely(k, p, h, ref)
 }
 
 // lose counts a hit of tracepoint k.id in process k.pid that never reached
@@ -910,7 +942,7 @@ func (a *Agent) shutdown() {
 	cancelFlush()
 	a.mu.Lock()
 	a.placed = make(map[placeKey]*placement)
-	a.hostWide = make(map[string]string)
+	a.hostWide = make(map[string]hostNote)
 	a.invalid = make(map[string]string)
 	a.mu.Unlock()
 	a.writeStatuses(ctx, false)

@@ -103,7 +103,7 @@ func (a *Agent) handleCreate(m *nats.Msg) fleet.Message {
 	if err := fleet.Decode(m.Data, "tracepoint spec", &spec); err != nil {
 		return &fleet.CreateTracepointReply{Error: fleet.AsError(err)}
 	}
-	if err := spec.Validate(); err != nil {
+	if err := spec.ValidateAt(time.Now()); err != nil {
 		return &fleet.CreateTracepointReply{ID: spec.ID, Error: fleet.AsError(err)}
 	}
 	a.scan() // a process started a moment ago counts
@@ -128,11 +128,15 @@ func (a *Agent) handleCreate(m *nats.Msg) fleet.Message {
 	}
 	sort.Slice(r.Placements, func(i, j int) bool { return r.Placements[i].Pid < r.Placements[j].Pid })
 	if len(r.Placements) == 0 {
-		msg := a.hostWide[spec.ID]
-		if msg == "" {
-			msg = fmt.Sprintf("tracepoint %s does not select host %s (hosts %v)", spec.ID, a.cfg.Host, spec.Selector.Hosts)
+		note := a.hostWide[spec.ID]
+		code := fleet.CodeNoProcess
+		switch {
+		case note.message == "":
+			note.message = fmt.Sprintf("tracepoint %s does not select host %s (hosts %v)", spec.ID, a.cfg.Host, spec.Selector.Hosts)
+		case note.state == fleet.StateError:
+			code = fleet.CodeQuarantined
 		}
-		r.Error = fleet.Errorf(fleet.CodeNoProcess, "%s", msg)
+		r.Error = fleet.Errorf(code, "%s", note.message)
 	}
 	return r
 }

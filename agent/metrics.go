@@ -17,6 +17,7 @@ type metrics struct {
 	lost            *prometheus.CounterVec
 	buffered        prometheus.Gauge
 	bufferedBytes   prometheus.Gauge
+	quarantined     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -45,9 +46,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		bufferedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "riptrace_hits_buffered_bytes", Help: "Encoded size of the hits waiting for NATS.",
 		}),
+		quarantined: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riptrace_tracepoints_quarantined_total", Help: "Tracepoints this agent stopped trying because handling them panicked or killed a backend process.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.hits, m.dropped, m.attachErrors, m.attached, m.publishFailures, m.lost, m.buffered, m.bufferedBytes)
+		reg.MustRegister(m.hits, m.dropped, m.attachErrors, m.attached, m.publishFailures, m.lost, m.buffered, m.bufferedBytes, m.quarantined)
 	}
 	return m
 }

@@ -60,8 +60,8 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 		}
 		next[fleet.StatusKey(k.id, a.cfg.Host, k.pid)] = st
 	}
-	for id, msg := range a.hostWide {
-		next[fleet.StatusKey(id, a.cfg.Host, 0)] = fleet.Status{Tracepoint: id, Host: a.cfg.Host, State: fleet.StatePending, Message: msg}
+	for id, n := range a.hostWide {
+		next[fleet.StatusKey(id, a.cfg.Host, 0)] = fleet.Status{Tracepoint: id, Host: a.cfg.Host, State: n.state, Message: n.message}
 	}
 	for key, msg := range a.invalid {
 		if fleet.Token(key) == key { // a key that can name a status entry

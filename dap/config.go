@@ -116,9 +116,10 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 		if err := dec.Decode(&cfg.Capture); err != nil {
 			return nil, &configError{"capture", fmt.Sprintf("must be an object with args, locals (booleans), exprs (strings), stackDepth, maxStringLen, maxArrayValues, maxStructDepth, maxVariables (numbers): %v", err)}
 		}
-		c := cfg.Capture
-		if c.StackDepth < 0 || c.MaxString < 0 || c.MaxArray < 0 || c.MaxDepth < 0 || c.MaxVariable < 0 {
-			return nil, &configError{"capture", "limits must be zero or positive, for example {\"stackDepth\": 8}"}
+		// The bounds every agent applies, said here for the attribute
+		// rather than for each breakpoint later.
+		if err := cfg.Capture.Validate(); err != nil {
+			return nil, &configError{"capture", err.Error()}
 		}
 	}
 	if v, ok := attrs["maxHitsPerSecond"]; ok && string(v) != "null" {
@@ -174,6 +175,9 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 	}
 	if err := cfg.Credentials.Check(strconv.Quote); err != nil {
 		return nil, attributeError(err)
+	}
+	if n := len(cfg.Capture.Exprs); n > fleet.MaxExprs {
+		return nil, &configError{"capture", fmt.Sprintf("exprs has %d expressions, more than the %d an agent allows: capture fewer", n, fleet.MaxExprs)}
 	}
 	for _, e := range cfg.Capture.Exprs {
 		s := fleet.Spec{ID: "x", Location: fleet.Location{Path: "x.go", Line: 1}, Capture: fleet.Capture{Exprs: []string{e}}}

@@ -150,7 +150,7 @@ func (c *Client) Attach(ctx context.Context, host string, pid int) (*AttachReply
 // CreateTracepoint installs spec on host's matching processes right away and
 // returns where it went. Use Declare for fleet-wide, reconciled tracepoints.
 func (c *Client) CreateTracepoint(ctx context.Context, host string, spec *Spec) (*CreateTracepointReply, error) {
-	if err := spec.Validate(); err != nil {
+	if err := spec.ValidateAt(time.Now()); err != nil {
 		return nil, err
 	}
 	var r CreateTracepointReply
@@ -224,7 +224,7 @@ func (c *Client) Hosts(ctx context.Context) ([]HostEntry, error) {
 // Declare puts spec into the desired state; every agent whose processes
 // match installs it, now and whenever a matching process appears.
 func (c *Client) Declare(ctx context.Context, spec *Spec) error {
-	if err := spec.Validate(); err != nil {
+	if err := spec.ValidateAt(time.Now()); err != nil {
 		return err
 	}
 	if spec.Created.IsZero() {

@@ -31,6 +31,9 @@ const (
 	CodeBadCondition = "bad_condition" // condition, hit condition or log message does not parse
 	CodeInternal     = "internal"      // a bug: the message says what was being done
 	CodeStopBudget   = "stop_budget"   // its traps alone cost more stop time than the agent's budget
+	CodeTooLarge     = "too_large"     // the spec asks for more than the bounds allow (MaxStackDepth and the others)
+	CodeQuarantined  = "quarantined"   // handling it crashed a worker or panicked the agent: it is no longer tried on that host
+	CodeExpired      = "expired"       // its limits.expiresAt passed: its owner stopped renewing it
 )
 
 // Error is the error part of every reply and status. Message says what went
@@ -257,8 +260,13 @@ func (s *Spec) Expired(now time.Time) bool {
 }
 
 // Validate checks what can be checked without a program: the id, the
-// location, the globs and that the condition and log message parse.
+// location, the globs, the bounds (see MaxStackDepth and the others), and
+// that the condition and log message parse. Declaring clients call
+// ValidateAt, which also refuses a spec already expired.
 func (s *Spec) Validate() error {
+	if err := s.checkBounds(); err != nil {
+		return err
+	}
 	switch {
 	case s.ID == "" || Token(s.ID) != s.ID:
 		return Errorf(CodeBadRequest, "tracepoint id %q must be non-empty and use only letters, digits, '-' and '_'", s.ID)
@@ -269,11 +277,6 @@ func (s *Spec) Validate() error {
 	}
 	if err := s.Location.validate(s.ID); err != nil {
 		return err
-	}
-	for _, g := range append(append([]string{}, s.Selector.Hosts...), s.Selector.Processes...) {
-		if g == "" {
-			return Errorf(CodeBadRequest, "tracepoint %s: empty glob in selector: drop it, or write * to match everything", s.ID)
-		}
 	}
 	if err := s.validateLimits(); err != nil {
 		return err
@@ -303,7 +306,7 @@ func (s *Spec) Validate() error {
 }
 
 // validateLimits refuses negative limits, which backends would read as
-// "none" or worse.
+// "none" or worse; checkBounds has checked the capture's.
 func (s *Spec) validateLimits() error {
 	for _, l := range []struct {
 		name string
@@ -311,11 +314,6 @@ func (s *Spec) validateLimits() error {
 	}{
 		{"limits.maxHitsPerSecond", s.Limits.MaxHitsPerSecond},
 		{"limits.maxHits", s.Limits.MaxHits},
-		{"capture.stackDepth", s.Capture.StackDepth},
-		{"capture.maxStringLen", s.Capture.MaxString},
-		{"capture.maxArrayValues", s.Capture.MaxArray},
-		{"capture.maxStructDepth", s.Capture.MaxDepth},
-		{"capture.maxVariables", s.Capture.MaxVariable},
 	} {
 		if l.v < 0 {
 			return Errorf(CodeBadRequest, "tracepoint %s: %s is %d: give 0 or more (0 or leaving it out takes the default)", s.ID, l.name, l.v)

@@ -28,11 +28,12 @@ func LoadConfig(c fleet.Capture) proc.LoadConfig {
 		}
 		return def
 	}
+	// The bounds again, for a spec that escaped validation.
 	return proc.LoadConfig{
 		FollowPointers:     true,
-		MaxVariableRecurse: pick(c.MaxDepth, d.MaxDepth),
-		MaxStringLen:       pick(c.MaxString, d.MaxString),
-		MaxArrayValues:     pick(c.MaxArray, d.MaxArray),
+		MaxVariableRecurse: min(pick(c.MaxDepth, d.MaxDepth), fleet.MaxStructDepth),
+		MaxStringLen:       min(pick(c.MaxString, d.MaxString), fleet.MaxStringLen),
+		MaxArrayValues:     min(pick(c.MaxArray, d.MaxArray), fleet.MaxArrayValues),
 		MaxStructFields:    -1,
 	}
 }
@@ -109,7 +110,10 @@ func (cv Converter) ReadWarm(scope *proc.EvalScope, c fleet.Capture, load proc.L
 // runs none); with no frame (and h.Errors saying why) the hit is placed at
 // file:line.
 func Stack(tgt *proc.Target, th proc.Thread, c fleet.Capture, h *fleet.Hit, file string, line int) ([]proc.Stackframe, *proc.G) {
-	depth := c.StackDepth
+	// Bounded here too: Delve allocates for the depth asked before it
+	// walks, and a spec that escaped validation must not cost the agent
+	// its memory.
+	depth := min(c.StackDepth, fleet.MaxStackDepth)
 	if depth <= 0 {
 		depth = 1
 	}
