@@ -482,17 +482,28 @@ func (a *Agent) reconcile(ctx context.Context) {
 			// but the uids refuse, gets a status saying which rule refused
 			// it; one outside the globs is left alone, silently: agents
 			// may split a machine's processes between them by globs.
-			// A pid named in the selector is named on purpose too, whatever
-			// the globs say.
+			// A pid named in the selector but outside the globs is not
+			// this agent's to refuse; its pending status says why it waits.
+			var elsewhere []int
 			if len(s.Selector.Pids) > 0 || len(s.Selector.Processes) > 0 {
 				for pid, p := range a.outside {
-					if s.Selector.MatchProcess(p) && (fleet.MatchProcess(a.cfg.Processes, p) || slices.Contains(s.Selector.Pids, pid)) {
+					if !s.Selector.MatchProcess(p) {
+						continue
+					}
+					if fleet.MatchProcess(a.cfg.Processes, p) {
 						want[placeKey{pid, id}] = s
 						matched = true
+					} else if slices.Contains(s.Selector.Pids, pid) {
+						elsewhere = append(elsewhere, pid)
 					}
 				}
 			}
-			if !matched {
+			switch {
+			case matched:
+			case len(elsewhere) > 0:
+				slices.Sort(elsewhere)
+				hostWide[id] = hostNote{fleet.StatePending, fmt.Sprintf("pid %v on host %s is outside this agent's attach allow-list (%s). An agent of this host that manages it traces it; if there is none, add it to the list", elsewhere, a.cfg.Host, a.rule("processes", fmt.Sprintf("%q", a.cfg.Processes)))}
+			default:
 				hostWide[id] = hostNote{fleet.StatePending, fmt.Sprintf("no Go process on host %s matches %s yet; it will be installed when one starts", a.cfg.Host, describeSelector(s.Selector))}
 			}
 		}

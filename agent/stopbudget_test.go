@@ -45,7 +45,7 @@ func TestStopBudget(t *testing.T) {
 				h := newHarnessWith(t, agent.Config{StopBudget: tc.budget, Metrics: reg})
 				p := h.start("-every", tc.every)
 				spec := h.spec(tc.name, "process")
-				spec.Capture = fleet.Capture{Args: true, Locals: true, StackDepth: 64, MaxString: 4096, MaxArray: 256, MaxDepth: 8, MaxVariable: 256}
+				spec.Capture = fleet.Capture{Args: true, Locals: true, StackDepth: 64, MaxString: 4096, MaxArray: 256, MaxDepth: 2, MaxVariable: 256}
 				spec.Limits.MaxHitsPerSecond = 1_000_000
 				if err := h.c.Declare(context.Background(), spec); err != nil {
 					t.Fatal(err)
