@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/riptrace/riptrace/fleet"
@@ -217,9 +215,7 @@ func (a *Agent) Host() string { return a.cfg.Host }
 // every process (which keep running), withdraws its status and heartbeat,
 // and returns.
 func (a *Agent) Run(ctx context.Context) error {
-	subj := a.c.Subjects()
-	nc := a.c.Conn()
-	pub, err := newPublisher(nc, subj.Trace(a.cfg.Host), fmt.Sprintf("%s-%d-", a.cfg.Host, time.Now().UnixNano()),
+	pub, err := newPublisher(a.c, a.cfg.Host, fmt.Sprintf("%s-%d-", a.cfg.Host, time.Now().UnixNano()),
 		a.cfg.BufferHits, a.cfg.BufferBytes, a.log, a.metrics)
 	if err != nil {
 		return err
@@ -233,47 +229,26 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	go pub.run(pubCtx)
 
-	handlers := map[string]func(*nats.Msg) fleet.Message{
-		subj.ProfileGet(a.cfg.Host):       a.handleProfile,
-		subj.Attach(a.cfg.Host):           a.handleAttach,
-		subj.CreateTracepoint(a.cfg.Host): a.handleCreate,
-		subj.ClearTracepoint(a.cfg.Host):  a.handleClear,
-	}
-	var subs []*nats.Subscription
-	defer func() {
-		for _, s := range subs {
-			s.Unsubscribe()
-		}
-	}()
-	for subject, h := range handlers {
-		s, err := nc.Subscribe(subject, a.serve(h))
-		if err != nil {
-			return fmt.Errorf("subscribing to %s: %w", subject, err)
-		}
-		subs = append(subs, s)
-	}
-	if err := nc.FlushTimeout(10 * time.Second); err != nil {
-		return fmt.Errorf("flushing subscriptions: %w", err)
-	}
-	// An agent whose NATS user may not serve this host would serve nothing
-	// and hang on its way out: say so and stop.
-	if err := a.c.Refused(); err != nil {
-		return fmt.Errorf("serving host %s: %w", a.cfg.Host, err)
-	}
-
-	watcher, err := a.c.TracepointKV().WatchAll(ctx)
+	stopServing, err := a.c.ServeHost(a.cfg.Host, fleet.HostHandlers{
+		Profile:          a.handleProfile,
+		Attach:           a.handleAttach,
+		CreateTracepoint: a.handleCreate,
+		ClearTracepoint:  a.handleClear,
+	}, a.log)
 	if err != nil {
-		return fmt.Errorf("watching the tracepoint bucket: %w", err)
+		return err
 	}
-	defer func() { watcher.Stop() }()
-	// After a reconnect the server may be a restarted one that lost the
-	// watcher's consumer: the watcher is made again.
-	reconnected := nc.StatusChanged(nats.CONNECTED)
-	defer nc.RemoveStatusListener(reconnected)
+	defer stopServing()
+
+	specs, err := a.c.WatchSpecs(ctx, a.log)
+	if err != nil {
+		return err
+	}
+	defer specs.Stop()
 
 	a.scan()
 	a.heartbeat(ctx)
-	a.log.Info("agent ready", "nats", nc.ConnectedUrlRedacted(), "processes", len(a.procs))
+	a.log.Info("agent ready", "nats", a.c.ConnectedURL(), "processes", len(a.procs))
 
 	reconcileDone := make(chan struct{})
 	go func() {
@@ -292,59 +267,33 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer scanTick.Stop()
 	beatTick := time.NewTicker(a.cfg.HeartbeatEvery)
 	defer beatTick.Stop()
-	updates := watcher.Updates()
-	rewatch := false
-	var initial []jetstream.KeyValueEntry // a new watcher's current values
-	resyncing := false                    // until the end of them
+	events := specs.Events()
 	for {
 		select {
 		case <-ctx.Done():
 			<-reconcileDone
 			a.shutdown()
 			return nil
-		case e, ok := <-updates:
+		case ev, ok := <-events:
 			if !ok {
-				if ctx.Err() != nil {
-					updates = nil // shutting down: the watcher ends with ctx
-					continue
-				}
-				// Its consumer is gone (the server lost it): watch again.
-				a.log.Warn("the tracepoint bucket watcher stopped; watching again")
-				updates, rewatch = nil, true
+				events = nil // shutting down: the watch ends with ctx
 				continue
 			}
-			switch {
-			case e == nil && resyncing:
-				a.resync(initial)
-				initial, resyncing = nil, false
-			case e == nil:
-			case resyncing:
-				initial = append(initial, e)
-				continue
-			default:
-				a.applyEntry(e)
+			if ev.Resync {
+				a.resync(ev.Entries)
+				// After a reconnect, too: the server may be a restarted
+				// one that lost the heartbeat.
+				a.heartbeat(ctx)
+			} else {
+				a.applyEntry(ev.Entries[0])
 			}
 			a.poke()
-		case <-reconnected:
-			a.log.Info("reconnected to NATS", "nats", nc.ConnectedUrlRedacted())
-			rewatch = true
-			a.heartbeat(ctx)
 		case <-scanTick.C:
 			a.scan()
 			a.poke()
 		case <-beatTick.C:
 			a.heartbeat(ctx)
 			a.flushHitCounts(ctx)
-		}
-		if rewatch {
-			w, err := a.c.TracepointKV().WatchAll(ctx)
-			if err != nil {
-				a.log.Warn("watching the tracepoint bucket again; retrying", "err", err)
-				continue
-			}
-			watcher.Stop()
-			watcher, updates = w, w.Updates()
-			rewatch, resyncing, initial = false, true, nil
 		}
 	}
 }
@@ -357,7 +306,7 @@ func (a *Agent) poke() {
 	}
 }
 
-func (a *Agent) applyEntry(e jetstream.KeyValueEntry) {
+func (a *Agent) applyEntry(e fleet.SpecEntry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.applyEntryLocked(e)
@@ -365,7 +314,7 @@ func (a *Agent) applyEntry(e jetstream.KeyValueEntry) {
 
 // resync makes the declared tracepoints the entries a new watcher found:
 // what was removed while the agent was cut off goes, what was added comes.
-func (a *Agent) resync(entries []jetstream.KeyValueEntry) {
+func (a *Agent) resync(entries []fleet.SpecEntry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.declared = make(map[string]*fleet.Spec)
@@ -376,20 +325,20 @@ func (a *Agent) resync(entries []jetstream.KeyValueEntry) {
 }
 
 // Lock should be held.
-func (a *Agent) applyEntryLocked(e jetstream.KeyValueEntry) {
-	key := e.Key()
+func (a *Agent) applyEntryLocked(e fleet.SpecEntry) {
+	key := e.Key
 	delete(a.declared, key)
 	delete(a.invalid, key)
-	if e.Operation() != jetstream.KeyValuePut {
+	if e.Deleted {
 		return
 	}
 	var s fleet.Spec
 	var err error
-	if n := len(e.Value()); n > fleet.MaxSpecBytes {
+	if n := len(e.Value); n > fleet.MaxSpecBytes {
 		// Refused before it is decoded: no client writes one this large.
 		err = fleet.Errorf(fleet.CodeTooLarge, "tracepoint spec under key %s is %d bytes, more than the %d an agent reads. Declare it with a client (riptrace trace, the debug adapter), which keeps specs within bounds", key, n, fleet.MaxSpecBytes)
 	} else {
-		err = fleet.Decode(e.Value(), "tracepoint spec", &s)
+		err = fleet.Decode(e.Value, "tracepoint spec", &s)
 	}
 	if err == nil {
 		err = s.Validate()
@@ -434,9 +383,11 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	hb := fleet.Heartbeat{Host: a.cfg.Host, Updated: time.Now().UTC(), Every: fleet.Duration(a.cfg.HeartbeatEvery)}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := a.c.HostKV().Put(ctx, a.cfg.Host, fleet.Encode(&hb)); err != nil {
+	if err := a.c.PutHeartbeat(ctx, &hb); err != nil {
 		a.log.Warn("writing heartbeat", "err", err)
-		checkConn(a.c.Conn(), a.log)
+		if err := a.c.Probe(); err != nil {
+			a.log.Warn("checking the connection to NATS", "err", err)
+		}
 	}
 }
 
@@ -957,7 +908,7 @@ func (a *Agent) shutdown() {
 	a.invalid = make(map[string]string)
 	a.mu.Unlock()
 	a.writeStatuses(ctx, false)
-	if err := a.c.HostKV().Delete(ctx, a.cfg.Host); err != nil {
+	if err := a.c.WithdrawHeartbeat(ctx, a.cfg.Host); err != nil {
 		a.log.Warn("withdrawing heartbeat", "err", err)
 	}
 	a.log.Info("agent stopped; every process detached")

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"sort"
 	"time"
 
@@ -11,29 +10,6 @@ import (
 
 	"github.com/riptrace/riptrace/fleet"
 )
-
-// serve wraps a request handler: it recovers panics into an error reply and
-// sends whatever the handler returns.
-func (a *Agent) serve(h func(*nats.Msg) fleet.Message) nats.MsgHandler {
-	return func(m *nats.Msg) {
-		var reply fleet.Message
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					a.log.Error("handler panic", "subject", m.Subject, "panic", r, "stack", string(debug.Stack()))
-					reply = &fleet.ErrorReply{Error: fleet.Errorf(fleet.CodeInternal, "internal error handling %s: %v (please report it)", m.Subject, r)}
-				}
-			}()
-			reply = h(m)
-		}()
-		if m.Reply == "" {
-			return
-		}
-		if err := m.Respond(fleet.Encode(reply)); err != nil {
-			a.log.Warn("replying", "subject", m.Subject, "err", err)
-		}
-	}
-}
 
 func (a *Agent) handleProfile(m *nats.Msg) fleet.Message {
 	var req fleet.Request

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/riptrace/riptrace/fleet"
 )
 
 // Defaults of the hit buffer: ten seconds at 1k hits/s fit many times over.
@@ -39,9 +40,8 @@ const (
 // Its one goroutine, run, is the only writer of hits on the connection; the
 // pumps hand hits to it through offer.
 type publisher struct {
-	js       jetstream.JetStream
-	nc       *nats.Conn
-	subject  string
+	c        *fleet.Client
+	hits     *fleet.HitPublisher
 	idBase   string // message ids are idBase + a sequence
 	maxHits  int
 	maxBytes int
@@ -70,15 +70,13 @@ type outgoing struct {
 	acked   bool // stored, found while settling after a failure
 }
 
-func newPublisher(nc *nats.Conn, subject, idBase string, maxHits, maxBytes int, log *slog.Logger, m *metrics) (*publisher, error) {
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncTimeout(publishAckTimeout),
-		jetstream.WithPublishAsyncMaxPending(2*publishWindow))
+func newPublisher(c *fleet.Client, host, idBase string, maxHits, maxBytes int, log *slog.Logger, m *metrics) (*publisher, error) {
+	hits, err := c.NewHitPublisher(host, publishAckTimeout, 2*publishWindow)
 	if err != nil {
-		return nil, fmt.Errorf("opening JetStream for publishing hits: %w", err)
+		return nil, err
 	}
 	return &publisher{
-		js: js, nc: nc, subject: subject, idBase: idBase,
+		c: c, hits: hits, idBase: idBase,
 		maxHits: maxHits, maxBytes: maxBytes, log: log, metrics: m,
 		wake: make(chan struct{}, 1),
 		done: make(chan struct{}),
@@ -95,8 +93,7 @@ func (p *publisher) offer(k placeKey, dropped uint64, data []byte) bool {
 		return false
 	}
 	p.seq++
-	msg := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, p.idBase+strconv.FormatUint(p.seq, 10))
+	msg := p.hits.Msg(data, p.idBase+strconv.FormatUint(p.seq, 10))
 	p.queue = append(p.queue, &outgoing{key: k, dropped: dropped, msg: msg})
 	p.bytes += len(data)
 	if p.empty == nil {
@@ -199,7 +196,9 @@ func (p *publisher) run(ctx context.Context) {
 			p.log.Warn("NATS does not take hits; keeping them until it does", "err", err, "buffered", p.len())
 		}
 		if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
-			checkConn(p.nc, p.log)
+			if err := p.c.Probe(); err != nil {
+				p.log.Warn("checking the connection to NATS", "err", err)
+			}
 		}
 		stored := p.settle(inflight)
 		resent += len(inflight) - stored
@@ -208,15 +207,15 @@ func (p *publisher) run(ctx context.Context) {
 		backoff = min(2*backoff, retryMax)
 	}
 	for {
-		if broken && !time.Now().Before(retryAt) && p.nc.IsConnected() {
+		if broken && !time.Now().Before(retryAt) && p.c.Connected() {
 			broken = false
 		}
-		for !broken && p.nc.IsConnected() && len(inflight) < publishWindow {
+		for !broken && p.c.Connected() && len(inflight) < publishWindow {
 			out := p.at(len(inflight))
 			if out == nil {
 				break
 			}
-			f, err := p.js.PublishMsgAsync(out.msg, jetstream.WithRetryAttempts(0))
+			f, err := p.hits.Publish(out.msg)
 			if err != nil {
 				if tooBig(err) {
 					p.refuse(out, err)
@@ -235,7 +234,7 @@ func (p *publisher) run(ctx context.Context) {
 		if len(inflight) > 0 {
 			okCh, errCh = inflight[0].f.Ok(), inflight[0].f.Err()
 		}
-		if broken || !p.nc.IsConnected() {
+		if broken || !p.c.Connected() {
 			// Poll for the connection: a reconnect raises no event here.
 			d := time.Until(retryAt)
 			retry.Reset(max(d, retryMin))
@@ -325,18 +324,4 @@ func (p *publisher) flush(ctx context.Context) int {
 		}
 	}
 	return p.len()
-}
-
-// checkConn makes sure a connection that looks up still reaches the server,
-// and reconnects if not. A cut link leaves TCP open and silent for minutes
-// (nats.go pings every two minutes); a reconnect is what brings the agent
-// back as soon as the link returns.
-func checkConn(nc *nats.Conn, log *slog.Logger) {
-	if !nc.IsConnected() {
-		return
-	}
-	if err := nc.FlushTimeout(2 * time.Second); err != nil {
-		log.Warn("NATS does not answer over a connection that looks up; reconnecting", "err", err)
-		nc.ForceReconnect()
-	}
 }

@@ -84,18 +84,17 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 	}
 	a.mu.Unlock()
 
-	kv := a.c.StatusKV()
 	for _, st := range put {
 		st.Updated = now
 		key := fleet.StatusKey(st.Tracepoint, st.Host, st.Pid)
-		if _, err := kv.Put(ctx, key, fleet.Encode(&st)); err != nil {
+		if err := a.c.PutStatus(ctx, &st); err != nil {
 			a.log.Warn("writing status", "key", key, "err", err)
 			continue
 		}
 		a.written[key] = st
 	}
 	for _, key := range del {
-		if err := kv.Delete(ctx, key); err != nil {
+		if err := a.c.WithdrawStatus(ctx, key); err != nil {
 			a.log.Warn("withdrawing status", "key", key, "err", err)
 			continue
 		}
