@@ -20,6 +20,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 const pacedDir = "testdata/targets/paced"
@@ -234,7 +235,7 @@ func testNATSRestart(t *testing.T, outage time.Duration, bufferHits int) {
 	}
 	// On a loaded machine the agent's hit decoding, which runs at nice 19,
 	// may take a while to get going.
-	agenttest.CheckFor(t, 2*time.Minute, 10*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 2*time.Minute, 10*time.Millisecond, func() error {
 		if got := metric(t, reg, "riptrace_hits_total", tick.ID); got < 500 {
 			return fmt.Errorf("%v hits delivered, waiting for 500 before the outage", got)
 		}
@@ -260,7 +261,7 @@ func testNATSRestart(t *testing.T, outage time.Duration, bufferHits int) {
 		t.Fatal(err)
 	}
 
-	agenttest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		if got := metric(t, reg, "riptrace_hits_total", tick.ID); got < before+buffered {
 			return fmt.Errorf("%v hits delivered, want %v delivered before the outage + %v buffered", got, before, buffered)
 		}
