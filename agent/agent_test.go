@@ -20,6 +20,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 func TestMain(m *testing.M) { agenttest.Main(m) }
@@ -165,7 +166,7 @@ func stillRunning(t *testing.T, p *agenttest.Proc) {
 		t.Fatalf("target %d died (%v); %s", p.Pid, err, p.Stderr()+"\nstdout:\n"+p.Output())
 	}
 	n := strings.Count(p.Output(), "ALIVE")
-	agenttest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		if strings.Count(p.Output(), "ALIVE") <= n {
 			return errors.New("no new ALIVE line")
 		}
@@ -235,7 +236,7 @@ func TestHitsCarryValues(t *testing.T) {
 			if err := h.c.Remove(context.Background(), spec.ID); err != nil {
 				t.Fatal(err)
 			}
-			agenttest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+			testsupport.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 				if h.attached(p.Pid) {
 					return errors.New("still attached after its only tracepoint was removed")
 				}
@@ -469,7 +470,7 @@ func TestMaxHits(t *testing.T) {
 	if st.Hits != 3 {
 		t.Fatalf("status hits = %d, want 3", st.Hits)
 	}
-	agenttest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		if h.attached(p.Pid) {
 			return errors.New("still attached after maxHits")
 		}
@@ -527,7 +528,7 @@ func TestProfileFiles(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	p := h.start()
-	agenttest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		prof, err := h.c.ProfileFiles(context.Background(), h.host)
 		if err != nil {
 			return err

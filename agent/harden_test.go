@@ -20,6 +20,7 @@ import (
 	"github.com/riptrace/riptrace/agent/ebpf"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // Specs past the bounds, written straight into the bucket as no client
@@ -83,7 +84,7 @@ func TestQuarantineAfterWorkerDeaths(t *testing.T) {
 	killed := map[int]bool{}
 	for i := 0; ; i++ {
 		var worker int
-		agenttest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		testsupport.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 			if worker = agenttest.TracerPid(p.Pid); worker == 0 || killed[worker] {
 				return fmt.Errorf("traced by %d, want a new worker", worker)
 			}
@@ -111,7 +112,7 @@ func TestQuarantineAfterWorkerDeaths(t *testing.T) {
 		}
 	}
 	// Left alone: no worker comes back for it.
-	agenttest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		if tp := agenttest.TracerPid(p.Pid); tp != 0 {
 			return fmt.Errorf("still traced by %d", tp)
 		}
@@ -251,7 +252,7 @@ func testSpecFuzz(t *testing.T, backend string, n int, r *rand.Rand) {
 			}
 			t.Logf("%s (status expected: %v): %.300s", key, status, raw)
 		}
-		agenttest.CheckFor(t, 90*time.Second, 100*time.Millisecond, func() error {
+		testsupport.CheckFor(t, 90*time.Second, 100*time.Millisecond, func() error {
 			if !p.Alive() {
 				t.Fatalf("the target died:\n%s\nagent log:\n%s", p.Stderr(), h.agentLog())
 			}

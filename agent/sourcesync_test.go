@@ -15,6 +15,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 	"github.com/riptrace/riptrace/source"
 	"github.com/riptrace/riptrace/source/sourcetest"
 )
@@ -181,7 +182,7 @@ func TestSourceSync(t *testing.T) {
 
 	// The fleet reports every revision (the dirty build runs D).
 	var hosts []fleet.HostEntry
-	agenttest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		var err error
 		if hosts, err = c.Hosts(context.Background()); err != nil {
 			return err

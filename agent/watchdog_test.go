@@ -11,6 +11,7 @@ import (
 
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // TestWorkerKilledReattaches SIGKILLs the Delve worker of a traced process
@@ -43,7 +44,7 @@ func TestWorkerKilledReattaches(t *testing.T) {
 	}
 
 	// A new worker, and hits taken after the kill.
-	agenttest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		if !p.Alive() {
 			t.Fatalf("target died after its worker was killed:\n%s", p.Stderr())
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // benchHits is how many hits the latency benchmark measures at least.
@@ -118,7 +119,7 @@ func BenchmarkBreakpointToVerified(b *testing.B) {
 				setBreakpoints(b, c, loopSrc)
 				c.Drop(func(m godap.Message) bool { _, ok := m.(*godap.OutputEvent); return ok })
 				for _, p := range targets {
-					agenttest.CheckFor(b, 60*time.Second, 20*time.Millisecond, func() error {
+					testsupport.CheckFor(b, 60*time.Second, 20*time.Millisecond, func() error {
 						att, err := f.attached(f.host, p.Pid)
 						if err == nil && att {
 							err = fmt.Errorf("still attached to %d", p.Pid)

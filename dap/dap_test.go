@@ -22,6 +22,7 @@ import (
 	"github.com/riptrace/riptrace/dap/daptest"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // TestTwoServices is the main transcript: one breakpoint fans out to two
@@ -152,7 +153,7 @@ func TestTwoServices(t *testing.T) {
 		t.Errorf("declared tracepoints after disconnect = %v, want none", got)
 	}
 	for _, p := range []*agenttest.Proc{po, pp} {
-		agenttest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		testsupport.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 			att, err := f.attached(f.host, p.Pid)
 			if err == nil && att {
 				err = fmt.Errorf("still attached to %d after disconnect", p.Pid)
@@ -285,7 +286,7 @@ func TestPersist(t *testing.T) {
 			}
 			if tc.hangUp {
 				c.Close()
-				agenttest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+				testsupport.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 					if got := f.declared(); len(got) != tc.want {
 						return fmt.Errorf("declared after the client hung up = %v", got)
 					}
@@ -420,7 +421,7 @@ func TestFunctionBreakpoints(t *testing.T) {
 		{Name: "main.noSuchFunction"},
 		{Name: "main.main"},
 	}})
-	bps := c.ExpectResponse(t, "setFunctionBreakpoints").(*godap.SetFunctionBreakpointsResponse).Body.Breakpoints
+	bps := daptest.Expect[*godap.SetFunctionBreakpointsResponse](t, c).Body.Breakpoints
 	if len(bps) != 3 {
 		t.Fatalf("got %d breakpoints for 3", len(bps))
 	}
@@ -449,7 +450,7 @@ func TestFunctionBreakpoints(t *testing.T) {
 	}
 	// 4 >> setFunctionBreakpoints (none), << setFunctionBreakpoints
 	c.Send(t, "setFunctionBreakpoints", godap.SetFunctionBreakpointsArguments{Breakpoints: []godap.FunctionBreakpoint{}})
-	c.ExpectResponse(t, "setFunctionBreakpoints")
+	daptest.Expect[*godap.SetFunctionBreakpointsResponse](t, c)
 	if got := f.declared(); len(got) != 0 {
 		t.Errorf("declared after clearing function breakpoints = %v, want none", got)
 	}
@@ -523,19 +524,19 @@ func TestSnapshots(t *testing.T) {
 	}
 	// 5 >> stackTrace, << stackTrace: the captured stack, linked to the checkout
 	c.Send(t, "stackTrace", godap.StackTraceArguments{ThreadId: stopped.Body.ThreadId})
-	frames := c.ExpectResponse(t, "stackTrace").(*godap.StackTraceResponse).Body.StackFrames
+	frames := daptest.Expect[*godap.StackTraceResponse](t, c).Body.StackFrames
 	if len(frames) < 2 || frames[0].Name != "main.process" || frames[0].Line != process || frames[0].Source == nil || frames[0].Source.Path != loopSrc || frames[1].Name != "main.main" {
 		t.Fatalf("stack = %+v, want main.process at %s:%d called by main.main", frames, loopSrc, process)
 	}
 	// 6 >> scopes, << scopes
 	c.Send(t, "scopes", godap.ScopesArguments{FrameId: frames[0].Id})
-	scopes := c.ExpectResponse(t, "scopes").(*godap.ScopesResponse).Body.Scopes
+	scopes := daptest.Expect[*godap.ScopesResponse](t, c).Body.Scopes
 	if len(scopes) < 2 || scopes[0].Name != "Arguments" || scopes[1].Name != "Locals" {
 		t.Fatalf("scopes = %+v, want Arguments and Locals", scopes)
 	}
 	// 7 >> variables (Arguments), << variables: it and n
 	c.Send(t, "variables", godap.VariablesArguments{VariablesReference: scopes[0].VariablesReference})
-	args := c.ExpectResponse(t, "variables").(*godap.VariablesResponse).Body.Variables
+	args := daptest.Expect[*godap.VariablesResponse](t, c).Body.Variables
 	var it *godap.Variable
 	for i := range args {
 		if args[i].Name == "it" {
@@ -547,7 +548,7 @@ func TestSnapshots(t *testing.T) {
 	}
 	// 8 >> variables (it), << variables: followed through the pointer
 	c.Send(t, "variables", godap.VariablesArguments{VariablesReference: it.VariablesReference})
-	fields := c.ExpectResponse(t, "variables").(*godap.VariablesResponse).Body.Variables
+	fields := daptest.Expect[*godap.VariablesResponse](t, c).Body.Variables
 	if !slices.ContainsFunc(fields, func(v godap.Variable) bool {
 		return v.Name == "ID" && strings.Contains(`"book" "lamp" "pen"`, v.Value)
 	}) {
@@ -555,7 +556,7 @@ func TestSnapshots(t *testing.T) {
 	}
 	// 9 >> continue, << continue; << stopped: the next hit opens the next snapshot
 	c.Send(t, "continue", godap.ContinueArguments{ThreadId: stopped.Body.ThreadId})
-	c.ExpectResponse(t, "continue")
+	daptest.Expect[*godap.ContinueResponse](t, c)
 	c.Send(t, "variables", godap.VariablesArguments{VariablesReference: it.VariablesReference})
 	c.ExpectErrorResponse(t, "variables", dap.ErrNoSnapshot)
 	next := c.AwaitEvent(t, "stopped").(*godap.StoppedEvent)

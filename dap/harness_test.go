@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -25,6 +24,7 @@ import (
 	"github.com/riptrace/riptrace/dap/daptest"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 func TestMain(m *testing.M) { agenttest.Main(m, checkNoSessionLeak) }
@@ -32,21 +32,8 @@ func TestMain(m *testing.M) { agenttest.Main(m, checkNoSessionLeak) }
 // checkNoSessionLeak fails the run if any goroutine of a DAP session
 // outlives every test (nats-server's checkNoGoroutineLeak, by package).
 func checkNoSessionLeak() error {
-	var stacks string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		buf := make([]byte, 1<<22)
-		all := string(buf[:runtime.Stack(buf, true)])
-		stacks = ""
-		for _, g := range strings.Split(all, "\n\n") {
-			if strings.Contains(g, "riptrace/riptrace/dap.(*session)") || strings.Contains(g, "riptrace/riptrace/dap.(*Server)") {
-				stacks += g + "\n\n"
-			}
-		}
-		if stacks == "" {
-			return nil
-		}
-	}
-	return fmt.Errorf("goroutines of DAP sessions outlived the tests:\n%s", stacks)
+	return testsupport.NoGoroutines(10*time.Second, "goroutines of DAP sessions",
+		"riptrace/riptrace/dap.(*session)", "riptrace/riptrace/dap.(*Server)")
 }
 
 const loopDir = "../agent/testdata/targets/loop"
@@ -214,7 +201,7 @@ func stillRunning(t testing.TB, p *agenttest.Proc) {
 		t.Fatalf("target %d died; its output:\n%s", p.Pid, p.Output())
 	}
 	n := strings.Count(p.Output(), "ALIVE")
-	agenttest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		if strings.Count(p.Output(), "ALIVE") <= n {
 			return errors.New("no new ALIVE line")
 		}

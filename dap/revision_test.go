@@ -16,6 +16,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/dap"
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/internal/testsupport"
 	"github.com/riptrace/riptrace/source/sourcetest"
 )
 
@@ -110,7 +111,7 @@ func TestBreakpointsAskHostsOnce(t *testing.T) {
 	sourcetest.Commit(t, repo, "A", map[string]string{"go.mod": "module example.com/four\n\ngo 1.26\n", "main.go": fourLines})
 	src := filepath.Join(repo, "main.go")
 	f.startAgent(f.host, f.exe("none"))
-	agenttest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		hosts, err := f.c.Hosts(context.Background())
 		if err != nil {
 			return err
@@ -150,7 +151,7 @@ func TestBreakpointsAskHostsOnce(t *testing.T) {
 	// an hour.
 	c := startSessionOptions(t, dap.Options{ThreadsEvery: time.Hour})
 	f.attach(c, map[string]any{"cwd": repo})
-	agenttest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		if n := asked(); n != 1 {
 			return fmt.Errorf("%d profile.get requests after attach, want the thread watcher's 1", n)
 		}

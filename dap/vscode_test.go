@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // TestVSCodeDebugClient drives the built `riptrace dap` over stdio with
@@ -55,7 +56,7 @@ func TestVSCodeDebugClient(t *testing.T) {
 	if got := f.declared(); len(got) != 0 {
 		t.Errorf("declared tracepoints after the DebugClient disconnected = %v, want none", got)
 	}
-	agenttest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		att, err := f.attached(f.host, p.Pid)
 		if err == nil && att {
 			err = fmt.Errorf("still attached to %d after disconnect", p.Pid)

@@ -21,6 +21,7 @@ import (
 	"github.com/riptrace/riptrace/dap"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 	"github.com/riptrace/riptrace/lsp"
 )
 
@@ -326,7 +327,7 @@ func TestNeovimFleet(t *testing.T) {
 	target := agenttest.Start(t, agenttest.Alias(t, agenttest.BuildTarget(t, loopDir), exe))
 	agenttest.RunAgent(t, s, agent.Config{Host: host, Processes: []string{exe}}, nil)
 	// The pickers list the hosts with a heartbeat and the target.
-	agenttest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		hosts, err := c.Hosts(ctx)

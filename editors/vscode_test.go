@@ -28,6 +28,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/dap"
 	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 	"github.com/riptrace/riptrace/lsp"
 )
 
@@ -376,7 +377,7 @@ func TestVSCodeHostPicker(t *testing.T) {
 	agentProc := vscodeStartAgent(t, bin, "agent", "--nats", srv.ClientURL(), "--host", host, "--processes", filepath.Base(exe))
 
 	c := fleettest.Connect(t, srv)
-	agenttest.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
 		hosts, err := c.Hosts(context.Background())
 		if err != nil {
 			return err

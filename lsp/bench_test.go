@@ -17,6 +17,7 @@ import (
 
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 	"github.com/riptrace/riptrace/lsp"
 )
 
@@ -211,19 +212,16 @@ func BenchmarkIngestFromStream(b *testing.B) {
 	sess.initialize(dir, map[string]any{"nats": s.ClientURL(), "history": "1h"})
 	u := uri.File(file)
 	want := fmt.Sprintf("● %d hit", b.N)
-	for deadline := time.Now().Add(120 * time.Second); ; {
+	testsupport.CheckFor(b, 120*time.Second, time.Millisecond, func() error {
 		lenses, err := sess.server.CodeLens(context.Background(), &protocol.CodeLensParams{TextDocument: protocol.TextDocumentIdentifier{URI: u}})
 		if err != nil {
-			b.Fatal(err)
+			return err
 		}
-		if len(lenses) == 1 && strings.HasPrefix(lenses[0].Command.Title, want+" ") || len(lenses) == 1 && strings.HasPrefix(lenses[0].Command.Title, want+"s ") {
-			break
+		if len(lenses) == 1 && (strings.HasPrefix(lenses[0].Command.Title, want+" ") || strings.HasPrefix(lenses[0].Command.Title, want+"s ")) {
+			return nil
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("lens %+v, want %s… within 120s", lenses, want)
-		}
-		time.Sleep(time.Millisecond) // polling step
-	}
+		return fmt.Errorf("lens %+v, want %s…", lenses, want)
+	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "hits/s")
 }

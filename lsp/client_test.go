@@ -16,7 +16,7 @@ import (
 	"go.lsp.dev/protocol"
 	"go.lsp.dev/uri"
 
-	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 	"github.com/riptrace/riptrace/lsp"
 )
 
@@ -116,7 +116,7 @@ func ctx(t testing.TB) context.Context {
 func (s *session) awaitLens(u uri.URI, line int, re *regexp.Regexp) protocol.CodeLens {
 	s.t.Helper()
 	var found protocol.CodeLens
-	agenttest.CheckFor(s.t, 30*time.Second, 50*time.Millisecond, func() error {
+	testsupport.CheckFor(s.t, 30*time.Second, 50*time.Millisecond, func() error {
 		lenses, err := s.server.CodeLens(ctx(s.t), &protocol.CodeLensParams{TextDocument: protocol.TextDocumentIdentifier{URI: u}})
 		if err != nil {
 			return err
@@ -165,7 +165,7 @@ func TestLiveHits(t *testing.T) {
 	line := e.line - 1
 	toggle := func() map[string]any {
 		var out map[string]any
-		agenttest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		testsupport.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 			r, err := s.server.ExecuteCommand(ctx(t), &protocol.ExecuteCommandParams{
 				Command:   lsp.CommandToggleTracepoint,
 				Arguments: []protocol.LSPAny{mustJSON(string(u)), mustJSON(line)},

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,33 +15,15 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
+// TestMain fails the run if a language server goroutine (or lease renewer)
+// of the tests outlives them.
 func TestMain(m *testing.M) {
-	agenttest.Main(m, func() error { return checkNoServerGoroutines(10 * time.Second) })
-}
-
-// checkNoServerGoroutines waits for every language server goroutine (and
-// lease renewer) of the tests to end, and reports the ones left.
-func checkNoServerGoroutines(total time.Duration) error {
-	var left []string
-	for deadline := time.Now().Add(total); ; {
-		buf := make([]byte, 1<<22)
-		buf = buf[:runtime.Stack(buf, true)]
-		left = left[:0]
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "riptrace/lsp.") || strings.Contains(g, "fleet.(*Lease).renew") {
-				left = append(left, g)
-			}
-		}
-		if len(left) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d language server goroutines still running %v after the tests:\n%s", len(left), total, strings.Join(left, "\n\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	agenttest.Main(m, func() error {
+		return testsupport.NoGoroutines(10*time.Second, "language server goroutines", "riptrace/lsp.", "fleet.(*Lease).renew")
+	})
 }
 
 // loopDir is the target the tests trace: the agent's loop program.

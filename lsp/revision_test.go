@@ -18,6 +18,7 @@ import (
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 	"github.com/riptrace/riptrace/lsp"
 	"github.com/riptrace/riptrace/source/sourcetest"
 )
@@ -75,7 +76,7 @@ func TestToggleRevisionMapping(t *testing.T) {
 	agenttest.Start(t, bin) // before the agent: cleanups detach first
 	agenttest.RunAgent(t, s, agent.Config{Host: "lsp-revs-" + exe, Processes: []string{exe}, Log: testLogger(t)}, nil)
 	// The revision runs once the agent reports the process with it.
-	agenttest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		hosts, err := c.Hosts(context.Background())
 		if err != nil {
 			return err
@@ -108,7 +109,7 @@ func TestToggleRevisionMapping(t *testing.T) {
 			Lines map[string]int
 		}
 	}
-	agenttest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		r, err := sess.server.ExecuteCommand(ctx(t), &protocol.ExecuteCommandParams{
 			Command:   lsp.CommandToggleTracepoint,
 			Arguments: []protocol.LSPAny{mustJSON(string(u)), mustJSON(localLine - 1)},

@@ -16,6 +16,7 @@ import (
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/delve"
 	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // RunAgent runs a real agent with the Delve backend in the test process,
@@ -88,7 +89,7 @@ func RunAgentWith(t testing.TB, s *server.Server, cfg agent.Config, log io.Write
 	// list the fleet (Client.Hosts: the debug adapter maps lines into the
 	// revisions it finds there) see the agent only after both.
 	c := fleettest.Connect(t, s)
-	CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		hosts, err := c.Hosts(context.Background())
 		if err != nil {
 			return err

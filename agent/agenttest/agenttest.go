@@ -1,9 +1,10 @@
 // Package agenttest helps tests run real target programs and real agents:
 // it builds targets once per test process ([BuildTarget]), gives them a name
 // of the test's own ([Alias]), starts them and waits for their READY line
-// ([Start]), finds marked lines in their sources ([MarkerLine]), polls for
-// conditions ([CheckFor]) and runs an agent with the Delve backend in the
-// test process ([RunAgent]; the test binary's TestMain is then [Main]).
+// ([Start]), finds marked lines in their sources ([MarkerLine]) and runs an
+// agent with the Delve backend in the test process ([RunAgent]; the test
+// binary's TestMain is then [Main]). Waiting for a condition is
+// internal/testsupport's CheckFor, which needs neither the agent nor Delve.
 //
 // Targets live in testdata/targets/<name> next to the tests (see
 // agent/testdata/targets) and print "READY pid=<pid> [addr=<host:port>]" once
@@ -21,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // NoOpt is the build flag that turns off optimizations and inlining, the way
@@ -141,21 +144,11 @@ func MarkerLine(t testing.TB, file, name string) int {
 	return line
 }
 
-// CheckFor calls f every step until it returns nil, and fails the test with
-// f's last error if that does not happen within total.
+// CheckFor is testsupport.CheckFor, for the tests not moved to it yet
+// (agent/delve's).
 func CheckFor(t testing.TB, total, step time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", total, err)
-		}
-		time.Sleep(step)
-	}
+	testsupport.CheckFor(t, total, step, f)
 }
 
 // Alias returns bin under the base name name, in a directory of the test's

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 const loopDir = "../testdata/targets/loop"
@@ -65,7 +66,7 @@ func TestLoopTarget(t *testing.T) {
 func TestLoopExitAfter(t *testing.T) {
 	t.Parallel()
 	p := agenttest.Start(t, agenttest.BuildTarget(t, loopDir), "-exit-after", "200ms", "-every", "1ms")
-	agenttest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if p.Alive() {
 			return errors.New("loop still alive after -exit-after 200ms")
 		}

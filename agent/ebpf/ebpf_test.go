@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,28 +19,16 @@ import (
 	"github.com/riptrace/riptrace/agent/delve"
 	"github.com/riptrace/riptrace/agent/ebpf"
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
-func TestMain(m *testing.M) { agenttest.Main(m, noLeftGoroutines) }
-
-// noLeftGoroutines fails the run if a target's goroutines (the ring buffer
-// reader, the exit watcher, the backends' hit pumps) outlive their tests.
-func noLeftGoroutines() error {
-	var left []string
-	for range 100 {
-		buf := make([]byte, 1<<20)
-		left = left[:0]
-		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-			if strings.Contains(g, "riptrace/agent/ebpf.(*target)") || strings.Contains(g, "riptrace/agent.(*multiTarget)") {
-				left = append(left, g)
-			}
-		}
-		if len(left) == 0 {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("%d goroutines of detached targets are still running:\n%s", len(left), strings.Join(left, "\n\n"))
+// TestMain fails the run if a target's goroutines (the ring buffer reader,
+// the exit watcher, the backends' hit pumps) outlive their tests.
+func TestMain(m *testing.M) {
+	agenttest.Main(m, func() error {
+		return testsupport.NoGoroutines(5*time.Second, "goroutines of detached targets",
+			"riptrace/agent/ebpf.(*target)", "riptrace/agent.(*multiTarget)")
+	})
 }
 
 const valuesDir = "testdata/targets/values"
@@ -417,7 +404,7 @@ func TestRingFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Nobody reads: the agent's channel fills, then the ring buffer.
-	agenttest.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
+	testsupport.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
 		if !strings.Contains(p.Output(), "BURST k=1 ") {
 			return fmt.Errorf("the burst has not ended")
 		}
@@ -526,7 +513,7 @@ func TestSIGKILL(t *testing.T) {
 	loaded.Close() // our reference would keep it loaded
 	holder.Cmd.Process.Signal(syscall.SIGKILL)
 	holder.Wait(30 * time.Second)
-	agenttest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		if p, err := cebpf.NewProgramFromID(cebpf.ProgramID(prog)); err == nil {
 			p.Close()
 			return fmt.Errorf("program %d is still loaded", prog)
@@ -817,7 +804,7 @@ func TestDecodeYields(t *testing.T) {
 		t.Fatal(err)
 	}
 	var tid string
-	agenttest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		for id := range niceThreads(t) {
 			if !before[id] {
 				tid = id
@@ -829,7 +816,7 @@ func TestDecodeYields(t *testing.T) {
 	if err := tgt.Detach(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	agenttest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testsupport.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if niceThreads(t)[tid] {
 			return fmt.Errorf("thread %s, at nice 19, is still there after the detach", tid)
 		}

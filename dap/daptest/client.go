@@ -3,9 +3,10 @@
 // test reads as the transcript of a session (after Delve's
 // service/dap/daptest).
 //
-// Events arrive asynchronously (breakpoint events, hits): Expect…Response
-// helpers skip over events and keep them, and Await… helpers find the first
-// event that matches, from those kept or still to come.
+// Events arrive asynchronously (breakpoint events, hits): [Expect] and the
+// Expect…Response helpers skip over events and keep them, and Await…
+// helpers find the first event that matches, from those kept or still to
+// come.
 package daptest
 
 import (
@@ -140,19 +141,6 @@ func describe(ms []dap.Message) string {
 	return sb.String()
 }
 
-// ExpectResponse takes the next response, skipping events, and fails unless
-// it is a successful one to command.
-func (c *Client) ExpectResponse(t testing.TB, command string) dap.ResponseMessage {
-	t.Helper()
-	m := c.take(t, "response to "+command, func(m dap.Message) bool { _, ok := m.(dap.ResponseMessage); return ok })
-	r := m.(dap.ResponseMessage)
-	if resp := r.GetResponse(); !resp.Success || resp.Command != command {
-		b, _ := json.Marshal(m)
-		t.Fatalf("got %s, want a successful %s response", b, command)
-	}
-	return r
-}
-
 // ExpectErrorResponse takes the next response and fails unless it is an
 // error response to command with the error id.
 func (c *Client) ExpectErrorResponse(t testing.TB, command string, id int) *dap.ErrorResponse {
@@ -166,44 +154,60 @@ func (c *Client) ExpectErrorResponse(t testing.TB, command string, id int) *dap.
 	return er
 }
 
+// Expect takes the next response, skipping events, and fails unless it is a
+// successful one of type R:
+//
+//	frames := daptest.Expect[*dap.StackTraceResponse](t, c).Body.StackFrames
+func Expect[R dap.ResponseMessage](t testing.TB, c *Client) R {
+	t.Helper()
+	var want R
+	m := c.take(t, fmt.Sprintf("%T", want), func(m dap.Message) bool { _, ok := m.(dap.ResponseMessage); return ok })
+	r, ok := m.(R)
+	if !ok || !r.GetResponse().Success {
+		b, _ := json.Marshal(m)
+		t.Fatalf("got %s, want a successful %T", b, want)
+	}
+	return r
+}
+
 func (c *Client) ExpectInitializeResponse(t testing.TB) *dap.InitializeResponse {
 	t.Helper()
-	return c.ExpectResponse(t, "initialize").(*dap.InitializeResponse)
+	return Expect[*dap.InitializeResponse](t, c)
 }
 
 func (c *Client) ExpectAttachResponse(t testing.TB) *dap.AttachResponse {
 	t.Helper()
-	return c.ExpectResponse(t, "attach").(*dap.AttachResponse)
+	return Expect[*dap.AttachResponse](t, c)
 }
 
 func (c *Client) ExpectSetBreakpointsResponse(t testing.TB) *dap.SetBreakpointsResponse {
 	t.Helper()
-	return c.ExpectResponse(t, "setBreakpoints").(*dap.SetBreakpointsResponse)
+	return Expect[*dap.SetBreakpointsResponse](t, c)
 }
 
 func (c *Client) ExpectConfigurationDoneResponse(t testing.TB) *dap.ConfigurationDoneResponse {
 	t.Helper()
-	return c.ExpectResponse(t, "configurationDone").(*dap.ConfigurationDoneResponse)
+	return Expect[*dap.ConfigurationDoneResponse](t, c)
 }
 
 func (c *Client) ExpectThreadsResponse(t testing.TB) *dap.ThreadsResponse {
 	t.Helper()
-	return c.ExpectResponse(t, "threads").(*dap.ThreadsResponse)
+	return Expect[*dap.ThreadsResponse](t, c)
 }
 
 func (c *Client) ExpectEvaluateResponse(t testing.TB) *dap.EvaluateResponse {
 	t.Helper()
-	return c.ExpectResponse(t, "evaluate").(*dap.EvaluateResponse)
+	return Expect[*dap.EvaluateResponse](t, c)
 }
 
 func (c *Client) ExpectDisconnectResponse(t testing.TB) *dap.DisconnectResponse {
 	t.Helper()
-	return c.ExpectResponse(t, "disconnect").(*dap.DisconnectResponse)
+	return Expect[*dap.DisconnectResponse](t, c)
 }
 
 func (c *Client) ExpectTerminateResponse(t testing.TB) *dap.TerminateResponse {
 	t.Helper()
-	return c.ExpectResponse(t, "terminate").(*dap.TerminateResponse)
+	return Expect[*dap.TerminateResponse](t, c)
 }
 
 // ExpectInitializedEvent takes the initialized event.
