@@ -90,6 +90,17 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 				return &configError{name, fmt.Sprintf("holds the unexpanded variable %s: install the RipTrace extension that provides it, or list globs by hand", g)}
 			}
 		}
+		// The rules every agent applies to a selector, said here for the
+		// attribute rather than for each breakpoint later.
+		probe := fleet.Spec{ID: "attach", Location: fleet.Location{Path: "x.go", Line: 1}}
+		if name == "hosts" {
+			probe.Selector.Hosts = *dst
+		} else {
+			probe.Selector.Processes = *dst
+		}
+		if err := probe.Validate(); err != nil {
+			return &configError{name, strings.TrimPrefix(fleet.AsError(err).Message, "tracepoint attach: ")}
+		}
 		return nil
 	}
 	checks := []error{

@@ -197,7 +197,13 @@ func (c *Client) Hosts(ctx context.Context) ([]HostEntry, error) {
 			continue
 		}
 		stale := time.Since(hb.Updated) > 3*time.Duration(hb.Every)
-		entries = append(entries, HostEntry{Name: hb.Host, LastSeen: hb.Updated, Gone: stale})
+		// The key is the host: only its agent may write it. The body says
+		// whatever its writer put there.
+		entry := HostEntry{Name: key, LastSeen: hb.Updated, Gone: stale}
+		if hb.Host != key {
+			entry.Error = fmt.Sprintf("the heartbeat under key %s names host %q: it is listed under its key, which only host %s's agent may write. Check that agent's --host, or who holds its credentials", key, hb.Host, key)
+		}
+		entries = append(entries, entry)
 	}
 	var wg sync.WaitGroup
 	for i := range entries {
@@ -210,7 +216,7 @@ func (c *Client) Hosts(ctx context.Context) ([]HostEntry, error) {
 			p, err := c.Profile(ctx, entries[i].Name)
 			if err != nil {
 				entries[i].Gone = true
-				entries[i].Error = err.Error()
+				entries[i].Error = strings.TrimPrefix(entries[i].Error+"; "+err.Error(), "; ")
 				return
 			}
 			entries[i].Profile = p
@@ -345,6 +351,7 @@ type HitOptions struct {
 
 // HitReader reads hits in stream order.
 type HitReader struct {
+	subj  Subjects
 	cons  jetstream.Consumer
 	iter  jetstream.MessagesContext
 	want  map[string]bool
@@ -373,7 +380,7 @@ func (c *Client) Hits(ctx context.Context, opts HitOptions) (*HitReader, error) 
 	if err != nil {
 		return nil, fmt.Errorf("reading the hit stream: %w", denied(gctx, err))
 	}
-	r := &HitReader{cons: cons, iter: iter}
+	r := &HitReader{subj: c.subj, cons: cons, iter: iter}
 	if len(opts.Tracepoints) > 0 {
 		r.want = make(map[string]bool)
 		for _, id := range opts.Tracepoints {
@@ -404,7 +411,22 @@ func (r *HitReader) Next(ctx context.Context) (Hit, error) {
 			continue
 		}
 		h.Seq, h.ServerTime = md.Sequence.Stream, md.Timestamp
+		markHost(&h, r.subj, msg.Subject())
 		return h, nil
+	}
+}
+
+// markHost makes the host of the subject a hit came on its host: only that
+// host's agent may publish there, while the body says whatever its sender
+// wrote. A body that names another host is kept as evidence in Errors.
+func markHost(h *Hit, subj Subjects, subject string) {
+	host, ok := subj.TraceHost(subject)
+	if !ok {
+		host = "?"
+	}
+	if h.Host != host {
+		h.Errors = append(h.Errors, fmt.Sprintf("this hit names host %q but was published on %s, which only host %s's agent may publish on: it is shown as %s's. Check that agent's configuration, or who holds its credentials", h.Host, subject, host, host))
+		h.Host = host
 	}
 }
 

@@ -53,6 +53,21 @@ func (s Subjects) Trace(host string) string {
 	return fmt.Sprintf("%s.%s.debugger.trace", s.Prefix, host)
 }
 
+// TraceHost returns the host of a subject made by Trace. The server lets
+// only that host's agent publish on it (see AgentPermissions), so readers take
+// a hit's host from here, never from the hit's body.
+func (s Subjects) TraceHost(subject string) (string, bool) {
+	host, ok := strings.CutPrefix(subject, s.Prefix+".")
+	if !ok {
+		return "", false
+	}
+	host, ok = strings.CutSuffix(host, ".debugger.trace")
+	if !ok || host == "" || strings.Contains(host, ".") {
+		return "", false
+	}
+	return host, true
+}
+
 // TraceAll matches the hits of every host; the hit stream captures it.
 func (s Subjects) TraceAll() string { return s.Prefix + ".*.debugger.trace" }
 

@@ -69,7 +69,7 @@ func startSession(t testing.TB, opts lsp.Options) *session {
 	t.Helper()
 	a, b := net.Pipe()
 	s := &session{t: t, client: newRecordingClient(), served: make(chan error, 1)}
-	go func() { s.served <- lsp.Serve(context.Background(), jsonrpc2.NewStream(a), opts) }()
+	go func() { s.served <- lsp.Serve(context.Background(), lsp.NewStream(a), opts) }()
 	_, s.conn, s.server = protocol.NewClient(context.Background(), s.client, jsonrpc2.NewStream(b))
 	t.Cleanup(func() {
 		s.conn.Close()

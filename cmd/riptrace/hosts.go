@@ -51,6 +51,9 @@ func runHosts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		hi := h.Profile.Host
 		fmt.Fprintf(tw, "%s\t%s/%s, kernel %s, %d CPUs, agent %s (%v)\t%d Go processes\n", h.Name, hi.OS, hi.Arch, hi.Kernel, hi.CPUs, hi.AgentVersion, hi.Backends, len(h.Profile.Processes))
+		if h.Error != "" {
+			fmt.Fprintf(tw, "  warning: %s\n", h.Error)
+		}
 		for _, p := range h.Profile.Processes {
 			rev := p.Revision
 			if len(rev) > 12 {

@@ -7,8 +7,6 @@ import (
 	"os"
 	"time"
 
-	"go.lsp.dev/jsonrpc2"
-
 	"github.com/riptrace/riptrace/lsp"
 )
 
@@ -59,7 +57,7 @@ func runLSP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func serveLSP(ctx context.Context, stdout, logTo io.Writer, level slog.Level, cfg lsp.Config) error {
-	return lsp.Serve(ctx, jsonrpc2.NewStream(stdio{os.Stdin, stdout}), lsp.Options{
+	return lsp.Serve(ctx, lsp.NewStream(stdio{os.Stdin, stdout}), lsp.Options{
 		Log:     slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level})),
 		Config:  cfg,
 		Version: version,
