@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/agenttest"
@@ -32,6 +34,7 @@ var loopSrc = filepath.Join(loopDir, "main.go")
 // harness is one real NATS server, one agent on it, and a fleet client.
 type harness struct {
 	t    *testing.T
+	srv  *server.Server
 	c    *fleet.Client
 	host string
 	exe  string // the base name of this test's target binary
@@ -76,12 +79,29 @@ func newHarnessWith(t *testing.T, cfg agent.Config, flags ...string) *harness {
 	s := fleettest.RunServer(t)
 	c := fleettest.Connect(t, s)
 	n := hostSeq.Add(1)
-	h := &harness{t: t, c: c, host: fmt.Sprintf("host-%d", n), exe: fmt.Sprintf("agent-test-%d-%d", os.Getpid(), n)}
+	h := &harness{t: t, srv: s, c: c, host: fmt.Sprintf("host-%d", n), exe: fmt.Sprintf("agent-test-%d-%d", os.Getpid(), n)}
 	h.bin = agenttest.Alias(t, agenttest.BuildTarget(t, loopDir, flags...), h.exe)
 
 	cfg.Host, cfg.Processes = h.host, []string{h.exe}
 	h.stop = agenttest.RunAgent(t, s, cfg, &h.log)
 	return h
+}
+
+// buckets opens the tracepoint and status buckets on a plain connection
+// of the test's own: to write what no client would, and to read every
+// status.
+func (h *harness) buckets() (tps, statuses jetstream.KeyValue) {
+	h.t.Helper()
+	_, js := fleettest.Raw(h.t, h.srv)
+	ctx := context.Background()
+	tps, err := js.KeyValue(ctx, h.c.Subjects().TracepointBucket())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if statuses, err = js.KeyValue(ctx, h.c.Subjects().StatusBucket()); err != nil {
+		h.t.Fatal(err)
+	}
+	return tps, statuses
 }
 
 func (h *harness) start(args ...string) *agenttest.Proc {
@@ -356,7 +376,7 @@ func TestBadLocations(t *testing.T) {
 func TestBadRequests(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	nc := h.c.Conn()
+	nc, _ := fleettest.Raw(t, h.srv)
 	subj := h.c.Subjects()
 	ctx := context.Background()
 	for _, subject := range []string{subj.ProfileGet(h.host), subj.Attach(h.host), subj.CreateTracepoint(h.host), subj.ClearTracepoint(h.host)} {
@@ -451,7 +471,8 @@ func TestShutdownDetaches(t *testing.T) {
 	// Breakpoints were removed before detaching: a stray int3 would kill the
 	// target with SIGTRAP at its next iteration.
 	stillRunning(t, p)
-	entries, err := h.c.StatusKV().Keys(context.Background())
+	_, statuses := h.buckets()
+	entries, err := statuses.Keys(context.Background())
 	if err == nil && len(entries) > 0 {
 		t.Errorf("status entries left after shutdown: %v", entries)
 	}
@@ -483,12 +504,13 @@ func TestMalformedSpecInBucket(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	ctx := context.Background()
+	tps, _ := h.buckets()
 	for _, tc := range []struct{ key, value, want string }{
 		{"garbled", `{"v":1,`, "malformed tracepoint spec"},
 		{"future", `{"v":7,"id":"future"}`, "version 7"},
 		{"mismatch", string(fleet.Encode(&fleet.Spec{ID: "other", Location: fleet.Location{Path: "a.go", Line: 1}})), "the key must be the id"},
 	} {
-		if _, err := h.c.TracepointKV().Put(ctx, tc.key, []byte(tc.value)); err != nil {
+		if _, err := tps.Put(ctx, tc.key, []byte(tc.value)); err != nil {
 			t.Fatal(err)
 		}
 		st := h.awaitStatus(tc.key, func(ev fleet.StatusEvent) bool { return ev.State == fleet.StateError })

@@ -32,6 +32,7 @@ func TestSpecBoundsInBucket(t *testing.T) {
 	p := h.start()
 	ctx := context.Background()
 	line := agenttest.MarkerLine(t, loopSrc, "process")
+	tps, _ := h.buckets()
 	spec := func(id string, edit func(m map[string]any)) []byte {
 		m := map[string]any{"v": 1, "id": id, "location": map[string]any{"path": "loop/main.go", "line": line}, "selector": map[string]any{}, "capture": map[string]any{"args": true, "locals": true}, "limits": map[string]any{}}
 		edit(m)
@@ -48,7 +49,7 @@ func TestSpecBoundsInBucket(t *testing.T) {
 		{"longcond", spec("longcond", func(m map[string]any) { m["condition"] = strings.Repeat("n == 1 || ", 3000) + "true" }), "condition's length"},
 		{"huge", spec("huge", func(m map[string]any) { m["owner"] = strings.Repeat("o", fleet.MaxSpecBytes) }), "bytes, more than the 65536 an agent reads"},
 	} {
-		if _, err := h.c.TracepointKV().Put(ctx, tc.key, tc.value); err != nil {
+		if _, err := tps.Put(ctx, tc.key, tc.value); err != nil {
 			t.Fatal(err)
 		}
 		st := h.awaitStatus(tc.key, func(ev fleet.StatusEvent) bool { return ev.State == fleet.StateError })
@@ -165,7 +166,8 @@ func TestSpecsThatApplyNowhere(t *testing.T) {
 	if err := h.c.Declare(ctx, old); fleet.AsError(err) == nil || fleet.AsError(err).Code != fleet.CodeExpired {
 		t.Fatalf("declaring an expired spec: %v, want %s", err, fleet.CodeExpired)
 	}
-	if _, err := h.c.TracepointKV().Put(ctx, old.ID, fleet.Encode(old)); err != nil {
+	tps, _ := h.buckets()
+	if _, err := tps.Put(ctx, old.ID, fleet.Encode(old)); err != nil {
 		t.Fatal(err)
 	}
 	st := h.awaitStatus(old.ID, func(ev fleet.StatusEvent) bool { return ev.State == fleet.StateDone })
@@ -222,7 +224,7 @@ func testSpecFuzz(t *testing.T, backend string, n int, r *rand.Rand) {
 	s := fleettest.RunServer(t)
 	c := fleettest.Connect(t, s)
 	id := hostSeq.Add(1)
-	h := &harness{t: t, c: c, host: fmt.Sprintf("fuzz-%d", id), exe: fmt.Sprintf("agent-fuzz-%d-%d", os.Getpid(), id)}
+	h := &harness{t: t, srv: s, c: c, host: fmt.Sprintf("fuzz-%d", id), exe: fmt.Sprintf("agent-fuzz-%d-%d", os.Getpid(), id)}
 	h.bin = agenttest.Alias(t, agenttest.BuildTarget(t, loopDir), h.exe)
 	cfg := agent.Config{Host: h.host, Processes: []string{h.exe}}
 	var eb agent.Backend
@@ -235,6 +237,7 @@ func testSpecFuzz(t *testing.T, backend string, n int, r *rand.Rand) {
 		agenttest.MarkerLine(t, loopSrc, "process"), agenttest.MarkerLine(t, loopSrc, "loop"), agenttest.MarkerLine(t, loopSrc, "nocode"),
 	}}
 	ctx := context.Background()
+	tps, statuses := h.buckets()
 	const round = 10
 	states := map[string]int{} // status entries by state, over every round
 	for start := 0; start < n; start += round {
@@ -243,7 +246,7 @@ func testSpecFuzz(t *testing.T, backend string, n int, r *rand.Rand) {
 		for i := start; i < min(start+round, n); i++ {
 			key := fmt.Sprintf("fz-%d", i)
 			raw, status := g.spec(key)
-			if _, err := c.TracepointKV().Put(ctx, key, raw); err != nil {
+			if _, err := tps.Put(ctx, key, raw); err != nil {
 				t.Fatalf("putting spec %s: %v", key, err)
 			}
 			keys = append(keys, key)
@@ -256,7 +259,7 @@ func testSpecFuzz(t *testing.T, backend string, n int, r *rand.Rand) {
 			if !p.Alive() {
 				t.Fatalf("the target died:\n%s\nagent log:\n%s", p.Stderr(), h.agentLog())
 			}
-			got, err := statusedKeys(ctx, c)
+			got, err := statusedKeys(ctx, statuses)
 			if err != nil {
 				return err
 			}
@@ -271,7 +274,7 @@ func testSpecFuzz(t *testing.T, backend string, n int, r *rand.Rand) {
 			}
 			return nil
 		})
-		if err := tallyStates(ctx, c, states); err != nil {
+		if err := tallyStates(ctx, statuses, states); err != nil {
 			t.Fatal(err)
 		}
 		// The agent still answers, and still traces.
@@ -301,13 +304,13 @@ func testSpecFuzz(t *testing.T, backend string, n int, r *rand.Rand) {
 }
 
 // tallyStates counts the status entries by state into states.
-func tallyStates(ctx context.Context, c *fleet.Client, states map[string]int) error {
-	lister, err := c.StatusKV().ListKeys(ctx)
+func tallyStates(ctx context.Context, statuses jetstream.KeyValue, states map[string]int) error {
+	lister, err := statuses.ListKeys(ctx)
 	if err != nil {
 		return err
 	}
 	for k := range lister.Keys() {
-		e, err := c.StatusKV().Get(ctx, k)
+		e, err := statuses.Get(ctx, k)
 		if err != nil {
 			continue
 		}
@@ -320,8 +323,8 @@ func tallyStates(ctx context.Context, c *fleet.Client, states map[string]int) er
 }
 
 // statusedKeys returns the tracepoints that have a status entry.
-func statusedKeys(ctx context.Context, c *fleet.Client) (map[string]bool, error) {
-	lister, err := c.StatusKV().ListKeys(ctx)
+func statusedKeys(ctx context.Context, statuses jetstream.KeyValue) (map[string]bool, error) {
+	lister, err := statuses.ListKeys(ctx)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoKeysFound) {
 			return map[string]bool{}, nil

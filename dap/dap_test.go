@@ -15,7 +15,6 @@ import (
 
 	godap "github.com/google/go-dap"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nkeys"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/dap"
@@ -701,16 +700,7 @@ func runNATS(t *testing.T, opts *server.Options) *server.Server {
 // NATS server that asks for them; without them attach fails and says why.
 func TestCredentials(t *testing.T) {
 	t.Parallel()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	seed, _ := kp.Seed()
-	seedFile := filepath.Join(t.TempDir(), "user.nk")
-	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pub, seedFile := fleettest.NkeyUser(t)
 	for _, tc := range []struct {
 		name  string
 		opts  func(*server.Options)

@@ -3,10 +3,7 @@ package dap_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,55 +17,16 @@ import (
 	"github.com/riptrace/riptrace/source/sourcetest"
 )
 
-// revMain is a target at two commits: {{above}} is where commit B inserts
-// lines above the traced one.
-const revMain = `package main
-
-import (
-	"fmt"
-	"os"
-	"time"
-)
-{{above}}
-//go:noinline
-func work(n int) int {
-	m := n * 3
-	m += n //@trace(work)
-	return m
-}
-
-func main() {
-	fmt.Printf("READY pid=%d\n", os.Getpid())
-	for n := 0; ; n++ {
-		work(n)
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-`
-
 // TestRevisionMapping: the fleet runs commit A while the checkout is at B,
 // which has two more lines above the traced one. The breakpoint set on the
 // checkout's line traces A's line, and hits show at the checkout's line.
 func TestRevisionMapping(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t)
-	repo := sourcetest.Init(t)
-	sourcetest.Write(t, repo, "go.mod", "module example.com/revs\n\ngo 1.26\n")
-	sourcetest.Commit(t, repo, "A", map[string]string{"main.go": strings.Replace(revMain, "{{above}}", "", 1)})
-	bin := filepath.Join(t.TempDir(), "revs")
-	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
-	build.Dir = repo
-	build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=true", "GOWORK=off")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building commit A: %v\n%s", err, out)
-	}
-	remoteLine := agenttest.MarkerLine(t, filepath.Join(repo, "main.go"), "work")
-	sourcetest.Commit(t, repo, "B", map[string]string{"main.go": strings.Replace(revMain, "{{above}}", "\n// Added in B,\n// above the traced line.", 1)})
+	repo, bin, _ := sourcetest.MovedLine(t)
 	localSrc := filepath.Join(repo, "main.go")
 	localLine := agenttest.MarkerLine(t, localSrc, "work")
-	if localLine != remoteLine+2 {
-		t.Fatalf("commit B moved the traced line from %d to %d, want 2 lines down", remoteLine, localLine)
-	}
+	remoteLine := localLine - sourcetest.MovedBy // commit A's
 
 	exe := f.exe("revs")
 	agenttest.Start(t, agenttest.Alias(t, bin, exe)) // before the agent: cleanups detach first

@@ -31,11 +31,14 @@ type HostHandlers struct {
 // nothing. A handler that panics is answered with an internal error, and
 // logged on log.
 func (c *Client) ServeHost(host string, h HostHandlers, log *slog.Logger) (stop func(), err error) {
-	handlers := map[string]func(*nats.Msg) Message{
-		c.subj.ProfileGet(host):       h.Profile,
-		c.subj.Attach(host):           h.Attach,
-		c.subj.CreateTracepoint(host): h.CreateTracepoint,
-		c.subj.ClearTracepoint(host):  h.ClearTracepoint,
+	handlers := []struct {
+		subject string
+		handle  func(*nats.Msg) Message
+	}{
+		{c.subj.ProfileGet(host), h.Profile},
+		{c.subj.Attach(host), h.Attach},
+		{c.subj.CreateTracepoint(host), h.CreateTracepoint},
+		{c.subj.ClearTracepoint(host), h.ClearTracepoint},
 	}
 	var subs []*nats.Subscription
 	stop = func() {
@@ -43,11 +46,11 @@ func (c *Client) ServeHost(host string, h HostHandlers, log *slog.Logger) (stop 
 			s.Unsubscribe()
 		}
 	}
-	for subject, handle := range handlers {
-		s, err := c.nc.Subscribe(subject, serveRequest(handle, log))
+	for _, sh := range handlers {
+		s, err := c.nc.Subscribe(sh.subject, serveRequest(sh.handle, log))
 		if err != nil {
 			stop()
-			return nil, fmt.Errorf("subscribing to %s: %w", subject, err)
+			return nil, fmt.Errorf("subscribing to %s: %w", sh.subject, err)
 		}
 		subs = append(subs, s)
 	}
@@ -293,4 +296,14 @@ func (p *HitPublisher) Msg(data []byte, id string) *nats.Msg {
 // retries: the caller retries in order.
 func (p *HitPublisher) Publish(msg *nats.Msg) (jetstream.PubAckFuture, error) {
 	return p.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
+}
+
+// PublishHit stores one hit in the hit stream, on the subject of h.Host,
+// and waits for the stream's ack. Agents publish through a HitPublisher;
+// this is for tools and tests that bring hits of their own.
+func (c *Client) PublishHit(ctx context.Context, h *Hit) error {
+	if _, err := c.js.Publish(ctx, c.subj.Trace(h.Host), Encode(h)); err != nil {
+		return fmt.Errorf("publishing a hit of host %s: %w", h.Host, err)
+	}
+	return nil
 }

@@ -76,12 +76,6 @@ func NewClient(ctx context.Context, nc *nats.Conn, prefix string) (*Client, erro
 	return &Client{nc: nc, js: js, subj: subj, tps: tps, status: status, hosts: hosts, perms: perms}, nil
 }
 
-// Conn returns the underlying connection.
-func (c *Client) Conn() *nats.Conn { return c.nc }
-
-// JetStream returns the JetStream context.
-func (c *Client) JetStream() jetstream.JetStream { return c.js }
-
 // Subjects returns the subjects this client uses.
 func (c *Client) Subjects() Subjects { return c.subj }
 
@@ -434,14 +428,3 @@ func markHost(h *Hit, subj Subjects, subject string) {
 func (r *HitReader) Close() {
 	r.close.Do(r.iter.Stop)
 }
-
-// StatusBucket and friends give agents direct access to the buckets.
-
-// TracepointKV returns the bucket of declared tracepoints.
-func (c *Client) TracepointKV() jetstream.KeyValue { return c.tps }
-
-// StatusKV returns the status bucket.
-func (c *Client) StatusKV() jetstream.KeyValue { return c.status }
-
-// HostKV returns the heartbeat bucket.
-func (c *Client) HostKV() jetstream.KeyValue { return c.hosts }

@@ -1,14 +1,19 @@
 // Package fleet is the shared language of RipTrace: the NATS subjects, the
-// versioned JSON messages that travel on them, the embedded server, and the
-// client API through which the CLI, the debug adapter and the language server
-// talk to agents.
+// versioned JSON messages that travel on them, the embedded server, and both
+// halves of the protocol over one connection: the client API through which
+// the CLI, the debug adapter and the language server talk to agents, and the
+// agent's own half.
 //
-// Nothing above fleet talks to an agent any other way. Agents serve the
-// per-host request/reply subjects (see [Subjects]), watch the declared
-// tracepoints in a JetStream key-value bucket, report per-process status in a
-// second bucket and their heartbeat in a third, and publish hits into a
-// JetStream stream whose sequence is the one global order every consumer
-// sees. docs/DESIGN.md describes the subjects, buckets and messages.
+// Nothing outside fleet holds a NATS connection, a JetStream context or a
+// bucket. Agents serve the per-host request/reply subjects
+// ([Client.ServeHost], see [Subjects]), watch the declared tracepoints in a
+// JetStream key-value bucket ([Client.WatchSpecs], which resyncs after
+// reconnects), report per-process status in a second bucket
+// ([Client.PutStatus]) and their heartbeat in a third, and publish hits
+// ([HitPublisher]) into a JetStream stream whose sequence is the one global
+// order every consumer sees. Every front end logs in with one
+// [Credentials]. docs/DESIGN.md describes the subjects, buckets and
+// messages.
 //
 // fleet imports no other RipTrace package.
 package fleet

@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.lsp.dev/protocol"
 	"go.lsp.dev/uri"
 
@@ -109,7 +111,11 @@ func BenchmarkHitToRefresh(b *testing.B) {
 	if err := sess.server.DidOpen(ctx, &protocol.DidOpenTextDocumentParams{TextDocument: protocol.TextDocumentItem{URI: u, LanguageID: "go", Version: 1, Text: src}}); err != nil {
 		b.Fatal(err)
 	}
-	subject := c.Subjects().Trace("bench")
+	hits, err := c.NewHitPublisher("bench", 10*time.Second, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	idBase := fmt.Sprintf("latency-%d-", time.Now().UnixNano()) // ids the stream has not seen
 	var toRefresh, toLens []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -120,7 +126,7 @@ func BenchmarkHitToRefresh(b *testing.B) {
 		h := syntheticHit(i)
 		h.Host, h.File, h.Line, h.Seq, h.ServerTime = "bench", file, 4, 0, time.Time{}
 		t0 := time.Now()
-		if err := c.Conn().Publish(subject, fleet.Encode(&h)); err != nil {
+		if _, err := hits.Publish(hits.Msg(fleet.Encode(&h), idBase+strconv.Itoa(i))); err != nil {
 			b.Fatal(err)
 		}
 		select {
@@ -154,19 +160,27 @@ func BenchmarkHitToRefresh(b *testing.B) {
 
 // publishHits stores n synthetic hits on file's line 4 in s's hit stream.
 func publishHits(b *testing.B, c *fleet.Client, file string, n int) {
-	subject := c.Subjects().Trace("bench")
-	js := c.JetStream()
+	hits, err := c.NewHitPublisher("bench", 60*time.Second, 4096)
+	if err != nil {
+		b.Fatal(err)
+	}
+	idBase := fmt.Sprintf("bench-%d-", time.Now().UnixNano()) // ids the stream has not seen
+	acks := make([]jetstream.PubAckFuture, 0, n)
 	for i := 0; i < n; i++ {
 		h := syntheticHit(i)
 		h.Host, h.File, h.Line, h.Seq, h.ServerTime = "bench", file, 4, 0, time.Time{}
-		if _, err := js.PublishAsync(subject, fleet.Encode(&h)); err != nil {
+		f, err := hits.Publish(hits.Msg(fleet.Encode(&h), idBase+strconv.Itoa(i)))
+		if err != nil {
 			b.Fatal(err)
 		}
+		acks = append(acks, f)
 	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-time.After(60 * time.Second):
-		b.Fatal("publishing did not complete within 60s")
+	for i, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatalf("publishing hit %d: %v", i, err)
+		}
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nkeys"
 	"go.lsp.dev/protocol"
 	"go.lsp.dev/uri"
 
@@ -39,7 +38,7 @@ func TestConfiguration(t *testing.T) {
 	for _, host := range []string{"pay-a", "pay-b", "pay-b"} {
 		h := fleet.Hit{Tracepoint: "t", Host: host, Pid: 1, Process: fleet.ProcessRef{Exe: "pay"}, File: "example.com/shop/cmd/pay/main.go", Line: 4,
 			Args: []fleet.Variable{{Name: "amount", Type: "int", Value: "1"}}}
-		if _, err := c.JetStream().Publish(ctx(t), c.Subjects().Trace(host), fleet.Encode(&h)); err != nil {
+		if err := c.PublishHit(ctx(t), &h); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -74,6 +73,35 @@ func TestConfiguration(t *testing.T) {
 	sess.awaitLens(u, 3, regexp.MustCompile(`^● 3 hits · 2 hosts · `))
 }
 
+// shopServer starts a fleet server with opts and, logged in with cred,
+// stores a hit of host pay-a on line 4 of the main.go of module
+// example.com/shop, which it writes. It returns the server's URL and the
+// module's directory.
+func shopServer(t *testing.T, opts *server.Options, cred fleet.Credentials) (url, dir string) {
+	t.Helper()
+	s, err := fleet.StartServerOptions(ctx(t), opts, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	c, err := fleet.Connect(ctx(t), s.ClientURL(), fleet.ClientOptions{Name: t.Name(), Credentials: cred})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir = t.TempDir()
+	for name, content := range map[string]string{"go.mod": "module example.com/shop\n", "main.go": "package main\n\nfunc main() {\n\tcharge(1)\n}\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := fleet.Hit{Tracepoint: "t", Host: "pay-a", Pid: 1, Process: fleet.ProcessRef{Exe: "pay"}, File: "example.com/shop/main.go", Line: 4}
+	if err := c.PublishHit(ctx(t), &h); err != nil {
+		t.Fatal(err)
+	}
+	return s.ClientURL(), dir
+}
+
 // TestInboxPrefix: on a server that gives the user an inbox prefix of its
 // own, the server without the inboxPrefix setting says which to set; with
 // it, hits are shown.
@@ -85,30 +113,11 @@ func TestInboxPrefix(t *testing.T) {
 			Publish:   &server.SubjectPermission{Allow: []string{">"}},
 			Subscribe: &server.SubjectPermission{Allow: []string{prefix + ".>"}},
 		}}}}
-	s, err := fleet.StartServerOptions(ctx(t), opts, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	c, err := fleet.Connect(ctx(t), s.ClientURL(), fleet.ClientOptions{Name: t.Name(), Credentials: fleet.Credentials{InboxPrefix: prefix}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	dir := t.TempDir()
-	for name, content := range map[string]string{"go.mod": "module example.com/shop\n", "main.go": "package main\n\nfunc main() {\n\tcharge(1)\n}\n"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h := fleet.Hit{Tracepoint: "t", Host: "pay-a", Pid: 1, Process: fleet.ProcessRef{Exe: "pay"}, File: "example.com/shop/main.go", Line: 4}
-	if _, err := c.JetStream().Publish(ctx(t), c.Subjects().Trace("pay-a"), fleet.Encode(&h)); err != nil {
-		t.Fatal(err)
-	}
+	url, dir := shopServer(t, opts, fleet.Credentials{InboxPrefix: prefix})
 
 	// 1 >> initialize without inboxPrefix (as alice, the server's no_auth_user), << showMessage naming the setting
 	sess := startSession(t, lsp.Options{Log: testLogger(t)})
-	sess.initialize(dir, map[string]any{"nats": s.ClientURL()})
+	sess.initialize(dir, map[string]any{"nats": url})
 	select {
 	case msg := <-sess.client.messages:
 		if !regexp.MustCompile(`may not subscribe to _INBOX\..*run with --inbox-prefix _INBOX_<user>.*inboxPrefix in the editor's settings`).MatchString(msg) {
@@ -130,16 +139,7 @@ func TestInboxPrefix(t *testing.T) {
 // certificate without its key is refused naming both settings.
 func TestCredentials(t *testing.T) {
 	t.Parallel()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	seed, _ := kp.Seed()
-	seedFile := filepath.Join(t.TempDir(), "user.nk")
-	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pub, seedFile := fleettest.NkeyUser(t)
 	for _, tc := range []struct {
 		name     string
 		server   func(*server.Options)
@@ -154,30 +154,11 @@ func TestCredentials(t *testing.T) {
 			t.Parallel()
 			opts := &server.Options{Host: "127.0.0.1", Port: -1, StoreDir: t.TempDir(), NoLog: true, NoSigs: true}
 			tc.server(opts)
-			s, err := fleet.StartServerOptions(ctx(t), opts, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(s.Shutdown)
-			c, err := fleet.Connect(ctx(t), s.ClientURL(), fleet.ClientOptions{Name: t.Name(), Credentials: tc.cred})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			dir := t.TempDir()
-			for name, content := range map[string]string{"go.mod": "module example.com/shop\n", "main.go": "package main\n\nfunc main() {\n\tcharge(1)\n}\n"} {
-				if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			h := fleet.Hit{Tracepoint: "t", Host: "pay-a", Pid: 1, Process: fleet.ProcessRef{Exe: "pay"}, File: "example.com/shop/main.go", Line: 4}
-			if _, err := c.JetStream().Publish(ctx(t), c.Subjects().Trace("pay-a"), fleet.Encode(&h)); err != nil {
-				t.Fatal(err)
-			}
+			url, dir := shopServer(t, opts, tc.cred)
 
 			// 1 >> initialize without credentials, << showMessage: the server wants them
 			sess := startSession(t, lsp.Options{Log: testLogger(t)})
-			sess.initialize(dir, map[string]any{"nats": s.ClientURL()})
+			sess.initialize(dir, map[string]any{"nats": url})
 			select {
 			case msg := <-sess.client.messages:
 				if !regexp.MustCompile(`(?i)authorization`).MatchString(msg) {

@@ -11,7 +11,6 @@ import (
 	"go.lsp.dev/protocol"
 	"go.lsp.dev/uri"
 
-	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
 	"github.com/riptrace/riptrace/lsp"
 )
@@ -54,14 +53,15 @@ func TestRefreshPaceLetsVSCodeRender(t *testing.T) {
 	}()
 	go func() {
 		defer close(published)
-		subject := c.Subjects().Trace("pace")
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for i := 0; ; i++ {
 			h := syntheticHit(i)
 			h.Host, h.File, h.Line, h.Seq, h.ServerTime = "pace", file, 4, 0, time.Time{}
-			if err := c.Conn().Publish(subject, fleet.Encode(&h)); err != nil {
-				t.Errorf("publishing hit %d: %v", i, err)
+			if err := c.PublishHit(hctx, &h); err != nil {
+				if hctx.Err() == nil {
+					t.Errorf("publishing hit %d: %v", i, err)
+				}
 				return
 			}
 			select {

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -23,58 +21,23 @@ import (
 	"github.com/riptrace/riptrace/source/sourcetest"
 )
 
-// spinMain is a target at two commits: {{above}} is where commit B inserts
-// lines above the traced one.
-const spinMain = `package main
-
-import (
-	"fmt"
-	"os"
-	"time"
-)
-{{above}}
-//go:noinline
-func spin(n int) int {
-	m := n * 2
-	m += n //@trace(spin)
-	return m
-}
-
-func main() {
-	fmt.Printf("READY pid=%d\n", os.Getpid())
-	for n := 0; ; n++ {
-		spin(n)
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-`
-
 // TestToggleRevisionMapping: the fleet runs commit A while the checkout is
 // at B, which has two more lines above the traced one. Toggling the
 // checkout's line maps it into A, as the debug adapter and riptrace trace
 // do: the process traces A's line, and its hits show on the checkout's.
 func TestToggleRevisionMapping(t *testing.T) {
 	t.Parallel()
-	repo := sourcetest.Init(t)
-	sourcetest.Write(t, repo, "go.mod", "module example.com/spin\n\ngo 1.26\n")
-	revA := sourcetest.Commit(t, repo, "A", map[string]string{"main.go": strings.Replace(spinMain, "{{above}}", "", 1)})
-	bin := filepath.Join(t.TempDir(), fmt.Sprintf("lsp-spin-%d-%d", os.Getpid(), envSeq.Add(1)))
-	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
-	build.Dir = repo
-	build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=true", "GOWORK=off")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building commit A: %v\n%s", err, out)
-	}
+	repo, bin, revA := sourcetest.MovedLine(t)
 	src := filepath.Join(repo, "main.go")
-	remoteLine := agenttest.MarkerLine(t, src, "spin")
-	sourcetest.Commit(t, repo, "B", map[string]string{"main.go": strings.Replace(spinMain, "{{above}}", "\n// Added in B,\n// above the traced line.", 1)})
-	localLine := agenttest.MarkerLine(t, src, "spin")
+	localLine := agenttest.MarkerLine(t, src, "work")
+	remoteLine := localLine - sourcetest.MovedBy // commit A's
 
 	s := fleettest.RunServer(t)
 	c := fleettest.Connect(t, s)
-	exe := filepath.Base(bin)
+	exe := fmt.Sprintf("lsp-revs-%d-%d", os.Getpid(), envSeq.Add(1))
+	bin = agenttest.Alias(t, bin, exe)
 	agenttest.Start(t, bin) // before the agent: cleanups detach first
-	agenttest.RunAgent(t, s, agent.Config{Host: "lsp-revs-" + exe, Processes: []string{exe}, Log: testLogger(t)}, nil)
+	agenttest.RunAgent(t, s, agent.Config{Host: exe, Processes: []string{exe}, Log: testLogger(t)}, nil)
 	// The revision runs once the agent reports the process with it.
 	testsupport.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		hosts, err := c.Hosts(context.Background())

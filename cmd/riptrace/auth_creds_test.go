@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/fleet/fleettest"
 )
 
 var anyServerReady = regexp.MustCompile(`(?m)^riptrace server ready: ((?:nats|tls)://\S+) `)
@@ -97,8 +98,8 @@ func TestCredentialKinds(t *testing.T) {
 
 	t.Run("nkey", func(t *testing.T) {
 		t.Parallel()
-		edPub, edSeed := newNkey(t)
-		agPub, agSeed := newNkey(t)
+		edPub, edSeed := fleettest.NkeyUser(t)
+		agPub, agSeed := fleettest.NkeyUser(t)
 		url := startServerConfig(t, subj.AuthConfig([]fleet.AuthUser{{Nkey: edPub}, {Nkey: agPub, Host: "nk-host"}}))
 		wantRefused(t, []string{"Authorization Violation"}, "hosts", "--nats", url)
 		// An nkey user's inbox prefix is named after its public key.
@@ -204,16 +205,6 @@ func newKey(t *testing.T, create func() (nkeys.KeyPair, error)) (nkeys.KeyPair, 
 		t.Fatal(err)
 	}
 	return kp, pub
-}
-
-// newNkey makes a user nkey and returns its public key and a seed file.
-func newNkey(t *testing.T) (pub, seedFile string) {
-	kp, pub := newKey(t, nkeys.CreateUser)
-	seed, err := kp.Seed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pub, writeFile(t, "user.nk", seed)
 }
 
 func encode(t *testing.T, c interface {

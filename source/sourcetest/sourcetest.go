@@ -61,3 +61,53 @@ func Commit(t testing.TB, dir, msg string, files map[string]string) string {
 	Git(t, dir, "commit", "-q", "--allow-empty", "-m", msg)
 	return Git(t, dir, "rev-parse", "HEAD")
 }
+
+// movedMain is a target at two commits: {{above}} is where commit B
+// inserts lines above the traced one.
+const movedMain = `package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+{{above}}
+//go:noinline
+func work(n int) int {
+	m := n * 3
+	m += n //@trace(work)
+	return m
+}
+
+func main() {
+	fmt.Printf("READY pid=%d\n", os.Getpid())
+	for n := 0; ; n++ {
+		work(n)
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+`
+
+// MovedBy is how many lines commit B of MovedLine inserts above the marked
+// line: its line in A is its line in the checkout less MovedBy.
+const MovedBy = 2
+
+// MovedLine makes a repository whose main.go, a target that calls work
+// every 5 ms, is at two commits: A, built into bin with its vcs.revision,
+// and B, checked out, which inserts MovedBy lines above the line marked
+// //@trace(work). It is what the fleet runs while an editor is ahead.
+func MovedLine(t testing.TB) (repo, bin, revA string) {
+	t.Helper()
+	repo = Init(t)
+	Write(t, repo, "go.mod", "module example.com/revs\n\ngo 1.26\n")
+	revA = Commit(t, repo, "A", map[string]string{"main.go": strings.Replace(movedMain, "{{above}}", "", 1)})
+	bin = filepath.Join(t.TempDir(), "revs")
+	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
+	build.Dir = repo
+	build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=true", "GOWORK=off")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building commit A: %v\n%s", err, out)
+	}
+	Commit(t, repo, "B", map[string]string{"main.go": strings.Replace(movedMain, "{{above}}", "\n// Added in B,\n// above the traced line.", 1)})
+	return repo, bin, revA
+}
