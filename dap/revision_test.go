@@ -3,8 +3,6 @@ package dap_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,11 +54,8 @@ func TestRevisionMapping(t *testing.T) {
 	sourcetest.Write(t, repo, "go.mod", "module example.com/revs\n\ngo 1.26\n")
 	sourcetest.Commit(t, repo, "A", map[string]string{"main.go": strings.Replace(revMain, "{{above}}", "", 1)})
 	bin := filepath.Join(t.TempDir(), "revs")
-	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
-	build.Dir = repo
-	build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=true", "GOWORK=off")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building commit A: %v\n%s", err, out)
+	if err := agenttest.BuildStamped(repo, bin); err != nil {
+		t.Fatalf("building commit A: %v", err)
 	}
 	remoteLine := agenttest.MarkerLine(t, filepath.Join(repo, "main.go"), "work")
 	sourcetest.Commit(t, repo, "B", map[string]string{"main.go": strings.Replace(revMain, "{{above}}", "\n// Added in B,\n// above the traced line.", 1)})
