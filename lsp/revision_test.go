@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -59,11 +58,8 @@ func TestToggleRevisionMapping(t *testing.T) {
 	sourcetest.Write(t, repo, "go.mod", "module example.com/spin\n\ngo 1.26\n")
 	revA := sourcetest.Commit(t, repo, "A", map[string]string{"main.go": strings.Replace(spinMain, "{{above}}", "", 1)})
 	bin := filepath.Join(t.TempDir(), fmt.Sprintf("lsp-spin-%d-%d", os.Getpid(), envSeq.Add(1)))
-	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
-	build.Dir = repo
-	build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=true", "GOWORK=off")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building commit A: %v\n%s", err, out)
+	if err := agenttest.BuildStamped(repo, bin); err != nil {
+		t.Fatalf("building commit A: %v", err)
 	}
 	src := filepath.Join(repo, "main.go")
 	remoteLine := agenttest.MarkerLine(t, src, "spin")
