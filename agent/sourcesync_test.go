@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -64,18 +63,6 @@ func markerIn(t *testing.T, text string) int {
 	return agenttest.MarkerLine(t, p, "work")
 }
 
-// buildStamped builds the main package in dir into out with the toolchain's
-// VCS stamping on (the test environment may turn it off with GOFLAGS).
-func buildStamped(dir, out string, flags ...string) error {
-	cmd := exec.Command("go", append(append([]string{"build", "-buildvcs=true", "-o", out}, flags...), ".")...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=true", "GOWORK=off", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build in %s: %v\n%s", dir, err, b)
-	}
-	return nil
-}
-
 // TestSourceSync runs binaries of several commits of one repository at once
 // under a real agent (built in the repository, with -trimpath, in another
 // directory, from a dirty tree, and from a canary commit the user's checkout
@@ -110,7 +97,7 @@ func TestSourceSync(t *testing.T) {
 	errs := make(chan error, 8)
 	build := func(dir, name string, flags ...string) {
 		// The build reads the tree now; let it finish before the next commit.
-		if err := buildStamped(dir, bin(name), flags...); err != nil {
+		if err := agenttest.BuildStamped(dir, bin(name), flags...); err != nil {
 			errs <- err
 		}
 	}
@@ -135,7 +122,7 @@ func TestSourceSync(t *testing.T) {
 			other := filepath.Join(t.TempDir(), "elsewhere")
 			sourcetest.Git(t, repo, "clone", "-q", repo, other)
 			wg.Go(func() {
-				if err := buildStamped(filepath.Join(other, "cmd/synced"), bin("a-elsewhere")); err != nil {
+				if err := agenttest.BuildStamped(filepath.Join(other, "cmd/synced"), bin("a-elsewhere")); err != nil {
 					errs <- err
 				}
 			})

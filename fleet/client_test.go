@@ -3,13 +3,14 @@ package fleet_test
 import (
 	"context"
 	"errors"
-	"runtime"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // TestHitsInStreamOrder publishes hits from several hosts at once and checks
@@ -179,24 +180,14 @@ func TestEmbeddedServer(t *testing.T) {
 	}
 }
 
-// checkNoGoroutineLeak returns a func that fails t if goroutines started
-// since remain after a grace period (nats-server's checkNoGoroutineLeak).
+// checkNoGoroutineLeak returns a func that fails t if goroutines of fleet,
+// nats.go or nats-server remain after a grace period (nats-server's
+// checkNoGoroutineLeak). Register it first, so that it runs after the
+// test's other cleanups.
 func checkNoGoroutineLeak(t *testing.T) func() {
-	before := runtime.NumGoroutine()
 	return func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("%d goroutines leaked:\n%s", n-before, buf)
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
+		if err := testsupport.NoGoroutines(10*time.Second, "goroutines of fleet and NATS", "riptrace/riptrace/fleet.", "github.com/nats-io/"); err != nil {
+			t.Error(err)
 		}
 	}
 }
@@ -212,20 +203,16 @@ func TestLeaseRenewsAndRemoves(t *testing.T) {
 	}
 	first := spec.Limits.ExpiresAt
 	// The renewal pushes the expiry forward while the lease lives.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testsupport.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		specs, err := c.Tracepoints(ctx)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if len(specs) == 1 && specs[0].Limits.ExpiresAt.After(first) {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("expiry not renewed: %+v", specs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("expiry not renewed: %+v", specs)
+	})
 	if err := l.Close(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,6 @@
 // Package agenttest helps tests run real target programs and real agents:
-// it builds targets once per test process ([BuildTarget]), gives them a name
+// it builds targets once per test process ([BuildTarget]; [BuildStamped]
+// for a repository's commits with vcs.revision), gives them a name
 // of the test's own ([Alias]), starts them and waits for their READY line
 // ([Start]), finds marked lines in their sources ([MarkerLine]) and runs an
 // agent with the Delve backend in the test process ([RunAgent]; the test
@@ -79,7 +80,7 @@ func BuildTarget(t testing.TB, dir string, flags ...string) string {
 
 	if !ok {
 		if b.err == nil {
-			b.err = goBuild(abs, b.path, flags)
+			b.err = goBuild(abs, b.path, nil, flags)
 		}
 		close(b.done)
 	}
@@ -90,10 +91,25 @@ func BuildTarget(t testing.TB, dir string, flags ...string) string {
 	return b.path
 }
 
-func goBuild(dir, out string, flags []string) error {
+// BuildStamped builds the main package in dir, as the tree is now, into
+// out with the toolchain's VCS stamping on (vcs.revision, vcs.modified),
+// whatever GOFLAGS says and outside any go.work. Unlike BuildTarget it
+// caches nothing: tests build one repository at several commits. It returns
+// the error, with the compiler's output, so that it may run in a goroutine.
+func BuildStamped(dir, out string, flags ...string) error {
+	env := []string{"GOFLAGS=-buildvcs=true", "GOWORK=off", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1"}
+	return goBuild(dir, out, env, append([]string{"-buildvcs=true"}, flags...))
+}
+
+// goBuild runs go build in dir with flags, and env added to the
+// environment.
+func goBuild(dir, out string, env, flags []string) error {
 	args := append([]string{"build", "-o", out}, flags...)
 	cmd := exec.Command("go", append(args, ".")...)
 	cmd.Dir = dir
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if output, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building %s with go %s: %v\n%s", dir, strings.Join(args, " "), err, output)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // startCapped is start for a riptrace command run by root with only caps
@@ -84,7 +85,7 @@ func TestDeployCapabilities(t *testing.T) {
 		}
 		// The agent detaches once the trace ends; a process has one
 		// tracer at a time, so the next agent waits for that.
-		agenttest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		testsupport.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 			if pid := agenttest.TracerPid(target.Pid); pid != 0 {
 				return fmt.Errorf("the target is still traced by pid %d after the %s agent's trace ended", pid, backend)
 			}

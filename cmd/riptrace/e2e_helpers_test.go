@@ -20,6 +20,7 @@ import (
 
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // The end-to-end tests drive the built riptrace binary the way a user does: a
@@ -363,7 +364,7 @@ func findProcess(hosts []fleet.HostEntry, host string, pid int) (*fleet.Process,
 // on its host and check accepts each of them.
 func awaitProcesses(t *testing.T, url string, where map[*agenttest.Proc]string, check func(*fleet.Process) error) {
 	t.Helper()
-	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
+	testsupport.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
 		hosts, err := listHosts(t, url)
 		if err != nil {
 			return err
@@ -400,7 +401,7 @@ func awaitNoTracepoints(t *testing.T, url string) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	agenttest.CheckFor(t, stateTimeout, 50*time.Millisecond, func() error {
+	testsupport.CheckFor(t, stateTimeout, 50*time.Millisecond, func() error {
 		specs, err := c.Tracepoints(ctx)
 		if err != nil {
 			return err
@@ -488,7 +489,7 @@ func awaitProgress(t *testing.T, targets ...*agenttest.Proc) {
 	for i, p := range targets {
 		before[i] = lastAlive(p.Output())
 	}
-	agenttest.CheckFor(t, stateTimeout, 20*time.Millisecond, func() error {
+	testsupport.CheckFor(t, stateTimeout, 20*time.Millisecond, func() error {
 		for i, p := range targets {
 			if !p.Alive() {
 				// Gone, so no debugger holds it: reaping it is safe.

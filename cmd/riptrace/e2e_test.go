@@ -22,6 +22,7 @@ import (
 
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // itemIDs are the IDs of the loop target's items, which process gets in turn:
@@ -392,7 +393,7 @@ func TestHostsJSON(t *testing.T) {
 	agent := startAgent(t, url, "hosts-test", "hosts-loop")
 	var host *fleet.HostEntry
 	var proc *fleet.Process
-	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
+	testsupport.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
 		hosts, err := listHosts(t, url)
 		if err != nil {
 			return err
@@ -458,7 +459,7 @@ func TestHostsJSON(t *testing.T) {
 	if code := agent.exitCode(t, stopTimeout); code != 0 {
 		t.Errorf("agent after SIGTERM: exit status %d, want 0", code)
 	}
-	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
+	testsupport.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
 		hosts, err := listHosts(t, url)
 		if err != nil {
 			return err
@@ -694,7 +695,7 @@ func TestAgentMetrics(t *testing.T) {
 		t.Fatalf("trace: exit %d\n%s", r.code, r.stderr)
 	}
 	id := decodeHits(t, r.stdout)[0].Tracepoint
-	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
+	testsupport.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // netns is a network namespace joined to this one by a veth pair: the
@@ -135,7 +136,7 @@ func (l *hitLog) of(pid int) []fleet.Hit {
 func (l *hitLog) awaitHit(t *testing.T, pid int, what string, ok func(fleet.Hit) bool) fleet.Hit {
 	t.Helper()
 	var found fleet.Hit
-	agenttest.CheckFor(t, stateTimeout, 20*time.Millisecond, func() error {
+	testsupport.CheckFor(t, stateTimeout, 20*time.Millisecond, func() error {
 		hits := l.of(pid)
 		for _, h := range hits {
 			if ok(h) {
@@ -209,7 +210,7 @@ func TestHostCutOff(t *testing.T) {
 	cutAt := time.Now()
 	hits.awaitHit(t, otherTarget.Pid, "after the cut", after(cutAt.Add(time.Second)))
 	var lastSeen time.Time
-	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
+	testsupport.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
 		hs, err := listHosts(t, url)
 		if err != nil {
 			return err
@@ -238,7 +239,7 @@ func TestHostCutOff(t *testing.T) {
 	// 2. The link returns: the cut host recovers by itself.
 	n.setLink(t, "up")
 	upAt := time.Now()
-	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
+	testsupport.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
 		hs, err := listHosts(t, url)
 		if err != nil {
 			return err
