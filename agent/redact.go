@@ -14,14 +14,16 @@ const Redacted = "<redacted>"
 // DefaultRedactNames matches the names of variables, fields and map keys
 // whose values never leave the host: passwords, secrets, tokens, API keys
 // (X-Api-Key too), authorization headers, cookies, private and access keys,
-// credentials, and JSON web tokens.
-const DefaultRedactNames = `(?i)(passw(or)?d|passwd|secret|token|api[-_]?key|authorization|cookie|private[-_]?key|access[-_]?key|credential|jwt)`
+// and credentials.
+const DefaultRedactNames = `(?i)(passw(or)?d|passwd|secret|token|api[-_]?key|authorization|cookie|private[-_]?key|access[-_]?key|credential)`
 
 // DefaultRedactValues matches values that are secrets whatever their name,
 // anywhere in the value: bearer and basic credentials (after an
 // Authorization header too), JSON web tokens (session=eyJ… as well), the
-// keys of common services by their prefix, and PEM private keys.
-const DefaultRedactValues = `(?i)\bbearer\s+[\w\-.~+/]{8,}|(^"?|authorization"?:?\s*)basic\s+[a-z0-9+/]{8,}|eyJ[\w-]+\.[\w-]+\.[\w-]*|\b(sk|pk|rk)[-_](live|test)[-_]\w+|\bsk-[\w-]{20,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_\w{20,}|\bxox[abpr]-[\w-]+|-----BEGIN [A-Z ]*PRIVATE KEY-----`
+// keys of common services by their prefix, and PEM private keys; and the
+// start of any of these where a string was cut short (Delve ends it with
+// "...+N more").
+const DefaultRedactValues = `(?i)(\bbearer\s*|\bbasic\s+|eyJ|\b(sk|pk|rk)[-_]|\bsk-|\bAKIA|\bgh[pousr]_|\bxox[abpr]-)[\w\-.~+/=]*\.\.\.\+\d+ more|\bbearer\s+[\w\-.~+/]{8,}|(^"?|authorization"?:?\s*)basic\s+[a-z0-9+/]{8,}|eyJ[\w-]+\.[\w-]+\.[\w-]*|\b(sk|pk|rk)[-_](live|test)[-_]\w+|\bsk-[\w-]{20,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_\w{20,}|\bxox[abpr]-[\w-]+|-----BEGIN [A-Z ]*PRIVATE KEY-----`
 
 // Redactor removes secrets from hits at the agent, before anything leaves the
 // host. The zero value redacts nothing.

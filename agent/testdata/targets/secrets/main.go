@@ -45,7 +45,8 @@ func handle(cfg *Config, hdr http.Header, n int) int {
 	jwt := jwtValue
 	bearer := bearerValue
 	note := "session=" + sessionJWT + "; path=/"
-	raw := "GET /v1/items HTTP/1.1\r\nHost: " + cfg.Host + "\r\nAuthorization: " + bearerValue + "\r\n"
+	// Short enough for the default 64 bytes a string shows.
+	raw := "GET / HTTP/1.1\r\nAuthorization: " + bearerValue + "\r\n"
 	host := cfg.Host
 	sum := len(password) + len(jwt) + len(bearer) + len(note) + len(raw) + len(host) + len(hdr) //@trace(handle)
 	return sum + n
