@@ -78,6 +78,13 @@ func (r *Redactor) vars(vs []fleet.Variable) {
 			redact(v)
 			continue
 		}
+		if r.secretValue(v.Name) {
+			// A map keyed by secrets (sessions by token) shows them as
+			// its entries' names.
+			v.Name = "[" + Redacted + "]"
+			redact(v)
+			continue
+		}
 		if len(v.Children) == 0 {
 			// A composite cut off below the tree's depth still shows its
 			// fields in its one-line value.

@@ -158,6 +158,10 @@ func testSideDoors(t *testing.T, backend string) {
 			if v := fleettest.Var(hdr.Children, `["Accept"]`); v == nil || !strings.Contains(v.Value, "*/*") {
 				t.Errorf(`hdr["Accept"] = %+v, want */*`, v)
 			}
+			// Keyed by a JWT: the key is the secret.
+			if v := fleettest.Var(hit.Locals, "sessions"); v == nil || len(v.Children) != 1 || v.Children[0].Name != "["+agent.Redacted+"]" {
+				t.Errorf("sessions = %+v, want its one entry's key %s", v, agent.Redacted)
+			}
 		}
 	}
 

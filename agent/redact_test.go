@@ -68,6 +68,9 @@ func TestRedactDefaults(t *testing.T) {
 		{"header map entry with a bearer", fleet.Variable{Name: "h", Type: "map[string]string", Value: `map[string]string ["X-Forward": "Bearer abcdefgh12345678"]`, Children: []fleet.Variable{
 			{Name: `["X-Forward"]`, Type: "string", Value: `"Bearer abcdefgh12345678"`},
 		}}},
+		{"map keyed by jwts", fleet.Variable{Name: "sessions", Type: "map[string]string", Value: `map[string]string ["` + jwt + `": "bob"]`, Children: []fleet.Variable{
+			{Name: `["` + jwt + `"]`, Type: "string", Value: `"bob"`},
+		}}},
 		{"struct field holding a jwt", fleet.Variable{Name: "c", Type: "main.C", Value: `main.C {Note: "session=` + jwt + `"}`, Children: []fleet.Variable{
 			{Name: "Note", Type: "string", Value: `"session=` + jwt + `"`},
 		}}},
@@ -82,7 +85,7 @@ func TestRedactDefaults(t *testing.T) {
 					t.Errorf("%s left the host: %+v", s, got)
 				}
 				for _, c := range got.Children {
-					if strings.Contains(c.Value, s) {
+					if strings.Contains(c.Value, s) || strings.Contains(c.Name, s) {
 						t.Errorf("%s left the host: child %+v", s, c)
 					}
 				}

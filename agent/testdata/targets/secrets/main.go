@@ -48,7 +48,8 @@ func handle(cfg *Config, hdr http.Header, n int) int {
 	// Short enough for the default 64 bytes a string shows.
 	raw := "GET / HTTP/1.1\r\nAuthorization: " + bearerValue + "\r\n"
 	host := cfg.Host
-	sum := len(password) + len(jwt) + len(bearer) + len(note) + len(raw) + len(host) + len(hdr) //@trace(handle)
+	sessions := map[string]string{sessionJWT: "bob"}
+	sum := len(password) + len(jwt) + len(bearer) + len(note) + len(raw) + len(host) + len(hdr) + len(sessions) //@trace(handle)
 	return sum + n
 }
 
