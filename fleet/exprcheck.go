@@ -84,7 +84,7 @@ func CheckExpr(id, what, e string, secret func(name string) bool) error {
 		}
 		switch {
 		case unsafeRead != "":
-			refused = Errorf(CodeUnsafeExpr, "tracepoint %s: %s %q %s, which reads memory by address and so around redaction. Name the variable or field to read instead.", id, what, e, unsafeRead)
+			refused = Errorf(CodeUnsafeExpr, "tracepoint %s: %s %q %s, a raw read that redaction cannot follow. Name the variable or field to read instead.", id, what, e, unsafeRead)
 		case name != "" && secret != nil && secret(name):
 			refused = Errorf(CodeRedacted, "tracepoint %s: %s %q reads %s, which this host redacts. Conditions, expressions and log messages may not read redacted names: read a value that is not secret.", id, what, e, name)
 		}
