@@ -151,9 +151,9 @@ func summarize(v *fleet.Variable) string {
 }
 
 // Check refuses spec if its condition, an expression or a log message reads
-// a name this redactor hides, or reads memory by address, with an error
-// that carries fleet.CodeRedacted or fleet.CodeUnsafeExpr. The agent checks
-// every spec it is given, whatever the client checked.
+// a name this redactor hides, or makes a raw read of memory or registers,
+// with an error that carries fleet.CodeRedacted or fleet.CodeUnsafeExpr.
+// The agent checks every spec it is given, whatever the client checked.
 func (r *Redactor) Check(spec *fleet.Spec) error {
 	var secret func(string) bool
 	if r != nil && r.Names != nil {

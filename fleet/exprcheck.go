@@ -11,7 +11,7 @@ import (
 )
 
 // CheckReads refuses s if its condition, one of its expressions or an
-// interpolation of its log message reads memory by address or, when secret
+// interpolation of its log message makes a raw read or, when secret
 // is set, a name secret reports as redacted (see CheckExpr). Clients call it
 // with no secret at declare time; the agent calls it with its own redaction
 // names, which only it knows.
@@ -42,9 +42,10 @@ func (s *Spec) CheckReads(secret func(name string) bool) error {
 }
 
 // CheckExpr refuses expression e, the what ("condition", "expression", "log
-// message") of tracepoint id, if it reads memory by address: through uintptr
-// or package unsafe, a conversion to a pointer type, or a CPU register. Such
-// a read reaches any field, whatever its name, so redaction could not hold.
+// message") of tracepoint id, if it makes a raw read: of memory by address,
+// through uintptr, package unsafe or a conversion to a pointer type, or of
+// a CPU register. Such a read reaches any field, whatever its name, so
+// redaction could not hold.
 // With secret set, it also refuses e if it names a variable, field or map
 // key that secret reports as redacted, in whatever position: a condition on
 // a secret (password[0] == 104) tells its value a bit at a time, even though

@@ -35,7 +35,7 @@ const (
 	CodeQuarantined  = "quarantined"   // handling it crashed a worker or panicked the agent: it is no longer tried on that host
 	CodeExpired      = "expired"       // its limits.expiresAt passed: its owner stopped renewing it
 	CodeRedacted     = "redacted"      // a condition, expression or log message reads a name the host redacts
-	CodeUnsafeExpr   = "unsafe_expr"   // a condition, expression or log message reads memory by address
+	CodeUnsafeExpr   = "unsafe_expr"   // a condition, expression or log message reads raw memory (uintptr, unsafe) or registers
 )
 
 // Error is the error part of every reply and status. Message says what went
@@ -263,9 +263,9 @@ func (s *Spec) Expired(now time.Time) bool {
 
 // Validate checks what can be checked without a program: the id, the
 // location, the globs, the bounds (see MaxStackDepth and the others),
-// that the condition and log message parse, and that no expression reads
-// memory by address. Declaring clients call ValidateAt, which also refuses
-// a spec already expired.
+// that the condition and log message parse, and that no expression makes a
+// raw read of memory or registers (see CheckExpr). Declaring clients call
+// ValidateAt, which also refuses a spec already expired.
 func (s *Spec) Validate() error {
 	if err := s.checkBounds(); err != nil {
 		return err
@@ -305,8 +305,8 @@ func (s *Spec) Validate() error {
 	if _, err := ParseLogMessage(s.LogMessage); err != nil {
 		return err
 	}
-	// Reading by address is refused whatever the host redacts; the
-	// redacted names are the agent's to check.
+	// Raw reads are refused whatever the host redacts; the redacted
+	// names are the agent's to check.
 	return s.CheckReads(nil)
 }
 
