@@ -106,7 +106,7 @@ type Agent struct {
 	attached map[int]*attachment     // pid → attached target
 	placed   map[placeKey]*placement // what each process has, or why not
 	hostWide map[string]hostNote     // tracepoint → its status on the host as a whole (pid 0)
-	invalid  map[string]string       // bucket key → why its spec was refused
+	invalid  map[string]*fleet.Error // bucket key → why its spec was refused
 	// quarantine holds the specs this host no longer tries, deaths the
 	// backend deaths counted against specs (see quarantine.go).
 	quarantine map[string]quarantined
@@ -141,6 +141,7 @@ type placement struct {
 	placing     bool   // Set has not returned yet; hits and faults may come already
 	early       []Hit  // hits held while placing
 	halted      bool   // quarantined while installed: its hits are dropped until it is cleared
+	log         logPlan
 }
 
 // New returns an agent serving cfg.Host through c with backend.
@@ -199,7 +200,7 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		placed:   make(map[placeKey]*placement),
 		written:  make(map[string]fleet.Status),
 		hostWide: make(map[string]hostNote),
-		invalid:  make(map[string]string),
+		invalid:  make(map[string]*fleet.Error),
 
 		quarantine: make(map[string]quarantined),
 		deaths:     make(map[string]deaths),
@@ -318,7 +319,7 @@ func (a *Agent) resync(entries []fleet.SpecEntry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.declared = make(map[string]*fleet.Spec)
-	a.invalid = make(map[string]string)
+	a.invalid = make(map[string]*fleet.Error)
 	for _, e := range entries {
 		a.applyEntryLocked(e)
 	}
@@ -343,13 +344,16 @@ func (a *Agent) applyEntryLocked(e fleet.SpecEntry) {
 	if err == nil {
 		err = s.Validate()
 	}
+	if err == nil {
+		err = a.cfg.Redact.Check(&s)
+	}
 	if err == nil && s.ID != key {
 		err = fleet.Errorf(fleet.CodeBadRequest, "tracepoint spec under key %s has id %s: the key must be the id", key, s.ID)
 	}
 	if err != nil {
 		// Said where the declaring client watches: the status of that id.
 		a.log.Warn("refusing a tracepoint spec from the bucket", "key", key, "err", err)
-		a.invalid[key] = err.Error()
+		a.invalid[key] = fleet.AsError(err)
 		return
 	}
 	a.declared[s.ID] = &s
@@ -593,12 +597,14 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 		// The first hits, or the removal of a tracepoint whose condition
 		// fails at once, can reach pump before Set returns here: they
 		// must find the placement.
+		var installed Tracepoint
+		installed, p.log = splitLog(local)
 		p.placing = true
 		a.mu.Lock()
 		a.placed[k] = p
 		a.mu.Unlock()
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		pl, err = att.target.Set(ctx, a.cfg.Redact.Spec(local))
+		pl, err = att.target.Set(ctx, installed)
 		cancel()
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 			// The backend may still install it after we stopped
@@ -905,7 +911,7 @@ func (a *Agent) shutdown() {
 	a.mu.Lock()
 	a.placed = make(map[placeKey]*placement)
 	a.hostWide = make(map[string]hostNote)
-	a.invalid = make(map[string]string)
+	a.invalid = make(map[string]*fleet.Error)
 	a.mu.Unlock()
 	a.writeStatuses(ctx, false)
 	if err := a.c.WithdrawHeartbeat(ctx, a.cfg.Host); err != nil {

@@ -7,7 +7,9 @@
 //
 // The agent talks to processes through a [Backend]. Everything above the
 // seam (discovery, reconciling, hit limits, redaction, publishing) is
-// shared. There are two backends: agent/delve (ptrace, Delve as a library)
+// shared: the agent refuses the specs that would read around redaction
+// ([Redactor.Check]) and writes log messages itself from values it has
+// redacted, so a backend is asked for values only. There are two backends: agent/delve (ptrace, Delve as a library)
 // and agent/ebpf (uprobes); [Backends] puts both behind the seam and picks
 // one per tracepoint. cmd/riptrace's agent command builds the agent from
 // flags and the YAML file read by [LoadConfigFile]; tests run it with

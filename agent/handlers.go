@@ -82,6 +82,9 @@ func (a *Agent) handleCreate(m *nats.Msg) fleet.Message {
 	if err := spec.ValidateAt(time.Now()); err != nil {
 		return &fleet.CreateTracepointReply{ID: spec.ID, Error: fleet.AsError(err)}
 	}
+	if err := a.cfg.Redact.Check(&spec); err != nil {
+		return &fleet.CreateTracepointReply{ID: spec.ID, Error: fleet.AsError(err)}
+	}
 	a.scan() // a process started a moment ago counts
 	a.mu.Lock()
 	a.direct[spec.ID] = &spec

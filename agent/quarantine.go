@@ -202,7 +202,10 @@ func (a *Agent) publishSafely(k placeKey, p *placement, h Hit, ref fleet.Process
 		}
 	}()
 	h.Host, h.Process = a.cfg.Host, ref
+	// The log message is written from the values once redacted (p.log
+	// is set before p is placed, and never changes).
 	a.cfg.Redact.Hit(&h.Hit)
+	p.log.render(&h.Hit)
 	if !a.pub.offer(k, h.Dropped, fleet.Encode(&h.Hit)) {
 		a.lose(k, h.Dropped)
 	}

@@ -2,8 +2,6 @@ package agent
 
 import (
 	"fmt"
-	"go/ast"
-	"go/parser"
 	"regexp"
 	"strings"
 
@@ -13,14 +11,19 @@ import (
 // Redacted is what a redacted value shows.
 const Redacted = "<redacted>"
 
-// DefaultRedactNames matches the names of variables and fields whose values
-// never leave the host: passwords, secrets, tokens, API keys, authorization
-// headers, cookies and private keys.
-const DefaultRedactNames = `(?i)(passw(or)?d|passwd|secret|token|api_?key|authorization|cookie|private_?key|credential)`
+// DefaultRedactNames matches the names of variables, fields and map keys
+// whose values never leave the host: passwords, secrets, tokens, API keys
+// (X-Api-Key too), authorization headers, cookies, private and access keys,
+// and credentials.
+const DefaultRedactNames = `(?i)(passw(or)?d|passwd|secret|token|api[-_]?key|authorization|cookie|private[-_]?key|access[-_]?key|credential)`
 
-// DefaultRedactValues matches values that are secrets whatever their name:
-// bearer credentials and JSON web tokens.
-const DefaultRedactValues = `(?i)^"?(bearer\s|basic\s)|^"?eyJ[\w-]+\.[\w-]+\.[\w-]+"?$`
+// DefaultRedactValues matches values that are secrets whatever their name,
+// anywhere in the value: bearer and basic credentials (after an
+// Authorization header too), JSON web tokens (session=eyJ… as well), the
+// keys of common services by their prefix, and PEM private keys; and the
+// start of any of these where a string was cut short (Delve ends it with
+// "...+N more").
+const DefaultRedactValues = `(?i)(\bbearer\s*|\bbasic\s+|eyJ|\b(sk|pk|rk)[-_]|\bsk-|\bAKIA|\bgh[pousr]_|\bxox[abpr]-)[\w\-.~+/=]*\.\.\.\+\d+ more|\bbearer\s+[\w\-.~+/]{8,}|(^"?|authorization"?:?\s*)basic\s+[a-z0-9+/]{8,}|eyJ[\w-]+\.[\w-]+\.[\w-]*|\b(sk|pk|rk)[-_](live|test)[-_]\w+|\bsk-[\w-]{20,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_\w{20,}|\bxox[abpr]-[\w-]+|-----BEGIN [A-Z ]*PRIVATE KEY-----`
 
 // Redactor removes secrets from hits at the agent, before anything leaves the
 // host. The zero value redacts nothing.
@@ -71,17 +74,61 @@ func (r *Redactor) Hit(h *fleet.Hit) {
 func (r *Redactor) vars(vs []fleet.Variable) {
 	for i := range vs {
 		v := &vs[i]
-		name := strings.Trim(v.Name, "[]\"")
-		if (r.Names != nil && r.Names.MatchString(name)) || (r.Values != nil && r.Values.MatchString(v.Value)) {
-			v.Value, v.Children, v.Unreadable = Redacted, nil, ""
+		if r.secretName(strings.Trim(v.Name, "[]\"")) {
+			redact(v)
+			continue
+		}
+		if r.secretValue(v.Name) {
+			// A map keyed by secrets (sessions by token) shows them as
+			// its entries' names.
+			v.Name = "[" + Redacted + "]"
+			redact(v)
+			continue
+		}
+		if len(v.Children) == 0 {
+			// A composite cut off below the tree's depth still shows its
+			// fields in its one-line value.
+			if r.secretValue(v.Value) || r.namesInside(v.Value) {
+				redact(v)
+			}
 			continue
 		}
 		r.vars(v.Children)
 		// A composite's one-line rendering repeats its fields' values.
-		if r.anyRedacted(v.Children) {
+		if r.anyRedacted(v.Children) || r.secretValue(v.Value) || r.namesInside(v.Value) {
 			v.Value = summarize(v)
 		}
 	}
+}
+
+func redact(v *fleet.Variable) {
+	v.Value, v.Children, v.Unreadable = Redacted, nil, ""
+}
+
+func (r *Redactor) secretName(name string) bool {
+	return r.Names != nil && r.Names.MatchString(name)
+}
+
+func (r *Redactor) secretValue(value string) bool {
+	return r.Values != nil && r.Values.MatchString(value)
+}
+
+// fieldRe finds the field names and map keys in a composite's one-line
+// rendering: main.T {Name: …, …} or map[…]… ["key": …, …].
+var fieldRe = regexp.MustCompile(`(?:^|[{\[,]\s*)"?([A-Za-z_][\w-]*)"?: `)
+
+// namesInside reports whether value, the rendering of a composite (not a
+// string), shows a field or key to redact.
+func (r *Redactor) namesInside(value string) bool {
+	if r.Names == nil || strings.HasPrefix(value, `"`) {
+		return false
+	}
+	for _, m := range fieldRe.FindAllStringSubmatch(value, -1) {
+		if r.Names.MatchString(m[1]) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Redactor) anyRedacted(vs []fleet.Variable) bool {
@@ -103,53 +150,14 @@ func summarize(v *fleet.Variable) string {
 	return v.Type + " {" + strings.Join(parts, ", ") + "}"
 }
 
-// Spec returns spec with every log-message expression and captured
-// expression that names a redacted identifier replaced, so the backend never
-// renders it.
-func (r *Redactor) Spec(spec fleet.Spec) fleet.Spec {
-	if !r.enabled() || r.Names == nil {
-		return spec
+// Check refuses spec if its condition, an expression or a log message reads
+// a name this redactor hides, or makes a raw read of memory or registers,
+// with an error that carries fleet.CodeRedacted or fleet.CodeUnsafeExpr.
+// The agent checks every spec it is given, whatever the client checked.
+func (r *Redactor) Check(spec *fleet.Spec) error {
+	var secret func(string) bool
+	if r != nil && r.Names != nil {
+		secret = r.Names.MatchString
 	}
-	if segs, err := fleet.ParseLogMessage(spec.LogMessage); err == nil {
-		var b strings.Builder
-		changed := false
-		for _, s := range segs {
-			switch {
-			case s.Expr == "":
-				b.WriteString(strings.NewReplacer("{", "{{", "}", "}}").Replace(s.Text))
-			case r.names(s.Expr):
-				b.WriteString(Redacted)
-				changed = true
-			default:
-				b.WriteString("{" + s.Expr + "}")
-			}
-		}
-		if changed {
-			spec.LogMessage = b.String()
-		}
-	}
-	var exprs []string
-	for _, e := range spec.Capture.Exprs {
-		if !r.names(e) {
-			exprs = append(exprs, e)
-		}
-	}
-	spec.Capture.Exprs = exprs
-	return spec
-}
-
-// names reports whether expression e mentions an identifier to redact.
-func (r *Redactor) names(e string) bool {
-	x, err := parser.ParseExpr(e)
-	if err != nil {
-		return r.Names.MatchString(e)
-	}
-	found := false
-	ast.Inspect(x, func(n ast.Node) bool {
-		if id, ok := n.(*ast.Ident); ok && r.Names.MatchString(id.Name) {
-			found = true
-		}
-		return !found
-	})
-	return found
+	return spec.CheckReads(secret)
 }

@@ -31,7 +31,7 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 		}
 		switch {
 		case p.err != nil:
-			st.State, st.Message = fleet.StateError, p.err.Message
+			st.State, st.Message, st.Code = fleet.StateError, p.err.Message, p.err.Code
 		case p.done != "":
 			st.State, st.Message = fleet.StateDone, p.done
 		default:
@@ -63,9 +63,9 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 	for id, n := range a.hostWide {
 		next[fleet.StatusKey(id, a.cfg.Host, 0)] = fleet.Status{Tracepoint: id, Host: a.cfg.Host, State: n.state, Message: n.message}
 	}
-	for key, msg := range a.invalid {
+	for key, e := range a.invalid {
 		if fleet.Token(key) == key { // a key that can name a status entry
-			next[fleet.StatusKey(key, a.cfg.Host, 0)] = fleet.Status{Tracepoint: key, Host: a.cfg.Host, State: fleet.StateError, Message: msg}
+			next[fleet.StatusKey(key, a.cfg.Host, 0)] = fleet.Status{Tracepoint: key, Host: a.cfg.Host, State: fleet.StateError, Message: e.Message, Code: e.Code}
 		}
 	}
 	var put []fleet.Status
@@ -104,7 +104,7 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 
 // sameStatus compares everything but the hit count.
 func sameStatus(a, b fleet.Status) bool {
-	return a.State == b.State && a.Message == b.Message && a.Process == b.Process
+	return a.State == b.State && a.Message == b.Message && a.Code == b.Code && a.Process == b.Process
 }
 
 // flushHitCounts refreshes the hit counts in the status entries.

@@ -34,6 +34,8 @@ const (
 	CodeTooLarge     = "too_large"     // the spec asks for more than the bounds allow (MaxStackDepth and the others)
 	CodeQuarantined  = "quarantined"   // handling it crashed a worker or panicked the agent: it is no longer tried on that host
 	CodeExpired      = "expired"       // its limits.expiresAt passed: its owner stopped renewing it
+	CodeRedacted     = "redacted"      // a condition, expression or log message reads a name the host redacts
+	CodeUnsafeExpr   = "unsafe_expr"   // a condition, expression or log message reads raw memory (uintptr, unsafe) or registers
 )
 
 // Error is the error part of every reply and status. Message says what went
@@ -260,8 +262,9 @@ func (s *Spec) Expired(now time.Time) bool {
 }
 
 // Validate checks what can be checked without a program: the id, the
-// location, the globs, the bounds (see MaxStackDepth and the others), and
-// that the condition and log message parse. Declaring clients call
+// location, the globs, the bounds (see MaxStackDepth and the others),
+// that the condition and log message parse, and that no expression makes a
+// raw read of memory or registers (see CheckExpr). Declaring clients call
 // ValidateAt, which also refuses a spec already expired.
 func (s *Spec) Validate() error {
 	if err := s.checkBounds(); err != nil {
@@ -302,7 +305,9 @@ func (s *Spec) Validate() error {
 	if _, err := ParseLogMessage(s.LogMessage); err != nil {
 		return err
 	}
-	return nil
+	// Raw reads are refused whatever the host redacts; the redacted
+	// names are the agent's to check.
+	return s.CheckReads(nil)
 }
 
 // validateLimits refuses negative limits, which backends would read as
@@ -570,6 +575,7 @@ type Status struct {
 	Process    ProcessRef `json:"process"`
 	State      string     `json:"state"`
 	Message    string     `json:"message,omitempty"`
+	Code       string     `json:"code,omitempty"` // the error's stable code (Code*), in StateError
 	Placement  *Placement `json:"placement,omitempty"`
 	Hits       uint64     `json:"hits"`
 	Dropped    uint64     `json:"dropped,omitempty"` // hits the rate limit dropped or the agent lost (NATS unreachable, buffer full), in all

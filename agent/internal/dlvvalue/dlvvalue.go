@@ -76,15 +76,13 @@ func (cv Converter) Read(scope *proc.EvalScope, c fleet.Capture, load proc.LoadC
 		h.Exprs = append(h.Exprs, cv.eval(scope, e, load))
 	}
 	if len(log) > 0 {
-		var b strings.Builder
+		var vals []fleet.Variable
 		for _, seg := range log {
-			if seg.Expr == "" {
-				b.WriteString(seg.Text)
-				continue
+			if seg.Expr != "" {
+				vals = append(vals, cv.eval(scope, seg.Expr, load))
 			}
-			b.WriteString(logValue(cv.eval(scope, seg.Expr, load)))
 		}
-		h.Message = b.String()
+		h.Message = fleet.RenderLogMessage(log, vals)
 	}
 }
 
@@ -189,23 +187,6 @@ func (cv Converter) eval(scope *proc.EvalScope, expr string, cfg proc.LoadConfig
 	fv := cv.convert(api.ConvertVar(v), 0)
 	fv.Name = expr
 	return fv
-}
-
-// logValue renders a value for a log message the way fmt's %v would: strings
-// without quotes.
-func logValue(v fleet.Variable) string {
-	if v.Unreadable != "" {
-		if OptimizedAway(v.Unreadable) {
-			return "<" + v.Name + ": optimized away>"
-		}
-		return "<" + v.Name + ": " + v.Unreadable + ">"
-	}
-	if strings.HasPrefix(v.Type, "string") && len(v.Value) >= 2 && v.Value[0] == '"' {
-		if s, err := strconv.Unquote(v.Value); err == nil {
-			return s
-		}
-	}
-	return v.Value
 }
 
 func (cv Converter) convertAll(vars []*proc.Variable, max, line int) []fleet.Variable {
