@@ -124,26 +124,6 @@ type attachment struct {
 	pinnedUntil time.Time // an explicit attach keeps the target for a while
 }
 
-// placement is one tracepoint in one process: installed, failed, or done.
-type placement struct {
-	spec        *fleet.Spec
-	fingerprint string
-	pl          Placement
-	err         *fleet.Error
-	hits        uint64
-	dropped     uint64 // hits the rate limit dropped, in all
-	throttle    string // why hits were last dropped, if not the rate limit (Hit.Throttle)
-	lost        uint64 // hits lost while NATS could not take them, in all
-	unreported  uint64 // hits dropped or lost since the last hit that left
-	droppedSeen uint64 // dropped at the last heartbeat: more since means throttled
-	done        string // why the tracepoint stopped here (maxHits reached)
-	warning     string // why the line may not be the one meant (source sync)
-	placing     bool   // Set has not returned yet; hits and faults may come already
-	early       []Hit  // hits held while placing
-	halted      bool   // quarantined while installed: its hits are dropped until it is cleared
-	log         logPlan
-}
-
 // New returns an agent serving cfg.Host through c with backend.
 func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 	if cfg.ScanEvery <= 0 {
@@ -550,110 +530,131 @@ func fingerprint(s *fleet.Spec) string {
 // process whose executable lacks the file is never attached: attaching stops
 // it while Delve reads its debug info.
 func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
-	p := &placement{spec: spec, fingerprint: fingerprint(spec)}
+	var p *placement
 	var att *attachment
 	defer func() {
 		if r := recover(); r != nil {
+			if p == nil {
+				p = newPlacement(spec, "")
+			}
 			a.placePanicked(k, p, att, r)
 		}
 	}()
-	// The line (and path) in the revision this process runs; a line refused
-	// there is never traced, and the process is not even attached.
-	local := *spec
-	var err error
+	local, warning, att, err := a.prepare(ctx, k, spec)
+	if err != nil {
+		a.log.Info("tracepoint not installed", "tracepoint", k.id, "pid", k.pid, "err", err)
+		a.record(k, failed(spec, warning, err))
+		return
+	}
+	// The first hits, or the removal of a tracepoint whose condition
+	// fails at once, can reach pump before Set returns here: they must
+	// find the placement.
+	installed, lp := splitLog(local)
+	p = newPlacement(spec, warning)
+	p.log = lp
+	a.record(k, p)
+	pl, err := a.install(ctx, k, att, installed)
+	if err != nil {
+		a.log.Info("tracepoint not installed", "tracepoint", k.id, "pid", k.pid, "err", err)
+		p.fail(err)
+		a.record(k, p)
+		return
+	}
+	p.commit(pl)
+	a.record(k, p)
+	if v := p.view(); v.err != nil {
+		a.log.Info("tracepoint installed, and removed at once", "tracepoint", k.id, "pid", k.pid, "function", pl.Function, "err", v.err)
+	} else {
+		a.log.Info("tracepoint installed", "tracepoint", k.id, "pid", k.pid, "function", pl.Function, "pcs", len(pl.PCs))
+	}
+	// The hits that came while Set ran leave first, in order: pump holds
+	// newer ones behind them until none is left. (Those taken before a
+	// removal that came meanwhile are hits like any other.)
+	ref := att.proc.Ref()
+	for {
+		c, ok := p.next()
+		if !ok {
+			break
+		}
+		a.publish(k, p, c, ref)
+	}
+}
+
+// record makes p what process k.pid has of tracepoint k.id.
+func (a *Agent) record(k placeKey, p *placement) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.placed[k] = p
+}
+
+// prepare finds what a placement of spec in process k.pid needs: the
+// location in the revision the process runs, and the attached target. A
+// line refused in that revision, a file the program lacks or a denied file
+// is never traced, and the process is not even attached: attaching stops it
+// while Delve reads its debug info.
+func (a *Agent) prepare(ctx context.Context, k placeKey, spec *fleet.Spec) (local fleet.Spec, warning string, att *attachment, err error) {
+	local = *spec
 	a.mu.Lock()
 	proc := a.procs[k.pid]
 	outside := a.outside[k.pid]
 	a.mu.Unlock()
 	if proc == nil && outside != nil {
 		// Asked again: a process may change its uids.
-		if err = a.admit(outside); err == nil {
-			proc = outside
+		if err := a.admit(outside); err != nil {
+			return local, "", nil, err
 		}
+		proc = outside
 	}
 	if proc != nil {
 		var ferr *fleet.Error
-		local.Location, p.warning, ferr = spec.Location.For(proc.Revision, proc.Modified)
-		if ferr != nil {
-			err = ferr
+		if local.Location, warning, ferr = spec.Location.For(proc.Revision, proc.Modified); ferr != nil {
+			return local, warning, nil, ferr
 		}
 	}
-	var files []string
-	if err == nil {
-		files, err = a.sources.files(k.pid)
-	}
-	var file string
-	if err == nil {
-		file, err = ResolveFile(files, local.Location)
-	}
-	if err == nil {
-		err = a.denied(file)
-	}
-	if err == nil {
-		att, err = a.attach(ctx, k.pid)
-	}
-	var pl Placement
-	if err == nil {
-		// The first hits, or the removal of a tracepoint whose condition
-		// fails at once, can reach pump before Set returns here: they
-		// must find the placement.
-		var installed Tracepoint
-		installed, p.log = splitLog(local)
-		p.placing = true
-		a.mu.Lock()
-		a.placed[k] = p
-		a.mu.Unlock()
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		pl, err = att.target.Set(ctx, installed)
-		cancel()
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			// The backend may still install it after we stopped
-			// waiting: it would stop the process for hits that no one
-			// takes. Clear whatever it did.
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if cerr := att.target.Clear(ctx, k.id); cerr != nil {
-				a.log.Warn("clearing a tracepoint whose Set timed out", "tracepoint", k.id, "pid", k.pid, "err", cerr)
-			}
-			cancel()
-		}
-		if err == nil {
-			if err = a.denied(pl.Function); err != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				att.target.Clear(ctx, k.id)
-				cancel()
-			}
-		}
-	}
-	a.mu.Lock()
-	p.pl = pl
-	switch {
-	case err != nil:
-		p.err = fleet.AsError(err)
-		a.log.Info("tracepoint not installed", "tracepoint", k.id, "pid", k.pid, "err", err)
-	case p.err != nil:
-		a.log.Info("tracepoint installed, and removed at once", "tracepoint", k.id, "pid", k.pid, "function", pl.Function, "err", p.err)
-	default:
-		a.log.Info("tracepoint installed", "tracepoint", k.id, "pid", k.pid, "function", pl.Function, "pcs", len(pl.PCs))
-	}
-	a.placed[k] = p
+	files, err := a.sources.files(k.pid)
 	if err != nil {
-		p.early = nil // a denied function's hits never leave
+		return local, warning, nil, err
 	}
-	// The hits that came while Set ran leave first, in order: pump holds
-	// newer ones behind them until none is left. (Those taken before a
-	// removal that came meanwhile are hits like any other.)
-	for len(p.early) > 0 && p.done == "" {
-		h := p.early[0]
-		p.early = p.early[1:]
-		a.deliver(k, p, h, att.proc.Ref())
-		a.mu.Lock()
+	file, err := ResolveFile(files, local.Location)
+	if err != nil {
+		return local, warning, nil, err
 	}
-	p.early = nil
-	p.placing = false
-	done := p.done != ""
-	a.mu.Unlock()
-	if done {
-		a.poke() // maxHits reached while Set ran: clear it
+	if err := a.denied(file); err != nil {
+		return local, warning, nil, err
+	}
+	att, err = a.attach(ctx, k.pid)
+	return local, warning, att, err
+}
+
+// install sets tp in att's process. What the backend may have installed
+// when Set fails by timing out, or in a denied function, is cleared: it
+// would stop the process for hits that no one takes.
+func (a *Agent) install(ctx context.Context, k placeKey, att *attachment, tp Tracepoint) (Placement, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	pl, err := att.target.Set(ctx, tp)
+	cancel()
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		// The backend may still install it after we stopped waiting.
+		a.clear(att, k, "clearing a tracepoint whose Set timed out")
+		return pl, err
+	}
+	if err != nil {
+		return pl, err
+	}
+	if err := a.denied(pl.Function); err != nil {
+		a.clear(att, k, "clearing a tracepoint in a denied function")
+		return pl, err
+	}
+	return pl, nil
+}
+
+// clear removes tracepoint k.id from att's process, logging a failure as
+// doing.
+func (a *Agent) clear(att *attachment, k placeKey, doing string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := att.target.Clear(ctx, k.id); err != nil {
+		a.log.Warn(doing, "tracepoint", k.id, "pid", k.pid, "err", err)
 	}
 }
 
@@ -664,7 +665,7 @@ func (a *Agent) unplace(ctx context.Context, k placeKey) {
 	att := a.attached[k.pid]
 	delete(a.placed, k)
 	a.mu.Unlock()
-	if att != nil && p != nil && p.err == nil && p.done == "" {
+	if att != nil && p != nil && p.view().active() {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		if err := att.target.Clear(ctx, k.id); err != nil {
@@ -678,7 +679,7 @@ func (a *Agent) doneToClear() []placeKey {
 	defer a.mu.Unlock()
 	var ks []placeKey
 	for k, p := range a.placed {
-		if p.done != "" && p.err == nil && p.pl.PCs != nil {
+		if v := p.view(); v.done != "" && v.err == nil && v.pl.PCs != nil {
 			ks = append(ks, k)
 		}
 	}
@@ -691,10 +692,10 @@ func (a *Agent) clearDone(ctx context.Context, k placeKey) {
 	a.mu.Lock()
 	att := a.attached[k.pid]
 	p := a.placed[k]
-	if p != nil {
-		p.pl.PCs = nil
-	}
 	a.mu.Unlock()
+	if p != nil {
+		p.cleared()
+	}
 	if att != nil {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -749,7 +750,7 @@ func (a *Agent) detachIdle(ctx context.Context, now time.Time) {
 	a.mu.Lock()
 	busy := make(map[int]bool)
 	for k, p := range a.placed {
-		if p.err == nil && p.done == "" {
+		if p.view().active() {
 			busy[k.pid] = true
 		}
 	}
@@ -797,31 +798,19 @@ func (a *Agent) pump(pid int, att *attachment) {
 		k := placeKey{pid, h.Tracepoint}
 		a.mu.Lock()
 		p := a.placed[k]
-		if p == nil || p.done != "" || p.err != nil || p.halted {
-			a.mu.Unlock()
+		a.mu.Unlock()
+		if p == nil {
 			continue
 		}
-		if h.Fault != nil {
-			p.err = h.Fault
-			a.mu.Unlock()
+		switch act, c, dropped := p.accept(h); act {
+		case hitFaulted:
 			a.log.Warn("tracepoint failed", "tracepoint", h.Tracepoint, "pid", pid, "err", h.Fault)
 			a.poke()
-			continue
+		case hitHeld:
+			a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(dropped))
+		case hitPublished:
+			a.publish(k, p, c, ref)
 		}
-		if p.placing {
-			// Held until Set returns: the function the line is in may be
-			// denied, and then no hit of it may leave.
-			if len(p.early) < maxEarly {
-				p.early = append(p.early, h)
-			} else {
-				p.dropped += h.Dropped + 1
-				p.unreported += h.Dropped + 1
-				a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(h.Dropped + 1))
-			}
-			a.mu.Unlock()
-			continue
-		}
-		a.deliver(k, p, h, ref)
 	}
 	// The channel closed: the target is detached, its process exited, or
 	// the backend serving it died.
@@ -845,29 +834,14 @@ func (a *Agent) pump(pid int, att *attachment) {
 	a.mu.Unlock()
 }
 
-// maxEarly bounds the hits a placement holds while its Set runs; more are
-// counted as dropped.
-const maxEarly = 1024
-
-// deliver counts hit h of placement p and publishes it. a.mu must be held;
-// deliver releases it.
-func (a *Agent) deliver(k placeKey, p *placement, h Hit, ref fleet.ProcessRef) {
-	p.hits++
-	p.dropped += h.Dropped
-	if h.Dropped > 0 {
-		p.throttle = h.Throttle
-	}
-	a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(h.Dropped))
-	if max := p.spec.Limits.MaxHits; max > 0 && p.hits >= uint64(max) {
-		p.done = fmt.Sprintf("maxHits (%d) reached", max)
+// publish sends a hit placement p counted. One that reached the
+// tracepoint's maxHits has the reconciler clear it.
+func (a *Agent) publish(k placeKey, p *placement, c counted, ref fleet.ProcessRef) {
+	a.metrics.dropped.WithLabelValues(k.id).Add(float64(c.own))
+	if c.reachedMax {
 		a.poke()
 	}
-	// Hits dropped or lost since the last one that left travel with
-	// this one.
-	h.Dropped += p.unreported
-	p.unreported = 0
-	a.mu.Unlock()
-	a.publishSafely(k, p, h, ref)
+	a.publishSafely(k, p, c.hit, ref)
 }
 
 // lose counts a hit of tracepoint k.id in process k.pid that never reached
@@ -876,10 +850,10 @@ func (a *Agent) deliver(k placeKey, p *placement, h Hit, ref fleet.ProcessRef) {
 func (a *Agent) lose(k placeKey, dropped uint64) {
 	a.metrics.lost.WithLabelValues(k.id).Inc()
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if p := a.placed[k]; p != nil {
-		p.lost++
-		p.unreported += dropped + 1
+	p := a.placed[k]
+	a.mu.Unlock()
+	if p != nil {
+		p.lose(dropped)
 	}
 }
 

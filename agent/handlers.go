@@ -35,7 +35,7 @@ func (a *Agent) profile() *fleet.Profile {
 	p := &fleet.Profile{Host: a.info, Processes: []fleet.Process{}}
 	tps := make(map[int][]string)
 	for k, pl := range a.placed {
-		if pl.err == nil && pl.done == "" {
+		if pl.view().active() {
 			tps[k.pid] = append(tps[k.pid], k.id)
 		}
 	}
@@ -100,9 +100,10 @@ func (a *Agent) handleCreate(m *nats.Msg) fleet.Message {
 		if k.id != spec.ID {
 			continue
 		}
-		pl := p.pl
+		v := p.view()
+		pl := v.pl
 		pl.Pid = k.pid
-		pl.Error = p.err
+		pl.Error = v.err
 		r.Placements = append(r.Placements, pl)
 	}
 	sort.Slice(r.Placements, func(i, j int) bool { return r.Placements[i].Pid < r.Placements[j].Pid })

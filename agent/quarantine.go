@@ -103,11 +103,14 @@ func (a *Agent) panicked(spec *fleet.Spec, pid int, what string, r any) {
 func (a *Agent) deathSuspectsLocked(pid int) []*fleet.Spec {
 	var placing, installed []*fleet.Spec
 	for k, p := range a.placed {
-		switch {
-		case k.pid != pid || p.done != "":
-		case p.placing || p.err != nil && p.err.Code == fleet.CodeInternal:
+		if k.pid != pid {
+			continue
+		}
+		switch v := p.view(); {
+		case v.done != "":
+		case v.installing || v.err != nil && v.err.Code == fleet.CodeInternal:
 			placing = append(placing, p.spec)
-		case p.err == nil:
+		case v.err == nil:
 			installed = append(installed, p.spec)
 		}
 	}
@@ -165,13 +168,13 @@ func (a *Agent) placePanicked(k placeKey, p *placement, att *attachment, r any) 
 		a.clearQuietly(att, k)
 	}
 	a.mu.Lock()
-	p.err = a.quarantinedLocked(p.spec)
-	if p.err == nil {
-		p.err = fleet.Errorf(fleet.CodeQuarantined, "placing tracepoint %s in pid %d panicked: %v", k.id, k.pid, r)
-	}
-	p.placing, p.early = false, nil
-	a.placed[k] = p
+	err := a.quarantinedLocked(p.spec)
 	a.mu.Unlock()
+	if err == nil {
+		err = fleet.Errorf(fleet.CodeQuarantined, "placing tracepoint %s in pid %d panicked: %v", k.id, k.pid, r)
+	}
+	p.fail(err)
+	a.record(k, p)
 }
 
 // clearQuietly clears tracepoint k.id from att, surviving a panic in the
@@ -195,9 +198,7 @@ func (a *Agent) clearQuietly(att *attachment, k placeKey) {
 func (a *Agent) publishSafely(k placeKey, p *placement, h Hit, ref fleet.ProcessRef) {
 	defer func() {
 		if r := recover(); r != nil {
-			a.mu.Lock()
-			p.halted = true
-			a.mu.Unlock()
+			p.halt()
 			a.panicked(p.spec, k.pid, "publishing a hit", r)
 		}
 	}()

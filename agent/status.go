@@ -17,8 +17,9 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 	now := time.Now().UTC()
 	a.mu.Lock()
 	next := make(map[string]fleet.Status)
-	for k, p := range a.placed {
-		if p.placing {
+	for k, pp := range a.placed {
+		p := pp.view()
+		if p.installing {
 			continue // said once Set returns
 		}
 		st := fleet.Status{Tracepoint: k.id, Host: a.cfg.Host, Pid: k.pid, Hits: p.hits, Dropped: p.dropped + p.lost}
@@ -41,14 +42,14 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 			if pl.Backend != "" {
 				st.Message += " (" + pl.Backend + ")"
 			}
-			if p.warning != "" {
-				st.Message += "; warning: " + p.warning
+			if pp.warning != "" {
+				st.Message += "; warning: " + pp.warning
 			}
 			if n := p.dropped - p.droppedSeen; n > 0 {
 				// Limits protect the process, not hide the tracepoint: it
 				// stays installed and says what it costs.
 				st.State = fleet.StateThrottled
-				by := fmt.Sprintf("by maxHitsPerSecond=%d", p.spec.Limits.MaxHitsPerSecond)
+				by := fmt.Sprintf("by maxHitsPerSecond=%d", pp.spec.Limits.MaxHitsPerSecond)
 				if p.throttle != "" {
 					by = p.throttle
 				}
@@ -115,7 +116,7 @@ func (a *Agent) flushHitCounts(ctx context.Context) {
 	// A heartbeat period without new drops ends the throttled state.
 	a.mu.Lock()
 	for _, p := range a.placed {
-		p.droppedSeen = p.dropped
+		p.seen()
 	}
 	a.mu.Unlock()
 }

@@ -1,0 +1,205 @@
+package agent
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// A test per transition of a placement's lifecycle (placement.go).
+
+func testPlacement(maxHits int) *placement {
+	return newPlacement(&fleet.Spec{ID: "tp", Location: fleet.Location{Path: "a.go", Line: 1}, Limits: fleet.Limits{MaxHits: maxHits}}, "")
+}
+
+func hit(n int) Hit { return Hit{Hit: fleet.Hit{Tracepoint: "tp", Line: n}} }
+
+// begin, hold: while Set runs, hits wait and the status waits too.
+func TestPlacementHolds(t *testing.T) {
+	p := testPlacement(0)
+	if act, _, _ := p.accept(hit(1)); act != hitHeld {
+		t.Fatalf("a hit while installing: %v, want held", act)
+	}
+	if v := p.view(); !v.installing || v.hits != 0 {
+		t.Fatalf("view %+v, want installing with no hit counted", v)
+	}
+	if _, ok := p.next(); ok {
+		t.Fatal("next released a held hit before commit")
+	}
+}
+
+// hold, past its bound: the hit is counted as dropped, and the next hit
+// that leaves reports it.
+func TestPlacementHoldBound(t *testing.T) {
+	p := testPlacement(0)
+	for i := range maxEarly {
+		p.accept(hit(i))
+	}
+	act, _, dropped := p.accept(hit(maxEarly))
+	if act != hitHeld || dropped != 1 {
+		t.Fatalf("a hit past the bound: %v, %d dropped; want held, 1 dropped", act, dropped)
+	}
+	p.commit(Placement{Function: "main.f"})
+	c, ok := p.next()
+	if !ok || c.hit.Line != 0 || c.hit.Dropped != 1 || c.own != 0 {
+		t.Fatalf("first released hit: %+v, %v; want line 0 carrying the 1 dropped", c, ok)
+	}
+}
+
+// commit: held hits leave first, in order, then hits leave as they come.
+func TestPlacementCommitReleasesInOrder(t *testing.T) {
+	p := testPlacement(0)
+	p.accept(hit(1))
+	p.accept(hit(2))
+	p.commit(Placement{Function: "main.f"})
+	for want := 1; want <= 2; want++ {
+		c, ok := p.next()
+		if !ok || c.hit.Line != want {
+			t.Fatalf("next: %+v, %v; want line %d", c.hit, ok, want)
+		}
+	}
+	if _, ok := p.next(); ok {
+		t.Fatal("next after the held hits")
+	}
+	if v := p.view(); v.installing || v.hits != 2 || v.pl.Function != "main.f" {
+		t.Fatalf("view %+v, want installed in main.f with 2 hits", v)
+	}
+	if act, c, _ := p.accept(hit(3)); act != hitPublished || c.hit.Line != 3 {
+		t.Fatalf("a hit after commit: %v %+v, want published", act, c.hit)
+	}
+}
+
+// commit, with hits coming all the while from the pump: every hit leaves
+// once, in the order it came.
+func TestPlacementCommitRace(t *testing.T) {
+	for range 50 {
+		p := testPlacement(0)
+		var mu sync.Mutex
+		var out []int
+		publish := func(c counted) {
+			mu.Lock()
+			out = append(out, c.hit.Line)
+			mu.Unlock()
+		}
+		const n = 500
+		first := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() { // the pump, one goroutine as in the agent
+			for i := range n {
+				if act, c, _ := p.accept(hit(i)); act == hitPublished {
+					publish(c)
+				}
+				if i == 0 {
+					close(first) // one hit taken before Set returns, for sure
+				}
+			}
+		})
+		<-first
+		p.commit(Placement{})
+		for { // place
+			c, ok := p.next()
+			if !ok {
+				break
+			}
+			publish(c)
+		}
+		wg.Wait()
+		if len(out) != n {
+			t.Fatalf("%d hits left, want %d", len(out), n)
+		}
+		for i, line := range out {
+			if line != i {
+				t.Fatalf("hit %d left as the %dth: %v", line, i, out)
+			}
+		}
+	}
+}
+
+// fail: Set failed, so the held hits are dropped, and so is every later one.
+func TestPlacementFail(t *testing.T) {
+	p := testPlacement(0)
+	p.accept(hit(1))
+	p.fail(fleet.Errorf(fleet.CodeNotManaged, "denied"))
+	if _, ok := p.next(); ok {
+		t.Fatal("a held hit of a failed placement was released")
+	}
+	if act, _, _ := p.accept(hit(2)); act != hitDropped {
+		t.Fatalf("a hit after fail: %v, want dropped", act)
+	}
+	if v := p.view(); v.installing || v.active() || v.err.Code != fleet.CodeNotManaged {
+		t.Fatalf("view %+v, want failed", v)
+	}
+}
+
+// fail by a fault while Set runs: hits taken before it still leave once Set
+// returns; none after it.
+func TestPlacementFaultWhileInstalling(t *testing.T) {
+	p := testPlacement(0)
+	p.accept(hit(1))
+	if act, _, _ := p.accept(Hit{Hit: fleet.Hit{Tracepoint: "tp"}, Fault: fleet.Errorf(fleet.CodeBadCondition, "bad")}); act != hitFaulted {
+		t.Fatalf("a fault: %v, want faulted", act)
+	}
+	if act, _, _ := p.accept(hit(2)); act != hitDropped {
+		t.Fatalf("a hit after the fault: %v, want dropped", act)
+	}
+	p.commit(Placement{})
+	if c, ok := p.next(); !ok || c.hit.Line != 1 {
+		t.Fatalf("the hit taken before the fault: %+v, %v; want it released", c.hit, ok)
+	}
+	if _, ok := p.next(); ok {
+		t.Fatal("more than the hit taken before the fault")
+	}
+	if v := p.view(); v.err == nil || v.err.Code != fleet.CodeBadCondition {
+		t.Fatalf("view %+v, want the fault", v)
+	}
+}
+
+// done: the hit that reaches maxHits says so, and no hit leaves after it,
+// held or not.
+func TestPlacementDone(t *testing.T) {
+	p := testPlacement(2)
+	for i := 1; i <= 3; i++ {
+		p.accept(hit(i))
+	}
+	p.commit(Placement{PCs: []uint64{1}})
+	if c, ok := p.next(); !ok || c.reachedMax {
+		t.Fatalf("first: %+v %v", c, ok)
+	}
+	if c, ok := p.next(); !ok || !c.reachedMax {
+		t.Fatalf("second: %+v %v, want it to reach maxHits", c, ok)
+	}
+	if _, ok := p.next(); ok {
+		t.Fatal("a held hit left after maxHits")
+	}
+	if act, _, _ := p.accept(hit(4)); act != hitDropped {
+		t.Fatalf("a hit after maxHits: %v, want dropped", act)
+	}
+	v := p.view()
+	if v.done != "maxHits (2) reached" || v.hits != 2 || v.active() {
+		t.Fatalf("view %+v, want done after 2 hits", v)
+	}
+	p.cleared()
+	if p.view().pl.PCs != nil {
+		t.Fatal("cleared left the PCs")
+	}
+}
+
+// lose and halt: a hit lost on its way is reported by the next one; a
+// halted placement takes no more hits.
+func TestPlacementLoseAndHalt(t *testing.T) {
+	p := testPlacement(0)
+	p.commit(Placement{})
+	p.next()
+	p.lose(2)
+	if _, c, _ := p.accept(hit(1)); c.hit.Dropped != 3 || c.own != 0 {
+		t.Fatalf("the hit after a loss carries %d dropped (%d its own), want 3 (0)", c.hit.Dropped, c.own)
+	}
+	if v := p.view(); v.lost != 1 {
+		t.Fatalf("lost %d, want 1", v.lost)
+	}
+	p.halt()
+	if act, _, _ := p.accept(hit(2)); act != hitDropped {
+		t.Fatalf("a hit after halt: %v, want dropped", act)
+	}
+}
