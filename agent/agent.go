@@ -622,6 +622,11 @@ func (a *Agent) prepare(ctx context.Context, k placeKey, spec *fleet.Spec) (loca
 	if err := a.denied(file); err != nil {
 		return local, warning, nil, err
 	}
+	// The backends get the file as the program names it: two specs that
+	// name one line by different paths (loop/main.go, main.go) must look
+	// alike to them, or a uprobe and a ptrace breakpoint could share an
+	// instruction, and the process would die of SIGTRAP.
+	local.Location.Module, local.Location.Path = "", versionElem.ReplaceAllString(file, "")
 	att, err = a.attach(ctx, k.pid)
 	return local, warning, att, err
 }

@@ -73,11 +73,25 @@ func TestSpecBoundsInBucket(t *testing.T) {
 // tracepoint again and again, as a spec that crashes it would: after
 // quarantineAfter deaths the agent stops placing it, says why in an error
 // status, and lets the process run untraced. A changed spec is tried again.
+//
+// The target calls the traced line twice a second and each kill comes
+// right after a hit: a kill while a thread runs into a breakpoint is the
+// window the watchdog cannot close (agent/delve/watchdog_linux.go), which is
+// not what this test is about.
 func TestQuarantineAfterWorkerDeaths(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	p := h.start("-every", "20ms")
-	spec := h.spec("doomed", "process")
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	n := hostSeq.Add(1)
+	h := &harness{t: t, c: c, host: fmt.Sprintf("quarantine-%d", n), exe: fmt.Sprintf("paced-quarantine-%d-%d", os.Getpid(), n)}
+	h.bin = agenttest.Alias(t, agenttest.BuildTarget(t, pacedDir), h.exe)
+	h.stop = agenttest.RunAgent(t, s, agent.Config{Host: h.host, Processes: []string{h.exe}}, &h.log)
+	p := h.start("-rate", "2")
+	spec := &fleet.Spec{
+		ID:       "doomed",
+		Location: fleet.Location{Path: "paced/main.go", Line: agenttest.MarkerLine(t, pacedSrc, "tick")},
+		Capture:  fleet.DefaultCapture,
+	}
 	ctx := context.Background()
 	if err := h.c.Declare(ctx, spec); err != nil {
 		t.Fatal(err)
@@ -91,9 +105,9 @@ func TestQuarantineAfterWorkerDeaths(t *testing.T) {
 			}
 			return nil
 		})
-		// Installed by this worker: it reports a hit.
+		// Installed by this worker: it reports a hit, and the next is half a
+		// second away.
 		h.hitSince(spec.ID, p.Pid, time.Now())
-		// In a pause of the loop, as in TestWorkerKilledReattaches.
 		for anyTraceStopped(p.Pid) {
 			time.Sleep(100 * time.Microsecond)
 		}
@@ -440,4 +454,41 @@ func (g specGen) spec(key string) ([]byte, bool) {
 		return b, matchesHost
 	}
 	return b, true
+}
+
+// Two tracepoints on one line written with different paths (loop/main.go
+// and main.go name the same file) must not put a uprobe and a ptrace
+// breakpoint on one instruction: the second is refused, and the target
+// lives. TestSpecFuzz found this: the target died of SIGTRAP.
+func TestSharedLineByAnotherPath(t *testing.T) {
+	if err := ebpf.Available(); err != nil {
+		t.Skipf("eBPF: %v", err)
+	}
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	id := hostSeq.Add(1)
+	h := &harness{t: t, c: c, host: fmt.Sprintf("share-%d", id), exe: fmt.Sprintf("agent-share-%d-%d", os.Getpid(), id)}
+	h.bin = agenttest.Alias(t, agenttest.BuildTarget(t, loopDir), h.exe)
+	h.stop = agenttest.RunAgentWith(t, s, agent.Config{Host: h.host, Processes: []string{h.exe}, BackendName: agent.BackendAuto}, &h.log, ebpf.New())
+	p := h.start("-every", "1ms")
+	ctx := context.Background()
+	byDelve := h.spec("by-delve", "process")
+	byDelve.Backend = agent.BackendDelve
+	if err := c.Declare(ctx, byDelve); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitStatus(byDelve.ID, installed(p.Pid))
+	byEBPF := h.spec("by-ebpf", "process")
+	byEBPF.Location.Path = "main.go"
+	byEBPF.Backend = agent.BackendEBPF
+	if err := c.Declare(ctx, byEBPF); err != nil {
+		t.Fatal(err)
+	}
+	st := h.awaitStatus(byEBPF.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == p.Pid && !ev.Deleted })
+	t.Logf("%s: %s", st.State, st.Message)
+	if st.State != fleet.StateError || !strings.Contains(st.Message, "one instruction cannot carry both") {
+		t.Errorf("the second tracepoint on the line: %s %q, want it refused", st.State, st.Message)
+	}
+	h.hits(byDelve.ID, 20)
+	stillRunning(t, p)
 }
