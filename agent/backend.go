@@ -9,9 +9,16 @@
 // seam (discovery, reconciling, hit limits, redaction, publishing) is
 // shared: the agent refuses the specs that would read around redaction
 // ([Redactor.Check]) and writes log messages itself from values it has
-// redacted, so a backend is asked for values only. There are two backends: agent/delve (ptrace, Delve as a library)
-// and agent/ebpf (uprobes); [Backends] puts both behind the seam and picks
-// one per tracepoint. cmd/riptrace's agent command builds the agent from
+// redacted, so a backend is asked for values only. There are two backends:
+// agent/delve (ptrace, Delve as a library) and agent/ebpf (uprobes);
+// [Backends] puts both behind the seam and picks one per tracepoint.
+//
+// No spec takes the agent down: every spec read from the bucket is checked
+// against fleet's bounds again, a panic while placing one or publishing its
+// hits quarantines that spec on this host, and so do repeated deaths of
+// the backend process serving it (quarantine.go). Each tracepoint in each
+// process is a placement whose lifecycle, from Set to removal, is one type
+// with one method per transition (placement.go). cmd/riptrace's agent command builds the agent from
 // flags and the YAML file read by [LoadConfigFile]; tests run it with
 // agent/agenttest.
 package agent
