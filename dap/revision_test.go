@@ -23,7 +23,7 @@ import (
 func TestRevisionMapping(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t)
-	repo, bin, _ := sourcetest.MovedLine(t)
+	repo, bin, _ := sourcetest.MovedLine(t, agenttest.BuildStamped)
 	localSrc := filepath.Join(repo, "main.go")
 	localLine := agenttest.MarkerLine(t, localSrc, "work")
 	remoteLine := localLine - sourcetest.MovedBy // commit A's
