@@ -9,10 +9,12 @@
 // through a [fleet.Lease] the server owns, so an editor without a debug
 // adapter can trace a line.
 //
-// Each request method lives in its own file (code_lens.go, inlay_hint.go,
+// Each feature lives in its own file (code_lens.go, inlay_hint.go,
 // hover.go, ...) as a thin handler over a pure function that renders a
-// snapshot of the aggregate; results are sorted so output is deterministic,
-// and every column goes through one UTF-16 mapper (mapper.go).
+// snapshot of the aggregate; the small lifecycle and buffer methods are
+// grouped in general.go and text_synchronization.go, as gopls groups them.
+// Results are sorted so output is deterministic, and every column goes
+// through one UTF-16 mapper (mapper.go).
 //
 // Nothing in this package writes to stdout: stdio is the wire.
 package lsp

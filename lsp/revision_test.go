@@ -27,7 +27,7 @@ import (
 // do: the process traces A's line, and its hits show on the checkout's.
 func TestToggleRevisionMapping(t *testing.T) {
 	t.Parallel()
-	repo, bin, revA := sourcetest.MovedLine(t)
+	repo, bin, revA := sourcetest.MovedLine(t, agenttest.BuildStamped)
 	src := filepath.Join(repo, "main.go")
 	localLine := agenttest.MarkerLine(t, src, "work")
 	remoteLine := localLine - sourcetest.MovedBy // commit A's

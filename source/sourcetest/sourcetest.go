@@ -93,20 +93,18 @@ func main() {
 const MovedBy = 2
 
 // MovedLine makes a repository whose main.go, a target that calls work
-// every 5 ms, is at two commits: A, built into bin with its vcs.revision,
-// and B, checked out, which inserts MovedBy lines above the line marked
-// //@trace(work). It is what the fleet runs while an editor is ahead.
-func MovedLine(t testing.TB) (repo, bin, revA string) {
+// every 5 ms, is at two commits: A, built into bin by build (with its
+// vcs.revision: agenttest.BuildStamped), and B, checked out, which inserts
+// MovedBy lines above the line marked //@trace(work). It is what the fleet
+// runs while an editor is ahead.
+func MovedLine(t testing.TB, build func(dir, out string, flags ...string) error) (repo, bin, revA string) {
 	t.Helper()
 	repo = Init(t)
 	Write(t, repo, "go.mod", "module example.com/revs\n\ngo 1.26\n")
 	revA = Commit(t, repo, "A", map[string]string{"main.go": strings.Replace(movedMain, "{{above}}", "", 1)})
 	bin = filepath.Join(t.TempDir(), "revs")
-	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
-	build.Dir = repo
-	build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=true", "GOWORK=off")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building commit A: %v\n%s", err, out)
+	if err := build(repo, bin); err != nil {
+		t.Fatalf("building commit A: %v", err)
 	}
 	Commit(t, repo, "B", map[string]string{"main.go": strings.Replace(movedMain, "{{above}}", "\n// Added in B,\n// above the traced line.", 1)})
 	return repo, bin, revA

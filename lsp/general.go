@@ -8,6 +8,9 @@ import (
 	"github.com/riptrace/riptrace/source"
 )
 
+// The session's lifecycle: initialize, shutdown and exit, grouped as
+// gopls groups them.
+
 // Commands the server executes (workspace/executeCommand).
 const (
 	CommandShowHits         = "riptrace.showHits"         // [uri, line]: recent hits of a line
@@ -75,4 +78,34 @@ func commandNames() []string {
 		names[i] = c.Name
 	}
 	return names
+}
+
+// Shutdown stops reading hits and removes the tracepoints the editor
+// declared; the connection stays up until exit.
+func (s *server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	s.mu.Unlock()
+	s.stop()
+	return nil
+}
+
+// Exit ends the session: through opts.Exit when set (riptrace lsp ends the
+// process at once, since its reader is blocked on stdin), otherwise by
+// closing the connection.
+func (s *server) Exit(ctx context.Context) error {
+	s.mu.Lock()
+	code := 1
+	if s.shutdown {
+		code = 0
+	}
+	s.mu.Unlock()
+	if s.opts.Exit != nil {
+		s.stop()
+		s.opts.Exit(code)
+		return nil
+	}
+	// Close waits for handlers to return, this one included.
+	go s.conn.Close()
+	return nil
 }

@@ -8,6 +8,9 @@ import (
 	"go.lsp.dev/protocol"
 )
 
+// Following the editor's buffers: didOpen, didChange and didClose,
+// grouped as gopls groups them.
+
 // Bounds on a buffer the server follows. Each line costs a string header
 // and a position (24 bytes), so a 20 MB file of short lines cost some
 // 390 MB; past either bound the buffer is not followed, and the editor is
@@ -52,4 +55,51 @@ func (s *server) unfollow(ctx context.Context, path, why string) {
 		Type:    protocol.MessageTypeWarning,
 		Message: fmt.Sprintf("RipTrace shows no hits in %s: %s. Split the file, or trace it with riptrace trace.", path, why),
 	})
+}
+
+// DidChange applies edits to the buffer and moves its traced lines with
+// them. An edit that takes the buffer past the bounds stops following it.
+func (s *server) DidChange(ctx context.Context, params *protocol.DidChangeTextDocumentParams) error {
+	path := localPath(params.TextDocument.URI)
+	why := ""
+	s.mu.Lock()
+	d := s.docs[path]
+	if d == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	for _, ch := range params.ContentChanges {
+		if why = changeTooLarge(ch); why != "" {
+			break
+		}
+		d.apply(ch)
+		if len(d.lines) > MaxDocumentLines {
+			why = fmt.Sprintf("it has %d lines, more than the %d riptrace lsp follows", len(d.lines), MaxDocumentLines)
+			break
+		}
+	}
+	s.mu.Unlock()
+	if why != "" {
+		s.unfollow(ctx, path, why)
+	}
+	return nil
+}
+
+// changeTooLarge says why a change's text is past the bounds, or "".
+func changeTooLarge(ch protocol.TextDocumentContentChangeEvent) string {
+	switch ch := ch.(type) {
+	case *protocol.TextDocumentContentChangePartial:
+		return tooLarge(ch.Text)
+	case *protocol.TextDocumentContentChangeWholeDocument:
+		return tooLarge(ch.Text)
+	}
+	return ""
+}
+
+// DidClose stops following a buffer; the file on disk is used again.
+func (s *server) DidClose(ctx context.Context, params *protocol.DidCloseTextDocumentParams) error {
+	s.mu.Lock()
+	delete(s.docs, localPath(params.TextDocument.URI))
+	s.mu.Unlock()
+	return nil
 }
