@@ -13,7 +13,7 @@ import (
 // to: everything else is refused by the NATS server. The layout:
 //
 //   - an agent serves only its own host's requests, publishes only its own
-//     host's hits, writes only its own host's status and heartbeat keys, and
+//     host's hits and watermarks, asks the server's clock, writes only its own host's status and heartbeat keys, and
 //     reads the declared tracepoints;
 //   - an editor or CLI user sends requests to agents, declares and removes
 //     tracepoints, reads hits, status and heartbeats, and can neither answer
@@ -95,6 +95,8 @@ func (s Subjects) AgentPermissions(host string) Permissions {
 	h := Token(host)
 	pub := []string{
 		s.Trace(h),
+		s.Watermark(h),
+		s.Clock(),
 		"$KV." + s.StatusBucket() + ".*." + h + ".*", // StatusKey(tracepoint, host, pid)
 		"$KV." + s.HostBucket() + "." + h,
 	}

@@ -21,13 +21,14 @@ import (
 // nkey whose seed never leaves this process, allowed in-process connections
 // only and only the JetStream API, in the account of the first configured
 // user. In operator (JWT) mode no such user can be added: the first client
-// allowed to create them does.
+// allowed to create them does, and no clock is served (agents' hits are
+// then placed in the timeline by their arrival, marked uncertain).
 func StartServerOptions(ctx context.Context, opts *server.Options, prefix string) (*Server, error) {
 	opts.JetStream = true
 	if opts.ServerName == "" {
 		opts.ServerName = "riptrace"
 	}
-	login, err := setupLogin(opts)
+	login, err := setupLogin(opts, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -52,13 +53,17 @@ func StartServerOptions(ctx context.Context, opts *server.Options, prefix string
 		ns.Shutdown()
 		return nil, fmt.Errorf("creating the hit stream and buckets: %w", err)
 	}
-	c.Close()
+	if err := s.serveClock(c); err != nil {
+		c.Close()
+		ns.Shutdown()
+		return nil, err
+	}
 	return s, nil
 }
 
 // setupLogin returns how the server's own connection logs in, adding a user
 // to opts if needed, or nil if it cannot (operator mode).
-func setupLogin(opts *server.Options) ([]nats.Option, error) {
+func setupLogin(opts *server.Options, prefix string) ([]nats.Option, error) {
 	switch {
 	case len(opts.TrustedOperators) > 0 || len(opts.TrustedKeys) > 0:
 		return nil, nil
@@ -82,8 +87,10 @@ func setupLogin(opts *server.Options) ([]nats.Option, error) {
 			Account: acc,
 			Permissions: &server.Permissions{
 				Publish: &server.SubjectPermission{Allow: []string{"$JS.API.>"}},
-				// Its own inbox: no other user's replies.
-				Subscribe: &server.SubjectPermission{Allow: []string{UserInboxPrefix(pub) + ".>"}},
+				// Its own inbox: no other user's replies; and the
+				// clock, which it answers.
+				Subscribe: &server.SubjectPermission{Allow: []string{UserInboxPrefix(pub) + ".>", NewSubjects(prefix).Clock()}},
+				Response:  &server.ResponsePermission{MaxMsgs: server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS, Expires: server.DEFAULT_ALLOW_RESPONSE_EXPIRATION},
 			},
 			AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeInProcess: {}},
 		})

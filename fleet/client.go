@@ -384,29 +384,53 @@ func (c *Client) Hits(ctx context.Context, opts HitOptions) (*HitReader, error) 
 	return r, nil
 }
 
-// Next returns the next hit. A malformed message in the stream comes back as
-// an *Error naming its sequence; the reader stays usable. After Close, Next
-// returns jetstream.ErrMsgIteratorClosed.
+// Next returns the next hit, skipping the agents' watermarks. A malformed
+// message in the stream comes back as an *Error naming its sequence; the
+// reader stays usable. After Close, Next returns
+// jetstream.ErrMsgIteratorClosed.
 func (r *HitReader) Next(ctx context.Context) (Hit, error) {
+	for {
+		h, w, err := r.NextMessage(ctx)
+		if err != nil || w == nil {
+			return h, err
+		}
+	}
+}
+
+// NextMessage returns the next hit, or the next watermark (w not nil), in
+// stream order. Watermarks are never filtered out: the timeline needs
+// every agent's.
+func (r *HitReader) NextMessage(ctx context.Context) (h Hit, w *Watermark, err error) {
 	for {
 		msg, err := r.iter.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			return Hit{}, err
+			return Hit{}, nil, err
 		}
 		md, err := msg.Metadata()
 		if err != nil {
-			return Hit{}, fmt.Errorf("reading hit metadata: %w", err)
+			return Hit{}, nil, fmt.Errorf("reading hit metadata: %w", err)
+		}
+		if r.subj.IsWatermark(msg.Subject()) {
+			var w Watermark
+			if err := Decode(msg.Data(), "watermark", &w); err != nil {
+				return Hit{}, nil, Errorf(AsError(err).Code, "watermark #%d on %s: %v", md.Sequence.Stream, msg.Subject(), err)
+			}
+			w.Seq, w.ServerTime = md.Sequence.Stream, md.Timestamp
+			// As for hits: only the host's agent may publish on its
+			// subject, whatever the body says.
+			w.Host = strings.TrimSuffix(strings.TrimPrefix(msg.Subject(), r.subj.Prefix+"."), ".debugger.watermark")
+			return Hit{}, &w, nil
 		}
 		var h Hit
 		if err := Decode(msg.Data(), "hit", &h); err != nil {
-			return Hit{}, Errorf(AsError(err).Code, "hit #%d on %s: %v", md.Sequence.Stream, msg.Subject(), err)
+			return Hit{}, nil, Errorf(AsError(err).Code, "hit #%d on %s: %v", md.Sequence.Stream, msg.Subject(), err)
 		}
 		if r.want != nil && !r.want[h.Tracepoint] {
 			continue
 		}
 		h.Seq, h.ServerTime = md.Sequence.Stream, md.Timestamp
 		markHost(&h, r.subj, msg.Subject())
-		return h, nil
+		return h, nil, nil
 	}
 }
 

@@ -172,7 +172,7 @@ func TestEmbeddedServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := info.CachedInfo().Config.Subjects; len(got) != 1 || got[0] != "riptrace.*.debugger.trace" {
+	if got := info.CachedInfo().Config.Subjects; len(got) != 2 || got[0] != "riptrace.*.debugger.trace" || got[1] != "riptrace.*.debugger.watermark" {
 		t.Fatalf("hit stream subjects = %v", got)
 	}
 	if _, err := fleet.StartServer(ctx, fleet.ServerConfig{Listen: "nonsense"}); err == nil || !strings.Contains(err.Error(), "HOST:PORT") {

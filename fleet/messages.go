@@ -433,17 +433,38 @@ type Hit struct {
 	Pid        int        `json:"pid"`
 	Process    ProcessRef `json:"process"`
 	Goroutine  int64      `json:"goroutine"`
-	Time       int64      `json:"time"` // unix ns, taken on the agent
-	File       string     `json:"file"`
-	Line       int        `json:"line"`
-	Function   string     `json:"function"`
-	Args       []Variable `json:"args"`
-	Locals     []Variable `json:"locals"`
-	Exprs      []Variable `json:"exprs,omitempty"`
-	Stack      []Frame    `json:"stack"`
-	Message    string     `json:"message,omitempty"`
-	Dropped    uint64     `json:"dropped,omitempty"`
-	Errors     []string   `json:"errors,omitempty"`
+	Time       int64      `json:"time"` // unix ns, taken on the agent's clock at capture
+	// Clock is the agent's clock against the server's when it published
+	// the hit; nil when no clock server answered (the hit's place in the
+	// timeline is then uncertain).
+	Clock    *ClockReading `json:"clock,omitempty"`
+	File     string        `json:"file"`
+	Line     int           `json:"line"`
+	Function string        `json:"function"`
+	Args     []Variable    `json:"args"`
+	Locals   []Variable    `json:"locals"`
+	Exprs    []Variable    `json:"exprs,omitempty"`
+	Stack    []Frame       `json:"stack"`
+	Message  string        `json:"message,omitempty"`
+	Dropped  uint64        `json:"dropped,omitempty"`
+	Errors   []string      `json:"errors,omitempty"`
+
+	Seq        uint64    `json:"seq,omitempty"`
+	ServerTime time.Time `json:"serverTime,omitzero"`
+}
+
+// Watermark is an agent's promise about its hits, published into the hit
+// stream among them (see Timeline): every hit it captured before Time (on
+// its clock) is in the stream before this message, and every hit it
+// publishes after it reaches the stream within Lag of its capture. Final
+// says the agent stops: it publishes nothing more.
+type Watermark struct {
+	Header
+	Host  string        `json:"host"`
+	Time  int64         `json:"time"` // unix ns, on the agent's clock
+	Lag   Duration      `json:"lag"`
+	Clock *ClockReading `json:"clock,omitempty"`
+	Final bool          `json:"final,omitempty"`
 
 	Seq        uint64    `json:"seq,omitempty"`
 	ServerTime time.Time `json:"serverTime,omitzero"`
@@ -459,6 +480,10 @@ type HostInfo struct {
 	AgentVersion string    `json:"agentVersion"`
 	Backends     []string  `json:"backends"`
 	Started      time.Time `json:"started"`
+	// Clock is the agent's clock against the server's, nil when no
+	// clock server answers (ClockError says why).
+	Clock      *ClockReading `json:"clock,omitempty"`
+	ClockError string        `json:"clockError,omitempty"`
 }
 
 // Process is one Go process an agent can attach to.

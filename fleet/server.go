@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -28,6 +29,7 @@ type ServerConfig struct {
 // buckets in place.
 type Server struct {
 	*server.Server
+	clock *Client // answers the clock subject; nil when none can
 }
 
 // StartServer starts an embedded nats-server, waits until it accepts
@@ -67,17 +69,34 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("nats-server did not accept connections on %s within 10s: is the port in use? Pick another with --listen", cfg.Listen)
 	}
 	s := &Server{Server: ns}
-	c, err := Connect(ctx, ns.ClientURL(), ClientOptions{Prefix: cfg.Prefix, Name: "riptrace-server"})
+	c, err := Connect(ctx, "", ClientOptions{Prefix: cfg.Prefix, Name: "riptrace-server", NATS: []nats.Option{nats.InProcessServer(ns)}})
 	if err != nil {
 		ns.Shutdown()
 		return nil, err
 	}
-	c.Close()
+	if err := s.serveClock(c); err != nil {
+		c.Close()
+		ns.Shutdown()
+		return nil, err
+	}
 	return s, nil
+}
+
+// serveClock keeps c open to answer the clock subject: the server's clock
+// is the reference of the timeline.
+func (s *Server) serveClock(c *Client) error {
+	if _, err := c.ServeClock(); err != nil {
+		return err
+	}
+	s.clock = c
+	return nil
 }
 
 // Shutdown stops the server and waits for it.
 func (s *Server) Shutdown() {
+	if s.clock != nil {
+		s.clock.Close()
+	}
 	s.Server.Shutdown()
 	s.Server.WaitForShutdown()
 }
@@ -89,7 +108,7 @@ func ensureResources(ctx context.Context, js jetstream.JetStream, subj Subjects)
 	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        subj.HitStream(),
 		Description: "RipTrace hits; the stream sequence is the global order",
-		Subjects:    []string{subj.TraceAll()},
+		Subjects:    []string{subj.TraceAll(), subj.WatermarkAll()},
 		Storage:     jetstream.FileStorage,
 		MaxAge:      24 * time.Hour,
 		MaxBytes:    1 << 30,

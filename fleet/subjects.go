@@ -71,6 +71,26 @@ func (s Subjects) TraceHost(subject string) (string, bool) {
 // TraceAll matches the hits of every host; the hit stream captures it.
 func (s Subjects) TraceAll() string { return s.Prefix + ".*.debugger.trace" }
 
+// Watermark is the subject an agent publishes its watermarks on, into the
+// hit stream beside its hits, so that every reader sees them in the same
+// place among the hits (see Timeline).
+func (s Subjects) Watermark(host string) string {
+	return fmt.Sprintf("%s.%s.debugger.watermark", s.Prefix, host)
+}
+
+// WatermarkAll matches the watermarks of every host; the hit stream
+// captures it.
+func (s Subjects) WatermarkAll() string { return s.Prefix + ".*.debugger.watermark" }
+
+// IsWatermark tells a watermark's subject from a hit's.
+func (s Subjects) IsWatermark(subject string) bool {
+	return strings.HasPrefix(subject, s.Prefix+".") && strings.HasSuffix(subject, ".debugger.watermark")
+}
+
+// Clock is the request/reply subject on which the server answers its time,
+// the reference clock of the timeline.
+func (s Subjects) Clock() string { return s.Prefix + ".clock" }
+
 // HitStream is the JetStream stream holding every hit in one order.
 func (s Subjects) HitStream() string { return strings.ToUpper(s.Prefix) + "_HITS" }
 

@@ -1,0 +1,450 @@
+package fleet
+
+import (
+	"container/heap"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Timeline puts hits in the order they ran, across hosts. It is a
+// deterministic function of the hit stream read in stream order: every
+// client that feeds it the same prefix of the stream gets the same hits, in
+// the same order, with the same marks. Clients share it instead of each
+// ordering hits their own way (docs/timeline.md has the design).
+//
+// A hit's place is its coordinated time: its capture time on its agent's
+// clock plus the offset of that clock to the server's (Hit.Clock). Hits
+// are held until no hit that ran before them can still come. That is known
+// from the agents' watermarks, which travel in the stream among the hits:
+// agent A's watermark says that every hit A captured before its Time is
+// already in the stream, and that each hit A publishes after it reaches
+// the stream within its Lag of capture. Read against the stream's own
+// timestamps (the server's clock, not the reader's), this gives each agent
+// a frontier: max(watermark time, stream time - Lag) in coordinated time,
+// less the clock's error bound. The timeline releases, in coordinated-time
+// order, every held hit before the lowest frontier. An agent that stops
+// talking therefore holds the others back by its Lag at most, capped at
+// MaxHold: no agent can freeze the timeline.
+//
+// A hit that arrives behind what was already released (it broke its
+// agent's promise: the agent was cut off from NATS, say) is released at
+// once and marked Late; its coordinated time says where it belongs. Two
+// hits of different hosts closer than their clocks' combined error bounds
+// may have run the other way round: the later one is marked Uncertain. A
+// hit whose agent has no clock, or whose coordinated time is absurd (ahead
+// of the server's time at arrival, or older than a day), is placed at its
+// arrival and marked Uncertain with a note: it cannot reorder the others.
+//
+// A Timeline is not safe for concurrent use.
+type Timeline struct {
+	opts TimelineOptions
+
+	now      int64 // the stream's time: the latest ServerTime read
+	warm     int64 // until this stream time, agents not yet heard from may speak
+	released int64 // everything at or before this coordinated time is out
+	order    uint64
+	agents   map[string]*timelineAgent
+	held     heldHeap
+	// recent are released hits near the frontier, from recentHead on, to
+	// find the uncertain pairs; recentMax is the largest bound among them.
+	recent     []recentHit
+	recentHead int
+	recentMax  int64
+	notices    []string
+}
+
+// TimelineOptions configure a Timeline.
+type TimelineOptions struct {
+	// MaxHold is the longest the timeline waits for any agent, in the
+	// stream's time; 0 means DefaultMaxHold.
+	MaxHold time.Duration
+	// Group, if set, names the request a hit belongs to (Placed.Group).
+	Group func(*Hit) string
+}
+
+// WatermarkKeepalive is the longest an agent stays silent in the hit
+// stream: with no hit to publish, it still publishes a watermark this
+// often.
+const WatermarkKeepalive = time.Second
+
+// Timeline defaults: the longest wait for an agent, how long an agent may
+// be silent before the timeline says so, and the span of the past a
+// capture time may claim before it is taken as absurd.
+const (
+	DefaultMaxHold = 2 * time.Second
+	silentAfter    = 2 * time.Second
+	maxPast        = 24 * time.Hour
+	maxAhead       = time.Second
+	// uncertainCap caps a bound where it is compared: past a second, a
+	// hit's order against the others is uncertain anyway.
+	uncertainCap = int64(time.Second)
+)
+
+// Placed is a hit in the timeline.
+type Placed struct {
+	Hit
+	// Order is the hit's place in the timeline, from 1.
+	Order uint64 `json:"order"`
+	// CoordinatedTime is when the hit ran on the server's clock.
+	CoordinatedTime time.Time `json:"coordinatedTime"`
+	// Offset and Bound are the agent's clock offset and its error bound
+	// in nanoseconds, null when unknown.
+	Offset *int64 `json:"offset"`
+	Bound  *int64 `json:"bound"`
+	// Late says the hit came after hits that ran after it had been
+	// released: it is out of place, and CoordinatedTime says where it
+	// belongs.
+	Late bool `json:"late"`
+	// Uncertain says the hit may have run before the one released before
+	// it (UncertainWith, its stream sequence; 0 when the hit's own time is
+	// in doubt, see Note).
+	Uncertain     bool   `json:"uncertain"`
+	UncertainWith uint64 `json:"uncertainWith,omitempty"`
+	// Note says why the hit was placed by its arrival, if it was.
+	Note  string `json:"note,omitempty"`
+	Group string `json:"group,omitempty"`
+}
+
+type timelineAgent struct {
+	host    string
+	lag     int64 // its promise, capped at MaxHold; MaxHold until it gives one
+	mark    int64 // its watermark in coordinated time; MinInt64 if none
+	clock   *ClockReading
+	last    int64 // stream time of its last message
+	final   bool
+	silent  bool // said so in a notice
+	absurd  bool // said so in a notice
+	capped  bool // said so in a notice
+	lastT   int64
+	lastC   int64
+	hasLast bool
+}
+
+// TimelineHost is what the timeline knows of one agent.
+type TimelineHost struct {
+	Host  string        `json:"host"`
+	Clock *ClockReading `json:"clock,omitempty"`
+	Lag   time.Duration `json:"lag"`
+	// Behind is how far the agent's frontier lags the stream's time.
+	Behind   time.Duration `json:"behind"`
+	LastSeen time.Time     `json:"lastSeen"`
+	Final    bool          `json:"final,omitempty"`
+}
+
+type heldHit struct {
+	c, t int64
+	p    *Placed
+}
+
+type heldHeap []heldHit
+
+func (h heldHeap) Len() int { return len(h) }
+func (h heldHeap) Less(i, j int) bool {
+	a, b := &h[i], &h[j]
+	switch {
+	case a.c != b.c:
+		return a.c < b.c
+	case a.p.Host != b.p.Host:
+		return a.p.Host < b.p.Host
+	case a.t != b.t:
+		return a.t < b.t
+	case a.p.Pid != b.p.Pid:
+		return a.p.Pid < b.p.Pid
+	}
+	return a.p.Seq < b.p.Seq
+}
+func (h heldHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *heldHeap) Push(x any)   { *h = append(*h, x.(heldHit)) }
+func (h *heldHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = heldHit{}
+	*h = old[:len(old)-1]
+	return x
+}
+
+type recentHit struct {
+	c, b int64
+	host string
+	seq  uint64
+}
+
+// NewTimeline returns an empty timeline.
+func NewTimeline(opts TimelineOptions) *Timeline {
+	if opts.MaxHold <= 0 {
+		opts.MaxHold = DefaultMaxHold
+	}
+	return &Timeline{opts: opts, now: math.MinInt64, released: math.MinInt64, agents: make(map[string]*timelineAgent)}
+}
+
+func (t *Timeline) agent(host string) *timelineAgent {
+	a := t.agents[host]
+	if a == nil {
+		a = &timelineAgent{host: host, lag: int64(t.opts.MaxHold), mark: math.MinInt64}
+		t.agents[host] = a
+	}
+	return a
+}
+
+// advance moves the stream's time to st (it never goes back) and marks
+// the host as heard from.
+func (t *Timeline) advance(st time.Time, a *timelineAgent) {
+	if st.IsZero() {
+		return
+	}
+	if n := st.UnixNano(); n > t.now {
+		if t.now == math.MinInt64 {
+			t.warm = n + int64(WatermarkKeepalive)
+		}
+		t.now = n
+	}
+	if a != nil {
+		a.last = t.now
+		a.silent = false
+	}
+}
+
+// AddHit reads one hit of the stream (Seq and ServerTime set) and returns
+// the hits it releases, in timeline order.
+func (t *Timeline) AddHit(h Hit) []Placed {
+	a := t.agent(h.Host)
+	t.advance(h.ServerTime, a)
+	out := t.release(nil)
+	p := &Placed{Hit: h}
+	c := t.coordinate(a, p)
+	if t.opts.Group != nil {
+		p.Group = t.opts.Group(&p.Hit)
+	}
+	if c < t.released {
+		p.Late = true
+		return append(out, t.emit(p, c))
+	}
+	heap.Push(&t.held, heldHit{c: c, t: h.Time, p: p})
+	return t.release(out)
+}
+
+// coordinate works out p's coordinated time and fills its clock fields.
+func (t *Timeline) coordinate(a *timelineAgent, p *Placed) int64 {
+	arrival := p.ServerTime.UnixNano()
+	if p.ServerTime.IsZero() {
+		arrival = t.now
+	}
+	if p.Clock == nil {
+		p.Uncertain = true
+		p.Note = "no clock: the agent's clock was never compared with the server's (is `riptrace server` running?), so the hit is placed at its arrival"
+		return arrival
+	}
+	off, b := p.Clock.Offset, p.Clock.Bound
+	p.Offset, p.Bound = &off, &b
+	c, ok := addNoOverflow(p.Time, off)
+	switch {
+	case !ok || c > arrival+max(2*b, int64(maxAhead)):
+		p.Uncertain = true
+		p.Note = fmt.Sprintf("capture time %s ahead of the server's time at arrival: the agent's clock is wrong, so the hit is placed at its arrival", time.Duration(satSub(c, arrival)).Round(time.Millisecond))
+		t.absurd(a, p.Note)
+		return arrival
+	case c < arrival-int64(maxPast):
+		p.Uncertain = true
+		p.Note = fmt.Sprintf("capture time %s before its arrival: the agent's clock is wrong, so the hit is placed at its arrival", time.Duration(satSub(arrival, c)).Round(time.Second))
+		t.absurd(a, p.Note)
+		return arrival
+	}
+	if b >= uncertainCap {
+		p.Uncertain = true
+		p.Note = fmt.Sprintf("the agent's clock is known within %s only", time.Duration(b).Round(time.Millisecond))
+	}
+	// Within one host, capture order is exact: a step of the offset
+	// between two hits must not swap them.
+	if a.hasLast && p.Time >= a.lastT && c < a.lastC {
+		c = a.lastC
+	}
+	if !a.hasLast || p.Time >= a.lastT {
+		a.lastT, a.lastC, a.hasLast = p.Time, c, true
+	}
+	return c
+}
+
+func (t *Timeline) absurd(a *timelineAgent, note string) {
+	if !a.absurd {
+		a.absurd = true
+		t.notices = append(t.notices, fmt.Sprintf("host %s: %s", a.host, note))
+	}
+}
+
+// AddWatermark reads one watermark of the stream (ServerTime set) and
+// returns the hits it releases.
+func (t *Timeline) AddWatermark(w Watermark) []Placed {
+	a := t.agent(w.Host)
+	t.advance(w.ServerTime, a)
+	lag := int64(w.Lag)
+	if lag <= 0 || lag > int64(t.opts.MaxHold) {
+		if lag > int64(t.opts.MaxHold) && !a.capped {
+			a.capped = true
+			t.notices = append(t.notices, fmt.Sprintf("host %s: its agent asks for a wait of %s, longer than the timeline's %s: its hits that take longer come marked late", w.Host, time.Duration(w.Lag), t.opts.MaxHold))
+		}
+		lag = int64(t.opts.MaxHold)
+	}
+	a.lag, a.clock, a.final = lag, w.Clock, w.Final
+	if w.Clock != nil {
+		if m, ok := addNoOverflow(w.Time, w.Clock.Offset-w.Clock.Bound); ok && m <= t.now+int64(maxAhead) {
+			a.mark = max(a.mark, m)
+		}
+	}
+	return t.release(nil)
+}
+
+// Advance moves the stream's time to now without a message, releasing
+// what waited for it. A live reader calls it when the stream has been
+// quiet (every agent silent) for a while; the order is then no longer a
+// function of the stream alone, so readers call it only when nothing
+// arrives.
+func (t *Timeline) Advance(now time.Time) []Placed {
+	t.advance(now, nil)
+	return t.release(nil)
+}
+
+// Flush releases every held hit, in order: the end of a replay.
+func (t *Timeline) Flush() []Placed {
+	var out []Placed
+	for t.held.Len() > 0 {
+		hh := heap.Pop(&t.held).(heldHit)
+		t.released = max(t.released, hh.c)
+		out = append(out, t.emit(hh.p, hh.c))
+	}
+	return out
+}
+
+// Held returns how many hits wait.
+func (t *Timeline) Held() int { return t.held.Len() }
+
+// Notices returns, once each, what the timeline has to say about its
+// agents: one silent, one whose clock is wrong, one that asks for too
+// long a wait.
+func (t *Timeline) Notices() []string {
+	n := t.notices
+	t.notices = nil
+	return n
+}
+
+// Hosts returns what the timeline knows of each agent, by host name.
+func (t *Timeline) Hosts() []TimelineHost {
+	var hs []TimelineHost
+	for _, a := range t.agents {
+		h := TimelineHost{Host: a.host, Clock: a.clock, Lag: time.Duration(a.lag), LastSeen: time.Unix(0, a.last), Final: a.final}
+		h.Behind = time.Duration(satSub(t.now, t.frontier(a)))
+		hs = append(hs, h)
+	}
+	sortHosts(hs)
+	return hs
+}
+
+func sortHosts(hs []TimelineHost) {
+	for i := 1; i < len(hs); i++ {
+		for j := i; j > 0 && hs[j].Host < hs[j-1].Host; j-- {
+			hs[j], hs[j-1] = hs[j-1], hs[j]
+		}
+	}
+}
+
+// frontier is the coordinated time before which agent a has nothing more
+// to publish, as far as it promised.
+func (t *Timeline) frontier(a *timelineAgent) int64 {
+	if a.final {
+		return math.MaxInt64
+	}
+	b := int64(0)
+	if a.clock != nil {
+		b = min(a.clock.Bound, uncertainCap)
+	}
+	return max(a.mark, satSub(t.now, a.lag+b))
+}
+
+// release emits, in order, the held hits the agents' frontiers have
+// passed. out is appended to.
+func (t *Timeline) release(out []Placed) []Placed {
+	if t.now == math.MinInt64 {
+		return out
+	}
+	f := int64(math.MaxInt64)
+	for _, a := range t.agents {
+		f = min(f, t.frontier(a))
+		if !a.final && !a.silent && t.now-a.last > int64(silentAfter) {
+			a.silent = true
+			t.notices = append(t.notices, fmt.Sprintf("host %s: no word from its agent for %s of stream time; the timeline goes on without it, and its hits, if any come, are marked late", a.host, time.Duration(t.now-a.last).Round(100*time.Millisecond)))
+		}
+	}
+	if t.now < t.warm {
+		// A reader that starts in the middle of the stream knows only
+		// the agents it has heard from; every live agent speaks within
+		// WatermarkKeepalive, and until then any may have hits on the way.
+		f = min(f, t.now-int64(t.opts.MaxHold))
+	}
+	if f == math.MaxInt64 {
+		f = t.now
+	}
+	t.released = max(t.released, f)
+	for t.held.Len() > 0 && t.held[0].c <= t.released {
+		hh := heap.Pop(&t.held).(heldHit)
+		out = append(out, t.emit(hh.p, hh.c))
+	}
+	return out
+}
+
+// emit numbers p and marks it uncertain against the hits released just
+// before it.
+func (t *Timeline) emit(p *Placed, c int64) Placed {
+	t.order++
+	p.Order = t.order
+	p.CoordinatedTime = time.Unix(0, c)
+	if p.Late {
+		return *p
+	}
+	if p.Note != "" {
+		// Its own time is in doubt: it is marked, and not compared.
+		return *p
+	}
+	b := min(p.Clock.Bound, uncertainCap)
+	t.recentMax = max(t.recentMax, b)
+	// Forget what no bound can reach any more.
+	for t.recentHead < len(t.recent) && t.recent[t.recentHead].c < c-2*t.recentMax {
+		t.recentHead++
+	}
+	if t.recentHead > 1024 && t.recentHead > len(t.recent)/2 {
+		t.recent = append(t.recent[:0], t.recent[t.recentHead:]...)
+		t.recentHead = 0
+	}
+	for i := len(t.recent) - 1; i >= t.recentHead; i-- {
+		r := t.recent[i]
+		if r.c < c-b-t.recentMax {
+			break
+		}
+		if r.host != p.Host && c-r.c < b+r.b {
+			p.Uncertain, p.UncertainWith = true, r.seq
+			break
+		}
+	}
+	t.recent = append(t.recent, recentHit{c: c, b: b, host: p.Host, seq: p.Seq})
+	return *p
+}
+
+// addNoOverflow adds, reporting false on overflow.
+func addNoOverflow(a, b int64) (int64, bool) {
+	s := a + b
+	if (b > 0 && s < a) || (b < 0 && s > a) {
+		return 0, false
+	}
+	return s, true
+}
+
+// satSub subtracts, saturating.
+func satSub(a, b int64) int64 {
+	s := a - b
+	if (b < 0 && s < a) || (b > 0 && s > a) {
+		if b < 0 {
+			return math.MaxInt64
+		}
+		return math.MinInt64
+	}
+	return s
+}
