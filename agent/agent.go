@@ -69,6 +69,15 @@ type Config struct {
 	// BufferBytes bounds the same buffer by the hits' encoded size.
 	// Default DefaultBufferBytes.
 	BufferBytes int
+	// TimelineLag is the agent's promise in its watermarks: every hit
+	// reaches the stream within it of its capture (default
+	// DefaultTimelineLag). The timeline waits that long for the agent's
+	// hits; one that takes longer comes marked late. The agent raises it
+	// for a while when its hits come close to it.
+	TimelineLag time.Duration
+	// ClockSkew shifts the agent's clock, for tests of the timeline only:
+	// hits, watermarks and clock exchanges read the time plus ClockSkew.
+	ClockSkew time.Duration
 	// Metrics, if set, receives the agent's Prometheus metrics.
 	Metrics prometheus.Registerer
 	// Log receives the agent's log; nil logs to stderr at info level.
@@ -83,6 +92,7 @@ type Agent struct {
 	cfg     Config
 	c       *fleet.Client
 	pub     *publisher
+	tk      *timekeeper
 	backend Backend
 	disc    *discoverer
 	sources *sourceIndex
@@ -144,6 +154,9 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 	if cfg.BufferBytes <= 0 {
 		cfg.BufferBytes = DefaultBufferBytes
 	}
+	if cfg.TimelineLag <= 0 {
+		cfg.TimelineLag = DefaultTimelineLag
+	}
 	cfg.Host = fleet.Token(cfg.Host)
 	log := cfg.Log
 	if log == nil {
@@ -162,6 +175,7 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		log:     log,
 		kick:    make(chan struct{}, 1),
 		metrics: newMetrics(cfg.Metrics),
+		tk:      &timekeeper{skew: cfg.ClockSkew, lag: cfg.TimelineLag},
 		info: fleet.HostInfo{
 			Name:         cfg.Host,
 			OS:           runtime.GOOS,
@@ -209,6 +223,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		<-pub.done
 	}()
 	go pub.run(pubCtx)
+	go a.tk.runClock(pubCtx, a.c, a.log)
+	markCtx, stopMarks := context.WithCancel(ctx)
+	defer stopMarks()
+	go a.runWatermarks(markCtx)
 
 	stopServing, err := a.c.ServeHost(a.cfg.Host, fleet.HostHandlers{
 		Profile:          a.handleProfile,
@@ -846,7 +864,11 @@ func (a *Agent) publish(k placeKey, p *placement, c counted, ref fleet.ProcessRe
 	if c.reachedMax {
 		a.poke()
 	}
-	a.publishSafely(k, p, c.hit, ref)
+	h := c.hit
+	h.Time += int64(a.tk.skew)
+	h.Clock = a.tk.reading()
+	a.tk.sawHit(time.Unix(0, h.Time))
+	a.publishSafely(k, p, h, ref)
 }
 
 // lose counts a hit of tracepoint k.id in process k.pid that never reached
@@ -885,6 +907,13 @@ func (a *Agent) shutdown() {
 	flushCtx, cancelFlush := context.WithTimeout(ctx, 10*time.Second)
 	if n := a.pub.flush(flushCtx); n > 0 {
 		a.log.Warn("stopping with hits NATS did not take; they are lost", "hits", n)
+	} else {
+		// The agent's last word in the stream: nothing more comes from
+		// it, so the timeline need not wait for it.
+		w := a.tk.watermark(a.cfg.Host, time.Time{}, true)
+		w.Final = true
+		a.pub.offerMark(fleet.Encode(w))
+		a.pub.flush(flushCtx)
 	}
 	cancelFlush()
 	a.mu.Lock()

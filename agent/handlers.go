@@ -33,6 +33,7 @@ func (a *Agent) profile() *fleet.Profile {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	p := &fleet.Profile{Host: a.info, Processes: []fleet.Process{}}
+	a.tk.info(&p.Host)
 	tps := make(map[int][]string)
 	for k, pl := range a.placed {
 		if pl.view().active() {

@@ -68,6 +68,7 @@ type outgoing struct {
 	dropped uint64 // the hit's own dropped count, passed on if it is lost
 	msg     *nats.Msg
 	acked   bool // stored, found while settling after a failure
+	mark    bool // a watermark, not a hit
 }
 
 func newPublisher(c *fleet.Client, host, idBase string, maxHits, maxBytes int, log *slog.Logger, m *metrics) (*publisher, error) {
@@ -92,9 +93,34 @@ func (p *publisher) offer(k placeKey, dropped uint64, data []byte) bool {
 		p.mu.Unlock()
 		return false
 	}
+	p.enqueue(&outgoing{key: k, dropped: dropped}, data)
+	return true
+}
+
+// offerMark queues an encoded watermark behind the hits offered before it,
+// unless the last thing queued is a watermark still waiting: during an
+// outage, watermarks do not pile up, and the one that leaves with the hits
+// says everything the others would have.
+func (p *publisher) offerMark(data []byte) {
+	p.mu.Lock()
+	if n := len(p.queue); n > 0 && p.queue[n-1].mark {
+		p.mu.Unlock()
+		return
+	}
+	p.enqueue(&outgoing{mark: true}, data)
+}
+
+// enqueue appends out with its message and wakes run. The lock must be
+// held; enqueue releases it.
+func (p *publisher) enqueue(out *outgoing, data []byte) {
 	p.seq++
-	msg := p.hits.Msg(data, p.idBase+strconv.FormatUint(p.seq, 10))
-	p.queue = append(p.queue, &outgoing{key: k, dropped: dropped, msg: msg})
+	id := p.idBase + strconv.FormatUint(p.seq, 10)
+	if out.mark {
+		out.msg = p.hits.MarkMsg(data, id)
+	} else {
+		out.msg = p.hits.Msg(data, id)
+	}
+	p.queue = append(p.queue, out)
 	p.bytes += len(data)
 	if p.empty == nil {
 		p.empty = make(chan struct{})
@@ -105,7 +131,6 @@ func (p *publisher) offer(k placeKey, dropped uint64, data []byte) bool {
 	case p.wake <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // gauge updates the buffer metrics. Lock should be held.
@@ -249,7 +274,7 @@ func (p *publisher) run(ctx context.Context) {
 			out := inflight[0].out
 			inflight = inflight[1:]
 			p.pop(out)
-			p.metrics.hits.WithLabelValues(out.key.id).Inc()
+			p.counted(out)
 			backoff = retryMin
 			if !down.IsZero() {
 				p.log.Info("NATS takes hits again", "down", time.Since(down).Round(time.Millisecond), "resent", resent, "buffered", p.len())
@@ -278,7 +303,7 @@ func (p *publisher) settle(inflight []flight) int {
 		select {
 		case <-fl.f.Ok():
 			fl.out.acked = true
-			p.metrics.hits.WithLabelValues(fl.out.key.id).Inc()
+			p.counted(fl.out)
 			n++
 		default:
 		}
@@ -289,8 +314,19 @@ func (p *publisher) settle(inflight []flight) int {
 	return n
 }
 
+// counted counts a hit the stream took.
+func (p *publisher) counted(out *outgoing) {
+	if !out.mark {
+		p.metrics.hits.WithLabelValues(out.key.id).Inc()
+	}
+}
+
 // refuse drops a hit the stream will never take and reports it lost.
 func (p *publisher) refuse(out *outgoing, err error) {
+	if out.mark {
+		p.pop(out)
+		return
+	}
 	p.log.Warn("the hit stream refused a hit; it is lost", "tracepoint", out.key.id, "pid", out.key.pid, "bytes", len(out.msg.Data), "err", err)
 	p.pop(out)
 	p.metrics.publishFailures.Inc()

@@ -268,8 +268,9 @@ func (c *Client) Probe() error {
 // HitPublisher publishes one host's hits to the hit stream asynchronously:
 // the agent's publisher keeps them in order and through outages.
 type HitPublisher struct {
-	js      jetstream.JetStream
-	subject string
+	js          jetstream.JetStream
+	subject     string
+	markSubject string
 }
 
 // NewHitPublisher returns the publisher of host's hits: at most maxPending
@@ -281,7 +282,7 @@ func (c *Client) NewHitPublisher(host string, ackTimeout time.Duration, maxPendi
 	if err != nil {
 		return nil, fmt.Errorf("opening JetStream for publishing hits: %w", err)
 	}
-	return &HitPublisher{js: js, subject: c.subj.Trace(host)}, nil
+	return &HitPublisher{js: js, subject: c.subj.Trace(host), markSubject: c.subj.Watermark(host)}, nil
 }
 
 // Msg is the message of one encoded hit; id is its message id, by which
@@ -292,7 +293,15 @@ func (p *HitPublisher) Msg(data []byte, id string) *nats.Msg {
 	return msg
 }
 
-// Publish sends msg (made by Msg) without waiting for its ack and without
+// MarkMsg is the message of one encoded watermark, published among the
+// hits (see Timeline).
+func (p *HitPublisher) MarkMsg(data []byte, id string) *nats.Msg {
+	msg := &nats.Msg{Subject: p.markSubject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, id)
+	return msg
+}
+
+// Publish sends msg (made by Msg or MarkMsg) without waiting for its ack and without
 // retries: the caller retries in order.
 func (p *HitPublisher) Publish(msg *nats.Msg) (jetstream.PubAckFuture, error) {
 	return p.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))

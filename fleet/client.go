@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -341,6 +342,9 @@ type HitOptions struct {
 	Since time.Time
 	// StartSeq starts at this stream sequence.
 	StartSeq uint64
+	// Until ends the reading after this stream sequence: Next then
+	// returns io.EOF. 0 reads on.
+	Until uint64
 }
 
 // HitReader reads hits in stream order.
@@ -349,6 +353,8 @@ type HitReader struct {
 	cons  jetstream.Consumer
 	iter  jetstream.MessagesContext
 	want  map[string]bool
+	until uint64
+	done  bool // read up to until
 	close sync.Once
 }
 
@@ -374,7 +380,7 @@ func (c *Client) Hits(ctx context.Context, opts HitOptions) (*HitReader, error) 
 	if err != nil {
 		return nil, fmt.Errorf("reading the hit stream: %w", denied(gctx, err))
 	}
-	r := &HitReader{subj: c.subj, cons: cons, iter: iter}
+	r := &HitReader{subj: c.subj, cons: cons, iter: iter, until: opts.Until}
 	if len(opts.Tracepoints) > 0 {
 		r.want = make(map[string]bool)
 		for _, id := range opts.Tracepoints {
@@ -382,6 +388,18 @@ func (c *Client) Hits(ctx context.Context, opts HitOptions) (*HitReader, error) 
 		}
 	}
 	return r, nil
+}
+
+// HitStreamEnd returns the sequence of the last message in the hit stream
+// (0 if it is empty): a replay reads up to it (HitOptions.Until).
+func (c *Client) HitStreamEnd(ctx context.Context) (uint64, error) {
+	gctx, release := c.perms.guard(ctx, c.perms.jsPatterns()...)
+	defer release()
+	st, err := c.js.Stream(gctx, c.subj.HitStream())
+	if err != nil {
+		return 0, fmt.Errorf("reading where the hit stream ends: %w", denied(gctx, err))
+	}
+	return st.CachedInfo().State.LastSeq, nil
 }
 
 // Next returns the next hit, skipping the agents' watermarks. A malformed
@@ -402,6 +420,9 @@ func (r *HitReader) Next(ctx context.Context) (Hit, error) {
 // every agent's.
 func (r *HitReader) NextMessage(ctx context.Context) (h Hit, w *Watermark, err error) {
 	for {
+		if r.done {
+			return Hit{}, nil, io.EOF
+		}
 		msg, err := r.iter.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			return Hit{}, nil, err
@@ -410,6 +431,7 @@ func (r *HitReader) NextMessage(ctx context.Context) (h Hit, w *Watermark, err e
 		if err != nil {
 			return Hit{}, nil, fmt.Errorf("reading hit metadata: %w", err)
 		}
+		r.done = r.until > 0 && md.Sequence.Stream >= r.until
 		if r.subj.IsWatermark(msg.Subject()) {
 			var w Watermark
 			if err := Decode(msg.Data(), "watermark", &w); err != nil {

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -447,4 +448,23 @@ func satSub(a, b int64) int64 {
 		return math.MinInt64
 	}
 	return s
+}
+
+// GroupBy returns a Group function for TimelineOptions: a hit's group is
+// the value of the first of names it captured, as an extra expression
+// (Capture.Exprs), an argument or a local, in that order. A hit that
+// captured none of them, or could not read it, has no group.
+func GroupBy(names ...string) func(*Hit) string {
+	return func(h *Hit) string {
+		for _, name := range names {
+			for _, vs := range [][]Variable{h.Exprs, h.Args, h.Locals} {
+				for _, v := range vs {
+					if v.Name == name && v.Unreadable == "" {
+						return strings.Trim(v.Value, `"`)
+					}
+				}
+			}
+		}
+		return ""
+	}
 }

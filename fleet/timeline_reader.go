@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -63,6 +64,12 @@ func (tr *TimelineReader) Next(ctx context.Context) (Placed, error) {
 				quiet := time.Since(tr.lastMsg) - quietMargin
 				tr.out = tr.tl.Advance(tr.lastTime.Add(quiet))
 			}
+		case errors.Is(err, io.EOF):
+			// The end of a replay: what waits goes out, in order.
+			tr.out = tr.tl.Flush()
+			if len(tr.out) == 0 {
+				return Placed{}, io.EOF
+			}
 		default:
 			return Placed{}, err
 		}
@@ -83,6 +90,14 @@ func (tr *TimelineReader) notices() {
 			tr.Notice(n)
 		}
 	}
+}
+
+// Flush returns the hits still held, in order, and forgets them: a reader
+// that stops (trace --for) shows them before it goes.
+func (tr *TimelineReader) Flush() []Placed {
+	out := append(tr.out, tr.tl.Flush()...)
+	tr.out = nil
+	return out
 }
 
 // Hosts returns what the timeline knows of each agent.

@@ -122,7 +122,6 @@ type target struct {
 	snap *snapshot
 	tgt  *proc.Target
 	di   *debugInfo
-	mono int64 // wall clock minus CLOCK_MONOTONIC, ns
 }
 
 type tracepoint struct {
@@ -211,8 +210,6 @@ func newTarget(pid int, exe string) (*target, error) {
 		snap.close()
 		return nil, fmt.Errorf("watching pid %d: %w", pid, err)
 	}
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	t := &target{
 		pid: pid, exe: exe,
 		hits:     make(chan agent.Hit, 1024),
@@ -227,7 +224,6 @@ func newTarget(pid int, exe string) (*target, error) {
 		snap:     snap,
 		tgt:      tgt,
 		di:       di,
-		mono:     time.Now().UnixNano() - ts.Nano(),
 	}
 	go yielding(t.read)
 	go t.watch()
@@ -714,7 +710,7 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 	if !keep {
 		return agent.Hit{}, false
 	}
-	h.Time = ktime + t.mono
+	h.Time = ktime + wallMinusMono()
 	if !tp.inKernel && !tp.limit.Take(time.Unix(0, h.Time)) {
 		tp.dropped++
 		return agent.Hit{}, false
@@ -726,6 +722,16 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 		tp.ringFull = 0
 	}
 	return hit, true
+}
+
+// wallMinusMono turns bpf_ktime_get_ns's CLOCK_MONOTONIC into wall time.
+// It is read at each hit rather than once at attach: NTP slews the wall
+// clock against the monotonic one (up to 500 ppm, 1.8 s an hour), and
+// eBPF hits must stay on the clock Delve's hits and the timeline read.
+func wallMinusMono() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return time.Now().UnixNano() - ts.Nano()
 }
 
 // safeCapture decodes a hit, turning a panic in Delve into an error: the

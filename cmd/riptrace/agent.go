@@ -154,7 +154,15 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer c.Close()
+	// A test of the timeline runs agents whose clocks disagree.
+	var skew time.Duration
+	if v := os.Getenv("RIPTRACE_TEST_CLOCK_SKEW"); v != "" {
+		if skew, err = time.ParseDuration(v); err != nil {
+			return usageError{fmt.Sprintf("RIPTRACE_TEST_CLOCK_SKEW=%q: want a duration such as -40ms", v)}
+		}
+	}
 	a := agent.New(agent.Config{
+		ClockSkew:   skew,
 		Host:        *host,
 		Processes:   procs,
 		UIDs:        uids,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -34,12 +35,13 @@ var demoHosts = []demoHost{
 // demoTracepoint is one tracepoint the demo declares.
 type demoTracepoint struct {
 	service, marker, log string
+	group                string // the expression naming the request: its order id
 }
 
 var demoTracepoints = []demoTracepoint{
-	{service: "gateway", marker: "checkout"},
-	{service: "orders", marker: "price"},
-	{service: "payments", marker: "charge", log: "charging {req.Customer} {req.Amount} {req.Currency}: approved={approved}"},
+	{service: "gateway", marker: "checkout", group: "o.ID"},
+	{service: "orders", marker: "price", group: "o.ID"},
+	{service: "payments", marker: "charge", group: "req.OrderID", log: "charging {req.Customer} {req.Amount} {req.Currency}: approved={approved}"},
 }
 
 var demoCheckouts = []string{
@@ -155,11 +157,18 @@ func (d *demoRun) run(ctx context.Context) error {
 	if err := waitForHosts(ctx, client, len(demoHosts)); err != nil {
 		return err
 	}
-	hits, err := client.Hits(ctx, fleet.HitOptions{Replay: true})
+	var groups []string
+	for _, tp := range demoTracepoints {
+		if !slices.Contains(groups, tp.group) {
+			groups = append(groups, tp.group)
+		}
+	}
+	hits, err := client.Timeline(ctx, fleet.HitOptions{Replay: true}, fleet.TimelineOptions{Group: fleet.GroupBy(groups...)})
 	if err != nil {
 		return err
 	}
 	defer hits.Close()
+	hits.Notice = func(s string) { fmt.Fprintf(d.stderr, "riptrace demo: timeline: %s\n", s) }
 	var ids []string
 	for _, tp := range demoTracepoints {
 		path, line, err := demo.Marker(tp.service, tp.marker)
@@ -168,6 +177,7 @@ func (d *demoRun) run(ctx context.Context) error {
 		}
 		capture := fleet.DefaultCapture
 		capture.StackDepth = 4
+		capture.Exprs = []string{tp.group}
 		spec := fleet.Spec{
 			ID:       "demo-" + tp.marker,
 			Location: fleet.Location{Module: demoModule, Path: path, Line: line},
@@ -198,9 +208,9 @@ func (d *demoRun) run(ctx context.Context) error {
 		d.step("POST /checkout %s -> %d %s", body, status, answer)
 	}
 
-	// 6. The timeline: every hit in the stream's order.
+	// 6. The timeline: every hit in the order it ran, request by request.
 	want := len(demoCheckouts) * len(demoTracepoints)
-	fmt.Fprintf(d.stdout, "\n==> timeline: %d hits across %d services, in stream order\n\n", want, len(d.services))
+	var placed []fleet.Placed
 	for n := 0; n < want; n++ {
 		hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		h, err := hits.Next(hctx)
@@ -208,7 +218,12 @@ func (d *demoRun) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("waiting for hit %d of %d: %w", n+1, want, err)
 		}
-		printHit(d.stdout, &h, false)
+		placed = append(placed, h)
+	}
+	fmt.Fprintf(d.stdout, "\n==> timeline: %d hits across %d services on %d hosts, in the order they ran (server's clock ± each agent's clock bound), request by request\n\n", want, len(d.services), len(demoHosts))
+	out := &timelineOut{w: d.stdout, grouped: true}
+	for _, p := range blocks(placed) {
+		out.print(&p)
 	}
 	fmt.Fprintln(d.stdout)
 

@@ -47,6 +47,7 @@ var commands = []command{
 	{"agent", "serve this host's Go processes to the fleet", runAgent},
 	{"hosts", "list agents and their Go processes", runHosts},
 	{"trace", "trace FILE:LINE on every matching process and print each hit", runTrace},
+	{"timeline", "print the hits of every tracepoint in the order they ran, live or replayed", runTimeline},
 	{"dap", "serve the Debug Adapter Protocol (for VS Code and nvim-dap)", runDAP},
 	{"lsp", "serve the Language Server Protocol (hit counts and values in the editor)", runLSP},
 	{"demo", "run the whole system against the demo services and print a timeline", runDemo},

@@ -4,19 +4,50 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/riptrace/riptrace/fleet"
 )
 
-// printHit writes one hit in the text form of `riptrace trace`:
+// printPlaced writes one hit of the timeline in the text form of `riptrace
+// trace`: its stream sequence, when it ran on the server's clock within its
+// agent's clock bound, where, its marks and its values.
 //
-//	#12 10:04:05.123456 shop-a payments[4242] g37 payments/main.go:42 main.charge
+//	#14 10:04:05.123456 ±0.2ms shop-b payments[4242] g37 payments/main.go:42 main.charge
+//	    uncertain: may have run before #12, closer to it than the two clocks are known
 //	    args:   req=*main.ChargeRequest {OrderID: "ord-0001", …}
-//	    locals: amount=99.5 approved=true
-func printHit(w io.Writer, h *fleet.Hit, stack bool) {
-	fmt.Fprintf(w, "#%d %s %s %s[%d] g%d %s:%d %s\n", h.Seq, h.ServerTime.Local().Format("15:04:05.000000"),
+func printPlaced(w io.Writer, p *fleet.Placed, stack bool) {
+	h := &p.Hit
+	bound := "±?"
+	if p.Bound != nil {
+		bound = "±" + fmtDuration(time.Duration(*p.Bound))
+	}
+	fmt.Fprintf(w, "#%d %s %s %s %s[%d] g%d %s:%d %s\n", h.Seq, p.CoordinatedTime.Local().Format("15:04:05.000000"), bound,
 		h.Host, h.Process.Exe, h.Pid, h.Goroutine, shortPath(h.File), h.Line, h.Function)
+	if p.Late {
+		fmt.Fprintf(w, "    late:   arrived %s after it ran, after later hits were shown; it belongs at %s\n",
+			fmtDuration(h.ServerTime.Sub(p.CoordinatedTime)), p.CoordinatedTime.Local().Format("15:04:05.000000"))
+	}
+	switch {
+	case p.Note != "":
+		fmt.Fprintf(w, "    uncertain: %s\n", p.Note)
+	case p.Uncertain:
+		fmt.Fprintf(w, "    uncertain: may have run before #%d, closer to it than the two clocks are known\n", p.UncertainWith)
+	}
+	printBody(w, h, stack)
+}
+
+// fmtDuration prints a duration with three significant places, in ms
+// under a second.
+func fmtDuration(d time.Duration) string {
+	if d < time.Second && d > -time.Second {
+		return fmt.Sprintf("%.3gms", float64(d)/1e6)
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+func printBody(w io.Writer, h *fleet.Hit, stack bool) {
 	if h.Message != "" {
 		fmt.Fprintf(w, "    log:    %s\n", h.Message)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/riptrace/riptrace/fleet"
@@ -26,6 +27,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&hosts, "hosts", "trace only on hosts matching `GLOB` (repeatable)")
 	fs.Var(&procs, "processes", "trace only processes whose module path, main package or executable name matches `GLOB` (repeatable)")
 	fs.Var(&exprs, "expr", "also capture the Go `EXPR`ession (repeatable)")
+	group := fs.String("group", "", "group hits by request: capture the Go `EXPR`ession (a request or trace id) and label each hit with its value")
 	cond := fs.String("cond", "", "report a hit only when the Go `EXPR`ession is true")
 	hitCond := fs.String("hit-cond", "", "report only hits whose count satisfies `COND` (\"5\", \">= 10\", \"% 2\")")
 	logMsg := fs.String("log", "", "log `MSG` with {expr} interpolation on each hit")
@@ -50,6 +52,9 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	capture := fleet.DefaultCapture
 	capture.Exprs, capture.StackDepth = exprs, *depth
+	if *group != "" && !slices.Contains(capture.Exprs, *group) {
+		capture.Exprs = append(capture.Exprs, *group)
+	}
 	spec := fleet.Spec{
 		ID:           newID("trace"),
 		Location:     loc,
@@ -88,11 +93,16 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer cancel()
 	}
 	// Open the readers before declaring, so that no hit or status is missed.
-	hits, err := c.Hits(runCtx, fleet.HitOptions{Tracepoints: []string{spec.ID}})
+	topts := fleet.TimelineOptions{}
+	if *group != "" {
+		topts.Group = fleet.GroupBy(*group)
+	}
+	hits, err := c.Timeline(runCtx, fleet.HitOptions{Tracepoints: []string{spec.ID}}, topts)
 	if err != nil {
 		return err
 	}
 	defer hits.Close()
+	hits.Notice = func(s string) { fmt.Fprintf(stderr, "riptrace: timeline: %s\n", s) }
 	statuses, err := c.WatchStatus(runCtx, spec.ID)
 	if err != nil {
 		return err
@@ -127,19 +137,37 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		n++
-		if *asJSON {
-			fillEmpty(&h)
-			if err := enc.Encode(&h); err != nil {
-				return err
-			}
-		} else {
-			printHit(stdout, &h, *showStack)
-			if file, line, ok := local.local(&h); ok {
-				fmt.Fprintf(stdout, "    in the checkout: %s:%d (revision %s)\n", mustRel(local.ws.Root, file), line, fleet.ShortRevision(h.Process.Revision))
-			}
+		if err := printTraced(stdout, enc, &h, *asJSON, *showStack, local); err != nil {
+			return err
+		}
+	}
+	// Hits still held for the timeline's order are shown before leaving.
+	for _, h := range hits.Flush() {
+		if *count > 0 && n >= *count {
+			break
+		}
+		n++
+		if err := printTraced(stdout, enc, &h, *asJSON, *showStack, local); err != nil {
+			return err
 		}
 	}
 	fmt.Fprintf(stderr, "riptrace: %d hits; removing tracepoint %s\n", n, spec.ID)
+	return nil
+}
+
+// printTraced prints one hit of `riptrace trace`.
+func printTraced(w io.Writer, enc *json.Encoder, h *fleet.Placed, asJSON, stack bool, local *checkout) error {
+	if asJSON {
+		fillEmpty(&h.Hit)
+		return enc.Encode(h)
+	}
+	printPlaced(w, h, stack)
+	if h.Group != "" {
+		fmt.Fprintf(w, "    group:  %s\n", h.Group)
+	}
+	if file, line, ok := local.local(&h.Hit); ok {
+		fmt.Fprintf(w, "    in the checkout: %s:%d (revision %s)\n", mustRel(local.ws.Root, file), line, fleet.ShortRevision(h.Process.Revision))
+	}
 	return nil
 }
 

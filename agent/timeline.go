@@ -1,0 +1,217 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// DefaultTimelineLag is the agent's default promise to the timeline: each
+// hit reaches the stream within it of its capture. It covers the eBPF
+// backend's decoding in bursts (at most 100 ms) and publishing.
+const DefaultTimelineLag = 150 * time.Millisecond
+
+// How often the agent compares its clock with the server's, and publishes
+// a watermark while it has hits to publish (otherwise every
+// fleet.WatermarkKeepalive).
+const (
+	clockEvery      = time.Second
+	clockFirst      = 5 // exchanges in quick succession at start
+	watermarkActive = 50 * time.Millisecond
+	activeFor       = 2 * time.Second // after a hit, the agent counts as active this long
+	raisedFor       = 10 * time.Second
+)
+
+// timekeeper keeps the agent's side of the timeline: its clock (skewed in
+// tests), the offset of that clock to the server's, and the lag it
+// promises in its watermarks.
+type timekeeper struct {
+	skew time.Duration
+	lag  time.Duration // the configured promise
+
+	// mu guards the fields below.
+	mu        sync.Mutex
+	clock     fleet.Clock
+	clockErr  string    // why there is no reading, when there is none
+	lastHit   time.Time // when a hit was last offered
+	raised    time.Duration
+	raisedAt  time.Time
+	lastMark  time.Time
+	markDirty bool // the promise was raised: say so at once
+}
+
+func (k *timekeeper) now() time.Time { return time.Now().Add(k.skew) }
+
+// reading returns the clock estimate in force, nil if none.
+func (k *timekeeper) reading() *fleet.ClockReading {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	r, ok := k.clock.Reading(k.now())
+	if !ok {
+		return nil
+	}
+	return &r
+}
+
+// info fills the clock fields of the host profile.
+func (k *timekeeper) info(hi *fleet.HostInfo) {
+	hi.Clock = k.reading()
+	if hi.Clock == nil {
+		k.mu.Lock()
+		hi.ClockError = k.clockErr
+		k.mu.Unlock()
+		if hi.ClockError == "" {
+			hi.ClockError = "not compared with the server's yet"
+		}
+	}
+}
+
+// sawHit notes a hit captured at capture, about to be published, and
+// raises the promise if the hit is close to breaking it.
+func (k *timekeeper) sawHit(capture time.Time) {
+	now := k.now()
+	age := now.Sub(capture)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.lastHit = now
+	if age > k.promiseLocked(now)*4/5 {
+		k.raised = min(2*age, fleet.DefaultMaxHold)
+		k.raisedAt = now
+		k.markDirty = true
+	}
+}
+
+// promiseLocked is the lag promised now. Lock should be held.
+func (k *timekeeper) promiseLocked(now time.Time) time.Duration {
+	if k.raised > k.lag && now.Sub(k.raisedAt) < raisedFor {
+		return k.raised
+	}
+	return k.lag
+}
+
+// runClock compares the agent's clock with the server's until ctx ends.
+func (k *timekeeper) runClock(ctx context.Context, c *fleet.Client, log *slog.Logger) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	said := ""
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		t0, ts, t3, err := c.AskClock(actx, k.now)
+		cancel()
+		k.mu.Lock()
+		if err == nil {
+			k.clock.Add(t0, ts, t3)
+			k.clockErr = ""
+		} else {
+			k.clockErr = clockError(err)
+		}
+		why := k.clockErr
+		k.mu.Unlock()
+		if why != said && ctx.Err() == nil {
+			if why != "" {
+				log.Warn("cannot compare the clock with the server's; hits are placed in the timeline by their arrival", "why", why)
+			} else if said != "" {
+				log.Info("comparing the clock with the server's again")
+			}
+			said = why
+		}
+		if n < clockFirst {
+			t.Reset(20 * time.Millisecond)
+		} else {
+			t.Reset(clockEvery)
+		}
+	}
+}
+
+func clockError(err error) string {
+	if errors.Is(err, nats.ErrNoResponders) {
+		return "no clock server answers: run `riptrace server`, which answers it"
+	}
+	return err.Error()
+}
+
+// watermark returns the watermark to publish now, or nil if none is due.
+// heldSince is the capture time of the oldest hit the agent holds back
+// (zero if none).
+func (k *timekeeper) watermark(host string, heldSince time.Time, force bool) *fleet.Watermark {
+	now := k.now()
+	r := k.reading()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	active := now.Sub(k.lastHit) < activeFor
+	due := force || k.markDirty || now.Sub(k.lastMark) >= fleet.WatermarkKeepalive ||
+		active && now.Sub(k.lastMark) >= watermarkActive
+	if !due {
+		return nil
+	}
+	lag := k.promiseLocked(now)
+	mark := now.Add(-lag)
+	if !heldSince.IsZero() && heldSince.Before(mark) {
+		// A hit held back (its tracepoint is being set) leaves later:
+		// the promise stretches to cover it.
+		mark = heldSince.Add(-time.Nanosecond)
+		lag = max(lag, now.Sub(heldSince)+k.lag)
+	}
+	k.lastMark, k.markDirty = now, false
+	return &fleet.Watermark{Host: host, Time: mark.UnixNano(), Lag: fleet.Duration(lag), Clock: r}
+}
+
+// runWatermarks publishes the agent's watermarks until ctx ends.
+func (a *Agent) runWatermarks(ctx context.Context) {
+	tick := time.NewTicker(watermarkActive / 2)
+	defer tick.Stop()
+	first := true
+	for {
+		if w := a.tk.watermark(a.cfg.Host, a.heldSince(), first); w != nil {
+			a.pub.offerMark(fleet.Encode(w))
+			first = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// heldSince returns the capture time of the oldest hit held while its
+// tracepoint is set, zero if none.
+func (a *Agent) heldSince() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var oldest int64
+	for _, p := range a.placed {
+		if t := p.oldestHeld(); t != 0 && (oldest == 0 || t < oldest) {
+			oldest = t
+		}
+	}
+	if oldest == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, oldest).Add(a.tk.skew)
+}
+
+// oldestHeld returns the capture time of the oldest hit p holds while it
+// is installed, 0 if none.
+func (p *placement) oldestHeld() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var oldest int64
+	for _, h := range p.early {
+		if oldest == 0 || h.Time < oldest {
+			oldest = h.Time
+		}
+	}
+	return oldest
+}
