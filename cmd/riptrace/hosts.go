@@ -50,7 +50,11 @@ func runHosts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			continue
 		}
 		hi := h.Profile.Host
-		fmt.Fprintf(tw, "%s\t%s/%s, kernel %s, %d CPUs, agent %s (%v)\t%d Go processes\n", h.Name, hi.OS, hi.Arch, hi.Kernel, hi.CPUs, hi.AgentVersion, hi.Backends, len(h.Profile.Processes))
+		clock := "clock unknown: " + hi.ClockError
+		if hi.Clock != nil {
+			clock = "clock " + hi.Clock.String() + " to the server's"
+		}
+		fmt.Fprintf(tw, "%s\t%s/%s, kernel %s, %d CPUs, agent %s (%v)\t%d Go processes\t%s\n", h.Name, hi.OS, hi.Arch, hi.Kernel, hi.CPUs, hi.AgentVersion, hi.Backends, len(h.Profile.Processes), clock)
 		if h.Error != "" {
 			fmt.Fprintf(tw, "  warning: %s\n", h.Error)
 		}
