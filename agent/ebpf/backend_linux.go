@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"go/parser"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -122,6 +123,7 @@ type target struct {
 	snap *snapshot
 	tgt  *proc.Target
 	di   *debugInfo
+	mono monoClock
 }
 
 type tracepoint struct {
@@ -710,7 +712,7 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 	if !keep {
 		return agent.Hit{}, false
 	}
-	h.Time = ktime + wallMinusMono()
+	h.Time = ktime + t.mono.wallMinusMono()
 	if !tp.inKernel && !tp.limit.Take(time.Unix(0, h.Time)) {
 		tp.dropped++
 		return agent.Hit{}, false
@@ -724,14 +726,43 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 	return hit, true
 }
 
-// wallMinusMono turns bpf_ktime_get_ns's CLOCK_MONOTONIC into wall time.
-// It is read at each hit rather than once at attach: NTP slews the wall
-// clock against the monotonic one (up to 500 ppm, 1.8 s an hour), and
-// eBPF hits must stay on the clock Delve's hits and the timeline read.
-func wallMinusMono() int64 {
+// monoClock turns bpf_ktime_get_ns's CLOCK_MONOTONIC into wall time. The
+// difference between the two clocks is measured again every second: NTP
+// slews the wall clock against the monotonic one (up to 500 ppm, 1.8 s an
+// hour), and eBPF hits must stay on the clock Delve's hits and the
+// timeline read. Each measure reads the monotonic clock on either side of
+// the wall clock and keeps the closest of a few tries: the decoding thread
+// runs at nice 19, and a preemption between two reads would otherwise
+// shift a hit by as long as it lasted.
+type monoClock struct {
+	diff int64     // wall minus monotonic, ns
+	at   time.Time // when diff was measured
+}
+
+func (m *monoClock) wallMinusMono() int64 {
+	if !m.at.IsZero() && time.Since(m.at) < time.Second {
+		return m.diff
+	}
+	best := int64(math.MaxInt64)
+	for range 5 {
+		m1 := monotonicNow()
+		w := time.Now().UnixNano()
+		m2 := monotonicNow()
+		if gap := m2 - m1; gap < best {
+			best, m.diff = gap, w-(m1+m2)/2
+		}
+		if best < 2000 {
+			break
+		}
+	}
+	m.at = time.Now()
+	return m.diff
+}
+
+func monotonicNow() int64 {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return time.Now().UnixNano() - ts.Nano()
+	return ts.Nano()
 }
 
 // safeCapture decodes a hit, turning a panic in Delve into an error: the

@@ -421,15 +421,26 @@ func awaitNoTracepoints(t *testing.T, url string) {
 func decodeHits(t *testing.T, out string) []fleet.Hit {
 	t.Helper()
 	var hits []fleet.Hit
+	for _, p := range decodePlaced(t, out) {
+		hits = append(hits, p.Hit)
+	}
+	return hits
+}
+
+// decodePlaced decodes the complete lines of riptrace trace --json (or
+// timeline --json) strictly: hits of the timeline.
+func decodePlaced(t *testing.T, out string) []fleet.Placed {
+	t.Helper()
+	var hits []fleet.Placed
 	for line := range strings.Lines(out) {
 		if !strings.HasSuffix(line, "\n") {
 			break // still being written
 		}
-		var h fleet.Hit
+		var h fleet.Placed
 		dec := json.NewDecoder(strings.NewReader(line))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&h); err != nil {
-			t.Fatalf("hit %d of riptrace trace --json does not decode as a fleet.Hit: %v\n%s", len(hits)+1, err, line)
+			t.Fatalf("hit %d of riptrace trace --json does not decode as a fleet.Placed: %v\n%s", len(hits)+1, err, line)
 		}
 		hits = append(hits, h)
 	}

@@ -110,11 +110,15 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("two riptrace trace runs declared the same tracepoint id %s", id)
 	}
 	r := result{stdout: tr.Stdout(), stderr: tr.Stderr()}
+	placed := decodePlaced(t, r.stdout)
 	hits := decodeHits(t, r.stdout)
 	if len(hits) < 30 {
 		t.Fatalf("riptrace trace printed %d hits, want 30 or more\n%s", len(hits), r.stderr)
 	}
-	var lastSeq uint64
+	var (
+		lastOrder uint64
+		lastTime  time.Time
+	)
 	lastN := make(map[int]int)
 	for i, h := range hits {
 		for _, problem := range checkProcessHit(&h, processLine) {
@@ -131,10 +135,15 @@ func TestEndToEnd(t *testing.T) {
 		if want := hostOf[targets[name]]; h.Host != want || h.Process.Exe != exeName(name) {
 			t.Errorf("hit %d: from %s %s[%d], want host %s, exe %s", i+1, h.Host, h.Process.Exe, h.Pid, want, exeName(name))
 		}
-		if i > 0 && h.Seq <= lastSeq {
-			t.Errorf("hit %d: seq %d after seq %d, want strictly increasing", i+1, h.Seq, lastSeq)
+		// The timeline's order: each hit after the one before it, by
+		// the time it ran, unless it came late and says so.
+		if p := placed[i]; i > 0 && (p.Order <= lastOrder || !p.Late && p.CoordinatedTime.Before(lastTime)) {
+			t.Errorf("hit %d: order %d at %v (late %v) after order %d at %v: out of the timeline's order", i+1, p.Order, p.CoordinatedTime, p.Late, lastOrder, lastTime)
 		}
-		lastSeq = h.Seq
+		if !placed[i].Late {
+			lastTime = placed[i].CoordinatedTime
+		}
+		lastOrder = placed[i].Order
 		// The global order agrees with each process's own order.
 		if n, err := strconv.Atoi(valueOf(h.Args, "n")); err == nil {
 			if last, ok := lastN[h.Pid]; ok && n <= last {
@@ -632,15 +641,18 @@ func TestMakeDemo(t *testing.T) {
 			t.Errorf("make demo output does not mention %q", w)
 		}
 	}
-	// The timeline is numbered in stream order.
+	// The timeline is in the order things ran, request by request: each
+	// order is priced, then charged, then the gateway answers.
 	rest := string(out)
-	for i := 1; i <= 12; i++ {
-		j := strings.Index(rest, fmt.Sprintf("\n#%d ", i))
-		if j < 0 {
-			t.Errorf("make demo timeline has no hit #%d after hit #%d", i, i-1)
-			break
+	for i := 1; i <= 4; i++ {
+		for _, w := range []string{fmt.Sprintf("── request ord-%04d ──", i), "main.priceOrder", "main.charge", "main.checkout"} {
+			j := strings.Index(rest, w)
+			if j < 0 {
+				t.Errorf("make demo timeline: no %q where request %d should go on", w, i)
+				break
+			}
+			rest = rest[j+len(w):]
 		}
-		rest = rest[j+1:]
 	}
 	if t.Failed() {
 		t.Logf("make demo output:\n%s", out)

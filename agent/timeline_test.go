@@ -1,0 +1,140 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/agent/ebpf"
+	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/fleet/fleettest"
+)
+
+// TestWatermarks reads the hit stream of an agent whose clock runs 40 ms
+// behind the server's: its hits carry the offset that corrects it, its
+// watermarks come at least every fleet.WatermarkKeepalive of stream time,
+// and the timeline over the stream places every hit, none late, in the
+// process's own order.
+func TestWatermarks(t *testing.T) {
+	t.Parallel()
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	stopClock, err := c.ServeClock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopClock()
+	n := hostSeq.Add(1)
+	host, exe := fmt.Sprintf("marks-%d", n), fmt.Sprintf("paced-marks-%d-%d", os.Getpid(), n)
+	bin := agenttest.Alias(t, agenttest.BuildTarget(t, pacedDir, agenttest.NoOpt), exe)
+	// A generous promise: on a loaded machine the eBPF backend may take
+	// longer than the default to decode a burst, and this test is about the
+	// order, not the wait.
+	cfg := agent.Config{Host: host, Processes: []string{exe}, ClockSkew: -40 * time.Millisecond, TimelineLag: time.Second}
+	var eb agent.Backend
+	if ebpf.Available() == nil {
+		eb, cfg.BackendName = ebpf.New(), agent.BackendEBPF
+	}
+	var log syncBuffer
+	agenttest.RunAgentWith(t, s, cfg, &log, eb)
+	p := agenttest.Start(t, bin, "-rate", "200")
+	spec := &fleet.Spec{
+		ID:       fmt.Sprintf("marks-%d", n),
+		Location: fleet.Location{Path: "paced/main.go", Line: agenttest.MarkerLine(t, pacedSrc, "tick")},
+		Selector: fleet.Selector{Pids: []int{p.Pid}},
+		Capture:  fleet.Capture{Args: true},
+		Limits:   fleet.Limits{MaxHitsPerSecond: 5000},
+	}
+	if err := c.Declare(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	awaitStatusOn(t, c, spec.ID, installed(p.Pid))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, err := c.Hits(ctx, fleet.HitOptions{Replay: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	tl := fleet.NewTimeline(fleet.TimelineOptions{})
+	var (
+		hits, marks, placed int
+		lastMark, start     time.Time
+		lastSeq             = -1
+	)
+	for hits < 600 {
+		h, w, err := r.NextMessage(ctx)
+		if err != nil {
+			t.Fatalf("reading the stream after %d hits and %d watermarks: %v\nagent log:\n%s", hits, marks, err, log.String())
+		}
+		if w != nil {
+			if w.Host != host {
+				continue
+			}
+			if !lastMark.IsZero() {
+				if gap := w.ServerTime.Sub(lastMark); gap > fleet.WatermarkKeepalive+500*time.Millisecond {
+					t.Errorf("watermark #%d came %v after the one before it", w.Seq, gap)
+				}
+			}
+			if start.IsZero() {
+				start = w.ServerTime
+			}
+			lastMark = w.ServerTime
+			marks++
+			for _, pl := range tl.AddWatermark(*w) {
+				placed++
+				checkPlaced(t, pl, &lastSeq)
+			}
+			continue
+		}
+		if h.Tracepoint != spec.ID {
+			continue
+		}
+		hits++
+		if h.Clock == nil {
+			t.Fatalf("hit #%d has no clock", h.Seq)
+		}
+		if d := time.Duration(h.Clock.Offset) - 40*time.Millisecond; d.Abs() > time.Duration(h.Clock.Bound)+2*time.Millisecond {
+			t.Errorf("hit #%d: clock %s, want an offset of 40ms", h.Seq, h.Clock)
+		}
+		for _, pl := range tl.AddHit(h) {
+			placed++
+			checkPlaced(t, pl, &lastSeq)
+		}
+	}
+	for _, pl := range tl.Flush() {
+		placed++
+		checkPlaced(t, pl, &lastSeq)
+	}
+	if placed != hits {
+		t.Errorf("%d hits read, %d placed", hits, placed)
+	}
+	t.Logf("%d hits, %d watermarks over %v of stream time", hits, marks, lastMark.Sub(start).Round(time.Millisecond))
+}
+
+// checkPlaced checks a hit of the paced target in the timeline: not late,
+// and after the call before it.
+var lastPlaced fleet.Placed
+
+func checkPlaced(t *testing.T, p fleet.Placed, lastSeq *int) {
+	t.Helper()
+	if p.Late {
+		t.Errorf("hit #%d came late: coordinated %v, arrived %v", p.Seq, p.CoordinatedTime, p.ServerTime)
+	}
+	v := fleettest.Var(p.Args, "seq")
+	if v == nil {
+		t.Fatalf("hit #%d has no argument seq", p.Seq)
+	}
+	var seq int
+	fmt.Sscan(v.Value, &seq)
+	if seq <= *lastSeq {
+		t.Errorf("hit #%d (call %d) placed after call %d: %+v %v %v %v\nbefore: %+v %v %v %v", p.Seq, seq, *lastSeq, *p.Clock, p.Time, p.CoordinatedTime, p.ServerTime, *lastPlaced.Clock, lastPlaced.Time, lastPlaced.CoordinatedTime, lastPlaced.ServerTime)
+	}
+	lastPlaced = p
+	*lastSeq = seq
+}
