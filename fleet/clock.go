@@ -42,7 +42,7 @@ type ClockReply struct {
 // clockWindow are forgotten, so a change of offset (an NTP step on either
 // side) is followed within that window.
 const (
-	clockDriftPPM = 100
+	clockDriftPPM = 20
 	clockWindow   = 2 * time.Minute
 	clockSamples  = 64
 )

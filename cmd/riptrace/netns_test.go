@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -195,6 +196,14 @@ func TestHostCutOff(t *testing.T) {
 	defer r.Close()
 	var hits hitLog
 	go hits.read(ctx, r)
+	// The same hits through the timeline, as every client reads them.
+	tr, err := c.Timeline(ctx, fleet.HitOptions{Tracepoints: []string{spec.ID}, Replay: true}, fleet.TimelineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	var placed placedLog
+	go placed.read(ctx, tr)
 	if err := c.Declare(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
@@ -300,5 +309,79 @@ func TestHostCutOff(t *testing.T) {
 	}
 	t.Logf("cut for %v: shown gone %v after the cut; after the link returned, a fresh heartbeat in %v, hits flowing in %v; %d hits taken while cut off delivered (first at #%d), %d hits from the cut host in all, %d missing",
 		upAt.Sub(cutAt).Round(time.Millisecond), goneAfter.Round(time.Millisecond), liveAfter.Round(time.Millisecond), flowingAfter.Round(time.Millisecond), during, buffered.Seq, len(all), missing)
+
+	// The timeline: the hits taken while cut off came after the others
+	// had moved on, and say so; hits taken since, on either host, are in
+	// place.
+	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
+		if n, want := placed.count(cutTarget.Pid), len(all); n < want {
+			return fmt.Errorf("%d hits of the cut host in the timeline, want the %d of the stream", n, want)
+		}
+		for _, pid := range []int{cutTarget.Pid, otherTarget.Pid} {
+			if !slices.ContainsFunc(placed.all(), func(p fleet.Placed) bool {
+				return p.Pid == pid && p.CoordinatedTime.After(upAt.Add(fleet.DefaultMaxHold+time.Second))
+			}) {
+				return fmt.Errorf("no hit of pid %d in the timeline taken %v after the link returned", pid, fleet.DefaultMaxHold+time.Second)
+			}
+		}
+		return nil
+	})
+	late, inPlace := 0, 0
+	for _, p := range placed.all() {
+		waited := p.ServerTime.Sub(p.CoordinatedTime)
+		switch {
+		case p.Pid == cutTarget.Pid && p.CoordinatedTime.After(cutAt.Add(time.Second)) && p.CoordinatedTime.Before(upAt) && waited > fleet.DefaultMaxHold:
+			if !p.Late {
+				t.Errorf("hit #%d of the cut host, taken while cut off, arrived %v after it ran, when the others had moved on, without the late mark", p.Seq, waited)
+			}
+			late++
+		case p.CoordinatedTime.After(upAt.Add(fleet.DefaultMaxHold)):
+			if p.Late {
+				t.Errorf("hit #%d of pid %d, taken after the link returned, marked late", p.Seq, p.Pid)
+			}
+			inPlace++
+		}
+	}
+	if late == 0 || inPlace == 0 {
+		t.Errorf("the timeline has %d late hits of the cut host and %d hits in place after its return; want some of each", late, inPlace)
+	}
+	t.Logf("timeline: %d hits taken while cut off marked late, %d after the return in place", late, inPlace)
 	awaitProgress(t, cutTarget, otherTarget)
+}
+
+// placedLog collects the hits of a timeline reader.
+type placedLog struct {
+	mu   sync.Mutex
+	hits []fleet.Placed
+}
+
+func (l *placedLog) read(ctx context.Context, r *fleet.TimelineReader) {
+	for {
+		p, err := r.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		l.mu.Lock()
+		l.hits = append(l.hits, p)
+		l.mu.Unlock()
+	}
+}
+
+func (l *placedLog) all() []fleet.Placed {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.hits)
+}
+
+func (l *placedLog) count(pid int) int {
+	n := 0
+	for _, p := range l.all() {
+		if p.Pid == pid {
+			n++
+		}
+	}
+	return n
 }
