@@ -47,6 +47,7 @@ type Timeline struct {
 	order    uint64
 	agents   map[string]*timelineAgent
 	held     heldHeap
+	out      []Placed // what the last call released; reused
 	// recent are released hits near the frontier, from recentHead on, to
 	// find the uncertain pairs; recentMax is the largest bound among them.
 	recent     []recentHit
@@ -207,11 +208,12 @@ func (t *Timeline) advance(st time.Time, a *timelineAgent) {
 }
 
 // AddHit reads one hit of the stream (Seq and ServerTime set) and returns
-// the hits it releases, in timeline order.
+// the hits it releases, in timeline order. What any method returns is
+// valid until the next call.
 func (t *Timeline) AddHit(h Hit) []Placed {
 	a := t.agent(h.Host)
 	t.advance(h.ServerTime, a)
-	out := t.release(nil)
+	out := t.release(t.reuse())
 	p := &Placed{Hit: h}
 	c := t.coordinate(a, p)
 	if t.opts.Group != nil {
@@ -219,7 +221,8 @@ func (t *Timeline) AddHit(h Hit) []Placed {
 	}
 	if c < t.released {
 		p.Late = true
-		return append(out, t.emit(p, c))
+		t.out = append(out, t.emit(p, c))
+		return t.out
 	}
 	heap.Push(&t.held, heldHit{c: c, t: h.Time, p: p})
 	return t.release(out)
@@ -237,7 +240,7 @@ func (t *Timeline) coordinate(a *timelineAgent, p *Placed) int64 {
 		return arrival
 	}
 	off, b := p.Clock.Offset, p.Clock.Bound
-	p.Offset, p.Bound = &off, &b
+	p.Offset, p.Bound = &p.Clock.Offset, &p.Clock.Bound
 	c, ok := addNoOverflow(p.Time, off)
 	switch {
 	case !ok || c > arrival+max(2*b, int64(maxAhead)):
@@ -292,7 +295,14 @@ func (t *Timeline) AddWatermark(w Watermark) []Placed {
 			a.mark = max(a.mark, m)
 		}
 	}
-	return t.release(nil)
+	return t.release(t.reuse())
+}
+
+// reuse returns the buffer of released hits, emptied: what a call returns
+// is valid until the next call.
+func (t *Timeline) reuse() []Placed {
+	clear(t.out)
+	return t.out[:0]
 }
 
 // Advance moves the stream's time to now without a message, releasing
@@ -302,17 +312,18 @@ func (t *Timeline) AddWatermark(w Watermark) []Placed {
 // arrives.
 func (t *Timeline) Advance(now time.Time) []Placed {
 	t.advance(now, nil)
-	return t.release(nil)
+	return t.release(t.reuse())
 }
 
 // Flush releases every held hit, in order: the end of a replay.
 func (t *Timeline) Flush() []Placed {
-	var out []Placed
+	out := t.reuse()
 	for t.held.Len() > 0 {
 		hh := heap.Pop(&t.held).(heldHit)
 		t.released = max(t.released, hh.c)
 		out = append(out, t.emit(hh.p, hh.c))
 	}
+	t.out = out
 	return out
 }
 
@@ -389,6 +400,7 @@ func (t *Timeline) release(out []Placed) []Placed {
 		hh := heap.Pop(&t.held).(heldHit)
 		out = append(out, t.emit(hh.p, hh.c))
 	}
+	t.out = out
 	return out
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -95,7 +96,8 @@ func (tr *TimelineReader) notices() {
 // Flush returns the hits still held, in order, and forgets them: a reader
 // that stops (trace --for) shows them before it goes.
 func (tr *TimelineReader) Flush() []Placed {
-	out := append(tr.out, tr.tl.Flush()...)
+	// tr.out is the timeline's own buffer, which Flush reuses.
+	out := append(slices.Clone(tr.out), tr.tl.Flush()...)
 	tr.out = nil
 	return out
 }
