@@ -25,7 +25,7 @@ const (
 	clockFirst      = 5 // exchanges in quick succession at start
 	watermarkActive = 50 * time.Millisecond
 	activeFor       = 2 * time.Second // after a hit, the agent counts as active this long
-	raisedFor       = 10 * time.Second
+	raisedFor       = 5 * time.Second
 )
 
 // timekeeper keeps the agent's side of the timeline: its clock (skewed in
@@ -81,7 +81,7 @@ func (k *timekeeper) sawHit(capture time.Time) {
 	defer k.mu.Unlock()
 	k.lastHit = now
 	if age > k.promiseLocked(now)*4/5 {
-		k.raised = min(2*age, fleet.DefaultMaxHold)
+		k.raised = min(max(k.raised, age*5/4+10*time.Millisecond), fleet.DefaultMaxHold)
 		k.raisedAt = now
 		k.markDirty = true
 	}
@@ -92,6 +92,7 @@ func (k *timekeeper) promiseLocked(now time.Time) time.Duration {
 	if k.raised > k.lag && now.Sub(k.raisedAt) < raisedFor {
 		return k.raised
 	}
+	k.raised = 0
 	return k.lag
 }
 

@@ -3,7 +3,9 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -137,4 +139,117 @@ func checkPlaced(t *testing.T, p fleet.Placed, lastSeq *int) {
 	}
 	lastPlaced = p
 	*lastSeq = seq
+}
+
+// BenchmarkTimelineLatency measures, with a real agent and the default
+// promise, how long a hit takes from its capture to its place in the
+// timeline, against the anchor of the arrival-order path: the same hits
+// read from the stream as they come. Run with -benchtime 1x; it reports
+// p50 and p99 of both, in ms.
+func BenchmarkTimelineLatency(b *testing.B) {
+	s := fleettest.RunServer(b)
+	c := fleettest.Connect(b, s)
+	stopClock, err := c.ServeClock()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stopClock()
+	n := hostSeq.Add(1)
+	host, exe := fmt.Sprintf("latency-%d", n), fmt.Sprintf("paced-latency-%d-%d", os.Getpid(), n)
+	bin := agenttest.Alias(b, agenttest.BuildTarget(b, pacedDir, agenttest.NoOpt), exe)
+	cfg := agent.Config{Host: host, Processes: []string{exe}}
+	var eb agent.Backend
+	if ebpf.Available() == nil {
+		eb, cfg.BackendName = ebpf.New(), agent.BackendEBPF
+	}
+	agenttest.RunAgentWith(b, s, cfg, io.Discard, eb)
+	p := agenttest.Start(b, bin, "-rate", "100")
+	spec := &fleet.Spec{
+		ID:       fmt.Sprintf("latency-%d", n),
+		Location: fleet.Location{Path: "paced/main.go", Line: agenttest.MarkerLine(b, pacedSrc, "tick")},
+		Selector: fleet.Selector{Pids: []int{p.Pid}},
+		Capture:  fleet.Capture{Args: true},
+		Limits:   fleet.Limits{MaxHitsPerSecond: 5000},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	statuses, err := c.WatchStatus(ctx, spec.ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Declare(context.Background(), spec); err != nil {
+		b.Fatal(err)
+	}
+	for ev := range statuses {
+		if installed(p.Pid)(ev) {
+			break
+		}
+	}
+	const perRun = 500
+	var arrival, placed []time.Duration
+	late := 0
+	raw, err := c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{spec.ID}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	tr, err := c.Timeline(ctx, fleet.HitOptions{Tracepoints: []string{spec.ID}}, fleet.TimelineOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	// A reader's first second holds every hit for fleet.DefaultMaxHold,
+	// in case an agent it has not heard from yet has hits on the way.
+	warm := time.Now().Add(fleet.WatermarkKeepalive + fleet.DefaultMaxHold)
+	for {
+		pl, err := tr.Next(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if pl.CoordinatedTime.After(warm) {
+			break
+		}
+	}
+	for {
+		h, err := raw.Next(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if time.Unix(0, h.Time).After(warm) {
+			break
+		}
+	}
+	for b.Loop() {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range perRun {
+				h, err := raw.Next(ctx)
+				if err != nil {
+					return
+				}
+				arrival = append(arrival, time.Since(time.Unix(0, h.Time)))
+			}
+		}()
+		for range perRun {
+			pl, err := tr.Next(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			placed = append(placed, time.Since(pl.CoordinatedTime))
+			if pl.Late {
+				late++
+			}
+		}
+		<-done
+	}
+	for _, l := range []struct {
+		name string
+		d    []time.Duration
+	}{{"arrival", arrival}, {"placed", placed}} {
+		slices.Sort(l.d)
+		b.ReportMetric(float64(l.d[len(l.d)/2])/1e6, l.name+"-p50-ms")
+		b.ReportMetric(float64(l.d[len(l.d)*99/100])/1e6, l.name+"-p99-ms")
+	}
+	b.ReportMetric(float64(late), "late")
 }
