@@ -2,6 +2,7 @@ package dap_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -82,9 +83,9 @@ func TestTwoServices(t *testing.T) {
 		t.Errorf("progress %+v ended with %+v, want every breakpoint settled", start.Body, end.Body)
 	}
 
-	// << output …: hits in stream order, from both services, with values;
-	// at least 12, and as many as it takes to see both.
-	var lastSeq uint64
+	// << output …: hits in the timeline's order, from both services, with
+	// values; at least 12, and as many as it takes to see both.
+	var lastOrder uint64
 	pids := map[int]bool{}
 	for i := 0; i < 12 || len(pids) < 2; i++ {
 		if i == 1000 {
@@ -92,10 +93,14 @@ func TestTwoServices(t *testing.T) {
 		}
 		e := c.HitEvents(t, 1)[0]
 		h := hitOf(t, e)
-		if h.Seq <= lastSeq {
-			t.Fatalf("hit #%d after #%d: output events out of stream order", h.Seq, lastSeq)
+		var placed fleet.Placed
+		if err := json.Unmarshal(e.Body.Data, &placed); err != nil {
+			t.Fatal(err)
 		}
-		lastSeq = h.Seq
+		if placed.Order <= lastOrder || placed.CoordinatedTime.IsZero() {
+			t.Fatalf("hit #%d has order %d (coordinated time %v) after order %d: output events out of the timeline's order", h.Seq, placed.Order, placed.CoordinatedTime, lastOrder)
+		}
+		lastOrder = placed.Order
 		pids[h.Pid] = true
 		if e.Body.Source == nil || e.Body.Source.Path != loopSrc || e.Body.Line != process {
 			t.Fatalf("output event links to %+v line %d, want %s:%d", e.Body.Source, e.Body.Line, loopSrc, process)

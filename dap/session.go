@@ -156,7 +156,9 @@ func (ss *session) onAttach(req *dap.AttachRequest) {
 		return
 	}
 	// Open the hit stream before any tracepoint exists, so no hit is missed.
-	hits, err := c.Hits(ss.ctx, fleet.HitOptions{})
+	// Through the timeline: hits in the order they ran, as every client
+	// shows them.
+	hits, err := c.Timeline(ss.ctx, fleet.HitOptions{}, fleet.TimelineOptions{})
 	if err != nil {
 		c.Close()
 		ss.sendError(req.Seq, req.Command, ErrConnecting, fmt.Sprintf("attach: %v", err))
@@ -167,6 +169,7 @@ func (ss *session) onAttach(req *dap.AttachRequest) {
 	if !cfg.Persist {
 		ss.lease = c.NewLease(ss.srv.opts.LeaseTTL)
 	}
+	hits.Notice = func(n string) { ss.output("console", "riptrace: timeline: "+n+"\n") }
 	ss.background.Go(func() { ss.pumpHits(hits) })
 	ss.background.Go(ss.watchThreads)
 	ss.send(&dap.AttachResponse{Response: ss.response(&req.Request)})
@@ -548,11 +551,13 @@ func suffix(s string) string {
 	return " (" + s + ")"
 }
 
-// pumpHits sends the session's hits as output events in stream order.
-func (ss *session) pumpHits(r *fleet.HitReader) {
+// pumpHits sends the session's hits as output events in the timeline's
+// order.
+func (ss *session) pumpHits(r *fleet.TimelineReader) {
 	defer r.Close()
 	for {
-		h, err := r.Next(ss.ctx)
+		p, err := r.Next(ss.ctx)
+		h := p.Hit
 		if err != nil {
 			if ss.ctx.Err() != nil {
 				return
@@ -577,7 +582,7 @@ func (ss *session) pumpHits(r *fleet.HitReader) {
 		if b == nil {
 			continue // another session's, or a breakpoint just removed
 		}
-		ss.send(ss.hitEvent(b, &h))
+		ss.send(ss.hitEvent(b, &p))
 		if ss.cfg.Snapshots {
 			ss.openSnapshot(b, h, false)
 		}
@@ -586,7 +591,8 @@ func (ss *session) pumpHits(r *fleet.HitReader) {
 
 // hitEvent renders one hit as an output event linked to its local line: in
 // a git checkout, the line of the checkout that the process's revision had.
-func (ss *session) hitEvent(b *breakpoint, h *fleet.Hit) *dap.OutputEvent {
+func (ss *session) hitEvent(b *breakpoint, p *fleet.Placed) *dap.OutputEvent {
+	h := &p.Hit
 	file, line := ss.localFile(h.File), h.Line
 	if _, substituted := ss.cfg.toLocal(h.File); !substituted && ss.repo != nil {
 		if f, l, err := ss.repo.LocalHit(ss.ws, h.File, h.Line, h.Process); err == nil {
@@ -605,7 +611,8 @@ func (ss *session) hitEvent(b *breakpoint, h *fleet.Hit) *dap.OutputEvent {
 	if h.Dropped > 0 {
 		text += fmt.Sprintf(" (+%d dropped by the rate limit)", h.Dropped)
 	}
-	data, _ := json.Marshal(h)
+	text += timelineMarks(p)
+	data, _ := json.Marshal(p)
 	return &dap.OutputEvent{Event: ss.event("output"), Body: dap.OutputEventBody{
 		Category: "console",
 		Output:   text + "\n",
@@ -628,6 +635,21 @@ func (ss *session) localFile(remote string) string {
 
 // compactHit is the one line a hit without a log message shows:
 // where it came from and its arguments and captured expressions.
+// timelineMarks says where a hit's place in the timeline is not to be
+// trusted.
+func timelineMarks(p *fleet.Placed) string {
+	var m string
+	if p.Late {
+		m += fmt.Sprintf(" [late: ran at %s, before hits shown above]", p.CoordinatedTime.Local().Format("15:04:05.000000"))
+	}
+	// A hit placed by its arrival (its agent has no clock, say) is not
+	// marked line by line: the timeline's notice said so once for its host.
+	if p.Uncertain && p.Note == "" {
+		m += fmt.Sprintf(" [order uncertain: may have run before #%d]", p.UncertainWith)
+	}
+	return m
+}
+
 func compactHit(h *fleet.Hit) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%s %s[%d] g%d %s:", h.Host, h.Process.Exe, h.Pid, h.Goroutine, h.Function)

@@ -118,6 +118,7 @@ type timelineAgent struct {
 	silent  bool // said so in a notice
 	absurd  bool // said so in a notice
 	capped  bool // said so in a notice
+	noClock bool // said so in a notice
 	lastT   int64
 	lastC   int64
 	hasLast bool
@@ -237,6 +238,10 @@ func (t *Timeline) coordinate(a *timelineAgent, p *Placed) int64 {
 	if p.Clock == nil {
 		p.Uncertain = true
 		p.Note = "no clock: the agent's clock was never compared with the server's (is `riptrace server` running?), so the hit is placed at its arrival"
+		if !a.noClock {
+			a.noClock = true
+			t.notices = append(t.notices, fmt.Sprintf("host %s: its agent's clock was never compared with the server's, so its hits are placed by their arrival and their order is uncertain: run `riptrace server`, which answers the agent's clock requests", a.host))
+		}
 		return arrival
 	}
 	off, b := p.Clock.Offset, p.Clock.Bound
