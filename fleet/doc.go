@@ -9,11 +9,13 @@
 // ([Client.ServeHost], see [Subjects]), watch the declared tracepoints in a
 // JetStream key-value bucket ([Client.WatchSpecs], which resyncs after
 // reconnects), report per-process status in a second bucket
-// ([Client.PutStatus]) and their heartbeat in a third, and publish hits
-// ([HitPublisher]) into a JetStream stream whose sequence is the one global
-// order every consumer sees. Every front end logs in with one
-// [Credentials]. docs/DESIGN.md describes the subjects, buckets and
-// messages.
+// ([Client.PutStatus]) and their heartbeat in a third, compare their clock
+// with the server's ([Client.AskClock], [Clock]), and publish hits and
+// watermarks ([HitPublisher]) into a JetStream stream, in the order they
+// arrive. Clients read it through [Timeline], which puts the hits in the
+// order they ran: every client shows the same order. Every front end logs
+// in with one [Credentials]. docs/DESIGN.md describes the subjects, buckets
+// and messages; docs/timeline.md the timeline.
 //
 // fleet imports no other RipTrace package.
 package fleet
