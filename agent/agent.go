@@ -223,10 +223,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		<-pub.done
 	}()
 	go pub.run(pubCtx)
-	go a.tk.runClock(pubCtx, a.c, a.log)
-	markCtx, stopMarks := context.WithCancel(ctx)
-	defer stopMarks()
-	go a.runWatermarks(markCtx)
 
 	stopServing, err := a.c.ServeHost(a.cfg.Host, fleet.HostHandlers{
 		Profile:          a.handleProfile,
@@ -238,6 +234,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopServing()
+	// Only once the server lets this agent serve its host: an agent whose
+	// user may not is told why by the refusal of the host's requests, not
+	// of its first watermark.
+	go a.tk.runClock(pubCtx, a.c, a.log)
+	markCtx, stopMarks := context.WithCancel(ctx)
+	defer stopMarks()
+	go a.runWatermarks(markCtx)
 
 	specs, err := a.c.WatchSpecs(ctx, a.log)
 	if err != nil {
