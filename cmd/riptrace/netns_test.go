@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/internal/testsupport"
@@ -272,7 +273,8 @@ func TestHostCutOff(t *testing.T) {
 	hits.awaitHit(t, cutTarget.Pid, "taken after the link returned", func(h fleet.Hit) bool {
 		return time.Unix(0, h.Time).After(upAt)
 	})
-	flowingAfter := time.Since(upAt)
+	flowingAt := time.Now()
+	flowingAfter := flowingAt.Sub(upAt)
 	if len(hits.of(cutTarget.Pid)) <= stillCut {
 		t.Errorf("no hit from the cut host after the link returned")
 	}
@@ -311,17 +313,18 @@ func TestHostCutOff(t *testing.T) {
 		upAt.Sub(cutAt).Round(time.Millisecond), goneAfter.Round(time.Millisecond), liveAfter.Round(time.Millisecond), flowingAfter.Round(time.Millisecond), during, buffered.Seq, len(all), missing)
 
 	// The timeline: the hits taken while cut off came after the others
-	// had moved on, and say so; hits taken since, on either host, are in
-	// place.
+	// had moved on, and say so; a hit is marked late only if it came
+	// later than its agent promised, and hits taken once the cut host's
+	// hits flow again (its buffer delivered) are in place.
 	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
 		if n, want := placed.count(cutTarget.Pid), len(all); n < want {
 			return fmt.Errorf("%d hits of the cut host in the timeline, want the %d of the stream", n, want)
 		}
 		for _, pid := range []int{cutTarget.Pid, otherTarget.Pid} {
 			if !slices.ContainsFunc(placed.all(), func(p fleet.Placed) bool {
-				return p.Pid == pid && p.CoordinatedTime.After(upAt.Add(fleet.DefaultMaxHold+time.Second))
+				return p.Pid == pid && p.CoordinatedTime.After(flowingAt.Add(fleet.DefaultMaxHold+time.Second))
 			}) {
-				return fmt.Errorf("no hit of pid %d in the timeline taken %v after the link returned", pid, fleet.DefaultMaxHold+time.Second)
+				return fmt.Errorf("no hit of pid %d in the timeline taken %v after the hits flowed again", pid, fleet.DefaultMaxHold+time.Second)
 			}
 		}
 		return nil
@@ -335,10 +338,12 @@ func TestHostCutOff(t *testing.T) {
 				t.Errorf("hit #%d of the cut host, taken while cut off, arrived %v after it ran, when the others had moved on, without the late mark", p.Seq, waited)
 			}
 			late++
-		case p.CoordinatedTime.After(upAt.Add(fleet.DefaultMaxHold)):
-			if p.Late {
-				t.Errorf("hit #%d of pid %d, taken after the link returned, marked late", p.Seq, p.Pid)
-			}
+		case p.Late && waited < agent.DefaultTimelineLag-time.Millisecond:
+			// Late only if the agent broke its promise, which no
+			// agent makes shorter than the default: on a loaded
+			// machine a hit after the return may take longer.
+			t.Errorf("hit #%d of pid %d arrived %v after it ran, within its agent's promise, yet is marked late", p.Seq, p.Pid, waited)
+		case !p.Late && p.CoordinatedTime.After(flowingAt.Add(fleet.DefaultMaxHold)):
 			inPlace++
 		}
 	}

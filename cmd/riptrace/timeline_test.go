@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
 )
@@ -126,6 +127,10 @@ func TestTimelineSkewedClocks(t *testing.T) {
 		}
 		if p.Late {
 			late++
+			// Late only if it came later than its agent promised.
+			if waited := p.ServerTime.Sub(p.CoordinatedTime); waited < agent.DefaultTimelineLag-time.Millisecond {
+				t.Errorf("hit %d (%s on %s) arrived %v after it ran, within its agent's promise, yet is marked late", i, p.Function, p.Host, waited)
+			}
 		}
 		if p.Uncertain {
 			uncertain++
