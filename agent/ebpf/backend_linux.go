@@ -11,11 +11,11 @@ import (
 	"go/parser"
 	"math"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
+	"github.com/riptrace/riptrace/agent/internal/snapshot"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -120,7 +120,7 @@ type target struct {
 	exitErr   error
 	ended     bool
 
-	snap *snapshot
+	snap *snapshot.Process
 	tgt  *proc.Target
 	di   *debugInfo
 	mono monoClock
@@ -154,62 +154,37 @@ type probe struct {
 }
 
 func newTarget(pid int, exe string) (*target, error) {
-	entry, err := entryPoint(pid)
+	snap, tgt, err := snapshot.Open(pid)
 	if err != nil {
 		return nil, err
 	}
-	static, err := staticMappings(pid)
+	di, err := loadDebugInfo(exe, snap.BinInfo().Images[0].StaticBase)
 	if err != nil {
-		return nil, err
-	}
-	live, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
-	if err != nil {
-		return nil, fmt.Errorf("opening the process's memory: %w", err)
-	}
-	file, err := os.Open(exe)
-	if err != nil {
-		live.Close()
-		return nil, fmt.Errorf("opening the executable: %w", err)
-	}
-	snap := &snapshot{bi: proc.NewBinaryInfo("linux", "amd64", true), entry: entry, bps: proc.NewBreakpointMap(), live: live, file: file, static: static}
-	snap.thread = &thread{s: snap, id: pid}
-	_, addTarget := proc.NewGroup(group{}, proc.NewTargetGroupConfig{})
-	tgt, err := addTarget(snap, pid, snap.thread, exe, proc.StopAttached, "")
-	if err != nil {
-		snap.close()
-		return nil, fmt.Errorf("reading the debug info: %w", err)
-	}
-	if snap.bi.Arch.Name != "amd64" {
-		snap.close()
-		return nil, fmt.Errorf("the eBPF backend supports amd64 only, not %s", snap.bi.Arch.Name)
-	}
-	di, err := loadDebugInfo(exe, snap.bi.Images[0].StaticBase)
-	if err != nil {
-		snap.close()
+		snap.Close()
 		return nil, err
 	}
 	coll, err := loadCollection()
 	if err != nil {
-		snap.close()
+		snap.Close()
 		return nil, err
 	}
 	ex, err := link.OpenExecutable(exe)
 	if err != nil {
 		coll.Close()
-		snap.close()
+		snap.Close()
 		return nil, fmt.Errorf("opening %s: %w", exe, err)
 	}
 	rb, err := ringbuf.NewReader(coll.Maps["events"])
 	if err != nil {
 		coll.Close()
-		snap.close()
+		snap.Close()
 		return nil, fmt.Errorf("opening the ring buffer: %w", err)
 	}
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		rb.Close()
 		coll.Close()
-		snap.close()
+		snap.Close()
 		return nil, fmt.Errorf("watching pid %d: %w", pid, err)
 	}
 	t := &target{
@@ -230,46 +205,6 @@ func newTarget(pid int, exe string) (*target, error) {
 	go yielding(t.read)
 	go t.watch()
 	return t, nil
-}
-
-// entryPoint reads the process's entry point from its auxiliary vector.
-func entryPoint(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/auxv", pid))
-	if err != nil {
-		return 0, fmt.Errorf("reading the auxiliary vector: %w", err)
-	}
-	for i := 0; i+16 <= len(b); i += 16 {
-		if binary.LittleEndian.Uint64(b[i:]) == 9 /* AT_ENTRY */ {
-			return binary.LittleEndian.Uint64(b[i+8:]), nil
-		}
-	}
-	return 0, errors.New("no entry point in the auxiliary vector")
-}
-
-// staticMappings returns the file-backed mappings of the executable: code,
-// read-only data, and the data sections holding the runtime's type and
-// module tables, which the decoder may read from the live process.
-func staticMappings(pid int) ([]mapping, error) {
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		return nil, err
-	}
-	var out []mapping
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 6 || f[5] != exe {
-			continue
-		}
-		var m mapping
-		if _, err := fmt.Sscanf(f[0]+" "+f[2], "%x-%x %x", &m.start, &m.end, &m.off); err == nil {
-			out = append(out, m)
-		}
-	}
-	return out, nil
 }
 
 func (t *target) Hits() <-chan agent.Hit { return t.hits }
@@ -294,7 +229,7 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 			return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: condition %q is not a Go expression: %v", spec.ID, spec.Condition, err)
 		}
 	}
-	file, err := agent.ResolveFile(t.snap.bi.Sources, spec.Location)
+	file, err := agent.ResolveFile(t.snap.BinInfo().Sources, spec.Location)
 	if err != nil {
 		return agent.Placement{}, err
 	}
@@ -321,7 +256,7 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 	// limit applied after it.
 	inKernel := true
 	for i, pc := range pcs {
-		pl := &planner{bi: t.snap.bi, di: t.di, capture: spec.Capture, cond: spec.Condition}
+		pl := &planner{bi: t.snap.BinInfo(), di: t.di, capture: spec.Capture, cond: spec.Condition}
 		plan, err := pl.plan(pc, spec.Location.Line)
 		if err != nil {
 			return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "planning the capture at %s:%d (pc %#x): %v", file, spec.Location.Line, pc, err)
@@ -347,7 +282,7 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 	}
 	t.tps[spec.ID] = tp
 	pl := agent.Placement{Pid: t.pid, File: file, Line: spec.Location.Line, PCs: pcs}
-	if fn := t.snap.bi.PCToFunc(pcs[0]); fn != nil {
+	if fn := t.snap.BinInfo().PCToFunc(pcs[0]); fn != nil {
 		pl.Function = fn.Name
 	}
 	return pl, nil
@@ -374,12 +309,12 @@ func (t *target) install(tp *tracepoint, pcs []uint64, plans []bpfPlan) error {
 			t.freePlan = append(t.freePlan, slot)
 			return fleet.Errorf(fleet.CodeInternal, "storing the capture plan: %v", err)
 		}
-		off, err := fileOffset(t.exe, pc, t.snap.bi.Images[0].StaticBase)
+		off, err := fileOffset(t.exe, pc, t.snap.BinInfo().Images[0].StaticBase)
 		if err != nil {
 			t.freePlan = append(t.freePlan, slot)
 			return fleet.Errorf(fleet.CodeInternal, "placing a uprobe at pc %#x: %v", pc, err)
 		}
-		fn := t.snap.bi.PCToFunc(pc)
+		fn := t.snap.BinInfo().PCToFunc(pc)
 		sym := "riptrace"
 		if fn != nil {
 			sym = fn.Name
@@ -578,7 +513,7 @@ func (t *target) read() {
 	defer close(t.hits)
 	defer func() {
 		t.coll.Close()
-		t.snap.close()
+		t.snap.Close()
 	}()
 	var rec ringbuf.Record
 	batch := false // records are being decoded one after another
@@ -702,7 +637,7 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 	// that leaves, whatever becomes of this one.
 	tp.dropped += dropped
 	tp.ringFull += min(ringFull, dropped)
-	t.snap.set(tid, &regs, regions)
+	t.snap.Set(tid, &regs, nil, regionMemory{p: t.snap, regions: regions})
 	t.tgt.ClearCaches()
 	h, keep, err := t.safeCapture(tp)
 	if err != nil {

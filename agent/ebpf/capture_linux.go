@@ -23,7 +23,7 @@ import (
 // when tp's condition does not hold, err says why it cannot be decided.
 func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	tgt := t.tgt
-	th := t.snap.thread
+	th := t.snap.Thread()
 	h = fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Time: time.Now().UnixNano()}
 	frames, g := dlvvalue.Stack(tgt, th, tp.spec.Capture, &h, tp.file, tp.spec.Location.Line)
 	if frames == nil {

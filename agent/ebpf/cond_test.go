@@ -26,7 +26,7 @@ func TestCompileCond(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		file, err := agent.ResolveFile(tgt.snap.bi.Sources, fleet.Location{Path: "main.go", Line: line})
+		file, err := agent.ResolveFile(tgt.snap.BinInfo().Sources, fleet.Location{Path: "main.go", Line: line})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +47,7 @@ func TestCompileCond(t *testing.T) {
 			{"nosuch > 1", condNone},
 		} {
 			for _, pc := range pcs {
-				pl := &planner{bi: tgt.snap.bi, di: tgt.di, capture: fleet.DefaultCapture, cond: c.cond}
+				pl := &planner{bi: tgt.snap.BinInfo(), di: tgt.di, capture: fleet.DefaultCapture, cond: c.cond}
 				plan, err := pl.plan(pc, line)
 				if err != nil {
 					t.Fatal(err)

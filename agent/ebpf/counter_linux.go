@@ -29,7 +29,7 @@ func NewCounter(pid int, path string, line int) (*Counter, error) {
 		return nil, err
 	}
 	c := &Counter{t: t}
-	file, err := agent.ResolveFile(t.snap.bi.Sources, fleet.Location{Path: path, Line: line})
+	file, err := agent.ResolveFile(t.snap.BinInfo().Sources, fleet.Location{Path: path, Line: line})
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -40,7 +40,7 @@ func NewCounter(pid int, path string, line int) (*Counter, error) {
 		return nil, err
 	}
 	for _, pc := range pcs {
-		off, err := fileOffset(t.exe, pc, t.snap.bi.Images[0].StaticBase)
+		off, err := fileOffset(t.exe, pc, t.snap.BinInfo().Images[0].StaticBase)
 		if err == nil {
 			var l link.Link
 			l, err = t.ex.Uprobe("count", t.coll.Programs["count"], &link.UprobeOptions{Address: off, PID: pid})

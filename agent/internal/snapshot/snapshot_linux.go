@@ -1,0 +1,288 @@
+// Package snapshot lets Delve evaluate a hit of a thread that Delve did not
+// stop: a proc.Target over one thread's registers and a memory that the
+// caller chooses for each hit. Both backends read hits through it. The
+// eBPF backend serves memory from the regions its probe copied; the Delve
+// backend from the live process, whose hit thread is held in a ptrace stop
+// while its other threads run.
+//
+// Process implements just enough of Delve's proc.ProcessInternal and
+// proc.Thread for a Target that is never resumed: the embedded interfaces
+// are nil, so anything else Delve might call panics, and the backends'
+// captures recover from that.
+package snapshot
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/go-delve/delve/pkg/dwarf/op"
+	"github.com/go-delve/delve/pkg/proc"
+	"github.com/go-delve/delve/pkg/proc/linutil"
+)
+
+// Memory serves the memory reads of one hit.
+type Memory interface {
+	ReadMemory(buf []byte, addr uint64) (int, error)
+}
+
+// ErrNotCaptured is what reading memory a hit did not keep returns; the
+// backends turn values that needed it into "<not captured: …>".
+var ErrNotCaptured = errors.New("not captured")
+
+// NullPage bounds the addresses that are never mapped in a Go program (the
+// kernel's mmap_min_addr is at least this).
+const NullPage = 4096
+
+// Process is the process as one hit saw it, for Delve to decode: one
+// thread's registers and a Memory.
+type Process struct {
+	proc.ProcessInternal // nil: only the methods below are used
+	bi                   *proc.BinaryInfo
+	entry                uint64
+	bps                  proc.BreakpointMap
+	thread               *thread
+	live                 *os.File  // /proc/PID/mem
+	file                 *os.File  // the executable
+	static               []mapping // file-backed mappings of the executable
+
+	mem Memory // of the current hit
+}
+
+// mapping is [start, end) of the address space, mapped from the executable
+// at offset off.
+type mapping struct {
+	start, end, off uint64
+}
+
+// Open reads pid's executable's debug info and returns the Process and the
+// Delve Target over it. The process must be amd64.
+func Open(pid int) (*Process, *proc.Target, error) {
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
+	entry, err := entryPoint(pid)
+	if err != nil {
+		return nil, nil, err
+	}
+	static, err := staticMappings(pid)
+	if err != nil {
+		return nil, nil, err
+	}
+	live, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the process's memory: %w", err)
+	}
+	file, err := os.Open(exe)
+	if err != nil {
+		live.Close()
+		return nil, nil, fmt.Errorf("opening the executable: %w", err)
+	}
+	p := &Process{bi: proc.NewBinaryInfo("linux", "amd64", true), entry: entry, bps: proc.NewBreakpointMap(), live: live, file: file, static: static}
+	p.thread = &thread{p: p, id: pid}
+	_, addTarget := proc.NewGroup(group{}, proc.NewTargetGroupConfig{})
+	tgt, err := addTarget(p, pid, p.thread, exe, proc.StopAttached, "")
+	if err != nil {
+		p.Close()
+		return nil, nil, fmt.Errorf("reading the debug info: %w", err)
+	}
+	if p.bi.Arch.Name != "amd64" {
+		p.Close()
+		return nil, nil, fmt.Errorf("supported on amd64 only, not %s", p.bi.Arch.Name)
+	}
+	return p, tgt, nil
+}
+
+func (p *Process) BinInfo() *proc.BinaryInfo              { return p.bi }
+func (p *Process) EntryPoint() (uint64, error)            { return p.entry, nil }
+func (p *Process) FindThread(id int) (proc.Thread, bool)  { return p.thread, id == p.thread.id }
+func (p *Process) ThreadList() []proc.Thread              { return []proc.Thread{p.thread} }
+func (p *Process) Breakpoints() *proc.BreakpointMap       { return &p.bps }
+func (p *Process) Memory() proc.MemoryReadWriter          { return p }
+func (p *Process) Valid() (bool, error)                   { return true, nil }
+func (p *Process) WriteBreakpoint(*proc.Breakpoint) error { return nil }
+func (p *Process) EraseBreakpoint(*proc.Breakpoint) error { return nil }
+func (p *Process) SupportsBPF() bool                      { return false }
+func (p *Process) Recorded() (bool, string)               { return false, "" }
+func (p *Process) WriteMemory(uint64, []byte) (int, error) {
+	return 0, errors.New("a snapshot is read-only")
+}
+func (p *Process) MemoryMap() ([]proc.MemoryMapEntry, error) {
+	return nil, errors.New("no memory map")
+}
+
+// ReadMemory serves buf from the hit's Memory.
+func (p *Process) ReadMemory(buf []byte, addr uint64) (int, error) {
+	if p.mem == nil {
+		return 0, fmt.Errorf("%w: %d bytes at %#x", ErrNotCaptured, len(buf), addr)
+	}
+	return p.mem.ReadMemory(buf, addr)
+}
+
+// ReadStatic serves buf if it lies in the executable's file-backed mappings
+// (code, type information and the runtime's module data tables, which do
+// not change while the program runs): from the live process, or once it has
+// exited, from the executable. ok is false elsewhere. A nil Process serves
+// nothing.
+//
+// The initialized globals that share those mappings can change: read from
+// the live process they are as they are at decoding.
+func (p *Process) ReadStatic(buf []byte, addr uint64) (n int, ok bool, err error) {
+	if p == nil {
+		return 0, false, nil
+	}
+	end := addr + uint64(len(buf))
+	for _, m := range p.static {
+		if addr >= m.start && end <= m.end {
+			n, err := p.live.ReadAt(buf, int64(addr))
+			if n == len(buf) {
+				return n, true, nil
+			}
+			// An exited process's memory reads as empty.
+			if n, ferr := p.file.ReadAt(buf, int64(m.off+addr-m.start)); n == len(buf) {
+				return n, true, nil
+			} else if err == nil {
+				err = ferr
+			}
+			return 0, true, err
+		}
+	}
+	return 0, false, nil
+}
+
+// ReadLive reads the live process's memory.
+func (p *Process) ReadLive(buf []byte, addr uint64) (int, error) {
+	if addr < NullPage {
+		return 0, syscall.EIO
+	}
+	n, err := p.live.ReadAt(buf, int64(addr))
+	if n == len(buf) {
+		return n, nil
+	}
+	if err == nil {
+		err = syscall.EIO
+	}
+	return n, err
+}
+
+// Close releases the process's files.
+func (p *Process) Close() {
+	p.live.Close()
+	p.file.Close()
+}
+
+// Set makes the Process that of one hit: thread tid with regs, its
+// floating-point registers loaded by floats (nil: not captured), its memory
+// served by mem.
+func (p *Process) Set(tid int, regs *linutil.AMD64PtraceRegs, floats func(*linutil.AMD64Registers) error, mem Memory) {
+	p.mem = mem
+	p.thread.id = tid
+	p.thread.regs = regs
+	p.thread.floats = floats
+	p.thread.common = proc.CommonThread{}
+}
+
+// Thread returns the one thread of the process: the one that hit.
+func (p *Process) Thread() proc.Thread { return p.thread }
+
+// thread is the one thread of a Process.
+type thread struct {
+	proc.Thread // nil: only the methods below are used
+	p           *Process
+	id          int
+	regs        *linutil.AMD64PtraceRegs
+	floats      func(*linutil.AMD64Registers) error
+	common      proc.CommonThread
+}
+
+func (t *thread) ThreadID() int                        { return t.id }
+func (t *thread) BinInfo() *proc.BinaryInfo            { return t.p.bi }
+func (t *thread) ProcessMemory() proc.MemoryReadWriter { return t.p }
+func (t *thread) Common() *proc.CommonThread           { return &t.common }
+func (t *thread) Breakpoint() *proc.BreakpointState    { return &proc.BreakpointState{} }
+func (t *thread) SoftExc() bool                        { return false }
+func (t *thread) SetCurrentBreakpoint(bool) error      { return nil }
+func (t *thread) RestoreRegisters(proc.Registers) error {
+	return errors.New("a snapshot is read-only")
+}
+func (t *thread) SetReg(uint64, *op.DwarfRegister) error {
+	return errors.New("a snapshot is read-only")
+}
+
+func (t *thread) Registers() (proc.Registers, error) {
+	if t.regs == nil {
+		return nil, errors.New("no registers captured")
+	}
+	return regs{linutil.NewAMD64Registers(t.regs, t.loadFloats())}, nil
+}
+
+func (t *thread) loadFloats() func(*linutil.AMD64Registers) error {
+	if t.floats != nil {
+		return t.floats
+	}
+	return noFloats
+}
+
+// noFloats is why a value in a floating-point register cannot be read when
+// the hit has no floating-point registers.
+func noFloats(*linutil.AMD64Registers) error {
+	return fmt.Errorf("%w: the floating-point registers", ErrNotCaptured)
+}
+
+// regs are a hit's registers. With the register ABI (Go 1.17 and later on
+// amd64), R14 holds the current goroutine's g; Delve would otherwise look
+// for it through the thread's TLS base, which a uprobe does not see.
+type regs struct{ *linutil.AMD64Registers }
+
+func (r regs) GAddr() (uint64, bool) { return r.Regs.R14, true }
+
+func (r regs) Copy() (proc.Registers, error) {
+	c := *r.Regs
+	return regs{linutil.NewAMD64Registers(&c, noFloats)}, nil
+}
+
+// group is the process group of a Process, which is never resumed.
+type group struct{ proc.ProcessGroup }
+
+func (group) Close() error { return nil }
+
+// entryPoint reads the process's entry point from its auxiliary vector.
+func entryPoint(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/auxv", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading the auxiliary vector: %w", err)
+	}
+	for i := 0; i+16 <= len(b); i += 16 {
+		if binary.LittleEndian.Uint64(b[i:]) == 9 /* AT_ENTRY */ {
+			return binary.LittleEndian.Uint64(b[i+8:]), nil
+		}
+	}
+	return 0, errors.New("no entry point in the auxiliary vector")
+}
+
+// staticMappings returns the file-backed mappings of the executable: code,
+// read-only data, and the data sections holding the runtime's type and
+// module tables.
+func staticMappings(pid int) ([]mapping, error) {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil, err
+	}
+	var out []mapping
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[5] != exe {
+			continue
+		}
+		var m mapping
+		if _, err := fmt.Sscanf(f[0]+" "+f[2], "%x-%x %x", &m.start, &m.end, &m.off); err == nil {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
