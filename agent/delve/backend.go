@@ -25,6 +25,13 @@ type Backend struct {
 	stderr io.Writer
 	budget float64 // see SetStopBudget
 
+	// int3 says that workers use Delve's breakpoints, each with a
+	// watchdog, because this host refuses the uprobe program (see
+	// uprobeErr) or RIPTRACE_DELVE_MODE=int3 asks for them.
+	modeOnce  sync.Once
+	int3      bool
+	uprobeErr error
+
 	// mu guards watchdogs: per pid, closed when its last watchdog exited.
 	mu        sync.Mutex
 	watchdogs map[int]<-chan struct{}
@@ -41,6 +48,28 @@ func New(stderr io.Writer) *Backend {
 	return &Backend{exe: exe, stderr: stderr, watchdogs: make(map[int]<-chan struct{})}
 }
 
+// Mode names how this backend stops a thread at a tracepoint: "uprobe"
+// (a kernel uprobe signals the thread, which alone stops; nothing of ours
+// stays in the process if a worker dies) or "int3" (Delve's breakpoints,
+// which stop the whole process, with a watchdog per worker), and why it is
+// not "uprobe".
+func (b *Backend) Mode() (mode string, why error) {
+	b.modeOnce.Do(func() {
+		if os.Getenv(modeEnv) == modeInt3 {
+			b.int3, b.uprobeErr = true, fmt.Errorf("%s=%s", modeEnv, modeInt3)
+			return
+		}
+		if err := uprobesAvailable(); err != nil {
+			b.int3, b.uprobeErr = true, err
+			fmt.Fprintf(b.stderr, "riptrace delve: the kernel refuses the uprobe program (%v): tracepoints use Delve's breakpoints, which a killed worker can leave in the process (a watchdog repairs it; see the Delve backend's doc)\n", err)
+		}
+	})
+	if b.int3 {
+		return modeInt3, b.uprobeErr
+	}
+	return modeUprobe, nil
+}
+
 // SetStopBudget sets the fraction of each second a target may spend stopped
 // by its tracepoints (0 or less: no budget), for the
 // targets attached from now on. Past it, hits are dropped before capture,
@@ -55,6 +84,9 @@ func (b *Backend) SetStopBudget(fraction float64) {
 // worker's watchdog to have restored the process's text: a new worker must
 // never take a stray int3 for the original instruction.
 func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
+	if mode, _ := b.Mode(); mode == modeUprobe {
+		return b.startWorker(ctx, pid, nil, modeUprobe)
+	}
 	b.mu.Lock()
 	prev := b.watchdogs[pid]
 	b.mu.Unlock()
@@ -83,9 +115,18 @@ func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
 	// Only the worker holds the journal: its end, dead or detached, is
 	// what the watchdog waits for.
 	defer journal.Close()
+	return b.startWorker(ctx, pid, journal, modeInt3)
+}
+
+// startWorker starts a worker for pid in mode, handing it journal (int3
+// mode), and waits until it is attached.
+func (b *Backend) startWorker(ctx context.Context, pid int, journal *os.File, mode string) (agent.Target, error) {
 	cmd := exec.Command(b.exe)
-	cmd.Env = append(os.Environ(), workerEnv+"="+strconv.Itoa(pid), budgetEnv+"="+strconv.FormatFloat(b.budget, 'g', -1, 64), journalEnv+"=1")
-	cmd.ExtraFiles = []*os.File{journal}
+	cmd.Env = append(os.Environ(), workerEnv+"="+strconv.Itoa(pid), budgetEnv+"="+strconv.FormatFloat(b.budget, 'g', -1, 64), modeEnv+"="+mode)
+	if journal != nil {
+		cmd.Env = append(cmd.Env, journalEnv+"=1")
+		cmd.ExtraFiles = []*os.File{journal}
+	}
 	cmd.Stderr = b.stderr
 	// Its own process group: a Ctrl-C aimed at the agent must not reach
 	// the worker first; the agent detaches its workers in order.

@@ -95,6 +95,15 @@ func (b *stopBudget) allow(now time.Time) bool {
 	return b.fraction <= 0 || b.tokens > 0
 }
 
+// untilAllowed returns how long from now until allow will say yes again.
+func (b *stopBudget) untilAllowed(now time.Time) time.Duration {
+	b.refill(now)
+	if b.fraction <= 0 || b.tokens > 0 {
+		return 0
+	}
+	return time.Duration((-b.tokens/b.fraction)*float64(time.Second)) + time.Millisecond
+}
+
 // Stopped returns how long the process has been stopped since attach.
 func (b *stopBudget) Stopped() time.Duration { return time.Duration(b.stopped.Load()) }
 

@@ -1,7 +1,10 @@
 package delve_test
 
 import (
+	"io"
+
 	"fmt"
+	"github.com/riptrace/riptrace/agent/delve"
 	"os"
 	"strings"
 	"testing"
@@ -15,7 +18,7 @@ import (
 // and the target's own threads are left alone.
 func TestWorkerPinned(t *testing.T) {
 	t.Parallel()
-	ctx, p, tg := attachTo(t, nil, loopDir, false, "-every", "1ms")
+	ctx, p, tg := attachTo(t, delve.NewInt3(io.Discard), loopDir, false, "-every", "1ms")
 	spec := fleet.Spec{
 		ID:       "pin",
 		Location: fleet.Location{Path: "loop/main.go", Line: agenttest.MarkerLine(t, loopDir+"/main.go", "process")},

@@ -35,3 +35,12 @@ const workerEnv = "RIPTRACE_DELVE_WORKER"
 
 // budgetEnv passes the stop budget (a fraction of each second) to a worker.
 const budgetEnv = "RIPTRACE_DELVE_STOP_BUDGET"
+
+// modeEnv tells a worker how to stop threads at tracepoints: modeUprobe or
+// modeInt3 (see Backend.Mode). Set on the agent, it forces modeInt3.
+const modeEnv = "RIPTRACE_DELVE_MODE"
+
+const (
+	modeUprobe = "uprobe"
+	modeInt3   = "int3"
+)

@@ -16,7 +16,13 @@ import (
 	"github.com/riptrace/riptrace/fleet"
 )
 
-func TestMain(m *testing.M) { agenttest.Main(m) }
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == miniAgentArg {
+		delve.MaybeRunWorker()
+		runMiniAgent(os.Args[2:])
+	}
+	agenttest.Main(m)
+}
 
 const loopDir = "../testdata/targets/loop"
 
@@ -67,7 +73,7 @@ func testWorkerSIGKILL(t *testing.T, mode string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	tg, err := delve.New(log).Attach(ctx, p.Pid)
+	tg, err := delve.NewInt3(log).Attach(ctx, p.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,18 +49,26 @@ func MaybeRunWorker() {
 			os.Exit(2)
 		}
 	}
-	if err := serveWorker(pid, budget, os.Stdin, os.Stdout); err != nil {
+	if err := serveWorker(pid, budget, os.Getenv(modeEnv) == modeUprobe, os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "riptrace delve worker for pid %d: %v\n", pid, err)
 		os.Exit(1)
 	}
 	os.Exit(0)
 }
 
-// serveWorker attaches to pid and serves requests from in until in closes,
-// a detach request arrives, a signal asks it to stop, or the target exits.
-// In every case but the last, it detaches before it returns: the target runs
-// on without breakpoints.
-func serveWorker(pid int, budget float64, in io.Reader, out io.Writer) error {
+// workerTarget is what a worker serves: a holdTarget (uprobes) or a
+// target (Delve's breakpoints).
+type workerTarget interface {
+	agent.Target
+	Stopped() time.Duration
+}
+
+// serveWorker attaches to pid (with uprobes if uprobe, else with Delve's
+// breakpoints) and serves requests from in until in closes, a detach
+// request arrives, a signal asks it to stop, or the target exits. In every
+// case but the last, it detaches before it returns: the target runs on
+// without breakpoints.
+func serveWorker(pid int, budget float64, uprobe bool, in io.Reader, out io.Writer) error {
 	// The agent decides when to stop; signals only say it is time to go.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -80,17 +88,30 @@ func serveWorker(pid int, budget float64, in io.Reader, out io.Writer) error {
 	}
 
 	ctx := context.Background()
-	j := openJournal()
-	t, err := attach(ctx, pid, budget, j)
-	if err != nil {
-		j.detached()
-		events <- event{Type: "end", Error: fleet.AsError(err)}
-		return finish(nil)
-	}
-	// Pinned once attached: Delve reads the binary info on every CPU.
-	pin, err := pinToOneCPU()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "riptrace delve worker for pid %d: running on every CPU, slower per hit: %v\n", pid, err)
+	var t workerTarget
+	var pin *pinner
+	if uprobe {
+		ht, err := attachHold(ctx, pid, budget)
+		if err != nil {
+			events <- event{Type: "end", Error: fleet.AsError(err)}
+			return finish(nil)
+		}
+		t = ht
+	} else {
+		j := openJournal()
+		dt, err := attach(ctx, pid, budget, j)
+		if err != nil {
+			j.detached()
+			events <- event{Type: "end", Error: fleet.AsError(err)}
+			return finish(nil)
+		}
+		t = dt
+		// Pinned once attached: Delve reads the binary info on every
+		// CPU, and hands each ptrace request to one locked thread.
+		pin, err = pinToOneCPU()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "riptrace delve worker for pid %d: running on every CPU, slower per hit: %v\n", pid, err)
+		}
 	}
 	events <- event{Type: "attached"}
 
@@ -159,7 +180,7 @@ func serveWorker(pid int, budget float64, in io.Reader, out io.Writer) error {
 	}
 }
 
-func detachTimeout(t *target) error {
+func detachTimeout(t workerTarget) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := t.Detach(ctx)

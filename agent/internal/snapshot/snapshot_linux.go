@@ -151,6 +151,18 @@ func (p *Process) ReadStatic(buf []byte, addr uint64) (n int, ok bool, err error
 	return 0, false, nil
 }
 
+// ReadExecutable reads the executable's own bytes at addr, as the linker
+// wrote them: the code without the breakpoints of probes.
+func (p *Process) ReadExecutable(buf []byte, addr uint64) (int, error) {
+	for _, m := range p.static {
+		if addr >= m.start && addr < m.end {
+			n := min(uint64(len(buf)), m.end-addr)
+			return p.file.ReadAt(buf[:n], int64(m.off+addr-m.start))
+		}
+	}
+	return 0, fmt.Errorf("%#x is not in the executable's mappings", addr)
+}
+
 // ReadLive reads the live process's memory.
 func (p *Process) ReadLive(buf []byte, addr uint64) (int, error) {
 	if addr < NullPage {

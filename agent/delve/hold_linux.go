@@ -1,0 +1,857 @@
+package delve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"reflect"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/go-delve/delve/pkg/proc"
+	"github.com/go-delve/delve/pkg/proc/amd64util"
+	"github.com/go-delve/delve/pkg/proc/linutil"
+	"github.com/go-delve/delve/pkg/proc/native/cpuid"
+	"github.com/go-delve/delve/service/api"
+	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
+	"github.com/riptrace/riptrace/agent/internal/snapshot"
+	"golang.org/x/arch/x86/x86asm"
+	"golang.org/x/sys/unix"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// holdTarget is a process traced with uprobes and PTRACE_SEIZE (see
+// uprobe_linux.go and the package doc): a hit stops only the thread that
+// hit, for as long as its capture takes.
+//
+// Its goroutine, loop, owns the ptrace side on one locked OS thread: it
+// seizes every thread, then waits for their stops, captures hits and
+// resumes them, until the process exits. Set, Clear and Detach attach and
+// close uprobes from any goroutine: they need no ptrace request.
+type holdTarget struct {
+	pid    int
+	probes *probeSet
+	hits   chan agent.Hit
+	ready  chan error    // the seize's outcome
+	exited chan struct{} // closed when loop ends
+
+	// mu guards the fields below, and the snapshot and Delve target the
+	// loop captures with.
+	mu        sync.Mutex
+	snap      *snapshot.Process
+	tgt       *proc.Target
+	tps       map[string]*holdTracepoint
+	byCookie  map[uint64]*holdProbe
+	cookieGen uint32
+	nextSlot  uint32
+	freeSlots []uint32
+	detached  bool
+	exitErr   error // set before exited is closed
+	faults    []agent.Hit
+	budget    stopBudget
+	gateShut  bool // the probes drop hits: the budget is spent
+	gateTimer *time.Timer
+}
+
+type holdTracepoint struct {
+	spec     agent.Tracepoint
+	file     string
+	probes   []*holdProbe
+	log      []fleet.LogSegment
+	load     proc.LoadConfig
+	cond     ast.Expr
+	hitOp    token.Token // the hit condition's; 0: none
+	hitVal   int
+	hitCount uint64 // hits whose condition held
+	limit    agent.TokenBucket
+	dropped  uint64
+	// budgetDropped counts, of dropped, the hits the stop budget dropped.
+	budgetDropped uint64
+	warm          bool
+}
+
+type holdProbe struct {
+	tp     *holdTracepoint
+	pc     uint64
+	cookie uint64
+	link   link.Link
+	insn   firstInsn
+}
+
+// firstInsn is what the probed instruction does that the capture must know:
+// it runs before the thread stops (see the package doc).
+type firstInsn struct {
+	len int
+	// The memory it writes: at base register + index register × scale +
+	// disp (registers as indexes in struct pt_regs; -1: none), size bytes.
+	// size 0: it writes none. rep: size bytes per RCX.
+	writes           bool
+	base, index      int
+	scale            uint64
+	disp             int64
+	size             uint64
+	rep, ripRelative bool
+	floats           bool // it writes a floating-point or vector register
+	undecoded        bool // it could not be decoded: all of memory is suspect
+}
+
+// attachHold seizes every thread of pid and returns the target once it is
+// traced. The process never stops for it.
+func attachHold(ctx context.Context, pid int, budget float64) (*holdTarget, error) {
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
+	if _, err := os.Stat(exe); err != nil {
+		return nil, fleet.Errorf(fleet.CodeNoProcess, "attaching to pid %d: the process is gone", pid)
+	}
+	snap, tgt, err := snapshot.Open(pid)
+	if err != nil {
+		return nil, fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: %v", pid, err)
+	}
+	probes, err := newProbeSet(exe)
+	if err != nil {
+		snap.Close()
+		return nil, fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: %v", pid, err)
+	}
+	t := &holdTarget{
+		pid:      pid,
+		probes:   probes,
+		hits:     make(chan agent.Hit, 1024),
+		ready:    make(chan error, 1),
+		exited:   make(chan struct{}),
+		snap:     snap,
+		tgt:      tgt,
+		tps:      make(map[string]*holdTracepoint),
+		byCookie: make(map[uint64]*holdProbe),
+	}
+	t.budget.init(budget, time.Now())
+	go t.loop()
+	select {
+	case err := <-t.ready:
+		if err != nil {
+			<-t.exited
+			return nil, err
+		}
+	case <-ctx.Done():
+		// The loop seizes on; the worker that gives up exits, and the
+		// kernel lets the threads go.
+		return nil, ctx.Err()
+	}
+	return t, nil
+}
+
+func (t *holdTarget) Hits() <-chan agent.Hit { return t.hits }
+
+// Stopped returns how long threads of the process have spent stopped by
+// hits since attach.
+func (t *holdTarget) Stopped() time.Duration { return t.budget.Stopped() }
+
+// loop seizes the process, then serves its stops until it exits. It ends
+// with its OS thread still locked, so that the thread exits with it: a
+// thread that ends lets its tracees go, as a process that dies does.
+func (t *holdTarget) loop() {
+	runtime.LockOSThread()
+	defer close(t.exited)
+	defer close(t.hits)
+	if err := t.seize(); err != nil {
+		t.exitErr = err
+		t.ready <- err
+		t.closeAll()
+		return
+	}
+	t.ready <- nil
+	for {
+		var ws syscall.WaitStatus
+		tid, err := syscall.Wait4(-1, &ws, unix.WALL|unix.WNOTHREAD, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			// No tracee left: the process is gone.
+			t.end(agent.ErrProcessExited{Pid: t.pid})
+			return
+		}
+		switch {
+		case ws.Exited() || ws.Signaled():
+			if tid == t.pid {
+				status := ws.ExitStatus()
+				if ws.Signaled() {
+					status = 128 + int(ws.Signal())
+				}
+				t.end(agent.ErrProcessExited{Pid: t.pid, Status: status})
+				return
+			}
+		case ws.Stopped():
+			if !t.stopped(tid, ws) {
+				return
+			}
+		}
+	}
+}
+
+// seize traces every thread of the process: those that exist now, found in
+// /proc until a pass finds no new one, and through PTRACE_O_TRACECLONE
+// those they start. Call it on the loop's thread.
+func (t *holdTarget) seize() error {
+	seen := make(map[int]bool)
+	for again := true; again; {
+		again = false
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", t.pid))
+		if err != nil {
+			return fleet.Errorf(fleet.CodeNoProcess, "attaching to pid %d: the process is gone", t.pid)
+		}
+		for _, task := range tasks {
+			tid, err := strconv.Atoi(task.Name())
+			if err != nil || seen[tid] {
+				continue
+			}
+			err = unix.PtraceSeize(tid)
+			if err == nil {
+				err = unix.PtraceSetOptions(tid, unix.PTRACE_O_TRACECLONE|unix.PTRACE_O_TRACEEXEC)
+			}
+			switch {
+			case errors.Is(err, unix.ESRCH):
+				continue // the thread ended meanwhile
+			case err != nil && len(seen) == 0:
+				return attachError(t.pid, err)
+			case err != nil:
+				return fleet.Errorf(fleet.CodeAttach, "attaching to thread %d of pid %d: %v", tid, t.pid, err)
+			}
+			seen[tid] = true
+			again = true
+		}
+	}
+	return nil
+}
+
+// stopped serves one ptrace stop of thread tid; it returns false when the
+// loop must end (the process ran a new program).
+func (t *holdTarget) stopped(tid int, ws syscall.WaitStatus) bool {
+	sig := ws.StopSignal()
+	switch event := uint32(ws) >> 16; event {
+	case 0:
+		// A signal-delivery stop: a hit, or a signal of the process's
+		// own, which goes on to it.
+	case unix.PTRACE_EVENT_STOP:
+		if sig == unix.SIGSTOP || sig == unix.SIGTSTP || sig == unix.SIGTTIN || sig == unix.SIGTTOU {
+			// A group stop: the process was stopped, and stays so until
+			// someone sends it SIGCONT.
+			unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_LISTEN, uintptr(tid), 0, 0, 0, 0)
+			return true
+		}
+		// A new thread's first stop, or the end of a group stop.
+		unix.PtraceCont(tid, 0)
+		return true
+	case unix.PTRACE_EVENT_EXEC:
+		t.end(fmt.Errorf("pid %d ran a new program (exec): its tracepoints are gone with the old one", t.pid))
+		unix.PtraceCont(tid, 0)
+		return false
+	default:
+		unix.PtraceCont(tid, 0)
+		return true
+	}
+	if sig != sigHit {
+		unix.PtraceCont(tid, int(sig))
+		return true
+	}
+	if rec, ok := t.probes.take(tid); ok {
+		t.hit(tid, &rec)
+	}
+	// The SIGURG goes on: it may be the Go runtime's own preemption
+	// request merged with ours (one pending signal of a number), and a
+	// runtime whose request is never delivered stops sending more to that
+	// thread (m.signalPending). One it did not ask for, it ignores.
+	unix.PtraceCont(tid, int(sig))
+	return true
+}
+
+// end records why the target ended and removes its probes.
+func (t *holdTarget) end(err error) {
+	t.mu.Lock()
+	if t.exitErr == nil && !t.detached {
+		t.exitErr = err
+	}
+	t.mu.Unlock()
+	t.closeAll()
+}
+
+// closeAll removes every probe and frees the program.
+func (t *holdTarget) closeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, tp := range t.tps {
+		t.release(tp)
+	}
+	if t.gateTimer != nil {
+		t.gateTimer.Stop()
+	}
+}
+
+// hit captures the hit of thread tid, stopped for it. Call it on the loop's
+// thread: the floating-point registers are read with ptrace when asked for.
+func (t *holdTarget) hit(tid int, rec *hitRecord) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// The stop began at the probe, before the kernel signalled the thread
+	// and woke this loop: charge it from there.
+	defer func() {
+		var ts unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		d := time.Duration(ts.Nano() - int64(rec.Time))
+		if d < 0 || d > time.Minute {
+			d = 0
+		}
+		t.charge(d)
+	}()
+	p := t.byCookie[rec.Cookie]
+	if p == nil || t.detached {
+		return // a probe cleared meanwhile
+	}
+	tp := p.tp
+	now := time.Now()
+	tp.dropped += t.probes.takeDropped(uint32(p.cookie))
+	h, keep, err := t.safeCapture(tid, rec, p)
+	if err != nil {
+		t.fault(tp, fleet.AsError(err))
+		return
+	}
+	if !keep {
+		return
+	}
+	if !tp.limit.Take(now) {
+		tp.dropped++
+		return
+	}
+	h.Time = int64(rec.Time) + monoOffset()
+	h.Dropped, tp.dropped = tp.dropped, 0
+	hit := agent.Hit{Hit: h}
+	if tp.budgetDropped > 0 {
+		hit.Throttle = fmt.Sprintf("by the stop budget: threads of pid %d may be stopped at most %s of each second (the agent's --stop-budget)", t.pid, t.budget.percent())
+	}
+	select {
+	case t.hits <- hit:
+		tp.budgetDropped = 0
+	default:
+		// The agent fell behind: never keep the thread stopped for it.
+		tp.dropped += h.Dropped + 1
+	}
+	t.sendFaults()
+}
+
+// charge counts a stop of d against the budget, and closes the probes'
+// gate once the budget is spent: until it refills, hits are counted in the
+// kernel and stop nothing. Lock should be held.
+func (t *holdTarget) charge(d time.Duration) {
+	now := time.Now()
+	t.budget.spend(d, now)
+	if t.gateShut || t.budget.allow(now) {
+		return
+	}
+	t.gateShut = true
+	t.probes.setGate(true)
+	t.gateTimer = time.AfterFunc(t.budget.untilAllowed(now), t.reopen)
+}
+
+// reopen opens the gate once the budget allows a stop again.
+func (t *holdTarget) reopen() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.gateShut || t.detached {
+		return
+	}
+	now := time.Now()
+	if !t.budget.allow(now) {
+		t.gateTimer = time.AfterFunc(t.budget.untilAllowed(now), t.reopen)
+		return
+	}
+	t.gateShut = false
+	t.probes.setGate(false)
+	// The hits the gate dropped meanwhile travel with each tracepoint's
+	// next hit, saying why.
+	for _, tp := range t.tps {
+		for _, p := range tp.probes {
+			n := t.probes.takeDropped(uint32(p.cookie))
+			tp.dropped += n
+			tp.budgetDropped += n
+		}
+	}
+}
+
+// safeCapture captures a hit, turning a panic while reading the target into
+// an error: the tracepoint is then removed, the process runs on.
+func (t *holdTarget) safeCapture(tid int, rec *hitRecord, p *holdProbe) (h fleet.Hit, keep bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fleet.Errorf(fleet.CodeInternal, "internal error capturing tracepoint %s on pid %d: %v; the tracepoint was removed (please report it)", p.tp.spec.ID, t.pid, r)
+		}
+	}()
+	return t.capture(tid, rec, p)
+}
+
+// capture reads what p's tracepoint asks for from thread tid, held in its
+// stop: registers as the probe saw them, memory live. keep is false when
+// the condition or hit condition does not hold. Lock should be held.
+func (t *holdTarget) capture(tid int, rec *hitRecord, p *holdProbe) (h fleet.Hit, keep bool, err error) {
+	tp := p.tp
+	regs := rec.ptraceRegs()
+	mem := liveMemory{p: t.snap}
+	if p.insn.undecoded {
+		mem.all = true
+	} else if p.insn.writes {
+		mem.start, mem.end = p.insn.written(regs)
+	}
+	t.snap.Set(tid, regs, t.floats(tid, rec, p), mem)
+	t.tgt.ClearCaches()
+	th := t.snap.Thread()
+	h = fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Time: time.Now().UnixNano()}
+	if tp.cond != nil {
+		ok, err := evalBreakpointCondition(t.tgt, th, tp.cond)
+		if err != nil {
+			return h, false, fleet.Errorf(fleet.CodeBadCondition, "condition %q of tracepoint %s failed at %s:%d: %v; the tracepoint was removed: fix the condition and set it again", tp.spec.Condition, tp.spec.ID, tp.file, tp.spec.Location.Line, err)
+		}
+		if !ok {
+			return h, false, nil
+		}
+	}
+	tp.hitCount++
+	if !tp.hitHolds() {
+		if tp.hitDone() {
+			// Delve disables a breakpoint whose hit condition can hold no
+			// more; so does this, sparing the stops.
+			for _, p := range tp.probes {
+				p.link.Close()
+				delete(t.byCookie, p.cookie)
+			}
+			tp.probes = nil
+		}
+		return h, false, nil
+	}
+	frames, g := dlvvalue.Stack(t.tgt, th, tp.spec.Capture, &h, tp.file, tp.spec.Location.Line)
+	if frames == nil {
+		return h, true, nil
+	}
+	scope := proc.FrameToScope(t.tgt, th.ProcessMemory(), g, th.ThreadID(), frames...)
+	dlvvalue.Converter{Unreadable: unreadableHere}.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
+	return h, true, nil
+}
+
+// evalBreakpointCondition is Delve's own evaluation of a breakpoint's
+// condition, so that conditions mean what they mean with Delve.
+//
+//go:linkname evalBreakpointCondition github.com/go-delve/delve/pkg/proc.evalBreakpointCondition
+func evalBreakpointCondition(tgt *proc.Target, thread proc.Thread, cond ast.Expr) (bool, error)
+
+// parseHitCondition is Delve's parser of hit conditions ("> 3", "% 2").
+//
+//go:linkname parseHitCondition github.com/go-delve/delve/pkg/proc.parseHitCondition
+func parseHitCondition(hitCond string) (token.Token, int, error)
+
+// hitHolds reports whether the hit condition holds for the hit just
+// counted, as Delve's checkHitCond does.
+func (tp *holdTracepoint) hitHolds() bool {
+	n, v := int(tp.hitCount), tp.hitVal
+	switch tp.hitOp {
+	case 0:
+		return true
+	case token.EQL:
+		return n == v
+	case token.NEQ:
+		return n != v
+	case token.GTR:
+		return n > v
+	case token.LSS:
+		return n < v
+	case token.GEQ:
+		return n >= v
+	case token.LEQ:
+		return n <= v
+	case token.REM:
+		return v != 0 && n%v == 0
+	}
+	return false
+}
+
+// hitDone reports whether the hit condition can hold no more.
+func (tp *holdTracepoint) hitDone() bool {
+	n, v := int(tp.hitCount), tp.hitVal
+	switch tp.hitOp {
+	case token.EQL, token.LEQ:
+		return n >= v
+	case token.LSS:
+		return n >= v-1
+	}
+	return false
+}
+
+// floats returns the loader of the hit thread's floating-point registers,
+// or nil when they are not the probe's: the probed instruction wrote one,
+// or the thread is not where that instruction left it (the kernel ran a
+// signal handler's setup first).
+func (t *holdTarget) floats(tid int, rec *hitRecord, p *holdProbe) func(*linutil.AMD64Registers) error {
+	if p.insn.floats || p.insn.undecoded {
+		return nil
+	}
+	var live unix.PtraceRegs
+	if err := unix.PtraceGetRegs(tid, &live); err != nil {
+		return nil
+	}
+	if live.Rip != p.pc+uint64(p.insn.len) {
+		if f, g := t.snap.BinInfo().PCToFunc(live.Rip), t.snap.BinInfo().PCToFunc(p.pc); f == nil || f != g {
+			return nil
+		}
+	}
+	return func(r *linutil.AMD64Registers) error {
+		var xs amd64util.AMD64Xstate
+		if err := getXstate(tid, &xs); err != nil {
+			return err
+		}
+		r.Fpregs = xs.Decode()
+		r.Fpregset = &xs
+		return nil
+	}
+}
+
+// getXstate reads thread tid's floating-point and vector registers as
+// Delve's native backend does.
+func getXstate(tid int, xs *amd64util.AMD64Xstate) error {
+	buf := make([]byte, cpuid.AMD64XstateMaxSize())
+	iov := unix.Iovec{Base: &buf[0], Len: uint64(len(buf))}
+	if err := ptraceRegset(tid, 0x202 /* NT_X86_XSTATE */, &iov); err != nil {
+		return fmt.Errorf("reading the floating-point registers: %w", err)
+	}
+	xs.Xsave = buf[:iov.Len]
+	return amd64util.AMD64XstateRead(xs.Xsave, false, xs, cpuid.AMD64XstateZMMHi256Offset())
+}
+
+// monoOffset is the wall clock minus CLOCK_MONOTONIC, in ns.
+func monoOffset() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return time.Now().UnixNano() - ts.Nano()
+}
+
+// unreadableHere names what the capture could not read because the probed
+// instruction ran first (see the package doc); other unreadable values are
+// left to dlvvalue's rules.
+func unreadableHere(v *api.Variable) (fleet.Variable, bool) {
+	fv := fleet.Variable{Name: v.Name, Type: api.ShortenType(v.Type)}
+	switch {
+	case v.Unreadable == "read out of bounds" && strings.Contains(strings.ToLower(v.LocationExpr), "xmm"):
+		fv.Value = "<not captured: " + kindName(v.Kind) + ">"
+		fv.Unreadable = "the value is in a floating-point register that the line's first instruction changed before the thread stopped; trace the next line to read it"
+		return fv, true
+	case strings.Contains(v.Unreadable, snapshot.ErrNotCaptured.Error()):
+		fv.Value = "<not captured: " + kindName(v.Kind) + ">"
+		fv.Unreadable = "the line's first instruction wrote this memory before the thread stopped, so it no longer holds the line's value; trace the next line to read it"
+		return fv, true
+	}
+	return fleet.Variable{}, false
+}
+
+// kindName names a kind for "<not captured: …>".
+func kindName(k reflect.Kind) string {
+	switch k {
+	case reflect.Ptr:
+		return "pointer"
+	case reflect.Invalid:
+		return "value"
+	}
+	return k.String()
+}
+
+// Set installs spec. A spec with the ID of an installed tracepoint replaces
+// it once the new one is in place; if the new one fails, the old one stays,
+// hitting, with its hit count.
+func (t *holdTarget) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placement, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.detached || t.exitErr != nil {
+		return agent.Placement{}, t.gone()
+	}
+	tp := &holdTracepoint{spec: spec, load: dlvvalue.LoadConfig(spec.Capture)}
+	if spec.Condition != "" {
+		cond, err := parser.ParseExpr(spec.Condition)
+		if err != nil {
+			return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: condition %q is not a Go expression: %v", spec.ID, spec.Condition, err)
+		}
+		tp.cond = cond
+	}
+	if spec.HitCondition != "" {
+		op, v, err := parseHitCondition(spec.HitCondition)
+		if err != nil {
+			return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: %v", spec.ID, err)
+		}
+		tp.hitOp, tp.hitVal = op, v
+	}
+	file, err := agent.ResolveFile(t.snap.BinInfo().Sources, spec.Location)
+	if err != nil {
+		return agent.Placement{}, err
+	}
+	tp.file = file
+	if tp.log, err = fleet.ParseLogMessage(spec.LogMessage); err != nil {
+		return agent.Placement{}, err
+	}
+	pcs, err := proc.FindFileLocation(t.tgt, file, spec.Location.Line)
+	if err != nil {
+		var nf *proc.ErrCouldNotFindLine
+		if errors.As(err, &nf) {
+			return agent.Placement{}, fleet.Errorf(fleet.CodeNoCode, "%s:%d has no code in %s: the compiler emitted no instructions for that line (a comment, a blank line, a declaration, or code optimized away); pick a line with a statement", file, spec.Location.Line, exeName(t.pid))
+		}
+		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "finding the code of %s:%d: %v", file, spec.Location.Line, err)
+	}
+	tp.limit.Init(spec.Limits.MaxHitsPerSecond)
+	if err := t.install(tp, pcs); err != nil {
+		t.release(tp)
+		return agent.Placement{}, err
+	}
+	if old := t.tps[spec.ID]; old != nil {
+		t.release(old)
+	}
+	t.tps[spec.ID] = tp
+	pl := agent.Placement{Pid: t.pid, File: file, Line: spec.Location.Line, PCs: pcs}
+	if fn := t.snap.BinInfo().PCToFunc(pcs[0]); fn != nil {
+		pl.Function = fn.Name
+	}
+	return pl, nil
+}
+
+// install attaches tp's probes, one per PC. On error, what it attached is
+// in tp for release. Lock should be held.
+func (t *holdTarget) install(tp *holdTracepoint, pcs []uint64) error {
+	bi := t.snap.BinInfo()
+	for _, pc := range pcs {
+		insn, err := t.decode(pc)
+		if err != nil {
+			return fleet.Errorf(fleet.CodeInternal, "reading the instruction at %s:%d (pc %#x): %v", tp.file, tp.spec.Location.Line, pc, err)
+		}
+		slot := t.nextSlot
+		if n := len(t.freeSlots); n > 0 {
+			slot, t.freeSlots = t.freeSlots[n-1], t.freeSlots[:n-1]
+		} else if t.nextSlot == maxProbes {
+			return fleet.Errorf(fleet.CodeInternal, "too many probes in pid %d: all %d are in use; clear some tracepoints", t.pid, maxProbes)
+		} else {
+			t.nextSlot++
+		}
+		t.probes.takeDropped(slot)
+		// The cookie's low half is the slot; its high half counts the
+		// probes, so that a record of a probe cleared a moment ago never
+		// passes for one of a new probe on the same slot.
+		t.cookieGen++
+		cookie := uint64(t.cookieGen)<<32 | uint64(slot)
+		sym := "riptrace"
+		if fn := bi.PCToFunc(pc); fn != nil {
+			sym = fn.Name
+		}
+		l, err := t.probes.attach(t.pid, sym, pc, bi.Images[0].StaticBase, cookie)
+		if err != nil {
+			t.freeSlots = append(t.freeSlots, slot)
+			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+				return fleet.Errorf(fleet.CodeAttach, "attaching a uprobe at %s:%d (pc %#x): %v: the kernel refused the agent a uprobe; give it CAP_PERFMON and CAP_BPF, and where the kernel asks for more CAP_SYS_ADMIN", tp.file, tp.spec.Location.Line, pc, err)
+			}
+			return fleet.Errorf(fleet.CodeAttach, "attaching a uprobe at %s:%d (pc %#x): %v", tp.file, tp.spec.Location.Line, pc, err)
+		}
+		p := &holdProbe{tp: tp, pc: pc, cookie: cookie, link: l, insn: insn}
+		tp.probes = append(tp.probes, p)
+		t.byCookie[cookie] = p
+	}
+	return nil
+}
+
+// release closes tp's probes and gives back their slots. Lock should be
+// held.
+func (t *holdTarget) release(tp *holdTracepoint) {
+	for _, p := range tp.probes {
+		p.link.Close()
+		delete(t.byCookie, p.cookie)
+		t.freeSlots = append(t.freeSlots, uint32(p.cookie))
+	}
+	tp.probes = nil
+	if t.tps[tp.spec.ID] == tp {
+		delete(t.tps, tp.spec.ID)
+	}
+}
+
+func (t *holdTarget) Clear(ctx context.Context, id string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tp := t.tps[id]; tp != nil {
+		t.release(tp)
+	}
+	return nil
+}
+
+// Detach removes every probe. The threads stay seized until this process
+// exits (a worker exits right after), which lets them go as its death
+// would: at most with a SIGURG to deliver. If the process had exited, it
+// returns agent.ErrProcessExited.
+func (t *holdTarget) Detach(ctx context.Context) error {
+	t.mu.Lock()
+	t.detached = true
+	for _, tp := range t.tps {
+		t.release(tp)
+	}
+	if t.gateTimer != nil {
+		t.gateTimer.Stop()
+	}
+	err := t.exitErr
+	t.mu.Unlock()
+	if _, ok := err.(agent.ErrProcessExited); ok {
+		return err
+	}
+	return nil
+}
+
+func (t *holdTarget) gone() error {
+	if t.exitErr != nil {
+		return t.exitErr
+	}
+	return fmt.Errorf("pid %d is detached", t.pid)
+}
+
+// fault removes tp and reports why. Lock should be held.
+func (t *holdTarget) fault(tp *holdTracepoint, e *fleet.Error) {
+	t.release(tp)
+	t.faults = append(t.faults, agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid}, Fault: e})
+	t.sendFaults()
+}
+
+// sendFaults passes on the removal notices the agent could not take yet.
+// Lock should be held.
+func (t *holdTarget) sendFaults() {
+	for len(t.faults) > 0 {
+		select {
+		case t.hits <- t.faults[0]:
+			t.faults = t.faults[1:]
+		default:
+			return
+		}
+	}
+}
+
+// decode reads the instruction at pc from the executable (the process's
+// text holds the probes' breakpoints) and says what it writes.
+func (t *holdTarget) decode(pc uint64) (firstInsn, error) {
+	buf := make([]byte, 16)
+	n, err := t.snap.ReadExecutable(buf, pc)
+	if err != nil && n == 0 {
+		return firstInsn{}, err
+	}
+	inst, err := x86asm.Decode(buf[:n], 64)
+	if err != nil {
+		return firstInsn{undecoded: true, len: 1}, nil
+	}
+	return describe(inst), nil
+}
+
+// describe says what inst writes that a capture after it would misread.
+func describe(inst x86asm.Inst) firstInsn {
+	fi := firstInsn{len: inst.Len, base: -1, index: -1}
+	switch inst.Op {
+	case x86asm.CMP, x86asm.TEST, x86asm.PUSH, x86asm.CALL, x86asm.JMP, x86asm.BT,
+		x86asm.UCOMISS, x86asm.UCOMISD, x86asm.COMISS, x86asm.COMISD, x86asm.NOP,
+		x86asm.PREFETCHT0, x86asm.PREFETCHT1, x86asm.PREFETCHT2, x86asm.PREFETCHNTA:
+		// They write no operand (a push or a call writes below the
+		// stack pointer: no frame's memory).
+		return fi
+	}
+	if r, ok := inst.Args[0].(x86asm.Reg); ok {
+		if (r >= x86asm.X0 && r <= x86asm.X15) || (r >= x86asm.F0 && r <= x86asm.F7) || (r >= x86asm.M0 && r <= x86asm.M7) {
+			fi.floats = true
+		}
+	}
+	m, ok := inst.Args[0].(x86asm.Mem)
+	if !ok {
+		return fi
+	}
+	fi.writes = true
+	fi.size = uint64(inst.MemBytes)
+	if fi.size == 0 {
+		fi.size = 16
+	}
+	fi.disp = m.Disp
+	fi.scale = uint64(m.Scale)
+	if m.Base == x86asm.RIP {
+		fi.ripRelative = true
+	} else {
+		fi.base = ptRegIndex(m.Base)
+	}
+	fi.index = ptRegIndex(m.Index)
+	for _, p := range inst.Prefix {
+		if p&0xff == x86asm.PrefixREP || p&0xff == x86asm.PrefixREPN {
+			fi.rep = true
+		}
+	}
+	return fi
+}
+
+// ptRegIndex is r's index in struct pt_regs as hitRecord keeps it, or -1.
+func ptRegIndex(r x86asm.Reg) int {
+	order := []x86asm.Reg{x86asm.R15, x86asm.R14, x86asm.R13, x86asm.R12, x86asm.RBP, x86asm.RBX, x86asm.R11, x86asm.R10, x86asm.R9, x86asm.R8, x86asm.RAX, x86asm.RCX, x86asm.RDX, x86asm.RSI, x86asm.RDI}
+	for i, o := range order {
+		if o == r {
+			return i
+		}
+	}
+	if r == x86asm.RSP {
+		return 19
+	}
+	return -1
+}
+
+// written returns the memory [start, end) the instruction wrote, from the
+// registers it ran with.
+func (fi firstInsn) written(regs *linutil.AMD64PtraceRegs) (start, end uint64) {
+	g := []uint64{regs.R15, regs.R14, regs.R13, regs.R12, regs.Rbp, regs.Rbx, regs.R11, regs.R10, regs.R9, regs.R8, regs.Rax, regs.Rcx, regs.Rdx, regs.Rsi, regs.Rdi, regs.Orig_rax, regs.Rip, regs.Cs, regs.Eflags, regs.Rsp, regs.Ss}
+	addr := uint64(fi.disp)
+	if fi.ripRelative {
+		addr += regs.Rip + uint64(fi.len)
+	}
+	if fi.base >= 0 {
+		addr += g[fi.base]
+	}
+	if fi.index >= 0 {
+		addr += g[fi.index] * fi.scale
+	}
+	size := fi.size
+	if fi.rep {
+		size *= min(regs.Rcx, 1<<20)
+	}
+	return addr, addr + size
+}
+
+// liveMemory is the memory of a process whose hit thread is held in a
+// ptrace stop: read live, but for what the probed instruction wrote before
+// the thread stopped, which is not the line's state and reads as not
+// captured.
+type liveMemory struct {
+	p          *snapshot.Process
+	start, end uint64
+	all        bool // the instruction could not be decoded
+}
+
+func (m liveMemory) ReadMemory(buf []byte, addr uint64) (int, error) {
+	end := addr + uint64(len(buf))
+	if m.all || (addr < m.end && end > m.start) {
+		return 0, fmt.Errorf("%w: %d bytes at %#x, which the line's first instruction wrote before the thread stopped", snapshot.ErrNotCaptured, len(buf), addr)
+	}
+	return m.p.ReadLive(buf, addr)
+}
+
+// ptraceRegset is PTRACE_GETREGSET for thread tid.
+func ptraceRegset(tid int, which int, iov *unix.Iovec) error {
+	_, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETREGSET, uintptr(tid), uintptr(which), uintptr(unsafe.Pointer(iov)), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}

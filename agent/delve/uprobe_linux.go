@@ -1,0 +1,287 @@
+package delve
+
+import (
+	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/go-delve/delve/pkg/proc/linutil"
+	"golang.org/x/sys/unix"
+)
+
+// A tracepoint's PCs get kernel uprobes, not int3s of ours: the kernel
+// owns the probe's breakpoint and removes it when the last file descriptor
+// holding the link closes, which a process that dies does too. At each
+// probe a small BPF program records the thread's registers, as they are
+// before the probed instruction runs, in a map keyed by thread id, and
+// sends the thread SIGURG with bpf_send_signal_thread. The worker traces
+// every thread with PTRACE_SEIZE, so the thread stops for the signal (one
+// instruction later: see the package doc) and the worker captures the hit
+// from the recorded registers and the live memory.
+//
+// SIGURG is the signal the Go runtime itself sends to preempt a goroutine;
+// the runtime ignores one it did not ask for. The worker delivers it when
+// it resumes the thread (see holdLoop), and a worker that dies leaves at
+// most that signal behind.
+//
+// The program is small enough to write as instructions here, which spares
+// the build a C compiler and a committed object.
+
+// sigHit is the signal a probe sends to the thread that hit it.
+const sigHit = unix.SIGURG
+
+// hitRecord is the value of the hits map: what the program saw at a probe.
+type hitRecord struct {
+	Cookie uint64
+	Time   uint64 // CLOCK_MONOTONIC ns
+	Regs   [21]uint64
+}
+
+const hitRecordSize = 8 + 8 + 21*8
+
+// gateValue is the single value of the gate map: while Closed is not zero,
+// probes count their hits in the dropped map instead of stopping the
+// thread. The stop budget closes it.
+type gateValue struct {
+	Closed uint64
+}
+
+// maxProbes bounds the probes of one process (the dropped map's size).
+const maxProbes = 1024
+
+// probeSet is the BPF program and maps of one process.
+type probeSet struct {
+	hits    *ebpf.Map // tid → hitRecord
+	gate    *ebpf.Map // 0 → gateValue
+	dropped *ebpf.Map // probe slot → hits dropped while the gate was closed
+	prog    *ebpf.Program
+	ex      *link.Executable
+	exe     string
+}
+
+// uprobesAvailable reports whether this host lets this process load the
+// probe program; the error says why not.
+func uprobesAvailable() error {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("raising the memlock limit for BPF maps: %w", err)
+	}
+	ps, err := newProbeSet("")
+	if err != nil {
+		return err
+	}
+	ps.close()
+	return nil
+}
+
+// newProbeSet loads the program and its maps, for probes in exe.
+func newProbeSet(exe string) (*probeSet, error) {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raising the memlock limit for BPF maps: %w", err)
+	}
+	ps := &probeSet{exe: exe}
+	var err error
+	ps.hits, err = ebpf.NewMap(&ebpf.MapSpec{Name: "riptrace_hits", Type: ebpf.Hash, KeySize: 4, ValueSize: hitRecordSize, MaxEntries: 16384})
+	if err != nil {
+		return nil, loadError(err)
+	}
+	ps.gate, err = ebpf.NewMap(&ebpf.MapSpec{Name: "riptrace_gate", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		ps.close()
+		return nil, loadError(err)
+	}
+	ps.dropped, err = ebpf.NewMap(&ebpf.MapSpec{Name: "riptrace_drop", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: maxProbes})
+	if err != nil {
+		ps.close()
+		return nil, loadError(err)
+	}
+	ps.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         "riptrace_hit",
+		Type:         ebpf.Kprobe,
+		License:      "Dual MIT/GPL",
+		Instructions: hitProgram(ps.hits.FD(), ps.gate.FD(), ps.dropped.FD()),
+	})
+	if err != nil {
+		ps.close()
+		return nil, loadError(err)
+	}
+	if exe != "" {
+		if ps.ex, err = link.OpenExecutable(exe); err != nil {
+			ps.close()
+			return nil, fmt.Errorf("opening %s: %w", exe, err)
+		}
+	}
+	return ps, nil
+}
+
+func loadError(err error) error {
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("loading the uprobe program: %w: run the agent as root, or give it CAP_BPF and CAP_PERFMON", err)
+	}
+	return fmt.Errorf("loading the uprobe program (the Delve backend's uprobes need Linux 5.15 or later: attach cookies and bpf_send_signal_thread): %w", err)
+}
+
+func (ps *probeSet) close() {
+	for _, c := range []interface{ Close() error }{ps.prog, ps.hits, ps.gate, ps.dropped} {
+		if c != nil && !isNilCloser(c) {
+			c.Close()
+		}
+	}
+}
+
+func isNilCloser(c interface{ Close() error }) bool {
+	switch v := c.(type) {
+	case *ebpf.Map:
+		return v == nil
+	case *ebpf.Program:
+		return v == nil
+	}
+	return false
+}
+
+// hitProgram returns the probe program. In C it would read:
+//
+//	if (gate[0].closed) { dropped[cookie & 0xffffffff]++; return 0; }
+//	u32 tid = bpf_get_current_pid_tgid();
+//	struct hitRecord r = {bpf_get_attach_cookie(ctx), bpf_ktime_get_ns(), *ctx};
+//	if (bpf_map_update_elem(&hits, &tid, &r, BPF_ANY) == 0)
+//		bpf_send_signal_thread(SIGURG);
+//	return 0;
+func hitProgram(hits, gate, dropped int) asm.Instructions {
+	const (
+		keyOff = -4
+		recOff = -4 - 4 - hitRecordSize // 8-byte aligned, below the key
+	)
+	insns := asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1), // ctx: struct pt_regs *
+		// The gate.
+		asm.StoreImm(asm.RFP, keyOff, 0, asm.Word),
+		asm.LoadMapPtr(asm.R1, gate),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, keyOff),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "open"),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+		asm.JEq.Imm(asm.R1, 0, "open"),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.FnGetAttachCookie.Call(),
+		asm.StoreMem(asm.RFP, keyOff, asm.R0, asm.Word), // the slot: the cookie's low half
+		asm.LoadMapPtr(asm.R1, dropped),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, keyOff),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "out"),
+		asm.Mov.Imm(asm.R1, 1),
+		asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
+		asm.Ja.Label("out"),
+		// The record.
+		asm.FnGetCurrentPidTgid.Call().WithSymbol("open"),
+		asm.StoreMem(asm.RFP, keyOff, asm.R0, asm.Word), // the tid: the low half
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.FnGetAttachCookie.Call(),
+		asm.StoreMem(asm.RFP, recOff, asm.R0, asm.DWord),
+		asm.FnKtimeGetNs.Call(),
+		asm.StoreMem(asm.RFP, recOff+8, asm.R0, asm.DWord),
+	}
+	for i := int16(0); i < 21; i++ {
+		insns = append(insns,
+			asm.LoadMem(asm.R1, asm.R6, i*8, asm.DWord),
+			asm.StoreMem(asm.RFP, recOff+16+i*8, asm.R1, asm.DWord),
+		)
+	}
+	insns = append(insns,
+		asm.LoadMapPtr(asm.R1, hits),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, keyOff),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, recOff),
+		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
+		asm.FnMapUpdateElem.Call(),
+		asm.JNE.Imm(asm.R0, 0, "out"),
+		asm.Mov.Imm(asm.R1, int32(sigHit)),
+		asm.FnSendSignalThread.Call(),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
+		asm.Return(),
+	)
+	return insns
+}
+
+// attach puts a probe at pc (a run-time address; staticBase is where a
+// position-independent executable was loaded) for pid's threads only.
+func (ps *probeSet) attach(pid int, sym string, pc, staticBase uint64, cookie uint64) (link.Link, error) {
+	off, err := fileOffset(ps.exe, pc, staticBase)
+	if err != nil {
+		return nil, err
+	}
+	return ps.ex.Uprobe(sym, ps.prog, &link.UprobeOptions{Address: off, PID: pid, Cookie: cookie})
+}
+
+// take removes and returns the record of tid's last hit, if there is one.
+func (ps *probeSet) take(tid int) (hitRecord, bool) {
+	var raw [hitRecordSize]byte
+	key := uint32(tid)
+	if err := ps.hits.LookupAndDelete(&key, &raw); err != nil {
+		return hitRecord{}, false
+	}
+	var r hitRecord
+	r.Cookie = binary.LittleEndian.Uint64(raw[0:])
+	r.Time = binary.LittleEndian.Uint64(raw[8:])
+	for i := range r.Regs {
+		r.Regs[i] = binary.LittleEndian.Uint64(raw[16+8*i:])
+	}
+	return r, true
+}
+
+// setGate opens (closed false) or closes the gate.
+func (ps *probeSet) setGate(closed bool) error {
+	v := uint64(0)
+	if closed {
+		v = 1
+	}
+	return ps.gate.Put(uint32(0), v)
+}
+
+// takeDropped returns and resets the hits probe slot dropped at the gate.
+func (ps *probeSet) takeDropped(slot uint32) uint64 {
+	var n uint64
+	if err := ps.dropped.Lookup(slot, &n); err != nil || n == 0 {
+		return 0
+	}
+	// A probe may count one more in between: it is then owed to the
+	// next report, not lost (the swap subtracts what was read).
+	ps.dropped.Update(slot, uint64(0), ebpf.UpdateAny)
+	return n
+}
+
+// ptraceRegs turns a record's struct pt_regs into the ptrace layout Delve
+// reads (which goes on with segment bases a uprobe does not see).
+func (r *hitRecord) ptraceRegs() *linutil.AMD64PtraceRegs {
+	g := r.Regs
+	return &linutil.AMD64PtraceRegs{
+		R15: g[0], R14: g[1], R13: g[2], R12: g[3], Rbp: g[4], Rbx: g[5],
+		R11: g[6], R10: g[7], R9: g[8], R8: g[9], Rax: g[10], Rcx: g[11],
+		Rdx: g[12], Rsi: g[13], Rdi: g[14], Orig_rax: g[15], Rip: g[16],
+		Cs: g[17], Eflags: g[18], Rsp: g[19], Ss: g[20],
+	}
+}
+
+// fileOffset turns a PC into the offset in the executable that uprobes
+// take; staticBase is where a position-independent executable was loaded.
+func fileOffset(exe string, pc, staticBase uint64) (uint64, error) {
+	pc -= staticBase
+	f, err := elf.Open(exe)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 && pc >= p.Vaddr && pc < p.Vaddr+p.Memsz {
+			return pc - p.Vaddr + p.Off, nil
+		}
+	}
+	return 0, fmt.Errorf("pc %#x is in no executable segment", pc)
+}
