@@ -68,6 +68,10 @@ type Hit struct {
 	// (they are in Dropped) when the tracepoint's own rate limit was not
 	// the reason: the target's stop budget, say. The status shows it.
 	Throttle string
+	// DropsOnly says that this is no hit but a count of dropped ones
+	// (Dropped, Throttle), for a tracepoint whose hits were all dropped
+	// for a while: the status must say so without waiting for a hit.
+	DropsOnly bool
 }
 
 // ErrProcessExited is returned when the process went away while attached.

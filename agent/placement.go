@@ -92,6 +92,12 @@ func (p *placement) accept(h Hit) (act hitAction, c counted, heldDrops uint64) {
 		// still leave when Set returns: they were taken.
 		p.err = h.Fault
 		return hitFaulted, counted{}, 0
+	case h.DropsOnly:
+		// No hit: only drops to count, and why, for the status.
+		p.dropped += h.Dropped
+		p.unreported += h.Dropped
+		p.throttle = h.Throttle
+		return hitHeld, counted{}, h.Dropped
 	case p.installing:
 		// Held until Set returns: the function the line is in may be
 		// denied, and then no hit of it may leave.

@@ -221,7 +221,7 @@ func (w *worker) read(stdout io.Reader, first chan<- event) {
 		case "hit":
 			w.stopped.Store(ev.Stopped)
 			if ev.Hit != nil {
-				w.hits <- agent.Hit{Hit: *ev.Hit, Fault: ev.Error, Throttle: ev.Throttle}
+				w.hits <- agent.Hit{Hit: *ev.Hit, Fault: ev.Error, Throttle: ev.Throttle, DropsOnly: ev.DropsOnly}
 			}
 		case "end":
 			switch {

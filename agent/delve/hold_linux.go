@@ -58,6 +58,7 @@ type holdTarget struct {
 	nextSlot  uint32
 	freeSlots []uint32
 	detached  bool
+	hitsDone  bool  // hits is closed
 	exitErr   error // set before exited is closed
 	faults    []agent.Hit
 	budget    stopBudget
@@ -162,7 +163,12 @@ func (t *holdTarget) Stopped() time.Duration { return t.budget.Stopped() }
 func (t *holdTarget) loop() {
 	runtime.LockOSThread()
 	defer close(t.exited)
-	defer close(t.hits)
+	defer func() {
+		t.mu.Lock()
+		t.hitsDone = true
+		close(t.hits)
+		t.mu.Unlock()
+	}()
 	if err := t.seize(); err != nil {
 		t.exitErr = err
 		t.ready <- err
@@ -319,7 +325,7 @@ func (t *holdTarget) hit(tid int, rec *hitRecord) {
 	}
 	tp := p.tp
 	now := time.Now()
-	tp.dropped += t.probes.takeDropped(uint32(p.cookie))
+	t.takeGateDrops(tp)
 	h, keep, err := t.safeCapture(tid, rec, p)
 	if err != nil {
 		t.fault(tp, fleet.AsError(err))
@@ -336,16 +342,33 @@ func (t *holdTarget) hit(tid int, rec *hitRecord) {
 	h.Dropped, tp.dropped = tp.dropped, 0
 	hit := agent.Hit{Hit: h}
 	if tp.budgetDropped > 0 {
-		hit.Throttle = fmt.Sprintf("by the stop budget: threads of pid %d may be stopped at most %s of each second (the agent's --stop-budget)", t.pid, t.budget.percent())
+		hit.Throttle = t.budgetThrottle()
 	}
-	select {
-	case t.hits <- hit:
+	if t.send(hit) {
 		tp.budgetDropped = 0
-	default:
+	} else {
 		// The agent fell behind: never keep the thread stopped for it.
 		tp.dropped += h.Dropped + 1
 	}
 	t.sendFaults()
+}
+
+func (t *holdTarget) budgetThrottle() string {
+	return fmt.Sprintf("by the stop budget: threads of pid %d may be stopped at most %s of each second (the agent's --stop-budget)", t.pid, t.budget.percent())
+}
+
+// send passes h on to the agent if it can take it now. Lock should be
+// held.
+func (t *holdTarget) send(h agent.Hit) bool {
+	if t.hitsDone {
+		return false
+	}
+	select {
+	case t.hits <- h:
+		return true
+	default:
+		return false
+	}
 }
 
 // charge counts a stop of d against the budget, and closes the probes'
@@ -376,13 +399,30 @@ func (t *holdTarget) reopen() {
 	}
 	t.gateShut = false
 	t.probes.setGate(false)
-	// The hits the gate dropped meanwhile travel with each tracepoint's
-	// next hit, saying why.
+	// The hits the gate dropped meanwhile are reported now, saying why:
+	// a tracepoint whose condition rarely holds may have no hit for long.
 	for _, tp := range t.tps {
-		for _, p := range tp.probes {
-			n := t.probes.takeDropped(uint32(p.cookie))
-			tp.dropped += n
-			tp.budgetDropped += n
+		t.takeGateDrops(tp)
+		if tp.budgetDropped == 0 {
+			continue
+		}
+		notice := agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Dropped: tp.dropped}, Throttle: t.budgetThrottle(), DropsOnly: true}
+		if t.send(notice) {
+			tp.dropped, tp.budgetDropped = 0, 0
+		}
+	}
+}
+
+// takeGateDrops counts in tp the hits its probes dropped at the closed
+// gate. Lock should be held.
+func (t *holdTarget) takeGateDrops(tp *holdTracepoint) {
+	for _, p := range tp.probes {
+		n := t.probes.takeDropped(uint32(p.cookie))
+		tp.dropped += n
+		tp.budgetDropped += n
+		if tp.cond == nil {
+			// Hits of the line all the same, for the hit condition.
+			tp.hitCount += n
 		}
 	}
 }
@@ -409,6 +449,9 @@ func (t *holdTarget) capture(tid int, rec *hitRecord, p *holdProbe) (h fleet.Hit
 		mem.all = true
 	} else if p.insn.writes {
 		mem.start, mem.end = p.insn.written(regs)
+		if rec.MemAddr == mem.start && rec.MemLen == mem.end-mem.start && rec.MemLen > 0 {
+			mem.pre = rec.Mem[:rec.MemLen]
+		}
 	}
 	t.snap.Set(tid, regs, t.floats(tid, rec, p), mem)
 	t.tgt.ClearCaches()
@@ -643,6 +686,10 @@ func (t *holdTarget) install(tp *holdTracepoint, pcs []uint64) error {
 			t.nextSlot++
 		}
 		t.probes.takeDropped(slot)
+		if err := t.probes.setPlan(slot, insn.plan()); err != nil {
+			t.freeSlots = append(t.freeSlots, slot)
+			return fleet.Errorf(fleet.CodeInternal, "storing the plan of a uprobe: %v", err)
+		}
 		// The cookie's low half is the slot; its high half counts the
 		// probes, so that a record of a probe cleared a moment ago never
 		// passes for one of a new probe on the same slot.
@@ -728,13 +775,8 @@ func (t *holdTarget) fault(tp *holdTracepoint, e *fleet.Error) {
 // sendFaults passes on the removal notices the agent could not take yet.
 // Lock should be held.
 func (t *holdTarget) sendFaults() {
-	for len(t.faults) > 0 {
-		select {
-		case t.hits <- t.faults[0]:
-			t.faults = t.faults[1:]
-		default:
-			return
-		}
+	for len(t.faults) > 0 && t.send(t.faults[0]) {
+		t.faults = t.faults[1:]
 	}
 }
 
@@ -786,9 +828,14 @@ func describe(inst x86asm.Inst) firstInsn {
 		fi.base = ptRegIndex(m.Base)
 	}
 	fi.index = ptRegIndex(m.Index)
-	for _, p := range inst.Prefix {
-		if p&0xff == x86asm.PrefixREP || p&0xff == x86asm.PrefixREPN {
-			fi.rep = true
+	switch inst.Op {
+	case x86asm.MOVSB, x86asm.MOVSW, x86asm.MOVSD, x86asm.MOVSQ, x86asm.STOSB, x86asm.STOSW, x86asm.STOSD, x86asm.STOSQ:
+		// A string instruction repeats RCX times under a REP prefix (on
+		// others, F2 and F3 choose the instruction).
+		for _, p := range inst.Prefix {
+			if p&0xff == x86asm.PrefixREP || p&0xff == x86asm.PrefixREPN {
+				fi.rep = true
+			}
 		}
 	}
 	return fi
@@ -806,6 +853,24 @@ func ptRegIndex(r x86asm.Reg) int {
 		return 19
 	}
 	return -1
+}
+
+// plan is what the probe copies before the instruction writes it.
+func (fi firstInsn) plan() writePlan {
+	if !fi.writes || fi.rep || fi.size > maxWrite {
+		return writePlan{}
+	}
+	w := writePlan{Size: fi.size, Disp: uint64(fi.disp), Base: noReg, Index: noReg, Scale: fi.scale}
+	if fi.base >= 0 {
+		w.Base = uint64(fi.base)
+	}
+	if fi.ripRelative {
+		w.Base, w.Disp = 16, uint64(fi.disp+int64(fi.len))
+	}
+	if fi.index >= 0 {
+		w.Index = uint64(fi.index)
+	}
+	return w
 }
 
 // written returns the memory [start, end) the instruction wrote, from the
@@ -830,21 +895,31 @@ func (fi firstInsn) written(regs *linutil.AMD64PtraceRegs) (start, end uint64) {
 }
 
 // liveMemory is the memory of a process whose hit thread is held in a
-// ptrace stop: read live, but for what the probed instruction wrote before
-// the thread stopped, which is not the line's state and reads as not
-// captured.
+// ptrace stop, read live; but the bytes the probed instruction wrote before
+// the thread stopped read as they were before it, from the probe's copy, or
+// if it has none, as not captured.
 type liveMemory struct {
 	p          *snapshot.Process
 	start, end uint64
-	all        bool // the instruction could not be decoded
+	pre        []byte // the bytes at [start, end) before the instruction; nil: not copied
+	all        bool   // the instruction could not be decoded
 }
 
 func (m liveMemory) ReadMemory(buf []byte, addr uint64) (int, error) {
 	end := addr + uint64(len(buf))
-	if m.all || (addr < m.end && end > m.start) {
+	overlaps := addr < m.end && end > m.start
+	if m.all || (overlaps && m.pre == nil) {
 		return 0, fmt.Errorf("%w: %d bytes at %#x, which the line's first instruction wrote before the thread stopped", snapshot.ErrNotCaptured, len(buf), addr)
 	}
-	return m.p.ReadLive(buf, addr)
+	n, err := m.p.ReadLive(buf, addr)
+	if err != nil {
+		return n, err
+	}
+	if overlaps {
+		lo, hi := max(addr, m.start), min(end, m.end)
+		copy(buf[lo-addr:hi-addr], m.pre[lo-m.start:])
+	}
+	return n, nil
 }
 
 // ptraceRegset is PTRACE_GETREGSET for thread tid.

@@ -150,33 +150,33 @@ func killTrial(t *testing.T, bin, mode, line string, fault []string) string {
 		}
 		syscall.Kill(pids[f], syscall.SIGKILL)
 	}
-	// Alive, right and running: both loops progress over a second, well
-	// after whatever a repair might take.
+	// Alive, right and running: both loops progress, twice in a row, well
+	// after whatever a repair might take. (A traced process may be in a
+	// ptrace stop at any one look: progress, not the state, says it runs.)
 	time.Sleep(300 * time.Millisecond)
-	hot0, cool0, ok := lastAlive(target.Output())
-	if !ok {
-		return "no ALIVE line"
-	}
-	deadline := time.Now().Add(6 * time.Second)
-	for {
-		out := target.Output()
-		if i := strings.Index(out, "WRONG"); i >= 0 {
-			return "wrong result: " + strings.TrimSpace(strings.SplitN(out[i:], "\n", 2)[0])
+	for round := range 2 {
+		hot0, cool0, ok := lastAlive(target.Output())
+		if !ok {
+			return "no ALIVE line"
 		}
-		if !target.Alive() {
-			return fmt.Sprintf("died: %v %s", target.Wait(time.Second), lastLine(target.Stderr()))
+		deadline := time.Now().Add(6 * time.Second)
+		for {
+			out := target.Output()
+			if i := strings.Index(out, "WRONG"); i >= 0 {
+				return "wrong result: " + strings.TrimSpace(strings.SplitN(out[i:], "\n", 2)[0])
+			}
+			if !target.Alive() {
+				return fmt.Sprintf("died: %v %s", target.Wait(time.Second), lastLine(target.Stderr()))
+			}
+			hot, cool, _ := lastAlive(out)
+			if hot > hot0 && cool > cool0+10 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Sprintf("stalled in round %d (state %c, hot %d→%d, cool %d→%d)", round+1, state(t, target.Pid), hot0, hot, cool0, cool)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		hot, cool, _ := lastAlive(out)
-		if hot > hot0 && cool > cool0+20 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Sprintf("stalled (state %c, hot %d→%d, cool %d→%d)", state(t, target.Pid), hot0, hot, cool0, cool)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if st := state(t, target.Pid); st == 'T' || st == 't' {
-		return fmt.Sprintf("stopped (state %c)", st)
 	}
 	return ""
 }

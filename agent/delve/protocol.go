@@ -26,7 +26,8 @@ type event struct {
 	Error     *fleet.Error     `json:"error,omitempty"`
 	Exited    *int             `json:"exited,omitempty"` // the target's exit status, on "end"
 	Throttle  string           `json:"throttle,omitempty"`
-	Stopped   int64            `json:"stopped,omitempty"` // ns the target spent stopped since attach, on "hit" and "stats"
+	DropsOnly bool             `json:"dropsOnly,omitempty"` // the hit is a count of dropped ones (agent.Hit.DropsOnly)
+	Stopped   int64            `json:"stopped,omitempty"`   // ns the target spent stopped since attach, on "hit" and "stats"
 }
 
 // workerEnv names the environment variable that turns the agent's executable

@@ -40,9 +40,29 @@ type hitRecord struct {
 	Cookie uint64
 	Time   uint64 // CLOCK_MONOTONIC ns
 	Regs   [21]uint64
+	// The memory the probed instruction is about to write, as it was
+	// before (see writePlan): MemLen bytes at MemAddr, 0 if the plan says
+	// none or the copy failed.
+	MemAddr, MemLen uint64
+	Mem             [maxWrite]byte
 }
 
-const hitRecordSize = 8 + 8 + 21*8
+const hitRecordSize = 8 + 8 + 21*8 + 8 + 8 + maxWrite
+
+// maxWrite bounds the bytes a probe copies before its instruction writes
+// them; a wider write (a vector store, a string instruction) reads as not
+// captured.
+const maxWrite = 64
+
+// writePlan is the value of the plans map, per probe slot: where the probed
+// instruction writes memory, as base register + index register × scale +
+// disp (registers as word indexes in struct pt_regs; noReg: none), and how
+// many bytes (0: it writes none).
+type writePlan struct {
+	Size, Disp, Base, Index, Scale uint64
+}
+
+const noReg = 255
 
 // gateValue is the single value of the gate map: while Closed is not zero,
 // probes count their hits in the dropped map instead of stopping the
@@ -59,6 +79,7 @@ type probeSet struct {
 	hits    *ebpf.Map // tid → hitRecord
 	gate    *ebpf.Map // 0 → gateValue
 	dropped *ebpf.Map // probe slot → hits dropped while the gate was closed
+	plans   *ebpf.Map // probe slot → writePlan
 	prog    *ebpf.Program
 	ex      *link.Executable
 	exe     string
@@ -99,11 +120,16 @@ func newProbeSet(exe string) (*probeSet, error) {
 		ps.close()
 		return nil, loadError(err)
 	}
+	ps.plans, err = ebpf.NewMap(&ebpf.MapSpec{Name: "riptrace_plan", Type: ebpf.Array, KeySize: 4, ValueSize: 40, MaxEntries: maxProbes})
+	if err != nil {
+		ps.close()
+		return nil, loadError(err)
+	}
 	ps.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "riptrace_hit",
 		Type:         ebpf.Kprobe,
 		License:      "Dual MIT/GPL",
-		Instructions: hitProgram(ps.hits.FD(), ps.gate.FD(), ps.dropped.FD()),
+		Instructions: hitProgram(ps.hits.FD(), ps.gate.FD(), ps.dropped.FD(), ps.plans.FD()),
 	})
 	if err != nil {
 		ps.close()
@@ -126,7 +152,7 @@ func loadError(err error) error {
 }
 
 func (ps *probeSet) close() {
-	for _, c := range []interface{ Close() error }{ps.prog, ps.hits, ps.gate, ps.dropped} {
+	for _, c := range []interface{ Close() error }{ps.prog, ps.hits, ps.gate, ps.dropped, ps.plans} {
 		if c != nil && !isNilCloser(c) {
 			c.Close()
 		}
@@ -148,13 +174,24 @@ func isNilCloser(c interface{ Close() error }) bool {
 //	if (gate[0].closed) { dropped[cookie & 0xffffffff]++; return 0; }
 //	u32 tid = bpf_get_current_pid_tgid();
 //	struct hitRecord r = {bpf_get_attach_cookie(ctx), bpf_ktime_get_ns(), *ctx};
+//	struct writePlan *w = &plans[cookie & 0xffffffff];
+//	if (w->size > 0 && w->size <= maxWrite) {
+//		r.memAddr = regs[w->base] + regs[w->index] * w->scale + w->disp;
+//		if (bpf_probe_read_user(r.mem, w->size, r.memAddr) == 0)
+//			r.memLen = w->size;
+//	}
 //	if (bpf_map_update_elem(&hits, &tid, &r, BPF_ANY) == 0)
 //		bpf_send_signal_thread(SIGURG);
 //	return 0;
-func hitProgram(hits, gate, dropped int) asm.Instructions {
+func hitProgram(hits, gate, dropped, plans int) asm.Instructions {
 	const (
-		keyOff = -4
-		recOff = -4 - 4 - hitRecordSize // 8-byte aligned, below the key
+		keyOff  = -4
+		slotOff = -8
+		recOff  = -8 - hitRecordSize // 8-byte aligned, below the keys
+		regsOff = recOff + 16
+		addrOff = regsOff + 21*8
+		lenOff  = addrOff + 8
+		memOff  = lenOff + 8
 	)
 	insns := asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1), // ctx: struct pt_regs *
@@ -184,17 +221,68 @@ func hitProgram(hits, gate, dropped int) asm.Instructions {
 		asm.Mov.Reg(asm.R1, asm.R6),
 		asm.FnGetAttachCookie.Call(),
 		asm.StoreMem(asm.RFP, recOff, asm.R0, asm.DWord),
+		asm.StoreMem(asm.RFP, slotOff, asm.R0, asm.Word),
 		asm.FnKtimeGetNs.Call(),
 		asm.StoreMem(asm.RFP, recOff+8, asm.R0, asm.DWord),
 	}
 	for i := int16(0); i < 21; i++ {
 		insns = append(insns,
 			asm.LoadMem(asm.R1, asm.R6, i*8, asm.DWord),
-			asm.StoreMem(asm.RFP, recOff+16+i*8, asm.R1, asm.DWord),
+			asm.StoreMem(asm.RFP, regsOff+i*8, asm.R1, asm.DWord),
 		)
 	}
+	insns = append(insns, asm.Mov.Imm(asm.R1, 0))
+	for off := int16(addrOff); off < memOff+maxWrite; off += 8 {
+		insns = append(insns, asm.StoreMem(asm.RFP, off, asm.R1, asm.DWord))
+	}
+	// The memory the instruction will write, before it does.
 	insns = append(insns,
-		asm.LoadMapPtr(asm.R1, hits),
+		asm.LoadMapPtr(asm.R1, plans),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, slotOff),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "update"),
+		asm.LoadMem(asm.R7, asm.R0, 0, asm.DWord), // size
+		asm.JEq.Imm(asm.R7, 0, "update"),
+		asm.JGT.Imm(asm.R7, maxWrite, "update"),
+		asm.LoadMem(asm.R8, asm.R0, 8, asm.DWord),  // disp: the address so far
+		asm.LoadMem(asm.R1, asm.R0, 16, asm.DWord), // base
+		asm.LoadMem(asm.R9, asm.R0, 32, asm.DWord), // scale
+	)
+	// A register by its index: a comparison per register, as a program
+	// may read its context only at constant offsets.
+	pick := func(name string, scaled bool) {
+		for i := int32(0); i < 21; i++ {
+			jump := asm.JNE.Imm(asm.R1, i, fmt.Sprintf("%s%d", name, i+1))
+			if i > 0 {
+				jump = jump.WithSymbol(fmt.Sprintf("%s%d", name, i))
+			}
+			insns = append(insns, jump, asm.LoadMem(asm.R2, asm.R6, int16(i*8), asm.DWord))
+			if scaled {
+				insns = append(insns, asm.Mul.Reg(asm.R2, asm.R9))
+			}
+			insns = append(insns, asm.Add.Reg(asm.R8, asm.R2), asm.Ja.Label(name+"done"))
+		}
+		// No register (noReg): nothing to add.
+		insns = append(insns,
+			asm.Mov.Imm(asm.R2, 0).WithSymbol(fmt.Sprintf("%s%d", name, 21)),
+			asm.Mov.Imm(asm.R2, 0).WithSymbol(name+"done"),
+		)
+	}
+	pick("base", false)
+	insns = append(insns, asm.LoadMem(asm.R1, asm.R0, 24, asm.DWord)) // index
+	pick("index", true)
+	insns = append(insns,
+		asm.StoreMem(asm.RFP, addrOff, asm.R8, asm.DWord),
+		asm.Mov.Reg(asm.R1, asm.RFP),
+		asm.Add.Imm(asm.R1, memOff),
+		asm.Mov.Reg(asm.R2, asm.R7),
+		asm.Mov.Reg(asm.R3, asm.R8),
+		asm.FnProbeReadUser.Call(),
+		asm.JNE.Imm(asm.R0, 0, "update"),
+		asm.StoreMem(asm.RFP, lenOff, asm.R7, asm.DWord),
+		// Record and signal.
+		asm.LoadMapPtr(asm.R1, hits).WithSymbol("update"),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, keyOff),
 		asm.Mov.Reg(asm.R3, asm.RFP),
@@ -208,6 +296,11 @@ func hitProgram(hits, gate, dropped int) asm.Instructions {
 		asm.Return(),
 	)
 	return insns
+}
+
+// setPlan stores where the probe in slot writes memory.
+func (ps *probeSet) setPlan(slot uint32, w writePlan) error {
+	return ps.plans.Put(slot, w)
 }
 
 // attach puts a probe at pc (a run-time address; staticBase is where a
@@ -233,6 +326,9 @@ func (ps *probeSet) take(tid int) (hitRecord, bool) {
 	for i := range r.Regs {
 		r.Regs[i] = binary.LittleEndian.Uint64(raw[16+8*i:])
 	}
+	r.MemAddr = binary.LittleEndian.Uint64(raw[16+21*8:])
+	r.MemLen = min(binary.LittleEndian.Uint64(raw[16+21*8+8:]), maxWrite)
+	copy(r.Mem[:], raw[16+21*8+16:])
 	return r, true
 }
 
