@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 # write (VS Code's debug adapter and language server clients).
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock.json' 2>/dev/null))
 
-.PHONY: build demo test deps bench bench-limits lint clean fuzz vsix e2e-vscode
+.PHONY: build demo test deps bench bench-limits lint clean fuzz vsix e2e-vscode kill-matrix
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
@@ -58,6 +58,15 @@ e2e-vscode: build vsix
 
 bench: build
 	./bench/run.sh
+
+# kill-matrix SIGKILLs the agent, the Delve worker and its watchdog in every
+# combination, KILLS times each at random instants, on a hot and a cool line
+# of a self-checking target, in both modes of the Delve backend (uprobe, and
+# the int3 fallback), and prints survived/total per fault and line. make
+# test runs 2 of each in uprobe mode.
+KILLS ?= 20
+kill-matrix:
+	RIPTRACE_KILL_MATRIX=$(KILLS) $(GO) test -count=1 -timeout 60m -run '^TestKillMatrix$$' -v ./agent/delve | grep -E 'kill matrix|^(---|ok|FAIL|PASS)'
 
 # bench-limits: requests/s of an HTTP service with a tracepoint on a hot
 # loop, with the default limits and with none, against untraced.

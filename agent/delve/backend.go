@@ -79,10 +79,11 @@ func (b *Backend) SetStopBudget(fraction float64) {
 	b.budget = fraction
 }
 
-// Attach starts a worker for pid, and its watchdog, and waits until it is
-// attached. If an earlier worker for pid died, it first waits for that
-// worker's watchdog to have restored the process's text: a new worker must
-// never take a stray int3 for the original instruction.
+// Attach starts a worker for pid and waits until it is attached. In int3
+// mode it starts the worker's watchdog first, and if an earlier worker for
+// pid died, it waits for that worker's watchdog to have restored the
+// process's text: a new worker must never take a stray int3 for the
+// original instruction.
 func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
 	if mode, _ := b.Mode(); mode == modeUprobe {
 		return b.startWorker(ctx, pid, nil, modeUprobe)

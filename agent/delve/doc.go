@@ -1,22 +1,76 @@
-// Package delve is the ptrace backend of the agent: it attaches to a Go
-// process with Delve's pkg/proc as a library and turns breakpoints into
-// tracepoints that stop the process only as long as it takes to capture what
-// the spec asks for.
+// Package delve is the ptrace backend of the agent: it reads a hit with
+// Delve's pkg/proc as a library, stopping the thread that hit only as long
+// as it takes to capture what the spec asks for.
 //
 // Each attached process gets its own worker process (the agent's own
-// executable, re-run with RIPTRACE_DELVE_WORKER set), because a tracer
-// process can serve only one Delve target: Delve waits with wait4(-1). The
-// worker also outlives the agent: if the agent dies, the worker sees its
-// stdin close, removes every breakpoint and detaches, so the target never
-// meets a stray breakpoint instruction.
+// executable, re-run with RIPTRACE_DELVE_WORKER set): a process serves one
+// tracee group per tracing thread, and a worker that fails or is killed
+// takes only its own target's tracing with it. If the agent dies, the
+// worker sees its stdin close, removes its tracepoints and exits.
 //
-// A worker keeps all its threads on one CPU once attached (see
-// pinToOneCPU): Delve hands each ptrace request to one locked thread, around
-// thirty times per hit, and on one CPU a hand-over is a context switch
-// rather than a wake-up of another CPU.
+// # Uprobe mode (the default)
 //
-// Inside a worker, one goroutine, the loop, owns Delve's TargetGroup: it
-// resumes the process, collects hits when it stops, and runs the commands
-// (set, clear, detach) that other goroutines queue for it. To get the loop's
-// attention while the process runs, a caller asks Delve for a manual stop.
+// Nothing of ours is ever written into the target. Each PC of a tracepoint
+// gets a kernel uprobe (see uprobe_linux.go) whose BPF program records the
+// thread's registers, and the bytes the probed instruction is about to
+// write, in a map keyed by thread id, and sends that thread SIGURG. The
+// worker traces every thread with PTRACE_SEIZE (new threads through
+// PTRACE_O_TRACECLONE) and never sends SIGSTOP: the target does not pause
+// at attach, and a hit stops only the thread that hit. One goroutine on one
+// locked OS thread (holdTarget.loop) waits for the stops: a SIGURG with a
+// record is a hit, captured while that thread alone is stopped, then
+// resumed with its SIGURG delivered (the Go runtime's own preemption signal,
+// which it ignores when it did not ask for it; withholding it could starve
+// the runtime's preemption of that thread). Every other signal goes on to
+// the target as it came; group stops are kept with PTRACE_LISTEN.
+//
+// Delve evaluates the hit over agent/internal/snapshot: the registers the
+// probe saw, and the live memory of the process. So:
+//
+//   - The thread stops one instruction late: the kernel runs the probed
+//     instruction out of line before it delivers a signal (Linux 6.18 lets
+//     no uprobe program move the thread instead). The registers are those
+//     before it; the memory it wrote reads as it was before, from the
+//     probe's copy (up to 64 bytes; a wider write, or a string instruction,
+//     reads as not captured); a floating-point register it wrote reads as
+//     not captured.
+//   - The hit goroutine's own stack holds still; the heap does not: other
+//     goroutines run during the capture, so a value they change may be read
+//     as it is a moment after the hit (as with any live debugger read; the
+//     eBPF backend copies at the instant instead).
+//   - Every signal the target receives costs it a ptrace stop and a wake-up
+//     of the worker (the runtime's preemption signals during GC, SIGPROF
+//     while profiling).
+//
+// If the worker dies at any instant (SIGKILL, the OOM killer, with its
+// agent), the kernel closes its file descriptors, which removes the
+// uprobes, and lets every traced thread go: a thread stopped for a hit
+// resumes with its SIGURG delivered, one stopped for another signal with
+// that signal, a group-stopped process stays stopped as its sender meant.
+// No breakpoint of ours is left, no signal of Delve's to deliver, nothing to
+// repair: there is no watchdog. A program that asked for SIGURG with
+// signal.Notify sees one more, which Go documents may happen anyway.
+// TestKillMatrix measures it: SIGKILL of agent, worker or both at random
+// instants, on a line hit without pause and on one hit 50 times a second,
+// the target self-checking its results (make kill-matrix).
+//
+// Every stop counts against the stop budget, conditions and dropped hits
+// included, from the probe's timestamp to the resume. Once it is spent, the
+// worker closes a gate in the BPF program: hits are then counted in the
+// kernel and stop nothing until the budget refills, and the counts are
+// reported as dropped by the budget.
+//
+// # Int3 mode (the fallback)
+//
+// Where the kernel refuses the probe program (no CAP_BPF or CAP_PERFMON,
+// an old kernel), or RIPTRACE_DELVE_MODE=int3 asks for it, the worker
+// attaches with Delve's native backend, which writes int3 breakpoints and
+// stops every thread at each hit. A worker killed there can leave int3s in
+// the text and signals of its own to deliver; a watchdog per worker repairs
+// what it can (see watchdog_linux.go), and windows stay open: make
+// kill-matrix measures them (README). In that mode a worker keeps its
+// threads on one CPU once attached (see pinToOneCPU), and one goroutine, the
+// loop, owns Delve's TargetGroup: it resumes the process, collects hits when
+// it stops, and runs the commands (set, clear, detach) that other goroutines
+// queue for it, asking Delve for a manual stop to get its attention.
 package delve

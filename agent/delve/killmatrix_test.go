@@ -233,6 +233,10 @@ func runMiniAgent(args []string) {
 		os.Unsetenv("RIPTRACE_DELVE_MODE")
 	}
 	b := delve.New(os.Stderr)
+	if got, why := b.Mode(); got != mode {
+		fmt.Fprintf(os.Stderr, "the backend runs in %s mode (%v), not %s\n", got, why, mode)
+		os.Exit(1)
+	}
 	ctx := context.Background()
 	tg, err := b.Attach(ctx, pid)
 	if err != nil {

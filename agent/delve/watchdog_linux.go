@@ -19,8 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A worker that is SIGKILLed (or OOM-killed, or killed with its agent's
-// cgroup) cannot remove its breakpoints: the kernel detaches the target
+// In int3 mode (see the package doc), a worker that is SIGKILLed (or
+// OOM-killed, or killed with its agent's cgroup) cannot remove its breakpoints: the kernel detaches the target
 // with int3 bytes still in its text, and the target dies of SIGTRAP at its
 // next hit. So every worker gets a watchdog, started by the backend before
 // the worker: the same executable re-run with RIPTRACE_DELVE_WATCHDOG, in a

@@ -1,0 +1,67 @@
+package delve_test
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/agent/delve"
+)
+
+// TestBudgetCountsConditions traces a line run 5000 times a second with a
+// condition that holds once: every call stops the thread to evaluate it,
+// and each of those stops counts against a 5% stop budget. Once the budget
+// is spent, the process must be stopped little more than that, and the
+// dropped hits must be reported with the budget as the reason, though no
+// hit ever leaves.
+func TestBudgetCountsConditions(t *testing.T) {
+	t.Parallel()
+	b := delve.New(io.Discard)
+	if mode, why := b.Mode(); mode != "uprobe" {
+		t.Skipf("the backend uses %s here (%v): its budget is TestStopBudget's", mode, why)
+	}
+	b.SetStopBudget(0.05)
+	ctx, p, tg := attachTo(t, b, pacedDir, false, "-rate", "5000")
+	spec := pacedSpec(t, "tick", "tick")
+	spec.Condition = "seq == 1"
+	if _, err := tg.Set(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	stopped := tg.(interface{ Stopped() time.Duration })
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case h := <-tg.Hits():
+			if h.Fault != nil {
+				t.Fatal(h.Fault)
+			}
+			if !h.DropsOnly {
+				t.Fatalf("a hit of a condition that never holds: %+v", h.Hit)
+			}
+			if !strings.Contains(h.Throttle, "stop budget") || h.Dropped == 0 {
+				t.Fatalf("drops reported as %d %q, want some by the stop budget", h.Dropped, h.Throttle)
+			}
+		case <-deadline:
+			t.Fatal("no drops reported in 30s")
+		}
+		break
+	}
+	// The worker reports the stopped time once a second.
+	s0, w0 := stopped.Stopped(), time.Now()
+	time.Sleep(3 * time.Second)
+	share := (stopped.Stopped() - s0).Seconds() / time.Since(w0).Seconds()
+	t.Logf("threads stopped %.1f%% of 3s under a 5%% budget", share*100)
+	if share > 0.1 {
+		t.Errorf("threads stopped %.1f%% of the time under a 5%% budget", share*100)
+	}
+	n := strings.Count(p.Output(), "ALIVE")
+	agenttest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if strings.Count(p.Output(), "ALIVE") <= n {
+			return fmt.Errorf("no new ALIVE line")
+		}
+		return nil
+	})
+}
