@@ -66,7 +66,10 @@ bench: build
 # test runs 2 of each in uprobe mode.
 KILLS ?= 20
 kill-matrix:
-	RIPTRACE_KILL_MATRIX=$(KILLS) $(GO) test -count=1 -timeout 60m -run '^TestKillMatrix$$' -v ./agent/delve | grep -E 'kill matrix|^(---|ok|FAIL|PASS)'
+	@mkdir -p $(BIN)
+	@RIPTRACE_KILL_MATRIX=$(KILLS) $(GO) test -count=1 -timeout 60m -run '^TestKillMatrix$$' -v ./agent/delve > $(BIN)/kill-matrix.log 2>&1; \
+		status=$$?; grep -E 'kill matrix|did not survive|^(--- FAIL|ok|FAIL)' $(BIN)/kill-matrix.log; \
+		echo "full log: $(BIN)/kill-matrix.log"; exit $$status
 
 # bench-limits: requests/s of an HTTP service with a tracepoint on a hot
 # loop, with the default limits and with none, against untraced.
