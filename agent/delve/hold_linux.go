@@ -221,9 +221,13 @@ func (t *holdTarget) seize() error {
 			if err != nil || seen[tid] {
 				continue
 			}
-			err = unix.PtraceSeize(tid)
-			if err == nil {
-				err = unix.PtraceSetOptions(tid, unix.PTRACE_O_TRACECLONE|unix.PTRACE_O_TRACEEXEC)
+			// The options go with the seize: PTRACE_SETOPTIONS would need
+			// the thread stopped, and a thread it starts meanwhile would
+			// go untraced.
+			_, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, uintptr(tid), 0, unix.PTRACE_O_TRACECLONE|unix.PTRACE_O_TRACEEXEC, 0, 0)
+			err = nil
+			if errno != 0 {
+				err = errno
 			}
 			switch {
 			case errors.Is(err, unix.ESRCH):

@@ -5,6 +5,10 @@
 // Two loops run: hot calls step without pause, cool calls tick 50 times a
 // second. Each keeps a running sum and checks it against the closed form
 // after every call; a mismatch prints "WRONG …" and exits with status 3.
+// A third loop starts a thread five times a second, which ends at once
+// (a goroutine that ends locked to its thread takes the thread with it): a
+// tracer must follow threads as they come and go.
+//
 // It prints "READY pid=<pid>" once running and "ALIVE hot=<calls>
 // cool=<calls>" every 100 ms. A test sees a stopped process by those lines
 // ceasing (a stopped process cannot say so itself).
@@ -14,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 )
@@ -62,6 +67,16 @@ func main() {
 			if d := time.Until(start.Add(time.Duration(seq+1) * period)); d > 0 {
 				time.Sleep(d)
 			}
+		}
+	}()
+	go func() {
+		for range time.Tick(200 * time.Millisecond) {
+			done := make(chan struct{})
+			go func() {
+				runtime.LockOSThread()
+				close(done)
+			}()
+			<-done
 		}
 	}()
 	for range time.Tick(100 * time.Millisecond) {
