@@ -23,8 +23,8 @@ import (
 // dropped (or why the tracepoint was removed), naming the budget, and the
 // process must be stopped much less of the time than without one. The
 // stopped share is measured two ways, both logged: the agent's
-// riptrace_target_stopped_seconds_total, and the process's state in /proc
-// sampled every millisecond ('t': stopped by its tracer).
+// riptrace_target_stopped_seconds_total, and the state of the process's
+// threads in /proc sampled every millisecond ('t': stopped by its tracer).
 func TestStopBudget(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
@@ -88,24 +88,28 @@ func TestStopBudget(t *testing.T) {
 	}
 }
 
-// sampleStopped reads the state of pid's main thread every millisecond for
-// d and returns the share of samples in which its tracer had it stopped.
+// sampleStopped reads the state of pid's threads every millisecond for d
+// and returns the share of samples in which its tracer had one of them
+// stopped (the Delve backend stops only the thread that hit).
 func sampleStopped(t *testing.T, pid int, d time.Duration) float64 {
 	t.Helper()
-	file := fmt.Sprintf("/proc/%d/stat", pid)
+	dir := fmt.Sprintf("/proc/%d/task", pid)
 	var n, stopped int
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
-		stat, err := os.ReadFile(file)
+		tasks, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatalf("sampling pid %d: %v", pid, err)
 		}
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 || i+2 >= len(stat) {
-			continue
-		}
 		n++
-		if stat[i+2] == 't' {
-			stopped++
+		for _, task := range tasks {
+			stat, err := os.ReadFile(dir + "/" + task.Name() + "/stat")
+			if err != nil {
+				continue // the thread ended
+			}
+			if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 't' {
+				stopped++
+				break
+			}
 		}
 	}
 	return float64(stopped) / float64(max(n, 1))
