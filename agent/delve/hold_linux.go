@@ -17,17 +17,18 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
+	"github.com/riptrace/riptrace/agent/internal/snapshot"
+
+	"github.com/cilium/ebpf/link"
 	"github.com/go-delve/delve/pkg/proc"
 	"github.com/go-delve/delve/pkg/proc/amd64util"
 	"github.com/go-delve/delve/pkg/proc/linutil"
 	"github.com/go-delve/delve/pkg/proc/native/cpuid"
 	"github.com/go-delve/delve/service/api"
-	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
-	"github.com/riptrace/riptrace/agent/internal/snapshot"
 	"golang.org/x/arch/x86/x86asm"
 	"golang.org/x/sys/unix"
 
-	"github.com/cilium/ebpf/link"
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/fleet"
 )

@@ -57,6 +57,7 @@ func TestKillMatrix(t *testing.T) {
 	bin := agenttest.BuildTarget(t, selfcheckDir)
 	type result struct {
 		survived, total int
+		inStop          int // kills that came while a thread was in a ptrace stop
 		why             []string
 	}
 	var mu sync.Mutex
@@ -81,10 +82,13 @@ func TestKillMatrix(t *testing.T) {
 							t.Parallel()
 							sem <- struct{}{}
 							defer func() { <-sem }()
-							why := killTrial(t, bin, mode, line, fault)
+							why, inStop := killTrial(t, bin, mode, line, fault)
 							mu.Lock()
 							r := results[name]
 							r.total++
+							if inStop {
+								r.inStop++
+							}
 							if why == "" {
 								r.survived++
 							} else {
@@ -107,15 +111,16 @@ func TestKillMatrix(t *testing.T) {
 	slices.Sort(names)
 	for _, name := range names {
 		r := results[name]
-		t.Logf("kill matrix %-34s survived %d/%d %s", name, r.survived, r.total, strings.Join(r.why, "; "))
+		t.Logf("kill matrix %-34s survived %d/%d (%d kills during a stop) %s", name, r.survived, r.total, r.inStop, strings.Join(r.why, "; "))
 	}
 }
 
 var aliveLine = regexp.MustCompile(`ALIVE hot=(\d+) cool=(\d+)`)
 
 // killTrial runs one kill and returns why the target did not survive it,
-// or "" if it did.
-func killTrial(t *testing.T, bin, mode, line string, fault []string) string {
+// or "" if it did, and whether a thread of the target was in a ptrace stop
+// just before the first kill.
+func killTrial(t *testing.T, bin, mode, line string, fault []string) (why string, inStop bool) {
 	target := agenttest.Start(t, bin)
 	src := selfcheckDir + "/main.go"
 	ag := agenttest.Start(t, os.Args[0], miniAgentArg, strconv.Itoa(target.Pid), mode, line, strconv.Itoa(agenttest.MarkerLine(t, src, line)))
@@ -143,6 +148,7 @@ func killTrial(t *testing.T, bin, mode, line string, fault []string) string {
 		}
 	})
 	time.Sleep(time.Duration(rand.IntN(30_000)) * time.Microsecond)
+	inStop = traceStopped(target.Pid)
 	for _, f := range fault {
 		if f == "then" {
 			time.Sleep(time.Duration(50+rand.IntN(100)) * time.Millisecond)
@@ -154,6 +160,11 @@ func killTrial(t *testing.T, bin, mode, line string, fault []string) string {
 	// after whatever a repair might take. (A traced process may be in a
 	// ptrace stop at any one look: progress, not the state, says it runs.)
 	time.Sleep(300 * time.Millisecond)
+	return survived(t, target), inStop
+}
+
+// survived returns why target did not survive a kill, or "".
+func survived(t *testing.T, target *agenttest.Proc) string {
 	for round := range 2 {
 		hot0, cool0, ok := lastAlive(target.Output())
 		if !ok {
