@@ -479,6 +479,7 @@ func (t *holdTarget) capture(tid int, rec *hitRecord, p *holdProbe) (h fleet.Hit
 			for _, p := range tp.probes {
 				p.link.Close()
 				delete(t.byCookie, p.cookie)
+				t.freeSlots = append(t.freeSlots, uint32(p.cookie))
 			}
 			tp.probes = nil
 		}
