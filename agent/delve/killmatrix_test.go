@@ -250,6 +250,12 @@ func runMiniAgent(args []string) {
 	}
 	ctx := context.Background()
 	tg, err := b.Attach(ctx, pid)
+	for try := 0; err != nil && mode == "int3" && try < 5 && syscall.Kill(pid, 0) == nil; try++ {
+		// Delve's own attach fails when a thread ends while it attaches
+		// (selfcheck ends one five times a second): not what is measured.
+		fmt.Fprintln(os.Stderr, "attaching again:", err)
+		tg, err = b.Attach(ctx, pid)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "attaching:", err)
 		os.Exit(1)
