@@ -12,8 +12,9 @@
 // cost a copy.
 //
 // The agent side turns each record into a snapshot of the process (the
-// registers and the copied regions) and lets Delve's own evaluation read the
-// hit from it, so that values render exactly as the Delve backend renders
+// registers and the copied regions, through agent/internal/snapshot, which
+// the Delve backend shares) and lets Delve's own evaluation read the hit
+// from it, so that values render exactly as the Delve backend renders
 // them; what was not copied reads as "<not captured: …>", never as a wrong
 // value. Decoding runs on a thread at nice 19 per process: the traced
 // threads never wait for it, and it must not take their CPU; a burst faster
