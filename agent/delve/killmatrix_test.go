@@ -27,7 +27,8 @@ const selfcheckDir = "../testdata/targets/selfcheck"
 const miniAgentArg = "riptrace-test-mini-agent"
 
 // TestKillMatrix SIGKILLs the agent, the Delve worker and the watchdog, in
-// every combination, at a random instant while a tracepoint hits a
+// every combination, at a random instant (and every other time at one when
+// a thread of the target is in a ptrace stop) while a tracepoint hits a
 // self-checking target (testdata/targets/selfcheck: a wrong result makes it
 // exit, and it prints its progress ten times a second): the target must
 // stay alive, right and running, never stopped. Hot is a line hit without
@@ -82,7 +83,7 @@ func TestKillMatrix(t *testing.T) {
 							t.Parallel()
 							sem <- struct{}{}
 							defer func() { <-sem }()
-							why, inStop := killTrial(t, bin, mode, line, fault)
+							why, inStop := killTrial(t, bin, mode, line, fault, i%2 == 1)
 							mu.Lock()
 							r := results[name]
 							r.total++
@@ -119,8 +120,10 @@ var aliveLine = regexp.MustCompile(`ALIVE hot=(\d+) cool=(\d+)`)
 
 // killTrial runs one kill and returns why the target did not survive it,
 // or "" if it did, and whether a thread of the target was in a ptrace stop
-// just before the first kill.
-func killTrial(t *testing.T, bin, mode, line string, fault []string) (why string, inStop bool) {
+// just before the first kill. With inAStop, the kill waits for such a stop
+// (up to 5 s; on a cool line a thread is stopped a few percent of the
+// time); else it comes at a random instant.
+func killTrial(t *testing.T, bin, mode, line string, fault []string, inAStop bool) (why string, inStop bool) {
 	target := agenttest.Start(t, bin)
 	src := selfcheckDir + "/main.go"
 	ag := agenttest.Start(t, os.Args[0], miniAgentArg, strconv.Itoa(target.Pid), mode, line, strconv.Itoa(agenttest.MarkerLine(t, src, line)))
@@ -148,6 +151,8 @@ func killTrial(t *testing.T, bin, mode, line string, fault []string) (why string
 		}
 	})
 	time.Sleep(time.Duration(rand.IntN(30_000)) * time.Microsecond)
+	for end := time.Now().Add(5 * time.Second); inAStop && !traceStopped(target.Pid) && time.Now().Before(end); {
+	}
 	inStop = traceStopped(target.Pid)
 	for _, f := range fault {
 		if f == "then" {
