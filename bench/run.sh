@@ -506,8 +506,9 @@ for ((i = 1; i <= LIVE_RUNS; i++)); do
 	printf '  run %d: dlv attach + trace %s s, paused %s s; riptrace trace %s s (the agent attaching: %s s), paused %s s\n' "$i" \
 		"$(fmt %.2f "${dlv_live[-1]}")" "$(fmt %.2f "${dlv_pause[-1]}")" "$(fmt %.2f "${rt_live[-1]}")" "${attach:-?}" "$(fmt %.2f "${rt_pause[-1]}")"
 	if ((i == LIVE_RUNS)); then
-		# The agent's children: the Delve worker, and its watchdog (the
-		# same binary, RIPTRACE_DELVE_WATCHDOG in its environment).
+		# The agent's children: the Delve worker, and in the Delve
+		# backend's int3 fallback its watchdog (the same binary,
+		# RIPTRACE_DELVE_WATCHDOG in its environment); uprobe mode has none.
 		workers=() watchdogs=()
 		for c in $(children "$AGENT_PID" "$RT"); do
 			if tr '\0' '\n' <"/proc/$c/environ" 2>/dev/null | grep -q '^RIPTRACE_DELVE_WATCHDOG=.'; then
@@ -516,11 +517,15 @@ for ((i = 1; i <= LIVE_RUNS; i++)); do
 				workers+=("$c")
 			fi
 		done
-		((${#workers[@]} == 1 && ${#watchdogs[@]} == 1)) || die "want one Delve worker and its watchdog under the agent (pid $AGENT_PID), found ${#workers[@]} and ${#watchdogs[@]}"
+		((${#workers[@]} == 1 && ${#watchdogs[@]} <= 1)) || die "want one Delve worker (and at most its watchdog) under the agent (pid $AGENT_PID), found ${#workers[@]} and ${#watchdogs[@]}"
 		AGENT_RSS=$(status_kb "$AGENT_PID" VmRSS)
 		AGENT_HWM=$(status_kb "$AGENT_PID" VmHWM)
-		WORKER_RSS=$(( $(status_kb "${workers[0]}" VmRSS) + $(status_kb "${watchdogs[0]}" VmRSS) ))
-		WORKER_HWM=$(( $(status_kb "${workers[0]}" VmHWM) + $(status_kb "${watchdogs[0]}" VmHWM) ))
+		WORKER_RSS=$(status_kb "${workers[0]}" VmRSS)
+		WORKER_HWM=$(status_kb "${workers[0]}" VmHWM)
+		for w in "${watchdogs[@]}"; do
+			WORKER_RSS=$((WORKER_RSS + $(status_kb "$w" VmRSS)))
+			WORKER_HWM=$((WORKER_HWM + $(status_kb "$w" VmHWM)))
+		done
 	fi
 	stop "$TRACE_PID"
 	stop "$SVC_PID"
@@ -558,7 +563,7 @@ row "dlv attach + trace" "$(fmt %.2f "$DLV_PAUSE")" s 1.00x "range $(range %.2f 
 row "riptrace trace" "$(fmt %.2f "$RT_PAUSE")" s "$(fmt %.2fx "$RT_PAUSE / $DLV_PAUSE")" "range $(range %.2f "${rt_pause[@]}")"
 echo "memory while attached to it, after hits (VmRSS)"
 row dlv "$(mib "$DLV_RSS")" MiB 1.00x "peak $(mib "$DLV_HWM") MiB"
-row "riptrace agent+worker+watchdog" "$(mib "$AGENT_RSS")+$(mib "$WORKER_RSS")" MiB "$(fmt %.2fx "($AGENT_RSS + $WORKER_RSS) / $DLV_RSS")" "peak $(mib "$AGENT_HWM")+$(mib "$WORKER_HWM") MiB"
+row "riptrace agent+worker (+watchdog)" "$(mib "$AGENT_RSS")+$(mib "$WORKER_RSS")" MiB "$(fmt %.2fx "($AGENT_RSS + $WORKER_RSS) / $DLV_RSS")" "peak $(mib "$AGENT_HWM")+$(mib "$WORKER_HWM") MiB"
 echo "load average at the end: $(loadavg) on $(nproc) CPUs (other work on the machine widens the ranges)"
 if ((DLV_HITS != WANT_HITS || RT_HITS != WANT_HITS || RTE_HITS + RTE_DROPPED != WANT_FAST || ${BARE_HITS:-0} != WANT_FAST)); then
 	echo "bench: warning: a tool reported fewer hits than the target ran (see the hits above)" >&2
