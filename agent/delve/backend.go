@@ -61,7 +61,7 @@ func (b *Backend) Mode() (mode string, why error) {
 		}
 		if err := uprobesAvailable(); err != nil {
 			b.int3, b.uprobeErr = true, err
-			fmt.Fprintf(b.stderr, "riptrace delve: the kernel refuses the uprobe program (%v): tracepoints use Delve's breakpoints, which a killed worker can leave in the process (a watchdog repairs it; see the Delve backend's doc)\n", err)
+			fmt.Fprintf(b.stderr, "riptrace delve: no uprobes here (%v): tracepoints use Delve's breakpoints, which a killed worker can leave in the process (a watchdog repairs it; see the Delve backend's doc)\n", err)
 		}
 	})
 	if b.int3 {

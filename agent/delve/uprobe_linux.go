@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -86,17 +87,28 @@ type probeSet struct {
 }
 
 // uprobesAvailable reports whether this host lets this process load the
-// probe program; the error says why not.
+// probe program and attach it as a uprobe; the error says why not. The
+// trial probe goes on this process's own runtime.main, which has run.
+// (Some kernels want CAP_SYS_ADMIN for a uprobe where CAP_BPF and
+// CAP_PERFMON load the program: 6.18 with perf_event_paranoid=2.)
 func uprobesAvailable() error {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("raising the memlock limit for BPF maps: %w", err)
 	}
-	ps, err := newProbeSet("")
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding this executable for a trial uprobe: %w", err)
+	}
+	ps, err := newProbeSet(exe)
 	if err != nil {
 		return err
 	}
-	ps.close()
-	return nil
+	defer ps.close()
+	l, err := ps.ex.Uprobe("runtime.main", ps.prog, &link.UprobeOptions{PID: os.Getpid()})
+	if err != nil {
+		return fmt.Errorf("attaching a trial uprobe: %w", err)
+	}
+	return l.Close()
 }
 
 // newProbeSet loads the program and its maps, for probes in exe.
