@@ -26,8 +26,8 @@ type Backend struct {
 	budget float64 // see SetStopBudget
 
 	// int3 says that workers use Delve's breakpoints, each with a
-	// watchdog, because this host refuses the uprobe program (see
-	// uprobeErr) or RIPTRACE_DELVE_MODE=int3 asks for them.
+	// watchdog, because this host refuses uprobes (see uprobeErr) or
+	// RIPTRACE_DELVE_MODE=int3 asks for them.
 	modeOnce  sync.Once
 	int3      bool
 	uprobeErr error

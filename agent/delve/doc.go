@@ -62,8 +62,10 @@
 //
 // # Int3 mode (the fallback)
 //
-// Where the kernel refuses the probe program (no CAP_BPF or CAP_PERFMON,
-// an old kernel), or RIPTRACE_DELVE_MODE=int3 asks for it, the worker
+// Where the kernel refuses the probe program or a uprobe (no CAP_BPF or
+// CAP_PERFMON, an old kernel, or a kernel that wants CAP_SYS_ADMIN for
+// uprobes, as 6.18 does with perf_event_paranoid=2 and the capabilities
+// deploy/ grants), or RIPTRACE_DELVE_MODE=int3 asks for it, the worker
 // attaches with Delve's native backend, which writes int3 breakpoints and
 // stops every thread at each hit. A worker killed there can leave int3s in
 // the text and signals of its own to deliver; a watchdog per worker repairs
