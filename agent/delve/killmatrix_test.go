@@ -3,6 +3,7 @@ package delve_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"regexp"
@@ -54,6 +55,12 @@ func TestKillMatrix(t *testing.T) {
 		}
 	} else if testing.Short() {
 		t.Skip("short")
+	}
+	if mode, why := delve.New(io.Discard).Mode(); mode != "uprobe" {
+		modes = slices.DeleteFunc(modes, func(m string) bool { return m == "uprobe" })
+		if len(modes) == 0 {
+			t.Skipf("this host has no uprobes for the Delve backend (%v)", why)
+		}
 	}
 	bin := agenttest.BuildTarget(t, selfcheckDir)
 	type result struct {
