@@ -296,7 +296,7 @@ func (t *holdTarget) end(err error) {
 	t.closeAll()
 }
 
-// closeAll removes every probe and frees the program.
+// closeAll removes every probe and stops the budget's timer.
 func (t *holdTarget) closeAll() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
