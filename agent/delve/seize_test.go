@@ -1,8 +1,11 @@
 package delve_test
 
 import (
+	"io"
+
 	"errors"
 	"fmt"
+	"github.com/riptrace/riptrace/agent/delve"
 	"os"
 	"strings"
 	"testing"
@@ -58,4 +61,17 @@ func threads(pid int) map[string]bool {
 		m[task.Name()] = true
 	}
 	return m
+}
+
+// TestUprobeMode: on a host where root may load BPF programs and attach
+// uprobes (this kind of machine), the backend must run in uprobe mode: a
+// fallback to int3 mode there would be silent, and unsafe when a worker is
+// killed.
+func TestUprobeMode(t *testing.T) {
+	if os.Geteuid() != 0 || os.Getenv("RIPTRACE_DELVE_MODE") != "" {
+		t.Skip("needs root, and RIPTRACE_DELVE_MODE unset")
+	}
+	if mode, why := delve.New(io.Discard).Mode(); mode != "uprobe" {
+		t.Fatalf("the Delve backend runs in %s mode as root: %v", mode, why)
+	}
 }

@@ -88,7 +88,8 @@ type probeSet struct {
 
 // uprobesAvailable reports whether this host lets this process load the
 // probe program and attach it as a uprobe; the error says why not. The
-// trial probe goes on this process's own runtime.main, which has run.
+// trial probe goes on this process's own entry point, which has run (by
+// address: the executable may have no symbol table).
 // (Some kernels want CAP_SYS_ADMIN for a uprobe where CAP_BPF and
 // CAP_PERFMON load the program: 6.18 with perf_event_paranoid=2.)
 func uprobesAvailable() error {
@@ -104,7 +105,17 @@ func uprobesAvailable() error {
 		return err
 	}
 	defer ps.close()
-	l, err := ps.ex.Uprobe("runtime.main", ps.prog, &link.UprobeOptions{PID: os.Getpid()})
+	f, err := elf.Open(exe)
+	if err != nil {
+		return fmt.Errorf("reading this executable for a trial uprobe: %w", err)
+	}
+	entry := f.Entry
+	f.Close()
+	off, err := fileOffset(exe, entry, 0)
+	if err != nil {
+		return fmt.Errorf("placing a trial uprobe: %w", err)
+	}
+	l, err := ps.ex.Uprobe("riptrace_trial", ps.prog, &link.UprobeOptions{Address: off, PID: os.Getpid()})
 	if err != nil {
 		return fmt.Errorf("attaching a trial uprobe: %w", err)
 	}
