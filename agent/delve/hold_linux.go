@@ -8,7 +8,6 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
-	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
 	"github.com/riptrace/riptrace/agent/internal/snapshot"
+	"github.com/riptrace/riptrace/agent/internal/uprobes"
 
 	"github.com/cilium/ebpf/link"
 	"github.com/go-delve/delve/pkg/proc"
@@ -596,26 +596,15 @@ func unreadableHere(v *api.Variable) (fleet.Variable, bool) {
 	fv := fleet.Variable{Name: v.Name, Type: api.ShortenType(v.Type)}
 	switch {
 	case v.Unreadable == "read out of bounds" && strings.Contains(strings.ToLower(v.LocationExpr), "xmm"):
-		fv.Value = "<not captured: " + kindName(v.Kind) + ">"
+		fv.Value = "<not captured: " + uprobes.KindName(v.Kind) + ">"
 		fv.Unreadable = "the value is in a floating-point register that the line's first instruction changed before the thread stopped; trace the next line to read it"
 		return fv, true
 	case strings.Contains(v.Unreadable, snapshot.ErrNotCaptured.Error()):
-		fv.Value = "<not captured: " + kindName(v.Kind) + ">"
+		fv.Value = "<not captured: " + uprobes.KindName(v.Kind) + ">"
 		fv.Unreadable = "the line's first instruction wrote this memory before the thread stopped, so it no longer holds the line's value; trace the next line to read it"
 		return fv, true
 	}
 	return fleet.Variable{}, false
-}
-
-// kindName names a kind for "<not captured: …>".
-func kindName(k reflect.Kind) string {
-	switch k {
-	case reflect.Ptr:
-		return "pointer"
-	case reflect.Invalid:
-		return "value"
-	}
-	return k.String()
 }
 
 // Set installs spec. A spec with the ID of an installed tracepoint replaces

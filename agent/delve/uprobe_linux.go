@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/riptrace/riptrace/agent/internal/uprobes"
+
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
@@ -111,7 +113,7 @@ func uprobesAvailable() error {
 	}
 	entry := f.Entry
 	f.Close()
-	off, err := fileOffset(exe, entry, 0)
+	off, err := uprobes.FileOffset(exe, entry, 0)
 	if err != nil {
 		return fmt.Errorf("placing a trial uprobe: %w", err)
 	}
@@ -329,7 +331,7 @@ func (ps *probeSet) setPlan(slot uint32, w writePlan) error {
 // attach puts a probe at pc (a run-time address; staticBase is where a
 // position-independent executable was loaded) for pid's threads only.
 func (ps *probeSet) attach(pid int, sym string, pc, staticBase uint64, cookie uint64) (link.Link, error) {
-	off, err := fileOffset(ps.exe, pc, staticBase)
+	off, err := uprobes.FileOffset(ps.exe, pc, staticBase)
 	if err != nil {
 		return nil, err
 	}
@@ -386,21 +388,4 @@ func (r *hitRecord) ptraceRegs() *linutil.AMD64PtraceRegs {
 		Rdx: g[12], Rsi: g[13], Rdi: g[14], Orig_rax: g[15], Rip: g[16],
 		Cs: g[17], Eflags: g[18], Rsp: g[19], Ss: g[20],
 	}
-}
-
-// fileOffset turns a PC into the offset in the executable that uprobes
-// take; staticBase is where a position-independent executable was loaded.
-func fileOffset(exe string, pc, staticBase uint64) (uint64, error) {
-	pc -= staticBase
-	f, err := elf.Open(exe)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 && pc >= p.Vaddr && pc < p.Vaddr+p.Memsz {
-			return pc - p.Vaddr + p.Off, nil
-		}
-	}
-	return 0, fmt.Errorf("pc %#x is in no executable segment", pc)
 }

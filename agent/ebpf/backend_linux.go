@@ -3,7 +3,6 @@ package ebpf
 import (
 	"bytes"
 	"context"
-	"debug/elf"
 	_ "embed"
 	"encoding/binary"
 	"errors"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
 	"github.com/riptrace/riptrace/agent/internal/snapshot"
+	"github.com/riptrace/riptrace/agent/internal/uprobes"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -309,7 +309,7 @@ func (t *target) install(tp *tracepoint, pcs []uint64, plans []bpfPlan) error {
 			t.freePlan = append(t.freePlan, slot)
 			return fleet.Errorf(fleet.CodeInternal, "storing the capture plan: %v", err)
 		}
-		off, err := fileOffset(t.exe, pc, t.snap.BinInfo().Images[0].StaticBase)
+		off, err := uprobes.FileOffset(t.exe, pc, t.snap.BinInfo().Images[0].StaticBase)
 		if err != nil {
 			t.freePlan = append(t.freePlan, slot)
 			return fleet.Errorf(fleet.CodeInternal, "placing a uprobe at pc %#x: %v", pc, err)
@@ -384,23 +384,6 @@ func (t *target) allocPlan() (uint32, error) {
 	}
 	t.nextPlan++
 	return t.nextPlan - 1, nil
-}
-
-// fileOffset turns a PC into the offset in the executable that uprobes
-// take; staticBase is where a position-independent executable was loaded.
-func fileOffset(exe string, pc, staticBase uint64) (uint64, error) {
-	pc -= staticBase
-	f, err := elf.Open(exe)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == 1 /* PT_LOAD */ && p.Flags&1 != 0 /* PF_X */ && pc >= p.Vaddr && pc < p.Vaddr+p.Memsz {
-			return pc - p.Vaddr + p.Off, nil
-		}
-	}
-	return 0, fmt.Errorf("pc %#x is in no executable segment", pc)
 }
 
 func (t *target) Clear(ctx context.Context, id string) error {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
+	"github.com/riptrace/riptrace/agent/internal/uprobes"
 
 	"github.com/go-delve/delve/pkg/proc"
 	"github.com/go-delve/delve/service/api"
@@ -73,24 +74,13 @@ func unreadable(v *api.Variable) (fleet.Variable, bool) {
 	case v.Unreadable == "read out of bounds" && strings.Contains(strings.ToLower(v.LocationExpr), "xmm"):
 		// In a floating-point register, which a uprobe's program does
 		// not see; Delve says only that the register was empty.
-		fv.Value = "<not captured: " + kindName(v.Kind) + ">"
+		fv.Value = "<not captured: " + uprobes.KindName(v.Kind) + ">"
 		fv.Unreadable = "the value is in a floating-point register at this line, which a uprobe cannot read; trace a line where it is in memory, or trace with the delve backend"
 		return fv, true
 	case notCaptured(v.Unreadable):
-		fv.Value = "<not captured: " + kindName(v.Kind) + ">"
-		fv.Unreadable = "the uprobe copied a bounded part of memory and not this " + kindName(v.Kind) + "; raise the capture limits, or trace with the delve backend to read everything"
+		fv.Value = "<not captured: " + uprobes.KindName(v.Kind) + ">"
+		fv.Unreadable = "the uprobe copied a bounded part of memory and not this " + uprobes.KindName(v.Kind) + "; raise the capture limits, or trace with the delve backend to read everything"
 		return fv, true
 	}
 	return fleet.Variable{}, false
-}
-
-// kindName names a kind for "<not captured: …>".
-func kindName(k reflect.Kind) string {
-	switch k {
-	case reflect.Ptr:
-		return "pointer"
-	case reflect.Invalid:
-		return "value"
-	}
-	return k.String()
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/go-delve/delve/pkg/proc"
 
 	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/agent/internal/uprobes"
 	"github.com/riptrace/riptrace/fleet"
 )
 
@@ -40,7 +41,7 @@ func NewCounter(pid int, path string, line int) (*Counter, error) {
 		return nil, err
 	}
 	for _, pc := range pcs {
-		off, err := fileOffset(t.exe, pc, t.snap.BinInfo().Images[0].StaticBase)
+		off, err := uprobes.FileOffset(t.exe, pc, t.snap.BinInfo().Images[0].StaticBase)
 		if err == nil {
 			var l link.Link
 			l, err = t.ex.Uprobe("count", t.coll.Programs["count"], &link.UprobeOptions{Address: off, PID: pid})
