@@ -10,6 +10,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -156,6 +157,10 @@ func (c *FileConfig) Warnings() []string { return c.warnings }
 
 // ParseConfigFile parses and checks an agent configuration; name is the
 // file's name in messages.
+//
+// The file's keys are indexed with their lines first, so that a mistake is
+// told at its key with what to write instead; yaml.v3's strict decoding
+// (KnownFields) then sets the values.
 func ParseConfigFile(data []byte, name string) (*FileConfig, error) {
 	fail := func(line int, key, format string, args ...any) error {
 		return &ConfigError{File: name, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)}
@@ -176,16 +181,38 @@ func ParseConfigFile(data []byte, name string) (*FileConfig, error) {
 	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
 		return nil, fail(more.Line, "", "a second YAML document (after ---): keep the agent's configuration in one document")
 	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode {
-		if len(root.Content) == 0 {
-			return cfg, nil // comments only
-		}
-		root = root.Content[0]
+	if len(doc.Content) == 0 || doc.Content[0].ShortTag() == "!!null" {
+		return cfg, nil // comments only
 	}
-	w := walker{file: name, lines: cfg.lines}
-	if err := w.decode(root, reflect.ValueOf(cfg).Elem(), ""); err != nil {
-		return nil, err
+	if root := doc.Content[0]; root.Kind != yaml.MappingNode {
+		return nil, fail(root.Line, "", "%s: the agent configuration is a mapping of keys, such as host: orders-a (see docs/agent.example.yaml)", describeNode(root))
+	}
+	// The index finds each mistake at its key, in the order of the file,
+	// and says what to write instead; the strict decoder then sets the
+	// values, and refuses what the index has let through.
+	for _, k := range indexKeys(doc.Content[0], "", nil) {
+		parent, last := cutLastKey(k.path)
+		t := keyType(k.path)
+		switch {
+		case k.key != nil && k.key.Kind != yaml.ScalarNode:
+			return nil, fail(k.key.Line, parent, "a key must be a plain word, not %s", describeNode(k.key))
+		case k.key != nil && k.key.ShortTag() == "!!merge":
+			return nil, fail(k.line, k.path, "a merge of keys: write the keys out")
+		case k.key != nil && strings.Contains(k.key.Value, "."):
+			return nil, fail(k.line, "", "unknown key %q: keys are nested, write %s", k.path, nest(k.path))
+		case t == nil:
+			return nil, fail(k.line, "", "unknown key %q%s", k.path, suggest(parent, last))
+		case cfg.lines[k.path] != 0:
+			return nil, fail(k.line, k.path, "set twice (first on line %d): keep one", cfg.lines[k.path])
+		case !fits(k.val, t):
+			return nil, fail(k.val.Line, k.path, "%s", wrongKind(k.val, k.path, t))
+		}
+		cfg.lines[k.path] = k.line
+	}
+	dec = yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		return nil, fail(yamlLine(err), "", "%s", yamlMessage(err))
 	}
 	if err := cfg.check(); err != nil {
 		return nil, err
@@ -302,146 +329,149 @@ func (c *FileConfig) check() error {
 	return nil
 }
 
-// walker decodes a YAML tree into the configuration structs by their yaml
-// tags, so that every mistake names its key and line.
-type walker struct {
-	file  string
-	lines map[string]int
+// keyLine is where a key of the file, or an item of a list, is written.
+type keyLine struct {
+	path string     // "attach.uids", "attach.uids[1]"
+	line int        // the key's line; the item's in a list
+	key  *yaml.Node // nil for an item
+	val  *yaml.Node // its value, aliases followed
 }
 
-func (w *walker) fail(n *yaml.Node, key, format string, args ...any) error {
-	return &ConfigError{File: w.file, Line: n.Line, Key: key, Msg: fmt.Sprintf(format, args...)}
-}
+// maxKeyLines bounds the index, which follows aliases: an anchor used many
+// times over must not make it grow without end.
+const maxKeyLines = 1 << 12
 
-func (w *walker) decode(n *yaml.Node, v reflect.Value, path string) error {
-	for hops := 0; n.Kind == yaml.AliasNode; hops++ {
-		if hops > 8 || n.Alias == nil {
-			return w.fail(n, path, "an alias chain too long to follow: write the value out")
+// indexKeys appends the keys and items under n to out, in the order of the
+// file. It does not look under a key the file does not have: that key is
+// the mistake to tell.
+func indexKeys(n *yaml.Node, path string, out []keyLine) []keyLine {
+	add := func(p string, key, v *yaml.Node) {
+		if v.Kind == yaml.AliasNode && v.Alias != nil {
+			v = v.Alias // an anchor is never an alias itself
 		}
-		n = n.Alias
-	}
-	if _, ok := w.lines[path]; !ok && path != "" {
-		w.lines[path] = n.Line
-	}
-	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
-		return nil // "key:" with nothing: the default
-	}
-	if v.Kind() == reflect.Pointer {
-		if v.IsNil() {
-			v.Set(reflect.New(v.Type().Elem()))
+		line := v.Line
+		if key != nil {
+			line = key.Line
 		}
-		v = v.Elem()
-	}
-	switch v.Kind() {
-	case reflect.Struct:
-		return w.mapping(n, v, path)
-	case reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			return w.fail(n, path, "%s, want a list: write %s: [%s] or one item per line under it with '- '", describeNode(n), lastKey(path), exampleItem(n, v.Type().Elem().Kind()))
-		}
-		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
-		for i, item := range n.Content {
-			if err := w.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
+		if len(out) < maxKeyLines {
+			out = append(out, keyLine{p, line, key, v})
+			if keyType(p) != nil {
+				out = indexKeys(v, p, out)
 			}
 		}
-		v.Set(s)
-		return nil
 	}
-	if n.Kind != yaml.ScalarNode {
-		return w.fail(n, path, "%s, want %s", describeNode(n), kindName(v.Kind()))
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			add(join(path, n.Content[i].Value), n.Content[i], n.Content[i+1])
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			add(fmt.Sprintf("%s[%d]", path, i), nil, item)
+		}
 	}
-	switch v.Kind() {
-	case reflect.String:
-		if n.Tag == "!!binary" || (n.Tag != "" && !strings.HasPrefix(n.Tag, "!!")) {
-			return w.fail(n, path, "the tag %s is not supported here: write the value as plain text", n.Tag)
-		}
-		v.SetString(n.Value)
-	case reflect.Bool:
-		b, err := strconv.ParseBool(n.Value)
-		if err != nil || n.ShortTag() != "!!bool" {
-			return w.fail(n, path, "%q is not true or false%s", n.Value, quotedNote(n))
-		}
-		v.SetBool(b)
-	case reflect.Int:
-		i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 10, 64)
-		if err != nil || n.ShortTag() != "!!int" {
-			return w.fail(n, path, "%q is not a whole number%s", n.Value, quotedNote(n))
-		}
-		v.SetInt(i)
-	case reflect.Float64:
-		f, err := strconv.ParseFloat(n.Value, 64)
-		if err != nil || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") {
-			return w.fail(n, path, "%q is not a number%s", n.Value, quotedNote(n))
-		}
-		v.SetFloat(f)
-	default:
-		panic(fmt.Sprintf("agent config: no decoding for %s", v.Kind())) // a new field's kind
-	}
-	return nil
+	return out
 }
 
-func (w *walker) mapping(n *yaml.Node, v reflect.Value, path string) error {
-	if n.Kind != yaml.MappingNode {
-		if path == "" {
-			return w.fail(n, "", "%s: the agent configuration is a mapping of keys, such as host: orders-a (see docs/agent.example.yaml)", describeNode(n))
-		}
-		names := fieldNames(v.Type())
+// fits reports whether n is a value of type t as the file must write it:
+// the decoder would also read yes as true, and 1.5 or "1" as the whole
+// number 1.
+func fits(n *yaml.Node, t reflect.Type) bool {
+	switch {
+	case n.ShortTag() == "!!null":
+		return true // "key:" with nothing: the default
+	case t.Kind() == reflect.Struct:
+		return n.Kind == yaml.MappingNode
+	case t.Kind() == reflect.Slice:
+		return n.Kind == yaml.SequenceNode
+	case n.Kind != yaml.ScalarNode:
+		return false
+	}
+	tags := map[reflect.Kind][]string{reflect.String: {n.ShortTag()}, reflect.Bool: {"!!bool"}, reflect.Int: {"!!int"}, reflect.Float64: {"!!float", "!!int"}}
+	return slices.Contains(tags[t.Kind()], n.ShortTag()) && n.Decode(reflect.New(t).Interface()) == nil
+}
+
+// wrongKind says what the value n at path, which cannot be a t, should
+// look like.
+func wrongKind(n *yaml.Node, path string, t reflect.Type) string {
+	_, last := cutLastKey(path)
+	switch {
+	case t.Kind() == reflect.Struct:
+		names := keysUnder(path)
 		example := ""
-		if f := v.Type().Field(0); n.Kind == yaml.ScalarNode && f.Type.Kind() == reflect.String && tagName(f) != "" {
-			example = fmt.Sprintf(": write %s: {%s: %s}", lastKey(path), tagName(f), strconv.Quote(n.Value))
+		if n.Kind == yaml.ScalarNode && keyType(join(path, names[0])).Kind() == reflect.String {
+			example = fmt.Sprintf(": write %s: {%s: %s}", last, names[0], strconv.Quote(n.Value))
 		}
-		return w.fail(n, path, "%s, want keys under it (%s)%s", describeNode(n), strings.Join(names, ", "), example)
+		return fmt.Sprintf("%s, want keys under it (%s)%s", describeNode(n), strings.Join(names, ", "), example)
+	case t.Kind() == reflect.Slice:
+		return fmt.Sprintf("%s, want a list: write %s: [%s] or one item per line under it with '- '", describeNode(n), last, exampleItem(n, t.Elem().Kind()))
+	case n.Kind != yaml.ScalarNode:
+		return fmt.Sprintf("%s, want %s", describeNode(n), kindName(t.Kind()))
 	}
-	seen := make(map[string]int)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			return w.fail(k, path, "a key must be a plain word, not %s", describeNode(k))
+	return fmt.Sprintf("%q is not %s%s", n.Value, kindName(t.Kind()), quotedNote(n))
+}
+
+// configKey is a key of the file and the type of its value, pointers
+// followed.
+type configKey struct {
+	path string // "attach.uids"
+	t    reflect.Type
+}
+
+// configKeys are the keys the strict decoder knows, read from the yaml tags
+// of FileConfig in the order of its fields, for the index and messages.
+var configKeys = keysOf(reflect.TypeFor[FileConfig](), "")
+
+func keysOf(t reflect.Type, path string) (keys []configKey) {
+	for f := range t.Fields() {
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" || !f.IsExported() {
+			continue
 		}
-		key := join(path, k.Value)
-		if line, dup := seen[k.Value]; dup {
-			return w.fail(k, key, "set twice (first on line %d): keep one", line)
+		ft, key := f.Type, join(path, tag)
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
 		}
-		seen[k.Value] = k.Line
-		f, ok := fieldByTag(v, k.Value)
-		if !ok {
-			return w.fail(k, "", "unknown key %q%s", key, suggest(v.Type(), path, k.Value))
+		keys = append(keys, configKey{key, ft})
+		if ft.Kind() == reflect.Struct {
+			keys = append(keys, keysOf(ft, key)...)
 		}
-		w.lines[key] = k.Line
-		if err := w.decode(val, f, key); err != nil {
-			return err
+	}
+	return keys
+}
+
+// keyType returns the type of the value at path, of an item for
+// "attach.uids[1]", and nil if the file has no such key.
+func keyType(path string) reflect.Type {
+	key, item, isItem := strings.Cut(path, "[")
+	for _, k := range configKeys {
+		switch {
+		case k.path != key:
+		case !isItem:
+			return k.t
+		case k.t.Kind() == reflect.Slice && !strings.ContainsAny(item, "[."):
+			return k.t.Elem()
 		}
 	}
 	return nil
 }
 
-func fieldByTag(v reflect.Value, name string) (reflect.Value, bool) {
-	t := v.Type()
-	for i := range t.NumField() {
-		if tag := tagName(t.Field(i)); tag != "" && tag == name {
-			return v.Field(i), true
-		}
-	}
-	return reflect.Value{}, false
-}
-
-func tagName(f reflect.StructField) string {
-	tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-	if tag == "-" || !f.IsExported() {
-		return ""
-	}
-	return tag
-}
-
-func fieldNames(t reflect.Type) []string {
+// keysUnder lists the keys directly under path ("" for the top level).
+func keysUnder(path string) []string {
 	var names []string
-	for i := range t.NumField() {
-		if tag := tagName(t.Field(i)); tag != "" {
-			names = append(names, tag)
+	for _, k := range configKeys {
+		if parent, name := cutLastKey(k.path); parent == path {
+			names = append(names, name)
 		}
 	}
 	return names
+}
+
+func cutLastKey(path string) (parent, key string) {
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		return path[:i], path[i+1:]
+	}
+	return "", path
 }
 
 // flagKeys maps the agent's flag names, which operators may write in the file
@@ -457,19 +487,19 @@ var flagKeys = map[string]string{
 }
 
 // suggest says what the writer of an unknown key probably meant.
-func suggest(t reflect.Type, path, key string) string {
-	known := fieldNames(t)
+func suggest(path, key string) string {
+	known := keysUnder(path)
 	where := "at the top level"
 	if path != "" {
 		where = "under " + path
 	}
 	// The key exists elsewhere in the file's layout.
 	var elsewhere []string
-	allKeys(reflect.TypeOf(FileConfig{}), "", func(full string) {
-		if lastKey(full) == key && full != join(path, key) {
-			elsewhere = append(elsewhere, full)
+	for _, k := range configKeys {
+		if _, last := cutLastKey(k.path); last == key && k.path != join(path, key) {
+			elsewhere = append(elsewhere, k.path)
 		}
-	})
+	}
 	if len(elsewhere) > 0 {
 		return fmt.Sprintf(" %s: it belongs at %s (%s)", where, elsewhere[0], nest(elsewhere[0]))
 	}
@@ -503,20 +533,6 @@ func nest(full string) string {
 	return s
 }
 
-func allKeys(t reflect.Type, path string, f func(string)) {
-	for i := range t.NumField() {
-		tag := tagName(t.Field(i))
-		if tag == "" {
-			continue
-		}
-		full := join(path, tag)
-		f(full)
-		if ft := t.Field(i).Type; ft.Kind() == reflect.Struct {
-			allKeys(ft, full, f)
-		}
-	}
-}
-
 func editDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
@@ -542,16 +558,6 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
-}
-
-func lastKey(path string) string {
-	if i := strings.LastIndexByte(path, '.'); i >= 0 {
-		path = path[i+1:]
-	}
-	if i := strings.IndexByte(path, '['); i >= 0 {
-		path = path[:i]
-	}
-	return path
 }
 
 func describeNode(n *yaml.Node) string {
@@ -598,7 +604,7 @@ func exampleItem(n *yaml.Node, k reflect.Kind) string {
 	return `"github.com/acme/*"`
 }
 
-var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): `)
+var yamlLineRe = regexp.MustCompile(`^yaml: (?:unmarshal errors:\n\s*)?line (\d+): `)
 
 // yamlLine and yamlMessage split "yaml: line 3: did not find expected key".
 func yamlLine(err error) int {
@@ -610,6 +616,6 @@ func yamlLine(err error) int {
 }
 
 func yamlMessage(err error) string {
-	s := yamlLineRe.ReplaceAllString(err.Error(), "")
+	s, _, _ := strings.Cut(yamlLineRe.ReplaceAllString(err.Error(), ""), "\n")
 	return strings.TrimPrefix(s, "yaml: ")
 }

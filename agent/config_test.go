@@ -102,6 +102,10 @@ func TestConfigErrors(t *testing.T) {
 		{"inbox-prefix: _INBOX_a\n", []string{"a.yaml:1:", "--inbox-prefix is written nats.inboxPrefix"}},
 		{"buffer:\n  hits: 0\n", []string{"a.yaml:2:", "buffer.hits", "at least 1"}},
 		{"buffer-hits: 5\n", []string{"--buffer-hits is written buffer.hits"}},
+		// What yaml.v3 alone would take: 1.5 for 1, a merge, a dotted key.
+		{"buffer:\n  hits: 1.5\n", []string{"a.yaml:2:", "buffer.hits", `"1.5" is not a whole number`}},
+		{"<<: {host: a}\n", []string{"a.yaml:1:", "a merge of keys: write the keys out"}},
+		{"nats.url: x\n", []string{"a.yaml:1:", `unknown key "nats.url": keys are nested, write nats: {url: ...}`}},
 		{"zzz: 1\n", []string{`unknown key "zzz"`, "known keys are host, nats, attach, deny, redact, buffer, metrics, log"}},
 	} {
 		_, err := agent.ParseConfigFile([]byte(tc.in), "a.yaml")
