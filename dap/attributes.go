@@ -12,7 +12,8 @@ type Attribute struct {
 }
 
 // AttachAttributes are the attributes parseAttach reads, in the order
-// editors show them.
+// editors show them; a value of the wrong type is refused with the
+// attribute's Type, Example and Description.
 var AttachAttributes = []Attribute{
 	{"nats", "string", "NATS server URL(s), comma-separated; defaults to $RIPTRACE_NATS or nats://127.0.0.1:4222.", "nats://127.0.0.1:4222"},
 	{"hosts", "array", "Host globs to trace on (a single string is one glob); all hosts when empty.", []string{"orders-*"}},

@@ -2,6 +2,7 @@ package dap
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,9 +51,10 @@ func (e *configError) Error() string {
 	return fmt.Sprintf("invalid attach configuration: %q %s", e.Attr, e.Fix)
 }
 
-// parseAttach decodes and checks the attach arguments. Attributes it does not
-// know (type, request, name and what editors add) are ignored; known ones of
-// the wrong shape are refused with the fix.
+// parseAttach decodes and checks the attach arguments. It reads the
+// attributes of AttachAttributes, each strictly, and refuses one of the
+// wrong shape with its example and description; attributes it does not know
+// (type, request, name and what editors add) are ignored.
 func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 	cfg := &AttachConfig{Capture: fleet.DefaultCapture, MaxHitsPerSecond: fleet.DefaultMaxHitsPerSecond}
 	var attrs map[string]json.RawMessage
@@ -61,110 +63,34 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 	} else if err := json.Unmarshal(raw, &attrs); err != nil {
 		return nil, &configError{"arguments", fmt.Sprintf("must be a JSON object such as {\"nats\": %q}: %v", fleet.DefaultURL, err)}
 	}
-	str := func(name string, dst *string, example string) error {
-		v, ok := attrs[name]
-		if !ok || string(v) == "null" {
-			return nil
-		}
-		if err := json.Unmarshal(v, dst); err != nil {
-			return &configError{name, fmt.Sprintf("must be a string, for example %q", example)}
-		}
-		return nil
+	// Where each of AttachAttributes is decoded to.
+	dst := map[string]any{
+		"nats": &cfg.NATS, "hosts": &cfg.Hosts, "processes": &cfg.Processes, "capture": &cfg.Capture,
+		"maxHitsPerSecond": &cfg.MaxHitsPerSecond, "substitutePath": &cfg.SubstitutePath, "persist": &cfg.Persist,
+		"snapshots": &cfg.Snapshots, "cwd": &cfg.Cwd, "prefix": &cfg.Prefix, "creds": &cfg.Creds, "inboxPrefix": &cfg.InboxPrefix,
+		"nkey": &cfg.NKey, "user": &cfg.User, "password": &cfg.Password, "token": &cfg.Token, "tls": &cfg.TLS,
 	}
-	globs := func(name string, dst *[]string, example string) error {
-		v, ok := attrs[name]
-		if !ok || string(v) == "null" {
-			return nil
-		}
-		var one string
-		if json.Unmarshal(v, &one) == nil {
-			*dst = []string{one}
-		} else if err := json.Unmarshal(v, dst); err != nil {
-			return &configError{name, fmt.Sprintf("must be a list of globs, for example [%q]", example)}
-		}
-		for _, g := range *dst {
-			if strings.TrimSpace(g) == "" {
-				return &configError{name, "has an empty glob: drop it, or write \"*\" to match everything"}
-			}
-			if strings.HasPrefix(g, "${") {
-				return &configError{name, fmt.Sprintf("holds the unexpanded variable %s: install the RipTrace extension that provides it, or list globs by hand", g)}
-			}
-		}
-		// The rules every agent applies to a selector, said here for the
-		// attribute rather than for each breakpoint later.
-		probe := fleet.Spec{ID: "attach", Location: fleet.Location{Path: "x.go", Line: 1}}
-		if name == "hosts" {
-			probe.Selector.Hosts = *dst
-		} else {
-			probe.Selector.Processes = *dst
-		}
-		if err := probe.Validate(); err != nil {
-			return &configError{name, strings.TrimPrefix(fleet.AsError(err).Message, "tracepoint attach: ")}
-		}
-		return nil
-	}
-	checks := []error{
-		str("nats", &cfg.NATS, fleet.DefaultURL),
-		str("prefix", &cfg.Prefix, fleet.DefaultPrefix),
-		globs("hosts", &cfg.Hosts, "orders-*"),
-		globs("processes", &cfg.Processes, "github.com/acme/orders/cmd/orders"),
-		str("cwd", &cfg.Cwd, "/home/me/src/orders"),
-		str("creds", &cfg.Creds, "/home/me/.nats/user.creds"),
-		str("inboxPrefix", &cfg.InboxPrefix, "_INBOX_alice"),
-		str("nkey", &cfg.NKey, "/home/me/.nats/user.nk"),
-		str("user", &cfg.User, "alice"),
-		str("password", &cfg.Password, "s3cret"),
-		str("token", &cfg.Token, "s3cret"),
-	}
-	for _, err := range checks {
-		if err != nil {
-			return nil, err
-		}
-	}
-	if v, ok := attrs["capture"]; ok && string(v) != "null" {
-		dec := json.NewDecoder(bytes.NewReader(v))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&cfg.Capture); err != nil {
-			return nil, &configError{"capture", fmt.Sprintf("must be an object with args, locals (booleans), exprs (strings), stackDepth, maxStringLen, maxArrayValues, maxStructDepth, maxVariables (numbers): %v", err)}
-		}
-		// The bounds every agent applies, said here for the attribute
-		// rather than for each breakpoint later.
-		if err := cfg.Capture.Validate(); err != nil {
-			return nil, &configError{"capture", err.Error()}
-		}
-	}
-	if v, ok := attrs["maxHitsPerSecond"]; ok && string(v) != "null" {
-		if err := json.Unmarshal(v, &cfg.MaxHitsPerSecond); err != nil || cfg.MaxHitsPerSecond <= 0 {
-			return nil, &configError{"maxHitsPerSecond", fmt.Sprintf("must be a positive whole number, for example %d", fleet.DefaultMaxHitsPerSecond)}
-		}
-	}
-	if v, ok := attrs["persist"]; ok && string(v) != "null" {
-		if err := json.Unmarshal(v, &cfg.Persist); err != nil {
-			return nil, &configError{"persist", "must be true or false"}
-		}
-	}
-	if v, ok := attrs["snapshots"]; ok && string(v) != "null" {
-		if err := json.Unmarshal(v, &cfg.Snapshots); err != nil {
-			return nil, &configError{"snapshots", "must be true or false"}
-		}
-	}
-	if v, ok := attrs["substitutePath"]; ok && string(v) != "null" {
-		dec := json.NewDecoder(bytes.NewReader(v))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&cfg.SubstitutePath); err != nil {
-			return nil, &configError{"substitutePath", `must be a list of {"from": LOCAL, "to": REMOTE} rules, for example [{"from": "${workspaceFolder}", "to": "/src"}]`}
-		}
-		for _, r := range cfg.SubstitutePath {
-			if r.From == "" || r.To == "" {
-				return nil, &configError{"substitutePath", `has a rule with an empty "from" or "to": give both prefixes`}
+	for _, a := range AttachAttributes {
+		if v, ok := attrs[a.Name]; ok && string(v) != "null" {
+			if err := a.decode(v, dst[a.Name]); err != nil {
+				return nil, err
 			}
 		}
 	}
-	if v, ok := attrs["tls"]; ok && string(v) != "null" {
-		dec := json.NewDecoder(bytes.NewReader(v))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&cfg.TLS); err != nil {
-			return nil, &configError{"tls", `must be {"cert": FILE, "key": FILE, "ca": FILE} (each optional, cert and key together)`}
+	if err := cmp.Or(checkGlobs("hosts", cfg.Hosts), checkGlobs("processes", cfg.Processes)); err != nil {
+		return nil, err
+	}
+	// The bounds every agent applies, said here for the attribute rather
+	// than for each breakpoint later.
+	if err := cfg.Capture.Validate(); err != nil {
+		return nil, &configError{"capture", err.Error()}
+	}
+	if cfg.MaxHitsPerSecond <= 0 {
+		return nil, &configError{"maxHitsPerSecond", fmt.Sprintf("must be a positive whole number, for example %d", fleet.DefaultMaxHitsPerSecond)}
+	}
+	for _, r := range cfg.SubstitutePath {
+		if r.From == "" || r.To == "" {
+			return nil, &configError{"substitutePath", `has a rule with an empty "from" or "to": give both prefixes`}
 		}
 	}
 	if cfg.NATS == "" {
@@ -206,6 +132,49 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 		return nil, &configError{"cwd", fmt.Sprintf("names %s, which is not a directory: give the root of the local checkout (\"${workspaceFolder}\" in VS Code)", cfg.Cwd)}
 	}
 	return cfg, nil
+}
+
+// decode decodes the attribute's value v into dst, strictly: a value of
+// another type, or an object with a field it does not have, is refused
+// with the attribute's example and description.
+func (a Attribute) decode(v json.RawMessage, dst any) error {
+	if _, globs := dst.(*[]string); globs && v[0] == '"' {
+		v = append(append(json.RawMessage{'['}, v...), ']') // a single string is one glob
+	}
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		example, _ := json.Marshal(a.Example)
+		detail := "" // the decoder's words only for what is inside the value
+		if ute := (*json.UnmarshalTypeError)(nil); !errors.As(err, &ute) || ute.Field != "" {
+			detail = fmt.Sprintf(" (%v)", err)
+		}
+		want := map[string]string{"string": "a string", "boolean": "true or false", "integer": "a whole number", "array": "a list", "object": "an object"}[a.Type]
+		return &configError{a.Name, fmt.Sprintf("must be %s, for example %s%s. %s", want, example, detail, a.Description)}
+	}
+	return nil
+}
+
+// checkGlobs applies to the globs of the attribute name the rules every
+// agent applies to a selector, said here for the attribute rather than for
+// each breakpoint later.
+func checkGlobs(name string, globs []string) error {
+	for _, g := range globs {
+		if strings.TrimSpace(g) == "" {
+			return &configError{name, "has an empty glob: drop it, or write \"*\" to match everything"}
+		}
+		if strings.HasPrefix(g, "${") {
+			return &configError{name, fmt.Sprintf("holds the unexpanded variable %s: install the RipTrace extension that provides it, or list globs by hand", g)}
+		}
+	}
+	probe := fleet.Spec{ID: "attach", Location: fleet.Location{Path: "x.go", Line: 1}, Selector: fleet.Selector{Hosts: globs}}
+	if name == "processes" {
+		probe.Selector = fleet.Selector{Processes: globs}
+	}
+	if err := probe.Validate(); err != nil {
+		return &configError{name, strings.TrimPrefix(fleet.AsError(err).Message, "tracepoint attach: ")}
+	}
+	return nil
 }
 
 // attributeError turns a *fleet.CredentialError into a configError that

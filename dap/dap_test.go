@@ -348,10 +348,10 @@ func TestRequestErrors(t *testing.T) {
 		id         int
 		attr, says string
 	}{
-		{map[string]any{"hosts": 3}, dap.ErrBadConfig, `"hosts"`, "list of globs"},
+		{map[string]any{"hosts": 3}, dap.ErrBadConfig, `"hosts"`, `must be a list, for example ["orders-*"]`},
 		{map[string]any{"hosts": []string{""}}, dap.ErrBadConfig, `"hosts"`, "empty glob"},
 		{map[string]any{"hosts": "${command:riptrace.pickHosts}"}, dap.ErrBadConfig, `"hosts"`, "unexpanded"},
-		{map[string]any{"processes": map[string]any{}}, dap.ErrBadConfig, `"processes"`, "list of globs"},
+		{map[string]any{"processes": map[string]any{}}, dap.ErrBadConfig, `"processes"`, "must be a list"},
 		{map[string]any{"nats": "localhost"}, dap.ErrBadConfig, `"nats"`, "NATS URL"},
 		{map[string]any{"capture": map[string]any{"local": true}}, dap.ErrBadConfig, `"capture"`, "unknown field"},
 		{map[string]any{"capture": map[string]any{"exprs": []string{"a +"}}}, dap.ErrBadConfig, `"capture"`, "not a Go expression"},
