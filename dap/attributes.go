@@ -1,35 +1,31 @@
 package dap
 
-// Attribute documents one attribute of the attach configuration. The list is
-// the one place editors learn them from: the VS Code extension's
-// configurationAttributes and the Neovim plugin's configuration are checked
-// against it (editors/), so the three cannot drift.
-type Attribute struct {
-	Name        string `json:"name"`
-	Type        string `json:"type"` // JSON Schema type: string, boolean, integer, object, array
-	Description string `json:"description"`
-	Example     any    `json:"example,omitempty"`
-}
+import "github.com/riptrace/riptrace/fleet"
+
+// Attribute documents one attribute of the attach configuration; the
+// VS Code extension's configurationAttributes and the Neovim plugin's
+// configuration are checked against AttachAttributes (editors/).
+type Attribute = fleet.Attribute
 
 // AttachAttributes are the attributes parseAttach reads, in the order
 // editors show them; a value of the wrong type is refused with the
 // attribute's Type, Example and Description.
 var AttachAttributes = []Attribute{
-	{"nats", "string", "NATS server URL(s), comma-separated; defaults to $RIPTRACE_NATS or nats://127.0.0.1:4222.", "nats://127.0.0.1:4222"},
-	{"hosts", "array", "Host globs to trace on (a single string is one glob); all hosts when empty.", []string{"orders-*"}},
-	{"processes", "array", "Process globs (module path, main package or executable) to trace; all Go processes when empty.", []string{"github.com/acme/orders/cmd/orders"}},
-	{"capture", "object", "What each hit captures: args, locals (booleans), exprs (strings), stackDepth, maxStringLen, maxArrayValues, maxStructDepth, maxVariables.", map[string]any{"args": true, "locals": true, "stackDepth": 8}},
-	{"maxHitsPerSecond", "integer", "Rate limit of each tracepoint; hits over it are dropped at the agent and counted.", 50},
-	{"substitutePath", "array", "Path rewrites, as in vscode-go: {from: local prefix, to: remote prefix}.", []map[string]string{{"from": "${workspaceFolder}", "to": "/src"}}},
-	{"persist", "boolean", "Keep the tracepoints after the session ends (up to 24 h).", false},
-	{"snapshots", "boolean", "Open each hit as a snapshot (a stopped event on the recorded state); the processes never pause.", false},
-	{"cwd", "string", "The local checkout: breakpoint files and hits are mapped inside it.", "${workspaceFolder}"},
-	{"prefix", "string", "Subject prefix of the fleet (one NATS subject token).", "riptrace"},
-	{"creds", "string", "NATS credentials file (.creds).", "/home/me/.nats/user.creds"},
-	{"inboxPrefix", "string", "Where replies arrive, in place of _INBOX: the prefix the server's permissions give the user (_INBOX_<user> in deploy/nats.conf).", "_INBOX_alice"},
-	{"nkey", "string", "NATS NKey seed file.", "/home/me/.nats/user.nk"},
-	{"user", "string", "NATS user name.", "alice"},
-	{"password", "string", "NATS password (needs user).", "s3cret"},
-	{"token", "string", "NATS authentication token.", "s3cret"},
-	{"tls", "object", "TLS files: {cert, key, ca}; cert and key together.", map[string]string{"ca": "/etc/riptrace/ca.pem"}},
+	{Name: "nats", Type: "string", Description: "NATS server URL(s), comma-separated; defaults to $RIPTRACE_NATS or nats://127.0.0.1:4222.", Example: "nats://127.0.0.1:4222"},
+	{Name: "hosts", Type: "array", Description: "Host globs to trace on (a single string is one glob); all hosts when empty.", Example: []string{"orders-*"}},
+	{Name: "processes", Type: "array", Description: "Process globs (module path, main package or executable) to trace; all Go processes when empty.", Example: []string{"github.com/acme/orders/cmd/orders"}},
+	{Name: "capture", Type: "object", Description: "What each hit captures: args, locals (booleans), exprs (strings), stackDepth, maxStringLen, maxArrayValues, maxStructDepth, maxVariables.", Example: map[string]any{"args": true, "locals": true, "stackDepth": 8}},
+	{Name: "maxHitsPerSecond", Type: "integer", Description: "Rate limit of each tracepoint; hits over it are dropped at the agent and counted.", Example: 50},
+	{Name: "substitutePath", Type: "array", Description: "Path rewrites, as in vscode-go: {from: local prefix, to: remote prefix}.", Example: []map[string]string{{"from": "${workspaceFolder}", "to": "/src"}}},
+	{Name: "persist", Type: "boolean", Description: "Keep the tracepoints after the session ends (up to 24 h).", Example: false},
+	{Name: "snapshots", Type: "boolean", Description: "Open each hit as a snapshot (a stopped event on the recorded state); the processes never pause.", Example: false},
+	{Name: "cwd", Type: "string", Description: "The local checkout: breakpoint files and hits are mapped inside it.", Example: "${workspaceFolder}"},
+	{Name: "prefix", Type: "string", Description: "Subject prefix of the fleet (one NATS subject token).", Example: "riptrace"},
+	{Name: "creds", Type: "string", Description: "NATS credentials file (.creds).", Example: "/home/me/.nats/user.creds"},
+	{Name: "inboxPrefix", Type: "string", Description: "Where replies arrive, in place of _INBOX: the prefix the server's permissions give the user (_INBOX_<user> in deploy/nats.conf).", Example: "_INBOX_alice"},
+	{Name: "nkey", Type: "string", Description: "NATS NKey seed file.", Example: "/home/me/.nats/user.nk"},
+	{Name: "user", Type: "string", Description: "NATS user name.", Example: "alice"},
+	{Name: "password", Type: "string", Description: "NATS password (needs user).", Example: "s3cret"},
+	{Name: "token", Type: "string", Description: "NATS authentication token.", Example: "s3cret"},
+	{Name: "tls", Type: "object", Description: "TLS files: {cert, key, ca}; cert and key together.", Example: map[string]string{"ca": "/etc/riptrace/ca.pem"}},
 }

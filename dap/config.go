@@ -72,8 +72,8 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 	}
 	for _, a := range AttachAttributes {
 		if v, ok := attrs[a.Name]; ok && string(v) != "null" {
-			if err := a.decode(v, dst[a.Name]); err != nil {
-				return nil, err
+			if err := a.Decode(v, dst[a.Name]); err != nil {
+				return nil, &configError{a.Name, err.Error()}
 			}
 		}
 	}
@@ -132,27 +132,6 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 		return nil, &configError{"cwd", fmt.Sprintf("names %s, which is not a directory: give the root of the local checkout (\"${workspaceFolder}\" in VS Code)", cfg.Cwd)}
 	}
 	return cfg, nil
-}
-
-// decode decodes the attribute's value v into dst, strictly: a value of
-// another type, or an object with a field it does not have, is refused
-// with the attribute's example and description.
-func (a Attribute) decode(v json.RawMessage, dst any) error {
-	if _, globs := dst.(*[]string); globs && v[0] == '"' {
-		v = append(append(json.RawMessage{'['}, v...), ']') // a single string is one glob
-	}
-	dec := json.NewDecoder(bytes.NewReader(v))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		example, _ := json.Marshal(a.Example)
-		detail := "" // the decoder's words only for what is inside the value
-		if ute := (*json.UnmarshalTypeError)(nil); !errors.As(err, &ute) || ute.Field != "" {
-			detail = fmt.Sprintf(" (%v)", err)
-		}
-		want := map[string]string{"string": "a string", "boolean": "true or false", "integer": "a whole number", "array": "a list", "object": "an object"}[a.Type]
-		return &configError{a.Name, fmt.Sprintf("must be %s, for example %s%s. %s", want, example, detail, a.Description)}
-	}
-	return nil
 }
 
 // checkGlobs applies to the globs of the attribute name the rules every

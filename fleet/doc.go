@@ -14,8 +14,10 @@
 // watermarks ([HitPublisher]) into a JetStream stream, in the order they
 // arrive. Clients read it through [Timeline], which puts the hits in the
 // order they ran: every client shows the same order. Every front end logs
-// in with one [Credentials]. docs/DESIGN.md describes the subjects, buckets
-// and messages; docs/timeline.md the timeline.
+// in with one [Credentials]; the debug adapter and the language server
+// decode what editors send by a list of [Attribute] each. docs/DESIGN.md
+// describes the subjects, buckets and messages; docs/timeline.md the
+// timeline.
 //
 // fleet imports no other RipTrace package.
 package fleet

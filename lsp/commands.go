@@ -1,5 +1,7 @@
 package lsp
 
+import "github.com/riptrace/riptrace/fleet"
+
 // Command documents one command the server executes.
 type Command struct {
 	Name        string `json:"name"`
@@ -14,27 +16,24 @@ var Commands = []Command{
 	{CommandClearHits, "Forget the hits of a file ([uri]) or of every file ([])."},
 }
 
-// Setting documents one key of the server's configuration (initializationOptions,
-// or the "riptrace" section of workspace/didChangeConfiguration).
-type Setting struct {
-	Name        string `json:"name"`
-	Type        string `json:"type"`
-	Description string `json:"description"`
-}
+// Setting documents one setting of the language server; the VS Code
+// extension's riptrace.* settings and the Neovim plugin's are checked
+// against Settings (editors/).
+type Setting = fleet.Attribute
 
-// Settings are the keys of Config.
+// Settings are the keys of Config, by which mergeConfig decodes them.
 var Settings = []Setting{
-	{"nats", "string", "NATS server URL(s); defaults to $RIPTRACE_NATS or nats://127.0.0.1:4222."},
-	{"credentials", "string", "NATS credentials file (.creds)."},
-	{"inboxPrefix", "string", "Where replies arrive, in place of _INBOX: the prefix the server's permissions give the user (_INBOX_<user> in deploy/nats.conf)."},
-	{"nkey", "string", "NATS NKey seed file."},
-	{"user", "string", "NATS user name."},
-	{"password", "string", "NATS password (needs user)."},
-	{"token", "string", "NATS authentication token."},
-	{"tls", "object", "TLS files: {cert, key, ca}; cert and key together."},
-	{"prefix", "string", "Subject prefix of the fleet."},
-	{"hosts", "array", "Host globs whose hits are shown."},
-	{"processes", "array", "Process globs whose hits are shown."},
-	{"history", "string", "How much of the hit history to replay, as a Go duration (\"1h\")."},
-	{"maxRecent", "integer", "How many recent hits to keep per line."},
+	{Name: "nats", Type: "string", Description: "NATS server URL(s); defaults to $RIPTRACE_NATS or nats://127.0.0.1:4222.", Example: "nats://127.0.0.1:4222"},
+	{Name: "credentials", Type: "string", Description: "NATS credentials file (.creds).", Example: "/home/me/.nats/user.creds"},
+	{Name: "inboxPrefix", Type: "string", Description: "Where replies arrive, in place of _INBOX: the prefix the server's permissions give the user (_INBOX_<user> in deploy/nats.conf).", Example: "_INBOX_alice"},
+	{Name: "nkey", Type: "string", Description: "NATS NKey seed file.", Example: "/home/me/.nats/user.nk"},
+	{Name: "user", Type: "string", Description: "NATS user name.", Example: "alice"},
+	{Name: "password", Type: "string", Description: "NATS password (needs user).", Example: "s3cret"},
+	{Name: "token", Type: "string", Description: "NATS authentication token.", Example: "s3cret"},
+	{Name: "tls", Type: "object", Description: "TLS files: {cert, key, ca}; cert and key together.", Example: map[string]string{"ca": "/etc/riptrace/ca.pem"}},
+	{Name: "prefix", Type: "string", Description: "Subject prefix of the fleet.", Example: "riptrace"},
+	{Name: "hosts", Type: "array", Description: "Host globs whose hits are shown.", Example: []string{"orders-*"}},
+	{Name: "processes", Type: "array", Description: "Process globs whose hits are shown.", Example: []string{"github.com/acme/*"}},
+	{Name: "history", Type: "string", Description: "How much of the hit history to replay, as a Go duration (\"1h\").", Example: "10m"},
+	{Name: "maxRecent", Type: "integer", Description: "How many recent hits to keep per line.", Example: 20},
 }

@@ -121,11 +121,26 @@ func mergeConfig(base Config, raw []byte) (Config, error) {
 	if json.Unmarshal(raw, &wrapped) == nil && len(wrapped.RipTrace) > 0 {
 		raw = wrapped.RipTrace
 	}
-	cfg := base
-	// Unmarshal reuses a slice's array: base's must stay as they are.
-	cfg.Hosts, cfg.Processes = slices.Clone(base.Hosts), slices.Clone(base.Processes)
-	if err := json.Unmarshal(raw, &cfg); err != nil {
+	var settings map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &settings); err != nil {
 		return base, fmt.Errorf("reading the riptrace settings: %w (expected {\"nats\": URL, \"hosts\": [GLOB], \"processes\": [GLOB], \"history\": DURATION})", err)
+	}
+	cfg := base
+	// Decoding reuses a slice's array: base's must stay as they are.
+	cfg.Hosts, cfg.Processes = slices.Clone(base.Hosts), slices.Clone(base.Processes)
+	// Where each of Settings is decoded to; other keys (the editor's own,
+	// such as riptrace.path) are not the server's.
+	dst := map[string]any{
+		"nats": &cfg.NATS, "credentials": &cfg.Credentials, "inboxPrefix": &cfg.InboxPrefix, "nkey": &cfg.NKey, "user": &cfg.User,
+		"password": &cfg.Password, "token": &cfg.Token, "tls": &cfg.TLS, "prefix": &cfg.Prefix, "hosts": &cfg.Hosts,
+		"processes": &cfg.Processes, "history": &cfg.History, "maxRecent": &cfg.MaxRecent,
+	}
+	for _, s := range Settings {
+		if v, ok := settings[s.Name]; ok { // null: as json.Unmarshal, a list is emptied
+			if err := s.Decode(v, dst[s.Name]); err != nil {
+				return base, fmt.Errorf("reading the riptrace settings: %s %w", s.Name, err)
+			}
+		}
 	}
 	cred := cfg.credentials()
 	if err := cred.Check(settingName); err != nil {

@@ -1,0 +1,48 @@
+package fleet
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Attribute documents one setting of a front end: an attribute of the debug
+// adapter's attach configuration or a setting of the language server. Each
+// front end keeps one list of them, which editors are checked against
+// (editors/) and by which it decodes what editors send, so the three cannot
+// drift.
+type Attribute struct {
+	Name        string `json:"name"`
+	Type        string `json:"type"` // JSON Schema type: string, boolean, integer, object, array
+	Description string `json:"description"`
+	Example     any    `json:"example,omitempty"`
+}
+
+// Decode decodes v, the attribute's JSON value, into dst strictly: a value
+// of another type, or an object with a field dst does not have, is an error
+// that says what to write, from the attribute's type, example and
+// description. A single string is taken as a list of one for a []string.
+func (a Attribute) Decode(v json.RawMessage, dst any) error {
+	if _, list := dst.(*[]string); list && bytes.HasPrefix(v, []byte(`"`)) {
+		v = append(append(json.RawMessage{'['}, v...), ']')
+	}
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if err == nil {
+		return nil
+	}
+	example := ""
+	if a.Example != nil {
+		b, _ := json.Marshal(a.Example)
+		example = ", for example " + string(b)
+	}
+	// The decoder's words only for a mistake inside the value: an
+	// unknown field, a field of the wrong type.
+	if ute := (*json.UnmarshalTypeError)(nil); !errors.As(err, &ute) || ute.Field != "" {
+		example += fmt.Sprintf(" (%v)", err)
+	}
+	want := map[string]string{"string": "a string", "boolean": "true or false", "integer": "a whole number", "array": "a list", "object": "an object"}[a.Type]
+	return fmt.Errorf("must be %s%s. %s", want, example, a.Description)
+}
