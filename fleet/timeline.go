@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -352,16 +353,8 @@ func (t *Timeline) Hosts() []TimelineHost {
 		h.Behind = time.Duration(satSub(t.now, t.frontier(a)))
 		hs = append(hs, h)
 	}
-	sortHosts(hs)
+	slices.SortFunc(hs, func(a, b TimelineHost) int { return strings.Compare(a.Host, b.Host) })
 	return hs
-}
-
-func sortHosts(hs []TimelineHost) {
-	for i := 1; i < len(hs); i++ {
-		for j := i; j > 0 && hs[j].Host < hs[j-1].Host; j-- {
-			hs[j], hs[j-1] = hs[j-1], hs[j]
-		}
-	}
 }
 
 // frontier is the coordinated time before which agent a has nothing more
