@@ -118,6 +118,27 @@ func (m *multiTarget) Stopped() time.Duration {
 	return d
 }
 
+// Holding is the capture time of the oldest hit a backend holds before
+// delivering it, 0 if none (see the agent's watermarks).
+func (m *multiTarget) Holding() int64 {
+	// mu is held while a backend attaches, which takes seconds: the
+	// watermarks do not wait for it, and a backend attached meanwhile
+	// has delivered nothing yet.
+	if !m.mu.TryLock() {
+		return 0
+	}
+	defer m.mu.Unlock()
+	var oldest int64
+	for _, t := range m.subs {
+		if h, ok := t.(interface{ Holding() int64 }); ok {
+			if v := h.Holding(); v != 0 && (oldest == 0 || v < oldest) {
+				oldest = v
+			}
+		}
+	}
+	return oldest
+}
+
 // sub returns the backend's target, attaching it first. Lock should be held.
 func (m *multiTarget) sub(ctx context.Context, name string) (Target, error) {
 	if t := m.subs[name]; t != nil {

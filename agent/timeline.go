@@ -187,13 +187,27 @@ func (a *Agent) runWatermarks(ctx context.Context) {
 }
 
 // heldSince returns the capture time of the oldest hit held while its
-// tracepoint is set, zero if none.
+// tracepoint is set, or held by a backend, zero if none.
 func (a *Agent) heldSince() time.Time {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	var oldest int64
 	for _, p := range a.placed {
 		if t := p.oldestHeld(); t != 0 && (oldest == 0 || t < oldest) {
+			oldest = t
+		}
+	}
+	var holders []interface{ Holding() int64 }
+	for _, att := range a.attached {
+		if h, ok := att.target.(interface{ Holding() int64 }); ok {
+			holders = append(holders, h)
+		}
+	}
+	a.mu.Unlock()
+	// A backend that holds hits before it delivers them (the eBPF
+	// backend decodes in bursts) says since when; asked without the
+	// agent's lock, which its hits need to leave.
+	for _, h := range holders {
+		if t := h.Holding(); t != 0 && (oldest == 0 || t < oldest) {
 			oldest = t
 		}
 	}

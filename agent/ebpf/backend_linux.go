@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
@@ -123,7 +124,9 @@ type target struct {
 	snap *snapshot.Process
 	tgt  *proc.Target
 	di   *debugInfo
-	mono monoClock
+	mono monoClock // used by the reader alone
+
+	holding atomic.Int64 // see Holding
 }
 
 type tracepoint struct {
@@ -518,22 +521,35 @@ func (t *target) read() {
 			}
 			continue
 		}
+		if len(rec.RawSample) >= 16 {
+			// This record is the oldest not yet delivered: the ones
+			// before it have left, the ones after it are newer.
+			t.holding.Store(int64(binary.LittleEndian.Uint64(rec.RawSample[8:])) + t.mono.wallMinusMono())
+		}
 		if !batch {
 			t.awaitGap()
 			batch = true
 		}
 		h, ok := t.decode(rec.RawSample)
 		batch = t.pending() > 0
-		if !ok {
-			continue
+		if ok {
+			select {
+			case t.hits <- h:
+			case <-t.closed:
+				return
+			}
 		}
-		select {
-		case t.hits <- h:
-		case <-t.closed:
-			return
+		if !batch {
+			t.holding.Store(0)
 		}
 	}
 }
+
+// Holding returns the capture time (wall clock, ns) of the oldest hit the
+// reader holds or decodes and has not delivered yet, 0 if none: the agent's
+// watermarks stay before it, so that a burst held for decoding is not late
+// in the timeline.
+func (t *target) Holding() int64 { return t.holding.Load() }
 
 // How the reader waits for a gap in a burst of hits before decoding it.
 const (

@@ -126,6 +126,9 @@ func TestTimelineSkewedClocks(t *testing.T) {
 			r.checkout = i
 		}
 		if p.Late {
+			if late < 5 {
+				t.Logf("late: %s on %s, arrived %v after it ran; clock %s", p.Function, p.Host, p.ServerTime.Sub(p.CoordinatedTime), p.Clock)
+			}
 			late++
 			// Late only if it came later than its agent promised.
 			if waited := p.ServerTime.Sub(p.CoordinatedTime); waited < agent.DefaultTimelineLag-time.Millisecond {
