@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 # write (VS Code's debug adapter and language server clients).
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock.json' 2>/dev/null))
 
-.PHONY: build demo test deps bench bench-limits lint clean fuzz vsix e2e-vscode kill-matrix
+.PHONY: build demo test deps bench bench-limits lint clean fuzz vsix e2e-vscode kill-matrix differential
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
@@ -32,6 +32,13 @@ deps:
 test: deps
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) ./...
+
+# differential traces every line of the corpus programs (the test targets
+# and the demo services, optimized and not) with both backends and fails
+# where the eBPF backend shows a value other than Delve's; `make test` runs
+# a representative subset of it.
+differential:
+	RIPTRACE_CORPUS=full $(GO) test $(TESTFLAGS) -run '^TestCorpus$$' -v ./agent/ebpf
 
 # fuzz runs every fuzz target (func FuzzX in a _test.go file) for FUZZTIME
 # in turn; `make test` runs only their seeds. A failure stops here and

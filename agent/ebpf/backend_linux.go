@@ -122,6 +122,7 @@ type target struct {
 	ended     bool
 
 	snap *snapshot.Process
+	mem  *regionMemory // of the hit being decoded
 	tgt  *proc.Target
 	di   *debugInfo
 	mono monoClock // used by the reader alone
@@ -636,7 +637,8 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 	// that leaves, whatever becomes of this one.
 	tp.dropped += dropped
 	tp.ringFull += min(ringFull, dropped)
-	t.snap.Set(tid, &regs, nil, regionMemory{p: t.snap, regions: regions})
+	t.mem = &regionMemory{p: t.snap, regions: regions}
+	t.snap.Set(tid, &regs, nil, t.mem)
 	t.tgt.ClearCaches()
 	h, keep, err := t.safeCapture(tp)
 	if err != nil {

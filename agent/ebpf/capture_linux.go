@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
+	"github.com/riptrace/riptrace/agent/internal/snapshot"
 	"github.com/riptrace/riptrace/agent/internal/uprobes"
 
 	"github.com/go-delve/delve/pkg/proc"
@@ -38,6 +39,12 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 		if err == nil && v.Unreadable != nil {
 			err = v.Unreadable
 		}
+		if err == nil && len(t.mem.misses) > 0 {
+			// Delve may have read what it could not read as zero (see
+			// markUncaptured): the result cannot be trusted.
+			m := t.mem.misses[0]
+			err = fmt.Errorf("%w: %d bytes at %#x", errNotCaptured, m.n, m.addr)
+		}
 		if err == nil && v.Kind != reflect.Bool {
 			err = fmt.Errorf("it is a %s, not a boolean", v.Kind)
 		}
@@ -52,8 +59,48 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 			return h, false, nil
 		}
 	}
-	dlvvalue.Converter{Unreadable: unreadable}.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
+	check := func(v *proc.Variable) { markUncaptured(t.mem.misses, v) }
+	dlvvalue.Converter{Unreadable: unreadable, Check: check}.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
 	return h, true, nil
+}
+
+// fakeAddress is where Delve's addresses of values composed from registers
+// start (proc's fakeAddressUnresolv): their bytes were read with the
+// registers, not from memory.
+const fakeAddress = 0xbeed000000000000
+
+// markUncaptured marks as not captured every part of v whose bytes Delve
+// tried and failed to read from the hit (misses), and drops what it read
+// through them. Delve reads some values whose memory it cannot read as
+// zero instead of unreadable: an interface whose words were not copied
+// comes out nil (readInterface takes the zero address of a failed read for
+// a nil itab), and so does a map or a pointer. And it reads a struct, or
+// the elements of an array, through one cache of all their bytes, so a
+// struct copied short fails in every field, even in those that were copied:
+// the failed read spans the whole struct. Checking each value's storage
+// against the failed reads, rather than trusting Delve's flags, makes every
+// such path read "<not captured: …>".
+func markUncaptured(misses []span, v *proc.Variable) {
+	if v.Unreadable != nil || len(misses) == 0 {
+		return
+	}
+	if v.RealType != nil && v.Addr >= snapshot.NullPage && v.Addr < fakeAddress && v.Flags&proc.VariableFakeAddress == 0 {
+		if size := v.RealType.Size(); size > 0 {
+			at := span{v.Addr, uint64(size)}
+			for _, m := range misses {
+				if m.overlaps(at) {
+					v.Unreadable = fmt.Errorf("%w: %d bytes at %#x", errNotCaptured, size, v.Addr)
+					v.Value = nil
+					v.Children = nil
+					v.Len, v.Cap, v.Base = 0, 0, 0
+					return
+				}
+			}
+		}
+	}
+	for i := range v.Children {
+		markUncaptured(misses, &v.Children[i])
+	}
 }
 
 func constantTrue(v *proc.Variable) bool {

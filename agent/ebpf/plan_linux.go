@@ -419,12 +419,18 @@ func (pl *planner) value(l loc, t godwarf.Type, depth int) {
 		if !ok {
 			return
 		}
-		k := pl.add(bpfOp{Ptr: data, Max: 64})
+		k := pl.add(bpfOp{Ptr: data, Max: ifaceData})
 		if k >= 0 && depth+1 <= maxDepth {
 			pl.add(bpfOp{Ptr: bpfSrc{Kind: srcOp, Op: uint8(k)}, Len: bpfSrc{Kind: srcOp, Op: uint8(k), Off: 8}, Elem: 1, Max: uint32(maxString)})
 		}
 	}
 }
+
+// ifaceData is how much of an interface's data the plan copies, not knowing
+// its type: enough for the common dynamic types whole (a context's
+// *cancelCtx is 80 bytes, a *timerCtx 112), since Delve reads a struct
+// copied short as not captured in every field.
+const ifaceData = 128
 
 // hasPointers reports whether values of t lead to memory worth copying.
 func (pl *planner) hasPointers(t godwarf.Type) bool {

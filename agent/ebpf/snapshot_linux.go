@@ -17,6 +17,7 @@ import (
 type regionMemory struct {
 	p       *snapshot.Process
 	regions []region // they may overlap
+	misses  []span   // the reads that failed as not captured (see markUncaptured)
 }
 
 type region struct {
@@ -24,11 +25,18 @@ type region struct {
 	data []byte
 }
 
+// span is [addr, addr+n) of the address space.
+type span struct{ addr, n uint64 }
+
+func (s span) overlaps(o span) bool {
+	return s.addr < o.addr+o.n && o.addr < s.addr+s.n
+}
+
 // errNotCaptured is what reading memory the hit did not copy returns; the
 // decoder turns values that needed it into "<not captured: …>".
 var errNotCaptured = snapshot.ErrNotCaptured
 
-func (m regionMemory) ReadMemory(buf []byte, addr uint64) (int, error) {
+func (m *regionMemory) ReadMemory(buf []byte, addr uint64) (int, error) {
 	end := addr + uint64(len(buf))
 	for _, r := range m.regions {
 		if addr >= r.addr && end <= r.addr+uint64(len(r.data)) {
@@ -43,5 +51,6 @@ func (m regionMemory) ReadMemory(buf []byte, addr uint64) (int, error) {
 		// process (an optimized variable whose pointer is gone, say).
 		return 0, syscall.EIO
 	}
+	m.misses = append(m.misses, span{addr, uint64(len(buf))})
 	return 0, fmt.Errorf("%w: %d bytes at %#x", errNotCaptured, len(buf), addr)
 }

@@ -11,7 +11,7 @@ import (
 // as something the probe could have copied; memory elsewhere that was not
 // copied says so.
 func TestSnapshotNullPage(t *testing.T) {
-	s := regionMemory{regions: []region{{addr: 0x10000, data: make([]byte, 16)}}}
+	s := &regionMemory{regions: []region{{addr: 0x10000, data: make([]byte, 16)}}}
 	buf := make([]byte, 20)
 	if _, err := s.ReadMemory(buf, 0); !errors.Is(err, syscall.EIO) || errors.Is(err, errNotCaptured) {
 		t.Errorf("reading at 0x0: %v, want %v as from the live process", err, syscall.EIO)

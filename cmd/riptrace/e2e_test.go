@@ -297,35 +297,44 @@ func TestTraceBadInput(t *testing.T) {
 			}
 		})
 
-		// Mistakes only the agent can see come back as the process's status.
+		// Mistakes only the agent can see come back as the process's
+		// status; once every process has refused, trace exits 1 with the
+		// reasons, unless --wait.
 		for _, tc := range []struct {
-			name      string
-			args      []string
-			want      []string // in the error status line
-			interrupt bool     // stop with Ctrl-C after the status, rather than by --for
+			name string
+			args []string
+			want []string // in the error status line and the final error
+			code int
 		}{
 			{
 				name: "file no program has",
-				args: []string{"--for", "5s", "nosuch/file.go:10"},
+				args: []string{"--for", "1m", "nosuch/file.go:10"},
 				want: []string{"nosuch/file.go"},
+				code: 1,
 			},
 			{
-				name:      "file with no namesake",
-				args:      []string{"--for", "1m", "nosuch/nosuchfile.go:10"},
-				want:      []string{"nosuch/nosuchfile.go", "check the path"},
-				interrupt: true,
+				name: "file with no namesake",
+				args: []string{"--for", "1m", "nosuch/nosuchfile.go:10"},
+				want: []string{"nosuch/nosuchfile.go", "check the path"},
+				code: 1,
 			},
 			{
-				name:      "line without code",
-				args:      []string{"--for", "1m", fmt.Sprintf("%s:%d", src, agenttest.MarkerLine(t, src, "nocode"))},
-				want:      []string{"no code", "pick a line"},
-				interrupt: true,
+				name: "line without code",
+				args: []string{"--for", "1m", "--count", "1", fmt.Sprintf("%s:%d", src, agenttest.MarkerLine(t, src, "nocode"))},
+				want: []string{"no code", "pick a line"},
+				code: 1,
 			},
 			{
-				name:      "condition that cannot be evaluated",
-				args:      []string{"--for", "1m", "--cond", "nosuch > 1", processLoc},
-				want:      []string{`condition "nosuch > 1"`, "the tracepoint was removed"},
-				interrupt: true,
+				name: "condition that cannot be evaluated",
+				args: []string{"--for", "1m", "--cond", "nosuch > 1", processLoc},
+				want: []string{`condition "nosuch > 1"`, "the tracepoint was removed"},
+				code: 1,
+			},
+			{
+				name: "waiting",
+				args: []string{"--for", "5s", "--wait", "nosuch/file.go:10"},
+				want: []string{"nosuch/file.go"},
+				code: 0,
 			},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -341,11 +350,16 @@ func TestTraceBadInput(t *testing.T) {
 						t.Errorf("status does not mention %q: %s", w, status)
 					}
 				}
-				if tc.interrupt {
-					tr.signal(t, os.Interrupt)
+				if code := tr.exitCode(t, stateTimeout); code != tc.code {
+					t.Errorf("exit status %d, want %d\n%s", code, tc.code, tr.Stderr())
 				}
-				if code := tr.exitCode(t, stopTimeout); code != 0 {
-					t.Errorf("exit status %d, want 0", code)
+				if tc.code != 0 {
+					last := tr.Stderr()[strings.LastIndex(strings.TrimSpace(tr.Stderr()), "\n")+1:]
+					for _, w := range append(tc.want, "no process can produce a hit", "--wait") {
+						if !strings.Contains(last, w) {
+							t.Errorf("the last line does not mention %q: %s", w, last)
+						}
+					}
 				}
 				if out := tr.Stdout(); out != "" {
 					t.Errorf("printed hits, want none:\n%s", out)
@@ -726,4 +740,37 @@ func TestAgentMetrics(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestTraceNoFileSummary checks that the processes of a fleet-wide trace
+// that lack the file are counted in one line (listed with -v), and that
+// trace exits 1 once all of them have refused.
+func TestTraceNoFileSummary(t *testing.T) {
+	t.Parallel()
+	url := startServer(t)
+	a := startTarget(t, "nofile-loop")
+	b := startTarget(t, "nofile-loop")
+	startAgent(t, url, "nofile-host", "nofile-loop")
+	awaitProcesses(t, url, map[*agenttest.Proc]string{a: "nofile-host", b: "nofile-host"}, detached)
+
+	r := run(t, cmdTimeout, "trace", "--nats", url, "--count", "1", "nosuch/file.go:10")
+	if r.code != 1 {
+		t.Errorf("exit status %d, want 1\n%s", r.code, r.stderr)
+	}
+	if n := strings.Count(r.stderr, "2 processes not traced: no source file of theirs ends in nosuch/file.go (-v lists them)"); n != 1 {
+		t.Errorf("the summary line appears %d times, want once:\n%s", n, r.stderr)
+	}
+	if strings.Contains(r.stderr, "error: no source file") {
+		t.Errorf("a process's own error line was printed without -v:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "2 processes have no source file ending in nosuch/file.go. Fix the location") {
+		t.Errorf("the final error does not count the processes:\n%s", r.stderr)
+	}
+
+	r = run(t, cmdTimeout, "trace", "--nats", url, "-v", "--count", "1", "nosuch/file.go:10")
+	for _, p := range []*agenttest.Proc{a, b} {
+		if statusLine(r.stderr, p.Pid, fleet.StateError) == "" {
+			t.Errorf("-v: no error line for pid %d:\n%s", p.Pid, r.stderr)
+		}
+	}
 }

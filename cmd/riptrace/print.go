@@ -112,13 +112,17 @@ func shortPath(p string) string {
 }
 
 func printStatus(w io.Writer, ev fleet.StatusEvent) {
-	who := ev.Host
-	if ev.Pid != 0 {
-		who = fmt.Sprintf("%s %s[%d]", ev.Host, ev.Process.Exe, ev.Pid)
-	}
 	if ev.Deleted {
-		fmt.Fprintf(w, "riptrace: %s: removed\n", who)
+		fmt.Fprintf(w, "riptrace: %s: removed\n", who(ev.Status))
 		return
 	}
-	fmt.Fprintf(w, "riptrace: %s: %s: %s\n", who, ev.State, ev.Message)
+	fmt.Fprintf(w, "riptrace: %s: %s: %s\n", who(ev.Status), ev.State, ev.Message)
+}
+
+// who names the host, or the process, a status entry is about.
+func who(st fleet.Status) string {
+	if st.Pid != 0 {
+		return fmt.Sprintf("%s %s[%d]", st.Host, st.Process.Exe, st.Pid)
+	}
+	return st.Host
 }

@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/riptrace/riptrace/fleet"
@@ -38,6 +40,8 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	showStack := fs.Bool("show-stack", false, "print the captured stack under each hit")
 	asJSON := fs.Bool("json", false, "print one JSON object per hit per line")
 	backend := fs.String("backend", "", "serve the tracepoint with `BACKEND`: auto, ebpf or delve (default: the agent's --backend)")
+	wait := fs.Bool("wait", false, "keep waiting when every process has refused the tracepoint or ended (default: exit 1 with the reasons)")
+	verbose := fs.Bool("v", false, "list every process that lacks the file, rather than counting them")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -86,9 +90,11 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	loc = spec.Location
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// refused ends the run when nothing can produce a hit any more.
+	runCtx, refused := context.WithCancelCause(ctx)
+	defer refused(nil)
 	if *dur > 0 {
+		var cancel context.CancelFunc
 		runCtx, cancel = context.WithTimeout(runCtx, *dur)
 		defer cancel()
 	}
@@ -119,7 +125,11 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	fmt.Fprintf(stderr, "riptrace: tracing %s as %s (Ctrl-C to stop)\n", loc, spec.ID)
-	go reportStatus(runCtx, statuses, stderr)
+	board := &statusBoard{stderr: stderr, verbose: *verbose, file: loc.Path}
+	if !*wait {
+		board.giveUp = refused
+	}
+	go board.report(runCtx, statuses)
 
 	enc := json.NewEncoder(stdout)
 	n := 0
@@ -152,6 +162,10 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	fmt.Fprintf(stderr, "riptrace: %d hits; removing tracepoint %s\n", n, spec.ID)
+	var nothing errNothingToTrace
+	if err := context.Cause(runCtx); errors.As(err, &nothing) {
+		return err
+	}
 	return nil
 }
 
@@ -185,24 +199,76 @@ func fillEmpty(h *fleet.Hit) {
 	}
 }
 
-// reportStatus prints every status change on stderr, and a hint if no agent
-// reports at all.
-func reportStatus(ctx context.Context, ch <-chan fleet.StatusEvent, stderr io.Writer) {
+// settle is how long the statuses of a tracepoint must stay all refused or
+// ended before `riptrace trace` gives up: agents report one after another,
+// and a process that refused may be followed by one that installs.
+const settle = 3 * time.Second
+
+// errNothingToTrace ends `riptrace trace` when every process that reported
+// on the tracepoint refused it or ended, and none is pending.
+type errNothingToTrace struct{ reasons []string }
+
+func (e errNothingToTrace) Error() string {
+	return fmt.Sprintf("no process can produce a hit: %s. Fix the location or condition, or pass --wait to wait for a process that can", strings.Join(e.reasons, "; "))
+}
+
+// statusBoard follows the status entries of one tracepoint: it prints every
+// change on stderr, with one line for all the processes that lack the
+// file, a hint if no agent reports at all, and calls giveUp (if set) once
+// nothing can produce a hit.
+type statusBoard struct {
+	stderr  io.Writer
+	verbose bool
+	file    string
+	giveUp  func(error)
+
+	latest map[string]fleet.Status // host/pid → the entry, while not deleted
+	noFile map[string]fleet.Status // host/pid → the entries that lack the file
+}
+
+func (b *statusBoard) report(ctx context.Context, ch <-chan fleet.StatusEvent) {
 	hint := time.NewTimer(5 * time.Second)
 	defer hint.Stop()
+	quiet := time.NewTimer(settle)
+	quiet.Stop()
+	defer quiet.Stop()
 	last := make(map[string]string) // host/pid → what was printed
+	saidNoFile := 0
+	b.latest = make(map[string]fleet.Status)
+	b.noFile = make(map[string]fleet.Status)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hint.C:
-			fmt.Fprintln(stderr, "riptrace: no agent has reported on this tracepoint yet: check `riptrace hosts` and the --hosts/--processes selectors")
+			fmt.Fprintln(b.stderr, "riptrace: no agent has reported on this tracepoint yet: check `riptrace hosts` and the --hosts/--processes selectors")
+		case <-quiet.C:
+			if n := len(b.noFile); n != saidNoFile {
+				saidNoFile = n
+				if n == 1 {
+					for _, st := range b.noFile {
+						printStatus(b.stderr, fleet.StatusEvent{Status: st})
+					}
+				} else {
+					fmt.Fprintf(b.stderr, "riptrace: %d processes not traced: no source file of theirs ends in %s (-v lists them)\n", n, b.file)
+				}
+			}
+			if reasons := b.refusals(); reasons != nil && b.giveUp != nil {
+				b.giveUp(errNothingToTrace{reasons})
+				return
+			}
 		case ev, ok := <-ch:
 			if !ok {
 				return
 			}
 			hint.Stop()
 			key := fmt.Sprintf("%s/%d", ev.Host, ev.Pid)
+			if ev.Deleted {
+				delete(b.latest, key)
+			} else {
+				b.latest[key] = ev.Status
+			}
+			quiet.Reset(settle)
 			said := fmt.Sprint(ev.Deleted, ev.State, ev.Message)
 			if ev.State == fleet.StateThrottled {
 				said = fmt.Sprint(ev.Deleted, ev.State) // its count changes at every report
@@ -211,9 +277,47 @@ func reportStatus(ctx context.Context, ch <-chan fleet.StatusEvent, stderr io.Wr
 				continue // only the hit count changed
 			}
 			last[key] = said
-			printStatus(stderr, ev)
+			if !b.verbose && !ev.Deleted && ev.State == fleet.StateError && ev.Code == fleet.CodeNoFile && ev.Pid != 0 {
+				// A fleet-wide trace meets many programs that do not
+				// have the file: they are simply not traced.
+				// Counted here, said in one line once the reports settle.
+				b.noFile[key] = ev.Status
+				continue
+			}
+			printStatus(b.stderr, ev)
 		}
 	}
+}
+
+// refusals returns the reasons why no process can produce a hit, or nil
+// while one can: an entry installed, throttled or pending.
+func (b *statusBoard) refusals() []string {
+	if len(b.latest) == 0 {
+		return nil
+	}
+	var reasons, noFile []string
+	for key, st := range b.latest {
+		reason := fmt.Sprintf("%s: %s", who(st), st.Message)
+		switch st.State {
+		case fleet.StateError:
+			if _, ok := b.noFile[key]; ok {
+				noFile = append(noFile, reason)
+				continue
+			}
+			reasons = append(reasons, reason)
+		case fleet.StateDone:
+			reasons = append(reasons, fmt.Sprintf("%s: done: %s", who(st), st.Message))
+		default:
+			return nil
+		}
+	}
+	sort.Strings(reasons)
+	if len(noFile) == 1 {
+		reasons = append(reasons, noFile[0])
+	} else if len(noFile) > 1 {
+		reasons = append(reasons, fmt.Sprintf("%d processes have no source file ending in %s", len(noFile), b.file))
+	}
+	return reasons
 }
 
 func newID(kind string) string {

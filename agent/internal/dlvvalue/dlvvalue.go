@@ -41,9 +41,13 @@ func LoadConfig(c fleet.Capture) proc.LoadConfig {
 // Converter turns Delve's values into the hit's value tree. Unreadable, if
 // set, renders a value Delve could not read before the shared rules do (the
 // eBPF backend names what its probe did not copy); it returns false to leave
-// the value to them.
+// the value to them. Check, if set, sees each value Delve loaded before it
+// is converted, and may mark parts of it unreadable: Delve reads some
+// values whose memory it could not read as zero (see the eBPF backend's
+// markUncaptured).
 type Converter struct {
 	Unreadable func(v *api.Variable) (fleet.Variable, bool)
+	Check      func(v *proc.Variable)
 }
 
 // Read reads the arguments, locals, expressions and log message that c and
@@ -184,6 +188,9 @@ func (cv Converter) eval(scope *proc.EvalScope, expr string, cfg proc.LoadConfig
 	if err != nil {
 		return fleet.Variable{Name: expr, Value: "<error>", Unreadable: fmt.Sprintf("evaluating %s: %v", expr, err)}
 	}
+	if cv.Check != nil {
+		cv.Check(v)
+	}
 	fv := cv.convert(api.ConvertVar(v), 0)
 	fv.Name = expr
 	return fv
@@ -198,6 +205,9 @@ func (cv Converter) convertAll(vars []*proc.Variable, max, line int) []fleet.Var
 		if len(out) == max {
 			out = append(out, fleet.Variable{Name: "…", Value: fmt.Sprintf("%d more not captured (maxVariables=%d)", len(vars)-max, max)})
 			break
+		}
+		if cv.Check != nil {
+			cv.Check(v)
 		}
 		out = append(out, cv.convert(api.ConvertVar(v), 0))
 	}

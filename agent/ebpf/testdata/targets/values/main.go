@@ -6,7 +6,8 @@
 // -every 0). On SIGUSR1 it also runs a burst: -par goroutines call work
 // -burst times each at once, with n = 1000000*k + i in burst k (from 1),
 // then it prints "BURST k=<k> calls=<n>", and with -exit-after-burst exits
-// at once. On SIGUSR2 it calls work once with n = -1.
+// at once. On SIGUSR2 it calls work once with n = -1 and prints
+// "CALLED n=-1".
 package main
 
 import (
@@ -133,6 +134,7 @@ func main() {
 	go func() {
 		for range usr2 {
 			sink.Add(int64(work(-1, shapes[0], goid())))
+			fmt.Println("CALLED n=-1")
 		}
 	}()
 	fmt.Printf("READY pid=%d\n", os.Getpid())
