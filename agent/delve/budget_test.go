@@ -32,22 +32,19 @@ func TestBudgetCountsConditions(t *testing.T) {
 	}
 	stopped := tg.(interface{ Stopped() time.Duration })
 	deadline := time.After(30 * time.Second)
-	for {
-		select {
-		case h := <-tg.Hits():
-			if h.Fault != nil {
-				t.Fatal(h.Fault)
-			}
-			if !h.DropsOnly {
-				t.Fatalf("a hit of a condition that never holds: %+v", h.Hit)
-			}
-			if !strings.Contains(h.Throttle, "stop budget") || h.Dropped == 0 {
-				t.Fatalf("drops reported as %d %q, want some by the stop budget", h.Dropped, h.Throttle)
-			}
-		case <-deadline:
-			t.Fatal("no drops reported in 30s")
+	select {
+	case h := <-tg.Hits():
+		if h.Fault != nil {
+			t.Fatal(h.Fault)
 		}
-		break
+		if !h.DropsOnly {
+			t.Fatalf("a hit of a condition that never holds: %+v", h.Hit)
+		}
+		if !strings.Contains(h.Throttle, "stop budget") || h.Dropped == 0 {
+			t.Fatalf("drops reported as %d %q, want some by the stop budget", h.Dropped, h.Throttle)
+		}
+	case <-deadline:
+		t.Fatal("no drops reported in 30s")
 	}
 	// The worker reports the stopped time once a second.
 	s0, w0 := stopped.Stopped(), time.Now()

@@ -67,20 +67,13 @@ type writePlan struct {
 
 const noReg = 255
 
-// gateValue is the single value of the gate map: while Closed is not zero,
-// probes count their hits in the dropped map instead of stopping the
-// thread. The stop budget closes it.
-type gateValue struct {
-	Closed uint64
-}
-
 // maxProbes bounds the probes of one process (the dropped map's size).
 const maxProbes = 1024
 
 // probeSet is the BPF program and maps of one process.
 type probeSet struct {
 	hits    *ebpf.Map // tid → hitRecord
-	gate    *ebpf.Map // 0 → gateValue
+	gate    *ebpf.Map // 0 → a uint64: while not zero (the stop budget is spent), probes count hits in dropped instead of stopping the thread
 	dropped *ebpf.Map // probe slot → hits dropped while the gate was closed
 	plans   *ebpf.Map // probe slot → writePlan
 	prog    *ebpf.Program
