@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 # write (VS Code's debug adapter and language server clients).
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock.json' 2>/dev/null))
 
-.PHONY: build demo test deps bench bench-limits lint clean fuzz vsix e2e-vscode kill-matrix differential
+.PHONY: build demo test deps bench bench-limits bench-resources lint clean fuzz vsix e2e-vscode kill-matrix differential
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
@@ -82,6 +82,11 @@ kill-matrix:
 # loop, with the default limits and with none, against untraced.
 bench-limits: build
 	$(GO) run ./bench/limits
+
+# bench-resources: the agent's memory, CPU and stop time with one line
+# traced in 50 processes of one program, against one process.
+bench-resources: build
+	$(GO) run ./bench/resources
 
 # lint: go vet, gofmt and staticcheck at a pinned version, run through the
 # module proxy so that nothing needs installing (the first run builds it).
