@@ -20,6 +20,9 @@
 // threads never wait for it, and it must not take their CPU; a burst faster
 // than it fills the ring buffer, and the hits that do not fit are counted
 // and reported as dropped by a full ring buffer. Probes are BPF links held
-// by this process: Clear, Detach and the
-// process's exit remove them, and if the agent dies the kernel does.
+// by this process: Clear, Detach and the process's exit remove them, and if
+// the agent dies the kernel does. Where the kernel has uprobe_multi links
+// (6.6), the probes of one tracepoint in one process are one link, removed
+// at once: each uprobe attached through a perf event costs the kernel a
+// grace period, one after another, when it is removed.
 package ebpf
