@@ -122,9 +122,11 @@ type target struct {
 	closed chan struct{} // closed by close
 	done   chan struct{} // closed when read has ended
 
-	// mu guards the fields below, and the snapshot and Delve target the
-	// reader decodes with.
-	mu       sync.Mutex
+	// mu is the executable's (x.mu): it guards the fields below, the
+	// snapshot and Delve target the reader decodes with, and the debug info
+	// they share with the other processes of the executable.
+	mu       *sync.Mutex
+	x        *executable
 	tps      map[string]*tracepoint
 	byCookie map[uint64]*probe
 	// cookieGen numbers the probes attached, for their cookies' high half.
@@ -134,6 +136,8 @@ type target struct {
 	buckets   []bool // bucket slots in use
 	exitErr   error
 	ended     bool
+	// unlinked holds the links of probes released, for unlock to close.
+	unlinked []link.Link
 
 	snap *snapshot.Process
 	mem  *regionMemory // of the hit being decoded
@@ -175,38 +179,34 @@ type probe struct {
 }
 
 func newTarget(pid int, exe string) (*target, error) {
-	snap, tgt, err := snapshot.Open(pid)
+	x, snap, tgt, err := openShared(pid, exe)
 	if err != nil {
 		return nil, err
 	}
-	di, err := loadDebugInfo(exe, snap.BinInfo().Images[0].StaticBase)
-	if err != nil {
+	fail := func(err error) (*target, error) {
 		snap.Close()
+		x.release()
 		return nil, err
 	}
 	coll, err := loadCollection()
 	if err != nil {
-		snap.Close()
-		return nil, err
+		return fail(err)
 	}
 	ex, err := link.OpenExecutable(exe)
 	if err != nil {
 		coll.Close()
-		snap.Close()
-		return nil, fmt.Errorf("opening %s: %w", exe, err)
+		return fail(fmt.Errorf("opening %s: %w", exe, err))
 	}
 	rb, err := ringbuf.NewReader(coll.Maps["events"])
 	if err != nil {
 		coll.Close()
-		snap.Close()
-		return nil, fmt.Errorf("opening the ring buffer: %w", err)
+		return fail(fmt.Errorf("opening the ring buffer: %w", err))
 	}
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		rb.Close()
 		coll.Close()
-		snap.Close()
-		return nil, fmt.Errorf("watching pid %d: %w", pid, err)
+		return fail(fmt.Errorf("watching pid %d: %w", pid, err))
 	}
 	t := &target{
 		pid: pid, exe: exe,
@@ -219,9 +219,11 @@ func newTarget(pid int, exe string) (*target, error) {
 		done:     make(chan struct{}),
 		tps:      make(map[string]*tracepoint),
 		byCookie: make(map[uint64]*probe),
+		mu:       &x.mu,
+		x:        x,
 		snap:     snap,
 		tgt:      tgt,
-		di:       di,
+		di:       x.di,
 	}
 	go yielding(t.read)
 	go t.watch()
@@ -236,7 +238,7 @@ func (t *target) Hits() <-chan agent.Hit { return t.hits }
 // fails, Set returns the error with the old one still installed and hitting.
 func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placement, error) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	if t.ended || t.exitErr != nil {
 		return agent.Placement{}, t.gone()
 	}
@@ -428,7 +430,7 @@ func (t *target) allocPlan() (uint32, error) {
 
 func (t *target) Clear(ctx context.Context, id string) error {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	if tp := t.tps[id]; tp != nil {
 		t.clear(tp)
 	}
@@ -448,12 +450,12 @@ func (t *target) clear(tp *tracepoint) {
 // Lock should be held.
 func (t *target) release(tp *tracepoint) {
 	if tp.multi != nil {
-		tp.multi.Close()
+		t.unlinked = append(t.unlinked, tp.multi)
 		tp.multi = nil
 	}
 	for _, p := range tp.probes {
 		if p.link != nil {
-			p.link.Close()
+			t.unlinked = append(t.unlinked, p.link)
 		}
 		delete(t.byCookie, p.cookie)
 		t.freePlan = append(t.freePlan, uint32(p.cookie))
@@ -462,6 +464,19 @@ func (t *target) release(tp *tracepoint) {
 	if tp.hasBucket {
 		t.buckets[tp.bucket] = false
 		tp.hasBucket = false
+	}
+}
+
+// unlock releases the lock, then closes the links of the probes released
+// meanwhile: the kernel can take a grace period to remove a probe, and the
+// other processes of the executable must not wait for it. A record of a
+// released probe that arrives meanwhile is skipped by its cookie.
+func (t *target) unlock() {
+	ls := t.unlinked
+	t.unlinked = nil
+	t.mu.Unlock()
+	for _, l := range ls {
+		l.Close()
 	}
 }
 
@@ -484,7 +499,7 @@ func (t *target) Detach(ctx context.Context) error {
 // process ended.
 func (t *target) close(exitErr error) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	if t.ended {
 		return
 	}
@@ -543,6 +558,7 @@ func (t *target) read() {
 	defer func() {
 		t.coll.Close()
 		t.snap.Close()
+		t.x.release()
 	}()
 	var rec ringbuf.Record
 	batch := false // records are being decoded one after another
@@ -669,7 +685,7 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 	}
 
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.unlock()
 	p := t.byCookie[cookie]
 	if p == nil {
 		return agent.Hit{}, false

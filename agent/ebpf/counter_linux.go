@@ -30,18 +30,21 @@ func NewCounter(pid int, path string, line int) (*Counter, error) {
 		return nil, err
 	}
 	c := &Counter{t: t}
+	// The debug info is shared with the executable's other targets.
+	t.mu.Lock()
 	file, err := agent.ResolveFile(t.snap.BinInfo().Sources, fleet.Location{Path: path, Line: line})
-	if err != nil {
-		c.Close()
-		return nil, err
+	var pcs []uint64
+	if err == nil {
+		pcs, err = proc.FindFileLocation(t.snap, file, line)
 	}
-	pcs, err := proc.FindFileLocation(t.snap, file, line)
+	static := t.snap.BinInfo().Images[0].StaticBase
+	t.mu.Unlock()
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
 	for _, pc := range pcs {
-		off, err := uprobes.FileOffset(t.exe, pc, t.snap.BinInfo().Images[0].StaticBase)
+		off, err := uprobes.FileOffset(t.exe, pc, static)
 		if err == nil {
 			var l link.Link
 			l, err = t.ex.Uprobe("count", t.coll.Programs["count"], &link.UprobeOptions{Address: off, PID: pid})

@@ -94,6 +94,25 @@ func Open(pid int) (*Process, *proc.Target, error) {
 	return p, tgt, nil
 }
 
+// OpenShared is Open, but where bi is the debug info of the same
+// executable loaded at the same address, the Target reads through bi rather
+// than its own: the processes of one program then hold one BinaryInfo, and
+// the types Delve loads lazily into it, not one each. Delve loads a
+// Target's debug info as it makes it, so the Target's own is read and
+// dropped. bi is not safe for concurrent use: the caller serializes every
+// use of the Targets sharing it.
+func OpenShared(pid int, bi *proc.BinaryInfo) (*Process, *proc.Target, error) {
+	p, tgt, err := Open(pid)
+	if err != nil || bi == nil {
+		return p, tgt, err
+	}
+	own := p.bi
+	if len(own.Images) == 1 && len(bi.Images) == 1 && own.Images[0].StaticBase == bi.Images[0].StaticBase {
+		p.bi = bi
+	}
+	return p, tgt, nil
+}
+
 func (p *Process) BinInfo() *proc.BinaryInfo              { return p.bi }
 func (p *Process) EntryPoint() (uint64, error)            { return p.entry, nil }
 func (p *Process) FindThread(id int) (proc.Thread, bool)  { return p.thread, id == p.thread.id }
