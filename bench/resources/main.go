@@ -58,10 +58,11 @@ func main() {
 }
 
 type result struct {
-	rssKB int64
-	procs int // agent plus processes under it
-	cpu   float64
-	stop  time.Duration
+	rssKB  int64
+	anonKB int64 // of rssKB, anonymous memory (the Go heap among it)
+	procs  int   // agent plus processes under it
+	cpu    float64
+	stop   time.Duration
 }
 
 func run() error {
@@ -92,7 +93,7 @@ func run() error {
 	defer c.Close()
 
 	fmt.Printf("%d hits/s in total on one line; CPU over %v; load average at start: %s\n", *rate, *window, loadavg())
-	fmt.Printf("%-7s %5s %8s %9s %10s %8s %9s\n", "backend", "procs", "RSS MB", "per proc", "agent+sub", "CPU %", "stop s")
+	fmt.Printf("%-7s %5s %8s %8s %9s %10s %8s %9s\n", "backend", "procs", "RSS MB", "anon MB", "per proc", "agent+sub", "CPU %", "stop s")
 	for _, b := range strings.Split(*backends, ",") {
 		var anchor result
 		for i, n := range []int{1, *procs} {
@@ -103,7 +104,7 @@ func run() error {
 			if i == 0 {
 				anchor = r
 			}
-			fmt.Printf("%-7s %5d %8.1f %9.1f %10d %8.1f %9.2f\n", b, n, float64(r.rssKB)/1024,
+			fmt.Printf("%-7s %5d %8.1f %8.1f %9.1f %10d %8.1f %9.2f\n", b, n, float64(r.rssKB)/1024, float64(r.anonKB)/1024,
 				float64(r.rssKB)/1024/float64(n), r.procs, r.cpu, r.stop.Seconds())
 			if i > 0 {
 				fmt.Printf("        vs 1 process: RSS %.2f×, CPU %.2f×, stop %.2f×\n",
@@ -196,7 +197,7 @@ func measure(ctx context.Context, c *fleet.Client, url, tmp, target string, line
 	time.Sleep(*window) // the measure itself, not a wait for a condition
 	end, _ := cpuTicks(ag.Process.Pid)
 	res.cpu = float64(end-start) / ticksPerSecond / time.Since(t0).Seconds() * 100
-	res.rssKB, res.procs = rss(ag.Process.Pid)
+	res.rssKB, res.anonKB, res.procs = rss(ag.Process.Pid)
 
 	stopAt := time.Now()
 	ag.Process.Signal(syscall.SIGTERM)
@@ -293,9 +294,9 @@ func cpuTicks(root int) (int64, int) {
 	return sum, len(pids)
 }
 
-// rss sums VmRSS (kB) of root and the processes under it.
-func rss(root int) (int64, int) {
-	var sum int64
+// rss sums VmRSS and RssAnon (kB) of root and the processes under it.
+func rss(root int) (int64, int64, int) {
+	var sum, anon int64
 	pids := tree(root)
 	for _, pid := range pids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -303,13 +304,18 @@ func rss(root int) (int64, int) {
 			continue
 		}
 		for _, l := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			if f := strings.Fields(l); len(f) >= 2 {
 				kb, _ := strconv.ParseInt(f[1], 10, 64)
-				sum += kb
+				switch f[0] {
+				case "VmRSS:":
+					sum += kb
+				case "RssAnon:":
+					anon += kb
+				}
 			}
 		}
 	}
-	return sum, len(pids)
+	return sum, anon, len(pids)
 }
 
 func loadavg() string {
