@@ -11,7 +11,6 @@ import (
 	"math"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
@@ -51,7 +50,7 @@ func Available() error {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("raising the memlock limit for BPF maps: %w", err)
 	}
-	coll, err := loadCollection()
+	coll, err := loadCollection(nil)
 	if err != nil {
 		return err
 	}
@@ -69,7 +68,9 @@ var haveUprobeMulti = sync.OnceValue(func() bool {
 	return features.HaveBPFLinkUprobeMulti() == nil
 })
 
-func loadCollection() (*ebpf.Collection, error) {
+// loadCollection loads the program and its maps, with events as its ring
+// buffer (nil: one of its own).
+func loadCollection(events *ebpf.Map) (*ebpf.Collection, error) {
 	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(probeObject))
 	if err != nil {
 		return nil, fmt.Errorf("reading the BPF object: %w", err)
@@ -77,7 +78,11 @@ func loadCollection() (*ebpf.Collection, error) {
 	if haveUprobeMulti() {
 		spec.Programs["capture"].AttachType = ebpf.AttachTraceUprobeMulti
 	}
-	coll, err := ebpf.NewCollection(spec)
+	var opts ebpf.CollectionOptions
+	if events != nil {
+		opts.MapReplacements = map[string]*ebpf.Map{"events": events}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return nil, fmt.Errorf("loading the BPF program: %w: run the agent as root, or give it CAP_BPF and CAP_PERFMON (in Kubernetes: securityContext.capabilities.add: [BPF, PERFMON])", err)
@@ -105,11 +110,12 @@ func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
 	return t, nil
 }
 
-// target is one process with uprobes.
+// target is one process with uprobes. Its program and maps are its own but
+// for the ring buffer, which is its executable's: the executable's reader
+// decodes its hits (see executable).
 //
-// Its goroutines: read decodes the ring buffer into hits until the target
-// is closed, then frees the program and maps; watch waits for the process
-// to exit.
+// Its goroutines: watch waits for the process to exit; teardown, once the
+// target is closed, frees the program and maps.
 type target struct {
 	pid  int
 	exe  string
@@ -117,10 +123,13 @@ type target struct {
 
 	coll   *ebpf.Collection
 	ex     *link.Executable
-	rb     *ringbuf.Reader
 	pidfd  int
 	closed chan struct{} // closed by close
-	done   chan struct{} // closed when read has ended
+	done   chan struct{} // closed when teardown has ended
+
+	// sendMu orders the reader's sends on hits before teardown closes it.
+	sendMu sync.Mutex
+	sent   bool // hits is closed
 
 	// mu is the executable's (x.mu): it guards the fields below, the
 	// snapshot and Delve target the reader decodes with, and the debug info
@@ -128,24 +137,16 @@ type target struct {
 	mu       *sync.Mutex
 	x        *executable
 	tps      map[string]*tracepoint
-	byCookie map[uint64]*probe
-	// cookieGen numbers the probes attached, for their cookies' high half.
-	cookieGen uint32
-	nextPlan  uint32
-	freePlan  []uint32
-	buckets   []bool // bucket slots in use
-	exitErr   error
-	ended     bool
-	// unlinked holds the links of probes released, for unlock to close.
-	unlinked []link.Link
+	nextPlan uint32
+	freePlan []uint32
+	buckets  []bool // bucket slots in use
+	exitErr  error
+	ended    bool
 
 	snap *snapshot.Process
 	mem  *regionMemory // of the hit being decoded
 	tgt  *proc.Target
 	di   *debugInfo
-	mono monoClock // used by the reader alone
-
-	holding atomic.Int64 // see Holding
 }
 
 type tracepoint struct {
@@ -172,6 +173,7 @@ type tracepoint struct {
 }
 
 type probe struct {
+	t      *target
 	tp     *tracepoint
 	pc     uint64
 	cookie uint64
@@ -188,7 +190,7 @@ func newTarget(pid int, exe string) (*target, error) {
 		x.release()
 		return nil, err
 	}
-	coll, err := loadCollection()
+	coll, err := loadCollection(x.events)
 	if err != nil {
 		return fail(err)
 	}
@@ -197,35 +199,29 @@ func newTarget(pid int, exe string) (*target, error) {
 		coll.Close()
 		return fail(fmt.Errorf("opening %s: %w", exe, err))
 	}
-	rb, err := ringbuf.NewReader(coll.Maps["events"])
-	if err != nil {
-		coll.Close()
-		return fail(fmt.Errorf("opening the ring buffer: %w", err))
-	}
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		rb.Close()
 		coll.Close()
 		return fail(fmt.Errorf("watching pid %d: %w", pid, err))
 	}
 	t := &target{
 		pid: pid, exe: exe,
-		hits:     make(chan agent.Hit, 1024),
-		coll:     coll,
-		ex:       ex,
-		rb:       rb,
-		pidfd:    pidfd,
-		closed:   make(chan struct{}),
-		done:     make(chan struct{}),
-		tps:      make(map[string]*tracepoint),
-		byCookie: make(map[uint64]*probe),
-		mu:       &x.mu,
-		x:        x,
-		snap:     snap,
-		tgt:      tgt,
-		di:       x.di,
+		hits:   make(chan agent.Hit, 1024),
+		coll:   coll,
+		ex:     ex,
+		pidfd:  pidfd,
+		closed: make(chan struct{}),
+		done:   make(chan struct{}),
+		tps:    make(map[string]*tracepoint),
+		mu:     &x.mu,
+		x:      x,
+		snap:   snap,
+		tgt:    tgt,
+		di:     x.di,
 	}
-	go yielding(t.read)
+	x.mu.Lock()
+	x.targets[t] = true
+	x.mu.Unlock()
 	go t.watch()
 	return t, nil
 }
@@ -342,8 +338,8 @@ func (t *target) install(tp *tracepoint, pcs []uint64, plans []bpfPlan) error {
 		// the probes attached, so that records of a probe cleared a moment
 		// ago and still in the ring buffer never pass for those of a new
 		// probe on the same slot.
-		t.cookieGen++
-		p := &probe{tp: tp, pc: pc, cookie: uint64(t.cookieGen)<<32 | uint64(slot)}
+		t.x.cookieGen++
+		p := &probe{t: t, tp: tp, pc: pc, cookie: uint64(t.x.cookieGen)<<32 | uint64(slot)}
 		if !haveUprobeMulti() {
 			fn := t.snap.BinInfo().PCToFunc(pc)
 			sym := "riptrace"
@@ -358,7 +354,7 @@ func (t *target) install(tp *tracepoint, pcs []uint64, plans []bpfPlan) error {
 		}
 		offs = append(offs, off)
 		tp.probes = append(tp.probes, p)
-		t.byCookie[p.cookie] = p
+		t.x.byCookie[p.cookie] = p
 	}
 	if haveUprobeMulti() {
 		cookies := make([]uint64, len(tp.probes))
@@ -450,14 +446,14 @@ func (t *target) clear(tp *tracepoint) {
 // Lock should be held.
 func (t *target) release(tp *tracepoint) {
 	if tp.multi != nil {
-		t.unlinked = append(t.unlinked, tp.multi)
+		t.x.unlinked = append(t.x.unlinked, tp.multi)
 		tp.multi = nil
 	}
 	for _, p := range tp.probes {
 		if p.link != nil {
-			t.unlinked = append(t.unlinked, p.link)
+			t.x.unlinked = append(t.x.unlinked, p.link)
 		}
-		delete(t.byCookie, p.cookie)
+		delete(t.x.byCookie, p.cookie)
 		t.freePlan = append(t.freePlan, uint32(p.cookie))
 	}
 	tp.probes = nil
@@ -467,18 +463,8 @@ func (t *target) release(tp *tracepoint) {
 	}
 }
 
-// unlock releases the lock, then closes the links of the probes released
-// meanwhile: the kernel can take a grace period to remove a probe, and the
-// other processes of the executable must not wait for it. A record of a
-// released probe that arrives meanwhile is skipped by its cookie.
-func (t *target) unlock() {
-	ls := t.unlinked
-	t.unlinked = nil
-	t.mu.Unlock()
-	for _, l := range ls {
-		l.Close()
-	}
-}
+// unlock releases the lock (see executable.unlock).
+func (t *target) unlock() { t.x.unlock() }
 
 // Detach removes every probe and frees the program, dropping the hits not
 // yet read from the ring buffer. If the process had exited, it returns
@@ -510,8 +496,35 @@ func (t *target) close(exitErr error) {
 	for _, tp := range t.tps {
 		t.clear(tp)
 	}
+	delete(t.x.targets, t)
 	close(t.closed)
-	t.rb.Close() // ends read, which frees the rest
+	go t.teardown()
+}
+
+// teardown closes hits once the reader no longer sends on it, and frees the
+// program, the maps and the target's hold on its executable.
+func (t *target) teardown() {
+	defer close(t.done)
+	t.sendMu.Lock()
+	t.sent = true
+	close(t.hits)
+	t.sendMu.Unlock()
+	t.coll.Close()
+	t.snap.Close()
+	t.x.release()
+}
+
+// send hands h to the agent, unless the target is closed meanwhile.
+func (t *target) send(h agent.Hit) {
+	t.sendMu.Lock()
+	defer t.sendMu.Unlock()
+	if t.sent {
+		return
+	}
+	select {
+	case t.hits <- h:
+	case <-t.closed:
+	}
 }
 
 func (t *target) gone() error {
@@ -546,36 +559,35 @@ func (t *target) watch() {
 	}
 	t.mu.Unlock()
 	// Every thread is gone, so every record the process will ever make is
-	// in the ring buffer: read returns them all, then ErrFlushed.
-	t.rb.Flush()
+	// in the ring buffer: the reader decodes them all, then closes the
+	// target when it reads ErrFlushed.
+	t.x.rb.Flush()
 }
 
-// read decodes records until the ring buffer is closed, or drained after
-// the process exited.
-func (t *target) read() {
-	defer close(t.done)
-	defer close(t.hits)
-	defer func() {
-		t.coll.Close()
-		t.snap.Close()
-		t.x.release()
-	}()
+// read decodes records until the ring buffer is closed, and closes each
+// exited process's target once every record it made is decoded.
+func (x *executable) read() {
+	defer close(x.done)
 	var rec ringbuf.Record
 	batch := false // records are being decoded one after another
 	for {
-		if err := t.rb.ReadInto(&rec); err != nil {
+		if err := x.rb.ReadInto(&rec); err != nil {
 			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return
 			}
 			if errors.Is(err, ringbuf.ErrFlushed) {
-				t.mu.Lock()
-				exitErr := t.exitErr
-				t.mu.Unlock()
-				if exitErr != nil {
-					// Drained: its probes went with the process, but our
-					// links and program are freed here.
-					t.close(exitErr)
-					return
+				// Drained: the probes of an exited process went with it,
+				// but our links and program are freed here.
+				x.mu.Lock()
+				var exited []*target
+				for t := range x.targets {
+					if t.exitErr != nil && !t.ended {
+						exited = append(exited, t)
+					}
+				}
+				x.mu.Unlock()
+				for _, t := range exited {
+					t.close(t.exitErr)
 				}
 			}
 			continue
@@ -583,23 +595,19 @@ func (t *target) read() {
 		if len(rec.RawSample) >= 16 {
 			// This record is the oldest not yet delivered: the ones
 			// before it have left, the ones after it are newer.
-			t.holding.Store(int64(binary.LittleEndian.Uint64(rec.RawSample[8:])) + t.mono.wallMinusMono())
+			x.holding.Store(int64(binary.LittleEndian.Uint64(rec.RawSample[8:])) + x.mono.wallMinusMono())
 		}
 		if !batch {
-			t.awaitGap()
+			x.awaitGap()
 			batch = true
 		}
-		h, ok := t.decode(rec.RawSample)
-		batch = t.pending() > 0
+		t, h, ok := x.decode(rec.RawSample)
+		batch = x.pending() > 0
 		if ok {
-			select {
-			case t.hits <- h:
-			case <-t.closed:
-				return
-			}
+			t.send(h)
 		}
 		if !batch {
-			t.holding.Store(0)
+			x.holding.Store(0)
 		}
 	}
 }
@@ -607,8 +615,9 @@ func (t *target) read() {
 // Holding returns the capture time (wall clock, ns) of the oldest hit the
 // reader holds or decodes and has not delivered yet, 0 if none: the agent's
 // watermarks stay before it, so that a burst held for decoding is not late
-// in the timeline.
-func (t *target) Holding() int64 { return t.holding.Load() }
+// in the timeline. The reader is the executable's: what it holds holds back
+// the hits of all its processes.
+func (t *target) Holding() int64 { return t.x.holding.Load() }
 
 // How the reader waits for a gap in a burst of hits before decoding it.
 const (
@@ -623,12 +632,12 @@ const (
 // loop a hit cost the loop 1.07-1.09x a bare uprobe, with it decoding
 // alongside 1.3-1.6x. A line hit now and then is decoded at once (after
 // burstGap); a burst, once it pauses.
-func (t *target) awaitGap() {
-	half := t.rb.BufferSize() / 2
-	last := t.pending()
+func (x *executable) awaitGap() {
+	half := x.rb.BufferSize() / 2
+	last := x.pending()
 	for deadline := time.Now().Add(burstHold); last >= 0 && last < half && time.Now().Before(deadline); {
 		time.Sleep(burstGap)
-		n := t.pending()
+		n := x.pending()
 		if n == last {
 			return
 		}
@@ -636,24 +645,25 @@ func (t *target) awaitGap() {
 	}
 }
 
-// pending returns the bytes waiting in the ring buffer, or -1 once the
-// target is closed (the reader's ring is then gone).
-func (t *target) pending() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.ended {
+// pending returns the bytes waiting in the ring buffer, or -1 once it is
+// closed.
+func (x *executable) pending() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.rbClosed {
 		return -1
 	}
-	return t.rb.AvailableBytes()
+	return x.rb.AvailableBytes()
 }
 
 const headerSize = 8 + 8 + 8 + 8 + 4 + 4 + 21*8
 
-// decode turns one record into a hit; ok is false for a record to skip (a
-// probe cleared meanwhile, or a condition that does not hold).
-func (t *target) decode(raw []byte) (agent.Hit, bool) {
+// decode turns one record into a hit of the target it is for; ok is false
+// for a record to skip (a probe cleared meanwhile, or a condition that does
+// not hold).
+func (x *executable) decode(raw []byte) (*target, agent.Hit, bool) {
 	if len(raw) < headerSize {
-		return agent.Hit{}, false
+		return nil, agent.Hit{}, false
 	}
 	le := binary.LittleEndian
 	cookie := le.Uint64(raw[0:])
@@ -684,19 +694,25 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 		data = data[min((n+7)&^7, len(data)):]
 	}
 
-	t.mu.Lock()
-	defer t.unlock()
-	p := t.byCookie[cookie]
+	x.mu.Lock()
+	defer x.unlock()
+	p := x.byCookie[cookie]
 	if p == nil {
-		return agent.Hit{}, false
+		return nil, agent.Hit{}, false
 	}
-	tp := p.tp
+	t, tp := p.t, p.tp
+	h, ok := t.hit(tp, tid, &regs, regions, ktime, dropped, ringFull)
+	return t, h, ok
+}
+
+// hit decodes a record of tp's. Lock should be held.
+func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, regions []region, ktime int64, dropped, ringFull uint64) (agent.Hit, bool) {
 	// What the kernel dropped before this record is owed to the next hit
 	// that leaves, whatever becomes of this one.
 	tp.dropped += dropped
 	tp.ringFull += min(ringFull, dropped)
 	t.mem = &regionMemory{p: t.snap, regions: regions}
-	t.snap.Set(tid, &regs, nil, t.mem)
+	t.snap.Set(tid, regs, nil, t.mem)
 	t.tgt.ClearCaches()
 	h, keep, err := t.safeCapture(tp)
 	if err != nil {
@@ -706,7 +722,7 @@ func (t *target) decode(raw []byte) (agent.Hit, bool) {
 	if !keep {
 		return agent.Hit{}, false
 	}
-	h.Time = ktime + t.mono.wallMinusMono()
+	h.Time = ktime + t.x.mono.wallMinusMono()
 	if !tp.inKernel && !tp.limit.Take(time.Unix(0, h.Time)) {
 		tp.dropped++
 		return agent.Hit{}, false

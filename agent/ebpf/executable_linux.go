@@ -1,8 +1,14 @@
 package ebpf
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
+	"sync/atomic"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/go-delve/delve/pkg/proc"
 	"golang.org/x/sys/unix"
@@ -11,9 +17,19 @@ import (
 )
 
 // executable is what the targets of one executable file share: Delve's
-// binary info, with the types it loads lazily as hits are decoded, and the
-// DWARF the capture plans are made from. Each process had its own: 16 MB
-// of agent RSS per traced process of one program (make bench-resources).
+// binary info, with the types it loads lazily as hits are decoded, the
+// DWARF the capture plans are made from, and the ring buffer their probes
+// write to, with the reader that decodes it. Each process had its own: 16
+// MB of agent RSS per traced process of one program, 8 of them the ring
+// buffer's mappings, and a decoding thread each (make bench-resources).
+//
+// A probe's cookie is unique in its executable (the high half counts the
+// probes attached in any of its processes), so the reader finds the probe,
+// and so the target, of each record. One target slow to take its hits
+// holds the others' back, as one hit channel then fills.
+//
+// Its goroutine: read decodes the ring buffer until the last target is
+// gone.
 type executable struct {
 	key exeKey
 	// mu guards the state of every target of the executable, bi's lazily
@@ -21,6 +37,21 @@ type executable struct {
 	mu sync.Mutex
 	bi *proc.BinaryInfo
 	di *debugInfo
+	// byCookie finds the probe of a record.
+	byCookie map[uint64]*probe
+	// cookieGen numbers the probes attached, for their cookies' high half.
+	cookieGen uint32
+	targets   map[*target]bool
+	// unlinked holds the links of probes released, for unlock to close.
+	unlinked []link.Link
+	rbClosed bool
+
+	events *ebpf.Map
+	rb     *ringbuf.Reader
+	done   chan struct{} // closed when read has ended
+
+	mono    monoClock    // used by the reader alone
+	holding atomic.Int64 // see target.Holding
 	// loaded is closed once bi and di are set, or left nil by a failed
 	// load, by the first target.
 	loaded chan struct{}
@@ -72,7 +103,7 @@ func openShared(pid int, exe string) (*executable, *snapshot.Process, *proc.Targ
 			snap.Close()
 		}
 		x.release()
-		x = &executable{key: key, refs: 1} // not in the map: its own
+		x = &executable{key: key, refs: 1, loaded: make(chan struct{})} // not in the map: its own
 	}
 	snap, tgt, err := snapshot.Open(pid)
 	if err == nil {
@@ -88,6 +119,14 @@ func openShared(pid int, exe string) (*executable, *snapshot.Process, *proc.Targ
 		x.release()
 		return nil, nil, nil, err
 	}
+	if err := x.start(); err != nil {
+		snap.Close()
+		if first {
+			close(x.loaded)
+		}
+		x.release()
+		return nil, nil, nil, err
+	}
 	x.bi = snap.BinInfo()
 	if first {
 		close(x.loaded)
@@ -95,12 +134,62 @@ func openShared(pid int, exe string) (*executable, *snapshot.Process, *proc.Targ
 	return x, snap, tgt, nil
 }
 
-// release drops a target's hold; the last one forgets the executable.
+// start makes the ring buffer and starts its reader.
+func (x *executable) start() error {
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(probeObject))
+	if err != nil {
+		return fmt.Errorf("reading the BPF object: %w", err)
+	}
+	x.events, err = ebpf.NewMap(spec.Maps["events"])
+	if err != nil {
+		return fmt.Errorf("making the ring buffer: %w", err)
+	}
+	x.rb, err = ringbuf.NewReader(x.events)
+	if err != nil {
+		x.events.Close()
+		x.events = nil
+		return fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	x.byCookie = make(map[uint64]*probe)
+	x.targets = make(map[*target]bool)
+	x.done = make(chan struct{})
+	go yielding(x.read)
+	return nil
+}
+
+// release drops a target's hold; the last one forgets the executable and
+// ends its reader.
 func (x *executable) release() {
 	executables.Lock()
 	defer executables.Unlock()
 	x.refs--
-	if x.refs == 0 && executables.m[x.key] == x {
+	if x.refs > 0 {
+		return
+	}
+	if executables.m[x.key] == x {
 		delete(executables.m, x.key)
+	}
+	if x.rb != nil {
+		x.mu.Lock()
+		x.rbClosed = true
+		x.rb.Close()
+		x.mu.Unlock()
+		go func() {
+			<-x.done
+			x.events.Close()
+		}()
+	}
+}
+
+// unlock releases mu, then closes the links of the probes released
+// meanwhile: the kernel can take a grace period to remove a probe, and the
+// other processes of the executable must not wait for it. A record of a
+// released probe that arrives meanwhile is skipped by its cookie.
+func (x *executable) unlock() {
+	ls := x.unlinked
+	x.unlinked = nil
+	x.mu.Unlock()
+	for _, l := range ls {
+		l.Close()
 	}
 }

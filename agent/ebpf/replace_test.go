@@ -43,7 +43,7 @@ func TestReplaceFailsMidway(t *testing.T) {
 
 	tgt.mu.Lock()
 	old := tgt.tps["r"]
-	cookies := slices.Sorted(mapKeys(tgt.byCookie))
+	cookies := slices.Sorted(mapKeys(tgt.x.byCookie))
 	buckets := inUse(tgt.buckets)
 	last := tgt.coll.Maps["plans"].MaxEntries() - 1
 	tgt.nextPlan = last // one slot left
@@ -58,7 +58,7 @@ func TestReplaceFailsMidway(t *testing.T) {
 	if tgt.tps["r"] != old {
 		t.Errorf("the old tracepoint is no longer installed")
 	}
-	if got := slices.Sorted(mapKeys(tgt.byCookie)); !slices.Equal(got, cookies) {
+	if got := slices.Sorted(mapKeys(tgt.x.byCookie)); !slices.Equal(got, cookies) {
 		t.Errorf("probes by cookie %#x after the failed replacement, want the old ones %#x", got, cookies)
 	}
 	if got := inUse(tgt.buckets); !slices.Equal(got, buckets) {
