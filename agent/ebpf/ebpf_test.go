@@ -845,3 +845,66 @@ func niceThreads(t *testing.T) map[string]bool {
 	}
 	return out
 }
+
+// TestSharedExecutable: two processes of one executable share the debug
+// info, the ring buffer and its reader; each hit still reaches the target
+// of the process that made it, and one process's exit or cleared
+// tracepoint leaves the other's hitting.
+func TestSharedExecutable(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, valuesDir)
+	b := ebpf.New()
+	var procs []*agenttest.Proc
+	var tgts []agent.Target
+	for range 2 {
+		p := agenttest.Start(t, bin, "-every", "0", "-par", "2", "-burst", "10")
+		procs = append(procs, p)
+		tgts = append(tgts, attach(t, b, p.Pid))
+	}
+	tp := workSpec(t, "s")
+	tp.Capture = fleet.Capture{Args: true}
+	for _, tgt := range tgts {
+		set(t, tgt, tp)
+	}
+	for i, p := range procs {
+		hits := burstHits(t, p, tgts[i], 1)
+		if len(hits) != 20 {
+			t.Fatalf("process %d, burst 1: %d hits, want 20", i, len(hits))
+		}
+		for _, h := range hits {
+			if h.Pid != p.Pid {
+				t.Fatalf("process %d (pid %d) got a hit of pid %d", i, p.Pid, h.Pid)
+			}
+		}
+	}
+	// The first one exits: its hits end, the second's go on.
+	procs[0].Cmd.Process.Kill()
+	select {
+	case _, ok := <-tgts[0].Hits():
+		for ok {
+			_, ok = <-tgts[0].Hits()
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the hit channel did not close after the process exited")
+	}
+	if hits := burstHits(t, procs[1], tgts[1], 2); len(hits) != 20 {
+		t.Fatalf("the other process after the first exited: %d hits, want 20", len(hits))
+	}
+	if err := tgts[1].Clear(context.Background(), "s"); err != nil {
+		t.Fatal(err)
+	}
+	if hits := burstHits(t, procs[1], tgts[1], 3); len(hits) != 0 {
+		t.Fatalf("after Clear: %d hits, want none", len(hits))
+	}
+	// A process of the executable attached after the others left shares
+	// nothing stale.
+	if err := tgts[1].Detach(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p := agenttest.Start(t, bin, "-every", "0", "-par", "2", "-burst", "10")
+	tgt := attach(t, b, p.Pid)
+	set(t, tgt, tp)
+	if hits := burstHits(t, p, tgt, 1); len(hits) != 20 {
+		t.Fatalf("a process attached after the others left: %d hits, want 20", len(hits))
+	}
+}
