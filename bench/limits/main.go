@@ -39,6 +39,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/riptrace/riptrace/bench/internal/benchkit"
 	"github.com/riptrace/riptrace/fleet"
 )
 
@@ -92,25 +93,19 @@ func run() error {
 	defer os.RemoveAll(tmp)
 
 	target := filepath.Join(tmp, "httphot")
-	if out, err := exec.Command("go", "build", "-o", target, "./"+targetDir).CombinedOutput(); err != nil {
-		return fmt.Errorf("building the target: %v\n%s", err, out)
+	if err := benchkit.Build(targetDir, target); err != nil {
+		return err
 	}
-	line, err := markerLine(filepath.Join(targetDir, "main.go"), "hot")
+	line, err := benchkit.MarkerLine(filepath.Join(targetDir, "main.go"), "hot")
 	if err != nil {
 		return err
 	}
 
-	srv, err := fleet.StartServer(ctx, fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: filepath.Join(tmp, "nats")})
+	srv, c, stopFleet, err := benchkit.StartFleet(ctx, tmp, "bench-limits")
 	if err != nil {
 		return err
 	}
-	defer srv.Shutdown()
-	url := srv.ClientURL()
-	c, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: "bench-limits"})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	defer stopFleet()
 
 	tgt := exec.Command(target)
 	tgtOut, _ := tgt.StdoutPipe()
@@ -139,7 +134,7 @@ func run() error {
 		return err
 	}
 	for _, a := range [][]string{{"--host", "limited"}, {"--host", "unlimited", "--stop-budget", "0"}} {
-		ag := exec.Command(*bin, append([]string{"agent", "--nats", url, "--processes", "httphot"}, a...)...)
+		ag := exec.Command(*bin, append([]string{"agent", "--nats", srv.ClientURL(), "--processes", "httphot"}, a...)...)
 		ag.Stdout, ag.Stderr = agentLog, agentLog
 		if err := ag.Start(); err != nil {
 			return fmt.Errorf("starting the agent (run `make build` first): %v", err)
@@ -279,19 +274,6 @@ func waitStatus(ctx context.Context, c *fleet.Client, id string, ok func(fleet.S
 		last = ev
 	}
 	return last, fmt.Errorf("tracepoint %s: no such status within a minute; last: %s %s", id, last.State, last.Message)
-}
-
-func markerLine(file, name string) (int, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return 0, err
-	}
-	for i, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, "//@trace("+name+")") {
-			return i + 1, nil
-		}
-	}
-	return 0, fmt.Errorf("no //@trace(%s) marker in %s", name, file)
 }
 
 func median(v []float64) float64 {

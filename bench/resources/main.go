@@ -35,6 +35,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/riptrace/riptrace/bench/internal/benchkit"
 	"github.com/riptrace/riptrace/fleet"
 )
 
@@ -74,23 +75,18 @@ func run() error {
 	}
 	defer os.RemoveAll(tmp)
 	target := filepath.Join(tmp, "rtres-paced")
-	if out, err := exec.Command("go", "build", "-o", target, "./"+targetDir).CombinedOutput(); err != nil {
-		return fmt.Errorf("building the target: %v\n%s", err, out)
+	if err := benchkit.Build(targetDir, target); err != nil {
+		return err
 	}
-	line, err := markerLine(filepath.Join(targetDir, "main.go"), "tick")
+	line, err := benchkit.MarkerLine(filepath.Join(targetDir, "main.go"), "tick")
 	if err != nil {
 		return err
 	}
-	srv, err := fleet.StartServer(ctx, fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: filepath.Join(tmp, "nats")})
+	srv, c, stopFleet, err := benchkit.StartFleet(ctx, tmp, "bench-resources")
 	if err != nil {
 		return err
 	}
-	defer srv.Shutdown()
-	c, err := fleet.Connect(ctx, srv.ClientURL(), fleet.ClientOptions{Name: "bench-resources"})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	defer stopFleet()
 
 	fmt.Printf("%d hits/s in total on one line; CPU over %v; load average at start: %s\n", *rate, *window, loadavg())
 	fmt.Printf("%-7s %5s %8s %8s %9s %10s %8s %9s\n", "backend", "procs", "RSS MB", "anon MB", "per proc", "agent+sub", "CPU %", "stop s")
@@ -325,17 +321,4 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
-}
-
-func markerLine(file, name string) (int, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return 0, err
-	}
-	for i, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, "//@trace("+name+")") {
-			return i + 1, nil
-		}
-	}
-	return 0, fmt.Errorf("no //@trace(%s) marker in %s", name, file)
 }
