@@ -112,10 +112,17 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 	if err != nil {
 		return nil, err
 	}
-	for _, spec := range specs {
-		if err := r.declare(ctx, spec); err != nil {
-			return nil, err
-		}
+	// Declared together, installed in parallel: each waits on its own
+	// process.
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i, spec := range specs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = r.declare(ctx, spec) }()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	r.Timing.Attach = time.Since(t0)
 	return r, nil
@@ -282,7 +289,11 @@ func (r *Runner) Check(ctx context.Context, exps ...Expectation) *Result {
 	r.Timing.Settle = time.Since(t0)
 	t0 = time.Now()
 	hits := r.hits.snapshot()
-	res := Evaluate(hits, exps)
+	tolerance := DefaultClockTolerance
+	if r.s.ClockTolerance != nil {
+		tolerance = *r.s.ClockTolerance
+	}
+	res := Evaluate(hits, exps, tolerance)
 	res.Name = r.s.Name
 	r.Timing.Evaluate = time.Since(t0)
 	for _, sv := range r.services {
@@ -297,7 +308,7 @@ func (r *Runner) Check(ctx context.Context, exps ...Expectation) *Result {
 }
 
 // settle waits until no hit has come for the scenario's Quiet period, at
-// most its Settle. Agents publish hits asynchronously; without the
+// most its Settle, and at least Quiet. Agents publish hits asynchronously; without the
 // timeline's watermarks, a quiet period is the sign that they are done.
 func (r *Runner) settle(ctx context.Context) {
 	quiet, max := r.s.Quiet, r.s.Settle
@@ -307,9 +318,15 @@ func (r *Runner) settle(ctx context.Context) {
 	if max <= 0 {
 		max = DefaultSettle
 	}
-	deadline := time.Now().Add(max)
+	start := time.Now()
+	deadline := start.Add(max)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
+		// A hit may still be on its way from the last step: wait a quiet
+		// period after the steps too, not only after the last hit.
 		last := r.hits.lastArrival()
+		if last.Before(start) {
+			last = start
+		}
 		if since := time.Since(last); since >= quiet {
 			return
 		}
