@@ -186,7 +186,6 @@ func (w *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 			if m.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
 				return w.fail(k, path+"."+k.Value, "set twice: keep one")
 			}
-			w.pos[path+"."+k.Value] = [2]int{k.Line, k.Column}
 			elem := reflect.New(v.Type().Elem()).Elem()
 			if err := w.decode(val, elem, path+"."+k.Value); err != nil {
 				return err
@@ -258,7 +257,6 @@ func (w *decoder) mapping(n *yaml.Node, v reflect.Value, path string) error {
 		if !ok {
 			return w.fail(k, path, "unknown key %q%s", k.Value, suggest(t, path, k.Value))
 		}
-		w.pos[key] = [2]int{k.Line, k.Column}
 		if err := w.decode(val, f, key); err != nil {
 			return err
 		}
