@@ -62,22 +62,20 @@ type Outcome struct {
 // backend converts its kernel clock to wall time with an offset read once
 // per process at attach, which a loaded machine makes wrong by
 // milliseconds; Delve stamps a hit while the thread is stopped, on the
-// host's wall clock. An order or a time bound closer than this across
-// processes is uncertain, not failed. The fleet's execution-ordered
+// host's wall clock, so that its hits on one host are in causal order
+// (a tolerance of 0 is right for them). An order or a time bound closer
+// than this across processes is uncertain, not failed. The fleet's execution-ordered
 // timeline (clock offsets with error bounds) is the cure.
 const DefaultClockTolerance = 50 * time.Millisecond
 
 // uncertain reports whether hits i and j ran too close together, in
-// different processes, for their capture times to tell their order: within
-// the tolerance, and the stream (the order their agents published them)
-// says otherwise.
+// different processes, for their capture times to tell their order. (The
+// stream's order is no help: each process's hits reach it through their
+// own reader, hundreds of them behind at times.)
 func (ev *evaluator) uncertain(i, j int) bool {
 	a, b := &ev.hits[i], &ev.hits[j]
 	d := time.Duration(a.Time - b.Time)
-	if a.Host == b.Host && a.Pid == b.Pid || d >= ev.tolerance || d <= -ev.tolerance {
-		return false
-	}
-	return (d < 0) != (a.Seq < b.Seq)
+	return (a.Host != b.Host || a.Pid != b.Pid) && d < ev.tolerance && d > -ev.tolerance
 }
 
 // Culprit is a hit that broke an expectation, with the values that mattered.
@@ -449,7 +447,9 @@ func (ev *evaluator) order(e *Expectation, o *Outcome) {
 				o.add(c)
 				break
 			}
-			if prev >= 0 && i < prev && ev.uncertain(i, prev) {
+			// Too close across processes for the clocks: neither in order
+			// nor out of it.
+			if prev >= 0 && ev.uncertain(i, prev) {
 				o.Uncertain++
 				break
 			}
@@ -476,7 +476,7 @@ func (ev *evaluator) order(e *Expectation, o *Outcome) {
 	default:
 		o.Detail = fmt.Sprintf("out of order or incomplete in %d of %d requests (ordered by capture time)", bad, len(keys))
 	}
-	o.Detail += uncertainNote(o.Uncertain)
+	o.Detail += ev.uncertainNote(o.Uncertain)
 }
 
 func (ev *evaluator) within(e *Expectation, o *Outcome) {
@@ -497,7 +497,11 @@ func (ev *evaluator) within(e *Expectation, o *Outcome) {
 		default:
 			d := time.Duration(ev.hits[b].Time - ev.hits[a].Time)
 			worst = max(worst, d)
-			if (d < 0 || d > e.Within) && ev.hits[a].Pid != ev.hits[b].Pid && d < e.Within+ev.tolerance && d > -ev.tolerance {
+			// Across processes the true gap is d give or take the
+			// tolerance: certain only when all of that range passes or
+			// fails.
+			if tol := ev.tolerance; (ev.hits[a].Host != ev.hits[b].Host || ev.hits[a].Pid != ev.hits[b].Pid) && tol > 0 &&
+				d > -tol && d < e.Within+tol && (d < tol || d > e.Within-tol) {
 				o.Uncertain++
 				continue
 			}
@@ -527,12 +531,12 @@ func (ev *evaluator) within(e *Expectation, o *Outcome) {
 	default:
 		o.Detail = fmt.Sprintf("broken in %d of %d requests", bad, len(keys))
 	}
-	o.Detail += uncertainNote(o.Uncertain)
+	o.Detail += ev.uncertainNote(o.Uncertain)
 }
 
-func uncertainNote(n int) string {
+func (ev *evaluator) uncertainNote(n int) string {
 	if n == 0 {
 		return ""
 	}
-	return fmt.Sprintf("; %d uncertain: their hits are closer than the capture clocks can tell apart across processes (clockTolerance)", n)
+	return fmt.Sprintf("; %d uncertain: their hits are closer than the capture clocks of different processes can tell apart (clockTolerance %v; Delve tracepoints need none)", n, ev.tolerance)
 }

@@ -52,7 +52,7 @@ func TestEvaluate(t *testing.T) {
 		{Hits: "charge", Where: "!approved", Count: "== 2"},
 		{Hits: "checkout", Where: "err == nil"},
 		{Order: []string{"price", "charge", "checkout"}, By: by},
-		{Within: 2 * time.Millisecond, From: "price", To: "checkout", By: by},
+		{Within: 3 * time.Millisecond, From: "price", To: "checkout", By: by},
 		{Never: "refuse"},
 	}, time.Microsecond)
 	for _, o := range res.Outcomes {
@@ -81,6 +81,17 @@ func TestEvaluate(t *testing.T) {
 		}
 		if line := culpritText(o.Culprits[0]); !strings.Contains(line, want) {
 			t.Errorf("%s: the first culprit says %q, want %q", o.Title, line, want)
+		}
+	}
+	// Across processes, closer than the clocks' tolerance: uncertain,
+	// neither held nor broken, and said so.
+	res = scenario.Evaluate(hs, []scenario.Expectation{
+		{Order: []string{"price", "charge"}, By: by},
+		{Within: time.Millisecond, From: "price", To: "charge", By: by},
+	}, 5*time.Millisecond)
+	for _, o := range res.Outcomes {
+		if o.OK || o.Uncertain != 20 || !strings.Contains(o.Detail, "no request could be checked; 20 uncertain") {
+			t.Errorf("%s: want 20 uncertain requests and a failure, got %+v", o.Title, o)
 		}
 	}
 }
