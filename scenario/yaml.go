@@ -294,10 +294,6 @@ func fieldNames(t reflect.Type) []string {
 
 // suggest names the key meant by a misspelt one, or lists the known keys.
 func suggest(t reflect.Type, path, key string) string {
-	where := "at the top level"
-	if path != "" {
-		where = "under " + path
-	}
 	known := fieldNames(t)
 	best, bestD := "", 3
 	for _, k := range known {
@@ -306,9 +302,9 @@ func suggest(t reflect.Type, path, key string) string {
 		}
 	}
 	if best != "" {
-		return fmt.Sprintf(" %s: did you mean %s?", where, best)
+		return fmt.Sprintf(": did you mean %s?", best)
 	}
-	return fmt.Sprintf(" %s: the keys are %s", where, strings.Join(known, ", "))
+	return fmt.Sprintf(": the keys here are %s", strings.Join(known, ", "))
 }
 
 func editDistance(a, b string) int {

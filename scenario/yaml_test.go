@@ -25,7 +25,7 @@ func TestParseErrors(t *testing.T) {
 		line, col  int
 		want       string
 	}{
-		{"unknown key", base + "expect:\n  - {hits: hit, cuont: 1}\n", 7, 17, `unknown key "cuont" under expect[0]: did you mean count?`},
+		{"unknown key", base + "expect:\n  - {hits: hit, cuont: 1}\n", 7, 17, `expect[0]: unknown key "cuont": did you mean count?`},
 		{"unknown top key", "servces: []\n", 1, 1, `did you mean services?`},
 		{"wrong kind", base + "steps: {http: x}\n", 6, 8, "want a list"},
 		{"bad duration", base + "settle: soon\n", 6, 9, `"soon" is not a duration: write one such as 200ms`},
