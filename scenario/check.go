@@ -2,7 +2,9 @@ package scenario
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/riptrace/riptrace/fleet"
@@ -77,7 +79,7 @@ func (s *Scenario) Check() error {
 			return fail(p, "give one of at (FILE:LINE or FILE:@MARK) and function (pkg.Func)")
 		}
 		if tp.Service != "" && !services[tp.Service] {
-			return fail(p+".service", "%q is not a service of this scenario: the services are %s", tp.Service, strings.Join(sortedKeys(services), ", "))
+			return fail(p+".service", "%q is not a service of this scenario: the services are %s", tp.Service, strings.Join(slices.Sorted(maps.Keys(services)), ", "))
 		}
 		if tp.Service == "" && s.Fleet == nil {
 			return fail(p, "names no service: give service: NAME, so that the run traces only what it started")
@@ -112,7 +114,7 @@ func (s *Scenario) Check() error {
 			}
 			if st.Until != nil {
 				if !tps[st.Until.Hits] {
-					return fail(p+".until.hits", "%q is not a tracepoint of this scenario: the tracepoints are %s", st.Until.Hits, strings.Join(sortedKeys(tps), ", "))
+					return fail(p+".until.hits", "%q is not a tracepoint of this scenario: the tracepoints are %s", st.Until.Hits, strings.Join(slices.Sorted(maps.Keys(tps)), ", "))
 				}
 				if st.Until.Count < 1 {
 					return fail(p+".until.count", "%d: wait for 1 or more hits", st.Until.Count)
@@ -129,7 +131,7 @@ func (s *Scenario) Check() error {
 	}
 	known := func(path, name string) error {
 		if !tps[name] {
-			return fail(path, "%q is not a tracepoint of this scenario: the tracepoints are %s", name, strings.Join(sortedKeys(tps), ", "))
+			return fail(path, "%q is not a tracepoint of this scenario: the tracepoints are %s", name, strings.Join(slices.Sorted(maps.Keys(tps)), ", "))
 		}
 		return nil
 	}

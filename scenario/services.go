@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -75,7 +76,7 @@ func startService(ctx context.Context, dir string, sv *Service, vars map[string]
 		}
 	}
 	cmd.Env = os.Environ()
-	for _, k := range sortedKeys(sv.Env) {
+	for _, k := range slices.Sorted(maps.Keys(sv.Env)) {
 		v, err := expand(sv.Env[k], vars)
 		if err != nil {
 			return nil, fmt.Errorf("service %s: env %s: %w", sv.Name, k, err)
@@ -259,16 +260,7 @@ func expand(s string, vars map[string]string) (string, error) {
 		return v
 	})
 	if missing != "" {
-		return "", fmt.Errorf("${%s} is not defined: the variables are %s (a service's ready.log names its groups, as (?P<addr>\\S+))", missing, strings.Join(sortedKeys(vars), ", "))
+		return "", fmt.Errorf("${%s} is not defined: the variables are %s (a service's ready.log names its groups, as (?P<addr>\\S+))", missing, strings.Join(slices.Sorted(maps.Keys(vars)), ", "))
 	}
 	return out, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,7 +127,7 @@ func doHTTP(ctx context.Context, h *HTTPStep, where string, vars map[string]stri
 	if body != "" && strings.HasPrefix(strings.TrimSpace(body), "{") {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	for _, k := range sortedKeys(h.Headers) {
+	for _, k := range slices.Sorted(maps.Keys(h.Headers)) {
 		v, err := expand(h.Headers[k], vars)
 		if err != nil {
 			return fmt.Errorf("%s: header %s: %w", where, k, err)

@@ -8,12 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/riptrace/riptrace/internal/yamlerr"
 )
 
 // ParseError is a mistake in a scenario file, at a line and column (0
@@ -83,8 +84,7 @@ func Parse(data []byte, name string) (*Scenario, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fail(0, 0, "", "empty: a scenario has services, tracepoints, steps and expect (see docs/scenario.example.yaml)")
 		}
-		line := yamlLine(err)
-		return nil, fail(line, 1, "", "not valid YAML: %s", yamlMessage(err))
+		return nil, fail(yamlerr.Line(err), 1, "", "not valid YAML: %s", yamlerr.Message(err))
 	}
 	var more yaml.Node
 	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
@@ -163,7 +163,7 @@ func (w *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 	switch {
 	case v.Type() == durationType:
 		if n.Kind != yaml.ScalarNode {
-			return w.fail(n, path, "%s, want a duration such as 200ms or 5s", describe(n))
+			return w.fail(n, path, "%s, want a duration such as 200ms or 5s", yamlerr.Describe(n))
 		}
 		d, err := time.ParseDuration(n.Value)
 		if err != nil || d < 0 {
@@ -175,13 +175,13 @@ func (w *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		return w.mapping(n, v, path)
 	case v.Kind() == reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			return w.fail(n, path, "%s, want keys and values under it, such as KEY: value", describe(n))
+			return w.fail(n, path, "%s, want keys and values under it, such as KEY: value", yamlerr.Describe(n))
 		}
 		m := reflect.MakeMap(v.Type())
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
 			if k.Kind != yaml.ScalarNode {
-				return w.fail(k, path, "a key must be plain text, not %s", describe(k))
+				return w.fail(k, path, "a key must be plain text, not %s", yamlerr.Describe(k))
 			}
 			if m.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
 				return w.fail(k, path+"."+k.Value, "set twice: keep one")
@@ -196,7 +196,7 @@ func (w *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		return nil
 	case v.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			return w.fail(n, path, "%s, want a list: one item per line under it with '- '", describe(n))
+			return w.fail(n, path, "%s, want a list: one item per line under it with '- '", yamlerr.Describe(n))
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
@@ -208,7 +208,7 @@ func (w *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		return nil
 	}
 	if n.Kind != yaml.ScalarNode {
-		return w.fail(n, path, "%s, want %s", describe(n), kindName(v.Kind()))
+		return w.fail(n, path, "%s, want %s", yamlerr.Describe(n), kindName(v.Kind()))
 	}
 	switch v.Kind() {
 	case reflect.String:
@@ -240,13 +240,13 @@ func (w *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 func (w *decoder) mapping(n *yaml.Node, v reflect.Value, path string) error {
 	t := v.Type()
 	if n.Kind != yaml.MappingNode {
-		return w.fail(n, path, "%s, want keys under it (%s)", describe(n), strings.Join(fieldNames(t), ", "))
+		return w.fail(n, path, "%s, want keys under it (%s)", yamlerr.Describe(n), strings.Join(fieldNames(t), ", "))
 	}
 	seen := map[string][2]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
-			return w.fail(k, path, "a key must be a plain word, not %s", describe(k))
+			return w.fail(k, path, "a key must be a plain word, not %s", yamlerr.Describe(k))
 		}
 		key := join(path, k.Value)
 		if p, dup := seen[k.Value]; dup {
@@ -295,36 +295,10 @@ func fieldNames(t reflect.Type) []string {
 // suggest names the key meant by a misspelt one, or lists the known keys.
 func suggest(t reflect.Type, path, key string) string {
 	known := fieldNames(t)
-	best, bestD := "", 3
-	for _, k := range known {
-		if d := editDistance(strings.ToLower(key), strings.ToLower(k)); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if best != "" {
+	if best, ok := yamlerr.Closest(key, known); ok {
 		return fmt.Sprintf(": did you mean %s?", best)
 	}
 	return fmt.Sprintf(": the keys here are %s", strings.Join(known, ", "))
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func join(path, key string) string {
@@ -332,18 +306,6 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
-}
-
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping of keys"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		return fmt.Sprintf("the value %q", n.Value)
-	}
-	return "nothing"
 }
 
 func kindName(k reflect.Kind) string {
@@ -354,19 +316,4 @@ func kindName(k reflect.Kind) string {
 		return "a whole number"
 	}
 	return "a single value"
-}
-
-var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): `)
-
-// yamlLine and yamlMessage split "yaml: line 3: did not find expected key".
-func yamlLine(err error) int {
-	if m := yamlLineRe.FindStringSubmatch(err.Error()); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		return n
-	}
-	return 0
-}
-
-func yamlMessage(err error) string {
-	return strings.TrimPrefix(yamlLineRe.ReplaceAllString(err.Error(), ""), "yaml: ")
 }
