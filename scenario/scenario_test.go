@@ -196,3 +196,28 @@ func TestGoAPI(t *testing.T) {
 		t.Errorf("want 7 checkouts, got %s", res.Outcomes[1].Detail)
 	}
 }
+
+// TestServiceCrashes has a service exit in the middle of the run: the run
+// fails and says which service exited, and how.
+func TestServiceCrashes(t *testing.T) {
+	s := &scenario.Scenario{
+		Name: "crash",
+		Dir:  t.TempDir(),
+		Services: []scenario.Service{{
+			Name:    "crashy",
+			Command: "sh",
+			Args:    []string{"-c", "echo READY; read line; echo dying; exit 3"},
+			Ready:   scenario.Probe{Log: `^READY`},
+		}},
+		// The service waits on its stdin, which the runner does not
+		// give it: it reads end of file at once and exits.
+		Steps: []scenario.Step{{Shell: "sleep 0.5"}},
+	}
+	res, err := scenario.Run(context.Background(), s, scenario.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK() || len(res.Errors) != 1 || !strings.Contains(res.Errors[0], "service crashy exited during the run (exit status 3)") || !strings.Contains(res.Errors[0], "dying") {
+		t.Errorf("want the run failed by crashy's exit, with its last lines; got %q", res.Errors)
+	}
+}

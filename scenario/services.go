@@ -210,6 +210,9 @@ func (s *service) waitReady(ctx context.Context, sv *Service, re *regexp.Regexp,
 		}
 		select {
 		case <-s.done:
+			if probe() == nil {
+				return nil // ready, then gone: the run reports the exit
+			}
 			return fmt.Errorf("service %s exited (%v) before it %s%s", sv.Name, s.cmd.ProcessState, what, s.tail())
 		case <-ctx.Done():
 			return fmt.Errorf("service %s was not ready within %v: it never %s. Check its command and probe, or raise ready.timeout%s", sv.Name, timeout, what, s.tail())
