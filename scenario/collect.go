@@ -19,12 +19,19 @@ type collector struct {
 	done   chan struct{}
 
 	// mu guards the fields below.
-	mu      sync.Mutex
-	hits    []fleet.Hit
+	mu sync.Mutex
+	// msgs are the hits and watermarks in stream order, for the timeline.
+	msgs    []message
 	counts  map[string]int // by tracepoint name
 	last    time.Time      // arrival of the last hit
 	readErr error
 	changed chan struct{} // closed and replaced on every hit
+}
+
+// message is a hit or an agent's watermark, as the stream carried it.
+type message struct {
+	hit *fleet.Hit
+	wm  *fleet.Watermark
 }
 
 func newCollector(reader *fleet.HitReader, names map[string]string) *collector {
@@ -38,7 +45,7 @@ func newCollector(reader *fleet.HitReader, names map[string]string) *collector {
 func (c *collector) read(ctx context.Context) {
 	defer close(c.done)
 	for {
-		h, err := c.reader.Next(ctx)
+		h, wm, err := c.reader.NextMessage(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				var fe *fleet.Error
@@ -51,10 +58,16 @@ func (c *collector) read(ctx context.Context) {
 			}
 			return
 		}
+		if wm != nil {
+			c.mu.Lock()
+			c.msgs = append(c.msgs, message{wm: wm})
+			c.mu.Unlock()
+			continue
+		}
 		// Hits carry the fleet id; expectations name tracepoints.
 		h.Tracepoint = c.names[h.Tracepoint]
 		c.mu.Lock()
-		c.hits = append(c.hits, h)
+		c.msgs = append(c.msgs, message{hit: &h})
 		c.counts[h.Tracepoint]++
 		c.last = time.Now()
 		close(c.changed)
@@ -70,12 +83,11 @@ func (c *collector) close() {
 }
 
 // snapshot is the hits so far, in Order.
-func (c *collector) snapshot() []fleet.Hit {
+func (c *collector) snapshot() []fleet.Placed {
 	c.mu.Lock()
-	hits := append([]fleet.Hit(nil), c.hits...)
+	msgs := append([]message(nil), c.msgs...)
 	c.mu.Unlock()
-	Order(hits)
-	return hits
+	return order(msgs)
 }
 
 func (c *collector) lastArrival() time.Time {
@@ -108,17 +120,32 @@ func (c *collector) waitCount(ctx context.Context, name string, n int) (int, err
 	}
 }
 
-// Order sorts hits into the order they ran, as far as the run can tell:
-// by capture time on their agents, then by stream sequence. Capture times
-// of different hosts are only as comparable as the hosts' clocks; the
-// fleet's execution-ordered timeline (clock offsets, coordinated time) is
-// the better order once it lands, and this is the one place to switch.
-func Order(hits []fleet.Hit) {
-	sort.SliceStable(hits, func(i, j int) bool {
-		a, b := &hits[i], &hits[j]
-		if a.Time != b.Time {
-			return a.Time < b.Time
+// Order puts hits, read from the stream in its order, in the order they
+// ran: the fleet's timeline, with each hit's coordinated time and clock
+// bound. It is the one place the run orders hits.
+func Order(hits []fleet.Hit) []fleet.Placed {
+	msgs := make([]message, len(hits))
+	for i := range hits {
+		msgs[i].hit = &hits[i]
+	}
+	return order(msgs)
+}
+
+func order(msgs []message) []fleet.Placed {
+	tl := fleet.NewTimeline(fleet.TimelineOptions{})
+	var placed []fleet.Placed
+	for _, m := range msgs {
+		if m.wm != nil {
+			placed = append(placed, tl.AddWatermark(*m.wm)...)
+		} else {
+			placed = append(placed, tl.AddHit(*m.hit)...)
 		}
-		return a.Seq < b.Seq
-	})
+	}
+	// Every hit the run will see is in: release the held ones.
+	placed = append(placed, tl.Flush()...)
+	// A late hit is released when it arrives, out of its place; the run
+	// judges after the fact, so each hit goes where its coordinated time
+	// says it ran.
+	sort.SliceStable(placed, func(i, j int) bool { return placed[i].CoordinatedTime.Before(placed[j].CoordinatedTime) })
+	return placed
 }

@@ -20,7 +20,9 @@
 // (agenttest.Main does), as the Delve backend re-runs the binary as its
 // worker.
 //
-// Hits are ordered by Order: their capture time on the agent, then their
-// stream sequence. Once the execution-ordered timeline lands in fleet, Order
-// is the one place to switch to it.
+// Hits are ordered by Order, through the fleet's execution-ordered
+// timeline (fleet.Timeline): by coordinated time, each hit's capture time
+// corrected by its agent's clock offset. Two hits closer than their
+// clocks' error bounds neither hold nor break an order or a time bound:
+// the outcome counts them as uncertain.
 package scenario

@@ -57,25 +57,45 @@ type Outcome struct {
 	Uncertain int `json:"uncertain,omitempty"`
 }
 
-// DefaultClockTolerance is how far apart the capture times of two
-// processes may be off, unless the scenario says otherwise. The eBPF
-// backend converts its kernel clock to wall time with an offset read once
-// per process at attach, which a loaded machine makes wrong by
-// milliseconds; Delve stamps a hit while the thread is stopped, on the
-// host's wall clock, so that its hits on one host are in causal order
-// (a tolerance of 0 is right for them). An order or a time bound closer
-// than this across processes is uncertain, not failed. The fleet's execution-ordered
-// timeline (clock offsets with error bounds) is the cure.
+// DefaultClockTolerance is how far apart the coordinated times of two
+// hits may be off when one of them has no clock reading (its agent could
+// not compare its clock with the server's), unless the scenario says
+// otherwise. Hits of two hosts with readings are as far apart as their
+// clocks' error bounds together; hits of two processes of one host share
+// its clock, give or take SameHostSkew.
 const DefaultClockTolerance = 50 * time.Millisecond
 
-// uncertain reports whether hits i and j ran too close together, in
-// different processes, for their capture times to tell their order. (The
-// stream's order is no help: each process's hits reach it through their
-// own reader, hundreds of them behind at times.)
-func (ev *evaluator) uncertain(i, j int) bool {
+// SameHostSkew is how far the capture times of two processes of one host
+// may be off: Delve reads the wall clock while the thread is stopped, and
+// the eBPF backend converts the kernel's monotonic clock to it with a
+// difference it measures to within microseconds.
+const SameHostSkew = 20 * time.Microsecond
+
+// pairTolerance is how far apart hits i and j may be off in coordinated
+// time.
+func (ev *evaluator) pairTolerance(i, j int) time.Duration {
 	a, b := &ev.hits[i], &ev.hits[j]
-	d := time.Duration(a.Time - b.Time)
-	return (a.Host != b.Host || a.Pid != b.Pid) && d < ev.tolerance && d > -ev.tolerance
+	switch {
+	case a.Host == b.Host && a.Pid == b.Pid:
+		return 0
+	case a.Bound == nil || b.Bound == nil || a.Note != "" || b.Note != "":
+		return ev.tolerance
+	case a.Host == b.Host:
+		return SameHostSkew
+	}
+	return time.Duration(*a.Bound + *b.Bound)
+}
+
+// gap is how long after hit j hit i ran, in coordinated time.
+func (ev *evaluator) gap(i, j int) time.Duration {
+	return ev.hits[i].CoordinatedTime.Sub(ev.hits[j].CoordinatedTime)
+}
+
+// uncertain reports whether hits i and j ran too close together for the
+// clocks to tell their order.
+func (ev *evaluator) uncertain(i, j int) bool {
+	tol, d := ev.pairTolerance(i, j), ev.gap(i, j)
+	return d < tol && d > -tol
 }
 
 // Culprit is a hit that broke an expectation, with the values that mattered.
@@ -100,9 +120,10 @@ type Value struct {
 
 const maxCulprits = 5
 
-// Evaluate checks exps against hits, which must be in Order, with the
-// given clock tolerance across processes (see DefaultClockTolerance).
-func Evaluate(hits []fleet.Hit, exps []Expectation, tolerance time.Duration) *Result {
+// Evaluate checks exps against hits in timeline order (see Order), with
+// the given tolerance for hits without a clock reading (see
+// DefaultClockTolerance).
+func Evaluate(hits []fleet.Placed, exps []Expectation, tolerance time.Duration) *Result {
 	ev := &evaluator{hits: hits, envs: make([]map[string]any, len(hits)), tolerance: tolerance}
 	res := &Result{Hits: len(hits)}
 	for i := range hits {
@@ -120,13 +141,13 @@ func Evaluate(hits []fleet.Hit, exps []Expectation, tolerance time.Duration) *Re
 
 type evaluator struct {
 	tolerance time.Duration
-	hits      []fleet.Hit
+	hits      []fleet.Placed
 	envs      []map[string]any // built on first use
 }
 
 func (ev *evaluator) env(i int) map[string]any {
 	if ev.envs[i] == nil {
-		ev.envs[i] = hitEnv(&ev.hits[i])
+		ev.envs[i] = hitEnv(&ev.hits[i].Hit)
 	}
 	return ev.envs[i]
 }
@@ -207,8 +228,22 @@ func (ev *evaluator) eval(p *predicate, i int) (any, []Value, error) {
 
 func (ev *evaluator) culprit(i int, vals []Value, note string) Culprit {
 	h := &ev.hits[i]
-	return Culprit{Tracepoint: h.Tracepoint, Host: h.Host, Pid: h.Pid, Seq: h.Seq, Time: time.Unix(0, h.Time),
+	c := Culprit{Tracepoint: h.Tracepoint, Host: h.Host, Pid: h.Pid, Seq: h.Seq, Time: h.CoordinatedTime,
 		File: h.File, Line: h.Line, Values: vals, Note: note}
+	switch {
+	case h.Late:
+		c.Note = joinNote(c.Note, "late: it reached the stream after hits that ran after it, and is judged at its coordinated time")
+	case h.Uncertain && h.Note != "":
+		c.Note = joinNote(c.Note, "placed by its arrival: "+h.Note)
+	}
+	return c
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
 }
 
 func (o *Outcome) add(c Culprit) {
@@ -472,9 +507,9 @@ func (ev *evaluator) order(e *Expectation, o *Outcome) {
 	case len(keys) == 0 && ok:
 		o.Detail = "no hits of " + strings.Join(e.Order, ", ") + ": nothing to check"
 	case o.OK:
-		o.Detail = fmt.Sprintf("in order in %d of %d requests (ordered by capture time)", len(keys)-o.Uncertain, len(keys))
+		o.Detail = fmt.Sprintf("in order in %d of %d requests (timeline order)", len(keys)-o.Uncertain, len(keys))
 	default:
-		o.Detail = fmt.Sprintf("out of order or incomplete in %d of %d requests (ordered by capture time)", bad, len(keys))
+		o.Detail = fmt.Sprintf("out of order or incomplete in %d of %d requests (timeline order)", bad, len(keys))
 	}
 	o.Detail += ev.uncertainNote(o.Uncertain)
 }
@@ -495,13 +530,11 @@ func (ev *evaluator) within(e *Expectation, o *Outcome) {
 		case a < 0 || b < 0:
 			note = fmt.Sprintf("request %s has no hit of %s", key, map[bool]string{true: e.From, false: e.To}[a < 0])
 		default:
-			d := time.Duration(ev.hits[b].Time - ev.hits[a].Time)
+			d := ev.gap(b, a)
 			worst = max(worst, d)
-			// Across processes the true gap is d give or take the
-			// tolerance: certain only when all of that range passes or
-			// fails.
-			if tol := ev.tolerance; (ev.hits[a].Host != ev.hits[b].Host || ev.hits[a].Pid != ev.hits[b].Pid) && tol > 0 &&
-				d > -tol && d < e.Within+tol && (d < tol || d > e.Within-tol) {
+			// The true gap is d give or take the clocks' tolerance:
+			// certain only when all of that range passes or fails.
+			if tol := ev.pairTolerance(a, b); tol > 0 && d > -tol && d < e.Within+tol && (d < tol || d > e.Within-tol) {
 				o.Uncertain++
 				continue
 			}
@@ -538,5 +571,5 @@ func (ev *evaluator) uncertainNote(n int) string {
 	if n == 0 {
 		return ""
 	}
-	return fmt.Sprintf("; %d uncertain: their hits are closer than the capture clocks of different processes can tell apart (clockTolerance %v; Delve tracepoints need none)", n, ev.tolerance)
+	return fmt.Sprintf("; %d uncertain: their hits are closer than their clocks' error bounds can tell apart", n)
 }

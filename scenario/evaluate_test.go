@@ -11,8 +11,12 @@ import (
 )
 
 // hits makes n requests' worth of the demo's hits as the Delve backend
-// renders them: price (o), charge (req), checkout (o), 1ms apart.
-func hits(n int) []fleet.Hit {
+// renders them: price (o), charge (req), checkout (o), 1ms apart, of one
+// host whose clock is known to within a microsecond, in the timeline's
+// order.
+func hits(n int) []fleet.Placed { return scenario.Order(rawHits(n, 1000)) }
+
+func rawHits(n int, bound int64) []fleet.Hit {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 	var hs []fleet.Hit
 	for i := range n {
@@ -38,6 +42,8 @@ func hits(n int) []fleet.Hit {
 	}
 	for i := range hs {
 		hs[i].Seq = uint64(i + 1)
+		hs[i].ServerTime = time.Unix(0, hs[i].Time+int64(time.Millisecond))
+		hs[i].Clock = &fleet.ClockReading{Bound: bound}
 	}
 	return hs
 }
@@ -83,8 +89,15 @@ func TestEvaluate(t *testing.T) {
 			t.Errorf("%s: the first culprit says %q, want %q", o.Title, line, want)
 		}
 	}
-	// Across processes, closer than the clocks' tolerance: uncertain,
-	// neither held nor broken, and said so.
+	// Across hosts, closer than their clocks' bounds: uncertain, neither
+	// held nor broken, and said so.
+	raw := rawHits(20, int64(5*time.Millisecond))
+	for i := range raw {
+		if raw[i].Tracepoint == "charge" {
+			raw[i].Host = "other"
+		}
+	}
+	hs = scenario.Order(raw)
 	res = scenario.Evaluate(hs, []scenario.Expectation{
 		{Order: []string{"price", "charge"}, By: by},
 		{Within: time.Millisecond, From: "price", To: "charge", By: by},
@@ -114,6 +127,7 @@ func FuzzEvaluate(f *testing.F) {
 	f.Fuzz(func(t *testing.T, where, typ, value, count string) {
 		hs := hits(2)
 		hs[1].Args = append(hs[1].Args, fleet.Variable{Name: "v", Type: typ, Value: value})
+		hs[1].Args = append(hs[1].Args, fleet.Variable{Name: "w", Type: typ, Value: value, Children: []fleet.Variable{{Name: "x", Type: typ, Value: value}}})
 		scenario.Evaluate(hs, []scenario.Expectation{
 			{Hits: "charge", Where: where, Count: count},
 			{Hits: "charge", Where: where},

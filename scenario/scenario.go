@@ -26,9 +26,9 @@ type Scenario struct {
 	// DefaultSettle): the run waits until no hit has come for Quiet.
 	Settle time.Duration `yaml:"settle"`
 	Quiet  time.Duration `yaml:"quiet"`
-	// ClockTolerance is how far capture times of different processes may
-	// be off (nil: DefaultClockTolerance); order and time bounds closer
-	// than it are uncertain.
+	// ClockTolerance is how far the times of hits whose agent had no clock
+	// reading may be off (nil: DefaultClockTolerance); order and time
+	// bounds closer than it are uncertain.
 	ClockTolerance *time.Duration `yaml:"clockTolerance"`
 	// Timeout bounds the whole run (default DefaultTimeout).
 	Timeout time.Duration `yaml:"timeout"`
