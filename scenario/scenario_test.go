@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/scenario"
 )
 
@@ -219,5 +221,24 @@ func TestServiceCrashes(t *testing.T) {
 	}
 	if res.OK() || len(res.Errors) != 1 || !strings.Contains(res.Errors[0], "service crashy exited during the run (exit status 3)") || !strings.Contains(res.Errors[0], "dying") {
 		t.Errorf("want the run failed by crashy's exit, with its last lines; got %q", res.Errors)
+	}
+}
+
+// TestJoinFleet runs the passing example against a running fleet (a
+// server as riptrace server runs it, which answers the agents' clock
+// questions, and an agent of its own) instead of an embedded one.
+func TestJoinFleet(t *testing.T) {
+	srv, err := fleet.StartServer(context.Background(), fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	s := load(t, "checkout.yaml")
+	agenttest.RunAgent(t, srv.Server, agent.Config{Host: "joined", Processes: []string{"payments-*", "orders-*", "gateway-*"}}, nil)
+	s.Fleet = &scenario.Fleet{NATS: srv.ClientURL()}
+	res := run(t, s)
+	res.Report(t)
+	if !res.OK() || res.Hits != 12 {
+		t.Errorf("want every expectation to hold over 12 hits, got OK=%v over %d", res.OK(), res.Hits)
 	}
 }
