@@ -2,6 +2,7 @@ package scenario_test
 
 import (
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,4 +95,22 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("line %d outside the file's %d lines: %v", pe.Line, lines, err)
 		}
 	})
+}
+
+var update = flag.Bool("update", false, "rewrite docs/scenario.schema.json")
+
+// TestSchema checks that the published JSON Schema is the one the structs
+// make (go test ./scenario -run TestSchema -update rewrites it).
+func TestSchema(t *testing.T) {
+	path := filepath.Join("..", "docs", "scenario.schema.json")
+	got := scenario.JSONSchema()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil || string(want) != string(got) {
+		t.Errorf("%s is not the schema the structs make (%v): run go test ./scenario -run TestSchema -update", path, err)
+	}
 }
