@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"reflect"
 	"time"
+
+	"github.com/riptrace/riptrace/internal/strictyaml"
 )
 
 // JSONSchema is the JSON Schema of scenario files, built from the same
@@ -52,7 +54,7 @@ func schemaOf(t reflect.Type, defs map[string]any) map[string]any {
 		}
 		props := map[string]any{}
 		for i := range t.NumField() {
-			if tag := tagName(t.Field(i)); tag != "" {
+			if tag := strictyaml.TagName(t.Field(i)); tag != "" {
 				props[tag] = schemaOf(t.Field(i).Type, defs)
 			}
 		}

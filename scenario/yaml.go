@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -14,7 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/riptrace/riptrace/internal/yamlerr"
+	"github.com/riptrace/riptrace/internal/strictyaml"
 )
 
 // ParseError is a mistake in a scenario file, at a line and column (0
@@ -46,14 +45,9 @@ const maxFileSize = 1 << 20
 // Load reads the scenario file at path; relative paths in it are read from
 // the file's directory.
 func Load(path string) (*Scenario, error) {
-	f, err := os.Open(path)
+	data, err := strictyaml.ReadFile(path, maxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("reading the scenario: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading the scenario %s: %w", path, err)
 	}
 	s, err := Parse(data, path)
 	if err != nil {
@@ -84,7 +78,7 @@ func Parse(data []byte, name string) (*Scenario, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fail(0, 0, "", "empty: a scenario has services, tracepoints, steps and expect (see docs/scenario.example.yaml)")
 		}
-		return nil, fail(yamlerr.Line(err), 1, "", "not valid YAML: %s", yamlerr.Message(err))
+		return nil, fail(strictyaml.Line(err), 1, "", "not valid YAML: %s", strictyaml.Message(err))
 	}
 	var more yaml.Node
 	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
@@ -163,7 +157,7 @@ func (w *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 	switch {
 	case v.Type() == durationType:
 		if n.Kind != yaml.ScalarNode {
-			return w.fail(n, path, "%s, want a duration such as 200ms or 5s", yamlerr.Describe(n))
+			return w.fail(n, path, "%s, want a duration such as 200ms or 5s", strictyaml.Describe(n))
 		}
 		d, err := time.ParseDuration(n.Value)
 		if err != nil || d < 0 {
@@ -175,13 +169,13 @@ func (w *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		return w.mapping(n, v, path)
 	case v.Kind() == reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			return w.fail(n, path, "%s, want keys and values under it, such as KEY: value", yamlerr.Describe(n))
+			return w.fail(n, path, "%s, want keys and values under it, such as KEY: value", strictyaml.Describe(n))
 		}
 		m := reflect.MakeMap(v.Type())
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
 			if k.Kind != yaml.ScalarNode {
-				return w.fail(k, path, "a key must be plain text, not %s", yamlerr.Describe(k))
+				return w.fail(k, path, "a key must be plain text, not %s", strictyaml.Describe(k))
 			}
 			if m.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
 				return w.fail(k, path+"."+k.Value, "set twice: keep one")
@@ -196,7 +190,7 @@ func (w *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		return nil
 	case v.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			return w.fail(n, path, "%s, want a list: one item per line under it with '- '", yamlerr.Describe(n))
+			return w.fail(n, path, "%s, want a list: one item per line under it with '- '", strictyaml.Describe(n))
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
@@ -208,7 +202,7 @@ func (w *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		return nil
 	}
 	if n.Kind != yaml.ScalarNode {
-		return w.fail(n, path, "%s, want %s", yamlerr.Describe(n), kindName(v.Kind()))
+		return w.fail(n, path, "%s, want %s", strictyaml.Describe(n), kindName(v.Kind()))
 	}
 	switch v.Kind() {
 	case reflect.String:
@@ -240,20 +234,20 @@ func (w *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 func (w *decoder) mapping(n *yaml.Node, v reflect.Value, path string) error {
 	t := v.Type()
 	if n.Kind != yaml.MappingNode {
-		return w.fail(n, path, "%s, want keys under it (%s)", yamlerr.Describe(n), strings.Join(fieldNames(t), ", "))
+		return w.fail(n, path, "%s, want keys under it (%s)", strictyaml.Describe(n), strings.Join(strictyaml.FieldNames(t), ", "))
 	}
 	seen := map[string][2]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
-			return w.fail(k, path, "a key must be a plain word, not %s", yamlerr.Describe(k))
+			return w.fail(k, path, "a key must be a plain word, not %s", strictyaml.Describe(k))
 		}
-		key := join(path, k.Value)
+		key := strictyaml.Join(path, k.Value)
 		if p, dup := seen[k.Value]; dup {
 			return w.fail(k, key, "set twice (first at line %d, column %d): keep one", p[0], p[1])
 		}
 		seen[k.Value] = [2]int{k.Line, k.Column}
-		f, ok := fieldByTag(v, k.Value)
+		f, ok := strictyaml.FieldByTag(v, k.Value)
 		if !ok {
 			return w.fail(k, path, "unknown key %q%s", k.Value, suggest(t, path, k.Value))
 		}
@@ -264,48 +258,13 @@ func (w *decoder) mapping(n *yaml.Node, v reflect.Value, path string) error {
 	return nil
 }
 
-func fieldByTag(v reflect.Value, name string) (reflect.Value, bool) {
-	t := v.Type()
-	for i := range t.NumField() {
-		if tag := tagName(t.Field(i)); tag != "" && tag == name {
-			return v.Field(i), true
-		}
-	}
-	return reflect.Value{}, false
-}
-
-func tagName(f reflect.StructField) string {
-	tag := f.Tag.Get("yaml")
-	if tag == "-" || !f.IsExported() {
-		return ""
-	}
-	return tag
-}
-
-func fieldNames(t reflect.Type) []string {
-	var names []string
-	for i := range t.NumField() {
-		if tag := tagName(t.Field(i)); tag != "" {
-			names = append(names, tag)
-		}
-	}
-	return names
-}
-
 // suggest names the key meant by a misspelt one, or lists the known keys.
 func suggest(t reflect.Type, path, key string) string {
-	known := fieldNames(t)
-	if best, ok := yamlerr.Closest(key, known); ok {
+	known := strictyaml.FieldNames(t)
+	if best, ok := strictyaml.Closest(key, known); ok {
 		return fmt.Sprintf(": did you mean %s?", best)
 	}
 	return fmt.Sprintf(": the keys here are %s", strings.Join(known, ", "))
-}
-
-func join(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
 }
 
 func kindName(k reflect.Kind) string {
