@@ -21,9 +21,12 @@ type collector struct {
 	// mu guards the fields below.
 	mu sync.Mutex
 	// msgs are the hits and watermarks in stream order, for the timeline.
-	msgs    []message
-	counts  map[string]int // by tracepoint name
-	last    time.Time      // arrival of the last hit
+	msgs   []message
+	counts map[string]int // by tracepoint name
+	// marks is, per host, the latest watermark in coordinated time: every
+	// hit its agent captured before it is in.
+	marks   map[string]int64
+	last    time.Time // arrival of the last hit
 	readErr error
 	changed chan struct{} // closed and replaced on every hit
 }
@@ -37,7 +40,7 @@ type message struct {
 func newCollector(reader *fleet.HitReader, names map[string]string) *collector {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &collector{reader: reader, names: names, stop: cancel, done: make(chan struct{}),
-		counts: map[string]int{}, last: time.Now(), changed: make(chan struct{})}
+		counts: map[string]int{}, marks: map[string]int64{}, last: time.Now(), changed: make(chan struct{})}
 	go c.read(ctx)
 	return c
 }
@@ -59,8 +62,15 @@ func (c *collector) read(ctx context.Context) {
 			return
 		}
 		if wm != nil {
+			mark := wm.Time
+			if wm.Clock != nil {
+				mark += wm.Clock.Offset
+			}
 			c.mu.Lock()
 			c.msgs = append(c.msgs, message{wm: wm})
+			c.marks[wm.Host] = max(c.marks[wm.Host], mark)
+			close(c.changed)
+			c.changed = make(chan struct{})
 			c.mu.Unlock()
 			continue
 		}
@@ -94,6 +104,21 @@ func (c *collector) lastArrival() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.last
+}
+
+// behind lists the hosts whose agents have not yet promised every hit
+// captured before end (a watermark at or past it). A host that never sent
+// a watermark is not listed: nothing can be known of it. changed is
+// closed on the next message.
+func (c *collector) behind(hosts []string, end int64) (late []string, changed <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range hosts {
+		if mark, ok := c.marks[h]; ok && mark < end {
+			late = append(late, h)
+		}
+	}
+	return late, c.changed
 }
 
 func (c *collector) err() error {

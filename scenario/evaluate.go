@@ -21,7 +21,10 @@ type Result struct {
 	// Errors are what went wrong with the run itself (a step that failed,
 	// a service that exited); each fails the run.
 	Errors []string `json:"errors,omitempty"`
-	Hits   int      `json:"hits"`
+	// Notes are what may have made the results less than complete
+	// without failing the run (hits the run could not wait for).
+	Notes []string `json:"notes,omitempty"`
+	Hits  int      `json:"hits"`
 	// Dropped counts hits the agents dropped (rate limit, buffer): counts
 	// are then lower bounds, and each outcome says so.
 	Dropped uint64 `json:"dropped,omitempty"`

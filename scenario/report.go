@@ -15,6 +15,9 @@ func (r *Result) Summary(w io.Writer) {
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "  ✗ run: %s\n", indent(e, "      "))
 	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "  ! %s\n", n)
+	}
 	for _, o := range r.Outcomes {
 		mark := "✓"
 		if !o.OK {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,6 +52,9 @@ type Runner struct {
 	ids   map[string]string
 	names map[string]string
 	hits  *collector
+	// hosts are those the tracepoints were installed on: settling waits
+	// for their watermarks.
+	hosts []string
 	// Timing is filled in as the run goes.
 	Timing Timing
 	closed bool
@@ -115,14 +119,20 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 	// Declared together, installed in parallel: each waits on its own
 	// process.
 	errs := make([]error, len(specs))
+	hosts := make([]string, len(specs))
 	var wg sync.WaitGroup
 	for i, spec := range specs {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = r.declare(ctx, spec) }()
+		go func() { defer wg.Done(); hosts[i], errs[i] = r.declare(ctx, spec) }()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	for _, h := range hosts {
+		if !slices.Contains(r.hosts, h) {
+			r.hosts = append(r.hosts, h)
+		}
 	}
 	r.Timing.Attach = time.Since(t0)
 	return r, nil
@@ -221,31 +231,32 @@ func owner() string {
 }
 
 // declare declares spec and waits until a process reports it installed, so
-// that no step runs before its tracepoints are live.
-func (r *Runner) declare(ctx context.Context, spec *fleet.Spec) error {
+// that no step runs before its tracepoints are live. It returns the host
+// the process runs on.
+func (r *Runner) declare(ctx context.Context, spec *fleet.Spec) (string, error) {
 	name := r.names[spec.ID]
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	events, err := r.fleet.client.WatchStatus(wctx, spec.ID)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := r.fleet.client.Declare(ctx, spec); err != nil {
-		return fmt.Errorf("declaring tracepoint %s: %w", name, err)
+		return "", fmt.Errorf("declaring tracepoint %s: %w", name, err)
 	}
 	for ev := range events {
 		switch ev.State {
 		case fleet.StateInstalled:
 			r.progress("tracepoint %s at %s: installed on %s pid %d", name, spec.Location, ev.Host, ev.Pid)
-			return nil
+			return ev.Host, nil
 		case fleet.StateError:
-			return fmt.Errorf("tracepoint %s at %s on %s pid %d: %s", name, spec.Location, ev.Host, ev.Pid, ev.Message)
+			return "", fmt.Errorf("tracepoint %s at %s on %s pid %d: %s", name, spec.Location, ev.Host, ev.Pid, ev.Message)
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return "", err
 	}
-	return fmt.Errorf("tracepoint %s at %s was installed in no process within 60s: check that its service or selector names a running Go process (riptrace hosts lists them)", name, spec.Location)
+	return "", fmt.Errorf("tracepoint %s at %s was installed in no process within 60s: check that its service or selector names a running Go process (riptrace hosts lists them)", name, spec.Location)
 }
 
 // Close removes the tracepoints and stops the services (last started
@@ -285,7 +296,7 @@ func (r *Runner) Check(ctx context.Context, exps ...Expectation) *Result {
 		exps = r.s.Expect
 	}
 	t0 := time.Now()
-	r.settle(ctx)
+	note := r.settle(ctx)
 	r.Timing.Settle = time.Since(t0)
 	t0 = time.Now()
 	hits := r.hits.snapshot()
@@ -295,6 +306,9 @@ func (r *Runner) Check(ctx context.Context, exps ...Expectation) *Result {
 	}
 	res := Evaluate(hits, exps, tolerance)
 	res.Name = r.s.Name
+	if note != "" {
+		res.Notes = append(res.Notes, note)
+	}
 	r.Timing.Evaluate = time.Since(t0)
 	for _, sv := range r.services {
 		if sv.exited() {
@@ -307,32 +321,51 @@ func (r *Runner) Check(ctx context.Context, exps ...Expectation) *Result {
 	return res
 }
 
-// settle waits until no hit has come for the scenario's Quiet period, at
-// most its Settle, and at least Quiet. Agents publish hits asynchronously; without the
-// timeline's watermarks, a quiet period is the sign that they are done.
-func (r *Runner) settle(ctx context.Context) {
-	quiet, max := r.s.Quiet, r.s.Settle
+// settle waits until the hits of the steps are in: every agent the
+// tracepoints were installed on has promised, by a watermark, every hit it
+// captured before the steps ended, and no hit has come for the scenario's
+// Quiet period (the only sign from an agent that sends no watermarks). It
+// waits at most Settle; what it could not wait for is returned as a note.
+// The end of the steps is read on this machine's clock and compared with
+// the agents' in coordinated time (the server's): a runner far from the
+// server should keep its clock synchronised.
+func (r *Runner) settle(ctx context.Context) (note string) {
+	quiet, most := r.s.Quiet, r.s.Settle
 	if quiet <= 0 {
 		quiet = DefaultQuiet
 	}
-	if max <= 0 {
-		max = DefaultSettle
+	if most <= 0 {
+		most = DefaultSettle
 	}
 	start := time.Now()
-	deadline := start.Add(max)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	end := start.UnixNano()
+	timeout := time.NewTimer(most)
+	defer timeout.Stop()
+	for {
+		late, changed := r.hits.behind(r.hosts, end)
 		// A hit may still be on its way from the last step: wait a quiet
 		// period after the steps too, not only after the last hit.
 		last := r.hits.lastArrival()
 		if last.Before(start) {
 			last = start
 		}
-		if since := time.Since(last); since >= quiet {
-			return
+		wait := quiet - time.Since(last)
+		if len(late) == 0 && wait <= 0 {
+			return ""
+		}
+		if wait <= 0 {
+			wait = quiet
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(quiet - time.Since(last)):
+			return "settling: " + context.Cause(ctx).Error()
+		case <-timeout.C:
+			if len(late) > 0 {
+				return fmt.Sprintf("the agents of %s did not confirm within %v (settle) that every hit of the steps was in: hits may be missing", strings.Join(late, ", "), most)
+			}
+			return ""
+		case <-changed:
+		case <-time.After(wait):
 		}
 	}
 }

@@ -23,7 +23,8 @@ type Scenario struct {
 	Steps       []Step        `yaml:"steps"`
 	Expect      []Expectation `yaml:"expect"`
 	// Settle bounds the wait for the last hits after the steps (default
-	// DefaultSettle): the run waits until no hit has come for Quiet.
+	// DefaultSettle): the run waits until every agent's watermark has
+	// passed the end of the steps and no hit has come for Quiet.
 	Settle time.Duration `yaml:"settle"`
 	Quiet  time.Duration `yaml:"quiet"`
 	// ClockTolerance is how far the times of hits whose agent had no clock
