@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/internal/strictyaml"
 )
 
 // FileConfig is the agent's configuration file (`riptrace agent --config
@@ -128,20 +129,15 @@ const maxConfigSize = 1 << 20
 
 // LoadConfigFile reads and checks the agent configuration file at path.
 func LoadConfigFile(path string) (*FileConfig, error) {
-	f, err := os.Open(path)
+	data, err := strictyaml.ReadFile(path, maxConfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("reading the agent configuration: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading the agent configuration %s: %w", path, err)
 	}
 	c, err := ParseConfigFile(data, path)
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o044 != 0 {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o044 != 0 {
 		for _, key := range []string{"nats.password", "nats.token"} {
 			if c.Set(key) {
 				c.warnings = append(c.warnings, fmt.Sprintf("%s holds a secret (%s) and other users may read it (mode %v): chmod go-r it, or keep the secret in a Kubernetes Secret or a --creds file", c.Where(key), key, fi.Mode().Perm()))
@@ -175,7 +171,7 @@ func ParseConfigFile(data []byte, name string) (*FileConfig, error) {
 		if errors.Is(err, io.EOF) {
 			return cfg, nil // an empty file: every default
 		}
-		return nil, fail(yamlLine(err), "", "not valid YAML: %s", yamlMessage(err))
+		return nil, fail(strictyaml.Line(err), "", "not valid YAML: %s", strictyaml.Message(err))
 	}
 	var more yaml.Node
 	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
@@ -185,7 +181,7 @@ func ParseConfigFile(data []byte, name string) (*FileConfig, error) {
 		return cfg, nil // comments only
 	}
 	if root := doc.Content[0]; root.Kind != yaml.MappingNode {
-		return nil, fail(root.Line, "", "%s: the agent configuration is a mapping of keys, such as host: orders-a (see docs/agent.example.yaml)", describeNode(root))
+		return nil, fail(root.Line, "", "%s: the agent configuration is a mapping of keys, such as host: orders-a (see docs/agent.example.yaml)", strictyaml.Describe(root))
 	}
 	// The index finds each mistake at its key, in the order of the file,
 	// and says what to write instead; the strict decoder then sets the
@@ -195,7 +191,7 @@ func ParseConfigFile(data []byte, name string) (*FileConfig, error) {
 		t := keyType(k.path)
 		switch {
 		case k.key != nil && k.key.Kind != yaml.ScalarNode:
-			return nil, fail(k.key.Line, parent, "a key must be a plain word, not %s", describeNode(k.key))
+			return nil, fail(k.key.Line, parent, "a key must be a plain word, not %s", strictyaml.Describe(k.key))
 		case k.key != nil && k.key.ShortTag() == "!!merge":
 			return nil, fail(k.line, k.path, "a merge of keys: write the keys out")
 		case k.key != nil && strings.Contains(k.key.Value, "."):
@@ -212,7 +208,7 @@ func ParseConfigFile(data []byte, name string) (*FileConfig, error) {
 	dec = yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil {
-		return nil, fail(yamlLine(err), "", "%s", yamlMessage(err))
+		return nil, fail(strictyaml.Line(err), "", "%s", strictyaml.Message(err))
 	}
 	if err := cfg.check(); err != nil {
 		return nil, err
@@ -363,7 +359,7 @@ func indexKeys(n *yaml.Node, path string, out []keyLine) []keyLine {
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			add(join(path, n.Content[i].Value), n.Content[i], n.Content[i+1])
+			add(strictyaml.Join(path, n.Content[i].Value), n.Content[i], n.Content[i+1])
 		}
 	case yaml.SequenceNode:
 		for i, item := range n.Content {
@@ -399,14 +395,14 @@ func wrongKind(n *yaml.Node, path string, t reflect.Type) string {
 	case t.Kind() == reflect.Struct:
 		names := keysUnder(path)
 		example := ""
-		if n.Kind == yaml.ScalarNode && keyType(join(path, names[0])).Kind() == reflect.String {
+		if n.Kind == yaml.ScalarNode && keyType(strictyaml.Join(path, names[0])).Kind() == reflect.String {
 			example = fmt.Sprintf(": write %s: {%s: %s}", last, names[0], strconv.Quote(n.Value))
 		}
-		return fmt.Sprintf("%s, want keys under it (%s)%s", describeNode(n), strings.Join(names, ", "), example)
+		return fmt.Sprintf("%s, want keys under it (%s)%s", strictyaml.Describe(n), strings.Join(names, ", "), example)
 	case t.Kind() == reflect.Slice:
-		return fmt.Sprintf("%s, want a list: write %s: [%s] or one item per line under it with '- '", describeNode(n), last, exampleItem(n, t.Elem().Kind()))
+		return fmt.Sprintf("%s, want a list: write %s: [%s] or one item per line under it with '- '", strictyaml.Describe(n), last, exampleItem(n, t.Elem().Kind()))
 	case n.Kind != yaml.ScalarNode:
-		return fmt.Sprintf("%s, want %s", describeNode(n), kindName(t.Kind()))
+		return fmt.Sprintf("%s, want %s", strictyaml.Describe(n), kindName(t.Kind()))
 	}
 	return fmt.Sprintf("%q is not %s%s", n.Value, kindName(t.Kind()), quotedNote(n))
 }
@@ -428,7 +424,7 @@ func keysOf(t reflect.Type, path string) (keys []configKey) {
 		if tag == "" || tag == "-" || !f.IsExported() {
 			continue
 		}
-		ft, key := f.Type, join(path, tag)
+		ft, key := f.Type, strictyaml.Join(path, tag)
 		if ft.Kind() == reflect.Pointer {
 			ft = ft.Elem()
 		}
@@ -496,7 +492,7 @@ func suggest(path, key string) string {
 	// The key exists elsewhere in the file's layout.
 	var elsewhere []string
 	for _, k := range configKeys {
-		if _, last := cutLastKey(k.path); last == key && k.path != join(path, key) {
+		if _, last := cutLastKey(k.path); last == key && k.path != strictyaml.Join(path, key) {
 			elsewhere = append(elsewhere, k.path)
 		}
 	}
@@ -507,17 +503,11 @@ func suggest(path, key string) string {
 		if full == "" {
 			return ": the configuration file cannot name another one; pass --config on the command line"
 		}
-		if full != join(path, key) {
+		if full != strictyaml.Join(path, key) {
 			return fmt.Sprintf(": the flag --%s is written %s in the file (%s)", strings.TrimPrefix(key, "--"), full, nest(full))
 		}
 	}
-	best, bestD := "", 3
-	for _, k := range known {
-		if d := editDistance(strings.ToLower(key), k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if best != "" {
+	if best, ok := strictyaml.Closest(key, known); ok {
 		return fmt.Sprintf(" %s: did you mean %s? (known keys: %s)", where, best, strings.Join(known, ", "))
 	}
 	return fmt.Sprintf(" %s: the known keys are %s (see docs/agent.example.yaml)", where, strings.Join(known, ", "))
@@ -531,45 +521,6 @@ func nest(full string) string {
 		s = parts[i] + ": {" + s + "}"
 	}
 	return s
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
-
-func join(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
-
-func describeNode(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping of keys"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		return fmt.Sprintf("the value %q", n.Value)
-	}
-	return "an empty document"
 }
 
 func kindName(k reflect.Kind) string {
@@ -602,20 +553,4 @@ func exampleItem(n *yaml.Node, k reflect.Kind) string {
 		return "1000"
 	}
 	return `"github.com/acme/*"`
-}
-
-var yamlLineRe = regexp.MustCompile(`^yaml: (?:unmarshal errors:\n\s*)?line (\d+): `)
-
-// yamlLine and yamlMessage split "yaml: line 3: did not find expected key".
-func yamlLine(err error) int {
-	if m := yamlLineRe.FindStringSubmatch(err.Error()); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		return n
-	}
-	return 0
-}
-
-func yamlMessage(err error) string {
-	s, _, _ := strings.Cut(yamlLineRe.ReplaceAllString(err.Error(), ""), "\n")
-	return strings.TrimPrefix(s, "yaml: ")
 }

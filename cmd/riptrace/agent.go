@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,7 +21,7 @@ import (
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/delve"
-	"github.com/riptrace/riptrace/agent/ebpf"
+	"github.com/riptrace/riptrace/agent/setup"
 )
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -180,23 +181,17 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return a.Run(ctx)
 }
 
-// newBackends sets up the backends --backend asks for: eBPF where it can
-// run, Delve always.
+// newBackends sets up the backends --backend asks for (see setup.Backends).
 func newBackends(name string, stderr io.Writer) (*agent.Backends, error) {
-	b := &agent.Backends{Default: name, Delve: delve.New(stderr)}
-	switch name {
-	case agent.BackendAuto, agent.BackendEBPF, agent.BackendDelve:
-	default:
-		return nil, usageError{fmt.Sprintf("--backend %q: use auto, ebpf or delve", name)}
+	b, err := setup.Backends(name, stderr)
+	var unknown *setup.UnknownBackendError
+	if errors.As(err, &unknown) {
+		return nil, usageError{"--" + err.Error()}
 	}
-	if name != agent.BackendDelve {
-		if b.EBPFErr = ebpf.Available(); b.EBPFErr == nil {
-			b.EBPF = ebpf.New()
-		} else if name == agent.BackendEBPF {
-			return nil, fmt.Errorf("--backend ebpf: %v; run with --backend auto to fall back to Delve", b.EBPFErr)
-		}
+	if err != nil && name == agent.BackendEBPF {
+		return nil, fmt.Errorf("--backend ebpf: %w", err)
 	}
-	return b, nil
+	return b, err
 }
 
 // uidList is a repeatable --uid flag.

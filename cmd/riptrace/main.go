@@ -11,6 +11,7 @@
 //	riptrace trace [--hosts GLOB]... [--processes GLOB]... [--cond EXPR] [--hit-cond COND] [--log MSG] [--count N] [--for DURATION] [--json] FILE:LINE
 //	riptrace dap [--listen ADDR]
 //	riptrace lsp [--log FILE]
+//	riptrace run [--junit FILE] [--json] [--repeat N] FILE...
 //	riptrace demo
 //	riptrace version
 //
@@ -50,6 +51,7 @@ var commands = []command{
 	{"timeline", "print the hits of every tracepoint in the order they ran, live or replayed", runTimeline},
 	{"dap", "serve the Debug Adapter Protocol (for VS Code and nvim-dap)", runDAP},
 	{"lsp", "serve the Language Server Protocol (hit counts and values in the editor)", runLSP},
+	{"run", "run scenario files: start services, trace, drive, check what the lines saw", runRun},
 	{"demo", "run the whole system against the demo services and print a timeline", runDemo},
 	{"version", "print the version", runVersion},
 }
@@ -61,7 +63,7 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
+		if !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errFailed) {
 			fmt.Fprintln(os.Stderr, "riptrace:", err)
 		}
 		os.Exit(exitCode(err))

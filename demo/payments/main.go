@@ -65,7 +65,7 @@ func charge(req *ChargeRequest) (*ChargeResult, error) {
 		return nil, svc.Errorf(http.StatusBadRequest, "charging order %s: currency %q not supported: use EUR", req.OrderID, req.Currency)
 	}
 	if req.Amount <= 0 {
-		return nil, svc.Errorf(http.StatusBadRequest, "charging order %s: amount %.2f: must be above 0", req.OrderID, req.Amount)
+		return nil, svc.Errorf(http.StatusBadRequest, "charging order %s: amount %.2f: must be above 0", req.OrderID, req.Amount) //@trace(refuse)
 	}
 	cents := int64(math.Round(req.Amount * 100))
 	overLimit := req.Amount > limit

@@ -1,0 +1,92 @@
+package main_test
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/scenario"
+)
+
+// example copies an example scenario into a temporary directory, its
+// services pointed at demo services built for the test and its files at
+// the repository's demo sources.
+func example(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "scenarios", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, err := filepath.Abs(filepath.Join("..", "..", "demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(b), "../../demo/", demo+"/")
+	for _, svc := range []string{"gateway", "orders", "payments"} {
+		text = strings.ReplaceAll(text, "../../bin/"+svc, agenttest.BuildTarget(t, filepath.Join(demo, svc)))
+	}
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestRunExitCodes runs the passing and the failing examples through the
+// binary: the exit code, the summary, the JUnit report and the JSON.
+func TestRunExitCodes(t *testing.T) {
+	pass, fail := example(t, "checkout.yaml"), example(t, "checkout-fails.yaml")
+	junit := filepath.Join(t.TempDir(), "junit.xml")
+
+	r := run(t, 3*time.Minute, "run", "--junit", junit, pass, fail)
+	if r.code != 1 {
+		t.Fatalf("want exit 1 with a failing scenario, got %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"✓ checkout count == 4", "PASS checkout in", "✗ count: five checkouts", "FAIL checkout-fails in", "req.Amount=809.1"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("the summary does not say %q:\n%s", want, r.stdout)
+		}
+	}
+	var report struct {
+		Suites []struct {
+			Name     string `xml:"name,attr"`
+			Tests    int    `xml:"tests,attr"`
+			Failures int    `xml:"failures,attr"`
+		} `xml:"testsuite"`
+	}
+	b, err := os.ReadFile(junit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := xml.Unmarshal(b, &report); err != nil {
+		t.Fatalf("the JUnit report does not parse: %v\n%s", err, b)
+	}
+	if len(report.Suites) != 2 || report.Suites[0].Tests != 6 || report.Suites[0].Failures != 0 || report.Suites[1].Tests != 5 || report.Suites[1].Failures != 5 {
+		t.Errorf("want suites of 6 tests passing and 5 failing, got %+v", report.Suites)
+	}
+
+	r = run(t, 3*time.Minute, "run", "--json", pass)
+	var results []scenario.Result
+	if err := json.Unmarshal([]byte(r.stdout), &results); err != nil || r.code != 0 {
+		t.Fatalf("want exit 0 and JSON results, got %d, %v:\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	if len(results) != 1 || !results[0].OK() || results[0].Hits != 12 {
+		t.Errorf("want one passing result over 12 hits, got %+v", results)
+	}
+}
+
+// TestRunMalformed checks that a malformed file is a usage error naming
+// its position, and that nothing is started for it.
+func TestRunMalformed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(path, []byte("services:\n  - name: a\n    comand: ./a\n"), 0o644)
+	r := run(t, time.Minute, "run", path)
+	if r.code != 2 || !strings.Contains(r.stderr, path+":3:5: services[0]: unknown key \"comand\": did you mean command?") {
+		t.Errorf("want exit 2 and the position, got %d:\n%s", r.code, r.stderr)
+	}
+}

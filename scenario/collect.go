@@ -1,0 +1,176 @@
+package scenario
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// collector reads the run's hits from the stream until closed. Its one
+// goroutine reads; waiters are woken through changed.
+type collector struct {
+	reader *fleet.HitReader
+	names  map[string]string // fleet id → tracepoint name
+	stop   context.CancelFunc
+	done   chan struct{}
+
+	// mu guards the fields below.
+	mu sync.Mutex
+	// msgs are the hits and watermarks in stream order, for the timeline.
+	msgs   []message
+	counts map[string]int // by tracepoint name
+	// marks is, per host, the latest watermark in coordinated time: every
+	// hit its agent captured before it is in.
+	marks   map[string]int64
+	last    time.Time // arrival of the last hit
+	readErr error
+	changed chan struct{} // closed and replaced on every hit
+}
+
+// message is a hit or an agent's watermark, as the stream carried it.
+type message struct {
+	hit *fleet.Hit
+	wm  *fleet.Watermark
+}
+
+func newCollector(reader *fleet.HitReader, names map[string]string) *collector {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &collector{reader: reader, names: names, stop: cancel, done: make(chan struct{}),
+		counts: map[string]int{}, marks: map[string]int64{}, last: time.Now(), changed: make(chan struct{})}
+	go c.read(ctx)
+	return c
+}
+
+func (c *collector) read(ctx context.Context) {
+	defer close(c.done)
+	for {
+		h, wm, err := c.reader.NextMessage(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				var fe *fleet.Error
+				if errors.As(err, &fe) {
+					continue // one malformed message; the reader goes on
+				}
+				c.mu.Lock()
+				c.readErr = err
+				c.mu.Unlock()
+			}
+			return
+		}
+		if wm != nil {
+			mark := wm.Time
+			if wm.Clock != nil {
+				mark += wm.Clock.Offset
+			}
+			c.mu.Lock()
+			c.msgs = append(c.msgs, message{wm: wm})
+			c.marks[wm.Host] = max(c.marks[wm.Host], mark)
+			close(c.changed)
+			c.changed = make(chan struct{})
+			c.mu.Unlock()
+			continue
+		}
+		// Hits carry the fleet id; expectations name tracepoints.
+		h.Tracepoint = c.names[h.Tracepoint]
+		c.mu.Lock()
+		c.msgs = append(c.msgs, message{hit: &h})
+		c.counts[h.Tracepoint]++
+		c.last = time.Now()
+		close(c.changed)
+		c.changed = make(chan struct{})
+		c.mu.Unlock()
+	}
+}
+
+func (c *collector) close() {
+	c.stop()
+	c.reader.Close()
+	<-c.done
+}
+
+// snapshot is the hits so far, in Order.
+func (c *collector) snapshot() []fleet.Placed {
+	c.mu.Lock()
+	msgs := append([]message(nil), c.msgs...)
+	c.mu.Unlock()
+	return order(msgs)
+}
+
+func (c *collector) lastArrival() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}
+
+// behind lists the hosts whose agents have not yet promised every hit
+// captured before end (a watermark at or past it). A host that never sent
+// a watermark is not listed: nothing can be known of it. changed is
+// closed on the next message.
+func (c *collector) behind(hosts []string, end int64) (late []string, changed <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range hosts {
+		if mark, ok := c.marks[h]; ok && mark < end {
+			late = append(late, h)
+		}
+	}
+	return late, c.changed
+}
+
+func (c *collector) err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.readErr
+}
+
+// waitCount waits until tracepoint name has at least n hits; it returns
+// the count when ctx ends first.
+func (c *collector) waitCount(ctx context.Context, name string, n int) (int, error) {
+	for {
+		c.mu.Lock()
+		got, ch := c.counts[name], c.changed
+		c.mu.Unlock()
+		if got >= n {
+			return got, nil
+		}
+		select {
+		case <-ctx.Done():
+			return got, ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// Order puts hits, read from the stream in its order, in the order they
+// ran: the fleet's timeline, with each hit's coordinated time and clock
+// bound. It is the one place the run orders hits.
+func Order(hits []fleet.Hit) []fleet.Placed {
+	msgs := make([]message, len(hits))
+	for i := range hits {
+		msgs[i].hit = &hits[i]
+	}
+	return order(msgs)
+}
+
+func order(msgs []message) []fleet.Placed {
+	tl := fleet.NewTimeline(fleet.TimelineOptions{})
+	var placed []fleet.Placed
+	for _, m := range msgs {
+		if m.wm != nil {
+			placed = append(placed, tl.AddWatermark(*m.wm)...)
+		} else {
+			placed = append(placed, tl.AddHit(*m.hit)...)
+		}
+	}
+	// Every hit the run will see is in: release the held ones.
+	placed = append(placed, tl.Flush()...)
+	// A late hit is released when it arrives, out of its place; the run
+	// judges after the fact, so each hit goes where its coordinated time
+	// says it ran.
+	sort.SliceStable(placed, func(i, j int) bool { return placed[i].CoordinatedTime.Before(placed[j].CoordinatedTime) })
+	return placed
+}

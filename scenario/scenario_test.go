@@ -1,0 +1,244 @@
+package scenario_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/scenario"
+)
+
+func TestMain(m *testing.M) { agenttest.Main(m) }
+
+// load reads an example scenario and points its services at the demo
+// services built for this test, as `make build` would have for the CLI.
+func load(t *testing.T, name string) *scenario.Scenario {
+	t.Helper()
+	s, err := scenario.Load(filepath.Join("..", "examples", "scenarios", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range s.Services {
+		s.Services[i].Command = agenttest.BuildTarget(t, filepath.Join("..", "demo", s.Services[i].Name))
+	}
+	return s
+}
+
+// run runs s and fails the test if the run itself could not happen.
+func run(t *testing.T, s *scenario.Scenario) *scenario.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	res, err := scenario.Run(ctx, s, scenario.Options{Log: &log})
+	if err != nil {
+		t.Fatalf("running %s: %v\n%s", s.Name, err, log.String())
+	}
+	var out bytes.Buffer
+	res.Summary(&out)
+	t.Log("\n" + out.String())
+	return res
+}
+
+// TestCheckoutPasses runs the passing example on the real demo services
+// with the embedded server and agent.
+func TestCheckoutPasses(t *testing.T) {
+	res := run(t, load(t, "checkout.yaml"))
+	res.Report(t)
+	if !res.OK() || len(res.Outcomes) != 6 || res.Hits != 12 {
+		t.Errorf("want 6 expectations holding over 12 hits, got OK=%v, %d outcomes, %d hits", res.OK(), len(res.Outcomes), res.Hits)
+	}
+}
+
+// TestCheckoutFails runs the failing example: each kind of expectation
+// fails, and says why with the hits and values that broke it.
+func TestCheckoutFails(t *testing.T) {
+	res := run(t, load(t, "checkout-fails.yaml"))
+	if res.OK() {
+		t.Fatal("the failing example passed")
+	}
+	want := map[string][]string{
+		"count":  {"4 hits, want == 5"},
+		"where":  {"1 of 4 hits broke it", "req.Amount=809.1", "req.Amount < 100 is false"},
+		"never":  {"hit 4 times", `masked="**** 0341"`},
+		"order":  {"out of order or incomplete in 4 of 4 requests", "price came before checkout"},
+		"within": {"broken in 4 of 4 requests", "after price, want within 1µs"},
+	}
+	for _, o := range res.Outcomes {
+		if o.OK {
+			t.Errorf("%s held", o.Title)
+			continue
+		}
+		var text strings.Builder
+		text.WriteString(o.Detail)
+		for _, c := range o.Culprits {
+			text.WriteString("\n" + c.Note)
+			for _, v := range c.Values {
+				text.WriteString(" " + v.Name + "=" + v.Value)
+			}
+		}
+		for _, w := range want[o.Kind] {
+			if !strings.Contains(text.String(), w) {
+				t.Errorf("%s: the failure does not say %q:\n%s", o.Kind, w, text.String())
+			}
+		}
+		delete(want, o.Kind)
+	}
+	for kind := range want {
+		t.Errorf("no %s expectation in the failing example", kind)
+	}
+}
+
+// TestNeverReady starts a service that never becomes ready and has a
+// child of its own: the run fails saying so, and neither is left running.
+func TestNeverReady(t *testing.T) {
+	dir := t.TempDir()
+	pids := filepath.Join(dir, "pids")
+	s := &scenario.Scenario{
+		Name: "never-ready",
+		Dir:  dir,
+		Services: []scenario.Service{{
+			Name:    "stuck",
+			Command: "sh",
+			// The shell and its child write their pids, then wait forever.
+			Args:  []string{"-c", "sleep 1000 & echo $$ $! > " + pids + "; echo starting; wait"},
+			Ready: scenario.Probe{Log: `^READY`, Timeout: 500 * time.Millisecond},
+		}},
+	}
+	_, err := scenario.Run(context.Background(), s, scenario.Options{})
+	if err == nil || !strings.Contains(err.Error(), "service stuck was not ready within 500ms") || !strings.Contains(err.Error(), "starting") {
+		t.Fatalf("want an error saying stuck was not ready, with its output; got %v", err)
+	}
+	b, rerr := os.ReadFile(pids)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	for _, f := range strings.Fields(string(b)) {
+		pid, _ := strconv.Atoi(f)
+		agenttest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			if alive(pid) {
+				return errors.New("pid " + f + " is still running")
+			}
+			return nil
+		})
+	}
+}
+
+// alive reports whether pid runs (a zombie waiting for its reaper does not).
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+}
+
+// TestGoAPI drives the services from Go: every kind of step, then
+// expectations checked on the same running services.
+func TestGoAPI(t *testing.T) {
+	s := load(t, "checkout.yaml")
+	s.Steps, s.Expect = nil, nil
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := scenario.Start(ctx, s, scenario.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	marker := filepath.Join(t.TempDir(), "ran")
+	checkout := func(customer string) scenario.Step {
+		return scenario.Step{HTTP: &scenario.HTTPStep{URL: "http://${gateway.addr}/checkout", Status: 200,
+			Body: `{"customer":"` + customer + `","items":[{"sku":"pen","qty":1}]}`}}
+	}
+	err = r.Do(ctx,
+		scenario.Step{Shell: "echo ${gateway.pid} > " + marker},
+		scenario.Step{Repeat: 3, Parallel: []scenario.Step{checkout("alice"), checkout("bob")}},
+		scenario.Step{Until: &scenario.Until{Hits: "checkout", Count: 6}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(marker); err != nil || strings.TrimSpace(string(b)) != r.Vars()["gateway.pid"] {
+		t.Errorf("the shell step wrote %q (%v), want the gateway's pid %s", b, err, r.Vars()["gateway.pid"])
+	}
+	res := r.Check(ctx,
+		scenario.Expectation{Hits: "checkout", Count: "== 6"},
+		scenario.Expectation{Hits: "charge", Where: `req.Customer in ["alice", "bob"] && req.Amount == 1.75`},
+		scenario.Expectation{Never: "refuse"},
+		scenario.Expectation{Order: []string{"price", "charge", "checkout"}, By: map[string]string{"price": "o.ID", "charge": "req.OrderID", "*": "o.ID"}},
+	)
+	res.Report(t)
+	// A step that fails says which and why.
+	err = r.Do(ctx, scenario.Step{Name: "unknown sku", HTTP: &scenario.HTTPStep{URL: "http://${gateway.addr}/checkout", Status: 200,
+		Body: `{"customer":"alice","items":[{"sku":"nothing","qty":1}]}`}})
+	if err == nil || !strings.Contains(err.Error(), "step 1 (unknown sku)") || !strings.Contains(err.Error(), "answered 400") {
+		t.Errorf("want the failed step named with its status, got %v", err)
+	}
+	// A predicate over a value the hit does not carry fails and says so;
+	// the failed request reached the checkout line too.
+	res = r.Check(ctx, scenario.Expectation{Hits: "charge", Where: "req.Nothing > 0"}, scenario.Expectation{Hits: "checkout", Count: "== 7"})
+	if res.OK() || !strings.Contains(res.Outcomes[0].Culprits[0].Note, "req.Nothing was not captured") {
+		t.Errorf("want req.Nothing reported as not captured, got %+v", res.Outcomes[0])
+	}
+	if !res.Outcomes[1].OK {
+		t.Errorf("want 7 checkouts, got %s", res.Outcomes[1].Detail)
+	}
+}
+
+// TestServiceCrashes has a service exit in the middle of the run: the run
+// fails and says which service exited, and how.
+func TestServiceCrashes(t *testing.T) {
+	s := &scenario.Scenario{
+		Name: "crash",
+		Dir:  t.TempDir(),
+		Services: []scenario.Service{{
+			Name:    "crashy",
+			Command: "sh",
+			Args:    []string{"-c", "echo READY; read line; echo dying; exit 3"},
+			Ready:   scenario.Probe{Log: `^READY`},
+		}},
+		// The service waits on its stdin, which the runner does not
+		// give it: it reads end of file at once and exits.
+		Steps: []scenario.Step{{Shell: "sleep 0.5"}},
+	}
+	res, err := scenario.Run(context.Background(), s, scenario.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.OK() || len(res.Errors) != 1 || !strings.Contains(res.Errors[0], "service crashy exited during the run (exit status 3)") || !strings.Contains(res.Errors[0], "dying") {
+		t.Errorf("want the run failed by crashy's exit, with its last lines; got %q", res.Errors)
+	}
+}
+
+// TestJoinFleet runs the passing example against a running fleet (a
+// server as riptrace server runs it, which answers the agents' clock
+// questions, and an agent of its own) instead of an embedded one.
+func TestJoinFleet(t *testing.T) {
+	srv, err := fleet.StartServer(context.Background(), fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	s := load(t, "checkout.yaml")
+	agenttest.RunAgent(t, srv.Server, agent.Config{Host: "joined", Processes: []string{"payments-*", "orders-*", "gateway-*"}}, nil)
+	s.Fleet = &scenario.Fleet{NATS: srv.ClientURL()}
+	res := run(t, s)
+	res.Report(t)
+	if !res.OK() || res.Hits != 12 {
+		t.Errorf("want every expectation to hold over 12 hits, got OK=%v over %d", res.OK(), res.Hits)
+	}
+}
