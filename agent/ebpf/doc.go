@@ -16,7 +16,12 @@
 // the Delve backend shares) and lets Delve's own evaluation read the hit
 // from it, so that values render exactly as the Delve backend renders
 // them; what was not copied reads as "<not captured: …>", never as a wrong
-// value. Decoding runs on a thread at nice 19 per process: the traced
+// value. Delve reads some values it could not read as zero (a nil
+// interface, an empty map), so the decoder does not rely on its flags: it
+// records every read that missed the copy and marks each value whose bytes
+// overlap one (markUncaptured). The differential corpus (corpus_test.go,
+// `make differential`) holds every line of real programs to the Delve
+// backend's values. Decoding runs on a thread at nice 19 per process: the traced
 // threads never wait for it, and it must not take their CPU; a burst faster
 // than it fills the ring buffer, and the hits that do not fit are counted
 // and reported as dropped by a full ring buffer. Probes are BPF links held
