@@ -16,7 +16,12 @@
 // the Delve backend shares) and lets Delve's own evaluation read the hit
 // from it, so that values render exactly as the Delve backend renders
 // them; what was not copied reads as "<not captured: …>", never as a wrong
-// value. Decoding runs on a thread at nice 19 per executable: the traced
+// value. Delve reads some values it could not read as zero (a nil
+// interface, an empty map), so the decoder does not rely on its flags: it
+// records every read that missed the copy and marks each value whose bytes
+// overlap one (markUncaptured). The differential corpus (corpus_test.go,
+// `make differential`) holds every line of real programs to the Delve
+// backend's values. Decoding runs on a thread at nice 19 per executable: the traced
 // threads never wait for it, and it must not take their CPU; a burst faster
 // than it fills the ring buffer, and the hits that do not fit are counted
 // and reported as dropped by a full ring buffer. The processes of one
@@ -25,8 +30,8 @@
 // agent about 5 MB a process, not 16 (make bench-resources).
 //
 // Probes are BPF links held by this process: Clear, Detach and the
-// process's exit remove them, and if the agent dies the kernel does. Where the kernel has uprobe_multi links
-// (6.6), the probes of one tracepoint in one process are one link, removed
+// process's exit remove them, and if the agent dies the kernel does.
+// Where the kernel has uprobe_multi links (6.6), the probes of one tracepoint in one process are one link, removed
 // at once: each uprobe attached through a perf event costs the kernel a
 // grace period, one after another, when it is removed.
 package ebpf

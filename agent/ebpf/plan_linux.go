@@ -427,10 +427,11 @@ func (pl *planner) value(l loc, t godwarf.Type, depth int) {
 }
 
 // ifaceData is how much of an interface's data the plan copies, not knowing
-// its type: enough for the common dynamic types whole (a context's
-// *cancelCtx is 80 bytes, a *timerCtx 112), since Delve reads a struct
-// copied short as not captured in every field.
-const ifaceData = 128
+// its type. A larger dynamic value (a context's *cancelCtx is 80 bytes) reads
+// as not captured as a whole, since Delve reads a struct through one cache
+// of all its bytes; copying more for every interface of every hit would
+// fill the ring buffer sooner in a burst (TestExitDrains).
+const ifaceData = 64
 
 // hasPointers reports whether values of t lead to memory worth copying.
 func (pl *planner) hasPointers(t godwarf.Type) bool {
