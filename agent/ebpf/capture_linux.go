@@ -35,14 +35,17 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	// too, which the probe copied only the links of.
 	scope := proc.FrameToScope(tgt, th.ProcessMemory(), g, th.ThreadID(), frames[0])
 	if tp.spec.Condition != "" {
+		// Only the reads of the condition's own evaluation decide it: the
+		// stack walk above may have missed frames it does not need.
+		before := len(t.mem.misses)
 		v, err := scope.EvalExpression(tp.spec.Condition, proc.LoadConfig{})
 		if err == nil && v.Unreadable != nil {
 			err = v.Unreadable
 		}
-		if err == nil && len(t.mem.misses) > 0 {
+		if err == nil && len(t.mem.misses) > before {
 			// Delve may have read what it could not read as zero (see
 			// markUncaptured): the result cannot be trusted.
-			m := t.mem.misses[0]
+			m := t.mem.misses[before]
 			err = fmt.Errorf("%w: %d bytes at %#x", errNotCaptured, m.n, m.addr)
 		}
 		if err == nil && v.Kind != reflect.Bool {

@@ -21,8 +21,8 @@
 // records every read that missed the copy and marks each value whose bytes
 // overlap one (markUncaptured). The differential corpus (corpus_test.go,
 // `make differential`) holds every line of real programs to the Delve
-// backend's values. Decoding runs on a thread at nice 19 per executable: the traced
-// threads never wait for it, and it must not take their CPU; a burst faster
+// backend's values. Decoding runs on a thread at nice 19 per executable:
+// the traced threads never wait for it, and it must not take their CPU; a burst faster
 // than it fills the ring buffer, and the hits that do not fit are counted
 // and reported as dropped by a full ring buffer. The processes of one
 // executable share Delve's binary info, the DWARF the plans are made from,
@@ -31,7 +31,7 @@
 //
 // Probes are BPF links held by this process: Clear, Detach and the
 // process's exit remove them, and if the agent dies the kernel does.
-// Where the kernel has uprobe_multi links (6.6), the probes of one tracepoint in one process are one link, removed
-// at once: each uprobe attached through a perf event costs the kernel a
+// Where the kernel has uprobe_multi links (6.6), the probes of one
+// tracepoint in one process are one link, removed at once: each uprobe attached through a perf event costs the kernel a
 // grace period, one after another, when it is removed.
 package ebpf
