@@ -251,6 +251,20 @@ func testSpecFuzz(t *testing.T, backend string, n int, r *rand.Rand) {
 		agenttest.MarkerLine(t, loopSrc, "process"), agenttest.MarkerLine(t, loopSrc, "loop"), agenttest.MarkerLine(t, loopSrc, "nocode"),
 	}}
 	ctx := context.Background()
+	// Until the agent has found the target, every spec reads pending and
+	// the tally below would say nothing of placing them.
+	testsupport.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		prof, err := c.Profile(ctx, h.host)
+		if err != nil {
+			return err
+		}
+		for _, pr := range prof.Processes {
+			if pr.Pid == p.Pid {
+				return nil
+			}
+		}
+		return fmt.Errorf("the agent does not list pid %d yet", p.Pid)
+	})
 	tps, statuses := h.buckets()
 	const round = 10
 	states := map[string]int{} // status entries by state, over every round
