@@ -65,6 +65,7 @@ type holdTarget struct {
 	budget    stopBudget
 	gateShut  bool // the probes drop hits: the budget is spent
 	gateTimer *time.Timer
+	mono      uprobes.MonoClock
 }
 
 type holdTracepoint struct {
@@ -343,7 +344,7 @@ func (t *holdTarget) hit(tid int, rec *hitRecord) {
 		tp.dropped++
 		return
 	}
-	h.Time = int64(rec.Time) + monoOffset()
+	h.Time = int64(rec.Time) + t.mono.WallMinusMono()
 	h.Dropped, tp.dropped = tp.dropped, 0
 	hit := agent.Hit{Hit: h}
 	if tp.budgetDropped > 0 {
@@ -580,13 +581,6 @@ func getXstate(tid int, xs *amd64util.AMD64Xstate) error {
 	}
 	xs.Xsave = buf[:iov.Len]
 	return amd64util.AMD64XstateRead(xs.Xsave, false, xs, cpuid.AMD64XstateZMMHi256Offset())
-}
-
-// monoOffset is the wall clock minus CLOCK_MONOTONIC, in ns.
-func monoOffset() int64 {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return time.Now().UnixNano() - ts.Nano()
 }
 
 // unreadableHere names what the capture could not read because the probed

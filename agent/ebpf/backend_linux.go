@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"go/parser"
-	"math"
 	"os"
 	"sync"
 	"time"
@@ -595,7 +594,7 @@ func (x *executable) read() {
 		if len(rec.RawSample) >= 16 {
 			// This record is the oldest not yet delivered: the ones
 			// before it have left, the ones after it are newer.
-			x.holding.Store(int64(binary.LittleEndian.Uint64(rec.RawSample[8:])) + x.mono.wallMinusMono())
+			x.holding.Store(int64(binary.LittleEndian.Uint64(rec.RawSample[8:])) + x.mono.WallMinusMono())
 		}
 		if !batch {
 			x.awaitGap()
@@ -722,7 +721,7 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 	if !keep {
 		return agent.Hit{}, false
 	}
-	h.Time = ktime + t.x.mono.wallMinusMono()
+	h.Time = ktime + t.x.mono.WallMinusMono()
 	if !tp.inKernel && !tp.limit.Take(time.Unix(0, h.Time)) {
 		tp.dropped++
 		return agent.Hit{}, false
@@ -734,45 +733,6 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 		tp.ringFull = 0
 	}
 	return hit, true
-}
-
-// monoClock turns bpf_ktime_get_ns's CLOCK_MONOTONIC into wall time. The
-// difference between the two clocks is measured again every second: NTP
-// slews the wall clock against the monotonic one (up to 500 ppm, 1.8 s an
-// hour), and eBPF hits must stay on the clock Delve's hits and the
-// timeline read. Each measure reads the monotonic clock on either side of
-// the wall clock and keeps the closest of a few tries: the decoding thread
-// runs at nice 19, and a preemption between two reads would otherwise
-// shift a hit by as long as it lasted.
-type monoClock struct {
-	diff int64     // wall minus monotonic, ns
-	at   time.Time // when diff was measured
-}
-
-func (m *monoClock) wallMinusMono() int64 {
-	if !m.at.IsZero() && time.Since(m.at) < time.Second {
-		return m.diff
-	}
-	best := int64(math.MaxInt64)
-	for range 5 {
-		m1 := monotonicNow()
-		w := time.Now().UnixNano()
-		m2 := monotonicNow()
-		if gap := m2 - m1; gap < best {
-			best, m.diff = gap, w-(m1+m2)/2
-		}
-		if best < 2000 {
-			break
-		}
-	}
-	m.at = time.Now()
-	return m.diff
-}
-
-func monotonicNow() int64 {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
 }
 
 // safeCapture decodes a hit, turning a panic in Delve into an error: the

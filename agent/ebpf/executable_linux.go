@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/riptrace/riptrace/agent/internal/snapshot"
+	"github.com/riptrace/riptrace/agent/internal/uprobes"
 )
 
 // executable is what the targets of one executable file share: Delve's
@@ -50,8 +51,8 @@ type executable struct {
 	rb     *ringbuf.Reader
 	done   chan struct{} // closed when read has ended
 
-	mono    monoClock    // used by the reader alone
-	holding atomic.Int64 // see target.Holding
+	mono    uprobes.MonoClock // used by the reader alone
+	holding atomic.Int64      // see target.Holding
 	// loaded is closed once bi and di are set, or left nil by a failed
 	// load, by the first target.
 	loaded chan struct{}
