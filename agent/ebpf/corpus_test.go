@@ -530,3 +530,33 @@ func (v *varCount) compare(what string, a, b, e fleet.Variable) {
 		v.compare(what+"."+a.Children[i].Name, a.Children[i], b.Children[i], e.Children[i])
 	}
 }
+
+// TestConditionNotCaptured: a condition that Delve reads through memory the
+// probe did not copy is undecided, not true: the cause of a *cancelCtx (80
+// bytes, of which the probe copies 64) would read nil.
+func TestConditionNotCaptured(t *testing.T) {
+	needEBPF(t)
+	const dir = "testdata/targets/corpus"
+	p := agenttest.Start(t, agenttest.BuildTarget(t, dir))
+	tgt := attach(t, ebpf.New(), p.Pid)
+	set(t, tgt, agent.Tracepoint{
+		ID:        "c",
+		Location:  fleet.Location{Path: "corpus/main.go", Line: agenttest.MarkerLine(t, dir+"/main.go", "lookup")},
+		Condition: "ctx.(*context.cancelCtx).cause == nil",
+		Capture:   fleet.DefaultCapture,
+	})
+	if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case h := <-tgt.Hits():
+		if h.Fault == nil {
+			t.Fatalf("a hit where the condition cannot be decided: %+v", h.Hit)
+		}
+		if h.Fault.Code != fleet.CodeBadCondition || !strings.Contains(h.Fault.Message, "not captured") {
+			t.Errorf("fault %v, want a bad condition that reads memory not captured", h.Fault)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no hit and no fault in 60s")
+	}
+}

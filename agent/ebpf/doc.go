@@ -30,8 +30,9 @@
 // agent about 5 MB a process, not 16 (make bench-resources).
 //
 // Probes are BPF links held by this process: Clear, Detach and the
-// process's exit remove them, and if the agent dies the kernel does.
-// Where the kernel has uprobe_multi links (6.6), the probes of one
-// tracepoint in one process are one link, removed at once: each uprobe attached through a perf event costs the kernel a
-// grace period, one after another, when it is removed.
+// process's exit remove them, and if the agent dies the kernel does. Where
+// the kernel has uprobe_multi links (6.6), the probes of one tracepoint in
+// one process are one link, removed at once: each uprobe attached through
+// a perf event costs the kernel a grace period, one after another, when it
+// is removed.
 package ebpf
