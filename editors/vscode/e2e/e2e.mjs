@@ -270,7 +270,7 @@ try {
 
   // 7. A hit in the debug console, a lens and an inlay hint in the editor.
   const repl = page.locator('.repl');
-  await repl.locator('.output', { hasText: `${host} payments[${pid}]` }).first().waitFor({ timeout: 90_000 });
+  await repl.locator('.output', { hasText: `${host} ${paymentsName}[${pid}]` }).first().waitFor({ timeout: 90_000 });
   // The picked process reached the configuration (the adapter's greeting names it).
   await repl.locator('.output', { hasText: 'processes github.com/riptrace/riptrace/demo/payments' }).first().waitFor({ timeout: 10_000 });
   step('hit in the debug console');
