@@ -123,6 +123,9 @@ func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
 // mode), and waits until it is attached.
 func (b *Backend) startWorker(ctx context.Context, pid int, journal *os.File, mode string) (agent.Target, error) {
 	cmd := exec.Command(b.exe)
+	// What ps shows: the role and the target. The environment, not these
+	// arguments, tells the executable to run as a worker.
+	cmd.Args = []string{"riptrace-delve-worker", "target=" + strconv.Itoa(pid), "mode=" + mode}
 	cmd.Env = append(os.Environ(), workerEnv+"="+strconv.Itoa(pid), budgetEnv+"="+strconv.FormatFloat(b.budget, 'g', -1, 64), modeEnv+"="+mode)
 	if journal != nil {
 		cmd.Env = append(cmd.Env, journalEnv+"=1")

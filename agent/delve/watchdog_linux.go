@@ -60,6 +60,7 @@ func startWatchdog(exe string, pid int, stderr io.Writer) (*os.File, <-chan stru
 	}
 	defer r.Close()
 	cmd := exec.Command(exe)
+	cmd.Args = []string{"riptrace-delve-watchdog", "target=" + strconv.Itoa(pid)} // for ps
 	cmd.Env = append(os.Environ(), watchdogEnv+"="+strconv.Itoa(pid), workerEnv+"=")
 	cmd.ExtraFiles = []*os.File{r}
 	cmd.Stderr = stderr
