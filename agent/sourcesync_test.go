@@ -260,7 +260,9 @@ func TestSourceSync(t *testing.T) {
 			if ev.State != fleet.StateError || !strings.Contains(ev.Message, w.refused) || !strings.Contains(ev.Message, "was changed") {
 				t.Fatalf("%s: status %s %q, want an error saying %q", name, ev.State, ev.Message, w.refused)
 			}
-		case ev.State != fleet.StateInstalled || ev.Placement == nil || ev.Placement.Line != w.line:
+		// Throttled is installed too: a loaded machine hands hits over in
+		// bursts past the tracepoint's rate.
+		case (ev.State != fleet.StateInstalled && ev.State != fleet.StateThrottled) || ev.Placement == nil || ev.Placement.Line != w.line:
 			t.Fatalf("%s (pid %d): status %s %q placement %+v; want installed at line %d", name, ev.Pid, ev.State, ev.Message, ev.Placement, w.line)
 		case w.warning != "" && !strings.Contains(ev.Message, "warning: "+"the process was built from a tree with uncommitted changes ("+w.warning):
 			t.Fatalf("%s: status message %q, want a warning about %q", name, ev.Message, w.warning)
