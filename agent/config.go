@@ -111,17 +111,7 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-	}
-	b.WriteString(": ")
-	if e.Key != "" {
-		b.WriteString(e.Key + ": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
+	return strictyaml.Format(e.File, e.Line, 0, e.Key, e.Msg)
 }
 
 // maxConfigSize bounds what is read: an agent config is a few hundred bytes.

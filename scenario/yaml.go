@@ -26,17 +26,7 @@ type ParseError struct {
 }
 
 func (e *ParseError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Col)
-	}
-	b.WriteString(": ")
-	if e.Path != "" {
-		b.WriteString(e.Path + ": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
+	return strictyaml.Format(e.File, e.Line, e.Col, e.Path, e.Msg)
 }
 
 // maxFileSize bounds what is read: a scenario is a few kilobytes.

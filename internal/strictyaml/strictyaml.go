@@ -128,3 +128,23 @@ func Join(path, key string) string {
 	}
 	return path + "." + key
 }
+
+// Format words a mistake in a file as every strict reader here does:
+// "file:line[:col]: path: msg", leaving out a zero line or column and an
+// empty path.
+func Format(file string, line, col int, path, msg string) string {
+	var b strings.Builder
+	b.WriteString(file)
+	if line > 0 {
+		fmt.Fprintf(&b, ":%d", line)
+		if col > 0 {
+			fmt.Fprintf(&b, ":%d", col)
+		}
+	}
+	b.WriteString(": ")
+	if path != "" {
+		b.WriteString(path + ": ")
+	}
+	b.WriteString(msg)
+	return b.String()
+}
