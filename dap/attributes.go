@@ -17,7 +17,7 @@ var AttachAttributes = []Attribute{
 	{Name: "capture", Type: "object", Description: "What each hit captures: args, locals (booleans), exprs (strings), stackDepth, maxStringLen, maxArrayValues, maxStructDepth, maxVariables.", Example: map[string]any{"args": true, "locals": true, "stackDepth": 8}},
 	{Name: "maxHitsPerSecond", Type: "integer", Description: "Rate limit of each tracepoint; hits over it are dropped at the agent and counted.", Example: 50},
 	{Name: "substitutePath", Type: "array", Description: "Path rewrites, as in vscode-go: {from: local prefix, to: remote prefix}.", Example: []map[string]string{{"from": "${workspaceFolder}", "to": "/src"}}},
-	{Name: "persist", Type: "boolean", Description: "Keep the tracepoints after the session ends (up to 24 h).", Example: false},
+	{Name: "persist", Type: "boolean", Description: "Keep the tracepoints after the session ends, until they are removed.", Example: false},
 	{Name: "snapshots", Type: "boolean", Description: "Open each hit as a snapshot (a stopped event on the recorded state); the processes never pause.", Example: false},
 	{Name: "cwd", Type: "string", Description: "The local checkout: breakpoint files and hits are mapped inside it.", Example: "${workspaceFolder}"},
 	{Name: "prefix", Type: "string", Description: "Subject prefix of the fleet (one NATS subject token).", Example: "riptrace"},
