@@ -564,51 +564,91 @@ func (t *target) watch() {
 }
 
 // read decodes records until the ring buffer is closed, and closes each
-// exited process's target once every record it made is decoded.
+// exited process's target once every record it made is decoded. It runs on
+// the niced thread of yielding; once a record has waited over lagBound,
+// the reader catches up at the agent's own priority and comes back to the
+// niced thread with the first record on time.
 func (x *executable) read() {
 	defer close(x.done)
-	var rec ringbuf.Record
-	batch := false // records are being decoded one after another
+	var r readLoop
 	for {
-		if err := x.rb.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+		switch x.step(&r) {
+		case readClosed:
+			return
+		case readLate:
+			var s readState
+			promptly(func() {
+				for s = readLate; s == readLate; s = x.step(&r) {
+				}
+			})
+			if s == readClosed {
 				return
 			}
-			if errors.Is(err, ringbuf.ErrFlushed) {
-				// Drained: the probes of an exited process went with it,
-				// but our links and program are freed here.
-				x.mu.Lock()
-				var exited []*target
-				for t := range x.targets {
-					if t.exitErr != nil && !t.ended {
-						exited = append(exited, t)
-					}
-				}
-				x.mu.Unlock()
-				for _, t := range exited {
-					t.close(t.exitErr)
-				}
-			}
-			continue
-		}
-		if len(rec.RawSample) >= 16 {
-			// This record is the oldest not yet delivered: the ones
-			// before it have left, the ones after it are newer.
-			x.holding.Store(int64(binary.LittleEndian.Uint64(rec.RawSample[8:])) + x.mono.WallMinusMono())
-		}
-		if !batch {
-			x.awaitGap()
-			batch = true
-		}
-		t, h, ok := x.decode(rec.RawSample)
-		batch = x.pending() > 0
-		if ok {
-			t.send(h)
-		}
-		if !batch {
-			x.holding.Store(0)
 		}
 	}
+}
+
+// readLoop is the state read keeps between records.
+type readLoop struct {
+	rec   ringbuf.Record
+	batch bool // records are being decoded one after another
+}
+
+// readState says how step left the reader.
+type readState int
+
+const (
+	readOnTime readState = iota // nothing read, or a record read in time
+	readLate                    // a record read after waiting over lagBound
+	readClosed                  // the ring buffer is closed
+)
+
+// step reads one record, waits for a gap if it starts a burst, and delivers
+// it.
+func (x *executable) step(r *readLoop) readState {
+	if err := x.rb.ReadInto(&r.rec); err != nil {
+		if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+			return readClosed
+		}
+		if errors.Is(err, ringbuf.ErrFlushed) {
+			// Drained: the probes of an exited process went with it,
+			// but our links and program are freed here.
+			x.mu.Lock()
+			var exited []*target
+			for t := range x.targets {
+				if t.exitErr != nil && !t.ended {
+					exited = append(exited, t)
+				}
+			}
+			x.mu.Unlock()
+			for _, t := range exited {
+				t.close(t.exitErr)
+			}
+		}
+		return readOnTime
+	}
+	state := readOnTime
+	if raw := r.rec.RawSample; len(raw) >= 16 {
+		// This record is the oldest not yet delivered: the ones
+		// before it have left, the ones after it are newer.
+		captured := int64(binary.LittleEndian.Uint64(raw[8:])) + x.mono.WallMinusMono()
+		x.holding.Store(captured)
+		if time.Now().UnixNano()-captured > int64(lagBound) {
+			state = readLate
+		}
+	}
+	if !r.batch && state == readOnTime {
+		x.awaitGap()
+		r.batch = true
+	}
+	if t, h, ok := x.decode(r.rec.RawSample); ok {
+		t.send(h)
+	}
+	r.batch = x.pending() > 0
+	if !r.batch {
+		x.holding.Store(0)
+	}
+	return state
 }
 
 // Holding returns the capture time (wall clock, ns) of the oldest hit the
