@@ -10,6 +10,7 @@ import (
 	"go/parser"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
@@ -564,48 +565,89 @@ func (t *target) watch() {
 }
 
 // read decodes records until the ring buffer is closed, and closes each
-// exited process's target once every record it made is decoded. It runs on
-// the niced thread of yielding; once a record has waited over lagBound,
-// the reader catches up at the agent's own priority and comes back to the
-// niced thread with the first record on time.
+// exited process's target once every record it made is decoded.
+//
+// It waits for records at the agent's own priority: waiting costs nothing,
+// and a niced thread on a busy host wakes seconds late. A burst on time is
+// decoded on the niced thread. A record that has waited over lagBound (the
+// host is too busy for the niced thread: at nice 19 against a busy loop a
+// thread has about 1.5% of a CPU, and one decode can take a second) is
+// decoded here, and so is every record for a while after (prompt, from 1 s,
+// doubling while the host stays busy up to 16 s).
 func (x *executable) read() {
 	defer close(x.done)
+	niced := startNiced()
+	defer niced.stop()
+	check := time.NewTicker(lagBound / 4)
+	defer check.Stop()
 	var r readLoop
 	for {
-		switch x.step(&r) {
+		s := x.next(&r)
+		if s == readOnTime {
+			if !r.batch {
+				x.awaitGap()
+				r.batch = true
+			}
+			if time.Now().Before(r.promptUntil) {
+				s = readLate
+			} else {
+				var hurry atomic.Bool
+				if j := niced.start(func() readState { return x.burst(&r, &hurry) }); j != nil {
+					s = x.await(j, &hurry, check)
+				} else {
+					hurry.Store(true)
+					s = readLate
+				}
+				r.hurried(hurry.Load())
+			}
+		}
+		switch s {
 		case readClosed:
 			return
 		case readLate:
-			var s readState
-			promptly(func() {
-				for s = readLate; s == readLate; s = x.step(&r) {
-				}
-			})
-			if s == readClosed {
-				return
-			}
+			x.finish(&r)
 		}
 	}
 }
 
-// readLoop is the state read keeps between records.
-type readLoop struct {
-	rec   ringbuf.Record
-	batch bool // records are being decoded one after another
+// How long the reader decodes at its own priority after the niced thread
+// fell behind.
+const (
+	promptMin = time.Second
+	promptMax = 16 * time.Second
+)
+
+// hurried notes whether the niced thread had to be hurried in its last
+// burst.
+func (r *readLoop) hurried(yes bool) {
+	if !yes {
+		r.prompt = 0
+		return
+	}
+	r.prompt = min(max(2*r.prompt, promptMin), promptMax)
+	r.promptUntil = time.Now().Add(r.prompt)
 }
 
-// readState says how step left the reader.
+// readLoop is the state read keeps between records.
+type readLoop struct {
+	rec         ringbuf.Record
+	batch       bool          // records are being decoded one after another
+	prompt      time.Duration // the last prompt period, 0 after a burst on time
+	promptUntil time.Time     // decode at the agent's priority until then
+}
+
+// readState says what the reader read last.
 type readState int
 
 const (
-	readOnTime readState = iota // nothing read, or a record read in time
-	readLate                    // a record read after waiting over lagBound
+	readNone   readState = iota // no record: the ring buffer was flushed
+	readOnTime                  // a record not yet decoded, in time
+	readLate                    // a record not yet decoded, to decode at once: it waited over lagBound
 	readClosed                  // the ring buffer is closed
 )
 
-// step reads one record, waits for a gap if it starts a burst, and delivers
-// it.
-func (x *executable) step(r *readLoop) readState {
+// next waits for the next record and reads it into r.rec.
+func (x *executable) next(r *readLoop) readState {
 	if err := x.rb.ReadInto(&r.rec); err != nil {
 		if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
 			return readClosed
@@ -625,30 +667,75 @@ func (x *executable) step(r *readLoop) readState {
 				t.close(t.exitErr)
 			}
 		}
-		return readOnTime
+		return readNone
 	}
-	state := readOnTime
-	if raw := r.rec.RawSample; len(raw) >= 16 {
-		// This record is the oldest not yet delivered: the ones
-		// before it have left, the ones after it are newer.
-		captured := int64(binary.LittleEndian.Uint64(raw[8:])) + x.mono.WallMinusMono()
-		x.holding.Store(captured)
-		if time.Now().UnixNano()-captured > int64(lagBound) {
-			state = readLate
+	raw := r.rec.RawSample
+	if len(raw) < 16 {
+		return readOnTime // decode skips it
+	}
+	// This record is the oldest not yet delivered: the ones before it
+	// have left, the ones after it are newer.
+	captured := int64(binary.LittleEndian.Uint64(raw[8:])) + x.mono.WallMinusMono()
+	x.holding.Store(captured)
+	if time.Now().UnixNano()-captured > int64(lagBound) {
+		return readLate
+	}
+	return readOnTime
+}
+
+// burst decodes the record in r.rec, on time, and those after it while
+// they are there, on time, and nobody is in a hurry. It returns the state
+// of the last record read, which is left for read to decode (readLate)
+// when it is late or read is in a hurry.
+func (x *executable) burst(r *readLoop, hurry *atomic.Bool) readState {
+	for s := readOnTime; ; s = x.next(r) {
+		switch {
+		case s == readNone:
+		case s != readOnTime:
+			return s
+		case hurry.Load():
+			return readLate
+		default:
+			x.finish(r)
+		}
+		if x.pending() <= 0 {
+			return readNone
 		}
 	}
-	if !r.batch && state == readOnTime {
-		x.awaitGap()
-		r.batch = true
+}
+
+// await waits for the niced thread's burst j to end. Once the record it
+// decodes has waited over lagBound, it takes j back if the thread has not
+// begun it (the record is left for read to decode), or hurries it.
+func (x *executable) await(j *nicedJob, hurry *atomic.Bool, check *time.Ticker) readState {
+	check.Reset(lagBound / 4)
+	for {
+		select {
+		case s := <-j.done:
+			return s
+		case <-check.C:
+			if h := x.holding.Load(); h != 0 && time.Now().UnixNano()-h > int64(lagBound) {
+				hurry.Store(true)
+				if j.takeBack() {
+					return readLate
+				}
+			}
+		}
 	}
+}
+
+// finish delivers the record in r.rec, and notes when the ring buffer is
+// left empty.
+func (x *executable) finish(r *readLoop) {
 	if t, h, ok := x.decode(r.rec.RawSample); ok {
 		t.send(h)
 	}
+	checked := time.Now().UnixNano()
 	r.batch = x.pending() > 0
 	if !r.batch {
+		x.emptyAt.Store(checked)
 		x.holding.Store(0)
 	}
-	return state
 }
 
 // Holding returns the capture time (wall clock, ns) of the oldest hit the
@@ -656,7 +743,23 @@ func (x *executable) step(r *readLoop) readState {
 // watermarks stay before it, so that a burst held for decoding is not late
 // in the timeline. The reader is the executable's: what it holds holds back
 // the hits of all its processes.
-func (t *target) Holding() int64 { return t.x.holding.Load() }
+//
+// A record not read yet holds back too: with records waiting, the reader
+// holds every hit since it last left the ring buffer empty. A record was
+// captured at most the BPF program's run before it was committed (1.2 µs
+// measured, so recordSlack is ample).
+func (t *target) Holding() int64 {
+	if h := t.x.holding.Load(); h != 0 {
+		return h
+	}
+	if t.x.pending() > 0 {
+		return t.x.emptyAt.Load() - int64(recordSlack)
+	}
+	return 0
+}
+
+// recordSlack bounds how long before its commit a record was captured.
+const recordSlack = time.Millisecond
 
 // How the reader waits for a gap in a burst of hits before decoding it.
 const (

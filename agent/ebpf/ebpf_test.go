@@ -245,15 +245,24 @@ func names(vs []fleet.Variable) []string {
 	return out
 }
 
-// burstHits starts burst k (n = 1000000*k + i) and returns its hits, once
-// the target printed the burst's end and no hit came for a moment.
-func burstHits(t *testing.T, p *agenttest.Proc, tgt agent.Target, k int) (hits []fleet.Hit) {
+// burstHits starts burst k (n = 1000000*k + i) and returns its hits: at
+// least want of them, and those that came until the target printed the
+// burst's end and no hit came for a moment. Hits are in the ring buffer
+// before the target goes on, so the hits wanted are waited for as long as
+// it takes the agent to decode them on a loaded machine; the quiet moment
+// after them is there to catch a hit too many.
+func burstHits(t *testing.T, p *agenttest.Proc, tgt agent.Target, k, want int) (hits []fleet.Hit) {
 	t.Helper()
 	if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
 	done := fmt.Sprintf("BURST k=%d ", k)
+	deadline := time.After(2 * time.Minute)
 	for {
+		var quiet <-chan time.Time
+		if len(hits) >= want {
+			quiet = time.After(time.Second)
+		}
 		select {
 		case h, ok := <-tgt.Hits():
 			if !ok {
@@ -263,27 +272,14 @@ func burstHits(t *testing.T, p *agenttest.Proc, tgt agent.Target, k int) (hits [
 				t.Fatalf("fault: %v", h.Fault)
 			}
 			hits = append(hits, h.Hit)
-		case <-time.After(quiet(len(hits))):
-			// Hits are in the ring buffer before the target goes on: once
-			// it printed the burst's end, a quiet moment means all are
-			// read. The first hit of a target takes longest to decode.
+		case <-quiet:
 			if strings.Contains(p.Output(), done) {
 				return hits
 			}
-		case <-time.After(60 * time.Second):
-			t.Fatalf("burst %d did not end", k)
+		case <-deadline:
+			t.Fatalf("burst %d: %d hits in 2 minutes, want %d", k, len(hits), want)
 		}
 	}
-}
-
-// quiet is how long no hit must come for a burst to be over. Decoding runs
-// at nice 19, so under load (make test runs packages side by side) it can
-// pause for a while.
-func quiet(hits int) time.Duration {
-	if hits == 0 {
-		return 5 * time.Second
-	}
-	return 3 * time.Second
 }
 
 func argN(t *testing.T, h fleet.Hit) int {
@@ -334,7 +330,7 @@ func TestBurst(t *testing.T) {
 	tp.Capture.StackDepth = 0
 	tp.Limits.MaxHitsPerSecond = 1000000
 	set(t, tgt, tp)
-	hits := burstHits(t, p, tgt, 1)
+	hits := burstHits(t, p, tgt, 1, 1600)
 	seen := map[int]bool{}
 	goroutines := map[int64]bool{}
 	var dropped uint64
@@ -417,7 +413,7 @@ func TestRateLimit(t *testing.T) {
 	tp.Capture = fleet.Capture{Args: true}
 	tp.Limits.MaxHitsPerSecond = 100
 	set(t, tgt, tp)
-	first := burstHits(t, p, tgt, 1)
+	first := burstHits(t, p, tgt, 1, 100)
 	if len(first) < 100 || len(first) >= 1600 {
 		t.Fatalf("burst 1: %d hits passed a limit of 100/s, want 100 and a few more", len(first))
 	}
@@ -514,18 +510,18 @@ func TestClearAndExit(t *testing.T) {
 	tp := workSpec(t, "c")
 	tp.Capture = fleet.Capture{Args: true}
 	set(t, tgt, tp)
-	if hits := burstHits(t, p, tgt, 1); len(hits) != 20 {
+	if hits := burstHits(t, p, tgt, 1, 20); len(hits) != 20 {
 		t.Fatalf("burst 1: %d hits, want 20", len(hits))
 	}
 	ctx := context.Background()
 	if err := tgt.Clear(ctx, "c"); err != nil {
 		t.Fatal(err)
 	}
-	if hits := burstHits(t, p, tgt, 2); len(hits) != 0 {
+	if hits := burstHits(t, p, tgt, 2, 0); len(hits) != 0 {
 		t.Fatalf("burst 2 after Clear: %d hits, want none", len(hits))
 	}
 	set(t, tgt, tp)
-	if hits := burstHits(t, p, tgt, 3); len(hits) != 20 {
+	if hits := burstHits(t, p, tgt, 3, 20); len(hits) != 20 {
 		t.Fatalf("burst 3 after setting it again: %d hits, want 20", len(hits))
 	}
 	p.Cmd.Process.Kill()
@@ -642,7 +638,7 @@ func TestCondition(t *testing.T) {
 	tp.Condition = "n < 1000005"
 	tp.Limits.MaxHitsPerSecond = 40
 	set(t, tgt, tp)
-	hits := burstHits(t, p, tgt, 1)
+	hits := burstHits(t, p, tgt, 1, 40)
 	var dropped uint64
 	for _, h := range hits {
 		if n := argN(t, h); n >= 1000005 {
@@ -693,7 +689,7 @@ func TestReplace(t *testing.T) {
 	}
 	// The old tracepoint is still installed, with its own spec: every call
 	// of the burst hits it.
-	hits := burstHits(t, p, tgt, 1)
+	hits := burstHits(t, p, tgt, 1, 1600)
 	for _, h := range hits {
 		if h.Tracepoint != "r" || h.Line != workLine || h.Message != "" || len(h.Locals) != 0 || argN(t, h)/1000000 != 1 {
 			t.Fatalf("after the failed replacements, a hit of %s at line %d with message %q, %d locals, n = %d; want the old spec's", h.Tracepoint, h.Line, h.Message, len(h.Locals), argN(t, h))
@@ -722,8 +718,15 @@ func TestReplace(t *testing.T) {
 	}
 	p.WaitOutput(t, "BURST k=3 ", time.Minute)
 
+	// A call after the burst hits after every record of it: the hits
+	// before the call's are the burst's, and the call's carries the count
+	// of those dropped after the last one that left.
+	if err := syscall.Kill(p.Pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
 	var olds, news int
 	var dropped uint64
+	deadline := time.After(2 * time.Minute)
 	for done := false; !done; {
 		select {
 		case h := <-tgt.Hits():
@@ -740,6 +743,9 @@ func TestReplace(t *testing.T) {
 					t.Fatalf("a hit of the old spec with n = %d, not of burst 2", n)
 				}
 				olds++
+			case n == -1 && h.Message == "next -1":
+				dropped += h.Dropped
+				done = true
 			case h.Message == fmt.Sprintf("next %d", n):
 				// A record of the old spec decoded with the new one's
 				// would come from burst 2.
@@ -751,20 +757,9 @@ func TestReplace(t *testing.T) {
 			default:
 				t.Fatalf("a hit with message %q, n = %d at line %d", h.Message, n, h.Line)
 			}
-		case <-time.After(quiet(olds + news)):
-			done = true
+		case <-deadline:
+			t.Fatalf("the call after burst 3 did not hit in 2 minutes (%d hits of the new spec before)", news)
 		}
-		// Decoding runs at nice 19: under load it may pause for long.
-		done = done || uint64(news)+dropped >= 1600
-	}
-	if uint64(news)+dropped < 1600 {
-		// A slow decoder let the ring buffer fill: the hits dropped after
-		// the last one that left come with the next, a call with n = -1.
-		h, ok := call(t, p, tgt, 30*time.Second)
-		if !ok {
-			t.Fatal("the call after burst 3 did not hit")
-		}
-		dropped += h.Dropped
 	}
 	t.Logf("%d hits of the old spec read after the replacements, %d of the new one, %d dropped", olds, news, dropped)
 	if uint64(news)+dropped != 1600 {
@@ -923,7 +918,7 @@ func TestSharedExecutable(t *testing.T) {
 		set(t, tgt, tp)
 	}
 	for i, p := range procs {
-		hits := burstHits(t, p, tgts[i], 1)
+		hits := burstHits(t, p, tgts[i], 1, 20)
 		if len(hits) != 20 {
 			t.Fatalf("process %d, burst 1: %d hits, want 20", i, len(hits))
 		}
@@ -943,13 +938,13 @@ func TestSharedExecutable(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the hit channel did not close after the process exited")
 	}
-	if hits := burstHits(t, procs[1], tgts[1], 2); len(hits) != 20 {
+	if hits := burstHits(t, procs[1], tgts[1], 2, 20); len(hits) != 20 {
 		t.Fatalf("the other process after the first exited: %d hits, want 20", len(hits))
 	}
 	if err := tgts[1].Clear(context.Background(), "s"); err != nil {
 		t.Fatal(err)
 	}
-	if hits := burstHits(t, procs[1], tgts[1], 3); len(hits) != 0 {
+	if hits := burstHits(t, procs[1], tgts[1], 3, 0); len(hits) != 0 {
 		t.Fatalf("after Clear: %d hits, want none", len(hits))
 	}
 	// A process of the executable attached after the others left shares
@@ -960,7 +955,7 @@ func TestSharedExecutable(t *testing.T) {
 	p := agenttest.Start(t, bin, "-every", "0", "-par", "2", "-burst", "10")
 	tgt := attach(t, b, p.Pid)
 	set(t, tgt, tp)
-	if hits := burstHits(t, p, tgt, 1); len(hits) != 20 {
+	if hits := burstHits(t, p, tgt, 1, 20); len(hits) != 20 {
 		t.Fatalf("a process attached after the others left: %d hits, want 20", len(hits))
 	}
 }

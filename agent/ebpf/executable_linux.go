@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -53,6 +54,7 @@ type executable struct {
 
 	mono    uprobes.MonoClock // used by the reader alone
 	holding atomic.Int64      // see target.Holding
+	emptyAt atomic.Int64      // when the reader last left the ring buffer empty (wall, ns)
 	// loaded is closed once bi and di are set, or left nil by a failed
 	// load, by the first target.
 	loaded chan struct{}
@@ -154,7 +156,8 @@ func (x *executable) start() error {
 	x.byCookie = make(map[uint64]*probe)
 	x.targets = make(map[*target]bool)
 	x.done = make(chan struct{})
-	go yielding(x.read)
+	x.emptyAt.Store(time.Now().UnixNano())
+	go x.read()
 	return nil
 }
 

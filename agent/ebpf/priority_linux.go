@@ -2,6 +2,7 @@ package ebpf
 
 import (
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -49,16 +50,46 @@ func yielding(fn func()) {
 	// Left locked: the thread ends with this goroutine, niced as it is.
 }
 
-// promptly runs fn at the agent's own priority, from the niced thread of
-// yielding, and returns when it has: the thread waits while fn's goroutine
-// runs on one of the runtime's threads, which are not niced (the runtime
-// makes new threads from its template thread, not by cloning a thread
-// locked to a goroutine).
-func promptly(fn func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn()
-	}()
-	<-done
+// niced runs jobs, one at a time, on a thread of its own at decodeNice,
+// until stop.
+type niced struct {
+	jobs chan *nicedJob
 }
+
+// nicedJob is a function for the niced thread, which its sender may take
+// back until the thread begins it.
+type nicedJob struct {
+	state atomic.Int32 // 0 waiting, 1 begun by the niced thread, 2 taken back
+	fn    func() readState
+	done  chan readState // fn's result, once begun
+}
+
+func startNiced() *niced {
+	n := &niced{jobs: make(chan *nicedJob, 8)}
+	go yielding(func() {
+		for j := range n.jobs {
+			if j.state.CompareAndSwap(0, 1) {
+				j.done <- j.fn()
+			}
+		}
+	})
+	return n
+}
+
+// start queues fn for the niced thread, or returns nil if jobs taken back
+// fill its queue (the thread has not woken for a while).
+func (n *niced) start(fn func() readState) *nicedJob {
+	j := &nicedJob{fn: fn, done: make(chan readState, 1)}
+	select {
+	case n.jobs <- j:
+		return j
+	default:
+		return nil
+	}
+}
+
+// takeBack reports whether j was taken back before the niced thread began
+// it: then it never will.
+func (j *nicedJob) takeBack() bool { return j.state.CompareAndSwap(0, 2) }
+
+func (n *niced) stop() { close(n.jobs) }
