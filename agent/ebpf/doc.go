@@ -21,11 +21,12 @@
 // records every read that missed the copy and marks each value whose bytes
 // overlap one (markUncaptured). The differential corpus (corpus_test.go,
 // `make differential`) holds every line of real programs to the Delve
-// backend's values. Decoding runs on a thread at nice 19 per executable:
-// the traced threads never wait for it, and it must not take their CPU
-// while it keeps up. A hit that waited over lagBound (100 ms: the host is
-// too busy for a niced thread) is decoded at the agent's own priority, so
-// that tracing a busy service still delivers. A burst faster than the
+// backend's values. Each executable's reader waits for records at the
+// agent's priority and decodes them on a thread at nice 19: the traced
+// threads never wait for it, and it must not take their CPU while it keeps
+// up. A record that waited over lagBound (100 ms: the host is too busy for
+// a niced thread) is decoded at the agent's own priority, and so are those
+// of the next seconds, so that tracing a busy service still delivers. A burst faster than the
 // decoder fills the ring buffer, and the hits that do not fit are counted
 // and reported as dropped by a full ring buffer. The processes of one
 // executable share Delve's binary info, the DWARF the plans are made from,
