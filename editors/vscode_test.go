@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -393,7 +392,7 @@ func TestVSCodeHostPicker(t *testing.T) {
 			}
 			return fmt.Errorf("host %s lists no pid %d yet", host, target.Pid)
 		}
-		return fmt.Errorf("no host %s yet (agent stderr: %s)", host, agentProc.stderr.String())
+		return fmt.Errorf("no host %s yet (agent stderr: %s)", host, agentProc.Stderr())
 	})
 
 	out := vscodeRun(t, []string{
@@ -424,53 +423,15 @@ func vscodeDeadAddr(t *testing.T) string {
 	return addr
 }
 
-// vscodeSyncBuffer is a bytes.Buffer safe for a process writing and a test reading.
-type vscodeSyncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *vscodeSyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *vscodeSyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-type vscodeAgentProcess struct {
-	cmd    *exec.Cmd
-	stderr *vscodeSyncBuffer
-}
-
 // vscodeStartAgent runs `riptrace agent ...` as its own process (a tracer must not
-// be the parent of its tracees) until the test ends.
-func vscodeStartAgent(t *testing.T, bin string, args ...string) *vscodeAgentProcess {
+// be the parent of its tracees) until the test ends, when it must stop on
+// SIGTERM.
+func vscodeStartAgent(t *testing.T, bin string, args ...string) *testsupport.Proc {
 	t.Helper()
-	p := &vscodeAgentProcess{cmd: exec.Command(bin, args...), stderr: &vscodeSyncBuffer{}}
-	p.cmd.Stderr = p.stderr
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p.cmd.WaitDelay = 15 * time.Second
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting riptrace %s: %v", strings.Join(args, " "), err)
-	}
+	p := testsupport.Launch(t, nil, bin, args...)
 	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- p.cmd.Wait() }()
-		select {
-		case err := <-done:
-			var ee *exec.ExitError
-			if err != nil && !errors.As(err, &ee) {
-				t.Errorf("riptrace agent: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			p.cmd.Process.Kill()
-			t.Errorf("riptrace agent did not stop within 30s of SIGTERM\n%s", p.stderr.String())
+		if err := p.Stop(); errors.Is(err, testsupport.ErrKilled) {
+			t.Errorf("riptrace agent: %v\n%s", err, p.Stderr())
 		}
 	})
 	return p

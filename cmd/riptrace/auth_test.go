@@ -133,7 +133,7 @@ func TestAuthLayout(t *testing.T) {
 		return strings.Contains(stderr, `permission denied: user "editor" may not subscribe to riptrace.node-1.`) &&
 			strings.Contains(stderr, "(only the agent of host node-1 serves its requests)")
 	})
-	fake.cmd.Process.Kill()
+	fake.Cmd.Process.Kill()
 	var async = make(chan error, 16)
 	editorClient, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name(), Credentials: fleet.Credentials{InboxPrefix: "_INBOX_editor"}, NATS: []nats.Option{
 		nats.UserInfo("editor", "editor-pw"),

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -66,38 +65,8 @@ func loopSource(t testing.TB) string {
 // that the test can await lines in it; the test's cleanup stops it and, if the
 // test failed, logs its output.
 type bg struct {
+	*testsupport.Proc
 	name string
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the command has exited
-	err  error         // of cmd.Wait; set before done is closed
-
-	mu      sync.Mutex // guards the fields below
-	stdout  []byte
-	stderr  []byte
-	changed chan struct{} // closed and replaced when output grows or the command exits
-}
-
-type bgWriter struct {
-	p      *bg
-	stderr bool
-}
-
-func (w bgWriter) Write(b []byte) (int, error) {
-	w.p.mu.Lock()
-	defer w.p.mu.Unlock()
-	if w.stderr {
-		w.p.stderr = append(w.p.stderr, b...)
-	} else {
-		w.p.stdout = append(w.p.stdout, b...)
-	}
-	w.p.wakeLocked()
-	return len(b), nil
-}
-
-// wakeLocked wakes every waiter. Lock should be held.
-func (p *bg) wakeLocked() {
-	close(p.changed)
-	p.changed = make(chan struct{})
 }
 
 // start runs `riptrace args...` in the background.
@@ -113,55 +82,24 @@ func startUnder(t *testing.T, wrap []string, args ...string) *bg {
 	t.Helper()
 	argv := append(append(slices.Clone(wrap), riptraceBin(t)), args...)
 	p := &bg{
-		name:    strings.TrimSpace(strings.Join(wrap, " ") + " riptrace " + strings.Join(args, " ")),
-		cmd:     exec.Command(argv[0], argv[1:]...),
-		done:    make(chan struct{}),
-		changed: make(chan struct{}),
+		name: strings.TrimSpace(strings.Join(wrap, " ") + " riptrace " + strings.Join(args, " ")),
+		Proc: testsupport.Launch(t, nil, argv[0], argv[1:]...),
 	}
-	p.cmd.Stdout, p.cmd.Stderr = bgWriter{p, false}, bgWriter{p, true}
-	// Die with the test process, so an aborted run leaves nothing behind.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	// An agent's Delve workers inherit its stderr; do not wait forever for
-	// one that outlives it.
-	p.cmd.WaitDelay = stopTimeout
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", p.name, err)
-	}
-	go func() {
-		err := p.cmd.Wait()
-		p.mu.Lock()
-		p.err = err
-		close(p.done)
-		p.wakeLocked()
-		p.mu.Unlock()
-	}()
 	t.Cleanup(func() {
 		if err := p.stop(); err != nil {
 			t.Error(err)
 		}
 		if t.Failed() {
-			t.Logf("%s (pid %d):\n--- stdout:\n%s--- stderr:\n%s", p.name, p.cmd.Process.Pid, p.Stdout(), p.Stderr())
+			t.Logf("%s (pid %d):\n--- stdout:\n%s--- stderr:\n%s", p.name, p.Pid, p.Output(), p.Stderr())
 		}
 	})
 	return p
 }
 
-func (p *bg) Stdout() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return string(p.stdout)
-}
-
-func (p *bg) Stderr() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return string(p.stderr)
-}
-
 // signal sends sig to the command.
 func (p *bg) signal(t *testing.T, sig os.Signal) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	if err := p.Cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signalling %s: %v", p.name, err)
 	}
 }
@@ -171,65 +109,36 @@ func (p *bg) signal(t *testing.T, sig os.Signal) {
 // passes.
 func (p *bg) await(t *testing.T, timeout time.Duration, what string, ok func(stdout, stderr string) bool) {
 	t.Helper()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		p.mu.Lock()
-		stdout, stderr, changed := string(p.stdout), string(p.stderr), p.changed
-		p.mu.Unlock()
-		if ok(stdout, stderr) {
-			return
-		}
-		select {
-		case <-p.done:
-			if ok(p.Stdout(), p.Stderr()) {
-				return
-			}
-			t.Fatalf("%s exited (%v) while the test waited for %s\n--- stderr:\n%s", p.name, p.err, what, p.Stderr())
-		case <-changed:
-		case <-timer.C:
-			t.Fatalf("%s: no %s within %v\n--- stderr:\n%s", p.name, what, timeout, p.Stderr())
-		}
-	}
+	p.Await(t, timeout, what, ok)
 }
 
 // exitCode waits up to timeout for the command to exit and returns its exit
 // status.
 func (p *bg) exitCode(t *testing.T, timeout time.Duration) int {
 	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		t.Fatalf("%s still running after %v\n--- stderr:\n%s", p.name, timeout, p.Stderr())
-	}
-	var ee *exec.ExitError
-	switch {
-	case p.err == nil:
-		return 0
-	case errors.As(p.err, &ee) && ee.Exited():
-		return ee.ExitCode()
-	}
-	t.Fatalf("%s: %v\n--- stderr:\n%s", p.name, p.err, p.Stderr())
-	return -1
+	return p.ExitCode(t, timeout)
 }
 
 // stop ends the command if it still runs: SIGTERM, then SIGKILL.
 func (p *bg) stop() error {
 	select {
-	case <-p.done:
+	case <-p.Exited():
 		return nil
 	default:
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case <-p.Exited():
 		return nil
 	case <-time.After(stopTimeout):
 	}
-	p.cmd.Process.Kill()
-	<-p.done
+	p.Cmd.Process.Kill()
+	<-p.Exited()
 	return fmt.Errorf("%s still running %v after SIGTERM: killed it", p.name, stopTimeout)
 }
+
+// Stdout returns what the command has written to stdout so far.
+func (p *bg) Stdout() string { return p.Output() }
 
 // result is the outcome of a command run to completion.
 type result struct {

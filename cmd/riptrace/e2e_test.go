@@ -391,8 +391,8 @@ func TestTraceBadInput(t *testing.T) {
 		}
 	}
 	select {
-	case <-agent.done:
-		t.Errorf("the agent exited: %v", agent.err)
+	case <-agent.Exited():
+		t.Errorf("the agent exited: %v", agent.Wait(0))
 	default:
 	}
 }
@@ -543,7 +543,7 @@ func testAgentStopLeavesTargetRunning(t *testing.T, sig syscall.Signal) {
 		}
 	} else {
 		select {
-		case <-agent.done:
+		case <-agent.Exited():
 		case <-time.After(stopTimeout):
 			t.Fatalf("agent still running %v after %v", stopTimeout, sig)
 		}

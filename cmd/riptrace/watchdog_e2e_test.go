@@ -41,7 +41,7 @@ func TestAgentAndWorkerSIGKILL(t *testing.T) {
 	syscall.Kill(worker, syscall.SIGKILL)
 	agent.signal(t, syscall.SIGKILL)
 	select {
-	case <-agent.done:
+	case <-agent.Exited():
 	case <-time.After(stopTimeout):
 		t.Fatalf("agent still running %v after SIGKILL", stopTimeout)
 	}

@@ -1,6 +1,8 @@
 // Package testsupport is what the tests of every package share: waiting for
-// a condition with a deadline ([CheckFor], [Wait]) and checking that no
-// goroutine of the code under test outlives the tests ([NoGoroutines]).
+// a condition with a deadline ([CheckFor], [Wait]), checking that no
+// goroutine of the code under test outlives the tests ([NoGoroutines]), and
+// running processes with their output kept ([Proc]: targets with [Start],
+// commands with [Launch]).
 //
 // It imports nothing of RipTrace and nothing beyond the standard library, so
 // that any package's tests (fleet's included) can use it without linking

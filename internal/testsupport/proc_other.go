@@ -1,6 +1,6 @@
 //go:build !linux
 
-package agenttest
+package testsupport
 
 import (
 	"os/exec"
