@@ -114,21 +114,29 @@ type SpecWatch struct {
 	events chan SpecEvent
 	cancel context.CancelFunc
 	done   chan struct{}
+	kv     jetstream.KeyValue // the bucket watched
+	what   string             // its name in logs
 }
 
 // WatchSpecs starts watching the declared tracepoints until ctx ends or
 // Stop is called. log receives the rewatches.
 func (c *Client) WatchSpecs(ctx context.Context, log *slog.Logger) (*SpecWatch, error) {
+	return c.watchBucket(ctx, c.tps, "tracepoint bucket", log)
+}
+
+// watchBucket watches every key of kv as WatchSpecs does the tracepoint
+// bucket; what names the bucket in errors and logs.
+func (c *Client) watchBucket(ctx context.Context, kv jetstream.KeyValue, what string, log *slog.Logger) (*SpecWatch, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	// Listening before the first watch, so that no reconnect goes unseen.
 	reconnected := c.nc.StatusChanged(nats.CONNECTED)
-	w, err := c.tps.WatchAll(ctx)
+	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		c.nc.RemoveStatusListener(reconnected)
 		cancel()
-		return nil, fmt.Errorf("watching the tracepoint bucket: %w", err)
+		return nil, fmt.Errorf("watching the %s: %w", what, err)
 	}
-	sw := &SpecWatch{events: make(chan SpecEvent), cancel: cancel, done: make(chan struct{})}
+	sw := &SpecWatch{events: make(chan SpecEvent), cancel: cancel, done: make(chan struct{}), kv: kv, what: what}
 	go sw.run(ctx, c, w, reconnected, log)
 	return sw, nil
 }
@@ -175,7 +183,7 @@ func (sw *SpecWatch) run(ctx context.Context, c *Client, w jetstream.KeyWatcher,
 					return
 				}
 				// Its consumer is gone (the server lost it): watch again.
-				log.Warn("the tracepoint bucket watcher stopped; watching again")
+				log.Warn("the " + sw.what + " watcher stopped; watching again")
 				updates, rewatch = nil, true
 				break
 			}
@@ -199,9 +207,9 @@ func (sw *SpecWatch) run(ctx context.Context, c *Client, w jetstream.KeyWatcher,
 		case <-retry.C:
 		}
 		if rewatch {
-			nw, err := c.tps.WatchAll(ctx)
+			nw, err := sw.kv.WatchAll(ctx)
 			if err != nil {
-				log.Warn("watching the tracepoint bucket again; retrying", "err", err)
+				log.Warn("watching the "+sw.what+" again; retrying", "err", err)
 				retry.Reset(rewatchEvery)
 				continue
 			}

@@ -171,7 +171,9 @@ type HostEntry struct {
 }
 
 // Hosts lists every agent that sent a heartbeat within the host bucket's
-// TTL, asking each live one for its profile. An agent whose heartbeat is
+// TTL, asking each live one for its profile: for a one-off listing. A
+// client that lists hosts again and again, or needs only some, keeps a
+// HostWatch instead. An agent whose heartbeat is
 // older than three periods, or that does not answer, is marked Gone.
 func (c *Client) Hosts(ctx context.Context) ([]HostEntry, error) {
 	gctx, release := c.perms.guard(ctx, c.perms.jsPatterns()...)
@@ -191,12 +193,12 @@ func (c *Client) Hosts(ctx context.Context) ([]HostEntry, error) {
 			entries = append(entries, HostEntry{Name: key, Gone: true, Error: err.Error()})
 			continue
 		}
-		stale := time.Since(hb.Updated) > 3*time.Duration(hb.Every)
+		stale := time.Since(hb.Updated) > staleAfter*time.Duration(hb.Every)
 		// The key is the host: only its agent may write it. The body says
 		// whatever its writer put there.
 		entry := HostEntry{Name: key, LastSeen: hb.Updated, Gone: stale}
 		if hb.Host != key {
-			entry.Error = fmt.Sprintf("the heartbeat under key %s names host %q: it is listed under its key, which only host %s's agent may write. Check that agent's --host, or who holds its credentials", key, hb.Host, key)
+			entry.Error = hostMismatch(key, hb.Host)
 		}
 		entries = append(entries, entry)
 	}

@@ -2,12 +2,15 @@ package fleet
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"go/parser"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -524,6 +527,23 @@ type Heartbeat struct {
 	Host    string    `json:"host"`
 	Updated time.Time `json:"updated"`
 	Every   Duration  `json:"every"`
+	// Digest changes whenever the host's managed processes do (one comes
+	// or goes, or runs another revision): a client that holds the host's
+	// profile asks for it again only then (HostWatch).
+	Digest string `json:"digest,omitempty"`
+}
+
+// ProcessDigest is the Digest of a heartbeat for these processes: a hash
+// of what a client shows of each (pid, executable, module, main package,
+// revision), the same whatever their order.
+func ProcessDigest(procs []*Process) string {
+	lines := make([]string, len(procs))
+	for i, p := range procs {
+		lines[i] = fmt.Sprintf("%d\x00%s\x00%s\x00%s\x00%s\x00%t", p.Pid, p.Exe, p.Module, p.MainPackage, p.Revision, p.Modified)
+	}
+	slices.Sort(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	return hex.EncodeToString(sum[:8])
 }
 
 // Request is the payload of profile.get (no fields but the version).
