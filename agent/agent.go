@@ -932,7 +932,7 @@ func (a *Agent) shutdown() {
 		// it, so the timeline need not wait for it.
 		w := a.tk.watermark(a.cfg.Host, time.Time{}, true)
 		w.Final = true
-		a.pub.offerMark(fleet.Encode(w))
+		a.pub.offerMarks(a.pub.markedTracepoints(), fleet.Encode(w))
 		a.pub.flush(flushCtx)
 	}
 	cancelFlush()

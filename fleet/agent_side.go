@@ -276,9 +276,9 @@ func (c *Client) Probe() error {
 // HitPublisher publishes one host's hits to the hit stream asynchronously:
 // the agent's publisher keeps them in order and through outages.
 type HitPublisher struct {
-	js          jetstream.JetStream
-	subject     string
-	markSubject string
+	js   jetstream.JetStream
+	subj Subjects
+	host string
 }
 
 // NewHitPublisher returns the publisher of host's hits: at most maxPending
@@ -290,21 +290,23 @@ func (c *Client) NewHitPublisher(host string, ackTimeout time.Duration, maxPendi
 	if err != nil {
 		return nil, fmt.Errorf("opening JetStream for publishing hits: %w", err)
 	}
-	return &HitPublisher{js: js, subject: c.subj.Trace(host), markSubject: c.subj.Watermark(host)}, nil
+	return &HitPublisher{js: js, subj: c.subj, host: host}, nil
 }
 
-// Msg is the message of one encoded hit; id is its message id, by which
-// the stream stores a hit sent twice once.
-func (p *HitPublisher) Msg(data []byte, id string) *nats.Msg {
-	msg := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, id)
-	return msg
+// Msg is the message of one encoded hit of tracepoint; id is its message
+// id, by which the stream stores a hit sent twice once.
+func (p *HitPublisher) Msg(tracepoint string, data []byte, id string) *nats.Msg {
+	return streamMsg(p.subj.Trace(p.host, tracepoint), data, id)
 }
 
-// MarkMsg is the message of one encoded watermark, published among the
-// hits (see Timeline).
-func (p *HitPublisher) MarkMsg(data []byte, id string) *nats.Msg {
-	msg := &nats.Msg{Subject: p.markSubject, Data: data, Header: nats.Header{}}
+// MarkMsg is the message of one encoded watermark for tracepoint,
+// published among its hits (see Timeline).
+func (p *HitPublisher) MarkMsg(tracepoint string, data []byte, id string) *nats.Msg {
+	return streamMsg(p.subj.Watermark(p.host, tracepoint), data, id)
+}
+
+func streamMsg(subject string, data []byte, id string) *nats.Msg {
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, id)
 	return msg
 }
@@ -319,7 +321,7 @@ func (p *HitPublisher) Publish(msg *nats.Msg) (jetstream.PubAckFuture, error) {
 // and waits for the stream's ack. Agents publish through a HitPublisher;
 // this is for tools and tests that bring hits of their own.
 func (c *Client) PublishHit(ctx context.Context, h *Hit) error {
-	if _, err := c.js.Publish(ctx, c.subj.Trace(h.Host), Encode(h)); err != nil {
+	if _, err := c.js.Publish(ctx, c.subj.Trace(h.Host, h.Tracepoint), Encode(h)); err != nil {
 		return fmt.Errorf("publishing a hit of host %s: %w", h.Host, err)
 	}
 	return nil

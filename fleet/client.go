@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -333,65 +332,6 @@ func parseStatusKey(key string, s *Status) {
 	s.Pid, _ = strconv.Atoi(parts[2])
 }
 
-// HitOptions choose which hits a HitReader returns.
-type HitOptions struct {
-	// Tracepoints keeps only hits of these ids; empty keeps all.
-	Tracepoints []string
-	// Replay starts at the beginning of the retained history; otherwise
-	// reading starts with hits published after the reader opens.
-	Replay bool
-	// Since starts at the first hit stored at or after this time.
-	Since time.Time
-	// StartSeq starts at this stream sequence.
-	StartSeq uint64
-	// Until ends the reading after this stream sequence: Next then
-	// returns io.EOF. 0 reads on.
-	Until uint64
-}
-
-// HitReader reads hits in stream order.
-type HitReader struct {
-	subj  Subjects
-	cons  jetstream.Consumer
-	iter  jetstream.MessagesContext
-	want  map[string]bool
-	until uint64
-	done  bool // read up to until
-	close sync.Once
-}
-
-// Hits opens a reader on the hit stream. Every reader sees hits in the same
-// order: the stream's.
-func (c *Client) Hits(ctx context.Context, opts HitOptions) (*HitReader, error) {
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}
-	switch {
-	case opts.StartSeq > 0:
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, opts.StartSeq
-	case !opts.Since.IsZero():
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &opts.Since
-	case opts.Replay:
-		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
-	}
-	gctx, release := c.perms.guard(ctx, c.perms.jsPatterns()...)
-	defer release()
-	cons, err := c.js.OrderedConsumer(gctx, c.subj.HitStream(), cfg)
-	if err != nil {
-		return nil, fmt.Errorf("opening the hit stream: %w", denied(gctx, err))
-	}
-	iter, err := cons.Messages()
-	if err != nil {
-		return nil, fmt.Errorf("reading the hit stream: %w", denied(gctx, err))
-	}
-	r := &HitReader{subj: c.subj, cons: cons, iter: iter, until: opts.Until}
-	if len(opts.Tracepoints) > 0 {
-		r.want = make(map[string]bool)
-		for _, id := range opts.Tracepoints {
-			r.want[id] = true
-		}
-	}
-	return r, nil
-}
-
 // HitStreamEnd returns the sequence of the last message in the hit stream
 // (0 if it is empty): a replay reads up to it (HitOptions.Until).
 func (c *Client) HitStreamEnd(ctx context.Context) (uint64, error) {
@@ -402,60 +342,6 @@ func (c *Client) HitStreamEnd(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("reading where the hit stream ends: %w", denied(gctx, err))
 	}
 	return st.CachedInfo().State.LastSeq, nil
-}
-
-// Next returns the next hit, skipping the agents' watermarks. A malformed
-// message in the stream comes back as an *Error naming its sequence; the
-// reader stays usable. After Close, Next returns
-// jetstream.ErrMsgIteratorClosed.
-func (r *HitReader) Next(ctx context.Context) (Hit, error) {
-	for {
-		h, w, err := r.NextMessage(ctx)
-		if err != nil || w == nil {
-			return h, err
-		}
-	}
-}
-
-// NextMessage returns the next hit, or the next watermark (w not nil), in
-// stream order. Watermarks are never filtered out: the timeline needs
-// every agent's.
-func (r *HitReader) NextMessage(ctx context.Context) (h Hit, w *Watermark, err error) {
-	for {
-		if r.done {
-			return Hit{}, nil, io.EOF
-		}
-		msg, err := r.iter.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			return Hit{}, nil, err
-		}
-		md, err := msg.Metadata()
-		if err != nil {
-			return Hit{}, nil, fmt.Errorf("reading hit metadata: %w", err)
-		}
-		r.done = r.until > 0 && md.Sequence.Stream >= r.until
-		if r.subj.IsWatermark(msg.Subject()) {
-			var w Watermark
-			if err := Decode(msg.Data(), "watermark", &w); err != nil {
-				return Hit{}, nil, Errorf(AsError(err).Code, "watermark #%d on %s: %v", md.Sequence.Stream, msg.Subject(), err)
-			}
-			w.Seq, w.ServerTime = md.Sequence.Stream, md.Timestamp
-			// As for hits: only the host's agent may publish on its
-			// subject, whatever the body says.
-			w.Host = strings.TrimSuffix(strings.TrimPrefix(msg.Subject(), r.subj.Prefix+"."), ".debugger.watermark")
-			return Hit{}, &w, nil
-		}
-		var h Hit
-		if err := Decode(msg.Data(), "hit", &h); err != nil {
-			return Hit{}, nil, Errorf(AsError(err).Code, "hit #%d on %s: %v", md.Sequence.Stream, msg.Subject(), err)
-		}
-		if r.want != nil && !r.want[h.Tracepoint] {
-			continue
-		}
-		h.Seq, h.ServerTime = md.Sequence.Stream, md.Timestamp
-		markHost(&h, r.subj, msg.Subject())
-		return h, nil, nil
-	}
 }
 
 // markHost makes the host of the subject a hit came on its host: only that
@@ -470,9 +356,4 @@ func markHost(h *Hit, subj Subjects, subject string) {
 		h.Errors = append(h.Errors, fmt.Sprintf("this hit names host %q but was published on %s, which only host %s's agent may publish on: it is shown as %s's. Check that agent's configuration, or who holds its credentials", h.Host, subject, host, host))
 		h.Host = host
 	}
-}
-
-// Close stops the reader.
-func (r *HitReader) Close() {
-	r.close.Do(r.iter.Stop)
 }

@@ -108,7 +108,7 @@ func ensureResources(ctx context.Context, js jetstream.JetStream, subj Subjects)
 	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        subj.HitStream(),
 		Description: "RipTrace hits; the stream sequence is the global order",
-		Subjects:    []string{subj.TraceAll(), subj.WatermarkAll()},
+		Subjects:    []string{subj.TraceAll(), subj.WatermarkAll(), subj.LegacyTraceAll(), subj.LegacyWatermarkAll()},
 		Storage:     jetstream.FileStorage,
 		MaxAge:      24 * time.Hour,
 		MaxBytes:    1 << 30,
