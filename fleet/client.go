@@ -23,6 +23,10 @@ type ClientOptions struct {
 	Name        string        // connection name shown by the server
 	Credentials Credentials   // as whom, and how the server is trusted
 	NATS        []nats.Option // more options, after those of Credentials
+	// Replicas is the replication of the hit stream and buckets if this
+	// client creates them; 0 leaves what exists, and creates them at 1.
+	// An existing stream or bucket is scaled up to it, never down.
+	Replicas int
 }
 
 // Client is the fleet API used by the CLI, the debug adapter and the language
@@ -53,7 +57,7 @@ func Connect(ctx context.Context, url string, opts ClientOptions) (*Client, erro
 	if err != nil {
 		return nil, connectError(url, nopts, err)
 	}
-	c, err := NewClient(ctx, nc, opts.Prefix)
+	c, err := newClient(ctx, nc, opts.Prefix, opts.Replicas)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -63,13 +67,17 @@ func Connect(ctx context.Context, url string, opts ClientOptions) (*Client, erro
 
 // NewClient wraps an existing connection; Close does not close nc.
 func NewClient(ctx context.Context, nc *nats.Conn, prefix string) (*Client, error) {
+	return newClient(ctx, nc, prefix, 0)
+}
+
+func newClient(ctx context.Context, nc *nats.Conn, prefix string, replicas int) (*Client, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("opening JetStream: %w", err)
 	}
 	subj := NewSubjects(prefix)
 	perms := watchPermissions(nc, subj)
-	tps, status, hosts, err := openResources(ctx, js, subj, perms)
+	tps, status, hosts, err := openResources(ctx, js, subj, perms, replicas)
 	if err != nil {
 		return nil, err
 	}
