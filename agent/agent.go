@@ -291,7 +291,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			a.poke()
 		case <-scanTick.C:
+			before := a.digest()
 			a.scan()
+			if a.digest() != before {
+				// Clients watching the hosts learn of it now, not at
+				// the next beat.
+				a.heartbeat(ctx)
+			}
 			a.poke()
 		case <-beatTick.C:
 			a.heartbeat(ctx)
@@ -384,8 +390,19 @@ func (a *Agent) scan() {
 	}
 }
 
+// digest is the heartbeat's digest of the managed processes.
+func (a *Agent) digest() string {
+	a.mu.Lock()
+	procs := make([]*fleet.Process, 0, len(a.procs))
+	for _, p := range a.procs {
+		procs = append(procs, p)
+	}
+	a.mu.Unlock()
+	return fleet.ProcessDigest(procs)
+}
+
 func (a *Agent) heartbeat(ctx context.Context) {
-	hb := fleet.Heartbeat{Host: a.cfg.Host, Updated: time.Now().UTC(), Every: fleet.Duration(a.cfg.HeartbeatEvery)}
+	hb := fleet.Heartbeat{Host: a.cfg.Host, Updated: time.Now().UTC(), Every: fleet.Duration(a.cfg.HeartbeatEvery), Digest: a.digest()}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := a.c.PutHeartbeat(ctx, &hb); err != nil {
@@ -915,7 +932,7 @@ func (a *Agent) shutdown() {
 		// it, so the timeline need not wait for it.
 		w := a.tk.watermark(a.cfg.Host, time.Time{}, true)
 		w.Final = true
-		a.pub.offerMark(fleet.Encode(w))
+		a.pub.offerMarks(a.pub.markedTracepoints(), fleet.Encode(w))
 		a.pub.flush(flushCtx)
 	}
 	cancelFlush()

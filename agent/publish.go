@@ -60,6 +60,8 @@ type publisher struct {
 	bytes int
 	seq   uint64
 	empty chan struct{} // closed and replaced when queue becomes empty; nil while empty
+	// marked are the tracepoints of the last watermarks offered.
+	marked []string
 }
 
 // outgoing is one hit on its way.
@@ -68,7 +70,7 @@ type outgoing struct {
 	dropped uint64 // the hit's own dropped count, passed on if it is lost
 	msg     *nats.Msg
 	acked   bool // stored, found while settling after a failure
-	mark    bool // a watermark, not a hit
+	mark    bool // a watermark (for key.id), not a hit
 }
 
 func newPublisher(c *fleet.Client, host, idBase string, maxHits, maxBytes int, log *slog.Logger, m *metrics) (*publisher, error) {
@@ -97,28 +99,49 @@ func (p *publisher) offer(k placeKey, dropped uint64, data []byte) bool {
 	return true
 }
 
-// offerMark queues an encoded watermark behind the hits offered before it,
-// unless the last thing queued is a watermark still waiting: during an
-// outage, watermarks do not pile up, and the one that leaves with the hits
-// says everything the others would have.
-func (p *publisher) offerMark(data []byte) {
+// offerMarks queues an encoded watermark for each of tracepoints, on each
+// one's subject (a reader of a tracepoint reads only its watermarks),
+// behind the hits offered before them, unless the last thing queued is a
+// watermark still waiting: during an outage, watermarks do not pile up,
+// and those that leave with the hits say everything the others would
+// have.
+func (p *publisher) offerMarks(tracepoints []string, data []byte) {
 	p.mu.Lock()
-	if n := len(p.queue); n > 0 && p.queue[n-1].mark {
+	p.marked = tracepoints
+	if n := len(p.queue); len(tracepoints) == 0 || n > 0 && p.queue[n-1].mark {
 		p.mu.Unlock()
 		return
 	}
-	p.enqueue(&outgoing{mark: true}, data)
+	for _, id := range tracepoints {
+		p.enqueueLocked(&outgoing{key: placeKey{id: id}, mark: true}, data)
+	}
+	p.mu.Unlock()
+	p.poke()
+}
+
+// markedTracepoints returns the tracepoints of the last watermarks offered.
+func (p *publisher) markedTracepoints() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.marked
 }
 
 // enqueue appends out with its message and wakes run. The lock must be
 // held; enqueue releases it.
 func (p *publisher) enqueue(out *outgoing, data []byte) {
+	p.enqueueLocked(out, data)
+	p.mu.Unlock()
+	p.poke()
+}
+
+// enqueueLocked appends out with its message. Lock should be held.
+func (p *publisher) enqueueLocked(out *outgoing, data []byte) {
 	p.seq++
 	id := p.idBase + strconv.FormatUint(p.seq, 10)
 	if out.mark {
-		out.msg = p.hits.MarkMsg(data, id)
+		out.msg = p.hits.MarkMsg(out.key.id, data, id)
 	} else {
-		out.msg = p.hits.Msg(data, id)
+		out.msg = p.hits.Msg(out.key.id, data, id)
 	}
 	p.queue = append(p.queue, out)
 	p.bytes += len(data)
@@ -126,7 +149,10 @@ func (p *publisher) enqueue(out *outgoing, data []byte) {
 		p.empty = make(chan struct{})
 	}
 	p.gauge()
-	p.mu.Unlock()
+}
+
+// poke wakes run.
+func (p *publisher) poke() {
 	select {
 	case p.wake <- struct{}{}:
 	default:

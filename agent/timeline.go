@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -175,7 +176,7 @@ func (a *Agent) runWatermarks(ctx context.Context) {
 	first := true
 	for {
 		if w := a.tk.watermark(a.cfg.Host, a.heldSince(), first); w != nil {
-			a.pub.offerMark(fleet.Encode(w))
+			a.pub.offerMarks(a.placedTracepoints(), fleet.Encode(w))
 			first = false
 		}
 		select {
@@ -184,6 +185,23 @@ func (a *Agent) runWatermarks(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// placedTracepoints returns the tracepoints placed in a process of the
+// host, sorted: those whose readers await the agent's watermarks. A
+// tracepoint that leaves gets none after: its readers have stopped, or
+// see the agent fall silent for it.
+func (a *Agent) placedTracepoints() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var ids []string
+	for k := range a.placed {
+		if !slices.Contains(ids, k.id) {
+			ids = append(ids, k.id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // heldSince returns the capture time of the oldest hit held while its

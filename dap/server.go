@@ -51,7 +51,8 @@ type Options struct {
 	// ConnectTimeout bounds connecting to NATS at attach (default 10s).
 	ConnectTimeout time.Duration
 	// ThreadsEvery is how often a session looks at the fleet for
-	// processes started or gone, to send thread events (default 2s).
+	// processes started or gone, besides whenever the host bucket says a
+	// host changed, to send thread events (default 30s).
 	ThreadsEvery time.Duration
 }
 
@@ -82,7 +83,7 @@ func NewServer(opts Options) *Server {
 		opts.ConnectTimeout = 10 * time.Second
 	}
 	if opts.ThreadsEvery <= 0 {
-		opts.ThreadsEvery = 2 * time.Second
+		opts.ThreadsEvery = 30 * time.Second
 	}
 	return &Server{opts: opts, connect: fleet.Connect}
 }

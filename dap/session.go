@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,7 +48,9 @@ type session struct {
 	clientArgs dap.InitializeRequestArguments
 	cfg        *AttachConfig
 	client     *fleet.Client
-	lease      *fleet.Lease // nil when persisting
+	hosts      *fleet.HostWatch      // the agents, as their heartbeats say
+	hits       *fleet.TimelineReader // the hits of the session's tracepoints
+	lease      *fleet.Lease          // nil when persisting
 	ws         *source.Workspace
 	repo       *source.Repo // the checkout's git repository; nil outside one
 	terminated bool
@@ -157,14 +160,25 @@ func (ss *session) onAttach(req *dap.AttachRequest) {
 	}
 	// Open the hit stream before any tracepoint exists, so no hit is missed.
 	// Through the timeline: hits in the order they ran, as every client
-	// shows them.
-	hits, err := c.Timeline(ss.ctx, fleet.HitOptions{}, fleet.TimelineOptions{})
+	// shows them. Filtered: the server sends the session the hits of its
+	// own tracepoints only (follow).
+	hits, err := c.Timeline(ss.ctx, fleet.HitOptions{Filtered: true}, fleet.TimelineOptions{})
 	if err != nil {
 		c.Close()
 		ss.sendError(req.Seq, req.Command, ErrConnecting, fmt.Sprintf("attach: %v", err))
 		return
 	}
-	ss.cfg, ss.client, ss.ws = cfg, c, ws
+	// The hosts are watched, not asked: the threads view and the mapping
+	// of lines ask profile.get only of the selected hosts whose processes
+	// changed.
+	hw, err := c.WatchHosts(ss.ctx, ss.srv.opts.Log)
+	if err != nil {
+		hits.Close()
+		c.Close()
+		ss.sendError(req.Seq, req.Command, ErrConnecting, fmt.Sprintf("attach: %v", err))
+		return
+	}
+	ss.cfg, ss.client, ss.ws, ss.hosts, ss.hits = cfg, c, ws, hw, hits
 	ss.repo, _ = source.OpenRepo(ws.Root) // no repository: lines are taken as they are
 	if !cfg.Persist {
 		ss.lease = c.NewLease(ss.srv.opts.LeaseTTL)
@@ -315,6 +329,12 @@ func (ss *session) replace(old, wants []*breakpoint) (keep []*breakpoint, result
 		bs[j] = wants[i]
 	}
 	locs := ss.locate(bs)
+	fids := make([]string, len(bs))
+	for j, b := range bs {
+		fids[j] = b.tracepoint
+	}
+	// Read their hits before they exist, so that none is missed.
+	ss.follow(ctx, fids)
 	for j, i := range fresh {
 		b := wants[i]
 		src := &dap.Source{Name: filepath.Base(b.file), Path: b.file}
@@ -336,7 +356,21 @@ func (ss *session) replace(old, wants []*breakpoint) (keep []*breakpoint, result
 		ss.byTracepoint[b.tracepoint] = b
 	}
 	ss.mu.Unlock()
+	ss.follow(ctx, nil)
 	return keep, result, started
+}
+
+// follow makes the session's hit reader read the hits of its
+// breakpoints' tracepoints and of extra, about to be declared: the server
+// filters, so the session receives no hit of another's tracepoint.
+func (ss *session) follow(ctx context.Context, extra []string) {
+	ss.mu.Lock()
+	ids := slices.Collect(maps.Keys(ss.byTracepoint))
+	ss.mu.Unlock()
+	ids = append(ids, extra...)
+	if err := ss.hits.SetTracepoints(ctx, ids); err != nil {
+		ss.srv.opts.Log.Warn("reading the hits of the session's tracepoints", "err", err)
+	}
 }
 
 // start starts the status watchers of new breakpoints.
@@ -405,12 +439,12 @@ func (ss *session) locate(bs []*breakpoint) []fleet.Location {
 	if len(lines) == 0 {
 		return locs
 	}
-	// Each host answers its profile within 5 s (fleet.Client.Hosts); an
+	// Each host answers its profile within 5 s (fleet.HostWatch); an
 	// agent busy attaching on a loaded machine takes seconds, and without
 	// the revisions the line would go out unmapped.
 	ctx, cancel := context.WithTimeout(ss.ctx, 10*time.Second)
 	defer cancel()
-	res := source.Resolve(ctx, ss.client, ss.repo, lines)
+	res := source.Resolve(ctx, selectedHosts{ss}, ss.repo, lines)
 	if res.FleetErr != nil {
 		ss.srv.opts.Log.Warn("mapping breakpoints into the fleet's revisions", "err", res.FleetErr)
 	}
@@ -685,9 +719,18 @@ func threadName(host string, p *fleet.Process) string {
 	return fmt.Sprintf("%s @ %s (pid %d%s)", filepath.Base(p.Exe), host, p.Pid, rev)
 }
 
+// selectedHosts are the hosts the session's configuration selects, with
+// their profiles: what source.Resolve asks of the fleet.
+type selectedHosts struct{ ss *session }
+
+func (s selectedHosts) Hosts(ctx context.Context) ([]fleet.HostEntry, error) {
+	sel := fleet.Selector{Hosts: s.ss.cfg.Hosts}
+	return s.ss.hosts.Profiles(ctx, sel.MatchHost)
+}
+
 // processes lists the threads the configuration selects, sorted by id.
 func (ss *session) processes(ctx context.Context) ([]dap.Thread, error) {
-	hosts, err := ss.client.Hosts(ctx)
+	hosts, err := selectedHosts{ss}.Hosts(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -734,8 +777,11 @@ func (ss *session) onThreads(req *dap.ThreadsRequest) {
 	ss.send(&dap.ThreadsResponse{Response: ss.response(&req.Request), Body: dap.ThreadsResponseBody{Threads: threads}})
 }
 
-// watchThreads sends thread events as matching processes come and go.
+// watchThreads sends thread events as matching processes come and go:
+// it looks again whenever the host watch says a host changed, and at
+// least every ThreadsEvery.
 func (ss *session) watchThreads() {
+	defer ss.hosts.Stop()
 	known := make(map[int]bool)
 	t := time.NewTicker(ss.srv.opts.ThreadsEvery)
 	defer t.Stop()
@@ -761,6 +807,7 @@ func (ss *session) watchThreads() {
 		select {
 		case <-ss.ctx.Done():
 			return
+		case <-ss.hosts.Changed():
 		case <-t.C:
 		}
 	}
@@ -792,7 +839,7 @@ func (ss *session) onEvaluate(req *dap.EvaluateRequest) {
 		}
 		ctx, cancel := context.WithTimeout(ss.ctx, 10*time.Second)
 		defer cancel()
-		hosts, err := ss.client.Hosts(ctx)
+		hosts, err := ss.hostsView(ctx)
 		if err != nil {
 			fail(fmt.Sprintf("hosts: %v", err))
 			return
@@ -827,6 +874,26 @@ func (ss *session) onEvaluate(req *dap.EvaluateRequest) {
 	ss.send(&dap.EvaluateResponse{Response: ss.response(&req.Request), Body: dap.EvaluateResponseBody{Result: result}})
 }
 
+// hostsView lists every host, with the profiles of those the
+// configuration selects: the others are only named.
+func (ss *session) hostsView(ctx context.Context) ([]fleet.HostEntry, error) {
+	selected, err := selectedHosts{ss}.Hosts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string]fleet.HostEntry, len(selected))
+	for _, h := range selected {
+		byName[h.Name] = h
+	}
+	all := ss.hosts.List()
+	for i, h := range all {
+		if p, ok := byName[h.Name]; ok {
+			all[i] = p
+		}
+	}
+	return all, nil
+}
+
 func (ss *session) renderHosts(hosts []fleet.HostEntry) string {
 	if len(hosts) == 0 {
 		return "no agent has reported: start `riptrace agent` on the hosts to trace"
@@ -840,6 +907,9 @@ func (ss *session) renderHosts(hosts []fleet.HostEntry) string {
 			continue
 		case !sel.MatchHost(h.Name):
 			fmt.Fprintf(&sb, "%s: not selected by \"hosts\"\n", h.Name)
+			continue
+		case h.Profile == nil:
+			fmt.Fprintf(&sb, "%s: came as it was listed; ask again for its processes\n", h.Name)
 			continue
 		}
 		n := 0

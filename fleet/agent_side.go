@@ -114,21 +114,29 @@ type SpecWatch struct {
 	events chan SpecEvent
 	cancel context.CancelFunc
 	done   chan struct{}
+	kv     jetstream.KeyValue // the bucket watched
+	what   string             // its name in logs
 }
 
 // WatchSpecs starts watching the declared tracepoints until ctx ends or
 // Stop is called. log receives the rewatches.
 func (c *Client) WatchSpecs(ctx context.Context, log *slog.Logger) (*SpecWatch, error) {
+	return c.watchBucket(ctx, c.tps, "tracepoint bucket", log)
+}
+
+// watchBucket watches every key of kv as WatchSpecs does the tracepoint
+// bucket; what names the bucket in errors and logs.
+func (c *Client) watchBucket(ctx context.Context, kv jetstream.KeyValue, what string, log *slog.Logger) (*SpecWatch, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	// Listening before the first watch, so that no reconnect goes unseen.
 	reconnected := c.nc.StatusChanged(nats.CONNECTED)
-	w, err := c.tps.WatchAll(ctx)
+	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		c.nc.RemoveStatusListener(reconnected)
 		cancel()
-		return nil, fmt.Errorf("watching the tracepoint bucket: %w", err)
+		return nil, fmt.Errorf("watching the %s: %w", what, err)
 	}
-	sw := &SpecWatch{events: make(chan SpecEvent), cancel: cancel, done: make(chan struct{})}
+	sw := &SpecWatch{events: make(chan SpecEvent), cancel: cancel, done: make(chan struct{}), kv: kv, what: what}
 	go sw.run(ctx, c, w, reconnected, log)
 	return sw, nil
 }
@@ -175,7 +183,7 @@ func (sw *SpecWatch) run(ctx context.Context, c *Client, w jetstream.KeyWatcher,
 					return
 				}
 				// Its consumer is gone (the server lost it): watch again.
-				log.Warn("the tracepoint bucket watcher stopped; watching again")
+				log.Warn("the " + sw.what + " watcher stopped; watching again")
 				updates, rewatch = nil, true
 				break
 			}
@@ -199,9 +207,9 @@ func (sw *SpecWatch) run(ctx context.Context, c *Client, w jetstream.KeyWatcher,
 		case <-retry.C:
 		}
 		if rewatch {
-			nw, err := c.tps.WatchAll(ctx)
+			nw, err := sw.kv.WatchAll(ctx)
 			if err != nil {
-				log.Warn("watching the tracepoint bucket again; retrying", "err", err)
+				log.Warn("watching the "+sw.what+" again; retrying", "err", err)
 				retry.Reset(rewatchEvery)
 				continue
 			}
@@ -268,9 +276,9 @@ func (c *Client) Probe() error {
 // HitPublisher publishes one host's hits to the hit stream asynchronously:
 // the agent's publisher keeps them in order and through outages.
 type HitPublisher struct {
-	js          jetstream.JetStream
-	subject     string
-	markSubject string
+	js   jetstream.JetStream
+	subj Subjects
+	host string
 }
 
 // NewHitPublisher returns the publisher of host's hits: at most maxPending
@@ -282,21 +290,23 @@ func (c *Client) NewHitPublisher(host string, ackTimeout time.Duration, maxPendi
 	if err != nil {
 		return nil, fmt.Errorf("opening JetStream for publishing hits: %w", err)
 	}
-	return &HitPublisher{js: js, subject: c.subj.Trace(host), markSubject: c.subj.Watermark(host)}, nil
+	return &HitPublisher{js: js, subj: c.subj, host: host}, nil
 }
 
-// Msg is the message of one encoded hit; id is its message id, by which
-// the stream stores a hit sent twice once.
-func (p *HitPublisher) Msg(data []byte, id string) *nats.Msg {
-	msg := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, id)
-	return msg
+// Msg is the message of one encoded hit of tracepoint; id is its message
+// id, by which the stream stores a hit sent twice once.
+func (p *HitPublisher) Msg(tracepoint string, data []byte, id string) *nats.Msg {
+	return streamMsg(p.subj.Trace(p.host, tracepoint), data, id)
 }
 
-// MarkMsg is the message of one encoded watermark, published among the
-// hits (see Timeline).
-func (p *HitPublisher) MarkMsg(data []byte, id string) *nats.Msg {
-	msg := &nats.Msg{Subject: p.markSubject, Data: data, Header: nats.Header{}}
+// MarkMsg is the message of one encoded watermark for tracepoint,
+// published among its hits (see Timeline).
+func (p *HitPublisher) MarkMsg(tracepoint string, data []byte, id string) *nats.Msg {
+	return streamMsg(p.subj.Watermark(p.host, tracepoint), data, id)
+}
+
+func streamMsg(subject string, data []byte, id string) *nats.Msg {
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, id)
 	return msg
 }
@@ -311,7 +321,7 @@ func (p *HitPublisher) Publish(msg *nats.Msg) (jetstream.PubAckFuture, error) {
 // and waits for the stream's ack. Agents publish through a HitPublisher;
 // this is for tools and tests that bring hits of their own.
 func (c *Client) PublishHit(ctx context.Context, h *Hit) error {
-	if _, err := c.js.Publish(ctx, c.subj.Trace(h.Host), Encode(h)); err != nil {
+	if _, err := c.js.Publish(ctx, c.subj.Trace(h.Host, h.Tracepoint), Encode(h)); err != nil {
 		return fmt.Errorf("publishing a hit of host %s: %w", h.Host, err)
 	}
 	return nil

@@ -67,9 +67,9 @@ func (s Subjects) explain(op, subject string) string {
 	if len(t) == 4 && t[0] == s.Prefix {
 		host := t[1]
 		switch {
-		case t[2] == "debugger" && t[3] == "trace" && op == "publish":
+		case (t[2] == "hits" || t[2] == "marks") && op == "publish":
 			return fmt.Sprintf("hits are published only by the agent of host %s", host)
-		case t[2] == "debugger" && t[3] == "trace":
+		case t[2] == "hits" || t[2] == "marks":
 			return "hits are read from the stream " + s.HitStream() + ", not from this subject"
 		case op == "subscribe":
 			return fmt.Sprintf("only the agent of host %s serves its requests", host)

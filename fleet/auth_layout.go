@@ -94,8 +94,8 @@ func read(stream string) []string {
 func (s Subjects) AgentPermissions(host string) Permissions {
 	h := Token(host)
 	pub := []string{
-		s.Trace(h),
-		s.Watermark(h),
+		s.Trace(h, "*"),
+		s.Watermark(h, "*"),
 		s.Clock(),
 		"$KV." + s.StatusBucket() + ".*." + h + ".*", // StatusKey(tracepoint, host, pid)
 		"$KV." + s.HostBucket() + "." + h,

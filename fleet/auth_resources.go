@@ -15,11 +15,11 @@ var createPatterns = []string{"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.
 // openResources creates or updates the hit stream and the buckets, as
 // ensureResources does; a user whom the permission layout does not let
 // create them (every role but the server's) binds the existing ones instead.
-func openResources(ctx context.Context, js jetstream.JetStream, subj Subjects, w *permWatch) (tps, status, hosts jetstream.KeyValue, err error) {
+func openResources(ctx context.Context, js jetstream.JetStream, subj Subjects, w *permWatch, replicas int) (tps, status, hosts jetstream.KeyValue, err error) {
 	cctx, release := w.watch(ctx, true, true, createPatterns)
 	// A refused inbox fails at once: no reply, even a refusal, could come.
 	ictx, irelease := w.guard(cctx, w.replies())
-	tps, status, hosts, err = ensureResources(ictx, js, subj)
+	tps, status, hosts, err = ensureResources(ictx, js, subj, replicas)
 	irelease()
 	release()
 	var pe *PermissionError

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
@@ -24,41 +23,8 @@ import (
 // allowed to create them does, and no clock is served (agents' hits are
 // then placed in the timeline by their arrival, marked uncertain).
 func StartServerOptions(ctx context.Context, opts *server.Options, prefix string) (*Server, error) {
-	opts.JetStream = true
-	if opts.ServerName == "" {
-		opts.ServerName = "riptrace"
-	}
-	login, err := setupLogin(opts, prefix)
-	if err != nil {
-		return nil, err
-	}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("configuring nats-server: %w", err)
-	}
-	if !opts.NoLog {
-		ns.ConfigureLogger()
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		return nil, fmt.Errorf("nats-server did not accept connections on %s:%d within 10s: is the port in use (pick another with --listen)? Run with -v to see nats-server's log", opts.Host, opts.Port)
-	}
-	s := &Server{Server: ns}
-	if login == nil {
-		return s, nil
-	}
-	c, err := Connect(ctx, "", ClientOptions{Prefix: prefix, Name: "riptrace-server", NATS: append(login, nats.InProcessServer(ns))})
-	if err != nil {
-		ns.Shutdown()
-		return nil, fmt.Errorf("creating the hit stream and buckets: %w", err)
-	}
-	if err := s.serveClock(c); err != nil {
-		c.Close()
-		ns.Shutdown()
-		return nil, err
-	}
-	return s, nil
+	opts.JetStream = opts.JetStream || len(opts.LeafNode.Remotes) == 0
+	return startServer(ctx, opts, prefix, 0)
 }
 
 // setupLogin returns how the server's own connection logs in, adding a user

@@ -133,7 +133,7 @@ func TestAuthLayoutRoles(t *testing.T) {
 		t.Errorf("the editor was refused: %v", err)
 	}
 	// The agent publishes its host's hits and heartbeat, not another's.
-	if _, err := agent.JetStream().Publish(ctx, subj.Trace("h1"), []byte("{}")); err != nil {
+	if _, err := agent.JetStream().Publish(ctx, subj.Trace("h1", "tp-1"), []byte("{}")); err != nil {
 		t.Errorf("publishing h1's hits as its agent: %v", err)
 	}
 	if _, err := agent.HostKV().Put(ctx, "h1", []byte("{}")); err != nil {
@@ -227,7 +227,7 @@ func TestAuthInboxPrefixes(t *testing.T) {
 		t.Fatalf("reading hits: %v", err)
 	}
 	defer r.Close()
-	if _, err := agent.JetStream().Publish(ctx, subj.Trace("h1"), fleet.Encode(&fleet.Hit{Tracepoint: "tp-1", Host: "h1", Pid: 7})); err != nil {
+	if _, err := agent.JetStream().Publish(ctx, subj.Trace("h1", "tp-1"), fleet.Encode(&fleet.Hit{Tracepoint: "tp-1", Host: "h1", Pid: 7})); err != nil {
 		t.Fatalf("publishing a hit as the agent: %v", err)
 	}
 	if h, err := r.Next(ctx); err != nil || h.Pid != 7 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +23,10 @@ type ClientOptions struct {
 	Name        string        // connection name shown by the server
 	Credentials Credentials   // as whom, and how the server is trusted
 	NATS        []nats.Option // more options, after those of Credentials
+	// Replicas is the replication of the hit stream and buckets if this
+	// client creates them; 0 leaves what exists, and creates them at 1.
+	// An existing stream or bucket is scaled up to it, never down.
+	Replicas int
 }
 
 // Client is the fleet API used by the CLI, the debug adapter and the language
@@ -54,7 +57,7 @@ func Connect(ctx context.Context, url string, opts ClientOptions) (*Client, erro
 	if err != nil {
 		return nil, connectError(url, nopts, err)
 	}
-	c, err := NewClient(ctx, nc, opts.Prefix)
+	c, err := newClient(ctx, nc, opts.Prefix, opts.Replicas)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -64,13 +67,17 @@ func Connect(ctx context.Context, url string, opts ClientOptions) (*Client, erro
 
 // NewClient wraps an existing connection; Close does not close nc.
 func NewClient(ctx context.Context, nc *nats.Conn, prefix string) (*Client, error) {
+	return newClient(ctx, nc, prefix, 0)
+}
+
+func newClient(ctx context.Context, nc *nats.Conn, prefix string, replicas int) (*Client, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("opening JetStream: %w", err)
 	}
 	subj := NewSubjects(prefix)
 	perms := watchPermissions(nc, subj)
-	tps, status, hosts, err := openResources(ctx, js, subj, perms)
+	tps, status, hosts, err := openResources(ctx, js, subj, perms, replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +178,9 @@ type HostEntry struct {
 }
 
 // Hosts lists every agent that sent a heartbeat within the host bucket's
-// TTL, asking each live one for its profile. An agent whose heartbeat is
+// TTL, asking each live one for its profile: for a one-off listing. A
+// client that lists hosts again and again, or needs only some, keeps a
+// HostWatch instead. An agent whose heartbeat is
 // older than three periods, or that does not answer, is marked Gone.
 func (c *Client) Hosts(ctx context.Context) ([]HostEntry, error) {
 	gctx, release := c.perms.guard(ctx, c.perms.jsPatterns()...)
@@ -191,12 +200,12 @@ func (c *Client) Hosts(ctx context.Context) ([]HostEntry, error) {
 			entries = append(entries, HostEntry{Name: key, Gone: true, Error: err.Error()})
 			continue
 		}
-		stale := time.Since(hb.Updated) > 3*time.Duration(hb.Every)
+		stale := time.Since(hb.Updated) > staleAfter*time.Duration(hb.Every)
 		// The key is the host: only its agent may write it. The body says
 		// whatever its writer put there.
 		entry := HostEntry{Name: key, LastSeen: hb.Updated, Gone: stale}
 		if hb.Host != key {
-			entry.Error = fmt.Sprintf("the heartbeat under key %s names host %q: it is listed under its key, which only host %s's agent may write. Check that agent's --host, or who holds its credentials", key, hb.Host, key)
+			entry.Error = hostMismatch(key, hb.Host)
 		}
 		entries = append(entries, entry)
 	}
@@ -331,65 +340,6 @@ func parseStatusKey(key string, s *Status) {
 	s.Pid, _ = strconv.Atoi(parts[2])
 }
 
-// HitOptions choose which hits a HitReader returns.
-type HitOptions struct {
-	// Tracepoints keeps only hits of these ids; empty keeps all.
-	Tracepoints []string
-	// Replay starts at the beginning of the retained history; otherwise
-	// reading starts with hits published after the reader opens.
-	Replay bool
-	// Since starts at the first hit stored at or after this time.
-	Since time.Time
-	// StartSeq starts at this stream sequence.
-	StartSeq uint64
-	// Until ends the reading after this stream sequence: Next then
-	// returns io.EOF. 0 reads on.
-	Until uint64
-}
-
-// HitReader reads hits in stream order.
-type HitReader struct {
-	subj  Subjects
-	cons  jetstream.Consumer
-	iter  jetstream.MessagesContext
-	want  map[string]bool
-	until uint64
-	done  bool // read up to until
-	close sync.Once
-}
-
-// Hits opens a reader on the hit stream. Every reader sees hits in the same
-// order: the stream's.
-func (c *Client) Hits(ctx context.Context, opts HitOptions) (*HitReader, error) {
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}
-	switch {
-	case opts.StartSeq > 0:
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, opts.StartSeq
-	case !opts.Since.IsZero():
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &opts.Since
-	case opts.Replay:
-		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
-	}
-	gctx, release := c.perms.guard(ctx, c.perms.jsPatterns()...)
-	defer release()
-	cons, err := c.js.OrderedConsumer(gctx, c.subj.HitStream(), cfg)
-	if err != nil {
-		return nil, fmt.Errorf("opening the hit stream: %w", denied(gctx, err))
-	}
-	iter, err := cons.Messages()
-	if err != nil {
-		return nil, fmt.Errorf("reading the hit stream: %w", denied(gctx, err))
-	}
-	r := &HitReader{subj: c.subj, cons: cons, iter: iter, until: opts.Until}
-	if len(opts.Tracepoints) > 0 {
-		r.want = make(map[string]bool)
-		for _, id := range opts.Tracepoints {
-			r.want[id] = true
-		}
-	}
-	return r, nil
-}
-
 // HitStreamEnd returns the sequence of the last message in the hit stream
 // (0 if it is empty): a replay reads up to it (HitOptions.Until).
 func (c *Client) HitStreamEnd(ctx context.Context) (uint64, error) {
@@ -400,60 +350,6 @@ func (c *Client) HitStreamEnd(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("reading where the hit stream ends: %w", denied(gctx, err))
 	}
 	return st.CachedInfo().State.LastSeq, nil
-}
-
-// Next returns the next hit, skipping the agents' watermarks. A malformed
-// message in the stream comes back as an *Error naming its sequence; the
-// reader stays usable. After Close, Next returns
-// jetstream.ErrMsgIteratorClosed.
-func (r *HitReader) Next(ctx context.Context) (Hit, error) {
-	for {
-		h, w, err := r.NextMessage(ctx)
-		if err != nil || w == nil {
-			return h, err
-		}
-	}
-}
-
-// NextMessage returns the next hit, or the next watermark (w not nil), in
-// stream order. Watermarks are never filtered out: the timeline needs
-// every agent's.
-func (r *HitReader) NextMessage(ctx context.Context) (h Hit, w *Watermark, err error) {
-	for {
-		if r.done {
-			return Hit{}, nil, io.EOF
-		}
-		msg, err := r.iter.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			return Hit{}, nil, err
-		}
-		md, err := msg.Metadata()
-		if err != nil {
-			return Hit{}, nil, fmt.Errorf("reading hit metadata: %w", err)
-		}
-		r.done = r.until > 0 && md.Sequence.Stream >= r.until
-		if r.subj.IsWatermark(msg.Subject()) {
-			var w Watermark
-			if err := Decode(msg.Data(), "watermark", &w); err != nil {
-				return Hit{}, nil, Errorf(AsError(err).Code, "watermark #%d on %s: %v", md.Sequence.Stream, msg.Subject(), err)
-			}
-			w.Seq, w.ServerTime = md.Sequence.Stream, md.Timestamp
-			// As for hits: only the host's agent may publish on its
-			// subject, whatever the body says.
-			w.Host = strings.TrimSuffix(strings.TrimPrefix(msg.Subject(), r.subj.Prefix+"."), ".debugger.watermark")
-			return Hit{}, &w, nil
-		}
-		var h Hit
-		if err := Decode(msg.Data(), "hit", &h); err != nil {
-			return Hit{}, nil, Errorf(AsError(err).Code, "hit #%d on %s: %v", md.Sequence.Stream, msg.Subject(), err)
-		}
-		if r.want != nil && !r.want[h.Tracepoint] {
-			continue
-		}
-		h.Seq, h.ServerTime = md.Sequence.Stream, md.Timestamp
-		markHost(&h, r.subj, msg.Subject())
-		return h, nil, nil
-	}
 }
 
 // markHost makes the host of the subject a hit came on its host: only that
@@ -468,9 +364,4 @@ func markHost(h *Hit, subj Subjects, subject string) {
 		h.Errors = append(h.Errors, fmt.Sprintf("this hit names host %q but was published on %s, which only host %s's agent may publish on: it is shown as %s's. Check that agent's configuration, or who holds its credentials", h.Host, subject, host, host))
 		h.Host = host
 	}
-}
-
-// Close stops the reader.
-func (r *HitReader) Close() {
-	r.close.Do(r.iter.Stop)
 }

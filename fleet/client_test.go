@@ -36,7 +36,7 @@ func TestHitsInStreamOrder(t *testing.T) {
 		go func() {
 			for i := range perHost {
 				h := fleet.Hit{Tracepoint: "tp", Host: host, Pid: i}
-				if err := c.Conn().Publish(c.Subjects().Trace(host), fleet.Encode(&h)); err != nil {
+				if err := c.Conn().Publish(c.Subjects().Trace(host, "tp"), fleet.Encode(&h)); err != nil {
 					errc <- err
 					return
 				}
@@ -50,11 +50,11 @@ func TestHitsInStreamOrder(t *testing.T) {
 		}
 	}
 	// A malformed message in the stream is reported, and reading goes on.
-	if err := c.Conn().Publish(c.Subjects().Trace("x"), []byte("{not json")); err != nil {
+	if err := c.Conn().Publish(c.Subjects().Trace("x", "tp"), []byte("{not json")); err != nil {
 		t.Fatal(err)
 	}
 	last := fleet.Hit{Tracepoint: "other", Host: "a"}
-	c.Conn().Publish(c.Subjects().Trace("a"), fleet.Encode(&last))
+	c.Conn().Publish(c.Subjects().Trace("a", "other"), fleet.Encode(&last))
 
 	read := func(r *fleet.HitReader, n int) []fleet.Hit {
 		var out []fleet.Hit
@@ -172,7 +172,7 @@ func TestEmbeddedServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := info.CachedInfo().Config.Subjects; len(got) != 2 || got[0] != "riptrace.*.debugger.trace" || got[1] != "riptrace.*.debugger.watermark" {
+	if got := info.CachedInfo().Config.Subjects; len(got) != 4 || got[0] != "riptrace.*.hits.*" || got[1] != "riptrace.*.marks.*" {
 		t.Fatalf("hit stream subjects = %v", got)
 	}
 	if _, err := fleet.StartServer(ctx, fleet.ServerConfig{Listen: "nonsense"}); err == nil || !strings.Contains(err.Error(), "HOST:PORT") {

@@ -9,8 +9,9 @@
 // ([Client.ServeHost], see [Subjects]), watch the declared tracepoints in a
 // JetStream key-value bucket ([Client.WatchSpecs], which resyncs after
 // reconnects), report per-process status in a second bucket
-// ([Client.PutStatus]) and their heartbeat in a third, compare their clock
-// with the server's ([Client.AskClock], [Clock]), and publish hits and
+// ([Client.PutStatus]) and their heartbeat in a third, which clients
+// follow with [Client.WatchHosts] instead of asking every agent, compare
+// their clock with the server's ([Client.AskClock], [Clock]), and publish hits and
 // watermarks ([HitPublisher]) into a JetStream stream, in the order they
 // arrive. Clients read it through [Timeline], which puts the hits in the
 // order they ran: every client shows the same order. Every front end logs

@@ -53,7 +53,7 @@ func TestForgedHost(t *testing.T) {
 	defer r.Close()
 	for _, host := range []string{"rel-b", "rel-a"} {
 		hit := fleet.Hit{Tracepoint: "tp", Host: host, Pid: 7, File: "main.go", Line: 3}
-		if _, err := relA.JetStream().Publish(ctx, subj.Trace("rel-a"), fleet.Encode(&hit)); err != nil {
+		if _, err := relA.JetStream().Publish(ctx, subj.Trace("rel-a", "tp"), fleet.Encode(&hit)); err != nil {
 			t.Fatalf("publishing as rel-a: %v", err)
 		}
 	}
@@ -61,7 +61,7 @@ func TestForgedHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if forged.Host != "rel-a" || len(forged.Errors) != 1 || !strings.Contains(forged.Errors[0], `this hit names host "rel-b" but was published on riptrace.rel-a.debugger.trace`) {
+	if forged.Host != "rel-a" || len(forged.Errors) != 1 || !strings.Contains(forged.Errors[0], `this hit names host "rel-b" but was published on riptrace.rel-a.hits.tp`) {
 		t.Errorf("a hit rel-a published naming rel-b reads as host %q, errors %q; want rel-a's, marked", forged.Host, forged.Errors)
 	}
 	honest, err := r.Next(ctx)

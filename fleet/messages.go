@@ -2,20 +2,49 @@ package fleet
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"go/parser"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// Version is the version of every message this package writes. Receivers
-// refuse other versions with CodeBadVersion.
+// Version is the version of the messages this package writes, but for
+// those at HitVersion. Receivers refuse other versions with
+// CodeBadVersion, saying which side to upgrade.
 const Version = 1
+
+// HitVersion is the version of hits, watermarks and heartbeats. Version 2
+// moved hits and watermarks to subjects that name their tracepoint
+// (Subjects.Trace) and gave the heartbeat its Digest: an agent of version
+// 1 publishes where filtered readers do not look, so each side refuses the
+// other's hits and heartbeats and says whom to upgrade, rather than a
+// client waiting for hits that go elsewhere. Specs, statuses and the
+// requests did not change.
+const HitVersion = 2
+
+func (h *Hit) stamp()       { h.V = HitVersion }
+func (w *Watermark) stamp() { w.V = HitVersion }
+func (h *Heartbeat) stamp() { h.V = HitVersion }
+
+func (*Hit) wireVersion() int       { return HitVersion }
+func (*Watermark) wireVersion() int { return HitVersion }
+func (*Heartbeat) wireVersion() int { return HitVersion }
+
+// versionOf is the version a message of v's type must have.
+func versionOf(v any) int {
+	if w, ok := v.(interface{ wireVersion() int }); ok {
+		return w.wireVersion()
+	}
+	return Version
+}
 
 // Error codes carried by Error. They are stable: clients may switch on them.
 const (
@@ -524,6 +553,23 @@ type Heartbeat struct {
 	Host    string    `json:"host"`
 	Updated time.Time `json:"updated"`
 	Every   Duration  `json:"every"`
+	// Digest changes whenever the host's managed processes do (one comes
+	// or goes, or runs another revision): a client that holds the host's
+	// profile asks for it again only then (HostWatch).
+	Digest string `json:"digest,omitempty"`
+}
+
+// ProcessDigest is the Digest of a heartbeat for these processes: a hash
+// of what a client shows of each (pid, executable, module, main package,
+// revision), the same whatever their order.
+func ProcessDigest(procs []*Process) string {
+	lines := make([]string, len(procs))
+	for i, p := range procs {
+		lines[i] = fmt.Sprintf("%d\x00%s\x00%s\x00%s\x00%s\x00%t", p.Pid, p.Exe, p.Module, p.MainPackage, p.Revision, p.Modified)
+	}
+	slices.Sort(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	return hex.EncodeToString(sum[:8])
 }
 
 // Request is the payload of profile.get (no fields but the version).
@@ -662,30 +708,31 @@ func Encode(v Message) []byte {
 // current version with no unknown fields. what names the message in errors
 // ("tracepoint spec", "attach request").
 func Decode(data []byte, what string, v any) error {
+	version := versionOf(v)
 	// The common case, a good message of this version, is parsed once; only
 	// a failure pays for working out which error to report.
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err == nil && onlySpace(data[dec.InputOffset():]) {
-		if h, ok := v.(interface{ version() int }); ok && h.version() == Version {
+		if h, ok := v.(interface{ version() int }); ok && h.version() == version {
 			return nil
 		}
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return Errorf(CodeBadRequest, "empty %s: send a JSON object with \"v\": %d", what, Version)
+		return Errorf(CodeBadRequest, "empty %s: send a JSON object with \"v\": %d", what, version)
 	}
 	var head struct {
 		V *int `json:"v"`
 	}
 	// Unmarshal also refuses trailing data after the object.
 	if err := json.Unmarshal(data, &head); err != nil {
-		return Errorf(CodeBadRequest, "malformed %s: %v (send a JSON object with \"v\": %d)", what, err, Version)
+		return Errorf(CodeBadRequest, "malformed %s: %v (send a JSON object with \"v\": %d)", what, err, version)
 	}
 	if head.V == nil {
-		return Errorf(CodeBadRequest, "%s has no version: add \"v\": %d", what, Version)
+		return Errorf(CodeBadRequest, "%s has no version: add \"v\": %d", what, version)
 	}
-	if *head.V != Version {
-		return Errorf(CodeBadVersion, "%s has version %d, this side speaks version %d: upgrade the older of the two", what, *head.V, Version)
+	if *head.V != version {
+		return Errorf(CodeBadVersion, "%s has version %d, this side speaks version %d: upgrade the older of the two", what, *head.V, version)
 	}
 	dec = json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

@@ -41,8 +41,19 @@ func TestEncodeStampsVersion(t *testing.T) {
 	if err := Decode(Encode(&h), "hit", &back); err != nil {
 		t.Fatal(err)
 	}
-	if back.V != Version || back.Tracepoint != "t1" || back.Args[0].Value != "1" {
+	if back.V != HitVersion || back.Tracepoint != "t1" || back.Args[0].Value != "1" {
 		t.Fatalf("round trip = %+v", back)
+	}
+	// A hit of the version before, and a spec of the hits' version, are
+	// refused saying which version each side speaks.
+	err := Decode([]byte(`{"v":1,"tracepoint":"t1"}`), "hit", &back)
+	if e := AsError(err); e == nil || e.Code != CodeBadVersion || !strings.Contains(e.Message, "hit has version 1, this side speaks version 2") {
+		t.Fatalf("a version 1 hit: %v", err)
+	}
+	var spec Spec
+	err = Decode([]byte(`{"v":2,"id":"t1"}`), "tracepoint spec", &spec)
+	if e := AsError(err); e == nil || e.Code != CodeBadVersion || !strings.Contains(e.Message, "speaks version 1") {
+		t.Fatalf("a version 2 spec: %v", err)
 	}
 }
 

@@ -48,44 +48,77 @@ func (s Subjects) ClearTracepoint(host string) string {
 	return fmt.Sprintf("%s.%s.debugger.clearTracepoint", s.Prefix, host)
 }
 
-// Trace is the subject an agent publishes its hits on.
-func (s Subjects) Trace(host string) string {
-	return fmt.Sprintf("%s.%s.debugger.trace", s.Prefix, host)
+// Trace is the subject an agent publishes the hits of one tracepoint on:
+// P.<host>.hits.<tracepoint>. Naming the tracepoint lets every reader ask
+// the server for only its own (a filtered consumer, TraceOf): a client
+// receives no hit of another's tracepoint, and a debug session tracing
+// three agents of a thousand reads what those three send.
+func (s Subjects) Trace(host, tracepoint string) string {
+	return fmt.Sprintf("%s.%s.hits.%s", s.Prefix, host, tracepoint)
 }
+
+// TraceOf matches the hits of one tracepoint, from every host.
+func (s Subjects) TraceOf(tracepoint string) string {
+	return fmt.Sprintf("%s.*.hits.%s", s.Prefix, tracepoint)
+}
+
+// TraceAll matches every hit; the hit stream captures it.
+func (s Subjects) TraceAll() string { return s.Prefix + ".*.hits.*" }
 
 // TraceHost returns the host of a subject made by Trace. The server lets
 // only that host's agent publish on it (see AgentPermissions), so readers take
 // a hit's host from here, never from the hit's body.
 func (s Subjects) TraceHost(subject string) (string, bool) {
-	host, ok := strings.CutPrefix(subject, s.Prefix+".")
+	return s.hostOf(subject, "hits")
+}
+
+// hostOf returns the host of P.<host>.<kind>.<tracepoint>.
+func (s Subjects) hostOf(subject, kind string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, s.Prefix+".")
 	if !ok {
 		return "", false
 	}
-	host, ok = strings.CutSuffix(host, ".debugger.trace")
-	if !ok || host == "" || strings.Contains(host, ".") {
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 || parts[1] != kind || parts[0] == "" || parts[2] == "" {
 		return "", false
 	}
-	return host, true
+	return parts[0], true
 }
 
-// TraceAll matches the hits of every host; the hit stream captures it.
-func (s Subjects) TraceAll() string { return s.Prefix + ".*.debugger.trace" }
-
-// Watermark is the subject an agent publishes its watermarks on, into the
-// hit stream beside its hits, so that every reader sees them in the same
-// place among the hits (see Timeline).
-func (s Subjects) Watermark(host string) string {
-	return fmt.Sprintf("%s.%s.debugger.watermark", s.Prefix, host)
+// Watermark is the subject an agent publishes its watermarks for one
+// tracepoint on, into the hit stream beside that tracepoint's hits, so
+// that a reader of the tracepoint sees them in the same place among its
+// hits (see Timeline) and no other agent's.
+func (s Subjects) Watermark(host, tracepoint string) string {
+	return fmt.Sprintf("%s.%s.marks.%s", s.Prefix, host, tracepoint)
 }
 
-// WatermarkAll matches the watermarks of every host; the hit stream
-// captures it.
-func (s Subjects) WatermarkAll() string { return s.Prefix + ".*.debugger.watermark" }
+// WatermarkOf matches the watermarks for one tracepoint, from every host.
+func (s Subjects) WatermarkOf(tracepoint string) string {
+	return fmt.Sprintf("%s.*.marks.%s", s.Prefix, tracepoint)
+}
+
+// WatermarkAll matches every watermark; the hit stream captures it.
+func (s Subjects) WatermarkAll() string { return s.Prefix + ".*.marks.*" }
+
+// WatermarkHost returns the host of a subject made by Watermark.
+func (s Subjects) WatermarkHost(subject string) (string, bool) {
+	return s.hostOf(subject, "marks")
+}
 
 // IsWatermark tells a watermark's subject from a hit's.
 func (s Subjects) IsWatermark(subject string) bool {
-	return strings.HasPrefix(subject, s.Prefix+".") && strings.HasSuffix(subject, ".debugger.watermark")
+	_, ok := s.WatermarkHost(subject)
+	return ok
 }
+
+// LegacyTraceAll and LegacyWatermarkAll are where agents of wire version
+// 1 published, one subject per host. The hit stream still captures them,
+// so that such an agent's hits are not refused by the server but reach
+// the readers that read everything, which say what they do not
+// understand (see Version).
+func (s Subjects) LegacyTraceAll() string     { return s.Prefix + ".*.debugger.trace" }
+func (s Subjects) LegacyWatermarkAll() string { return s.Prefix + ".*.debugger.watermark" }
 
 // Clock is the request/reply subject on which the server answers its time,
 // the reference clock of the timeline.

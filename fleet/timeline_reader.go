@@ -105,5 +105,11 @@ func (tr *TimelineReader) Flush() []Placed {
 // Hosts returns what the timeline knows of each agent.
 func (tr *TimelineReader) Hosts() []TimelineHost { return tr.tl.Hosts() }
 
+// SetTracepoints changes the tracepoints of a reader opened with
+// HitOptions.Filtered (see HitReader.SetTracepoints).
+func (tr *TimelineReader) SetTracepoints(ctx context.Context, ids []string) error {
+	return tr.r.SetTracepoints(ctx, ids)
+}
+
 // Close stops the reader.
 func (tr *TimelineReader) Close() { tr.r.Close() }

@@ -126,7 +126,7 @@ func BenchmarkHitToRefresh(b *testing.B) {
 		h := syntheticHit(i)
 		h.Host, h.File, h.Line, h.Seq, h.ServerTime = "bench", file, 4, 0, time.Time{}
 		t0 := time.Now()
-		if _, err := hits.Publish(hits.Msg(fleet.Encode(&h), idBase+strconv.Itoa(i))); err != nil {
+		if _, err := hits.Publish(hits.Msg(h.Tracepoint, fleet.Encode(&h), idBase+strconv.Itoa(i))); err != nil {
 			b.Fatal(err)
 		}
 		select {
@@ -169,7 +169,7 @@ func publishHits(b *testing.B, c *fleet.Client, file string, n int) {
 	for i := 0; i < n; i++ {
 		h := syntheticHit(i)
 		h.Host, h.File, h.Line, h.Seq, h.ServerTime = "bench", file, 4, 0, time.Time{}
-		f, err := hits.Publish(hits.Msg(fleet.Encode(&h), idBase+strconv.Itoa(i)))
+		f, err := hits.Publish(hits.Msg(h.Tracepoint, fleet.Encode(&h), idBase+strconv.Itoa(i)))
 		if err != nil {
 			b.Fatal(err)
 		}

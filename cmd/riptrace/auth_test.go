@@ -150,10 +150,10 @@ func TestAuthLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pub.Publish(pub.Msg([]byte("{}"), t.Name())); err != nil {
+	if _, err := pub.Publish(pub.Msg("tp", []byte("{}"), t.Name())); err != nil {
 		t.Fatal(err)
 	}
-	want := `permission denied: user "editor" may not publish to riptrace.node-1.debugger.trace (hits are published only by the agent of host node-1)`
+	want := `permission denied: user "editor" may not publish to riptrace.node-1.hits.tp (hits are published only by the agent of host node-1)`
 	select {
 	case err := <-async:
 		if err.Error() != want+admin {

@@ -1,0 +1,273 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// HitOptions choose which hits a HitReader returns.
+type HitOptions struct {
+	// Tracepoints reads only the hits of these ids, and the watermarks
+	// for them (Subjects.Watermark): the server filters, so the reader
+	// receives nothing of another tracepoint. Empty reads every hit,
+	// unless Filtered.
+	Tracepoints []string
+	// Filtered reads only the hits of Tracepoints even while it is empty,
+	// that is nothing; HitReader.SetTracepoints changes them. For a
+	// reader whose tracepoints come and go, like a debug session.
+	Filtered bool
+	// Replay starts at the beginning of the retained history; otherwise
+	// reading starts with hits published after the reader opens.
+	Replay bool
+	// Since starts at the first hit stored at or after this time.
+	Since time.Time
+	// StartSeq starts at this stream sequence.
+	StartSeq uint64
+	// Until ends the reading after this stream sequence: Next then
+	// returns io.EOF. 0 reads on.
+	Until uint64
+}
+
+// HitReader reads hits in stream order. A filtered reader's tracepoints
+// can change while it reads (SetTracepoints): it goes on from the message
+// after the last it returned, so no hit of a tracepoint it keeps is lost
+// or read twice.
+type HitReader struct {
+	c        *Client
+	subj     Subjects
+	until    uint64
+	filtered bool
+	base     jetstream.OrderedConsumerConfig // where reading starts, before any message
+	wake     chan struct{}                   // cap 1: a consumer came while Next had none
+
+	// mu guards the fields below. Next does not hold it while it waits
+	// for a message.
+	mu     sync.Mutex
+	iter   jetstream.MessagesContext // nil while filtered on no tracepoint
+	gen    uint64                    // counts the consumers opened
+	want   map[string]bool           // nil: every tracepoint
+	next   uint64                    // the stream sequence after the last message returned; 0 before any
+	done   bool                      // read up to until
+	closed bool
+}
+
+// Hits opens a reader on the hit stream. Every reader sees hits in the same
+// order: the stream's.
+func (c *Client) Hits(ctx context.Context, opts HitOptions) (*HitReader, error) {
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}
+	switch {
+	case opts.StartSeq > 0:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, opts.StartSeq
+	case !opts.Since.IsZero():
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &opts.Since
+	case opts.Replay:
+		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	}
+	r := &HitReader{c: c, subj: c.subj, until: opts.Until, filtered: opts.Filtered || len(opts.Tracepoints) > 0, wake: make(chan struct{}, 1)}
+	if r.filtered && cfg.DeliverPolicy == jetstream.DeliverNewPolicy {
+		// "From now" is pinned to a sequence, so that a consumer opened
+		// later for other tracepoints starts here too, not later.
+		last, err := c.HitStreamEnd(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
+	}
+	r.base = cfg
+	if !r.filtered {
+		it, err := r.open(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		r.iter = it
+		return r, nil
+	}
+	if err := r.SetTracepoints(ctx, opts.Tracepoints); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// open opens an ordered consumer with cfg and starts reading it.
+func (r *HitReader) open(ctx context.Context, cfg jetstream.OrderedConsumerConfig) (jetstream.MessagesContext, error) {
+	gctx, release := r.c.perms.guard(ctx, r.c.perms.jsPatterns()...)
+	defer release()
+	cons, err := r.c.js.OrderedConsumer(gctx, r.subj.HitStream(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening the hit stream: %w", denied(gctx, err))
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return nil, fmt.Errorf("reading the hit stream: %w", denied(gctx, err))
+	}
+	return it, nil
+}
+
+// SetTracepoints makes a filtered reader read the hits of ids from the
+// message after the last it returned. Open the reader's tracepoints before
+// declaring them: a hit published in between is then read.
+func (r *HitReader) SetTracepoints(ctx context.Context, ids []string) error {
+	if !r.filtered {
+		return errors.New("setting the tracepoints of a reader of every hit: open it with HitOptions.Filtered")
+	}
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return jetstream.ErrMsgIteratorClosed
+	}
+	if r.want != nil && maps.Equal(want, r.want) {
+		return nil
+	}
+	var it jetstream.MessagesContext
+	if len(want) > 0 {
+		cfg := r.base
+		if r.next > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, r.next, nil
+		}
+		for id := range want {
+			cfg.FilterSubjects = append(cfg.FilterSubjects, r.subj.TraceOf(id), r.subj.WatermarkOf(id))
+		}
+		var err error
+		if it, err = r.open(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	if r.iter != nil {
+		r.iter.Stop()
+	}
+	r.iter, r.want = it, want
+	r.gen++
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Next returns the next hit, skipping the agents' watermarks. A malformed
+// message in the stream comes back as an *Error naming its sequence; the
+// reader stays usable. After Close, Next returns
+// jetstream.ErrMsgIteratorClosed.
+func (r *HitReader) Next(ctx context.Context) (Hit, error) {
+	for {
+		h, w, err := r.NextMessage(ctx)
+		if err != nil || w == nil {
+			return h, err
+		}
+	}
+}
+
+// NextMessage returns the next hit, or the next watermark (w not nil), in
+// stream order. A reader of every hit gets every agent's watermarks; a
+// filtered one those for its tracepoints.
+func (r *HitReader) NextMessage(ctx context.Context) (h Hit, w *Watermark, err error) {
+	for {
+		r.mu.Lock()
+		it, gen, done, closed := r.iter, r.gen, r.done, r.closed
+		r.mu.Unlock()
+		switch {
+		case done:
+			return Hit{}, nil, io.EOF
+		case closed:
+			return Hit{}, nil, jetstream.ErrMsgIteratorClosed
+		case it == nil:
+			// Filtered on no tracepoint: nothing to read until some come.
+			select {
+			case <-r.wake:
+				continue
+			case <-ctx.Done():
+				return Hit{}, nil, ctx.Err()
+			}
+		}
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && r.replaced(gen) {
+				continue
+			}
+			return Hit{}, nil, err
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return Hit{}, nil, fmt.Errorf("reading hit metadata: %w", err)
+		}
+		r.mu.Lock()
+		if r.gen != gen {
+			// Read from a consumer SetTracepoints replaced: its successor
+			// delivers this message again if it still matches.
+			r.mu.Unlock()
+			continue
+		}
+		r.next = md.Sequence.Stream + 1
+		r.done = r.until > 0 && md.Sequence.Stream >= r.until
+		want := r.want
+		r.mu.Unlock()
+		subject := msg.Subject()
+		if host, ok := r.subj.WatermarkHost(subject); ok {
+			var w Watermark
+			if err := Decode(msg.Data(), "watermark", &w); err != nil {
+				return Hit{}, nil, Errorf(AsError(err).Code, "watermark #%d on %s: %v", md.Sequence.Stream, subject, err)
+			}
+			w.Seq, w.ServerTime = md.Sequence.Stream, md.Timestamp
+			// As for hits: only the host's agent may publish on its
+			// subject, whatever the body says.
+			w.Host = host
+			return Hit{}, &w, nil
+		}
+		if r.legacy(subject) {
+			return Hit{}, nil, Errorf(CodeBadVersion, "message #%d on %s comes from an agent of wire version 1, which publishes on one subject per host; this client speaks version %d: upgrade that agent", md.Sequence.Stream, subject, HitVersion)
+		}
+		var h Hit
+		if err := Decode(msg.Data(), "hit", &h); err != nil {
+			return Hit{}, nil, Errorf(AsError(err).Code, "hit #%d on %s: %v", md.Sequence.Stream, subject, err)
+		}
+		if len(want) > 0 && !want[h.Tracepoint] {
+			continue
+		}
+		h.Seq, h.ServerTime = md.Sequence.Stream, md.Timestamp
+		markHost(&h, r.subj, subject)
+		return h, nil, nil
+	}
+}
+
+// replaced tells whether the consumer of generation gen was replaced by
+// SetTracepoints (not closed by Close).
+func (r *HitReader) replaced(gen uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gen != gen && !r.closed
+}
+
+// legacy tells a subject of wire version 1.
+func (r *HitReader) legacy(subject string) bool {
+	rest, ok := strings.CutPrefix(subject, r.subj.Prefix+".")
+	return ok && (strings.HasSuffix(rest, ".debugger.trace") || strings.HasSuffix(rest, ".debugger.watermark"))
+}
+
+// Close stops the reader.
+func (r *HitReader) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.closed = true
+	if r.iter != nil {
+		r.iter.Stop()
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}

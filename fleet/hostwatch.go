@@ -1,0 +1,269 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// HostWatch follows the host bucket: which agents are alive, from the
+// heartbeats the server pushes to it, with no agent asked and nothing
+// polled. Profiles asks profile.get only of the hosts a caller selects, and
+// of those only the ones whose processes changed since it last asked (the
+// heartbeat's Digest): a client of a thousand agents that traces three asks
+// three. It follows the bucket through reconnects, as SpecWatch does.
+//
+// Its one goroutine, run, applies the bucket's changes and wakes Changed
+// when a host comes, goes, changes its processes or falls silent.
+type HostWatch struct {
+	c       *Client
+	sw      *SpecWatch
+	changed chan struct{} // cap 1: changes coalesce
+	synced  chan struct{} // closed once the bucket's first values are in
+	done    chan struct{}
+
+	// mu guards hosts.
+	mu    sync.Mutex
+	hosts map[string]*watchedHost
+}
+
+// watchedHost is one key of the host bucket and what was learnt of it.
+type watchedHost struct {
+	entry  HostEntry // without Profile; Gone is worked out when listed
+	every  time.Duration
+	digest string
+	// profile is the last one asked for, when the host's digest was
+	// profileDigest.
+	profile       *Profile
+	profileDigest string
+}
+
+// staleAfter is how many heartbeat periods may pass before a host is
+// taken as gone.
+const staleAfter = 3
+
+// WatchHosts starts watching the host bucket until ctx ends or Stop is
+// called. log receives the rewatches.
+func (c *Client) WatchHosts(ctx context.Context, log *slog.Logger) (*HostWatch, error) {
+	gctx, release := c.perms.guardLive(ctx, c.perms.jsPatterns()...)
+	sw, err := c.watchBucket(gctx, c.hosts, "host bucket", log)
+	release()
+	if err != nil {
+		return nil, denied(gctx, err)
+	}
+	hw := &HostWatch{
+		c: c, sw: sw,
+		changed: make(chan struct{}, 1),
+		synced:  make(chan struct{}),
+		done:    make(chan struct{}),
+		hosts:   make(map[string]*watchedHost),
+	}
+	go hw.run()
+	return hw, nil
+}
+
+// Changed receives after the hosts listed changed: one came, went,
+// changed its processes or fell silent. Changes coalesce; one reader.
+func (hw *HostWatch) Changed() <-chan struct{} { return hw.changed }
+
+// Synced is closed once the hosts present when the watch began are known.
+func (hw *HostWatch) Synced() <-chan struct{} { return hw.synced }
+
+// Stop stops watching and waits for the watch's goroutine.
+func (hw *HostWatch) Stop() {
+	hw.sw.Stop()
+	<-hw.done
+}
+
+func (hw *HostWatch) run() {
+	defer close(hw.done)
+	stale := time.NewTimer(time.Hour)
+	defer stale.Stop()
+	first := true
+	for {
+		select {
+		case ev, ok := <-hw.sw.Events():
+			if !ok {
+				return
+			}
+			hw.apply(ev)
+			if first {
+				close(hw.synced)
+				first = false
+			}
+		case <-stale.C:
+		}
+		hw.notify()
+		stale.Reset(hw.nextStale())
+	}
+}
+
+func (hw *HostWatch) notify() {
+	select {
+	case hw.changed <- struct{}{}:
+	default:
+	}
+}
+
+// apply takes one event of the bucket into hosts.
+func (hw *HostWatch) apply(ev SpecEvent) {
+	hw.mu.Lock()
+	defer hw.mu.Unlock()
+	if ev.Resync {
+		seen := make(map[string]bool, len(ev.Entries))
+		for _, e := range ev.Entries {
+			seen[e.Key] = !e.Deleted
+		}
+		for name := range hw.hosts {
+			if !seen[name] {
+				delete(hw.hosts, name)
+			}
+		}
+	}
+	for _, e := range ev.Entries {
+		if e.Deleted {
+			// The agent withdrew its heartbeat: it stopped.
+			delete(hw.hosts, e.Key)
+			continue
+		}
+		h := hw.hosts[e.Key]
+		if h == nil {
+			h = &watchedHost{}
+			hw.hosts[e.Key] = h
+		}
+		h.entry, h.every, h.digest = hostEntry(e.Key, e.Value)
+	}
+}
+
+// hostEntry reads one heartbeat, kept under key.
+func hostEntry(key string, value []byte) (HostEntry, time.Duration, string) {
+	var hb Heartbeat
+	if err := Decode(value, "heartbeat", &hb); err != nil {
+		return HostEntry{Name: key, Gone: true, Error: err.Error()}, 0, ""
+	}
+	// The key is the host: only its agent may write it. The body says
+	// whatever its writer put there.
+	entry := HostEntry{Name: key, LastSeen: hb.Updated}
+	if hb.Host != key {
+		entry.Error = hostMismatch(key, hb.Host)
+	}
+	return entry, time.Duration(hb.Every), hb.Digest
+}
+
+func hostMismatch(key, host string) string {
+	return fmt.Sprintf("the heartbeat under key %s names host %q: it is listed under its key, which only host %s's agent may write. Check that agent's --host, or who holds its credentials", key, host, key)
+}
+
+// gone tells a host whose heartbeat is too old. Lock should be held.
+func (h *watchedHost) gone(now time.Time) bool {
+	return h.entry.Gone || now.Sub(h.entry.LastSeen) > staleAfter*h.every
+}
+
+// nextStale is how long until the next live host falls silent.
+func (hw *HostWatch) nextStale() time.Duration {
+	hw.mu.Lock()
+	defer hw.mu.Unlock()
+	now := time.Now()
+	next := time.Hour
+	for _, h := range hw.hosts {
+		if h.gone(now) {
+			continue
+		}
+		// A moment past the deadline, so that the host is gone then.
+		next = min(next, h.entry.LastSeen.Add(staleAfter*h.every).Sub(now)+time.Millisecond)
+	}
+	return max(next, time.Millisecond)
+}
+
+// List returns every host in the bucket, sorted by name, without
+// profiles; a host whose heartbeat is older than three periods is Gone.
+// It asks no agent.
+func (hw *HostWatch) List() []HostEntry {
+	hw.mu.Lock()
+	defer hw.mu.Unlock()
+	now := time.Now()
+	out := make([]HostEntry, 0, len(hw.hosts))
+	for _, h := range hw.hosts {
+		e := h.entry
+		e.Gone = h.gone(now)
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// profileConcurrency bounds the profile requests in flight at once.
+const profileConcurrency = 32
+
+// Profiles returns the live hosts that match selects (all if nil), sorted
+// by name, each with its profile. It waits for the bucket's first values,
+// then asks profile.get of a host only if its processes changed since the
+// last answer (or its agent does not say: no Digest); the others are
+// answered from that last answer. A host that does not answer within 5 s
+// is marked Gone, with why.
+func (hw *HostWatch) Profiles(ctx context.Context, match func(host string) bool) ([]HostEntry, error) {
+	select {
+	case <-hw.synced:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for the host bucket: %w", ctx.Err())
+	}
+	type ask struct {
+		i      int
+		digest string
+	}
+	var (
+		entries []HostEntry
+		asks    []ask
+	)
+	hw.mu.Lock()
+	now := time.Now()
+	for name, h := range hw.hosts {
+		if h.gone(now) || match != nil && !match(name) {
+			continue
+		}
+		e := h.entry
+		if h.profile != nil && h.digest != "" && h.digest == h.profileDigest {
+			e.Profile = h.profile
+		} else {
+			asks = append(asks, ask{len(entries), h.digest})
+		}
+		entries = append(entries, e)
+	}
+	hw.mu.Unlock()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, profileConcurrency)
+	for _, a := range asks {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			e := &entries[a.i]
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			p, err := hw.c.Profile(actx, e.Name)
+			if err != nil {
+				e.Gone = true
+				e.Error = strings.TrimPrefix(e.Error+"; "+err.Error(), "; ")
+				return
+			}
+			e.Profile = p
+			hw.mu.Lock()
+			if h := hw.hosts[e.Name]; h != nil {
+				h.profile, h.profileDigest = p, a.digest
+			}
+			hw.mu.Unlock()
+		})
+	}
+	wg.Wait()
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
+	return entries, nil
+}
+
+// Hosts is Profiles of every host: a HostWatch answers source.Resolve as
+// a Client does, from its cache.
+func (hw *HostWatch) Hosts(ctx context.Context) ([]HostEntry, error) {
+	return hw.Profiles(ctx, nil)
+}
