@@ -58,7 +58,7 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 					by = p.throttle
 				}
 				if u := p.uncounted - p.uncountedSeen; u > 0 {
-					st.Message += fmt.Sprintf("; throttled: at least %d hits dropped %s since the last report, about %d (the probe is taken out once its allowance is spent and put back for the next second: the hits meanwhile cost nothing and are estimated, not counted)", n, by, n+u)
+					st.Message += fmt.Sprintf("; throttled: at least %d hits dropped %s since the last report, an estimated %d (the probe comes out once its allowance is spent and goes back for the next second: the hits meanwhile cost the process nothing and are estimated from the rate seen with the probe in, not counted)", n, by, n+u)
 				} else {
 					st.Message += fmt.Sprintf("; throttled: %d hits dropped %s since the last report (the process runs on)", n, by)
 				}
