@@ -397,6 +397,8 @@ func (t *holdTarget) refused(tp *holdTracepoint, now time.Time) {
 	}
 	var ls []link.Link
 	for _, p := range tp.probes {
+		// Hits stop no thread from now on: the kernel counts them.
+		t.probes.closeSlot(uint32(p.cookie))
 		if p.link != nil {
 			ls = append(ls, p.link)
 			p.link = nil
@@ -404,8 +406,8 @@ func (t *holdTarget) refused(tp *holdTracepoint, now time.Time) {
 	}
 	back := tp.disarm.Out(time.Now())
 	// Closing a link waits for the kernel's grace period; the loop must
-	// not. The records of hits meanwhile keep their probe (byCookie) and
-	// are refused as wasted.
+	// not. The records of hits before the slots closed keep their probe
+	// (byCookie) and are refused as wasted.
 	go func() {
 		for _, l := range ls {
 			l.Close()
@@ -429,6 +431,16 @@ func (t *holdTarget) putBack(tp *holdTracepoint) {
 	}
 	seen, wasted := tp.seen, tp.wasted
 	tp.seen, tp.wasted = 0, 0
+	for _, p := range tp.probes {
+		// The hits the closed slots refused are drops, unless a
+		// condition would have filtered some: no one evaluated it.
+		n := t.probes.openSlot(uint32(p.cookie))
+		wasted += n
+		if tp.cond == nil {
+			seen += n
+			tp.dropped += n
+		}
+	}
 	tp.uncounted += tp.disarm.Rearm(time.Now(), seen, wasted)
 	bi := t.snap.BinInfo()
 	for _, p := range tp.probes {
@@ -780,6 +792,7 @@ func (t *holdTarget) install(tp *holdTracepoint, pcs []uint64) error {
 			t.nextSlot++
 		}
 		t.probes.takeDropped(slot)
+		t.probes.openSlot(slot)
 		if err := t.probes.setPlan(slot, insn.plan()); err != nil {
 			t.freeSlots = append(t.freeSlots, slot)
 			return fleet.Errorf(fleet.CodeInternal, "storing the plan of a uprobe: %v", err)
