@@ -85,7 +85,7 @@ type holdTracepoint struct {
 	warm          bool
 
 	// disarm takes the probes out once the rate limit's allowance is
-	// spent, and rearm puts them back (see takeOut). wasted counts the
+	// spent, and rearm puts them back (see refused). wasted counts the
 	// hits the limit refused since the allowance was spent; uncounted is
 	// the estimate of the hits run while the probes were out, for the
 	// next hit to report.
