@@ -1,6 +1,7 @@
 package agenttest
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -15,13 +16,15 @@ import (
 // "WRONG …" (see testdata/targets/selfcheck).
 const SelfcheckDir = "../testdata/targets/selfcheck"
 
-// HitsFor collects the hits of a target for d from the first one, faults
-// failing the test. Notices of drops alone (DropsOnly) are kept too.
-func HitsFor(t testing.TB, hits <-chan agent.Hit, d time.Duration) []agent.Hit {
+// HitsFor collects the hits of tracepoint id that a target captured in the
+// span d from the first one, by their capture time: a decoder slowed by
+// load delivers them late, not fewer. Notices of drops alone (DropsOnly)
+// are kept too; hits of other tracepoints are skipped, faults fail the test.
+func HitsFor(t testing.TB, hits <-chan agent.Hit, id string, d time.Duration) []agent.Hit {
 	t.Helper()
 	var got []agent.Hit
-	var end <-chan time.Time
-	first := time.After(time.Minute)
+	var first int64
+	deadline := time.After(2*time.Minute + d)
 	for {
 		select {
 		case h, ok := <-hits:
@@ -31,16 +34,22 @@ func HitsFor(t testing.TB, hits <-chan agent.Hit, d time.Duration) []agent.Hit {
 			if h.Fault != nil {
 				t.Fatalf("fault: %v", h.Fault)
 			}
+			if h.Tracepoint != id {
+				continue
+			}
+			if h.DropsOnly {
+				got = append(got, h)
+				continue
+			}
+			if first == 0 {
+				first = h.Time
+			}
+			if h.Time >= first+int64(d) {
+				return got
+			}
 			got = append(got, h)
-			if end == nil {
-				end = time.After(d)
-			}
-		case <-first:
-			if end == nil {
-				t.Fatal("no hit in a minute")
-			}
-		case <-end:
-			return got
+		case <-deadline:
+			t.Fatalf("no hit of %s captured %v after its first within %v (%d so far)", id, d, 2*time.Minute+d, len(got))
 		}
 	}
 }
@@ -95,4 +104,33 @@ func tail(s string) string {
 		return s[len(s)-300:]
 	}
 	return s
+}
+
+// Churn sets spec on tg n times, as a replacement of itself or after a
+// clear by turns, with hits draining between: probes taken out and put
+// back meet replacements and clears at any moment. Faults fail the test.
+func Churn(t testing.TB, tg agent.Target, spec agent.Tracepoint, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		if _, err := tg.Set(ctx, spec); err != nil {
+			t.Fatalf("set %d: %v", i, err)
+		}
+		drain := time.After(time.Duration(50+i*37%200) * time.Millisecond)
+		for done := false; !done; {
+			select {
+			case h := <-tg.Hits():
+				if h.Fault != nil {
+					t.Fatalf("fault after set %d: %v", i, h.Fault)
+				}
+			case <-drain:
+				done = true
+			}
+		}
+		if i%2 == 1 {
+			if err := tg.Clear(ctx, spec.ID); err != nil {
+				t.Fatalf("clear %d: %v", i, err)
+			}
+		}
+	}
 }
