@@ -851,6 +851,9 @@ func (a *Agent) pump(pid int, att *attachment) {
 			a.poke()
 		case hitHeld:
 			a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(dropped))
+			if h.DropsOnly && h.Uncounted > 0 {
+				a.metrics.uncounted.WithLabelValues(h.Tracepoint).Add(float64(h.Uncounted))
+			}
 		case hitPublished:
 			a.publish(k, p, c, ref)
 		}
@@ -881,6 +884,9 @@ func (a *Agent) pump(pid int, att *attachment) {
 // tracepoint's maxHits has the reconciler clear it.
 func (a *Agent) publish(k placeKey, p *placement, c counted, ref fleet.ProcessRef) {
 	a.metrics.dropped.WithLabelValues(k.id).Add(float64(c.own))
+	if c.uncounted > 0 {
+		a.metrics.uncounted.WithLabelValues(k.id).Add(float64(c.uncounted))
+	}
 	if c.reachedMax {
 		a.poke()
 	}

@@ -695,7 +695,8 @@ func TestTargetRestart(t *testing.T) {
 }
 
 // A tracepoint over its rate says so in its status, with the count dropped,
-// and stays installed.
+// and stays installed; its probe taken out, the count is marked a lower
+// bound, with an estimate.
 func TestThrottledStatus(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -717,5 +718,11 @@ func TestThrottledStatus(t *testing.T) {
 	}
 	if dropped == 0 {
 		t.Error("no hit reports the hits dropped before it")
+	}
+	// Once the allowance is spent the probe comes out until the next
+	// second: the status says its count is a lower bound, and estimates.
+	st = h.awaitStatus(spec.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == p.Pid && ev.DroppedLowerBound })
+	if st.DroppedEstimate <= st.Dropped {
+		t.Errorf("a lower bound of %d dropped, estimated at %d: want the estimate above the count", st.Dropped, st.DroppedEstimate)
 	}
 }

@@ -72,6 +72,14 @@ type Hit struct {
 	// (Dropped, Throttle), for a tracepoint whose hits were all dropped
 	// for a while: the status must say so without waiting for a hit.
 	DropsOnly bool
+	// Uncounted estimates the hits the backend dropped before this one
+	// without counting them: the tracepoint's probes were out, its
+	// allowance spent (see Disarm). Dropped is then a lower bound, and
+	// Dropped + Uncounted the estimate.
+	Uncounted uint64
+	// Rearm, if set, says that the backend puts the probes back less
+	// often than each second, and why (Disarm.BackedOff).
+	Rearm string
 }
 
 // ErrProcessExited is returned when the process went away while attached.

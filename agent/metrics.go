@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	hits            *prometheus.CounterVec
 	dropped         *prometheus.CounterVec
+	uncounted       *prometheus.CounterVec
 	attachErrors    prometheus.Counter
 	attached        prometheus.Gauge
 	publishFailures prometheus.Counter
@@ -26,7 +27,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "riptrace_hits_total", Help: "Hits delivered to the hit stream, by tracepoint.",
 		}, []string{"tracepoint"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riptrace_hits_dropped_total", Help: "Hits the rate limit dropped, by tracepoint.",
+			Name: "riptrace_hits_dropped_total", Help: "Hits the rate limit dropped, counted one by one, by tracepoint: a lower bound once probes are taken out (see riptrace_hits_dropped_uncounted_estimate_total).",
+		}, []string{"tracepoint"}),
+		uncounted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riptrace_hits_dropped_uncounted_estimate_total", Help: "An estimate, not a count, of the hits dropped while a tracepoint's probes were out because its allowance for the second was spent, by tracepoint; add it to riptrace_hits_dropped_total for the estimated drops in all.",
 		}, []string{"tracepoint"}),
 		attachErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riptrace_attach_errors_total", Help: "Attaches that failed.",
@@ -51,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.hits, m.dropped, m.attachErrors, m.attached, m.publishFailures, m.lost, m.buffered, m.bufferedBytes, m.quarantined)
+		reg.MustRegister(m.hits, m.dropped, m.uncounted, m.attachErrors, m.attached, m.publishFailures, m.lost, m.buffered, m.bufferedBytes, m.quarantined)
 	}
 	return m
 }

@@ -29,20 +29,23 @@ type placement struct {
 	log         logPlan // how the agent writes the log message; set before it is recorded, never changed
 
 	// mu guards the fields below.
-	mu          sync.Mutex
-	installing  bool // Set has not returned, or held hits are still leaving
-	committed   bool // Set returned a placement
-	pl          Placement
-	err         *fleet.Error
-	hits        uint64
-	dropped     uint64 // hits the rate limit dropped, in all
-	throttle    string // why hits were last dropped, if not the rate limit (Hit.Throttle)
-	lost        uint64 // hits lost while NATS could not take them, in all
-	unreported  uint64 // hits dropped or lost since the last hit that left
-	droppedSeen uint64 // dropped at the last heartbeat: more since means throttled
-	done        string // why the tracepoint stopped here (maxHits reached)
-	early       []Hit  // hits held while installing
-	halted      bool   // quarantined while installed: its hits are dropped until it is cleared
+	mu            sync.Mutex
+	installing    bool // Set has not returned, or held hits are still leaving
+	committed     bool // Set returned a placement
+	pl            Placement
+	err           *fleet.Error
+	hits          uint64
+	dropped       uint64 // hits the rate limit dropped, in all
+	throttle      string // why hits were last dropped, if not the rate limit (Hit.Throttle)
+	lost          uint64 // hits lost while NATS could not take them, in all
+	uncounted     uint64 // hits estimated to have run while the probes were out, in all (Hit.Uncounted)
+	rearm         string // how the backend re-arms the probes when it backed off (Hit.Rearm)
+	unreported    uint64 // hits dropped or lost since the last hit that left
+	droppedSeen   uint64 // dropped at the last heartbeat: more since means throttled
+	uncountedSeen uint64 // uncounted at the last heartbeat
+	done          string // why the tracepoint stopped here (maxHits reached)
+	early         []Hit  // hits held while installing
+	halted        bool   // quarantined while installed: its hits are dropped until it is cleared
 }
 
 // maxEarly bounds the hits a placement holds while its Set runs; more are
@@ -75,6 +78,16 @@ type counted struct {
 	hit        Hit    // carrying the drops not yet reported
 	own        uint64 // the drops the backend reported with it
 	reachedMax bool   // it reached maxHits: the reconciler clears the tracepoint
+	uncounted  uint64 // the estimate of uncounted drops it carried (Hit.Uncounted)
+}
+
+// disarmed records what h says of the probes being out: the hits estimated
+// to have run meanwhile, and the backend's backoff. Lock should be held.
+func (p *placement) disarmed(h Hit) {
+	p.uncounted += h.Uncounted
+	if h.Uncounted > 0 || h.Rearm != "" {
+		p.rearm = h.Rearm
+	}
 }
 
 // accept takes a hit (or fault) from the pump: it holds it while
@@ -97,6 +110,7 @@ func (p *placement) accept(h Hit) (act hitAction, c counted, heldDrops uint64) {
 		p.dropped += h.Dropped
 		p.unreported += h.Dropped
 		p.throttle = h.Throttle
+		p.disarmed(h)
 		return hitHeld, counted{}, h.Dropped
 	case p.installing:
 		// Held until Set returns: the function the line is in may be
@@ -115,12 +129,13 @@ func (p *placement) accept(h Hit) (act hitAction, c counted, heldDrops uint64) {
 
 // countLocked counts hit h. Lock should be held.
 func (p *placement) countLocked(h Hit) counted {
-	c := counted{own: h.Dropped}
+	c := counted{own: h.Dropped, uncounted: h.Uncounted}
 	p.hits++
 	p.dropped += h.Dropped
 	if h.Dropped > 0 {
 		p.throttle = h.Throttle
 	}
+	p.disarmed(h)
 	if max := p.spec.Limits.MaxHits; max > 0 && p.hits >= uint64(max) {
 		p.done = fmt.Sprintf("maxHits (%d) reached", max)
 		c.reachedMax = true
@@ -197,6 +212,7 @@ func (p *placement) seen() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.droppedSeen = p.dropped
+	p.uncountedSeen = p.uncounted
 }
 
 // placementView is a placement's state at one instant, for status and
@@ -211,6 +227,10 @@ type placementView struct {
 	lost        uint64
 	droppedSeen uint64
 	done        string
+	// uncounted is the estimate of the hits dropped uncounted while the
+	// probes were out; not zero, dropped is a lower bound.
+	uncounted, uncountedSeen uint64
+	rearm                    string
 }
 
 // active reports whether the tracepoint is, or is being, installed and
@@ -223,5 +243,6 @@ func (p *placement) view() placementView {
 	return placementView{
 		installing: p.installing, pl: p.pl, err: p.err, hits: p.hits, dropped: p.dropped,
 		throttle: p.throttle, lost: p.lost, droppedSeen: p.droppedSeen, done: p.done,
+		uncounted: p.uncounted, uncountedSeen: p.uncountedSeen, rearm: p.rearm,
 	}
 }

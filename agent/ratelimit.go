@@ -1,6 +1,10 @@
 package agent
 
-import "time"
+import (
+	"fmt"
+	"os"
+	"time"
+)
 
 // TokenBucket is a token bucket allowing rate hits per second with a burst of
 // rate. A rate of zero or less allows everything.
@@ -30,4 +34,129 @@ func (b *TokenBucket) Take(now time.Time) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// Disarm is the side of a rate limit that spares the traced process: once a
+// tracepoint's allowance is spent, its backend takes the probes out and
+// puts them back a window later, so that the hits the limit would drop cost
+// no trap at all. A bucket that holds rate tokens is full again a second
+// after its allowance went in one burst: the window is a second.
+//
+// What runs while the probes are out is not counted. Disarm estimates it
+// from the rate the line ran at while they were in, traps and all (so
+// rather low than high): the counted drops are then a lower bound, the
+// estimate added to them a guess.
+//
+// The hits refused between the moment the allowance was spent and the
+// moment the probes came out each cost a trap for nothing. A line so hot
+// that they pass wasteLimit a second backs off: the window doubles, up to
+// maxBackoff times, and the tracepoint's hits then arrive at rate per window, not
+// per second; it comes back a halving at a time once the waste falls.
+//
+// A Disarm is not safe for concurrent use: its backend's lock guards it.
+type Disarm struct {
+	base    time.Duration // the window unless backed off: Window, but for tests
+	window  time.Duration // 0 until Armed
+	armedAt time.Time
+	spentAt time.Time // zero: the allowance of this window is not spent
+	outAt   time.Time // zero: the probes are in
+}
+
+const (
+	// Window is how often a tracepoint's probes are put back, unless it
+	// backed off.
+	Window = time.Second
+	// maxBackoff bounds the backoff: the window grows to at most this
+	// many times its base.
+	maxBackoff = 32
+	// wasteLimit is the counted drops a second (traps for nothing) past
+	// which the window doubles: at the 5–10 µs a uprobe trap costs on a
+	// small VM, 1–2% of a CPU.
+	wasteLimit = 2000
+)
+
+// WindowEnv names the environment variable that sets the base window
+// instead of Window (a Go duration): tests storm the re-arming with it.
+const WindowEnv = "RIPTRACE_DISARM_WINDOW"
+
+// baseWindow is Window, or what WindowEnv says.
+func baseWindow() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(WindowEnv)); err == nil && d > 0 {
+		return d
+	}
+	return Window
+}
+
+// Armed records that the probes went in at now.
+func (d *Disarm) Armed(now time.Time) {
+	if d.window == 0 {
+		d.base = baseWindow()
+		d.window = d.base
+	}
+	d.armedAt, d.spentAt, d.outAt = now, time.Time{}, time.Time{}
+}
+
+// Spend records that the allowance was spent at at, and reports whether
+// that is news: the probes are to come out. A backend calls it with every
+// hit its limit refuses.
+func (d *Disarm) Spend(at time.Time) bool {
+	if !d.spentAt.IsZero() {
+		return false
+	}
+	d.spentAt = at
+	return true
+}
+
+// Out records that the probes came out at now, and returns when to put
+// them back.
+func (d *Disarm) Out(now time.Time) time.Time {
+	if d.window == 0 {
+		d.Armed(now)
+	}
+	if d.spentAt.IsZero() || d.spentAt.After(now) {
+		d.spentAt = now
+	}
+	d.outAt = now
+	at := d.armedAt.Add(d.window)
+	if at.Before(now) {
+		at = now
+	}
+	return at
+}
+
+// IsOut reports whether the probes are out.
+func (d *Disarm) IsOut() bool { return !d.outAt.IsZero() }
+
+// Rearm is called as the probes go back in at now, with seen the hits the
+// limit saw (taken or refused) while they were in, and wasted those it
+// refused after Spend. It returns the estimate of the hits that ran while
+// they were out, from the rate seen while they were in, and adjusts the
+// window.
+func (d *Disarm) Rearm(now time.Time, seen, wasted uint64) (uncounted uint64) {
+	if d.outAt.IsZero() {
+		d.Armed(now)
+		return 0
+	}
+	// An arming shorter than a microsecond is below what the clocks tell
+	// apart: count it as one.
+	rate := float64(seen) / max(d.outAt.Sub(d.armedAt), time.Microsecond).Seconds()
+	uncounted = uint64(rate * now.Sub(d.outAt).Seconds())
+	perSecond := float64(wasted) / d.window.Seconds()
+	switch {
+	case perSecond > wasteLimit && d.window < maxBackoff*d.base:
+		d.window *= 2
+	case perSecond < wasteLimit/4 && d.window > d.base:
+		d.window /= 2
+	}
+	d.Armed(now)
+	return uncounted
+}
+
+// BackedOff says, when the window is longer than a second, how often the
+// probes are put back and why; "" otherwise.
+func (d *Disarm) BackedOff(rate int) string {
+	if d.window <= d.base {
+		return ""
+	}
+	return fmt.Sprintf("backed off: the probe is put back every %v, so at most %d hits leave per %v (the line runs so hot that re-arming it each second cost more than %d traps a second)", d.window, rate, d.window, wasteLimit)
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -27,5 +28,51 @@ func TestTokenBucket(t *testing.T) {
 		if !off.Take(now) {
 			t.Fatal("a zero rate must not limit")
 		}
+	}
+}
+
+// TestDisarm: the estimate of the hits run while the probes were out is
+// the rate seen while they were in, over the time out; a line whose wasted
+// traps pass the limit backs off a doubling at a time, says so, and comes
+// back once the waste falls.
+func TestDisarm(t *testing.T) {
+	var d Disarm
+	t0 := time.Unix(1000, 0)
+	d.Armed(t0)
+	if d.BackedOff(50) != "" || d.IsOut() {
+		t.Fatal("a new Disarm is out or backed off")
+	}
+	// 60 hits in the first 10 ms, the last 10 refused.
+	if !d.Spend(t0.Add(8*time.Millisecond)) || d.Spend(t0.Add(9*time.Millisecond)) {
+		t.Fatal("Spend must say yes once an arming")
+	}
+	back := d.Out(t0.Add(10 * time.Millisecond))
+	if !back.Equal(t0.Add(time.Second)) || !d.IsOut() {
+		t.Fatalf("put back at %v, want a second after the arming", back.Sub(t0))
+	}
+	// 6000 hits/s seen, out for 990 ms: 5940.
+	if got := d.Rearm(back, 60, 10); got != 5940 {
+		t.Fatalf("estimate %d, want 5940", got)
+	}
+	if d.IsOut() || d.BackedOff(50) != "" {
+		t.Fatal("not armed again, or backed off for 10 wasted traps")
+	}
+	// Wasting more than the limit each window doubles it, up to 32 s.
+	now := back
+	for range 10 {
+		d.Spend(now)
+		now = d.Out(now.Add(time.Millisecond))
+		d.Rearm(now, 10000, 3*wasteLimit*uint64(d.window/time.Second))
+	}
+	if d.window != maxBackoff*Window || !strings.Contains(d.BackedOff(50), "every 32s") {
+		t.Fatalf("window %v after ten wasteful windows: %q", d.window, d.BackedOff(50))
+	}
+	for range 10 {
+		d.Spend(now)
+		now = d.Out(now.Add(time.Millisecond))
+		d.Rearm(now, 51, 1)
+	}
+	if d.window != Window || d.BackedOff(50) != "" {
+		t.Fatalf("window %v after ten windows that wasted nothing", d.window)
 	}
 }

@@ -23,6 +23,10 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 			continue // said once Set returns
 		}
 		st := fleet.Status{Tracepoint: k.id, Host: a.cfg.Host, Pid: k.pid, Hits: p.hits, Dropped: p.dropped + p.lost}
+		if p.uncounted > 0 {
+			st.DroppedLowerBound = true
+			st.DroppedEstimate = st.Dropped + p.uncounted
+		}
 		if proc := a.procs[k.pid]; proc != nil {
 			st.Process = proc.Ref()
 		} else if att := a.attached[k.pid]; att != nil {
@@ -53,7 +57,14 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 				if p.throttle != "" {
 					by = p.throttle
 				}
-				st.Message += fmt.Sprintf("; throttled: %d hits dropped %s since the last report (the process runs on)", n, by)
+				if u := p.uncounted - p.uncountedSeen; u > 0 {
+					st.Message += fmt.Sprintf("; throttled: at least %d hits dropped %s since the last report, an estimated %d (the probe comes out once its allowance is spent and goes back for the next second: the hits meanwhile cost the process nothing and are estimated from the rate seen with the probe in, not counted)", n, by, n+u)
+				} else {
+					st.Message += fmt.Sprintf("; throttled: %d hits dropped %s since the last report (the process runs on)", n, by)
+				}
+			}
+			if p.rearm != "" {
+				st.Message += "; " + p.rearm
 			}
 			if p.lost > 0 {
 				st.Message += fmt.Sprintf("; %d hits lost in all: NATS could not take them and the agent's hit buffer was full (raise --buffer-hits or --buffer-bytes to ride out longer outages)", p.lost)

@@ -650,7 +650,14 @@ type Status struct {
 	Placement  *Placement `json:"placement,omitempty"`
 	Hits       uint64     `json:"hits"`
 	Dropped    uint64     `json:"dropped,omitempty"` // hits the rate limit dropped or the agent lost (NATS unreachable, buffer full), in all
-	Updated    time.Time  `json:"updated"`
+	// DroppedLowerBound says that Dropped counts only the drops seen one by
+	// one: once a tracepoint's allowance is spent, its probes come out until
+	// the next second, and the hits meanwhile go uncounted. DroppedEstimate
+	// then adds to Dropped an estimate of those, from the rate the line ran
+	// at when the probes came out.
+	DroppedLowerBound bool      `json:"droppedLowerBound,omitempty"`
+	DroppedEstimate   uint64    `json:"droppedEstimate,omitempty"`
+	Updated           time.Time `json:"updated"`
 }
 
 // Duration is a time.Duration written as a Go duration string.

@@ -54,6 +54,13 @@
 // instants, on a line hit without pause and on one hit 50 times a second,
 // the target self-checking its results (make kill-matrix).
 //
+// The rate limit comes after the condition (before the capture, when there
+// is none), and the first hit it refuses in an arming takes the
+// tracepoint's uprobes out until the next window (agent.Disarm): the hits
+// it would refuse then stop nothing, and are estimated, not counted. A hit
+// condition that needs every hit counted (% N, or > N until it holds)
+// keeps them in.
+//
 // Every stop counts against the stop budget, conditions and dropped hits
 // included, from the probe's timestamp to the resume. Once it is spent, the
 // worker closes a gate in the BPF program: hits are then counted in the

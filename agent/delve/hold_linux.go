@@ -83,6 +83,16 @@ type holdTracepoint struct {
 	// budgetDropped counts, of dropped, the hits the stop budget dropped.
 	budgetDropped uint64
 	warm          bool
+
+	// disarm takes the probes out once the rate limit's allowance is
+	// spent, and rearm puts them back (see refused). wasted counts the
+	// hits the limit refused since the allowance was spent; uncounted is
+	// the estimate of the hits run while the probes were out, for the
+	// next hit to report.
+	disarm       agent.Disarm
+	rearm        *time.Timer
+	seen, wasted uint64 // seen: the hits the limit met while the probes were in
+	uncounted    uint64
 }
 
 type holdProbe struct {
@@ -332,6 +342,16 @@ func (t *holdTarget) hit(tid int, rec *hitRecord) {
 	tp := p.tp
 	now := time.Now()
 	t.takeGateDrops(tp)
+	// Without a condition or a hit condition, the rate limit comes first:
+	// a hit it refuses costs no capture.
+	first := tp.cond == nil && tp.hitOp == 0
+	if first {
+		tp.seen++
+	}
+	if first && !tp.limit.Take(now) {
+		t.refused(tp, now)
+		return
+	}
 	h, keep, err := t.safeCapture(tid, rec, p)
 	if err != nil {
 		t.fault(tp, fleet.AsError(err))
@@ -340,23 +360,117 @@ func (t *holdTarget) hit(tid int, rec *hitRecord) {
 	if !keep {
 		return
 	}
-	if !tp.limit.Take(now) {
-		tp.dropped++
+	if !first {
+		tp.seen++
+	}
+	if !first && !tp.limit.Take(now) {
+		t.refused(tp, now)
 		return
 	}
 	h.Time = int64(rec.Time) + t.mono.WallMinusMono()
 	h.Dropped, tp.dropped = tp.dropped, 0
-	hit := agent.Hit{Hit: h}
+	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted, Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)}
 	if tp.budgetDropped > 0 {
 		hit.Throttle = t.budgetThrottle()
 	}
 	if t.send(hit) {
 		tp.budgetDropped = 0
+		tp.uncounted = 0
 	} else {
 		// The agent fell behind: never keep the thread stopped for it.
 		tp.dropped += h.Dropped + 1
 	}
 	t.sendFaults()
+}
+
+// refused counts a hit the rate limit refused at now, and takes tp's
+// probes out when it is the first since they went in: until the next
+// window, the hits it would refuse stop no thread. Lock should be held.
+func (t *holdTarget) refused(tp *holdTracepoint, now time.Time) {
+	tp.dropped++
+	if tp.spec.Limits.MaxHitsPerSecond <= 0 || tp.countsEveryHit() {
+		return
+	}
+	if !tp.disarm.Spend(now) {
+		tp.wasted++
+		return
+	}
+	var ls []link.Link
+	for _, p := range tp.probes {
+		// Hits stop no thread from now on: the kernel counts them.
+		t.probes.closeSlot(uint32(p.cookie))
+		if p.link != nil {
+			ls = append(ls, p.link)
+			p.link = nil
+		}
+	}
+	back := tp.disarm.Out(time.Now())
+	// Closing a link waits for the kernel's grace period; the loop must
+	// not. The records of hits before the slots closed keep their probe
+	// (byCookie) and are refused as wasted.
+	go func() {
+		for _, l := range ls {
+			l.Close()
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.detached || t.tps[tp.spec.ID] != tp {
+			return
+		}
+		tp.rearm = time.AfterFunc(time.Until(back), func() { t.putBack(tp) })
+	}()
+}
+
+// putBack attaches tp's probes again for a new window, with the estimate
+// of the hits that ran while they were out for its next hit to report.
+func (t *holdTarget) putBack(tp *holdTracepoint) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.detached || t.exitErr != nil || t.tps[tp.spec.ID] != tp || !tp.disarm.IsOut() {
+		return
+	}
+	seen, wasted := tp.seen, tp.wasted
+	tp.seen, tp.wasted = 0, 0
+	for _, p := range tp.probes {
+		// The hits the closed slots refused are drops, unless a
+		// condition would have filtered some: no one evaluated it.
+		n := t.probes.openSlot(uint32(p.cookie))
+		wasted += n
+		if tp.cond == nil {
+			seen += n
+			tp.dropped += n
+		}
+	}
+	tp.uncounted += tp.disarm.Rearm(time.Now(), seen, wasted)
+	bi := t.snap.BinInfo()
+	for _, p := range tp.probes {
+		sym := "riptrace"
+		if fn := bi.PCToFunc(p.pc); fn != nil {
+			sym = fn.Name
+		}
+		l, err := t.probes.attach(t.pid, sym, p.pc, bi.Images[0].StaticBase, p.cookie)
+		if err != nil {
+			t.fault(tp, fleet.Errorf(fleet.CodeAttach, "putting back the uprobe of tracepoint %s at %s:%d (pc %#x): %v; the tracepoint was removed: set it again", tp.spec.ID, tp.file, tp.spec.Location.Line, p.pc, err))
+			return
+		}
+		p.link = l
+	}
+}
+
+// countsEveryHit reports whether tp's hit condition still needs every hit
+// counted: its probes then stay in when the allowance is spent, as taking
+// them out would lose count.
+func (tp *holdTracepoint) countsEveryHit() bool {
+	n, v := int(tp.hitCount), tp.hitVal
+	switch tp.hitOp {
+	case 0:
+		return false
+	case token.GTR, token.NEQ:
+		return n <= v // past v, it holds for good
+	case token.GEQ:
+		return n < v
+	}
+	return true // %, and ==, <, <= until they can hold no more (hitDone)
 }
 
 func (t *holdTarget) budgetThrottle() string {
@@ -478,7 +592,9 @@ func (t *holdTarget) capture(tid int, rec *hitRecord, p *holdProbe) (h fleet.Hit
 			// Delve disables a breakpoint whose hit condition can hold no
 			// more; so does this, sparing the stops.
 			for _, p := range tp.probes {
-				p.link.Close()
+				if p.link != nil {
+					p.link.Close()
+				}
 				delete(t.byCookie, p.cookie)
 				t.freeSlots = append(t.freeSlots, uint32(p.cookie))
 			}
@@ -642,6 +758,7 @@ func (t *holdTarget) Set(ctx context.Context, spec agent.Tracepoint) (agent.Plac
 		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "finding the code of %s:%d: %v", file, spec.Location.Line, err)
 	}
 	tp.limit.Init(spec.Limits.MaxHitsPerSecond)
+	tp.disarm.Armed(time.Now())
 	if err := t.install(tp, pcs); err != nil {
 		t.release(tp)
 		return agent.Placement{}, err
@@ -675,6 +792,7 @@ func (t *holdTarget) install(tp *holdTracepoint, pcs []uint64) error {
 			t.nextSlot++
 		}
 		t.probes.takeDropped(slot)
+		t.probes.openSlot(slot)
 		if err := t.probes.setPlan(slot, insn.plan()); err != nil {
 			t.freeSlots = append(t.freeSlots, slot)
 			return fleet.Errorf(fleet.CodeInternal, "storing the plan of a uprobe: %v", err)
@@ -706,8 +824,13 @@ func (t *holdTarget) install(tp *holdTracepoint, pcs []uint64) error {
 // release closes tp's probes and gives back their slots. Lock should be
 // held.
 func (t *holdTarget) release(tp *holdTracepoint) {
+	if tp.rearm != nil {
+		tp.rearm.Stop()
+	}
 	for _, p := range tp.probes {
-		p.link.Close()
+		if p.link != nil {
+			p.link.Close()
+		}
 		delete(t.byCookie, p.cookie)
 		t.freeSlots = append(t.freeSlots, uint32(p.cookie))
 	}

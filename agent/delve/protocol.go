@@ -27,6 +27,8 @@ type event struct {
 	Exited    *int             `json:"exited,omitempty"` // the target's exit status, on "end"
 	Throttle  string           `json:"throttle,omitempty"`
 	DropsOnly bool             `json:"dropsOnly,omitempty"` // the hit is a count of dropped ones (agent.Hit.DropsOnly)
+	Uncounted uint64           `json:"uncounted,omitempty"` // agent.Hit.Uncounted
+	Rearm     string           `json:"rearm,omitempty"`     // agent.Hit.Rearm
 	Stopped   int64            `json:"stopped,omitempty"`   // ns the target spent stopped since attach, on "hit" and "stats"
 }
 

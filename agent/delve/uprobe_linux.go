@@ -77,6 +77,7 @@ type probeSet struct {
 	hits    *ebpf.Map // tid → hitRecord
 	gate    *ebpf.Map // 0 → a uint64: while not zero (the stop budget is spent), probes count hits in dropped instead of stopping the thread
 	dropped *ebpf.Map // probe slot → hits dropped while the gate was closed
+	closed  *ebpf.Map // probe slot → 0: open; else 1 + the hits refused since the slot was closed (see closeSlot)
 	plans   *ebpf.Map // probe slot → writePlan
 	prog    *ebpf.Program
 	ex      *link.Executable
@@ -145,12 +146,17 @@ func newProbeSet(exe string) (*probeSet, error) {
 		ps.close()
 		return nil, loadError(err)
 	}
+	ps.closed, err = ebpf.NewMap(&ebpf.MapSpec{Name: "riptrace_shut", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: maxProbes})
+	if err != nil {
+		ps.close()
+		return nil, loadError(err)
+	}
 	ps.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "riptrace_hit",
 		Type:         ebpf.Kprobe,
 		AttachType:   uprobeAttachType(),
 		License:      "Dual MIT/GPL",
-		Instructions: hitProgram(ps.hits.FD(), ps.gate.FD(), ps.dropped.FD(), ps.plans.FD()),
+		Instructions: hitProgram(ps.hits.FD(), ps.gate.FD(), ps.dropped.FD(), ps.plans.FD(), ps.closed.FD()),
 	})
 	if err != nil {
 		ps.close()
@@ -173,7 +179,7 @@ func loadError(err error) error {
 }
 
 func (ps *probeSet) close() {
-	for _, c := range []interface{ Close() error }{ps.prog, ps.hits, ps.gate, ps.dropped, ps.plans} {
+	for _, c := range []interface{ Close() error }{ps.prog, ps.hits, ps.gate, ps.dropped, ps.plans, ps.closed} {
 		if c != nil && !isNilCloser(c) {
 			c.Close()
 		}
@@ -193,6 +199,7 @@ func isNilCloser(c interface{ Close() error }) bool {
 // hitProgram returns the probe program. In C it would read:
 //
 //	if (gate[0].closed) { dropped[cookie & 0xffffffff]++; return 0; }
+//	if (closed[cookie & 0xffffffff]) { closed[cookie & 0xffffffff]++; return 0; }
 //	u32 tid = bpf_get_current_pid_tgid();
 //	struct hitRecord r = {bpf_get_attach_cookie(ctx), bpf_ktime_get_ns(), *ctx};
 //	struct writePlan *w = &plans[cookie & 0xffffffff];
@@ -204,7 +211,7 @@ func isNilCloser(c interface{ Close() error }) bool {
 //	if (bpf_map_update_elem(&hits, &tid, &r, BPF_ANY) == 0)
 //		bpf_send_signal_thread(SIGURG);
 //	return 0;
-func hitProgram(hits, gate, dropped, plans int) asm.Instructions {
+func hitProgram(hits, gate, dropped, plans, closed int) asm.Instructions {
 	const (
 		keyOff  = -4
 		slotOff = -8
@@ -236,8 +243,22 @@ func hitProgram(hits, gate, dropped, plans int) asm.Instructions {
 		asm.Mov.Imm(asm.R1, 1),
 		asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
 		asm.Ja.Label("out"),
+		// The probe's own gate.
+		asm.Mov.Reg(asm.R1, asm.R6).WithSymbol("open"),
+		asm.FnGetAttachCookie.Call(),
+		asm.StoreMem(asm.RFP, slotOff, asm.R0, asm.Word),
+		asm.LoadMapPtr(asm.R1, closed),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, slotOff),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "record"),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+		asm.JEq.Imm(asm.R1, 0, "record"),
+		asm.Mov.Imm(asm.R1, 1),
+		asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
+		asm.Ja.Label("out"),
 		// The record.
-		asm.FnGetCurrentPidTgid.Call().WithSymbol("open"),
+		asm.FnGetCurrentPidTgid.Call().WithSymbol("record"),
 		asm.StoreMem(asm.RFP, keyOff, asm.R0, asm.Word), // the tid: the low half
 		asm.Mov.Reg(asm.R1, asm.R6),
 		asm.FnGetAttachCookie.Call(),
@@ -400,6 +421,26 @@ func (ps *probeSet) takeDropped(slot uint32) uint64 {
 	// next report, not lost (the swap subtracts what was read).
 	ps.dropped.Update(slot, uint64(0), ebpf.UpdateAny)
 	return n
+}
+
+// closeSlot makes the probe in slot stop no thread: its hits are counted
+// in the kernel, each a trap but no stop, until openSlot. The rate limit
+// does so at once when the allowance is spent, while the probe's link is
+// being closed (which waits for the kernel).
+func (ps *probeSet) closeSlot(slot uint32) error {
+	return ps.closed.Put(slot, uint64(1))
+}
+
+// openSlot opens the probe in slot again and returns the hits it refused
+// while closed.
+func (ps *probeSet) openSlot(slot uint32) uint64 {
+	var n uint64
+	ps.closed.Lookup(slot, &n)
+	ps.closed.Put(slot, uint64(0))
+	if n == 0 {
+		return 0
+	}
+	return n - 1
 }
 
 // ptraceRegs turns a record's struct pt_regs into the ptrace layout Delve

@@ -84,6 +84,10 @@ type bpfBucket struct {
 	TAT     uint64
 	Dropped uint64
 	Full    uint64 // of Dropped, those the full ring buffer refused
+	Disarm  uint64 // not 0: report the allowance spent in the spent ring buffer
+	Spent   uint64 // when it was spent (monotonic ns) in this arming; 0: not yet
+	Wasted  uint64 // hits refused since then, each a trap for nothing
+	Seen    uint64 // hits that met the bucket in this arming, taken or not
 }
 
 // ptRegs maps amd64 DWARF register numbers to their index in struct pt_regs.

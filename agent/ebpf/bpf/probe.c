@@ -99,6 +99,19 @@ struct bucket {
 	u64 tat;     // ns: when the bucket will be full again, as if hits came evenly
 	u64 dropped; // since the last hit that reached user space
 	u64 full;    // of dropped, those the full ring buffer refused
+	u64 disarm;  // not 0: say in spent when the allowance is spent
+	u64 spent;   // when it was spent (ns), once per arming; 0: not yet
+	u64 wasted;  // hits refused since then, each a trap for nothing
+	u64 seen;    // hits that met the bucket in this arming, taken or not
+};
+
+// A spent record tells the agent that a bucket's allowance is spent: it
+// takes the tracepoint's probes out until the next window, so that the
+// hits it would refuse cost no trap (see agent.Disarm).
+struct spent_rec {
+	u32 bucket;
+	u32 pad;
+	u64 time;
 };
 
 struct header {
@@ -148,10 +161,34 @@ struct {
 	__uint(max_entries, 4 << 20);
 } events SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} spent SEC(".maps");
+
+// refuse counts a refused hit; the first refusal of an arming tells the
+// agent, at once, to take the probes out.
+static __always_inline void refuse(struct bucket *b, u32 bk, u64 now)
+{
+	__sync_fetch_and_add(&b->dropped, 1);
+	if (!b->disarm)
+		return;
+	if (b->spent) {
+		__sync_fetch_and_add(&b->wasted, 1);
+		return;
+	}
+	if (__sync_val_compare_and_swap(&b->spent, 0, now) == 0) {
+		struct spent_rec r = {.bucket = bk, .time = now};
+		bpf_ringbuf_output(&spent, &r, sizeof(r), BPF_RB_FORCE_WAKEUP);
+	}
+}
+
 // take reports whether the bucket allows a hit now; a refused hit is counted.
-static __always_inline int take(struct bucket *b, u64 now, u64 *dropped)
+static __always_inline int take(struct bucket *b, u32 bk, u64 now, u64 *dropped)
 {
 	u64 rate = b->rate;
+	if (b->disarm)
+		__sync_fetch_and_add(&b->seen, 1);
 	if (rate == 0) {
 		*dropped = __sync_lock_test_and_set(&b->dropped, 0);
 		return 1;
@@ -168,7 +205,7 @@ static __always_inline int take(struct bucket *b, u64 now, u64 *dropped)
 			return 1;
 		}
 	}
-	__sync_fetch_and_add(&b->dropped, 1);
+	refuse(b, bk, now);
 	return 0;
 }
 
@@ -327,7 +364,7 @@ int capture(struct pt_regs *ctx)
 		return 0;
 	u64 now = bpf_ktime_get_ns();
 	u64 dropped = 0;
-	if (!take(b, now, &dropped))
+	if (!take(b, bk, now, &dropped))
 		return 0;
 	h->cookie = cookie;
 	h->time = now;

@@ -1,0 +1,136 @@
+package agenttest
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/agent"
+)
+
+// SelfcheckDir is the target whose two loops check their own results: a
+// tracer that corrupts a register or memory under it makes it exit with
+// "WRONG …" (see testdata/targets/selfcheck).
+const SelfcheckDir = "../testdata/targets/selfcheck"
+
+// HitsFor collects the hits of tracepoint id that a target captured in the
+// span d from the first one, by their capture time: a decoder slowed by
+// load delivers them late, not fewer. Notices of drops alone (DropsOnly)
+// are kept too; hits of other tracepoints are skipped, faults fail the test.
+func HitsFor(t testing.TB, hits <-chan agent.Hit, id string, d time.Duration) []agent.Hit {
+	t.Helper()
+	var got []agent.Hit
+	var first int64
+	deadline := time.After(2*time.Minute + d)
+	for {
+		select {
+		case h, ok := <-hits:
+			if !ok {
+				t.Fatal("the hit channel closed")
+			}
+			if h.Fault != nil {
+				t.Fatalf("fault: %v", h.Fault)
+			}
+			if h.Tracepoint != id {
+				continue
+			}
+			if h.DropsOnly {
+				got = append(got, h)
+				continue
+			}
+			if first == 0 {
+				first = h.Time
+			}
+			if h.Time >= first+int64(d) {
+				return got
+			}
+			got = append(got, h)
+		case <-deadline:
+			t.Fatalf("no hit of %s captured %v after its first within %v (%d so far)", id, d, 2*time.Minute+d, len(got))
+		}
+	}
+}
+
+// Rearms describes what hits say of the probes taken out and put back:
+// the hits, the estimates (Uncounted) they carry, and their sum.
+func Rearms(hits []agent.Hit) (n, estimates int, uncounted uint64) {
+	for _, h := range hits {
+		if !h.DropsOnly {
+			n++
+		}
+		if h.Uncounted > 0 {
+			estimates++
+			uncounted += h.Uncounted
+		}
+	}
+	return n, estimates, uncounted
+}
+
+// CheckSelfcheck fails the test unless the selfcheck process p is alive,
+// found no wrong result, and its hot loop still runs.
+func CheckSelfcheck(t testing.TB, p *Proc) {
+	t.Helper()
+	if strings.Contains(p.Output(), "WRONG") || !p.Alive() {
+		t.Fatalf("the target was hurt: alive %v, output ends %q", p.Alive(), tail(p.Output()))
+	}
+	before := hotCalls(p.Output())
+	CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if n := hotCalls(p.Output()); n <= before {
+			return fmt.Errorf("the hot loop is stuck at %d calls", n)
+		}
+		return nil
+	})
+}
+
+// hotCalls reads the last "ALIVE hot=N" selfcheck printed.
+func hotCalls(out string) int64 {
+	i := strings.LastIndex(out, "ALIVE hot=")
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(out[i+len("ALIVE hot="):])
+	if len(f) == 0 {
+		return -1
+	}
+	n, _ := strconv.ParseInt(f[0], 10, 64)
+	return n
+}
+
+func tail(s string) string {
+	if len(s) > 300 {
+		return s[len(s)-300:]
+	}
+	return s
+}
+
+// Churn sets spec on tg n times, as a replacement of itself or after a
+// clear by turns, with hits draining between: probes taken out and put
+// back meet replacements and clears at any moment. Faults fail the test.
+func Churn(t testing.TB, tg agent.Target, spec agent.Tracepoint, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		if _, err := tg.Set(ctx, spec); err != nil {
+			t.Fatalf("set %d: %v", i, err)
+		}
+		drain := time.After(time.Duration(50+i*37%200) * time.Millisecond)
+		for done := false; !done; {
+			select {
+			case h := <-tg.Hits():
+				if h.Fault != nil {
+					t.Fatalf("fault after set %d: %v", i, h.Fault)
+				}
+			case <-drain:
+				done = true
+			}
+		}
+		if i%2 == 1 {
+			if err := tg.Clear(ctx, spec.ID); err != nil {
+				t.Fatalf("clear %d: %v", i, err)
+			}
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package delve_test
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// hotSpec is a tracepoint on selfcheck's hot line, which runs without pause.
+func hotSpec(t *testing.T, id string, rate int) fleet.Spec {
+	return fleet.Spec{
+		ID:       id,
+		Location: fleet.Location{Path: "selfcheck/main.go", Line: agenttest.MarkerLine(t, selfcheckDir+"/main.go", "hot")},
+		Capture:  fleet.Capture{Args: true},
+		Limits:   fleet.Limits{MaxHitsPerSecond: rate},
+	}
+}
+
+// TestDisarm: on a line that runs without pause, a tracepoint at 50 hits a
+// second takes its uprobe out once each second's allowance is spent and
+// puts it back for the next: the 50 a second still arrive, the hits run
+// while the probe was out come as an estimate, and the target runs on
+// unharmed. With a condition, every hit that arrives satisfies it.
+func TestDisarm(t *testing.T) {
+	t.Parallel()
+	ctx, p, tg := attachTo(t, nil, selfcheckDir, false)
+	p.WaitOutput(t, "ALIVE", 30*time.Second)
+	for k, cond := range []string{"", "i % 7 != 3"} {
+		id := fmt.Sprintf("disarm%d", k)
+		spec := hotSpec(t, id, 50)
+		spec.Condition = cond
+		if _, err := tg.Set(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		hits := agenttest.HitsFor(t, tg.Hits(), id, 4*time.Second)
+		n, estimates, uncounted := agenttest.Rearms(hits)
+		t.Logf("condition %q: %d hits in 4s, %d estimates of %d hits run with the probe out", cond, n, estimates, uncounted)
+		for _, h := range hits {
+			if i := argI(t, h.Hit); !h.DropsOnly && cond != "" && i%7 == 3 {
+				t.Fatalf("condition %q: a hit with i = %d", cond, i)
+			}
+		}
+		if n < 100 || n > 400 || estimates < 2 {
+			t.Errorf("condition %q: %d hits and %d estimates in 4s at 50 a second; want about 200, and the probe taken out each second", cond, n, estimates)
+		}
+		if err := tg.Clear(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agenttest.CheckSelfcheck(t, p)
+}
+
+// TestDisarmHitCondition: a hit condition that needs every hit counted (%
+// 1000) keeps the probe in when the allowance is spent: each hit that
+// arrives is a thousandth call of the line, counted from the first hit.
+func TestDisarmHitCondition(t *testing.T) {
+	t.Parallel()
+	ctx, p, tg := attachTo(t, nil, selfcheckDir, false)
+	p.WaitOutput(t, "ALIVE", 30*time.Second)
+	spec := hotSpec(t, "every1000", 50)
+	spec.HitCondition = "% 1000"
+	if _, err := tg.Set(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	hits := agenttest.HitsFor(t, tg.Hits(), "every1000", 3*time.Second)
+	var first uint64
+	n := 0
+	for _, h := range hits {
+		if h.DropsOnly {
+			continue
+		}
+		i := argI(t, h.Hit)
+		if n == 0 {
+			first = i
+		} else if (i-first)%1000 != 0 {
+			t.Fatalf("hit %d has i = %d, %d calls after the first hit's: not a multiple of 1000", n, i, i-first)
+		}
+		n++
+		if h.Uncounted > 0 {
+			t.Fatalf("hit %d carries an estimate: the probe was taken out, losing count", n)
+		}
+	}
+	if n < 2 {
+		t.Fatalf("%d hits in 3s", n)
+	}
+	agenttest.CheckSelfcheck(t, p)
+}
+
+// TestRearmStorm: a uprobe taken out and put back every few milliseconds
+// (the window shortened to 5 ms) for seconds leaves the target running and
+// right, and hits still arrive, through replacements and clears.
+func TestRearmStorm(t *testing.T) {
+	t.Setenv(agent.WindowEnv, "5ms") // the worker inherits it
+	ctx, p, tg := attachTo(t, nil, selfcheckDir, false)
+	p.WaitOutput(t, "ALIVE", 30*time.Second)
+	if _, err := tg.Set(ctx, hotSpec(t, "storm", 50)); err != nil {
+		t.Fatal(err)
+	}
+	hits := agenttest.HitsFor(t, tg.Hits(), "storm", 3*time.Second)
+	n, estimates, _ := agenttest.Rearms(hits)
+	t.Logf("%d hits, %d re-arms with an estimate", n, estimates)
+	if estimates < 10 {
+		t.Errorf("%d re-arms in 3s with a 5 ms window; want a storm", estimates)
+	}
+	// Replacements and clears meet the storm at any moment.
+	agenttest.Churn(t, tg, hotSpec(t, "storm", 50), 20)
+	agenttest.CheckSelfcheck(t, p)
+}
+
+func argI(t *testing.T, h fleet.Hit) uint64 {
+	t.Helper()
+	for _, a := range h.Args {
+		if a.Name == "i" {
+			i, err := strconv.ParseUint(a.Value, 10, 64)
+			if err != nil {
+				t.Fatalf("i = %q", a.Value)
+			}
+			return i
+		}
+	}
+	t.Fatalf("no argument i in %+v", h.Args)
+	return 0
+}

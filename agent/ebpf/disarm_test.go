@@ -1,0 +1,126 @@
+package ebpf_test
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/agent/ebpf"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// hotSpec is a tracepoint on selfcheck's hot line, which runs without pause.
+func hotSpec(t *testing.T, id string, rate int) agent.Tracepoint {
+	return agent.Tracepoint{
+		ID:       id,
+		Location: fleet.Location{Path: "selfcheck/main.go", Line: agenttest.MarkerLine(t, agenttest.SelfcheckDir+"/main.go", "hot")},
+		Capture:  fleet.DefaultCapture,
+		Limits:   fleet.Limits{MaxHitsPerSecond: rate},
+	}
+}
+
+// TestDisarm: on a line that runs without pause, a tracepoint at 50 hits a
+// second takes its probes out once each second's allowance is spent and puts
+// them back for the next: the 50 a second still arrive, the hits run while
+// the probes were out come as an estimate (Uncounted), and the target runs
+// on unharmed.
+func TestDisarm(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, agenttest.SelfcheckDir)
+	p := agenttest.Start(t, bin)
+	p.WaitOutput(t, "ALIVE", 30*time.Second)
+	tgt := attach(t, ebpf.New(), p.Pid)
+	set(t, tgt, hotSpec(t, "disarm", 50))
+	const d = 4 * time.Second
+	hits := agenttest.HitsFor(t, tgt.Hits(), "disarm", d)
+	n, estimates, uncounted := agenttest.Rearms(hits)
+	t.Logf("%d hits in %v, %d estimates of %d hits run with the probes out", n, d, estimates, uncounted)
+	for _, h := range hits {
+		if h.Uncounted > 0 || h.Dropped > 0 {
+			t.Logf("t=%v dropped %d uncounted %d", time.Duration(h.Time-hits[0].Time), h.Dropped, h.Uncounted)
+		}
+	}
+	// 50 at once in each window begun in d (a few more trickle in while
+	// the probes come out), and not far fewer: a window begins each second.
+	if n < 100 || n > 50*(int(d/time.Second)+1)*2 {
+		t.Errorf("%d hits in %v at 50 a second: want about %d", n, d, 50*int(d/time.Second))
+	}
+	if estimates < 2 {
+		t.Errorf("%d hits carried an estimate of the hits run with the probes out; want one a window", estimates)
+	}
+	agenttest.CheckSelfcheck(t, p)
+}
+
+// TestDisarmCondition: with a condition the BPF program evaluates, the
+// allowance is spent by the hits where it holds alone, and every hit that
+// arrives satisfies it, across the probes taken out and put back.
+func TestDisarmCondition(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, agenttest.SelfcheckDir)
+	p := agenttest.Start(t, bin)
+	p.WaitOutput(t, "ALIVE", 30*time.Second)
+	tgt := attach(t, ebpf.New(), p.Pid)
+	for k, cond := range []string{"i > 5", "i % 7 != 3"} { // in BPF, then in the agent
+		id := fmt.Sprintf("cond%d", k)
+		spec := hotSpec(t, id, 50)
+		spec.Capture = fleet.Capture{Args: true}
+		spec.Condition = cond
+		set(t, tgt, spec)
+		hits := agenttest.HitsFor(t, tgt.Hits(), id, 3*time.Second)
+		n, estimates, _ := agenttest.Rearms(hits)
+		for _, h := range hits {
+			if h.DropsOnly {
+				continue
+			}
+			i := argI(t, h.Hit)
+			if (cond == "i > 5" && i <= 5) || (cond == "i % 7 != 3" && i%7 == 3) {
+				t.Fatalf("%s: a hit with i = %d", cond, i)
+			}
+		}
+		t.Logf("%s: %d hits, %d estimates", cond, n, estimates)
+		if n < 50 || estimates < 1 {
+			t.Errorf("%s: %d hits and %d estimates in 3s; want 50 a second, and the probes taken out", cond, n, estimates)
+		}
+	}
+	agenttest.CheckSelfcheck(t, p)
+}
+
+// TestRearmStorm: probes taken out and put back every few milliseconds
+// (the window shortened to 5 ms) for seconds leave the target running and
+// right, and hits still arrive, through replacements and clears.
+func TestRearmStorm(t *testing.T) {
+	needEBPF(t)
+	t.Setenv(agent.WindowEnv, "5ms")
+	bin := agenttest.BuildTarget(t, agenttest.SelfcheckDir)
+	p := agenttest.Start(t, bin)
+	p.WaitOutput(t, "ALIVE", 30*time.Second)
+	tgt := attach(t, ebpf.New(), p.Pid)
+	set(t, tgt, hotSpec(t, "storm", 50))
+	hits := agenttest.HitsFor(t, tgt.Hits(), "storm", 3*time.Second)
+	n, estimates, _ := agenttest.Rearms(hits)
+	t.Logf("%d hits, %d re-arms with an estimate", n, estimates)
+	if estimates < 10 {
+		t.Errorf("%d re-arms in 3s with a 5 ms window; want a storm", estimates)
+	}
+	// Replacements and clears meet the storm at any moment.
+	agenttest.Churn(t, tgt, hotSpec(t, "storm", 50), 20)
+	agenttest.CheckSelfcheck(t, p)
+}
+
+func argI(t *testing.T, h fleet.Hit) uint64 {
+	t.Helper()
+	for _, a := range h.Args {
+		if a.Name == "i" {
+			i, err := strconv.ParseUint(a.Value, 10, 64)
+			if err != nil {
+				t.Fatalf("i = %q", a.Value)
+			}
+			return i
+		}
+	}
+	t.Fatalf("no argument i in %+v", h.Args)
+	return 0
+}
