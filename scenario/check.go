@@ -98,19 +98,33 @@ func (s *Scenario) Check() error {
 		for i, st := range list {
 			p := fmt.Sprintf("%s[%d]", path, i)
 			n := 0
-			for _, set := range []bool{st.HTTP != nil, st.Shell != "", st.Until != nil, len(st.Parallel) > 0} {
+			for _, set := range []bool{st.HTTP != nil, st.GRPC != nil, st.Shell != "", st.Until != nil, len(st.Parallel) > 0} {
 				if set {
 					n++
 				}
 			}
 			if n != 1 {
-				return fail(p, "give exactly one of http, sh, until and parallel")
+				return fail(p, "give exactly one of http, grpc, sh, until and parallel")
 			}
 			if st.Repeat < 0 {
 				return fail(p+".repeat", "%d: repeat a step 1 or more times", st.Repeat)
 			}
 			if st.HTTP != nil && st.HTTP.URL == "" {
 				return fail(p+".http.url", "missing: give the URL, such as http://${gateway.addr}/checkout")
+			}
+			if g := st.GRPC; g != nil {
+				if g.Target == "" {
+					return fail(p+".grpc.target", "missing: give the server's HOST:PORT, such as ${shop.addr}")
+				}
+				if _, _, err := splitMethod(g.Method); err != nil {
+					return fail(p+".grpc.method", "%v", err)
+				}
+				if _, err := parseCode(g.Code); err != nil {
+					return fail(p+".grpc.code", "%v", err)
+				}
+				if len(g.ImportPaths) > 0 && len(g.Protos) == 0 {
+					return fail(p+".grpc.importPaths", "without protos they are not read: list the .proto files in protos, or drop importPaths to use server reflection")
+				}
 			}
 			if st.Until != nil {
 				if !tps[st.Until.Hits] {

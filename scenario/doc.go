@@ -1,7 +1,8 @@
 // Package scenario runs reproducible tests across several running Go
 // services: it starts (or joins) a fleet, starts the services, declares
-// tracepoints, drives the services with steps (HTTP requests, shell
-// commands, waits, parallel groups), collects the hits and evaluates
+// tracepoints, drives the services with steps (HTTP requests, unary gRPC
+// calls by server reflection or by proto files, shell commands, waits,
+// parallel groups), collects the hits and evaluates
 // expectations over the values at those lines: counts, predicates over the
 // captured variables, lines never hit, the order of hits within a request
 // across services, and time bounds between hits.

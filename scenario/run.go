@@ -52,6 +52,7 @@ type Runner struct {
 	ids   map[string]string
 	names map[string]string
 	hits  *collector
+	grpc  grpcClients
 	// hosts are those the tracepoints were installed on: settling waits
 	// for their watermarks.
 	hosts []string
@@ -277,6 +278,7 @@ func (r *Runner) Close() {
 		}
 		cancel()
 	}
+	r.grpc.close()
 	var wg sync.WaitGroup
 	for _, sv := range r.services {
 		wg.Add(1)
@@ -449,4 +451,4 @@ func markerLine(file, mark string) (int, error) {
 	return found, nil
 }
 
-var errNoStep = errors.New("a step does nothing: give it http, sh, until or parallel")
+var errNoStep = errors.New("a step does nothing: give it http, grpc, sh, until or parallel")

@@ -106,11 +106,12 @@ type Tracepoint struct {
 	Backend          string   `yaml:"backend"`
 }
 
-// Step is one action. Exactly one of HTTP, Shell, Until, Parallel is set;
+// Step is one action. Exactly one of HTTP, GRPC, Shell, Until, Parallel is set;
 // Repeat runs it that many times (the variable ${i} counts from 0).
 type Step struct {
 	Name     string        `yaml:"name"`
 	HTTP     *HTTPStep     `yaml:"http"`
+	GRPC     *GRPCStep     `yaml:"grpc"`
 	Shell    string        `yaml:"sh"`
 	Until    *Until        `yaml:"until"`
 	Parallel []Step        `yaml:"parallel"`

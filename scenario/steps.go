@@ -76,6 +76,10 @@ func (r *Runner) once(ctx context.Context, st *Step, where string, vars map[stri
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		return doHTTP(ctx, st.HTTP, where, vars)
+	case st.GRPC != nil:
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return r.doGRPC(ctx, st.GRPC, where, vars)
 	case st.Shell != "":
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()

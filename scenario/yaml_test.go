@@ -34,7 +34,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad count", base + "expect:\n  - {hits: hit, count: \"about 4\"}\n", 7, 24, `count "about 4": write an operator and a number`},
 		{"unknown tracepoint", base + "expect:\n  - never: miss\n", 7, 12, `"miss" is not a tracepoint of this scenario: the tracepoints are hit`},
 		{"bad where", base + "expect:\n  - {hits: hit, where: \"a >\"}\n", 7, 24, `is not an expression`},
-		{"two kinds of step", base + "steps:\n  - {sh: \"true\", until: {hits: hit, count: 1}}\n", 7, 5, "give exactly one of http, sh, until and parallel"},
+		{"two kinds of step", base + "steps:\n  - {sh: \"true\", until: {hits: hit, count: 1}}\n", 7, 5, "give exactly one of http, grpc, sh, until and parallel"},
 		{"no service", "tracepoints:\n  - {name: t, at: a.go:1}\n", 2, 5, "names no service"},
 		{"bad condition", base[:len(base)-2] + ", condition: \"x ==\"}\n", 5, 5, "is not a Go expression"},
 		{"bad yaml", "name: [\n", 1, 1, "not valid YAML"},
