@@ -25,8 +25,12 @@ type collector struct {
 	counts map[string]int // by tracepoint name
 	// marks is, per host, the latest watermark in coordinated time: every
 	// hit its agent captured before it is in.
-	marks   map[string]int64
-	last    time.Time // arrival of the last hit
+	marks map[string]int64
+	last  time.Time // arrival of the last hit
+	// heard is, per host, when the last hit or watermark from its agent
+	// arrived; hosts are those the run's tracepoints were installed on.
+	heard   map[string]time.Time
+	hosts   []string
 	readErr error
 	changed chan struct{} // closed and replaced on every hit
 }
@@ -40,7 +44,7 @@ type message struct {
 func newCollector(reader *fleet.HitReader, names map[string]string) *collector {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &collector{reader: reader, names: names, stop: cancel, done: make(chan struct{}),
-		counts: map[string]int{}, marks: map[string]int64{}, last: time.Now(), changed: make(chan struct{})}
+		counts: map[string]int{}, marks: map[string]int64{}, heard: map[string]time.Time{}, last: time.Now(), changed: make(chan struct{})}
 	go c.read(ctx)
 	return c
 }
@@ -69,6 +73,7 @@ func (c *collector) read(ctx context.Context) {
 			c.mu.Lock()
 			c.msgs = append(c.msgs, message{wm: wm})
 			c.marks[wm.Host] = max(c.marks[wm.Host], mark)
+			c.heard[wm.Host] = time.Now()
 			close(c.changed)
 			c.changed = make(chan struct{})
 			c.mu.Unlock()
@@ -80,6 +85,7 @@ func (c *collector) read(ctx context.Context) {
 		c.msgs = append(c.msgs, message{hit: &h})
 		c.counts[h.Tracepoint]++
 		c.last = time.Now()
+		c.heard[h.Host] = c.last
 		close(c.changed)
 		c.changed = make(chan struct{})
 		c.mu.Unlock()
@@ -119,6 +125,27 @@ func (c *collector) behind(hosts []string, end int64) (late []string, changed <-
 		}
 	}
 	return late, c.changed
+}
+
+// watchHosts sets the hosts whose agents the run depends on.
+func (c *collector) watchHosts(hosts []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hosts = hosts
+}
+
+// lastHeard is, for the hosts the run depends on, when each was last heard
+// from (absent: never).
+func (c *collector) lastHeard() ([]string, map[string]time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last := make(map[string]time.Time, len(c.hosts))
+	for _, h := range c.hosts {
+		if t, ok := c.heard[h]; ok {
+			last[h] = t
+		}
+	}
+	return c.hosts, last
 }
 
 func (c *collector) err() error {

@@ -26,4 +26,9 @@
 // corrected by its agent's clock offset. Two hits closer than their
 // clocks' error bounds neither hold nor break an order or a time bound:
 // the outcome counts them as uncertain.
+//
+// A run watches its fleet: the connection to NATS down past
+// DefaultNATSGrace, or an agent its tracepoints were installed on silent
+// past DefaultAgentSilence, ends the step under way and fails the run with
+// a *FleetLostError; Close stops the services as always.
 package scenario

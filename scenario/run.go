@@ -53,6 +53,9 @@ type Runner struct {
 	names map[string]string
 	hits  *collector
 	grpc  grpcClients
+	// watch notices the fleet vanishing; watching says its goroutine runs.
+	watch    *fleetWatch
+	watching bool
 	// hosts are those the tracepoints were installed on: settling waits
 	// for their watermarks.
 	hosts []string
@@ -77,10 +80,12 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 	}()
 	t0 := time.Now()
 	r.progress("starting the fleet and %d services", len(s.Services))
+	r.watch = newFleetWatch()
 	if s.Fleet != nil {
-		r.fleet, err = joinFleet(ctx, s.Fleet)
+		r.fleet, err = joinFleet(ctx, s.Fleet, r.watch.options())
+		r.watch.url = s.Fleet.NATS
 	} else {
-		r.fleet, err = startFleet(ctx, serviceGlobs(s), &r.opts)
+		r.fleet, err = startFleet(ctx, serviceGlobs(s), &r.opts, r.watch.options())
 	}
 	if err != nil {
 		return nil, err
@@ -113,6 +118,16 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 		return nil, err
 	}
 	r.hits = newCollector(reader, r.names)
+	r.watching = true
+	go r.watch.run(DefaultNATSGrace, DefaultAgentSilence, r.hits.lastHeard)
+	// The fleet vanishing while the tracepoints install ends the wait.
+	ctx, unguard := r.watch.guard(ctx)
+	defer unguard()
+	defer func() {
+		if lost := r.watch.err(); err != nil && lost != nil {
+			err = lost
+		}
+	}()
 	specs, err := r.specs(ctx)
 	if err != nil {
 		return nil, err
@@ -135,6 +150,7 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 			r.hosts = append(r.hosts, h)
 		}
 	}
+	r.hits.watchHosts(r.hosts)
 	r.Timing.Attach = time.Since(t0)
 	return r, nil
 }
@@ -268,6 +284,10 @@ func (r *Runner) Close() {
 	}
 	r.closed = true
 	t0 := time.Now()
+	if r.watching {
+		r.watch.close()
+		<-r.watch.done
+	}
 	if r.hits != nil {
 		r.hits.close()
 	}
@@ -298,7 +318,13 @@ func (r *Runner) Check(ctx context.Context, exps ...Expectation) *Result {
 		exps = r.s.Expect
 	}
 	t0 := time.Now()
-	note := r.settle(ctx)
+	gctx, unguard := r.watch.guard(ctx)
+	note := r.settle(gctx)
+	unguard()
+	lost := r.watch.err()
+	if lost != nil {
+		note = "" // the loss says why settling stopped
+	}
 	r.Timing.Settle = time.Since(t0)
 	t0 = time.Now()
 	hits := r.hits.snapshot()
@@ -319,6 +345,9 @@ func (r *Runner) Check(ctx context.Context, exps ...Expectation) *Result {
 	}
 	if err := r.hits.err(); err != nil {
 		res.Errors = append(res.Errors, fmt.Sprintf("reading hits: %v: the hits may be incomplete", err))
+	}
+	if lost != nil {
+		res.Errors = append(res.Errors, lost.Error())
 	}
 	return res
 }
@@ -393,7 +422,9 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Result, error) {
 	r.Timing.Steps = time.Since(t0)
 	r.progress("settling and evaluating %d expectations", len(s.Expect))
 	res := r.Check(ctx)
-	if stepErr != nil {
+	// A step ended by the fleet's loss: Check reports the loss.
+	var lost *FleetLostError
+	if stepErr != nil && !errors.As(stepErr, &lost) {
 		res.Errors = append([]string{stepErr.Error()}, res.Errors...)
 	}
 	r.Close()

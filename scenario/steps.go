@@ -14,10 +14,17 @@ import (
 	"time"
 )
 
-// Do runs steps in order and stops at the first that fails.
+// Do runs steps in order and stops at the first that fails. The fleet
+// vanishing ends the step under way: the error is then a
+// *FleetLostError.
 func (r *Runner) Do(ctx context.Context, steps ...Step) error {
+	ctx, unguard := r.watch.guard(ctx)
+	defer unguard()
 	for i := range steps {
 		if err := r.step(ctx, &steps[i], fmt.Sprintf("step %d", i+1), r.vars); err != nil {
+			if lost := r.watch.err(); lost != nil {
+				return fmt.Errorf("step %d: %w", i+1, lost)
+			}
 			return err
 		}
 	}
