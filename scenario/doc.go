@@ -15,7 +15,10 @@
 //	res := r.Check(ctx, expectations...)
 //	res.Report(t) // a t.Errorf per failed expectation, with the hits that broke it
 //
-// and `riptrace run FILE...` reads the same Scenario from YAML (Parse),
+// Runner.Record (or Options.Record) saves a run's hits, and Replay
+// evaluates expectations over them again without starting anything.
+//
+// `riptrace run FILE...` reads the same Scenario from YAML (Parse),
 // which is a thin layer over this package. A test binary that starts the
 // embedded agent must call delve.MaybeRunWorker first in TestMain
 // (agenttest.Main does), as the Delve backend re-runs the binary as its

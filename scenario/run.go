@@ -27,6 +27,8 @@ type Options struct {
 	// Backend is the embedded agent's default backend: auto (default),
 	// ebpf or delve.
 	Backend string
+	// Record, if set, receives Run's recording (Runner.Record), for Replay.
+	Record io.Writer
 }
 
 // Timing is where a run's wall time went.
@@ -426,6 +428,11 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Result, error) {
 	var lost *FleetLostError
 	if stepErr != nil && !errors.As(stepErr, &lost) {
 		res.Errors = append([]string{stepErr.Error()}, res.Errors...)
+	}
+	if opts.Record != nil {
+		if err := r.Record(opts.Record, res); err != nil {
+			res.Errors = append(res.Errors, err.Error())
+		}
 	}
 	r.Close()
 	res.Timing = r.Timing

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -70,13 +71,42 @@ func TestRunExitCodes(t *testing.T) {
 		t.Errorf("want suites of 6 tests passing and 5 failing, got %+v", report.Suites)
 	}
 
-	r = run(t, 3*time.Minute, "run", "--json", pass)
+	recordings := t.TempDir()
+	r = run(t, 3*time.Minute, "run", "--json", "--record", recordings, pass)
 	var results []scenario.Result
 	if err := json.Unmarshal([]byte(r.stdout), &results); err != nil || r.code != 0 {
 		t.Fatalf("want exit 0 and JSON results, got %d, %v:\n%s%s", r.code, err, r.stdout, r.stderr)
 	}
 	if len(results) != 1 || !results[0].OK() || results[0].Hits != 12 {
 		t.Errorf("want one passing result over 12 hits, got %+v", results)
+	}
+	recording := filepath.Join(recordings, "checkout.hits.jsonl")
+	if !strings.Contains(r.stderr, "recorded 12 hits in "+recording) {
+		t.Errorf("the run does not say where it recorded the hits:\n%s", r.stderr)
+	}
+
+	// The failing expectations, replayed over the recording, fail as they
+	// do live, and nothing is started: the services' programs are gone.
+	b, err = os.ReadFile(fail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := filepath.Join(t.TempDir(), "fails-without-services.yaml")
+	text := regexp.MustCompile(`command: \S+`).ReplaceAllString(string(b), "command: /nonexistent/service")
+	if err := os.WriteFile(gone, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, time.Minute, "run", "--replay", recording, pass, gone)
+	if r.code != 1 {
+		t.Fatalf("want exit 1 replaying failing expectations, got %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"PASS checkout in", "replayed 12 hits of scenario checkout", "✗ count: five checkouts", "req.Amount=809.1", "FAIL checkout-fails in"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("the replay's summary does not say %q:\n%s", want, r.stdout)
+		}
+	}
+	if r = run(t, time.Minute, "run", "--replay", recording, "--record", recordings, pass); r.code != 2 || !strings.Contains(r.stderr, "--replay evaluates a recording once") {
+		t.Errorf("want --replay with --record refused (exit 2), got %d:\n%s", r.code, r.stderr)
 	}
 }
 
