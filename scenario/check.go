@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"regexp"
@@ -64,6 +65,16 @@ func (s *Scenario) Check() error {
 	}
 	if s.Fleet != nil && s.Fleet.NATS == "" {
 		return fail("fleet.nats", "missing: give the fleet's NATS URL, such as nats://127.0.0.1:4222, or drop fleet to start one")
+	}
+	if s.Fleet != nil {
+		cred := s.Fleet.Credentials("")
+		if err := cred.Check(func(f string) string { return "fleet." + f }); err != nil {
+			var ce *fleet.CredentialError
+			if errors.As(err, &ce) {
+				return fail("fleet."+ce.Field, "%s", ce.Msg)
+			}
+			return fail("fleet", "%v", err)
+		}
 	}
 	tps := map[string]bool{}
 	for i, tp := range s.Tracepoints {

@@ -41,9 +41,21 @@ func (f *fleetConn) close() {
 	}
 }
 
+// Credentials are fl's, its files read from dir.
+func (fl *Fleet) Credentials(dir string) fleet.Credentials {
+	file := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	return fleet.Credentials{Creds: file(fl.Creds), NKey: file(fl.NKey), User: fl.User, Password: fl.Password, Token: fl.Token,
+		TLS: fleet.TLSFiles{CA: file(fl.TLS.CA), Cert: file(fl.TLS.Cert), Key: file(fl.TLS.Key)}, InboxPrefix: fl.InboxPrefix}
+}
+
 // joinFleet connects to the running fleet fl names.
-func joinFleet(ctx context.Context, fl *Fleet, watch []nats.Option) (*fleetConn, error) {
-	c, err := fleet.Connect(ctx, fl.NATS, fleet.ClientOptions{Name: "riptrace run", Credentials: fleet.Credentials{Creds: fl.Creds}, NATS: watch})
+func joinFleet(ctx context.Context, dir string, fl *Fleet, watch []nats.Option) (*fleetConn, error) {
+	c, err := fleet.Connect(ctx, fl.NATS, fleet.ClientOptions{Name: "riptrace run", Prefix: fl.Prefix, Credentials: fl.Credentials(dir), NATS: watch})
 	if err != nil {
 		return nil, fmt.Errorf("joining the fleet at %s: %w", fl.NATS, err)
 	}

@@ -84,7 +84,7 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 	r.progress("starting the fleet and %d services", len(s.Services))
 	r.watch = newFleetWatch()
 	if s.Fleet != nil {
-		r.fleet, err = joinFleet(ctx, s.Fleet, r.watch.options())
+		r.fleet, err = joinFleet(ctx, s.Dir, s.Fleet, r.watch.options())
 		r.watch.url = s.Fleet.NATS
 	} else {
 		r.fleet, err = startFleet(ctx, serviceGlobs(s), &r.opts, r.watch.options())

@@ -41,6 +41,8 @@ func TestParseErrors(t *testing.T) {
 		{"bool as text", base + "steps:\n  - sh: true\n", 7, 9, "put it in quotes"},
 		{"alias", "name: &n a\nsettle: *n\n", 2, 9, "aliases"},
 		{"second document", "name: a\n---\nname: b\n", 2, 1, "a second YAML document"},
+		{"certificate without key", "fleet:\n  nats: nats://x\n  tls: {cert: c.pem}\n", 3, 15, "fleet.tls.cert: set without fleet.tls.key"},
+		{"unknown fleet key", "fleet: {nats: nats://x, tokn: t}\n", 1, 25, `unknown key "tokn": did you mean token?`},
 		{"bad ready regexp", "services:\n  - {name: a, command: x, ready: {log: \"(\"}}\n", 2, 40, "not a Go regular expression"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

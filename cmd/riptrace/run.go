@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +18,7 @@ import (
 var errFailed = errors.New("expectations failed")
 
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", "[--junit FILE] [--json] [--repeat N] [--record DIR | --replay RECORDING] FILE...", stderr)
+	fs := newFlagSet("run", "[--junit FILE] [--json] [--repeat N] [--record DIR | --replay RECORDING] [--nats URL [credentials]] FILE...", stderr)
 	junit := fs.String("junit", "", "write the results as JUnit XML to `FILE`, one test case per expectation")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of the summary")
 	repeat := fs.Int("repeat", 1, "run each scenario `N` times")
@@ -25,10 +26,17 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	verbose := fs.Bool("v", false, "show the services' output and the embedded agent's log")
 	record := fs.String("record", "", "save each run's hits in `DIR` as NAME.hits.jsonl, for --replay")
 	replay := fs.String("replay", "", "evaluate the expectations over the hits of `RECORDING` (from --record) instead of running anything")
+	var conn connFlags
+	conn.register(fs)
 	files, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
+	if err := conn.check(); err != nil {
+		return err
+	}
+	join := false
+	fs.Visit(func(f *flag.Flag) { join = join || f.Name == "nats" })
 	if len(files) == 0 {
 		return usageError{"run needs a scenario file: riptrace run FILE.yaml (see examples/scenarios)"}
 	}
@@ -44,6 +52,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return usageError{err.Error()}
 		}
+		joinWith(s, &conn, join)
 		scenarios = append(scenarios, s)
 	}
 	opts := scenario.Options{Backend: *backend}
@@ -147,4 +156,41 @@ func runRecorded(ctx context.Context, s *scenario.Scenario, opts scenario.Option
 	}
 	fmt.Fprintf(stderr, "==> recorded %d hits in %s (riptrace run --replay %s FILE)\n", res.Hits, path, path)
 	return res, nil
+}
+
+// joinWith applies the command line's fleet to s: --nats makes it join
+// that fleet instead of the file's or an embedded one, and credentials
+// given by flag or environment fill in those the file leaves out, so that
+// secrets need not be written in scenarios.
+func joinWith(s *scenario.Scenario, conn *connFlags, join bool) {
+	if join {
+		if s.Fleet == nil {
+			s.Fleet = &scenario.Fleet{}
+		}
+		s.Fleet.NATS, s.Fleet.Prefix = conn.url, conn.prefix
+	}
+	fl := s.Fleet
+	if fl == nil {
+		return
+	}
+	c := conn.cred
+	for _, f := range []struct {
+		file   *string
+		flag   string
+		isPath bool
+	}{
+		{&fl.Creds, c.Creds, true}, {&fl.NKey, c.NKey, true}, {&fl.User, c.User, false}, {&fl.Password, c.Password, false},
+		{&fl.Token, c.Token, false}, {&fl.TLS.CA, c.TLS.CA, true}, {&fl.TLS.Cert, c.TLS.Cert, true}, {&fl.TLS.Key, c.TLS.Key, true},
+		{&fl.InboxPrefix, c.InboxPrefix, false},
+	} {
+		if *f.file != "" || f.flag == "" {
+			continue
+		}
+		*f.file = f.flag
+		// A file named on the command line is the caller's, not the
+		// scenario directory's.
+		if abs, err := filepath.Abs(f.flag); f.isPath && err == nil {
+			*f.file = abs
+		}
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/scenario"
 )
@@ -118,5 +120,40 @@ func TestRunMalformed(t *testing.T) {
 	r := run(t, time.Minute, "run", path)
 	if r.code != 2 || !strings.Contains(r.stderr, path+":3:5: services[0]: unknown key \"comand\": did you mean command?") {
 		t.Errorf("want exit 2 and the position, got %d:\n%s", r.code, r.stderr)
+	}
+}
+
+// TestRunCredentials joins a fleet whose NATS server wants a token: --nats
+// makes a scenario without fleet join it, --token (or the file's token)
+// gets in, and without one the run fails saying why.
+func TestRunCredentials(t *testing.T) {
+	t.Parallel()
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true, Authorization: "s3cret"}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(s.Shutdown)
+	url := s.ClientURL()
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain.yaml")
+	os.WriteFile(plain, []byte("steps:\n  - sh: \"true\"\n"), 0o644)
+	inFile := filepath.Join(dir, "in-file.yaml")
+	os.WriteFile(inFile, []byte("fleet: {nats: \""+url+"\", token: s3cret}\nsteps:\n  - sh: \"true\"\n"), 0o644)
+
+	if r := run(t, time.Minute, "run", "--nats", url, plain); r.code != 1 || !strings.Contains(r.stdout, "✗ run: joining the fleet at "+url) || !strings.Contains(r.stdout, "Authorization Violation") {
+		t.Errorf("without a token: want exit 1 naming the authorization violation, got %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, args := range [][]string{{"--nats", url, "--token", "s3cret", plain}, {inFile}} {
+		if r := run(t, time.Minute, append([]string{"run"}, args...)...); r.code != 0 || !strings.Contains(r.stdout, "PASS plain") && !strings.Contains(r.stdout, "PASS in-file") {
+			t.Errorf("run %v: want exit 0, got %d:\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := run(t, time.Minute, "run", "--nats", url, "--tls-cert", "c.pem", plain); r.code != 2 || !strings.Contains(r.stderr, "--tls-cert") {
+		t.Errorf("a certificate without its key: want a usage error naming --tls-cert, got %d:\n%s", r.code, r.stderr)
 	}
 }
