@@ -127,6 +127,17 @@ func (c *collector) behind(hosts []string, end int64) (late []string, changed <-
 	return late, c.changed
 }
 
+// total is the number of hits so far.
+func (c *collector) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, k := range c.counts {
+		n += k
+	}
+	return n
+}
+
 // watchHosts sets the hosts whose agents the run depends on.
 func (c *collector) watchHosts(hosts []string) {
 	c.mu.Lock()

@@ -81,3 +81,31 @@ func TestRecordReplay(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReplay checks that no recording panics the replay, and that a
+// recording it accepts is evaluated over exactly the hits it holds.
+func FuzzReplay(f *testing.F) {
+	s, err := scenario.Parse([]byte(base+"expect:\n  - {hits: hit, count: \">= 0\"}\n  - {hits: hit, where: 'x > 1'}\n  - {order: [hit, hit], by: {hit: x}}\n"), "f.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	header := `{"riptraceRecording":1,"scenario":"f","recorded":"2026-12-05T00:00:00Z","hits":2}` + "\n"
+	hit := `{"hit":{"v":1,"tracepoint":"hit","host":"h","pid":1,"time":1000,"file":"main.go","line":3,"args":[{"name":"x","type":"int","value":"2"}]}}` + "\n"
+	mark := `{"watermark":{"v":1,"host":"h","time":5000,"lag":"150ms"}}` + "\n"
+	f.Add([]byte(header + hit + mark + hit))
+	if res, err := scenario.Replay(s, strings.NewReader(header+hit+mark+hit), "seed.jsonl"); err != nil || res.Hits != 2 || !res.OK() {
+		f.Fatalf("the seed recording: %v, %+v", err, res)
+	}
+	f.Add([]byte(header + hit))
+	f.Add([]byte(`{"riptraceRecording":1,"hits":0}` + "\n" + mark))
+	f.Add([]byte("{}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res, err := scenario.Replay(s, bytes.NewReader(data), "f.jsonl")
+		if err != nil {
+			return
+		}
+		if want := strings.Count(string(data), `"hit":{`); res.Hits > want {
+			t.Fatalf("%d hits evaluated from a recording holding at most %d", res.Hits, want)
+		}
+	})
+}

@@ -422,7 +422,7 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Result, error) {
 	r.progress("running %d steps", len(s.Steps))
 	stepErr := r.Do(ctx, s.Steps...)
 	r.Timing.Steps = time.Since(t0)
-	r.progress("settling and evaluating %d expectations", len(s.Expect))
+	r.progress("settling and evaluating %d expectations over %d hits so far", len(s.Expect), r.hits.total())
 	res := r.Check(ctx)
 	// A step ended by the fleet's loss: Check reports the loss.
 	var lost *FleetLostError

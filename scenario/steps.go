@@ -21,6 +21,13 @@ func (r *Runner) Do(ctx context.Context, steps ...Step) error {
 	ctx, unguard := r.watch.guard(ctx)
 	defer unguard()
 	for i := range steps {
+		if r.opts.Progress != nil {
+			name := steps[i].Name
+			if name != "" {
+				name = " (" + name + ")"
+			}
+			r.progress("step %d of %d%s, %d hits so far", i+1, len(steps), name, r.hits.total())
+		}
 		if err := r.step(ctx, &steps[i], fmt.Sprintf("step %d", i+1), r.vars); err != nil {
 			if lost := r.watch.err(); lost != nil {
 				return fmt.Errorf("step %d: %w", i+1, lost)
