@@ -103,7 +103,7 @@ func (c *collector) snapshot() []fleet.Placed {
 	c.mu.Lock()
 	msgs := append([]message(nil), c.msgs...)
 	c.mu.Unlock()
-	return order(msgs)
+	return order(msgs, fleet.TimelineOptions{})
 }
 
 func (c *collector) lastArrival() time.Time {
@@ -191,11 +191,11 @@ func Order(hits []fleet.Hit) []fleet.Placed {
 	for i := range hits {
 		msgs[i].hit = &hits[i]
 	}
-	return order(msgs)
+	return order(msgs, fleet.TimelineOptions{})
 }
 
-func order(msgs []message) []fleet.Placed {
-	tl := fleet.NewTimeline(fleet.TimelineOptions{})
+func order(msgs []message, topts fleet.TimelineOptions) []fleet.Placed {
+	tl := fleet.NewTimeline(topts)
 	var placed []fleet.Placed
 	for _, m := range msgs {
 		if m.wm != nil {

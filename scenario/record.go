@@ -74,15 +74,19 @@ func writeRecording(w io.Writer, name string, msgs []message, res *Result) error
 // maxRecordedLine bounds one line of a recording: a hit with its values.
 const maxRecordedLine = 16 << 20
 
-// Replay evaluates s's expectations over a recording, as Check would have
-// over the run that made it; nothing is started. name names the recording
-// in errors. The result notes what was replayed, and keeps the recorded
-// run's errors as notes: they are the recording's story, not this
-// evaluation's.
-func Replay(s *Scenario, rec io.Reader, name string) (*Result, error) {
-	if err := s.Check(); err != nil {
-		return nil, err
-	}
+// Recording is a recording read back (ReadRecording).
+type Recording struct {
+	Scenario string
+	Recorded time.Time
+	Hits     int
+	// Errors and Notes are the recorded run's.
+	Errors, Notes []string
+	msgs          []message
+}
+
+// ReadRecording reads a recording that Runner.Record wrote; name names it
+// in errors.
+func ReadRecording(rec io.Reader, name string) (*Recording, error) {
 	sc := bufio.NewScanner(rec)
 	sc.Buffer(make([]byte, 64<<10), maxRecordedLine)
 	bad := func(line int, format string, args ...any) error {
@@ -101,7 +105,8 @@ func Replay(s *Scenario, rec io.Reader, name string) (*Result, error) {
 	if h.Recording != RecordingVersion {
 		return nil, bad(1, "a recording of version %d; this riptrace reads version %d", h.Recording, RecordingVersion)
 	}
-	var msgs []message
+	r := &Recording{Scenario: h.Scenario, Recorded: h.Recorded, Hits: h.Hits, Errors: h.Errors, Notes: h.Notes}
+	hits := 0
 	for line := 2; sc.Scan(); line++ {
 		var m recordedMessage
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
@@ -110,7 +115,10 @@ func Replay(s *Scenario, rec io.Reader, name string) (*Result, error) {
 		if (m.Hit == nil) == (m.Watermark == nil) {
 			return nil, bad(line, "want one of hit and watermark")
 		}
-		msgs = append(msgs, message{hit: m.Hit, wm: m.Watermark})
+		if m.Hit != nil {
+			hits++
+		}
+		r.msgs = append(r.msgs, message{hit: m.Hit, wm: m.Watermark})
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
@@ -118,21 +126,43 @@ func Replay(s *Scenario, rec io.Reader, name string) (*Result, error) {
 		}
 		return nil, fmt.Errorf("reading the recording %s: %w", name, err)
 	}
+	if hits != h.Hits {
+		return nil, bad(1, "the header counts %d hits, the file holds %d: it was cut short", h.Hits, hits)
+	}
+	return r, nil
+}
+
+// Timeline is the recorded hits in the order they ran, as the run saw
+// them (Order), placed with topts (request groups, for one).
+func (r *Recording) Timeline(topts fleet.TimelineOptions) []fleet.Placed {
+	return order(r.msgs, topts)
+}
+
+// Replay evaluates s's expectations over a recording, as Check would have
+// over the run that made it; nothing is started. name names the recording
+// in errors. The result notes what was replayed, and keeps the recorded
+// run's errors as notes: they are the recording's story, not this
+// evaluation's.
+func Replay(s *Scenario, rec io.Reader, name string) (*Result, error) {
+	if err := s.Check(); err != nil {
+		return nil, err
+	}
+	r, err := ReadRecording(rec, name)
+	if err != nil {
+		return nil, err
+	}
 	tolerance := DefaultClockTolerance
 	if s.ClockTolerance != nil {
 		tolerance = *s.ClockTolerance
 	}
 	t0 := time.Now()
-	res := Evaluate(order(msgs), s.Expect, tolerance)
+	res := Evaluate(r.Timeline(fleet.TimelineOptions{}), s.Expect, tolerance)
 	res.Timing.Evaluate = time.Since(t0)
 	res.Name = s.Name
-	if h.Hits != res.Hits {
-		return nil, bad(1, "the header counts %d hits, the file holds %d: it was cut short", h.Hits, res.Hits)
-	}
-	res.Notes = append(res.Notes, fmt.Sprintf("replayed %d hits of scenario %s recorded at %s in %s", h.Hits, h.Scenario, h.Recorded.Format(time.RFC3339), name))
-	for _, e := range h.Errors {
+	res.Notes = append(res.Notes, fmt.Sprintf("replayed %d hits of scenario %s recorded at %s in %s", r.Hits, r.Scenario, r.Recorded.Format(time.RFC3339), name))
+	for _, e := range r.Errors {
 		res.Notes = append(res.Notes, "the recorded run failed: "+e)
 	}
-	res.Notes = append(res.Notes, h.Notes...)
+	res.Notes = append(res.Notes, r.Notes...)
 	return res, nil
 }

@@ -87,6 +87,31 @@ func TestRunExitCodes(t *testing.T) {
 		t.Errorf("the run does not say where it recorded the hits:\n%s", r.stderr)
 	}
 
+	// riptrace timeline prints the recording, in the order the hits ran.
+	r = run(t, time.Minute, "timeline", "--recording", recording, "--json")
+	var last time.Time
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var p struct {
+			Tracepoint      string    `json:"tracepoint"`
+			CoordinatedTime time.Time `json:"coordinatedTime"`
+		}
+		if err := json.Unmarshal([]byte(line), &p); err != nil || p.Tracepoint == "" {
+			t.Fatalf("timeline --recording: %v in %q\n%s", err, line, r.stderr)
+		}
+		if p.CoordinatedTime.Before(last) {
+			t.Errorf("timeline --recording: %s at %v after a hit at %v", p.Tracepoint, p.CoordinatedTime, last)
+		}
+		last = p.CoordinatedTime
+		n++
+	}
+	if n != 12 || r.code != 0 {
+		t.Errorf("timeline --recording printed %d hits (exit %d), want 12", n, r.code)
+	}
+	if r = run(t, time.Minute, "timeline", "--recording", recording, "--tracepoint", "charge"); strings.Count(r.stdout, "main.charge") != 4 {
+		t.Errorf("timeline --recording --tracepoint charge: want 4 charges, got:\n%s%s", r.stdout, r.stderr)
+	}
+
 	// The failing expectations, replayed over the recording, fail as they
 	// do live, and nothing is started: the services' programs are gone.
 	b, err = os.ReadFile(fail)
