@@ -32,6 +32,7 @@ type collector struct {
 	heard   map[string]time.Time
 	hosts   []string
 	readErr error
+	readAt  time.Time     // when reading stopped on readErr
 	changed chan struct{} // closed and replaced on every hit
 }
 
@@ -60,7 +61,7 @@ func (c *collector) read(ctx context.Context) {
 					continue // one malformed message; the reader goes on
 				}
 				c.mu.Lock()
-				c.readErr = err
+				c.readErr, c.readAt = err, time.Now()
 				c.mu.Unlock()
 			}
 			return
@@ -146,17 +147,17 @@ func (c *collector) watchHosts(hosts []string) {
 }
 
 // lastHeard is, for the hosts the run depends on, when each was last heard
-// from (absent: never).
-func (c *collector) lastHeard() ([]string, map[string]time.Time) {
+// from (absent: never), and why and when reading stopped, if it did.
+func (c *collector) lastHeard() (hosts []string, last map[string]time.Time, stopped error, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	last := make(map[string]time.Time, len(c.hosts))
+	last = make(map[string]time.Time, len(c.hosts))
 	for _, h := range c.hosts {
 		if t, ok := c.heard[h]; ok {
 			last[h] = t
 		}
 	}
-	return c.hosts, last
+	return c.hosts, last, c.readErr, c.readAt
 }
 
 func (c *collector) err() error {

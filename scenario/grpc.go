@@ -149,6 +149,9 @@ func (g *grpcClients) method(ctx context.Context, dir string, st *GRPCStep, conn
 		find, m.types = r.FindDescriptorByName, r
 	} else {
 		files, err := reflectFiles(ctx, conn, service)
+		if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded {
+			return nil, fmt.Errorf("reaching %s: %w; check that the service is up and serves gRPC there", st.Target, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("asking %s for %s by server reflection: %w; give the service's .proto files in protos, or register reflection in the server", st.Target, service, err)
 		}

@@ -101,6 +101,8 @@ func TestGRPCSteps(t *testing.T) {
 			[]string{"by server reflection", "shop.Nothing"}},
 		{"streaming", "${bare.addr}", scenario.GRPCStep{Method: "grpc.health.v1.Health/Watch", Protos: []string{"protos/grpc/health/v1/health.proto"}},
 			[]string{"grpc.health.v1.Health/Watch streams: a step calls unary methods only"}},
+		{"nothing there", "127.0.0.1:1", scenario.GRPCStep{},
+			[]string{"reaching 127.0.0.1:1", "check that the service is up and serves gRPC there"}},
 		{"missing proto", "${bare.addr}", scenario.GRPCStep{Protos: []string{"nothing.proto"}},
 			[]string{"reading the proto files nothing.proto", "nothing.proto"}},
 	} {

@@ -345,7 +345,7 @@ func (r *Runner) Check(ctx context.Context, exps ...Expectation) *Result {
 			res.Errors = append(res.Errors, fmt.Sprintf("service %s exited during the run (%v)%s", sv.name, sv.cmd.ProcessState, sv.tail()))
 		}
 	}
-	if err := r.hits.err(); err != nil {
+	if err := r.hits.err(); err != nil && lost == nil {
 		res.Errors = append(res.Errors, fmt.Sprintf("reading hits: %v: the hits may be incomplete", err))
 	}
 	if lost != nil {

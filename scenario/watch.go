@@ -88,9 +88,13 @@ func (w *fleetWatch) options() []nats.Option {
 	}
 }
 
-// run polls until close. hits, once set, tells which agents have gone
-// silent; hosts are those the tracepoints were installed on.
-func (w *fleetWatch) run(grace, silence time.Duration, heard func() (hosts []string, last map[string]time.Time)) {
+// heardFunc says when each agent the run depends on was last heard from,
+// and whether reading the hit stream stopped (collector.lastHeard).
+type heardFunc func() (hosts []string, last map[string]time.Time, stopped error, at time.Time)
+
+// run polls until close; heard, if not nil, tells which agents have gone
+// silent.
+func (w *fleetWatch) run(grace, silence time.Duration, heard heardFunc) {
 	defer close(w.done)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -117,7 +121,12 @@ func (w *fleetWatch) run(grace, silence time.Duration, heard func() (hosts []str
 		if heard == nil {
 			continue
 		}
-		hosts, last := heard()
+		hosts, last, stopped, at := heard()
+		if stopped != nil {
+			// Silence would follow; say its cause.
+			w.lose(&FleetLostError{What: "the hit stream has not been read", Since: at, Cause: stopped.Error(), Fix: "Check the NATS server's JetStream"})
+			return
+		}
 		for _, h := range hosts {
 			t, ok := last[h]
 			if !ok {

@@ -96,8 +96,8 @@ func TestFleetWatchNATS(t *testing.T) {
 func TestFleetWatchAgents(t *testing.T) {
 	w := newFleetWatch()
 	heardAt := time.Now()
-	go w.run(time.Minute, 200*time.Millisecond, func() ([]string, map[string]time.Time) {
-		return []string{"quiet", "silent"}, map[string]time.Time{"silent": heardAt}
+	go w.run(time.Minute, 200*time.Millisecond, func() ([]string, map[string]time.Time, error, time.Time) {
+		return []string{"quiet", "silent"}, map[string]time.Time{"silent": heardAt}, nil, time.Time{}
 	})
 	defer func() { w.close(); <-w.done }()
 	select {
