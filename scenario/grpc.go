@@ -2,9 +2,12 @@ package scenario
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"github.com/bufbuild/protocompile/linker"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -28,8 +32,8 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 )
 
-// GRPCStep is a unary gRPC call, over plaintext HTTP/2, and the status it
-// must get. The method's messages come from the .proto files in Protos or,
+// GRPCStep is a unary gRPC call, over plaintext HTTP/2 or TLS, and the
+// status it must get. The method's messages come from the .proto files in Protos or,
 // when there are none, from the server's reflection service (v1).
 type GRPCStep struct {
 	Target string `yaml:"target"` // HOST:PORT
@@ -47,6 +51,19 @@ type GRPCStep struct {
 	// Code is the status the call must get: OK (default), NotFound or
 	// NOT_FOUND, and so on.
 	Code string `yaml:"code"`
+	// TLS, when given (tls: {} for the system's roots), makes the call
+	// over TLS.
+	TLS *GRPCTLS `yaml:"tls"`
+}
+
+// GRPCTLS is how a gRPC step trusts its server.
+type GRPCTLS struct {
+	// CA is a PEM file of the certificates that sign the server's,
+	// relative to the scenario's directory; default: the system's roots.
+	CA string `yaml:"ca"`
+	// ServerName is the name the server's certificate must carry, when
+	// not the target's host.
+	ServerName string `yaml:"serverName"`
 }
 
 // parseCode reads a gRPC status code by its Go or its protobuf name.
@@ -103,20 +120,42 @@ func (g *grpcClients) close() {
 	g.conns = nil
 }
 
-func (g *grpcClients) conn(target string) (*grpc.ClientConn, error) {
+// conn is the run's connection to target, over TLS if tc is not nil.
+func (g *grpcClients) conn(dir, target string, tc *GRPCTLS) (*grpc.ClientConn, error) {
+	key := target
+	creds := insecure.NewCredentials()
+	if tc != nil {
+		key += "\x00tls\x00" + tc.CA + "\x00" + tc.ServerName
+		cfg := &tls.Config{ServerName: tc.ServerName}
+		if tc.CA != "" {
+			file := tc.CA
+			if !filepath.IsAbs(file) {
+				file = filepath.Join(dir, file)
+			}
+			pem, err := os.ReadFile(file)
+			if err != nil {
+				return nil, fmt.Errorf("reading tls.ca: %w", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("tls.ca %s holds no PEM certificate: give the CA's certificate, BEGIN CERTIFICATE and all", file)
+			}
+		}
+		creds = credentials.NewTLS(cfg)
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if c, ok := g.conns[target]; ok {
+	if c, ok := g.conns[key]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err
 	}
 	if g.conns == nil {
 		g.conns = map[string]*grpc.ClientConn{}
 	}
-	g.conns[target] = c
+	g.conns[key] = c
 	return c, nil
 }
 
@@ -150,7 +189,7 @@ func (g *grpcClients) method(ctx context.Context, dir string, st *GRPCStep, conn
 	} else {
 		files, err := reflectFiles(ctx, conn, service)
 		if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded {
-			return nil, fmt.Errorf("reaching %s: %w; check that the service is up and serves gRPC there", st.Target, err)
+			return nil, fmt.Errorf("reaching %s: %w; check that the service is up and serves gRPC there, and whether it wants TLS (tls:)", st.Target, err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("asking %s for %s by server reflection: %w; give the service's .proto files in protos, or register reflection in the server", st.Target, service, err)
@@ -295,7 +334,7 @@ func (r *Runner) doGRPC(ctx context.Context, st *GRPCStep, where string, vars ma
 	if err != nil {
 		return fmt.Errorf("%s: grpc code: %w", where, err)
 	}
-	conn, err := r.grpc.conn(target)
+	conn, err := r.grpc.conn(r.s.Dir, target, st.TLS)
 	if err != nil {
 		return fmt.Errorf("%s: connecting to %s: %w", where, target, err)
 	}
@@ -331,7 +370,11 @@ func (r *Runner) doGRPC(ctx context.Context, st *GRPCStep, where string, vars ma
 			b, _ := protojson.MarshalOptions{Resolver: m.types}.Marshal(resp)
 			answer = string(b)
 		}
-		return fmt.Errorf("%s: grpc %s on %s answered %s after %v, want %s: %s", where, st.Method, target, got.Code(), time.Since(start).Round(time.Millisecond), want, clip(answer, 300))
+		hint := ""
+		if got.Code() == codes.Unavailable {
+			hint = "; check that the service is up, and whether it wants TLS (tls:)"
+		}
+		return fmt.Errorf("%s: grpc %s on %s answered %s after %v, want %s: %s%s", where, st.Method, target, got.Code(), time.Since(start).Round(time.Millisecond), want, clip(answer, 300), hint)
 	}
 	return nil
 }

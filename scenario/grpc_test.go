@@ -22,6 +22,10 @@ services:
     command: SHOP
     args: [-no-reflection]
     ready: {log: 'READY pid=\d+ addr=(?P<addr>\S+)'}
+  - name: secure
+    command: SHOP
+    args: [-tls, CERT]
+    ready: {log: 'READY pid=\d+ addr=(?P<addr>\S+)'}
 tracepoints:
   - {name: check, service: shop, at: targets/grpcshop/main.go:@check}
   - {name: bare, service: bare, at: targets/grpcshop/main.go:@check}
@@ -42,6 +46,8 @@ steps:
       request: '{"service": "shop"}'
       protos: [grpc/health/v1/health.proto]
       importPaths: [protos]
+  - name: over TLS
+    grpc: {target: "${secure.addr}", method: grpc.health.v1.Health/Check, request: '{"service": "shop"}', tls: {ca: CERT}}
   - until: {hits: bare, count: 2}
 expect:
   - {hits: check, count: "== 2"}
@@ -55,7 +61,9 @@ expect:
 // calls reached, then checks what each mistake in a gRPC step says.
 func TestGRPCSteps(t *testing.T) {
 	shop := agenttest.BuildTarget(t, filepath.Join("testdata", "targets", "grpcshop"))
-	s, err := scenario.Parse([]byte(strings.ReplaceAll(grpcScenario, "SHOP", shop)), "grpc.yaml")
+	cert := filepath.Join(t.TempDir(), "cert.pem")
+	text := strings.NewReplacer("SHOP", shop, "CERT", cert).Replace(grpcScenario)
+	s, err := scenario.Parse([]byte(text), "grpc.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +111,14 @@ func TestGRPCSteps(t *testing.T) {
 			[]string{"grpc.health.v1.Health/Watch streams: a step calls unary methods only"}},
 		{"nothing there", "127.0.0.1:1", scenario.GRPCStep{},
 			[]string{"reaching 127.0.0.1:1", "check that the service is up and serves gRPC there"}},
+		{"plaintext to TLS", "${secure.addr}", scenario.GRPCStep{},
+			[]string{"answered Unavailable", "whether it wants TLS (tls:)"}},
+		{"the wrong server name", "${secure.addr}", scenario.GRPCStep{TLS: &scenario.GRPCTLS{CA: cert, ServerName: "elsewhere"}},
+			[]string{"x509: certificate is not valid for any names, but wanted to match elsewhere"}},
+		{"untrusted", "${secure.addr}", scenario.GRPCStep{TLS: &scenario.GRPCTLS{}},
+			[]string{"certificate signed by unknown authority"}},
+		{"no CA file", "${secure.addr}", scenario.GRPCStep{TLS: &scenario.GRPCTLS{CA: "nothing.pem"}},
+			[]string{"reading tls.ca", "nothing.pem"}},
 		{"missing proto", "${bare.addr}", scenario.GRPCStep{Protos: []string{"nothing.proto"}},
 			[]string{"reading the proto files nothing.proto", "nothing.proto"}},
 	} {
