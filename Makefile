@@ -18,8 +18,12 @@ NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
 
+# demo ends with the same checkout as a scenario, judged by its
+# expectations (examples/scenarios/checkout.yaml).
 demo: build
 	$(BIN)/riptrace demo
+	@echo; echo "==> the checkout as a scenario: $(BIN)/riptrace run examples/scenarios/checkout.yaml"
+	$(BIN)/riptrace run examples/scenarios/checkout.yaml
 
 # deps installs the test's Node packages where they are missing or stale.
 deps:

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"regexp"
@@ -65,6 +66,16 @@ func (s *Scenario) Check() error {
 	if s.Fleet != nil && s.Fleet.NATS == "" {
 		return fail("fleet.nats", "missing: give the fleet's NATS URL, such as nats://127.0.0.1:4222, or drop fleet to start one")
 	}
+	if s.Fleet != nil {
+		cred := s.Fleet.Credentials("")
+		if err := cred.Check(func(f string) string { return "fleet." + f }); err != nil {
+			var ce *fleet.CredentialError
+			if errors.As(err, &ce) {
+				return fail("fleet."+ce.Field, "%s", ce.Msg)
+			}
+			return fail("fleet", "%v", err)
+		}
+	}
 	tps := map[string]bool{}
 	for i, tp := range s.Tracepoints {
 		p := fmt.Sprintf("tracepoints[%d]", i)
@@ -98,19 +109,33 @@ func (s *Scenario) Check() error {
 		for i, st := range list {
 			p := fmt.Sprintf("%s[%d]", path, i)
 			n := 0
-			for _, set := range []bool{st.HTTP != nil, st.Shell != "", st.Until != nil, len(st.Parallel) > 0} {
+			for _, set := range []bool{st.HTTP != nil, st.GRPC != nil, st.Shell != "", st.Until != nil, len(st.Parallel) > 0} {
 				if set {
 					n++
 				}
 			}
 			if n != 1 {
-				return fail(p, "give exactly one of http, sh, until and parallel")
+				return fail(p, "give exactly one of http, grpc, sh, until and parallel")
 			}
 			if st.Repeat < 0 {
 				return fail(p+".repeat", "%d: repeat a step 1 or more times", st.Repeat)
 			}
 			if st.HTTP != nil && st.HTTP.URL == "" {
 				return fail(p+".http.url", "missing: give the URL, such as http://${gateway.addr}/checkout")
+			}
+			if g := st.GRPC; g != nil {
+				if g.Target == "" {
+					return fail(p+".grpc.target", "missing: give the server's HOST:PORT, such as ${shop.addr}")
+				}
+				if _, _, err := splitMethod(g.Method); err != nil {
+					return fail(p+".grpc.method", "%v", err)
+				}
+				if _, err := parseCode(g.Code); err != nil {
+					return fail(p+".grpc.code", "%v", err)
+				}
+				if len(g.ImportPaths) > 0 && len(g.Protos) == 0 {
+					return fail(p+".grpc.importPaths", "without protos they are not read: list the .proto files in protos, or drop importPaths to use server reflection")
+				}
 			}
 			if st.Until != nil {
 				if !tps[st.Until.Hits] {

@@ -25,9 +25,14 @@ type collector struct {
 	counts map[string]int // by tracepoint name
 	// marks is, per host, the latest watermark in coordinated time: every
 	// hit its agent captured before it is in.
-	marks   map[string]int64
-	last    time.Time // arrival of the last hit
+	marks map[string]int64
+	last  time.Time // arrival of the last hit
+	// heard is, per host, when the last hit or watermark from its agent
+	// arrived; hosts are those the run's tracepoints were installed on.
+	heard   map[string]time.Time
+	hosts   []string
 	readErr error
+	readAt  time.Time     // when reading stopped on readErr
 	changed chan struct{} // closed and replaced on every hit
 }
 
@@ -40,7 +45,7 @@ type message struct {
 func newCollector(reader *fleet.HitReader, names map[string]string) *collector {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &collector{reader: reader, names: names, stop: cancel, done: make(chan struct{}),
-		counts: map[string]int{}, marks: map[string]int64{}, last: time.Now(), changed: make(chan struct{})}
+		counts: map[string]int{}, marks: map[string]int64{}, heard: map[string]time.Time{}, last: time.Now(), changed: make(chan struct{})}
 	go c.read(ctx)
 	return c
 }
@@ -56,7 +61,7 @@ func (c *collector) read(ctx context.Context) {
 					continue // one malformed message; the reader goes on
 				}
 				c.mu.Lock()
-				c.readErr = err
+				c.readErr, c.readAt = err, time.Now()
 				c.mu.Unlock()
 			}
 			return
@@ -69,6 +74,7 @@ func (c *collector) read(ctx context.Context) {
 			c.mu.Lock()
 			c.msgs = append(c.msgs, message{wm: wm})
 			c.marks[wm.Host] = max(c.marks[wm.Host], mark)
+			c.heard[wm.Host] = time.Now()
 			close(c.changed)
 			c.changed = make(chan struct{})
 			c.mu.Unlock()
@@ -80,6 +86,7 @@ func (c *collector) read(ctx context.Context) {
 		c.msgs = append(c.msgs, message{hit: &h})
 		c.counts[h.Tracepoint]++
 		c.last = time.Now()
+		c.heard[h.Host] = c.last
 		close(c.changed)
 		c.changed = make(chan struct{})
 		c.mu.Unlock()
@@ -97,7 +104,7 @@ func (c *collector) snapshot() []fleet.Placed {
 	c.mu.Lock()
 	msgs := append([]message(nil), c.msgs...)
 	c.mu.Unlock()
-	return order(msgs)
+	return order(msgs, fleet.TimelineOptions{})
 }
 
 func (c *collector) lastArrival() time.Time {
@@ -119,6 +126,38 @@ func (c *collector) behind(hosts []string, end int64) (late []string, changed <-
 		}
 	}
 	return late, c.changed
+}
+
+// total is the number of hits so far.
+func (c *collector) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, k := range c.counts {
+		n += k
+	}
+	return n
+}
+
+// watchHosts sets the hosts whose agents the run depends on.
+func (c *collector) watchHosts(hosts []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hosts = hosts
+}
+
+// lastHeard is, for the hosts the run depends on, when each was last heard
+// from (absent: never), and why and when reading stopped, if it did.
+func (c *collector) lastHeard() (hosts []string, last map[string]time.Time, stopped error, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last = make(map[string]time.Time, len(c.hosts))
+	for _, h := range c.hosts {
+		if t, ok := c.heard[h]; ok {
+			last[h] = t
+		}
+	}
+	return c.hosts, last, c.readErr, c.readAt
 }
 
 func (c *collector) err() error {
@@ -153,11 +192,11 @@ func Order(hits []fleet.Hit) []fleet.Placed {
 	for i := range hits {
 		msgs[i].hit = &hits[i]
 	}
-	return order(msgs)
+	return order(msgs, fleet.TimelineOptions{})
 }
 
-func order(msgs []message) []fleet.Placed {
-	tl := fleet.NewTimeline(fleet.TimelineOptions{})
+func order(msgs []message, topts fleet.TimelineOptions) []fleet.Placed {
+	tl := fleet.NewTimeline(topts)
 	var placed []fleet.Placed
 	for _, m := range msgs {
 		if m.wm != nil {

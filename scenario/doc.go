@@ -1,7 +1,8 @@
 // Package scenario runs reproducible tests across several running Go
 // services: it starts (or joins) a fleet, starts the services, declares
-// tracepoints, drives the services with steps (HTTP requests, shell
-// commands, waits, parallel groups), collects the hits and evaluates
+// tracepoints, drives the services with steps (HTTP requests, unary gRPC
+// calls by server reflection or by proto files, shell commands, waits,
+// parallel groups), collects the hits and evaluates
 // expectations over the values at those lines: counts, predicates over the
 // captured variables, lines never hit, the order of hits within a request
 // across services, and time bounds between hits.
@@ -14,7 +15,10 @@
 //	res := r.Check(ctx, expectations...)
 //	res.Report(t) // a t.Errorf per failed expectation, with the hits that broke it
 //
-// and `riptrace run FILE...` reads the same Scenario from YAML (Parse),
+// Runner.Record (or Options.Record) saves a run's hits, and Replay
+// evaluates expectations over them again without starting anything.
+//
+// `riptrace run FILE...` reads the same Scenario from YAML (Parse),
 // which is a thin layer over this package. A test binary that starts the
 // embedded agent must call delve.MaybeRunWorker first in TestMain
 // (agenttest.Main does), as the Delve backend re-runs the binary as its
@@ -25,4 +29,9 @@
 // corrected by its agent's clock offset. Two hits closer than their
 // clocks' error bounds neither hold nor break an order or a time bound:
 // the outcome counts them as uncertain.
+//
+// A run watches its fleet: the connection to NATS down past
+// DefaultNATSGrace, or an agent its tracepoints were installed on silent
+// past DefaultAgentSilence, ends the step under way and fails the run with
+// a *FleetLostError; Close stops the services as always.
 package scenario

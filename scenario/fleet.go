@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/setup"
 	"github.com/riptrace/riptrace/fleet"
@@ -39,9 +41,21 @@ func (f *fleetConn) close() {
 	}
 }
 
+// Credentials are fl's, its files read from dir.
+func (fl *Fleet) Credentials(dir string) fleet.Credentials {
+	file := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	return fleet.Credentials{Creds: file(fl.Creds), NKey: file(fl.NKey), User: fl.User, Password: fl.Password, Token: fl.Token,
+		TLS: fleet.TLSFiles{CA: file(fl.TLS.CA), Cert: file(fl.TLS.Cert), Key: file(fl.TLS.Key)}, InboxPrefix: fl.InboxPrefix}
+}
+
 // joinFleet connects to the running fleet fl names.
-func joinFleet(ctx context.Context, fl *Fleet) (*fleetConn, error) {
-	c, err := fleet.Connect(ctx, fl.NATS, fleet.ClientOptions{Name: "riptrace run", Credentials: fleet.Credentials{Creds: fl.Creds}})
+func joinFleet(ctx context.Context, dir string, fl *Fleet, watch []nats.Option) (*fleetConn, error) {
+	c, err := fleet.Connect(ctx, fl.NATS, fleet.ClientOptions{Name: "riptrace run", Prefix: fl.Prefix, Credentials: fl.Credentials(dir), NATS: watch})
 	if err != nil {
 		return nil, fmt.Errorf("joining the fleet at %s: %w", fl.NATS, err)
 	}
@@ -52,7 +66,8 @@ func joinFleet(ctx context.Context, fl *Fleet) (*fleetConn, error) {
 // an agent in this process that manages only the processes whose
 // executables are named in processes. The agent runs the backends of
 // opts.Backend; its Delve workers re-run this binary (see the package doc).
-func startFleet(ctx context.Context, processes []string, opts *Options) (_ *fleetConn, err error) {
+// watch are options of the run's own connection.
+func startFleet(ctx context.Context, processes []string, opts *Options, watch []nats.Option) (_ *fleetConn, err error) {
 	f := &fleetConn{}
 	defer func() {
 		if err != nil {
@@ -67,7 +82,7 @@ func startFleet(ctx context.Context, processes []string, opts *Options) (_ *flee
 	if f.server, err = fleet.StartServer(ctx, fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: f.data}); err != nil {
 		return nil, fmt.Errorf("starting the embedded NATS server: %w", err)
 	}
-	if f.client, err = fleet.Connect(ctx, f.server.ClientURL(), fleet.ClientOptions{Name: "riptrace run"}); err != nil {
+	if f.client, err = fleet.Connect(ctx, f.server.ClientURL(), fleet.ClientOptions{Name: "riptrace run", NATS: watch}); err != nil {
 		return nil, err
 	}
 	agentConn, err := fleet.Connect(ctx, f.server.ClientURL(), fleet.ClientOptions{Name: "riptrace run agent"})

@@ -36,6 +36,14 @@ func (r *Result) Summary(w io.Writer) {
 		verdict = "FAIL"
 	}
 	t := r.Timing
+	switch {
+	case t.Start == 0 && t.Steps == 0 && t.Evaluate == 0:
+		fmt.Fprintf(w, "%s %s\n", verdict, r.Name) // the run did not happen
+		return
+	case t.Start == 0 && t.Steps == 0:
+		fmt.Fprintf(w, "%s %s in %v (evaluate, a replay)\n", verdict, r.Name, round(t.Evaluate))
+		return
+	}
 	fmt.Fprintf(w, "%s %s in %v (start %v, attach %v, steps %v, settle %v, evaluate %v, stop %v)\n", verdict, r.Name,
 		round(t.Start+t.Attach+t.Steps+t.Settle+t.Evaluate+t.Stop), round(t.Start), round(t.Attach), round(t.Steps), round(t.Settle), round(t.Evaluate), round(t.Stop))
 }

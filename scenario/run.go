@@ -27,6 +27,8 @@ type Options struct {
 	// Backend is the embedded agent's default backend: auto (default),
 	// ebpf or delve.
 	Backend string
+	// Record, if set, receives Run's recording (Runner.Record), for Replay.
+	Record io.Writer
 }
 
 // Timing is where a run's wall time went.
@@ -52,6 +54,10 @@ type Runner struct {
 	ids   map[string]string
 	names map[string]string
 	hits  *collector
+	grpc  grpcClients
+	// watch notices the fleet vanishing; watching says its goroutine runs.
+	watch    *fleetWatch
+	watching bool
 	// hosts are those the tracepoints were installed on: settling waits
 	// for their watermarks.
 	hosts []string
@@ -76,10 +82,12 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 	}()
 	t0 := time.Now()
 	r.progress("starting the fleet and %d services", len(s.Services))
+	r.watch = newFleetWatch()
 	if s.Fleet != nil {
-		r.fleet, err = joinFleet(ctx, s.Fleet)
+		r.fleet, err = joinFleet(ctx, s.Dir, s.Fleet, r.watch.options())
+		r.watch.url = s.Fleet.NATS
 	} else {
-		r.fleet, err = startFleet(ctx, serviceGlobs(s), &r.opts)
+		r.fleet, err = startFleet(ctx, serviceGlobs(s), &r.opts, r.watch.options())
 	}
 	if err != nil {
 		return nil, err
@@ -112,6 +120,16 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 		return nil, err
 	}
 	r.hits = newCollector(reader, r.names)
+	r.watching = true
+	go r.watch.run(DefaultNATSGrace, DefaultAgentSilence, r.hits.lastHeard)
+	// The fleet vanishing while the tracepoints install ends the wait.
+	ctx, unguard := r.watch.guard(ctx)
+	defer unguard()
+	defer func() {
+		if lost := r.watch.err(); err != nil && lost != nil {
+			err = lost
+		}
+	}()
 	specs, err := r.specs(ctx)
 	if err != nil {
 		return nil, err
@@ -134,6 +152,7 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 			r.hosts = append(r.hosts, h)
 		}
 	}
+	r.hits.watchHosts(r.hosts)
 	r.Timing.Attach = time.Since(t0)
 	return r, nil
 }
@@ -267,6 +286,10 @@ func (r *Runner) Close() {
 	}
 	r.closed = true
 	t0 := time.Now()
+	if r.watching {
+		r.watch.close()
+		<-r.watch.done
+	}
 	if r.hits != nil {
 		r.hits.close()
 	}
@@ -277,6 +300,7 @@ func (r *Runner) Close() {
 		}
 		cancel()
 	}
+	r.grpc.close()
 	var wg sync.WaitGroup
 	for _, sv := range r.services {
 		wg.Add(1)
@@ -296,7 +320,13 @@ func (r *Runner) Check(ctx context.Context, exps ...Expectation) *Result {
 		exps = r.s.Expect
 	}
 	t0 := time.Now()
-	note := r.settle(ctx)
+	gctx, unguard := r.watch.guard(ctx)
+	note := r.settle(gctx)
+	unguard()
+	lost := r.watch.err()
+	if lost != nil {
+		note = "" // the loss says why settling stopped
+	}
 	r.Timing.Settle = time.Since(t0)
 	t0 = time.Now()
 	hits := r.hits.snapshot()
@@ -315,8 +345,11 @@ func (r *Runner) Check(ctx context.Context, exps ...Expectation) *Result {
 			res.Errors = append(res.Errors, fmt.Sprintf("service %s exited during the run (%v)%s", sv.name, sv.cmd.ProcessState, sv.tail()))
 		}
 	}
-	if err := r.hits.err(); err != nil {
+	if err := r.hits.err(); err != nil && lost == nil {
 		res.Errors = append(res.Errors, fmt.Sprintf("reading hits: %v: the hits may be incomplete", err))
+	}
+	if lost != nil {
+		res.Errors = append(res.Errors, lost.Error())
 	}
 	return res
 }
@@ -389,10 +422,17 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Result, error) {
 	r.progress("running %d steps", len(s.Steps))
 	stepErr := r.Do(ctx, s.Steps...)
 	r.Timing.Steps = time.Since(t0)
-	r.progress("settling and evaluating %d expectations", len(s.Expect))
+	r.progress("settling and evaluating %d expectations over %d hits so far", len(s.Expect), r.hits.total())
 	res := r.Check(ctx)
-	if stepErr != nil {
+	// A step ended by the fleet's loss: Check reports the loss.
+	var lost *FleetLostError
+	if stepErr != nil && !errors.As(stepErr, &lost) {
 		res.Errors = append([]string{stepErr.Error()}, res.Errors...)
+	}
+	if opts.Record != nil {
+		if err := r.Record(opts.Record, res); err != nil {
+			res.Errors = append(res.Errors, err.Error())
+		}
 	}
 	r.Close()
 	res.Timing = r.Timing
@@ -449,4 +489,4 @@ func markerLine(file, mark string) (int, error) {
 	return found, nil
 }
 
-var errNoStep = errors.New("a step does nothing: give it http, sh, until or parallel")
+var errNoStep = errors.New("a step does nothing: give it http, grpc, sh, until or parallel")

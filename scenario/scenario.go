@@ -3,6 +3,8 @@ package scenario
 import (
 	"fmt"
 	"time"
+
+	"github.com/riptrace/riptrace/fleet"
 )
 
 // Scenario is one reproducible test: where the fleet is, what to start,
@@ -48,10 +50,22 @@ const (
 	DefaultMaxHitsPerSecond = 10000
 )
 
-// Fleet is a running fleet to join.
+// Fleet is a running fleet to join, and as whom. Files are relative to
+// Scenario.Dir. Secrets are better kept out of the file: riptrace run
+// takes them from its flags and their environment variables.
 type Fleet struct {
-	NATS  string `yaml:"nats"`  // nats://host:port
-	Creds string `yaml:"creds"` // a NATS credentials file
+	NATS   string `yaml:"nats"`   // nats://host:port
+	Prefix string `yaml:"prefix"` // the fleet's subject prefix (default riptrace)
+	Creds  string `yaml:"creds"`  // a NATS credentials file
+	NKey   string `yaml:"nkey"`   // an nkey seed file
+	User   string `yaml:"user"`
+	// Password goes with User.
+	Password string         `yaml:"password"`
+	Token    string         `yaml:"token"`
+	TLS      fleet.TLSFiles `yaml:"tls"`
+	// InboxPrefix is where replies come, when the server's permissions
+	// give this user one (_INBOX_<user> in deploy/nats.conf).
+	InboxPrefix string `yaml:"inboxPrefix"`
 	// Hosts and Processes select, by glob, where tracepoints that name no
 	// service apply.
 	Hosts     []string `yaml:"hosts"`
@@ -106,11 +120,12 @@ type Tracepoint struct {
 	Backend          string   `yaml:"backend"`
 }
 
-// Step is one action. Exactly one of HTTP, Shell, Until, Parallel is set;
+// Step is one action. Exactly one of HTTP, GRPC, Shell, Until, Parallel is set;
 // Repeat runs it that many times (the variable ${i} counts from 0).
 type Step struct {
 	Name     string        `yaml:"name"`
 	HTTP     *HTTPStep     `yaml:"http"`
+	GRPC     *GRPCStep     `yaml:"grpc"`
 	Shell    string        `yaml:"sh"`
 	Until    *Until        `yaml:"until"`
 	Parallel []Step        `yaml:"parallel"`

@@ -14,10 +14,24 @@ import (
 	"time"
 )
 
-// Do runs steps in order and stops at the first that fails.
+// Do runs steps in order and stops at the first that fails. The fleet
+// vanishing ends the step under way: the error is then a
+// *FleetLostError.
 func (r *Runner) Do(ctx context.Context, steps ...Step) error {
+	ctx, unguard := r.watch.guard(ctx)
+	defer unguard()
 	for i := range steps {
+		if r.opts.Progress != nil {
+			name := steps[i].Name
+			if name != "" {
+				name = " (" + name + ")"
+			}
+			r.progress("step %d of %d%s, %d hits so far", i+1, len(steps), name, r.hits.total())
+		}
 		if err := r.step(ctx, &steps[i], fmt.Sprintf("step %d", i+1), r.vars); err != nil {
+			if lost := r.watch.err(); lost != nil {
+				return fmt.Errorf("step %d: %w", i+1, lost)
+			}
 			return err
 		}
 	}
@@ -76,6 +90,10 @@ func (r *Runner) once(ctx context.Context, st *Step, where string, vars map[stri
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		return doHTTP(ctx, st.HTTP, where, vars)
+	case st.GRPC != nil:
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return r.doGRPC(ctx, st.GRPC, where, vars)
 	case st.Shell != "":
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()

@@ -34,13 +34,15 @@ func TestParseErrors(t *testing.T) {
 		{"bad count", base + "expect:\n  - {hits: hit, count: \"about 4\"}\n", 7, 24, `count "about 4": write an operator and a number`},
 		{"unknown tracepoint", base + "expect:\n  - never: miss\n", 7, 12, `"miss" is not a tracepoint of this scenario: the tracepoints are hit`},
 		{"bad where", base + "expect:\n  - {hits: hit, where: \"a >\"}\n", 7, 24, `is not an expression`},
-		{"two kinds of step", base + "steps:\n  - {sh: \"true\", until: {hits: hit, count: 1}}\n", 7, 5, "give exactly one of http, sh, until and parallel"},
+		{"two kinds of step", base + "steps:\n  - {sh: \"true\", until: {hits: hit, count: 1}}\n", 7, 5, "give exactly one of http, grpc, sh, until and parallel"},
 		{"no service", "tracepoints:\n  - {name: t, at: a.go:1}\n", 2, 5, "names no service"},
 		{"bad condition", base[:len(base)-2] + ", condition: \"x ==\"}\n", 5, 5, "is not a Go expression"},
 		{"bad yaml", "name: [\n", 1, 1, "not valid YAML"},
 		{"bool as text", base + "steps:\n  - sh: true\n", 7, 9, "put it in quotes"},
 		{"alias", "name: &n a\nsettle: *n\n", 2, 9, "aliases"},
 		{"second document", "name: a\n---\nname: b\n", 2, 1, "a second YAML document"},
+		{"certificate without key", "fleet:\n  nats: nats://x\n  tls: {cert: c.pem}\n", 3, 15, "fleet.tls.cert: set without fleet.tls.key"},
+		{"unknown fleet key", "fleet: {nats: nats://x, tokn: t}\n", 1, 25, `unknown key "tokn": did you mean token?`},
 		{"bad ready regexp", "services:\n  - {name: a, command: x, ready: {log: \"(\"}}\n", 2, 40, "not a Go regular expression"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -650,7 +650,7 @@ func TestMakeDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("make demo: %v\n%s", err, out)
 	}
-	for _, w := range []string{"timeline: 12 hits", "main.charge", "main.priceOrder", "main.checkout", "still serving"} {
+	for _, w := range []string{"timeline: 12 hits", "main.charge", "main.priceOrder", "main.checkout", "still serving", "✓ checkout count == 4", "PASS checkout in"} {
 		if !strings.Contains(string(out), w) {
 			t.Errorf("make demo output does not mention %q", w)
 		}

@@ -5,9 +5,12 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/scenario"
@@ -70,13 +73,67 @@ func TestRunExitCodes(t *testing.T) {
 		t.Errorf("want suites of 6 tests passing and 5 failing, got %+v", report.Suites)
 	}
 
-	r = run(t, 3*time.Minute, "run", "--json", pass)
+	recordings := t.TempDir()
+	r = run(t, 3*time.Minute, "run", "--json", "--record", recordings, pass)
 	var results []scenario.Result
 	if err := json.Unmarshal([]byte(r.stdout), &results); err != nil || r.code != 0 {
 		t.Fatalf("want exit 0 and JSON results, got %d, %v:\n%s%s", r.code, err, r.stdout, r.stderr)
 	}
 	if len(results) != 1 || !results[0].OK() || results[0].Hits != 12 {
 		t.Errorf("want one passing result over 12 hits, got %+v", results)
+	}
+	recording := filepath.Join(recordings, "checkout.hits.jsonl")
+	if !strings.Contains(r.stderr, "recorded 12 hits in "+recording) {
+		t.Errorf("the run does not say where it recorded the hits:\n%s", r.stderr)
+	}
+
+	// riptrace timeline prints the recording, in the order the hits ran.
+	r = run(t, time.Minute, "timeline", "--recording", recording, "--json")
+	var last time.Time
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var p struct {
+			Tracepoint      string    `json:"tracepoint"`
+			CoordinatedTime time.Time `json:"coordinatedTime"`
+		}
+		if err := json.Unmarshal([]byte(line), &p); err != nil || p.Tracepoint == "" {
+			t.Fatalf("timeline --recording: %v in %q\n%s", err, line, r.stderr)
+		}
+		if p.CoordinatedTime.Before(last) {
+			t.Errorf("timeline --recording: %s at %v after a hit at %v", p.Tracepoint, p.CoordinatedTime, last)
+		}
+		last = p.CoordinatedTime
+		n++
+	}
+	if n != 12 || r.code != 0 {
+		t.Errorf("timeline --recording printed %d hits (exit %d), want 12", n, r.code)
+	}
+	if r = run(t, time.Minute, "timeline", "--recording", recording, "--tracepoint", "charge"); strings.Count(r.stdout, "main.charge") != 4 {
+		t.Errorf("timeline --recording --tracepoint charge: want 4 charges, got:\n%s%s", r.stdout, r.stderr)
+	}
+
+	// The failing expectations, replayed over the recording, fail as they
+	// do live, and nothing is started: the services' programs are gone.
+	b, err = os.ReadFile(fail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := filepath.Join(t.TempDir(), "fails-without-services.yaml")
+	text := regexp.MustCompile(`command: \S+`).ReplaceAllString(string(b), "command: /nonexistent/service")
+	if err := os.WriteFile(gone, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, time.Minute, "run", "--replay", recording, pass, gone)
+	if r.code != 1 {
+		t.Fatalf("want exit 1 replaying failing expectations, got %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"PASS checkout in", "replayed 12 hits of scenario checkout", "✗ count: five checkouts", "req.Amount=809.1", "FAIL checkout-fails in"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("the replay's summary does not say %q:\n%s", want, r.stdout)
+		}
+	}
+	if r = run(t, time.Minute, "run", "--replay", recording, "--record", recordings, pass); r.code != 2 || !strings.Contains(r.stderr, "--replay evaluates a recording once") {
+		t.Errorf("want --replay with --record refused (exit 2), got %d:\n%s", r.code, r.stderr)
 	}
 }
 
@@ -88,5 +145,40 @@ func TestRunMalformed(t *testing.T) {
 	r := run(t, time.Minute, "run", path)
 	if r.code != 2 || !strings.Contains(r.stderr, path+":3:5: services[0]: unknown key \"comand\": did you mean command?") {
 		t.Errorf("want exit 2 and the position, got %d:\n%s", r.code, r.stderr)
+	}
+}
+
+// TestRunCredentials joins a fleet whose NATS server wants a token: --nats
+// makes a scenario without fleet join it, --token (or the file's token)
+// gets in, and without one the run fails saying why.
+func TestRunCredentials(t *testing.T) {
+	t.Parallel()
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true, Authorization: "s3cret"}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(s.Shutdown)
+	url := s.ClientURL()
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain.yaml")
+	os.WriteFile(plain, []byte("steps:\n  - sh: \"true\"\n"), 0o644)
+	inFile := filepath.Join(dir, "in-file.yaml")
+	os.WriteFile(inFile, []byte("fleet: {nats: \""+url+"\", token: s3cret}\nsteps:\n  - sh: \"true\"\n"), 0o644)
+
+	if r := run(t, time.Minute, "run", "--nats", url, plain); r.code != 1 || !strings.Contains(r.stdout, "✗ run: joining the fleet at "+url) || !strings.Contains(r.stdout, "Authorization Violation") {
+		t.Errorf("without a token: want exit 1 naming the authorization violation, got %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, args := range [][]string{{"--nats", url, "--token", "s3cret", plain}, {inFile}} {
+		if r := run(t, time.Minute, append([]string{"run"}, args...)...); r.code != 0 || !strings.Contains(r.stdout, "PASS plain") && !strings.Contains(r.stdout, "PASS in-file") {
+			t.Errorf("run %v: want exit 0, got %d:\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := run(t, time.Minute, "run", "--nats", url, "--tls-cert", "c.pem", plain); r.code != 2 || !strings.Contains(r.stderr, "--tls-cert") {
+		t.Errorf("a certificate without its key: want a usage error naming --tls-cert, got %d:\n%s", r.code, r.stderr)
 	}
 }

@@ -6,15 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/scenario"
 )
 
 func runTimeline(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("timeline", "[--since DURATION] [--follow] [flags]", stderr)
+	fs := newFlagSet("timeline", "[--since DURATION] [--follow] [--recording FILE] [flags]", stderr)
 	var conn connFlags
 	conn.register(fs)
 	var hosts, procs, tps, groups stringList
@@ -26,6 +29,7 @@ func runTimeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	follow := fs.Bool("follow", false, "with --since, go on with live hits after the replay")
 	showStack := fs.Bool("show-stack", false, "print the captured stack under each hit")
 	asJSON := fs.Bool("json", false, "print one JSON object per hit per line")
+	recording := fs.String("recording", "", "print the hits `FILE` holds, saved by riptrace run --record, instead of the fleet's")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -35,6 +39,18 @@ func runTimeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if _, err := path.Match(g, ""); err != nil {
 			return usageError{fmt.Sprintf("glob %q: %v", g, err)}
 		}
+	}
+	topts := fleet.TimelineOptions{}
+	if len(groups) > 0 {
+		topts.Group = fleet.GroupBy(groups...)
+	}
+	sel := fleet.Selector{Hosts: hosts, Processes: procs}
+	out := &timelineOut{w: stdout, json: *asJSON, stack: *showStack, grouped: len(groups) > 0}
+	if *recording != "" {
+		if *since > 0 || *follow {
+			return usageError{"--recording prints a recorded run: drop --since and --follow"}
+		}
+		return printRecording(*recording, topts, sel, tps, out)
 	}
 	c, err := conn.connect(ctx, "riptrace timeline")
 	if err != nil {
@@ -53,18 +69,12 @@ func runTimeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			}
 		}
 	}
-	topts := fleet.TimelineOptions{}
-	if len(groups) > 0 {
-		topts.Group = fleet.GroupBy(groups...)
-	}
 	tl, err := c.Timeline(ctx, opts, topts)
 	if err != nil {
 		return err
 	}
 	defer tl.Close()
 	tl.Notice = func(s string) { fmt.Fprintf(stderr, "riptrace: timeline: %s\n", s) }
-	sel := fleet.Selector{Hosts: hosts, Processes: procs}
-	out := &timelineOut{w: stdout, json: *asJSON, stack: *showStack, grouped: len(groups) > 0}
 	// A replay with groups prints each request as one block, even when
 	// requests ran interleaved; live hits can only be printed as they come.
 	buffer := out.grouped && opts.Until > 0
@@ -98,6 +108,36 @@ func runTimeline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			if err := out.print(&p); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// printRecording prints the hits of a recording that riptrace run
+// --record saved, in the order they ran, each request as one block when
+// grouping; their tracepoints are named as in the scenario.
+func printRecording(file string, topts fleet.TimelineOptions, sel fleet.Selector, tps []string, out *timelineOut) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("opening the recording: %w", err)
+	}
+	defer f.Close()
+	rec, err := scenario.ReadRecording(f, file)
+	if err != nil {
+		return err
+	}
+	var all []fleet.Placed
+	for _, p := range rec.Timeline(topts) {
+		if selected(sel, &p.Hit) && (len(tps) == 0 || slices.Contains(tps, p.Tracepoint)) {
+			all = append(all, p)
+		}
+	}
+	if out.grouped {
+		all = blocks(all)
+	}
+	for _, p := range all {
+		if err := out.print(&p); err != nil {
+			return err
 		}
 	}
 	return nil

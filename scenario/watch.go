@@ -1,0 +1,170 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// How long the fleet may be out of reach before the run gives up on it. A
+// shorter outage loses nothing: agents keep their hits through it and send
+// them in order once back.
+const (
+	// DefaultNATSGrace is how long the connection to NATS may be down.
+	DefaultNATSGrace = 5 * time.Second
+	// DefaultAgentSilence is how long an agent that has sent watermarks
+	// may send nothing more: agents send one at least every
+	// fleet.WatermarkKeepalive.
+	DefaultAgentSilence = 10 * fleet.WatermarkKeepalive
+)
+
+// FleetLostError is a run that lost its fleet: the NATS server or an
+// agent its tracepoints were installed on stopped answering, so hits may
+// be missing and nothing the run would check can be trusted.
+type FleetLostError struct {
+	What  string // "the NATS server at URL has not answered", "the agent on host H has sent nothing"
+	Since time.Time
+	Cause string
+	Fix   string // what to check
+}
+
+func (e *FleetLostError) Error() string {
+	return fmt.Sprintf("lost the fleet: %s since %s (%s), so hits may be missing. %s, then run the scenario again",
+		e.What, e.Since.Format("15:04:05.000"), e.Cause, e.Fix)
+}
+
+// fleetWatch notices the fleet vanishing during a run: the connection to
+// NATS down past its grace, or an agent of the run silent past its own.
+// Its goroutine polls until close; lost is cancelled with a
+// *FleetLostError as its cause.
+type fleetWatch struct {
+	url  string // set before run; "" for the embedded server
+	lost context.Context
+	lose context.CancelCauseFunc
+	stop chan struct{}
+	done chan struct{}
+
+	// mu guards the fields below, which the NATS client's handlers set.
+	mu   sync.Mutex
+	down time.Time // when the connection went down; zero while up
+	why  string
+	up   time.Time // when the connection came (back) up
+}
+
+func newFleetWatch() *fleetWatch {
+	w := &fleetWatch{stop: make(chan struct{}), done: make(chan struct{}), up: time.Now()}
+	w.lost, w.lose = context.WithCancelCause(context.Background())
+	return w
+}
+
+// options are the NATS client options that tell w about the connection.
+func (w *fleetWatch) options() []nats.Option {
+	return []nats.Option{
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.down, w.why = time.Now(), "disconnected"
+			if err != nil {
+				w.why = err.Error()
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.down, w.up = time.Time{}, time.Now()
+		}),
+		nats.ClosedHandler(func(*nats.Conn) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.down.IsZero() {
+				w.down, w.why = time.Now(), "connection closed"
+			}
+		}),
+	}
+}
+
+// heardFunc says when each agent the run depends on was last heard from,
+// and whether reading the hit stream stopped (collector.lastHeard).
+type heardFunc func() (hosts []string, last map[string]time.Time, stopped error, at time.Time)
+
+// run polls until close; heard, if not nil, tells which agents have gone
+// silent.
+func (w *fleetWatch) run(grace, silence time.Duration, heard heardFunc) {
+	defer close(w.done)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-tick.C:
+		}
+		w.mu.Lock()
+		down, why, up := w.down, w.why, w.up
+		w.mu.Unlock()
+		if !down.IsZero() {
+			if time.Since(down) > grace {
+				what := "the NATS server at " + w.url
+				if w.url == "" {
+					what = "the embedded NATS server"
+				}
+				w.lose(&FleetLostError{What: what + " has not answered", Since: down, Cause: why, Fix: "Check that it runs"})
+				return
+			}
+			continue // nothing is heard from agents while down
+		}
+		if heard == nil {
+			continue
+		}
+		hosts, last, stopped, at := heard()
+		if stopped != nil {
+			// Silence would follow; say its cause.
+			w.lose(&FleetLostError{What: "the hit stream has not been read", Since: at, Cause: stopped.Error(), Fix: "Check the NATS server's JetStream"})
+			return
+		}
+		for _, h := range hosts {
+			t, ok := last[h]
+			if !ok {
+				continue // an agent that sends no watermarks tells nothing by silence
+			}
+			// Silence while the connection was down is not the agent's.
+			from := t
+			if up.After(from) {
+				from = up
+			}
+			if time.Since(from) > silence {
+				w.lose(&FleetLostError{What: "the agent on host " + h + " has sent nothing", Since: t,
+					Cause: fmt.Sprintf("it sends a watermark every %v", fleet.WatermarkKeepalive), Fix: "Check its log, and riptrace hosts"})
+				return
+			}
+		}
+	}
+}
+
+func (w *fleetWatch) close() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+}
+
+// err is the loss, or nil.
+func (w *fleetWatch) err() error {
+	if w.lost.Err() == nil {
+		return nil
+	}
+	return context.Cause(w.lost)
+}
+
+// guard is ctx, cancelled too when the fleet is lost.
+func (w *fleetWatch) guard(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(w.lost, func() { cancel(context.Cause(w.lost)) })
+	return ctx, func() { stop(); cancel(nil) }
+}
