@@ -141,7 +141,10 @@ func TestNeovimContract(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nvim: %v\n%s", err, stderr.String())
 	}
-	type entry struct{ Name, Type string }
+	type entry struct {
+		Name, Type string
+		Enum       []string
+	}
 	var contract struct {
 		Adapter    string
 		Attributes []entry
@@ -153,10 +156,10 @@ func TestNeovimContract(t *testing.T) {
 	}
 	var attrs, settings []entry
 	for _, a := range dap.AttachAttributes {
-		attrs = append(attrs, entry{a.Name, a.Type})
+		attrs = append(attrs, entry{a.Name, a.Type, a.Enum})
 	}
 	for _, s := range lsp.Settings {
-		settings = append(settings, entry{s.Name, s.Type})
+		settings = append(settings, entry{s.Name, s.Type, s.Enum})
 	}
 	var cmds, plugin []string
 	for _, c := range lsp.Commands {
@@ -277,7 +280,7 @@ func TestNeovimSetup(t *testing.T) {
 	if !strings.Contains(r.ToggleBeforeSetup, `require("riptrace").setup()`) {
 		t.Errorf(":RipTraceToggle before setup() said %q, want it to say to call setup()", r.ToggleBeforeSetup)
 	}
-	wantBad := []string{"hosts must be a list", `unknown option "bogus"; it takes capture`, "maxHitsPerSecond must be an integer", "capture must be a table with keys", "takes a table of options"}
+	wantBad := []string{"hosts must be a list", `unknown option "bogus"; it takes backend, capture`, "maxHitsPerSecond must be an integer", "capture must be a table with keys", "takes a table of options", `backend must be one of "auto", "ebpf", "delve", got "gdb"`}
 	if len(r.Bad) != len(wantBad) {
 		t.Fatalf("bad options: %+v", r.Bad)
 	}

@@ -60,6 +60,7 @@ type vscodePackage struct {
 
 type vscodeSchemaProperty struct {
 	Type         json.RawMessage   `json:"type"` // a type or a list of types
+	Enum         []string          `json:"enum"`
 	Description  string            `json:"description"`
 	Examples     []json.RawMessage `json:"examples"`
 	ErrorMessage string            `json:"errorMessage"`
@@ -132,6 +133,9 @@ func TestVSCodePackageMatchesGo(t *testing.T) {
 		if p.ErrorMessage == "" {
 			t.Errorf("attach attribute %q has no errorMessage: say what a right value looks like", a.Name)
 		}
+		if !slices.Equal(p.Enum, a.Enum) {
+			t.Errorf("attach attribute %q: package.json enum %q, dap.AttachAttributes' is %q", a.Name, p.Enum, a.Enum)
+		}
 	}
 	for name := range props {
 		if !slices.ContainsFunc(dap.AttachAttributes, func(a dap.Attribute) bool { return a.Name == name }) {
@@ -167,6 +171,9 @@ func TestVSCodePackageMatchesGo(t *testing.T) {
 		}
 		if p.Description != s.Description {
 			t.Errorf("setting riptrace.%s: description %q, lsp.Settings says %q", s.Name, p.Description, s.Description)
+		}
+		if !slices.Equal(p.Enum, s.Enum) {
+			t.Errorf("setting riptrace.%s: enum %q, lsp.Settings says %q", s.Name, p.Enum, s.Enum)
 		}
 	}
 	for name := range settings {
