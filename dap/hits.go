@@ -131,6 +131,7 @@ type breakpointLog struct {
 	last    time.Time // when its last hit arrived
 	counted int       // hits not shown since the last count
 	latest  *logged   // the last of them
+	hinted  bool      // a count line said where to see the hits
 }
 
 type processLog struct {
@@ -203,6 +204,7 @@ type count struct {
 	counted int
 	total   uint64
 	latest  *logged
+	first   bool // the breakpoint's first count line
 }
 
 // counts takes the console's pending counts, by breakpoint.
@@ -212,8 +214,8 @@ func (l *hitLog) counts() []count {
 	var out []count
 	for id, b := range l.bps {
 		if b.counted > 0 {
-			out = append(out, count{bp: id, counted: b.counted, total: b.total, latest: b.latest})
-			b.counted, b.latest = 0, nil
+			out = append(out, count{bp: id, counted: b.counted, total: b.total, latest: b.latest, first: !b.hinted})
+			b.counted, b.latest, b.hinted = 0, nil, true
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].bp < out[j].bp })
@@ -355,12 +357,16 @@ func (ss *session) writeCounts() {
 	for _, c := range ss.hits.counts() {
 		id := c.bp
 		e := c.latest
-		text := fmt.Sprintf("breakpoint %d: %s more in the last second (%s in all), last %s %s[%d]",
-			id, plural(c.counted, "hit"), plural(int(c.total), "hit"), e.row.Host, e.row.Exe, e.row.Pid)
+		text := fmt.Sprintf("breakpoint %d: %s more in the last second (%d in all); last on %s %s[%d]",
+			id, plural(c.counted, "hit"), c.total, e.row.Host, filepath.Base(e.row.Exe), e.row.Pid)
 		if e.row.Values != "" {
-			text += ": " + truncateRunes(e.row.Values, 120)
+			text += ": " + truncateRunes(e.row.Values, 60)
 		}
-		text += ". The RipTrace hits view lists them; `snapshot " + fmt.Sprint(id) + "` opens the latest.\n"
+		if c.first {
+			// Once per breakpoint: where the hits not shown are.
+			text += fmt.Sprintf("\n  (one line a second from now on: the RipTrace hits view lists the hits, and `snapshot %d` opens the latest)", id)
+		}
+		text += "\n"
 		ev := &dap.OutputEvent{Event: ss.event("output"), Body: dap.OutputEventBody{Category: "console", Output: text, Line: e.row.Line}}
 		if e.row.Path != "" {
 			ev.Body.Source = &dap.Source{Name: filepath.Base(e.row.Path), Path: e.row.Path}

@@ -51,7 +51,7 @@ func TestHitsView(t *testing.T) {
 	// << output ×3: the first hits in full; << output: then a count
 	c.HitEvents(t, 3)
 	count := c.AwaitOutputEvent(t, "a count of the hits not shown", func(e *godap.OutputEvent) bool {
-		return strings.HasPrefix(e.Body.Output, fmt.Sprintf("breakpoint %d: ", bps[0].Id)) && strings.Contains(e.Body.Output, "more in the last second")
+		return strings.HasPrefix(e.Body.Output, fmt.Sprintf("breakpoint %d: ", bps[0].Id)) && strings.Contains(e.Body.Output, "more in the last second") && strings.Contains(e.Body.Output, "the RipTrace hits view lists the hits")
 	})
 	if len(count.Body.Data) != 0 || count.Body.Source == nil || count.Body.Source.Path != loopSrc || count.Body.Line != process {
 		t.Errorf("count %+v, want no hit data and a link to %s:%d", count.Body, loopSrc, process)

@@ -143,19 +143,20 @@ func TestVSCodePackageMatchesGo(t *testing.T) {
 		}
 	}
 
-	// Commands: the server's, which vscode-languageclient binds, plus the picker.
+	// Commands: the server's, which vscode-languageclient binds, plus the
+	// extension's own: the picker, and those of the hits view and timeline.
 	var cmds []string
 	for _, cmd := range c.Commands {
 		cmds = append(cmds, cmd.Command)
 	}
-	want := []string{"riptrace.pickHosts"}
+	want := []string{"riptrace.pickHosts", "riptrace.openHit", "riptrace.showTimeline", "riptrace.hitsViewLatency"}
 	for _, cmd := range lsp.Commands {
 		want = append(want, cmd.Name)
 	}
 	slices.Sort(cmds)
 	slices.Sort(want)
 	if !slices.Equal(cmds, want) {
-		t.Errorf("contributes.commands = %q, want %q (lsp.Commands and riptrace.pickHosts)", cmds, want)
+		t.Errorf("contributes.commands = %q, want %q (lsp.Commands and the extension's own)", cmds, want)
 	}
 
 	// Settings: riptrace.<name> for each of lsp.Settings, plus riptrace.path.

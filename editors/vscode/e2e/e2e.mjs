@@ -2,9 +2,12 @@
 // Chromium) against a real fleet: `riptrace server`, `riptrace agent` and the
 // demo's payments service under steady traffic. It opens demo/ as the
 // workspace, clicks the gutter of payments/main.go's //@trace(charge) line,
-// starts the attach configuration through the host picker, and waits for a
-// hit in the debug console, a code lens and an inlay hint, and the status
-// bar's host count. Run by run.sh (make e2e-vscode).
+// starts the attach configuration (the delve backend) through the host
+// picker, and waits for a hit in the debug console, a code lens and an
+// inlay hint, and the status bar's host count; then the hits view, a lens
+// click opening a snapshot, a step refused, a hit of the hits view and a
+// row of the timeline panel opening theirs. Screenshots of each land in
+// e2e/out/. Run by run.sh (make e2e-vscode).
 import { spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -181,7 +184,7 @@ try {
         'debug.internalConsoleOptions': 'openOnSessionStart',
         launch: {
           version: '0.2.0',
-          configurations: [{ type: 'riptrace', request: 'attach', name: 'RipTrace e2e', hosts: '${command:riptrace.pickHosts}', cwd: folder }],
+          configurations: [{ type: 'riptrace', request: 'attach', name: 'RipTrace e2e', hosts: '${command:riptrace.pickHosts}', cwd: folder, backend: 'delve' }],
         },
       },
       null,
@@ -273,6 +276,8 @@ try {
   await repl.locator('.output', { hasText: `${host} ${paymentsName}[${pid}]` }).first().waitFor({ timeout: 90_000 });
   // The picked process reached the configuration (the adapter's greeting names it).
   await repl.locator('.output', { hasText: 'processes github.com/riptrace/riptrace/demo/payments' }).first().waitFor({ timeout: 10_000 });
+  // The backend chosen in the configuration, named by the greeting.
+  await repl.locator('.output', { hasText: 'served by the delve backend' }).first().waitFor({ timeout: 10_000 });
   step('hit in the debug console');
   const lens = editor.locator('.codelens-decoration', { hasText: /● \d+ hits? · 1 host/ });
   await lens.first().waitFor({ timeout: 60_000 });
@@ -313,6 +318,82 @@ try {
   step('status bar: 1 host');
   await page.screenshot({ path: path.join(outDir, 'vscode.png') });
   step(`screenshot ${path.join(outDir, 'vscode.png')}`);
+  // 7b. The hits view in Run and Debug: breakpoint → process → hits.
+  await page.keyboard.press('Control+Shift+D');
+  const hitsPane = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'RipTrace Hits' }) });
+  await hitsPane.first().waitFor({ timeout: 30_000 });
+  if ((await hitsPane.locator('.pane-header.expanded').count()) === 0) {
+    await hitsPane.locator('.pane-header').first().click();
+  }
+  const hitsRows = hitsPane.locator('.monaco-list-row');
+  const bpRow = hitsRows.filter({ hasText: `main.go:${line}` });
+  await bpRow.first().waitFor({ timeout: 30_000 });
+  await until('the hits view naming the delve backend', 30_000, async () => {
+    const text = await bpRow.first().innerText();
+    if (!/\d+ hits? · .*via delve/.test(text)) throw new Error(`the breakpoint row reads ${JSON.stringify(text)}`);
+    return true;
+  });
+  await hitsRows.filter({ hasText: `${host} ${paymentsName}[${pid}]` }).first().waitFor({ timeout: 30_000 });
+  const hitRow = hitsRows.filter({ hasText: /#\d+ \d\d:\d\d:\d\d\.\d{3}/ });
+  await hitRow.first().waitFor({ timeout: 30_000 });
+  step(`hits view: ${(await bpRow.first().innerText()).replace(/\s+/g, ' ')}; ${(await hitRow.first().innerText()).replace(/\s+/g, ' ')}`);
+  await page.screenshot({ path: path.join(outDir, 'hits-view.png') });
+
+  // 7c. A click on the code lens opens the line's latest hit as a
+  // snapshot: Call Stack names it, Variables shows its values.
+  const callStack = page.locator('.pane', { has: page.locator('.pane-header', { hasText: /Call Stack/i }) });
+  const snapshotThread = callStack.locator('.monaco-list-row', { hasText: /snapshot of hit #\d+ on e2e-vscode at / });
+  await until('a snapshot after a lens click', 60_000, async () => {
+    await lens.first().locator('a').first().click();
+    await snapshotThread.first().waitFor({ timeout: 5000 });
+    return true;
+  });
+  const title = /hit #(\d+) on e2e-vscode at \S+/.exec(await snapshotThread.first().innerText())[0];
+  const variables = page.locator('.pane', { has: page.locator('.pane-header', { hasText: /Variables/i }) });
+  await variables.locator('.monaco-list-row', { hasText: /Arguments|Locals/ }).first().waitFor({ timeout: 30_000 });
+  step(`lens click: snapshot of ${title}`);
+  await page.screenshot({ path: path.join(outDir, 'snapshot.png') });
+
+  // 7d. A step in a snapshot says why it cannot.
+  await page.keyboard.press('F10');
+  await page.locator('.notifications-toasts, .notification-toast', { hasText: 'A snapshot cannot step' }).first().waitFor({ timeout: 20_000 });
+  step('F10 in a snapshot: "A snapshot cannot step … Continue dismisses it"');
+
+  // 7e. A click on a hit in the hits view opens that hit.
+  const clicked = (await hitRow.last().innerText()).match(/#(\d+)/)[1];
+  await hitRow.last().click();
+  await callStack.locator('.monaco-list-row', { hasText: `snapshot of hit #${clicked} on` }).first().waitFor({ timeout: 30_000 });
+  step(`hits view click: snapshot of hit #${clicked}`);
+
+  // 7f. The timeline panel, in execution order; a click on a row opens it.
+  await page.keyboard.press('F1');
+  await quickInputBox.waitFor();
+  await quickInputBox.fill('>RipTrace: Show the Timeline');
+  await quickInput.locator('.monaco-list-row', { hasText: 'Show the Timeline' }).first().waitFor();
+  await page.keyboard.press('Enter');
+  const webview = page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame');
+  const rows = webview.locator('tr.hit');
+  await until('rows in the timeline', 60_000, async () => (await rows.count()) >= 3);
+  const seqs = await rows.evaluateAll((trs) => trs.map((tr) => Number(tr.dataset.seq)));
+  step(`timeline: ${seqs.length} rows`);
+  await page.screenshot({ path: path.join(outDir, 'timeline.png') });
+  const pickRow = rows.nth(Math.floor(seqs.length / 2));
+  const pickSeq = await pickRow.evaluate((tr) => tr.dataset.seq);
+  await pickRow.click();
+  await callStack.locator('.monaco-list-row', { hasText: `snapshot of hit #${pickSeq} on` }).first().waitFor({ timeout: 30_000 });
+  await editor.locator('.view-line', { hasText: '//@trace(charge)' }).first().waitFor();
+  step(`timeline click: snapshot of hit #${pickSeq}, payments/main.go shown`);
+  await page.screenshot({ path: path.join(outDir, 'timeline-click.png') });
+
+  // The hits view's latency, as the extension measured it.
+  await page.keyboard.press('F1');
+  await quickInputBox.waitFor();
+  await quickInputBox.fill('>RipTrace: Hits View Latency');
+  await quickInput.locator('.monaco-list-row', { hasText: 'Hits View Latency' }).first().waitFor();
+  await page.keyboard.press('Enter');
+  const latency = page.locator('.notification-toast', { hasText: 'from the stream to the view' });
+  await latency.first().waitFor({ timeout: 20_000 });
+  step((await latency.first().innerText()).split('\n')[0]);
 
   // 8. Stop the session; the service runs on.
   await page.keyboard.press('Shift+F5');
