@@ -450,8 +450,8 @@ func TestNeovimFleet(t *testing.T) {
 	if r.Attached != "riptrace" || !strings.Contains(r.HostsNote, host) {
 		t.Errorf("attached %q; :RipTraceHosts said %q", r.Attached, r.HostsNote)
 	}
-	if declared == "" || !strings.Contains(r.Tracing, "loop/main.go:"+fmt.Sprint(line)) {
-		t.Errorf(":RipTraceToggle said %q (declared %q), want tracing loop/main.go:%d", r.Tracing, declared, line)
+	if declared == "" || !strings.Contains(r.Tracing, "loop/main.go:"+fmt.Sprint(line)+" with the auto backend") {
+		t.Errorf(":RipTraceToggle said %q (declared %q), want tracing loop/main.go:%d with the auto backend", r.Tracing, declared, line)
 	}
 	if len(r.Signs) != 1 || r.Signs[0].Lnum != line {
 		t.Errorf("signs after :RipTraceToggle %+v, want one on line %d", r.Signs, line)

@@ -29,7 +29,8 @@ const codeServer = path.join(cache, 'code-server/node_modules/.bin/code-server')
 const host = 'e2e-vscode';
 const folder = path.join(root, 'demo');
 const sourceFile = path.join(folder, 'payments/main.go');
-const line = readFileSync(sourceFile, 'utf8').split('\n').findIndex((l) => l.includes('//@trace(charge)')) + 1;
+const sourceText = readFileSync(sourceFile, 'utf8');
+const line = sourceText.split('\n').findIndex((l) => l.includes('//@trace(charge)')) + 1;
 const started = Date.now();
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'riptrace-e2e-vscode-'));
 
@@ -176,6 +177,9 @@ try {
         'extensions.ignoreRecommendations': true,
         'update.mode': 'none',
         'git.enabled': false,
+        // The run must never change the checkout: keys that land in the
+        // editor by mistake stay in the buffer.
+        'files.autoSave': 'off',
         'editor.inlayHints.enabled': 'on',
         'editor.codeLens': true,
         'editor.minimap.enabled': false,
@@ -218,6 +222,20 @@ try {
   // 4. Open payments/main.go at the marked line.
   const quickInput = page.locator('.quick-input-widget');
   const quickInputBox = quickInput.locator('input.input');
+  // runCommand runs a command from the palette: F1 until the palette shows
+  // its ">" prompt (focus may be where F1 means nothing), then its name.
+  const runCommand = async (name) => {
+    await until(`the command palette for ${name}`, 30_000, async () => {
+      await page.keyboard.press('Escape');
+      await page.keyboard.press('F1');
+      await quickInputBox.waitFor({ timeout: 3000 });
+      if (!(await quickInputBox.inputValue()).startsWith('>')) throw new Error('the palette has no ">" prompt');
+      return true;
+    });
+    await quickInputBox.fill(`>${name}`);
+    await quickInput.locator('.monaco-list-row', { hasText: name.replace(/^RipTrace: /, '') }).first().waitFor();
+    await page.keyboard.press('Enter');
+  };
   await until('quick open', 60_000, async () => {
     await page.keyboard.press('Control+P');
     await quickInputBox.waitFor({ timeout: 3000 });
@@ -341,14 +359,16 @@ try {
 
   // 7c. A click on the code lens opens the line's latest hit as a
   // snapshot: Call Stack names it, Variables shows its values.
+  // With one thread, Call Stack puts the stopped event's description (the
+  // snapshot's title) in its header; with more, on the thread's row.
   const callStack = page.locator('.pane', { has: page.locator('.pane-header', { hasText: /Call Stack/i }) });
-  const snapshotThread = callStack.locator('.monaco-list-row', { hasText: /snapshot of hit #\d+ on e2e-vscode at / });
+  const snapshotOf = (seq) => callStack.filter({ hasText: new RegExp(`[Ss]napshot of hit #${seq ?? '\\d+'} on e2e-vscode at `) });
   await until('a snapshot after a lens click', 60_000, async () => {
     await lens.first().locator('a').first().click();
-    await snapshotThread.first().waitFor({ timeout: 5000 });
+    await snapshotOf().first().waitFor({ timeout: 5000 });
     return true;
   });
-  const title = /hit #(\d+) on e2e-vscode at \S+/.exec(await snapshotThread.first().innerText())[0];
+  const title = /hit #(\d+) on e2e-vscode at \S+/.exec(await snapshotOf().first().innerText())[0];
   const variables = page.locator('.pane', { has: page.locator('.pane-header', { hasText: /Variables/i }) });
   await variables.locator('.monaco-list-row', { hasText: /Arguments|Locals/ }).first().waitFor({ timeout: 30_000 });
   step(`lens click: snapshot of ${title}`);
@@ -360,17 +380,20 @@ try {
   step('F10 in a snapshot: "A snapshot cannot step … Continue dismisses it"');
 
   // 7e. A click on a hit in the hits view opens that hit.
-  const clicked = (await hitRow.last().innerText()).match(/#(\d+)/)[1];
-  await hitRow.last().click();
-  await callStack.locator('.monaco-list-row', { hasText: `snapshot of hit #${clicked} on` }).first().waitFor({ timeout: 30_000 });
+  // The rows move as hits come: retry until the row clicked is the row read.
+  const shown = /hit #(\d+)/.exec(title)[1];
+  const clicked = await until('a snapshot after a click in the hits view', 60_000, async () => {
+    const row = hitRow.nth(2);
+    const seq = (await row.innerText()).match(/#(\d+)/)[1];
+    if (seq === shown) throw new Error(`hit #${seq} is already open`);
+    await row.click();
+    await snapshotOf(seq).first().waitFor({ timeout: 3000 });
+    return seq;
+  });
   step(`hits view click: snapshot of hit #${clicked}`);
 
   // 7f. The timeline panel, in execution order; a click on a row opens it.
-  await page.keyboard.press('F1');
-  await quickInputBox.waitFor();
-  await quickInputBox.fill('>RipTrace: Show the Timeline');
-  await quickInput.locator('.monaco-list-row', { hasText: 'Show the Timeline' }).first().waitFor();
-  await page.keyboard.press('Enter');
+  await runCommand('RipTrace: Show the Timeline');
   const webview = page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame');
   const rows = webview.locator('tr.hit');
   await until('rows in the timeline', 60_000, async () => (await rows.count()) >= 3);
@@ -380,20 +403,55 @@ try {
   const pickRow = rows.nth(Math.floor(seqs.length / 2));
   const pickSeq = await pickRow.evaluate((tr) => tr.dataset.seq);
   await pickRow.click();
-  await callStack.locator('.monaco-list-row', { hasText: `snapshot of hit #${pickSeq} on` }).first().waitFor({ timeout: 30_000 });
+  await snapshotOf(pickSeq).first().waitFor({ timeout: 30_000 });
   await editor.locator('.view-line', { hasText: '//@trace(charge)' }).first().waitFor();
   step(`timeline click: snapshot of hit #${pickSeq}, payments/main.go shown`);
   await page.screenshot({ path: path.join(outDir, 'timeline-click.png') });
 
   // The hits view's latency, as the extension measured it.
-  await page.keyboard.press('F1');
-  await quickInputBox.waitFor();
-  await quickInputBox.fill('>RipTrace: Hits View Latency');
-  await quickInput.locator('.monaco-list-row', { hasText: 'Hits View Latency' }).first().waitFor();
-  await page.keyboard.press('Enter');
+  await runCommand('RipTrace: Hits View Latency');
   const latency = page.locator('.notification-toast', { hasText: 'from the stream to the view' });
   await latency.first().waitFor({ timeout: 20_000 });
   step((await latency.first().innerText()).split('\n')[0]);
+
+  // 7g. Under load: 10 breakpoints in charge() at 50 charges a second, the
+  // rate limit of each tracepoint. The extension measures how long hits
+  // take to reach the hits view and whether its host stalls.
+  const srcLines = readFileSync(sourceFile, 'utf8').split('\n');
+  const first = srcLines.findIndex((l) => l.startsWith('func charge(')) + 1;
+  const loadLines = [];
+  for (let i = first; i < srcLines.length && loadLines.length < 9; i++) {
+    const l = srcLines[i].trim();
+    if (i + 1 !== line && /^(if |cents|overLimit|masked|reason|approved|res :=)/.test(l)) loadLines.push(i + 1);
+  }
+  for (const l of loadLines) {
+    await page.keyboard.press('Control+G');
+    await quickInputBox.waitFor();
+    await quickInputBox.fill(`:${l}`);
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('F9');
+  }
+  await until('10 breakpoints in the hits view', 60_000, async () => {
+    const n = await hitsRows.filter({ hasText: /main\.go:\d+/ }).count();
+    if (n < 10) throw new Error(`${n} breakpoints`);
+    return true;
+  });
+  clearInterval(traffic);
+  traffic = setInterval(() => charge().catch(() => {}), 20);
+  await new Promise((r) => setTimeout(r, 5000)); // the rate settles
+  await page.locator('.notification-toast .codicon-notifications-clear, .notification-toast .codicon-close').first().click().catch(() => {});
+  await runCommand('RipTrace: Hits View Latency'); // starts the measured window
+  await new Promise((r) => setTimeout(r, 20_000));
+  await page.locator('.notification-toast .codicon-notifications-clear, .notification-toast .codicon-close').first().click().catch(() => {});
+  await runCommand('RipTrace: Hits View Latency');
+  const measured = page.locator('.notification-toast', { hasText: 'from the stream to the view' }).last();
+  await measured.waitFor({ timeout: 20_000 });
+  const loadText = (await measured.innerText()).split('\n')[0];
+  step(`under load (10 breakpoints, ${sent} charges so far at 50/s): ${loadText}`);
+  writeFileSync(path.join(outDir, 'load.txt'), loadText + '\n');
+  await page.screenshot({ path: path.join(outDir, 'load.png') });
+  clearInterval(traffic);
+  traffic = setInterval(() => charge().catch(() => {}), 300);
 
   // 8. Stop the session; the service runs on.
   await page.keyboard.press('Shift+F5');
@@ -425,6 +483,11 @@ try {
 } finally {
   clearInterval(traffic);
   await browser?.close().catch(() => {});
+  if (readFileSync(sourceFile, 'utf8') !== sourceText) {
+    writeFileSync(sourceFile, sourceText);
+    console.error(`e2e-vscode FAILED: the run changed ${sourceFile}; it is restored`);
+    process.exitCode = 1;
+  }
   await stopAll();
   rmSync(tmp, { recursive: true, force: true });
 }

@@ -7,7 +7,7 @@
 import * as vscode from 'vscode';
 import { LanguageClient, LanguageClientOptions, ServerOptions, State } from 'vscode-languageclient/node';
 import { buildItems, Connection, HostEntry, listHosts, PickItem, selection, statusText } from './fleet';
-import { debugType, HitsView, openHit, TimelinePanel, tracingSession } from './hits';
+import { debugType, HitsView, openHit, Stalls, TimelinePanel, tracingSession } from './hits';
 const statusEvery = 15_000; // ms between two looks at the fleet for the status bar
 
 let client: LanguageClient | undefined;
@@ -53,6 +53,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   context.subscriptions.push(status);
 
   const hits = new HitsView();
+  const stalls = new Stalls();
   const timeline = new TimelinePanel();
   context.subscriptions.push(
     hits,
@@ -67,12 +68,17 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       }
     }),
     vscode.commands.registerCommand('riptrace.showTimeline', () => timeline.show()),
+    stalls,
+    // Since the last time it was run: how long hits took from the stream
+    // to the hits view, and how often the extension host stalled.
     vscode.commands.registerCommand('riptrace.hitsViewLatency', () => {
       const st = hits.latency.stats();
-      const msg = `RipTrace hits view: ${st.n} hits shown, from the stream to the view p50 ${st.p50} ms, p99 ${st.p99} ms, max ${st.max} ms`;
+      hits.latency.reset();
+      const host = stalls.take();
+      const msg = `RipTrace hits view: ${st.n} hits shown, from the stream to the view p50 ${st.p50} ms, p99 ${st.p99} ms, max ${st.max} ms; extension host stalls over 100 ms: ${host.over100} (worst ${host.worst} ms)`;
       out.appendLine(msg);
       vscode.window.showInformationMessage(msg);
-      return st;
+      return { ...st, stalls: host };
     }),
   );
 

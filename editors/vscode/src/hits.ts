@@ -112,6 +112,36 @@ export class Latency {
   }
 }
 
+/**
+ * Stalls of the extension host: a timer every 50 ms notes how late it
+ * fires, and a lateness over 100 ms is a task that held the host that long
+ * (what would freeze lenses, hovers and the views).
+ */
+export class Stalls implements vscode.Disposable {
+  private last = Date.now();
+  private over100 = 0;
+  private worst = 0;
+  private timer = setInterval(() => {
+    const now = Date.now();
+    const late = now - this.last - 50;
+    this.last = now;
+    if (late > 100) this.over100++;
+    this.worst = Math.max(this.worst, late);
+  }, 50);
+
+  /** take returns the stalls since the last call. */
+  take(): { over100: number; worst: number } {
+    const r = { over100: this.over100, worst: Math.max(this.worst, 0) };
+    this.over100 = 0;
+    this.worst = 0;
+    return r;
+  }
+
+  dispose(): void {
+    clearInterval(this.timer);
+  }
+}
+
 /** The RipTrace hits view. */
 export class HitsView implements vscode.TreeDataProvider<Node>, vscode.Disposable {
   private changed = new vscode.EventEmitter<Node | undefined>();
@@ -156,9 +186,12 @@ export class HitsView implements vscode.TreeDataProvider<Node>, vscode.Disposabl
         this.bps = [];
       } else {
         const res = await s.customRequest('riptrace/hits');
-        this.bps = res?.breakpoints ?? [];
+        const bps: BreakpointHits[] = res?.breakpoints ?? [];
         const now = Date.now();
-        this.latency.note(this.bps.flatMap((b) => b.processes.flatMap((p) => p.hits)), now);
+        this.latency.note(bps.flatMap((b) => b.processes.flatMap((p) => p.hits)), now);
+        // Redraw only what changed: a redraw under the mouse eats clicks.
+        if (JSON.stringify(bps) === JSON.stringify(this.bps)) return;
+        this.bps = bps;
       }
       this.changed.fire(undefined);
     } catch {

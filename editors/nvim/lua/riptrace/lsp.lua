@@ -212,7 +212,7 @@ function M.toggle(bufnr, line, cb)
       if res.traced then
         local id = vim.fn.sign_place(0, 'riptrace', 'RipTraceTracepoint', bufnr, { lnum = args[2] + 1 })
         state.signs[res.id] = { bufnr, id }
-        notify('tracing ' .. where)
+        notify(('tracing %s with the %s backend'):format(where, res.backend or 'auto'))
       else
         notify('stopped tracing ' .. where)
       end
