@@ -18,6 +18,8 @@ var AttachAttributes = []Attribute{
 	{Name: "maxHitsPerSecond", Type: "integer", Description: "Rate limit of each tracepoint; hits over it are dropped at the agent and counted.", Example: 50},
 	{Name: "substitutePath", Type: "array", Description: "Path rewrites, as in vscode-go: {from: local prefix, to: remote prefix}.", Example: []map[string]string{{"from": "${workspaceFolder}", "to": "/src"}}},
 	{Name: "persist", Type: "boolean", Description: "Keep the tracepoints after the session ends, until they are removed.", Example: false},
+	{Name: "backend", Type: "string", Description: "The agent backend that serves the breakpoints: auto (eBPF where it can, else Delve), ebpf or delve; every breakpoint message names the one that serves it.", Example: "auto", Enum: []string{"auto", "ebpf", "delve"}},
+	{Name: "consoleHits", Type: "string", Description: "What the debug console shows of hits: summary (the first hits of each breakpoint in full, then a count per breakpoint per second) or all (every hit).", Example: "summary", Enum: []string{"summary", "all"}},
 	{Name: "snapshots", Type: "boolean", Description: "Open each hit as a snapshot (a stopped event on the recorded state); the processes never pause.", Example: false},
 	{Name: "cwd", Type: "string", Description: "The local checkout: breakpoint files and hits are mapped inside it.", Example: "${workspaceFolder}"},
 	{Name: "prefix", Type: "string", Description: "Subject prefix of the fleet (one NATS subject token).", Example: "riptrace"},

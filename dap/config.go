@@ -28,6 +28,8 @@ type AttachConfig struct {
 	SubstitutePath   []SubstituteRule
 	Persist          bool
 	Snapshots        bool   // open hits as snapshots (stopped events); the processes never pause
+	Backend          string // the agent backend of the breakpoints: auto, ebpf or delve
+	ConsoleHits      string // summary or all: how many hits the debug console shows
 	Cwd              string // the local checkout; breakpoint files and hit files are mapped inside it
 
 	fleet.Credentials // creds, nkey, user, password, token, tls, inboxPrefix
@@ -56,7 +58,7 @@ func (e *configError) Error() string {
 // wrong shape with its example and description; attributes it does not know
 // (type, request, name and what editors add) are ignored.
 func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
-	cfg := &AttachConfig{Capture: fleet.DefaultCapture, MaxHitsPerSecond: fleet.DefaultMaxHitsPerSecond}
+	cfg := &AttachConfig{Capture: fleet.DefaultCapture, MaxHitsPerSecond: fleet.DefaultMaxHitsPerSecond, Backend: "auto", ConsoleHits: consoleSummary}
 	var attrs map[string]json.RawMessage
 	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
 		attrs = map[string]json.RawMessage{}
@@ -67,7 +69,7 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 	dst := map[string]any{
 		"nats": &cfg.NATS, "hosts": &cfg.Hosts, "processes": &cfg.Processes, "capture": &cfg.Capture,
 		"maxHitsPerSecond": &cfg.MaxHitsPerSecond, "substitutePath": &cfg.SubstitutePath, "persist": &cfg.Persist,
-		"snapshots": &cfg.Snapshots, "cwd": &cfg.Cwd, "prefix": &cfg.Prefix, "creds": &cfg.Creds, "inboxPrefix": &cfg.InboxPrefix,
+		"snapshots": &cfg.Snapshots, "backend": &cfg.Backend, "consoleHits": &cfg.ConsoleHits, "cwd": &cfg.Cwd, "prefix": &cfg.Prefix, "creds": &cfg.Creds, "inboxPrefix": &cfg.InboxPrefix,
 		"nkey": &cfg.NKey, "user": &cfg.User, "password": &cfg.Password, "token": &cfg.Token, "tls": &cfg.TLS,
 	}
 	for _, a := range AttachAttributes {

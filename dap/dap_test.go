@@ -72,7 +72,7 @@ func TestTwoServices(t *testing.T) {
 	ev = c.AwaitBreakpointEvent(t, "no code", func(bp *godap.Breakpoint) bool {
 		return bp.Id == bps[1].Id && strings.Contains(bp.Message, "has no code")
 	})
-	if ev.Body.Breakpoint.Verified || !strings.HasPrefix(ev.Body.Breakpoint.Message, "not installed: ") {
+	if ev.Body.Breakpoint.Verified || !strings.HasPrefix(ev.Body.Breakpoint.Message, "not installed by the auto (eBPF, else Delve) backend: ") {
 		t.Errorf("breakpoint on a comment = %+v, want unverified and not installed", ev.Body.Breakpoint)
 	}
 
@@ -185,7 +185,7 @@ func TestLogpointAndReplace(t *testing.T) {
 	// 3 >> setBreakpoints (logpoint), << setBreakpoints
 	bps := setBreakpoints(t, c, loopSrc, godap.SourceBreakpoint{Line: process, LogMessage: "item {it.ID} n={n} {{literal}}"})
 	c.AwaitBreakpointEvent(t, "installed", func(bp *godap.Breakpoint) bool {
-		return bp.Id == bps[0].Id && bp.Verified && bp.Message == fmt.Sprintf("installed on 1 of 1 processes (%s %s[%d])", f.host, exe, p.Pid)
+		return bp.Id == bps[0].Id && bp.Verified && regexp.MustCompile(fmt.Sprintf(`^installed on 1 of 1 processes \(%s %s\[%d\] via (ebpf|delve)\)$`, f.host, exe, p.Pid)).MatchString(bp.Message)
 	})
 	// << output: the rendered message, linked to the line
 	re := regexp.MustCompile(`^item (book|lamp|pen) n=(\d+) \{literal\}\n$`)

@@ -136,7 +136,9 @@ func (f *fleetEnv) attach(c *daptest.Client, cfg map[string]any) {
 		t.Fatalf("capabilities = %+v, want configurationDone, conditions, hit conditions, logpoints and function breakpoints", caps)
 	}
 	// 2 >> attach, << attach, << initialized
-	args := map[string]any{"type": "riptrace", "request": "attach", "name": t.Name(), "nats": f.srv.ClientURL(), "cwd": repoRoot}
+	// Every hit in the console unless the test says otherwise: most tests
+	// read hits from output events (TestConsoleSummary tests the default).
+	args := map[string]any{"type": "riptrace", "request": "attach", "name": t.Name(), "nats": f.srv.ClientURL(), "cwd": repoRoot, "consoleHits": "all"}
 	for k, v := range cfg {
 		args[k] = v
 	}

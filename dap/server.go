@@ -37,7 +37,8 @@ const (
 	ErrInternal      = 3005 // a handler panicked: a bug
 	ErrEvaluate      = 3006 // a REPL command that failed
 	ErrAttachedTwice = 3007 // a second attach in one session
-	ErrNoSnapshot    = 3008 // stackTrace, scopes or variables with no open snapshot
+	ErrNoSnapshot    = 3008 // stackTrace, scopes or variables with no open snapshot; a hit to open that is not kept
+	ErrSnapshotStep  = 3009 // a step request while a snapshot is open
 )
 
 // Options configure a Server.
@@ -207,6 +208,15 @@ func (ss *session) decodeError(data []byte, err error) {
 		return
 	}
 	var fe *dap.DecodeProtocolMessageFieldError
+	if errors.As(err, &fe) && fe.SubType == "Request" && isCustom(head.Command) {
+		// The adapter's own requests (hits.go), which go-dap does not know.
+		var req struct {
+			Arguments json.RawMessage `json:"arguments"`
+		}
+		json.Unmarshal(data, &req)
+		ss.dispatchCustom(&dap.Request{ProtocolMessage: dap.ProtocolMessage{Seq: head.Seq, Type: "request"}, Command: head.Command}, req.Arguments)
+		return
+	}
 	if errors.As(err, &fe) && fe.SubType == "Request" {
 		ss.sendError(head.Seq, head.Command, ErrUnsupported, fmt.Sprintf("riptrace dap does not support the %q request", head.Command))
 		return
@@ -259,6 +269,12 @@ func (ss *session) dispatch(req dap.RequestMessage) (done bool) {
 	// Required: dismisses the open snapshot (nothing was paused).
 	case *dap.ContinueRequest:
 		ss.onContinue(req)
+	// Optional (capabilities 'supportsStepBack', 'supportsGotoTargetsRequest',
+	// 'supportsRestartFrame' are not set); VS Code's step buttons send the
+	// first three during a snapshot regardless: a snapshot is a record, and
+	// nothing paused steps.
+	case *dap.NextRequest, *dap.StepInRequest, *dap.StepOutRequest, *dap.StepBackRequest, *dap.ReverseContinueRequest, *dap.GotoRequest, *dap.RestartFrameRequest:
+		ss.onStep(r)
 	// Required: refused, because pausing a service is what RipTrace never does.
 	case *dap.PauseRequest:
 		ss.sendError(r.Seq, r.Command, ErrUnsupported, "RipTrace never pauses a process: set a breakpoint to see its values in the debug console")

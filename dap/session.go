@@ -54,7 +54,8 @@ type session struct {
 	ws         *source.Workspace
 	repo       *source.Repo // the checkout's git repository; nil outside one
 	terminated bool
-	background sync.WaitGroup // hit pump and thread watcher
+	background sync.WaitGroup // hit pump, thread watcher and ticker
+	hits       *hitLog        // what the hits view, the timeline and the console's counts show
 
 	// mu guards the fields below.
 	mu           sync.Mutex
@@ -115,6 +116,7 @@ func newSession(srv *Server, w io.Writer) *session {
 		bps:          make(map[string][]*breakpoint),
 		byTracepoint: make(map[string]*breakpoint),
 		threadIDs:    make(map[string]int),
+		hits:         newHitLog(),
 	}
 }
 
@@ -186,10 +188,16 @@ func (ss *session) onAttach(req *dap.AttachRequest) {
 	hits.Notice = func(n string) { ss.output("console", "riptrace: timeline: "+n+"\n") }
 	ss.background.Go(func() { ss.pumpHits(hits) })
 	ss.background.Go(ss.watchThreads)
+	ss.background.Go(ss.tick)
 	ss.send(&dap.AttachResponse{Response: ss.response(&req.Request)})
 	ss.send(&dap.InitializedEvent{Event: ss.event("initialized")})
-	ss.output("console", fmt.Sprintf("riptrace: attached to the fleet at %s; breakpoints become tracepoints on %s, processes %s. Nothing is ever paused: hits show here. Type `help` for commands.\n",
-		cfg.NATS, globsOrAll(cfg.Hosts, "every host"), globsOrAll(cfg.Processes, "all")))
+	shown := "the first hits of each breakpoint show here, then a count per second (\"consoleHits\": \"all\" shows every hit)"
+	if cfg.ConsoleHits == consoleAll {
+		shown = "every hit shows here"
+	}
+	ss.output("console", fmt.Sprintf("riptrace: attached to the fleet at %s; breakpoints become tracepoints on %s, processes %s, served by the %s backend. Nothing is ever paused: %s.\n"+
+		"To look at a hit in Variables and Call Stack, click its breakpoint's code lens or a hit in the RipTrace hits view, or type `snapshot BREAKPOINT`; Continue dismisses it. Type `help` for commands.\n",
+		cfg.NATS, globsOrAll(cfg.Hosts, "every host"), globsOrAll(cfg.Processes, "all"), backendName(cfg.Backend), shown))
 }
 
 func globsOrAll(globs []string, all string) string {
@@ -343,7 +351,7 @@ func (ss *session) replace(old, wants []*breakpoint) (keep []*breakpoint, result
 			result[i] = dap.Breakpoint{Id: b.id, Verified: false, Source: src, Line: b.line, Message: fmt.Sprintf("not set: %v", fleet.AsError(err).Message)}
 			continue
 		}
-		b.state = dap.Breakpoint{Id: b.id, Verified: false, Source: src, Line: b.line, Message: fmt.Sprintf("pending: declared as %s at %s; waiting for agents to report", b.tracepoint, spec.Location)}
+		b.state = dap.Breakpoint{Id: b.id, Verified: false, Source: src, Line: b.line, Message: fmt.Sprintf("pending: declared as %s at %s for the %s backend; waiting for agents to report", b.tracepoint, spec.Location, backendName(ss.cfg.Backend))}
 		result[i] = b.state
 		keep = append(keep, b)
 		started = append(started, b)
@@ -469,6 +477,7 @@ func (ss *session) spec(b *breakpoint, loc fleet.Location) *fleet.Spec {
 		LogMessage:   b.logMsg,
 		Capture:      capture,
 		Limits:       fleet.Limits{MaxHitsPerSecond: ss.cfg.MaxHitsPerSecond},
+		Backend:      ss.cfg.Backend,
 		Owner:        fmt.Sprintf("riptrace dap session %s (pid %d on %s)", ss.id, os.Getpid(), host),
 	}
 }
@@ -485,6 +494,7 @@ func (ss *session) drop(ctx context.Context, b *breakpoint) {
 	ss.mu.Lock()
 	delete(ss.byTracepoint, b.tracepoint)
 	ss.mu.Unlock()
+	ss.hits.forget(b.id)
 	if err := ss.owner().Remove(ctx, b.tracepoint); err != nil {
 		ss.srv.opts.Log.Warn("removing a tracepoint", "tracepoint", b.tracepoint, "err", err)
 	}
@@ -509,7 +519,7 @@ func (ss *session) watchStatus(b *breakpoint) {
 			} else {
 				statuses[key] = ev.Status
 			}
-			verified, msg, settled := summarize(statuses)
+			verified, msg, settled := summarize(statuses, ss.cfg.Backend)
 			if settled {
 				b.settleOnce.Do(func() { close(b.settled) })
 			}
@@ -528,7 +538,7 @@ func (ss *session) watchStatus(b *breakpoint) {
 // summarize turns the agents' statuses of one tracepoint into the
 // breakpoint's verified flag and message, and whether every agent that
 // reported has an answer for every process (placed or why not).
-func summarize(statuses map[string]fleet.Status) (verified bool, msg string, settled bool) {
+func summarize(statuses map[string]fleet.Status, backend string) (verified bool, msg string, settled bool) {
 	keys := make([]string, 0, len(statuses))
 	for k := range statuses {
 		keys = append(keys, k)
@@ -549,9 +559,9 @@ func summarize(statuses map[string]fleet.Status) (verified bool, msg string, set
 		name := fmt.Sprintf("%s %s[%d]", st.Host, st.Process.Exe, st.Pid)
 		switch st.State {
 		case fleet.StateInstalled:
-			live = append(live, name)
+			live = append(live, name+servedBy(st.Placement))
 		case fleet.StateThrottled:
-			live = append(live, name+" (throttled)")
+			live = append(live, name+servedBy(st.Placement)+" (throttled)")
 		case fleet.StatePending:
 			problems = append(problems, name+": pending")
 			settled = false
@@ -569,13 +579,29 @@ func summarize(statuses map[string]fleet.Status) (verified bool, msg string, set
 		}
 		return true, msg, settled
 	case len(problems) > 0:
-		msg = "not installed: " + strings.Join(append(problems, hostNotes...), "; ")
+		msg = fmt.Sprintf("not installed by the %s backend: %s", backendName(backend), strings.Join(append(problems, hostNotes...), "; "))
 	case len(hostNotes) > 0:
-		msg = "pending: " + strings.Join(hostNotes, "; ")
+		msg = fmt.Sprintf("pending for the %s backend: %s", backendName(backend), strings.Join(hostNotes, "; "))
 	default:
-		msg = "pending: no agent has reported on it yet (type `hosts` in the debug console, and check the hosts and processes attributes)"
+		msg = fmt.Sprintf("pending for the %s backend: no agent has reported on it yet (type `hosts` in the debug console, and check the hosts and processes attributes)", backendName(backend))
 	}
 	return false, msg, settled
+}
+
+// backendName names the backend a configuration asks for.
+func backendName(b string) string {
+	if b == "" || b == "auto" {
+		return "auto (eBPF, else Delve)"
+	}
+	return b
+}
+
+// servedBy names the backend that placed a tracepoint in a process.
+func servedBy(p *fleet.Placement) string {
+	if p == nil || p.Backend == "" {
+		return ""
+	}
+	return " via " + p.Backend
 }
 
 func suffix(s string) string {
@@ -616,7 +642,10 @@ func (ss *session) pumpHits(r *fleet.TimelineReader) {
 		if b == nil {
 			continue // another session's, or a breakpoint just removed
 		}
-		ss.send(ss.hitEvent(b, &p))
+		file, line := ss.localLine(b, &p.Hit)
+		if ss.hits.record(b.id, &logged{p: p, row: hitRow(b.id, &p, file, line)}, ss.cfg.ConsoleHits == consoleAll, time.Now()) {
+			ss.send(ss.hitEvent(b, &p))
+		}
 		if ss.cfg.Snapshots {
 			ss.openSnapshot(b, h, false)
 		}
@@ -627,15 +656,7 @@ func (ss *session) pumpHits(r *fleet.TimelineReader) {
 // a git checkout, the line of the checkout that the process's revision had.
 func (ss *session) hitEvent(b *breakpoint, p *fleet.Placed) *dap.OutputEvent {
 	h := &p.Hit
-	file, line := ss.localFile(h.File), h.Line
-	if _, substituted := ss.cfg.toLocal(h.File); !substituted && ss.repo != nil {
-		if f, l, err := ss.repo.LocalHit(ss.ws, h.File, h.Line, h.Process); err == nil {
-			file, line = f, l
-		}
-	}
-	if file == "" {
-		file = b.file
-	}
+	file, line := ss.localLine(b, h)
 	text := h.Message
 	if b.logMsg == "" || h.Message == "" {
 		// No log message, or the agent could not render it (its errors
@@ -645,7 +666,7 @@ func (ss *session) hitEvent(b *breakpoint, p *fleet.Placed) *dap.OutputEvent {
 	if h.Dropped > 0 {
 		text += fmt.Sprintf(" (+%d dropped by the rate limit)", h.Dropped)
 	}
-	text += timelineMarks(p)
+	text += timelineMarks(p) + unreadableNotes(h)
 	data, _ := json.Marshal(p)
 	return &dap.OutputEvent{Event: ss.event("output"), Body: dap.OutputEventBody{
 		Category: "console",
@@ -654,6 +675,22 @@ func (ss *session) hitEvent(b *breakpoint, p *fleet.Placed) *dap.OutputEvent {
 		Line:     line,
 		Data:     data,
 	}}
+}
+
+// localLine is the line of the checkout where h ran: in a git checkout,
+// the line that the process's revision had. Outside the checkout, it is
+// b's file.
+func (ss *session) localLine(b *breakpoint, h *fleet.Hit) (string, int) {
+	file, line := ss.localFile(h.File), h.Line
+	if _, substituted := ss.cfg.toLocal(h.File); !substituted && ss.repo != nil {
+		if f, l, err := ss.repo.LocalHit(ss.ws, h.File, h.Line, h.Process); err == nil {
+			file, line = f, l
+		}
+	}
+	if file == "" {
+		file = b.file
+	}
+	return file, line
 }
 
 // localFile maps a file a process names to the local checkout, or "".
@@ -684,16 +721,26 @@ func timelineMarks(p *fleet.Placed) string {
 	return m
 }
 
+// unreadableNotes says, below a hit's line, why each value it marks as not
+// captured was not: the line itself words them as lenses and hints do.
+func unreadableNotes(h *fleet.Hit) string {
+	var sb strings.Builder
+	for _, vs := range [][]fleet.Variable{h.Args, h.Exprs} {
+		for _, v := range vs {
+			if v.Unreadable != "" {
+				fmt.Fprintf(&sb, "\n    %s %s: %s", v.Name, v.Shown(), v.Unreadable)
+			}
+		}
+	}
+	return sb.String()
+}
+
 func compactHit(h *fleet.Hit) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%s %s[%d] g%d %s:", h.Host, h.Process.Exe, h.Pid, h.Goroutine, h.Function)
 	for _, vs := range [][]fleet.Variable{h.Args, h.Exprs} {
 		for _, v := range vs {
-			val := v.Value
-			if v.Unreadable != "" {
-				val = "<" + v.Unreadable + ">"
-			}
-			fmt.Fprintf(&sb, " %s=%s", v.Name, val)
+			fmt.Fprintf(&sb, " %s=%s", v.Name, v.Shown())
 		}
 	}
 	return sb.String()
@@ -753,9 +800,15 @@ func (ss *session) processes(ctx context.Context) ([]dap.Thread, error) {
 	}
 	// A snapshot's thread is listed even once its process is gone: the
 	// editor shows the stopped thread from this list.
-	if ss.snap != nil && !slices.ContainsFunc(threads, func(th dap.Thread) bool { return th.Id == ss.snap.thread }) {
-		h := ss.snap.hit
-		threads = append(threads, dap.Thread{Id: ss.snap.thread, Name: fmt.Sprintf("%s @ %s (pid %d, snapshot)", h.Process.Exe, h.Host, h.Pid)})
+	// Its name says which hit the Variables view shows: the lenses move on.
+	if ss.snap != nil {
+		h := &ss.snap.hit
+		i := slices.IndexFunc(threads, func(th dap.Thread) bool { return th.Id == ss.snap.thread })
+		if i < 0 {
+			threads = append(threads, dap.Thread{Id: ss.snap.thread, Name: fmt.Sprintf("%s @ %s (pid %d)", h.Process.Exe, h.Host, h.Pid)})
+			i = len(threads) - 1
+		}
+		threads[i].Name += ": snapshot of " + snapshotTitle(h)
 	}
 	sort.Slice(threads, func(i, j int) bool { return threads[i].Id < threads[j].Id })
 	return threads, nil
@@ -816,7 +869,9 @@ func (ss *session) watchThreads() {
 const replHelp = `RipTrace debug console commands:
   hosts       every agent and the Go processes this session's configuration selects
   hits [N]    the last N hits of this session's breakpoints (default 10)
-  snapshot BP open the latest hit of breakpoint BP as if stopped there
+  snapshot BP open the latest hit of breakpoint BP as if stopped there (so does a
+              click on its code lens, or on a hit in the RipTrace hits view);
+              Continue dismisses it
   help        this text
 RipTrace never pauses a process, so expressions are not evaluated here: put
 them in a logpoint ({expr}) or in the configuration's capture.exprs.`

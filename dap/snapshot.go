@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/google/go-dap"
 
@@ -40,25 +41,49 @@ func (ss *session) threadIDLocked(host string, pid int) int {
 }
 
 // openSnapshot shows h as stopped on its thread, unless one is open and
-// force is false. It reports whether it opened one.
-func (ss *session) openSnapshot(b *breakpoint, h fleet.Hit, force bool) bool {
+// force is false. It returns the snapshot's title (hit number, host and
+// time), or "" if it opened none.
+func (ss *session) openSnapshot(b *breakpoint, h fleet.Hit, force bool) string {
 	ss.mu.Lock()
 	if ss.snap != nil && !force {
 		ss.mu.Unlock()
-		return false
+		return ""
 	}
 	snap := &snapshot{thread: ss.threadIDLocked(h.Host, h.Pid), hit: h, bpID: b.id, handles: make(map[int][]fleet.Variable)}
 	ss.snap = snap
 	ss.mu.Unlock()
+	title := snapshotTitle(&h)
 	ss.send(&dap.StoppedEvent{Event: ss.event("stopped"), Body: dap.StoppedEventBody{
 		Reason:            "breakpoint",
-		Description:       fmt.Sprintf("Snapshot of hit #%d (the process never paused)", h.Seq),
+		Description:       "Snapshot of " + title + " (the process never paused)",
 		Text:              fmt.Sprintf("%s %s[%d] g%d", h.Host, h.Process.Exe, h.Pid, h.Goroutine),
 		ThreadId:          snap.thread,
 		HitBreakpointIds:  []int{b.id},
 		AllThreadsStopped: false,
 	}})
-	return true
+	return title
+}
+
+// snapshotTitle names a hit in the Call Stack view and in the stopped
+// event: "hit #12 on orders-1 at 15:04:05.123".
+func snapshotTitle(h *fleet.Hit) string {
+	at := h.ServerTime
+	if h.Time != 0 {
+		at = time.Unix(0, h.Time)
+	}
+	return fmt.Sprintf("hit #%d on %s at %s", h.Seq, h.Host, at.Local().Format("15:04:05.000"))
+}
+
+// onStep answers the step requests: nothing ever paused, so nothing steps.
+func (ss *session) onStep(r *dap.Request) {
+	ss.mu.Lock()
+	open := ss.snap != nil
+	ss.mu.Unlock()
+	if open {
+		ss.sendError(r.Seq, r.Command, ErrSnapshotStep, "A snapshot cannot step: it is a hit that was recorded while the process ran on. Continue dismisses it.")
+		return
+	}
+	ss.sendError(r.Seq, r.Command, ErrUnsupported, "RipTrace never pauses a process, so there is nothing to step. Set a breakpoint on the next line to see its values.")
 }
 
 // handle registers vars under a new variablesReference. Lock should be held.
@@ -75,7 +100,7 @@ func (s *snapshot) handle(vars []fleet.Variable) int {
 // Lock should be held.
 func (ss *session) snapshotLocked(thread int) (*snapshot, string) {
 	if ss.snap == nil {
-		return nil, "no snapshot is open: RipTrace never pauses a process; set \"snapshots\": true or type `snapshot BREAKPOINT` in the debug console to look at a hit"
+		return nil, "no snapshot is open: RipTrace never pauses a process. Click a breakpoint's code lens or a hit in the RipTrace hits view, or type `snapshot BREAKPOINT` in the debug console, to look at a hit"
 	}
 	if thread != 0 && ss.snap.thread != thread {
 		return nil, fmt.Sprintf("thread %d has no open snapshot (thread %d has)", thread, ss.snap.thread)
@@ -154,9 +179,10 @@ func (ss *session) onVariables(req *dap.VariablesRequest) {
 	}
 	out := make([]dap.Variable, 0, len(vars))
 	for _, v := range vars {
-		val := v.Value
+		// The mark every view shows, then why: this view has room for it.
+		val := v.Shown()
 		if v.Unreadable != "" {
-			val = "<" + v.Unreadable + ">"
+			val += " (" + v.Unreadable + ")"
 		}
 		out = append(out, dap.Variable{Name: v.Name, Value: val, Type: v.Type, VariablesReference: snap.handle(v.Children), NamedVariables: len(v.Children)})
 	}
@@ -180,33 +206,9 @@ func (ss *session) snapshotCommand(arg string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("usage: snapshot BREAKPOINT, with the breakpoint's number as `hits` shows it (got %q)", arg)
 	}
-	ss.mu.Lock()
-	var b *breakpoint
-	for _, bb := range ss.byTracepoint {
-		if bb.id == id {
-			b = bb
-		}
+	res, err := ss.openHit(id, 0, "", 0)
+	if err != nil {
+		return "", fmt.Errorf("snapshot: %w", err)
 	}
-	var h *fleet.Hit
-	if b != nil {
-		for i := len(ss.recent) - 1; i >= 0; i-- {
-			if ss.recent[i].Tracepoint == b.tracepoint {
-				h = &ss.recent[i]
-				break
-			}
-		}
-	}
-	var hit fleet.Hit
-	if h != nil {
-		hit = *h
-	}
-	ss.mu.Unlock()
-	switch {
-	case b == nil:
-		return "", fmt.Errorf("snapshot: no breakpoint %d in this session", id)
-	case h == nil:
-		return "", fmt.Errorf("snapshot: breakpoint %d has no hit yet", id)
-	}
-	ss.openSnapshot(b, hit, true)
-	return fmt.Sprintf("opened hit #%d of breakpoint %d as a snapshot; continue dismisses it", hit.Seq, id), nil
+	return fmt.Sprintf("opened %s of breakpoint %d as a snapshot; Continue dismisses it", res["title"], id), nil
 }

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -141,7 +142,10 @@ func TestNeovimContract(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nvim: %v\n%s", err, stderr.String())
 	}
-	type entry struct{ Name, Type string }
+	type entry struct {
+		Name, Type string
+		Enum       []string
+	}
 	var contract struct {
 		Adapter    string
 		Attributes []entry
@@ -153,10 +157,10 @@ func TestNeovimContract(t *testing.T) {
 	}
 	var attrs, settings []entry
 	for _, a := range dap.AttachAttributes {
-		attrs = append(attrs, entry{a.Name, a.Type})
+		attrs = append(attrs, entry{a.Name, a.Type, a.Enum})
 	}
 	for _, s := range lsp.Settings {
-		settings = append(settings, entry{s.Name, s.Type})
+		settings = append(settings, entry{s.Name, s.Type, s.Enum})
 	}
 	var cmds, plugin []string
 	for _, c := range lsp.Commands {
@@ -277,7 +281,7 @@ func TestNeovimSetup(t *testing.T) {
 	if !strings.Contains(r.ToggleBeforeSetup, `require("riptrace").setup()`) {
 		t.Errorf(":RipTraceToggle before setup() said %q, want it to say to call setup()", r.ToggleBeforeSetup)
 	}
-	wantBad := []string{"hosts must be a list", `unknown option "bogus"; it takes capture`, "maxHitsPerSecond must be an integer", "capture must be a table with keys", "takes a table of options"}
+	wantBad := []string{"hosts must be a list", `unknown option "bogus"; it takes backend, capture`, "maxHitsPerSecond must be an integer", "capture must be a table with keys", "takes a table of options", `backend must be one of "auto", "ebpf", "delve", got "gdb"`}
 	if len(r.Bad) != len(wantBad) {
 		t.Fatalf("bad options: %+v", r.Bad)
 	}
@@ -446,8 +450,8 @@ func TestNeovimFleet(t *testing.T) {
 	if r.Attached != "riptrace" || !strings.Contains(r.HostsNote, host) {
 		t.Errorf("attached %q; :RipTraceHosts said %q", r.Attached, r.HostsNote)
 	}
-	if declared == "" || !strings.Contains(r.Tracing, "loop/main.go:"+fmt.Sprint(line)) {
-		t.Errorf(":RipTraceToggle said %q (declared %q), want tracing loop/main.go:%d", r.Tracing, declared, line)
+	if declared == "" || !strings.Contains(r.Tracing, "loop/main.go:"+fmt.Sprint(line)+" with the auto backend") {
+		t.Errorf(":RipTraceToggle said %q (declared %q), want tracing loop/main.go:%d with the auto backend", r.Tracing, declared, line)
 	}
 	if len(r.Signs) != 1 || r.Signs[0].Lnum != line {
 		t.Errorf("signs after :RipTraceToggle %+v, want one on line %d", r.Signs, line)
@@ -490,4 +494,91 @@ func tracepoints(t *testing.T, c *fleet.Client) []fleet.Spec {
 		t.Errorf("listing tracepoints: %v", err)
 	}
 	return specs
+}
+
+// TestNeovimHitsView runs a debug session through the stand-in nvim-dap
+// module (testdata/dap) against a real `riptrace dap`, fleet and target, and
+// the hits views of the plugin on it: the quickfix list, the tree and the
+// timeline, each opening a hit as a snapshot, and :RipTraceSnapshot on the
+// traced line; the backend chosen in setup() reaches the breakpoint.
+func TestNeovimHitsView(t *testing.T) {
+	t.Parallel()
+	bin := agenttest.BuildTarget(t, "../cmd/riptrace")
+	s := fleettest.RunServer(t)
+	host := "nvim-hits"
+	exe := fmt.Sprintf("nvim-hits-%d", os.Getpid())
+	src := absDir(t, filepath.Join(loopDir, "main.go"))
+	line := agenttest.MarkerLine(t, src, "process")
+	target := agenttest.Start(t, agenttest.Alias(t, agenttest.BuildTarget(t, loopDir), exe))
+	agenttest.RunAgent(t, s, agent.Config{Host: host, Processes: []string{exe}}, nil)
+
+	var r struct {
+		Error           string
+		BackendInConfig string
+		Verified        string
+		QfTitle         string
+		Qf              []struct {
+			Lnum int
+			File string
+			Text string
+		}
+		Tree            []string
+		TreeHit         string
+		TreeStopped     string
+		Timeline        []string
+		TimelineStopped string
+		TimelineJump    struct {
+			File string
+			Line int
+		}
+		SnapshotStopped string
+		TimelineGrew    bool
+	}
+	runScript(t, "hits.lua", []string{"RT_BIN=" + bin, "RT_NATS=" + s.ClientURL(), "RT_HOST=" + host, "RT_EXE=" + exe,
+		"RT_FILE=" + src, "RT_LINE=" + strconv.Itoa(line), "RT_ROOT=" + absDir(t, "..")}, &r, nil)
+	if r.Error != "" {
+		t.Fatalf("script failed: %s", r.Error)
+	}
+	if r.BackendInConfig != "delve" || !strings.Contains(r.Verified, fmt.Sprintf("%s %s[%d] via delve", host, exe, target.Pid)) {
+		t.Errorf("backend in the configuration %q, verified message %q: want delve, named", r.BackendInConfig, r.Verified)
+	}
+	if r.QfTitle != "RipTrace hits" || len(r.Qf) == 0 {
+		t.Fatalf("quickfix %q with %d items, want RipTrace hits", r.QfTitle, len(r.Qf))
+	}
+	for _, it := range r.Qf {
+		if it.File != src || it.Lnum != line || !strings.Contains(it.Text, fmt.Sprintf("%s %s[%d]", host, exe, target.Pid)) || !strings.Contains(it.Text, "n=") {
+			t.Errorf("quickfix item %+v, want %s:%d with the process and its values", it, src, line)
+		}
+	}
+	want := []*regexp.Regexp{
+		regexp.MustCompile(fmt.Sprintf(`^● main\.go:%d  \d+ hits · installed on 1 of 1 processes .*via delve`, line)),
+		regexp.MustCompile(fmt.Sprintf(`^  %s %s\[%d\]  \d+ hits?$`, host, exe, target.Pid)),
+		regexp.MustCompile(`^    #\d+ \d\d:\d\d:\d\d\.\d{3}( \[late\]| \[order uncertain\])?  .*n=`),
+	}
+	if len(r.Tree) < 3 {
+		t.Fatalf("tree %q, want a breakpoint, a process and hits", r.Tree)
+	}
+	for i, re := range want {
+		if !re.MatchString(r.Tree[i]) {
+			t.Errorf("tree line %d %q, want it to match %s", i+1, r.Tree[i], re)
+		}
+	}
+	if !strings.Contains(r.TreeStopped, "Snapshot of hit #") {
+		t.Errorf("<CR> on %q in the tree: stopped %q, want a snapshot of that hit", r.TreeHit, r.TreeStopped)
+	}
+	if len(r.Timeline) < 3 || !strings.HasPrefix(r.Timeline[0], fmt.Sprintf("main.go:%d  #", line)) {
+		t.Errorf("timeline %q, want rows of main.go:%d", r.Timeline, line)
+	}
+	if r.TimelineStopped == "" || r.TimelineJump.File != src || r.TimelineJump.Line != line {
+		t.Errorf("<CR> in the timeline: stopped %q, cursor at %+v; want a snapshot and %s:%d", r.TimelineStopped, r.TimelineJump, src, line)
+	}
+	if r.SnapshotStopped == "" {
+		t.Error(":RipTraceSnapshot on the traced line opened no snapshot")
+	}
+	if !r.TimelineGrew {
+		t.Error("the timeline buffer did not grow as hits came")
+	}
+	if !target.Alive() {
+		t.Error("the target died")
+	}
 }

@@ -59,6 +59,7 @@ type vscodePackage struct {
 
 type vscodeSchemaProperty struct {
 	Type         json.RawMessage   `json:"type"` // a type or a list of types
+	Enum         []string          `json:"enum"`
 	Description  string            `json:"description"`
 	Examples     []json.RawMessage `json:"examples"`
 	ErrorMessage string            `json:"errorMessage"`
@@ -131,6 +132,9 @@ func TestVSCodePackageMatchesGo(t *testing.T) {
 		if p.ErrorMessage == "" {
 			t.Errorf("attach attribute %q has no errorMessage: say what a right value looks like", a.Name)
 		}
+		if !slices.Equal(p.Enum, a.Enum) {
+			t.Errorf("attach attribute %q: package.json enum %q, dap.AttachAttributes' is %q", a.Name, p.Enum, a.Enum)
+		}
 	}
 	for name := range props {
 		if !slices.ContainsFunc(dap.AttachAttributes, func(a dap.Attribute) bool { return a.Name == name }) {
@@ -138,19 +142,20 @@ func TestVSCodePackageMatchesGo(t *testing.T) {
 		}
 	}
 
-	// Commands: the server's, which vscode-languageclient binds, plus the picker.
+	// Commands: the server's, which vscode-languageclient binds, plus the
+	// extension's own: the picker, and those of the hits view and timeline.
 	var cmds []string
 	for _, cmd := range c.Commands {
 		cmds = append(cmds, cmd.Command)
 	}
-	want := []string{"riptrace.pickHosts"}
+	want := []string{"riptrace.pickHosts", "riptrace.openHit", "riptrace.showTimeline", "riptrace.hitsViewLatency"}
 	for _, cmd := range lsp.Commands {
 		want = append(want, cmd.Name)
 	}
 	slices.Sort(cmds)
 	slices.Sort(want)
 	if !slices.Equal(cmds, want) {
-		t.Errorf("contributes.commands = %q, want %q (lsp.Commands and riptrace.pickHosts)", cmds, want)
+		t.Errorf("contributes.commands = %q, want %q (lsp.Commands and the extension's own)", cmds, want)
 	}
 
 	// Settings: riptrace.<name> for each of lsp.Settings, plus riptrace.path.
@@ -166,6 +171,9 @@ func TestVSCodePackageMatchesGo(t *testing.T) {
 		}
 		if p.Description != s.Description {
 			t.Errorf("setting riptrace.%s: description %q, lsp.Settings says %q", s.Name, p.Description, s.Description)
+		}
+		if !slices.Equal(p.Enum, s.Enum) {
+			t.Errorf("setting riptrace.%s: enum %q, lsp.Settings says %q", s.Name, p.Enum, s.Enum)
 		}
 	}
 	for name := range settings {

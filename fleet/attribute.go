@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 )
 
 // Attribute documents one setting of a front end: an attribute of the debug
@@ -17,6 +20,9 @@ type Attribute struct {
 	Type        string `json:"type"` // JSON Schema type: string, boolean, integer, object, array
 	Description string `json:"description"`
 	Example     any    `json:"example,omitempty"`
+	// Enum, if set, lists the only strings the attribute takes; editors
+	// offer them as a list.
+	Enum []string `json:"enum,omitempty"`
 }
 
 // Decode decodes v, the attribute's JSON value, into dst strictly: a value
@@ -31,6 +37,9 @@ func (a Attribute) Decode(v json.RawMessage, dst any) error {
 	dec.DisallowUnknownFields()
 	err := dec.Decode(dst)
 	if err == nil {
+		if s, ok := dst.(*string); ok && len(a.Enum) > 0 && !slices.Contains(a.Enum, *s) {
+			return fmt.Errorf("must be one of %s, got %q. %s", quoteList(a.Enum), *s, a.Description)
+		}
 		return nil
 	}
 	example := ""
@@ -45,4 +54,16 @@ func (a Attribute) Decode(v json.RawMessage, dst any) error {
 	}
 	want := map[string]string{"string": "a string", "boolean": "true or false", "integer": "a whole number", "array": "a list", "object": "an object"}[a.Type]
 	return fmt.Errorf("must be %s%s. %s", want, example, a.Description)
+}
+
+// quoteList writes ["a", "b", "c"] as "a", "b" or "c".
+func quoteList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	if len(q) < 2 {
+		return strings.Join(q, "")
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }

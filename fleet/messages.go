@@ -436,6 +436,23 @@ type Variable struct {
 	Unreadable string     `json:"unreadable,omitempty"`
 }
 
+// Shown is the value as every client writes it on one line: the value, or
+// for one that was not read, its short mark such as "<not captured:
+// float64>" or "<optimized away>". Unreadable, the long reason, is for
+// whoever shows details (a hover, a note in the debug console), so that
+// the console, lenses, hovers and hints all word a missing value alike.
+func (v *Variable) Shown() string {
+	if v.Value == "" && v.Unreadable != "" {
+		// Agents set Value; a hit of one that did not says the reason,
+		// if it is short enough to be a mark.
+		if len(v.Unreadable) <= 24 && !strings.ContainsAny(v.Unreadable, ";:(") {
+			return "<" + v.Unreadable + ">"
+		}
+		return "<not captured>"
+	}
+	return v.Value
+}
+
 // Frame is one stack frame of a hit.
 type Frame struct {
 	Function string `json:"function"`

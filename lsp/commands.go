@@ -36,4 +36,5 @@ var Settings = []Setting{
 	{Name: "processes", Type: "array", Description: "Process globs whose hits are shown.", Example: []string{"github.com/acme/*"}},
 	{Name: "history", Type: "string", Description: "How much of the hit history to replay, as a Go duration (\"1h\").", Example: "10m"},
 	{Name: "maxRecent", Type: "integer", Description: "How many recent hits to keep per line.", Example: 20},
+	{Name: "backend", Type: "string", Description: "The agent backend of the tracepoints riptrace.toggleTracepoint declares: auto (eBPF where it can, else Delve), ebpf or delve.", Example: "auto", Enum: []string{"auto", "ebpf", "delve"}},
 }

@@ -21,7 +21,7 @@ const DefaultHistory = 10 * time.Minute
 //
 //	{"nats": "nats://127.0.0.1:4222", "credentials": "/path/user.creds",
 //	 "hosts": ["orders-*"], "processes": ["github.com/acme/*"],
-//	 "history": "10m", "maxRecent": 20}
+//	 "history": "10m", "maxRecent": 20, "backend": "auto"}
 //
 // The NATS credentials are those of the debug adapter's attach
 // configuration, except that the .creds file is "credentials".
@@ -40,6 +40,9 @@ type Config struct {
 	// History is a Go duration: how much of the stream's history to replay.
 	History   string `json:"history,omitempty"`
 	MaxRecent int    `json:"maxRecent,omitempty"`
+	// Backend is the agent backend of the tracepoints the server declares:
+	// auto, ebpf or delve.
+	Backend string `json:"backend,omitempty"`
 }
 
 // DefaultConfig is the configuration before the editor says anything: NATS
@@ -49,7 +52,7 @@ func DefaultConfig() Config {
 	if url == "" {
 		url = fleet.DefaultURL
 	}
-	return Config{NATS: url, Prefix: fleet.DefaultPrefix, History: DefaultHistory.String(), MaxRecent: DefaultMaxRecent}
+	return Config{NATS: url, Prefix: fleet.DefaultPrefix, History: DefaultHistory.String(), MaxRecent: DefaultMaxRecent, Backend: "auto"}
 }
 
 // credentials are the NATS credentials of the settings.
@@ -133,7 +136,7 @@ func mergeConfig(base Config, raw []byte) (Config, error) {
 	dst := map[string]any{
 		"nats": &cfg.NATS, "credentials": &cfg.Credentials, "inboxPrefix": &cfg.InboxPrefix, "nkey": &cfg.NKey, "user": &cfg.User,
 		"password": &cfg.Password, "token": &cfg.Token, "tls": &cfg.TLS, "prefix": &cfg.Prefix, "hosts": &cfg.Hosts,
-		"processes": &cfg.Processes, "history": &cfg.History, "maxRecent": &cfg.MaxRecent,
+		"processes": &cfg.Processes, "history": &cfg.History, "maxRecent": &cfg.MaxRecent, "backend": &cfg.Backend,
 	}
 	for _, s := range Settings {
 		if v, ok := settings[s.Name]; ok { // null: as json.Unmarshal, a list is emptied

@@ -1,6 +1,7 @@
 package lsp
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -84,6 +85,7 @@ type ToggleResult struct {
 	ID       string         `json:"id"`
 	Traced   bool           `json:"traced"` // declared now; false: removed
 	Location fleet.Location `json:"location"`
+	Backend  string         `json:"backend"` // the backend setting it was declared for
 }
 
 // toggle declares a tracepoint at a buffer line through the server's lease,
@@ -114,7 +116,7 @@ func (s *server) toggle(ctx context.Context, u uri.URI, cur int) (*ToggleResult,
 	// The id names the checkout's line, not where it runs: a toggle after
 	// a deploy still finds the tracepoint to remove.
 	id := tracepointID(loc, sel)
-	res := &ToggleResult{ID: id, Location: loc}
+	res := &ToggleResult{ID: id, Location: loc, Backend: cmp.Or(cfg.Backend, "auto")}
 	if slices.Contains(lease.IDs(), id) {
 		if err := lease.Remove(ctx, id); err != nil {
 			return nil, err
@@ -146,6 +148,7 @@ func (s *server) toggle(ctx context.Context, u uri.URI, cur int) (*ToggleResult,
 		Selector: sel,
 		Capture:  fleet.DefaultCapture,
 		Limits:   fleet.Limits{MaxHitsPerSecond: fleet.DefaultMaxHitsPerSecond},
+		Backend:  cfg.Backend,
 		Owner:    fmt.Sprintf("riptrace lsp (pid %d on %s)", os.Getpid(), host),
 	}
 	if err := lease.Declare(ctx, spec); err != nil {

@@ -58,19 +58,20 @@ func inlayHints(v fileView, r protocol.Range) []protocol.InlayHint {
 	return hints
 }
 
-// valueText is a captured value on one line.
+// valueText is a captured value on one line, a value not captured worded
+// as the debug console words it (fleet.Variable.Shown).
 func valueText(v *fleet.Variable) string {
-	if v.Value == "" && v.Unreadable != "" {
-		return "<" + v.Unreadable + ">"
-	}
-	return strings.Join(strings.Fields(v.Value), " ")
+	return strings.Join(strings.Fields(v.Shown()), " ")
 }
 
 // identAt returns the byte offset just after the first occurrence of name
-// as an identifier token in the code of line: not inside a string or rune
-// literal or a comment, and not a field or method selected with a dot. The
-// line is scanned alone, so a line inside a raw string or block comment that
-// spans lines is read as code (the hint then goes where the name appears).
+// as a whole operand in the code of line: not inside a string or rune
+// literal or a comment, not a field or method selected with a dot, and not
+// the start of a longer expression (o.Customer, o[i], o(x)), where a hint
+// would split the code it annotates; such a value goes at the end of the
+// line. The line is scanned alone, so a line inside a raw string or block
+// comment that spans lines is read as code (the hint then goes where the
+// name appears).
 func identAt(line, name string) (int, bool) {
 	if name == "" {
 		return 0, false
@@ -80,14 +81,23 @@ func identAt(line, name string) (int, bool) {
 	var sc scanner.Scanner
 	sc.Init(file, []byte(line), func(token.Position, string) {}, 0)
 	prev := token.ILLEGAL
+	found := -1 // the end of the name's last token, while its successor is unknown
 	for {
 		pos, tok, lit := sc.Scan()
+		if found >= 0 {
+			switch tok {
+			case token.PERIOD, token.LBRACK, token.LPAREN:
+				// Part of a longer expression: look further on.
+				found = -1
+			default:
+				return found, true
+			}
+		}
 		if tok == token.EOF {
 			return 0, false
 		}
 		if tok == token.IDENT && lit == name && prev != token.PERIOD {
-			off := file.Offset(pos)
-			return off + len(lit), true
+			found = file.Offset(pos) + len(lit)
 		}
 		prev = tok
 	}

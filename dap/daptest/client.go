@@ -12,6 +12,7 @@ package daptest
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -51,6 +52,12 @@ func (c *Client) read(r *bufio.Reader) {
 		var m dap.Message
 		if err == nil {
 			m, err = dap.DecodeProtocolMessage(data)
+			var fe *dap.DecodeProtocolMessageFieldError
+			if errors.As(err, &fe) && (fe.SubType == "Event" || fe.SubType == "Response") {
+				// The adapter's own events and answers to its own requests.
+				c := &Custom{}
+				m, err = c, json.Unmarshal(data, c)
+			}
 			if err != nil {
 				err = fmt.Errorf("decoding %s: %w", data, err)
 			}
@@ -273,4 +280,47 @@ func (c *Client) Drop(match func(dap.Message) bool) {
 		}
 	}
 	c.pending = kept
+}
+
+// Custom is an event or a response that go-dap does not know: the
+// adapter's own (dap.EventHits, answers to dap.RequestHits and the others).
+type Custom struct {
+	dap.ProtocolMessage
+	Event      string          `json:"event,omitempty"`
+	Command    string          `json:"command,omitempty"`
+	RequestSeq int             `json:"request_seq,omitempty"`
+	Success    bool            `json:"success,omitempty"`
+	Body       json.RawMessage `json:"body,omitempty"`
+}
+
+// ExpectCustomResponse takes the next successful answer to the adapter's own
+// request command, skipping events, and decodes its body into body.
+func (c *Client) ExpectCustomResponse(t testing.TB, command string, body any) {
+	t.Helper()
+	m := c.take(t, command+" response", func(m dap.Message) bool {
+		if r, ok := m.(*dap.ErrorResponse); ok && r.Command == command {
+			return true
+		}
+		cu, ok := m.(*Custom)
+		return ok && cu.Type == "response" && cu.Command == command
+	})
+	if r, ok := m.(*dap.ErrorResponse); ok {
+		t.Fatalf("%s failed: %s", command, r.Message)
+	}
+	if err := json.Unmarshal(m.(*Custom).Body, body); err != nil {
+		t.Fatalf("decoding the %s response's body %s: %v", command, m.(*Custom).Body, err)
+	}
+}
+
+// AwaitCustomEvent finds the first of the adapter's own events named name
+// for which ok is true, and decodes its body into body.
+func (c *Client) AwaitCustomEvent(t testing.TB, name string, body any, ok func() bool) {
+	t.Helper()
+	c.take(t, name+" event", func(m dap.Message) bool {
+		cu, is := m.(*Custom)
+		if !is || cu.Type != "event" || cu.Event != name {
+			return false
+		}
+		return json.Unmarshal(cu.Body, body) == nil && ok()
+	})
 }

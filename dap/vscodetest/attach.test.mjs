@@ -65,7 +65,8 @@ test('attach, set a logpoint, see a real hit, disconnect', async () => {
     await dc.configurationDoneRequest();
 
     const bp = await verified;
-    assert.match(bp.body.breakpoint.message, new RegExp(`^installed on 1 of 1 processes \\(\\S+ ${exe}\\[\\d+\\]\\)$`));
+    // The message names the backend that serves the breakpoint.
+    assert.match(bp.body.breakpoint.message, new RegExp(`^installed on 1 of 1 processes \\(\\S+ ${exe}\\[\\d+\\] via (ebpf|delve)\\)$`));
     const out = await hit;
     assert.match(out.body.output, /^vscode saw (book|lamp|pen) n=\d+\n$/);
     assert.equal(out.body.source.path, src);

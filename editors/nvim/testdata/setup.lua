@@ -12,7 +12,7 @@ t.run(function()
   out.toggleBeforeSetup = t.notes[#t.notes]
 
   local bad = {}
-  for _, opts in ipairs({ { hosts = 3 }, { bogus = true }, { maxHitsPerSecond = 1.5 }, { capture = { 'args' } }, 'nats' }) do
+  for _, opts in ipairs({ { hosts = 3 }, { bogus = true }, { maxHitsPerSecond = 1.5 }, { capture = { 'args' } }, 'nats', { backend = 'gdb' } }) do
     local ok, msg = riptrace.setup(opts)
     table.insert(bad, { ok = ok, msg = msg })
   end

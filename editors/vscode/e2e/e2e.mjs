@@ -2,9 +2,12 @@
 // Chromium) against a real fleet: `riptrace server`, `riptrace agent` and the
 // demo's payments service under steady traffic. It opens demo/ as the
 // workspace, clicks the gutter of payments/main.go's //@trace(charge) line,
-// starts the attach configuration through the host picker, and waits for a
-// hit in the debug console, a code lens and an inlay hint, and the status
-// bar's host count. Run by run.sh (make e2e-vscode).
+// starts the attach configuration (the delve backend) through the host
+// picker, and waits for a hit in the debug console, a code lens and an
+// inlay hint, and the status bar's host count; then the hits view, a lens
+// click opening a snapshot, a step refused, a hit of the hits view and a
+// row of the timeline panel opening theirs. Screenshots of each land in
+// e2e/out/. Run by run.sh (make e2e-vscode).
 import { spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,7 +29,8 @@ const codeServer = path.join(cache, 'code-server/node_modules/.bin/code-server')
 const host = 'e2e-vscode';
 const folder = path.join(root, 'demo');
 const sourceFile = path.join(folder, 'payments/main.go');
-const line = readFileSync(sourceFile, 'utf8').split('\n').findIndex((l) => l.includes('//@trace(charge)')) + 1;
+const sourceText = readFileSync(sourceFile, 'utf8');
+const line = sourceText.split('\n').findIndex((l) => l.includes('//@trace(charge)')) + 1;
 const started = Date.now();
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'riptrace-e2e-vscode-'));
 
@@ -173,6 +177,9 @@ try {
         'extensions.ignoreRecommendations': true,
         'update.mode': 'none',
         'git.enabled': false,
+        // The run must never change the checkout: keys that land in the
+        // editor by mistake stay in the buffer.
+        'files.autoSave': 'off',
         'editor.inlayHints.enabled': 'on',
         'editor.codeLens': true,
         'editor.minimap.enabled': false,
@@ -181,7 +188,7 @@ try {
         'debug.internalConsoleOptions': 'openOnSessionStart',
         launch: {
           version: '0.2.0',
-          configurations: [{ type: 'riptrace', request: 'attach', name: 'RipTrace e2e', hosts: '${command:riptrace.pickHosts}', cwd: folder }],
+          configurations: [{ type: 'riptrace', request: 'attach', name: 'RipTrace e2e', hosts: '${command:riptrace.pickHosts}', cwd: folder, backend: 'delve' }],
         },
       },
       null,
@@ -215,6 +222,20 @@ try {
   // 4. Open payments/main.go at the marked line.
   const quickInput = page.locator('.quick-input-widget');
   const quickInputBox = quickInput.locator('input.input');
+  // runCommand runs a command from the palette: F1 until the palette shows
+  // its ">" prompt (focus may be where F1 means nothing), then its name.
+  const runCommand = async (name) => {
+    await until(`the command palette for ${name}`, 30_000, async () => {
+      await page.keyboard.press('Escape');
+      await page.keyboard.press('F1');
+      await quickInputBox.waitFor({ timeout: 3000 });
+      if (!(await quickInputBox.inputValue()).startsWith('>')) throw new Error('the palette has no ">" prompt');
+      return true;
+    });
+    await quickInputBox.fill(`>${name}`);
+    await quickInput.locator('.monaco-list-row', { hasText: name.replace(/^RipTrace: /, '') }).first().waitFor();
+    await page.keyboard.press('Enter');
+  };
   await until('quick open', 60_000, async () => {
     await page.keyboard.press('Control+P');
     await quickInputBox.waitFor({ timeout: 3000 });
@@ -273,6 +294,8 @@ try {
   await repl.locator('.output', { hasText: `${host} ${paymentsName}[${pid}]` }).first().waitFor({ timeout: 90_000 });
   // The picked process reached the configuration (the adapter's greeting names it).
   await repl.locator('.output', { hasText: 'processes github.com/riptrace/riptrace/demo/payments' }).first().waitFor({ timeout: 10_000 });
+  // The backend chosen in the configuration, named by the greeting.
+  await repl.locator('.output', { hasText: 'served by the delve backend' }).first().waitFor({ timeout: 10_000 });
   step('hit in the debug console');
   const lens = editor.locator('.codelens-decoration', { hasText: /● \d+ hits? · 1 host/ });
   await lens.first().waitFor({ timeout: 60_000 });
@@ -313,6 +336,122 @@ try {
   step('status bar: 1 host');
   await page.screenshot({ path: path.join(outDir, 'vscode.png') });
   step(`screenshot ${path.join(outDir, 'vscode.png')}`);
+  // 7b. The hits view in Run and Debug: breakpoint → process → hits.
+  await page.keyboard.press('Control+Shift+D');
+  const hitsPane = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'RipTrace Hits' }) });
+  await hitsPane.first().waitFor({ timeout: 30_000 });
+  if ((await hitsPane.locator('.pane-header.expanded').count()) === 0) {
+    await hitsPane.locator('.pane-header').first().click();
+  }
+  const hitsRows = hitsPane.locator('.monaco-list-row');
+  const bpRow = hitsRows.filter({ hasText: `main.go:${line}` });
+  await bpRow.first().waitFor({ timeout: 30_000 });
+  await until('the hits view naming the delve backend', 30_000, async () => {
+    const text = await bpRow.first().innerText();
+    if (!/\d+ hits? · .*via delve/.test(text)) throw new Error(`the breakpoint row reads ${JSON.stringify(text)}`);
+    return true;
+  });
+  await hitsRows.filter({ hasText: `${host} ${paymentsName}[${pid}]` }).first().waitFor({ timeout: 30_000 });
+  const hitRow = hitsRows.filter({ hasText: /#\d+ \d\d:\d\d:\d\d\.\d{3}/ });
+  await hitRow.first().waitFor({ timeout: 30_000 });
+  step(`hits view: ${(await bpRow.first().innerText()).replace(/\s+/g, ' ')}; ${(await hitRow.first().innerText()).replace(/\s+/g, ' ')}`);
+  await page.screenshot({ path: path.join(outDir, 'hits-view.png') });
+
+  // 7c. A click on the code lens opens the line's latest hit as a
+  // snapshot: Call Stack names it, Variables shows its values.
+  // With one thread, Call Stack puts the stopped event's description (the
+  // snapshot's title) in its header; with more, on the thread's row.
+  const callStack = page.locator('.pane', { has: page.locator('.pane-header', { hasText: /Call Stack/i }) });
+  const snapshotOf = (seq) => callStack.filter({ hasText: new RegExp(`[Ss]napshot of hit #${seq ?? '\\d+'} on e2e-vscode at `) });
+  await until('a snapshot after a lens click', 60_000, async () => {
+    await lens.first().locator('a').first().click();
+    await snapshotOf().first().waitFor({ timeout: 5000 });
+    return true;
+  });
+  const title = /hit #(\d+) on e2e-vscode at \S+/.exec(await snapshotOf().first().innerText())[0];
+  const variables = page.locator('.pane', { has: page.locator('.pane-header', { hasText: /Variables/i }) });
+  await variables.locator('.monaco-list-row', { hasText: /Arguments|Locals/ }).first().waitFor({ timeout: 30_000 });
+  step(`lens click: snapshot of ${title}`);
+  await page.screenshot({ path: path.join(outDir, 'snapshot.png') });
+
+  // 7d. A step in a snapshot says why it cannot.
+  await page.keyboard.press('F10');
+  await page.locator('.notifications-toasts, .notification-toast', { hasText: 'A snapshot cannot step' }).first().waitFor({ timeout: 20_000 });
+  step('F10 in a snapshot: "A snapshot cannot step … Continue dismisses it"');
+
+  // 7e. A click on a hit in the hits view opens that hit.
+  // The rows move as hits come: retry until the row clicked is the row read.
+  const shown = /hit #(\d+)/.exec(title)[1];
+  const clicked = await until('a snapshot after a click in the hits view', 60_000, async () => {
+    const row = hitRow.nth(2);
+    const seq = (await row.innerText()).match(/#(\d+)/)[1];
+    if (seq === shown) throw new Error(`hit #${seq} is already open`);
+    await row.click();
+    await snapshotOf(seq).first().waitFor({ timeout: 3000 });
+    return seq;
+  });
+  step(`hits view click: snapshot of hit #${clicked}`);
+
+  // 7f. The timeline panel, in execution order; a click on a row opens it.
+  await runCommand('RipTrace: Show the Timeline');
+  const webview = page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame');
+  const rows = webview.locator('tr.hit');
+  await until('rows in the timeline', 60_000, async () => (await rows.count()) >= 3);
+  const seqs = await rows.evaluateAll((trs) => trs.map((tr) => Number(tr.dataset.seq)));
+  step(`timeline: ${seqs.length} rows`);
+  await page.screenshot({ path: path.join(outDir, 'timeline.png') });
+  const pickRow = rows.nth(Math.floor(seqs.length / 2));
+  const pickSeq = await pickRow.evaluate((tr) => tr.dataset.seq);
+  await pickRow.click();
+  await snapshotOf(pickSeq).first().waitFor({ timeout: 30_000 });
+  await editor.locator('.view-line', { hasText: '//@trace(charge)' }).first().waitFor();
+  step(`timeline click: snapshot of hit #${pickSeq}, payments/main.go shown`);
+  await page.screenshot({ path: path.join(outDir, 'timeline-click.png') });
+
+  // The hits view's latency, as the extension measured it.
+  await runCommand('RipTrace: Hits View Latency');
+  const latency = page.locator('.notification-toast', { hasText: 'from the stream to the view' });
+  await latency.first().waitFor({ timeout: 20_000 });
+  step((await latency.first().innerText()).split('\n')[0]);
+
+  // 7g. Under load: 10 breakpoints in charge() at 50 charges a second, the
+  // rate limit of each tracepoint. The extension measures how long hits
+  // take to reach the hits view and whether its host stalls.
+  const srcLines = readFileSync(sourceFile, 'utf8').split('\n');
+  const first = srcLines.findIndex((l) => l.startsWith('func charge(')) + 1;
+  const loadLines = [];
+  for (let i = first; i < srcLines.length && loadLines.length < 9; i++) {
+    const l = srcLines[i].trim();
+    if (i + 1 !== line && /^(if |cents|overLimit|masked|reason|approved|res :=)/.test(l)) loadLines.push(i + 1);
+  }
+  for (const l of loadLines) {
+    await page.keyboard.press('Control+G');
+    await quickInputBox.waitFor();
+    await quickInputBox.fill(`:${l}`);
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('F9');
+  }
+  await until('10 breakpoints in the hits view', 60_000, async () => {
+    const n = await hitsRows.filter({ hasText: /main\.go:\d+/ }).count();
+    if (n < 10) throw new Error(`${n} breakpoints`);
+    return true;
+  });
+  clearInterval(traffic);
+  traffic = setInterval(() => charge().catch(() => {}), 20);
+  await new Promise((r) => setTimeout(r, 5000)); // the rate settles
+  await page.locator('.notification-toast .codicon-notifications-clear, .notification-toast .codicon-close').first().click().catch(() => {});
+  await runCommand('RipTrace: Hits View Latency'); // starts the measured window
+  await new Promise((r) => setTimeout(r, 20_000));
+  await page.locator('.notification-toast .codicon-notifications-clear, .notification-toast .codicon-close').first().click().catch(() => {});
+  await runCommand('RipTrace: Hits View Latency');
+  const measured = page.locator('.notification-toast', { hasText: 'from the stream to the view' }).last();
+  await measured.waitFor({ timeout: 20_000 });
+  const loadText = (await measured.innerText()).split('\n')[0];
+  step(`under load (10 breakpoints, ${sent} charges so far at 50/s): ${loadText}`);
+  writeFileSync(path.join(outDir, 'load.txt'), loadText + '\n');
+  await page.screenshot({ path: path.join(outDir, 'load.png') });
+  clearInterval(traffic);
+  traffic = setInterval(() => charge().catch(() => {}), 300);
 
   // 8. Stop the session; the service runs on.
   await page.keyboard.press('Shift+F5');
@@ -344,6 +483,11 @@ try {
 } finally {
   clearInterval(traffic);
   await browser?.close().catch(() => {});
+  if (readFileSync(sourceFile, 'utf8') !== sourceText) {
+    writeFileSync(sourceFile, sourceText);
+    console.error(`e2e-vscode FAILED: the run changed ${sourceFile}; it is restored`);
+    process.exitCode = 1;
+  }
   await stopAll();
   rmSync(tmp, { recursive: true, force: true });
 }

@@ -1,13 +1,13 @@
 // The RipTrace extension: thin glue that runs `riptrace dap` as the debug
 // adapter of the "riptrace" debug type, `riptrace lsp` as the language server
 // of Go files, and `riptrace hosts --json` for the host picker and the status
-// bar. Everything else lives in the riptrace binary.
+// bar; the hits view and the timeline panel (hits.ts) show what the adapter
+// keeps of a session's hits. Everything else lives in the riptrace binary.
 
 import * as vscode from 'vscode';
 import { LanguageClient, LanguageClientOptions, ServerOptions, State } from 'vscode-languageclient/node';
 import { buildItems, Connection, HostEntry, listHosts, PickItem, selection, statusText } from './fleet';
-
-const debugType = 'riptrace';
+import { debugType, HitsView, openHit, Stalls, TimelinePanel, tracingSession } from './hits';
 const statusEvery = 15_000; // ms between two looks at the fleet for the status bar
 
 let client: LanguageClient | undefined;
@@ -27,7 +27,7 @@ function connection(): Connection {
 function serverSettings(): Record<string, unknown> {
   const s = settings();
   const out: Record<string, unknown> = {};
-  for (const key of ['nats', 'credentials', 'inboxPrefix', 'nkey', 'user', 'password', 'token', 'tls', 'prefix', 'hosts', 'processes', 'history', 'maxRecent']) {
+  for (const key of ['nats', 'credentials', 'inboxPrefix', 'nkey', 'user', 'password', 'token', 'tls', 'prefix', 'hosts', 'processes', 'history', 'maxRecent', 'backend']) {
     const v = s.get(key);
     if (v === undefined || v === null || v === '' || v === 0 || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && Object.keys(v as object).length === 0)) {
       continue;
@@ -51,6 +51,36 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   const status = new StatusItem();
   context.subscriptions.push(status);
+
+  const hits = new HitsView();
+  const stalls = new Stalls();
+  const timeline = new TimelinePanel();
+  context.subscriptions.push(
+    hits,
+    timeline,
+    vscode.window.createTreeView('riptrace.hits', { treeDataProvider: hits, showCollapseAll: true }),
+    vscode.commands.registerCommand('riptrace.openHit', async (args?: { seq?: number; breakpoint?: number }) => {
+      try {
+        const ed = vscode.window.activeTextEditor;
+        await openHit(args ?? (ed ? { path: ed.document.uri.fsPath, line: ed.selection.active.line + 1 } : {}));
+      } catch (e) {
+        vscode.window.showWarningMessage(`RipTrace: ${(e as Error).message}`);
+      }
+    }),
+    vscode.commands.registerCommand('riptrace.showTimeline', () => timeline.show()),
+    stalls,
+    // Since the last time it was run: how long hits took from the stream
+    // to the hits view, and how often the extension host stalled.
+    vscode.commands.registerCommand('riptrace.hitsViewLatency', () => {
+      const st = hits.latency.stats();
+      hits.latency.reset();
+      const host = stalls.take();
+      const msg = `RipTrace hits view: ${st.n} hits shown, from the stream to the view p50 ${st.p50} ms, p99 ${st.p99} ms, max ${st.max} ms; extension host stalls over 100 ms: ${host.over100} (worst ${host.worst} ms)`;
+      out.appendLine(msg);
+      vscode.window.showInformationMessage(msg);
+      return { ...st, stalls: host };
+    }),
+  );
 
   context.subscriptions.push(
     vscode.workspace.onDidChangeConfiguration(async (e) => {
@@ -179,6 +209,17 @@ function startClient(out: vscode.OutputChannel): void {
       // From the command palette the server's commands come without
       // arguments: give them the active editor's document and line.
       executeCommand: async (command, args, next) => {
+        // A click on a code lens during a debug session opens the line's
+        // latest hit as a snapshot; without a session, or a breakpoint on
+        // the line, the server shows the line's hits.
+        if (command === 'riptrace.showHits' && args.length === 2 && tracingSession()) {
+          try {
+            await openHit({ path: vscode.Uri.parse(String(args[0])).fsPath, line: Number(args[1]) + 1 });
+            return undefined;
+          } catch {
+            // Fall through to the server's command.
+          }
+        }
         const ed = vscode.window.activeTextEditor;
         if (args.length === 0 && ed && command !== 'riptrace.clearHits') {
           args = [ed.document.uri.toString(), ed.selection.active.line];

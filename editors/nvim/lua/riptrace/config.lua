@@ -10,14 +10,16 @@ local islist = vim.islist or vim.tbl_islist
 -- The type every option may have, by name: the attach attributes, the
 -- language server settings, and path (the riptrace binary).
 local function option_types()
-  local types = { path = 'string' }
+  local types, enums = { path = 'string' }, {}
   for _, a in ipairs(contract.attributes) do
     types[a.name] = a.type
+    enums[a.name] = a.enum
   end
   for _, s in ipairs(contract.settings) do
     types[s.name] = types[s.name] or s.type
+    enums[s.name] = enums[s.name] or s.enum
   end
-  return types
+  return types, enums
 end
 
 local function has_type(v, want)
@@ -45,7 +47,7 @@ function M.parse(opts)
   if type(opts) ~= 'table' then
     return nil, ('riptrace.setup() takes a table of options, got %s (see :help riptrace-setup)'):format(type(opts))
   end
-  local types = option_types()
+  local types, enums = option_types()
   local names = vim.tbl_keys(types)
   table.sort(names)
   local cfg = { path = 'riptrace', attach = {}, settings = {} }
@@ -59,6 +61,9 @@ function M.parse(opts)
     end
     if not has_type(v, want) then
       return nil, ('riptrace.setup(): %s must be %s, got %s'):format(k, articles[want], vim.inspect(v))
+    end
+    if enums[k] and not vim.tbl_contains(enums[k], v) then
+      return nil, ('riptrace.setup(): %s must be one of %s, got %s'):format(k, table.concat(vim.tbl_map(vim.inspect, enums[k]), ', '), vim.inspect(v))
     end
     if k == 'path' then
       cfg.path = v

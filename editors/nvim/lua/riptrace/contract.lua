@@ -17,6 +17,8 @@ return {
     { name = 'maxHitsPerSecond', type = 'integer' },
     { name = 'substitutePath', type = 'array' },
     { name = 'persist', type = 'boolean' },
+    { name = 'backend', type = 'string', enum = { 'auto', 'ebpf', 'delve' } },
+    { name = 'consoleHits', type = 'string', enum = { 'summary', 'all' } },
     { name = 'snapshots', type = 'boolean' },
     { name = 'cwd', type = 'string' },
     { name = 'prefix', type = 'string' },
@@ -51,5 +53,6 @@ return {
     { name = 'processes', type = 'array' },
     { name = 'history', type = 'string' },
     { name = 'maxRecent', type = 'integer' },
+    { name = 'backend', type = 'string', enum = { 'auto', 'ebpf', 'delve' } },
   },
 }

@@ -54,6 +54,13 @@ function M.hits(cb)
   end
 end
 
+-- hits_list puts the debug session's recent hits in the quickfix list (the
+-- window's location list with loclist) and calls cb with the items
+-- (:RipTraceHitsList).
+function M.hits_list(loclist, cb)
+  require('riptrace.hits').quickfix(loclist, cb)
+end
+
 -- pick_hosts picks the hosts whose hits the buffers show and where
 -- :RipTraceToggle traces (:RipTraceHosts), and calls cb with their globs.
 function M.pick_hosts(cb)

@@ -212,7 +212,7 @@ function M.toggle(bufnr, line, cb)
       if res.traced then
         local id = vim.fn.sign_place(0, 'riptrace', 'RipTraceTracepoint', bufnr, { lnum = args[2] + 1 })
         state.signs[res.id] = { bufnr, id }
-        notify('tracing ' .. where)
+        notify(('tracing %s with the %s backend'):format(where, res.backend or 'auto'))
       else
         notify('stopped tracing ' .. where)
       end
@@ -340,10 +340,19 @@ local function client_config(root)
     init_options = next(cfg.settings) and cfg.settings or vim.empty_dict(),
     capabilities = caps,
     handlers = handlers,
-    -- A lens runs its command here: the hits show in a float.
+    -- A lens runs its command here: during a debug session it opens the
+    -- line's latest hit as a snapshot; otherwise, or when the line has no
+    -- breakpoint of the session, the hits show in a float.
     commands = {
       [contract.commands.showHits] = function(command, ctx)
         local args = command.arguments or {}
+        local hits = require('riptrace.hits')
+        if hits.tracing() and type(args[2]) == 'number' then
+          hits.open({ path = api.nvim_buf_get_name(ctx.bufnr), line = args[2] + 1 }, nil, function()
+            M.show_hits(ctx.bufnr, args[2])
+          end)
+          return
+        end
         M.show_hits(ctx.bufnr, args[2])
       end,
     },

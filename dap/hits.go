@@ -1,0 +1,533 @@
+package dap
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-dap"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// What the editor shows of hits besides a line per hit: the hits view
+// (breakpoints, then processes, then their recent hits), the timeline (the
+// session's hits in execution order) and the debug console's summary. The
+// hit pump records every hit in the session's hitLog; the custom requests
+// riptrace/hits, riptrace/timeline and riptrace/openHit read it, and the
+// session's ticker tells the editor what is new with a riptraceHits event a
+// few times a second and writes the console's counts once a second.
+
+// The values of the consoleHits attribute.
+const (
+	consoleSummary = "summary" // the first hits of a breakpoint in full, then a count per second
+	consoleAll     = "all"     // every hit in full
+)
+
+const (
+	// fullHits is how many hits of a breakpoint the console shows in full
+	// before it counts them.
+	fullHits = 3
+	// quietResets is how long a breakpoint goes without hits before its
+	// next ones show in full again.
+	quietResets = 10 * time.Second
+	// summaryEvery is how often the console counts the hits it did not show.
+	summaryEvery = time.Second
+	// eventEvery is how often a riptraceHits event says what is new.
+	eventEvery = 200 * time.Millisecond
+	// maxEventHits bounds the hits one riptraceHits event carries; the
+	// rest are only counted, and the view asks riptrace/hits for them.
+	maxEventHits = 200
+	// recentPerProcess is how many hits of each process the hits view keeps.
+	recentPerProcess = 10
+	// timelineLen is how many hits the timeline keeps.
+	timelineLen = 500
+)
+
+// Custom requests and events (VS Code's customRequest, nvim-dap's
+// session:request). Their names are stable: the plugins use them.
+const (
+	RequestHits     = "riptrace/hits"     // the hits view: breakpoints → processes → recent hits
+	RequestTimeline = "riptrace/timeline" // the session's recent hits in execution order
+	RequestOpenHit  = "riptrace/openHit"  // open a hit as a snapshot
+	EventHits       = "riptraceHits"      // what is new since the last one
+)
+
+// HitRow is one hit as the hits view and the timeline show it.
+type HitRow struct {
+	Seq        uint64 `json:"seq"`   // in the hit stream
+	Order      uint64 `json:"order"` // in the timeline
+	Breakpoint int    `json:"breakpoint"`
+	Host       string `json:"host"`
+	Pid        int    `json:"pid"`
+	Exe        string `json:"exe"`
+	Goroutine  int64  `json:"goroutine"`
+	Function   string `json:"function"`
+	// Time is when the hit ran, on the server's clock; ServerTime when it
+	// reached the stream.
+	Time       time.Time `json:"time"`
+	ServerTime time.Time `json:"serverTime"`
+	Path       string    `json:"path,omitempty"` // in the local checkout; "" when outside it
+	Line       int       `json:"line"`
+	Values     string    `json:"values"` // name=value ..., each as fleet.Variable.Shown words it
+	Message    string    `json:"message,omitempty"`
+	// Late and Uncertain mark an order not to be trusted (fleet.Placed).
+	Late      bool   `json:"late,omitempty"`
+	Uncertain bool   `json:"uncertain,omitempty"`
+	Note      string `json:"note,omitempty"`
+}
+
+// BreakpointHits is one breakpoint in the hits view.
+type BreakpointHits struct {
+	ID        int            `json:"id"`
+	Path      string         `json:"path"`
+	Line      int            `json:"line"`
+	Function  string         `json:"function,omitempty"` // of a function breakpoint
+	Verified  bool           `json:"verified"`
+	Message   string         `json:"message"`
+	Backend   string         `json:"backend"` // asked for in the configuration
+	Count     uint64         `json:"count"`
+	Processes []ProcessHits  `json:"processes"`
+	bp        *breakpoint    `json:"-"`
+	log       *breakpointLog `json:"-"`
+}
+
+// ProcessHits is one process under a breakpoint in the hits view.
+type ProcessHits struct {
+	Host  string   `json:"host"`
+	Pid   int      `json:"pid"`
+	Exe   string   `json:"exe"`
+	Count uint64   `json:"count"`
+	Hits  []HitRow `json:"hits"` // newest first
+}
+
+// logged is a recorded hit: what a snapshot opens and what views show.
+type logged struct {
+	p   fleet.Placed
+	row HitRow
+}
+
+// hitLog is what the session keeps of its hits for the views.
+type hitLog struct {
+	// mu guards the fields below.
+	mu       sync.Mutex
+	bps      map[int]*breakpointLog
+	timeline []*logged // the last timelineLen hits, in execution order
+	fresh    []HitRow  // recorded since the last riptraceHits event
+	omitted  int       // fresh hits left out of the next event
+}
+
+// breakpointLog is what the hitLog keeps of one breakpoint.
+type breakpointLog struct {
+	total uint64
+	procs map[string]*processLog // by host/pid
+	// The console's summary.
+	shown   int       // hits shown in full since the breakpoint was last quiet
+	last    time.Time // when its last hit arrived
+	counted int       // hits not shown since the last count
+	latest  *logged   // the last of them
+	hinted  bool      // a count line said where to see the hits
+}
+
+type processLog struct {
+	host   string
+	pid    int
+	exe    string
+	count  uint64
+	recent []*logged // oldest first
+}
+
+func newHitLog() *hitLog { return &hitLog{bps: make(map[int]*breakpointLog)} }
+
+// record keeps one hit of breakpoint bp and reports whether the console
+// shows it in full.
+func (l *hitLog) record(bp int, e *logged, all bool, now time.Time) (full bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bps[bp]
+	if b == nil {
+		b = &breakpointLog{procs: make(map[string]*processLog)}
+		l.bps[bp] = b
+	}
+	b.total++
+	h := &e.p.Hit
+	key := fmt.Sprintf("%s/%d", h.Host, h.Pid)
+	pl := b.procs[key]
+	if pl == nil {
+		pl = &processLog{host: h.Host, pid: h.Pid, exe: h.Process.Exe}
+		b.procs[key] = pl
+	}
+	pl.count++
+	pl.recent = append(pl.recent, e)
+	if len(pl.recent) > recentPerProcess {
+		pl.recent = slices.Delete(pl.recent, 0, len(pl.recent)-recentPerProcess)
+	}
+	l.timeline = append(l.timeline, e)
+	if len(l.timeline) > timelineLen {
+		l.timeline = slices.Delete(l.timeline, 0, len(l.timeline)-timelineLen)
+	}
+	l.fresh = append(l.fresh, e.row)
+	if len(l.fresh) > maxEventHits {
+		l.omitted += len(l.fresh) - maxEventHits
+		l.fresh = slices.Delete(l.fresh, 0, len(l.fresh)-maxEventHits)
+	}
+
+	if now.Sub(b.last) > quietResets {
+		b.shown = 0
+	}
+	b.last = now
+	if all || b.shown < fullHits {
+		b.shown++
+		return true
+	}
+	b.counted++
+	b.latest = e
+	return false
+}
+
+// forget drops what the log keeps of a removed breakpoint.
+func (l *hitLog) forget(bp int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.bps, bp)
+}
+
+// count is one console line of counts: hits of a breakpoint the console
+// did not show since the last one.
+type count struct {
+	bp      int
+	counted int
+	total   uint64
+	latest  *logged
+	first   bool // the breakpoint's first count line
+}
+
+// counts takes the console's pending counts, by breakpoint.
+func (l *hitLog) counts() []count {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []count
+	for id, b := range l.bps {
+		if b.counted > 0 {
+			out = append(out, count{bp: id, counted: b.counted, total: b.total, latest: b.latest, first: !b.hinted})
+			b.counted, b.latest, b.hinted = 0, nil, true
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].bp < out[j].bp })
+	return out
+}
+
+// takeFresh takes the rows recorded since the last call and how many more
+// were left out.
+func (l *hitLog) takeFresh() ([]HitRow, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rows, omitted := l.fresh, l.omitted
+	l.fresh, l.omitted = nil, 0
+	return rows, omitted
+}
+
+// find returns the recorded hit of stream sequence seq, or the latest hit
+// of breakpoint bp when seq is 0.
+func (l *hitLog) find(bp int, seq uint64) *logged {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if seq != 0 {
+		for i := len(l.timeline) - 1; i >= 0; i-- {
+			if l.timeline[i].row.Seq == seq {
+				return l.timeline[i]
+			}
+		}
+		for _, b := range l.bps {
+			for _, pl := range b.procs {
+				for _, e := range pl.recent {
+					if e.row.Seq == seq {
+						return e
+					}
+				}
+			}
+		}
+		return nil
+	}
+	var latest *logged
+	if b := l.bps[bp]; b != nil {
+		for _, pl := range b.procs {
+			if n := len(pl.recent); n > 0 && (latest == nil || pl.recent[n-1].row.Order > latest.row.Order) {
+				latest = pl.recent[n-1]
+			}
+		}
+	}
+	return latest
+}
+
+// processes lists what the log keeps of breakpoint bp, hosts and pids
+// sorted, hits newest first.
+func (l *hitLog) processes(bp int) (uint64, []ProcessHits) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bps[bp]
+	if b == nil {
+		return 0, []ProcessHits{}
+	}
+	out := make([]ProcessHits, 0, len(b.procs))
+	for _, pl := range b.procs {
+		ph := ProcessHits{Host: pl.host, Pid: pl.pid, Exe: pl.exe, Count: pl.count, Hits: make([]HitRow, 0, len(pl.recent))}
+		for i := len(pl.recent) - 1; i >= 0; i-- {
+			ph.Hits = append(ph.Hits, pl.recent[i].row)
+		}
+		out = append(out, ph)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Host != out[j].Host {
+			return out[i].Host < out[j].Host
+		}
+		return out[i].Pid < out[j].Pid
+	})
+	return b.total, out
+}
+
+// timelineSince returns the timeline's hits after order since, at most
+// limit of the newest.
+func (l *hitLog) timelineSince(since uint64, limit int) []HitRow {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := sort.Search(len(l.timeline), func(i int) bool { return l.timeline[i].row.Order > since })
+	rows := l.timeline[i:]
+	if limit > 0 && len(rows) > limit {
+		rows = rows[len(rows)-limit:]
+	}
+	out := make([]HitRow, len(rows))
+	for j, e := range rows {
+		out[j] = e.row
+	}
+	return out
+}
+
+// hitRow is p as the views show it, at the local line file:line.
+func hitRow(bp int, p *fleet.Placed, file string, line int) HitRow {
+	h := &p.Hit
+	return HitRow{
+		Seq: h.Seq, Order: p.Order, Breakpoint: bp, Host: h.Host, Pid: h.Pid, Exe: h.Process.Exe, Goroutine: h.Goroutine,
+		Function: h.Function, Time: p.CoordinatedTime, ServerTime: h.ServerTime, Path: file, Line: line,
+		Values: hitValues(h), Message: h.Message, Late: p.Late, Uncertain: p.Uncertain, Note: p.Note,
+	}
+}
+
+// hitValues is a hit's arguments, locals and expressions on one line.
+func hitValues(h *fleet.Hit) string {
+	var parts []string
+	for _, vs := range [][]fleet.Variable{h.Args, h.Locals, h.Exprs} {
+		for i := range vs {
+			parts = append(parts, vs[i].Name+"="+strings.Join(strings.Fields(vs[i].Shown()), " "))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// tick runs beside the hit pump: each eventEvery it sends what is new as
+// a riptraceHits event, and each summaryEvery it writes the console's
+// counts.
+func (ss *session) tick() {
+	events := time.NewTicker(eventEvery)
+	defer events.Stop()
+	summaries := time.NewTicker(summaryEvery)
+	defer summaries.Stop()
+	for {
+		select {
+		case <-ss.ctx.Done():
+			return
+		case <-events.C:
+			if rows, omitted := ss.hits.takeFresh(); len(rows) > 0 {
+				ss.send(&customEvent{Event: ss.event(EventHits), Body: map[string]any{"hits": rows, "omitted": omitted}})
+			}
+		case <-summaries.C:
+			ss.writeCounts()
+		}
+	}
+}
+
+// writeCounts writes one console line per breakpoint with hits the console
+// did not show in the last second.
+func (ss *session) writeCounts() {
+	for _, c := range ss.hits.counts() {
+		id := c.bp
+		e := c.latest
+		text := fmt.Sprintf("breakpoint %d: %s more in the last second (%d in all); last on %s %s[%d]",
+			id, plural(c.counted, "hit"), c.total, e.row.Host, filepath.Base(e.row.Exe), e.row.Pid)
+		if e.row.Values != "" {
+			text += ": " + truncateRunes(e.row.Values, 60)
+		}
+		if c.first {
+			// Once per breakpoint: where the hits not shown are.
+			text += fmt.Sprintf("\n  (one line a second from now on: the RipTrace hits view lists the hits, and `snapshot %d` opens the latest)", id)
+		}
+		text += "\n"
+		ev := &dap.OutputEvent{Event: ss.event("output"), Body: dap.OutputEventBody{Category: "console", Output: text, Line: e.row.Line}}
+		if e.row.Path != "" {
+			ev.Body.Source = &dap.Source{Name: filepath.Base(e.row.Path), Path: e.row.Path}
+		}
+		ss.send(ev)
+	}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func truncateRunes(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+// customEvent is an event go-dap does not know.
+type customEvent struct {
+	dap.Event
+	Body any `json:"body,omitempty"`
+}
+
+// customResponse answers a request go-dap does not know.
+type customResponse struct {
+	dap.Response
+	Body any `json:"body,omitempty"`
+}
+
+// isCustom reports whether command is one of the adapter's own requests.
+func isCustom(command string) bool {
+	return command == RequestHits || command == RequestTimeline || command == RequestOpenHit
+}
+
+// dispatchCustom handles one of the adapter's own requests, under
+// recoverPanic as every handler.
+func (ss *session) dispatchCustom(r *dap.Request, args json.RawMessage) {
+	defer ss.recoverPanic(r)
+	if why := ss.notAttached(); why != "" {
+		ss.sendError(r.Seq, r.Command, ErrNotAttached, r.Command+" "+why)
+		return
+	}
+	var body any
+	switch r.Command {
+	// The hits view: every breakpoint with its processes and their recent
+	// hits.
+	case RequestHits:
+		body = map[string]any{"breakpoints": ss.breakpointHits()}
+	// The timeline panel: the session's hits in execution order, after
+	// "since" (an order) and at most "limit" of the newest.
+	case RequestTimeline:
+		var a struct {
+			Since uint64 `json:"since"`
+			Limit int    `json:"limit"`
+		}
+		if len(args) > 0 && json.Unmarshal(args, &a) != nil {
+			ss.sendError(r.Seq, r.Command, ErrBadArguments, RequestTimeline+` takes {"since": ORDER, "limit": N}`)
+			return
+		}
+		body = map[string]any{"hits": ss.hits.timelineSince(a.Since, a.Limit)}
+	// A click on a hit, a code lens or a timeline row: the hit "seq", or the
+	// latest hit of "breakpoint" or of the breakpoint at "path" and "line"
+	// (1-based), opens as a snapshot.
+	case RequestOpenHit:
+		var a struct {
+			Breakpoint int    `json:"breakpoint"`
+			Seq        uint64 `json:"seq"`
+			Path       string `json:"path"`
+			Line       int    `json:"line"`
+		}
+		if len(args) == 0 || json.Unmarshal(args, &a) != nil || (a.Seq == 0 && a.Breakpoint == 0 && (a.Path == "" || a.Line <= 0)) {
+			ss.sendError(r.Seq, r.Command, ErrBadArguments, RequestOpenHit+` takes {"seq": N}, {"breakpoint": ID} or {"path": FILE, "line": LINE}`)
+			return
+		}
+		res, err := ss.openHit(a.Breakpoint, a.Seq, a.Path, a.Line)
+		if err != nil {
+			ss.sendError(r.Seq, r.Command, ErrNoSnapshot, err.Error())
+			return
+		}
+		body = res
+	}
+	ss.send(&customResponse{Response: ss.response(r), Body: body})
+}
+
+// breakpointHits lists the session's breakpoints for the hits view, in
+// file and line order.
+func (ss *session) breakpointHits() []BreakpointHits {
+	ss.mu.Lock()
+	var bs []*breakpoint
+	for _, b := range ss.byTracepoint {
+		bs = append(bs, b)
+	}
+	ss.mu.Unlock()
+	sort.Slice(bs, func(i, j int) bool {
+		if bs[i].file != bs[j].file {
+			return bs[i].file < bs[j].file
+		}
+		if bs[i].line != bs[j].line {
+			return bs[i].line < bs[j].line
+		}
+		return bs[i].id < bs[j].id
+	})
+	out := make([]BreakpointHits, 0, len(bs))
+	for _, b := range bs {
+		st := b.current()
+		bh := BreakpointHits{ID: b.id, Path: b.file, Line: b.line, Function: b.fn, Verified: st.Verified, Message: st.Message, Backend: ss.cfg.Backend}
+		bh.Count, bh.Processes = ss.hits.processes(b.id)
+		out = append(out, bh)
+	}
+	return out
+}
+
+// openHit opens a recorded hit as a snapshot: the hit seq, or the latest
+// of breakpoint bp, or of the breakpoint at path:line.
+func (ss *session) openHit(bp int, seq uint64, path string, line int) (map[string]any, error) {
+	var b *breakpoint
+	ss.mu.Lock()
+	for _, bb := range ss.byTracepoint {
+		switch {
+		case bp != 0 && bb.id == bp:
+			b = bb
+		case bp == 0 && seq == 0 && bb.file == path && bb.line == line:
+			b = bb
+		}
+	}
+	ss.mu.Unlock()
+	if b == nil && seq == 0 {
+		if bp != 0 {
+			return nil, fmt.Errorf("no breakpoint %d in this session: it was removed", bp)
+		}
+		return nil, fmt.Errorf("no breakpoint of this session is on %s:%d: set one there, or open a hit from the RipTrace hits view", filepath.Base(path), line)
+	}
+	id := 0
+	if b != nil {
+		id = b.id
+	}
+	e := ss.hits.find(id, seq)
+	switch {
+	case e == nil && seq != 0:
+		return nil, fmt.Errorf("hit #%d is no longer kept: open a newer one from the RipTrace hits view", seq)
+	case e == nil:
+		return nil, fmt.Errorf("breakpoint %d has no hit yet: its message says where it is installed", id)
+	}
+	if b == nil {
+		ss.mu.Lock()
+		for _, bb := range ss.byTracepoint {
+			if bb.id == e.row.Breakpoint {
+				b = bb
+			}
+		}
+		ss.mu.Unlock()
+		if b == nil {
+			return nil, fmt.Errorf("hit #%d belongs to a breakpoint that was removed", seq)
+		}
+	}
+	title := ss.openSnapshot(b, e.p.Hit, true)
+	return map[string]any{"seq": e.row.Seq, "breakpoint": b.id, "title": title}, nil
+}

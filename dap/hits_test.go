@@ -1,0 +1,187 @@
+package dap_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	godap "github.com/google/go-dap"
+
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/dap"
+	"github.com/riptrace/riptrace/dap/daptest"
+)
+
+// TestHitsView is the transcript of what the editor shows besides a line
+// per hit: by default the console shows the first hits of a breakpoint in
+// full and then counts them; the hits view, the riptraceHits events and the
+// timeline list the hits; a click (a lens, a hit) opens one as a snapshot
+// titled with its number, host and time; a step in a snapshot says why it
+// cannot; and every breakpoint message names the backend the configuration
+// asked for and the one that serves it.
+func TestHitsView(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	exe := f.exe("hitsview")
+	f.startAgent(f.host, exe)
+	p := f.startTarget(exe)
+	c := f.session()
+
+	// 1 >> initialize; 2 >> attach with the default console and the delve backend
+	f.attach(c, map[string]any{"processes": []string{exe}, "consoleHits": "summary", "backend": "delve", "maxHitsPerSecond": 200})
+	welcome := c.AwaitOutputEvent(t, "the welcome", func(e *godap.OutputEvent) bool { return strings.HasPrefix(e.Body.Output, "riptrace: attached") })
+	for _, want := range []string{"delve backend", "then a count per second", "code lens", "snapshot BREAKPOINT", "Continue dismisses it"} {
+		if !strings.Contains(welcome.Body.Output, want) {
+			t.Errorf("welcome %q does not say %q", welcome.Body.Output, want)
+		}
+	}
+
+	// 3 >> setBreakpoints, << setBreakpoints: pending for the delve backend
+	process := agenttest.MarkerLine(t, loopSrc, "process")
+	bps := setBreakpoints(t, c, loopSrc, godap.SourceBreakpoint{Line: process})
+	if !strings.Contains(bps[0].Message, "for the delve backend") {
+		t.Errorf("pending message %q does not name the backend", bps[0].Message)
+	}
+	// << breakpoint: installed, served by delve
+	c.AwaitBreakpointEvent(t, "installed via delve", func(bp *godap.Breakpoint) bool {
+		return bp.Id == bps[0].Id && bp.Verified && strings.Contains(bp.Message, fmt.Sprintf("%s %s[%d] via delve", f.host, exe, p.Pid))
+	})
+
+	// << output ×3: the first hits in full; << output: then a count
+	c.HitEvents(t, 3)
+	count := c.AwaitOutputEvent(t, "a count of the hits not shown", func(e *godap.OutputEvent) bool {
+		return strings.HasPrefix(e.Body.Output, fmt.Sprintf("breakpoint %d: ", bps[0].Id)) && strings.Contains(e.Body.Output, "more in the last second") && strings.Contains(e.Body.Output, "the RipTrace hits view lists the hits")
+	})
+	if len(count.Body.Data) != 0 || count.Body.Source == nil || count.Body.Source.Path != loopSrc || count.Body.Line != process {
+		t.Errorf("count %+v, want no hit data and a link to %s:%d", count.Body, loopSrc, process)
+	}
+	// No hit in full while the breakpoint stays busy: counts only.
+	c.Drop(func(m godap.Message) bool { _, ok := m.(*godap.OutputEvent); return ok })
+	c.AwaitOutputEvent(t, "the next count", func(e *godap.OutputEvent) bool {
+		if len(e.Body.Data) > 0 {
+			t.Fatalf("a hit in full while the breakpoint is busy: %q", e.Body.Output)
+		}
+		return strings.Contains(e.Body.Output, "more in the last second")
+	})
+
+	// << riptraceHits: the hits, with their breakpoint, process and values
+	var batch struct {
+		Hits []dap.HitRow `json:"hits"`
+	}
+	c.AwaitCustomEvent(t, dap.EventHits, &batch, func() bool { return len(batch.Hits) > 0 })
+	if r := batch.Hits[0]; r.Breakpoint != bps[0].Id || r.Pid != p.Pid || r.Path != loopSrc || r.Line != process || !strings.Contains(r.Values, "n=") || r.Order == 0 {
+		t.Errorf("event row = %+v, want breakpoint %d, pid %d at %s:%d with n", r, bps[0].Id, p.Pid, loopSrc, process)
+	}
+
+	// 4 >> riptrace/hits, << riptrace/hits: breakpoint → process → recent hits
+	c.Send(t, dap.RequestHits, nil)
+	var view struct {
+		Breakpoints []dap.BreakpointHits `json:"breakpoints"`
+	}
+	c.ExpectCustomResponse(t, dap.RequestHits, &view)
+	if len(view.Breakpoints) != 1 {
+		t.Fatalf("hits view = %+v, want one breakpoint", view)
+	}
+	bh := view.Breakpoints[0]
+	if bh.ID != bps[0].Id || bh.Path != loopSrc || bh.Line != process || bh.Backend != "delve" || bh.Count < 4 || len(bh.Processes) != 1 {
+		t.Fatalf("breakpoint in the hits view = %+v", bh)
+	}
+	ph := bh.Processes[0]
+	if ph.Host != f.host || ph.Pid != p.Pid || len(ph.Hits) == 0 || ph.Count < uint64(len(ph.Hits)) {
+		t.Fatalf("process in the hits view = %+v", ph)
+	}
+	for i := 1; i < len(ph.Hits); i++ {
+		if ph.Hits[i].Order >= ph.Hits[i-1].Order {
+			t.Fatalf("hits of a process not newest first: %+v", ph.Hits)
+		}
+	}
+
+	// 5 >> riptrace/timeline, << riptrace/timeline: in execution order
+	c.Send(t, dap.RequestTimeline, map[string]any{"limit": 50})
+	var tl struct {
+		Hits []dap.HitRow `json:"hits"`
+	}
+	c.ExpectCustomResponse(t, dap.RequestTimeline, &tl)
+	if len(tl.Hits) < 4 || len(tl.Hits) > 50 {
+		t.Fatalf("timeline has %d hits, want 4 to 50", len(tl.Hits))
+	}
+	for i := 1; i < len(tl.Hits); i++ {
+		if tl.Hits[i].Order <= tl.Hits[i-1].Order {
+			t.Fatalf("timeline out of order at %d: %+v", i, tl.Hits[i-1:i+1])
+		}
+	}
+
+	// 6 >> next, with nothing open: nothing paused, nothing steps
+	c.Send(t, "next", godap.NextArguments{ThreadId: 1})
+	if e := c.ExpectErrorResponse(t, "next", dap.ErrUnsupported); !strings.Contains(e.Message, "never pauses") {
+		t.Errorf("next without a snapshot: %q", e.Message)
+	}
+
+	// 7 >> riptrace/openHit at the lens's line, << riptrace/openHit, << stopped
+	c.Send(t, dap.RequestOpenHit, map[string]any{"path": loopSrc, "line": process})
+	var opened struct {
+		Seq        uint64 `json:"seq"`
+		Breakpoint int    `json:"breakpoint"`
+		Title      string `json:"title"`
+	}
+	c.ExpectCustomResponse(t, dap.RequestOpenHit, &opened)
+	wantTitle := fmt.Sprintf("hit #%d on %s at ", opened.Seq, f.host)
+	if opened.Breakpoint != bps[0].Id || !strings.HasPrefix(opened.Title, wantTitle) {
+		t.Errorf("openHit = %+v, want breakpoint %d titled %q…", opened, bps[0].Id, wantTitle)
+	}
+	stopped := c.AwaitEvent(t, "stopped").(*godap.StoppedEvent)
+	if !strings.Contains(stopped.Body.Description, opened.Title) {
+		t.Errorf("stopped description %q does not carry the title %q", stopped.Body.Description, opened.Title)
+	}
+	// 8 >> threads: the stopped thread's name says which hit it shows
+	c.Send(t, "threads", nil)
+	threads := c.ExpectThreadsResponse(t).Body.Threads
+	if !slices.ContainsFunc(threads, func(th godap.Thread) bool {
+		return th.Id == stopped.Body.ThreadId && strings.HasSuffix(th.Name, ": snapshot of "+opened.Title)
+	}) {
+		t.Errorf("threads = %+v, want thread %d named after %q", threads, stopped.Body.ThreadId, opened.Title)
+	}
+	// 9 >> stepIn, next, stepOut during the snapshot: each says why not
+	for _, step := range []string{"stepIn", "next", "stepOut"} {
+		c.Send(t, step, map[string]any{"threadId": stopped.Body.ThreadId})
+		if e := c.ExpectErrorResponse(t, step, dap.ErrSnapshotStep); !strings.Contains(e.Message, "A snapshot cannot step") || !strings.Contains(e.Message, "Continue dismisses it") {
+			t.Errorf("%s in a snapshot: %q", step, e.Message)
+		}
+	}
+	// 10 >> openHit of an older hit by its number: a click in the hits view
+	older := ph.Hits[len(ph.Hits)-1]
+	c.Send(t, dap.RequestOpenHit, map[string]any{"seq": older.Seq})
+	c.ExpectCustomResponse(t, dap.RequestOpenHit, &opened)
+	if opened.Seq != older.Seq {
+		t.Errorf("openHit seq %d opened #%d", older.Seq, opened.Seq)
+	}
+	// 11 >> openHit where no breakpoint is: the error says what to do
+	c.Send(t, dap.RequestOpenHit, map[string]any{"path": loopSrc, "line": 1})
+	if e := c.ExpectErrorResponse(t, dap.RequestOpenHit, dap.ErrNoSnapshot); !strings.Contains(e.Message, "set one there") {
+		t.Errorf("openHit without a breakpoint: %q", e.Message)
+	}
+
+	c.Send(t, "disconnect", nil)
+	c.ExpectDisconnectResponse(t)
+	stillRunning(t, p)
+}
+
+// TestBackendAttribute: a backend the agents do not have is refused at
+// attach, with the values that work.
+func TestBackendAttribute(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	c := f.session()
+	c.Send(t, "initialize", map[string]any{"adapterID": "riptrace"})
+	c.ExpectInitializeResponse(t)
+	c.Send(t, "attach", map[string]any{"nats": f.srv.ClientURL(), "cwd": repoRoot, "backend": "gdb"})
+	e := c.ExpectErrorResponse(t, "attach", dap.ErrBadConfig)
+	if want := `"backend" must be one of "auto", "ebpf" or "delve", got "gdb"`; !strings.Contains(e.Message, want) {
+		t.Errorf("attach with backend gdb: %q, want it to say %s", e.Message, want)
+	}
+	c.Send(t, "attach", map[string]any{"nats": f.srv.ClientURL(), "cwd": repoRoot, "consoleHits": "some"})
+	c.ExpectErrorResponse(t, "attach", dap.ErrBadConfig)
+	c.Send(t, "disconnect", nil)
+	daptest.Expect[*godap.DisconnectResponse](t, c)
+}
