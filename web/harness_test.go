@@ -58,6 +58,11 @@ func newPage(t testing.TB, url string, mod func(*web.Options)) *page {
 	t.Helper()
 	s := fleettest.RunServer(t)
 	c := fleettest.Connect(t, s)
+	// The server's clock, as riptrace server answers it: hits are then
+	// placed by when they ran.
+	if _, err := fleettest.Connect(t, s).ServeClock(); err != nil {
+		t.Fatal(err)
+	}
 	opts := web.Options{
 		Token:            web.NewToken(),
 		Sources:          web.NewSources(t.TempDir(), map[string]string{module: url}, nil),
