@@ -22,7 +22,7 @@ import (
 func TestUnauthorized(t *testing.T) {
 	t.Parallel()
 	p := newPage(t, "file:///nonexistent", nil)
-	paths := []string{"/api/", "/api", "/api/fleet", "/api/tracepoints", "/api/tracepoints/x", "/api/events", "/api/tree?module=a&rev=b", "/api/file", "/api/fetch", "/api/nothing/here", "/api/%2e%2e/fleet", "/api/config"}
+	paths := []string{"/api/", "/api", "/api/fleet", "/api/tracepoints", "/api/tracepoints/x", "/api/events", "/api/tree?module=a&rev=b", "/api/file", "/api/fetch", "/api/nothing/here", "/api/%2e%2e/fleet", "/api/config", "//api/fleet", "/x/../api/fleet", "/api/./tracepoints"}
 	auths := []string{"", "Bearer", "Bearer ", "Bearer wrong-token-of-some-length", "bearer " + p.token, "Basic " + p.token, "Bearer " + p.token + "x", "Bearer " + p.token[:len(p.token)-1], p.token}
 	for _, path := range paths {
 		for _, method := range []string{"GET", "POST", "DELETE", "PUT", "OPTIONS"} {

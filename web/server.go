@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path"
 	"regexp"
 	"strings"
 	"sync"
@@ -147,7 +148,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("X-Frame-Options", "DENY")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	if strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/api" {
+	// The path is read as sent and as the router cleans it, so that no
+	// spelling of an /api/ path (//api/x, /a/../api/x) escapes the check.
+	if isAPI(r.URL.Path) || isAPI(path.Clean("/"+r.URL.Path)) {
 		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="riptrace"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "this needs the page's token. Open the URL riptrace server printed at start, with its #token")
@@ -160,6 +163,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mux.ServeHTTP(w, r)
 }
+
+func isAPI(p string) bool { return p == "/api" || strings.HasPrefix(p, "/api/") }
 
 // authorized checks the bearer token in constant time.
 func (s *Server) authorized(r *http.Request) bool {
