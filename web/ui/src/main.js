@@ -57,8 +57,15 @@ const state = {
   hits: [],            // placed hits, in timeline order, bounded
   lineHits: new Map(), // "module@rev|file|line" → {count, last}
   filter: '',
+  paused: false, // a hit is open: the timeline holds still
+  missed: 0,     // hits that came while paused
 };
-const MAX_HITS = 2000;
+const MAX_HITS = 2000; // hits kept, for the filter
+const MAX_ROWS = 500;  // hits drawn in the timeline
+const MAX_DRAW = 100;  // hits drawn in one frame
+
+// Counters an end-to-end test reads.
+window.riptraceStats = { hits: 0, frames: 0, maxFlushMs: 0 };
 
 function notice(msg, cls = 'warn') {
   const n = $('notice');
@@ -87,10 +94,12 @@ async function stream() {
         const { value, done } = await reader.read();
         if (done) break;
         buf += value;
-        let i;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
+        // One pass over the chunk: cutting the buffer after each event
+        // would copy the rest of a large chunk once per event.
+        let at = 0, i;
+        while ((i = buf.indexOf('\n\n', at)) >= 0) {
+          const block = buf.slice(at, i);
+          at = i + 2;
           let name = '', data = '';
           for (const line of block.split('\n')) {
             if (line.startsWith('event: ')) name = line.slice(7);
@@ -98,6 +107,7 @@ async function stream() {
           }
           if (name) onEvent(name, data);
         }
+        buf = buf.slice(at);
       }
     } catch (e) {
       setConn('disconnected: ' + e.message + ', retrying', true);
@@ -136,6 +146,7 @@ function onEvent(name, data) {
       break;
     case 'hit':
       // Hits are drawn once per frame, however fast they come.
+      window.riptraceStats.hits++;
       pendingHits.push(v);
       if (!hitFrame) hitFrame = requestAnimationFrame(flushHits);
       break;
@@ -488,6 +499,14 @@ function fileMatches(file) {
 }
 
 function flushHits() {
+  const t0 = performance.now();
+  drawHits();
+  const stats = window.riptraceStats;
+  stats.frames++;
+  stats.maxFlushMs = Math.max(stats.maxFlushMs, performance.now() - t0);
+}
+
+function drawHits() {
   hitFrame = 0;
   const batch = pendingHits;
   pendingHits = [];
@@ -505,8 +524,34 @@ function flushHits() {
     touched = touched || (h.process.module === state.module && h.process.revision === state.rev && fileMatches(h.file));
   }
   if (state.hits.length > MAX_HITS) state.hits.splice(0, state.hits.length - MAX_HITS);
-  renderTimeline(batch);
-  if (touched) refreshMarkers();
+  if (state.paused) {
+    state.missed += batch.length;
+    $('paused').textContent = `paused while a hit is open: ${state.missed} new hits. Close it or click here to go on`;
+  } else {
+    renderTimeline(batch);
+  }
+  // Inline counts are redrawn at most four times a second.
+  if (touched && !markerTimer) markerTimer = setTimeout(() => { markerTimer = 0; refreshMarkers(); }, 250);
+}
+
+let markerTimer = 0;
+
+// pause holds the timeline still while a hit is open, so that the row
+// being read is not scrolled away or dropped; resume draws what came.
+function pause() {
+  state.paused = true;
+  state.missed = 0;
+  $('paused').hidden = false;
+  $('paused').textContent = 'paused while a hit is open';
+}
+
+function resume() {
+  state.paused = false;
+  $('paused').hidden = true;
+  for (const v of document.querySelectorAll('#timeline .hit > .vars')) v.remove();
+  $('timeline').replaceChildren();
+  groups.clear();
+  renderTimeline(state.hits, MAX_ROWS);
 }
 
 const groups = new Map(); // group name → its block in the timeline
@@ -525,7 +570,8 @@ function hitRow(h) {
   let tree = null;
   row.addEventListener('click', (ev) => {
     if (ev.target !== row) return;
-    if (tree) { tree.remove(); tree = null; return; }
+    if (tree) { tree.remove(); tree = null; if (!document.querySelector('#timeline .hit > .vars')) resume(); return; }
+    pause();
     tree = el('div', { class: 'vars' });
     for (const [title, vs] of [['args', h.args], ['locals', h.locals], ['exprs', h.exprs]]) {
       if (vs && vs.length) tree.append(varNode({ name: title, type: '', value: '', children: vs }, true));
@@ -556,37 +602,48 @@ function varNode(v, open) {
   return d;
 }
 
-function renderTimeline(batch) {
+function renderTimeline(batch, most = MAX_DRAW) {
   const tl = $('timeline');
   const stick = tl.scrollTop + tl.clientHeight >= tl.scrollHeight - 20;
+  // Of a burst, only the latest are drawn, and the gap says so.
+  if (state.filter) batch = batch.filter(matches);
+  const frag = document.createDocumentFragment();
+  if (batch.length > most) {
+    frag.append(el('div', { class: 'skipped' }, `… ${batch.length - most} hits came too fast to draw (the last ${MAX_HITS} are kept: pause or filter to see them)`));
+    batch = batch.slice(batch.length - most);
+  }
   for (const h of batch) {
-    if (!matches(h)) continue;
     const row = hitRow(h);
     if (h.group) {
       let g = groups.get(h.group);
       if (!g || !g.isConnected) {
-        g = el('div', { class: 'group' }, el('div', { class: 'gname' }, `request ${h.group}`));
+        g = el('div', { class: 'group', 'data-group': h.group }, el('div', { class: 'gname' }, `request ${h.group}`));
         groups.set(h.group, g);
-        tl.append(g);
+        frag.append(g);
       }
       g.append(row);
+      if (g.childElementCount > 100) g.children[1].remove(); // the name stays
     } else {
-      tl.append(row);
+      frag.append(row);
     }
   }
+  tl.append(frag);
   // The page keeps a bounded number of rows.
-  while (tl.childElementCount > MAX_HITS) {
+  while (tl.childElementCount > MAX_ROWS) {
     const first = tl.firstElementChild;
+    if (first.dataset.group !== undefined) groups.delete(first.dataset.group);
     first.remove();
   }
   if (stick) tl.scrollTop = tl.scrollHeight;
 }
 
+$('paused').addEventListener('click', resume);
+
 $('filter').addEventListener('input', (e) => {
   state.filter = e.target.value.toLowerCase();
   $('timeline').replaceChildren();
   groups.clear();
-  renderTimeline(state.hits);
+  renderTimeline(state.hits, MAX_ROWS);
 });
 
 // --- start -----------------------------------------------------------------
