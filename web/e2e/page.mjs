@@ -54,7 +54,7 @@ try {
   await page.locator('.tp-marker').waitFor();
   step('the tracepoint is set: a marker in the gutter');
   // The other revision changed the line: refused, with the reason.
-  await page.locator('#tracepoints .st.warn', { hasText: refusedRev.slice(0, 12) + ': refused' }).waitFor();
+  await page.locator('#tracepoints .st.warn', { hasText: refusedRev.slice(0, 12) + ': refused' }).first().waitFor();
   await page.locator('#tracepoints .st.error', { hasText: 'line_changed' }).or(page.locator('#tracepoints .st.error', { hasText: 'not traced in revision' })).first().waitFor();
   step('the other revision is refused with the reason, on the list and in its status');
 
@@ -81,6 +81,7 @@ try {
   await newest.click({ position: { x: 5, y: 5 } });
   await page.locator('#timeline .vars .var .name', { hasText: /^n$/ }).first().waitFor();
   await page.locator('#paused', { hasText: 'new hits' }).waitFor();
+  await page.locator('#timeline .hit:has(> .vars)').scrollIntoViewIfNeeded();
   step('a hit opened as a variable tree; the timeline is paused');
   await page.screenshot({ path: path.join(out, 'web.png') });
   await page.click('#paused');

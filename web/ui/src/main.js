@@ -565,8 +565,8 @@ function matches(h) {
 function hitRow(h) {
   const t = new Date(h.coordinatedTime);
   const row = el('div', { class: 'hit' + (h.late ? ' late' : '') + (h.uncertain ? ' uncertain' : ''), title: h.note || '' },
-    `#${h.order} ${t.toISOString().slice(11, 23)} ${h.host}/${h.pid} ${h.function.split('/').pop()}:${h.line}  ${summary(h)}` +
-    (h.late ? '  (late)' : '') + (h.uncertain ? '  (order uncertain)' : '') + (h.dropped ? `  (+${h.dropped} dropped)` : ''));
+    `#${h.order}${h.late ? ' late' : ''}${h.uncertain ? ' order uncertain' : ''} ${t.toISOString().slice(11, 23)} ${h.host}/${h.pid} ${h.function.split('/').pop()}:${h.line}  ${summary(h)}` +
+    (h.dropped ? `  (+${h.dropped} dropped)` : ''));
   let tree = null;
   row.addEventListener('click', (ev) => {
     if (ev.target !== row) return;
