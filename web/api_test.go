@@ -297,3 +297,29 @@ func TestPageGoneRemovesTracepoints(t *testing.T) {
 		return nil
 	})
 }
+
+// TestFetchFailureShown: a service whose repository cannot be cloned is
+// listed with the clone's error, and a fetch asked from the page answers
+// it with a code.
+func TestFetchFailureShown(t *testing.T) {
+	t.Parallel()
+	r := twoRevisions(t)
+	p := newPage(t, "file://"+t.TempDir()+"/missing.git", nil)
+	exe := fmt.Sprintf("revs-nofetch-%d", seq.Add(1))
+	agenttest.Start(t, agenttest.Alias(t, r.binA, exe))
+	p.startAgent("web-host-"+exe, exe)
+	st := p.events()
+	st.await(t, "fleet", 60*time.Second, func(b []byte) bool {
+		var v struct{ Services []web.Service }
+		json.Unmarshal(b, &v)
+		return len(v.Services) == 1 && v.Services[0].Source.State == "error" && strings.Contains(v.Services[0].Source.Error, "cloning")
+	})
+	status, body := p.do("POST", "/api/fetch", web.FetchRequest{Module: module})
+	if status != http.StatusBadGateway || !strings.Contains(string(body), "fetch_failed") {
+		t.Errorf("POST /api/fetch: %d %s, want 502 fetch_failed", status, body)
+	}
+	status, body = p.do("GET", "/api/tree?module="+module+"&rev="+r.revA, nil)
+	if status != http.StatusUnprocessableEntity || !strings.Contains(string(body), "cloning") {
+		t.Errorf("GET /api/tree: %d %s, want 422 saying the clone failed", status, body)
+	}
+}

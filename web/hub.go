@@ -20,6 +20,7 @@ type hub struct {
 	c       *fleet.Client
 	opts    *Options
 	sources *Sources
+	fetches sync.WaitGroup // the background fetches
 
 	// mu guards everything below.
 	mu       sync.Mutex
@@ -58,6 +59,7 @@ func (h *hub) run(ctx context.Context) {
 	wg.Go(func() { h.pollTracepoints(ctx) })
 	wg.Go(func() { h.readTimeline(ctx) })
 	wg.Wait()
+	h.fetches.Wait()
 	h.mu.Lock()
 	for _, cancel := range h.watch {
 		cancel()
@@ -206,7 +208,9 @@ func (h *hub) fetchRevisions(ctx context.Context, hosts []fleet.HostEntry) {
 			if busy {
 				continue
 			}
+			h.fetches.Add(1)
 			go func(mod, rev string) {
+				defer h.fetches.Done()
 				defer func() {
 					h.mu.Lock()
 					delete(h.fetching, key)

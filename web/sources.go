@@ -49,18 +49,43 @@ type Sources struct {
 	clones map[string]*clone
 }
 
-// clone is one module's repository. Its mutex serializes every git
-// operation on it: go-git is not safe for concurrent use.
+// clone is one module's repository.
 type clone struct {
 	module, url, dir string
 
+	// op serializes every git operation, and guards repo and src: go-git
+	// is not safe for concurrent use. A fetch may hold it for minutes.
+	op   sync.Mutex
+	repo *git.Repository // nil until cloned
+	src  *source.Repo    // the same repository, for source.Resolve
+
+	// mu guards the state the page is shown, which must not wait for a
+	// fetch.
 	mu      sync.Mutex
-	repo    *git.Repository // nil until cloned
-	src     *source.Repo    // the same repository, for source.Resolve
 	state   string          // "", fetching, ready, error
 	err     string          // why the last clone or fetch failed
 	fetched time.Time       // when the last fetch ended
 	known   map[string]bool // revisions the clone has
+}
+
+// set records where the clone stands and returns errMsg as an error.
+func (c *clone) set(state, errMsg string, fetched bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.state, c.err = state, errMsg
+	if fetched {
+		c.fetched = time.Now()
+	}
+	if errMsg != "" {
+		return errors.New(errMsg)
+	}
+	return nil
+}
+
+func (c *clone) know(rev string) {
+	c.mu.Lock()
+	c.known[rev] = true
+	c.mu.Unlock()
 }
 
 // NewSources keeps clones under dir. repos maps module paths to git URLs;
@@ -127,8 +152,8 @@ func dirName(module string) string {
 	return strings.NewReplacer("/", "_", "\\", "_", ":", "_", "..", "_").Replace(module)
 }
 
-// open returns module's clone, opened, with the lock held: the caller
-// unlocks c.mu. It clones the repository the first time.
+// open returns module's clone, opened, with c.op held: the caller
+// unlocks it. It clones the repository the first time.
 func (s *Sources) open(ctx context.Context, module string) (*clone, error) {
 	if s.dir == "" {
 		return nil, errors.New("this server keeps no clones (no data directory). Start it with --data")
@@ -138,41 +163,39 @@ func (s *Sources) open(ctx context.Context, module string) (*clone, error) {
 		return nil, fmt.Errorf("no git repository is known for module %s. Map it with --ui-repo %s=URL", module, module)
 	}
 	c := s.clone(module, u)
-	c.mu.Lock()
+	c.op.Lock()
 	if c.repo != nil {
 		return c, nil
 	}
 	if err := s.openLocked(ctx, c); err != nil {
-		c.mu.Unlock()
+		c.op.Unlock()
 		return nil, err
 	}
 	return c, nil
 }
 
-// openLocked opens or clones c. Lock should be held.
+// openLocked opens or clones c. c.op should be held.
 func (s *Sources) openLocked(ctx context.Context, c *clone) error {
 	repo, err := git.PlainOpen(c.dir)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
-		c.state = "fetching"
+		c.set("fetching", "", false)
 		ctx, cancel := context.WithTimeout(ctx, s.FetchTimeout)
 		defer cancel()
 		repo, err = git.PlainCloneContext(ctx, c.dir, false, &git.CloneOptions{URL: c.url, Auth: s.auth, NoCheckout: true, Tags: git.AllTags})
-		c.fetched = time.Now()
 		if err != nil {
 			os.RemoveAll(c.dir) // a half clone would be taken for a clone next time
-			c.state, c.err = "error", fmt.Sprintf("cloning %s: %v. Check the URL and that this server may read it (--ui-repo, --ui-git-key)", c.url, err)
-			return errors.New(c.err)
+			return c.set("error", fmt.Sprintf("cloning %s: %v. Check the URL and that this server may read it (--ui-repo, --ui-git-key)", c.url, err), true)
 		}
+		c.set("fetching", "", true)
 	} else if err != nil {
-		c.state, c.err = "error", fmt.Sprintf("opening the clone in %s: %v. Remove the directory to clone again", c.dir, err)
-		return errors.New(c.err)
+		return c.set("error", fmt.Sprintf("opening the clone in %s: %v. Remove the directory to clone again", c.dir, err), false)
 	}
 	src, err := source.OpenRepo(c.dir)
 	if err != nil {
-		c.state, c.err = "error", err.Error()
-		return err
+		return c.set("error", err.Error(), false)
 	}
-	c.repo, c.src, c.state, c.err = repo, src, "ready", ""
+	c.repo, c.src = repo, src
+	c.set("ready", "", false)
 	return nil
 }
 
@@ -182,14 +205,14 @@ func (s *Sources) Fetch(ctx context.Context, module string) error {
 	if err != nil {
 		return err
 	}
-	defer c.mu.Unlock()
+	defer c.op.Unlock()
 	return s.fetchLocked(ctx, c)
 }
 
-// fetchLocked fetches every branch and tag of c's remote. Lock should be
+// fetchLocked fetches every branch and tag of c's remote. c.op should be
 // held.
 func (s *Sources) fetchLocked(ctx context.Context, c *clone) error {
-	c.state = "fetching"
+	c.set("fetching", "", false)
 	ctx, cancel := context.WithTimeout(ctx, s.FetchTimeout)
 	defer cancel()
 	err := c.repo.FetchContext(ctx, &git.FetchOptions{
@@ -199,20 +222,17 @@ func (s *Sources) fetchLocked(ctx context.Context, c *clone) error {
 		Auth:       s.auth,
 		Force:      true,
 	})
-	c.fetched = time.Now()
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		c.state, c.err = "error", fmt.Sprintf("fetching %s: %v. Check that this server can reach it", c.url, err)
-		return errors.New(c.err)
+		return c.set("error", fmt.Sprintf("fetching %s: %v. Check that this server can reach it", c.url, err), true)
 	}
 	// A fresh handle sees the packs the fetch wrote.
 	if err := s.reopenLocked(c); err != nil {
-		return err
+		return c.set("error", err.Error(), true)
 	}
-	c.state, c.err = "ready", ""
-	return nil
+	return c.set("ready", "", true)
 }
 
-// reopenLocked opens c's repository again. Lock should be held.
+// reopenLocked opens c's repository again. c.op should be held.
 func (s *Sources) reopenLocked(c *clone) error {
 	repo, err := git.PlainOpen(c.dir)
 	if err != nil {
@@ -234,20 +254,20 @@ func (s *Sources) EnsureRevision(ctx context.Context, module, rev string) error 
 	if err != nil {
 		return err
 	}
-	defer c.mu.Unlock()
+	defer c.op.Unlock()
 	_, err = s.commitLocked(ctx, c, rev)
 	return err
 }
 
 // commitLocked returns commit rev of c, fetching once if the clone lacks
-// it. Lock should be held.
+// it. c.op should be held.
 func (s *Sources) commitLocked(ctx context.Context, c *clone, rev string) (*object.Commit, error) {
 	if !revisionRe.MatchString(rev) {
 		return nil, fmt.Errorf("revision %q is not a full commit hash (40 hex digits, as processes report vcs.revision)", rev)
 	}
 	h := plumbing.NewHash(rev)
 	if cm, err := c.repo.CommitObject(h); err == nil {
-		c.known[rev] = true
+		c.know(rev)
 		return cm, nil
 	}
 	if err := s.fetchLocked(ctx, c); err != nil {
@@ -257,7 +277,7 @@ func (s *Sources) commitLocked(ctx context.Context, c *clone, rev string) (*obje
 	if err != nil {
 		return nil, fmt.Errorf("revision %s is not in %s, even after fetching it. Push it there, or map module %s to the repository it was built from", fmt.Sprint(rev[:12]), c.url, c.module)
 	}
-	c.known[rev] = true
+	c.know(rev)
 	return cm, nil
 }
 
@@ -290,7 +310,7 @@ func (s *Sources) Tree(ctx context.Context, module, rev string) (*Tree, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer c.mu.Unlock()
+	defer c.op.Unlock()
 	cm, err := s.commitLocked(ctx, c, rev)
 	if err != nil {
 		return nil, err
@@ -353,7 +373,7 @@ func (s *Sources) File(ctx context.Context, module, rev, p string) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	defer c.mu.Unlock()
+	defer c.op.Unlock()
 	cm, err := s.commitLocked(ctx, c, rev)
 	if err != nil {
 		return nil, err
@@ -386,7 +406,7 @@ func (s *Sources) Locate(ctx context.Context, fl source.Fleet, module, rev, p st
 	if err != nil {
 		return source.Resolution{}, err
 	}
-	defer c.mu.Unlock()
+	defer c.op.Unlock()
 	cm, err := s.commitLocked(ctx, c, rev)
 	if err != nil {
 		return source.Resolution{}, err
