@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 # write (VS Code's debug adapter and language server clients).
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock.json' 2>/dev/null))
 
-.PHONY: build demo test deps bench bench-limits bench-resources lint clean fuzz vsix e2e-vscode kill-matrix differential
+.PHONY: build demo test deps bench bench-limits bench-resources lint clean fuzz vsix e2e-vscode e2e-web web-ui kill-matrix differential
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
@@ -66,6 +66,18 @@ vsix: deps
 # ~/.cache/riptrace-e2e.
 e2e-vscode: build vsix
 	editors/vscode/e2e/run.sh
+
+# web-ui rebuilds the web page's script (web/static/app.js, committed and
+# embedded in the binary) from web/ui/src; make test checks it is current.
+web-ui: deps
+	cd web/ui && npm run --silent build
+
+# e2e-web runs the server's web page in real Chromium (playwright-core)
+# against a real fleet; it shares the install of e2e-vscode in
+# ~/.cache/riptrace-e2e. Screenshots land in web/e2e/out/.
+e2e-web:
+	@cache=$$(editors/vscode/e2e/setup.sh | tail -1) && \
+		RIPTRACE_E2E_CACHE=$$cache $(GO) test -count=1 -timeout 10m -run '^TestChromium$$' -v ./web
 
 bench: build
 	./bench/run.sh

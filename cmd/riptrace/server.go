@@ -16,7 +16,9 @@ import (
 )
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("server", "[--listen HOST:PORT] [--data DIR] [--config FILE]", stderr)
+	fs := newFlagSet("server", "[--listen HOST:PORT] [--data DIR] [--config FILE] [--ui ADDR]", stderr)
+	var ui uiFlags
+	ui.register(fs)
 	listen := fs.String("listen", "127.0.0.1:4222", "`HOST:PORT` to accept NATS clients on")
 	data := fs.String("data", defaultDataDir(), "`DIR` for JetStream's file store (hits, tracepoints, status)")
 	prefix := fs.String("prefix", fleet.DefaultPrefix, "subject `prefix`")
@@ -48,6 +50,18 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stdout, "riptrace server ready: %s (data in %s)\n", s.ClientURL(), *data)
+	if ui.addr != "" {
+		stop, err := startUI(ctx, &ui, s, *prefix, *data, stdout, stderr)
+		if err != nil {
+			s.Shutdown()
+			return err
+		}
+		defer s.Shutdown()
+		<-ctx.Done()
+		fmt.Fprintln(stderr, "riptrace server: shutting down")
+		stop()
+		return nil
+	}
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "riptrace server: shutting down")
 	s.Shutdown()

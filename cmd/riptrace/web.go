@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"github.com/nats-io/nats.go"
+
+	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/web"
+)
+
+// uiFlags are riptrace server's flags of the web page.
+type uiFlags struct {
+	addr      string
+	tokenFile string
+	readOnly  bool
+	repos     stringList
+	reposFile string
+	gitKey    string
+	groups    stringList
+}
+
+func (u *uiFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&u.addr, "ui", "", "serve the web page on `ADDR` (PORT or HOST:PORT; the host is 127.0.0.1 unless given)")
+	fs.StringVar(&u.tokenFile, "ui-token-file", "", "read the web page's bearer token from `FILE` (else a random one is printed at start)")
+	fs.BoolVar(&u.readOnly, "ui-readonly", false, "the web page shows the fleet but sets and removes no tracepoints")
+	fs.Var(&u.repos, "ui-repo", "`MODULE=URL`: the git repository of a module the fleet runs (repeatable; modules on github.com, gitlab.com and the like need none)")
+	fs.StringVar(&u.reposFile, "ui-repos", "", "`FILE` of \"MODULE URL\" lines, as --ui-repo")
+	fs.StringVar(&u.gitKey, "ui-git-key", "", "SSH private key `FILE` for private git remotes (an HTTPS token goes in env RIPTRACE_GIT_TOKEN)")
+	fs.Var(&u.groups, "ui-group", "group hits by the captured value `NAME` (repeatable), as riptrace timeline --group")
+}
+
+// listenAddr puts 127.0.0.1 in front of a bare port.
+func (u *uiFlags) listenAddr() (string, error) {
+	a := u.addr
+	if !strings.Contains(a, ":") {
+		a = ":" + a
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return "", usageError{fmt.Sprintf("--ui %q: give PORT or HOST:PORT, for example 127.0.0.1:7070", u.addr)}
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// repoMap reads --ui-repo and --ui-repos.
+func (u *uiFlags) repoMap() (map[string]string, error) {
+	m := make(map[string]string)
+	for _, r := range u.repos {
+		mod, url, ok := strings.Cut(r, "=")
+		if !ok || mod == "" || url == "" {
+			return nil, usageError{fmt.Sprintf("--ui-repo %q: give MODULE=URL, for example example.com/orders=https://git.example.com/orders.git", r)}
+		}
+		m[mod] = url
+	}
+	if u.reposFile != "" {
+		f, err := os.Open(u.reposFile)
+		if err != nil {
+			return nil, usageError{fmt.Sprintf("--ui-repos: %v", err)}
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			fields := strings.Fields(line)
+			if len(fields) != 2 {
+				return nil, usageError{fmt.Sprintf("--ui-repos %s:%d: want \"MODULE URL\", got %q", u.reposFile, n, line)}
+			}
+			m[fields[0]] = fields[1]
+		}
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", u.reposFile, err)
+		}
+	}
+	return m, nil
+}
+
+// gitAuth is how the server logs in to private remotes: an SSH key, or a
+// token over HTTPS.
+func (u *uiFlags) gitAuth() (transport.AuthMethod, error) {
+	if u.gitKey != "" {
+		k, err := gitssh.NewPublicKeysFromFile("git", u.gitKey, os.Getenv("RIPTRACE_GIT_KEY_PASSWORD"))
+		if err != nil {
+			return nil, usageError{fmt.Sprintf("--ui-git-key %s: %v", u.gitKey, err)}
+		}
+		return k, nil
+	}
+	if tok := os.Getenv("RIPTRACE_GIT_TOKEN"); tok != "" {
+		return &githttp.BasicAuth{Username: "riptrace", Password: tok}, nil
+	}
+	return nil, nil
+}
+
+// token reads --ui-token-file, or makes a random token.
+func (u *uiFlags) token() (string, error) {
+	if u.tokenFile == "" {
+		return web.NewToken(), nil
+	}
+	b, err := os.ReadFile(u.tokenFile)
+	if err != nil {
+		return "", usageError{fmt.Sprintf("--ui-token-file: %v", err)}
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// startUI serves the web page next to the server s, on a fleet client
+// connected in process. stop shuts it down.
+func startUI(ctx context.Context, u *uiFlags, s *fleet.Server, prefix, dataDir string, stdout, stderr io.Writer) (stop func(), err error) {
+	addr, err := u.listenAddr()
+	if err != nil {
+		return nil, err
+	}
+	repos, err := u.repoMap()
+	if err != nil {
+		return nil, err
+	}
+	auth, err := u.gitAuth()
+	if err != nil {
+		return nil, err
+	}
+	token, err := u.token()
+	if err != nil {
+		return nil, err
+	}
+	c, err := fleet.Connect(ctx, "", fleet.ClientOptions{Prefix: prefix, Name: "riptrace-web", NATS: []nats.Option{nats.InProcessServer(s.Server)}})
+	if err != nil {
+		return nil, fmt.Errorf("connecting the web page to the server: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ws, err := web.New(c, web.Options{
+		Token:    token,
+		ReadOnly: u.readOnly,
+		Sources:  web.NewSources(filepath.Join(dataDir, "web-sources"), repos, auth),
+		Group:    u.groups,
+		Log:      log,
+	})
+	if err != nil {
+		c.Close()
+		return nil, usageError{err.Error()}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("listening for the web page on %s: %w. Pick another address with --ui", addr, err)
+	}
+	hs := &http.Server{Handler: ws, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	rctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { ws.Run(rctx); close(ran) }()
+	served := make(chan struct{})
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintf(stderr, "riptrace server: the web page stopped: %v\n", err)
+		}
+		close(served)
+	}()
+	url := "http://" + ln.Addr().String() + "/"
+	if u.tokenFile == "" {
+		fmt.Fprintf(stdout, "riptrace web page: %s#token=%s\n", url, token)
+	} else {
+		fmt.Fprintf(stdout, "riptrace web page: %s (token in %s; open %s#token=TOKEN)\n", url, u.tokenFile, url)
+	}
+	if u.readOnly {
+		fmt.Fprintln(stdout, "riptrace web page: read-only")
+	}
+	return func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		hs.Shutdown(sctx)
+		scancel()
+		hs.Close() // event streams do not end by themselves
+		<-served
+		cancel()
+		<-ran
+		c.Close()
+	}, nil
+}

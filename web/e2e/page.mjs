@@ -1,0 +1,123 @@
+// The web page in real Chromium against a real fleet, which chromium_test.go
+// (make e2e-web) starts: it opens the page with its token, picks the
+// service's revision, opens main.go, clicks the line marked
+// //@trace(work), fills the form, waits for hits with values in the
+// timeline and inline, opens one as a variable tree, removes the
+// tracepoint, and saves screenshots. It prints one JSON line of figures.
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+const { RIPTRACE_E2E_CACHE: cache, WEB_URL: url, WEB_LINE: line, WEB_REV: rev, WEB_REFUSED_REV: refusedRev, WEB_OUT: out, WEB_FLOOD: flood } = process.env;
+const { chromium } = createRequire(path.join(cache, 'code-server', 'x.js'))('playwright-core');
+const started = Date.now();
+const step = (msg) => console.error(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${msg}`);
+
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
+const figures = {};
+try {
+  const page = await browser.newPage({ viewport: { width: 1500, height: 850 } });
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  page.setDefaultTimeout(60_000);
+
+  // 1. Open the page; first paint as the browser measured it.
+  const t0 = Date.now();
+  await page.goto(url, { waitUntil: 'load' });
+  figures.loadMs = Date.now() - t0;
+  figures.firstPaintMs = await page.evaluate(() => {
+    const p = performance.getEntriesByType('paint').find((e) => e.name === 'first-contentful-paint') || performance.getEntriesByType('paint')[0];
+    return p ? Math.round(p.startTime) : -1;
+  });
+  step(`page loaded in ${figures.loadMs} ms, first contentful paint at ${figures.firstPaintMs} ms`);
+  if (await page.evaluate(() => location.hash !== '')) throw new Error('the token stayed in the URL');
+
+  // 2. The fleet lists the host and the service's revision, fetched.
+  await page.locator('#fleet .proc', { hasText: 'attached' }).first().waitFor();
+  const revBtn = page.locator(`.rev-btn[data-rev="${rev}"]`);
+  await page.locator('#services .ok', { hasText: 'ready' }).waitFor();
+  step('the fleet shows the service, its revision fetched');
+  await revBtn.click();
+
+  // 3. main.go opens; a click on the marked line's number opens the form.
+  await page.locator('.file[data-path="main.go"]').waitFor();
+  await page.locator('.cm-content', { hasText: '@trace(work)' }).waitFor();
+  step('main.go is open at the revision');
+  await page.locator('.cm-lineNumbers .cm-gutterElement', { hasText: new RegExp(`^${line}$`) }).click();
+  await page.locator('dialog#form[open]').waitFor();
+  await page.fill('input[name=logMessage]', 'n={n} m={m}');
+  await page.fill('input[name=maxHitsPerSecond]', '1000');
+  // Long tasks (over 50 ms of script or layout) while hits stream in.
+  await page.evaluate(() => {
+    window.longTasks = [];
+    new PerformanceObserver((l) => { for (const e of l.getEntries()) window.longTasks.push(e.duration); }).observe({ type: 'longtask', buffered: false });
+  });
+  await page.click('#formok');
+  await page.locator('.tp-marker').waitFor();
+  step('the tracepoint is set: a marker in the gutter');
+  // The other revision changed the line: refused, with the reason.
+  await page.locator('#tracepoints .st.warn', { hasText: refusedRev.slice(0, 12) + ': refused' }).first().waitFor();
+  await page.locator('#tracepoints .st.error', { hasText: 'line_changed' }).or(page.locator('#tracepoints .st.error', { hasText: 'not traced in revision' })).first().waitFor();
+  step('the other revision is refused with the reason, on the list and in its status');
+
+  // 4. Hits arrive with values: in the timeline and inline on the line.
+  const hit = page.locator('#timeline .hit', { hasText: 'n=' }).first();
+  await hit.waitFor();
+  figures.hitText = (await hit.textContent()).slice(0, 120);
+  await page.locator('.hitinfo', { hasText: '×' }).waitFor();
+  await page.locator('#tracepoints .st.ok', { hasText: 'installed' }).waitFor();
+  step('hits arrive in the timeline and inline');
+  // Let hits stream for a while, then count them and the long tasks.
+  const t1 = Date.now();
+  const n1 = await page.locator('#timeline .hit').count();
+  await page.waitForTimeout(3000);
+  const n2 = await page.locator('#timeline .hit').count();
+  figures.hitsPerSecondShown = Math.round(((n2 - n1) * 1000) / (Date.now() - t1));
+  figures.longTasks = await page.evaluate(() => window.longTasks.length);
+  figures.longestTaskMs = Math.round(await page.evaluate(() => Math.max(0, ...window.longTasks)));
+  step(`${figures.hitsPerSecondShown} hits/s shown; ${figures.longTasks} long tasks, the longest ${figures.longestTaskMs} ms`);
+
+  // 5. The newest hit opens as a variable tree; the timeline holds still
+  // while it is open, and goes on when it closes.
+  const newest = page.locator('#timeline .hit', { hasText: 'n=' }).last();
+  await newest.click({ position: { x: 5, y: 5 } });
+  await page.locator('#timeline .vars .var .name', { hasText: /^n$/ }).first().waitFor();
+  await page.locator('#paused', { hasText: 'new hits' }).waitFor();
+  await page.locator('#timeline .hit:has(> .vars)').scrollIntoViewIfNeeded();
+  step('a hit opened as a variable tree; the timeline is paused');
+  await page.screenshot({ path: path.join(out, 'web.png') });
+  await page.click('#paused');
+  await page.locator('#timeline .vars').waitFor({ state: 'detached' });
+
+  // 6. Under a flood of 5,000 hits/s from another host, the page stays
+  // responsive: the longest gap between two animation frames and the long
+  // tasks, the hits it received, and its heap after.
+  await page.evaluate(() => {
+    window.longTasks = [];
+    window.riptraceStats.maxFlushMs = 0;
+    window.maxFrameGap = 0;
+    let last = performance.now();
+    const loop = (t) => { window.maxFrameGap = Math.max(window.maxFrameGap, t - last); last = t; if (!window.stopFrames) requestAnimationFrame(loop); };
+    requestAnimationFrame(loop);
+  });
+  const before = await page.evaluate(() => window.riptraceStats.hits);
+  const published = Number(await (await fetch(`${flood}/?seconds=5&rate=5000`)).text());
+  await page.waitForFunction((want) => window.riptraceStats.hits >= want, before + published * 0.95, { timeout: 60_000 }).catch(() => {});
+  figures.flood = await page.evaluate((b) => {
+    window.stopFrames = true;
+    return { received: window.riptraceStats.hits - b, maxFrameGapMs: Math.round(window.maxFrameGap), longTasks: window.longTasks.length, longestTaskMs: Math.round(Math.max(0, ...window.longTasks)),
+      heapMB: performance.memory ? Math.round(performance.memory.usedJSHeapSize / 1e6) : -1, rows: document.querySelectorAll('#timeline .hit').length,
+      frames: window.riptraceStats.frames, maxDrawMs: Math.round(window.riptraceStats.maxFlushMs) };
+  }, before);
+  figures.flood.published = published;
+  step(`flood: ${JSON.stringify(figures.flood)}`);
+  await page.screenshot({ path: path.join(out, 'web-flood.png') });
+
+  // 7. Remove it: the list empties and the marker goes.
+  await page.locator('#tracepoints button.remove').first().click();
+  await page.locator('#tracepoints .tp').waitFor({ state: 'detached' });
+  await page.locator('.tp-marker').waitFor({ state: 'detached' });
+  step('the tracepoint is removed');
+  await page.screenshot({ path: path.join(out, 'web-removed.png') });
+  console.log(JSON.stringify(figures));
+} finally {
+  await browser.close();
+}
