@@ -342,7 +342,7 @@ func (ss *session) tick() {
 		case <-ss.ctx.Done():
 			return
 		case <-events.C:
-			if rows, omitted := ss.hits.takeFresh(); len(rows) > 0 {
+			if rows, omitted := ss.shown.takeFresh(); len(rows) > 0 {
 				ss.send(&customEvent{Event: ss.event(EventHits), Body: map[string]any{"hits": rows, "omitted": omitted}})
 			}
 		case <-summaries.C:
@@ -354,7 +354,7 @@ func (ss *session) tick() {
 // writeCounts writes one console line per breakpoint with hits the console
 // did not show in the last second.
 func (ss *session) writeCounts() {
-	for _, c := range ss.hits.counts() {
+	for _, c := range ss.shown.counts() {
 		id := c.bp
 		e := c.latest
 		text := fmt.Sprintf("breakpoint %d: %s more in the last second (%d in all); last on %s %s[%d]",
@@ -432,7 +432,7 @@ func (ss *session) dispatchCustom(r *dap.Request, args json.RawMessage) {
 			ss.sendError(r.Seq, r.Command, ErrBadArguments, RequestTimeline+` takes {"since": ORDER, "limit": N}`)
 			return
 		}
-		body = map[string]any{"hits": ss.hits.timelineSince(a.Since, a.Limit)}
+		body = map[string]any{"hits": ss.shown.timelineSince(a.Since, a.Limit)}
 	// A click on a hit, a code lens or a timeline row: the hit "seq", or the
 	// latest hit of "breakpoint" or of the breakpoint at "path" and "line"
 	// (1-based), opens as a snapshot.
@@ -479,7 +479,7 @@ func (ss *session) breakpointHits() []BreakpointHits {
 	for _, b := range bs {
 		st := b.current()
 		bh := BreakpointHits{ID: b.id, Path: b.file, Line: b.line, Function: b.fn, Verified: st.Verified, Message: st.Message, Backend: ss.cfg.Backend}
-		bh.Count, bh.Processes = ss.hits.processes(b.id)
+		bh.Count, bh.Processes = ss.shown.processes(b.id)
 		out = append(out, bh)
 	}
 	return out
@@ -509,7 +509,7 @@ func (ss *session) openHit(bp int, seq uint64, path string, line int) (map[strin
 	if b != nil {
 		id = b.id
 	}
-	e := ss.hits.find(id, seq)
+	e := ss.shown.find(id, seq)
 	switch {
 	case e == nil && seq != 0:
 		return nil, fmt.Errorf("hit #%d is no longer kept: open a newer one from the RipTrace hits view", seq)

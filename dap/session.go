@@ -55,7 +55,7 @@ type session struct {
 	repo       *source.Repo // the checkout's git repository; nil outside one
 	terminated bool
 	background sync.WaitGroup // hit pump, thread watcher and ticker
-	hits       *hitLog        // what the hits view, the timeline and the console's counts show
+	shown      *hitLog        // what the hits view, the timeline and the console's counts show
 
 	// mu guards the fields below.
 	mu           sync.Mutex
@@ -116,7 +116,7 @@ func newSession(srv *Server, w io.Writer) *session {
 		bps:          make(map[string][]*breakpoint),
 		byTracepoint: make(map[string]*breakpoint),
 		threadIDs:    make(map[string]int),
-		hits:         newHitLog(),
+		shown:        newHitLog(),
 	}
 }
 
@@ -494,7 +494,7 @@ func (ss *session) drop(ctx context.Context, b *breakpoint) {
 	ss.mu.Lock()
 	delete(ss.byTracepoint, b.tracepoint)
 	ss.mu.Unlock()
-	ss.hits.forget(b.id)
+	ss.shown.forget(b.id)
 	if err := ss.owner().Remove(ctx, b.tracepoint); err != nil {
 		ss.srv.opts.Log.Warn("removing a tracepoint", "tracepoint", b.tracepoint, "err", err)
 	}
@@ -643,7 +643,7 @@ func (ss *session) pumpHits(r *fleet.TimelineReader) {
 			continue // another session's, or a breakpoint just removed
 		}
 		file, line := ss.localLine(b, &p.Hit)
-		if ss.hits.record(b.id, &logged{p: p, row: hitRow(b.id, &p, file, line)}, ss.cfg.ConsoleHits == consoleAll, time.Now()) {
+		if ss.shown.record(b.id, &logged{p: p, row: hitRow(b.id, &p, file, line)}, ss.cfg.ConsoleHits == consoleAll, time.Now()) {
 			ss.send(ss.hitEvent(b, &p))
 		}
 		if ss.cfg.Snapshots {

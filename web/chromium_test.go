@@ -102,16 +102,16 @@ func floodHits(t *testing.T, p *page, rev string, line int, d time.Duration, rat
 			h := &fleet.Hit{Tracepoint: "flood", Host: host, Pid: 1, Process: fleet.ProcessRef{Exe: "flood", Module: module, Revision: rev}, Goroutine: 1,
 				Time: now.UnixNano(), Clock: clock, File: "/src/main.go", Line: line, Function: "main.work",
 				Args: []fleet.Variable{{Name: "n", Type: "int", Value: strconv.Itoa(n)}}, Locals: []fleet.Variable{}, Stack: []fleet.Frame{}}
-			if _, err := pub.Publish(pub.Msg(fleet.Encode(h), fmt.Sprintf("flood-%d", n))); err != nil {
+			if _, err := pub.Publish(pub.Msg(h.Tracepoint, fleet.Encode(h), fmt.Sprintf("flood-%d", n))); err != nil {
 				return n, err
 			}
 		}
 		w := &fleet.Watermark{Host: host, Time: now.UnixNano(), Lag: fleet.Duration(200 * time.Millisecond), Clock: clock}
-		if _, err := pub.Publish(pub.MarkMsg(fleet.Encode(w), fmt.Sprintf("flood-mark-%d", n))); err != nil {
+		if _, err := pub.Publish(pub.MarkMsg("flood", fleet.Encode(w), fmt.Sprintf("flood-mark-%d", n))); err != nil {
 			return n, err
 		}
 	}
 	final := &fleet.Watermark{Host: host, Time: time.Now().UnixNano(), Lag: fleet.Duration(200 * time.Millisecond), Clock: clock, Final: true}
-	_, err = pub.Publish(pub.MarkMsg(fleet.Encode(final), "flood-final"))
+	_, err = pub.Publish(pub.MarkMsg("flood", fleet.Encode(final), "flood-final"))
 	return n, err
 }

@@ -319,17 +319,26 @@ func call(t *testing.T, p *agenttest.Proc, tgt agent.Target, wait time.Duration)
 	}
 }
 
-// TestBurst runs work on 8 goroutines at once, 200 times each: under a rate
-// limit above that, every hit arrives, each with its own goroutine.
-func TestBurst(t *testing.T) {
-	needEBPF(t)
+// startBursts starts the values target with bursts of 8 goroutines
+// calling work n times each, and traces work with no rate limit and no
+// stack.
+func startBursts(t *testing.T, n int) (*agenttest.Proc, agent.Target) {
+	t.Helper()
 	bin := agenttest.BuildTarget(t, valuesDir, agenttest.NoOpt)
-	p := agenttest.Start(t, bin, "-every", "0", "-par", "8", "-burst", "200")
+	p := agenttest.Start(t, bin, "-every", "0", "-par", "8", "-burst", strconv.Itoa(n))
 	tgt := attach(t, ebpf.New(), p.Pid)
 	tp := workSpec(t, "burst")
 	tp.Capture.StackDepth = 0
 	tp.Limits.MaxHitsPerSecond = 1000000
 	set(t, tgt, tp)
+	return p, tgt
+}
+
+// TestBurst runs work on 8 goroutines at once, 200 times each: under a rate
+// limit above that, every hit arrives, each with its own goroutine.
+func TestBurst(t *testing.T) {
+	needEBPF(t)
+	p, tgt := startBursts(t, 200)
 	hits := burstHits(t, p, tgt, 1, 1600)
 	seen := map[int]bool{}
 	goroutines := map[int64]bool{}
@@ -354,13 +363,7 @@ func TestBurst(t *testing.T) {
 // burst over 11 s. At the agent's own priority it has a fair share.
 func TestDecodeOnBusyHost(t *testing.T) {
 	needEBPF(t)
-	bin := agenttest.BuildTarget(t, valuesDir, agenttest.NoOpt)
-	p := agenttest.Start(t, bin, "-every", "0", "-par", "8", "-burst", "25")
-	tgt := attach(t, ebpf.New(), p.Pid)
-	tp := workSpec(t, "burst")
-	tp.Capture.StackDepth = 0
-	tp.Limits.MaxHitsPerSecond = 1000000
-	set(t, tgt, tp)
+	p, tgt := startBursts(t, 25)
 	for range 4 * runtime.NumCPU() {
 		hog := exec.Command("sh", "-c", "while :; do :; done")
 		if err := hog.Start(); err != nil {
