@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -439,12 +440,17 @@ func startSleep(t *testing.T) int {
 func TestProcessExitsWhileAttached(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	p := h.start("-exit-after", "2s")
+	p := h.start()
 	spec := h.spec("exits", "process")
 	if err := h.c.Declare(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
 	h.awaitStatus(spec.ID, installed(p.Pid))
+	// Exits once attached, however long attaching took (-exit-after 2s
+	// exited first at load 25).
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	// Once it exits, its status is withdrawn and the tracepoint waits for the
 	// next matching process.
 	h.awaitStatus(spec.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == p.Pid && ev.Deleted })
