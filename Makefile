@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 # write (VS Code's debug adapter and language server clients).
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock.json' 2>/dev/null))
 
-.PHONY: build demo test deps bench bench-limits bench-resources lint clean fuzz vsix e2e-vscode e2e-web web-ui kill-matrix differential
+.PHONY: build demo test deps bench bench-limits bench-resources bench-fleet lint clean fuzz vsix e2e-vscode e2e-web web-ui kill-matrix differential
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
@@ -98,6 +98,12 @@ kill-matrix:
 # loop, with the default limits and with none, against untraced.
 bench-limits: build
 	$(GO) run ./bench/limits
+
+# bench-fleet: 1000 simulated agents on a three-server cluster: declare to
+# installed, sustained hits/s, memory per agent, a debug session's CPU,
+# reconnection; one met/not met line per goal (bench/fleet/main.go).
+bench-fleet: build
+	$(GO) run ./bench/fleet
 
 # bench-resources: the agent's memory, CPU and stop time with one line
 # traced in 50 processes of one program, against one process.

@@ -284,9 +284,14 @@ type HitPublisher struct {
 // NewHitPublisher returns the publisher of host's hits: at most maxPending
 // unacknowledged at once, each acknowledged within ackTimeout.
 func (c *Client) NewHitPublisher(host string, ackTimeout time.Duration, maxPending int) (*HitPublisher, error) {
-	js, err := jetstream.New(c.nc,
+	opts := []jetstream.JetStreamOpt{
 		jetstream.WithPublishAsyncTimeout(ackTimeout),
-		jetstream.WithPublishAsyncMaxPending(maxPending))
+		jetstream.WithPublishAsyncMaxPending(maxPending),
+	}
+	js, err := jetstream.New(c.nc, opts...)
+	if c.domain != "" {
+		js, err = jetstream.NewWithDomain(c.nc, c.domain, opts...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening JetStream for publishing hits: %w", err)
 	}

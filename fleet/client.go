@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +28,10 @@ type ClientOptions struct {
 	// client creates them; 0 leaves what exists, and creates them at 1.
 	// An existing stream or bucket is scaled up to it, never down.
 	Replicas int
+	// Domain is the JetStream domain of the hub, for a client or agent
+	// behind a leaf node (see ServerConfig.Domain); empty takes
+	// $RIPTRACE_JS_DOMAIN.
+	Domain string
 }
 
 // Client is the fleet API used by the CLI, the debug adapter and the language
@@ -34,6 +39,7 @@ type ClientOptions struct {
 type Client struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
+	domain string // the JetStream domain, if any
 	subj   Subjects
 	tps    jetstream.KeyValue
 	status jetstream.KeyValue
@@ -57,7 +63,10 @@ func Connect(ctx context.Context, url string, opts ClientOptions) (*Client, erro
 	if err != nil {
 		return nil, connectError(url, nopts, err)
 	}
-	c, err := newClient(ctx, nc, opts.Prefix, opts.Replicas)
+	if opts.Domain == "" {
+		opts.Domain = os.Getenv("RIPTRACE_JS_DOMAIN")
+	}
+	c, err := newClient(ctx, nc, opts.Prefix, opts.Replicas, opts.Domain)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -67,11 +76,14 @@ func Connect(ctx context.Context, url string, opts ClientOptions) (*Client, erro
 
 // NewClient wraps an existing connection; Close does not close nc.
 func NewClient(ctx context.Context, nc *nats.Conn, prefix string) (*Client, error) {
-	return newClient(ctx, nc, prefix, 0)
+	return newClient(ctx, nc, prefix, 0, "")
 }
 
-func newClient(ctx context.Context, nc *nats.Conn, prefix string, replicas int) (*Client, error) {
+func newClient(ctx context.Context, nc *nats.Conn, prefix string, replicas int, domain string) (*Client, error) {
 	js, err := jetstream.New(nc)
+	if domain != "" {
+		js, err = jetstream.NewWithDomain(nc, domain)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening JetStream: %w", err)
 	}
@@ -81,7 +93,7 @@ func newClient(ctx context.Context, nc *nats.Conn, prefix string, replicas int) 
 	if err != nil {
 		return nil, err
 	}
-	return &Client{nc: nc, js: js, subj: subj, tps: tps, status: status, hosts: hosts, perms: perms}, nil
+	return &Client{nc: nc, js: js, domain: domain, subj: subj, tps: tps, status: status, hosts: hosts, perms: perms}, nil
 }
 
 // Subjects returns the subjects this client uses.

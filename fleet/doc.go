@@ -1,5 +1,6 @@
 // Package fleet is the shared language of RipTrace: the NATS subjects, the
-// versioned JSON messages that travel on them, the embedded server, and both
+// versioned JSON messages that travel on them, the embedded server (alone,
+// a member of a cluster, or a leaf node: [ServerConfig]), and both
 // halves of the protocol over one connection: the client API through which
 // the CLI, the debug adapter and the language server talk to agents, and the
 // agent's own half.

@@ -44,6 +44,10 @@ type ServerConfig struct {
 	// Replicas of the hit stream and buckets when this server creates
 	// them; 0 means 3 in a cluster of three servers or more, else 1.
 	Replicas int
+	// Domain names the hub's JetStream for clients behind leaf nodes:
+	// NATS lets JetStream requests cross a leaf connection only when
+	// they name the domain (ClientOptions.Domain, $RIPTRACE_JS_DOMAIN).
+	Domain string
 }
 
 // ClusterConfig is a server's place in a NATS cluster.
@@ -91,6 +95,9 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		NoLog:      !cfg.Logs,
 		NoSigs:     true,
 	}
+	if !opts.JetStream && cfg.Domain != "" {
+		return nil, fmt.Errorf("a leaf node keeps no JetStream, so no domain: give --domain to the hub's servers, and to the site's agents as $RIPTRACE_JS_DOMAIN")
+	}
 	if cfg.DataDir == "" {
 		opts.JetStreamMaxStore = 1 << 30
 		opts.JetStreamMaxMemory = 1 << 30
@@ -116,6 +123,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		}
 		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, &server.RemoteLeafOpts{URLs: []*url.URL{u}})
 	}
+	opts.JetStreamDomain = cfg.Domain
 	return startServer(ctx, opts, cfg.Prefix, cfg.Replicas)
 }
 
@@ -199,10 +207,10 @@ func startServer(ctx context.Context, opts *server.Options, prefix string, repli
 		close(s.ready)
 		return s, nil
 	case opts.Cluster.Port != 0:
-		go s.setup(sctx, ns, login, prefix, replicas)
+		go s.setup(sctx, ns, login, prefix, replicas, opts.JetStreamDomain)
 		return s, nil
 	}
-	c, err := Connect(ctx, "", ClientOptions{Prefix: prefix, Name: "riptrace-server", Replicas: replicas, NATS: append(login, nats.InProcessServer(ns))})
+	c, err := Connect(ctx, "", ClientOptions{Prefix: prefix, Name: "riptrace-server", Replicas: replicas, Domain: opts.JetStreamDomain, NATS: append(login, nats.InProcessServer(ns))})
 	if err != nil {
 		stop()
 		ns.Shutdown()
@@ -224,11 +232,11 @@ const setupEvery = time.Second
 
 // setup creates the stream and buckets and serves the clock, retrying
 // until the cluster has elected a JetStream leader.
-func (s *Server) setup(ctx context.Context, ns *server.Server, login []nats.Option, prefix string, replicas int) {
+func (s *Server) setup(ctx context.Context, ns *server.Server, login []nats.Option, prefix string, replicas int, domain string) {
 	told := false
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		c, err := Connect(cctx, "", ClientOptions{Prefix: prefix, Name: "riptrace-server", Replicas: replicas, NATS: append(login, nats.InProcessServer(ns))})
+		c, err := Connect(cctx, "", ClientOptions{Prefix: prefix, Name: "riptrace-server", Replicas: replicas, Domain: domain, NATS: append(login, nats.InProcessServer(ns))})
 		cancel()
 		if err == nil {
 			if err = s.serveClock(c); err == nil {

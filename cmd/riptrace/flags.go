@@ -31,7 +31,7 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	if def == "" {
 		def = fleet.DefaultURL
 	}
-	fs.StringVar(&c.url, "nats", def, "NATS server `URL` (env RIPTRACE_NATS)")
+	fs.StringVar(&c.url, "nats", def, "NATS server `URL`, or several comma-separated: the members of a cluster, tried in turn (env RIPTRACE_NATS)")
 	fs.StringVar(&c.prefix, "prefix", fleet.DefaultPrefix, "subject `prefix` shared by every RipTrace piece")
 	fs.StringVar(&c.cred.InboxPrefix, "inbox-prefix", os.Getenv("RIPTRACE_INBOX_PREFIX"), "receive replies under `PREFIX` instead of _INBOX: the one the server's permissions give this user (_INBOX_<user> in deploy/nats.conf; env RIPTRACE_INBOX_PREFIX)")
 	fs.StringVar(&c.cred.Creds, "creds", os.Getenv("RIPTRACE_CREDS"), "NATS credentials `FILE` (JWT and nkey seed; env RIPTRACE_CREDS)")
