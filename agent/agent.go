@@ -386,6 +386,9 @@ func (a *Agent) scan() {
 		a.procs[pid] = p
 		if old[pid] != p {
 			a.sources.warm(pid)
+			if pl, ok := a.backend.(Preloader); ok {
+				pl.Preload(pid)
+			}
 		}
 	}
 }

@@ -54,6 +54,23 @@ func (b *Backends) SetStopBudget(fraction float64) {
 	}
 }
 
+// Preloader is a Backend that can prepare, in the background, to attach to
+// a process discovered: read its debug info ahead of the first tracepoint.
+type Preloader interface {
+	Preload(pid int)
+}
+
+// Preload has the eBPF backend, where it may serve the process, read its
+// debug info ahead: eBPF stops nothing, so its time to live is that read.
+func (b *Backends) Preload(pid int) {
+	if b.Default == BackendDelve {
+		return
+	}
+	if p, ok := b.EBPF.(Preloader); ok {
+		p.Preload(pid)
+	}
+}
+
 // Attach returns the process's target; the backends attach as tracepoints
 // need them.
 func (b *Backends) Attach(ctx context.Context, pid int) (Target, error) {

@@ -1,6 +1,7 @@
 package ebpf_test
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"testing"
@@ -123,4 +124,51 @@ func argI(t *testing.T, h fleet.Hit) uint64 {
 	}
 	t.Fatalf("no argument i in %+v", h.Args)
 	return 0
+}
+
+// TestPreload: the agent has the backend read a discovered process's debug
+// info in the background; a tracepoint set later finds it loaded, and so
+// does a process of the same executable started after the first was
+// detached (a replica, a restart).
+func TestPreload(t *testing.T) {
+	needEBPF(t)
+	// A build no other test of the package attaches to.
+	bin := agenttest.BuildTarget(t, agenttest.SelfcheckDir, agenttest.NoOpt)
+	p := agenttest.Start(t, bin)
+	p.WaitOutput(t, "ALIVE", 30*time.Second)
+	if ebpf.Loaded(p.Pid) {
+		t.Fatal("the debug info is loaded before anything asked for it")
+	}
+	// Preloading waits for room among the parked executables: make it.
+	ebpf.ForgetParked()
+	b := ebpf.New()
+	b.Preload(p.Pid)
+	agenttest.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
+		if !ebpf.Loaded(p.Pid) {
+			return fmt.Errorf("pid %d: the debug info is not loaded yet", p.Pid)
+		}
+		return nil
+	})
+	tgt := attach(t, b, p.Pid)
+	set(t, tgt, hotSpec(t, "preloaded", 50))
+	if hits := agenttest.HitsFor(t, tgt.Hits(), "preloaded", time.Second); len(hits) == 0 {
+		t.Fatal("no hit")
+	}
+	if err := tgt.Detach(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Parked: a new process of the executable finds it.
+	p2 := agenttest.Start(t, bin)
+	if !ebpf.Loaded(p2.Pid) {
+		t.Fatal("the debug info was forgotten when its last process was detached")
+	}
+	p2.WaitOutput(t, "ALIVE", 30*time.Second)
+	tgt2 := attach(t, b, p2.Pid)
+	set(t, tgt2, hotSpec(t, "parked", 50))
+	for _, h := range agenttest.HitsFor(t, tgt2.Hits(), "parked", time.Second) {
+		if h.Pid != p2.Pid {
+			t.Fatalf("a hit of pid %d, want %d", h.Pid, p2.Pid)
+		}
+	}
+	agenttest.CheckSelfcheck(t, p2)
 }

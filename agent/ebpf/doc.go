@@ -44,7 +44,12 @@
 // and reported as dropped by a full ring buffer. The processes of one
 // executable share Delve's binary info, the DWARF the plans are made from,
 // the ring buffer and its thread: a program run as 50 processes costs the
-// agent about 5 MB a process, not 16 (make bench-resources).
+// agent about 5 MB a process, not 16 (make bench-resources). Reading that
+// debug info takes seconds for a large program, and it is all of the time
+// to live: so the agent has it read when it discovers the process
+// (Backend.Preload, at nice 19), and an executable no process of which is
+// traced any more keeps it for a while (parked, at most two), for a
+// replica, a restart or the next tracepoint.
 //
 // Probes are BPF links held by this process: Clear, Detach and the
 // process's exit remove them, and if the agent dies the kernel does. Where

@@ -856,12 +856,14 @@ func fixed(vs []fleet.Variable) []fleet.Variable {
 	return out
 }
 
-// TestDecodeYields: each target decodes its hits on a thread of its own at
-// nice 19, which goes away with the target.
+// TestDecodeYields: each executable's hits are decoded on a thread of its
+// own at nice 19, which goes away once no target holds the executable and
+// its parked debug info is forgotten.
 func TestDecodeYields(t *testing.T) {
 	needEBPF(t)
 	bin := agenttest.BuildTarget(t, valuesDir)
 	p := agenttest.Start(t, bin, "-every", "0", "-par", "1", "-burst", "10")
+	ebpf.ForgetParked() // what earlier tests left
 	before := niceThreads(t)
 	tgt, err := ebpf.New().Attach(context.Background(), p.Pid)
 	if err != nil {
@@ -880,6 +882,7 @@ func TestDecodeYields(t *testing.T) {
 	if err := tgt.Detach(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	ebpf.ForgetParked()
 	testsupport.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if niceThreads(t)[tid] {
 			return fmt.Errorf("thread %s, at nice 19, is still there after the detach", tid)

@@ -12,6 +12,7 @@
 package snapshot
 
 import (
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -61,6 +62,12 @@ type mapping struct {
 // Open reads pid's executable's debug info and returns the Process and the
 // Delve Target over it. The process must be amd64.
 func Open(pid int) (*Process, *proc.Target, error) {
+	return open(pid, nil)
+}
+
+// open is Open, with the Target reading through shared where it can (see
+// OpenShared).
+func open(pid int, shared *proc.BinaryInfo) (*Process, *proc.Target, error) {
 	exe := fmt.Sprintf("/proc/%d/exe", pid)
 	entry, err := entryPoint(pid)
 	if err != nil {
@@ -80,9 +87,16 @@ func Open(pid int) (*Process, *proc.Target, error) {
 		return nil, nil, fmt.Errorf("opening the executable: %w", err)
 	}
 	p := &Process{bi: proc.NewBinaryInfo("linux", "amd64", true), entry: entry, bps: proc.NewBreakpointMap(), live: live, file: file, static: static}
+	path := exe
+	if sharable(shared, file, entry) {
+		// Delve loads the debug info of the image at path with entry
+		// point entry unless its BinaryInfo holds that image already:
+		// under the path it was loaded with, shared is not read again.
+		p.bi, path = shared, shared.Images[0].Path
+	}
 	p.thread = &thread{p: p, id: pid}
 	_, addTarget := proc.NewGroup(group{}, proc.NewTargetGroupConfig{})
-	tgt, err := addTarget(p, pid, p.thread, exe, proc.StopAttached, "")
+	tgt, err := addTarget(p, pid, p.thread, path, proc.StopAttached, "")
 	if err != nil {
 		p.Close()
 		return nil, nil, fmt.Errorf("reading the debug info: %w", err)
@@ -94,23 +108,28 @@ func Open(pid int) (*Process, *proc.Target, error) {
 	return p, tgt, nil
 }
 
+// sharable reports whether shared is the debug info of file (the same
+// executable) loaded at the address entry says this process has it at.
+func sharable(shared *proc.BinaryInfo, file *os.File, entry uint64) bool {
+	if shared == nil || len(shared.Images) != 1 {
+		return false
+	}
+	f, err := elf.NewFile(file)
+	if err != nil {
+		return false
+	}
+	return entry-f.Entry == shared.Images[0].StaticBase
+}
+
 // OpenShared is Open, but where bi is the debug info of the same
 // executable loaded at the same address, the Target reads through bi rather
-// than its own: the processes of one program then hold one BinaryInfo, and
-// the types Delve loads lazily into it, not one each. Delve loads a
-// Target's debug info as it makes it, so the Target's own is read and
-// dropped. bi is not safe for concurrent use: the caller serializes every
-// use of the Targets sharing it.
+// than its own, and is made without reading the debug info again (seconds
+// for a large program): the processes of one program then hold one
+// BinaryInfo, and the types Delve loads lazily into it, not one each. bi
+// is not safe for concurrent use: the caller serializes every use of the
+// Targets sharing it.
 func OpenShared(pid int, bi *proc.BinaryInfo) (*Process, *proc.Target, error) {
-	p, tgt, err := Open(pid)
-	if err != nil || bi == nil {
-		return p, tgt, err
-	}
-	own := p.bi
-	if len(own.Images) == 1 && len(bi.Images) == 1 && own.Images[0].StaticBase == bi.Images[0].StaticBase {
-		p.bi = bi
-	}
-	return p, tgt, nil
+	return open(pid, bi)
 }
 
 func (p *Process) BinInfo() *proc.BinaryInfo              { return p.bi }

@@ -1,0 +1,41 @@
+package ebpf
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// Loaded reports whether the debug info of pid's executable is loaded,
+// held by a target or parked.
+func Loaded(pid int) bool {
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/exe", pid), &st); err != nil {
+		return false
+	}
+	key := exeKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtim: st.Mtim, ctim: st.Ctim}
+	executables.Lock()
+	x := executables.m[key]
+	executables.Unlock()
+	if x == nil {
+		return false
+	}
+	select {
+	case <-x.loaded:
+		return x.bi != nil
+	default:
+		return false
+	}
+}
+
+// ForgetParked forgets every parked executable now, as their time running
+// out would.
+func ForgetParked() {
+	executables.Lock()
+	defer executables.Unlock()
+	for len(executables.parked) > 0 {
+		x := executables.parked[0]
+		x.unparkLocked()
+		x.forgetLocked()
+	}
+}
