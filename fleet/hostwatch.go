@@ -40,6 +40,16 @@ type watchedHost struct {
 	// profileDigest.
 	profile       *Profile
 	profileDigest string
+	// asking is the profile.get in flight, which callers meanwhile share.
+	asking *profileAsk
+}
+
+// profileAsk is one profile.get of a host in flight.
+type profileAsk struct {
+	digest  string
+	done    chan struct{} // closed once profile or err is set
+	profile *Profile
+	err     error
 }
 
 // staleAfter is how many heartbeat periods may pass before a host is
@@ -212,8 +222,9 @@ func (hw *HostWatch) Profiles(ctx context.Context, match func(host string) bool)
 		return nil, fmt.Errorf("waiting for the host bucket: %w", ctx.Err())
 	}
 	type ask struct {
-		i      int
-		digest string
+		i     int
+		pa    *profileAsk
+		owner bool // this call sends the request; the others wait for it
 	}
 	var (
 		entries []HostEntry
@@ -226,10 +237,16 @@ func (hw *HostWatch) Profiles(ctx context.Context, match func(host string) bool)
 			continue
 		}
 		e := h.entry
-		if h.profile != nil && h.digest != "" && h.digest == h.profileDigest {
+		switch {
+		case h.profile != nil && h.digest != "" && h.digest == h.profileDigest:
 			e.Profile = h.profile
-		} else {
-			asks = append(asks, ask{len(entries), h.digest})
+		case h.asking != nil && h.asking.digest == h.digest:
+			// Asked already, by another caller, since the processes last
+			// changed: one request serves both.
+			asks = append(asks, ask{len(entries), h.asking, false})
+		default:
+			h.asking = &profileAsk{digest: h.digest, done: make(chan struct{})}
+			asks = append(asks, ask{len(entries), h.asking, true})
 		}
 		entries = append(entries, e)
 	}
@@ -237,29 +254,54 @@ func (hw *HostWatch) Profiles(ctx context.Context, match func(host string) bool)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, profileConcurrency)
 	for _, a := range asks {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			e := &entries[a.i]
-			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			p, err := hw.c.Profile(actx, e.Name)
-			if err != nil {
-				e.Gone = true
-				e.Error = strings.TrimPrefix(e.Error+"; "+err.Error(), "; ")
-				return
-			}
-			e.Profile = p
-			hw.mu.Lock()
-			if h := hw.hosts[e.Name]; h != nil {
-				h.profile, h.profileDigest = p, a.digest
-			}
-			hw.mu.Unlock()
-		})
+		if a.owner {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				hw.ask(ctx, entries[a.i].Name, a.pa)
+			})
+		}
+	}
+	for _, a := range asks {
+		e := &entries[a.i]
+		select {
+		case <-a.pa.done:
+		case <-ctx.Done():
+			e.Gone = true
+			e.Error = strings.TrimPrefix(e.Error+"; waiting for the profile: "+ctx.Err().Error(), "; ")
+			continue
+		}
+		if a.pa.err != nil {
+			e.Gone = true
+			e.Error = strings.TrimPrefix(e.Error+"; "+a.pa.err.Error(), "; ")
+			continue
+		}
+		e.Profile = a.pa.profile
 	}
 	wg.Wait()
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
 	return entries, nil
+}
+
+// ask sends profile.get to host for pa, and keeps the answer for the
+// digest pa was asked at. The request outlives its first caller's ctx:
+// others may be waiting for it.
+func (hw *HostWatch) ask(ctx context.Context, host string, pa *profileAsk) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	p, err := hw.c.Profile(actx, host)
+	hw.mu.Lock()
+	pa.profile, pa.err = p, err
+	if h := hw.hosts[host]; h != nil {
+		if err == nil {
+			h.profile, h.profileDigest = p, pa.digest
+		}
+		if h.asking == pa {
+			h.asking = nil
+		}
+	}
+	hw.mu.Unlock()
+	close(pa.done)
 }
 
 // Hosts is Profiles of every host: a HostWatch answers source.Resolve as
