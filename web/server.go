@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"path"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -479,6 +480,7 @@ func (s *Server) postTracepoint(w http.ResponseWriter, r *http.Request) {
 	if q.Group != "" {
 		spec.Capture.Exprs = []string{q.Group}
 	}
+	spec.Selector.Processes = s.programsWith(ctx, loc)
 	if err := ss.lease.Declare(ctx, &spec); err != nil {
 		writeFleetError(w, err)
 		return
@@ -491,6 +493,46 @@ func (s *Server) postTracepoint(w http.ResponseWriter, r *http.Request) {
 		reply.Warning = res.FleetErr.Error()
 	}
 	writeJSON(w, http.StatusCreated, reply)
+}
+
+// programsWith returns the main packages of the fleet's programs of
+// loc's module whose sources include loc's file, so that the tracepoint
+// goes to them (and to their restarts) and not to every program of the
+// module, which would each report that it lacks the file. If the fleet
+// cannot tell, or no program has the file, it returns nil: every program
+// is asked, and says why not.
+func (s *Server) programsWith(ctx context.Context, loc fleet.Location) []string {
+	s.hub.mu.Lock()
+	hosts := s.hub.hosts
+	s.hub.mu.Unlock()
+	suffix := "/" + loc.Path
+	seen := map[string]bool{}
+	var mains []string
+	for _, h := range hosts {
+		if h.Gone || h.Profile == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		p, err := s.c.ProfileFiles(ctx, h.Name)
+		cancel()
+		if err != nil {
+			return nil
+		}
+		for _, proc := range p.Processes {
+			if proc.Module != loc.Module || proc.MainPackage == "" || seen[proc.MainPackage] {
+				continue
+			}
+			for _, f := range proc.Files {
+				if strings.HasSuffix(f, suffix) || f == loc.Path {
+					seen[proc.MainPackage] = true
+					mains = append(mains, proc.MainPackage)
+					break
+				}
+			}
+		}
+	}
+	sort.Strings(mains)
+	return mains
 }
 
 func (s *Server) deleteTracepoint(w http.ResponseWriter, r *http.Request) {

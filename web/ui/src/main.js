@@ -289,6 +289,7 @@ async function openFile(path) {
     return;
   }
   view.setState(newEditorState(text));
+  view.scrollDOM.scrollTop = 0; // a new file opens at its top
   refreshMarkers();
 }
 
@@ -616,7 +617,8 @@ function renderTimeline(batch, most = MAX_DRAW) {
     const row = hitRow(h);
     if (h.group) {
       let g = groups.get(h.group);
-      if (!g || !g.isConnected) {
+      // A block still in this frame's fragment has a parent too.
+      if (!g || !g.parentNode) {
         g = el('div', { class: 'group', 'data-group': h.group }, el('div', { class: 'gname' }, `request ${h.group}`));
         groups.set(h.group, g);
         frag.append(g);
