@@ -36,11 +36,16 @@ func TestChromium(t *testing.T) {
 		t.Skip("RIPTRACE_E2E_CACHE is not set: run make e2e-web")
 	}
 	r := twoRevisions(t)
-	p := newPage(t, r.url, nil)
+	bigURL, bigRev, bigBin := bigRepo(t)
+	p := newPage(t, r.url, func(o *web.Options) {
+		o.Sources = web.NewSources(t.TempDir(), map[string]string{module: r.url, "example.com/big": bigURL}, nil)
+	})
+	exeBig := fmt.Sprintf("big-chromium-%d", seq.Add(1))
+	agenttest.Start(t, agenttest.Alias(t, bigBin, exeBig))
 	exe, exeC := fmt.Sprintf("revs-chromium-%d", seq.Add(1)), fmt.Sprintf("revs-chromium-c-%d", seq.Add(1))
 	agenttest.Start(t, agenttest.Alias(t, r.binA, exe))
 	agenttest.Start(t, agenttest.Alias(t, r.binC, exeC))
-	p.startAgent("web-host-"+exe, exe, exeC)
+	p.startAgent("web-host-"+exe, exe, exeC, exeBig)
 	var text string
 	testsupport.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
 		return p.get("/api/file?module="+module+"&rev="+r.revA+"&path=main.go", &text)
@@ -65,7 +70,7 @@ func TestChromium(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "e2e/page.mjs")
-	cmd.Env = append(os.Environ(), "WEB_URL="+p.hs.URL+"/#token="+p.token, "WEB_LINE="+strconv.Itoa(markerIn(t, text, "work")), "WEB_REV="+r.revA, "WEB_REFUSED_REV="+r.revC, "WEB_OUT="+out, "WEB_FLOOD="+flood.URL)
+	cmd.Env = append(os.Environ(), "WEB_URL="+p.hs.URL+"/#token="+p.token, "WEB_LINE="+strconv.Itoa(markerIn(t, text, "work")), "WEB_REV="+r.revA, "WEB_REFUSED_REV="+r.revC, "WEB_BIG_REV="+bigRev, "WEB_OUT="+out, "WEB_FLOOD="+flood.URL)
 	cmd.Stderr = os.Stderr
 	b, err := cmd.Output()
 	if err != nil {
@@ -228,4 +233,40 @@ func TestChromiumDemo(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// bigMain is a program that only waits, in a repository of 10,000 files.
+const bigMain = `package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+func main() {
+	fmt.Printf("READY pid=%d\n", os.Getpid())
+	for {
+		time.Sleep(time.Second)
+	}
+}
+`
+
+// bigRepo makes a repository of 10,000 files in 100 folders and a
+// program, built into bin with its revision; url is a bare clone.
+func bigRepo(t *testing.T) (url, rev, bin string) {
+	t.Helper()
+	repo := sourcetest.Init(t)
+	files := map[string]string{"go.mod": "module example.com/big\n\ngo 1.26\n", "main.go": bigMain}
+	for i := range 10000 {
+		files[fmt.Sprintf("data/d%03d/f%05d.txt", i/100, i)] = fmt.Sprintf("file %d\n", i)
+	}
+	rev = sourcetest.Commit(t, repo, "big", files)
+	bin = filepath.Join(t.TempDir(), "big")
+	if err := agenttest.BuildStamped(repo, bin); err != nil {
+		t.Fatal(err)
+	}
+	bare := filepath.Join(t.TempDir(), "big.git")
+	sourcetest.Git(t, repo, "clone", "-q", "--bare", repo, bare)
+	return "file://" + bare, rev, bin
 }
