@@ -164,8 +164,12 @@ func startUI(ctx context.Context, u *uiFlags, s *fleet.Server, prefix, dataDir s
 		c.Close()
 		return nil, fmt.Errorf("listening for the web page on %s: %w. Pick another address with --ui", addr, err)
 	}
-	hs := &http.Server{Handler: ws, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	rctx, cancel := context.WithCancel(context.Background())
+	// Requests live in rctx, so that stopping ends the pages' event
+	// streams at once instead of waiting for them to go idle.
+	hs := &http.Server{Handler: ws, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return rctx },
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ran := make(chan struct{})
 	go func() { ws.Run(rctx); close(ran) }()
 	served := make(chan struct{})
@@ -185,12 +189,11 @@ func startUI(ctx context.Context, u *uiFlags, s *fleet.Server, prefix, dataDir s
 		fmt.Fprintln(stdout, "riptrace web page: read-only")
 	}
 	return func() {
+		cancel() // ends the event streams and the hub; Run removes the pages' tracepoints
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		hs.Shutdown(sctx)
 		scancel()
-		hs.Close() // event streams do not end by themselves
 		<-served
-		cancel()
 		<-ran
 		c.Close()
 	}, nil
