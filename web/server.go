@@ -187,6 +187,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/fleet", s.getFleet)
 	m.HandleFunc("GET /api/tracepoints", s.getTracepoints)
 	m.HandleFunc("POST /api/tracepoints", s.changing(s.postTracepoint))
+	m.HandleFunc("PUT /api/tracepoints/{id}", s.changing(s.putTracepoint))
 	m.HandleFunc("DELETE /api/tracepoints/{id}", s.changing(s.deleteTracepoint))
 	m.HandleFunc("GET /api/tree", s.getTree)
 	m.HandleFunc("GET /api/file", s.getFile)
@@ -208,7 +209,7 @@ func (s *Server) changing(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, "read_only", "this page is read-only (--ui-readonly). Ask whoever runs the server for a page that may trace")
 			return
 		}
-		if ct := r.Header.Get("Content-Type"); r.Method == http.MethodPost && !strings.HasPrefix(ct, "application/json") {
+		if ct := r.Header.Get("Content-Type"); r.Method != http.MethodDelete && !strings.HasPrefix(ct, "application/json") {
 			writeError(w, http.StatusUnsupportedMediaType, fleet.CodeBadRequest, fmt.Sprintf("the body is %q. Send application/json", ct))
 			return
 		}
@@ -535,6 +536,64 @@ func (s *Server) programsWith(ctx context.Context, loc fleet.Location) []string 
 	return mains
 }
 
+// EditRequest is the body of PUT /api/tracepoints/{id}: what a tracepoint
+// does at its line, replaced whole.
+type EditRequest struct {
+	Condition        string `json:"condition,omitempty"`
+	HitCondition     string `json:"hitCondition,omitempty"`
+	LogMessage       string `json:"logMessage,omitempty"`
+	MaxHits          int    `json:"maxHits,omitempty"`
+	MaxHitsPerSecond int    `json:"maxHitsPerSecond,omitempty"`
+	Backend          string `json:"backend,omitempty"`
+}
+
+// putTracepoint edits a declared tracepoint in place: same id, line and
+// owner; agents reinstall it with the new condition, message or limits.
+func (s *Server) putTracepoint(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var q EditRequest
+	if err := decode(r, &q); err != nil {
+		writeFleetError(w, err)
+		return
+	}
+	s.hub.mu.Lock()
+	spec, ok := s.hub.specs[id]
+	s.hub.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no tracepoint %q is declared. It may have been removed or expired", id))
+		return
+	}
+	spec.Condition, spec.HitCondition, spec.LogMessage, spec.Backend = q.Condition, q.HitCondition, q.LogMessage, q.Backend
+	spec.Limits.MaxHits, spec.Limits.MaxHitsPerSecond = q.MaxHits, q.MaxHitsPerSecond
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	var err error
+	if owner := s.owner(id); owner != nil {
+		err = owner.lease.Declare(ctx, &spec)
+	} else {
+		err = s.c.Declare(ctx, &spec)
+	}
+	if err != nil {
+		writeFleetError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, spec)
+}
+
+// owner returns the page whose lease holds tracepoint id, or nil.
+func (s *Server) owner(id string) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ss := range s.sessions {
+		for _, held := range ss.lease.IDs() {
+			if held == id {
+				return ss
+			}
+		}
+	}
+	return nil
+}
+
 func (s *Server) deleteTracepoint(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if id == "" || fleet.Token(id) != id {
@@ -545,16 +604,7 @@ func (s *Server) deleteTracepoint(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	// The page that set it stops renewing it; any other tracepoint goes
 	// from the fleet directly.
-	s.mu.Lock()
-	var owner *session
-	for _, ss := range s.sessions {
-		for _, held := range ss.lease.IDs() {
-			if held == id {
-				owner = ss
-			}
-		}
-	}
-	s.mu.Unlock()
+	owner := s.owner(id)
 	var err error
 	if owner != nil {
 		err = owner.lease.Remove(ctx, id)

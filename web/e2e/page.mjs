@@ -111,13 +111,21 @@ try {
   step(`flood: ${JSON.stringify(figures.flood)}`);
   await page.screenshot({ path: path.join(out, 'web-flood.png') });
 
-  // 7. Remove it: the list empties and the marker goes.
+  // 7. Edit it: a condition, kept on the same tracepoint.
+  await page.locator('#tracepoints button.edit').first().click();
+  await page.locator('dialog#form[open]').waitFor();
+  await page.fill('input[name=condition]', 'n%2 == 0');
+  await page.click('#formok');
+  await page.locator('#tracepoints .tp', { hasText: 'if n%2 == 0' }).waitFor();
+  step('the tracepoint is edited in place');
+
+  // 8. Remove it: the list empties and the marker goes.
   await page.locator('#tracepoints button.remove').first().click();
   await page.locator('#tracepoints .tp').waitFor({ state: 'detached' });
   await page.locator('.tp-marker').waitFor({ state: 'detached' });
   step('the tracepoint is removed');
 
-  // 8. A repository of 10,000 files opens its tree.
+  // 9. A repository of 10,000 files opens its tree.
   await page.locator(`.rev-btn[data-rev="${bigRev}"]`).waitFor();
   await page.locator('#services .svc', { hasText: 'example.com/big' }).locator('.ok', { hasText: 'ready' }).waitFor();
   const t2 = Date.now();
