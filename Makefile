@@ -77,7 +77,7 @@ web-ui: deps
 # ~/.cache/riptrace-e2e. Screenshots land in web/e2e/out/.
 e2e-web:
 	@cache=$$(editors/vscode/e2e/setup.sh | tail -1) && \
-		RIPTRACE_E2E_CACHE=$$cache $(GO) test -count=1 -timeout 10m -run '^TestChromium$$' -v ./web
+		RIPTRACE_E2E_CACHE=$$cache $(GO) test -count=1 -timeout 10m -run '^TestChromium' -v ./web
 
 bench: build
 	./bench/run.sh

@@ -204,6 +204,17 @@ func TestTraceFromPage(t *testing.T) {
 		return len(tps) == 1 && tps[0].Spec.ID == id && tps[0].Hits > 0 && len(tps[0].Statuses) == 1 && tps[0].Statuses[0].State == fleet.StateInstalled
 	})
 
+	// Editing keeps the id and the line, and changes what it does.
+	if status, body := p.do("PUT", "/api/tracepoints/"+id, web.EditRequest{Condition: "n%2 == 0", MaxHitsPerSecond: 20}); status != http.StatusOK {
+		t.Fatalf("PUT: %d %s", status, body)
+	}
+	specs, err := p.c.Tracepoints(t.Context())
+	if err != nil || len(specs) != 1 || specs[0].ID != id || specs[0].Condition != "n%2 == 0" || specs[0].Limits.MaxHitsPerSecond != 20 || specs[0].Location.Line != line {
+		t.Errorf("after PUT the fleet declares %+v (%v), want %s at line %d with the condition and rate", specs, err, id, line)
+	}
+	if status, body := p.do("PUT", "/api/tracepoints/"+id, web.EditRequest{Condition: "n +"}); status != http.StatusBadRequest || !strings.Contains(string(body), fleet.CodeBadCondition) {
+		t.Errorf("PUT with a condition that does not parse: %d %s, want 400 %s", status, body, fleet.CodeBadCondition)
+	}
 	if status, body := p.do("DELETE", "/api/tracepoints/"+id, nil); status != http.StatusNoContent {
 		t.Fatalf("DELETE: %d %s", status, body)
 	}

@@ -37,5 +37,9 @@ func FuzzDecode(f *testing.F) {
 		}
 		var fr FetchRequest
 		decodeBytes(b, &fr)
+		var er EditRequest
+		if err := decodeBytes(b, &er); err != nil && fleet.AsError(err).Code != fleet.CodeBadRequest {
+			t.Fatalf("edit request refused with %+v, want code bad_request", err)
+		}
 	})
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -216,18 +215,10 @@ func (st *stream) await(t testing.TB, name string, within time.Duration, ok func
 // repoEnv is a git repository served as a bare remote over file://, with
 // targets built at two of its commits.
 type repoEnv struct {
-	url          string
-	revA, revC   string
-	binA, binC   string
-	changedInC   string // the text of the marked line in C
-	checkoutMain string
+	url        string
+	revA, revC string
+	binA, binC string
 }
-
-var (
-	repoOnce sync.Once
-	repoVal  *repoEnv
-	repoErr  error
-)
 
 // twoRevisions makes a repository whose commit A is built into binA, B
 // moves the marked line down, and C changes the marked line, built into
@@ -248,7 +239,7 @@ func twoRevisions(t *testing.T) *repoEnv {
 	}
 	bare := filepath.Join(t.TempDir(), "revs.git")
 	sourcetest.Git(t, repo, "clone", "-q", "--bare", repo, bare)
-	return &repoEnv{url: "file://" + bare, revA: revA, revC: revC, binA: binA, binC: binC, checkoutMain: main}
+	return &repoEnv{url: "file://" + bare, revA: revA, revC: revC, binA: binA, binC: binC}
 }
 
 // startAgent runs an agent on the page's NATS server that manages the

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"path"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -186,6 +187,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/fleet", s.getFleet)
 	m.HandleFunc("GET /api/tracepoints", s.getTracepoints)
 	m.HandleFunc("POST /api/tracepoints", s.changing(s.postTracepoint))
+	m.HandleFunc("PUT /api/tracepoints/{id}", s.changing(s.putTracepoint))
 	m.HandleFunc("DELETE /api/tracepoints/{id}", s.changing(s.deleteTracepoint))
 	m.HandleFunc("GET /api/tree", s.getTree)
 	m.HandleFunc("GET /api/file", s.getFile)
@@ -207,7 +209,7 @@ func (s *Server) changing(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, "read_only", "this page is read-only (--ui-readonly). Ask whoever runs the server for a page that may trace")
 			return
 		}
-		if ct := r.Header.Get("Content-Type"); r.Method == http.MethodPost && !strings.HasPrefix(ct, "application/json") {
+		if ct := r.Header.Get("Content-Type"); r.Method != http.MethodDelete && !strings.HasPrefix(ct, "application/json") {
 			writeError(w, http.StatusUnsupportedMediaType, fleet.CodeBadRequest, fmt.Sprintf("the body is %q. Send application/json", ct))
 			return
 		}
@@ -479,6 +481,7 @@ func (s *Server) postTracepoint(w http.ResponseWriter, r *http.Request) {
 	if q.Group != "" {
 		spec.Capture.Exprs = []string{q.Group}
 	}
+	spec.Selector.Processes = s.programsWith(ctx, loc)
 	if err := ss.lease.Declare(ctx, &spec); err != nil {
 		writeFleetError(w, err)
 		return
@@ -493,6 +496,104 @@ func (s *Server) postTracepoint(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, reply)
 }
 
+// programsWith returns the main packages of the fleet's programs of
+// loc's module whose sources include loc's file, so that the tracepoint
+// goes to them (and to their restarts) and not to every program of the
+// module, which would each report that it lacks the file. If the fleet
+// cannot tell, or no program has the file, it returns nil: every program
+// is asked, and says why not.
+func (s *Server) programsWith(ctx context.Context, loc fleet.Location) []string {
+	s.hub.mu.Lock()
+	hosts := s.hub.hosts
+	s.hub.mu.Unlock()
+	suffix := "/" + loc.Path
+	seen := map[string]bool{}
+	var mains []string
+	for _, h := range hosts {
+		if h.Gone || h.Profile == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		p, err := s.c.ProfileFiles(ctx, h.Name)
+		cancel()
+		if err != nil {
+			return nil
+		}
+		for _, proc := range p.Processes {
+			if proc.Module != loc.Module || proc.MainPackage == "" || seen[proc.MainPackage] {
+				continue
+			}
+			for _, f := range proc.Files {
+				if strings.HasSuffix(f, suffix) || f == loc.Path {
+					seen[proc.MainPackage] = true
+					mains = append(mains, proc.MainPackage)
+					break
+				}
+			}
+		}
+	}
+	sort.Strings(mains)
+	return mains
+}
+
+// EditRequest is the body of PUT /api/tracepoints/{id}: what a tracepoint
+// does at its line, replaced whole.
+type EditRequest struct {
+	Condition        string `json:"condition,omitempty"`
+	HitCondition     string `json:"hitCondition,omitempty"`
+	LogMessage       string `json:"logMessage,omitempty"`
+	MaxHits          int    `json:"maxHits,omitempty"`
+	MaxHitsPerSecond int    `json:"maxHitsPerSecond,omitempty"`
+	Backend          string `json:"backend,omitempty"`
+}
+
+// putTracepoint edits a declared tracepoint in place: same id, line and
+// owner; agents reinstall it with the new condition, message or limits.
+func (s *Server) putTracepoint(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var q EditRequest
+	if err := decode(r, &q); err != nil {
+		writeFleetError(w, err)
+		return
+	}
+	s.hub.mu.Lock()
+	spec, ok := s.hub.specs[id]
+	s.hub.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no tracepoint %q is declared. It may have been removed or expired", id))
+		return
+	}
+	spec.Condition, spec.HitCondition, spec.LogMessage, spec.Backend = q.Condition, q.HitCondition, q.LogMessage, q.Backend
+	spec.Limits.MaxHits, spec.Limits.MaxHitsPerSecond = q.MaxHits, q.MaxHitsPerSecond
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	var err error
+	if owner := s.owner(id); owner != nil {
+		err = owner.lease.Declare(ctx, &spec)
+	} else {
+		err = s.c.Declare(ctx, &spec)
+	}
+	if err != nil {
+		writeFleetError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, spec)
+}
+
+// owner returns the page whose lease holds tracepoint id, or nil.
+func (s *Server) owner(id string) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ss := range s.sessions {
+		for _, held := range ss.lease.IDs() {
+			if held == id {
+				return ss
+			}
+		}
+	}
+	return nil
+}
+
 func (s *Server) deleteTracepoint(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if id == "" || fleet.Token(id) != id {
@@ -503,16 +604,7 @@ func (s *Server) deleteTracepoint(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	// The page that set it stops renewing it; any other tracepoint goes
 	// from the fleet directly.
-	s.mu.Lock()
-	var owner *session
-	for _, ss := range s.sessions {
-		for _, held := range ss.lease.IDs() {
-			if held == id {
-				owner = ss
-			}
-		}
-	}
-	s.mu.Unlock()
+	owner := s.owner(id)
 	var err error
 	if owner != nil {
 		err = owner.lease.Remove(ctx, id)

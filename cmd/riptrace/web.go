@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +34,8 @@ type uiFlags struct {
 	reposFile string
 	gitKey    string
 	groups    stringList
+	tlsCert   string
+	tlsKey    string
 }
 
 func (u *uiFlags) register(fs *flag.FlagSet) {
@@ -42,6 +45,8 @@ func (u *uiFlags) register(fs *flag.FlagSet) {
 	fs.Var(&u.repos, "ui-repo", "`MODULE=URL`: the git repository of a module the fleet runs (repeatable; modules on github.com, gitlab.com and the like need none)")
 	fs.StringVar(&u.reposFile, "ui-repos", "", "`FILE` of \"MODULE URL\" lines, as --ui-repo")
 	fs.StringVar(&u.gitKey, "ui-git-key", "", "SSH private key `FILE` for private git remotes (an HTTPS token goes in env RIPTRACE_GIT_TOKEN)")
+	fs.StringVar(&u.tlsCert, "ui-tls-cert", "", "serve the web page over HTTPS with this certificate `FILE` (with --ui-tls-key)")
+	fs.StringVar(&u.tlsKey, "ui-tls-key", "", "the key `FILE` of --ui-tls-cert")
 	fs.Var(&u.groups, "ui-group", "group hits by the captured value `NAME` (repeatable), as riptrace timeline --group")
 }
 
@@ -143,6 +148,18 @@ func startUI(ctx context.Context, u *uiFlags, s *fleet.Server, prefix, dataDir s
 	if err != nil {
 		return nil, err
 	}
+	if (u.tlsCert == "") != (u.tlsKey == "") {
+		return nil, usageError{"--ui-tls-cert and --ui-tls-key go together: give both, or neither for plain HTTP"}
+	}
+	var tlsConfig *tls.Config
+	if u.tlsCert != "" {
+		// Loaded now, so that a bad file stops the server at start.
+		cert, err := tls.LoadX509KeyPair(u.tlsCert, u.tlsKey)
+		if err != nil {
+			return nil, usageError{fmt.Sprintf("--ui-tls-cert %s, --ui-tls-key %s: %v", u.tlsCert, u.tlsKey, err)}
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	c, err := fleet.Connect(ctx, "", fleet.ClientOptions{Prefix: prefix, Name: "riptrace-web", NATS: []nats.Option{nats.InProcessServer(s.Server)}})
 	if err != nil {
 		return nil, fmt.Errorf("connecting the web page to the server: %w", err)
@@ -164,18 +181,28 @@ func startUI(ctx context.Context, u *uiFlags, s *fleet.Server, prefix, dataDir s
 		c.Close()
 		return nil, fmt.Errorf("listening for the web page on %s: %w. Pick another address with --ui", addr, err)
 	}
-	hs := &http.Server{Handler: ws, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	rctx, cancel := context.WithCancel(context.Background())
+	// Requests live in rctx, so that stopping ends the pages' event
+	// streams at once instead of waiting for them to go idle.
+	hs := &http.Server{Handler: ws, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return rctx },
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ran := make(chan struct{})
 	go func() { ws.Run(rctx); close(ran) }()
 	served := make(chan struct{})
+	scheme := "http"
+	if tlsConfig != nil {
+		hs.TLSConfig = tlsConfig
+		ln = tls.NewListener(ln, tlsConfig)
+		scheme = "https"
+	}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fmt.Fprintf(stderr, "riptrace server: the web page stopped: %v\n", err)
 		}
 		close(served)
 	}()
-	url := "http://" + ln.Addr().String() + "/"
+	url := scheme + "://" + ln.Addr().String() + "/"
 	if u.tokenFile == "" {
 		fmt.Fprintf(stdout, "riptrace web page: %s#token=%s\n", url, token)
 	} else {
@@ -185,12 +212,11 @@ func startUI(ctx context.Context, u *uiFlags, s *fleet.Server, prefix, dataDir s
 		fmt.Fprintln(stdout, "riptrace web page: read-only")
 	}
 	return func() {
+		cancel() // ends the event streams and the hub; Run removes the pages' tracepoints
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		hs.Shutdown(sctx)
 		scancel()
-		hs.Close() // event streams do not end by themselves
 		<-served
-		cancel()
 		<-ran
 		c.Close()
 	}, nil

@@ -1,6 +1,15 @@
 package main_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -8,9 +17,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
-var webReady = regexp.MustCompile(`(?m)^riptrace web page: (http://\S+/)`)
+var webReady = regexp.MustCompile(`(?m)^riptrace web page: (https?://\S+/)`)
 
 // TestServerUI: riptrace server --ui serves the page on loopback with the
 // token of --ui-token-file, answers 401 without it, and --ui-readonly
@@ -66,4 +76,74 @@ func TestServerUI(t *testing.T) {
 	if code := p.exitCode(t, cmdTimeout); code != 0 {
 		t.Errorf("riptrace server exited %d after SIGTERM, want 0", code)
 	}
+}
+
+// TestServerUITLS: with --ui-tls-cert and --ui-tls-key the page is served
+// over HTTPS only, and the token is still required.
+func TestServerUITLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	p := start(t, "server", "--listen", "127.0.0.1:-1", "--data", dir, "--ui", "127.0.0.1:0", "--ui-tls-cert", certFile, "--ui-tls-key", keyFile)
+	var url, token string
+	p.await(t, cmdTimeout, "the web page's line", func(stdout, _ string) bool {
+		m := regexp.MustCompile(`(?m)^riptrace web page: (https://\S+/)#token=(\S+)`).FindStringSubmatch(stdout)
+		if m != nil {
+			url, token = m[1], m[2]
+		}
+		return m != nil
+	})
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for _, c := range []struct {
+		tok  string
+		want int
+	}{{"", 401}, {token, 200}} {
+		req, _ := http.NewRequest("GET", url+"api/fleet", nil)
+		if c.tok != "" {
+			req.Header.Set("Authorization", "Bearer "+c.tok)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("GET /api/fleet over HTTPS with token %q: %d, want %d", c.tok, resp.StatusCode, c.want)
+		}
+	}
+	if resp, err := http.Get(strings.Replace(url, "https://", "http://", 1)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("plain HTTP on the TLS port answered 200")
+		}
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key into dir.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "riptrace test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
 }

@@ -7,7 +7,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
-const { RIPTRACE_E2E_CACHE: cache, WEB_URL: url, WEB_LINE: line, WEB_REV: rev, WEB_REFUSED_REV: refusedRev, WEB_OUT: out, WEB_FLOOD: flood } = process.env;
+const { RIPTRACE_E2E_CACHE: cache, WEB_URL: url, WEB_LINE: line, WEB_REV: rev, WEB_REFUSED_REV: refusedRev, WEB_OUT: out, WEB_FLOOD: flood, WEB_BIG_REV: bigRev } = process.env;
 const { chromium } = createRequire(path.join(cache, 'code-server', 'x.js'))('playwright-core');
 const started = Date.now();
 const step = (msg) => console.error(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${msg}`);
@@ -33,7 +33,7 @@ try {
   // 2. The fleet lists the host and the service's revision, fetched.
   await page.locator('#fleet .proc', { hasText: 'attached' }).first().waitFor();
   const revBtn = page.locator(`.rev-btn[data-rev="${rev}"]`);
-  await page.locator('#services .ok', { hasText: 'ready' }).waitFor();
+  await page.locator('#services .svc', { hasText: 'example.com/revs' }).locator('.ok', { hasText: 'ready' }).waitFor();
   step('the fleet shows the service, its revision fetched');
   await revBtn.click();
 
@@ -111,11 +111,34 @@ try {
   step(`flood: ${JSON.stringify(figures.flood)}`);
   await page.screenshot({ path: path.join(out, 'web-flood.png') });
 
-  // 7. Remove it: the list empties and the marker goes.
+  // 7. Edit it: a condition, kept on the same tracepoint.
+  await page.locator('#tracepoints button.edit').first().click();
+  await page.locator('dialog#form[open]').waitFor();
+  await page.fill('input[name=condition]', 'n%2 == 0');
+  await page.click('#formok');
+  await page.locator('#tracepoints .tp', { hasText: 'if n%2 == 0' }).waitFor();
+  step('the tracepoint is edited in place');
+
+  // 8. Remove it: the list empties and the marker goes.
   await page.locator('#tracepoints button.remove').first().click();
   await page.locator('#tracepoints .tp').waitFor({ state: 'detached' });
   await page.locator('.tp-marker').waitFor({ state: 'detached' });
   step('the tracepoint is removed');
+
+  // 9. A repository of 10,000 files opens its tree.
+  await page.locator(`.rev-btn[data-rev="${bigRev}"]`).waitFor();
+  await page.locator('#services .svc', { hasText: 'example.com/big' }).locator('.ok', { hasText: 'ready' }).waitFor();
+  const t2 = Date.now();
+  await page.locator(`.rev-btn[data-rev="${bigRev}"]`).click();
+  await page.locator('#tree details.dir > summary', { hasText: /^data\/$/ }).waitFor();
+  figures.tree10kMs = Date.now() - t2;
+  const t3 = Date.now();
+  await page.locator('#tree details.dir > summary', { hasText: /^data\/$/ }).click();
+  await page.locator('#tree details.dir details.dir > summary', { hasText: /^d042\/$/ }).click();
+  await page.locator('.file[data-path="data/d042/f04242.txt"]').click();
+  await page.locator('.cm-content', { hasText: 'file 4242' }).waitFor();
+  figures.tree10kToFileMs = Date.now() - t3;
+  step(`a tree of 10,000 files opened in ${figures.tree10kMs} ms; a file two folders down in ${figures.tree10kToFileMs} ms more`);
   await page.screenshot({ path: path.join(out, 'web-removed.png') });
   console.log(JSON.stringify(figures));
 } finally {

@@ -289,6 +289,7 @@ async function openFile(path) {
     return;
   }
   view.setState(newEditorState(text));
+  view.scrollDOM.scrollTop = 0; // a new file opens at its top
   refreshMarkers();
 }
 
@@ -408,6 +409,7 @@ function refreshMarkers() {
 // --- the form --------------------------------------------------------------
 
 let formLine = 0;
+let formEdit = null; // the spec being edited, or null for a new tracepoint
 
 function openForm(n) {
   if (state.readOnly) {
@@ -415,10 +417,33 @@ function openForm(n) {
     return;
   }
   formLine = n;
+  formEdit = null;
+  $('tpform').reset();
+  for (const name of ['group', 'hosts']) $('tpform').elements[name].disabled = false;
   $('formtitle').textContent = `Trace ${state.path}:${n} (${short(state.rev)})`;
+  $('formok').textContent = 'Trace';
   $('formerror').textContent = '';
   $('form').showModal();
   $('formok').focus();
+}
+
+// editForm opens the form on a declared tracepoint: its line, group and
+// hosts stay; the rest is replaced.
+function editForm(spec) {
+  formEdit = spec;
+  const f = $('tpform').elements;
+  $('tpform').reset();
+  f.condition.value = spec.condition || '';
+  f.logMessage.value = spec.logMessage || '';
+  f.hitCondition.value = spec.hitCondition || '';
+  f.maxHits.value = spec.limits.maxHits || '';
+  f.maxHitsPerSecond.value = spec.limits.maxHitsPerSecond || '';
+  f.backend.value = spec.backend || '';
+  for (const name of ['group', 'hosts']) f[name].disabled = true;
+  $('formtitle').textContent = `Edit ${spec.id}`;
+  $('formok').textContent = 'Save';
+  $('formerror').textContent = '';
+  $('form').showModal();
 }
 
 $('tpform').addEventListener('submit', async (ev) => {
@@ -435,6 +460,13 @@ $('tpform').addEventListener('submit', async (ev) => {
   };
   $('formok').disabled = true;
   try {
+    if (formEdit) {
+      const { condition, logMessage, hitCondition, maxHits, maxHitsPerSecond, backend } = req;
+      const spec = await api('PUT', '/api/tracepoints/' + formEdit.id, { condition, logMessage, hitCondition, maxHits, maxHitsPerSecond, backend });
+      $('form').close();
+      notice(`${spec.id} changed`, 'ok');
+      return;
+    }
     const r = await api('POST', '/api/tracepoints', req);
     $('form').close();
     const refused = Object.entries(r.refused || {});
@@ -470,7 +502,10 @@ function renderTracepoints() {
   for (const tp of state.tracepoints) {
     const s = tp.spec, l = s.location;
     const d = el('div', { class: 'tp', 'data-id': s.id });
-    if (!state.readOnly) d.append(el('button', { class: 'remove', onclick: () => removeTracepoint(s.id) }, 'remove'));
+    if (!state.readOnly) {
+      d.append(el('button', { class: 'remove', onclick: () => removeTracepoint(s.id) }, 'remove'),
+        el('button', { class: 'edit', onclick: () => editForm(s) }, 'edit'));
+    }
     d.append(el('div', { class: 'loc' }, `${l.module ? l.module + '/' : ''}${l.path}:${l.line}`),
       el('div', { class: 'dim' }, `${s.id} · ${s.owner || 'no owner'} · hits ${tp.hits} · drops ${tp.dropped}` +
         (s.limits.expiresAt ? ` · expires ${new Date(s.limits.expiresAt).toLocaleTimeString()}` : '') +
@@ -616,7 +651,8 @@ function renderTimeline(batch, most = MAX_DRAW) {
     const row = hitRow(h);
     if (h.group) {
       let g = groups.get(h.group);
-      if (!g || !g.isConnected) {
+      // A block still in this frame's fragment has a parent too.
+      if (!g || !g.parentNode) {
         g = el('div', { class: 'group', 'data-group': h.group }, el('div', { class: 'gname' }, `request ${h.group}`));
         groups.set(h.group, g);
         frag.append(g);
