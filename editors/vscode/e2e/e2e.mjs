@@ -451,8 +451,10 @@ try {
   traffic = setInterval(() => charge().catch(() => {}), 300);
 
   // 8. Stop the session; the service runs on.
-  await page.keyboard.press('Shift+F5');
-  await until('the end of the session', 30_000, async () => (await page.locator('.debug-toolbar').count()) === 0 || !(await page.locator('.debug-toolbar').isVisible()));
+  // The toolbar's button: after the timeline's click, the webview may hold
+  // the keyboard focus and keep Shift+F5 to itself.
+  await page.locator('.debug-toolbar .codicon-debug-disconnect, .debug-toolbar .codicon-debug-stop').first().click();
+  await until('the end of the session', 90_000, async () => (await page.locator('.debug-toolbar').count()) === 0 || !(await page.locator('.debug-toolbar').isVisible()));
   await until('the session\'s tracepoint removed from payments', 60_000, () => {
     const hosts = JSON.parse(execFileSync(binPath('riptrace'), ['hosts', '--json', '--nats', nats], { encoding: 'utf8' }));
     const p = hosts.find((h) => h.name === host)?.profile?.processes?.find((p) => String(p.pid) === pid);
