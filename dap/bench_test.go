@@ -11,6 +11,7 @@ import (
 	godap "github.com/google/go-dap"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/dap"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/internal/testsupport"
 )
@@ -133,4 +134,74 @@ func BenchmarkBreakpointToVerified(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/verified")
 		})
 	}
+}
+
+// BenchmarkHitToHitsView measures what the editors' hits views wait for:
+// the time from a hit reaching the stream (its ServerTime, same machine) to
+// the DAP client holding the riptraceHits event that carries it, with 10
+// breakpoints at up to 50 hits a second each (one line, ten conditions on
+// n%10, the target running it back to back) and the console in
+// its default summary. The anchor is a plain fleet hit reader in the same
+// process reading the same hits.
+//
+//	go test ./dap -run XXX -bench HitToHitsView -benchtime 1x
+func BenchmarkHitToHitsView(b *testing.B) {
+	f := newFleet(b)
+	exe := f.exe("hitsview")
+	f.startAgent(f.host, exe)
+	f.startTarget(exe, "-every", "0")
+	c := f.session()
+	f.attach(c, map[string]any{"processes": []string{exe}, "maxHitsPerSecond": 50, "consoleHits": "summary"})
+
+	n := max(b.N, benchHits)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	anchor, err := f.c.Hits(ctx, fleet.HitOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer anchor.Close()
+	anchorLat := make(chan []time.Duration, 1)
+	go func() {
+		var lat []time.Duration
+		for len(lat) < n {
+			h, err := anchor.Next(ctx)
+			if err != nil {
+				break
+			}
+			lat = append(lat, time.Since(h.ServerTime))
+		}
+		anchorLat <- lat
+	}()
+
+	b.ResetTimer()
+	line := agenttest.MarkerLine(b, loopSrc, "process")
+	var bps []godap.SourceBreakpoint
+	for k := range 10 {
+		bps = append(bps, godap.SourceBreakpoint{Line: line, Condition: fmt.Sprintf("n%%10 == %d", k)})
+	}
+	setBreakpoints(b, c, loopSrc, bps...)
+	var lat []time.Duration
+	for len(lat) < n {
+		var batch struct {
+			Hits []dap.HitRow `json:"hits"`
+		}
+		c.AwaitCustomEvent(b, dap.EventHits, &batch, func() bool { return len(batch.Hits) > 0 })
+		for _, r := range batch.Hits {
+			lat = append(lat, time.Since(r.ServerTime))
+		}
+		c.Drop(func(m godap.Message) bool { _, ok := m.(*godap.OutputEvent); return ok })
+	}
+	b.StopTimer()
+	al := <-anchorLat
+	if len(al) < n {
+		b.Fatalf("the anchor reader saw %d hits of %d", len(al), n)
+	}
+	b.ReportMetric(float64(len(lat)), "hits")
+	b.ReportMetric(ms(percentile(lat, 50)), "p50-ms")
+	b.ReportMetric(ms(percentile(lat, 99)), "p99-ms")
+	b.ReportMetric(ms(percentile(al, 50)), "anchor-p50-ms")
+	b.ReportMetric(ms(percentile(al, 99)), "anchor-p99-ms")
+	b.ReportMetric(float64(len(lat))/b.Elapsed().Seconds(), "hits/s")
+	b.ReportMetric(0, "ns/op")
 }

@@ -539,11 +539,11 @@ func TestSnapshots(t *testing.T) {
 	// 6 >> scopes, << scopes
 	c.Send(t, "scopes", godap.ScopesArguments{FrameId: frames[0].Id})
 	scopes := daptest.Expect[*godap.ScopesResponse](t, c).Body.Scopes
-	if len(scopes) < 2 || scopes[0].Name != "Arguments" || scopes[1].Name != "Locals" {
-		t.Fatalf("scopes = %+v, want Arguments and Locals", scopes)
+	if len(scopes) < 3 || !strings.HasPrefix(scopes[0].Name, "Snapshot of hit #") || scopes[0].VariablesReference != 0 || scopes[1].Name != "Arguments" || scopes[2].Name != "Locals" {
+		t.Fatalf("scopes = %+v, want the snapshot's title, Arguments and Locals", scopes)
 	}
 	// 7 >> variables (Arguments), << variables: it and n
-	c.Send(t, "variables", godap.VariablesArguments{VariablesReference: scopes[0].VariablesReference})
+	c.Send(t, "variables", godap.VariablesArguments{VariablesReference: scopes[1].VariablesReference})
 	args := daptest.Expect[*godap.VariablesResponse](t, c).Body.Variables
 	var it *godap.Variable
 	for i := range args {

@@ -84,17 +84,15 @@ type HitRow struct {
 
 // BreakpointHits is one breakpoint in the hits view.
 type BreakpointHits struct {
-	ID        int            `json:"id"`
-	Path      string         `json:"path"`
-	Line      int            `json:"line"`
-	Function  string         `json:"function,omitempty"` // of a function breakpoint
-	Verified  bool           `json:"verified"`
-	Message   string         `json:"message"`
-	Backend   string         `json:"backend"` // asked for in the configuration
-	Count     uint64         `json:"count"`
-	Processes []ProcessHits  `json:"processes"`
-	bp        *breakpoint    `json:"-"`
-	log       *breakpointLog `json:"-"`
+	ID        int           `json:"id"`
+	Path      string        `json:"path"`
+	Line      int           `json:"line"`
+	Function  string        `json:"function,omitempty"` // of a function breakpoint
+	Verified  bool          `json:"verified"`
+	Message   string        `json:"message"`
+	Backend   string        `json:"backend"` // asked for in the configuration
+	Count     uint64        `json:"count"`
+	Processes []ProcessHits `json:"processes"`
 }
 
 // ProcessHits is one process under a breakpoint in the hits view.

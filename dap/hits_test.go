@@ -149,12 +149,19 @@ func TestHitsView(t *testing.T) {
 			t.Errorf("%s in a snapshot: %q", step, e.Message)
 		}
 	}
-	// 10 >> openHit of an older hit by its number: a click in the hits view
+	// 10 >> openHit of an older hit by its number: a click in the hits view;
+	// << continued (the open one is dismissed), << stopped (the new one)
 	older := ph.Hits[len(ph.Hits)-1]
 	c.Send(t, dap.RequestOpenHit, map[string]any{"seq": older.Seq})
 	c.ExpectCustomResponse(t, dap.RequestOpenHit, &opened)
 	if opened.Seq != older.Seq {
 		t.Errorf("openHit seq %d opened #%d", older.Seq, opened.Seq)
+	}
+	if e := c.AwaitEvent(t, "continued").(*godap.ContinuedEvent); e.Body.ThreadId != stopped.Body.ThreadId {
+		t.Errorf("continued %+v, want thread %d's snapshot dismissed", e.Body, stopped.Body.ThreadId)
+	}
+	if e := c.AwaitEvent(t, "stopped").(*godap.StoppedEvent); !strings.Contains(e.Body.Description, fmt.Sprintf("hit #%d on", older.Seq)) {
+		t.Errorf("stopped %q after opening hit #%d", e.Body.Description, older.Seq)
 	}
 	// 11 >> openHit where no breakpoint is: the error says what to do
 	c.Send(t, dap.RequestOpenHit, map[string]any{"path": loopSrc, "line": 1})

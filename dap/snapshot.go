@@ -49,9 +49,15 @@ func (ss *session) openSnapshot(b *breakpoint, h fleet.Hit, force bool) string {
 		ss.mu.Unlock()
 		return ""
 	}
+	old := ss.snap
 	snap := &snapshot{thread: ss.threadIDLocked(h.Host, h.Pid), hit: h, bpID: b.id, handles: make(map[int][]fleet.Variable)}
 	ss.snap = snap
 	ss.mu.Unlock()
+	if old != nil {
+		// The open one is dismissed first: an editor that sees a second
+		// stopped event on a stopped thread keeps showing the first.
+		ss.send(&dap.ContinuedEvent{Event: ss.event("continued"), Body: dap.ContinuedEventBody{ThreadId: old.thread}})
+	}
 	title := snapshotTitle(&h)
 	ss.send(&dap.StoppedEvent{Event: ss.event("stopped"), Body: dap.StoppedEventBody{
 		Reason:            "breakpoint",
@@ -146,7 +152,9 @@ func (ss *session) onScopes(req *dap.ScopesRequest) {
 		ss.sendError(req.Seq, req.Command, ErrNoSnapshot, why)
 		return
 	}
-	scopes := []dap.Scope{}
+	// The first scope is the snapshot's title, with nothing under it: the
+	// Variables view then says which hit it shows, as lenses and hits move on.
+	scopes := []dap.Scope{{Name: "Snapshot of " + snapshotTitle(&snap.hit)}}
 	// Only the hit's own frame was captured with values.
 	if req.Arguments.FrameId == 1 {
 		for _, sc := range []struct {

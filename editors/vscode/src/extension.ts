@@ -60,10 +60,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     timeline,
     vscode.window.createTreeView('riptrace.hits', { treeDataProvider: hits, showCollapseAll: true }),
     vscode.commands.registerCommand('riptrace.openHit', async (args?: { seq?: number; breakpoint?: number }) => {
+      const ed = vscode.window.activeTextEditor;
+      const what = args ?? (ed ? { path: ed.document.uri.fsPath, line: ed.selection.active.line + 1 } : {});
       try {
-        const ed = vscode.window.activeTextEditor;
-        await openHit(args ?? (ed ? { path: ed.document.uri.fsPath, line: ed.selection.active.line + 1 } : {}));
+        out.appendLine(`riptrace.openHit ${JSON.stringify(what)}: snapshot of ${await openHit(what)}`);
       } catch (e) {
+        out.appendLine(`riptrace.openHit ${JSON.stringify(what)}: ${(e as Error).message}`);
         vscode.window.showWarningMessage(`RipTrace: ${(e as Error).message}`);
       }
     }),

@@ -332,7 +332,7 @@ body { font-family: var(--vscode-editor-font-family); font-size: var(--vscode-ed
 table { border-collapse: collapse; width: 100%; }
 th { text-align: left; position: sticky; top: 0; background: var(--vscode-editor-background); }
 td, th { padding: 1px 8px; white-space: nowrap; }
-td.values { white-space: normal; }
+td.values { max-width: 70ch; overflow: hidden; text-overflow: ellipsis; }
 tr.hit { cursor: pointer; }
 tr.hit:hover { background: var(--vscode-list-hoverBackground); }
 .mark { color: var(--vscode-editorWarning-foreground); }
@@ -351,6 +351,7 @@ window.addEventListener('message', (e) => {
     for (const [text, cls] of [['#' + r.seq, ''], [r.clock, ''], [r.host, ''], [r.exe.split('/').pop() + '[' + r.pid + ']', ''], [r.file, ''], [r.message || r.values, 'values'], [r.mark, 'mark']]) {
       const td = document.createElement('td');
       td.textContent = text;
+      td.title = text;
       if (cls) td.className = cls;
       tr.appendChild(td);
     }
