@@ -55,7 +55,7 @@ func newHub(c *fleet.Client, opts *Options, sources *Sources) *hub {
 // run runs the hub's goroutines until ctx ends.
 func (h *hub) run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Go(func() { h.pollFleet(ctx) })
+	wg.Go(func() { h.watchFleet(ctx) })
 	wg.Go(func() { h.pollTracepoints(ctx) })
 	wg.Go(func() { h.readTimeline(ctx) })
 	wg.Wait()
@@ -67,15 +67,23 @@ func (h *hub) run(ctx context.Context) {
 	h.mu.Unlock()
 }
 
-// pollFleet asks the fleet for its hosts every FleetEvery, tells the pages
-// when they changed, and fetches revisions that processes run and the
-// clones lack.
-func (h *hub) pollFleet(ctx context.Context) {
+// watchFleet follows the fleet's hosts from their heartbeats, tells the
+// pages when they changed, and fetches revisions that processes run and
+// the clones lack. Only a host whose processes changed is asked for its
+// profile; FleetEvery refreshes what the pages show of the others (when
+// each was last seen).
+func (h *hub) watchFleet(ctx context.Context) {
+	hw, err := h.c.WatchHosts(ctx, h.opts.Log)
+	if err != nil {
+		h.notice(fmt.Sprintf("watching the fleet's hosts: %v", err))
+		return
+	}
+	defer hw.Stop()
 	t := time.NewTicker(h.opts.FleetEvery)
 	defer t.Stop()
 	for {
 		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		hosts, err := h.c.Hosts(qctx)
+		hosts, err := hw.Hosts(qctx)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			h.notice(fmt.Sprintf("listing the fleet's hosts: %v", err))
@@ -86,6 +94,7 @@ func (h *hub) pollFleet(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-hw.Changed():
 		case <-t.C:
 		}
 	}
