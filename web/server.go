@@ -41,8 +41,9 @@ type Options struct {
 	// dies; Grace how long they outlive the page's event stream (a reload
 	// reconnects within it).
 	LeaseTTL, Grace time.Duration
-	// FleetEvery and TracepointsEvery are how often the pages are refreshed with the fleet's hosts (their changes come at once, from the host bucket) and
-	// tracepoints are read.
+	// FleetEvery is how often the pages' view of the hosts is refreshed
+	// (their changes come at once, from the host bucket); TracepointsEvery
+	// how often the tracepoints are read.
 	FleetEvery, TracepointsEvery time.Duration
 	// Log receives what goes wrong; nil discards it.
 	Log *slog.Logger
