@@ -98,6 +98,7 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 			return nil, err
 		}
 		r.services = append(r.services, sv)
+		r.watch.service(sv)
 	}
 	r.Timing.Start = time.Since(t0)
 
@@ -342,13 +343,15 @@ func (r *Runner) Check(ctx context.Context, exps ...Expectation) *Result {
 	r.Timing.Evaluate = time.Since(t0)
 	for _, sv := range r.services {
 		if sv.exited() {
-			res.Errors = append(res.Errors, fmt.Sprintf("service %s exited during the run (%v)%s", sv.name, sv.cmd.ProcessState, sv.tail()))
+			res.Errors = append(res.Errors, (&ServiceExitedError{Name: sv.name, State: fmt.Sprint(sv.cmd.ProcessState), Tail: sv.tail()}).Error())
 		}
 	}
 	if err := r.hits.err(); err != nil && lost == nil {
 		res.Errors = append(res.Errors, fmt.Sprintf("reading hits: %v: the hits may be incomplete", err))
 	}
-	if lost != nil {
+	// A service's exit is reported above, by every service that exited.
+	var fl *FleetLostError
+	if errors.As(lost, &fl) {
 		res.Errors = append(res.Errors, lost.Error())
 	}
 	return res
@@ -424,9 +427,11 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Result, error) {
 	r.Timing.Steps = time.Since(t0)
 	r.progress("settling and evaluating %d expectations over %d hits so far", len(s.Expect), r.hits.total())
 	res := r.Check(ctx)
-	// A step ended by the fleet's loss: Check reports the loss.
+	// A step ended by the fleet's loss or a service's exit: Check
+	// reports either.
 	var lost *FleetLostError
-	if stepErr != nil && !errors.As(stepErr, &lost) {
+	var exited *ServiceExitedError
+	if stepErr != nil && !errors.As(stepErr, &lost) && !errors.As(stepErr, &exited) {
 		res.Errors = append([]string{stepErr.Error()}, res.Errors...)
 	}
 	if opts.Record != nil {

@@ -200,7 +200,7 @@ func TestGoAPI(t *testing.T) {
 }
 
 // TestServiceCrashes has a service exit in the middle of the run: the run
-// fails and says which service exited, and how.
+// fails at once and says which service exited, and how.
 func TestServiceCrashes(t *testing.T) {
 	s := &scenario.Scenario{
 		Name: "crash",
@@ -212,10 +212,14 @@ func TestServiceCrashes(t *testing.T) {
 			Ready:   scenario.Probe{Log: `^READY`},
 		}},
 		// The service waits on its stdin, which the runner does not
-		// give it: it reads end of file at once and exits.
-		Steps: []scenario.Step{{Shell: "sleep 0.5"}},
+		// give it: it reads end of file at once and exits. Its exit ends
+		// the step under way, long before the step's own timeout or the
+		// test's.
+		Steps: []scenario.Step{{Shell: "sleep 600", Timeout: 10 * time.Minute}},
 	}
-	res, err := scenario.Run(context.Background(), s, scenario.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := scenario.Run(ctx, s, scenario.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,8 +15,8 @@ import (
 )
 
 // Do runs steps in order and stops at the first that fails. The fleet
-// vanishing ends the step under way: the error is then a
-// *FleetLostError.
+// vanishing, or a service exiting, ends the step under way: the error is
+// then a *FleetLostError or a *ServiceExitedError.
 func (r *Runner) Do(ctx context.Context, steps ...Step) error {
 	ctx, unguard := r.watch.guard(ctx)
 	defer unguard()

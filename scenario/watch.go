@@ -38,10 +38,23 @@ func (e *FleetLostError) Error() string {
 		e.What, e.Since.Format("15:04:05.000"), e.Cause, e.Fix)
 }
 
+// ServiceExitedError is a service of the run that exited before the run
+// stopped it.
+type ServiceExitedError struct {
+	Name  string
+	State string // "exit status 3", "signal: killed"
+	Tail  string // its last lines
+}
+
+func (e *ServiceExitedError) Error() string {
+	return fmt.Sprintf("service %s exited during the run (%s)%s", e.Name, e.State, e.Tail)
+}
+
 // fleetWatch notices the fleet vanishing during a run: the connection to
-// NATS down past its grace, or an agent of the run silent past its own.
-// Its goroutine polls until close; lost is cancelled with a
-// *FleetLostError as its cause.
+// NATS down past its grace, or an agent of the run silent past its own;
+// and a service of the run exiting. Its goroutine polls until close; lost
+// is cancelled with a *FleetLostError or *ServiceExitedError as its
+// cause.
 type fleetWatch struct {
 	url  string // set before run; "" for the embedded server
 	lost context.Context
@@ -144,6 +157,17 @@ func (w *fleetWatch) run(grace, silence time.Duration, heard heardFunc) {
 			}
 		}
 	}
+}
+
+// service watches sv until close: its exit ends the run's wait.
+func (w *fleetWatch) service(sv *service) {
+	go func() {
+		select {
+		case <-sv.done:
+			w.lose(&ServiceExitedError{Name: sv.name, State: fmt.Sprint(sv.cmd.ProcessState), Tail: sv.tail()})
+		case <-w.stop:
+		}
+	}()
 }
 
 func (w *fleetWatch) close() {
