@@ -58,6 +58,8 @@ type Runner struct {
 	// watch notices the fleet vanishing; watching says its goroutine runs.
 	watch    *fleetWatch
 	watching bool
+	// agentWatch follows the agents' heartbeats; nil if it could not.
+	agentWatch *fleet.HostWatch
 	// hosts are those the tracepoints were installed on: settling waits
 	// for their watermarks.
 	hosts []string
@@ -121,8 +123,14 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 		return nil, err
 	}
 	r.hits = newCollector(reader, r.names)
+	var agents agentsFunc
+	if r.agentWatch, err = r.fleet.client.WatchHosts(ctx, nil); err != nil {
+		r.progress("%v; a vanishing agent will show only as missing hits", err)
+	} else {
+		agents = r.agents
+	}
 	r.watching = true
-	go r.watch.run(DefaultNATSGrace, DefaultAgentSilence, r.hits.lastHeard)
+	go r.watch.run(DefaultNATSGrace, agents)
 	// The fleet vanishing while the tracepoints install ends the wait.
 	ctx, unguard := r.watch.guard(ctx)
 	defer unguard()
@@ -162,6 +170,32 @@ func (r *Runner) progress(format string, args ...any) {
 	if r.opts.Progress != nil {
 		fmt.Fprintf(r.opts.Progress, "==> "+format+"\n", args...)
 	}
+}
+
+// agents lists the agents the tracepoints were installed on whose
+// heartbeats are gone (an entry of Name alone: withdrawn), and whether
+// reading hits stopped. Nothing is judged before the heartbeats are in.
+func (r *Runner) agents() (gone []fleet.HostEntry, stopped error, at time.Time) {
+	hosts, stopped, at := r.hits.depends()
+	if stopped != nil {
+		return nil, stopped, at
+	}
+	select {
+	case <-r.agentWatch.Synced():
+	default:
+		return nil, nil, time.Time{}
+	}
+	list := r.agentWatch.List()
+	for _, h := range hosts {
+		i := slices.IndexFunc(list, func(e fleet.HostEntry) bool { return e.Name == h })
+		switch {
+		case i < 0:
+			gone = append(gone, fleet.HostEntry{Name: h})
+		case list[i].Gone:
+			gone = append(gone, list[i])
+		}
+	}
+	return gone, nil, time.Time{}
 }
 
 // Vars are the variables steps may name: NAME.pid of each service and the
@@ -290,6 +324,9 @@ func (r *Runner) Close() {
 	if r.watching {
 		r.watch.close()
 		<-r.watch.done
+	}
+	if r.agentWatch != nil {
+		r.agentWatch.Stop()
 	}
 	if r.hits != nil {
 		r.hits.close()

@@ -246,3 +246,49 @@ func TestJoinFleet(t *testing.T) {
 		t.Errorf("want every expectation to hold over 12 hits, got OK=%v over %d", res.OK(), res.Hits)
 	}
 }
+
+// TestAgentStops joins a fleet whose agent stops while a step runs: the
+// run ends the step, fails saying the agent went, and stops its services.
+func TestAgentStops(t *testing.T) {
+	srv, err := fleet.StartServer(context.Background(), fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	s := load(t, "checkout.yaml")
+	host := "stopping-" + strconv.Itoa(os.Getpid())
+	stop := agenttest.RunAgent(t, srv.Server, agent.Config{Host: host, Processes: []string{"payments-*", "orders-*", "gateway-*"}}, nil)
+	s.Fleet = &scenario.Fleet{NATS: srv.ClientURL()}
+	pids := filepath.Join(t.TempDir(), "pids")
+	s.Steps = append(s.Steps, scenario.Step{Shell: "echo ${payments.pid} ${orders.pid} ${gateway.pid} > " + pids + ".tmp && mv " + pids + ".tmp " + pids + " && sleep 600", Timeout: 10 * time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	done := make(chan *scenario.Result, 1)
+	go func() {
+		res, err := scenario.Run(ctx, s, scenario.Options{})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	var started []string
+	agenttest.CheckFor(t, 2*time.Minute, 50*time.Millisecond, func() error {
+		b, err := os.ReadFile(pids)
+		started = strings.Fields(string(b))
+		return err
+	})
+	stop()
+	res := <-done
+	if res == nil {
+		return
+	}
+	if res.OK() || len(res.Errors) != 1 || !strings.Contains(res.Errors[0], "lost the fleet: the agent on host "+host+" has been gone since") || !strings.Contains(res.Errors[0], "it withdrew its heartbeat") {
+		t.Errorf("want the run failed by the agent's going, got %q", res.Errors)
+	}
+	for _, f := range started {
+		pid, _ := strconv.Atoi(f)
+		if alive(pid) {
+			t.Errorf("pid %d, a service of the run, still runs after it", pid)
+		}
+	}
+}
