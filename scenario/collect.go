@@ -144,10 +144,10 @@ func (c *collector) watchHosts(hosts []string) {
 
 // depends is the hosts the run depends on, and why and when reading
 // stopped, if it did.
-func (c *collector) depends() (hosts []string, stopped error, at time.Time) {
+func (c *collector) depends() (hosts []string, at time.Time, stopped error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.hosts, c.readErr, c.readAt
+	return c.hosts, c.readAt, c.readErr
 }
 
 func (c *collector) err() error {

@@ -175,15 +175,15 @@ func (r *Runner) progress(format string, args ...any) {
 // agents lists the agents the tracepoints were installed on whose
 // heartbeats are gone (an entry of Name alone: withdrawn), and whether
 // reading hits stopped. Nothing is judged before the heartbeats are in.
-func (r *Runner) agents() (gone []fleet.HostEntry, stopped error, at time.Time) {
-	hosts, stopped, at := r.hits.depends()
+func (r *Runner) agents() (gone []fleet.HostEntry, at time.Time, stopped error) {
+	hosts, at, stopped := r.hits.depends()
 	if stopped != nil {
-		return nil, stopped, at
+		return nil, at, stopped
 	}
 	select {
 	case <-r.agentWatch.Synced():
 	default:
-		return nil, nil, time.Time{}
+		return nil, time.Time{}, nil
 	}
 	list := r.agentWatch.List()
 	for _, h := range hosts {
@@ -195,7 +195,7 @@ func (r *Runner) agents() (gone []fleet.HostEntry, stopped error, at time.Time) 
 			gone = append(gone, list[i])
 		}
 	}
-	return gone, nil, time.Time{}
+	return gone, time.Time{}, nil
 }
 
 // Vars are the variables steps may name: NAME.pid of each service and the

@@ -101,7 +101,7 @@ func (w *fleetWatch) options() []nats.Option {
 // agentsFunc lists the agents the run depends on that are gone (a
 // HostEntry marked Gone, or Name alone when it withdrew its heartbeat),
 // and says whether reading the hit stream stopped (Runner.agents).
-type agentsFunc func() (gone []fleet.HostEntry, stopped error, at time.Time)
+type agentsFunc func() (gone []fleet.HostEntry, at time.Time, stopped error)
 
 // run polls until close; agents, if not nil, tells which agents are gone.
 func (w *fleetWatch) run(grace time.Duration, agents agentsFunc) {
@@ -131,7 +131,7 @@ func (w *fleetWatch) run(grace time.Duration, agents agentsFunc) {
 		if agents == nil {
 			continue
 		}
-		gone, stopped, at := agents()
+		gone, at, stopped := agents()
 		if stopped != nil {
 			w.lose(&FleetLostError{What: "the hit stream has not been read", Since: at, Cause: stopped.Error(), Fix: "Check the NATS server's JetStream"})
 			return

@@ -102,8 +102,8 @@ func TestFleetWatchAgents(t *testing.T) {
 		{fleet.HostEntry{Name: "stopped"}, "the agent on host stopped has been gone since"},
 	} {
 		w := newFleetWatch()
-		go w.run(time.Minute, func() ([]fleet.HostEntry, error, time.Time) {
-			return []fleet.HostEntry{c.entry}, nil, time.Time{}
+		go w.run(time.Minute, func() ([]fleet.HostEntry, time.Time, error) {
+			return []fleet.HostEntry{c.entry}, time.Time{}, nil
 		})
 		select {
 		case <-w.lost.Done():
