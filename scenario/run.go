@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,6 +30,9 @@ type Options struct {
 	Backend string
 	// Record, if set, receives Run's recording (Runner.Record), for Replay.
 	Record io.Writer
+	// NATSGrace is how long the connection to NATS may be down before
+	// the run fails (default DefaultNATSGrace).
+	NATSGrace time.Duration
 }
 
 // Timing is where a run's wall time went.
@@ -124,13 +128,22 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 	}
 	r.hits = newCollector(reader, r.names)
 	var agents agentsFunc
-	if r.agentWatch, err = r.fleet.client.WatchHosts(ctx, nil); err != nil {
+	logw := opts.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	// The watch logs its rewatches after a reconnect; it needs a logger.
+	if r.agentWatch, err = r.fleet.client.WatchHosts(ctx, slog.New(slog.NewTextHandler(logw, nil))); err != nil {
 		r.progress("%v; a vanishing agent will show only as missing hits", err)
 	} else {
 		agents = r.agents
 	}
 	r.watching = true
-	go r.watch.run(DefaultNATSGrace, agents)
+	grace := opts.NATSGrace
+	if grace <= 0 {
+		grace = DefaultNATSGrace
+	}
+	go r.watch.run(grace, agents)
 	// The fleet vanishing while the tracepoints install ends the wait.
 	ctx, unguard := r.watch.guard(ctx)
 	defer unguard()

@@ -292,3 +292,57 @@ func TestAgentStops(t *testing.T) {
 		}
 	}
 }
+
+// TestNATSRestarts restarts the fleet's NATS server, on its port and with
+// its store, between two steps: an outage within the grace loses nothing,
+// and the run goes on to judge the hits of both sides of it.
+func TestNATSRestarts(t *testing.T) {
+	data := t.TempDir()
+	srv, err := fleet.StartServer(context.Background(), fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown() })
+	url := srv.ClientURL()
+	s := load(t, "checkout.yaml")
+	agenttest.RunAgent(t, srv.Server, agent.Config{Host: "restarts-" + strconv.Itoa(os.Getpid()), Processes: []string{"payments-*", "orders-*", "gateway-*"}}, nil)
+	s.Fleet = &scenario.Fleet{NATS: url}
+	dir := t.TempDir()
+	waiting, resume := filepath.Join(dir, "waiting"), filepath.Join(dir, "resume")
+	checkout := scenario.Step{HTTP: &scenario.HTTPStep{URL: "http://${gateway.addr}/checkout", Status: 200, Body: `{"customer":"bob","items":[{"sku":"mug","qty":1}]}`}}
+	s.Steps = []scenario.Step{
+		checkout,
+		{Until: &scenario.Until{Hits: "checkout", Count: 1}},
+		{Shell: "touch " + waiting + "; while [ ! -e " + resume + " ]; do sleep 0.05; done", Timeout: 5 * time.Minute},
+		checkout,
+		{Until: &scenario.Until{Hits: "checkout", Count: 2}, Timeout: 2 * time.Minute},
+	}
+	s.Expect = []scenario.Expectation{{Hits: "checkout", Count: "== 2"}, {Hits: "charge", Count: "== 2"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	done := make(chan *scenario.Result, 1)
+	go func() {
+		res, err := scenario.Run(ctx, s, scenario.Options{NATSGrace: time.Minute})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	agenttest.CheckFor(t, 2*time.Minute, 20*time.Millisecond, func() error {
+		_, err := os.Stat(waiting)
+		return err
+	})
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	if srv, err = fleet.StartServer(context.Background(), fleet.ServerConfig{Listen: strings.TrimPrefix(url, "nats://"), DataDir: data}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(resume, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res == nil {
+		return
+	}
+	res.Report(t)
+}
