@@ -51,8 +51,9 @@ type Runner struct {
 	s     *Scenario
 	opts  Options
 	fleet *fleetConn
-	// services in start order.
+	// services in start order, started (as the steps' shells are) by spawn.
 	services []*service
+	spawn    *spawner
 	vars     map[string]string
 	// ids maps tracepoint names to their fleet ids, and back.
 	ids   map[string]string
@@ -75,15 +76,16 @@ type Runner struct {
 // Start brings the scenario up: the fleet, the services in order, then the
 // tracepoints, each installed before Start returns. On error everything
 // started is stopped again.
-func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error) {
+func Start(ctx context.Context, s *Scenario, opts Options) (_ *Runner, err error) {
 	if err := s.Check(); err != nil {
 		return nil, err
 	}
-	r = &Runner{s: s, opts: opts, vars: map[string]string{}, ids: map[string]string{}, names: map[string]string{}}
+	// r is not the result: a failed start returns nil, and what it
+	// started is stopped here.
+	r := &Runner{s: s, opts: opts, vars: map[string]string{}, ids: map[string]string{}, names: map[string]string{}, spawn: newSpawner()}
 	defer func() {
 		if err != nil {
 			r.Close()
-			r = nil
 		}
 	}()
 	t0 := time.Now()
@@ -99,7 +101,7 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 		return nil, err
 	}
 	for i := range s.Services {
-		sv, err := startService(ctx, s.Dir, &s.Services[i], r.vars, opts.Log)
+		sv, err := startService(ctx, r.spawn, s.Dir, &s.Services[i], r.vars, opts.Log)
 		if err != nil {
 			return nil, err
 		}
@@ -358,6 +360,9 @@ func (r *Runner) Close() {
 		go func() { defer wg.Done(); sv.stop() }()
 	}
 	wg.Wait()
+	if r.spawn != nil {
+		r.spawn.stop()
+	}
 	if r.fleet != nil {
 		r.fleet.close()
 	}
