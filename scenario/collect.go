@@ -27,9 +27,7 @@ type collector struct {
 	// hit its agent captured before it is in.
 	marks map[string]int64
 	last  time.Time // arrival of the last hit
-	// heard is, per host, when the last hit or watermark from its agent
-	// arrived; hosts are those the run's tracepoints were installed on.
-	heard   map[string]time.Time
+	// hosts are those the run's tracepoints were installed on.
 	hosts   []string
 	readErr error
 	readAt  time.Time     // when reading stopped on readErr
@@ -45,7 +43,7 @@ type message struct {
 func newCollector(reader *fleet.HitReader, names map[string]string) *collector {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &collector{reader: reader, names: names, stop: cancel, done: make(chan struct{}),
-		counts: map[string]int{}, marks: map[string]int64{}, heard: map[string]time.Time{}, last: time.Now(), changed: make(chan struct{})}
+		counts: map[string]int{}, marks: map[string]int64{}, last: time.Now(), changed: make(chan struct{})}
 	go c.read(ctx)
 	return c
 }
@@ -74,7 +72,6 @@ func (c *collector) read(ctx context.Context) {
 			c.mu.Lock()
 			c.msgs = append(c.msgs, message{wm: wm})
 			c.marks[wm.Host] = max(c.marks[wm.Host], mark)
-			c.heard[wm.Host] = time.Now()
 			close(c.changed)
 			c.changed = make(chan struct{})
 			c.mu.Unlock()
@@ -86,7 +83,6 @@ func (c *collector) read(ctx context.Context) {
 		c.msgs = append(c.msgs, message{hit: &h})
 		c.counts[h.Tracepoint]++
 		c.last = time.Now()
-		c.heard[h.Host] = c.last
 		close(c.changed)
 		c.changed = make(chan struct{})
 		c.mu.Unlock()
@@ -146,18 +142,12 @@ func (c *collector) watchHosts(hosts []string) {
 	c.hosts = hosts
 }
 
-// lastHeard is, for the hosts the run depends on, when each was last heard
-// from (absent: never), and why and when reading stopped, if it did.
-func (c *collector) lastHeard() (hosts []string, last map[string]time.Time, stopped error, at time.Time) {
+// depends is the hosts the run depends on, and why and when reading
+// stopped, if it did.
+func (c *collector) depends() (hosts []string, at time.Time, stopped error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	last = make(map[string]time.Time, len(c.hosts))
-	for _, h := range c.hosts {
-		if t, ok := c.heard[h]; ok {
-			last[h] = t
-		}
-	}
-	return c.hosts, last, c.readErr, c.readAt
+	return c.hosts, c.readAt, c.readErr
 }
 
 func (c *collector) err() error {

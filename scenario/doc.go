@@ -30,8 +30,9 @@
 // clocks' error bounds neither hold nor break an order or a time bound:
 // the outcome counts them as uncertain.
 //
-// A run watches its fleet: the connection to NATS down past
-// DefaultNATSGrace, or an agent its tracepoints were installed on silent
-// past DefaultAgentSilence, ends the step under way and fails the run with
-// a *FleetLostError; Close stops the services as always.
+// A run watches its fleet and its services: the connection to NATS down
+// past DefaultNATSGrace, or an agent its tracepoints were installed on
+// gone by its heartbeat, ends the step under way and fails the run with a
+// *FleetLostError; a service exiting does the same with a
+// *ServiceExitedError. Close stops the services as always.
 package scenario

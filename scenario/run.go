@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,6 +30,9 @@ type Options struct {
 	Backend string
 	// Record, if set, receives Run's recording (Runner.Record), for Replay.
 	Record io.Writer
+	// NATSGrace is how long the connection to NATS may be down before
+	// the run fails (default DefaultNATSGrace).
+	NATSGrace time.Duration
 }
 
 // Timing is where a run's wall time went.
@@ -47,8 +51,9 @@ type Runner struct {
 	s     *Scenario
 	opts  Options
 	fleet *fleetConn
-	// services in start order.
+	// services in start order, started (as the steps' shells are) by spawn.
 	services []*service
+	spawn    *spawner
 	vars     map[string]string
 	// ids maps tracepoint names to their fleet ids, and back.
 	ids   map[string]string
@@ -58,6 +63,8 @@ type Runner struct {
 	// watch notices the fleet vanishing; watching says its goroutine runs.
 	watch    *fleetWatch
 	watching bool
+	// agentWatch follows the agents' heartbeats; nil if it could not.
+	agentWatch *fleet.HostWatch
 	// hosts are those the tracepoints were installed on: settling waits
 	// for their watermarks.
 	hosts []string
@@ -69,15 +76,16 @@ type Runner struct {
 // Start brings the scenario up: the fleet, the services in order, then the
 // tracepoints, each installed before Start returns. On error everything
 // started is stopped again.
-func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error) {
+func Start(ctx context.Context, s *Scenario, opts Options) (_ *Runner, err error) {
 	if err := s.Check(); err != nil {
 		return nil, err
 	}
-	r = &Runner{s: s, opts: opts, vars: map[string]string{}, ids: map[string]string{}, names: map[string]string{}}
+	// r is not the result: a failed start returns nil, and what it
+	// started is stopped here.
+	r := &Runner{s: s, opts: opts, vars: map[string]string{}, ids: map[string]string{}, names: map[string]string{}, spawn: newSpawner()}
 	defer func() {
 		if err != nil {
 			r.Close()
-			r = nil
 		}
 	}()
 	t0 := time.Now()
@@ -93,11 +101,12 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 		return nil, err
 	}
 	for i := range s.Services {
-		sv, err := startService(ctx, s.Dir, &s.Services[i], r.vars, opts.Log)
+		sv, err := startService(ctx, r.spawn, s.Dir, &s.Services[i], r.vars, opts.Log)
 		if err != nil {
 			return nil, err
 		}
 		r.services = append(r.services, sv)
+		r.watch.service(sv)
 	}
 	r.Timing.Start = time.Since(t0)
 
@@ -120,8 +129,23 @@ func Start(ctx context.Context, s *Scenario, opts Options) (r *Runner, err error
 		return nil, err
 	}
 	r.hits = newCollector(reader, r.names)
+	var agents agentsFunc
+	logw := opts.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	// The watch logs its rewatches after a reconnect; it needs a logger.
+	if r.agentWatch, err = r.fleet.client.WatchHosts(ctx, slog.New(slog.NewTextHandler(logw, nil))); err != nil {
+		r.progress("%v; a vanishing agent will show only as missing hits", err)
+	} else {
+		agents = r.agents
+	}
 	r.watching = true
-	go r.watch.run(DefaultNATSGrace, DefaultAgentSilence, r.hits.lastHeard)
+	grace := opts.NATSGrace
+	if grace <= 0 {
+		grace = DefaultNATSGrace
+	}
+	go r.watch.run(grace, agents)
 	// The fleet vanishing while the tracepoints install ends the wait.
 	ctx, unguard := r.watch.guard(ctx)
 	defer unguard()
@@ -161,6 +185,32 @@ func (r *Runner) progress(format string, args ...any) {
 	if r.opts.Progress != nil {
 		fmt.Fprintf(r.opts.Progress, "==> "+format+"\n", args...)
 	}
+}
+
+// agents lists the agents the tracepoints were installed on whose
+// heartbeats are gone (an entry of Name alone: withdrawn), and whether
+// reading hits stopped. Nothing is judged before the heartbeats are in.
+func (r *Runner) agents() (gone []fleet.HostEntry, at time.Time, stopped error) {
+	hosts, at, stopped := r.hits.depends()
+	if stopped != nil {
+		return nil, at, stopped
+	}
+	select {
+	case <-r.agentWatch.Synced():
+	default:
+		return nil, time.Time{}, nil
+	}
+	list := r.agentWatch.List()
+	for _, h := range hosts {
+		i := slices.IndexFunc(list, func(e fleet.HostEntry) bool { return e.Name == h })
+		switch {
+		case i < 0:
+			gone = append(gone, fleet.HostEntry{Name: h})
+		case list[i].Gone:
+			gone = append(gone, list[i])
+		}
+	}
+	return gone, time.Time{}, nil
 }
 
 // Vars are the variables steps may name: NAME.pid of each service and the
@@ -290,6 +340,9 @@ func (r *Runner) Close() {
 		r.watch.close()
 		<-r.watch.done
 	}
+	if r.agentWatch != nil {
+		r.agentWatch.Stop()
+	}
 	if r.hits != nil {
 		r.hits.close()
 	}
@@ -307,6 +360,9 @@ func (r *Runner) Close() {
 		go func() { defer wg.Done(); sv.stop() }()
 	}
 	wg.Wait()
+	if r.spawn != nil {
+		r.spawn.stop()
+	}
 	if r.fleet != nil {
 		r.fleet.close()
 	}
@@ -342,13 +398,15 @@ func (r *Runner) Check(ctx context.Context, exps ...Expectation) *Result {
 	r.Timing.Evaluate = time.Since(t0)
 	for _, sv := range r.services {
 		if sv.exited() {
-			res.Errors = append(res.Errors, fmt.Sprintf("service %s exited during the run (%v)%s", sv.name, sv.cmd.ProcessState, sv.tail()))
+			res.Errors = append(res.Errors, (&ServiceExitedError{Name: sv.name, State: fmt.Sprint(sv.cmd.ProcessState), Tail: sv.tail()}).Error())
 		}
 	}
 	if err := r.hits.err(); err != nil && lost == nil {
 		res.Errors = append(res.Errors, fmt.Sprintf("reading hits: %v: the hits may be incomplete", err))
 	}
-	if lost != nil {
+	// A service's exit is reported above, by every service that exited.
+	var fl *FleetLostError
+	if errors.As(lost, &fl) {
 		res.Errors = append(res.Errors, lost.Error())
 	}
 	return res
@@ -424,9 +482,11 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Result, error) {
 	r.Timing.Steps = time.Since(t0)
 	r.progress("settling and evaluating %d expectations over %d hits so far", len(s.Expect), r.hits.total())
 	res := r.Check(ctx)
-	// A step ended by the fleet's loss: Check reports the loss.
+	// A step ended by the fleet's loss or a service's exit: Check
+	// reports either.
 	var lost *FleetLostError
-	if stepErr != nil && !errors.As(stepErr, &lost) {
+	var exited *ServiceExitedError
+	if stepErr != nil && !errors.As(stepErr, &lost) && !errors.As(stepErr, &exited) {
 		res.Errors = append([]string{stepErr.Error()}, res.Errors...)
 	}
 	if opts.Record != nil {

@@ -200,7 +200,7 @@ func TestGoAPI(t *testing.T) {
 }
 
 // TestServiceCrashes has a service exit in the middle of the run: the run
-// fails and says which service exited, and how.
+// fails at once and says which service exited, and how.
 func TestServiceCrashes(t *testing.T) {
 	s := &scenario.Scenario{
 		Name: "crash",
@@ -212,10 +212,14 @@ func TestServiceCrashes(t *testing.T) {
 			Ready:   scenario.Probe{Log: `^READY`},
 		}},
 		// The service waits on its stdin, which the runner does not
-		// give it: it reads end of file at once and exits.
-		Steps: []scenario.Step{{Shell: "sleep 0.5"}},
+		// give it: it reads end of file at once and exits. Its exit ends
+		// the step under way, long before the step's own timeout or the
+		// test's.
+		Steps: []scenario.Step{{Shell: "sleep 600", Timeout: 10 * time.Minute}},
 	}
-	res, err := scenario.Run(context.Background(), s, scenario.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := scenario.Run(ctx, s, scenario.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,4 +245,104 @@ func TestJoinFleet(t *testing.T) {
 	if !res.OK() || res.Hits != 12 {
 		t.Errorf("want every expectation to hold over 12 hits, got OK=%v over %d", res.OK(), res.Hits)
 	}
+}
+
+// TestAgentStops joins a fleet whose agent stops while a step runs: the
+// run ends the step, fails saying the agent went, and stops its services.
+func TestAgentStops(t *testing.T) {
+	srv, err := fleet.StartServer(context.Background(), fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	s := load(t, "checkout.yaml")
+	host := "stopping-" + strconv.Itoa(os.Getpid())
+	stop := agenttest.RunAgent(t, srv.Server, agent.Config{Host: host, Processes: []string{"payments-*", "orders-*", "gateway-*"}}, nil)
+	s.Fleet = &scenario.Fleet{NATS: srv.ClientURL()}
+	pids := filepath.Join(t.TempDir(), "pids")
+	s.Steps = append(s.Steps, scenario.Step{Shell: "echo ${payments.pid} ${orders.pid} ${gateway.pid} > " + pids + ".tmp && mv " + pids + ".tmp " + pids + " && sleep 600", Timeout: 10 * time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	done := make(chan *scenario.Result, 1)
+	go func() {
+		res, err := scenario.Run(ctx, s, scenario.Options{})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	var started []string
+	agenttest.CheckFor(t, 2*time.Minute, 50*time.Millisecond, func() error {
+		b, err := os.ReadFile(pids)
+		started = strings.Fields(string(b))
+		return err
+	})
+	stop()
+	res := <-done
+	if res == nil {
+		return
+	}
+	if res.OK() || len(res.Errors) != 1 || !strings.Contains(res.Errors[0], "lost the fleet: the agent on host "+host+" has been gone since") || !strings.Contains(res.Errors[0], "it withdrew its heartbeat") {
+		t.Errorf("want the run failed by the agent's going, got %q", res.Errors)
+	}
+	for _, f := range started {
+		pid, _ := strconv.Atoi(f)
+		if alive(pid) {
+			t.Errorf("pid %d, a service of the run, still runs after it", pid)
+		}
+	}
+}
+
+// TestNATSRestarts restarts the fleet's NATS server, on its port and with
+// its store, between two steps: an outage within the grace loses nothing,
+// and the run goes on to judge the hits of both sides of it.
+func TestNATSRestarts(t *testing.T) {
+	data := t.TempDir()
+	srv, err := fleet.StartServer(context.Background(), fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown() })
+	url := srv.ClientURL()
+	s := load(t, "checkout.yaml")
+	agenttest.RunAgent(t, srv.Server, agent.Config{Host: "restarts-" + strconv.Itoa(os.Getpid()), Processes: []string{"payments-*", "orders-*", "gateway-*"}}, nil)
+	s.Fleet = &scenario.Fleet{NATS: url}
+	dir := t.TempDir()
+	waiting, resume := filepath.Join(dir, "waiting"), filepath.Join(dir, "resume")
+	checkout := scenario.Step{HTTP: &scenario.HTTPStep{URL: "http://${gateway.addr}/checkout", Status: 200, Body: `{"customer":"bob","items":[{"sku":"mug","qty":1}]}`}}
+	s.Steps = []scenario.Step{
+		checkout,
+		{Until: &scenario.Until{Hits: "checkout", Count: 1}},
+		{Shell: "touch " + waiting + "; while [ ! -e " + resume + " ]; do sleep 0.05; done", Timeout: 5 * time.Minute},
+		checkout,
+		{Until: &scenario.Until{Hits: "checkout", Count: 2}, Timeout: 2 * time.Minute},
+	}
+	s.Expect = []scenario.Expectation{{Hits: "checkout", Count: "== 2"}, {Hits: "charge", Count: "== 2"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	done := make(chan *scenario.Result, 1)
+	go func() {
+		res, err := scenario.Run(ctx, s, scenario.Options{NATSGrace: time.Minute})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	agenttest.CheckFor(t, 2*time.Minute, 20*time.Millisecond, func() error {
+		_, err := os.Stat(waiting)
+		return err
+	})
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	if srv, err = fleet.StartServer(context.Background(), fleet.ServerConfig{Listen: strings.TrimPrefix(url, "nats://"), DataDir: data}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(resume, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res == nil {
+		return
+	}
+	res.Report(t)
 }

@@ -51,9 +51,10 @@ func (s *service) tail() string {
 	return "; its last lines:\n    " + strings.Join(s.log, "\n    ")
 }
 
-// startService starts sv and waits until its probe passes. vars receives
+// startService starts sv, from sp's thread, and waits until its probe
+// passes. vars receives
 // the probe's named groups as NAME.GROUP, and NAME.pid.
-func startService(ctx context.Context, dir string, sv *Service, vars map[string]string, logw io.Writer) (*service, error) {
+func startService(ctx context.Context, sp *spawner, dir string, sv *Service, vars map[string]string, logw io.Writer) (*service, error) {
 	command, err := expand(sv.Command, vars)
 	if err != nil {
 		return nil, fmt.Errorf("service %s: command: %w", sv.Name, err)
@@ -98,7 +99,7 @@ func startService(ctx context.Context, dir string, sv *Service, vars map[string]
 			return nil, fmt.Errorf("service %s: ready.log %q: %w", sv.Name, sv.Ready.Log, err)
 		}
 	}
-	if err := cmd.Start(); err != nil {
+	if err := sp.start(cmd); err != nil {
 		return nil, fmt.Errorf("starting service %s: %w (check its command and dir)", sv.Name, err)
 	}
 	s := &service{name: sv.Name, cmd: cmd, done: make(chan struct{})}

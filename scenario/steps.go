@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,8 +16,8 @@ import (
 )
 
 // Do runs steps in order and stops at the first that fails. The fleet
-// vanishing ends the step under way: the error is then a
-// *FleetLostError.
+// vanishing, or a service exiting, ends the step under way: the error is
+// then a *FleetLostError or a *ServiceExitedError.
 func (r *Runner) Do(ctx context.Context, steps ...Step) error {
 	ctx, unguard := r.watch.guard(ctx)
 	defer unguard()
@@ -105,9 +106,14 @@ func (r *Runner) once(ctx context.Context, st *Step, where string, vars map[stri
 		cmd.Dir = r.s.Dir
 		cmd.SysProcAttr = groupAttr()
 		cmd.Cancel = func() error { signalGroup(cmd.Process.Pid, true); return nil }
-		out, err := cmd.CombinedOutput()
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err = r.spawn.start(cmd)
+		if err == nil {
+			err = cmd.Wait()
+		}
 		if err != nil {
-			return fmt.Errorf("%s: sh %q: %v; its output:\n%s", where, script, err, clip(string(out), 2000))
+			return fmt.Errorf("%s: sh %q: %v; its output:\n%s", where, script, err, clip(out.String(), 2000))
 		}
 		return nil
 	case st.Until != nil:

@@ -11,17 +11,14 @@ import (
 	"github.com/riptrace/riptrace/fleet"
 )
 
-// How long the fleet may be out of reach before the run gives up on it. A
-// shorter outage loses nothing: agents keep their hits through it and send
-// them in order once back.
-const (
-	// DefaultNATSGrace is how long the connection to NATS may be down.
-	DefaultNATSGrace = 5 * time.Second
-	// DefaultAgentSilence is how long an agent that has sent watermarks
-	// may send nothing more: agents send one at least every
-	// fleet.WatermarkKeepalive.
-	DefaultAgentSilence = 10 * fleet.WatermarkKeepalive
-)
+// DefaultNATSGrace is how long the connection to NATS may be down before
+// the run gives up on the fleet. A shorter outage loses nothing: agents
+// keep their hits through it and send them in order once back. An agent
+// is judged by its heartbeat instead: gone once it withdrew it or missed
+// three (15 s at the agents' default period), as riptrace hosts shows it.
+// Its watermarks would tell sooner, but stop for a good reason too: when
+// its tracepoints are done (maxHits) or their processes exit.
+const DefaultNATSGrace = 5 * time.Second
 
 // FleetLostError is a run that lost its fleet: the NATS server or an
 // agent its tracepoints were installed on stopped answering, so hits may
@@ -38,10 +35,23 @@ func (e *FleetLostError) Error() string {
 		e.What, e.Since.Format("15:04:05.000"), e.Cause, e.Fix)
 }
 
+// ServiceExitedError is a service of the run that exited before the run
+// stopped it.
+type ServiceExitedError struct {
+	Name  string
+	State string // "exit status 3", "signal: killed"
+	Tail  string // its last lines
+}
+
+func (e *ServiceExitedError) Error() string {
+	return fmt.Sprintf("service %s exited during the run (%s)%s", e.Name, e.State, e.Tail)
+}
+
 // fleetWatch notices the fleet vanishing during a run: the connection to
-// NATS down past its grace, or an agent of the run silent past its own.
-// Its goroutine polls until close; lost is cancelled with a
-// *FleetLostError as its cause.
+// NATS down past its grace, or an agent of the run silent past its own;
+// and a service of the run exiting. Its goroutine polls until close; lost
+// is cancelled with a *FleetLostError or *ServiceExitedError as its
+// cause.
 type fleetWatch struct {
 	url  string // set before run; "" for the embedded server
 	lost context.Context
@@ -88,13 +98,13 @@ func (w *fleetWatch) options() []nats.Option {
 	}
 }
 
-// heardFunc says when each agent the run depends on was last heard from,
-// and whether reading the hit stream stopped (collector.lastHeard).
-type heardFunc func() (hosts []string, last map[string]time.Time, stopped error, at time.Time)
+// agentsFunc lists the agents the run depends on that are gone (a
+// HostEntry marked Gone, or Name alone when it withdrew its heartbeat),
+// and says whether reading the hit stream stopped (Runner.agents).
+type agentsFunc func() (gone []fleet.HostEntry, at time.Time, stopped error)
 
-// run polls until close; heard, if not nil, tells which agents have gone
-// silent.
-func (w *fleetWatch) run(grace, silence time.Duration, heard heardFunc) {
+// run polls until close; agents, if not nil, tells which agents are gone.
+func (w *fleetWatch) run(grace time.Duration, agents agentsFunc) {
 	defer close(w.done)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -105,7 +115,7 @@ func (w *fleetWatch) run(grace, silence time.Duration, heard heardFunc) {
 		case <-tick.C:
 		}
 		w.mu.Lock()
-		down, why, up := w.down, w.why, w.up
+		down, why := w.down, w.why
 		w.mu.Unlock()
 		if !down.IsZero() {
 			if time.Since(down) > grace {
@@ -116,34 +126,39 @@ func (w *fleetWatch) run(grace, silence time.Duration, heard heardFunc) {
 				w.lose(&FleetLostError{What: what + " has not answered", Since: down, Cause: why, Fix: "Check that it runs"})
 				return
 			}
-			continue // nothing is heard from agents while down
+			continue // heartbeats are not heard while down
 		}
-		if heard == nil {
+		if agents == nil {
 			continue
 		}
-		hosts, last, stopped, at := heard()
+		gone, at, stopped := agents()
 		if stopped != nil {
-			// Silence would follow; say its cause.
 			w.lose(&FleetLostError{What: "the hit stream has not been read", Since: at, Cause: stopped.Error(), Fix: "Check the NATS server's JetStream"})
 			return
 		}
-		for _, h := range hosts {
-			t, ok := last[h]
-			if !ok {
-				continue // an agent that sends no watermarks tells nothing by silence
+		if len(gone) > 0 {
+			h := gone[0]
+			lost := &FleetLostError{What: "the agent on host " + h.Name + " has sent no heartbeat", Since: h.LastSeen, Cause: "it missed three", Fix: "Check its log, and riptrace hosts"}
+			if h.LastSeen.IsZero() {
+				lost.What, lost.Since, lost.Cause = "the agent on host "+h.Name+" has been gone", time.Now(), "it withdrew its heartbeat: it stopped"
+			} else if h.Error != "" {
+				lost.Cause = h.Error
 			}
-			// Silence while the connection was down is not the agent's.
-			from := t
-			if up.After(from) {
-				from = up
-			}
-			if time.Since(from) > silence {
-				w.lose(&FleetLostError{What: "the agent on host " + h + " has sent nothing", Since: t,
-					Cause: fmt.Sprintf("it sends a watermark every %v", fleet.WatermarkKeepalive), Fix: "Check its log, and riptrace hosts"})
-				return
-			}
+			w.lose(lost)
+			return
 		}
 	}
+}
+
+// service watches sv until close: its exit ends the run's wait.
+func (w *fleetWatch) service(sv *service) {
+	go func() {
+		select {
+		case <-sv.done:
+			w.lose(&ServiceExitedError{Name: sv.name, State: fmt.Sprint(sv.cmd.ProcessState), Tail: sv.tail()})
+		case <-w.stop:
+		}
+	}()
 }
 
 func (w *fleetWatch) close() {

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
@@ -41,7 +42,7 @@ func TestFleetWatchNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	go w.run(time.Minute, time.Hour, nil)
+	go w.run(time.Minute, nil)
 
 	srv.Shutdown()
 	srv.WaitForShutdown()
@@ -77,7 +78,7 @@ func TestFleetWatchNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc2.Close()
-	go w2.run(200*time.Millisecond, time.Hour, nil)
+	go w2.run(200*time.Millisecond, nil)
 	defer func() { w2.close(); <-w2.done }()
 	srv.Shutdown()
 	select {
@@ -90,23 +91,29 @@ func TestFleetWatchNATS(t *testing.T) {
 	}
 }
 
-// TestFleetWatchAgents: an agent heard from and then silent past the
-// silence loses the fleet, naming its host; one never heard from (it
-// sends no watermarks) is not judged by its silence.
+// TestFleetWatchAgents: an agent gone from the host list, or marked gone
+// there, loses the fleet, naming it and how it went.
 func TestFleetWatchAgents(t *testing.T) {
-	w := newFleetWatch()
-	heardAt := time.Now()
-	go w.run(time.Minute, 200*time.Millisecond, func() ([]string, map[string]time.Time, error, time.Time) {
-		return []string{"quiet", "silent"}, map[string]time.Time{"silent": heardAt}, nil, time.Time{}
-	})
-	defer func() { w.close(); <-w.done }()
-	select {
-	case <-w.lost.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the watch did not notice the silent agent")
-	}
-	err := w.err()
-	if err == nil || !strings.Contains(err.Error(), "lost the fleet: the agent on host silent has sent nothing since") || strings.Contains(err.Error(), "quiet") {
-		t.Errorf("want the loss naming host silent only, got %v", err)
+	for _, c := range []struct {
+		entry fleet.HostEntry
+		want  string
+	}{
+		{fleet.HostEntry{Name: "killed", Gone: true, LastSeen: time.Now().Add(-20 * time.Second)}, "the agent on host killed has sent no heartbeat since"},
+		{fleet.HostEntry{Name: "stopped"}, "the agent on host stopped has been gone since"},
+	} {
+		w := newFleetWatch()
+		go w.run(time.Minute, func() ([]fleet.HostEntry, time.Time, error) {
+			return []fleet.HostEntry{c.entry}, time.Time{}, nil
+		})
+		select {
+		case <-w.lost.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the watch did not notice the agent gone", c.entry.Name)
+		}
+		if err := w.err(); err == nil || !strings.Contains(err.Error(), "lost the fleet: "+c.want) {
+			t.Errorf("want the loss saying %q, got %v", c.want, err)
+		}
+		w.close()
+		<-w.done
 	}
 }

@@ -28,6 +28,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	replay := fs.String("replay", "", "evaluate the expectations over the hits of `RECORDING` (from --record) instead of running anything")
 	var conn connFlags
 	conn.register(fs)
+	// A run starts its own fleet unless told to join one: RIPTRACE_NATS
+	// is not a reason to leave the laptop's embedded fleet.
+	nats := fs.Lookup("nats")
+	nats.Usage, nats.DefValue = "join the fleet at NATS server `URL` instead of starting one; a scenario's fleet: is joined anyway", ""
 	files, err := parse(fs, args)
 	if err != nil {
 		return err
