@@ -117,6 +117,8 @@ type Agent struct {
 	placed   map[placeKey]*placement // what each process has, or why not
 	hostWide map[string]hostNote     // tracepoint → its status on the host as a whole (pid 0)
 	invalid  map[string]*fleet.Error // bucket key → why its spec was refused
+	ended    map[int]string          // pid → why its target closed, until its statuses say so
+	stopping bool                    // shutdown withdraws every entry
 	// quarantine holds the specs this host no longer tries, deaths the
 	// backend deaths counted against specs (see quarantine.go).
 	quarantine map[string]quarantined
@@ -195,6 +197,7 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		written:  make(map[string]fleet.Status),
 		hostWide: make(map[string]hostNote),
 		invalid:  make(map[string]*fleet.Error),
+		ended:    make(map[int]string),
 
 		quarantine: make(map[string]quarantined),
 		deaths:     make(map[string]deaths),
@@ -875,6 +878,9 @@ func (a *Agent) pump(pid int, att *attachment) {
 		}
 		a.mu.Unlock()
 		err := att.target.Detach(context.Background())
+		a.mu.Lock()
+		a.ended[pid] = endReason(pid, err)
+		a.mu.Unlock()
 		a.log.Info("process gone", "pid", pid, "reason", err)
 		a.backendDied(pid, suspects, err)
 		a.poke()
@@ -946,6 +952,7 @@ func (a *Agent) shutdown() {
 	}
 	cancelFlush()
 	a.mu.Lock()
+	a.stopping = true
 	a.placed = make(map[placeKey]*placement)
 	a.hostWide = make(map[string]hostNote)
 	a.invalid = make(map[string]*fleet.Error)

@@ -555,9 +555,10 @@ func testAgentStopLeavesTargetRunning(t *testing.T, sig syscall.Signal) {
 		t.Errorf("target stderr mentions SIGTRAP:\n%s", target.Stderr())
 	}
 	if sig == syscall.SIGTERM {
-		// The agent withdrew its status; the trace says so.
-		tr.await(t, stateTimeout, "status removed for pid "+strconv.Itoa(target.Pid), func(_, stderr string) bool {
-			return strings.Contains(stderr, "["+strconv.Itoa(target.Pid)+"]: removed")
+		// The agent withdrew its status; the trace says whose and why.
+		said := fmt.Sprintf("[%d]: done: the agent of host %s stopped", target.Pid, host)
+		tr.await(t, stateTimeout, said, func(_, stderr string) bool {
+			return strings.Contains(stderr, said)
 		})
 	}
 

@@ -263,15 +263,31 @@ func (b *statusBoard) report(ctx context.Context, ch <-chan fleet.StatusEvent) {
 			}
 			hint.Stop()
 			key := fmt.Sprintf("%s/%d", ev.Host, ev.Pid)
+			prev, known := b.latest[key]
 			if ev.Deleted {
 				delete(b.latest, key)
 			} else {
 				b.latest[key] = ev.Status
 			}
 			quiet.Reset(settle)
-			said := fmt.Sprint(ev.Deleted, ev.State, ev.Message)
+			if ev.Deleted {
+				// A deletion carries only its key: the entry it ends names
+				// the process, and an agent says why in a last entry
+				// (done) before it withdraws one while the tracepoint stands.
+				delete(last, key)
+				delete(b.noFile, key)
+				if known && (prev.State == fleet.StateDone || prev.Pid == 0 && prev.State == fleet.StatePending) {
+					continue // said already, or a process matched and says so itself
+				}
+				if known {
+					ev.Status = prev
+				}
+				printStatus(b.stderr, ev)
+				continue
+			}
+			said := fmt.Sprint(ev.State, ev.Message)
 			if ev.State == fleet.StateThrottled {
-				said = fmt.Sprint(ev.Deleted, ev.State) // its count changes at every report
+				said = fmt.Sprint(ev.State) // its count changes at every report
 			}
 			if last[key] == said {
 				continue // only the hit count changed
