@@ -472,6 +472,29 @@ func TestHostsJSON(t *testing.T) {
 			t.Errorf("riptrace hosts does not mention %q:\n%s", w, r.stdout)
 		}
 	}
+	// Columns under headers, backends in words, a process row that reads
+	// across, and a legend for the two columns that need one.
+	wantRow := func(fields ...string) {
+		t.Helper()
+		for line := range strings.Lines(r.stdout) {
+			if slices.Equal(strings.Fields(line)[:min(len(fields), len(strings.Fields(line)))], fields) {
+				return
+			}
+		}
+		t.Errorf("riptrace hosts has no row starting %q:\n%s", fields, r.stdout)
+	}
+	wantRow("HOST", "STATE", "SYSTEM", "AGENT", "CLOCK")
+	wantRow("hosts-test", "live", runtime.GOOS+"/"+runtime.GOARCH+",")
+	wantRow("HOST", "PID", "PROGRAM", "MAIN", "PACKAGE", "REVISION", "GO", "ATTACHED")
+	wantRow("hosts-test", strconv.Itoa(target.Pid), filepath.Base(exe), want.MainPackage)
+	if strings.Contains(r.stdout, "[") || !strings.Contains(r.stdout, "with backend") {
+		t.Errorf("riptrace hosts prints the backends as a Go slice, or not at all:\n%s", r.stdout)
+	}
+	for _, w := range []string{"REVISION is the commit", "ATTACHED says"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("riptrace hosts does not explain its columns (%q):\n%s", w, r.stdout)
+		}
+	}
 	if r := run(t, cmdTimeout, "version"); r.code != 0 || r.stdout != "riptrace "+testVersion+"\n" {
 		t.Errorf("riptrace version: exit status %d, output %q; want 0 and %q", r.code, r.stdout, "riptrace "+testVersion+"\n")
 	}
