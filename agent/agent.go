@@ -853,6 +853,7 @@ func (a *Agent) pump(pid int, att *attachment) {
 		}
 		switch act, c, dropped := p.accept(h); act {
 		case hitFaulted:
+			a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(dropped))
 			a.log.Warn("tracepoint failed", "tracepoint", h.Tracepoint, "pid", pid, "err", h.Fault)
 			a.poke()
 		case hitHeld:
