@@ -798,3 +798,35 @@ func TestTraceNoFileSummary(t *testing.T) {
 		}
 	}
 }
+
+// TestServerRefusesTakenDataAndPort starts a second server on the data
+// directory of a running one, and another on its port: the first is refused
+// naming the owner's pid, the second with the bind error, and the running
+// server serves on.
+func TestServerRefusesTakenDataAndPort(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	first := start(t, "server", "--listen", "127.0.0.1:-1", "--data", data)
+	var url string
+	first.await(t, cmdTimeout, "ready line", func(stdout, _ string) bool {
+		if m := serverReady.FindStringSubmatch(stdout); m != nil {
+			url = m[1]
+		}
+		return url != ""
+	})
+
+	r := run(t, cmdTimeout, "server", "--listen", "127.0.0.1:-1", "--data", data)
+	want := fmt.Sprintf("the data directory %s is in use by pid %d", data, first.Cmd.Process.Pid)
+	if r.code == 0 || !strings.Contains(r.stderr, want) {
+		t.Errorf("a second server on %s: exit status %d, stderr %q; want it refused with %q", data, r.code, r.stderr, want)
+	}
+
+	r = run(t, cmdTimeout, "server", "--listen", strings.TrimPrefix(url, "nats://"), "--data", t.TempDir())
+	if r.code == 0 || !strings.Contains(r.stderr, "address already in use") {
+		t.Errorf("a server on the port of another: exit status %d, stderr %q; want it refused with the bind error", r.code, r.stderr)
+	}
+
+	if r := run(t, cmdTimeout, "hosts", "--nats", url); r.code != 0 {
+		t.Errorf("riptrace hosts on the first server after the refusals: exit status %d\n%s", r.code, r.stderr)
+	}
+}
