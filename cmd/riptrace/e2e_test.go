@@ -23,6 +23,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/internal/testsupport"
+	"github.com/riptrace/riptrace/source/sourcetest"
 )
 
 // itemIDs are the IDs of the loop target's items, which process gets in turn:
@@ -828,5 +829,32 @@ func TestServerRefusesTakenDataAndPort(t *testing.T) {
 
 	if r := run(t, cmdTimeout, "hosts", "--nats", url); r.code != 0 {
 		t.Errorf("riptrace hosts on the first server after the refusals: exit status %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestTraceJSONCheckoutLine traces a line of a checkout one commit ahead of
+// the running process, which has it MovedBy lines higher: each --json hit
+// carries the line it ran at and, as the text form does, the checkout's.
+func TestTraceJSONCheckoutLine(t *testing.T) {
+	t.Parallel()
+	repo, bin, _ := sourcetest.MovedLine(t, agenttest.BuildStamped)
+	src := filepath.Join(repo, "main.go")
+	localLine := agenttest.MarkerLine(t, src, "work")
+	url := startServer(t)
+	target := startTargetBuild(t, bin, "moved-json")
+	startAgent(t, url, "moved-json-host", "moved-json")
+	awaitProcesses(t, url, map[*agenttest.Proc]string{target: "moved-json-host"}, detached)
+
+	r := run(t, stateTimeout, "trace", "--nats", url, "--json", "--count", "1", fmt.Sprintf("%s:%d", src, localLine))
+	hits := decodeTraced(t, r.stdout)
+	if r.code != 0 || len(hits) != 1 {
+		t.Fatalf("riptrace trace --json --count 1: exit status %d, %d hits; want 0 and 1\n%s", r.code, len(hits), r.stderr)
+	}
+	h := hits[0]
+	if h.Line != localLine-sourcetest.MovedBy {
+		t.Errorf("the hit ran at line %d, want commit A's %d", h.Line, localLine-sourcetest.MovedBy)
+	}
+	if h.Checkout == nil || h.Checkout.File != "main.go" || h.Checkout.Line != localLine {
+		t.Errorf("the hit's checkout line is %+v, want main.go:%d", h.Checkout, localLine)
 	}
 }

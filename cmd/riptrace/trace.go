@@ -173,7 +173,11 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func printTraced(w io.Writer, enc *json.Encoder, h *fleet.Placed, asJSON, stack bool, local *checkout) error {
 	if asJSON {
 		fillEmpty(&h.Hit)
-		return enc.Encode(h)
+		out := tracedJSON{Placed: h}
+		if file, line, ok := local.local(&h.Hit); ok {
+			out.Checkout = &checkoutLine{File: mustRel(local.ws.Root, file), Line: line}
+		}
+		return enc.Encode(out)
 	}
 	printPlaced(w, h, stack)
 	if h.Group != "" {
@@ -183,6 +187,20 @@ func printTraced(w io.Writer, enc *json.Encoder, h *fleet.Placed, asJSON, stack 
 		fmt.Fprintf(w, "    in the checkout: %s:%d (revision %s)\n", mustRel(local.ws.Root, file), line, fleet.ShortRevision(h.Process.Revision))
 	}
 	return nil
+}
+
+// tracedJSON is one hit of `riptrace trace --json`: the hit, and where its
+// line is in the checkout when that differs from where it ran (another
+// revision), as the text form's "in the checkout" line says.
+type tracedJSON struct {
+	*fleet.Placed
+	Checkout *checkoutLine `json:"checkout,omitempty"`
+}
+
+// checkoutLine is a line of the checkout: File relative to its root.
+type checkoutLine struct {
+	File string `json:"file"`
+	Line int    `json:"line"`
 }
 
 // fillEmpty makes empty lists print as [] rather than null, so JSON
