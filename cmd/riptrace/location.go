@@ -20,6 +20,9 @@ func parseLocation(arg string) (fleet.Location, error) {
 	if err != nil {
 		return fleet.Location{}, err
 	}
+	if err := source.CheckLine(file, line); err != nil {
+		return fleet.Location{}, usageError{err.Error()}
+	}
 	return source.Locate(file, line), nil
 }
 
