@@ -586,6 +586,15 @@ func testAgentStopLeavesTargetRunning(t *testing.T, sig syscall.Signal) {
 		})
 	}
 
+	if sig == syscall.SIGKILL {
+		// The killed agent's entries still say installed: once its
+		// heartbeat is three periods old, the trace says it is gone.
+		said := "host " + host + ": its agent is gone"
+		tr.await(t, 2*stateTimeout, said, func(_, stderr string) bool {
+			return strings.Contains(stderr, said)
+		})
+	}
+
 	// The tracepoint is still declared: a new agent for the host installs it.
 	restarted := time.Now()
 	startAgent(t, url, host, exe)
@@ -593,6 +602,12 @@ func testAgentStopLeavesTargetRunning(t *testing.T, sig syscall.Signal) {
 		hits := decodeHits(t, stdout)
 		return len(hits) > 0 && hits[len(hits)-1].Time > restarted.UnixNano()
 	})
+	if sig == syscall.SIGKILL {
+		said := "host " + host + ": its agent is back"
+		tr.await(t, stateTimeout, said, func(_, stderr string) bool {
+			return strings.Contains(stderr, said)
+		})
+	}
 	hits := decodeHits(t, tr.Stdout())
 	for i, h := range hits {
 		if h.Pid != target.Pid || h.Host != host || h.Line != processLine {

@@ -125,7 +125,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	fmt.Fprintf(stderr, "riptrace: tracing %s as %s (Ctrl-C to stop)\n", loc, spec.ID)
-	board := &statusBoard{stderr: stderr, verbose: *verbose, file: loc.Path}
+	board := &statusBoard{stderr: stderr, verbose: *verbose, file: loc.Path, silent: c.Silent}
 	if !*wait {
 		board.giveUp = refused
 	}
@@ -239,9 +239,55 @@ type statusBoard struct {
 	verbose bool
 	file    string
 	giveUp  func(error)
+	// silent returns the hosts, of those asked, whose agents fell silent
+	// (fleet.Client.Silent); nil checks none.
+	silent func(context.Context, []string) (map[string]time.Time, error)
 
 	latest map[string]fleet.Status // host/pid → the entry, while not deleted
 	noFile map[string]fleet.Status // host/pid → the entries that lack the file
+	gone   map[string]bool         // hosts whose agents were said to be gone
+}
+
+// livenessEvery is how often the hosts of live entries are checked for a
+// silent agent: a status entry of a killed agent stays "installed".
+const livenessEvery = 5 * time.Second
+
+// checkLiveness says, once per change, when the agent of a host that has
+// live entries falls silent, and when it is heard again.
+func (b *statusBoard) checkLiveness(ctx context.Context) {
+	hosts := make(map[string]bool)
+	for _, st := range b.latest {
+		if st.State != fleet.StateError && st.State != fleet.StateDone {
+			hosts[st.Host] = true
+		}
+	}
+	for h := range b.gone {
+		hosts[h] = true
+	}
+	if len(hosts) == 0 || b.silent == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, livenessEvery)
+	defer cancel()
+	silent, err := b.silent(cctx, sortedKeys(hosts))
+	if err != nil {
+		return // the next check tries again; a failed read says nothing of the agents
+	}
+	for _, h := range sortedKeys(hosts) {
+		last, quiet := silent[h]
+		switch {
+		case quiet && !b.gone[h]:
+			b.gone[h] = true
+			since := "its heartbeat is gone"
+			if !last.IsZero() {
+				since = fmt.Sprintf("no heartbeat for %s", time.Since(last).Round(time.Second))
+			}
+			fmt.Fprintf(b.stderr, "riptrace: host %s: its agent is gone (%s): its processes send no hits and their statuses above are stale. Restart the agent there; this trace goes on\n", h, since)
+		case !quiet && b.gone[h]:
+			delete(b.gone, h)
+			fmt.Fprintf(b.stderr, "riptrace: host %s: its agent is back\n", h)
+		}
+	}
 }
 
 func (b *statusBoard) report(ctx context.Context, ch <-chan fleet.StatusEvent) {
@@ -254,10 +300,15 @@ func (b *statusBoard) report(ctx context.Context, ch <-chan fleet.StatusEvent) {
 	saidNoFile := 0
 	b.latest = make(map[string]fleet.Status)
 	b.noFile = make(map[string]fleet.Status)
+	b.gone = make(map[string]bool)
+	liveness := time.NewTicker(livenessEvery)
+	defer liveness.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-liveness.C:
+			b.checkLiveness(ctx)
 		case <-hint.C:
 			fmt.Fprintln(b.stderr, "riptrace: no agent has reported on this tracepoint yet: check `riptrace hosts` and the --hosts/--processes selectors")
 		case <-quiet.C:
