@@ -44,7 +44,10 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 			pl := p.pl
 			st.State, st.Placement = fleet.StateInstalled, &pl
 			st.Message = fmt.Sprintf("installed in %s at %s:%d", pl.Function, pl.File, pl.Line)
-			if pl.Backend != "" {
+			switch {
+			case pl.BackendWhy != "":
+				st.Message += " (" + pl.Backend + ", not ebpf: " + pl.BackendWhy + ")"
+			case pl.Backend != "":
 				st.Message += " (" + pl.Backend + ")"
 			}
 			if pp.warning != "" {

@@ -642,6 +642,9 @@ type Placement struct {
 	PCs      []uint64 `json:"pcs,omitempty"`
 	Error    *Error   `json:"error,omitempty"`
 	Backend  string   `json:"backend,omitempty"` // which agent backend serves it: ebpf or delve
+	// BackendWhy says why backend auto chose Delve where it prefers eBPF:
+	// a value the spec needs is out of a uprobe's reach at the line.
+	BackendWhy string `json:"backendWhy,omitempty"`
 }
 
 // Status states.
