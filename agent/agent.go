@@ -491,7 +491,17 @@ func (a *Agent) reconcile(ctx context.Context) {
 	var remove []placeKey
 	for k, p := range a.placed {
 		s, ok := want[k]
-		if !ok || fingerprint(s) != p.fingerprint {
+		if ok && fingerprint(s) != p.fingerprint {
+			proc := a.procs[k.pid]
+			if proc == nil {
+				proc = a.outside[k.pid]
+			}
+			// A spec declared again with its line mapped into one more
+			// revision is the same tracepoint in the processes of the
+			// others: they keep it, and their hits, as it is.
+			ok = proc != nil && placeFingerprint(s, proc) == placeFingerprint(p.spec, proc)
+		}
+		if !ok {
 			remove = append(remove, k)
 		}
 	}
@@ -568,6 +578,17 @@ func fingerprint(s *fleet.Spec) string {
 	c := *s
 	c.Limits.ExpiresAt, c.Created = time.Time{}, time.Time{}
 	return string(fleet.Encode(&c))
+}
+
+// placeFingerprint identifies what a spec installs in proc: its location
+// is the one it names for proc's revision, with the warning or refusal
+// that comes with it.
+func placeFingerprint(s *fleet.Spec, proc *fleet.Process) string {
+	c := *s
+	c.Limits.ExpiresAt, c.Created = time.Time{}, time.Time{}
+	loc, warning, err := s.Location.For(proc.Revision, proc.Modified)
+	c.Location = loc
+	return fmt.Sprintf("%s\x00%s\x00%v", fleet.Encode(&c), warning, err)
 }
 
 // place installs spec in process k.pid, attaching first if needed. A

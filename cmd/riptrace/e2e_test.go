@@ -873,3 +873,35 @@ func TestTraceJSONCheckoutLine(t *testing.T) {
 		t.Errorf("the hit's checkout line is %+v, want main.go:%d", h.Checkout, localLine)
 	}
 }
+
+// TestTraceFollowsNewRevisions declares a line of a checkout one commit
+// ahead before any agent runs: no revision is known, so it goes out
+// unmapped. When the agent reports a process of the older commit, the
+// trace maps the line into it and declares it again: the hit comes from
+// that commit's line, not from the checkout's line number.
+func TestTraceFollowsNewRevisions(t *testing.T) {
+	t.Parallel()
+	repo, bin, revA := sourcetest.MovedLine(t, agenttest.BuildStamped)
+	src := filepath.Join(repo, "main.go")
+	localLine := agenttest.MarkerLine(t, src, "work")
+	url := startServer(t)
+
+	tr := start(t, "trace", "--nats", url, "--json", "--count", "1", "--wait", fmt.Sprintf("%s:%d", src, localLine))
+	tr.await(t, cmdTimeout, "the tracing line", func(_, stderr string) bool {
+		return strings.Contains(stderr, "riptrace: tracing ")
+	})
+	startTargetBuild(t, bin, "follow-revs")
+	startAgent(t, url, "follow-host", "follow-revs")
+
+	said := fmt.Sprintf("revision %s started in the fleet: tracing main.go:%d there", fleet.ShortRevision(revA), localLine-sourcetest.MovedBy)
+	tr.await(t, stateTimeout, said, func(_, stderr string) bool {
+		return strings.Contains(stderr, said)
+	})
+	if code := tr.exitCode(t, stateTimeout); code != 0 {
+		t.Fatalf("riptrace trace --count 1: exit status %d, want 0\n%s", code, tr.Stderr())
+	}
+	hits := decodeTraced(t, tr.Stdout())
+	if len(hits) != 1 || hits[0].Line != localLine-sourcetest.MovedBy {
+		t.Fatalf("hits %+v, want one at commit A's line %d", hits, localLine-sourcetest.MovedBy)
+	}
+}

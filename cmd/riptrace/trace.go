@@ -125,6 +125,22 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	fmt.Fprintf(stderr, "riptrace: tracing %s as %s (Ctrl-C to stop)\n", loc, spec.ID)
+	if local != nil {
+		// Revisions that start from now on get their own line too. The
+		// following ends before the lease removes the tracepoint, which
+		// it would otherwise declare again.
+		local.setMapped(spec.Location)
+		followCtx, stopFollowing := context.WithCancel(runCtx)
+		followed := make(chan struct{})
+		go func() {
+			defer close(followed)
+			follow(followCtx, c, lease, spec, pos[0], local, stderr)
+		}()
+		defer func() {
+			stopFollowing()
+			<-followed
+		}()
+	}
 	board := &statusBoard{stderr: stderr, verbose: *verbose, file: loc.Path, silent: c.Silent}
 	if !*wait {
 		board.giveUp = refused
@@ -146,6 +162,12 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			return err
 		}
+		if local.unmapped(&h.Hit) {
+			// Its line is the checkout's number in another revision: not
+			// shown, as the line may not be the one meant.
+			fmt.Fprintf(stderr, "riptrace: left out a hit of %s[%d]: revision %s ran at line %d before the line was mapped into it\n", h.Process.Exe, h.Pid, fleet.ShortRevision(h.Process.Revision), h.Line)
+			continue
+		}
 		n++
 		if err := printTraced(stdout, enc, &h, *asJSON, *showStack, local); err != nil {
 			return err
@@ -155,6 +177,9 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, h := range hits.Flush() {
 		if *count > 0 && n >= *count {
 			break
+		}
+		if local.unmapped(&h.Hit) {
+			continue
 		}
 		n++
 		if err := printTraced(stdout, enc, &h, *asJSON, *showStack, local); err != nil {
