@@ -117,6 +117,8 @@ type Agent struct {
 	placed   map[placeKey]*placement // what each process has, or why not
 	hostWide map[string]hostNote     // tracepoint → its status on the host as a whole (pid 0)
 	invalid  map[string]*fleet.Error // bucket key → why its spec was refused
+	ended    map[int]string          // pid → why its target closed, until its statuses say so
+	stopping bool                    // shutdown withdraws every entry
 	// quarantine holds the specs this host no longer tries, deaths the
 	// backend deaths counted against specs (see quarantine.go).
 	quarantine map[string]quarantined
@@ -195,6 +197,7 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		written:  make(map[string]fleet.Status),
 		hostWide: make(map[string]hostNote),
 		invalid:  make(map[string]*fleet.Error),
+		ended:    make(map[int]string),
 
 		quarantine: make(map[string]quarantined),
 		deaths:     make(map[string]deaths),
@@ -488,7 +491,17 @@ func (a *Agent) reconcile(ctx context.Context) {
 	var remove []placeKey
 	for k, p := range a.placed {
 		s, ok := want[k]
-		if !ok || fingerprint(s) != p.fingerprint {
+		if ok && fingerprint(s) != p.fingerprint {
+			proc := a.procs[k.pid]
+			if proc == nil {
+				proc = a.outside[k.pid]
+			}
+			// A spec declared again with its line mapped into one more
+			// revision is the same tracepoint in the processes of the
+			// others: they keep it, and their hits, as it is.
+			ok = proc != nil && placeFingerprint(s, proc) == placeFingerprint(p.spec, proc)
+		}
+		if !ok {
 			remove = append(remove, k)
 		}
 	}
@@ -565,6 +578,17 @@ func fingerprint(s *fleet.Spec) string {
 	c := *s
 	c.Limits.ExpiresAt, c.Created = time.Time{}, time.Time{}
 	return string(fleet.Encode(&c))
+}
+
+// placeFingerprint identifies what a spec installs in proc: its location
+// is the one it names for proc's revision, with the warning or refusal
+// that comes with it.
+func placeFingerprint(s *fleet.Spec, proc *fleet.Process) string {
+	c := *s
+	c.Limits.ExpiresAt, c.Created = time.Time{}, time.Time{}
+	loc, warning, err := s.Location.For(proc.Revision, proc.Modified)
+	c.Location = loc
+	return fmt.Sprintf("%s\x00%s\x00%v", fleet.Encode(&c), warning, err)
 }
 
 // place installs spec in process k.pid, attaching first if needed. A
@@ -850,6 +874,7 @@ func (a *Agent) pump(pid int, att *attachment) {
 		}
 		switch act, c, dropped := p.accept(h); act {
 		case hitFaulted:
+			a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(dropped))
 			a.log.Warn("tracepoint failed", "tracepoint", h.Tracepoint, "pid", pid, "err", h.Fault)
 			a.poke()
 		case hitHeld:
@@ -875,6 +900,9 @@ func (a *Agent) pump(pid int, att *attachment) {
 		}
 		a.mu.Unlock()
 		err := att.target.Detach(context.Background())
+		a.mu.Lock()
+		a.ended[pid] = endReason(pid, err)
+		a.mu.Unlock()
 		a.log.Info("process gone", "pid", pid, "reason", err)
 		a.backendDied(pid, suspects, err)
 		a.poke()
@@ -946,6 +974,7 @@ func (a *Agent) shutdown() {
 	}
 	cancelFlush()
 	a.mu.Lock()
+	a.stopping = true
 	a.placed = make(map[placeKey]*placement)
 	a.hostWide = make(map[string]hostNote)
 	a.invalid = make(map[string]*fleet.Error)

@@ -445,15 +445,35 @@ func TestProcessExitsWhileAttached(t *testing.T) {
 	if err := h.c.Declare(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	events, err := h.c.WatchStatus(ctx, spec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	h.awaitStatus(spec.ID, installed(p.Pid))
 	// Exits once attached, however long attaching took (-exit-after 2s
 	// exited first at load 25).
 	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	// Once it exits, its status is withdrawn and the tracepoint waits for the
-	// next matching process.
-	h.awaitStatus(spec.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == p.Pid && ev.Deleted })
+	// Once it exits, its status says so, is withdrawn, and the tracepoint
+	// waits for the next matching process.
+	var said string
+	for ev := range events {
+		if ev.Pid != p.Pid {
+			continue
+		}
+		if ev.Deleted {
+			break
+		}
+		if ev.State == fleet.StateDone {
+			said = ev.Message
+		}
+	}
+	if want := fmt.Sprintf("process %d exited", p.Pid); !strings.HasPrefix(said, want) {
+		t.Errorf("last status before the entry was withdrawn: %q, want it to start with %q", said, want)
+	}
 	h.awaitStatus(spec.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == 0 && ev.State == fleet.StatePending })
 	if err := p.Wait(10 * time.Second); err != nil && !strings.Contains(err.Error(), "reaped") {
 		t.Logf("target exit: %v", err)

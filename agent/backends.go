@@ -230,6 +230,22 @@ func (m *multiTarget) Set(ctx context.Context, spec Tracepoint) (Placement, erro
 			return Placement{}, fleet.Errorf(fleet.CodeAttach, "tracepoint %s: pid %d already has a tracepoint at that line served by %s, and one instruction cannot carry both a uprobe and a ptrace breakpoint: trace it with %s too, or remove the other", spec.ID, m.pid, other, other)
 		}
 	}
+	var why string
+	if name == BackendEBPF && m.auto(spec) {
+		// auto: a value the condition, log message or an expression needs
+		// that a uprobe cannot read is Delve's to read, rather than shown
+		// as not captured in every hit.
+		// An eBPF attach that fails here fails again below, and falls
+		// back to Delve there.
+		why = m.unreadable(ctx, spec)
+		if why != "" {
+			if other := m.sharing(spec, BackendDelve); other == "" {
+				name = BackendDelve
+			} else {
+				why = ""
+			}
+		}
+	}
 	pl, err := m.set(ctx, name, spec)
 	if err != nil && name == BackendEBPF && spec.Backend != BackendEBPF && m.b.Default != BackendEBPF && fallsBack(err) {
 		// auto: what eBPF cannot attach or plan, Delve may still trace,
@@ -259,7 +275,29 @@ func (m *multiTarget) Set(ctx context.Context, spec Tracepoint) (Placement, erro
 	}
 	m.remember(spec, name)
 	pl.Backend = name
+	if name == BackendDelve {
+		pl.BackendWhy = why
+	}
 	return pl, nil
+}
+
+// auto reports whether spec leaves the backend to the agent's choice.
+func (m *multiTarget) auto(spec Tracepoint) bool {
+	return spec.Backend == BackendAuto || spec.Backend == "" && m.b.Default == BackendAuto
+}
+
+// unreadable asks the eBPF backend whether a value spec needs is out of
+// its reach at the line (see ebpf's Unreadable), attaching it first. Lock
+// should be held.
+func (m *multiTarget) unreadable(ctx context.Context, spec Tracepoint) string {
+	t, err := m.sub(ctx, BackendEBPF)
+	if err != nil {
+		return ""
+	}
+	if u, ok := t.(interface{ Unreadable(Tracepoint) string }); ok {
+		return u.Unreadable(spec)
+	}
+	return ""
 }
 
 // remember records that backend name serves spec. Lock should be held.

@@ -102,9 +102,11 @@ func (p *placement) accept(h Hit) (act hitAction, c counted, heldDrops uint64) {
 		return hitDropped, counted{}, 0
 	case h.Fault != nil:
 		// The backend removed the tracepoint. Hits held before the fault
-		// still leave when Set returns: they were taken.
+		// still leave when Set returns: they were taken. Those it dropped
+		// since its last hit are counted with the removal.
 		p.err = h.Fault
-		return hitFaulted, counted{}, 0
+		p.dropped += h.Dropped
+		return hitFaulted, counted{}, h.Dropped
 	case h.DropsOnly:
 		// No hit: only drops to count, and why, for the status.
 		p.dropped += h.Dropped

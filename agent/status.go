@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -43,7 +44,10 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 			pl := p.pl
 			st.State, st.Placement = fleet.StateInstalled, &pl
 			st.Message = fmt.Sprintf("installed in %s at %s:%d", pl.Function, pl.File, pl.Line)
-			if pl.Backend != "" {
+			switch {
+			case pl.BackendWhy != "":
+				st.Message += " (" + pl.Backend + ", not ebpf: " + pl.BackendWhy + ")"
+			case pl.Backend != "":
 				st.Message += " (" + pl.Backend + ")"
 			}
 			if pp.warning != "" {
@@ -89,12 +93,28 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 		}
 		put = append(put, st)
 	}
-	for key := range a.written {
-		if _, ok := next[key]; !ok {
-			del = append(del, key)
+	var last []fleet.Status
+	for key, old := range a.written {
+		if _, ok := next[key]; ok {
+			continue
+		}
+		del = append(del, key)
+		if why := a.withdrawnLocked(old); why != "" && old.State != fleet.StateDone {
+			// A deletion carries no words: the entry says first why it
+			// goes, so that clients tell the user who and why.
+			old.State, old.Message, old.Code, old.Placement = fleet.StateDone, why, "", nil
+			last = append(last, old)
 		}
 	}
+	clear(a.ended)
 	a.mu.Unlock()
+
+	for _, st := range last {
+		st.Updated = now
+		if err := a.c.PutStatus(ctx, &st); err != nil {
+			a.log.Warn("writing a last status", "tracepoint", st.Tracepoint, "pid", st.Pid, "err", err)
+		}
+	}
 
 	for _, st := range put {
 		st.Updated = now
@@ -112,6 +132,41 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 		}
 		delete(a.written, key)
 	}
+}
+
+// withdrawnLocked says why the process entry st is withdrawn while its
+// tracepoint stands, or "" when the tracepoint itself went (its owner
+// knows why), st is the host's own entry, or the host's entry says why. Lock should be held.
+func (a *Agent) withdrawnLocked(st fleet.Status) string {
+	if st.Pid == 0 || a.declared[st.Tracepoint] == nil && a.direct[st.Tracepoint] == nil {
+		return ""
+	}
+	if n, ok := a.hostWide[st.Tracepoint]; ok && n.state != fleet.StatePending {
+		return "" // expired or quarantined: the host's entry says so
+	}
+	if a.stopping {
+		return fmt.Sprintf("the agent of host %s stopped: process %d runs on, untraced until an agent starts again", st.Host, st.Pid)
+	}
+	if why := a.ended[st.Pid]; why != "" {
+		return why
+	}
+	if a.procs[st.Pid] == nil && a.outside[st.Pid] == nil {
+		return fmt.Sprintf("process %d exited", st.Pid)
+	}
+	return fmt.Sprintf("process %d no longer matches the tracepoint's selector", st.Pid)
+}
+
+// endReason words why the target of pid closed; err is what detaching
+// returned.
+func endReason(pid int, err error) string {
+	var exited ErrProcessExited
+	switch {
+	case errors.As(err, &exited):
+		return exited.Error()
+	case err != nil:
+		return fmt.Sprintf("the agent lost process %d: %v", pid, err)
+	}
+	return fmt.Sprintf("process %d exited", pid)
 }
 
 // sameStatus compares everything but the hit count.

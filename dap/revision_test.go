@@ -130,3 +130,34 @@ func TestBreakpointsAskHostsOnce(t *testing.T) {
 	c.Send(t, "disconnect", nil)
 	c.ExpectDisconnectResponse(t)
 }
+
+// TestRevisionMappingFollows sets the breakpoint before any agent runs, so
+// that no revision is known when it is declared: once the agent reports a
+// process of commit A, the session maps the line into A and declares it
+// again, and the hit comes from A's line, shown at the checkout's.
+func TestRevisionMappingFollows(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	repo, bin, _ := sourcetest.MovedLine(t, agenttest.BuildStamped)
+	localSrc := filepath.Join(repo, "main.go")
+	localLine := agenttest.MarkerLine(t, localSrc, "work")
+	remoteLine := localLine - sourcetest.MovedBy // commit A's
+
+	exe := f.exe("follows")
+	c := f.session()
+	f.attach(c, map[string]any{"processes": []string{exe}, "cwd": repo})
+	bps := setBreakpoints(t, c, localSrc, godap.SourceBreakpoint{Line: localLine})
+
+	agenttest.Start(t, agenttest.Alias(t, bin, exe)) // before the agent: cleanups detach first
+	f.startAgent(f.host, exe)
+	c.AwaitBreakpointEvent(t, "installed", func(bp *godap.Breakpoint) bool { return bp.Id == bps[0].Id && bp.Verified })
+	e := c.HitEvents(t, 1)[0]
+	if h := hitOf(t, e); h.Line != remoteLine {
+		t.Errorf("the process hit line %d, want commit A's line %d", h.Line, remoteLine)
+	}
+	if e.Body.Source == nil || e.Body.Source.Path != localSrc || e.Body.Line != localLine {
+		t.Errorf("the hit shows at %+v:%d, want the checkout's %s:%d", e.Body.Source, e.Body.Line, localSrc, localLine)
+	}
+	c.Send(t, "disconnect", nil)
+	c.ExpectDisconnectResponse(t)
+}

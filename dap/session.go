@@ -57,6 +57,10 @@ type session struct {
 	background sync.WaitGroup // hit pump, thread watcher and ticker
 	shown      *hitLog        // what the hits view, the timeline and the console's counts show
 
+	// declMu serializes declaring and removing tracepoints: replace,
+	// remap and release. It guards each breakpoint's declared.
+	declMu sync.Mutex
+
 	// mu guards the fields below.
 	mu           sync.Mutex
 	bps          map[string][]*breakpoint // by local file
@@ -83,6 +87,7 @@ type breakpoint struct {
 	fn         string             // the function of a function breakpoint
 	err        error              // why it cannot be set, found before declaring
 	cancel     context.CancelFunc // stops the status watcher
+	declared   fleet.Location     // as last declared; ss.declMu guards it
 
 	// settled is closed once every agent that reported has placed the
 	// tracepoint or said why not.
@@ -189,6 +194,7 @@ func (ss *session) onAttach(req *dap.AttachRequest) {
 	ss.background.Go(func() { ss.pumpHits(hits) })
 	ss.background.Go(ss.watchThreads)
 	ss.background.Go(ss.tick)
+	ss.background.Go(ss.followRevisions)
 	ss.send(&dap.AttachResponse{Response: ss.response(&req.Request)})
 	ss.send(&dap.InitializedEvent{Event: ss.event("initialized")})
 	shown := "the first hits of each breakpoint show here, then a count per second (\"consoleHits\": \"all\" shows every hit)"
@@ -305,6 +311,8 @@ func (ss *session) onSetFunctionBreakpoints(req *dap.SetFunctionBreakpointsReque
 // fails the request) and the new ones, whose watchers start once the
 // response is queued.
 func (ss *session) replace(old, wants []*breakpoint) (keep []*breakpoint, result []dap.Breakpoint, started []*breakpoint) {
+	ss.declMu.Lock()
+	defer ss.declMu.Unlock()
 	prev := make(map[string]*breakpoint)
 	for _, b := range old {
 		prev[b.key()] = b
@@ -350,6 +358,9 @@ func (ss *session) replace(old, wants []*breakpoint) (keep []*breakpoint, result
 		if err := ss.owner().Declare(ctx, spec); err != nil {
 			result[i] = dap.Breakpoint{Id: b.id, Verified: false, Source: src, Line: b.line, Message: fmt.Sprintf("not set: %v", fleet.AsError(err).Message)}
 			continue
+		}
+		if _, ok := ss.cfg.toRemote(b.file); !ok && ss.repo != nil {
+			b.declared = spec.Location // followed as revisions start (remap)
 		}
 		b.state = dap.Breakpoint{Id: b.id, Verified: false, Source: src, Line: b.line, Message: fmt.Sprintf("pending: declared as %s at %s for the %s backend; waiting for agents to report", b.tracepoint, spec.Location, backendName(ss.cfg.Backend))}
 		result[i] = b.state
@@ -1037,6 +1048,8 @@ func (ss *session) onDisconnect(req *dap.DisconnectRequest) {
 
 // release removes the session's tracepoints unless they persist.
 func (ss *session) release() {
+	ss.declMu.Lock()
+	defer ss.declMu.Unlock()
 	ss.mu.Lock()
 	var all []*breakpoint
 	for _, bs := range ss.bps {

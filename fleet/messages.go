@@ -180,6 +180,21 @@ func (l Location) For(rev string, modified bool) (loc Location, warning string, 
 	return loc, fmt.Sprintf("the line was not mapped into revision %s, which this process runs: traced at %s:%d as in %s, which may not be the line you meant (set the breakpoint again to map it)", ShortRevision(rev), loc.Path, loc.Line, l.describe()), nil
 }
 
+// Maps reports whether the location names its line in revision rev: rev
+// is its Revision, or has an entry in Lines or Refused. A process of a
+// revision it does not map traces Line as the checkout has it (For's
+// warning), which may be another line there.
+func (l Location) Maps(rev string) bool {
+	if _, ok := lookupRevision(l.Lines, rev); ok {
+		return true
+	}
+	if _, ok := lookupRevision(l.Refused, rev); ok {
+		return true
+	}
+	_, ok := lookupRevision(map[string]bool{l.Revision: true}, rev)
+	return l.Revision != "" && ok
+}
+
 // describe names the version Line refers to, for messages.
 func (l Location) describe() string {
 	if l.Revision == "" {
@@ -642,6 +657,9 @@ type Placement struct {
 	PCs      []uint64 `json:"pcs,omitempty"`
 	Error    *Error   `json:"error,omitempty"`
 	Backend  string   `json:"backend,omitempty"` // which agent backend serves it: ebpf or delve
+	// BackendWhy says why backend auto chose Delve where it prefers eBPF:
+	// a value the spec needs is out of a uprobe's reach at the line.
+	BackendWhy string `json:"backendWhy,omitempty"`
 }
 
 // Status states.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -72,6 +73,7 @@ type Server struct {
 	*server.Server
 	stop  context.CancelFunc // stops setup
 	ready chan struct{}      // closed once the stream and buckets exist, and the clock is served
+	lock  *os.File           // holds the data directory; nil when in memory
 
 	// mu guards clock.
 	mu    sync.Mutex
@@ -185,8 +187,13 @@ func startServer(ctx context.Context, opts *server.Options, prefix string, repli
 	if err != nil {
 		return nil, err
 	}
+	lock, err := prepare(opts)
+	if err != nil {
+		return nil, err
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("configuring nats-server: %w", err)
 	}
 	if !opts.NoLog {
@@ -195,10 +202,11 @@ func startServer(ctx context.Context, opts *server.Options, prefix string, repli
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
-		return nil, fmt.Errorf("nats-server did not accept connections on %s:%d within 10s: is the port in use (pick another with --listen)? Run with -v to see nats-server's log", opts.Host, opts.Port)
+		lock.Close()
+		return nil, fmt.Errorf("nats-server did not accept connections on %s:%d within 10s. Run with -v to see nats-server's log", opts.Host, opts.Port)
 	}
 	sctx, stop := context.WithCancel(context.Background())
-	s := &Server{Server: ns, stop: stop, ready: make(chan struct{})}
+	s := &Server{Server: ns, stop: stop, ready: make(chan struct{}), lock: lock}
 	switch {
 	case login == nil || !opts.JetStream:
 		// Operator mode, or a leaf node: the first client allowed to
@@ -212,18 +220,29 @@ func startServer(ctx context.Context, opts *server.Options, prefix string, repli
 	}
 	c, err := Connect(ctx, "", ClientOptions{Prefix: prefix, Name: "riptrace-server", Replicas: replicas, Domain: opts.JetStreamDomain, NATS: append(login, nats.InProcessServer(ns))})
 	if err != nil {
-		stop()
-		ns.Shutdown()
+		s.Shutdown()
 		return nil, fmt.Errorf("creating the hit stream and buckets: %w", err)
 	}
 	if err := s.serveClock(c); err != nil {
 		c.Close()
-		stop()
-		ns.Shutdown()
+		s.Shutdown()
 		return nil, err
 	}
 	close(s.ready)
 	return s, nil
+}
+
+// prepare checks, before nats-server starts, what it would only log: that
+// the port is free, and that no other server holds the data directory,
+// which it then locks for this one.
+func prepare(opts *server.Options) (*os.File, error) {
+	if err := checkListen(opts.Host, opts.Port); err != nil {
+		return nil, err
+	}
+	if opts.StoreDir == "" || !opts.JetStream {
+		return nil, nil
+	}
+	return lockDataDir(opts.StoreDir)
 }
 
 // setupEvery is how soon a member of a cluster tries again to create the
@@ -284,6 +303,9 @@ func (s *Server) Shutdown() {
 	s.mu.Unlock()
 	s.Server.Shutdown()
 	s.Server.WaitForShutdown()
+	if s.lock != nil {
+		s.lock.Close()
+	}
 }
 
 // ensureResources creates the hit stream and the buckets, or updates

@@ -117,10 +117,15 @@ func (s *server) toggle(ctx context.Context, u uri.URI, cur int) (*ToggleResult,
 	// a deploy still finds the tracepoint to remove.
 	id := tracepointID(loc, sel)
 	res := &ToggleResult{ID: id, Location: loc, Backend: cmp.Or(cfg.Backend, "auto")}
+	s.declMu.Lock()
+	defer s.declMu.Unlock()
 	if slices.Contains(lease.IDs(), id) {
 		if err := lease.Remove(ctx, id); err != nil {
 			return nil, err
 		}
+		s.mu.Lock()
+		delete(s.toggled, id)
+		s.mu.Unlock()
 		return res, nil
 	}
 	s.mu.Lock()
@@ -153,6 +158,13 @@ func (s *server) toggle(ctx context.Context, u uri.URI, cur int) (*ToggleResult,
 	}
 	if err := lease.Declare(ctx, spec); err != nil {
 		return nil, err
+	}
+	if loc.Module != "" {
+		s.mu.Lock()
+		if s.toggled != nil && s.lease == lease {
+			s.toggled[id] = toggledLine{file: file, line: line, spec: *spec}
+		}
+		s.mu.Unlock()
 	}
 	res.Traced = true
 	return res, nil

@@ -57,11 +57,21 @@ func (s *server) ingest(ctx context.Context, cfg Config, local *hitMapper, agg *
 	}
 	lease := c.NewLease(leaseTTL)
 	s.mu.Lock()
-	s.lease, s.fleet = lease, c
+	s.lease, s.fleet, s.toggled = lease, c, make(map[string]toggledLine)
 	s.mu.Unlock()
+	// Following ends before the lease removes the tracepoints, which it
+	// would otherwise declare again.
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		s.followRevisions(followCtx, c, lease)
+	}()
 	defer func() {
+		stopFollowing()
+		<-followed
 		s.mu.Lock()
-		s.lease, s.fleet = nil, nil
+		s.lease, s.fleet, s.toggled = nil, nil, nil
 		s.mu.Unlock()
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := lease.Close(cctx); err != nil {

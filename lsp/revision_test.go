@@ -88,3 +88,44 @@ func TestToggleRevisionMapping(t *testing.T) {
 	// 3 >> codeLens, << the hits of A's line on the checkout's
 	sess.awaitLens(u, localLine-1, regexp.MustCompile(`^● \d+ hits? · 1 host · `))
 }
+
+// TestToggleFollowsRevisions toggles the checkout's line before any agent
+// runs, so that no revision is known and it goes out unmapped; when the
+// agent reports a process of commit A, the server maps the line into A and
+// declares it again: hits of A's line show on the checkout's.
+func TestToggleFollowsRevisions(t *testing.T) {
+	t.Parallel()
+	repo, bin, _ := sourcetest.MovedLine(t, agenttest.BuildStamped)
+	src := filepath.Join(repo, "main.go")
+	localLine := agenttest.MarkerLine(t, src, "work")
+
+	s := fleettest.RunServer(t)
+	exe := fmt.Sprintf("lsp-follow-%d-%d", os.Getpid(), envSeq.Add(1))
+	bin = agenttest.Alias(t, bin, exe)
+
+	sess := startSession(t, lsp.Options{Log: testLogger(t)})
+	// 1 >> initialize at the checkout
+	sess.initialize(repo, map[string]any{"nats": s.ClientURL(), "processes": []string{exe}, "history": "1m"})
+	// 2 >> executeCommand riptrace.toggleTracepoint, << traced, mapped
+	// into no revision: none runs yet
+	u := uri.File(src)
+	var res struct{ Traced bool }
+	testsupport.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		r, err := sess.server.ExecuteCommand(ctx(t), &protocol.ExecuteCommandParams{
+			Command:   lsp.CommandToggleTracepoint,
+			Arguments: []protocol.LSPAny{mustJSON(string(u)), mustJSON(localLine - 1)},
+		})
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(r, &res)
+	})
+	if !res.Traced {
+		t.Fatal("toggle: not traced")
+	}
+	// The process of A starts, and its agent, after the toggle.
+	agenttest.Start(t, bin) // before the agent: cleanups detach first
+	agenttest.RunAgent(t, s, agent.Config{Host: exe, Processes: []string{exe}, Log: testLogger(t)}, nil)
+	// 3 >> codeLens, << the hits of A's line on the checkout's
+	sess.awaitLens(u, localLine-1, regexp.MustCompile(`^● \d+ hits? · 1 host · `))
+}

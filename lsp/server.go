@@ -68,6 +68,10 @@ type server struct {
 	// done is closed when the connection ends.
 	done chan struct{}
 
+	// declMu serializes declaring and removing toggled tracepoints: a
+	// toggle and a remap (follow.go).
+	declMu sync.Mutex
+
 	// mu guards the fields below.
 	mu           sync.Mutex
 	cfg          Config
@@ -76,8 +80,9 @@ type server struct {
 	refreshLens  bool                 // the client accepts workspace/codeLens/refresh
 	refreshHints bool                 // the client accepts workspace/inlayHint/refresh
 	shutdown     bool
-	lease        *fleet.Lease  // the tracepoints toggled from the editor
-	fleet        *fleet.Client // lease's connection, set with it
+	lease        *fleet.Lease           // the tracepoints toggled from the editor
+	fleet        *fleet.Client          // lease's connection, set with it
+	toggled      map[string]toggledLine // by tracepoint id: lease's, followed as revisions start
 	stopIngest   context.CancelFunc
 	ingestDone   chan struct{}
 }

@@ -141,6 +141,9 @@ type LineError struct {
 	Why     Mapping // Changed, Missing or OutOfRange
 	Lines   int     // how many lines the given side has (for OutOfRange)
 	ToLocal bool    // the line was given in Rev and the other side is the checkout
+	// Uncommitted says the checkout's line is an edit not yet committed:
+	// the change is the user's own, not Rev's.
+	Uncommitted bool
 }
 
 func (e *LineError) Error() string {
@@ -148,10 +151,12 @@ func (e *LineError) Error() string {
 	if e.ToLocal {
 		where = "in the checkout"
 	}
-	switch e.Why {
-	case OutOfRange:
+	switch {
+	case e.Why == OutOfRange:
 		return fmt.Sprintf("%s has no line %d (it has %d lines)", e.Path, e.Line, e.Lines)
-	case Changed:
+	case e.Uncommitted:
+		return fmt.Sprintf("line %d of %s (%q) is an uncommitted edit in the checkout: revision %s, which runs, does not have it. Commit and deploy it, or trace a line that runs", e.Line, e.Path, e.Text, shortRev(e.Rev))
+	case e.Why == Changed:
 		return fmt.Sprintf("line %d of %s (%q) was changed %s, so it does not run there", e.Line, e.Path, e.Text, where)
 	}
 	return fmt.Sprintf("line %d of %s (%q) does not exist %s", e.Line, e.Path, e.Text, where)

@@ -171,7 +171,22 @@ func (r *Repo) LineIn(rev, relPath string, localLine int) (int, error) {
 	if why == Mapped {
 		return n, nil
 	}
-	return 0, &LineError{Path: relPath, Line: localLine, Text: lineText(p.local, localLine), Rev: hash, Why: why, Lines: len(p.local)}
+	e := &LineError{Path: relPath, Line: localLine, Text: lineText(p.local, localLine), Rev: hash, Why: why, Lines: len(p.local)}
+	if why != OutOfRange {
+		e.Uncommitted = r.editedSinceHead(relPath, localLine)
+	}
+	return 0, e
+}
+
+// editedSinceHead reports whether line localLine of the checkout's file
+// relPath is an uncommitted edit: changed, or not there, in HEAD.
+func (r *Repo) editedSinceHead(relPath string, localLine int) bool {
+	p, _, err := r.pair("HEAD", relPath)
+	if err != nil || p.missing != nil {
+		return false
+	}
+	_, why := p.m.AToB(localLine)
+	return why != Mapped
 }
 
 // LocalLine is the reverse of LineIn: it returns the line of the checkout's

@@ -126,6 +126,20 @@ func TestLineInRevisions(t *testing.T) {
 		t.Fatalf("the located spec does not validate: %v", err)
 	}
 
+	// A line edited and not committed: the change is the user's, and the
+	// reason says so rather than blame the revision that runs.
+	sourcetest.Write(t, dir, "pay/pay.go", "l0\nl1\nnew1\nnew2\nl2\nl3\nTRACE edited\nl6\nl7\n")
+	_, err = r.LineIn(revs["A"], "pay/pay.go", 7)
+	var le *source.LineError
+	if !errors.As(err, &le) || !le.Uncommitted || !strings.Contains(err.Error(), "is an uncommitted edit in the checkout: revision "+revs["A"][:12]+", which runs, does not have it") {
+		t.Fatalf("LineIn of an edited line: %v; want a LineError naming the uncommitted edit", err)
+	}
+	// A line committed since the revision is not the user's edit: l0,
+	// added in E.
+	if _, err := r.LineIn(revs["C"], "pay/pay.go", 1); !errors.As(err, &le) || le.Uncommitted || !strings.Contains(err.Error(), "does not exist in revision") {
+		t.Fatalf("LineIn(C) of a line not edited since HEAD: %v; want a LineError not blaming an uncommitted edit", err)
+	}
+
 	// Clean again: the location names HEAD.
 	sourcetest.Write(t, dir, "pay/pay.go", "l0\nl1\nnew1\nnew2\nl2\nl3\nTRACE\nl6\nl7\n")
 	loc, err = source.LocateAt(file, 7, nil)

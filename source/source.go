@@ -28,6 +28,7 @@ package source
 
 import (
 	"bufio"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
@@ -87,6 +88,20 @@ func Locate(file string, line int) fleet.Location {
 		}
 	}
 	return fleet.Location{Path: filepath.ToSlash(file), Line: line}
+}
+
+// CheckLine refuses a line past the end of a local file, before anything is
+// declared: no revision can have code there. A file that is not local (a
+// path suffix for the fleet to match) is not checked.
+func CheckLine(file string, line int) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil
+	}
+	if n := len(splitLines(b)); line > n {
+		return fmt.Errorf("%s has %d lines, so line %d is past its end. Pick a line of the file", file, n, line)
+	}
+	return nil
 }
 
 // Workspace maps files named by processes back to files under a local root.

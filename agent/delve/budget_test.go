@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/agent/delve"
+	"github.com/riptrace/riptrace/fleet"
 )
 
 // TestBudgetCountsConditions traces a line run 5000 times a second with a
@@ -53,6 +55,66 @@ func TestBudgetCountsConditions(t *testing.T) {
 	t.Logf("threads stopped %.1f%% of 3s under a 5%% budget", share*100)
 	if share > 0.1 {
 		t.Errorf("threads stopped %.1f%% of the time under a 5%% budget", share*100)
+	}
+	n := strings.Count(p.Output(), "ALIVE")
+	agenttest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if strings.Count(p.Output(), "ALIVE") <= n {
+			return fmt.Errorf("no new ALIVE line")
+		}
+		return nil
+	})
+}
+
+// TestBudgetRemovesHotLine traces, with Delve's breakpoints (int3 mode, where
+// every trap stops the whole process), a line run 5000 times a second under
+// a 5% stop budget: its traps alone cost more than the budget, so the
+// tracepoint is removed. The hits dropped before the removal must be
+// counted, with the hits and with the removal notice, and the count named
+// in the notice; its advice must not be a condition, which Delve evaluates
+// in the same stop.
+func TestBudgetRemovesHotLine(t *testing.T) {
+	// Not parallel: the mode is read from the environment once, when the
+	// backend first asks.
+	t.Setenv("RIPTRACE_DELVE_MODE", "int3")
+	b := delve.New(io.Discard)
+	if mode, _ := b.Mode(); mode != "int3" {
+		t.Fatalf("the backend runs in %s mode, want int3", mode)
+	}
+	b.SetStopBudget(0.05)
+	ctx, p, tg := attachTo(t, b, pacedDir, false, "-rate", "5000")
+	if _, err := tg.Set(ctx, pacedSpec(t, "tick", "tick")); err != nil {
+		t.Fatal(err)
+	}
+	var dropped, published uint64
+	deadline := time.After(60 * time.Second)
+	for {
+		var h agent.Hit
+		select {
+		case h = <-tg.Hits():
+		case <-deadline:
+			t.Fatalf("not removed within 60s: %d hits, %d dropped", published, dropped)
+		}
+		dropped += h.Dropped
+		if h.Fault == nil {
+			if !h.DropsOnly {
+				published++
+			}
+			continue
+		}
+		t.Logf("removed after %d hits, %d dropped: %v", published, dropped, h.Fault)
+		if h.Fault.Code != fleet.CodeStopBudget {
+			t.Fatalf("removed with code %s, want %s: %v", h.Fault.Code, fleet.CodeStopBudget, h.Fault)
+		}
+		if dropped == 0 {
+			t.Errorf("no dropped hit counted, though the budget removed the line for its bare traps")
+		}
+		if want := fmt.Sprintf("after %d hits were dropped", dropped); !strings.Contains(h.Fault.Message, want) {
+			t.Errorf("removal notice %q does not say %q", h.Fault.Message, want)
+		}
+		if strings.Contains(h.Fault.Message, "condition") || !strings.Contains(h.Fault.Message, "--backend ebpf") {
+			t.Errorf("removal notice %q: want the eBPF backend as advice, and no condition", h.Fault.Message)
+		}
+		break
 	}
 	n := strings.Count(p.Output(), "ALIVE")
 	agenttest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {

@@ -879,8 +879,12 @@ func (t *holdTarget) gone() error {
 
 // fault removes tp and reports why. Lock should be held.
 func (t *holdTarget) fault(tp *holdTracepoint, e *fleet.Error) {
+	t.takeGateDrops(tp)
 	t.release(tp)
-	t.faults = append(t.faults, agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid}, Fault: e})
+	// The hits dropped since the last one sent are counted with the
+	// removal, or they would be lost from the tracepoint's tally.
+	t.faults = append(t.faults, agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Dropped: tp.dropped}, Fault: e})
+	tp.dropped = 0
 	t.sendFaults()
 }
 

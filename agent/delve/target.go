@@ -152,7 +152,8 @@ type tracepoint struct {
 	// recent counts hits (dropped or not) since the budget's last check.
 	budgetDropped uint64
 	recent        uint64
-	warm          bool // load Delve's module data before reading values (see warmModuleData)
+	droppedInAll  uint64 // dropped hits already sent with hits, for the removal message
+	warm          bool   // load Delve's module data before reading values (see warmModuleData)
 }
 
 func (t *target) Hits() <-chan agent.Hit { return t.hits }
@@ -674,6 +675,7 @@ func (t *target) collect() (n, captured int) {
 			continue
 		}
 		h.Dropped, tp.dropped = tp.dropped, 0
+		tp.droppedInAll += h.Dropped
 		hit := agent.Hit{Hit: h}
 		budgetDropped := tp.budgetDropped
 		if budgetDropped > 0 {
@@ -685,6 +687,7 @@ func (t *target) collect() (n, captured int) {
 		default:
 			// The agent fell behind: never keep the process stopped for it.
 			tp.dropped += h.Dropped + 1
+			tp.droppedInAll -= h.Dropped
 			tp.budgetDropped += budgetDropped
 		}
 	}
@@ -704,7 +707,10 @@ func (t *target) safeCapture(th proc.Thread, tp *tracepoint) (h fleet.Hit, err e
 
 func (t *target) fault(tp *tracepoint, e *fleet.Error) {
 	_ = t.clear(tp.spec.ID)
-	t.faults = append(t.faults, agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid}, Fault: e})
+	// The hits dropped since the last one sent are counted with the
+	// removal, or they would be lost from the tracepoint's tally.
+	t.faults = append(t.faults, agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Dropped: tp.dropped}, Fault: e})
+	tp.dropped = 0
 	t.sendFaults()
 }
 
@@ -759,7 +765,10 @@ func (t *target) enforceBudget() {
 	if hot == nil {
 		return
 	}
-	t.fault(hot, fleet.Errorf(codeStopBudget, "tracepoint %s was removed from pid %d: its line is so hot that its traps alone, with captures dropped, kept the process stopped %.0f%% of the last second, over the stop budget of %s of each second (the agent's --stop-budget); trace a colder line or add a condition, or raise the budget", hot.spec.ID, t.pid, share*100, t.budget.percent()))
+	// A condition would not help: Delve evaluates it in the stop, so the
+	// trap costs as much. Only a colder line, probes that do not stop the
+	// process, or a larger budget do.
+	t.fault(hot, fleet.Errorf(codeStopBudget, "tracepoint %s was removed from pid %d after %d hits were dropped: its line is so hot that its traps alone kept the process stopped %.0f%% of the last second, over the stop budget of %s (the agent's --stop-budget). Trace a colder line, use --backend ebpf (its probes do not stop the process), or raise the budget", hot.spec.ID, t.pid, hot.droppedInAll+hot.dropped, share*100, t.budget.percent()))
 }
 
 // Stopped returns how long the process has been stopped since attach.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -973,5 +974,72 @@ func TestSharedExecutable(t *testing.T) {
 	set(t, tgt, tp)
 	if hits := burstHits(t, p, tgt, 1, 20); len(hits) != 20 {
 		t.Fatalf("a process attached after the others left: %d hits, want 20", len(hits))
+	}
+}
+
+// TestAutoTakesDelveForFloats traces the line of a loop where the running
+// total is in a floating-point register, out of a uprobe's reach. With
+// nothing asked of total, auto serves it with eBPF; with a condition or a
+// log message that reads total, auto serves it with Delve, and the
+// placement says why, and the log message prints a number. Asked for
+// eBPF by name, eBPF serves it all the same.
+func TestAutoTakesDelveForFloats(t *testing.T) {
+	needEBPF(t)
+	const dir = "testdata/targets/floats"
+	p := agenttest.Start(t, agenttest.BuildTarget(t, dir))
+	b := &agent.Backends{Default: agent.BackendAuto, EBPF: ebpf.New(), Delve: delve.New(io.Discard)}
+	tgt := attach(t, b, p.Pid)
+	ctx := context.Background()
+	spec := func(id string) agent.Tracepoint {
+		return agent.Tracepoint{
+			ID:       id,
+			Location: fleet.Location{Path: "floats/main.go", Line: agenttest.MarkerLine(t, dir+"/main.go", "add")},
+			Capture:  fleet.Capture{Args: true},
+		}
+	}
+
+	plain := spec("plain")
+	if pl := set(t, tgt, plain); pl.Backend != agent.BackendEBPF || pl.BackendWhy != "" {
+		t.Errorf("plain placed with %q (%q), want ebpf", pl.Backend, pl.BackendWhy)
+	}
+	if err := tgt.Clear(ctx, plain.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	logged := spec("logged")
+	logged.LogMessage = "running total {total}"
+	pl := set(t, tgt, logged)
+	if pl.Backend != agent.BackendDelve || !strings.Contains(pl.BackendWhy, "the log message needs total (float64), which is in a floating-point register") {
+		t.Errorf("logged placed with %q (%q), want delve, saying the log message needs total in a floating-point register", pl.Backend, pl.BackendWhy)
+	}
+	for h := range tgt.Hits() {
+		if h.Fault != nil {
+			t.Fatal(h.Fault)
+		}
+		if h.Tracepoint != logged.ID {
+			continue
+		}
+		if _, err := strconv.ParseFloat(strings.TrimPrefix(h.Message, "running total "), 64); err != nil {
+			t.Errorf("log message %q, want the running total as a number", h.Message)
+		}
+		break
+	}
+	if err := tgt.Clear(ctx, logged.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	cond := spec("cond")
+	cond.Condition = "total > 1"
+	if pl := set(t, tgt, cond); pl.Backend != agent.BackendDelve || !strings.Contains(pl.BackendWhy, "the condition needs total") {
+		t.Errorf("cond placed with %q (%q), want delve, saying the condition needs total", pl.Backend, pl.BackendWhy)
+	}
+	if err := tgt.Clear(ctx, cond.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	named := spec("named")
+	named.Condition, named.Backend = "total > 1", agent.BackendEBPF
+	if pl := set(t, tgt, named); pl.Backend != agent.BackendEBPF {
+		t.Errorf("a spec asking for ebpf placed with %q, want ebpf", pl.Backend)
 	}
 }

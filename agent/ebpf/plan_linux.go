@@ -8,6 +8,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/go-delve/delve/pkg/dwarf/reader"
 	"github.com/go-delve/delve/pkg/proc"
 
+	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/fleet"
 )
 
@@ -557,4 +559,148 @@ func (l loc) scalar(size int64) (bpfSrc, bool) {
 		return bpfSrc{Kind: srcStack, Off: int32(int64(p.Val) - l.spBase)}, true
 	}
 	return bpfSrc{}, false
+}
+
+// DWARF register numbers of amd64's XMM0 to XMM15: a float or complex
+// value kept there at a PC is out of a uprobe's reach, which sees only the
+// general registers (struct pt_regs).
+const (
+	dwarfXMM0  = 17
+	dwarfXMM15 = 32
+)
+
+// fpRegisterVars returns the variables visible at pc of line whose value is,
+// wholly or in part, in a floating-point register there: name → type.
+func fpRegisterVars(bi *proc.BinaryInfo, di *debugInfo, pc uint64, line int) (map[string]string, error) {
+	fn := bi.PCToFunc(pc)
+	if fn == nil {
+		return nil, fmt.Errorf("no function at pc %#x", pc)
+	}
+	off, ok := di.funcs[fn.Entry]
+	if !ok {
+		return nil, fmt.Errorf("no DWARF entry for %s", fn.Name)
+	}
+	tree, err := godwarf.LoadTree(off, di.dw, bi.Images[0].StaticBase)
+	if err != nil {
+		return nil, fmt.Errorf("reading the DWARF of %s: %w", fn.Name, err)
+	}
+	// Where a value is, not its bytes: any frame will do.
+	regs := op.NewDwarfRegisters(0, nil, binary.LittleEndian, 16, 7, 6, 0)
+	regs.CFA, regs.FrameBase = 1<<40, 1<<40
+	regs.AddReg(7, op.DwarfRegisterFromUint64(1<<40))
+	out := make(map[string]string)
+	for _, v := range reader.Variables(tree, pc, line, reader.VariablesOnlyVisible) {
+		name, _ := v.Val(dwarf.AttrName).(string)
+		_, pieces, _, err := bi.Location(v.Tree, dwarf.AttrLocation, pc, *regs, nil)
+		if err != nil || name == "" {
+			continue
+		}
+		for _, p := range pieces {
+			if p.Kind == op.RegPiece && p.Val >= dwarfXMM0 && p.Val <= dwarfXMM15 {
+				typ := "a floating-point value"
+				if toff, ok := v.Val(dwarf.AttrType).(dwarf.Offset); ok {
+					if t, err := bi.Images[0].Type(toff); err == nil {
+						typ = t.String()
+					}
+				}
+				out[name] = typ
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// neededNames returns the variables a spec's condition, log message and
+// expressions read, each with what reads it: the values a hit cannot do
+// without, unlike arguments and locals, which a hit shows as not captured
+// when they are out of reach.
+func neededNames(spec fleet.Spec) map[string]string {
+	out := make(map[string]string)
+	add := func(expr, what string) {
+		e, err := parser.ParseExpr(expr)
+		if err != nil {
+			return
+		}
+		ast.Inspect(e, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.SelectorExpr:
+				ast.Inspect(n.X, func(m ast.Node) bool {
+					if id, ok := m.(*ast.Ident); ok {
+						if _, seen := out[id.Name]; !seen {
+							out[id.Name] = what
+						}
+					}
+					return true
+				})
+				return false // the selected field is no variable
+			case *ast.Ident:
+				if _, seen := out[n.Name]; !seen {
+					out[n.Name] = what
+				}
+			}
+			return true
+		})
+	}
+	if spec.Condition != "" {
+		add(spec.Condition, "the condition")
+	}
+	if segs, err := fleet.ParseLogMessage(spec.LogMessage); err == nil {
+		for _, s := range segs {
+			if s.Expr != "" {
+				add(s.Expr, "the log message")
+			}
+		}
+	}
+	for _, e := range spec.Capture.Exprs {
+		add(e, "the expression "+strconv.Quote(e))
+	}
+	return out
+}
+
+// Unreadable says why this backend cannot give spec, at its line in this
+// process, a value its condition, log message or expressions need: the
+// variable is in a floating-point register at every PC of the line, which
+// a uprobe cannot read. "" when it can, or when that cannot be told here
+// (Set then says what is wrong). Backend auto serves such a spec with
+// Delve, which reads every register.
+func (t *target) Unreadable(spec agent.Tracepoint) string {
+	needed := neededNames(spec)
+	if len(needed) == 0 {
+		return ""
+	}
+	t.mu.Lock()
+	defer t.unlock()
+	if t.ended || t.exitErr != nil {
+		return ""
+	}
+	file, err := agent.ResolveFile(t.snap.BinInfo().Sources, spec.Location)
+	if err != nil {
+		return ""
+	}
+	pcs, err := proc.FindFileLocation(t.snap, file, spec.Location.Line)
+	if err != nil {
+		return ""
+	}
+	for _, pc := range pcs {
+		fp, err := fpRegisterVars(t.snap.BinInfo(), t.di, pc, spec.Location.Line)
+		if err != nil {
+			return ""
+		}
+		for _, name := range sortedNames(needed) {
+			if typ, ok := fp[name]; ok {
+				return fmt.Sprintf("%s needs %s (%s), which is in a floating-point register at %s:%d, out of a uprobe's reach", needed[name], name, typ, file, spec.Location.Line)
+			}
+		}
+	}
+	return ""
+}
+
+func sortedNames(m map[string]string) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -25,5 +27,27 @@ func TestTraceRefusesPastBounds(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.says) {
 			t.Errorf("riptrace %s: %v, want it to say %q", strings.Join(tc.args, " "), err, tc.says)
 		}
+	}
+}
+
+// riptrace trace refuses a line past the end of a local file before it
+// connects: no revision could have code there.
+func TestTraceRefusesLinePastEnd(t *testing.T) {
+	src := "../../agent/testdata/targets/loop/main.go"
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := strings.Count(string(b), "\n")
+	var out, errb bytes.Buffer
+	err = run(context.Background(), []string{"trace", "--nats", "nats://127.0.0.1:1", fmt.Sprintf("%s:%d", src, n+1)}, &out, &errb)
+	want := fmt.Sprintf("has %d lines, so line %d is past its end", n, n+1)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("riptrace trace %s:%d: %v, want it to say %q", src, n+1, err, want)
+	}
+	// The last line is a line of the file: refused only for want of a server.
+	err = run(context.Background(), []string{"trace", "--nats", "nats://127.0.0.1:1", fmt.Sprintf("%s:%d", src, n)}, &out, &errb)
+	if err == nil || strings.Contains(err.Error(), "past its end") {
+		t.Errorf("riptrace trace %s:%d: %v, want only the connection refused", src, n, err)
 	}
 }

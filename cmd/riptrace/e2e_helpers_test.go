@@ -341,11 +341,32 @@ func decodeHits(t *testing.T, out string) []fleet.Hit {
 func decodePlaced(t *testing.T, out string) []fleet.Placed {
 	t.Helper()
 	var hits []fleet.Placed
+	for _, h := range decodeTraced(t, out) {
+		hits = append(hits, h.Placed)
+	}
+	return hits
+}
+
+// traced is one line of riptrace trace --json: a hit of the timeline, and
+// its line in the checkout when that differs.
+type traced struct {
+	fleet.Placed
+	Checkout *struct {
+		File string `json:"file"`
+		Line int    `json:"line"`
+	} `json:"checkout"`
+}
+
+// decodeTraced decodes the complete lines of riptrace trace --json
+// strictly.
+func decodeTraced(t *testing.T, out string) []traced {
+	t.Helper()
+	var hits []traced
 	for line := range strings.Lines(out) {
 		if !strings.HasSuffix(line, "\n") {
 			break // still being written
 		}
-		var h fleet.Placed
+		var h traced
 		dec := json.NewDecoder(strings.NewReader(line))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&h); err != nil {

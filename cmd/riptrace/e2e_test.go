@@ -23,6 +23,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/internal/testsupport"
+	"github.com/riptrace/riptrace/source/sourcetest"
 )
 
 // itemIDs are the IDs of the loop target's items, which process gets in turn:
@@ -472,6 +473,29 @@ func TestHostsJSON(t *testing.T) {
 			t.Errorf("riptrace hosts does not mention %q:\n%s", w, r.stdout)
 		}
 	}
+	// Columns under headers, backends in words, a process row that reads
+	// across, and a legend for the two columns that need one.
+	wantRow := func(fields ...string) {
+		t.Helper()
+		for line := range strings.Lines(r.stdout) {
+			if slices.Equal(strings.Fields(line)[:min(len(fields), len(strings.Fields(line)))], fields) {
+				return
+			}
+		}
+		t.Errorf("riptrace hosts has no row starting %q:\n%s", fields, r.stdout)
+	}
+	wantRow("HOST", "STATE", "SYSTEM", "AGENT", "CLOCK")
+	wantRow("hosts-test", "live", runtime.GOOS+"/"+runtime.GOARCH+",")
+	wantRow("HOST", "PID", "PROGRAM", "MAIN", "PACKAGE", "REVISION", "GO", "ATTACHED")
+	wantRow("hosts-test", strconv.Itoa(target.Pid), filepath.Base(exe), want.MainPackage)
+	if strings.Contains(r.stdout, "[") || !strings.Contains(r.stdout, "with backend") {
+		t.Errorf("riptrace hosts prints the backends as a Go slice, or not at all:\n%s", r.stdout)
+	}
+	for _, w := range []string{"REVISION is the commit", "ATTACHED says"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("riptrace hosts does not explain its columns (%q):\n%s", w, r.stdout)
+		}
+	}
 	if r := run(t, cmdTimeout, "version"); r.code != 0 || r.stdout != "riptrace "+testVersion+"\n" {
 		t.Errorf("riptrace version: exit status %d, output %q; want 0 and %q", r.code, r.stdout, "riptrace "+testVersion+"\n")
 	}
@@ -555,9 +579,19 @@ func testAgentStopLeavesTargetRunning(t *testing.T, sig syscall.Signal) {
 		t.Errorf("target stderr mentions SIGTRAP:\n%s", target.Stderr())
 	}
 	if sig == syscall.SIGTERM {
-		// The agent withdrew its status; the trace says so.
-		tr.await(t, stateTimeout, "status removed for pid "+strconv.Itoa(target.Pid), func(_, stderr string) bool {
-			return strings.Contains(stderr, "["+strconv.Itoa(target.Pid)+"]: removed")
+		// The agent withdrew its status; the trace says whose and why.
+		said := fmt.Sprintf("[%d]: done: the agent of host %s stopped", target.Pid, host)
+		tr.await(t, stateTimeout, said, func(_, stderr string) bool {
+			return strings.Contains(stderr, said)
+		})
+	}
+
+	if sig == syscall.SIGKILL {
+		// The killed agent's entries still say installed: once its
+		// heartbeat is three periods old, the trace says it is gone.
+		said := "host " + host + ": its agent is gone"
+		tr.await(t, 2*stateTimeout, said, func(_, stderr string) bool {
+			return strings.Contains(stderr, said)
 		})
 	}
 
@@ -568,6 +602,12 @@ func testAgentStopLeavesTargetRunning(t *testing.T, sig syscall.Signal) {
 		hits := decodeHits(t, stdout)
 		return len(hits) > 0 && hits[len(hits)-1].Time > restarted.UnixNano()
 	})
+	if sig == syscall.SIGKILL {
+		said := "host " + host + ": its agent is back"
+		tr.await(t, stateTimeout, said, func(_, stderr string) bool {
+			return strings.Contains(stderr, said)
+		})
+	}
 	hits := decodeHits(t, tr.Stdout())
 	for i, h := range hits {
 		if h.Pid != target.Pid || h.Host != host || h.Line != processLine {
@@ -772,5 +812,96 @@ func TestTraceNoFileSummary(t *testing.T) {
 		if statusLine(r.stderr, p.Pid, fleet.StateError) == "" {
 			t.Errorf("-v: no error line for pid %d:\n%s", p.Pid, r.stderr)
 		}
+	}
+}
+
+// TestServerRefusesTakenDataAndPort starts a second server on the data
+// directory of a running one, and another on its port: the first is refused
+// naming the owner's pid, the second with the bind error, and the running
+// server serves on.
+func TestServerRefusesTakenDataAndPort(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	first := start(t, "server", "--listen", "127.0.0.1:-1", "--data", data)
+	var url string
+	first.await(t, cmdTimeout, "ready line", func(stdout, _ string) bool {
+		if m := serverReady.FindStringSubmatch(stdout); m != nil {
+			url = m[1]
+		}
+		return url != ""
+	})
+
+	r := run(t, cmdTimeout, "server", "--listen", "127.0.0.1:-1", "--data", data)
+	want := fmt.Sprintf("the data directory %s is in use by pid %d", data, first.Cmd.Process.Pid)
+	if r.code == 0 || !strings.Contains(r.stderr, want) {
+		t.Errorf("a second server on %s: exit status %d, stderr %q; want it refused with %q", data, r.code, r.stderr, want)
+	}
+
+	r = run(t, cmdTimeout, "server", "--listen", strings.TrimPrefix(url, "nats://"), "--data", t.TempDir())
+	if r.code == 0 || !strings.Contains(r.stderr, "address already in use") {
+		t.Errorf("a server on the port of another: exit status %d, stderr %q; want it refused with the bind error", r.code, r.stderr)
+	}
+
+	if r := run(t, cmdTimeout, "hosts", "--nats", url); r.code != 0 {
+		t.Errorf("riptrace hosts on the first server after the refusals: exit status %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestTraceJSONCheckoutLine traces a line of a checkout one commit ahead of
+// the running process, which has it MovedBy lines higher: each --json hit
+// carries the line it ran at and, as the text form does, the checkout's.
+func TestTraceJSONCheckoutLine(t *testing.T) {
+	t.Parallel()
+	repo, bin, _ := sourcetest.MovedLine(t, agenttest.BuildStamped)
+	src := filepath.Join(repo, "main.go")
+	localLine := agenttest.MarkerLine(t, src, "work")
+	url := startServer(t)
+	target := startTargetBuild(t, bin, "moved-json")
+	startAgent(t, url, "moved-json-host", "moved-json")
+	awaitProcesses(t, url, map[*agenttest.Proc]string{target: "moved-json-host"}, detached)
+
+	r := run(t, stateTimeout, "trace", "--nats", url, "--json", "--count", "1", fmt.Sprintf("%s:%d", src, localLine))
+	hits := decodeTraced(t, r.stdout)
+	if r.code != 0 || len(hits) != 1 {
+		t.Fatalf("riptrace trace --json --count 1: exit status %d, %d hits; want 0 and 1\n%s", r.code, len(hits), r.stderr)
+	}
+	h := hits[0]
+	if h.Line != localLine-sourcetest.MovedBy {
+		t.Errorf("the hit ran at line %d, want commit A's %d", h.Line, localLine-sourcetest.MovedBy)
+	}
+	if h.Checkout == nil || h.Checkout.File != "main.go" || h.Checkout.Line != localLine {
+		t.Errorf("the hit's checkout line is %+v, want main.go:%d", h.Checkout, localLine)
+	}
+}
+
+// TestTraceFollowsNewRevisions declares a line of a checkout one commit
+// ahead before any agent runs: no revision is known, so it goes out
+// unmapped. When the agent reports a process of the older commit, the
+// trace maps the line into it and declares it again: the hit comes from
+// that commit's line, not from the checkout's line number.
+func TestTraceFollowsNewRevisions(t *testing.T) {
+	t.Parallel()
+	repo, bin, revA := sourcetest.MovedLine(t, agenttest.BuildStamped)
+	src := filepath.Join(repo, "main.go")
+	localLine := agenttest.MarkerLine(t, src, "work")
+	url := startServer(t)
+
+	tr := start(t, "trace", "--nats", url, "--json", "--count", "1", "--wait", fmt.Sprintf("%s:%d", src, localLine))
+	tr.await(t, cmdTimeout, "the tracing line", func(_, stderr string) bool {
+		return strings.Contains(stderr, "riptrace: tracing ")
+	})
+	startTargetBuild(t, bin, "follow-revs")
+	startAgent(t, url, "follow-host", "follow-revs")
+
+	said := fmt.Sprintf("revision %s started in the fleet: tracing main.go:%d there", fleet.ShortRevision(revA), localLine-sourcetest.MovedBy)
+	tr.await(t, stateTimeout, said, func(_, stderr string) bool {
+		return strings.Contains(stderr, said)
+	})
+	if code := tr.exitCode(t, stateTimeout); code != 0 {
+		t.Fatalf("riptrace trace --count 1: exit status %d, want 0\n%s", code, tr.Stderr())
+	}
+	hits := decodeTraced(t, tr.Stdout())
+	if len(hits) != 1 || hits[0].Line != localLine-sourcetest.MovedBy {
+		t.Fatalf("hits %+v, want one at commit A's line %d", hits, localLine-sourcetest.MovedBy)
 	}
 }

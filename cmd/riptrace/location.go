@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/riptrace/riptrace/fleet"
@@ -19,6 +22,9 @@ func parseLocation(arg string) (fleet.Location, error) {
 	file, line, err := splitLocation(arg)
 	if err != nil {
 		return fleet.Location{}, err
+	}
+	if err := source.CheckLine(file, line); err != nil {
+		return fleet.Location{}, usageError{err.Error()}
 	}
 	return source.Locate(file, line), nil
 }
@@ -39,6 +45,29 @@ func splitLocation(arg string) (string, int, error) {
 type checkout struct {
 	repo *source.Repo
 	ws   *source.Workspace
+
+	// mu guards mapped.
+	mu     sync.Mutex
+	mapped fleet.Location // as last declared, once follow runs
+}
+
+func (c *checkout) setMapped(loc fleet.Location) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mapped = loc
+}
+
+// unmapped reports whether h ran in a revision the declared line was not
+// mapped into yet: it was traced at the checkout's line number, which
+// may be another line there, until follow maps it.
+func (c *checkout) unmapped(h *fleet.Hit) bool {
+	if c == nil || h.Process.Revision == "" || h.Process.Modified {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	followed := c.mapped.Revision != "" || len(c.mapped.Lines) > 0 || len(c.mapped.Refused) > 0
+	return followed && !c.mapped.Maps(h.Process.Revision)
 }
 
 // local returns the checkout's file and line of a hit made in another
@@ -115,4 +144,58 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// follow keeps spec's per-revision lines current as revisions of its
+// module start in the fleet (source.FollowRevisions), declaring it again
+// under lease when its mapping changes, and says so on w. arg is the
+// FILE:LINE of the checkout the spec was declared from.
+func follow(ctx context.Context, c *fleet.Client, lease *fleet.Lease, spec fleet.Spec, arg string, local *checkout, w io.Writer) {
+	local.setMapped(spec.Location)
+	file, line, err := splitLocation(arg)
+	if err != nil {
+		return
+	}
+	hw, err := c.WatchHosts(ctx, slog.New(slog.DiscardHandler))
+	if err != nil {
+		fmt.Fprintf(w, "riptrace: %v; revisions that start from now on are traced at the checkout's line\n", err)
+		return
+	}
+	defer hw.Stop()
+	var known []string
+	for rev := range spec.Location.Lines {
+		known = append(known, rev)
+	}
+	for rev := range spec.Location.Refused {
+		known = append(known, rev)
+	}
+	source.FollowRevisions(ctx, hw, spec.Location.Module, known, func(revs []string) {
+		loc, err := local.repo.Locate(file, line, revs)
+		if err != nil {
+			fmt.Fprintf(w, "riptrace: mapping the line into the revisions that started: %v\n", err)
+			return
+		}
+		if reflect.DeepEqual(loc, spec.Location) {
+			return
+		}
+		for _, rev := range sortedKeys(loc.Lines) {
+			if _, ok := spec.Location.Lines[rev]; !ok {
+				p := loc.Path
+				if q, ok := loc.Paths[rev]; ok {
+					p = q
+				}
+				fmt.Fprintf(w, "riptrace: revision %s started in the fleet: tracing %s:%d there\n", fleet.ShortRevision(rev), p, loc.Lines[rev])
+			}
+		}
+		for _, rev := range sortedKeys(loc.Refused) {
+			if _, ok := spec.Location.Refused[rev]; !ok {
+				fmt.Fprintf(w, "riptrace: revision %s started in the fleet: not traced there: %s\n", fleet.ShortRevision(rev), loc.Refused[rev])
+			}
+		}
+		spec.Location = loc
+		local.setMapped(loc)
+		if err := lease.Declare(ctx, &spec); err != nil && ctx.Err() == nil {
+			fmt.Fprintf(w, "riptrace: declaring the line mapped into the new revisions: %v\n", err)
+		}
+	})
 }

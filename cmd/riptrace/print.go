@@ -113,7 +113,13 @@ func shortPath(p string) string {
 
 func printStatus(w io.Writer, ev fleet.StatusEvent) {
 	if ev.Deleted {
-		fmt.Fprintf(w, "riptrace: %s: removed\n", who(ev.Status))
+		why := "the agent withdrew this entry"
+		if ev.Pid != 0 {
+			why = "no longer traced there: the tracepoint was cleared in this process"
+		} else if ev.Message != "" {
+			why = "no longer so: " + ev.Message
+		}
+		fmt.Fprintf(w, "riptrace: %s: %s\n", who(ev.Status), why)
 		return
 	}
 	fmt.Fprintf(w, "riptrace: %s: %s: %s\n", who(ev.Status), ev.State, ev.Message)
@@ -121,8 +127,11 @@ func printStatus(w io.Writer, ev fleet.StatusEvent) {
 
 // who names the host, or the process, a status entry is about.
 func who(st fleet.Status) string {
-	if st.Pid != 0 {
+	switch {
+	case st.Pid != 0 && st.Process.Exe != "":
 		return fmt.Sprintf("%s %s[%d]", st.Host, st.Process.Exe, st.Pid)
+	case st.Pid != 0:
+		return fmt.Sprintf("%s pid %d", st.Host, st.Pid)
 	}
-	return st.Host
+	return "host " + st.Host
 }

@@ -125,7 +125,23 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	fmt.Fprintf(stderr, "riptrace: tracing %s as %s (Ctrl-C to stop)\n", loc, spec.ID)
-	board := &statusBoard{stderr: stderr, verbose: *verbose, file: loc.Path}
+	if local != nil {
+		// Revisions that start from now on get their own line too. The
+		// following ends before the lease removes the tracepoint, which
+		// it would otherwise declare again.
+		local.setMapped(spec.Location)
+		followCtx, stopFollowing := context.WithCancel(runCtx)
+		followed := make(chan struct{})
+		go func() {
+			defer close(followed)
+			follow(followCtx, c, lease, spec, pos[0], local, stderr)
+		}()
+		defer func() {
+			stopFollowing()
+			<-followed
+		}()
+	}
+	board := &statusBoard{stderr: stderr, verbose: *verbose, file: loc.Path, silent: c.Silent}
 	if !*wait {
 		board.giveUp = refused
 	}
@@ -146,6 +162,12 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			return err
 		}
+		if local.unmapped(&h.Hit) {
+			// Its line is the checkout's number in another revision: not
+			// shown, as the line may not be the one meant.
+			fmt.Fprintf(stderr, "riptrace: left out a hit of %s[%d]: revision %s ran at line %d before the line was mapped into it\n", h.Process.Exe, h.Pid, fleet.ShortRevision(h.Process.Revision), h.Line)
+			continue
+		}
 		n++
 		if err := printTraced(stdout, enc, &h, *asJSON, *showStack, local); err != nil {
 			return err
@@ -155,6 +177,9 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, h := range hits.Flush() {
 		if *count > 0 && n >= *count {
 			break
+		}
+		if local.unmapped(&h.Hit) {
+			continue
 		}
 		n++
 		if err := printTraced(stdout, enc, &h, *asJSON, *showStack, local); err != nil {
@@ -173,7 +198,11 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func printTraced(w io.Writer, enc *json.Encoder, h *fleet.Placed, asJSON, stack bool, local *checkout) error {
 	if asJSON {
 		fillEmpty(&h.Hit)
-		return enc.Encode(h)
+		out := tracedJSON{Placed: h}
+		if file, line, ok := local.local(&h.Hit); ok {
+			out.Checkout = &checkoutLine{File: mustRel(local.ws.Root, file), Line: line}
+		}
+		return enc.Encode(out)
 	}
 	printPlaced(w, h, stack)
 	if h.Group != "" {
@@ -183,6 +212,20 @@ func printTraced(w io.Writer, enc *json.Encoder, h *fleet.Placed, asJSON, stack 
 		fmt.Fprintf(w, "    in the checkout: %s:%d (revision %s)\n", mustRel(local.ws.Root, file), line, fleet.ShortRevision(h.Process.Revision))
 	}
 	return nil
+}
+
+// tracedJSON is one hit of `riptrace trace --json`: the hit, and where its
+// line is in the checkout when that differs from where it ran (another
+// revision), as the text form's "in the checkout" line says.
+type tracedJSON struct {
+	*fleet.Placed
+	Checkout *checkoutLine `json:"checkout,omitempty"`
+}
+
+// checkoutLine is a line of the checkout: File relative to its root.
+type checkoutLine struct {
+	File string `json:"file"`
+	Line int    `json:"line"`
 }
 
 // fillEmpty makes empty lists print as [] rather than null, so JSON
@@ -221,9 +264,55 @@ type statusBoard struct {
 	verbose bool
 	file    string
 	giveUp  func(error)
+	// silent returns the hosts, of those asked, whose agents fell silent
+	// (fleet.Client.Silent); nil checks none.
+	silent func(context.Context, []string) (map[string]time.Time, error)
 
 	latest map[string]fleet.Status // host/pid → the entry, while not deleted
 	noFile map[string]fleet.Status // host/pid → the entries that lack the file
+	gone   map[string]bool         // hosts whose agents were said to be gone
+}
+
+// livenessEvery is how often the hosts of live entries are checked for a
+// silent agent: a status entry of a killed agent stays "installed".
+const livenessEvery = 5 * time.Second
+
+// checkLiveness says, once per change, when the agent of a host that has
+// live entries falls silent, and when it is heard again.
+func (b *statusBoard) checkLiveness(ctx context.Context) {
+	hosts := make(map[string]bool)
+	for _, st := range b.latest {
+		if st.State != fleet.StateError && st.State != fleet.StateDone {
+			hosts[st.Host] = true
+		}
+	}
+	for h := range b.gone {
+		hosts[h] = true
+	}
+	if len(hosts) == 0 || b.silent == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, livenessEvery)
+	defer cancel()
+	silent, err := b.silent(cctx, sortedKeys(hosts))
+	if err != nil {
+		return // the next check tries again; a failed read says nothing of the agents
+	}
+	for _, h := range sortedKeys(hosts) {
+		last, quiet := silent[h]
+		switch {
+		case quiet && !b.gone[h]:
+			b.gone[h] = true
+			since := "its heartbeat is gone"
+			if !last.IsZero() {
+				since = fmt.Sprintf("no heartbeat for %s", time.Since(last).Round(time.Second))
+			}
+			fmt.Fprintf(b.stderr, "riptrace: host %s: its agent is gone (%s): its processes send no hits and their statuses above are stale. Restart the agent there; this trace goes on\n", h, since)
+		case !quiet && b.gone[h]:
+			delete(b.gone, h)
+			fmt.Fprintf(b.stderr, "riptrace: host %s: its agent is back\n", h)
+		}
+	}
 }
 
 func (b *statusBoard) report(ctx context.Context, ch <-chan fleet.StatusEvent) {
@@ -236,10 +325,15 @@ func (b *statusBoard) report(ctx context.Context, ch <-chan fleet.StatusEvent) {
 	saidNoFile := 0
 	b.latest = make(map[string]fleet.Status)
 	b.noFile = make(map[string]fleet.Status)
+	b.gone = make(map[string]bool)
+	liveness := time.NewTicker(livenessEvery)
+	defer liveness.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-liveness.C:
+			b.checkLiveness(ctx)
 		case <-hint.C:
 			fmt.Fprintln(b.stderr, "riptrace: no agent has reported on this tracepoint yet: check `riptrace hosts` and the --hosts/--processes selectors")
 		case <-quiet.C:
@@ -263,15 +357,31 @@ func (b *statusBoard) report(ctx context.Context, ch <-chan fleet.StatusEvent) {
 			}
 			hint.Stop()
 			key := fmt.Sprintf("%s/%d", ev.Host, ev.Pid)
+			prev, known := b.latest[key]
 			if ev.Deleted {
 				delete(b.latest, key)
 			} else {
 				b.latest[key] = ev.Status
 			}
 			quiet.Reset(settle)
-			said := fmt.Sprint(ev.Deleted, ev.State, ev.Message)
+			if ev.Deleted {
+				// A deletion carries only its key: the entry it ends names
+				// the process, and an agent says why in a last entry
+				// (done) before it withdraws one while the tracepoint stands.
+				delete(last, key)
+				delete(b.noFile, key)
+				if known && (prev.State == fleet.StateDone || prev.Pid == 0 && prev.State == fleet.StatePending) {
+					continue // said already, or a process matched and says so itself
+				}
+				if known {
+					ev.Status = prev
+				}
+				printStatus(b.stderr, ev)
+				continue
+			}
+			said := fmt.Sprint(ev.State, ev.Message)
 			if ev.State == fleet.StateThrottled {
-				said = fmt.Sprint(ev.Deleted, ev.State) // its count changes at every report
+				said = fmt.Sprint(ev.State) // its count changes at every report
 			}
 			if last[key] == said {
 				continue // only the hit count changed

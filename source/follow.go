@@ -1,0 +1,66 @@
+package source
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// Watch is what FollowRevisions follows: a fleet.HostWatch, which wakes
+// Changed when a host comes, goes or changes its processes, and answers
+// Hosts from the profiles it holds, asking only the hosts that changed.
+type Watch interface {
+	Changed() <-chan struct{}
+	Hosts(ctx context.Context) ([]fleet.HostEntry, error)
+}
+
+// FollowRevisions calls changed with the revisions of module that run in
+// the fleet, sorted, each time they change, until ctx ends. It is how a
+// client that declared lines from a checkout keeps their per-revision lines
+// current (Repo.Locate) as revisions appear: a line declared before an
+// agent reported a process, or before a new revision started, would
+// otherwise be traced there at the checkout's line number. known are the
+// revisions the lines were mapped into already: only a change from them is
+// reported. It takes Changed's one reader.
+func FollowRevisions(ctx context.Context, w Watch, module string, known []string, changed func(revs []string)) {
+	last := slices.Clone(known)
+	slices.Sort(last)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.Changed():
+		}
+		// A host that answers its profile late costs one pass, not the
+		// following: its revisions come with the next change.
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		hosts, err := w.Hosts(hctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		revs := Revisions(hosts, module)
+		if !newRevision(revs, last) {
+			continue
+		}
+		// Revisions seen stay known: one that stops and starts again is
+		// mapped already.
+		last = append(last, revs...)
+		slices.Sort(last)
+		last = slices.Compact(last)
+		changed(revs)
+	}
+}
+
+// newRevision reports whether revs has a revision that was not in last:
+// a revision that stops running leaves its mapping in place, harmless.
+func newRevision(revs, last []string) bool {
+	for _, r := range revs {
+		if _, ok := slices.BinarySearch(last, r); !ok {
+			return true
+		}
+	}
+	return false
+}
