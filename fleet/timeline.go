@@ -62,7 +62,9 @@ type TimelineOptions struct {
 	// MaxHold is the longest the timeline waits for any agent, in the
 	// stream's time; 0 means DefaultMaxHold.
 	MaxHold time.Duration
-	// Group, if set, names the request a hit belongs to (Placed.Group).
+	// Group, if set, names the request a hit belongs to (Placed.Group)
+	// when the hit has no trace context: a hit that captured one is in
+	// the group of its W3C trace id, whatever Group says.
 	Group func(*Hit) string
 }
 
@@ -105,7 +107,9 @@ type Placed struct {
 	Uncertain     bool   `json:"uncertain"`
 	UncertainWith uint64 `json:"uncertainWith,omitempty"`
 	// Note says why the hit was placed by its arrival, if it was.
-	Note  string `json:"note,omitempty"`
+	Note string `json:"note,omitempty"`
+	// Group names the request the hit belongs to: its W3C trace id, or
+	// else what TimelineOptions.Group says.
 	Group string `json:"group,omitempty"`
 }
 
@@ -218,7 +222,10 @@ func (t *Timeline) AddHit(h Hit) []Placed {
 	out := t.release(t.reuse())
 	p := &Placed{Hit: h}
 	c := t.coordinate(a, p)
-	if t.opts.Group != nil {
+	switch {
+	case p.Trace != nil && p.Trace.TraceID != "":
+		p.Group = p.Trace.TraceID
+	case t.opts.Group != nil:
 		p.Group = t.opts.Group(&p.Hit)
 	}
 	if c < t.released {
