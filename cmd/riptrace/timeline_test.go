@@ -1,10 +1,13 @@
 package main_test
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,11 +31,51 @@ func TestTimelineSkewedClocks(t *testing.T) {
 		t.Skip("runs three agents over the demo services")
 	}
 	t.Parallel()
+	skewedClocks(t, false)
+}
+
+// TestTimelineSkewedClocksNetns is TestTimelineSkewedClocks with each agent
+// in a network namespace of its own, on a link of its own to the server's
+// host, shaped to a different rate so that bursts of hits queue: what
+// reaches the server comes at different distances, with jitter. (tc's
+// netem would delay and jitter the links directly; where the kernel has no
+// sch_netem, as on this project's CI machine, token buckets do.)
+func TestTimelineSkewedClocksNetns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three agents over the demo services")
+	}
+	t.Parallel()
+	skewedClocks(t, true)
+}
+
+func skewedClocks(t *testing.T, namespaces bool) {
 	requests := 150
 	if v := os.Getenv("RIPTRACE_TIMELINE_REQUESTS"); v != "" {
 		requests, _ = strconv.Atoi(v)
 	}
-	url := startServer(t)
+	var nss []*netns
+	if namespaces {
+		for i := range 3 {
+			nss = append(nss, newNetnsN(t, 1+i))
+		}
+	}
+	var url string
+	if namespaces {
+		p := start(t, "server", "--listen", "0.0.0.0:-1", "--data", t.TempDir())
+		p.await(t, cmdTimeout, "ready line", func(stdout, _ string) bool {
+			m := serverReady.FindStringSubmatch(stdout)
+			if m != nil {
+				url = m[1]
+			}
+			return m != nil
+		})
+	} else {
+		url = startServer(t)
+	}
+	port := url[strings.LastIndex(url, ":")+1:]
+	if namespaces {
+		url = "nats://127.0.0.1:" + port
+	}
 	demoDir := filepath.Join("..", "..", "demo")
 	payments := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "payments")), "tl-payments")
 	orders := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "orders")), "tl-orders", "-payments", "http://"+payments.Addr)
@@ -47,8 +90,15 @@ func TestTimelineSkewedClocks(t *testing.T) {
 		{"tl-ord", "tl-orders", "0s", 0},
 		{"tl-gw", "tl-gateway", "35ms", -35 * time.Millisecond},
 	}
-	for _, h := range hosts {
-		startUnder(t, []string{"env", "RIPTRACE_TEST_CLOCK_SKEW=" + h.skew}, "agent", "--nats", url, "--host", h.name, "--processes", exeName(h.exe))
+	for i, h := range hosts {
+		wrap, agentURL := []string{"env", "RIPTRACE_TEST_CLOCK_SKEW=" + h.skew}, url
+		if namespaces {
+			n := nss[i]
+			shape(t, n, i)
+			wrap = append([]string{"ip", "netns", "exec", n.name}, wrap...)
+			agentURL = "nats://" + n.hostAddr + ":" + port
+		}
+		startUnder(t, wrap, "agent", "--nats", agentURL, "--host", h.name, "--processes", exeName(h.exe))
 	}
 	// Each agent measures its clock's offset to the server's.
 	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
@@ -173,4 +223,29 @@ func TestTimelineSkewedClocks(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests: %d with their hits in order, %d inverted and marked; %d hits late, %d uncertain of %d", requests, inOrder, marked, late, uncertain, len(placed))
+}
+
+// shape delays and jitters both ends of n's link, differently for each i:
+// with netem where the kernel has it, else with a token bucket that makes
+// bursts queue (the hits of a burst wait for the ones before them).
+func shape(t *testing.T, n *netns, i int) {
+	t.Helper()
+	delay, jitter := []string{"2ms", "5ms", "9ms"}[i], []string{"1ms", "3ms", "4ms"}[i]
+	rate := []string{"4mbit", "8mbit", "16mbit"}[i]
+	for _, dev := range [][]string{{"ip", "netns", "exec", n.name, "tc"}, {"tc"}} {
+		ifc := n.nsIf
+		if len(dev) == 1 {
+			ifc = n.hostIf
+		}
+		netem := append(slices.Clone(dev), "qdisc", "add", "dev", ifc, "root", "netem", "delay", delay, jitter)
+		out, err := exec.Command(netem[0], netem[1:]...).CombinedOutput()
+		if err == nil {
+			continue
+		}
+		t.Logf("%s: %v: %s; shaping the link with a token bucket of %s instead", strings.Join(netem, " "), err, bytes.TrimSpace(out), rate)
+		tbf := append(slices.Clone(dev), "qdisc", "add", "dev", ifc, "root", "tbf", "rate", rate, "burst", "8kb", "latency", "200ms")
+		if out, err := exec.Command(tbf[0], tbf[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(tbf, " "), err, bytes.TrimSpace(out))
+		}
+	}
 }
