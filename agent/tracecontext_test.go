@@ -150,3 +150,125 @@ func testTraceContext(t *testing.T, flags []string, withEBPF bool) {
 		}
 	}
 }
+
+// TestCallOrder: the caller and the callee of each request on two hosts
+// whose clocks are 40 ms behind and 35 ms ahead of the server's. Per
+// request the caller's hit before the call, the callee's two hits and the
+// caller's hit after the answer must come out in that order, or the later
+// one say it is uncertain or late; never inverted silently. A hit whose
+// order the call settled (OrderedByCall) must be after the hit it names,
+// and that hit must have run before it.
+func TestCallOrder(t *testing.T) {
+	t.Parallel()
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	stopClock, err := c.ServeClock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopClock()
+	n := hostSeq.Add(1)
+	callerHost, calleeHost := fmt.Sprintf("caller-%d", n), fmt.Sprintf("callee-%d", n)
+	callee, caller := fmt.Sprintf("order-callee-%d-%d", os.Getpid(), n), fmt.Sprintf("order-caller-%d-%d", os.Getpid(), n)
+	built := agenttest.BuildTarget(t, otelDir)
+	agenttest.RunAgent(t, s, agent.Config{Host: calleeHost, Processes: []string{callee}, ClockSkew: 35 * time.Millisecond}, nil)
+	agenttest.RunAgent(t, s, agent.Config{Host: callerHost, Processes: []string{caller}, ClockSkew: -40 * time.Millisecond}, nil)
+	srv := agenttest.Start(t, agenttest.Alias(t, built, callee), "-serve")
+	src := filepath.Join(otelDir, "main.go")
+	declare := func(marker string, pid int) {
+		spec := &fleet.Spec{
+			ID:       fmt.Sprintf("order-%s-%d", marker, n),
+			Location: fleet.Location{Path: "otel/main.go", Line: agenttest.MarkerLine(t, src, marker)},
+			Selector: fleet.Selector{Pids: []int{pid}},
+			Capture:  fleet.Capture{Args: true},
+			Limits:   fleet.Limits{MaxHitsPerSecond: 1000},
+		}
+		if err := c.Declare(context.Background(), spec); err != nil {
+			t.Fatal(err)
+		}
+		awaitStatusOn(t, c, spec.ID, installed(pid))
+	}
+	declare("work", srv.Pid)
+	declare("finish", srv.Pid)
+	// The caller starts once the callee is traced, and is traced before
+	// its first request (it waits 3 s): every request has its four hits.
+	cli := agenttest.Start(t, agenttest.Alias(t, built, caller), "-call", "http://"+srv.Addr, "-wait", "3s")
+	declare("call", cli.Pid)
+	declare("returned", cli.Pid)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	tr, err := c.Timeline(ctx, fleet.HitOptions{Replay: true}, fleet.TimelineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	const requests = 60
+	step := map[string]int{"main.call": 0, "main.work": 1, "main.finish": 2, "main.call.returned": 3}
+	byTrace := make(map[string]*[4]*fleet.Placed)
+	var placed []*fleet.Placed
+	complete := 0
+	for complete < requests {
+		p, err := tr.Next(ctx)
+		if err != nil {
+			t.Fatalf("reading the timeline after %d complete requests: %v", complete, err)
+		}
+		if p.Trace == nil {
+			t.Fatalf("hit #%d of %s has no trace context", p.Seq, p.Function)
+		}
+		pp := &p
+		placed = append(placed, pp)
+		k := p.Function
+		if k == "main.call" && p.Tracepoint == fmt.Sprintf("order-returned-%d", n) {
+			k = "main.call.returned"
+		}
+		r := byTrace[p.Trace.TraceID]
+		if r == nil {
+			r = new([4]*fleet.Placed)
+			byTrace[p.Trace.TraceID] = r
+		}
+		r[step[k]] = pp
+		if r[0] != nil && r[1] != nil && r[2] != nil && r[3] != nil {
+			complete++
+		}
+	}
+	inOrder, marked, settled := 0, 0, 0
+	for id, r := range byTrace {
+		if r[0] == nil || r[1] == nil || r[2] == nil || r[3] == nil {
+			continue
+		}
+		ok := true
+		for i := range 3 {
+			a, b := r[i], r[i+1]
+			if a.Order > b.Order {
+				ok = false
+				if !a.Uncertain && !a.Late && !b.Late {
+					t.Errorf("trace %s: %s (order %d) placed after %s (order %d) that it ran before, with no mark", id, a.Function, a.Order, b.Function, b.Order)
+				}
+			}
+		}
+		if ok {
+			inOrder++
+		} else {
+			marked++
+		}
+		for i, p := range r {
+			if p.OrderedByCall == 0 {
+				continue
+			}
+			settled++
+			for j, q := range r {
+				if q.Seq == p.OrderedByCall && j > i {
+					t.Errorf("trace %s: %s said to run after %s by the call, which ran after it", id, p.Function, q.Function)
+				}
+			}
+		}
+	}
+	uncertain := 0
+	for _, p := range placed {
+		if p.Uncertain {
+			uncertain++
+		}
+	}
+	t.Logf("%d requests: %d in order, %d inverted and marked; %d hits ordered by the call, %d uncertain of %d", inOrder+marked, inOrder, marked, settled, uncertain, len(placed))
+}

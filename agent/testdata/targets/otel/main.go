@@ -12,8 +12,9 @@
 // API, and call sends it with the trace context injected into the headers.
 // It prints "READY pid=<pid>".
 //
-// A test traces call (the caller, before the request leaves) and work (the
-// callee): both hits hold a context.Context whose span context says the
+// A test traces call (the caller, before the request leaves), work and
+// finish (the callee, 2 ms apart) and returned (the caller, once the
+// answer came): all hold a context.Context whose span context says the
 // same trace id, and the callee's names the caller's span as its remote
 // parent.
 package main
@@ -49,7 +50,7 @@ func call(ctx context.Context, client *http.Client, url string, n int) error {
 	if err != nil {
 		return err
 	}
-	return resp.Body.Close()
+	return resp.Body.Close() //@trace(returned)
 }
 
 // work is the callee's handling of request n.
@@ -58,6 +59,13 @@ func call(ctx context.Context, client *http.Client, url string, n int) error {
 func work(ctx context.Context, n int) int {
 	done := n * 2 //@trace(work)
 	return done
+}
+
+// finish is the end of the callee's handling, 2 ms after work.
+//
+//go:noinline
+func finish(ctx context.Context, done int) int {
+	return done + 1 //@trace(finish)
 }
 
 type requestKey struct{}
@@ -75,7 +83,9 @@ func serve() {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		ctx = context.WithValue(ctx, requestKey{}, n)
-		fmt.Fprintln(w, work(ctx, n))
+		done := work(ctx, n)
+		time.Sleep(2 * time.Millisecond) // the rest of the handler's work
+		fmt.Fprintln(w, finish(ctx, done))
 	})
 	fmt.Printf("READY pid=%d addr=%s\n", os.Getpid(), ln.Addr())
 	log.Fatal(http.Serve(ln, nil))
@@ -94,6 +104,7 @@ func main() {
 	server := flag.Bool("serve", false, "answer POST /work")
 	url := flag.String("call", "", "send requests to `URL`")
 	every := flag.Duration("every", 20*time.Millisecond, "time between requests")
+	wait := flag.Duration("wait", 0, "time before the first request")
 	flag.Parse()
 	if *server {
 		serve()
@@ -101,6 +112,7 @@ func main() {
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
 	fmt.Printf("READY pid=%d\n", os.Getpid())
+	time.Sleep(*wait)
 	for n := 0; ; n++ {
 		if err := call(newSpan(), client, *url, n); err != nil {
 			log.Print(err)
