@@ -77,18 +77,24 @@ func skewedClocks(t *testing.T, namespaces bool) {
 		url = "nats://127.0.0.1:" + port
 	}
 	demoDir := filepath.Join("..", "..", "demo")
-	payments := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "payments")), "tl-payments")
-	orders := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "orders")), "tl-orders", "-payments", "http://"+payments.Addr)
-	gateway := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "gateway")), "tl-gateway", "-orders", "http://"+orders.Addr)
+	// Names of this variant's own: agents select processes by name, and
+	// the two variants run side by side.
+	pre := "tl-"
+	if namespaces {
+		pre = "tlns-"
+	}
+	payments := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "payments")), pre+"payments")
+	orders := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "orders")), pre+"orders", "-payments", "http://"+payments.Addr)
+	gateway := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "gateway")), pre+"gateway", "-orders", "http://"+orders.Addr)
 
 	type host struct {
 		name, exe, skew string
 		offset          time.Duration // what the agent should measure
 	}
 	hosts := []host{
-		{"tl-pay", "tl-payments", "-40ms", 40 * time.Millisecond},
-		{"tl-ord", "tl-orders", "0s", 0},
-		{"tl-gw", "tl-gateway", "35ms", -35 * time.Millisecond},
+		{pre + "pay", pre + "payments", "-40ms", 40 * time.Millisecond},
+		{pre + "ord", pre + "orders", "0s", 0},
+		{pre + "gw", pre + "gateway", "35ms", -35 * time.Millisecond},
 	}
 	for i, h := range hosts {
 		wrap, agentURL := []string{"env", "RIPTRACE_TEST_CLOCK_SKEW=" + h.skew}, url
@@ -100,7 +106,8 @@ func skewedClocks(t *testing.T, namespaces bool) {
 		}
 		startUnder(t, wrap, "agent", "--nats", agentURL, "--host", h.name, "--processes", exeName(h.exe))
 	}
-	// Each agent measures its clock's offset to the server's.
+	// Each agent lists its service and measures its clock's offset to
+	// the server's.
 	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
 		list, err := listHosts(t, url)
 		if err != nil {
@@ -110,6 +117,9 @@ func skewedClocks(t *testing.T, namespaces bool) {
 			e, err := findHost(list, h.name)
 			if err != nil {
 				return err
+			}
+			if len(e.Profile.Processes) == 0 {
+				return fmt.Errorf("host %s lists no process yet", h.name)
 			}
 			c := e.Profile.Host.Clock
 			if c == nil {
@@ -231,7 +241,7 @@ func skewedClocks(t *testing.T, namespaces bool) {
 func shape(t *testing.T, n *netns, i int) {
 	t.Helper()
 	delay, jitter := []string{"2ms", "5ms", "9ms"}[i], []string{"1ms", "3ms", "4ms"}[i]
-	rate := []string{"4mbit", "8mbit", "16mbit"}[i]
+	rate := []string{"24mbit", "48mbit", "96mbit"}[i]
 	for _, dev := range [][]string{{"ip", "netns", "exec", n.name, "tc"}, {"tc"}} {
 		ifc := n.nsIf
 		if len(dev) == 1 {
