@@ -152,7 +152,9 @@ func testTraceContext(t *testing.T, flags []string, withEBPF bool) {
 }
 
 // TestCallOrder: the caller and the callee of each request on two hosts
-// whose clocks are 40 ms behind and 35 ms ahead of the server's. Per
+// whose clocks are 40 ms behind and three hours ahead of the server's
+// (a clock hours off that compares itself with the server's is corrected,
+// not reported, and reorders nothing). Per
 // request the caller's hit before the call, the callee's two hits and the
 // caller's hit after the answer must come out in that order, or the later
 // one say it is uncertain or late; never inverted silently. A hit whose
@@ -171,7 +173,7 @@ func TestCallOrder(t *testing.T) {
 	callerHost, calleeHost := fmt.Sprintf("caller-%d", n), fmt.Sprintf("callee-%d", n)
 	callee, caller := fmt.Sprintf("order-callee-%d-%d", os.Getpid(), n), fmt.Sprintf("order-caller-%d-%d", os.Getpid(), n)
 	built := agenttest.BuildTarget(t, otelDir)
-	agenttest.RunAgent(t, s, agent.Config{Host: calleeHost, Processes: []string{callee}, ClockSkew: 35 * time.Millisecond}, nil)
+	agenttest.RunAgent(t, s, agent.Config{Host: calleeHost, Processes: []string{callee}, ClockSkew: 3 * time.Hour}, nil)
 	agenttest.RunAgent(t, s, agent.Config{Host: callerHost, Processes: []string{caller}, ClockSkew: -40 * time.Millisecond}, nil)
 	srv := agenttest.Start(t, agenttest.Alias(t, built, callee), "-serve")
 	src := filepath.Join(otelDir, "main.go")
@@ -215,6 +217,9 @@ func TestCallOrder(t *testing.T) {
 		}
 		if p.Trace == nil {
 			t.Fatalf("hit #%d of %s has no trace context", p.Seq, p.Function)
+		}
+		if p.Note != "" {
+			t.Errorf("hit #%d of %s on %s placed by its arrival: %s", p.Seq, p.Function, p.Host, p.Note)
 		}
 		pp := &p
 		placed = append(placed, pp)

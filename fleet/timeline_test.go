@@ -229,10 +229,17 @@ func TestTimelineAbsurdTimes(t *testing.T) {
 	nc := hit("d", 4, 8*ms, 14*ms, 0, 0)
 	nc.Clock = nil
 	tl.AddHit(nc)
+	// e's clock is three hours ahead too, but it compared it with the
+	// server's: corrected, it ran first.
+	tl.AddHit(hit("e", 5, 4*ms, 15*ms, -3*time.Hour, 0))
 	out := tl.Flush()
-	if got := seqs(out); !slices.Equal(got, []uint64{2, 1, 3, 4}) {
-		t.Fatalf("order %v, want b's hit, then the three doubtful ones by arrival", got)
+	if got := seqs(out); !slices.Equal(got, []uint64{5, 2, 1, 3, 4}) {
+		t.Fatalf("order %v, want e's and b's hits, then the three doubtful ones by arrival", got)
 	}
+	if out[0].Uncertain || out[0].Note != "" {
+		t.Errorf("e's hit, its clock corrected: uncertain %v, note %q; want neither", out[0].Uncertain, out[0].Note)
+	}
+	out = out[1:]
 	for _, p := range out[1:] {
 		if !p.Uncertain || p.Note == "" {
 			t.Errorf("hit %d: uncertain %v note %q, want marked with a note", p.Seq, p.Uncertain, p.Note)

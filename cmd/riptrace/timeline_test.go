@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -258,4 +261,119 @@ func shape(t *testing.T, n *netns, i int) {
 			t.Fatalf("%s: %v: %s", strings.Join(tbf, " "), err, bytes.TrimSpace(out))
 		}
 	}
+}
+
+// TestTimelineStuckAgent: an agent that stops talking (SIGSTOP: its
+// watermark never advances, and it says nothing) holds the others back by
+// fleet.DefaultMaxHold at most, and the timeline names it; once it goes
+// on, the hits it took meanwhile come out marked late where the timeline
+// had passed them, never silently out of place. Its service runs on
+// throughout.
+func TestTimelineStuckAgent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two agents")
+	}
+	t.Parallel()
+	url := startServer(t)
+	bin := agenttest.BuildTarget(t, loopDir, agenttest.NoOpt)
+	stuckTarget := startTargetBuild(t, bin, "stuck-host")
+	liveTarget := startTargetBuild(t, bin, "live-host")
+	stuckHost, liveHost := exeName("stuck"), exeName("live")
+	stuck := startAgent(t, url, stuckHost, "stuck-host")
+	startAgent(t, url, liveHost, "live-host")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	spec := &fleet.Spec{
+		ID:       "stuck-" + strconv.Itoa(os.Getpid()),
+		Location: fleet.Location{Path: "loop/main.go", Line: agenttest.MarkerLine(t, loopSource(t), "process")},
+		Capture:  fleet.Capture{Args: true},
+		Limits:   fleet.Limits{MaxHitsPerSecond: 200},
+	}
+	tr, err := c.Timeline(ctx, fleet.HitOptions{Tracepoints: []string{spec.ID}, Replay: true}, fleet.TimelineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	var mu sync.Mutex
+	var notices []string
+	tr.Notice = func(s string) {
+		mu.Lock()
+		notices = append(notices, s)
+		mu.Unlock()
+	}
+	var placed placedLog
+	go placed.read(ctx, tr)
+	if err := c.Declare(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Remove(context.Background(), spec.ID)
+	placedAfter := func(pid int, at time.Time) error {
+		for _, p := range placed.all() {
+			if p.Pid == pid && p.CoordinatedTime.After(at) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no hit of pid %d placed after %v yet", pid, at.Format("15:04:05.000"))
+	}
+	agenttest.CheckFor(t, stateTimeout, 50*time.Millisecond, func() error {
+		if err := placedAfter(stuckTarget.Pid, time.Time{}); err != nil {
+			return err
+		}
+		return placedAfter(liveTarget.Pid, time.Time{})
+	})
+
+	stuck.signal(t, syscall.SIGSTOP)
+	resumed := false
+	defer func() {
+		if !resumed {
+			stuck.signal(t, syscall.SIGCONT)
+		}
+	}()
+	stoppedAt := time.Now()
+	// The live host's hits still come, held back by the stuck one's
+	// promise at most, and the timeline says who holds it back.
+	agenttest.CheckFor(t, stateTimeout, 50*time.Millisecond, func() error {
+		if err := placedAfter(liveTarget.Pid, stoppedAt.Add(fleet.DefaultMaxHold+time.Second)); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range notices {
+			if strings.Contains(n, "host "+stuckHost+": no word from its agent") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no notice names host %s; notices: %q", stuckHost, notices)
+	})
+	stuck.signal(t, syscall.SIGCONT)
+	resumed = true
+	contAt := time.Now()
+	agenttest.CheckFor(t, stateTimeout, 50*time.Millisecond, func() error {
+		return placedAfter(stuckTarget.Pid, contAt.Add(time.Second))
+	})
+
+	// In timeline order, a hit of the stuck host that ran before the one
+	// shown before it says it is late.
+	var last fleet.Placed
+	late := 0
+	for _, p := range placed.all() {
+		if p.Pid != stuckTarget.Pid {
+			continue
+		}
+		if p.Late {
+			late++
+		}
+		if last.Order != 0 && p.CoordinatedTime.Before(last.CoordinatedTime) && !p.Late {
+			t.Errorf("hit #%d of the stuck host (order %d) ran before #%d (order %d) shown before it, with no mark", p.Seq, p.Order, last.Seq, last.Order)
+		}
+		last = p
+	}
+	t.Logf("stuck host: %d of %d hits late after %v stopped", late, placed.count(stuckTarget.Pid), contAt.Sub(stoppedAt).Round(time.Millisecond))
+	awaitProgress(t, stuckTarget, liveTarget)
 }
