@@ -66,7 +66,7 @@ func (cv Converter) Read(scope *proc.EvalScope, c fleet.Capture, load proc.LoadC
 		// would show garbage or "empty OP stack" for them.
 		vars = slices.DeleteFunc(vars, func(v *proc.Variable) bool { return v.Flags&proc.VariableReturnArgument != 0 })
 		h.Args = cv.convertAll(vars, maxVars, 0)
-		h.Trace = TraceContext(scope, vars)
+		h.Trace = cv.TraceContext(scope, vars)
 	}
 	if c.Locals {
 		vars, err := scope.LocalVariables(load)
@@ -77,7 +77,7 @@ func (cv Converter) Read(scope *proc.EvalScope, c fleet.Capture, load proc.LoadC
 		// hold garbage: leave them out.
 		h.Locals = cv.convertAll(vars, maxVars, h.Line)
 		if h.Trace == nil {
-			h.Trace = TraceContext(scope, slices.DeleteFunc(vars, func(v *proc.Variable) bool { return h.Line > 0 && v.DeclLine > int64(h.Line) }))
+			h.Trace = cv.TraceContext(scope, slices.DeleteFunc(vars, func(v *proc.Variable) bool { return h.Line > 0 && v.DeclLine > int64(h.Line) }))
 		}
 	}
 	for _, e := range c.Exprs {

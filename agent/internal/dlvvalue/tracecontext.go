@@ -38,34 +38,43 @@ var contextLoad = proc.LoadConfig{FollowPointers: true, MaxVariableRecurse: 4, M
 // put there, the current one. What cannot be read (a value the eBPF
 // backend's probe did not copy, say) ends the walk: no trace context is
 // better than a wrong one.
-func TraceContext(scope *proc.EvalScope, vars []*proc.Variable) *fleet.TraceContext {
+func (cv Converter) TraceContext(scope *proc.EvalScope, vars []*proc.Variable) *fleet.TraceContext {
+	w := contextWalk{scope: scope, check: cv.Check}
 	for _, v := range vars {
 		if v.Unreadable != nil || v.Kind != reflect.Interface || typeName(v) != "context.Context" {
 			continue
 		}
-		if tc := walkContext(scope, v); tc != nil {
+		if tc := w.walk(v); tc != nil {
 			return tc
 		}
 	}
 	return nil
 }
 
-// walkContext walks from ctx, a context.Context interface, to the first
-// context that holds a span.
-func walkContext(scope *proc.EvalScope, ctx *proc.Variable) *fleet.TraceContext {
+// contextWalk reads contexts in scope. check, if set, sees every value it
+// loads again, as Converter.Check does: the eBPF backend marks what its
+// probe did not copy unreadable, where Delve would read it as zero.
+type contextWalk struct {
+	scope *proc.EvalScope
+	check func(*proc.Variable)
+}
+
+// walk walks from ctx, a context.Context interface, to the first context
+// that holds a span.
+func (w contextWalk) walk(ctx *proc.Variable) *fleet.TraceContext {
 	node := ctx
 	for range maxContextChain {
-		st := structOf(scope, node, false)
+		st := w.structOf(node, false)
 		span, next, ok := contextStep(st)
 		if !ok {
 			// The capture's limits stopped short of what is needed:
 			// load this context again, with its fields.
-			st = structOf(scope, node, true)
+			st = w.structOf(node, true)
 			span, next, ok = contextStep(st)
 		}
 		switch {
 		case span != nil:
-			return spanContext(scope, span)
+			return w.spanContext(span)
 		case !ok || next == nil:
 			return nil
 		}
@@ -116,7 +125,7 @@ func contextStep(st *proc.Variable) (span, parent *proc.Variable, ok bool) {
 // pointer, with its fields loaded; nil if it is nil, unreadable or no
 // struct. With reload, it is loaded again with contextLoad's limits, not
 // those of the capture: a trace id has more bytes than a capture shows.
-func structOf(scope *proc.EvalScope, iface *proc.Variable, reload bool) *proc.Variable {
+func (w contextWalk) structOf(iface *proc.Variable, reload bool) *proc.Variable {
 	if iface == nil || iface.Unreadable != nil {
 		return nil
 	}
@@ -126,7 +135,7 @@ func structOf(scope *proc.EvalScope, iface *proc.Variable, reload bool) *proc.Va
 		if iface.Addr == 0 || typeName(iface) != "context.Context" {
 			return nil
 		}
-		lv, err := scope.EvalExpression(fmt.Sprintf("*(*context.Context)(%#x)", iface.Addr), contextLoad)
+		lv, err := w.eval(fmt.Sprintf("*(*context.Context)(%#x)", iface.Addr))
 		if err != nil || lv.Unreadable != nil || len(lv.Children) == 0 {
 			return nil
 		}
@@ -147,7 +156,7 @@ func structOf(scope *proc.EvalScope, iface *proc.Variable, reload bool) *proc.Va
 	}
 	if reload || len(v.Children) == 0 && v.Len > 0 {
 		// Beyond what the last load reached: load it from its address.
-		lv, err := scope.EvalExpression(fmt.Sprintf("*(*%s)(%#x)", shortType(typeName(v)), v.Addr), contextLoad)
+		lv, err := w.eval(fmt.Sprintf("*(*%s)(%#x)", shortType(typeName(v)), v.Addr))
 		if err != nil || lv.Unreadable != nil {
 			return nil
 		}
@@ -156,10 +165,19 @@ func structOf(scope *proc.EvalScope, iface *proc.Variable, reload bool) *proc.Va
 	return v
 }
 
+// eval loads expr with contextLoad's limits, and has check see it.
+func (w contextWalk) eval(expr string) (*proc.Variable, error) {
+	v, err := w.scope.EvalExpression(expr, contextLoad)
+	if err == nil && w.check != nil {
+		w.check(v)
+	}
+	return v, err
+}
+
 // spanContext reads the span context of span, an interface holding an
 // OpenTelemetry span.
-func spanContext(scope *proc.EvalScope, span *proc.Variable) *fleet.TraceContext {
-	st := structOf(scope, span, true)
+func (w contextWalk) spanContext(span *proc.Variable) *fleet.TraceContext {
+	st := w.structOf(span, true)
 	if st == nil {
 		return nil
 	}
