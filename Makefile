@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 # write (VS Code's debug adapter and language server clients).
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock.json' 2>/dev/null))
 
-.PHONY: build demo test deps bench bench-limits bench-resources bench-fleet lint clean fuzz vsix e2e-vscode e2e-web web-ui kill-matrix differential
+.PHONY: build demo test deps bench bench-limits bench-timeline bench-resources bench-fleet lint clean fuzz vsix e2e-vscode e2e-web web-ui kill-matrix differential
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
@@ -104,6 +104,12 @@ bench-limits: build
 # reconnection; one met/not met line per goal (bench/fleet/main.go).
 bench-fleet: build
 	$(GO) run ./bench/fleet
+
+# bench-timeline: hits placed in the order they ran against arrival order:
+# latency from capture to the timeline (p50, p99), the ordering's hits/s
+# on one core, a client's cost per hit; met or not met for each goal.
+bench-timeline:
+	$(GO) run ./bench/timeline
 
 # bench-resources: the agent's memory, CPU and stop time with one line
 # traced in 50 processes of one program, against one process.

@@ -63,7 +63,11 @@ type Placement = fleet.Placement
 // that cannot be evaluated, say); the backend has removed the tracepoint.
 type Hit struct {
 	fleet.Hit
-	Fault *fleet.Error
+	// TimeErr is how far off the backend's capture time (Hit.Time) may
+	// be, in ns: the error of turning the kernel's monotonic time into
+	// wall time. It widens the hit's clock bound.
+	TimeErr int64
+	Fault   *fleet.Error
 	// Throttle, if set, says why the backend dropped hits before this one
 	// (they are in Dropped) when the tracepoint's own rate limit was not
 	// the reason: the target's stop budget, say. The status shows it.

@@ -255,6 +255,18 @@ func (r *HitReader) legacy(subject string) bool {
 	return ok && (strings.HasSuffix(rest, ".debugger.trace") || strings.HasSuffix(rest, ".debugger.watermark"))
 }
 
+// LastSeq returns the stream sequence of the last message read, 0 before
+// the first: a reader reopened after it misses nothing and reads nothing
+// twice.
+func (r *HitReader) LastSeq() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.next == 0 {
+		return 0
+	}
+	return r.next - 1
+}
+
 // Close stops the reader.
 func (r *HitReader) Close() {
 	r.mu.Lock()

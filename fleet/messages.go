@@ -509,9 +509,24 @@ type Hit struct {
 	Message  string        `json:"message,omitempty"`
 	Dropped  uint64        `json:"dropped,omitempty"`
 	Errors   []string      `json:"errors,omitempty"`
+	// Trace is the W3C trace context (OpenTelemetry's span context) of a
+	// context.Context the hit captured, nil if none carried one.
+	Trace *TraceContext `json:"trace,omitempty"`
 
 	Seq        uint64    `json:"seq,omitempty"`
 	ServerTime time.Time `json:"serverTime,omitzero"`
+}
+
+// TraceContext is the W3C trace context of a request, as OpenTelemetry
+// keeps it in a context.Context: the trace the request belongs to, and the
+// span it ran in. Remote says the span is the caller's, received with the
+// request (a traceparent header), not one this process started; Parent,
+// when known, is the span this one was started under.
+type TraceContext struct {
+	TraceID string `json:"traceId"` // 32 lowercase hex digits
+	SpanID  string `json:"spanId"`  // 16 lowercase hex digits
+	Parent  string `json:"parent,omitempty"`
+	Remote  bool   `json:"remote,omitempty"`
 }
 
 // Watermark is an agent's promise about its hits, published into the hit

@@ -54,7 +54,26 @@ type Timeline struct {
 	recent     []recentHit
 	recentHead int
 	recentMax  int64
+	// calls are the spans that crossed hosts, by trace and span id: what
+	// the callees' hits say of when the call ran (see callOrder).
+	calls      map[callKey]*call
+	callsSwept int64 // stream time of the last sweep of calls
 	notices    []string
+}
+
+// callKey names the span of a call: the caller's, which its callee
+// received with the request.
+type callKey struct{ trace, span string }
+
+// call is what the timeline knows of one call's callee side: the hits
+// whose span is the caller's, received with the request (Remote). They
+// all ran while the call did, after its caller sent it and before the
+// caller's goroutine went on: afterLow is the latest "certainly after"
+// time among them (coordinated time less bound) and beforeHigh the
+// earliest "certainly before" (plus bound).
+type call struct {
+	afterLow, beforeHigh int64
+	last                 int64 // stream time it was last seen
 }
 
 // TimelineOptions configure a Timeline.
@@ -62,7 +81,9 @@ type TimelineOptions struct {
 	// MaxHold is the longest the timeline waits for any agent, in the
 	// stream's time; 0 means DefaultMaxHold.
 	MaxHold time.Duration
-	// Group, if set, names the request a hit belongs to (Placed.Group).
+	// Group, if set, names the request a hit belongs to (Placed.Group)
+	// when the hit has no trace context: a hit that captured one is in
+	// the group of its W3C trace id, whatever Group says.
 	Group func(*Hit) string
 }
 
@@ -104,8 +125,14 @@ type Placed struct {
 	// in doubt, see Note).
 	Uncertain     bool   `json:"uncertain"`
 	UncertainWith uint64 `json:"uncertainWith,omitempty"`
+	// OrderedByCall is the stream sequence of a hit of another host that
+	// the clocks alone could not order against this one, but a call
+	// between them did (see Timeline): this hit ran after it.
+	OrderedByCall uint64 `json:"orderedByCall,omitempty"`
 	// Note says why the hit was placed by its arrival, if it was.
-	Note  string `json:"note,omitempty"`
+	Note string `json:"note,omitempty"`
+	// Group names the request the hit belongs to: its W3C trace id, or
+	// else what TimelineOptions.Group says.
 	Group string `json:"group,omitempty"`
 }
 
@@ -169,9 +196,10 @@ func (h *heldHeap) Pop() any {
 }
 
 type recentHit struct {
-	c, b int64
-	host string
-	seq  uint64
+	c, b  int64
+	host  string
+	seq   uint64
+	trace *TraceContext
 }
 
 // NewTimeline returns an empty timeline.
@@ -179,7 +207,7 @@ func NewTimeline(opts TimelineOptions) *Timeline {
 	if opts.MaxHold <= 0 {
 		opts.MaxHold = DefaultMaxHold
 	}
-	return &Timeline{opts: opts, now: math.MinInt64, released: math.MinInt64, agents: make(map[string]*timelineAgent)}
+	return &Timeline{opts: opts, now: math.MinInt64, released: math.MinInt64, agents: make(map[string]*timelineAgent), calls: make(map[callKey]*call)}
 }
 
 func (t *Timeline) agent(host string) *timelineAgent {
@@ -218,9 +246,13 @@ func (t *Timeline) AddHit(h Hit) []Placed {
 	out := t.release(t.reuse())
 	p := &Placed{Hit: h}
 	c := t.coordinate(a, p)
-	if t.opts.Group != nil {
+	switch {
+	case p.Trace != nil && p.Trace.TraceID != "":
+		p.Group = p.Trace.TraceID
+	case t.opts.Group != nil:
 		p.Group = t.opts.Group(&p.Hit)
 	}
+	t.noteCall(p, c)
 	if c < t.released {
 		p.Late = true
 		t.out = append(out, t.emit(p, c))
@@ -426,17 +458,83 @@ func (t *Timeline) emit(p *Placed, c int64) Placed {
 		t.recentHead = 0
 	}
 	for i := len(t.recent) - 1; i >= t.recentHead; i-- {
-		r := t.recent[i]
+		r := &t.recent[i]
 		if r.c < c-b-t.recentMax {
 			break
 		}
 		if r.host != p.Host && c-r.c < b+r.b {
-			p.Uncertain, p.UncertainWith = true, r.seq
+			if t.callOrder(r.trace, r.c, r.b, p.Trace, c, b) {
+				if p.OrderedByCall == 0 {
+					p.OrderedByCall = r.seq
+				}
+				continue
+			}
+			p.Uncertain, p.UncertainWith, p.OrderedByCall = true, r.seq, 0
 			break
 		}
 	}
-	t.recent = append(t.recent, recentHit{c: c, b: b, host: p.Host, seq: p.Seq})
+	t.recent = append(t.recent, recentHit{c: c, b: b, host: p.Host, seq: p.Seq, trace: p.Trace})
 	return *p
+}
+
+// callsKept is how long, in stream time, the timeline remembers a call's
+// callee side after its last hit: far longer than any hit is held.
+const callsKept = int64(10 * time.Second)
+
+// noteCall records p, placed at c, if it is a callee's hit: its span is
+// the caller's, received with the request.
+func (t *Timeline) noteCall(p *Placed, c int64) {
+	tc := p.Trace
+	if tc == nil || !tc.Remote || tc.SpanID == "" || p.Note != "" || p.Clock == nil {
+		return
+	}
+	b := min(p.Clock.Bound, uncertainCap)
+	k := callKey{tc.TraceID, tc.SpanID}
+	cl := t.calls[k]
+	if cl == nil {
+		if t.now-t.callsSwept > callsKept {
+			t.callsSwept = t.now
+			for k, cl := range t.calls {
+				if t.now-cl.last > callsKept {
+					delete(t.calls, k)
+				}
+			}
+		}
+		cl = &call{afterLow: math.MinInt64, beforeHigh: math.MaxInt64}
+		t.calls[k] = cl
+	}
+	cl.afterLow = max(cl.afterLow, c-b)
+	cl.beforeHigh = min(cl.beforeHigh, c+b)
+	cl.last = t.now
+}
+
+// callOrder reports whether a call settles that the hit with trace
+// context ta, placed at ca within ba, ran before the one with tb, at cb
+// within bb, of another host, where the clocks alone cannot tell.
+//
+// One of them must be the caller's (its span is the one the other
+// received with the request) and the other the callee's. The caller's
+// goroutine waits while the call runs, so each of its hits ran either
+// before every hit of the callee or after every one: when the clocks put
+// the caller's hit certainly before (after) some callee hit, it ran
+// before (after) all of them. This assumes the call was made, and waited
+// for, by the goroutine of the caller's hit, as a request handler calls
+// the next service.
+func (t *Timeline) callOrder(ta *TraceContext, ca, ba int64, tb *TraceContext, cb, bb int64) bool {
+	if ta == nil || tb == nil || ta.TraceID != tb.TraceID || ta.SpanID != tb.SpanID || ta.Remote == tb.Remote {
+		return false
+	}
+	cl := t.calls[callKey{ta.TraceID, ta.SpanID}]
+	if cl == nil {
+		return false
+	}
+	if tb.Remote {
+		// a is the caller's: before b if certainly before a callee hit.
+		return ca+ba < cl.afterLow
+	}
+	// a is the callee's: b, the caller's, after it if certainly after a
+	// callee hit.
+	return cb-bb > cl.beforeHigh
 }
 
 // addNoOverflow adds, reporting false on overflow.

@@ -102,6 +102,10 @@ func (tr *TimelineReader) Flush() []Placed {
 	return out
 }
 
+// LastSeq returns the stream sequence of the last message read: after a
+// Flush, a reader opened at the next one goes on where this one stopped.
+func (tr *TimelineReader) LastSeq() uint64 { return tr.r.LastSeq() }
+
 // Hosts returns what the timeline knows of each agent.
 func (tr *TimelineReader) Hosts() []TimelineHost { return tr.tl.Hosts() }
 

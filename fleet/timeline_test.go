@@ -127,6 +127,63 @@ func TestTimelineMarksUncertainPairs(t *testing.T) {
 	}
 }
 
+// TestTimelineCallOrder: a caller's hits and its callee's, on hosts whose
+// clocks are known within 1 ms, share the caller's span. The clocks alone
+// cannot order the caller's first hit and the callee's first (0.5 ms
+// apart), nor the callee's last and the caller's next (1 ms apart); the
+// callee's other hit, certainly after the caller's first and certainly
+// before its next, settles both: the caller's goroutine waited while the
+// callee ran. Without that witness, or with another trace, they stay
+// uncertain.
+func TestTimelineCallOrder(t *testing.T) {
+	ms := time.Millisecond
+	caller := &fleet.TraceContext{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7"}
+	callee := &fleet.TraceContext{TraceID: caller.TraceID, SpanID: caller.SpanID, Remote: true}
+	traced := func(h fleet.Hit, tc *fleet.TraceContext) fleet.Hit { h.Trace = tc; return h }
+	x1 := traced(hit("gw", 1, 10*ms, 11*ms, 0, ms), caller)       // before the call
+	y1 := traced(hit("pay", 2, 10*ms+ms/2, 12*ms, 0, ms), callee) // 0.5 ms after x1
+	y2 := traced(hit("pay", 3, 13*ms, 14*ms, 0, ms), callee)      // certainly after x1
+	x2 := traced(hit("gw", 4, 14*ms, 15*ms, 0, ms), caller)       // after the call returned
+	other := traced(hit("pay", 5, 20*ms, 21*ms, 0, ms), callee)   // keeps y2's witness honest
+	run := func(hs ...fleet.Hit) []fleet.Placed {
+		tl := fleet.NewTimeline(fleet.TimelineOptions{})
+		for _, h := range hs {
+			tl.AddHit(h)
+		}
+		return slices.Clone(tl.Flush())
+	}
+	bySeq := func(ps []fleet.Placed, seq uint64) fleet.Placed {
+		i := slices.IndexFunc(ps, func(p fleet.Placed) bool { return p.Seq == seq })
+		if i < 0 {
+			t.Fatalf("hit %d not placed: %v", seq, seqs(ps))
+		}
+		return ps[i]
+	}
+
+	out := run(x1, y1, y2, x2, other)
+	if got := seqs(out); !slices.Equal(got, []uint64{1, 2, 3, 4, 5}) {
+		t.Fatalf("order %v, want 1 2 3 4 5", got)
+	}
+	for _, c := range []struct{ seq, after uint64 }{{2, 1}, {4, 3}} {
+		p := bySeq(out, c.seq)
+		if p.Uncertain || p.OrderedByCall != c.after {
+			t.Errorf("hit %d: uncertain %v (with %d), ordered by the call after %d; want ordered after %d, not uncertain", c.seq, p.Uncertain, p.UncertainWith, p.OrderedByCall, c.after)
+		}
+	}
+
+	// No witness: the callee's only hit is as close to both.
+	out = run(x1, y1, x2)
+	if p := bySeq(out, 2); !p.Uncertain || p.OrderedByCall != 0 {
+		t.Errorf("without a witness, hit 2: uncertain %v, ordered by call %d; want uncertain", p.Uncertain, p.OrderedByCall)
+	}
+	// Another trace: no call between them.
+	stranger := traced(hit("pay", 2, 10*ms+ms/2, 12*ms, 0, ms), &fleet.TraceContext{TraceID: "0af7651916cd43dd8448eb211c80319c", SpanID: caller.SpanID, Remote: true})
+	out = run(x1, stranger, y2, x2)
+	if p := bySeq(out, 2); !p.Uncertain {
+		t.Errorf("a hit of another trace 0.5 ms from the caller's is not marked uncertain")
+	}
+}
+
 func TestTimelineLateAfterOutage(t *testing.T) {
 	ms := time.Millisecond
 	tl := fleet.NewTimeline(fleet.TimelineOptions{})
@@ -172,10 +229,17 @@ func TestTimelineAbsurdTimes(t *testing.T) {
 	nc := hit("d", 4, 8*ms, 14*ms, 0, 0)
 	nc.Clock = nil
 	tl.AddHit(nc)
+	// e's clock is three hours ahead too, but it compared it with the
+	// server's: corrected, it ran first.
+	tl.AddHit(hit("e", 5, 4*ms, 15*ms, -3*time.Hour, 0))
 	out := tl.Flush()
-	if got := seqs(out); !slices.Equal(got, []uint64{2, 1, 3, 4}) {
-		t.Fatalf("order %v, want b's hit, then the three doubtful ones by arrival", got)
+	if got := seqs(out); !slices.Equal(got, []uint64{5, 2, 1, 3, 4}) {
+		t.Fatalf("order %v, want e's and b's hits, then the three doubtful ones by arrival", got)
 	}
+	if out[0].Uncertain || out[0].Note != "" {
+		t.Errorf("e's hit, its clock corrected: uncertain %v, note %q; want neither", out[0].Uncertain, out[0].Note)
+	}
+	out = out[1:]
 	for _, p := range out[1:] {
 		if !p.Uncertain || p.Note == "" {
 			t.Errorf("hit %d: uncertain %v note %q, want marked with a note", p.Seq, p.Uncertain, p.Note)

@@ -33,7 +33,7 @@ type lineStats struct {
 	procs   map[procKey]struct{}
 	last    time.Time
 	values  []fleet.Variable // of the last hit: args, then locals, then expressions
-	recent  []fleet.Hit      // ring of the last maxRecent hits, without stacks
+	recent  []fleet.Placed   // ring of the last maxRecent hits in timeline order, without stacks
 	next    int              // where the next hit goes in recent once it is full
 }
 
@@ -51,9 +51,11 @@ func NewAggregate(maxRecent int) *Aggregate {
 	return &Aggregate{maxRecent: maxRecent, files: make(map[string]map[int]*lineStats)}
 }
 
-// Add records hit under the local file it maps to.
-func (a *Aggregate) Add(file string, h fleet.Hit) {
-	h.Stack = nil // hovers show no stacks; keeping them would multiply memory
+// Add records hit under the local file it maps to. Hits come in the order
+// of the timeline (fleet.Timeline), the one every client shows.
+func (a *Aggregate) Add(file string, p fleet.Placed) {
+	p.Stack = nil // hovers show no stacks; keeping them would multiply memory
+	h := &p.Hit
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	lines := a.files[file]
@@ -76,9 +78,9 @@ func (a *Aggregate) Add(file string, h fleet.Hit) {
 	s.values = s.values[:0]
 	s.values = append(append(append(s.values, h.Args...), h.Locals...), h.Exprs...)
 	if len(s.recent) < a.maxRecent {
-		s.recent = append(s.recent, h)
+		s.recent = append(s.recent, p)
 	} else {
-		s.recent[s.next] = h
+		s.recent[s.next] = p
 		s.next = (s.next + 1) % a.maxRecent
 	}
 	a.hits++
@@ -127,7 +129,7 @@ type LineHits struct {
 	Processes int
 	Last      time.Time        // server time of the last hit
 	Values    []fleet.Variable // of the last hit
-	Recent    []fleet.Hit      // newest first
+	Recent    []fleet.Placed   // latest in the timeline first
 }
 
 // HostCount is how many hits came from one host.
@@ -136,13 +138,13 @@ type HostCount struct {
 	Count uint64
 }
 
-// Rate is the hits per second over the recent hits, or 0 when there are
-// fewer than two.
+// Rate is the hits per second over the recent hits, by when they ran, or
+// 0 when there are fewer than two.
 func (l *LineHits) Rate() float64 {
 	if len(l.Recent) < 2 {
 		return 0
 	}
-	span := l.Recent[0].ServerTime.Sub(l.Recent[len(l.Recent)-1].ServerTime)
+	span := l.Recent[0].CoordinatedTime.Sub(l.Recent[len(l.Recent)-1].CoordinatedTime)
 	if span <= 0 {
 		return 0
 	}
@@ -163,13 +165,13 @@ func (a *Aggregate) File(file string) []LineHits {
 			Processes: len(s.procs),
 			Last:      s.last,
 			Values:    append([]fleet.Variable(nil), s.values...),
-			Recent:    make([]fleet.Hit, 0, len(s.recent)),
+			Recent:    make([]fleet.Placed, 0, len(s.recent)),
 		}
 		for h, n := range s.hosts {
 			lh.Hosts = append(lh.Hosts, HostCount{h, n})
 		}
 		sort.Slice(lh.Hosts, func(i, j int) bool { return lh.Hosts[i].Host < lh.Hosts[j].Host })
-		// Newest first: walk the ring backwards from the last write.
+		// Latest first: walk the ring backwards from the last write.
 		for i := range s.recent {
 			k := (s.next - 1 - i + 2*len(s.recent)) % len(s.recent)
 			if len(s.recent) < a.maxRecent {

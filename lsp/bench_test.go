@@ -25,8 +25,8 @@ import (
 
 // syntheticHit is a hit as the loop target's tracepoint sends it: two args,
 // four locals.
-func syntheticHit(i int) fleet.Hit {
-	return fleet.Hit{
+func syntheticHit(i int) fleet.Placed {
+	return fleet.Placed{Order: uint64(i + 1), CoordinatedTime: time.Unix(0, int64(i)), Hit: fleet.Hit{
 		Tracepoint: "bench", Host: fmt.Sprintf("host-%d", i%4), Pid: 1000 + i%16,
 		Process:   fleet.ProcessRef{Exe: "orders", Module: "github.com/acme/orders"},
 		Goroutine: int64(i % 64), Time: int64(i), File: "/src/orders/main.go", Line: 1 + i%1000, Function: "main.charge",
@@ -36,13 +36,13 @@ func syntheticHit(i int) fleet.Hit {
 			{Name: "masked", Type: "string", Value: `"**** 0002"`}, {Name: "reason", Type: "string", Value: `""`},
 		},
 		Seq: uint64(i + 1), ServerTime: time.Unix(0, int64(i)),
-	}
+	}}
 }
 
 // BenchmarkIngest adds synthetic hits over 1000 lines to an aggregate and
 // reports hits per second; every hit must be counted.
 func BenchmarkIngest(b *testing.B) {
-	hits := make([]fleet.Hit, 4096)
+	hits := make([]fleet.Placed, 4096)
 	for i := range hits {
 		hits[i] = syntheticHit(i)
 	}
@@ -69,7 +69,7 @@ func BenchmarkIngest(b *testing.B) {
 // BenchmarkMemoryPer1MHits holds 1M hits over 1000 lines and reports the
 // heap the aggregate keeps.
 func BenchmarkMemoryPer1MHits(b *testing.B) {
-	hits := make([]fleet.Hit, 4096)
+	hits := make([]fleet.Placed, 4096)
 	for i := range hits {
 		hits[i] = syntheticHit(i)
 	}
@@ -126,7 +126,7 @@ func BenchmarkHitToRefresh(b *testing.B) {
 		h := syntheticHit(i)
 		h.Host, h.File, h.Line, h.Seq, h.ServerTime = "bench", file, 4, 0, time.Time{}
 		t0 := time.Now()
-		if _, err := hits.Publish(hits.Msg(h.Tracepoint, fleet.Encode(&h), idBase+strconv.Itoa(i))); err != nil {
+		if _, err := hits.Publish(hits.Msg(h.Tracepoint, fleet.Encode(&h.Hit), idBase+strconv.Itoa(i))); err != nil {
 			b.Fatal(err)
 		}
 		select {
@@ -169,7 +169,7 @@ func publishHits(b *testing.B, c *fleet.Client, file string, n int) {
 	for i := 0; i < n; i++ {
 		h := syntheticHit(i)
 		h.Host, h.File, h.Line, h.Seq, h.ServerTime = "bench", file, 4, 0, time.Time{}
-		f, err := hits.Publish(hits.Msg(h.Tracepoint, fleet.Encode(&h), idBase+strconv.Itoa(i)))
+		f, err := hits.Publish(hits.Msg(h.Tracepoint, fleet.Encode(&h.Hit), idBase+strconv.Itoa(i)))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,8 +1,10 @@
 // Package lsp is RipTrace's language server: `riptrace lsp` serves it on
 // stdio to VS Code, Neovim and any other LSP 3.17+ editor.
 //
-// It reads the fleet's hit stream (replaying recent history first, so a
-// restarted editor shows what already happened, then live), aggregates the
+// It reads the fleet's hit stream through the timeline ([fleet.Timeline]:
+// the order the hits ran in, the one every client shows), replaying recent
+// history first, so a restarted editor shows what already happened, then
+// live. It aggregates the
 // hits per local file and line ([Aggregate]), and shows them as code lenses
 // (hit count, hosts, last hit), inlay hints (last values) and hovers (recent
 // hits per host). workspace/executeCommand declares and removes tracepoints

@@ -2,11 +2,13 @@ package lsp
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -65,10 +67,15 @@ func renderGolden(t *testing.T, ar *txtar) string {
 	t.Helper()
 	src := ar.get("main.go")
 	agg := NewAggregate(0)
+	var placed []fleet.Placed
 	for i, line := range strings.Split(strings.TrimSpace(ar.get("hits.jsonl")), "\n") {
+		// A hit as the timeline placed it: in the order of the lines
+		// unless it says its order, run when it arrived unless it says
+		// how long before ("ran").
 		var h struct {
-			fleet.Hit
+			fleet.Placed
 			Ago string `json:"ago"`
+			Ran string `json:"ran"`
 		}
 		dec := json.NewDecoder(strings.NewReader(line))
 		if err := dec.Decode(&h); err != nil {
@@ -78,9 +85,25 @@ func renderGolden(t *testing.T, ar *txtar) string {
 		if err != nil {
 			t.Fatalf("hits.jsonl line %d: ago: %v", i+1, err)
 		}
-		h.Hit.ServerTime = goldenNow.Add(-ago)
-		h.Hit.Seq = uint64(i + 1)
-		agg.Add("main.go", h.Hit)
+		h.ServerTime = goldenNow.Add(-ago)
+		h.Seq = uint64(i + 1)
+		if h.Order == 0 {
+			h.Order = h.Seq
+		}
+		h.CoordinatedTime = h.ServerTime
+		if h.Ran != "" {
+			ran, err := time.ParseDuration(h.Ran)
+			if err != nil {
+				t.Fatalf("hits.jsonl line %d: ran: %v", i+1, err)
+			}
+			h.CoordinatedTime = goldenNow.Add(-ran)
+		}
+		placed = append(placed, h.Placed)
+	}
+	// The language server reads hits as the timeline releases them.
+	slices.SortStableFunc(placed, func(a, b fleet.Placed) int { return cmp.Compare(a.Order, b.Order) })
+	for _, p := range placed {
+		agg.Add("main.go", p)
 	}
 	doc := newDocument(src)
 	if e := ar.get("edits.json"); e != "" {

@@ -32,7 +32,9 @@ func (s *server) Hover(ctx context.Context, params *protocol.HoverParams) (*prot
 }
 
 // hoverMarkdown renders l's recent hits grouped by host (hosts sorted,
-// newest hit first), each with its values, or only variable's if set.
+// latest in the timeline first), each with its place in the timeline, when
+// it ran on the server's clock, and its values, or only variable's if set.
+// A hit out of place or whose order is in doubt says so.
 func hoverMarkdown(l *LineHits, variable string, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "**%s**", lensTitle(l, now))
@@ -51,7 +53,13 @@ func hoverMarkdown(l *LineHits, variable string, now time.Time) string {
 			if n++; n > maxHoverPerHost {
 				break
 			}
-			fmt.Fprintf(&b, "- `#%d` %s %s[%d] g%d", h.Seq, h.ServerTime.UTC().Format("15:04:05.000"), h.Process.Exe, h.Pid, h.Goroutine)
+			fmt.Fprintf(&b, "- `#%d` %s %s[%d] g%d", h.Order, h.CoordinatedTime.UTC().Format("15:04:05.000"), h.Process.Exe, h.Pid, h.Goroutine)
+			switch {
+			case h.Late:
+				b.WriteString(" · late")
+			case h.Uncertain:
+				b.WriteString(" · order uncertain")
+			}
 			if vals := hitValues(h, variable); vals != "" {
 				fmt.Fprintf(&b, ": `%s`", strings.ReplaceAll(vals, "`", "'"))
 			}
@@ -63,7 +71,7 @@ func hoverMarkdown(l *LineHits, variable string, now time.Time) string {
 }
 
 // hitValues renders a hit's values (only variable's if set) on one line.
-func hitValues(h *fleet.Hit, variable string) string {
+func hitValues(h *fleet.Placed, variable string) string {
 	var parts []string
 	for _, vars := range [][]fleet.Variable{h.Args, h.Locals, h.Exprs} {
 		for i := range vars {

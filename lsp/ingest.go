@@ -35,8 +35,9 @@ func (s *server) restartIngest() {
 }
 
 // ingest connects to NATS (retrying until ctx ends), replays cfg's history
-// and then reads live hits into agg. A reader that fails is reopened after
-// the last sequence read, so no hit is counted twice.
+// and then reads live hits into agg, through the timeline: hovers list hits
+// in the order they ran, the order every client shows. A reader that fails
+// is reopened after the last sequence read, so no hit is counted twice.
 func (s *server) ingest(ctx context.Context, cfg Config, local *hitMapper, agg *Aggregate) {
 	var c *fleet.Client
 	for warned := false; ; warned = true {
@@ -86,8 +87,23 @@ func (s *server) ingest(ctx context.Context, cfg Config, local *hitMapper, agg *
 		opts = fleet.HitOptions{Since: time.Now().Add(-h)}
 	}
 	var skipped int
+	add := func(p fleet.Placed) {
+		if !cfg.admits(&p.Hit) {
+			return
+		}
+		file, line, ok := local.local(&p.Hit)
+		if !ok {
+			if skipped++; skipped <= 5 {
+				s.log.Info("hit in a file outside the workspace, or on a line the checkout no longer has", "file", p.File, "line", p.Line, "revision", p.Process.Revision)
+			}
+			return
+		}
+		p.Line = line
+		agg.Add(file, p)
+		s.notify()
+	}
 	for ctx.Err() == nil {
-		r, err := c.Hits(ctx, opts)
+		r, err := c.Timeline(ctx, opts, fleet.TimelineOptions{})
 		if err != nil {
 			s.log.Warn("opening the hit stream", "err", err)
 			select {
@@ -96,8 +112,9 @@ func (s *server) ingest(ctx context.Context, cfg Config, local *hitMapper, agg *
 			}
 			continue
 		}
+		r.Notice = func(n string) { s.log.Info("timeline", "notice", n) }
 		for {
-			h, err := r.Next(ctx)
+			p, err := r.Next(ctx)
 			if err != nil {
 				var fe *fleet.Error
 				if errors.As(err, &fe) {
@@ -109,20 +126,15 @@ func (s *server) ingest(ctx context.Context, cfg Config, local *hitMapper, agg *
 				}
 				break
 			}
-			opts = fleet.HitOptions{StartSeq: h.Seq + 1}
-			if !cfg.admits(&h) {
-				continue
-			}
-			file, line, ok := local.local(&h)
-			if !ok {
-				if skipped++; skipped <= 5 {
-					s.log.Info("hit in a file outside the workspace, or on a line the checkout no longer has", "file", h.File, "line", h.Line, "revision", h.Process.Revision)
-				}
-				continue
-			}
-			h.Line = line
-			agg.Add(file, h)
-			s.notify()
+			add(p)
+		}
+		// The hits the timeline still holds go out in order before the
+		// stream is read again after the last message read.
+		for _, p := range r.Flush() {
+			add(p)
+		}
+		if seq := r.LastSeq(); seq > 0 {
+			opts = fleet.HitOptions{StartSeq: seq + 1}
 		}
 		r.Close()
 	}

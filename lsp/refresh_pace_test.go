@@ -58,7 +58,7 @@ func TestRefreshPaceLetsVSCodeRender(t *testing.T) {
 		for i := 0; ; i++ {
 			h := syntheticHit(i)
 			h.Host, h.File, h.Line, h.Seq, h.ServerTime = "pace", file, 4, 0, time.Time{}
-			if err := c.PublishHit(hctx, &h); err != nil {
+			if err := c.PublishHit(hctx, &h.Hit); err != nil {
 				if hctx.Err() == nil {
 					t.Errorf("publishing hit %d: %v", i, err)
 				}

@@ -40,6 +40,14 @@ func ipCmd(args ...string) error {
 // failed or not. It skips the test where namespaces cannot be made.
 func newNetns(t *testing.T) *netns {
 	t.Helper()
+	return newNetnsN(t, 0)
+}
+
+// newNetnsN is newNetns for a test that needs several namespaces (or runs
+// beside another test of this process that has one): i, from 0 to 7,
+// tells them apart.
+func newNetnsN(t *testing.T, i int) *netns {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("making a network namespace needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)")
 	}
@@ -48,11 +56,12 @@ func newNetns(t *testing.T) *netns {
 	}
 	pid := os.Getpid()
 	n := &netns{
-		name:   fmt.Sprintf("riptrace-cut-%d", pid),
-		hostIf: fmt.Sprintf("rtc%dh", pid), nsIf: fmt.Sprintf("rtc%dn", pid),
-		// A /30 of its own per test process, so parallel runs do not meet.
-		hostAddr: fmt.Sprintf("10.213.%d.%d", pid/64%256, pid%64*4+1),
-		nsAddr:   fmt.Sprintf("10.213.%d.%d", pid/64%256, pid%64*4+2),
+		name:   fmt.Sprintf("riptrace-cut-%d-%d", pid, i),
+		hostIf: fmt.Sprintf("rtc%dh%d", pid, i), nsIf: fmt.Sprintf("rtc%dn%d", pid, i),
+		// A /30 of its own per test process and index, so parallel runs
+		// do not meet.
+		hostAddr: fmt.Sprintf("10.%d.%d.%d", 213+i, pid/64%256, pid%64*4+1),
+		nsAddr:   fmt.Sprintf("10.%d.%d.%d", 213+i, pid/64%256, pid%64*4+2),
 	}
 	// Left over by a run that was killed.
 	ipCmd("link", "del", n.hostIf)

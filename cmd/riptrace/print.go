@@ -34,6 +34,15 @@ func printPlaced(w io.Writer, p *fleet.Placed, stack bool) {
 		fmt.Fprintf(w, "    uncertain: %s\n", p.Note)
 	case p.Uncertain:
 		fmt.Fprintf(w, "    uncertain: may have run before #%d, closer to it than the two clocks are known\n", p.UncertainWith)
+	case p.OrderedByCall != 0:
+		fmt.Fprintf(w, "    order:  after #%d, closer to it than the clocks are known, but the call between them says so\n", p.OrderedByCall)
+	}
+	if tc := h.Trace; tc != nil {
+		from := ""
+		if tc.Remote {
+			from = " (the caller's, received with the request)"
+		}
+		fmt.Fprintf(w, "    trace:  %s span %s%s\n", tc.TraceID, tc.SpanID, from)
 	}
 	printBody(w, h, stack)
 }

@@ -193,7 +193,8 @@ func (o *timelineOut) print(p *fleet.Placed) error {
 		fillEmpty(&p.Hit)
 		return json.NewEncoder(o.w).Encode(p)
 	}
-	if o.grouped && (o.n == 0 || p.Group != o.group) {
+	// Hits that carry a trace context are grouped by it with no --group.
+	if (o.grouped || p.Group != "" || o.group != "") && (o.n == 0 || p.Group != o.group) {
 		if o.n > 0 {
 			fmt.Fprintln(o.w)
 		}

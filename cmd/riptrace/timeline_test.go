@@ -1,12 +1,18 @@
 package main_test
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,29 +34,83 @@ func TestTimelineSkewedClocks(t *testing.T) {
 		t.Skip("runs three agents over the demo services")
 	}
 	t.Parallel()
+	skewedClocks(t, false)
+}
+
+// TestTimelineSkewedClocksNetns is TestTimelineSkewedClocks with each agent
+// in a network namespace of its own, on a link of its own to the server's
+// host, shaped to a different rate so that bursts of hits queue: what
+// reaches the server comes at different distances, with jitter. (tc's
+// netem would delay and jitter the links directly; where the kernel has no
+// sch_netem, as on this project's CI machine, token buckets do.)
+func TestTimelineSkewedClocksNetns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three agents over the demo services")
+	}
+	t.Parallel()
+	skewedClocks(t, true)
+}
+
+func skewedClocks(t *testing.T, namespaces bool) {
 	requests := 150
 	if v := os.Getenv("RIPTRACE_TIMELINE_REQUESTS"); v != "" {
 		requests, _ = strconv.Atoi(v)
 	}
-	url := startServer(t)
+	var nss []*netns
+	if namespaces {
+		for i := range 3 {
+			nss = append(nss, newNetnsN(t, 1+i))
+		}
+	}
+	var url string
+	if namespaces {
+		p := start(t, "server", "--listen", "0.0.0.0:-1", "--data", t.TempDir())
+		p.await(t, cmdTimeout, "ready line", func(stdout, _ string) bool {
+			m := serverReady.FindStringSubmatch(stdout)
+			if m != nil {
+				url = m[1]
+			}
+			return m != nil
+		})
+	} else {
+		url = startServer(t)
+	}
+	port := url[strings.LastIndex(url, ":")+1:]
+	if namespaces {
+		url = "nats://127.0.0.1:" + port
+	}
 	demoDir := filepath.Join("..", "..", "demo")
-	payments := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "payments")), "tl-payments")
-	orders := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "orders")), "tl-orders", "-payments", "http://"+payments.Addr)
-	gateway := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "gateway")), "tl-gateway", "-orders", "http://"+orders.Addr)
+	// Names of this variant's own: agents select processes by name, and
+	// the two variants run side by side.
+	pre := "tl-"
+	if namespaces {
+		pre = "tlns-"
+	}
+	payments := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "payments")), pre+"payments")
+	orders := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "orders")), pre+"orders", "-payments", "http://"+payments.Addr)
+	gateway := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "gateway")), pre+"gateway", "-orders", "http://"+orders.Addr)
 
 	type host struct {
 		name, exe, skew string
 		offset          time.Duration // what the agent should measure
 	}
 	hosts := []host{
-		{"tl-pay", "tl-payments", "-40ms", 40 * time.Millisecond},
-		{"tl-ord", "tl-orders", "0s", 0},
-		{"tl-gw", "tl-gateway", "35ms", -35 * time.Millisecond},
+		{pre + "pay", pre + "payments", "-40ms", 40 * time.Millisecond},
+		{pre + "ord", pre + "orders", "0s", 0},
+		{pre + "gw", pre + "gateway", "35ms", -35 * time.Millisecond},
 	}
-	for _, h := range hosts {
-		startUnder(t, []string{"env", "RIPTRACE_TEST_CLOCK_SKEW=" + h.skew}, "agent", "--nats", url, "--host", h.name, "--processes", exeName(h.exe))
+	for i, h := range hosts {
+		wrap, agentURL := []string{"env", "RIPTRACE_TEST_CLOCK_SKEW=" + h.skew}, url
+		if namespaces {
+			n := nss[i]
+			shape(t, n, i)
+			wrap = append([]string{"ip", "netns", "exec", n.name}, wrap...)
+			agentURL = "nats://" + n.hostAddr + ":" + port
+		}
+		startUnder(t, wrap, "agent", "--nats", agentURL, "--host", h.name, "--processes", exeName(h.exe))
 	}
-	// Each agent measures its clock's offset to the server's.
+	// Each agent lists its service and measures its clock's offset to
+	// the server's.
 	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
 		list, err := listHosts(t, url)
 		if err != nil {
@@ -60,6 +120,9 @@ func TestTimelineSkewedClocks(t *testing.T) {
 			e, err := findHost(list, h.name)
 			if err != nil {
 				return err
+			}
+			if len(e.Profile.Processes) == 0 {
+				return fmt.Errorf("host %s lists no process yet", h.name)
 			}
 			c := e.Profile.Host.Clock
 			if c == nil {
@@ -173,4 +236,144 @@ func TestTimelineSkewedClocks(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests: %d with their hits in order, %d inverted and marked; %d hits late, %d uncertain of %d", requests, inOrder, marked, late, uncertain, len(placed))
+}
+
+// shape delays and jitters both ends of n's link, differently for each i:
+// with netem where the kernel has it, else with a token bucket that makes
+// bursts queue (the hits of a burst wait for the ones before them).
+func shape(t *testing.T, n *netns, i int) {
+	t.Helper()
+	delay, jitter := []string{"2ms", "5ms", "9ms"}[i], []string{"1ms", "3ms", "4ms"}[i]
+	rate := []string{"24mbit", "48mbit", "96mbit"}[i]
+	for _, dev := range [][]string{{"ip", "netns", "exec", n.name, "tc"}, {"tc"}} {
+		ifc := n.nsIf
+		if len(dev) == 1 {
+			ifc = n.hostIf
+		}
+		netem := append(slices.Clone(dev), "qdisc", "add", "dev", ifc, "root", "netem", "delay", delay, jitter)
+		out, err := exec.Command(netem[0], netem[1:]...).CombinedOutput()
+		if err == nil {
+			continue
+		}
+		t.Logf("%s: %v: %s; shaping the link with a token bucket of %s instead", strings.Join(netem, " "), err, bytes.TrimSpace(out), rate)
+		tbf := append(slices.Clone(dev), "qdisc", "add", "dev", ifc, "root", "tbf", "rate", rate, "burst", "8kb", "latency", "200ms")
+		if out, err := exec.Command(tbf[0], tbf[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(tbf, " "), err, bytes.TrimSpace(out))
+		}
+	}
+}
+
+// TestTimelineStuckAgent: an agent that stops talking (SIGSTOP: its
+// watermark never advances, and it says nothing) holds the others back by
+// fleet.DefaultMaxHold at most, and the timeline names it; once it goes
+// on, the hits it took meanwhile come out marked late where the timeline
+// had passed them, never silently out of place. Its service runs on
+// throughout.
+func TestTimelineStuckAgent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two agents")
+	}
+	t.Parallel()
+	url := startServer(t)
+	bin := agenttest.BuildTarget(t, loopDir, agenttest.NoOpt)
+	stuckTarget := startTargetBuild(t, bin, "stuck-host")
+	liveTarget := startTargetBuild(t, bin, "live-host")
+	stuckHost, liveHost := exeName("stuck"), exeName("live")
+	stuck := startAgent(t, url, stuckHost, "stuck-host")
+	startAgent(t, url, liveHost, "live-host")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	spec := &fleet.Spec{
+		ID:       "stuck-" + strconv.Itoa(os.Getpid()),
+		Location: fleet.Location{Path: "loop/main.go", Line: agenttest.MarkerLine(t, loopSource(t), "process")},
+		Capture:  fleet.Capture{Args: true},
+		Limits:   fleet.Limits{MaxHitsPerSecond: 200},
+	}
+	tr, err := c.Timeline(ctx, fleet.HitOptions{Tracepoints: []string{spec.ID}, Replay: true}, fleet.TimelineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	var mu sync.Mutex
+	var notices []string
+	tr.Notice = func(s string) {
+		mu.Lock()
+		notices = append(notices, s)
+		mu.Unlock()
+	}
+	var placed placedLog
+	go placed.read(ctx, tr)
+	if err := c.Declare(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Remove(context.Background(), spec.ID)
+	placedAfter := func(pid int, at time.Time) error {
+		for _, p := range placed.all() {
+			if p.Pid == pid && p.CoordinatedTime.After(at) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no hit of pid %d placed after %v yet", pid, at.Format("15:04:05.000"))
+	}
+	agenttest.CheckFor(t, stateTimeout, 50*time.Millisecond, func() error {
+		if err := placedAfter(stuckTarget.Pid, time.Time{}); err != nil {
+			return err
+		}
+		return placedAfter(liveTarget.Pid, time.Time{})
+	})
+
+	stuck.signal(t, syscall.SIGSTOP)
+	resumed := false
+	defer func() {
+		if !resumed {
+			stuck.signal(t, syscall.SIGCONT)
+		}
+	}()
+	stoppedAt := time.Now()
+	// The live host's hits still come, held back by the stuck one's
+	// promise at most, and the timeline says who holds it back.
+	agenttest.CheckFor(t, stateTimeout, 50*time.Millisecond, func() error {
+		if err := placedAfter(liveTarget.Pid, stoppedAt.Add(fleet.DefaultMaxHold+time.Second)); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range notices {
+			if strings.Contains(n, "host "+stuckHost+": no word from its agent") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no notice names host %s; notices: %q", stuckHost, notices)
+	})
+	stuck.signal(t, syscall.SIGCONT)
+	resumed = true
+	contAt := time.Now()
+	agenttest.CheckFor(t, stateTimeout, 50*time.Millisecond, func() error {
+		return placedAfter(stuckTarget.Pid, contAt.Add(time.Second))
+	})
+
+	// In timeline order, a hit of the stuck host that ran before the one
+	// shown before it says it is late.
+	var last fleet.Placed
+	late := 0
+	for _, p := range placed.all() {
+		if p.Pid != stuckTarget.Pid {
+			continue
+		}
+		if p.Late {
+			late++
+		}
+		if last.Order != 0 && p.CoordinatedTime.Before(last.CoordinatedTime) && !p.Late {
+			t.Errorf("hit #%d of the stuck host (order %d) ran before #%d (order %d) shown before it, with no mark", p.Seq, p.Order, last.Seq, last.Order)
+		}
+		last = p
+	}
+	t.Logf("stuck host: %d of %d hits late after %v stopped", late, placed.count(stuckTarget.Pid), contAt.Sub(stoppedAt).Round(time.Millisecond))
+	awaitProgress(t, stuckTarget, liveTarget)
 }

@@ -68,6 +68,7 @@ func (cv Converter) Read(scope *proc.EvalScope, c fleet.Capture, load proc.LoadC
 		// would show garbage or "empty OP stack" for them.
 		vars = slices.DeleteFunc(vars, func(v *proc.Variable) bool { return v.Flags&proc.VariableReturnArgument != 0 })
 		h.Args = cv.convertAll(vars, maxVars, 0)
+		h.Trace = cv.TraceContext(scope, vars)
 	}
 	if c.Locals {
 		vars, err := scope.LocalVariables(load)
@@ -77,6 +78,9 @@ func (cv Converter) Read(scope *proc.EvalScope, c fleet.Capture, load proc.LoadC
 		// Locals declared below the traced line are in scope for DWARF but
 		// hold garbage: leave them out.
 		h.Locals = cv.convertAll(vars, maxVars, h.Line)
+		if h.Trace == nil {
+			h.Trace = cv.TraceContext(scope, slices.DeleteFunc(vars, func(v *proc.Variable) bool { return h.Line > 0 && v.DeclLine > int64(h.Line) }))
+		}
 	}
 	for _, e := range c.Exprs {
 		h.Exprs = append(h.Exprs, cv.eval(scope, e, load))
@@ -103,7 +107,7 @@ func (cv Converter) ReadWarm(scope *proc.EvalScope, c fleet.Capture, load proc.L
 	if !*warm && NeedsModuleData(*h) {
 		*warm = true
 		WarmModuleData(scope)
-		h.Args, h.Locals, h.Exprs, h.Message, h.Errors = nil, nil, nil, "", nil
+		h.Args, h.Locals, h.Exprs, h.Message, h.Errors, h.Trace = nil, nil, nil, "", nil, nil
 		cv.Read(scope, c, load, log, h)
 	}
 }

@@ -46,16 +46,25 @@ func KindName(k reflect.Kind) string {
 // MonoClock turns CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns and of
 // the Delve backend's probe records, into wall time. The
 // difference between the two clocks is measured again every second: NTP
-// slews the wall clock against the monotonic one (up to 500 ppm, 1.8 s an
-// hour), and eBPF hits must stay on the clock Delve's hits and the
-// timeline read. Each measure reads the monotonic clock on either side of
-// the wall clock and keeps the closest of a few tries: the decoding thread
-// runs at nice 19, and a preemption between two reads would otherwise
-// shift a hit by as long as it lasted.
+// slews the wall clock against the monotonic one, and eBPF hits must stay
+// on the clock Delve's hits and the timeline read. Each measure reads the
+// monotonic clock on either side of the wall clock, a few times: the
+// decoding thread runs at nice 19, and a preemption between two reads
+// makes that measure as uncertain as it lasted. The measure kept is the
+// one whose error is least now (half its gap, plus drift since), as
+// fleet.Clock keeps the best clock sample: on a loaded machine every try
+// of a new measure may be preempted, and an older, tighter one is then
+// better. Err says how far off the difference may be, for the hit's bound.
 type MonoClock struct {
-	diff int64     // wall minus monotonic, ns
-	at   time.Time // when diff was measured
+	diff     int64     // wall minus monotonic, ns
+	err      int64     // half the gap of the reads that measured diff
+	measured time.Time // when diff was measured
+	at       time.Time // when it was last measured again
 }
+
+// monoDrift is how fast the difference may drift, in ns per second: NTP's
+// slew of the wall clock, as fleet.Clock allows for (20 ppm).
+const monoDrift = 20_000
 
 // WallMinusMono returns the wall clock minus the monotonic one, in ns. A
 // MonoClock is not safe for concurrent use.
@@ -63,20 +72,32 @@ func (m *MonoClock) WallMinusMono() int64 {
 	if !m.at.IsZero() && time.Since(m.at) < time.Second {
 		return m.diff
 	}
-	best := int64(math.MaxInt64)
+	best, diff := int64(math.MaxInt64), int64(0)
 	for range 5 {
 		m1 := monotonicNow()
 		w := time.Now().UnixNano()
 		m2 := monotonicNow()
 		if gap := m2 - m1; gap < best {
-			best, m.diff = gap, w-(m1+m2)/2
+			best, diff = gap, w-(m1+m2)/2
 		}
 		if best < 2000 {
 			break
 		}
 	}
-	m.at = time.Now()
+	now := time.Now()
+	if m.measured.IsZero() || best/2+1 <= m.Err() {
+		m.diff, m.err, m.measured = diff, best/2+1, now
+	}
+	m.at = now
 	return m.diff
+}
+
+// Err returns how far off WallMinusMono may be, in ns.
+func (m *MonoClock) Err() int64 {
+	if m.measured.IsZero() {
+		return 0
+	}
+	return m.err + int64(time.Since(m.measured).Seconds()*monoDrift)
 }
 
 func monotonicNow() int64 {
