@@ -48,10 +48,14 @@ func value(v *fleet.Variable, depth int) any {
 	}
 	switch {
 	case strings.HasPrefix(t, "*"):
-		if len(v.Children) == 1 {
+		// A pointer to a struct carries the struct's fields, named; one
+		// to another pointer carries that pointer, unnamed. A struct of
+		// one field (a protobuf request, once its runtime's fields are
+		// left out) is a struct all the same.
+		if len(v.Children) == 1 && v.Children[0].Name == "" {
 			return value(&v.Children[0], depth+1)
 		}
-		if len(v.Children) > 1 {
+		if len(v.Children) > 0 {
 			return fields(v.Children, depth)
 		}
 		return NotCaptured{fmt.Sprintf("the pointer %s was not followed (raise the capture's maxStructDepth)", s)}
