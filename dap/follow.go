@@ -19,13 +19,9 @@ func (ss *session) followRevisions() {
 	if ss.repo == nil {
 		return
 	}
-	hw, err := ss.client.WatchHosts(ss.ctx, ss.srv.opts.Log)
-	if err != nil {
-		ss.srv.opts.Log.Warn("following the fleet's revisions", "err", err)
-		return
-	}
-	defer hw.Stop()
-	source.FollowRevisions(ss.ctx, hw, "", nil, func([]string) { ss.remap() })
+	// The session's host watch, which the threads view reads too: one
+	// cache of profiles, so that neither asks an agent the other asked.
+	source.FollowRevisions(ss.ctx, ss.hosts, "", nil, func([]string) { ss.remap() })
 }
 
 // remap maps the session's breakpoints into the revisions the fleet runs

@@ -846,6 +846,7 @@ func (ss *session) onThreads(req *dap.ThreadsRequest) {
 // least every ThreadsEvery.
 func (ss *session) watchThreads() {
 	defer ss.hosts.Stop()
+	changed := ss.hosts.Subscribe()
 	known := make(map[int]bool)
 	t := time.NewTicker(ss.srv.opts.ThreadsEvery)
 	defer t.Stop()
@@ -871,7 +872,7 @@ func (ss *session) watchThreads() {
 		select {
 		case <-ss.ctx.Done():
 			return
-		case <-ss.hosts.Changed():
+		case <-changed:
 		case <-t.C:
 		}
 	}

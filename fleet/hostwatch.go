@@ -17,18 +17,20 @@ import (
 // heartbeat's Digest): a client of a thousand agents that traces three asks
 // three. It follows the bucket through reconnects, as SpecWatch does.
 //
-// Its one goroutine, run, applies the bucket's changes and wakes Changed
-// when a host comes, goes, changes its processes or falls silent.
+// Its one goroutine, run, applies the bucket's changes and wakes every
+// Subscribe channel when a host comes, goes, changes its processes or
+// falls silent. One watch serves every reader in a client (a debug
+// session's threads and its revision following share its profiles).
 type HostWatch struct {
-	c       *Client
-	sw      *SpecWatch
-	changed chan struct{} // cap 1: changes coalesce
-	synced  chan struct{} // closed once the bucket's first values are in
-	done    chan struct{}
+	c      *Client
+	sw     *SpecWatch
+	synced chan struct{} // closed once the bucket's first values are in
+	done   chan struct{}
 
-	// mu guards hosts.
+	// mu guards hosts and subs.
 	mu    sync.Mutex
 	hosts map[string]*watchedHost
+	subs  []chan struct{} // cap 1 each: changes coalesce
 }
 
 // watchedHost is one key of the host bucket and what was learnt of it.
@@ -67,18 +69,24 @@ func (c *Client) WatchHosts(ctx context.Context, log *slog.Logger) (*HostWatch, 
 	}
 	hw := &HostWatch{
 		c: c, sw: sw,
-		changed: make(chan struct{}, 1),
-		synced:  make(chan struct{}),
-		done:    make(chan struct{}),
-		hosts:   make(map[string]*watchedHost),
+		synced: make(chan struct{}),
+		done:   make(chan struct{}),
+		hosts:  make(map[string]*watchedHost),
 	}
 	go hw.run()
 	return hw, nil
 }
 
-// Changed receives after the hosts listed changed: one came, went,
-// changed its processes or fell silent. Changes coalesce; one reader.
-func (hw *HostWatch) Changed() <-chan struct{} { return hw.changed }
+// Subscribe returns a channel of its own that receives after the hosts
+// listed changed: one came, went, changed its processes or fell silent.
+// Changes coalesce; call it once per reader.
+func (hw *HostWatch) Subscribe() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	hw.mu.Lock()
+	hw.subs = append(hw.subs, ch)
+	hw.mu.Unlock()
+	return ch
+}
 
 // Synced is closed once the hosts present when the watch began are known.
 func (hw *HostWatch) Synced() <-chan struct{} { return hw.synced }
@@ -113,9 +121,13 @@ func (hw *HostWatch) run() {
 }
 
 func (hw *HostWatch) notify() {
-	select {
-	case hw.changed <- struct{}{}:
-	default:
+	hw.mu.Lock()
+	defer hw.mu.Unlock()
+	for _, ch := range hw.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -61,6 +61,7 @@ func TestWatchHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hw.Stop()
+	changes := hw.Subscribe()
 	<-hw.Synced()
 	beat("b1", "d1", time.Hour) // after the watch began
 	testsupport.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
@@ -94,9 +95,9 @@ func TestWatchHosts(t *testing.T) {
 	}
 
 	// a2's processes change: only it is asked again.
-	drain(hw.Changed())
+	drain(changes)
 	beat("a2", "d2", time.Hour)
-	awaitChange(t, hw)
+	awaitChange(t, changes)
 	testsupport.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if _, err := hw.Profiles(ctx, onlyA); err != nil {
 			return err
@@ -112,7 +113,7 @@ func TestWatchHosts(t *testing.T) {
 
 	// b1 falls silent: its heartbeat grows older than three periods, and
 	// the watch says so with no message from anyone.
-	drain(hw.Changed())
+	drain(changes)
 	beat("b1", "d1", 100*time.Millisecond)
 	testsupport.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		for _, h := range hw.List() {
@@ -122,7 +123,7 @@ func TestWatchHosts(t *testing.T) {
 		}
 		return nil
 	})
-	awaitChange(t, hw)
+	awaitChange(t, changes)
 
 	// a1 withdraws its heartbeat (its agent stopped): it is no longer listed.
 	if err := c.WithdrawHeartbeat(ctx, "a1"); err != nil {
@@ -154,10 +155,10 @@ func drain(ch <-chan struct{}) {
 	}
 }
 
-func awaitChange(t *testing.T, hw *fleet.HostWatch) {
+func awaitChange(t *testing.T, changes <-chan struct{}) {
 	t.Helper()
 	select {
-	case <-hw.Changed():
+	case <-changes:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no change announced within 10s")
 	}

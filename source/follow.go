@@ -8,11 +8,12 @@ import (
 	"github.com/riptrace/riptrace/fleet"
 )
 
-// Watch is what FollowRevisions follows: a fleet.HostWatch, which wakes
-// Changed when a host comes, goes or changes its processes, and answers
-// Hosts from the profiles it holds, asking only the hosts that changed.
+// Watch is what FollowRevisions follows: a fleet.HostWatch, whose
+// subscribers are woken when a host comes, goes or changes its processes,
+// and which answers Hosts from the profiles it holds, asking only the hosts
+// that changed.
 type Watch interface {
-	Changed() <-chan struct{}
+	Subscribe() <-chan struct{}
 	Hosts(ctx context.Context) ([]fleet.HostEntry, error)
 }
 
@@ -23,15 +24,16 @@ type Watch interface {
 // agent reported a process, or before a new revision started, would
 // otherwise be traced there at the checkout's line number. known are the
 // revisions the lines were mapped into already: only a change from them is
-// reported. It takes Changed's one reader.
+// reported.
 func FollowRevisions(ctx context.Context, w Watch, module string, known []string, changed func(revs []string)) {
 	last := slices.Clone(known)
 	slices.Sort(last)
+	changes := w.Subscribe()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-w.Changed():
+		case <-changes:
 		}
 		// A host that answers its profile late costs one pass, not the
 		// following: its revisions come with the next change.

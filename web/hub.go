@@ -79,6 +79,7 @@ func (h *hub) watchFleet(ctx context.Context) {
 		return
 	}
 	defer hw.Stop()
+	changed := hw.Subscribe()
 	t := time.NewTicker(h.opts.FleetEvery)
 	defer t.Stop()
 	for {
@@ -94,7 +95,7 @@ func (h *hub) watchFleet(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-hw.Changed():
+		case <-changed:
 		case <-t.C:
 		}
 	}
