@@ -725,22 +725,23 @@ func (x *executable) read() {
 	defer close(x.done)
 	niced := startNiced()
 	defer niced.stop()
-	check := time.NewTicker(lagBound / 4)
+	check := time.NewTicker(lagCheck)
 	defer check.Stop()
 	var r readLoop
 	for {
 		s := x.next(&r)
 		if s == readOnTime {
 			if !r.batch {
-				x.awaitGap()
+				r.held = x.awaitGap()
 				r.batch = true
 			}
 			if time.Now().Before(r.promptUntil) {
 				s = readLate
 			} else {
 				var hurry atomic.Bool
+				allow := lagBound + r.held // read before the niced thread may change r
 				if j := niced.start(func() readState { return x.burst(&r, &hurry) }); j != nil {
-					s = x.await(j, &hurry, check)
+					s = x.await(allow, j, &hurry, check)
 				} else {
 					hurry.Store(true)
 					s = readLate
@@ -779,8 +780,15 @@ func (r *readLoop) hurried(yes bool) {
 type readLoop struct {
 	rec         ringbuf.Record
 	batch       bool          // records are being decoded one after another
+	held        time.Duration // how long awaitGap held the batch
 	prompt      time.Duration // the last prompt period, 0 after a burst on time
 	promptUntil time.Time     // decode at the agent's priority until then
+}
+
+// late reports whether a record captured at captured (wall, ns) waited
+// longer than lagBound beyond the batch's deliberate hold.
+func (r *readLoop) late(captured int64) bool {
+	return time.Now().UnixNano()-captured > int64(lagBound+r.held)
 }
 
 // readState says what the reader read last.
@@ -824,7 +832,7 @@ func (x *executable) next(r *readLoop) readState {
 	// have left, the ones after it are newer.
 	captured := int64(binary.LittleEndian.Uint64(raw[8:])) + x.mono.WallMinusMono()
 	x.holding.Store(captured)
-	if time.Now().UnixNano()-captured > int64(lagBound) {
+	if r.late(captured) {
 		return readLate
 	}
 	return readOnTime
@@ -852,16 +860,16 @@ func (x *executable) burst(r *readLoop, hurry *atomic.Bool) readState {
 }
 
 // await waits for the niced thread's burst j to end. Once the record it
-// decodes has waited over lagBound, it takes j back if the thread has not
+// decodes has waited over allow, it takes j back if the thread has not
 // begun it (the record is left for read to decode), or hurries it.
-func (x *executable) await(j *nicedJob, hurry *atomic.Bool, check *time.Ticker) readState {
-	check.Reset(lagBound / 4)
+func (x *executable) await(allow time.Duration, j *nicedJob, hurry *atomic.Bool, check *time.Ticker) readState {
+	check.Reset(lagCheck)
 	for {
 		select {
 		case s := <-j.done:
 			return s
 		case <-check.C:
-			if h := x.holding.Load(); h != 0 && time.Now().UnixNano()-h > int64(lagBound) {
+			if h := x.holding.Load(); h != 0 && time.Now().UnixNano()-h > int64(allow) {
 				hurry.Store(true)
 				if j.takeBack() {
 					return readLate
@@ -880,6 +888,7 @@ func (x *executable) finish(r *readLoop) {
 	checked := time.Now().UnixNano()
 	r.batch = x.pending() > 0
 	if !r.batch {
+		r.held = 0
 		x.emptyAt.Store(checked)
 		x.holding.Store(0)
 	}
@@ -921,17 +930,21 @@ const (
 // loop a hit cost the loop 1.07-1.09x a bare uprobe, with it decoding
 // alongside 1.3-1.6x. A line hit now and then is decoded at once (after
 // burstGap); a burst, once it pauses.
-func (x *executable) awaitGap() {
+//
+// It returns how long it held: records held on purpose are not late for it.
+func (x *executable) awaitGap() time.Duration {
+	start := time.Now()
 	half := x.rb.BufferSize() / 2
 	last := x.pending()
-	for deadline := time.Now().Add(burstHold); last >= 0 && last < half && time.Now().Before(deadline); {
+	for deadline := start.Add(burstHold); last >= 0 && last < half && time.Now().Before(deadline); {
 		time.Sleep(burstGap)
 		n := x.pending()
 		if n == last {
-			return
+			break
 		}
 		last = n
 	}
+	return time.Since(start)
 }
 
 // pending returns the bytes waiting in the ring buffer, or -1 once it is

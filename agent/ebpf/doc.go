@@ -37,7 +37,7 @@
 // backend's values. Each executable's reader waits for records at the
 // agent's priority and decodes them on a thread at nice 19: the traced
 // threads never wait for it, and it must not take their CPU while it keeps
-// up. A record that waited over lagBound (100 ms: the host is too busy for
+// up. A record that waited over lagBound (50 ms: the host is too busy for
 // a niced thread) is decoded at the agent's own priority, and so are those
 // of the next seconds, so that tracing a busy service still delivers. A burst faster than the
 // decoder fills the ring buffer, and the hits that do not fit are counted
