@@ -77,8 +77,13 @@ try {
 
   // 5. The newest hit opens as a variable tree; the timeline holds still
   // while it is open, and goes on when it closes.
-  const newest = page.locator('#timeline .hit', { hasText: 'n=' }).last();
-  await newest.click({ position: { x: 5, y: 5 } });
+  // Clicked in one task of the page: while hits stream in, the newest row
+  // is redrawn between any two steps of a pointer click, which then waits
+  // for it to hold still until it times out.
+  await page.evaluate(() => {
+    const rows = [...document.querySelectorAll('#timeline .hit')].filter((r) => r.textContent.includes('n='));
+    rows[rows.length - 1].click();
+  });
   await page.locator('#timeline .vars .var .name', { hasText: /^n$/ }).first().waitFor();
   await page.locator('#paused', { hasText: 'new hits' }).waitFor();
   await page.locator('#timeline .hit:has(> .vars)').scrollIntoViewIfNeeded();
