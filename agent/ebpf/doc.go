@@ -47,7 +47,7 @@
 // agent about 5 MB a process, not 16 (make bench-resources). Reading that
 // debug info takes seconds for a large program, and it is all of the time
 // to live: so the agent has it read when it discovers the process
-// (Backend.Preload, at nice 19), and an executable no process of which is
+// (Backend.Preload), and an executable no process of which is
 // traced any more keeps it for a while (parked, at most two), for a
 // replica, a restart or the next tracepoint.
 //
