@@ -982,6 +982,13 @@ func (a *Agent) shutdown() {
 	a.hostWide = make(map[string]hostNote)
 	a.invalid = make(map[string]*fleet.Error)
 	a.mu.Unlock()
+	if !a.c.Connected() {
+		// Writes would wait out ctx for a server that is not there; the
+		// heartbeat's age tells the clients that this agent is gone.
+		a.log.Warn("stopping without NATS: the statuses and heartbeat stay until they are stale")
+		a.log.Info("agent stopped; every process detached")
+		return
+	}
 	a.writeStatuses(ctx, false)
 	if err := a.c.WithdrawHeartbeat(ctx, a.cfg.Host); err != nil {
 		a.log.Warn("withdrawing heartbeat", "err", err)
