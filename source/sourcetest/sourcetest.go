@@ -12,10 +12,11 @@ import (
 )
 
 // Git runs git in dir and returns its trimmed output; it fails the test if
-// git fails.
+// git fails. Automatic gc is off: a commit of many files started one in
+// the background, which repacked objects while the test cloned them.
 func Git(t testing.TB, dir string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("git", append([]string{"-c", "user.name=RipTrace Test", "-c", "user.email=test@riptrace.invalid", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"}, args...)...)
+	cmd := exec.Command("git", append([]string{"-c", "user.name=RipTrace Test", "-c", "user.email=test@riptrace.invalid", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false", "-c", "gc.auto=0", "-c", "maintenance.auto=false"}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0")
 	out, err := cmd.CombinedOutput()
