@@ -177,6 +177,13 @@ var serverReady = regexp.MustCompile(`(?m)^riptrace server ready: (nats://\S+) `
 // returns the client URL its ready line gives.
 func startServer(t *testing.T) string {
 	t.Helper()
+	_, url := startServerProc(t)
+	return url
+}
+
+// startServerProc is startServer that also returns the server's process.
+func startServerProc(t *testing.T) (*bg, string) {
+	t.Helper()
 	p := start(t, "server", "--listen", "127.0.0.1:-1", "--data", t.TempDir())
 	var url string
 	p.await(t, cmdTimeout, "ready line", func(stdout, _ string) bool {
@@ -186,7 +193,7 @@ func startServer(t *testing.T) string {
 		}
 		return m != nil
 	})
-	return url
+	return p, url
 }
 
 // startAgent starts `riptrace agent` for host, managing the processes whose

@@ -34,15 +34,7 @@ func TestRunFleetVanishes(t *testing.T) {
 	} {
 		t.Run(c.kill, func(t *testing.T) {
 			t.Parallel()
-			server := start(t, "server", "--listen", "127.0.0.1:-1", "--data", t.TempDir())
-			var url string
-			server.await(t, cmdTimeout, "ready line", func(stdout, _ string) bool {
-				m := serverReady.FindStringSubmatch(stdout)
-				if m != nil {
-					url = m[1]
-				}
-				return m != nil
-			})
+			server, url := startServerProc(t)
 			dir := t.TempDir()
 			demo, err := filepath.Abs(filepath.Join("..", "..", "demo"))
 			if err != nil {
