@@ -10,7 +10,7 @@ type Attribute = fleet.Attribute
 // AttachAttributes are the attributes parseAttach reads, in the order
 // editors show them; a value of the wrong type is refused with the
 // attribute's Type, Example and Description.
-var AttachAttributes = []Attribute{
+var AttachAttributes = append([]Attribute{
 	{Name: "nats", Type: "string", Description: "NATS server URL(s), comma-separated; defaults to $RIPTRACE_NATS or nats://127.0.0.1:4222.", Example: "nats://127.0.0.1:4222"},
 	{Name: "hosts", Type: "array", Description: "Host globs to trace on (a single string is one glob); all hosts when empty.", Example: []string{"orders-*"}},
 	{Name: "processes", Type: "array", Description: "Process globs (module path, main package or executable) to trace; all Go processes when empty.", Example: []string{"github.com/acme/orders/cmd/orders"}},
@@ -23,11 +23,4 @@ var AttachAttributes = []Attribute{
 	{Name: "snapshots", Type: "boolean", Description: "Open each hit as a snapshot (a stopped event on the recorded state); the processes never pause.", Example: false},
 	{Name: "cwd", Type: "string", Description: "The local checkout: breakpoint files and hits are mapped inside it.", Example: "${workspaceFolder}"},
 	{Name: "prefix", Type: "string", Description: "Subject prefix of the fleet (one NATS subject token).", Example: "riptrace"},
-	{Name: "creds", Type: "string", Description: "NATS credentials file (.creds).", Example: "/home/me/.nats/user.creds"},
-	{Name: "inboxPrefix", Type: "string", Description: "Where replies arrive, in place of _INBOX: the prefix the server's permissions give the user (_INBOX_<user> in deploy/nats.conf).", Example: "_INBOX_alice"},
-	{Name: "nkey", Type: "string", Description: "NATS NKey seed file.", Example: "/home/me/.nats/user.nk"},
-	{Name: "user", Type: "string", Description: "NATS user name.", Example: "alice"},
-	{Name: "password", Type: "string", Description: "NATS password (needs user).", Example: "s3cret"},
-	{Name: "token", Type: "string", Description: "NATS authentication token.", Example: "s3cret"},
-	{Name: "tls", Type: "object", Description: "TLS files: {cert, key, ca}; cert and key together.", Example: map[string]string{"ca": "/etc/riptrace/ca.pem"}},
-}
+}, fleet.CredentialAttributes("creds")...)

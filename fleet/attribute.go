@@ -25,6 +25,21 @@ type Attribute struct {
 	Enum []string `json:"enum,omitempty"`
 }
 
+// CredentialAttributes are the NATS credentials every front end takes, the
+// credentials file named credsName: the attach configuration has called it
+// creds and the language server credentials since their first releases.
+func CredentialAttributes(credsName string) []Attribute {
+	return []Attribute{
+		{Name: credsName, Type: "string", Description: "NATS credentials file (.creds).", Example: "/home/me/.nats/user.creds"},
+		{Name: "inboxPrefix", Type: "string", Description: "Where replies arrive, in place of _INBOX: the prefix the server's permissions give the user (_INBOX_<user> in deploy/nats.conf).", Example: "_INBOX_alice"},
+		{Name: "nkey", Type: "string", Description: "NATS NKey seed file.", Example: "/home/me/.nats/user.nk"},
+		{Name: "user", Type: "string", Description: "NATS user name.", Example: "alice"},
+		{Name: "password", Type: "string", Description: "NATS password (needs user).", Example: "s3cret"},
+		{Name: "token", Type: "string", Description: "NATS authentication token.", Example: "s3cret"},
+		{Name: "tls", Type: "object", Description: "TLS files: {cert, key, ca}; cert and key together.", Example: map[string]string{"ca": "/etc/riptrace/ca.pem"}},
+	}
+}
+
 // Decode decodes v, the attribute's JSON value, into dst strictly: a value
 // of another type, or an object with a field dst does not have, is an error
 // that says what to write, from the attribute's type, example and

@@ -1,6 +1,10 @@
 package lsp
 
-import "github.com/riptrace/riptrace/fleet"
+import (
+	"slices"
+
+	"github.com/riptrace/riptrace/fleet"
+)
 
 // Command documents one command the server executes.
 type Command struct {
@@ -22,19 +26,13 @@ var Commands = []Command{
 type Setting = fleet.Attribute
 
 // Settings are the keys of Config, by which mergeConfig decodes them.
-var Settings = []Setting{
+var Settings = slices.Concat([]Setting{
 	{Name: "nats", Type: "string", Description: "NATS server URL(s); defaults to $RIPTRACE_NATS or nats://127.0.0.1:4222.", Example: "nats://127.0.0.1:4222"},
-	{Name: "credentials", Type: "string", Description: "NATS credentials file (.creds).", Example: "/home/me/.nats/user.creds"},
-	{Name: "inboxPrefix", Type: "string", Description: "Where replies arrive, in place of _INBOX: the prefix the server's permissions give the user (_INBOX_<user> in deploy/nats.conf).", Example: "_INBOX_alice"},
-	{Name: "nkey", Type: "string", Description: "NATS NKey seed file.", Example: "/home/me/.nats/user.nk"},
-	{Name: "user", Type: "string", Description: "NATS user name.", Example: "alice"},
-	{Name: "password", Type: "string", Description: "NATS password (needs user).", Example: "s3cret"},
-	{Name: "token", Type: "string", Description: "NATS authentication token.", Example: "s3cret"},
-	{Name: "tls", Type: "object", Description: "TLS files: {cert, key, ca}; cert and key together.", Example: map[string]string{"ca": "/etc/riptrace/ca.pem"}},
+}, fleet.CredentialAttributes("credentials"), []Setting{
 	{Name: "prefix", Type: "string", Description: "Subject prefix of the fleet.", Example: "riptrace"},
 	{Name: "hosts", Type: "array", Description: "Host globs whose hits are shown.", Example: []string{"orders-*"}},
 	{Name: "processes", Type: "array", Description: "Process globs whose hits are shown.", Example: []string{"github.com/acme/*"}},
 	{Name: "history", Type: "string", Description: "How much of the hit history to replay, as a Go duration (\"1h\").", Example: "10m"},
 	{Name: "maxRecent", Type: "integer", Description: "How many recent hits to keep per line.", Example: 20},
 	{Name: "backend", Type: "string", Description: "The agent backend of the tracepoints riptrace.toggleTracepoint declares: auto (eBPF where it can, else Delve), ebpf or delve.", Example: "auto", Enum: []string{"auto", "ebpf", "delve"}},
-}
+})
