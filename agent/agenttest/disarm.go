@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/fleet"
 )
 
 // SelfcheckDir is the target whose two loops check their own results: a
@@ -133,4 +134,38 @@ func Churn(t testing.TB, tg agent.Target, spec agent.Tracepoint, n int) {
 			}
 		}
 	}
+}
+
+// RearmStorm checks a target whose tracepoint spec, on the selfcheck
+// target's hot line, was just set with the disarm window shortened to 5 ms
+// (agent.WindowEnv): for 3 s the probes go out and back in a storm, and
+// hits still arrive; then replacements and clears meet the storm at any
+// moment, and the target p stays alive and right.
+func RearmStorm(t testing.TB, tg agent.Target, p *Proc, spec agent.Tracepoint) {
+	t.Helper()
+	hits := HitsFor(t, tg.Hits(), spec.ID, 3*time.Second)
+	n, estimates, _ := Rearms(hits)
+	t.Logf("%d hits, %d re-arms with an estimate", n, estimates)
+	if estimates < 10 {
+		t.Errorf("%d re-arms in 3s with a 5 ms window; want a storm", estimates)
+	}
+	Churn(t, tg, spec, 20)
+	CheckSelfcheck(t, p)
+}
+
+// ArgUint returns the unsigned integer argument name of h, failing the
+// test if it has none.
+func ArgUint(t testing.TB, h fleet.Hit, name string) uint64 {
+	t.Helper()
+	for _, a := range h.Args {
+		if a.Name == name {
+			i, err := strconv.ParseUint(a.Value, 10, 64)
+			if err != nil {
+				t.Fatalf("%s = %q", name, a.Value)
+			}
+			return i
+		}
+	}
+	t.Fatalf("no argument %s in %+v", name, h.Args)
+	return 0
 }

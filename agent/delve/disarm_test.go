@@ -2,7 +2,6 @@ package delve_test
 
 import (
 	"fmt"
-	"strconv"
 	"testing"
 	"time"
 
@@ -41,7 +40,7 @@ func TestDisarm(t *testing.T) {
 		n, estimates, uncounted := agenttest.Rearms(hits)
 		t.Logf("condition %q: %d hits in 4s, %d estimates of %d hits run with the probe out", cond, n, estimates, uncounted)
 		for _, h := range hits {
-			if i := argI(t, h.Hit); !h.DropsOnly && cond != "" && i%7 == 3 {
+			if i := agenttest.ArgUint(t, h.Hit, "i"); !h.DropsOnly && cond != "" && i%7 == 3 {
 				t.Fatalf("condition %q: a hit with i = %d", cond, i)
 			}
 		}
@@ -74,7 +73,7 @@ func TestDisarmHitCondition(t *testing.T) {
 		if h.DropsOnly {
 			continue
 		}
-		i := argI(t, h.Hit)
+		i := agenttest.ArgUint(t, h.Hit, "i")
 		if n == 0 {
 			first = i
 		} else if (i-first)%1000 != 0 {
@@ -98,31 +97,9 @@ func TestRearmStorm(t *testing.T) {
 	t.Setenv(agent.WindowEnv, "5ms") // the worker inherits it
 	ctx, p, tg := attachTo(t, nil, selfcheckDir, false)
 	p.WaitOutput(t, "ALIVE", 30*time.Second)
-	if _, err := tg.Set(ctx, hotSpec(t, "storm", 50)); err != nil {
+	spec := hotSpec(t, "storm", 50)
+	if _, err := tg.Set(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
-	hits := agenttest.HitsFor(t, tg.Hits(), "storm", 3*time.Second)
-	n, estimates, _ := agenttest.Rearms(hits)
-	t.Logf("%d hits, %d re-arms with an estimate", n, estimates)
-	if estimates < 10 {
-		t.Errorf("%d re-arms in 3s with a 5 ms window; want a storm", estimates)
-	}
-	// Replacements and clears meet the storm at any moment.
-	agenttest.Churn(t, tg, hotSpec(t, "storm", 50), 20)
-	agenttest.CheckSelfcheck(t, p)
-}
-
-func argI(t *testing.T, h fleet.Hit) uint64 {
-	t.Helper()
-	for _, a := range h.Args {
-		if a.Name == "i" {
-			i, err := strconv.ParseUint(a.Value, 10, 64)
-			if err != nil {
-				t.Fatalf("i = %q", a.Value)
-			}
-			return i
-		}
-	}
-	t.Fatalf("no argument i in %+v", h.Args)
-	return 0
+	agenttest.RearmStorm(t, tg, p, spec)
 }

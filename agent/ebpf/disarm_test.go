@@ -3,7 +3,6 @@ package ebpf_test
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"testing"
 	"time"
 
@@ -76,7 +75,7 @@ func TestDisarmCondition(t *testing.T) {
 			if h.DropsOnly {
 				continue
 			}
-			i := argI(t, h.Hit)
+			i := agenttest.ArgUint(t, h.Hit, "i")
 			if (cond == "i > 5" && i <= 5) || (cond == "i % 7 != 3" && i%7 == 3) {
 				t.Fatalf("%s: a hit with i = %d", cond, i)
 			}
@@ -99,31 +98,9 @@ func TestRearmStorm(t *testing.T) {
 	p := agenttest.Start(t, bin)
 	p.WaitOutput(t, "ALIVE", 30*time.Second)
 	tgt := attach(t, ebpf.New(), p.Pid)
-	set(t, tgt, hotSpec(t, "storm", 50))
-	hits := agenttest.HitsFor(t, tgt.Hits(), "storm", 3*time.Second)
-	n, estimates, _ := agenttest.Rearms(hits)
-	t.Logf("%d hits, %d re-arms with an estimate", n, estimates)
-	if estimates < 10 {
-		t.Errorf("%d re-arms in 3s with a 5 ms window; want a storm", estimates)
-	}
-	// Replacements and clears meet the storm at any moment.
-	agenttest.Churn(t, tgt, hotSpec(t, "storm", 50), 20)
-	agenttest.CheckSelfcheck(t, p)
-}
-
-func argI(t *testing.T, h fleet.Hit) uint64 {
-	t.Helper()
-	for _, a := range h.Args {
-		if a.Name == "i" {
-			i, err := strconv.ParseUint(a.Value, 10, 64)
-			if err != nil {
-				t.Fatalf("i = %q", a.Value)
-			}
-			return i
-		}
-	}
-	t.Fatalf("no argument i in %+v", h.Args)
-	return 0
+	spec := hotSpec(t, "storm", 50)
+	set(t, tgt, spec)
+	agenttest.RearmStorm(t, tgt, p, spec)
 }
 
 // TestPreload: the agent has the backend read a discovered process's debug
