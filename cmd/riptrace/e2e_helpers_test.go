@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/internal/testsupport"
@@ -172,6 +173,23 @@ func run(t testing.TB, timeout time.Duration, args ...string) result {
 }
 
 var serverReady = regexp.MustCompile(`(?m)^riptrace server ready: (nats://\S+) `)
+
+// tokenNATS starts an in-process nats-server with JetStream that wants the
+// token s3cret, and returns its client URL.
+func tokenNATS(t *testing.T) string {
+	t.Helper()
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true, Authorization: "s3cret"}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(s.Shutdown)
+	return s.ClientURL()
+}
 
 // startServer starts `riptrace server` on a free port with a fresh store and
 // returns the client URL its ready line gives.

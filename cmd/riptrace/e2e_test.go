@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/internal/testsupport"
@@ -710,17 +708,7 @@ func TestMakeDemo(t *testing.T) {
 // work with --token and say what is wrong without it.
 func TestCredentials(t *testing.T) {
 	t.Parallel()
-	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true, Authorization: "s3cret"}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(s.Shutdown)
-	url := s.ClientURL()
+	url := tokenNATS(t)
 	if r := run(t, cmdTimeout, "hosts", "--nats", url); r.code == 0 || !strings.Contains(r.stderr, "Authorization Violation") {
 		t.Errorf("hosts without a token: exit %d, stderr %q; want a failure naming the authorization violation", r.code, r.stderr)
 	}

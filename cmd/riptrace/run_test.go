@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/scenario"
 )
@@ -153,17 +151,7 @@ func TestRunMalformed(t *testing.T) {
 // gets in, and without one the run fails saying why.
 func TestRunCredentials(t *testing.T) {
 	t.Parallel()
-	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true, Authorization: "s3cret"}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(s.Shutdown)
-	url := s.ClientURL()
+	url := tokenNATS(t)
 	dir := t.TempDir()
 	plain := filepath.Join(dir, "plain.yaml")
 	os.WriteFile(plain, []byte("steps:\n  - sh: \"true\"\n"), 0o644)
