@@ -303,7 +303,10 @@ type StatusEvent struct {
 // ones, then every change, until ctx ends. The channel is then closed.
 func (c *Client) WatchStatus(ctx context.Context, id string) (<-chan StatusEvent, error) {
 	gctx, release := c.perms.guardLive(ctx, c.perms.jsPatterns()...)
-	w, err := c.status.Watch(gctx, id+".>", jetstream.IncludeHistory())
+	// The current entries, then every change in order: the bucket keeps
+	// a few values per key, so a watcher that lags still sees an entry's
+	// last words before its deletion.
+	w, err := c.status.Watch(gctx, id+".>")
 	release()
 	if err != nil {
 		return nil, fmt.Errorf("watching the status of tracepoint %s: %w", id, denied(gctx, err))

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
 	"github.com/riptrace/riptrace/internal/testsupport"
@@ -218,5 +219,46 @@ func TestLeaseRenewsAndRemoves(t *testing.T) {
 	}
 	if specs, _ := c.Tracepoints(ctx); len(specs) != 0 {
 		t.Fatalf("after Close: %+v", specs)
+	}
+}
+
+// TestStatusKeepsLastWords: an agent that withdraws an entry puts its last
+// words first, then deletes it. The bucket keeps both, so a watcher that
+// lags behind the two writes still reads the words before the deletion
+// (with one value per key it found only the deletion, and a trace never
+// said that the agent had stopped). A bucket made by an older version, with
+// one value per key, is brought up to date by the first client.
+func TestStatusKeepsLastWords(t *testing.T) {
+	ctx := context.Background()
+	s := fleettest.RunServer(t)
+	_, js := fleettest.Raw(t, s)
+	bucket := fleet.NewSubjects("").StatusBucket()
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c := fleettest.Connect(t, s)
+
+	st := fleet.Status{Tracepoint: "tp-words", Host: "h1", Pid: 42, State: fleet.StateDone, Message: "the agent of host h1 stopped"}
+	if err := c.PutStatus(ctx, &st); err != nil {
+		t.Fatal(err)
+	}
+	key := fleet.StatusKey(st.Tracepoint, st.Host, st.Pid)
+	if err := c.WithdrawStatus(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	history, err := kv.History(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(history) != 2 || history[0].Operation() != jetstream.KeyValuePut || history[1].Operation() != jetstream.KeyValueDelete {
+		t.Fatalf("status history of %s: %d entries, want the last words then the deletion", key, len(history))
+	}
+	var said fleet.Status
+	if err := fleet.Decode(history[0].Value(), "status", &said); err != nil || said.Message != st.Message {
+		t.Fatalf("last words kept: %+v, %v; want %q", said, err, st.Message)
 	}
 }

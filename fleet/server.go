@@ -317,6 +317,9 @@ func (s *Server) Shutdown() {
 // wanted (0: what exists, and when creating, 3 if the client knows of three
 // servers or more, else 1); an existing stream or bucket is never scaled
 // down.
+// statusHistory is how many values the status bucket keeps per key.
+const statusHistory = 8
+
 func ensureResources(ctx context.Context, js jetstream.JetStream, subj Subjects, replicas int) (tps, status, hosts jetstream.KeyValue, err error) {
 	err = ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        subj.HitStream(),
@@ -339,6 +342,11 @@ func ensureResources(ctx context.Context, js jetstream.JetStream, subj Subjects,
 		Description: "RipTrace tracepoint status per host and process",
 		Storage:     jetstream.FileStorage,
 		TTL:         24 * time.Hour,
+		// An agent that withdraws an entry first puts its last words
+		// ("done: the agent stopped"), then deletes it. With one value
+		// per key, a watcher behind by one message would find the words
+		// already replaced by the deletion and tell its user nothing.
+		History: statusHistory,
 	}, {
 		Bucket:      subj.HostBucket(),
 		Description: "RipTrace agent heartbeats",
@@ -388,11 +396,23 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 			return nil, serr
 		}
 		bs, ok := st.(*jetstream.KeyValueBucketStatus)
-		if !ok || bs.StreamInfo().Config.Replicas >= replicas {
+		if !ok {
 			return kv, nil
 		}
-		cfg.Replicas = replicas
-		return js.UpdateKeyValue(ctx, cfg)
+		have := bs.StreamInfo().Config
+		if have.Replicas < replicas {
+			cfg.Replicas = replicas
+			return js.UpdateKeyValue(ctx, cfg)
+		}
+		if have.MaxMsgsPerSubject < int64(max(cfg.History, 1)) {
+			// Made by an older version: worth an update, but a client
+			// not allowed to make one works with what exists.
+			cfg.Replicas = have.Replicas
+			if updated, err := js.UpdateKeyValue(ctx, cfg); err == nil {
+				return updated, nil
+			}
+		}
+		return kv, nil
 	}
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, err
