@@ -51,7 +51,11 @@ type Timeline struct {
 	out      []Placed // what the last call released; reused
 	// recent are released hits near the frontier, from recentHead on, to
 	// find the uncertain pairs; recentMax is the largest bound among them.
-	recent     []recentHit
+	recent []recentHit
+	// lastSeq and lastC are the stream sequence and coordinated time of
+	// the last hit released in place.
+	lastSeq    uint64
+	lastC      int64
 	recentHead int
 	recentMax  int64
 	// calls are the spans that crossed hosts, by trace and span id: what
@@ -137,19 +141,22 @@ type Placed struct {
 }
 
 type timelineAgent struct {
-	host    string
-	lag     int64 // its promise, capped at MaxHold; MaxHold until it gives one
-	mark    int64 // its watermark in coordinated time; MinInt64 if none
-	clock   *ClockReading
-	last    int64 // stream time of its last message
-	final   bool
-	silent  bool // said so in a notice
-	absurd  bool // said so in a notice
-	capped  bool // said so in a notice
-	noClock bool // said so in a notice
-	lastT   int64
-	lastC   int64
-	hasLast bool
+	host string
+	lag  int64 // its promise, capped at MaxHold; MaxHold until it gives one
+	mark int64 // its watermark in coordinated time; MinInt64 if none
+	// promised is its latest watermark on its own clock: a hit captured
+	// after it kept the agent's promise whatever the clocks say.
+	promised int64
+	clock    *ClockReading
+	last     int64 // stream time of its last message
+	final    bool
+	silent   bool // said so in a notice
+	absurd   bool // said so in a notice
+	capped   bool // said so in a notice
+	noClock  bool // said so in a notice
+	lastT    int64
+	lastC    int64
+	hasLast  bool
 }
 
 // TimelineHost is what the timeline knows of one agent.
@@ -213,7 +220,7 @@ func NewTimeline(opts TimelineOptions) *Timeline {
 func (t *Timeline) agent(host string) *timelineAgent {
 	a := t.agents[host]
 	if a == nil {
-		a = &timelineAgent{host: host, lag: int64(t.opts.MaxHold), mark: math.MinInt64}
+		a = &timelineAgent{host: host, lag: int64(t.opts.MaxHold), mark: math.MinInt64, promised: math.MinInt64}
 		t.agents[host] = a
 	}
 	return a
@@ -254,12 +261,35 @@ func (t *Timeline) AddHit(h Hit) []Placed {
 	}
 	t.noteCall(p, c)
 	if c < t.released {
-		p.Late = true
+		t.lateOrUncertain(a, p, c)
 		t.out = append(out, t.emit(p, c))
 		return t.out
 	}
 	heap.Push(&t.held, heldHit{c: c, t: h.Time, p: p})
 	return t.release(out)
+}
+
+// lateOrUncertain marks p, whose coordinated time c is before what was
+// released already. It is late if its agent broke its promise (it
+// published p after a watermark past p's capture), if p came after the
+// wait the timeline gives the agent (its agent went silent), or if it is
+// further out of place than its clock's bound. Otherwise the agent kept
+// its word and only its offset estimate moved, within its bound, between
+// its watermark and p: p's place against the hits released before it is
+// uncertain, not late.
+func (t *Timeline) lateOrUncertain(a *timelineAgent, p *Placed, c int64) {
+	if p.Clock == nil || p.Note != "" || p.Time <= a.promised {
+		p.Late = true
+		return
+	}
+	b := min(p.Clock.Bound, uncertainCap)
+	if satSub(p.ServerTime.UnixNano(), c) > a.lag+b || t.released-c > b {
+		p.Late = true
+		return
+	}
+	if t.lastSeq != 0 && t.lastC > c {
+		p.Uncertain, p.UncertainWith = true, t.lastSeq
+	}
 }
 
 // coordinate works out p's coordinated time and fills its clock fields.
@@ -328,6 +358,7 @@ func (t *Timeline) AddWatermark(w Watermark) []Placed {
 		lag = int64(t.opts.MaxHold)
 	}
 	a.lag, a.clock, a.final = lag, w.Clock, w.Final
+	a.promised = max(a.promised, w.Time)
 	if w.Clock != nil {
 		if m, ok := addNoOverflow(w.Time, w.Clock.Offset-w.Clock.Bound); ok && m <= t.now+int64(maxAhead) {
 			a.mark = max(a.mark, m)
@@ -474,6 +505,7 @@ func (t *Timeline) emit(p *Placed, c int64) Placed {
 		}
 	}
 	t.recent = append(t.recent, recentHit{c: c, b: b, host: p.Host, seq: p.Seq, trace: p.Trace})
+	t.lastSeq, t.lastC = p.Seq, c
 	return *p
 }
 

@@ -377,3 +377,40 @@ func FuzzTimeline(f *testing.F) {
 		}
 	})
 }
+
+// TestTimelineClockStepIsNotLate: an agent's offset estimate moves between
+// its watermark and a hit (within the bounds they carry). A hit captured
+// after the watermark, on the agent's own clock, kept the agent's promise:
+// if the new estimate puts it before what the watermark released, its
+// place is uncertain, not late. A hit captured before the watermark and
+// published after it broke the promise: late.
+func TestTimelineClockStepIsNotLate(t *testing.T) {
+	ms := time.Millisecond
+	s := time.Second
+	lag := 150 * ms
+	tl := fleet.NewTimeline(fleet.TimelineOptions{})
+	tl.AddWatermark(mark("a", 0, 0, lag, 20*ms, 2*ms))
+	tl.AddWatermark(mark("b", 0, 0, lag, 0, ms))
+	// Past the reader's warm-up; the watermark (+20 ms offset) releases
+	// up to 9.998 s coordinated, 9.980 s on a's clock.
+	tl.AddWatermark(mark("a", 10*s, 10*s+ms, lag, 20*ms, 2*ms))
+
+	// b's hit at 9.995 s is released (b promised up to 10 s).
+	tl.AddHit(hit("b", 1, 10*s-5*ms, 10*s+2*ms, 0, ms))
+	if out := tl.AddWatermark(mark("b", 10*s, 10*s+3*ms, lag, 0, ms)); len(out) != 1 || out[0].Seq != 1 {
+		t.Fatalf("b's hit before both frontiers: %+v, want released", out)
+	}
+
+	// Captured at 9.990 s on a's clock, after its promise; its estimate
+	// is now 0 ± 25 ms, which puts it at 9.990 s coordinated: before b's
+	// hit, released already.
+	out := tl.AddHit(hit("a", 2, 10*s-10*ms, 10*s+5*ms, 0, 25*ms))
+	if len(out) != 1 || out[0].Late || !out[0].Uncertain || out[0].UncertainWith != 1 {
+		t.Fatalf("a hit that kept its agent's promise, behind the frontier by a clock step: %+v, want uncertain against b's hit 1, not late", out)
+	}
+	// Captured at 9.970 s on a's clock, before its promise: late.
+	out = tl.AddHit(hit("a", 3, 10*s-30*ms, 10*s+6*ms, 0, 25*ms))
+	if len(out) != 1 || !out[0].Late {
+		t.Fatalf("a hit published after a watermark past it: %+v, want late", out)
+	}
+}
