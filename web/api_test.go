@@ -143,12 +143,14 @@ func TestSlowClient(t *testing.T) {
 // TestTraceFromPage: the fleet runs commit A of a service whose remote is a
 // local bare repository. The page lists the service and its revision,
 // fetched; serves A's tree and main.go; a click on the marked line traces
-// it, hits arrive in the event stream with values; removing it clears it
-// from the fleet.
+// it as the signed-in user, hits arrive in the event stream with values;
+// removing it clears it from the fleet.
 func TestTraceFromPage(t *testing.T) {
 	t.Parallel()
 	r := twoRevisions(t)
-	p := newPage(t, r.url, nil)
+	// The page signs in as a user, who owns what it sets.
+	p := newPage(t, r.url, withUsers(t))
+	p.user, p.password = "alice", "alice's password"
 	exe := fmt.Sprintf("revs-a-%d-%d", 0, seq.Add(1))
 	agenttest.Start(t, agenttest.Alias(t, r.binA, exe))
 	p.startAgent("web-host-"+exe, exe)
@@ -184,8 +186,8 @@ func TestTraceFromPage(t *testing.T) {
 	}
 	var reply web.TracepointReply
 	json.Unmarshal(body, &reply)
-	if reply.Lines[r.revA] != line || reply.Spec.Location.Revision != r.revA || !strings.HasPrefix(reply.Spec.Owner, "web:") || reply.Spec.Limits.ExpiresAt.IsZero() {
-		t.Errorf("the tracepoint = %+v, want line %d mapped into A, owned by the page, with an expiry", reply, line)
+	if reply.Lines[r.revA] != line || reply.Spec.Location.Revision != r.revA || reply.Spec.Owner != "web:alice" || reply.Spec.Limits.ExpiresAt.IsZero() {
+		t.Errorf("the tracepoint = %+v, want line %d mapped into A, owned by web:alice, with an expiry", reply, line)
 	}
 	id := reply.Spec.ID
 	b := st.await(t, "hit", 60*time.Second, func(b []byte) bool {

@@ -28,8 +28,13 @@ var static embed.FS
 
 // Options configure a Server.
 type Options struct {
-	// Token is the bearer token every /api/ request must carry.
+	// Token is the bearer token every /api/ request must carry, unless
+	// it carries the name and password of one of Users (HTTP basic).
 	Token string
+	// Users, if not nil, may sign in with HTTP basic credentials instead;
+	// each owns the tracepoints set from its pages. Serve them over TLS
+	// or on loopback only: basic credentials travel in the clear.
+	Users *Users
 	// ReadOnly refuses every request that changes the fleet.
 	ReadOnly bool
 	// Sources reads the services' repositories; nil serves no code.
@@ -64,12 +69,24 @@ type Server struct {
 
 // session is one open page: its tracepoints live in its lease.
 type session struct {
-	id    string
+	id string
+	// user is who signed in on the page (Options.Users), "" for the
+	// token: requests of another credential may not use the session.
+	user  string
 	lease *fleet.Lease
 	// streams counts the page's open event streams; gone fires Grace
 	// after the last one closed.
 	streams int
 	gone    *time.Timer
+}
+
+// owner is the owner of the tracepoints set from the page: its user, or
+// for the token a piece of its session id.
+func (ss *session) owner() string {
+	if ss.user != "" {
+		return ownerPrefix + ss.user
+	}
+	return ownerPrefix + ss.id[:8]
 }
 
 // maxSessions bounds the pages one server keeps leases for.
@@ -138,6 +155,10 @@ const maxBody = 64 << 10
 // codeBodyTooLarge is the error code of a body over maxBody (413).
 const codeBodyTooLarge = "body_too_large"
 
+// codeForbidden is the error code of a request its credential may not
+// make (403).
+const codeForbidden = "forbidden"
+
 // ServeHTTP answers every /api/ request without the token with 401 before
 // looking at its path, recovers panics, and routes the rest.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -153,11 +174,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The path is read as sent and as the router cleans it, so that no
 	// spelling of an /api/ path (//api/x, /a/../api/x) escapes the check.
 	if isAPI(r.URL.Path) || isAPI(path.Clean("/"+r.URL.Path)) {
-		if !s.authorized(r) {
+		user, ok := s.authorized(r)
+		if !ok {
+			// No Basic challenge even with users: a browser would answer
+			// it with its own dialog over the page's sign-in form, then
+			// send the credentials with every request, from any site.
 			w.Header().Set("WWW-Authenticate", `Bearer realm="riptrace"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "this needs the page's token. Open the URL riptrace server printed at start, with its #token")
+			msg := "this needs the page's token. Open the URL riptrace server printed at start, with its #token"
+			if s.opts.Users != nil {
+				msg = "this needs the page's token or a user's name and password. Sign in, or open the URL riptrace server printed at start, with its #token"
+			}
+			writeError(w, http.StatusUnauthorized, "unauthorized", msg)
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), userKey{}, user))
 		w.Header().Set("Cache-Control", "no-store")
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	} else {
@@ -168,10 +198,32 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func isAPI(p string) bool { return p == "/api" || strings.HasPrefix(p, "/api/") }
 
-// authorized checks the bearer token in constant time.
-func (s *Server) authorized(r *http.Request) bool {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(s.opts.Token)) == 1
+// userKey keys the signed-in user's name in a request's context.
+type userKey struct{}
+
+// authorized checks the request's credential: the bearer token, compared
+// in constant time, or the name and password of one of Options.Users. It
+// returns the user's name, "" for the token.
+func (s *Server) authorized(r *http.Request) (user string, ok bool) {
+	h := r.Header.Get("Authorization")
+	if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
+		return "", subtle.ConstantTimeCompare([]byte(tok), []byte(s.opts.Token)) == 1
+	}
+	if s.opts.Users == nil {
+		return "", false
+	}
+	name, password, ok := r.BasicAuth()
+	if !ok || !s.opts.Users.Check(name, password) {
+		return "", false
+	}
+	return name, true
+}
+
+// requestUser is the name of the user who signed in for r, "" for the
+// token.
+func requestUser(r *http.Request) string {
+	u, _ := r.Context().Value(userKey{}).(string)
+	return u
 }
 
 func (s *Server) routes() {
@@ -267,12 +319,14 @@ func writeFleetError(w http.ResponseWriter, err error) {
 		status = http.StatusBadRequest
 	case codeBodyTooLarge:
 		status = http.StatusRequestEntityTooLarge
+	case codeForbidden:
+		status = http.StatusForbidden
 	}
 	writeJSON(w, status, apiError{*fe})
 }
 
 func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"readOnly": s.opts.ReadOnly, "group": s.opts.Group})
+	writeJSON(w, http.StatusOK, map[string]any{"readOnly": s.opts.ReadOnly, "group": s.opts.Group, "user": requestUser(r)})
 }
 
 func (s *Server) getFleet(w http.ResponseWriter, r *http.Request) {
@@ -297,15 +351,19 @@ func (s *Server) session(r *http.Request) (*session, error) {
 	if !sessionRe.MatchString(id) {
 		return nil, fleet.Errorf(fleet.CodeBadRequest, "the X-RipTrace-Session header %q is not a session id (16 to 64 letters, digits, - or _). Reload the page", id)
 	}
+	user := requestUser(r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ss := s.sessions[id]; ss != nil {
+		if ss.user != user {
+			return nil, fleet.Errorf(codeForbidden, "this page's session was opened by another user. Reload the page")
+		}
 		return ss, nil
 	}
 	if len(s.sessions) >= maxSessions {
 		return nil, fleet.Errorf(fleet.CodeTooLarge, "%d pages are open on this server already. Close some", maxSessions)
 	}
-	ss := &session{id: id, lease: s.c.NewLease(s.opts.LeaseTTL)}
+	ss := &session{id: id, user: user, lease: s.c.NewLease(s.opts.LeaseTTL)}
 	s.sessions[id] = ss
 	// A page that never opens its event stream goes away like one that
 	// closed it.
@@ -373,7 +431,7 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
 
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
-	hello, _ := json.Marshal(map[string]any{"session": ss.id, "readOnly": s.opts.ReadOnly})
+	hello, _ := json.Marshal(map[string]any{"session": ss.id, "readOnly": s.opts.ReadOnly, "user": ss.user})
 	fmt.Fprintf(w, "event: hello\ndata: %s\n\n", hello)
 	fl.Flush()
 	rc := http.NewResponseController(w)
@@ -476,7 +534,7 @@ func (s *Server) postTracepoint(w http.ResponseWriter, r *http.Request) {
 		LogMessage:   q.LogMessage,
 		Capture:      fleet.DefaultCapture,
 		Limits:       fleet.Limits{MaxHits: q.MaxHits, MaxHitsPerSecond: q.MaxHitsPerSecond},
-		Owner:        ownerPrefix + ss.id[:8],
+		Owner:        ss.owner(),
 		Backend:      q.Backend,
 	}
 	if q.Group != "" {

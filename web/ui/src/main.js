@@ -1,7 +1,10 @@
 // The riptrace server's web page. Everything it shows comes from the
-// server's /api/ with the bearer token from the URL's #token (kept in
-// sessionStorage, never in a cookie); live data comes as server-sent events
-// read with fetch, so that the token rides in a header.
+// server's /api/ with a credential in the Authorization header: the bearer
+// token from the URL's #token, or the name and password of a user who
+// signed in (riptrace server --ui-users). It is kept in sessionStorage,
+// never in a cookie, so that no other site can make the browser send it;
+// live data comes as server-sent events read with fetch, so that the
+// credential rides in a header.
 import { EditorState, StateField, StateEffect, RangeSet } from '@codemirror/state';
 import { EditorView, lineNumbers, gutter, GutterMarker, Decoration, WidgetType, highlightActiveLine } from '@codemirror/view';
 import { syntaxHighlighting, defaultHighlightStyle } from '@codemirror/language';
@@ -11,13 +14,15 @@ const $ = (id) => document.getElementById(id);
 
 // --- credentials -----------------------------------------------------------
 
-function token() {
+// credential returns the Authorization header's value: a token in the
+// URL wins (and leaves the URL), else what this tab signed in with.
+function credential() {
   const m = location.hash.match(/token=([A-Za-z0-9_\-.~]+)/);
   if (m) {
-    sessionStorage.setItem('riptrace-token', m[1]);
+    sessionStorage.setItem('riptrace-auth', 'Bearer ' + m[1]);
     history.replaceState(null, '', location.pathname + location.search);
   }
-  return sessionStorage.getItem('riptrace-token') || '';
+  return sessionStorage.getItem('riptrace-auth') || '';
 }
 
 function sessionID() {
@@ -31,10 +36,37 @@ function sessionID() {
   return id;
 }
 
-const auth = { token: token(), session: sessionID() };
+const auth = { header: credential(), session: sessionID() };
+
+// basic is the Basic credential of a name and password, UTF-8 encoded.
+function basic(user, password) {
+  const b = new TextEncoder().encode(`${user}:${password}`);
+  return 'Basic ' + btoa(String.fromCharCode(...b));
+}
+
+// signIn asks for a user's name and password; the server checks them.
+function signIn(why) {
+  $('signinerror').textContent = why || '';
+  if (!$('signin').open) $('signin').showModal();
+}
+
+$('signinform').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const f = new FormData($('signinform'));
+  const header = basic(f.get('user'), f.get('password'));
+  const r = await fetch('/api/config', { headers: { Authorization: header } });
+  if (!r.ok) {
+    $('signinerror').textContent = r.status === 401 ? 'wrong name or password' : `the server answered ${r.status}`;
+    return;
+  }
+  sessionStorage.setItem('riptrace-auth', header);
+  // A session belongs to one credential: signing in starts another.
+  sessionStorage.removeItem('riptrace-session');
+  location.reload();
+});
 
 async function api(method, path, body) {
-  const headers = { Authorization: 'Bearer ' + auth.token, 'X-RipTrace-Session': auth.session };
+  const headers = { Authorization: auth.header, 'X-RipTrace-Session': auth.session };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await r.text();
@@ -80,9 +112,11 @@ async function stream() {
   let delay = 500;
   for (;;) {
     try {
-      const r = await fetch('/api/events', { headers: { Authorization: 'Bearer ' + auth.token, 'X-RipTrace-Session': auth.session } });
+      const r = await fetch('/api/events', { headers: { Authorization: auth.header, 'X-RipTrace-Session': auth.session } });
       if (r.status === 401) {
-        setConn('no token: open the URL riptrace server printed, with its #token', true);
+        sessionStorage.removeItem('riptrace-auth');
+        setConn('signed out', true);
+        signIn('the token or password is no longer good: sign in, or open the URL riptrace server printed, with its #token');
         return;
       }
       if (!r.ok) throw new Error(`${r.status}`);
@@ -133,6 +167,8 @@ function onEvent(name, data) {
     case 'hello':
       state.readOnly = v.readOnly;
       $('ro').hidden = !v.readOnly;
+      $('user').hidden = !v.user;
+      $('user').textContent = v.user ? 'signed in as ' + v.user : '';
       break;
     case 'fleet':
       state.fleet = v;
@@ -684,8 +720,9 @@ $('filter').addEventListener('input', (e) => {
 
 // --- start -----------------------------------------------------------------
 
-if (!auth.token) {
-  setConn('no token: open the URL riptrace server printed, with its #token', true);
+if (!auth.header) {
+  setConn('not signed in', true);
+  signIn('open the URL riptrace server printed, with its #token, or sign in as a user of --ui-users');
 } else {
   stream();
   renderTracepoints();
