@@ -441,8 +441,8 @@ func (a *Agent) reconcile(ctx context.Context) {
 			}
 			if s.Expired(now) {
 				// Said, not dropped in silence: its owner stopped renewing
-				// it, or declared it expired.
-				hostWide[id] = hostNote{fleet.StateDone, fmt.Sprintf("tracepoint %s expired at %s (limits.expiresAt): its owner stopped renewing it. Declare it again to trace the line, or remove it", id, s.Limits.ExpiresAt.UTC().Format(time.RFC3339))}
+				// it, or gave it that end.
+				hostWide[id] = hostNote{fleet.StateDone, fmt.Sprintf("tracepoint %s expired at %s (limits.expiresAt): its owner gave it that end, or stopped renewing it. Declare it again to trace the line, or remove it", id, s.Limits.ExpiresAt.UTC().Format(time.RFC3339))}
 				continue
 			}
 			if q := a.quarantinedLocked(s); q != nil {

@@ -62,7 +62,7 @@ const (
 	CodeStopBudget   = "stop_budget"   // its traps alone cost more stop time than the agent's budget
 	CodeTooLarge     = "too_large"     // the spec asks for more than the bounds allow (MaxStackDepth and the others)
 	CodeQuarantined  = "quarantined"   // handling it crashed a worker or panicked the agent: it is no longer tried on that host
-	CodeExpired      = "expired"       // its limits.expiresAt passed: its owner stopped renewing it
+	CodeExpired      = "expired"       // its limits.expiresAt passed: the end its owner gave, or its owner stopped renewing it
 	CodeRedacted     = "redacted"      // a condition, expression or log message reads a name the host redacts
 	CodeUnsafeExpr   = "unsafe_expr"   // a condition, expression or log message reads raw memory (uintptr, unsafe) or registers
 )

@@ -93,6 +93,10 @@ func TestBadBodies(t *testing.T) {
 		{"short revision", "application/json", `{"module":"m","revision":"abc","path":"main.go","line":3}`, p.sess, 400, fleet.CodeBadRequest},
 		{"line 0", "application/json", `{"module":"m","revision":"` + rev + `","path":"main.go","line":0}`, p.sess, 400, fleet.CodeBadRequest},
 		{"huge", "application/json", `{"module":"` + strings.Repeat("m", 1<<20) + `"}`, p.sess, 413, "body_too_large"},
+		{"an expiry that is no duration or time", "application/json", `{"module":"m","revision":"` + rev + `","path":"main.go","line":3,"expiry":"tomorrow"}`, p.sess, 400, fleet.CodeBadRequest},
+		{"a negative expiry", "application/json", `{"module":"m","revision":"` + rev + `","path":"main.go","line":3,"expiry":"-5m"}`, p.sess, 400, fleet.CodeBadRequest},
+		{"an expiry passed", "application/json", `{"module":"m","revision":"` + rev + `","path":"main.go","line":3,"expiry":"2020-01-01T00:00:00Z"}`, p.sess, 400, fleet.CodeBadRequest},
+		{"an expiry a year ahead", "application/json", `{"module":"m","revision":"` + rev + `","path":"main.go","line":3,"expiry":"8760h"}`, p.sess, 400, fleet.CodeBadRequest},
 	} {
 		status, e := post("/api/tracepoints", c.ctype, []byte(c.body), c.session)
 		if status != c.status || e.Code != c.code || e.Message == "" {
@@ -217,6 +221,20 @@ func TestTraceFromPage(t *testing.T) {
 	if status, body := p.do("PUT", "/api/tracepoints/"+id, web.EditRequest{Condition: "n +"}); status != http.StatusBadRequest || !strings.Contains(string(body), fleet.CodeBadCondition) {
 		t.Errorf("PUT with a condition that does not parse: %d %s, want 400 %s", status, body, fleet.CodeBadCondition)
 	}
+	if status, body := p.do("PUT", "/api/tracepoints/"+id, web.EditRequest{Expiry: "soon"}); status != http.StatusBadRequest || !strings.Contains(string(body), "neither a duration") {
+		t.Errorf("PUT with an expiry that does not parse: %d %s, want 400 saying why", status, body)
+	}
+	// An expiry an hour ahead: listed as the tracepoint's end, and its
+	// spec never expires later.
+	end := time.Now().Add(time.Hour)
+	if status, body := p.do("PUT", "/api/tracepoints/"+id, web.EditRequest{Expiry: end.Format(time.RFC3339)}); status != http.StatusOK {
+		t.Fatalf("PUT with an expiry: %d %s", status, body)
+	}
+	st.await(t, "tracepoints", 20*time.Second, func(b []byte) bool {
+		var tps []web.TracepointView
+		json.Unmarshal(b, &tps)
+		return len(tps) == 1 && tps[0].Expiry.Equal(end.Truncate(time.Second)) && !tps[0].Spec.Limits.ExpiresAt.After(tps[0].Expiry)
+	})
 	if status, body := p.do("DELETE", "/api/tracepoints/"+id, nil); status != http.StatusNoContent {
 		t.Fatalf("DELETE: %d %s", status, body)
 	}
@@ -224,6 +242,24 @@ func TestTraceFromPage(t *testing.T) {
 		specs, err := p.c.Tracepoints(t.Context())
 		if err != nil || len(specs) > 0 {
 			return fmt.Errorf("tracepoints %+v (%v), want none", specs, err)
+		}
+		return nil
+	})
+
+	// A tracepoint set to expire in 2 s: agents drop it then, and the
+	// page's lease removes it from the fleet at its next renewal.
+	status, body = p.do("POST", "/api/tracepoints", web.TracepointRequest{Module: module, Revision: r.revA, Path: "main.go", Line: line, Expiry: "2s"})
+	if status != http.StatusCreated {
+		t.Fatalf("POST with an expiry: %d %s", status, body)
+	}
+	json.Unmarshal(body, &reply)
+	if exp := reply.Spec.Limits.ExpiresAt; exp.After(time.Now().Add(2*time.Second)) || exp.IsZero() {
+		t.Errorf("limits.expiresAt = %v, want 2 s ahead at most", exp)
+	}
+	testsupport.CheckFor(t, 40*time.Second, 100*time.Millisecond, func() error {
+		specs, err := p.c.Tracepoints(t.Context())
+		if err != nil || len(specs) > 0 {
+			return fmt.Errorf("tracepoints %+v (%v), want none once the expiry passed", specs, err)
 		}
 		return nil
 	})

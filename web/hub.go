@@ -21,6 +21,9 @@ type hub struct {
 	opts    *Options
 	sources *Sources
 	fetches sync.WaitGroup // the background fetches
+	// until says when a tracepoint set from a page ends by its user's
+	// will (Server.until); it takes the Server's locks, under mu.
+	until func(id string) time.Time
 
 	// mu guards everything below.
 	mu       sync.Mutex
@@ -327,6 +330,10 @@ type TracepointView struct {
 	Dropped  uint64         `json:"dropped"`
 	// Mine says the tracepoint is owned by a page of this server.
 	Mine bool `json:"mine"`
+	// Expiry is when it ends as its user set it from a page of this
+	// server; zero if it ends with its page, or was set elsewhere (its
+	// spec's limits.expiresAt then says when agents drop it).
+	Expiry time.Time `json:"expiry,omitzero"`
 }
 
 func (h *hub) tracepoints() []TracepointView {
@@ -340,6 +347,9 @@ func (h *hub) tracepointsLocked() []TracepointView {
 	out := make([]TracepointView, 0, len(h.specs))
 	for id, s := range h.specs {
 		v := TracepointView{Spec: s, Statuses: []fleet.Status{}, Mine: strings.HasPrefix(s.Owner, ownerPrefix)}
+		if h.until != nil {
+			v.Expiry = h.until(id)
+		}
 		for _, st := range h.status[id] {
 			v.Statuses = append(v.Statuses, st)
 			v.Hits += st.Hits
@@ -356,6 +366,13 @@ func (h *hub) tracepointsLocked() []TracepointView {
 		return a.Created.Before(b.Created) || a.Created.Equal(b.Created) && a.ID < b.ID
 	})
 	return out
+}
+
+// markDirty makes the next poll send the pages the list.
+func (h *hub) markDirty() {
+	h.mu.Lock()
+	h.tpDirty = true
+	h.mu.Unlock()
 }
 
 // publishTracepoints sends the pages the list if it changed.

@@ -127,6 +127,7 @@ func New(c *fleet.Client, opts Options) (*Server, error) {
 	}
 	s := &Server{c: c, opts: opts, sessions: make(map[string]*session)}
 	s.hub = newHub(c, &s.opts, opts.Sources)
+	s.hub.until = s.until
 	s.routes()
 	return s, nil
 }
@@ -475,6 +476,9 @@ type TracepointRequest struct {
 	Group string `json:"group,omitempty"`
 	// Hosts are host globs to trace on; all hosts when empty.
 	Hosts []string `json:"hosts,omitempty"`
+	// Expiry ends the tracepoint: a duration from now ("30m") or a time
+	// (RFC 3339). Without it, it ends when its page goes away.
+	Expiry string `json:"expiry,omitempty"`
 }
 
 // TracepointReply answers POST /api/tracepoints.
@@ -517,6 +521,11 @@ func (s *Server) postTracepoint(w http.ResponseWriter, r *http.Request) {
 		writeFleetError(w, err)
 		return
 	}
+	until, err := parseExpiry(q.Expiry, time.Now())
+	if err != nil {
+		writeFleetError(w, err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	res, err := s.opts.Sources.Locate(ctx, s.c, q.Module, q.Revision, q.Path, q.Line)
@@ -541,7 +550,7 @@ func (s *Server) postTracepoint(w http.ResponseWriter, r *http.Request) {
 		spec.Capture.Exprs = []string{q.Group}
 	}
 	spec.Selector.Processes = s.programsWith(ctx, loc)
-	if err := ss.lease.Declare(ctx, &spec); err != nil {
+	if err := ss.lease.DeclareUntil(ctx, &spec, until); err != nil {
 		writeFleetError(w, err)
 		return
 	}
@@ -604,6 +613,40 @@ type EditRequest struct {
 	MaxHits          int    `json:"maxHits,omitempty"`
 	MaxHitsPerSecond int    `json:"maxHitsPerSecond,omitempty"`
 	Backend          string `json:"backend,omitempty"`
+	// Expiry is TracepointRequest's: empty, a tracepoint of a page ends
+	// with the page.
+	Expiry string `json:"expiry,omitempty"`
+}
+
+// maxExpiry bounds how far ahead a page may set a tracepoint's end.
+const maxExpiry = 30 * 24 * time.Hour
+
+// parseExpiry reads an expiry from a form: a duration from now ("90s",
+// "30m", "2h") or a time in RFC 3339 ("2026-12-05T10:00:00Z"). Empty is
+// none: the zero time.
+func parseExpiry(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	var at time.Time
+	if d, err := time.ParseDuration(s); err == nil {
+		if d <= 0 {
+			return time.Time{}, fleet.Errorf(fleet.CodeBadRequest, "expiry %q is not ahead of now. Give a positive duration such as 30m, or leave it empty", s)
+		}
+		at = now.Add(d)
+	} else if t, err := time.Parse(time.RFC3339, s); err == nil {
+		if !t.After(now) {
+			return time.Time{}, fleet.Errorf(fleet.CodeBadRequest, "expiry %s has passed already. Give a later time, or a duration such as 30m", t.UTC().Format(time.RFC3339))
+		}
+		at = t
+	} else {
+		return time.Time{}, fleet.Errorf(fleet.CodeBadRequest, "expiry %q is neither a duration (30m, 2h) nor a time (2026-12-05T10:00:00Z). Give one of them, or leave it empty", s)
+	}
+	if at.Sub(now) > maxExpiry {
+		return time.Time{}, fleet.Errorf(fleet.CodeBadRequest, "expiry %q is more than %d days ahead. Give a nearer one: a tracepoint is for a debugging session", s, int(maxExpiry.Hours()/24))
+	}
+	return at.UTC(), nil
 }
 
 // putTracepoint edits a declared tracepoint in place: same id, line and
@@ -612,6 +655,11 @@ func (s *Server) putTracepoint(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var q EditRequest
 	if err := decode(r, &q); err != nil {
+		writeFleetError(w, err)
+		return
+	}
+	until, err := parseExpiry(q.Expiry, time.Now())
+	if err != nil {
 		writeFleetError(w, err)
 		return
 	}
@@ -626,17 +674,34 @@ func (s *Server) putTracepoint(w http.ResponseWriter, r *http.Request) {
 	spec.Limits.MaxHits, spec.Limits.MaxHitsPerSecond = q.MaxHits, q.MaxHitsPerSecond
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	var err error
 	if owner := s.owner(id); owner != nil {
-		err = owner.lease.Declare(ctx, &spec)
+		err = owner.lease.DeclareUntil(ctx, &spec, until)
 	} else {
+		// Another owner's tracepoint keeps its expiry unless a new one
+		// is given: that owner may be renewing it.
+		if !until.IsZero() {
+			spec.Limits.ExpiresAt = until
+		}
 		err = s.c.Declare(ctx, &spec)
 	}
 	if err != nil {
 		writeFleetError(w, err)
 		return
 	}
+	// The pages are told even if only the expiry changed, which the
+	// hub's comparison of specs leaves out.
+	s.hub.markDirty()
 	writeJSON(w, http.StatusOK, spec)
+}
+
+// until returns when tracepoint id ends by its user's will, if a page of
+// this server set an expiry for it; zero otherwise.
+func (s *Server) until(id string) time.Time {
+	if ss := s.owner(id); ss != nil {
+		t, _ := ss.lease.Until(id)
+		return t
+	}
+	return time.Time{}
 }
 
 // owner returns the page whose lease holds tracepoint id, or nil.

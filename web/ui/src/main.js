@@ -465,7 +465,8 @@ function openForm(n) {
 
 // editForm opens the form on a declared tracepoint: its line, group and
 // hosts stay; the rest is replaced.
-function editForm(spec) {
+function editForm(tp) {
+  const spec = tp.spec;
   formEdit = spec;
   const f = $('tpform').elements;
   $('tpform').reset();
@@ -475,6 +476,7 @@ function editForm(spec) {
   f.maxHits.value = spec.limits.maxHits || '';
   f.maxHitsPerSecond.value = spec.limits.maxHitsPerSecond || '';
   f.backend.value = spec.backend || '';
+  f.expiry.value = tp.expiry ? localTime(new Date(tp.expiry)) : '';
   for (const name of ['group', 'hosts']) f[name].disabled = true;
   $('formtitle').textContent = `Edit ${spec.id}`;
   $('formok').textContent = 'Save';
@@ -493,12 +495,13 @@ $('tpform').addEventListener('submit', async (ev) => {
     hitCondition: f.get('hitCondition') || undefined, group: f.get('group') || undefined,
     maxHits: num('maxHits'), maxHitsPerSecond: num('maxHitsPerSecond'), backend: f.get('backend') || undefined,
     hosts: f.get('hosts') ? String(f.get('hosts')).split(/[\s,]+/).filter(Boolean) : undefined,
+    expiry: expiry(String(f.get('expiry') || '')),
   };
   $('formok').disabled = true;
   try {
     if (formEdit) {
-      const { condition, logMessage, hitCondition, maxHits, maxHitsPerSecond, backend } = req;
-      const spec = await api('PUT', '/api/tracepoints/' + formEdit.id, { condition, logMessage, hitCondition, maxHits, maxHitsPerSecond, backend });
+      const { condition, logMessage, hitCondition, maxHits, maxHitsPerSecond, backend, expiry } = req;
+      const spec = await api('PUT', '/api/tracepoints/' + formEdit.id, { condition, logMessage, hitCondition, maxHits, maxHitsPerSecond, backend, expiry });
       $('form').close();
       notice(`${spec.id} changed`, 'ok');
       return;
@@ -517,6 +520,43 @@ $('tpform').addEventListener('submit', async (ev) => {
     $('formok').disabled = false;
   }
 });
+
+// expiry turns the form's expiry into what the server reads: a time of
+// day (17:30) or a date and time in this browser's zone become an RFC
+// 3339 time; a duration (30m) goes as it is, and the server says what is
+// wrong with anything else.
+function expiry(v) {
+  v = v.trim();
+  if (!v) return undefined;
+  let m = v.match(/^(\d{1,2}):(\d{2})(?::(\d{2}))?$/);
+  if (m) {
+    const d = new Date();
+    d.setHours(Number(m[1]), Number(m[2]), Number(m[3] || 0), 0);
+    if (d <= new Date()) d.setDate(d.getDate() + 1); // the next one
+    return d.toISOString();
+  }
+  m = v.match(/^\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}(:\d{2})?$/);
+  if (m) {
+    const d = new Date(v.replace(' ', 'T'));
+    if (!isNaN(d)) return d.toISOString();
+  }
+  return v;
+}
+
+// localTime writes t as the form reads it back: a date and time in this
+// browser's zone.
+function localTime(t) {
+  const p = (n) => String(n).padStart(2, '0');
+  return `${t.getFullYear()}-${p(t.getMonth() + 1)}-${p(t.getDate())} ${p(t.getHours())}:${p(t.getMinutes())}:${p(t.getSeconds())}`;
+}
+
+// expiryText says when a tracepoint ends.
+function expiryText(tp) {
+  if (tp.expiry) return ` · expires ${new Date(tp.expiry).toLocaleTimeString()}`;
+  if (tp.mine) return ' · ends with its page';
+  const at = tp.spec.limits.expiresAt;
+  return at ? ` · expires ${new Date(at).toLocaleTimeString()}` : '';
+}
 
 async function removeTracepoint(id) {
   try {
@@ -540,11 +580,10 @@ function renderTracepoints() {
     const d = el('div', { class: 'tp', 'data-id': s.id });
     if (!state.readOnly) {
       d.append(el('button', { class: 'remove', onclick: () => removeTracepoint(s.id) }, 'remove'),
-        el('button', { class: 'edit', onclick: () => editForm(s) }, 'edit'));
+        el('button', { class: 'edit', onclick: () => editForm(tp) }, 'edit'));
     }
     d.append(el('div', { class: 'loc' }, `${l.module ? l.module + '/' : ''}${l.path}:${l.line}`),
-      el('div', { class: 'dim' }, `${s.id} · ${s.owner || 'no owner'} · hits ${tp.hits} · drops ${tp.dropped}` +
-        (s.limits.expiresAt ? ` · expires ${new Date(s.limits.expiresAt).toLocaleTimeString()}` : '') +
+      el('div', { class: 'dim' }, `${s.id} · ${s.owner || 'no owner'} · hits ${tp.hits} · drops ${tp.dropped}` + expiryText(tp) +
         (s.condition ? ` · if ${s.condition}` : '') + (s.logMessage ? ` · log "${s.logMessage}"` : '')));
     for (const [rev, why] of Object.entries(l.refused || {})) d.append(el('div', { class: 'st warn' }, `${short(rev)}: refused: ${why}`));
     for (const st of tp.statuses) {
