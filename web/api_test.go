@@ -193,6 +193,11 @@ func TestTraceFromPage(t *testing.T) {
 	if reply.Lines[r.revA] != line || reply.Spec.Location.Revision != r.revA || reply.Spec.Owner != "web:alice" || reply.Spec.Limits.ExpiresAt.IsZero() {
 		t.Errorf("the tracepoint = %+v, want line %d mapped into A, owned by web:alice, with an expiry", reply, line)
 	}
+	// The fleet said which programs have main.go: the tracepoint goes to
+	// them alone.
+	if got := strings.Join(reply.Spec.Selector.Processes, ","); got != module {
+		t.Errorf("the tracepoint selects programs %q, want %s, the one whose DWARF names main.go", got, module)
+	}
 	id := reply.Spec.ID
 	b := st.await(t, "hit", 60*time.Second, func(b []byte) bool {
 		var h fleet.Placed

@@ -27,6 +27,7 @@ type hub struct {
 
 	// mu guards everything below.
 	mu       sync.Mutex
+	hw       *fleet.HostWatch // while watchFleet runs
 	hosts    []fleet.HostEntry
 	fleetJ   []byte // the last "fleet" event's data
 	specs    map[string]fleet.Spec
@@ -81,7 +82,15 @@ func (h *hub) watchFleet(ctx context.Context) {
 		h.notice(fmt.Sprintf("watching the fleet's hosts: %v", err))
 		return
 	}
-	defer hw.Stop()
+	h.mu.Lock()
+	h.hw = hw
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.hw = nil
+		h.mu.Unlock()
+		hw.Stop()
+	}()
 	changed := hw.Subscribe()
 	t := time.NewTicker(h.opts.FleetEvery)
 	defer t.Stop()
@@ -102,6 +111,14 @@ func (h *hub) watchFleet(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// hostWatch returns the hub's watch of the fleet's hosts, nil before it
+// started or after it stopped.
+func (h *hub) hostWatch() *fleet.HostWatch {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.hw
 }
 
 // FleetHost is a host as the page shows it.

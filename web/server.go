@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/source"
 )
 
 //go:embed static
@@ -528,7 +529,7 @@ func (s *Server) postTracepoint(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	res, err := s.opts.Sources.Locate(ctx, s.c, q.Module, q.Revision, q.Path, q.Line)
+	res, err := s.opts.Sources.Locate(ctx, s.resolver(), q.Module, q.Revision, q.Path, q.Line)
 	if err != nil {
 		writeJSON(w, http.StatusUnprocessableEntity, apiError{fleet.Error{Code: "no_source", Message: err.Error()}})
 		return
@@ -567,27 +568,48 @@ func (s *Server) postTracepoint(w http.ResponseWriter, r *http.Request) {
 // programsWith returns the main packages of the fleet's programs of
 // loc's module whose sources include loc's file, so that the tracepoint
 // goes to them (and to their restarts) and not to every program of the
-// module, which would each report that it lacks the file. If the fleet
-// cannot tell, or no program has the file, it returns nil: every program
+// module, which would each report that it lacks the file. The hosts that
+// run the module are asked at once, through the hub's HostWatch, which
+// keeps each answer until the host's processes change: a hundred hosts
+// cost one round trip, and the next click none. If the fleet cannot tell
+// within 5 s, or no program has the file, it returns nil: every program
 // is asked, and says why not.
 func (s *Server) programsWith(ctx context.Context, loc fleet.Location) []string {
+	hw := s.hub.hostWatch()
+	if hw == nil {
+		return nil
+	}
 	s.hub.mu.Lock()
 	hosts := s.hub.hosts
 	s.hub.mu.Unlock()
-	suffix := "/" + loc.Path
-	seen := map[string]bool{}
-	var mains []string
+	runs := map[string]bool{}
 	for _, h := range hosts {
 		if h.Gone || h.Profile == nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		p, err := s.c.ProfileFiles(ctx, h.Name)
-		cancel()
-		if err != nil {
-			return nil
+		for _, p := range h.Profile.Processes {
+			if p.Module == loc.Module {
+				runs[h.Name] = true
+			}
 		}
-		for _, proc := range p.Processes {
+	}
+	if len(runs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	entries, err := hw.ProfilesFiles(ctx, func(host string) bool { return runs[host] })
+	if err != nil {
+		return nil
+	}
+	suffix := "/" + loc.Path
+	seen := map[string]bool{}
+	var mains []string
+	for _, e := range entries {
+		if e.Profile == nil {
+			return nil // a host that did not answer may run it
+		}
+		for _, proc := range e.Profile.Processes {
 			if proc.Module != loc.Module || proc.MainPackage == "" || seen[proc.MainPackage] {
 				continue
 			}
@@ -602,6 +624,16 @@ func (s *Server) programsWith(ctx context.Context, loc fleet.Location) []string 
 	}
 	sort.Strings(mains)
 	return mains
+}
+
+// resolver is what lines are mapped into the running revisions with: the
+// hub's HostWatch, which answers from the profiles it keeps, or the
+// client before the watch runs.
+func (s *Server) resolver() source.Fleet {
+	if hw := s.hub.hostWatch(); hw != nil {
+		return hw
+	}
+	return s.c
 }
 
 // EditRequest is the body of PUT /api/tracepoints/{id}: what a tracepoint
