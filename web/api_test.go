@@ -377,3 +377,29 @@ func TestFetchFailureShown(t *testing.T) {
 		t.Errorf("GET /api/tree: %d %s, want 422 saying the clone failed", status, body)
 	}
 }
+
+// TestNoRevisionSaid: processes whose binary carries no vcs.revision are
+// listed under their service with why no code is shown and how to build
+// them so that it is, not left out.
+func TestNoRevisionSaid(t *testing.T) {
+	t.Parallel()
+	p := newPage(t, "file:///nonexistent", nil)
+	bin := agenttest.BuildTarget(t, "../agent/testdata/targets/loop", "-buildvcs=false")
+	exe := fmt.Sprintf("loop-norev-%d", seq.Add(1))
+	agenttest.Start(t, agenttest.Alias(t, bin, exe))
+	p.startAgent("web-host-"+exe, exe)
+	testsupport.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		var v struct{ Services []web.Service }
+		if err := p.get("/api/fleet", &v); err != nil {
+			return err
+		}
+		for _, s := range v.Services {
+			for _, r := range s.Revisions {
+				if r.Revision == "" && r.Processes == 1 && strings.Contains(r.NoCode, "no vcs.revision") && strings.Contains(r.NoCode, "-buildvcs=true") {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("services %+v, want one revision-less process with why no code is shown", v.Services)
+	})
+}

@@ -145,7 +145,19 @@ type ServiceRev struct {
 	Revision  string `json:"revision"`
 	Modified  bool   `json:"modified,omitempty"`
 	Processes int    `json:"processes"`
+	// NoCode says why the page shows no code for these processes (their
+	// binaries name no revision), and what to do; Note what the code
+	// shown may not be (a build of a modified checkout).
+	NoCode string `json:"noCode,omitempty"`
+	Note   string `json:"note,omitempty"`
 }
+
+// Why a revision's code is not shown, or not exactly what runs.
+const (
+	noRevision = "Their binaries carry no vcs.revision, so the page cannot tell which commit's code they run. " +
+		"Build them with -buildvcs=true in a git checkout of the module (go build's default there, unless GOFLAGS, a copied source tree or a bare `go build file.go` turns it off)."
+	modifiedBuild = "Built from a checkout with uncommitted changes: the code shown is the commit's, and the lines that run may differ from it."
+)
 
 // fleetView is the data of the "fleet" event and of GET /api/fleet.
 type fleetView struct {
@@ -177,6 +189,12 @@ func (h *hub) view(hosts []fleet.HostEntry) fleetView {
 				r := svc[p.Module][key]
 				if r == nil {
 					r = &ServiceRev{Revision: p.Revision, Modified: p.Modified}
+					switch {
+					case p.Revision == "":
+						r.NoCode = noRevision
+					case p.Modified:
+						r.Note = modifiedBuild
+					}
 					svc[p.Module][key] = r
 				}
 				r.Processes++

@@ -94,10 +94,23 @@ const state = {
 };
 const MAX_HITS = 2000; // hits kept, for the filter
 const MAX_ROWS = 500;  // hits drawn in the timeline
-const MAX_DRAW = 100;  // hits drawn in one frame
+const MAX_DRAW = 50;   // hits drawn in one draw of the timeline
+// TIMELINE_MS spaces the timeline's draws: under a flood, drawing every
+// frame costs the browser more layout than it has time for, and no one
+// reads 5,000 rows a second. Counts and inline values follow every hit.
+const TIMELINE_MS = 125;
 
 // Counters an end-to-end test reads.
-window.riptraceStats = { hits: 0, frames: 0, maxFlushMs: 0 };
+window.riptraceStats = { hits: 0, frames: 0, maxFlushMs: 0, maxParseMs: 0 };
+
+// PARSE_MS is how long the page reads events before it lets the browser
+// draw a frame and answer input.
+const PARSE_MS = 8;
+
+function yieldToPage() {
+  if (globalThis.scheduler && scheduler.yield) return scheduler.yield();
+  return new Promise((res) => setTimeout(res, 0));
+}
 
 function notice(msg, cls = 'warn') {
   const n = $('notice');
@@ -129,8 +142,12 @@ async function stream() {
         if (done) break;
         buf += value;
         // One pass over the chunk: cutting the buffer after each event
-        // would copy the rest of a large chunk once per event.
+        // would copy the rest of a large chunk once per event. A chunk
+        // of thousands of hits is read in slices of PARSE_MS, yielding
+        // between them, so that frames are drawn and clicks answered
+        // while a flood is read.
         let at = 0, i;
+        let t0 = performance.now();
         while ((i = buf.indexOf('\n\n', at)) >= 0) {
           const block = buf.slice(at, i);
           at = i + 2;
@@ -140,7 +157,16 @@ async function stream() {
             else if (line.startsWith('data: ')) data += line.slice(6);
           }
           if (name) onEvent(name, data);
+          const took = performance.now() - t0;
+          if (took > PARSE_MS) {
+            window.riptraceStats.maxParseMs = Math.max(window.riptraceStats.maxParseMs, took);
+            buf = buf.slice(at);
+            at = 0;
+            await yieldToPage();
+            t0 = performance.now();
+          }
         }
+        window.riptraceStats.maxParseMs = Math.max(window.riptraceStats.maxParseMs, performance.now() - t0);
         buf = buf.slice(at);
       }
     } catch (e) {
@@ -226,7 +252,7 @@ function renderFleet() {
     if (h.error) d.append(el('div', { class: 'error' }, h.error));
     for (const p of h.processes) {
       d.append(el('div', { class: 'proc' },
-        `${p.pid} ${p.module || p.exe} `, el('span', { class: 'rev' }, short(p.revision) + (p.modified ? '+dirty' : '')),
+        `${p.pid} ${p.module || p.exe} `, el('span', { class: p.revision ? 'rev' : 'rev warn', title: p.revision ? p.revision : 'built without vcs.revision: see Code' }, short(p.revision) + (p.modified ? '+dirty' : '')),
         ' ', el('span', { class: p.attached ? 'ok' : 'dim' }, p.attached ? 'attached' : 'not attached')));
     }
     f.append(d);
@@ -253,6 +279,10 @@ function renderServices() {
       if (r.revision) b.addEventListener('click', () => openRevision(svc.module, r.revision));
       else b.disabled = true;
       s.append(b);
+      // Said, not hidden: why these processes' code is not shown, or
+      // may not be what runs.
+      if (r.noCode) s.append(el('div', { class: 'why nocode' }, 'No code shown: ' + r.noCode));
+      if (r.note) s.append(el('div', { class: 'why' }, r.note));
     }
   }
 }
@@ -621,6 +651,7 @@ function drawHits() {
   const batch = pendingHits;
   pendingHits = [];
   let touched = false;
+  const lastOf = new Map(); // line → its last hit of the batch
   for (const h of batch) {
     state.hits.push(h);
     // Per-line counts and last values, by the revision and file the
@@ -628,23 +659,56 @@ function drawHits() {
     const k = `${h.process.module}@${h.process.revision}|${h.file}|${h.line}`;
     const c = state.lineHits.get(k) || { count: 0, last: '' };
     c.count++;
-    c.last = summary(h).slice(0, 80);
     if (state.lineHits.size > 20000) state.lineHits.clear();
     state.lineHits.set(k, c);
+    lastOf.set(k, h);
     touched = touched || (h.process.module === state.module && h.process.revision === state.rev && fileMatches(h.file));
   }
+  // The last value is read once per line, not once per hit.
+  for (const [k, h] of lastOf) state.lineHits.get(k).last = summary(h).slice(0, 80);
   if (state.hits.length > MAX_HITS) state.hits.splice(0, state.hits.length - MAX_HITS);
   if (state.paused) {
     state.missed += batch.length;
     $('paused').textContent = `paused while a hit is open: ${state.missed} new hits. Close it or click here to go on`;
   } else {
-    renderTimeline(batch);
+    queueTimeline(batch);
   }
   // Inline counts are redrawn at most four times a second.
   if (touched && !markerTimer) markerTimer = setTimeout(() => { markerTimer = 0; refreshMarkers(); }, 250);
 }
 
 let markerTimer = 0;
+
+// The hits the timeline draws next (the newest MAX_DRAW), and how many
+// came too fast to be drawn at all.
+let undrawn = [];
+let undrawnSkipped = 0;
+let lastDraw = -Infinity;
+let drawTimer = 0;
+
+// queueTimeline draws batch in the timeline now, or with the next draw
+// if the last was less than TIMELINE_MS ago.
+function queueTimeline(batch) {
+  if (state.filter) batch = batch.filter(matches);
+  for (const h of batch) undrawn.push(h);
+  if (undrawn.length > MAX_DRAW) {
+    undrawnSkipped += undrawn.length - MAX_DRAW;
+    undrawn = undrawn.slice(undrawn.length - MAX_DRAW);
+  }
+  const wait = lastDraw + TIMELINE_MS - performance.now();
+  if (wait <= 0) drawTimeline();
+  else if (!drawTimer) drawTimer = setTimeout(() => requestAnimationFrame(drawTimeline), wait);
+}
+
+function drawTimeline() {
+  drawTimer = 0;
+  lastDraw = performance.now();
+  const batch = undrawn, skipped = undrawnSkipped;
+  undrawn = [];
+  undrawnSkipped = 0;
+  if (state.paused || !batch.length) return;
+  renderTimeline(batch, MAX_DRAW, skipped);
+}
 
 // pause holds the timeline still while a hit is open, so that the row
 // being read is not scrolled away or dropped; resume draws what came.
@@ -657,6 +721,8 @@ function pause() {
 
 function resume() {
   state.paused = false;
+  undrawn = [];
+  undrawnSkipped = 0;
   $('paused').hidden = true;
   for (const v of document.querySelectorAll('#timeline .hit > .vars')) v.remove();
   $('timeline').replaceChildren();
@@ -712,16 +778,22 @@ function varNode(v, open) {
   return d;
 }
 
-function renderTimeline(batch, most = MAX_DRAW) {
+// renderTimeline draws the last most of batch (filtered already when
+// skipped says how many hits before it were not drawn).
+function renderTimeline(batch, most = MAX_DRAW, skipped = -1) {
   const tl = $('timeline');
   const stick = tl.scrollTop + tl.clientHeight >= tl.scrollHeight - 20;
   // Of a burst, only the latest are drawn, and the gap says so.
-  if (state.filter) batch = batch.filter(matches);
+  if (skipped < 0) {
+    skipped = 0;
+    if (state.filter) batch = batch.filter(matches);
+  }
   const frag = document.createDocumentFragment();
   if (batch.length > most) {
-    frag.append(el('div', { class: 'skipped' }, `… ${batch.length - most} hits came too fast to draw (the last ${MAX_HITS} are kept: pause or filter to see them)`));
+    skipped += batch.length - most;
     batch = batch.slice(batch.length - most);
   }
+  if (skipped) frag.append(el('div', { class: 'skipped' }, `… ${skipped} hits came too fast to draw (the last ${MAX_HITS} are kept: pause or filter to see them)`));
   for (const h of batch) {
     const row = hitRow(h);
     if (h.group) {
@@ -752,6 +824,8 @@ $('paused').addEventListener('click', resume);
 
 $('filter').addEventListener('input', (e) => {
   state.filter = e.target.value.toLowerCase();
+  undrawn = [];
+  undrawnSkipped = 0;
   $('timeline').replaceChildren();
   groups.clear();
   renderTimeline(state.hits, MAX_ROWS);
