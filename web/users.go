@@ -113,7 +113,9 @@ func ParseUsers(r io.Reader, name string) (*Users, error) {
 // constant time, and an unknown name is checked against a hash like the
 // others, so that neither the answer nor its time tells which names exist.
 func (u *Users) Check(name, password string) bool {
-	key := sha256.Sum256([]byte(string(u.salt[:]) + name + "\x00" + password))
+	// The name's length goes first, so that no other split of the same
+	// bytes into a name and a password has the key.
+	key := sha256.Sum256(fmt.Appendf(u.salt[:len(u.salt):len(u.salt)], "%d:%s:%s", len(name), name, password))
 	now := time.Now()
 	u.mu.Lock()
 	until, ok := u.good[key]
