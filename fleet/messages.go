@@ -608,11 +608,11 @@ type Heartbeat struct {
 
 // ProcessDigest is the Digest of a heartbeat for these processes: a hash
 // of what a client shows of each (pid, executable, module, main package,
-// revision), the same whatever their order.
+// revision, attached or not), the same whatever their order.
 func ProcessDigest(procs []*Process) string {
 	lines := make([]string, len(procs))
 	for i, p := range procs {
-		lines[i] = fmt.Sprintf("%d\x00%s\x00%s\x00%s\x00%s\x00%t", p.Pid, p.Exe, p.Module, p.MainPackage, p.Revision, p.Modified)
+		lines[i] = fmt.Sprintf("%d\x00%s\x00%s\x00%s\x00%s\x00%t\x00%t", p.Pid, p.Exe, p.Module, p.MainPackage, p.Revision, p.Modified, p.Attached)
 	}
 	slices.Sort(lines)
 	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))

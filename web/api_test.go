@@ -214,6 +214,22 @@ func TestTraceFromPage(t *testing.T) {
 		json.Unmarshal(b, &tps)
 		return len(tps) == 1 && tps[0].Spec.ID == id && tps[0].Hits > 0 && len(tps[0].Statuses) == 1 && tps[0].Statuses[0].State == fleet.StateInstalled
 	})
+	// The agent attached to trace it: the fleet the page shows says so,
+	// not what the process was when first listed.
+	testsupport.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		var v struct{ Hosts []web.FleetHost }
+		if err := p.get("/api/fleet", &v); err != nil {
+			return err
+		}
+		for _, h := range v.Hosts {
+			for _, proc := range h.Processes {
+				if proc.Module == module && proc.Attached {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("hosts %+v, want the traced process attached", v.Hosts)
+	})
 
 	// Editing keeps the id and the line, and changes what it does.
 	if status, body := p.do("PUT", "/api/tracepoints/"+id, web.EditRequest{Condition: "n%2 == 0", MaxHitsPerSecond: 20}); status != http.StatusOK {
