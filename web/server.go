@@ -161,7 +161,7 @@ const codeBodyTooLarge = "body_too_large"
 // make (403).
 const codeForbidden = "forbidden"
 
-// ServeHTTP answers every /api/ request without the token with 401 before
+// ServeHTTP answers every /api/ request without a credential with 401 before
 // looking at its path, recovers panics, and routes the rest.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
