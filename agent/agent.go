@@ -252,7 +252,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer specs.Stop()
 
 	a.scan()
-	a.heartbeat(ctx)
+	beat := a.heartbeat(ctx)
 	a.log.Info("agent ready", "nats", a.c.ConnectedURL(), "processes", len(a.procs))
 
 	reconcileDone := make(chan struct{})
@@ -288,22 +288,22 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.resync(ev.Entries)
 				// After a reconnect, too: the server may be a restarted
 				// one that lost the heartbeat.
-				a.heartbeat(ctx)
+				beat = a.heartbeat(ctx)
 			} else {
 				a.applyEntry(ev.Entries[0])
 			}
 			a.poke()
 		case <-scanTick.C:
-			before := a.digest()
 			a.scan()
-			if a.digest() != before {
-				// Clients watching the hosts learn of it now, not at
-				// the next beat.
-				a.heartbeat(ctx)
+			if a.digest() != beat {
+				// A process came, went, or was attached or detached since
+				// the last beat: clients watching the hosts learn of it
+				// now, not at the next beat.
+				beat = a.heartbeat(ctx)
 			}
 			a.poke()
 		case <-beatTick.C:
-			a.heartbeat(ctx)
+			beat = a.heartbeat(ctx)
 			a.flushHitCounts(ctx)
 		}
 	}
@@ -396,18 +396,22 @@ func (a *Agent) scan() {
 	}
 }
 
-// digest is the heartbeat's digest of the managed processes.
+// digest is the heartbeat's digest of the managed processes, and of
+// which are attached.
 func (a *Agent) digest() string {
 	a.mu.Lock()
 	procs := make([]*fleet.Process, 0, len(a.procs))
-	for _, p := range a.procs {
-		procs = append(procs, p)
+	for pid, p := range a.procs {
+		c := *p
+		c.Attached = a.attached[pid] != nil
+		procs = append(procs, &c)
 	}
 	a.mu.Unlock()
 	return fleet.ProcessDigest(procs)
 }
 
-func (a *Agent) heartbeat(ctx context.Context) {
+// heartbeat writes the agent's heartbeat and returns its digest.
+func (a *Agent) heartbeat(ctx context.Context) string {
 	hb := fleet.Heartbeat{Host: a.cfg.Host, Updated: time.Now().UTC(), Every: fleet.Duration(a.cfg.HeartbeatEvery), Digest: a.digest()}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -417,6 +421,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			a.log.Warn("checking the connection to NATS", "err", err)
 		}
 	}
+	return hb.Digest
 }
 
 // reconcile makes the attached processes carry exactly the tracepoints that
@@ -441,8 +446,8 @@ func (a *Agent) reconcile(ctx context.Context) {
 			}
 			if s.Expired(now) {
 				// Said, not dropped in silence: its owner stopped renewing
-				// it, or declared it expired.
-				hostWide[id] = hostNote{fleet.StateDone, fmt.Sprintf("tracepoint %s expired at %s (limits.expiresAt): its owner stopped renewing it. Declare it again to trace the line, or remove it", id, s.Limits.ExpiresAt.UTC().Format(time.RFC3339))}
+				// it, or gave it that end.
+				hostWide[id] = hostNote{fleet.StateDone, fmt.Sprintf("tracepoint %s expired at %s (limits.expiresAt): its owner gave it that end, or stopped renewing it. Declare it again to trace the line, or remove it", id, s.Limits.ExpiresAt.UTC().Format(time.RFC3339))}
 				continue
 			}
 			if q := a.quarantinedLocked(s); q != nil {

@@ -222,6 +222,47 @@ func TestLeaseRenewsAndRemoves(t *testing.T) {
 	}
 }
 
+// TestLeaseUntil: a tracepoint declared until a time its owner gave never
+// expires past it, and the lease removes it from the fleet once it passed;
+// the others of the lease live on.
+func TestLeaseUntil(t *testing.T) {
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	ctx := context.Background()
+	l := c.NewLease(600 * time.Millisecond)
+	defer l.Close(ctx)
+	until := time.Now().Add(time.Second)
+	ending := &fleet.Spec{ID: "ending", Location: fleet.Location{Path: "x.go", Line: 1}}
+	if err := l.DeclareUntil(ctx, ending, until); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := l.Until("ending"); !ok || !got.Equal(until) {
+		t.Errorf("Until = %v %v, want %v", got, ok, until)
+	}
+	lasting := &fleet.Spec{ID: "lasting", Location: fleet.Location{Path: "x.go", Line: 2}}
+	if err := l.Declare(ctx, lasting); err != nil {
+		t.Fatal(err)
+	}
+	testsupport.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		specs, err := c.Tracepoints(ctx)
+		if err != nil {
+			return err
+		}
+		for _, sp := range specs {
+			if sp.ID == "ending" && sp.Limits.ExpiresAt.After(until) {
+				t.Fatalf("ending expires at %v, after its end %v", sp.Limits.ExpiresAt, until)
+			}
+		}
+		if len(specs) != 1 || specs[0].ID != "lasting" {
+			return fmt.Errorf("declared %+v, want lasting alone once ending's end passed", specs)
+		}
+		if _, ok := l.Until("ending"); ok {
+			return fmt.Errorf("the lease still holds ending after removing it")
+		}
+		return nil
+	})
+}
+
 // TestStatusKeepsLastWords: an agent that withdraws an entry puts its last
 // words first, then deletes it. The bucket keeps both, so a watcher that
 // lags behind the two writes still reads the words before the deletion

@@ -38,10 +38,23 @@ type watchedHost struct {
 	entry  HostEntry // without Profile; Gone is worked out when listed
 	every  time.Duration
 	digest string
+	// profiles are what was learnt of the host's processes: without
+	// their files, and with them (kinds profileBare and profileFiles).
+	profiles [2]profileCache
+}
+
+// The kinds of profile a HostWatch keeps: Profile's, and ProfileFiles's.
+const (
+	profileBare = iota
+	profileFiles
+)
+
+// profileCache is one kind of profile of a host.
+type profileCache struct {
 	// profile is the last one asked for, when the host's digest was
-	// profileDigest.
-	profile       *Profile
-	profileDigest string
+	// digest.
+	profile *Profile
+	digest  string
 	// asking is the profile.get in flight, which callers meanwhile share.
 	asking *profileAsk
 }
@@ -218,8 +231,10 @@ func (hw *HostWatch) List() []HostEntry {
 	return out
 }
 
-// profileConcurrency bounds the profile requests in flight at once.
-const profileConcurrency = 32
+// profileConcurrency bounds the profile requests in flight at once: a
+// hundred hosts cost one round trip, ten thousand do not flood the
+// connection.
+const profileConcurrency = 128
 
 // Profiles returns the live hosts that match selects (all if nil), sorted
 // by name, each with its profile. It waits for the bucket's first values,
@@ -228,6 +243,19 @@ const profileConcurrency = 32
 // answered from that last answer. A host that does not answer within 5 s
 // is marked Gone, with why.
 func (hw *HostWatch) Profiles(ctx context.Context, match func(host string) bool) ([]HostEntry, error) {
+	return hw.profiles(ctx, match, profileBare)
+}
+
+// ProfilesFiles is Profiles with, for each process, the source files its
+// DWARF names (Client.ProfileFiles): which processes run a file, asked of
+// every matching host at once, and kept per host until its processes
+// change as profiles are.
+func (hw *HostWatch) ProfilesFiles(ctx context.Context, match func(host string) bool) ([]HostEntry, error) {
+	return hw.profiles(ctx, match, profileFiles)
+}
+
+// profiles is Profiles of the given kind.
+func (hw *HostWatch) profiles(ctx context.Context, match func(host string) bool, kind int) ([]HostEntry, error) {
 	select {
 	case <-hw.synced:
 	case <-ctx.Done():
@@ -249,16 +277,17 @@ func (hw *HostWatch) Profiles(ctx context.Context, match func(host string) bool)
 			continue
 		}
 		e := h.entry
+		pc := &h.profiles[kind]
 		switch {
-		case h.profile != nil && h.digest != "" && h.digest == h.profileDigest:
-			e.Profile = h.profile
-		case h.asking != nil && h.asking.digest == h.digest:
+		case pc.profile != nil && h.digest != "" && h.digest == pc.digest:
+			e.Profile = pc.profile
+		case pc.asking != nil && pc.asking.digest == h.digest:
 			// Asked already, by another caller, since the processes last
 			// changed: one request serves both.
-			asks = append(asks, ask{len(entries), h.asking, false})
+			asks = append(asks, ask{len(entries), pc.asking, false})
 		default:
-			h.asking = &profileAsk{digest: h.digest, done: make(chan struct{})}
-			asks = append(asks, ask{len(entries), h.asking, true})
+			pc.asking = &profileAsk{digest: h.digest, done: make(chan struct{})}
+			asks = append(asks, ask{len(entries), pc.asking, true})
 		}
 		entries = append(entries, e)
 	}
@@ -270,7 +299,7 @@ func (hw *HostWatch) Profiles(ctx context.Context, match func(host string) bool)
 			wg.Go(func() {
 				sem <- struct{}{}
 				defer func() { <-sem }()
-				hw.ask(ctx, entries[a.i].Name, a.pa)
+				hw.ask(ctx, entries[a.i].Name, a.pa, kind)
 			})
 		}
 	}
@@ -298,18 +327,23 @@ func (hw *HostWatch) Profiles(ctx context.Context, match func(host string) bool)
 // ask sends profile.get to host for pa, and keeps the answer for the
 // digest pa was asked at. The request outlives its first caller's ctx:
 // others may be waiting for it.
-func (hw *HostWatch) ask(ctx context.Context, host string, pa *profileAsk) {
+func (hw *HostWatch) ask(ctx context.Context, host string, pa *profileAsk, kind int) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	p, err := hw.c.Profile(actx, host)
+	get := hw.c.Profile
+	if kind == profileFiles {
+		get = hw.c.ProfileFiles
+	}
+	p, err := get(actx, host)
 	hw.mu.Lock()
 	pa.profile, pa.err = p, err
 	if h := hw.hosts[host]; h != nil {
+		pc := &h.profiles[kind]
 		if err == nil {
-			h.profile, h.profileDigest = p, pa.digest
+			pc.profile, pc.digest = p, pa.digest
 		}
-		if h.asking == pa {
-			h.asking = nil
+		if pc.asking == pa {
+			pc.asking = nil
 		}
 	}
 	hw.mu.Unlock()

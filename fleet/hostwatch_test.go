@@ -163,3 +163,96 @@ func awaitChange(t *testing.T, changes <-chan struct{}) {
 		t.Fatal("no change announced within 10s")
 	}
 }
+
+// TestProfilesFilesAtOnce: which processes run which files is asked of a
+// hundred hosts at once, in one round trip rather than one after another,
+// and kept per host until its processes change.
+func TestProfilesFilesAtOnce(t *testing.T) {
+	t.Cleanup(checkNoGoroutineLeak(t))
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	const hosts = 100
+	// Each agent's half holds its answer until every host was asked, or
+	// 10 s after the first was: asked one after another, the first would
+	// wait alone, and the others not at all.
+	var mu sync.Mutex
+	inFlight, most, asked := 0, 0, 0
+	all := make(chan struct{})
+	window := sync.OnceValue(func() <-chan time.Time { return time.After(10 * time.Second) })
+	for i := range hosts {
+		host := fmt.Sprintf("h%03d", i)
+		stop, err := c.ServeHost(host, fleet.HostHandlers{
+			Profile: func(m *nats.Msg) fleet.Message {
+				var req fleet.Request
+				fleet.Decode(m.Data, "profile request", &req)
+				mu.Lock()
+				inFlight++
+				asked++
+				most = max(most, inFlight)
+				if inFlight == hosts {
+					close(all)
+				}
+				mu.Unlock()
+				select {
+				case <-all:
+				case <-window():
+				}
+				mu.Lock()
+				inFlight--
+				mu.Unlock()
+				p := fleet.Process{Pid: 1, Exe: "/bin/svc", Module: "example.com/svc"}
+				if req.Files {
+					p.Files = []string{"/src/" + host + ".go"}
+				}
+				return &fleet.Profile{Host: fleet.HostInfo{Name: host}, Processes: []fleet.Process{p}}
+			},
+			Attach:           func(*nats.Msg) fleet.Message { return &fleet.AttachReply{} },
+			CreateTracepoint: func(*nats.Msg) fleet.Message { return &fleet.CreateTracepointReply{} },
+			ClearTracepoint:  func(*nats.Msg) fleet.Message { return &fleet.ClearTracepointReply{} },
+		}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
+		if err := c.PutHeartbeat(ctx, &fleet.Heartbeat{Host: host, Updated: time.Now().UTC(), Every: fleet.Duration(time.Hour), Digest: "d1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hw, err := c.WatchHosts(ctx, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hw.Stop()
+	testsupport.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := len(hw.List()); n != hosts {
+			return fmt.Errorf("%d hosts listed, want %d", n, hosts)
+		}
+		return nil
+	})
+	got, err := hw.ProfilesFiles(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range got {
+		if e.Gone || e.Profile == nil || len(e.Profile.Processes) != 1 || len(e.Profile.Processes[0].Files) != 1 || e.Profile.Processes[0].Files[0] != "/src/"+e.Name+".go" {
+			t.Fatalf("host %s: %+v, want its process with its file", e.Name, e)
+		}
+	}
+	counts := func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return most, asked
+	}
+	if m, _ := counts(); len(got) != hosts || m != hosts {
+		t.Fatalf("%d hosts answered, at most %d asked at once: want all %d, at once", len(got), m, hosts)
+	}
+	if _, err := hw.ProfilesFiles(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, a := counts(); a != hosts {
+		t.Errorf("asked %d times after a second call, want %d: unchanged hosts are answered from their last profile", a, hosts)
+	}
+}

@@ -11,37 +11,68 @@ import (
 // session) lives: each is declared with an expiry ttl ahead and re-declared
 // before it passes. If the owner dies without removing them, agents drop them
 // when the expiry passes. Agents ignore a change of expiry alone, so renewing
-// never reinstalls a tracepoint.
+// never reinstalls a tracepoint. A tracepoint declared with DeclareUntil
+// also ends at the time its owner gave: its expiry never goes past it, and
+// the lease removes it once it passed.
 type Lease struct {
 	c   *Client
 	ttl time.Duration
 
 	// mu guards specs.
 	mu    sync.Mutex
-	specs map[string]Spec
+	specs map[string]leased
 
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
 }
 
+// leased is a tracepoint of a lease, and when its owner wants it to end
+// (zero: when the lease does).
+type leased struct {
+	spec  Spec
+	until time.Time
+}
+
 // NewLease starts renewing the tracepoints declared through it every ttl/3.
 func (c *Client) NewLease(ttl time.Duration) *Lease {
-	l := &Lease{c: c, ttl: ttl, specs: make(map[string]Spec), stop: make(chan struct{}), done: make(chan struct{})}
+	l := &Lease{c: c, ttl: ttl, specs: make(map[string]leased), stop: make(chan struct{}), done: make(chan struct{})}
 	go l.renew()
 	return l
 }
 
-// Declare declares spec (or replaces the one with its id) under the lease.
+// Declare declares spec (or replaces the one with its id) under the lease,
+// for as long as the lease lives.
 func (l *Lease) Declare(ctx context.Context, spec *Spec) error {
-	spec.Limits.ExpiresAt = time.Now().Add(l.ttl).UTC()
+	return l.DeclareUntil(ctx, spec, time.Time{})
+}
+
+// DeclareUntil is Declare for a tracepoint that ends at until, or sooner
+// if the lease does; a zero until is Declare's. Its limits.expiresAt is
+// until once until is less than the lease's ttl away.
+func (l *Lease) DeclareUntil(ctx context.Context, spec *Spec, until time.Time) error {
+	exp := time.Now().Add(l.ttl)
+	if !until.IsZero() && until.Before(exp) {
+		exp = until
+	}
+	spec.Limits.ExpiresAt = exp.UTC()
 	if err := l.c.Declare(ctx, spec); err != nil {
 		return err
 	}
 	l.mu.Lock()
-	l.specs[spec.ID] = *spec
+	l.specs[spec.ID] = leased{*spec, until}
 	l.mu.Unlock()
 	return nil
+}
+
+// Until returns when tracepoint id of the lease ends by its owner's will
+// (DeclareUntil), and whether the lease holds it. Zero means when the
+// lease does.
+func (l *Lease) Until(id string) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ls, ok := l.specs[id]
+	return ls.until, ok
 }
 
 // Remove removes the tracepoint id from the fleet and from the lease.
@@ -50,6 +81,16 @@ func (l *Lease) Remove(ctx context.Context, id string) error {
 	delete(l.specs, id)
 	l.mu.Unlock()
 	return l.c.Remove(ctx, id)
+}
+
+// forget drops id from the lease if it still ends at until: its owner may
+// have declared it again meanwhile.
+func (l *Lease) forget(id string, until time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ls, ok := l.specs[id]; ok && ls.until.Equal(until) {
+		delete(l.specs, id)
+	}
 }
 
 // IDs lists the tracepoints the lease holds.
@@ -93,16 +134,26 @@ func (l *Lease) renew() {
 		case <-t.C:
 		}
 		l.mu.Lock()
-		specs := make([]Spec, 0, len(l.specs))
+		specs := make([]leased, 0, len(l.specs))
 		for _, s := range l.specs {
 			specs = append(specs, s)
 		}
 		l.mu.Unlock()
+		now := time.Now()
 		for _, s := range specs {
 			ctx, cancel := context.WithTimeout(context.Background(), l.ttl/3)
-			// A failed renewal is retried at the next tick; the expiry
-			// leaves room for two misses.
-			l.Declare(ctx, &s)
+			if !s.until.IsZero() && !now.Before(s.until) {
+				// Its end passed: agents dropped it at its expiry, and
+				// the fleet's list should not show it any longer. A failed
+				// removal is retried at the next tick.
+				if err := l.c.Remove(ctx, s.spec.ID); err == nil {
+					l.forget(s.spec.ID, s.until)
+				}
+			} else {
+				// A failed renewal is retried at the next tick; the
+				// expiry leaves room for two misses.
+				l.DeclareUntil(ctx, &s.spec, s.until)
+			}
 			cancel()
 		}
 	}

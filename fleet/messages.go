@@ -62,7 +62,7 @@ const (
 	CodeStopBudget   = "stop_budget"   // its traps alone cost more stop time than the agent's budget
 	CodeTooLarge     = "too_large"     // the spec asks for more than the bounds allow (MaxStackDepth and the others)
 	CodeQuarantined  = "quarantined"   // handling it crashed a worker or panicked the agent: it is no longer tried on that host
-	CodeExpired      = "expired"       // its limits.expiresAt passed: its owner stopped renewing it
+	CodeExpired      = "expired"       // its limits.expiresAt passed: the end its owner gave, or its owner stopped renewing it
 	CodeRedacted     = "redacted"      // a condition, expression or log message reads a name the host redacts
 	CodeUnsafeExpr   = "unsafe_expr"   // a condition, expression or log message reads raw memory (uintptr, unsafe) or registers
 )
@@ -608,11 +608,11 @@ type Heartbeat struct {
 
 // ProcessDigest is the Digest of a heartbeat for these processes: a hash
 // of what a client shows of each (pid, executable, module, main package,
-// revision), the same whatever their order.
+// revision, attached or not), the same whatever their order.
 func ProcessDigest(procs []*Process) string {
 	lines := make([]string, len(procs))
 	for i, p := range procs {
-		lines[i] = fmt.Sprintf("%d\x00%s\x00%s\x00%s\x00%s\x00%t", p.Pid, p.Exe, p.Module, p.MainPackage, p.Revision, p.Modified)
+		lines[i] = fmt.Sprintf("%d\x00%s\x00%s\x00%s\x00%s\x00%t\x00%t", p.Pid, p.Exe, p.Module, p.MainPackage, p.Revision, p.Modified, p.Attached)
 	}
 	slices.Sort(lines)
 	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))

@@ -93,6 +93,10 @@ func TestBadBodies(t *testing.T) {
 		{"short revision", "application/json", `{"module":"m","revision":"abc","path":"main.go","line":3}`, p.sess, 400, fleet.CodeBadRequest},
 		{"line 0", "application/json", `{"module":"m","revision":"` + rev + `","path":"main.go","line":0}`, p.sess, 400, fleet.CodeBadRequest},
 		{"huge", "application/json", `{"module":"` + strings.Repeat("m", 1<<20) + `"}`, p.sess, 413, "body_too_large"},
+		{"an expiry that is no duration or time", "application/json", `{"module":"m","revision":"` + rev + `","path":"main.go","line":3,"expiry":"tomorrow"}`, p.sess, 400, fleet.CodeBadRequest},
+		{"a negative expiry", "application/json", `{"module":"m","revision":"` + rev + `","path":"main.go","line":3,"expiry":"-5m"}`, p.sess, 400, fleet.CodeBadRequest},
+		{"an expiry passed", "application/json", `{"module":"m","revision":"` + rev + `","path":"main.go","line":3,"expiry":"2020-01-01T00:00:00Z"}`, p.sess, 400, fleet.CodeBadRequest},
+		{"an expiry a year ahead", "application/json", `{"module":"m","revision":"` + rev + `","path":"main.go","line":3,"expiry":"8760h"}`, p.sess, 400, fleet.CodeBadRequest},
 	} {
 		status, e := post("/api/tracepoints", c.ctype, []byte(c.body), c.session)
 		if status != c.status || e.Code != c.code || e.Message == "" {
@@ -143,12 +147,14 @@ func TestSlowClient(t *testing.T) {
 // TestTraceFromPage: the fleet runs commit A of a service whose remote is a
 // local bare repository. The page lists the service and its revision,
 // fetched; serves A's tree and main.go; a click on the marked line traces
-// it, hits arrive in the event stream with values; removing it clears it
-// from the fleet.
+// it as the signed-in user, hits arrive in the event stream with values;
+// removing it clears it from the fleet.
 func TestTraceFromPage(t *testing.T) {
 	t.Parallel()
 	r := twoRevisions(t)
-	p := newPage(t, r.url, nil)
+	// The page signs in as a user, who owns what it sets.
+	p := newPage(t, r.url, withUsers(t))
+	p.user, p.password = "alice", "alice's password"
 	exe := fmt.Sprintf("revs-a-%d-%d", 0, seq.Add(1))
 	agenttest.Start(t, agenttest.Alias(t, r.binA, exe))
 	p.startAgent("web-host-"+exe, exe)
@@ -184,8 +190,13 @@ func TestTraceFromPage(t *testing.T) {
 	}
 	var reply web.TracepointReply
 	json.Unmarshal(body, &reply)
-	if reply.Lines[r.revA] != line || reply.Spec.Location.Revision != r.revA || !strings.HasPrefix(reply.Spec.Owner, "web:") || reply.Spec.Limits.ExpiresAt.IsZero() {
-		t.Errorf("the tracepoint = %+v, want line %d mapped into A, owned by the page, with an expiry", reply, line)
+	if reply.Lines[r.revA] != line || reply.Spec.Location.Revision != r.revA || reply.Spec.Owner != "web:alice" || reply.Spec.Limits.ExpiresAt.IsZero() {
+		t.Errorf("the tracepoint = %+v, want line %d mapped into A, owned by web:alice, with an expiry", reply, line)
+	}
+	// The fleet said which programs have main.go: the tracepoint goes to
+	// them alone.
+	if got := strings.Join(reply.Spec.Selector.Processes, ","); got != module {
+		t.Errorf("the tracepoint selects programs %q, want %s, the one whose DWARF names main.go", got, module)
 	}
 	id := reply.Spec.ID
 	b := st.await(t, "hit", 60*time.Second, func(b []byte) bool {
@@ -203,6 +214,22 @@ func TestTraceFromPage(t *testing.T) {
 		json.Unmarshal(b, &tps)
 		return len(tps) == 1 && tps[0].Spec.ID == id && tps[0].Hits > 0 && len(tps[0].Statuses) == 1 && tps[0].Statuses[0].State == fleet.StateInstalled
 	})
+	// The agent attached to trace it: the fleet the page shows says so,
+	// not what the process was when first listed.
+	testsupport.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		var v struct{ Hosts []web.FleetHost }
+		if err := p.get("/api/fleet", &v); err != nil {
+			return err
+		}
+		for _, h := range v.Hosts {
+			for _, proc := range h.Processes {
+				if proc.Module == module && proc.Attached {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("hosts %+v, want the traced process attached", v.Hosts)
+	})
 
 	// Editing keeps the id and the line, and changes what it does.
 	if status, body := p.do("PUT", "/api/tracepoints/"+id, web.EditRequest{Condition: "n%2 == 0", MaxHitsPerSecond: 20}); status != http.StatusOK {
@@ -215,6 +242,20 @@ func TestTraceFromPage(t *testing.T) {
 	if status, body := p.do("PUT", "/api/tracepoints/"+id, web.EditRequest{Condition: "n +"}); status != http.StatusBadRequest || !strings.Contains(string(body), fleet.CodeBadCondition) {
 		t.Errorf("PUT with a condition that does not parse: %d %s, want 400 %s", status, body, fleet.CodeBadCondition)
 	}
+	if status, body := p.do("PUT", "/api/tracepoints/"+id, web.EditRequest{Expiry: "soon"}); status != http.StatusBadRequest || !strings.Contains(string(body), "neither a duration") {
+		t.Errorf("PUT with an expiry that does not parse: %d %s, want 400 saying why", status, body)
+	}
+	// An expiry an hour ahead: listed as the tracepoint's end, and its
+	// spec never expires later.
+	end := time.Now().Add(time.Hour)
+	if status, body := p.do("PUT", "/api/tracepoints/"+id, web.EditRequest{Expiry: end.Format(time.RFC3339)}); status != http.StatusOK {
+		t.Fatalf("PUT with an expiry: %d %s", status, body)
+	}
+	st.await(t, "tracepoints", 20*time.Second, func(b []byte) bool {
+		var tps []web.TracepointView
+		json.Unmarshal(b, &tps)
+		return len(tps) == 1 && tps[0].Expiry.Equal(end.Truncate(time.Second)) && !tps[0].Spec.Limits.ExpiresAt.After(tps[0].Expiry)
+	})
 	if status, body := p.do("DELETE", "/api/tracepoints/"+id, nil); status != http.StatusNoContent {
 		t.Fatalf("DELETE: %d %s", status, body)
 	}
@@ -222,6 +263,24 @@ func TestTraceFromPage(t *testing.T) {
 		specs, err := p.c.Tracepoints(t.Context())
 		if err != nil || len(specs) > 0 {
 			return fmt.Errorf("tracepoints %+v (%v), want none", specs, err)
+		}
+		return nil
+	})
+
+	// A tracepoint set to expire in 2 s: agents drop it then, and the
+	// page's lease removes it from the fleet at its next renewal.
+	status, body = p.do("POST", "/api/tracepoints", web.TracepointRequest{Module: module, Revision: r.revA, Path: "main.go", Line: line, Expiry: "2s"})
+	if status != http.StatusCreated {
+		t.Fatalf("POST with an expiry: %d %s", status, body)
+	}
+	json.Unmarshal(body, &reply)
+	if exp := reply.Spec.Limits.ExpiresAt; exp.After(time.Now().Add(2*time.Second)) || exp.IsZero() {
+		t.Errorf("limits.expiresAt = %v, want 2 s ahead at most", exp)
+	}
+	testsupport.CheckFor(t, 40*time.Second, 100*time.Millisecond, func() error {
+		specs, err := p.c.Tracepoints(t.Context())
+		if err != nil || len(specs) > 0 {
+			return fmt.Errorf("tracepoints %+v (%v), want none once the expiry passed", specs, err)
 		}
 		return nil
 	})
@@ -333,4 +392,30 @@ func TestFetchFailureShown(t *testing.T) {
 	if status != http.StatusUnprocessableEntity || !strings.Contains(string(body), "cloning") {
 		t.Errorf("GET /api/tree: %d %s, want 422 saying the clone failed", status, body)
 	}
+}
+
+// TestNoRevisionSaid: processes whose binary carries no vcs.revision are
+// listed under their service with why no code is shown and how to build
+// them so that it is, not left out.
+func TestNoRevisionSaid(t *testing.T) {
+	t.Parallel()
+	p := newPage(t, "file:///nonexistent", nil)
+	bin := agenttest.BuildTarget(t, "../agent/testdata/targets/loop", "-buildvcs=false")
+	exe := fmt.Sprintf("loop-norev-%d", seq.Add(1))
+	agenttest.Start(t, agenttest.Alias(t, bin, exe))
+	p.startAgent("web-host-"+exe, exe)
+	testsupport.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		var v struct{ Services []web.Service }
+		if err := p.get("/api/fleet", &v); err != nil {
+			return err
+		}
+		for _, s := range v.Services {
+			for _, r := range s.Revisions {
+				if r.Revision == "" && r.Processes == 1 && strings.Contains(r.NoCode, "no vcs.revision") && strings.Contains(r.NoCode, "-buildvcs=true") {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("services %+v, want one revision-less process with why no code is shown", v.Services)
+	})
 }

@@ -25,9 +25,10 @@ import (
 )
 
 // TestChromium runs e2e/page.mjs in real Chromium (playwright-core) against
-// a page on a real fleet: an agent attached to commits A and C of a service
-// whose repository is a local bare remote; C changed the line the page
-// traces. It needs the end-to-end install of
+// a page on a real fleet, signed in as a user: an agent attached to
+// commits A and C of a service whose repository is a local bare remote
+// (C changed the line the page traces), and to a program built without
+// vcs.revision. It needs the end-to-end install of
 // editors/vscode/e2e/setup.sh; make e2e-web runs it with
 // RIPTRACE_E2E_CACHE set. Screenshots land in web/e2e/out/.
 func TestChromium(t *testing.T) {
@@ -37,15 +38,21 @@ func TestChromium(t *testing.T) {
 	}
 	r := twoRevisions(t)
 	bigURL, bigRev, bigBin := bigRepo(t)
+	users := withUsers(t)
 	p := newPage(t, r.url, func(o *web.Options) {
 		o.Sources = web.NewSources(t.TempDir(), map[string]string{module: r.url, "example.com/big": bigURL}, nil)
+		users(o)
 	})
 	exeBig := fmt.Sprintf("big-chromium-%d", seq.Add(1))
 	agenttest.Start(t, agenttest.Alias(t, bigBin, exeBig))
 	exe, exeC := fmt.Sprintf("revs-chromium-%d", seq.Add(1)), fmt.Sprintf("revs-chromium-c-%d", seq.Add(1))
 	agenttest.Start(t, agenttest.Alias(t, r.binA, exe))
 	agenttest.Start(t, agenttest.Alias(t, r.binC, exeC))
-	p.startAgent("web-host-"+exe, exe, exeC, exeBig)
+	// A program built without vcs.revision: the page says why it shows
+	// no code for it.
+	exeNoRev := fmt.Sprintf("loop-norev-chromium-%d", seq.Add(1))
+	agenttest.Start(t, agenttest.Alias(t, agenttest.BuildTarget(t, "../agent/testdata/targets/loop", "-buildvcs=false"), exeNoRev))
+	p.startAgent("web-host-"+exe, exe, exeC, exeBig, exeNoRev)
 	var text string
 	testsupport.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
 		return p.get("/api/file?module="+module+"&rev="+r.revA+"&path=main.go", &text)
@@ -70,7 +77,7 @@ func TestChromium(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "e2e/page.mjs")
-	cmd.Env = append(os.Environ(), "WEB_URL="+p.hs.URL+"/#token="+p.token, "WEB_LINE="+strconv.Itoa(markerIn(t, text, "work")), "WEB_REV="+r.revA, "WEB_REFUSED_REV="+r.revC, "WEB_BIG_REV="+bigRev, "WEB_OUT="+out, "WEB_FLOOD="+flood.URL)
+	cmd.Env = append(os.Environ(), "WEB_URL="+p.hs.URL+"/#token="+p.token, "WEB_LINE="+strconv.Itoa(markerIn(t, text, "work")), "WEB_REV="+r.revA, "WEB_REFUSED_REV="+r.revC, "WEB_BIG_REV="+bigRev, "WEB_OUT="+out, "WEB_FLOOD="+flood.URL, "WEB_USER=alice", "WEB_PASSWORD=alice's password")
 	cmd.Stderr = os.Stderr
 	b, err := cmd.Output()
 	if err != nil {

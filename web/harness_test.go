@@ -49,6 +49,9 @@ type page struct {
 	hs    *httptest.Server
 	token string
 	sess  string
+	// user and password, when set, replace the token: the page signed in
+	// as one of Options.Users.
+	user, password string
 }
 
 // newPage starts a NATS server and a web server on it whose sources map
@@ -106,8 +109,7 @@ func (p *page) do(method, path string, body any) (int, []byte) {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+p.token)
-	req.Header.Set("X-RipTrace-Session", p.sess)
+	p.authorize(req)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -118,6 +120,17 @@ func (p *page) do(method, path string, body any) (int, []byte) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
+}
+
+// authorize sets req's credential and session: the user's name and
+// password if the page signed in, else the token.
+func (p *page) authorize(req *http.Request) {
+	if p.user != "" {
+		req.SetBasicAuth(p.user, p.password)
+	} else {
+		req.Header.Set("Authorization", "Bearer "+p.token)
+	}
+	req.Header.Set("X-RipTrace-Session", p.sess)
 }
 
 // get decodes a 200 answer to GET path into v.
@@ -151,8 +164,7 @@ func (p *page) events() *stream {
 	p.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", p.hs.URL+"/api/events", nil)
-	req.Header.Set("Authorization", "Bearer "+p.token)
-	req.Header.Set("X-RipTrace-Session", p.sess)
+	p.authorize(req)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()

@@ -21,9 +21,13 @@ type hub struct {
 	opts    *Options
 	sources *Sources
 	fetches sync.WaitGroup // the background fetches
+	// until says when a tracepoint set from a page ends by its user's
+	// will (Server.until); it takes the Server's locks, under mu.
+	until func(id string) time.Time
 
 	// mu guards everything below.
 	mu       sync.Mutex
+	hw       *fleet.HostWatch // while watchFleet runs
 	hosts    []fleet.HostEntry
 	fleetJ   []byte // the last "fleet" event's data
 	specs    map[string]fleet.Spec
@@ -78,7 +82,15 @@ func (h *hub) watchFleet(ctx context.Context) {
 		h.notice(fmt.Sprintf("watching the fleet's hosts: %v", err))
 		return
 	}
-	defer hw.Stop()
+	h.mu.Lock()
+	h.hw = hw
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.hw = nil
+		h.mu.Unlock()
+		hw.Stop()
+	}()
 	changed := hw.Subscribe()
 	t := time.NewTicker(h.opts.FleetEvery)
 	defer t.Stop()
@@ -99,6 +111,14 @@ func (h *hub) watchFleet(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// hostWatch returns the hub's watch of the fleet's hosts, nil before it
+// started or after it stopped.
+func (h *hub) hostWatch() *fleet.HostWatch {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.hw
 }
 
 // FleetHost is a host as the page shows it.
@@ -125,7 +145,19 @@ type ServiceRev struct {
 	Revision  string `json:"revision"`
 	Modified  bool   `json:"modified,omitempty"`
 	Processes int    `json:"processes"`
+	// NoCode says why the page shows no code for these processes (their
+	// binaries name no revision), and what to do; Note what the code
+	// shown may not be (a build of a modified checkout).
+	NoCode string `json:"noCode,omitempty"`
+	Note   string `json:"note,omitempty"`
 }
+
+// Why a revision's code is not shown, or not exactly what runs.
+const (
+	noRevision = "Their binaries carry no vcs.revision, so the page cannot tell which commit's code they run. " +
+		"Build them with -buildvcs=true in a git checkout of the module (go build's default there, unless GOFLAGS, a copied source tree or a bare `go build file.go` turns it off)."
+	modifiedBuild = "Built from a checkout with uncommitted changes: the code shown is the commit's, and the lines that run may differ from it."
+)
 
 // fleetView is the data of the "fleet" event and of GET /api/fleet.
 type fleetView struct {
@@ -157,6 +189,12 @@ func (h *hub) view(hosts []fleet.HostEntry) fleetView {
 				r := svc[p.Module][key]
 				if r == nil {
 					r = &ServiceRev{Revision: p.Revision, Modified: p.Modified}
+					switch {
+					case p.Revision == "":
+						r.NoCode = noRevision
+					case p.Modified:
+						r.Note = modifiedBuild
+					}
 					svc[p.Module][key] = r
 				}
 				r.Processes++
@@ -327,6 +365,10 @@ type TracepointView struct {
 	Dropped  uint64         `json:"dropped"`
 	// Mine says the tracepoint is owned by a page of this server.
 	Mine bool `json:"mine"`
+	// Expiry is when it ends as its user set it from a page of this
+	// server; zero if it ends with its page, or was set elsewhere (its
+	// spec's limits.expiresAt then says when agents drop it).
+	Expiry time.Time `json:"expiry,omitzero"`
 }
 
 func (h *hub) tracepoints() []TracepointView {
@@ -340,6 +382,9 @@ func (h *hub) tracepointsLocked() []TracepointView {
 	out := make([]TracepointView, 0, len(h.specs))
 	for id, s := range h.specs {
 		v := TracepointView{Spec: s, Statuses: []fleet.Status{}, Mine: strings.HasPrefix(s.Owner, ownerPrefix)}
+		if h.until != nil {
+			v.Expiry = h.until(id)
+		}
 		for _, st := range h.status[id] {
 			v.Statuses = append(v.Statuses, st)
 			v.Hits += st.Hits
@@ -356,6 +401,13 @@ func (h *hub) tracepointsLocked() []TracepointView {
 		return a.Created.Before(b.Created) || a.Created.Equal(b.Created) && a.ID < b.ID
 	})
 	return out
+}
+
+// markDirty makes the next poll send the pages the list.
+func (h *hub) markDirty() {
+	h.mu.Lock()
+	h.tpDirty = true
+	h.mu.Unlock()
 }
 
 // publishTracepoints sends the pages the list if it changed.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/source"
 )
 
 //go:embed static
@@ -28,8 +29,13 @@ var static embed.FS
 
 // Options configure a Server.
 type Options struct {
-	// Token is the bearer token every /api/ request must carry.
+	// Token is the bearer token every /api/ request must carry, unless
+	// it carries the name and password of one of Users (HTTP basic).
 	Token string
+	// Users, if not nil, may sign in with HTTP basic credentials instead;
+	// each owns the tracepoints set from its pages. Serve them over TLS
+	// or on loopback only: basic credentials travel in the clear.
+	Users *Users
 	// ReadOnly refuses every request that changes the fleet.
 	ReadOnly bool
 	// Sources reads the services' repositories; nil serves no code.
@@ -64,12 +70,24 @@ type Server struct {
 
 // session is one open page: its tracepoints live in its lease.
 type session struct {
-	id    string
+	id string
+	// user is who signed in on the page (Options.Users), "" for the
+	// token: requests of another credential may not use the session.
+	user  string
 	lease *fleet.Lease
 	// streams counts the page's open event streams; gone fires Grace
 	// after the last one closed.
 	streams int
 	gone    *time.Timer
+}
+
+// owner is the owner of the tracepoints set from the page: its user, or
+// for the token a piece of its session id.
+func (ss *session) owner() string {
+	if ss.user != "" {
+		return ownerPrefix + ss.user
+	}
+	return ownerPrefix + ss.id[:8]
 }
 
 // maxSessions bounds the pages one server keeps leases for.
@@ -110,6 +128,7 @@ func New(c *fleet.Client, opts Options) (*Server, error) {
 	}
 	s := &Server{c: c, opts: opts, sessions: make(map[string]*session)}
 	s.hub = newHub(c, &s.opts, opts.Sources)
+	s.hub.until = s.until
 	s.routes()
 	return s, nil
 }
@@ -138,7 +157,11 @@ const maxBody = 64 << 10
 // codeBodyTooLarge is the error code of a body over maxBody (413).
 const codeBodyTooLarge = "body_too_large"
 
-// ServeHTTP answers every /api/ request without the token with 401 before
+// codeForbidden is the error code of a request its credential may not
+// make (403).
+const codeForbidden = "forbidden"
+
+// ServeHTTP answers every /api/ request without a credential with 401 before
 // looking at its path, recovers panics, and routes the rest.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
@@ -153,11 +176,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The path is read as sent and as the router cleans it, so that no
 	// spelling of an /api/ path (//api/x, /a/../api/x) escapes the check.
 	if isAPI(r.URL.Path) || isAPI(path.Clean("/"+r.URL.Path)) {
-		if !s.authorized(r) {
+		user, ok := s.authorized(r)
+		if !ok {
+			// No Basic challenge even with users: a browser would answer
+			// it with its own dialog over the page's sign-in form, then
+			// send the credentials with every request, from any site.
 			w.Header().Set("WWW-Authenticate", `Bearer realm="riptrace"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "this needs the page's token. Open the URL riptrace server printed at start, with its #token")
+			msg := "this needs the page's token. Open the URL riptrace server printed at start, with its #token"
+			if s.opts.Users != nil {
+				msg = "this needs the page's token or a user's name and password. Sign in, or open the URL riptrace server printed at start, with its #token"
+			}
+			writeError(w, http.StatusUnauthorized, "unauthorized", msg)
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), userKey{}, user))
 		w.Header().Set("Cache-Control", "no-store")
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	} else {
@@ -168,10 +200,32 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func isAPI(p string) bool { return p == "/api" || strings.HasPrefix(p, "/api/") }
 
-// authorized checks the bearer token in constant time.
-func (s *Server) authorized(r *http.Request) bool {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(s.opts.Token)) == 1
+// userKey keys the signed-in user's name in a request's context.
+type userKey struct{}
+
+// authorized checks the request's credential: the bearer token, compared
+// in constant time, or the name and password of one of Options.Users. It
+// returns the user's name, "" for the token.
+func (s *Server) authorized(r *http.Request) (user string, ok bool) {
+	h := r.Header.Get("Authorization")
+	if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
+		return "", subtle.ConstantTimeCompare([]byte(tok), []byte(s.opts.Token)) == 1
+	}
+	if s.opts.Users == nil {
+		return "", false
+	}
+	name, password, ok := r.BasicAuth()
+	if !ok || !s.opts.Users.Check(name, password) {
+		return "", false
+	}
+	return name, true
+}
+
+// requestUser is the name of the user who signed in for r, "" for the
+// token.
+func requestUser(r *http.Request) string {
+	u, _ := r.Context().Value(userKey{}).(string)
+	return u
 }
 
 func (s *Server) routes() {
@@ -267,12 +321,14 @@ func writeFleetError(w http.ResponseWriter, err error) {
 		status = http.StatusBadRequest
 	case codeBodyTooLarge:
 		status = http.StatusRequestEntityTooLarge
+	case codeForbidden:
+		status = http.StatusForbidden
 	}
 	writeJSON(w, status, apiError{*fe})
 }
 
 func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"readOnly": s.opts.ReadOnly, "group": s.opts.Group})
+	writeJSON(w, http.StatusOK, map[string]any{"readOnly": s.opts.ReadOnly, "group": s.opts.Group, "user": requestUser(r)})
 }
 
 func (s *Server) getFleet(w http.ResponseWriter, r *http.Request) {
@@ -297,15 +353,19 @@ func (s *Server) session(r *http.Request) (*session, error) {
 	if !sessionRe.MatchString(id) {
 		return nil, fleet.Errorf(fleet.CodeBadRequest, "the X-RipTrace-Session header %q is not a session id (16 to 64 letters, digits, - or _). Reload the page", id)
 	}
+	user := requestUser(r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ss := s.sessions[id]; ss != nil {
+		if ss.user != user {
+			return nil, fleet.Errorf(codeForbidden, "this page's session was opened by another user. Reload the page")
+		}
 		return ss, nil
 	}
 	if len(s.sessions) >= maxSessions {
 		return nil, fleet.Errorf(fleet.CodeTooLarge, "%d pages are open on this server already. Close some", maxSessions)
 	}
-	ss := &session{id: id, lease: s.c.NewLease(s.opts.LeaseTTL)}
+	ss := &session{id: id, user: user, lease: s.c.NewLease(s.opts.LeaseTTL)}
 	s.sessions[id] = ss
 	// A page that never opens its event stream goes away like one that
 	// closed it.
@@ -373,7 +433,7 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
 
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
-	hello, _ := json.Marshal(map[string]any{"session": ss.id, "readOnly": s.opts.ReadOnly})
+	hello, _ := json.Marshal(map[string]any{"session": ss.id, "readOnly": s.opts.ReadOnly, "user": ss.user})
 	fmt.Fprintf(w, "event: hello\ndata: %s\n\n", hello)
 	fl.Flush()
 	rc := http.NewResponseController(w)
@@ -417,6 +477,9 @@ type TracepointRequest struct {
 	Group string `json:"group,omitempty"`
 	// Hosts are host globs to trace on; all hosts when empty.
 	Hosts []string `json:"hosts,omitempty"`
+	// Expiry ends the tracepoint: a duration from now ("30m") or a time
+	// (RFC 3339). Without it, it ends when its page goes away.
+	Expiry string `json:"expiry,omitempty"`
 }
 
 // TracepointReply answers POST /api/tracepoints.
@@ -459,9 +522,14 @@ func (s *Server) postTracepoint(w http.ResponseWriter, r *http.Request) {
 		writeFleetError(w, err)
 		return
 	}
+	until, err := parseExpiry(q.Expiry, time.Now())
+	if err != nil {
+		writeFleetError(w, err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	res, err := s.opts.Sources.Locate(ctx, s.c, q.Module, q.Revision, q.Path, q.Line)
+	res, err := s.opts.Sources.Locate(ctx, s.resolver(), q.Module, q.Revision, q.Path, q.Line)
 	if err != nil {
 		writeJSON(w, http.StatusUnprocessableEntity, apiError{fleet.Error{Code: "no_source", Message: err.Error()}})
 		return
@@ -476,14 +544,14 @@ func (s *Server) postTracepoint(w http.ResponseWriter, r *http.Request) {
 		LogMessage:   q.LogMessage,
 		Capture:      fleet.DefaultCapture,
 		Limits:       fleet.Limits{MaxHits: q.MaxHits, MaxHitsPerSecond: q.MaxHitsPerSecond},
-		Owner:        ownerPrefix + ss.id[:8],
+		Owner:        ss.owner(),
 		Backend:      q.Backend,
 	}
 	if q.Group != "" {
 		spec.Capture.Exprs = []string{q.Group}
 	}
 	spec.Selector.Processes = s.programsWith(ctx, loc)
-	if err := ss.lease.Declare(ctx, &spec); err != nil {
+	if err := ss.lease.DeclareUntil(ctx, &spec, until); err != nil {
 		writeFleetError(w, err)
 		return
 	}
@@ -500,27 +568,48 @@ func (s *Server) postTracepoint(w http.ResponseWriter, r *http.Request) {
 // programsWith returns the main packages of the fleet's programs of
 // loc's module whose sources include loc's file, so that the tracepoint
 // goes to them (and to their restarts) and not to every program of the
-// module, which would each report that it lacks the file. If the fleet
-// cannot tell, or no program has the file, it returns nil: every program
+// module, which would each report that it lacks the file. The hosts that
+// run the module are asked at once, through the hub's HostWatch, which
+// keeps each answer until the host's processes change: a hundred hosts
+// cost one round trip, and the next click none. If the fleet cannot tell
+// within 5 s, or no program has the file, it returns nil: every program
 // is asked, and says why not.
 func (s *Server) programsWith(ctx context.Context, loc fleet.Location) []string {
+	hw := s.hub.hostWatch()
+	if hw == nil {
+		return nil
+	}
 	s.hub.mu.Lock()
 	hosts := s.hub.hosts
 	s.hub.mu.Unlock()
-	suffix := "/" + loc.Path
-	seen := map[string]bool{}
-	var mains []string
+	runs := map[string]bool{}
 	for _, h := range hosts {
 		if h.Gone || h.Profile == nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		p, err := s.c.ProfileFiles(ctx, h.Name)
-		cancel()
-		if err != nil {
-			return nil
+		for _, p := range h.Profile.Processes {
+			if p.Module == loc.Module {
+				runs[h.Name] = true
+			}
 		}
-		for _, proc := range p.Processes {
+	}
+	if len(runs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	entries, err := hw.ProfilesFiles(ctx, func(host string) bool { return runs[host] })
+	if err != nil {
+		return nil
+	}
+	suffix := "/" + loc.Path
+	seen := map[string]bool{}
+	var mains []string
+	for _, e := range entries {
+		if e.Profile == nil {
+			return nil // a host that did not answer may run it
+		}
+		for _, proc := range e.Profile.Processes {
 			if proc.Module != loc.Module || proc.MainPackage == "" || seen[proc.MainPackage] {
 				continue
 			}
@@ -537,6 +626,16 @@ func (s *Server) programsWith(ctx context.Context, loc fleet.Location) []string 
 	return mains
 }
 
+// resolver is what lines are mapped into the running revisions with: the
+// hub's HostWatch, which answers from the profiles it keeps, or the
+// client before the watch runs.
+func (s *Server) resolver() source.Fleet {
+	if hw := s.hub.hostWatch(); hw != nil {
+		return hw
+	}
+	return s.c
+}
+
 // EditRequest is the body of PUT /api/tracepoints/{id}: what a tracepoint
 // does at its line, replaced whole.
 type EditRequest struct {
@@ -546,6 +645,40 @@ type EditRequest struct {
 	MaxHits          int    `json:"maxHits,omitempty"`
 	MaxHitsPerSecond int    `json:"maxHitsPerSecond,omitempty"`
 	Backend          string `json:"backend,omitempty"`
+	// Expiry is TracepointRequest's: empty, a tracepoint of a page ends
+	// with the page.
+	Expiry string `json:"expiry,omitempty"`
+}
+
+// maxExpiry bounds how far ahead a page may set a tracepoint's end.
+const maxExpiry = 30 * 24 * time.Hour
+
+// parseExpiry reads an expiry from a form: a duration from now ("90s",
+// "30m", "2h") or a time in RFC 3339 ("2026-12-05T10:00:00Z"). Empty is
+// none: the zero time.
+func parseExpiry(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	var at time.Time
+	if d, err := time.ParseDuration(s); err == nil {
+		if d <= 0 {
+			return time.Time{}, fleet.Errorf(fleet.CodeBadRequest, "expiry %q is not ahead of now. Give a positive duration such as 30m, or leave it empty", s)
+		}
+		at = now.Add(d)
+	} else if t, err := time.Parse(time.RFC3339, s); err == nil {
+		if !t.After(now) {
+			return time.Time{}, fleet.Errorf(fleet.CodeBadRequest, "expiry %s has passed already. Give a later time, or a duration such as 30m", t.UTC().Format(time.RFC3339))
+		}
+		at = t
+	} else {
+		return time.Time{}, fleet.Errorf(fleet.CodeBadRequest, "expiry %q is neither a duration (30m, 2h) nor a time (2026-12-05T10:00:00Z). Give one of them, or leave it empty", s)
+	}
+	if at.Sub(now) > maxExpiry {
+		return time.Time{}, fleet.Errorf(fleet.CodeBadRequest, "expiry %q is more than %d days ahead. Give a nearer one: a tracepoint is for a debugging session", s, int(maxExpiry.Hours()/24))
+	}
+	return at.UTC(), nil
 }
 
 // putTracepoint edits a declared tracepoint in place: same id, line and
@@ -554,6 +687,11 @@ func (s *Server) putTracepoint(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var q EditRequest
 	if err := decode(r, &q); err != nil {
+		writeFleetError(w, err)
+		return
+	}
+	until, err := parseExpiry(q.Expiry, time.Now())
+	if err != nil {
 		writeFleetError(w, err)
 		return
 	}
@@ -568,17 +706,34 @@ func (s *Server) putTracepoint(w http.ResponseWriter, r *http.Request) {
 	spec.Limits.MaxHits, spec.Limits.MaxHitsPerSecond = q.MaxHits, q.MaxHitsPerSecond
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	var err error
 	if owner := s.owner(id); owner != nil {
-		err = owner.lease.Declare(ctx, &spec)
+		err = owner.lease.DeclareUntil(ctx, &spec, until)
 	} else {
+		// Another owner's tracepoint keeps its expiry unless a new one
+		// is given: that owner may be renewing it.
+		if !until.IsZero() {
+			spec.Limits.ExpiresAt = until
+		}
 		err = s.c.Declare(ctx, &spec)
 	}
 	if err != nil {
 		writeFleetError(w, err)
 		return
 	}
+	// The pages are told even if only the expiry changed, which the
+	// hub's comparison of specs leaves out.
+	s.hub.markDirty()
 	writeJSON(w, http.StatusOK, spec)
+}
+
+// until returns when tracepoint id ends by its user's will, if a page of
+// this server set an expiry for it; zero otherwise.
+func (s *Server) until(id string) time.Time {
+	if ss := s.owner(id); ss != nil {
+		t, _ := ss.lease.Until(id)
+		return t
+	}
+	return time.Time{}
 }
 
 // owner returns the page whose lease holds tracepoint id, or nil.

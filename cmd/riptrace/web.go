@@ -29,6 +29,7 @@ import (
 type uiFlags struct {
 	addr      string
 	tokenFile string
+	usersFile string
 	readOnly  bool
 	repos     stringList
 	reposFile string
@@ -41,6 +42,7 @@ type uiFlags struct {
 func (u *uiFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&u.addr, "ui", "", "serve the web page on `ADDR` (PORT or HOST:PORT; the host is 127.0.0.1 unless given)")
 	fs.StringVar(&u.tokenFile, "ui-token-file", "", "read the web page's bearer token from `FILE` (else a random one is printed at start)")
+	fs.StringVar(&u.usersFile, "ui-users", "", "let the users of htpasswd `FILE` (name:bcrypt-hash lines, htpasswd -B) sign in with a password instead of the token; needs TLS off loopback")
 	fs.BoolVar(&u.readOnly, "ui-readonly", false, "the web page shows the fleet but sets and removes no tracepoints")
 	fs.Var(&u.repos, "ui-repo", "`MODULE=URL`: the git repository of a module the fleet runs (repeatable; modules on github.com, gitlab.com and the like need none)")
 	fs.StringVar(&u.reposFile, "ui-repos", "", "`FILE` of \"MODULE URL\" lines, as --ui-repo")
@@ -64,6 +66,15 @@ func (u *uiFlags) listenAddr() (string, error) {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// loopback reports whether host names only this machine.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // repoMap reads --ui-repo and --ui-repos.
@@ -151,6 +162,15 @@ func startUI(ctx context.Context, u *uiFlags, s *fleet.Server, prefix, dataDir s
 	if (u.tlsCert == "") != (u.tlsKey == "") {
 		return nil, usageError{"--ui-tls-cert and --ui-tls-key go together: give both, or neither for plain HTTP"}
 	}
+	var users *web.Users
+	if u.usersFile != "" {
+		if users, err = web.ReadUsers(u.usersFile); err != nil {
+			return nil, usageError{fmt.Sprintf("--ui-users: %v", err)}
+		}
+		if host, _, _ := net.SplitHostPort(addr); u.tlsCert == "" && !loopback(host) {
+			return nil, usageError{fmt.Sprintf("--ui-users on %s without TLS would send passwords in the clear. Serve on loopback (--ui 127.0.0.1:PORT), or give --ui-tls-cert and --ui-tls-key", addr)}
+		}
+	}
 	var tlsConfig *tls.Config
 	if u.tlsCert != "" {
 		// Loaded now, so that a bad file stops the server at start.
@@ -167,6 +187,7 @@ func startUI(ctx context.Context, u *uiFlags, s *fleet.Server, prefix, dataDir s
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ws, err := web.New(c, web.Options{
 		Token:    token,
+		Users:    users,
 		ReadOnly: u.readOnly,
 		Sources:  web.NewSources(filepath.Join(dataDir, "web-sources"), repos, auth),
 		Group:    u.groups,
@@ -207,6 +228,9 @@ func startUI(ctx context.Context, u *uiFlags, s *fleet.Server, prefix, dataDir s
 		fmt.Fprintf(stdout, "riptrace web page: %s#token=%s\n", url, token)
 	} else {
 		fmt.Fprintf(stdout, "riptrace web page: %s (token in %s; open %s#token=TOKEN)\n", url, u.tokenFile, url)
+	}
+	if users != nil {
+		fmt.Fprintf(stdout, "riptrace web page: the users of %s may sign in with their passwords\n", u.usersFile)
 	}
 	if u.readOnly {
 		fmt.Fprintln(stdout, "riptrace web page: read-only")

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 var webReady = regexp.MustCompile(`(?m)^riptrace web page: (https?://\S+/)`)
@@ -146,4 +148,48 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 	pool = x509.NewCertPool()
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
+}
+
+// TestServerUIUsers: with --ui-users a user signs in with its name and
+// password on loopback; off loopback without TLS the server refuses to
+// start, saying why and what to do.
+func TestServerUIUsers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte("alice's password"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := filepath.Join(dir, "users")
+	if err := os.WriteFile(users, []byte("alice:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, cmdTimeout, "server", "--listen", "127.0.0.1:-1", "--data", t.TempDir(), "--ui", "0.0.0.0:0", "--ui-users", users)
+	if r.code != 2 || !strings.Contains(r.stderr, "--ui-users on 0.0.0.0:0 without TLS would send passwords in the clear") || !strings.Contains(r.stderr, "--ui-tls-cert") {
+		t.Errorf("--ui-users on 0.0.0.0 over HTTP: exit %d, stderr %q, want 2 and why", r.code, r.stderr)
+	}
+	p := start(t, "server", "--listen", "127.0.0.1:-1", "--data", dir, "--ui", "0", "--ui-users", users)
+	var url string
+	p.await(t, cmdTimeout, "the web page's line", func(stdout, _ string) bool {
+		m := webReady.FindStringSubmatch(stdout)
+		if m != nil {
+			url = m[1]
+		}
+		return m != nil
+	})
+	for _, c := range []struct {
+		password string
+		want     int
+	}{{"alice's password", 200}, {"wrong", 401}} {
+		req, _ := http.NewRequest("GET", url+"api/fleet", nil)
+		req.SetBasicAuth("alice", c.password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("GET /api/fleet as alice with password %q: %d, want %d", c.password, resp.StatusCode, c.want)
+		}
+	}
 }

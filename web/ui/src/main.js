@@ -1,7 +1,10 @@
 // The riptrace server's web page. Everything it shows comes from the
-// server's /api/ with the bearer token from the URL's #token (kept in
-// sessionStorage, never in a cookie); live data comes as server-sent events
-// read with fetch, so that the token rides in a header.
+// server's /api/ with a credential in the Authorization header: the bearer
+// token from the URL's #token, or the name and password of a user who
+// signed in (riptrace server --ui-users). It is kept in sessionStorage,
+// never in a cookie, so that no other site can make the browser send it;
+// live data comes as server-sent events read with fetch, so that the
+// credential rides in a header.
 import { EditorState, StateField, StateEffect, RangeSet } from '@codemirror/state';
 import { EditorView, lineNumbers, gutter, GutterMarker, Decoration, WidgetType, highlightActiveLine } from '@codemirror/view';
 import { syntaxHighlighting, defaultHighlightStyle } from '@codemirror/language';
@@ -11,13 +14,15 @@ const $ = (id) => document.getElementById(id);
 
 // --- credentials -----------------------------------------------------------
 
-function token() {
+// credential returns the Authorization header's value: a token in the
+// URL wins (and leaves the URL), else what this tab signed in with.
+function credential() {
   const m = location.hash.match(/token=([A-Za-z0-9_\-.~]+)/);
   if (m) {
-    sessionStorage.setItem('riptrace-token', m[1]);
+    sessionStorage.setItem('riptrace-auth', 'Bearer ' + m[1]);
     history.replaceState(null, '', location.pathname + location.search);
   }
-  return sessionStorage.getItem('riptrace-token') || '';
+  return sessionStorage.getItem('riptrace-auth') || '';
 }
 
 function sessionID() {
@@ -31,10 +36,37 @@ function sessionID() {
   return id;
 }
 
-const auth = { token: token(), session: sessionID() };
+const auth = { header: credential(), session: sessionID() };
+
+// basic is the Basic credential of a name and password, UTF-8 encoded.
+function basic(user, password) {
+  const b = new TextEncoder().encode(`${user}:${password}`);
+  return 'Basic ' + btoa(String.fromCharCode(...b));
+}
+
+// signIn asks for a user's name and password; the server checks them.
+function signIn(why) {
+  $('signinerror').textContent = why || '';
+  if (!$('signin').open) $('signin').showModal();
+}
+
+$('signinform').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const f = new FormData($('signinform'));
+  const header = basic(f.get('user'), f.get('password'));
+  const r = await fetch('/api/config', { headers: { Authorization: header } });
+  if (!r.ok) {
+    $('signinerror').textContent = r.status === 401 ? 'wrong name or password' : `the server answered ${r.status}`;
+    return;
+  }
+  sessionStorage.setItem('riptrace-auth', header);
+  // A session belongs to one credential: signing in starts another.
+  sessionStorage.removeItem('riptrace-session');
+  location.reload();
+});
 
 async function api(method, path, body) {
-  const headers = { Authorization: 'Bearer ' + auth.token, 'X-RipTrace-Session': auth.session };
+  const headers = { Authorization: auth.header, 'X-RipTrace-Session': auth.session };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await r.text();
@@ -62,10 +94,23 @@ const state = {
 };
 const MAX_HITS = 2000; // hits kept, for the filter
 const MAX_ROWS = 500;  // hits drawn in the timeline
-const MAX_DRAW = 100;  // hits drawn in one frame
+const MAX_DRAW = 50;   // hits drawn in one draw of the timeline
+// TIMELINE_MS spaces the timeline's draws: under a flood, drawing every
+// frame costs the browser more layout than it has time for, and no one
+// reads 5,000 rows a second. Counts and inline values follow every hit.
+const TIMELINE_MS = 125;
 
 // Counters an end-to-end test reads.
-window.riptraceStats = { hits: 0, frames: 0, maxFlushMs: 0 };
+window.riptraceStats = { hits: 0, frames: 0, maxFlushMs: 0, maxParseMs: 0 };
+
+// PARSE_MS is how long the page reads events before it lets the browser
+// draw a frame and answer input.
+const PARSE_MS = 8;
+
+function yieldToPage() {
+  if (globalThis.scheduler && scheduler.yield) return scheduler.yield();
+  return new Promise((res) => setTimeout(res, 0));
+}
 
 function notice(msg, cls = 'warn') {
   const n = $('notice');
@@ -80,9 +125,11 @@ async function stream() {
   let delay = 500;
   for (;;) {
     try {
-      const r = await fetch('/api/events', { headers: { Authorization: 'Bearer ' + auth.token, 'X-RipTrace-Session': auth.session } });
+      const r = await fetch('/api/events', { headers: { Authorization: auth.header, 'X-RipTrace-Session': auth.session } });
       if (r.status === 401) {
-        setConn('no token: open the URL riptrace server printed, with its #token', true);
+        sessionStorage.removeItem('riptrace-auth');
+        setConn('signed out', true);
+        signIn('the token or password is no longer good: sign in, or open the URL riptrace server printed, with its #token');
         return;
       }
       if (!r.ok) throw new Error(`${r.status}`);
@@ -95,8 +142,12 @@ async function stream() {
         if (done) break;
         buf += value;
         // One pass over the chunk: cutting the buffer after each event
-        // would copy the rest of a large chunk once per event.
+        // would copy the rest of a large chunk once per event. A chunk
+        // of thousands of hits is read in slices of PARSE_MS, yielding
+        // between them, so that frames are drawn and clicks answered
+        // while a flood is read.
         let at = 0, i;
+        let t0 = performance.now();
         while ((i = buf.indexOf('\n\n', at)) >= 0) {
           const block = buf.slice(at, i);
           at = i + 2;
@@ -106,7 +157,16 @@ async function stream() {
             else if (line.startsWith('data: ')) data += line.slice(6);
           }
           if (name) onEvent(name, data);
+          const took = performance.now() - t0;
+          if (took > PARSE_MS) {
+            window.riptraceStats.maxParseMs = Math.max(window.riptraceStats.maxParseMs, took);
+            buf = buf.slice(at);
+            at = 0;
+            await yieldToPage();
+            t0 = performance.now();
+          }
         }
+        window.riptraceStats.maxParseMs = Math.max(window.riptraceStats.maxParseMs, performance.now() - t0);
         buf = buf.slice(at);
       }
     } catch (e) {
@@ -133,6 +193,8 @@ function onEvent(name, data) {
     case 'hello':
       state.readOnly = v.readOnly;
       $('ro').hidden = !v.readOnly;
+      $('user').hidden = !v.user;
+      $('user').textContent = v.user ? 'signed in as ' + v.user : '';
       break;
     case 'fleet':
       state.fleet = v;
@@ -190,7 +252,7 @@ function renderFleet() {
     if (h.error) d.append(el('div', { class: 'error' }, h.error));
     for (const p of h.processes) {
       d.append(el('div', { class: 'proc' },
-        `${p.pid} ${p.module || p.exe} `, el('span', { class: 'rev' }, short(p.revision) + (p.modified ? '+dirty' : '')),
+        `${p.pid} ${p.module || p.exe} `, el('span', { class: p.revision ? 'rev' : 'rev warn', title: p.revision ? p.revision : 'built without vcs.revision: see Code' }, short(p.revision) + (p.modified ? '+dirty' : '')),
         ' ', el('span', { class: p.attached ? 'ok' : 'dim' }, p.attached ? 'attached' : 'not attached')));
     }
     f.append(d);
@@ -217,6 +279,10 @@ function renderServices() {
       if (r.revision) b.addEventListener('click', () => openRevision(svc.module, r.revision));
       else b.disabled = true;
       s.append(b);
+      // Said, not hidden: why these processes' code is not shown, or
+      // may not be what runs.
+      if (r.noCode) s.append(el('div', { class: 'why nocode' }, 'No code shown: ' + r.noCode));
+      if (r.note) s.append(el('div', { class: 'why' }, r.note));
     }
   }
 }
@@ -429,7 +495,8 @@ function openForm(n) {
 
 // editForm opens the form on a declared tracepoint: its line, group and
 // hosts stay; the rest is replaced.
-function editForm(spec) {
+function editForm(tp) {
+  const spec = tp.spec;
   formEdit = spec;
   const f = $('tpform').elements;
   $('tpform').reset();
@@ -439,6 +506,7 @@ function editForm(spec) {
   f.maxHits.value = spec.limits.maxHits || '';
   f.maxHitsPerSecond.value = spec.limits.maxHitsPerSecond || '';
   f.backend.value = spec.backend || '';
+  f.expiry.value = tp.expiry ? localTime(new Date(tp.expiry)) : '';
   for (const name of ['group', 'hosts']) f[name].disabled = true;
   $('formtitle').textContent = `Edit ${spec.id}`;
   $('formok').textContent = 'Save';
@@ -457,12 +525,13 @@ $('tpform').addEventListener('submit', async (ev) => {
     hitCondition: f.get('hitCondition') || undefined, group: f.get('group') || undefined,
     maxHits: num('maxHits'), maxHitsPerSecond: num('maxHitsPerSecond'), backend: f.get('backend') || undefined,
     hosts: f.get('hosts') ? String(f.get('hosts')).split(/[\s,]+/).filter(Boolean) : undefined,
+    expiry: expiry(String(f.get('expiry') || '')),
   };
   $('formok').disabled = true;
   try {
     if (formEdit) {
-      const { condition, logMessage, hitCondition, maxHits, maxHitsPerSecond, backend } = req;
-      const spec = await api('PUT', '/api/tracepoints/' + formEdit.id, { condition, logMessage, hitCondition, maxHits, maxHitsPerSecond, backend });
+      const { condition, logMessage, hitCondition, maxHits, maxHitsPerSecond, backend, expiry } = req;
+      const spec = await api('PUT', '/api/tracepoints/' + formEdit.id, { condition, logMessage, hitCondition, maxHits, maxHitsPerSecond, backend, expiry });
       $('form').close();
       notice(`${spec.id} changed`, 'ok');
       return;
@@ -481,6 +550,43 @@ $('tpform').addEventListener('submit', async (ev) => {
     $('formok').disabled = false;
   }
 });
+
+// expiry turns the form's expiry into what the server reads: a time of
+// day (17:30) or a date and time in this browser's zone become an RFC
+// 3339 time; a duration (30m) goes as it is, and the server says what is
+// wrong with anything else.
+function expiry(v) {
+  v = v.trim();
+  if (!v) return undefined;
+  let m = v.match(/^(\d{1,2}):(\d{2})(?::(\d{2}))?$/);
+  if (m) {
+    const d = new Date();
+    d.setHours(Number(m[1]), Number(m[2]), Number(m[3] || 0), 0);
+    if (d <= new Date()) d.setDate(d.getDate() + 1); // the next one
+    return d.toISOString();
+  }
+  m = v.match(/^\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}(:\d{2})?$/);
+  if (m) {
+    const d = new Date(v.replace(' ', 'T'));
+    if (!isNaN(d)) return d.toISOString();
+  }
+  return v;
+}
+
+// localTime writes t as the form reads it back: a date and time in this
+// browser's zone.
+function localTime(t) {
+  const p = (n) => String(n).padStart(2, '0');
+  return `${t.getFullYear()}-${p(t.getMonth() + 1)}-${p(t.getDate())} ${p(t.getHours())}:${p(t.getMinutes())}:${p(t.getSeconds())}`;
+}
+
+// expiryText says when a tracepoint ends.
+function expiryText(tp) {
+  if (tp.expiry) return ` · expires ${new Date(tp.expiry).toLocaleTimeString()}`;
+  if (tp.mine) return ' · ends with its page';
+  const at = tp.spec.limits.expiresAt;
+  return at ? ` · expires ${new Date(at).toLocaleTimeString()}` : '';
+}
 
 async function removeTracepoint(id) {
   try {
@@ -504,11 +610,10 @@ function renderTracepoints() {
     const d = el('div', { class: 'tp', 'data-id': s.id });
     if (!state.readOnly) {
       d.append(el('button', { class: 'remove', onclick: () => removeTracepoint(s.id) }, 'remove'),
-        el('button', { class: 'edit', onclick: () => editForm(s) }, 'edit'));
+        el('button', { class: 'edit', onclick: () => editForm(tp) }, 'edit'));
     }
     d.append(el('div', { class: 'loc' }, `${l.module ? l.module + '/' : ''}${l.path}:${l.line}`),
-      el('div', { class: 'dim' }, `${s.id} · ${s.owner || 'no owner'} · hits ${tp.hits} · drops ${tp.dropped}` +
-        (s.limits.expiresAt ? ` · expires ${new Date(s.limits.expiresAt).toLocaleTimeString()}` : '') +
+      el('div', { class: 'dim' }, `${s.id} · ${s.owner || 'no owner'} · hits ${tp.hits} · drops ${tp.dropped}` + expiryText(tp) +
         (s.condition ? ` · if ${s.condition}` : '') + (s.logMessage ? ` · log "${s.logMessage}"` : '')));
     for (const [rev, why] of Object.entries(l.refused || {})) d.append(el('div', { class: 'st warn' }, `${short(rev)}: refused: ${why}`));
     for (const st of tp.statuses) {
@@ -546,6 +651,7 @@ function drawHits() {
   const batch = pendingHits;
   pendingHits = [];
   let touched = false;
+  const lastOf = new Map(); // line → its last hit of the batch
   for (const h of batch) {
     state.hits.push(h);
     // Per-line counts and last values, by the revision and file the
@@ -553,23 +659,56 @@ function drawHits() {
     const k = `${h.process.module}@${h.process.revision}|${h.file}|${h.line}`;
     const c = state.lineHits.get(k) || { count: 0, last: '' };
     c.count++;
-    c.last = summary(h).slice(0, 80);
     if (state.lineHits.size > 20000) state.lineHits.clear();
     state.lineHits.set(k, c);
+    lastOf.set(k, h);
     touched = touched || (h.process.module === state.module && h.process.revision === state.rev && fileMatches(h.file));
   }
+  // The last value is read once per line, not once per hit.
+  for (const [k, h] of lastOf) state.lineHits.get(k).last = summary(h).slice(0, 80);
   if (state.hits.length > MAX_HITS) state.hits.splice(0, state.hits.length - MAX_HITS);
   if (state.paused) {
     state.missed += batch.length;
     $('paused').textContent = `paused while a hit is open: ${state.missed} new hits. Close it or click here to go on`;
   } else {
-    renderTimeline(batch);
+    queueTimeline(batch);
   }
   // Inline counts are redrawn at most four times a second.
   if (touched && !markerTimer) markerTimer = setTimeout(() => { markerTimer = 0; refreshMarkers(); }, 250);
 }
 
 let markerTimer = 0;
+
+// The hits the timeline draws next (the newest MAX_DRAW), and how many
+// came too fast to be drawn at all.
+let undrawn = [];
+let undrawnSkipped = 0;
+let lastDraw = -Infinity;
+let drawTimer = 0;
+
+// queueTimeline draws batch in the timeline now, or with the next draw
+// if the last was less than TIMELINE_MS ago.
+function queueTimeline(batch) {
+  if (state.filter) batch = batch.filter(matches);
+  for (const h of batch) undrawn.push(h);
+  if (undrawn.length > MAX_DRAW) {
+    undrawnSkipped += undrawn.length - MAX_DRAW;
+    undrawn = undrawn.slice(undrawn.length - MAX_DRAW);
+  }
+  const wait = lastDraw + TIMELINE_MS - performance.now();
+  if (wait <= 0) drawTimeline();
+  else if (!drawTimer) drawTimer = setTimeout(() => requestAnimationFrame(drawTimeline), wait);
+}
+
+function drawTimeline() {
+  drawTimer = 0;
+  lastDraw = performance.now();
+  const batch = undrawn, skipped = undrawnSkipped;
+  undrawn = [];
+  undrawnSkipped = 0;
+  if (state.paused || !batch.length) return;
+  renderTimeline(batch, MAX_DRAW, skipped);
+}
 
 // pause holds the timeline still while a hit is open, so that the row
 // being read is not scrolled away or dropped; resume draws what came.
@@ -582,6 +721,8 @@ function pause() {
 
 function resume() {
   state.paused = false;
+  undrawn = [];
+  undrawnSkipped = 0;
   $('paused').hidden = true;
   for (const v of document.querySelectorAll('#timeline .hit > .vars')) v.remove();
   $('timeline').replaceChildren();
@@ -637,16 +778,22 @@ function varNode(v, open) {
   return d;
 }
 
-function renderTimeline(batch, most = MAX_DRAW) {
+// renderTimeline draws the last most of batch (filtered already when
+// skipped says how many hits before it were not drawn).
+function renderTimeline(batch, most = MAX_DRAW, skipped = -1) {
   const tl = $('timeline');
   const stick = tl.scrollTop + tl.clientHeight >= tl.scrollHeight - 20;
   // Of a burst, only the latest are drawn, and the gap says so.
-  if (state.filter) batch = batch.filter(matches);
+  if (skipped < 0) {
+    skipped = 0;
+    if (state.filter) batch = batch.filter(matches);
+  }
   const frag = document.createDocumentFragment();
   if (batch.length > most) {
-    frag.append(el('div', { class: 'skipped' }, `… ${batch.length - most} hits came too fast to draw (the last ${MAX_HITS} are kept: pause or filter to see them)`));
+    skipped += batch.length - most;
     batch = batch.slice(batch.length - most);
   }
+  if (skipped) frag.append(el('div', { class: 'skipped' }, `… ${skipped} hits came too fast to draw (the last ${MAX_HITS} are kept: pause or filter to see them)`));
   for (const h of batch) {
     const row = hitRow(h);
     if (h.group) {
@@ -677,6 +824,8 @@ $('paused').addEventListener('click', resume);
 
 $('filter').addEventListener('input', (e) => {
   state.filter = e.target.value.toLowerCase();
+  undrawn = [];
+  undrawnSkipped = 0;
   $('timeline').replaceChildren();
   groups.clear();
   renderTimeline(state.hits, MAX_ROWS);
@@ -684,8 +833,9 @@ $('filter').addEventListener('input', (e) => {
 
 // --- start -----------------------------------------------------------------
 
-if (!auth.token) {
-  setConn('no token: open the URL riptrace server printed, with its #token', true);
+if (!auth.header) {
+  setConn('not signed in', true);
+  signIn('open the URL riptrace server printed, with its #token, or sign in as a user of --ui-users');
 } else {
   stream();
   renderTracepoints();
