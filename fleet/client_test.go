@@ -303,3 +303,46 @@ func TestStatusKeepsLastWords(t *testing.T) {
 		t.Fatalf("last words kept: %+v, %v; want %q", said, err, st.Message)
 	}
 }
+
+// TestLeaseRemoveBeatsRenewal removes tracepoints while the lease renews
+// them every 3 ms: a renewal in flight must never declare again what was
+// just removed, nor put back an older version of what was just declared.
+func TestLeaseRemoveBeatsRenewal(t *testing.T) {
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	ctx := context.Background()
+	l := c.NewLease(9 * time.Millisecond)
+	for i := range 300 {
+		id := fmt.Sprintf("race-%d", i)
+		if err := l.Declare(ctx, &fleet.Spec{ID: id, Location: fleet.Location{Path: "x.go", Line: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		edited := &fleet.Spec{ID: id, Condition: "n > 1", Location: fleet.Location{Path: "x.go", Line: 1}}
+		if err := l.Declare(ctx, edited); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			if err := l.Remove(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	l.Abandon() // stops renewing, and waits for a renewal in flight
+	specs, err := c.Tracepoints(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) != 150 {
+		t.Errorf("%d tracepoints declared after removing 150 of 300, want 150", len(specs))
+	}
+	for _, sp := range specs {
+		var i int
+		fmt.Sscanf(sp.ID, "race-%d", &i)
+		if i%2 == 0 {
+			t.Errorf("%s was removed, and is declared again", sp.ID)
+		}
+		if sp.Condition != "n > 1" {
+			t.Errorf("%s is declared with condition %q, an older version than the last declared", sp.ID, sp.Condition)
+		}
+	}
+}

@@ -18,6 +18,11 @@ type Lease struct {
 	c   *Client
 	ttl time.Duration
 
+	// op orders declarations, removals and renewals one after another,
+	// each with its write to the bucket: a renewal in flight never puts
+	// back a tracepoint just removed, or an older version of one just
+	// declared again.
+	op sync.Mutex
 	// mu guards specs.
 	mu    sync.Mutex
 	specs map[string]leased
@@ -51,6 +56,13 @@ func (l *Lease) Declare(ctx context.Context, spec *Spec) error {
 // if the lease does; a zero until is Declare's. Its limits.expiresAt is
 // until once until is less than the lease's ttl away.
 func (l *Lease) DeclareUntil(ctx context.Context, spec *Spec, until time.Time) error {
+	l.op.Lock()
+	defer l.op.Unlock()
+	return l.declare(ctx, spec, until)
+}
+
+// declare is DeclareUntil with op held.
+func (l *Lease) declare(ctx context.Context, spec *Spec, until time.Time) error {
 	exp := time.Now().Add(l.ttl)
 	if !until.IsZero() && until.Before(exp) {
 		exp = until
@@ -77,20 +89,12 @@ func (l *Lease) Until(id string) (time.Time, bool) {
 
 // Remove removes the tracepoint id from the fleet and from the lease.
 func (l *Lease) Remove(ctx context.Context, id string) error {
+	l.op.Lock()
+	defer l.op.Unlock()
 	l.mu.Lock()
 	delete(l.specs, id)
 	l.mu.Unlock()
 	return l.c.Remove(ctx, id)
-}
-
-// forget drops id from the lease if it still ends at until: its owner may
-// have declared it again meanwhile.
-func (l *Lease) forget(id string, until time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if ls, ok := l.specs[id]; ok && ls.until.Equal(until) {
-		delete(l.specs, id)
-	}
 }
 
 // IDs lists the tracepoints the lease holds.
@@ -141,20 +145,36 @@ func (l *Lease) renew() {
 		l.mu.Unlock()
 		now := time.Now()
 		for _, s := range specs {
-			ctx, cancel := context.WithTimeout(context.Background(), l.ttl/3)
-			if !s.until.IsZero() && !now.Before(s.until) {
-				// Its end passed: agents dropped it at its expiry, and
-				// the fleet's list should not show it any longer. A failed
-				// removal is retried at the next tick.
-				if err := l.c.Remove(ctx, s.spec.ID); err == nil {
-					l.forget(s.spec.ID, s.until)
-				}
-			} else {
-				// A failed renewal is retried at the next tick; the
-				// expiry leaves room for two misses.
-				l.DeclareUntil(ctx, &s.spec, s.until)
-			}
-			cancel()
+			l.renewOne(s.spec.ID, now)
 		}
 	}
+}
+
+// renewOne renews tracepoint id, or removes it if its end passed, unless
+// it left the lease since the renewal began: what it holds now is renewed.
+func (l *Lease) renewOne(id string, now time.Time) {
+	l.op.Lock()
+	defer l.op.Unlock()
+	l.mu.Lock()
+	s, ok := l.specs[id]
+	l.mu.Unlock()
+	if !ok {
+		return // removed meanwhile
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.ttl/3)
+	defer cancel()
+	if !s.until.IsZero() && !now.Before(s.until) {
+		// Its end passed: agents dropped it at its expiry, and the
+		// fleet's list should not show it any longer. A failed removal is
+		// retried at the next tick.
+		if err := l.c.Remove(ctx, id); err == nil {
+			l.mu.Lock()
+			delete(l.specs, id)
+			l.mu.Unlock()
+		}
+		return
+	}
+	// A failed renewal is retried at the next tick; the expiry leaves
+	// room for two misses.
+	l.declare(ctx, &s.spec, s.until)
 }
