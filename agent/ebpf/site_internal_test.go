@@ -123,3 +123,45 @@ func TestRunBarriers(t *testing.T) {
 		}
 	}
 }
+
+// TestProved: a later PC may take the probe only if every value readable
+// there is the one the line started with, and every store to the frame
+// since wrote only such values.
+func TestProved(t *testing.T) {
+	st := newSymState()
+	x0, rax := regCells(famXMM0, 8), regCells(0, 8)
+	fv0 := &frameVars{vars: map[int]varLoc{
+		1: {name: "amount", cells: x0},
+		2: {name: "n", cells: rax, readable: true},
+	}}
+	at0 := map[int]cellVal{1: st.read(x0), 2: st.read(rax)}
+	// MOVSD X0, 0x20(SP); MULSD X1, X0
+	st.step(decode(t, []byte{0xf2, 0x0f, 0x11, 0x44, 0x24, 0x20}))
+	st.step(decode(t, []byte{0xf2, 0x0f, 0x59, 0xc1}))
+	spill := []stackRange{{0x20, 8}}
+	at := func(amount, n []cell) *frameVars {
+		return &frameVars{vars: map[int]varLoc{
+			1: {name: "amount", cells: amount, readable: true},
+			2: {name: "n", cells: n, readable: true},
+		}}
+	}
+	if !at(frameCells(0x20, 8), rax).provedAgainst(fv0, at0, st, spill) {
+		t.Error("amount spilled from X0 and n untouched: not proved")
+	}
+	if at(x0, rax).provedAgainst(fv0, at0, st, spill) {
+		t.Error("amount read from X0 after MULSD wrote it: proved")
+	}
+	if at(frameCells(0x20, 8), rax).provedAgainst(fv0, at0, st, []stackRange{{0x20, 8}, {0x40, 8}}) {
+		t.Error("a store to the frame where no proved value is: proved")
+	}
+	// INCQ AX: n is no longer what the line started with.
+	st.step(decode(t, []byte{0x48, 0xff, 0xc0}))
+	if at(frameCells(0x20, 8), rax).provedAgainst(fv0, at0, st, spill) {
+		t.Error("n read from AX after INCQ wrote it: proved")
+	}
+	unreadN := at(frameCells(0x20, 8), rax)
+	unreadN.vars[2] = varLoc{name: "n", cells: rax}
+	if !unreadN.provedAgainst(fv0, at0, st, spill) {
+		t.Error("n changed but not readable there, amount proved: not proved")
+	}
+}
