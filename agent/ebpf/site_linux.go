@@ -573,8 +573,11 @@ func varsAt(bi *proc.BinaryInfo, di *debugInfo, pc uint64, line int) (*frameVars
 	regs.CFA = spBase + fctx.CFA.Offset
 	regs.FrameBase = regs.CFA
 	regs.AddReg(7, op.DwarfRegisterFromUint64(spBase))
-	out := &frameVars{inlined: innermost(tree, pc), vars: make(map[int]varLoc), fp: make(map[string]string), readable: make(map[string]bool)}
-	for _, v := range reader.Variables(tree, pc, line, reader.VariablesOnlyVisible) {
+	// The variables of the frame Delve reads at pc: those of the inlined
+	// call it is in, if it is in one.
+	frameTree := innermost(tree, pc)
+	out := &frameVars{inlined: frameTree.Offset, vars: make(map[int]varLoc), fp: make(map[string]string), readable: make(map[string]bool)}
+	for _, v := range reader.Variables(frameTree, pc, line, reader.VariablesOnlyVisible|reader.VariablesSkipInlinedSubroutines) {
 		name, _ := v.Val(dwarf.AttrName).(string)
 		toff, ok := v.Val(dwarf.AttrType).(dwarf.Offset)
 		if !ok || name == "" {
@@ -648,20 +651,20 @@ func varsAt(bi *proc.BinaryInfo, di *debugInfo, pc uint64, line int) (*frameVars
 	return out, nil
 }
 
-// innermost returns the DWARF offset of the deepest inlined call in tree
-// that contains pc, or tree's own.
-func innermost(tree *godwarf.Tree, pc uint64) dwarf.Offset {
+// innermost returns the deepest inlined call in tree that contains pc, or
+// tree itself: the frame whose variables a hit at pc shows.
+func innermost(tree *godwarf.Tree, pc uint64) *godwarf.Tree {
 	for _, c := range tree.Children {
 		if c.Tag == dwarf.TagInlinedSubroutine && c.ContainsPC(pc) {
 			return innermost(c, pc)
 		}
 		if c.Tag == dwarf.TagLexDwarfBlock && c.ContainsPC(pc) {
-			if off := innermost(c, pc); off != c.Offset {
-				return off
+			if in := innermost(c, pc); in != c {
+				return in
 			}
 		}
 	}
-	return tree.Offset
+	return tree
 }
 
 // fpNeeded returns the needed variables in a floating-point register.

@@ -120,3 +120,55 @@ func TestAutoKeepsEBPFWhereAProbeCanRead(t *testing.T) {
 		}
 	}
 }
+
+// TestProbeSitePerInlinedCopy traces a line inlined into two functions:
+// in payA's copy amount is on the stack at the line's call, so that copy's
+// probe moves there and shows the number; in payB's it is in a
+// floating-point register at every instruction of the line, so that
+// copy's probe stays and amount is not captured, never a wrong number.
+// Each execution of either copy gives one hit. Under auto, the log message
+// goes to Delve, saying why.
+func TestProbeSitePerInlinedCopy(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, floatsDir)
+	p := agenttest.Start(t, bin)
+	tgt := attach(t, ebpf.New(), p.Pid)
+	spec := floatSpec(t, "pay", "pay")
+	spec.LogMessage = "paid {amount}"
+	pl := set(t, tgt, spec)
+	if len(pl.PCs) != 2 || !strings.Contains(pl.ProbeWhy, "amount is in memory") {
+		t.Fatalf("placed at %#x, saying %q: want two copies, one probe moved where amount is in memory", pl.PCs, pl.ProbeWhy)
+	}
+	const burst = 20
+	hits := burstHits(t, p, tgt, 1, burst)
+	if len(hits) != burst {
+		t.Fatalf("a burst of %d executions of the line: %d hits", burst, len(hits))
+	}
+	seen := make(map[int]bool)
+	for _, h := range hits {
+		n := argN(t, h.Hit)
+		if n <= 1000 || n > 1000+burst || seen[n] {
+			t.Fatalf("hit with n = %d: want each of 1001 to %d once", n, 1000+burst)
+		}
+		seen[n] = true
+		amount, msg := argValue(h.Hit, "amount"), h.Message
+		if n%2 == 0 {
+			// payA's copy: the probe moved.
+			want := strconv.FormatFloat(float64(n)/4, 'g', -1, 64)
+			if amount != want || msg != "paid "+want {
+				t.Errorf("n = %d, in payA: amount = %q, logged %q; want %s", n, amount, msg, want)
+			}
+			continue
+		}
+		if !strings.Contains(amount, "not captured") || !strings.Contains(msg, "floating-point register") {
+			t.Errorf("n = %d, in payB: amount = %q, logged %q; want it not captured, in a floating-point register", n, amount, msg)
+		}
+	}
+
+	pa := agenttest.Start(t, bin)
+	auto := attach(t, &agent.Backends{Default: agent.BackendAuto, EBPF: ebpf.New(), Delve: delve.New(io.Discard)}, pa.Pid)
+	pl = set(t, auto, spec)
+	if pl.Backend != agent.BackendDelve || !strings.Contains(pl.BackendWhy, "which is in a floating-point register at every address of main.go:") {
+		t.Errorf("under auto: placed with %q (%q), want delve, saying amount is in a floating-point register at every address of the line", pl.Backend, pl.BackendWhy)
+	}
+}

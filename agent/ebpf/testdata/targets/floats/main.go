@@ -2,7 +2,8 @@
 // marked lines of an optimized build, out of a uprobe's reach. It prints
 // READY, then calls sum every few milliseconds. On SIGUSR1 it runs a
 // burst: charge with n = 1000*k + i for i from 1 to -burst in burst k
-// (from 1), then prints "BURST k=<k> calls=<n>".
+// (from 1), and payA (i even) or payB (i odd) with the same n, then
+// prints "BURST k=<k> calls=<n>".
 package main
 
 import (
@@ -40,6 +41,28 @@ func charge(amount float64, n int) float64 {
 	return amount
 }
 
+// pay is inlined into payA and payB: its marked line has a copy in each.
+// In payA's copy amount is in X0 at the line's first instruction and on
+// the stack at the call, as in charge; in payB's it is amount+1, in X1 up
+// to the call.
+func pay(amount float64, n int) {
+	if n > 0 {
+		audit(n, amount*1.5) //@trace(pay)
+	}
+}
+
+//go:noinline
+func payA(amount float64, n int) float64 {
+	pay(amount, n)
+	return amount
+}
+
+//go:noinline
+func payB(amount float64, n int) float64 {
+	pay(amount+1, n)
+	return amount
+}
+
 // audit is where a total would be checked; it only keeps its arguments
 // alive.
 //
@@ -65,6 +88,11 @@ func main() {
 			for i := 1; i <= *burst; i++ {
 				n := 1000*k + i
 				grand += charge(float64(n)/4, n)
+				if i%2 == 0 {
+					grand += payA(float64(n)/4, n)
+				} else {
+					grand += payB(float64(n)/4, n)
+				}
 			}
 			fmt.Printf("BURST k=%d calls=%d\n", k, *burst)
 			k++
