@@ -34,7 +34,7 @@ type site struct {
 	// fp names the variables that the spec needs and that are in a
 	// floating-point register at pc, with their types.
 	fp map[string]string
-	// gained names the needed variables readable at pc that were in a
+	// gained names the variables readable at pc that were in a
 	// floating-point register at first, when pc is not first.
 	gained []string
 }
