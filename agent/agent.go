@@ -630,6 +630,7 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 		a.record(k, p)
 		return
 	}
+	pl.BackendWhy = lp.explain(pl.BackendWhy)
 	p.commit(pl)
 	a.record(k, p)
 	if v := p.view(); v.err != nil {

@@ -1,6 +1,12 @@
 package agent
 
-import "github.com/riptrace/riptrace/fleet"
+import (
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/riptrace/riptrace/fleet"
+)
 
 // The agent writes log messages itself, from values it has redacted: a
 // backend evaluates a log message's expressions as captured expressions,
@@ -12,6 +18,9 @@ import "github.com/riptrace/riptrace/fleet"
 type logPlan struct {
 	segs  []fleet.LogSegment
 	exprs int // the spec's own expressions, which come first in a hit
+	// only names the log message's expressions that are none of the
+	// spec's own.
+	only []string
 }
 
 // splitLog returns the spec a backend installs for spec, whose log
@@ -27,6 +36,9 @@ func splitLog(spec fleet.Spec) (fleet.Spec, logPlan) {
 	for _, s := range segs {
 		if s.Expr != "" {
 			exprs = append(exprs, s.Expr)
+			if !slices.Contains(spec.Capture.Exprs, s.Expr) {
+				lp.only = append(lp.only, s.Expr)
+			}
 		}
 	}
 	spec.Capture.Exprs, spec.LogMessage = exprs, ""
@@ -48,4 +60,14 @@ func (lp logPlan) render(h *fleet.Hit) {
 	if len(vals) > 0 {
 		h.Message = fleet.RenderLogMessage(lp.segs, vals)
 	}
+}
+
+// explain words a backend's reason for its choice as the user wrote the
+// spec: the backend knows the log message's expressions only as captured
+// expressions, so it names one as `the expression "total"`.
+func (lp logPlan) explain(why string) string {
+	for _, e := range lp.only {
+		why = strings.ReplaceAll(why, "the expression "+strconv.Quote(e), "the log message")
+	}
+	return why
 }

@@ -47,6 +47,8 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 			switch {
 			case pl.BackendWhy != "":
 				st.Message += " (" + pl.Backend + ", not ebpf: " + pl.BackendWhy + ")"
+			case pl.ProbeWhy != "":
+				st.Message += " (" + pl.Backend + ": " + pl.ProbeWhy + ")"
 			case pl.Backend != "":
 				st.Message += " (" + pl.Backend + ")"
 			}

@@ -675,6 +675,10 @@ type Placement struct {
 	// BackendWhy says why backend auto chose Delve where it prefers eBPF:
 	// a value the spec needs is out of a uprobe's reach at the line.
 	BackendWhy string `json:"backendWhy,omitempty"`
+	// ProbeWhy says where in the line the eBPF backend put a probe when
+	// not at the line's first instruction, and why: a value is readable
+	// there that is not at the first.
+	ProbeWhy string `json:"probeWhy,omitempty"`
 }
 
 // Status states.

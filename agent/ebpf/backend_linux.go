@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"go/parser"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -291,6 +292,17 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 	if frames > maxFrames {
 		frames = maxFrames
 	}
+	// Each probe goes where, in its copy of the line, what the spec needs
+	// is readable (see siteFor).
+	needed := neededNames(spec)
+	var probeWhy string
+	for i, pc := range pcs {
+		s := t.siteFor(pc, file, spec.Location.Line, needed)
+		pcs[i] = s.pc
+		if probeWhy == "" {
+			probeWhy = s.describe(filepath.Base(file), spec.Location.Line)
+		}
+	}
 	plans := make([]bpfPlan, len(pcs))
 	// A condition the BPF program evaluates at every PC filters hits
 	// before the rate limit there; any other is evaluated here, and the
@@ -322,7 +334,7 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 		t.clear(old)
 	}
 	t.tps[spec.ID] = tp
-	pl := agent.Placement{Pid: t.pid, File: file, Line: spec.Location.Line, PCs: pcs}
+	pl := agent.Placement{Pid: t.pid, File: file, Line: spec.Location.Line, PCs: pcs, ProbeWhy: probeWhy}
 	if fn := t.snap.BinInfo().PCToFunc(pcs[0]); fn != nil {
 		pl.Function = fn.Name
 	}

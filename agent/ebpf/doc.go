@@ -24,6 +24,18 @@
 // agent, and so is the limit after it: there the decoder takes the probes
 // out, later, as it reads the records.
 //
+// A uprobe's program sees the general registers, not the floating-point
+// ones, so a float64 in an XMM register at the line's first PC would read
+// as not captured. The probe then goes, within the line, to the PC where
+// the most of the values the tracepoint needs, then of all its values, are
+// in memory or general registers (site_linux.go): only a PC in the
+// straight run of the line's instructions from its first, so that it fires
+// exactly once each time the line runs, and only where a symbolic run of
+// those instructions proves that every value readable there is the one
+// the line started with. Where
+// no such PC reads a value the condition, log message or expressions need,
+// Unreadable says so, and backend auto serves the tracepoint with Delve.
+//
 // The agent side turns each record into a snapshot of the process (the
 // registers and the copied regions, through agent/internal/snapshot, which
 // the Delve backend shares) and lets Delve's own evaluation read the hit

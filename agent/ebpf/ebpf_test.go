@@ -1017,7 +1017,8 @@ func TestSharedExecutable(t *testing.T) {
 // nothing asked of total, auto serves it with eBPF; with a condition or a
 // log message that reads total, auto serves it with Delve, and the
 // placement says why, and the log message prints a number. Asked for
-// eBPF by name, eBPF serves it all the same.
+// eBPF by name, eBPF serves it all the same, and says total was not
+// captured.
 func TestAutoTakesDelveForFloats(t *testing.T) {
 	needEBPF(t)
 	const dir = "testdata/targets/floats"
@@ -1044,8 +1045,8 @@ func TestAutoTakesDelveForFloats(t *testing.T) {
 	logged := spec("logged")
 	logged.LogMessage = "running total {total}"
 	pl := set(t, tgt, logged)
-	if pl.Backend != agent.BackendDelve || !strings.Contains(pl.BackendWhy, "the log message needs total (float64), which is in a floating-point register") {
-		t.Errorf("logged placed with %q (%q), want delve, saying the log message needs total in a floating-point register", pl.Backend, pl.BackendWhy)
+	if pl.Backend != agent.BackendDelve || !strings.Contains(pl.BackendWhy, "the log message needs total (float64), which is in a floating-point register at every address of main.go:") {
+		t.Errorf("logged placed with %q (%q), want delve, saying the log message needs total, in a floating-point register at every address of the line", pl.Backend, pl.BackendWhy)
 	}
 	for h := range tgt.Hits() {
 		if h.Fault != nil {
@@ -1073,8 +1074,22 @@ func TestAutoTakesDelveForFloats(t *testing.T) {
 	}
 
 	named := spec("named")
-	named.Condition, named.Backend = "total > 1", agent.BackendEBPF
+	named.LogMessage, named.Backend = "running total {total}", agent.BackendEBPF
 	if pl := set(t, tgt, named); pl.Backend != agent.BackendEBPF {
 		t.Errorf("a spec asking for ebpf placed with %q, want ebpf", pl.Backend)
+	}
+	// eBPF, asked for by name, says total was not captured: never a
+	// number it did not read.
+	for h := range tgt.Hits() {
+		if h.Fault != nil {
+			t.Fatal(h.Fault)
+		}
+		if h.Tracepoint != named.ID {
+			continue
+		}
+		if !strings.Contains(h.Message, "floating-point register") {
+			t.Errorf("log message %q, want it to say total is in a floating-point register", h.Message)
+		}
+		break
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -569,48 +570,6 @@ const (
 	dwarfXMM15 = 32
 )
 
-// fpRegisterVars returns the variables visible at pc of line whose value is,
-// wholly or in part, in a floating-point register there: name → type.
-func fpRegisterVars(bi *proc.BinaryInfo, di *debugInfo, pc uint64, line int) (map[string]string, error) {
-	fn := bi.PCToFunc(pc)
-	if fn == nil {
-		return nil, fmt.Errorf("no function at pc %#x", pc)
-	}
-	off, ok := di.funcs[fn.Entry]
-	if !ok {
-		return nil, fmt.Errorf("no DWARF entry for %s", fn.Name)
-	}
-	tree, err := godwarf.LoadTree(off, di.dw, bi.Images[0].StaticBase)
-	if err != nil {
-		return nil, fmt.Errorf("reading the DWARF of %s: %w", fn.Name, err)
-	}
-	// Where a value is, not its bytes: any frame will do.
-	regs := op.NewDwarfRegisters(0, nil, binary.LittleEndian, 16, 7, 6, 0)
-	regs.CFA, regs.FrameBase = 1<<40, 1<<40
-	regs.AddReg(7, op.DwarfRegisterFromUint64(1<<40))
-	out := make(map[string]string)
-	for _, v := range reader.Variables(tree, pc, line, reader.VariablesOnlyVisible) {
-		name, _ := v.Val(dwarf.AttrName).(string)
-		_, pieces, _, err := bi.Location(v.Tree, dwarf.AttrLocation, pc, *regs, nil)
-		if err != nil || name == "" {
-			continue
-		}
-		for _, p := range pieces {
-			if p.Kind == op.RegPiece && p.Val >= dwarfXMM0 && p.Val <= dwarfXMM15 {
-				typ := "a floating-point value"
-				if toff, ok := v.Val(dwarf.AttrType).(dwarf.Offset); ok {
-					if t, err := bi.Images[0].Type(toff); err == nil {
-						typ = t.String()
-					}
-				}
-				out[name] = typ
-				break
-			}
-		}
-	}
-	return out, nil
-}
-
 // neededNames returns the variables a spec's condition, log message and
 // expressions read, each with what reads it: the values a hit cannot do
 // without, unlike arguments and locals, which a hit shows as not captured
@@ -660,10 +619,10 @@ func neededNames(spec fleet.Spec) map[string]string {
 
 // Unreadable says why this backend cannot give spec, at its line in this
 // process, a value its condition, log message or expressions need: the
-// variable is in a floating-point register at every PC of the line, which
-// a uprobe cannot read. "" when it can, or when that cannot be told here
-// (Set then says what is wrong). Backend auto serves such a spec with
-// Delve, which reads every register.
+// variable is in a floating-point register at every PC of the line a probe
+// could take (see siteFor), which a uprobe cannot read. "" when it can, or
+// when that cannot be told here (Set then says what is wrong). Backend auto
+// serves such a spec with Delve, which reads every register.
 func (t *target) Unreadable(spec agent.Tracepoint) string {
 	needed := neededNames(spec)
 	if len(needed) == 0 {
@@ -683,14 +642,9 @@ func (t *target) Unreadable(spec agent.Tracepoint) string {
 		return ""
 	}
 	for _, pc := range pcs {
-		fp, err := fpRegisterVars(t.snap.BinInfo(), t.di, pc, spec.Location.Line)
-		if err != nil {
-			return ""
-		}
-		for _, name := range sortedNames(needed) {
-			if typ, ok := fp[name]; ok {
-				return fmt.Sprintf("%s needs %s (%s), which is in a floating-point register at %s:%d, out of a uprobe's reach", needed[name], name, typ, file, spec.Location.Line)
-			}
+		s := t.siteFor(pc, file, spec.Location.Line, needed)
+		for _, name := range sortedNames(s.fp) {
+			return fmt.Sprintf("%s needs %s (%s), which is in a floating-point register at every address of %s:%d a probe could take; a uprobe cannot read it", needed[name], name, s.fp[name], filepath.Base(file), spec.Location.Line)
 		}
 	}
 	return ""
