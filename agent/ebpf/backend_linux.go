@@ -145,10 +145,11 @@ type target struct {
 	exitErr  error
 	ended    bool
 
-	snap *snapshot.Process
-	mem  *regionMemory // of the hit being decoded
-	tgt  *proc.Target
-	di   *debugInfo
+	snap   *snapshot.Process
+	mem    *regionMemory // of the hit being decoded
+	tgt    *proc.Target
+	di     *debugInfo
+	stacks dlvvalue.StackCache
 }
 
 type tracepoint struct {
@@ -193,6 +194,11 @@ type probe struct {
 	off    uint64    // the probe's file offset in the executable
 	link   link.Link // nil where tp.multi holds it
 }
+
+// verifyStacks has every stack read from a target's stack cache read by
+// Delve too, a panic if they differ (which decoding turns into a fault):
+// the package's tests set it.
+var verifyStacks = false
 
 func newTarget(pid int, exe string) (*target, error) {
 	x, snap, tgt, err := openShared(pid, exe)
@@ -240,6 +246,7 @@ func newTarget(pid int, exe string) (*target, error) {
 		tgt:    tgt,
 		di:     x.di,
 	}
+	t.stacks.Verify = verifyStacks
 	x.mu.Lock()
 	x.targets[t] = true
 	x.mu.Unlock()
