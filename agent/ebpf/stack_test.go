@@ -1,7 +1,9 @@
 package ebpf_test
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/agent/ebpf"
@@ -34,5 +36,32 @@ func TestStackCache(t *testing.T) {
 	}
 	if n := ebpf.CachedStacks(tgt); n < len(hits)/2 {
 		t.Errorf("%d of %d stacks read from the cache, want most", n, len(hits))
+	}
+
+	// The main goroutine's calls go through runtime.main, a frame of the
+	// runtime's read like any other: with its frame pointer checked.
+	p2 := agenttest.Start(t, bin, "-every", "1ms")
+	tgt2 := attach(t, ebpf.New(), p2.Pid)
+	set(t, tgt2, workSpec(t, "main"))
+	n := 0
+	for timeout := time.After(time.Minute); n < 40; n++ {
+		select {
+		case h := <-tgt2.Hits():
+			if h.Fault != nil {
+				t.Fatalf("fault: %v", h.Fault)
+			}
+			var fns []string
+			for _, f := range h.Stack {
+				fns = append(fns, f.Function)
+			}
+			if got, want := strings.Join(fns, " "), "main.work main.main runtime.main runtime.goexit"; got != want {
+				t.Fatalf("stack %s, want %s", got, want)
+			}
+		case <-timeout:
+			t.Fatalf("%d hits of the main goroutine in a minute, want 40", n)
+		}
+	}
+	if c := ebpf.CachedStacks(tgt2); c < n/2 {
+		t.Errorf("%d of %d stacks of the main goroutine read from the cache, want most", c, n)
 	}
 }

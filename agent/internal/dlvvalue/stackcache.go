@@ -34,7 +34,16 @@ type StackCache struct {
 	// Cached counts the stacks read from the cache.
 	Cached int
 	frames map[uint64]*cachedFrame // by return address
+	// misses counts, by the PC of the hit, the stacks read there since the
+	// cache last told one. A line reached only through frames it does not
+	// learn stops paying for the attempt, but for one in maxMisses hits, in
+	// case its callers change.
+	misses map[uint64]int
 }
+
+// maxMisses is how many stacks in a row at one PC the cache fails to tell
+// before it is asked only now and then.
+const maxMisses = 8
 
 // cachedFrame is what Delve made of a physical frame below the top one.
 type cachedFrame struct {
@@ -55,19 +64,33 @@ func (sc *StackCache) Stack(tgt *proc.Target, th proc.Thread, c fleet.Capture, h
 	if c.StackDepth <= 0 {
 		return Stack(tgt, th, c, h, file, line)
 	}
-	if top, g, stack, ok := sc.fast(tgt, th, min(c.StackDepth, fleet.MaxStackDepth), word); ok {
-		if sc.Verify {
-			var want fleet.Hit
-			Stack(tgt, th, c, &want, file, line)
-			if !reflect.DeepEqual(stack, want.Stack) || top[0].Call.File != want.File || top[0].Call.Line != want.Line || fnName(top[0].Call.Fn) != want.Function {
-				panic(fmt.Sprintf("the cached stack differs from Delve's:\n got %+v\nwant %+v", stack, want.Stack))
+	var pc uint64
+	if regs, err := th.Registers(); err == nil {
+		pc = regs.PC()
+	}
+	m := sc.misses[pc]
+	if len(sc.frames) > 0 && (m < maxMisses || m%maxMisses == 0) {
+		if top, g, stack, ok := sc.fast(tgt, th, min(c.StackDepth, fleet.MaxStackDepth), word); ok {
+			delete(sc.misses, pc)
+			if sc.Verify {
+				var want fleet.Hit
+				Stack(tgt, th, c, &want, file, line)
+				if !reflect.DeepEqual(stack, want.Stack) || top[0].Call.File != want.File || top[0].Call.Line != want.Line || fnName(top[0].Call.Fn) != want.Function {
+					panic(fmt.Sprintf("the cached stack differs from Delve's:\n got %+v\nwant %+v", stack, want.Stack))
+				}
 			}
+			sc.Cached++
+			Place(h, top[:1], false)
+			h.Stack = stack
+			h.Goroutine = g.ID
+			return top, g
 		}
-		sc.Cached++
-		Place(h, top[:1], false)
-		h.Stack = stack
-		h.Goroutine = g.ID
-		return top, g
+	}
+	if len(sc.frames) > 0 && (m > 0 || len(sc.misses) < maxCachedFrames) {
+		if sc.misses == nil {
+			sc.misses = make(map[uint64]int)
+		}
+		sc.misses[pc] = m + 1
 	}
 	frames, g := Stack(tgt, th, c, h, file, line)
 	sc.learn(frames, g, word)
@@ -78,9 +101,6 @@ func (sc *StackCache) Stack(tgt *proc.Target, th proc.Thread, c fleet.Capture, h
 // physical frame, the goroutine, and the hit's stack as Place writes it.
 // ok is false where the cache cannot tell.
 func (sc *StackCache) fast(tgt *proc.Target, th proc.Thread, depth int, word func(uint64) (uint64, bool)) (top []proc.Stackframe, g *proc.G, stack []fleet.Frame, ok bool) {
-	if len(sc.frames) == 0 {
-		return nil, nil, nil, false
-	}
 	// Delve's walk to depth 0 stops after the top physical frame, with
 	// all the calls inlined into it.
 	top, err := proc.ThreadStacktrace(tgt, th, 0)
@@ -111,7 +131,7 @@ func (sc *StackCache) fast(tgt *proc.Target, th proc.Thread, depth int, word fun
 	// Delve counts frames after each physical frame, with all its inlined
 	// calls: so do we.
 	cfa, ret := uint64(top[concrete].Regs.CFA), top[concrete].Ret
-	for len(stack) < depth+1 {
+	for below := false; len(stack) < depth+1; below = true {
 		if ret == 0 {
 			return nil, nil, nil, false
 		}
@@ -120,6 +140,9 @@ func (sc *StackCache) fast(tgt *proc.Target, th proc.Thread, depth int, word fun
 		}
 		cf := sc.frames[ret]
 		if cf == nil {
+			return nil, nil, nil, false
+		}
+		if below && !cf.bottom && !framePointer(cfa, cfa+cf.size, word) {
 			return nil, nil, nil, false
 		}
 		stack = append(stack, cf.frames...)
@@ -145,6 +168,7 @@ func (sc *StackCache) learn(frames []proc.Stackframe, g *proc.G, word func(uint6
 		sc.frames = make(map[uint64]*cachedFrame)
 	}
 	var above *proc.Stackframe // the concrete frame of the physical frame above
+	concreteTop := -1          // the index of the top physical frame's concrete frame
 	for i := 0; i < len(frames); {
 		j := i
 		for j < len(frames) && frames[j].Inlined && frames[j].Err == nil && frames[j].Call.Fn != nil {
@@ -172,6 +196,10 @@ func (sc *StackCache) learn(frames []proc.Stackframe, g *proc.G, word func(uint6
 			if r, ok := word(cfa - 8); !ok || r != above.Ret {
 				return
 			}
+			// goexit has no frame of its own, and the walk ends there.
+			if above != &frames[concreteTop] && !bottom && !framePointer(cfa, uint64(f.Regs.CFA), word) {
+				return
+			}
 			if sc.frames[above.Ret] == nil {
 				cf := &cachedFrame{size: uint64(f.Regs.CFA) - f.Regs.SP(), bottom: bottom}
 				for _, fr := range frames[i : j+1] {
@@ -183,16 +211,41 @@ func (sc *StackCache) learn(frames []proc.Stackframe, g *proc.G, word func(uint6
 		if bottom {
 			return
 		}
+		if above == nil {
+			concreteTop = j
+		}
 		above = f
 		i = j + 1
 	}
 }
 
-// plain reports whether a function's frames are walked in the plain way:
-// the runtime's may switch stacks or be entered by a signal, and reflect's
-// assembly stubs call Go code from frames of their own making.
+// framePointer reports whether the frame whose CFA is cfa, below one whose
+// CFA is calleeCFA, keeps its frame pointer where Go's frames do: two words
+// under its CFA, as its callee saved it. Delve's walk follows frame pointers
+// where they hold, so a frame size learned from it is the function's own
+// only where they do. The top frame, which may have no frame of its own,
+// is not asked.
+func framePointer(calleeCFA, cfa uint64, word func(uint64) (uint64, bool)) bool {
+	bp, ok := word(calleeCFA - 16)
+	return ok && bp == cfa-16
+}
+
+// plain reports whether a function's frames are walked in the plain way.
+// Delve's walk treats some of the runtime's by name (they switch stacks,
+// are entered by a signal or end the stack), and the assembly stubs that
+// call Go code through reflection build frames of their own.
 func plain(fn string) bool {
-	return !strings.HasPrefix(fn, "runtime.") && !strings.HasPrefix(fn, "reflect.")
+	return !special[fn] && !strings.HasPrefix(fn, "runtime.call") && !strings.HasPrefix(fn, "reflect.")
+}
+
+// special are the functions Delve's stack walk (proc's stack.go and
+// amd64_arch.go, v1.27) treats by name.
+var special = map[string]bool{
+	"crosscall2": true, "runtime.asmcgocall": true, "runtime.cgocallback": true, "runtime.cgocallback_gofunc": true,
+	"runtime.goexit": true, "runtime.goexit0": true, "runtime.goexit1": true, "runtime.mcall": true,
+	"runtime.mstart": true, "runtime.mstart0": true, "runtime.mstart1": true, "runtime.newstack": true,
+	"runtime.morestack": true, "runtime.rt0_go": true, "runtime.sigpanic": true, "runtime.sigreturn": true,
+	"runtime.sigtrampgo": true, "runtime.systemstack": true, "runtime.systemstack_switch": true,
 }
 
 // frameOf is a frame of the hit's stack, as Place writes it.
