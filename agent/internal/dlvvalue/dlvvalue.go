@@ -300,7 +300,7 @@ func (cv Converter) convert(v *api.Variable, depth int) fleet.Variable {
 		fv.Unreadable = ExplainUnreadable(v.Unreadable)
 		return fv
 	}
-	fv.Value = v.StringWithOptions("", "", api.PrettyShortenType)
+	fv.Value = valueString(v)
 	if depth >= maxTreeDepth {
 		return fv
 	}
@@ -338,6 +338,21 @@ func (cv Converter) convert(v *api.Variable, depth int) fleet.Variable {
 	return fv
 }
 
+// valueString is how Delve prints v. A number or a boolean, most of the
+// values of a hit, prints as its value: Delve's printer then writes just
+// that (api's writeBasicType), at the cost of a buffer.
+func valueString(v *api.Variable) string {
+	switch v.Kind {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64:
+		if v.Unreadable == "" && v.Value != "" {
+			return v.Value
+		}
+	}
+	return v.StringWithOptions("", "", api.PrettyShortenType)
+}
+
 func (cv Converter) withIndexChildren(fv fleet.Variable, kids []api.Variable, depth int) fleet.Variable {
 	if len(kids) > 0 {
 		fv.Children = make([]fleet.Variable, 0, len(kids))
@@ -359,7 +374,7 @@ func (cv Converter) withMapChildren(fv fleet.Variable, m *api.Variable, depth in
 	}
 	for i := 0; i+1 < len(kids); i += 2 {
 		c := cv.convert(&kids[i+1], depth+1)
-		c.Name = "[" + kids[i].StringWithOptions("", "", api.PrettyShortenType) + "]"
+		c.Name = "[" + valueString(&kids[i]) + "]"
 		fv.Children = append(fv.Children, c)
 	}
 	sort.SliceStable(fv.Children, func(i, j int) bool { return fv.Children[i].Name < fv.Children[j].Name })
