@@ -1022,7 +1022,7 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 	tp.ringFull += min(ringFull, dropped)
 	t.mem = &regionMemory{p: t.snap, regions: regions}
 	t.snap.Set(tid, regs, nil, t.mem)
-	t.tgt.ClearCaches()
+	t.snap.ClearCaches(t.tgt)
 	h, keep, err := t.safeCapture(tp)
 	if err != nil {
 		t.clear(tp)
