@@ -339,15 +339,24 @@ func (cv Converter) convert(v *api.Variable, depth int) fleet.Variable {
 }
 
 // valueString is how Delve prints v. A number or a boolean, most of the
-// values of a hit, prints as its value: Delve's printer then writes just
-// that (api's writeBasicType), at the cost of a buffer.
+// values of a hit, prints as its value, and a string quoted, with how much
+// of it was not loaded: Delve's printer writes just that (api's
+// writeBasicType), through a buffer and fmt.
 func valueString(v *api.Variable) string {
-	switch v.Kind {
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
-		reflect.Float32, reflect.Float64:
-		if v.Unreadable == "" && v.Value != "" {
-			return v.Value
+	if v.Unreadable == "" {
+		switch v.Kind {
+		case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+			reflect.Float32, reflect.Float64:
+			if v.Value != "" {
+				return v.Value
+			}
+		case reflect.String:
+			s := v.Value
+			if len(s) != int(v.Len) {
+				s += "...+" + strconv.Itoa(int(v.Len)-len(s)) + " more"
+			}
+			return strconv.Quote(s)
 		}
 	}
 	return v.StringWithOptions("", "", api.PrettyShortenType)
