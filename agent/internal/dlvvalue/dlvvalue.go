@@ -3,7 +3,8 @@
 // process, the eBPF backend a snapshot its probe copied, and their hits must
 // read the same. Values read the way a user wrote them: pointers are
 // followed, and a generated protobuf message shows its fields, not its
-// runtime's state (withoutGenerated).
+// runtime's state (withoutGenerated). The eBPF backend, which decodes
+// many hits of one process, reads their stacks through a StackCache.
 package dlvvalue
 
 import (
