@@ -10,11 +10,17 @@
 #      runs;
 #   2. time from `riptrace trace` (or `dlv attach`) starting to the
 #      tracepoint being live in a large optimized gRPC service
-#      (bench/grpcsvc, a module of its own), median over fresh processes;
+#      (bench/grpcsvc, a module of its own), median over fresh processes:
+#      dlv, the agent's Delve backend, and its eBPF backend on processes
+#      of an executable whose debug info the agent read when it discovered
+#      the first of them;
 #   3. how long that service stands still meanwhile (a client calls it
-#      every 5 ms; the longest call), as both tools stop it while Delve
-#      reads its debug info;
-#   4. memory while attached to that service: agent + worker vs dlv.
+#      every 5 ms; the longest call), as the ptrace tools stop it while
+#      Delve reads its debug info;
+#   4. memory while attached to that service: agent + worker vs dlv, and
+#      the eBPF agent's;
+#   5. the CPU time the agents, the server and the `riptrace trace`
+#      clients spend per hit in the runs of 1.
 #
 # Delve is installed into .cache/bench/bin at the version go.mod requires, so
 # both sides run the same Delve. Runs of the two tools alternate, so that
@@ -176,6 +182,17 @@ range() { # FORMAT VALUE...
 	printf '%s\n' "$@" | sort -g | awk -v f="$f" 'NR == 1 { lo = $1 } { hi = $1 } END { printf f "–" f, lo, hi }'
 }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+TICK=$(getconf CLK_TCK)
+# cpu_s PID...: the CPU time (user + system) the processes have used, in
+# seconds; those gone count nothing.
+cpu_s() {
+	local pid t=0
+	for pid in "$@"; do
+		[[ -r /proc/$pid/stat ]] || continue
+		t=$((t + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
+	done
+	calc "$t / $TICK"
+}
 
 # --- setup --------------------------------------------------------------------
 
@@ -201,6 +218,8 @@ ln -f "$BIN/hot" "$BIN/hot-idle"
 ln -f "$BIN/hot" "$BIN/hot-bare"
 ln -f "$BIN/hot" "$BIN/hot-base"
 ln -f "$BIN/grpcsvc" "$BIN/grpcsvc-dlv"
+# The eBPF agent's service, which the Delve backend's agent does not manage.
+ln -f "$BIN/grpcsvc" "$BIN/grpcsvc-ebpf"
 HOT_LINE=$(marker_line "$HOT_SRC" hot)
 COLD_LINE=$(marker_line "$HOT_SRC" cold)
 SVC_LINE=$(marker_line "$SVC_SRC" handle)
@@ -378,6 +397,21 @@ wait_for "$TMP/uprobe.out" '^READY pid=' 1 60 "$UPROBE_PID" || die "the bare upr
 
 for tool in dlv rt rte bare; do loop "$tool" "$WARMUP" >/dev/null; done
 loop idle 1000000 >/dev/null
+# CPU per hit counts from here: the warm-up hits are out, and the Delve
+# backend's worker (a child of its agent) is running.
+wait_for "$TMP/trace-hot.out" "\"line\":$HOT_LINE," "$WARMUP" 60 "$TRACE_DELVE_PID" || die "the Delve backend did not deliver its warm-up hits"
+wait_for "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE," "$WARMUP" 60 "$TRACE_EBPF_PID" || die "the eBPF backend did not deliver its warm-up hits"
+mapfile -t DELVE_WORKERS < <(children "$AGENT_DELVE_PID" "$RT")
+cpu_hits() { # TOOL: the CPU seconds of what serves TOOL's hits, and its hits received
+	case $1 in
+	ebpf) echo "$(cpu_s "$AGENT_EBPF_PID") $(cpu_s "$TRACE_EBPF_PID") $(count "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE,")" ;;
+	delve) echo "$(cpu_s "$AGENT_DELVE_PID" "${DELVE_WORKERS[@]}") $(cpu_s "$TRACE_DELVE_PID") $(count "$TMP/trace-hot.out" "\"line\":$HOT_LINE,")" ;;
+	server) cpu_s "$SERVER_PID" ;;
+	esac
+}
+read -r CPU0_EBPF_AGENT CPU0_EBPF_CLIENT HITS0_EBPF < <(cpu_hits ebpf)
+read -r CPU0_DELVE_AGENT CPU0_DELVE_CLIENT HITS0_DELVE < <(cpu_hits delve)
+CPU0_SERVER=$(cpu_hits server)
 declare -A RAW # tool,run → ns per loop
 for ((i = 1; i <= HIT_RUNS; i++)); do
 	# The eBPF agent decodes its hits after the fact, on the machine's
@@ -414,6 +448,9 @@ WANT_FAST=$((WARMUP + HIT_RUNS * NF))
 wait_for "$TMP/dlv-hot.out" '^> goroutine\(' "$WANT_HITS" 30 "$DLV_HOT_PID" || true
 wait_for "$TMP/trace-hot.out" "\"line\":$HOT_LINE," "$WANT_HITS" 60 "$TRACE_DELVE_PID" || true
 wait_for "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE," "$WANT_FAST" 120 "$TRACE_EBPF_PID" || true
+read -r CPU1_EBPF_AGENT CPU1_EBPF_CLIENT HITS1_EBPF < <(cpu_hits ebpf)
+read -r CPU1_DELVE_AGENT CPU1_DELVE_CLIENT HITS1_DELVE < <(cpu_hits delve)
+CPU1_SERVER=$(cpu_hits server)
 DLV_HITS=$(count "$TMP/dlv-hot.out" '^> goroutine\(')
 RT_HITS=$(count "$TMP/trace-hot.out" "\"line\":$HOT_LINE,")
 RTE_HITS=$(count "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE,")
@@ -468,6 +505,33 @@ echo "time to live: $LIVE_RUNS fresh processes per tool, alternating; each calle
 echo "the tool starts until a traced call returns: the longest call is how long the service stood still"
 # The Delve backend: these measure what attaching with ptrace costs.
 start_agent agent-svc bench --processes grpcsvc --backend delve
+AGENT_SVC_PID=$AGENT_PID
+# The eBPF backend reads an executable's debug info when it discovers a
+# process of it, and keeps it: a first process, traced as soon as the agent
+# lists it, waits for that read; the measured ones are fresh processes of
+# the same executable (replicas, restarts), traced once the agent lists
+# them. The first one's time is shown too.
+start_agent agent-svc-ebpf bench-svc-ebpf --processes grpcsvc-ebpf --backend ebpf
+AGENT_SVC_EBPF_PID=$AGENT_PID
+AGENT_PID=$AGENT_SVC_PID
+# live_ebpf NAME: a fresh eBPF-traced service from `riptrace trace` to its
+# first hit; sets RTE_LIVE and PAUSE.
+live_ebpf() {
+	start_svc "svc-$1" "$BIN/grpcsvc-ebpf"
+	agent_sees "$SVC_PID"
+	start_probe "probe-$1"
+	start_trace "trace-$1" "$SVC_SRC:$SVC_LINE" "$SVC_PID" grpcsvc-ebpf --hosts bench-svc-ebpf
+	hit_svc
+	wait_for "$TMP/trace-$1.out" "\"line\":$SVC_LINE," 1 30 "$TRACE_PID" || die "riptrace (ebpf) reported no hit in the gRPC service"
+	end_probe "probe-$1"
+	RTE_LIVE=$(calc "$TRACE_T1 - $TRACE_T0")
+}
+live_ebpf rte0
+RTE_LIVE_FIRST=$RTE_LIVE
+stop "$TRACE_PID"
+stop "$SVC_PID"
+rte_live=()
+rte_pause=()
 printf 'trace %s:%d\ncontinue\n' "$ROOT/$SVC_SRC" "$SVC_LINE" >"$TMP/dlv-svc.init"
 dlv_live=()
 rt_live=()
@@ -529,8 +593,20 @@ for ((i = 1; i <= LIVE_RUNS; i++)); do
 	fi
 	stop "$TRACE_PID"
 	stop "$SVC_PID"
+
+	live_ebpf "rte$i"
+	rte_live+=("$RTE_LIVE")
+	rte_pause+=("$PAUSE")
+	printf '  run %d: riptrace trace (ebpf) %s s, paused %s s\n' "$i" "$(fmt %.3f "${rte_live[-1]}")" "$(fmt %.3f "${rte_pause[-1]}")"
+	if ((i == LIVE_RUNS)); then
+		AGENT_EBPF_RSS=$(status_kb "$AGENT_SVC_EBPF_PID" VmRSS)
+		AGENT_EBPF_HWM=$(status_kb "$AGENT_SVC_EBPF_PID" VmHWM)
+	fi
+	stop "$TRACE_PID"
+	stop "$SVC_PID"
 done
 stop "$AGENT_PID"
+stop "$AGENT_SVC_EBPF_PID"
 
 # --- report -----------------------------------------------------------------------
 
@@ -543,6 +619,12 @@ DLV_LIVE=$(median "${dlv_live[@]}")
 RT_LIVE=$(median "${rt_live[@]}")
 DLV_PAUSE=$(median "${dlv_pause[@]}")
 RT_PAUSE=$(median "${rt_pause[@]}")
+RTE_LIVE=$(median "${rte_live[@]}")
+RTE_PAUSE=$(median "${rte_pause[@]}")
+per_hit() { fmt %.1f "($2 - $1) * 1e6 / ($4 - $3 > 0 ? $4 - $3 : 1)"; } # CPU0 CPU1 HITS0 HITS1: µs
+EBPF_HITS=$((HITS1_EBPF - HITS0_EBPF))
+DELVE_HITS=$((HITS1_DELVE - HITS0_DELVE))
+AGENT_EBPF_CPU=$(per_hit "$CPU0_EBPF_AGENT" "$CPU1_EBPF_AGENT" "$HITS0_EBPF" "$HITS1_EBPF")
 mib() { fmt %.0f "$1 / 1024"; }
 row() { printf '  %-24s %10s %-8s %6s   %s\n' "$@" | sed 's/ *$//'; }
 
@@ -555,16 +637,30 @@ row "riptrace (ebpf)" "$(fmt %.1f "$RTE_COST")" µs/hit "$(fmt %.2fx "$RTE_COST 
 row "delve trace" "$(fmt %.0f "$DLV_COST")" µs/hit 1.00x "range $(range %.0f "${dlv_cost[@]}"); $DLV_HITS/$WANT_HITS hits printed"
 row "riptrace (delve)" "$(fmt %.0f "$RT_COST")" µs/hit "$(fmt %.2fx "$RT_COST / $DLV_COST")" "range $(range %.0f "${rt_cost[@]}"); $RT_HITS/$WANT_HITS hits received, $RT_DROPPED dropped; goal ≤ 0.5x"
 row "riptrace (ebpf)" "$(fmt %.1f "$RTE_COST")" µs/hit "$(fmt %.3fx "$RTE_COST / $DLV_COST")" "against delve trace"
+echo "CPU time per hit received in those runs (user + system, of each process over the runs)"
+row "agent (ebpf)" "$AGENT_EBPF_CPU" µs/hit "" "decoding $EBPF_HITS hits; goal ≤ 10 µs"
+row "riptrace trace (ebpf)" "$(per_hit "$CPU0_EBPF_CLIENT" "$CPU1_EBPF_CLIENT" "$HITS0_EBPF" "$HITS1_EBPF")" µs/hit "" "the client, at nice 19"
+row "agent+worker (delve)" "$(per_hit "$CPU0_DELVE_AGENT" "$CPU1_DELVE_AGENT" "$HITS0_DELVE" "$HITS1_DELVE")" µs/hit "" "$DELVE_HITS hits"
+row "riptrace trace (delve)" "$(per_hit "$CPU0_DELVE_CLIENT" "$CPU1_DELVE_CLIENT" "$HITS0_DELVE" "$HITS1_DELVE")" µs/hit "" "the client, at nice 19"
+row "server" "$(per_hit "$CPU0_SERVER" "$CPU1_SERVER" 0 $((EBPF_HITS + DELVE_HITS)))" µs/hit "" "the hits of both backends, at nice 19"
 echo "time to live, $(fmt %.1f "$SVC_MB") MB gRPC service (median of $LIVE_RUNS)"
 row "dlv attach + trace" "$(fmt %.2f "$DLV_LIVE")" s 1.00x "range $(range %.2f "${dlv_live[@]}")"
 row "riptrace trace" "$(fmt %.2f "$RT_LIVE")" s "$(fmt %.2fx "$RT_LIVE / $DLV_LIVE")" "range $(range %.2f "${rt_live[@]}"); goal ≤ 1 s"
+row "riptrace trace (ebpf)" "$(fmt %.3f "$RTE_LIVE")" s "$(fmt %.3fx "$RTE_LIVE / $DLV_LIVE")" "range $(range %.3f "${rte_live[@]}"), fresh processes of an executable the agent had read; its first process, traced once listed: $(fmt %.2f "$RTE_LIVE_FIRST") s; goal ≤ 0.25 s"
 echo "longest pause of that service meanwhile (median of $LIVE_RUNS)"
 row "dlv attach + trace" "$(fmt %.2f "$DLV_PAUSE")" s 1.00x "range $(range %.2f "${dlv_pause[@]}")"
 row "riptrace trace" "$(fmt %.2f "$RT_PAUSE")" s "$(fmt %.2fx "$RT_PAUSE / $DLV_PAUSE")" "range $(range %.2f "${rt_pause[@]}")"
+row "riptrace trace (ebpf)" "$(fmt %.3f "$RTE_PAUSE")" s "$(fmt %.3fx "$RTE_PAUSE / $DLV_PAUSE")" "range $(range %.3f "${rte_pause[@]}")"
 echo "memory while attached to it, after hits (VmRSS)"
 row dlv "$(mib "$DLV_RSS")" MiB 1.00x "peak $(mib "$DLV_HWM") MiB"
 row "riptrace agent+worker (+watchdog)" "$(mib "$AGENT_RSS")+$(mib "$WORKER_RSS")" MiB "$(fmt %.2fx "($AGENT_RSS + $WORKER_RSS) / $DLV_RSS")" "peak $(mib "$AGENT_HWM")+$(mib "$WORKER_HWM") MiB"
+row "riptrace agent (ebpf)" "$(mib "$AGENT_EBPF_RSS")" MiB "$(fmt %.2fx "$AGENT_EBPF_RSS / $DLV_RSS")" "peak $(mib "$AGENT_EBPF_HWM") MiB; it keeps the executable's debug info for its next processes"
 echo "load average at the end: $(loadavg) on $(nproc) CPUs (other work on the machine widens the ranges)"
+goal() { # NAME FIGURE MET
+	if (($(calc "$3"))); then echo "goal: $1: met ($2)"; else echo "goal: $1: not met ($2)"; fi
+}
+goal "agent CPU ≤ 10 µs per decoded hit (ebpf)" "$AGENT_EBPF_CPU µs" "$AGENT_EBPF_CPU <= 10"
+goal "time to live ≤ 250 ms with eBPF, after discovery" "median $(fmt %.0f "$RTE_LIVE * 1000") ms" "$RTE_LIVE <= 0.25"
 if ((DLV_HITS != WANT_HITS || RT_HITS != WANT_HITS || RTE_HITS + RTE_DROPPED != WANT_FAST || ${BARE_HITS:-0} != WANT_FAST)); then
 	echo "bench: warning: a tool reported fewer hits than the target ran (see the hits above)" >&2
 fi

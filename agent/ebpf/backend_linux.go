@@ -146,10 +146,11 @@ type target struct {
 	exitErr  error
 	ended    bool
 
-	snap *snapshot.Process
-	mem  *regionMemory // of the hit being decoded
-	tgt  *proc.Target
-	di   *debugInfo
+	snap   *snapshot.Process
+	mem    *regionMemory // of the hit being decoded
+	tgt    *proc.Target
+	di     *debugInfo
+	stacks dlvvalue.StackCache
 }
 
 type tracepoint struct {
@@ -194,6 +195,11 @@ type probe struct {
 	off    uint64    // the probe's file offset in the executable
 	link   link.Link // nil where tp.multi holds it
 }
+
+// verifyStacks has every stack read from a target's stack cache read by
+// Delve too, a panic if they differ (which decoding turns into a fault):
+// the package's tests set it.
+var verifyStacks = false
 
 func newTarget(pid int, exe string) (*target, error) {
 	x, snap, tgt, err := openShared(pid, exe)
@@ -241,6 +247,7 @@ func newTarget(pid int, exe string) (*target, error) {
 		tgt:    tgt,
 		di:     x.di,
 	}
+	t.stacks.Verify = verifyStacks
 	x.mu.Lock()
 	x.targets[t] = true
 	x.mu.Unlock()
@@ -1027,7 +1034,7 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 	tp.ringFull += min(ringFull, dropped)
 	t.mem = &regionMemory{p: t.snap, regions: regions}
 	t.snap.Set(tid, regs, nil, t.mem)
-	t.tgt.ClearCaches()
+	t.snap.ClearCaches(t.tgt)
 	h, keep, err := t.safeCapture(tp)
 	if err != nil {
 		t.clear(tp)

@@ -27,7 +27,7 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	tgt := t.tgt
 	th := t.snap.Thread()
 	h = fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Time: time.Now().UnixNano()}
-	frames, g := dlvvalue.Stack(tgt, th, tp.spec.Capture, &h, tp.file, tp.spec.Location.Line)
+	frames, g := t.stacks.Stack(tgt, th, tp.spec.Capture, &h, tp.file, tp.spec.Location.Line, t.mem.word)
 	if frames == nil {
 		return h, tp.spec.Condition == "", nil
 	}

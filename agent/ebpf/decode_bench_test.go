@@ -23,6 +23,8 @@ func BenchmarkDecode(b *testing.B) {
 	if err := ebpf.Available(); err != nil {
 		b.Skipf("eBPF is not available here: %v", err)
 	}
+	ebpf.VerifyStacks(false)
+	defer ebpf.VerifyStacks(true)
 	bin := agenttest.BuildTarget(b, valuesDir)
 	p := agenttest.Start(b, bin, "-every", "0", "-par", "8", "-burst", "100")
 	ctx := context.Background()

@@ -44,7 +44,11 @@
 // value. Delve reads some values it could not read as zero (a nil
 // interface, an empty map), so the decoder does not rely on its flags: it
 // records every read that missed the copy and marks each value whose bytes
-// overlap one (markUncaptured). The differential corpus (corpus_test.go,
+// overlap one (markUncaptured). What stays true from one hit to the next
+// is kept: the stack below the top frame is read from a cache per process
+// of what Delve's walks found at each return address
+// (dlvvalue.StackCache), and the runtime's module data is not read again
+// for each hit (snapshot.Process.ClearCaches). The differential corpus (corpus_test.go,
 // `make differential`) holds every line of real programs to the Delve
 // backend's values. Each executable's reader waits for records at the
 // agent's priority and decodes them on a thread at nice 19: the traced

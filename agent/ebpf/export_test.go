@@ -3,8 +3,16 @@ package ebpf
 import (
 	"fmt"
 
+	"github.com/riptrace/riptrace/agent"
+
 	"golang.org/x/sys/unix"
 )
+
+func init() { verifyStacks = true }
+
+// VerifyStacks sets whether the targets attached from now on check each
+// stack read from their cache against Delve's; tests do, benchmarks not.
+func VerifyStacks(on bool) { verifyStacks = on }
 
 // Loaded reports whether the debug info of pid's executable is loaded,
 // held by a target or parked.
@@ -38,4 +46,13 @@ func ForgetParked() {
 		x.unparkLocked()
 		x.forgetLocked()
 	}
+}
+
+// CachedStacks counts the hits of tgt whose stack was read from its stack
+// cache.
+func CachedStacks(tgt agent.Target) int {
+	t := tgt.(*target)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stacks.Cached
 }

@@ -1,6 +1,7 @@
 package ebpf
 
 import (
+	"encoding/binary"
 	"fmt"
 	"syscall"
 
@@ -53,4 +54,16 @@ func (m *regionMemory) ReadMemory(buf []byte, addr uint64) (int, error) {
 	}
 	m.misses = append(m.misses, span{addr, uint64(len(buf))})
 	return 0, fmt.Errorf("%w: %d bytes at %#x", errNotCaptured, len(buf), addr)
+}
+
+// word reads the word at addr from what the hit copied, as ReadMemory does,
+// but a miss is not recorded: the stack cache reads return addresses it
+// may not need (see dlvvalue.StackCache).
+func (m *regionMemory) word(addr uint64) (uint64, bool) {
+	for _, r := range m.regions {
+		if addr >= r.addr && addr+8 <= r.addr+uint64(len(r.data)) {
+			return binary.LittleEndian.Uint64(r.data[addr-r.addr:]), true
+		}
+	}
+	return 0, false
 }

@@ -51,6 +51,8 @@ type Process struct {
 	static               []mapping // file-backed mappings of the executable
 
 	mem Memory // of the current hit
+	// scratch is what BinInfo returns while ClearCaches runs.
+	scratch *proc.BinaryInfo
 }
 
 // mapping is [start, end) of the address space, mapped from the executable
@@ -231,6 +233,24 @@ func (p *Process) Set(tid int, regs *linutil.AMD64PtraceRegs, floats func(*linut
 	p.thread.regs = regs
 	p.thread.floats = floats
 	p.thread.common = proc.CommonThread{}
+}
+
+// ClearCaches has tgt, the Target over p, forget what Delve cached from the
+// last hit, as Target.ClearCaches does, but for the runtime's module data:
+// where the executable's type tables are, which do not move while the
+// process runs, and which Delve would otherwise read again for the first
+// interface of every hit (a twelfth of what decoding a hit cost). A load
+// that fails is not kept, so the module data kept is one that was read.
+// Target.ClearCaches forgets it in the BinaryInfo the process returns:
+// during the call, p returns one of its own that nothing else uses.
+func (p *Process) ClearCaches(tgt *proc.Target) {
+	if p.scratch == nil {
+		p.scratch = proc.NewBinaryInfo("linux", "amd64", true)
+	}
+	bi := p.bi
+	p.bi = p.scratch
+	defer func() { p.bi = bi }()
+	tgt.ClearCaches()
 }
 
 // Thread returns the one thread of the process: the one that hit.
