@@ -26,7 +26,8 @@ var floatsDir = filepath.Join("ebpf", "testdata", "targets", "floats")
 // a floating-point register at their line's first instruction, under
 // backend auto. Where a later instruction of the line has it in memory,
 // eBPF serves the logpoint there and the status says so; where none does,
-// Delve serves it and the status says why. Both print numbers.
+// Delve serves it and the status says why. Both print the numbers the
+// target computed.
 func TestFloatLogpointStatus(t *testing.T) {
 	if err := ebpf.Available(); err != nil {
 		t.Skipf("no eBPF: %v", err)
@@ -85,8 +86,16 @@ func TestFloatLogpointStatus(t *testing.T) {
 		}
 		_, num, _ := strings.Cut(h.Message, " ")
 		num = strings.TrimPrefix(num, "total ")
-		if _, err := strconv.ParseFloat(num, 64); err != nil {
+		f, err := strconv.ParseFloat(num, 64)
+		if err != nil {
 			t.Fatalf("%s logged %q, want a number", h.Tracepoint, h.Message)
+		}
+		// The numbers the target computes: amount is n/4 for n from 1001
+		// to 1020 in the first burst; total is 1.875, 5.625 then 11.625
+		// through sum's loop.
+		if strings.HasPrefix(h.Tracepoint, "floats-fee") && (f*4 != float64(int(f*4)) || f*4 <= 1000 || f*4 > 1020) ||
+			strings.HasPrefix(h.Tracepoint, "floats-add") && f != 1.875 && f != 5.625 && f != 11.625 {
+			t.Fatalf("%s logged %q: not a number the target computed", h.Tracepoint, h.Message)
 		}
 		seen[h.Tracepoint] = true
 	}
