@@ -22,11 +22,12 @@ import (
 // lines (it belongs to the eBPF backend's tests).
 var floatsDir = filepath.Join("ebpf", "testdata", "targets", "floats")
 
-// TestFloatLogpointStatus: two logpoints that print a float64 which is in
-// a floating-point register at their line's first instruction, under
-// backend auto. Where a later instruction of the line has it in memory,
-// eBPF serves the logpoint there and the status says so; where none does,
-// Delve serves it and the status says why. Both print numbers.
+// TestFloatLogpointStatus: logpoints that print a float64 which is in a
+// floating-point register at their line's first instruction, under backend
+// auto. Where a later instruction of the line has it in memory, eBPF serves
+// the logpoint there and the status says so; where none does (the loop's
+// total; amount in payB's inlined copy of pay), Delve serves it and the
+// status says why. All print the numbers the target computed.
 func TestFloatLogpointStatus(t *testing.T) {
 	if err := ebpf.Available(); err != nil {
 		t.Skipf("no eBPF: %v", err)
@@ -45,6 +46,7 @@ func TestFloatLogpointStatus(t *testing.T) {
 	}{
 		{"fee", "paid {amount}", "(ebpf: probed "},
 		{"add", "running total {total}", "(delve, not ebpf: the log message needs total (float64), which is in a floating-point register at every address of main.go:"},
+		{"pay", "paid {amount}", "(delve, not ebpf: the log message needs amount (float64), which is in a floating-point register at every address of main.go:"},
 	} {
 		spec := &fleet.Spec{
 			ID:         fmt.Sprintf("floats-%s-%d", tc.marker, n),
@@ -78,15 +80,25 @@ func TestFloatLogpointStatus(t *testing.T) {
 	}
 	defer r.Close()
 	seen := map[string]bool{}
-	for len(seen) < 2 {
+	for len(seen) < 3 {
 		h, err := r.Next(ctx)
 		if err != nil {
 			t.Fatalf("reading hits, with a number logged by %v: %v", seen, err)
 		}
 		_, num, _ := strings.Cut(h.Message, " ")
 		num = strings.TrimPrefix(num, "total ")
-		if _, err := strconv.ParseFloat(num, 64); err != nil {
+		f, err := strconv.ParseFloat(num, 64)
+		if err != nil {
 			t.Fatalf("%s logged %q, want a number", h.Tracepoint, h.Message)
+		}
+		// The numbers the target computes: amount is n/4 for n from 1001
+		// to 1020 in the first burst (n/4+1 in payB's copy of pay, n
+		// odd); total is 1.875, 5.625 then 11.625 through sum's loop.
+		quarter := func(f float64) bool { return f*4 == float64(int(f*4)) && f*4 > 1000 && f*4 <= 1020 }
+		if strings.HasPrefix(h.Tracepoint, "floats-fee") && !quarter(f) ||
+			strings.HasPrefix(h.Tracepoint, "floats-pay") && !(quarter(f) && int(f*4)%2 == 0) && !(quarter(f-1) && int((f-1)*4)%2 == 1) ||
+			strings.HasPrefix(h.Tracepoint, "floats-add") && f != 1.875 && f != 5.625 && f != 11.625 {
+			t.Fatalf("%s logged %q: not a number the target computed", h.Tracepoint, h.Message)
 		}
 		seen[h.Tracepoint] = true
 	}

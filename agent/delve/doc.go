@@ -32,8 +32,10 @@
 //     no uprobe program move the thread instead). The registers are those
 //     before it; the memory it wrote reads as it was before, from the
 //     probe's copy (up to 64 bytes; a wider write, or a string instruction,
-//     reads as not captured); a floating-point register it wrote reads as
-//     not captured.
+//     reads as not captured). The floating-point registers are read live:
+//     the one vector register a scalar float instruction wrote reads as
+//     not captured, the others as they were; after an instruction that may
+//     write more (or one not decoded), all read as not captured.
 //   - The hit goroutine's own stack holds still; the heap does not: other
 //     goroutines run during the capture, so a value they change may be read
 //     as it is a moment after the hit (as with any live debugger read; the

@@ -116,8 +116,12 @@ type firstInsn struct {
 	disp             int64
 	size             uint64
 	rep, ripRelative bool
-	floats           bool // it writes a floating-point or vector register
-	undecoded        bool // it could not be decoded: all of memory is suspect
+	// xmm is the one vector register it writes, -1 if none; floats says
+	// it may write others, or x87 or MMX state: then every
+	// floating-point register is suspect.
+	xmm       int
+	floats    bool
+	undecoded bool // it could not be decoded: all of memory is suspect
 }
 
 // attachHold seizes every thread of pid and returns the target once it is
@@ -660,9 +664,11 @@ func (tp *holdTracepoint) hitDone() bool {
 }
 
 // floats returns the loader of the hit thread's floating-point registers,
-// or nil when they are not the probe's: the probed instruction wrote one,
-// or the thread is not where that instruction left it (the kernel ran a
-// signal handler's setup first).
+// or nil when they are not the probe's: the probed instruction may have
+// written any of them, or the thread is not where that instruction left it
+// (the kernel ran a signal handler's setup first). The one vector register
+// the instruction wrote, if any, is left out: a value there reads as not
+// captured, and every other one as it was at the probe.
 func (t *holdTarget) floats(tid int, rec *hitRecord, p *holdProbe) func(*linutil.AMD64Registers) error {
 	if p.insn.floats || p.insn.undecoded {
 		return nil
@@ -681,14 +687,35 @@ func (t *holdTarget) floats(tid int, rec *hitRecord, p *holdProbe) func(*linutil
 		if err := getXstate(tid, &xs); err != nil {
 			return err
 		}
-		r.Fpregs = xs.Decode()
+		r.Fpregs = withoutVector(xs.Decode(), p.insn.xmm)
 		r.Fpregset = &xs
 		return nil
 	}
 }
 
+// withoutVector returns regs without vector register n (its XMM, YMM and
+// ZMM parts); n < 0 leaves regs as they are.
+func withoutVector(regs []proc.Register, n int) []proc.Register {
+	if n < 0 {
+		return regs
+	}
+	suffix := strconv.Itoa(n)
+	out := regs[:0]
+	for _, r := range regs {
+		switch r.Name {
+		case "XMM" + suffix, "YMM" + suffix, "ZMM" + suffix:
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
 // getXstate reads thread tid's floating-point and vector registers as
-// Delve's native backend does.
+// Delve's native backend does. The XMM registers are in the XSAVE area's
+// legacy region, which Delve's native backend reads with PTRACE_GETFPREGS
+// and this reads from the same buffer: left out, every XMM register would
+// read as zero.
 func getXstate(tid int, xs *amd64util.AMD64Xstate) error {
 	buf := make([]byte, cpuid.AMD64XstateMaxSize())
 	iov := unix.Iovec{Base: &buf[0], Len: uint64(len(buf))}
@@ -696,7 +723,7 @@ func getXstate(tid int, xs *amd64util.AMD64Xstate) error {
 		return fmt.Errorf("reading the floating-point registers: %w", err)
 	}
 	xs.Xsave = buf[:iov.Len]
-	return amd64util.AMD64XstateRead(xs.Xsave, false, xs, cpuid.AMD64XstateZMMHi256Offset())
+	return amd64util.AMD64XstateRead(xs.Xsave, true, xs, cpuid.AMD64XstateZMMHi256Offset())
 }
 
 // unreadableHere names what the capture could not read because the probed
@@ -913,7 +940,7 @@ func (t *holdTarget) decode(pc uint64) (firstInsn, error) {
 
 // describe says what inst writes that a capture after it would misread.
 func describe(inst x86asm.Inst) firstInsn {
-	fi := firstInsn{len: inst.Len, base: -1, index: -1}
+	fi := firstInsn{len: inst.Len, base: -1, index: -1, xmm: -1}
 	switch inst.Op {
 	case x86asm.CMP, x86asm.TEST, x86asm.PUSH, x86asm.CALL, x86asm.JMP, x86asm.BT,
 		x86asm.UCOMISS, x86asm.UCOMISD, x86asm.COMISS, x86asm.COMISD, x86asm.NOP,
@@ -923,9 +950,17 @@ func describe(inst x86asm.Inst) firstInsn {
 		return fi
 	}
 	if r, ok := inst.Args[0].(x86asm.Reg); ok {
-		if (r >= x86asm.X0 && r <= x86asm.X15) || (r >= x86asm.F0 && r <= x86asm.F7) || (r >= x86asm.M0 && r <= x86asm.M7) {
+		switch {
+		case r >= x86asm.X0 && r <= x86asm.X15 && writesOnlyFirst(inst.Op):
+			fi.xmm = int(r - x86asm.X0)
+		case (r >= x86asm.X0 && r <= x86asm.X15) || (r >= x86asm.F0 && r <= x86asm.F7) || (r >= x86asm.M0 && r <= x86asm.M7):
 			fi.floats = true
 		}
+	}
+	switch inst.Op {
+	case x86asm.FXRSTOR, x86asm.FXRSTOR64, x86asm.XRSTOR, x86asm.XRSTOR64, x86asm.LDMXCSR, x86asm.EMMS, x86asm.FNINIT:
+		// They load floating-point state from memory, or reset it.
+		fi.floats = true
 	}
 	m, ok := inst.Args[0].(x86asm.Mem)
 	if !ok {
@@ -955,6 +990,25 @@ func describe(inst x86asm.Inst) firstInsn {
 		}
 	}
 	return fi
+}
+
+// writesOnlyFirst reports whether op, with a vector register as its first
+// operand, writes that register and no other floating-point one: the scalar
+// arithmetic, moves and logic Go emits for floats. (PCMPESTRM, for one,
+// writes XMM0 whatever its operands.)
+func writesOnlyFirst(op x86asm.Op) bool {
+	switch op {
+	case x86asm.MOVSD_XMM, x86asm.MOVSS, x86asm.MOVQ, x86asm.MOVD,
+		x86asm.MOVUPS, x86asm.MOVAPS, x86asm.MOVUPD, x86asm.MOVAPD, x86asm.MOVDQU, x86asm.MOVDQA,
+		x86asm.ADDSD, x86asm.SUBSD, x86asm.MULSD, x86asm.DIVSD, x86asm.SQRTSD, x86asm.MINSD, x86asm.MAXSD,
+		x86asm.ADDSS, x86asm.SUBSS, x86asm.MULSS, x86asm.DIVSS, x86asm.SQRTSS, x86asm.MINSS, x86asm.MAXSS,
+		x86asm.XORPS, x86asm.XORPD, x86asm.ANDPS, x86asm.ANDPD, x86asm.ANDNPS, x86asm.ANDNPD,
+		x86asm.ORPS, x86asm.ORPD, x86asm.PXOR, x86asm.PAND, x86asm.POR,
+		x86asm.CVTSI2SD, x86asm.CVTSI2SS, x86asm.CVTSD2SS, x86asm.CVTSS2SD,
+		x86asm.ROUNDSD, x86asm.ROUNDSS, x86asm.UNPCKLPD, x86asm.PUNPCKLQDQ:
+		return true
+	}
+	return false
 }
 
 // ptRegIndex is r's index in struct pt_regs as hitRecord keeps it, or -1.

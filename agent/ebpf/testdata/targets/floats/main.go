@@ -22,8 +22,8 @@ import (
 func sum(prices []float64, rate float64) float64 {
 	total := 0.0
 	for i, p := range prices {
-		total += p * rate
-		audit(i, total) //@trace(add)
+		total += p * rate //@trace(mul)
+		audit(i, total)   //@trace(add)
 	}
 	return total
 }
