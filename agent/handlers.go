@@ -26,6 +26,20 @@ func (a *Agent) handleProfile(m *nats.Msg) fleet.Message {
 			p.Processes[i].Files, _ = a.sources.files(p.Processes[i].Pid)
 		}
 	}
+	if req.Fingerprint != nil {
+		// One fingerprint per build: replicas share it, and a profile
+		// stays bounded whatever their number.
+		seen := make(map[string]bool)
+		for i := range p.Processes {
+			proc := &p.Processes[i]
+			if proc.Revision != "" || proc.Build == "" || seen[proc.Build] {
+				continue
+			}
+			if proc.Fingerprint = a.sources.fingerprint(proc.Pid, *req.Fingerprint); proc.Fingerprint != nil {
+				seen[proc.Build] = true
+			}
+		}
+	}
 	return p
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -93,8 +94,10 @@ func mustRel(dir, file string) string {
 // syncLocation maps a FILE:LINE in a git checkout into every revision of the
 // file's module that runs in the fleet, as the debug adapter and the
 // language server do (see source.Resolve), and says on w what it found.
-// A location outside a checkout is returned as is, with a nil checkout.
-func syncLocation(ctx context.Context, c *fleet.Client, arg string, loc fleet.Location, w io.Writer) (fleet.Location, *checkout, error) {
+// revision, when not empty, is the revision processes without
+// vcs.revision run (--revision). A location outside a checkout is
+// returned as is, with a nil checkout.
+func syncLocation(ctx context.Context, c *fleet.Client, arg string, loc fleet.Location, revision string, w io.Writer) (fleet.Location, *checkout, error) {
 	if loc.Module == "" {
 		return loc, nil, nil // a path suffix, not a local file
 	}
@@ -116,7 +119,7 @@ func syncLocation(ctx context.Context, c *fleet.Client, arg string, loc fleet.Lo
 	// whole command.
 	hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	res := source.Resolve(hctx, c, repo, []source.Line{{File: file, Line: line}})
+	res := source.Resolve(hctx, c, repo, []source.Line{{File: file, Line: line, Revision: revision}})
 	if res.FleetErr != nil {
 		fmt.Fprintf(w, "riptrace: %v; tracing line %d of the checkout everywhere\n", res.FleetErr, line)
 	}
@@ -134,7 +137,42 @@ func syncLocation(ctx context.Context, c *fleet.Client, arg string, loc fleet.Lo
 	for _, rev := range sortedKeys(synced.Refused) {
 		fmt.Fprintf(w, "riptrace: revision %s runs in the fleet: not traced there: %s\n", fleet.ShortRevision(rev), synced.Refused[rev])
 	}
+	for _, build := range sortedKeys(synced.Builds) {
+		b := synced.Builds[build]
+		if b.Refused != "" {
+			fmt.Fprintf(w, "riptrace: build %s carries no vcs.revision: not traced there: %s\n", shortBuild(build), b.Refused)
+			continue
+		}
+		fmt.Fprintf(w, "riptrace: build %s carries no vcs.revision: it runs revision %s (%s)\n", shortBuild(build), fleet.ShortRevision(b.Revision), describeHow(b.How))
+		if b.Note != "" {
+			fmt.Fprintf(w, "riptrace: warning: %s\n", b.Note)
+		}
+	}
 	return synced, &checkout{repo: repo, ws: ws}, nil
+}
+
+// shortBuild abbreviates a Go build ID (four parts joined by '/') to its
+// last part's start, enough to tell builds apart in messages.
+func shortBuild(id string) string {
+	id = id[strings.LastIndexByte(id, '/')+1:]
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// describeHow says in words how a build's revision was found
+// (fleet.BuildRevision.How).
+func describeHow(how string) string {
+	switch {
+	case how == "override":
+		return "as --revision says"
+	case how == "fingerprint":
+		return "its debug info matches that version of the file"
+	case strings.HasPrefix(how, "stamp "):
+		return "its version string " + strings.TrimPrefix(how, "stamp ") + " names it"
+	}
+	return how
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -170,11 +208,18 @@ func follow(ctx context.Context, c *fleet.Client, lease *fleet.Lease, spec fleet
 		known = append(known, rev)
 	}
 	source.FollowRevisions(ctx, hw, spec.Location.Module, known, func(revs []string) {
+		// Builds without vcs.revision keep the revision found for them.
+		for _, b := range spec.Location.Builds {
+			if b.Revision != "" && !slices.Contains(revs, b.Revision) {
+				revs = append(revs, b.Revision)
+			}
+		}
 		loc, err := local.repo.Locate(file, line, revs)
 		if err != nil {
 			fmt.Fprintf(w, "riptrace: mapping the line into the revisions that started: %v\n", err)
 			return
 		}
+		loc.Builds = spec.Location.Builds
 		if reflect.DeepEqual(loc, spec.Location) {
 			return
 		}
