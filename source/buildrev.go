@@ -45,8 +45,11 @@ func (r *Repo) StampRevision(stamps map[string]string) (rev, name string) {
 		names = append(names, n)
 	}
 	// Commits before versions: a version string is a tag at best.
+	isVersion := func(name string) bool {
+		return strings.Contains(strings.ToLower(name[strings.LastIndexByte(name, '.')+1:]), "version")
+	}
 	sort.Slice(names, func(i, j int) bool {
-		ci, cj := !strings.Contains(strings.ToLower(names[i]), "version"), !strings.Contains(strings.ToLower(names[j]), "version")
+		ci, cj := !isVersion(names[i]), !isVersion(names[j])
 		if ci != cj {
 			return ci
 		}
