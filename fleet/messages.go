@@ -183,7 +183,7 @@ func (l Location) For(rev string, modified bool) (loc Location, warning string, 
 	case modified:
 		return loc, fmt.Sprintf("the process was built from a tree with uncommitted changes (vcs.modified=true%s): traced at %s:%d as is, which may not be the line you meant", revisionNote(rev), loc.Path, loc.Line), nil
 	case rev == "":
-		return loc, fmt.Sprintf("the process carries no vcs.revision (built outside a repository, or with -buildvcs=false): traced at %s:%d as in %s, which may not be the line you meant", loc.Path, loc.Line, l.describe()), nil
+		return loc, fmt.Sprintf("the process carries no vcs.revision, and its revision was not found when the line was set: traced at %s:%d as in %s, which may not be the line you meant. Set the line again to find it, or name it with --revision", loc.Path, loc.Line, l.describe()), nil
 	}
 	if reason, ok := lookupRevision(l.Refused, rev); ok {
 		return loc, "", Errorf(CodeLineChanged, "not traced in revision %s: %s (pick a line that revision has too, or deploy the checkout's revision)", ShortRevision(rev), reason)

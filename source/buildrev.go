@@ -128,7 +128,7 @@ func (e *NoMatchError) Error() string {
 	if e.Why != "" {
 		return fmt.Sprintf("the running code of %s cannot be matched with a committed version: %s", e.Path, e.Why)
 	}
-	return fmt.Sprintf("the running code of %s matches no committed version of it (%d versions in %d commits searched): it was built from uncommitted changes, or from commits this repository lacks", e.Path, e.Versions, e.Commits)
+	return fmt.Sprintf("the running code of %s matches no committed version of it (%d versions in %d commits searched)", e.Path, e.Versions, e.Commits)
 }
 
 // MatchFingerprint finds the revision an executable without vcs.revision

@@ -178,7 +178,7 @@ func resolveBuilds(ctx context.Context, fl Fleet, r *Repo, hosts []fleet.HostEnt
 		var nm *NoMatchError
 		switch {
 		case errors.As(err, &nm):
-			out[b] = fleet.BuildRevision{Refused: nm.Error() + ". Commit the code it was built from, or name its revision (--revision REV, or the \"revision\" attribute)"}
+			out[b] = fleet.BuildRevision{Refused: nm.Error() + ". Commit the code it was built from, or name its revision: --revision REV, or the \"revision\" setting in an editor"}
 		case err != nil:
 			out[b] = fleet.BuildRevision{Refused: err.Error()}
 		case m.Versions > 1:
