@@ -1,6 +1,9 @@
 package source
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -150,6 +153,23 @@ func (r *Repo) MatchFingerprint(rel string, fp *fleet.Fingerprint) (FingerprintM
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// Every front end resolves again as the fleet changes: the history is
+	// searched once per fingerprint while HEAD stays.
+	head, _ := r.head()
+	b, _ := json.Marshal(fp)
+	sum := sha256.Sum256(b)
+	key := matchKey{head.String(), rel, hex.EncodeToString(sum[:])}
+	if e, ok := r.matches[key]; ok {
+		return e.m, e.err
+	}
+	m, err := r.matchFingerprint(rel, fp)
+	r.matches[key] = matchEntry{m, err}
+	return m, err
+}
+
+// matchFingerprint is MatchFingerprint without the cache. Lock should be
+// held.
+func (r *Repo) matchFingerprint(rel string, fp *fleet.Fingerprint) (FingerprintMatch, error) {
 	iter, err := r.repo.Log(&git.LogOptions{All: true, Order: git.LogOrderCommitterTime})
 	if err != nil {
 		return FingerprintMatch{}, fmt.Errorf("reading the history of %s: %w", rel, err)
