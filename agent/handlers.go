@@ -19,6 +19,9 @@ func (a *Agent) handleProfile(m *nats.Msg) fleet.Message {
 			return &fleet.Profile{Error: fleet.AsError(err)}
 		}
 	}
+	if f := req.Fingerprint; f != nil && (len(f.Module) > fleet.MaxPathLen || len(f.Path) > fleet.MaxPathLen) {
+		return &fleet.Profile{Error: fleet.Errorf(fleet.CodeTooLarge, "the file to fingerprint is named in more than %d bytes. Name it by module and path in module", fleet.MaxPathLen)}
+	}
 	p := a.profile()
 	if req.Files {
 		for i := range p.Processes {

@@ -124,16 +124,19 @@ func resolveBuilds(ctx context.Context, fl Fleet, r *Repo, hosts []fleet.HostEnt
 			if _, done := out[p.Build]; done {
 				continue
 			}
-			switch rev, name := r.StampRevision(p.Stamps); {
-			case l.Revision != "":
+			if l.Revision != "" {
 				if full, err := r.Resolve(l.Revision); err != nil {
 					out[p.Build] = fleet.BuildRevision{Refused: fmt.Sprintf("the revision given for processes without vcs.revision, %s, cannot be read: %v", l.Revision, err)}
 				} else {
 					out[p.Build] = fleet.BuildRevision{Revision: full, How: "override"}
 				}
-			case rev != "":
+				continue
+			}
+			if rev, name := r.StampRevision(p.Stamps); rev != "" {
 				out[p.Build] = fleet.BuildRevision{Revision: rev, How: "stamp " + name}
-			case !asked:
+				continue
+			}
+			if !asked {
 				asked = true
 				ask = append(ask, h.Name)
 			}
