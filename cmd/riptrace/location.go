@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -137,8 +136,18 @@ func syncLocation(ctx context.Context, c *fleet.Client, arg string, loc fleet.Lo
 	for _, rev := range sortedKeys(synced.Refused) {
 		fmt.Fprintf(w, "riptrace: revision %s runs in the fleet: not traced there: %s\n", fleet.ShortRevision(rev), synced.Refused[rev])
 	}
-	for _, build := range sortedKeys(synced.Builds) {
-		b := synced.Builds[build]
+	sayBuilds(w, synced.Builds, nil)
+	return synced, &checkout{repo: repo, ws: ws}, nil
+}
+
+// sayBuilds says on w what was found of each build without vcs.revision
+// in builds that known does not have.
+func sayBuilds(w io.Writer, builds, known map[string]fleet.BuildRevision) {
+	for _, build := range sortedKeys(builds) {
+		b := builds[build]
+		if _, ok := known[build]; ok {
+			continue
+		}
 		if b.Refused != "" {
 			fmt.Fprintf(w, "riptrace: build %s carries no vcs.revision: not traced there: %s\n", shortBuild(build), b.Refused)
 			continue
@@ -148,7 +157,6 @@ func syncLocation(ctx context.Context, c *fleet.Client, arg string, loc fleet.Lo
 			fmt.Fprintf(w, "riptrace: warning: %s\n", b.Note)
 		}
 	}
-	return synced, &checkout{repo: repo, ws: ws}, nil
 }
 
 // shortBuild abbreviates a Go build ID (four parts joined by '/') to its
@@ -187,8 +195,9 @@ func sortedKeys[V any](m map[string]V) []string {
 // follow keeps spec's per-revision lines current as revisions of its
 // module start in the fleet (source.FollowRevisions), declaring it again
 // under lease when its mapping changes, and says so on w. arg is the
-// FILE:LINE of the checkout the spec was declared from.
-func follow(ctx context.Context, c *fleet.Client, lease *fleet.Lease, spec fleet.Spec, arg string, local *checkout, w io.Writer) {
+// FILE:LINE of the checkout the spec was declared from, revision the
+// --revision flag.
+func follow(ctx context.Context, c *fleet.Client, lease *fleet.Lease, spec fleet.Spec, arg, revision string, local *checkout, w io.Writer) {
 	local.setMapped(spec.Location)
 	file, line, err := splitLocation(arg)
 	if err != nil {
@@ -207,19 +216,27 @@ func follow(ctx context.Context, c *fleet.Client, lease *fleet.Lease, spec fleet
 	for rev := range spec.Location.Refused {
 		known = append(known, rev)
 	}
-	source.FollowRevisions(ctx, hw, spec.Location.Module, known, func(revs []string) {
-		// Builds without vcs.revision keep the revision found for them.
-		for _, b := range spec.Location.Builds {
-			if b.Revision != "" && !slices.Contains(revs, b.Revision) {
-				revs = append(revs, b.Revision)
-			}
-		}
-		loc, err := local.repo.Locate(file, line, revs)
-		if err != nil {
-			fmt.Fprintf(w, "riptrace: mapping the line into the revisions that started: %v\n", err)
+	for build := range spec.Location.Builds {
+		known = append(known, "build:"+build)
+	}
+	source.FollowRevisions(ctx, hw, spec.Location.Module, known, func([]string) {
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		res := source.Resolve(hctx, hw, local.repo, []source.Line{{File: file, Line: line, Revision: revision}})
+		cancel()
+		if res.Errs[0] != nil {
+			fmt.Fprintf(w, "riptrace: mapping the line into the revisions that started: %v\n", res.Errs[0])
 			return
 		}
-		loc.Builds = spec.Location.Builds
+		loc := res.Locations[0]
+		// A build whose agent did not answer in time keeps what was found.
+		for build, b := range spec.Location.Builds {
+			if _, ok := loc.Builds[build]; !ok {
+				if loc.Builds == nil {
+					loc.Builds = make(map[string]fleet.BuildRevision)
+				}
+				loc.Builds[build] = b
+			}
+		}
 		if reflect.DeepEqual(loc, spec.Location) {
 			return
 		}
@@ -237,6 +254,7 @@ func follow(ctx context.Context, c *fleet.Client, lease *fleet.Lease, spec fleet
 				fmt.Fprintf(w, "riptrace: revision %s started in the fleet: not traced there: %s\n", fleet.ShortRevision(rev), loc.Refused[rev])
 			}
 		}
+		sayBuilds(w, loc.Builds, spec.Location.Builds)
 		spec.Location = loc
 		local.setMapped(loc)
 		if err := lease.Declare(ctx, &spec); err != nil && ctx.Err() == nil {

@@ -135,7 +135,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		followed := make(chan struct{})
 		go func() {
 			defer close(followed)
-			follow(followCtx, c, lease, spec, pos[0], local, stderr)
+			follow(followCtx, c, lease, spec, pos[0], *revision, local, stderr)
 		}()
 		defer func() {
 			stopFollowing()

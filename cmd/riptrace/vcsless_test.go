@@ -76,3 +76,35 @@ func TestTraceBuildWithoutVCS(t *testing.T) {
 		t.Errorf("riptrace trace --revision does not say what it traces:\n%s", r.stderr)
 	}
 }
+
+// TestTraceFollowsBuildWithoutVCS declares a line of a checkout one commit
+// ahead before any agent runs. When the agent reports a process of the
+// older commit built with -buildvcs=false, the trace finds its revision
+// from its debug info and declares the line again: the hit comes from that
+// commit's line, not from the checkout's line number.
+func TestTraceFollowsBuildWithoutVCS(t *testing.T) {
+	t.Parallel()
+	repo, bin, revA := sourcetest.MovedLine(t, agenttest.BuildUnstamped)
+	src := filepath.Join(repo, "main.go")
+	localLine := agenttest.MarkerLine(t, src, "work")
+	url := startServer(t)
+
+	tr := start(t, "trace", "--nats", url, "--json", "--count", "1", "--wait", fmt.Sprintf("%s:%d", src, localLine))
+	tr.await(t, cmdTimeout, "the tracing line", func(_, stderr string) bool {
+		return strings.Contains(stderr, "riptrace: tracing ")
+	})
+	startTargetBuild(t, bin, "follow-vcsless")
+	startAgent(t, url, "follow-vcsless-host", "follow-vcsless")
+
+	said := "carries no vcs.revision: it runs revision " + fleet.ShortRevision(revA) + " (its debug info matches that version of the file)"
+	tr.await(t, stateTimeout, said, func(_, stderr string) bool {
+		return strings.Contains(stderr, said)
+	})
+	if code := tr.exitCode(t, stateTimeout); code != 0 {
+		t.Fatalf("riptrace trace --count 1: exit status %d, want 0\n%s", code, tr.Stderr())
+	}
+	hits := decodeTraced(t, tr.Stdout())
+	if len(hits) != 1 || hits[0].Line != localLine-sourcetest.MovedBy || hits[0].Process.Revision != revA {
+		t.Fatalf("hits %+v, want one at commit A's line %d", hits, localLine-sourcetest.MovedBy)
+	}
+}
