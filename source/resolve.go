@@ -47,9 +47,11 @@ type Resolution struct {
 }
 
 // Resolve names lines of local files for the fleet and maps those in a git
-// checkout into every revision of their module that the fleet runs now. It
-// asks the fleet once whatever the number of lines, and only when one of
-// them is in a Go module. ctx bounds that question: agents that answer too
+// checkout into every revision of their module that the fleet runs now,
+// including the revisions found for builds without vcs.revision (see
+// resolveBuilds). It asks the fleet once whatever the number of lines, and
+// only when one of them is in a Go module; hosts that run builds without
+// vcs.revision are asked once more per file, for its fingerprint. ctx bounds that question: agents that answer too
 // late cost their revisions a mapping, not the request.
 //
 // repo is the checkout's repository, for a caller that keeps it open
@@ -59,6 +61,9 @@ func Resolve(ctx context.Context, fl Fleet, repo *Repo, lines []Line) Resolution
 	var hosts []fleet.HostEntry
 	asked := false
 	repos := map[string]*Repo{} // by directory, when repo is nil
+	// What was found of the builds without vcs.revision, by file and
+	// override: the hosts running them are asked once per file.
+	buildsOf := map[string]map[string]fleet.BuildRevision{}
 	for i, l := range lines {
 		loc := Locate(l.File, l.Line)
 		res.Locations[i] = loc
@@ -84,7 +89,12 @@ func Resolve(ctx context.Context, fl Fleet, repo *Repo, lines []Line) Resolution
 				res.FleetErr = fmt.Errorf("asking the fleet which revisions run: %w", err)
 			}
 		}
-		builds := resolveBuilds(ctx, fl, r, hosts, l, loc)
+		key := l.File + "\x00" + l.Revision
+		builds, ok := buildsOf[key]
+		if !ok {
+			builds = resolveBuilds(ctx, fl, r, hosts, l, loc)
+			buildsOf[key] = builds
+		}
 		revs := Revisions(hosts, loc.Module)
 		for _, b := range builds {
 			if b.Revision != "" && !slices.Contains(revs, b.Revision) {
