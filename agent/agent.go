@@ -591,7 +591,7 @@ func fingerprint(s *fleet.Spec) string {
 func placeFingerprint(s *fleet.Spec, proc *fleet.Process) string {
 	c := *s
 	c.Limits.ExpiresAt, c.Created = time.Time{}, time.Time{}
-	loc, warning, err := s.Location.For(proc.Revision, proc.Modified)
+	loc, warning, err := s.Location.ForProcess(proc)
 	c.Location = loc
 	return fmt.Sprintf("%s\x00%s\x00%v", fleet.Encode(&c), warning, err)
 }
@@ -678,7 +678,7 @@ func (a *Agent) prepare(ctx context.Context, k placeKey, spec *fleet.Spec) (loca
 	}
 	if proc != nil {
 		var ferr *fleet.Error
-		if local.Location, warning, ferr = spec.Location.For(proc.Revision, proc.Modified); ferr != nil {
+		if local.Location, warning, ferr = spec.Location.ForProcess(proc); ferr != nil {
 			return local, warning, nil, ferr
 		}
 	}

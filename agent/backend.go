@@ -18,7 +18,15 @@
 // hits quarantines that spec on this host, and so do repeated deaths of
 // the backend process serving it (quarantine.go). Each tracepoint in each
 // process is a placement whose lifecycle, from Set to removal, is one type
-// with one method per transition (placement.go). cmd/riptrace's agent command builds the agent from
+// with one method per transition (placement.go).
+//
+// A process whose executable carries no vcs.revision is reported with its
+// Go build ID and its -ldflags -X version strings, and a profile request
+// naming a file gets that file's DWARF fingerprint (build_linux.go): the
+// client finds the revision from them (source.Resolve), and the agent
+// traces what the spec says of that build (fleet.Location.ForProcess).
+//
+// cmd/riptrace's agent command builds the agent from
 // flags and the YAML file read by [LoadConfigFile]; tests run it with
 // agent/agenttest.
 package agent

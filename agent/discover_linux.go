@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"debug/buildinfo"
+	"debug/elf"
 	"fmt"
 	"os"
 	"regexp"
@@ -175,6 +176,14 @@ func inspect(pid int) (*fleet.Process, error) {
 			p.Modified = s.Value == "true"
 		case "vcs.time":
 			p.VCSTime = s.Value
+		}
+	}
+	if p.Revision == "" {
+		// Found by the client instead (source.Resolve), from what the
+		// executable says of itself.
+		if f, err := elf.Open(exeLink); err == nil {
+			p.Build, p.Stamps = goBuildID(f), linkStamps(f)
+			f.Close()
 		}
 	}
 	if p.Module == "" {

@@ -19,11 +19,28 @@ func (a *Agent) handleProfile(m *nats.Msg) fleet.Message {
 			return &fleet.Profile{Error: fleet.AsError(err)}
 		}
 	}
+	if f := req.Fingerprint; f != nil && (len(f.Module) > fleet.MaxPathLen || len(f.Path) > fleet.MaxPathLen) {
+		return &fleet.Profile{Error: fleet.Errorf(fleet.CodeTooLarge, "the file to fingerprint is named in more than %d bytes. Name it by module and path in module", fleet.MaxPathLen)}
+	}
 	p := a.profile()
 	if req.Files {
 		for i := range p.Processes {
 			// Cached per executable; read without touching the process.
 			p.Processes[i].Files, _ = a.sources.files(p.Processes[i].Pid)
+		}
+	}
+	if req.Fingerprint != nil {
+		// One fingerprint per build: replicas share it, and a profile
+		// stays bounded whatever their number.
+		seen := make(map[string]bool)
+		for i := range p.Processes {
+			proc := &p.Processes[i]
+			if proc.Revision != "" || proc.Build == "" || seen[proc.Build] {
+				continue
+			}
+			if proc.Fingerprint = a.sources.fingerprint(proc.Pid, *req.Fingerprint); proc.Fingerprint != nil {
+				seen[proc.Build] = true
+			}
 		}
 	}
 	return p

@@ -202,6 +202,11 @@ func (a *Agent) publishSafely(k placeKey, p *placement, h Hit, ref fleet.Process
 			a.panicked(p.spec, k.pid, "publishing a hit", r)
 		}
 	}()
+	if ref.Revision == "" {
+		// The revision the client found for an executable without
+		// vcs.revision: the hit's line is a line of it.
+		ref.Revision = p.spec.Location.BuildRevision(ref.Build)
+	}
 	h.Host, h.Process = a.cfg.Host, ref
 	// The log message is written from the values once redacted (p.log
 	// is set before p is placed, and never changes).

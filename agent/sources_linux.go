@@ -28,8 +28,14 @@ type exeKey struct {
 type sourceIndex struct {
 	sem chan struct{} // bounds concurrent DWARF reads
 
-	mu sync.Mutex // guards m
-	m  map[exeKey]*indexEntry
+	mu  sync.Mutex // guards m and fps
+	m   map[exeKey]*indexEntry
+	fps map[fpKey]*fleet.Fingerprint
+}
+
+type fpKey struct {
+	exe  exeKey
+	file string
 }
 
 type indexEntry struct {
@@ -39,7 +45,7 @@ type indexEntry struct {
 }
 
 func newSourceIndex() *sourceIndex {
-	return &sourceIndex{sem: make(chan struct{}, 1), m: make(map[exeKey]*indexEntry)}
+	return &sourceIndex{sem: make(chan struct{}, 1), m: make(map[exeKey]*indexEntry), fps: make(map[fpKey]*fleet.Fingerprint)}
 }
 
 // files returns the source files of pid's executable.
@@ -69,6 +75,40 @@ func (x *sourceIndex) files(pid int) ([]string, error) {
 	}
 	<-e.done
 	return e.files, e.err
+}
+
+// fingerprint returns what the DWARF of pid's executable says of loc's
+// file (see fleet.Fingerprint), nil if the executable lacks the file. It
+// is read once per executable and file.
+func (x *sourceIndex) fingerprint(pid int, loc fleet.Location) *fleet.Fingerprint {
+	files, err := x.files(pid)
+	if err != nil {
+		return nil
+	}
+	file, err := ResolveFile(files, loc)
+	if err != nil {
+		return nil
+	}
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
+	var st syscall.Stat_t
+	if err := syscall.Stat(exe, &st); err != nil {
+		return nil
+	}
+	k := fpKey{exeKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}, file}
+	x.mu.Lock()
+	fp, ok := x.fps[k]
+	x.mu.Unlock()
+	if ok {
+		return fp
+	}
+	x.sem <- struct{}{}
+	fp = dwarfFingerprint(exe, file)
+	debug.FreeOSMemory()
+	<-x.sem
+	x.mu.Lock()
+	x.fps[k] = fp
+	x.mu.Unlock()
+	return fp
 }
 
 // warm indexes pid's executable in the background.

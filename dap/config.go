@@ -31,6 +31,7 @@ type AttachConfig struct {
 	Backend          string // the agent backend of the breakpoints: auto, ebpf or delve
 	ConsoleHits      string // summary or all: how many hits the debug console shows
 	Cwd              string // the local checkout; breakpoint files and hit files are mapped inside it
+	Revision         string // the revision processes without vcs.revision run; empty finds it (source.Resolve)
 
 	fleet.Credentials // creds, nkey, user, password, token, tls, inboxPrefix
 }
@@ -69,7 +70,7 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 	dst := map[string]any{
 		"nats": &cfg.NATS, "hosts": &cfg.Hosts, "processes": &cfg.Processes, "capture": &cfg.Capture,
 		"maxHitsPerSecond": &cfg.MaxHitsPerSecond, "substitutePath": &cfg.SubstitutePath, "persist": &cfg.Persist,
-		"snapshots": &cfg.Snapshots, "backend": &cfg.Backend, "consoleHits": &cfg.ConsoleHits, "cwd": &cfg.Cwd, "prefix": &cfg.Prefix, "creds": &cfg.Creds, "inboxPrefix": &cfg.InboxPrefix,
+		"snapshots": &cfg.Snapshots, "backend": &cfg.Backend, "consoleHits": &cfg.ConsoleHits, "cwd": &cfg.Cwd, "prefix": &cfg.Prefix, "revision": &cfg.Revision, "creds": &cfg.Creds, "inboxPrefix": &cfg.InboxPrefix,
 		"nkey": &cfg.NKey, "user": &cfg.User, "password": &cfg.Password, "token": &cfg.Token, "tls": &cfg.TLS,
 	}
 	for _, a := range AttachAttributes {

@@ -3,7 +3,9 @@ package dap_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,6 +159,91 @@ func TestRevisionMappingFollows(t *testing.T) {
 	}
 	if e.Body.Source == nil || e.Body.Source.Path != localSrc || e.Body.Line != localLine {
 		t.Errorf("the hit shows at %+v:%d, want the checkout's %s:%d", e.Body.Source, e.Body.Line, localSrc, localLine)
+	}
+	c.Send(t, "disconnect", nil)
+	c.ExpectDisconnectResponse(t)
+}
+
+// TestRevisionWithoutVCS: the fleet runs two builds without vcs.revision
+// while the checkout is at B. The one built on commit A is found by its
+// debug info: the breakpoint traces A's line and the hit shows at the
+// checkout's. The one built from uncommitted code is refused on the
+// breakpoint with the reason, until the "revision" attribute names the
+// commit it was built on.
+func TestRevisionWithoutVCS(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	repo, bin, _ := sourcetest.MovedLine(t, agenttest.BuildUnstamped)
+	localSrc := filepath.Join(repo, "main.go")
+	localLine := agenttest.MarkerLine(t, localSrc, "work")
+	remoteLine := localLine - sourcetest.MovedBy // commit A's
+	// Built on B with a function added below the traced line, never
+	// committed.
+	text, err := os.ReadFile(localSrc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sourcetest.Write(t, repo, "main.go", string(text)+"\n//go:noinline\nfunc extra() int { return 7 }\n\nvar _ = extra()\n")
+	dirty := filepath.Join(t.TempDir(), "dirty")
+	if err := agenttest.BuildUnstamped(repo, dirty); err != nil {
+		t.Fatal(err)
+	}
+	sourcetest.Write(t, repo, "main.go", string(text))
+	revB := sourcetest.Git(t, repo, "rev-parse", "HEAD")
+
+	exeA, exeDirty := f.exe("vcsless-a"), f.exe("vcsless-dirty")
+	agenttest.Start(t, agenttest.Alias(t, bin, exeA)) // before the agent: cleanups detach first
+	agenttest.Start(t, agenttest.Alias(t, dirty, exeDirty))
+	f.startAgent(f.host, exeA, exeDirty)
+	testsupport.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		hosts, err := f.c.Hosts(context.Background())
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, h := range hosts {
+			if h.Profile != nil {
+				n += len(h.Profile.Processes)
+			}
+		}
+		if n != 2 {
+			return fmt.Errorf("the agent reports %d processes, want 2", n)
+		}
+		return nil
+	})
+
+	c := f.session()
+	f.attach(c, map[string]any{"processes": []string{exeA}, "cwd": repo})
+	bps := setBreakpoints(t, c, localSrc, godap.SourceBreakpoint{Line: localLine})
+	c.AwaitBreakpointEvent(t, "installed", func(bp *godap.Breakpoint) bool { return bp.Id == bps[0].Id && bp.Verified })
+	e := c.HitEvents(t, 1)[0]
+	if h := hitOf(t, e); h.Line != remoteLine {
+		t.Errorf("the process hit line %d, want commit A's line %d", h.Line, remoteLine)
+	}
+	if e.Body.Source == nil || e.Body.Source.Path != localSrc || e.Body.Line != localLine {
+		t.Errorf("the hit shows at %+v:%d, want the checkout's %s:%d", e.Body.Source, e.Body.Line, localSrc, localLine)
+	}
+	c.Send(t, "disconnect", nil)
+	c.ExpectDisconnectResponse(t)
+
+	// 1 >> attach to the uncommitted build, 2 >> setBreakpoints,
+	// << refused with the reason
+	c = f.session()
+	f.attach(c, map[string]any{"processes": []string{exeDirty}, "cwd": repo})
+	bps = setBreakpoints(t, c, localSrc, godap.SourceBreakpoint{Line: localLine})
+	c.AwaitBreakpointEvent(t, "refused", func(bp *godap.Breakpoint) bool {
+		return bp.Id == bps[0].Id && !bp.Verified && strings.Contains(bp.Message, "matches no committed version") && strings.Contains(bp.Message, `"revision" setting`)
+	})
+	c.Send(t, "disconnect", nil)
+	c.ExpectDisconnectResponse(t)
+
+	// 1 >> attach with "revision", 2 >> setBreakpoints, << installed at B's line
+	c = f.session()
+	f.attach(c, map[string]any{"processes": []string{exeDirty}, "cwd": repo, "revision": revB[:12]})
+	bps = setBreakpoints(t, c, localSrc, godap.SourceBreakpoint{Line: localLine})
+	c.AwaitBreakpointEvent(t, "installed", func(bp *godap.Breakpoint) bool { return bp.Id == bps[0].Id && bp.Verified })
+	if h := hitOf(t, c.HitEvents(t, 1)[0]); h.Line != localLine {
+		t.Errorf("the uncommitted build hit line %d, want B's line %d", h.Line, localLine)
 	}
 	c.Send(t, "disconnect", nil)
 	c.ExpectDisconnectResponse(t)

@@ -452,7 +452,7 @@ func (ss *session) locate(bs []*breakpoint) []fleet.Location {
 			locs[i] = source.Locate(b.file, b.line) // no repository: lines are taken as they are
 			continue
 		}
-		lines = append(lines, source.Line{File: b.file, Line: b.line})
+		lines = append(lines, source.Line{File: b.file, Line: b.line, Revision: ss.cfg.Revision})
 		at = append(at, i)
 	}
 	if len(lines) == 0 {
@@ -784,6 +784,10 @@ type selectedHosts struct{ ss *session }
 func (s selectedHosts) Hosts(ctx context.Context) ([]fleet.HostEntry, error) {
 	sel := fleet.Selector{Hosts: s.ss.cfg.Hosts}
 	return s.ss.hosts.Profiles(ctx, sel.MatchHost)
+}
+
+func (s selectedHosts) Fingerprint(ctx context.Context, host string, file fleet.Location) (*fleet.Profile, error) {
+	return s.ss.hosts.Fingerprint(ctx, host, file)
 }
 
 // processes lists the threads the configuration selects, sorted by id.

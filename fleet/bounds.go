@@ -60,6 +60,7 @@ func (s *Spec) checkBounds() error {
 		{"the number of location.lines", len(s.Location.Lines), MaxRevisions, "Map the line into fewer revisions."},
 		{"the number of location.paths", len(s.Location.Paths), MaxRevisions, "Map the line into fewer revisions."},
 		{"the number of location.refused", len(s.Location.Refused), MaxRevisions, "Map the line into fewer revisions."},
+		{"the number of location.builds", len(s.Location.Builds), MaxRevisions, "Resolve fewer builds."},
 		{"the number of selector.hosts", len(s.Selector.Hosts), MaxSelectorGlobs, "Write fewer globs; one glob such as orders-* matches many hosts."},
 		{"the number of selector.processes", len(s.Selector.Processes), MaxSelectorGlobs, "Write fewer globs; one glob such as github.com/acme/* matches many programs."},
 		{"the number of selector.pids", len(s.Selector.Pids), MaxSelectorPids, "Select the processes by program (selector.processes) instead."},
@@ -80,6 +81,11 @@ func (s *Spec) checkBounds() error {
 	for rev, why := range s.Location.Refused {
 		if len(why) > MaxReasonLen {
 			return tooLarge(id, fmt.Sprintf("the length of location.refused[%q]", ShortRevision(rev)), len(why), MaxReasonLen, "Say why in fewer words.")
+		}
+	}
+	for build, b := range s.Location.Builds {
+		if n := len(build) + len(b.Revision) + len(b.How) + len(b.Note) + len(b.Refused); n > MaxReasonLen {
+			return tooLarge(id, fmt.Sprintf("the length of location.builds[%q]", ShortRevision(build)), n, MaxReasonLen, "Say why in fewer words.")
 		}
 	}
 	for i, e := range s.Capture.Exprs {

@@ -152,6 +152,18 @@ func (c *Client) ProfileFiles(ctx context.Context, host string) (*Profile, error
 	return &p, nil
 }
 
+// Fingerprint is Profile with, on the first process of each executable
+// that carries no vcs.revision, the Fingerprint of file (Module and Path
+// are read) as its DWARF says; the processes are not touched.
+func (c *Client) Fingerprint(ctx context.Context, host string, file Location) (*Profile, error) {
+	var p Profile
+	req := &Request{Fingerprint: &Location{Module: file.Module, Path: file.Path, Line: 1}}
+	if err := c.request(ctx, host, c.subj.ProfileGet(host), req, &p, "profile"); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
 // Attach asks host to attach to pid.
 func (c *Client) Attach(ctx context.Context, host string, pid int) (*AttachReply, error) {
 	var r AttachReply

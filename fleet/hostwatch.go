@@ -350,6 +350,11 @@ func (hw *HostWatch) ask(ctx context.Context, host string, pa *profileAsk, kind 
 	close(pa.done)
 }
 
+// Fingerprint asks host as Client.Fingerprint does; nothing is cached.
+func (hw *HostWatch) Fingerprint(ctx context.Context, host string, file Location) (*Profile, error) {
+	return hw.c.Fingerprint(ctx, host, file)
+}
+
 // Hosts is Profiles of every host: a HostWatch answers source.Resolve as
 // a Client does, from its cache.
 func (hw *HostWatch) Hosts(ctx context.Context) ([]HostEntry, error) {

@@ -57,6 +57,7 @@ const (
 	CodeNoFile       = "no_file"       // no source file of the program matches the location
 	CodeNoCode       = "no_code"       // the file is known but the line has no code
 	CodeLineChanged  = "line_changed"  // the line was changed or does not exist in the process's revision
+	CodeNoRevision   = "no_revision"   // the executable carries no vcs.revision and no committed version of the file matches it
 	CodeBadCondition = "bad_condition" // condition, hit condition or log message does not parse
 	CodeInternal     = "internal"      // a bug: the message says what was being done
 	CodeStopBudget   = "stop_budget"   // its traps alone cost more stop time than the agent's budget
@@ -121,6 +122,28 @@ type Location struct {
 	// changed or does not exist in that revision, or the revision could not
 	// be read.
 	Refused map[string]string `json:"refused,omitempty"`
+	// Builds says, by Go build ID (Process.Build), which revision an
+	// executable without vcs.revision was found to be built from; Lines,
+	// Paths and Refused then apply to its processes as to those of that
+	// revision. See [Location.ForProcess].
+	Builds map[string]BuildRevision `json:"builds,omitempty"`
+}
+
+// BuildRevision is what a client found of an executable that carries no
+// vcs.revision: the revision it was built from, or why none was found and
+// the line is not traced there.
+type BuildRevision struct {
+	Revision string `json:"revision,omitempty"`
+	// How says how the revision was found: "override" (the user named
+	// it), "stamp NAME" (a -ldflags -X string variable), or "fingerprint"
+	// (the DWARF of the traced file matched a committed version of it).
+	How string `json:"how,omitempty"`
+	// Note, when not empty, is a caveat traced with the line, such as
+	// several committed versions matching the fingerprint.
+	Note string `json:"note,omitempty"`
+	// Refused, when not empty, says why no revision was found: the line
+	// is not traced in the executable's processes.
+	Refused string `json:"refused,omitempty"`
 }
 
 // minRevisionPrefix is the shortest revision key matched as a prefix.
@@ -160,7 +183,7 @@ func (l Location) For(rev string, modified bool) (loc Location, warning string, 
 	case modified:
 		return loc, fmt.Sprintf("the process was built from a tree with uncommitted changes (vcs.modified=true%s): traced at %s:%d as is, which may not be the line you meant", revisionNote(rev), loc.Path, loc.Line), nil
 	case rev == "":
-		return loc, fmt.Sprintf("the process carries no vcs.revision (built outside a repository, or with -buildvcs=false): traced at %s:%d as in %s, which may not be the line you meant", loc.Path, loc.Line, l.describe()), nil
+		return loc, fmt.Sprintf("the process carries no vcs.revision, and its revision was not found when the line was set: traced at %s:%d as in %s, which may not be the line you meant. Set the line again to find it, or name it with --revision", loc.Path, loc.Line, l.describe()), nil
 	}
 	if reason, ok := lookupRevision(l.Refused, rev); ok {
 		return loc, "", Errorf(CodeLineChanged, "not traced in revision %s: %s (pick a line that revision has too, or deploy the checkout's revision)", ShortRevision(rev), reason)
@@ -178,6 +201,35 @@ func (l Location) For(rev string, modified bool) (loc Location, warning string, 
 		}
 	}
 	return loc, fmt.Sprintf("the line was not mapped into revision %s, which this process runs: traced at %s:%d as in %s, which may not be the line you meant (set the breakpoint again to map it)", ShortRevision(rev), loc.Path, loc.Line, l.describe()), nil
+}
+
+// ForProcess is For for process p: an executable without vcs.revision whose
+// build the client resolved (Builds) is traced as in the revision found, or
+// refused with CodeNoRevision and the reason when none was found. Agents
+// call it; For is the rule for a known revision.
+func (l Location) ForProcess(p *Process) (loc Location, warning string, err *Error) {
+	b, ok := l.Builds[p.Build]
+	if p.Revision != "" || p.Build == "" || !ok {
+		return l.For(p.Revision, p.Modified)
+	}
+	if b.Refused != "" {
+		return Location{Module: l.Module, Path: l.Path, Line: l.Line, Revision: l.Revision}, "", Errorf(CodeNoRevision, "%s", b.Refused)
+	}
+	loc, warning, err = l.For(b.Revision, false)
+	if err == nil && b.Note != "" {
+		warning = strings.TrimPrefix(warning+"; "+b.Note, "; ")
+	}
+	return loc, warning, err
+}
+
+// BuildRevision returns the revision the client found for build, "" if
+// none: a hit of such a process carries it, so that its line maps back to
+// the checkout.
+func (l Location) BuildRevision(build string) string {
+	if build == "" {
+		return ""
+	}
+	return l.Builds[build].Revision
 }
 
 // Maps reports whether the location names its line in revision rev: rev
@@ -231,6 +283,11 @@ func (l Location) validate(id string) error {
 	for rev, why := range l.Refused {
 		if rev == "" || why == "" {
 			return Errorf(CodeBadRequest, "tracepoint %s: refused[%q] = %q: every entry needs a revision and a reason", id, rev, why)
+		}
+	}
+	for build, b := range l.Builds {
+		if build == "" || (b.Revision == "") == (b.Refused == "") {
+			return Errorf(CodeBadRequest, "tracepoint %s: builds[%q]: every entry needs a build ID and either a revision or a reason", id, build)
 		}
 	}
 	for rev, p := range l.Paths {
@@ -483,6 +540,10 @@ type ProcessRef struct {
 	MainPackage string `json:"mainPackage,omitempty"`
 	Revision    string `json:"revision,omitempty"`
 	Modified    bool   `json:"modified,omitempty"` // vcs.modified: built from a tree with uncommitted changes
+	// Build is the Go build ID of an executable without vcs.revision. A
+	// hit of one carries in Revision the revision the client found it
+	// runs (Location.Builds), if any.
+	Build string `json:"build,omitempty"`
 }
 
 // Hit is one execution of a traced line. Agents fill everything up to
@@ -579,11 +640,60 @@ type Process struct {
 	// Files are the source files the executable's DWARF names, sorted;
 	// only when the profile request asked for them.
 	Files []string `json:"files,omitempty"`
+	// Build is the executable's Go build ID, for an executable without
+	// Revision: clients name what they found of it by this
+	// (Location.Builds), since replicas on every host share it.
+	Build string `json:"build,omitempty"`
+	// Stamps are the string variables of an executable without Revision
+	// set at link time by -ldflags -X whose names say they hold a version
+	// or a commit (main.commit, …/version.Revision), by symbol name; at
+	// most MaxStamps, each value at most MaxStampLen bytes.
+	Stamps map[string]string `json:"stamps,omitempty"`
+	// Fingerprint is what the executable's DWARF says of the file the
+	// profile request named (Request.Fingerprint), for an executable
+	// without Revision; only on the first process of each build.
+	Fingerprint *Fingerprint `json:"fingerprint,omitempty"`
 }
+
+// Fingerprint is what an executable's DWARF says of one source file: the
+// lines its functions are declared on and the lines that have code. A
+// client matches it against the file's committed versions to find the
+// revision an executable without vcs.revision was built from.
+type Fingerprint struct {
+	// File is the file as the DWARF names it.
+	File string `json:"file"`
+	// Funcs are the functions declared in the file, with their line
+	// (DW_AT_decl_line), sorted by line then name.
+	Funcs []FuncDecl `json:"funcs,omitempty"`
+	// Lines are the lines of the file that have code in the line table,
+	// sorted.
+	Lines []int `json:"lines,omitempty"`
+	// Truncated says the file had more than MaxFingerprintFuncs functions
+	// or MaxFingerprintLines lines: what is here cannot be matched
+	// exactly.
+	Truncated bool `json:"truncated,omitempty"`
+	// Error says why the file could not be read from the executable.
+	Error string `json:"error,omitempty"`
+}
+
+// FuncDecl is one function of a Fingerprint: its name as the DWARF says
+// (pkg.(*T).M, pkg.f.func1, pkg.g[go.shape.int]) and its declaration line.
+type FuncDecl struct {
+	Name string `json:"name"`
+	Line int    `json:"line"`
+}
+
+// Bounds of what a profile carries of an executable without vcs.revision.
+const (
+	MaxStamps           = 8
+	MaxStampLen         = 128
+	MaxFingerprintFuncs = 4096
+	MaxFingerprintLines = 32768
+)
 
 // Ref returns the identity a hit carries.
 func (p *Process) Ref() ProcessRef {
-	return ProcessRef{Exe: path.Base(p.Exe), Module: p.Module, MainPackage: p.MainPackage, Revision: p.Revision, Modified: p.Modified}
+	return ProcessRef{Exe: path.Base(p.Exe), Module: p.Module, MainPackage: p.MainPackage, Revision: p.Revision, Modified: p.Modified, Build: p.Build}
 }
 
 // Profile is the reply to profile.get.
@@ -625,6 +735,10 @@ type Request struct {
 	// Files asks for the source files each process's DWARF names; they
 	// are left out otherwise (thousands per process).
 	Files bool `json:"files,omitempty"`
+	// Fingerprint names a file (module and path, as a tracepoint's
+	// Location does): each executable without vcs.revision that has it
+	// answers with its Fingerprint.
+	Fingerprint *Location `json:"fingerprint,omitempty"`
 }
 
 // AttachRequest is the payload of debugger.attach.

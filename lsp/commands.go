@@ -35,4 +35,5 @@ var Settings = slices.Concat([]Setting{
 	{Name: "history", Type: "string", Description: "How much of the hit history to replay, as a Go duration (\"1h\").", Example: "10m"},
 	{Name: "maxRecent", Type: "integer", Description: "How many recent hits to keep per line.", Example: 20},
 	{Name: "backend", Type: "string", Description: "The agent backend of the tracepoints riptrace.toggleTracepoint declares: auto (eBPF where it can, else Delve), ebpf or delve.", Example: "auto", Enum: []string{"auto", "ebpf", "delve"}},
+	{Name: "revision", Type: "string", Description: "The revision (commit or tag) that processes without vcs.revision run, for the tracepoints riptrace.toggleTracepoint declares; empty finds it from their version strings or debug info.", Example: "v1.4.2"},
 })

@@ -43,6 +43,9 @@ type Config struct {
 	// Backend is the agent backend of the tracepoints the server declares:
 	// auto, ebpf or delve.
 	Backend string `json:"backend,omitempty"`
+	// Revision is the revision processes without vcs.revision run, for
+	// those whose revision cannot be found (source.Resolve); empty finds it.
+	Revision string `json:"revision,omitempty"`
 }
 
 // DefaultConfig is the configuration before the editor says anything: NATS
@@ -137,6 +140,7 @@ func mergeConfig(base Config, raw []byte) (Config, error) {
 		"nats": &cfg.NATS, "credentials": &cfg.Credentials, "inboxPrefix": &cfg.InboxPrefix, "nkey": &cfg.NKey, "user": &cfg.User,
 		"password": &cfg.Password, "token": &cfg.Token, "tls": &cfg.TLS, "prefix": &cfg.Prefix, "hosts": &cfg.Hosts,
 		"processes": &cfg.Processes, "history": &cfg.History, "maxRecent": &cfg.MaxRecent, "backend": &cfg.Backend,
+		"revision": &cfg.Revision,
 	}
 	for _, s := range Settings {
 		if v, ok := settings[s.Name]; ok { // null: as json.Unmarshal, a list is emptied

@@ -135,7 +135,7 @@ func (s *server) toggle(ctx context.Context, u uri.URI, cur int) (*ToggleResult,
 		// As the debug adapter and riptrace trace do: the line is mapped
 		// into each revision the fleet runs.
 		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		r := source.Resolve(hctx, fl, nil, []source.Line{{File: file, Line: line}})
+		r := source.Resolve(hctx, fl, nil, []source.Line{{File: file, Line: line, Revision: cfg.Revision}})
 		cancel()
 		if r.FleetErr != nil {
 			s.log.Warn("mapping a toggled line into the fleet's revisions", "err", r.FleetErr)
@@ -162,7 +162,7 @@ func (s *server) toggle(ctx context.Context, u uri.URI, cur int) (*ToggleResult,
 	if loc.Module != "" {
 		s.mu.Lock()
 		if s.toggled != nil && s.lease == lease {
-			s.toggled[id] = toggledLine{file: file, line: line, spec: *spec}
+			s.toggled[id] = toggledLine{file: file, line: line, revision: cfg.Revision, spec: *spec}
 		}
 		s.mu.Unlock()
 	}

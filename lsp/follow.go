@@ -12,9 +12,10 @@ import (
 // toggledLine is a tracepoint toggled from the editor: the checkout's line
 // and the spec as last declared.
 type toggledLine struct {
-	file string
-	line int
-	spec fleet.Spec
+	file     string
+	line     int
+	revision string // the revision setting it was declared with
+	spec     fleet.Spec
 }
 
 // followRevisions keeps the tracepoints toggled through lease mapped into
@@ -45,7 +46,7 @@ func (s *server) remap(ctx context.Context, fl source.Fleet, lease *fleet.Lease)
 	s.mu.Unlock()
 	for _, t := range todo {
 		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		r := source.Resolve(hctx, fl, nil, []source.Line{{File: t.file, Line: t.line}})
+		r := source.Resolve(hctx, fl, nil, []source.Line{{File: t.file, Line: t.line, Revision: t.revision}})
 		cancel()
 		if r.Errs[0] != nil || r.FleetErr != nil || reflect.DeepEqual(r.Locations[0], t.spec.Location) {
 			continue

@@ -129,3 +129,72 @@ func TestToggleFollowsRevisions(t *testing.T) {
 	// 3 >> codeLens, << the hits of A's line on the checkout's
 	sess.awaitLens(u, localLine-1, regexp.MustCompile(`^● \d+ hits? · 1 host · `))
 }
+
+// TestToggleRevisionSetting: the fleet runs a build of commit A without
+// vcs.revision while the checkout is at B. With the riptrace.revision
+// setting naming A, toggling the checkout's line traces A's line in that
+// build, and its hits show on the checkout's line.
+func TestToggleRevisionSetting(t *testing.T) {
+	t.Parallel()
+	repo, bin, revA := sourcetest.MovedLine(t, agenttest.BuildUnstamped)
+	src := filepath.Join(repo, "main.go")
+	localLine := agenttest.MarkerLine(t, src, "work")
+	remoteLine := localLine - sourcetest.MovedBy // commit A's
+
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	exe := fmt.Sprintf("lsp-vcsless-%d-%d", os.Getpid(), envSeq.Add(1))
+	bin = agenttest.Alias(t, bin, exe)
+	agenttest.Start(t, bin) // before the agent: cleanups detach first
+	agenttest.RunAgent(t, s, agent.Config{Host: exe, Processes: []string{exe}, Log: testLogger(t)}, nil)
+	var build string
+	testsupport.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		hosts, err := c.Hosts(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if h.Profile == nil {
+				continue
+			}
+			for _, p := range h.Profile.Processes {
+				if filepath.Base(p.Exe) == exe {
+					if build = p.Build; p.Revision != "" || build == "" {
+						return fmt.Errorf("process %s reports revision %q, build %q; want a build ID and no revision", exe, p.Revision, build)
+					}
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no agent reports process %s yet", exe)
+	})
+
+	sess := startSession(t, lsp.Options{Log: testLogger(t)})
+	// 1 >> initialize at the checkout, with the revision named
+	sess.initialize(repo, map[string]any{"nats": s.ClientURL(), "processes": []string{exe}, "history": "1m", "revision": revA[:12]})
+	// 2 >> executeCommand riptrace.toggleTracepoint on the checkout's line,
+	// << traced, the build taken to run A
+	u := uri.File(src)
+	var res struct {
+		Traced   bool
+		Location struct {
+			Lines  map[string]int
+			Builds map[string]struct{ Revision, How string }
+		}
+	}
+	testsupport.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		r, err := sess.server.ExecuteCommand(ctx(t), &protocol.ExecuteCommandParams{
+			Command:   lsp.CommandToggleTracepoint,
+			Arguments: []protocol.LSPAny{mustJSON(string(u)), mustJSON(localLine - 1)},
+		})
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(r, &res)
+	})
+	if b := res.Location.Builds[build]; !res.Traced || b.Revision != revA || b.How != "override" || res.Location.Lines[revA] != remoteLine {
+		t.Fatalf("toggle: traced %v, location %+v; want build %s taken to run %s, at line %d", res.Traced, res.Location, build, revA, remoteLine)
+	}
+	// 3 >> codeLens, << the hits of A's line on the checkout's
+	sess.awaitLens(u, localLine-1, regexp.MustCompile(`^● \d+ hits? · 1 host · `))
+}

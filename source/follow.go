@@ -20,11 +20,13 @@ type Watch interface {
 // FollowRevisions calls changed with the revisions of module that run in
 // the fleet, sorted, each time they change, until ctx ends. It is how a
 // client that declared lines from a checkout keeps their per-revision lines
-// current (Repo.Locate) as revisions appear: a line declared before an
+// current (Resolve) as revisions appear: a line declared before an
 // agent reported a process, or before a new revision started, would
-// otherwise be traced there at the checkout's line number. known are the
-// revisions the lines were mapped into already: only a change from them is
-// reported.
+// otherwise be traced there at the checkout's line number. A build without
+// vcs.revision that starts counts as a change too: its revision is found
+// when the lines are resolved again. known are the revisions (and the
+// builds, as "build:" and the build ID) the lines were mapped into
+// already: only a change from them is reported.
 func FollowRevisions(ctx context.Context, w Watch, module string, known []string, changed func(revs []string)) {
 	last := slices.Clone(known)
 	slices.Sort(last)
@@ -44,12 +46,13 @@ func FollowRevisions(ctx context.Context, w Watch, module string, known []string
 			continue
 		}
 		revs := Revisions(hosts, module)
-		if !newRevision(revs, last) {
+		seen := append(slices.Clone(revs), unstamped(hosts, module)...)
+		if !newRevision(seen, last) {
 			continue
 		}
 		// Revisions seen stay known: one that stops and starts again is
 		// mapped already.
-		last = append(last, revs...)
+		last = append(last, seen...)
 		slices.Sort(last)
 		last = slices.Compact(last)
 		changed(revs)
@@ -65,4 +68,22 @@ func newRevision(revs, last []string) bool {
 		}
 	}
 	return false
+}
+
+// unstamped lists, as "build:" and the build ID, the builds without
+// vcs.revision that the fleet's processes of module run (every module when
+// module is empty).
+func unstamped(hosts []fleet.HostEntry, module string) []string {
+	var out []string
+	for _, h := range hosts {
+		if h.Gone || h.Profile == nil {
+			continue
+		}
+		for _, p := range h.Profile.Processes {
+			if p.Revision == "" && p.Build != "" && (module == "" || p.Module == module) {
+				out = append(out, "build:"+p.Build)
+			}
+		}
+	}
+	return out
 }

@@ -35,6 +35,14 @@ type Repo struct {
 	fetched map[string]fetchResult    // by revision as asked
 	pairs   map[pairKey]*pairing      // by (commit, local path)
 	renames map[renameKey]renameEntry // by (commit, commit, path)
+	matches map[matchKey]matchEntry   // fingerprints matched, by (HEAD, path, fingerprint)
+}
+
+type matchKey struct{ head, rel, fp string }
+
+type matchEntry struct {
+	m   FingerprintMatch
+	err error
 }
 
 type fetchResult struct {
@@ -96,6 +104,7 @@ func OpenRepo(dir string) (*Repo, error) {
 		fetched:      make(map[string]fetchResult),
 		pairs:        make(map[pairKey]*pairing),
 		renames:      make(map[renameKey]renameEntry),
+		matches:      make(map[matchKey]matchEntry),
 	}, nil
 }
 

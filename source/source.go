@@ -12,7 +12,12 @@
 // Processes may run other revisions than the checkout (see docs/DESIGN.md,
 // "Source mapping"). [Resolve] is what every front end calls to trace local
 // lines: it asks the fleet once which revisions run, and names each line
-// for the fleet mapped into them. [Repo] is the checkout's git repository:
+// for the fleet mapped into them. Processes whose executable carries no
+// vcs.revision get one too, per build: the revision the user names, else
+// one their -ldflags -X version strings name ([Repo.StampRevision]), else
+// the newest commit whose version of the file matches the executable's
+// DWARF fingerprint of it ([Repo.MatchFingerprint]); none refuses the line
+// there (fleet.Location.Builds). [Repo] is the checkout's git repository:
 // [Repo.Locate] names a local line for the fleet and maps it into each
 // revision that runs there ([Revisions] lists them from fleet
 // Client.Hosts), filling the location's per-revision Lines, Paths and

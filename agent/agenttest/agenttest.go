@@ -101,6 +101,14 @@ func BuildStamped(dir, out string, flags ...string) error {
 	return goBuild(dir, out, env, append([]string{"-buildvcs=true"}, flags...))
 }
 
+// BuildUnstamped builds the main package in dir, as the tree is now, into
+// out without VCS stamping (-buildvcs=false), as a container build without
+// .git does, outside any go.work. Like BuildStamped it caches nothing.
+func BuildUnstamped(dir, out string, flags ...string) error {
+	env := []string{"GOFLAGS=-buildvcs=false", "GOWORK=off"}
+	return goBuild(dir, out, env, append([]string{"-buildvcs=false"}, flags...))
+}
+
 // goBuild runs go build in dir with flags, and env added to the
 // environment.
 func goBuild(dir, out string, env, flags []string) error {

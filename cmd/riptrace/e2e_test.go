@@ -454,10 +454,15 @@ func TestHostsJSON(t *testing.T) {
 		GoVersion:   runtime.Version(),
 	}
 	got := *proc
+	// A build without vcs.revision names its build, so that a client can
+	// find its revision.
+	if got.Revision == "" && got.Build == "" {
+		t.Errorf("riptrace hosts --json lists a process without a revision or a build ID: %+v", got)
+	}
 	// Whatever VCS information the build stamped (none with
 	// -buildvcs=false) and whether this test runs in a container are not
 	// this test's business.
-	got.Revision, got.Modified, got.VCSTime, got.ContainerID = "", false, "", ""
+	got.Revision, got.Modified, got.VCSTime, got.ContainerID, got.Build = "", false, "", "", ""
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("riptrace hosts --json lists\n%+v\nwant\n%+v", got, want)
 	}

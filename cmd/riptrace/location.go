@@ -93,8 +93,10 @@ func mustRel(dir, file string) string {
 // syncLocation maps a FILE:LINE in a git checkout into every revision of the
 // file's module that runs in the fleet, as the debug adapter and the
 // language server do (see source.Resolve), and says on w what it found.
-// A location outside a checkout is returned as is, with a nil checkout.
-func syncLocation(ctx context.Context, c *fleet.Client, arg string, loc fleet.Location, w io.Writer) (fleet.Location, *checkout, error) {
+// revision, when not empty, is the revision processes without
+// vcs.revision run (--revision). A location outside a checkout is
+// returned as is, with a nil checkout.
+func syncLocation(ctx context.Context, c *fleet.Client, arg string, loc fleet.Location, revision string, w io.Writer) (fleet.Location, *checkout, error) {
 	if loc.Module == "" {
 		return loc, nil, nil // a path suffix, not a local file
 	}
@@ -116,7 +118,7 @@ func syncLocation(ctx context.Context, c *fleet.Client, arg string, loc fleet.Lo
 	// whole command.
 	hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	res := source.Resolve(hctx, c, repo, []source.Line{{File: file, Line: line}})
+	res := source.Resolve(hctx, c, repo, []source.Line{{File: file, Line: line, Revision: revision}})
 	if res.FleetErr != nil {
 		fmt.Fprintf(w, "riptrace: %v; tracing line %d of the checkout everywhere\n", res.FleetErr, line)
 	}
@@ -134,7 +136,51 @@ func syncLocation(ctx context.Context, c *fleet.Client, arg string, loc fleet.Lo
 	for _, rev := range sortedKeys(synced.Refused) {
 		fmt.Fprintf(w, "riptrace: revision %s runs in the fleet: not traced there: %s\n", fleet.ShortRevision(rev), synced.Refused[rev])
 	}
+	sayBuilds(w, synced.Builds, nil)
 	return synced, &checkout{repo: repo, ws: ws}, nil
+}
+
+// sayBuilds says on w what was found of each build without vcs.revision
+// in builds that known does not have.
+func sayBuilds(w io.Writer, builds, known map[string]fleet.BuildRevision) {
+	for _, build := range sortedKeys(builds) {
+		b := builds[build]
+		if _, ok := known[build]; ok {
+			continue
+		}
+		if b.Refused != "" {
+			fmt.Fprintf(w, "riptrace: build %s carries no vcs.revision: not traced there: %s\n", shortBuild(build), b.Refused)
+			continue
+		}
+		fmt.Fprintf(w, "riptrace: build %s carries no vcs.revision: it runs revision %s (%s)\n", shortBuild(build), fleet.ShortRevision(b.Revision), describeHow(b.How))
+		if b.Note != "" {
+			fmt.Fprintf(w, "riptrace: warning: %s\n", b.Note)
+		}
+	}
+}
+
+// shortBuild abbreviates a Go build ID (four parts joined by '/') to its
+// last part's start, enough to tell builds apart in messages.
+func shortBuild(id string) string {
+	id = id[strings.LastIndexByte(id, '/')+1:]
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// describeHow says in words how a build's revision was found
+// (fleet.BuildRevision.How).
+func describeHow(how string) string {
+	switch {
+	case how == "override":
+		return "as --revision says"
+	case how == "fingerprint":
+		return "its debug info matches that version of the file"
+	case strings.HasPrefix(how, "stamp "):
+		return "its version string " + strings.TrimPrefix(how, "stamp ") + " names it"
+	}
+	return how
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -149,8 +195,9 @@ func sortedKeys[V any](m map[string]V) []string {
 // follow keeps spec's per-revision lines current as revisions of its
 // module start in the fleet (source.FollowRevisions), declaring it again
 // under lease when its mapping changes, and says so on w. arg is the
-// FILE:LINE of the checkout the spec was declared from.
-func follow(ctx context.Context, c *fleet.Client, lease *fleet.Lease, spec fleet.Spec, arg string, local *checkout, w io.Writer) {
+// FILE:LINE of the checkout the spec was declared from, revision the
+// --revision flag.
+func follow(ctx context.Context, c *fleet.Client, lease *fleet.Lease, spec fleet.Spec, arg, revision string, local *checkout, w io.Writer) {
 	local.setMapped(spec.Location)
 	file, line, err := splitLocation(arg)
 	if err != nil {
@@ -169,11 +216,26 @@ func follow(ctx context.Context, c *fleet.Client, lease *fleet.Lease, spec fleet
 	for rev := range spec.Location.Refused {
 		known = append(known, rev)
 	}
-	source.FollowRevisions(ctx, hw, spec.Location.Module, known, func(revs []string) {
-		loc, err := local.repo.Locate(file, line, revs)
-		if err != nil {
-			fmt.Fprintf(w, "riptrace: mapping the line into the revisions that started: %v\n", err)
+	for build := range spec.Location.Builds {
+		known = append(known, "build:"+build)
+	}
+	source.FollowRevisions(ctx, hw, spec.Location.Module, known, func([]string) {
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		res := source.Resolve(hctx, hw, local.repo, []source.Line{{File: file, Line: line, Revision: revision}})
+		cancel()
+		if res.Errs[0] != nil {
+			fmt.Fprintf(w, "riptrace: mapping the line into the revisions that started: %v\n", res.Errs[0])
 			return
+		}
+		loc := res.Locations[0]
+		// A build whose agent did not answer in time keeps what was found.
+		for build, b := range spec.Location.Builds {
+			if _, ok := loc.Builds[build]; !ok {
+				if loc.Builds == nil {
+					loc.Builds = make(map[string]fleet.BuildRevision)
+				}
+				loc.Builds[build] = b
+			}
 		}
 		if reflect.DeepEqual(loc, spec.Location) {
 			return
@@ -192,6 +254,7 @@ func follow(ctx context.Context, c *fleet.Client, lease *fleet.Lease, spec fleet
 				fmt.Fprintf(w, "riptrace: revision %s started in the fleet: not traced there: %s\n", fleet.ShortRevision(rev), loc.Refused[rev])
 			}
 		}
+		sayBuilds(w, loc.Builds, spec.Location.Builds)
 		spec.Location = loc
 		local.setMapped(loc)
 		if err := lease.Declare(ctx, &spec); err != nil && ctx.Err() == nil {

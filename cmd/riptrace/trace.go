@@ -41,6 +41,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "print one JSON object per hit per line")
 	backend := fs.String("backend", "", "serve the tracepoint with `BACKEND`: auto, ebpf or delve (default: the agent's --backend)")
 	wait := fs.Bool("wait", false, "keep waiting when every process has refused the tracepoint or ended (default: exit 1 with the reasons)")
+	revision := fs.String("revision", "", "take processes without vcs.revision to run `REV` (a commit or tag of the checkout), rather than finding it from their version strings or debug info")
 	verbose := fs.Bool("v", false, "list every process that lacks the file, rather than counting them")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -82,7 +83,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer c.Close()
 	// Each revision running in the fleet gets its own line.
 	var local *checkout
-	if spec.Location, local, err = syncLocation(ctx, c, pos[0], loc, stderr); err != nil {
+	if spec.Location, local, err = syncLocation(ctx, c, pos[0], loc, *revision, stderr); err != nil {
 		return err
 	}
 	if err := spec.Validate(); err != nil {
@@ -134,7 +135,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		followed := make(chan struct{})
 		go func() {
 			defer close(followed)
-			follow(followCtx, c, lease, spec, pos[0], local, stderr)
+			follow(followCtx, c, lease, spec, pos[0], *revision, local, stderr)
 		}()
 		defer func() {
 			stopFollowing()

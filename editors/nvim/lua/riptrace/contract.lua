@@ -22,6 +22,7 @@ return {
     { name = 'snapshots', type = 'boolean' },
     { name = 'cwd', type = 'string' },
     { name = 'prefix', type = 'string' },
+    { name = 'revision', type = 'string' },
     { name = 'creds', type = 'string' },
     { name = 'inboxPrefix', type = 'string' },
     { name = 'nkey', type = 'string' },
@@ -54,5 +55,6 @@ return {
     { name = 'history', type = 'string' },
     { name = 'maxRecent', type = 'integer' },
     { name = 'backend', type = 'string', enum = { 'auto', 'ebpf', 'delve' } },
+    { name = 'revision', type = 'string' },
   },
 }
