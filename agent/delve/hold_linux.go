@@ -9,6 +9,7 @@ import (
 	"go/token"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -380,6 +381,33 @@ func (t *holdTarget) hit(tid int, rec *hitRecord) {
 	p := t.byCookie[rec.Cookie]
 	if p == nil || t.detached {
 		return // a probe cleared meanwhile
+	}
+	for _, q := range t.probesAtLocked(p.pc) {
+		t.hitProbe(tid, rec, q)
+	}
+}
+
+// probesAtLocked returns the probes at pc whose hits stop the thread (not
+// taken out by the rate limit), in the order they were set. Every probe at
+// an instruction fires at each run of it, but a thread has one record at a
+// time: the last probe's. So a record stands for all of them, and each of
+// their tracepoints takes the hit. Lock should be held.
+func (t *holdTarget) probesAtLocked(pc uint64) []*holdProbe {
+	var at []*holdProbe
+	for _, q := range t.byCookie {
+		if q.pc == pc && q.link != nil {
+			at = append(at, q)
+		}
+	}
+	sort.Slice(at, func(i, j int) bool { return at[i].cookie>>32 < at[j].cookie>>32 })
+	return at
+}
+
+// hitProbe serves the hit of thread tid, recorded in rec, for probe p.
+// Lock should be held.
+func (t *holdTarget) hitProbe(tid int, rec *hitRecord, p *holdProbe) {
+	if t.byCookie[p.cookie] != p {
+		return // faulted by an earlier tracepoint's capture at this stop
 	}
 	tp := p.tp
 	now := time.Now()
