@@ -382,20 +382,21 @@ func (t *holdTarget) hit(tid int, rec *hitRecord) {
 	if p == nil || t.detached {
 		return // a probe cleared meanwhile
 	}
-	for _, q := range t.probesAtLocked(p.pc) {
+	for _, q := range t.probesAtLocked(p) {
 		t.hitProbe(tid, rec, q)
 	}
 }
 
-// probesAtLocked returns the probes at pc whose hits stop the thread (not
-// taken out by the rate limit), in the order they were set. Every probe at
-// an instruction fires at each run of it, but a thread has one record at a
-// time: the last probe's. So a record stands for all of them, and each of
-// their tracepoints takes the hit. Lock should be held.
-func (t *holdTarget) probesAtLocked(pc uint64) []*holdProbe {
-	var at []*holdProbe
+// probesAtLocked returns p, which recorded a hit, and the other probes at
+// its instruction whose hits stop the thread (not taken out by the rate
+// limit), in the order they were set. Every probe at an instruction fires
+// at each run of it, but a thread has one record at a time: the last
+// probe's. So a record stands for all of them, and each of their
+// tracepoints takes the hit. Lock should be held.
+func (t *holdTarget) probesAtLocked(p *holdProbe) []*holdProbe {
+	at := []*holdProbe{p}
 	for _, q := range t.byCookie {
-		if q.pc == pc && q.link != nil {
+		if q != p && q.pc == p.pc && q.link != nil {
 			at = append(at, q)
 		}
 	}
