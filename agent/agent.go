@@ -115,6 +115,10 @@ type Agent struct {
 	direct   map[string]*fleet.Spec  // createTracepoint requests
 	attached map[int]*attachment     // pid → attached target
 	placed   map[placeKey]*placement // what each process has, or why not
+	// waiting says what a process waits for, for the tracepoints whose
+	// placement has not begun: attaching can take seconds, and clients
+	// must know that an answer is coming.
+	waiting  map[placeKey]string
 	hostWide map[string]hostNote     // tracepoint → its status on the host as a whole (pid 0)
 	invalid  map[string]*fleet.Error // bucket key → why its spec was refused
 	ended    map[int]string          // pid → why its target closed, until its statuses say so
@@ -194,6 +198,7 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		direct:   make(map[string]*fleet.Spec),
 		attached: make(map[int]*attachment),
 		placed:   make(map[placeKey]*placement),
+		waiting:  make(map[placeKey]string),
 		written:  make(map[string]fleet.Status),
 		hostWide: make(map[string]hostNote),
 		invalid:  make(map[string]*fleet.Error),
@@ -531,12 +536,33 @@ func (a *Agent) reconcile(ctx context.Context) {
 
 // placeAll installs the added tracepoints, one goroutine per process so that
 // replicas attach side by side, and reports each process's status as soon as
-// its tracepoints are in. recMu should be held.
+// its tracepoints are in. A process that is refused at once (it lacks the
+// file, say) says so; every other one says first that it is pending, and
+// what it waits for, so that no client takes its silence for a refusal
+// while it is being attached. recMu should be held.
 func (a *Agent) placeAll(ctx context.Context, add []placeKey, want map[placeKey]*fleet.Spec) {
 	byPid := make(map[int][]placeKey)
 	for _, k := range add {
+		_, warning, err := a.resolve(k, want[k], a.sources.indexed)
+		switch {
+		case errors.Is(err, errNotIndexed):
+			a.wait(k, fmt.Sprintf("reading the debug info of pid %d…", k.pid))
+		case err != nil:
+			a.log.Info("tracepoint not installed", "tracepoint", k.id, "pid", k.pid, "err", err)
+			a.record(k, failed(want[k], warning, err))
+			continue
+		case a.isAttached(k.pid):
+			a.wait(k, fmt.Sprintf("installing in pid %d…", k.pid))
+		default:
+			a.wait(k, fmt.Sprintf("attaching to pid %d…", k.pid))
+		}
 		byPid[k.pid] = append(byPid[k.pid], k)
 	}
+	defer func() {
+		a.mu.Lock()
+		clear(a.waiting)
+		a.mu.Unlock()
+	}()
 	done := make(chan struct{})
 	sem := make(chan struct{}, max(2, runtime.NumCPU()))
 	for _, keys := range byPid {
@@ -549,10 +575,28 @@ func (a *Agent) placeAll(ctx context.Context, add []placeKey, want map[placeKey]
 			}
 		}()
 	}
+	if len(add) > 0 {
+		// The refusals and the pending ones, while the attaches run.
+		a.writeStatuses(ctx, false)
+	}
 	for range byPid {
 		<-done
 		a.writeStatuses(ctx, false)
 	}
+}
+
+// wait records what process k.pid waits for before k's placement begins.
+func (a *Agent) wait(k placeKey, what string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.waiting[k] = what
+}
+
+// isAttached reports whether the agent holds a target of pid.
+func (a *Agent) isAttached(pid int) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.attached[pid] != nil
 }
 
 // denied refuses a file or function the agent's Deny globs name.
@@ -651,11 +695,13 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 	}
 }
 
-// record makes p what process k.pid has of tracepoint k.id.
+// record makes p what process k.pid has of tracepoint k.id: it waits no
+// more.
 func (a *Agent) record(k placeKey, p *placement) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.placed[k] = p
+	delete(a.waiting, k)
 }
 
 // prepare finds what a placement of spec in process k.pid needs: the
@@ -664,6 +710,18 @@ func (a *Agent) record(k placeKey, p *placement) {
 // is never traced, and the process is not even attached: attaching stops it
 // while Delve reads its debug info.
 func (a *Agent) prepare(ctx context.Context, k placeKey, spec *fleet.Spec) (local fleet.Spec, warning string, att *attachment, err error) {
+	if local, warning, err = a.resolve(k, spec, a.sources.files); err != nil {
+		return local, warning, nil, err
+	}
+	att, err = a.attach(ctx, k.pid)
+	return local, warning, att, err
+}
+
+// resolve finds the location of spec in the revision process k.pid runs,
+// and the file as its program names it, with files listing the program's
+// source files; it refuses a line refused in that revision, a file the
+// program lacks and a denied file.
+func (a *Agent) resolve(k placeKey, spec *fleet.Spec, files func(pid int) ([]string, error)) (local fleet.Spec, warning string, err error) {
 	local = *spec
 	a.mu.Lock()
 	proc := a.procs[k.pid]
@@ -672,34 +730,33 @@ func (a *Agent) prepare(ctx context.Context, k placeKey, spec *fleet.Spec) (loca
 	if proc == nil && outside != nil {
 		// Asked again: a process may change its uids.
 		if err := a.admit(outside); err != nil {
-			return local, "", nil, err
+			return local, "", err
 		}
 		proc = outside
 	}
 	if proc != nil {
 		var ferr *fleet.Error
 		if local.Location, warning, ferr = spec.Location.ForProcess(proc); ferr != nil {
-			return local, warning, nil, ferr
+			return local, warning, ferr
 		}
 	}
-	files, err := a.sources.files(k.pid)
+	names, err := files(k.pid)
 	if err != nil {
-		return local, warning, nil, err
+		return local, warning, err
 	}
-	file, err := ResolveFile(files, local.Location)
+	file, err := ResolveFile(names, local.Location)
 	if err != nil {
-		return local, warning, nil, err
+		return local, warning, err
 	}
 	if err := a.denied(file); err != nil {
-		return local, warning, nil, err
+		return local, warning, err
 	}
 	// The backends get the file as the program names it: two specs that
 	// name one line by different paths (loop/main.go, main.go) must look
 	// alike to them, or a uprobe and a ptrace breakpoint could share an
 	// instruction, and the process would die of SIGTRAP.
 	local.Location.Module, local.Location.Path = "", versionElem.ReplaceAllString(file, "")
-	att, err = a.attach(ctx, k.pid)
-	return local, warning, att, err
+	return local, warning, nil
 }
 
 // install sets tp in att's process. What the backend may have installed

@@ -355,7 +355,9 @@ func tallyStates(ctx context.Context, statuses jetstream.KeyValue, states map[st
 	return nil
 }
 
-// statusedKeys returns the tracepoints that have a status entry.
+// statusedKeys returns the tracepoints that have an answer in the status
+// bucket: an entry other than a process's pending one, which says only
+// that the answer is coming.
 func statusedKeys(ctx context.Context, statuses jetstream.KeyValue) (map[string]bool, error) {
 	lister, err := statuses.ListKeys(ctx)
 	if err != nil {
@@ -366,6 +368,14 @@ func statusedKeys(ctx context.Context, statuses jetstream.KeyValue) (map[string]
 	}
 	got := map[string]bool{}
 	for k := range lister.Keys() {
+		e, err := statuses.Get(ctx, k)
+		if err != nil {
+			continue // withdrawn meanwhile
+		}
+		var st fleet.Status
+		if fleet.Decode(e.Value(), "status", &st) == nil && st.Pid != 0 && st.State == fleet.StatePending {
+			continue
+		}
 		got[strings.SplitN(k, ".", 2)[0]] = true
 	}
 	return got, nil
@@ -503,7 +513,9 @@ func TestSharedLineByAnotherPath(t *testing.T) {
 	if err := c.Declare(ctx, byEBPF); err != nil {
 		t.Fatal(err)
 	}
-	st := h.awaitStatus(byEBPF.ID, func(ev fleet.StatusEvent) bool { return ev.Pid == p.Pid && !ev.Deleted })
+	st := h.awaitStatus(byEBPF.ID, func(ev fleet.StatusEvent) bool {
+		return ev.Pid == p.Pid && !ev.Deleted && ev.State != fleet.StatePending // an answer, not "installing"
+	})
 	t.Logf("%s: %s", st.State, st.Message)
 	if st.State != fleet.StateError || !strings.Contains(st.Message, "one instruction cannot carry both") {
 		t.Errorf("the second tracepoint on the line: %s %q, want it refused", st.State, st.Message)

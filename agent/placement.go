@@ -221,6 +221,7 @@ func (p *placement) seen() {
 // replies.
 type placementView struct {
 	installing  bool
+	committed   bool
 	pl          Placement
 	err         *fleet.Error
 	hits        uint64
@@ -243,7 +244,7 @@ func (p *placement) view() placementView {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return placementView{
-		installing: p.installing, pl: p.pl, err: p.err, hits: p.hits, dropped: p.dropped,
+		installing: p.installing, committed: p.committed, pl: p.pl, err: p.err, hits: p.hits, dropped: p.dropped,
 		throttle: p.throttle, lost: p.lost, droppedSeen: p.droppedSeen, done: p.done,
 		uncounted: p.uncounted, uncountedSeen: p.uncountedSeen, rearm: p.rearm,
 	}

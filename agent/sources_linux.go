@@ -2,6 +2,7 @@ package agent
 
 import (
 	"debug/elf"
+	"errors"
 	"fmt"
 	"os"
 	"runtime/debug"
@@ -48,14 +49,49 @@ func newSourceIndex() *sourceIndex {
 	return &sourceIndex{sem: make(chan struct{}, 1), m: make(map[exeKey]*indexEntry), fps: make(map[fpKey]*fleet.Fingerprint)}
 }
 
+// errNotIndexed is what indexed returns while an executable's files are
+// still being read.
+var errNotIndexed = errors.New("the executable's source files are still being read")
+
+// indexed returns the source files of pid's executable if they are known
+// already, without waiting; errNotIndexed while they are being read (it
+// starts reading them).
+func (x *sourceIndex) indexed(pid int) ([]string, error) {
+	k, err := keyOf(pid)
+	if err != nil {
+		return nil, err
+	}
+	x.mu.Lock()
+	e, ok := x.m[k]
+	x.mu.Unlock()
+	if ok {
+		select {
+		case <-e.done:
+			return e.files, e.err
+		default:
+		}
+	} else {
+		x.warm(pid)
+	}
+	return nil, errNotIndexed
+}
+
+// keyOf returns the key of pid's executable.
+func keyOf(pid int) (exeKey, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(fmt.Sprintf("/proc/%d/exe", pid), &st); err != nil {
+		return exeKey{}, fleet.Errorf(fleet.CodeNoProcess, "reading the executable of pid %d: %v", pid, err)
+	}
+	return exeKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}, nil
+}
+
 // files returns the source files of pid's executable.
 func (x *sourceIndex) files(pid int) ([]string, error) {
 	exe := fmt.Sprintf("/proc/%d/exe", pid)
-	var st syscall.Stat_t
-	if err := syscall.Stat(exe, &st); err != nil {
-		return nil, fleet.Errorf(fleet.CodeNoProcess, "reading the executable of pid %d: %v", pid, err)
+	k, err := keyOf(pid)
+	if err != nil {
+		return nil, err
 	}
-	k := exeKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}
 	x.mu.Lock()
 	e, ok := x.m[k]
 	if !ok {

@@ -18,24 +18,21 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 	now := time.Now().UTC()
 	a.mu.Lock()
 	next := make(map[string]fleet.Status)
+	for k, what := range a.waiting {
+		next[fleet.StatusKey(k.id, a.cfg.Host, k.pid)] = fleet.Status{Tracepoint: k.id, Host: a.cfg.Host, Pid: k.pid, Process: a.processRefLocked(k.pid), State: fleet.StatePending, Message: what}
+	}
 	for k, pp := range a.placed {
 		p := pp.view()
-		if p.installing {
-			continue // said once Set returns
-		}
 		st := fleet.Status{Tracepoint: k.id, Host: a.cfg.Host, Pid: k.pid, Hits: p.hits, Dropped: p.dropped + p.lost}
 		if p.uncounted > 0 {
 			st.DroppedLowerBound = true
 			st.DroppedEstimate = st.Dropped + p.uncounted
 		}
-		if proc := a.procs[k.pid]; proc != nil {
-			st.Process = proc.Ref()
-		} else if att := a.attached[k.pid]; att != nil {
-			st.Process = att.proc.Ref()
-		} else if proc := a.outside[k.pid]; proc != nil {
-			st.Process = proc.Ref()
-		}
+		st.Process = a.processRefLocked(k.pid)
 		switch {
+		case p.installing && !p.committed:
+			// Set runs: what it installed is said once it returns.
+			st.State, st.Message = fleet.StatePending, fmt.Sprintf("installing in pid %d…", k.pid)
 		case p.err != nil:
 			st.State, st.Message, st.Code = fleet.StateError, p.err.Message, p.err.Code
 		case p.done != "":
@@ -134,6 +131,19 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 		}
 		delete(a.written, key)
 	}
+}
+
+// processRefLocked returns what the agent knows of process pid. Lock should
+// be held.
+func (a *Agent) processRefLocked(pid int) fleet.ProcessRef {
+	if proc := a.procs[pid]; proc != nil {
+		return proc.Ref()
+	} else if att := a.attached[pid]; att != nil {
+		return att.proc.Ref()
+	} else if proc := a.outside[pid]; proc != nil {
+		return proc.Ref()
+	}
+	return fleet.ProcessRef{}
 }
 
 // withdrawnLocked says why the process entry st is withdrawn while its

@@ -555,7 +555,7 @@ func summarize(statuses map[string]fleet.Status, backend string) (verified bool,
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var live, problems, hostNotes []string
+	var live, problems, waiting, hostNotes []string
 	procs := 0
 	settled = len(statuses) > 0
 	for _, k := range keys {
@@ -574,7 +574,8 @@ func summarize(statuses map[string]fleet.Status, backend string) (verified bool,
 		case fleet.StateThrottled:
 			live = append(live, name+servedBy(st.Placement)+" (throttled)")
 		case fleet.StatePending:
-			problems = append(problems, name+": pending")
+			// Being attached or installed: its answer is coming.
+			waiting = append(waiting, name+": pending"+suffix(st.Message))
 			settled = false
 		case fleet.StateDone:
 			problems = append(problems, name+": done"+suffix(st.Message))
@@ -585,10 +586,12 @@ func summarize(statuses map[string]fleet.Status, backend string) (verified bool,
 	switch {
 	case len(live) > 0:
 		msg = fmt.Sprintf("installed on %d of %d processes (%s)", len(live), procs, strings.Join(live, ", "))
-		if len(problems) > 0 {
-			msg += "; " + strings.Join(problems, "; ")
+		if others := append(waiting, problems...); len(others) > 0 {
+			msg += "; " + strings.Join(others, "; ")
 		}
 		return true, msg, settled
+	case len(waiting) > 0:
+		msg = fmt.Sprintf("pending for the %s backend: %s", backendName(backend), strings.Join(append(append(waiting, problems...), hostNotes...), "; "))
 	case len(problems) > 0:
 		msg = fmt.Sprintf("not installed by the %s backend: %s", backendName(backend), strings.Join(append(problems, hostNotes...), "; "))
 	case len(hostNotes) > 0:

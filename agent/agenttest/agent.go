@@ -38,6 +38,20 @@ func RunAgent(t testing.TB, s *server.Server, cfg agent.Config, log io.Writer) (
 // agent's own test packages construct it, as agent/ebpf imports this one).
 func RunAgentWith(t testing.TB, s *server.Server, cfg agent.Config, log io.Writer, ebpfBackend agent.Backend) (stop func()) {
 	t.Helper()
+	return runAgent(t, s, cfg, log, ebpfBackend, nil)
+}
+
+// RunAgentWrapped is RunAgent with the agent's backend wrapped by wrap: a
+// test that must hold the real backend at one step (an attach, say) until
+// it has seen what happens meanwhile wraps it, rather than hope the step
+// is slow.
+func RunAgentWrapped(t testing.TB, s *server.Server, cfg agent.Config, log io.Writer, wrap func(agent.Backend) agent.Backend) (stop func()) {
+	t.Helper()
+	return runAgent(t, s, cfg, log, nil, wrap)
+}
+
+func runAgent(t testing.TB, s *server.Server, cfg agent.Config, log io.Writer, ebpfBackend agent.Backend, wrap func(agent.Backend) agent.Backend) (stop func()) {
+	t.Helper()
 	if cfg.ScanEvery == 0 {
 		cfg.ScanEvery = 100 * time.Millisecond
 	}
@@ -66,7 +80,11 @@ func RunAgentWith(t testing.TB, s *server.Server, cfg agent.Config, log io.Write
 		backend.Default, backend.EBPF = cfg.BackendName, ebpfBackend
 		cfg.BackendName = strings.Join(backend.Names(), ",")
 	}
-	a := agent.New(cfg, fleettest.Connect(t, s), backend)
+	var b agent.Backend = backend
+	if wrap != nil {
+		b = wrap(backend)
+	}
+	a := agent.New(cfg, fleettest.Connect(t, s), b)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()

@@ -827,6 +827,9 @@ func TestServerRefusesTakenDataAndPort(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "address already in use") {
 		t.Errorf("a server on the port of another: exit status %d, stderr %q; want it refused with the bind error", r.code, r.stderr)
 	}
+	if strings.Contains(r.stderr, "did not accept connections") {
+		t.Errorf("a server on the port of another waited for nats-server to start, then guessed: %q; want the bind error before it starts", r.stderr)
+	}
 
 	if r := run(t, cmdTimeout, "hosts", "--nats", url); r.code != 0 {
 		t.Errorf("riptrace hosts on the first server after the refusals: exit status %d\n%s", r.code, r.stderr)
@@ -857,6 +860,65 @@ func TestTraceJSONCheckoutLine(t *testing.T) {
 	}
 	if h.Checkout == nil || h.Checkout.File != "main.go" || h.Checkout.Line != localLine {
 		t.Errorf("the hit's checkout line is %+v, want main.go:%d", h.Checkout, localLine)
+	}
+}
+
+// TestTraceChangedLineExits traces a line of a checkout that the running
+// revision has with other code: the process refuses it, naming the
+// revision, and as no other process can produce a hit, trace exits 1 with
+// that reason.
+func TestTraceChangedLineExits(t *testing.T) {
+	t.Parallel()
+	const main = `package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+//go:noinline
+func work(n int) int {
+	m := n * 3
+	%s //@trace(work)
+	return m
+}
+
+func main() {
+	fmt.Printf("READY pid=%%d\n", os.Getpid())
+	for n := 0; ; n++ {
+		work(n)
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+`
+	repo := sourcetest.Init(t)
+	sourcetest.Write(t, repo, "go.mod", "module example.com/changed\n\ngo 1.26\n")
+	revA := sourcetest.Commit(t, repo, "A", map[string]string{"main.go": fmt.Sprintf(main, "m += n")})
+	bin := filepath.Join(t.TempDir(), "changed")
+	if err := agenttest.BuildStamped(repo, bin); err != nil {
+		t.Fatalf("building commit A: %v", err)
+	}
+	sourcetest.Commit(t, repo, "B", map[string]string{"main.go": fmt.Sprintf(main, "m += 2 * n")})
+	src := filepath.Join(repo, "main.go")
+	url := startServer(t)
+	target := startTargetBuild(t, bin, "changed-line")
+	startAgent(t, url, "changed-host", "changed-line")
+	awaitProcesses(t, url, map[*agenttest.Proc]string{target: "changed-host"}, detached)
+
+	r := run(t, stateTimeout, "trace", "--nats", url, "--count", "1", fmt.Sprintf("%s:%d", src, agenttest.MarkerLine(t, src, "work")))
+	if r.code != 1 {
+		t.Errorf("exit status %d, want 1\n%s", r.code, r.stderr)
+	}
+	said := "not traced in revision " + fleet.ShortRevision(revA)
+	if status := statusLine(r.stderr, target.Pid, fleet.StateError); !strings.Contains(status, said) {
+		t.Errorf("the process's status %q does not say %q:\n%s", status, said, r.stderr)
+	}
+	last := r.stderr[strings.LastIndex(strings.TrimSpace(r.stderr), "\n")+1:]
+	for _, w := range []string{"no process can produce a hit", said, "--wait"} {
+		if !strings.Contains(last, w) {
+			t.Errorf("the last line does not mention %q: %s", w, last)
+		}
 	}
 }
 
