@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -344,5 +345,30 @@ func TestLeaseRemoveBeatsRenewal(t *testing.T) {
 		if sp.Condition != "n > 1" {
 			t.Errorf("%s is declared with condition %q, an older version than the last declared", sp.ID, sp.Condition)
 		}
+	}
+}
+
+// TestMoreAgentsThanConsumerDefault has more agents watch the declared
+// tracepoints than nats-server's default of 1000 consumers per stream:
+// each agent's watch is a consumer of its own, and every one must work.
+func TestMoreAgentsThanConsumerDefault(t *testing.T) {
+	ctx := context.Background()
+	srv, err := fleet.StartServer(ctx, fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	c, err := fleet.Connect(ctx, srv.ClientURL(), fleet.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const agents = 1010
+	for i := range agents {
+		w, err := c.WatchSpecs(ctx, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatalf("agent %d of %d: %v", i+1, agents, err)
+		}
+		defer w.Stop()
 	}
 }
