@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,16 +37,54 @@ type simAgent struct {
 
 }
 
-// counts are what one publishing run sent, had acknowledged, and failed
-// to send.
+// counts are what one publishing run made, had acknowledged, sent again
+// and could not keep.
 type counts struct {
-	published, acked, failed atomic.Int64
+	made    atomic.Int64 // hits made at the rate asked
+	acked   atomic.Int64 // acknowledged: stored in the stream
+	resent  atomic.Int64 // sent again after a failed send or ack
+	dropped atomic.Int64 // made while the agent's buffer was full: lost
+	left    atomic.Int64 // still unacknowledged when the agent gave up
+
+	// mu guards why.
+	mu  sync.Mutex
+	why map[string]int // failed sends and acks by their error's text
 }
+
+// fail counts one failed send or ack, by why.
+func (c *counts) fail(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.why == nil {
+		c.why = map[string]int{}
+	}
+	c.why[err.Error()]++
+}
+
+// reasons is the failures by their error's text.
+func (c *counts) reasons() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for w, n := range c.why {
+		out = append(out, fmt.Sprintf("%d× %s", n, w))
+	}
+	slices.Sort(out)
+	return strings.Join(out, "; ")
+}
+
+// The agent's publishing bounds (agent/publish.go): hits awaiting their
+// ack at once, and hits kept until acknowledged.
+const (
+	publishWindow = 512
+	bufferHits    = 100_000
+)
 
 // startSim connects one simulated agent and has it serve its host until
 // ctx ends.
 func startSim(ctx context.Context, url, host string, size int, log *slog.Logger) (*simAgent, error) {
-	c, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: "sim " + host, NATS: []nats.Option{nats.ReconnectWait(250 * time.Millisecond), nats.ReconnectJitter(250*time.Millisecond, time.Second)}})
+	// Reconnecting as `riptrace agent` does: fleet's options, nothing more.
+	c, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: "sim " + host})
 	if err != nil {
 		return nil, err
 	}
@@ -122,74 +161,175 @@ func (a *simAgent) reconcile(ctx context.Context, specs *fleet.SpecWatch) {
 			if !s.Selector.MatchHost(a.host) {
 				continue
 			}
+			phases.note(s.ID, &phases.delivered)
 			a.mu.Lock()
 			a.installed[s.ID] = true
 			a.mu.Unlock()
 			p := &a.procs[0]
 			a.c.PutStatus(ctx, &fleet.Status{Tracepoint: s.ID, Host: a.host, Pid: p.Pid, Process: p.Ref(), State: fleet.StateInstalled, Updated: time.Now().UTC(),
 				Placement: &fleet.Placement{Pid: p.Pid, File: s.Location.Path, Line: s.Location.Line, Function: "main.handle", Backend: "ebpf"}})
+			phases.note(s.ID, &phases.stored)
 		}
 	}
 }
 
-// publish sends rate hits a second of tracepoint tp, each with its message
-// id, and a watermark for tp every 50 ms, until ctx ends, then waits up to
-// 30 s for the acks of what it sent. Acks are awaited by a goroutine of
-// their own, in order, so that sending never waits for the stream's
-// round trip: what is counted acknowledged is stored.
-func (a *simAgent) publish(ctx context.Context, tp string, rate int, cnt *counts) {
+// phases is when the last agent received each declared tracepoint, and
+// when the last agent's installed status was stored: where the time from
+// declaring to every agent installed goes.
+var phases = declPhases{delivered: map[string]time.Time{}, stored: map[string]time.Time{}}
+
+type declPhases struct {
+	// mu guards the maps: the latest time per tracepoint.
+	mu                sync.Mutex
+	delivered, stored map[string]time.Time
+}
+
+func (p *declPhases) note(id string, m *map[string]time.Time) {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now.After((*m)[id]) {
+		(*m)[id] = now
+	}
+}
+
+// of returns the latest delivery and store of id.
+func (p *declPhases) of(id string) (delivered, stored time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.delivered[id], p.stored[id]
+}
+
+// publish makes rate hits a second of tracepoint tp until ctx ends, and
+// sends them as the agent does: each with its message id, at most
+// publishWindow awaiting their ack, the others kept in a buffer of
+// bufferHits (a hit made while it is full is dropped, and counted so);
+// a hit whose send or ack fails is sent again with the same id, which the
+// stream stores once. A watermark for tp follows every 50 ms. Once ctx
+// ends it sends what it kept, for up to drainFor.
+func (a *simAgent) publish(ctx context.Context, tp string, rate int, drainFor time.Duration, cnt *counts) {
 	if rate <= 0 {
 		return
 	}
-	pending := make(chan jetstream.PubAckFuture, 4096)
-	drained := make(chan struct{})
+	body := a.hit
+	if tp != "load" {
+		var h fleet.Hit
+		fleet.Decode(a.hit, "hit", &h)
+		h.Tracepoint = tp
+		body = fleet.Encode(&h)
+	}
+	type sent struct {
+		f    jetstream.PubAckFuture
+		msg  *nats.Msg
+		mark bool // a watermark, not a hit
+	}
+	slots := make(chan struct{}, publishWindow)
+	inflight := make(chan sent, publishWindow)
+	again := make(chan *nats.Msg, publishWindow)
+	acks := make(chan struct{}, 1) // an ack freed a slot
 	go func() {
-		defer close(drained)
-		timeout := time.After(time.Hour)
-		for f := range pending {
+		for s := range inflight {
 			select {
-			case <-f.Ok():
-				cnt.acked.Add(1)
-			case <-f.Err():
-				cnt.failed.Add(1)
-			case <-timeout:
-				cnt.failed.Add(1)
+			case <-s.f.Ok():
+				if !s.mark {
+					cnt.acked.Add(1)
+				}
+			case err := <-s.f.Err():
+				cnt.fail(err)
+				again <- s.msg
+			}
+			<-slots
+			select {
+			case acks <- struct{}{}:
+			default:
 			}
 		}
 	}()
-	defer func() {
-		close(pending)
-		<-drained
-	}()
-	const tick = 10 * time.Millisecond
-	t := time.NewTicker(tick)
+	defer close(inflight)
+
+	// retry are the hits to send again, before queue, the others kept.
+	var retry, queue []*nats.Msg
+	send := func() {
+		for len(retry)+len(queue) > 0 {
+			select {
+			case slots <- struct{}{}:
+			default:
+				return // the window is full: the rest waits in the buffer
+			}
+			from := &queue
+			if len(retry) > 0 {
+				from = &retry
+			}
+			m := (*from)[0]
+			f, err := a.pub.Publish(m)
+			if err != nil {
+				cnt.fail(err)
+				<-slots
+				return // the connection is down, say: send again later
+			}
+			inflight <- sent{f, m, strings.Contains(m.Subject, ".marks.")}
+			*from = (*from)[1:]
+		}
+	}
+	takeBack := func() {
+		for {
+			select {
+			case m := <-again:
+				cnt.resent.Add(1)
+				retry = append(retry, m)
+			default:
+				return
+			}
+		}
+	}
+	// Hits are made as time passes, not per tick: a tick this process
+	// was too busy to take makes its hits at the next.
+	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	n := 0
-	carry := 0.0
-	lastMark := time.Now()
-	for {
+	start := time.Now()
+	lastMark := start
+	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-			return
+			continue
+		case <-acks:
 		case <-t.C:
-		}
-		carry += float64(rate) * tick.Seconds()
-		k := int(carry)
-		carry -= float64(k)
-		for range k {
-			n++
-			f, err := a.pub.Publish(a.pub.Msg(tp, a.hit, a.host+"-"+tp+"-"+strconv.Itoa(n)))
-			if err != nil {
-				cnt.failed.Add(1)
-				continue
+			due := int(float64(rate) * time.Since(start).Seconds())
+			for n < due {
+				n++
+				cnt.made.Add(1)
+				if len(queue) >= bufferHits {
+					cnt.dropped.Add(1)
+					continue
+				}
+				queue = append(queue, a.pub.Msg(tp, body, a.host+"-"+tp+"-"+strconv.Itoa(n)))
 			}
-			cnt.published.Add(1)
-			pending <- f
+			if time.Since(lastMark) >= 50*time.Millisecond {
+				lastMark = time.Now()
+				w := fleet.Watermark{Host: a.host, Time: time.Now().UnixNano(), Lag: fleet.Duration(150 * time.Millisecond)}
+				queue = append(queue, a.pub.MarkMsg(tp, fleet.Encode(&w), a.host+"-"+tp+"-w"+strconv.Itoa(n)))
+			}
 		}
-		if time.Since(lastMark) >= 50*time.Millisecond {
-			lastMark = time.Now()
-			w := fleet.Watermark{Host: a.host, Time: time.Now().UnixNano(), Lag: fleet.Duration(150 * time.Millisecond)}
-			a.pub.Publish(a.pub.MarkMsg(tp, fleet.Encode(&w), a.host+"-"+tp+"-w"+strconv.Itoa(n)))
+		takeBack()
+		send()
+	}
+	// What is kept goes out before the agent stops.
+	deadline := time.After(drainFor)
+	for {
+		takeBack()
+		send()
+		// A failed ack is handed back before its slot is freed: with no
+		// slot taken, every failure is in again.
+		if len(slots) == 0 && len(again) == 0 && len(retry)+len(queue) == 0 {
+			return
+		}
+		select {
+		case <-acks:
+		case <-t.C:
+		case <-deadline:
+			cnt.left.Add(int64(len(retry) + len(queue) + len(slots)))
+			return
 		}
 	}
 }
