@@ -8,20 +8,26 @@
 // own NATS connection speaking the agents' protocol through fleet (see
 // simAgent). Then:
 //
+//   - a debug session: `riptrace dap` attached for three agents, with one
+//     breakpoint they hit 20 times a second; its CPU and the servers' CPU
+//     and memory over -idle, first with those three agents connected,
+//     then with all: the session's cost should follow its three, and the
+//     difference over the added agents is the servers' cost per agent;
 //   - declare → installed: -declarations tracepoints declared one after the
-//     other, each timed until every agent reports it installed;
-//   - memory per agent: the servers' RSS with the agents connected, less
-//     without, over the agents;
-//   - sustained hits: every agent publishes -rate hits a second of about
-//     -size bytes for -window, read by one filtered reader here; what the
-//     agents had acknowledged and the reader read are compared, and the CPU
-//     of each process over the window says where the ceiling is;
-//   - a debug session's cost: while the load runs, three agents also
-//     publish a tracepoint of their own, and two reader processes (this
-//     program again) read for -window: one filtered on that tracepoint, as
-//     a debug session reads, one reading every hit; their CPU is compared;
-//   - reconnect: one server is killed and started again; the time until
-//     every agent is connected again.
+//     other, each timed until every agent reports it installed, with when
+//     the last agent had it and when the last status was stored;
+//   - sustained hits: for each of -rates, every agent makes that many hits
+//     a second of about -size bytes for -window and sends them as the
+//     agent does (a window of acks that shrinks when they time out, a
+//     buffer, resends under the same message id); a filtered reader here
+//     must read every hit made once; the CPU of each process per stored
+//     hit says where the ceiling is. Two reader processes (this program
+//     again) read during the last rate: one filtered on three agents'
+//     tracepoint, one reading every hit;
+//   - failover: one server killed; the time until its agents are all on
+//     the other two;
+//   - the herd: the whole cluster restarted; the time until every agent is
+//     connected again, and until a declaration reaches every one.
 //
 // It ends with one line per goal: met or not met, with the figure. Only
 // processes started here are read or signalled, by pid.
@@ -33,7 +39,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -54,7 +59,7 @@ import (
 var (
 	agents       = flag.Int("agents", 1000, "simulated agents")
 	declarations = flag.Int("declarations", 20, "tracepoints declared one after the other, each timed")
-	rate         = flag.Int("rate", 100, "hits a second each agent publishes in the sustained run")
+	ratesFlag    = flag.String("rates", "10,30,100", "hits a second each agent publishes in each sustained run, comma-separated; the last is the goal's")
 	size         = flag.Int("size", 1024, "bytes of each hit")
 	window       = flag.Duration("window", 10*time.Second, "the sustained run's `D`")
 	idle         = flag.Duration("idle", 10*time.Second, "`D` over which the servers' and a debug session's costs are read with 3 agents, then all")
@@ -63,8 +68,18 @@ var (
 	url          = flag.String("url", "", "internal: the reader's NATS URLs")
 )
 
+// rates are -rates parsed.
+var rates []int
+
 func main() {
 	flag.Parse()
+	for _, f := range strings.Split(*ratesFlag, ",") {
+		r, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || r <= 0 {
+			log.Fatalf("-rates %q: want positive numbers, comma-separated", *ratesFlag)
+		}
+		rates = append(rates, r)
+	}
 	log.SetFlags(0)
 	log.SetPrefix("bench-fleet: ")
 	var err error
@@ -83,6 +98,9 @@ type server struct {
 	args []string
 	cmd  *exec.Cmd
 	url  string
+	// streamReady receives when the server says the cluster has the
+	// hit stream (JetStream is up), once.
+	streamReady chan time.Time
 }
 
 func (s *server) start(ready string) error {
@@ -96,9 +114,13 @@ func (s *server) start(ready string) error {
 		return err
 	}
 	lines := make(chan string)
+	s.streamReady = make(chan time.Time, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
+			if strings.Contains(sc.Text(), "the cluster has the hit stream") {
+				s.streamReady <- time.Now()
+			}
 			select {
 			case lines <- sc.Text():
 			default:
@@ -110,7 +132,6 @@ func (s *server) start(ready string) error {
 		select {
 		case l := <-lines:
 			if strings.Contains(l, ready) {
-				go io.Copy(io.Discard, out)
 				return nil
 			}
 		case <-deadline:
@@ -236,7 +257,7 @@ func run() error {
 	// The session reads the same hits in both windows: what more it
 	// spends with the whole fleet connected is what the fleet costs it.
 	ratio := aN.sessionCPU / max(a3.sessionCPU, 0.001)
-	goals = append(goals, goal{"a debug session's CPU follows its 3 agents (≤ 1.5× with 1000)", ratio <= 1.5 && aN.sessionOut > 0,
+	goals = append(goals, goal{fmt.Sprintf("a debug session's CPU follows its 3 agents (≤ 1.5× with %d)", *agents), ratio <= 1.5 && aN.sessionOut > 0,
 		fmt.Sprintf("%.1f%% of a CPU with 3 agents, %.1f%% with %d (%.2f×); %d and %d console lines",
 			100*a3.sessionCPU, 100*aN.sessionCPU, *agents, ratio, a3.sessionOut, aN.sessionOut)})
 
@@ -263,96 +284,24 @@ func run() error {
 	goals = append(goals, goal{"declare → all installed ≤ 1 s (p50 and p99)", p99 <= time.Second,
 		fmt.Sprintf("p50 %s, p99 %s, %d agents", ms(p50), ms(p99), *agents)})
 
-	// Sustained hits, with a session's tracepoint on three agents.
-	for _, id := range []string{"load", "traced3"} {
-		spec := &fleet.Spec{ID: id, Location: fleet.Location{Path: "internal/orders/handler.go", Line: 88}, Capture: fleet.DefaultCapture}
-		if id == "traced3" {
-			spec.Selector.Hosts = []string{"sim-0000", "sim-0001", "sim-0002"}
-		}
-		if err := c.Declare(ctx, spec); err != nil {
+	// Sustained hits at each rate asked, the goal's last, with a
+	// session's tracepoint on three agents and two reader processes
+	// during the last.
+	var ceiling float64
+	var last sustained
+	for i, r := range rates {
+		withReaders := i == len(rates)-1
+		res, err := sustain(ctx, c, servers, sims, all, r, withReaders)
+		if err != nil {
 			return err
 		}
-	}
-	hits, err := c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{"load"}})
-	if err != nil {
-		return err
-	}
-	self, _ := os.Executable()
-	readers := map[string]*exec.Cmd{}
-	readerOut := map[string]*strings.Builder{}
-	for _, r := range []string{"session", "all"} {
-		cmd := exec.Command(self, "-role", r, "-url", all, "-window", window.String())
-		out := &strings.Builder{}
-		cmd.Stdout, cmd.Stderr = out, os.Stderr
-		if err := cmd.Start(); err != nil {
-			return err
+		if res.lost == 0 && res.dup == 0 {
+			ceiling = max(ceiling, res.stored)
 		}
-		readers[r], readerOut[r] = cmd, out
+		last = res
 	}
-	lctx, lcancel := context.WithTimeout(ctx, *window)
-	defer lcancel()
-	cpu0 := cpuTimes(servers)
-	self0 := selfCPU()
-	start := time.Now()
-	var load, traced counts
-	const drainFor = 30 * time.Second
-	for _, a := range sims {
-		wg.Go(func() { a.publish(lctx, "load", *rate, drainFor, &load) })
-	}
-	for _, a := range sims[:3] {
-		wg.Go(func() { a.publish(lctx, "traced3", sessionRate, drainFor, &traced) })
-	}
-	var read atomic.Int64
-	go func() {
-		for {
-			if _, err := hits.Next(ctx); err != nil {
-				return
-			}
-			read.Add(1)
-		}
-	}()
-	<-lctx.Done()
-	elapsed := time.Since(start)
-	cpu1 := cpuTimes(servers)
-	self1 := selfCPU()
-	ackedInRun, readInRun := load.acked.Load(), read.Load()
-	wg.Wait() // the agents send what they kept
-	drain := time.Since(start) - elapsed
-	acked := load.acked.Load()
-	// What was stored must all be read: wait for the reader's tail.
-	for deadline := time.Now().Add(60 * time.Second); read.Load() < acked && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-	}
-	hits.Close()
-	// Every hit made is stored (acknowledged) and read once: unread are
-	// stored hits the reader never got, dropped those made while an
-	// agent's buffer was full, left those still unacknowledged when the
-	// agents gave up.
-	unread, extra := max(acked-read.Load(), 0), max(read.Load()-acked, 0)
-	dropped, left := load.dropped.Load(), load.left.Load()
-	lost := unread + dropped + left
-	offered := int64(*agents) * int64(*rate)
-	got := float64(ackedInRun) / elapsed.Seconds()
-	fmt.Printf("sustained: offered %d hits/s of %d B from %d agents for %s; stored %.0f hits/s during it, read %.0f hits/s during it; %d made, %d stored (the last %s after the run), %d read; lost: %d unread, %d dropped from full buffers, %d never acknowledged; %d sent again, %d read twice\n",
-		offered, len(sims[0].hit), *agents, elapsed.Round(time.Millisecond), got, float64(readInRun)/elapsed.Seconds(),
-		load.made.Load(), acked, drain.Round(time.Millisecond), read.Load(), unread, dropped, left, load.resent.Load(), extra)
-	if r := load.reasons(); r != "" {
-		fmt.Printf("failed sends and acks (each sent again): %s\n", r)
-	}
-	fmt.Printf("CPU over the run (%% of one CPU): ")
-	for i := range servers {
-		fmt.Printf("server n%d %.0f%%, ", i+1, 100*(cpu1[i]-cpu0[i])/elapsed.Seconds())
-	}
-	fmt.Printf("this process (agents + reader) %.0f%%; load average %s\n", 100*(self1-self0)/elapsed.Seconds(), loadavg())
-	goals = append(goals, goal{"sustained ≥ 100k hits/s of 1 KiB, 0 lost", got >= 100_000 && lost == 0 && extra == 0,
-		fmt.Sprintf("%.0f hits/s stored while %d were offered; %d lost, %d read twice", got, offered, lost, extra)})
-
-	for r, cmd := range readers {
-		cmd.Wait()
-		fmt.Printf("reader %s: %s", r, readerOut[r].String())
-	}
-	sess, allr := parseReader(readerOut["session"].String()), parseReader(readerOut["all"].String())
-	fmt.Printf("under that load, a reader of the 3 agents' tracepoint read %d messages with %.2f s CPU, a reader of every hit %d with %.2f s\n", sess.msgs, sess.cpu, allr.msgs, allr.cpu)
+	goals = append(goals, goal{"sustained ≥ 100k hits/s of 1 KiB, 0 lost", last.stored >= 100_000 && last.lost == 0 && last.dup == 0,
+		fmt.Sprintf("%.0f hits/s stored while %d were offered, %d lost, %d stored twice; the most stored with none lost: %.0f hits/s", last.stored, last.offered, last.lost, last.dup, ceiling)})
 
 	// Failover: one server killed; its agents move to the other two.
 	on1 := 0
@@ -390,6 +339,17 @@ func run() error {
 		return err
 	}
 	back -= firstUp.Load().Sub(t0) // from the first server accepting connections
+	// JetStream is back when a server says the cluster has the stream.
+	var jsBack time.Duration
+	select {
+	case at := <-servers[0].streamReady:
+		jsBack = at.Sub(t0)
+	case at := <-servers[1].streamReady:
+		jsBack = at.Sub(t0)
+	case at := <-servers[2].streamReady:
+		jsBack = at.Sub(t0)
+	case <-time.After(120 * time.Second):
+	}
 	// Usable again: a declaration reaches every agent.
 	var usable time.Duration
 	for deadline := time.Now().Add(120 * time.Second); ; {
@@ -400,8 +360,8 @@ func run() error {
 			return fmt.Errorf("after the restart: %w", err)
 		}
 	}
-	fmt.Printf("herd: the 3 servers restarted; all %d agents connected %s after the first accepted connections, and a declaration installed on every one %s after the servers were started; load average %s\n",
-		*agents, back.Round(time.Millisecond), usable.Round(time.Millisecond), loadavg())
+	fmt.Printf("herd: the 3 servers restarted; all %d agents connected %s after the first accepted connections; from the servers' start, JetStream was back after %s and a declaration installed on every agent after %s; load average %s\n",
+		*agents, back.Round(time.Millisecond), jsBack.Round(time.Millisecond), usable.Round(time.Millisecond), loadavg())
 	goals = append(goals, goal{"every agent reconnected ≤ 10 s after the cluster restarts", back < 10*time.Second,
 		fmt.Sprintf("%s; declaring reaches all again after %s", back.Round(time.Millisecond), usable.Round(time.Millisecond))})
 
@@ -708,3 +668,139 @@ func percentiles(ds []time.Duration) (p50, p99 time.Duration) {
 }
 
 func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
+
+// sustained is what one sustained run measured.
+type sustained struct {
+	offered   int64   // hits a second
+	stored    float64 // hits a second acknowledged during the run
+	lost, dup int64   // hits made and never read; read more often than made
+}
+
+// sustain has every agent make rate hits a second of a tracepoint of
+// their own for -window and send them as the agent does, and reads them
+// in this process, filtered; withReaders adds two reader processes (one
+// of the 3 session agents' tracepoint, one of every hit). Every hit made
+// must be read once: a host's hits read fewer than made are lost, more
+// are stored twice.
+func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*simAgent, url string, rate int, withReaders bool) (sustained, error) {
+	tp := fmt.Sprintf("load%d", rate)
+	for _, id := range []string{tp, "traced3"} {
+		spec := &fleet.Spec{ID: id, Location: fleet.Location{Path: "internal/orders/handler.go", Line: 88}, Capture: fleet.DefaultCapture}
+		if id == "traced3" {
+			spec.Selector.Hosts = []string{"sim-0000", "sim-0001", "sim-0002"}
+		}
+		if err := c.Declare(ctx, spec); err != nil {
+			return sustained{}, err
+		}
+	}
+	hits, err := c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{tp}})
+	if err != nil {
+		return sustained{}, err
+	}
+	readers := map[string]*exec.Cmd{}
+	readerOut := map[string]*strings.Builder{}
+	if withReaders {
+		self, _ := os.Executable()
+		for _, r := range []string{"session", "all"} {
+			cmd := exec.Command(self, "-role", r, "-url", url, "-window", window.String())
+			out := &strings.Builder{}
+			cmd.Stdout, cmd.Stderr = out, os.Stderr
+			if err := cmd.Start(); err != nil {
+				return sustained{}, err
+			}
+			readers[r], readerOut[r] = cmd, out
+		}
+	}
+	lctx, lcancel := context.WithTimeout(ctx, *window)
+	defer lcancel()
+	cpu0 := cpuTimes(servers)
+	self0 := selfCPU()
+	start := time.Now()
+	var load, traced counts
+	made := make([]int64, len(sims))
+	const drainFor = 30 * time.Second
+	var wg sync.WaitGroup
+	for i, a := range sims {
+		wg.Go(func() { made[i] = a.publish(lctx, tp, rate, drainFor, &load) })
+	}
+	if withReaders {
+		for _, a := range sims[:3] {
+			wg.Go(func() { a.publish(lctx, "traced3", sessionRate, drainFor, &traced) })
+		}
+	}
+	var read atomic.Int64
+	var mu sync.Mutex
+	readBy := map[string]int64{}
+	go func() {
+		for {
+			h, err := hits.Next(ctx)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			readBy[h.Host]++
+			mu.Unlock()
+			read.Add(1)
+		}
+	}()
+	<-lctx.Done()
+	elapsed := time.Since(start)
+	cpu1 := cpuTimes(servers)
+	self1 := selfCPU()
+	ackedInRun, readInRun := load.acked.Load(), read.Load()
+	wg.Wait() // the agents send what they kept
+	drain := time.Since(start) - elapsed
+	var total int64
+	for _, n := range made {
+		total += n
+	}
+	// Everything made is read, unless it was lost.
+	for deadline := time.Now().Add(60 * time.Second); read.Load() < total && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	hits.Close()
+	var res sustained
+	mu.Lock()
+	for i, a := range sims {
+		res.lost += max(made[i]-readBy[a.host], 0)
+		res.dup += max(readBy[a.host]-made[i], 0)
+	}
+	mu.Unlock()
+	res.offered = int64(len(sims)) * int64(rate)
+	res.stored = float64(ackedInRun) / elapsed.Seconds()
+	fmt.Printf("sustained: offered %d hits/s of %d B from %d agents for %s; stored %.0f hits/s during it, read %.0f hits/s during it; %d made, %d acknowledged (the last %s after the run), %d read; %d lost (%d of them dropped from full buffers, %d never acknowledged), %d stored twice; %d sent again; load average %s\n",
+		res.offered, len(sims[0].hit), len(sims), elapsed.Round(time.Millisecond), res.stored, float64(readInRun)/elapsed.Seconds(),
+		total, load.acked.Load(), drain.Round(time.Millisecond), read.Load(), res.lost, load.dropped.Load(), load.left.Load(), res.dup, load.resent.Load(), loadavg())
+	if r := load.reasons(); r != "" {
+		fmt.Printf("  failed sends and acks (each sent again): %s\n", r)
+	}
+	var srv float64
+	fmt.Printf("  CPU over the run (%% of one CPU): ")
+	for i := range servers {
+		srv += cpu1[i] - cpu0[i]
+		fmt.Printf("server n%d %.0f%%, ", i+1, 100*(cpu1[i]-cpu0[i])/elapsed.Seconds())
+	}
+	fmt.Printf("this process (agents + reader) %.0f%%\n", 100*(self1-self0)/elapsed.Seconds())
+	// What one stored hit cost each process, in CPU: on this machine's
+	// CPUs with nothing else running, the ceiling is where they add up
+	// to all of them.
+	if ackedInRun > 0 {
+		perHit := func(cpu float64) float64 { return 1e6 * cpu / float64(ackedInRun) }
+		fmt.Printf("  CPU per stored hit: servers %.0f µs (together), agents + reader %.0f µs: on %d CPUs with nothing else running, %.0f hits/s\n",
+			perHit(srv), perHit(self1-self0), cpus(), float64(cpus())*float64(ackedInRun)/(srv+self1-self0))
+	}
+	for r, cmd := range readers {
+		cmd.Wait()
+		fmt.Printf("  reader %s: %s", r, readerOut[r].String())
+	}
+	if withReaders {
+		sess, allr := parseReader(readerOut["session"].String()), parseReader(readerOut["all"].String())
+		fmt.Printf("  under that load, a reader of the 3 agents' tracepoint read %d messages with %.2f s CPU, a reader of every hit %d with %.2f s\n", sess.msgs, sess.cpu, allr.msgs, allr.cpu)
+	}
+	for _, id := range []string{tp, "traced3"} {
+		if err := c.Remove(ctx, id); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
