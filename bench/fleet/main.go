@@ -310,8 +310,9 @@ func run() error {
 			on1++
 		}
 	}
+	killed := time.Now()
 	servers[0].kill()
-	moved := waitAll(sims, urls[0], 120*time.Second)
+	moved := waitAll(sims, urls[0], killed, 120*time.Second)
 	fmt.Printf("failover: the %d agents on n1 all connected to n2 or n3 %s after n1 was killed; load average %s\n", on1, moved.Round(time.Millisecond), loadavg())
 	goals = append(goals, goal{"every agent reconnected ≤ 10 s after a server dies", moved < 10*time.Second, fmt.Sprintf("%s for the %d agents of n1", moved.Round(time.Millisecond), on1)})
 
@@ -333,7 +334,7 @@ func run() error {
 			}
 		})
 	}
-	back := waitAll(sims, "", 120*time.Second)
+	back := waitAll(sims, "", t0, 120*time.Second)
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -402,10 +403,9 @@ func declareAll(ctx context.Context, c *fleet.Client, id string) (time.Time, tim
 	return time.Time{}, 0, fmt.Errorf("declaring %s: %d of %d agents installed it within 60s", id, len(installed), *agents)
 }
 
-// waitAll returns how long until every agent is connected, to another
+// waitAll returns how long after t0 every agent is connected, to another
 // server than away if given, or limit.
-func waitAll(sims []*simAgent, away string, limit time.Duration) time.Duration {
-	t0 := time.Now()
+func waitAll(sims []*simAgent, away string, t0 time.Time, limit time.Duration) time.Duration {
 	for time.Since(t0) < limit {
 		n := 0
 		for _, a := range sims {
