@@ -36,6 +36,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -64,7 +65,8 @@ var (
 	window       = flag.Duration("window", 10*time.Second, "the sustained run's `D`")
 	idle         = flag.Duration("idle", 10*time.Second, "`D` over which the servers' and a debug session's costs are read with 3 agents, then all")
 	bin          = flag.String("riptrace", "bin/riptrace", "the riptrace binary")
-	role         = flag.String("role", "", "internal: run as a reader process (session or all)")
+	role         = flag.String("role", "", "internal: run as a reader process (session, all, or count)")
+	tpFlag       = flag.String("tp", "", "internal: the tracepoint a count reader reads")
 	url          = flag.String("url", "", "internal: the reader's NATS URLs")
 )
 
@@ -83,10 +85,13 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("bench-fleet: ")
 	var err error
-	if *role != "" {
-		err = reader()
-	} else {
+	switch *role {
+	case "":
 		err = run()
+	case "count":
+		err = countReader()
+	default:
+		err = reader()
 	}
 	if err != nil {
 		log.Fatal(err)
@@ -467,6 +472,54 @@ func reader() error {
 	return nil
 }
 
+// countReader is the reader of a sustained run's hits, in a process of
+// its own so that the simulated agents do not starve it: it reads the
+// hits of -tp, says "ready" once it reads from the stream's end, and once
+// told on stdin how many were made, reads until it has them all or 60 s
+// pass, then prints how many it read of each host, as JSON.
+func countReader() error {
+	ctx := context.Background()
+	c, err := fleet.Connect(ctx, *url, fleet.ClientOptions{Name: "bench-fleet count"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r, err := c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{*tpFlag}})
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	var made atomic.Int64
+	made.Store(-1)
+	told := make(chan struct{})
+	go func() {
+		var n int64
+		fmt.Scan(&n)
+		made.Store(n)
+		close(told)
+	}()
+	byHost := map[string]int64{}
+	var total int64
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		<-told
+		time.AfterFunc(60*time.Second, cancel)
+	}()
+	for m := made.Load(); m < 0 || total < m; m = made.Load() {
+		h, err := r.Next(rctx)
+		if err != nil {
+			if rctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		byHost[h.Host]++
+		total++
+	}
+	return json.NewEncoder(os.Stdout).Encode(byHost)
+}
+
 type readerResult struct {
 	msgs int
 	cpu  float64
@@ -693,14 +746,29 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 			return sustained{}, err
 		}
 	}
-	hits, err := c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{tp}})
+	self, _ := os.Executable()
+	counter := exec.Command(self, "-role", "count", "-url", url, "-tp", tp)
+	counter.Stderr = os.Stderr
+	tell, err := counter.StdinPipe()
 	if err != nil {
 		return sustained{}, err
+	}
+	heard, err := counter.StdoutPipe()
+	if err != nil {
+		return sustained{}, err
+	}
+	if err := counter.Start(); err != nil {
+		return sustained{}, err
+	}
+	defer counter.Wait()
+	answer := bufio.NewReader(heard)
+	if l, err := answer.ReadString('\n'); err != nil || strings.TrimSpace(l) != "ready" {
+		counter.Process.Kill()
+		return sustained{}, fmt.Errorf("the count reader did not start: %q, %v", l, err)
 	}
 	readers := map[string]*exec.Cmd{}
 	readerOut := map[string]*strings.Builder{}
 	if withReaders {
-		self, _ := os.Executable()
 		for _, r := range []string{"session", "all"} {
 			cmd := exec.Command(self, "-role", r, "-url", url, "-window", window.String())
 			out := &strings.Builder{}
@@ -728,26 +796,11 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 			wg.Go(func() { a.publish(lctx, "traced3", sessionRate, drainFor, &traced) })
 		}
 	}
-	var read atomic.Int64
-	var mu sync.Mutex
-	readBy := map[string]int64{}
-	go func() {
-		for {
-			h, err := hits.Next(ctx)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			readBy[h.Host]++
-			mu.Unlock()
-			read.Add(1)
-		}
-	}()
 	<-lctx.Done()
 	elapsed := time.Since(start)
 	cpu1 := cpuTimes(servers)
 	self1 := selfCPU()
-	ackedInRun, readInRun := load.acked.Load(), read.Load()
+	ackedInRun := load.acked.Load()
 	wg.Wait() // the agents send what they kept
 	drain := time.Since(start) - elapsed
 	var total int64
@@ -755,22 +808,23 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 		total += n
 	}
 	// Everything made is read, unless it was lost.
-	for deadline := time.Now().Add(60 * time.Second); read.Load() < total && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
+	fmt.Fprintln(tell, total)
+	readBy := map[string]int64{}
+	if err := json.NewDecoder(answer).Decode(&readBy); err != nil {
+		return sustained{}, fmt.Errorf("reading the count reader's answer: %w", err)
 	}
-	hits.Close()
 	var res sustained
-	mu.Lock()
+	var read int64
 	for i, a := range sims {
 		res.lost += max(made[i]-readBy[a.host], 0)
 		res.dup += max(readBy[a.host]-made[i], 0)
+		read += readBy[a.host]
 	}
-	mu.Unlock()
 	res.offered = int64(len(sims)) * int64(rate)
 	res.stored = float64(ackedInRun) / elapsed.Seconds()
-	fmt.Printf("sustained: offered %d hits/s of %d B from %d agents for %s; stored %.0f hits/s during it, read %.0f hits/s during it; %d made, %d acknowledged (the last %s after the run), %d read; %d lost (%d of them dropped from full buffers, %d never acknowledged), %d stored twice; %d sent again; load average %s\n",
-		res.offered, len(sims[0].hit), len(sims), elapsed.Round(time.Millisecond), res.stored, float64(readInRun)/elapsed.Seconds(),
-		total, load.acked.Load(), drain.Round(time.Millisecond), read.Load(), res.lost, load.dropped.Load(), load.left.Load(), res.dup, load.resent.Load(), loadavg())
+	fmt.Printf("sustained: offered %d hits/s of %d B from %d agents for %s; stored %.0f hits/s during it; %d made, %d acknowledged (the last %s after the run), %d read by a reader process within 60 s; %d lost (%d of them dropped from full buffers, %d never acknowledged), %d stored twice; %d sent again; load average %s\n",
+		res.offered, len(sims[0].hit), len(sims), elapsed.Round(time.Millisecond), res.stored,
+		total, load.acked.Load(), drain.Round(time.Millisecond), read, res.lost, load.dropped.Load(), load.left.Load(), res.dup, load.resent.Load(), loadavg())
 	if r := load.reasons(); r != "" {
 		fmt.Printf("  failed sends and acks (each sent again): %s\n", r)
 	}
@@ -780,13 +834,13 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 		srv += cpu1[i] - cpu0[i]
 		fmt.Printf("server n%d %.0f%%, ", i+1, 100*(cpu1[i]-cpu0[i])/elapsed.Seconds())
 	}
-	fmt.Printf("this process (agents + reader) %.0f%%\n", 100*(self1-self0)/elapsed.Seconds())
+	fmt.Printf("this process (the agents) %.0f%%\n", 100*(self1-self0)/elapsed.Seconds())
 	// What one stored hit cost each process, in CPU: on this machine's
 	// CPUs with nothing else running, the ceiling is where they add up
 	// to all of them.
 	if ackedInRun > 0 {
 		perHit := func(cpu float64) float64 { return 1e6 * cpu / float64(ackedInRun) }
-		fmt.Printf("  CPU per stored hit: servers %.0f µs (together), agents + reader %.0f µs: on %d CPUs with nothing else running, %.0f hits/s\n",
+		fmt.Printf("  CPU per stored hit: servers %.0f µs (together), the agents %.0f µs: on %d CPUs with nothing else running, %.0f hits/s\n",
 			perHit(srv), perHit(self1-self0), cpus(), float64(cpus())*float64(ackedInRun)/(srv+self1-self0))
 	}
 	for r, cmd := range readers {
