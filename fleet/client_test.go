@@ -372,3 +372,23 @@ func TestMoreAgentsThanConsumerDefault(t *testing.T) {
 		defer w.Stop()
 	}
 }
+
+// TestStoredHits counts the hits the stream holds of one tracepoint,
+// per host, and none of another's.
+func TestStoredHits(t *testing.T) {
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	ctx := context.Background()
+	for _, h := range []fleet.Hit{{Tracepoint: "a", Host: "h1"}, {Tracepoint: "a", Host: "h1"}, {Tracepoint: "a", Host: "h2"}, {Tracepoint: "b", Host: "h1"}} {
+		if err := c.PublishHit(ctx, &h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := c.StoredHits(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["h1"] != 2 || got["h2"] != 1 {
+		t.Fatalf("stored hits of a: %v, want h1 2, h2 1", got)
+	}
+}

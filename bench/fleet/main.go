@@ -19,9 +19,10 @@
 //   - sustained hits: for each of -rates, every agent makes that many hits
 //     a second of about -size bytes for -window and sends them as the
 //     agent does (a window of acks that shrinks when they time out, a
-//     buffer, resends under the same message id); a filtered reader here
-//     must read every hit made once; the CPU of each process per stored
-//     hit says where the ceiling is. Two reader processes (this program
+//     buffer, resends under the same message id); the stream must hold
+//     every hit made once (its count per host), and a filtered reader
+//     process reads them; the CPU of each process per stored hit says
+//     where the ceiling is. Two more reader processes (this program
 //     again) read during the last rate: one filtered on three agents'
 //     tracepoint, one reading every hit;
 //   - failover: one server killed; the time until its agents are all on
@@ -731,10 +732,10 @@ type sustained struct {
 
 // sustain has every agent make rate hits a second of a tracepoint of
 // their own for -window and send them as the agent does, and reads them
-// in this process, filtered; withReaders adds two reader processes (one
-// of the 3 session agents' tracepoint, one of every hit). Every hit made
-// must be read once: a host's hits read fewer than made are lost, more
-// are stored twice.
+// in a reader process, filtered; withReaders adds two reader processes
+// (one of the 3 session agents' tracepoint, one of every hit). Every hit
+// made must be stored once, by the stream's count per host: fewer are
+// lost, more are stored twice; and read.
 func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*simAgent, url string, rate int, withReaders bool) (sustained, error) {
 	tp := fmt.Sprintf("load%d", rate)
 	for _, id := range []string{tp, "traced3"} {
@@ -813,18 +814,27 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 	if err := json.NewDecoder(answer).Decode(&readBy); err != nil {
 		return sustained{}, fmt.Errorf("reading the count reader's answer: %w", err)
 	}
+	// The stream's own count says what was stored: a host's hits stored
+	// fewer than made are lost, more are stored twice. What the reader
+	// did not get is the reader's lag, counted apart.
+	stored, err := c.StoredHits(ctx, tp)
+	if err != nil {
+		return sustained{}, err
+	}
 	var res sustained
-	var read int64
+	var read, unread int64
 	for i, a := range sims {
-		res.lost += max(made[i]-readBy[a.host], 0)
-		res.dup += max(readBy[a.host]-made[i], 0)
+		n := int64(stored[a.host])
+		res.lost += max(made[i]-n, 0)
+		res.dup += max(n-made[i], 0)
 		read += readBy[a.host]
+		unread += max(n-readBy[a.host], 0)
 	}
 	res.offered = int64(len(sims)) * int64(rate)
 	res.stored = float64(ackedInRun) / elapsed.Seconds()
-	fmt.Printf("sustained: offered %d hits/s of %d B from %d agents for %s; stored %.0f hits/s during it; %d made, %d acknowledged (the last %s after the run), %d read by a reader process within 60 s; %d lost (%d of them dropped from full buffers, %d never acknowledged), %d stored twice; %d sent again; load average %s\n",
+	fmt.Printf("sustained: offered %d hits/s of %d B from %d agents for %s; stored %.0f hits/s during it; %d made, %d acknowledged (the last %s after the run); the stream has %d lost (%d dropped from full buffers, %d never acknowledged), %d stored twice; a reader process read %d, %d stored hits not within 60 s; %d sent again; load average %s\n",
 		res.offered, len(sims[0].hit), len(sims), elapsed.Round(time.Millisecond), res.stored,
-		total, load.acked.Load(), drain.Round(time.Millisecond), read, res.lost, load.dropped.Load(), load.left.Load(), res.dup, load.resent.Load(), loadavg())
+		total, load.acked.Load(), drain.Round(time.Millisecond), res.lost, load.dropped.Load(), load.left.Load(), res.dup, read, unread, load.resent.Load(), loadavg())
 	if r := load.reasons(); r != "" {
 		fmt.Printf("  failed sends and acks (each sent again): %s\n", r)
 	}
