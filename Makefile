@@ -99,9 +99,11 @@ kill-matrix:
 bench-limits: build
 	$(GO) run ./bench/limits
 
-# bench-fleet: 1000 simulated agents on a three-server cluster: declare to
-# installed, sustained hits/s, memory per agent, a debug session's CPU,
-# reconnection; one met/not met line per goal (bench/fleet/main.go).
+# bench-fleet: 1000 simulated agents on a three-server cluster: a debug
+# session's CPU with 3 agents and 1000, the servers' memory and CPU per
+# agent, declare to installed, sustained hits/s at rising rates, failover,
+# the reconnect herd of a cluster restart; one met/not met line per goal
+# (bench/fleet/main.go).
 bench-fleet: build
 	$(GO) run ./bench/fleet
 

@@ -20,8 +20,9 @@ const (
 	DefaultBufferBytes = 64 << 20
 )
 
-// Publishing: how many hits may await their ack at once, how long an ack may
-// take, and how long to wait before sending again after a failure.
+// Publishing: how many hits may await their ack at once at most (fewer
+// while acks time out: fleet.AckWindow), how long an ack may take, and how
+// long to wait before sending again after a failure.
 const (
 	publishWindow     = 512
 	publishAckTimeout = 5 * time.Second
@@ -232,6 +233,7 @@ func (p *publisher) run(ctx context.Context) {
 	defer close(p.done)
 	var (
 		inflight []flight
+		window   = fleet.NewAckWindow(publishWindow)
 		broken   bool // a failure: send nothing until retryAt and connected
 		retryAt  time.Time
 		backoff  = retryMin
@@ -247,6 +249,9 @@ func (p *publisher) run(ctx context.Context) {
 			p.log.Warn("NATS does not take hits; keeping them until it does", "err", err, "buffered", p.len())
 		}
 		if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+			// The stream may be behind rather than the connection down:
+			// fewer in flight, so that acks come within their timeout.
+			window.TimedOut()
 			if err := p.c.Probe(); err != nil {
 				p.log.Warn("checking the connection to NATS", "err", err)
 			}
@@ -261,7 +266,7 @@ func (p *publisher) run(ctx context.Context) {
 		if broken && !time.Now().Before(retryAt) && p.c.Connected() {
 			broken = false
 		}
-		for !broken && p.c.Connected() && len(inflight) < publishWindow {
+		for !broken && p.c.Connected() && len(inflight) < window.Size() {
 			out := p.at(len(inflight))
 			if out == nil {
 				break
@@ -301,6 +306,7 @@ func (p *publisher) run(ctx context.Context) {
 			inflight = inflight[1:]
 			p.pop(out)
 			p.counted(out)
+			window.Acked()
 			backoff = retryMin
 			if !down.IsZero() {
 				p.log.Info("NATS takes hits again", "down", time.Since(down).Round(time.Millisecond), "resent", resent, "buffered", p.len())

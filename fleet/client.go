@@ -379,6 +379,28 @@ func (c *Client) HitStreamEnd(ctx context.Context) (uint64, error) {
 	return st.CachedInfo().State.LastSeq, nil
 }
 
+// StoredHits returns how many hits of tracepoint the hit stream holds,
+// per host: what was stored, whoever reads it.
+func (c *Client) StoredHits(ctx context.Context, tracepoint string) (map[string]uint64, error) {
+	gctx, release := c.perms.guard(ctx, c.perms.jsPatterns()...)
+	defer release()
+	st, err := c.js.Stream(gctx, c.subj.HitStream())
+	if err != nil {
+		return nil, fmt.Errorf("counting the hits of %s: %w", tracepoint, denied(gctx, err))
+	}
+	info, err := st.Info(gctx, jetstream.WithSubjectFilter(c.subj.TraceOf(tracepoint)))
+	if err != nil {
+		return nil, fmt.Errorf("counting the hits of %s: %w", tracepoint, denied(gctx, err))
+	}
+	out := make(map[string]uint64, len(info.State.Subjects))
+	for subject, n := range info.State.Subjects {
+		if host, ok := c.subj.TraceHost(subject); ok {
+			out[host] += n
+		}
+	}
+	return out, nil
+}
+
 // markHost makes the host of the subject a hit came on its host: only that
 // host's agent may publish there, while the body says whatever its sender
 // wrote. A body that names another host is kept as evidence in Errors.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -344,5 +345,50 @@ func TestLeaseRemoveBeatsRenewal(t *testing.T) {
 		if sp.Condition != "n > 1" {
 			t.Errorf("%s is declared with condition %q, an older version than the last declared", sp.ID, sp.Condition)
 		}
+	}
+}
+
+// TestMoreAgentsThanConsumerDefault has more agents watch the declared
+// tracepoints than nats-server's default of 1000 consumers per stream:
+// each agent's watch is a consumer of its own, and every one must work.
+func TestMoreAgentsThanConsumerDefault(t *testing.T) {
+	ctx := context.Background()
+	srv, err := fleet.StartServer(ctx, fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	c, err := fleet.Connect(ctx, srv.ClientURL(), fleet.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const agents = 1010
+	for i := range agents {
+		w, err := c.WatchSpecs(ctx, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatalf("agent %d of %d: %v", i+1, agents, err)
+		}
+		defer w.Stop()
+	}
+}
+
+// TestStoredHits counts the hits the stream holds of one tracepoint,
+// per host, and none of another's.
+func TestStoredHits(t *testing.T) {
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	ctx := context.Background()
+	for _, h := range []fleet.Hit{{Tracepoint: "a", Host: "h1"}, {Tracepoint: "a", Host: "h1"}, {Tracepoint: "a", Host: "h2"}, {Tracepoint: "b", Host: "h1"}} {
+		if err := c.PublishHit(ctx, &h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := c.StoredHits(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["h1"] != 2 || got["h2"] != 1 {
+		t.Fatalf("stored hits of a: %v, want h1 2, h2 1", got)
 	}
 }

@@ -38,6 +38,8 @@ type watchedHost struct {
 	entry  HostEntry // without Profile; Gone is worked out when listed
 	every  time.Duration
 	digest string
+	// shownGone is whether it was gone when subscribers were last told.
+	shownGone bool
 	// profiles are what was learnt of the host's processes: without
 	// their files, and with them (kinds profileBare and profileFiles).
 	profiles [2]profileCache
@@ -116,20 +118,31 @@ func (hw *HostWatch) run() {
 	defer stale.Stop()
 	first := true
 	for {
+		var changed, sooner, fired bool
 		select {
 		case ev, ok := <-hw.sw.Events():
 			if !ok {
 				return
 			}
-			hw.apply(ev)
+			changed, sooner = hw.apply(ev, time.Now())
 			if first {
 				close(hw.synced)
-				first = false
+				first, changed = false, true
 			}
 		case <-stale.C:
+			changed, fired = hw.silenced(time.Now()), true
 		}
-		hw.notify()
-		stale.Reset(hw.nextStale())
+		// A heartbeat that changes nothing mostly moves its host's deadline
+		// later: the timer may then fire early, and finds nothing. Not
+		// waking the subscribers and not walking every host for it keeps a
+		// thousand agents' heartbeats from costing every reader a walk of
+		// the thousand, twice a second each.
+		if changed {
+			hw.notify()
+		}
+		if changed || sooner || fired {
+			stale.Reset(hw.nextStale())
+		}
 	}
 }
 
@@ -144,11 +157,17 @@ func (hw *HostWatch) notify() {
 	}
 }
 
-// apply takes one event of the bucket into hosts.
-func (hw *HostWatch) apply(ev SpecEvent) {
+// apply takes one event of the bucket into hosts, and says whether it
+// changed what subscribers are told of: a host came, went, changed its
+// processes or what is wrong with it, or spoke again after falling
+// silent. A heartbeat that only says the host is still there changes
+// nothing. sooner says a host may now fall silent sooner than it would
+// have (its period shrank).
+func (hw *HostWatch) apply(ev SpecEvent, now time.Time) (changed, sooner bool) {
 	hw.mu.Lock()
 	defer hw.mu.Unlock()
 	if ev.Resync {
+		changed = true
 		seen := make(map[string]bool, len(ev.Entries))
 		for _, e := range ev.Entries {
 			seen[e.Key] = !e.Deleted
@@ -162,16 +181,44 @@ func (hw *HostWatch) apply(ev SpecEvent) {
 	for _, e := range ev.Entries {
 		if e.Deleted {
 			// The agent withdrew its heartbeat: it stopped.
-			delete(hw.hosts, e.Key)
+			if hw.hosts[e.Key] != nil {
+				delete(hw.hosts, e.Key)
+				changed = true
+			}
 			continue
 		}
 		h := hw.hosts[e.Key]
 		if h == nil {
 			h = &watchedHost{}
 			hw.hosts[e.Key] = h
+			changed = true
 		}
-		h.entry, h.every, h.digest = hostEntry(e.Key, e.Value)
+		entry, every, digest := hostEntry(e.Key, e.Value)
+		if digest != h.digest || entry.Error != h.entry.Error || entry.Gone != h.entry.Gone {
+			changed = true
+		}
+		if entry.LastSeen.Add(staleAfter * every).Before(h.entry.LastSeen.Add(staleAfter * h.every)) {
+			sooner = true
+		}
+		h.entry, h.every, h.digest = entry, every, digest
+		if g := h.gone(now); g != h.shownGone {
+			h.shownGone, changed = g, true
+		}
 	}
+	return changed, sooner
+}
+
+// silenced marks the hosts whose heartbeats grew too old by now, and says
+// whether there were any.
+func (hw *HostWatch) silenced(now time.Time) (changed bool) {
+	hw.mu.Lock()
+	defer hw.mu.Unlock()
+	for _, h := range hw.hosts {
+		if g := h.gone(now); g != h.shownGone {
+			h.shownGone, changed = g, true
+		}
+	}
+	return changed
 }
 
 // hostEntry reads one heartbeat, kept under key.

@@ -183,6 +183,14 @@ func startServer(ctx context.Context, opts *server.Options, prefix string, repli
 	if replicas == 0 {
 		replicas = clusterReplicas(opts)
 	}
+	if opts.JetStreamLimits.DefaultMaxConsumers == 0 {
+		// nats-server allows 1000 consumers per stream unless told
+		// otherwise, and every agent watches the tracepoint bucket with
+		// one of its own: the 1001st agent, or any after a cluster
+		// restart while the old consumers linger, would watch nothing.
+		// A configuration file that sets the limit keeps it.
+		opts.JetStreamLimits.DefaultMaxConsumers = -1
+	}
 	login, err := setupLogin(opts, prefix)
 	if err != nil {
 		return nil, err

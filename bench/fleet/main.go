@@ -8,20 +8,27 @@
 // own NATS connection speaking the agents' protocol through fleet (see
 // simAgent). Then:
 //
+//   - a debug session: `riptrace dap` attached for three agents, with one
+//     breakpoint they hit 20 times a second; its CPU and the servers' CPU
+//     and memory over -idle, first with those three agents connected,
+//     then with all: the session's cost should follow its three, and the
+//     difference over the added agents is the servers' cost per agent;
 //   - declare → installed: -declarations tracepoints declared one after the
-//     other, each timed until every agent reports it installed;
-//   - memory per agent: the servers' RSS with the agents connected, less
-//     without, over the agents;
-//   - sustained hits: every agent publishes -rate hits a second of about
-//     -size bytes for -window, read by one filtered reader here; what the
-//     agents had acknowledged and the reader read are compared, and the CPU
-//     of each process over the window says where the ceiling is;
-//   - a debug session's cost: while the load runs, three agents also
-//     publish a tracepoint of their own, and two reader processes (this
-//     program again) read for -window: one filtered on that tracepoint, as
-//     a debug session reads, one reading every hit; their CPU is compared;
-//   - reconnect: one server is killed and started again; the time until
-//     every agent is connected again.
+//     other, each timed until every agent reports it installed, with when
+//     the last agent had it and when the last status was stored;
+//   - sustained hits: for each of -rates, every agent makes that many hits
+//     a second of about -size bytes for -window and sends them as the
+//     agent does (a window of acks that shrinks when they time out, a
+//     buffer, resends under the same message id); the stream must hold
+//     every hit made once (its count per host), and a filtered reader
+//     process reads them; the CPU of each process per stored hit says
+//     where the ceiling is. Two more reader processes (this program
+//     again) read during the last rate: one filtered on three agents'
+//     tracepoint, one reading every hit;
+//   - failover: one server killed; the time until its agents are all on
+//     the other two;
+//   - the herd: the whole cluster restarted; the time until every agent is
+//     connected again, and until a declaration reaches every one.
 //
 // It ends with one line per goal: met or not met, with the figure. Only
 // processes started here are read or signalled, by pid.
@@ -30,9 +37,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -53,23 +61,38 @@ import (
 var (
 	agents       = flag.Int("agents", 1000, "simulated agents")
 	declarations = flag.Int("declarations", 20, "tracepoints declared one after the other, each timed")
-	rate         = flag.Int("rate", 100, "hits a second each agent publishes in the sustained run")
+	ratesFlag    = flag.String("rates", "10,30,100", "hits a second each agent publishes in each sustained run, comma-separated; the last is the goal's")
 	size         = flag.Int("size", 1024, "bytes of each hit")
 	window       = flag.Duration("window", 10*time.Second, "the sustained run's `D`")
+	idle         = flag.Duration("idle", 10*time.Second, "`D` over which the servers' and a debug session's costs are read with 3 agents, then all")
 	bin          = flag.String("riptrace", "bin/riptrace", "the riptrace binary")
-	role         = flag.String("role", "", "internal: run as a reader process (session or all)")
+	role         = flag.String("role", "", "internal: run as a reader process (session, all, or count)")
+	tpFlag       = flag.String("tp", "", "internal: the tracepoint a count reader reads")
 	url          = flag.String("url", "", "internal: the reader's NATS URLs")
 )
 
+// rates are -rates parsed.
+var rates []int
+
 func main() {
 	flag.Parse()
+	for _, f := range strings.Split(*ratesFlag, ",") {
+		r, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || r <= 0 {
+			log.Fatalf("-rates %q: want positive numbers, comma-separated", *ratesFlag)
+		}
+		rates = append(rates, r)
+	}
 	log.SetFlags(0)
 	log.SetPrefix("bench-fleet: ")
 	var err error
-	if *role != "" {
-		err = reader()
-	} else {
+	switch *role {
+	case "":
 		err = run()
+	case "count":
+		err = countReader()
+	default:
+		err = reader()
 	}
 	if err != nil {
 		log.Fatal(err)
@@ -81,6 +104,9 @@ type server struct {
 	args []string
 	cmd  *exec.Cmd
 	url  string
+	// streamReady receives when the server says the cluster has the
+	// hit stream (JetStream is up), once.
+	streamReady chan time.Time
 }
 
 func (s *server) start(ready string) error {
@@ -94,9 +120,13 @@ func (s *server) start(ready string) error {
 		return err
 	}
 	lines := make(chan string)
+	s.streamReady = make(chan time.Time, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
+			if strings.Contains(sc.Text(), "the cluster has the hit stream") {
+				s.streamReady <- time.Now()
+			}
 			select {
 			case lines <- sc.Text():
 			default:
@@ -108,7 +138,6 @@ func (s *server) start(ready string) error {
 		select {
 		case l := <-lines:
 			if strings.Contains(l, ready) {
-				go io.Copy(io.Discard, out)
 				return nil
 			}
 		case <-deadline:
@@ -188,43 +217,6 @@ func run() error {
 	}
 	all := strings.Join(urls, ",")
 	fmt.Printf("cluster: 3 servers at %s\n", all)
-	rssBefore := serverRSS(servers)
-
-	// The agents, connected 50 at a time.
-	quiet := slog.New(slog.DiscardHandler)
-	sims := make([]*simAgent, *agents)
-	t0 := time.Now()
-	sem := make(chan struct{}, 50)
-	var serr error
-	var emu sync.Mutex
-	for i := range *agents {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			a, err := startSim(ctx, all, fmt.Sprintf("sim-%04d", i), *size, quiet)
-			if err != nil {
-				emu.Lock()
-				serr = err
-				emu.Unlock()
-				return
-			}
-			sims[i] = a
-		})
-	}
-	wg.Wait()
-	if serr != nil {
-		return fmt.Errorf("starting the simulated agents: %w", serr)
-	}
-	defer func() {
-		for _, a := range sims {
-			a.c.Close()
-		}
-	}()
-	fmt.Printf("agents: %d connected in %s\n", *agents, time.Since(t0).Round(time.Millisecond))
-	time.Sleep(2 * time.Second) // settle before reading memory: not an assertion
-	rssAfter := serverRSS(servers)
-	perAgent := float64(rssAfter-rssBefore) / float64(*agents)
-
 	c, err := fleet.Connect(ctx, all, fleet.ClientOptions{Name: "bench-fleet"})
 	if err != nil {
 		return err
@@ -232,116 +224,153 @@ func run() error {
 	defer c.Close()
 	var goals []goal
 
-	// Declare → every agent installed.
-	var took []time.Duration
-	for i := range *declarations {
-		d, err := declareAll(ctx, c, fmt.Sprintf("decl-%d", i))
-		if err != nil {
-			return err
+	// Three agents and a debug session tracing one line on them.
+	quiet := slog.New(slog.DiscardHandler)
+	sims := make([]*simAgent, *agents)
+	defer func() {
+		for _, a := range sims {
+			if a != nil {
+				a.c.Close()
+			}
 		}
-		took = append(took, d)
+	}()
+	if err := startSims(ctx, all, sims[:3], 0, quiet); err != nil {
+		return err
 	}
-	slices.Sort(took)
-	p50, p99 := took[len(took)/2], took[min(len(took)-1, len(took)*99/100)]
-	fmt.Printf("declare → %d installed: p50 %s, p99 %s over %d declarations\n", *agents, p50.Round(time.Millisecond), p99.Round(time.Millisecond), len(took))
-	goals = append(goals, goal{"declare → all installed ≤ 1 s (p50 and p99)", p99 <= time.Second,
-		fmt.Sprintf("p50 %s, p99 %s, %d agents", p50.Round(time.Millisecond), p99.Round(time.Millisecond), *agents)})
-
-	// Sustained hits, with a session's tracepoint on three agents.
-	for _, id := range []string{"load", "traced3"} {
-		spec := &fleet.Spec{ID: id, Location: fleet.Location{Path: "internal/orders/handler.go", Line: 88}, Capture: fleet.DefaultCapture}
-		if id == "traced3" {
-			spec.Selector.Hosts = []string{"sim-0000", "sim-0001", "sim-0002"}
-		}
-		if err := c.Declare(ctx, spec); err != nil {
-			return err
-		}
-	}
-	hits, err := c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{"load"}})
+	session, err := traceThree(ctx, c, all, filepath.Join(dir, "checkout"), sims[:3])
 	if err != nil {
 		return err
 	}
-	self, _ := os.Executable()
-	readers := map[string]*exec.Cmd{}
-	readerOut := map[string]*strings.Builder{}
-	for _, r := range []string{"session", "all"} {
-		cmd := exec.Command(self, "-role", r, "-url", all, "-window", window.String())
-		out := &strings.Builder{}
-		cmd.Stdout, cmd.Stderr = out, os.Stderr
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		readers[r], readerOut[r] = cmd, out
-	}
-	lctx, lcancel := context.WithTimeout(ctx, *window)
-	defer lcancel()
-	cpu0 := cpuTimes(servers)
-	self0 := selfCPU()
-	start := time.Now()
-	var load, traced counts
-	for _, a := range sims {
-		wg.Go(func() { a.publish(lctx, "load", *rate, &load) })
-	}
-	for _, a := range sims[:3] {
-		wg.Go(func() { a.publish(lctx, "traced3", 20, &traced) })
-	}
-	var read atomic.Int64
-	go func() {
-		for {
-			if _, err := hits.Next(ctx); err != nil {
-				return
-			}
-			read.Add(1)
-		}
-	}()
-	<-lctx.Done()
-	elapsed := time.Since(start)
-	cpu1 := cpuTimes(servers)
-	self1 := selfCPU()
-	wg.Wait() // the acks of what was sent
-	drain := time.Since(start) - elapsed
-	acked, failed := load.acked.Load(), load.failed.Load()
-	readAtEnd := read.Load()
-	// What was acknowledged must all be read: wait for the tail.
-	deadline := time.Now().Add(30 * time.Second)
-	for read.Load() < acked && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	hits.Close()
-	// A hit whose ack timed out may be stored all the same: it is counted
-	// failed by its agent, and read here. Lost is what was acknowledged
-	// and not read; extra is what was read beyond the acknowledged.
-	lost, extra := max(acked-read.Load(), 0), max(read.Load()-acked, 0)
-	offered := int64(*agents) * int64(*rate)
-	got := float64(acked) / elapsed.Seconds()
-	fmt.Printf("sustained: offered %d hits/s of %d B from %d agents for %s; stored %.0f hits/s (%d acknowledged, the last %s after the run; %d failed to send), read %.0f hits/s during the run; 30 s after, %d acknowledged not read (lost), %d read whose ack had failed\n",
-		offered, len(sims[0].hit), *agents, elapsed.Round(time.Millisecond), got, acked, drain.Round(time.Millisecond), failed, float64(readAtEnd)/elapsed.Seconds(), lost, extra)
-	fmt.Printf("CPU over the run (%% of one CPU): ")
-	for i := range servers {
-		fmt.Printf("server n%d %.0f%%, ", i+1, 100*(cpu1[i]-cpu0[i])/elapsed.Seconds())
-	}
-	fmt.Printf("this process (agents + reader) %.0f%%; load average %s\n", 100*(self1-self0)/elapsed.Seconds(), loadavg())
-	goals = append(goals, goal{"sustained ≥ 100k hits/s of 1 KiB, 0 lost", got >= 100_000 && lost == 0 && failed == 0,
-		fmt.Sprintf("%.0f hits/s stored, %d lost, %d sends failed (%d of them stored all the same)", got, lost, failed, extra)})
+	defer session.stop()
+	fmt.Printf("debug session: traces one line on 3 agents, each hitting it %d times a second\n", sessionRate)
+	a3 := measureIdle(servers, session, "3 agents")
 
-	for r, cmd := range readers {
-		cmd.Wait()
-		fmt.Printf("reader %s: %s", r, readerOut[r].String())
-	}
-	sess, allr := parseReader(readerOut["session"].String()), parseReader(readerOut["all"].String())
-	goals = append(goals, goal{"a debug session's CPU follows its 3 agents, not the fleet", sess.msgs > 0 && sess.cpu < allr.cpu/10,
-		fmt.Sprintf("session %d messages, %.2f s CPU; a reader of every hit %d messages, %.2f s CPU", sess.msgs, sess.cpu, allr.msgs, allr.cpu)})
-
-	goals = append(goals, goal{"server memory per agent", true, fmt.Sprintf("%.0f KiB per agent over 3 servers (%d → %d MiB)", perAgent/1024, rssBefore>>20, rssAfter>>20)})
-
-	// Reconnect: kill one server and start it again.
-	servers[0].kill()
-	down := waitAll(sims, 120*time.Second)
-	if err := servers[0].start("riptrace server ready"); err != nil {
+	// The rest of the fleet, connected 50 at a time.
+	t0 := time.Now()
+	if err := startSims(ctx, all, sims[3:], 3, quiet); err != nil {
 		return err
 	}
-	fmt.Printf("reconnect: every agent connected again %s after n1 was killed\n", down.Round(time.Millisecond))
-	goals = append(goals, goal{"time for every agent to reconnect after a server dies", down < 10*time.Second, down.Round(time.Millisecond).String()})
+	fmt.Printf("agents: %d more connected in %s\n", *agents-3, time.Since(t0).Round(time.Millisecond))
+	time.Sleep(2 * time.Second) // the joins settle: not an assertion
+	aN := measureIdle(servers, session, fmt.Sprintf("%d agents", *agents))
+	session.stop()
+	more := float64(*agents - 3)
+	memPer := float64(aN.rss-a3.rss) / more
+	cpuPer := (aN.serverCPU - a3.serverCPU) / more // of one CPU
+	goals = append(goals, goal{"servers' memory per agent ≤ 1 MiB, CPU ≤ 0.1% of a CPU", memPer <= 1<<20 && cpuPer <= 0.001,
+		fmt.Sprintf("%.0f KiB and %.3f%% of a CPU per agent over 3 servers (%d → %d MiB, %.0f%% → %.0f%% of a CPU)",
+			memPer/1024, 100*cpuPer, a3.rss>>20, aN.rss>>20, 100*a3.serverCPU, 100*aN.serverCPU)})
+	// The session reads the same hits in both windows: what more it
+	// spends with the whole fleet connected is what the fleet costs it.
+	ratio := aN.sessionCPU / max(a3.sessionCPU, 0.001)
+	goals = append(goals, goal{fmt.Sprintf("a debug session's CPU follows its 3 agents (≤ 1.5× with %d)", *agents), ratio <= 1.5 && aN.sessionOut > 0,
+		fmt.Sprintf("%.1f%% of a CPU with 3 agents, %.1f%% with %d (%.2f×); %d and %d console lines",
+			100*a3.sessionCPU, 100*aN.sessionCPU, *agents, ratio, a3.sessionOut, aN.sessionOut)})
+
+	// Declare → every agent installed, and where the time goes: until
+	// the last agent had the tracepoint (the bucket's watch fanned out
+	// to every agent), until the last status was stored (each agent's
+	// write at three replicas), until this client saw the last one (its
+	// status watch).
+	var took, toDeliver, toStore []time.Duration
+	for i := range *declarations {
+		id := fmt.Sprintf("decl-%d", i)
+		t0, d, err := declareAll(ctx, c, id)
+		if err != nil {
+			return err
+		}
+		delivered, stored := phases.of(id)
+		took, toDeliver, toStore = append(took, d), append(toDeliver, delivered.Sub(t0)), append(toStore, stored.Sub(t0))
+	}
+	p50, p99 := percentiles(took)
+	d50, d99 := percentiles(toDeliver)
+	s50, s99 := percentiles(toStore)
+	fmt.Printf("declare → %d installed: p50 %s, p99 %s over %d declarations; the last agent had it at p50 %s, p99 %s; the last status stored at p50 %s, p99 %s; load average %s\n",
+		*agents, ms(p50), ms(p99), len(took), ms(d50), ms(d99), ms(s50), ms(s99), loadavg())
+	goals = append(goals, goal{"declare → all installed ≤ 1 s (p50 and p99)", p99 <= time.Second,
+		fmt.Sprintf("p50 %s, p99 %s, %d agents", ms(p50), ms(p99), *agents)})
+
+	// Sustained hits at each rate asked, the goal's last, with a
+	// session's tracepoint on three agents and two reader processes
+	// during the last.
+	var ceiling float64
+	var last sustained
+	for i, r := range rates {
+		withReaders := i == len(rates)-1
+		res, err := sustain(ctx, c, servers, sims, all, r, withReaders)
+		if err != nil {
+			return err
+		}
+		if res.lost == 0 && res.dup == 0 {
+			ceiling = max(ceiling, res.stored)
+		}
+		last = res
+	}
+	goals = append(goals, goal{"sustained ≥ 100k hits/s of 1 KiB, 0 lost", last.stored >= 100_000 && last.lost == 0 && last.dup == 0,
+		fmt.Sprintf("%.0f hits/s stored while %d were offered, %d lost, %d stored twice; the most stored with none lost: %.0f hits/s", last.stored, last.offered, last.lost, last.dup, ceiling)})
+
+	// Failover: one server killed; its agents move to the other two.
+	on1 := 0
+	for _, a := range sims {
+		if a.c.ConnectedURL() == urls[0] {
+			on1++
+		}
+	}
+	killed := time.Now()
+	servers[0].kill()
+	moved := waitAll(sims, urls[0], killed, 120*time.Second)
+	fmt.Printf("failover: the %d agents on n1 all connected to n2 or n3 %s after n1 was killed; load average %s\n", on1, moved.Round(time.Millisecond), loadavg())
+	goals = append(goals, goal{"every agent reconnected ≤ 10 s after a server dies", moved < 10*time.Second, fmt.Sprintf("%s for the %d agents of n1", moved.Round(time.Millisecond), on1)})
+
+	// The herd: the whole cluster restarted, every agent comes back at
+	// once (NATS's own reconnect: 2 s apart, jittered by up to 100 ms).
+	for _, s := range servers[1:] {
+		s.kill()
+	}
+	for deadline := time.Now().Add(30 * time.Second); connected(sims) > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	t0 = time.Now()
+	var firstUp atomic.Pointer[time.Time]
+	for i := range servers {
+		wg.Go(func() {
+			if errs[i] = servers[i].start("riptrace server ready"); errs[i] == nil {
+				now := time.Now()
+				firstUp.CompareAndSwap(nil, &now)
+			}
+		})
+	}
+	back := waitAll(sims, "", t0, 120*time.Second)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	back -= firstUp.Load().Sub(t0) // from the first server accepting connections
+	// JetStream is back when a server says the cluster has the stream.
+	var jsBack time.Duration
+	select {
+	case at := <-servers[0].streamReady:
+		jsBack = at.Sub(t0)
+	case at := <-servers[1].streamReady:
+		jsBack = at.Sub(t0)
+	case at := <-servers[2].streamReady:
+		jsBack = at.Sub(t0)
+	case <-time.After(120 * time.Second):
+	}
+	// Usable again: a declaration reaches every agent.
+	var usable time.Duration
+	for deadline := time.Now().Add(120 * time.Second); ; {
+		if _, _, err := declareAll(ctx, c, "after-restart"); err == nil {
+			usable = time.Since(t0)
+			break
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("after the restart: %w", err)
+		}
+	}
+	fmt.Printf("herd: the 3 servers restarted; all %d agents connected %s after the first accepted connections; from the servers' start, JetStream was back after %s and a declaration installed on every agent after %s; load average %s\n",
+		*agents, back.Round(time.Millisecond), jsBack.Round(time.Millisecond), usable.Round(time.Millisecond), loadavg())
+	goals = append(goals, goal{"every agent reconnected ≤ 10 s after the cluster restarts", back < 10*time.Second,
+		fmt.Sprintf("%s; declaring reaches all again after %s", back.Round(time.Millisecond), usable.Round(time.Millisecond))})
 
 	fmt.Println()
 	for _, g := range goals {
@@ -354,18 +383,18 @@ func run() error {
 	return nil
 }
 
-// declareAll declares id on every host and returns how long until every
-// agent reported it installed; it removes it then.
-func declareAll(ctx context.Context, c *fleet.Client, id string) (time.Duration, error) {
+// declareAll declares id on every host and returns when, and how long
+// until every agent reported it installed; it removes it then.
+func declareAll(ctx context.Context, c *fleet.Client, id string) (time.Time, time.Duration, error) {
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	ch, err := c.WatchStatus(wctx, id)
 	if err != nil {
-		return 0, err
+		return time.Time{}, 0, err
 	}
 	t0 := time.Now()
 	if err := c.Declare(ctx, &fleet.Spec{ID: id, Location: fleet.Location{Path: "internal/orders/handler.go", Line: 88}, Capture: fleet.DefaultCapture}); err != nil {
-		return 0, err
+		return time.Time{}, 0, err
 	}
 	installed := map[string]bool{}
 	for ev := range ch {
@@ -374,29 +403,39 @@ func declareAll(ctx context.Context, c *fleet.Client, id string) (time.Duration,
 		}
 		if len(installed) == *agents {
 			d := time.Since(t0)
-			return d, c.Remove(ctx, id)
+			return t0, d, c.Remove(ctx, id)
 		}
 	}
-	return 0, fmt.Errorf("declaring %s: %d of %d agents installed it within 60s", id, len(installed), *agents)
+	return time.Time{}, 0, fmt.Errorf("declaring %s: %d of %d agents installed it within 60s", id, len(installed), *agents)
 }
 
-// waitAll returns how long until every agent is connected.
-func waitAll(sims []*simAgent, limit time.Duration) time.Duration {
-	t0 := time.Now()
-	// Let the kill be noticed first.
+// waitAll returns how long after t0 every agent is connected, to another
+// server than away if given, or limit.
+func waitAll(sims []*simAgent, away string, t0 time.Time, limit time.Duration) time.Duration {
 	for time.Since(t0) < limit {
 		n := 0
 		for _, a := range sims {
-			if a.c.Connected() && a.c.ConnectedURL() != "" {
+			if a.c.Connected() && a.c.ConnectedURL() != away {
 				n++
 			}
 		}
-		if n == len(sims) && time.Since(t0) > 100*time.Millisecond {
+		if n == len(sims) {
 			return time.Since(t0)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	return limit
+}
+
+// connected counts the agents connected now.
+func connected(sims []*simAgent) int {
+	n := 0
+	for _, a := range sims {
+		if a.c.Connected() {
+			n++
+		}
+	}
+	return n
 }
 
 // reader is a reader process: role session reads the tracepoint traced3
@@ -434,6 +473,54 @@ func reader() error {
 	return nil
 }
 
+// countReader is the reader of a sustained run's hits, in a process of
+// its own so that the simulated agents do not starve it: it reads the
+// hits of -tp, says "ready" once it reads from the stream's end, and once
+// told on stdin how many were made, reads until it has them all or 60 s
+// pass, then prints how many it read of each host, as JSON.
+func countReader() error {
+	ctx := context.Background()
+	c, err := fleet.Connect(ctx, *url, fleet.ClientOptions{Name: "bench-fleet count"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r, err := c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{*tpFlag}})
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	var made atomic.Int64
+	made.Store(-1)
+	told := make(chan struct{})
+	go func() {
+		var n int64
+		fmt.Scan(&n)
+		made.Store(n)
+		close(told)
+	}()
+	byHost := map[string]int64{}
+	var total int64
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		<-told
+		time.AfterFunc(60*time.Second, cancel)
+	}()
+	for m := made.Load(); m < 0 || total < m; m = made.Load() {
+		h, err := r.Next(rctx)
+		if err != nil {
+			if rctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		byHost[h.Host]++
+		total++
+	}
+	return json.NewEncoder(os.Stdout).Encode(byHost)
+}
+
 type readerResult struct {
 	msgs int
 	cpu  float64
@@ -455,16 +542,22 @@ func selfCPU() float64 {
 func cpuTimes(servers []*server) []float64 {
 	out := make([]float64, len(servers))
 	for i, s := range servers {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
-		out[i] = (ut + st) / 100 // USER_HZ
+		out[i] = procCPU(s.cmd.Process.Pid)
 	}
 	return out
+}
+
+// procCPU returns the user+system CPU seconds of process pid; 0 if it
+// cannot be read.
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
 }
 
 // serverRSS returns the servers' resident memory in bytes, summed.
@@ -497,4 +590,281 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// startSims starts one simulated agent in each of dst, 50 at a time,
+// named by their index from first.
+func startSims(ctx context.Context, url string, dst []*simAgent, first int, log *slog.Logger) error {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 50)
+	errs := make([]error, len(dst))
+	for i := range dst {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			dst[i], errs[i] = startSim(ctx, url, fmt.Sprintf("sim-%04d", first+i), *size, log)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("starting the simulated agents: %w", err)
+	}
+	return nil
+}
+
+// sessionRate is how many times a second each of the debug session's
+// three agents hits its line.
+const sessionRate = 20
+
+// tracedSession is a debug adapter tracing one line on three simulated
+// agents, which hit it until stop.
+type tracedSession struct {
+	*dapSession
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// traceThree starts a debug adapter with a breakpoint on the hosts of
+// three, and has them hit its tracepoint from then on.
+func traceThree(ctx context.Context, c *fleet.Client, url, dir string, three []*simAgent) (*tracedSession, error) {
+	var hosts []string
+	for _, a := range three {
+		hosts = append(hosts, a.host)
+	}
+	d, err := startDAP(url, dir, hosts)
+	if err != nil {
+		return nil, err
+	}
+	// Its tracepoint is the one it declared.
+	var id string
+	for deadline := time.Now().Add(30 * time.Second); id == "" && time.Now().Before(deadline); {
+		specs, err := c.Tracepoints(ctx)
+		if err != nil {
+			d.stop()
+			return nil, err
+		}
+		for _, s := range specs {
+			if strings.HasPrefix(s.Owner, "riptrace dap session") {
+				id = s.ID
+			}
+		}
+		if id == "" {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if id == "" {
+		d.stop()
+		return nil, errors.New("the debug session declared no tracepoint within 30s")
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	ts := &tracedSession{dapSession: d, cancel: cancel}
+	var cnt counts
+	for _, a := range three {
+		ts.wg.Go(func() { a.publish(pctx, id, sessionRate, time.Second, &cnt) })
+	}
+	// Its hits reach its console: a count a second after the first few.
+	before := d.outputs.Load()
+	for deadline := time.Now().Add(30 * time.Second); d.outputs.Load() < before+3; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			ts.stop()
+			return nil, fmt.Errorf("the debug session showed no hit of %s within 30s", id)
+		}
+	}
+	return ts, nil
+}
+
+// stop stops the hits and the adapter.
+func (ts *tracedSession) stop() {
+	ts.once.Do(func() {
+		ts.cancel()
+		ts.wg.Wait()
+		ts.dapSession.stop()
+	})
+}
+
+// idleFigures are the servers' and the debug session's costs over a
+// window in which only the session's three agents hit a line.
+type idleFigures struct {
+	rss        int64   // the servers' resident memory at the end, summed
+	serverCPU  float64 // the servers' CPU, summed, in CPUs
+	sessionCPU float64 // the debug adapter's, in CPUs
+	sessionOut int64   // console lines the session showed
+}
+
+func measureIdle(servers []*server, s *tracedSession, label string) idleFigures {
+	time.Sleep(time.Second) // what came before settles: not an assertion
+	sum := func(xs []float64) (t float64) {
+		for _, x := range xs {
+			t += x
+		}
+		return t
+	}
+	srv0, ses0, out0 := sum(cpuTimes(servers)), s.cpu(), s.outputs.Load()
+	t0 := time.Now()
+	time.Sleep(*idle)
+	el := time.Since(t0).Seconds()
+	f := idleFigures{
+		rss:        serverRSS(servers),
+		serverCPU:  (sum(cpuTimes(servers)) - srv0) / el,
+		sessionCPU: (s.cpu() - ses0) / el,
+		sessionOut: s.outputs.Load() - out0,
+	}
+	fmt.Printf("%s, the session's 3 hitting its line, over %s: servers %.0f MiB, %.1f%% of a CPU; debug session %.1f%% of a CPU, %d console lines; load average %s\n",
+		label, idle.String(), float64(f.rss)/(1<<20), 100*f.serverCPU, 100*f.sessionCPU, f.sessionOut, loadavg())
+	return f
+}
+
+// percentiles returns the p50 and p99 of ds, which it sorts.
+func percentiles(ds []time.Duration) (p50, p99 time.Duration) {
+	slices.Sort(ds)
+	return ds[len(ds)/2], ds[min(len(ds)-1, len(ds)*99/100)]
+}
+
+func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
+
+// sustained is what one sustained run measured.
+type sustained struct {
+	offered   int64   // hits a second
+	stored    float64 // hits a second acknowledged during the run
+	lost, dup int64   // hits made and never read; read more often than made
+}
+
+// sustain has every agent make rate hits a second of a tracepoint of
+// their own for -window and send them as the agent does, and reads them
+// in a reader process, filtered; withReaders adds two reader processes
+// (one of the 3 session agents' tracepoint, one of every hit). Every hit
+// made must be stored once, by the stream's count per host: fewer are
+// lost, more are stored twice; and read.
+func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*simAgent, url string, rate int, withReaders bool) (sustained, error) {
+	tp := fmt.Sprintf("load%d", rate)
+	for _, id := range []string{tp, "traced3"} {
+		spec := &fleet.Spec{ID: id, Location: fleet.Location{Path: "internal/orders/handler.go", Line: 88}, Capture: fleet.DefaultCapture}
+		if id == "traced3" {
+			spec.Selector.Hosts = []string{"sim-0000", "sim-0001", "sim-0002"}
+		}
+		if err := c.Declare(ctx, spec); err != nil {
+			return sustained{}, err
+		}
+	}
+	self, _ := os.Executable()
+	counter := exec.Command(self, "-role", "count", "-url", url, "-tp", tp)
+	counter.Stderr = os.Stderr
+	tell, err := counter.StdinPipe()
+	if err != nil {
+		return sustained{}, err
+	}
+	heard, err := counter.StdoutPipe()
+	if err != nil {
+		return sustained{}, err
+	}
+	if err := counter.Start(); err != nil {
+		return sustained{}, err
+	}
+	defer counter.Wait()
+	answer := bufio.NewReader(heard)
+	if l, err := answer.ReadString('\n'); err != nil || strings.TrimSpace(l) != "ready" {
+		counter.Process.Kill()
+		return sustained{}, fmt.Errorf("the count reader did not start: %q, %v", l, err)
+	}
+	readers := map[string]*exec.Cmd{}
+	readerOut := map[string]*strings.Builder{}
+	if withReaders {
+		for _, r := range []string{"session", "all"} {
+			cmd := exec.Command(self, "-role", r, "-url", url, "-window", window.String())
+			out := &strings.Builder{}
+			cmd.Stdout, cmd.Stderr = out, os.Stderr
+			if err := cmd.Start(); err != nil {
+				return sustained{}, err
+			}
+			readers[r], readerOut[r] = cmd, out
+		}
+	}
+	lctx, lcancel := context.WithTimeout(ctx, *window)
+	defer lcancel()
+	cpu0 := cpuTimes(servers)
+	self0 := selfCPU()
+	start := time.Now()
+	var load, traced counts
+	made := make([]int64, len(sims))
+	const drainFor = 30 * time.Second
+	var wg sync.WaitGroup
+	for i, a := range sims {
+		wg.Go(func() { made[i] = a.publish(lctx, tp, rate, drainFor, &load) })
+	}
+	if withReaders {
+		for _, a := range sims[:3] {
+			wg.Go(func() { a.publish(lctx, "traced3", sessionRate, drainFor, &traced) })
+		}
+	}
+	<-lctx.Done()
+	elapsed := time.Since(start)
+	cpu1 := cpuTimes(servers)
+	self1 := selfCPU()
+	ackedInRun := load.acked.Load()
+	wg.Wait() // the agents send what they kept
+	drain := time.Since(start) - elapsed
+	var total int64
+	for _, n := range made {
+		total += n
+	}
+	// Everything made is read, unless it was lost.
+	fmt.Fprintln(tell, total)
+	readBy := map[string]int64{}
+	if err := json.NewDecoder(answer).Decode(&readBy); err != nil {
+		return sustained{}, fmt.Errorf("reading the count reader's answer: %w", err)
+	}
+	// The stream's own count says what was stored: a host's hits stored
+	// fewer than made are lost, more are stored twice. What the reader
+	// did not get is the reader's lag, counted apart.
+	stored, err := c.StoredHits(ctx, tp)
+	if err != nil {
+		return sustained{}, err
+	}
+	var res sustained
+	var read, unread int64
+	for i, a := range sims {
+		n := int64(stored[a.host])
+		res.lost += max(made[i]-n, 0)
+		res.dup += max(n-made[i], 0)
+		read += readBy[a.host]
+		unread += max(n-readBy[a.host], 0)
+	}
+	res.offered = int64(len(sims)) * int64(rate)
+	res.stored = float64(ackedInRun) / elapsed.Seconds()
+	fmt.Printf("sustained: offered %d hits/s of %d B from %d agents for %s; stored %.0f hits/s during it; %d made, %d acknowledged (the last %s after the run); the stream has %d lost (%d dropped from full buffers, %d never acknowledged), %d stored twice; a reader process read %d, %d stored hits not within 60 s; %d sent again; load average %s\n",
+		res.offered, len(sims[0].hit), len(sims), elapsed.Round(time.Millisecond), res.stored,
+		total, load.acked.Load(), drain.Round(time.Millisecond), res.lost, load.dropped.Load(), load.left.Load(), res.dup, read, unread, load.resent.Load(), loadavg())
+	if r := load.reasons(); r != "" {
+		fmt.Printf("  failed sends and acks (each sent again): %s\n", r)
+	}
+	var srv float64
+	fmt.Printf("  CPU over the run (%% of one CPU): ")
+	for i := range servers {
+		srv += cpu1[i] - cpu0[i]
+		fmt.Printf("server n%d %.0f%%, ", i+1, 100*(cpu1[i]-cpu0[i])/elapsed.Seconds())
+	}
+	fmt.Printf("this process (the agents) %.0f%%\n", 100*(self1-self0)/elapsed.Seconds())
+	// What one stored hit cost each process, in CPU: on this machine's
+	// CPUs with nothing else running, the ceiling is where they add up
+	// to all of them.
+	if ackedInRun > 0 {
+		perHit := func(cpu float64) float64 { return 1e6 * cpu / float64(ackedInRun) }
+		fmt.Printf("  CPU per stored hit: servers %.0f µs (together), the agents %.0f µs: on %d CPUs with nothing else running, %.0f hits/s\n",
+			perHit(srv), perHit(self1-self0), cpus(), float64(cpus())*float64(ackedInRun)/(srv+self1-self0))
+	}
+	for r, cmd := range readers {
+		cmd.Wait()
+		fmt.Printf("  reader %s: %s", r, readerOut[r].String())
+	}
+	if withReaders {
+		sess, allr := parseReader(readerOut["session"].String()), parseReader(readerOut["all"].String())
+		fmt.Printf("  under that load, a reader of the 3 agents' tracepoint read %d messages with %.2f s CPU, a reader of every hit %d with %.2f s\n", sess.msgs, sess.cpu, allr.msgs, allr.cpu)
+	}
+	for _, id := range []string{tp, "traced3"} {
+		if err := c.Remove(ctx, id); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
 }

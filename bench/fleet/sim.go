@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,16 +38,57 @@ type simAgent struct {
 
 }
 
-// counts are what one publishing run sent, had acknowledged, and failed
-// to send.
+// counts are what one publishing run made, had acknowledged, sent again
+// and could not keep.
 type counts struct {
-	published, acked, failed atomic.Int64
+	made    atomic.Int64 // hits made at the rate asked
+	acked   atomic.Int64 // acknowledged: stored in the stream
+	resent  atomic.Int64 // sent again after a failed send or ack
+	dropped atomic.Int64 // made while the agent's buffer was full: lost
+	left    atomic.Int64 // still unacknowledged when the agent gave up
+
+	// mu guards why.
+	mu  sync.Mutex
+	why map[string]int // failed sends and acks by their error's text
 }
+
+// fail counts one failed send or ack, by why.
+func (c *counts) fail(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.why == nil {
+		c.why = map[string]int{}
+	}
+	c.why[err.Error()]++
+}
+
+// reasons is the failures by their error's text.
+func (c *counts) reasons() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for w, n := range c.why {
+		out = append(out, fmt.Sprintf("%d× %s", n, w))
+	}
+	slices.Sort(out)
+	return strings.Join(out, "; ")
+}
+
+// The agent's publishing bounds (agent/publish.go): hits awaiting their
+// ack at once at most, hits kept until acknowledged, and the backoff
+// after a failure.
+const (
+	publishWindow = 512
+	bufferHits    = 100_000
+	retryMin      = 100 * time.Millisecond
+	retryMax      = 2 * time.Second
+)
 
 // startSim connects one simulated agent and has it serve its host until
 // ctx ends.
 func startSim(ctx context.Context, url, host string, size int, log *slog.Logger) (*simAgent, error) {
-	c, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: "sim " + host, NATS: []nats.Option{nats.ReconnectWait(250 * time.Millisecond), nats.ReconnectJitter(250*time.Millisecond, time.Second)}})
+	// Reconnecting as `riptrace agent` does: fleet's options, nothing more.
+	c, err := fleet.Connect(ctx, url, fleet.ClientOptions{Name: "sim " + host})
 	if err != nil {
 		return nil, err
 	}
@@ -122,74 +165,183 @@ func (a *simAgent) reconcile(ctx context.Context, specs *fleet.SpecWatch) {
 			if !s.Selector.MatchHost(a.host) {
 				continue
 			}
+			phases.note(s.ID, &phases.delivered)
 			a.mu.Lock()
 			a.installed[s.ID] = true
 			a.mu.Unlock()
 			p := &a.procs[0]
 			a.c.PutStatus(ctx, &fleet.Status{Tracepoint: s.ID, Host: a.host, Pid: p.Pid, Process: p.Ref(), State: fleet.StateInstalled, Updated: time.Now().UTC(),
 				Placement: &fleet.Placement{Pid: p.Pid, File: s.Location.Path, Line: s.Location.Line, Function: "main.handle", Backend: "ebpf"}})
+			phases.note(s.ID, &phases.stored)
 		}
 	}
 }
 
-// publish sends rate hits a second of tracepoint tp, each with its message
-// id, and a watermark for tp every 50 ms, until ctx ends, then waits up to
-// 30 s for the acks of what it sent. Acks are awaited by a goroutine of
-// their own, in order, so that sending never waits for the stream's
-// round trip: what is counted acknowledged is stored.
-func (a *simAgent) publish(ctx context.Context, tp string, rate int, cnt *counts) {
-	if rate <= 0 {
-		return
+// phases is when the last agent received each declared tracepoint, and
+// when the last agent's installed status was stored: where the time from
+// declaring to every agent installed goes.
+var phases = declPhases{delivered: map[string]time.Time{}, stored: map[string]time.Time{}}
+
+type declPhases struct {
+	// mu guards the maps: the latest time per tracepoint.
+	mu                sync.Mutex
+	delivered, stored map[string]time.Time
+}
+
+func (p *declPhases) note(id string, m *map[string]time.Time) {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now.After((*m)[id]) {
+		(*m)[id] = now
 	}
-	pending := make(chan jetstream.PubAckFuture, 4096)
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		timeout := time.After(time.Hour)
-		for f := range pending {
+}
+
+// of returns the latest delivery and store of id.
+func (p *declPhases) of(id string) (delivered, stored time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.delivered[id], p.stored[id]
+}
+
+// publish makes rate hits a second of tracepoint tp until ctx ends, and
+// sends them as the agent does (agent/publish.go): each with its message
+// id; at most an AckWindow awaiting their ack, the others kept in a
+// buffer of bufferHits (a hit made while it is full is dropped, and
+// counted so); after a failed send or ack, the hits not acknowledged are
+// sent again in order under the same ids, which the stream stores once,
+// after a backoff. A watermark for tp follows every 50 ms. Once ctx ends
+// it sends what it kept, for up to drainFor. It returns how many hits it
+// made: at rate until ctx's deadline, if it has one.
+func (a *simAgent) publish(ctx context.Context, tp string, rate int, drainFor time.Duration, cnt *counts) (made int64) {
+	if rate <= 0 {
+		return 0
+	}
+	body := a.hit
+	if tp != "load" {
+		var h fleet.Hit
+		fleet.Decode(a.hit, "hit", &h)
+		h.Tracepoint = tp
+		body = fleet.Encode(&h)
+	}
+	type flight struct {
+		f   jetstream.PubAckFuture
+		msg *nats.Msg
+	}
+	isMark := func(m *nats.Msg) bool { return strings.Contains(m.Subject, ".marks.") }
+	var (
+		inflight []flight
+		// retry are the hits to send again, before queue, the others kept.
+		retry, queue []*nats.Msg
+		window       = fleet.NewAckWindow(publishWindow)
+		backoff      = retryMin
+		retryAt      time.Time
+		stopping     <-chan time.Time // once ctx ended: when to give up
+	)
+	fail := func(err error) {
+		cnt.fail(err)
+		if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+			window.TimedOut()
+		}
+		var again []*nats.Msg
+		for _, fl := range inflight {
 			select {
-			case <-f.Ok():
-				cnt.acked.Add(1)
-			case <-f.Err():
-				cnt.failed.Add(1)
-			case <-timeout:
-				cnt.failed.Add(1)
+			case <-fl.f.Ok():
+				if !isMark(fl.msg) {
+					cnt.acked.Add(1)
+				}
+			default:
+				again = append(again, fl.msg)
 			}
 		}
-	}()
-	defer func() {
-		close(pending)
-		<-drained
-	}()
-	const tick = 10 * time.Millisecond
-	t := time.NewTicker(tick)
+		cnt.resent.Add(int64(len(again)))
+		retry, inflight = append(again, retry...), inflight[:0]
+		retryAt, backoff = time.Now().Add(backoff), min(2*backoff, retryMax)
+	}
+	// Hits are made as time passes, not per tick: a tick this process
+	// was too busy to take makes its hits at the next. A tick of 50 ms
+	// (5 hits at 100 a second) rather than 10 ms spares the simulator a
+	// thousand agents' 80k timer wakeups a second, which took the CPU
+	// the acks needed.
+	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	n := 0
-	carry := 0.0
-	lastMark := time.Now()
+	start := time.Now()
+	lastMark := start
+	done := ctx.Done()
+	end, hasEnd := ctx.Deadline()
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		carry += float64(rate) * tick.Seconds()
-		k := int(carry)
-		carry -= float64(k)
-		for range k {
-			n++
-			f, err := a.pub.Publish(a.pub.Msg(tp, a.hit, a.host+"-"+tp+"-"+strconv.Itoa(n)))
-			if err != nil {
-				cnt.failed.Add(1)
-				continue
+		if stopping == nil {
+			until := time.Now()
+			if hasEnd && until.After(end) {
+				until = end
 			}
-			cnt.published.Add(1)
-			pending <- f
+			for due := int(float64(rate) * until.Sub(start).Seconds()); n < due; {
+				n++
+				cnt.made.Add(1)
+				if len(retry)+len(queue) >= bufferHits {
+					cnt.dropped.Add(1)
+					continue
+				}
+				queue = append(queue, a.pub.Msg(tp, body, a.host+"-"+tp+"-"+strconv.Itoa(n)))
+			}
+			if time.Since(lastMark) >= 50*time.Millisecond {
+				lastMark = time.Now()
+				w := fleet.Watermark{Host: a.host, Time: time.Now().UnixNano(), Lag: fleet.Duration(150 * time.Millisecond)}
+				queue = append(queue, a.pub.MarkMsg(tp, fleet.Encode(&w), a.host+"-"+tp+"-w"+strconv.Itoa(n)))
+			}
 		}
-		if time.Since(lastMark) >= 50*time.Millisecond {
-			lastMark = time.Now()
-			w := fleet.Watermark{Host: a.host, Time: time.Now().UnixNano(), Lag: fleet.Duration(150 * time.Millisecond)}
-			a.pub.Publish(a.pub.MarkMsg(tp, fleet.Encode(&w), a.host+"-"+tp+"-w"+strconv.Itoa(n)))
+		for !time.Now().Before(retryAt) && len(inflight) < window.Size() && len(retry)+len(queue) > 0 {
+			from := &queue
+			if len(retry) > 0 {
+				from = &retry
+			}
+			m := (*from)[0]
+			f, err := a.pub.Publish(m)
+			if err != nil {
+				fail(err)
+				break
+			}
+			inflight = append(inflight, flight{f, m})
+			*from = (*from)[1:]
+		}
+		if stopping != nil && len(inflight)+len(retry)+len(queue) == 0 {
+			return int64(n)
+		}
+		var (
+			okCh  <-chan *jetstream.PubAck
+			errCh <-chan error
+		)
+		if len(inflight) > 0 {
+			okCh, errCh = inflight[0].f.Ok(), inflight[0].f.Err()
+		}
+		select {
+		case <-done:
+			done, stopping = nil, time.After(drainFor)
+		case <-stopping:
+			for _, ms := range [][]*nats.Msg{retry, queue} {
+				for _, m := range ms {
+					if !isMark(m) {
+						cnt.left.Add(1)
+					}
+				}
+			}
+			for _, fl := range inflight {
+				if !isMark(fl.msg) {
+					cnt.left.Add(1)
+				}
+			}
+			return int64(n)
+		case <-t.C:
+		case <-okCh:
+			if !isMark(inflight[0].msg) {
+				cnt.acked.Add(1)
+			}
+			inflight = inflight[1:]
+			window.Acked()
+			backoff = retryMin
+		case err := <-errCh:
+			fail(err)
 		}
 	}
 }
