@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -138,7 +139,37 @@ type attachment struct {
 	proc        *fleet.Process
 	target      Target
 	pinnedUntil time.Time // an explicit attach keeps the target for a while
+
+	// The hits on their way from the backend to the stream, for the
+	// watermarks to stay behind them (see heldSince): since is when the
+	// target was attached, taking the capture time of the hit the pump
+	// is handling (0: none), taken that of the last one it handled.
+	since         int64
+	taking, taken atomic.Int64
 }
+
+// inTransit returns the capture time (on the agent's clock, before its
+// skew) of the oldest hit the backend has delivered and the agent has not
+// yet queued for the stream, 0 if none. Those waiting in the target's
+// channel came after the last one taken (the channel is in the order of
+// delivery, which is the order of capture give or take transitSlack), or
+// after the attach.
+func (att *attachment) inTransit() int64 {
+	if t := att.taking.Load(); t != 0 {
+		return t
+	}
+	if len(att.target.Hits()) == 0 {
+		return 0
+	}
+	if t := att.taken.Load(); t != 0 {
+		return t - int64(transitSlack)
+	}
+	return att.since
+}
+
+// transitSlack bounds how much earlier than the hit delivered before it a
+// hit can have been captured.
+const transitSlack = 10 * time.Millisecond
 
 // New returns an agent serving cfg.Host through c with backend.
 func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
@@ -869,7 +900,7 @@ func (a *Agent) attach(ctx context.Context, pid int) (*attachment, error) {
 	}
 	a.metrics.attached.Inc()
 	a.log.Info("attached", "pid", pid, "exe", proc.Exe, "took", time.Since(start).Round(time.Millisecond))
-	att = &attachment{proc: proc, target: target}
+	att = &attachment{proc: proc, target: target, since: time.Now().UnixNano()}
 	a.mu.Lock()
 	a.attached[pid] = att
 	a.mu.Unlock()
@@ -928,29 +959,42 @@ func (a *Agent) pump(pid int, att *attachment) {
 	defer a.pumps.Done()
 	ref := att.proc.Ref()
 	for h := range att.target.Hits() {
-		k := placeKey{pid, h.Tracepoint}
-		a.mu.Lock()
-		p := a.placed[k]
-		a.mu.Unlock()
-		if p == nil {
-			continue
-		}
-		switch act, c, dropped := p.accept(h); act {
-		case hitFaulted:
-			a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(dropped))
-			a.log.Warn("tracepoint failed", "tracepoint", h.Tracepoint, "pid", pid, "err", h.Fault)
-			a.poke()
-		case hitHeld:
-			a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(dropped))
-			if h.DropsOnly && h.Uncounted > 0 {
-				a.metrics.uncounted.WithLabelValues(h.Tracepoint).Add(float64(h.Uncounted))
-			}
-		case hitPublished:
-			a.publish(k, p, c, ref)
-		}
+		att.taking.Store(h.Time)
+		a.take(pid, ref, h)
+		att.taken.Store(h.Time)
+		att.taking.Store(0)
 	}
 	// The channel closed: the target is detached, its process exited, or
 	// the backend serving it died.
+	a.closed(pid, att)
+}
+
+// take handles hit h of process pid, delivered by its backend.
+func (a *Agent) take(pid int, ref fleet.ProcessRef, h Hit) {
+	k := placeKey{pid, h.Tracepoint}
+	a.mu.Lock()
+	p := a.placed[k]
+	a.mu.Unlock()
+	if p == nil {
+		return
+	}
+	switch act, c, dropped := p.accept(h); act {
+	case hitFaulted:
+		a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(dropped))
+		a.log.Warn("tracepoint failed", "tracepoint", h.Tracepoint, "pid", pid, "err", h.Fault)
+		a.poke()
+	case hitHeld:
+		a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(dropped))
+		if h.DropsOnly && h.Uncounted > 0 {
+			a.metrics.uncounted.WithLabelValues(h.Tracepoint).Add(float64(h.Uncounted))
+		}
+	case hitPublished:
+		a.publish(k, p, c, ref)
+	}
+}
+
+// closed forgets pid's target att, whose hit channel closed.
+func (a *Agent) closed(pid int, att *attachment) {
 	a.mu.Lock()
 	if a.attached[pid] == att {
 		delete(a.attached, pid)

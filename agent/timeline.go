@@ -205,7 +205,8 @@ func (a *Agent) placedTracepoints() []string {
 }
 
 // heldSince returns the capture time of the oldest hit held while its
-// tracepoint is set, or held by a backend, zero if none.
+// tracepoint is set, held by a backend, or on its way from a backend to
+// the stream, zero if none.
 func (a *Agent) heldSince() time.Time {
 	a.mu.Lock()
 	var oldest int64
@@ -218,6 +219,10 @@ func (a *Agent) heldSince() time.Time {
 	for _, att := range a.attached {
 		if h, ok := att.target.(interface{ Holding() int64 }); ok {
 			holders = append(holders, h)
+		}
+		// Delivered by the backend, not yet queued for the stream.
+		if t := att.inTransit(); t != 0 && (oldest == 0 || t < oldest) {
+			oldest = t
 		}
 	}
 	a.mu.Unlock()
