@@ -44,14 +44,37 @@ func TestDisarm(t *testing.T) {
 		}
 	}
 	// 50 at once in each window begun in d (a few more trickle in while
-	// the probes come out), and not far fewer: a window begins each second.
-	if n < 100 || n > 50*(int(d/time.Second)+1)*2 {
-		t.Errorf("%d hits in %v at 50 a second: want about %d", n, d, 50*int(d/time.Second))
+	// the probes come out). A window begins each second, or less often
+	// once the line backs off (a loaded machine takes the probes out
+	// late, wasting traps), and each after the first carries the estimate
+	// of the time before it with the probes out.
+	windows := armedWindows(hits)
+	// (The last window may be cut short by the end of d.)
+	if windows < 2 || n < 50*(windows-1) || n > 50*(int(d/time.Second)+1)*2 {
+		t.Errorf("%d hits in %v, in %d windows, at 50 a second: want 50 a window, in 2 windows or more", n, d, windows)
 	}
-	if estimates < 2 {
-		t.Errorf("%d hits carried an estimate of the hits run with the probes out; want one a window", estimates)
+	if estimates < windows-1 {
+		t.Errorf("%d hits carried an estimate of the hits run with the probes out, over %d windows; want one a window after the first", estimates, windows)
 	}
 	agenttest.CheckSelfcheck(t, p)
+}
+
+// armedWindows counts the windows the probes were in during hits: runs of
+// hits with less than 300 ms between them (the line runs without pause,
+// so the probes out are the only gaps).
+func armedWindows(hits []agent.Hit) int {
+	n := 0
+	var last int64
+	for _, h := range hits {
+		if h.DropsOnly {
+			continue
+		}
+		if n == 0 || h.Time-last > int64(300*time.Millisecond) {
+			n++
+		}
+		last = h.Time
+	}
+	return n
 }
 
 // TestDisarmCondition: with a condition the BPF program evaluates, the
