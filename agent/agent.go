@@ -1070,8 +1070,13 @@ func (a *Agent) shutdown() {
 	wg.Wait()
 	a.pumps.Wait()
 	// Hits still buffered get a while to leave; the agent does not wait
-	// out a long outage to stop.
-	flushCtx, cancelFlush := context.WithTimeout(ctx, 10*time.Second)
+	// out a long outage to stop, and gives a server already gone only
+	// the time a reconnection in progress takes.
+	flushWait := 10 * time.Second
+	if !a.c.Connected() {
+		flushWait = 3 * time.Second
+	}
+	flushCtx, cancelFlush := context.WithTimeout(ctx, flushWait)
 	if n := a.pub.flush(flushCtx); n > 0 {
 		a.log.Warn("stopping with hits NATS did not take; they are lost", "hits", n)
 	} else {
