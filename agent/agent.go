@@ -249,6 +249,14 @@ func (a *Agent) Host() string { return a.cfg.Host }
 // every process (which keep running), withdraws its status and heartbeat,
 // and returns.
 func (a *Agent) Run(ctx context.Context) error {
+	stopped := false
+	defer func() {
+		// Said last, once the watches, the request handlers and the
+		// publisher are done too.
+		if stopped {
+			a.log.Info("agent stopped; every process detached")
+		}
+	}()
 	pub, err := newPublisher(a.c, a.cfg.Host, fmt.Sprintf("%s-%d-", a.cfg.Host, time.Now().UnixNano()),
 		a.cfg.BufferHits, a.cfg.BufferBytes, a.log, a.metrics)
 	if err != nil {
@@ -314,6 +322,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			<-reconcileDone
 			a.shutdown()
+			stopped = true
 			return nil
 		case ev, ok := <-events:
 			if !ok {
@@ -1098,12 +1107,10 @@ func (a *Agent) shutdown() {
 		// Writes would wait out ctx for a server that is not there; the
 		// heartbeat's age tells the clients that this agent is gone.
 		a.log.Warn("stopping without NATS: the statuses and heartbeat stay until they are stale")
-		a.log.Info("agent stopped; every process detached")
 		return
 	}
 	a.writeStatuses(ctx, false)
 	if err := a.c.WithdrawHeartbeat(ctx, a.cfg.Host); err != nil {
 		a.log.Warn("withdrawing heartbeat", "err", err)
 	}
-	a.log.Info("agent stopped; every process detached")
 }
