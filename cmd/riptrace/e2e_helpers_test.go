@@ -133,6 +133,10 @@ func (p *bg) stop() error {
 		return nil
 	case <-time.After(stopTimeout):
 	}
+	if why := p.Lingering(); why != "" {
+		<-p.Exited()
+		return fmt.Errorf("%s not reaped %v after SIGTERM: %s", p.name, stopTimeout, why)
+	}
 	p.Cmd.Process.Kill()
 	<-p.Exited()
 	return fmt.Errorf("%s still running %v after SIGTERM: killed it", p.name, stopTimeout)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -44,6 +45,8 @@ type Proc struct {
 	reapOnce sync.Once
 	reapErr  error         // of Cmd.Wait; set in reapOnce
 	reaped   chan struct{} // a command's: closed once it is reaped; nil for a target
+	waited   atomic.Bool   // Cmd.Wait has returned: the process itself is gone
+	holders  atomic.Value  // string: who kept the output open after the process exited
 
 	mu      sync.Mutex // guards the fields below
 	stdout  []byte
@@ -273,7 +276,9 @@ func (p *Proc) Wait(timeout time.Duration) error {
 // reap waits for the process, once, and for its output.
 func (p *Proc) reap() {
 	p.reapOnce.Do(func() {
-		if err := p.Cmd.Wait(); err != nil {
+		err := p.Cmd.Wait()
+		p.waited.Store(true)
+		if err != nil {
 			p.reapErr = fmt.Errorf("waiting for pid %d: %w", p.Pid, err)
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) {
@@ -326,10 +331,27 @@ func (p *Proc) waitDrained() {
 	select {
 	case <-done:
 	case <-time.After(stopTimeout):
+		p.holders.Store(pipeHolders(p.pipes[0]))
 		p.pipes[0].Close()
 		p.pipes[1].Close()
 		<-done
 	}
+}
+
+// Lingering says why a command that was asked to stop is not reaped yet:
+// "" while it still runs, or that it exited but something else (a child it
+// started, say) keeps its output open, naming the holders once known. The
+// two are different bugs: an agent that will not stop, or one that leaks a
+// process past its own end.
+func (p *Proc) Lingering() string {
+	if !p.waited.Load() {
+		return ""
+	}
+	h, _ := p.holders.Load().(string)
+	if h == "" {
+		h = "not known yet"
+	}
+	return "it exited, but its output is still held open by " + h
 }
 
 // Await waits until ok accepts the process's output so far, woken by every

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 )
 
@@ -53,4 +55,34 @@ func (p *Proc) exited() bool {
 	}
 	state := stat[i+2]
 	return state == 'Z' || state == 'X'
+}
+
+// pipeHolders names the processes that hold an end of the pipe r reads, from
+// their /proc/<pid>/fd links: "pid 123 (riptrace-delve-worker target=45)".
+func pipeHolders(r *os.File) string {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(r.Fd()), &st); err != nil {
+		return fmt.Sprintf("nobody known (%v)", err)
+	}
+	want := fmt.Sprintf("pipe:[%d]", st.Ino)
+	self := os.Getpid()
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	seen := map[string]bool{}
+	var names []string
+	for _, fd := range fds {
+		if link, err := os.Readlink(fd); err != nil || link != want {
+			continue
+		}
+		pid := strings.Split(fd, "/")[2]
+		if seen[pid] || pid == fmt.Sprint(self) {
+			continue
+		}
+		seen[pid] = true
+		cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+		names = append(names, fmt.Sprintf("pid %s (%s)", pid, strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))))
+	}
+	if len(names) == 0 {
+		return "nobody outside the test process"
+	}
+	return strings.Join(names, ", ")
 }
