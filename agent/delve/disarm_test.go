@@ -2,11 +2,13 @@ package delve_test
 
 import (
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/agent/delve"
 	"github.com/riptrace/riptrace/fleet"
 )
 
@@ -27,7 +29,19 @@ func hotSpec(t *testing.T, id string, rate int) fleet.Spec {
 // unharmed. With a condition, every hit that arrives satisfies it.
 func TestDisarm(t *testing.T) {
 	t.Parallel()
-	ctx, p, tg := attachTo(t, nil, selfcheckDir, false)
+	checkDisarm(t, nil)
+}
+
+// TestDisarmInt3 is TestDisarm with Delve's breakpoints, where the kernel
+// refuses uprobes: each hit the limit refuses would stop the whole process,
+// so the breakpoint comes out for the rest of the window too.
+func TestDisarmInt3(t *testing.T) {
+	t.Parallel()
+	checkDisarm(t, delve.NewInt3(io.Discard))
+}
+
+func checkDisarm(t *testing.T, b *delve.Backend) {
+	ctx, p, tg := attachTo(t, b, selfcheckDir, false)
 	p.WaitOutput(t, "ALIVE", 30*time.Second)
 	for k, cond := range []string{"", "i % 7 != 3"} {
 		id := fmt.Sprintf("disarm%d", k)

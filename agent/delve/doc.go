@@ -84,4 +84,8 @@
 // loop, owns Delve's TargetGroup: it resumes the process, collects hits when
 // it stops, and runs the commands (set, clear, detach) that other goroutines
 // queue for it, asking Delve for a manual stop to get its attention.
+// There too, the first hit the rate limit refuses in a window takes the
+// tracepoint's breakpoint out until the next (agent.Disarm): a refused hit
+// would stop the whole process for nothing. Putting it back costs one
+// manual stop a window.
 package delve

@@ -536,16 +536,7 @@ func (t *holdTarget) putBack(tp *holdTracepoint) {
 // counted: its probes then stay in when the allowance is spent, as taking
 // them out would lose count.
 func (tp *holdTracepoint) countsEveryHit() bool {
-	n, v := int(tp.hitCount), tp.hitVal
-	switch tp.hitOp {
-	case 0:
-		return false
-	case token.GTR, token.NEQ:
-		return n <= v // past v, it holds for good
-	case token.GEQ:
-		return n < v
-	}
-	return true // %, and ==, <, <= until they can hold no more (hitDone)
+	return countsEveryHit(tp.hitOp, int(tp.hitCount), tp.hitVal)
 }
 
 func (t *holdTarget) budgetThrottle() string {
@@ -691,11 +682,6 @@ func (t *holdTarget) capture(tid int, rec *hitRecord, p *holdProbe) (h fleet.Hit
 //
 //go:linkname evalBreakpointCondition github.com/go-delve/delve/pkg/proc.evalBreakpointCondition
 func evalBreakpointCondition(tgt *proc.Target, thread proc.Thread, cond ast.Expr) (bool, error)
-
-// parseHitCondition is Delve's parser of hit conditions ("> 3", "% 2").
-//
-//go:linkname parseHitCondition github.com/go-delve/delve/pkg/proc.parseHitCondition
-func parseHitCondition(hitCond string) (token.Token, int, error)
 
 // hitHolds reports whether the hit condition holds for the hit just
 // counted, as Delve's checkHitCond does.

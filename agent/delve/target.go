@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/token"
 	"os"
 	"strconv"
 	"strings"
@@ -154,6 +155,19 @@ type tracepoint struct {
 	recent        uint64
 	droppedInAll  uint64 // dropped hits already sent with hits, for the removal message
 	warm          bool   // load Delve's module data before reading values (see warmModuleData)
+
+	// disarm takes the breakpoint out once the rate limit's allowance is
+	// spent, and rearm puts it back for the next window (see refused):
+	// the hits the limit would refuse then stop nothing. seen counts the
+	// hits the limit met while the breakpoint was in, wasted those it
+	// refused after the allowance was spent; uncounted is the estimate of
+	// the hits run while it was out, for the next hit to carry.
+	disarm       agent.Disarm
+	rearm        *time.Timer
+	seen, wasted uint64
+	uncounted    uint64
+	hitOp        token.Token // the hit condition's, 0 for none
+	hitVal       int
 }
 
 func (t *target) Hits() <-chan agent.Hit { return t.hits }
@@ -530,6 +544,7 @@ func (t *target) set(spec agent.Tracepoint) (agent.Placement, error) {
 		// The same logical breakpoint: its hit counts, which hit
 		// conditions read, go on where they were.
 		t.grp.LogicalBreakpoints[old.lbp.LogicalID] = old.lbp
+		old.disarm.Armed(time.Now()) // in again, whether it was out or not
 		if rerr := t.grp.SetBreakpointEnabled(old.lbp, true); rerr != nil {
 			delete(t.grp.LogicalBreakpoints, old.lbp.LogicalID)
 			return pl, fmt.Errorf("%w; and the tracepoint it replaced could not be put back: %v", err, rerr)
@@ -576,6 +591,9 @@ func (t *target) place(spec agent.Tracepoint) (agent.Placement, error) {
 	}
 	tp := &tracepoint{spec: spec, lbp: lbp, load: dlvvalue.LoadConfig(spec.Capture), log: logSegs}
 	tp.limit.Init(spec.Limits.MaxHitsPerSecond)
+	// Delve accepted it above.
+	tp.hitOp, tp.hitVal, _ = parseHitCondition(spec.HitCondition)
+	tp.disarm.Armed(time.Now())
 	t.byID[spec.ID] = tp
 	t.byLID[lbp.LogicalID] = tp
 
@@ -628,7 +646,10 @@ func (t *target) clear(id string) error {
 	}
 	delete(t.byID, id)
 	delete(t.byLID, tp.lbp.LogicalID)
-	err := t.grp.SetBreakpointEnabled(tp.lbp, false)
+	if tp.rearm != nil {
+		tp.rearm.Stop()
+	}
+	err := t.grp.SetBreakpointEnabled(tp.lbp, false) // a no-op if it is out
 	delete(t.grp.LogicalBreakpoints, tp.lbp.LogicalID)
 	if err != nil {
 		return fmt.Errorf("clearing tracepoint %s from pid %d: %w", id, t.pid, err)
@@ -658,8 +679,9 @@ func (t *target) collect() (n, captured int) {
 			continue
 		}
 		tp.recent++
+		tp.seen++
 		if !tp.limit.Take(now) {
-			tp.dropped++
+			t.refused(tp, now)
 			continue
 		}
 		if !t.budget.allow(now) {
@@ -676,7 +698,7 @@ func (t *target) collect() (n, captured int) {
 		}
 		h.Dropped, tp.dropped = tp.dropped, 0
 		tp.droppedInAll += h.Dropped
-		hit := agent.Hit{Hit: h}
+		hit := agent.Hit{Hit: h, Uncounted: tp.uncounted, Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)}
 		budgetDropped := tp.budgetDropped
 		if budgetDropped > 0 {
 			hit.Throttle = fmt.Sprintf("by the stop budget: pid %d may be stopped at most %s of each second (the agent's --stop-budget)", t.pid, t.budget.percent())
@@ -684,6 +706,7 @@ func (t *target) collect() (n, captured int) {
 		}
 		select {
 		case t.hits <- hit:
+			tp.uncounted = 0
 		default:
 			// The agent fell behind: never keep the process stopped for it.
 			tp.dropped += h.Dropped + 1
@@ -692,6 +715,50 @@ func (t *target) collect() (n, captured int) {
 		}
 	}
 	return n, captured
+}
+
+// refused counts a hit the rate limit refused at now and, when it is the
+// first since the breakpoint went in, takes the breakpoint out until the
+// next window: the hits the limit would refuse then stop nothing. A hit
+// condition that needs every hit counted keeps it in (see countsEveryHit).
+// Loop only.
+func (t *target) refused(tp *tracepoint, now time.Time) {
+	tp.dropped++
+	if tp.spec.Limits.MaxHitsPerSecond <= 0 || countsEveryHit(tp.hitOp, int(tp.lbp.TotalHitCount), tp.hitVal) {
+		return
+	}
+	if !tp.disarm.Spend(now) {
+		tp.wasted++ // another thread stopped at it in the same stop
+		return
+	}
+	if err := t.grp.SetBreakpointEnabled(tp.lbp, false); err != nil {
+		t.fault(tp, fleet.Errorf(fleet.CodeInternal, "taking out the breakpoint of tracepoint %s at %s:%d once its allowance was spent: %v; the tracepoint was removed: set it again", tp.spec.ID, tp.lbp.File, tp.lbp.Line, err))
+		return
+	}
+	back := tp.disarm.Out(time.Now())
+	// The loop puts it back in a stop of its own, asked for like any
+	// command's; the process runs until then.
+	tp.rearm = time.AfterFunc(time.Until(back), func() {
+		t.do(context.Background(), func() error {
+			t.putBack(tp)
+			return nil
+		})
+	})
+}
+
+// putBack puts tp's breakpoint in again for a new window, with the estimate
+// of the hits that ran while it was out for its next hit to carry. Loop
+// only.
+func (t *target) putBack(tp *tracepoint) {
+	if t.byID[tp.spec.ID] != tp || !tp.disarm.IsOut() {
+		return // cleared or replaced meanwhile
+	}
+	seen, wasted := tp.seen, tp.wasted
+	tp.seen, tp.wasted = 0, 0
+	tp.uncounted += tp.disarm.Rearm(time.Now(), seen, wasted)
+	if err := t.grp.SetBreakpointEnabled(tp.lbp, true); err != nil {
+		t.fault(tp, fleet.Errorf(fleet.CodeInternal, "putting back the breakpoint of tracepoint %s at %s:%d for its next window: %v; the tracepoint was removed: set it again", tp.spec.ID, tp.lbp.File, tp.lbp.Line, err))
+	}
 }
 
 // safeCapture captures a hit, turning a panic while reading the target into
