@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -158,9 +159,11 @@ func TestConnectRefused(t *testing.T) {
 	}
 }
 
+// TestEmbeddedServer starts a server on a data directory that does not
+// exist yet, as the benches and a first `riptrace server --data` give.
 func TestEmbeddedServer(t *testing.T) {
 	ctx := context.Background()
-	srv, err := fleet.StartServer(ctx, fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: t.TempDir()})
+	srv, err := fleet.StartServer(ctx, fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: filepath.Join(t.TempDir(), "not", "yet")})
 	if err != nil {
 		t.Fatal(err)
 	}

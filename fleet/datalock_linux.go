@@ -16,6 +16,10 @@ import (
 // corrupt it). The lock goes with the process: a server killed leaves no
 // stale lock. Close the returned file to release it.
 func lockDataDir(dir string) (*os.File, error) {
+	// nats-server would make it; the lock comes first.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("making the data directory: %w", err)
+	}
 	path := filepath.Join(dir, "riptrace.lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
