@@ -12,7 +12,10 @@
 //     defaults (maxHitsPerSecond 50, full capture) on an agent with its
 //     defaults (a stop budget of 10% for Delve);
 //   - per backend, limits off: the same tracepoint with no rate limit, on an
-//     agent with no stop budget.
+//     agent with no stop budget;
+//   - delve-int3, default limits: the Delve backend in its fallback mode
+//     (Delve's int3 breakpoints, as where the kernel refuses uprobes), on an
+//     agent with the defaults.
 //
 // It prints requests per second (median over rounds) and the ratio to
 // untraced, with the hits published and dropped. The agent is the real
@@ -45,11 +48,11 @@ import (
 
 var (
 	duration = flag.Duration("duration", 5*time.Second, "load each scenario for `D` per round")
-	rounds   = flag.Int("rounds", 3, "rounds of the three scenarios")
+	rounds   = flag.Int("rounds", 3, "rounds of the scenarios")
 	clients  = flag.Int("clients", 4, "concurrent keep-alive clients")
 	loop     = flag.Int("n", 10, "iterations of the traced loop per request")
 	bin      = flag.String("riptrace", "bin/riptrace", "the riptrace binary")
-	backends = flag.String("backends", "ebpf,delve", "comma-separated `BACKENDS` to measure")
+	backends = flag.String("backends", "ebpf,delve,delve-int3", "comma-separated `BACKENDS` to measure (delve-int3: Delve's fallback mode, default limits only)")
 )
 
 const targetDir = "bench/targets/httphot"
@@ -66,7 +69,7 @@ func main() {
 type scenario struct {
 	name    string
 	backend string // "" untraced
-	host    string // the agent: limited or unlimited
+	host    string // the agent: limited, unlimited or int3
 	rate    int    // maxHitsPerSecond; 0: no limit
 }
 
@@ -136,8 +139,11 @@ func run() error {
 		return err
 	}
 	quiet := []int{os.Getpid()} // the bench (NATS is in it) and the agents
-	for _, a := range [][]string{{"--host", "limited"}, {"--host", "unlimited", "--stop-budget", "0"}} {
+	for _, a := range [][]string{{"--host", "limited"}, {"--host", "unlimited", "--stop-budget", "0"}, {"--host", "int3"}} {
 		ag := exec.Command(*bin, append([]string{"agent", "--nats", srv.ClientURL(), "--processes", "httphot"}, a...)...)
+		if a[1] == "int3" {
+			ag.Env = append(os.Environ(), "RIPTRACE_DELVE_MODE=int3")
+		}
 		ag.Stdout, ag.Stderr = agentLog, agentLog
 		if err := ag.Start(); err != nil {
 			return fmt.Errorf("starting the agent (run `make build` first): %v", err)
@@ -148,6 +154,10 @@ func run() error {
 
 	scenarios := []scenario{{"untraced", "", "", 0}}
 	for _, b := range strings.Split(*backends, ",") {
+		if b == "delve-int3" {
+			scenarios = append(scenarios, scenario{b + ", default limits", "delve", "int3", fleet.DefaultMaxHitsPerSecond})
+			continue
+		}
 		scenarios = append(scenarios,
 			scenario{b + ", default limits", b, "limited", fleet.DefaultMaxHitsPerSecond},
 			scenario{b + ", limits off", b, "unlimited", 0})
