@@ -912,6 +912,11 @@ func Decode(data []byte, what string, v any) error {
 	dec = json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if strings.HasPrefix(err.Error(), "json: unknown field ") {
+			// Fields are added within a version: a newer peer is the
+			// likelier cause than a typo, and the one to name.
+			return Errorf(CodeBadRequest, "malformed %s: %v: a typo, or a field of a newer riptrace than this side (wire version %d); fix the field, or upgrade this side", what, err, version)
+		}
 		return Errorf(CodeBadRequest, "malformed %s: %v", what, err)
 	}
 	return nil

@@ -16,7 +16,7 @@ func TestDecodeStrict(t *testing.T) {
 		{"array", `[]`, CodeBadRequest, "malformed attach request"},
 		{"no version", `{"pid":3}`, CodeBadRequest, `add "v": 1`},
 		{"future version", `{"v":2,"pid":3}`, CodeBadVersion, "version 2"},
-		{"unknown field", `{"v":1,"pid":3,"pdi":4}`, CodeBadRequest, `unknown field "pdi"`},
+		{"unknown field", `{"v":1,"pid":3,"pdi":4}`, CodeBadRequest, `unknown field "pdi": a typo, or a field of a newer riptrace`},
 		{"wrong type", `{"v":1,"pid":"3"}`, CodeBadRequest, "malformed attach request"},
 		{"trailing", `{"v":1,"pid":3} {}`, CodeBadRequest, "after top-level value"},
 	} {
