@@ -769,15 +769,27 @@ func TestReplace(t *testing.T) {
 
 	// A call after the burst hits after every record of it: the hits
 	// before the call's are the burst's, and the call's carries the count
-	// of those dropped after the last one that left.
-	if err := syscall.Kill(p.Pid, syscall.SIGUSR2); err != nil {
-		t.Fatal(err)
+	// of those dropped after the last one that left. The burst may have
+	// left the ring buffer full, with the decoder behind on a loaded
+	// machine: a call whose record was dropped is counted as a drop, and
+	// the call is made again every 2 s until one hits.
+	calls := 0
+	call := func() {
+		if err := syscall.Kill(p.Pid, syscall.SIGUSR2); err != nil {
+			t.Fatal(err)
+		}
+		calls++
 	}
+	call()
+	again := time.NewTicker(2 * time.Second)
+	defer again.Stop()
 	var olds, news int
 	var dropped uint64
 	deadline := time.After(2 * time.Minute)
 	for done := false; !done; {
 		select {
+		case <-again.C:
+			call()
 		case h := <-tgt.Hits():
 			if h.Fault != nil {
 				t.Fatalf("fault: %v", h.Fault)
@@ -810,9 +822,11 @@ func TestReplace(t *testing.T) {
 			t.Fatalf("the call after burst 3 did not hit in 2 minutes (%d hits of the new spec before)", news)
 		}
 	}
-	t.Logf("%d hits of the old spec read after the replacements, %d of the new one, %d dropped", olds, news, dropped)
-	if uint64(news)+dropped != 1600 {
-		t.Errorf("burst 3: %d hits + %d dropped, want 1600", news, dropped)
+	t.Logf("%d hits of the old spec read after the replacements, %d of the new one, %d dropped, %d calls made", olds, news, dropped, calls)
+	// The calls made before the one that hit may have been dropped, and
+	// counted so; or only late.
+	if total := uint64(news) + dropped; total < 1600 || total > 1600+uint64(calls-1) {
+		t.Errorf("burst 3: %d hits + %d dropped, want 1600 (and up to %d dropped calls)", news, dropped, calls-1)
 	}
 }
 
