@@ -498,9 +498,10 @@ func tracepoints(t *testing.T, c *fleet.Client) []fleet.Spec {
 
 // TestNeovimHitsView runs a debug session through the stand-in nvim-dap
 // module (testdata/dap) against a real `riptrace dap`, fleet and target, and
-// the hits views of the plugin on it: the quickfix list, the tree and the
-// timeline, each opening a hit as a snapshot, and :RipTraceSnapshot on the
-// traced line; the backend chosen in setup() reaches the breakpoint.
+// the hits views of the plugin on it: the quickfix and location lists, the
+// tree and the timeline, each opening a hit as a snapshot (the timeline on
+// <CR> and on a double click), and :RipTraceSnapshot on the traced line;
+// the backend chosen in setup() reaches the breakpoint.
 func TestNeovimHitsView(t *testing.T) {
 	t.Parallel()
 	bin := agenttest.BuildTarget(t, "../cmd/riptrace")
@@ -531,7 +532,15 @@ func TestNeovimHitsView(t *testing.T) {
 			File string
 			Line int
 		}
+		ClickStopped string
+		ClickJump    struct {
+			File string
+			Line int
+		}
+		LlTitle         string
+		Ll              int
 		SnapshotStopped string
+		LensStopped     string
 		TimelineGrew    bool
 	}
 	runScript(t, "hits.lua", []string{"RT_BIN=" + bin, "RT_NATS=" + s.ClientURL(), "RT_HOST=" + host, "RT_EXE=" + exe,
@@ -572,8 +581,17 @@ func TestNeovimHitsView(t *testing.T) {
 	if r.TimelineStopped == "" || r.TimelineJump.File != src || r.TimelineJump.Line != line {
 		t.Errorf("<CR> in the timeline: stopped %q, cursor at %+v; want a snapshot and %s:%d", r.TimelineStopped, r.TimelineJump, src, line)
 	}
+	if r.ClickStopped == "" || r.ClickJump.File != src || r.ClickJump.Line != line {
+		t.Errorf("a double click in the timeline: stopped %q, cursor at %+v; want a snapshot of that row's hit and %s:%d", r.ClickStopped, r.ClickJump, src, line)
+	}
+	if r.LlTitle != "RipTrace hits" || r.Ll == 0 {
+		t.Errorf(":RipTraceHitsList! filled the location list %q with %d items, want RipTrace hits", r.LlTitle, r.Ll)
+	}
 	if r.SnapshotStopped == "" {
 		t.Error(":RipTraceSnapshot on the traced line opened no snapshot")
+	}
+	if !strings.Contains(r.LensStopped, "Snapshot of hit #") {
+		t.Errorf("running the code lens during the session stopped %q, want a snapshot of the line's latest hit", r.LensStopped)
 	}
 	if !r.TimelineGrew {
 		t.Error("the timeline buffer did not grow as hits came")

@@ -1,11 +1,12 @@
 -- The hits of a debug session in Neovim (editors/nvim_test.go
 -- TestNeovimHitsView): the stand-in nvim-dap module runs the configuration
 -- setup() registered against a real `riptrace dap`, a real fleet and a real
--- target; then :RipTraceHitsList fills the quickfix list, :RipTraceHitsTree
--- draws breakpoints → processes → hits and <CR> on a hit opens it as a
--- snapshot, :RipTraceTimeline lists hits in execution order and <CR> jumps
--- to the line and opens the hit, and :RipTraceSnapshot opens the latest
--- hit of the cursor's line, as a code lens click does.
+-- target; then :RipTraceHitsList fills the quickfix list (with ! the
+-- location list), :RipTraceHitsTree draws breakpoints → processes → hits
+-- and <CR> on a hit opens it as a snapshot, :RipTraceTimeline lists hits in
+-- execution order and <CR> or a double click jumps to the line and opens
+-- the hit, and :RipTraceSnapshot opens the latest hit of the cursor's
+-- line, as a code lens click does.
 local t = dofile(os.getenv('RT_TESTDATA') .. '/util.lua')
 local out = t.out
 local host, line, src = os.getenv('RT_HOST'), tonumber(os.getenv('RT_LINE')), os.getenv('RT_FILE')
@@ -103,6 +104,15 @@ t.run(function()
     return { lnum = i.lnum, file = api.nvim_buf_get_name(i.bufnr), text = i.text }
   end, qf.items)
 
+  -- :RipTraceHitsList! fills the window's location list instead.
+  vim.cmd('RipTraceHitsList!')
+  vim.wait(10000, function()
+    return #vim.fn.getloclist(0) > 0
+  end, 20)
+  local ll = vim.fn.getloclist(0, { title = 1, items = 1 })
+  out.llTitle = ll.title
+  out.ll = #ll.items
+
   -- The tree; <CR> on a hit opens it.
   vim.cmd('RipTraceHitsTree')
   local tree = vim.fn.bufnr('riptrace://hits')
@@ -137,6 +147,32 @@ t.run(function()
   out.timelineStopped = stopped and stopped.description
   out.timelineJump = { file = api.nvim_buf_get_name(0), line = api.nvim_win_get_cursor(0)[1] }
 
+  -- A double click on another row of the timeline does the same.
+  vim.o.mouse = 'a'
+  local tlwin = vim.fn.bufwinid(tl)
+  local rows = api.nvim_buf_get_lines(tl, 0, -1, false)
+  local clickLine = math.min(#rows, 3)
+  local clickSeq = tonumber(rows[clickLine]:match('#(%d+)'))
+  api.nvim_win_set_cursor(tlwin, { 1, 0 })
+  local pos = vim.fn.screenpos(tlwin, clickLine, 1)
+  -- The <CR> above left the cursor in the source window on the hit's
+  -- line: move it away, so that the jump shows.
+  api.nvim_win_set_cursor(0, { 1, 0 })
+  before = #dap._events
+  for _ = 1, 2 do
+    api.nvim_input_mouse('left', 'press', '', 0, pos.row - 1, pos.col - 1)
+    api.nvim_input_mouse('left', 'release', '', 0, pos.row - 1, pos.col - 1)
+  end
+  local function clicked(b)
+    return (b.description or ''):find('hit #' .. clickSeq .. ' on ', 1, true) ~= nil
+  end
+  t.main_loop(10000, function()
+    return event('stopped', clicked, before, 0) ~= nil
+  end)
+  stopped = event('stopped', clicked, before, 0)
+  out.clickStopped = stopped and stopped.description
+  out.clickJump = { file = api.nvim_buf_get_name(0), line = api.nvim_win_get_cursor(0)[1] }
+
   -- :RipTraceSnapshot on the traced line: its latest hit.
   api.nvim_set_current_buf(srcbuf)
   api.nvim_win_set_cursor(0, { line, 0 })
@@ -146,6 +182,22 @@ t.run(function()
     return (b.description or ''):find('Snapshot of hit #', 1, true) ~= nil
   end, before)
   out.snapshotStopped = stopped and stopped.description
+
+  -- Running the line's code lens does the same during a session.
+  assert(vim.wait(30000, function()
+    for _, l in ipairs(vim.lsp.codelens.get(srcbuf)) do
+      if l.range.start.line == line - 1 and l.command and l.command.title:find('hit') then
+        return true
+      end
+    end
+    return false
+  end, 50), 'no code lens with hits on line ' .. line .. ' within 30s')
+  before = #dap._events
+  vim.lsp.codelens.run()
+  stopped = event('stopped', function(b)
+    return (b.description or ''):find('Snapshot of hit #', 1, true) ~= nil
+  end, before)
+  out.lensStopped = stopped and stopped.description
 
   -- The timeline grows as hits come.
   local n = #api.nvim_buf_get_lines(tl, 0, -1, false)

@@ -61,15 +61,41 @@ function M.step(name, data)
   end, 20), 'the test did not check step ' .. name .. ' within 60s')
 end
 
--- run runs f, records its error, writes the results and quits.
+-- run runs f, records its error, writes the results and quits. f runs in
+-- a coroutine, so that main_loop can hand Neovim its main loop.
 function M.run(f)
-  local ok, err = xpcall(f, debug.traceback)
+  local co = coroutine.create(function()
+    local ok, err = xpcall(f, debug.traceback)
+    if not ok then
+      M.out.error = tostring(err)
+    end
+    M.out.notes = M.notes
+    M.write()
+    vim.cmd('qa!')
+  end)
+  local ok, err = coroutine.resume(co)
   if not ok then
     M.out.error = tostring(err)
+    M.write()
+    vim.cmd('qa!')
   end
-  M.out.notes = M.notes
-  M.write()
-  vim.cmd('qa!')
+end
+
+-- main_loop returns to Neovim's main loop until ok() is true or ms pass,
+-- then goes on with the script. Input sent with nvim_input_mouse is read
+-- there only: vim.wait runs callbacks but reads no input.
+function M.main_loop(ms, ok)
+  local co = coroutine.running()
+  local deadline = vim.loop.now() + ms
+  local function check()
+    if ok() or vim.loop.now() > deadline then
+      assert(coroutine.resume(co))
+    else
+      vim.defer_fn(check, 20)
+    end
+  end
+  vim.defer_fn(check, 20)
+  coroutine.yield()
 end
 
 return M

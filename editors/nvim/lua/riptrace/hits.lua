@@ -137,6 +137,8 @@ local function scratch(name, split)
   if vim.fn.bufwinnr(buf) == -1 then
     vim.cmd(split)
     vim.api.nvim_win_set_buf(0, buf)
+    -- One row a hit: values run off to the right rather than wrap.
+    vim.api.nvim_win_set_option(0, 'wrap', false)
   end
   return buf
 end
@@ -260,12 +262,16 @@ local function open_view(kind, name, split, cb)
   if not view or view.buf ~= buf then
     view = { kind = kind, buf = buf, nodes = {}, lines = {}, since = 0 }
     views[kind] = view
-    vim.keymap.set('n', '<CR>', function()
+    local function open_at_cursor()
       local node = view.nodes[vim.api.nvim_win_get_cursor(0)[1]]
       if node then
         goto_hit(view, node)
       end
-    end, { buffer = buf, desc = 'Open this hit as a snapshot' })
+    end
+    vim.keymap.set('n', '<CR>', open_at_cursor, { buffer = buf, desc = 'Open this hit as a snapshot' })
+    -- A double click, as in the quickfix window: its first click put the
+    -- cursor on the row (with 'mouse' set).
+    vim.keymap.set('n', '<2-LeftMouse>', open_at_cursor, { buffer = buf, desc = 'Open this hit as a snapshot' })
     vim.keymap.set('n', 'R', function()
       refresh(view)
     end, { buffer = buf, desc = 'Refresh' })
