@@ -187,12 +187,7 @@ func (ss *session) onVariables(req *dap.VariablesRequest) {
 	}
 	out := make([]dap.Variable, 0, len(vars))
 	for _, v := range vars {
-		// The mark every view shows, then why: this view has room for it.
-		val := v.Shown()
-		if v.Unreadable != "" {
-			val += " (" + v.Unreadable + ")"
-		}
-		out = append(out, dap.Variable{Name: v.Name, Value: val, Type: v.Type, VariablesReference: snap.handle(v.Children), NamedVariables: len(v.Children)})
+		out = append(out, dap.Variable{Name: v.Name, Value: variableValue(&v), Type: v.Type, VariablesReference: snap.handle(v.Children), NamedVariables: len(v.Children)})
 	}
 	ss.mu.Unlock()
 	ss.send(&dap.VariablesResponse{Response: ss.response(&req.Request), Body: dap.VariablesResponseBody{Variables: out}})
@@ -219,4 +214,14 @@ func (ss *session) snapshotCommand(arg string) (string, error) {
 		return "", fmt.Errorf("snapshot: %w", err)
 	}
 	return fmt.Sprintf("opened %s of breakpoint %d as a snapshot; Continue dismisses it", res["title"], id), nil
+}
+
+// variableValue is a value as the Variables view shows it: the mark every
+// view shows (fleet.Variable.Shown), then why, since this view has room.
+func variableValue(v *fleet.Variable) string {
+	val := v.Shown()
+	if v.Unreadable != "" {
+		val += " (" + v.Unreadable + ")"
+	}
+	return val
 }
