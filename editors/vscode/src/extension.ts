@@ -275,12 +275,14 @@ class StatusItem implements vscode.Disposable {
     this.running = true;
     const conn = connection();
     const nats = conn.nats ?? process.env.RIPTRACE_NATS ?? 'nats://127.0.0.1:4222';
-    const tracing = vscode.debug.activeDebugSession?.type === debugType ? 1 : 0;
+    const session = vscode.debug.activeDebugSession;
+    const tracing = session?.type === debugType ? 1 : 0;
+    const backend = session?.configuration.backend;
     try {
       const hosts = await listHosts(conn);
-      Object.assign(this.item, statusText({ hosts, nats, tracing }));
+      Object.assign(this.item, statusText({ hosts, nats, tracing, backend }));
     } catch (e) {
-      Object.assign(this.item, statusText({ error: (e as Error).message, nats, tracing }));
+      Object.assign(this.item, statusText({ error: (e as Error).message, nats, tracing, backend }));
     } finally {
       this.running = false;
     }

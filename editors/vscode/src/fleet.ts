@@ -145,7 +145,7 @@ export function selection(picked: PickItem[]): { hosts: string[]; processes: str
 }
 
 /** The status bar's text and tooltip for a fleet state. */
-export function statusText(state: { hosts?: HostEntry[]; error?: string; nats: string; tracing: number }): { text: string; tooltip: string } {
+export function statusText(state: { hosts?: HostEntry[]; error?: string; nats: string; tracing: number; backend?: string }): { text: string; tooltip: string } {
   if (state.error !== undefined) {
     return { text: '$(debug-disconnect) RipTrace: offline', tooltip: `${state.nats}: ${state.error}` };
   }
@@ -153,7 +153,8 @@ export function statusText(state: { hosts?: HostEntry[]; error?: string; nats: s
   const procs = live.reduce((n, h) => n + (h.profile?.processes?.length ?? 0), 0);
   let text = `$(radio-tower) RipTrace: ${live.length} host${live.length === 1 ? '' : 's'}`;
   if (state.tracing > 0) {
-    text += ' · tracing';
+    // The backend the session asked for; each breakpoint says which serves it.
+    text += ` · tracing (${state.backend || 'auto'} backend)`;
   }
   const lines = live.map((h) => `${h.name}: ${h.profile?.processes?.length ?? 0} Go processes`);
   return { text, tooltip: [`Connected to ${state.nats}: ${live.length} hosts, ${procs} Go processes`, ...lines].join('\n') };

@@ -42,6 +42,9 @@ test('the picker lists the live host and its Go process', async () => {
   const live = hosts.filter((h) => !h.gone).length;
   assert.equal(st.text, `$(radio-tower) RipTrace: ${live} host${live === 1 ? '' : 's'}`);
   assert.match(st.tooltip, new RegExp(`^${host}: \\d+ Go processes$`, 'm'));
+  // A session's status names the backend it asked for.
+  assert.ok(statusText({ hosts, nats: conn.nats, tracing: 1, backend: 'delve' }).text.endsWith(' · tracing (delve backend)'));
+  assert.ok(statusText({ hosts, nats: conn.nats, tracing: 1 }).text.endsWith(' · tracing (auto backend)'));
 });
 
 test('an unreachable fleet and a missing binary say what to do', async () => {
