@@ -55,6 +55,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const hits = new HitsView();
   const stalls = new Stalls();
   const timeline = new TimelinePanel();
+  // The window riptrace.hitsViewLatency measures: since its last run.
+  let measured = { since: Date.now(), counted: 0 };
   context.subscriptions.push(
     hits,
     timeline,
@@ -77,7 +79,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       const st = hits.latency.stats();
       hits.latency.reset();
       const host = stalls.take();
-      const msg = `RipTrace hits view: ${st.n} hits shown, from the stream to the view p50 ${st.p50} ms, p99 ${st.p99} ms, max ${st.max} ms; extension host stalls over 100 ms: ${host.over100} (worst ${host.worst} ms)`;
+      const now = Date.now();
+      const rate = Math.round(((hits.counted - measured.counted) * 1000) / Math.max(now - measured.since, 1));
+      measured = { since: now, counted: hits.counted };
+      const msg =
+        `RipTrace hits view: ${rate} hits/s counted, ${st.n} hits shown, from the stream to the view p50 ${st.p50} ms, p99 ${st.p99} ms, max ${st.max} ms; ` +
+        `extension host long tasks over 100 ms: ${host.longTasks} (the loop at most ${host.worstBusy} ms busy between two 50 ms ticks); timer late over 100 ms: ${host.late} (worst ${host.worstLate} ms)`;
       out.appendLine(msg);
       vscode.window.showInformationMessage(msg);
       return { ...st, stalls: host };

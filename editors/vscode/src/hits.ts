@@ -5,6 +5,7 @@
 // says something is new; a click asks riptrace/openHit to open the hit as a
 // snapshot in Variables and Call Stack.
 
+import { performance } from 'node:perf_hooks';
 import * as vscode from 'vscode';
 
 export const debugType = 'riptrace';
@@ -113,27 +114,36 @@ export class Latency {
 }
 
 /**
- * Stalls of the extension host: a timer every 50 ms notes how late it
- * fires, and a lateness over 100 ms is a task that held the host that long
- * (what would freeze lenses, hovers and the views).
+ * Stalls of the extension host. A timer every 50 ms notes how late it
+ * fires. Late by over 100 ms, the host either ran a task that long (a long
+ * task: what freezes lenses, hovers and the views) or the machine gave it
+ * no CPU; the event loop's utilization over the same interval tells them
+ * apart: a long task kept the loop busy for most of it.
  */
 export class Stalls implements vscode.Disposable {
   private last = Date.now();
-  private over100 = 0;
-  private worst = 0;
+  private elu = performance.eventLoopUtilization();
+  private late100 = 0;
+  private worstLate = 0;
+  private long100 = 0;
+  private worstBusy = 0;
   private timer = setInterval(() => {
     const now = Date.now();
+    const elu = performance.eventLoopUtilization();
+    const busy = Math.round(elu.active - this.elu.active);
     const late = now - this.last - 50;
     this.last = now;
-    if (late > 100) this.over100++;
-    this.worst = Math.max(this.worst, late);
+    this.elu = elu;
+    if (late > 100) this.late100++;
+    this.worstLate = Math.max(this.worstLate, late);
+    if (late > 100 && busy > 100) this.long100++;
+    this.worstBusy = Math.max(this.worstBusy, busy);
   }, 50);
 
   /** take returns the stalls since the last call. */
-  take(): { over100: number; worst: number } {
-    const r = { over100: this.over100, worst: Math.max(this.worst, 0) };
-    this.over100 = 0;
-    this.worst = 0;
+  take(): { longTasks: number; worstBusy: number; late: number; worstLate: number } {
+    const r = { longTasks: this.long100, worstBusy: this.worstBusy, late: this.late100, worstLate: Math.max(this.worstLate, 0) };
+    this.long100 = this.worstBusy = this.late100 = this.worstLate = 0;
     return r;
   }
 
@@ -151,6 +161,8 @@ export class HitsView implements vscode.TreeDataProvider<Node>, vscode.Disposabl
   private fetching = false;
   private again = false;
   readonly latency = new Latency();
+  /** The hits the session's breakpoints counted, as of the last fetch. */
+  counted = 0;
   private subs: vscode.Disposable[] = [];
 
   constructor() {
@@ -189,6 +201,7 @@ export class HitsView implements vscode.TreeDataProvider<Node>, vscode.Disposabl
         const bps: BreakpointHits[] = res?.breakpoints ?? [];
         const now = Date.now();
         this.latency.note(bps.flatMap((b) => b.processes.flatMap((p) => p.hits)), now);
+        this.counted = bps.reduce((n, b) => n + b.count, 0);
         // Redraw only what changed: a redraw under the mouse eats clicks.
         if (JSON.stringify(bps) === JSON.stringify(this.bps)) return;
         this.bps = bps;
@@ -258,6 +271,16 @@ export class HitsView implements vscode.TreeDataProvider<Node>, vscode.Disposabl
   }
 }
 
+/**
+ * How often the timeline panel asks for new rows, and how many it takes at
+ * most each time. Every row crosses the workbench twice (the request's
+ * answer, then the message to the webview): at 500 hits a second, taking
+ * them all held the workbench up for seconds, the hits view's requests
+ * with it. Rows over the bound are skipped, and the panel says how many.
+ */
+export const timelineEvery = 500;
+export const timelineRows = 50;
+
 /** The timeline panel: one webview, rows in execution order. */
 export class TimelinePanel implements vscode.Disposable {
   private panel: vscode.WebviewPanel | undefined;
@@ -268,14 +291,18 @@ export class TimelinePanel implements vscode.Disposable {
   constructor() {
     this.subs.push(
       vscode.debug.onDidReceiveDebugSessionCustomEvent((e) => {
-        if (e.session.type === debugType && e.event === 'riptraceHits' && this.panel && !this.timer) {
-          this.timer = setTimeout(() => {
-            this.timer = undefined;
-            void this.fetch();
-          }, 250);
-        }
+        if (e.session.type === debugType && e.event === 'riptraceHits') this.schedule();
       }),
     );
+  }
+
+  /** schedule fetches new rows within timelineEvery, if the panel shows. */
+  private schedule(): void {
+    if (!this.panel?.visible || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.fetch();
+    }, timelineEvery);
   }
 
   show(): void {
@@ -287,6 +314,8 @@ export class TimelinePanel implements vscode.Disposable {
     this.panel.webview.html = timelineHTML();
     this.last = 0;
     this.panel.onDidDispose(() => (this.panel = undefined));
+    // Hidden, it is not refreshed; shown again, it catches up.
+    this.panel.onDidChangeViewState((e) => e.webviewPanel.visible && this.schedule());
     this.panel.webview.onDidReceiveMessage(async (m: { seq: number; path?: string; line: number }) => {
       try {
         if (m.path) {
@@ -306,11 +335,13 @@ export class TimelinePanel implements vscode.Disposable {
     const s = tracingSession();
     if (!this.panel || !s) return;
     try {
-      const res = await s.customRequest('riptrace/timeline', { since: this.last, limit: 500 });
+      const res = await s.customRequest('riptrace/timeline', { since: this.last, limit: timelineRows });
       const rows: HitRow[] = res?.hits ?? [];
       if (rows.length === 0) return;
+      // Orders are consecutive: a gap is hits the panel did not take.
+      const skipped = this.last > 0 ? rows[0].order - this.last - 1 : 0;
       this.last = rows[rows.length - 1].order;
-      await this.panel.webview.postMessage({ rows: rows.map((r) => ({ ...r, clock: clock(r.time), mark: orderMark(r).trim(), file: r.path ? `${r.path.split('/').pop()}:${r.line}` : `?:${r.line}` })) });
+      await this.panel.webview.postMessage({ skipped, rows: rows.map((r) => ({ ...r, clock: clock(r.time), mark: orderMark(r).trim(), file: r.path ? `${r.path.split('/').pop()}:${r.line}` : `?:${r.line}` })) });
     } catch {
       // The session ended.
     }
@@ -335,6 +366,7 @@ td, th { padding: 1px 8px; white-space: nowrap; }
 td.values { max-width: 70ch; overflow: hidden; text-overflow: ellipsis; }
 tr.hit { cursor: pointer; }
 tr.hit:hover { background: var(--vscode-list-hoverBackground); }
+tr.skipped td { color: var(--vscode-descriptionForeground); font-style: italic; }
 .mark { color: var(--vscode-editorWarning-foreground); }
 </style></head><body>
 <p id="empty">Hits of this session's breakpoints appear here in the order they ran, across services. Click one to open it as a snapshot.</p>
@@ -344,6 +376,15 @@ const vscode = acquireVsCodeApi();
 const body = document.getElementById('rows');
 window.addEventListener('message', (e) => {
   document.getElementById('empty').style.display = 'none';
+  if (e.data.skipped > 0) {
+    const tr = document.createElement('tr');
+    tr.className = 'skipped';
+    const td = document.createElement('td');
+    td.colSpan = 7;
+    td.textContent = '… ' + e.data.skipped + ' hit' + (e.data.skipped === 1 ? '' : 's') + ' ran here that this panel skips: it shows at most ${timelineRows * (1000 / timelineEvery)} a second (the hits view and the debug console count them all)';
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }
   for (const r of e.data.rows) {
     const tr = document.createElement('tr');
     tr.className = 'hit';
@@ -358,7 +399,7 @@ window.addEventListener('message', (e) => {
     tr.addEventListener('click', () => vscode.postMessage({ seq: r.seq, path: r.path, line: r.line }));
     body.appendChild(tr);
   }
-  while (body.rows.length > 1000) body.deleteRow(0);
+  while (body.rows.length > 500) body.deleteRow(0);
 });
 </script></body></html>`;
 }
