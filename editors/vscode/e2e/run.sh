@@ -2,7 +2,8 @@
 # The VS Code extension in the real VS Code: installs code-server, Node 24
 # and playwright-core once (setup.sh, cached in ~/.cache/riptrace-e2e), then
 # runs e2e.mjs with bin/riptrace, bin/payments and bin/riptrace.vsix (make
-# build vsix). Screenshots land in editors/vscode/e2e/out/.
+# build vsix). Screenshots and the figures measured under load (load.txt)
+# land in editors/vscode/e2e/out/, which .ci/run names as an artifact.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
