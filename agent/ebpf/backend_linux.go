@@ -23,6 +23,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"github.com/go-delve/delve/pkg/dwarf/godwarf"
 	"github.com/go-delve/delve/pkg/logflags"
 	"github.com/go-delve/delve/pkg/proc"
 	"github.com/go-delve/delve/pkg/proc/linutil"
@@ -147,10 +148,16 @@ type target struct {
 	ended    bool
 
 	snap   *snapshot.Process
-	mem    *regionMemory // of the hit being decoded
+	mem    *regionMemory            // of the hit being decoded
+	regs   *linutil.AMD64PtraceRegs // of the hit being decoded
 	tgt    *proc.Target
 	di     *debugInfo
 	stacks dlvvalue.StackCache
+	// The direct decoder's (direct_linux.go): the plans of the frames
+	// traced, by PC, and the types they read, as it reads them.
+	plans  map[uint64]*framePlan
+	dtypes map[godwarf.Type]*dtype
+	direct directStats
 }
 
 type tracepoint struct {
@@ -1033,6 +1040,7 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 	tp.dropped += dropped
 	tp.ringFull += min(ringFull, dropped)
 	t.mem = &regionMemory{p: t.snap, regions: regions}
+	t.regs = regs
 	t.snap.Set(tid, regs, nil, t.mem)
 	t.snap.ClearCaches(t.tgt)
 	h, keep, err := t.safeCapture(tp)

@@ -63,8 +63,57 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 		}
 	}
 	check := func(v *proc.Variable) { markUncaptured(t.mem.misses, v) }
-	dlvvalue.Converter{Unreadable: unreadable, Check: check}.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
+	delve := dlvvalue.Converter{Unreadable: unreadable, Check: check}
+	cv := delve
+	cv.Frame = t.frameVars
+	var plan *framePlan
+	if !frames[0].Inlined {
+		plan = t.plans[t.regs.Rip]
+		if plan != nil && !plan.ok {
+			cv.Frame = nil
+		}
+	} else {
+		// Delve reads an inlined call's variables from its own entry.
+		cv.Frame = nil
+	}
+	hits := t.direct
+	warm := tp.warm
+	hd := h
+	cv.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
+	if cv.Frame == nil || t.direct.Frames == hits.Frames {
+		return h, true, nil
+	}
+	if plan == nil {
+		plan = t.plans[t.regs.Rip]
+	}
+	if plan != nil && (verifyStacks || plan.checked < selfChecks) {
+		// Held to Delve's values, read from the same snapshot.
+		plan.checked++
+		delve.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &hd, &warm)
+		if diff := hitDiff(h, hd); diff != "" {
+			if verifyStacks {
+				panic("the direct decoder's values differ from Delve's: " + diff)
+			}
+			plan.ok = false
+			return hd, true, nil
+		}
+	}
 	return h, true, nil
+}
+
+// hitDiff says how the values of two hits differ, "" if they do not.
+func hitDiff(got, want fleet.Hit) string {
+	switch {
+	case !reflect.DeepEqual(got.Args, want.Args):
+		return fmt.Sprintf("arguments\n got %+v\nwant %+v", got.Args, want.Args)
+	case !reflect.DeepEqual(got.Locals, want.Locals):
+		return fmt.Sprintf("locals\n got %+v\nwant %+v", got.Locals, want.Locals)
+	case !reflect.DeepEqual(got.Trace, want.Trace):
+		return fmt.Sprintf("trace context\n got %+v\nwant %+v", got.Trace, want.Trace)
+	case !reflect.DeepEqual(got.Exprs, want.Exprs) || got.Message != want.Message || !reflect.DeepEqual(got.Errors, want.Errors):
+		return fmt.Sprintf("expressions\n got %+v %q %q\nwant %+v %q %q", got.Exprs, got.Message, got.Errors, want.Exprs, want.Message, want.Errors)
+	}
+	return ""
 }
 
 // fakeAddress is where Delve's addresses of values composed from registers

@@ -235,6 +235,7 @@ func runCorpus(t *testing.T, prog corpusProgram, flags []string) corpusCount {
 		insts[i] = prog.start(t, flags)
 	}
 	type traced struct {
+		ebpf  agent.Target
 		col   [3]*collector
 		ids   []string // of lines both backends placed
 		lines map[string]int
@@ -251,6 +252,7 @@ func runCorpus(t *testing.T, prog corpusProgram, flags []string) corpusCount {
 			tgts[i] = attach(t, b, insts[i].procs[pi].pid)
 			tr.col[i] = collect(t, tgts[i])
 		}
+		tr.ebpf = tgts[2]
 		p := insts[0].procs[pi]
 		tr.lines = make(map[string]int)
 		for line := 1; line <= countLines(t, p.file); line++ {
@@ -310,6 +312,8 @@ func runCorpus(t *testing.T, prog corpusProgram, flags []string) corpusCount {
 	})
 	var c corpusCount
 	for pi, tr := range procs {
+		frames, direct, byDelve := ebpf.DirectReads(tr.ebpf)
+		t.Logf("%s: the direct decoder read %d frames, %d variables itself and %d through Delve", insts[0].procs[pi].path, frames, direct, byDelve)
 		decls := declarations(t, insts[0].procs[pi].file)
 		for i, col := range tr.col {
 			col.mu.Lock()

@@ -56,3 +56,12 @@ func CachedStacks(tgt agent.Target) int {
 	defer t.mu.Unlock()
 	return t.stacks.Cached
 }
+
+// DirectReads counts what tgt's direct decoder read: the frames, and their
+// variables read directly and by Delve's evaluator.
+func DirectReads(tgt agent.Target) (frames, direct, delve int) {
+	t := tgt.(*target)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.direct.Frames, t.direct.Direct, t.direct.Delve
+}

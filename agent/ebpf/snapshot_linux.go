@@ -67,3 +67,31 @@ func (m *regionMemory) word(addr uint64) (uint64, bool) {
 	}
 	return 0, false
 }
+
+// bytes returns the n bytes at addr as ReadMemory would read them, but a
+// miss is not recorded: the direct decoder leaves what it cannot read to
+// Delve, whose reads are recorded. The bytes may be the hit's own: they
+// must not be changed.
+func (m *regionMemory) bytes(addr uint64, n int64) ([]byte, bool) {
+	end := addr + uint64(n)
+	if n < 0 || end < addr {
+		return nil, false
+	}
+	for _, r := range m.regions {
+		if addr >= r.addr && end <= r.addr+uint64(len(r.data)) {
+			return r.data[addr-r.addr : end-r.addr], true
+		}
+	}
+	if addr < snapshot.NullPage || n > maxStaticRead {
+		return nil, false
+	}
+	buf := make([]byte, n)
+	if k, ok, err := m.p.ReadStatic(buf, addr); ok && err == nil && k == len(buf) {
+		return buf, true
+	}
+	return nil, false
+}
+
+// maxStaticRead bounds what the direct decoder reads of the executable's
+// mappings for one value.
+const maxStaticRead = 1 << 16

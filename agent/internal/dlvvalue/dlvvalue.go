@@ -48,9 +48,25 @@ func LoadConfig(c fleet.Capture) proc.LoadConfig {
 // is converted, and may mark parts of it unreadable: Delve reads some
 // values whose memory it could not read as zero (see the eBPF backend's
 // markUncaptured).
+//
+// Frame, if set, reads the arguments (args set) or the locals of scope's
+// frame in place of Delve's FunctionArguments and LocalVariables, in their
+// order and without the function's results; ok false leaves them to Delve.
+// The eBPF backend reads the common values of a hit there without Delve's
+// evaluator.
 type Converter struct {
 	Unreadable func(v *api.Variable) (fleet.Variable, bool)
 	Check      func(v *proc.Variable)
+	Frame      func(scope *proc.EvalScope, load proc.LoadConfig, args bool) (vars []Var, ok bool)
+}
+
+// A Var is a variable of a frame as Converter.Frame reads it: by Delve's
+// evaluator (Delve, loaded) or without it (Direct, what api.ConvertVar
+// makes of what Delve would have loaded).
+type Var struct {
+	Delve    *proc.Variable
+	Direct   *api.Variable
+	DeclLine int64
 }
 
 // Read reads the arguments, locals, expressions and log message that c and
@@ -61,27 +77,10 @@ func (cv Converter) Read(scope *proc.EvalScope, c fleet.Capture, load proc.LoadC
 		maxVars = fleet.DefaultCapture.MaxVariable
 	}
 	if c.Args {
-		vars, err := scope.FunctionArguments(load)
-		if err != nil {
-			h.Errors = append(h.Errors, fmt.Sprintf("reading arguments: %v", err))
-		}
-		// Results are not set until the function returns; a line inside it
-		// would show garbage or "empty OP stack" for them.
-		vars = slices.DeleteFunc(vars, func(v *proc.Variable) bool { return v.Flags&proc.VariableReturnArgument != 0 })
-		h.Args = cv.convertAll(vars, maxVars, 0)
-		h.Trace = cv.TraceContext(scope, vars)
+		cv.readArgs(scope, load, maxVars, h)
 	}
 	if c.Locals {
-		vars, err := scope.LocalVariables(load)
-		if err != nil {
-			h.Errors = append(h.Errors, fmt.Sprintf("reading locals: %v", err))
-		}
-		// Locals declared below the traced line are in scope for DWARF but
-		// hold garbage: leave them out.
-		h.Locals = cv.convertAll(vars, maxVars, h.Line)
-		if h.Trace == nil {
-			h.Trace = cv.TraceContext(scope, slices.DeleteFunc(vars, func(v *proc.Variable) bool { return h.Line > 0 && v.DeclLine > int64(h.Line) }))
-		}
+		cv.readLocals(scope, load, maxVars, h)
 	}
 	for _, e := range c.Exprs {
 		h.Exprs = append(h.Exprs, cv.eval(scope, e, load))
@@ -95,6 +94,60 @@ func (cv Converter) Read(scope *proc.EvalScope, c fleet.Capture, load proc.LoadC
 		}
 		h.Message = fleet.RenderLogMessage(log, vals)
 	}
+}
+
+func (cv Converter) readArgs(scope *proc.EvalScope, load proc.LoadConfig, maxVars int, h *fleet.Hit) {
+	if cv.Frame != nil {
+		if vars, ok := cv.Frame(scope, load, true); ok {
+			h.Args = cv.convertVars(vars, maxVars, 0)
+			h.Trace = cv.TraceContext(scope, delveVars(vars, 0))
+			return
+		}
+	}
+	vars, err := scope.FunctionArguments(load)
+	if err != nil {
+		h.Errors = append(h.Errors, fmt.Sprintf("reading arguments: %v", err))
+	}
+	// Results are not set until the function returns; a line inside it
+	// would show garbage or "empty OP stack" for them.
+	vars = slices.DeleteFunc(vars, func(v *proc.Variable) bool { return v.Flags&proc.VariableReturnArgument != 0 })
+	h.Args = cv.convertAll(vars, maxVars, 0)
+	h.Trace = cv.TraceContext(scope, vars)
+}
+
+func (cv Converter) readLocals(scope *proc.EvalScope, load proc.LoadConfig, maxVars int, h *fleet.Hit) {
+	if cv.Frame != nil {
+		if vars, ok := cv.Frame(scope, load, false); ok {
+			h.Locals = cv.convertVars(vars, maxVars, h.Line)
+			if h.Trace == nil {
+				h.Trace = cv.TraceContext(scope, delveVars(vars, h.Line))
+			}
+			return
+		}
+	}
+	vars, err := scope.LocalVariables(load)
+	if err != nil {
+		h.Errors = append(h.Errors, fmt.Sprintf("reading locals: %v", err))
+	}
+	// Locals declared below the traced line are in scope for DWARF but
+	// hold garbage: leave them out.
+	h.Locals = cv.convertAll(vars, maxVars, h.Line)
+	if h.Trace == nil {
+		h.Trace = cv.TraceContext(scope, slices.DeleteFunc(vars, func(v *proc.Variable) bool { return h.Line > 0 && v.DeclLine > int64(h.Line) }))
+	}
+}
+
+// delveVars returns the variables of vars that Delve read, as far as line
+// shows them (0: all). Only those can carry a trace context, which is in
+// an interface: Converter.Frame leaves interfaces to Delve.
+func delveVars(vars []Var, line int) []*proc.Variable {
+	var out []*proc.Variable
+	for _, v := range vars {
+		if v.Delve != nil && (line <= 0 || v.DeclLine <= int64(line)) {
+			out = append(out, v.Delve)
+		}
+	}
+	return out
 }
 
 // ReadWarm is Read for a tracepoint that remembers in warm whether its
@@ -217,6 +270,29 @@ func (cv Converter) convertAll(vars []*proc.Variable, max, line int) []fleet.Var
 			cv.Check(v)
 		}
 		out = append(out, cv.convert(withoutGenerated(convertVar(v)), 0))
+	}
+	return out
+}
+
+// convertVars is convertAll for variables read by Converter.Frame.
+func (cv Converter) convertVars(vars []Var, max, line int) []fleet.Variable {
+	out := make([]fleet.Variable, 0, len(vars))
+	for _, v := range vars {
+		if line > 0 && v.DeclLine > int64(line) {
+			continue
+		}
+		if len(out) == max {
+			out = append(out, fleet.Variable{Name: "…", Value: fmt.Sprintf("%d more not captured (maxVariables=%d)", len(vars)-max, max)})
+			break
+		}
+		if v.Direct != nil {
+			out = append(out, cv.convert(withoutGenerated(v.Direct), 0))
+			continue
+		}
+		if cv.Check != nil {
+			cv.Check(v.Delve)
+		}
+		out = append(out, cv.convert(withoutGenerated(convertVar(v.Delve)), 0))
 	}
 	return out
 }

@@ -1,0 +1,774 @@
+package ebpf
+
+// The direct decoder reads the common values of a hit from its registers
+// and copied memory without Delve's evaluator, which was most of what
+// decoding a hit cost: Delve reads a frame's variables from DWARF twice
+// (once for the arguments, once for the locals), evaluates each location
+// expression, and builds its values through several layers of caches. What
+// the direct decoder makes of a value is what api.ConvertVar makes of what
+// Delve loads: the rest of the conversion, and Delve's printer, are shared.
+
+import (
+	"debug/dwarf"
+	"encoding/binary"
+	"fmt"
+	"go/token"
+	"math"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/go-delve/delve/pkg/dwarf/frame"
+	"github.com/go-delve/delve/pkg/dwarf/godwarf"
+	"github.com/go-delve/delve/pkg/dwarf/op"
+	"github.com/go-delve/delve/pkg/dwarf/reader"
+	"github.com/go-delve/delve/pkg/goversion"
+	"github.com/go-delve/delve/pkg/proc"
+	"github.com/go-delve/delve/pkg/proc/linutil"
+	"github.com/go-delve/delve/service/api"
+
+	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
+	"github.com/riptrace/riptrace/agent/internal/snapshot"
+)
+
+// framePlan is how the arguments and locals of the frame at one PC are
+// read: Delve's own list of them, learned at the first hit there, with
+// where each one lives and how its type decodes. A variable the decoder
+// cannot read (an interface, a map, a value in a floating-point register,
+// one not captured at this hit) is read by Delve's evaluator, alone.
+type framePlan struct {
+	ok      bool // false: Delve reads the frame, as before
+	vars    []planVar
+	checked int // hits decoded both ways (see selfChecks)
+}
+
+// planVar is one variable of a framePlan.
+type planVar struct {
+	name      string
+	arg       bool
+	declLine  int64
+	typ       *dtype        // nil: Delve reads it
+	fixed     *api.Variable // what Delve reads of it at every hit: unreadable
+	evaluable bool          // Delve can read it alone (see makePlan)
+	off       int64         // its bytes, or those of its pointer if escaped, from SP
+	escaped   bool          // the frame holds a pointer to it (DWARF's &name)
+	pieces    []op.Piece
+}
+
+// selfChecks is how many hits at a PC are decoded both ways, the direct
+// decoder's values held to Delve's: a difference leaves the PC to Delve
+// for good. Tests check every hit (verifyStacks).
+const selfChecks = 2
+
+// maxFramePlans bounds the plans a target keeps: one per PC traced.
+const maxFramePlans = 1024
+
+// dtype is a type as the direct decoder reads it.
+type dtype struct {
+	kind     reflect.Kind // reflect.Invalid: not decoded here
+	size     int64
+	name     string // as api.PrettyTypeName names it
+	realName string
+	fields   []dfield // of a struct
+	elem     *dtype   // of a pointer, slice or array
+	count    int64    // of an array
+	stride   int64    // of an array or slice's elements
+	// Where a string's or a slice's header keeps its parts.
+	ptrOff, lenOff, capOff int64
+}
+
+type dfield struct {
+	name string
+	off  int64
+	t    *dtype
+}
+
+// directStats counts what the decoder did, for tests and benchmarks.
+type directStats struct {
+	Frames        int // frames read by the direct decoder
+	Direct, Delve int // their variables read each way
+}
+
+// frameVars is dlvvalue.Converter.Frame for the hit being decoded.
+func (t *target) frameVars(scope *proc.EvalScope, load proc.LoadConfig, args bool) ([]dlvvalue.Var, bool) {
+	regs := t.regs
+	pc := regs.Rip
+	plan := t.plans[pc]
+	if plan == nil {
+		if len(t.plans) >= maxFramePlans {
+			return nil, false
+		}
+		plan = t.makePlan(scope, pc)
+		if t.plans == nil {
+			t.plans = make(map[uint64]*framePlan)
+		}
+		t.plans[pc] = plan
+	}
+	if !plan.ok {
+		return nil, false
+	}
+	// Maps load as LocalVariables loads them.
+	evalLoad := load
+	evalLoad.MaxMapBuckets = 100 * load.MaxArrayValues
+	d := decoder{mem: t.mem, load: load, regs: regs}
+	out := make([]dlvvalue.Var, 0, len(plan.vars))
+	var spans [][]span // of each variable read directly
+	var evaluable []bool
+	for i := range plan.vars {
+		pv := &plan.vars[i]
+		if pv.arg != args {
+			continue
+		}
+		if pv.fixed != nil {
+			av := *pv.fixed
+			out = append(out, dlvvalue.Var{Direct: &av, DeclLine: pv.declLine})
+			spans = append(spans, nil)
+			evaluable = append(evaluable, pv.evaluable)
+			t.direct.Direct++
+			continue
+		}
+		if pv.typ != nil {
+			d.spans = nil
+			if av, ok := d.variable(pv); ok {
+				out = append(out, dlvvalue.Var{Direct: av, DeclLine: pv.declLine})
+				spans = append(spans, d.spans)
+				evaluable = append(evaluable, pv.evaluable)
+				t.direct.Direct++
+				continue
+			}
+			if d.unsupported {
+				pv.typ = nil
+				d.unsupported = false
+			}
+		}
+		if !pv.evaluable {
+			return nil, false
+		}
+		v, err := scope.EvalExpression(pv.name, evalLoad)
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, dlvvalue.Var{Delve: v, DeclLine: pv.declLine})
+		spans = append(spans, nil)
+		evaluable = append(evaluable, true)
+		t.direct.Delve++
+	}
+	// Delve reads as zero some values whose memory the hit did not copy,
+	// and each value of a frame is checked against every read of it that
+	// missed (markUncaptured): a value read here that such a read overlaps
+	// is read by Delve, to be marked as Delve's would be.
+	t.direct.Frames++
+	if len(t.mem.misses) > 0 {
+		for i := range out {
+			if out[i].Direct == nil || !overlapsAny(spans[i], t.mem.misses) {
+				continue
+			}
+			if !evaluable[i] {
+				return nil, false
+			}
+			v, err := scope.EvalExpression(out[i].Direct.Name, evalLoad)
+			if err != nil {
+				return nil, false
+			}
+			out[i] = dlvvalue.Var{Delve: v, DeclLine: out[i].DeclLine}
+		}
+	}
+	return out, true
+}
+
+func overlapsAny(spans, misses []span) bool {
+	for _, s := range spans {
+		for _, m := range misses {
+			if s.overlaps(m) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// makePlan learns the plan of the frame at pc from Delve's list of its
+// variables at this hit, and where DWARF says each one is.
+func (t *target) makePlan(scope *proc.EvalScope, pc uint64) *framePlan {
+	plan := &framePlan{}
+	if scope.Fn == nil || scope.PC != pc || strings.Contains(scope.Fn.Name, "-range") {
+		// Not the hit's own frame, or a range-over-func body, whose
+		// variables Delve merges from the frames around it.
+		return plan
+	}
+	vars, err := scope.Locals(0, "")
+	if err != nil {
+		return plan
+	}
+	bi := t.snap.BinInfo()
+	image := bi.Images[0]
+	off, ok := t.di.funcs[scope.Fn.Entry]
+	if !ok {
+		return plan
+	}
+	tree, err := godwarf.LoadTree(off, t.di.dw, image.StaticBase)
+	if err != nil {
+		return plan
+	}
+	fde, err := t.di.frames.FDEForPC(pc)
+	if err != nil {
+		return plan
+	}
+	fctx, err := fde.EstablishFrame(pc)
+	if err != nil || fctx.CFA.Rule != frame.RuleCFA || fctx.CFA.Reg != 7 {
+		return plan
+	}
+	flags := reader.VariablesOnlyVisible | reader.VariablesSkipInlinedSubroutines
+	if bi.Producer() != "" && goversion.ProducerAfterOrEqual(bi.Producer(), 1, 15) {
+		flags |= reader.VariablesTrustDeclLine
+	}
+	entries := reader.Variables(tree, pc, scope.Line, flags)
+	for _, e := range entries {
+		name, _ := e.Val(dwarf.AttrName).(string)
+		if name == ".dict" {
+			// A generic function: Delve resolves its types through the
+			// dictionary.
+			return plan
+		}
+	}
+	names := make(map[string]int)
+	for _, v := range vars {
+		names[v.Name]++
+	}
+	sp := t.regs.Rsp
+	for _, v := range vars {
+		if v.Flags&proc.VariableReturnArgument != 0 {
+			continue
+		}
+		pv := planVar{name: v.Name, arg: v.Flags&proc.VariableArgument != 0, declLine: v.DeclLine}
+		// Delve's evaluator reads a variable alone by its name: not one
+		// that another shadows, nor one named as Go names nothing (a
+		// result's part in an optimized build, ~r0.len).
+		pv.evaluable = names[v.Name] == 1 && token.IsIdentifier(v.Name)
+		t.locate(&pv, v, entries, pc, fctx.CFA.Offset, sp)
+		plan.vars = append(plan.vars, pv)
+	}
+	plan.ok = true
+	return plan
+}
+
+// locate fills in where pv is and how it decodes, if the one DWARF entry of
+// entries that is v says so plainly (in the frame, or in general registers)
+// and that is where Delve read v at this hit, sp.
+func (t *target) locate(pv *planVar, v *proc.Variable, entries []reader.Variable, pc uint64, cfaOff int64, sp uint64) {
+	bi := t.snap.BinInfo()
+	image := bi.Images[0]
+	var found *reader.Variable
+	var typ godwarf.Type
+	for i := range entries {
+		e := &entries[i]
+		name, _ := e.Val(dwarf.AttrName).(string)
+		escaped := name == "&"+v.Name
+		if name != v.Name && !escaped {
+			continue
+		}
+		if l, _ := e.Val(dwarf.AttrDeclLine).(int64); l != v.DeclLine {
+			continue
+		}
+		if e.Val(godwarf.AttrGoClosureOffset) != nil {
+			return // captured by a closure: Delve may read it elsewhere
+		}
+		toff, ok := e.Val(dwarf.AttrType).(dwarf.Offset)
+		if !ok {
+			return
+		}
+		et, err := image.Type(toff)
+		if err != nil {
+			return
+		}
+		if escaped {
+			p, ok := et.(*godwarf.PtrType)
+			if !ok {
+				return
+			}
+			et = p.Type
+		}
+		if api.PrettyTypeName(et) != api.PrettyTypeName(v.DwarfType) {
+			continue
+		}
+		if found != nil {
+			return // two of them: which one is v is Delve's to say
+		}
+		found, typ, pv.escaped = e, et, escaped
+	}
+	if found == nil {
+		return
+	}
+	if v.Unreadable != nil {
+		// Where DWARF's location of it fails at this PC, whatever the
+		// registers, Delve's value is the same unreadable one at every hit.
+		if _, _, _, err := bi.Location(found.Tree, dwarf.AttrLocation, pc, fakeRegs(1<<40, cfaOff), nil); err != nil && !pv.escaped && err.Error() == v.Unreadable.Error() {
+			pv.fixed = api.ConvertVar(v)
+		}
+		return
+	}
+	// Where it is, the same from any SP: evaluated with two sets of
+	// registers, a location that depends on anything but SP differs.
+	var at [2]struct {
+		addr   int64
+		pieces []op.Piece
+	}
+	for k, base := range []uint64{1 << 40, 3 << 40} {
+		addr, pieces, _, err := bi.Location(found.Tree, dwarf.AttrLocation, pc, fakeRegs(base, cfaOff), nil)
+		if err != nil {
+			return
+		}
+		at[k].addr = addr - int64(base)
+		for _, p := range pieces {
+			switch {
+			case p.Kind == op.RegPiece && p.Val < 16 && p.Val != 7:
+			case p.Kind == op.AddrPiece:
+				p.Val -= base
+			default:
+				return // a floating-point register, SP itself, a constant
+			}
+			at[k].pieces = append(at[k].pieces, p)
+		}
+	}
+	if len(at[0].pieces) != len(at[1].pieces) {
+		return
+	}
+	for i := range at[0].pieces {
+		a, b := at[0].pieces[i], at[1].pieces[i]
+		if a.Kind != b.Kind || a.Val != b.Val || a.Size != b.Size {
+			return
+		}
+	}
+	if len(at[0].pieces) == 0 && at[0].addr != at[1].addr {
+		return
+	}
+	pv.pieces, pv.off = at[0].pieces, at[0].addr
+	// Delve read it there at this hit.
+	switch {
+	case len(pv.pieces) > 0:
+		if pv.escaped || v.Flags&proc.VariableFakeAddress == 0 {
+			return
+		}
+	case pv.escaped:
+		if w, ok := t.mem.word(sp + uint64(pv.off)); !ok || w != v.Addr || v.Flags&proc.VariableEscaped == 0 {
+			return
+		}
+	default:
+		if v.Addr != sp+uint64(pv.off) || v.Flags&(proc.VariableFakeAddress|proc.VariableEscaped) != 0 {
+			return
+		}
+	}
+	pv.typ = t.dtypeOf(typ)
+}
+
+// fakeRegs are registers for evaluating a location at a PC whose CFA is
+// cfaOff above SP: SP is base, and the other registers made up from it.
+func fakeRegs(base uint64, cfaOff int64) op.DwarfRegisters {
+	regs := op.NewDwarfRegisters(0, nil, binary.LittleEndian, 16, 7, 6, 0)
+	for r := uint64(0); r < 17; r++ {
+		regs.AddReg(r, op.DwarfRegisterFromUint64(base+0x10000*(r+1)))
+	}
+	regs.AddReg(7, op.DwarfRegisterFromUint64(base))
+	regs.CFA = int64(base) + cfaOff
+	regs.FrameBase = regs.CFA
+	return *regs
+}
+
+// dtypeOf returns how values of typ decode, made once per type.
+func (t *target) dtypeOf(typ godwarf.Type) *dtype {
+	if d := t.dtypes[typ]; d != nil {
+		return d
+	}
+	if t.dtypes == nil {
+		t.dtypes = make(map[godwarf.Type]*dtype)
+	}
+	d := &dtype{name: api.PrettyTypeName(typ), size: typ.Size()}
+	t.dtypes[typ] = d // before its parts: a type may hold pointers to itself
+	real := godwarf.ResolveTypedef(typ)
+	d.realName = api.PrettyTypeName(real)
+	switch rt := real.(type) {
+	case *godwarf.BoolType:
+		d.kind = reflect.Bool
+	case *godwarf.IntType:
+		// A named integer type of the program may have constants, which
+		// Delve names (ConstDescr).
+		if !strings.Contains(d.name, ".") && sizedInt(rt.ByteSize) {
+			d.kind = reflect.Int
+		}
+	case *godwarf.UintType:
+		if !strings.Contains(d.name, ".") && sizedInt(rt.ByteSize) {
+			d.kind = reflect.Uint
+		}
+	case *godwarf.FloatType:
+		switch rt.ByteSize {
+		case 4:
+			d.kind = reflect.Float32
+		case 8:
+			d.kind = reflect.Float64
+		}
+	case *godwarf.StringType:
+		ok := 0
+		for _, f := range rt.Field {
+			switch f.Name {
+			case "str":
+				d.ptrOff = f.ByteOffset
+				ok++
+			case "len":
+				d.lenOff = f.ByteOffset
+				ok++
+			}
+		}
+		if ok == 2 {
+			d.kind = reflect.String
+		}
+	case *godwarf.SliceType:
+		ok := 0
+		var elem godwarf.Type
+		for _, f := range rt.Field {
+			switch f.Name {
+			case "array":
+				if p, isPtr := f.Type.(*godwarf.PtrType); isPtr {
+					elem = p.Type
+					d.ptrOff = f.ByteOffset
+					ok++
+				}
+			case "len":
+				d.lenOff = f.ByteOffset
+				ok++
+			case "cap":
+				d.capOff = f.ByteOffset
+				ok++
+			}
+		}
+		if ok == 3 {
+			d.stride = elem.Size()
+			if p, isPtr := elem.(*godwarf.PtrType); isPtr {
+				d.stride = p.ByteSize
+			}
+			if d.stride > 0 {
+				d.elem = t.dtypeOf(elem)
+				d.kind = reflect.Slice
+			}
+		}
+	case *godwarf.ArrayType:
+		if rt.Count > 0 && rt.ByteSize/rt.Count > 0 {
+			d.count, d.stride = rt.Count, rt.ByteSize/rt.Count
+			d.elem = t.dtypeOf(rt.Type)
+			d.kind = reflect.Array
+		}
+	case *godwarf.PtrType:
+		// Not a pointer to a pointer or an interface, which Delve loads a
+		// level deeper, nor one to C or to nothing.
+		switch godwarf.ResolveTypedef(rt.Type).(type) {
+		case *godwarf.PtrType, *godwarf.InterfaceType, *godwarf.VoidType:
+		default:
+			if !strings.HasPrefix(rt.Type.Common().Name, "C.") && rt.Type.Size() > 0 {
+				d.elem = t.dtypeOf(rt.Type)
+				d.kind = reflect.Ptr
+			}
+		}
+	case *godwarf.StructType:
+		// time.Time is formatted by Delve; a closure's struct has
+		// variables captured by reference.
+		if rt.Name == "time.Time" || strings.HasPrefix(rt.Name, "C.") {
+			break
+		}
+		for _, f := range rt.Field {
+			if rt.StructName == "" && strings.HasPrefix(f.Name, "&") {
+				d.fields = nil
+				return d
+			}
+			d.fields = append(d.fields, dfield{name: f.Name, off: f.ByteOffset, t: t.dtypeOf(f.Type)})
+		}
+		d.kind = reflect.Struct
+	}
+	return d
+}
+
+// sizedInt reports whether Delve reads an integer of size bytes.
+func sizedInt(size int64) bool {
+	return size == 1 || size == 2 || size == 4 || size == 8
+}
+
+// decoder reads the values of one hit.
+type decoder struct {
+	mem  *regionMemory
+	load proc.LoadConfig
+	regs *linutil.AMD64PtraceRegs
+	// unsupported is set by a read that met a type the decoder does not
+	// read: that variable is Delve's for good.
+	unsupported bool
+	// spans are the values in memory that a variable's read went through.
+	spans []span
+}
+
+// variable reads pv as api.ConvertVar converts what Delve loads of it.
+func (d *decoder) variable(pv *planVar) (*api.Variable, bool) {
+	sp := d.regs.Rsp
+	var b []byte
+	addr, fake := sp+uint64(pv.off), false
+	switch {
+	case len(pv.pieces) > 0:
+		b, fake = d.composite(pv.pieces, pv.typ.size), true
+		if b == nil {
+			return nil, false
+		}
+		addr = proc.FakeAddressBase
+	case pv.escaped:
+		w, ok := d.mem.word(addr)
+		if !ok || w < snapshot.NullPage {
+			return nil, false
+		}
+		addr = w
+	}
+	av := &api.Variable{}
+	if !d.value(av, pv.typ, pv.name, addr, b, 0, fake) {
+		return nil, false
+	}
+	av.DeclLine = pv.declLine
+	return av, true
+}
+
+// composite assembles a value from the pieces DWARF says it is in, as
+// Delve's compositeMemory does; nil if a piece is not in the hit.
+func (d *decoder) composite(pieces []op.Piece, size int64) []byte {
+	var data []byte
+	for i, p := range pieces {
+		switch p.Kind {
+		case op.RegPiece:
+			n := p.Size
+			if n == 0 && i == len(pieces)-1 {
+				n = 8
+			}
+			if n > 8 {
+				return nil
+			}
+			var w [8]byte
+			binary.LittleEndian.PutUint64(w[:], gpReg(d.regs, p.Val))
+			data = append(data, w[:n]...)
+		case op.AddrPiece:
+			b, ok := d.mem.bytes(d.regs.Rsp+p.Val, int64(p.Size))
+			if !ok {
+				return nil
+			}
+			data = append(data, b...)
+		}
+	}
+	if pad := int(size) - len(data); pad > 0 && pad < 8 {
+		data = append(data, make([]byte, pad)...)
+	}
+	if int64(len(data)) < size {
+		return nil
+	}
+	return data
+}
+
+// gpReg returns the general register of DWARF number n.
+func gpReg(r *linutil.AMD64PtraceRegs, n uint64) uint64 {
+	return [...]uint64{r.Rax, r.Rdx, r.Rcx, r.Rbx, r.Rsi, r.Rdi, r.Rbp, r.Rsp, r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15}[n]
+}
+
+// need returns the n bytes of a value at addr: b if it has them, else what
+// the hit copied of memory there.
+func (d *decoder) need(b []byte, addr uint64, n int64, fake bool) ([]byte, bool) {
+	if int64(len(b)) >= n {
+		return b, true
+	}
+	if fake || b != nil {
+		return nil, false
+	}
+	b, ok := d.mem.bytes(addr, n)
+	if ok {
+		d.spans = append(d.spans, span{addr, uint64(n)})
+	}
+	return b, ok
+}
+
+// value fills av with the value of type t at addr, as newVariable and
+// loadValueInternal load it at recursion level and api.ConvertVar converts
+// it. b holds its bytes if they were read already (all of them, in a
+// value's parts); fake says addr is not an address (a value in registers,
+// and the values in it). It returns false where Delve's value would not be
+// a plain read one: unreadable, or an address Delve made up printed.
+func (d *decoder) value(av *api.Variable, t *dtype, name string, addr uint64, b []byte, level int, fake bool) bool {
+	av.Name, av.Addr, av.Kind, av.Type, av.RealType = name, addr, t.kind, t.name, t.realName
+	if !fake {
+		d.spans = append(d.spans, span{addr, uint64(t.size)})
+	}
+	switch t.kind {
+	case reflect.Invalid:
+		d.unsupported = true
+		return false
+	case reflect.Struct:
+		av.Len = int64(len(t.fields))
+		if level > d.load.MaxVariableRecurse {
+			// Delve prints its address, made up if it is in registers.
+			return !fake || len(t.fields) == 0
+		}
+		b, ok := d.need(b, addr, t.size, fake)
+		if !ok {
+			return false
+		}
+		av.Children = make([]api.Variable, len(t.fields))
+		for i, f := range t.fields {
+			if !d.value(&av.Children[i], f.t, f.name, addr+uint64(f.off), b[f.off:], level+1, fake) {
+				return false
+			}
+		}
+		return true
+	case reflect.Ptr:
+		b, ok := d.need(b, addr, 8, fake)
+		if !ok {
+			return false
+		}
+		p := binary.LittleEndian.Uint64(b)
+		av.Len = 1
+		av.Value = strconv.FormatUint(p, 10)
+		av.Children = make([]api.Variable, 1)
+		c := &av.Children[0]
+		if p == 0 {
+			// Not loaded: only what newVariable sets.
+			c.Kind, c.Type, c.RealType = t.elem.kind, t.elem.name, t.elem.realName
+			if t.elem.kind == reflect.Invalid {
+				d.unsupported = true
+				return false
+			}
+			if t.elem.kind == reflect.Array {
+				c.Len, c.Cap = t.elem.count, t.elem.count
+			}
+			return true
+		}
+		if p < snapshot.NullPage {
+			return false
+		}
+		return d.value(c, t.elem, "", p, nil, level, false)
+	case reflect.Array:
+		av.Base, av.Len, av.Cap = addr, t.count, t.count
+		count := min(t.count, int64(d.load.MaxArrayValues))
+		b, ok := d.need(b, addr, count*t.stride, fake)
+		if !ok {
+			return false
+		}
+		return d.elements(av, t, addr, b, count, level, fake)
+	case reflect.Slice:
+		b, ok := d.need(b, addr, t.size, fake)
+		if !ok {
+			return false
+		}
+		le := binary.LittleEndian
+		av.Base = le.Uint64(b[t.ptrOff:])
+		av.Len = int64(le.Uint64(b[t.lenOff:]))
+		av.Cap = int64(le.Uint64(b[t.capOff:]))
+		if av.Len < 0 || av.Base == 0 && av.Len > 0 {
+			return false
+		}
+		count := min(av.Len, int64(d.load.MaxArrayValues))
+		if count == 0 {
+			av.Children = []api.Variable{}
+			return true
+		}
+		if av.Base < snapshot.NullPage || av.Base+uint64(count*t.stride) < av.Base {
+			return false
+		}
+		elems, ok := d.need(nil, av.Base, count*t.stride, false)
+		if !ok {
+			return false
+		}
+		return d.elements(av, t, av.Base, elems, count, level, false)
+	case reflect.String:
+		b, ok := d.need(b, addr, t.size, fake)
+		if !ok {
+			return false
+		}
+		le := binary.LittleEndian
+		av.Base = le.Uint64(b[t.ptrOff:])
+		av.Len = int64(le.Uint64(b[t.lenOff:]))
+		if av.Len < 0 {
+			return false
+		}
+		if av.Len == 0 {
+			return true
+		}
+		n := min(av.Len, int64(d.load.MaxStringLen))
+		if av.Base < snapshot.NullPage {
+			return false
+		}
+		s, ok := d.mem.bytes(av.Base, n)
+		if !ok {
+			return false
+		}
+		d.spans = append(d.spans, span{av.Base, uint64(n)})
+		av.Value = string(s)
+		return true
+	}
+	b, ok := d.need(b, addr, t.size, fake)
+	if !ok {
+		return false
+	}
+	le := binary.LittleEndian
+	switch t.kind {
+	case reflect.Bool:
+		av.Value = strconv.FormatBool(b[0] != 0)
+	case reflect.Int:
+		var n int64
+		switch t.size {
+		case 1:
+			n = int64(int8(b[0]))
+		case 2:
+			n = int64(int16(le.Uint16(b)))
+		case 4:
+			n = int64(int32(le.Uint32(b)))
+		default:
+			n = int64(le.Uint64(b))
+		}
+		av.Value = strconv.FormatInt(n, 10)
+	case reflect.Uint:
+		var n uint64
+		switch t.size {
+		case 1:
+			n = uint64(b[0])
+		case 2:
+			n = uint64(le.Uint16(b))
+		case 4:
+			n = uint64(le.Uint32(b))
+		default:
+			n = le.Uint64(b)
+		}
+		av.Value = strconv.FormatUint(n, 10)
+	case reflect.Float32:
+		av.Value = formatFloat(float64(math.Float32frombits(le.Uint32(b))), 32)
+	case reflect.Float64:
+		av.Value = formatFloat(math.Float64frombits(le.Uint64(b)), 64)
+	default:
+		panic(fmt.Sprintf("the direct decoder has no case for %s", t.kind))
+	}
+	return true
+}
+
+// elements reads count elements of an array or slice from b.
+func (d *decoder) elements(av *api.Variable, t *dtype, base uint64, b []byte, count int64, level int, fake bool) bool {
+	av.Children = make([]api.Variable, count)
+	for i := range count {
+		o := i * t.stride
+		if !d.value(&av.Children[i], t.elem, "", base+uint64(o), b[o:o+t.stride], level+1, fake) {
+			return false
+		}
+	}
+	return true
+}
+
+// formatFloat is api's convertFloatValue.
+func formatFloat(f float64, bits int) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "+Inf"
+	case math.IsInf(f, -1):
+		return "-Inf"
+	case math.IsNaN(f):
+		return "NaN"
+	}
+	if f == 0 {
+		f = 0 // Delve's constants have no negative zero
+	}
+	return strconv.FormatFloat(f, 'f', -1, bits)
+}
