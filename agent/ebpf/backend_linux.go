@@ -157,6 +157,7 @@ type target struct {
 	// traced, by PC, and the types they read, as it reads them.
 	plans  map[uint64]*framePlan
 	dtypes map[godwarf.Type]*dtype
+	ifaces map[uint64]ifaceType
 	direct directStats
 }
 

@@ -75,7 +75,25 @@ type dtype struct {
 	stride   int64    // of an array or slice's elements
 	// Where a string's or a slice's header keeps its parts.
 	ptrOff, lenOff, capOff int64
+	// An interface's: where it keeps its type word (an itab's, or a
+	// runtime type) and its data word, where an itab keeps the type (-1:
+	// the interface is empty, its type word is the type), and how Delve
+	// names the data of a nil one.
+	tabOff, dataOff, tabType int64
+	voidName, voidReal       string
 }
+
+// ifaceType is the dynamic type of the interfaces whose type word is the
+// same runtime type, as Delve found it (RuntimeTypeToDIE), learned from
+// its reads: the type, and whether the data word points to the value
+// (deref) rather than holding it.
+type ifaceType struct {
+	t     *dtype
+	deref bool
+}
+
+// maxIfaceTypes bounds the dynamic types a target remembers.
+const maxIfaceTypes = 4096
 
 type dfield struct {
 	name string
@@ -110,7 +128,10 @@ func (t *target) frameVars(scope *proc.EvalScope, load proc.LoadConfig, args boo
 	// Maps load as LocalVariables loads them.
 	evalLoad := load
 	evalLoad.MaxMapBuckets = 100 * load.MaxArrayValues
-	d := decoder{mem: t.mem, load: load, regs: regs}
+	if t.ifaces == nil {
+		t.ifaces = make(map[uint64]ifaceType)
+	}
+	d := decoder{mem: t.mem, load: load, regs: regs, ifaces: t.ifaces}
 	out := make([]dlvvalue.Var, 0, len(plan.vars))
 	var spans [][]span // of each variable read directly
 	var evaluable []bool
@@ -127,6 +148,7 @@ func (t *target) frameVars(scope *proc.EvalScope, load proc.LoadConfig, args boo
 			t.direct.Direct++
 			continue
 		}
+		d.newType = 0
 		if pv.typ != nil {
 			d.spans = nil
 			if av, ok := d.variable(pv); ok {
@@ -147,6 +169,9 @@ func (t *target) frameVars(scope *proc.EvalScope, load proc.LoadConfig, args boo
 		v, err := scope.EvalExpression(pv.name, evalLoad)
 		if err != nil {
 			return nil, false
+		}
+		if d.newType != 0 && pv.typ != nil && pv.typ.kind == reflect.Interface {
+			t.learnIface(v, d.newType, d.newData)
 		}
 		out = append(out, dlvvalue.Var{Delve: v, DeclLine: pv.declLine})
 		spans = append(spans, nil)
@@ -174,6 +199,30 @@ func (t *target) frameVars(scope *proc.EvalScope, load proc.LoadConfig, args boo
 		}
 	}
 	return out, true
+}
+
+// learnIface learns the dynamic type of interfaces whose type word is typ
+// from v, an interface Delve read with data word data. Only a type in the
+// executable's own mappings is learned: Delve's reading of it from there
+// does not depend on what a hit copied.
+func (t *target) learnIface(v *proc.Variable, typ, data uint64) {
+	if len(t.ifaces) >= maxIfaceTypes || v.Unreadable != nil || v.Kind != reflect.Interface || len(v.Children) != 1 {
+		return
+	}
+	c := &v.Children[0]
+	if c.Unreadable != nil || c.Kind == reflect.Invalid || c.DwarfType == nil || c.Name != "data" {
+		return
+	}
+	var b [1]byte
+	if _, ok, err := t.snap.ReadStatic(b[:], typ); !ok || err != nil {
+		return
+	}
+	_, isPtr := godwarf.ResolveTypedef(c.DwarfType).(*godwarf.PtrType)
+	deref := !isPtr && c.Addr == data
+	if !isPtr && !deref && c.DwarfType.Size() != 8 {
+		return
+	}
+	t.ifaces[typ] = ifaceType{t: t.dtypeOf(c.DwarfType), deref: deref}
 }
 
 func overlapsAny(spans, misses []span) bool {
@@ -467,6 +516,53 @@ func (t *target) dtypeOf(typ godwarf.Type) *dtype {
 				d.kind = reflect.Ptr
 			}
 		}
+	case *godwarf.InterfaceType:
+		st, ok := godwarf.ResolveTypedef(&rt.TypedefType).(*godwarf.StructType)
+		if !ok {
+			break
+		}
+		found := 0
+		d.tabType = -1
+		for _, f := range st.Field {
+			switch f.Name {
+			case "tab":
+				// Delve reads the type from the itab's Type, or _type.
+				p, isPtr := f.Type.(*godwarf.PtrType)
+				if !isPtr {
+					return d
+				}
+				itab, isStruct := godwarf.ResolveTypedef(p.Type).(*godwarf.StructType)
+				if !isStruct {
+					return d
+				}
+				for _, name := range []string{"Type", "_type"} {
+					for _, tf := range itab.Field {
+						if tf.Name == name && d.tabType < 0 {
+							d.tabType = tf.ByteOffset
+						}
+					}
+				}
+				if d.tabType < 0 {
+					return d
+				}
+				d.tabOff = f.ByteOffset
+				found++
+			case "_type":
+				d.tabOff = f.ByteOffset
+				found++
+			case "data":
+				p, isPtr := f.Type.(*godwarf.PtrType)
+				if !isPtr {
+					return d
+				}
+				d.dataOff = f.ByteOffset
+				d.voidName, d.voidReal = api.PrettyTypeName(p.Type), api.PrettyTypeName(godwarf.ResolveTypedef(p.Type))
+				found++
+			}
+		}
+		if found == 2 && d.size == 16 {
+			d.kind = reflect.Interface
+		}
 	case *godwarf.StructType:
 		// time.Time is formatted by Delve; a closure's struct has
 		// variables captured by reference.
@@ -500,6 +596,11 @@ type decoder struct {
 	unsupported bool
 	// spans are the values in memory that a variable's read went through.
 	spans []span
+	// ifaces are the target's dynamic types of interfaces (see ifaceType);
+	// a read that met one it does not know sets newType to its type word,
+	// and newData to its data word, for Delve's read to teach it.
+	ifaces           map[uint64]ifaceType
+	newType, newData uint64
 }
 
 // variable reads pv as api.ConvertVar converts what Delve loads of it.
@@ -675,6 +776,49 @@ func (d *decoder) value(av *api.Variable, t *dtype, name string, addr uint64, b 
 			return false
 		}
 		return d.elements(av, t, av.Base, elems, count, level, false)
+	case reflect.Interface:
+		b, ok := d.need(b, addr, t.size, fake)
+		if !ok {
+			return false
+		}
+		le := binary.LittleEndian
+		tab, data := le.Uint64(b[t.tabOff:]), le.Uint64(b[t.dataOff:])
+		av.Children = make([]api.Variable, 1)
+		c := &av.Children[0]
+		if tab == 0 {
+			// A nil interface: its data, as a pointer to nothing.
+			if data != 0 {
+				return false
+			}
+			c.Kind, c.Type, c.RealType = reflect.Invalid, t.voidName, t.voidReal
+			return true
+		}
+		typ := tab
+		if t.tabType >= 0 {
+			w, ok := d.mem.bytes(tab+uint64(t.tabType), 8)
+			if !ok {
+				return false
+			}
+			typ = le.Uint64(w)
+		}
+		it, ok := d.ifaces[typ]
+		if !ok {
+			d.newType, d.newData = typ, data
+			return false
+		}
+		if level > d.load.MaxVariableRecurse {
+			return false // Delve prints its address
+		}
+		if it.deref {
+			if data < snapshot.NullPage {
+				return false
+			}
+			return d.value(c, it.t, "data", data, nil, level, false)
+		}
+		if it.t.size != 8 {
+			return false
+		}
+		return d.value(c, it.t, "data", addr+uint64(t.dataOff), b[t.dataOff:t.dataOff+8], level, fake)
 	case reflect.String:
 		b, ok := d.need(b, addr, t.size, fake)
 		if !ok {
