@@ -368,7 +368,7 @@ func (cv Converter) convert(v *api.Variable, depth int) fleet.Variable {
 			return fv
 		}
 	}
-	fv := fleet.Variable{Name: v.Name, Type: api.ShortenType(v.Type)}
+	fv := fleet.Variable{Name: v.Name, Type: shortenType(v.Type)}
 	if v.Unreadable != "" {
 		fv.Value = "<unreadable>"
 		if OptimizedAway(v.Unreadable) {
@@ -429,12 +429,11 @@ func valueString(v *api.Variable) string {
 				return v.Value
 			}
 		case reflect.String:
-			s := v.Value
-			if len(s) != int(v.Len) {
-				s += "...+" + strconv.Itoa(int(v.Len)-len(s)) + " more"
-			}
-			return strconv.Quote(s)
+			return quoteString(v)
 		}
+	}
+	if s, ok := printValue(v); ok {
+		return s
 	}
 	return v.StringWithOptions("", "", api.PrettyShortenType)
 }

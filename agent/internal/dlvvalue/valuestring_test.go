@@ -22,3 +22,49 @@ func TestValueStringAsDelve(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintValueAsDelve: printValue prints the composite values it takes
+// as Delve's printer prints them, and leaves the others to it.
+func TestPrintValueAsDelve(t *testing.T) {
+	x := api.Variable{Name: "X", Kind: reflect.Int, Type: "int", Value: "1", Addr: 0xc000010000}
+	s := api.Variable{Name: "S", Kind: reflect.String, Type: "string", Value: "ab", Len: 5, Addr: 0xc000010008}
+	point := api.Variable{Kind: reflect.Struct, Type: "example.com/geo.Point", Addr: 0xc000010000, Len: 2, Children: []api.Variable{x, s}}
+	deep := api.Variable{Kind: reflect.Struct, Type: "main.Point", Addr: 0xc000010000, Len: 2}
+	nilPtr := api.Variable{Kind: reflect.Ptr, Type: "*main.Point", Value: "0", Addr: 0xc000020000, Children: []api.Variable{{Kind: reflect.Struct, Type: "main.Point"}}}
+	ptr := api.Variable{Kind: reflect.Ptr, Type: "*example.com/geo.Point", Addr: 0xc000020000, Children: []api.Variable{point}}
+	elems := []api.Variable{{Kind: reflect.Int, Type: "int", Value: "7", Addr: 1}, {Kind: reflect.Int, Type: "int", Value: "8", Addr: 2}}
+	unreadable := api.Variable{Name: "U", Kind: reflect.Int, Type: "int", Unreadable: "could not read"}
+	voidData := api.Variable{Kind: reflect.Invalid, Type: "void"}
+	for i, v := range []api.Variable{
+		point, ptr, nilPtr,
+		{Kind: reflect.Struct, Type: "main.Outer", Addr: 1, Len: 3, Children: []api.Variable{{Name: "In", Kind: reflect.Struct, Type: "main.Point", Addr: 1, Len: 2, Children: []api.Variable{x, x}}, unreadable, {Name: "P", Kind: reflect.Ptr, Type: "*main.Point", Addr: 1, Children: []api.Variable{deep}}}},
+		{Kind: reflect.Ptr, Type: "*main.Point", Addr: 1, Children: []api.Variable{deep}},
+		{Kind: reflect.Slice, Type: "[]int", Base: 0xc000030000, Len: 5, Cap: 8, Addr: 1, Children: elems},
+		{Kind: reflect.Slice, Type: "[]int", Base: 0xc000030000, Len: 2, Cap: 2, Addr: 1, Children: elems},
+		{Kind: reflect.Slice, Type: "[]int", Addr: 1},
+		{Kind: reflect.Slice, Type: "[]int", Base: 0xc000030000, Addr: 1, Children: []api.Variable{}},
+		{Kind: reflect.Slice, Type: "[]int", Base: 0xc000030000, Len: 3, Addr: 1},
+		{Kind: reflect.Array, Type: "[3]int", Len: 3, Cap: 3, Addr: 1, Children: elems},
+		{Kind: reflect.Slice, Type: "[]*main.Point", Base: 1, Len: 2, Cap: 2, Addr: 1, Children: []api.Variable{ptr, nilPtr}},
+		{Kind: reflect.Interface, Type: "error", Addr: 1, Children: []api.Variable{{Name: "data", Kind: reflect.Ptr, Type: "*errors.errorString", Addr: 2, Children: []api.Variable{{Kind: reflect.Struct, Type: "errors.errorString", Addr: 3, Len: 1, Children: []api.Variable{{Name: "s", Kind: reflect.String, Type: "string", Value: "boom", Len: 4, Addr: 3}}}}}}},
+		{Kind: reflect.Interface, Type: "interface {}", Addr: 1, Children: []api.Variable{voidData}},
+		{Kind: reflect.Interface, Type: "interface {}", Addr: 1, Children: []api.Variable{{Name: "data", Kind: reflect.Int, Type: "int", Value: "4", Addr: 2}}},
+		{Kind: reflect.Interface, Type: "main.Labeler", Addr: 1, Children: []api.Variable{{Name: "data", Kind: reflect.Ptr, Type: "*main.Shape", Addr: 2, Children: []api.Variable{{Kind: reflect.Struct, Type: "main.Shape", Len: 1}}}}},
+	} {
+		want := v.StringWithOptions("", "", api.PrettyShortenType)
+		got, ok := printValue(&v)
+		if ok && got != want {
+			t.Errorf("%d: printValue %q, Delve prints %q", i, got, want)
+		}
+		if got := valueString(&v); got != want {
+			t.Errorf("%d: valueString %q, Delve prints %q", i, got, want)
+		}
+	}
+	// The maps, channels and functions of a hit are Delve's to print.
+	if _, ok := printValue(&api.Variable{Kind: reflect.Map, Type: "map[string]int", Addr: 1}); ok {
+		t.Error("printValue printed a map")
+	}
+	if _, ok := printValue(&point); !ok {
+		t.Error("printValue left a struct of numbers and strings to Delve")
+	}
+}
