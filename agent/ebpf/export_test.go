@@ -4,15 +4,24 @@ import (
 	"fmt"
 
 	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
 
 	"golang.org/x/sys/unix"
 )
 
-func init() { verifyStacks = true }
+func init() {
+	verifyStacks = true
+	dlvvalue.CheckPrinter(true)
+}
 
 // VerifyStacks sets whether the targets attached from now on check each
-// stack read from their cache against Delve's; tests do, benchmarks not.
-func VerifyStacks(on bool) { verifyStacks = on }
+// stack read from their cache, and each hit's values read by the direct
+// decoder and printed without Delve's printer, against Delve's; tests do,
+// benchmarks not.
+func VerifyStacks(on bool) {
+	verifyStacks = on
+	dlvvalue.CheckPrinter(on)
+}
 
 // Loaded reports whether the debug info of pid's executable is loaded,
 // held by a target or parked.

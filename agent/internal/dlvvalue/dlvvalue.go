@@ -433,6 +433,11 @@ func valueString(v *api.Variable) string {
 		}
 	}
 	if s, ok := printValue(v); ok {
+		if checkPrinter.Load() {
+			if want := v.StringWithOptions("", "", api.PrettyShortenType); s != want {
+				panic(fmt.Sprintf("printValue printed %q where Delve prints %q", s, want))
+			}
+		}
 		return s
 	}
 	return v.StringWithOptions("", "", api.PrettyShortenType)

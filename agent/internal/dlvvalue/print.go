@@ -138,6 +138,14 @@ func writeValue(b *strings.Builder, v *api.Variable, top, withType bool) bool {
 	return true
 }
 
+// checkPrinter has every value printValue prints printed by Delve's
+// printer too, and a difference panic: tests set it (CheckPrinter).
+var checkPrinter atomic.Bool
+
+// CheckPrinter sets whether the values printed without Delve's printer are
+// checked against it, for tests: a difference panics.
+func CheckPrinter(on bool) { checkPrinter.Store(on) }
+
 // quoteString is how Delve prints a string: quoted, with how much of it
 // was not loaded.
 func quoteString(v *api.Variable) string {
