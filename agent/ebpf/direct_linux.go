@@ -517,8 +517,10 @@ func (t *target) dtypeOf(typ godwarf.Type) *dtype {
 			}
 		}
 	case *godwarf.InterfaceType:
+		// A context carries the hit's trace context, which
+		// dlvvalue.TraceContext reads from Delve's values.
 		st, ok := godwarf.ResolveTypedef(&rt.TypedefType).(*godwarf.StructType)
-		if !ok {
+		if !ok || typ.String() == "context.Context" {
 			break
 		}
 		found := 0
