@@ -158,7 +158,9 @@ type target struct {
 	plans  map[uint64]*framePlan
 	dtypes map[godwarf.Type]*dtype
 	ifaces map[uint64]ifaceType
-	direct directStats
+	// gLayout is where the goroutine's id is (see goid).
+	gLayout gLayout
+	direct  directStats
 }
 
 type tracepoint struct {

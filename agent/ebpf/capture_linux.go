@@ -6,6 +6,7 @@ package ebpf
 // value was not copied by the BPF program: that reads "<not captured: …>".
 
 import (
+	"encoding/binary"
 	"fmt"
 	"reflect"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/riptrace/riptrace/agent/internal/snapshot"
 	"github.com/riptrace/riptrace/agent/internal/uprobes"
 
+	"github.com/go-delve/delve/pkg/dwarf/godwarf"
 	"github.com/go-delve/delve/pkg/proc"
 	"github.com/go-delve/delve/service/api"
 
@@ -27,14 +29,43 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	tgt := t.tgt
 	th := t.snap.Thread()
 	h = fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Time: time.Now().UnixNano()}
-	frames, g := t.stacks.Stack(tgt, th, tp.spec.Capture, &h, tp.file, tp.spec.Location.Line, t.mem.word)
-	if frames == nil {
-		return h, tp.spec.Condition == "", nil
+	var frames []proc.Stackframe
+	var g *proc.G
+	inlined, quick := false, false
+	if tp.spec.Condition == "" {
+		inlined, quick = t.stacks.Quick(tgt, th, tp.spec.Capture, &h, tp.file, tp.spec.Location.Line, t.regs.Rip, t.regs.Rsp, t.goid(), t.mem.word)
 	}
-	// Only the top frame: Delve would prefetch the caller's whole frame
-	// too, which the probe copied only the links of.
-	scope := proc.FrameToScope(tgt, th.ProcessMemory(), g, th.ThreadID(), frames[0])
+	if !quick {
+		frames, g = t.stacks.Stack(tgt, th, tp.spec.Capture, &h, tp.file, tp.spec.Location.Line, t.mem.word)
+		if frames == nil {
+			return h, tp.spec.Condition == "", nil
+		}
+		inlined = frames[0].Inlined
+	}
+	// The scope is made when Delve's evaluator needs it: a hit whose
+	// values the direct decoder reads needs no walk of its top frame.
+	var scope *proc.EvalScope
+	var scopeErr error
+	scopeOf := func() (*proc.EvalScope, error) {
+		if scope != nil || scopeErr != nil {
+			return scope, scopeErr
+		}
+		if frames == nil {
+			top, err := proc.ThreadStacktrace(tgt, th, 0)
+			if err != nil || len(top) == 0 {
+				scopeErr = fmt.Errorf("reading the top frame: %v", err)
+				return nil, scopeErr
+			}
+			frames = top
+			g, _ = proc.GetG(th)
+		}
+		// Only the top frame: Delve would prefetch the caller's whole
+		// frame too, which the probe copied only the links of.
+		scope = proc.FrameToScope(tgt, th.ProcessMemory(), g, th.ThreadID(), frames[0])
+		return scope, nil
+	}
 	if tp.spec.Condition != "" {
+		scope, _ := scopeOf()
 		// Only the reads of the condition's own evaluation decide it: the
 		// stack walk above may have missed frames it does not need.
 		before := len(t.mem.misses)
@@ -67,7 +98,7 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	cv := delve
 	cv.Frame = t.frameVars
 	var plan *framePlan
-	if !frames[0].Inlined {
+	if !inlined {
 		plan = t.plans[t.regs.Rip]
 		if plan != nil && !plan.ok {
 			cv.Frame = nil
@@ -79,7 +110,7 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	hits := t.direct
 	warm := tp.warm
 	hd := h
-	cv.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
+	cv.ReadWarmScope(scopeOf, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
 	if cv.Frame == nil || t.direct.Frames == hits.Frames {
 		return h, true, nil
 	}
@@ -89,7 +120,7 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	if plan != nil && (verifyStacks || plan.checked < selfChecks) {
 		// Held to Delve's values, read from the same snapshot.
 		plan.checked++
-		delve.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &hd, &warm)
+		delve.ReadWarmScope(scopeOf, tp.spec.Capture, tp.load, tp.log, &hd, &warm)
 		if diff := hitDiff(h, hd); diff != "" {
 			if verifyStacks {
 				panic("the direct decoder's values differ from Delve's: " + diff)
@@ -114,6 +145,73 @@ func hitDiff(got, want fleet.Hit) string {
 		return fmt.Sprintf("expressions\n got %+v %q %q\nwant %+v %q %q", got.Exprs, got.Message, got.Errors, want.Exprs, want.Message, want.Errors)
 	}
 	return ""
+}
+
+// goid returns the id of the goroutine the hit's thread runs, read from
+// its g as Delve's GetG reads it, or 0 where it cannot tell: no g copied,
+// or the thread on a system stack (goid 0, or SP off the goroutine's
+// stack), where Delve reads another goroutine's.
+func (t *target) goid() int64 {
+	if t.gLayout.size == 0 {
+		t.gLayout = gLayoutOf(t.snap.BinInfo())
+	}
+	gl := t.gLayout
+	if gl.size < 0 {
+		return 0
+	}
+	b, ok := t.mem.bytes(t.regs.R14, gl.size)
+	if !ok {
+		return 0
+	}
+	le := binary.LittleEndian
+	id := int64(le.Uint64(b[gl.goid:]))
+	lo, hi := le.Uint64(b[gl.stackLo:]), le.Uint64(b[gl.stackHi:])
+	if sp := t.regs.Rsp; sp < lo || sp >= hi {
+		return 0
+	}
+	return id
+}
+
+// gLayout is where runtime.g keeps what goid reads.
+type gLayout struct {
+	size                   int64 // 0: not known yet; -1: not found
+	goid, stackLo, stackHi int64
+}
+
+func gLayoutOf(bi *proc.BinaryInfo) gLayout {
+	bad := gLayout{size: -1}
+	typ, err := bi.FindType("runtime.g")
+	if err != nil {
+		return bad
+	}
+	st, ok := godwarf.ResolveTypedef(typ).(*godwarf.StructType)
+	if !ok {
+		return bad
+	}
+	gl := gLayout{size: st.Size(), goid: -1, stackLo: -1, stackHi: -1}
+	for _, f := range st.Field {
+		switch f.Name {
+		case "goid":
+			if f.Type.Size() == 8 {
+				gl.goid = f.ByteOffset
+			}
+		case "stack":
+			if s, ok := godwarf.ResolveTypedef(f.Type).(*godwarf.StructType); ok {
+				for _, sf := range s.Field {
+					switch sf.Name {
+					case "lo":
+						gl.stackLo = f.ByteOffset + sf.ByteOffset
+					case "hi":
+						gl.stackHi = f.ByteOffset + sf.ByteOffset
+					}
+				}
+			}
+		}
+	}
+	if gl.goid < 0 || gl.stackLo < 0 || gl.stackHi < 0 || gl.size <= 0 {
+		return bad
+	}
+	return gl
 }
 
 // fakeAddress is where Delve's addresses of values composed from registers

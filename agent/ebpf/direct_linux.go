@@ -108,12 +108,16 @@ type directStats struct {
 }
 
 // frameVars is dlvvalue.Converter.Frame for the hit being decoded.
-func (t *target) frameVars(scope *proc.EvalScope, load proc.LoadConfig, args bool) ([]dlvvalue.Var, bool) {
+func (t *target) frameVars(scopeOf dlvvalue.Scope, load proc.LoadConfig, args bool) ([]dlvvalue.Var, bool) {
 	regs := t.regs
 	pc := regs.Rip
 	plan := t.plans[pc]
 	if plan == nil {
 		if len(t.plans) >= maxFramePlans {
+			return nil, false
+		}
+		scope, err := scopeOf()
+		if err != nil {
 			return nil, false
 		}
 		plan = t.makePlan(scope, pc)
@@ -166,6 +170,10 @@ func (t *target) frameVars(scope *proc.EvalScope, load proc.LoadConfig, args boo
 		if !pv.evaluable {
 			return nil, false
 		}
+		scope, err := scopeOf()
+		if err != nil {
+			return nil, false
+		}
 		v, err := scope.EvalExpression(pv.name, evalLoad)
 		if err != nil {
 			return nil, false
@@ -189,6 +197,10 @@ func (t *target) frameVars(scope *proc.EvalScope, load proc.LoadConfig, args boo
 				continue
 			}
 			if !evaluable[i] {
+				return nil, false
+			}
+			scope, err := scopeOf()
+			if err != nil {
 				return nil, false
 			}
 			v, err := scope.EvalExpression(out[i].Direct.Name, evalLoad)

@@ -74,3 +74,12 @@ func DirectReads(tgt agent.Target) (frames, direct, delve int) {
 	defer t.mu.Unlock()
 	return t.direct.Frames, t.direct.Direct, t.direct.Delve
 }
+
+// QuickStacks counts the hits of tgt whose stack was read from its stack
+// cache without Delve's walk of the top frame.
+func QuickStacks(tgt agent.Target) int {
+	t := tgt.(*target)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stacks.Quicker
+}

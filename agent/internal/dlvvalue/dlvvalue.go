@@ -57,7 +57,18 @@ func LoadConfig(c fleet.Capture) proc.LoadConfig {
 type Converter struct {
 	Unreadable func(v *api.Variable) (fleet.Variable, bool)
 	Check      func(v *proc.Variable)
-	Frame      func(scope *proc.EvalScope, load proc.LoadConfig, args bool) (vars []Var, ok bool)
+	Frame      func(scope Scope, load proc.LoadConfig, args bool) (vars []Var, ok bool)
+}
+
+// A Scope returns the scope of the frame a hit is in, made when first
+// asked for: the eBPF backend reads a hit whose values it decodes itself
+// without Delve's stack walk, which only Delve's evaluator needs. It
+// returns the same scope, or error, each time.
+type Scope func() (*proc.EvalScope, error)
+
+// scopeOf is the Scope of a scope already made.
+func scopeOf(scope *proc.EvalScope) Scope {
+	return func() (*proc.EvalScope, error) { return scope, nil }
 }
 
 // A Var is a variable of a frame as Converter.Frame reads it: by Delve's
@@ -72,6 +83,11 @@ type Var struct {
 // Read reads the arguments, locals, expressions and log message that c and
 // log ask for from scope into h, within load's limits.
 func (cv Converter) Read(scope *proc.EvalScope, c fleet.Capture, load proc.LoadConfig, log []fleet.LogSegment, h *fleet.Hit) {
+	cv.ReadScope(scopeOf(scope), c, load, log, h)
+}
+
+// ReadScope is Read from a Scope, made only if a value needs it.
+func (cv Converter) ReadScope(scope Scope, c fleet.Capture, load proc.LoadConfig, log []fleet.LogSegment, h *fleet.Hit) {
 	maxVars := c.MaxVariable
 	if maxVars <= 0 {
 		maxVars = fleet.DefaultCapture.MaxVariable
@@ -82,29 +98,42 @@ func (cv Converter) Read(scope *proc.EvalScope, c fleet.Capture, load proc.LoadC
 	if c.Locals {
 		cv.readLocals(scope, load, maxVars, h)
 	}
+	if len(c.Exprs) == 0 && len(log) == 0 {
+		return
+	}
+	s, err := scope()
+	if err != nil {
+		h.Errors = append(h.Errors, fmt.Sprintf("reading the frame: %v", err))
+		return
+	}
 	for _, e := range c.Exprs {
-		h.Exprs = append(h.Exprs, cv.eval(scope, e, load))
+		h.Exprs = append(h.Exprs, cv.eval(s, e, load))
 	}
 	if len(log) > 0 {
 		var vals []fleet.Variable
 		for _, seg := range log {
 			if seg.Expr != "" {
-				vals = append(vals, cv.eval(scope, seg.Expr, load))
+				vals = append(vals, cv.eval(s, seg.Expr, load))
 			}
 		}
 		h.Message = fleet.RenderLogMessage(log, vals)
 	}
 }
 
-func (cv Converter) readArgs(scope *proc.EvalScope, load proc.LoadConfig, maxVars int, h *fleet.Hit) {
+func (cv Converter) readArgs(scope Scope, load proc.LoadConfig, maxVars int, h *fleet.Hit) {
 	if cv.Frame != nil {
 		if vars, ok := cv.Frame(scope, load, true); ok {
 			h.Args = cv.convertVars(vars, maxVars, 0)
-			h.Trace = cv.TraceContext(scope, delveVars(vars, 0))
+			h.Trace = cv.traceContext(scope, delveVars(vars, 0))
 			return
 		}
 	}
-	vars, err := scope.FunctionArguments(load)
+	s, err := scope()
+	if err != nil {
+		h.Errors = append(h.Errors, fmt.Sprintf("reading arguments: %v", err))
+		return
+	}
+	vars, err := s.FunctionArguments(load)
 	if err != nil {
 		h.Errors = append(h.Errors, fmt.Sprintf("reading arguments: %v", err))
 	}
@@ -112,20 +141,25 @@ func (cv Converter) readArgs(scope *proc.EvalScope, load proc.LoadConfig, maxVar
 	// would show garbage or "empty OP stack" for them.
 	vars = slices.DeleteFunc(vars, func(v *proc.Variable) bool { return v.Flags&proc.VariableReturnArgument != 0 })
 	h.Args = cv.convertAll(vars, maxVars, 0)
-	h.Trace = cv.TraceContext(scope, vars)
+	h.Trace = cv.TraceContext(s, vars)
 }
 
-func (cv Converter) readLocals(scope *proc.EvalScope, load proc.LoadConfig, maxVars int, h *fleet.Hit) {
+func (cv Converter) readLocals(scope Scope, load proc.LoadConfig, maxVars int, h *fleet.Hit) {
 	if cv.Frame != nil {
 		if vars, ok := cv.Frame(scope, load, false); ok {
 			h.Locals = cv.convertVars(vars, maxVars, h.Line)
 			if h.Trace == nil {
-				h.Trace = cv.TraceContext(scope, delveVars(vars, h.Line))
+				h.Trace = cv.traceContext(scope, delveVars(vars, h.Line))
 			}
 			return
 		}
 	}
-	vars, err := scope.LocalVariables(load)
+	s, err := scope()
+	if err != nil {
+		h.Errors = append(h.Errors, fmt.Sprintf("reading locals: %v", err))
+		return
+	}
+	vars, err := s.LocalVariables(load)
 	if err != nil {
 		h.Errors = append(h.Errors, fmt.Sprintf("reading locals: %v", err))
 	}
@@ -133,8 +167,21 @@ func (cv Converter) readLocals(scope *proc.EvalScope, load proc.LoadConfig, maxV
 	// hold garbage: leave them out.
 	h.Locals = cv.convertAll(vars, maxVars, h.Line)
 	if h.Trace == nil {
-		h.Trace = cv.TraceContext(scope, slices.DeleteFunc(vars, func(v *proc.Variable) bool { return h.Line > 0 && v.DeclLine > int64(h.Line) }))
+		h.Trace = cv.TraceContext(s, slices.DeleteFunc(vars, func(v *proc.Variable) bool { return h.Line > 0 && v.DeclLine > int64(h.Line) }))
 	}
+}
+
+// traceContext is TraceContext, with the scope made only for a variable
+// that may hold one.
+func (cv Converter) traceContext(scope Scope, vars []*proc.Variable) *fleet.TraceContext {
+	if len(vars) == 0 {
+		return nil
+	}
+	s, err := scope()
+	if err != nil {
+		return nil
+	}
+	return cv.TraceContext(s, vars)
 }
 
 // delveVars returns the variables of vars that Delve read, as far as line
@@ -154,15 +201,26 @@ func delveVars(vars []Var, line int) []*proc.Variable {
 // values need Delve's module data warmed first (see WarmModuleData): it
 // learns that once, from a read that failed for want of it, and reads again.
 func (cv Converter) ReadWarm(scope *proc.EvalScope, c fleet.Capture, load proc.LoadConfig, log []fleet.LogSegment, h *fleet.Hit, warm *bool) {
-	if *warm {
-		WarmModuleData(scope)
+	cv.ReadWarmScope(scopeOf(scope), c, load, log, h, warm)
+}
+
+// ReadWarmScope is ReadWarm from a Scope: the module data is warmed when
+// the scope is first made, as only Delve's reads need it.
+func (cv Converter) ReadWarmScope(scope Scope, c fleet.Capture, load proc.LoadConfig, log []fleet.LogSegment, h *fleet.Hit, warm *bool) {
+	warmed := false
+	warmScope := func() (*proc.EvalScope, error) {
+		s, err := scope()
+		if err == nil && *warm && !warmed {
+			warmed = true
+			WarmModuleData(s)
+		}
+		return s, err
 	}
-	cv.Read(scope, c, load, log, h)
+	cv.ReadScope(warmScope, c, load, log, h)
 	if !*warm && NeedsModuleData(*h) {
 		*warm = true
-		WarmModuleData(scope)
 		h.Args, h.Locals, h.Exprs, h.Message, h.Errors, h.Trace = nil, nil, nil, "", nil, nil
-		cv.Read(scope, c, load, log, h)
+		cv.ReadScope(warmScope, c, load, log, h)
 	}
 }
 

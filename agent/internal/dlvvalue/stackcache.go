@@ -31,14 +31,28 @@ type StackCache struct {
 	// Verify has every stack read from the cache read by Delve too, and
 	// panics if they differ: tests set it.
 	Verify bool
-	// Cached counts the stacks read from the cache.
-	Cached int
-	frames map[uint64]*cachedFrame // by return address
+	// Cached counts the stacks read from the cache, Quicker those of them
+	// read without Delve's walk of the top frame.
+	Cached, Quicker int
+	frames          map[uint64]*cachedFrame // by return address
 	// misses counts, by the PC of the hit, the stacks read there since the
 	// cache last told one. A line reached only through frames it does not
 	// learn stops paying for the attempt, but for one in maxMisses hits, in
 	// case its callers change.
 	misses map[uint64]int
+	// tops are the top physical frames of hits, by PC (see Quick).
+	tops map[uint64]*cachedTop
+}
+
+// cachedTop is what Delve's walks made of the top physical frame of the
+// hits at one PC: where its caller's frame starts, above SP, and the calls
+// it holds. It is used once two walks agree on it.
+type cachedTop struct {
+	size      uint64        // its CFA less SP
+	frames    []fleet.Frame // innermost first, as Place writes them
+	inlined   bool          // the innermost is an inlined call
+	confirmed bool
+	differ    bool // two walks did not agree: never used
 }
 
 // maxMisses is how many stacks in a row at one PC the cache fails to tell
@@ -61,16 +75,19 @@ const maxCachedFrames = 4096
 // reads a word of the hit's memory without side effects, false if the hit
 // does not have it.
 func (sc *StackCache) Stack(tgt *proc.Target, th proc.Thread, c fleet.Capture, h *fleet.Hit, file string, line int, word func(addr uint64) (uint64, bool)) ([]proc.Stackframe, *proc.G) {
-	if c.StackDepth <= 0 {
-		return Stack(tgt, th, c, h, file, line)
-	}
 	var pc uint64
 	if regs, err := th.Registers(); err == nil {
 		pc = regs.PC()
 	}
+	if c.StackDepth <= 0 {
+		frames, g := Stack(tgt, th, c, h, file, line)
+		sc.learnTop(pc, frames, g)
+		return frames, g
+	}
 	m := sc.misses[pc]
 	if len(sc.frames) > 0 && (m < maxMisses || m%maxMisses == 0) {
 		if top, g, stack, ok := sc.fast(tgt, th, min(c.StackDepth, fleet.MaxStackDepth), word); ok {
+			sc.learnTop(pc, top, g)
 			delete(sc.misses, pc)
 			if sc.Verify {
 				var want fleet.Hit
@@ -94,7 +111,87 @@ func (sc *StackCache) Stack(tgt *proc.Target, th proc.Thread, c fleet.Capture, h
 	}
 	frames, g := Stack(tgt, th, c, h, file, line)
 	sc.learn(frames, g, word)
+	sc.learnTop(pc, frames, g)
 	return frames, g
+}
+
+// Quick reads the stack of a hit at pc, with stack pointer sp, on the
+// goroutine of id goid, from the cache alone: without Delve's walk of the
+// top frame, nor its reading of the goroutine, which only Delve's
+// evaluator needs (a sixth of what decoding a hit cost). ok is false where
+// it cannot tell; inlined says the hit is in an inlined call.
+func (sc *StackCache) Quick(tgt *proc.Target, th proc.Thread, c fleet.Capture, h *fleet.Hit, file string, line int, pc, sp uint64, goid int64, word func(addr uint64) (uint64, bool)) (inlined, ok bool) {
+	ct := sc.tops[pc]
+	if ct == nil || !ct.confirmed || ct.differ || goid == 0 {
+		return false, false
+	}
+	var stack []fleet.Frame
+	if c.StackDepth > 0 {
+		depth := min(c.StackDepth, fleet.MaxStackDepth)
+		stack = make([]fleet.Frame, 0, depth+2)
+		stack = append(stack, ct.frames...)
+		cfa := sp + ct.size
+		ret, found := word(cfa - 8)
+		if !found {
+			return false, false
+		}
+		if stack, ok = sc.below(stack, cfa, ret, depth, word); !ok {
+			return false, false
+		}
+	}
+	if sc.Verify {
+		var want fleet.Hit
+		Stack(tgt, th, c, &want, file, line)
+		if !reflect.DeepEqual(stack, want.Stack) || ct.frames[0].File != want.File || ct.frames[0].Line != want.Line || ct.frames[0].Function != want.Function || goid != want.Goroutine {
+			panic(fmt.Sprintf("the cached stack differs from Delve's:\n got %+v goroutine %d\nwant %+v goroutine %d", stack, goid, want.Stack, want.Goroutine))
+		}
+	}
+	sc.Cached++
+	sc.Quicker++
+	h.File, h.Line, h.Function = ct.frames[0].File, ct.frames[0].Line, ct.frames[0].Function
+	h.Stack = stack
+	h.Goroutine = goid
+	return ct.inlined, true
+}
+
+// learnTop remembers the top physical frame of a stack Delve walked at pc.
+func (sc *StackCache) learnTop(pc uint64, frames []proc.Stackframe, g *proc.G) {
+	if g == nil || g.SystemStack || len(frames) == 0 {
+		return
+	}
+	concrete := -1
+	for i, f := range frames {
+		if f.Err != nil || f.Call.Fn == nil {
+			return
+		}
+		if !f.Inlined {
+			concrete = i
+			break
+		}
+	}
+	if concrete < 0 || frames[concrete].SystemStack || frames[concrete].Current.Fn == nil || !plain(frames[concrete].Current.Fn.Name) || frames[concrete].Current.PC != pc {
+		return
+	}
+	f := &frames[concrete]
+	ct := &cachedTop{size: uint64(f.Regs.CFA) - f.Regs.SP(), inlined: concrete > 0}
+	for _, fr := range frames[:concrete+1] {
+		ct.frames = append(ct.frames, frameOf(fr))
+	}
+	old := sc.tops[pc]
+	switch {
+	case old == nil:
+		if len(sc.tops) >= maxCachedFrames {
+			return
+		}
+		if sc.tops == nil {
+			sc.tops = make(map[uint64]*cachedTop)
+		}
+		sc.tops[pc] = ct
+	case old.size == ct.size && old.inlined == ct.inlined && reflect.DeepEqual(old.frames, ct.frames):
+		old.confirmed = true
+	default:
+		old.differ = true
+	}
 }
 
 // fast reads the stack from the cache: the frames Delve reads for the top
@@ -128,22 +225,32 @@ func (sc *StackCache) fast(tgt *proc.Target, th proc.Thread, depth int, word fun
 	for _, f := range top[:concrete+1] {
 		stack = append(stack, frameOf(f))
 	}
+	stack, ok = sc.below(stack, uint64(top[concrete].Regs.CFA), top[concrete].Ret, depth, word)
+	if !ok {
+		return nil, nil, nil, false
+	}
+	return top[:concrete+1], g, stack, true
+}
+
+// below appends to stack, the frames of the top physical frame, those
+// below it, from the cache: cfa is the top frame's CFA and ret its return
+// address.
+func (sc *StackCache) below(stack []fleet.Frame, cfa, ret uint64, depth int, word func(uint64) (uint64, bool)) ([]fleet.Frame, bool) {
 	// Delve counts frames after each physical frame, with all its inlined
 	// calls: so do we.
-	cfa, ret := uint64(top[concrete].Regs.CFA), top[concrete].Ret
 	for below := false; len(stack) < depth+1; below = true {
 		if ret == 0 {
-			return nil, nil, nil, false
+			return nil, false
 		}
 		if r, ok := word(cfa - 8); !ok || r != ret {
-			return nil, nil, nil, false
+			return nil, false
 		}
 		cf := sc.frames[ret]
 		if cf == nil {
-			return nil, nil, nil, false
+			return nil, false
 		}
 		if below && !cf.bottom && !framePointer(cfa, cfa+cf.size, word) {
-			return nil, nil, nil, false
+			return nil, false
 		}
 		stack = append(stack, cf.frames...)
 		if cf.bottom {
@@ -152,10 +259,10 @@ func (sc *StackCache) fast(tgt *proc.Target, th proc.Thread, depth int, word fun
 		cfa += cf.size
 		var ok bool
 		if ret, ok = word(cfa - 8); !ok {
-			return nil, nil, nil, false
+			return nil, false
 		}
 	}
-	return top[:concrete+1], g, stack, true
+	return stack, true
 }
 
 // learn remembers the physical frames below the top one of a stack Delve
