@@ -9,6 +9,7 @@ package ebpf
 // Delve loads: the rest of the conversion, and Delve's printer, are shared.
 
 import (
+	"bytes"
 	"debug/dwarf"
 	"encoding/binary"
 	"fmt"
@@ -81,6 +82,20 @@ type dtype struct {
 	// names the data of a nil one.
 	tabOff, dataOff, tabType int64
 	voidName, voidReal       string
+	m                        *dmap // a map's layout
+}
+
+// dmap is how a map is laid out, as a swiss table (Go 1.24): a header,
+// and for a small map (dirLen 0) one group of slots, each a key and an
+// element, which dirPtr points to. A larger map is Delve's to read.
+type dmap struct {
+	hdrSize                       int64
+	firstRead                     int64 // the header's field Delve reads first
+	usedOff, dirPtrOff, dirLenOff int64
+	groupSize, ctrlOff, slotsOff  int64
+	slots, slotSize               int64
+	keyOff, elemOff               int64
+	key, elem                     *dtype
 }
 
 // ifaceType is the dynamic type of the interfaces whose type word is the
@@ -155,7 +170,9 @@ func (t *target) frameVars(scopeOf dlvvalue.Scope, load proc.LoadConfig, args bo
 		d.newType = 0
 		if pv.typ != nil {
 			d.spans = nil
+			d.misses = nil
 			if av, ok := d.variable(pv); ok {
+				t.mem.misses = append(t.mem.misses, d.misses...)
 				out = append(out, dlvvalue.Var{Direct: av, DeclLine: pv.declLine})
 				spans = append(spans, d.spans)
 				evaluable = append(evaluable, pv.evaluable)
@@ -363,7 +380,7 @@ func (t *target) locate(pv *planVar, v *proc.Variable, entries []reader.Variable
 	if v.Unreadable != nil {
 		// Where DWARF's location of it fails at this PC, whatever the
 		// registers, Delve's value is the same unreadable one at every hit.
-		if _, _, _, err := bi.Location(found.Tree, dwarf.AttrLocation, pc, fakeRegs(1<<40, cfaOff), nil); err != nil && !pv.escaped && err.Error() == v.Unreadable.Error() {
+		if _, _, _, err := bi.Location(found.Tree, dwarf.AttrLocation, pc, fakeRegs(image.StaticBase, 1<<40, cfaOff), nil); err != nil && !pv.escaped && err.Error() == v.Unreadable.Error() {
 			pv.fixed = api.ConvertVar(v)
 		}
 		return
@@ -375,7 +392,7 @@ func (t *target) locate(pv *planVar, v *proc.Variable, entries []reader.Variable
 		pieces []op.Piece
 	}
 	for k, base := range []uint64{1 << 40, 3 << 40} {
-		addr, pieces, _, err := bi.Location(found.Tree, dwarf.AttrLocation, pc, fakeRegs(base, cfaOff), nil)
+		addr, pieces, _, err := bi.Location(found.Tree, dwarf.AttrLocation, pc, fakeRegs(image.StaticBase, base, cfaOff), nil)
 		if err != nil {
 			return
 		}
@@ -385,8 +402,11 @@ func (t *target) locate(pv *planVar, v *proc.Variable, entries []reader.Variable
 			case p.Kind == op.RegPiece && p.Val < 16 && p.Val != 7:
 			case p.Kind == op.AddrPiece:
 				p.Val -= base
+			case p.Kind == op.ImmPiece:
+				// A constant, the same at every hit if it is the same
+				// from any registers (compared below).
 			default:
-				return // a floating-point register, SP itself, a constant
+				return // a floating-point register, or SP itself
 			}
 			at[k].pieces = append(at[k].pieces, p)
 		}
@@ -396,7 +416,7 @@ func (t *target) locate(pv *planVar, v *proc.Variable, entries []reader.Variable
 	}
 	for i := range at[0].pieces {
 		a, b := at[0].pieces[i], at[1].pieces[i]
-		if a.Kind != b.Kind || a.Val != b.Val || a.Size != b.Size {
+		if a.Kind != b.Kind || a.Val != b.Val || a.Size != b.Size || !bytes.Equal(a.Bytes, b.Bytes) {
 			return
 		}
 	}
@@ -424,8 +444,8 @@ func (t *target) locate(pv *planVar, v *proc.Variable, entries []reader.Variable
 
 // fakeRegs are registers for evaluating a location at a PC whose CFA is
 // cfaOff above SP: SP is base, and the other registers made up from it.
-func fakeRegs(base uint64, cfaOff int64) op.DwarfRegisters {
-	regs := op.NewDwarfRegisters(0, nil, binary.LittleEndian, 16, 7, 6, 0)
+func fakeRegs(staticBase, base uint64, cfaOff int64) op.DwarfRegisters {
+	regs := op.NewDwarfRegisters(staticBase, nil, binary.LittleEndian, 16, 7, 6, 0)
 	for r := uint64(0); r < 17; r++ {
 		regs.AddReg(r, op.DwarfRegisterFromUint64(base+0x10000*(r+1)))
 	}
@@ -577,6 +597,11 @@ func (t *target) dtypeOf(typ godwarf.Type) *dtype {
 		if found == 2 && d.size == 16 {
 			d.kind = reflect.Interface
 		}
+	case *godwarf.MapType:
+		if m := t.dmapOf(rt); m != nil {
+			d.m = m
+			d.kind = reflect.Map
+		}
 	case *godwarf.StructType:
 		// time.Time is formatted by Delve; a closure's struct has
 		// variables captured by reference.
@@ -595,6 +620,105 @@ func (t *target) dtypeOf(typ godwarf.Type) *dtype {
 	return d
 }
 
+// dmapOf returns the layout of maps of type mt, nil if they are not swiss
+// tables the decoder reads as Delve does (mapiter.go).
+func (t *target) dmapOf(mt *godwarf.MapType) *dmap {
+	field := func(st *godwarf.StructType, name string) *godwarf.StructField {
+		for _, f := range st.Field {
+			if f.Name == name {
+				return f
+			}
+		}
+		return nil
+	}
+	structOf := func(typ godwarf.Type) *godwarf.StructType {
+		st, _ := godwarf.ResolveTypedef(typ).(*godwarf.StructType)
+		return st
+	}
+	ptrTo := func(typ godwarf.Type) godwarf.Type {
+		if p, ok := typ.(*godwarf.PtrType); ok {
+			return p.Type
+		}
+		return nil
+	}
+	p, ok := godwarf.ResolveTypedef(&mt.TypedefType).(*godwarf.PtrType)
+	if !ok {
+		return nil
+	}
+	hdr := structOf(p.Type)
+	if hdr == nil || field(hdr, "buckets") != nil {
+		return nil // not a swiss table
+	}
+	used, dirPtr, dirLen := field(hdr, "used"), field(hdr, "dirPtr"), field(hdr, "dirLen")
+	if used == nil || dirPtr == nil || dirLen == nil || used.Type.Size() != 8 || dirLen.Type.Size() != 8 {
+		return nil
+	}
+	// dirPtr is a **table, whose groups point to the group type.
+	tablePtr := ptrTo(dirPtr.Type)
+	if tablePtr == nil {
+		return nil
+	}
+	table, _ := ptrTo(tablePtr).(*godwarf.StructType)
+	if table == nil {
+		return nil
+	}
+	groups := field(table, "groups")
+	if groups == nil {
+		return nil
+	}
+	groupsRef, _ := groups.Type.(*godwarf.StructType)
+	if groupsRef == nil {
+		return nil
+	}
+	data := field(groupsRef, "data")
+	if data == nil {
+		return nil
+	}
+	group := structOf(ptrTo(data.Type))
+	if group == nil {
+		return nil
+	}
+	ctrl, slots := field(group, "ctrl"), field(group, "slots")
+	if ctrl == nil || slots == nil || field(group, "keys") != nil {
+		return nil
+	}
+	arr, ok := godwarf.ResolveTypedef(slots.Type).(*godwarf.ArrayType)
+	if !ok || arr.Count <= 0 || arr.Count > ctrl.Type.Size() {
+		return nil
+	}
+	slot, _ := arr.Type.(*godwarf.StructType)
+	if slot == nil {
+		return nil
+	}
+	key, elem := field(slot, "key"), field(slot, "elem")
+	if key == nil || elem == nil {
+		return nil
+	}
+	// A key or element too large is kept behind a pointer, which Delve
+	// follows.
+	for _, f := range []struct{ slot, want godwarf.Type }{{key.Type, mt.KeyType}, {elem.Type, mt.ElemType}} {
+		_, isPtr := godwarf.ResolveTypedef(f.slot).(*godwarf.PtrType)
+		_, wantPtr := f.want.(*godwarf.PtrType)
+		if isPtr && !wantPtr {
+			return nil
+		}
+	}
+	firstRead := used.ByteOffset
+	for _, f := range hdr.Field {
+		if f == used || f == dirLen {
+			firstRead = f.ByteOffset
+			break
+		}
+	}
+	return &dmap{
+		hdrSize: hdr.Size(), firstRead: firstRead, usedOff: used.ByteOffset, dirPtrOff: dirPtr.ByteOffset, dirLenOff: dirLen.ByteOffset,
+		groupSize: group.Size(), ctrlOff: ctrl.ByteOffset, slotsOff: slots.ByteOffset,
+		slots: arr.Count, slotSize: arr.ByteSize / arr.Count,
+		keyOff: key.ByteOffset, elemOff: elem.ByteOffset,
+		key: t.dtypeOf(key.Type), elem: t.dtypeOf(elem.Type),
+	}
+}
+
 // sizedInt reports whether Delve reads an integer of size bytes.
 func sizedInt(size int64) bool {
 	return size == 1 || size == 2 || size == 4 || size == 8
@@ -608,8 +732,9 @@ type decoder struct {
 	// unsupported is set by a read that met a type the decoder does not
 	// read: that variable is Delve's for good.
 	unsupported bool
-	// spans are the values in memory that a variable's read went through.
-	spans []span
+	// spans are the values in memory that a variable's read went through,
+	// misses the reads Delve's would have missed (see mapValue).
+	spans, misses []span
 	// ifaces are the target's dynamic types of interfaces (see ifaceType);
 	// a read that met one it does not know sets newType to its type word,
 	// and newData to its data word, for Delve's read to teach it.
@@ -667,6 +792,22 @@ func (d *decoder) composite(pieces []op.Piece, size int64) []byte {
 				return nil
 			}
 			data = append(data, b...)
+		case op.ImmPiece:
+			b := p.Bytes
+			if b == nil {
+				b = make([]byte, max(p.Size, 8))
+				binary.LittleEndian.PutUint64(b, p.Val)
+			}
+			n := p.Size
+			if n == 0 && i == len(pieces)-1 {
+				n = 8
+			}
+			if n > len(b) {
+				return nil
+			}
+			data = append(data, b[:n]...)
+		default:
+			return nil
 		}
 	}
 	if pad := int(size) - len(data); pad > 0 && pad < 8 {
@@ -800,11 +941,13 @@ func (d *decoder) value(av *api.Variable, t *dtype, name string, addr uint64, b 
 		av.Children = make([]api.Variable, 1)
 		c := &av.Children[0]
 		if tab == 0 {
-			// A nil interface: its data, as a pointer to nothing.
+			// A nil interface: its data, as a pointer to nothing, which
+			// Delve does not read, and says so if it is not nil (an
+			// optimized build may have kept only the data word).
+			c.Kind, c.Type, c.RealType, c.Addr = reflect.Invalid, t.voidName, t.voidReal, data
 			if data != 0 {
-				return false
+				c.Unreadable = fmt.Sprintf("unknown or unsupported kind: %q", reflect.Invalid.String())
 			}
-			c.Kind, c.Type, c.RealType = reflect.Invalid, t.voidName, t.voidReal
 			return true
 		}
 		typ := tab
@@ -833,6 +976,8 @@ func (d *decoder) value(av *api.Variable, t *dtype, name string, addr uint64, b 
 			return false
 		}
 		return d.value(c, it.t, "data", addr+uint64(t.dataOff), b[t.dataOff:t.dataOff+8], level, fake)
+	case reflect.Map:
+		return d.mapValue(av, t, addr, b, level, fake)
 	case reflect.String:
 		b, ok := d.need(b, addr, t.size, fake)
 		if !ok {
@@ -899,6 +1044,73 @@ func (d *decoder) value(av *api.Variable, t *dtype, name string, addr uint64, b 
 		av.Value = formatFloat(math.Float64frombits(le.Uint64(b)), 64)
 	default:
 		panic(fmt.Sprintf("the direct decoder has no case for %s", t.kind))
+	}
+	return true
+}
+
+// mapValue reads a map as loadMap and the swiss map iterator do: its
+// header, and if it is small its one group's slots in order, as far as
+// the load's limits go.
+func (d *decoder) mapValue(av *api.Variable, t *dtype, addr uint64, b []byte, level int, fake bool) bool {
+	m := t.m
+	b, ok := d.need(b, addr, 8, fake)
+	if !ok {
+		return false
+	}
+	le := binary.LittleEndian
+	p := le.Uint64(b)
+	av.Base = p
+	if p == 0 {
+		return true
+	}
+	if p < snapshot.NullPage {
+		return false
+	}
+	hdr, ok := d.need(nil, p, m.hdrSize, false)
+	if !ok {
+		// Delve's first read of the header misses the hit's copy: the map
+		// is not captured (a map on the heap, which the probe does not
+		// follow), and that read is one that missed.
+		if _, ok := d.mem.bytes(p+uint64(m.firstRead), 8); ok || p+uint64(m.firstRead) < p {
+			return false
+		}
+		miss := span{p + uint64(m.firstRead), 8}
+		d.misses = append(d.misses, miss)
+		av.Unreadable = fmt.Errorf("%w: %d bytes at %#x", errNotCaptured, miss.n, miss.addr).Error()
+		av.Children = []api.Variable{}
+		return true
+	}
+	av.Len = int64(le.Uint64(hdr[m.usedOff:]))
+	dirPtr, dirLen := le.Uint64(hdr[m.dirPtrOff:]), int64(le.Uint64(hdr[m.dirLenOff:]))
+	if dirLen > 0 {
+		return false // a table of groups: Delve's
+	}
+	if level > d.load.MaxVariableRecurse || av.Len == 0 || d.load.MaxArrayValues == 0 {
+		return true
+	}
+	if dirPtr < snapshot.NullPage {
+		return false
+	}
+	group, ok := d.need(nil, dirPtr, m.groupSize, false)
+	if !ok {
+		return false
+	}
+	count := 0
+	for k := range m.slots {
+		if group[m.ctrlOff+k]&0x80 != 0 {
+			continue // empty or deleted
+		}
+		slot := m.slotsOff + k*m.slotSize
+		var key, val api.Variable
+		if !d.value(&key, m.key, "", dirPtr+uint64(slot+m.keyOff), group[slot+m.keyOff:], level+1, false) ||
+			!d.value(&val, m.elem, "", dirPtr+uint64(slot+m.elemOff), group[slot+m.elemOff:], level+1, false) {
+			return false
+		}
+		av.Children = append(av.Children, key, val)
+		count++
+		if count >= d.load.MaxArrayValues || int64(count) >= av.Len {
+			break
+		}
 	}
 	return true
 }
