@@ -304,7 +304,11 @@ func runCorpus(t *testing.T, prog corpusProgram, flags []string) corpusCount {
 			for _, id := range tr.ids {
 				n0, n1, n2 := tr.col[0].count(id), tr.col[1].count(id), tr.col[2].count(id)
 				if n0 != n1 || n0 != n2 {
-					return fmt.Errorf("line %d: delve %d and %d hits, ebpf %d", tr.lines[id], n0, n1, n2)
+					// A fault removes the tracepoint: say why.
+					tr.col[2].mu.Lock()
+					faults := tr.col[2].faults
+					tr.col[2].mu.Unlock()
+					return fmt.Errorf("line %d: delve %d and %d hits, ebpf %d (faults: %q)", tr.lines[id], n0, n1, n2, faults)
 				}
 			}
 		}

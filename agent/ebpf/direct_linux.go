@@ -152,7 +152,7 @@ func (t *target) frameVars(scopeOf dlvvalue.Scope, load proc.LoadConfig, args bo
 	}
 	d := decoder{mem: t.mem, load: load, regs: regs, ifaces: t.ifaces}
 	out := make([]dlvvalue.Var, 0, len(plan.vars))
-	var spans [][]span // of each variable read directly
+	var from []*planVar // of each variable read directly, but constants
 	var evaluable []bool
 	for i := range plan.vars {
 		pv := &plan.vars[i]
@@ -162,19 +162,18 @@ func (t *target) frameVars(scopeOf dlvvalue.Scope, load proc.LoadConfig, args bo
 		if pv.fixed != nil {
 			av := *pv.fixed
 			out = append(out, dlvvalue.Var{Direct: &av, DeclLine: pv.declLine})
-			spans = append(spans, nil)
+			from = append(from, nil)
 			evaluable = append(evaluable, pv.evaluable)
 			t.direct.Direct++
 			continue
 		}
 		d.newType = 0
 		if pv.typ != nil {
-			d.spans = nil
 			d.misses = nil
 			if av, ok := d.variable(pv); ok {
 				t.mem.misses = append(t.mem.misses, d.misses...)
 				out = append(out, dlvvalue.Var{Direct: av, DeclLine: pv.declLine})
-				spans = append(spans, d.spans)
+				from = append(from, pv)
 				evaluable = append(evaluable, pv.evaluable)
 				t.direct.Direct++
 				continue
@@ -199,7 +198,7 @@ func (t *target) frameVars(scopeOf dlvvalue.Scope, load proc.LoadConfig, args bo
 			t.learnIface(v, d.newType, d.newData)
 		}
 		out = append(out, dlvvalue.Var{Delve: v, DeclLine: pv.declLine})
-		spans = append(spans, nil)
+		from = append(from, nil)
 		evaluable = append(evaluable, true)
 		t.direct.Delve++
 	}
@@ -210,7 +209,15 @@ func (t *target) frameVars(scopeOf dlvvalue.Scope, load proc.LoadConfig, args bo
 	t.direct.Frames++
 	if len(t.mem.misses) > 0 {
 		for i := range out {
-			if out[i].Direct == nil || !overlapsAny(spans[i], t.mem.misses) {
+			if from[i] == nil {
+				continue
+			}
+			// The values it went through: read again, as the first
+			// reading did not note them, misses being rare.
+			d.spans, d.collect = nil, true
+			d.variable(from[i])
+			d.collect = false
+			if !overlapsAny(d.spans, t.mem.misses) {
 				continue
 			}
 			if !evaluable[i] {
@@ -250,6 +257,9 @@ func (t *target) learnIface(v *proc.Variable, typ, data uint64) {
 	deref := !isPtr && c.Addr == data
 	if !isPtr && !deref && c.DwarfType.Size() != 8 {
 		return
+	}
+	if !deref && v.Flags&proc.VariableFakeAddress == 0 && c.Addr != v.Addr+8 {
+		return // not the data word of the interface read
 	}
 	t.ifaces[typ] = ifaceType{t: t.dtypeOf(c.DwarfType), deref: deref}
 }
@@ -733,13 +743,17 @@ type decoder struct {
 	// read: that variable is Delve's for good.
 	unsupported bool
 	// spans are the values in memory that a variable's read went through,
-	// misses the reads Delve's would have missed (see mapValue).
+	// noted if collect is set; misses the reads Delve's would have missed
+	// (see mapValue).
 	spans, misses []span
+	collect       bool
 	// ifaces are the target's dynamic types of interfaces (see ifaceType);
-	// a read that met one it does not know sets newType to its type word,
-	// and newData to its data word, for Delve's read to teach it.
+	// a read of a variable that is an interface of a type it does not
+	// know (top) sets newType to its type word, and newData to its data
+	// word, for Delve's read of the variable to teach it.
 	ifaces           map[uint64]ifaceType
 	newType, newData uint64
+	top              *api.Variable
 }
 
 // variable reads pv as api.ConvertVar converts what Delve loads of it.
@@ -762,6 +776,7 @@ func (d *decoder) variable(pv *planVar) (*api.Variable, bool) {
 		addr = w
 	}
 	av := &api.Variable{}
+	d.top = av
 	if !d.value(av, pv.typ, pv.name, addr, b, 0, fake) {
 		return nil, false
 	}
@@ -835,7 +850,9 @@ func (d *decoder) need(b []byte, addr uint64, n int64, fake bool) ([]byte, bool)
 	}
 	b, ok := d.mem.bytes(addr, n)
 	if ok {
-		d.spans = append(d.spans, span{addr, uint64(n)})
+		if d.collect {
+			d.spans = append(d.spans, span{addr, uint64(n)})
+		}
 	}
 	return b, ok
 }
@@ -848,7 +865,7 @@ func (d *decoder) need(b []byte, addr uint64, n int64, fake bool) ([]byte, bool)
 // a plain read one: unreadable, or an address Delve made up printed.
 func (d *decoder) value(av *api.Variable, t *dtype, name string, addr uint64, b []byte, level int, fake bool) bool {
 	av.Name, av.Addr, av.Kind, av.Type, av.RealType = name, addr, t.kind, t.name, t.realName
-	if !fake {
+	if !fake && d.collect {
 		d.spans = append(d.spans, span{addr, uint64(t.size)})
 	}
 	switch t.kind {
@@ -960,7 +977,11 @@ func (d *decoder) value(av *api.Variable, t *dtype, name string, addr uint64, b 
 		}
 		it, ok := d.ifaces[typ]
 		if !ok {
-			d.newType, d.newData = typ, data
+			if av == d.top {
+				// Delve's read of the variable, the interface itself,
+				// will teach it.
+				d.newType, d.newData = typ, data
+			}
 			return false
 		}
 		if level > d.load.MaxVariableRecurse {
@@ -1000,7 +1021,9 @@ func (d *decoder) value(av *api.Variable, t *dtype, name string, addr uint64, b 
 		if !ok {
 			return false
 		}
-		d.spans = append(d.spans, span{av.Base, uint64(n)})
+		if d.collect {
+			d.spans = append(d.spans, span{av.Base, uint64(n)})
+		}
 		av.Value = string(s)
 		return true
 	}
