@@ -35,8 +35,9 @@ import (
 // framePlan is how the arguments and locals of the frame at one PC are
 // read: Delve's own list of them, learned at the first hit there, with
 // where each one lives and how its type decodes. A variable the decoder
-// cannot read (an interface, a map, a value in a floating-point register,
-// one not captured at this hit) is read by Delve's evaluator, alone.
+// cannot read (a channel, a function, a large map, an interface of a type
+// not met yet, a value in a floating-point register, one partly copied at
+// this hit) is read by Delve's evaluator, alone.
 type framePlan struct {
 	ok      bool // false: Delve reads the frame, as before
 	vars    []planVar

@@ -45,10 +45,19 @@
 // interface, an empty map), so the decoder does not rely on its flags: it
 // records every read that missed the copy and marks each value whose bytes
 // overlap one (markUncaptured). What stays true from one hit to the next
-// is kept: the stack below the top frame is read from a cache per process
-// of what Delve's walks found at each return address
-// (dlvvalue.StackCache), and the runtime's module data is not read again
-// for each hit (snapshot.Process.ClearCaches). The differential corpus (corpus_test.go,
+// is kept: the stack is read from a cache per process of what Delve's
+// walks found at each PC and return address (dlvvalue.StackCache), and the
+// runtime's module data is not read again for each hit
+// (snapshot.Process.ClearCaches). Most values do not go through Delve's
+// evaluator at all (direct_linux.go): a plan per PC, learned from Delve's
+// list of the frame's variables at the first hit there, says where each
+// variable lives and how its type decodes, and a direct decoder reads
+// numbers, booleans, strings, pointers, structs, arrays, slices, small
+// maps and interfaces whose dynamic type Delve found before, as Delve
+// would load them; anything else, or anything unsure, is read by Delve's
+// evaluator, variable by variable, and Delve's walk of the top frame is
+// made only for those. The first hits at each PC are decoded both ways,
+// and the tests decode every hit both ways. The differential corpus (corpus_test.go,
 // `make differential`) holds every line of real programs to the Delve
 // backend's values. Each executable's reader waits for records at the
 // agent's priority and decodes them on a thread at nice 19: the traced

@@ -4,7 +4,10 @@
 // read the same. Values read the way a user wrote them: pointers are
 // followed, and a generated protobuf message shows its fields, not its
 // runtime's state (withoutGenerated). The eBPF backend, which decodes
-// many hits of one process, reads their stacks through a StackCache.
+// many hits of one process, reads their stacks through a StackCache, reads
+// most of their values itself (Converter.Frame) and has the scope Delve's
+// evaluator needs made only when a value asks for it (Scope). The common
+// values print without Delve's printer, by its rules (printValue).
 package dlvvalue
 
 import (
