@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/agent/ebpf"
 	"github.com/riptrace/riptrace/fleet"
 )
 
@@ -34,7 +37,7 @@ func TestTimelineSkewedClocks(t *testing.T) {
 		t.Skip("runs three agents over the demo services")
 	}
 	t.Parallel()
-	skewedClocks(t, false)
+	skewedClocks(t, skewRun{prefix: "tl-"})
 }
 
 // TestTimelineSkewedClocksNetns is TestTimelineSkewedClocks with each agent
@@ -48,10 +51,39 @@ func TestTimelineSkewedClocksNetns(t *testing.T) {
 		t.Skip("runs three agents over the demo services")
 	}
 	t.Parallel()
-	skewedClocks(t, true)
+	skewedClocks(t, skewRun{prefix: "tlns-", namespaces: true})
 }
 
-func skewedClocks(t *testing.T, namespaces bool) {
+// TestTimelineMixedBackends is TestTimelineSkewedClocks with the middle
+// of each request traced by the Delve backend (payments: the process
+// stops at the line) and its two ends by the eBPF backend (orders and the
+// gateway: a uprobe, decoded in bursts of up to 100 ms): hits of both
+// kinds in one timeline, each request's in the order it ran or marked.
+func TestTimelineMixedBackends(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three agents over the demo services")
+	}
+	if err := ebpf.Available(); err != nil {
+		t.Skipf("eBPF is not available here: %v", err)
+	}
+	t.Parallel()
+	skewedClocks(t, skewRun{prefix: "tlmix-", backends: [3]string{agent.BackendEBPF, agent.BackendDelve, agent.BackendEBPF}})
+}
+
+// skewRun is what sets a run of skewedClocks apart.
+type skewRun struct {
+	// prefix names the run's executables and hosts: agents select
+	// processes by name, and the runs go on side by side.
+	prefix string
+	// namespaces puts each agent in a network namespace of its own.
+	namespaces bool
+	// backends, if set, serve the tracepoints of orders, payments and the
+	// gateway (in that order, each request's).
+	backends [3]string
+}
+
+func skewedClocks(t *testing.T, run skewRun) {
+	namespaces := run.namespaces
 	requests := 150
 	if v := os.Getenv("RIPTRACE_TIMELINE_REQUESTS"); v != "" {
 		requests, _ = strconv.Atoi(v)
@@ -80,12 +112,7 @@ func skewedClocks(t *testing.T, namespaces bool) {
 		url = "nats://127.0.0.1:" + port
 	}
 	demoDir := filepath.Join("..", "..", "demo")
-	// Names of this variant's own: agents select processes by name, and
-	// the two variants run side by side.
-	pre := "tl-"
-	if namespaces {
-		pre = "tlns-"
-	}
+	pre := run.prefix
 	payments := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "payments")), pre+"payments")
 	orders := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "orders")), pre+"orders", "-payments", "http://"+payments.Addr)
 	gateway := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "gateway")), pre+"gateway", "-orders", "http://"+orders.Addr)
@@ -103,9 +130,8 @@ func skewedClocks(t *testing.T, namespaces bool) {
 		wrap, agentURL := []string{"env", "RIPTRACE_TEST_CLOCK_SKEW=" + h.skew}, url
 		if namespaces {
 			n := nss[i]
-			shape(t, n, i)
+			agentURL = shape(t, n, i, port)
 			wrap = append([]string{"ip", "netns", "exec", n.name}, wrap...)
-			agentURL = "nats://" + n.hostAddr + ":" + port
 		}
 		startUnder(t, wrap, "agent", "--nats", agentURL, "--host", h.name, "--processes", exeName(h.exe))
 	}
@@ -138,16 +164,23 @@ func skewedClocks(t *testing.T, namespaces bool) {
 	})
 
 	tl := start(t, "timeline", "--nats", url, "--json", "--group", "o.ID", "--group", "req.OrderID")
-	for _, tp := range []struct{ file, marker, group string }{
+	for i, tp := range []struct{ file, marker, group string }{
 		{"orders/main.go", "price", "o.ID"},
 		{"payments/main.go", "charge", "req.OrderID"},
 		{"gateway/main.go", "checkout", "o.ID"},
 	} {
 		src := filepath.Join(demoDir, tp.file)
 		line := agenttest.MarkerLine(t, src, tp.marker)
-		tr := start(t, "trace", "--nats", url, "--json", "--rate", "0", "--group", tp.group, fmt.Sprintf("%s:%d", src, line))
+		args := []string{"trace", "--nats", url, "--json", "--rate", "0", "--group", tp.group}
+		installed := ": installed"
+		if b := run.backends[i]; b != "" {
+			// The status says which backend serves it: "installed in
+			// main.charge at …:41 (delve)".
+			args, installed = append(args, "--backend", b), "("+b
+		}
+		tr := start(t, append(args, fmt.Sprintf("%s:%d", src, line))...)
 		tr.await(t, stateTimeout, "the tracepoint installed", func(_, stderr string) bool {
-			return strings.Contains(stderr, ": installed")
+			return strings.Contains(stderr, ": installed") && strings.Contains(stderr, installed)
 		})
 	}
 
@@ -238,29 +271,122 @@ func skewedClocks(t *testing.T, namespaces bool) {
 	t.Logf("%d requests: %d with their hits in order, %d inverted and marked; %d hits late, %d uncertain of %d", requests, inOrder, marked, late, uncertain, len(placed))
 }
 
-// shape delays and jitters both ends of n's link, differently for each i:
-// with netem where the kernel has it, else with a token bucket that makes
-// bursts queue (the hits of a burst wait for the ones before them).
-func shape(t *testing.T, n *netns, i int) {
+// shape delays and jitters both ends of n's link, differently for each i,
+// and returns the URL by which an agent in n reaches the server listening
+// on port. With netem where the kernel has it. Where it has not (this
+// project's CI kernel is built without sch_netem, and without the fq
+// qdisc that would honour departure times a BPF program sets), a relay on
+// the host's end of the link does it: it delays what each side sends by
+// the link's delay and jitter, in order, as TCP delivers what netem
+// jittered; and a token bucket on the link makes bursts of hits queue.
+func shape(t *testing.T, n *netns, i int, port string) string {
 	t.Helper()
-	delay, jitter := []string{"2ms", "5ms", "9ms"}[i], []string{"1ms", "3ms", "4ms"}[i]
+	delay, jitter := []time.Duration{2, 5, 9}[i]*time.Millisecond, []time.Duration{1, 3, 4}[i]*time.Millisecond
 	rate := []string{"24mbit", "48mbit", "96mbit"}[i]
+	relay := false
 	for _, dev := range [][]string{{"ip", "netns", "exec", n.name, "tc"}, {"tc"}} {
 		ifc := n.nsIf
 		if len(dev) == 1 {
 			ifc = n.hostIf
 		}
-		netem := append(slices.Clone(dev), "qdisc", "add", "dev", ifc, "root", "netem", "delay", delay, jitter)
+		netem := append(slices.Clone(dev), "qdisc", "add", "dev", ifc, "root", "netem", "delay", delay.String(), jitter.String())
 		out, err := exec.Command(netem[0], netem[1:]...).CombinedOutput()
 		if err == nil {
 			continue
 		}
-		t.Logf("%s: %v: %s; shaping the link with a token bucket of %s instead", strings.Join(netem, " "), err, bytes.TrimSpace(out), rate)
+		t.Logf("%s: %v: %s; relaying the link with a delay of %v ± %v, through a token bucket of %s", strings.Join(netem, " "), err, bytes.TrimSpace(out), delay, jitter, rate)
 		tbf := append(slices.Clone(dev), "qdisc", "add", "dev", ifc, "root", "tbf", "rate", rate, "burst", "8kb", "latency", "200ms")
 		if out, err := exec.Command(tbf[0], tbf[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v: %s", strings.Join(tbf, " "), err, bytes.TrimSpace(out))
 		}
+		relay = true
 	}
+	if relay {
+		return "nats://" + delayRelay(t, n.hostAddr+":0", "127.0.0.1:"+port, delay, jitter, int64(i))
+	}
+	return "nats://" + n.hostAddr + ":" + port
+}
+
+// delayRelay listens on addr and relays each connection to target,
+// delivering every read of either side delay ± jitter (uniform) after it
+// was read, and never before the read before it: a link with netem's
+// delay and jitter, under TCP. It returns the address it listens on.
+func delayRelay(t *testing.T, addr, target string, delay, jitter time.Duration, seed int64) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	var mu sync.Mutex // guards rnd, shared by the pumps
+	rnd := rand.New(rand.NewPCG(uint64(seed), 13))
+	lag := func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return delay - jitter + time.Duration(rnd.Int64N(int64(2*jitter)+1))
+	}
+	// pump copies from src to dst, each read delivered after its lag.
+	pump := func(dst, src net.Conn) {
+		defer wg.Done()
+		type chunk struct {
+			b   []byte
+			due time.Time
+		}
+		ch := make(chan chunk, 1024)
+		go func() {
+			defer close(ch)
+			var last time.Time
+			for {
+				b := make([]byte, 32<<10)
+				n, err := src.Read(b)
+				if n > 0 {
+					due := time.Now().Add(lag())
+					if due.Before(last) {
+						due = last
+					}
+					last = due
+					ch <- chunk{b[:n], due}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		for c := range ch {
+			time.Sleep(time.Until(c.due))
+			if _, err := dst.Write(c.b); err != nil {
+				break
+			}
+		}
+		// Either side gone: close both, which ends the other pump too.
+		dst.Close()
+		src.Close()
+		for range ch {
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			wg.Add(2)
+			go pump(s, c)
+			go pump(c, s)
+		}
+	}()
+	return ln.Addr().String()
 }
 
 // TestTimelineStuckAgent: an agent that stops talking (SIGSTOP: its
