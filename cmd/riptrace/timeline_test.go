@@ -163,7 +163,11 @@ func skewedClocks(t *testing.T, run skewRun) {
 		return nil
 	})
 
-	tl := start(t, "timeline", "--nats", url, "--json", "--group", "o.ID", "--group", "req.OrderID")
+	// From the stream's start, and on live: the replay sameOrder compares
+	// it with then starts there too, whenever this one subscribed.
+	tlArgs := []string{"timeline", "--nats", url, "--json", "--group", "o.ID", "--group", "req.OrderID", "--since", "1h"}
+	tl := start(t, append(tlArgs, "--follow")...)
+	var traces []*bg // riptrace trace --json of each tracepoint
 	for i, tp := range []struct{ file, marker, group string }{
 		{"orders/main.go", "price", "o.ID"},
 		{"payments/main.go", "charge", "req.OrderID"},
@@ -182,6 +186,7 @@ func skewedClocks(t *testing.T, run skewRun) {
 		tr.await(t, stateTimeout, "the tracepoint installed", func(_, stderr string) bool {
 			return strings.Contains(stderr, ": installed") && strings.Contains(stderr, installed)
 		})
+		traces = append(traces, tr)
 	}
 
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -269,6 +274,71 @@ func skewedClocks(t *testing.T, run skewRun) {
 		}
 	}
 	t.Logf("%d requests: %d with their hits in order, %d inverted and marked; %d hits late, %d uncertain of %d", requests, inOrder, marked, late, uncertain, len(placed))
+	sameOrder(t, url, tlArgs, placed, traces, requests)
+}
+
+// sameOrder checks that the clients of one stream show the timeline
+// placed, read live by riptrace timeline from the stream's start, in the
+// same order: riptrace timeline replaying the stream from its start, hit
+// for hit with the same marks (the timeline is decided by the stream
+// alone); and each riptrace trace --json
+// of traces (requests hits each), which reads its tracepoint's hits only,
+// hence may hold a hit for a different time and find a different one
+// late, but shows the hits that neither found late in the timeline's
+// order.
+func sameOrder(t *testing.T, url string, tlArgs []string, placed []fleet.Placed, traces []*bg, requests int) {
+	t.Helper()
+	replay := start(t, tlArgs...)
+	if code := replay.exitCode(t, 2*stateTimeout); code != 0 {
+		t.Fatalf("%s exited with %d", replay.name, code)
+	}
+	// The replay prints each request as a block: compare hit by hit.
+	replayed := make(map[uint64]fleet.Placed)
+	for _, p := range decodePlaced(t, replay.Output()) {
+		replayed[p.Seq] = p
+	}
+	if len(replayed) != len(placed) {
+		t.Errorf("the replay placed %d hits, the live timeline %d", len(replayed), len(placed))
+	}
+	differ := 0
+	for _, a := range placed {
+		b, ok := replayed[a.Seq]
+		if !ok || a.Order != b.Order || a.Late != b.Late || a.Uncertain != b.Uncertain || a.UncertainWith != b.UncertainWith || a.OrderedByCall != b.OrderedByCall || !a.CoordinatedTime.Equal(b.CoordinatedTime) {
+			if differ++; differ <= 5 {
+				t.Errorf("hit #%d: live order %d late=%v uncertain=%v(#%d) at %v; replayed order %d late=%v uncertain=%v(#%d) at %v", a.Seq,
+					a.Order, a.Late, a.Uncertain, a.UncertainWith, a.CoordinatedTime, b.Order, b.Late, b.Uncertain, b.UncertainWith, b.CoordinatedTime)
+			}
+		}
+	}
+	if differ > 0 {
+		t.Errorf("%d of %d hits differ between the live timeline and its replay", differ, len(placed))
+	}
+
+	place := make(map[uint64]fleet.Placed) // by stream sequence
+	for _, p := range placed {
+		place[p.Seq] = p
+	}
+	for _, tr := range traces {
+		var hits []fleet.Placed
+		tr.await(t, stateTimeout, fmt.Sprintf("%d hits", requests), func(stdout, _ string) bool {
+			hits = decodePlaced(t, stdout)
+			return len(hits) >= requests
+		})
+		var last fleet.Placed
+		for _, h := range hits {
+			p, ok := place[h.Seq]
+			switch {
+			case !ok:
+				t.Errorf("%s: hit #%d is not in the timeline", tr.name, h.Seq)
+				continue
+			case h.Late || p.Late:
+				continue
+			case last.Seq != 0 && p.Order < last.Order:
+				t.Errorf("%s: hit #%d after #%d, which the timeline puts after it (order %d, %d)", tr.name, h.Seq, last.Seq, p.Order, last.Order)
+			}
+			last = p
+		}
+	}
 }
 
 // shape delays and jitters both ends of n's link, differently for each i,
