@@ -175,7 +175,9 @@ func skewedClocks(t *testing.T, run skewRun) {
 	} {
 		src := filepath.Join(demoDir, tp.file)
 		line := agenttest.MarkerLine(t, src, tp.marker)
-		args := []string{"trace", "--nats", url, "--json", "--rate", "0", "--group", tp.group}
+		// --wait: the two other services refuse the line, and on a loaded
+		// machine they may say so before the one that has it answers.
+		args := []string{"trace", "--nats", url, "--json", "--rate", "0", "--wait", "--group", tp.group}
 		installed := ": installed"
 		if b := run.backends[i]; b != "" {
 			// The status says which backend serves it: "installed in
