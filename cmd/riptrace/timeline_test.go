@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,8 +84,8 @@ type skewRun struct {
 	backends [3]string
 }
 
-func skewedClocks(t *testing.T, run skewRun) {
-	namespaces := run.namespaces
+func skewedClocks(t *testing.T, sr skewRun) {
+	namespaces := sr.namespaces
 	requests := 150
 	if v := os.Getenv("RIPTRACE_TIMELINE_REQUESTS"); v != "" {
 		requests, _ = strconv.Atoi(v)
@@ -112,7 +114,7 @@ func skewedClocks(t *testing.T, run skewRun) {
 		url = "nats://127.0.0.1:" + port
 	}
 	demoDir := filepath.Join("..", "..", "demo")
-	pre := run.prefix
+	pre := sr.prefix
 	payments := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "payments")), pre+"payments")
 	orders := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "orders")), pre+"orders", "-payments", "http://"+payments.Addr)
 	gateway := startTargetBuild(t, agenttest.BuildTarget(t, filepath.Join(demoDir, "gateway")), pre+"gateway", "-orders", "http://"+orders.Addr)
@@ -162,6 +164,21 @@ func skewedClocks(t *testing.T, run skewRun) {
 		}
 		return nil
 	})
+	// And riptrace hosts says so: "+40.012ms ±0.180ms to the server's".
+	agenttest.CheckFor(t, stateTimeout, 100*time.Millisecond, func() error {
+		r := run(t, cmdTimeout, "hosts", "--nats", url)
+		for _, h := range hosts {
+			want := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(h.name) + `\s+live\s.*\s([-+][0-9.]+)ms ±[0-9.]+ms to the server's$`)
+			m := want.FindStringSubmatch(r.stdout)
+			if m == nil {
+				return fmt.Errorf("riptrace hosts shows no clock for %s:\n%s", h.name, r.stdout)
+			}
+			if off, _ := strconv.ParseFloat(m[1], 64); math.Abs(off-h.offset.Seconds()*1e3) > 10 {
+				return fmt.Errorf("riptrace hosts shows a clock of %sms for %s, want about %v:\n%s", m[1], h.name, h.offset, r.stdout)
+			}
+		}
+		return nil
+	})
 
 	// From the stream's start, and on live: the replay sameOrder compares
 	// it with then starts there too, whenever this one subscribed.
@@ -179,7 +196,7 @@ func skewedClocks(t *testing.T, run skewRun) {
 		// machine they may say so before the one that has it answers.
 		args := []string{"trace", "--nats", url, "--json", "--rate", "0", "--wait", "--group", tp.group}
 		installed := ": installed"
-		if b := run.backends[i]; b != "" {
+		if b := sr.backends[i]; b != "" {
 			// The status says which backend serves it: "installed in
 			// main.charge at …:41 (delve)".
 			args, installed = append(args, "--backend", b), "("+b
@@ -202,9 +219,16 @@ func skewedClocks(t *testing.T, run skewRun) {
 	}
 	want := 3 * requests
 	var placed []fleet.Placed
-	tl.await(t, 2*stateTimeout, fmt.Sprintf("%d hits in the timeline", want), func(stdout, _ string) bool {
-		placed = decodePlaced(t, stdout)
-		return len(placed) >= want
+	agenttest.CheckFor(t, 2*stateTimeout, 100*time.Millisecond, func() error {
+		placed = decodePlaced(t, tl.Output())
+		if len(placed) >= want {
+			return nil
+		}
+		per := make(map[string]int)
+		for _, p := range placed {
+			per[p.Host]++
+		}
+		return fmt.Errorf("%d of %d hits in the timeline, by host %v", len(placed), want, per)
 	})
 
 	// Per request, the place of each of its three hits in the timeline.
