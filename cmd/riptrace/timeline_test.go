@@ -301,6 +301,7 @@ func skewedClocks(t *testing.T, sr skewRun) {
 	}
 	t.Logf("%d requests: %d with their hits in order, %d inverted and marked; %d hits late, %d uncertain of %d", requests, inOrder, marked, late, uncertain, len(placed))
 	sameOrder(t, url, tlArgs, placed, traces, requests)
+	filtered(t, tlArgs, placed, hosts[2].name, exeName(hosts[1].exe), traces[1])
 }
 
 // sameOrder checks that the clients of one stream show the timeline
@@ -363,6 +364,99 @@ func sameOrder(t *testing.T, url string, tlArgs []string, placed []fleet.Placed,
 				t.Errorf("%s: hit #%d after #%d, which the timeline puts after it (order %d, %d)", tr.name, h.Seq, last.Seq, p.Order, last.Order)
 			}
 			last = p
+		}
+	}
+}
+
+// filtered checks riptrace timeline's filters and blocks over a replay of
+// the stream whose timeline, read live, is placed: --hosts host and
+// --processes exe each print the hits they select and only those, each
+// at its place in the whole timeline; --tracepoint (that of tr) reads
+// that tracepoint's hits only, numbered and marked late by a timeline of
+// their own, in the whole timeline's order but for the late ones (as
+// riptrace trace, see sameOrder); and without --json each request is one
+// block, its hits in timeline order.
+func filtered(t *testing.T, tlArgs []string, placed []fleet.Placed, host, exe string, tr *bg) {
+	t.Helper()
+	m := regexp.MustCompile(` as (trace-[0-9a-f]+) `).FindStringSubmatch(tr.Stderr())
+	if m == nil {
+		t.Fatalf("%s does not name its tracepoint:\n%s", tr.name, tr.Stderr())
+	}
+	tp := m[1]
+	place := make(map[uint64]fleet.Placed) // by stream sequence
+	for _, p := range placed {
+		place[p.Seq] = p
+	}
+	for _, f := range []struct {
+		flag, value string
+		keep        func(*fleet.Placed) bool
+		own         bool // a timeline of its own
+	}{
+		{"--hosts", host, func(p *fleet.Placed) bool { return p.Host == host }, false},
+		{"--processes", exe, func(p *fleet.Placed) bool { return p.Process.Exe == exe }, false},
+		{"--tracepoint", tp, func(p *fleet.Placed) bool { return p.Tracepoint == tp }, true},
+	} {
+		want := 0
+		for _, p := range placed {
+			if f.keep(&p) {
+				want++
+			}
+		}
+		r := run(t, 2*stateTimeout, append(tlArgs, f.flag, f.value)...)
+		got := decodePlaced(t, r.stdout)
+		if r.code != 0 || len(got) != want || want == 0 {
+			t.Errorf("riptrace timeline %s %s: exit status %d, %d hits, want %d:\n%s", f.flag, f.value, r.code, len(got), want, r.stderr)
+			continue
+		}
+		var last fleet.Placed
+		for _, p := range got {
+			whole := place[p.Seq]
+			switch {
+			case !f.keep(&p):
+				t.Errorf("riptrace timeline %s %s printed hit #%d of %s on %s", f.flag, f.value, p.Seq, p.Tracepoint, p.Host)
+			case !f.own && p.Order != whole.Order:
+				t.Errorf("riptrace timeline %s %s printed hit #%d at order %d; in the whole timeline, order %d", f.flag, f.value, p.Seq, p.Order, whole.Order)
+			case f.own && !p.Late && !whole.Late:
+				if last.Seq != 0 && whole.Order < last.Order {
+					t.Errorf("riptrace timeline %s %s printed hit #%d after #%d, which the whole timeline puts after it", f.flag, f.value, p.Seq, last.Seq)
+				}
+				last = whole
+			}
+		}
+	}
+
+	// The blocks: "── request ID ──", then its hits, "#SEQ …".
+	text := slices.DeleteFunc(slices.Clone(tlArgs), func(a string) bool { return a == "--json" })
+	r := run(t, 2*stateTimeout, text...)
+	inGroup := make(map[string][]uint64)
+	for _, p := range placed { // in timeline order
+		inGroup[p.Group] = append(inGroup[p.Group], p.Seq)
+	}
+	blocks := make(map[string][]uint64)
+	var group string
+	for line := range strings.Lines(r.stdout) {
+		if g, ok := strings.CutPrefix(line, "── request "); ok {
+			group = strings.TrimSuffix(strings.TrimSpace(g), " ──")
+			if _, dup := blocks[group]; dup {
+				t.Errorf("request %s is printed in two blocks", group)
+			}
+			blocks[group] = []uint64{}
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "#"); ok {
+			seq, err := strconv.ParseUint(strings.Fields(rest)[0], 10, 64)
+			if err != nil || group == "" {
+				t.Fatalf("riptrace timeline: a hit out of a block: %q", line)
+			}
+			blocks[group] = append(blocks[group], seq)
+		}
+	}
+	if len(blocks) != len(inGroup) {
+		t.Errorf("riptrace timeline printed %d request blocks, want %d", len(blocks), len(inGroup))
+	}
+	for g, seqs := range inGroup {
+		if !slices.Equal(blocks[g], seqs) {
+			t.Errorf("request %s: block %v, want its hits in timeline order %v", g, blocks[g], seqs)
 		}
 	}
 }
