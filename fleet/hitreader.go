@@ -52,6 +52,7 @@ type HitReader struct {
 	// for a message.
 	mu     sync.Mutex
 	iter   jetstream.MessagesContext // nil while filtered on no tracepoint
+	cons   jetstream.Consumer        // what iter reads
 	gen    uint64                    // counts the consumers opened
 	want   map[string]bool           // nil: every tracepoint
 	next   uint64                    // the stream sequence after the last message returned; 0 before any
@@ -83,11 +84,11 @@ func (c *Client) Hits(ctx context.Context, opts HitOptions) (*HitReader, error) 
 	}
 	r.base = cfg
 	if !r.filtered {
-		it, err := r.open(ctx, cfg)
+		cons, it, err := r.open(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		r.iter = it
+		r.cons, r.iter = cons, it
 		return r, nil
 	}
 	if err := r.SetTracepoints(ctx, opts.Tracepoints); err != nil {
@@ -97,18 +98,37 @@ func (c *Client) Hits(ctx context.Context, opts HitOptions) (*HitReader, error) 
 }
 
 // open opens an ordered consumer with cfg and starts reading it.
-func (r *HitReader) open(ctx context.Context, cfg jetstream.OrderedConsumerConfig) (jetstream.MessagesContext, error) {
+func (r *HitReader) open(ctx context.Context, cfg jetstream.OrderedConsumerConfig) (jetstream.Consumer, jetstream.MessagesContext, error) {
 	gctx, release := r.c.perms.guard(ctx, r.c.perms.jsPatterns()...)
 	defer release()
 	cons, err := r.c.js.OrderedConsumer(gctx, r.subj.HitStream(), cfg)
 	if err != nil {
-		return nil, fmt.Errorf("opening the hit stream: %w", denied(gctx, err))
+		return nil, nil, fmt.Errorf("opening the hit stream: %w", denied(gctx, err))
 	}
 	it, err := cons.Messages()
 	if err != nil {
-		return nil, fmt.Errorf("reading the hit stream: %w", denied(gctx, err))
+		return nil, nil, fmt.Errorf("reading the hit stream: %w", denied(gctx, err))
 	}
-	return it, nil
+	return cons, it, nil
+}
+
+// CaughtUp asks the server whether the reader has read every message it
+// is to read that the stream held when the server answered, at time at
+// on the server's clock. A reader that has knows that no message of the
+// stream it has not read is older than at, give or take the server's
+// locks; one that has not has messages on their way to it.
+func (r *HitReader) CaughtUp(ctx context.Context) (ok bool, at time.Time, err error) {
+	r.mu.Lock()
+	cons, next := r.cons, r.next
+	r.mu.Unlock()
+	if cons == nil {
+		return false, time.Time{}, errors.New("asking whether the reader caught up: it reads no tracepoint")
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return false, time.Time{}, fmt.Errorf("asking whether the reader caught up: %w", err)
+	}
+	return info.NumPending == 0 && info.Delivered.Stream < max(next, 1), info.TimeStamp, nil
 }
 
 // SetTracepoints makes a filtered reader read the hits of ids from the
@@ -131,6 +151,7 @@ func (r *HitReader) SetTracepoints(ctx context.Context, ids []string) error {
 		return nil
 	}
 	var it jetstream.MessagesContext
+	var cons jetstream.Consumer
 	if len(want) > 0 {
 		cfg := r.base
 		if r.next > 0 {
@@ -140,14 +161,14 @@ func (r *HitReader) SetTracepoints(ctx context.Context, ids []string) error {
 			cfg.FilterSubjects = append(cfg.FilterSubjects, r.subj.TraceOf(id), r.subj.WatermarkOf(id))
 		}
 		var err error
-		if it, err = r.open(ctx, cfg); err != nil {
+		if cons, it, err = r.open(ctx, cfg); err != nil {
 			return err
 		}
 	}
 	if r.iter != nil {
 		r.iter.Stop()
 	}
-	r.iter, r.want = it, want
+	r.iter, r.cons, r.want = it, cons, want
 	r.gen++
 	select {
 	case r.wake <- struct{}{}:

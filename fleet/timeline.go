@@ -376,9 +376,10 @@ func (t *Timeline) reuse() []Placed {
 
 // Advance moves the stream's time to now without a message, releasing
 // what waited for it. A live reader calls it when the stream has been
-// quiet (every agent silent) for a while; the order is then no longer a
-// function of the stream alone, so readers call it only when nothing
-// arrives.
+// quiet for a while. The order stays a function of the stream only if no
+// message read afterwards carries a stream time before now: the reader
+// moves no further than the server says it has read everything
+// (TimelineReader).
 func (t *Timeline) Advance(now time.Time) []Placed {
 	t.advance(now, nil)
 	return t.release(t.reuse())

@@ -21,14 +21,18 @@ type TimelineReader struct {
 	lastTime time.Time // its ServerTime
 }
 
-// quietAfter is how long a stream with no message at all is taken as
-// quiet: the reader then moves the timeline's time on by what passed here,
-// less quietMargin for the delivery of the message it may be about to
-// read. Agents speak at least every WatermarkKeepalive, so a quiet stream
-// means they are all gone or cut off, or a replay reached the end.
+// quietAfter is how long the reader waits for a message, holding hits,
+// before it asks the server whether the stream is quiet (see quiet).
+// Agents speak at least every WatermarkKeepalive, so a quiet stream means
+// they are idle, all gone or cut off, or a replay reached the end.
+// quietMargin is the time a message stored just as the server answered
+// may take to count, and the difference between the clocks of the
+// servers of a cluster; caughtUpWait is how long the reader waits for the
+// answer.
 const (
-	quietAfter  = 250 * time.Millisecond
-	quietMargin = 50 * time.Millisecond
+	quietAfter   = 250 * time.Millisecond
+	quietMargin  = 50 * time.Millisecond
+	caughtUpWait = 2 * time.Second
 )
 
 // Timeline opens a reader of the hit stream that places hits in the order
@@ -62,8 +66,7 @@ func (tr *TimelineReader) Next(ctx context.Context) (Placed, error) {
 			tr.out = tr.tl.AddHit(h)
 		case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
 			if !tr.lastMsg.IsZero() {
-				quiet := time.Since(tr.lastMsg) - quietMargin
-				tr.out = tr.tl.Advance(tr.lastTime.Add(quiet))
+				tr.out = tr.quiet(ctx)
 			}
 		case errors.Is(err, io.EOF):
 			// The end of a replay: what waits goes out, in order.
@@ -79,6 +82,33 @@ func (tr *TimelineReader) Next(ctx context.Context) (Placed, error) {
 	p := tr.out[0]
 	tr.out = tr.out[1:]
 	return p, nil
+}
+
+// quiet moves the timeline's time on while no message comes, so that the
+// hits held for a stream time that no message brings go out. It moves it
+// only as far as the stream has gone: if the server says the reader has
+// read all the stream holds, to when the server said so (less
+// quietMargin), and never past what passed here since the last message.
+// A message then read is stored later than that, so a replay, which
+// places it on its own stream time, decides as this reader did: the
+// timeline stays a function of the stream. If the server says messages
+// are on their way (the reader is slow, not the stream quiet), it waits
+// for them. If the server cannot say, the reader goes by its own clock
+// alone, and a hit still on its way may come late for it and not for a
+// replay.
+func (tr *TimelineReader) quiet(ctx context.Context) []Placed {
+	to := tr.lastTime.Add(time.Since(tr.lastMsg) - quietMargin)
+	cctx, cancel := context.WithTimeout(ctx, caughtUpWait)
+	ok, at, err := tr.r.CaughtUp(cctx)
+	cancel()
+	switch {
+	case err != nil:
+	case !ok:
+		return nil
+	case at.Add(-quietMargin).Before(to):
+		to = at.Add(-quietMargin)
+	}
+	return tr.tl.Advance(to)
 }
 
 func (tr *TimelineReader) seen(st time.Time) {

@@ -160,6 +160,10 @@ func (l *hitLog) awaitHit(t *testing.T, pid int, what string, ok func(fleet.Hit)
 	return found
 }
 
+// cutOffFor is how long TestHostCutOff keeps a host off the network, at
+// least.
+const cutOffFor = 10 * time.Second
+
 // A host cut off the network: the other host's hits keep flowing, `riptrace
 // hosts` shows the cut one gone, and when the link returns it comes back by
 // itself: a fresh heartbeat, its hits flowing again, and the hits it took
@@ -253,7 +257,9 @@ func TestHostCutOff(t *testing.T) {
 		t.Errorf("cut host last seen %v, after the cut at %v", lastSeen, cutAt)
 	}
 	stillCut := len(hits.of(cutTarget.Pid))
-	time.Sleep(2 * time.Second) // the cut host keeps taking hits meanwhile
+	// The cut host keeps taking hits meanwhile: 2 s more at least, and
+	// 10 s cut off in all (issue 13's outage).
+	time.Sleep(max(2*time.Second, time.Until(cutAt.Add(cutOffFor))))
 
 	// 2. The link returns: the cut host recovers by itself.
 	n.setLink(t, "up")
