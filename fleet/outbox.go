@@ -19,15 +19,32 @@ import (
 )
 
 // Defaults of an Outbox: the hit buffer (ten seconds at 1k hits/s fit
-// many times over), the window of hits awaiting their ack, how long an
-// ack may take, and the backoff of a hit sent again.
+// many times over), the window of hits awaiting their ack, and how long
+// an ack may take before the hit is sent again.
+//
+// The ack timeout is long because a hit sent again costs the stream as
+// much as the first copy: a thousand agents at their smallest window
+// have a thousand hits in flight, which a cluster starved of CPU may take
+// ten seconds to store, and sending them all again then doubles its work.
+// It stays well within the stream's two minutes of duplicate detection.
+// A link cut is found sooner, by silence (see silentFor), and a server
+// gone fails every hit in flight at once.
 const (
 	DefaultBufferHits  = 100_000
 	DefaultBufferBytes = 64 << 20
 	DefaultAckWindow   = 512
-	DefaultAckTimeout  = 5 * time.Second
-	retryMin           = 100 * time.Millisecond
-	retryMax           = 2 * time.Second
+	DefaultAckTimeout  = 30 * time.Second
+)
+
+// lateAck is when an ack is late: the stream has more queued than it
+// stores in that time, and the window is cut. silentFor is how long hits
+// may await their ack with nothing heard before the connection is
+// probed. retryMin and retryMax bound the backoff of a hit sent again.
+const (
+	lateAck   = time.Second
+	silentFor = 5 * time.Second
+	retryMin  = 100 * time.Millisecond
+	retryMax  = 2 * time.Second
 )
 
 // JetStream's error codes that say the stream is overloaded: a message id
@@ -56,8 +73,9 @@ type OutboxConfig[T any] struct {
 	// Window is the most hits awaiting their ack at once
 	// (DefaultAckWindow if 0); fewer while the stream is congested.
 	Window int
-	// AckTimeout is how long an ack may take (DefaultAckTimeout if 0).
-	// An ack later than a fifth of it cuts the window.
+	// AckTimeout is how long an ack may take before the hit is sent
+	// again (DefaultAckTimeout if 0). An ack later than a second cuts
+	// the window.
 	AckTimeout time.Duration
 	Log        *slog.Logger
 
@@ -106,8 +124,8 @@ type OutboxStats struct {
 // not at all or when the stream says it is full; only the hit whose ack
 // failed is sent again, after a backoff, while the others in flight keep
 // waiting for theirs; and a hit the stream reports as still being stored
-// from an earlier send is looked at again only after an ack timeout, by
-// which time its first copy's fate is known.
+// from an earlier send is looked at again only after a while, by which
+// time its first copy's fate may be known.
 //
 // Hits leave in the order offered: nothing new is sent while a hit waits
 // to be sent again, so that neither a later hit nor a watermark passes
@@ -118,11 +136,10 @@ type OutboxStats struct {
 // hand it hits and watermarks, and the nats.go goroutines that receive
 // acks hand them over through events.
 type Outbox[T any] struct {
-	c      *Client
-	js     jetstream.JetStream
-	subj   Subjects
-	cfg    OutboxConfig[T]
-	target time.Duration // an ack later than this cuts the window
+	c    *Client
+	js   jetstream.JetStream
+	subj Subjects
+	cfg  OutboxConfig[T]
 
 	wake chan struct{} // something to do; cap 1
 	done chan struct{} // closed when Run returns
@@ -170,7 +187,7 @@ func NewOutbox[T any](c *Client, cfg OutboxConfig[T]) (*Outbox[T], error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	o := &Outbox[T]{c: c, subj: c.subj, cfg: cfg, target: cfg.AckTimeout / 5,
+	o := &Outbox[T]{c: c, subj: c.subj, cfg: cfg,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	opts := []jetstream.JetStreamOpt{
 		jetstream.WithPublishAsyncTimeout(cfg.AckTimeout),
@@ -340,6 +357,8 @@ type sender[T any] struct {
 	ready   []*outEntry[T]             // to send again now, in order offered
 	sorted  bool                       // ready is in order
 	pause   time.Time                  // no send before: a send failed
+	heard   time.Time                  // the last ack or failure, or the first send after none in flight
+	probed  time.Time                  // the last probe for silence
 	down    time.Time                  // when the current streak of failures began
 	resent  int                        // sent again since
 }
@@ -370,6 +389,12 @@ func (o *Outbox[T]) Run(ctx context.Context) {
 		if !now.Before(s.pause) {
 			o.send(s)
 		}
+		if len(s.flying) > 0 && now.Sub(s.heard) >= silentFor && now.Sub(s.probed) >= silentFor {
+			// Hits in flight and nothing heard: the link may be cut
+			// while the connection looks up.
+			s.probed = now
+			o.probe()
+		}
 
 		var tick <-chan time.Time
 		next := time.Duration(-1)
@@ -379,6 +404,12 @@ func (o *Outbox[T]) Run(ctx context.Context) {
 		if (!o.c.Connected() || now.Before(s.pause)) && (len(s.ready) > 0 || o.Len() > len(s.flying)+len(s.waiting)) {
 			// Poll for the connection: a reconnect raises no event here.
 			next = retryMin
+		}
+		if len(s.flying) > 0 {
+			silence := max(time.Until(s.heard.Add(silentFor)), time.Until(s.probed.Add(silentFor)), time.Millisecond)
+			if next < 0 || silence < next {
+				next = silence
+			}
 		}
 		if next >= 0 {
 			timer.Reset(next)
@@ -442,6 +473,9 @@ func (o *Outbox[T]) send(s *sender[T]) {
 			continue
 		}
 		e.sentAt, e.sendNo = time.Now(), s.window.Sent()
+		if len(s.flying) == 0 {
+			s.heard = e.sentAt
+		}
 		s.flying[e.msg] = e
 		o.mu.Lock()
 		o.stats.Sent++
@@ -460,6 +494,7 @@ func (o *Outbox[T]) handle(s *sender[T]) {
 	o.events = nil
 	o.mu.Unlock()
 	for _, ev := range evs {
+		s.heard = ev.at
 		e := s.flying[ev.msg]
 		if e == nil {
 			continue
@@ -475,7 +510,7 @@ func (o *Outbox[T]) handle(s *sender[T]) {
 
 // stored settles e, acknowledged by ev.
 func (o *Outbox[T]) stored(s *sender[T], e *outEntry[T], ev outEvent) {
-	s.window.Acked(e.sendNo, ev.at.Sub(e.sentAt) > o.target)
+	s.window.Acked(e.sendNo, ev.at.Sub(e.sentAt) > lateAck)
 	o.mu.Lock()
 	if !e.mark {
 		o.stats.Stored++
@@ -511,13 +546,12 @@ func (o *Outbox[T]) failedAck(s *sender[T], e *outEntry[T], ev outEvent) {
 		// server died). Only a send again tells which.
 		s.window.Congested(e.sendNo)
 		o.count(func(st *OutboxStats) { st.TimedOut++ })
-		o.probe()
 	case errors.As(ev.err, &api) && api.ErrorCode == jsErrCodeDuplicateInProcess:
 		// The first copy waits in the stream's queue: it will be stored
 		// or lost. Sending again soon would only queue another copy.
 		s.window.Congested(e.sendNo)
 		o.count(func(st *OutboxStats) { st.InProcess++ })
-		wait = max(wait, o.cfg.AckTimeout)
+		wait = max(wait, silentFor)
 	case errors.As(ev.err, &api) && api.ErrorCode == jsErrCodeTooManyRequests:
 		s.window.Congested(e.sendNo)
 		o.count(func(st *OutboxStats) { st.TooMany++ })
@@ -548,8 +582,8 @@ func backoff(tries int) time.Duration {
 }
 
 // probe makes sure, in the background and one at a time, that the
-// connection still reaches the server: an ack that timed out may be the
-// first sign of a cut link.
+// connection still reaches the server: silence while hits await their
+// ack may be the first sign of a cut link.
 func (o *Outbox[T]) probe() {
 	if !o.probing.CompareAndSwap(false, true) {
 		return
