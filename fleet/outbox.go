@@ -39,7 +39,10 @@ const (
 // lateAck is when an ack is late: the stream has more queued than it
 // stores in that time, and the window is cut. silentFor is how long hits
 // may await their ack with nothing heard before the connection is
-// probed. retryMin and retryMax bound the backoff of a hit sent again.
+// probed, at least: three times the usual ack's time, if longer, as a
+// starved server answers a probe late too, and a probe that times out
+// reconnects. retryMin and retryMax bound the backoff of a hit sent
+// again.
 const (
 	lateAck   = time.Second
 	silentFor = 5 * time.Second
@@ -108,7 +111,8 @@ type OutboxStats struct {
 	// InProcess counts hits sent again whose first copy was still being
 	// stored; TooMany, hits the stream's full queue refused.
 	InProcess, TooMany int64
-	Window             int // hits that may await their ack now
+	Window             int           // hits that may await their ack now
+	AckTime            time.Duration // an ack's usual time now: a moving average
 }
 
 // Outbox delivers one host's hits and watermarks to the hit stream,
@@ -359,6 +363,7 @@ type sender[T any] struct {
 	pause   time.Time                  // no send before: a send failed
 	heard   time.Time                  // the last ack or failure, or the first send after none in flight
 	probed  time.Time                  // the last probe for silence
+	ackTime time.Duration              // an ack's usual time: a moving average
 	down    time.Time                  // when the current streak of failures began
 	resent  int                        // sent again since
 }
@@ -369,6 +374,9 @@ func bySeq[T any](a, b *outEntry[T]) int { return cmp.Compare(a.seq, b.seq) }
 // lost, and told to Lost; Flush first to deliver it.
 func (o *Outbox[T]) Run(ctx context.Context) {
 	defer close(o.done)
+	// Last: nats.go's reply subscription goes, as the owner may make
+	// another Outbox on the same connection.
+	defer o.js.CleanupPublisher()
 	s := &sender[T]{window: NewAckWindow(o.cfg.Window), flying: map[*nats.Msg]*outEntry[T]{}}
 	defer o.abandon(s)
 	timer := time.NewTimer(time.Hour)
@@ -389,7 +397,8 @@ func (o *Outbox[T]) Run(ctx context.Context) {
 		if !now.Before(s.pause) {
 			o.send(s)
 		}
-		if len(s.flying) > 0 && now.Sub(s.heard) >= silentFor && now.Sub(s.probed) >= silentFor {
+		silent := max(silentFor, 3*s.ackTime)
+		if len(s.flying) > 0 && now.Sub(s.heard) >= silent && now.Sub(s.probed) >= silent {
 			// Hits in flight and nothing heard: the link may be cut
 			// while the connection looks up.
 			s.probed = now
@@ -406,7 +415,7 @@ func (o *Outbox[T]) Run(ctx context.Context) {
 			next = retryMin
 		}
 		if len(s.flying) > 0 {
-			silence := max(time.Until(s.heard.Add(silentFor)), time.Until(s.probed.Add(silentFor)), time.Millisecond)
+			silence := max(time.Until(s.heard.Add(silent)), time.Until(s.probed.Add(silent)), time.Millisecond)
 			if next < 0 || silence < next {
 				next = silence
 			}
@@ -510,7 +519,9 @@ func (o *Outbox[T]) handle(s *sender[T]) {
 
 // stored settles e, acknowledged by ev.
 func (o *Outbox[T]) stored(s *sender[T], e *outEntry[T], ev outEvent) {
-	s.window.Acked(e.sendNo, ev.at.Sub(e.sentAt) > lateAck)
+	took := ev.at.Sub(e.sentAt)
+	s.window.Acked(e.sendNo, took > lateAck)
+	s.ackTime += (took - s.ackTime) / 8
 	o.mu.Lock()
 	if !e.mark {
 		o.stats.Stored++
@@ -518,7 +529,7 @@ func (o *Outbox[T]) stored(s *sender[T], e *outEntry[T], ev outEvent) {
 	if ev.ack.Duplicate {
 		o.stats.Repeated++
 	}
-	o.stats.Window = s.window.Size()
+	o.stats.Window, o.stats.AckTime = s.window.Size(), s.ackTime
 	o.mu.Unlock()
 	o.forget(e)
 	if !e.mark && o.cfg.Stored != nil {

@@ -884,6 +884,8 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 		total, load.acked.Load(), drain.Round(time.Millisecond), res.lost, load.dropped.Load(), load.left.Load(), drainFor, res.dup, read, unread, loadavg())
 	fmt.Printf("  publishes of hits and watermarks %d, %d of them sent again (%d acks timed out, %d found in process, %d refused as too many; %d acks said stored already)\n",
 		load.sent.Load(), load.resent.Load(), load.timedOut.Load(), load.inProcess.Load(), load.tooMany.Load(), load.repeated.Load())
+	fmt.Printf("  while overloaded (the run and its draining) %.0f hits/s stored; at the run's end the agents allowed %d hits in flight in all, and an ack took %s on average\n",
+		float64(load.acked.Load())/(elapsed+drain).Seconds(), load.windows.Load(), ms(time.Duration(load.ackTime.Load()/int64(len(sims)))))
 	if r := load.reasons(); r != "" {
 		fmt.Printf("  failed sends and acks (each hit sent again): %s\n", r)
 	}

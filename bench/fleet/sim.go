@@ -45,6 +45,8 @@ type counts struct {
 
 	// Summed from each agent's fleet.OutboxStats once it is done.
 	sent, resent, repeated, timedOut, inProcess, tooMany atomic.Int64
+	// Summed when the run ends: the agents' windows and ack times.
+	windows, ackTime atomic.Int64
 
 	// mu guards why.
 	mu  sync.Mutex
@@ -261,6 +263,9 @@ func (a *simAgent) publish(ctx context.Context, tp string, rate int, drainFor ti
 		out.OfferMarks([]string{tp}, fleet.Encode(&w))
 		select {
 		case <-ctx.Done():
+			st := out.Stats()
+			cnt.windows.Add(int64(st.Window))
+			cnt.ackTime.Add(int64(st.AckTime))
 			dctx, cancel := context.WithTimeout(context.Background(), drainFor)
 			out.Flush(dctx)
 			cancel()
