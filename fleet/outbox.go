@@ -37,7 +37,8 @@ const (
 )
 
 // lateAck is when an ack is late: the stream has more queued than it
-// stores in that time, and the window is cut. silentFor is how long hits
+// stores in that time, and the window is cut. markEvery is how often a
+// watermark is kept behind a backlog of hits (see OfferMarks). silentFor is how long hits
 // may await their ack with nothing heard before the connection is
 // probed, at least: three times the usual ack's time, if longer, as a
 // starved server answers a probe late too, and a probe that times out
@@ -45,6 +46,7 @@ const (
 // again.
 const (
 	lateAck   = time.Second
+	markEvery = time.Second
 	silentFor = 5 * time.Second
 	retryMin  = 100 * time.Millisecond
 	retryMax  = 2 * time.Second
@@ -149,28 +151,37 @@ type Outbox[T any] struct {
 	done chan struct{} // closed when Run returns
 
 	// mu guards the fields below.
-	mu      sync.Mutex
-	fresh   []*outEntry[T] // never sent, oldest first
-	kept    int            // hits and watermarks not yet acknowledged
-	bytes   int
-	seq     uint64
-	empty   chan struct{} // closed and replaced when kept becomes 0; nil while 0
-	marked  []string      // the tracepoints of the last watermarks offered
-	events  []outEvent    // acks and failures not yet handled
-	stats   OutboxStats
-	probing atomic.Bool // a probe of the connection runs
+	mu     sync.Mutex
+	fresh  []*outEntry[T] // never sent, oldest first
+	kept   int            // hits and watermarks not yet acknowledged
+	bytes  int
+	seq    uint64
+	empty  chan struct{} // closed and replaced when kept becomes 0; nil while 0
+	marked []string      // the tracepoints of the last watermarks offered
+	// lastMarks are the last watermarks offered while none of them is
+	// sent, and lastMarksOf their tracepoints; lastMarksBorn is when the
+	// first of those they replaced was offered.
+	lastMarks     []*outEntry[T]
+	lastMarksOf   []string
+	lastMarksBorn time.Time
+	events        []outEvent // acks and failures not yet handled
+	stats         OutboxStats
+	probing       atomic.Bool // a probe of the connection runs
 }
 
 // outEntry is one hit or watermark on its way.
 type outEntry[T any] struct {
-	tag    T
-	msg    *nats.Msg
-	mark   bool
-	seq    uint64    // order offered
-	sentAt time.Time // its last send
-	sendNo uint64    // its last send's number in the window
-	tries  int       // failed sends and acks so far
-	due    time.Time // when to send it again
+	tag  T
+	msg  *nats.Msg
+	mark bool
+	// superseded says a later watermark replaced it before it was sent:
+	// it is no longer kept, and is skipped.
+	superseded bool
+	seq        uint64    // order offered
+	sentAt     time.Time // its last send
+	sendNo     uint64    // its last send's number in the window
+	tries      int       // failed sends and acks so far
+	due        time.Time // when to send it again
 }
 
 // outEvent is an ack or failure of one message, from nats.go.
@@ -249,6 +260,12 @@ func (o *Outbox[T]) Offer(tracepoint string, data []byte, tag T) bool {
 // yet sent is a watermark: during an outage, watermarks do not pile up,
 // and those that leave with the hits say everything the others would
 // have.
+//
+// Behind a backlog of hits, too, one watermark a second is kept: a new
+// one replaces the last still unsent if that one is younger than a
+// second (markEvery) and marks the same tracepoints, as it promises
+// more. An agent offers one every 50 ms while it has hits; kept all,
+// they took the overloaded stream's time from the hits.
 func (o *Outbox[T]) OfferMarks(tracepoints []string, data []byte) {
 	o.mu.Lock()
 	o.marked = tracepoints
@@ -256,8 +273,24 @@ func (o *Outbox[T]) OfferMarks(tracepoints []string, data []byte) {
 		o.mu.Unlock()
 		return
 	}
+	now := time.Now()
+	prev, born := o.lastMarks, now
+	if len(prev) > 0 && now.Sub(o.lastMarksBorn) < markEvery && slices.Equal(o.lastMarksOf, tracepoints) {
+		born = o.lastMarksBorn
+	} else {
+		prev = nil
+	}
+	o.lastMarks = nil
 	for _, id := range tracepoints {
-		o.keepLocked(&outEntry[T]{mark: true}, o.subj.Watermark(o.cfg.Host, id), data)
+		e := &outEntry[T]{mark: true}
+		o.keepLocked(e, o.subj.Watermark(o.cfg.Host, id), data)
+		o.lastMarks = append(o.lastMarks, e)
+	}
+	o.lastMarksOf, o.lastMarksBorn = tracepoints, born
+	for _, e := range prev {
+		e.superseded = true
+		o.kept--
+		o.bytes -= len(e.msg.Data)
 	}
 	o.mu.Unlock()
 	o.poke()
@@ -449,10 +482,18 @@ func (o *Outbox[T]) send(s *sender[T]) {
 			e = s.ready[0]
 		} else {
 			o.mu.Lock()
+			for len(o.fresh) > 0 && o.fresh[0].superseded {
+				o.fresh[0] = nil
+				o.fresh = o.fresh[1:]
+			}
 			// A new hit or watermark waits for the hits before it that
 			// wait to be sent again: they would have come first.
 			if len(o.fresh) > 0 && len(s.waiting) == 0 {
 				e = o.fresh[0]
+				if e.mark {
+					// On its way: no longer to be replaced.
+					o.lastMarks = nil
+				}
 			}
 			o.mu.Unlock()
 		}
@@ -628,7 +669,7 @@ func (o *Outbox[T]) lose(e *outEntry[T], err error) {
 // abandon loses everything still kept once Run stops.
 func (o *Outbox[T]) abandon(s *sender[T]) {
 	o.mu.Lock()
-	left := o.fresh
+	left := slices.DeleteFunc(o.fresh, func(e *outEntry[T]) bool { return e.superseded })
 	o.fresh = nil
 	o.mu.Unlock()
 	left = append(left, s.ready...)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
 )
@@ -77,5 +79,51 @@ func TestOutboxCountsWhatItCannotKeep(t *testing.T) {
 	stopping.Run(done)
 	if n, st := stopped.Load(), stopping.Stats(); n != 10 || st.Lost != 10 || stopping.Len() != 0 {
 		t.Fatalf("stopped with 10 hits kept: %d told lost as stopped, stats %+v, %d still kept", n, st, stopping.Len())
+	}
+}
+
+// TestOutboxMarksBehindBacklog: behind hits not yet sent, a watermark
+// replaces the one before it if that one is younger than a second, so
+// that an overloaded stream stores hits rather than watermarks; the one
+// kept is the newest, and stays behind every hit offered before it.
+func TestOutboxMarksBehindBacklog(t *testing.T) {
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	_, js := fleettest.Raw(t, s)
+	out, err := fleet.NewOutbox(c, fleet.OutboxConfig[int]{Host: "h", IDBase: "h-1-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Offered before it runs: a backlog.
+	out.Offer("tp", []byte(`{"n":1}`), 1)
+	out.OfferMarks([]string{"tp"}, []byte(`{"mark":1}`))
+	out.Offer("tp", []byte(`{"n":2}`), 2)
+	out.OfferMarks([]string{"tp"}, []byte(`{"mark":2}`))
+	if n := out.Len(); n != 3 {
+		t.Fatalf("%d hits and watermarks kept, want 2 hits and the newer watermark", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go out.Run(ctx)
+	if left := out.Flush(ctx); left != 0 {
+		t.Fatalf("%d left unacknowledged", left)
+	}
+	st, err := js.Stream(ctx, c.Subjects().HitStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(c.Subjects().Watermark("h", "tp")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(info.State.Subjects); n != 1 || info.State.Subjects[c.Subjects().Watermark("h", "tp")] != 1 {
+		t.Fatalf("watermarks stored: %v, want one", info.State.Subjects)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, c.Subjects().Watermark("h", "tp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Data) != `{"mark":2}` || m.Sequence != 3 {
+		t.Fatalf("the watermark stored is %s at sequence %d, want the newer one after both hits, at 3", m.Data, m.Sequence)
 	}
 }
