@@ -158,6 +158,8 @@ type Outbox[T any] struct {
 	seq    uint64
 	empty  chan struct{} // closed and replaced when kept becomes 0; nil while 0
 	marked []string      // the tracepoints of the last watermarks offered
+	// subjects are the subjects of the tracepoints offered so far.
+	subjects map[subjectKey]string
 	// lastMarks are the last watermarks offered while none of them is
 	// sent, and lastMarksOf their tracepoints; lastMarksBorn is when the
 	// first of those they replaced was offered.
@@ -171,9 +173,11 @@ type Outbox[T any] struct {
 
 // outEntry is one hit or watermark on its way.
 type outEntry[T any] struct {
-	tag  T
-	msg  *nats.Msg
-	mark bool
+	tag     T
+	subject string
+	data    []byte
+	msg     *nats.Msg // made when first sent
+	mark    bool
 	// superseded says a later watermark replaced it before it was sent:
 	// it is no longer kept, and is skipped.
 	superseded bool
@@ -248,7 +252,7 @@ func (o *Outbox[T]) Offer(tracepoint string, data []byte, tag T) bool {
 		return false
 	}
 	e := &outEntry[T]{tag: tag}
-	o.keepLocked(e, o.subj.Trace(o.cfg.Host, tracepoint), data)
+	o.keepLocked(e, o.subject(tracepoint, false), data)
 	o.mu.Unlock()
 	o.poke()
 	return true
@@ -283,14 +287,14 @@ func (o *Outbox[T]) OfferMarks(tracepoints []string, data []byte) {
 	o.lastMarks = nil
 	for _, id := range tracepoints {
 		e := &outEntry[T]{mark: true}
-		o.keepLocked(e, o.subj.Watermark(o.cfg.Host, id), data)
+		o.keepLocked(e, o.subject(id, true), data)
 		o.lastMarks = append(o.lastMarks, e)
 	}
 	o.lastMarksOf, o.lastMarksBorn = tracepoints, born
 	for _, e := range prev {
 		e.superseded = true
 		o.kept--
-		o.bytes -= len(e.msg.Data)
+		o.bytes -= len(e.data)
 	}
 	o.mu.Unlock()
 	o.poke()
@@ -303,11 +307,36 @@ func (o *Outbox[T]) MarkedTracepoints() []string {
 	return o.marked
 }
 
-// keepLocked appends e with its message. Lock should be held.
+// subject returns the subject of tracepoint's hits, or of its
+// watermarks. Lock should be held.
+func (o *Outbox[T]) subject(tracepoint string, mark bool) string {
+	k := subjectKey{tracepoint, mark}
+	subj, ok := o.subjects[k]
+	if !ok {
+		if o.subjects == nil {
+			o.subjects = map[subjectKey]string{}
+		}
+		subj = o.subj.Trace(o.cfg.Host, tracepoint)
+		if mark {
+			subj = o.subj.Watermark(o.cfg.Host, tracepoint)
+		}
+		o.subjects[k] = subj
+	}
+	return subj
+}
+
+type subjectKey struct {
+	tracepoint string
+	mark       bool
+}
+
+// keepLocked appends e. Its message is made when it is first sent: an
+// overloaded stream leaves many hits waiting, and some are never sent.
+// Lock should be held.
 func (o *Outbox[T]) keepLocked(e *outEntry[T], subject string, data []byte) {
 	o.seq++
 	e.seq = o.seq
-	e.msg = streamMsg(subject, data, o.cfg.IDBase+strconv.FormatUint(o.seq, 10))
+	e.subject, e.data = subject, data
 	o.fresh = append(o.fresh, e)
 	o.kept++
 	o.bytes += len(data)
@@ -329,7 +358,7 @@ func (o *Outbox[T]) forget(e *outEntry[T]) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.kept--
-	o.bytes -= len(e.msg.Data)
+	o.bytes -= len(e.data)
 	if o.kept == 0 && o.empty != nil {
 		close(o.empty)
 		o.empty = nil
@@ -501,6 +530,9 @@ func (o *Outbox[T]) send(s *sender[T]) {
 			return
 		}
 		// Its ack or failure comes as an event, not through the future.
+		if e.msg == nil {
+			e.msg = streamMsg(e.subject, e.data, o.cfg.IDBase+strconv.FormatUint(e.seq, 10))
+		}
 		_, err := o.js.PublishMsgAsync(e.msg, jetstream.WithRetryAttempts(0))
 		if err != nil && !tooBig(err) {
 			// Not sent: the connection is going, or nats.go is full. It
