@@ -436,8 +436,8 @@ func bySeq[T any](a, b *outEntry[T]) int { return cmp.Compare(a.seq, b.seq) }
 // lost, and told to Lost; Flush first to deliver it.
 func (o *Outbox[T]) Run(ctx context.Context) {
 	defer close(o.done)
-	// Last: nats.go's reply subscription goes, as the owner may make
-	// another Outbox on the same connection.
+	// Once everything kept is counted: nats.go's reply subscription
+	// goes, as the owner may make another Outbox on the same connection.
 	defer o.js.CleanupPublisher()
 	s := &sender[T]{window: NewAckWindow(o.cfg.Window), flying: map[*nats.Msg]*outEntry[T]{}}
 	defer o.abandon(s)
