@@ -3,14 +3,17 @@ package fleet_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // TestOutboxCountsWhatItCannotKeep: a hit offered while the buffer is
@@ -126,4 +129,57 @@ func TestOutboxMarksBehindBacklog(t *testing.T) {
 	if string(m.Data) != `{"mark":2}` || m.Sequence != 3 {
 		t.Fatalf("the watermark stored is %s at sequence %d, want the newer one after both hits, at 3", m.Data, m.Sequence)
 	}
+}
+
+// TestOutboxSilentStream: a stream that never answers (here its subjects
+// are taken by a subscriber that does not reply, as a stream without
+// quorum would leave them) times out every ack. The outbox must not
+// flood it: its window falls to one, each hit is sent again on its own
+// after a growing backoff, and nothing new goes while one waits, where
+// the agent's old publisher sent its whole window again on each timeout.
+func TestOutboxSilentStream(t *testing.T) {
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	nc, js := fleettest.Raw(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := js.DeleteStream(ctx, c.Subjects().HitStream()); err != nil {
+		t.Fatal(err)
+	}
+	var published atomic.Int64
+	if _, err := nc.Subscribe(c.Subjects().TraceAll(), func(*nats.Msg) { published.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := fleet.NewOutbox(c, fleet.OutboxConfig[int]{Host: "h", IDBase: "h-1-", AckTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hits = 1000
+	for i := range hits {
+		out.Offer("tp", []byte(`{"n":1}`), i)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	go out.Run(rctx)
+	// Two seconds of timeouts, waited for by the outbox's own count.
+	testsupport.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if st := out.Stats(); st.TimedOut < 20 {
+			return fmt.Errorf("%d acks timed out", st.TimedOut)
+		}
+		return nil
+	})
+	stop()
+	<-out.Done()
+	st := out.Stats()
+	if st.Window != 1 || st.Stored != 0 {
+		t.Fatalf("stats %+v: want a window of 1 and nothing stored", st)
+	}
+	// Each publish is either a first send or a send again of a hit whose
+	// ack timed out; the window keeps the first sends few.
+	if st.Sent > st.TimedOut+8 || st.Sent-st.Resent > 8 {
+		t.Fatalf("%d publishes (%d first sends) for %d timeouts: want each timeout sent again once, and at most the first window's 8 new hits", st.Sent, st.Sent-st.Resent, st.TimedOut)
+	}
+	t.Logf("%d publishes, %d timeouts, %d seen by the subscriber", st.Sent, st.TimedOut, published.Load())
 }
