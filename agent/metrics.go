@@ -39,10 +39,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "riptrace_attached_processes", Help: "Processes the agent is attached to.",
 		}),
 		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "riptrace_publish_failures_total", Help: "Failed attempts to deliver hits (each failure sends the unacknowledged hits again).",
+			Name: "riptrace_publish_failures_total", Help: "Failed sends and acks of hits (each sends that hit again, after a backoff).",
 		}),
 		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riptrace_hits_lost_total", Help: "Hits lost because NATS could not take them and the hit buffer was full, by tracepoint.",
+			Name: "riptrace_hits_lost_total", Help: "Hits lost, by tracepoint: NATS could not take them and the hit buffer was full, the stream refused them (too big), or they were still kept when the agent stopped.",
 		}, []string{"tracepoint"}),
 		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "riptrace_hits_buffered", Help: "Hits waiting for NATS to acknowledge them.",

@@ -6,44 +6,67 @@ import (
 	"github.com/riptrace/riptrace/fleet"
 )
 
-// TestAckWindow halves the window on each timed-out ack down to its
-// smallest, and grows it back by one per window's worth of acks up to its
-// largest.
+// TestAckWindow starts small, grows by an eighth per window's worth of
+// prompt acks up to its largest, halves once per congestion down to one,
+// however many hits sent before the cut report it.
 func TestAckWindow(t *testing.T) {
 	w := fleet.NewAckWindow(512)
-	if w.Size() != 512 {
-		t.Fatalf("a new window is %d, want 512", w.Size())
+	if w.Size() != 8 {
+		t.Fatalf("a new window is %d, want 8", w.Size())
 	}
-	for _, want := range []int{256, 128, 64, 32, 16, 8, 8} {
-		w.TimedOut()
+	send := func(n int) []uint64 {
+		var out []uint64
+		for range n {
+			out = append(out, w.Sent())
+		}
+		return out
+	}
+	// 8 prompt acks grow it to 9, 9 more to 10.
+	for i, n := range send(17) {
+		w.Acked(n, false)
+		want := 8
+		if i >= 7 {
+			want = 9
+		}
+		if i >= 16 {
+			want = 10
+		}
 		if w.Size() != want {
-			t.Fatalf("after a timeout the window is %d, want %d", w.Size(), want)
+			t.Fatalf("after %d acks the window is %d, want %d", i+1, w.Size(), want)
 		}
 	}
-	// 8 acks grow it to 9, 9 more to 10.
-	for range 7 {
-		w.Acked()
-	}
-	if w.Size() != 8 {
-		t.Fatalf("after 7 acks the window is %d, want 8", w.Size())
-	}
-	w.Acked()
-	if w.Size() != 9 {
-		t.Fatalf("after 8 acks the window is %d, want 9", w.Size())
-	}
-	for range 9 {
-		w.Acked()
-	}
-	if w.Size() != 10 {
-		t.Fatalf("after 9 more acks the window is %d, want 10", w.Size())
-	}
-	for range 1_000_000 {
-		w.Acked()
+	for _, n := range send(1_000_000) {
+		w.Acked(n, false)
 	}
 	if w.Size() != 512 {
 		t.Fatalf("after many acks the window is %d, want its largest, 512", w.Size())
 	}
-	if w := fleet.NewAckWindow(4); func() int { w.TimedOut(); return w.Size() }() != 4 {
-		t.Fatalf("a window smaller than the smallest shrank to %d, want 4", w.Size())
+
+	// A window in flight reports its congestion: one cut.
+	before := send(512)
+	for _, n := range before {
+		w.Congested(n)
+	}
+	if w.Size() != 256 {
+		t.Fatalf("after a window of timeouts the window is %d, want 256", w.Size())
+	}
+	// A late ack of a hit sent after the cut cuts again; the rest of
+	// that window, sent before it, does not.
+	after := send(256)
+	w.Acked(after[0], true)
+	for _, n := range after[1:] {
+		w.Acked(n, true)
+	}
+	if w.Size() != 128 {
+		t.Fatalf("after a window of late acks the window is %d, want 128", w.Size())
+	}
+	for range 20 {
+		w.Congested(w.Sent())
+	}
+	if w.Size() != 1 {
+		t.Fatalf("after many cuts the window is %d, want its smallest, 1", w.Size())
+	}
+	if w := fleet.NewAckWindow(4); w.Size() != 4 {
+		t.Fatalf("a window of at most 4 starts at %d, want 4", w.Size())
 	}
 }

@@ -13,8 +13,9 @@
 // ([Client.PutStatus]) and their heartbeat in a third, which clients
 // follow with [Client.WatchHosts] instead of asking every agent, compare
 // their clock with the server's ([Client.AskClock], [Clock]), and publish hits and
-// watermarks ([HitPublisher]) into a JetStream stream, in the order they
-// arrive. Clients read it through [Timeline], which puts the hits in the
+// watermarks into a JetStream stream through an [Outbox], which keeps them
+// in order through outages and backs off when the stream is overloaded
+// ([HitPublisher] publishes single messages, for tools and tests). Clients read it through [Timeline], which puts the hits in the
 // order they ran: every client shows the same order. Every front end logs
 // in with one [Credentials]; the debug adapter and the language server
 // decode what editors send by a list of [Attribute] each. docs/DESIGN.md

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/riptrace/riptrace/fleet"
 )
@@ -28,7 +26,6 @@ import (
 type simAgent struct {
 	host  string
 	c     *fleet.Client
-	pub   *fleet.HitPublisher
 	procs []fleet.Process
 	hit   []byte // a hit's body, about -size bytes, for this host
 
@@ -43,13 +40,27 @@ type simAgent struct {
 type counts struct {
 	made    atomic.Int64 // hits made at the rate asked
 	acked   atomic.Int64 // acknowledged: stored in the stream
-	resent  atomic.Int64 // sent again after a failed send or ack
 	dropped atomic.Int64 // made while the agent's buffer was full: lost
 	left    atomic.Int64 // still unacknowledged when the agent gave up
+
+	// Summed from each agent's fleet.OutboxStats once it is done.
+	sent, resent, repeated, timedOut, inProcess, tooMany atomic.Int64
+	// Summed when the run ends: the agents' windows and ack times.
+	windows, ackTime atomic.Int64
 
 	// mu guards why.
 	mu  sync.Mutex
 	why map[string]int // failed sends and acks by their error's text
+}
+
+// add sums one agent's outbox's counts.
+func (c *counts) add(st fleet.OutboxStats) {
+	c.sent.Add(st.Sent)
+	c.resent.Add(st.Resent)
+	c.repeated.Add(st.Repeated)
+	c.timedOut.Add(st.TimedOut)
+	c.inProcess.Add(st.InProcess)
+	c.tooMany.Add(st.TooMany)
 }
 
 // fail counts one failed send or ack, by why.
@@ -74,16 +85,6 @@ func (c *counts) reasons() string {
 	return strings.Join(out, "; ")
 }
 
-// The agent's publishing bounds (agent/publish.go): hits awaiting their
-// ack at once at most, hits kept until acknowledged, and the backoff
-// after a failure.
-const (
-	publishWindow = 512
-	bufferHits    = 100_000
-	retryMin      = 100 * time.Millisecond
-	retryMax      = 2 * time.Second
-)
-
 // startSim connects one simulated agent and has it serve its host until
 // ctx ends.
 func startSim(ctx context.Context, url, host string, size int, log *slog.Logger) (*simAgent, error) {
@@ -98,10 +99,6 @@ func startSim(ctx context.Context, url, host string, size int, log *slog.Logger)
 		{Pid: 4102, Exe: "/usr/local/bin/payments", Cmdline: []string{"/usr/local/bin/payments"}, Module: "example.com/shop", MainPackage: "example.com/shop/cmd/payments", GoVersion: "go1.26.0", Revision: "3f1c2a9e8b7d6c5f4a3b2c1d0e9f8a7b6c5d4e3f"},
 	}
 	a.hit = realisticHit(host, size)
-	if a.pub, err = c.NewHitPublisher(host, 5*time.Second, 4096); err != nil {
-		c.Close()
-		return nil, err
-	}
 	if _, err := c.ServeHost(host, fleet.HostHandlers{
 		Profile: func(*nats.Msg) fleet.Message {
 			return &fleet.Profile{Host: fleet.HostInfo{Name: host, OS: "linux", Arch: "amd64", CPUs: 8, AgentVersion: "sim"}, Processes: a.procs}
@@ -205,14 +202,14 @@ func (p *declPhases) of(id string) (delivered, stored time.Time) {
 }
 
 // publish makes rate hits a second of tracepoint tp until ctx ends, and
-// sends them as the agent does (agent/publish.go): each with its message
-// id; at most an AckWindow awaiting their ack, the others kept in a
-// buffer of bufferHits (a hit made while it is full is dropped, and
-// counted so); after a failed send or ack, the hits not acknowledged are
-// sent again in order under the same ids, which the stream stores once,
-// after a backoff. A watermark for tp follows every 50 ms. Once ctx ends
-// it sends what it kept, for up to drainFor. It returns how many hits it
-// made: at rate until ctx's deadline, if it has one.
+// sends them as the agent does, through a fleet.Outbox of its own: each
+// with its message id, kept until acknowledged up to the agent's default
+// bounds (a hit made while the buffer is full is dropped, and counted
+// so), fewer in flight while the stream is congested, only the hits whose
+// ack failed sent again. A watermark for tp follows every 50 ms. Once ctx
+// ends it sends what it kept, for up to drainFor, and counts what is left
+// then as the agent does when it stops. It returns how many hits it made:
+// at rate until ctx's deadline, if it has one.
 func (a *simAgent) publish(ctx context.Context, tp string, rate int, drainFor time.Duration, cnt *counts) (made int64) {
 	if rate <= 0 {
 		return 0
@@ -224,40 +221,23 @@ func (a *simAgent) publish(ctx context.Context, tp string, rate int, drainFor ti
 		h.Tracepoint = tp
 		body = fleet.Encode(&h)
 	}
-	type flight struct {
-		f   jetstream.PubAckFuture
-		msg *nats.Msg
-	}
-	isMark := func(m *nats.Msg) bool { return strings.Contains(m.Subject, ".marks.") }
-	var (
-		inflight []flight
-		// retry are the hits to send again, before queue, the others kept.
-		retry, queue []*nats.Msg
-		window       = fleet.NewAckWindow(publishWindow)
-		backoff      = retryMin
-		retryAt      time.Time
-		stopping     <-chan time.Time // once ctx ended: when to give up
-	)
-	fail := func(err error) {
+	out, err := fleet.NewOutbox(a.c, fleet.OutboxConfig[struct{}]{
+		Host: a.host, IDBase: fmt.Sprintf("%s-%s-%d-", a.host, tp, time.Now().UnixNano()),
+		Stored: func(struct{}) { cnt.acked.Add(1) },
+		Lost:   func(struct{}, error) { cnt.left.Add(1) },
+		Failed: cnt.fail,
+	})
+	if err != nil {
 		cnt.fail(err)
-		if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
-			window.TimedOut()
-		}
-		var again []*nats.Msg
-		for _, fl := range inflight {
-			select {
-			case <-fl.f.Ok():
-				if !isMark(fl.msg) {
-					cnt.acked.Add(1)
-				}
-			default:
-				again = append(again, fl.msg)
-			}
-		}
-		cnt.resent.Add(int64(len(again)))
-		retry, inflight = append(again, retry...), inflight[:0]
-		retryAt, backoff = time.Now().Add(backoff), min(2*backoff, retryMax)
+		return 0
 	}
+	runCtx, stop := context.WithCancel(context.Background())
+	go out.Run(runCtx)
+	defer func() {
+		stop()
+		<-out.Done()
+		cnt.add(out.Stats())
+	}()
 	// Hits are made as time passes, not per tick: a tick this process
 	// was too busy to take makes its hits at the next. A tick of 50 ms
 	// (5 hits at 100 a second) rather than 10 ms spares the simulator a
@@ -267,81 +247,30 @@ func (a *simAgent) publish(ctx context.Context, tp string, rate int, drainFor ti
 	defer t.Stop()
 	n := 0
 	start := time.Now()
-	lastMark := start
-	done := ctx.Done()
 	end, hasEnd := ctx.Deadline()
 	for {
-		if stopping == nil {
-			until := time.Now()
-			if hasEnd && until.After(end) {
-				until = end
-			}
-			for due := int(float64(rate) * until.Sub(start).Seconds()); n < due; {
-				n++
-				cnt.made.Add(1)
-				if len(retry)+len(queue) >= bufferHits {
-					cnt.dropped.Add(1)
-					continue
-				}
-				queue = append(queue, a.pub.Msg(tp, body, a.host+"-"+tp+"-"+strconv.Itoa(n)))
-			}
-			if time.Since(lastMark) >= 50*time.Millisecond {
-				lastMark = time.Now()
-				w := fleet.Watermark{Host: a.host, Time: time.Now().UnixNano(), Lag: fleet.Duration(150 * time.Millisecond)}
-				queue = append(queue, a.pub.MarkMsg(tp, fleet.Encode(&w), a.host+"-"+tp+"-w"+strconv.Itoa(n)))
+		until := time.Now()
+		if hasEnd && until.After(end) {
+			until = end
+		}
+		for due := int(float64(rate) * until.Sub(start).Seconds()); n < due; n++ {
+			cnt.made.Add(1)
+			if !out.Offer(tp, body, struct{}{}) {
+				cnt.dropped.Add(1)
 			}
 		}
-		for !time.Now().Before(retryAt) && len(inflight) < window.Size() && len(retry)+len(queue) > 0 {
-			from := &queue
-			if len(retry) > 0 {
-				from = &retry
-			}
-			m := (*from)[0]
-			f, err := a.pub.Publish(m)
-			if err != nil {
-				fail(err)
-				break
-			}
-			inflight = append(inflight, flight{f, m})
-			*from = (*from)[1:]
-		}
-		if stopping != nil && len(inflight)+len(retry)+len(queue) == 0 {
-			return int64(n)
-		}
-		var (
-			okCh  <-chan *jetstream.PubAck
-			errCh <-chan error
-		)
-		if len(inflight) > 0 {
-			okCh, errCh = inflight[0].f.Ok(), inflight[0].f.Err()
-		}
+		w := fleet.Watermark{Host: a.host, Time: time.Now().UnixNano(), Lag: fleet.Duration(150 * time.Millisecond)}
+		out.OfferMarks([]string{tp}, fleet.Encode(&w))
 		select {
-		case <-done:
-			done, stopping = nil, time.After(drainFor)
-		case <-stopping:
-			for _, ms := range [][]*nats.Msg{retry, queue} {
-				for _, m := range ms {
-					if !isMark(m) {
-						cnt.left.Add(1)
-					}
-				}
-			}
-			for _, fl := range inflight {
-				if !isMark(fl.msg) {
-					cnt.left.Add(1)
-				}
-			}
+		case <-ctx.Done():
+			st := out.Stats()
+			cnt.windows.Add(int64(st.Window))
+			cnt.ackTime.Add(int64(st.AckTime))
+			dctx, cancel := context.WithTimeout(context.Background(), drainFor)
+			out.Flush(dctx)
+			cancel()
 			return int64(n)
 		case <-t.C:
-		case <-okCh:
-			if !isMark(inflight[0].msg) {
-				cnt.acked.Add(1)
-			}
-			inflight = inflight[1:]
-			window.Acked()
-			backoff = retryMin
-		case err := <-errCh:
-			fail(err)
 		}
 	}
 }

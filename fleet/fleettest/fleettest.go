@@ -1,8 +1,9 @@
 // Package fleettest starts real NATS servers for tests: an in-process
 // nats-server with JetStream on a random port, shut down by t.Cleanup
-// ([RunServer]), fleet clients on it ([Connect]), and plain connections
-// for what RipTrace never sends ([Raw]); [NkeyUser] makes an nkey user,
-// and [Var] finds a captured variable in a hit.
+// ([RunServer], or [RunServerWith] limits of the test's own), fleet
+// clients on it ([Connect]), and plain connections for what RipTrace
+// never sends ([Raw]); [NkeyUser] makes an nkey user, and [Var] finds a
+// captured variable in a hit.
 package fleettest
 
 import (
@@ -23,6 +24,13 @@ import (
 // RunServer starts an in-process nats-server with JetStream on a free port.
 func RunServer(t testing.TB) *server.Server {
 	t.Helper()
+	return RunServerWith(t, nil)
+}
+
+// RunServerWith starts the server RunServer starts, with its options
+// changed by change first: a test's own limits.
+func RunServerWith(t testing.TB, change func(*server.Options)) *server.Server {
+	t.Helper()
 	opts := &server.Options{
 		Host:      "127.0.0.1",
 		Port:      -1,
@@ -30,6 +38,9 @@ func RunServer(t testing.TB) *server.Server {
 		StoreDir:  t.TempDir(),
 		NoLog:     true,
 		NoSigs:    true,
+	}
+	if change != nil {
+		change(opts)
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
