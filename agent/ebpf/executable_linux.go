@@ -114,7 +114,12 @@ func openShared(pid int, exe string) (*executable, *snapshot.Process, *proc.Targ
 	if !first {
 		<-x.loaded
 		if x.bi != nil {
+			// Making a Target writes into the shared binary info, which
+			// the reader's decoding and other processes' opening use
+			// too: under the executable's lock, like them.
+			x.mu.Lock()
 			snap, tgt, err := snapshot.OpenShared(pid, x.bi)
+			x.mu.Unlock()
 			if err != nil {
 				x.release()
 				return nil, nil, nil, err
