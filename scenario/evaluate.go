@@ -165,7 +165,10 @@ type predicate struct {
 func compile(src string) (*predicate, error) {
 	tree, err := expr.Compile(src)
 	if err != nil {
-		return nil, fmt.Errorf("%q is not an expression: %v", src, err)
+		// expr's error ends with the expression drawn over lines: the
+		// position in the first line says it as well.
+		why, _, _ := strings.Cut(err.Error(), "\n")
+		return nil, fmt.Errorf("%q is not an expression (%s): write one in expr's syntax, such as req.Amount > 0 && err == nil", src, why)
 	}
 	p := &predicate{src: src, prog: tree}
 	seen := map[string]bool{}

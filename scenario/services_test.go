@@ -1,0 +1,166 @@
+package scenario_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/scenario"
+	"github.com/riptrace/riptrace/scenario/recording"
+)
+
+// freeAddr is a local address nothing listens on (as far as anyone can
+// know: the port was free a moment ago).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// TestProbesNeverReady starts services whose probes never pass, and one
+// that exits before its probe: each run fails naming the service, what it
+// waited for and what to do, and no process of theirs is left.
+func TestProbesNeverReady(t *testing.T) {
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }))
+	t.Cleanup(failing.Close)
+	nobody := freeAddr(t)
+	for _, tc := range []struct {
+		name  string
+		ready scenario.Probe
+		sh    string
+		want  string
+	}{
+		{"http refused", scenario.Probe{HTTP: "http://" + nobody + "/health"}, "exec sleep 1000",
+			"service svc was not ready within 300ms: it never answered GET http://" + nobody + "/health. Check its command and probe, or raise ready.timeout"},
+		{"http 503", scenario.Probe{HTTP: failing.URL}, "exec sleep 1000",
+			"service svc was not ready within 300ms: it never answered GET " + failing.URL},
+		{"tcp", scenario.Probe{TCP: nobody}, "exec sleep 1000",
+			"service svc was not ready within 300ms: it never accepted a connection on " + nobody},
+		{"exits first", scenario.Probe{Log: "^READY"}, "echo boom; exit 4",
+			"service svc exited (exit status 4) before it printed a line matching \"^READY\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			pid := filepath.Join(dir, "pid")
+			tc.ready.Timeout = 300 * time.Millisecond
+			s := &scenario.Scenario{Name: "probe", Dir: dir, Services: []scenario.Service{{
+				Name: "svc", Command: "sh", Args: []string{"-c", "echo $$ > " + pid + "; " + tc.sh}, Ready: tc.ready,
+			}}}
+			_, err := scenario.Run(context.Background(), s, scenario.Options{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want an error saying %q, got %v", tc.want, err)
+			}
+			b, err := os.ReadFile(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+			agenttest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+				if alive(p) {
+					return errors.New("the service's process " + strconv.Itoa(p) + " still runs")
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// TestServiceAndTracepointFields runs the demo services with every kind
+// of probe, a service's env and dir, and tracepoints by function, with a
+// condition, a log message, captured expressions and a hit limit; then
+// steps that fail, a shell command and a wait, each saying why.
+func TestServiceAndTracepointFields(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	payments, orders := freeAddr(t), freeAddr(t)
+	bin := func(name string) string { return agenttest.BuildTarget(t, filepath.Join(root, "demo", name)) }
+	dir := t.TempDir()
+	s := &scenario.Scenario{
+		Name: "fields",
+		Dir:  root,
+		Services: []scenario.Service{
+			{Name: "payments", Command: bin("payments"), Args: []string{"-listen", payments}, Ready: scenario.Probe{HTTP: "http://" + payments + "/"}},
+			{Name: "orders", Command: bin("orders"), Args: []string{"-listen", orders, "-payments", "http://" + payments}, Ready: scenario.Probe{TCP: orders}},
+			{Name: "gateway", Command: bin("gateway"), Args: []string{"-orders", "http://" + orders}, Ready: scenario.Probe{Log: `READY pid=\d+ addr=(?P<addr>\S+)`}},
+			{Name: "env", Command: "sh", Args: []string{"-c", `echo "READY $GREETING $(pwd)"; exec sleep 1000`}, Env: map[string]string{"GREETING": "hello"}, Dir: dir,
+				Ready: scenario.Probe{Log: `^READY (?P<greeting>\S+) (?P<dir>\S+)`}},
+		},
+		Tracepoints: []scenario.Tracepoint{
+			{Name: "charge", Service: "payments", Function: "demo/payments.charge", Capture: []string{"req.Customer"}, NoLocals: true},
+			{Name: "big", Service: "payments", At: "demo/payments/main.go:@charge", Condition: "req.Amount > 100", Log: "big charge of {req.Customer}"},
+			{Name: "once", Service: "gateway", At: "demo/gateway/main.go:@checkout", MaxHits: 1},
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := scenario.Start(ctx, s, scenario.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if v := r.Vars(); v["env.greeting"] != "hello" || v["env.dir"] != dir {
+		t.Errorf("the env service saw GREETING=%q in %q, want hello in %s", v["env.greeting"], v["env.dir"], dir)
+	}
+	checkout := func(customer, sku string) scenario.Step {
+		return scenario.Step{HTTP: &scenario.HTTPStep{URL: "http://${gateway.addr}/checkout", Body: `{"customer":"` + customer + `","items":[{"sku":"` + sku + `","qty":1}]}`}}
+	}
+	if err := r.Do(ctx, checkout("alice", "pen"), checkout("bob", "laptop"), checkout("alice", "mug"),
+		scenario.Step{Until: &scenario.Until{Hits: "charge", Count: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	r.Check(ctx,
+		scenario.Expectation{Hits: "charge", Count: "== 3"},
+		scenario.Expectation{Hits: "charge", Where: `req.Customer in ["alice", "bob"]`},
+		scenario.Expectation{Hits: "big", Count: "== 1"},
+		scenario.Expectation{Hits: "big", Where: `req.Customer == "bob" && req.Amount > 100`},
+		scenario.Expectation{Hits: "once", Count: "== 1"},
+	).Report(t)
+	var rec bytes.Buffer
+	if err := r.Record(&rec, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := recording.Read(&rec, "fields")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range got.Messages {
+		switch h := m.Hit; {
+		case h == nil:
+		case h.Tracepoint == "charge" && (len(h.Exprs) != 1 || h.Exprs[0].Name != "req.Customer" || len(h.Locals) != 0):
+			t.Errorf("a charge captured exprs %+v and %d locals, want req.Customer and no locals", h.Exprs, len(h.Locals))
+		case h.Tracepoint == "big" && h.Message != "big charge of bob":
+			t.Errorf("a big charge logged %q, want %q", h.Message, "big charge of bob")
+		}
+	}
+
+	// Steps that fail say which and why.
+	for _, c := range []struct {
+		step scenario.Step
+		want string
+	}{
+		{scenario.Step{Name: "fails", Shell: "echo oops; exit 3"}, `step 1 (fails): sh "echo oops; exit 3": exit status 3; its output:` + "\noops"},
+		{scenario.Step{Until: &scenario.Until{Hits: "once", Count: 2}, Timeout: 500 * time.Millisecond}, "step 1: waited 500ms for 2 hits of once, got 1: check that the steps before it reach that line, or raise the step's timeout"},
+	} {
+		if err := r.Do(ctx, c.step); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("want the step failing with %q, got %v", c.want, err)
+		}
+	}
+}
