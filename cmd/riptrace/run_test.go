@@ -180,3 +180,32 @@ func TestRunCredentials(t *testing.T) {
 		t.Errorf("a certificate without its key: want a usage error naming --tls-cert, got %d:\n%s", r.code, r.stderr)
 	}
 }
+
+// TestRunRepeat runs a scenario twice on the embedded fleet: a summary and
+// a JUnit suite per run, each named by its number, and a progress line
+// per phase on stderr; --repeat 0 is a usage error.
+func TestRunRepeat(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "twice.yaml")
+	os.WriteFile(file, []byte("steps:\n  - sh: \"echo ran >> "+filepath.Join(dir, "log")+"\"\n"), 0o644)
+	junit := filepath.Join(dir, "junit.xml")
+	r := run(t, 2*time.Minute, "run", "--repeat", "2", "--junit", junit, file)
+	if r.code != 0 || !strings.Contains(r.stdout, "PASS twice#1 in") || !strings.Contains(r.stdout, "PASS twice#2 in") {
+		t.Errorf("want exit 0 and two passing runs, got %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"==> starting the fleet and 0 services", "==> running 1 steps", "==> step 1 of 1"} {
+		if strings.Count(r.stderr, want) != 2 {
+			t.Errorf("want the progress line %q once per run:\n%s", want, r.stderr)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "log")); err != nil || string(b) != "ran\nran\n" {
+		t.Errorf("the step ran %q (%v), want twice", b, err)
+	}
+	if b, err := os.ReadFile(junit); err != nil || strings.Count(string(b), "<testsuite ") != 2 || !strings.Contains(string(b), `name="twice#2"`) {
+		t.Errorf("want a JUnit suite per run (%v):\n%s", err, b)
+	}
+	if r := run(t, time.Minute, "run", "--repeat", "0", file); r.code != 2 || !strings.Contains(r.stderr, "--repeat 0: run each scenario 1 or more times") {
+		t.Errorf("--repeat 0: want a usage error, got %d:\n%s", r.code, r.stderr)
+	}
+}
