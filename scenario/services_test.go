@@ -164,3 +164,26 @@ func TestServiceAndTracepointFields(t *testing.T) {
 		}
 	}
 }
+
+// TestStepLeavesNothing runs a shell step that starts a child and ends:
+// the child ends with it, as programs that outlive a step are services.
+func TestStepLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	pid := filepath.Join(dir, "pid")
+	s := &scenario.Scenario{Name: "leaves", Dir: dir, Steps: []scenario.Step{{Shell: "sleep 1000 & echo $! > " + pid}}}
+	res, err := scenario.Run(context.Background(), s, scenario.Options{})
+	if err != nil || !res.OK() {
+		t.Fatalf("the run failed: %v %+v", err, res)
+	}
+	b, err := os.ReadFile(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	agenttest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if alive(p) {
+			return errors.New("the step's child " + strconv.Itoa(p) + " still runs")
+		}
+		return nil
+	})
+}
