@@ -158,6 +158,8 @@ func TestServiceAndTracepointFields(t *testing.T) {
 	}{
 		{scenario.Step{Name: "fails", Shell: "echo oops; exit 3"}, `step 1 (fails): sh "echo oops; exit 3": exit status 3; its output:` + "\noops"},
 		{scenario.Step{Until: &scenario.Until{Hits: "once", Count: 2}, Timeout: 500 * time.Millisecond}, "step 1: waited 500ms for 2 hits of once, got 1: check that the steps before it reach that line, or raise the step's timeout"},
+		{scenario.Step{Repeat: 3, Parallel: []scenario.Step{{Shell: "true"}, {Shell: "[ ${i} -lt 1 ]"}}}, `step 1, repeat 2 of 3, parallel 2: sh "[ 1 -lt 1 ]": exit status 1`},
+		{scenario.Step{Shell: "sleep 600", Timeout: 300 * time.Millisecond}, `step 1: sh "sleep 600": signal: killed`},
 	} {
 		if err := r.Do(ctx, c.step); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("want the step failing with %q, got %v", c.want, err)
