@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/scenario"
 	"github.com/riptrace/riptrace/scenario/recording"
 )
@@ -188,4 +190,56 @@ func TestStepLeavesNothing(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestFleetSelectors joins a fleet whose services run already, started by
+// no scenario: a tracepoint that names no service applies where the
+// fleet's hosts and processes select, and only there.
+func TestFleetSelectors(t *testing.T) {
+	srv, err := fleet.StartServer(context.Background(), fleet.ServerConfig{Listen: "127.0.0.1:-1", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	suffix := "-sel-" + strconv.Itoa(os.Getpid())
+	exe := func(name string) string {
+		return agenttest.Alias(t, agenttest.BuildTarget(t, filepath.Join(root, "demo", name)), name+suffix)
+	}
+	payments := agenttest.Start(t, exe("payments"))
+	orders := agenttest.Start(t, exe("orders"), "-payments", "http://"+payments.Addr)
+	gateway := agenttest.Start(t, exe("gateway"), "-orders", "http://"+orders.Addr)
+	host := "selectors" + suffix
+	agenttest.RunAgent(t, srv.Server, agent.Config{Host: host, Processes: []string{"*" + suffix}}, nil)
+	s := &scenario.Scenario{
+		Name:        "selectors",
+		Dir:         root,
+		Fleet:       &scenario.Fleet{NATS: srv.ClientURL(), Hosts: []string{host}, Processes: []string{"payments" + suffix}},
+		Tracepoints: []scenario.Tracepoint{{Name: "charge", At: "demo/payments/main.go:@charge"}},
+		Steps: []scenario.Step{
+			{HTTP: &scenario.HTTPStep{URL: "http://" + gateway.Addr + "/checkout", Body: `{"customer":"bob","items":[{"sku":"mug","qty":1}]}`, Status: 200}},
+			{Until: &scenario.Until{Hits: "charge", Count: 1}},
+		},
+		Expect: []scenario.Expectation{{Hits: "charge", Count: "== 1"}, {Hits: "charge", Where: `req.Customer == "bob"`}},
+	}
+	var rec bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := scenario.Run(ctx, s, scenario.Options{Record: &rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Report(t)
+	got, err := recording.Read(&rec, "selectors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range got.Messages {
+		if h := m.Hit; h != nil && (h.Pid != payments.Pid || h.Host != host) {
+			t.Errorf("a hit of %s pid %d, want only %s pid %d (payments)", h.Host, h.Pid, host, payments.Pid)
+		}
+	}
 }
