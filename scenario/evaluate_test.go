@@ -154,3 +154,26 @@ func BenchmarkEvaluate(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(hs)*b.N)/b.Elapsed().Seconds(), "hits/s")
 }
+
+// TestEvaluateByTrace checks that hits which captured a W3C trace context
+// are grouped by its trace id when by says nothing, as the timeline
+// groups them into requests.
+func TestEvaluateByTrace(t *testing.T) {
+	raw := rawHits(20, 1000)
+	for i := range raw {
+		raw[i].Trace = &fleet.TraceContext{TraceID: fmt.Sprintf("%032x", i/3+1), SpanID: fmt.Sprintf("%016x", i+1)}
+	}
+	res := scenario.Evaluate(scenario.Order(raw), []scenario.Expectation{
+		{Order: []string{"price", "charge", "checkout"}},
+		{Within: 3 * time.Millisecond, From: "price", To: "checkout"},
+		{Order: []string{"checkout", "price"}},
+	}, time.Microsecond)
+	for i, want := range []string{"in order in 20 of 20 requests", "20 of 20 requests", "out of order or incomplete in 20 of 20 requests"} {
+		if o := res.Outcomes[i]; o.OK != (i < 2) || !strings.Contains(o.Detail, want) {
+			t.Errorf("%s: %v %q, want %q", o.Title, o.OK, o.Detail, want)
+		}
+	}
+	if c := res.Outcomes[2].Culprits; len(c) == 0 || !strings.Contains(c[0].Note, "request trace 00000000000000000000000000000001: price came before checkout") {
+		t.Errorf("the culprit does not name the trace: %+v", c)
+	}
+}
