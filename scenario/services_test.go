@@ -153,6 +153,20 @@ func TestServiceAndTracepointFields(t *testing.T) {
 		}
 	}
 
+	// An HTTP step's method, headers and URL, with the run's variables.
+	asked := make(chan *http.Request, 1)
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		asked <- req.Clone(context.Background())
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer echo.Close()
+	if err := r.Do(ctx, scenario.Step{HTTP: &scenario.HTTPStep{Method: "PUT", URL: echo.URL + "/say/${env.greeting}", Headers: map[string]string{"X-Greeting": "${env.greeting}"}, Status: 202}}); err != nil {
+		t.Fatal(err)
+	}
+	if req := <-asked; req.Method != "PUT" || req.URL.Path != "/say/hello" || req.Header.Get("X-Greeting") != "hello" {
+		t.Errorf("the step sent %s %s with X-Greeting %q, want PUT /say/hello with hello", req.Method, req.URL.Path, req.Header.Get("X-Greeting"))
+	}
+
 	// Steps that fail say which and why.
 	for _, c := range []struct {
 		step scenario.Step
