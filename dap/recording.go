@@ -126,6 +126,20 @@ func (ss *session) recordedBreakpointsAt(file string, lines []int) []dap.Breakpo
 	return out
 }
 
+// recordedFunctionBreakpoints answers n function breakpoints during a
+// replay: a recording's tracepoints are its only breakpoints.
+func (ss *session) recordedFunctionBreakpoints(n int) []dap.Breakpoint {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	out := make([]dap.Breakpoint, n)
+	for i := range out {
+		ss.nextBP++
+		out[i] = dap.Breakpoint{Id: ss.nextBP, Verified: false,
+			Message: fmt.Sprintf("not set: a replay of %s shows its recorded tracepoints and traces nothing: attach without \"recording\" to trace a function", filepath.Base(ss.cfg.Recording))}
+	}
+	return out
+}
+
 // recordedThreads lists the processes of the recorded hits, sorted by id:
 // a snapshot's thread must be among them for the editor to show it.
 func (ss *session) recordedThreads() []dap.Thread {

@@ -78,6 +78,12 @@ func TestReplayRecording(t *testing.T) {
 		t.Errorf("line 1: want a breakpoint not set, saying why and what to do, got %+v", got[1])
 	}
 
+	// 3b >> setFunctionBreakpoints: not set, saying why
+	c.Send(t, "setFunctionBreakpoints", godap.SetFunctionBreakpointsArguments{Breakpoints: []godap.FunctionBreakpoint{{Name: "main.charge"}}})
+	if fb := daptest.Expect[*godap.SetFunctionBreakpointsResponse](t, c).Body.Breakpoints; len(fb) != 1 || fb[0].Verified || !strings.Contains(fb[0].Message, "traces nothing: attach without \"recording\" to trace a function") {
+		t.Errorf("a function breakpoint during a replay: want it not set, saying why, got %+v", fb)
+	}
+
 	// 4 >> riptrace/hits: each breakpoint with its recorded hits
 	var view struct {
 		Breakpoints []dap.BreakpointHits `json:"breakpoints"`

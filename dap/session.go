@@ -301,9 +301,7 @@ func (ss *session) onSetFunctionBreakpoints(req *dap.SetFunctionBreakpointsReque
 		return
 	}
 	if ss.rec != nil {
-		// A recording's tracepoints are its breakpoints: a function is
-		// found on no recorded line.
-		ss.send(&dap.SetFunctionBreakpointsResponse{Response: ss.response(&req.Request), Body: dap.SetFunctionBreakpointsResponseBody{Breakpoints: ss.recordedBreakpointsAt("", make([]int, len(req.Arguments.Breakpoints)))}})
+		ss.send(&dap.SetFunctionBreakpointsResponse{Response: ss.response(&req.Request), Body: dap.SetFunctionBreakpointsResponseBody{Breakpoints: ss.recordedFunctionBreakpoints(len(req.Arguments.Breakpoints))}})
 		return
 	}
 	wants := make([]*breakpoint, len(req.Arguments.Breakpoints))
