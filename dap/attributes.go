@@ -23,5 +23,6 @@ var AttachAttributes = append([]Attribute{
 	{Name: "snapshots", Type: "boolean", Description: "Open each hit as a snapshot (a stopped event on the recorded state); the processes never pause.", Example: false},
 	{Name: "cwd", Type: "string", Description: "The local checkout: breakpoint files and hits are mapped inside it.", Example: "${workspaceFolder}"},
 	{Name: "prefix", Type: "string", Description: "Subject prefix of the fleet (one NATS subject token).", Example: "riptrace"},
+	{Name: "recording", Type: "string", Description: "A recording of riptrace run --record DIR to replay instead of attaching: its hits show as live ones do, in the order they ran, and nothing is traced.", Example: "${workspaceFolder}/recordings/checkout.hits.jsonl"},
 	{Name: "revision", Type: "string", Description: "The revision (commit or tag) that processes without vcs.revision run, for those whose revision RipTrace cannot find from their version strings or debug info; empty finds it.", Example: "v1.4.2"},
 }, fleet.CredentialAttributes("creds")...)

@@ -32,6 +32,7 @@ type AttachConfig struct {
 	ConsoleHits      string // summary or all: how many hits the debug console shows
 	Cwd              string // the local checkout; breakpoint files and hit files are mapped inside it
 	Revision         string // the revision processes without vcs.revision run; empty finds it (source.Resolve)
+	Recording        string // a recording of riptrace run --record to replay instead of attaching (recording.go)
 
 	fleet.Credentials // creds, nkey, user, password, token, tls, inboxPrefix
 }
@@ -70,7 +71,7 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 	dst := map[string]any{
 		"nats": &cfg.NATS, "hosts": &cfg.Hosts, "processes": &cfg.Processes, "capture": &cfg.Capture,
 		"maxHitsPerSecond": &cfg.MaxHitsPerSecond, "substitutePath": &cfg.SubstitutePath, "persist": &cfg.Persist,
-		"snapshots": &cfg.Snapshots, "backend": &cfg.Backend, "consoleHits": &cfg.ConsoleHits, "cwd": &cfg.Cwd, "prefix": &cfg.Prefix, "revision": &cfg.Revision, "creds": &cfg.Creds, "inboxPrefix": &cfg.InboxPrefix,
+		"snapshots": &cfg.Snapshots, "backend": &cfg.Backend, "consoleHits": &cfg.ConsoleHits, "cwd": &cfg.Cwd, "prefix": &cfg.Prefix, "revision": &cfg.Revision, "recording": &cfg.Recording, "creds": &cfg.Creds, "inboxPrefix": &cfg.InboxPrefix,
 		"nkey": &cfg.NKey, "user": &cfg.User, "password": &cfg.Password, "token": &cfg.Token, "tls": &cfg.TLS,
 	}
 	for _, a := range AttachAttributes {
@@ -133,6 +134,9 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 	}
 	if fi, err := os.Stat(cfg.Cwd); err != nil || !fi.IsDir() {
 		return nil, &configError{"cwd", fmt.Sprintf("names %s, which is not a directory: give the root of the local checkout (\"${workspaceFolder}\" in VS Code)", cfg.Cwd)}
+	}
+	if cfg.Recording != "" && !filepath.IsAbs(cfg.Recording) {
+		cfg.Recording = filepath.Join(cfg.Cwd, cfg.Recording)
 	}
 	return cfg, nil
 }

@@ -3,7 +3,9 @@
 // editor become fleet tracepoints owned by the session; agents' statuses come
 // back as breakpoint events and hits as output events in the hit stream's
 // order. The editor never pauses anything: no request of this adapter stops
-// or kills a remote process.
+// or kills a remote process. An attach whose configuration names a
+// "recording" (riptrace run --record) replays its hits instead, and
+// connects to no fleet (recording.go).
 //
 // The adapter is a client of fleet/ like the CLI; it maps files with source/.
 package dap

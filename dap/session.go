@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-dap"
 
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/scenario/recording"
 	"github.com/riptrace/riptrace/source"
 )
 
@@ -52,7 +53,8 @@ type session struct {
 	hits       *fleet.TimelineReader // the hits of the session's tracepoints
 	lease      *fleet.Lease          // nil when persisting
 	ws         *source.Workspace
-	repo       *source.Repo // the checkout's git repository; nil outside one
+	repo       *source.Repo         // the checkout's git repository; nil outside one
+	rec        *recording.Recording // replayed instead of a fleet (recording.go); client is nil
 	terminated bool
 	background sync.WaitGroup // hit pump, thread watcher and ticker
 	shown      *hitLog        // what the hits view, the timeline and the console's counts show
@@ -138,13 +140,17 @@ func (ss *session) onInitialize(req *dap.InitializeRequest) {
 }
 
 func (ss *session) onAttach(req *dap.AttachRequest) {
-	if ss.client != nil {
+	if ss.client != nil || ss.rec != nil {
 		ss.sendError(req.Seq, req.Command, ErrAttachedTwice, "this session is already attached: start another debug session for another configuration")
 		return
 	}
 	cfg, err := parseAttach(req.Arguments)
 	if err != nil {
 		ss.sendError(req.Seq, req.Command, ErrBadConfig, err.Error())
+		return
+	}
+	if cfg.Recording != "" {
+		ss.attachRecording(req, cfg)
 		return
 	}
 	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.opts.ConnectTimeout)
@@ -235,7 +241,7 @@ func (ss *session) owner() tracepointOwner {
 // notAttached says why the session cannot take breakpoints, or "".
 func (ss *session) notAttached() string {
 	switch {
-	case ss.client == nil:
+	case ss.client == nil && ss.rec == nil:
 		return "before attach: send attach first (its configuration says which fleet to trace)"
 	case ss.terminated:
 		return "after terminate: the session's tracepoints are gone; start a new debug session"
@@ -263,6 +269,14 @@ func (ss *session) onSetBreakpoints(req *dap.SetBreakpointsRequest) {
 			want = append(want, dap.SourceBreakpoint{Line: l})
 		}
 	}
+	if ss.rec != nil {
+		lines := make([]int, len(want))
+		for i, sb := range want {
+			lines[i] = sb.Line
+		}
+		ss.send(&dap.SetBreakpointsResponse{Response: ss.response(&req.Request), Body: dap.SetBreakpointsResponseBody{Breakpoints: ss.recordedBreakpointsAt(file, lines)}})
+		return
+	}
 	wants := make([]*breakpoint, len(want))
 	for i, sb := range want {
 		wants[i] = &breakpoint{file: file, line: sb.Line, cond: strings.TrimSpace(sb.Condition), hitCond: strings.TrimSpace(sb.HitCondition), logMsg: sb.LogMessage}
@@ -284,6 +298,10 @@ func (ss *session) onSetBreakpoints(req *dap.SetBreakpointsRequest) {
 func (ss *session) onSetFunctionBreakpoints(req *dap.SetFunctionBreakpointsRequest) {
 	if why := ss.notAttached(); why != "" {
 		ss.sendError(req.Seq, req.Command, ErrNotAttached, "setFunctionBreakpoints "+why)
+		return
+	}
+	if ss.rec != nil {
+		ss.send(&dap.SetFunctionBreakpointsResponse{Response: ss.response(&req.Request), Body: dap.SetFunctionBreakpointsResponseBody{Breakpoints: ss.recordedFunctionBreakpoints(len(req.Arguments.Breakpoints))}})
 		return
 	}
 	wants := make([]*breakpoint, len(req.Arguments.Breakpoints))
@@ -834,6 +852,9 @@ func (ss *session) processes(ctx context.Context) ([]dap.Thread, error) {
 
 func (ss *session) onThreads(req *dap.ThreadsRequest) {
 	threads := []dap.Thread{}
+	if ss.rec != nil {
+		threads = ss.recordedThreads()
+	}
 	if ss.client != nil {
 		ctx, cancel := context.WithTimeout(ss.ctx, 5*time.Second)
 		defer cancel()
@@ -906,6 +927,9 @@ func (ss *session) onEvaluate(req *dap.EvaluateRequest) {
 	switch {
 	case len(fields) == 0 || fields[0] == "help":
 		result = replHelp
+	case fields[0] == "hosts" && ss.rec != nil:
+		fail("hosts: this session replays a recording and has no fleet; the threads view lists the recorded processes")
+		return
 	case fields[0] == "hosts":
 		if ss.client == nil {
 			fail("hosts: attach first")
@@ -920,7 +944,7 @@ func (ss *session) onEvaluate(req *dap.EvaluateRequest) {
 		}
 		result = ss.renderHosts(hosts)
 	case fields[0] == "snapshot":
-		if ss.client == nil || len(fields) != 2 {
+		if (ss.client == nil && ss.rec == nil) || len(fields) != 2 {
 			fail("usage: snapshot BREAKPOINT (after attach), with the breakpoint's number")
 			return
 		}
@@ -1086,6 +1110,7 @@ func (ss *session) release() {
 func (ss *session) shutdown() {
 	if ss.client == nil {
 		ss.cancelCtx()
+		ss.background.Wait() // a replay's ticker
 		return
 	}
 	if !ss.terminated {

@@ -36,4 +36,5 @@ var Settings = slices.Concat([]Setting{
 	{Name: "maxRecent", Type: "integer", Description: "How many recent hits to keep per line.", Example: 20},
 	{Name: "backend", Type: "string", Description: "The agent backend of the tracepoints riptrace.toggleTracepoint declares: auto (eBPF where it can, else Delve), ebpf or delve.", Example: "auto", Enum: []string{"auto", "ebpf", "delve"}},
 	{Name: "revision", Type: "string", Description: "The revision (commit or tag) that processes without vcs.revision run, for the tracepoints riptrace.toggleTracepoint declares; empty finds it from their version strings or debug info.", Example: "v1.4.2"},
+	{Name: "recording", Type: "string", Description: "A recording of riptrace run --record DIR to show instead of the fleet's hits, relative to the workspace: its hits show as live ones do, and nothing is traced; empty shows the fleet's.", Example: "recordings/checkout.hits.jsonl"},
 })

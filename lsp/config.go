@@ -46,6 +46,9 @@ type Config struct {
 	// Revision is the revision processes without vcs.revision run, for
 	// those whose revision cannot be found (source.Resolve); empty finds it.
 	Revision string `json:"revision,omitempty"`
+	// Recording is a recording of riptrace run --record to show instead
+	// of the fleet's hits (recording.go); relative to the workspace.
+	Recording string `json:"recording,omitempty"`
 }
 
 // DefaultConfig is the configuration before the editor says anything: NATS
@@ -140,7 +143,7 @@ func mergeConfig(base Config, raw []byte) (Config, error) {
 		"nats": &cfg.NATS, "credentials": &cfg.Credentials, "inboxPrefix": &cfg.InboxPrefix, "nkey": &cfg.NKey, "user": &cfg.User,
 		"password": &cfg.Password, "token": &cfg.Token, "tls": &cfg.TLS, "prefix": &cfg.Prefix, "hosts": &cfg.Hosts,
 		"processes": &cfg.Processes, "history": &cfg.History, "maxRecent": &cfg.MaxRecent, "backend": &cfg.Backend,
-		"revision": &cfg.Revision,
+		"revision": &cfg.Revision, "recording": &cfg.Recording,
 	}
 	for _, s := range Settings {
 		if v, ok := settings[s.Name]; ok { // null: as json.Unmarshal, a list is emptied

@@ -9,7 +9,9 @@
 // (hit count, hosts, last hit), inlay hints (last values) and hovers (recent
 // hits per host). workspace/executeCommand declares and removes tracepoints
 // through a [fleet.Lease] the server owns, so an editor without a debug
-// adapter can trace a line.
+// adapter can trace a line. The setting "recording" shows the hits of a
+// recorded run (riptrace run --record) instead, and traces nothing
+// (recording.go).
 //
 // Each feature lives in its own file (code_lens.go, inlay_hint.go,
 // hover.go, ...) as a thin handler over a pure function that renders a

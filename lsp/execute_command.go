@@ -103,6 +103,9 @@ func (s *server) toggle(ctx context.Context, u uri.URI, cur int) (*ToggleResult,
 		}
 	}
 	s.mu.Unlock()
+	if cfg.Recording != "" {
+		return nil, fmt.Errorf("the riptrace setting recording shows %s, and nothing is traced: clear it to trace lines", cfg.Recording)
+	}
 	if lease == nil {
 		// Right after starting or a change of settings the server is still
 		// connecting: give it a moment before saying so.

@@ -29,6 +29,10 @@ func (s *server) restartIngest() {
 	cfg, ws, agg := s.cfg, s.workspace(), s.agg
 	go func() {
 		defer close(done)
+		if cfg.Recording != "" {
+			s.ingestRecording(cfg, newHitMapper(ws), agg)
+			return
+		}
 		s.ingest(ctx, cfg, newHitMapper(ws), agg)
 	}()
 	s.notify()
@@ -87,21 +91,7 @@ func (s *server) ingest(ctx context.Context, cfg Config, local *hitMapper, agg *
 		opts = fleet.HitOptions{Since: time.Now().Add(-h)}
 	}
 	var skipped int
-	add := func(p fleet.Placed) {
-		if !cfg.admits(&p.Hit) {
-			return
-		}
-		file, line, ok := local.local(&p.Hit)
-		if !ok {
-			if skipped++; skipped <= 5 {
-				s.log.Info("hit in a file outside the workspace, or on a line the checkout no longer has", "file", p.File, "line", p.Line, "revision", p.Process.Revision)
-			}
-			return
-		}
-		p.Line = line
-		agg.Add(file, p)
-		s.notify()
-	}
+	add := func(p fleet.Placed) { s.add(&cfg, local, agg, p, &skipped) }
 	for ctx.Err() == nil {
 		r, err := c.Timeline(ctx, opts, fleet.TimelineOptions{})
 		if err != nil {
@@ -138,6 +128,24 @@ func (s *server) ingest(ctx context.Context, cfg Config, local *hitMapper, agg *
 		}
 		r.Close()
 	}
+}
+
+// add adds p to agg at its local line, if cfg admits it; skipped counts
+// the hits outside the workspace, the first few of which are logged.
+func (s *server) add(cfg *Config, local *hitMapper, agg *Aggregate, p fleet.Placed, skipped *int) {
+	if !cfg.admits(&p.Hit) {
+		return
+	}
+	file, line, ok := local.local(&p.Hit)
+	if !ok {
+		if *skipped++; *skipped <= 5 {
+			s.log.Info("hit in a file outside the workspace, or on a line the checkout no longer has", "file", p.File, "line", p.Line, "revision", p.Process.Revision)
+		}
+		return
+	}
+	p.Line = line
+	agg.Add(file, p)
+	s.notify()
 }
 
 // hitMapper maps where hits happened to the workspace: the file by module

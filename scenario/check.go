@@ -89,6 +89,9 @@ func (s *Scenario) Check() error {
 		if (tp.At == "") == (tp.Function == "") {
 			return fail(p, "give one of at (FILE:LINE or FILE:@MARK) and function (pkg.Func)")
 		}
+		if tp.Service != "" && len(services) == 0 {
+			return fail(p+".service", "%q is not a service of this scenario, which starts none: list it under services, or drop service: and select processes with hosts and processes", tp.Service)
+		}
 		if tp.Service != "" && !services[tp.Service] {
 			return fail(p+".service", "%q is not a service of this scenario: the services are %s", tp.Service, strings.Join(slices.Sorted(maps.Keys(services)), ", "))
 		}
@@ -101,7 +104,11 @@ func (s *Scenario) Check() error {
 			Limits: fleet.Limits{MaxHits: tp.MaxHits, MaxHitsPerSecond: tp.MaxHitsPerSecond}, Backend: tp.Backend,
 			Selector: fleet.Selector{Hosts: tp.Hosts, Processes: tp.Processes}}
 		if err := spec.Validate(); err != nil {
-			return fail(p, "%s", strings.Replace(err.Error(), "tracepoint x", "tracepoint "+tp.Name, 1))
+			msg := strings.Replace(err.Error(), "tracepoint x", "tracepoint "+tp.Name, 1)
+			if fleet.AsError(err).Code == fleet.CodeBadCondition {
+				msg += ": write one in Go's syntax, such as req.Amount > 0"
+			}
+			return fail(p, "%s", msg)
 		}
 	}
 	var steps func(path string, list []Step) error

@@ -3,11 +3,11 @@ package scenario
 import (
 	"context"
 	"errors"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/scenario/recording"
 )
 
 // collector reads the run's hits from the stream until closed. Its one
@@ -21,7 +21,7 @@ type collector struct {
 	// mu guards the fields below.
 	mu sync.Mutex
 	// msgs are the hits and watermarks in stream order, for the timeline.
-	msgs   []message
+	msgs   []recording.Message
 	counts map[string]int // by tracepoint name
 	// marks is, per host, the latest watermark in coordinated time: every
 	// hit its agent captured before it is in.
@@ -32,12 +32,6 @@ type collector struct {
 	readErr error
 	readAt  time.Time     // when reading stopped on readErr
 	changed chan struct{} // closed and replaced on every hit
-}
-
-// message is a hit or an agent's watermark, as the stream carried it.
-type message struct {
-	hit *fleet.Hit
-	wm  *fleet.Watermark
 }
 
 func newCollector(reader *fleet.HitReader, names map[string]string) *collector {
@@ -70,7 +64,7 @@ func (c *collector) read(ctx context.Context) {
 				mark += wm.Clock.Offset
 			}
 			c.mu.Lock()
-			c.msgs = append(c.msgs, message{wm: wm})
+			c.msgs = append(c.msgs, recording.Message{Watermark: wm})
 			c.marks[wm.Host] = max(c.marks[wm.Host], mark)
 			close(c.changed)
 			c.changed = make(chan struct{})
@@ -80,7 +74,7 @@ func (c *collector) read(ctx context.Context) {
 		// Hits carry the fleet id; expectations name tracepoints.
 		h.Tracepoint = c.names[h.Tracepoint]
 		c.mu.Lock()
-		c.msgs = append(c.msgs, message{hit: &h})
+		c.msgs = append(c.msgs, recording.Message{Hit: &h})
 		c.counts[h.Tracepoint]++
 		c.last = time.Now()
 		close(c.changed)
@@ -98,9 +92,9 @@ func (c *collector) close() {
 // snapshot is the hits so far, in Order.
 func (c *collector) snapshot() []fleet.Placed {
 	c.mu.Lock()
-	msgs := append([]message(nil), c.msgs...)
+	msgs := append([]recording.Message(nil), c.msgs...)
 	c.mu.Unlock()
-	return order(msgs, fleet.TimelineOptions{})
+	return recording.Order(msgs, fleet.TimelineOptions{})
 }
 
 func (c *collector) lastArrival() time.Time {
@@ -175,31 +169,12 @@ func (c *collector) waitCount(ctx context.Context, name string, n int) (int, err
 }
 
 // Order puts hits, read from the stream in its order, in the order they
-// ran: the fleet's timeline, with each hit's coordinated time and clock
-// bound. It is the one place the run orders hits.
+// ran: the fleet's timeline (recording.Order), with each hit's coordinated
+// time and clock bound.
 func Order(hits []fleet.Hit) []fleet.Placed {
-	msgs := make([]message, len(hits))
+	msgs := make([]recording.Message, len(hits))
 	for i := range hits {
-		msgs[i].hit = &hits[i]
+		msgs[i].Hit = &hits[i]
 	}
-	return order(msgs, fleet.TimelineOptions{})
-}
-
-func order(msgs []message, topts fleet.TimelineOptions) []fleet.Placed {
-	tl := fleet.NewTimeline(topts)
-	var placed []fleet.Placed
-	for _, m := range msgs {
-		if m.wm != nil {
-			placed = append(placed, tl.AddWatermark(*m.wm)...)
-		} else {
-			placed = append(placed, tl.AddHit(*m.hit)...)
-		}
-	}
-	// Every hit the run will see is in: release the held ones.
-	placed = append(placed, tl.Flush()...)
-	// A late hit is released when it arrives, out of its place; the run
-	// judges after the fact, so each hit goes where its coordinated time
-	// says it ran.
-	sort.SliceStable(placed, func(i, j int) bool { return placed[i].CoordinatedTime.Before(placed[j].CoordinatedTime) })
-	return placed
+	return recording.Order(msgs, fleet.TimelineOptions{})
 }

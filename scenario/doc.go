@@ -16,7 +16,9 @@
 //	res.Report(t) // a t.Errorf per failed expectation, with the hits that broke it
 //
 // Runner.Record (or Options.Record) saves a run's hits, and Replay
-// evaluates expectations over them again without starting anything.
+// evaluates expectations over them again without starting anything. The
+// format is package recording's, which the debug adapter and the language
+// server read too.
 //
 // `riptrace run FILE...` reads the same Scenario from YAML (Parse),
 // which is a thin layer over this package. A test binary that starts the
@@ -34,5 +36,7 @@
 // past DefaultNATSGrace, or an agent its tracepoints were installed on
 // gone by its heartbeat, ends the step under way and fails the run with a
 // *FleetLostError; a service exiting does the same with a
-// *ServiceExitedError. Close stops the services as always.
+// *ServiceExitedError. Close stops the services as always. Every process
+// a run starts leads a process group; if the runner dies before Close, a
+// watchdog shell it started kills those groups.
 package scenario

@@ -165,7 +165,10 @@ type predicate struct {
 func compile(src string) (*predicate, error) {
 	tree, err := expr.Compile(src)
 	if err != nil {
-		return nil, fmt.Errorf("%q is not an expression: %v", src, err)
+		// expr's error ends with the expression drawn over lines: the
+		// position in the first line says it as well.
+		why, _, _ := strings.Cut(err.Error(), "\n")
+		return nil, fmt.Errorf("%q is not an expression (%s): write one in expr's syntax, such as req.Amount > 0 && err == nil", src, why)
 	}
 	p := &predicate{src: src, prog: tree}
 	seen := map[string]bool{}
@@ -410,7 +413,8 @@ func (ev *evaluator) countWhere(e *Expectation, o *Outcome) {
 	}
 }
 
-// groups splits the hits of names by request, keyed by e.By; it returns
+// groups splits the hits of names by request, keyed by e.By, or else by
+// the W3C trace id a hit captured (the timeline's request); it returns
 // the groups in order of their first hit, and culprits for hits whose key
 // could not be read.
 func (ev *evaluator) groups(e *Expectation, names []string, o *Outcome) (keys []string, byKey map[string][]int, ok bool) {
@@ -439,7 +443,8 @@ func (ev *evaluator) groups(e *Expectation, names []string, o *Outcome) (keys []
 		if p == nil {
 			p = preds["*"]
 		}
-		if p != nil {
+		switch {
+		case p != nil:
 			out, vals, err := ev.eval(p, i)
 			if err != nil {
 				ok = false
@@ -447,9 +452,12 @@ func (ev *evaluator) groups(e *Expectation, names []string, o *Outcome) (keys []
 				continue
 			}
 			key = fmt.Sprint(out)
-		} else if len(e.By) > 0 {
+		case ev.hits[i].Group != "":
+			// The timeline's request: the W3C trace id the hit captured.
+			key = "trace " + ev.hits[i].Group
+		case len(e.By) > 0:
 			ok = false
-			o.add(ev.culprit(i, nil, fmt.Sprintf("no request key: by names no expression for %s (or \"*\")", tp)))
+			o.add(ev.culprit(i, nil, fmt.Sprintf("no request key: by names no expression for %s (or \"*\"), and it captured no trace context", tp)))
 			continue
 		}
 		if _, seen := byKey[key]; !seen {

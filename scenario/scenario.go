@@ -173,7 +173,9 @@ type Expectation struct {
 	To     string        `yaml:"to"`
 	// By maps tracepoint names to an expression giving a hit's request
 	// key, such as o.ID for one and req.OrderID for another; the key "*"
-	// applies to the tracepoints not named.
+	// applies to the tracepoints not named. A hit By has no expression
+	// for is in the request of the W3C trace id it captured, as the
+	// timeline groups hits; without one either, in the whole run's.
 	By map[string]string `yaml:"by"`
 }
 

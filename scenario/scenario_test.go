@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -60,42 +62,67 @@ func TestCheckoutPasses(t *testing.T) {
 	}
 }
 
-// TestCheckoutFails runs the failing example: each kind of expectation
-// fails, and says why with the hits and values that broke it.
+// failing are the failing examples, one per kind of expectation, and what
+// each failure must say.
+var failing = map[string][]string{
+	"count":  {"4 hits, want == 5"},
+	"where":  {"1 of 4 hits broke it", "req.Amount=809.1", "req.Amount < 100 is false"},
+	"never":  {"hit 4 times", `masked="**** 0341"`},
+	"order":  {"out of order or incomplete in 4 of 4 requests", "price came before checkout"},
+	"within": {"broken in 4 of 4 requests", "after price, want within 1µs"},
+}
+
+// failureText is an outcome's detail and its culprits' notes and values.
+func failureText(o scenario.Outcome) string {
+	var text strings.Builder
+	text.WriteString(o.Detail)
+	for _, c := range o.Culprits {
+		text.WriteString("\n" + c.Note)
+		for _, v := range c.Values {
+			text.WriteString(" " + v.Name + "=" + v.Value)
+		}
+	}
+	return text.String()
+}
+
+// reportT records what Result.Report says to a *testing.T.
+type reportT struct{ errors []string }
+
+func (r *reportT) Helper() {}
+func (r *reportT) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+// culpritLine is a culprit as Report shows it: the hit's place in the
+// timeline (sequence, tracepoint, line, host, pid, time), then its values.
+var culpritLine = regexp.MustCompile(`\n    #\d+ (checkout|price|charge) (gateway|orders|payments)/main\.go:\d+ \S+ pid \d+ \d\d:\d\d:\d\d\.\d{6} `)
+
+// TestCheckoutFails runs the failing examples on the demo services: each
+// expectation fails, and says why with the hits and values that broke it,
+// in a test's failure as in the summary.
 func TestCheckoutFails(t *testing.T) {
-	res := run(t, load(t, "checkout-fails.yaml"))
-	if res.OK() {
-		t.Fatal("the failing example passed")
-	}
-	want := map[string][]string{
-		"count":  {"4 hits, want == 5"},
-		"where":  {"1 of 4 hits broke it", "req.Amount=809.1", "req.Amount < 100 is false"},
-		"never":  {"hit 4 times", `masked="**** 0341"`},
-		"order":  {"out of order or incomplete in 4 of 4 requests", "price came before checkout"},
-		"within": {"broken in 4 of 4 requests", "after price, want within 1µs"},
-	}
-	for _, o := range res.Outcomes {
-		if o.OK {
-			t.Errorf("%s held", o.Title)
-			continue
-		}
-		var text strings.Builder
-		text.WriteString(o.Detail)
-		for _, c := range o.Culprits {
-			text.WriteString("\n" + c.Note)
-			for _, v := range c.Values {
-				text.WriteString(" " + v.Name + "=" + v.Value)
+	for kind, want := range failing {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			res := run(t, load(t, "checkout-fails-"+kind+".yaml"))
+			if res.OK() || len(res.Outcomes) != 1 || res.Outcomes[0].OK || res.Outcomes[0].Kind != kind {
+				t.Fatalf("want one %s expectation failing, got %+v", kind, res.Outcomes)
 			}
-		}
-		for _, w := range want[o.Kind] {
-			if !strings.Contains(text.String(), w) {
-				t.Errorf("%s: the failure does not say %q:\n%s", o.Kind, w, text.String())
+			text := failureText(res.Outcomes[0])
+			for _, w := range want {
+				if !strings.Contains(text, w) {
+					t.Errorf("the failure does not say %q:\n%s", w, text)
+				}
 			}
-		}
-		delete(want, o.Kind)
-	}
-	for kind := range want {
-		t.Errorf("no %s expectation in the failing example", kind)
+			var rt reportT
+			res.Report(&rt)
+			if len(rt.errors) != 1 || !strings.HasPrefix(rt.errors[0], "✗ "+kind+": ") || !strings.Contains(rt.errors[0], res.Outcomes[0].Detail) {
+				t.Errorf("Report: want one failure naming the expectation and its detail, got %q", rt.errors)
+			}
+			if kind != "count" && !culpritLine.MatchString(rt.errors[0]) {
+				t.Errorf("Report: the failure does not show the hits that broke it in timeline order:\n%s", rt.errors[0])
+			}
+		})
 	}
 }
 

@@ -22,9 +22,10 @@ import (
 // service is a started Service. Its process leads its own process group,
 // and stop signals that group: what the service started goes with it.
 type service struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{} // closed once cmd.Wait returned
+	name  string
+	cmd   *exec.Cmd
+	spawn *spawner      // started it, and watches its group until stop
+	done  chan struct{} // closed once cmd.Wait returned
 	// mu guards log, the service's last lines for error messages.
 	mu  sync.Mutex
 	log []string
@@ -102,7 +103,7 @@ func startService(ctx context.Context, sp *spawner, dir string, sv *Service, var
 	if err := sp.start(cmd); err != nil {
 		return nil, fmt.Errorf("starting service %s: %w (check its command and dir)", sv.Name, err)
 	}
-	s := &service{name: sv.Name, cmd: cmd, done: make(chan struct{})}
+	s := &service{name: sv.Name, cmd: cmd, spawn: sp, done: make(chan struct{})}
 	matched := make(chan []string, 1)
 	var readers sync.WaitGroup
 	for _, r := range []io.Reader{stdout, stderr} {
@@ -237,6 +238,7 @@ func (s *service) stop() {
 	// Whatever is left in the group (children of the service) goes too.
 	signalGroup(pid, true)
 	<-s.done
+	s.spawn.forget(pid)
 }
 
 // exited reports whether the service has exited.

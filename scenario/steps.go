@@ -3,6 +3,7 @@ package scenario
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -106,11 +107,21 @@ func (r *Runner) once(ctx context.Context, st *Step, where string, vars map[stri
 		cmd.Dir = r.s.Dir
 		cmd.SysProcAttr = groupAttr()
 		cmd.Cancel = func() error { signalGroup(cmd.Process.Pid, true); return nil }
+		// A child the shell left running holds the output pipe open; Wait
+		// would wait for it, past the step's timeout, and forever.
+		cmd.WaitDelay = stepWaitDelay
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err = r.spawn.start(cmd)
 		if err == nil {
 			err = cmd.Wait()
+			if errors.Is(err, exec.ErrWaitDelay) {
+				err = nil // the shell exited well; what it left is killed below
+			}
+			// What the step left running in its group ends with it:
+			// programs that outlive a step are services.
+			signalGroup(cmd.Process.Pid, true)
+			r.spawn.forget(cmd.Process.Pid)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: sh %q: %v; its output:\n%s", where, script, err, clip(out.String(), 2000))
@@ -127,6 +138,10 @@ func (r *Runner) once(ctx context.Context, st *Step, where string, vars map[stri
 	}
 	return fmt.Errorf("%s: %w", where, errNoStep)
 }
+
+// stepWaitDelay is how long a shell step's output is read after the
+// shell exits.
+const stepWaitDelay = 200 * time.Millisecond
 
 func doHTTP(ctx context.Context, h *HTTPStep, where string, vars map[string]string) error {
 	url, err := expand(h.URL, vars)

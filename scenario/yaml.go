@@ -68,7 +68,7 @@ func Parse(data []byte, name string) (*Scenario, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fail(0, 0, "", "empty: a scenario has services, tracepoints, steps and expect (see docs/scenario.example.yaml)")
 		}
-		return nil, fail(strictyaml.Line(err), 1, "", "not valid YAML: %s", strictyaml.Message(err))
+		return nil, fail(strictyaml.Line(err), 1, "", "not valid YAML: %s: check the indentation, brackets and quotes on this line and the one before", strictyaml.Message(err))
 	}
 	var more yaml.Node
 	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {

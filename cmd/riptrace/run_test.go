@@ -41,14 +41,14 @@ func example(t *testing.T, name string) string {
 // TestRunExitCodes runs the passing and the failing examples through the
 // binary: the exit code, the summary, the JUnit report and the JSON.
 func TestRunExitCodes(t *testing.T) {
-	pass, fail := example(t, "checkout.yaml"), example(t, "checkout-fails.yaml")
+	pass, fail := example(t, "checkout.yaml"), example(t, "checkout-fails-where.yaml")
 	junit := filepath.Join(t.TempDir(), "junit.xml")
 
 	r := run(t, 3*time.Minute, "run", "--junit", junit, pass, fail)
 	if r.code != 1 {
 		t.Fatalf("want exit 1 with a failing scenario, got %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{"✓ checkout count == 4", "PASS checkout in", "✗ count: five checkouts", "FAIL checkout-fails in", "req.Amount=809.1"} {
+	for _, want := range []string{"✓ checkout count == 4", "PASS checkout in", "✗ where: every charge is below 100 EUR", "FAIL checkout-fails-where in", "req.Amount=809.1"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("the summary does not say %q:\n%s", want, r.stdout)
 		}
@@ -67,8 +67,8 @@ func TestRunExitCodes(t *testing.T) {
 	if err := xml.Unmarshal(b, &report); err != nil {
 		t.Fatalf("the JUnit report does not parse: %v\n%s", err, b)
 	}
-	if len(report.Suites) != 2 || report.Suites[0].Tests != 6 || report.Suites[0].Failures != 0 || report.Suites[1].Tests != 5 || report.Suites[1].Failures != 5 {
-		t.Errorf("want suites of 6 tests passing and 5 failing, got %+v", report.Suites)
+	if len(report.Suites) != 2 || report.Suites[0].Tests != 6 || report.Suites[0].Failures != 0 || report.Suites[1].Tests != 1 || report.Suites[1].Failures != 1 {
+		t.Errorf("want suites of 6 tests passing and 1 failing, got %+v", report.Suites)
 	}
 
 	recordings := t.TempDir()
@@ -110,22 +110,32 @@ func TestRunExitCodes(t *testing.T) {
 		t.Errorf("timeline --recording --tracepoint charge: want 4 charges, got:\n%s%s", r.stdout, r.stderr)
 	}
 
-	// The failing expectations, replayed over the recording, fail as they
-	// do live, and nothing is started: the services' programs are gone.
-	b, err = os.ReadFile(fail)
-	if err != nil {
-		t.Fatal(err)
+	// The failing examples, replayed over the recording, fail as they do
+	// live, each saying why, and nothing is started: the services'
+	// programs are gone.
+	replayed := []string{"run", "--replay", recording, pass}
+	for _, kind := range []string{"count", "where", "never", "order", "within"} {
+		b, err := os.ReadFile(example(t, "checkout-fails-"+kind+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone := filepath.Join(t.TempDir(), "fails-"+kind+"-without-services.yaml")
+		text := regexp.MustCompile(`command: \S+`).ReplaceAllString(string(b), "command: /nonexistent/service")
+		if err := os.WriteFile(gone, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		replayed = append(replayed, gone)
 	}
-	gone := filepath.Join(t.TempDir(), "fails-without-services.yaml")
-	text := regexp.MustCompile(`command: \S+`).ReplaceAllString(string(b), "command: /nonexistent/service")
-	if err := os.WriteFile(gone, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r = run(t, time.Minute, "run", "--replay", recording, pass, gone)
+	r = run(t, time.Minute, replayed...)
 	if r.code != 1 {
 		t.Fatalf("want exit 1 replaying failing expectations, got %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{"PASS checkout in", "replayed 12 hits of scenario checkout", "✗ count: five checkouts", "req.Amount=809.1", "FAIL checkout-fails in"} {
+	for _, want := range []string{"PASS checkout in", "replayed 12 hits of scenario checkout",
+		"✗ count: five checkouts (there were four): 4 hits, want == 5", "FAIL checkout-fails-count in",
+		"✗ where: every charge is below 100 EUR (the laptop is not): 1 of 4 hits broke it", "req.Amount=809.1", "FAIL checkout-fails-where in",
+		"✗ never: no charge at all (there were four): hit 4 times", `masked="**** 0341"`, "FAIL checkout-fails-never in",
+		"✗ order: checkout before price (it is the other way round): out of order or incomplete in 4 of 4 requests", "price came before checkout", "FAIL checkout-fails-order in",
+		"✗ within: the charge within a microsecond of the price: broken in 4 of 4 requests", "after price, want within 1µs", "FAIL checkout-fails-within in"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("the replay's summary does not say %q:\n%s", want, r.stdout)
 		}
@@ -168,5 +178,34 @@ func TestRunCredentials(t *testing.T) {
 	}
 	if r := run(t, time.Minute, "run", "--nats", url, "--tls-cert", "c.pem", plain); r.code != 2 || !strings.Contains(r.stderr, "--tls-cert") {
 		t.Errorf("a certificate without its key: want a usage error naming --tls-cert, got %d:\n%s", r.code, r.stderr)
+	}
+}
+
+// TestRunRepeat runs a scenario twice on the embedded fleet: a summary and
+// a JUnit suite per run, each named by its number, and a progress line
+// per phase on stderr; --repeat 0 is a usage error.
+func TestRunRepeat(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "twice.yaml")
+	os.WriteFile(file, []byte("steps:\n  - sh: \"echo ran >> "+filepath.Join(dir, "log")+"\"\n"), 0o644)
+	junit := filepath.Join(dir, "junit.xml")
+	r := run(t, 2*time.Minute, "run", "--repeat", "2", "--junit", junit, file)
+	if r.code != 0 || !strings.Contains(r.stdout, "PASS twice#1 in") || !strings.Contains(r.stdout, "PASS twice#2 in") {
+		t.Errorf("want exit 0 and two passing runs, got %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"==> starting the fleet and 0 services", "==> running 1 steps", "==> step 1 of 1"} {
+		if strings.Count(r.stderr, want) != 2 {
+			t.Errorf("want the progress line %q once per run:\n%s", want, r.stderr)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "log")); err != nil || string(b) != "ran\nran\n" {
+		t.Errorf("the step ran %q (%v), want twice", b, err)
+	}
+	if b, err := os.ReadFile(junit); err != nil || strings.Count(string(b), "<testsuite ") != 2 || !strings.Contains(string(b), `name="twice#2"`) {
+		t.Errorf("want a JUnit suite per run (%v):\n%s", err, b)
+	}
+	if r := run(t, time.Minute, "run", "--repeat", "0", file); r.code != 2 || !strings.Contains(r.stderr, "--repeat 0: run each scenario 1 or more times") {
+		t.Errorf("--repeat 0: want a usage error, got %d:\n%s", r.code, r.stderr)
 	}
 }

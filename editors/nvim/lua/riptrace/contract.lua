@@ -22,6 +22,7 @@ return {
     { name = 'snapshots', type = 'boolean' },
     { name = 'cwd', type = 'string' },
     { name = 'prefix', type = 'string' },
+    { name = 'recording', type = 'string' },
     { name = 'revision', type = 'string' },
     { name = 'creds', type = 'string' },
     { name = 'inboxPrefix', type = 'string' },
@@ -56,5 +57,6 @@ return {
     { name = 'maxRecent', type = 'integer' },
     { name = 'backend', type = 'string', enum = { 'auto', 'ebpf', 'delve' } },
     { name = 'revision', type = 'string' },
+    { name = 'recording', type = 'string' },
   },
 }
