@@ -104,14 +104,17 @@ func (c *collector) lastArrival() time.Time {
 }
 
 // behind lists the hosts whose agents have not yet promised every hit
-// captured before end (a watermark at or past it). A host that never sent
-// a watermark is not listed: nothing can be known of it. changed is
-// closed on the next message.
+// captured before end (a watermark at or past it). A host that has sent no
+// watermark yet is behind too: an agent sends one for each tracepoint it
+// placed within a second, and a loaded one may not have spoken when the
+// steps end while its hits are still on their way (a stressed run judged
+// the checkout without a hit that came later). changed is closed on the
+// next message.
 func (c *collector) behind(hosts []string, end int64) (late []string, changed <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, h := range hosts {
-		if mark, ok := c.marks[h]; ok && mark < end {
+		if mark, ok := c.marks[h]; !ok || mark < end {
 			late = append(late, h)
 		}
 	}

@@ -3,6 +3,7 @@ package scenario
 import (
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +116,16 @@ func TestFleetWatchAgents(t *testing.T) {
 		}
 		w.close()
 		<-w.done
+	}
+}
+
+// TestBehindWithoutWatermark: a host the run's tracepoints were installed
+// on that has sent no watermark yet is waited for, like one whose last
+// watermark is before the end of the steps.
+func TestBehindWithoutWatermark(t *testing.T) {
+	c := &collector{marks: map[string]int64{"ahead": 200, "before": 50}, changed: make(chan struct{})}
+	late, _ := c.behind([]string{"ahead", "before", "silent"}, 100)
+	if !slices.Equal(late, []string{"before", "silent"}) {
+		t.Fatalf("behind = %v, want [before silent]", late)
 	}
 }
