@@ -15,6 +15,7 @@ var AttachAttributes = append([]Attribute{
 	{Name: "hosts", Type: "array", Description: "Host globs to trace on (a single string is one glob); all hosts when empty.", Example: []string{"orders-*"}},
 	{Name: "processes", Type: "array", Description: "Process globs (module path, main package or executable) to trace; all Go processes when empty.", Example: []string{"github.com/acme/orders/cmd/orders"}},
 	{Name: "capture", Type: "object", Description: "What each hit captures: args, locals (booleans), exprs (strings), stackDepth, maxStringLen, maxArrayValues, maxStructDepth, maxVariables.", Example: map[string]any{"args": true, "locals": true, "stackDepth": 8}},
+	{Name: "group", Type: "array", Description: "Group hits by request: the captured values that name a request (an argument, a local or an expression, which the breakpoints then capture); a hit's group is the first it has, or its W3C trace id. The timeline shows each request's name.", Example: []string{"req.OrderID"}},
 	{Name: "maxHitsPerSecond", Type: "integer", Description: "Rate limit of each tracepoint; hits over it are dropped at the agent and counted.", Example: 50},
 	{Name: "substitutePath", Type: "array", Description: "Path rewrites, as in vscode-go: {from: local prefix, to: remote prefix}.", Example: []map[string]string{{"from": "${workspaceFolder}", "to": "/src"}}},
 	{Name: "persist", Type: "boolean", Description: "Keep the tracepoints after the session ends, until they are removed.", Example: false},

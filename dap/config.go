@@ -24,6 +24,7 @@ type AttachConfig struct {
 	Hosts            []string
 	Processes        []string
 	Capture          fleet.Capture
+	Group            []string // names of captured values that name a request (fleet.GroupBy)
 	MaxHitsPerSecond int
 	SubstitutePath   []SubstituteRule
 	Persist          bool
@@ -69,7 +70,7 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 	}
 	// Where each of AttachAttributes is decoded to.
 	dst := map[string]any{
-		"nats": &cfg.NATS, "hosts": &cfg.Hosts, "processes": &cfg.Processes, "capture": &cfg.Capture,
+		"nats": &cfg.NATS, "hosts": &cfg.Hosts, "processes": &cfg.Processes, "capture": &cfg.Capture, "group": &cfg.Group,
 		"maxHitsPerSecond": &cfg.MaxHitsPerSecond, "substitutePath": &cfg.SubstitutePath, "persist": &cfg.Persist,
 		"snapshots": &cfg.Snapshots, "backend": &cfg.Backend, "consoleHits": &cfg.ConsoleHits, "cwd": &cfg.Cwd, "prefix": &cfg.Prefix, "revision": &cfg.Revision, "recording": &cfg.Recording, "creds": &cfg.Creds, "inboxPrefix": &cfg.InboxPrefix,
 		"nkey": &cfg.NKey, "user": &cfg.User, "password": &cfg.Password, "token": &cfg.Token, "tls": &cfg.TLS,
@@ -117,8 +118,18 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 	if err := cfg.Credentials.Check(strconv.Quote); err != nil {
 		return nil, attributeError(err)
 	}
+	// The group's expressions are captured with the others, and count
+	// against the same bound.
+	var err error
+	if cfg.Capture, err = cfg.Capture.CaptureGroup(cfg.Group...); err != nil {
+		return nil, &configError{"group", err.Error()}
+	}
 	if n := len(cfg.Capture.Exprs); n > fleet.MaxExprs {
-		return nil, &configError{"capture", fmt.Sprintf("exprs has %d expressions, more than the %d an agent allows: capture fewer", n, fleet.MaxExprs)}
+		with := ""
+		if len(cfg.Group) > 0 {
+			with = ", with group's,"
+		}
+		return nil, &configError{"capture", fmt.Sprintf("exprs has %d expressions%s more than the %d an agent allows: capture fewer", n, with, fleet.MaxExprs)}
 	}
 	for _, e := range cfg.Capture.Exprs {
 		s := fleet.Spec{ID: "x", Location: fleet.Location{Path: "x.go", Line: 1}, Capture: fleet.Capture{Exprs: []string{e}}}

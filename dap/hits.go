@@ -80,6 +80,9 @@ type HitRow struct {
 	Late      bool   `json:"late,omitempty"`
 	Uncertain bool   `json:"uncertain,omitempty"`
 	Note      string `json:"note,omitempty"`
+	// Group names the hit's request: its W3C trace id, or the value the
+	// group attribute names (fleet.Placed.Group).
+	Group string `json:"group,omitempty"`
 }
 
 // BreakpointHits is one breakpoint in the hits view.
@@ -312,7 +315,7 @@ func hitRow(bp int, p *fleet.Placed, file string, line int) HitRow {
 	return HitRow{
 		Seq: h.Seq, Order: p.Order, Breakpoint: bp, Host: h.Host, Pid: h.Pid, Exe: h.Process.Exe, Goroutine: h.Goroutine,
 		Function: h.Function, Time: p.CoordinatedTime, ServerTime: h.ServerTime, Path: file, Line: line,
-		Values: hitValues(h), Message: h.Message, Late: p.Late, Uncertain: p.Uncertain, Note: p.Note,
+		Values: hitValues(h), Message: h.Message, Late: p.Late, Uncertain: p.Uncertain, Note: p.Note, Group: p.Group,
 	}
 }
 

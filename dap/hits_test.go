@@ -2,15 +2,19 @@ package dap_test
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	godap "github.com/google/go-dap"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/dap"
 	"github.com/riptrace/riptrace/dap/daptest"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // TestHitsView is the transcript of what the editor shows besides a line
@@ -191,4 +195,50 @@ func TestBackendAttribute(t *testing.T) {
 	c.ExpectErrorResponse(t, "attach", dap.ErrBadConfig)
 	c.Send(t, "disconnect", nil)
 	daptest.Expect[*godap.DisconnectResponse](t, c)
+}
+
+// TestGroupAttribute: with "group", the breakpoints capture the group's
+// expression and each row of the timeline names its request by that
+// value: the loop target's item, items[n%3], as its argument n says.
+func TestGroupAttribute(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	exe := f.exe("group")
+	f.startAgent(f.host, exe)
+	f.startTarget(exe)
+	c := f.session()
+
+	// 1 >> initialize; 2 >> attach, grouping by the item's id
+	f.attach(c, map[string]any{"processes": []string{exe}, "backend": "delve", "consoleHits": "summary", "group": []string{"it.ID"}})
+	// 3 >> setBreakpoints, << setBreakpoints
+	process := agenttest.MarkerLine(t, loopSrc, "process")
+	bps := setBreakpoints(t, c, loopSrc, godap.SourceBreakpoint{Line: process})
+	// 4 >> riptrace/timeline, << riptrace/timeline, until it has a few
+	// hits: each row names its request
+	var tl struct {
+		Hits []dap.HitRow `json:"hits"`
+	}
+	testsupport.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		c.Send(t, dap.RequestTimeline, map[string]any{"limit": 50})
+		c.ExpectCustomResponse(t, dap.RequestTimeline, &tl)
+		if len(tl.Hits) < 6 {
+			return fmt.Errorf("timeline has %d hits, want at least 6", len(tl.Hits))
+		}
+		return nil
+	})
+	items := []string{"book", "lamp", "pen"}
+	argN := regexp.MustCompile(`\bn=(\d+)`)
+	for _, r := range tl.Hits {
+		m := argN.FindStringSubmatch(r.Values)
+		if r.Breakpoint != bps[0].Id || m == nil {
+			t.Fatalf("row %+v, want a hit of breakpoint %d with n", r, bps[0].Id)
+		}
+		n, _ := strconv.Atoi(m[1])
+		if want := items[n%3]; r.Group != want || !strings.Contains(r.Values, fmt.Sprintf("it.ID=%q", want)) {
+			t.Errorf("row of n=%d: group %q, values %q; want group %q, it.ID captured", n, r.Group, r.Values, want)
+		}
+	}
+
+	c.Send(t, "disconnect", nil)
+	c.ExpectDisconnectResponse(t)
 }

@@ -575,8 +575,19 @@ func TestNeovimHitsView(t *testing.T) {
 	if !strings.Contains(r.TreeStopped, "Snapshot of hit #") {
 		t.Errorf("<CR> on %q in the tree: stopped %q, want a snapshot of that hit", r.TreeHit, r.TreeStopped)
 	}
-	if len(r.Timeline) < 3 || !strings.HasPrefix(r.Timeline[0], fmt.Sprintf("main.go:%d  #", line)) {
-		t.Errorf("timeline %q, want rows of main.go:%d", r.Timeline, line)
+	// Grouped by the item's id: a line names each request, and each hit
+	// under it says it belongs to it.
+	request := regexp.MustCompile(`^── request (book|lamp|pen) ──$`)
+	if len(r.Timeline) < 3 || !request.MatchString(r.Timeline[0]) {
+		t.Errorf("timeline %q, want a line naming the first hit's request", r.Timeline)
+	}
+	group := ""
+	for _, l := range r.Timeline {
+		if m := request.FindStringSubmatch(l); m != nil {
+			group = m[1]
+		} else if !strings.HasPrefix(l, fmt.Sprintf("main.go:%d  #", line)) || !strings.Contains(l, "[request "+group+"]") || !strings.Contains(l, fmt.Sprintf("it.ID=%q", group)) {
+			t.Errorf("timeline row %q, want a hit of main.go:%d in request %s", l, line, group)
+		}
 	}
 	if r.TimelineStopped == "" || r.TimelineJump.File != src || r.TimelineJump.Line != line {
 		t.Errorf("<CR> in the timeline: stopped %q, cursor at %+v; want a snapshot and %s:%d", r.TimelineStopped, r.TimelineJump, src, line)

@@ -2,7 +2,10 @@ package fleet
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"math"
 	"slices"
 	"strings"
@@ -589,6 +592,29 @@ func satSub(a, b int64) int64 {
 		return math.MinInt64
 	}
 	return s
+}
+
+// CaptureGroup returns c capturing what GroupBy(names...) reads: each name
+// that is an expression rather than an argument's or a local's name is
+// added to Exprs, as riptrace trace --group does, so that hits carry it.
+// An empty name is an error: it would group nothing.
+func (c Capture) CaptureGroup(names ...string) (Capture, error) {
+	exprs := slices.Clone(c.Exprs)
+	for _, name := range names {
+		switch {
+		case strings.TrimSpace(name) == "":
+			return c, errors.New("has an empty name: give the captured value that names a request, such as \"req.OrderID\"")
+		case token.IsIdentifier(name) || slices.Contains(exprs, name):
+			// An argument or a local, which Args and Locals capture.
+		default:
+			if _, err := parser.ParseExpr(name); err != nil {
+				return c, fmt.Errorf("names %q, which is not a Go expression: give an argument, a local or an expression such as \"req.OrderID\"", name)
+			}
+			exprs = append(exprs, name)
+		}
+	}
+	c.Exprs = exprs
+	return c, nil
 }
 
 // GroupBy returns a Group function for TimelineOptions: a hit's group is

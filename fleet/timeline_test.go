@@ -414,3 +414,25 @@ func TestTimelineClockStepIsNotLate(t *testing.T) {
 		t.Fatalf("a hit published after a watermark past it: %+v, want late", out)
 	}
 }
+
+// TestCaptureGroup: the names of a group that are expressions are
+// captured, once; arguments and locals are left to Args and Locals; an
+// empty name or one that is not Go is refused.
+func TestCaptureGroup(t *testing.T) {
+	base := fleet.Capture{Args: true, Exprs: []string{"o.ID"}}
+	c, err := base.CaptureGroup("orderID", "o.ID", "req.Header[\"X-Request-Id\"]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"o.ID", "req.Header[\"X-Request-Id\"]"}; !slices.Equal(c.Exprs, want) {
+		t.Errorf("exprs %q, want %q", c.Exprs, want)
+	}
+	if len(base.Exprs) != 1 {
+		t.Errorf("CaptureGroup changed its receiver's exprs: %q", base.Exprs)
+	}
+	for _, bad := range []string{"", " ", "req.(", "a b"} {
+		if _, err := base.CaptureGroup(bad); err == nil {
+			t.Errorf("CaptureGroup(%q) took it", bad)
+		}
+	}
+}

@@ -4,8 +4,8 @@
 -- target; then :RipTraceHitsList fills the quickfix list (with ! the
 -- location list), :RipTraceHitsTree draws breakpoints → processes → hits
 -- and <CR> on a hit opens it as a snapshot, :RipTraceTimeline lists hits in
--- execution order and <CR> or a double click jumps to the line and opens
--- the hit, and :RipTraceSnapshot opens the latest hit of the cursor's
+-- execution order, each request under a line naming it (group), and <CR>
+-- or a double click jumps to the line and opens the hit, and :RipTraceSnapshot opens the latest hit of the cursor's
 -- line, as a code lens click does.
 local t = dofile(os.getenv('RT_TESTDATA') .. '/util.lua')
 local out = t.out
@@ -56,6 +56,7 @@ t.run(function()
     processes = { os.getenv('RT_EXE') },
     backend = 'delve',
     capture = { args = true, locals = true },
+    group = { 'it.ID' },
   }))
   local dap = require('dap')
   -- What nvim-dap would run: the registered adapter and configuration,
@@ -152,6 +153,9 @@ t.run(function()
   local tlwin = vim.fn.bufwinid(tl)
   local rows = api.nvim_buf_get_lines(tl, 0, -1, false)
   local clickLine = math.min(#rows, 3)
+  while clickLine < #rows and not rows[clickLine]:find('#%d+') do
+    clickLine = clickLine + 1 -- a line naming a request, not a hit
+  end
   local clickSeq = tonumber(rows[clickLine]:match('#(%d+)'))
   api.nvim_win_set_cursor(tlwin, { 1, 0 })
   local pos = vim.fn.screenpos(tlwin, clickLine, 1)

@@ -29,6 +29,8 @@ export interface HitRow {
   late?: boolean;
   uncertain?: boolean;
   note?: string;
+  /** The hit's request: its W3C trace id, or the value the group attribute names. */
+  group?: string;
 }
 
 interface ProcessHits {
@@ -367,29 +369,46 @@ td.values { max-width: 70ch; overflow: hidden; text-overflow: ellipsis; }
 tr.hit { cursor: pointer; }
 tr.hit:hover { background: var(--vscode-list-hoverBackground); }
 tr.skipped td { color: var(--vscode-descriptionForeground); font-style: italic; }
+tr.request td { color: var(--vscode-descriptionForeground); border-top: 1px solid var(--vscode-panel-border); }
 .mark { color: var(--vscode-editorWarning-foreground); }
 </style></head><body>
 <p id="empty">Hits of this session's breakpoints appear here in the order they ran, across services. Click one to open it as a snapshot.</p>
-<table><thead><tr><th>#</th><th>time</th><th>host</th><th>process</th><th>line</th><th>values</th><th></th></tr></thead><tbody id="rows"></tbody></table>
+<table><thead><tr><th>#</th><th>time</th><th>request</th><th>host</th><th>process</th><th>line</th><th>values</th><th></th></tr></thead><tbody id="rows"></tbody></table>
 <script>
 const vscode = acquireVsCodeApi();
 const body = document.getElementById('rows');
+// Once hits name requests (the group attribute, or trace ids), a row marks
+// where the request changes, as riptrace timeline --group heads its blocks.
+let grouped = false;
+let group = '';
 window.addEventListener('message', (e) => {
   document.getElementById('empty').style.display = 'none';
   if (e.data.skipped > 0) {
     const tr = document.createElement('tr');
     tr.className = 'skipped';
     const td = document.createElement('td');
-    td.colSpan = 7;
+    td.colSpan = 8;
     td.textContent = '… ' + e.data.skipped + ' hit' + (e.data.skipped === 1 ? '' : 's') + ' ran here that this panel skips: it shows at most ${timelineRows * (1000 / timelineEvery)} a second (the hits view and the debug console count them all)';
     tr.appendChild(td);
     body.appendChild(tr);
   }
   for (const r of e.data.rows) {
+    const g = r.group || '';
+    if ((g || grouped) && g !== group) {
+      const head = document.createElement('tr');
+      head.className = 'request';
+      const td = document.createElement('td');
+      td.colSpan = 8;
+      td.textContent = g ? '── request ' + g + ' ──' : '── no request ──';
+      head.appendChild(td);
+      body.appendChild(head);
+      grouped = true;
+      group = g;
+    }
     const tr = document.createElement('tr');
     tr.className = 'hit';
     tr.dataset.seq = r.seq;
-    for (const [text, cls] of [['#' + r.seq, ''], [r.clock, ''], [r.host, ''], [r.exe.split('/').pop() + '[' + r.pid + ']', ''], [r.file, ''], [r.message || r.values, 'values'], [r.mark, 'mark']]) {
+    for (const [text, cls] of [['#' + r.seq, ''], [r.clock, ''], [g, ''], [r.host, ''], [r.exe.split('/').pop() + '[' + r.pid + ']', ''], [r.file, ''], [r.message || r.values, 'values'], [r.mark, 'mark']]) {
       const td = document.createElement('td');
       td.textContent = text;
       td.title = text;

@@ -14,6 +14,7 @@ return {
     { name = 'hosts', type = 'array' },
     { name = 'processes', type = 'array' },
     { name = 'capture', type = 'object' },
+    { name = 'group', type = 'array' },
     { name = 'maxHitsPerSecond', type = 'integer' },
     { name = 'substitutePath', type = 'array' },
     { name = 'persist', type = 'boolean' },

@@ -75,9 +75,17 @@ local function exe(h)
   return vim.fn.fnamemodify(h.exe or '?', ':t')
 end
 
--- hit_text is one hit on one line: number, time, process and values.
+-- request_mark names the hit's request (the group setting, or its trace id).
+local function request_mark(h)
+  if h.group and h.group ~= '' then
+    return ' [request ' .. h.group .. ']'
+  end
+  return ''
+end
+
+-- hit_text is one hit on one line: number, time, request, process and values.
 function M.hit_text(h)
-  return ('#%d %s%s %s %s[%d] %s'):format(h.seq, clock(h.time), mark(h), h.host, exe(h), h.pid, h.message or h.values or '')
+  return ('#%d %s%s%s %s %s[%d] %s'):format(h.seq, clock(h.time), mark(h), request_mark(h), h.host, exe(h), h.pid, h.message or h.values or '')
 end
 
 -- open opens a hit as a snapshot: { seq = N }, { breakpoint = ID } or
@@ -190,7 +198,9 @@ local function render_tree(view, body)
   set_lines(view.buf, lines)
 end
 
--- render_timeline appends rows in execution order.
+-- render_timeline appends rows in execution order; once hits name
+-- requests, a line marks where the request changes, as `riptrace timeline
+-- --group` heads its blocks.
 local function render_timeline(view, body)
   local rows = body.hits or {}
   if #rows == 0 then
@@ -198,7 +208,13 @@ local function render_timeline(view, body)
   end
   vim.api.nvim_buf_set_option(view.buf, 'modifiable', true)
   local first = #view.lines == 0
+  local before = #view.lines
   for _, h in ipairs(rows) do
+    local group = h.group or ''
+    if (group ~= '' or view.grouped) and group ~= view.group then
+      table.insert(view.lines, group ~= '' and ('── request %s ──'):format(group) or '── no request ──')
+      view.grouped, view.group = true, group
+    end
     local file = h.path and h.path ~= '' and vim.fn.fnamemodify(h.path, ':t') or '?'
     table.insert(view.lines, ('%s:%d  %s'):format(file, h.line, M.hit_text(h)))
     view.nodes[#view.lines] = { args = { seq = h.seq }, path = h.path, line = h.line }
@@ -207,7 +223,7 @@ local function render_timeline(view, body)
   if first then
     vim.api.nvim_buf_set_lines(view.buf, 0, -1, false, view.lines)
   else
-    vim.api.nvim_buf_set_lines(view.buf, -1, -1, false, vim.list_slice(view.lines, #view.lines - #rows + 1))
+    vim.api.nvim_buf_set_lines(view.buf, -1, -1, false, vim.list_slice(view.lines, before + 1))
   end
   vim.api.nvim_buf_set_option(view.buf, 'modifiable', false)
 end
@@ -260,7 +276,7 @@ local function open_view(kind, name, split, cb)
   local buf = scratch(name, split)
   local view = views[kind]
   if not view or view.buf ~= buf then
-    view = { kind = kind, buf = buf, nodes = {}, lines = {}, since = 0 }
+    view = { kind = kind, buf = buf, nodes = {}, lines = {}, since = 0, group = '' }
     views[kind] = view
     local function open_at_cursor()
       local node = view.nodes[vim.api.nvim_win_get_cursor(0)[1]]
