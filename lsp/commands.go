@@ -32,6 +32,7 @@ var Settings = slices.Concat([]Setting{
 	{Name: "prefix", Type: "string", Description: "Subject prefix of the fleet.", Example: "riptrace"},
 	{Name: "hosts", Type: "array", Description: "Host globs whose hits are shown.", Example: []string{"orders-*"}},
 	{Name: "processes", Type: "array", Description: "Process globs whose hits are shown.", Example: []string{"github.com/acme/*"}},
+	{Name: "group", Type: "array", Description: "Group hits by request: the captured values that name a request (an argument, a local or an expression, which riptrace.toggleTracepoint then captures); a hit's group is the first it has, or its W3C trace id. Hovers show each hit's request.", Example: []string{"req.OrderID"}},
 	{Name: "history", Type: "string", Description: "How much of the hit history to replay, as a Go duration (\"1h\").", Example: "10m"},
 	{Name: "maxRecent", Type: "integer", Description: "How many recent hits to keep per line.", Example: 20},
 	{Name: "backend", Type: "string", Description: "The agent backend of the tracepoints riptrace.toggleTracepoint declares: auto (eBPF where it can, else Delve), ebpf or delve.", Example: "auto", Enum: []string{"auto", "ebpf", "delve"}},

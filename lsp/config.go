@@ -21,7 +21,8 @@ const DefaultHistory = 10 * time.Minute
 //
 //	{"nats": "nats://127.0.0.1:4222", "credentials": "/path/user.creds",
 //	 "hosts": ["orders-*"], "processes": ["github.com/acme/*"],
-//	 "history": "10m", "maxRecent": 20, "backend": "auto"}
+//	 "group": ["req.OrderID"], "history": "10m", "maxRecent": 20,
+//	 "backend": "auto"}
 //
 // The NATS credentials are those of the debug adapter's attach
 // configuration, except that the .creds file is "credentials".
@@ -37,6 +38,8 @@ type Config struct {
 	Prefix      string         `json:"prefix,omitempty"`
 	Hosts       []string       `json:"hosts,omitempty"`
 	Processes   []string       `json:"processes,omitempty"`
+	// Group names captured values that name a request (fleet.GroupBy).
+	Group []string `json:"group,omitempty"`
 	// History is a Go duration: how much of the stream's history to replay.
 	History   string `json:"history,omitempty"`
 	MaxRecent int    `json:"maxRecent,omitempty"`
@@ -136,13 +139,13 @@ func mergeConfig(base Config, raw []byte) (Config, error) {
 	}
 	cfg := base
 	// Decoding reuses a slice's array: base's must stay as they are.
-	cfg.Hosts, cfg.Processes = slices.Clone(base.Hosts), slices.Clone(base.Processes)
+	cfg.Hosts, cfg.Processes, cfg.Group = slices.Clone(base.Hosts), slices.Clone(base.Processes), slices.Clone(base.Group)
 	// Where each of Settings is decoded to; other keys (the editor's own,
 	// such as riptrace.path) are not the server's.
 	dst := map[string]any{
 		"nats": &cfg.NATS, "credentials": &cfg.Credentials, "inboxPrefix": &cfg.InboxPrefix, "nkey": &cfg.NKey, "user": &cfg.User,
 		"password": &cfg.Password, "token": &cfg.Token, "tls": &cfg.TLS, "prefix": &cfg.Prefix, "hosts": &cfg.Hosts,
-		"processes": &cfg.Processes, "history": &cfg.History, "maxRecent": &cfg.MaxRecent, "backend": &cfg.Backend,
+		"processes": &cfg.Processes, "group": &cfg.Group, "history": &cfg.History, "maxRecent": &cfg.MaxRecent, "backend": &cfg.Backend,
 		"revision": &cfg.Revision, "recording": &cfg.Recording,
 	}
 	for _, s := range Settings {
@@ -156,6 +159,9 @@ func mergeConfig(base Config, raw []byte) (Config, error) {
 	if err := cred.Check(settingName); err != nil {
 		return base, fmt.Errorf("reading the riptrace settings: %w", err)
 	}
+	if _, err := fleet.DefaultCapture.CaptureGroup(cfg.Group...); err != nil {
+		return base, fmt.Errorf("reading the riptrace settings: group %w", err)
+	}
 	if _, err := time.ParseDuration(cfg.History); err != nil {
 		return base, fmt.Errorf("reading the riptrace settings: history %q is not a duration such as \"10m\"", cfg.History)
 	}
@@ -165,6 +171,24 @@ func mergeConfig(base Config, raw []byte) (Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// capture is what the tracepoints the server declares capture: the
+// defaults and the group's expressions, checked by mergeConfig.
+func (c *Config) capture() fleet.Capture {
+	capture, err := fleet.DefaultCapture.CaptureGroup(c.Group...)
+	if err != nil {
+		return fleet.DefaultCapture
+	}
+	return capture
+}
+
+// timeline is how the server's timeline names requests: by the group.
+func (c *Config) timeline() fleet.TimelineOptions {
+	if len(c.Group) == 0 {
+		return fleet.TimelineOptions{}
+	}
+	return fleet.TimelineOptions{Group: fleet.GroupBy(c.Group...)}
 }
 
 // admits reports whether a hit passes the configured host and process

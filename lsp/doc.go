@@ -7,7 +7,8 @@
 // live. It aggregates the
 // hits per local file and line ([Aggregate]), and shows them as code lenses
 // (hit count, hosts, last hit), inlay hints (last values) and hovers (recent
-// hits per host). workspace/executeCommand declares and removes tracepoints
+// hits per host, each naming its request when the group setting or a trace
+// id gives one). workspace/executeCommand declares and removes tracepoints
 // through a [fleet.Lease] the server owns, so an editor without a debug
 // adapter can trace a line. The setting "recording" shows the hits of a
 // recorded run (riptrace run --record) instead, and traces nothing

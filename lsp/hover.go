@@ -33,7 +33,8 @@ func (s *server) Hover(ctx context.Context, params *protocol.HoverParams) (*prot
 
 // hoverMarkdown renders l's recent hits grouped by host (hosts sorted,
 // latest in the timeline first), each with its place in the timeline, when
-// it ran on the server's clock, and its values, or only variable's if set.
+// it ran on the server's clock, its request if it names one, and its
+// values, or only variable's if set.
 // A hit out of place or whose order is in doubt says so.
 func hoverMarkdown(l *LineHits, variable string, now time.Time) string {
 	var b strings.Builder
@@ -54,6 +55,9 @@ func hoverMarkdown(l *LineHits, variable string, now time.Time) string {
 				break
 			}
 			fmt.Fprintf(&b, "- `#%d` %s %s[%d] g%d", h.Order, h.CoordinatedTime.UTC().Format("15:04:05.000"), h.Process.Exe, h.Pid, h.Goroutine)
+			if h.Group != "" {
+				fmt.Fprintf(&b, " · request `%s`", strings.ReplaceAll(h.Group, "`", "'"))
+			}
 			switch {
 			case h.Late:
 				b.WriteString(" · late")

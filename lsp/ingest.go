@@ -93,7 +93,7 @@ func (s *server) ingest(ctx context.Context, cfg Config, local *hitMapper, agg *
 	var skipped int
 	add := func(p fleet.Placed) { s.add(&cfg, local, agg, p, &skipped) }
 	for ctx.Err() == nil {
-		r, err := c.Timeline(ctx, opts, fleet.TimelineOptions{})
+		r, err := c.Timeline(ctx, opts, cfg.timeline())
 		if err != nil {
 			s.log.Warn("opening the hit stream", "err", err)
 			select {

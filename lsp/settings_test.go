@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -41,5 +42,16 @@ func TestSettings(t *testing.T) {
 	// The editor's own settings are not the server's.
 	if _, err := mergeConfig(DefaultConfig(), []byte(`{"riptrace": {"path": "/usr/bin/riptrace"}}`)); err != nil {
 		t.Errorf("riptrace.path refused: %v", err)
+	}
+	// The tracepoints the server declares capture the group's expressions.
+	if cfg, err := mergeConfig(DefaultConfig(), []byte(`{"group": ["req.OrderID", "n"]}`)); err != nil || !slices.Equal(cfg.capture().Exprs, []string{"req.OrderID"}) {
+		t.Errorf("with group [req.OrderID n], tracepoints capture the expressions %q (%v), want [req.OrderID]", cfg.capture().Exprs, err)
+	}
+	// A group name that names nothing, or is not Go, is refused.
+	for _, g := range []string{"", "req.("} {
+		bad, _ := json.Marshal(map[string]any{"group": []string{g}})
+		if _, err := mergeConfig(DefaultConfig(), bad); err == nil || !strings.Contains(err.Error(), "settings: group ") {
+			t.Errorf("%s gave %v, want an error naming the setting", bad, err)
+		}
 	}
 }

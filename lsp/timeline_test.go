@@ -99,3 +99,46 @@ func TestHoverTimelineOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestHoverGroup: with riptrace.group, each hit a hover lists names its
+// request by the captured value the setting names (the target's argument
+// n here).
+func TestHoverGroup(t *testing.T) {
+	t.Parallel()
+	e := newFleetEnv(t)
+	s := startSession(t, lsp.Options{Log: testLogger(t)})
+	s.initialize(e.dir, map[string]any{"nats": e.url, "processes": []string{e.exe}, "history": "1m", "group": []string{"n"}})
+	text, err := os.ReadFile(e.src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := uri.File(e.src)
+	if err := s.server.DidOpen(ctx(t), &protocol.DidOpenTextDocumentParams{TextDocument: protocol.TextDocumentItem{URI: u, LanguageID: "go", Version: 1, Text: string(text)}}); err != nil {
+		t.Fatal(err)
+	}
+	e.declare(t)
+	line := e.line - 1
+	s.awaitLens(u, line, regexp.MustCompile(`^● ([5-9]|\d{2,}) hits`))
+
+	grouped := regexp.MustCompile("(?m)^- `#\\d+` .* · request `(\\d+)`[^`]*: `.*\\bn=(\\d+)")
+	testsupport.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		hov, err := s.server.Hover(ctx(t), &protocol.HoverParams{TextDocumentPositionParams: protocol.TextDocumentPositionParams{
+			TextDocument: protocol.TextDocumentIdentifier{URI: u}, Position: protocol.Position{Line: uint32(line)},
+		}})
+		if err != nil || hov == nil {
+			return fmt.Errorf("hover: %v, %v", hov, err)
+		}
+		md := hov.Contents.(*protocol.MarkupContent).Value
+		listed := hoverHit.FindAllString(md, -1)
+		found := grouped.FindAllStringSubmatch(md, -1)
+		if len(listed) < 5 || len(found) != len(listed) {
+			return fmt.Errorf("hover lists %d hits, %d of them with a request, want 5 or more, all:\n%s", len(listed), len(found), md)
+		}
+		for _, m := range found {
+			if m[1] != m[2] {
+				t.Fatalf("a hit of n=%s names the request %s:\n%s", m[2], m[1], md)
+			}
+		}
+		return nil
+	})
+}

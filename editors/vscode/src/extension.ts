@@ -27,7 +27,7 @@ function connection(): Connection {
 function serverSettings(): Record<string, unknown> {
   const s = settings();
   const out: Record<string, unknown> = {};
-  for (const key of ['nats', 'credentials', 'inboxPrefix', 'nkey', 'user', 'password', 'token', 'tls', 'prefix', 'hosts', 'processes', 'history', 'maxRecent', 'backend', 'revision', 'recording']) {
+  for (const key of ['nats', 'credentials', 'inboxPrefix', 'nkey', 'user', 'password', 'token', 'tls', 'prefix', 'hosts', 'processes', 'group', 'history', 'maxRecent', 'backend', 'revision', 'recording']) {
     const v = s.get(key);
     if (v === undefined || v === null || v === '' || v === 0 || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && Object.keys(v as object).length === 0)) {
       continue;

@@ -54,6 +54,7 @@ return {
     { name = 'prefix', type = 'string' },
     { name = 'hosts', type = 'array' },
     { name = 'processes', type = 'array' },
+    { name = 'group', type = 'array' },
     { name = 'history', type = 'string' },
     { name = 'maxRecent', type = 'integer' },
     { name = 'backend', type = 'string', enum = { 'auto', 'ebpf', 'delve' } },
