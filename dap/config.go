@@ -152,6 +152,15 @@ func parseAttach(raw json.RawMessage) (*AttachConfig, error) {
 	return cfg, nil
 }
 
+// timeline is how the session's timeline, live or replayed, names
+// requests: by the group, if any.
+func (c *AttachConfig) timeline() fleet.TimelineOptions {
+	if len(c.Group) == 0 {
+		return fleet.TimelineOptions{}
+	}
+	return fleet.TimelineOptions{Group: fleet.GroupBy(c.Group...)}
+}
+
 // checkGlobs applies to the globs of the attribute name the rules every
 // agent applies to a selector, said here for the attribute rather than for
 // each breakpoint later.

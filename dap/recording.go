@@ -37,7 +37,7 @@ func (ss *session) attachRecording(req *dap.AttachRequest, cfg *AttachConfig) {
 	ss.repo, _ = source.OpenRepo(ws.Root)
 	sel := fleet.Selector{Hosts: cfg.Hosts, Processes: cfg.Processes}
 	var placed []fleet.Placed
-	for _, p := range rec.Timeline(fleet.TimelineOptions{}) {
+	for _, p := range rec.Timeline(cfg.timeline()) {
 		proc := fleet.Process{Pid: p.Pid, Exe: p.Process.Exe, Module: p.Process.Module, MainPackage: p.Process.MainPackage}
 		if sel.MatchHost(p.Host) && sel.MatchProcess(&proc) {
 			placed = append(placed, p)

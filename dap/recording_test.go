@@ -2,6 +2,7 @@ package dap_test
 
 import (
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -126,6 +127,47 @@ func TestReplayRecording(t *testing.T) {
 	c.ExpectErrorResponse(t, "evaluate", dap.ErrEvaluate)
 
 	// 7 >> disconnect
+	c.Send(t, "disconnect", nil)
+	c.ExpectDisconnectResponse(t)
+}
+
+// TestReplayRecordingGroup: a replay names each hit's request by the
+// group as a live session does: the recorded order's units here, which
+// the gateway's and the orders service's hits captured and the payments
+// service's did not.
+func TestReplayRecordingGroup(t *testing.T) {
+	c := startSession(t)
+	// 1 >> initialize; 2 >> attach {recording, group}
+	c.Send(t, "initialize", map[string]any{"adapterID": "riptrace", "linesStartAt1": true, "pathFormat": "path"})
+	c.ExpectInitializeResponse(t)
+	c.Send(t, "attach", map[string]any{"type": "riptrace", "request": "attach", "name": t.Name(), "cwd": repoRoot,
+		"recording": "scenario/recording/testdata/checkout.hits.jsonl", "group": "units"})
+	c.ExpectAttachResponse(t)
+	c.ExpectInitializedEvent(t)
+	// 3 >> riptrace/timeline, << the 12 recorded hits, each in its request
+	var tl struct {
+		Hits []dap.HitRow `json:"hits"`
+	}
+	c.Send(t, dap.RequestTimeline, nil)
+	c.ExpectCustomResponse(t, dap.RequestTimeline, &tl)
+	if len(tl.Hits) != 12 {
+		t.Fatalf("the timeline has %d hits, want the 12 recorded", len(tl.Hits))
+	}
+	units := regexp.MustCompile(`\bunits=(\d+)`)
+	grouped := 0
+	for _, r := range tl.Hits {
+		want := ""
+		if m := units.FindStringSubmatch(r.Values); m != nil {
+			want = m[1]
+			grouped++
+		}
+		if r.Group != want {
+			t.Errorf("hit #%d (%s): request %q, want %q", r.Seq, r.Values, r.Group, want)
+		}
+	}
+	if grouped != 8 {
+		t.Errorf("%d hits captured units, want 8 (the gateway's and the orders service's)", grouped)
+	}
 	c.Send(t, "disconnect", nil)
 	c.ExpectDisconnectResponse(t)
 }

@@ -175,12 +175,7 @@ func (ss *session) onAttach(req *dap.AttachRequest) {
 	// Through the timeline: hits in the order they ran, as every client
 	// shows them. Filtered: the server sends the session the hits of its
 	// own tracepoints only (follow).
-	// With a group, each hit names its request.
-	var topts fleet.TimelineOptions
-	if len(cfg.Group) > 0 {
-		topts.Group = fleet.GroupBy(cfg.Group...)
-	}
-	hits, err := c.Timeline(ss.ctx, fleet.HitOptions{Filtered: true}, topts)
+	hits, err := c.Timeline(ss.ctx, fleet.HitOptions{Filtered: true}, cfg.timeline())
 	if err != nil {
 		c.Close()
 		ss.sendError(req.Seq, req.Command, ErrConnecting, fmt.Sprintf("attach: %v", err))

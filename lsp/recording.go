@@ -3,7 +3,6 @@ package lsp
 import (
 	"path/filepath"
 
-	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/scenario/recording"
 )
 
@@ -23,7 +22,7 @@ func (s *server) ingestRecording(cfg Config, local *hitMapper, agg *Aggregate) {
 	}
 	s.log.Info("showing a recording", "file", path, "scenario", rec.Scenario, "hits", rec.Hits)
 	var skipped int
-	for _, p := range rec.Timeline(fleet.TimelineOptions{}) {
+	for _, p := range rec.Timeline(cfg.timeline()) {
 		s.add(&cfg, local, agg, p, &skipped)
 	}
 }

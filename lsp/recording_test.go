@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -18,8 +19,9 @@ import (
 
 // TestRecordingSetting shows a recording of examples/scenarios/checkout.yaml
 // (riptrace run --record) instead of the fleet's hits: lenses, hints and
-// hovers on the recorded lines, as live hits make them, with no NATS
-// server running; tracing a line is refused, saying why.
+// hovers on the recorded lines, as live hits make them (each hit named by
+// its request, here the masked card), with no NATS server running; tracing
+// a line is refused, saying why.
 func TestRecordingSetting(t *testing.T) {
 	t.Parallel()
 	root, _ := filepath.Abs("..")
@@ -35,8 +37,8 @@ func TestRecordingSetting(t *testing.T) {
 		}
 	}
 	s := startSession(t, lsp.Options{Log: testLogger(t)})
-	// 1 >> initialize {recording}; nothing listens at the NATS URL
-	s.initialize(root, map[string]any{"recording": file, "nats": "nats://127.0.0.1:1"})
+	// 1 >> initialize {recording, group}; nothing listens at the NATS URL
+	s.initialize(root, map[string]any{"recording": file, "nats": "nats://127.0.0.1:1", "group": []string{"masked"}})
 
 	// 2 >> didOpen demo/payments/main.go
 	src := filepath.Join(root, "demo", "payments", "main.go")
@@ -80,6 +82,8 @@ func TestRecordingSetting(t *testing.T) {
 	}
 	if md := hov.Contents.(*protocol.MarkupContent).Value; !strings.Contains(md, "**"+charge.Host+"**") || !strings.Contains(md, "payments[") {
 		t.Errorf("hover does not list host %s and payments:\n%s", charge.Host, md)
+	} else if !strings.Contains(md, "g"+strconv.FormatInt(charge.Goroutine, 10)+" · request `**** 0002`") {
+		t.Errorf("hover does not name the request of the last charge, its masked card:\n%s", md)
 	}
 
 	// 6 >> executeCommand riptrace.toggleTracepoint, << refused: a
