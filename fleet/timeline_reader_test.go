@@ -158,53 +158,12 @@ type pausableLink struct {
 
 func newPausableLink(t *testing.T, target string) *pausableLink {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &pausableLink{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	var conns []net.Conn
-	var connsMu sync.Mutex
-	t.Cleanup(func() {
-		ln.Close()
-		l.resume()
-		connsMu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		connsMu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			connsMu.Lock()
-			conns = append(conns, c, s)
-			connsMu.Unlock()
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				io.Copy(s, c)
-				s.Close()
-			}()
-			go func() {
-				defer wg.Done()
-				l.relay(c, s)
-				c.Close()
-			}()
-		}
-	}()
+	l := &pausableLink{}
+	copyUp := func(dst, src net.Conn) { io.Copy(dst, src) }
+	l.addr = testsupport.Relay(t, "127.0.0.1:0", target, copyUp, l.relay)
+	// Registered after the relay's: runs before it, so that no pump
+	// waits paused while the relay waits for the pumps.
+	t.Cleanup(l.resume)
 	return l
 }
 

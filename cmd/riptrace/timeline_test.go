@@ -24,6 +24,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/agent/ebpf"
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // TestTimelineSkewedClocks runs the demo services under three agents whose
@@ -511,15 +512,6 @@ func shape(t *testing.T, n *netns, i int, port string) string {
 // delay and jitter, under TCP. It returns the address it listens on.
 func delayRelay(t *testing.T, addr, target string, delay, jitter time.Duration, seed int64) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
 	var mu sync.Mutex // guards rnd, shared by the pumps
 	rnd := rand.New(rand.NewPCG(uint64(seed), 13))
 	lag := func() time.Duration {
@@ -529,7 +521,6 @@ func delayRelay(t *testing.T, addr, target string, delay, jitter time.Duration, 
 	}
 	// pump copies from src to dst, each read delivered after its lag.
 	pump := func(dst, src net.Conn) {
-		defer wg.Done()
 		type chunk struct {
 			b   []byte
 			due time.Time
@@ -560,31 +551,13 @@ func delayRelay(t *testing.T, addr, target string, delay, jitter time.Duration, 
 				break
 			}
 		}
-		// Either side gone: close both, which ends the other pump too.
+		// Either side gone: close both, which ends the reader above.
 		dst.Close()
 		src.Close()
 		for range ch {
 		}
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			wg.Add(2)
-			go pump(s, c)
-			go pump(c, s)
-		}
-	}()
-	return ln.Addr().String()
+	return testsupport.Relay(t, addr, target, pump, pump)
 }
 
 // TestTimelineStuckAgent: an agent that stops talking (SIGSTOP: its
