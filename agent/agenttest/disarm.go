@@ -70,6 +70,74 @@ func Rearms(hits []agent.Hit) (n, estimates int, uncounted uint64) {
 	return n, estimates, uncounted
 }
 
+// HitsInWindows collects the hits of tracepoint id, on a line that runs
+// without pause, over k whole windows of its probes being in (see
+// ArmedWindows), however long a loaded machine makes them (it backs off to
+// longer windows by design): until the hit that begins window k+1, which
+// is left out. Notices of drops alone are kept; hits of other tracepoints
+// are skipped, faults fail the test.
+func HitsInWindows(t testing.TB, hits <-chan agent.Hit, id string, k int) []agent.Hit {
+	t.Helper()
+	var got []agent.Hit
+	deadline := time.After(3 * time.Minute)
+	for {
+		select {
+		case h, ok := <-hits:
+			if !ok {
+				t.Fatal("the hit channel closed")
+			}
+			if h.Fault != nil {
+				t.Fatalf("fault: %v", h.Fault)
+			}
+			if h.Tracepoint != id {
+				continue
+			}
+			if !h.DropsOnly && ArmedWindows(append(got, h)) > k {
+				return got
+			}
+			got = append(got, h)
+		case <-deadline:
+			t.Fatalf("%d windows of %s's probes in 3 minutes, want %d (%d hits)", ArmedWindows(got), id, k+1, len(got))
+		}
+	}
+}
+
+// CheckWindows checks hits collected over k windows by HitsInWindows, at
+// a rate of 50 a second: about 50 hits a window (a few more trickle in
+// while the probes come out), and each window after the first carrying
+// the estimate of the hits run while the probes were out before it.
+func CheckWindows(t testing.TB, what string, hits []agent.Hit, k int) {
+	t.Helper()
+	n, estimates, uncounted := Rearms(hits)
+	t.Logf("%s: %d hits in %d windows, %d estimates of %d hits run with the probes out", what, n, k, estimates, uncounted)
+	if n < 45*k || n > 100*k {
+		t.Errorf("%s: %d hits in %d windows at 50 a second; want about 50 a window", what, n, k)
+	}
+	if estimates < k-1 {
+		t.Errorf("%s: %d hits carried an estimate of the hits run with the probes out, over %d windows; want one a window after the first", what, estimates, k)
+	}
+}
+
+// ArmedWindows counts the windows the probes were in during hits: runs of
+// hits with less than 300 ms between them (on a line that runs without
+// pause, the probes out are the only gaps). A window begins each second,
+// or less often once the line backs off (a loaded machine takes the
+// probes out late, wasting traps).
+func ArmedWindows(hits []agent.Hit) int {
+	n := 0
+	var last int64
+	for _, h := range hits {
+		if h.DropsOnly {
+			continue
+		}
+		if n == 0 || h.Time-last > int64(300*time.Millisecond) {
+			n++
+		}
+		last = h.Time
+	}
+	return n
+}
+
 // CheckSelfcheck fails the test unless the selfcheck process p is alive,
 // found no wrong result, and its hot loop still runs.
 func CheckSelfcheck(t testing.TB, p *Proc) {

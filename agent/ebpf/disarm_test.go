@@ -34,47 +34,14 @@ func TestDisarm(t *testing.T) {
 	p.WaitOutput(t, "ALIVE", 30*time.Second)
 	tgt := attach(t, ebpf.New(), p.Pid)
 	set(t, tgt, hotSpec(t, "disarm", 50))
-	const d = 4 * time.Second
-	hits := agenttest.HitsFor(t, tgt.Hits(), "disarm", d)
-	n, estimates, uncounted := agenttest.Rearms(hits)
-	t.Logf("%d hits in %v, %d estimates of %d hits run with the probes out", n, d, estimates, uncounted)
+	hits := agenttest.HitsInWindows(t, tgt.Hits(), "disarm", 3)
 	for _, h := range hits {
 		if h.Uncounted > 0 || h.Dropped > 0 {
 			t.Logf("t=%v dropped %d uncounted %d", time.Duration(h.Time-hits[0].Time), h.Dropped, h.Uncounted)
 		}
 	}
-	// 50 at once in each window begun in d (a few more trickle in while
-	// the probes come out). A window begins each second, or less often
-	// once the line backs off (a loaded machine takes the probes out
-	// late, wasting traps), and each after the first carries the estimate
-	// of the time before it with the probes out.
-	windows := armedWindows(hits)
-	// (The last window may be cut short by the end of d.)
-	if windows < 2 || n < 50*(windows-1) || n > 50*(int(d/time.Second)+1)*2 {
-		t.Errorf("%d hits in %v, in %d windows, at 50 a second: want 50 a window, in 2 windows or more", n, d, windows)
-	}
-	if estimates < windows-1 {
-		t.Errorf("%d hits carried an estimate of the hits run with the probes out, over %d windows; want one a window after the first", estimates, windows)
-	}
+	agenttest.CheckWindows(t, "disarm", hits, 3)
 	agenttest.CheckSelfcheck(t, p)
-}
-
-// armedWindows counts the windows the probes were in during hits: runs of
-// hits with less than 300 ms between them (the line runs without pause,
-// so the probes out are the only gaps).
-func armedWindows(hits []agent.Hit) int {
-	n := 0
-	var last int64
-	for _, h := range hits {
-		if h.DropsOnly {
-			continue
-		}
-		if n == 0 || h.Time-last > int64(300*time.Millisecond) {
-			n++
-		}
-		last = h.Time
-	}
-	return n
 }
 
 // TestDisarmCondition: with a condition the BPF program evaluates, the
