@@ -213,6 +213,16 @@ func TestGroupAttribute(t *testing.T) {
 	// 3 >> setBreakpoints, << setBreakpoints
 	process := agenttest.MarkerLine(t, loopSrc, "process")
 	bps := setBreakpoints(t, c, loopSrc, godap.SourceBreakpoint{Line: process})
+	items := []string{"book", "lamp", "pen"}
+	argN := regexp.MustCompile(`\bn=(\d+)`)
+	// << output: the console's line of a hit names its request too
+	line := c.AwaitOutputEvent(t, "a hit's console line", func(e *godap.OutputEvent) bool {
+		return argN.MatchString(e.Body.Output)
+	}).Body.Output
+	n, _ := strconv.Atoi(argN.FindStringSubmatch(line)[1])
+	if want := fmt.Sprintf("[request %s]", items[n%3]); !strings.Contains(line, want) {
+		t.Errorf("console line %q of n=%d does not say %s", line, n, want)
+	}
 	// 4 >> riptrace/timeline, << riptrace/timeline, until it has a few
 	// hits: each row names its request
 	var tl struct {
@@ -226,8 +236,6 @@ func TestGroupAttribute(t *testing.T) {
 		}
 		return nil
 	})
-	items := []string{"book", "lamp", "pen"}
-	argN := regexp.MustCompile(`\bn=(\d+)`)
 	for _, r := range tl.Hits {
 		m := argN.FindStringSubmatch(r.Values)
 		if r.Breakpoint != bps[0].Id || m == nil {

@@ -698,7 +698,7 @@ func (ss *session) hitEvent(b *breakpoint, p *fleet.Placed) *dap.OutputEvent {
 	if h.Dropped > 0 {
 		text += fmt.Sprintf(" (+%d dropped by the rate limit)", h.Dropped)
 	}
-	text += timelineMarks(p) + unreadableNotes(h)
+	text += requestMark(p) + timelineMarks(p) + unreadableNotes(h)
 	data, _ := json.Marshal(p)
 	return &dap.OutputEvent{Event: ss.event("output"), Body: dap.OutputEventBody{
 		Category: "console",
@@ -736,8 +736,15 @@ func (ss *session) localFile(remote string) string {
 	return ""
 }
 
-// compactHit is the one line a hit without a log message shows:
-// where it came from and its arguments and captured expressions.
+// requestMark names the request a hit belongs to (fleet.Placed.Group: its
+// W3C trace id, or else the session's group attribute), "" for none.
+func requestMark(p *fleet.Placed) string {
+	if p.Group == "" {
+		return ""
+	}
+	return " [request " + p.Group + "]"
+}
+
 // timelineMarks says where a hit's place in the timeline is not to be
 // trusted.
 func timelineMarks(p *fleet.Placed) string {
@@ -767,6 +774,8 @@ func unreadableNotes(h *fleet.Hit) string {
 	return sb.String()
 }
 
+// compactHit is the one line a hit without a log message shows:
+// where it came from and its arguments and captured expressions.
 func compactHit(h *fleet.Hit) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%s %s[%d] g%d %s:", h.Host, h.Process.Exe, h.Pid, h.Goroutine, h.Function)
