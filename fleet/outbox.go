@@ -26,7 +26,10 @@ import (
 // much as the first copy: a thousand agents at their smallest window
 // have a thousand hits in flight, which a cluster starved of CPU may take
 // ten seconds to store, and sending them all again then doubles its work.
-// It stays well within the stream's two minutes of duplicate detection.
+// It stays well within the stream's duplicate detection
+// (HitDuplicateWindow): a hit not acknowledged within that window, less
+// one ack timeout, of its first send is given up and counted lost rather
+// than sent again, as a copy sent after the window could be stored twice.
 // A link cut is found sooner, by silence (see silentFor), and a server
 // gone fails every hit in flight at once.
 const (
@@ -35,6 +38,10 @@ const (
 	DefaultAckWindow   = 512
 	DefaultAckTimeout  = 30 * time.Second
 )
+
+// HitDuplicateWindow is how long the hit stream remembers a message id to
+// refuse its copies.
+const HitDuplicateWindow = 10 * time.Minute
 
 // lateAck is when an ack is late: the stream has more queued than it
 // stores in that time, and the window is cut. markEvery is how often a
@@ -82,7 +89,11 @@ type OutboxConfig[T any] struct {
 	// again (DefaultAckTimeout if 0). An ack later than a second cuts
 	// the window.
 	AckTimeout time.Duration
-	Log        *slog.Logger
+	// DuplicateWindow is how long the stream remembers message ids
+	// (HitDuplicateWindow if 0): a hit not acknowledged within it, less
+	// an ack timeout, of its first send is counted lost, not sent again.
+	DuplicateWindow time.Duration
+	Log             *slog.Logger
 
 	// The calls below, all optional, come from the Outbox's goroutine,
 	// except Buffered, which comes from any, under the Outbox's lock.
@@ -182,6 +193,7 @@ type outEntry[T any] struct {
 	// it is no longer kept, and is skipped.
 	superseded bool
 	seq        uint64    // order offered
+	firstSent  time.Time // its first send
 	sentAt     time.Time // its last send
 	sendNo     uint64    // its last send's number in the window
 	tries      int       // failed sends and acks so far
@@ -203,6 +215,7 @@ func NewOutbox[T any](c *Client, cfg OutboxConfig[T]) (*Outbox[T], error) {
 	cfg.MaxBytes = cmpOr(cfg.MaxBytes, DefaultBufferBytes)
 	cfg.Window = cmpOr(cfg.Window, DefaultAckWindow)
 	cfg.AckTimeout = cmpOr(cfg.AckTimeout, DefaultAckTimeout)
+	cfg.DuplicateWindow = cmpOr(cfg.DuplicateWindow, HitDuplicateWindow)
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -501,6 +514,17 @@ func (o *Outbox[T]) Run(ctx context.Context) {
 	}
 }
 
+// waitingBefore reports whether a hit offered before seq waits to be sent
+// again.
+func (s *sender[T]) waitingBefore(seq uint64) bool {
+	for _, w := range s.waiting {
+		if w.seq < seq {
+			return true
+		}
+	}
+	return false
+}
+
 // send publishes, while the window has room, the hits to send again, then
 // those never sent.
 func (o *Outbox[T]) send(s *sender[T]) {
@@ -509,6 +533,12 @@ func (o *Outbox[T]) send(s *sender[T]) {
 		again := len(s.ready) > 0
 		if again {
 			e = s.ready[0]
+			// One that failed earlier in the order still waits out its
+			// backoff: it goes first, or a watermark sent again could
+			// land before a hit it covers.
+			if s.waitingBefore(e.seq) {
+				return
+			}
 		} else {
 			o.mu.Lock()
 			for len(o.fresh) > 0 && o.fresh[0].superseded {
@@ -517,7 +547,10 @@ func (o *Outbox[T]) send(s *sender[T]) {
 			}
 			// A new hit or watermark waits for the hits before it that
 			// wait to be sent again: they would have come first.
-			if len(o.fresh) > 0 && len(s.waiting) == 0 {
+			if len(o.fresh) > 0 && len(s.waiting) == 0 && (!o.fresh[0].mark || len(s.flying) == 0) {
+				// A watermark goes once every hit before it is stored:
+				// one of them failing and sent again after it would
+				// make it false.
 				e = o.fresh[0]
 				if e.mark {
 					// On its way: no longer to be replaced.
@@ -532,6 +565,7 @@ func (o *Outbox[T]) send(s *sender[T]) {
 		// Its ack or failure comes as an event, not through the future.
 		if e.msg == nil {
 			e.msg = streamMsg(e.subject, e.data, o.cfg.IDBase+strconv.FormatUint(e.seq, 10))
+			e.firstSent = time.Now()
 		}
 		_, err := o.js.PublishMsgAsync(e.msg, jetstream.WithRetryAttempts(0))
 		if err != nil && !tooBig(err) {
@@ -622,6 +656,12 @@ func (o *Outbox[T]) failedAck(s *sender[T], e *outEntry[T], ev outEvent) {
 		return
 	}
 	o.failed(s, ev.err)
+	if giveUp := o.cfg.DuplicateWindow - o.cfg.AckTimeout; ev.at.Sub(e.firstSent) > giveUp {
+		// A copy now might come after the stream forgot the first: it
+		// could be stored twice. Lost is counted, never a duplicate.
+		o.lose(e, fmt.Errorf("not acknowledged within %v of its first send (%w); sending it again could store it twice", giveUp, ev.err))
+		return
+	}
 	wait := backoff(e.tries)
 	var api *jetstream.APIError
 	switch {

@@ -337,6 +337,7 @@ func ensureResources(ctx context.Context, js jetstream.JetStream, subj Subjects,
 		MaxAge:      24 * time.Hour,
 		MaxBytes:    1 << 30,
 		Discard:     jetstream.DiscardOld,
+		Duplicates:  HitDuplicateWindow,
 	}, replicas)
 	if err != nil {
 		return nil, nil, nil, jsError("creating the hit stream "+subj.HitStream(), err)
@@ -386,7 +387,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 		return err
 	}
 	have := st.CachedInfo().Config
-	if slices.Equal(have.Subjects, cfg.Subjects) && have.Replicas >= replicas {
+	if slices.Equal(have.Subjects, cfg.Subjects) && have.Replicas >= replicas && (cfg.Duplicates == 0 || have.Duplicates >= cfg.Duplicates) {
 		return nil
 	}
 	cfg.Replicas = max(have.Replicas, replicas, 1)
