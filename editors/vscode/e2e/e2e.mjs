@@ -236,11 +236,14 @@ try {
   const quickInputBox = quickInput.locator('input.input');
   // runCommand runs a command from the palette: F1 until the palette shows
   // its ">" prompt (focus may be where F1 means nothing), then its name.
+  // Each try waits 10 s for the palette: on a loaded machine a workbench
+  // busy with the timeline took over 3 s to open it, and the next try's
+  // Escape closed it again, try after try.
   const runCommand = async (name) => {
-    await until(`the command palette for ${name}`, 30_000, async () => {
+    await until(`the command palette for ${name}`, 90_000, async () => {
       await page.keyboard.press('Escape');
       await page.keyboard.press('F1');
-      await quickInputBox.waitFor({ timeout: 3000 });
+      await quickInputBox.waitFor({ timeout: 10_000 });
       if (!(await quickInputBox.inputValue()).startsWith('>')) throw new Error('the palette has no ">" prompt');
       return true;
     });
