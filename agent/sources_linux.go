@@ -43,6 +43,7 @@ type indexEntry struct {
 	done  chan struct{} // closed when files or err is set
 	files []string      // sorted
 	err   error
+	gone  bool // err is of a process that exited meanwhile: read again
 }
 
 func newSourceIndex() *sourceIndex {
@@ -107,9 +108,24 @@ func (x *sourceIndex) files(pid int) ([]string, error) {
 		// keep the agent's footprint at its peak.
 		debug.FreeOSMemory()
 		<-x.sem
+		if _, serr := os.Stat(exe); e.err != nil && serr != nil {
+			// This process exited while its executable was read: the
+			// error is the process's, not the executable's. The next
+			// process of the executable reads it again rather than
+			// inherit "no such file" for a pid long gone.
+			x.mu.Lock()
+			if x.m[k] == e {
+				delete(x.m, k)
+			}
+			x.mu.Unlock()
+			e.gone = true
+		}
 		close(e.done)
 	}
 	<-e.done
+	if ok && e.gone {
+		return x.files(pid) // read it for this process
+	}
 	return e.files, e.err
 }
 
@@ -141,6 +157,9 @@ func (x *sourceIndex) fingerprint(pid int, loc fleet.Location) *fleet.Fingerprin
 	fp = dwarfFingerprint(exe, file)
 	debug.FreeOSMemory()
 	<-x.sem
+	if _, err := os.Stat(exe); fp == nil && err != nil {
+		return nil // the process exited meanwhile: not the executable's answer
+	}
 	x.mu.Lock()
 	x.fps[k] = fp
 	x.mu.Unlock()
