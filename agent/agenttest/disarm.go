@@ -105,13 +105,20 @@ func HitsInWindows(t testing.TB, hits <-chan agent.Hit, id string, k int) []agen
 // CheckWindows checks hits collected over k windows by HitsInWindows, at
 // a rate of 50 a second: about 50 hits a window (a few more trickle in
 // while the probes come out), and each window after the first carrying
-// the estimate of the hits run while the probes were out before it.
+// the estimate of the hits run while the probes were out before it. A
+// hit the allowance took but that was then dropped, counted (a ring
+// buffer full while a loaded machine starves the decoder), counts as one
+// of the window's.
 func CheckWindows(t testing.TB, what string, hits []agent.Hit, k int) {
 	t.Helper()
 	n, estimates, uncounted := Rearms(hits)
-	t.Logf("%s: %d hits in %d windows, %d estimates of %d hits run with the probes out", what, n, k, estimates, uncounted)
-	if n < 45*k || n > 100*k {
-		t.Errorf("%s: %d hits in %d windows at 50 a second; want about 50 a window", what, n, k)
+	var dropped uint64
+	for _, h := range hits {
+		dropped += h.Dropped
+	}
+	t.Logf("%s: %d hits and %d dropped in %d windows, %d estimates of %d hits run with the probes out", what, n, dropped, k, estimates, uncounted)
+	if taken := n + int(dropped); taken < 45*k || n > 100*k {
+		t.Errorf("%s: %d hits and %d dropped in %d windows at 50 a second; want about 50 a window", what, n, dropped, k)
 	}
 	if estimates < k-1 {
 		t.Errorf("%s: %d hits carried an estimate of the hits run with the probes out, over %d windows; want one a window after the first", what, estimates, k)
