@@ -19,60 +19,15 @@ import (
 // message (each ack times out, at its own backoff) stores the copies sent
 // again in the order offered, the watermark among them after the hits
 // before it. Resent by backoff order, the watermark landed first in 7 of
-// 8 runs. The stream is a subscriber on the hits' subjects that answers
-// acks as JetStream does.
+// 8 runs.
 func TestOutboxResendsInOrder(t *testing.T) {
-	s := fleettest.RunServer(t)
-	c := fleettest.Connect(t, s)
-	nc, js := fleettest.Raw(t, s)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := js.DeleteStream(ctx, c.Subjects().HitStream()); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	seen := map[string]bool{}
-	var order []string
-	seq := 0
-	h := func(m *nats.Msg) {
-		id := m.Header.Get(jetstream.MsgIDHeader)
-		if id == "" {
-			return
+	order := throughLossyStream(t, func(string) bool { return true }, func(out *fleet.Outbox[int]) {
+		for i := 1; i <= 6; i++ {
+			out.Offer("tp", []byte(fmt.Sprintf("hit%d", i)), i)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if !seen[id] {
-			seen[id] = true
-			return // first copy lost
-		}
-		seq++
-		order = append(order, id+":"+string(m.Data))
-		b, _ := json.Marshal(map[string]any{"stream": "X", "seq": seq})
-		m.Respond(b)
-	}
-	for _, subj := range []string{c.Subjects().Prefix + ".h.>"} {
-		if _, err := nc.Subscribe(subj, h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	nc.Flush()
-	out, err := fleet.NewOutbox(c, fleet.OutboxConfig[int]{Host: "h", IDBase: "h-", AckTimeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 6; i++ {
-		out.Offer("tp", []byte(fmt.Sprintf("hit%d", i)), i)
-	}
-	out.OfferMarks([]string{"tp"}, []byte("MARK"))
-	out.Offer("tp", []byte("hit7"), 7)
-	rctx, stop := context.WithCancel(ctx)
-	go out.Run(rctx)
-	if left := out.Flush(ctx); left != 0 {
-		t.Fatalf("left %d", left)
-	}
-	stop()
-	<-out.Done()
-	t.Logf("stored order: %v", order)
+		out.OfferMarks([]string{"tp"}, []byte("MARK"))
+		out.Offer("tp", []byte("hit7"), 7)
+	})
 	for i := 1; i < len(order); i++ {
 		var a, b int
 		fmt.Sscanf(order[i-1], "h-%d", &a)
@@ -87,6 +42,26 @@ func TestOutboxResendsInOrder(t *testing.T) {
 // flight waits for them: when the first hit's copy is lost and sent again,
 // the watermark is stored after it, not before (it was, in 5 of 5 runs).
 func TestOutboxMarkAfterFailedHit(t *testing.T) {
+	order := throughLossyStream(t, func(id string) bool { return id == "h-1" }, func(out *fleet.Outbox[int]) {
+		out.Offer("tp", []byte("hit1"), 1)
+		out.Offer("tp", []byte("hit2"), 2)
+		out.OfferMarks([]string{"tp"}, []byte("MARK"))
+	})
+	// Hits may overtake one another (the timeline orders them by when
+	// they ran); a watermark must not overtake a hit it covers.
+	if len(order) != 3 || order[2] != "h-3:MARK" {
+		t.Errorf("stored %v; want both hits, then the watermark", order)
+	}
+}
+
+// throughLossyStream runs an Outbox of host h, offered what offer offers,
+// against a stream that loses the first copy of each message lose names
+// (its ack never comes), until every message is stored, and returns the
+// stored messages in order as "id:data". The stream is a subscriber on
+// the hits' subjects of a real nats-server, answering acks as JetStream
+// does, in place of the hit stream.
+func throughLossyStream(t *testing.T, lose func(id string) bool, offer func(*fleet.Outbox[int])) []string {
+	t.Helper()
 	s := fleettest.RunServer(t)
 	c := fleettest.Connect(t, s)
 	nc, js := fleettest.Raw(t, s)
@@ -95,50 +70,43 @@ func TestOutboxMarkAfterFailedHit(t *testing.T) {
 	if err := js.DeleteStream(ctx, c.Subjects().HitStream()); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
+	var mu sync.Mutex // guards seen and order
 	seen := map[string]bool{}
 	var order []string
-	seq := 0
-	h := func(m *nats.Msg) {
+	if _, err := nc.Subscribe(c.Subjects().Prefix+".h.>", func(m *nats.Msg) {
 		id := m.Header.Get(jetstream.MsgIDHeader)
 		if id == "" {
 			return
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if !seen[id] && id == "h-1" {
+		if !seen[id] && lose(id) {
 			seen[id] = true
 			return // first copy lost
 		}
-		seq++
 		order = append(order, id+":"+string(m.Data))
-		b, _ := json.Marshal(map[string]any{"stream": "X", "seq": seq})
+		b, _ := json.Marshal(map[string]any{"stream": "X", "seq": len(order)})
 		m.Respond(b)
+	}); err != nil {
+		t.Fatal(err)
 	}
-	for _, subj := range []string{c.Subjects().Prefix + ".h.>"} {
-		if _, err := nc.Subscribe(subj, h); err != nil {
-			t.Fatal(err)
-		}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
 	}
-	nc.Flush()
 	out, err := fleet.NewOutbox(c, fleet.OutboxConfig[int]{Host: "h", IDBase: "h-", AckTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out.Offer("tp", []byte("hit1"), 1)
-	out.Offer("tp", []byte("hit2"), 2)
-	out.OfferMarks([]string{"tp"}, []byte("MARK"))
+	offer(out)
 	rctx, stop := context.WithCancel(ctx)
 	go out.Run(rctx)
 	if left := out.Flush(ctx); left != 0 {
-		t.Fatalf("left %d", left)
+		t.Fatalf("%d messages never stored", left)
 	}
 	stop()
 	<-out.Done()
+	mu.Lock()
+	defer mu.Unlock()
 	t.Logf("stored order: %v", order)
-	// Hits may overtake one another (the timeline orders them by when
-	// they ran); a watermark must not overtake a hit it covers.
-	if len(order) != 3 || order[2] != "h-3:MARK" {
-		t.Errorf("stored %v; want both hits, then the watermark", order)
-	}
+	return order
 }
