@@ -27,30 +27,41 @@ func HitsFor(t testing.TB, hits <-chan agent.Hit, id string, d time.Duration) []
 	var first int64
 	deadline := time.After(2*time.Minute + d)
 	for {
-		select {
-		case h, ok := <-hits:
-			if !ok {
-				t.Fatal("the hit channel closed")
-			}
-			if h.Fault != nil {
-				t.Fatalf("fault: %v", h.Fault)
-			}
-			if h.Tracepoint != id {
-				continue
-			}
-			if h.DropsOnly {
-				got = append(got, h)
-				continue
-			}
+		h, ok := nextHit(t, hits, id, deadline)
+		if !ok {
+			t.Fatalf("no hit of %s captured %v after its first within %v (%d so far)", id, d, 2*time.Minute+d, len(got))
+		}
+		if !h.DropsOnly {
 			if first == 0 {
 				first = h.Time
 			}
 			if h.Time >= first+int64(d) {
 				return got
 			}
-			got = append(got, h)
+		}
+		got = append(got, h)
+	}
+}
+
+// nextHit returns the next hit or notice of drops of tracepoint id from
+// hits, skipping other tracepoints'; a fault or a closed channel fails the
+// test. ok is false once deadline passes.
+func nextHit(t testing.TB, hits <-chan agent.Hit, id string, deadline <-chan time.Time) (h agent.Hit, ok bool) {
+	t.Helper()
+	for {
+		select {
+		case h, open := <-hits:
+			if !open {
+				t.Fatal("the hit channel closed")
+			}
+			if h.Fault != nil {
+				t.Fatalf("fault: %v", h.Fault)
+			}
+			if h.Tracepoint == id {
+				return h, true
+			}
 		case <-deadline:
-			t.Fatalf("no hit of %s captured %v after its first within %v (%d so far)", id, d, 2*time.Minute+d, len(got))
+			return agent.Hit{}, false
 		}
 	}
 }
@@ -81,24 +92,14 @@ func HitsInWindows(t testing.TB, hits <-chan agent.Hit, id string, k int) []agen
 	var got []agent.Hit
 	deadline := time.After(3 * time.Minute)
 	for {
-		select {
-		case h, ok := <-hits:
-			if !ok {
-				t.Fatal("the hit channel closed")
-			}
-			if h.Fault != nil {
-				t.Fatalf("fault: %v", h.Fault)
-			}
-			if h.Tracepoint != id {
-				continue
-			}
-			if !h.DropsOnly && ArmedWindows(append(got, h)) > k {
-				return got
-			}
-			got = append(got, h)
-		case <-deadline:
+		h, ok := nextHit(t, hits, id, deadline)
+		if !ok {
 			t.Fatalf("%d windows of %s's probes in 3 minutes, want %d (%d hits)", ArmedWindows(got), id, k+1, len(got))
 		}
+		if !h.DropsOnly && ArmedWindows(append(got, h)) > k {
+			return got
+		}
+		got = append(got, h)
 	}
 }
 
@@ -227,28 +228,18 @@ func RearmStorm(t testing.TB, tg agent.Target, p *Proc, spec agent.Tracepoint) {
 	var n, estimates int
 	deadline := time.After(time.Minute)
 	for start := time.Now(); estimates < want; {
-		select {
-		case h, ok := <-tg.Hits():
-			if !ok {
-				t.Fatal("the hit channel closed")
-			}
-			if h.Fault != nil {
-				t.Fatalf("fault: %v", h.Fault)
-			}
-			if h.Tracepoint != spec.ID {
-				continue
-			}
-			if !h.DropsOnly {
-				n++
-			}
-			if h.Uncounted > 0 {
-				estimates++
-			}
-			if estimates == want {
-				t.Logf("%d re-arms with an estimate among %d hits in %v", estimates, n, time.Since(start).Round(time.Millisecond))
-			}
-		case <-deadline:
+		h, ok := nextHit(t, tg.Hits(), spec.ID, deadline)
+		if !ok {
 			t.Fatalf("%d re-arms with an estimate among %d hits in a minute with a 5 ms window; want a storm of %d", estimates, n, want)
+		}
+		if !h.DropsOnly {
+			n++
+		}
+		if h.Uncounted > 0 {
+			estimates++
+		}
+		if estimates == want {
+			t.Logf("%d re-arms with an estimate among %d hits in %v", estimates, n, time.Since(start).Round(time.Millisecond))
 		}
 	}
 	Churn(t, tg, spec, 20)
