@@ -55,6 +55,7 @@ type planVar struct {
 	off       int64         // its bytes, or those of its pointer if escaped, from SP
 	escaped   bool          // the frame holds a pointer to it (DWARF's &name)
 	pieces    []op.Piece
+	dropped   *dlvvalue.Dropped // what of it the pieces leave out
 }
 
 // selfChecks is how many hits at a PC are decoded both ways, the direct
@@ -173,7 +174,7 @@ func (t *target) frameVars(scopeOf dlvvalue.Scope, load proc.LoadConfig, args bo
 			d.misses = nil
 			if av, ok := d.variable(pv); ok {
 				t.mem.misses = append(t.mem.misses, d.misses...)
-				out = append(out, dlvvalue.Var{Direct: av, DeclLine: pv.declLine})
+				out = append(out, dlvvalue.Var{Direct: av, DeclLine: pv.declLine, Dropped: pv.dropped})
 				from = append(from, pv)
 				evaluable = append(evaluable, pv.evaluable)
 				t.direct.Direct++
@@ -402,11 +403,13 @@ func (t *target) locate(pv *planVar, v *proc.Variable, entries []reader.Variable
 		addr   int64
 		pieces []op.Piece
 	}
+	loc := ""
 	for k, base := range []uint64{1 << 40, 3 << 40} {
-		addr, pieces, _, err := bi.Location(found.Tree, dwarf.AttrLocation, pc, fakeRegs(image.StaticBase, base, cfaOff), nil)
+		addr, pieces, descr, err := bi.Location(found.Tree, dwarf.AttrLocation, pc, fakeRegs(image.StaticBase, base, cfaOff), nil)
 		if err != nil {
 			return
 		}
+		loc = descr.String()
 		at[k].addr = addr - int64(base)
 		for _, p := range pieces {
 			switch {
@@ -414,8 +417,10 @@ func (t *target) locate(pv *planVar, v *proc.Variable, entries []reader.Variable
 			case p.Kind == op.AddrPiece:
 				p.Val -= base
 			case p.Kind == op.ImmPiece:
-				// A constant, the same at every hit if it is the same
-				// from any registers (compared below).
+				// An empty piece, which reads as zeros and is marked as
+				// left out (dropped); or a constant, the same at every
+				// hit if it is the same from any registers (compared
+				// below).
 			default:
 				return // a floating-point register, or SP itself
 			}
@@ -435,6 +440,9 @@ func (t *target) locate(pv *planVar, v *proc.Variable, entries []reader.Variable
 		return
 	}
 	pv.pieces, pv.off = at[0].pieces, at[0].addr
+	if len(pv.pieces) > 0 {
+		pv.dropped = dlvvalue.DroppedOf(typ, loc)
+	}
 	// Delve read it there at this hit.
 	switch {
 	case len(pv.pieces) > 0:

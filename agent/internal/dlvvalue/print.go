@@ -53,7 +53,11 @@ func writeValue(b *strings.Builder, v *api.Variable, top, withType bool) bool {
 			b.WriteString(" len: ")
 			b.WriteString(strconv.FormatInt(v.Len, 10))
 			b.WriteString(", cap: ")
-			b.WriteString(strconv.FormatInt(v.Cap, 10))
+			if v.Cap == capDropped {
+				b.WriteString(capDroppedText)
+			} else {
+				b.WriteString(strconv.FormatInt(v.Cap, 10))
+			}
 			b.WriteString(", ")
 		}
 		if v.Base == 0 && len(v.Children) == 0 {

@@ -2,6 +2,7 @@ package dlvvalue
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/go-delve/delve/service/api"
@@ -66,5 +67,42 @@ func TestPrintValueAsDelve(t *testing.T) {
 	}
 	if _, ok := printValue(&point); !ok {
 		t.Error("printValue left a struct of numbers and strings to Delve")
+	}
+}
+
+// TestEmptyPieces: the bytes a location's text holds in no piece are its
+// empty pieces and what follows its last piece; a location not made of
+// pieces has none.
+func TestEmptyPieces(t *testing.T) {
+	for _, c := range []struct {
+		loc  string
+		size int64
+		want []hole
+	}{
+		{"[0x39:0x4aa19c] DW_OP_call_frame_cfa DW_OP_piece 0x8 DW_OP_piece 0x8 ", 16, []hole{{8, 8}}},
+		{"[block] DW_OP_piece 0x8 DW_OP_reg3(Rbx) DW_OP_piece 0x8 ", 16, []hole{{0, 8}}},
+		{"[0x58:0x4aa20c] DW_OP_call_frame_cfa DW_OP_piece 0x8 DW_OP_fbreg 0x8 DW_OP_piece 0x8 DW_OP_piece 0x8 ", 24, []hole{{16, 8}}},
+		{"[block] DW_OP_reg0(Rax) DW_OP_piece 0x4 ", 8, []hole{{4, 4}}},
+		{"[block] DW_OP_reg0(Rax) DW_OP_piece 0x8 DW_OP_reg3(Rbx) ", 16, nil},
+		{"[0x2c:0x4aa19c] DW_OP_call_frame_cfa ", 8, nil},
+		{"[block] DW_OP_reg2(Rcx) ", 8, nil},
+		{"", 8, nil},
+	} {
+		if got := emptyPieces(c.loc, c.size); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%q: holes %v, want %v", c.loc, got, c.want)
+		}
+	}
+}
+
+// TestDroppedCapPrints: a slice whose capacity was left out prints it as
+// an unreadable part, with and without Delve's printer.
+func TestDroppedCapPrints(t *testing.T) {
+	elems := []api.Variable{{Kind: reflect.Int, Type: "int", Value: "7", Addr: 1}}
+	xs := api.Variable{Kind: reflect.Slice, Type: "[]int", Addr: 1, Base: 2, Len: 1, Cap: capDropped, Children: elems}
+	m := api.Variable{Kind: reflect.Map, Type: "map[int]int", Addr: 3, Base: 4}
+	for _, v := range []api.Variable{xs, {Kind: reflect.Struct, Type: "main.S", Addr: 1, Len: 2, Children: []api.Variable{xs, m}}} {
+		if got := valueString(&v); !strings.Contains(got, "cap: (unreadable optimized away), [7]") {
+			t.Errorf("%s prints %q", v.Type, got)
+		}
 	}
 }

@@ -1,0 +1,170 @@
+package ebpf_test
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/agent/delve"
+	"github.com/riptrace/riptrace/agent/ebpf"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+const droppedDir = "testdata/targets/dropped"
+
+// TestDroppedParts traces, with each backend, lines of an optimized build
+// where the compiler keeps only a part of a value (an empty DWARF piece
+// for the rest), and holds every hit to the values the target computed:
+// the part left out reads as optimized away, never as the zero Delve reads
+// there, and the other parts keep their values.
+//
+//   - pair: p.a is k, p.b (k+6) is left out.
+//   - slice: xs is k, k+1, k+2; its capacity is left out.
+//   - string: the length of s is left out, so s has no value.
+//   - iface: x's type (int) is kept, its data (k+40) left out.
+//
+// Through the eBPF backend the tests decode each hit both with the direct
+// decoder and with Delve's evaluator and fail where the two differ: both
+// mark the same parts.
+func TestDroppedParts(t *testing.T) {
+	bin := agenttest.BuildTarget(t, droppedDir)
+	backends := []struct {
+		name string
+		new  func() agent.Backend
+	}{{"delve", func() agent.Backend { return delve.New(os.Stderr) }}}
+	if ebpf.Available() == nil {
+		backends = append(backends, struct {
+			name string
+			new  func() agent.Backend
+		}{"ebpf", func() agent.Backend { return ebpf.New() }})
+	} else {
+		t.Logf("no eBPF here: tracing with delve only")
+	}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			p := agenttest.Start(t, bin)
+			tgt := attach(t, b.new(), p.Pid)
+			markers := []string{"pair", "slice", "string", "iface"}
+			for _, m := range markers {
+				set(t, tgt, agent.Tracepoint{
+					ID:       m,
+					Location: fleet.Location{Path: "dropped/main.go", Line: agenttest.MarkerLine(t, droppedDir+"/main.go", m)},
+					Capture:  fleet.Capture{Args: true, Locals: true},
+					Limits:   fleet.Limits{MaxHitsPerSecond: 1000},
+				})
+			}
+			// The first hits of each, and one well after (the eBPF
+			// backend's direct decoder reads those past its first).
+			seen := map[string]int{}
+			deadline := time.After(90 * time.Second)
+			for done := 0; done < len(markers); {
+				var h agent.Hit
+				select {
+				case h = <-tgt.Hits():
+				case <-deadline:
+					t.Fatalf("hits by tracepoint: %v, want 5 of each", seen)
+				}
+				if h.Fault != nil {
+					t.Fatalf("tracepoint fault: %v", h.Fault)
+				}
+				if seen[h.Tracepoint] >= 5 {
+					continue
+				}
+				if err := checkDropped(h.Tracepoint, h.Hit); err != nil {
+					t.Fatalf("hit %d of %s: %v", seen[h.Tracepoint]+1, h.Tracepoint, err)
+				}
+				if seen[h.Tracepoint]++; seen[h.Tracepoint] == 5 {
+					done++
+				}
+			}
+			if b.name == "ebpf" {
+				if _, direct, _ := ebpf.DirectReads(tgt); direct == 0 {
+					t.Errorf("the direct decoder read no value")
+				}
+			}
+		})
+	}
+}
+
+const optimizedAway = "(unreadable optimized away)"
+
+// checkDropped checks a hit of tracepoint id against what the target
+// computed.
+func checkDropped(id string, h fleet.Hit) error {
+	vars := map[string]fleet.Variable{}
+	for _, v := range append(append([]fleet.Variable{}, h.Args...), h.Locals...) {
+		vars[v.Name] = v
+	}
+	get := func(name string) (fleet.Variable, error) {
+		v, ok := vars[name]
+		if !ok {
+			return v, fmt.Errorf("no %s in %+v", name, h)
+		}
+		return v, nil
+	}
+	switch id {
+	case "pair":
+		k, err := get("k")
+		if err != nil {
+			return err
+		}
+		p, err := get("p")
+		if err != nil {
+			return err
+		}
+		want := "main.pair {a: " + k.Value + ", b: " + optimizedAway + "}"
+		if p.Value != want {
+			return fmt.Errorf("p is %q, want %q", p.Value, want)
+		}
+		if len(p.Children) != 2 || p.Children[0].Value != k.Value || p.Children[1].Value != "<optimized away>" || !strings.Contains(p.Children[1].Unreadable, "optimizer") {
+			return fmt.Errorf("p's fields are %+v, want a=%s and b optimized away", p.Children, k.Value)
+		}
+	case "slice":
+		xs, err := get("xs")
+		if err != nil {
+			return err
+		}
+		if len(xs.Children) != 3 {
+			return fmt.Errorf("xs is %+v, want 3 elements", xs)
+		}
+		k, err := strconv.Atoi(xs.Children[0].Value)
+		if err != nil {
+			return fmt.Errorf("xs[0] is %q", xs.Children[0].Value)
+		}
+		want := fmt.Sprintf("[]int len: 3, cap: %s, [%d,%d,%d]", optimizedAway, k, k+1, k+2)
+		if xs.Value != want {
+			return fmt.Errorf("xs is %q, want %q", xs.Value, want)
+		}
+	case "string":
+		s, err := get("s")
+		if err != nil {
+			return err
+		}
+		if s.Value != "<optimized away>" || s.Unreadable == "" {
+			return fmt.Errorf("s is %+v, want it optimized away", s)
+		}
+	case "iface":
+		k, err := get("k")
+		if err != nil {
+			return err
+		}
+		if _, err := strconv.Atoi(k.Value); err != nil {
+			return fmt.Errorf("k is %+v", k)
+		}
+		x, err := get("x")
+		if err != nil {
+			return err
+		}
+		if want := "interface {}(int) " + optimizedAway; x.Value != want {
+			return fmt.Errorf("x is %q, want %q", x.Value, want)
+		}
+	default:
+		return fmt.Errorf("a hit of tracepoint %q", id)
+	}
+	return nil
+}
