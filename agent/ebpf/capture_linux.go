@@ -114,10 +114,18 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	if cv.Frame == nil || t.direct.Frames == hits.Frames {
 		return h, true, nil
 	}
+	decoded := t.direct.Decoded > hits.Decoded
+	if decoded && t.corruptDirect != nil {
+		t.corruptDirect(&h)
+	}
 	if plan == nil {
 		plan = t.plans[t.regs.Rip]
 	}
-	if plan != nil && (verifyStacks || plan.checked < selfChecks) {
+	// Only a hit of which the direct decoder decoded a value checks it:
+	// the first hits at a PC may have all their values read by Delve's
+	// evaluator (an interface of a dynamic type not met yet), and the
+	// checks spent on them would leave the decoder's values unchecked.
+	if plan != nil && decoded && (verifyStacks || plan.checked < selfChecks) {
 		// Held to Delve's values, read from the same snapshot.
 		plan.checked++
 		delve.ReadWarmScope(scopeOf, tp.spec.Capture, tp.load, tp.log, &hd, &warm)

@@ -122,6 +122,7 @@ type dfield struct {
 type directStats struct {
 	Frames        int // frames read by the direct decoder
 	Direct, Delve int // their variables read each way
+	Decoded       int // of Direct, those decoded from the hit (not fixed by the plan)
 }
 
 // frameVars is dlvvalue.Converter.Frame for the hit being decoded.
@@ -178,6 +179,7 @@ func (t *target) frameVars(scopeOf dlvvalue.Scope, load proc.LoadConfig, args bo
 				from = append(from, pv)
 				evaluable = append(evaluable, pv.evaluable)
 				t.direct.Direct++
+				t.direct.Decoded++
 				continue
 			}
 			if d.unsupported {

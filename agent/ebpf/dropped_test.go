@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,4 +168,49 @@ func checkDropped(id string, h fleet.Hit) error {
 		return fmt.Errorf("a hit of tracepoint %q", id)
 	}
 	return nil
+}
+
+// TestCrossCheckDecoded: the first hits at a PC decoded by the direct
+// decoder are decoded by Delve's evaluator too, and a difference leaves the
+// PC to Delve. At the first two hits of kinds's line the direct decoder
+// decodes nothing (x has a dynamic type it has not met): those hits must
+// not spend the checks, or a bug of the decoder at the next hits would go
+// out unchecked. The test plays such a bug and wants no hit to show it.
+func TestCrossCheckDecoded(t *testing.T) {
+	needEBPF(t)
+	ebpf.VerifyStacks(false) // production's checks, not the tests' of every hit
+	t.Cleanup(func() { ebpf.VerifyStacks(true) })
+	p := agenttest.Start(t, agenttest.BuildTarget(t, droppedDir))
+	tgt := attach(t, ebpf.New(), p.Pid)
+	var corrupted atomic.Int32 // by the target's decoder
+	ebpf.CorruptDirect(tgt, func(h *fleet.Hit) {
+		corrupted.Add(1)
+		for i := range h.Args {
+			h.Args[i].Value += " (corrupted)"
+		}
+	})
+	set(t, tgt, agent.Tracepoint{
+		ID:       "kinds",
+		Location: fleet.Location{Path: "dropped/main.go", Line: agenttest.MarkerLine(t, droppedDir+"/main.go", "kinds")},
+		Capture:  fleet.Capture{Args: true},
+		Limits:   fleet.Limits{MaxHitsPerSecond: 1000},
+	})
+	deadline := time.After(90 * time.Second)
+	for i := 1; i <= 8; i++ {
+		var h agent.Hit
+		select {
+		case h = <-tgt.Hits():
+		case <-deadline:
+			t.Fatalf("%d hits in 90s, want 8", i-1)
+		}
+		if h.Fault != nil {
+			t.Fatalf("tracepoint fault: %v", h.Fault)
+		}
+		if len(h.Args) != 1 || strings.Contains(h.Args[0].Value, "corrupted") || !strings.HasPrefix(h.Args[0].Value, "interface {}(") {
+			t.Fatalf("hit %d shows %+v", i, h.Args)
+		}
+	}
+	if corrupted.Load() == 0 {
+		t.Fatal("the direct decoder decoded no x: the test proves nothing")
+	}
 }

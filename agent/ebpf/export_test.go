@@ -5,6 +5,7 @@ import (
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
+	"github.com/riptrace/riptrace/fleet"
 
 	"golang.org/x/sys/unix"
 )
@@ -82,4 +83,13 @@ func QuickStacks(tgt agent.Target) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.stacks.Quicker
+}
+
+// CorruptDirect has tgt alter, by f, each hit of which its direct decoder
+// decoded a value, as a bug of the decoder would.
+func CorruptDirect(tgt agent.Target, f func(*fleet.Hit)) {
+	t := tgt.(*target)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.corruptDirect = f
 }

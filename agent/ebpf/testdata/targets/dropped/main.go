@@ -4,13 +4,15 @@
 // as zero shows a plausible and wrong value. It prints READY, then calls
 // each function every few milliseconds with values that depend on a
 // counter k (from 1): pair.a is k and pair.b is k+6; xs is k, k+1, k+2
-// with cap 3; s is "hello"; x holds k+40 as an int.
+// with cap 3; s is "hello"; x holds k+40 as an int. It also calls kinds
+// with k and "k<k>" in turn.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 	"unsafe"
 )
@@ -69,6 +71,22 @@ func ifaces(x any, k int) {
 	}
 }
 
+// kinds passes x on, an int and a string in turn: at the first two hits
+// of its marked line x has a dynamic type the eBPF backend's direct
+// decoder has not met, which Delve's evaluator reads.
+//
+//go:noinline
+func kinds(x any) {
+	describe(x) //@trace(kinds)
+}
+
+//go:noinline
+func describe(x any) {
+	if _, ok := x.(string); ok {
+		sink++
+	}
+}
+
 func main() {
 	every := flag.Duration("every", 2*time.Millisecond, "pause between rounds of calls")
 	flag.Parse()
@@ -80,6 +98,11 @@ func main() {
 		slices(xs)
 		strings("hello")
 		ifaces(k+40, k)
+		if k%2 == 0 {
+			kinds(k)
+		} else {
+			kinds("k" + strconv.Itoa(k))
+		}
 		time.Sleep(*every)
 	}
 }
