@@ -161,6 +161,9 @@ type target struct {
 	// gLayout is where the goroutine's id is (see goid).
 	gLayout gLayout
 	direct  directStats
+	// warmed says Delve's module data was read for this process (see
+	// warmModuleData).
+	warmed bool
 	// corruptDirect, set by tests, alters the values of each hit the
 	// direct decoder decoded a value of, as a bug of it would: the
 	// cross-check with Delve's values must catch it (see capture).

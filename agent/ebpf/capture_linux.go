@@ -62,6 +62,12 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 		// Only the top frame: Delve would prefetch the caller's whole
 		// frame too, which the probe copied only the links of.
 		scope = proc.FrameToScope(tgt, th.ProcessMemory(), g, th.ThreadID(), frames[0])
+		if !t.warmed {
+			// Delve would load its module data through the hit's memory,
+			// which does not serve it, and keeps it once loaded.
+			t.warmed = true
+			t.warmModuleData(scope)
+		}
 		return scope, nil
 	}
 	if tp.spec.Condition != "" {
@@ -94,7 +100,7 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 		}
 	}
 	check := func(v *proc.Variable) { markUncaptured(t.mem.misses, v) }
-	delve := dlvvalue.Converter{Unreadable: unreadable, Check: check}
+	delve := dlvvalue.Converter{Unreadable: unreadable, Check: check, Warm: t.warmModuleData}
 	cv := delve
 	cv.Frame = t.frameVars
 	var plan *framePlan
@@ -138,6 +144,15 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 		}
 	}
 	return h, true, nil
+}
+
+// warmModuleData is dlvvalue.WarmModuleData for a scope of a hit: its
+// memory does not serve the global the warming reads, nor the module data
+// among the globals, which are read live instead (snapshot's StartMemory).
+func (t *target) warmModuleData(scope *proc.EvalScope) {
+	s := *scope
+	s.Mem = t.snap.StartMemory()
+	dlvvalue.WarmModuleData(&s)
 }
 
 // hitDiff says how the values of two hits differ, "" if they do not.

@@ -41,7 +41,7 @@
 // the Delve backend shares) and lets Delve's own evaluation read the hit
 // from it, so that values render exactly as the Delve backend renders
 // them; what was not copied reads as "<not captured: …>", never as a wrong
-// value. Delve reads some values it could not read as zero (a nil
+// value, and a package variable not copied is not read live either. Delve reads some values it could not read as zero (a nil
 // interface, an empty map), so the decoder does not rely on its flags: it
 // records every read that missed the copy and marks each value whose bytes
 // overlap one (markUncaptured). What stays true from one hit to the next

@@ -93,3 +93,11 @@ func CorruptDirect(tgt agent.Target, f func(*fleet.Hit)) {
 	defer t.mu.Unlock()
 	t.corruptDirect = f
 }
+
+// HoldDecoding keeps tgt's executable from decoding hits until release is
+// called: the hits recorded meanwhile are decoded after it.
+func HoldDecoding(tgt agent.Target) (release func()) {
+	t := tgt.(*target)
+	t.mu.Lock()
+	return t.mu.Unlock
+}

@@ -11,10 +11,11 @@ import (
 // regionMemory is a hit's memory as the BPF program copied it: reads of
 // memory that was not copied fail with errNotCaptured instead of reading the
 // live process, whose memory has moved on since the hit. The one exception
-// is the executable's file-backed mappings (see snapshot.Process.ReadStatic),
+// is the executable's read-only mappings (see snapshot.Process.ReadStatic),
 // which Delve needs to name an interface's dynamic type; once the process
 // has exited, the hits still in the ring buffer read them from the
-// executable file instead.
+// executable file instead. A package variable the probe did not copy is
+// not captured: read live, it would be its value at decoding.
 type regionMemory struct {
 	p       *snapshot.Process
 	regions []region // they may overlap

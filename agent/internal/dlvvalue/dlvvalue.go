@@ -60,10 +60,15 @@ func LoadConfig(c fleet.Capture) proc.LoadConfig {
 // order and without the function's results; ok false leaves them to Delve.
 // The eBPF backend reads the common values of a hit there without Delve's
 // evaluator.
+//
+// Warm, if set, warms Delve's module data for scope in place of
+// WarmModuleData: the eBPF backend's hit memory does not serve the globals
+// it reads.
 type Converter struct {
 	Unreadable func(v *api.Variable) (fleet.Variable, bool)
 	Check      func(v *proc.Variable)
 	Frame      func(scope Scope, load proc.LoadConfig, args bool) (vars []Var, ok bool)
+	Warm       func(scope *proc.EvalScope)
 }
 
 // A Scope returns the scope of the frame a hit is in, made when first
@@ -221,7 +226,11 @@ func (cv Converter) ReadWarmScope(scope Scope, c fleet.Capture, load proc.LoadCo
 		s, err := scope()
 		if err == nil && *warm && !warmed {
 			warmed = true
-			WarmModuleData(s)
+			if cv.Warm != nil {
+				cv.Warm(s)
+			} else {
+				WarmModuleData(s)
+			}
 		}
 		return s, err
 	}

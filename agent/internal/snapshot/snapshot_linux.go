@@ -56,9 +56,10 @@ type Process struct {
 }
 
 // mapping is [start, end) of the address space, mapped from the executable
-// at offset off.
+// at offset off; writable if the program may write it (its globals).
 type mapping struct {
 	start, end, off uint64
+	writable        bool
 }
 
 // Open reads pid's executable's debug info and returns the Process and the
@@ -160,20 +161,28 @@ func (p *Process) ReadMemory(buf []byte, addr uint64) (int, error) {
 	return p.mem.ReadMemory(buf, addr)
 }
 
-// ReadStatic serves buf if it lies in the executable's file-backed mappings
-// (code, type information and the runtime's module data tables, which do
-// not change while the program runs): from the live process, or once it has
-// exited, from the executable. ok is false elsewhere. A nil Process serves
-// nothing.
+// ReadStatic serves buf if it lies in the executable's read-only mappings
+// (code, type information, itabs, constant strings, which do not change
+// while the program runs): from the live process, or once it has exited,
+// from the executable. ok is false elsewhere. A nil Process serves nothing.
 //
-// The initialized globals that share those mappings can change: read from
-// the live process they are as they are at decoding.
+// The writable mappings, whose initialized globals change as the program
+// runs, are not served: read at decoding they would show a later value
+// than the hit's. What the hit did not copy of them is not captured.
 func (p *Process) ReadStatic(buf []byte, addr uint64) (n int, ok bool, err error) {
 	if p == nil {
 		return 0, false, nil
 	}
+	return p.readMapped(buf, addr, false)
+}
+
+// readMapped is ReadStatic, serving the writable mappings too if writable.
+func (p *Process) readMapped(buf []byte, addr uint64, writable bool) (n int, ok bool, err error) {
 	end := addr + uint64(len(buf))
 	for _, m := range p.static {
+		if m.writable && !writable {
+			continue
+		}
 		if addr >= m.start && end <= m.end {
 			n, err := p.live.ReadAt(buf, int64(addr))
 			if n == len(buf) {
@@ -189,6 +198,27 @@ func (p *Process) ReadStatic(buf []byte, addr uint64) (n int, ok bool, err error
 		}
 	}
 	return 0, false, nil
+}
+
+// StartMemory serves the executable's mappings as ReadStatic does, and its
+// writable mappings too: for what the runtime writes only as it starts, its
+// module data, which Delve needs to name a dynamic type and which lies
+// among the globals (see dlvvalue.WarmModuleData). Never for a hit's
+// values: the globals it reads are those at the time of the read.
+func (p *Process) StartMemory() proc.MemoryReadWriter { return startMemory{p} }
+
+type startMemory struct{ p *Process }
+
+func (m startMemory) ReadMemory(buf []byte, addr uint64) (int, error) {
+	n, ok, err := m.p.readMapped(buf, addr, true)
+	if !ok {
+		return 0, fmt.Errorf("%w: %d bytes at %#x", ErrNotCaptured, len(buf), addr)
+	}
+	return n, err
+}
+
+func (startMemory) WriteMemory(uint64, []byte) (int, error) {
+	return 0, errors.New("the memory of a hit is read-only")
 }
 
 // ReadExecutable reads the executable's own bytes at addr, as the linker
@@ -332,8 +362,8 @@ func entryPoint(pid int) (uint64, error) {
 }
 
 // staticMappings returns the file-backed mappings of the executable: code,
-// read-only data, and the data sections holding the runtime's type and
-// module tables.
+// read-only data, and the data sections holding the runtime's module data
+// and the initialized globals.
 func staticMappings(pid int) ([]mapping, error) {
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	if err != nil {
@@ -349,7 +379,7 @@ func staticMappings(pid int) ([]mapping, error) {
 		if len(f) < 6 || f[5] != exe {
 			continue
 		}
-		var m mapping
+		m := mapping{writable: strings.Contains(f[1], "w")}
 		if _, err := fmt.Sscanf(f[0]+" "+f[2], "%x-%x %x", &m.start, &m.end, &m.off); err == nil {
 			out = append(out, m)
 		}
