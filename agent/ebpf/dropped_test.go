@@ -24,7 +24,7 @@ const droppedDir = "testdata/targets/dropped"
 // the part left out reads as optimized away, never as the zero Delve reads
 // there, and the other parts keep their values.
 //
-//   - pair: p.a is k, p.b (k+6) is left out.
+//   - pair: p.a is k, p.b (k+6) is left out, in p and as expressions.
 //   - slice: xs is k, k+1, k+2; its capacity is left out.
 //   - string: the length of s is left out, so s has no value.
 //   - iface: x's type (int) is kept, its data (k+40) left out.
@@ -52,10 +52,14 @@ func TestDroppedParts(t *testing.T) {
 			tgt := attach(t, b.new(), p.Pid)
 			markers := []string{"pair", "slice", "string", "iface"}
 			for _, m := range markers {
+				c := fleet.Capture{Args: true, Locals: true}
+				if m == "pair" {
+					c.Exprs = []string{"p.a", "p.b"}
+				}
 				set(t, tgt, agent.Tracepoint{
 					ID:       m,
 					Location: fleet.Location{Path: "dropped/main.go", Line: agenttest.MarkerLine(t, droppedDir+"/main.go", m)},
-					Capture:  fleet.Capture{Args: true, Locals: true},
+					Capture:  c,
 					Limits:   fleet.Limits{MaxHitsPerSecond: 1000},
 				})
 			}
@@ -124,6 +128,9 @@ func checkDropped(id string, h fleet.Hit) error {
 		}
 		if len(p.Children) != 2 || p.Children[0].Value != k.Value || p.Children[1].Value != "<optimized away>" || !strings.Contains(p.Children[1].Unreadable, "optimizer") {
 			return fmt.Errorf("p's fields are %+v, want a=%s and b optimized away", p.Children, k.Value)
+		}
+		if len(h.Exprs) != 2 || h.Exprs[0].Value != k.Value || h.Exprs[1].Value != "<optimized away>" {
+			return fmt.Errorf("p.a and p.b are %+v, want %s and optimized away", h.Exprs, k.Value)
 		}
 	case "slice":
 		xs, err := get("xs")

@@ -327,7 +327,11 @@ func (cv Converter) eval(scope *proc.EvalScope, expr string, cfg proc.LoadConfig
 	if cv.Check != nil {
 		cv.Check(v)
 	}
-	fv := cv.convert(withoutGenerated(convertVar(v)), 0)
+	av := convertVar(v)
+	if v.Unreadable == nil && v.Addr >= fakeAddress {
+		droppedOfExpr(scope, expr).Mark(av)
+	}
+	fv := cv.convert(withoutGenerated(av), 0)
 	fv.Name = expr
 	return fv
 }

@@ -1,7 +1,11 @@
 package dlvvalue
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -230,4 +234,79 @@ func delvePrints(v *api.Variable) string {
 		s = strings.ReplaceAll(s, "cap: "+strconv.Itoa(capDropped)+",", "cap: "+capDroppedText+",")
 	}
 	return s
+}
+
+// fakeAddress is where Delve's addresses of values composed from pieces
+// start (proc's fakeAddressUnresolv, below proc.FakeAddressBase).
+const fakeAddress = 0xbeed000000000000
+
+// droppedOfExpr is what the compiler left out of the value of expr in
+// scope, where expr names a part of a variable (p.b, xs[0].name): Delve
+// reads that part through the variable's pieces, but gives the part no
+// location of its own. nil if nothing, or if expr is anything else.
+func droppedOfExpr(scope *proc.EvalScope, expr string) *Dropped {
+	e, err := parser.ParseExpr(expr)
+	if err != nil {
+		return nil
+	}
+	// The parts named, from the variable out.
+	var path []ast.Expr
+	for {
+		switch x := e.(type) {
+		case *ast.ParenExpr:
+			e = x.X
+			continue
+		case *ast.SelectorExpr:
+			path = append(path, x)
+			e = x.X
+			continue
+		case *ast.IndexExpr:
+			path = append(path, x)
+			e = x.X
+			continue
+		case *ast.Ident:
+		default:
+			return nil
+		}
+		break
+	}
+	if len(path) == 0 {
+		return nil // the variable itself: convertVar marks it
+	}
+	v, err := scope.EvalExpression(e.(*ast.Ident).Name, proc.LoadConfig{})
+	if err != nil {
+		return nil
+	}
+	d := droppedOfVar(v)
+	typ := v.RealType
+	for i := len(path) - 1; i >= 0 && d != nil; i-- {
+		if d.Whole {
+			return d // a part of a part left out
+		}
+		typ = godwarf.ResolveTypedef(typ)
+		switch x := path[i].(type) {
+		case *ast.SelectorExpr:
+			st, ok := typ.(*godwarf.StructType)
+			if !ok {
+				return nil // a method, a package's name, a pointer followed
+			}
+			k := slices.IndexFunc(st.Field, func(f *godwarf.StructField) bool { return f.Name == x.Sel.Name })
+			if k < 0 {
+				return nil // promoted from an embedded field: not followed
+			}
+			d, typ = d.Parts[k], st.Field[k].Type
+		case *ast.IndexExpr:
+			at, ok := typ.(*godwarf.ArrayType)
+			lit, isLit := x.Index.(*ast.BasicLit)
+			if !ok || !isLit || lit.Kind != token.INT {
+				return nil // a slice's element, in memory; or an index Delve computes
+			}
+			k, err := strconv.Atoi(lit.Value)
+			if err != nil {
+				return nil
+			}
+			d, typ = d.Parts[k], at.Type
+		}
+	}
+	return d
 }
