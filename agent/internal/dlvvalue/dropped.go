@@ -185,7 +185,9 @@ func (d *Dropped) Mark(av *api.Variable) *api.Variable {
 	if d == nil {
 		return av
 	}
-	if d.Whole {
+	if d.Whole || av.Kind == reflect.Struct && av.Value != "" && len(d.Parts) > 0 {
+		// A struct Delve prints from its fields (a time.Time) has no
+		// value without one of them.
 		*av = api.Variable{Name: av.Name, Addr: av.Addr, Kind: av.Kind, Type: av.Type, RealType: av.RealType,
 			Flags: av.Flags, LocationExpr: av.LocationExpr, DeclLine: av.DeclLine, Unreadable: partOptimizedAway}
 		return av
