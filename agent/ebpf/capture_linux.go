@@ -297,7 +297,9 @@ func unreadable(v *api.Variable) (fleet.Variable, bool) {
 		fv.Value = "<not captured: " + uprobes.KindName(v.Kind) + ">"
 		fv.Unreadable = "the value is in a floating-point register at this line, which a uprobe cannot read; trace a line where it is in memory, or trace with the delve backend"
 		return fv, true
-	case notCaptured(v.Unreadable):
+	case notCaptured(v.Unreadable) && !strings.Contains(v.Unreadable, "module data"):
+		// Not Delve's module data, which the hit's memory does not
+		// serve: dlvvalue warms it and reads again (WarmModuleData).
 		fv.Value = "<not captured: " + uprobes.KindName(v.Kind) + ">"
 		fv.Unreadable = "the uprobe copied a bounded part of memory and not this " + uprobes.KindName(v.Kind) + "; raise the capture limits, or trace with the delve backend to read everything"
 		return fv, true
