@@ -79,7 +79,9 @@ var corpusPrograms = []corpusProgram{
 			},
 		}
 	}},
-	{name: "values", full: true, bound: []string{"gid", "id"} /* goroutine ids */, start: func(t *testing.T, flags []string) corpusInstance {
+	// Goroutine ids: gid and id, total that adds gid, and b, the stack
+	// header goid reads id from.
+	{name: "values", full: true, bound: []string{"gid", "id", "total", "b"}, start: func(t *testing.T, flags []string) corpusInstance {
 		p := agenttest.Start(t, agenttest.BuildTarget(t, valuesDir, flags...), "-every", "0")
 		return corpusInstance{
 			procs: []corpusProc{{pid: p.Pid, file: valuesDir + "/main.go", path: "values/main.go"}},
