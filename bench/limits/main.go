@@ -47,12 +47,14 @@ import (
 )
 
 var (
-	duration = flag.Duration("duration", 5*time.Second, "load each scenario for `D` per round")
-	rounds   = flag.Int("rounds", 3, "rounds of the scenarios")
-	clients  = flag.Int("clients", 4, "concurrent keep-alive clients")
-	loop     = flag.Int("n", 10, "iterations of the traced loop per request")
-	bin      = flag.String("riptrace", "bin/riptrace", "the riptrace binary")
-	backends = flag.String("backends", "ebpf,delve,delve-int3", "comma-separated `BACKENDS` to measure (delve-int3: Delve's fallback mode, default limits only)")
+	duration  = flag.Duration("duration", 5*time.Second, "load each scenario for `D` per round")
+	rounds    = flag.Int("rounds", 7, "rounds of the scenarios")
+	clients   = flag.Int("clients", 4, "concurrent keep-alive clients")
+	loop      = flag.Int("n", 10, "iterations of the traced loop per request")
+	bin       = flag.String("riptrace", "bin/riptrace", "the riptrace binary")
+	backends  = flag.String("backends", "ebpf,delve,delve-int3", "comma-separated `BACKENDS` to measure (delve-int3: Delve's fallback mode, default limits only)")
+	rates     = flag.String("rates", "", "comma-separated extra `RATES` (hits/s) to measure per backend beside the default limits: a low one tells the cost of re-arming each second from that of the captures")
+	limitsOff = flag.Bool("limits-off", true, "measure each backend with no limits too")
 )
 
 const targetDir = "bench/targets/httphot"
@@ -75,6 +77,7 @@ type scenario struct {
 
 type result struct {
 	rps            []float64
+	cpu            []roundCPU
 	hits, dropped  uint64
 	estimate       uint64 // dropped, with the estimate of the hits run while the probe was out
 	lowerBound     bool   // dropped counts only the hits seen: the probe was out for a while
@@ -139,6 +142,7 @@ func run() error {
 		return err
 	}
 	quiet := []int{os.Getpid()} // the bench (NATS is in it) and the agents
+	agents := map[string]int{}
 	for _, a := range [][]string{{"--host", "limited"}, {"--host", "unlimited", "--stop-budget", "0"}, {"--host", "int3"}} {
 		ag := exec.Command(*bin, append([]string{"agent", "--nats", srv.ClientURL(), "--processes", "httphot"}, a...)...)
 		if a[1] == "int3" {
@@ -150,6 +154,7 @@ func run() error {
 		}
 		defer stop(ag)
 		quiet = append(quiet, ag.Process.Pid)
+		agents[a[1]] = ag.Process.Pid
 	}
 
 	scenarios := []scenario{{"untraced", "", "", 0}}
@@ -158,9 +163,15 @@ func run() error {
 			scenarios = append(scenarios, scenario{b + ", default limits", "delve", "int3", fleet.DefaultMaxHitsPerSecond})
 			continue
 		}
-		scenarios = append(scenarios,
-			scenario{b + ", default limits", b, "limited", fleet.DefaultMaxHitsPerSecond},
-			scenario{b + ", limits off", b, "unlimited", 0})
+		scenarios = append(scenarios, scenario{b + ", default limits", b, "limited", fleet.DefaultMaxHitsPerSecond})
+		for _, r := range strings.Split(*rates, ",") {
+			if n, err := strconv.Atoi(r); err == nil && n > 0 {
+				scenarios = append(scenarios, scenario{fmt.Sprintf("%s, %d hits/s", b, n), b, "limited", n})
+			}
+		}
+		if *limitsOff {
+			scenarios = append(scenarios, scenario{b + ", limits off", b, "unlimited", 0})
+		}
 	}
 	results := make([]result, len(scenarios))
 	fmt.Printf("target: GET /work?n=%d (the traced line runs %d times per request), %d clients, %v per scenario, %d rounds; load average %s\n",
@@ -189,18 +200,32 @@ func run() error {
 			// What the last scenario left (an agent still decoding and
 			// publishing its backlog of hits) must not fall on this one.
 			settle(quiet)
+			before := measureCPU(pid, agents[sc.host], quiet[1:])
 			rps, failed := load(addr)
+			used := measureCPU(pid, agents[sc.host], quiet[1:]).since(before, rps)
 			results[i].rps = append(results[i].rps, rps)
+			results[i].cpu = append(results[i].cpu, used)
+			loadRange.add(loadAverage1())
 			results[i].failedRequests += failed
 			if sc.backend != "" {
 				// The agent refreshes counts with its heartbeat: take the
 				// first report written after the load ended.
+				// Counts that did not move since the last report are
+				// not written again (a low rate's last hit may be long
+				// decoded): after two heartbeats, the last report is it.
 				ended := time.Now()
-				st, err := waitStatus(ctx, c, id, func(s fleet.StatusEvent) bool {
+				var last fleet.StatusEvent
+				st, err := waitStatusWithin(ctx, c, id, 12*time.Second, func(s fleet.StatusEvent) bool {
+					if s.Pid == pid {
+						last = s
+					}
 					return s.Pid == pid && (s.Updated.After(ended) || removedByBudget(s))
 				})
 				if err != nil {
-					return err
+					if last.Pid != pid {
+						return err
+					}
+					st = last
 				}
 				results[i].hits += st.Hits
 				results[i].dropped += st.Dropped
@@ -216,7 +241,7 @@ func run() error {
 					return fmt.Errorf("removing %s: %w", id, err)
 				}
 			}
-			fmt.Printf("  round %d %-22s %9.0f requests/s\n", r+1, sc.name, rps)
+			fmt.Printf("  round %d %-24s %9.0f requests/s  %s  load %s\n", r+1, sc.name, rps, used, loadAverage1())
 		}
 	}
 	if err := syscall.Kill(pid, 0); err != nil {
@@ -249,7 +274,7 @@ func run() error {
 			estimate = fmt.Sprintf("~%d", res.estimate)
 		}
 		fmt.Printf("%-22s %12.0f %10.3f× %15s %14s %14s %s\n", sc.name, med, ratio, fmt.Sprintf("%.2f–%.2f", lo, hi), hits, dropped, estimate)
-		if sc.backend != "" && sc.rate > 0 {
+		if sc.backend != "" && strings.HasSuffix(sc.name, "default limits") {
 			// Hits must still arrive at the allowed rate: at least half of
 			// it over the rounds (a round's first second delivers a full
 			// bucket, each later one a bucket's refill).
@@ -265,6 +290,34 @@ func run() error {
 			fmt.Printf("  (%d requests failed)\n", res.failedRequests)
 		}
 	}
+
+	// Where the CPU went, per scenario: the service's own CPU per request
+	// (traps and captures land there), the agent's CPU beside it, and all
+	// of the bench's processes per request against untraced. The last is
+	// what the requests/s would be on a machine that ran only the bench,
+	// so it moves far less with load from elsewhere than requests/s do;
+	// a stop (Delve's) that leaves a CPU idle is not in it.
+	fmt.Printf("\n%-24s %20s %24s %22s %22s\n", "scenario", "service µs/request", "agent ms/s (user+sys)", "all µs/request", "CPU ratio (range)")
+	for i, sc := range scenarios {
+		res := results[i]
+		var svc, au, as, all, cr []float64
+		for r, c := range res.cpu {
+			svc = append(svc, float64(c.servicePerRequest)/1e3)
+			au = append(au, float64(c.agentUser)/1e6)
+			as = append(as, float64(c.agentSys)/1e6)
+			all = append(all, float64(c.allPerRequest)/1e3)
+			if c.allPerRequest > 0 {
+				cr = append(cr, float64(results[0].cpu[r].allPerRequest)/float64(c.allPerRequest))
+			}
+		}
+		crs := "-"
+		if len(cr) > 0 {
+			crs = fmt.Sprintf("%.3f× (%.2f–%.2f)", median(cr), slices.Min(cr), slices.Max(cr))
+		}
+		fmt.Printf("%-24s %20.1f %24s %22.1f %22s\n", sc.name, median(svc), fmt.Sprintf("%.1f+%.1f", median(au), median(as)), median(all), crs)
+	}
+	fmt.Printf("load average (1 min) over the rounds: %s\n", loadRange)
+
 	fmt.Println()
 	for _, g := range goals {
 		fmt.Println(g)
@@ -288,38 +341,35 @@ func settle(pids []int) {
 }
 
 // cpuTime is the CPU time pids and their children (the Delve backend's
-// workers) used so far, as /proc/PID/stat says.
+// workers) used so far.
 func cpuTime(pids []int) time.Duration {
-	var ticks int64
-	all := slices.Clone(pids)
+	var sum time.Duration
 	for _, pid := range pids {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-		for _, task := range tasks {
-			b, _ := os.ReadFile(task)
-			for _, f := range strings.Fields(string(b)) {
-				if n, err := strconv.Atoi(f); err == nil {
-					all = append(all, n)
-				}
-			}
+		for _, p := range append([]int{pid}, children(pid)...) {
+			u, k := procCPU(p)
+			sum += u + k
 		}
 	}
-	for _, pid := range all {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		// utime, stime, cutime, cstime: fields 14-17, here 11-14.
-		for _, i := range []int{11, 12, 13, 14} {
-			if i < len(f) {
-				n, _ := strconv.ParseInt(f[i], 10, 64)
-				ticks += n
-			}
-		}
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+	return sum
 }
+
+// loadSpan is the lowest and highest 1-minute load average seen.
+type loadSpan struct{ lo, hi float64 }
+
+var loadRange = loadSpan{lo: -1}
+
+func (l *loadSpan) add(s string) {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return
+	}
+	if l.lo < 0 || v < l.lo {
+		l.lo = v
+	}
+	l.hi = max(l.hi, v)
+}
+
+func (l loadSpan) String() string { return fmt.Sprintf("%.1f–%.1f", l.lo, l.hi) }
 
 func metWord(ok bool) string {
 	if ok {
@@ -378,7 +428,13 @@ func load(addr string) (float64, int64) {
 // waitStatus returns the first status event of tracepoint id that ok
 // accepts, within a minute.
 func waitStatus(ctx context.Context, c *fleet.Client, id string, ok func(fleet.StatusEvent) bool) (fleet.StatusEvent, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	return waitStatusWithin(ctx, c, id, time.Minute, ok)
+}
+
+// waitStatusWithin returns the first status event of tracepoint id that ok
+// accepts, within d.
+func waitStatusWithin(ctx context.Context, c *fleet.Client, id string, d time.Duration, ok func(fleet.StatusEvent) bool) (fleet.StatusEvent, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	ch, err := c.WatchStatus(ctx, id)
 	if err != nil {
@@ -391,7 +447,7 @@ func waitStatus(ctx context.Context, c *fleet.Client, id string, ok func(fleet.S
 		}
 		last = ev
 	}
-	return last, fmt.Errorf("tracepoint %s: no such status within a minute; last: %s %s", id, last.State, last.Message)
+	return last, fmt.Errorf("tracepoint %s: no such status within %v; last: %s %s", id, d, last.State, last.Message)
 }
 
 func median(v []float64) float64 {
@@ -419,4 +475,103 @@ func stop(cmd *exec.Cmd) {
 		cmd.Process.Kill()
 		<-done
 	}
+}
+
+// cpuSample is the CPU time the bench's processes had used at an instant.
+type cpuSample struct {
+	at                  time.Time
+	service             time.Duration // the target
+	agentUser, agentSys time.Duration // the scenario's agent and its workers
+	all                 time.Duration // the target, the bench (its clients and NATS) and every agent
+}
+
+// roundCPU is where the CPU went during one scenario's load.
+type roundCPU struct {
+	servicePerRequest   time.Duration // the target's CPU per request served
+	agentUser, agentSys time.Duration // the scenario's agent's CPU per second of load
+	allPerRequest       time.Duration // the CPU of all the bench's processes per request
+}
+
+func (c roundCPU) String() string {
+	return fmt.Sprintf("service %5.1f µs/request, agent %5.1f+%4.1f ms/s (user+sys), all %5.1f µs/request",
+		float64(c.servicePerRequest)/1e3, float64(c.agentUser)/1e6, float64(c.agentSys)/1e6, float64(c.allPerRequest)/1e3)
+}
+
+// measureCPU samples the CPU time of the target, of agent (0: none) with
+// its workers, and of everything the bench started (agents) and itself.
+func measureCPU(target, agent int, agents []int) cpuSample {
+	s := cpuSample{at: time.Now()}
+	u, k := procCPU(target)
+	s.service = u + k
+	s.all = s.service
+	u, k = procCPU(os.Getpid()) // the clients and NATS; the agents are below
+	s.all += u + k
+	for _, a := range agents {
+		for _, p := range append([]int{a}, children(a)...) {
+			u, k := procCPU(p)
+			s.all += u + k
+			if a == agent {
+				s.agentUser += u
+				s.agentSys += k
+			}
+		}
+	}
+	return s
+}
+
+// since is the CPU used from before to s, over the requests served at rps.
+func (s cpuSample) since(before cpuSample, rps float64) roundCPU {
+	wall := s.at.Sub(before.at)
+	reqs := rps * wall.Seconds()
+	if reqs < 1 {
+		reqs = 1
+	}
+	perSecond := func(d time.Duration) time.Duration { return time.Duration(float64(d) / wall.Seconds()) }
+	return roundCPU{
+		servicePerRequest: time.Duration(float64(s.service-before.service) / reqs),
+		agentUser:         perSecond(s.agentUser - before.agentUser),
+		agentSys:          perSecond(s.agentSys - before.agentSys),
+		allPerRequest:     time.Duration(float64(s.all-before.all) / reqs),
+	}
+}
+
+// procCPU is the user and system CPU time pid used so far, with its
+// waited-for children, as /proc/PID/stat says.
+func procCPU(pid int) (user, sys time.Duration) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	field := func(i int) time.Duration {
+		if i >= len(f) {
+			return 0
+		}
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		return time.Duration(n) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+	}
+	// utime, stime, cutime, cstime: fields 14-17, here 11-14.
+	return field(11) + field(13), field(12) + field(14)
+}
+
+// children lists pid's live children (the Delve backend's workers).
+func children(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// loadAverage1 is the machine's 1-minute load average.
+func loadAverage1() string {
+	l, _, _ := strings.Cut(loadAverage(), " ")
+	return l
 }
