@@ -10,6 +10,7 @@ import (
 	"go/parser"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -168,6 +169,19 @@ type target struct {
 	// direct decoder decoded a value of, as a bug of it would: the
 	// cross-check with Delve's values must catch it (see capture).
 	corruptDirect func(*fleet.Hit)
+
+	// armMu guards the arming of the tracepoints' probes: each one's
+	// links (tracepoint.multi, probe.link), disarm, rearm and cleared, and
+	// byBucket. It stands apart from mu, which the reader holds while it
+	// decodes a hit, at nice 19 and for as long as a busy host makes that
+	// last: taking the probes out must never wait for a decode, since the
+	// line traps for nothing until they are out (make bench-limits, load
+	// 27: a round at 0.28x the untraced requests/s, the service spending
+	// 3x its CPU per request in traps). Lock order: mu, then armMu.
+	armMu sync.Mutex
+	// byBucket finds the tracepoint whose allowance the BPF program says
+	// is spent.
+	byBucket map[uint32]*tracepoint
 }
 
 type tracepoint struct {
@@ -193,13 +207,16 @@ type tracepoint struct {
 	full     bool   // a plan ran out of ops
 
 	// disarm takes the probes out once the allowance is spent, and rearm
-	// puts them back (see disarming). Where the limit is applied here,
-	// seen counts the hits it met while the probes were in and wasted
-	// those it refused after the allowance was spent (the BPF bucket
-	// counts them otherwise); uncounted is the estimate of the hits run
-	// while the probes were out, for the next hit to report.
+	// puts them back (see disarming); cleared says the tracepoint is
+	// released, its probes out for good. The three are the target's
+	// armMu's, with the links. Where the limit is applied here, seen
+	// counts the hits it met while the probes were in and wasted those it
+	// refused after the allowance was spent (the BPF bucket counts them
+	// otherwise); uncounted is the estimate of the hits run while the
+	// probes were out, for the next hit to report.
 	disarm       agent.Disarm
 	rearm        *time.Timer
+	cleared      bool
 	seen, wasted uint64
 	uncounted    uint64
 }
@@ -250,19 +267,20 @@ func newTarget(pid int, exe string) (*target, error) {
 	}
 	t := &target{
 		pid: pid, exe: exe,
-		hits:   make(chan agent.Hit, 1024),
-		coll:   coll,
-		ex:     ex,
-		pidfd:  pidfd,
-		spent:  spent,
-		closed: make(chan struct{}),
-		done:   make(chan struct{}),
-		tps:    make(map[string]*tracepoint),
-		mu:     &x.mu,
-		x:      x,
-		snap:   snap,
-		tgt:    tgt,
-		di:     x.di,
+		hits:     make(chan agent.Hit, 1024),
+		coll:     coll,
+		ex:       ex,
+		pidfd:    pidfd,
+		spent:    spent,
+		closed:   make(chan struct{}),
+		done:     make(chan struct{}),
+		tps:      make(map[string]*tracepoint),
+		byBucket: make(map[uint32]*tracepoint),
+		mu:       &x.mu,
+		x:        x,
+		snap:     snap,
+		tgt:      tgt,
+		di:       x.di,
 	}
 	t.stacks.Verify = verifyStacks
 	x.mu.Lock()
@@ -399,12 +417,17 @@ func (t *target) install(tp *tracepoint, pcs []uint64, plans []bpfPlan) error {
 		tp.probes = append(tp.probes, p)
 		t.x.byCookie[p.cookie] = p
 	}
+	t.armMu.Lock()
+	defer t.armMu.Unlock()
+	if tp.inKernel && tp.spec.Limits.MaxHitsPerSecond > 0 {
+		t.byBucket[bk] = tp
+	}
 	tp.disarm.Armed(time.Now())
 	return t.arm(tp)
 }
 
 // arm attaches tp's probes. On error, the links it made are in tp for
-// release to close. Lock should be held.
+// release to close. armMu should be held.
 func (t *target) arm(tp *tracepoint) error {
 	file, line := tp.file, tp.spec.Location.Line
 	if !haveUprobeMulti() {
@@ -435,8 +458,8 @@ func (t *target) arm(tp *tracepoint) error {
 	return nil
 }
 
-// unarm takes tp's links out of it, for the caller to close. Lock should
-// be held.
+// unarm takes tp's links out of it, for the caller to close. The target's
+// armMu should be held.
 func (tp *tracepoint) unarm() []link.Link {
 	var ls []link.Link
 	if tp.multi != nil {
@@ -463,7 +486,14 @@ func (tp *tracepoint) unarm() []link.Link {
 // which does nothing else, unlinks the probes; the traps between the two
 // are counted (wasted) and make the estimate of what runs while they are
 // out. The timer of agent.Disarm puts them back.
+//
+// It runs on a thread of its own at raised priority where the agent may
+// raise it (CAP_SYS_NICE): on a busy host a thread at the agent's own
+// priority woke milliseconds late, each of them some hundred traps.
 func (t *target) disarming() {
+	runtime.LockOSThread()
+	// Left locked: the thread ends with this goroutine, at its priority.
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), disarmNice)
 	var rec ringbuf.Record
 	for {
 		if err := t.spent.ReadInto(&rec); err != nil {
@@ -477,40 +507,39 @@ func (t *target) disarming() {
 		}
 		bk := binary.LittleEndian.Uint32(rec.RawSample)
 		at := time.Unix(0, int64(binary.LittleEndian.Uint64(rec.RawSample[8:]))+t.mono.WallMinusMono())
-		t.mu.Lock()
-		var tp *tracepoint
-		for _, c := range t.tps {
-			if c.hasBucket && c.bucket == bk {
-				tp = c
-			}
-		}
-		t.mu.Unlock()
+		t.armMu.Lock()
+		tp := t.byBucket[bk]
+		t.armMu.Unlock()
 		if tp != nil {
 			t.takeOut(tp, at)
 		}
 	}
 }
 
+// disarmNice is the nice value of the thread that takes probes out.
+const disarmNice = -10
+
 // takeOut unlinks tp's probes, its allowance spent at at, and sets the
-// timer that puts them back.
+// timer that puts them back. It takes armMu alone: see target.
 func (t *target) takeOut(tp *tracepoint, at time.Time) {
-	t.mu.Lock()
-	if t.ended || t.tps[tp.spec.ID] != tp || tp.disarm.IsOut() {
-		t.unlock()
+	t.armMu.Lock()
+	if tp.cleared || tp.disarm.IsOut() {
+		t.armMu.Unlock()
 		return
 	}
 	tp.disarm.Spend(at)
 	ls := tp.unarm()
 	back := tp.disarm.Out(time.Now())
-	t.mu.Unlock()
+	t.armMu.Unlock()
 	// Closed before the timer is set: a probe put back while its old link
-	// is still being removed would trap twice.
+	// is still being removed would trap twice. The kernel takes the
+	// breakpoints out first, then waits for a grace period.
 	for _, l := range ls {
 		l.Close()
 	}
-	t.mu.Lock()
-	defer t.unlock()
-	if t.ended || t.tps[tp.spec.ID] != tp {
+	t.armMu.Lock()
+	defer t.armMu.Unlock()
+	if tp.cleared {
 		return
 	}
 	tp.rearm = time.AfterFunc(time.Until(back), func() { t.putBack(tp) })
@@ -521,7 +550,13 @@ func (t *target) takeOut(tp *tracepoint, at time.Time) {
 func (t *target) putBack(tp *tracepoint) {
 	t.mu.Lock()
 	defer t.unlock()
-	if t.ended || t.tps[tp.spec.ID] != tp || !tp.disarm.IsOut() {
+	if t.ended || t.tps[tp.spec.ID] != tp {
+		return
+	}
+	t.armMu.Lock()
+	out := !tp.cleared && tp.disarm.IsOut()
+	t.armMu.Unlock()
+	if !out {
 		return
 	}
 	var seen, wasted uint64
@@ -541,8 +576,13 @@ func (t *target) putBack(tp *tracepoint) {
 		seen, wasted = tp.seen, tp.wasted
 		tp.seen, tp.wasted = 0, 0
 	}
+	// Under mu, nothing but this timer puts the probes back, and
+	// release is not under way: they are still out.
+	t.armMu.Lock()
 	tp.uncounted += tp.disarm.Rearm(time.Now(), seen, wasted)
-	if err := t.arm(tp); err != nil {
+	err := t.arm(tp)
+	t.armMu.Unlock()
+	if err != nil {
 		t.fail(tp, fleet.AsError(err))
 	}
 }
@@ -630,10 +670,16 @@ func (t *target) clear(tp *tracepoint) {
 // records of its probes still in the ring buffer are skipped from now on.
 // Lock should be held.
 func (t *target) release(tp *tracepoint) {
+	t.armMu.Lock()
+	tp.cleared = true
 	t.x.unlinked = append(t.x.unlinked, tp.unarm()...)
 	if tp.rearm != nil {
 		tp.rearm.Stop()
 	}
+	if tp.hasBucket && t.byBucket[tp.bucket] == tp {
+		delete(t.byBucket, tp.bucket)
+	}
+	t.armMu.Unlock()
 	for _, p := range tp.probes {
 		delete(t.x.byCookie, p.cookie)
 		t.freePlan = append(t.freePlan, uint32(p.cookie))
@@ -1062,13 +1108,20 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 		return agent.Hit{}, false
 	}
 	h.Time = ktime + t.x.mono.WallMinusMono()
-	if !tp.inKernel && tp.spec.Limits.MaxHitsPerSecond > 0 && !tp.disarm.IsOut() {
+	t.armMu.Lock()
+	out := tp.disarm.IsOut()
+	backedOff := tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)
+	t.armMu.Unlock()
+	if !tp.inKernel && tp.spec.Limits.MaxHitsPerSecond > 0 && !out {
 		tp.seen++
 	}
 	if !tp.inKernel && !tp.limit.Take(time.Unix(0, h.Time)) {
 		tp.dropped++
 		if tp.spec.Limits.MaxHitsPerSecond > 0 {
-			if tp.disarm.Spend(time.Unix(0, h.Time)) {
+			t.armMu.Lock()
+			spent := tp.disarm.Spend(time.Unix(0, h.Time))
+			t.armMu.Unlock()
+			if spent {
 				go t.takeOut(tp, time.Unix(0, h.Time))
 			} else {
 				tp.wasted++
@@ -1077,7 +1130,7 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 		return agent.Hit{}, false
 	}
 	h.Dropped, tp.dropped = tp.dropped, 0
-	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted, Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond), TimeErr: t.x.mono.Err()}
+	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted, Rearm: backedOff, TimeErr: t.x.mono.Err()}
 	tp.uncounted = 0
 	if tp.ringFull > 0 {
 		hit.Throttle = "by a full ring buffer: the line ran faster than the agent decodes hits; set maxHitsPerSecond to choose which hits leave"

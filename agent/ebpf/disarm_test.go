@@ -74,6 +74,51 @@ func TestDisarmCondition(t *testing.T) {
 	agenttest.CheckSelfcheck(t, p)
 }
 
+// TestDisarmWhileDecoding: the probes come out once the allowance is spent
+// even while the reader holds the target's lock, as it does while it
+// decodes a hit (at nice 19, for as long as a busy host makes that last):
+// until they are out, every run of the line is a trap for nothing.
+func TestDisarmWhileDecoding(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, agenttest.SelfcheckDir)
+	p := agenttest.Start(t, bin)
+	p.WaitOutput(t, "ALIVE", 30*time.Second)
+	tgt := attach(t, ebpf.New(), p.Pid)
+	// The cool line runs 50 times a second: an allowance of 5 is spent a
+	// tenth of a second after the probes go in, with the lock held by then.
+	spec := hotSpec(t, "held", 5)
+	spec.Location.Line = agenttest.MarkerLine(t, agenttest.SelfcheckDir+"/main.go", "cool")
+	set(t, tgt, spec)
+	counts := ebpf.ArmingCounts(tgt, "held")
+	release := ebpf.HoldDecoding(tgt)
+	defer func() { release() }()
+	// Out: spent, and no hit meets the limit over a quarter of a second
+	// (a dozen runs of the line with the probes in).
+	var last uint64
+	var since time.Time
+	agenttest.CheckFor(t, 20*time.Second, 25*time.Millisecond, func() error {
+		seen, spent, err := counts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !spent || seen != last {
+			last, since = seen, time.Now()
+			return fmt.Errorf("the probes are in: %d hits met the limit, spent %v", seen, spent)
+		}
+		if time.Since(since) < 250*time.Millisecond {
+			return fmt.Errorf("no hit for %v yet", time.Since(since))
+		}
+		return nil
+	})
+	release()
+	release = func() {}
+	// Back in for the next windows, hits arrive again.
+	if hits := agenttest.HitsFor(t, tgt.Hits(), "held", 2*time.Second); len(hits) == 0 {
+		t.Fatal("no hit after the lock was let go")
+	}
+	agenttest.CheckSelfcheck(t, p)
+}
+
 // TestRearmStorm: probes taken out and put back every few milliseconds
 // (the window shortened to 5 ms) for seconds leave the target running and
 // right, and hits still arrive, through replacements and clears.

@@ -101,3 +101,18 @@ func HoldDecoding(tgt agent.Target) (release func()) {
 	t.mu.Lock()
 	return t.mu.Unlock
 }
+
+// ArmingCounts returns a function that reads, without tgt's lock, the BPF
+// rate limit of tracepoint id: the hits that met it since its probes last
+// went in, and whether its allowance is spent.
+func ArmingCounts(tgt agent.Target, id string) func() (seen uint64, spent bool, err error) {
+	t := tgt.(*target)
+	t.mu.Lock()
+	bk := t.tps[id].bucket
+	t.mu.Unlock()
+	return func() (uint64, bool, error) {
+		var b bpfBucket
+		err := t.coll.Maps["buckets"].Lookup(bk, &b)
+		return b.Seen, b.Spent != 0, err
+	}
+}
