@@ -183,6 +183,16 @@ static __always_inline void refuse(struct bucket *b, u32 bk, u64 now)
 	}
 }
 
+// take_count returns *p and zeroes it, sparing the atomic exchange when it
+// is zero, as it is at almost every hit: a count added meanwhile goes to the
+// next hit.
+static __always_inline u64 take_count(u64 *p)
+{
+	if (*(volatile u64 *)p == 0)
+		return 0;
+	return __sync_lock_test_and_set(p, 0);
+}
+
 // take reports whether the bucket allows a hit now; a refused hit is counted.
 static __always_inline int take(struct bucket *b, u32 bk, u64 now, u64 *dropped)
 {
@@ -190,7 +200,7 @@ static __always_inline int take(struct bucket *b, u32 bk, u64 now, u64 *dropped)
 	if (b->disarm)
 		__sync_fetch_and_add(&b->seen, 1);
 	if (rate == 0) {
-		*dropped = __sync_lock_test_and_set(&b->dropped, 0);
+		*dropped = take_count(&b->dropped);
 		return 1;
 	}
 	u64 interval = 1000000000ULL / rate;
@@ -201,7 +211,7 @@ static __always_inline int take(struct bucket *b, u32 bk, u64 now, u64 *dropped)
 		if (tat - now > tau)
 			break;
 		if (__sync_val_compare_and_swap(&b->tat, old, tat + interval) == old) {
-			*dropped = __sync_lock_test_and_set(&b->dropped, 0);
+			*dropped = take_count(&b->dropped);
 			return 1;
 		}
 	}
@@ -324,7 +334,9 @@ static long run_op(u32 i, struct loopctx *c)
 
 // run_frame copies one link of the frame-pointer chain: the caller's saved
 // BP and the return address, which is all an unwinder needs above this
-// frame.
+// frame. The next link is the saved BP, read from the copy rather than
+// from the process again: a read of user memory is most of what a link
+// costs.
 static long run_frame(u32 i, struct loopctx *c)
 {
 	u64 bp = c->bp;
@@ -332,10 +344,9 @@ static long run_frame(u32 i, struct loopctx *c)
 		return 1;
 	u32 before = c->off;
 	copy(c->s, &c->off, bp, 16);
-	if (c->off == before)
+	if (c->off == before || before > DATA_MASK)
 		return 1;
-	u64 next = 0;
-	bpf_probe_read_user(&next, 8, (void *)bp);
+	u64 next = *(u64 *)(c->s->buf + sizeof(struct header) + ((before + sizeof(struct region)) & DATA_MASK));
 	if (next <= bp)
 		return 1;
 	c->bp = next;
@@ -369,7 +380,7 @@ int capture(struct pt_regs *ctx)
 	h->cookie = cookie;
 	h->time = now;
 	h->dropped = dropped;
-	h->full = __sync_lock_test_and_set(&b->full, 0);
+	h->full = take_count(&b->full);
 	h->tid = (u32)bpf_get_current_pid_tgid();
 
 	struct loopctx c = {.s = s, .p = p, .nops = p->nops, .frames = p->frames, .bp = h->regs[REG_BP]};
