@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 # write (VS Code's debug adapter and language server clients).
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock.json' 2>/dev/null))
 
-.PHONY: build demo test deps bench bench-limits bench-timeline bench-resources bench-fleet lint clean fuzz vsix e2e-vscode e2e-web web-ui kill-matrix differential
+.PHONY: build demo test deps bench bench-limits bench-perhit bench-timeline bench-resources bench-fleet lint clean fuzz vsix e2e-vscode e2e-web web-ui kill-matrix differential
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
@@ -129,3 +129,9 @@ lint:
 
 clean:
 	rm -rf $(BIN)
+
+# bench-perhit: what a hit of the eBPF backend costs a hot loop against a
+# bare uprobe, with the BPF programs' own run time from the kernel's
+# statistics, alternating runs in one process (bench/perhit).
+bench-perhit:
+	$(GO) run ./bench/perhit $(BENCH_PERHIT_FLAGS)

@@ -1,0 +1,193 @@
+// Command perhit measures what a hit of the eBPF backend costs a hot loop
+// against a bare uprobe, with the BPF programs' own run time from the
+// kernel's statistics, in one process: the parts of make bench's hot-loop
+// rows, run many times alternating, with knobs to tell where the rest goes.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	cebpf "github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/riptrace/riptrace/agent"
+	"github.com/riptrace/riptrace/agent/ebpf"
+	"github.com/riptrace/riptrace/bench/internal/benchkit"
+	"github.com/riptrace/riptrace/fleet"
+)
+
+var (
+	runs = flag.Int("runs", 9, "measured runs per tool")
+	n    = flag.Int("n", 3000, "hits per run")
+)
+
+type hot struct {
+	cmd *exec.Cmd
+	in  *os.File
+	out *bufio.Reader
+	pid int
+}
+
+func startHot(bin string) *hot {
+	cmd := exec.Command(bin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // gone with this process, however it ends
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	h := &hot{cmd: cmd, in: in.(*os.File), out: bufio.NewReader(out)}
+	line, _ := h.out.ReadString('\n')
+	m := regexp.MustCompile(`pid=(\d+)`).FindStringSubmatch(line)
+	h.pid, _ = strconv.Atoi(m[1])
+	return h
+}
+
+func (h *hot) run(n int) time.Duration {
+	fmt.Fprintf(h.in, "run %d\n", n)
+	line, _ := h.out.ReadString('\n')
+	ns, _ := strconv.ParseInt(strings.TrimSpace(line[strings.Index(line, "ns=")+3:]), 10, 64)
+	return time.Duration(ns)
+}
+
+// progStats sums the run time and count of this process's BPF programs
+// named name (others' agents on the machine load theirs).
+func progStats(name string) (time.Duration, uint64) {
+	var total time.Duration
+	var count uint64
+	fds, _ := filepath.Glob("/proc/self/fdinfo/*")
+	seen := map[string]bool{}
+	for _, f := range fds {
+		b, _ := os.ReadFile(f)
+		m := regexp.MustCompile(`prog_id:\s+(\d+)`).FindSubmatch(b)
+		if m == nil || seen[string(m[1])] {
+			continue
+		}
+		seen[string(m[1])] = true
+		id, _ := strconv.Atoi(string(m[1]))
+		p, err := cebpf.NewProgramFromID(cebpf.ProgramID(id))
+		if err != nil {
+			continue
+		}
+		info, err := p.Info()
+		st, err2 := p.Stats()
+		p.Close()
+		if err != nil || err2 != nil || info.Name != name {
+			continue
+		}
+		total += st.Runtime
+		count += st.RunCount
+	}
+	return total, count
+}
+
+func main() {
+	flag.Parse()
+	tmp, _ := os.MkdirTemp("", "perhit")
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "hot")
+	if err := benchkit.Build("bench/targets/hot", bin); err != nil {
+		log.Fatal(err)
+	}
+	line, _ := benchkit.MarkerLine("bench/targets/hot/main.go", "hot")
+	base, bare, rte := startHot(bin), startHot(bin), startHot(bin)
+	defer func() {
+		for _, h := range []*hot{base, bare, rte} {
+			h.cmd.Process.Kill()
+		}
+	}()
+	stats, err := cebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stats.Close()
+	c, err := ebpf.NewCounter(bare.pid, "bench/targets/hot/main.go", line)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	tgt, err := ebpf.New().Attach(ctx, rte.pid)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tgt.Detach(ctx)
+	if _, err := tgt.Set(ctx, agent.Tracepoint{ID: "hot", Location: fleet.Location{Path: "bench/targets/hot/main.go", Line: line}, Capture: fleet.DefaultCapture}); err != nil {
+		log.Fatal(err)
+	}
+	var got atomic.Int64
+	go func() {
+		for h := range tgt.Hits() {
+			if h.Fault != nil {
+				log.Fatal(h.Fault)
+			}
+			// A hit the full ring buffer refused is counted in the
+			// next one's Dropped.
+			got.Add(1 + int64(h.Dropped))
+		}
+	}()
+	want := int64(0)
+	bare.run(20)
+	rte.run(20)
+	want += 20
+	quiesce(&got, want)
+	var baseNs, bareUs, rteUs, ratio []float64
+	for r := range *runs {
+		b := base.run(10_000_000)
+		bns := float64(b) / 1e7
+		t0, c0 := progStats("count")
+		x := bare.run(*n)
+		t1, c1 := progStats("count")
+		e0, d0 := progStats("capture")
+		g0 := got.Load()
+		y := rte.run(*n)
+		during := got.Load() - g0
+		e1, d1 := progStats("capture")
+		want += int64(*n)
+		quiesce(&got, want)
+		bu := (float64(x)/float64(*n) - bns) / 1e3
+		ru := (float64(y)/float64(*n) - bns) / 1e3
+		baseNs, bareUs, rteUs, ratio = append(baseNs, bns), append(bareUs, bu), append(rteUs, ru), append(ratio, ru/bu)
+		fmt.Printf("run %d: bare %.2f µs/hit (program %.2f µs), ebpf %.2f µs/hit (program %.2f µs, %d hits decoded during the loop), %.3fx; load %s\n", r+1, bu,
+			float64(t1-t0)/float64(c1-c0)/1e3, ru, float64(e1-e0)/float64(d1-d0)/1e3, during, ru/bu, load())
+	}
+	fmt.Printf("median: bare %.2f, ebpf %.2f µs/hit, %.3fx (%.3f–%.3f)\n", med(bareUs), med(rteUs), med(ratio), slices.Min(ratio), slices.Max(ratio))
+}
+
+// quiesce waits until got reaches want, or stops growing for half a second
+// (drops of the full ring buffer at a run's end are owed to a next hit that
+// has not come): the agent decodes no hit of the last run while the next
+// is measured.
+func quiesce(got *atomic.Int64, want int64) {
+	last, since := got.Load(), time.Now()
+	for got.Load() < want && time.Since(since) < 500*time.Millisecond {
+		time.Sleep(10 * time.Millisecond)
+		if g := got.Load(); g != last {
+			last, since = g, time.Now()
+		}
+	}
+}
+
+func med(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	return s[len(s)/2]
+}
+
+func load() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.Fields(string(b))[0]
+}
