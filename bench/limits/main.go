@@ -297,7 +297,7 @@ func run() error {
 	// what the requests/s would be on a machine that ran only the bench,
 	// so it moves far less with load from elsewhere than requests/s do;
 	// a stop (Delve's) that leaves a CPU idle is not in it.
-	fmt.Printf("\n%-24s %20s %24s %22s %22s\n", "scenario", "service µs/request", "agent ms/s (user+sys)", "all µs/request", "CPU ratio (range)")
+	fmt.Printf("\n%-24s %20s %24s %22s %22s %14s\n", "scenario", "service µs/request", "agent ms/s (user+sys)", "all µs/request", "CPU ratio (range)", "counted drops/s")
 	for i, sc := range scenarios {
 		res := results[i]
 		var svc, au, as, all, cr []float64
@@ -314,7 +314,14 @@ func run() error {
 		if len(cr) > 0 {
 			crs = fmt.Sprintf("%.3f× (%.2f–%.2f)", median(cr), slices.Min(cr), slices.Max(cr))
 		}
-		fmt.Printf("%-24s %20.1f %24s %22.1f %22s\n", sc.name, median(svc), fmt.Sprintf("%.1f+%.1f", median(au), median(as)), median(all), crs)
+		// With the probes taken out once the allowance is spent, the
+		// drops counted are the traps between that and the probes
+		// being out: each cost the service a trap for nothing.
+		drops := "-"
+		if sc.backend != "" {
+			drops = fmt.Sprintf("%.0f", float64(res.dropped)/duration.Seconds()/float64(*rounds))
+		}
+		fmt.Printf("%-24s %20.1f %24s %22.1f %22s %14s\n", sc.name, median(svc), fmt.Sprintf("%.1f+%.1f", median(au), median(as)), median(all), crs, drops)
 	}
 	fmt.Printf("load average (1 min) over the rounds: %s\n", loadRange)
 
