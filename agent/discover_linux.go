@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/riptrace/riptrace/fleet"
 )
@@ -155,43 +156,108 @@ func inspect(pid int) (*fleet.Process, error) {
 		}
 		return nil, fleet.Errorf(fleet.CodeNoProcess, "reading the executable of pid %d: %v (is it a kernel thread, or is the agent missing CAP_SYS_PTRACE?)", pid, err)
 	}
-	info, err := buildinfo.ReadFile(exeLink)
+	x, err := exeFactsOf(pid)
 	if err != nil {
-		return nil, fleet.Errorf(fleet.CodeNotGo, "pid %d (%s) is not a Go program (%v): RipTrace traces Go binaries only", pid, exe, err)
+		return nil, err
+	}
+	if x.notGo != nil {
+		return nil, fleet.Errorf(fleet.CodeNotGo, "pid %d (%s) is not a Go program (%v): RipTrace traces Go binaries only", pid, exe, x.notGo)
 	}
 	p := &fleet.Process{
 		Pid:         pid,
 		Exe:         strings.TrimSuffix(exe, " (deleted)"),
 		Cmdline:     cmdline(pid),
-		Module:      info.Main.Path,
-		MainPackage: info.Path,
-		GoVersion:   info.GoVersion,
+		Module:      x.module,
+		MainPackage: x.mainPackage,
+		GoVersion:   x.goVersion,
+		Revision:    x.revision,
+		Modified:    x.modified,
+		VCSTime:     x.vcsTime,
+		Build:       x.build,
+		Stamps:      x.stamps,
 		ContainerID: containerID(pid),
 	}
+	return p, nil
+}
+
+// exeFacts is what a process's executable says of itself.
+type exeFacts struct {
+	module, mainPackage, goVersion string
+	revision, vcsTime              string
+	modified                       bool
+	build                          string
+	stamps                         map[string]string // shared by the processes of the executable: read only
+	notGo                          error
+}
+
+// exes caches exeFacts per executable. Reading an executable's symbols for
+// its link stamps takes milliseconds of CPU for a large one, and hosts that
+// build or run jobs start the same executables again and again (on this
+// project's shared test machine, most of a busy agent's CPU went to it).
+var exes struct {
+	sync.Mutex
+	m map[exeKey]*exeFacts
+}
+
+// maxExes bounds exes: past it the cache starts over.
+const maxExes = 256
+
+// exeReads counts the executables read, for tests.
+var exeReads atomic.Int64
+
+// exeFactsOf reads what pid's executable says of itself, once per
+// executable (by its exeKey); notGo says when it is not a Go program.
+func exeFactsOf(pid int) (*exeFacts, error) {
+	k, err := keyOf(pid)
+	if err != nil {
+		return nil, err
+	}
+	exes.Lock()
+	x := exes.m[k]
+	exes.Unlock()
+	if x == nil {
+		x = readExeFacts(fmt.Sprintf("/proc/%d/exe", pid))
+		exes.Lock()
+		if exes.m == nil || len(exes.m) >= maxExes {
+			exes.m = make(map[exeKey]*exeFacts)
+		}
+		exes.m[k] = x
+		exes.Unlock()
+	}
+	return x, nil
+}
+
+func readExeFacts(path string) *exeFacts {
+	exeReads.Add(1)
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return &exeFacts{notGo: err}
+	}
+	x := &exeFacts{module: info.Main.Path, mainPackage: info.Path, goVersion: info.GoVersion}
 	for _, s := range info.Settings {
 		switch s.Key {
 		case "vcs.revision":
-			p.Revision = s.Value
+			x.revision = s.Value
 		case "vcs.modified":
-			p.Modified = s.Value == "true"
+			x.modified = s.Value == "true"
 		case "vcs.time":
-			p.VCSTime = s.Value
+			x.vcsTime = s.Value
 		}
 	}
-	if p.Revision == "" {
+	if x.revision == "" {
 		// Found by the client instead (source.Resolve), from what the
 		// executable says of itself.
-		if f, err := elf.Open(exeLink); err == nil {
-			p.Build, p.Stamps = goBuildID(f), linkStamps(f)
+		if f, err := elf.Open(path); err == nil {
+			x.build, x.stamps = goBuildID(f), linkStamps(f)
 			f.Close()
 		}
 	}
-	if p.Module == "" {
+	if x.module == "" {
 		// Built from a file list (go build x.go) or a testdata directory:
 		// there is no module; the main package path is the best name.
-		p.Module = p.MainPackage
+		x.module = x.mainPackage
 	}
-	return p, nil
+	return x
 }
 
 func cmdline(pid int) []string {
