@@ -165,7 +165,7 @@ func main() {
 		fmt.Printf("run %d: bare %.2f µs/hit (program %.2f µs), ebpf %.2f µs/hit (program %.2f µs, %d hits decoded during the loop), %.3fx; load %s\n", r+1, bu,
 			float64(t1-t0)/float64(c1-c0)/1e3, ru, float64(e1-e0)/float64(d1-d0)/1e3, during, ru/bu, load())
 	}
-	fmt.Printf("median: bare %.2f, ebpf %.2f µs/hit, %.3fx (%.3f–%.3f)\n", med(bareUs), med(rteUs), med(ratio), slices.Min(ratio), slices.Max(ratio))
+	fmt.Printf("median: untraced %.2f ns/iteration, bare %.2f, ebpf %.2f µs/hit, %.3fx (%.3f–%.3f)\n", med(baseNs), med(bareUs), med(rteUs), med(ratio), slices.Min(ratio), slices.Max(ratio))
 }
 
 // quiesce waits until got reaches want, or stops growing for half a second
