@@ -11,6 +11,8 @@
 // of a value the optimizer left out at the line (an empty DWARF piece)
 // reads as optimized away, never as the zero Delve reads there: both
 // backends, and the eBPF backend's direct decoder, mark it by DroppedOf.
+// A condition that reads such a part is refused, on all three condition
+// paths, rather than decided on the zero (DroppedInCondition).
 package dlvvalue
 
 import (
