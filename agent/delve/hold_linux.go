@@ -44,6 +44,7 @@ import (
 // close uprobes from any goroutine: they need no ptrace request.
 type holdTarget struct {
 	pid    int
+	pieces dlvvalue.PieceCache // what is left out of values in pieces, by PC
 	probes *probeSet
 	hits   chan agent.Hit
 	ready  chan error    // the seize's outcome
@@ -684,7 +685,7 @@ func (t *holdTarget) capture(tid int, rec *hitRecord, p *holdProbe) (h fleet.Hit
 		return h, true, nil
 	}
 	scope := proc.FrameToScope(t.tgt, th.ProcessMemory(), g, th.ThreadID(), frames...)
-	dlvvalue.Converter{Unreadable: unreadableHere}.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
+	dlvvalue.Converter{Unreadable: unreadableHere, Pieces: &t.pieces}.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
 	return h, true, nil
 }
 

@@ -104,8 +104,9 @@ type command struct {
 }
 
 type target struct {
-	faults  []agent.Hit // removal notices not yet taken by the agent (loop only)
-	ranLast bool        // the last Continue resumed the process (loop only)
+	faults  []agent.Hit         // removal notices not yet taken by the agent (loop only)
+	ranLast bool                // the last Continue resumed the process (loop only)
+	pieces  dlvvalue.PieceCache // what is left out of values in pieces, by PC (loop only)
 	pid     int
 	cmds    chan command
 	hits    chan agent.Hit

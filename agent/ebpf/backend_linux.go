@@ -123,6 +123,9 @@ type target struct {
 	pid  int
 	exe  string
 	hits chan agent.Hit
+	// pieces keeps what is left out of the variables Delve's evaluator
+	// reads in pieces, by PC.
+	pieces dlvvalue.PieceCache
 
 	coll   *ebpf.Collection
 	ex     *link.Executable

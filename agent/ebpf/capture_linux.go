@@ -106,7 +106,7 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 		}
 	}
 	check := func(v *proc.Variable) { markUncaptured(t.mem.misses, v) }
-	delve := dlvvalue.Converter{Unreadable: unreadable, Check: check, Warm: t.warmModuleData}
+	delve := dlvvalue.Converter{Unreadable: unreadable, Check: check, Warm: t.warmModuleData, Pieces: &t.pieces, PC: t.regs.Rip}
 	cv := delve
 	cv.Frame = t.frameVars
 	var plan *framePlan

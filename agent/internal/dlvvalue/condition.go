@@ -118,9 +118,22 @@ func CondDroppedAt(bi *proc.BinaryInfo, pc uint64, cond string) (operand string,
 			operand, ok = "", false
 		}
 	}()
+	scope := fakeScope(bi, pc)
+	if scope == nil {
+		return "", false
+	}
+	return CondDropped(cond, func(name string) (*proc.Variable, error) {
+		return scope.EvalExpression(name, proc.LoadConfig{})
+	}), true
+}
+
+// fakeScope is a scope at pc of bi with made-up registers and zero memory,
+// where Delve's evaluator reads where each variable is and nothing else;
+// nil at an inlined call's PC.
+func fakeScope(bi *proc.BinaryInfo, pc uint64) *proc.EvalScope {
 	file, line, fn := bi.PCToLine(pc)
 	if fn == nil || fn != bi.PCToFunc(pc) {
-		return "", false
+		return nil
 	}
 	regs := op.NewDwarfRegisters(bi.Images[0].StaticBase, nil, binary.LittleEndian, 16, 7, 6, 0)
 	const sp = 1 << 40
@@ -130,10 +143,7 @@ func CondDroppedAt(bi *proc.BinaryInfo, pc uint64, cond string) (operand string,
 	regs.AddReg(16, op.DwarfRegisterFromUint64(pc)) // Delve finds the location list entry by it
 	regs.CFA = sp + 1<<16
 	regs.FrameBase = regs.CFA
-	scope := &proc.EvalScope{Location: proc.Location{PC: pc, File: file, Line: line, Fn: fn}, Regs: *regs, Mem: zeroMemory{}, BinInfo: bi}
-	return CondDropped(cond, func(name string) (*proc.Variable, error) {
-		return scope.EvalExpression(name, proc.LoadConfig{})
-	}), true
+	return &proc.EvalScope{Location: proc.Location{PC: pc, File: file, Line: line, Fn: fn}, Regs: *regs, Mem: zeroMemory{}, BinInfo: bi}
 }
 
 // zeroMemory reads as zeros everywhere: the values read through it are not

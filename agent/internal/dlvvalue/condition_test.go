@@ -1,6 +1,8 @@
 package dlvvalue_test
 
 import (
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/go-delve/delve/pkg/proc"
@@ -15,11 +17,8 @@ const droppedDir = "../../ebpf/testdata/targets/dropped"
 // dropped target, a condition is told from DWARF alone whether it reads a
 // part the compiler left out there, before any hit.
 func TestCondDroppedAt(t *testing.T) {
-	bin := agenttest.BuildTarget(t, droppedDir)
-	bi := proc.NewBinaryInfo("linux", "amd64", false)
-	if err := bi.LoadBinaryInfo(bin, 0, nil); err != nil {
-		t.Fatal(err)
-	}
+	bi := loadDropped(t)
+	file := droppedFile(bi)
 	for _, c := range []struct {
 		marker, cond, want string
 	}{
@@ -38,12 +37,6 @@ func TestCondDroppedAt(t *testing.T) {
 		{"iface", "x.(int) == 41", "x"},
 		{"pair", "main.sink > 0", ""},
 	} {
-		file := ""
-		for _, f := range bi.Sources {
-			if len(f) > len("dropped/main.go") && f[len(f)-len("dropped/main.go"):] == "dropped/main.go" {
-				file = f
-			}
-		}
 		line := agenttest.MarkerLine(t, droppedDir+"/main.go", c.marker)
 		at := bi.AllPCsForFileLines(file, []int{line})[line]
 		if len(at) == 0 {
@@ -60,4 +53,60 @@ func TestCondDroppedAt(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestPieceCacheByPC: a PieceCache keeps what is left out of a variable
+// by PC: p of the dropped target is whole on the line before pair's, where
+// p.b is still used, and without p.b at pair's, whichever is read first.
+func TestPieceCacheByPC(t *testing.T) {
+	bi := loadDropped(t)
+	line := agenttest.MarkerLine(t, droppedDir+"/main.go", "pair")
+	pcOf := func(line int) uint64 {
+		at := bi.AllPCsForFileLines(droppedFile(bi), []int{line})[line]
+		if len(at) == 0 {
+			t.Fatalf("no PC at line %d", line)
+		}
+		return at[0]
+	}
+	before, pair := pcOf(line-1), pcOf(line)
+	read := func(pc uint64) *proc.Variable {
+		v, err := dlvvalue.FakeScope(bi, pc).EvalExpression("p", proc.LoadConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if dlvvalue.DroppedOfVar(read(before)) != nil || dlvvalue.DroppedOfVar(read(pair)) == nil {
+		t.Fatalf("p at line %d: %+v, at pair's: %+v; want whole, then without p.b", line-1, dlvvalue.DroppedOfVar(read(before)), dlvvalue.DroppedOfVar(read(pair)))
+	}
+	for _, order := range [][]uint64{{before, pair}, {pair, before}} {
+		var c dlvvalue.PieceCache
+		for range 2 {
+			for _, pc := range order {
+				if got, want := c.DroppedAtPC(pc, read(pc)), dlvvalue.DroppedOfVar(read(pc)); !reflect.DeepEqual(got, want) {
+					t.Errorf("cached at %#x: %+v, want %+v", pc, got, want)
+				}
+			}
+		}
+	}
+}
+
+func loadDropped(t *testing.T) *proc.BinaryInfo {
+	t.Helper()
+	bin := agenttest.BuildTarget(t, droppedDir)
+	bi := proc.NewBinaryInfo("linux", "amd64", false)
+	if err := bi.LoadBinaryInfo(bin, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	return bi
+}
+
+// droppedFile is the dropped target's main.go as bi names it.
+func droppedFile(bi *proc.BinaryInfo) string {
+	for _, f := range bi.Sources {
+		if strings.HasSuffix(f, "/dropped/main.go") {
+			return f
+		}
+	}
+	return ""
 }

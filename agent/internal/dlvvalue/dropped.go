@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/go-delve/delve/pkg/dwarf/godwarf"
 	"github.com/go-delve/delve/pkg/proc"
@@ -168,14 +169,76 @@ func droppedAt(typ godwarf.Type, off int64, holes []hole) *Dropped {
 // droppedOfVar is what the compiler left out of v, a variable Delve read
 // (composed of pieces, if anything is left out).
 func droppedOfVar(v *proc.Variable) *Dropped {
-	if v.Flags&proc.VariableFakeAddress == 0 || v.LocationExpr == nil || v.Unreadable != nil {
+	if !inPieces(v) {
 		return nil
 	}
-	typ := v.RealType
-	if typ == nil {
-		typ = v.DwarfType
+	return DroppedOf(typeOf(v), v.LocationExpr.String())
+}
+
+func inPieces(v *proc.Variable) bool {
+	return v.Flags&proc.VariableFakeAddress != 0 && v.LocationExpr != nil && v.Unreadable == nil
+}
+
+// A PieceCache keeps what the compiler left out of the variables held in
+// pieces of one process, by PC: the text of a location, which DroppedOf
+// reads, costs as much as converting the variable for the hit
+// (BenchmarkDroppedOfVar), and where a part is left out is fixed at each
+// PC by the location lists. The zero PieceCache is ready to use; a nil
+// one keeps nothing.
+type PieceCache struct {
+	mu sync.Mutex
+	// m holds, by PC and variable, what is left out: nil for nothing.
+	// Guarded by mu.
+	m map[pieceKey]*Dropped
+}
+
+// A pieceKey names a variable at a PC: by name, line of declaration, type
+// and whether it is shadowed there, which tell apart the variables Delve
+// lists in one frame. An expression (droppedOfExpr) is named by its text,
+// with decl -1.
+type pieceKey struct {
+	pc       uint64
+	name     string
+	decl     int64
+	typ      godwarf.Type
+	shadowed bool
+}
+
+// maxPieceCache bounds a PieceCache: past it, what is left out is read
+// again at each hit.
+const maxPieceCache = 1 << 14
+
+// get returns what is left out of the variable key names, computing it
+// with f once.
+func (c *PieceCache) get(key pieceKey, f func() *Dropped) *Dropped {
+	if c == nil || key.pc == 0 {
+		return f()
 	}
-	return DroppedOf(typ, v.LocationExpr.String())
+	c.mu.Lock()
+	d, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return d
+	}
+	d = f()
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[pieceKey]*Dropped)
+	}
+	if len(c.m) < maxPieceCache {
+		c.m[key] = d
+	}
+	c.mu.Unlock()
+	return d
+}
+
+// droppedAtPC is droppedOfVar through c, for v read at pc.
+func (c *PieceCache) droppedAtPC(pc uint64, v *proc.Variable) *Dropped {
+	if !inPieces(v) {
+		return nil
+	}
+	key := pieceKey{pc: pc, name: v.Name, decl: v.DeclLine, typ: typeOf(v), shadowed: v.Flags&proc.VariableShadowed != 0}
+	return c.get(key, func() *Dropped { return droppedOfVar(v) })
 }
 
 // Mark marks what d says was left out of av, a value as api.ConvertVar
