@@ -20,8 +20,8 @@ import (
 // RipTrace does the same for one that reads a part left out, before any
 // hit is decided on it. Where a part is left out is fixed by the DWARF
 // location lists at each PC, so a backend decides it once per PC, at Set
-// where it can (CondDroppedAt) and else at the first hit there
-// (CondDropped).
+// where it can (DroppedInCondition) and else at the first hit there
+// (CondDroppedInScope).
 
 // DroppedConditionError says that a tracepoint's condition reads a part of
 // a value the compiler left out at the tracepoint's line.
@@ -48,23 +48,22 @@ func CondDropped(cond string, lookup func(name string) (*proc.Variable, error)) 
 		return ""
 	}
 	found := ""
-	// check reports whether operand x reads a part left out; lenOnly when
+	// check sets found if operand x reads a part left out; lenOnly when
 	// only its length is read (len(x)).
-	check := func(x ast.Expr, lenOnly bool) bool {
+	check := func(x ast.Expr, lenOnly bool) {
 		root, path := partPath(x)
 		if root == nil {
-			return false
+			return
 		}
 		v, err := lookup(root.Name)
 		if err != nil || v == nil {
-			return false
+			return
 		}
 		d := droppedAlong(droppedOfVar(v), typeOf(v), path)
 		if d == nil || lenOnly && !d.Whole && len(d.Parts) == 0 {
-			return false // a slice's length is read, not its capacity
+			return // a slice's length is read, not its capacity
 		}
 		found = types.ExprString(x)
-		return true
 	}
 	var walk func(n ast.Node) bool
 	walk = func(n ast.Node) bool {
