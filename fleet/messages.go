@@ -58,7 +58,7 @@ const (
 	CodeNoCode       = "no_code"       // the file is known but the line has no code
 	CodeLineChanged  = "line_changed"  // the line was changed or does not exist in the process's revision
 	CodeNoRevision   = "no_revision"   // the executable carries no vcs.revision and no committed version of the file matches it
-	CodeBadCondition = "bad_condition" // condition, hit condition or log message does not parse
+	CodeBadCondition = "bad_condition" // condition, hit condition or log message does not parse; or a condition reads a value optimized away
 	CodeInternal     = "internal"      // a bug: the message says what was being done
 	CodeStopBudget   = "stop_budget"   // its traps alone cost more stop time than the agent's budget
 	CodeTooLarge     = "too_large"     // the spec asks for more than the bounds allow (MaxStackDepth and the others)

@@ -20,6 +20,6 @@ func (t *target) capture(th proc.Thread, tp *tracepoint) fleet.Hit {
 		return h
 	}
 	scope := proc.FrameToScope(tgt, th.ProcessMemory(), g, th.ThreadID(), frames...)
-	dlvvalue.Converter{}.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
+	dlvvalue.Converter{Pieces: &t.pieces}.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
 	return h
 }

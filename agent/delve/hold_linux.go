@@ -44,6 +44,7 @@ import (
 // close uprobes from any goroutine: they need no ptrace request.
 type holdTarget struct {
 	pid    int
+	pieces dlvvalue.PieceCache // what is left out of values in pieces, by PC
 	probes *probeSet
 	hits   chan agent.Hit
 	ready  chan error    // the seize's outcome
@@ -84,6 +85,9 @@ type holdTracepoint struct {
 	// budgetDropped counts, of dropped, the hits the stop budget dropped.
 	budgetDropped uint64
 	warm          bool
+	// condUndecided are the PCs where Set could not tell whether the
+	// condition reads a part of a value left out: their first hit does.
+	condUndecided map[uint64]bool
 
 	// disarm takes the probes out once the rate limit's allowance is
 	// spent, and rearm puts them back (see refused). wasted counts the
@@ -643,6 +647,14 @@ func (t *holdTarget) capture(tid int, rec *hitRecord, p *holdProbe) (h fleet.Hit
 	t.tgt.ClearCaches()
 	th := t.snap.Thread()
 	h = fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Time: time.Now().UnixNano()}
+	if tp.cond != nil && tp.condUndecided[p.pc] {
+		delete(tp.condUndecided, p.pc)
+		if scope, err := proc.GoroutineScope(t.tgt, th); err == nil {
+			if err := dlvvalue.CondDroppedInScope(scope, tp.spec.Condition); err != nil {
+				return h, false, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s was removed: %v", tp.spec.ID, err)
+			}
+		}
+	}
 	if tp.cond != nil {
 		ok, err := evalBreakpointCondition(t.tgt, th, tp.cond)
 		if err != nil {
@@ -673,7 +685,7 @@ func (t *holdTarget) capture(tid int, rec *hitRecord, p *holdProbe) (h fleet.Hit
 		return h, true, nil
 	}
 	scope := proc.FrameToScope(t.tgt, th.ProcessMemory(), g, th.ThreadID(), frames...)
-	dlvvalue.Converter{Unreadable: unreadableHere}.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
+	dlvvalue.Converter{Unreadable: unreadableHere, Pieces: &t.pieces}.ReadWarm(scope, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
 	return h, true, nil
 }
 
@@ -840,6 +852,19 @@ func (t *holdTarget) Set(ctx context.Context, spec agent.Tracepoint) (agent.Plac
 			return agent.Placement{}, fleet.Errorf(fleet.CodeNoCode, "%s:%d has no code in %s: the compiler emitted no instructions for that line (a comment, a blank line, a declaration, or code optimized away); pick a line with a statement", file, spec.Location.Line, exeName(t.pid))
 		}
 		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "finding the code of %s:%d: %v", file, spec.Location.Line, err)
+	}
+	// A condition that reads a part of a value left out at a PC would be
+	// decided on a zero there: refused now, or at the first hit where
+	// DWARF alone cannot tell.
+	undecided, err := dlvvalue.DroppedInCondition(t.snap.BinInfo(), pcs, spec.Condition)
+	if err != nil {
+		return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: %v", spec.ID, err)
+	}
+	for _, pc := range undecided {
+		if tp.condUndecided == nil {
+			tp.condUndecided = make(map[uint64]bool)
+		}
+		tp.condUndecided[pc] = true
 	}
 	tp.limit.Init(spec.Limits.MaxHitsPerSecond)
 	tp.disarm.Armed(time.Now())

@@ -104,8 +104,9 @@ type command struct {
 }
 
 type target struct {
-	faults  []agent.Hit // removal notices not yet taken by the agent (loop only)
-	ranLast bool        // the last Continue resumed the process (loop only)
+	faults  []agent.Hit         // removal notices not yet taken by the agent (loop only)
+	ranLast bool                // the last Continue resumed the process (loop only)
+	pieces  dlvvalue.PieceCache // what is left out of values in pieces, by PC (loop only)
 	pid     int
 	cmds    chan command
 	hits    chan agent.Hit
@@ -168,6 +169,9 @@ type tracepoint struct {
 	uncounted    uint64
 	hitOp        token.Token // the hit condition's, 0 for none
 	hitVal       int
+	// condUndecided are the PCs where place could not tell whether the
+	// condition reads a part of a value left out: their first stop does.
+	condUndecided map[uint64]bool
 }
 
 func (t *target) Hits() <-chan agent.Hit { return t.hits }
@@ -577,6 +581,17 @@ func (t *target) place(spec agent.Tracepoint) (agent.Placement, error) {
 	if err := t.grp.ChangeBreakpointCondition(lbp, spec.Condition, spec.HitCondition, false); err != nil {
 		return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: %v", spec.ID, err)
 	}
+	// Delve would decide a condition that reads a part of a value left
+	// out at a PC on the zero it reads there: refused now, or where DWARF
+	// alone cannot tell, checked at the hits Delve stops at (those it
+	// hides on the zero cannot be told here).
+	var undecided []uint64
+	if pcs, err := proc.FindFileLocation(tgt, file, spec.Location.Line); err == nil {
+		undecided, err = dlvvalue.DroppedInCondition(tgt.BinInfo(), pcs, spec.Condition)
+		if err != nil {
+			return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: %v", spec.ID, err)
+		}
+	}
 	if err := t.journalLine(file, spec.Location.Line); err != nil {
 		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "tracepoint %s: %v", spec.ID, err)
 	}
@@ -590,6 +605,12 @@ func (t *target) place(spec agent.Tracepoint) (agent.Placement, error) {
 		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "setting a breakpoint at %s:%d: %v", file, spec.Location.Line, err)
 	}
 	tp := &tracepoint{spec: spec, lbp: lbp, load: dlvvalue.LoadConfig(spec.Capture), log: logSegs}
+	for _, pc := range undecided {
+		if tp.condUndecided == nil {
+			tp.condUndecided = make(map[uint64]bool)
+		}
+		tp.condUndecided[pc] = true
+	}
 	tp.limit.Init(spec.Limits.MaxHitsPerSecond)
 	// Delve accepted it above.
 	tp.hitOp, tp.hitVal, _ = parseHitCondition(spec.HitCondition)
@@ -677,6 +698,15 @@ func (t *target) collect() (n, captured int) {
 		}
 		if !st.Active {
 			continue
+		}
+		if pc := st.Breakpoint.Addr; tp.condUndecided[pc] {
+			delete(tp.condUndecided, pc)
+			if scope, err := proc.GoroutineScope(t.grp.Selected, th); err == nil {
+				if err := dlvvalue.CondDroppedInScope(scope, tp.spec.Condition); err != nil {
+					t.fault(tp, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s was removed: %v", tp.spec.ID, err))
+					continue
+				}
+			}
 		}
 		tp.recent++
 		tp.seen++

@@ -123,6 +123,9 @@ type target struct {
 	pid  int
 	exe  string
 	hits chan agent.Hit
+	// pieces keeps what is left out of the variables Delve's evaluator
+	// reads in pieces, by PC.
+	pieces dlvvalue.PieceCache
 
 	coll   *ebpf.Collection
 	ex     *link.Executable
@@ -205,6 +208,9 @@ type tracepoint struct {
 	dropped  uint64
 	ringFull uint64 // of dropped, those the full ring buffer refused
 	full     bool   // a plan ran out of ops
+	// condUndecided are the PCs where Set could not tell whether the
+	// condition reads a part of a value left out: their first hit does.
+	condUndecided map[uint64]bool
 
 	// disarm takes the probes out once the allowance is spent, and rearm
 	// puts them back (see disarming); cleared says the tracepoint is
@@ -344,6 +350,19 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 		if probeWhy == "" {
 			probeWhy = s.describe(filepath.Base(file), spec.Location.Line)
 		}
+	}
+	// A condition that reads a part of a value left out at a PC would be
+	// decided on a zero there: refused now, or at the first hit where
+	// DWARF alone cannot tell.
+	undecided, err := dlvvalue.DroppedInCondition(t.snap.BinInfo(), pcs, spec.Condition)
+	if err != nil {
+		return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: %v", spec.ID, err)
+	}
+	for _, pc := range undecided {
+		if tp.condUndecided == nil {
+			tp.condUndecided = make(map[uint64]bool)
+		}
+		tp.condUndecided[pc] = true
 	}
 	plans := make([]bpfPlan, len(pcs))
 	// A condition the BPF program evaluates at every PC filters hits

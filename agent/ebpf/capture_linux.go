@@ -72,6 +72,12 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	}
 	if tp.spec.Condition != "" {
 		scope, _ := scopeOf()
+		if tp.condUndecided[t.regs.Rip] && scope != nil {
+			delete(tp.condUndecided, t.regs.Rip)
+			if err := dlvvalue.CondDroppedInScope(scope, tp.spec.Condition); err != nil {
+				return h, false, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s was removed: %v", tp.spec.ID, err)
+			}
+		}
 		// Only the reads of the condition's own evaluation decide it: the
 		// stack walk above may have missed frames it does not need.
 		before := len(t.mem.misses)
@@ -100,7 +106,7 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 		}
 	}
 	check := func(v *proc.Variable) { markUncaptured(t.mem.misses, v) }
-	delve := dlvvalue.Converter{Unreadable: unreadable, Check: check, Warm: t.warmModuleData}
+	delve := dlvvalue.Converter{Unreadable: unreadable, Check: check, Warm: t.warmModuleData, Pieces: &t.pieces, PC: t.regs.Rip}
 	cv := delve
 	cv.Frame = t.frameVars
 	var plan *framePlan

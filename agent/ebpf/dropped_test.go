@@ -1,6 +1,7 @@
 package ebpf_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/agent/delve"
 	"github.com/riptrace/riptrace/agent/ebpf"
+	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
 	"github.com/riptrace/riptrace/fleet"
 )
 
@@ -219,5 +221,100 @@ func TestCrossCheckDecoded(t *testing.T) {
 	}
 	if corrupted.Load() == 0 {
 		t.Fatal("the direct decoder decoded no x: the test proves nothing")
+	}
+}
+
+// TestDroppedCondition: a condition that reads a part the compiler left
+// out at the line (p.b at pair's) is refused at Set on that process with a
+// message saying what to do, rather than decided on the zero Delve reads
+// there (p.b == 0 would hold for every hit); one that reads only the parts
+// kept (p.a) is installed and filters hits. With each backend.
+func TestDroppedCondition(t *testing.T) {
+	bin := agenttest.BuildTarget(t, droppedDir)
+	backends := map[string]func() agent.Backend{"delve": func() agent.Backend { return delve.New(os.Stderr) }}
+	if ebpf.Available() == nil {
+		backends["ebpf"] = func() agent.Backend { return ebpf.New() }
+	} else {
+		t.Logf("no eBPF here: tracing with delve only")
+	}
+	for name, b := range backends {
+		t.Run(name, func(t *testing.T) {
+			p := agenttest.Start(t, bin)
+			tgt := attach(t, b(), p.Pid)
+			checkDroppedCondition(t, tgt)
+		})
+	}
+}
+
+func checkDroppedCondition(t *testing.T, tgt agent.Target) {
+	t.Helper()
+	at := func(marker string) fleet.Location {
+		return fleet.Location{Path: "dropped/main.go", Line: agenttest.MarkerLine(t, droppedDir+"/main.go", marker)}
+	}
+	for _, c := range []struct{ marker, cond, operand string }{
+		{"pair", "p.b == 0", "p.b"},
+		{"pair", "k > 0 && p.b != 7", "p.b"},
+		{"slice", "cap(xs) == 3", "xs"},
+		{"string", "len(s) == 5", "s"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		_, err := tgt.Set(ctx, agent.Tracepoint{ID: "bad", Location: at(c.marker), Condition: c.cond, Capture: fleet.Capture{Args: true}})
+		cancel()
+		fe := fleet.AsError(err)
+		if err == nil || fe.Code != fleet.CodeBadCondition || !strings.Contains(fe.Message, "reads "+c.operand+",") ||
+			!strings.Contains(fe.Message, "optimized away") || !strings.Contains(fe.Message, "-gcflags=all=-N -l") {
+			t.Fatalf("setting the condition %q at %s: %v, want it refused as reading %s, optimized away", c.cond, c.marker, err, c.operand)
+		}
+	}
+	// p.a is kept: its condition is installed and holds for odd k only.
+	set(t, tgt, agent.Tracepoint{ID: "good", Location: at("pair"), Condition: "p.a % 2 == 1", Capture: fleet.Capture{Args: true, Locals: true},
+		Limits: fleet.Limits{MaxHitsPerSecond: 1000}})
+	deadline := time.After(90 * time.Second)
+	for i := 0; i < 5; i++ {
+		var h agent.Hit
+		select {
+		case h = <-tgt.Hits():
+		case <-deadline:
+			t.Fatalf("%d hits of p.a %% 2 == 1 in 90s, want 5", i)
+		}
+		if h.Fault != nil {
+			t.Fatalf("tracepoint fault: %v", h.Fault)
+		}
+		if len(h.Args) != 1 || h.Args[0].Name != "k" {
+			t.Fatalf("hit %d has args %+v, want k", i+1, h.Args)
+		}
+		if k, err := strconv.Atoi(h.Args[0].Value); err != nil || k%2 != 1 {
+			t.Fatalf("hit %d has k = %q, want an odd k", i+1, h.Args[0].Value)
+		}
+	}
+}
+
+// TestDroppedConditionAtHit: where Set cannot tell from DWARF whether a
+// condition reads a part left out (an inlined call's variables), the first
+// hit at the PC does, before the condition decides anything: the
+// tracepoint is removed with the same message, and no hit is shown.
+func TestDroppedConditionAtHit(t *testing.T) {
+	needEBPF(t)
+	dlvvalue.DecideAtFirstHit(true)
+	t.Cleanup(func() { dlvvalue.DecideAtFirstHit(false) })
+	p := agenttest.Start(t, agenttest.BuildTarget(t, droppedDir))
+	tgt := attach(t, ebpf.New(), p.Pid)
+	set(t, tgt, agent.Tracepoint{
+		ID:        "pair",
+		Location:  fleet.Location{Path: "dropped/main.go", Line: agenttest.MarkerLine(t, droppedDir+"/main.go", "pair")},
+		Condition: "p.b == 0 || p.a > 0",
+		Capture:   fleet.Capture{Args: true},
+		Limits:    fleet.Limits{MaxHitsPerSecond: 1000},
+	})
+	select {
+	case h := <-tgt.Hits():
+		if h.Fault == nil {
+			t.Fatalf("a hit shown: %+v", h.Hit)
+		}
+		if fe := fleet.AsError(h.Fault); fe.Code != fleet.CodeBadCondition || !strings.Contains(fe.Message, "reads p.b,") || !strings.Contains(fe.Message, "optimized away") {
+			t.Fatalf("fault %v, want the condition refused as reading p.b", h.Fault)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("no hit in 90s")
 	}
 }

@@ -11,6 +11,8 @@
 // of a value the optimizer left out at the line (an empty DWARF piece)
 // reads as optimized away, never as the zero Delve reads there: both
 // backends, and the eBPF backend's direct decoder, mark it by DroppedOf.
+// A condition that reads such a part is refused, on all three condition
+// paths, rather than decided on the zero (DroppedInCondition).
 package dlvvalue
 
 import (
@@ -69,6 +71,10 @@ type Converter struct {
 	Check      func(v *proc.Variable)
 	Frame      func(scope Scope, load proc.LoadConfig, args bool) (vars []Var, ok bool)
 	Warm       func(scope *proc.EvalScope)
+	// Pieces, if set, keeps what is left out of the variables held in
+	// pieces at PC, the PC of the hit (ReadWarm takes its scope's).
+	Pieces *PieceCache
+	PC     uint64
 }
 
 // A Scope returns the scope of the frame a hit is in, made when first
@@ -215,6 +221,9 @@ func delveVars(vars []Var, line int) []*proc.Variable {
 // values need Delve's module data warmed first (see WarmModuleData): it
 // learns that once, from a read that failed for want of it, and reads again.
 func (cv Converter) ReadWarm(scope *proc.EvalScope, c fleet.Capture, load proc.LoadConfig, log []fleet.LogSegment, h *fleet.Hit, warm *bool) {
+	if cv.PC == 0 {
+		cv.PC = scope.PC
+	}
 	cv.ReadWarmScope(scopeOf(scope), c, load, log, h, warm)
 }
 
@@ -327,9 +336,10 @@ func (cv Converter) eval(scope *proc.EvalScope, expr string, cfg proc.LoadConfig
 	if cv.Check != nil {
 		cv.Check(v)
 	}
-	av := convertVar(v)
+	av := cv.convertVar(v)
 	if v.Unreadable == nil && v.Addr >= fakeAddress {
-		droppedOfExpr(scope, expr).Mark(av)
+		key := pieceKey{pc: cv.PC, name: expr, decl: -1}
+		cv.Pieces.get(key, func() *Dropped { return droppedOfExpr(scope, expr) }).Mark(av)
 	}
 	fv := cv.convert(withoutGenerated(av), 0)
 	fv.Name = expr
@@ -349,7 +359,7 @@ func (cv Converter) convertAll(vars []*proc.Variable, max, line int) []fleet.Var
 		if cv.Check != nil {
 			cv.Check(v)
 		}
-		out = append(out, cv.convert(withoutGenerated(convertVar(v)), 0))
+		out = append(out, cv.convert(withoutGenerated(cv.convertVar(v)), 0))
 	}
 	return out
 }
@@ -372,7 +382,7 @@ func (cv Converter) convertVars(vars []Var, max, line int) []fleet.Variable {
 		if cv.Check != nil {
 			cv.Check(v.Delve)
 		}
-		out = append(out, cv.convert(withoutGenerated(convertVar(v.Delve)), 0))
+		out = append(out, cv.convert(withoutGenerated(cv.convertVar(v.Delve)), 0))
 	}
 	return out
 }
@@ -382,11 +392,11 @@ func (cv Converter) convertVars(vars []Var, max, line int) []fleet.Variable {
 // what decoding a hit cost. An unreadable value keeps it, as its reason
 // may need it (a value in a floating-point register, for the eBPF backend).
 // The parts of v the compiler left out are marked (see DroppedOf).
-func convertVar(v *proc.Variable) *api.Variable {
+func (cv Converter) convertVar(v *proc.Variable) *api.Variable {
 	if v.Unreadable != nil {
 		return api.ConvertVar(v)
 	}
-	d := droppedOfVar(v)
+	d := cv.Pieces.droppedAtPC(cv.PC, v)
 	le := v.LocationExpr
 	v.LocationExpr = nil
 	av := api.ConvertVar(v)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/go-delve/delve/pkg/dwarf/godwarf"
 	"github.com/go-delve/delve/pkg/proc"
@@ -168,14 +169,76 @@ func droppedAt(typ godwarf.Type, off int64, holes []hole) *Dropped {
 // droppedOfVar is what the compiler left out of v, a variable Delve read
 // (composed of pieces, if anything is left out).
 func droppedOfVar(v *proc.Variable) *Dropped {
-	if v.Flags&proc.VariableFakeAddress == 0 || v.LocationExpr == nil || v.Unreadable != nil {
+	if !inPieces(v) {
 		return nil
 	}
-	typ := v.RealType
-	if typ == nil {
-		typ = v.DwarfType
+	return DroppedOf(typeOf(v), v.LocationExpr.String())
+}
+
+func inPieces(v *proc.Variable) bool {
+	return v.Flags&proc.VariableFakeAddress != 0 && v.LocationExpr != nil && v.Unreadable == nil
+}
+
+// A PieceCache keeps what the compiler left out of the variables held in
+// pieces of one process, by PC: the text of a location, which DroppedOf
+// reads, costs as much as converting the variable for the hit
+// (BenchmarkDroppedOfVar), and where a part is left out is fixed at each
+// PC by the location lists. The zero PieceCache is ready to use; a nil
+// one keeps nothing.
+type PieceCache struct {
+	mu sync.Mutex
+	// m holds, by PC and variable, what is left out: nil for nothing.
+	// Guarded by mu.
+	m map[pieceKey]*Dropped
+}
+
+// A pieceKey names a variable at a PC: by name, line of declaration, type
+// and whether it is shadowed there, which tell apart the variables Delve
+// lists in one frame. An expression (droppedOfExpr) is named by its text,
+// with decl -1.
+type pieceKey struct {
+	pc       uint64
+	name     string
+	decl     int64
+	typ      godwarf.Type
+	shadowed bool
+}
+
+// maxPieceCache bounds a PieceCache: past it, what is left out is read
+// again at each hit.
+const maxPieceCache = 1 << 14
+
+// get returns what is left out of the variable key names, computing it
+// with f once.
+func (c *PieceCache) get(key pieceKey, f func() *Dropped) *Dropped {
+	if c == nil || key.pc == 0 {
+		return f()
 	}
-	return DroppedOf(typ, v.LocationExpr.String())
+	c.mu.Lock()
+	d, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return d
+	}
+	d = f()
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[pieceKey]*Dropped)
+	}
+	if len(c.m) < maxPieceCache {
+		c.m[key] = d
+	}
+	c.mu.Unlock()
+	return d
+}
+
+// droppedAtPC is droppedOfVar through c, for v read at pc.
+func (c *PieceCache) droppedAtPC(pc uint64, v *proc.Variable) *Dropped {
+	if !inPieces(v) {
+		return nil
+	}
+	key := pieceKey{pc: pc, name: v.Name, decl: v.DeclLine, typ: typeOf(v), shadowed: v.Flags&proc.VariableShadowed != 0}
+	return c.get(key, func() *Dropped { return droppedOfVar(v) })
 }
 
 // Mark marks what d says was left out of av, a value as api.ConvertVar
@@ -243,72 +306,185 @@ func delvePrints(v *api.Variable) string {
 const fakeAddress = 0xbeed000000000000
 
 // droppedOfExpr is what the compiler left out of the value of expr in
-// scope, where expr names a part of a variable (p.b, xs[0].name): Delve
-// reads that part through the variable's pieces, but gives the part no
-// location of its own. nil if nothing, or if expr is anything else.
+// scope, where expr names a part of a variable (p.b, xs[0].name, p.arr[i],
+// a promoted field): Delve reads that part through the variable's pieces,
+// but gives the part no location of its own. nil if nothing, or if expr is
+// anything else (the variable itself, which convertVar marks, or a value
+// Delve computes).
 func droppedOfExpr(scope *proc.EvalScope, expr string) *Dropped {
 	e, err := parser.ParseExpr(expr)
 	if err != nil {
 		return nil
 	}
-	// The parts named, from the variable out.
-	var path []ast.Expr
+	root, path := partPath(e)
+	if root == nil || len(path) == 0 {
+		return nil
+	}
+	v, err := scope.EvalExpression(root.Name, proc.LoadConfig{})
+	if err != nil {
+		return nil
+	}
+	return droppedAlong(droppedOfVar(v), typeOf(v), path)
+}
+
+func typeOf(v *proc.Variable) godwarf.Type {
+	if v.RealType != nil {
+		return v.RealType
+	}
+	return v.DwarfType
+}
+
+// partPath splits e, a chain of fields and indexes of a variable, into the
+// variable and the parts named, from the variable out. root is nil if e is
+// anything else.
+func partPath(e ast.Expr) (root *ast.Ident, path []ast.Expr) {
 	for {
 		switch x := e.(type) {
 		case *ast.ParenExpr:
 			e = x.X
-			continue
 		case *ast.SelectorExpr:
 			path = append(path, x)
 			e = x.X
-			continue
 		case *ast.IndexExpr:
 			path = append(path, x)
 			e = x.X
-			continue
 		case *ast.Ident:
+			slices.Reverse(path)
+			return x, path
 		default:
-			return nil
+			return nil, nil
 		}
-		break
 	}
-	if len(path) == 0 {
-		return nil // the variable itself: convertVar marks it
-	}
-	v, err := scope.EvalExpression(e.(*ast.Ident).Name, proc.LoadConfig{})
-	if err != nil {
-		return nil
-	}
-	d := droppedOfVar(v)
-	typ := v.RealType
-	for i := len(path) - 1; i >= 0 && d != nil; i-- {
-		if d.Whole {
-			return d // a part of a part left out
+}
+
+// droppedAlong follows path (as partPath gives it) from a variable of type
+// typ of which d is left out, to what is left out of the part path names.
+// Where it cannot tell which part path reads (an index Delve computes, a
+// selector that is no field of a struct), a value left out in part is left
+// out whole: the part read may be one of those left out.
+func droppedAlong(d *Dropped, typ godwarf.Type, path []ast.Expr) *Dropped {
+	whole := &Dropped{Whole: true}
+	for _, part := range path {
+		if d == nil || d.Whole {
+			return d
 		}
 		typ = godwarf.ResolveTypedef(typ)
-		switch x := path[i].(type) {
+		switch x := part.(type) {
 		case *ast.SelectorExpr:
 			st, ok := typ.(*godwarf.StructType)
 			if !ok {
-				return nil // a method, a package's name, a pointer followed
+				// A pointer followed to memory, an interface's data, a
+				// method: what is left out of this value may be read.
+				return whole
 			}
-			k := slices.IndexFunc(st.Field, func(f *godwarf.StructField) bool { return f.Name == x.Sel.Name })
-			if k < 0 {
-				return nil // promoted from an embedded field: not followed
+			var ok2 bool
+			d, typ, ok2 = fieldPath(st, x.Sel.Name, d)
+			if !ok2 {
+				return whole
 			}
-			d, typ = d.Parts[k], st.Field[k].Type
 		case *ast.IndexExpr:
 			at, ok := typ.(*godwarf.ArrayType)
-			lit, isLit := x.Index.(*ast.BasicLit)
-			if !ok || !isLit || lit.Kind != token.INT {
-				return nil // a slice's element, in memory; or an index Delve computes
+			if !ok {
+				// A slice's elements are in memory, read through its
+				// pointer and length; only its capacity may be left out
+				// without them (else d is whole, above).
+				if _, isSlice := typ.(*godwarf.SliceType); isSlice && d.Cap && len(d.Parts) == 0 {
+					return nil
+				}
+				return whole // a map's, a string's, a pointer's
 			}
-			k, err := strconv.Atoi(lit.Value)
-			if err != nil {
-				return nil
+			k, isConst := constIndex(x.Index)
+			if !isConst {
+				// Any element may be read: left out if one is.
+				return whole
 			}
 			d, typ = d.Parts[k], at.Type
 		}
 	}
 	return d
+}
+
+// fieldPath is what d, of a struct st, leaves out of its field name, a
+// field of st's own or one promoted from an embedded field, and the field's
+// type. ok is false if st has no such field or more than one at the
+// shallowest depth (Go would refuse it; so does this).
+func fieldPath(st *godwarf.StructType, name string, d *Dropped) (_ *Dropped, _ godwarf.Type, ok bool) {
+	type level struct {
+		st *godwarf.StructType
+		d  *Dropped
+	}
+	for cur := []level{{st, d}}; len(cur) > 0; {
+		var next []level
+		var found []level
+		var foundTyp godwarf.Type
+		for _, l := range cur {
+			for i, f := range l.st.Field {
+				var fd *Dropped
+				if l.d != nil {
+					if l.d.Whole {
+						fd = l.d
+					} else {
+						fd = l.d.Parts[i]
+					}
+				}
+				if f.Name == name {
+					found = append(found, level{nil, fd})
+					foundTyp = f.Type
+					continue
+				}
+				if !f.Embedded {
+					continue
+				}
+				// Fields promoted through an embedded pointer are in
+				// memory, where nothing is left out, if the pointer is
+				// not.
+				switch et := godwarf.ResolveTypedef(f.Type).(type) {
+				case *godwarf.StructType:
+					next = append(next, level{et, fd})
+				case *godwarf.PtrType:
+					if pst, isStruct := godwarf.ResolveTypedef(et.Type).(*godwarf.StructType); isStruct && fd == nil {
+						next = append(next, level{pst, nil})
+						continue
+					}
+					next = append(next, level{nil, fd})
+				default:
+					next = append(next, level{nil, fd})
+				}
+			}
+		}
+		switch len(found) {
+		case 1:
+			return found[0].d, foundTyp, true
+		case 0:
+		default:
+			return nil, nil, false
+		}
+		// A field not found at this depth: deeper, through embedded
+		// structs; one that cannot be searched (an embedded interface, a
+		// pointer left out) leaves the answer unknown.
+		cur = nil
+		for _, l := range next {
+			if l.st == nil {
+				if l.d == nil {
+					continue
+				}
+				return nil, nil, false
+			}
+			cur = append(cur, l)
+		}
+	}
+	return nil, nil, false
+}
+
+// constIndex reads an index that is an integer literal.
+func constIndex(e ast.Expr) (int, bool) {
+	lit, ok := e.(*ast.BasicLit)
+	if !ok || lit.Kind != token.INT {
+		return 0, false
+	}
+	k, err := strconv.ParseInt(strings.ReplaceAll(lit.Value, "_", ""), 0, 64)
+	if err != nil {
+		return 0, false
+	}
+	return int(k), true
 }
