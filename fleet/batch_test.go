@@ -47,6 +47,13 @@ func TestOutboxBatchesBacklog(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
+	// A reader of every hit from now on, as the web UI's, open while the
+	// hits are published.
+	live, err := c.Hits(ctx, fleet.HitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
 	var stored int
 	out, err := fleet.NewOutbox(c, fleet.OutboxConfig[int]{Host: "h1", IDBase: "h1-1-", Stored: func(int) { stored++ }})
 	if err != nil {
@@ -92,6 +99,18 @@ func TestOutboxBatchesBacklog(t *testing.T) {
 	}
 	if counts["h1"] != 2*perRound {
 		t.Fatalf("the stream counts %v hits of x, want %d of h1", counts, 2*perRound)
+	}
+
+	liveGot := map[string][]int{}
+	for i := range 4 * perRound {
+		h, err := live.Next(ctx)
+		if err != nil {
+			t.Fatalf("the live reader's hit %d: %v", i+1, err)
+		}
+		liveGot[h.Tracepoint] = append(liveGot[h.Tracepoint], h.Pid)
+	}
+	if fmt.Sprint(liveGot) != fmt.Sprint(want) {
+		t.Fatalf("the live reader read %v, want %v", liveGot, want)
 	}
 
 	// Every hit, and one tracepoint's, by the hit reader.

@@ -501,18 +501,27 @@ func reader() error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, *window)
 	defer cancel()
-	n := 0
+	n, bad := 0, 0
+	var firstErr error
 	for {
 		_, _, err := r.NextMessage(rctx)
 		if err != nil {
 			if rctx.Err() != nil {
 				break
 			}
+			bad++
+			if firstErr == nil {
+				firstErr = err
+			}
 			continue
 		}
 		n++
 	}
-	fmt.Printf("%d messages, %.2f s CPU\n", n, selfCPU())
+	fmt.Printf("%d messages, %.2f s CPU", n, selfCPU())
+	if bad > 0 {
+		fmt.Printf(" (%d errors, the first: %v)", bad, firstErr)
+	}
+	fmt.Println()
 	return nil
 }
 
