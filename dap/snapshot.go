@@ -78,11 +78,7 @@ func snapshotTitle(h *fleet.Hit) string {
 	if h.Time != 0 {
 		at = time.Unix(0, h.Time)
 	}
-	name := strconv.FormatUint(h.Seq, 10)
-	if h.Part > 0 {
-		name += "." + strconv.Itoa(h.Part)
-	}
-	return fmt.Sprintf("hit #%s on %s at %s", name, h.Host, at.Local().Format("15:04:05.000"))
+	return fmt.Sprintf("hit #%s on %s at %s", h.Number(), h.Host, at.Local().Format("15:04:05.000"))
 }
 
 // onStep answers the step requests: nothing ever paused, so nothing steps.

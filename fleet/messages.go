@@ -588,6 +588,16 @@ type Hit struct {
 	ServerTime time.Time `json:"serverTime,omitzero"`
 }
 
+// Number is how a hit is named to people: its stream sequence, and its
+// part after a dot when it came in a batch ("17", "17.3"). Seq and Part
+// name a hit; the hits of a batch share its Seq.
+func (h *Hit) Number() string {
+	if h.Part > 0 {
+		return strconv.FormatUint(h.Seq, 10) + "." + strconv.Itoa(h.Part)
+	}
+	return strconv.FormatUint(h.Seq, 10)
+}
+
 // HitBatch is several hits of one host's tracepoint in one message of the
 // hit stream, in the order the agent captured them. An agent with a
 // backlog sends its hits so: each message costs the cluster far more than
