@@ -60,8 +60,9 @@ const (
 
 // HitRow is one hit as the hits view and the timeline show it.
 type HitRow struct {
-	Seq        uint64 `json:"seq"`   // in the hit stream
-	Order      uint64 `json:"order"` // in the timeline
+	Seq        uint64 `json:"seq"`            // in the hit stream
+	Part       int    `json:"part,omitempty"` // in its message: the hits of a batch share its seq
+	Order      uint64 `json:"order"`          // in the timeline
 	Breakpoint int    `json:"breakpoint"`
 	Host       string `json:"host"`
 	Pid        int    `json:"pid"`
@@ -233,21 +234,21 @@ func (l *hitLog) takeFresh() ([]HitRow, int) {
 	return rows, omitted
 }
 
-// find returns the recorded hit of stream sequence seq, or the latest hit
-// of breakpoint bp when seq is 0.
-func (l *hitLog) find(bp int, seq uint64) *logged {
+// find returns the recorded hit of stream sequence seq and part, or the
+// latest hit of breakpoint bp when seq is 0.
+func (l *hitLog) find(bp int, seq uint64, part int) *logged {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if seq != 0 {
 		for i := len(l.timeline) - 1; i >= 0; i-- {
-			if l.timeline[i].row.Seq == seq {
+			if l.timeline[i].row.Seq == seq && l.timeline[i].row.Part == part {
 				return l.timeline[i]
 			}
 		}
 		for _, b := range l.bps {
 			for _, pl := range b.procs {
 				for _, e := range pl.recent {
-					if e.row.Seq == seq {
+					if e.row.Seq == seq && e.row.Part == part {
 						return e
 					}
 				}
@@ -313,7 +314,7 @@ func (l *hitLog) timelineSince(since uint64, limit int) []HitRow {
 func hitRow(bp int, p *fleet.Placed, file string, line int) HitRow {
 	h := &p.Hit
 	return HitRow{
-		Seq: h.Seq, Order: p.Order, Breakpoint: bp, Host: h.Host, Pid: h.Pid, Exe: h.Process.Exe, Goroutine: h.Goroutine,
+		Seq: h.Seq, Part: h.Part, Order: p.Order, Breakpoint: bp, Host: h.Host, Pid: h.Pid, Exe: h.Process.Exe, Goroutine: h.Goroutine,
 		Function: h.Function, Time: p.CoordinatedTime, ServerTime: h.ServerTime, Path: file, Line: line,
 		Values: hitValues(h), Message: h.Message, Late: p.Late, Uncertain: p.Uncertain, Note: p.Note, Group: p.Group,
 	}
@@ -434,13 +435,14 @@ func (ss *session) dispatchCustom(r *dap.Request, args json.RawMessage) {
 			return
 		}
 		body = map[string]any{"hits": ss.shown.timelineSince(a.Since, a.Limit)}
-	// A click on a hit, a code lens or a timeline row: the hit "seq", or the
-	// latest hit of "breakpoint" or of the breakpoint at "path" and "line"
-	// (1-based), opens as a snapshot.
+	// A click on a hit, a code lens or a timeline row: the hit "seq" (and
+	// "part", in a batch), or the latest hit of "breakpoint" or of the
+	// breakpoint at "path" and "line" (1-based), opens as a snapshot.
 	case RequestOpenHit:
 		var a struct {
 			Breakpoint int    `json:"breakpoint"`
 			Seq        uint64 `json:"seq"`
+			Part       int    `json:"part"`
 			Path       string `json:"path"`
 			Line       int    `json:"line"`
 		}
@@ -448,7 +450,7 @@ func (ss *session) dispatchCustom(r *dap.Request, args json.RawMessage) {
 			ss.sendError(r.Seq, r.Command, ErrBadArguments, RequestOpenHit+` takes {"seq": N}, {"breakpoint": ID} or {"path": FILE, "line": LINE}`)
 			return
 		}
-		res, err := ss.openHit(a.Breakpoint, a.Seq, a.Path, a.Line)
+		res, err := ss.openHit(a.Breakpoint, a.Seq, a.Part, a.Path, a.Line)
 		if err != nil {
 			ss.sendError(r.Seq, r.Command, ErrNoSnapshot, err.Error())
 			return
@@ -488,7 +490,7 @@ func (ss *session) breakpointHits() []BreakpointHits {
 
 // openHit opens a recorded hit as a snapshot: the hit seq, or the latest
 // of breakpoint bp, or of the breakpoint at path:line.
-func (ss *session) openHit(bp int, seq uint64, path string, line int) (map[string]any, error) {
+func (ss *session) openHit(bp int, seq uint64, part int, path string, line int) (map[string]any, error) {
 	var b *breakpoint
 	ss.mu.Lock()
 	for _, bb := range ss.byTracepoint {
@@ -510,7 +512,7 @@ func (ss *session) openHit(bp int, seq uint64, path string, line int) (map[strin
 	if b != nil {
 		id = b.id
 	}
-	e := ss.shown.find(id, seq)
+	e := ss.shown.find(id, seq, part)
 	switch {
 	case e == nil && seq != 0:
 		return nil, fmt.Errorf("hit #%d is no longer kept: open a newer one from the RipTrace hits view", seq)

@@ -71,13 +71,14 @@ func (ss *session) openSnapshot(b *breakpoint, h fleet.Hit, force bool) string {
 }
 
 // snapshotTitle names a hit in the Call Stack view and in the stopped
-// event: "hit #12 on orders-1 at 15:04:05.123".
+// event: "hit #12 on orders-1 at 15:04:05.123", or #12.3 for the fourth
+// hit of a batch, as the hits view names it.
 func snapshotTitle(h *fleet.Hit) string {
 	at := h.ServerTime
 	if h.Time != 0 {
 		at = time.Unix(0, h.Time)
 	}
-	return fmt.Sprintf("hit #%d on %s at %s", h.Seq, h.Host, at.Local().Format("15:04:05.000"))
+	return fmt.Sprintf("hit #%s on %s at %s", h.Number(), h.Host, at.Local().Format("15:04:05.000"))
 }
 
 // onStep answers the step requests: nothing ever paused, so nothing steps.
@@ -209,7 +210,7 @@ func (ss *session) snapshotCommand(arg string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("usage: snapshot BREAKPOINT, with the breakpoint's number as `hits` shows it (got %q)", arg)
 	}
-	res, err := ss.openHit(id, 0, "", 0)
+	res, err := ss.openHit(id, 0, 0, "", 0)
 	if err != nil {
 		return "", fmt.Errorf("snapshot: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -308,6 +309,14 @@ func (p *HitPublisher) Msg(tracepoint string, data []byte, id string) *nats.Msg 
 // published among its hits (see Timeline).
 func (p *HitPublisher) MarkMsg(tracepoint string, data []byte, id string) *nats.Msg {
 	return streamMsg(p.subj.Watermark(p.host, tracepoint), data, id)
+}
+
+// BatchMsg is the message of several encoded hits of tracepoint in one
+// HitBatch (EncodeHitBatch), under one message id.
+func (p *HitPublisher) BatchMsg(tracepoint string, hits [][]byte, id string) *nats.Msg {
+	msg := streamMsg(p.subj.Trace(p.host, tracepoint), EncodeHitBatch(hits), id)
+	msg.Header.Set(HitsHeader, strconv.Itoa(len(hits)))
+	return msg
 }
 
 func streamMsg(subject string, data []byte, id string) *nats.Msg {

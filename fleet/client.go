@@ -380,7 +380,8 @@ func (c *Client) HitStreamEnd(ctx context.Context) (uint64, error) {
 }
 
 // StoredHits returns how many hits of tracepoint the hit stream holds,
-// per host: what was stored, whoever reads it.
+// per host: what was stored, whoever reads it. A HitBatch counts its hits,
+// which its header says (HitsHeader): only the headers are read.
 func (c *Client) StoredHits(ctx context.Context, tracepoint string) (map[string]uint64, error) {
 	gctx, release := c.perms.guard(ctx, c.perms.jsPatterns()...)
 	defer release()
@@ -393,12 +394,43 @@ func (c *Client) StoredHits(ctx context.Context, tracepoint string) (map[string]
 		return nil, fmt.Errorf("counting the hits of %s: %w", tracepoint, denied(gctx, err))
 	}
 	out := make(map[string]uint64, len(info.State.Subjects))
-	for subject, n := range info.State.Subjects {
-		if host, ok := c.subj.TraceHost(subject); ok {
+	var msgs uint64
+	for _, n := range info.State.Subjects {
+		msgs += n
+	}
+	if msgs == 0 {
+		return out, nil
+	}
+	cons, err := c.js.OrderedConsumer(gctx, c.subj.HitStream(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{c.subj.TraceOf(tracepoint)}, DeliverPolicy: jetstream.DeliverAllPolicy, HeadersOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("counting the hits of %s: %w", tracepoint, denied(gctx, err))
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return nil, fmt.Errorf("counting the hits of %s: %w", tracepoint, denied(gctx, err))
+	}
+	defer it.Stop()
+	for {
+		msg, err := it.Next(jetstream.NextContext(gctx))
+		if err != nil {
+			return nil, fmt.Errorf("counting the hits of %s: %w", tracepoint, err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return nil, fmt.Errorf("counting the hits of %s: %w", tracepoint, err)
+		}
+		if host, ok := c.subj.TraceHost(msg.Subject()); ok {
+			n, err := strconv.ParseUint(msg.Headers().Get(HitsHeader), 10, 32)
+			if err != nil || n == 0 {
+				n = 1
+			}
 			out[host] += n
 		}
+		if md.NumPending == 0 {
+			return out, nil
+		}
 	}
-	return out, nil
 }
 
 // markHost makes the host of the subject a hit came on its host: only that

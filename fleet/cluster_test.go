@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/internal/testsupport"
@@ -213,4 +214,68 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatalf("the stream holds %d messages, want %d", n, agents*perAgent)
 	}
 	t.Logf("%d hits through the failover, %d sends repeated, 0 lost, 0 twice", agents*perAgent, resent.Load())
+}
+
+// TestOutboxDuplicateInProcess: against a hit stream of three replicas, a
+// copy of a hit that reaches the stream while its first copy still waits
+// for its raft round is refused with 409 "duplicate message id is in
+// process". The Outbox counts it, cuts its window, and sends the hit again
+// only once the first copy's fate is known (silentFor later): the stream
+// then says it has it, and the hit is stored once and counted stored once.
+// The first copy is published on the Outbox's own connection just ahead
+// of it, as an earlier send whose ack was lost would have been; when the
+// stream applies it before the copy arrives, the copy is an ordinary
+// duplicate, and the test tries again with another hit.
+func TestOutboxDuplicateInProcess(t *testing.T) {
+	cl := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := fleet.Connect(ctx, cl.url(), fleet.ClientOptions{Name: "agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	const tries = 20
+	for try := 1; try <= tries; try++ {
+		host := fmt.Sprintf("h%d", try)
+		out, err := fleet.NewOutbox(c, fleet.OutboxConfig[int]{Host: host, IDBase: host + "-"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := fleet.Hit{Tracepoint: "tp", Host: host}
+		data := fleet.Encode(&h)
+		first := nats.NewMsg(c.Subjects().Trace(host, "tp"))
+		first.Data = data
+		first.Header.Set(jetstream.MsgIDHeader, host+"-1") // the Outbox's id of its first hit
+		if err := c.Conn().PublishMsg(first); err != nil {
+			t.Fatal(err)
+		}
+		out.Offer("tp", data, 1)
+		st := runOutbox(t, ctx, out)
+		if st.InProcess == 0 {
+			if st.Stored != 1 || st.Repeated != 1 {
+				t.Fatalf("stats %+v: want the hit stored, as a copy of the first", st)
+			}
+			continue
+		}
+		t.Logf("try %d: %+v", try, st)
+		// Sent twice: the copy refused as in process, then once more,
+		// which the stream acknowledged as the first copy's duplicate.
+		if st.InProcess != 1 || st.Sent != 2 || st.Resent != 1 || st.Stored != 1 || st.Repeated != 1 || st.Lost != 0 {
+			t.Fatalf("stats %+v: want 2 sends, one refused as in process, the hit stored once", st)
+		}
+		// An AckWindow starts at 8 hits.
+		if st.Window >= 8 {
+			t.Errorf("the window is %d after a 409, want it cut below the first 8", st.Window)
+		}
+		counts, err := c.StoredHits(ctx, "tp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts[host] != 1 {
+			t.Fatalf("the stream holds %d hits of %s, want 1", counts[host], host)
+		}
+		return
+	}
+	t.Fatalf("in %d tries, the stream never refused a copy as in process", tries)
 }

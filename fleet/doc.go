@@ -14,9 +14,12 @@
 // follow with [Client.WatchHosts] instead of asking every agent, compare
 // their clock with the server's ([Client.AskClock], [Clock]), and publish hits and
 // watermarks into a JetStream stream through an [Outbox], which keeps them
-// in order through outages and backs off when the stream is overloaded
-// ([HitPublisher] publishes single messages, for tools and tests). Clients read it through [Timeline], which puts the hits in the
-// order they ran: every client shows the same order. Every front end logs
+// in order through outages, backs off when the stream is overloaded, and
+// sends a backlog several hits to a message ([HitBatch]) ([HitPublisher]
+// publishes single messages, for tools and tests). Clients read it
+// through a [HitReader], which decodes every message with [DecodeHits],
+// or through [Timeline], which puts the hits in the order they ran: every
+// client shows the same order. Every front end logs
 // in with one [Credentials]; the debug adapter and the language server
 // decode what editors send by a list of [Attribute] each. docs/DESIGN.md
 // describes the subjects, buckets and messages; docs/timeline.md the

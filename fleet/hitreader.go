@@ -47,6 +47,9 @@ type HitReader struct {
 	filtered bool
 	base     jetstream.OrderedConsumerConfig // where reading starts, before any message
 	wake     chan struct{}                   // cap 1: a consumer came while Next had none
+	// batch holds the hits of the last message read not yet returned:
+	// the rest of a HitBatch. Only NextMessage uses it.
+	batch []Hit
 
 	// mu guards the fields below. Next does not hold it while it waits
 	// for a message.
@@ -193,11 +196,22 @@ func (r *HitReader) Next(ctx context.Context) (Hit, error) {
 // NextMessage returns the next hit, or the next watermark (w not nil), in
 // stream order. A reader of every hit gets every agent's watermarks; a
 // filtered one those for its tracepoints.
+//
+// The hits of a HitBatch come one by one, with the batch's Seq and their
+// Part, as if each had come alone.
 func (r *HitReader) NextMessage(ctx context.Context) (h Hit, w *Watermark, err error) {
 	for {
 		r.mu.Lock()
-		it, gen, done, closed := r.iter, r.gen, r.done, r.closed
+		it, gen, done, closed, want := r.iter, r.gen, r.done, r.closed, r.want
 		r.mu.Unlock()
+		if len(r.batch) > 0 && !closed {
+			h := r.batch[0]
+			r.batch = r.batch[1:]
+			if len(want) > 0 && !want[h.Tracepoint] {
+				continue
+			}
+			return h, nil, nil
+		}
 		switch {
 		case done:
 			return Hit{}, nil, io.EOF
@@ -232,7 +246,6 @@ func (r *HitReader) NextMessage(ctx context.Context) (h Hit, w *Watermark, err e
 		}
 		r.next = md.Sequence.Stream + 1
 		r.done = r.until > 0 && md.Sequence.Stream >= r.until
-		want := r.want
 		r.mu.Unlock()
 		subject := msg.Subject()
 		if host, ok := r.subj.WatermarkHost(subject); ok {
@@ -249,16 +262,16 @@ func (r *HitReader) NextMessage(ctx context.Context) (h Hit, w *Watermark, err e
 		if r.legacy(subject) {
 			return Hit{}, nil, Errorf(CodeBadVersion, "message #%d on %s comes from an agent of wire version 1, which publishes on one subject per host; this client speaks version %d: upgrade that agent", md.Sequence.Stream, subject, HitVersion)
 		}
-		var h Hit
-		if err := Decode(msg.Data(), "hit", &h); err != nil {
+		hits, err := DecodeHits(msg.Data(), r.batch[:0])
+		if err != nil {
 			return Hit{}, nil, Errorf(AsError(err).Code, "hit #%d on %s: %v", md.Sequence.Stream, subject, err)
 		}
-		if len(want) > 0 && !want[h.Tracepoint] {
-			continue
+		for i := range hits {
+			hits[i].Seq, hits[i].ServerTime = md.Sequence.Stream, md.Timestamp
+			markHost(&hits[i], r.subj, subject)
 		}
-		h.Seq, h.ServerTime = md.Sequence.Stream, md.Timestamp
-		markHost(&h, r.subj, subject)
-		return h, nil, nil
+		// The loop's top returns them, each filtered as a lone hit is.
+		r.batch = hits
 	}
 }
 

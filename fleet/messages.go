@@ -30,6 +30,13 @@ const Version = 1
 // requests did not change.
 const HitVersion = 2
 
+// BatchVersion is the version of a HitBatch, several hits of one
+// tracepoint in one message. A reader of version 2 decodes it as a hit of
+// version 3 and refuses it with CodeBadVersion, "upgrade the older of the
+// two", instead of misreading it; a lone hit stays at HitVersion, so such
+// a reader still reads an agent that is not behind.
+const BatchVersion = 3
+
 func (h *Hit) stamp()       { h.V = HitVersion }
 func (w *Watermark) stamp() { w.V = HitVersion }
 func (h *Heartbeat) stamp() { h.V = HitVersion }
@@ -574,8 +581,98 @@ type Hit struct {
 	// context.Context the hit captured, nil if none carried one.
 	Trace *TraceContext `json:"trace,omitempty"`
 
-	Seq        uint64    `json:"seq,omitempty"`
+	Seq uint64 `json:"seq,omitempty"`
+	// Part is the hit's place in its message of the stream, from 0: the
+	// hits of a HitBatch share its Seq. Seq and Part name a hit.
+	Part       int       `json:"part,omitempty"`
 	ServerTime time.Time `json:"serverTime,omitzero"`
+}
+
+// Number is how a hit is named to people: its stream sequence, and its
+// part after a dot when it came in a batch ("17", "17.3"). Seq and Part
+// name a hit; the hits of a batch share its Seq.
+func (h *Hit) Number() string {
+	if h.Part > 0 {
+		return strconv.FormatUint(h.Seq, 10) + "." + strconv.Itoa(h.Part)
+	}
+	return strconv.FormatUint(h.Seq, 10)
+}
+
+// HitBatch is several hits of one host's tracepoint in one message of the
+// hit stream, in the order the agent captured them. An agent with a
+// backlog sends its hits so: each message costs the cluster far more than
+// its bytes (its store, its replication, its ack), so a message of many
+// hits stores many more a second. Readers never see a HitBatch: DecodeHits
+// turns it into its hits.
+type HitBatch struct {
+	Header
+	Hits []json.RawMessage `json:"hits"`
+}
+
+func (b *HitBatch) stamp()         { b.V = BatchVersion }
+func (*HitBatch) wireVersion() int { return BatchVersion }
+
+// HitsHeader is the header of a HitBatch's message that says how many
+// hits it holds, so that they can be counted without reading the bodies
+// (Client.StoredHits).
+const HitsHeader = "Riptrace-Hits"
+
+// batchHead starts every HitBatch Encode writes: a hit, whose first field
+// is its version too, never starts so.
+var batchHead = []byte(`{"v":3,"hits":[`)
+
+// EncodeHitBatch makes one HitBatch of hits encoded by Encode, without
+// decoding them again: the agent keeps its hits encoded.
+func EncodeHitBatch(hits [][]byte) []byte {
+	n := len(batchHead) + 2
+	for _, h := range hits {
+		n += len(h) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, batchHead...)
+	for i, h := range hits {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, h...)
+	}
+	return append(b, ']', '}')
+}
+
+// DecodeHits decodes one message of the hit stream: a hit, or a HitBatch
+// into its hits, each decoded by Decode as a lone hit is. It appends them
+// to dst. Every reader of the stream decodes through it, so a batch is
+// read as its hits wherever hits are read.
+func DecodeHits(data []byte, dst []Hit) ([]Hit, error) {
+	if !bytes.HasPrefix(data, batchHead) {
+		var h Hit
+		err := Decode(data, "hit", &h)
+		if err == nil {
+			h.Part = 0
+			return append(dst, h), nil
+		}
+		if e := AsError(err); e.Code != CodeBadVersion || !strings.Contains(e.Message, "version 3,") {
+			return dst, err
+		}
+		// A batch written otherwise than by Encode: its own errors say
+		// more.
+	}
+	var b HitBatch
+	if err := Decode(data, "hit batch", &b); err != nil {
+		return dst, err
+	}
+	if len(b.Hits) == 0 {
+		return dst, Errorf(CodeBadRequest, "hit batch holds no hit: send at least one")
+	}
+	for i, raw := range b.Hits {
+		var h Hit
+		if err := Decode(raw, "hit", &h); err != nil {
+			return dst, Errorf(AsError(err).Code, "hit %d of %d in a batch: %v", i+1, len(b.Hits), err)
+		}
+		h.Part = i
+		dst = append(dst, h)
+	}
+	return dst, nil
 }
 
 // TraceContext is the W3C trace context of a request, as OpenTelemetry

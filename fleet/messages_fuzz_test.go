@@ -139,6 +139,35 @@ func checkSpec(t *testing.T, s *Spec) {
 	s.Selector.MatchProcess(&Process{Pid: 7, Exe: "/usr/bin/orders", Module: "github.com/acme/orders"})
 }
 
+// FuzzDecodeHits feeds the hit stream's one decoder arbitrary messages. A
+// message is refused with a coded error, or it yields at least one hit,
+// each of the hits' version, numbered by its place in a batch.
+func FuzzDecodeHits(f *testing.F) {
+	hit := Encode(seedMessages()[2])
+	f.Add(hit)
+	f.Add(EncodeHitBatch([][]byte{hit, hit, hit}))
+	f.Add([]byte(`{"v":3,"hits":[]}`))
+	f.Add([]byte(`{ "v": 3, "hits": [` + string(hit) + `] }`))
+	f.Add([]byte(`{"v":3,"hits":[{"v":3,"hits":[]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		hits, err := DecodeHits(data, nil)
+		if err != nil {
+			if AsError(err) == nil || AsError(err).Code == "" {
+				t.Fatalf("DecodeHits(%q): an error without a code: %v", data, err)
+			}
+			return
+		}
+		if len(hits) == 0 {
+			t.Fatalf("DecodeHits(%q): no hit and no error", data)
+		}
+		for i, h := range hits {
+			if h.V != HitVersion || len(hits) > 1 && h.Part != i {
+				t.Fatalf("DecodeHits(%q): hit %d has version %d, part %d", data, i, h.V, h.Part)
+			}
+		}
+	})
+}
+
 // FuzzValidate builds specs from fuzzed fields: Validate never panics, its
 // errors are coded, and what it accepts is what backends can use.
 func FuzzValidate(f *testing.F) {

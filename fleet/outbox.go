@@ -59,6 +59,16 @@ const (
 	retryMax  = 2 * time.Second
 )
 
+// A HitBatch is at most batchHits hits and batchBytes bytes, or half the
+// server's largest message if that is less; the hits it takes are found
+// among the next batchScan kept. A lone hit is never held back to make
+// one: only what waits for the window's room is batched.
+const (
+	batchHits  = 256
+	batchBytes = 64 << 10
+	batchScan  = 1024
+)
+
 // JetStream's error codes that say the stream is overloaded: a message id
 // still being stored (the hit was sent again while its first copy waits
 // in the stream's queue), and a queue full.
@@ -124,8 +134,11 @@ type OutboxStats struct {
 	// InProcess counts hits sent again whose first copy was still being
 	// stored; TooMany, hits the stream's full queue refused.
 	InProcess, TooMany int64
-	Window             int           // hits that may await their ack now
-	AckTime            time.Duration // an ack's usual time now: a moving average
+	// Batches counts the publishes of several hits in one message (a
+	// HitBatch), first sends only, and Batched the hits they carried.
+	Batches, Batched int64
+	Window           int           // hits that may await their ack now
+	AckTime          time.Duration // an ack's usual time now: a moving average
 }
 
 // Outbox delivers one host's hits and watermarks to the hit stream,
@@ -148,6 +161,17 @@ type OutboxStats struct {
 // to be sent again, so that neither a later hit nor a watermark passes
 // it. Only hits already in flight when an earlier one failed may be
 // stored before it, as when every hit was sent again after a failure.
+//
+// Hits that wait for the window's room leave several to a message: the
+// next hit to send takes with it, in one HitBatch under one message id,
+// the hits of its tracepoint offered after it and before the next
+// watermark. Each message costs the stream far more than its bytes, so a
+// backlog drains many times faster, and readers decode the batch into
+// its hits (DecodeHits). A hit of another tracepoint may then be stored
+// after a later hit of this one; a tracepoint's own hits, and every hit
+// against the watermarks, keep the order offered. A batch is sent again
+// whole under its id, so the stream stores it, and each of its hits,
+// once; its hits are counted stored or lost each.
 //
 // Its goroutine, Run, is the only one that publishes; Offer and OfferMarks
 // hand it hits and watermarks, and the nats.go goroutines that receive
@@ -189,6 +213,9 @@ type outEntry[T any] struct {
 	data    []byte
 	msg     *nats.Msg // made when first sent
 	mark    bool
+	// parts are the hits of a batch, which sends them in one message;
+	// nil for a lone hit or a watermark.
+	parts []*outEntry[T]
 	// superseded says a later watermark replaced it before it was sent:
 	// it is no longer kept, and is skipped.
 	superseded bool
@@ -366,12 +393,22 @@ func (o *Outbox[T]) gauge() {
 	}
 }
 
+// each is what e carries: a batch's hits, else e itself.
+func (e *outEntry[T]) each() []*outEntry[T] {
+	if e.parts != nil {
+		return e.parts
+	}
+	return []*outEntry[T]{e}
+}
+
 // forget drops e, acknowledged or lost, from what is kept.
 func (o *Outbox[T]) forget(e *outEntry[T]) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.kept--
-	o.bytes -= len(e.data)
+	for _, p := range e.each() {
+		o.kept--
+		o.bytes -= len(p.data)
+	}
 	if o.kept == 0 && o.empty != nil {
 		close(o.empty)
 		o.empty = nil
@@ -555,6 +592,8 @@ func (o *Outbox[T]) send(s *sender[T]) {
 				if e.mark {
 					// On its way: no longer to be replaced.
 					o.lastMarks = nil
+				} else if e.parts == nil && len(o.fresh) > 1 {
+					e = o.batchLocked()
 				}
 			}
 			o.mu.Unlock()
@@ -564,7 +603,17 @@ func (o *Outbox[T]) send(s *sender[T]) {
 		}
 		// Its ack or failure comes as an event, not through the future.
 		if e.msg == nil {
-			e.msg = streamMsg(e.subject, e.data, o.cfg.IDBase+strconv.FormatUint(e.seq, 10))
+			id := o.cfg.IDBase + strconv.FormatUint(e.seq, 10)
+			if e.parts != nil {
+				// Not the id its first hit would have alone: a batch
+				// too big for the stream is split and its hits sent
+				// alone.
+				id += "+" + strconv.Itoa(len(e.parts))
+			}
+			e.msg = streamMsg(e.subject, e.data, id)
+			if e.parts != nil {
+				e.msg.Header.Set(HitsHeader, strconv.Itoa(len(e.parts)))
+			}
 			e.firstSent = time.Now()
 		}
 		_, err := o.js.PublishMsgAsync(e.msg, jetstream.WithRetryAttempts(0))
@@ -585,7 +634,7 @@ func (o *Outbox[T]) send(s *sender[T]) {
 			o.mu.Unlock()
 		}
 		if err != nil {
-			o.lose(e, err)
+			o.refusedTooBig(s, e, err)
 			continue
 		}
 		e.sentAt, e.sendNo = time.Now(), s.window.Sent()
@@ -598,9 +647,65 @@ func (o *Outbox[T]) send(s *sender[T]) {
 		if again {
 			o.stats.Resent++
 			s.resent++
+		} else if e.parts != nil {
+			o.stats.Batches++
+			o.stats.Batched += int64(len(e.parts))
 		}
 		o.mu.Unlock()
 	}
+}
+
+// batchLocked puts in the place of fresh[0], a hit, one batch of it and
+// the hits after it on its subject, up to the next watermark, if there
+// are any, and returns what is then fresh[0]. The hits it does not take
+// keep their order. Lock should be held.
+func (o *Outbox[T]) batchLocked() *outEntry[T] {
+	first := o.fresh[0]
+	limit := min(batchBytes, int(o.c.nc.MaxPayload()/2))
+	parts := []*outEntry[T]{first}
+	size := len(batchHead) + len(first.data)
+	left := o.fresh[:1] // what is not taken, written over what was read
+	i := 1
+	for ; i < len(o.fresh) && i < batchScan && len(parts) < batchHits; i++ {
+		e := o.fresh[i]
+		if e.mark && !e.superseded {
+			// A watermark says that the hits before it are stored:
+			// none after it may pass it.
+			break
+		}
+		if e.mark || e.subject != first.subject || size+len(e.data)+1 > limit {
+			left = append(left, e)
+			continue
+		}
+		parts = append(parts, e)
+		size += len(e.data) + 1
+	}
+	if len(parts) == 1 {
+		return first
+	}
+	n := copy(o.fresh[len(left):], o.fresh[i:])
+	clear(o.fresh[len(left)+n:])
+	o.fresh = o.fresh[:len(left)+n]
+	data := make([][]byte, len(parts))
+	for j, p := range parts {
+		data[j] = p.data
+	}
+	b := &outEntry[T]{subject: first.subject, data: EncodeHitBatch(data), seq: first.seq, parts: parts}
+	o.fresh[0] = b
+	return b
+}
+
+// refusedTooBig settles e, which the server or the stream refused as too big: a
+// hit is lost, as sending it again cannot help; a batch's hits are sent
+// again alone, in order, each under its own id.
+func (o *Outbox[T]) refusedTooBig(s *sender[T], e *outEntry[T], err error) {
+	if e.parts == nil {
+		o.lose(e, err)
+		return
+	}
+	o.cfg.Log.Warn("NATS refused a batch of hits as too big; sending them one by one", "hits", len(e.parts), "bytes", len(e.data), "err", err)
+	s.ready = append(s.ready, e.parts...)
+	s.sorted = false
 }
 
 // handle takes the acks and failures that came.
@@ -631,7 +736,7 @@ func (o *Outbox[T]) stored(s *sender[T], e *outEntry[T], ev outEvent) {
 	s.ackTime += (took - s.ackTime) / 8
 	o.mu.Lock()
 	if !e.mark {
-		o.stats.Stored++
+		o.stats.Stored += int64(len(e.each()))
 	}
 	if ev.ack.Duplicate {
 		o.stats.Repeated++
@@ -640,7 +745,9 @@ func (o *Outbox[T]) stored(s *sender[T], e *outEntry[T], ev outEvent) {
 	o.mu.Unlock()
 	o.forget(e)
 	if !e.mark && o.cfg.Stored != nil {
-		o.cfg.Stored(e.tag)
+		for _, p := range e.each() {
+			o.cfg.Stored(p.tag)
+		}
 	}
 	if !s.down.IsZero() {
 		o.cfg.Log.Info("NATS takes hits again", "down", time.Since(s.down).Round(time.Millisecond), "resent", s.resent, "buffered", o.Len())
@@ -651,8 +758,7 @@ func (o *Outbox[T]) stored(s *sender[T], e *outEntry[T], ev outEvent) {
 // failedAck decides what to do with e, whose send failed as ev says.
 func (o *Outbox[T]) failedAck(s *sender[T], e *outEntry[T], ev outEvent) {
 	if tooBig(ev.err) {
-		// Sending it again cannot help.
-		o.lose(e, ev.err)
+		o.refusedTooBig(s, e, ev.err)
 		return
 	}
 	o.failed(s, ev.err)
@@ -732,9 +838,12 @@ func (o *Outbox[T]) lose(e *outEntry[T], err error) {
 	if e.mark {
 		return
 	}
-	o.count(func(st *OutboxStats) { st.Lost++ })
+	parts := e.each()
+	o.count(func(st *OutboxStats) { st.Lost += int64(len(parts)) })
 	if o.cfg.Lost != nil {
-		o.cfg.Lost(e.tag, err)
+		for _, p := range parts {
+			o.cfg.Lost(p.tag, err)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,15 +42,18 @@ func TestOutboxResendsInOrder(t *testing.T) {
 // TestOutboxMarkAfterFailedHit: a watermark offered behind hits still in
 // flight waits for them: when the first hit's copy is lost and sent again,
 // the watermark is stored after it, not before (it was, in 5 of 5 runs).
+// The hits, offered together, go in one batch or two (h-1+2, or h-1 and
+// h-2), whose first copy is lost.
 func TestOutboxMarkAfterFailedHit(t *testing.T) {
-	order := throughLossyStream(t, func(id string) bool { return id == "h-1" }, func(out *fleet.Outbox[int]) {
+	order := throughLossyStream(t, func(id string) bool { return strings.HasPrefix(id, "h-1") }, func(out *fleet.Outbox[int]) {
 		out.Offer("tp", []byte("hit1"), 1)
 		out.Offer("tp", []byte("hit2"), 2)
 		out.OfferMarks([]string{"tp"}, []byte("MARK"))
 	})
 	// Hits may overtake one another (the timeline orders them by when
 	// they ran); a watermark must not overtake a hit it covers.
-	if len(order) != 3 || order[2] != "h-3:MARK" {
+	stored := strings.Join(order, " ")
+	if n := len(order); n == 0 || order[n-1] != "h-3:MARK" || !strings.Contains(stored, "hit1") || !strings.Contains(stored, "hit2") {
 		t.Errorf("stored %v; want both hits, then the watermark", order)
 	}
 }

@@ -192,8 +192,10 @@ func (h heldHeap) Less(i, j int) bool {
 		return a.t < b.t
 	case a.p.Pid != b.p.Pid:
 		return a.p.Pid < b.p.Pid
+	case a.p.Seq != b.p.Seq:
+		return a.p.Seq < b.p.Seq
 	}
-	return a.p.Seq < b.p.Seq
+	return a.p.Part < b.p.Part
 }
 func (h heldHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
 func (h *heldHeap) Push(x any)   { *h = append(*h, x.(heldHit)) }

@@ -107,6 +107,7 @@ type Culprit struct {
 	Host       string    `json:"host"`
 	Pid        int       `json:"pid"`
 	Seq        uint64    `json:"seq"`
+	Number     string    `json:"number"` // as people see it: fleet.Hit.Number
 	Time       time.Time `json:"time"`
 	File       string    `json:"file"`
 	Line       int       `json:"line"`
@@ -234,7 +235,7 @@ func (ev *evaluator) eval(p *predicate, i int) (any, []Value, error) {
 
 func (ev *evaluator) culprit(i int, vals []Value, note string) Culprit {
 	h := &ev.hits[i]
-	c := Culprit{Tracepoint: h.Tracepoint, Host: h.Host, Pid: h.Pid, Seq: h.Seq, Time: h.CoordinatedTime,
+	c := Culprit{Tracepoint: h.Tracepoint, Host: h.Host, Pid: h.Pid, Seq: h.Seq, Number: h.Number(), Time: h.CoordinatedTime,
 		File: h.File, Line: h.Line, Values: vals, Note: note}
 	switch {
 	case h.Late:

@@ -58,7 +58,7 @@ func round(d time.Duration) time.Duration {
 // line is a culprit on one line: where and when, then the values.
 func (c *Culprit) line() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "#%d %s %s:%d %s pid %d %s", c.Seq, c.Tracepoint, shortFile(c.File), c.Line, c.Host, c.Pid, c.Time.Format("15:04:05.000000"))
+	fmt.Fprintf(&b, "#%s %s %s:%d %s pid %d %s", c.Number, c.Tracepoint, shortFile(c.File), c.Line, c.Host, c.Pid, c.Time.Format("15:04:05.000000"))
 	for _, v := range c.Values {
 		fmt.Fprintf(&b, " %s=%s", v.Name, v.Value)
 	}

@@ -94,8 +94,8 @@ func (r *reportT) Errorf(format string, args ...any) {
 }
 
 // culpritLine is a culprit as Report shows it: the hit's place in the
-// timeline (sequence, tracepoint, line, host, pid, time), then its values.
-var culpritLine = regexp.MustCompile(`\n    #\d+ (checkout|price|charge) (gateway|orders|payments)/main\.go:\d+ \S+ pid \d+ \d\d:\d\d:\d\d\.\d{6} `)
+// timeline (its number, tracepoint, line, host, pid, time), then its values.
+var culpritLine = regexp.MustCompile(`\n    #\d+(\.\d+)? (checkout|price|charge) (gateway|orders|payments)/main\.go:\d+ \S+ pid \d+ \d\d:\d\d:\d\d\.\d{6} `)
 
 // TestCheckoutFails runs the failing examples on the demo services: each
 // expectation fails, and says why with the hits and values that broke it,

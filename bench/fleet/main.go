@@ -501,18 +501,27 @@ func reader() error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, *window)
 	defer cancel()
-	n := 0
+	n, bad := 0, 0
+	var firstErr error
 	for {
 		_, _, err := r.NextMessage(rctx)
 		if err != nil {
 			if rctx.Err() != nil {
 				break
 			}
+			bad++
+			if firstErr == nil {
+				firstErr = err
+			}
 			continue
 		}
 		n++
 	}
-	fmt.Printf("%d messages, %.2f s CPU\n", n, selfCPU())
+	fmt.Printf("%d messages, %.2f s CPU", n, selfCPU())
+	if bad > 0 {
+		fmt.Printf(" (%d errors, the first: %v)", bad, firstErr)
+	}
+	fmt.Println()
 	return nil
 }
 
@@ -882,8 +891,9 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 	fmt.Printf("sustained: offered %d hits/s of %d B from %d agents for %s; stored %.0f hits/s during it; %d made, %d acknowledged (the last %s after the run); the stream has %d lost (%d dropped from full buffers and %d still kept after %s of draining, counted by the agents), %d stored twice; a reader process read %d, %d stored hits not within 60 s; load average %s\n",
 		res.offered, len(sims[0].hit), len(sims), elapsed.Round(time.Millisecond), res.stored,
 		total, load.acked.Load(), drain.Round(time.Millisecond), res.lost, load.dropped.Load(), load.left.Load(), drainFor, res.dup, read, unread, loadavg())
-	fmt.Printf("  publishes of hits and watermarks %d, %d of them sent again (%d acks timed out, %d found in process, %d refused as too many; %d acks said stored already)\n",
-		load.sent.Load(), load.resent.Load(), load.timedOut.Load(), load.inProcess.Load(), load.tooMany.Load(), load.repeated.Load())
+	fmt.Printf("  publishes of hits and watermarks %d, %d of them sent again (%d acks timed out, %d found in process, %d refused as too many; %d acks said stored already); %d batches carried %d hits (%.1f each)\n",
+		load.sent.Load(), load.resent.Load(), load.timedOut.Load(), load.inProcess.Load(), load.tooMany.Load(), load.repeated.Load(),
+		load.batches.Load(), load.batched.Load(), float64(load.batched.Load())/float64(max(load.batches.Load(), 1)))
 	fmt.Printf("  while overloaded (the run and its draining) %.0f hits/s stored; at the run's end the agents allowed %d hits in flight in all, and an ack took %s on average\n",
 		float64(load.acked.Load())/(elapsed+drain).Seconds(), load.windows.Load(), ms(time.Duration(load.ackTime.Load()/int64(len(sims)))))
 	if r := load.reasons(); r != "" {

@@ -44,7 +44,7 @@ type counts struct {
 	left    atomic.Int64 // still unacknowledged when the agent gave up
 
 	// Summed from each agent's fleet.OutboxStats once it is done.
-	sent, resent, repeated, timedOut, inProcess, tooMany atomic.Int64
+	sent, resent, repeated, timedOut, inProcess, tooMany, batches, batched atomic.Int64
 	// Summed when the run ends: the agents' windows and ack times.
 	windows, ackTime atomic.Int64
 
@@ -61,6 +61,8 @@ func (c *counts) add(st fleet.OutboxStats) {
 	c.timedOut.Add(st.TimedOut)
 	c.inProcess.Add(st.InProcess)
 	c.tooMany.Add(st.TooMany)
+	c.batches.Add(st.Batches)
+	c.batched.Add(st.Batched)
 }
 
 // fail counts one failed send or ack, by why.

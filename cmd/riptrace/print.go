@@ -23,7 +23,7 @@ func printPlaced(w io.Writer, p *fleet.Placed, stack bool) {
 	if p.Bound != nil {
 		bound = "±" + fmtDuration(time.Duration(*p.Bound))
 	}
-	fmt.Fprintf(w, "#%d %s %s %s %s[%d] g%d %s:%d %s\n", h.Seq, p.CoordinatedTime.Local().Format("15:04:05.000000"), bound,
+	fmt.Fprintf(w, "#%s %s %s %s %s[%d] g%d %s:%d %s\n", h.Number(), p.CoordinatedTime.Local().Format("15:04:05.000000"), bound,
 		h.Host, h.Process.Exe, h.Pid, h.Goroutine, shortPath(h.File), h.Line, h.Function)
 	if p.Late {
 		fmt.Fprintf(w, "    late:   arrived %s after it ran, after later hits were shown; it belongs at %s\n",

@@ -329,19 +329,19 @@ func sameOrder(t *testing.T, url string, tlArgs []string, placed []fleet.Placed,
 		t.Fatalf("%s exited with %d", replay.name, code)
 	}
 	// The replay prints each request as a block: compare hit by hit.
-	replayed := make(map[uint64]fleet.Placed)
+	replayed := make(map[string]fleet.Placed) // by hit number
 	for _, p := range decodePlaced(t, replay.Output()) {
-		replayed[p.Seq] = p
+		replayed[p.Number()] = p
 	}
 	if len(replayed) != len(placed) {
 		t.Errorf("the replay placed %d hits, the live timeline %d", len(replayed), len(placed))
 	}
 	differ := 0
 	for _, a := range placed {
-		b, ok := replayed[a.Seq]
+		b, ok := replayed[a.Number()]
 		if !ok || a.Order != b.Order || a.Late != b.Late || a.Uncertain != b.Uncertain || a.UncertainWith != b.UncertainWith || a.OrderedByCall != b.OrderedByCall || !a.CoordinatedTime.Equal(b.CoordinatedTime) {
 			if differ++; differ <= 5 {
-				t.Errorf("hit #%d: live order %d late=%v uncertain=%v(#%d) at %v; replayed order %d late=%v uncertain=%v(#%d) at %v", a.Seq,
+				t.Errorf("hit #%s: live order %d late=%v uncertain=%v(#%d) at %v; replayed order %d late=%v uncertain=%v(#%d) at %v", a.Number(),
 					a.Order, a.Late, a.Uncertain, a.UncertainWith, a.CoordinatedTime, b.Order, b.Late, b.Uncertain, b.UncertainWith, b.CoordinatedTime)
 			}
 		}
@@ -350,9 +350,9 @@ func sameOrder(t *testing.T, url string, tlArgs []string, placed []fleet.Placed,
 		t.Errorf("%d of %d hits differ between the live timeline and its replay", differ, len(placed))
 	}
 
-	place := make(map[uint64]fleet.Placed) // by stream sequence
+	place := make(map[string]fleet.Placed) // by hit number
 	for _, p := range placed {
-		place[p.Seq] = p
+		place[p.Number()] = p
 	}
 	for _, tr := range traces {
 		var hits []fleet.Placed
@@ -362,15 +362,15 @@ func sameOrder(t *testing.T, url string, tlArgs []string, placed []fleet.Placed,
 		})
 		var last fleet.Placed
 		for _, h := range hits {
-			p, ok := place[h.Seq]
+			p, ok := place[h.Number()]
 			switch {
 			case !ok:
-				t.Errorf("%s: hit #%d is not in the timeline", tr.name, h.Seq)
+				t.Errorf("%s: hit #%s is not in the timeline", tr.name, h.Number())
 				continue
 			case h.Late || p.Late:
 				continue
 			case last.Seq != 0 && p.Order < last.Order:
-				t.Errorf("%s: hit #%d after #%d, which the timeline puts after it (order %d, %d)", tr.name, h.Seq, last.Seq, p.Order, last.Order)
+				t.Errorf("%s: hit #%s after #%s, which the timeline puts after it (order %d, %d)", tr.name, h.Number(), last.Number(), p.Order, last.Order)
 			}
 			last = p
 		}
@@ -392,9 +392,9 @@ func filtered(t *testing.T, tlArgs []string, placed []fleet.Placed, host, exe st
 		t.Fatalf("%s does not name its tracepoint:\n%s", tr.name, tr.Stderr())
 	}
 	tp := m[1]
-	place := make(map[uint64]fleet.Placed) // by stream sequence
+	place := make(map[string]fleet.Placed) // by hit number
 	for _, p := range placed {
-		place[p.Seq] = p
+		place[p.Number()] = p
 	}
 	for _, f := range []struct {
 		flag, value string
@@ -419,29 +419,29 @@ func filtered(t *testing.T, tlArgs []string, placed []fleet.Placed, host, exe st
 		}
 		var last fleet.Placed
 		for _, p := range got {
-			whole := place[p.Seq]
+			whole := place[p.Number()]
 			switch {
 			case !f.keep(&p):
-				t.Errorf("riptrace timeline %s %s printed hit #%d of %s on %s", f.flag, f.value, p.Seq, p.Tracepoint, p.Host)
+				t.Errorf("riptrace timeline %s %s printed hit #%s of %s on %s", f.flag, f.value, p.Number(), p.Tracepoint, p.Host)
 			case !f.own && p.Order != whole.Order:
-				t.Errorf("riptrace timeline %s %s printed hit #%d at order %d; in the whole timeline, order %d", f.flag, f.value, p.Seq, p.Order, whole.Order)
+				t.Errorf("riptrace timeline %s %s printed hit #%s at order %d; in the whole timeline, order %d", f.flag, f.value, p.Number(), p.Order, whole.Order)
 			case f.own && !p.Late && !whole.Late:
 				if last.Seq != 0 && whole.Order < last.Order {
-					t.Errorf("riptrace timeline %s %s printed hit #%d after #%d, which the whole timeline puts after it", f.flag, f.value, p.Seq, last.Seq)
+					t.Errorf("riptrace timeline %s %s printed hit #%s after #%s, which the whole timeline puts after it", f.flag, f.value, p.Number(), last.Number())
 				}
 				last = whole
 			}
 		}
 	}
 
-	// The blocks: "── request ID ──", then its hits, "#SEQ …".
+	// The blocks: "── request ID ──", then its hits, "#NUMBER …".
 	text := slices.DeleteFunc(slices.Clone(tlArgs), func(a string) bool { return a == "--json" })
 	r := run(t, 2*stateTimeout, text...)
-	inGroup := make(map[string][]uint64)
+	inGroup := make(map[string][]string)
 	for _, p := range placed { // in timeline order
-		inGroup[p.Group] = append(inGroup[p.Group], p.Seq)
+		inGroup[p.Group] = append(inGroup[p.Group], p.Number())
 	}
-	blocks := make(map[string][]uint64)
+	blocks := make(map[string][]string)
 	var group string
 	for line := range strings.Lines(r.stdout) {
 		if g, ok := strings.CutPrefix(line, "── request "); ok {
@@ -449,15 +449,15 @@ func filtered(t *testing.T, tlArgs []string, placed []fleet.Placed, host, exe st
 			if _, dup := blocks[group]; dup {
 				t.Errorf("request %s is printed in two blocks", group)
 			}
-			blocks[group] = []uint64{}
+			blocks[group] = []string{}
 			continue
 		}
 		if rest, ok := strings.CutPrefix(line, "#"); ok {
-			seq, err := strconv.ParseUint(strings.Fields(rest)[0], 10, 64)
-			if err != nil || group == "" {
+			number := strings.Fields(rest)[0]
+			if _, err := strconv.ParseFloat(number, 64); err != nil || group == "" {
 				t.Fatalf("riptrace timeline: a hit out of a block: %q", line)
 			}
-			blocks[group] = append(blocks[group], seq)
+			blocks[group] = append(blocks[group], number)
 		}
 	}
 	if len(blocks) != len(inGroup) {

@@ -61,7 +61,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     hits,
     timeline,
     vscode.window.createTreeView('riptrace.hits', { treeDataProvider: hits, showCollapseAll: true }),
-    vscode.commands.registerCommand('riptrace.openHit', async (args?: { seq?: number; breakpoint?: number }) => {
+    vscode.commands.registerCommand('riptrace.openHit', async (args?: { seq?: number; part?: number; breakpoint?: number }) => {
       const ed = vscode.window.activeTextEditor;
       const what = args ?? (ed ? { path: ed.document.uri.fsPath, line: ed.selection.active.line + 1 } : {});
       try {

@@ -13,6 +13,8 @@ export const debugType = 'riptrace';
 /** One hit as the adapter sends it (dap.HitRow). */
 export interface HitRow {
   seq: number;
+  /** The hit's place in its message: the hits of a batch share its seq. */
+  part?: number;
   order: number;
   breakpoint: number;
   host: string;
@@ -65,6 +67,11 @@ function clock(iso: string): string {
   return Number.isNaN(d.getTime()) ? '' : d.toTimeString().slice(0, 8) + '.' + String(d.getMilliseconds()).padStart(3, '0');
 }
 
+/** A hit's name: its seq, and its part when it came in a batch (#17.3). */
+function hitName(h: HitRow): string {
+  return h.part ? `${h.seq}.${h.part}` : String(h.seq);
+}
+
 /** What the order of a hit is worth, if it is not to be trusted. */
 function orderMark(h: HitRow): string {
   if (h.late) return ' [late]';
@@ -77,7 +84,7 @@ function orderMark(h: HitRow): string {
  * the latest of a breakpoint or of a line. It answers the snapshot's title,
  * or throws with the adapter's message.
  */
-export async function openHit(args: { seq?: number; breakpoint?: number; path?: string; line?: number }): Promise<string> {
+export async function openHit(args: { seq?: number; part?: number; breakpoint?: number; path?: string; line?: number }): Promise<string> {
   const s = tracingSession();
   if (!s) {
     throw new Error('no RipTrace debug session: start one (F5) to open hits as snapshots');
@@ -91,13 +98,13 @@ type Node = { kind: 'bp'; bp: BreakpointHits } | { kind: 'proc'; bp: BreakpointH
 /** Latencies from a hit reaching the stream to its row in the view, in ms. */
 export class Latency {
   private samples: number[] = [];
-  private seen = new Set<number>();
+  private seen = new Set<string>();
 
   /** note records, for rows not seen before, how long they took to show. */
   note(rows: HitRow[], now: number): void {
     for (const r of rows) {
-      if (this.seen.has(r.seq)) continue;
-      this.seen.add(r.seq);
+      if (this.seen.has(hitName(r))) continue;
+      this.seen.add(hitName(r));
       const t = Date.parse(r.serverTime);
       if (!Number.isNaN(t)) this.samples.push(now - t);
     }
@@ -255,11 +262,11 @@ export class HitsView implements vscode.TreeDataProvider<Node>, vscode.Disposabl
       }
       case 'hit': {
         const h = node.hit;
-        const item = new vscode.TreeItem(`#${h.seq} ${clock(h.time)}${orderMark(h)}`, vscode.TreeItemCollapsibleState.None);
-        item.id = `hit-${h.breakpoint}-${h.seq}`;
+        const item = new vscode.TreeItem(`#${hitName(h)} ${clock(h.time)}${orderMark(h)}`, vscode.TreeItemCollapsibleState.None);
+        item.id = `hit-${h.breakpoint}-${hitName(h)}`;
         item.description = h.message || h.values;
         item.tooltip = `${h.host} ${h.exe}[${h.pid}] g${h.goroutine} ${h.function}\n${h.message ? h.message + '\n' : ''}${h.values}${h.note ? '\n' + h.note : ''}\nClick to open it as a snapshot.`;
-        item.command = { command: 'riptrace.openHit', title: 'Open as a snapshot', arguments: [{ seq: h.seq }] };
+        item.command = { command: 'riptrace.openHit', title: 'Open as a snapshot', arguments: [{ seq: h.seq, part: h.part }] };
         item.contextValue = 'hit';
         return item;
       }
@@ -318,14 +325,14 @@ export class TimelinePanel implements vscode.Disposable {
     this.panel.onDidDispose(() => (this.panel = undefined));
     // Hidden, it is not refreshed; shown again, it catches up.
     this.panel.onDidChangeViewState((e) => e.webviewPanel.visible && this.schedule());
-    this.panel.webview.onDidReceiveMessage(async (m: { seq: number; path?: string; line: number }) => {
+    this.panel.webview.onDidReceiveMessage(async (m: { seq: number; part?: number; path?: string; line: number }) => {
       try {
         if (m.path) {
           const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(m.path));
           const pos = new vscode.Position(Math.max(m.line - 1, 0), 0);
           await vscode.window.showTextDocument(doc, { viewColumn: vscode.ViewColumn.One, selection: new vscode.Range(pos, pos) });
         }
-        await openHit({ seq: m.seq });
+        await openHit({ seq: m.seq, part: m.part });
       } catch (e) {
         vscode.window.showWarningMessage(`RipTrace: ${(e as Error).message}`);
       }
@@ -343,7 +350,7 @@ export class TimelinePanel implements vscode.Disposable {
       // Orders are consecutive: a gap is hits the panel did not take.
       const skipped = this.last > 0 ? rows[0].order - this.last - 1 : 0;
       this.last = rows[rows.length - 1].order;
-      await this.panel.webview.postMessage({ skipped, rows: rows.map((r) => ({ ...r, clock: clock(r.time), mark: orderMark(r).trim(), file: r.path ? `${r.path.split('/').pop()}:${r.line}` : `?:${r.line}` })) });
+      await this.panel.webview.postMessage({ skipped, rows: rows.map((r) => ({ ...r, name: hitName(r), clock: clock(r.time), mark: orderMark(r).trim(), file: r.path ? `${r.path.split('/').pop()}:${r.line}` : `?:${r.line}` })) });
     } catch {
       // The session ended.
     }
@@ -408,14 +415,14 @@ window.addEventListener('message', (e) => {
     const tr = document.createElement('tr');
     tr.className = 'hit';
     tr.dataset.seq = r.seq;
-    for (const [text, cls] of [['#' + r.seq, ''], [r.clock, ''], [g, ''], [r.host, ''], [r.exe.split('/').pop() + '[' + r.pid + ']', ''], [r.file, ''], [r.message || r.values, 'values'], [r.mark, 'mark']]) {
+    for (const [text, cls] of [['#' + r.name, ''], [r.clock, ''], [g, ''], [r.host, ''], [r.exe.split('/').pop() + '[' + r.pid + ']', ''], [r.file, ''], [r.message || r.values, 'values'], [r.mark, 'mark']]) {
       const td = document.createElement('td');
       td.textContent = text;
       td.title = text;
       if (cls) td.className = cls;
       tr.appendChild(td);
     }
-    tr.addEventListener('click', () => vscode.postMessage({ seq: r.seq, path: r.path, line: r.line }));
+    tr.addEventListener('click', () => vscode.postMessage({ seq: r.seq, part: r.part, path: r.path, line: r.line }));
     body.appendChild(tr);
   }
   while (body.rows.length > 500) body.deleteRow(0);
