@@ -263,7 +263,7 @@ func TestCallOrder(t *testing.T) {
 			}
 			settled++
 			for j, q := range r {
-				if q.Seq == p.OrderedByCall && j > i {
+				if q.Seq == p.OrderedByCall && q.Part == p.OrderedByCallPart && j > i {
 					t.Errorf("trace %s: %s said to run after %s by the call, which ran after it", id, p.Function, q.Function)
 				}
 			}

@@ -755,7 +755,7 @@ func timelineMarks(p *fleet.Placed) string {
 	// A hit placed by its arrival (its agent has no clock, say) is not
 	// marked line by line: the timeline's notice said so once for its host.
 	if p.Uncertain && p.Note == "" {
-		m += fmt.Sprintf(" [order uncertain: may have run before #%d]", p.UncertainWith)
+		m += fmt.Sprintf(" [order uncertain: may have run before #%s]", fleet.HitNumber(p.UncertainWith, p.UncertainWithPart))
 	}
 	return m
 }

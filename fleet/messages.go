@@ -591,11 +591,15 @@ type Hit struct {
 // Number is how a hit is named to people: its stream sequence, and its
 // part after a dot when it came in a batch ("17", "17.3"). Seq and Part
 // name a hit; the hits of a batch share its Seq.
-func (h *Hit) Number() string {
-	if h.Part > 0 {
-		return strconv.FormatUint(h.Seq, 10) + "." + strconv.Itoa(h.Part)
+func (h *Hit) Number() string { return HitNumber(h.Seq, h.Part) }
+
+// HitNumber names the hit of stream sequence seq and part as Hit.Number
+// does, for a hit known only by those, such as Placed.UncertainWith.
+func HitNumber(seq uint64, part int) string {
+	if part > 0 {
+		return strconv.FormatUint(seq, 10) + "." + strconv.Itoa(part)
 	}
-	return strconv.FormatUint(h.Seq, 10)
+	return strconv.FormatUint(seq, 10)
 }
 
 // HitBatch is several hits of one host's tracepoint in one message of the

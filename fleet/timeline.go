@@ -55,9 +55,10 @@ type Timeline struct {
 	// recent are released hits near the frontier, from recentHead on, to
 	// find the uncertain pairs; recentMax is the largest bound among them.
 	recent []recentHit
-	// lastSeq and lastC are the stream sequence and coordinated time of
-	// the last hit released in place.
+	// lastSeq, lastPart and lastC are the stream sequence, part and
+	// coordinated time of the last hit released in place.
 	lastSeq    uint64
+	lastPart   int
 	lastC      int64
 	recentHead int
 	recentMax  int64
@@ -128,14 +129,17 @@ type Placed struct {
 	// belongs.
 	Late bool `json:"late"`
 	// Uncertain says the hit may have run before the one released before
-	// it (UncertainWith, its stream sequence; 0 when the hit's own time is
+	// it (UncertainWith and UncertainWithPart, its stream sequence and
+	// part, see Hit.Number; UncertainWith is 0 when the hit's own time is
 	// in doubt, see Note).
-	Uncertain     bool   `json:"uncertain"`
-	UncertainWith uint64 `json:"uncertainWith,omitempty"`
-	// OrderedByCall is the stream sequence of a hit of another host that
+	Uncertain         bool   `json:"uncertain"`
+	UncertainWith     uint64 `json:"uncertainWith,omitempty"`
+	UncertainWithPart int    `json:"uncertainWithPart,omitempty"`
+	// OrderedByCall and OrderedByCallPart name a hit of another host that
 	// the clocks alone could not order against this one, but a call
 	// between them did (see Timeline): this hit ran after it.
-	OrderedByCall uint64 `json:"orderedByCall,omitempty"`
+	OrderedByCall     uint64 `json:"orderedByCall,omitempty"`
+	OrderedByCallPart int    `json:"orderedByCallPart,omitempty"`
 	// Note says why the hit was placed by its arrival, if it was.
 	Note string `json:"note,omitempty"`
 	// Group names the request the hit belongs to: its W3C trace id, or
@@ -211,6 +215,7 @@ type recentHit struct {
 	c, b  int64
 	host  string
 	seq   uint64
+	part  int
 	trace *TraceContext
 }
 
@@ -293,7 +298,7 @@ func (t *Timeline) lateOrUncertain(a *timelineAgent, p *Placed, c int64) {
 		return
 	}
 	if t.lastSeq != 0 && t.lastC > c {
-		p.Uncertain, p.UncertainWith = true, t.lastSeq
+		p.Uncertain, p.UncertainWith, p.UncertainWithPart = true, t.lastSeq, t.lastPart
 	}
 }
 
@@ -502,16 +507,17 @@ func (t *Timeline) emit(p *Placed, c int64) Placed {
 		if r.host != p.Host && c-r.c < b+r.b {
 			if t.callOrder(r.trace, r.c, r.b, p.Trace, c, b) {
 				if p.OrderedByCall == 0 {
-					p.OrderedByCall = r.seq
+					p.OrderedByCall, p.OrderedByCallPart = r.seq, r.part
 				}
 				continue
 			}
-			p.Uncertain, p.UncertainWith, p.OrderedByCall = true, r.seq, 0
+			p.Uncertain, p.UncertainWith, p.UncertainWithPart = true, r.seq, r.part
+			p.OrderedByCall, p.OrderedByCallPart = 0, 0
 			break
 		}
 	}
-	t.recent = append(t.recent, recentHit{c: c, b: b, host: p.Host, seq: p.Seq, trace: p.Trace})
-	t.lastSeq, t.lastC = p.Seq, c
+	t.recent = append(t.recent, recentHit{c: c, b: b, host: p.Host, seq: p.Seq, part: p.Part, trace: p.Trace})
+	t.lastSeq, t.lastPart, t.lastC = p.Seq, p.Part, c
 	return *p
 }
 

@@ -125,6 +125,18 @@ func TestTimelineMarksUncertainPairs(t *testing.T) {
 	if out[0].Uncertain || out[2].Uncertain {
 		t.Errorf("hits 1 and 3 marked uncertain")
 	}
+
+	// The hits of a batch share its sequence: the mark names the part too.
+	tl = fleet.NewTimeline(fleet.TimelineOptions{})
+	first, second := hit("a", 7, 10*ms, 11*ms, 0, 2*ms), hit("a", 7, 10*ms+500*time.Microsecond, 11*ms, 0, 2*ms)
+	second.Part = 1
+	tl.AddHit(first)
+	tl.AddHit(second)
+	tl.AddHit(hit("b", 8, 11*ms, 12*ms, 0, 2*ms))
+	out = tl.Flush()
+	if len(out) != 3 || !out[2].Uncertain || fleet.HitNumber(out[2].UncertainWith, out[2].UncertainWithPart) != "7.1" {
+		t.Errorf("after a batch's second hit: %+v, want the third uncertain with #7.1", out)
+	}
 }
 
 // TestTimelineCallOrder: a caller's hits and its callee's, on hosts whose

@@ -33,9 +33,9 @@ func printPlaced(w io.Writer, p *fleet.Placed, stack bool) {
 	case p.Note != "":
 		fmt.Fprintf(w, "    uncertain: %s\n", p.Note)
 	case p.Uncertain:
-		fmt.Fprintf(w, "    uncertain: may have run before #%d, closer to it than the two clocks are known\n", p.UncertainWith)
+		fmt.Fprintf(w, "    uncertain: may have run before #%s, closer to it than the two clocks are known\n", fleet.HitNumber(p.UncertainWith, p.UncertainWithPart))
 	case p.OrderedByCall != 0:
-		fmt.Fprintf(w, "    order:  after #%d, closer to it than the clocks are known, but the call between them says so\n", p.OrderedByCall)
+		fmt.Fprintf(w, "    order:  after #%s, closer to it than the clocks are known, but the call between them says so\n", fleet.HitNumber(p.OrderedByCall, p.OrderedByCallPart))
 	}
 	if tc := h.Trace; tc != nil {
 		from := ""

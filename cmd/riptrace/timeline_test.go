@@ -339,7 +339,7 @@ func sameOrder(t *testing.T, url string, tlArgs []string, placed []fleet.Placed,
 	differ := 0
 	for _, a := range placed {
 		b, ok := replayed[a.Number()]
-		if !ok || a.Order != b.Order || a.Late != b.Late || a.Uncertain != b.Uncertain || a.UncertainWith != b.UncertainWith || a.OrderedByCall != b.OrderedByCall || !a.CoordinatedTime.Equal(b.CoordinatedTime) {
+		if !ok || a.Order != b.Order || a.Late != b.Late || a.Uncertain != b.Uncertain || a.UncertainWith != b.UncertainWith || a.UncertainWithPart != b.UncertainWithPart || a.OrderedByCall != b.OrderedByCall || a.OrderedByCallPart != b.OrderedByCallPart || !a.CoordinatedTime.Equal(b.CoordinatedTime) {
 			if differ++; differ <= 5 {
 				t.Errorf("hit #%s: live order %d late=%v uncertain=%v(#%d) at %v; replayed order %d late=%v uncertain=%v(#%d) at %v", a.Number(),
 					a.Order, a.Late, a.Uncertain, a.UncertainWith, a.CoordinatedTime, b.Order, b.Late, b.Uncertain, b.UncertainWith, b.CoordinatedTime)
