@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -203,5 +204,43 @@ func TestLogMessageRedacted(t *testing.T) {
 	lp.render(&h)
 	if h.Message != "" || h.Exprs != nil {
 		t.Errorf("empty hit rendered to %+v", h)
+	}
+}
+
+// TestRedactValueStarts holds the values the redactor does not match
+// against its value pattern (none of their bytes can start a match) to
+// the pattern itself: for the default pattern and others, over the values
+// of TestRedactDefaults cut at every byte and random strings made of the
+// bytes that patterns start with, folded cases, and bytes past ASCII.
+func TestRedactValueStarts(t *testing.T) {
+	values := []string{"", "12345", "-7", "3.25", "true", "false", "ſk_live_x", "\xff", "KEY9", "\u212aey1"}
+	for _, s := range []string{`"session=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"`, `"Authorization: Basic dXNlcjpwYXNzd29yZA=="`,
+		`"GET / HTTP/1.1\r\nAuthorization: Bearer abcd...+22 more"`, `"id=AKIAIOSFODNN7EXAMPLE"`, "-----BEGIN RSA PRIVATE KEY-----", `"sk-0123456789abcdefghijk"`} {
+		for i := range len(s) {
+			values = append(values, s[i:], s[:i])
+		}
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "0123456789-+. :\"abeEkKsSyYxXjJ_\xc5\xbf\xe2\x84\xaa\xff"
+	for range 20000 {
+		b := make([]byte, rnd.IntN(12))
+		for i := range b {
+			b[i] = alphabet[rnd.IntN(len(alphabet))]
+		}
+		values = append(values, string(b))
+	}
+	for _, pattern := range []string{DefaultRedactValues, `(?i)key\d+`, `\bsk-`, `x*`, `^$`, `[^a]b`, `.e`, `(?i)s`, `a|b?`, `(ab)+c|d{2,}`} {
+		r, err := NewRedactor("", pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range values {
+			if got, want := r.secretValue(v), r.Values.MatchString(v); got != want {
+				t.Fatalf("pattern %q: secretValue(%q) = %v, MatchString %v", pattern, v, got, want)
+			}
+		}
+	}
+	if r := DefaultRedactor(); r.valueStarts == nil || r.valueStarts['1'] {
+		t.Errorf("the default pattern's starts are %v: a number would be matched", r.valueStarts)
 	}
 }
