@@ -162,6 +162,7 @@ type target struct {
 	plans  map[uint64]*framePlan
 	dtypes map[godwarf.Type]*dtype
 	ifaces map[uint64]ifaceType
+	slab   varSlab
 	// gLayout is where the goroutine's id is (see goid).
 	gLayout gLayout
 	direct  directStats

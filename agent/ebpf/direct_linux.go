@@ -118,6 +118,55 @@ type dfield struct {
 	t    *dtype
 }
 
+// varSlab is the memory of the direct decoder's values, used again for
+// each frame read: they live only until the converter has made the hit's
+// tree of them, and allocating them was most of what the collector had to
+// do for a hit. A frame whose values need more than maxSlabChunks chunks
+// allocates the rest as any other.
+type varSlab struct {
+	chunks [][]api.Variable
+	used   []int // of each chunk
+	i      int   // the chunk in use
+	// out, from and evaluable are frameVars's, used again likewise.
+	out       []dlvvalue.Var
+	from      []*planVar
+	evaluable []bool
+}
+
+const (
+	slabChunk     = 512
+	maxSlabChunks = 16
+)
+
+// reset makes all of the slab free again, zeroed.
+func (s *varSlab) reset() {
+	for k := 0; k <= s.i && k < len(s.chunks); k++ {
+		clear(s.chunks[k][:s.used[k]])
+		s.used[k] = 0
+	}
+	s.i = 0
+}
+
+// alloc returns n zeroed values, with no room to append to.
+func (s *varSlab) alloc(n int) []api.Variable {
+	if n > slabChunk {
+		return make([]api.Variable, n)
+	}
+	if s.i < len(s.chunks) && s.used[s.i]+n > slabChunk {
+		s.i++
+	}
+	if s.i == len(s.chunks) {
+		if len(s.chunks) == maxSlabChunks {
+			return make([]api.Variable, n)
+		}
+		s.chunks = append(s.chunks, make([]api.Variable, slabChunk))
+		s.used = append(s.used, 0)
+	}
+	u := s.used[s.i]
+	s.used[s.i] += n
+	return s.chunks[s.i][u : u+n : u+n]
+}
+
 // directStats counts what the decoder did, for tests and benchmarks.
 type directStats struct {
 	Frames        int // frames read by the direct decoder
@@ -153,18 +202,23 @@ func (t *target) frameVars(scopeOf dlvvalue.Scope, load proc.LoadConfig, args bo
 	if t.ifaces == nil {
 		t.ifaces = make(map[uint64]ifaceType)
 	}
-	d := decoder{mem: t.mem, load: load, regs: regs, ifaces: t.ifaces}
-	out := make([]dlvvalue.Var, 0, len(plan.vars))
-	var from []*planVar // of each variable read directly, but constants
-	var evaluable []bool
+	// The values of the frame read before are converted: their memory is
+	// free.
+	t.slab.reset()
+	d := decoder{mem: t.mem, load: load, regs: regs, ifaces: t.ifaces, slab: &t.slab}
+	out := t.slab.out[:0]
+	from := t.slab.from[:0] // of each variable read directly, but constants
+	evaluable := t.slab.evaluable[:0]
+	defer func() { t.slab.out, t.slab.from, t.slab.evaluable = out[:0], from[:0], evaluable[:0] }()
 	for i := range plan.vars {
 		pv := &plan.vars[i]
 		if pv.arg != args {
 			continue
 		}
 		if pv.fixed != nil {
-			av := *pv.fixed
-			out = append(out, dlvvalue.Var{Direct: &av, DeclLine: pv.declLine})
+			av := &t.slab.alloc(1)[0]
+			*av = *pv.fixed
+			out = append(out, dlvvalue.Var{Direct: av, DeclLine: pv.declLine})
 			from = append(from, nil)
 			evaluable = append(evaluable, pv.evaluable)
 			t.direct.Direct++
@@ -765,6 +819,7 @@ type decoder struct {
 	ifaces           map[uint64]ifaceType
 	newType, newData uint64
 	top              *api.Variable
+	slab             *varSlab // where values are made
 }
 
 // variable reads pv as api.ConvertVar converts what Delve loads of it.
@@ -786,7 +841,7 @@ func (d *decoder) variable(pv *planVar) (*api.Variable, bool) {
 		}
 		addr = w
 	}
-	av := &api.Variable{}
+	av := &d.slab.alloc(1)[0]
 	d.top = av
 	if !d.value(av, pv.typ, pv.name, addr, b, 0, fake) {
 		return nil, false
@@ -893,7 +948,7 @@ func (d *decoder) value(av *api.Variable, t *dtype, name string, addr uint64, b 
 		if !ok {
 			return false
 		}
-		av.Children = make([]api.Variable, len(t.fields))
+		av.Children = d.slab.alloc(len(t.fields))
 		for i, f := range t.fields {
 			if !d.value(&av.Children[i], f.t, f.name, addr+uint64(f.off), b[f.off:], level+1, fake) {
 				return false
@@ -908,7 +963,7 @@ func (d *decoder) value(av *api.Variable, t *dtype, name string, addr uint64, b 
 		p := binary.LittleEndian.Uint64(b)
 		av.Len = 1
 		av.Value = strconv.FormatUint(p, 10)
-		av.Children = make([]api.Variable, 1)
+		av.Children = d.slab.alloc(1)
 		c := &av.Children[0]
 		if p == 0 {
 			// Not loaded: only what newVariable sets.
@@ -966,7 +1021,7 @@ func (d *decoder) value(av *api.Variable, t *dtype, name string, addr uint64, b 
 		}
 		le := binary.LittleEndian
 		tab, data := le.Uint64(b[t.tabOff:]), le.Uint64(b[t.dataOff:])
-		av.Children = make([]api.Variable, 1)
+		av.Children = d.slab.alloc(1)
 		c := &av.Children[0]
 		if tab == 0 {
 			// A nil interface: its data, as a pointer to nothing, which
@@ -1151,7 +1206,7 @@ func (d *decoder) mapValue(av *api.Variable, t *dtype, addr uint64, b []byte, le
 
 // elements reads count elements of an array or slice from b.
 func (d *decoder) elements(av *api.Variable, t *dtype, base uint64, b []byte, count int64, level int, fake bool) bool {
-	av.Children = make([]api.Variable, count)
+	av.Children = d.slab.alloc(int(count))
 	for i := range count {
 		o := i * t.stride
 		if !d.value(&av.Children[i], t.elem, "", base+uint64(o), b[o:o+t.stride], level+1, fake) {
