@@ -1076,13 +1076,21 @@ func (x *executable) decode(raw []byte) (*target, agent.Hit, bool) {
 	ringFull := le.Uint64(raw[24:])
 	tid := int(le.Uint32(raw[32:]))
 	size := int(le.Uint32(raw[36:]))
-	var regs linutil.AMD64PtraceRegs
+	x.mu.Lock()
+	defer x.unlock()
+	p := x.byCookie[cookie]
+	if p == nil {
+		return nil, agent.Hit{}, false
+	}
 	// struct pt_regs is the start of the ptrace layout, which goes on
 	// with the segment bases that a uprobe does not see.
-	var full [27 * 8]byte
-	copy(full[:], raw[40:headerSize])
-	binary.Read(bytes.NewReader(full[:]), le, &regs)
-	var regions []region
+	w := func(i int) uint64 { return le.Uint64(raw[40+8*i:]) }
+	regs := &x.regs
+	*regs = linutil.AMD64PtraceRegs{
+		R15: w(0), R14: w(1), R13: w(2), R12: w(3), Rbp: w(4), Rbx: w(5), R11: w(6), R10: w(7), R9: w(8), R8: w(9),
+		Rax: w(10), Rcx: w(11), Rdx: w(12), Rsi: w(13), Rdi: w(14), Orig_rax: w(15), Rip: w(16), Cs: w(17), Eflags: w(18), Rsp: w(19), Ss: w(20),
+	}
+	regions := x.regions[:0]
 	data := raw[headerSize:]
 	if size < len(data) {
 		data = data[:size]
@@ -1097,15 +1105,9 @@ func (x *executable) decode(raw []byte) (*target, agent.Hit, bool) {
 		regions = append(regions, region{addr: addr, data: data[:n:n]})
 		data = data[min((n+7)&^7, len(data)):]
 	}
-
-	x.mu.Lock()
-	defer x.unlock()
-	p := x.byCookie[cookie]
-	if p == nil {
-		return nil, agent.Hit{}, false
-	}
+	x.regions = regions
 	t, tp := p.t, p.tp
-	h, ok := t.hit(tp, tid, &regs, regions, ktime, dropped, ringFull)
+	h, ok := t.hit(tp, tid, regs, regions, ktime, dropped, ringFull)
 	return t, h, ok
 }
 

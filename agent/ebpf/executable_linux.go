@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/go-delve/delve/pkg/proc"
+	"github.com/go-delve/delve/pkg/proc/linutil"
 	"golang.org/x/sys/unix"
 
 	"github.com/riptrace/riptrace/agent/internal/snapshot"
@@ -42,6 +43,10 @@ type executable struct {
 	di *debugInfo
 	// byCookie finds the probe of a record.
 	byCookie map[uint64]*probe
+	// regs and regions are those of the record being decoded, their
+	// memory used again for each record.
+	regs    linutil.AMD64PtraceRegs
+	regions []region
 	// cookieGen numbers the probes attached, for their cookies' high half.
 	cookieGen uint32
 	targets   map[*target]bool

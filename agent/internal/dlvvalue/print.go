@@ -3,7 +3,6 @@ package dlvvalue
 import (
 	"reflect"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -20,126 +19,141 @@ import (
 // printer prints it. Its rules are Delve's (service/api/prettyprint.go),
 // and the eBPF backend's tests hold the two to the same output.
 func printValue(v *api.Variable) (s string, ok bool) {
-	var b strings.Builder
-	if !writeValue(&b, v, true, true) {
+	bp := printBufs.Get().(*[]byte)
+	defer putPrintBuf(bp)
+	b, ok := appendValue((*bp)[:0], v, true, true)
+	*bp = b
+	if !ok {
 		return "", false
 	}
-	return b.String(), true
+	return string(b), true
 }
 
-// writeValue is api.Variable.writeTo with PrettyShortenType, no newlines
-// and no format string: top and withType are its prettyTop and
-// prettyIncludeType.
-func writeValue(b *strings.Builder, v *api.Variable, top, withType bool) bool {
+// printBufs hold printValue's buffers: the string printed is then its one
+// allocation.
+var printBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// putPrintBuf gives a buffer back, but for a large one: a long value
+// printed now and then must not hold its memory.
+func putPrintBuf(bp *[]byte) {
+	if cap(*bp) <= 1<<16 {
+		printBufs.Put(bp)
+	}
+}
+
+// appendValue appends v to b as api.Variable.writeTo writes it with
+// PrettyShortenType, no newlines and no format string: top and withType are
+// its prettyTop and prettyIncludeType.
+func appendValue(b []byte, v *api.Variable, top, withType bool) ([]byte, bool) {
 	if v.Unreadable != "" {
-		b.WriteString("(unreadable ")
-		b.WriteString(v.Unreadable)
-		b.WriteString(")")
-		return true
+		b = append(b, "(unreadable "...)
+		b = append(b, v.Unreadable...)
+		b = append(b, ")"...)
+		return b, true
 	}
 	if !top && v.Addr == 0 && v.Value == "" {
 		if withType && v.Type != "void" {
-			b.WriteString(shortenType(v.Type))
-			b.WriteString(" nil")
+			b = append(b, shortenType(v.Type)...)
+			b = append(b, " nil"...)
 		} else {
-			b.WriteString("nil")
+			b = append(b, "nil"...)
 		}
-		return true
+		return b, true
 	}
 	switch v.Kind {
 	case reflect.Slice:
 		if withType {
-			b.WriteString(shortenType(v.Type))
-			b.WriteString(" len: ")
-			b.WriteString(strconv.FormatInt(v.Len, 10))
-			b.WriteString(", cap: ")
+			b = append(b, shortenType(v.Type)...)
+			b = append(b, " len: "...)
+			b = strconv.AppendInt(b, v.Len, 10)
+			b = append(b, ", cap: "...)
 			if v.Cap == capDropped {
-				b.WriteString(capDroppedText)
+				b = append(b, capDroppedText...)
 			} else {
-				b.WriteString(strconv.FormatInt(v.Cap, 10))
+				b = strconv.AppendInt(b, v.Cap, 10)
 			}
-			b.WriteString(", ")
+			b = append(b, ", "...)
 		}
 		if v.Base == 0 && len(v.Children) == 0 {
-			b.WriteString("nil")
-			return true
+			b = append(b, "nil"...)
+			return b, true
 		}
-		return writeElements(b, v)
+		return appendElements(b, v)
 	case reflect.Array:
 		if withType {
-			b.WriteString(shortenType(v.Type))
-			b.WriteString(" ")
+			b = append(b, shortenType(v.Type)...)
+			b = append(b, " "...)
 		}
-		return writeElements(b, v)
+		return appendElements(b, v)
 	case reflect.Ptr:
 		if v.Type == "" || len(v.Children) == 0 {
-			b.WriteString("nil")
-			return true
+			b = append(b, "nil"...)
+			return b, true
 		}
 		if v.Children[0].OnlyAddr && v.Children[0].Addr != 0 {
-			return false
+			return b, false
 		}
-		b.WriteString("*")
-		return writeValue(b, &v.Children[0], false, withType)
+		b = append(b, "*"...)
+		return appendValue(b, &v.Children[0], false, withType)
 	case reflect.Struct:
 		if v.Value != "" {
-			return false
+			return b, false
 		}
-		return writeStruct(b, v, withType)
+		return appendStruct(b, v, withType)
 	case reflect.Interface:
 		if v.Addr == 0 || len(v.Children) == 0 {
-			return false
+			return b, false
 		}
 		data := &v.Children[0]
 		if withType {
 			if data.Kind == reflect.Invalid {
-				b.WriteString(shortenType(v.Type))
-				b.WriteString(" ")
+				b = append(b, shortenType(v.Type)...)
+				b = append(b, " "...)
 				if data.Addr == 0 {
-					b.WriteString("nil")
-					return true
+					b = append(b, "nil"...)
+					return b, true
 				}
 			} else {
-				b.WriteString(shortenType(v.Type))
-				b.WriteString("(")
-				b.WriteString(shortenType(data.Type))
-				b.WriteString(") ")
+				b = append(b, shortenType(v.Type)...)
+				b = append(b, '(')
+				b = append(b, shortenType(data.Type)...)
+				b = append(b, ") "...)
 			}
 		}
 		if data.Kind == reflect.Ptr {
 			switch {
 			case len(data.Children) == 0:
-				b.WriteString("...")
-				return true
+				b = append(b, "..."...)
+				return b, true
 			case data.Children[0].Addr == 0:
-				b.WriteString("nil")
-				return true
+				b = append(b, "nil"...)
+				return b, true
 			case data.Children[0].OnlyAddr:
-				return false
+				return b, false
 			}
 		} else if data.OnlyAddr {
-			return false
+			return b, false
 		}
-		return writeValue(b, data, false, !withType)
+		return appendValue(b, data, false, !withType)
 	case reflect.Map, reflect.Chan, reflect.Func, reflect.UnsafePointer, reflect.Complex64, reflect.Complex128:
-		return false
+		return b, false
 	}
 	// writeBasicType.
 	if v.Value == "" && v.Kind != reflect.String {
-		b.WriteString("(unknown ")
-		b.WriteString(v.Kind.String())
-		b.WriteString(")")
-		return true
+		b = append(b, "(unknown "...)
+		b = append(b, v.Kind.String()...)
+		b = append(b, ")"...)
+		return b, true
 	}
 	switch v.Kind {
 	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
 		reflect.Float32, reflect.Float64:
-		b.WriteString(v.Value)
+		b = append(b, v.Value...)
 	case reflect.String:
-		b.WriteString(quoteString(v))
+		b = appendQuoted(b, v)
 	}
-	return true
+	return b, true
 }
 
 // checkPrinter has every value printValue prints printed by Delve's
@@ -153,64 +167,74 @@ func CheckPrinter(on bool) { checkPrinter.Store(on) }
 // quoteString is how Delve prints a string: quoted, with how much of it
 // was not loaded.
 func quoteString(v *api.Variable) string {
+	bp := printBufs.Get().(*[]byte)
+	defer putPrintBuf(bp)
+	*bp = appendQuoted((*bp)[:0], v)
+	return string(*bp)
+}
+
+// appendQuoted appends the string v to b as quoteString prints it.
+func appendQuoted(b []byte, v *api.Variable) []byte {
 	s := v.Value
 	if len(s) != int(v.Len) {
 		s += "...+" + strconv.Itoa(int(v.Len)-len(s)) + " more"
 	}
-	return strconv.Quote(s)
+	return strconv.AppendQuote(b, s)
 }
 
-// writeStruct is api.Variable.writeStructTo without newlines.
-func writeStruct(b *strings.Builder, v *api.Variable, withType bool) bool {
+// appendStruct is api.Variable.writeStructTo without newlines.
+func appendStruct(b []byte, v *api.Variable, withType bool) ([]byte, bool) {
 	if int(v.Len) != len(v.Children) && len(v.Children) == 0 {
-		return false // printed as its address
+		return b, false // printed as its address
 	}
 	if withType {
-		b.WriteString(shortenType(v.Type))
-		b.WriteString(" ")
+		b = append(b, shortenType(v.Type)...)
+		b = append(b, " "...)
 	}
-	b.WriteString("{")
+	b = append(b, "{"...)
 	for i := range v.Children {
-		b.WriteString(v.Children[i].Name)
-		b.WriteString(": ")
-		if !writeValue(b, &v.Children[i], false, true) {
-			return false
+		b = append(b, v.Children[i].Name...)
+		b = append(b, ": "...)
+		var ok bool
+		if b, ok = appendValue(b, &v.Children[i], false, true); !ok {
+			return b, false
 		}
 		if i != len(v.Children)-1 {
-			b.WriteString(", ")
+			b = append(b, ", "...)
 		}
 	}
 	if len(v.Children) != int(v.Len) {
-		b.WriteString(",...+")
-		b.WriteString(strconv.Itoa(int(v.Len) - len(v.Children)))
-		b.WriteString(" more")
+		b = append(b, ",...+"...)
+		b = strconv.AppendInt(b, int64(int(v.Len)-len(v.Children)), 10)
+		b = append(b, " more"...)
 	}
-	b.WriteString("}")
-	return true
+	b = append(b, "}"...)
+	return b, true
 }
 
-// writeElements is api.Variable.writeSliceOrArrayTo without newlines.
-func writeElements(b *strings.Builder, v *api.Variable) bool {
-	b.WriteString("[")
+// appendElements is api.Variable.writeSliceOrArrayTo without newlines.
+func appendElements(b []byte, v *api.Variable) ([]byte, bool) {
+	b = append(b, "["...)
 	for i := range v.Children {
-		if !writeValue(b, &v.Children[i], false, false) {
-			return false
+		var ok bool
+		if b, ok = appendValue(b, &v.Children[i], false, false); !ok {
+			return b, false
 		}
 		if i != len(v.Children)-1 {
-			b.WriteString(",")
+			b = append(b, ","...)
 		}
 	}
 	if len(v.Children) != int(v.Len) {
 		if len(v.Children) != 0 {
-			b.WriteString(",...+")
-			b.WriteString(strconv.Itoa(int(v.Len) - len(v.Children)))
-			b.WriteString(" more")
+			b = append(b, ",...+"...)
+			b = strconv.AppendInt(b, int64(int(v.Len)-len(v.Children)), 10)
+			b = append(b, " more"...)
 		} else {
-			b.WriteString("...")
+			b = append(b, "..."...)
 		}
 	}
-	b.WriteString("]")
-	return true
+	b = append(b, "]"...)
+	return b, true
 }
 
 // shortTypes remembers api.ShortenType's answers: a hit names the same few
