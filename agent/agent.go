@@ -212,7 +212,7 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		log:     log,
 		kick:    make(chan struct{}, 1),
 		metrics: newMetrics(cfg.Metrics),
-		tk:      &timekeeper{skew: cfg.ClockSkew, lag: cfg.TimelineLag},
+		tk:      &timekeeper{skew: cfg.ClockSkew, lag: cfg.TimelineLag, wake: make(chan struct{}, 1)},
 		info: fleet.HostInfo{
 			Name:         cfg.Host,
 			OS:           runtime.GOOS,
@@ -419,7 +419,7 @@ func (a *Agent) scan() {
 	all := a.disc.scan()
 	refused := make(map[int]bool) // by the allow-list, read outside the lock
 	for pid, p := range all {
-		refused[pid] = a.admit(p) != nil
+		refused[pid] = !a.admits(p)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

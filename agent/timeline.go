@@ -45,6 +45,10 @@ type timekeeper struct {
 	raisedAt  time.Time
 	lastMark  time.Time
 	markDirty bool // the promise was raised: say so at once
+
+	// wake tells runWatermarks that a watermark may be due before it
+	// planned to look: the agent became active, or raised its promise.
+	wake chan struct{}
 }
 
 func (k *timekeeper) now() time.Time { return time.Now().Add(k.skew) }
@@ -80,12 +84,32 @@ func (k *timekeeper) sawHit(capture time.Time) {
 	age := now.Sub(capture)
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	idle := now.Sub(k.lastHit) >= activeFor
 	k.lastHit = now
 	if age > k.promiseLocked(now)*4/5 {
 		k.raised = min(max(k.raised, age*5/4+10*time.Millisecond), fleet.DefaultMaxHold)
 		k.raisedAt = now
 		k.markDirty = true
 	}
+	if idle || k.markDirty {
+		select {
+		case k.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// untilDue returns how long runWatermarks may wait before a watermark may
+// be due: while the agent is active, a short while; otherwise until the
+// keepalive, as sawHit wakes it if a hit comes first.
+func (k *timekeeper) untilDue() time.Duration {
+	now := k.now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.markDirty || now.Sub(k.lastHit) < activeFor {
+		return watermarkActive / 2
+	}
+	return max(k.lastMark.Add(fleet.WatermarkKeepalive).Sub(now), time.Millisecond)
 }
 
 // promiseLocked is the lag promised now. Lock should be held.
@@ -169,20 +193,25 @@ func (k *timekeeper) watermark(host string, heldSince time.Time, force bool) *fl
 	return &fleet.Watermark{Host: host, Time: mark.UnixNano(), Lag: fleet.Duration(lag), Clock: r}
 }
 
-// runWatermarks publishes the agent's watermarks until ctx ends.
+// runWatermarks publishes the agent's watermarks until ctx ends. An idle
+// agent looks only when its keepalive is due, or a hit wakes it: looking
+// every 25 ms kept the runtime's scheduler awake, and was most of what an
+// idle agent cost.
 func (a *Agent) runWatermarks(ctx context.Context) {
-	tick := time.NewTicker(watermarkActive / 2)
-	defer tick.Stop()
+	timer := time.NewTimer(watermarkActive / 2)
+	defer timer.Stop()
 	first := true
 	for {
 		if w := a.tk.watermark(a.cfg.Host, a.heldSince(), first); w != nil {
 			a.pub.offerMarks(a.placedTracepoints(), fleet.Encode(w))
 			first = false
 		}
+		timer.Reset(a.tk.untilDue())
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-timer.C:
+		case <-a.tk.wake:
 		}
 	}
 }
