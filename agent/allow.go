@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,8 +12,22 @@ import (
 // admit checks p against the attach allow-list (Config.Processes and
 // Config.UIDs) and returns nil, or a *fleet.Error naming the rule that
 // refuses it and where that rule was written. The uids are read afresh.
-func (a *Agent) admit(p *fleet.Process) error {
+func (a *Agent) admit(p *fleet.Process) error { return a.refusal(p, true) }
+
+// admits reports whether admit lets p in, without the cost of saying why
+// not: a scan asks it of every Go process on the host, each second.
+func (a *Agent) admits(p *fleet.Process) bool { return a.refusal(p, false) == nil }
+
+// errRefused is refusal's answer when it is not asked why.
+var errRefused = errors.New("outside the attach allow-list")
+
+// refusal is admit's error, or errRefused in its place unless explain is
+// set.
+func (a *Agent) refusal(p *fleet.Process, explain bool) error {
 	if !fleet.MatchProcess(a.cfg.Processes, p) {
+		if !explain {
+			return errRefused
+		}
 		return fleet.Errorf(fleet.CodeNotManaged, "pid %d (%s) is outside the attach allow-list: %s: add it there, or trace it with an agent that manages it",
 			p.Pid, describeProcess(p, true), a.rule("processes", fmt.Sprintf("%q", a.cfg.Processes)))
 	}
@@ -21,10 +36,16 @@ func (a *Agent) admit(p *fleet.Process) error {
 	}
 	ids, err := procUIDs(p.Pid)
 	if err != nil {
+		if !explain {
+			return errRefused
+		}
 		return fleet.Errorf(fleet.CodeNoProcess, "pid %d (%s): reading its uids for the attach allow-list: %v", p.Pid, p.Exe, err)
 	}
 	for _, id := range ids {
 		if !slices.Contains(a.cfg.UIDs, id) {
+			if !explain {
+				return errRefused
+			}
 			return fleet.Errorf(fleet.CodeNotManaged, "pid %d (%s) is outside the attach allow-list: %s: add its uid there to trace it",
 				p.Pid, describeProcess(p, false), a.rule("uids", fmt.Sprint(a.cfg.UIDs)))
 		}
