@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/riptrace/riptrace/fleet"
 )
@@ -125,23 +126,52 @@ func (d *discoverer) plumbing(p *fleet.Process) string {
 	return ""
 }
 
+// startTime reads a process's start time from /proc/PID/stat. A scan reads
+// it of every process each second: it reads into a buffer on the stack,
+// with no more system calls than it takes.
 func startTime(pid int) (uint64, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	var path [32]byte
+	fd, err := syscall.Open(string(strconv.AppendInt(append(path[:0], "/proc/"...), int64(pid), 10))+"/stat", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, false
 	}
+	var buf [1024]byte
+	n, err := syscall.Read(fd, buf[:])
+	syscall.Close(fd)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	b := buf[:n]
 	// The command name (field 2) may hold spaces and parentheses: fields
 	// restart after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
 		return 0, false
 	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 || f[0] == "Z" {
-		return 0, false
+	// Field 3 is the state, field 22 the start time.
+	rest := b[i+1:]
+	var state byte
+	for f := 1; ; f++ {
+		rest = bytes.TrimLeft(rest, " ")
+		end := bytes.IndexByte(rest, ' ')
+		if end < 0 {
+			end = len(rest)
+		}
+		field := rest[:end]
+		switch {
+		case len(field) == 0:
+			return 0, false
+		case f == 1:
+			state = field[0]
+		case f == 20:
+			if state == 'Z' {
+				return 0, false
+			}
+			v, err := strconv.ParseUint(string(field), 10, 64)
+			return v, err == nil
+		}
+		rest = rest[end:]
 	}
-	v, err := strconv.ParseUint(f[19], 10, 64)
-	return v, err == nil
 }
 
 // inspect reads a process's Go build info through /proc/PID/exe, which works
