@@ -972,6 +972,11 @@ type ErrorReply struct {
 // never forget it.
 func Encode(v Message) []byte {
 	v.stamp()
+	if h, ok := v.(*Hit); ok {
+		if b := h.appendJSON(make([]byte, 0, 1024)); b != nil {
+			return b
+		}
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		// Every message type marshals; this is a programming error.

@@ -1,0 +1,104 @@
+package fleet
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// TestHitJSON holds Encode's writing of a hit to encoding/json's, byte for
+// byte, over random hits: every field of Hit and of the types in it is
+// filled by reflection (a field appendJSON does not know fails here), with
+// strings of the characters encoding/json escapes, invalid UTF-8 among
+// them, and nil, empty and full slices.
+func TestHitJSON(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	for i := range 3000 {
+		var h Hit
+		fillRandom(rnd, reflect.ValueOf(&h).Elem(), 0)
+		got := Encode(&h)
+		want, err := json.Marshal(&h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("hit %d: Encode wrote\n%s\nencoding/json writes\n%s", i, got, want)
+		}
+	}
+}
+
+// fillRandom fills v with random values, zero ones among them.
+func fillRandom(rnd *rand.Rand, v reflect.Value, depth int) {
+	if v.Type() == reflect.TypeFor[time.Time]() {
+		if rnd.IntN(2) == 0 {
+			v.Set(reflect.ValueOf(time.Unix(rnd.Int64N(1<<33), rnd.Int64N(1e9)).In(time.FixedZone("", 3600*rnd.IntN(5)))))
+		}
+		return
+	}
+	zero := rnd.IntN(4) == 0
+	switch v.Kind() {
+	case reflect.String:
+		if !zero {
+			const chars = "aZ09 <>&\"\\/\n\r\t\b\f\x00\x1f\x7f\xff\xc3\xa9é\u2028\u2029𝄞'"
+			b := make([]byte, rnd.IntN(12))
+			for i := range b {
+				b[i] = chars[rnd.IntN(len(chars))]
+			}
+			v.SetString(string(b))
+		}
+	case reflect.Int, reflect.Int64:
+		if !zero {
+			v.SetInt(rnd.Int64() >> rnd.IntN(64) * int64(1-2*rnd.IntN(2)))
+		}
+	case reflect.Uint64:
+		if !zero {
+			v.SetUint(rnd.Uint64() >> rnd.IntN(64))
+		}
+	case reflect.Bool:
+		v.SetBool(!zero && rnd.IntN(2) == 0)
+	case reflect.Pointer:
+		if !zero {
+			v.Set(reflect.New(v.Type().Elem()))
+			fillRandom(rnd, v.Elem(), depth+1)
+		}
+	case reflect.Slice:
+		switch {
+		case zero || depth > 3:
+		case rnd.IntN(4) == 0:
+			v.Set(reflect.MakeSlice(v.Type(), 0, 0))
+		default:
+			n := 1 + rnd.IntN(3)
+			v.Set(reflect.MakeSlice(v.Type(), n, n))
+			for i := range n {
+				fillRandom(rnd, v.Index(i), depth+1)
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			fillRandom(rnd, v.Field(i), depth+1)
+		}
+	default:
+		panic("fillRandom has no case for " + v.Type().String())
+	}
+}
+
+// BenchmarkEncodeHit encodes a random hit with Encode and with
+// encoding/json.
+func BenchmarkEncodeHit(b *testing.B) {
+	rnd := rand.New(rand.NewPCG(5, 6))
+	var h Hit
+	fillRandom(rnd, reflect.ValueOf(&h).Elem(), 0)
+	b.Run("Encode", func(b *testing.B) {
+		for range b.N {
+			Encode(&h)
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		for range b.N {
+			json.Marshal(&h)
+		}
+	})
+}
