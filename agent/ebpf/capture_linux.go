@@ -295,7 +295,7 @@ func notCaptured(reason string) bool {
 // unreadable names what the probe did not copy; other unreadable values
 // are left to dlvvalue's rules.
 func unreadable(v *api.Variable) (fleet.Variable, bool) {
-	fv := fleet.Variable{Name: v.Name, Type: api.ShortenType(v.Type)}
+	fv := fleet.Variable{Name: v.Name, Type: dlvvalue.ShortenType(v.Type)}
 	switch {
 	case v.Unreadable == "read out of bounds" && strings.Contains(strings.ToLower(v.LocationExpr), "xmm"):
 		// In a floating-point register, which a uprobe's program does

@@ -246,6 +246,10 @@ var shortTypesCount atomic.Int64
 
 const maxShortTypes = 1 << 14
 
+// ShortenType is api.ShortenType, remembered: a backend naming a value's
+// type itself (an unreadable one) asks it for each hit.
+func ShortenType(t string) string { return shortenType(t) }
+
 // shortenType is api.ShortenType, remembered.
 func shortenType(t string) string {
 	if s, ok := shortTypes.Load(t); ok {
