@@ -3,6 +3,7 @@ package delve_test
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/agent/delve"
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/fleet/fleettest"
 )
 
 // TestBudgetCountsConditions traces a line run 5000 times a second with a
@@ -123,4 +125,62 @@ func TestBudgetRemovesHotLine(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestBudgetTakesProbesOut traces, with no rate limit, a line run 20000
+// times a second under a 1% stop budget, which its stops spend at once.
+// While the budget's gate is closed, a hit stops no thread but each run of
+// the line would still trap and be counted: the probe must come out
+// instead, so that few of the calls between the first hit and the last are
+// counted as dropped, the rest estimated and said to be the budget's.
+func TestBudgetTakesProbesOut(t *testing.T) {
+	t.Parallel()
+	b := delve.New(io.Discard)
+	if mode, why := b.Mode(); mode != "uprobe" {
+		t.Skipf("the backend uses %s here (%v): its probes have no gate", mode, why)
+	}
+	b.SetStopBudget(0.01)
+	ctx, _, tg := attachTo(t, b, pacedDir, false, "-rate", "20000")
+	if _, err := tg.Set(ctx, pacedSpec(t, "tick", "tick")); err != nil {
+		t.Fatal(err)
+	}
+	hits := agenttest.HitsFor(t, tg.Hits(), "tick", 4*time.Second)
+	var first, last int
+	var counted, uncounted uint64
+	budget := false
+	n := 0
+	for _, h := range hits {
+		if h.DropsOnly {
+			// The gate's counts, sent as it opens.
+			if n > 0 {
+				counted += h.Dropped
+			}
+			continue
+		}
+		seq, err := strconv.Atoi(fleettest.Var(h.Exprs, "seq").Value)
+		if err != nil {
+			t.Fatalf("seq: %v", err)
+		}
+		if n == 0 {
+			first = seq
+		} else {
+			// Counted since the hit before, as the estimate is.
+			counted += h.Dropped
+			uncounted += h.Uncounted
+			budget = budget || h.Uncounted > 0 && strings.Contains(h.Throttle, "stop budget")
+		}
+		last = seq
+		n++
+	}
+	calls := uint64(last - first)
+	t.Logf("%d hits, %d calls from the first to the last: %d dropped hits counted, %d estimated", n, calls, counted, uncounted)
+	if n < 3 || calls < 20000 {
+		t.Fatalf("%d hits over %d calls in 4s: too few to tell", n, calls)
+	}
+	if counted > calls/2 {
+		t.Errorf("%d of %d calls counted as dropped: the probe stayed in while the budget's gate was closed, each call a trap", counted, calls)
+	}
+	if !budget {
+		t.Errorf("no hit carried an estimate with the stop budget as the reason")
+	}
 }

@@ -98,6 +98,10 @@ type holdTracepoint struct {
 	rearm        *time.Timer
 	seen, wasted uint64 // seen: the hits the limit met while the probes were in
 	uncounted    uint64
+	// budgetOut says the probes came out for the stop budget (see
+	// takeOutForBudget) since the last hit sent: its estimate is the
+	// budget's drops.
+	budgetOut bool
 }
 
 type holdProbe struct {
@@ -449,11 +453,12 @@ func (t *holdTarget) hitProbe(tid int, rec *hitRecord, p *holdProbe) {
 	h.Time = int64(rec.Time) + t.mono.WallMinusMono()
 	h.Dropped, tp.dropped = tp.dropped, 0
 	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted, Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond), TimeErr: t.mono.Err()}
-	if tp.budgetDropped > 0 {
+	if tp.budgetDropped > 0 || tp.budgetOut && tp.uncounted > 0 {
 		hit.Throttle = t.budgetThrottle()
 	}
 	if t.send(hit) {
 		tp.budgetDropped = 0
+		tp.budgetOut = false
 		tp.uncounted = 0
 	} else {
 		// The agent fell behind: never keep the thread stopped for it.
@@ -474,6 +479,12 @@ func (t *holdTarget) refused(tp *holdTracepoint, now time.Time) {
 		tp.wasted++
 		return
 	}
+	t.takeOut(tp, time.Now(), time.Time{})
+}
+
+// takeOut takes tp's probes out at now, and puts them back when its window
+// ends, or at notBefore if that is later. Lock should be held.
+func (t *holdTarget) takeOut(tp *holdTracepoint, now, notBefore time.Time) {
 	var ls []link.Link
 	for _, p := range tp.probes {
 		// Hits stop no thread from now on: the kernel counts them.
@@ -483,7 +494,10 @@ func (t *holdTarget) refused(tp *holdTracepoint, now time.Time) {
 			p.link = nil
 		}
 	}
-	back := tp.disarm.Out(time.Now())
+	back := tp.disarm.Out(now)
+	if notBefore.After(back) {
+		back = notBefore
+	}
 	// Closing a link waits for the kernel's grace period; the loop must
 	// not. The records of hits before the slots closed keep their probe
 	// (byCookie) and are refused as wasted.
@@ -500,12 +514,38 @@ func (t *holdTarget) refused(tp *holdTracepoint, now time.Time) {
 	}()
 }
 
+// takeOutForBudget takes out, while the stop budget's gate is closed until
+// reopen, the probes of the tracepoints whose dropped hits need not be
+// counted one by one. The gate keeps a hit from stopping its thread, but
+// not from trapping: on a hot line, a gate closed for most of a second
+// left every run of the line a trap (over 100,000 a second in make
+// bench-limits at load 30, the service's CPU per request several times
+// untraced), and the rate limit, which takes probes out once it refuses a
+// hit, saw none to refuse. A tracepoint with a condition keeps its probes:
+// its hits are counted at the gate, where no one can estimate how many
+// would have held. Lock should be held.
+func (t *holdTarget) takeOutForBudget(now, reopen time.Time) {
+	for _, tp := range t.tps {
+		if !tp.outForBudget() || tp.disarm.IsOut() || len(tp.probes) == 0 {
+			continue
+		}
+		tp.budgetOut = true
+		t.takeOut(tp, now, reopen)
+	}
+}
+
 // putBack attaches tp's probes again for a new window, with the estimate
 // of the hits that ran while they were out for its next hit to report.
 func (t *holdTarget) putBack(tp *holdTracepoint) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.detached || t.exitErr != nil || t.tps[tp.spec.ID] != tp || !tp.disarm.IsOut() {
+		return
+	}
+	if t.gateShut && tp.outForBudget() {
+		// The budget is not refilled yet: a probe in would trap for
+		// nothing.
+		tp.rearm = time.AfterFunc(t.budget.untilAllowed(time.Now()), func() { t.putBack(tp) })
 		return
 	}
 	seen, wasted := tp.seen, tp.wasted
@@ -534,6 +574,12 @@ func (t *holdTarget) putBack(tp *holdTracepoint) {
 		}
 		p.link = l
 	}
+}
+
+// outForBudget reports whether tp's probes come out while the stop
+// budget's gate is closed (see takeOutForBudget).
+func (tp *holdTracepoint) outForBudget() bool {
+	return tp.cond == nil && !tp.countsEveryHit()
 }
 
 // countsEveryHit reports whether tp's hit condition still needs every hit
@@ -572,7 +618,9 @@ func (t *holdTarget) charge(d time.Duration) {
 	}
 	t.gateShut = true
 	t.probes.setGate(true)
-	t.gateTimer = time.AfterFunc(t.budget.untilAllowed(now), t.reopen)
+	until := t.budget.untilAllowed(now)
+	t.gateTimer = time.AfterFunc(until, t.reopen)
+	t.takeOutForBudget(now, now.Add(until))
 }
 
 // reopen opens the gate once the budget allows a stop again.
