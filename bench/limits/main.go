@@ -207,6 +207,7 @@ func run() error {
 			results[i].cpu = append(results[i].cpu, used)
 			loadRange.add(loadAverage1())
 			results[i].failedRequests += failed
+			note := ""
 			if sc.backend != "" {
 				// The agent refreshes counts with its heartbeat: take the
 				// first report written after the load ended.
@@ -228,6 +229,12 @@ func run() error {
 					st = last
 				}
 				results[i].hits += st.Hits
+				// A round's counted drops, and whether the stop budget
+				// throttled it: a round that collapses says why here.
+				note = fmt.Sprintf("  drops %d", st.Dropped)
+				if strings.Contains(st.Message, "stop budget") {
+					note += " (the stop budget dropped hits)"
+				}
 				results[i].dropped += st.Dropped
 				results[i].estimate += max(st.DroppedEstimate, st.Dropped)
 				results[i].lowerBound = results[i].lowerBound || st.DroppedLowerBound
@@ -241,7 +248,7 @@ func run() error {
 					return fmt.Errorf("removing %s: %w", id, err)
 				}
 			}
-			fmt.Printf("  round %d %-24s %9.0f requests/s  %s  load %s\n", r+1, sc.name, rps, used, loadAverage1())
+			fmt.Printf("  round %d %-24s %9.0f requests/s  %s  load %s%s\n", r+1, sc.name, rps, used, loadAverage1(), note)
 		}
 	}
 	if err := syscall.Kill(pid, 0); err != nil {
