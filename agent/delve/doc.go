@@ -67,7 +67,10 @@
 // included, from the probe's timestamp to the resume. Once it is spent, the
 // worker closes a gate in the BPF program: hits are then counted in the
 // kernel and stop nothing until the budget refills, and the counts are
-// reported as dropped by the budget.
+// reported as dropped by the budget. A hit behind the gate still costs a
+// trap, so the tracepoints without a condition (or a hit condition that
+// counts every hit) also have their uprobes taken out until the budget
+// allows again, their drops then estimated as with the rate limit.
 //
 // # Int3 mode (the fallback)
 //
