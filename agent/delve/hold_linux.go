@@ -98,6 +98,10 @@ type holdTracepoint struct {
 	rearm        *time.Timer
 	seen, wasted uint64 // seen: the hits the limit met while the probes were in
 	uncounted    uint64
+	// arming counts the times the probes went in or out, so that a
+	// put-back that attached without the lock sees if they were taken
+	// out meanwhile.
+	arming uint64
 	// budgetOut says the probes came out for the stop budget (see
 	// takeOutForBudget) since the last hit sent: its estimate is the
 	// budget's drops.
@@ -494,6 +498,7 @@ func (t *holdTarget) takeOut(tp *holdTracepoint, now, notBefore time.Time) {
 			p.link = nil
 		}
 	}
+	tp.arming++
 	back := tp.disarm.Out(now)
 	if notBefore.After(back) {
 		back = notBefore
@@ -561,18 +566,42 @@ func (t *holdTarget) putBack(tp *holdTracepoint) {
 		}
 	}
 	tp.uncounted += tp.disarm.Rearm(time.Now(), seen, wasted)
+	tp.arming++
+	arming, probes := tp.arming, append([]*holdProbe(nil), tp.probes...)
 	bi := t.snap.BinInfo()
-	for _, p := range tp.probes {
+	// Attaching waits for the kernel (tens to hundreds of milliseconds on
+	// a loaded host, the service's mmap lock among what it waits for),
+	// and a thread that hits the probe as soon as it is in waits for the
+	// lock in its stop: attach without it.
+	t.mu.Unlock()
+	links := make([]link.Link, len(probes))
+	var err error
+	var failed *holdProbe
+	for i, p := range probes {
 		sym := "riptrace"
 		if fn := bi.PCToFunc(p.pc); fn != nil {
 			sym = fn.Name
 		}
-		l, err := t.probes.attach(t.pid, sym, p.pc, bi.Images[0].StaticBase, p.cookie)
-		if err != nil {
-			t.fault(tp, fleet.Errorf(fleet.CodeAttach, "putting back the uprobe of tracepoint %s at %s:%d (pc %#x): %v; the tracepoint was removed: set it again", tp.spec.ID, tp.file, tp.spec.Location.Line, p.pc, err))
-			return
+		if links[i], err = t.probes.attach(t.pid, sym, p.pc, bi.Images[0].StaticBase, p.cookie); err != nil {
+			failed = p
+			break
 		}
-		p.link = l
+	}
+	t.mu.Lock()
+	current := !t.detached && t.exitErr == nil && t.tps[tp.spec.ID] == tp && tp.arming == arming
+	for i, p := range probes {
+		if links[i] == nil {
+			continue
+		}
+		if !current || t.byCookie[p.cookie] != p {
+			// Taken out, cleared or detached meanwhile.
+			links[i].Close()
+			continue
+		}
+		p.link = links[i]
+	}
+	if failed != nil && current {
+		t.fault(tp, fleet.Errorf(fleet.CodeAttach, "putting back the uprobe of tracepoint %s at %s:%d (pc %#x): %v; the tracepoint was removed: set it again", tp.spec.ID, tp.file, tp.spec.Location.Line, failed.pc, err))
 	}
 }
 
