@@ -87,8 +87,9 @@ type Config struct {
 
 // Agent serves one host. Its goroutines: the NATS handlers (one per
 // subscription, run by nats.go), the key-value watcher, the scan/heartbeat
-// ticker, the reconciler, one hit pump per attached process, and the
-// publisher that the pumps hand hits to.
+// ticker, the reconciler (which also writes the hit counts the ticker asks
+// for), one hit pump per attached process, and the publisher that the
+// pumps hand hits to.
 type Agent struct {
 	cfg     Config
 	c       *fleet.Client
@@ -100,6 +101,9 @@ type Agent struct {
 	info    fleet.HostInfo
 	log     *slog.Logger
 	kick    chan struct{}
+	// counts asks the reconciler to write the hit counts: between its
+	// passes, never in the ticker's way (see Run).
+	counts  chan struct{}
 	metrics *metrics
 	pumps   sync.WaitGroup
 
@@ -211,6 +215,7 @@ func New(cfg Config, c *fleet.Client, backend Backend) *Agent {
 		sources: newSourceIndex(),
 		log:     log,
 		kick:    make(chan struct{}, 1),
+		counts:  make(chan struct{}, 1),
 		metrics: newMetrics(cfg.Metrics),
 		tk:      &timekeeper{skew: cfg.ClockSkew, lag: cfg.TimelineLag, wake: make(chan struct{}, 1)},
 		info: fleet.HostInfo{
@@ -308,6 +313,8 @@ func (a *Agent) Run(ctx context.Context) error {
 				return
 			case <-a.kick:
 				a.reconcile(ctx)
+			case <-a.counts:
+				a.flushHitCounts(ctx)
 			}
 		}
 	}()
@@ -349,7 +356,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.poke()
 		case <-beatTick.C:
 			beat = a.heartbeat(ctx)
-			a.flushHitCounts(ctx)
+			// Writing the counts waits for a reconcile pass, which can
+			// attach for tens of seconds on a loaded machine: the ticker
+			// must not wait with it, or the agent misses heartbeats and
+			// its readers take it for gone while it works.
+			select {
+			case a.counts <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
