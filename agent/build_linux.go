@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"errors"
 	"io"
+	"os"
 	"sort"
 	"strings"
 
@@ -123,14 +124,13 @@ func readSymbol(f *elf.File, s elf.Symbol) []byte {
 // dwarfFingerprint reads what the DWARF of exe says of file (a name its
 // line tables use): the functions declared there, with their lines, and
 // the lines that have code.
-func dwarfFingerprint(exe, file string) *fleet.Fingerprint {
+func dwarfFingerprint(exe *os.File, file string) *fleet.Fingerprint {
 	fp := &fleet.Fingerprint{File: file}
-	f, err := elf.Open(exe)
+	f, err := elf.NewFile(exe)
 	if err != nil {
 		fp.Error = "reading the executable: " + err.Error()
 		return fp
 	}
-	defer f.Close()
 	d, err := f.DWARF()
 	if err != nil {
 		fp.Error = "reading the debug info: " + err.Error()

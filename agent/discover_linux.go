@@ -238,15 +238,19 @@ var exeReads atomic.Int64
 // exeFactsOf reads what pid's executable says of itself, once per
 // executable (by its exeKey); notGo says when it is not a Go program.
 func exeFactsOf(pid int) (*exeFacts, error) {
-	k, err := keyOf(pid)
+	// Read through the file opened for the key (see openExe): a process
+	// that exits meanwhile would otherwise leave "not a Go program" cached
+	// for its executable, and every later process of it untraced.
+	f, k, err := openExe(pid)
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
 	exes.Lock()
 	x := exes.m[k]
 	exes.Unlock()
 	if x == nil {
-		x = readExeFacts(fmt.Sprintf("/proc/%d/exe", pid))
+		x = readExeFacts(f)
 		exes.Lock()
 		if exes.m == nil || len(exes.m) >= maxExes {
 			exes.m = make(map[exeKey]*exeFacts)
@@ -257,9 +261,9 @@ func exeFactsOf(pid int) (*exeFacts, error) {
 	return x, nil
 }
 
-func readExeFacts(path string) *exeFacts {
+func readExeFacts(exe *os.File) *exeFacts {
 	exeReads.Add(1)
-	info, err := buildinfo.ReadFile(path)
+	info, err := buildinfo.Read(exe)
 	if err != nil {
 		return &exeFacts{notGo: err}
 	}
@@ -277,9 +281,8 @@ func readExeFacts(path string) *exeFacts {
 	if x.revision == "" {
 		// Found by the client instead (source.Resolve), from what the
 		// executable says of itself.
-		if f, err := elf.Open(path); err == nil {
+		if f, err := elf.NewFile(exe); err == nil {
 			x.build, x.stamps = goBuildID(f), linkStamps(f)
-			f.Close()
 		}
 	}
 	if x.module == "" {

@@ -43,7 +43,6 @@ type indexEntry struct {
 	done  chan struct{} // closed when files or err is set
 	files []string      // sorted
 	err   error
-	gone  bool // err is of a process that exited meanwhile: read again
 }
 
 func newSourceIndex() *sourceIndex {
@@ -58,10 +57,11 @@ var errNotIndexed = errors.New("the executable's source files are still being re
 // already, without waiting; errNotIndexed while they are being read (it
 // starts reading them).
 func (x *sourceIndex) indexed(pid int) ([]string, error) {
-	k, err := keyOf(pid)
+	f, k, err := openExe(pid)
 	if err != nil {
 		return nil, err
 	}
+	f.Close()
 	x.mu.Lock()
 	e, ok := x.m[k]
 	x.mu.Unlock()
@@ -77,22 +77,33 @@ func (x *sourceIndex) indexed(pid int) ([]string, error) {
 	return nil, errNotIndexed
 }
 
-// keyOf returns the key of pid's executable.
-func keyOf(pid int) (exeKey, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(fmt.Sprintf("/proc/%d/exe", pid), &st); err != nil {
-		return exeKey{}, fleet.Errorf(fleet.CodeNoProcess, "reading the executable of pid %d: %v", pid, err)
+// openExe opens pid's executable and returns it with its key. What is read
+// is read through the file, never by the path again: a process that exits
+// meanwhile takes its /proc entry with it, and a read by path would fail
+// with "no such file" — an error of the process, which the index would
+// cache as the executable's and give every later process of it (a stressed
+// CI run saw a scenario's services refused for a pid long gone). The open
+// file stays readable whatever the process does.
+func openExe(pid int) (*os.File, exeKey, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return nil, exeKey{}, fleet.Errorf(fleet.CodeNoProcess, "reading the executable of pid %d: %v", pid, err)
 	}
-	return exeKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}, nil
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, exeKey{}, fleet.Errorf(fleet.CodeNoProcess, "reading the executable of pid %d: %v", pid, err)
+	}
+	return f, exeKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}, nil
 }
 
 // files returns the source files of pid's executable.
 func (x *sourceIndex) files(pid int) ([]string, error) {
-	exe := fmt.Sprintf("/proc/%d/exe", pid)
-	k, err := keyOf(pid)
+	f, k, err := openExe(pid)
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
 	x.mu.Lock()
 	e, ok := x.m[k]
 	if !ok {
@@ -102,30 +113,15 @@ func (x *sourceIndex) files(pid int) ([]string, error) {
 	x.mu.Unlock()
 	if !ok {
 		x.sem <- struct{}{}
-		e.files, e.err = dwarfFiles(exe)
+		e.files, e.err = dwarfFiles(f)
 		// Reading DWARF decompresses tens of megabytes for a large
 		// service, once per executable: give them back now rather than
 		// keep the agent's footprint at its peak.
 		debug.FreeOSMemory()
 		<-x.sem
-		if _, serr := os.Stat(exe); e.err != nil && serr != nil {
-			// This process exited while its executable was read: the
-			// error is the process's, not the executable's. The next
-			// process of the executable reads it again rather than
-			// inherit "no such file" for a pid long gone.
-			x.mu.Lock()
-			if x.m[k] == e {
-				delete(x.m, k)
-			}
-			x.mu.Unlock()
-			e.gone = true
-		}
 		close(e.done)
 	}
 	<-e.done
-	if ok && e.gone {
-		return x.files(pid) // read it for this process
-	}
 	return e.files, e.err
 }
 
@@ -141,12 +137,12 @@ func (x *sourceIndex) fingerprint(pid int, loc fleet.Location) *fleet.Fingerprin
 	if err != nil {
 		return nil
 	}
-	exe := fmt.Sprintf("/proc/%d/exe", pid)
-	var st syscall.Stat_t
-	if err := syscall.Stat(exe, &st); err != nil {
+	f, exe, err := openExe(pid)
+	if err != nil {
 		return nil
 	}
-	k := fpKey{exeKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}, file}
+	defer f.Close()
+	k := fpKey{exe, file}
 	x.mu.Lock()
 	fp, ok := x.fps[k]
 	x.mu.Unlock()
@@ -154,12 +150,9 @@ func (x *sourceIndex) fingerprint(pid int, loc fleet.Location) *fleet.Fingerprin
 		return fp
 	}
 	x.sem <- struct{}{}
-	fp = dwarfFingerprint(exe, file)
+	fp = dwarfFingerprint(f, file)
 	debug.FreeOSMemory()
 	<-x.sem
-	if _, err := os.Stat(exe); fp == nil && err != nil {
-		return nil // the process exited meanwhile: not the executable's answer
-	}
 	x.mu.Lock()
 	x.fps[k] = fp
 	x.mu.Unlock()
@@ -172,15 +165,15 @@ func (x *sourceIndex) warm(pid int) {
 }
 
 // dwarfFiles lists the files the line tables of exe name.
-func dwarfFiles(exe string) ([]string, error) {
-	f, err := elf.Open(exe)
+func dwarfFiles(exe *os.File) ([]string, error) {
+	f, err := elf.NewFile(exe)
 	if err != nil {
-		return nil, fleet.Errorf(fleet.CodeNotGo, "reading %s: %v", exe, err)
+		return nil, fleet.Errorf(fleet.CodeNotGo, "reading %s: %v", exe.Name(), err)
 	}
-	defer f.Close()
 	d, err := f.DWARF()
 	if err != nil {
-		target, _ := os.Readlink(exe)
+		// The file's own link names it even once the process is gone.
+		target, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", exe.Fd()))
 		return nil, fleet.Errorf(fleet.CodeNoFile, "%s has no DWARF debug info (%v): it was built with -ldflags=-w or stripped; RipTrace needs the debug info, so rebuild without -w and -s", target, err)
 	}
 	seen := make(map[string]bool)
@@ -188,7 +181,7 @@ func dwarfFiles(exe string) ([]string, error) {
 	for {
 		cu, err := r.Next()
 		if err != nil {
-			return nil, fleet.Errorf(fleet.CodeInternal, "reading the DWARF of %s: %v", exe, err)
+			return nil, fleet.Errorf(fleet.CodeInternal, "reading the DWARF of %s: %v", exe.Name(), err)
 		}
 		if cu == nil {
 			break
