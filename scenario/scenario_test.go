@@ -36,8 +36,9 @@ func load(t *testing.T, name string) *scenario.Scenario {
 	return s
 }
 
-// run runs s and fails the test if the run itself could not happen.
-func run(t *testing.T, s *scenario.Scenario) *scenario.Result {
+// run runs s and fails the test if the run itself could not happen. It
+// returns the result and the log of the services and the embedded agent.
+func run(t *testing.T, s *scenario.Scenario) (*scenario.Result, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -49,16 +50,16 @@ func run(t *testing.T, s *scenario.Scenario) *scenario.Result {
 	var out bytes.Buffer
 	res.Summary(&out)
 	t.Log("\n" + out.String())
-	return res
+	return res, log.String()
 }
 
 // TestCheckoutPasses runs the passing example on the real demo services
 // with the embedded server and agent.
 func TestCheckoutPasses(t *testing.T) {
-	res := run(t, load(t, "checkout.yaml"))
+	res, log := run(t, load(t, "checkout.yaml"))
 	res.Report(t)
 	if !res.OK() || len(res.Outcomes) != 6 || res.Hits != 12 {
-		t.Errorf("want 6 expectations holding over 12 hits, got OK=%v, %d outcomes, %d hits", res.OK(), len(res.Outcomes), res.Hits)
+		t.Errorf("want 6 expectations holding over 12 hits, got OK=%v, %d outcomes, %d hits; the services and the agent said:\n%s", res.OK(), len(res.Outcomes), res.Hits, log)
 	}
 }
 
@@ -104,7 +105,7 @@ func TestCheckoutFails(t *testing.T) {
 	for kind, want := range failing {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
-			res := run(t, load(t, "checkout-fails-"+kind+".yaml"))
+			res, _ := run(t, load(t, "checkout-fails-"+kind+".yaml"))
 			if res.OK() || len(res.Outcomes) != 1 || res.Outcomes[0].OK || res.Outcomes[0].Kind != kind {
 				t.Fatalf("want one %s expectation failing, got %+v", kind, res.Outcomes)
 			}
@@ -267,7 +268,7 @@ func TestJoinFleet(t *testing.T) {
 	s := load(t, "checkout.yaml")
 	agenttest.RunAgent(t, srv.Server, agent.Config{Host: "joined", Processes: []string{"payments-*", "orders-*", "gateway-*"}}, nil)
 	s.Fleet = &scenario.Fleet{NATS: srv.ClientURL()}
-	res := run(t, s)
+	res, _ := run(t, s)
 	res.Report(t)
 	if !res.OK() || res.Hits != 12 {
 		t.Errorf("want every expectation to hold over 12 hits, got OK=%v over %d", res.OK(), res.Hits)
