@@ -1,17 +1,17 @@
 package delve_test
 
 import (
-	"io"
-
+	"context"
 	"errors"
 	"fmt"
-	"github.com/riptrace/riptrace/agent/delve"
+	"io"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
+	"github.com/riptrace/riptrace/agent/delve"
 	"github.com/riptrace/riptrace/fleet"
 )
 
@@ -74,4 +74,28 @@ func TestUprobeMode(t *testing.T) {
 	if mode, why := delve.New(io.Discard).Mode(); mode != "uprobe" {
 		t.Fatalf("the Delve backend runs in %s mode as root: %v", mode, why)
 	}
+}
+
+// TestAttachWhileThreadsEnd attaches in int3 mode, again and again, to a
+// target that starts and ends a thread every millisecond: Delve lists the
+// threads and then attaches to each, and one that ends in between must
+// not make the attach fail saying the process is gone (a stressed run of
+// TestDisarmInt3 saw that with selfcheck's five threads a second).
+func TestAttachWhileThreadsEnd(t *testing.T) {
+	t.Parallel()
+	p := agenttest.Start(t, agenttest.BuildTarget(t, selfcheckDir), "-churn", "1ms")
+	p.WaitOutput(t, "ALIVE", 30*time.Second)
+	b := delve.NewInt3(io.Discard)
+	for i := range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		tg, err := b.Attach(ctx, p.Pid)
+		cancel()
+		if err != nil {
+			t.Fatalf("attach %d to pid %d: %v", i+1, p.Pid, err)
+		}
+		if err := tg.Detach(context.Background()); err != nil {
+			t.Fatalf("detach %d from pid %d: %v", i+1, p.Pid, err)
+		}
+	}
+	agenttest.CheckSelfcheck(t, p)
 }

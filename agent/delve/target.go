@@ -38,7 +38,7 @@ func attach(ctx context.Context, pid int, budget float64, j *journal) (*target, 
 	}
 	ch := make(chan result, 1)
 	go func() {
-		grp, err := native.Attach(pid, nil, nil)
+		grp, err := nativeAttach(pid)
 		ch <- result{grp, err}
 	}()
 	var r result
@@ -77,6 +77,37 @@ func attach(ctx context.Context, pid int, budget float64, j *journal) (*target, 
 	t.budget.stopped.Add(int64(time.Since(start)))
 	go t.loop()
 	return t, nil
+}
+
+// nativeAttach attaches Delve to pid. Delve lists the process's threads,
+// then attaches to each: one that ends between the two fails the whole
+// attach ("could not attach to new thread N no such process", "thread
+// already exited"), which said the process was gone while it ran on. A
+// program that starts and ends threads (a goroutine locked to its thread
+// that returns ends the thread) meets it now and then, more often on a
+// loaded machine, where the two steps are further apart (a stressed run
+// of TestDisarmInt3 did). Delve lets go of what it attached when it fails,
+// so the attach is tried again while the process lives: the thread that
+// ended is not listed the next time.
+func nativeAttach(pid int) (*proc.TargetGroup, error) {
+	for try := 1; ; try++ {
+		grp, err := native.Attach(pid, nil, nil)
+		if err == nil || try == attachTries || !threadEnded(err) || procGone(pid) {
+			return grp, err
+		}
+	}
+}
+
+// attachTries bounds the attaches to a process whose threads keep ending
+// under them: each try fails only if one ends within its few
+// milliseconds.
+const attachTries = 10
+
+// threadEnded reports whether err is Delve's for a thread that ended while
+// it attached.
+func threadEnded(err error) bool {
+	msg := err.Error()
+	return errors.Is(err, syscall.ESRCH) || strings.Contains(msg, "no such process") || strings.Contains(msg, "thread already exited")
 }
 
 func attachError(pid int, err error) error {

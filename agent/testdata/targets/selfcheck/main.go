@@ -5,9 +5,9 @@
 // Two loops run: hot calls step without pause, cool calls tick 50 times a
 // second. Each keeps a running sum and checks it against the closed form
 // after every call; a mismatch prints "WRONG …" and exits with status 3.
-// A third loop starts a thread five times a second, which ends at once
-// (a goroutine that ends locked to its thread takes the thread with it): a
-// tracer must follow threads as they come and go.
+// A third loop starts a thread five times a second (every -churn), which
+// ends at once (a goroutine that ends locked to its thread takes the
+// thread with it): a tracer must follow threads as they come and go.
 //
 // It prints "READY pid=<pid>" once running and "ALIVE hot=<calls>
 // cool=<calls>" every 100 ms. A test sees a stopped process by those lines
@@ -41,6 +41,7 @@ func tick(acc, seq uint64) uint64 {
 
 func main() {
 	rate := flag.Int("rate", 50, "calls to tick per second")
+	churn := flag.Duration("churn", 200*time.Millisecond, "how often a thread starts and ends")
 	flag.Parse()
 	fmt.Printf("READY pid=%d\n", os.Getpid())
 	go func() {
@@ -70,7 +71,7 @@ func main() {
 		}
 	}()
 	go func() {
-		for range time.Tick(200 * time.Millisecond) {
+		for range time.Tick(*churn) {
 			done := make(chan struct{})
 			go func() {
 				runtime.LockOSThread()
