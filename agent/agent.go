@@ -150,6 +150,9 @@ type attachment struct {
 	// is handling (0: none), taken that of the last one it handled.
 	since         int64
 	taking, taken atomic.Int64
+	// transit counts the hits from the backend's send to the stream,
+	// where the backend can count them (see Transit).
+	transit *Transit
 }
 
 // inTransit returns the capture time (on the agent's clock, before its
@@ -924,6 +927,10 @@ func (a *Agent) attach(ctx context.Context, pid int) (*attachment, error) {
 	a.metrics.attached.Inc()
 	a.log.Info("attached", "pid", pid, "exe", proc.Exe, "took", time.Since(start).Round(time.Millisecond))
 	att = &attachment{proc: proc, target: target, since: time.Now().UnixNano()}
+	if f, ok := target.(Follower); ok {
+		att.transit = &Transit{}
+		f.Follow(att.transit)
+	}
 	a.mu.Lock()
 	a.attached[pid] = att
 	a.mu.Unlock()
@@ -986,6 +993,7 @@ func (a *Agent) pump(pid int, att *attachment) {
 		a.take(pid, ref, h)
 		att.taken.Store(h.Time)
 		att.taking.Store(0)
+		att.transit.Taken(h)
 	}
 	// The channel closed: the target is detached, its process exited, or
 	// the backend serving it died.

@@ -118,6 +118,7 @@ type multiTarget struct {
 	ended   chan struct{} // closed when the first backend's hits end
 	endOnce sync.Once
 	closed  bool
+	transit *Transit // handed to each backend's target (see Follow)
 }
 
 func (m *multiTarget) Hits() <-chan Hit { return m.hits }
@@ -156,6 +157,19 @@ func (m *multiTarget) Holding() int64 {
 	return oldest
 }
 
+// Follow has the backends count the process's hits on tr, those attached
+// already and those to come.
+func (m *multiTarget) Follow(tr *Transit) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.transit = tr
+	for _, t := range m.subs {
+		if f, ok := t.(Follower); ok {
+			f.Follow(tr)
+		}
+	}
+}
+
 // sub returns the backend's target, attaching it first. Lock should be held.
 func (m *multiTarget) sub(ctx context.Context, name string) (Target, error) {
 	if t := m.subs[name]; t != nil {
@@ -173,19 +187,23 @@ func (m *multiTarget) sub(ctx context.Context, name string) (Target, error) {
 		return nil, err
 	}
 	m.subs[name] = t
+	if f, ok := t.(Follower); ok && m.transit != nil {
+		f.Follow(m.transit)
+	}
 	m.pumps.Add(1)
-	go m.pump(t)
+	go m.pump(t, m.transit)
 	return t, nil
 }
 
 // pump forwards t's hits; when they end, the process has exited (or the
 // target was detached), and so ends every backend's.
-func (m *multiTarget) pump(t Target) {
+func (m *multiTarget) pump(t Target, tr *Transit) {
 	defer m.pumps.Done()
 	for h := range t.Hits() {
 		select {
 		case m.hits <- h:
 		case <-m.ended:
+			tr.Dropped()
 		}
 	}
 	m.end()

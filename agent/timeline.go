@@ -253,6 +253,9 @@ func (a *Agent) heldSince() time.Time {
 		if t := att.inTransit(); t != 0 && (oldest == 0 || t < oldest) {
 			oldest = t
 		}
+		if t := att.transit.Oldest(); t != 0 && (oldest == 0 || t < oldest) {
+			oldest = t
+		}
 	}
 	a.mu.Unlock()
 	// A backend that holds hits before it delivers them (the eBPF

@@ -138,6 +138,8 @@ type target struct {
 	// sendMu orders the reader's sends on hits before teardown closes it.
 	sendMu sync.Mutex
 	sent   bool // hits is closed
+	// transit counts the hits sent for the agent's watermarks (Follow).
+	transit atomic.Pointer[agent.Transit]
 
 	// mu is the executable's (x.mu): it guards the fields below, the
 	// snapshot and Delve target the reader decodes with, and the debug info
@@ -763,18 +765,27 @@ func (t *target) teardown() {
 	t.x.release()
 }
 
-// send hands h to the agent, unless the target is closed meanwhile.
+// send hands h to the agent, unless the target is closed meanwhile. It
+// is counted in transit before it leaves: the reader stops holding it
+// back (Holding) once it is sent, and the agent starts only once it has
+// received it.
 func (t *target) send(h agent.Hit) {
 	t.sendMu.Lock()
 	defer t.sendMu.Unlock()
 	if t.sent {
 		return
 	}
+	tr := t.transit.Load()
+	tr.Sending(h)
 	select {
 	case t.hits <- h:
 	case <-t.closed:
+		tr.Dropped()
 	}
 }
+
+// Follow counts the hits sent on tr (see agent.Transit).
+func (t *target) Follow(tr *agent.Transit) { t.transit.Store(tr) }
 
 func (t *target) gone() error {
 	if t.exitErr != nil {
