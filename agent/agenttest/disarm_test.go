@@ -34,24 +34,30 @@ func window(start time.Duration, uncounted, dropped uint64) []agent.Hit {
 	return hits
 }
 
-// TestCheckWindows: each window after the first must say what ran before
-// it, by an estimate (the probes were out) or a count of drops (a starved
-// decoder took them out late, and the allowance refused the hits); one
-// that says neither fails the check.
+// TestCheckWindows: a window begins where a gap says what ran in it, by
+// an estimate (the probes were out) or a count of drops (a starved decoder
+// took them out late, and the allowance refused the hits); a gap that says
+// neither is the line not running, within a window; each window has about
+// 50 hits.
 func TestCheckWindows(t *testing.T) {
 	for _, c := range []struct {
-		name string
-		hits [][]agent.Hit
-		fail bool
+		name    string
+		hits    [][]agent.Hit
+		windows int
+		fail    bool
 	}{
-		{"estimates", [][]agent.Hit{window(0, 0, 0), window(time.Second, 900, 0), window(2*time.Second, 800, 1)}, false},
-		{"a late decoder's drops", [][]agent.Hit{window(0, 0, 0), window(time.Second, 0, 1100), window(2*time.Second, 800, 0)}, false},
-		{"a silent window", [][]agent.Hit{window(0, 0, 0), window(time.Second, 900, 0), window(2*time.Second, 0, 0)}, true},
-		{"too few hits", [][]agent.Hit{window(0, 0, 0), window(time.Second, 900, 0)[:20]}, true},
+		{"estimates", [][]agent.Hit{window(0, 0, 0), window(time.Second, 900, 0), window(2*time.Second, 800, 1)}, 3, false},
+		{"a late decoder's drops", [][]agent.Hit{window(0, 0, 0), window(time.Second, 0, 1100), window(2*time.Second, 800, 0)}, 3, false},
+		{"a starved line's gap", [][]agent.Hit{window(0, 0, 0), window(time.Second, 900, 0)[:25], window(2*time.Second, 0, 0)[:25]}, 2, false},
+		{"drops within a window", [][]agent.Hit{window(0, 0, 0)[:25], window(250*time.Millisecond, 0, 3)[:25]}, 1, false},
+		{"too few hits", [][]agent.Hit{window(0, 0, 0), window(time.Second, 900, 0)[:20]}, 2, true},
 	} {
 		var hits []agent.Hit
 		for _, w := range c.hits {
 			hits = append(hits, w...)
+		}
+		if n := agenttest.ArmedWindows(hits); n != c.windows {
+			t.Errorf("%s: %d windows, want %d", c.name, n, c.windows)
 		}
 		et := &errorsT{TB: t}
 		agenttest.CheckWindows(et, c.name, hits)
