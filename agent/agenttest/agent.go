@@ -143,3 +143,21 @@ func Main(m *testing.M, checks ...func() error) {
 	}
 	os.Exit(code)
 }
+
+// DetachAtCleanup detaches tg when the test ends, reading its hits
+// meanwhile. A backend hands each hit over and waits for it to be taken, as
+// the agent always does; a test that stopped reading (one that failed, say)
+// would leave the Delve worker waiting for that, a tracer that never reaps
+// the target once it is killed, and the test's own wait for the target
+// would never end.
+func DetachAtCleanup(t testing.TB, tg agent.Target) {
+	t.Cleanup(func() {
+		go func() {
+			for range tg.Hits() {
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		tg.Detach(ctx)
+	})
+}

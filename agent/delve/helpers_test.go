@@ -38,7 +38,7 @@ func attachTo(t *testing.T, b *delve.Backend, dir string, noopt bool, args ...st
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { tg.Detach(context.Background()) })
+	agenttest.DetachAtCleanup(t, tg)
 	return ctx, p, tg
 }
 

@@ -36,7 +36,7 @@ func TestProtobufMessageByFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { tg.Detach(context.Background()) })
+	agenttest.DetachAtCleanup(t, tg)
 	spec := fleet.Spec{
 		ID:       "check",
 		Location: fleet.Location{Path: "grpcsvc/main.go", Line: agenttest.MarkerLine(t, grpcsvcDir+"/main.go", "handle")},

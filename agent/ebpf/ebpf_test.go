@@ -66,11 +66,7 @@ func attach(t *testing.T, b agent.Backend, pid int) agent.Target {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		tgt.Detach(ctx)
-	})
+	agenttest.DetachAtCleanup(t, tgt)
 	return tgt
 }
 

@@ -263,8 +263,17 @@ func (p *Proc) Wait(timeout time.Duration) error {
 		}
 	}
 	deadline := time.Now().Add(timeout)
-	for p.Alive() {
+	for {
+		tracer := ""
+		if !p.Alive() {
+			if tracer = p.heldByTracer(); tracer == "" {
+				break
+			}
+		}
 		if time.Now().After(deadline) {
+			if tracer != "" {
+				return fmt.Errorf("pid %d exited, but its tracer %s has not let go of it after %v, so it cannot be reaped: a debugger left attached", p.Pid, tracer, timeout)
+			}
 			return fmt.Errorf("pid %d still running after %v", p.Pid, timeout)
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -313,7 +322,7 @@ func (p *Proc) kill() error {
 	if err := p.Cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("killing pid %d: %w", p.Pid, err)
 	}
-	if err := p.Wait(stopTimeout); err != nil && p.Alive() {
+	if err := p.Wait(stopTimeout); err != nil && (p.Alive() || !p.waited.Load()) {
 		return fmt.Errorf("killing pid %d: %w", p.Pid, err)
 	}
 	return nil

@@ -86,3 +86,27 @@ func pipeHolders(r *os.File) string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// heldByTracer names the process that traces this one, if another than
+// ours: the kernel tells a traced process's parent of its exit only once its
+// tracer has been told and let go of it, so until then waiting for it would
+// block.
+func (p *Proc) heldByTracer() string {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid))
+	if err != nil {
+		return ""
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		v, ok := strings.CutPrefix(line, "TracerPid:")
+		if !ok {
+			continue
+		}
+		tracer := strings.TrimSpace(v)
+		if tracer == "0" || tracer == fmt.Sprint(os.Getpid()) {
+			return ""
+		}
+		cmdline, _ := os.ReadFile("/proc/" + tracer + "/cmdline")
+		return fmt.Sprintf("pid %s (%s)", tracer, strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " ")))
+	}
+	return ""
+}

@@ -22,3 +22,6 @@ func (p *Proc) exited() bool {
 
 // pipeHolders cannot look through /proc here.
 func pipeHolders(*os.File) string { return "processes this system cannot list" }
+
+// heldByTracer is not known without /proc.
+func (p *Proc) heldByTracer() string { return "" }
