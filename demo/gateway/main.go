@@ -12,11 +12,11 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"log"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -92,10 +92,10 @@ func checkout(ctx context.Context, c *CheckoutRequest) (*Summary, error) {
 		return nil, svc.Errorf(http.StatusBadRequest, "checkout for %s: %d units: at most %d per checkout", c.Customer, units, maxUnits)
 	}
 	items := make([]Item, 0, len(qty))
-	for sku, n := range qty {
-		items = append(items, Item{SKU: sku, Qty: n})
+	// In SKU order: the map's own order is chosen at random on each range.
+	for _, sku := range slices.Sorted(maps.Keys(qty)) {
+		items = append(items, Item{SKU: sku, Qty: qty[sku]})
 	}
-	slices.SortFunc(items, func(a, b Item) int { return cmp.Compare(a.SKU, b.SKU) })
 
 	var o Order
 	err := svc.PostJSON(ctx, ordersURL+"/orders", &OrderRequest{Customer: c.Customer, Items: items}, &o)
