@@ -187,17 +187,19 @@ func TestCorpus(t *testing.T) {
 // (argument or local) of one hit of one line: it is equal when every value
 // of its tree that eBPF shows is Delve's, with some parts not captured when
 // eBPF left any out, differing when any value differs, and execution-bound
-// when the two Delve instances disagree on every part of it.
+// when the two Delve instances disagree on every part of it. Leaf values
+// the two Delve instances disagree on are counted as they are left out,
+// so that a run shows how much the evidence of the two left out.
 type corpusCount struct {
 	lines, hits                                      int
 	pairs, equal, partly, notCaptured, differ, bound int
-	leaves, leavesDiffer, unassigned                 int
+	leaves, leavesDiffer, leavesBound, unassigned    int
 	diffs, gaps                                      []string
 }
 
 func (c corpusCount) String() string {
-	return fmt.Sprintf("%d lines, %d hits; %d (line, variable) pairs: %d equal, %d partly not captured, %d not captured, %d differ, %d execution-bound; %d leaf values compared, %d differ; %d unreadable only on eBPF; %d locals not assigned yet left out",
-		c.lines, c.hits, c.pairs, c.equal, c.partly, c.notCaptured, c.differ, c.bound, c.leaves, c.leavesDiffer, len(c.gaps), c.unassigned)
+	return fmt.Sprintf("%d lines, %d hits; %d (line, variable) pairs: %d equal, %d partly not captured, %d not captured, %d differ, %d execution-bound; %d leaf values compared, %d differ, %d execution-bound left out; %d unreadable only on eBPF; %d locals not assigned yet left out",
+		c.lines, c.hits, c.pairs, c.equal, c.partly, c.notCaptured, c.differ, c.bound, c.leaves, c.leavesDiffer, c.leavesBound, len(c.gaps), c.unassigned)
 }
 
 func (c *corpusCount) add(o corpusCount) {
@@ -211,6 +213,7 @@ func (c *corpusCount) add(o corpusCount) {
 	c.bound += o.bound
 	c.leaves += o.leaves
 	c.leavesDiffer += o.leavesDiffer
+	c.leavesBound += o.leavesBound
 	c.unassigned += o.unassigned
 	c.gaps = append(c.gaps, o.gaps...)
 }
@@ -471,6 +474,7 @@ func compareCorpusHit(c *corpusCount, what string, a, b, e fleet.Hit, unassigned
 			c.pairs++
 			c.leaves += v.leaves
 			c.leavesDiffer += len(v.diffs)
+			c.leavesBound += v.bound
 			c.gaps = append(c.gaps, v.gaps...)
 			switch {
 			case len(v.diffs) > 0:
@@ -492,6 +496,7 @@ func compareCorpusHit(c *corpusCount, what string, a, b, e fleet.Hit, unassigned
 // varCount compares one variable's trees.
 type varCount struct {
 	leaves, notCaptured int
+	bound               int // leaves the two Delve instances disagree on
 	diffs, gaps         []string
 }
 
@@ -523,6 +528,7 @@ func (v *varCount) compare(what string, a, b, e fleet.Variable) {
 	}
 	if len(a.Children) == 0 || len(a.Children) != len(b.Children) {
 		if norm(a.Value) != norm(b.Value) {
+			v.bound++
 			return
 		}
 		v.leaves++
