@@ -33,6 +33,7 @@ type Repo struct {
 	mu      sync.Mutex // guards everything below; go-git is not safe for concurrent use
 	repo    *git.Repository
 	fetched map[string]fetchResult    // by revision as asked
+	commits map[string]plumbing.Hash  // full hashes found to be commits, as asked
 	pairs   map[pairKey]*pairing      // by (commit, local path)
 	renames map[renameKey]renameEntry // by (commit, commit, path)
 	matches map[matchKey]matchEntry   // fingerprints matched, by (HEAD, path, fingerprint)
@@ -102,6 +103,7 @@ func OpenRepo(dir string) (*Repo, error) {
 		FetchTimeout: time.Minute,
 		repo:         repo,
 		fetched:      make(map[string]fetchResult),
+		commits:      make(map[string]plumbing.Hash),
 		pairs:        make(map[pairKey]*pairing),
 		renames:      make(map[renameKey]renameEntry),
 		matches:      make(map[matchKey]matchEntry),
@@ -408,9 +410,19 @@ func (e *MissingRevisionError) Unwrap() error { return e.Err }
 
 // resolve returns the commit rev names, fetching it if it is missing. Lock
 // should be held.
+//
+// A full hash found to be a commit names it for good, and is remembered:
+// mapping a stream of hits resolves their revision once per hit, and
+// go-git reads the refs and the commit from disk at each resolving.
 func (r *Repo) resolve(rev string) (plumbing.Hash, error) {
+	if h, ok := r.commits[rev]; ok {
+		return h, nil
+	}
 	if h, err := r.repo.ResolveRevision(plumbing.Revision(rev)); err == nil {
 		if _, err := r.repo.CommitObject(*h); err == nil {
+			if plumbing.IsHash(rev) && strings.EqualFold(h.String(), rev) {
+				r.commits[rev] = *h
+			}
 			return *h, nil
 		}
 	}
@@ -425,7 +437,8 @@ func (r *Repo) resolve(rev string) (plumbing.Hash, error) {
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
-	return plumbing.NewHash(rev), nil
+	r.commits[rev] = plumbing.NewHash(rev)
+	return r.commits[rev], nil
 }
 
 // fetch fetches each remote in turn until the repository has rev: first its
