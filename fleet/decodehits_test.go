@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -127,4 +128,80 @@ func BenchmarkDecodeHits(b *testing.B) {
 
 func perHit(b *testing.B, n int) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/hit")
+}
+
+// TestDecodeHitJSON holds decodeHit to encoding/json's strict decoding
+// (Decode's) over random hits, written both by Encode and by
+// encoding/json, and checks that it read them itself rather than giving
+// up: a field of Hit it does not know fails here.
+func TestDecodeHitJSON(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(9, 10))
+	for i := range 3000 {
+		var h Hit
+		fillRandom(rnd, reflect.ValueOf(&h).Elem(), 0)
+		data := Encode(&h)
+		if i%2 == 1 {
+			var err error
+			if data, err = json.MarshalIndent(&h, "", " "); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, ok := strictHit(data)
+		if !ok {
+			t.Fatalf("hit %d: encoding/json refuses %s", i, data)
+		}
+		var got Hit
+		if !decodeHit(data, &got) {
+			t.Fatalf("hit %d: decodeHit gave up on %s", i, data)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("hit %d: decodeHit read %s as\n%+v\nencoding/json as\n%+v", i, data, got, want)
+		}
+	}
+}
+
+// strictHit decodes data as Decode does, without the version check.
+func strictHit(data []byte) (Hit, bool) {
+	var h Hit
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if dec.Decode(&h) != nil || len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
+		return Hit{}, false
+	}
+	return h, true
+}
+
+// FuzzDecodeHit: whatever decodeHit reads, encoding/json's strict
+// decoding reads too, into the same hit.
+func FuzzDecodeHit(f *testing.F) {
+	h := benchHit(3)
+	good := Encode(&h)
+	f.Add(good)
+	for _, s := range []string{
+		`{"v":2,"args":[{"name":"a","value":"\u003c\ud83d\ude00\u00e9\\\"\/\b\f\n\r\t","children":[{"name":"b"}]}]}`,
+		`{"v":2,"tracepoint":"a","tracepoint":"b"}`,
+		`{"v":2,"Tracepoint":"a"}`,
+		`{"v":2,"pid":1.0,"line":1e2,"time":-0,"seq":-1,"dropped":01}`,
+		`{"v":2,"clock":null,"trace":null,"args":null,"stack":[null],"errors":[null,"x"],"process":null,"serverTime":null}`,
+		`{"v":2,"serverTime":"2026-12-05T13:00:00.5+01:00","trace":{"traceId":"t","remote":true}}`,
+		`{"v":2,"file":"` + "\xff\xc3\xa9" + `"}`,
+		` {"v":2} `,
+		`{"v":2}x`,
+		`{"v":2,"clock":{"offset":1,"bound":9223372036854775808}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var got Hit
+		if !decodeHit(data, &got) {
+			return
+		}
+		want, ok := strictHit(data)
+		if !ok {
+			t.Fatalf("decodeHit reads %q, which encoding/json refuses", data)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("decodeHit read %q as\n%+v\nencoding/json as\n%+v", data, got, want)
+		}
+	})
 }

@@ -644,10 +644,26 @@ func EncodeHitBatch(hits [][]byte) []byte {
 }
 
 // DecodeHits decodes one message of the hit stream: a hit, or a HitBatch
-// into its hits, each decoded by Decode as a lone hit is. It appends them
-// to dst. Every reader of the stream decodes through it, so a batch is
+// into its hits, each decoded as Decode decodes a lone hit, with its
+// errors, but without reflection (decodeHit). It appends them to dst. Every reader of the stream decodes through it, so a batch is
 // read as its hits wherever hits are read.
 func DecodeHits(data []byte, dst []Hit) ([]Hit, error) {
+	// A good message is read without reflection (see decodeHit); anything
+	// else, by Decode, whose errors name what is wrong.
+	n := len(dst)
+	if bytes.HasPrefix(data, batchHead) {
+		if hits, ok := decodeBatch(data, dst); ok {
+			return hits, nil
+		}
+		// What the failed reading left in dst's spare room is not to be
+		// kept alive by it.
+		clear(dst[n:cap(dst)])
+	} else {
+		var h Hit
+		if decodeHit(data, &h) && h.V == HitVersion {
+			return append(dst, h), nil
+		}
+	}
 	if !bytes.HasPrefix(data, batchHead) {
 		var h Hit
 		err := Decode(data, "hit", &h)
@@ -660,24 +676,6 @@ func DecodeHits(data []byte, dst []Hit) ([]Hit, error) {
 		}
 		// A batch written otherwise than by Encode: its own errors say
 		// more.
-	}
-	if bytes.HasPrefix(data, batchHead) {
-		// A good batch is read in one pass, its hits into dst's spare
-		// room; reading it as raw hits and then each hit again parsed
-		// every byte twice. Only a failure pays for the way below, which
-		// names the hit at fault.
-		n := len(dst)
-		// encoding/json decodes into what a slice's spare room holds:
-		// a hit there from before would lend its fields to a new one.
-		clear(dst[n:cap(dst)])
-		dec := decodeBatch{Hits: dst[n:n]}
-		if decodeOnce(data, &dec) && dec.V == BatchVersion && len(dec.Hits) > 0 && hitsOfVersion(dec.Hits) {
-			for i := range dec.Hits {
-				dec.Hits[i].Part = i
-			}
-			return append(dst, dec.Hits...), nil
-		}
-		clear(dst[n:cap(dst)])
 	}
 	var b HitBatch
 	if err := Decode(data, "hit batch", &b); err != nil {
@@ -695,30 +693,6 @@ func DecodeHits(data []byte, dst []Hit) ([]Hit, error) {
 		dst = append(dst, h)
 	}
 	return dst, nil
-}
-
-// decodeBatch is a HitBatch as DecodeHits reads a good one: its hits
-// decoded with it.
-type decodeBatch struct {
-	Header
-	Hits []Hit `json:"hits"`
-}
-
-// decodeOnce decodes data into v as Decode does a good message, and tells
-// whether it was one: a JSON object, nothing after it, no unknown field.
-func decodeOnce(data []byte, v any) bool {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v) == nil && onlySpace(data[dec.InputOffset():])
-}
-
-func hitsOfVersion(hits []Hit) bool {
-	for i := range hits {
-		if hits[i].V != HitVersion {
-			return false
-		}
-	}
-	return true
 }
 
 // TraceContext is the W3C trace context of a request, as OpenTelemetry
