@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"sync"
@@ -21,16 +22,22 @@ import (
 // lateness is what an unrelated goroutine of the agent suffered in a phase.
 type lateness struct {
 	p99, max time.Duration // of 1 ms sleeps, beyond the 1 ms
+	stopping time.Duration // the longest wait to stop the world for the GC, to a power of 2
+	gcs      uint64
 }
 
 func (l lateness) String() string {
-	return fmt.Sprintf("1 ms sleeps woke late by %v at the 99th percentile, at most %v", l.p99, l.max)
+	return fmt.Sprintf("1 ms sleeps woke late by %v at the 99th percentile, at most %v; %d GCs, the longest stop of the world waited %v", l.p99, l.max, l.gcs, l.stopping)
 }
 
 // measure sleeps 1 ms over and over for d on a goroutine of its own, and
 // returns how late it woke.
 func measure(d time.Duration, every func()) lateness {
 	var late []time.Duration
+	ms := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/sched/pauses/stopping/gc:seconds"}}
+	metrics.Read(ms)
+	gcs := ms[0].Value.Uint64()
+	stops := slices.Clone(ms[1].Value.Float64Histogram().Counts)
 	next := time.Now()
 	for end := time.Now().Add(d); time.Now().Before(end); {
 		if time.Now().After(next) {
@@ -41,8 +48,17 @@ func measure(d time.Duration, every func()) lateness {
 		time.Sleep(time.Millisecond)
 		late = append(late, time.Since(t0)-time.Millisecond)
 	}
+	metrics.Read(ms)
+	l := lateness{gcs: ms[0].Value.Uint64() - gcs}
+	h := ms[1].Value.Float64Histogram()
+	for i, n := range h.Counts {
+		if n > stops[i] {
+			l.stopping = time.Duration(h.Buckets[i] * 1e9)
+		}
+	}
 	slices.Sort(late)
-	return lateness{p99: late[len(late)*99/100], max: late[len(late)-1]}
+	l.p99, l.max = late[len(late)*99/100], late[len(late)-1]
+	return l
 }
 
 // TestNicedDecoderKeepsAgentScheduled: on a host kept busy, the thread
@@ -54,8 +70,14 @@ func measure(d time.Duration, every func()) lateness {
 // threads run at nice -10 meanwhile: the busy loops and whatever else
 // loads the machine then delay them little, and what is left is the wait
 // for a P, which the niced thread holds while the kernel keeps it off the
-// CPU. Before each niced thread had a P of its own, the niced turns were
-// 2.5-5x later at the 99th percentile.
+// CPU. Two executables are traced, so two niced threads could hold both
+// Ps of a 2-CPU host: before each niced thread had a P of its own, the
+// niced turns were 14x later at the 99th percentile (load 38).
+//
+// It logs, and does not hold against a bound, how long the GC waited to
+// stop the world: a P held by a descheduled niced thread still delays
+// that, by up to 537 ms measured at nice 19 (67 ms with the decoder at
+// the agent's priority, 59 ms at nice 10).
 func TestNicedDecoderKeepsAgentScheduled(t *testing.T) {
 	needEBPF(t)
 	ebpf.ForgetParked()
@@ -116,6 +138,9 @@ func TestNicedDecoderKeepsAgentScheduled(t *testing.T) {
 				unix.Setpriority(unix.PRIO_PROCESS, id, nice)
 			}
 		}
+	}
+	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, -10); err != nil {
+		t.Skipf("raising this thread's priority: %v", err)
 	}
 	defer renice(0)
 	var niced, prompt []time.Duration

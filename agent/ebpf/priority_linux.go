@@ -70,15 +70,20 @@ func yielding(fn func()) {
 // thread at nice 19 waiting for hundreds of milliseconds, or seconds, in
 // the middle of a decode: the P waits with it, and with GOMAXPROCS 2 (a
 // 2-CPU host) the rest of the agent (heartbeats, the NATS client,
-// watermarks) had one P left, or none with two executables traced. Measured
-// by TestNicedDecoderKeepsAgentScheduled, a goroutine sleeping 1 ms woke
-// 2.5-5x later at the 99th percentile with the decoder niced than with it
-// at the agent's priority. One P more per niced thread gives the rest of
-// the agent as many Ps as CPUs, whatever the niced threads wait for, and
-// costs the traced services nothing: the extra P runs Go code only on a
-// thread the kernel serves last. Nicing less would only shorten the
+// watermarks) had one P left, or none with two executables traced: in
+// TestNicedDecoderKeepsAgentScheduled, a goroutine sleeping 1 ms woke 14x
+// later at the 99th percentile with two decoders niced than with them at
+// the agent's priority. One P more per niced thread gives the rest of
+// the agent as many Ps as CPUs, whatever the niced threads wait for. Its
+// cost: while a niced thread waits for work, its P lets one more thread of
+// the agent run Go code at the agent's priority (the reader's decodes,
+// when the niced thread fell behind, already do). Nicing less would only shorten the
 // stalls, and the point of the nice (the decoder yields the CPU to the
 // services traced) would go.
+//
+// What a P more cannot help: the GC stops the world twice a cycle, and
+// waits for every P, the niced threads' too, to stop; the test saw those
+// waits reach 537 ms with the decoders at nice 19.
 //
 // Setting GOMAXPROCS stops the runtime's automatic updates (to the CPU
 // quota and affinity); once the last niced thread ends they are restored,
