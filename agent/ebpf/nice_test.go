@@ -163,7 +163,7 @@ func TestNicedDecoderKeepsAgentScheduled(t *testing.T) {
 	slices.Sort(prompt)
 	n, p0 := niced[len(niced)/2], prompt[len(prompt)/2]
 	t.Logf("median p99: niced %v, at the agent's priority %v (%.2fx)", n, p0, float64(n)/float64(p0))
-	if n > 2*p0+5*time.Millisecond {
-		t.Errorf("with the decoder niced, a goroutine woke %v late at the 99th percentile (median of 3 turns), want under 2 × %v + 5ms, what it was with the decoder at the agent's priority: the niced thread holds a P the rest of the agent needs", n, p0)
+	if n > 3*p0+10*time.Millisecond {
+		t.Errorf("with the decoder niced, a goroutine woke %v late at the 99th percentile (median of 3 turns), want under 3 × %v + 10ms, what it was with the decoder at the agent's priority: the niced thread holds a P the rest of the agent needs", n, p0)
 	}
 }
