@@ -910,6 +910,13 @@ func TestDecodeYields(t *testing.T) {
 	bin := agenttest.BuildTarget(t, valuesDir)
 	p := agenttest.Start(t, bin, "-every", "0", "-par", "1", "-burst", "10")
 	ebpf.ForgetParked() // what earlier tests left
+	// Their niced threads take their Ps back as they end.
+	testsupport.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := len(niceThreads(t)); n > 0 {
+			return fmt.Errorf("%d threads at nice 19 before the attach", n)
+		}
+		return nil
+	})
 	before := niceThreads(t)
 	procs := runtime.GOMAXPROCS(0)
 	tgt, err := ebpf.New().Attach(context.Background(), p.Pid)
