@@ -64,7 +64,10 @@
 // threads never wait for it, and it must not take their CPU while it keeps
 // up. A record that waited over lagBound (50 ms: the host is too busy for
 // a niced thread) is decoded at the agent's own priority, and so are those
-// of the next seconds, so that tracing a busy service still delivers. A burst faster than the
+// of the next seconds, so that tracing a busy service still delivers. Each
+// niced thread adds a P (GOMAXPROCS) while it lives: the kernel may keep it
+// off the CPU mid-decode, holding its P, and the rest of the agent keeps as
+// many Ps as CPUs (see spareP). A burst faster than the
 // decoder fills the ring buffer, and the hits that do not fit are counted
 // and reported as dropped by a full ring buffer. The processes of one
 // executable share Delve's binary info, the DWARF the plans are made from,

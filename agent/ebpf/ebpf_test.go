@@ -904,13 +904,21 @@ func fixed(vs []fleet.Variable) []fleet.Variable {
 
 // TestDecodeYields: each executable's hits are decoded on a thread of its
 // own at nice 19, which goes away once no target holds the executable and
-// its parked debug info is forgotten.
+// its parked debug info is forgotten; while it lives, GOMAXPROCS is one more.
 func TestDecodeYields(t *testing.T) {
 	needEBPF(t)
 	bin := agenttest.BuildTarget(t, valuesDir)
 	p := agenttest.Start(t, bin, "-every", "0", "-par", "1", "-burst", "10")
 	ebpf.ForgetParked() // what earlier tests left
+	// Their niced threads take their Ps back as they end.
+	testsupport.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := len(niceThreads(t)); n > 0 {
+			return fmt.Errorf("%d threads at nice 19 before the attach", n)
+		}
+		return nil
+	})
 	before := niceThreads(t)
+	procs := runtime.GOMAXPROCS(0)
 	tgt, err := ebpf.New().Attach(context.Background(), p.Pid)
 	if err != nil {
 		t.Fatal(err)
@@ -925,6 +933,14 @@ func TestDecodeYields(t *testing.T) {
 		}
 		return fmt.Errorf("no new thread at nice 19 once attached")
 	})
+	// The niced thread has a P of its own, so that the rest of the agent
+	// keeps as many as it had while the kernel keeps that thread waiting.
+	testsupport.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := runtime.GOMAXPROCS(0); n != procs+1 {
+			return fmt.Errorf("GOMAXPROCS %d with a niced thread, want %d", n, procs+1)
+		}
+		return nil
+	})
 	if err := tgt.Detach(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -932,6 +948,9 @@ func TestDecodeYields(t *testing.T) {
 	testsupport.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if niceThreads(t)[tid] {
 			return fmt.Errorf("thread %s, at nice 19, is still there after the detach", tid)
+		}
+		if n := runtime.GOMAXPROCS(0); n != procs {
+			return fmt.Errorf("GOMAXPROCS %d once the niced thread ended, want %d as before", n, procs)
 		}
 		return nil
 	})

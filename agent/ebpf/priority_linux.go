@@ -1,7 +1,9 @@
 package ebpf
 
 import (
+	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,9 +53,75 @@ func yielding(fn func()) {
 	}
 	// A failure (a seccomp filter, say) leaves the thread as it was:
 	// slower for the target, not wrong.
-	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), decodeNice)
+	if unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), decodeNice) == nil {
+		spareP.add()
+		defer spareP.remove()
+	}
 	fn()
 	// Left locked: the thread ends with this goroutine, niced as it is.
+}
+
+// spareP adds a P (runtime.GOMAXPROCS) for each niced thread while it
+// lives.
+//
+// A goroutine running Go code holds one of the process's Ps, and the Go
+// scheduler takes a P back from a thread only in a system call, never
+// from one the kernel has descheduled. On a busy host the kernel leaves a
+// thread at nice 19 waiting for hundreds of milliseconds, or seconds, in
+// the middle of a decode: the P waits with it, and with GOMAXPROCS 2 (a
+// 2-CPU host) the rest of the agent (heartbeats, the NATS client,
+// watermarks) had one P left, or none with two executables traced: in
+// TestNicedDecoderKeepsAgentScheduled, a goroutine sleeping 1 ms woke 14x
+// later at the 99th percentile with two decoders niced than with them at
+// the agent's priority. One P more per niced thread gives the rest of
+// the agent as many Ps as CPUs, whatever the niced threads wait for. Its
+// cost: while a niced thread waits for work, its P lets one more thread of
+// the agent run Go code at the agent's priority (the reader's decodes,
+// when the niced thread fell behind, already do). Nicing less would only shorten the
+// stalls, and the point of the nice (the decoder yields the CPU to the
+// services traced) would go.
+//
+// What a P more cannot help: the GC stops the world twice a cycle, and
+// waits for every P, the niced threads' too, to stop; the test saw those
+// waits reach 537 ms with the decoders at nice 19.
+//
+// Setting GOMAXPROCS stops the runtime's automatic updates (to the CPU
+// quota and affinity); once the last niced thread ends they are restored,
+// unless the environment or someone else set GOMAXPROCS meanwhile.
+var spareP spares
+
+// spares counts the niced threads and the Ps added for them.
+type spares struct {
+	mu   sync.Mutex // guards the fields below and each change of GOMAXPROCS
+	n    int        // niced threads living
+	base int        // GOMAXPROCS before the first of them
+}
+
+// add adds a P for a niced thread that starts.
+func (s *spares) add() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	procs := runtime.GOMAXPROCS(0)
+	if s.n == 0 {
+		s.base = procs
+	}
+	s.n++
+	runtime.GOMAXPROCS(procs + 1)
+}
+
+// remove takes back the P of a niced thread that ends.
+func (s *spares) remove() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n--
+	procs := max(runtime.GOMAXPROCS(0)-1, 1)
+	if s.n == 0 && procs == s.base && os.Getenv("GOMAXPROCS") == "" {
+		// Back to where the first niced thread found it: the default,
+		// updated automatically again.
+		runtime.SetDefaultGOMAXPROCS()
+		return
+	}
+	runtime.GOMAXPROCS(procs)
 }
 
 // niced runs jobs, one at a time, on a thread of its own at decodeNice,
