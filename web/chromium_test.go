@@ -43,14 +43,14 @@ func TestChromium(t *testing.T) {
 		o.Sources = web.NewSources(t.TempDir(), map[string]string{module: r.url, "example.com/big": bigURL}, nil)
 		users(o)
 	})
-	exeBig := fmt.Sprintf("big-chromium-%d", seq.Add(1))
+	exeBig := unique("big-chromium")
 	agenttest.Start(t, agenttest.Alias(t, bigBin, exeBig))
-	exe, exeC := fmt.Sprintf("revs-chromium-%d", seq.Add(1)), fmt.Sprintf("revs-chromium-c-%d", seq.Add(1))
+	exe, exeC := unique("revs-chromium"), unique("revs-chromium-c")
 	agenttest.Start(t, agenttest.Alias(t, r.binA, exe))
 	agenttest.Start(t, agenttest.Alias(t, r.binC, exeC))
 	// A program built without vcs.revision: the page says why it shows
 	// no code for it.
-	exeNoRev := fmt.Sprintf("loop-norev-chromium-%d", seq.Add(1))
+	exeNoRev := unique("loop-norev-chromium")
 	agenttest.Start(t, agenttest.Alias(t, agenttest.BuildTarget(t, "../agent/testdata/targets/loop", "-buildvcs=false"), exeNoRev))
 	p.startAgent("web-host-"+exe, exe, exeC, exeBig, exeNoRev)
 	var text string
@@ -164,7 +164,7 @@ func TestChromiumDemo(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, s := range []string{"gateway", "orders", "payments"} {
 		wg.Go(func() {
-			bin := filepath.Join(t.TempDir(), fmt.Sprintf("%s-web-%d", s, seq.Add(1)))
+			bin := filepath.Join(t.TempDir(), unique(s+"-web"))
 			if err := agenttest.BuildStamped(filepath.Join(root, "demo", s), bin); err != nil {
 				t.Error(err)
 			}

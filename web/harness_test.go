@@ -40,6 +40,13 @@ const module = "example.com/revs"
 
 var seq atomic.Int64
 
+// unique names a thing of this test process: executables above all, which
+// agents select by name, and another test process (a second run of the
+// suite on the machine) numbers its own from 1 too.
+func unique(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), seq.Add(1))
+}
+
 // page is a web server on a real NATS server, and a client of its API.
 type page struct {
 	t     testing.TB

@@ -80,6 +80,13 @@ func measure(d time.Duration, every func()) lateness {
 // the agent's priority, 59 ms at nice 10).
 func TestNicedDecoderKeepsAgentScheduled(t *testing.T) {
 	needEBPF(t)
+	if os.Getenv("RIPTRACE_TEST_NICED") == "" {
+		// It loads the machine with busy loops for its whole run, under
+		// make test's other packages, and it caught the stall in 1 of 2
+		// runs before the fix: a measurement, while TestDecodeYields
+		// checks the fix itself (the niced thread's own P).
+		t.Skip("set RIPTRACE_TEST_NICED=1 to measure the agent's scheduling beside niced decoders")
+	}
 	ebpf.ForgetParked()
 	before := niceThreads(t)
 	// Two executables, two readers, two niced threads: as many as
