@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,29 +12,6 @@ import (
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
 )
-
-// heldAttach is the agent's real backend with the attach to one pid held
-// until the test lets it go: an attach that takes as long as a loaded
-// machine makes it, without waiting that long.
-type heldAttach struct {
-	*agent.Backends
-	pid      int
-	started  chan struct{} // closed when the held attach begins
-	release  chan struct{} // closed by the test to let it go on
-	announce sync.Once
-}
-
-func (h *heldAttach) Attach(ctx context.Context, pid int) (agent.Target, error) {
-	if pid == h.pid {
-		h.announce.Do(func() { close(h.started) })
-		select {
-		case <-h.release:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	return h.Backends.Attach(ctx, pid)
-}
 
 // TestHeartbeatDuringLongAttach holds an attach while the agent beats
 // every 100 ms: the heartbeats go on. A stressed CI run saw a scenario
@@ -47,15 +23,8 @@ func TestHeartbeatDuringLongAttach(t *testing.T) {
 	c := fleettest.Connect(t, s)
 	exe := fmt.Sprintf("agent-test-beat-%d", os.Getpid())
 	p := agenttest.Start(t, agenttest.Alias(t, agenttest.BuildTarget(t, loopDir), exe))
-	held := &heldAttach{pid: p.Pid, started: make(chan struct{}), release: make(chan struct{})}
-	released := sync.OnceFunc(func() { close(held.release) })
 	const host = "beat-host"
-	agenttest.RunAgentWrapped(t, s, agent.Config{Host: host, Processes: []string{exe}, HeartbeatEvery: 100 * time.Millisecond}, nil,
-		func(b agent.Backend) agent.Backend {
-			held.Backends = b.(*agent.Backends)
-			return held
-		})
-	t.Cleanup(released) // before the agent stops: it waits for its attaches
+	held := agenttest.RunAgentHolding(t, s, agent.Config{Host: host, Processes: []string{exe}, HeartbeatEvery: 100 * time.Millisecond}, nil, p.Pid)
 
 	spec := &fleet.Spec{
 		ID:       "beat",
@@ -67,7 +36,7 @@ func TestHeartbeatDuringLongAttach(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-held.started:
+	case <-held.Started():
 	case <-time.After(time.Minute):
 		t.Fatalf("the agent never began to attach to pid %d", p.Pid)
 	}
@@ -89,5 +58,5 @@ func TestHeartbeatDuringLongAttach(t *testing.T) {
 		}
 		return nil
 	})
-	released()
+	held.Release()
 }

@@ -161,3 +161,48 @@ func DetachAtCleanup(t testing.TB, tg agent.Target) {
 		tg.Detach(ctx)
 	})
 }
+
+// HeldAttach is an agent's real backend with its attach to one pid held
+// until the test lets it go: an attach that takes as long as a loaded
+// machine or a large service makes it, without waiting that long.
+type HeldAttach struct {
+	*agent.Backends
+	pid      int
+	started  chan struct{}
+	release  func()
+	released chan struct{}
+	announce sync.Once
+}
+
+// RunAgentHolding runs an agent as RunAgent does, its attach to pid held
+// until Release. The attach is let go when the test ends, before the agent
+// stops (which waits for its attaches).
+func RunAgentHolding(t testing.TB, s *server.Server, cfg agent.Config, log io.Writer, pid int) *HeldAttach {
+	h := &HeldAttach{pid: pid, started: make(chan struct{}), released: make(chan struct{})}
+	h.release = sync.OnceFunc(func() { close(h.released) })
+	RunAgentWrapped(t, s, cfg, log, func(b agent.Backend) agent.Backend {
+		h.Backends = b.(*agent.Backends)
+		return h
+	})
+	t.Cleanup(h.release)
+	return h
+}
+
+// Attach holds the attach to the held pid until Release.
+func (h *HeldAttach) Attach(ctx context.Context, pid int) (agent.Target, error) {
+	if pid == h.pid {
+		h.announce.Do(func() { close(h.started) })
+		select {
+		case <-h.released:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return h.Backends.Attach(ctx, pid)
+}
+
+// Started is closed when the held attach begins.
+func (h *HeldAttach) Started() <-chan struct{} { return h.started }
+
+// Release lets the held attach go on.
+func (h *HeldAttach) Release() { h.release() }

@@ -1,9 +1,7 @@
 package main_test
 
 import (
-	"context"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,29 +10,6 @@ import (
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/fleet/fleettest"
 )
-
-// heldAttach is the agent's real backend, with the attach to one pid held
-// until the test lets it go: an attach that takes seconds, as on a loaded
-// machine or for a large service, without waiting seconds.
-type heldAttach struct {
-	*agent.Backends
-	pid      int
-	started  chan struct{} // closed when the held attach begins
-	release  chan struct{} // closed by the test to let it go on
-	announce sync.Once
-}
-
-func (h *heldAttach) Attach(ctx context.Context, pid int) (agent.Target, error) {
-	if pid == h.pid {
-		h.announce.Do(func() { close(h.started) })
-		select {
-		case <-h.release:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	return h.Backends.Attach(ctx, pid)
-}
 
 // TestTraceWaitsForAttach checks the rule by which `riptrace trace` gives
 // up: once every process has refused and none is pending. One process
@@ -49,14 +24,7 @@ func TestTraceWaitsForAttach(t *testing.T) {
 	// before they kill the targets.
 	slow := startTarget(t, "attach-slow", "-every", "10ms")
 	lacks := startTargetBuild(t, agenttest.BuildTarget(t, "../../agent/testdata/targets/paced"), "attach-lacks")
-	held := &heldAttach{pid: slow.Pid, started: make(chan struct{}), release: make(chan struct{})}
-	released := sync.OnceFunc(func() { close(held.release) })
-	agenttest.RunAgentWrapped(t, s, agent.Config{Host: "attach-host", Processes: []string{exeName("attach-slow"), exeName("attach-lacks")}}, nil,
-		func(b agent.Backend) agent.Backend {
-			held.Backends = b.(*agent.Backends)
-			return held
-		})
-	t.Cleanup(released) // before the agent stops: it waits for its attaches
+	held := agenttest.RunAgentHolding(t, s, agent.Config{Host: "attach-host", Processes: []string{exeName("attach-slow"), exeName("attach-lacks")}}, nil, slow.Pid)
 
 	src := loopSource(t)
 	loc := "loop/main.go:" + strconv.Itoa(agenttest.MarkerLine(t, src, "process"))
@@ -68,14 +36,14 @@ func TestTraceWaitsForAttach(t *testing.T) {
 		return statusLine(stderr, lacks.Pid, fleet.StateError) != ""
 	})
 	select {
-	case <-held.started:
+	case <-held.Started():
 	case <-time.After(stateTimeout):
 		t.Fatalf("the agent never began to attach to pid %d\n%s", slow.Pid, tr.Stderr())
 	}
 	if statusLine(tr.Stderr(), slow.Pid, fleet.StatePending) == "" {
 		t.Errorf("trace printed no pending status for pid %d, being attached:\n%s", slow.Pid, tr.Stderr())
 	}
-	released()
+	held.Release()
 
 	if code := tr.exitCode(t, stateTimeout); code != 0 {
 		t.Fatalf("riptrace trace: exit status %d, want 0 with the hits of pid %d\n%s", code, slow.Pid, tr.Stderr())
