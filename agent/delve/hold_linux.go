@@ -937,12 +937,7 @@ func (t *holdTarget) Set(ctx context.Context, spec agent.Tracepoint) (agent.Plac
 	if err != nil {
 		return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: %v", spec.ID, err)
 	}
-	for _, pc := range undecided {
-		if tp.condUndecided == nil {
-			tp.condUndecided = make(map[uint64]bool)
-		}
-		tp.condUndecided[pc] = true
-	}
+	tp.condUndecided = undecided
 	tp.limit.Init(spec.Limits.MaxHitsPerSecond)
 	tp.disarm.Armed(time.Now())
 	if err := t.install(tp, pcs); err != nil {

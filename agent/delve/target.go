@@ -616,7 +616,7 @@ func (t *target) place(spec agent.Tracepoint) (agent.Placement, error) {
 	// out at a PC on the zero it reads there: refused now, or where DWARF
 	// alone cannot tell, checked at the hits Delve stops at (those it
 	// hides on the zero cannot be told here).
-	var undecided []uint64
+	var undecided map[uint64]bool
 	if pcs, err := proc.FindFileLocation(tgt, file, spec.Location.Line); err == nil {
 		undecided, err = dlvvalue.DroppedInCondition(tgt.BinInfo(), pcs, spec.Condition)
 		if err != nil {
@@ -636,12 +636,7 @@ func (t *target) place(spec agent.Tracepoint) (agent.Placement, error) {
 		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "setting a breakpoint at %s:%d: %v", file, spec.Location.Line, err)
 	}
 	tp := &tracepoint{spec: spec, lbp: lbp, load: dlvvalue.LoadConfig(spec.Capture), log: logSegs}
-	for _, pc := range undecided {
-		if tp.condUndecided == nil {
-			tp.condUndecided = make(map[uint64]bool)
-		}
-		tp.condUndecided[pc] = true
-	}
+	tp.condUndecided = undecided
 	tp.limit.Init(spec.Limits.MaxHitsPerSecond)
 	// Delve accepted it above.
 	tp.hitOp, tp.hitVal, _ = parseHitCondition(spec.HitCondition)

@@ -361,12 +361,7 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 	if err != nil {
 		return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: %v", spec.ID, err)
 	}
-	for _, pc := range undecided {
-		if tp.condUndecided == nil {
-			tp.condUndecided = make(map[uint64]bool)
-		}
-		tp.condUndecided[pc] = true
-	}
+	tp.condUndecided = undecided
 	plans := make([]bpfPlan, len(pcs))
 	// A condition the BPF program evaluates at every PC filters hits
 	// before the rate limit there; any other is evaluated here, and the

@@ -161,18 +161,21 @@ func (zeroMemory) WriteMemory(addr uint64, data []byte) (int, error) {
 // DroppedInCondition decides cond at each of pcs from DWARF
 // (CondDroppedAt): err, a *DroppedConditionError, says what it reads left
 // out at the first PC where it does; undecided are the PCs whose first hit
-// must decide it (CondDroppedInScope).
-func DroppedInCondition(bi *proc.BinaryInfo, pcs []uint64, cond string) (undecided []uint64, err error) {
+// must decide it (CondDroppedInScope), nil if none.
+func DroppedInCondition(bi *proc.BinaryInfo, pcs []uint64, cond string) (undecided map[uint64]bool, err error) {
 	if cond == "" {
 		return nil, nil
 	}
-	if atFirstHit.Load() {
-		return pcs, nil
-	}
 	for _, pc := range pcs {
-		operand, ok := CondDroppedAt(bi, pc, cond)
+		operand, ok := "", false
+		if !atFirstHit.Load() {
+			operand, ok = CondDroppedAt(bi, pc, cond)
+		}
 		if !ok {
-			undecided = append(undecided, pc)
+			if undecided == nil {
+				undecided = make(map[uint64]bool)
+			}
+			undecided[pc] = true
 			continue
 		}
 		if operand != "" {
