@@ -3,6 +3,7 @@ package delve_test
 import (
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,4 +113,45 @@ func TestRearmStorm(t *testing.T) {
 		t.Fatal(err)
 	}
 	agenttest.RearmStorm(t, tg, p, spec)
+}
+
+// TestBudgetInt3 spends int3 mode's stop budget with the traps alone: at
+// 50 hits a second allowed, each a stop of the process, a budget of 5%
+// is spent by the traps even when every capture is refused. The
+// breakpoint must then come out until the next window, or the budget is
+// never repaid and the tracepoint goes silent for good (no hit, no
+// notice, no removal: a stressed CI run waited three minutes for one).
+// Hits keep coming, each saying the budget dropped the others.
+func TestBudgetInt3(t *testing.T) {
+	t.Parallel()
+	b := delve.NewInt3(io.Discard)
+	b.SetStopBudget(0.05)
+	ctx, p, tg := attachTo(t, b, selfcheckDir, false)
+	p.WaitOutput(t, "ALIVE", 30*time.Second)
+	if _, err := tg.Set(ctx, hotSpec(t, "spent", 50)); err != nil {
+		t.Fatal(err)
+	}
+	var hits, budget int
+	deadline := time.After(time.Minute)
+	for hits < 3 || budget == 0 {
+		select {
+		case h, ok := <-tg.Hits():
+			if !ok {
+				t.Fatal("the hit channel closed")
+			}
+			if h.Fault != nil {
+				t.Fatalf("after %d hits: %v", hits, h.Fault)
+			}
+			if h.DropsOnly {
+				continue
+			}
+			hits++
+			if strings.Contains(h.Throttle, "stop budget") {
+				budget++
+			}
+		case <-deadline:
+			t.Fatalf("%d hits in a minute, %d saying the stop budget dropped others: want 3, one of them saying so", hits, budget)
+		}
+	}
+	agenttest.CheckSelfcheck(t, p)
 }

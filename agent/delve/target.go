@@ -741,9 +741,12 @@ func (t *target) collect() (n, captured int) {
 			continue
 		}
 		if !t.budget.allow(now) {
-			// Before any capture: reading values is most of a stop.
-			tp.dropped++
+			// Before any capture: reading values is most of a stop. The
+			// breakpoint comes out until the next window, as when the
+			// allowance is spent: each trap meanwhile would be a stop too,
+			// spending what the budget must win back to reopen.
 			tp.budgetDropped++
+			t.refused(tp, now)
 			continue
 		}
 		captured++
