@@ -63,6 +63,21 @@ type session struct {
 	served chan error
 }
 
+// open reads the file at path and sends didOpen for it, returning its URI
+// and text.
+func (s *session) open(path string) (uri.URI, string) {
+	s.t.Helper()
+	text, err := os.ReadFile(path)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	u := uri.File(path)
+	if err := s.server.DidOpen(ctx(s.t), &protocol.DidOpenTextDocumentParams{TextDocument: protocol.TextDocumentItem{URI: u, LanguageID: "go", Version: 1, Text: string(text)}}); err != nil {
+		s.t.Fatal(err)
+	}
+	return u, string(text)
+}
+
 // startSession serves the language server on one end of a pipe and
 // connects a protocol client to the other.
 func startSession(t testing.TB, opts lsp.Options) *session {
@@ -151,14 +166,7 @@ func TestLiveHits(t *testing.T) {
 	}
 
 	// 2 >> didOpen loop/main.go
-	text, err := os.ReadFile(e.src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := uri.File(e.src)
-	if err := s.server.DidOpen(ctx(t), &protocol.DidOpenTextDocumentParams{TextDocument: protocol.TextDocumentItem{URI: u, LanguageID: "go", Version: 1, Text: string(text)}}); err != nil {
-		t.Fatal(err)
-	}
+	u, text := s.open(e.src)
 
 	// 3 >> executeCommand riptrace.toggleTracepoint, << traced (once the
 	// server reached NATS)
@@ -199,10 +207,10 @@ func TestLiveHits(t *testing.T) {
 
 	// 6 >> inlayHint, << every value at the end of the line: `it` starts the
 	// selector it.Meta, which a hint after it would split
-	src := strings.Split(string(text), "\n")[line]
+	src := strings.Split(text, "\n")[line]
 	hints, err := s.server.InlayHint(ctx(t), &protocol.InlayHintParams{
 		TextDocument: protocol.TextDocumentIdentifier{URI: u},
-		Range:        protocol.Range{End: protocol.Position{Line: uint32(len(strings.Split(string(text), "\n")))}},
+		Range:        protocol.Range{End: protocol.Position{Line: uint32(len(strings.Split(text, "\n")))}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package lsp_test
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -10,7 +9,6 @@ import (
 	"testing"
 
 	"go.lsp.dev/protocol"
-	"go.lsp.dev/uri"
 
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/lsp"
@@ -42,14 +40,7 @@ func TestRecordingSetting(t *testing.T) {
 
 	// 2 >> didOpen demo/payments/main.go
 	src := filepath.Join(root, "demo", "payments", "main.go")
-	text, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := uri.File(src)
-	if err := s.server.DidOpen(ctx(t), &protocol.DidOpenTextDocumentParams{TextDocument: protocol.TextDocumentItem{URI: u, LanguageID: "go", Version: 1, Text: string(text)}}); err != nil {
-		t.Fatal(err)
-	}
+	u, text := s.open(src)
 	line := charge.Line - 1
 
 	// 3 >> codeLens, << the recorded charges
@@ -58,7 +49,7 @@ func TestRecordingSetting(t *testing.T) {
 	// 4 >> inlayHint, << the last charge's values
 	hints, err := s.server.InlayHint(ctx(t), &protocol.InlayHintParams{
 		TextDocument: protocol.TextDocumentIdentifier{URI: u},
-		Range:        protocol.Range{End: protocol.Position{Line: uint32(strings.Count(string(text), "\n") + 1)}},
+		Range:        protocol.Range{End: protocol.Position{Line: uint32(strings.Count(text, "\n") + 1)}},
 	})
 	if err != nil {
 		t.Fatal(err)

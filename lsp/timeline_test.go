@@ -3,14 +3,12 @@ package lsp_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
 
 	"go.lsp.dev/protocol"
-	"go.lsp.dev/uri"
 
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/internal/testsupport"
@@ -35,14 +33,7 @@ func TestHoverTimelineOrder(t *testing.T) {
 	defer stopClock()
 	s := startSession(t, lsp.Options{Log: testLogger(t)})
 	s.initialize(e.dir, map[string]any{"nats": e.url, "processes": []string{e.exe}, "history": "1m"})
-	text, err := os.ReadFile(e.src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := uri.File(e.src)
-	if err := s.server.DidOpen(ctx(t), &protocol.DidOpenTextDocumentParams{TextDocument: protocol.TextDocumentItem{URI: u, LanguageID: "go", Version: 1, Text: string(text)}}); err != nil {
-		t.Fatal(err)
-	}
+	u, _ := s.open(e.src)
 	e.declare(t)
 	line := e.line - 1
 	s.awaitLens(u, line, regexp.MustCompile(`^● ([2-9]\d|\d{3,}) hits`))
@@ -108,14 +99,7 @@ func TestHoverGroup(t *testing.T) {
 	e := newFleetEnv(t)
 	s := startSession(t, lsp.Options{Log: testLogger(t)})
 	s.initialize(e.dir, map[string]any{"nats": e.url, "processes": []string{e.exe}, "history": "1m", "group": []string{"n"}})
-	text, err := os.ReadFile(e.src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := uri.File(e.src)
-	if err := s.server.DidOpen(ctx(t), &protocol.DidOpenTextDocumentParams{TextDocument: protocol.TextDocumentItem{URI: u, LanguageID: "go", Version: 1, Text: string(text)}}); err != nil {
-		t.Fatal(err)
-	}
+	u, _ := s.open(e.src)
 	e.declare(t)
 	line := e.line - 1
 	s.awaitLens(u, line, regexp.MustCompile(`^● ([5-9]|\d{2,}) hits`))
