@@ -673,9 +673,14 @@ func (o *Outbox[T]) batchLocked() *outEntry[T] {
 			// none after it may pass it.
 			break
 		}
-		if e.mark || e.subject != first.subject || size+len(e.data)+1 > limit {
+		if e.mark || e.subject != first.subject {
 			left = append(left, e)
 			continue
+		}
+		if size+len(e.data)+1 > limit {
+			// The batch is full: a smaller hit after this one must not
+			// pass it.
+			break
 		}
 		parts = append(parts, e)
 		size += len(e.data) + 1
