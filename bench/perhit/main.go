@@ -166,6 +166,11 @@ func main() {
 			float64(t1-t0)/float64(c1-c0)/1e3, ru, float64(e1-e0)/float64(d1-d0)/1e3, during, ru/bu, load())
 	}
 	fmt.Printf("median: untraced %.2f ns/iteration, bare %.2f, ebpf %.2f µs/hit, %.3fx (%.3f–%.3f)\n", med(baseNs), med(bareUs), med(rteUs), med(ratio), slices.Min(ratio), slices.Max(ratio))
+	verdict := "met"
+	if med(ratio) > 1.1 {
+		verdict = "not met"
+	}
+	fmt.Printf("goal: eBPF per hit ≤ 1.1× a bare uprobe: %s (%.3f×, median of %d runs; load %s)\n", verdict, med(ratio), len(ratio), load())
 }
 
 // quiesce waits until got reaches want, or stops growing for half a second
