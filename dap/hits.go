@@ -515,7 +515,7 @@ func (ss *session) openHit(bp int, seq uint64, part int, path string, line int) 
 	e := ss.shown.find(id, seq, part)
 	switch {
 	case e == nil && seq != 0:
-		return nil, fmt.Errorf("hit #%d is no longer kept: open a newer one from the RipTrace hits view", seq)
+		return nil, fmt.Errorf("hit #%s is no longer kept: open a newer one from the RipTrace hits view", fleet.HitNumber(seq, part))
 	case e == nil:
 		return nil, fmt.Errorf("breakpoint %d has no hit yet: its message says where it is installed", id)
 	}
@@ -528,9 +528,13 @@ func (ss *session) openHit(bp int, seq uint64, part int, path string, line int) 
 		}
 		ss.mu.Unlock()
 		if b == nil {
-			return nil, fmt.Errorf("hit #%d belongs to a breakpoint that was removed", seq)
+			return nil, fmt.Errorf("hit #%s belongs to a breakpoint that was removed", fleet.HitNumber(seq, part))
 		}
 	}
 	title := ss.openSnapshot(b, e.p.Hit, true)
-	return map[string]any{"seq": e.row.Seq, "breakpoint": b.id, "title": title}, nil
+	res := map[string]any{"seq": e.row.Seq, "breakpoint": b.id, "title": title}
+	if e.row.Part > 0 {
+		res["part"] = e.row.Part
+	}
+	return res, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/dap"
 	"github.com/riptrace/riptrace/dap/daptest"
+	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
@@ -126,11 +127,14 @@ func TestHitsView(t *testing.T) {
 	c.Send(t, dap.RequestOpenHit, map[string]any{"path": loopSrc, "line": process})
 	var opened struct {
 		Seq        uint64 `json:"seq"`
+		Part       int    `json:"part"`
 		Breakpoint int    `json:"breakpoint"`
 		Title      string `json:"title"`
 	}
 	c.ExpectCustomResponse(t, dap.RequestOpenHit, &opened)
-	wantTitle := fmt.Sprintf("hit #%d on %s at ", opened.Seq, f.host)
+	// Under load the agent sends its backlog in batches: a hit in one is
+	// numbered seq.part.
+	wantTitle := fmt.Sprintf("hit #%s on %s at ", fleet.HitNumber(opened.Seq, opened.Part), f.host)
 	if opened.Breakpoint != bps[0].Id || !strings.HasPrefix(opened.Title, wantTitle) {
 		t.Errorf("openHit = %+v, want breakpoint %d titled %q…", opened, bps[0].Id, wantTitle)
 	}
@@ -156,16 +160,18 @@ func TestHitsView(t *testing.T) {
 	// 10 >> openHit of an older hit by its number: a click in the hits view;
 	// << continued (the open one is dismissed), << stopped (the new one)
 	older := ph.Hits[len(ph.Hits)-1]
-	c.Send(t, dap.RequestOpenHit, map[string]any{"seq": older.Seq})
+	c.Send(t, dap.RequestOpenHit, map[string]any{"seq": older.Seq, "part": older.Part})
+	opened.Part = 0 // a hit alone in its message has none in the response
 	c.ExpectCustomResponse(t, dap.RequestOpenHit, &opened)
-	if opened.Seq != older.Seq {
-		t.Errorf("openHit seq %d opened #%d", older.Seq, opened.Seq)
+	olderNumber := fleet.HitNumber(older.Seq, older.Part)
+	if opened.Seq != older.Seq || opened.Part != older.Part {
+		t.Errorf("openHit of hit #%s opened #%s", olderNumber, fleet.HitNumber(opened.Seq, opened.Part))
 	}
 	if e := c.AwaitEvent(t, "continued").(*godap.ContinuedEvent); e.Body.ThreadId != stopped.Body.ThreadId {
 		t.Errorf("continued %+v, want thread %d's snapshot dismissed", e.Body, stopped.Body.ThreadId)
 	}
-	if e := c.AwaitEvent(t, "stopped").(*godap.StoppedEvent); !strings.Contains(e.Body.Description, fmt.Sprintf("hit #%d on", older.Seq)) {
-		t.Errorf("stopped %q after opening hit #%d", e.Body.Description, older.Seq)
+	if e := c.AwaitEvent(t, "stopped").(*godap.StoppedEvent); !strings.Contains(e.Body.Description, "hit #"+olderNumber+" on") {
+		t.Errorf("stopped %q after opening hit #%s", e.Body.Description, olderNumber)
 	}
 	// 11 >> openHit where no breakpoint is: the error says what to do
 	c.Send(t, dap.RequestOpenHit, map[string]any{"path": loopSrc, "line": 1})

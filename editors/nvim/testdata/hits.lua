@@ -123,7 +123,8 @@ t.run(function()
   out.tree = api.nvim_buf_get_lines(tree, 0, -1, false)
   local hitLine = cursor_to(tree, '^    #%d+')
   out.treeHit = hitLine
-  local seq = tonumber(hitLine:match('#(%d+)'))
+  -- A hit is numbered seq, or seq.part when it came in a batch (under load).
+  local seq = hitLine:match('#([%d.]*%d)')
   local before = #dap._events
   press_enter()
   local stopped = event('stopped', function(b)
@@ -139,7 +140,7 @@ t.run(function()
   end, 20), ':RipTraceTimeline listed nothing')
   out.timeline = api.nvim_buf_get_lines(tl, 0, -1, false)
   local row = cursor_to(tl, '#%d+')
-  local rowSeq = tonumber(row:match('#(%d+)'))
+  local rowSeq = row:match('#([%d.]*%d)')
   before = #dap._events
   press_enter()
   stopped = event('stopped', function(b)
@@ -156,7 +157,7 @@ t.run(function()
   while clickLine < #rows and not rows[clickLine]:find('#%d+') do
     clickLine = clickLine + 1 -- a line naming a request, not a hit
   end
-  local clickSeq = tonumber(rows[clickLine]:match('#(%d+)'))
+  local clickSeq = rows[clickLine]:match('#([%d.]*%d)')
   api.nvim_win_set_cursor(tlwin, { 1, 0 })
   local pos = vim.fn.screenpos(tlwin, clickLine, 1)
   -- The <CR> above left the cursor in the source window on the hit's

@@ -372,7 +372,8 @@ try {
     return true;
   });
   await hitsRows.filter({ hasText: `${host} ${paymentsName}[${pid}]` }).first().waitFor({ timeout: 30_000 });
-  const hitRow = hitsRows.filter({ hasText: /#\d+ \d\d:\d\d:\d\d\.\d{3}/ });
+  // A hit is numbered seq, or seq.part when it came in a batch (under load).
+  const hitRow = hitsRows.filter({ hasText: /#\d+(?:\.\d+)? \d\d:\d\d:\d\d\.\d{3}/ });
   await hitRow.first().waitFor({ timeout: 30_000 });
   step(`hits view: ${(await bpRow.first().innerText()).replace(/\s+/g, ' ')}; ${(await hitRow.first().innerText()).replace(/\s+/g, ' ')}`);
   await page.screenshot({ path: path.join(outDir, 'hits-view.png') });
@@ -381,13 +382,13 @@ try {
   // snapshot: Call Stack names it, Variables shows its values.
   // The Variables view's first scope is the snapshot's title.
   const variables = page.locator('.pane', { has: page.locator('.pane-header', { hasText: /Variables/i }) });
-  const snapshotOf = (seq) => variables.locator('.monaco-list-row', { hasText: new RegExp(`Snapshot of hit #${seq ?? '\\d+'} on e2e-vscode at `) });
+  const snapshotOf = (num) => variables.locator('.monaco-list-row', { hasText: new RegExp(`Snapshot of hit #${num ? num.replace('.', '\\.') : '\\d+(?:\\.\\d+)?'} on e2e-vscode at `) });
   await until('a snapshot after a lens click', 60_000, async () => {
-    await lens.first().locator('a').first().click();
+    await lens.first().locator('a').first().click({ timeout: 5000 });
     await snapshotOf().first().waitFor({ timeout: 5000 });
     return true;
   });
-  const title = /hit #(\d+) on e2e-vscode at \S+/.exec(await snapshotOf().first().innerText())[0];
+  const title = /hit #\d+(?:\.\d+)? on e2e-vscode at \S+/.exec(await snapshotOf().first().innerText())[0];
   await variables.locator('.monaco-list-row', { hasText: /Arguments|Locals/ }).first().waitFor({ timeout: 30_000 });
   step(`lens click: snapshot of ${title}`);
   await page.screenshot({ path: path.join(outDir, 'snapshot.png') });
@@ -399,12 +400,14 @@ try {
 
   // 7e. A click on a hit in the hits view opens that hit.
   // The rows move as hits come: retry until the row clicked is the row read.
-  const shown = /hit #(\d+)/.exec(title)[1];
+  const shown = /hit #([\d.]+)/.exec(title)[1];
   const clicked = await until('a snapshot after a click in the hits view', 60_000, async () => {
     const row = hitRow.nth(2);
-    const seq = (await row.innerText()).match(/#(\d+)/)[1];
+    const seq = (await row.innerText()).match(/#(\d+(?:\.\d+)?)/)[1];
     if (seq === shown) throw new Error(`hit #${seq} is already open`);
-    await row.click();
+    // A short click timeout: on a loaded machine a new hit can move the
+    // row between every check of Playwright's and the click; read it again.
+    await row.click({ timeout: 3000 });
     await snapshotOf(seq).first().waitFor({ timeout: 3000 });
     return seq;
   });
@@ -418,10 +421,15 @@ try {
   const seqs = await rows.evaluateAll((trs) => trs.map((tr) => Number(tr.dataset.seq)));
   step(`timeline: ${seqs.length} rows`);
   await page.screenshot({ path: path.join(outDir, 'timeline.png') });
-  const pickRow = rows.nth(Math.floor(seqs.length / 2));
-  const pickSeq = await pickRow.evaluate((tr) => tr.dataset.seq);
-  await pickRow.click();
-  await snapshotOf(pickSeq).first().waitFor({ timeout: 90_000 });
+  // Rows come as hits do: read the row's hit again before each click.
+  const pickSeq = await until('a snapshot after a click in the timeline', 90_000, async () => {
+    const n = await rows.count();
+    const row = rows.nth(Math.floor(n / 2));
+    const seq = (await row.locator('td').first().innerText()).replace('#', '');
+    await row.click({ timeout: 5000 });
+    await snapshotOf(seq).first().waitFor({ timeout: 10_000 });
+    return seq;
+  });
   await editor.locator('.view-line', { hasText: '//@trace(charge)' }).first().waitFor();
   step(`timeline click: snapshot of hit #${pickSeq}, payments/main.go shown`);
   await page.screenshot({ path: path.join(outDir, 'timeline-click.png') });

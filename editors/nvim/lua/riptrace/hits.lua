@@ -83,12 +83,26 @@ local function request_mark(h)
   return ''
 end
 
--- hit_text is one hit on one line: number, time, request, process and values.
-function M.hit_text(h)
-  return ('#%d %s%s%s %s %s[%d] %s'):format(h.seq, clock(h.time), mark(h), request_mark(h), h.host, exe(h), h.pid, h.message or h.values or '')
+-- number names a hit as the debug adapter does: its message's seq, and its
+-- part when the agent sent it in a batch (seq.part).
+local function number(h)
+  if h.part and h.part > 0 then
+    return ('%d.%d'):format(h.seq, h.part)
+  end
+  return tostring(h.seq)
 end
 
--- open opens a hit as a snapshot: { seq = N }, { breakpoint = ID } or
+-- open_args are what riptrace/openHit takes to open the hit h.
+local function open_args(h)
+  return { seq = h.seq, part = h.part }
+end
+
+-- hit_text is one hit on one line: number, time, request, process and values.
+function M.hit_text(h)
+  return ('#%s %s%s%s %s %s[%d] %s'):format(number(h), clock(h.time), mark(h), request_mark(h), h.host, exe(h), h.pid, h.message or h.values or '')
+end
+
+-- open opens a hit as a snapshot: { seq = N, part = P }, { breakpoint = ID } or
 -- { path = FILE, line = LINE }; cb(body) after, on_err(message) instead
 -- of a notification.
 function M.open(args, cb, on_err)
@@ -186,8 +200,8 @@ local function render_tree(view, body)
     for _, p in ipairs(bp.processes or {}) do
       table.insert(lines, ('  %s %s[%d]  %d hit%s'):format(p.host, exe(p), p.pid, p.count, p.count == 1 and '' or 's'))
       for _, h in ipairs(p.hits or {}) do
-        table.insert(lines, ('    #%d %s%s  %s'):format(h.seq, clock(h.time), mark(h), h.message or h.values or ''))
-        nodes[#lines] = { args = { seq = h.seq }, path = h.path, line = h.line }
+        table.insert(lines, ('    #%s %s%s  %s'):format(number(h), clock(h.time), mark(h), h.message or h.values or ''))
+        nodes[#lines] = { args = open_args(h), path = h.path, line = h.line }
       end
     end
   end
@@ -217,7 +231,7 @@ local function render_timeline(view, body)
     end
     local file = h.path and h.path ~= '' and vim.fn.fnamemodify(h.path, ':t') or '?'
     table.insert(view.lines, ('%s:%d  %s'):format(file, h.line, M.hit_text(h)))
-    view.nodes[#view.lines] = { args = { seq = h.seq }, path = h.path, line = h.line }
+    view.nodes[#view.lines] = { args = open_args(h), path = h.path, line = h.line }
     view.since = h.order
   end
   if first then
