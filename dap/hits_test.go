@@ -256,3 +256,122 @@ func TestGroupAttribute(t *testing.T) {
 	c.Send(t, "disconnect", nil)
 	c.ExpectDisconnectResponse(t)
 }
+
+// TestHitsOfABatch: an agent with a backlog sends a tracepoint's hits
+// several to a message (fleet.HitBatch), and they share the message's seq.
+// Each is still a row of its own in the hits view and the timeline, named
+// seq.part, and a click on it opens that hit, not the batch's first.
+func TestHitsOfABatch(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	exe := f.exe("batch")
+	f.startAgent(f.host, exe)
+	f.startTarget(exe)
+	c := f.session()
+	f.attach(c, map[string]any{"processes": []string{exe}, "backend": "delve"})
+	process := agenttest.MarkerLine(t, loopSrc, "process")
+	// One real hit, the model of the batch's.
+	setBreakpoints(t, c, loopSrc, godap.SourceBreakpoint{Line: process, HitCondition: "== 1"})
+	real := hitOf(t, c.HitEvents(t, 1)[0])
+
+	// The batch, as the agent would send it: three hits of its tracepoint
+	// after the real one, told apart by an n the target never has.
+	var hits [][]byte
+	for i := range 3 {
+		h := real
+		h.Seq, h.Part = 0, 0
+		h.Time += int64(i+1) * int64(time.Millisecond)
+		h.Args = slices.Clone(real.Args)
+		for j := range h.Args {
+			if h.Args[j].Name == "n" {
+				h.Args[j].Value = strconv.Itoa(-7000 - i)
+			}
+		}
+		hits = append(hits, fleet.Encode(&h))
+	}
+	pub, err := f.c.NewHitPublisher(f.host, 10*time.Second, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := pub.Publish(pub.BatchMsg(real.Tracepoint, hits, "test-batch-"+f.host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ack.Ok():
+	case err := <-ack.Err():
+		t.Fatalf("publishing the batch: %v", err)
+	}
+
+	// The hits view: the three rows, parts 0 to 2 of one seq, each with its n.
+	var batch []dap.HitRow
+	testsupport.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		c.Send(t, dap.RequestHits, nil)
+		var view struct {
+			Breakpoints []dap.BreakpointHits `json:"breakpoints"`
+		}
+		c.ExpectCustomResponse(t, dap.RequestHits, &view)
+		batch = batch[:0]
+		for _, b := range view.Breakpoints {
+			for _, p := range b.Processes {
+				for _, h := range p.Hits {
+					if strings.Contains(h.Values, "n=-700") {
+						batch = append(batch, h)
+					}
+				}
+			}
+		}
+		if len(batch) != 3 {
+			return fmt.Errorf("the hits view shows %d of the batch's 3 hits", len(batch))
+		}
+		return nil
+	})
+	slices.SortFunc(batch, func(a, b dap.HitRow) int { return a.Part - b.Part })
+	for i, h := range batch {
+		if h.Seq != batch[0].Seq || h.Part != i || !strings.Contains(h.Values, fmt.Sprintf("n=%d", -7000-i)) {
+			t.Errorf("row %d of the batch = %+v, want seq %d part %d with n=%d", i, h, batch[0].Seq, i, -7000-i)
+		}
+	}
+
+	// A click on the last: its title and its values are its own.
+	last := batch[2]
+	c.Send(t, dap.RequestOpenHit, map[string]any{"seq": last.Seq, "part": last.Part})
+	var opened struct {
+		Seq   uint64 `json:"seq"`
+		Part  int    `json:"part"`
+		Title string `json:"title"`
+	}
+	c.ExpectCustomResponse(t, dap.RequestOpenHit, &opened)
+	number := fleet.HitNumber(last.Seq, 2)
+	if opened.Seq != last.Seq || opened.Part != 2 || !strings.HasPrefix(opened.Title, "hit #"+number+" on ") {
+		t.Errorf("openHit of hit #%s = %+v", number, opened)
+	}
+	stopped := c.AwaitEvent(t, "stopped").(*godap.StoppedEvent)
+	c.Send(t, "stackTrace", godap.StackTraceArguments{ThreadId: stopped.Body.ThreadId})
+	frames := daptest.Expect[*godap.StackTraceResponse](t, c).Body.StackFrames
+	if len(frames) == 0 {
+		t.Fatal("the snapshot has no frames")
+	}
+	c.Send(t, "scopes", godap.ScopesArguments{FrameId: frames[0].Id})
+	var shown []string
+	for _, s := range daptest.Expect[*godap.ScopesResponse](t, c).Body.Scopes {
+		if s.VariablesReference == 0 {
+			continue
+		}
+		c.Send(t, "variables", godap.VariablesArguments{VariablesReference: s.VariablesReference})
+		for _, v := range daptest.Expect[*godap.VariablesResponse](t, c).Body.Variables {
+			if v.Name == "n" {
+				shown = append(shown, v.Value)
+			}
+		}
+	}
+	if !slices.Equal(shown, []string{"-7002"}) {
+		t.Errorf("the snapshot of hit #%s shows n = %q, want the batch's last, -7002", number, shown)
+	}
+
+	// An unknown part of a known seq is named as the views name it.
+	c.Send(t, dap.RequestOpenHit, map[string]any{"seq": last.Seq, "part": 7})
+	if e := c.ExpectErrorResponse(t, dap.RequestOpenHit, dap.ErrNoSnapshot); !strings.Contains(e.Message, "hit #"+fleet.HitNumber(last.Seq, 7)+" ") {
+		t.Errorf("openHit of a part the batch lacks: %q", e.Message)
+	}
+}
