@@ -1068,7 +1068,7 @@ func (ss *session) renderRecent(n int) string {
 		if b := ss.byTracepointID(h.Tracepoint); b != nil {
 			bp = b.id
 		}
-		fmt.Fprintf(&sb, "#%d %s bp %d %s:%d %s\n", h.Seq, h.ServerTime.Format("15:04:05.000000"), bp, filepath.Base(h.File), h.Line, line)
+		fmt.Fprintf(&sb, "#%s %s bp %d %s:%d %s\n", h.Number(), h.ServerTime.Format("15:04:05.000000"), bp, filepath.Base(h.File), h.Line, line)
 	}
 	return strings.TrimSuffix(sb.String(), "\n")
 }
