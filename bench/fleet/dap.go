@@ -204,10 +204,41 @@ func (d *dapSession) hitsViewCount() (int64, error) {
 // inAllRE finds the total in a console count line.
 var inAllRE = regexp.MustCompile(`\((\d+) in all\)`)
 
+// maxFrame bounds a message from the adapter. go-dap's reader refuses
+// bodies over 4 MiB, and the hits view of a breakpoint on 1000 agents,
+// with each one's recent hits, is larger.
+const maxFrame = 256 << 20
+
+// readFrame reads the body of one message from the adapter.
+func readFrame(br *bufio.Reader) ([]byte, error) {
+	n := -1
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return nil, err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			break
+		}
+		if v, ok := strings.CutPrefix(line, "Content-Length:"); ok {
+			if n, err = strconv.Atoi(strings.TrimSpace(v)); err != nil {
+				return nil, fmt.Errorf("a message's Content-Length %q: %w", v, err)
+			}
+		}
+	}
+	if n < 0 || n > maxFrame {
+		return nil, fmt.Errorf("a message of %d bytes: want a Content-Length up to %d", n, maxFrame)
+	}
+	body := make([]byte, n)
+	_, err := io.ReadFull(br, body)
+	return body, err
+}
+
 func (d *dapSession) read(out io.Reader) {
 	br := bufio.NewReader(out)
 	for {
-		data, err := dap.ReadBaseMessage(br)
+		data, err := readFrame(br)
 		if err != nil {
 			d.mu.Lock()
 			d.err = fmt.Errorf("reading the debug adapter: %w", err)

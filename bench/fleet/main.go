@@ -823,6 +823,9 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 	res.stored = float64(ackedInRun) / elapsed.Seconds()
 	res.counted = load.dropped.Load() + load.left.Load()
 	awaitReaders(rs, storedN)
+	// Until here, the servers stored and delivered this run's hits, and
+	// the agents sent them.
+	cpuEnd, selfEnd, upTo := cpuTimes(servers), selfCPU(), time.Since(start)
 	res.readersOK = true
 	var said []string
 	for _, r := range rs {
@@ -879,56 +882,63 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 		}
 	}
 
-	// What one stored hit cost each process during the run, in CPU: on
-	// this machine's CPUs with nothing else running, the ceiling is where
-	// they add up to all of them.
-	type cost struct {
-		name string
-		cpu  float64 // seconds during the run
-	}
-	var costs []cost
-	var busiest cost
-	var srv float64
 	fmt.Printf("  CPU over the run (%% of one CPU): ")
 	for i := range servers {
-		used := cpu1[i] - cpu0[i]
-		srv += used
-		if used > busiest.cpu {
-			busiest = cost{fmt.Sprintf("n%d", i+1), used}
-		}
-		fmt.Printf("server n%d %.0f%%, ", i+1, 100*used/elapsed.Seconds())
+		fmt.Printf("server n%d %.0f%%, ", i+1, 100*(cpu1[i]-cpu0[i])/elapsed.Seconds())
 	}
-	costs = append(costs, cost{fmt.Sprintf("the 3 servers (together; %s the busiest)", busiest.name), srv}, cost{"the simulated agents (this process)", self1 - self0})
 	fmt.Printf("this process (the agents) %.0f%%", 100*(self1-self0)/elapsed.Seconds())
 	for _, r := range rs {
-		costs = append(costs, cost{r.name, r.cpuRun - r.cpu0})
 		fmt.Printf(", %s %.0f%%", r.name, 100*(r.cpuRun-r.cpu0)/elapsed.Seconds())
 	}
 	fmt.Println()
-	if ackedInRun > 0 {
-		var all float64
-		var parts []string
-		for _, k := range costs {
-			all += k.cpu
-			parts = append(parts, fmt.Sprintf("%s %.1f µs", k.name, 1e6*k.cpu/float64(ackedInRun)))
+	if storedN == 0 {
+		return res, nil
+	}
+	// What a hit cost each process in CPU, from the run's start until
+	// the readers were done or gave up: a stored hit the servers and the
+	// agents, a hit shown each reader (which may still work on the hits
+	// after the run). On this machine's CPUs with nothing else running,
+	// the ceiling is where they add up to all of them.
+	type cost struct {
+		name   string
+		perHit float64 // µs of CPU
+	}
+	var srv float64
+	busiest, most := 0, 0.0
+	for i := range servers {
+		srv += cpuEnd[i] - cpu0[i]
+		if cpuEnd[i]-cpu0[i] > most {
+			busiest, most = i, cpuEnd[i]-cpu0[i]
 		}
-		fmt.Printf("  CPU per stored hit: %s: on %d CPUs with nothing else running, %.0f hits/s\n",
-			strings.Join(parts, ", "), cpus(), float64(cpus())*float64(ackedInRun)/all)
-		// The bottleneck: a reader that could not show every hit, the
-		// furthest behind; else the process that spent the most CPU per
-		// stored hit.
-		var behind *streamReader
-		for _, r := range rs {
-			if !r.done && (behind == nil || float64(r.n) < float64(behind.n)) {
-				behind = r
-			}
+	}
+	costs := []cost{
+		{fmt.Sprintf("the 3 servers (together; n%d the busiest)", busiest+1), 1e6 * srv / float64(storedN)},
+		{"the simulated agents (this process)", 1e6 * (selfEnd - self0) / float64(storedN)},
+	}
+	for _, r := range rs {
+		costs = append(costs, cost{r.name, 1e6 * (r.cpuEnd - r.cpu0) / float64(max(r.n, 1))})
+	}
+	var sum float64
+	var parts []string
+	for _, k := range costs {
+		sum += k.perHit
+		parts = append(parts, fmt.Sprintf("%s %.1f µs", k.name, k.perHit))
+	}
+	fmt.Printf("  CPU per hit over the %s from the run's start until the readers were done: %s; on %d CPUs with nothing else running, %.0f hits/s\n",
+		ms(upTo), strings.Join(parts, ", "), cpus(), 1e6*float64(cpus())/sum)
+	// The bottleneck: a reader that could not show every hit, the
+	// furthest behind; else the process that spent the most CPU per hit.
+	var behind *streamReader
+	for _, r := range rs {
+		if !r.done && (behind == nil || r.n < behind.n) {
+			behind = r
 		}
-		if behind != nil {
-			fmt.Printf("  bottleneck: %s, which showed %d of %d stored hits %s after the draining\n", behind.name, behind.n, storedN, *readerWait)
-		} else {
-			top := slices.MaxFunc(costs, func(a, b cost) int { return cmp.Compare(a.cpu, b.cpu) })
-			fmt.Printf("  bottleneck: %s, %.1f µs of CPU per stored hit, %.0f%% of the CPU this run's processes spent\n", top.name, 1e6*top.cpu/float64(ackedInRun), 100*top.cpu/all)
-		}
+	}
+	if behind != nil {
+		fmt.Printf("  bottleneck: %s, which showed %d of %d stored hits %s after the draining\n", behind.name, behind.n, storedN, *readerWait)
+	} else {
+		top := slices.MaxFunc(costs, func(a, b cost) int { return cmp.Compare(a.perHit, b.perHit) })
+		fmt.Printf("  bottleneck: %s, %.1f µs of CPU per hit, %.0f%% of the CPU a hit cost\n", top.name, top.perHit, 100*top.perHit/sum)
 	}
 	return res, nil
 }
