@@ -260,14 +260,14 @@ func run() error {
 		runs = append(runs, res)
 	}
 	last := runs[len(runs)-1]
-	name, into := "sustained ≥ 100k hits/s of 1 KiB, 0 lost", ""
+	name, into, cond := "sustained ≥ 100k hits/s of 1 KiB, 0 lost", "", ""
 	if *readers {
 		name = "sustained ≥ 100k hits/s of 1 KiB into a debug session, a language server and the timeline, 0 lost"
-		into = "; the readers had " + last.readersSaid
+		into, cond = "; the readers had "+last.readersSaid, " (and every reader showing every hit)"
 	}
 	goals = append(goals, goal{name, last.stored >= 100_000 && last.lost == 0 && last.dup == 0 && last.readersOK,
-		fmt.Sprintf("%.0f hits/s stored while %d were offered, %d lost, %d stored twice%s; the most stored with none lost (and every reader showing every hit): %.0f hits/s",
-			last.stored, last.offered, last.lost, last.dup, into, ceiling)})
+		fmt.Sprintf("%.0f hits/s stored while %d were offered, %d lost, %d stored twice%s; the most stored with none lost%s: %.0f hits/s",
+			last.stored, last.offered, last.lost, last.dup, into, cond, ceiling)})
 	// Overload: offered more than the cluster stores, it stores about as
 	// much as at the first rate, and every hit is stored once or counted
 	// lost by its agent. The agents may count more than the stream lacks:
@@ -928,15 +928,31 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 		ms(upTo), strings.Join(parts, ", "), cpus(), 1e6*float64(cpus())/sum)
 	// The bottleneck: a reader that could not show every hit, the
 	// furthest behind; else the process that spent the most CPU per hit.
-	var behind *streamReader
+	// Readers stopped at the same hit point at what they share, the
+	// servers' delivery, rather than at either process.
+	var behind []*streamReader
 	for _, r := range rs {
-		if !r.done && (behind == nil || r.n < behind.n) {
-			behind = r
+		switch {
+		case r.done:
+		case len(behind) == 0 || r.n < behind[0].n:
+			behind = []*streamReader{r}
+		case r.n == behind[0].n:
+			behind = append(behind, r)
 		}
 	}
-	if behind != nil {
-		fmt.Printf("  bottleneck: %s, which showed %d of %d stored hits %s after the draining\n", behind.name, behind.n, storedN, *readerWait)
-	} else {
+	switch len(behind) {
+	case 0:
+	case 1:
+		fmt.Printf("  bottleneck: %s, which showed %d of %d stored hits %s after the draining\n", behind[0].name, behind[0].n, storedN, *readerWait)
+	default:
+		var names []string
+		for _, r := range behind {
+			names = append(names, r.name)
+		}
+		fmt.Printf("  bottleneck: %s all showed %d of %d stored hits %s after the draining: stopped at the same count, they are likely held by what they share, the servers' delivery of the stream, rather than by either process\n",
+			strings.Join(names, " and "), behind[0].n, storedN, *readerWait)
+	}
+	if len(behind) == 0 {
 		top := slices.MaxFunc(costs, func(a, b cost) int { return cmp.Compare(a.perHit, b.perHit) })
 		fmt.Printf("  bottleneck: %s, %.1f µs of CPU per hit, %.0f%% of the CPU a hit cost\n", top.name, top.perHit, 100*top.perHit/sum)
 	}
