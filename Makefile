@@ -101,10 +101,11 @@ bench-limits: build
 
 # bench-fleet: 1000 simulated agents on a three-server cluster: a debug
 # session's CPU with 3 agents and 1000, the servers' memory and CPU per
-# agent, declare to installed, sustained hits/s at rising rates, failover,
-# the reconnect herd of a cluster restart; one met/not met line per goal
+# agent, declare to installed, sustained hits/s at rising rates into a
+# real debug session, language server and timeline, failover, the
+# reconnect herd of a cluster restart; one met/not met line per goal
 # (bench/fleet/main.go). BENCH_FLEET_FLAGS=-sustained-only runs only the
-# sustained hits/s runs.
+# sustained hits/s runs (-readers=false: into the stream alone).
 bench-fleet: build
 	$(GO) run ./bench/fleet $(BENCH_FLEET_FLAGS)
 

@@ -223,6 +223,94 @@ func contains(s []string, v string) bool {
 	return false
 }
 
+// sizedHit is batchHit with a captured string of pad bytes, so that hits
+// can be of uneven sizes.
+func sizedHit(host, tp string, base time.Time, i, pad int) []byte {
+	h := fleet.Hit{Tracepoint: tp, Host: host, Pid: i, Time: base.Add(time.Duration(i) * time.Millisecond).UnixNano(),
+		Clock: &fleet.ClockReading{Bound: int64(100 * time.Microsecond)}, File: "f.go", Line: 1}
+	if pad > 0 {
+		h.Locals = []fleet.Variable{{Name: "blob", Type: "string", Value: strings.Repeat("x", pad)}}
+	}
+	return fleet.Encode(&h)
+}
+
+// TestOutboxBatchStopsAtHitThatDoesNotFit: a backlog of one tracepoint's
+// hits of uneven sizes leaves in batches, each ending where the next hit
+// does not fit its room; the stream holds every hit once, in the order
+// they were captured, by stream sequence and part. A batch used to skip
+// the hit too big for its room and take the smaller ones behind it, so
+// the stream held those before it.
+func TestOutboxBatchStopsAtHitThatDoesNotFit(t *testing.T) {
+	t.Cleanup(checkNoGoroutineLeak(t))
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := fleet.NewOutbox(c, fleet.OutboxConfig[int]{Host: "h1", IDBase: "h1-1-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every fourth hit 24 KiB, the others about 200 bytes: the third big
+	// one does not fit a batch's 64 KiB, while the small ones behind it
+	// would. Offered before the outbox runs, as a backlog.
+	const n = 64
+	base := time.Now()
+	for i := range n {
+		pad := 0
+		if i%4 == 3 {
+			pad = 24 << 10
+		}
+		out.Offer("x", sizedHit("h1", "x", base, i, pad), i)
+	}
+	if st := runOutbox(t, ctx, out); st.Stored != n || st.Batches == 0 {
+		t.Fatalf("stats %+v: want %d hits stored, in batches", st, n)
+	}
+	end, err := c.HitStreamEnd(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{"x"}, Replay: true, Until: end})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got []int
+	perMsg := map[uint64]int{}
+	var lastSeq uint64
+	lastPart := -1
+	for {
+		h, err := r.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Seq < lastSeq || h.Seq == lastSeq && h.Part <= lastPart {
+			t.Fatalf("hit #%d.%d read after #%d.%d", h.Seq, h.Part, lastSeq, lastPart)
+		}
+		lastSeq, lastPart = h.Seq, h.Part
+		got = append(got, h.Pid)
+		perMsg[h.Seq]++
+	}
+	want := make([]int, n)
+	for i := range want {
+		want[i] = i
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("the stream holds the hits in the order %v, want the order captured %v", got, want)
+	}
+	// Full batches ended early: more than one message, and some with
+	// several hits.
+	most := 0
+	for _, k := range perMsg {
+		most = max(most, k)
+	}
+	if len(perMsg) < 2 || most < 2 {
+		t.Fatalf("%d messages, the largest of %d hits: want batches of several, more than one", len(perMsg), most)
+	}
+}
+
 // TestBatchSentAgainStoredOnce: a batch sent again under its message id
 // (its first copy stored, its ack lost) is stored once: its hits are read
 // once each, and the publisher counts each stored once.

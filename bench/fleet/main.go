@@ -20,11 +20,14 @@
 //     a second of about -size bytes for -window and sends them as the
 //     agent does (a window of acks that shrinks when they time out, a
 //     buffer, resends under the same message id); the stream must hold
-//     every hit made once (its count per host), and a filtered reader
-//     process reads them; the CPU of each process per stored hit says
-//     where the ceiling is. Two more reader processes (this program
-//     again) read during the last rate: one filtered on three agents'
-//     tracepoint, one reading every hit;
+//     every hit made once (its count per host). The hits are those of a
+//     breakpoint of a real debug session (`riptrace dap`, attached to
+//     every agent), and a real language server (`riptrace lsp`, one for
+//     all the runs) and the timeline (`riptrace timeline --json`, following
+//     the tracepoint) read them too: each must show every stored hit, and
+//     each run says how many each had, when, and at what CPU per hit; the
+//     CPU of every process per stored hit says where the ceiling is and
+//     which process is the bottleneck;
 //   - failover: one server killed; the time until its agents are all on
 //     the other two;
 //   - the herd: the whole cluster restarted; the time until every agent is
@@ -36,8 +39,8 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -66,10 +69,9 @@ var (
 	window       = flag.Duration("window", 10*time.Second, "the sustained run's `D`")
 	idle         = flag.Duration("idle", 10*time.Second, "`D` over which the servers' and a debug session's costs are read with 3 agents, then all")
 	bin          = flag.String("riptrace", "bin/riptrace", "the riptrace binary")
-	role         = flag.String("role", "", "internal: run as a reader process (session, all, or count)")
-	tpFlag       = flag.String("tp", "", "internal: the tracepoint a count reader reads")
-	url          = flag.String("url", "", "internal: the reader's NATS URLs")
 	onlyHits     = flag.Bool("sustained-only", false, "run only the sustained hits/s runs, not the debug session's CPU, declarations, failover nor the herd")
+	readers      = flag.Bool("readers", true, "feed each sustained run's hits to a real debug session, language server and timeline; false measures the stream alone")
+	readerWait   = flag.Duration("reader-wait", 60*time.Second, "how long after a sustained run's draining its readers have to show every stored hit")
 )
 
 // rates are -rates parsed.
@@ -86,16 +88,7 @@ func main() {
 	}
 	log.SetFlags(0)
 	log.SetPrefix("bench-fleet: ")
-	var err error
-	switch *role {
-	case "":
-		err = run()
-	case "count":
-		err = countReader()
-	default:
-		err = reader()
-	}
-	if err != nil {
+	if err := run(); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -233,33 +226,48 @@ func run() error {
 			}
 		}
 	}()
+	co, err := writeCheckout(filepath.Join(dir, "checkout"))
+	if err != nil {
+		return err
+	}
 	if *onlyHits {
 		if err := startSims(ctx, all, sims, 0, quiet); err != nil {
 			return err
 		}
-	} else if goals, err = fleetGoals(ctx, c, servers, sims, all, dir, quiet); err != nil {
+	} else if goals, err = fleetGoals(ctx, c, servers, sims, all, co, quiet); err != nil {
 		return err
 	}
 
-	// Sustained hits at each rate asked, the goal's last, with a
-	// session's tracepoint on three agents and two reader processes
-	// during the last.
+	// Sustained hits at each rate asked, the goal's last, into a debug
+	// session, a language server and the timeline.
+	var ls *lspServer
+	if *readers {
+		if ls, err = startLSP(all, co); err != nil {
+			return err
+		}
+		defer ls.stop()
+	}
 	var ceiling float64
 	var runs []sustained
 	for i, r := range rates {
-		withReaders := i == len(rates)-1
-		res, err := sustain(ctx, c, servers, sims, all, r, withReaders)
+		res, err := sustain(ctx, c, servers, sims, all, co, ls, i, r)
 		if err != nil {
 			return err
 		}
-		if res.lost == 0 && res.dup == 0 {
+		if res.lost == 0 && res.dup == 0 && res.readersOK {
 			ceiling = max(ceiling, res.stored)
 		}
 		runs = append(runs, res)
 	}
 	last := runs[len(runs)-1]
-	goals = append(goals, goal{"sustained ≥ 100k hits/s of 1 KiB, 0 lost", last.stored >= 100_000 && last.lost == 0 && last.dup == 0,
-		fmt.Sprintf("%.0f hits/s stored while %d were offered, %d lost, %d stored twice; the most stored with none lost: %.0f hits/s", last.stored, last.offered, last.lost, last.dup, ceiling)})
+	name, into, cond := "sustained ≥ 100k hits/s of 1 KiB, 0 lost", "", ""
+	if *readers {
+		name = "sustained ≥ 100k hits/s of 1 KiB into a debug session, a language server and the timeline, 0 lost"
+		into, cond = "; the readers had "+last.readersSaid, " (and every reader showing every hit)"
+	}
+	goals = append(goals, goal{name, last.stored >= 100_000 && last.lost == 0 && last.dup == 0 && last.readersOK,
+		fmt.Sprintf("%.0f hits/s stored while %d were offered, %d lost, %d stored twice%s; the most stored with none lost%s: %.0f hits/s",
+			last.stored, last.offered, last.lost, last.dup, into, cond, ceiling)})
 	// Overload: offered more than the cluster stores, it stores about as
 	// much as at the first rate, and every hit is stored once or counted
 	// lost by its agent. The agents may count more than the stream lacks:
@@ -295,12 +303,12 @@ func run() error {
 // fleetGoals starts the simulated agents and measures a debug session's
 // CPU with 3 of them and all, the servers' cost per agent, and declare →
 // installed.
-func fleetGoals(ctx context.Context, c *fleet.Client, servers []*server, sims []*simAgent, all, dir string, quiet *slog.Logger) ([]goal, error) {
+func fleetGoals(ctx context.Context, c *fleet.Client, servers []*server, sims []*simAgent, all string, co checkout, quiet *slog.Logger) ([]goal, error) {
 	var goals []goal
 	if err := startSims(ctx, all, sims[:3], 0, quiet); err != nil {
 		return nil, err
 	}
-	session, err := traceThree(ctx, c, all, filepath.Join(dir, "checkout"), sims[:3])
+	session, err := traceThree(ctx, c, all, co, sims[:3])
 	if err != nil {
 		return nil, err
 	}
@@ -439,17 +447,41 @@ func declareAll(ctx context.Context, c *fleet.Client, id string) (time.Time, tim
 	if err := c.Declare(ctx, &fleet.Spec{ID: id, Location: fleet.Location{Path: "internal/orders/handler.go", Line: 88}, Capture: fleet.DefaultCapture}); err != nil {
 		return time.Time{}, 0, err
 	}
+	if n := installedOnAll(ch); n < *agents {
+		return time.Time{}, 0, fmt.Errorf("declaring %s: %d of %d agents installed it within 60s", id, n, *agents)
+	}
+	d := time.Since(t0)
+	return t0, d, c.Remove(ctx, id)
+}
+
+// awaitInstalled waits until every agent reports tracepoint id installed,
+// for up to 60 s.
+func awaitInstalled(ctx context.Context, c *fleet.Client, id string) error {
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	ch, err := c.WatchStatus(wctx, id)
+	if err != nil {
+		return err
+	}
+	if n := installedOnAll(ch); n < *agents {
+		return fmt.Errorf("%d of %d agents installed %s within 60s", n, *agents, id)
+	}
+	return nil
+}
+
+// installedOnAll reads statuses from ch until every agent reported its
+// tracepoint installed, or ch ends, and returns how many did.
+func installedOnAll(ch <-chan fleet.StatusEvent) int {
 	installed := map[string]bool{}
 	for ev := range ch {
 		if ev.State == fleet.StateInstalled {
 			installed[ev.Host] = true
 		}
 		if len(installed) == *agents {
-			d := time.Since(t0)
-			return t0, d, c.Remove(ctx, id)
+			break
 		}
 	}
-	return time.Time{}, 0, fmt.Errorf("declaring %s: %d of %d agents installed it within 60s", id, len(installed), *agents)
+	return len(installed)
 }
 
 // waitAll returns how long after t0 every agent is connected, to another
@@ -479,109 +511,6 @@ func connected(sims []*simAgent) int {
 		}
 	}
 	return n
-}
-
-// reader is a reader process: role session reads the tracepoint traced3
-// as a debug session does (through the timeline, filtered), role all reads
-// every hit; both print their message count and CPU time.
-func reader() error {
-	ctx := context.Background()
-	c, err := fleet.Connect(ctx, *url, fleet.ClientOptions{Name: "bench-fleet " + *role})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	opts := fleet.HitOptions{}
-	if *role == "session" {
-		opts.Tracepoints = []string{"traced3"}
-	}
-	r, err := c.Hits(ctx, opts)
-	if err != nil {
-		return err
-	}
-	rctx, cancel := context.WithTimeout(ctx, *window)
-	defer cancel()
-	n, bad := 0, 0
-	var firstErr error
-	for {
-		_, _, err := r.NextMessage(rctx)
-		if err != nil {
-			if rctx.Err() != nil {
-				break
-			}
-			bad++
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
-		n++
-	}
-	fmt.Printf("%d messages, %.2f s CPU", n, selfCPU())
-	if bad > 0 {
-		fmt.Printf(" (%d errors, the first: %v)", bad, firstErr)
-	}
-	fmt.Println()
-	return nil
-}
-
-// countReader is the reader of a sustained run's hits, in a process of
-// its own so that the simulated agents do not starve it: it reads the
-// hits of -tp, says "ready" once it reads from the stream's end, and once
-// told on stdin how many were made, reads until it has them all or 60 s
-// pass, then prints how many it read of each host, as JSON.
-func countReader() error {
-	ctx := context.Background()
-	c, err := fleet.Connect(ctx, *url, fleet.ClientOptions{Name: "bench-fleet count"})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	r, err := c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{*tpFlag}})
-	if err != nil {
-		return err
-	}
-	fmt.Println("ready")
-	var made atomic.Int64
-	made.Store(-1)
-	told := make(chan struct{})
-	go func() {
-		var n int64
-		fmt.Scan(&n)
-		made.Store(n)
-		close(told)
-	}()
-	byHost := map[string]int64{}
-	var total int64
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		<-told
-		time.AfterFunc(60*time.Second, cancel)
-	}()
-	for m := made.Load(); m < 0 || total < m; m = made.Load() {
-		h, err := r.Next(rctx)
-		if err != nil {
-			if rctx.Err() != nil {
-				break
-			}
-			continue
-		}
-		byHost[h.Host]++
-		total++
-	}
-	return json.NewEncoder(os.Stdout).Encode(byHost)
-}
-
-type readerResult struct {
-	msgs int
-	cpu  float64
-}
-
-func parseReader(s string) readerResult {
-	var r readerResult
-	fmt.Sscanf(s, "%d messages, %f s CPU", &r.msgs, &r.cpu)
-	return r
 }
 
 func selfCPU() float64 {
@@ -668,6 +597,14 @@ func startSims(ctx context.Context, url string, dst []*simAgent, first int, log 
 // three agents hits its line.
 const sessionRate = 20
 
+// sessionLine is the line the debug session of three agents traces;
+// loadLine + i is the line of the i-th sustained run's hits, so that the
+// language server, which reads every hit, counts each run's apart.
+const (
+	sessionLine = 88
+	loadLine    = 100
+)
+
 // tracedSession is a debug adapter tracing one line on three simulated
 // agents, which hit it until stop.
 type tracedSession struct {
@@ -679,41 +616,25 @@ type tracedSession struct {
 
 // traceThree starts a debug adapter with a breakpoint on the hosts of
 // three, and has them hit its tracepoint from then on.
-func traceThree(ctx context.Context, c *fleet.Client, url, dir string, three []*simAgent) (*tracedSession, error) {
+func traceThree(ctx context.Context, c *fleet.Client, url string, co checkout, three []*simAgent) (*tracedSession, error) {
 	var hosts []string
 	for _, a := range three {
 		hosts = append(hosts, a.host)
 	}
-	d, err := startDAP(url, dir, hosts)
+	d, err := startDAP(url, co, hosts, 0, sessionLine)
 	if err != nil {
 		return nil, err
 	}
-	// Its tracepoint is the one it declared.
-	var id string
-	for deadline := time.Now().Add(30 * time.Second); id == "" && time.Now().Before(deadline); {
-		specs, err := c.Tracepoints(ctx)
-		if err != nil {
-			d.stop()
-			return nil, err
-		}
-		for _, s := range specs {
-			if strings.HasPrefix(s.Owner, "riptrace dap session") {
-				id = s.ID
-			}
-		}
-		if id == "" {
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	if id == "" {
+	id, err := d.tracepoint(ctx, c)
+	if err != nil {
 		d.stop()
-		return nil, errors.New("the debug session declared no tracepoint within 30s")
+		return nil, err
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	ts := &tracedSession{dapSession: d, cancel: cancel}
 	var cnt counts
 	for _, a := range three {
-		ts.wg.Go(func() { a.publish(pctx, id, sessionRate, time.Second, &cnt) })
+		ts.wg.Go(func() { a.publish(pctx, id, sessionLine, sessionRate, time.Second, &cnt) })
 	}
 	// Its hits reach its console: a count a second after the first few.
 	before := d.outputs.Load()
@@ -783,79 +704,100 @@ type sustained struct {
 	// counted is how many of the lost the agents counted: dropped from a
 	// full buffer, or still kept when they stopped.
 	counted int64
+	// readersOK is whether every reader showed every stored hit, once
+	// (true when the run had no readers); readersSaid says how many each
+	// showed.
+	readersOK   bool
+	readersSaid string
 }
 
-// sustain has every agent make rate hits a second of a tracepoint of
-// their own for -window and send them as the agent does, and reads them
-// in a reader process, filtered; withReaders adds two reader processes
-// (one of the 3 session agents' tracepoint, one of every hit). Every hit
-// made must be stored once, by the stream's count per host: fewer are
-// lost, more are stored twice; and read.
-func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*simAgent, url string, rate int, withReaders bool) (sustained, error) {
-	tp := fmt.Sprintf("load%d", rate)
-	for _, id := range []string{tp, "traced3"} {
-		spec := &fleet.Spec{ID: id, Location: fleet.Location{Path: "internal/orders/handler.go", Line: 88}, Capture: fleet.DefaultCapture}
-		if id == "traced3" {
-			spec.Selector.Hosts = []string{"sim-0000", "sim-0001", "sim-0002"}
+// streamReader is one real reader of a sustained run's hits: what it
+// shows so far, and its process's CPU.
+type streamReader struct {
+	name  string
+	short string                // in the goal's line
+	got   func() (int64, error) // hits it shows
+	cpu   func() float64        // its process's CPU seconds so far
+
+	cpu0, cpuRun float64       // CPU seconds at the run's start and end
+	cpuEnd       float64       // when it showed every stored hit, or gave up
+	n            int64         // hits it showed, last asked
+	err          error         // the last asking failed
+	done         bool          // it showed every stored hit
+	after        time.Duration // when, after the draining ended
+	note         string
+}
+
+// sustain has every agent make rate hits a second for -window and send
+// them as the agent does, and, with -readers, has the hits read by a real
+// debug session, whose breakpoint's tracepoint they are, the language
+// server ls and the timeline. Every hit made must be stored once, by the
+// stream's count per host: fewer are lost, more are stored twice; and
+// each reader must show every stored hit within -reader-wait of the
+// draining. nth numbers the run: its hits are at line loadLine+nth.
+func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*simAgent, url string, co checkout, ls *lspServer, nth, rate int) (sustained, error) {
+	line := loadLine + nth
+	var tp string
+	var rs []*streamReader
+	var d *dapSession
+	var tl *timelineProc
+	if *readers {
+		var err error
+		// The agents' limit, were they real, would let every hit through.
+		if d, err = startDAP(url, co, nil, 2*rate, line); err != nil {
+			return sustained{}, err
 		}
+		defer d.stop()
+		if tp, err = d.tracepoint(ctx, c); err != nil {
+			return sustained{}, err
+		}
+		// As an editor shows it: the breakpoint installed on every agent
+		// before its hits begin.
+		if err := awaitInstalled(ctx, c, tp); err != nil {
+			return sustained{}, err
+		}
+		if tl, err = startTimeline(url, tp); err != nil {
+			return sustained{}, err
+		}
+		defer tl.stop()
+		rs = []*streamReader{
+			// Its console's count lines, once a second: "(N in all)".
+			{name: "the debug session (riptrace dap)", short: "the debug session", got: func() (int64, error) { return d.inAll.Load(), nil }, cpu: d.cpu},
+			// The code lens of the run's line: "● N hits".
+			{name: "the language server (riptrace lsp)", short: "the language server", got: func() (int64, error) { return ls.count(ctx, line) }, cpu: ls.cpu},
+			// One JSON line a hit.
+			{name: "the timeline (riptrace timeline)", short: "the timeline", got: func() (int64, error) { return tl.hits.Load(), nil }, cpu: tl.cpu},
+		}
+	} else {
+		tp = fmt.Sprintf("load%d", rate)
+		spec := &fleet.Spec{ID: tp, Location: fleet.Location{Path: "internal/orders/handler.go", Line: line}, Capture: fleet.DefaultCapture}
 		if err := c.Declare(ctx, spec); err != nil {
 			return sustained{}, err
 		}
-	}
-	self, _ := os.Executable()
-	counter := exec.Command(self, "-role", "count", "-url", url, "-tp", tp)
-	counter.Stderr = os.Stderr
-	tell, err := counter.StdinPipe()
-	if err != nil {
-		return sustained{}, err
-	}
-	heard, err := counter.StdoutPipe()
-	if err != nil {
-		return sustained{}, err
-	}
-	if err := counter.Start(); err != nil {
-		return sustained{}, err
-	}
-	defer counter.Wait()
-	answer := bufio.NewReader(heard)
-	if l, err := answer.ReadString('\n'); err != nil || strings.TrimSpace(l) != "ready" {
-		counter.Process.Kill()
-		return sustained{}, fmt.Errorf("the count reader did not start: %q, %v", l, err)
-	}
-	readers := map[string]*exec.Cmd{}
-	readerOut := map[string]*strings.Builder{}
-	if withReaders {
-		for _, r := range []string{"session", "all"} {
-			cmd := exec.Command(self, "-role", r, "-url", url, "-window", window.String())
-			out := &strings.Builder{}
-			cmd.Stdout, cmd.Stderr = out, os.Stderr
-			if err := cmd.Start(); err != nil {
-				return sustained{}, err
-			}
-			readers[r], readerOut[r] = cmd, out
-		}
+		defer c.Remove(ctx, tp)
 	}
 	lctx, lcancel := context.WithTimeout(ctx, *window)
 	defer lcancel()
 	cpu0 := cpuTimes(servers)
 	self0 := selfCPU()
+	for _, r := range rs {
+		r.cpu0 = r.cpu()
+	}
 	start := time.Now()
-	var load, traced counts
+	var load counts
 	made := make([]int64, len(sims))
 	const drainFor = 30 * time.Second
 	var wg sync.WaitGroup
 	for i, a := range sims {
-		wg.Go(func() { made[i] = a.publish(lctx, tp, rate, drainFor, &load) })
-	}
-	if withReaders {
-		for _, a := range sims[:3] {
-			wg.Go(func() { a.publish(lctx, "traced3", sessionRate, drainFor, &traced) })
-		}
+		wg.Go(func() { made[i] = a.publish(lctx, tp, line, rate, drainFor, &load) })
 	}
 	<-lctx.Done()
 	elapsed := time.Since(start)
 	cpu1 := cpuTimes(servers)
 	self1 := selfCPU()
+	for _, r := range rs {
+		r.cpuRun = r.cpu()
+	}
 	ackedInRun := load.acked.Load()
 	wg.Wait() // the agents send what they kept
 	drain := time.Since(start) - elapsed
@@ -863,34 +805,59 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 	for _, n := range made {
 		total += n
 	}
-	// Everything made is read, unless it was lost.
-	fmt.Fprintln(tell, total)
-	readBy := map[string]int64{}
-	if err := json.NewDecoder(answer).Decode(&readBy); err != nil {
-		return sustained{}, fmt.Errorf("reading the count reader's answer: %w", err)
-	}
 	// The stream's own count says what was stored: a host's hits stored
-	// fewer than made are lost, more are stored twice. What the reader
-	// did not get is the reader's lag, counted apart.
+	// fewer than made are lost, more are stored twice.
 	stored, err := c.StoredHits(ctx, tp)
 	if err != nil {
 		return sustained{}, err
 	}
 	var res sustained
-	var read, unread int64
+	var storedN int64
 	for i, a := range sims {
 		n := int64(stored[a.host])
+		storedN += n
 		res.lost += max(made[i]-n, 0)
 		res.dup += max(n-made[i], 0)
-		read += readBy[a.host]
-		unread += max(n-readBy[a.host], 0)
 	}
 	res.offered = int64(len(sims)) * int64(rate)
 	res.stored = float64(ackedInRun) / elapsed.Seconds()
 	res.counted = load.dropped.Load() + load.left.Load()
-	fmt.Printf("sustained: offered %d hits/s of %d B from %d agents for %s; stored %.0f hits/s during it; %d made, %d acknowledged (the last %s after the run); the stream has %d lost (%d dropped from full buffers and %d still kept after %s of draining, counted by the agents), %d stored twice; a reader process read %d, %d stored hits not within 60 s; load average %s\n",
+	awaitReaders(rs, storedN)
+	// Until here, the servers stored and delivered this run's hits, and
+	// the agents sent them.
+	cpuEnd, selfEnd, upTo := cpuTimes(servers), selfCPU(), time.Since(start)
+	res.readersOK = true
+	var said []string
+	for _, r := range rs {
+		res.readersOK = res.readersOK && r.n == storedN
+		said = append(said, fmt.Sprintf("%s %d", r.short, r.n))
+	}
+	res.readersSaid = fmt.Sprintf("%s of %d stored", strings.Join(said, ", "), storedN)
+	if d != nil {
+		// The hits view (riptrace/hits) counts every hit of the
+		// breakpoint; the console said so once a second.
+		if n, err := d.hitsViewCount(); err != nil {
+			rs[0].note = fmt.Sprintf("; its hits view did not answer: %v", err)
+		} else {
+			rs[0].note = fmt.Sprintf("; its hits view counts %d, its console said %d in all in %d output events", n, d.inAll.Load(), d.outputs.Load())
+			res.readersOK = res.readersOK && n == storedN
+		}
+		if v, err := ls.values(ctx, line); err != nil {
+			rs[1].note = fmt.Sprintf("; its inlay hints did not answer: %v", err)
+		} else {
+			rs[1].note = fmt.Sprintf("; its inlay hints show the last values %q", truncate(v, 60))
+		}
+		if said := ls.client.said(); said != "" {
+			rs[1].note += "; it told the user: " + said
+		}
+		if n, first := tl.said(); n > 0 {
+			rs[2].note = fmt.Sprintf("; %d lines on stderr, the first: %s", n, truncate(first, 100))
+		}
+	}
+
+	fmt.Printf("sustained: offered %d hits/s of %d B from %d agents for %s; stored %.0f hits/s during it; %d made, %d acknowledged (the last %s after the run); the stream has %d lost (%d dropped from full buffers and %d still kept after %s of draining, counted by the agents), %d stored twice; load average %s\n",
 		res.offered, len(sims[0].hit), len(sims), elapsed.Round(time.Millisecond), res.stored,
-		total, load.acked.Load(), drain.Round(time.Millisecond), res.lost, load.dropped.Load(), load.left.Load(), drainFor, res.dup, read, unread, loadavg())
+		total, load.acked.Load(), drain.Round(time.Millisecond), res.lost, load.dropped.Load(), load.left.Load(), drainFor, res.dup, loadavg())
 	fmt.Printf("  publishes of hits and watermarks %d, %d of them sent again (%d acks timed out, %d found in process, %d refused as too many; %d acks said stored already); %d batches carried %d hits (%.1f each)\n",
 		load.sent.Load(), load.resent.Load(), load.timedOut.Load(), load.inProcess.Load(), load.tooMany.Load(), load.repeated.Load(),
 		load.batches.Load(), load.batched.Load(), float64(load.batched.Load())/float64(max(load.batches.Load(), 1)))
@@ -899,33 +866,133 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 	if r := load.reasons(); r != "" {
 		fmt.Printf("  failed sends and acks (each hit sent again): %s\n", r)
 	}
-	var srv float64
-	fmt.Printf("  CPU over the run (%% of one CPU): ")
-	for i := range servers {
-		srv += cpu1[i] - cpu0[i]
-		fmt.Printf("server n%d %.0f%%, ", i+1, 100*(cpu1[i]-cpu0[i])/elapsed.Seconds())
-	}
-	fmt.Printf("this process (the agents) %.0f%%\n", 100*(self1-self0)/elapsed.Seconds())
-	// What one stored hit cost each process, in CPU: on this machine's
-	// CPUs with nothing else running, the ceiling is where they add up
-	// to all of them.
-	if ackedInRun > 0 {
-		perHit := func(cpu float64) float64 { return 1e6 * cpu / float64(ackedInRun) }
-		fmt.Printf("  CPU per stored hit: servers %.0f µs (together), the agents %.0f µs: on %d CPUs with nothing else running, %.0f hits/s\n",
-			perHit(srv), perHit(self1-self0), cpus(), float64(cpus())*float64(ackedInRun)/(srv+self1-self0))
-	}
-	for r, cmd := range readers {
-		cmd.Wait()
-		fmt.Printf("  reader %s: %s", r, readerOut[r].String())
-	}
-	if withReaders {
-		sess, allr := parseReader(readerOut["session"].String()), parseReader(readerOut["all"].String())
-		fmt.Printf("  under that load, a reader of the 3 agents' tracepoint read %d messages with %.2f s CPU, a reader of every hit %d with %.2f s\n", sess.msgs, sess.cpu, allr.msgs, allr.cpu)
-	}
-	for _, id := range []string{tp, "traced3"} {
-		if err := c.Remove(ctx, id); err != nil {
-			return res, err
+	for _, r := range rs {
+		cpuPer := 1e6 * (r.cpuEnd - r.cpu0) / float64(max(r.n, 1))
+		switch {
+		case r.done:
+			fmt.Printf("  %s showed %d of the %d stored hits, all %s after the draining; %.0f%% of a CPU during the run, %.1f µs of CPU per hit shown%s\n",
+				r.name, r.n, storedN, ms(r.after), 100*(r.cpuRun-r.cpu0)/elapsed.Seconds(), cpuPer, r.note)
+		default:
+			why := ""
+			if r.err != nil {
+				why = fmt.Sprintf(" (asking it: %v)", r.err)
+			}
+			fmt.Printf("  %s did not keep up: it showed %d of the %d stored hits %s after the draining%s; %.0f%% of a CPU during the run, %.1f µs of CPU per hit shown: about %.0f hits/s on one CPU%s\n",
+				r.name, r.n, storedN, *readerWait, why, 100*(r.cpuRun-r.cpu0)/elapsed.Seconds(), cpuPer, 1e6/max(cpuPer, 0.001), r.note)
 		}
 	}
+
+	fmt.Printf("  CPU over the run (%% of one CPU): ")
+	for i := range servers {
+		fmt.Printf("server n%d %.0f%%, ", i+1, 100*(cpu1[i]-cpu0[i])/elapsed.Seconds())
+	}
+	fmt.Printf("this process (the agents) %.0f%%", 100*(self1-self0)/elapsed.Seconds())
+	for _, r := range rs {
+		fmt.Printf(", %s %.0f%%", r.name, 100*(r.cpuRun-r.cpu0)/elapsed.Seconds())
+	}
+	fmt.Println()
+	if storedN == 0 {
+		return res, nil
+	}
+	// What a hit cost each process in CPU, from the run's start until
+	// the readers were done or gave up: a stored hit the servers and the
+	// agents, a hit shown each reader (which may still work on the hits
+	// after the run). On this machine's CPUs with nothing else running,
+	// the ceiling is where they add up to all of them.
+	type cost struct {
+		name   string
+		perHit float64 // µs of CPU
+	}
+	var srv float64
+	busiest, most := 0, 0.0
+	for i := range servers {
+		srv += cpuEnd[i] - cpu0[i]
+		if cpuEnd[i]-cpu0[i] > most {
+			busiest, most = i, cpuEnd[i]-cpu0[i]
+		}
+	}
+	costs := []cost{
+		{fmt.Sprintf("the 3 servers (together; n%d the busiest)", busiest+1), 1e6 * srv / float64(storedN)},
+		{"the simulated agents (this process)", 1e6 * (selfEnd - self0) / float64(storedN)},
+	}
+	for _, r := range rs {
+		costs = append(costs, cost{r.name, 1e6 * (r.cpuEnd - r.cpu0) / float64(max(r.n, 1))})
+	}
+	var sum float64
+	var parts []string
+	for _, k := range costs {
+		sum += k.perHit
+		parts = append(parts, fmt.Sprintf("%s %.1f µs", k.name, k.perHit))
+	}
+	fmt.Printf("  CPU per hit over the %s from the run's start until the readers were done: %s; on %d CPUs with nothing else running, %.0f hits/s\n",
+		ms(upTo), strings.Join(parts, ", "), cpus(), 1e6*float64(cpus())/sum)
+	// The bottleneck: a reader that could not show every hit, the
+	// furthest behind; else the process that spent the most CPU per hit.
+	// Readers stopped at the same hit point at what they share, the
+	// servers' delivery, rather than at either process.
+	var behind []*streamReader
+	for _, r := range rs {
+		switch {
+		case r.done:
+		case len(behind) == 0 || r.n < behind[0].n:
+			behind = []*streamReader{r}
+		case r.n == behind[0].n:
+			behind = append(behind, r)
+		}
+	}
+	switch len(behind) {
+	case 0:
+	case 1:
+		fmt.Printf("  bottleneck: %s, which showed %d of %d stored hits %s after the draining\n", behind[0].name, behind[0].n, storedN, *readerWait)
+	default:
+		var names []string
+		for _, r := range behind {
+			names = append(names, r.name)
+		}
+		fmt.Printf("  bottleneck: %s all showed %d of %d stored hits %s after the draining: stopped at the same count, they are likely held by what they share, the servers' delivery of the stream, rather than by either process\n",
+			strings.Join(names, " and "), behind[0].n, storedN, *readerWait)
+	}
+	if len(behind) == 0 {
+		top := slices.MaxFunc(costs, func(a, b cost) int { return cmp.Compare(a.perHit, b.perHit) })
+		fmt.Printf("  bottleneck: %s, %.1f µs of CPU per hit, %.0f%% of the CPU a hit cost\n", top.name, top.perHit, 100*top.perHit/sum)
+	}
 	return res, nil
+}
+
+// awaitReaders asks each reader how many hits it shows until each shows
+// stored or -reader-wait passes, and notes when and at what CPU.
+func awaitReaders(rs []*streamReader, stored int64) {
+	drained := time.Now()
+	for {
+		pending := 0
+		for _, r := range rs {
+			if r.done {
+				continue
+			}
+			r.n, r.err = r.got()
+			if r.err == nil && r.n >= stored {
+				r.done, r.after, r.cpuEnd = true, time.Since(drained), r.cpu()
+				continue
+			}
+			pending++
+		}
+		if pending == 0 || time.Since(drained) > *readerWait {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	for _, r := range rs {
+		if !r.done {
+			r.cpuEnd = r.cpu()
+		}
+	}
+}
+
+// truncate cuts s to n runes, marking the cut.
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }

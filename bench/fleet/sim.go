@@ -203,8 +203,8 @@ func (p *declPhases) of(id string) (delivered, stored time.Time) {
 	return p.delivered[id], p.stored[id]
 }
 
-// publish makes rate hits a second of tracepoint tp until ctx ends, and
-// sends them as the agent does, through a fleet.Outbox of its own: each
+// publish makes rate hits a second of tracepoint tp at line of the
+// agent's file until ctx ends, and sends them as the agent does, through a fleet.Outbox of its own: each
 // with its message id, kept until acknowledged up to the agent's default
 // bounds (a hit made while the buffer is full is dropped, and counted
 // so), fewer in flight while the stream is congested, only the hits whose
@@ -212,17 +212,14 @@ func (p *declPhases) of(id string) (delivered, stored time.Time) {
 // ends it sends what it kept, for up to drainFor, and counts what is left
 // then as the agent does when it stops. It returns how many hits it made:
 // at rate until ctx's deadline, if it has one.
-func (a *simAgent) publish(ctx context.Context, tp string, rate int, drainFor time.Duration, cnt *counts) (made int64) {
+func (a *simAgent) publish(ctx context.Context, tp string, line, rate int, drainFor time.Duration, cnt *counts) (made int64) {
 	if rate <= 0 {
 		return 0
 	}
-	body := a.hit
-	if tp != "load" {
-		var h fleet.Hit
-		fleet.Decode(a.hit, "hit", &h)
-		h.Tracepoint = tp
-		body = fleet.Encode(&h)
-	}
+	var h fleet.Hit
+	fleet.Decode(a.hit, "hit", &h)
+	h.Tracepoint, h.Line = tp, line
+	body := fleet.Encode(&h)
 	out, err := fleet.NewOutbox(a.c, fleet.OutboxConfig[struct{}]{
 		Host: a.host, IDBase: fmt.Sprintf("%s-%s-%d-", a.host, tp, time.Now().UnixNano()),
 		Stored: func(struct{}) { cnt.acked.Add(1) },
