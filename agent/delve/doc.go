@@ -91,4 +91,12 @@
 // tracepoint's breakpoint out until the next (agent.Disarm): a refused hit
 // would stop the whole process for nothing. Putting it back costs one
 // manual stop a window.
+//
+// Delve evaluates a breakpoint's condition in its own stop, and resumes
+// the process without a word when it does not hold. At an inlined call's
+// PC, whether the condition reads a part of a value the compiler left out
+// is told only at a hit (see dlvvalue.DroppedInCondition): until each
+// such PC has stopped once, Delve stops at every hit and the loop
+// evaluates the condition itself, so that none is decided on the zero
+// Delve reads for a part left out.
 package delve

@@ -59,3 +59,69 @@ func TestDroppedConditionInt3(t *testing.T) {
 		}
 	}
 }
+
+// TestDroppedConditionInlined: at the line of an inlined call, Set cannot
+// tell from DWARF alone whether a condition reads a part the compiler left
+// out there (p.b at inlined's); the first stop there does. In int3 mode
+// Delve evaluates a condition in its own stop, on the zero it reads for
+// p.b: p.b > 6, true at every call, would hide every hit, and none would
+// come back to be checked. The condition is refused at that first stop
+// instead, with the part named. One on the part kept (p.a) filters hits,
+// its hit condition counted as Delve counts it: every other odd k. In
+// both modes.
+func TestDroppedConditionInlined(t *testing.T) {
+	for _, mode := range []string{"int3", "uprobe"} {
+		t.Run(mode, func(t *testing.T) {
+			b := delve.New(io.Discard)
+			if mode == "int3" {
+				b = delve.NewInt3(io.Discard)
+			}
+			ctx, _, tg := attachTo(t, b, droppedDir, false)
+			loc := fleet.Location{Path: "dropped/main.go", Line: agenttest.MarkerLine(t, droppedDir+"/main.go", "inlined")}
+			limits := fleet.Limits{MaxHitsPerSecond: 1000}
+			if _, err := tg.Set(ctx, agent.Tracepoint{ID: "bad", Location: loc, Condition: "p.b > 6", Capture: fleet.Capture{Args: true}, Limits: limits}); err != nil {
+				t.Fatalf("setting p.b > 6 at an inlined call: %v, want it left to the first stop", err)
+			}
+			select {
+			case h := <-tg.Hits():
+				if h.Fault == nil {
+					t.Fatalf("a hit shown: %+v", h.Hit)
+				}
+				fe := fleet.AsError(h.Fault)
+				if fe.Code != fleet.CodeBadCondition || !strings.Contains(fe.Message, "reads p.b,") || !strings.Contains(fe.Message, "optimized away") || !strings.Contains(fe.Message, "-gcflags=all=-N -l") {
+					t.Fatalf("fault %v, want the condition refused as reading p.b", h.Fault)
+				}
+			case <-time.After(90 * time.Second):
+				t.Fatal("neither a hit nor a fault in 90s: the condition was decided on the zero read for p.b")
+			}
+
+			if _, err := tg.Set(ctx, agent.Tracepoint{ID: "good", Location: loc, Condition: "p.a % 2 == 1", HitCondition: "% 2", Capture: fleet.Capture{Args: true}, Limits: limits}); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.After(90 * time.Second)
+			var first uint64
+			for i := 0; i < 6; i++ {
+				var h agent.Hit
+				select {
+				case h = <-tg.Hits():
+				case <-deadline:
+					t.Fatalf("%d hits of p.a %% 2 == 1 in 90s, want 6", i)
+				}
+				if h.Fault != nil {
+					t.Fatalf("tracepoint fault: %v", h.Fault)
+				}
+				if h.DropsOnly {
+					continue
+				}
+				k := agenttest.ArgUint(t, h.Hit, "k")
+				if i == 0 {
+					first = k
+				}
+				// Dropped hits leave gaps of a multiple of 4.
+				if k%2 != 1 || (k-first)%4 != 0 {
+					t.Fatalf("hit %d has k = %d after a first of %d, want every other odd k", i+1, k, first)
+				}
+			}
+		})
+	}
+}

@@ -766,48 +766,12 @@ func (t *holdTarget) capture(tid int, rec *hitRecord, p *holdProbe) (h fleet.Hit
 	return h, true, nil
 }
 
-// evalBreakpointCondition is Delve's own evaluation of a breakpoint's
-// condition, so that conditions mean what they mean with Delve.
-//
-//go:linkname evalBreakpointCondition github.com/go-delve/delve/pkg/proc.evalBreakpointCondition
-func evalBreakpointCondition(tgt *proc.Target, thread proc.Thread, cond ast.Expr) (bool, error)
-
 // hitHolds reports whether the hit condition holds for the hit just
-// counted, as Delve's checkHitCond does.
-func (tp *holdTracepoint) hitHolds() bool {
-	n, v := int(tp.hitCount), tp.hitVal
-	switch tp.hitOp {
-	case 0:
-		return true
-	case token.EQL:
-		return n == v
-	case token.NEQ:
-		return n != v
-	case token.GTR:
-		return n > v
-	case token.LSS:
-		return n < v
-	case token.GEQ:
-		return n >= v
-	case token.LEQ:
-		return n <= v
-	case token.REM:
-		return v != 0 && n%v == 0
-	}
-	return false
-}
+// counted.
+func (tp *holdTracepoint) hitHolds() bool { return hitHolds(tp.hitOp, int(tp.hitCount), tp.hitVal) }
 
 // hitDone reports whether the hit condition can hold no more.
-func (tp *holdTracepoint) hitDone() bool {
-	n, v := int(tp.hitCount), tp.hitVal
-	switch tp.hitOp {
-	case token.EQL, token.LEQ:
-		return n >= v
-	case token.LSS:
-		return n >= v-1
-	}
-	return false
-}
+func (tp *holdTracepoint) hitDone() bool { return hitDone(tp.hitOp, int(tp.hitCount), tp.hitVal) }
 
 // floats returns the loader of the hit thread's floating-point registers,
 // or nil when they are not the probe's: the probed instruction may have

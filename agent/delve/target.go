@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
 	"go/token"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -203,6 +206,9 @@ type tracepoint struct {
 	// condUndecided are the PCs where place could not tell whether the
 	// condition reads a part of a value left out: their first stop does.
 	condUndecided map[uint64]bool
+	// cond is the condition while collect evaluates it, with the hit
+	// condition, rather than Delve (see condHolds); nil once Delve does.
+	cond ast.Expr
 }
 
 func (t *target) Hits() <-chan agent.Hit { return t.hits }
@@ -614,13 +620,19 @@ func (t *target) place(spec agent.Tracepoint) (agent.Placement, error) {
 	}
 	// Delve would decide a condition that reads a part of a value left
 	// out at a PC on the zero it reads there: refused now, or where DWARF
-	// alone cannot tell, checked at the hits Delve stops at (those it
-	// hides on the zero cannot be told here).
+	// alone cannot tell, at the first stop there (see condHolds).
 	var undecided map[uint64]bool
 	if pcs, err := proc.FindFileLocation(tgt, file, spec.Location.Line); err == nil {
 		undecided, err = dlvvalue.DroppedInCondition(tgt.BinInfo(), pcs, spec.Condition)
 		if err != nil {
 			return agent.Placement{}, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s: %v", spec.ID, err)
+		}
+	}
+	var cond ast.Expr
+	if len(undecided) > 0 {
+		cond, _ = parser.ParseExpr(spec.Condition) // Delve parsed it above
+		if err := t.grp.ChangeBreakpointCondition(lbp, "", "", false); err != nil {
+			return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "tracepoint %s: %v", spec.ID, err)
 		}
 	}
 	if err := t.journalLine(file, spec.Location.Line); err != nil {
@@ -636,7 +648,7 @@ func (t *target) place(spec agent.Tracepoint) (agent.Placement, error) {
 		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "setting a breakpoint at %s:%d: %v", file, spec.Location.Line, err)
 	}
 	tp := &tracepoint{spec: spec, lbp: lbp, load: dlvvalue.LoadConfig(spec.Capture), log: logSegs}
-	tp.condUndecided = undecided
+	tp.condUndecided, tp.cond = undecided, cond
 	tp.limit.Init(spec.Limits.MaxHitsPerSecond)
 	// Delve accepted it above.
 	tp.hitOp, tp.hitVal, _ = parseHitCondition(spec.HitCondition)
@@ -708,6 +720,16 @@ func (t *target) clear(id string) error {
 // returns how many threads it looked at and how many hits it captured.
 func (t *target) collect() (n, captured int) {
 	now := time.Now()
+	// The tracepoints whose condition Delve evaluates from the next stop
+	// on: not in this one, where it met the other threads without it.
+	var handOver []*tracepoint
+	defer func() {
+		for _, tp := range handOver {
+			if t.byID[tp.spec.ID] == tp {
+				t.handOver(tp)
+			}
+		}
+	}()
 	for _, th := range t.grp.Selected.ThreadList() {
 		st := th.Breakpoint()
 		if st.Breakpoint == nil || st.Breakpoint.Logical == nil {
@@ -719,22 +741,26 @@ func (t *target) collect() (n, captured int) {
 		}
 		n++
 		if st.CondError != nil {
-			t.fault(tp, fleet.Errorf(fleet.CodeBadCondition, "condition %q of tracepoint %s failed at %s:%d: %v; the tracepoint was removed: fix the condition and set it again", tp.spec.Condition, tp.spec.ID, tp.lbp.File, tp.lbp.Line, st.CondError))
+			t.fault(tp, condFailed(tp, st.CondError))
 			continue
 		}
 		if !st.Active {
 			continue
 		}
-		if pc := st.Breakpoint.Addr; tp.condUndecided[pc] {
-			delete(tp.condUndecided, pc)
-			if scope, err := proc.GoroutineScope(t.grp.Selected, th); err == nil {
-				if err := dlvvalue.CondDroppedInScope(scope, tp.spec.Condition); err != nil {
-					t.fault(tp, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s was removed: %v", tp.spec.ID, err))
-					continue
-				}
+		tp.recent++
+		if tp.cond != nil {
+			holds, err := t.condHolds(th, tp, st.Breakpoint.Addr)
+			if err != nil {
+				t.fault(tp, err)
+				continue
+			}
+			if tp.decided() && !slices.Contains(handOver, tp) {
+				handOver = append(handOver, tp)
+			}
+			if !holds {
+				continue
 			}
 		}
-		tp.recent++
 		tp.seen++
 		if !tp.limit.Take(now) {
 			t.refused(tp, now)
@@ -774,6 +800,72 @@ func (t *target) collect() (n, captured int) {
 		}
 	}
 	return n, captured
+}
+
+// While a PC of a tracepoint is left to its first stop to tell whether the
+// condition reads a part left out there (an inlined call's, see
+// dlvvalue.DroppedInCondition), Delve must not evaluate the condition: it
+// would decide it on the zero it reads for that part, and a hit it rejects
+// so never comes back from Continue to be checked. Delve then stops at
+// every hit, with neither condition nor hit condition, and collect decides
+// them as Delve does in its stop (condHolds), counting the hits that met
+// the condition in the logical breakpoint as Delve counts them. Once every
+// such PC has stopped once, or the hit condition can hold no more, Delve
+// takes both back (handOver), its counts where collect left them.
+
+// condHolds decides the condition and hit condition of tp for the stop of
+// th at pc, as Delve's checkCond does; at a PC left undecided, it first
+// refuses a condition that reads a part left out there. Loop only.
+func (t *target) condHolds(th proc.Thread, tp *tracepoint, pc uint64) (holds bool, ferr *fleet.Error) {
+	defer func() {
+		if r := recover(); r != nil {
+			holds, ferr = false, fleet.Errorf(fleet.CodeInternal, "internal error evaluating the condition of tracepoint %s on pid %d: %v; the tracepoint was removed (please report it)", tp.spec.ID, t.pid, r)
+		}
+	}()
+	if tp.condUndecided[pc] {
+		delete(tp.condUndecided, pc)
+		if scope, err := proc.GoroutineScope(t.grp.Selected, th); err == nil {
+			if err := dlvvalue.CondDroppedInScope(scope, tp.spec.Condition); err != nil {
+				return false, fleet.Errorf(fleet.CodeBadCondition, "tracepoint %s was removed: %v", tp.spec.ID, err)
+			}
+		}
+	}
+	holds, err := evalBreakpointCondition(t.grp.Selected, th, tp.cond)
+	if err != nil {
+		return false, condFailed(tp, err)
+	}
+	if !holds {
+		return false, nil
+	}
+	if g, err := proc.GetG(th); err == nil && g != nil {
+		tp.lbp.HitCount[g.ID]++
+	}
+	tp.lbp.TotalHitCount++
+	return hitHolds(tp.hitOp, int(tp.lbp.TotalHitCount), tp.hitVal), nil
+}
+
+// decided reports whether Delve may take tp's condition back: no PC is
+// left whose first stop must tell whether it reads a part left out, or the
+// hit condition can hold no more.
+func (tp *tracepoint) decided() bool {
+	return len(tp.condUndecided) == 0 || hitDone(tp.hitOp, int(tp.lbp.TotalHitCount), tp.hitVal)
+}
+
+// handOver gives tp's condition and hit condition to Delve, which
+// evaluates them in its stops from now on (and takes the breakpoint out
+// if the hit condition can hold no more). Loop only.
+func (t *target) handOver(tp *tracepoint) {
+	if err := t.grp.ChangeBreakpointCondition(tp.lbp, tp.spec.Condition, tp.spec.HitCondition, false); err != nil {
+		t.fault(tp, fleet.Errorf(fleet.CodeInternal, "handing the condition of tracepoint %s at %s:%d to Delve: %v; the tracepoint was removed: set it again", tp.spec.ID, tp.lbp.File, tp.lbp.Line, err))
+		return
+	}
+	tp.cond = nil
+}
+
+// condFailed is the error of a condition of tp that could not be
+// evaluated.
+func condFailed(tp *tracepoint, err error) *fleet.Error {
+	return fleet.Errorf(fleet.CodeBadCondition, "condition %q of tracepoint %s failed at %s:%d: %v; the tracepoint was removed: fix the condition and set it again", tp.spec.Condition, tp.spec.ID, tp.lbp.File, tp.lbp.Line, err)
 }
 
 // refused counts a hit the rate limit refused at now and, when it is the

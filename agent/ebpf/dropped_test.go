@@ -318,3 +318,33 @@ func TestDroppedConditionAtHit(t *testing.T) {
 		t.Fatal("no hit in 90s")
 	}
 }
+
+// TestDroppedConditionInlined: at the line of an inlined call, where Set
+// cannot tell from DWARF alone, the first hit refuses a condition that
+// reads a part left out there (p.b at inlined's) before it decides any
+// hit on the zero read for it: p.b > 6 holds at every call, and on the
+// zero at none. The Delve backend's TestDroppedConditionInlined holds
+// its two modes to the same.
+func TestDroppedConditionInlined(t *testing.T) {
+	needEBPF(t)
+	p := agenttest.Start(t, agenttest.BuildTarget(t, droppedDir))
+	tgt := attach(t, ebpf.New(), p.Pid)
+	set(t, tgt, agent.Tracepoint{
+		ID:        "inlined",
+		Location:  fleet.Location{Path: "dropped/main.go", Line: agenttest.MarkerLine(t, droppedDir+"/main.go", "inlined")},
+		Condition: "p.b > 6",
+		Capture:   fleet.Capture{Args: true},
+		Limits:    fleet.Limits{MaxHitsPerSecond: 1000},
+	})
+	select {
+	case h := <-tgt.Hits():
+		if h.Fault == nil {
+			t.Fatalf("a hit shown: %+v", h.Hit)
+		}
+		if fe := fleet.AsError(h.Fault); fe.Code != fleet.CodeBadCondition || !strings.Contains(fe.Message, "reads p.b,") || !strings.Contains(fe.Message, "optimized away") {
+			t.Fatalf("fault %v, want the condition refused as reading p.b", h.Fault)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("neither a hit nor a fault in 90s: the condition was decided on the zero read for p.b")
+	}
+}

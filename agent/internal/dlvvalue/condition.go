@@ -128,10 +128,10 @@ func CondDroppedAt(bi *proc.BinaryInfo, pc uint64, cond string) (operand string,
 
 // fakeScope is a scope at pc of bi with made-up registers and zero memory,
 // where Delve's evaluator reads where each variable is and nothing else;
-// nil at an inlined call's PC.
+// nil at an inlined call's PC (see inlinedAt).
 func fakeScope(bi *proc.BinaryInfo, pc uint64) *proc.EvalScope {
 	file, line, fn := bi.PCToLine(pc)
-	if fn == nil || fn != bi.PCToFunc(pc) {
+	if fn == nil || inlinedAt(bi, fn, pc) {
 		return nil
 	}
 	regs := op.NewDwarfRegisters(bi.Images[0].StaticBase, nil, binary.LittleEndian, 16, 7, 6, 0)

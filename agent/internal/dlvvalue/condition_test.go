@@ -55,6 +55,31 @@ func TestCondDroppedAt(t *testing.T) {
 	}
 }
 
+// TestCondDroppedAtInlined: at the line of an inlined call, where Delve
+// reads the variables from the inlined function's own frame, DWARF alone
+// does not decide a condition: DroppedInCondition leaves each such PC to
+// its first hit, which the backends then must see.
+func TestCondDroppedAtInlined(t *testing.T) {
+	bi := loadDropped(t)
+	line := agenttest.MarkerLine(t, droppedDir+"/main.go", "inlined")
+	at := bi.AllPCsForFileLines(droppedFile(bi), []int{line})[line]
+	if len(at) == 0 {
+		t.Fatalf("no PC at inlined's line %d", line)
+	}
+	for _, pc := range at {
+		if fn := bi.PCToFunc(pc); fn == nil || fn.Name != "main.callsInlined" {
+			t.Fatalf("inlined's line at %#x is in %v, want inlined into main.callsInlined", pc, fn)
+		}
+		if _, ok := dlvvalue.CondDroppedAt(bi, pc, "p.b > 6"); ok {
+			t.Errorf("p.b > 6 at %#x decided from DWARF, want it left to the first hit", pc)
+		}
+	}
+	undecided, err := dlvvalue.DroppedInCondition(bi, at, "p.b > 6")
+	if err != nil || len(undecided) != len(at) {
+		t.Fatalf("DroppedInCondition at inlined's PCs: %v undecided, %v; want all %d undecided", undecided, err, len(at))
+	}
+}
+
 // TestPieceCacheByPC: a PieceCache keeps what is left out of a variable
 // by PC: p of the dropped target is whole on the line before pair's, where
 // p.b is still used, and without p.b at pair's, whichever is read first.

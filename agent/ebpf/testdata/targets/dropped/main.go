@@ -5,7 +5,7 @@
 // each function every few milliseconds with values that depend on a
 // counter k (from 1): pair.a is k and pair.b is k+6; xs is k, k+1, k+2
 // with cap 3; s is "hello"; x holds k+40 as an int. It also calls kinds
-// with k and "k<k>" in turn.
+// with k and "k<k>" in turn, and inlinedPairs, inlined, with k.
 package main
 
 import (
@@ -41,6 +41,24 @@ func pairs(k int) int {
 	use(p.a)
 	return p.a
 }
+
+// kept is what inlinedPairs keeps of p.
+var kept int
+
+// inlinedPairs is pairs as the compiler inlines it into its caller (its
+// one call leaves it within the inliner's budget): it uses p.b before the
+// marked line and only p.a after it. Delve reads p there from the
+// inlined call's own DWARF entry, so whether a condition reads a part left
+// out is told at the first hit, not from DWARF alone.
+func inlinedPairs(k int) int {
+	p := pair{a: k, b: k + 6}
+	use(p.b)
+	kept = p.a //@trace(inlined)
+	return p.a
+}
+
+//go:noinline
+func callsInlined(k int) int { return inlinedPairs(k) + 1 }
 
 // slices uses the cap of xs nowhere.
 //
@@ -93,6 +111,7 @@ func main() {
 	fmt.Printf("READY pid=%d\n", os.Getpid())
 	for k := 1; ; k++ {
 		pairs(k)
+		callsInlined(k)
 		xs := make([]int, 3)
 		xs[0], xs[1], xs[2] = k, k+1, k+2
 		slices(xs)
