@@ -582,7 +582,15 @@ func TestNeovimHitsView(t *testing.T) {
 		t.Errorf("timeline %q, want a line naming the first hit's request", r.Timeline)
 	}
 	group := ""
+	number := regexp.MustCompile(`  #([\d.]+) `)
+	shown := map[string]bool{} // a hit's number: refreshes that overlap must not add a hit twice
 	for _, l := range r.Timeline {
+		if m := number.FindStringSubmatch(l); m != nil {
+			if shown[m[1]] {
+				t.Errorf("timeline shows hit #%s twice", m[1])
+			}
+			shown[m[1]] = true
+		}
 		if m := request.FindStringSubmatch(l); m != nil {
 			group = m[1]
 		} else if !strings.HasPrefix(l, fmt.Sprintf("main.go:%d  #", line)) || !strings.Contains(l, "[request "+group+"]") || !strings.Contains(l, fmt.Sprintf("it.ID=%q", group)) {

@@ -432,6 +432,10 @@ try {
   });
   await editor.locator('.view-line', { hasText: '//@trace(charge)' }).first().waitFor();
   step(`timeline click: snapshot of hit #${pickSeq}, payments/main.go shown`);
+  // Each hit is one row: refreshes that overlap must not add a hit twice.
+  const names = await rows.evaluateAll((trs) => trs.map((tr) => tr.cells[0].textContent));
+  const twice = names.filter((n, i) => names.indexOf(n) !== i);
+  if (twice.length > 0) throw new Error(`the timeline shows hits twice: ${twice.slice(0, 10).join(' ')} (of ${names.length} rows)`);
   await page.screenshot({ path: path.join(outDir, 'timeline-click.png') });
 
   // The hits view's latency, as the extension measured it and wrote it to

@@ -295,6 +295,10 @@ export class TimelinePanel implements vscode.Disposable {
   private panel: vscode.WebviewPanel | undefined;
   private last = 0; // the order of the last row sent
   private timer: NodeJS.Timeout | undefined;
+  // One fetch at a time: two asking from the same order would both send
+  // their rows, and the panel would show those hits twice.
+  private fetching = false;
+  private again = false;
   private subs: vscode.Disposable[] = [];
 
   constructor() {
@@ -341,11 +345,28 @@ export class TimelinePanel implements vscode.Disposable {
   }
 
   private async fetch(): Promise<void> {
+    if (this.fetching) {
+      this.again = true;
+      return;
+    }
+    this.fetching = true;
+    try {
+      await this.fetchOnce();
+    } finally {
+      this.fetching = false;
+      if (this.again) {
+        this.again = false;
+        this.schedule();
+      }
+    }
+  }
+
+  private async fetchOnce(): Promise<void> {
     const s = tracingSession();
     if (!this.panel || !s) return;
     try {
       const res = await s.customRequest('riptrace/timeline', { since: this.last, limit: timelineRows });
-      const rows: HitRow[] = res?.hits ?? [];
+      const rows: HitRow[] = (res?.hits ?? []).filter((r: HitRow) => r.order > this.last);
       if (rows.length === 0) return;
       // Orders are consecutive: a gap is hits the panel did not take.
       const skipped = this.last > 0 ? rows[0].order - this.last - 1 : 0;

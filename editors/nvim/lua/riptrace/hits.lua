@@ -214,9 +214,16 @@ end
 
 -- render_timeline appends rows in execution order; once hits name
 -- requests, a line marks where the request changes, as `riptrace timeline
--- --group` heads its blocks.
+-- --group` heads its blocks. Two refreshes can be in flight at once, both
+-- asked from the same order: rows at or before the last shown are left out,
+-- so that no hit shows twice.
 local function render_timeline(view, body)
-  local rows = body.hits or {}
+  local rows = {}
+  for _, h in ipairs(body.hits or {}) do
+    if h.order > view.since then
+      table.insert(rows, h)
+    end
+  end
   if #rows == 0 then
     return
   end
