@@ -57,7 +57,11 @@ func Connect(ctx context.Context, url string, opts ClientOptions) (*Client, erro
 	if err != nil {
 		return nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
 	}
-	nopts := append([]nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1)}, login...)
+	// A dial of 10 s, not nats.go's 2: on a loaded host (a stressed CI
+	// run at load 60 saw it) the server's accept can take longer than 2 s
+	// even over loopback, and a refused or unknown server fails at once
+	// either way.
+	nopts := append([]nats.Option{nats.Name(opts.Name), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1), nats.Timeout(10 * time.Second)}, login...)
 	nopts = append(nopts, opts.NATS...)
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {

@@ -310,12 +310,14 @@ try {
   step(`picked ${host} and its processes`);
 
   // 7. A hit in the debug console, a lens and an inlay hint in the editor.
+  // The greeting first: the console draws only the lines in view, and on a
+  // loaded machine the hits that follow can scroll it out before it is read.
   const repl = page.locator('.repl');
-  await repl.locator('.output', { hasText: `${host} ${paymentsName}[${pid}]` }).first().waitFor({ timeout: 90_000 });
   // The picked process reached the configuration (the adapter's greeting names it).
-  await repl.locator('.output', { hasText: 'processes github.com/riptrace/riptrace/demo/payments' }).first().waitFor({ timeout: 10_000 });
+  await repl.locator('.output', { hasText: 'processes github.com/riptrace/riptrace/demo/payments' }).first().waitFor({ timeout: 90_000 });
   // The backend chosen in the configuration, named by the greeting.
   await repl.locator('.output', { hasText: 'served by the delve backend' }).first().waitFor({ timeout: 10_000 });
+  await repl.locator('.output', { hasText: `${host} ${paymentsName}[${pid}]` }).first().waitFor({ timeout: 90_000 });
   step('hit in the debug console');
   const lens = editor.locator('.codelens-decoration', { hasText: /● \d+ hits? · 1 host/ });
   await lens.first().waitFor({ timeout: 60_000 });
