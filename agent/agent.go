@@ -433,7 +433,9 @@ func (a *Agent) applyEntryLocked(e fleet.SpecEntry) {
 
 // scan refreshes the managed processes.
 func (a *Agent) scan() {
-	all := a.disc.scan()
+	// The allow-list's globs never change: a process outside them is
+	// never traced, and needs no link stamps.
+	all := a.disc.scan(func(p *fleet.Process) bool { return fleet.MatchProcess(a.cfg.Processes, p) })
 	refused := make(map[int]bool) // by the allow-list, read outside the lock
 	for pid, p := range all {
 		refused[pid] = !a.admits(p)

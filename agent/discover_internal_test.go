@@ -2,10 +2,13 @@ package agent
 
 import (
 	"bufio"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/riptrace/riptrace/fleet"
 )
 
 // TestInspectReadsAnExecutableOnce: processes of one executable (replicas,
@@ -37,7 +40,7 @@ func TestInspectReadsAnExecutableOnce(t *testing.T) {
 	before := exeReads.Load()
 	var got []string
 	for _, pid := range pids {
-		p, err := inspect(pid)
+		p, err := inspect(pid, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,5 +54,56 @@ func TestInspectReadsAnExecutableOnce(t *testing.T) {
 	}
 	if !strings.HasPrefix(got[0], "-rate=10 ") || !strings.HasPrefix(got[1], "-rate=20 ") || got[0][9:] != got[1][9:] {
 		t.Errorf("inspected as %q", got)
+	}
+}
+
+// TestStampsReadWhenWanted: a scan meets every executable the host runs,
+// and reads the link stamps (the executable's symbols) only of processes
+// the agent may trace; a process it may trace later has them read then.
+func TestStampsReadWhenWanted(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "main.go")
+	prog := "package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n)\n\nvar version string\n\nfunc main() {\n\tfmt.Println(\"READY\", version)\n\tos.Stdin.Read(make([]byte, 1))\n}\n"
+	if err := os.WriteFile(src, []byte(prog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "stamped")
+	build := exec.Command("go", "build", "-buildvcs=false", "-ldflags=-X main.version=v1.2.3", "-o", bin, src)
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", src, err, out)
+	}
+	cmd := exec.Command(bin)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || !strings.HasPrefix(line, "READY") {
+		t.Fatalf("stamped said %q, %v; want READY", line, err)
+	}
+	pid := cmd.Process.Pid
+
+	var asked *fleet.Process
+	p, err := inspect(pid, func(p *fleet.Process) bool { asked = p; return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asked == nil || asked.Exe != bin || p.Build == "" || p.Stamps != nil {
+		t.Fatalf("outside: asked about %+v; got build %q, stamps %q; want a build and no stamps", asked, p.Build, p.Stamps)
+	}
+	p, err = inspect(pid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stamps["main.version"] != "v1.2.3" {
+		t.Errorf("wanted: stamps %q, want main.version v1.2.3", p.Stamps)
 	}
 }

@@ -40,8 +40,10 @@ func newDiscoverer() *discoverer {
 	return d
 }
 
-// scan returns the Go processes that are alive now, keyed by pid.
-func (d *discoverer) scan() map[int]*fleet.Process {
+// scan returns the Go processes that are alive now, keyed by pid. Only
+// those that stamped says may be traced have their link stamps read (see
+// exeFacts.stampsOf); nil says all may.
+func (d *discoverer) scan(stamped func(*fleet.Process) bool) map[int]*fleet.Process {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -67,7 +69,7 @@ func (d *discoverer) scan() map[int]*fleet.Process {
 		seen[k] = true
 		p, cached := d.cache[k]
 		if !cached {
-			p, _ = inspect(pid)
+			p, _ = inspect(pid, stamped)
 			if p != nil && d.plumbing(p) != "" {
 				p = nil
 			}
@@ -91,7 +93,7 @@ func (d *discoverer) lookup(pid int) (*fleet.Process, error) {
 	if pid == d.self {
 		return nil, fleet.Errorf(fleet.CodeNotManaged, "pid %d is the agent itself: RipTrace never attaches to its own agent", pid)
 	}
-	p, err := inspect(pid)
+	p, err := inspect(pid, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -176,8 +178,9 @@ func startTime(pid int) (uint64, bool) {
 
 // inspect reads a process's Go build info through /proc/PID/exe, which works
 // for processes in other mount namespaces (containers) and for executables
-// deleted since they started.
-func inspect(pid int) (*fleet.Process, error) {
+// deleted since they started. The link stamps are read only if stamped
+// says so of the process without them (nil: always).
+func inspect(pid int, stamped func(*fleet.Process) bool) (*fleet.Process, error) {
 	exeLink := fmt.Sprintf("/proc/%d/exe", pid)
 	exe, err := os.Readlink(exeLink)
 	if err != nil {
@@ -204,8 +207,10 @@ func inspect(pid int) (*fleet.Process, error) {
 		Modified:    x.modified,
 		VCSTime:     x.vcsTime,
 		Build:       x.build,
-		Stamps:      x.stamps,
 		ContainerID: containerID(pid),
+	}
+	if stamped == nil || stamped(p) {
+		p.Stamps = x.stampsOf(pid)
 	}
 	return p, nil
 }
@@ -216,8 +221,45 @@ type exeFacts struct {
 	revision, vcsTime              string
 	modified                       bool
 	build                          string
-	stamps                         map[string]string // shared by the processes of the executable: read only
 	notGo                          error
+
+	// The link stamps, read when first asked for (stampsOf) if the build
+	// info has no revision. key is the executable's, to read them from.
+	key        exeKey
+	needStamps bool
+	stampsMu   sync.Mutex
+	stampsRead bool
+	stamps     map[string]string // shared by the processes of the executable: read only
+}
+
+// stampsOf returns the link stamps of the executable, read from pid's
+// the first time: reading its symbols takes milliseconds of CPU for a
+// large one, and each scan meets every new executable the host runs, of
+// which only those the agent may trace need them (on this project's
+// shared test machine they were a fifth of an idle agent's CPU). It
+// returns nil if pid no longer runs the executable; a later call tries
+// again.
+func (x *exeFacts) stampsOf(pid int) map[string]string {
+	if !x.needStamps {
+		return nil
+	}
+	x.stampsMu.Lock()
+	defer x.stampsMu.Unlock()
+	if !x.stampsRead {
+		f, k, err := openExe(pid)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		if k != x.key {
+			return nil
+		}
+		if ef, err := elf.NewFile(f); err == nil {
+			x.stamps = linkStamps(ef)
+		}
+		x.stampsRead = true
+	}
+	return x.stamps
 }
 
 // exes caches exeFacts per executable. Reading an executable's symbols for
@@ -251,6 +293,7 @@ func exeFactsOf(pid int) (*exeFacts, error) {
 	exes.Unlock()
 	if x == nil {
 		x = readExeFacts(f)
+		x.key = k
 		exes.Lock()
 		if exes.m == nil || len(exes.m) >= maxExes {
 			exes.m = make(map[exeKey]*exeFacts)
@@ -282,7 +325,7 @@ func readExeFacts(exe *os.File) *exeFacts {
 		// Found by the client instead (source.Resolve), from what the
 		// executable says of itself.
 		if f, err := elf.NewFile(exe); err == nil {
-			x.build, x.stamps = goBuildID(f), linkStamps(f)
+			x.build, x.needStamps = goBuildID(f), true
 		}
 	}
 	if x.module == "" {

@@ -20,7 +20,9 @@
 #   4. memory while attached to that service: agent + worker vs dlv, and
 #      the eBPF agent's;
 #   5. the CPU time the agents, the server and the `riptrace trace`
-#      clients spend per hit in the runs of 1.
+#      clients spend per hit in the runs of 1; for the eBPF agent, also
+#      over its own runs alone (from the start of each to its last hit),
+#      and what it spends a second while no hit comes.
 #
 # Delve is installed into .cache/bench/bin at the version go.mod requires, so
 # both sides run the same Delve. Runs of the two tools alternate, so that
@@ -193,6 +195,11 @@ cpu_s() {
 	done
 	calc "$t / $TICK"
 }
+# cpu_ns PID: the CPU time (ns) of PID's threads now alive, from the
+# scheduler's statistics: finer than cpu_s's clock ticks (10 ms), for
+# spans of tens of ms. A thread that ends is not counted: measure only
+# spans in which the process's threads live on.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'; }
 
 # --- setup --------------------------------------------------------------------
 
@@ -410,6 +417,13 @@ cpu_hits() { # TOOL: the CPU seconds of what serves TOOL's hits, and its hits re
 	esac
 }
 read -r CPU0_EBPF_AGENT CPU0_EBPF_CLIENT HITS0_EBPF < <(cpu_hits ebpf)
+# The eBPF agent's own spans: from the start of each of its runs until its
+# last hit has arrived. Its CPU per hit over them is what decoding and
+# publishing a hit costs it; over the whole runs, which the other tools'
+# runs make 10-20 times longer, its CPU also holds what it does while no
+# hit comes (its scans of /proc, its clock, its watermarks), which is
+# shown apart, per second.
+SPAN_NS=0 SPAN_HITS=0 SPAN_S=0 WHOLE_NS0=$(cpu_ns "$AGENT_EBPF_PID") WHOLE_T0=$EPOCHREALTIME
 read -r CPU0_DELVE_AGENT CPU0_DELVE_CLIENT HITS0_DELVE < <(cpu_hits delve)
 CPU0_SERVER=$(cpu_hits server)
 declare -A RAW # tool,run → ns per loop
@@ -418,9 +432,15 @@ for ((i = 1; i <= HIT_RUNS; i++)); do
 	# CPUs: its run comes last, and the next round waits until its hits are
 	# out, so that no other run shares the CPUs with that decoding.
 	for tool in base idle dlv rt bare rte; do
+		if [[ $tool == rte ]]; then
+			span_ns=$(cpu_ns "$AGENT_EBPF_PID") span_hits=$(count "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE,") span_t=$EPOCHREALTIME
+		fi
 		RAW[$tool,$i]=$(loop "$tool" "$(iterations "$tool")")
 	done
 	quiesce "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE," $((WARMUP + i * NF))
+	SPAN_NS=$((SPAN_NS + $(cpu_ns "$AGENT_EBPF_PID") - span_ns))
+	SPAN_HITS=$((SPAN_HITS + $(count "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE,") - span_hits))
+	SPAN_S=$(calc "$SPAN_S + $EPOCHREALTIME - $span_t")
 done
 base=()
 for ((i = 1; i <= HIT_RUNS; i++)); do base+=("$(calc "${RAW[base,$i]} / $BASE_N")"); done
@@ -449,6 +469,7 @@ wait_for "$TMP/dlv-hot.out" '^> goroutine\(' "$WANT_HITS" 30 "$DLV_HOT_PID" || t
 wait_for "$TMP/trace-hot.out" "\"line\":$HOT_LINE," "$WANT_HITS" 60 "$TRACE_DELVE_PID" || true
 wait_for "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE," "$WANT_FAST" 120 "$TRACE_EBPF_PID" || true
 read -r CPU1_EBPF_AGENT CPU1_EBPF_CLIENT HITS1_EBPF < <(cpu_hits ebpf)
+WHOLE_NS=$(($(cpu_ns "$AGENT_EBPF_PID") - WHOLE_NS0)) WHOLE_S=$(calc "$EPOCHREALTIME - $WHOLE_T0")
 read -r CPU1_DELVE_AGENT CPU1_DELVE_CLIENT HITS1_DELVE < <(cpu_hits delve)
 CPU1_SERVER=$(cpu_hits server)
 DLV_HITS=$(count "$TMP/dlv-hot.out" '^> goroutine\(')
@@ -624,7 +645,9 @@ RTE_PAUSE=$(median "${rte_pause[@]}")
 per_hit() { fmt %.1f "($2 - $1) * 1e6 / ($4 - $3 > 0 ? $4 - $3 : 1)"; } # CPU0 CPU1 HITS0 HITS1: µs
 EBPF_HITS=$((HITS1_EBPF - HITS0_EBPF))
 DELVE_HITS=$((HITS1_DELVE - HITS0_DELVE))
-AGENT_EBPF_CPU=$(per_hit "$CPU0_EBPF_AGENT" "$CPU1_EBPF_AGENT" "$HITS0_EBPF" "$HITS1_EBPF")
+AGENT_EBPF_WHOLE=$(per_hit "$CPU0_EBPF_AGENT" "$CPU1_EBPF_AGENT" "$HITS0_EBPF" "$HITS1_EBPF")
+AGENT_EBPF_CPU=$(fmt %.1f "$SPAN_NS / 1000 / ($SPAN_HITS > 0 ? $SPAN_HITS : 1)")
+AGENT_EBPF_IDLE=$(fmt %.1f "($WHOLE_NS - $SPAN_NS) / 1e6 / ($WHOLE_S - $SPAN_S > 0 ? $WHOLE_S - $SPAN_S : 1)")
 mib() { fmt %.0f "$1 / 1024"; }
 row() { printf '  %-24s %10s %-8s %6s   %s\n' "$@" | sed 's/ *$//'; }
 
@@ -638,7 +661,8 @@ row "delve trace" "$(fmt %.0f "$DLV_COST")" µs/hit 1.00x "range $(range %.0f "$
 row "riptrace (delve)" "$(fmt %.0f "$RT_COST")" µs/hit "$(fmt %.2fx "$RT_COST / $DLV_COST")" "range $(range %.0f "${rt_cost[@]}"); $RT_HITS/$WANT_HITS hits received, $RT_DROPPED dropped; goal ≤ 0.5x"
 row "riptrace (ebpf)" "$(fmt %.1f "$RTE_COST")" µs/hit "$(fmt %.3fx "$RTE_COST / $DLV_COST")" "against delve trace"
 echo "CPU time per hit received in those runs (user + system, of each process over the runs)"
-row "agent (ebpf)" "$AGENT_EBPF_CPU" µs/hit "" "decoding $EBPF_HITS hits; goal ≤ 10 µs"
+row "agent (ebpf)" "$AGENT_EBPF_CPU" µs/hit "" "decoding and publishing $SPAN_HITS hits: from the start of each of its runs to its last hit ($(fmt %.1f "$SPAN_S") s); goal ≤ 10 µs"
+row "agent (ebpf), all runs" "$AGENT_EBPF_WHOLE" µs/hit "" "$EBPF_HITS hits over all the tools' runs ($(fmt %.0f "$WHOLE_S") s), with what it does while no hit comes: $AGENT_EBPF_IDLE ms of CPU a second outside its runs"
 row "riptrace trace (ebpf)" "$(per_hit "$CPU0_EBPF_CLIENT" "$CPU1_EBPF_CLIENT" "$HITS0_EBPF" "$HITS1_EBPF")" µs/hit "" "the client, at nice 19"
 row "agent+worker (delve)" "$(per_hit "$CPU0_DELVE_AGENT" "$CPU1_DELVE_AGENT" "$HITS0_DELVE" "$HITS1_DELVE")" µs/hit "" "$DELVE_HITS hits"
 row "riptrace trace (delve)" "$(per_hit "$CPU0_DELVE_CLIENT" "$CPU1_DELVE_CLIENT" "$HITS0_DELVE" "$HITS1_DELVE")" µs/hit "" "the client, at nice 19"
@@ -659,7 +683,7 @@ echo "load average at the end: $(loadavg) on $(nproc) CPUs (other work on the ma
 goal() { # NAME FIGURE MET
 	if (($(calc "$3"))); then echo "goal: $1: met ($2)"; else echo "goal: $1: not met ($2)"; fi
 }
-goal "agent CPU ≤ 10 µs per decoded hit (ebpf)" "$AGENT_EBPF_CPU µs" "$AGENT_EBPF_CPU <= 10"
+goal "agent CPU ≤ 10 µs per decoded hit (ebpf)" "$AGENT_EBPF_CPU µs over its runs; $AGENT_EBPF_WHOLE µs over all runs, with $AGENT_EBPF_IDLE ms/s of idle work" "$AGENT_EBPF_CPU <= 10"
 goal "eBPF per hit ≤ 1.1× a bare uprobe" "$(fmt %.2f "$RTE_COST / $BARE_COST")×, median of the runs" "$RTE_COST / $BARE_COST <= 1.1"
 goal "time to live ≤ 250 ms with eBPF, after discovery" "median $(fmt %.0f "$RTE_LIVE * 1000") ms" "$RTE_LIVE <= 0.25"
 if ((DLV_HITS != WANT_HITS || RT_HITS != WANT_HITS || RTE_HITS + RTE_DROPPED != WANT_FAST || ${BARE_HITS:-0} != WANT_FAST)); then

@@ -29,47 +29,21 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	tgt := t.tgt
 	th := t.snap.Thread()
 	h = fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Time: time.Now().UnixNano()}
-	var frames []proc.Stackframe
-	var g *proc.G
+	// The scope is made when Delve's evaluator needs it: a hit whose
+	// values the direct decoder reads needs no walk of its top frame.
+	hs := t.hitScope()
 	inlined, quick := false, false
 	if tp.spec.Condition == "" {
 		inlined, quick = t.stacks.Quick(tgt, th, tp.spec.Capture, &h, tp.file, tp.spec.Location.Line, t.regs.Rip, t.regs.Rsp, t.goid(), t.mem.word)
 	}
 	if !quick {
-		frames, g = t.stacks.Stack(tgt, th, tp.spec.Capture, &h, tp.file, tp.spec.Location.Line, t.mem.word)
-		if frames == nil {
+		hs.frames, hs.g = t.stacks.Stack(tgt, th, tp.spec.Capture, &h, tp.file, tp.spec.Location.Line, t.mem.word)
+		if hs.frames == nil {
 			return h, tp.spec.Condition == "", nil
 		}
-		inlined = frames[0].Inlined
+		inlined = hs.frames[0].Inlined
 	}
-	// The scope is made when Delve's evaluator needs it: a hit whose
-	// values the direct decoder reads needs no walk of its top frame.
-	var scope *proc.EvalScope
-	var scopeErr error
-	scopeOf := func() (*proc.EvalScope, error) {
-		if scope != nil || scopeErr != nil {
-			return scope, scopeErr
-		}
-		if frames == nil {
-			top, err := proc.ThreadStacktrace(tgt, th, 0)
-			if err != nil || len(top) == 0 {
-				scopeErr = fmt.Errorf("reading the top frame: %v", err)
-				return nil, scopeErr
-			}
-			frames = top
-			g, _ = proc.GetG(th)
-		}
-		// Only the top frame: Delve would prefetch the caller's whole
-		// frame too, which the probe copied only the links of.
-		scope = proc.FrameToScope(tgt, th.ProcessMemory(), g, th.ThreadID(), frames[0])
-		if !t.warmed {
-			// Delve would load its module data through the hit's memory,
-			// which does not serve it, and keeps it once loaded.
-			t.warmed = true
-			t.warmModuleData(scope)
-		}
-		return scope, nil
-	}
+	scopeOf := t.scopeOf
 	if tp.spec.Condition != "" {
 		scope, _ := scopeOf()
 		if tp.condUndecided[t.regs.Rip] && scope != nil {
@@ -105,10 +79,9 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 			return h, false, nil
 		}
 	}
-	check := func(v *proc.Variable) { markUncaptured(t.mem.misses, v) }
-	delve := dlvvalue.Converter{Unreadable: unreadable, Check: check, Warm: t.warmModuleData, Pieces: &t.pieces, PC: t.regs.Rip}
+	delve := dlvvalue.Converter{Unreadable: unreadable, Check: t.fns.check, Warm: t.fns.warm, Pieces: &t.pieces, PC: t.regs.Rip}
 	cv := delve
-	cv.Frame = t.frameVars
+	cv.Frame = t.fns.frame
 	var plan *framePlan
 	if !inlined {
 		plan = t.plans[t.regs.Rip]
@@ -120,7 +93,7 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 		cv.Frame = nil
 	}
 	hits := t.direct
-	warm := tp.warm
+	warm0 := tp.warm
 	hd := h
 	cv.ReadWarmScope(scopeOf, tp.spec.Capture, tp.load, tp.log, &h, &tp.warm)
 	if cv.Frame == nil || t.direct.Frames == hits.Frames {
@@ -128,7 +101,9 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	}
 	decoded := t.direct.Decoded > hits.Decoded
 	if decoded && t.corruptDirect != nil {
-		t.corruptDirect(&h)
+		c := h // h would escape to the heap for each hit
+		t.corruptDirect(&c)
+		h = c
 	}
 	if plan == nil {
 		plan = t.plans[t.regs.Rip]
@@ -140,6 +115,7 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	if plan != nil && decoded && (verifyStacks || plan.checked < selfChecks) {
 		// Held to Delve's values, read from the same snapshot.
 		plan.checked++
+		warm := warm0
 		delve.ReadWarmScope(scopeOf, tp.spec.Capture, tp.load, tp.log, &hd, &warm)
 		if diff := hitDiff(h, hd); diff != "" {
 			if verifyStacks {
@@ -150,6 +126,69 @@ func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 		}
 	}
 	return h, true, nil
+}
+
+// hitScope is the scope of the hit being decoded, made by get when
+// Delve's evaluator first needs it, from the frames the stack was read
+// with or from a walk of the top frame. The target keeps one, and the
+// funcs capture hands Delve's converter, made once: made for each hit,
+// they and what they kept were eight allocations a hit.
+type hitScope struct {
+	t      *target
+	frames []proc.Stackframe
+	g      *proc.G
+	scope  *proc.EvalScope
+	err    error
+}
+
+// hitFuncs are the funcs of a target that capture hands on.
+type hitFuncs struct {
+	check func(v *proc.Variable)
+	warm  func(scope *proc.EvalScope)
+	frame func(scopeOf dlvvalue.Scope, load proc.LoadConfig, args bool) ([]dlvvalue.Var, bool)
+}
+
+// hitScope returns the target's hitScope, cleared for a new hit.
+func (t *target) hitScope() *hitScope {
+	if t.hs == nil {
+		t.hs = &hitScope{t: t}
+		t.scopeOf = t.hs.get
+		t.fns = hitFuncs{
+			check: func(v *proc.Variable) { markUncaptured(t.mem.misses, v) },
+			warm:  t.warmModuleData,
+			frame: t.frameVars,
+		}
+	}
+	*t.hs = hitScope{t: t}
+	return t.hs
+}
+
+// get returns the scope of the hit's top frame, made at the first call.
+func (s *hitScope) get() (*proc.EvalScope, error) {
+	if s.scope != nil || s.err != nil {
+		return s.scope, s.err
+	}
+	t := s.t
+	th := t.snap.Thread()
+	if s.frames == nil {
+		top, err := proc.ThreadStacktrace(t.tgt, th, 0)
+		if err != nil || len(top) == 0 {
+			s.err = fmt.Errorf("reading the top frame: %v", err)
+			return nil, s.err
+		}
+		s.frames = top
+		s.g, _ = proc.GetG(th)
+	}
+	// Only the top frame: Delve would prefetch the caller's whole
+	// frame too, which the probe copied only the links of.
+	s.scope = proc.FrameToScope(t.tgt, th.ProcessMemory(), s.g, th.ThreadID(), s.frames[0])
+	if !t.warmed {
+		// Delve would load its module data through the hit's memory,
+		// which does not serve it, and keeps it once loaded.
+		t.warmed = true
+		t.warmModuleData(s.scope)
+	}
+	return s.scope, nil
 }
 
 // warmModuleData is dlvvalue.WarmModuleData for a scope of a hit: its
