@@ -3,15 +3,22 @@ package dap_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	godap "github.com/google/go-dap"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/dap"
+	"github.com/riptrace/riptrace/dap/daptest"
 	"github.com/riptrace/riptrace/fleet"
 	"github.com/riptrace/riptrace/internal/testsupport"
 )
@@ -204,4 +211,173 @@ func BenchmarkHitToHitsView(b *testing.B) {
 	b.ReportMetric(ms(percentile(al, 99)), "anchor-p99-ms")
 	b.ReportMetric(float64(len(lat))/b.Elapsed().Seconds(), "hits/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkSessionPerHit measures what a debug session spends on each hit
+// of its breakpoint, as in `make bench-fleet`'s sustained runs: realistic
+// hits of 1 KiB from 30 hosts, 32 to a message with a watermark after
+// each, published through fleet's HitPublisher to a real nats-server and
+// read by a real session with the console in its default summary. The
+// anchor is the same hits published to a tracepoint nobody reads, in the
+// same process: the session's cost is the process's CPU and allocations
+// per hit beyond the anchor's.
+//
+//	go test ./dap -run XXX -bench SessionPerHit -benchtime 1x
+func BenchmarkSessionPerHit(b *testing.B) {
+	f := newFleet(b)
+	co := b.TempDir()
+	file := filepath.Join(co, "internal", "orders", "handler.go")
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	src := "package orders\n" + strings.Repeat("\t// total, err := h.charge(ctx, req)\n", 120)
+	if err := os.WriteFile(filepath.Join(co, "go.mod"), []byte("module example.com/shop\n\ngo 1.26\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	c := f.session()
+	f.attach(c, map[string]any{"cwd": co, "consoleHits": "summary"})
+	bps := setBreakpoints(b, c, file, godap.SourceBreakpoint{Line: 88})
+	var tp string
+	for _, id := range f.declared() {
+		if strings.HasPrefix(id, "dap-") {
+			tp = id
+		}
+	}
+	if tp == "" {
+		b.Fatal("the breakpoint's tracepoint is not declared")
+	}
+	const hosts, perMsg = 30, 32
+	n := max(b.N, 30000)
+	n -= n % (hosts * perMsg)
+	pubs := make([]*fleet.HitPublisher, hosts)
+	for i := range pubs {
+		var err error
+		if pubs[i], err = f.c.NewHitPublisher(fmt.Sprintf("sim-%03d", i), 30*time.Second, 256); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// publish sends n hits of tracepoint to, round robin over the hosts,
+	// and waits for their acks.
+	run := 0
+	publish := func(to string) {
+		run++
+		var acks []jetstream.PubAckFuture
+		for k := 0; k < n/perMsg; k++ {
+			i := k % hosts
+			host := fmt.Sprintf("sim-%03d", i)
+			var hits [][]byte
+			for j := range perMsg {
+				h := realisticHit(to, host, k*perMsg+j)
+				hits = append(hits, fleet.Encode(&h))
+			}
+			id := fmt.Sprintf("%s-%d-%d", to, run, k)
+			ack, err := pubs[i].Publish(pubs[i].BatchMsg(to, hits, id))
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := fleet.Watermark{Host: host, Time: time.Now().UnixNano(), Lag: fleet.Duration(150 * time.Millisecond)}
+			mark, err := pubs[i].Publish(pubs[i].MarkMsg(to, fleet.Encode(&w), id+"-mark"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			acks = append(acks, ack, mark)
+		}
+		for _, a := range acks {
+			select {
+			case <-a.Ok():
+			case err := <-a.Err():
+				b.Fatalf("publishing: %v", err)
+			}
+		}
+	}
+	// counted is how many hits the hits view says the breakpoint has.
+	counted := func() uint64 {
+		c.Send(b, dap.RequestHits, nil)
+		var view struct {
+			Breakpoints []dap.BreakpointHits `json:"breakpoints"`
+		}
+		c.ExpectCustomResponse(b, dap.RequestHits, &view)
+		for _, bh := range view.Breakpoints {
+			if bh.ID == bps[0].Id {
+				return bh.Count
+			}
+		}
+		return 0
+	}
+	type usage struct {
+		cpu     time.Duration
+		mallocs uint64
+	}
+	measure := func() usage {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return usage{time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ms.Mallocs}
+	}
+	drop := func() {
+		c.Drop(func(m godap.Message) bool {
+			switch m := m.(type) {
+			case *godap.OutputEvent:
+				return true
+			case *daptest.Custom:
+				return m.Event != ""
+			}
+			return false
+		})
+	}
+
+	b.ResetTimer()
+	a0 := measure()
+	publish("nobody-reads")
+	a1 := measure()
+	s0 := measure()
+	publish(tp)
+	testsupport.CheckFor(b, 5*time.Minute, 20*time.Millisecond, func() error {
+		drop()
+		if got := counted(); got < uint64(n) {
+			return fmt.Errorf("the session counted %d hits of %d", got, n)
+		}
+		return nil
+	})
+	s1 := measure()
+	b.StopTimer()
+	drop()
+	anchor := float64(a1.cpu-a0.cpu) / float64(n)
+	with := float64(s1.cpu-s0.cpu) / float64(n)
+	b.ReportMetric(float64(n), "hits")
+	b.ReportMetric(anchor/1e3, "anchor-µs/hit")
+	b.ReportMetric(with/1e3, "µs/hit")
+	b.ReportMetric((with-anchor)/1e3, "session-µs/hit")
+	b.ReportMetric(float64(s1.mallocs-s0.mallocs)/float64(n)-float64(a1.mallocs-a0.mallocs)/float64(n), "session-allocs/hit")
+	b.ReportMetric(0, "ns/op")
+}
+
+// realisticHit is hit i of tracepoint tp on host, shaped as the eBPF
+// backend's of an HTTP handler as bench/fleet's simulated agents send it.
+func realisticHit(tp, host string, i int) fleet.Hit {
+	h := fleet.Hit{
+		Tracepoint: tp, Host: host, Pid: 4101 + i%2,
+		Process:   fleet.ProcessRef{Exe: "/usr/local/bin/orders", Module: "example.com/shop", MainPackage: "example.com/shop/cmd/orders", Revision: "3f1c2a9e8b7d6c5f4a3b2c1d0e9f8a7b6c5d4e3f"},
+		Goroutine: 4711, Time: time.Now().UnixNano(),
+		File: "internal/orders/handler.go", Line: 88, Function: "example.com/shop/internal/orders.(*Handler).Checkout",
+		Args: []fleet.Variable{
+			{Name: "h", Type: "*orders.Handler", Value: "0xc000124000"},
+			{Name: "ctx", Type: "context.Context", Value: "context.Context(*context.valueCtx) 0xc0001a2b40"},
+			{Name: "req", Type: "*orders.CheckoutRequest", Children: []fleet.Variable{
+				{Name: "OrderID", Type: "string", Value: strconv.Quote(fmt.Sprintf("ord-20261205-%06d", i))},
+				{Name: "Amount", Type: "int64", Value: "4999"},
+				{Name: "Currency", Type: "string", Value: `"EUR"`},
+			}},
+		},
+		Locals: []fleet.Variable{{Name: "total", Type: "int64", Value: strconv.Itoa(5000 + i)}, {Name: "err", Type: "error", Value: "nil"},
+			{Name: "note", Type: "string", Value: strconv.Quote(strings.Repeat("x", 300))}},
+	}
+	for k := range 4 {
+		h.Stack = append(h.Stack, fleet.Frame{Function: fmt.Sprintf("orders.step%d", k), File: "orders/handler.go", Line: 80 + k})
+	}
+	return h
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -109,25 +108,37 @@ type ProcessHits struct {
 }
 
 // logged is a recorded hit: what a snapshot opens and what views show.
+// Most hits are only counted, never shown, so a hit's row is built the
+// first time a view shows it (hitLog.rowOf), not as it arrives.
 type logged struct {
-	p   fleet.Placed
-	row HitRow
+	p        fleet.Placed
+	bp       int
+	fallback string  // the breakpoint's file: the row's path when the hit's is outside the checkout
+	row      *HitRow // nil until a view shows the hit
 }
 
 // hitLog is what the session keeps of its hits for the views.
+//
+// Its lists keep up to twice what the views show and drop the older half
+// when full: each view reads the newest (newest), and a hit costs an
+// append, not a shift of every hit kept.
 type hitLog struct {
+	// local maps a hit to the line of the checkout a row links to, or to
+	// fallback; set before the first hit.
+	local func(fallback string, h *fleet.Hit) (string, int)
+
 	// mu guards the fields below.
 	mu       sync.Mutex
 	bps      map[int]*breakpointLog
-	timeline []*logged // the last timelineLen hits, in execution order
-	fresh    []HitRow  // recorded since the last riptraceHits event
-	omitted  int       // fresh hits left out of the next event
+	timeline []*logged // the last timelineLen hits (and up to as many older), in execution order
+	fresh    []*logged // the newest recorded since the last riptraceHits event
+	nfresh   int       // hits recorded since the last riptraceHits event
 }
 
 // breakpointLog is what the hitLog keeps of one breakpoint.
 type breakpointLog struct {
 	total uint64
-	procs map[string]*processLog // by host/pid
+	procs map[procKey]*processLog
 	// The console's summary.
 	shown   int       // hits shown in full since the breakpoint was last quiet
 	last    time.Time // when its last hit arrived
@@ -136,48 +147,77 @@ type breakpointLog struct {
 	hinted  bool      // a count line said where to see the hits
 }
 
+type procKey struct {
+	host string
+	pid  int
+}
+
 type processLog struct {
 	host   string
 	pid    int
 	exe    string
 	count  uint64
-	recent []*logged // oldest first
+	recent []*logged // the last recentPerProcess hits (and up to as many older), oldest first
 }
 
-func newHitLog() *hitLog { return &hitLog{bps: make(map[int]*breakpointLog)} }
+// keepLast appends e to s, which holds the last n of what was appended:
+// once s holds 2n, the older n go, so that appending stays cheap and
+// newest(s, n) is what is kept.
+func keepLast[T any](s []T, e T, n int) []T {
+	if len(s) >= 2*n {
+		k := copy(s, s[len(s)-n:])
+		clear(s[k:])
+		s = s[:k]
+	}
+	return append(s, e)
+}
+
+// newest is the last n of s.
+func newest[T any](s []T, n int) []T {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// rowOf is e as the views show it.
+// Lock should be held.
+func (l *hitLog) rowOf(e *logged) HitRow {
+	if e.row == nil {
+		file, line := l.local(e.fallback, &e.p.Hit)
+		r := hitRow(e.bp, &e.p, file, line)
+		e.row = &r
+	}
+	return *e.row
+}
+
+func newHitLog(local func(fallback string, h *fleet.Hit) (string, int)) *hitLog {
+	return &hitLog{local: local, bps: make(map[int]*breakpointLog)}
+}
 
 // record keeps one hit of breakpoint bp and reports whether the console
 // shows it in full.
-func (l *hitLog) record(bp int, e *logged, all bool, now time.Time) (full bool) {
+func (l *hitLog) record(e *logged, all bool, now time.Time) (full bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.bps[bp]
+	b := l.bps[e.bp]
 	if b == nil {
-		b = &breakpointLog{procs: make(map[string]*processLog)}
-		l.bps[bp] = b
+		b = &breakpointLog{procs: make(map[procKey]*processLog)}
+		l.bps[e.bp] = b
 	}
 	b.total++
 	h := &e.p.Hit
-	key := fmt.Sprintf("%s/%d", h.Host, h.Pid)
+	key := procKey{h.Host, h.Pid}
 	pl := b.procs[key]
 	if pl == nil {
 		pl = &processLog{host: h.Host, pid: h.Pid, exe: h.Process.Exe}
 		b.procs[key] = pl
 	}
 	pl.count++
-	pl.recent = append(pl.recent, e)
-	if len(pl.recent) > recentPerProcess {
-		pl.recent = slices.Delete(pl.recent, 0, len(pl.recent)-recentPerProcess)
-	}
-	l.timeline = append(l.timeline, e)
-	if len(l.timeline) > timelineLen {
-		l.timeline = slices.Delete(l.timeline, 0, len(l.timeline)-timelineLen)
-	}
-	l.fresh = append(l.fresh, e.row)
-	if len(l.fresh) > maxEventHits {
-		l.omitted += len(l.fresh) - maxEventHits
-		l.fresh = slices.Delete(l.fresh, 0, len(l.fresh)-maxEventHits)
-	}
+	pl.recent = keepLast(pl.recent, e, recentPerProcess)
+	l.timeline = keepLast(l.timeline, e, timelineLen)
+	l.fresh = keepLast(l.fresh, e, maxEventHits)
+	l.nfresh++
 
 	if now.Sub(b.last) > quietResets {
 		b.shown = 0
@@ -205,7 +245,7 @@ type count struct {
 	bp      int
 	counted int
 	total   uint64
-	latest  *logged
+	latest  HitRow
 	first   bool // the breakpoint's first count line
 }
 
@@ -216,7 +256,7 @@ func (l *hitLog) counts() []count {
 	var out []count
 	for id, b := range l.bps {
 		if b.counted > 0 {
-			out = append(out, count{bp: id, counted: b.counted, total: b.total, latest: b.latest, first: !b.hinted})
+			out = append(out, count{bp: id, counted: b.counted, total: b.total, latest: l.rowOf(b.latest), first: !b.hinted})
 			b.counted, b.latest, b.hinted = 0, nil, true
 		}
 	}
@@ -229,8 +269,17 @@ func (l *hitLog) counts() []count {
 func (l *hitLog) takeFresh() ([]HitRow, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	rows, omitted := l.fresh, l.omitted
-	l.fresh, l.omitted = nil, 0
+	fresh := newest(l.fresh, maxEventHits)
+	if len(fresh) == 0 {
+		return nil, 0
+	}
+	rows := make([]HitRow, len(fresh))
+	for i, e := range fresh {
+		rows[i] = l.rowOf(e)
+	}
+	omitted := l.nfresh - len(rows)
+	clear(l.fresh)
+	l.fresh, l.nfresh = l.fresh[:0], 0
 	return rows, omitted
 }
 
@@ -240,15 +289,16 @@ func (l *hitLog) find(bp int, seq uint64, part int) *logged {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if seq != 0 {
-		for i := len(l.timeline) - 1; i >= 0; i-- {
-			if l.timeline[i].row.Seq == seq && l.timeline[i].row.Part == part {
-				return l.timeline[i]
+		tl := newest(l.timeline, timelineLen)
+		for i := len(tl) - 1; i >= 0; i-- {
+			if h := &tl[i].p.Hit; h.Seq == seq && h.Part == part {
+				return tl[i]
 			}
 		}
 		for _, b := range l.bps {
 			for _, pl := range b.procs {
-				for _, e := range pl.recent {
-					if e.row.Seq == seq && e.row.Part == part {
+				for _, e := range newest(pl.recent, recentPerProcess) {
+					if e.p.Hit.Seq == seq && e.p.Hit.Part == part {
 						return e
 					}
 				}
@@ -259,7 +309,7 @@ func (l *hitLog) find(bp int, seq uint64, part int) *logged {
 	var latest *logged
 	if b := l.bps[bp]; b != nil {
 		for _, pl := range b.procs {
-			if n := len(pl.recent); n > 0 && (latest == nil || pl.recent[n-1].row.Order > latest.row.Order) {
+			if n := len(pl.recent); n > 0 && (latest == nil || pl.recent[n-1].p.Order > latest.p.Order) {
 				latest = pl.recent[n-1]
 			}
 		}
@@ -278,9 +328,10 @@ func (l *hitLog) processes(bp int) (uint64, []ProcessHits) {
 	}
 	out := make([]ProcessHits, 0, len(b.procs))
 	for _, pl := range b.procs {
-		ph := ProcessHits{Host: pl.host, Pid: pl.pid, Exe: pl.exe, Count: pl.count, Hits: make([]HitRow, 0, len(pl.recent))}
-		for i := len(pl.recent) - 1; i >= 0; i-- {
-			ph.Hits = append(ph.Hits, pl.recent[i].row)
+		recent := newest(pl.recent, recentPerProcess)
+		ph := ProcessHits{Host: pl.host, Pid: pl.pid, Exe: pl.exe, Count: pl.count, Hits: make([]HitRow, 0, len(recent))}
+		for i := len(recent) - 1; i >= 0; i-- {
+			ph.Hits = append(ph.Hits, l.rowOf(recent[i]))
 		}
 		out = append(out, ph)
 	}
@@ -298,14 +349,15 @@ func (l *hitLog) processes(bp int) (uint64, []ProcessHits) {
 func (l *hitLog) timelineSince(since uint64, limit int) []HitRow {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	i := sort.Search(len(l.timeline), func(i int) bool { return l.timeline[i].row.Order > since })
-	rows := l.timeline[i:]
+	tl := newest(l.timeline, timelineLen)
+	i := sort.Search(len(tl), func(i int) bool { return tl[i].p.Order > since })
+	rows := tl[i:]
 	if limit > 0 && len(rows) > limit {
 		rows = rows[len(rows)-limit:]
 	}
 	out := make([]HitRow, len(rows))
 	for j, e := range rows {
-		out[j] = e.row
+		out[j] = l.rowOf(e)
 	}
 	return out
 }
@@ -358,20 +410,20 @@ func (ss *session) tick() {
 func (ss *session) writeCounts() {
 	for _, c := range ss.shown.counts() {
 		id := c.bp
-		e := c.latest
+		r := &c.latest
 		text := fmt.Sprintf("breakpoint %d: %s more in the last second (%d in all); last on %s %s[%d]",
-			id, plural(c.counted, "hit"), c.total, e.row.Host, filepath.Base(e.row.Exe), e.row.Pid)
-		if e.row.Values != "" {
-			text += ": " + truncateRunes(e.row.Values, 60)
+			id, plural(c.counted, "hit"), c.total, r.Host, filepath.Base(r.Exe), r.Pid)
+		if r.Values != "" {
+			text += ": " + truncateRunes(r.Values, 60)
 		}
 		if c.first {
 			// Once per breakpoint: where the hits not shown are.
 			text += fmt.Sprintf("\n  (one line a second from now on: the RipTrace hits view lists the hits, and `snapshot %d` opens the latest)", id)
 		}
 		text += "\n"
-		ev := &dap.OutputEvent{Event: ss.event("output"), Body: dap.OutputEventBody{Category: "console", Output: text, Line: e.row.Line}}
-		if e.row.Path != "" {
-			ev.Body.Source = &dap.Source{Name: filepath.Base(e.row.Path), Path: e.row.Path}
+		ev := &dap.OutputEvent{Event: ss.event("output"), Body: dap.OutputEventBody{Category: "console", Output: text, Line: r.Line}}
+		if r.Path != "" {
+			ev.Body.Source = &dap.Source{Name: filepath.Base(r.Path), Path: r.Path}
 		}
 		ss.send(ev)
 	}
@@ -522,7 +574,7 @@ func (ss *session) openHit(bp int, seq uint64, part int, path string, line int) 
 	if b == nil {
 		ss.mu.Lock()
 		for _, bb := range ss.byTracepoint {
-			if bb.id == e.row.Breakpoint {
+			if bb.id == e.bp {
 				b = bb
 			}
 		}
@@ -532,9 +584,9 @@ func (ss *session) openHit(bp int, seq uint64, part int, path string, line int) 
 		}
 	}
 	title := ss.openSnapshot(b, e.p.Hit, true)
-	res := map[string]any{"seq": e.row.Seq, "breakpoint": b.id, "title": title}
-	if e.row.Part > 0 {
-		res["part"] = e.row.Part
+	res := map[string]any{"seq": e.p.Hit.Seq, "breakpoint": b.id, "title": title}
+	if e.p.Hit.Part > 0 {
+		res["part"] = e.p.Hit.Part
 	}
 	return res, nil
 }

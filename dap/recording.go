@@ -75,7 +75,7 @@ func (ss *session) recordedBreakpoints(hits []fleet.Placed) []*breakpoint {
 		}
 		ss.nextBP++
 		b := &breakpoint{id: ss.nextBP, tracepoint: h.Tracepoint, file: h.File}
-		b.file, b.line = ss.localLine(b, h)
+		b.file, b.line = ss.localLine(b.file, h)
 		ss.byTracepoint[h.Tracepoint] = b
 		bps = append(bps, b)
 	}
@@ -90,18 +90,10 @@ func (ss *session) recordedBreakpoints(hits []fleet.Placed) []*breakpoint {
 func (ss *session) showRecorded(p fleet.Placed) {
 	ss.mu.Lock()
 	b := ss.byTracepoint[p.Tracepoint]
-	ss.recent = append(ss.recent, p.Hit)
-	if len(ss.recent) > recentHits {
-		ss.recent = ss.recent[len(ss.recent)-recentHits:]
-	}
+	e := &logged{p: p, bp: b.id, fallback: b.file}
+	ss.recent = keepLast(ss.recent, &e.p.Hit, recentHits)
 	ss.mu.Unlock()
-	file, line := ss.localLine(b, &p.Hit)
-	if ss.shown.record(b.id, &logged{p: p, row: hitRow(b.id, &p, file, line)}, ss.cfg.ConsoleHits == consoleAll, time.Now()) {
-		ss.send(ss.hitEvent(b, &p))
-	}
-	if ss.cfg.Snapshots {
-		ss.openSnapshot(b, p.Hit, false)
-	}
+	ss.showHit(b, e)
 }
 
 // recordedBreakpointsAt answers the editor's breakpoints during a replay:

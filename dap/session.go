@@ -70,7 +70,7 @@ type session struct {
 	byTracepoint map[string]*breakpoint
 	nextBP       int
 	nextTP       int
-	recent       []fleet.Hit    // the last recentHits hits, oldest first
+	recent       []*fleet.Hit   // the last recentHits hits (and up to as many older), oldest first
 	threadIDs    map[string]int // "host/pid" → thread id
 	nextThread   int
 	nextProgress int
@@ -114,7 +114,7 @@ func (b *breakpoint) current() dap.Breakpoint {
 func newSession(srv *Server, w io.Writer) *session {
 	id := make([]byte, 4)
 	rand.Read(id)
-	return &session{
+	ss := &session{
 		srv:          srv,
 		w:            w,
 		id:           hex.EncodeToString(id),
@@ -123,8 +123,9 @@ func newSession(srv *Server, w io.Writer) *session {
 		bps:          make(map[string][]*breakpoint),
 		byTracepoint: make(map[string]*breakpoint),
 		threadIDs:    make(map[string]int),
-		shown:        newHitLog(),
 	}
+	ss.shown = newHitLog(ss.localLine)
+	return ss
 }
 
 func (ss *session) onInitialize(req *dap.InitializeRequest) {
@@ -649,7 +650,6 @@ func (ss *session) pumpHits(r *fleet.TimelineReader) {
 	defer r.Close()
 	for {
 		p, err := r.Next(ss.ctx)
-		h := p.Hit
 		if err != nil {
 			if ss.ctx.Err() != nil {
 				return
@@ -663,24 +663,28 @@ func (ss *session) pumpHits(r *fleet.TimelineReader) {
 			return
 		}
 		ss.mu.Lock()
-		b := ss.byTracepoint[h.Tracepoint]
+		b := ss.byTracepoint[p.Tracepoint]
+		var e *logged
 		if b != nil {
-			ss.recent = append(ss.recent, h)
-			if len(ss.recent) > recentHits {
-				ss.recent = ss.recent[len(ss.recent)-recentHits:]
-			}
+			e = &logged{p: p, bp: b.id, fallback: b.file}
+			ss.recent = keepLast(ss.recent, &e.p.Hit, recentHits)
 		}
 		ss.mu.Unlock()
 		if b == nil {
 			continue // another session's, or a breakpoint just removed
 		}
-		file, line := ss.localLine(b, &p.Hit)
-		if ss.shown.record(b.id, &logged{p: p, row: hitRow(b.id, &p, file, line)}, ss.cfg.ConsoleHits == consoleAll, time.Now()) {
-			ss.send(ss.hitEvent(b, &p))
-		}
-		if ss.cfg.Snapshots {
-			ss.openSnapshot(b, h, false)
-		}
+		ss.showHit(b, e)
+	}
+}
+
+// showHit records a hit of breakpoint b for the views and the console,
+// and shows it in the console if the console shows it in full.
+func (ss *session) showHit(b *breakpoint, e *logged) {
+	if ss.shown.record(e, ss.cfg.ConsoleHits == consoleAll, time.Now()) {
+		ss.send(ss.hitEvent(b, &e.p))
+	}
+	if ss.cfg.Snapshots {
+		ss.openSnapshot(b, e.p.Hit, false)
 	}
 }
 
@@ -688,7 +692,7 @@ func (ss *session) pumpHits(r *fleet.TimelineReader) {
 // a git checkout, the line of the checkout that the process's revision had.
 func (ss *session) hitEvent(b *breakpoint, p *fleet.Placed) *dap.OutputEvent {
 	h := &p.Hit
-	file, line := ss.localLine(b, h)
+	file, line := ss.localLine(b.file, h)
 	text := h.Message
 	if b.logMsg == "" || h.Message == "" {
 		// No log message, or the agent could not render it (its errors
@@ -711,8 +715,8 @@ func (ss *session) hitEvent(b *breakpoint, p *fleet.Placed) *dap.OutputEvent {
 
 // localLine is the line of the checkout where h ran: in a git checkout,
 // the line that the process's revision had. Outside the checkout, it is
-// b's file.
-func (ss *session) localLine(b *breakpoint, h *fleet.Hit) (string, int) {
+// the file fallback (the breakpoint's).
+func (ss *session) localLine(fallback string, h *fleet.Hit) (string, int) {
 	file, line := ss.localFile(h.File), h.Line
 	if _, substituted := ss.cfg.toLocal(h.File); !substituted && ss.repo != nil {
 		if f, l, err := ss.repo.LocalHit(ss.ws, h.File, h.Line, h.Process); err == nil {
@@ -720,7 +724,7 @@ func (ss *session) localLine(b *breakpoint, h *fleet.Hit) (string, int) {
 		}
 	}
 	if file == "" {
-		file = b.file
+		file = fallback
 	}
 	return file, line
 }
@@ -1049,18 +1053,14 @@ func (ss *session) byTracepointID(id string) *breakpoint {
 
 func (ss *session) renderRecent(n int) string {
 	ss.mu.Lock()
-	hits := ss.recent
-	if len(hits) > n {
-		hits = hits[len(hits)-n:]
-	}
-	hits = append([]fleet.Hit(nil), hits...)
+	hits := slices.Clone(newest(ss.recent, min(n, recentHits)))
 	ss.mu.Unlock()
 	if len(hits) == 0 {
 		return "no hits yet"
 	}
 	var sb strings.Builder
 	for _, h := range hits {
-		line := compactHit(&h)
+		line := compactHit(h)
 		if h.Message != "" {
 			line += " | " + h.Message
 		}

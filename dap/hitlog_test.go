@@ -1,0 +1,92 @@
+package dap
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/riptrace/riptrace/fleet"
+)
+
+// TestHitLogKeeps checks that the hit log, which keeps up to twice what
+// its views show and builds rows only when shown, shows exactly what a
+// log keeping only the newest would: the timeline's last timelineLen
+// hits, each process's last recentPerProcess, the event's last
+// maxEventHits with the rest counted as omitted, the console's latest
+// counted hit, and no hit the views no longer keep opens.
+func TestHitLogKeeps(t *testing.T) {
+	local := func(fallback string, h *fleet.Hit) (string, int) { return fallback, h.Line + 1 }
+	l := newHitLog(local)
+	const n = 3*timelineLen + 7
+	var all []*logged
+	var events []HitRow
+	omitted := 0
+	now := time.Now()
+	for i := range n {
+		p := fleet.Placed{Hit: fleet.Hit{Seq: uint64(1 + i/3), Part: i % 3, Host: fmt.Sprintf("h%d", i%2), Pid: 7, Line: i,
+			Args: []fleet.Variable{{Name: "n", Value: fmt.Sprint(i)}}}, Order: uint64(i + 1)}
+		e := &logged{p: p, bp: 1, fallback: "/co/f.go"}
+		all = append(all, e)
+		l.record(e, false, now)
+		if i == 2*maxEventHits+5 || i == n-1 {
+			rows, o := l.takeFresh()
+			events = append(events, rows...)
+			omitted += o
+		}
+	}
+	row := func(e *logged) HitRow { return hitRow(1, &e.p, "/co/f.go", e.p.Hit.Line+1) }
+	rows := func(es []*logged) []HitRow {
+		var out []HitRow
+		for _, e := range es {
+			out = append(out, row(e))
+		}
+		return out
+	}
+
+	if got, want := l.timelineSince(0, 0), rows(all[n-timelineLen:]); !slices.Equal(got, want) {
+		t.Errorf("timeline has %d rows from order %d, want the last %d from %d", len(got), got[0].Order, len(want), want[0].Order)
+	}
+	if got, want := l.timelineSince(uint64(n-5), 3), rows(all[n-3:]); !slices.Equal(got, want) {
+		t.Errorf("timeline since %d limit 3 = %+v, want %+v", n-5, got, want)
+	}
+	total, procs := l.processes(1)
+	if total != n || len(procs) != 2 {
+		t.Fatalf("processes = %d hits, %d processes; want %d, 2", total, len(procs), n)
+	}
+	for k, ph := range procs {
+		var mine []*logged
+		for _, e := range all {
+			if e.p.Hit.Host == ph.Host {
+				mine = append(mine, e)
+			}
+		}
+		want := rows(mine[len(mine)-recentPerProcess:])
+		slices.Reverse(want)
+		if ph.Host != fmt.Sprintf("h%d", k) || ph.Count != uint64(len(mine)) || !slices.Equal(ph.Hits, want) {
+			t.Errorf("process %s: %d hits of %d, want the last %d of %d newest first", ph.Host, len(ph.Hits), ph.Count, recentPerProcess, len(mine))
+		}
+	}
+	wantEvents := append(rows(all[2*maxEventHits+6-maxEventHits:2*maxEventHits+6]), rows(all[n-maxEventHits:])...)
+	if !slices.Equal(events, wantEvents) || omitted != n-2*maxEventHits {
+		t.Errorf("events carried %d rows and %d omitted, want %d and %d", len(events), omitted, len(wantEvents), n-2*maxEventHits)
+	}
+	if rows, o := l.takeFresh(); rows != nil || o != 0 {
+		t.Errorf("a second take = %d rows, %d omitted; want none", len(rows), o)
+	}
+
+	cs := l.counts()
+	if len(cs) != 1 || cs[0].counted != n-fullHits || cs[0].latest != row(all[n-1]) {
+		t.Errorf("counts = %+v, want %d counted, the latest the last hit", cs, n-fullHits)
+	}
+	last, old := all[n-1].p.Hit, all[n-timelineLen-2*recentPerProcess].p.Hit
+	if e := l.find(0, last.Seq, last.Part); e != all[n-1] {
+		t.Errorf("find of the last hit #%s = %v", last.Number(), e)
+	}
+	if e := l.find(0, old.Seq, old.Part); e != nil {
+		t.Errorf("find of hit #%s, no longer kept, found order %d", old.Number(), e.p.Order)
+	}
+	if e := l.find(1, 0, 0); e != all[n-1] {
+		t.Errorf("the latest of breakpoint 1 = %v, want the last hit", e)
+	}
+}
