@@ -119,9 +119,9 @@ type logged struct {
 
 // hitLog is what the session keeps of its hits for the views.
 //
-// Its lists keep up to twice what the views show and drop the older half
-// when full: each view reads the newest (newest), and a hit costs an
-// append, not a shift of every hit kept.
+// Its timeline and fresh list keep up to twice what the views show and
+// drop the older half when full: each view reads the newest (newest), and
+// a hit costs an append, not a shift of every hit kept.
 type hitLog struct {
 	// local maps a hit to the line of the checkout a row links to, or to
 	// fallback; set before the first hit.
@@ -157,7 +157,7 @@ type processLog struct {
 	pid    int
 	exe    string
 	count  uint64
-	recent []*logged // the last recentPerProcess hits (and up to as many older), oldest first
+	recent []*logged // the last recentPerProcess hits, oldest first
 }
 
 // keepLast appends e to s, which holds the last n of what was appended:
@@ -214,7 +214,14 @@ func (l *hitLog) record(e *logged, all bool, now time.Time) (full bool) {
 		b.procs[key] = pl
 	}
 	pl.count++
-	pl.recent = keepLast(pl.recent, e, recentPerProcess)
+	// Exactly the last few: with a thousand processes, more would keep
+	// thousands of hits alive for the garbage collector to mark.
+	if len(pl.recent) < recentPerProcess {
+		pl.recent = append(pl.recent, e)
+	} else {
+		copy(pl.recent, pl.recent[1:])
+		pl.recent[len(pl.recent)-1] = e
+	}
 	l.timeline = keepLast(l.timeline, e, timelineLen)
 	l.fresh = keepLast(l.fresh, e, maxEventHits)
 	l.nfresh++
@@ -297,7 +304,7 @@ func (l *hitLog) find(bp int, seq uint64, part int) *logged {
 		}
 		for _, b := range l.bps {
 			for _, pl := range b.procs {
-				for _, e := range newest(pl.recent, recentPerProcess) {
+				for _, e := range pl.recent {
 					if e.p.Hit.Seq == seq && e.p.Hit.Part == part {
 						return e
 					}
@@ -328,10 +335,9 @@ func (l *hitLog) processes(bp int) (uint64, []ProcessHits) {
 	}
 	out := make([]ProcessHits, 0, len(b.procs))
 	for _, pl := range b.procs {
-		recent := newest(pl.recent, recentPerProcess)
-		ph := ProcessHits{Host: pl.host, Pid: pl.pid, Exe: pl.exe, Count: pl.count, Hits: make([]HitRow, 0, len(recent))}
-		for i := len(recent) - 1; i >= 0; i-- {
-			ph.Hits = append(ph.Hits, l.rowOf(recent[i]))
+		ph := ProcessHits{Host: pl.host, Pid: pl.pid, Exe: pl.exe, Count: pl.count, Hits: make([]HitRow, 0, len(pl.recent))}
+		for i := len(pl.recent) - 1; i >= 0; i-- {
+			ph.Hits = append(ph.Hits, l.rowOf(pl.recent[i]))
 		}
 		out = append(out, ph)
 	}
