@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -271,5 +272,37 @@ func TestTimelineReleaseRecorded(t *testing.T) {
 	}
 }
 
-// checkFrontier is set by the test of the incremental frontier.
-var checkFrontier = func(t *testing.T, seed uint64, tl *Timeline) {}
+// checkFrontier checks what release keeps of the agents against a scan of
+// every one, as release worked it out before it kept it: the lowest
+// frontier, and the agents that may be found silent, by when they were
+// last heard from.
+func checkFrontier(t *testing.T, seed uint64, tl *Timeline) {
+	t.Helper()
+	if tl.now == math.MinInt64 {
+		return
+	}
+	want := int64(math.MaxInt64)
+	var talking []*timelineAgent
+	for _, a := range tl.agents {
+		want = min(want, tl.frontier(a))
+		if !a.final && !a.silent {
+			if tl.now-a.last > int64(silentAfter) {
+				t.Fatalf("seed %d: host %s silent for %v and not said so", seed, a.host, time.Duration(tl.now-a.last))
+			}
+			talking = append(talking, a)
+		}
+	}
+	if got := tl.lowestFrontier(); got != want {
+		t.Fatalf("seed %d: lowest frontier %d, a scan of the agents says %d", seed, got, want)
+	}
+	var listed []*timelineAgent
+	for a := tl.talking.first; a != nil; a = a.next {
+		if len(listed) > 0 && listed[len(listed)-1].last > a.last {
+			t.Fatalf("seed %d: host %s heard from at %d listed after %s at %d", seed, a.host, a.last, listed[len(listed)-1].host, listed[len(listed)-1].last)
+		}
+		listed = append(listed, a)
+	}
+	if len(listed) != len(talking) {
+		t.Fatalf("seed %d: %d agents listed as talking, %d are", seed, len(listed), len(talking))
+	}
+}
