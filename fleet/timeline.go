@@ -50,8 +50,15 @@ type Timeline struct {
 	released int64 // everything at or before this coordinated time is out
 	order    uint64
 	agents   map[string]*timelineAgent
-	held     heldHeap
-	out      []Placed // what the last call released; reused
+	// byMark and byLag hold every agent not final, so that release finds
+	// the lowest frontier without working out each agent's (see
+	// lowestFrontier).
+	byMark, byLag frontierHeap
+	// talking are the agents neither final nor said to be silent, the
+	// one heard from longest ago first: those release may find silent.
+	talking talkList
+	held    heldHeap
+	out     []Placed // what the last call released; reused
 	// recent are released hits near the frontier, from recentHead on, to
 	// find the uncertain pairs; recentMax is the largest bound among them.
 	recent []recentHit
@@ -164,6 +171,16 @@ type timelineAgent struct {
 	lastT    int64
 	lastC    int64
 	hasLast  bool
+
+	// wait is lag plus its clock's bound, capped: how far its frontier
+	// trails the stream's time when no watermark holds it further on.
+	wait int64
+	// in is the heap of frontiers it is in, at index; nil when final.
+	in    *frontierHeap
+	index int
+	// prev and next link it in Timeline.talking, when it is there.
+	prev, next *timelineAgent
+	listed     bool
 }
 
 // TimelineHost is what the timeline knows of one agent.
@@ -224,7 +241,9 @@ func NewTimeline(opts TimelineOptions) *Timeline {
 	if opts.MaxHold <= 0 {
 		opts.MaxHold = DefaultMaxHold
 	}
-	return &Timeline{opts: opts, now: math.MinInt64, released: math.MinInt64, agents: make(map[string]*timelineAgent), calls: make(map[callKey]*call)}
+	t := &Timeline{opts: opts, now: math.MinInt64, released: math.MinInt64, agents: make(map[string]*timelineAgent), calls: make(map[callKey]*call)}
+	t.byLag.longestWait = true
+	return t
 }
 
 func (t *Timeline) agent(host string) *timelineAgent {
@@ -232,6 +251,8 @@ func (t *Timeline) agent(host string) *timelineAgent {
 	if a == nil {
 		a = &timelineAgent{host: host, lag: int64(t.opts.MaxHold), mark: math.MinInt64, promised: math.MinInt64}
 		t.agents[host] = a
+		t.moved(a)
+		t.talking.place(a)
 	}
 	return a
 }
@@ -251,6 +272,7 @@ func (t *Timeline) advance(st time.Time, a *timelineAgent) {
 	if a != nil {
 		a.last = t.now
 		a.silent = false
+		t.talking.place(a)
 	}
 }
 
@@ -367,12 +389,17 @@ func (t *Timeline) AddWatermark(w Watermark) []Placed {
 		}
 		lag = int64(t.opts.MaxHold)
 	}
+	wasFinal := a.final
 	a.lag, a.clock, a.final = lag, w.Clock, w.Final
 	a.promised = max(a.promised, w.Time)
 	if w.Clock != nil {
 		if m, ok := addNoOverflow(w.Time, w.Clock.Offset-w.Clock.Bound); ok && m <= t.now+int64(maxAhead) {
 			a.mark = max(a.mark, m)
 		}
+	}
+	t.moved(a)
+	if a.final != wasFinal {
+		t.talking.place(a)
 	}
 	return t.release(t.reuse())
 }
@@ -437,11 +464,148 @@ func (t *Timeline) frontier(a *timelineAgent) int64 {
 	if a.final {
 		return math.MaxInt64
 	}
-	b := int64(0)
-	if a.clock != nil {
-		b = min(a.clock.Bound, uncertainCap)
+	return max(a.mark, satSub(t.now, a.lag+clockBound(a.clock)))
+}
+
+// clockBound is the error bound of clock as the frontier counts it: none
+// when there is no clock, capped at uncertainCap.
+func clockBound(clock *ClockReading) int64 {
+	if clock == nil {
+		return 0
 	}
-	return max(a.mark, satSub(t.now, a.lag+b))
+	return min(clock.Bound, uncertainCap)
+}
+
+// moved files agent a's frontier anew after what it said changed it (or
+// it is new): first among those that may still be at their watermark,
+// whence lowestFrontier moves it as the stream's time passes the
+// watermark. A final agent holds nothing back.
+func (t *Timeline) moved(a *timelineAgent) {
+	if a.in != nil {
+		heap.Remove(a.in, a.index)
+	}
+	if a.final {
+		return
+	}
+	a.wait = a.lag + clockBound(a.clock)
+	heap.Push(&t.byMark, a)
+}
+
+// lowestFrontier is the lowest frontier of the agents, MaxInt64 if all are
+// final, worked out without visiting each agent: a reader of a thousand
+// agents pays for one.
+//
+// An agent's frontier is the greater of its watermark and the stream's
+// time less its wait (see frontier). The stream's time only grows, so
+// once it is the latter it stays so until the agent's next watermark: such
+// agents are in byLag, and the lowest of their frontiers is the one of
+// longest wait. The others are in byMark, lowest watermark first. The one
+// at the top of byMark whose frontier now follows the stream's time moves
+// to byLag; once the top's frontier is its watermark, no other agent of
+// byMark is lower than it, whatever theirs are. Each agent moves once
+// for each watermark it sends.
+func (t *Timeline) lowestFrontier() int64 {
+	for len(t.byMark.agents) > 0 {
+		a := t.byMark.agents[0]
+		if satSub(t.now, a.wait) <= a.mark {
+			break
+		}
+		heap.Pop(&t.byMark)
+		heap.Push(&t.byLag, a)
+	}
+	f := int64(math.MaxInt64)
+	if len(t.byMark.agents) > 0 {
+		f = t.byMark.agents[0].mark
+	}
+	if len(t.byLag.agents) > 0 {
+		f = min(f, satSub(t.now, t.byLag.agents[0].wait))
+	}
+	return f
+}
+
+// frontierHeap is a heap of agents: by lowest watermark, or by longest
+// wait when longestWait is set.
+type frontierHeap struct {
+	agents      []*timelineAgent
+	longestWait bool
+}
+
+func (h *frontierHeap) Len() int { return len(h.agents) }
+func (h *frontierHeap) Less(i, j int) bool {
+	if h.longestWait {
+		return h.agents[i].wait > h.agents[j].wait
+	}
+	return h.agents[i].mark < h.agents[j].mark
+}
+func (h *frontierHeap) Swap(i, j int) {
+	h.agents[i], h.agents[j] = h.agents[j], h.agents[i]
+	h.agents[i].index, h.agents[j].index = i, j
+}
+func (h *frontierHeap) Push(x any) {
+	a := x.(*timelineAgent)
+	a.in, a.index = h, len(h.agents)
+	h.agents = append(h.agents, a)
+}
+func (h *frontierHeap) Pop() any {
+	n := len(h.agents) - 1
+	a := h.agents[n]
+	h.agents[n] = nil
+	h.agents = h.agents[:n]
+	a.in, a.index = nil, -1
+	return a
+}
+
+// talkList lists agents by when they were last heard from, the earliest
+// first: those that may be found silent, neither final nor said to be.
+type talkList struct{ first, last *timelineAgent }
+
+// place puts a where it belongs after it spoke or said it is final (or is
+// new): at the end, as it was heard from last, unless it is final or was
+// said to be silent. A message without a stream time changes nothing of
+// when it was last heard from, so it goes back where it was.
+func (l *talkList) place(a *timelineAgent) {
+	l.remove(a)
+	if a.final || a.silent {
+		return
+	}
+	// a goes after at, first if at is nil: at the end but for a new agent
+	// or one that spoke without a stream time.
+	var at *timelineAgent
+	if l.last != nil && l.last.last <= a.last {
+		at = l.last
+	} else {
+		for n := l.first; n != nil && n.last <= a.last; n = n.next {
+			at = n
+		}
+	}
+	a.listed, a.prev = true, at
+	if at == nil {
+		a.next, l.first = l.first, a
+	} else {
+		a.next, at.next = at.next, a
+	}
+	if a.next == nil {
+		l.last = a
+	} else {
+		a.next.prev = a
+	}
+}
+
+func (l *talkList) remove(a *timelineAgent) {
+	if !a.listed {
+		return
+	}
+	if a.prev == nil {
+		l.first = a.next
+	} else {
+		a.prev.next = a.next
+	}
+	if a.next == nil {
+		l.last = a.prev
+	} else {
+		a.next.prev = a.prev
+	}
+	a.prev, a.next, a.listed = nil, nil, false
 }
 
 // release emits, in order, the held hits the agents' frontiers have
@@ -450,13 +614,11 @@ func (t *Timeline) release(out []Placed) []Placed {
 	if t.now == math.MinInt64 {
 		return out
 	}
-	f := int64(math.MaxInt64)
-	for _, a := range t.agents {
-		f = min(f, t.frontier(a))
-		if !a.final && !a.silent && t.now-a.last > int64(silentAfter) {
-			a.silent = true
-			t.notices = append(t.notices, fmt.Sprintf("host %s: no word from its agent for %s of stream time; the timeline goes on without it, and its hits, if any come, are marked late", a.host, time.Duration(t.now-a.last).Round(100*time.Millisecond)))
-		}
+	f := t.lowestFrontier()
+	for a := t.talking.first; a != nil && t.now-a.last > int64(silentAfter); a = t.talking.first {
+		a.silent = true
+		t.talking.remove(a)
+		t.notices = append(t.notices, fmt.Sprintf("host %s: no word from its agent for %s of stream time; the timeline goes on without it, and its hits, if any come, are marked late", a.host, time.Duration(t.now-a.last).Round(100*time.Millisecond)))
 	}
 	if t.now < t.warm {
 		// A reader that starts in the middle of the stream knows only

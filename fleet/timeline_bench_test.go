@@ -98,3 +98,47 @@ func BenchmarkTimelineCore(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "hits/s")
 }
+
+// BenchmarkTimelineHosts is the ordering of one hit stream of 10,000 hits
+// a second, over 5 s of stream time, shared by 10, 200 and 1000 agents:
+// each host's clock is off by its own offset, and each publishes a
+// watermark every 10 of its hits. What a hit costs the timeline should not
+// grow with the number of agents: run with -bench TimelineHosts and
+// compare the ns/hit of the three.
+func BenchmarkTimelineHosts(b *testing.B) {
+	const n = 50_000
+	for _, hosts := range []int{10, 200, 1000} {
+		b.Run(fmt.Sprint("hosts=", hosts), func(b *testing.B) {
+			hits := make([]fleet.Hit, n)
+			marks := make(map[int]fleet.Watermark)
+			names := make([]string, hosts)
+			for i := range names {
+				names[i] = fmt.Sprintf("host-%04d", i)
+			}
+			for i := range hits {
+				h := i % hosts
+				off := time.Duration(h%97-48) * time.Millisecond
+				at := time.Duration(i) * 100 * time.Microsecond
+				clock := &fleet.ClockReading{Offset: int64(off), Bound: int64(100 * time.Microsecond)}
+				hits[i] = fleet.Hit{Tracepoint: "tp", Host: names[h], Pid: 100, Goroutine: 7,
+					Time: t0.Add(at - off).UnixNano(), Clock: clock, Seq: uint64(i + 1),
+					ServerTime: t0.Add(at + 100*time.Microsecond)}
+				if (i/hosts)%10 == 9 {
+					marks[i] = fleet.Watermark{Host: names[h], Time: hits[i].Time, Lag: fleet.Duration(150 * time.Millisecond), Clock: clock, ServerTime: hits[i].ServerTime}
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				tl := fleet.NewTimeline(fleet.TimelineOptions{})
+				for i := range hits {
+					tl.AddHit(hits[i])
+					if w, ok := marks[i]; ok {
+						tl.AddWatermark(w)
+					}
+				}
+				tl.Flush()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/hit")
+		})
+	}
+}
