@@ -21,6 +21,7 @@ import (
 	"github.com/riptrace/riptrace/dap"
 	"github.com/riptrace/riptrace/dap/daptest"
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/fleet/fleettest"
 	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
@@ -279,7 +280,7 @@ func benchSessionPerHit(b *testing.B, hosts int) {
 			host := fmt.Sprintf("sim-%03d", i)
 			var hits [][]byte
 			for j := range perMsg {
-				h := realisticHit(to, host, k*perMsg+j)
+				h := fleettest.RealisticHit(to, host, k*perMsg+j, 1024)
 				hits = append(hits, fleet.Encode(&h))
 			}
 			id := fmt.Sprintf("%s-%d-%d", to, run, k)
@@ -360,30 +361,4 @@ func benchSessionPerHit(b *testing.B, hosts int) {
 	b.ReportMetric((with-anchor)/1e3, "session-µs/hit")
 	b.ReportMetric(float64(s1.mallocs-s0.mallocs)/float64(n)-float64(a1.mallocs-a0.mallocs)/float64(n), "session-allocs/hit")
 	b.ReportMetric(0, "ns/op")
-}
-
-// realisticHit is hit i of tracepoint tp on host, shaped as the eBPF
-// backend's of an HTTP handler as bench/fleet's simulated agents send it.
-func realisticHit(tp, host string, i int) fleet.Hit {
-	h := fleet.Hit{
-		Tracepoint: tp, Host: host, Pid: 4101 + i%2,
-		Process:   fleet.ProcessRef{Exe: "/usr/local/bin/orders", Module: "example.com/shop", MainPackage: "example.com/shop/cmd/orders", Revision: "3f1c2a9e8b7d6c5f4a3b2c1d0e9f8a7b6c5d4e3f"},
-		Goroutine: 4711, Time: time.Now().UnixNano(),
-		File: "internal/orders/handler.go", Line: 88, Function: "example.com/shop/internal/orders.(*Handler).Checkout",
-		Args: []fleet.Variable{
-			{Name: "h", Type: "*orders.Handler", Value: "0xc000124000"},
-			{Name: "ctx", Type: "context.Context", Value: "context.Context(*context.valueCtx) 0xc0001a2b40"},
-			{Name: "req", Type: "*orders.CheckoutRequest", Children: []fleet.Variable{
-				{Name: "OrderID", Type: "string", Value: strconv.Quote(fmt.Sprintf("ord-20261205-%06d", i))},
-				{Name: "Amount", Type: "int64", Value: "4999"},
-				{Name: "Currency", Type: "string", Value: `"EUR"`},
-			}},
-		},
-		Locals: []fleet.Variable{{Name: "total", Type: "int64", Value: strconv.Itoa(5000 + i)}, {Name: "err", Type: "error", Value: "nil"},
-			{Name: "note", Type: "string", Value: strconv.Quote(strings.Repeat("x", 300))}},
-	}
-	for k := range 4 {
-		h.Stack = append(h.Stack, fleet.Frame{Function: fmt.Sprintf("orders.step%d", k), File: "orders/handler.go", Line: 80 + k})
-	}
-	return h
 }

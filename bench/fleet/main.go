@@ -856,7 +856,7 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 	}
 
 	fmt.Printf("sustained: offered %d hits/s of %d B from %d agents for %s; stored %.0f hits/s during it; %d made, %d acknowledged (the last %s after the run); the stream has %d lost (%d dropped from full buffers and %d still kept after %s of draining, counted by the agents), %d stored twice; load average %s\n",
-		res.offered, len(sims[0].hit), len(sims), elapsed.Round(time.Millisecond), res.stored,
+		res.offered, len(fleet.Encode(&sims[0].hit)), len(sims), elapsed.Round(time.Millisecond), res.stored,
 		total, load.acked.Load(), drain.Round(time.Millisecond), res.lost, load.dropped.Load(), load.left.Load(), drainFor, res.dup, loadavg())
 	fmt.Printf("  publishes of hits and watermarks %d, %d of them sent again (%d acks timed out, %d found in process, %d refused as too many; %d acks said stored already); %d batches carried %d hits (%.1f each)\n",
 		load.sent.Load(), load.resent.Load(), load.timedOut.Load(), load.inProcess.Load(), load.tooMany.Load(), load.repeated.Load(),

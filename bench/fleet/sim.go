@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/fleet/fleettest"
 )
 
 // simAgent stands for one agent on a machine this one cannot hold: its own
@@ -27,7 +27,7 @@ type simAgent struct {
 	host  string
 	c     *fleet.Client
 	procs []fleet.Process
-	hit   []byte // a hit's body, about -size bytes, for this host
+	hit   fleet.Hit // a hit of about -size bytes once encoded, for this host
 
 	// mu guards installed.
 	mu        sync.Mutex
@@ -100,7 +100,7 @@ func startSim(ctx context.Context, url, host string, size int, log *slog.Logger)
 		{Pid: 4101, Exe: "/usr/local/bin/orders", Cmdline: []string{"/usr/local/bin/orders", "--listen=:8080"}, Module: "example.com/shop", MainPackage: "example.com/shop/cmd/orders", GoVersion: "go1.26.0", Revision: "3f1c2a9e8b7d6c5f4a3b2c1d0e9f8a7b6c5d4e3f"},
 		{Pid: 4102, Exe: "/usr/local/bin/payments", Cmdline: []string{"/usr/local/bin/payments"}, Module: "example.com/shop", MainPackage: "example.com/shop/cmd/payments", GoVersion: "go1.26.0", Revision: "3f1c2a9e8b7d6c5f4a3b2c1d0e9f8a7b6c5d4e3f"},
 	}
-	a.hit = realisticHit(host, size)
+	a.hit = fleettest.RealisticHit("load", host, 417, size)
 	if _, err := c.ServeHost(host, fleet.HostHandlers{
 		Profile: func(*nats.Msg) fleet.Message {
 			return &fleet.Profile{Host: fleet.HostInfo{Name: host, OS: "linux", Arch: "amd64", CPUs: 8, AgentVersion: "sim"}, Processes: a.procs}
@@ -216,8 +216,7 @@ func (a *simAgent) publish(ctx context.Context, tp string, line, rate int, drain
 	if rate <= 0 {
 		return 0
 	}
-	var h fleet.Hit
-	fleet.Decode(a.hit, "hit", &h)
+	h := a.hit
 	h.Tracepoint, h.Line = tp, line
 	body := fleet.Encode(&h)
 	out, err := fleet.NewOutbox(a.c, fleet.OutboxConfig[struct{}]{
@@ -272,38 +271,4 @@ func (a *simAgent) publish(ctx context.Context, tp string, line, rate int, drain
 		case <-t.C:
 		}
 	}
-}
-
-// realisticHit is a hit shaped as the eBPF backend's of an HTTP handler
-// (arguments, locals, a 4-frame stack), padded with a captured string to
-// about size bytes.
-func realisticHit(host string, size int) []byte {
-	h := fleet.Hit{
-		Tracepoint: "load", Host: host, Pid: 4101,
-		Process:   fleet.ProcessRef{Exe: "orders", Module: "example.com/shop", MainPackage: "example.com/shop/cmd/orders", Revision: "3f1c2a9e8b7d6c5f4a3b2c1d0e9f8a7b6c5d4e3f"},
-		Goroutine: 4711, Time: time.Now().UnixNano(),
-		File: "internal/orders/handler.go", Line: 88, Function: "example.com/shop/internal/orders.(*Handler).Checkout",
-		Args: []fleet.Variable{
-			{Name: "h", Type: "*orders.Handler", Value: "0xc000124000"},
-			{Name: "ctx", Type: "context.Context", Value: "context.Context(*context.valueCtx) 0xc0001a2b40"},
-			{Name: "req", Type: "*orders.CheckoutRequest", Children: []fleet.Variable{
-				{Name: "OrderID", Type: "string", Value: `"ord-20261205-000417"`},
-				{Name: "Amount", Type: "int64", Value: "4999"},
-				{Name: "Currency", Type: "string", Value: `"EUR"`},
-			}},
-		},
-		Locals: []fleet.Variable{{Name: "total", Type: "int64", Value: "5248"}, {Name: "err", Type: "error", Value: "nil"}},
-	}
-	for i := range 4 {
-		h.Stack = append(h.Stack, fleet.Frame{Function: fmt.Sprintf("orders.step%d", i), File: "orders/handler.go", Line: 80 + i})
-	}
-	for len(h.Stack) > 0 && len(fleet.Encode(&h)) > size {
-		h.Stack = h.Stack[:len(h.Stack)-1]
-	}
-	base := len(fleet.Encode(&h))
-	// The padding's own variable costs about 50 bytes of JSON.
-	if pad := size - base - 50; pad > 0 {
-		h.Locals = append(h.Locals, fleet.Variable{Name: "note", Type: "string", Value: strconv.Quote(strings.Repeat("x", pad))})
-	}
-	return fleet.Encode(&h)
 }

@@ -3,7 +3,7 @@
 // ([RunServer], or [RunServerWith] limits of the test's own), fleet
 // clients on it ([Connect]), and plain connections for what RipTrace
 // never sends ([Raw]); [NkeyUser] makes an nkey user, and [Var] finds a
-// captured variable in a hit.
+// captured variable in a hit; [RealisticHit] is a hit as benchmarks send it.
 package fleettest
 
 import (
