@@ -5,8 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/riptrace/riptrace/fleet"
 )
@@ -106,4 +109,103 @@ func TestStampsReadWhenWanted(t *testing.T) {
 	if p.Stamps["main.version"] != "v1.2.3" {
 		t.Errorf("wanted: stamps %q, want main.version v1.2.3", p.Stamps)
 	}
+}
+
+// TestScanTellsProcessesOfOnePid: a scan sees a process that started since
+// the last, drops one that exited, and takes a process that took the pid
+// of one it saw for a new process, though it reads the start time of a
+// process only once. The pid is handed to the new process through
+// ns_last_pid, which other processes of the host may race for: the test
+// tries again until its process gets it.
+func TestScanTellsProcessesOfOnePid(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "paced")
+	build := exec.Command("go", "build", "-buildvcs=false", "-o", bin, "./testdata/targets/paced")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building paced: %v\n%s", err, out)
+	}
+	start := func(arg string) *exec.Cmd {
+		cmd := exec.Command(bin, arg)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || !strings.HasPrefix(line, "READY") {
+			t.Fatalf("paced said %q, %v; want READY", line, err)
+		}
+		return cmd
+	}
+	stop := func(cmd *exec.Cmd) {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	argOf := func(all map[int]*fleet.Process, pid int) string {
+		if p := all[pid]; p != nil && len(p.Cmdline) == 2 {
+			return p.Cmdline[1]
+		}
+		return "not found"
+	}
+
+	d := newDiscoverer()
+	d.scan(nil)
+	started := time.Now()
+	first := start("-rate=10")
+	pid := first.Process.Pid
+	if got := argOf(d.scan(nil), pid); got != "-rate=10" {
+		t.Fatalf("a process started since the last scan: found %s, want -rate=10", got)
+	}
+	// Seen twice: its start time is known.
+	if got := argOf(d.scan(nil), pid); got != "-rate=10" {
+		t.Fatalf("scanned again: found %s, want -rate=10", got)
+	}
+	stop(first)
+	// Start times count clock ticks (10 ms): processes of one pid started
+	// within one tick are one process to a scan, as they were before it
+	// read start times once.
+	time.Sleep(time.Until(started.Add(30 * time.Millisecond)))
+
+	var second *exec.Cmd
+	for try := 0; try < 100 && second == nil; try++ {
+		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(pid-1)), 0); err != nil {
+			t.Skipf("cannot choose the next pid: %v", err)
+		}
+		cmd := start("-rate=20")
+		if cmd.Process.Pid == pid {
+			second = cmd
+		} else {
+			stop(cmd)
+		}
+	}
+	if second == nil {
+		t.Skipf("pid %d was taken by other processes of the host 100 times", pid)
+	}
+	if got := argOf(d.scan(nil), pid); got != "-rate=20" {
+		t.Fatalf("pid %d taken by a new process: found %s, want -rate=20", pid, got)
+	}
+	stop(second)
+	if got := argOf(d.scan(nil), pid); got != "not found" {
+		t.Fatalf("pid %d exited: found %s", pid, got)
+	}
+}
+
+// BenchmarkScan scans this host's /proc as an idle agent does each second,
+// and reports the CPU time a scan takes (user and system, of the whole
+// test process), which a loaded host does not inflate as it does the wall
+// time.
+func BenchmarkScan(b *testing.B) {
+	d := newDiscoverer()
+	d.scan(nil)
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	before := cpu()
+	for b.Loop() {
+		d.scan(nil)
+	}
+	b.ReportMetric(float64(cpu()-before)/float64(b.N), "cpu-ns/scan")
 }

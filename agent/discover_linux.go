@@ -24,18 +24,32 @@ type procKey struct {
 }
 
 // discoverer lists the Go processes on this host. It caches what it learned
-// from each executable's build info, so a scan costs a readdir and a stat
-// read per process.
+// from each executable's build info, and each process's start time, so a
+// scan costs a readdir, and a stat and a readlink per process.
 type discoverer struct {
 	self    int
 	selfExe os.FileInfo // the agent's executable: its workers, and riptrace server, dap and lsp run it too
 
-	mu    sync.Mutex                 // guards cache
-	cache map[procKey]*fleet.Process // nil value: not a Go program
+	mu     sync.Mutex                 // guards cache and starts
+	cache  map[procKey]*fleet.Process // nil value: not a Go program
+	starts map[int]knownStart         // by pid, as of the last scan
+}
+
+// knownStart is a process's start time, read once, with the identity of
+// its /proc/PID directory when it was read. The kernel makes that inode
+// anew for a new process of the pid (it drops a process's /proc entries as
+// it exits), with a new number and change time: while both are the same,
+// the pid is still the same process. Reading the start time was about
+// half of a scan's CPU: /proc/PID/stat is formatted in full, some fifty
+// fields, for one of them.
+type knownStart struct {
+	ino   uint64
+	ctime syscall.Timespec
+	start uint64
 }
 
 func newDiscoverer() *discoverer {
-	d := &discoverer{self: os.Getpid(), cache: make(map[procKey]*fleet.Process)}
+	d := &discoverer{self: os.Getpid(), cache: make(map[procKey]*fleet.Process), starts: make(map[int]knownStart)}
 	d.selfExe, _ = os.Stat("/proc/self/exe")
 	return d
 }
@@ -52,20 +66,23 @@ func (d *discoverer) scan(stamped func(*fleet.Process) bool) map[int]*fleet.Proc
 	defer d.mu.Unlock()
 	seen := make(map[procKey]bool)
 	out := make(map[int]*fleet.Process)
+	starts := make(map[int]knownStart, len(d.starts))
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == d.self {
 			continue
 		}
-		start, ok := startTime(pid)
+		start, ok := d.startTime(pid)
 		if !ok {
 			continue
 		}
+		starts[pid] = start
+		// A zombie has no executable link: it is dropped here.
 		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 		if err != nil {
 			continue // a kernel thread, or gone
 		}
-		k := procKey{pid, start, exe}
+		k := procKey{pid, start.start, exe}
 		seen[k] = true
 		p, cached := d.cache[k]
 		if !cached {
@@ -84,7 +101,26 @@ func (d *discoverer) scan(stamped func(*fleet.Process) bool) map[int]*fleet.Proc
 			delete(d.cache, k)
 		}
 	}
+	d.starts = starts
 	return out
+}
+
+// startTime returns pid's start time, read from /proc/PID/stat only if the
+// last scan did not see this process of the pid (see knownStart). The
+// directory is looked at first: a process that took the pid between the
+// two reads is then taken for a new one again at the next scan, never for
+// the one before it.
+func (d *discoverer) startTime(pid int) (knownStart, bool) {
+	var path [32]byte
+	var st syscall.Stat_t
+	if syscall.Stat(string(strconv.AppendInt(append(path[:0], "/proc/"...), int64(pid), 10)), &st) != nil {
+		return knownStart{}, false
+	}
+	if k, ok := d.starts[pid]; ok && k.ino == st.Ino && k.ctime == st.Ctim {
+		return k, true
+	}
+	start, ok := startTime(pid)
+	return knownStart{ino: st.Ino, ctime: st.Ctim, start: start}, ok
 }
 
 // lookup inspects one pid without the cache, with an error that says why it
