@@ -102,3 +102,39 @@ func BenchmarkEncodeHit(b *testing.B) {
 		}
 	})
 }
+
+// TestWatermarkJSON holds Encode's writing of a watermark to
+// encoding/json's, byte for byte, as TestHitJSON does for hits.
+func TestWatermarkJSON(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(7, 8))
+	for i := range 3000 {
+		var w Watermark
+		fillRandom(rnd, reflect.ValueOf(&w).Elem(), 0)
+		got := Encode(&w)
+		want, err := json.Marshal(&w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("watermark %d: Encode wrote\n%s\nencoding/json writes\n%s", i, got, want)
+		}
+	}
+}
+
+// BenchmarkEncodeWatermark encodes an agent's watermark with Encode and
+// with encoding/json.
+func BenchmarkEncodeWatermark(b *testing.B) {
+	w := Watermark{Host: "web-1", Time: time.Now().UnixNano(), Lag: Duration(1500 * time.Microsecond), Clock: &ClockReading{Offset: -40123456, Bound: 312000}}
+	b.Run("Encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			Encode(&w)
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			json.Marshal(&w)
+		}
+	})
+}

@@ -988,8 +988,14 @@ type ErrorReply struct {
 // Encode marshals a message, stamping the current version into it so callers
 // never forget it.
 func Encode(v Message) []byte {
-	if h, ok := v.(*Hit); ok {
-		return EncodeHit(h)
+	switch m := v.(type) {
+	case *Hit:
+		return EncodeHit(m)
+	case *Watermark:
+		m.stamp()
+		if b := m.appendJSON(make([]byte, 0, 128)); b != nil {
+			return b
+		}
 	}
 	v.stamp()
 	return marshal(v)
