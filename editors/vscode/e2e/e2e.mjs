@@ -245,10 +245,12 @@ try {
       await page.keyboard.press('F1');
       await quickInputBox.waitFor({ timeout: 10_000 });
       if (!(await quickInputBox.inputValue()).startsWith('>')) throw new Error('the palette has no ">" prompt');
+      // A focus change the last step set off (an editor opening) can close
+      // the palette meanwhile: then open it again.
+      await quickInputBox.fill(`>${name}`, { timeout: 5000 });
+      await quickInput.locator('.monaco-list-row', { hasText: name.replace(/^RipTrace: /, '') }).first().waitFor({ timeout: 10_000 });
       return true;
     });
-    await quickInputBox.fill(`>${name}`);
-    await quickInput.locator('.monaco-list-row', { hasText: name.replace(/^RipTrace: /, '') }).first().waitFor();
     await page.keyboard.press('Enter');
   };
   const editor = page.locator('.editor-instance .monaco-editor').first();
@@ -426,8 +428,13 @@ try {
   // Rows come as hits do: read the row's hit again before each click.
   const pickSeq = await until('a snapshot after a click in the timeline', 90_000, async () => {
     const n = await rows.count();
-    const row = rows.nth(Math.floor(n / 2));
-    const seq = (await row.locator('td').first().innerText()).replace('#', '');
+    let row = rows.nth(Math.floor(n / 2));
+    let seq = (await row.locator('td').first().innerText()).replace('#', '');
+    if (seq === clicked) {
+      // Already open: its snapshot would show before this click is handled.
+      row = rows.nth(Math.floor(n / 2) + 1);
+      seq = (await row.locator('td').first().innerText()).replace('#', '');
+    }
     await row.click({ timeout: 5000 });
     await snapshotOf(seq).first().waitFor({ timeout: 10_000 });
     return seq;
