@@ -19,26 +19,8 @@ import (
 // it. What each says of its process is its own; what the executable says,
 // the build ID and link stamps among it, is the same.
 func TestInspectReadsAnExecutableOnce(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "paced")
-	build := exec.Command("go", "build", "-buildvcs=false", "-o", bin, "./testdata/targets/paced")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building paced: %v\n%s", err, out)
-	}
-	start := func(arg string) int {
-		cmd := exec.Command(bin, arg)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || !strings.HasPrefix(line, "READY") {
-			t.Fatalf("paced said %q, %v; want READY", line, err)
-		}
-		return cmd.Process.Pid
-	}
+	paced := pacedStarter(t)
+	start := func(arg string) int { return paced(arg).Process.Pid }
 	pids := []int{start("-rate=10"), start("-rate=20")}
 	before := exeReads.Load()
 	var got []string
@@ -118,26 +100,7 @@ func TestStampsReadWhenWanted(t *testing.T) {
 // ns_last_pid, which other processes of the host may race for: the test
 // tries again until its process gets it.
 func TestScanTellsProcessesOfOnePid(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "paced")
-	build := exec.Command("go", "build", "-buildvcs=false", "-o", bin, "./testdata/targets/paced")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building paced: %v\n%s", err, out)
-	}
-	start := func(arg string) *exec.Cmd {
-		cmd := exec.Command(bin, arg)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || !strings.HasPrefix(line, "READY") {
-			t.Fatalf("paced said %q, %v; want READY", line, err)
-		}
-		return cmd
-	}
+	start := pacedStarter(t)
 	stop := func(cmd *exec.Cmd) {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -208,4 +171,29 @@ func BenchmarkScan(b *testing.B) {
 		d.scan(nil)
 	}
 	b.ReportMetric(float64(cpu()-before)/float64(b.N), "cpu-ns/scan")
+}
+
+// pacedStarter builds the paced target and returns what starts it with
+// arg, ready (it printed READY), killed at the test's end.
+func pacedStarter(t *testing.T) func(arg string) *exec.Cmd {
+	bin := filepath.Join(t.TempDir(), "paced")
+	build := exec.Command("go", "build", "-buildvcs=false", "-o", bin, "./testdata/targets/paced")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building paced: %v\n%s", err, out)
+	}
+	return func(arg string) *exec.Cmd {
+		cmd := exec.Command(bin, arg)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || !strings.HasPrefix(line, "READY") {
+			t.Fatalf("paced said %q, %v; want READY", line, err)
+		}
+		return cmd
+	}
 }

@@ -365,16 +365,7 @@ func TestBurst(t *testing.T) {
 func TestDecodeOnBusyHost(t *testing.T) {
 	needEBPF(t)
 	p, tgt := startBursts(t, 25)
-	for range 4 * runtime.NumCPU() {
-		hog := exec.Command("sh", "-c", "while :; do :; done")
-		if err := hog.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			hog.Process.Kill()
-			hog.Wait()
-		})
-	}
+	busyLoops(t)
 	cpu0 := selfCPU()
 	if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
@@ -1120,5 +1111,20 @@ func TestAutoTakesDelveForFloats(t *testing.T) {
 			t.Errorf("log message %q, want it to say total is in a floating-point register", h.Message)
 		}
 		break
+	}
+}
+
+// busyLoops keeps the machine busy for the rest of the test: four loops
+// of a shell per CPU, killed at its end.
+func busyLoops(t *testing.T) {
+	for range 4 * runtime.NumCPU() {
+		hog := exec.Command("sh", "-c", "while :; do :; done")
+		if err := hog.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			hog.Process.Kill()
+			hog.Wait()
+		})
 	}
 }

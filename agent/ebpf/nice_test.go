@@ -3,8 +3,6 @@ package ebpf_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"runtime"
 	"runtime/metrics"
 	"slices"
 	"strconv"
@@ -128,16 +126,7 @@ func TestNicedDecoderKeepsAgentScheduled(t *testing.T) {
 		}
 		return nil
 	})
-	for range 4 * runtime.NumCPU() {
-		hog := exec.Command("sh", "-c", "while :; do :; done")
-		if err := hog.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			hog.Process.Kill()
-			hog.Wait()
-		})
-	}
+	busyLoops(t)
 	// Threads start at the nice of the thread that makes them: set every
 	// thread of ours but the decoder's, again and again.
 	renice := func(nice int) {
