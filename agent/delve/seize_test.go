@@ -80,7 +80,11 @@ func TestUprobeMode(t *testing.T) {
 // target that starts and ends a thread every millisecond: Delve lists the
 // threads and then attaches to each, and one that ends in between must
 // not make the attach fail saying the process is gone (a stressed run of
-// TestDisarmInt3 saw that with selfcheck's five threads a second).
+// TestDisarmInt3 saw that with selfcheck's five threads a second). Nor may
+// Delve's try that failed so leave a thread traced for the next (a
+// stressed run of this test saw an attach fail, the target "already
+// traced" by the worker itself). After each Detach, no thread of the
+// target may be traced or stopped.
 func TestAttachWhileThreadsEnd(t *testing.T) {
 	t.Parallel()
 	p := agenttest.Start(t, agenttest.BuildTarget(t, selfcheckDir), "-churn", "1ms")
@@ -96,6 +100,37 @@ func TestAttachWhileThreadsEnd(t *testing.T) {
 		if err := tg.Detach(context.Background()); err != nil {
 			t.Fatalf("detach %d from pid %d: %v", i+1, p.Pid, err)
 		}
+		// Once Detach returns nothing traces any thread of the target,
+		// and none is stopped: the next attach, or another debugger,
+		// must find it free.
+		if held := heldThreads(p.Pid); len(held) > 0 {
+			t.Fatalf("after detach %d from pid %d: %s", i+1, p.Pid, strings.Join(held, "; "))
+		}
 	}
 	agenttest.CheckSelfcheck(t, p)
+}
+
+// heldThreads describes the threads of pid that are traced or stopped.
+func heldThreads(pid int) []string {
+	var held []string
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
+		if err != nil {
+			continue // ended meanwhile
+		}
+		var state, tracer string
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "State:"); ok {
+				state = strings.TrimSpace(v)
+			}
+			if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
+				tracer = strings.TrimSpace(v)
+			}
+		}
+		if tracer != "0" || strings.HasPrefix(state, "t") || strings.HasPrefix(state, "T") {
+			held = append(held, fmt.Sprintf("thread %s is %s, traced by %s", task.Name(), state, tracer))
+		}
+	}
+	return held
 }

@@ -92,19 +92,83 @@ func attach(ctx context.Context, pid int, budget float64, j *journal) (*target, 
 // of TestDisarmInt3 did). Delve lets go of what it attached when it fails,
 // so the attach is tried again while the process lives: the thread that
 // ended is not listed the next time.
+//
+// Delve does not let go of everything at once, though. It attaches to the
+// main thread first but counts it among its threads only when its list
+// (sorted as text: "12996" before "32240") reaches it, and detaches only
+// those it counted. A thread listed before the main one that ends leaves
+// the main thread in a tracing stop, held by Delve's ptrace thread until
+// that thread exits, a moment after the attach returned. A try made in
+// that moment failed with EPERM, and the worker reported the process as
+// traced by another debugger: itself. So every failed try waits for the
+// process to be let go.
 func nativeAttach(pid int) (*proc.TargetGroup, error) {
 	for try := 1; ; try++ {
 		grp, err := native.Attach(pid, nil, nil)
-		if err == nil || try == attachTries || !threadEnded(err) || procGone(pid) {
-			return grp, err
+		if err == nil {
+			return grp, nil
+		}
+		if rerr := awaitRelease(pid); rerr != nil {
+			return nil, fmt.Errorf("%w; and after it: %v", err, rerr)
+		}
+		if try == attachTries || !threadEnded(err) || procGone(pid) {
+			return nil, err
 		}
 	}
 }
 
+// releaseWait bounds how long awaitRelease waits for a thread of this
+// process to exit; it takes a scheduler's turn, even on a loaded machine.
+const releaseWait = 10 * time.Second
+
+// awaitRelease waits until no thread of pid is traced by a thread of this
+// process (see nativeAttach).
+func awaitRelease(pid int) error {
+	deadline := time.Now().Add(releaseWait)
+	for {
+		held := heldByUs(pid)
+		if held == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("thread %d of pid %d stays traced by this process after a failed attach", held, pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// heldByUs returns a thread of pid that a thread of this process traces,
+// or 0 if there is none.
+func heldByUs(pid int) int {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
+		if err != nil {
+			continue // ended meanwhile
+		}
+		_, rest, _ := strings.Cut(string(b), "\nTracerPid:")
+		tracer, _, _ := strings.Cut(rest, "\n")
+		tracer = strings.TrimSpace(tracer)
+		if tracer == "" || tracer == "0" {
+			continue
+		}
+		// TracerPid names the tracing thread, which is ours if it is
+		// among our tasks; it is until it has let go of its tracees.
+		if _, err := os.Stat("/proc/self/task/" + tracer); err == nil {
+			tid, _ := strconv.Atoi(task.Name())
+			return tid
+		}
+	}
+	return 0
+}
+
 // attachTries bounds the attaches to a process whose threads keep ending
-// under them: each try fails only if one ends within its few
-// milliseconds.
-const attachTries = 10
+// under them. A try fails if one ends between the listing and the attach
+// to it: with a thread started and ended every millisecond, on a loaded
+// machine, a quarter of the tries failed, and 10 tries ran out in 1 of
+// 400 attaches. A failed try costs no more than attaching to the threads
+// listed before the one that ended: Delve reads the binary after.
+const attachTries = 30
 
 // threadEnded reports whether err is Delve's for a thread that ended while
 // it attached.
