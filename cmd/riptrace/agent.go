@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -161,6 +162,19 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if skew, err = time.ParseDuration(v); err != nil {
 			return usageError{fmt.Sprintf("RIPTRACE_TEST_CLOCK_SKEW=%q: want a duration such as -40ms", v)}
 		}
+	}
+	// A profile of the agent at work, for finding what a hit costs it
+	// (make bench's CPU per hit); written when the agent stops.
+	if path := os.Getenv("RIPTRACE_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("creating the CPU profile: %w (fix RIPTRACE_CPUPROFILE)", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("starting the CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	a := agent.New(agent.Config{
 		ClockSkew:   skew,
