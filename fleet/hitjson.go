@@ -157,6 +157,17 @@ func appendOptString(b []byte, key, s string) []byte {
 	return appendJSONString(append(b, key...), s)
 }
 
+// plainJSON says which ASCII bytes appendJSONString copies as they are: one
+// look-up a byte, where six comparisons were a twentieth of the agent's CPU
+// per hit (the paths and names of a hit's process and frames).
+// A byte past ASCII is not plain: it starts a rune to check.
+var plainJSON = func() (t [256]bool) {
+	for c := range utf8.RuneSelf {
+		t[c] = c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendJSONString appends s quoted as encoding/json quotes a string: HTML's
 // <, > and & escaped, invalid UTF-8 as U+FFFD, and U+2028 and U+2029
 // escaped.
@@ -165,11 +176,13 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		for i < len(s) && plainJSON[s[i]] {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '\\', '"':

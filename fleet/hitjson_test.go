@@ -101,6 +101,31 @@ func BenchmarkEncodeHit(b *testing.B) {
 			json.Marshal(&h)
 		}
 	})
+	// A hit of make bench's hot loop, as an agent publishes it: most of
+	// its bytes are the paths and names of its process and frames.
+	hot := Hit{
+		Tracepoint: "trace-bb462b6035f6", Host: "bench-ebpf", Pid: 11285,
+		Process: ProcessRef{
+			Exe: "hot-ebpf", Module: "github.com/riptrace/riptrace", MainPackage: "github.com/riptrace/riptrace/bench/targets/hot",
+			Revision: "fd27da6071909abb5861028fe56111fc2f2fa149", Build: "QzTHrz8rsxem_iC-uX5u/QX7coIfwEAZXuQ2A_TrT/bjOveuqAYc-KQp8usRY8/_rahNgiFEDdjTV1Nb7fe",
+		},
+		Goroutine: 1, Time: 1796491826921201866, Clock: &ClockReading{Offset: 32274, Bound: 119279},
+		File: "/work/riptrace/bench/targets/hot/main.go", Line: 23, Function: "main.step",
+		Args:   []Variable{{Name: "i", Type: "int", Value: "29"}, {Name: "acc", Type: "uint64", Value: "1332147233944577069"}},
+		Locals: []Variable{},
+		Stack: []Frame{
+			{Function: "main.step", File: "/work/riptrace/bench/targets/hot/main.go", Line: 23, PC: 4856512},
+			{Function: "main.main", File: "/work/riptrace/bench/targets/hot/main.go", Line: 40, PC: 4857125},
+			{Function: "runtime.main", File: "/usr/local/go/src/runtime/proc.go", Line: 290, PC: 4493941},
+			{Function: "runtime.goexit", File: "/usr/local/go/src/runtime/asm_amd64.s", Line: 1771, PC: 4715105},
+		},
+	}
+	b.Run("EncodeHit/hot", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			EncodeHit(&hot)
+		}
+	})
 }
 
 // TestWatermarkJSON holds Encode's writing of a watermark to
