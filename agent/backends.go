@@ -102,7 +102,8 @@ func (b *Backends) pick(spec Tracepoint) (string, error) {
 }
 
 // multiTarget is one process as seen through several backends. Its
-// goroutines: one pump per attached backend, merging hits.
+// goroutines: one pump per attached backend, merging hits (a Deliverer's
+// go to hits directly, and its pump waits for their end).
 type multiTarget struct {
 	b    *Backends
 	pid  int
@@ -190,13 +191,19 @@ func (m *multiTarget) sub(ctx context.Context, name string) (Target, error) {
 	if f, ok := t.(Follower); ok && m.transit != nil {
 		f.Follow(m.transit)
 	}
+	if d, ok := t.(Deliverer); ok {
+		// Its pump then only waits for t's Hits to close: m.hits is
+		// closed after that.
+		d.DeliverTo(m.hits)
+	}
 	m.pumps.Add(1)
 	go m.pump(t, m.transit)
 	return t, nil
 }
 
-// pump forwards t's hits; when they end, the process has exited (or the
-// target was detached), and so ends every backend's.
+// pump forwards t's hits (none, for a Deliverer: they come on m.hits
+// directly); when they end, the process has exited (or the target was
+// detached), and so ends every backend's.
 func (m *multiTarget) pump(t Target, tr *Transit) {
 	defer m.pumps.Done()
 	for h := range t.Hits() {

@@ -135,9 +135,11 @@ type target struct {
 	closed chan struct{}     // closed by close
 	done   chan struct{}     // closed when teardown has ended
 
-	// sendMu orders the reader's sends on hits before teardown closes it.
+	// sendMu orders the reader's sends on hits (or out) before teardown
+	// closes hits.
 	sendMu sync.Mutex
-	sent   bool // hits is closed
+	sent   bool             // hits is closed
+	out    chan<- agent.Hit // where hits go instead of hits (DeliverTo)
 	// transit counts the hits sent for the agent's watermarks (Follow).
 	transit atomic.Pointer[agent.Transit]
 
@@ -776,13 +778,24 @@ func (t *target) send(h agent.Hit) {
 	if t.sent {
 		return
 	}
+	out := t.out
+	if out == nil {
+		out = t.hits
+	}
 	tr := t.transit.Load()
 	tr.Sending(h)
 	select {
-	case t.hits <- h:
+	case out <- h:
 	case <-t.closed:
 		tr.Dropped()
 	}
+}
+
+// DeliverTo sends the hits from now on to ch (see agent.Deliverer).
+func (t *target) DeliverTo(ch chan<- agent.Hit) {
+	t.sendMu.Lock()
+	defer t.sendMu.Unlock()
+	t.out = ch
 }
 
 // Follow counts the hits sent on tr (see agent.Transit).
