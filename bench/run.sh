@@ -22,7 +22,8 @@
 #   5. the CPU time the agents, the server and the `riptrace trace`
 #      clients spend per hit in the runs of 1; for the eBPF agent, also
 #      over its own runs alone (from the start of each to its last hit),
-#      and what it spends a second while no hit comes.
+#      and what it spends a second while no hit comes (and so about how
+#      much of its runs' CPU that idle work is).
 #
 # Delve is installed into .cache/bench/bin at the version go.mod requires, so
 # both sides run the same Delve. Runs of the two tools alternate, so that
@@ -648,6 +649,12 @@ DELVE_HITS=$((HITS1_DELVE - HITS0_DELVE))
 AGENT_EBPF_WHOLE=$(per_hit "$CPU0_EBPF_AGENT" "$CPU1_EBPF_AGENT" "$HITS0_EBPF" "$HITS1_EBPF")
 AGENT_EBPF_CPU=$(fmt %.1f "$SPAN_NS / 1000 / ($SPAN_HITS > 0 ? $SPAN_HITS : 1)")
 AGENT_EBPF_IDLE=$(fmt %.1f "($WHOLE_NS - $SPAN_NS) / 1e6 / ($WHOLE_S - $SPAN_S > 0 ? $WHOLE_S - $SPAN_S : 1)")
+# The spans last until the last hit reaches the client, through the server
+# and the client at nice 19: meanwhile the agent also does what it does each
+# second with or without hits (its scan of /proc, the watermarks). Its rate
+# outside the spans, over their length, estimates that share; the goal is
+# held to the whole of the span's CPU all the same.
+AGENT_EBPF_SPAN_IDLE=$(fmt %.1f "$AGENT_EBPF_IDLE * $SPAN_S * 1000 / ($SPAN_HITS > 0 ? $SPAN_HITS : 1)")
 mib() { fmt %.0f "$1 / 1024"; }
 row() { printf '  %-24s %10s %-8s %6s   %s\n' "$@" | sed 's/ *$//'; }
 
@@ -661,7 +668,7 @@ row "delve trace" "$(fmt %.0f "$DLV_COST")" µs/hit 1.00x "range $(range %.0f "$
 row "riptrace (delve)" "$(fmt %.0f "$RT_COST")" µs/hit "$(fmt %.2fx "$RT_COST / $DLV_COST")" "range $(range %.0f "${rt_cost[@]}"); $RT_HITS/$WANT_HITS hits received, $RT_DROPPED dropped; goal ≤ 0.5x"
 row "riptrace (ebpf)" "$(fmt %.1f "$RTE_COST")" µs/hit "$(fmt %.3fx "$RTE_COST / $DLV_COST")" "against delve trace"
 echo "CPU time per hit received in those runs (user + system, of each process over the runs)"
-row "agent (ebpf)" "$AGENT_EBPF_CPU" µs/hit "" "decoding and publishing $SPAN_HITS hits: from the start of each of its runs to its last hit ($(fmt %.1f "$SPAN_S") s); goal ≤ 10 µs"
+row "agent (ebpf)" "$AGENT_EBPF_CPU" µs/hit "" "decoding and publishing $SPAN_HITS hits: from the start of each of its runs to its last hit ($(fmt %.1f "$SPAN_S") s), about $AGENT_EBPF_SPAN_IDLE µs of it its idle work over those seconds; goal ≤ 10 µs"
 row "agent (ebpf), all runs" "$AGENT_EBPF_WHOLE" µs/hit "" "$EBPF_HITS hits over all the tools' runs ($(fmt %.0f "$WHOLE_S") s), with what it does while no hit comes: $AGENT_EBPF_IDLE ms of CPU a second outside its runs"
 row "riptrace trace (ebpf)" "$(per_hit "$CPU0_EBPF_CLIENT" "$CPU1_EBPF_CLIENT" "$HITS0_EBPF" "$HITS1_EBPF")" µs/hit "" "the client, at nice 19"
 row "agent+worker (delve)" "$(per_hit "$CPU0_DELVE_AGENT" "$CPU1_DELVE_AGENT" "$HITS0_DELVE" "$HITS1_DELVE")" µs/hit "" "$DELVE_HITS hits"
