@@ -38,9 +38,10 @@ func (b *TokenBucket) Take(now time.Time) bool {
 
 // Disarm is the side of a rate limit that spares the traced process: once a
 // tracepoint's allowance is spent, its backend takes the probes out and
-// puts them back a window later, so that the hits the limit would drop cost
-// no trap at all. A bucket that holds rate tokens is full again a second
-// after its allowance went in one burst: the window is a second.
+// puts them back a window after the first hit they met, so that the hits
+// the limit would drop cost no trap at all. A bucket that holds rate tokens
+// is full again a second after its allowance went in one burst: the window
+// is a second.
 //
 // What runs while the probes are out is not counted. Disarm estimates it
 // from the rate the line ran at while they were in, traps and all (so
@@ -58,8 +59,11 @@ type Disarm struct {
 	base    time.Duration // the window unless backed off: Window, but for tests
 	window  time.Duration // 0 until Armed
 	armedAt time.Time
+	firstAt time.Time // the first hit since armedAt; zero: none yet (see Hit)
 	spentAt time.Time // zero: the allowance of this window is not spent
 	outAt   time.Time // zero: the probes are in
+	// rate is the hits a second the last Rearm estimated from, for In.
+	rate float64
 }
 
 const (
@@ -93,7 +97,21 @@ func (d *Disarm) Armed(now time.Time) {
 		d.base = baseWindow()
 		d.window = d.base
 	}
-	d.armedAt, d.spentAt, d.outAt = now, time.Time{}, time.Time{}
+	d.armedAt, d.firstAt, d.spentAt, d.outAt = now, time.Time{}, time.Time{}, time.Time{}
+}
+
+// Hit records a hit the limit met at now (taken or refused). The first
+// since the probes went in starts the window: the allowance goes from
+// there, and a bucket that holds rate tokens is full again a window after.
+// A window started when the probes went in would pass with nothing to
+// take where the line did not run at first (a starved process: a stressed
+// run saw none of its calls for 660 ms), its bucket full and refilling
+// nothing, and the next window would begin with that share of its
+// allowance missing.
+func (d *Disarm) Hit(now time.Time) {
+	if d.firstAt.IsZero() {
+		d.firstAt = now
+	}
 }
 
 // Spend records that the allowance was spent at at, and reports whether
@@ -117,7 +135,11 @@ func (d *Disarm) Out(now time.Time) time.Time {
 		d.spentAt = now
 	}
 	d.outAt = now
-	at := d.armedAt.Add(d.window)
+	start := d.armedAt
+	if !d.firstAt.IsZero() {
+		start = d.firstAt
+	}
+	at := start.Add(d.window)
 	if at.Before(now) {
 		at = now
 	}
@@ -127,11 +149,12 @@ func (d *Disarm) Out(now time.Time) time.Time {
 // IsOut reports whether the probes are out.
 func (d *Disarm) IsOut() bool { return !d.outAt.IsZero() }
 
-// Rearm is called as the probes go back in at now, with seen the hits the
-// limit saw (taken or refused) while they were in, and wasted those it
-// refused after Spend. It returns the estimate of the hits that ran while
-// they were out, from the rate seen while they were in, and adjusts the
-// window.
+// Rearm is called as the probes begin to go back in at now, with seen the
+// hits the limit saw (taken or refused) while they were in, and wasted
+// those it refused after Spend. It returns the estimate of the hits that
+// ran while they were out, from the rate seen while they were in, and
+// adjusts the window. A backend whose probes take time to go in calls In
+// once they are.
 func (d *Disarm) Rearm(now time.Time, seen, wasted uint64) (uncounted uint64) {
 	if d.outAt.IsZero() {
 		d.Armed(now)
@@ -139,8 +162,8 @@ func (d *Disarm) Rearm(now time.Time, seen, wasted uint64) (uncounted uint64) {
 	}
 	// An arming shorter than a microsecond is below what the clocks tell
 	// apart: count it as one.
-	rate := float64(seen) / max(d.outAt.Sub(d.armedAt), time.Microsecond).Seconds()
-	uncounted = uint64(rate * now.Sub(d.outAt).Seconds())
+	d.rate = float64(seen) / max(d.outAt.Sub(d.armedAt), time.Microsecond).Seconds()
+	uncounted = uint64(d.rate * now.Sub(d.outAt).Seconds())
 	perSecond := float64(wasted) / d.window.Seconds()
 	switch {
 	case perSecond > wasteLimit && d.window < maxBackoff*d.base:
@@ -149,6 +172,24 @@ func (d *Disarm) Rearm(now time.Time, seen, wasted uint64) (uncounted uint64) {
 		d.window /= 2
 	}
 	d.Armed(now)
+	return uncounted
+}
+
+// In records that the probes that Rearm began to put back were in at at,
+// and returns the estimate of the hits that ran from Rearm until then. A
+// kernel slow to attach a uprobe (hundreds of milliseconds on a loaded
+// host) would otherwise leave those hits out of every count, and start the
+// window before the probes were in: the window went by with them in for
+// less than its length, the rate limit's allowance not yet refilled for
+// the next, and the rate of the next estimate taken over time the probes
+// could see nothing (a stressed run estimated 34 hits for 420 ms of a line
+// that ran 2,000 times a second).
+func (d *Disarm) In(at time.Time) (uncounted uint64) {
+	if !d.outAt.IsZero() || !at.After(d.armedAt) {
+		return 0 // taken out again meanwhile, or in already
+	}
+	uncounted = uint64(d.rate * at.Sub(d.armedAt).Seconds())
+	d.armedAt = at
 	return uncounted
 }
 

@@ -32,7 +32,8 @@ func TestTokenBucket(t *testing.T) {
 }
 
 // TestDisarm: the estimate of the hits run while the probes were out is
-// the rate seen while they were in, over the time out; a line whose wasted
+// the rate seen while they were in, over the time out, until they are in
+// again, and the window starts at the first hit after that; a line whose wasted
 // traps pass the limit backs off a doubling at a time, says so, and comes
 // back once the waste falls.
 func TestDisarm(t *testing.T) {
@@ -57,6 +58,30 @@ func TestDisarm(t *testing.T) {
 	if d.IsOut() || d.BackedOff(50) != "" {
 		t.Fatal("not armed again, or backed off for 10 wasted traps")
 	}
+	// The probes took 300 ms to go in: the estimate goes on at 6000 a
+	// second until then, and the window starts there.
+	if got := d.In(back.Add(300 * time.Millisecond)); got != 1800 {
+		t.Fatalf("estimate %d of the hits run while the probes went in, want 1800", got)
+	}
+	d.Spend(back.Add(310 * time.Millisecond))
+	if next := d.Out(back.Add(320 * time.Millisecond)); !next.Equal(back.Add(1300 * time.Millisecond)) {
+		t.Fatalf("put back %v after the probes went in, want a second", next.Sub(back.Add(300*time.Millisecond)))
+	}
+	if got := d.In(back.Add(400 * time.Millisecond)); got != 0 {
+		t.Fatalf("In with the probes out again estimated %d", got)
+	}
+	back = back.Add(1300 * time.Millisecond)
+	d.Rearm(back, 60, 10)
+	// The line did not run for 600 ms after the probes went in: the
+	// window starts at its first hit.
+	d.Hit(back.Add(600 * time.Millisecond))
+	d.Hit(back.Add(601 * time.Millisecond))
+	d.Spend(back.Add(610 * time.Millisecond))
+	if next := d.Out(back.Add(620 * time.Millisecond)); !next.Equal(back.Add(1600 * time.Millisecond)) {
+		t.Fatalf("put back %v after the first hit, want a second", next.Sub(back.Add(600*time.Millisecond)))
+	}
+	back = back.Add(1600 * time.Millisecond)
+	d.Rearm(back, 60, 10)
 	// Wasting more than the limit each window doubles it, up to 32 s.
 	now := back
 	for range 10 {

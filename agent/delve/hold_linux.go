@@ -106,6 +106,11 @@ type holdTracepoint struct {
 	// takeOutForBudget) since the last hit sent: its estimate is the
 	// budget's drops.
 	budgetOut bool
+	// puttingBack says putBack is attaching the probes, without the lock;
+	// firstBack is when the first hit since then ran, which says they
+	// were in by then (zero: none yet). See agent.Disarm.In.
+	puttingBack bool
+	firstBack   time.Time
 }
 
 type holdProbe struct {
@@ -428,12 +433,18 @@ func (t *holdTarget) hitProbe(tid int, rec *hitRecord, p *holdProbe) {
 	}
 	tp := p.tp
 	now := time.Now()
+	if tp.puttingBack && tp.firstBack.IsZero() {
+		var mono unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
+		tp.firstBack = now.Add(-time.Duration(mono.Nano() - int64(rec.Time)))
+	}
 	t.takeGateDrops(tp)
 	// Without a condition or a hit condition, the rate limit comes first:
 	// a hit it refuses costs no capture.
 	first := tp.cond == nil && tp.hitOp == 0
 	if first {
 		tp.seen++
+		tp.disarm.Hit(now)
 	}
 	if first && !tp.limit.Take(now) {
 		t.refused(tp, now)
@@ -449,6 +460,7 @@ func (t *holdTarget) hitProbe(tid int, rec *hitRecord, p *holdProbe) {
 	}
 	if !first {
 		tp.seen++
+		tp.disarm.Hit(now)
 	}
 	if !first && !tp.limit.Take(now) {
 		t.refused(tp, now)
@@ -567,6 +579,7 @@ func (t *holdTarget) putBack(tp *holdTracepoint) {
 	}
 	tp.uncounted += tp.disarm.Rearm(time.Now(), seen, wasted)
 	tp.arming++
+	tp.puttingBack, tp.firstBack = true, time.Time{}
 	arming, probes := tp.arming, append([]*holdProbe(nil), tp.probes...)
 	bi := t.snap.BinInfo()
 	// Attaching waits for the kernel (tens to hundreds of milliseconds on
@@ -589,6 +602,19 @@ func (t *holdTarget) putBack(tp *holdTracepoint) {
 	}
 	t.mu.Lock()
 	current := !t.detached && t.exitErr == nil && t.tps[tp.spec.ID] == tp && tp.arming == arming
+	if current && failed == nil {
+		// The probes are in now, or were at their first hit: the window
+		// and the rate of the next estimate start there, and what ran
+		// until then is estimated with the rest.
+		in := time.Now()
+		if !tp.firstBack.IsZero() && tp.firstBack.Before(in) {
+			in = tp.firstBack
+		}
+		tp.uncounted += tp.disarm.In(in)
+	}
+	if tp.arming == arming {
+		tp.puttingBack = false
+	}
 	for i, p := range probes {
 		if links[i] == nil {
 			continue
@@ -903,11 +929,14 @@ func (t *holdTarget) Set(ctx context.Context, spec agent.Tracepoint) (agent.Plac
 	}
 	tp.condUndecided = undecided
 	tp.limit.Init(spec.Limits.MaxHitsPerSecond)
-	tp.disarm.Armed(time.Now())
 	if err := t.install(tp, pcs); err != nil {
 		t.release(tp)
 		return agent.Placement{}, err
 	}
+	// The window starts once the probes are in: attaching them can take
+	// hundreds of milliseconds on a loaded host (see agent.Disarm.In). No
+	// hit is served before, as the lock is held.
+	tp.disarm.Armed(time.Now())
 	if old := t.tps[spec.ID]; old != nil {
 		t.release(old)
 	}
