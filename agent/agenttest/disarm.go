@@ -130,8 +130,45 @@ func CheckWindows(t testing.TB, what string, hits []agent.Hit) {
 	}
 	t.Logf("%s: %d hits and %d dropped in %d windows, %d estimates of %d hits run with the probes out", what, n, dropped, k, estimates, uncounted)
 	if taken := n + int(dropped); taken < 45*k || n > 100*k {
-		t.Errorf("%s: %d hits and %d dropped in %d windows at 50 a second; want about 50 a window", what, n, dropped, k)
+		t.Errorf("%s: %d hits and %d dropped in %d windows at 50 a second; want about 50 a window:\n%s", what, n, dropped, k, DescribeWindows(hits))
 	}
+}
+
+// DescribeWindows renders, a line each, the windows of hits (see
+// ArmedWindows): when each begins after the first hit, the gap before it,
+// and its hits, drops and estimate.
+func DescribeWindows(hits []agent.Hit) string {
+	var b strings.Builder
+	var first, last, start int64
+	n, dropped, uncounted, windows := 0, uint64(0), uint64(0), 0
+	said := false
+	flush := func() {
+		if windows > 0 {
+			fmt.Fprintf(&b, "  window %d at %v: %d hits, %d dropped, %d estimated, %v long\n", windows, time.Duration(start-first).Round(time.Millisecond), n, dropped, uncounted, time.Duration(last-start).Round(time.Millisecond))
+		}
+	}
+	for _, h := range hits {
+		said = said || h.Uncounted > 0 || h.Dropped > 0
+		if !h.DropsOnly {
+			if windows == 0 || said && h.Time-last > int64(windowGap) {
+				flush()
+				if windows == 0 {
+					first = h.Time
+				} else {
+					fmt.Fprintf(&b, "  gap of %v\n", time.Duration(h.Time-last).Round(time.Millisecond))
+				}
+				windows++
+				start, n, dropped, uncounted = h.Time, 0, 0, 0
+			}
+			n++
+			said = false
+			last = h.Time
+		}
+		dropped += h.Dropped
+		uncounted += h.Uncounted
+	}
+	flush()
+	return b.String()
 }
 
 // windowGap is the least time between two hits of a line that runs without
