@@ -48,7 +48,10 @@
 // agent), the kernel closes its file descriptors, which removes the
 // uprobes, and lets every traced thread go: a thread stopped for a hit
 // resumes with its SIGURG delivered, one stopped for another signal with
-// that signal, a group-stopped process stays stopped as its sender meant.
+// that signal, a group-stopped process stays stopped as its sender meant
+// (the loop only peeks at a stop until it resumes the thread: a stop's
+// report, once consumed, no longer holds its signal for the kernel to
+// deliver).
 // No breakpoint of ours is left, no signal of Delve's to deliver, nothing to
 // repair: there is no watchdog. A program that asked for SIGURG with
 // signal.Notify sees one more, which Go documents may happen anyway.

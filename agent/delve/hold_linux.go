@@ -214,8 +214,7 @@ func (t *holdTarget) loop() {
 	}
 	t.ready <- nil
 	for {
-		var ws syscall.WaitStatus
-		tid, err := syscall.Wait4(-1, &ws, unix.WALL|unix.WNOTHREAD, nil)
+		tid, ws, err := peek()
 		if err == syscall.EINTR {
 			continue
 		}
@@ -226,6 +225,7 @@ func (t *holdTarget) loop() {
 		}
 		switch {
 		case ws.Exited() || ws.Signaled():
+			consume(tid)
 			if tid == t.pid {
 				status := ws.ExitStatus()
 				if ws.Signaled() {
@@ -239,6 +239,71 @@ func (t *holdTarget) loop() {
 				return
 			}
 		}
+	}
+}
+
+// peek waits for a stop or an exit of a thread this OS thread traces, and
+// returns it without consuming it. A stop that wait4 consumes has its signal
+// cleared in the kernel until the thread is resumed with it: a worker that
+// exited in between (at Detach, or killed) would take that signal with it,
+// and a SIGURG lost so leaves the Go runtime waiting for it for ever (it
+// sends no other to that thread, and a garbage collection then waits for
+// a loop it cannot preempt; TestAttachWhileThreadsEnd saw the target's hot
+// loop stuck). A stop peeked at ends with its resume (resume, or
+// PTRACE_LISTEN); an exit with consume.
+func peek() (tid int, ws syscall.WaitStatus, err error) {
+	var info childInfo
+	_, _, errno := unix.Syscall6(unix.SYS_WAITID, unix.P_ALL, 0, uintptr(unsafe.Pointer(&info)), unix.WEXITED|unix.WSTOPPED|unix.WALL|unix.WNOTHREAD|unix.WNOWAIT, 0, 0)
+	if errno != 0 {
+		return 0, 0, errno
+	}
+	// The status as wait4 would have put it.
+	switch info.code {
+	case cldExited:
+		ws = syscall.WaitStatus(info.status&0xff) << 8
+	case cldKilled:
+		ws = syscall.WaitStatus(info.status & 0x7f)
+	case cldDumped:
+		ws = syscall.WaitStatus(info.status&0x7f) | 0x80
+	default: // CLD_TRAPPED, CLD_STOPPED: the signal, and the ptrace event above it
+		ws = syscall.WaitStatus(info.status&0xffff)<<8 | 0x7f
+	}
+	return int(info.pid), ws, nil
+}
+
+// The si_code of a child's siginfo_t (CLD_* in <signal.h>).
+const (
+	cldExited = 1
+	cldKilled = 2
+	cldDumped = 3
+)
+
+// childInfo is the siginfo_t that waitid fills in about a child.
+type childInfo struct {
+	signo, errno, code, _ int32
+	pid                   int32
+	uid                   uint32
+	status                int32
+	_                     [100]byte
+}
+
+// consume consumes the report of thread tid that peek returned: an exit,
+// or a stop that could not be ended.
+func consume(tid int) {
+	var ws syscall.WaitStatus
+	for {
+		if _, err := syscall.Wait4(tid, &ws, unix.WALL|unix.WNOTHREAD|unix.WNOHANG, nil); err != syscall.EINTR {
+			return
+		}
+	}
+}
+
+// resume ends the stop of thread tid that peek returned, delivering sig. A
+// thread that cannot be resumed (killed meanwhile) has its report consumed,
+// or peek would return it again and again.
+func resume(tid int, sig syscall.Signal) {
+	if err := unix.PtraceCont(tid, int(sig)); err != nil {
+		consume(tid)
 	}
 }
 
@@ -308,6 +373,12 @@ func (t *holdTarget) seize() error {
 			switch {
 			case errors.Is(err, unix.ESRCH):
 				continue // the thread ended meanwhile
+			case errors.Is(err, unix.EPERM) && tracedBy(t.pid, tid, unix.Gettid()):
+				// A seized thread started it after the last pass over
+				// /proc: PTRACE_O_TRACECLONE traced it from its start,
+				// and its first stop comes to the loop as any new
+				// thread's.
+				err = nil
 			case err != nil && len(seen) == 0:
 				return attachError(t.pid, err)
 			case err != nil:
@@ -318,6 +389,13 @@ func (t *holdTarget) seize() error {
 		}
 	}
 	return nil
+}
+
+// tracedBy reports whether thread tid of pid is traced by the thread
+// tracer.
+func tracedBy(pid, tid, tracer int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
+	return err == nil && strings.Contains(string(b), fmt.Sprintf("\nTracerPid:\t%d\n", tracer))
 }
 
 // stopped serves one ptrace stop of thread tid; it returns false when the
@@ -332,22 +410,24 @@ func (t *holdTarget) stopped(tid int, ws syscall.WaitStatus) bool {
 		if sig == unix.SIGSTOP || sig == unix.SIGTSTP || sig == unix.SIGTTIN || sig == unix.SIGTTOU {
 			// A group stop: the process was stopped, and stays so until
 			// someone sends it SIGCONT.
-			unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_LISTEN, uintptr(tid), 0, 0, 0, 0)
+			if _, _, errno := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_LISTEN, uintptr(tid), 0, 0, 0, 0); errno != 0 {
+				consume(tid)
+			}
 			return true
 		}
 		// A new thread's first stop, or the end of a group stop.
-		unix.PtraceCont(tid, 0)
+		resume(tid, 0)
 		return true
 	case unix.PTRACE_EVENT_EXEC:
 		t.end(fmt.Errorf("pid %d ran a new program (exec): its tracepoints are gone with the old one", t.pid))
-		unix.PtraceCont(tid, 0)
+		resume(tid, 0)
 		return false
 	default:
-		unix.PtraceCont(tid, 0)
+		resume(tid, 0)
 		return true
 	}
 	if sig != sigHit {
-		unix.PtraceCont(tid, int(sig))
+		resume(tid, sig)
 		return true
 	}
 	if rec, ok := t.probes.take(tid); ok {
@@ -357,7 +437,7 @@ func (t *holdTarget) stopped(tid int, ws syscall.WaitStatus) bool {
 	// request merged with ours (one pending signal of a number), and a
 	// runtime whose request is never delivered stops sending more to that
 	// thread (m.signalPending). One it did not ask for, it ignores.
-	unix.PtraceCont(tid, int(sig))
+	resume(tid, sig)
 	return true
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/riptrace/riptrace/agent/agenttest"
 	"github.com/riptrace/riptrace/agent/delve"
 	"github.com/riptrace/riptrace/fleet"
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // TestEveryThreadTraced: in uprobe mode a thread that is not traced takes
@@ -76,38 +78,64 @@ func TestUprobeMode(t *testing.T) {
 	}
 }
 
-// TestAttachWhileThreadsEnd attaches in int3 mode, again and again, to a
-// target that starts and ends a thread every millisecond: Delve lists the
-// threads and then attaches to each, and one that ends in between must
-// not make the attach fail saying the process is gone (a stressed run of
-// TestDisarmInt3 saw that with selfcheck's five threads a second). Nor may
-// Delve's try that failed so leave a thread traced for the next (a
-// stressed run of this test saw an attach fail, the target "already
-// traced" by the worker itself). After each Detach, no thread of the
-// target may be traced or stopped.
+// TestAttachWhileThreadsEnd attaches, again and again, to a target that
+// starts and ends a thread every millisecond, in each mode.
+//
+// In int3 mode Delve lists the threads and then attaches to each, and one
+// that ends in between must not make the attach fail saying the process is
+// gone (a stressed run of TestDisarmInt3 saw that with selfcheck's five
+// threads a second). Nor may Delve's try that failed so leave a thread
+// traced for the next (a stressed run of this test saw an attach fail, the
+// target "already traced" by the worker itself).
+//
+// In uprobe mode a thread the worker seized may start one, traced from its
+// start, before the worker's next pass over /proc finds it: seizing it again
+// fails, and must not fail the attach (a stressed run saw "operation not
+// permitted"). And a worker that exits at Detach must not take a signal of
+// the target's with it: a SIGURG lost so leaves the Go runtime waiting for
+// it, never to preempt that thread again, and the next garbage collection
+// waits for the hot loop for ever (a stressed run saw the hot loop stuck).
+// The target collects garbage often there, so that the runtime's SIGURGs
+// are many.
+//
+// After each Detach, no thread of the target may be traced or stopped, and
+// after the last, the target must run.
 func TestAttachWhileThreadsEnd(t *testing.T) {
 	t.Parallel()
-	p := agenttest.Start(t, agenttest.BuildTarget(t, selfcheckDir), "-churn", "1ms")
-	p.WaitOutput(t, "ALIVE", 30*time.Second)
-	b := delve.NewInt3(io.Discard)
-	for i := range 5 {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		tg, err := b.Attach(ctx, p.Pid)
-		cancel()
-		if err != nil {
-			t.Fatalf("attach %d to pid %d: %v", i+1, p.Pid, err)
-		}
-		if err := tg.Detach(context.Background()); err != nil {
-			t.Fatalf("detach %d from pid %d: %v", i+1, p.Pid, err)
-		}
-		// Once Detach returns nothing traces any thread of the target,
-		// and none is stopped: the next attach, or another debugger,
-		// must find it free.
-		if held := heldThreads(p.Pid); len(held) > 0 {
-			t.Fatalf("after detach %d from pid %d: %s", i+1, p.Pid, strings.Join(held, "; "))
-		}
+	for _, mode := range []string{"int3", "uprobe"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			b := delve.NewInt3(io.Discard)
+			var env []string
+			if mode == "uprobe" {
+				if os.Geteuid() != 0 || os.Getenv("RIPTRACE_DELVE_MODE") != "" {
+					t.Skip("needs root, and RIPTRACE_DELVE_MODE unset")
+				}
+				b = delve.New(io.Discard)
+				env = []string{"GOGC=1"}
+			}
+			p := testsupport.StartWith(t, func(c *exec.Cmd) { c.Env = append(os.Environ(), env...) }, agenttest.BuildTarget(t, selfcheckDir), "-churn", "1ms")
+			p.WaitOutput(t, "ALIVE", 30*time.Second)
+			for i := range 5 {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				tg, err := b.Attach(ctx, p.Pid)
+				cancel()
+				if err != nil {
+					t.Fatalf("attach %d to pid %d: %v", i+1, p.Pid, err)
+				}
+				if err := tg.Detach(context.Background()); err != nil {
+					t.Fatalf("detach %d from pid %d: %v", i+1, p.Pid, err)
+				}
+				// Once Detach returns nothing traces any thread of the
+				// target, and none is stopped: the next attach, or another
+				// debugger, must find it free.
+				if held := heldThreads(p.Pid); len(held) > 0 {
+					t.Fatalf("after detach %d from pid %d: %s", i+1, p.Pid, strings.Join(held, "; "))
+				}
+			}
+			agenttest.CheckSelfcheck(t, p)
+		})
 	}
-	agenttest.CheckSelfcheck(t, p)
 }
 
 // heldThreads describes the threads of pid that are traced or stopped.
