@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -147,7 +148,8 @@ func BenchmarkBreakpointToVerified(b *testing.B) {
 
 // BenchmarkHitToHitsView measures what the editors' hits views wait for:
 // the time from a hit reaching the stream (its ServerTime, same machine) to
-// the DAP client holding the riptraceHits event that carries it, with 10
+// the DAP client holding its row, asked for with riptrace/hits when a
+// riptraceHits event says something is new, as the plugins do, with 10
 // breakpoints at up to 50 hits a second each (one line, ten conditions on
 // n%10, the target running it back to back) and the console in
 // its default summary. The anchor is a plain fleet hit reader in the same
@@ -191,15 +193,30 @@ func BenchmarkHitToHitsView(b *testing.B) {
 	}
 	setBreakpoints(b, c, loopSrc, bps...)
 	var lat []time.Duration
+	seen := make(map[string]bool)
 	for len(lat) < n {
-		var batch struct {
-			Hits []dap.HitRow `json:"hits"`
+		var news dap.HitsEvent
+		c.AwaitCustomEvent(b, dap.EventHits, &news, func() bool { return news.Count > 0 })
+		c.Send(b, dap.RequestHits, nil)
+		var view struct {
+			Breakpoints []dap.BreakpointHits `json:"breakpoints"`
 		}
-		c.AwaitCustomEvent(b, dap.EventHits, &batch, func() bool { return len(batch.Hits) > 0 })
-		for _, r := range batch.Hits {
-			lat = append(lat, time.Since(r.ServerTime))
+		c.ExpectCustomResponse(b, dap.RequestHits, &view)
+		for _, bh := range view.Breakpoints {
+			for _, ph := range bh.Processes {
+				for _, r := range ph.Hits {
+					if name := fleet.HitNumber(r.Seq, r.Part); !seen[name] {
+						seen[name] = true
+						lat = append(lat, time.Since(r.ServerTime))
+					}
+				}
+			}
 		}
-		c.Drop(func(m godap.Message) bool { _, ok := m.(*godap.OutputEvent); return ok })
+		c.Drop(func(m godap.Message) bool {
+			cu, custom := m.(*daptest.Custom)
+			_, output := m.(*godap.OutputEvent)
+			return output || custom && cu.Event == dap.EventHits
+		})
 	}
 	b.StopTimer()
 	al := <-anchorLat
@@ -361,4 +378,146 @@ func benchSessionPerHit(b *testing.B, hosts int) {
 	b.ReportMetric((with-anchor)/1e3, "session-µs/hit")
 	b.ReportMetric(float64(s1.mallocs-s0.mallocs)/float64(n)-float64(a1.mallocs-a0.mallocs)/float64(n), "session-allocs/hit")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkViewRequestsUnderLoad measures what the editors' hits view and
+// timeline panel wait for on a busy machine: the time from sending
+// riptrace/hits or riptrace/timeline to holding its answer, one request in
+// flight as the plugins do, with 10 breakpoints at up to 50 hits a second
+// each (about 500 hits a second) while the benchmark keeps every CPU busy
+// with loops of its own. It also reports the bytes a second the adapter
+// pushes unasked in riptraceHits events: in an editor every byte of an
+// event crosses the workbench (twice in VS Code) whether a view shows it
+// or not, and pushed bytes, unlike answers, do not slow down when the
+// editor does.
+//
+//	go test ./dap -run XXX -bench ViewRequestsUnderLoad -benchtime 1x
+func BenchmarkViewRequestsUnderLoad(b *testing.B) {
+	f := newFleet(b)
+	exe := f.exe("views")
+	f.startAgent(f.host, exe)
+	f.startTarget(exe, "-every", "0")
+	c := f.session()
+	f.attach(c, map[string]any{"processes": []string{exe}, "maxHitsPerSecond": 50, "consoleHits": "summary", "backend": "delve"})
+	line := agenttest.MarkerLine(b, loopSrc, "process")
+	var bps []godap.SourceBreakpoint
+	for k := range 10 {
+		bps = append(bps, godap.SourceBreakpoint{Line: line, Condition: fmt.Sprintf("n%%10 == %d", k)})
+	}
+	setBreakpoints(b, c, loopSrc, bps...)
+	// All ten hit, before the machine gets busy: installing ten
+	// tracepoints on a loaded machine is not what is measured.
+	testsupport.CheckFor(b, 2*time.Minute, 100*time.Millisecond, func() error {
+		c.Send(b, dap.RequestHits, nil)
+		var hv struct {
+			Breakpoints []dap.BreakpointHits `json:"breakpoints"`
+		}
+		c.ExpectCustomResponse(b, dap.RequestHits, &hv)
+		c.Drop(func(m godap.Message) bool { _, ok := m.(godap.EventMessage); return ok })
+		hit := 0
+		for _, bh := range hv.Breakpoints {
+			if bh.Count > 0 {
+				hit++
+			}
+		}
+		if hit < 10 {
+			return fmt.Errorf("%d of 10 breakpoints hit", hit)
+		}
+		return nil
+	})
+	busyLoops(b)
+
+	var eventBytes int
+	drop := func() {
+		c.Drop(func(m godap.Message) bool {
+			switch m := m.(type) {
+			case *godap.OutputEvent:
+				return true
+			case *daptest.Custom:
+				if m.Event == dap.EventHits {
+					eventBytes += len(m.Body)
+				}
+				return m.Event != ""
+			}
+			return false
+		})
+	}
+	drop()
+	eventBytes = 0
+	var hitsLat, timelineLat []time.Duration
+	var last, first, counted uint64
+	rows := 0
+	b.ResetTimer()
+	start := time.Now()
+	for time.Since(start) < 20*time.Second || len(timelineLat) < 20 {
+		t0 := time.Now()
+		c.Send(b, dap.RequestHits, nil)
+		var hv struct {
+			Breakpoints []dap.BreakpointHits `json:"breakpoints"`
+		}
+		c.ExpectCustomResponse(b, dap.RequestHits, &hv)
+		hitsLat = append(hitsLat, time.Since(t0))
+		if len(hv.Breakpoints) != 10 {
+			b.Fatalf("riptrace/hits answered %d breakpoints, want 10", len(hv.Breakpoints))
+		}
+		counted = 0
+		for _, bh := range hv.Breakpoints {
+			counted += bh.Count
+		}
+		if first == 0 {
+			first = counted
+		}
+		t0 = time.Now()
+		c.Send(b, dap.RequestTimeline, map[string]any{"since": last, "limit": 50})
+		var tl struct {
+			Hits []dap.HitRow `json:"hits"`
+		}
+		c.ExpectCustomResponse(b, dap.RequestTimeline, &tl)
+		timelineLat = append(timelineLat, time.Since(t0))
+		if n := len(tl.Hits); n > 0 {
+			last = tl.Hits[n-1].Order
+			rows += n
+		}
+		drop()
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	drop()
+	if rows == 0 {
+		b.Fatal("riptrace/timeline answered no rows in all")
+	}
+	b.ReportMetric(float64(len(hitsLat)), "requests")
+	b.ReportMetric(ms(percentile(hitsLat, 50)), "hits-p50-ms")
+	b.ReportMetric(ms(percentile(hitsLat, 99)), "hits-p99-ms")
+	b.ReportMetric(ms(slices.Max(hitsLat)), "hits-max-ms")
+	b.ReportMetric(ms(percentile(timelineLat, 50)), "timeline-p50-ms")
+	b.ReportMetric(ms(percentile(timelineLat, 99)), "timeline-p99-ms")
+	b.ReportMetric(ms(slices.Max(timelineLat)), "timeline-max-ms")
+	b.ReportMetric(float64(eventBytes)/elapsed.Seconds()/1024, "event-KiB/s")
+	b.ReportMetric(float64(counted-first)/elapsed.Seconds(), "hits/s")
+	b.ReportMetric(loadavg(), "loadavg")
+	b.ReportMetric(0, "ns/op")
+}
+
+// busyLoops keeps every CPU busy for the rest of the benchmark: a loop of
+// a shell per CPU, killed at its end. More would measure how little of a
+// CPU the traced target gets, not the adapter.
+func busyLoops(b *testing.B) {
+	for range runtime.NumCPU() {
+		hog := exec.Command("sh", "-c", "while :; do :; done")
+		if err := hog.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			hog.Process.Kill()
+			hog.Wait()
+		})
+	}
+}
+
+// loadavg is the machine's load average over the last minute.
+func loadavg() float64 {
+	data, _ := os.ReadFile("/proc/loadavg")
+	f, _ := strconv.ParseFloat(strings.Fields(string(data) + " 0")[0], 64)
+	return f
 }

@@ -12,16 +12,15 @@ import (
 // TestHitLogKeeps checks that the hit log, which keeps up to twice what
 // its views show and builds rows only when shown, shows exactly what a
 // log keeping only the newest would: the timeline's last timelineLen
-// hits, each process's last recentPerProcess, the event's last
-// maxEventHits with the rest counted as omitted, the console's latest
-// counted hit, and no hit the views no longer keep opens.
+// hits, each process's last recentPerProcess, the events' counts of new
+// hits and the breakpoints they hit, the console's latest counted hit, and
+// no hit the views no longer keep opens.
 func TestHitLogKeeps(t *testing.T) {
 	local := func(fallback string, h *fleet.Hit) (string, int) { return fallback, h.Line + 1 }
 	l := newHitLog(local)
 	const n = 3*timelineLen + 7
 	var all []*logged
-	var events []HitRow
-	omitted := 0
+	var counts []int
 	now := time.Now()
 	for i := range n {
 		p := fleet.Placed{Hit: fleet.Hit{Seq: uint64(1 + i/3), Part: i % 3, Host: fmt.Sprintf("h%d", i%2), Pid: 7, Line: i,
@@ -29,10 +28,12 @@ func TestHitLogKeeps(t *testing.T) {
 		e := &logged{p: p, bp: 1, fallback: "/co/f.go"}
 		all = append(all, e)
 		l.record(e, false, now)
-		if i == 2*maxEventHits+5 || i == n-1 {
-			rows, o := l.takeFresh()
-			events = append(events, rows...)
-			omitted += o
+		if i == 105 || i == n-1 {
+			k, bps := l.takeFresh()
+			if !slices.Equal(bps, []int{1}) {
+				t.Errorf("an event after hit %d names breakpoints %v, want [1]", i, bps)
+			}
+			counts = append(counts, k)
 		}
 	}
 	row := func(e *logged) HitRow { return hitRow(1, &e.p, "/co/f.go", e.p.Hit.Line+1) }
@@ -67,12 +68,11 @@ func TestHitLogKeeps(t *testing.T) {
 			t.Errorf("process %s: %d hits of %d, want the last %d of %d newest first", ph.Host, len(ph.Hits), ph.Count, recentPerProcess, len(mine))
 		}
 	}
-	wantEvents := append(rows(all[2*maxEventHits+6-maxEventHits:2*maxEventHits+6]), rows(all[n-maxEventHits:])...)
-	if !slices.Equal(events, wantEvents) || omitted != n-2*maxEventHits {
-		t.Errorf("events carried %d rows and %d omitted, want %d and %d", len(events), omitted, len(wantEvents), n-2*maxEventHits)
+	if want := []int{106, n - 106}; !slices.Equal(counts, want) {
+		t.Errorf("events counted %v new hits, want %v", counts, want)
 	}
-	if rows, o := l.takeFresh(); rows != nil || o != 0 {
-		t.Errorf("a second take = %d rows, %d omitted; want none", len(rows), o)
+	if k, bps := l.takeFresh(); k != 0 || bps != nil {
+		t.Errorf("a second take = %d hits of %v; want none", k, bps)
 	}
 
 	cs := l.counts()

@@ -19,8 +19,17 @@ import (
 // session's hits in execution order) and the debug console's summary. The
 // hit pump records every hit in the session's hitLog; the custom requests
 // riptrace/hits, riptrace/timeline and riptrace/openHit read it, and the
-// session's ticker tells the editor what is new with a riptraceHits event a
-// few times a second and writes the console's counts once a second.
+// session's ticker tells the editor that there is something new with a
+// riptraceHits event a few times a second and writes the console's counts
+// once a second.
+//
+// The event says how many hits are new and of which breakpoints, never
+// the hits themselves: the views ask for the rows they show, one request
+// at a time, so what they are sent slows down with the editor; an event's
+// rows would be pushed whether shown or not. In VS Code each event crosses
+// the workbench twice (adapter → window → extension), and at 500 hits a
+// second rows in events made a backlog on a busy machine that grew until
+// the views' answers, queued behind it, came minutes late.
 
 // The values of the consoleHits attribute.
 const (
@@ -39,9 +48,6 @@ const (
 	summaryEvery = time.Second
 	// eventEvery is how often a riptraceHits event says what is new.
 	eventEvery = 200 * time.Millisecond
-	// maxEventHits bounds the hits one riptraceHits event carries; the
-	// rest are only counted, and the view asks riptrace/hits for them.
-	maxEventHits = 200
 	// recentPerProcess is how many hits of each process the hits view keeps.
 	recentPerProcess = 10
 	// timelineLen is how many hits the timeline keeps.
@@ -56,6 +62,14 @@ const (
 	RequestOpenHit  = "riptrace/openHit"  // open a hit as a snapshot
 	EventHits       = "riptraceHits"      // what is new since the last one
 )
+
+// HitsEvent is the body of a riptraceHits event: how many hits the session
+// recorded since the last one, and the breakpoints they hit. The rows are
+// the views' to ask for (riptrace/hits, riptrace/timeline).
+type HitsEvent struct {
+	Count       int   `json:"count"`
+	Breakpoints []int `json:"breakpoints"`
+}
 
 // HitRow is one hit as the hits view and the timeline show it.
 type HitRow struct {
@@ -119,9 +133,9 @@ type logged struct {
 
 // hitLog is what the session keeps of its hits for the views.
 //
-// Its timeline and fresh list keep up to twice what the views show and
-// drop the older half when full: each view reads the newest (newest), and
-// a hit costs an append, not a shift of every hit kept.
+// Its timeline keeps up to twice what the view shows and drops the older
+// half when full: the view reads the newest (newest), and a hit costs an
+// append, not a shift of every hit kept.
 type hitLog struct {
 	// local maps a hit to the line of the checkout a row links to, or to
 	// fallback; set before the first hit.
@@ -131,13 +145,13 @@ type hitLog struct {
 	mu       sync.Mutex
 	bps      map[int]*breakpointLog
 	timeline []*logged // the last timelineLen hits (and up to as many older), in execution order
-	fresh    []*logged // the newest recorded since the last riptraceHits event
 	nfresh   int       // hits recorded since the last riptraceHits event
 }
 
 // breakpointLog is what the hitLog keeps of one breakpoint.
 type breakpointLog struct {
 	total uint64
+	fresh bool // hit since the last riptraceHits event
 	procs map[procKey]*processLog
 	// The console's summary.
 	shown   int       // hits shown in full since the breakpoint was last quiet
@@ -206,6 +220,7 @@ func (l *hitLog) record(e *logged, all bool, now time.Time) (full bool) {
 		l.bps[e.bp] = b
 	}
 	b.total++
+	b.fresh = true
 	h := &e.p.Hit
 	key := procKey{h.Host, h.Pid}
 	pl := b.procs[key]
@@ -223,7 +238,6 @@ func (l *hitLog) record(e *logged, all bool, now time.Time) (full bool) {
 		pl.recent[len(pl.recent)-1] = e
 	}
 	l.timeline = keepLast(l.timeline, e, timelineLen)
-	l.fresh = keepLast(l.fresh, e, maxEventHits)
 	l.nfresh++
 
 	if now.Sub(b.last) > quietResets {
@@ -271,23 +285,26 @@ func (l *hitLog) counts() []count {
 	return out
 }
 
-// takeFresh takes the rows recorded since the last call and how many more
-// were left out.
-func (l *hitLog) takeFresh() ([]HitRow, int) {
+// takeFresh takes how many hits were recorded since the last call and the
+// breakpoints they hit, sorted. It builds no row: most hits are never
+// shown.
+func (l *hitLog) takeFresh() (int, []int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fresh := newest(l.fresh, maxEventHits)
-	if len(fresh) == 0 {
-		return nil, 0
+	if l.nfresh == 0 {
+		return 0, nil
 	}
-	rows := make([]HitRow, len(fresh))
-	for i, e := range fresh {
-		rows[i] = l.rowOf(e)
+	var bps []int
+	for id, b := range l.bps {
+		if b.fresh {
+			bps = append(bps, id)
+			b.fresh = false
+		}
 	}
-	omitted := l.nfresh - len(rows)
-	clear(l.fresh)
-	l.fresh, l.nfresh = l.fresh[:0], 0
-	return rows, omitted
+	sort.Ints(bps)
+	n := l.nfresh
+	l.nfresh = 0
+	return n, bps
 }
 
 // find returns the recorded hit of stream sequence seq and part, or the
@@ -389,9 +406,9 @@ func hitValues(h *fleet.Hit) string {
 	return strings.Join(parts, " ")
 }
 
-// tick runs beside the hit pump: each eventEvery it sends what is new as
-// a riptraceHits event, and each summaryEvery it writes the console's
-// counts.
+// tick runs beside the hit pump: each eventEvery it says in a riptraceHits
+// event how many hits are new and of which breakpoints, and each
+// summaryEvery it writes the console's counts.
 func (ss *session) tick() {
 	events := time.NewTicker(eventEvery)
 	defer events.Stop()
@@ -402,8 +419,8 @@ func (ss *session) tick() {
 		case <-ss.ctx.Done():
 			return
 		case <-events.C:
-			if rows, omitted := ss.shown.takeFresh(); len(rows) > 0 {
-				ss.send(&customEvent{Event: ss.event(EventHits), Body: map[string]any{"hits": rows, "omitted": omitted}})
+			if n, bps := ss.shown.takeFresh(); n > 0 {
+				ss.send(&customEvent{Event: ss.event(EventHits), Body: HitsEvent{Count: n, Breakpoints: bps}})
 			}
 		case <-summaries.C:
 			ss.writeCounts()

@@ -70,13 +70,11 @@ func TestHitsView(t *testing.T) {
 		return strings.Contains(e.Body.Output, "more in the last second")
 	})
 
-	// << riptraceHits: the hits, with their breakpoint, process and values
-	var batch struct {
-		Hits []dap.HitRow `json:"hits"`
-	}
-	c.AwaitCustomEvent(t, dap.EventHits, &batch, func() bool { return len(batch.Hits) > 0 })
-	if r := batch.Hits[0]; r.Breakpoint != bps[0].Id || r.Pid != p.Pid || r.Path != loopSrc || r.Line != process || !strings.Contains(r.Values, "n=") || r.Order == 0 {
-		t.Errorf("event row = %+v, want breakpoint %d, pid %d at %s:%d with n", r, bps[0].Id, p.Pid, loopSrc, process)
+	// << riptraceHits: how many hits are new, and of which breakpoints
+	var news dap.HitsEvent
+	c.AwaitCustomEvent(t, dap.EventHits, &news, func() bool { return news.Count > 0 })
+	if !slices.Equal(news.Breakpoints, []int{bps[0].Id}) {
+		t.Errorf("event = %+v, want new hits of breakpoint %d", news, bps[0].Id)
 	}
 
 	// 4 >> riptrace/hits, << riptrace/hits: breakpoint → process → recent hits
@@ -95,6 +93,9 @@ func TestHitsView(t *testing.T) {
 	ph := bh.Processes[0]
 	if ph.Host != f.host || ph.Pid != p.Pid || len(ph.Hits) == 0 || ph.Count < uint64(len(ph.Hits)) {
 		t.Fatalf("process in the hits view = %+v", ph)
+	}
+	if r := ph.Hits[0]; r.Breakpoint != bps[0].Id || r.Pid != p.Pid || r.Path != loopSrc || r.Line != process || !strings.Contains(r.Values, "n=") || r.Order == 0 {
+		t.Errorf("hit row = %+v, want breakpoint %d, pid %d at %s:%d with n", r, bps[0].Id, p.Pid, loopSrc, process)
 	}
 	for i := 1; i < len(ph.Hits); i++ {
 		if ph.Hits[i].Order >= ph.Hits[i-1].Order {

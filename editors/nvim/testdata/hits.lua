@@ -88,8 +88,8 @@ t.run(function()
   end)
   out.verified = verified and verified.breakpoint.message
   assert(event('riptraceHits', function(b)
-    return b.hits and #b.hits >= 3
-  end), 'no riptraceHits event with hits')
+    return b.count and b.count >= 1 and b.breakpoints and #b.breakpoints >= 1
+  end), 'no riptraceHits event with new hits')
 
   -- The quickfix list.
   local items

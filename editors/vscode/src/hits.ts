@@ -93,6 +93,27 @@ export async function openHit(args: { seq?: number; part?: number; breakpoint?: 
   return res?.title ?? '';
 }
 
+/**
+ * How long a view waits for the answer to one of its requests. A view asks
+ * one request at a time; an answer lost, or queued behind minutes of
+ * messages on a machine too busy to read them, must not freeze it: past
+ * this, the view gives up on it and asks again.
+ */
+export const requestTimeout = 10_000;
+
+/** ask sends a custom request and rejects if no answer comes within requestTimeout. */
+export async function ask(s: vscode.DebugSession, command: string, args?: unknown): Promise<any> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer to ${command} within ${requestTimeout / 1000}s`)), requestTimeout);
+  });
+  try {
+    return await Promise.race([s.customRequest(command, args), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 type Node = { kind: 'bp'; bp: BreakpointHits } | { kind: 'proc'; bp: BreakpointHits; proc: ProcessHits } | { kind: 'hit'; hit: HitRow };
 
 /** Latencies from a hit reaching the stream to its row in the view, in ms. */
@@ -206,7 +227,7 @@ export class HitsView implements vscode.TreeDataProvider<Node>, vscode.Disposabl
       if (!s) {
         this.bps = [];
       } else {
-        const res = await s.customRequest('riptrace/hits');
+        const res = await ask(s, 'riptrace/hits');
         const bps: BreakpointHits[] = res?.breakpoints ?? [];
         const now = Date.now();
         this.latency.note(bps.flatMap((b) => b.processes.flatMap((p) => p.hits)), now);
@@ -217,7 +238,8 @@ export class HitsView implements vscode.TreeDataProvider<Node>, vscode.Disposabl
       }
       this.changed.fire(undefined);
     } catch {
-      // The session ended between the event and the request.
+      // The session ended between the event and the request, or the
+      // answer did not come in time: the next event asks again.
     } finally {
       this.fetching = false;
       if (this.again) {
@@ -293,11 +315,14 @@ export const timelineRows = 50;
 /** The timeline panel: one webview, rows in execution order. */
 export class TimelinePanel implements vscode.Disposable {
   private panel: vscode.WebviewPanel | undefined;
-  private last = 0; // the order of the last row sent
+  private last = 0; // the order of the last row sent to panel
   private timer: NodeJS.Timeout | undefined;
   // One fetch at a time: two asking from the same order would both send
-  // their rows, and the panel would show those hits twice.
-  private fetching = false;
+  // their rows, and the panel would show those hits twice. A fetch belongs
+  // to the panel it began with: if that panel closed and another opened
+  // meanwhile, its rows and its order are dropped, and the new panel asks
+  // from the start.
+  private fetching: vscode.WebviewPanel | undefined;
   private again = false;
   private subs: vscode.Disposable[] = [];
 
@@ -323,10 +348,13 @@ export class TimelinePanel implements vscode.Disposable {
       this.panel.reveal();
       return;
     }
-    this.panel = vscode.window.createWebviewPanel('riptrace.timeline', 'RipTrace Timeline', vscode.ViewColumn.Beside, { enableScripts: true, retainContextWhenHidden: true });
-    this.panel.webview.html = timelineHTML();
+    const panel = vscode.window.createWebviewPanel('riptrace.timeline', 'RipTrace Timeline', vscode.ViewColumn.Beside, { enableScripts: true, retainContextWhenHidden: true });
+    this.panel = panel;
+    panel.webview.html = timelineHTML();
     this.last = 0;
-    this.panel.onDidDispose(() => (this.panel = undefined));
+    panel.onDidDispose(() => {
+      if (this.panel === panel) this.panel = undefined;
+    });
     // Hidden, it is not refreshed; shown again, it catches up.
     this.panel.onDidChangeViewState((e) => e.webviewPanel.visible && this.schedule());
     this.panel.webview.onDidReceiveMessage(async (m: { seq: number; part?: number; path?: string; line: number }) => {
@@ -345,15 +373,19 @@ export class TimelinePanel implements vscode.Disposable {
   }
 
   private async fetch(): Promise<void> {
-    if (this.fetching) {
+    const panel = this.panel;
+    if (!panel) return;
+    if (this.fetching === panel) {
       this.again = true;
       return;
     }
-    this.fetching = true;
+    // A fetch for a panel since closed may still wait for its answer: it
+    // no longer counts, and this one goes ahead.
+    this.fetching = panel;
     try {
-      await this.fetchOnce();
+      await this.fetchOnce(panel);
     } finally {
-      this.fetching = false;
+      if (this.fetching === panel) this.fetching = undefined;
       if (this.again) {
         this.again = false;
         this.schedule();
@@ -361,19 +393,26 @@ export class TimelinePanel implements vscode.Disposable {
     }
   }
 
-  private async fetchOnce(): Promise<void> {
+  private async fetchOnce(panel: vscode.WebviewPanel): Promise<void> {
     const s = tracingSession();
-    if (!this.panel || !s) return;
+    if (!s) return;
     try {
-      const res = await s.customRequest('riptrace/timeline', { since: this.last, limit: timelineRows });
+      const since = this.last;
+      const res = await ask(s, 'riptrace/timeline', { since, limit: timelineRows });
+      // The panel may have closed, or been replaced, while the answer came.
+      if (this.panel !== panel) return;
       const rows: HitRow[] = (res?.hits ?? []).filter((r: HitRow) => r.order > this.last);
       if (rows.length === 0) return;
       // Orders are consecutive: a gap is hits the panel did not take.
       const skipped = this.last > 0 ? rows[0].order - this.last - 1 : 0;
       this.last = rows[rows.length - 1].order;
-      await this.panel.webview.postMessage({ skipped, rows: rows.map((r) => ({ ...r, name: hitName(r), clock: clock(r.time), mark: orderMark(r).trim(), file: r.path ? `${r.path.split('/').pop()}:${r.line}` : `?:${r.line}` })) });
+      // postMessage answers false when the webview cannot take it (not
+      // loaded yet): the rows are asked for again next time.
+      const data = { skipped, rows: rows.map((r) => ({ ...r, name: hitName(r), clock: clock(r.time), mark: orderMark(r).trim(), file: r.path ? `${r.path.split('/').pop()}:${r.line}` : `?:${r.line}` })) };
+      if (!(await panel.webview.postMessage(data)) && this.panel === panel) this.last = since;
     } catch {
-      // The session ended.
+      // The session ended, or the answer did not come in time: the next
+      // event asks again.
     }
   }
 
