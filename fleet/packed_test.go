@@ -35,8 +35,9 @@ func realisticHits(tp, host string, n int) [][]byte {
 
 // TestPackedBatchesThroughTheStream: an Outbox with a backlog of realistic
 // hits sends them packed, a fraction of their bytes; the stream holds
-// them packed, counted by their header, each once; a reader reads every
-// hit as it was offered, in order, numbered by its place in its batch.
+// them packed, counted by their header, each once, and a small batch
+// unpacked; a reader reads every hit as it was offered, in order,
+// numbered by its place in its batch.
 func TestPackedBatchesThroughTheStream(t *testing.T) {
 	t.Cleanup(checkNoGoroutineLeak(t))
 	s := fleettest.RunServer(t)
@@ -96,6 +97,25 @@ func TestPackedBatchesThroughTheStream(t *testing.T) {
 	}
 	if packed != int(st.Batches) {
 		t.Fatalf("the stream holds %d packed batches, the outbox sent %d", packed, st.Batches)
+	}
+
+	// A small batch goes as its HitBatch, unpacked (see packFrom).
+	small, err := fleet.NewOutbox(c, fleet.OutboxConfig[int]{Host: "h2", IDBase: "h2-1-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range realisticHits("y", "h2", 11) {
+		small.Offer("y", h, i)
+	}
+	if st := runOutbox(t, ctx, small); st.Batches != 1 || st.Batched != 11 {
+		t.Fatalf("stats %+v: want one batch of 11", st)
+	}
+	smallEnd, err := c.HitStreamEnd(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := st2.GetMsg(ctx, smallEnd); err != nil || !strings.HasPrefix(string(m.Data), `{"v":3,"hits":[`) {
+		t.Fatalf("the small batch as stored: %.40s, %v; want its HitBatch", m.Data, err)
 	}
 
 	r, err := c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{"x"}, Replay: true, Until: end})
