@@ -259,7 +259,7 @@ func TestGroupAttribute(t *testing.T) {
 }
 
 // TestHitsOfABatch: an agent with a backlog sends a tracepoint's hits
-// several to a message (fleet.HitBatch), and they share the message's seq.
+// several to a message (fleet.PackedHitBatch), and they share the message's seq.
 // Each is still a row of its own in the hits view and the timeline, named
 // seq.part, and a click on it opens that hit, not the batch's first.
 func TestHitsOfABatch(t *testing.T) {
@@ -294,7 +294,8 @@ func TestHitsOfABatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ack, err := pub.Publish(pub.BatchMsg(real.Tracepoint, hits, "test-batch-"+f.host))
+	// Packed, as this version's agent sends a batch.
+	ack, err := pub.Publish(pub.PackedBatchMsg(real.Tracepoint, hits, "test-batch-"+f.host))
 	if err != nil {
 		t.Fatal(err)
 	}

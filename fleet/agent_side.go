@@ -312,10 +312,21 @@ func (p *HitPublisher) MarkMsg(tracepoint string, data []byte, id string) *nats.
 }
 
 // BatchMsg is the message of several encoded hits of tracepoint in one
-// HitBatch (EncodeHitBatch), under one message id.
+// HitBatch (EncodeHitBatch), under one message id, as an agent of
+// BatchVersion sends them.
 func (p *HitPublisher) BatchMsg(tracepoint string, hits [][]byte, id string) *nats.Msg {
-	msg := streamMsg(p.subj.Trace(p.host, tracepoint), EncodeHitBatch(hits), id)
-	msg.Header.Set(HitsHeader, strconv.Itoa(len(hits)))
+	return p.batchMsg(tracepoint, EncodeHitBatch(hits), len(hits), id)
+}
+
+// PackedBatchMsg is BatchMsg packed (PackHitBatch), as an Outbox sends a
+// batch.
+func (p *HitPublisher) PackedBatchMsg(tracepoint string, hits [][]byte, id string) *nats.Msg {
+	return p.batchMsg(tracepoint, PackHitBatch(hits), len(hits), id)
+}
+
+func (p *HitPublisher) batchMsg(tracepoint string, data []byte, n int, id string) *nats.Msg {
+	msg := streamMsg(p.subj.Trace(p.host, tracepoint), data, id)
+	msg.Header.Set(HitsHeader, strconv.Itoa(n))
 	return msg
 }
 

@@ -250,15 +250,15 @@ func TestOutboxBatchStopsAtHitThatDoesNotFit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every fourth hit 24 KiB, the others about 200 bytes: the third big
-	// one does not fit a batch's 64 KiB, while the small ones behind it
-	// would. Offered before the outbox runs, as a backlog.
+	// Every fourth hit 192 KiB, the others about 200 bytes: the third
+	// big one does not fit a batch's 512 KiB, while the small ones behind
+	// it would. Offered before the outbox runs, as a backlog.
 	const n = 64
 	base := time.Now()
 	for i := range n {
 		pad := 0
 		if i%4 == 3 {
-			pad = 24 << 10
+			pad = 192 << 10
 		}
 		out.Offer("x", sizedHit("h1", "x", base, i, pad), i)
 	}

@@ -111,6 +111,20 @@ func BenchmarkDecodeHits(b *testing.B) {
 			}
 			perHit(b, n)
 		})
+		if n > 1 {
+			packed := PackHitBatch(raw)
+			b.Run(fmt.Sprintf("DecodeHits/packed/%d", n), func(b *testing.B) {
+				b.ReportAllocs()
+				var dst []Hit
+				for range b.N {
+					var err error
+					if dst, err = DecodeHits(packed, dst[:0]); err != nil || len(dst) != n {
+						b.Fatal(err, len(dst))
+					}
+				}
+				perHit(b, n)
+			})
+		}
 		b.Run(fmt.Sprintf("json.Unmarshal/%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for range b.N {

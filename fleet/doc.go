@@ -15,7 +15,8 @@
 // their clock with the server's ([Client.AskClock], [Clock]), and publish hits and
 // watermarks into a JetStream stream through an [Outbox], which keeps them
 // in order through outages, backs off when the stream is overloaded, and
-// sends a backlog several hits to a message ([HitBatch]) ([HitPublisher]
+// sends a backlog several hits to a message, compressed
+// ([PackedHitBatch]) ([HitPublisher]
 // publishes single messages, for tools and tests). Clients read it
 // through a [HitReader], which decodes every message with [DecodeHits],
 // or through [Timeline], which puts the hits in the order they ran: every

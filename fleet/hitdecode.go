@@ -29,7 +29,12 @@ func decodeHit(data []byte, h *Hit) bool {
 // version HitVersion, with its Part. On false dst's spare room holds
 // garbage.
 func decodeBatch(data []byte, dst []Hit) ([]Hit, bool) {
-	r := jsonReader{b: data}
+	// The hits of a batch share their tracepoint, process, file,
+	// function, frames and variables' names and types: each such string
+	// is made once for the batch, not once a hit, which spares a reader
+	// most of its allocations, and its garbage collector their
+	// collection.
+	r := jsonReader{b: data, interned: make(map[string]string, 64)}
 	n := len(dst)
 	var seen uint64
 	for key, first := []byte(nil), true; r.field(&key, &first); {
@@ -77,7 +82,17 @@ type jsonReader struct {
 	i     int
 	depth int
 	bad   bool
+	// interned are the strings read so far, reused by str for the same
+	// text; nil reads each anew. See decodeBatch.
+	interned map[string]string
 }
+
+// The strings a batch's reading keeps to reuse: the short ones, and so
+// many of them as its hits' shared names, types, files and functions take.
+const (
+	internMaxLen = 128
+	internMax    = 512
+)
 
 func (r *jsonReader) space() {
 	for r.i < len(r.b) {
@@ -238,7 +253,18 @@ func (r *jsonReader) str() string {
 		return ""
 	}
 	if !escaped {
-		return string(r.b[start+1 : end-1])
+		t := r.b[start+1 : end-1]
+		if r.interned == nil || len(t) > internMaxLen {
+			return string(t)
+		}
+		if s, ok := r.interned[string(t)]; ok {
+			return s
+		}
+		s := string(t)
+		if len(r.interned) < internMax {
+			r.interned[s] = s
+		}
+		return s
 	}
 	// Rare in hits but for "<…>" marks, which Encode escapes: read
 	// exactly as encoding/json reads it, escapes and invalid UTF-8 alike.

@@ -2,6 +2,8 @@ package fleet_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -198,6 +200,10 @@ func TestFilteredHits(t *testing.T) {
 		{[]byte(`{"v":1,"tracepoint":"x","host":"h1"}`), fleet.CodeBadVersion},
 		{[]byte(`{"v":2,"tracepoint":"x","host":"h1","pid":"seven"}`), fleet.CodeBadRequest},
 		{[]byte(`{"v":2,"tracepoint":"x","host":"h1","file":"` + strings.Repeat("a", 900<<10) + `"}`), ""},
+		// A packed batch whose block is not S2, and one that claims to
+		// unpack to a gigabyte: refused before anything is unpacked.
+		{[]byte(`{"v":4,"s2":"` + base64.StdEncoding.EncodeToString([]byte("not s2")) + `"}`), fleet.CodeBadRequest},
+		{[]byte(`{"v":4,"s2":"` + base64.StdEncoding.EncodeToString(binary.AppendUvarint(nil, 1<<30)) + `"}`), fleet.CodeTooLarge},
 	}
 	for _, j := range junk {
 		if err := nc.Publish(subj.Trace("h1", "x"), j.data); err != nil {

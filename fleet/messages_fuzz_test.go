@@ -149,6 +149,10 @@ func FuzzDecodeHits(f *testing.F) {
 	f.Add([]byte(`{"v":3,"hits":[]}`))
 	f.Add([]byte(`{ "v": 3, "hits": [` + string(hit) + `] }`))
 	f.Add([]byte(`{"v":3,"hits":[{"v":3,"hits":[]}]}`))
+	packed := PackHitBatch([][]byte{hit, hit, hit})
+	f.Add(packed)
+	f.Add(bytes.Replace(packed, []byte(`{"v":4,`), []byte(`{ "v": 4, `), 1))
+	f.Add([]byte(`{"v":4,"s2":""}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		hits, err := DecodeHits(data, nil)
 		if err != nil {

@@ -858,9 +858,10 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 	fmt.Printf("sustained: offered %d hits/s of %d B from %d agents for %s; stored %.0f hits/s during it; %d made, %d acknowledged (the last %s after the run); the stream has %d lost (%d dropped from full buffers and %d still kept after %s of draining, counted by the agents), %d stored twice; load average %s\n",
 		res.offered, len(fleet.Encode(&sims[0].hit)), len(sims), elapsed.Round(time.Millisecond), res.stored,
 		total, load.acked.Load(), drain.Round(time.Millisecond), res.lost, load.dropped.Load(), load.left.Load(), drainFor, res.dup, loadavg())
-	fmt.Printf("  publishes of hits and watermarks %d, %d of them sent again (%d acks timed out, %d found in process, %d refused as too many; %d acks said stored already); %d batches carried %d hits (%.1f each)\n",
+	fmt.Printf("  publishes of hits and watermarks %d, %d of them sent again (%d acks timed out, %d found in process, %d refused as too many; %d acks said stored already); %d batches carried %d hits (%.1f each, %.0f B a hit once packed)\n",
 		load.sent.Load(), load.resent.Load(), load.timedOut.Load(), load.inProcess.Load(), load.tooMany.Load(), load.repeated.Load(),
-		load.batches.Load(), load.batched.Load(), float64(load.batched.Load())/float64(max(load.batches.Load(), 1)))
+		load.batches.Load(), load.batched.Load(), float64(load.batched.Load())/float64(max(load.batches.Load(), 1)),
+		float64(load.batchBytes.Load())/float64(max(load.batched.Load(), 1)))
 	fmt.Printf("  while overloaded (the run and its draining) %.0f hits/s stored; at the run's end the agents allowed %d hits in flight in all, and an ack took %s on average\n",
 		float64(load.acked.Load())/(elapsed+drain).Seconds(), load.windows.Load(), ms(time.Duration(load.ackTime.Load()/int64(len(sims)))))
 	if r := load.reasons(); r != "" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -44,7 +45,7 @@ type counts struct {
 	left    atomic.Int64 // still unacknowledged when the agent gave up
 
 	// Summed from each agent's fleet.OutboxStats once it is done.
-	sent, resent, repeated, timedOut, inProcess, tooMany, batches, batched atomic.Int64
+	sent, resent, repeated, timedOut, inProcess, tooMany, batches, batched, batchBytes atomic.Int64
 	// Summed when the run ends: the agents' windows and ack times.
 	windows, ackTime atomic.Int64
 
@@ -63,6 +64,7 @@ func (c *counts) add(st fleet.OutboxStats) {
 	c.tooMany.Add(st.TooMany)
 	c.batches.Add(st.Batches)
 	c.batched.Add(st.Batched)
+	c.batchBytes.Add(st.BatchBytes)
 }
 
 // fail counts one failed send or ack, by why.
@@ -218,7 +220,11 @@ func (a *simAgent) publish(ctx context.Context, tp string, line, rate int, drain
 	}
 	h := a.hit
 	h.Tracepoint, h.Line = tp, line
-	body := fleet.Encode(&h)
+	hits, err := newHitMaker(&h)
+	if err != nil {
+		cnt.fail(err)
+		return 0
+	}
 	out, err := fleet.NewOutbox(a.c, fleet.OutboxConfig[struct{}]{
 		Host: a.host, IDBase: fmt.Sprintf("%s-%s-%d-", a.host, tp, time.Now().UnixNano()),
 		Stored: func(struct{}) { cnt.acked.Add(1) },
@@ -253,7 +259,7 @@ func (a *simAgent) publish(ctx context.Context, tp string, line, rate int, drain
 		}
 		for due := int(float64(rate) * until.Sub(start).Seconds()); n < due; n++ {
 			cnt.made.Add(1)
-			if !out.Offer(tp, body, struct{}{}) {
+			if !out.Offer(tp, hits.make(n), struct{}{}) {
 				cnt.dropped.Add(1)
 			}
 		}
@@ -270,5 +276,57 @@ func (a *simAgent) publish(ctx context.Context, tp string, line, rate int, drain
 			return int64(n)
 		case <-t.C:
 		}
+	}
+}
+
+// hitMaker makes an agent's hits from one encoded hit, each with its own
+// capture time, goroutine, order id and total written over the first's
+// digits: copies of one hit would pack into batches far smaller than real
+// hits do, whose values differ from one to the next.
+type hitMaker struct {
+	body []byte
+	// Where the digits of each varying value start, and how many.
+	time, goroutine, order, total [2]int
+}
+
+func newHitMaker(h *fleet.Hit) (*hitMaker, error) {
+	c := *h
+	c.Time, c.Goroutine = time.Now().UnixNano(), 1000
+	m := &hitMaker{body: fleet.Encode(&c)}
+	find := func(after string, n int) [2]int {
+		i := bytes.Index(m.body, []byte(after))
+		if i < 0 {
+			return [2]int{-1, 0}
+		}
+		return [2]int{i + len(after), n}
+	}
+	m.time = find(`"time":`, 19)
+	m.goroutine = find(`"goroutine":`, 4)
+	m.order = find(`"ord-20261205-`, 6)
+	m.total = find(`"name":"total","type":"int64","value":"`, 4)
+	for _, at := range [][2]int{m.time, m.goroutine, m.order, m.total} {
+		if at[0] < 0 {
+			return nil, fmt.Errorf("making the simulated hits: the realistic hit changed shape, and its values cannot be varied: %s", m.body)
+		}
+	}
+	return m, nil
+}
+
+// make returns the agent's nth hit, captured now.
+func (m *hitMaker) make(n int) []byte {
+	b := bytes.Clone(m.body)
+	digits(b, m.time, uint64(time.Now().UnixNano()))
+	// Goroutine ids and totals of four digits, not starting with 0.
+	digits(b, m.goroutine, 1000+uint64(n*7919)%9000)
+	digits(b, m.order, uint64(n))
+	digits(b, m.total, 1000+uint64(n*104729)%9000)
+	return b
+}
+
+// digits writes v's last at[1] decimal digits at b[at[0]:].
+func digits(b []byte, at [2]int, v uint64) {
+	for i := at[0] + at[1] - 1; i >= at[0]; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
 	}
 }
