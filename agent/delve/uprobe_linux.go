@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/riptrace/riptrace/agent/internal/uprobes"
 
@@ -76,8 +78,8 @@ const maxProbes = 1024
 type probeSet struct {
 	hits    *ebpf.Map // tid → hitRecord
 	gate    *ebpf.Map // 0 → a uint64: while not zero (the stop budget is spent), probes count hits in dropped instead of stopping the thread
-	dropped *ebpf.Map // probe slot → hits dropped while the gate was closed
-	closed  *ebpf.Map // probe slot → 0: open; else 1 + the hits refused since the slot was closed (see closeSlot)
+	dropped counters  // probe slot → hits dropped while the gate was closed
+	closed  counters  // probe slot → 0: open; else 1 + the hits refused since the slot was closed (see closeSlot)
 	plans   *ebpf.Map // probe slot → writePlan
 	prog    *ebpf.Program
 	ex      *link.Executable
@@ -136,7 +138,7 @@ func newProbeSet(exe string) (*probeSet, error) {
 		ps.close()
 		return nil, loadError(err)
 	}
-	ps.dropped, err = ebpf.NewMap(&ebpf.MapSpec{Name: "riptrace_drop", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: maxProbes})
+	ps.dropped, err = newCounters("riptrace_drop")
 	if err != nil {
 		ps.close()
 		return nil, loadError(err)
@@ -146,7 +148,7 @@ func newProbeSet(exe string) (*probeSet, error) {
 		ps.close()
 		return nil, loadError(err)
 	}
-	ps.closed, err = ebpf.NewMap(&ebpf.MapSpec{Name: "riptrace_shut", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: maxProbes})
+	ps.closed, err = newCounters("riptrace_shut")
 	if err != nil {
 		ps.close()
 		return nil, loadError(err)
@@ -156,7 +158,7 @@ func newProbeSet(exe string) (*probeSet, error) {
 		Type:         ebpf.Kprobe,
 		AttachType:   uprobeAttachType(),
 		License:      "Dual MIT/GPL",
-		Instructions: hitProgram(ps.hits.FD(), ps.gate.FD(), ps.dropped.FD(), ps.plans.FD(), ps.closed.FD()),
+		Instructions: hitProgram(ps.hits.FD(), ps.gate.FD(), ps.dropped.m.FD(), ps.plans.FD(), ps.closed.m.FD()),
 	})
 	if err != nil {
 		ps.close()
@@ -179,10 +181,49 @@ func loadError(err error) error {
 }
 
 func (ps *probeSet) close() {
-	for _, c := range []interface{ Close() error }{ps.prog, ps.hits, ps.gate, ps.dropped, ps.plans, ps.closed} {
+	for _, c := range []interface{ Close() error }{ps.prog, ps.hits, ps.gate, ps.plans} {
 		if c != nil && !isNilCloser(c) {
 			c.Close()
 		}
+	}
+	ps.dropped.close()
+	ps.closed.close()
+}
+
+// counters is an array map of maxProbes uint64s that the probes add to,
+// also mapped into this process so that a count can be taken with an
+// atomic swap: a lookup then an update of 0 would lose a hit a probe
+// counted in between.
+type counters struct {
+	m   *ebpf.Map
+	mem []byte
+}
+
+func newCounters(name string) (counters, error) {
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: name, Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: maxProbes, Flags: unix.BPF_F_MMAPABLE})
+	if err != nil {
+		return counters{}, err
+	}
+	mem, err := unix.Mmap(m.FD(), 0, maxProbes*8, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		m.Close()
+		return counters{}, fmt.Errorf("mapping %s into memory: %w", name, err)
+	}
+	return counters{m: m, mem: mem}, nil
+}
+
+// at is slot's count, for sync/atomic. The memory is the kernel's, outside
+// the Go heap, and stays mapped until close.
+func (c counters) at(slot uint32) *uint64 {
+	return (*uint64)(unsafe.Pointer(&c.mem[8*(slot%maxProbes)]))
+}
+
+func (c counters) close() {
+	if c.mem != nil {
+		unix.Munmap(c.mem)
+	}
+	if c.m != nil {
+		c.m.Close()
 	}
 }
 
@@ -412,15 +453,13 @@ func (ps *probeSet) setGate(closed bool) error {
 }
 
 // takeDropped returns and resets the hits probe slot dropped at the gate.
+// A hit a probe counts meanwhile is in this count or the next, never lost.
 func (ps *probeSet) takeDropped(slot uint32) uint64 {
-	var n uint64
-	if err := ps.dropped.Lookup(slot, &n); err != nil || n == 0 {
-		return 0
+	p := ps.dropped.at(slot)
+	if atomic.LoadUint64(p) == 0 {
+		return 0 // as it is almost always: spare the bus lock
 	}
-	// A probe may count one more in between: it is then owed to the
-	// next report, not lost (the swap subtracts what was read).
-	ps.dropped.Update(slot, uint64(0), ebpf.UpdateAny)
-	return n
+	return atomic.SwapUint64(p, 0)
 }
 
 // closeSlot makes the probe in slot stop no thread: its hits are counted
@@ -428,15 +467,14 @@ func (ps *probeSet) takeDropped(slot uint32) uint64 {
 // does so at once when the allowance is spent, while the probe's link is
 // being closed (which waits for the kernel).
 func (ps *probeSet) closeSlot(slot uint32) error {
-	return ps.closed.Put(slot, uint64(1))
+	atomic.StoreUint64(ps.closed.at(slot), 1)
+	return nil
 }
 
 // openSlot opens the probe in slot again and returns the hits it refused
-// while closed.
+// while closed, each exactly once however the probe races with it.
 func (ps *probeSet) openSlot(slot uint32) uint64 {
-	var n uint64
-	ps.closed.Lookup(slot, &n)
-	ps.closed.Put(slot, uint64(0))
+	n := atomic.SwapUint64(ps.closed.at(slot), 0)
 	if n == 0 {
 		return 0
 	}
