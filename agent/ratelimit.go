@@ -107,9 +107,10 @@ func (d *Disarm) Armed(now time.Time) {
 // take where the line did not run at first (a starved process: a stressed
 // run saw none of its calls for 660 ms), its bucket full and refilling
 // nothing, and the next window would begin with that share of its
-// allowance missing.
+// allowance missing. A hit from before the probes went in (a record read
+// late) starts none.
 func (d *Disarm) Hit(now time.Time) {
-	if d.firstAt.IsZero() {
+	if d.firstAt.IsZero() && !now.Before(d.armedAt) {
 		d.firstAt = now
 	}
 }

@@ -195,6 +195,9 @@ type target struct {
 	// byBucket finds the tracepoint whose allowance the BPF program says
 	// is spent.
 	byBucket map[uint32]*tracepoint
+	// armDelay, set by tests, holds each attach back, as a loaded kernel
+	// does for hundreds of milliseconds (see target.in).
+	armDelay time.Duration
 }
 
 type tracepoint struct {
@@ -448,13 +451,20 @@ func (t *target) install(tp *tracepoint, pcs []uint64, plans []bpfPlan) error {
 		t.byBucket[bk] = tp
 	}
 	tp.disarm.Armed(time.Now())
-	return t.arm(tp)
+	if err := t.arm(tp); err != nil {
+		return err
+	}
+	t.in(tp)
+	return nil
 }
 
 // arm attaches tp's probes. On error, the links it made are in tp for
 // release to close. armMu should be held.
 func (t *target) arm(tp *tracepoint) error {
 	file, line := tp.file, tp.spec.Location.Line
+	if t.armDelay > 0 {
+		time.Sleep(t.armDelay)
+	}
 	if !haveUprobeMulti() {
 		for _, p := range tp.probes {
 			fn := t.snap.BinInfo().PCToFunc(p.pc)
@@ -481,6 +491,23 @@ func (t *target) arm(tp *tracepoint) error {
 	}
 	tp.multi = l
 	return nil
+}
+
+// in starts tp's window once its probes are in: at their first hit, or
+// at the return of the attach that put them in (which on a loaded host
+// takes hundreds of milliseconds, the first hit often well before it). The
+// estimate of the hits run while the probes were out goes on until then
+// (see agent.Disarm.In); the hits the probes met meanwhile are in the
+// bucket's counts. Lock and armMu should be held.
+func (t *target) in(tp *tracepoint) {
+	at := time.Now()
+	var b bpfBucket
+	if err := t.coll.Maps["buckets"].Lookup(tp.bucket, &b); err == nil && b.First != 0 {
+		if first := time.Unix(0, int64(b.First)+t.x.mono.WallMinusMono()); first.Before(at) {
+			at = first
+		}
+	}
+	tp.uncounted += tp.disarm.In(at)
 }
 
 // unarm takes tp's links out of it, for the caller to close. The target's
@@ -531,12 +558,19 @@ func (t *target) disarming() {
 			continue
 		}
 		bk := binary.LittleEndian.Uint32(rec.RawSample)
-		at := time.Unix(0, int64(binary.LittleEndian.Uint64(rec.RawSample[8:]))+t.mono.WallMinusMono())
+		wallMinusMono := t.mono.WallMinusMono()
+		at := time.Unix(0, int64(binary.LittleEndian.Uint64(rec.RawSample[8:]))+wallMinusMono)
+		var first time.Time
+		if len(rec.RawSample) >= 24 {
+			if ns := binary.LittleEndian.Uint64(rec.RawSample[16:]); ns != 0 {
+				first = time.Unix(0, int64(ns)+wallMinusMono)
+			}
+		}
 		t.armMu.Lock()
 		tp := t.byBucket[bk]
 		t.armMu.Unlock()
 		if tp != nil {
-			t.takeOut(tp, at)
+			t.takeOut(tp, first, at)
 		}
 	}
 }
@@ -545,12 +579,16 @@ func (t *target) disarming() {
 const disarmNice = -10
 
 // takeOut unlinks tp's probes, its allowance spent at at, and sets the
-// timer that puts them back. It takes armMu alone: see target.
-func (t *target) takeOut(tp *tracepoint, at time.Time) {
+// timer that puts them back a window after first, the first hit its
+// limit met (zero: told already). It takes armMu alone: see target.
+func (t *target) takeOut(tp *tracepoint, first, at time.Time) {
 	t.armMu.Lock()
 	if tp.cleared || tp.disarm.IsOut() {
 		t.armMu.Unlock()
 		return
+	}
+	if !first.IsZero() {
+		tp.disarm.Hit(first)
 	}
 	tp.disarm.Spend(at)
 	ls := tp.unarm()
@@ -584,20 +622,21 @@ func (t *target) putBack(tp *tracepoint) {
 	if !out {
 		return
 	}
-	var seen, wasted uint64
-	if tp.inKernel {
-		var b bpfBucket
-		err := t.coll.Maps["buckets"].Lookup(tp.bucket, &b)
-		if err == nil {
-			seen, wasted = b.Seen, b.Wasted
-			b.Spent, b.Wasted, b.Seen = 0, 0, 0
-			err = t.coll.Maps["buckets"].Update(tp.bucket, &b, ebpf.UpdateExist)
-		}
-		if err != nil {
-			t.fail(tp, fleet.Errorf(fleet.CodeInternal, "putting back the probes of tracepoint %s on pid %d: reading its rate limit: %v; the tracepoint was removed (please report it)", tp.spec.ID, t.pid, err))
-			return
-		}
-	} else {
+	// The counts of the arming are read and zeroed in two steps, which
+	// lose nothing: the probes are out, their links closed (which waits
+	// for any run of the program), so that nothing adds to them between.
+	var b bpfBucket
+	err := t.coll.Maps["buckets"].Lookup(tp.bucket, &b)
+	seen, wasted := b.Seen, b.Wasted
+	if err == nil {
+		b.Spent, b.Wasted, b.Seen, b.First = 0, 0, 0, 0
+		err = t.coll.Maps["buckets"].Update(tp.bucket, &b, ebpf.UpdateExist)
+	}
+	if err != nil {
+		t.fail(tp, fleet.Errorf(fleet.CodeInternal, "putting back the probes of tracepoint %s on pid %d: reading its rate limit: %v; the tracepoint was removed (please report it)", tp.spec.ID, t.pid, err))
+		return
+	}
+	if !tp.inKernel {
 		seen, wasted = tp.seen, tp.wasted
 		tp.seen, tp.wasted = 0, 0
 	}
@@ -605,7 +644,10 @@ func (t *target) putBack(tp *tracepoint) {
 	// release is not under way: they are still out.
 	t.armMu.Lock()
 	tp.uncounted += tp.disarm.Rearm(time.Now(), seen, wasted)
-	err := t.arm(tp)
+	err = t.arm(tp)
+	if err == nil {
+		t.in(tp)
+	}
 	t.armMu.Unlock()
 	if err != nil {
 		t.fail(tp, fleet.AsError(err))
@@ -1261,11 +1303,15 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 		return agent.Hit{}, false
 	}
 	h.Time = ktime + t.x.mono.WallMinusMono()
+	limited := !tp.inKernel && tp.spec.Limits.MaxHitsPerSecond > 0
 	t.armMu.Lock()
 	out := tp.disarm.IsOut()
+	if limited && !out {
+		tp.disarm.Hit(time.Unix(0, h.Time))
+	}
 	backedOff := tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)
 	t.armMu.Unlock()
-	if !tp.inKernel && tp.spec.Limits.MaxHitsPerSecond > 0 && !out {
+	if limited && !out {
 		tp.seen++
 	}
 	if !tp.inKernel && !tp.limit.Take(time.Unix(0, h.Time)) {
@@ -1275,7 +1321,7 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 			spent := tp.disarm.Spend(time.Unix(0, h.Time))
 			t.armMu.Unlock()
 			if spent {
-				go t.takeOut(tp, time.Unix(0, h.Time))
+				go t.takeOut(tp, time.Time{}, time.Unix(0, h.Time))
 			} else {
 				tp.wasted++
 			}

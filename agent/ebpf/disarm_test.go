@@ -119,6 +119,58 @@ func TestDisarmWhileDecoding(t *testing.T) {
 	agenttest.CheckSelfcheck(t, p)
 }
 
+// TestDisarmSlowAttach: probes whose attach is held back half a second, as
+// a loaded kernel holds it, start their window once they are in, and the
+// runs of the line until then are in the estimate. The cool line runs 50
+// times a second whether traced or not, and its argument counts its runs:
+// the runs no hit reached must be about those reported as dropped or
+// estimated. Stamping the window before the attach, the estimate left out
+// the runs during the attach and took its rate over time the probes could
+// see nothing: about a tenth of the runs missed.
+func TestDisarmSlowAttach(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, agenttest.SelfcheckDir)
+	p := agenttest.Start(t, bin)
+	p.WaitOutput(t, "ALIVE", 30*time.Second)
+	tgt := attach(t, ebpf.New(), p.Pid)
+	spec := hotSpec(t, "slow", 5)
+	spec.Location.Line = agenttest.MarkerLine(t, agenttest.SelfcheckDir+"/main.go", "cool")
+	spec.Capture = fleet.Capture{Args: true}
+	set(t, tgt, spec)
+	ebpf.DelayAttach(tgt, 500*time.Millisecond)
+	hits := agenttest.HitsFor(t, tgt.Hits(), "slow", 8*time.Second)
+	var missed, reported, rearms uint64
+	var last uint64
+	started := false
+	var owed uint64 // reported since the last hit, by notices of drops
+	for _, h := range hits {
+		owed += h.Dropped + h.Uncounted
+		if h.Uncounted > 0 {
+			rearms++
+		}
+		if h.DropsOnly {
+			continue
+		}
+		seq := agenttest.ArgUint(t, h.Hit, "seq")
+		if started {
+			if seq <= last {
+				t.Fatalf("seq %d after %d", seq, last)
+			}
+			missed += seq - last - 1
+			reported += owed
+		}
+		started, last, owed = true, seq, 0
+	}
+	t.Logf("%d hits, %d put-backs with an estimate: %d runs missed, %d reported dropped or estimated", len(hits), rearms, missed, reported)
+	if rearms < 3 {
+		t.Fatalf("%d put-backs with an estimate in 8 s, want 3 or more:\n%s", rearms, agenttest.DescribeWindows(hits))
+	}
+	if reported < missed/2 || reported > 2*missed {
+		t.Errorf("%d runs reported dropped or estimated for %d missed, want within a factor of 2:\n%s", reported, missed, agenttest.DescribeWindows(hits))
+	}
+	agenttest.CheckSelfcheck(t, p)
+}
+
 // TestRearmStorm: probes taken out and put back every few milliseconds
 // (the window shortened to 5 ms) for seconds leave the target running and
 // right, and hits still arrive, through replacements and clears.

@@ -2,6 +2,7 @@ package ebpf
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
@@ -115,4 +116,13 @@ func ArmingCounts(tgt agent.Target, id string) func() (seen uint64, spent bool, 
 		err := t.coll.Maps["buckets"].Lookup(bk, &b)
 		return b.Seen, b.Spent != 0, err
 	}
+}
+
+// DelayAttach holds back each attach of tgt's probes by d from now on, as
+// a loaded kernel does.
+func DelayAttach(tgt agent.Target, d time.Duration) {
+	t := tgt.(*target)
+	t.armMu.Lock()
+	t.armDelay = d
+	t.armMu.Unlock()
 }

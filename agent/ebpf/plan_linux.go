@@ -91,6 +91,7 @@ type bpfBucket struct {
 	Spent   uint64 // when it was spent (monotonic ns) in this arming; 0: not yet
 	Wasted  uint64 // hits refused since then, each a trap for nothing
 	Seen    uint64 // hits that met the bucket in this arming, taken or not
+	First   uint64 // when the first hit of this arming met it (monotonic ns); 0: none yet
 }
 
 // ptRegs maps amd64 DWARF register numbers to their index in struct pt_regs.

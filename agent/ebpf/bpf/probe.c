@@ -103,6 +103,7 @@ struct bucket {
 	u64 spent;   // when it was spent (ns), once per arming; 0: not yet
 	u64 wasted;  // hits refused since then, each a trap for nothing
 	u64 seen;    // hits that met the bucket in this arming, taken or not
+	u64 first;   // when the first hit of this arming met it (ns); 0: none yet
 };
 
 // A spent record tells the agent that a bucket's allowance is spent: it
@@ -112,6 +113,7 @@ struct spent_rec {
 	u32 bucket;
 	u32 pad;
 	u64 time;
+	u64 first; // the bucket's first: when the window started
 };
 
 struct header {
@@ -178,7 +180,7 @@ static __always_inline void refuse(struct bucket *b, u32 bk, u64 now)
 		return;
 	}
 	if (__sync_val_compare_and_swap(&b->spent, 0, now) == 0) {
-		struct spent_rec r = {.bucket = bk, .time = now};
+		struct spent_rec r = {.bucket = bk, .time = now, .first = b->first};
 		bpf_ringbuf_output(&spent, &r, sizeof(r), BPF_RB_FORCE_WAKEUP);
 	}
 }
@@ -197,6 +199,9 @@ static __always_inline u64 take_count(u64 *p)
 static __always_inline int take(struct bucket *b, u32 bk, u64 now, u64 *dropped)
 {
 	u64 rate = b->rate;
+	// The first hit says the probes are in, and starts the window.
+	if (!b->first)
+		__sync_val_compare_and_swap(&b->first, 0, now);
 	if (b->disarm)
 		__sync_fetch_and_add(&b->seen, 1);
 	if (rate == 0) {
