@@ -62,6 +62,7 @@ type Disarm struct {
 	firstAt time.Time // the first hit since armedAt; zero: none yet (see Hit)
 	spentAt time.Time // zero: the allowance of this window is not spent
 	outAt   time.Time // zero: the probes are in
+	taken   int       // hits Take let through in this window
 	// rate is the hits a second the last Rearm estimated from, for In.
 	rate float64
 }
@@ -98,6 +99,7 @@ func (d *Disarm) Armed(now time.Time) {
 		d.window = d.base
 	}
 	d.armedAt, d.firstAt, d.spentAt, d.outAt = now, time.Time{}, time.Time{}, time.Time{}
+	d.taken = 0
 }
 
 // Hit records a hit the limit met at now (taken or refused). The first
@@ -113,6 +115,34 @@ func (d *Disarm) Hit(now time.Time) {
 	if d.firstAt.IsZero() && !now.Before(d.armedAt) {
 		d.firstAt = now
 	}
+}
+
+// Take is a limit of rate hits a window, for a backend whose probes are
+// in again as soon as it puts them back (Delve's breakpoints): it records
+// the hit at now (see Hit) and reports whether the window's allowance had
+// one left. A window that passes with its allowance not spent ends, and the
+// next hit begins a new one.
+//
+// Unlike a TokenBucket, it gives nothing back while the window lasts. A
+// line that runs barely faster than the limit with its probes in (each hit
+// a stop of the whole process, tens of milliseconds on a loaded host)
+// spends a bucket slowly while it refills: a stressed run saw 118 hits go
+// in 1.6 s and 161 in 3.6 s before the breakpoint came out, where a
+// window is to hold rate. With Take a window holds at most rate, and
+// windows are at least a window apart.
+func (d *Disarm) Take(now time.Time, rate int) bool {
+	if d.window == 0 {
+		d.Armed(now)
+	}
+	if !d.firstAt.IsZero() && now.Sub(d.firstAt) >= d.window {
+		d.firstAt, d.taken = time.Time{}, 0
+	}
+	d.Hit(now)
+	if rate > 0 && d.taken >= rate {
+		return false
+	}
+	d.taken++
+	return true
 }
 
 // Spend records that the allowance was spent at at, and reports whether

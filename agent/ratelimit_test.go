@@ -101,3 +101,46 @@ func TestDisarm(t *testing.T) {
 		t.Fatalf("window %v after ten windows that wasted nothing", d.window)
 	}
 }
+
+// TestDisarmTake: a window lets rate hits through and gives none back
+// while it lasts, however slowly they come; the probes go back a window
+// after its first hit; a window that passes unspent ends, and the next hit
+// begins one with a whole allowance.
+func TestDisarmTake(t *testing.T) {
+	var d Disarm
+	t0 := time.Unix(1000, 0)
+	d.Armed(t0)
+	first := t0.Add(200 * time.Millisecond) // the line starts late
+	n := 0
+	now := first
+	for ; d.Take(now, 50); now = now.Add(15 * time.Millisecond) {
+		n++
+	}
+	if n != 50 {
+		t.Fatalf("%d hits let through in a window at 50, a hit every 15 ms", n)
+	}
+	d.Spend(now)
+	if back := d.Out(now); !back.Equal(first.Add(time.Second)) {
+		t.Fatalf("put back %v after the first hit, want a second", back.Sub(first))
+	}
+	d.Rearm(first.Add(time.Second), 51, 0)
+	// 30 hits in a window, then 50 more in the next.
+	now = first.Add(time.Second)
+	for k := range 30 {
+		if !d.Take(now.Add(time.Duration(k)*30*time.Millisecond), 50) {
+			t.Fatalf("hit %d refused in a window at 50", k)
+		}
+	}
+	now = now.Add(time.Second)
+	for k := range 50 {
+		if !d.Take(now.Add(time.Duration(k)*time.Millisecond), 50) {
+			t.Fatalf("hit %d of a new window refused after one left unspent", k)
+		}
+	}
+	if d.Take(now.Add(50*time.Millisecond), 50) {
+		t.Fatal("a 51st hit let through in a window at 50")
+	}
+	if !d.Take(now, 0) {
+		t.Fatal("a zero rate must not limit")
+	}
+}

@@ -246,7 +246,6 @@ type tracepoint struct {
 	lbp     *proc.LogicalBreakpoint
 	load    proc.LoadConfig
 	log     []fleet.LogSegment
-	limit   agent.TokenBucket
 	dropped uint64
 	// budgetDropped counts, of dropped, the hits the stop budget dropped;
 	// recent counts hits (dropped or not) since the budget's last check.
@@ -255,9 +254,10 @@ type tracepoint struct {
 	droppedInAll  uint64 // dropped hits already sent with hits, for the removal message
 	warm          bool   // load Delve's module data before reading values (see warmModuleData)
 
-	// disarm takes the breakpoint out once the rate limit's allowance is
-	// spent, and rearm puts it back for the next window (see refused):
-	// the hits the limit would refuse then stop nothing. seen counts the
+	// disarm is the rate limit (agent.Disarm.Take: so many hits a window)
+	// and takes the breakpoint out once the window's allowance is spent;
+	// rearm puts it back for the next window (see refused): the hits the
+	// limit would refuse then stop nothing. seen counts the
 	// hits the limit met while the breakpoint was in, wasted those it
 	// refused after the allowance was spent; uncounted is the estimate of
 	// the hits run while it was out, for the next hit to carry.
@@ -440,8 +440,13 @@ func (t *target) loop() {
 	failures := 0
 	var stopped time.Time // when the last Continue returned; zero at first
 	// bare: that stop was a tracepoint's trap that captured nothing (hits
-	// dropped by a limit or the budget); a stop for commands, or for
-	// anything else, is not.
+	// dropped by a limit or the budget) and left its breakpoint in, to
+	// trap again; a stop for commands, or for anything else, is not. A
+	// stop that took the breakpoint out until the next window is the
+	// price of disarming, once a window however hot the line: it counts
+	// against the budget, but says nothing of the line's traps alone (a
+	// stressed run removed a tracepoint for the 51 ms Delve took to resume
+	// after the one trap of its window).
 	bare := false
 	for {
 		t.sendFaults()
@@ -465,8 +470,10 @@ func (t *target) loop() {
 			cycle -= resuming
 		}
 		if manual > 0 {
-			t.budget.timedManualStop(manual)
-			t.charge(manual, stopped, false)
+			// Charged as a trap is, no more: most of a slow manual
+			// stop is the process running until it takes the signal.
+			t.budget.timedStop(manual, true)
+			t.charge(t.budget.trapCharge(manual), stopped, false)
 		}
 		var pe proc.ErrProcessExited
 		if errors.As(err, &pe) {
@@ -490,9 +497,12 @@ func (t *target) loop() {
 		// A condition that cannot be evaluated makes Continue return an
 		// error with the process stopped; collect reports it per tracepoint.
 		t.guardTraps()
-		n, captured := t.collect()
-		bare = n > 0 && captured == 0
+		n, captured, out := t.collect()
+		bare = n > 0 && captured == 0 && out == 0
 		if n > 0 {
+			if manual == 0 {
+				t.budget.timedStop(cycle, false)
+			}
 			t.charge(t.budget.trapCharge(cycle), stopped, bare)
 			t.enforceBudget()
 		}
@@ -713,7 +723,6 @@ func (t *target) place(spec agent.Tracepoint) (agent.Placement, error) {
 	}
 	tp := &tracepoint{spec: spec, lbp: lbp, load: dlvvalue.LoadConfig(spec.Capture), log: logSegs}
 	tp.condUndecided, tp.cond = undecided, cond
-	tp.limit.Init(spec.Limits.MaxHitsPerSecond)
 	// Delve accepted it above.
 	tp.hitOp, tp.hitVal, _ = parseHitCondition(spec.HitCondition)
 	tp.disarm.Armed(time.Now())
@@ -781,8 +790,9 @@ func (t *target) clear(id string) error {
 }
 
 // collect turns every thread stopped at one of our breakpoints into a hit; it
-// returns how many threads it looked at and how many hits it captured.
-func (t *target) collect() (n, captured int) {
+// returns how many threads it looked at, how many hits it captured, and
+// how many breakpoints it took out until their next window.
+func (t *target) collect() (n, captured, out int) {
 	now := time.Now()
 	// The tracepoints whose condition Delve evaluates from the next stop
 	// on: not in this one, where it met the other threads without it.
@@ -826,8 +836,10 @@ func (t *target) collect() (n, captured int) {
 			}
 		}
 		tp.seen++
-		if !tp.limit.Take(now) {
-			t.refused(tp, now)
+		if !tp.disarm.Take(now, tp.spec.Limits.MaxHitsPerSecond) {
+			if t.refused(tp, now) {
+				out++
+			}
 			continue
 		}
 		if !t.budget.allow(now) {
@@ -836,7 +848,9 @@ func (t *target) collect() (n, captured int) {
 			// allowance is spent: each trap meanwhile would be a stop too,
 			// spending what the budget must win back to reopen.
 			tp.budgetDropped++
-			t.refused(tp, now)
+			if t.refused(tp, now) {
+				out++
+			}
 			continue
 		}
 		captured++
@@ -863,7 +877,7 @@ func (t *target) collect() (n, captured int) {
 			tp.budgetDropped += budgetDropped
 		}
 	}
-	return n, captured
+	return n, captured, out
 }
 
 // While a PC of a tracepoint is left to its first stop to tell whether the
@@ -936,19 +950,19 @@ func condFailed(tp *tracepoint, err error) *fleet.Error {
 // first since the breakpoint went in, takes the breakpoint out until the
 // next window: the hits the limit would refuse then stop nothing. A hit
 // condition that needs every hit counted keeps it in (see countsEveryHit).
-// Loop only.
-func (t *target) refused(tp *tracepoint, now time.Time) {
+// It reports whether the breakpoint is out now. Loop only.
+func (t *target) refused(tp *tracepoint, now time.Time) (out bool) {
 	tp.dropped++
 	if tp.spec.Limits.MaxHitsPerSecond <= 0 || countsEveryHit(tp.hitOp, int(tp.lbp.TotalHitCount), tp.hitVal) {
-		return
+		return false
 	}
 	if !tp.disarm.Spend(now) {
 		tp.wasted++ // another thread stopped at it in the same stop
-		return
+		return tp.disarm.IsOut()
 	}
 	if err := t.grp.SetBreakpointEnabled(tp.lbp, false); err != nil {
 		t.fault(tp, fleet.Errorf(fleet.CodeInternal, "taking out the breakpoint of tracepoint %s at %s:%d once its allowance was spent: %v; the tracepoint was removed: set it again", tp.spec.ID, tp.lbp.File, tp.lbp.Line, err))
-		return
+		return true // removed: it traps no more
 	}
 	back := tp.disarm.Out(time.Now())
 	// The loop puts it back in a stop of its own, asked for like any
@@ -959,6 +973,7 @@ func (t *target) refused(tp *tracepoint, now time.Time) {
 			return nil
 		})
 	})
+	return true
 }
 
 // putBack puts tp's breakpoint in again for a new window, with the estimate
