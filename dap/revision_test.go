@@ -95,6 +95,12 @@ func TestBreakpointsAskHostsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The server has the subscription once the flush's PONG is back: a
+	// request the session sends from its own connection after this is
+	// seen.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	asked := func() int {
 		t.Helper()
 		// Messages sent before the flush's PONG are queued on asks when
