@@ -176,12 +176,19 @@ func CheckFor(t testing.TB, total, step time.Duration, f func() error) {
 }
 
 // Alias returns bin under the base name name, in a directory of the test's
-// own, so that an agent can select it by executable name. A hard link is
-// preferred: a copy being written while a parallel test forks can make exec
-// fail with ETXTBSY.
+// own, so that an agent can select it by executable name.
 func Alias(t testing.TB, bin, name string) string {
 	t.Helper()
-	dst := filepath.Join(t.TempDir(), name)
+	return AliasAt(t, bin, filepath.Join(t.TempDir(), name))
+}
+
+// AliasAt puts bin at the path dst, as Alias does, and returns dst. A hard
+// link is preferred: a copy's file is open for writing in the test's
+// process while it writes it, and a fork by a parallel test meanwhile holds
+// that descriptor until its child execs, so that exec of the copy fails
+// with ETXTBSY ("text file busy") on a loaded machine.
+func AliasAt(t testing.TB, bin, dst string) string {
+	t.Helper()
 	if os.Link(bin, dst) == nil {
 		return dst
 	}

@@ -44,14 +44,7 @@ func TestDeployCapabilities(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	data, err := os.ReadFile(agenttest.BuildTarget(t, loopDir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe := filepath.Join(dir, exeName("caps-loop"))
-	if err := os.WriteFile(exe, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	exe := agenttest.AliasAt(t, agenttest.BuildTarget(t, loopDir), filepath.Join(dir, exeName("caps-loop")))
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -44,14 +44,7 @@ func TestRunFleetVanishes(t *testing.T) {
 			// of this test's own.
 			bins := map[string]string{}
 			for _, svc := range []string{"payments", "orders", "gateway"} {
-				b, err := os.ReadFile(agenttest.BuildTarget(t, filepath.Join(demo, svc)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				bins[svc] = filepath.Join(dir, exeName(svc+"-"+c.kill))
-				if err := os.WriteFile(bins[svc], b, 0o755); err != nil {
-					t.Fatal(err)
-				}
+				bins[svc] = agenttest.AliasAt(t, agenttest.BuildTarget(t, filepath.Join(demo, svc)), filepath.Join(dir, exeName(svc+"-"+c.kill)))
 			}
 			host := "vanish-agent-" + c.kill + strconv.Itoa(os.Getpid())
 			agent := start(t, "agent", "--nats", url, "--host", host,
