@@ -18,7 +18,10 @@
 //     agent with the defaults.
 //
 // It prints requests per second (median over rounds) and the ratio to
-// untraced, with the hits published and dropped. The agent is the real
+// untraced, with the hits published and dropped: the drops counted, the
+// estimate the status adds to them, and the truth beside them (the line
+// runs n times a request, so it ran the requests served times n; what was
+// not published was dropped) with the ratio of what the status said to it. The agent is the real
 // `riptrace agent` (bin/riptrace, `make build`) on an embedded NATS server.
 package main
 
@@ -76,11 +79,15 @@ type scenario struct {
 }
 
 type result struct {
-	rps            []float64
-	cpu            []roundCPU
-	hits, dropped  uint64
-	estimate       uint64 // dropped, with the estimate of the hits run while the probe was out
-	lowerBound     bool   // dropped counts only the hits seen: the probe was out for a while
+	rps           []float64
+	cpu           []roundCPU
+	hits, dropped uint64
+	estimate      uint64 // dropped, with the estimate of the hits run while the probe was out
+	lowerBound    bool   // dropped counts only the hits seen: the probe was out for a while
+	noEstimate    bool   // a round's status said dropped is a lower bound with no estimate
+	// trueDropped is what was truly dropped: the line's executions (the
+	// requests served times n) less the hits published.
+	trueDropped    uint64
 	failedRequests int64
 	removed        int // rounds in which the stop budget removed the tracepoint
 }
@@ -201,7 +208,7 @@ func run() error {
 			// publishing its backlog of hits) must not fall on this one.
 			settle(quiet)
 			before := measureCPU(pid, agents[sc.host], quiet[1:])
-			rps, failed := load(addr)
+			rps, served, failed := load(addr)
 			used := measureCPU(pid, agents[sc.host], quiet[1:]).since(before, rps)
 			results[i].rps = append(results[i].rps, rps)
 			results[i].cpu = append(results[i].cpu, used)
@@ -229,15 +236,29 @@ func run() error {
 					st = last
 				}
 				results[i].hits += st.Hits
-				// A round's counted drops, and whether the stop budget
-				// throttled it: a round that collapses says why here.
+				// The line ran n times for each request served, and only
+				// while the load ran (failed requests aside): what was
+				// not published was dropped.
+				truth := max(0, served*int64(*loop)-int64(st.Hits))
+				results[i].trueDropped += uint64(truth)
+				// A round's counted drops, its estimate, the truth, and
+				// whether the stop budget throttled it: a round that
+				// collapses says why here.
 				note = fmt.Sprintf("  drops %d", st.Dropped)
+				switch {
+				case st.DroppedLowerBound && st.DroppedEstimate > 0:
+					note += fmt.Sprintf(" ~%d", st.DroppedEstimate)
+				case st.DroppedLowerBound:
+					note += " (estimate unavailable)"
+				}
+				note += fmt.Sprintf(" true %d", truth)
 				if strings.Contains(st.Message, "stop budget") {
 					note += " (the stop budget dropped hits)"
 				}
 				results[i].dropped += st.Dropped
 				results[i].estimate += max(st.DroppedEstimate, st.Dropped)
 				results[i].lowerBound = results[i].lowerBound || st.DroppedLowerBound
+				results[i].noEstimate = results[i].noEstimate || st.DroppedLowerBound && st.DroppedEstimate == 0
 				if removedByBudget(st) {
 					results[i].removed++
 				}
@@ -264,23 +285,37 @@ func run() error {
 		}
 		return median(rs), slices.Min(rs), slices.Max(rs)
 	}
-	fmt.Printf("\n%-22s %12s %10s %15s %14s %14s %s\n", "scenario", "requests/s", "vs untraced", "(range)", "hits published", "hits dropped", "(estimated)")
+	fmt.Printf("\n%-22s %12s %10s %15s %14s %14s %12s %12s %s\n", "scenario", "requests/s", "vs untraced", "(range)", "hits published", "hits dropped", "(estimated)", "true drops", "estimate/true")
 	var goals []string
 	for i, sc := range scenarios {
 		res := results[i]
 		med := median(res.rps)
 		ratio, lo, hi := ratios(res)
-		hits, dropped, estimate := "-", "-", ""
+		hits, dropped, estimate, truth, vsTrue := "-", "-", "-", "-", "-"
 		if sc.backend != "" {
 			hits, dropped = strconv.FormatUint(res.hits, 10), strconv.FormatUint(res.dropped, 10)
+			truth = strconv.FormatUint(res.trueDropped, 10)
 		}
 		if res.lowerBound {
 			// The probe was out once the allowance was spent: the count
-			// is of the hits seen, the rest estimated.
+			// is of the hits seen, the rest estimated (where the
+			// backend can).
 			dropped = "≥" + dropped
 			estimate = fmt.Sprintf("~%d", res.estimate)
+			if res.noEstimate {
+				estimate = "unavailable"
+			}
 		}
-		fmt.Printf("%-22s %12.0f %10.3f× %15s %14s %14s %s\n", sc.name, med, ratio, fmt.Sprintf("%.2f–%.2f", lo, hi), hits, dropped, estimate)
+		if sc.backend != "" && res.trueDropped > 0 {
+			// What the status says against the truth: the estimate,
+			// or the counted lower bound where there is none.
+			said := res.dropped
+			if res.lowerBound && !res.noEstimate {
+				said = res.estimate
+			}
+			vsTrue = fmt.Sprintf("%.3f", float64(said)/float64(res.trueDropped))
+		}
+		fmt.Printf("%-22s %12.0f %10.3f× %15s %14s %14s %12s %12s %s\n", sc.name, med, ratio, fmt.Sprintf("%.2f–%.2f", lo, hi), hits, dropped, estimate, truth, vsTrue)
 		if sc.backend != "" && strings.HasSuffix(sc.name, "default limits") {
 			// Hits must still arrive at the allowed rate: at least half of
 			// it over the rounds (a round's first second delivers a full
@@ -407,9 +442,10 @@ func loadAverage() string {
 }
 
 // load runs the clients against addr for the scenario's duration and
-// returns the completed requests per second and the failed requests.
-func load(addr string) (float64, int64) {
-	var done, failed atomic.Int64
+// returns the completed requests per second, the completed requests and
+// the failed requests.
+func load(addr string) (rps float64, served, failed int64) {
+	var done, fails atomic.Int64
 	deadline := time.Now().Add(*duration)
 	tr := &http.Transport{MaxIdleConnsPerHost: *clients}
 	defer tr.CloseIdleConnections()
@@ -422,13 +458,13 @@ func load(addr string) (float64, int64) {
 			for time.Now().Before(deadline) {
 				resp, err := hc.Get(url)
 				if err != nil {
-					failed.Add(1)
+					fails.Add(1)
 					continue
 				}
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusOK {
-					failed.Add(1)
+					fails.Add(1)
 					continue
 				}
 				done.Add(1)
@@ -436,7 +472,7 @@ func load(addr string) (float64, int64) {
 		})
 	}
 	wg.Wait()
-	return float64(done.Load()) / time.Since(start).Seconds(), failed.Load()
+	return float64(done.Load()) / time.Since(start).Seconds(), done.Load(), fails.Load()
 }
 
 // waitStatus returns the first status event of tracepoint id that ok
