@@ -101,6 +101,10 @@ type Hit struct {
 	// allowance spent (see Disarm). Dropped is then a lower bound, and
 	// Dropped + Uncounted the estimate.
 	Uncounted uint64
+	// Unestimated says that, besides any Uncounted, the probes were out
+	// for a while whose hits no one can estimate (see Disarm): Dropped is
+	// a lower bound, and no estimate is.
+	Unestimated bool
 	// Rearm, if set, says that the backend puts the probes back less
 	// often than each second, and why (Disarm.BackedOff).
 	Rearm string

@@ -39,6 +39,7 @@ type placement struct {
 	throttle      string // why hits were last dropped, if not the rate limit (Hit.Throttle)
 	lost          uint64 // hits lost while NATS could not take them, in all
 	uncounted     uint64 // hits estimated to have run while the probes were out, in all (Hit.Uncounted)
+	unestimated   bool   // the probes were out once with no estimate (Hit.Unestimated): uncounted is not all
 	rearm         string // how the backend re-arms the probes when it backed off (Hit.Rearm)
 	unreported    uint64 // hits dropped or lost since the last hit that left
 	droppedSeen   uint64 // dropped at the last heartbeat: more since means throttled
@@ -85,6 +86,7 @@ type counted struct {
 // to have run meanwhile, and the backend's backoff. Lock should be held.
 func (p *placement) disarmed(h Hit) {
 	p.uncounted += h.Uncounted
+	p.unestimated = p.unestimated || h.Unestimated
 	if h.Uncounted > 0 || h.Rearm != "" {
 		p.rearm = h.Rearm
 	}
@@ -233,7 +235,10 @@ type placementView struct {
 	// uncounted is the estimate of the hits dropped uncounted while the
 	// probes were out; not zero, dropped is a lower bound.
 	uncounted, uncountedSeen uint64
-	rearm                    string
+	// unestimated says some hits ran with the probes out that no one
+	// could estimate: uncounted is not all of them.
+	unestimated bool
+	rearm       string
 }
 
 // active reports whether the tracepoint is, or is being, installed and
@@ -246,6 +251,6 @@ func (p *placement) view() placementView {
 	return placementView{
 		installing: p.installing, committed: p.committed, pl: p.pl, err: p.err, hits: p.hits, dropped: p.dropped,
 		throttle: p.throttle, lost: p.lost, droppedSeen: p.droppedSeen, done: p.done,
-		uncounted: p.uncounted, uncountedSeen: p.uncountedSeen, rearm: p.rearm,
+		uncounted: p.uncounted, uncountedSeen: p.uncountedSeen, unestimated: p.unestimated, rearm: p.rearm,
 	}
 }

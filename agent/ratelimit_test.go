@@ -51,23 +51,25 @@ func TestDisarm(t *testing.T) {
 	if !back.Equal(t0.Add(time.Second)) || !d.IsOut() {
 		t.Fatalf("put back at %v, want a second after the arming", back.Sub(t0))
 	}
-	// 6000 hits/s seen, out for 990 ms: 5940.
-	if got := d.Rearm(back, 60, 10); got != 5940 {
-		t.Fatalf("estimate %d, want 5940", got)
+	// 60 hits in 10 ms, of which the 50 captures held the line 1.25 ms
+	// and the 10 traps 0.1 ms (the bounds): 60 hits in 8.65 ms of the
+	// line's own, 6936 a second, out for 990 ms: 6867.
+	if got, ok := d.Rearm(back, 60, 10); got != 6867 || !ok {
+		t.Fatalf("estimate %d (%v), want 6867", got, ok)
 	}
 	if d.IsOut() || d.BackedOff(50) != "" {
 		t.Fatal("not armed again, or backed off for 10 wasted traps")
 	}
 	// The probes took 300 ms to go in: the estimate goes on at 6000 a
 	// second until then, and the window starts there.
-	if got := d.In(back.Add(300 * time.Millisecond)); got != 1800 {
-		t.Fatalf("estimate %d of the hits run while the probes went in, want 1800", got)
+	if got, ok := d.In(back.Add(300 * time.Millisecond)); got != 2080 || !ok {
+		t.Fatalf("estimate %d (%v) of the hits run while the probes went in, want 2080", got, ok)
 	}
 	d.Spend(back.Add(310 * time.Millisecond))
 	if next := d.Out(back.Add(320 * time.Millisecond)); !next.Equal(back.Add(1300 * time.Millisecond)) {
 		t.Fatalf("put back %v after the probes went in, want a second", next.Sub(back.Add(300*time.Millisecond)))
 	}
-	if got := d.In(back.Add(400 * time.Millisecond)); got != 0 {
+	if got, _ := d.In(back.Add(400 * time.Millisecond)); got != 0 {
 		t.Fatalf("In with the probes out again estimated %d", got)
 	}
 	back = back.Add(1300 * time.Millisecond)
@@ -99,6 +101,79 @@ func TestDisarm(t *testing.T) {
 	}
 	if d.window != Window || d.BackedOff(50) != "" {
 		t.Fatalf("window %v after ten windows that wasted nothing", d.window)
+	}
+}
+
+// TestDisarmHeld: the estimate's rate leaves out the time the probes held
+// the line, measured (Held) or bounded from the hits; where they held it
+// for more than half of the arming there is none, for the window and for
+// the put-back's attach after it, and the next arming can have one again.
+func TestDisarmHeld(t *testing.T) {
+	var held time.Duration
+	d := Disarm{Held: func() time.Duration { return held }}
+	t0 := time.Unix(1000, 0)
+	d.Armed(t0)
+	held = 2 * time.Millisecond // stopped before the probes went in: not this arming's
+	d.Armed(t0)
+	// 51 hits in 20 ms, the 50 captures holding the line 8 ms in all: 51
+	// in 12 ms of its own, 4250 a second, out for 980 ms: 4165.
+	held += 8 * time.Millisecond
+	d.Spend(t0.Add(20 * time.Millisecond))
+	back := d.Out(t0.Add(20 * time.Millisecond))
+	held += 5 * time.Millisecond // another tracepoint's stops, with these out
+	if got, ok := d.Rearm(back, 51, 1); got != 4165 || !ok {
+		t.Fatalf("estimate %d (%v), want 4165", got, ok)
+	}
+	if got, ok := d.In(back.Add(100 * time.Millisecond)); got != 425 || !ok {
+		t.Fatalf("estimate %d (%v) of the attach, want 425", got, ok)
+	}
+	// The next arming: 51 hits in 20 ms of which the stops held 15: the
+	// line ran at what the stops let it, no estimate.
+	t1 := back.Add(100 * time.Millisecond)
+	held += 15 * time.Millisecond
+	d.Spend(t1.Add(20 * time.Millisecond))
+	back = d.Out(t1.Add(20 * time.Millisecond))
+	if got, ok := d.Rearm(back, 51, 0); got != 0 || ok {
+		t.Fatalf("estimate %d (%v) of an arming held 75%% of its time, want none", got, ok)
+	}
+	if got, ok := d.In(back.Add(50 * time.Millisecond)); got != 0 || ok {
+		t.Fatalf("estimate %d (%v) of the attach after it, want none", got, ok)
+	}
+	// Held exactly half: the bound holds, an estimate within 2x.
+	t2 := back.Add(50 * time.Millisecond)
+	held += 10 * time.Millisecond
+	d.Spend(t2.Add(20 * time.Millisecond))
+	back = d.Out(t2.Add(20 * time.Millisecond))
+	if got, ok := d.Rearm(back, 50, 0); got != 4900 || !ok {
+		t.Fatalf("estimate %d (%v), want 4900 (5000 a second for 980 ms)", got, ok)
+	}
+
+	// Without Held (eBPF), the bound from the hits: the bench's hot line,
+	// 50 captures and 40 traps in 2 ms (1.65 ms held at most), has none;
+	// a cool line's 50 captures over 200 ms have one.
+	var e Disarm
+	e.Armed(t0)
+	e.Spend(t0.Add(2 * time.Millisecond))
+	back = e.Out(t0.Add(2 * time.Millisecond))
+	if got, ok := e.Rearm(back, 90, 40); ok {
+		t.Fatalf("estimate %d of a line the traps held most of the arming", got)
+	}
+	e.Spend(back.Add(200 * time.Millisecond))
+	next := e.Out(back.Add(200 * time.Millisecond))
+	// 51 hits in 200 ms less 1.26 ms: 256.6 a second, for 800 ms: 205.
+	if got, ok := e.Rearm(next, 51, 1); got != 205 || !ok {
+		t.Fatalf("estimate %d (%v), want 205", got, ok)
+	}
+}
+
+// TestUncounted: the sum a hit carries says when any part had no estimate.
+func TestUncounted(t *testing.T) {
+	var u Uncounted
+	u.Add(10, true)
+	u.Add(0, false)
+	u.Add(5, true)
+	if u.N != 15 || !u.Unknown {
+		t.Fatalf("%+v, want 15 and unknown", u)
 	}
 }
 

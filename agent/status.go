@@ -24,7 +24,12 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 	for k, pp := range a.placed {
 		p := pp.view()
 		st := fleet.Status{Tracepoint: k.id, Host: a.cfg.Host, Pid: k.pid, Hits: p.hits, Dropped: p.dropped + p.lost}
-		if p.uncounted > 0 {
+		switch {
+		case p.unestimated:
+			// Some hits ran with the probes out that no one could
+			// estimate: a sum of the others would pass for all.
+			st.DroppedLowerBound = true
+		case p.uncounted > 0:
 			st.DroppedLowerBound = true
 			st.DroppedEstimate = st.Dropped + p.uncounted
 		}
@@ -60,7 +65,9 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 				if p.throttle != "" {
 					by = p.throttle
 				}
-				if u := p.uncounted - p.uncountedSeen; u > 0 {
+				if u := p.uncounted - p.uncountedSeen; p.unestimated {
+					st.Message += fmt.Sprintf("; throttled: at least %d hits dropped %s since the last report (the probe comes out once its allowance is spent and goes back for the next second: the hits meanwhile cost the process nothing and are not counted, nor estimated: the probe held the line so long while in that the rate it ran at then says nothing of its rate without)", n, by)
+				} else if u > 0 {
 					st.Message += fmt.Sprintf("; throttled: at least %d hits dropped %s since the last report, an estimated %d (the probe comes out once its allowance is spent and goes back for the next second: the hits meanwhile cost the process nothing and are estimated from the rate seen with the probe in, not counted)", n, by, n+u)
 				} else {
 					st.Message += fmt.Sprintf("; throttled: %d hits dropped %s since the last report (the process runs on)", n, by)

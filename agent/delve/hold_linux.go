@@ -97,7 +97,7 @@ type holdTracepoint struct {
 	disarm       agent.Disarm
 	rearm        *time.Timer
 	seen, wasted uint64 // seen: the hits the limit met while the probes were in
-	uncounted    uint64
+	uncounted    agent.Uncounted
 	// arming counts the times the probes went in or out, so that a
 	// put-back that attached without the lock sees if they were taken
 	// out meanwhile.
@@ -548,14 +548,14 @@ func (t *holdTarget) hitProbe(tid int, rec *hitRecord, p *holdProbe) {
 	}
 	h.Time = int64(rec.Time) + t.mono.WallMinusMono()
 	h.Dropped, tp.dropped = tp.dropped, 0
-	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted, Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond), TimeErr: t.mono.Err()}
-	if tp.budgetDropped > 0 || tp.budgetOut && tp.uncounted > 0 {
+	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted.N, Unestimated: tp.uncounted.Unknown, Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond), TimeErr: t.mono.Err()}
+	if tp.budgetDropped > 0 || tp.budgetOut && tp.uncounted.N > 0 {
 		hit.Throttle = t.budgetThrottle()
 	}
 	if t.send(hit) {
 		tp.budgetDropped = 0
 		tp.budgetOut = false
-		tp.uncounted = 0
+		tp.uncounted = agent.Uncounted{}
 	} else {
 		// The agent fell behind: never keep the thread stopped for it.
 		tp.dropped += h.Dropped + 1
@@ -657,7 +657,7 @@ func (t *holdTarget) putBack(tp *holdTracepoint) {
 			tp.dropped += n
 		}
 	}
-	tp.uncounted += tp.disarm.Rearm(time.Now(), seen, wasted)
+	tp.uncounted.Add(tp.disarm.Rearm(time.Now(), seen, wasted))
 	tp.arming++
 	tp.puttingBack, tp.firstBack = true, time.Time{}
 	arming, probes := tp.arming, append([]*holdProbe(nil), tp.probes...)
@@ -690,7 +690,7 @@ func (t *holdTarget) putBack(tp *holdTracepoint) {
 		if !tp.firstBack.IsZero() && tp.firstBack.Before(in) {
 			in = tp.firstBack
 		}
-		tp.uncounted += tp.disarm.In(in)
+		tp.uncounted.Add(tp.disarm.In(in))
 	}
 	if tp.arming == arming {
 		tp.puttingBack = false
@@ -970,6 +970,10 @@ func (t *holdTarget) Set(ctx context.Context, spec agent.Tracepoint) (agent.Plac
 		return agent.Placement{}, t.gone()
 	}
 	tp := &holdTracepoint{spec: spec, load: dlvvalue.LoadConfig(spec.Capture)}
+	// Its estimates leave out the time the hits held the line (stops
+	// of the process's threads; those of other tracepoints too, so
+	// rather more than less).
+	tp.disarm.Held = t.budget.Stopped
 	if spec.Condition != "" {
 		cond, err := parser.ParseExpr(spec.Condition)
 		if err != nil {

@@ -264,7 +264,7 @@ type tracepoint struct {
 	disarm       agent.Disarm
 	rearm        *time.Timer
 	seen, wasted uint64
-	uncounted    uint64
+	uncounted    agent.Uncounted
 	hitOp        token.Token // the hit condition's, 0 for none
 	hitVal       int
 	// condUndecided are the PCs where place could not tell whether the
@@ -722,6 +722,7 @@ func (t *target) place(spec agent.Tracepoint) (agent.Placement, error) {
 		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "setting a breakpoint at %s:%d: %v", file, spec.Location.Line, err)
 	}
 	tp := &tracepoint{spec: spec, lbp: lbp, load: dlvvalue.LoadConfig(spec.Capture), log: logSegs}
+	tp.disarm.Held = t.budget.Stopped // the process's stops: see agent.Disarm
 	tp.condUndecided, tp.cond = undecided, cond
 	// Delve accepted it above.
 	tp.hitOp, tp.hitVal, _ = parseHitCondition(spec.HitCondition)
@@ -861,7 +862,7 @@ func (t *target) collect() (n, captured, out int) {
 		}
 		h.Dropped, tp.dropped = tp.dropped, 0
 		tp.droppedInAll += h.Dropped
-		hit := agent.Hit{Hit: h, Uncounted: tp.uncounted, Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)}
+		hit := agent.Hit{Hit: h, Uncounted: tp.uncounted.N, Unestimated: tp.uncounted.Unknown, Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)}
 		budgetDropped := tp.budgetDropped
 		if budgetDropped > 0 {
 			hit.Throttle = fmt.Sprintf("by the stop budget: pid %d may be stopped at most %s of each second (the agent's --stop-budget)", t.pid, t.budget.percent())
@@ -869,7 +870,7 @@ func (t *target) collect() (n, captured, out int) {
 		}
 		select {
 		case t.hits <- hit:
-			tp.uncounted = 0
+			tp.uncounted = agent.Uncounted{}
 		default:
 			// The agent fell behind: never keep the process stopped for it.
 			tp.dropped += h.Dropped + 1
@@ -985,7 +986,7 @@ func (t *target) putBack(tp *tracepoint) {
 	}
 	seen, wasted := tp.seen, tp.wasted
 	tp.seen, tp.wasted = 0, 0
-	tp.uncounted += tp.disarm.Rearm(time.Now(), seen, wasted)
+	tp.uncounted.Add(tp.disarm.Rearm(time.Now(), seen, wasted))
 	if err := t.grp.SetBreakpointEnabled(tp.lbp, true); err != nil {
 		t.fault(tp, fleet.Errorf(fleet.CodeInternal, "putting back the breakpoint of tracepoint %s at %s:%d for its next window: %v; the tracepoint was removed: set it again", tp.spec.ID, tp.lbp.File, tp.lbp.Line, err))
 	}

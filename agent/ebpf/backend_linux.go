@@ -237,7 +237,7 @@ type tracepoint struct {
 	rearm        *time.Timer
 	cleared      bool
 	seen, wasted uint64
-	uncounted    uint64
+	uncounted    agent.Uncounted
 }
 
 type probe struct {
@@ -507,7 +507,7 @@ func (t *target) in(tp *tracepoint) {
 			at = first
 		}
 	}
-	tp.uncounted += tp.disarm.In(at)
+	tp.uncounted.Add(tp.disarm.In(at))
 }
 
 // unarm takes tp's links out of it, for the caller to close. The target's
@@ -643,7 +643,7 @@ func (t *target) putBack(tp *tracepoint) {
 	// Under mu, nothing but this timer puts the probes back, and
 	// release is not under way: they are still out.
 	t.armMu.Lock()
-	tp.uncounted += tp.disarm.Rearm(time.Now(), seen, wasted)
+	tp.uncounted.Add(tp.disarm.Rearm(time.Now(), seen, wasted))
 	err = t.arm(tp)
 	if err == nil {
 		t.in(tp)
@@ -1329,8 +1329,8 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 		return agent.Hit{}, false
 	}
 	h.Dropped, tp.dropped = tp.dropped, 0
-	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted, Rearm: backedOff, TimeErr: t.x.mono.Err()}
-	tp.uncounted = 0
+	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted.N, Unestimated: tp.uncounted.Unknown, Rearm: backedOff, TimeErr: t.x.mono.Err()}
+	tp.uncounted = agent.Uncounted{}
 	if tp.ringFull > 0 {
 		hit.Throttle = "by a full ring buffer: the line ran faster than the agent decodes hits; set maxHitsPerSecond to choose which hits leave"
 		tp.ringFull = 0
