@@ -164,6 +164,34 @@ func TestDisarmHeld(t *testing.T) {
 	if got, ok := e.Rearm(next, 51, 1); got != 205 || !ok {
 		t.Fatalf("estimate %d (%v), want 205", got, ok)
 	}
+	// 51 captures over 25 ms, then 28 traps in the millisecond the
+	// probes took to come out: the captures held the line, whatever the
+	// bound says.
+	t3 := next
+	e.Rearm(t3, 0, 0)
+	e.Spend(t3.Add(25 * time.Millisecond))
+	next = e.Out(t3.Add(26 * time.Millisecond))
+	if got, ok := e.Rearm(next, 79, 28); ok {
+		t.Fatalf("estimate %d of a line that ran 28 times in the 1 ms after 51 in 25", got)
+	}
+}
+
+// TestDisarmFirstHit: the rate is taken from the first hit of the arming
+// on, over the hits after it: a line starved for a while after the probes
+// went in ran none then.
+func TestDisarmFirstHit(t *testing.T) {
+	var d Disarm
+	t0 := time.Unix(1000, 0)
+	d.Armed(t0)
+	d.Hit(t0.Add(20 * time.Millisecond))
+	d.Spend(t0.Add(30 * time.Millisecond))
+	back := d.Out(t0.Add(30 * time.Millisecond))
+	// 11 hits over 10 ms from the first, 10 after it, none refused after
+	// the spend (11 held 25 µs each at most): 10 in 9.725 ms of the
+	// line's own, for 980 ms out: 1007.
+	if got, ok := d.Rearm(back.Add(-10*time.Millisecond), 11, 0); got != 1007 || !ok {
+		t.Fatalf("estimate %d (%v), want 1007", got, ok)
+	}
 }
 
 // TestUncounted: the sum a hit carries says when any part had no estimate.

@@ -67,13 +67,14 @@ func nextHit(t testing.TB, hits <-chan agent.Hit, id string, deadline <-chan tim
 }
 
 // Rearms describes what hits say of the probes taken out and put back:
-// the hits, the estimates (Uncounted) they carry, and their sum.
+// the hits, the put-backs they tell of (an estimate, Uncounted, or none,
+// Unestimated), and the sum of the estimates.
 func Rearms(hits []agent.Hit) (n, estimates int, uncounted uint64) {
 	for _, h := range hits {
 		if !h.DropsOnly {
 			n++
 		}
-		if h.Uncounted > 0 {
+		if h.Uncounted > 0 || h.Unestimated {
 			estimates++
 			uncounted += h.Uncounted
 		}
@@ -85,7 +86,8 @@ func Rearms(hits []agent.Hit) (n, estimates int, uncounted uint64) {
 // without pause, over k whole windows of its probes being in (see
 // ArmedWindows), however long a loaded machine makes them (it backs off to
 // longer windows by design), and over more whole windows until a hit has
-// carried an estimate of the hits run with the probes out. A backend that
+// told of the hits run with the probes out (an estimate, or that there is
+// none). A backend that
 // applies the limit where it decodes (a condition the BPF program does not
 // evaluate) takes the probes out only once it has decoded the hit that
 // spent the allowance: a decoder that load starves a whole window behind
@@ -138,6 +140,54 @@ func CheckWindows(t testing.TB, what string, hits []agent.Hit) {
 	}
 }
 
+// CheckEstimates checks what hits of a tracepoint whose line counts its
+// own runs in argument arg (selfcheck's step and tick) say of the runs no
+// hit reached, span by span between two hits: the drops counted are never
+// more than the runs missed (a lower bound), and over the spans whose
+// put-backs all carried an estimate, the drops counted and estimated are
+// within a factor of 2 of the runs missed. A span with a put-back that
+// carried none (Unestimated) is left to the lower bound. It returns the
+// spans with an estimate and those with a put-back that had none.
+func CheckEstimates(t testing.TB, what string, hits []agent.Hit, arg string) (estimated, unestimated int) {
+	t.Helper()
+	var missed, reported uint64 // over the estimated spans
+	var last, dropped, uncounted uint64
+	started, unknown := false, false
+	for _, h := range hits {
+		dropped += h.Dropped
+		uncounted += h.Uncounted
+		unknown = unknown || h.Unestimated
+		if h.DropsOnly {
+			continue
+		}
+		v := ArgUint(t, h.Hit, arg)
+		if started {
+			if v <= last {
+				t.Fatalf("%s: %s = %d after %d", what, arg, v, last)
+			}
+			m := v - last - 1
+			if dropped > m {
+				t.Errorf("%s: %d drops counted between the hits with %s = %d and %d: more than the %d runs missed", what, dropped, arg, last, v, m)
+			}
+			switch {
+			case unknown:
+				unestimated++
+			case uncounted > 0:
+				estimated++
+				missed += m
+				reported += dropped + uncounted
+			}
+		}
+		started, last = true, v
+		dropped, uncounted, unknown = 0, 0, false
+	}
+	t.Logf("%s: %d spans with an estimate, %d runs missed in them, %d reported dropped or estimated; %d spans with none", what, estimated, missed, reported, unestimated)
+	if estimated > 0 && (2*reported < missed || reported > 2*missed) {
+		t.Errorf("%s: %d runs reported dropped or estimated where %d were missed: not within 2x\n%s", what, reported, missed, DescribeWindows(hits))
+	}
+	return estimated, unestimated
+}
+
 // DescribeWindows renders, a line each, the windows of hits (see
 // ArmedWindows): when each begins after the first hit, the gap before it,
 // and its hits, drops and estimate.
@@ -152,7 +202,7 @@ func DescribeWindows(hits []agent.Hit) string {
 		}
 	}
 	for _, h := range hits {
-		said = said || h.Uncounted > 0 || h.Dropped > 0
+		said = said || h.Uncounted > 0 || h.Unestimated || h.Dropped > 0
 		if !h.DropsOnly {
 			if windows == 0 || said && h.Time-last > int64(windowGap) {
 				flush()
@@ -196,7 +246,7 @@ func ArmedWindows(hits []agent.Hit) int {
 	var last int64
 	said := false // the hits and notices since the last hit say what ran
 	for _, h := range hits {
-		said = said || h.Uncounted > 0 || h.Dropped > 0
+		said = said || h.Uncounted > 0 || h.Unestimated || h.Dropped > 0
 		if h.DropsOnly {
 			continue
 		}
@@ -216,7 +266,7 @@ func Overlong(hits []agent.Hit) time.Duration {
 	var start, last int64
 	said, begun := false, false
 	for _, h := range hits {
-		said = said || h.Uncounted > 0 || h.Dropped > 0
+		said = said || h.Uncounted > 0 || h.Unestimated || h.Dropped > 0
 		if h.DropsOnly {
 			continue
 		}
@@ -319,7 +369,7 @@ func RearmStorm(t testing.TB, tg agent.Target, p *Proc, spec agent.Tracepoint) {
 		if !h.DropsOnly {
 			n++
 		}
-		if h.Uncounted > 0 {
+		if h.Uncounted > 0 || h.Unestimated {
 			estimates++
 		}
 		if estimates == want {

@@ -58,9 +58,51 @@ func checkDisarm(t *testing.T, b *delve.Backend) {
 			}
 		}
 		agenttest.CheckWindows(t, fmt.Sprintf("condition %q", cond), hits)
+		if cond == "" {
+			// Each hit a stop, the line ran at what the stops let it:
+			// no estimate, or one within 2x of the runs missed.
+			agenttest.CheckEstimates(t, "the hot line", hits, "i")
+		}
 		if err := tg.Clear(ctx, id); err != nil {
 			t.Fatal(err)
 		}
+	}
+	agenttest.CheckSelfcheck(t, p)
+}
+
+// TestDisarmEstimate: on a line that runs 50 times a second, a
+// tracepoint at 5 a second has its uprobe out most of each window, and the
+// runs meanwhile, which the line counts itself, come as an estimate within
+// 2x of the truth: the stops of its captures hold the line little.
+func TestDisarmEstimate(t *testing.T) {
+	t.Parallel()
+	checkEstimate(t, nil, true)
+}
+
+// TestDisarmEstimateInt3 is TestDisarmEstimate with Delve's breakpoints:
+// each capture stops the whole process, for milliseconds (five stops held
+// it for more than half of the 80 ms they took, at load 7). The line,
+// which keeps to its schedule, caught up; one that runs as fast as it can
+// would have run at half its rate, and nothing says which it is: no
+// estimate, or one within 2x.
+func TestDisarmEstimateInt3(t *testing.T) {
+	t.Parallel()
+	checkEstimate(t, delve.NewInt3(io.Discard), false)
+}
+
+// checkEstimate checks the estimates of the cool line with backend b,
+// which must give some if want.
+func checkEstimate(t *testing.T, b *delve.Backend, want bool) {
+	ctx, p, tg := attachTo(t, b, selfcheckDir, false)
+	p.WaitOutput(t, "ALIVE", 30*time.Second)
+	spec := hotSpec(t, "cool", 5)
+	spec.Location.Line = agenttest.MarkerLine(t, selfcheckDir+"/main.go", "cool")
+	if _, err := tg.Set(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	hits := agenttest.HitsInWindows(t, tg.Hits(), "cool", 4)
+	if n, _ := agenttest.CheckEstimates(t, "the cool line", hits, "seq"); n == 0 && want {
+		t.Errorf("no estimate in %d windows of a line its captures held little:\n%s", agenttest.ArmedWindows(hits), agenttest.DescribeWindows(hits))
 	}
 	agenttest.CheckSelfcheck(t, p)
 }

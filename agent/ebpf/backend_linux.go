@@ -238,6 +238,9 @@ type tracepoint struct {
 	cleared      bool
 	seen, wasted uint64
 	uncounted    agent.Uncounted
+	// records counts the records decoded where the limit is applied
+	// here: each was a capture (see agent.Disarm.Held).
+	records atomic.Uint64
 }
 
 type probe struct {
@@ -392,6 +395,9 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 	tp.inKernel = inKernel
 	if !inKernel {
 		tp.limit.Init(maxHitsPerSecond(spec))
+		// Every hit is a capture, the condition's and the limit's
+		// refusals too: the estimate leaves them out at that cost.
+		tp.disarm.Held = func() time.Duration { return time.Duration(tp.records.Load()) * agent.CaptureCost }
 	}
 	// The new tracepoint takes its own bucket and plan slots, never the
 	// old one's, and its cookies have a new generation: the old one's
@@ -1290,6 +1296,9 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 	// that leaves, whatever becomes of this one.
 	tp.dropped += dropped
 	tp.ringFull += min(ringFull, dropped)
+	if !tp.inKernel {
+		tp.records.Add(1)
+	}
 	t.mem = &regionMemory{p: t.snap, regions: regions}
 	t.regs = regs
 	t.snap.Set(tid, regs, nil, t.mem)

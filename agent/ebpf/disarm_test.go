@@ -41,6 +41,30 @@ func TestDisarm(t *testing.T) {
 		}
 	}
 	agenttest.CheckWindows(t, "disarm", hits)
+	// Each hit a trap and most a capture, the line ran far slower with
+	// the probes in than out: no estimate, or one within 2x.
+	agenttest.CheckEstimates(t, "the hot line", hits, "i")
+	agenttest.CheckSelfcheck(t, p)
+}
+
+// TestDisarmEstimate: on a line that runs 50 times a second, a tracepoint
+// at 5 a second has its probes out most of each window, and the runs
+// meanwhile, which the line counts itself, come as an estimate within 2x
+// of the truth.
+func TestDisarmEstimate(t *testing.T) {
+	needEBPF(t)
+	bin := agenttest.BuildTarget(t, agenttest.SelfcheckDir)
+	p := agenttest.Start(t, bin)
+	p.WaitOutput(t, "ALIVE", 30*time.Second)
+	tgt := attach(t, ebpf.New(), p.Pid)
+	spec := hotSpec(t, "cool", 5)
+	spec.Location.Line = agenttest.MarkerLine(t, agenttest.SelfcheckDir+"/main.go", "cool")
+	spec.Capture = fleet.Capture{Args: true}
+	set(t, tgt, spec)
+	hits := agenttest.HitsInWindows(t, tgt.Hits(), "cool", 4)
+	if n, _ := agenttest.CheckEstimates(t, "the cool line", hits, "seq"); n == 0 {
+		t.Errorf("no estimate in %d windows of a line its captures held little:\n%s", agenttest.ArmedWindows(hits), agenttest.DescribeWindows(hits))
+	}
 	agenttest.CheckSelfcheck(t, p)
 }
 
