@@ -1021,6 +1021,9 @@ func (a *Agent) take(pid int, ref fleet.ProcessRef, h Hit) {
 		if h.DropsOnly && h.Uncounted > 0 {
 			a.metrics.uncounted.WithLabelValues(h.Tracepoint).Add(float64(h.Uncounted))
 		}
+		if h.DropsOnly && h.Unestimated {
+			a.metrics.unestimated.WithLabelValues(h.Tracepoint).Inc()
+		}
 	case hitPublished:
 		a.publish(k, p, c, ref)
 	}
@@ -1057,6 +1060,9 @@ func (a *Agent) publish(k placeKey, p *placement, c counted, ref fleet.ProcessRe
 	a.metrics.dropped.WithLabelValues(k.id).Add(float64(c.own))
 	if c.uncounted > 0 {
 		a.metrics.uncounted.WithLabelValues(k.id).Add(float64(c.uncounted))
+	}
+	if c.unestimated {
+		a.metrics.unestimated.WithLabelValues(k.id).Inc()
 	}
 	if c.reachedMax {
 		a.poke()

@@ -12,6 +12,7 @@ type metrics struct {
 	hits            *prometheus.CounterVec
 	dropped         *prometheus.CounterVec
 	uncounted       *prometheus.CounterVec
+	unestimated     *prometheus.CounterVec
 	attachErrors    prometheus.Counter
 	attached        prometheus.Gauge
 	publishFailures prometheus.Counter
@@ -30,7 +31,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "riptrace_hits_dropped_total", Help: "Hits the rate limit dropped, counted one by one, by tracepoint: a lower bound once probes are taken out (see riptrace_hits_dropped_uncounted_estimate_total).",
 		}, []string{"tracepoint"}),
 		uncounted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riptrace_hits_dropped_uncounted_estimate_total", Help: "An estimate, not a count, of the hits dropped while a tracepoint's probes were out because its allowance for the second was spent, by tracepoint; add it to riptrace_hits_dropped_total for the estimated drops in all.",
+			Name: "riptrace_hits_dropped_uncounted_estimate_total", Help: "An estimate, not a count, of the hits dropped while a tracepoint's probes were out because its allowance for the second was spent, by tracepoint; add it to riptrace_hits_dropped_total for the estimated drops in all, unless riptrace_hits_dropped_unestimated_total says some went without an estimate.",
+		}, []string{"tracepoint"}),
+		unestimated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riptrace_hits_dropped_unestimated_total", Help: "Times a tracepoint's probes were out with no estimate of the hits meanwhile (the probe held the line so long while in that its rate then says nothing of its rate without), by tracepoint: riptrace_hits_dropped_total is then a lower bound with no estimate.",
 		}, []string{"tracepoint"}),
 		attachErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riptrace_attach_errors_total", Help: "Attaches that failed.",
@@ -55,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.hits, m.dropped, m.uncounted, m.attachErrors, m.attached, m.publishFailures, m.lost, m.buffered, m.bufferedBytes, m.quarantined)
+		reg.MustRegister(m.hits, m.dropped, m.uncounted, m.unestimated, m.attachErrors, m.attached, m.publishFailures, m.lost, m.buffered, m.bufferedBytes, m.quarantined)
 	}
 	return m
 }

@@ -80,6 +80,8 @@ type counted struct {
 	own        uint64 // the drops the backend reported with it
 	reachedMax bool   // it reached maxHits: the reconciler clears the tracepoint
 	uncounted  uint64 // the estimate of uncounted drops it carried (Hit.Uncounted)
+	// unestimated says it carried word of drops with no estimate (Hit.Unestimated)
+	unestimated bool
 }
 
 // disarmed records what h says of the probes being out: the hits estimated
@@ -87,7 +89,7 @@ type counted struct {
 func (p *placement) disarmed(h Hit) {
 	p.uncounted += h.Uncounted
 	p.unestimated = p.unestimated || h.Unestimated
-	if h.Uncounted > 0 || h.Rearm != "" {
+	if h.Uncounted > 0 || h.Unestimated || h.Rearm != "" {
 		p.rearm = h.Rearm
 	}
 }
@@ -133,7 +135,7 @@ func (p *placement) accept(h Hit) (act hitAction, c counted, heldDrops uint64) {
 
 // countLocked counts hit h. Lock should be held.
 func (p *placement) countLocked(h Hit) counted {
-	c := counted{own: h.Dropped, uncounted: h.Uncounted}
+	c := counted{own: h.Dropped, uncounted: h.Uncounted, unestimated: h.Unestimated}
 	p.hits++
 	p.dropped += h.Dropped
 	if h.Dropped > 0 {

@@ -1094,7 +1094,12 @@ type Status struct {
 	// one: once a tracepoint's allowance is spent, its probes come out until
 	// the next second, and the hits meanwhile go uncounted. DroppedEstimate
 	// then adds to Dropped an estimate of those, from the rate the line ran
-	// at when the probes came out.
+	// at with the probes in, less the time they held it (agent.Disarm):
+	// within 2x for a line that runs steadily. It is 0 (omitted) with
+	// DroppedLowerBound set where there is none: the probes held the line
+	// for more than half of some arming (a hot line: each hit a trap, a
+	// capture, a stop), so that its rate then said nothing of its rate
+	// with them out, and Dropped is a lower bound only.
 	DroppedLowerBound bool      `json:"droppedLowerBound,omitempty"`
 	DroppedEstimate   uint64    `json:"droppedEstimate,omitempty"`
 	Updated           time.Time `json:"updated"`

@@ -62,9 +62,11 @@
 // The rate limit comes after the condition (before the capture, when there
 // is none), and the first hit it refuses in an arming takes the
 // tracepoint's uprobes out until the next window (agent.Disarm): the hits
-// it would refuse then stop nothing, and are estimated, not counted. A hit
-// condition that needs every hit counted (% N, or > N until it holds)
-// keeps them in.
+// it would refuse then stop nothing, and are estimated, not counted: from
+// the rate the line ran at with them in, less the time the stops held the
+// process (the stop budget's count), and not at all where that was more
+// than half the time (a hot line, each hit a stop). A hit condition that
+// needs every hit counted (% N, or > N until it holds) keeps them in.
 //
 // Every stop counts against the stop budget, conditions and dropped hits
 // included, from the probe's timestamp to the resume. Once it is spent, the
