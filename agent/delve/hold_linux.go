@@ -973,7 +973,7 @@ func (t *holdTarget) Set(ctx context.Context, spec agent.Tracepoint) (agent.Plac
 	// Its estimates leave out the time the hits held the line (stops
 	// of the process's threads; those of other tracepoints too, so
 	// rather more than less).
-	tp.disarm.Held = t.budget.Stopped
+	tp.disarm.Held = t.budget.held
 	if spec.Condition != "" {
 		cond, err := parser.ParseExpr(spec.Condition)
 		if err != nil {
