@@ -203,3 +203,32 @@ func TestPlacementLoseAndHalt(t *testing.T) {
 		t.Fatalf("a hit after halt: %v, want dropped", act)
 	}
 }
+
+// count, with estimates: the estimates of the hits run with the probes out
+// add up until one put-back had none, and from then on the placement says
+// so, the sum of the others being no estimate of all.
+func TestPlacementUnestimated(t *testing.T) {
+	p := testPlacement(0)
+	p.commit(Placement{Function: "main.f"})
+	if _, ok := p.next(); ok {
+		t.Fatal("a hit held with none accepted")
+	}
+	h := hit(1)
+	h.Dropped, h.Uncounted = 2, 100
+	p.accept(h)
+	if v := p.view(); v.uncounted != 100 || v.unestimated {
+		t.Fatalf("view %+v, want 100 estimated", v)
+	}
+	h = hit(2)
+	h.Dropped, h.Unestimated = 3, true
+	act, c, _ := p.accept(h)
+	if act != hitPublished || !c.unestimated {
+		t.Fatalf("a hit with no estimate: %v, %+v; want published, saying so", act, c)
+	}
+	h = hit(3)
+	h.Uncounted = 50
+	p.accept(h)
+	if v := p.view(); v.uncounted != 150 || !v.unestimated || v.dropped != 5 {
+		t.Fatalf("view %+v, want 150 estimated, 5 dropped, and a put-back with none", v)
+	}
+}
