@@ -444,11 +444,13 @@ func TestRateLimit(t *testing.T) {
 		t.Fatalf("burst 1: %d hits passed a limit of 100/s, want 100 and a few more", len(first))
 	}
 	var dropped, uncounted uint64
+	unestimated := false
 	for _, h := range first {
 		// A hit of the burst decoded after the probe went back in (the
 		// decoder behind on a loaded machine) carries the estimate.
 		dropped += h.Dropped
 		uncounted += h.Uncounted
+		unestimated = unestimated || h.Unestimated
 	}
 	// The hits the burst lost after its last hit that passed are reported
 	// by the next hit that passes, once the probe is back: one call with
@@ -463,16 +465,23 @@ func TestRateLimit(t *testing.T) {
 		if h, flushed = call(t, p, tgt, time.Second); flushed {
 			dropped += h.Dropped
 			uncounted += h.Uncounted
+			unestimated = unestimated || h.Unestimated
 		}
 	}
 	total := uint64(1600 + calls - 1)
 	got := uint64(len(first)) + dropped
-	t.Logf("burst 1: %d hits + %d dropped = %d of %d, and %d estimated while the probe was out", len(first), dropped, got, total, uncounted)
+	t.Logf("burst 1: %d hits + %d dropped = %d of %d, and %d estimated while the probe was out (with no estimate for some: %v)", len(first), dropped, got, total, uncounted, unestimated)
 	if dropped == 0 || got > total {
 		t.Errorf("burst 1: %d hits + %d dropped = %d, want at least one dropped and at most the 1600 calls and %d calls refused", len(first), dropped, got, calls-1)
 	}
-	if got < total && uncounted == 0 {
-		t.Errorf("burst 1: %d of %d hits counted, and no estimate of the others", got, total)
+	// The 8 threads of the burst run as fast as the probes let them:
+	// they held it most of the time it was in, and there may be no
+	// estimate, but then the hits must say so.
+	if got < total && uncounted == 0 && !unestimated {
+		t.Errorf("burst 1: %d of %d hits counted, and neither an estimate of the others nor word of none", got, total)
+	}
+	if uncounted > 0 && !unestimated && (got+uncounted > 2*total || 2*(got+uncounted) < total) {
+		t.Errorf("burst 1: %d counted and %d estimated of %d calls: not within 2x", got, uncounted, total)
 	}
 }
 
