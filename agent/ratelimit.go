@@ -47,7 +47,7 @@ func (b *TokenBucket) Take(now time.Time) bool {
 // from the rate the line ran at while they were in, over the time it ran
 // free of them: the arming less the time the probes held the line's
 // threads (Held: Delve's stops, measured; for eBPF, a bound from the hits
-// the arming saw, CaptureCost each captured and trapCost each refused).
+// the arming saw, HitCost each).
 // The counted drops are then a lower bound, the estimate added to them a
 // guess. Where the probes held the line for more than half of the arming,
 // the rate the line ran at was the probes' more than its own, and no rate
@@ -79,7 +79,7 @@ type Disarm struct {
 	taken   int       // hits Take let through in this window
 	// Held, if set, returns the time the probes have held the line's
 	// threads in all (Delve: the time its stops held the process); nil:
-	// Disarm bounds it from the hits seen (CaptureCost, trapCost). heldIn
+	// Disarm bounds it from the hits seen (HitCost). heldIn
 	// and heldOut are what it said when the probes went in and came out.
 	Held            func() time.Duration
 	heldIn, heldOut time.Duration
@@ -100,13 +100,16 @@ const (
 	// which the window doubles: at the 5–10 µs a uprobe trap costs on a
 	// small VM, 1–2% of a CPU.
 	wasteLimit = 2000
-	// CaptureCost and trapCost bound what a hit costs the thread that ran
-	// it, where Held does not measure it (eBPF): one the probe captured
-	// (make bench-limits with limits off: 12 µs of the service's CPU a hit
-	// with the default capture, load 5–11), one it refused (a uprobe's
-	// trap, 5–10 µs on a small VM).
-	CaptureCost = 25 * time.Microsecond
-	trapCost    = 10 * time.Microsecond
+	// HitCost bounds what a hit with the probes in costs the thread that
+	// ran it, where Held does not measure it (eBPF), captured or not: make
+	// bench-limits with limits off measured 12 µs of the service's CPU a
+	// captured hit with the default capture (load 5–11); a bare uprobe
+	// trap costs 5–10 µs on a small VM, but a run of TestDisarm beside the
+	// package's other tests saw the selfcheck hot line run 60,000 times a
+	// second with the probes in, 16 µs a trap. With this bound no line that
+	// ran faster than 20,000 times a second with the probes in is
+	// estimated.
+	HitCost = 25 * time.Microsecond
 	// wasteSlack is the hits refused after the allowance was spent that
 	// may come, beyond twice what the rate says, by chance (or, with
 	// Delve's uprobes, while the kernel removes them) before they mean
@@ -269,8 +272,7 @@ func (d *Disarm) armingRate(seen, wasted uint64) (rate float64, ok bool) {
 	if d.Held != nil {
 		held = d.heldOut - d.heldIn
 	} else {
-		wasted = min(wasted, seen)
-		held = time.Duration(seen-wasted)*CaptureCost + time.Duration(wasted)*trapCost
+		held = time.Duration(seen) * HitCost
 	}
 	if held > arming/2 {
 		return 0, false

@@ -397,7 +397,7 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 		tp.limit.Init(maxHitsPerSecond(spec))
 		// Every hit is a capture, the condition's and the limit's
 		// refusals too: the estimate leaves them out at that cost.
-		tp.disarm.Held = func() time.Duration { return time.Duration(tp.records.Load()) * agent.CaptureCost }
+		tp.disarm.Held = func() time.Duration { return time.Duration(tp.records.Load()) * agent.HitCost }
 	}
 	// The new tracepoint takes its own bucket and plan slots, never the
 	// old one's, and its cookies have a new generation: the old one's

@@ -22,7 +22,7 @@
 // out as an estimate (agent.Hit.Uncounted), or as none where the probes
 // held the line most of the time they were in (agent.Hit.Unestimated): the
 // dropped count is then a lower bound. A hit's cost here is not measured
-// but bounded (agent.CaptureCost), and the hits refused after the
+// but bounded (agent.HitCost), and the hits refused after the
 // allowance was spent, bare traps, check the rate (see agent.Disarm). A condition the program cannot evaluate is applied by the
 // agent, and so is the limit after it: there the decoder takes the probes
 // out, later, as it reads the records.
