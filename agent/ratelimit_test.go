@@ -53,17 +53,20 @@ func TestDisarm(t *testing.T) {
 	}
 	// 60 hits in 10 ms, which held the line 1.5 ms at most (HitCost): 60
 	// hits in 8.5 ms of the line's own, 7059 a second, out for 990 ms:
-	// 6988.
-	if got, ok := d.Rearm(back, 60, 10); got != 6988 || !ok {
-		t.Fatalf("estimate %d (%v), want 6988", got, ok)
+	// 6988, which waits for the next arming to confirm its rate.
+	if got, ok := d.Rearm(back, 60, 10); got != 0 || !ok {
+		t.Fatalf("estimate %d (%v) of the first arming, want 0 (it waits)", got, ok)
+	}
+	if d.pending != 6988 {
+		t.Fatalf("estimate %d waiting, want 6988", d.pending)
 	}
 	if d.IsOut() || d.BackedOff(50) != "" {
 		t.Fatal("not armed again, or backed off for 10 wasted traps")
 	}
 	// The probes took 300 ms to go in: the estimate goes on at 6000 a
 	// second until then, and the window starts there.
-	if got, ok := d.In(back.Add(300 * time.Millisecond)); got != 2117 || !ok {
-		t.Fatalf("estimate %d (%v) of the hits run while the probes went in, want 2117", got, ok)
+	if got, ok := d.In(back.Add(300 * time.Millisecond)); got != 0 || !ok || d.pending != 6988+2117 {
+		t.Fatalf("estimate %d (%v) of the hits run while the probes went in, %d waiting; want 2117 waiting", got, ok, d.pending)
 	}
 	d.Spend(back.Add(310 * time.Millisecond))
 	if next := d.Out(back.Add(320 * time.Millisecond)); !next.Equal(back.Add(1300 * time.Millisecond)) {
@@ -73,7 +76,11 @@ func TestDisarm(t *testing.T) {
 		t.Fatalf("In with the probes out again estimated %d", got)
 	}
 	back = back.Add(1300 * time.Millisecond)
-	d.Rearm(back, 60, 10)
+	// 60 hits in 20 ms less 1.5 ms held, 3243 a second: under half the
+	// first arming's rate, which had no estimate then.
+	if got, ok := d.Rearm(back, 60, 10); ok {
+		t.Fatalf("estimate %d of a second arming at under half the first's rate: want none", got)
+	}
 	// The line did not run for 600 ms after the probes went in: the
 	// window starts at its first hit.
 	d.Hit(back.Add(600 * time.Millisecond))
@@ -121,11 +128,11 @@ func TestDisarmHeld(t *testing.T) {
 	d.Spend(t0.Add(20 * time.Millisecond))
 	back := d.Out(t0.Add(20 * time.Millisecond))
 	held += 5 * time.Millisecond // another tracepoint's stops, with these out
-	if got, ok := d.Rearm(back, 51, 1); got != 4165 || !ok {
-		t.Fatalf("estimate %d (%v), want 4165", got, ok)
+	if got, ok := d.Rearm(back, 51, 1); got != 0 || !ok || d.pending != 4165 {
+		t.Fatalf("estimate %d (%v), %d waiting; want 4165 waiting", got, ok, d.pending)
 	}
-	if got, ok := d.In(back.Add(100 * time.Millisecond)); got != 425 || !ok {
-		t.Fatalf("estimate %d (%v) of the attach, want 425", got, ok)
+	if got, ok := d.In(back.Add(100 * time.Millisecond)); got != 0 || !ok || d.pending != 4165+425 {
+		t.Fatalf("estimate %d (%v) of the attach, %d waiting; want 425 more waiting", got, ok, d.pending)
 	}
 	// The next arming: 51 hits in 20 ms of which the stops held 15: the
 	// line ran at what the stops let it, no estimate.
@@ -189,8 +196,17 @@ func TestDisarmFirstHit(t *testing.T) {
 	// 11 hits over 10 ms from the first, 10 after it, none refused after
 	// the spend (11 held 25 µs each at most): 10 in 9.725 ms of the
 	// line's own, for 980 ms out: 1007.
-	if got, ok := d.Rearm(back.Add(-10*time.Millisecond), 11, 0); got != 1007 || !ok {
-		t.Fatalf("estimate %d (%v), want 1007", got, ok)
+	t1 := back.Add(-10 * time.Millisecond)
+	if got, ok := d.Rearm(t1, 11, 0); got != 0 || !ok || d.pending != 1007 {
+		t.Fatalf("estimate %d (%v), %d waiting; want 1007 waiting", got, ok, d.pending)
+	}
+	// The next arming the same: it confirms the first's rate, and both
+	// estimates go out.
+	d.Hit(t1.Add(20 * time.Millisecond))
+	d.Spend(t1.Add(30 * time.Millisecond))
+	back = d.Out(t1.Add(30 * time.Millisecond))
+	if got, ok := d.Rearm(back.Add(-10*time.Millisecond), 11, 0); got != 2014 || !ok {
+		t.Fatalf("estimate %d (%v), want 2014", got, ok)
 	}
 }
 

@@ -145,12 +145,16 @@ func CheckWindows(t testing.TB, what string, hits []agent.Hit) {
 // hit reached, span by span between two hits: the drops counted are never
 // more than the runs missed (a lower bound), and over the spans whose
 // put-backs all carried an estimate, the drops counted and estimated are
-// within a factor of 2 of the runs missed. A span with a put-back that
-// carried none (Unestimated) is left to the lower bound. It returns the
-// spans with an estimate and those with a put-back that had none.
+// within a factor of 2 of the runs missed. A span that says nothing of a
+// put-back counts with the next that carries an estimate (the first
+// arming's waits for the second's: see agent.Disarm.Rearm); one with a
+// put-back that carried none (Unestimated), and those before it, are left
+// to the lower bound. It returns the spans with an estimate and those
+// with a put-back that had none.
 func CheckEstimates(t testing.TB, what string, hits []agent.Hit, arg string) (estimated, unestimated int) {
 	t.Helper()
 	var missed, reported uint64 // over the estimated spans
+	var owedMissed, owedDropped uint64 // of the spans since, that said nothing
 	var last, dropped, uncounted uint64
 	started, unknown := false, false
 	for _, h := range hits {
@@ -172,10 +176,15 @@ func CheckEstimates(t testing.TB, what string, hits []agent.Hit, arg string) (es
 			switch {
 			case unknown:
 				unestimated++
+				owedMissed, owedDropped = 0, 0
 			case uncounted > 0:
 				estimated++
-				missed += m
-				reported += dropped + uncounted
+				missed += owedMissed + m
+				reported += owedDropped + dropped + uncounted
+				owedMissed, owedDropped = 0, 0
+			default:
+				owedMissed += m
+				owedDropped += dropped
 			}
 		}
 		started, last = true, v
