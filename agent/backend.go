@@ -105,6 +105,10 @@ type Hit struct {
 	// for a while whose hits no one can estimate (see Disarm): Dropped is
 	// a lower bound, and no estimate is.
 	Unestimated bool
+	// Waiting says that an estimate of the hits run with the probes out
+	// waits for the next arming to confirm it (Disarm.Waiting): for now
+	// Dropped is a lower bound with no estimate.
+	Waiting bool
 	// Rearm, if set, says that the backend puts the probes back less
 	// often than each second, and why (Disarm.BackedOff).
 	Rearm string

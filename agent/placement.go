@@ -40,6 +40,7 @@ type placement struct {
 	lost          uint64 // hits lost while NATS could not take them, in all
 	uncounted     uint64 // hits estimated to have run while the probes were out, in all (Hit.Uncounted)
 	unestimated   bool   // the probes were out once with no estimate (Hit.Unestimated): uncounted is not all
+	waiting       bool   // the last hit said an estimate waits (Hit.Waiting): uncounted is not all yet
 	rearm         string // how the backend re-arms the probes when it backed off (Hit.Rearm)
 	unreported    uint64 // hits dropped or lost since the last hit that left
 	droppedSeen   uint64 // dropped at the last heartbeat: more since means throttled
@@ -89,6 +90,7 @@ type counted struct {
 func (p *placement) disarmed(h Hit) {
 	p.uncounted += h.Uncounted
 	p.unestimated = p.unestimated || h.Unestimated
+	p.waiting = h.Waiting
 	if h.Uncounted > 0 || h.Unestimated || h.Rearm != "" {
 		p.rearm = h.Rearm
 	}
@@ -240,6 +242,7 @@ type placementView struct {
 	// unestimated says some hits ran with the probes out that no one
 	// could estimate: uncounted is not all of them.
 	unestimated bool
+	waiting     bool // an estimate waits to be confirmed: none for now
 	rearm       string
 }
 
@@ -253,6 +256,6 @@ func (p *placement) view() placementView {
 	return placementView{
 		installing: p.installing, committed: p.committed, pl: p.pl, err: p.err, hits: p.hits, dropped: p.dropped,
 		throttle: p.throttle, lost: p.lost, droppedSeen: p.droppedSeen, done: p.done,
-		uncounted: p.uncounted, uncountedSeen: p.uncountedSeen, unestimated: p.unestimated, rearm: p.rearm,
+		uncounted: p.uncounted, uncountedSeen: p.uncountedSeen, unestimated: p.unestimated, waiting: p.waiting, rearm: p.rearm,
 	}
 }

@@ -232,3 +232,24 @@ func TestPlacementUnestimated(t *testing.T) {
 		t.Fatalf("view %+v, want 150 estimated, 5 dropped, and a put-back with none", v)
 	}
 }
+
+// count, with an estimate waiting: the hits that say an estimate waits to
+// be confirmed leave the drops a lower bound with none for as long as they
+// say so, and no longer.
+func TestPlacementWaiting(t *testing.T) {
+	p := testPlacement(0)
+	p.commit(Placement{Function: "main.f"})
+	p.next()
+	h := hit(1)
+	h.Dropped, h.Waiting = 1, true
+	p.accept(h)
+	if v := p.view(); !v.waiting || v.unestimated {
+		t.Fatalf("view %+v, want an estimate waiting", v)
+	}
+	h = hit(2)
+	h.Uncounted = 70
+	p.accept(h)
+	if v := p.view(); v.waiting || v.unestimated || v.uncounted != 70 {
+		t.Fatalf("view %+v, want 70 estimated, none waiting", v)
+	}
+}

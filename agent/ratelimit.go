@@ -340,6 +340,11 @@ func (d *Disarm) In(at time.Time) (uncounted uint64, ok bool) {
 	return uncounted, !d.blind
 }
 
+// Waiting reports whether an estimate waits for the next arming to
+// confirm it (see Rearm): until then, the counted drops are a lower bound
+// with no estimate.
+func (d *Disarm) Waiting() bool { return d.rearms == 1 && d.firstRate > 0 }
+
 // BackedOff says, when the window is longer than a second, how often the
 // probes are put back and why; "" otherwise.
 func (d *Disarm) BackedOff(rate int) string {

@@ -25,9 +25,10 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 		p := pp.view()
 		st := fleet.Status{Tracepoint: k.id, Host: a.cfg.Host, Pid: k.pid, Hits: p.hits, Dropped: p.dropped + p.lost}
 		switch {
-		case p.unestimated:
+		case p.unestimated || p.waiting:
 			// Some hits ran with the probes out that no one could
-			// estimate: a sum of the others would pass for all.
+			// estimate, or not yet: a sum of the others would pass
+			// for all.
 			st.DroppedLowerBound = true
 		case p.uncounted > 0:
 			st.DroppedLowerBound = true

@@ -153,7 +153,7 @@ func CheckWindows(t testing.TB, what string, hits []agent.Hit) {
 // with a put-back that had none.
 func CheckEstimates(t testing.TB, what string, hits []agent.Hit, arg string) (estimated, unestimated int) {
 	t.Helper()
-	var missed, reported uint64 // over the estimated spans
+	var missed, reported uint64        // over the estimated spans
 	var owedMissed, owedDropped uint64 // of the spans since, that said nothing
 	var last, dropped, uncounted uint64
 	started, unknown := false, false

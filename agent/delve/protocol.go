@@ -29,6 +29,7 @@ type event struct {
 	DropsOnly   bool             `json:"dropsOnly,omitempty"`   // the hit is a count of dropped ones (agent.Hit.DropsOnly)
 	Uncounted   uint64           `json:"uncounted,omitempty"`   // agent.Hit.Uncounted
 	Unestimated bool             `json:"unestimated,omitempty"` // agent.Hit.Unestimated
+	Waiting     bool             `json:"waiting,omitempty"`     // agent.Hit.Waiting
 	Rearm       string           `json:"rearm,omitempty"`       // agent.Hit.Rearm
 	Stopped     int64            `json:"stopped,omitempty"`     // ns the target spent stopped since attach, on "hit" and "stats"
 }

@@ -1319,6 +1319,7 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 		tp.disarm.Hit(time.Unix(0, h.Time))
 	}
 	backedOff := tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)
+	waiting := tp.disarm.Waiting()
 	t.armMu.Unlock()
 	if limited && !out {
 		tp.seen++
@@ -1338,7 +1339,7 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 		return agent.Hit{}, false
 	}
 	h.Dropped, tp.dropped = tp.dropped, 0
-	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted.N, Unestimated: tp.uncounted.Unknown, Rearm: backedOff, TimeErr: t.x.mono.Err()}
+	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted.N, Unestimated: tp.uncounted.Unknown, Waiting: waiting, Rearm: backedOff, TimeErr: t.x.mono.Err()}
 	tp.uncounted = agent.Uncounted{}
 	if tp.ringFull > 0 {
 		hit.Throttle = "by a full ring buffer: the line ran faster than the agent decodes hits; set maxHitsPerSecond to choose which hits leave"
