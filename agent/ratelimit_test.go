@@ -210,6 +210,23 @@ func TestDisarmFirstHit(t *testing.T) {
 	}
 }
 
+// TestDisarmNoEstimate: a backend that cannot tell what held the line
+// never has an estimate, however slowly it ran.
+func TestDisarmNoEstimate(t *testing.T) {
+	d := Disarm{NoEstimate: true}
+	t0 := time.Unix(1000, 0)
+	d.Armed(t0)
+	d.Hit(t0)
+	d.Spend(t0.Add(500 * time.Millisecond))
+	back := d.Out(t0.Add(500 * time.Millisecond))
+	if got, ok := d.Rearm(back, 51, 0); got != 0 || ok {
+		t.Fatalf("estimate %d (%v), want none", got, ok)
+	}
+	if got, ok := d.In(back.Add(time.Millisecond)); got != 0 || ok {
+		t.Fatalf("estimate %d (%v) of the attach, want none", got, ok)
+	}
+}
+
 // TestUncounted: the sum a hit carries says when any part had no estimate.
 func TestUncounted(t *testing.T) {
 	var u Uncounted

@@ -66,7 +66,8 @@
 // the rate the line ran at with them in, less the time the stops held the
 // process (the stop budget's count), and not at all where that was more
 // than half the time (a hot line, each hit a stop). A hit condition that
-// needs every hit counted (% N, or > N until it holds) keeps them in.
+// needs every hit counted (% N, or > N until it holds) keeps them in. In
+// int3 mode there is no estimate at all (agent.Disarm.NoEstimate).
 //
 // Every stop counts against the stop budget, conditions and dropped hits
 // included, from the probe's timestamp to the resume. Once it is spent, the

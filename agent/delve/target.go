@@ -722,7 +722,7 @@ func (t *target) place(spec agent.Tracepoint) (agent.Placement, error) {
 		return agent.Placement{}, fleet.Errorf(fleet.CodeInternal, "setting a breakpoint at %s:%d: %v", file, spec.Location.Line, err)
 	}
 	tp := &tracepoint{spec: spec, lbp: lbp, load: dlvvalue.LoadConfig(spec.Capture), log: logSegs}
-	tp.disarm.Held = t.budget.held // the process's stops: see agent.Disarm
+	tp.disarm.NoEstimate = true // its stops say too little: see agent.Disarm
 	tp.condUndecided, tp.cond = undecided, cond
 	// Delve accepted it above.
 	tp.hitOp, tp.hitVal, _ = parseHitCondition(spec.HitCondition)
