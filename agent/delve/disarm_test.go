@@ -98,13 +98,25 @@ func checkEstimate(t *testing.T, b *delve.Backend, want bool) {
 	if _, err := tg.Set(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
-	hits := agenttest.HitsInWindows(t, tg.Hits(), "cool", 4)
-	n, none := agenttest.CheckEstimates(t, "the cool line", hits, "seq")
-	if want && n == 0 {
-		t.Errorf("no estimate in %d windows of a line its captures held little:\n%s", agenttest.ArmedWindows(hits), agenttest.DescribeWindows(hits))
-	}
-	if !want && (n > 0 || none == 0) {
-		t.Errorf("%d spans with an estimate and %d saying there is none, want only the latter:\n%s", n, none, agenttest.DescribeWindows(hits))
+	// A loaded host starves the line now and then, and it catches up in
+	// a burst: armings whose rates differ have no estimate, rightly. Up
+	// to three tries of four windows for one that has.
+	for try := 1; ; try++ {
+		hits := agenttest.HitsInWindows(t, tg.Hits(), "cool", 4)
+		n, none := agenttest.CheckEstimates(t, "the cool line", hits, "seq")
+		if !want {
+			if n > 0 || none == 0 {
+				t.Errorf("%d spans with an estimate and %d saying there is none, want only the latter:\n%s", n, none, agenttest.DescribeWindows(hits))
+			}
+			break
+		}
+		if n > 0 {
+			break
+		}
+		if try == 3 {
+			t.Errorf("no estimate in 3 tries of 4 windows of a line its captures held little; the last:\n%s", agenttest.DescribeWindows(hits))
+			break
+		}
 	}
 	agenttest.CheckSelfcheck(t, p)
 }

@@ -61,9 +61,18 @@ func TestDisarmEstimate(t *testing.T) {
 	spec.Location.Line = agenttest.MarkerLine(t, agenttest.SelfcheckDir+"/main.go", "cool")
 	spec.Capture = fleet.Capture{Args: true}
 	set(t, tgt, spec)
-	hits := agenttest.HitsInWindows(t, tgt.Hits(), "cool", 4)
-	if n, _ := agenttest.CheckEstimates(t, "the cool line", hits, "seq"); n == 0 {
-		t.Errorf("no estimate in %d windows of a line its captures held little:\n%s", agenttest.ArmedWindows(hits), agenttest.DescribeWindows(hits))
+	// A loaded host starves the line now and then, and it catches up in
+	// a burst: armings whose rates differ have no estimate, rightly. Up
+	// to three tries of four windows for one that has.
+	for try := 1; ; try++ {
+		hits := agenttest.HitsInWindows(t, tgt.Hits(), "cool", 4)
+		if n, _ := agenttest.CheckEstimates(t, "the cool line", hits, "seq"); n > 0 {
+			break
+		}
+		if try == 3 {
+			t.Errorf("no estimate in 3 tries of 4 windows of a line its captures held little; the last:\n%s", agenttest.DescribeWindows(hits))
+			break
+		}
 	}
 	agenttest.CheckSelfcheck(t, p)
 }
