@@ -14,12 +14,35 @@ import (
 
 // hotSpec is a tracepoint on selfcheck's hot line, which runs without pause.
 func hotSpec(t *testing.T, id string, rate int) agent.Tracepoint {
+	return lineSpec(t, id, "hot", rate)
+}
+
+// coolSpec is a tracepoint on selfcheck's cool line, which runs 50 times a
+// second and counts its runs in its argument, captured.
+func coolSpec(t *testing.T, id string, rate int) agent.Tracepoint {
+	spec := lineSpec(t, id, "cool", rate)
+	spec.Capture = fleet.Capture{Args: true}
+	return spec
+}
+
+// lineSpec is a tracepoint on selfcheck's line marked marker, with the
+// default capture.
+func lineSpec(t *testing.T, id, marker string, rate int) agent.Tracepoint {
 	return agent.Tracepoint{
 		ID:       id,
-		Location: fleet.Location{Path: "selfcheck/main.go", Line: agenttest.MarkerLine(t, agenttest.SelfcheckDir+"/main.go", "hot")},
+		Location: fleet.Location{Path: "selfcheck/main.go", Line: agenttest.MarkerLine(t, agenttest.SelfcheckDir+"/main.go", marker)},
 		Capture:  fleet.DefaultCapture,
 		Limits:   fleet.Limits{MaxHitsPerSecond: rate},
 	}
+}
+
+// attachSelfcheck starts the selfcheck target and attaches to it.
+func attachSelfcheck(t *testing.T) (*agenttest.Proc, agent.Target) {
+	t.Helper()
+	needEBPF(t)
+	p := agenttest.Start(t, agenttest.BuildTarget(t, agenttest.SelfcheckDir))
+	p.WaitOutput(t, "ALIVE", 30*time.Second)
+	return p, attach(t, ebpf.New(), p.Pid)
 }
 
 // TestDisarm: on a line that runs without pause, a tracepoint at 50 hits a
@@ -28,11 +51,7 @@ func hotSpec(t *testing.T, id string, rate int) agent.Tracepoint {
 // the probes were out come as an estimate (Uncounted), and the target runs
 // on unharmed.
 func TestDisarm(t *testing.T) {
-	needEBPF(t)
-	bin := agenttest.BuildTarget(t, agenttest.SelfcheckDir)
-	p := agenttest.Start(t, bin)
-	p.WaitOutput(t, "ALIVE", 30*time.Second)
-	tgt := attach(t, ebpf.New(), p.Pid)
+	p, tgt := attachSelfcheck(t)
 	set(t, tgt, hotSpec(t, "disarm", 50))
 	hits := agenttest.HitsInWindows(t, tgt.Hits(), "disarm", 3)
 	for _, h := range hits {
@@ -52,14 +71,8 @@ func TestDisarm(t *testing.T) {
 // meanwhile, which the line counts itself, come as an estimate within 2x
 // of the truth.
 func TestDisarmEstimate(t *testing.T) {
-	needEBPF(t)
-	bin := agenttest.BuildTarget(t, agenttest.SelfcheckDir)
-	p := agenttest.Start(t, bin)
-	p.WaitOutput(t, "ALIVE", 30*time.Second)
-	tgt := attach(t, ebpf.New(), p.Pid)
-	spec := hotSpec(t, "cool", 5)
-	spec.Location.Line = agenttest.MarkerLine(t, agenttest.SelfcheckDir+"/main.go", "cool")
-	spec.Capture = fleet.Capture{Args: true}
+	p, tgt := attachSelfcheck(t)
+	spec := coolSpec(t, "cool", 5)
 	set(t, tgt, spec)
 	// A loaded host starves the line now and then, and it catches up in
 	// a burst: armings whose rates differ have no estimate, rightly. Up
@@ -81,11 +94,7 @@ func TestDisarmEstimate(t *testing.T) {
 // allowance is spent by the hits where it holds alone, and every hit that
 // arrives satisfies it, across the probes taken out and put back.
 func TestDisarmCondition(t *testing.T) {
-	needEBPF(t)
-	bin := agenttest.BuildTarget(t, agenttest.SelfcheckDir)
-	p := agenttest.Start(t, bin)
-	p.WaitOutput(t, "ALIVE", 30*time.Second)
-	tgt := attach(t, ebpf.New(), p.Pid)
+	p, tgt := attachSelfcheck(t)
 	for k, cond := range []string{"i > 5", "i % 7 != 3"} { // in BPF, then in the agent
 		id := fmt.Sprintf("cond%d", k)
 		spec := hotSpec(t, id, 50)
@@ -112,15 +121,10 @@ func TestDisarmCondition(t *testing.T) {
 // decodes a hit (at nice 19, for as long as a busy host makes that last):
 // until they are out, every run of the line is a trap for nothing.
 func TestDisarmWhileDecoding(t *testing.T) {
-	needEBPF(t)
-	bin := agenttest.BuildTarget(t, agenttest.SelfcheckDir)
-	p := agenttest.Start(t, bin)
-	p.WaitOutput(t, "ALIVE", 30*time.Second)
-	tgt := attach(t, ebpf.New(), p.Pid)
+	p, tgt := attachSelfcheck(t)
 	// The cool line runs 50 times a second: an allowance of 5 is spent a
 	// tenth of a second after the probes go in, with the lock held by then.
-	spec := hotSpec(t, "held", 5)
-	spec.Location.Line = agenttest.MarkerLine(t, agenttest.SelfcheckDir+"/main.go", "cool")
+	spec := lineSpec(t, "held", "cool", 5)
 	set(t, tgt, spec)
 	counts := ebpf.ArmingCounts(tgt, "held")
 	release := ebpf.HoldDecoding(tgt)
@@ -166,14 +170,8 @@ func TestDisarmWhileDecoding(t *testing.T) {
 // ran in a burst, catching up, says the line ran faster than it does. It
 // is a guess (see agent.Disarm); the counts are not.
 func TestDisarmSlowAttach(t *testing.T) {
-	needEBPF(t)
-	bin := agenttest.BuildTarget(t, agenttest.SelfcheckDir)
-	p := agenttest.Start(t, bin)
-	p.WaitOutput(t, "ALIVE", 30*time.Second)
-	tgt := attach(t, ebpf.New(), p.Pid)
-	spec := hotSpec(t, "slow", 5)
-	spec.Location.Line = agenttest.MarkerLine(t, agenttest.SelfcheckDir+"/main.go", "cool")
-	spec.Capture = fleet.Capture{Args: true}
+	p, tgt := attachSelfcheck(t)
+	spec := coolSpec(t, "slow", 5)
 	set(t, tgt, spec)
 	ebpf.DelayAttach(tgt, 500*time.Millisecond)
 	var missed, reported, rearms, owed, last uint64
@@ -222,12 +220,8 @@ func TestDisarmSlowAttach(t *testing.T) {
 // (the window shortened to 5 ms) for seconds leave the target running and
 // right, and hits still arrive, through replacements and clears.
 func TestRearmStorm(t *testing.T) {
-	needEBPF(t)
 	t.Setenv(agent.WindowEnv, "5ms")
-	bin := agenttest.BuildTarget(t, agenttest.SelfcheckDir)
-	p := agenttest.Start(t, bin)
-	p.WaitOutput(t, "ALIVE", 30*time.Second)
-	tgt := attach(t, ebpf.New(), p.Pid)
+	p, tgt := attachSelfcheck(t)
 	spec := hotSpec(t, "storm", 50)
 	set(t, tgt, spec)
 	agenttest.RearmStorm(t, tgt, p, spec)
