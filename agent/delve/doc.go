@@ -98,6 +98,11 @@
 // would stop the whole process for nothing. Putting it back costs one
 // manual stop a window.
 //
+// Delve stops the process at a trap by waiting for every thread it sent
+// SIGSTOP to; one that ends instead can leave that wait waiting for
+// nothing, the process stopped for good. A watcher gives the wait an event
+// when it sees that state (see unstick).
+//
 // Delve evaluates a breakpoint's condition in its own stop, and resumes
 // the process without a word when it does not hold. At an inlined call's
 // PC, whether the condition reads a part of a value the compiler left out

@@ -346,6 +346,19 @@ func (t *target) requestStop(gen uint64) {
 	t.grp.RequestManualStop()
 }
 
+// continueProcess runs Delve's Continue, waking Delve's wait for a thread
+// stop should a thread's end leave it waiting for nothing (see unstick).
+func (t *target) continueProcess() error {
+	if threads := t.grp.Selected.ThreadList(); len(threads) > 0 {
+		if dbp := nativeProcessOf(threads[0]); dbp != nil {
+			done := make(chan struct{})
+			defer close(done)
+			go t.unstick(dbp, done)
+		}
+	}
+	return t.grp.Continue()
+}
+
 // cont resumes the process until a tracepoint hits or a stop is requested.
 // It returns how long Continue ran, how long of that the process was still
 // stopped (Delve stepping threads over breakpoints before resuming it) and,
@@ -369,7 +382,7 @@ func (t *target) cont() (cycle, resuming, manual time.Duration, err error) {
 		case <-returned:
 		}
 	}()
-	err = t.grp.Continue()
+	err = t.continueProcess()
 	close(returned)
 	end := time.Now()
 	select {
@@ -629,7 +642,7 @@ func (t *target) drainTraps() error {
 			time.Sleep(time.Millisecond)
 			t.grp.RequestManualStop()
 		}()
-		err := t.grp.Continue()
+		err := t.continueProcess()
 		var pe proc.ErrProcessExited
 		if errors.As(err, &pe) {
 			return nil
