@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 # write (VS Code's debug adapter and language server clients).
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock.json' 2>/dev/null))
 
-.PHONY: build demo test deps bench bench-limits bench-perhit bench-timeline bench-resources bench-fleet lint clean fuzz vsix e2e-vscode e2e-web web-ui kill-matrix differential
+.PHONY: build demo test deps bench bench-limits bench-perhit bench-timeline bench-resources bench-fleet lint clean fuzz vsix e2e-vscode e2e-web web-ui kill-matrix stress-int3 differential
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
@@ -81,6 +81,18 @@ e2e-web:
 
 bench: build
 	./bench/run.sh
+
+# stress-int3 runs the Delve backend's int3 mode against a target that ends
+# a thread every millisecond, its breakpoint taken out and put back every
+# 5 ms, RUNS times, and prints how many runs failed. Not in make test: a
+# few runs in a hundred still fail through int3 mode's open problems
+# (README, "What a tracepoint may ask").
+RUNS ?= 20
+stress-int3:
+	@mkdir -p $(BIN)
+	@RIPTRACE_STRESS_INT3=1 $(GO) test -count=$(RUNS) -timeout 60m -run '^TestInt3ThreadEndsWhileStopping$$' -v ./agent/delve > $(BIN)/stress-int3.log 2>&1; \
+		status=$$?; echo "failed $$(grep -c '^--- FAIL' $(BIN)/stress-int3.log) of $(RUNS) runs"; grep -E '^\s+\S+_test.go:[0-9]+:' $(BIN)/stress-int3.log | sort | uniq -c | sort -rn | head; \
+		echo "full log: $(BIN)/stress-int3.log"; exit $$status
 
 # kill-matrix SIGKILLs the agent, the Delve worker and its watchdog in every
 # combination, KILLS times each at random instants, on a hot and a cool line
