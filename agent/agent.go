@@ -1018,11 +1018,8 @@ func (a *Agent) take(pid int, ref fleet.ProcessRef, h Hit) {
 		a.poke()
 	case hitHeld:
 		a.metrics.dropped.WithLabelValues(h.Tracepoint).Add(float64(dropped))
-		if h.DropsOnly && h.Uncounted > 0 {
-			a.metrics.uncounted.WithLabelValues(h.Tracepoint).Add(float64(h.Uncounted))
-		}
-		if h.DropsOnly && h.Unestimated {
-			a.metrics.unestimated.WithLabelValues(h.Tracepoint).Inc()
+		if h.DropsOnly {
+			a.countUncounted(h.Tracepoint, h.Uncounted)
 		}
 	case hitPublished:
 		a.publish(k, p, c, ref)
@@ -1054,16 +1051,22 @@ func (a *Agent) closed(pid int, att *attachment) {
 	a.mu.Unlock()
 }
 
+// countUncounted adds what a hit of tracepoint id said of drops not
+// counted to the metrics.
+func (a *Agent) countUncounted(id string, u Uncounted) {
+	if u.N > 0 {
+		a.metrics.uncounted.WithLabelValues(id).Add(float64(u.N))
+	}
+	if u.Unknown {
+		a.metrics.unestimated.WithLabelValues(id).Inc()
+	}
+}
+
 // publish sends a hit placement p counted. One that reached the
 // tracepoint's maxHits has the reconciler clear it.
 func (a *Agent) publish(k placeKey, p *placement, c counted, ref fleet.ProcessRef) {
 	a.metrics.dropped.WithLabelValues(k.id).Add(float64(c.own))
-	if c.uncounted > 0 {
-		a.metrics.uncounted.WithLabelValues(k.id).Add(float64(c.uncounted))
-	}
-	if c.unestimated {
-		a.metrics.unestimated.WithLabelValues(k.id).Inc()
-	}
+	a.countUncounted(k.id, c.uncounted)
 	if c.reachedMax {
 		a.poke()
 	}

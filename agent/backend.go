@@ -96,15 +96,13 @@ type Hit struct {
 	// (Dropped, Throttle), for a tracepoint whose hits were all dropped
 	// for a while: the status must say so without waiting for a hit.
 	DropsOnly bool
-	// Uncounted estimates the hits the backend dropped before this one
+	// Uncounted tells of the hits the backend dropped before this one
 	// without counting them: the tracepoint's probes were out, its
 	// allowance spent (see Disarm). Dropped is then a lower bound, and
-	// Dropped + Uncounted the estimate.
-	Uncounted uint64
-	// Unestimated says that, besides any Uncounted, the probes were out
-	// for a while whose hits no one can estimate (see Disarm): Dropped is
-	// a lower bound, and no estimate is.
-	Unestimated bool
+	// Dropped + Uncounted.N the estimate, unless Uncounted.Unknown says
+	// the probes were also out for a while whose hits no one can
+	// estimate: then there is no estimate.
+	Uncounted Uncounted
 	// Waiting says that an estimate of the hits run with the probes out
 	// waits for the next arming to confirm it (Disarm.Waiting): for now
 	// Dropped is a lower bound with no estimate.

@@ -38,8 +38,8 @@ type placement struct {
 	dropped       uint64 // hits the rate limit dropped, in all
 	throttle      string // why hits were last dropped, if not the rate limit (Hit.Throttle)
 	lost          uint64 // hits lost while NATS could not take them, in all
-	uncounted     uint64 // hits estimated to have run while the probes were out, in all (Hit.Uncounted)
-	unestimated   bool   // the probes were out once with no estimate (Hit.Unestimated): uncounted is not all
+	uncounted     uint64 // hits estimated to have run while the probes were out, in all (Hit.Uncounted.N)
+	unestimated   bool   // the probes were out once with no estimate (Hit.Uncounted.Unknown): uncounted is not all
 	waiting       bool   // the last hit said an estimate waits (Hit.Waiting): uncounted is not all yet
 	rearm         string // how the backend re-arms the probes when it backed off (Hit.Rearm)
 	unreported    uint64 // hits dropped or lost since the last hit that left
@@ -77,21 +77,19 @@ const (
 
 // counted is a hit the placement counted, to publish.
 type counted struct {
-	hit        Hit    // carrying the drops not yet reported
-	own        uint64 // the drops the backend reported with it
-	reachedMax bool   // it reached maxHits: the reconciler clears the tracepoint
-	uncounted  uint64 // the estimate of uncounted drops it carried (Hit.Uncounted)
-	// unestimated says it carried word of drops with no estimate (Hit.Unestimated)
-	unestimated bool
+	hit        Hit       // carrying the drops not yet reported
+	own        uint64    // the drops the backend reported with it
+	reachedMax bool      // it reached maxHits: the reconciler clears the tracepoint
+	uncounted  Uncounted // what it said of uncounted drops
 }
 
 // disarmed records what h says of the probes being out: the hits estimated
 // to have run meanwhile, and the backend's backoff. Lock should be held.
 func (p *placement) disarmed(h Hit) {
-	p.uncounted += h.Uncounted
-	p.unestimated = p.unestimated || h.Unestimated
+	p.uncounted += h.Uncounted.N
+	p.unestimated = p.unestimated || h.Uncounted.Unknown
 	p.waiting = h.Waiting
-	if h.Uncounted > 0 || h.Unestimated || h.Rearm != "" {
+	if h.Uncounted.Any() || h.Rearm != "" {
 		p.rearm = h.Rearm
 	}
 }
@@ -137,7 +135,7 @@ func (p *placement) accept(h Hit) (act hitAction, c counted, heldDrops uint64) {
 
 // countLocked counts hit h. Lock should be held.
 func (p *placement) countLocked(h Hit) counted {
-	c := counted{own: h.Dropped, uncounted: h.Uncounted, unestimated: h.Unestimated}
+	c := counted{own: h.Dropped, uncounted: h.Uncounted}
 	p.hits++
 	p.dropped += h.Dropped
 	if h.Dropped > 0 {

@@ -214,19 +214,19 @@ func TestPlacementUnestimated(t *testing.T) {
 		t.Fatal("a hit held with none accepted")
 	}
 	h := hit(1)
-	h.Dropped, h.Uncounted = 2, 100
+	h.Dropped, h.Uncounted.N = 2, 100
 	p.accept(h)
 	if v := p.view(); v.uncounted != 100 || v.unestimated {
 		t.Fatalf("view %+v, want 100 estimated", v)
 	}
 	h = hit(2)
-	h.Dropped, h.Unestimated = 3, true
+	h.Dropped, h.Uncounted.Unknown = 3, true
 	act, c, _ := p.accept(h)
-	if act != hitPublished || !c.unestimated {
+	if act != hitPublished || !c.uncounted.Unknown {
 		t.Fatalf("a hit with no estimate: %v, %+v; want published, saying so", act, c)
 	}
 	h = hit(3)
-	h.Uncounted = 50
+	h.Uncounted.N = 50
 	p.accept(h)
 	if v := p.view(); v.uncounted != 150 || !v.unestimated || v.dropped != 5 {
 		t.Fatalf("view %+v, want 150 estimated, 5 dropped, and a put-back with none", v)
@@ -247,7 +247,7 @@ func TestPlacementWaiting(t *testing.T) {
 		t.Fatalf("view %+v, want an estimate waiting", v)
 	}
 	h = hit(2)
-	h.Uncounted = 70
+	h.Uncounted.N = 70
 	p.accept(h)
 	if v := p.view(); v.waiting || v.unestimated || v.uncounted != 70 {
 		t.Fatalf("view %+v, want 70 estimated, none waiting", v)

@@ -369,11 +369,14 @@ func (d *Disarm) BackedOff(rate int) string {
 }
 
 // Uncounted sums what a Disarm's Rearm and In return, for the next hit to
-// carry (Hit.Uncounted, Hit.Unestimated).
+// carry (Hit.Uncounted).
 type Uncounted struct {
-	N       uint64 // the hits estimated to have run with the probes out
-	Unknown bool   // the probes were out for a while with no estimate
+	N       uint64 `json:"n,omitempty"`       // the hits estimated to have run with the probes out
+	Unknown bool   `json:"unknown,omitempty"` // the probes were out for a while with no estimate
 }
+
+// Any says whether there is anything to tell: an estimate, or its absence.
+func (u Uncounted) Any() bool { return u.N > 0 || u.Unknown }
 
 // Add adds an estimate of n hits, or says there was none (ok false).
 func (u *Uncounted) Add(n uint64, ok bool) {

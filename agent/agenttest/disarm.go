@@ -67,16 +67,16 @@ func nextHit(t testing.TB, hits <-chan agent.Hit, id string, deadline <-chan tim
 }
 
 // Rearms describes what hits say of the probes taken out and put back:
-// the hits, the put-backs they tell of (an estimate, Uncounted, or none,
-// Unestimated), and the sum of the estimates.
+// the hits, the put-backs they tell of (an estimate, Uncounted.N, or none,
+// Uncounted.Unknown), and the sum of the estimates.
 func Rearms(hits []agent.Hit) (n, estimates int, uncounted uint64) {
 	for _, h := range hits {
 		if !h.DropsOnly {
 			n++
 		}
-		if h.Uncounted > 0 || h.Unestimated {
+		if h.Uncounted.Any() {
 			estimates++
-			uncounted += h.Uncounted
+			uncounted += h.Uncounted.N
 		}
 	}
 	return n, estimates, uncounted
@@ -158,8 +158,8 @@ func CheckEstimates(t testing.TB, what string, hits []agent.Hit, arg string) (es
 	started, unknown, waiting := false, false, false
 	for _, h := range hits {
 		dropped += h.Dropped
-		uncounted += h.Uncounted
-		unknown = unknown || h.Unestimated
+		uncounted += h.Uncounted.N
+		unknown = unknown || h.Uncounted.Unknown
 		waiting = h.Waiting
 		if h.DropsOnly {
 			continue
@@ -210,7 +210,7 @@ func DescribeWindows(hits []agent.Hit) string {
 		}
 	}
 	for _, h := range hits {
-		said = said || h.Uncounted > 0 || h.Unestimated || h.Dropped > 0
+		said = said || h.Uncounted.Any() || h.Dropped > 0
 		if !h.DropsOnly {
 			if windows == 0 || said && h.Time-last > int64(windowGap) {
 				flush()
@@ -227,7 +227,7 @@ func DescribeWindows(hits []agent.Hit) string {
 			last = h.Time
 		}
 		dropped += h.Dropped
-		uncounted += h.Uncounted
+		uncounted += h.Uncounted.N
 	}
 	flush()
 	return b.String()
@@ -254,7 +254,7 @@ func ArmedWindows(hits []agent.Hit) int {
 	var last int64
 	said := false // the hits and notices since the last hit say what ran
 	for _, h := range hits {
-		said = said || h.Uncounted > 0 || h.Unestimated || h.Dropped > 0
+		said = said || h.Uncounted.Any() || h.Dropped > 0
 		if h.DropsOnly {
 			continue
 		}
@@ -274,7 +274,7 @@ func Overlong(hits []agent.Hit) time.Duration {
 	var start, last int64
 	said, begun := false, false
 	for _, h := range hits {
-		said = said || h.Uncounted > 0 || h.Unestimated || h.Dropped > 0
+		said = said || h.Uncounted.Any() || h.Dropped > 0
 		if h.DropsOnly {
 			continue
 		}
@@ -377,7 +377,7 @@ func RearmStorm(t testing.TB, tg agent.Target, p *Proc, spec agent.Tracepoint) {
 		if !h.DropsOnly {
 			n++
 		}
-		if h.Uncounted > 0 || h.Unestimated {
+		if h.Uncounted.Any() {
 			estimates++
 		}
 		if estimates == want {

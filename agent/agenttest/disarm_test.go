@@ -27,7 +27,7 @@ func window(start time.Duration, uncounted, dropped uint64) []agent.Hit {
 	for i := range 50 {
 		h := agent.Hit{Hit: fleet.Hit{Time: int64(start + time.Duration(i)*10*time.Millisecond)}}
 		if i == 0 {
-			h.Uncounted, h.Dropped = uncounted, dropped
+			h.Uncounted.N, h.Dropped = uncounted, dropped
 		}
 		hits = append(hits, h)
 	}

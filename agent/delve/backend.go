@@ -225,7 +225,7 @@ func (w *worker) read(stdout io.Reader, first chan<- event) {
 		case "hit":
 			w.stopped.Store(ev.Stopped)
 			if ev.Hit != nil {
-				w.hits <- agent.Hit{Hit: *ev.Hit, Fault: ev.Error, Throttle: ev.Throttle, DropsOnly: ev.DropsOnly, Uncounted: ev.Uncounted, Unestimated: ev.Unestimated, Waiting: ev.Waiting, Rearm: ev.Rearm}
+				w.hits <- agent.Hit{Hit: *ev.Hit, Fault: ev.Error, Throttle: ev.Throttle, DropsOnly: ev.DropsOnly, Uncounted: ev.Uncounted, Waiting: ev.Waiting, Rearm: ev.Rearm}
 			}
 		case "end":
 			switch {

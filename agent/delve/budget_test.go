@@ -168,10 +168,10 @@ func TestBudgetTakesProbesOut(t *testing.T) {
 			} else {
 				// Counted since the hit before, as the estimate is.
 				counted += h.Dropped
-				uncounted += h.Uncounted
+				uncounted += h.Uncounted.N
 				// An estimate, or word that there is none (the
 				// stops held the line most of the time).
-				budget = budget || (h.Uncounted > 0 || h.Unestimated) && strings.Contains(h.Throttle, "stop budget")
+				budget = budget || (h.Uncounted.Any()) && strings.Contains(h.Throttle, "stop budget")
 			}
 			last = seq
 			n++

@@ -147,7 +147,7 @@ func TestDisarmHitCondition(t *testing.T) {
 			t.Fatalf("hit %d has i = %d, %d calls after the first hit's: not a multiple of 1000", n, i, i-first)
 		}
 		n++
-		if h.Uncounted > 0 {
+		if h.Uncounted.N > 0 {
 			t.Fatalf("hit %d carries an estimate: the probe was taken out, losing count", n)
 		}
 	}

@@ -81,8 +81,8 @@ func TestFloatsInRegisters(t *testing.T) {
 		if h.Fault != nil {
 			t.Fatalf("fault: %v", h.Fault)
 		}
-		if h.Dropped != 0 || h.Uncounted != 0 {
-			t.Fatalf("%s: %d hits dropped, %d uncounted: want every execution to give a hit", h.Tracepoint, h.Dropped, h.Uncounted)
+		if h.Dropped != 0 || h.Uncounted.N != 0 {
+			t.Fatalf("%s: %d hits dropped, %d uncounted: want every execution to give a hit", h.Tracepoint, h.Dropped, h.Uncounted.N)
 		}
 		vars := map[string]fleet.Variable{}
 		for _, v := range append(h.Args, h.Locals...) {

@@ -548,7 +548,7 @@ func (t *holdTarget) hitProbe(tid int, rec *hitRecord, p *holdProbe) {
 	}
 	h.Time = int64(rec.Time) + t.mono.WallMinusMono()
 	h.Dropped, tp.dropped = tp.dropped, 0
-	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted.N, Unestimated: tp.uncounted.Unknown, Waiting: tp.disarm.Waiting(), Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond), TimeErr: t.mono.Err()}
+	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted, Waiting: tp.disarm.Waiting(), Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond), TimeErr: t.mono.Err()}
 	if tp.budgetDropped > 0 || tp.budgetOut && (tp.uncounted.N > 0 || tp.uncounted.Unknown) {
 		hit.Throttle = t.budgetThrottle()
 	}

@@ -19,19 +19,18 @@ type request struct {
 
 // event goes from a worker to the agent.
 type event struct {
-	Type        string           `json:"type"` // "attached", "reply", "hit", "stats", "end"
-	Seq         uint64           `json:"seq,omitempty"`
-	Placement   *agent.Placement `json:"placement,omitempty"`
-	Hit         *fleet.Hit       `json:"hit,omitempty"`
-	Error       *fleet.Error     `json:"error,omitempty"`
-	Exited      *int             `json:"exited,omitempty"` // the target's exit status, on "end"
-	Throttle    string           `json:"throttle,omitempty"`
-	DropsOnly   bool             `json:"dropsOnly,omitempty"`   // the hit is a count of dropped ones (agent.Hit.DropsOnly)
-	Uncounted   uint64           `json:"uncounted,omitempty"`   // agent.Hit.Uncounted
-	Unestimated bool             `json:"unestimated,omitempty"` // agent.Hit.Unestimated
-	Waiting     bool             `json:"waiting,omitempty"`     // agent.Hit.Waiting
-	Rearm       string           `json:"rearm,omitempty"`       // agent.Hit.Rearm
-	Stopped     int64            `json:"stopped,omitempty"`     // ns the target spent stopped since attach, on "hit" and "stats"
+	Type      string           `json:"type"` // "attached", "reply", "hit", "stats", "end"
+	Seq       uint64           `json:"seq,omitempty"`
+	Placement *agent.Placement `json:"placement,omitempty"`
+	Hit       *fleet.Hit       `json:"hit,omitempty"`
+	Error     *fleet.Error     `json:"error,omitempty"`
+	Exited    *int             `json:"exited,omitempty"` // the target's exit status, on "end"
+	Throttle  string           `json:"throttle,omitempty"`
+	DropsOnly bool             `json:"dropsOnly,omitempty"` // the hit is a count of dropped ones (agent.Hit.DropsOnly)
+	Uncounted agent.Uncounted  `json:"uncounted,omitzero"`  // agent.Hit.Uncounted
+	Waiting   bool             `json:"waiting,omitempty"`   // agent.Hit.Waiting
+	Rearm     string           `json:"rearm,omitempty"`     // agent.Hit.Rearm
+	Stopped   int64            `json:"stopped,omitempty"`   // ns the target spent stopped since attach, on "hit" and "stats"
 }
 
 // workerEnv names the environment variable that turns the agent's executable

@@ -875,7 +875,7 @@ func (t *target) collect() (n, captured, out int) {
 		}
 		h.Dropped, tp.dropped = tp.dropped, 0
 		tp.droppedInAll += h.Dropped
-		hit := agent.Hit{Hit: h, Uncounted: tp.uncounted.N, Unestimated: tp.uncounted.Unknown, Waiting: tp.disarm.Waiting(), Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)}
+		hit := agent.Hit{Hit: h, Uncounted: tp.uncounted, Waiting: tp.disarm.Waiting(), Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)}
 		budgetDropped := tp.budgetDropped
 		if budgetDropped > 0 {
 			hit.Throttle = fmt.Sprintf("by the stop budget: pid %d may be stopped at most %s of each second (the agent's --stop-budget)", t.pid, t.budget.percent())

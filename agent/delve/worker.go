@@ -150,7 +150,7 @@ func serveWorker(pid int, budget float64, uprobe bool, in io.Reader, out io.Writ
 				return finish(nil)
 			}
 			hit := h.Hit
-			events <- event{Type: "hit", Hit: &hit, Error: h.Fault, Throttle: h.Throttle, DropsOnly: h.DropsOnly, Uncounted: h.Uncounted, Unestimated: h.Unestimated, Waiting: h.Waiting, Rearm: h.Rearm, Stopped: int64(t.Stopped())}
+			events <- event{Type: "hit", Hit: &hit, Error: h.Fault, Throttle: h.Throttle, DropsOnly: h.DropsOnly, Uncounted: h.Uncounted, Waiting: h.Waiting, Rearm: h.Rearm, Stopped: int64(t.Stopped())}
 		case r := <-reqs:
 			ev := event{Type: "reply", Seq: r.Seq}
 			switch r.Op {

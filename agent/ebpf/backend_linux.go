@@ -1339,7 +1339,7 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 		return agent.Hit{}, false
 	}
 	h.Dropped, tp.dropped = tp.dropped, 0
-	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted.N, Unestimated: tp.uncounted.Unknown, Waiting: waiting, Rearm: backedOff, TimeErr: t.x.mono.Err()}
+	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted, Waiting: waiting, Rearm: backedOff, TimeErr: t.x.mono.Err()}
 	tp.uncounted = agent.Uncounted{}
 	if tp.ringFull > 0 {
 		hit.Throttle = "by a full ring buffer: the line ran faster than the agent decodes hits; set maxHitsPerSecond to choose which hits leave"

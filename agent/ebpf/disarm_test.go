@@ -55,8 +55,8 @@ func TestDisarm(t *testing.T) {
 	set(t, tgt, hotSpec(t, "disarm", 50))
 	hits := agenttest.HitsInWindows(t, tgt.Hits(), "disarm", 3)
 	for _, h := range hits {
-		if h.Uncounted > 0 || h.Dropped > 0 {
-			t.Logf("t=%v dropped %d uncounted %d", time.Duration(h.Time-hits[0].Time), h.Dropped, h.Uncounted)
+		if h.Uncounted.N > 0 || h.Dropped > 0 {
+			t.Logf("t=%v dropped %d uncounted %d", time.Duration(h.Time-hits[0].Time), h.Dropped, h.Uncounted.N)
 		}
 	}
 	agenttest.CheckWindows(t, "disarm", hits)
@@ -192,8 +192,8 @@ func TestDisarmSlowAttach(t *testing.T) {
 			continue
 		}
 		hits = append(hits, h)
-		owed += h.Dropped + h.Uncounted
-		if h.Uncounted > 0 {
+		owed += h.Dropped + h.Uncounted.N
+		if h.Uncounted.N > 0 {
 			rearms++
 		}
 		if h.DropsOnly {

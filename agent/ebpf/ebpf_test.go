@@ -449,8 +449,8 @@ func TestRateLimit(t *testing.T) {
 		// A hit of the burst decoded after the probe went back in (the
 		// decoder behind on a loaded machine) carries the estimate.
 		dropped += h.Dropped
-		uncounted += h.Uncounted
-		unestimated = unestimated || h.Unestimated || h.Waiting
+		uncounted += h.Uncounted.N
+		unestimated = unestimated || h.Uncounted.Unknown || h.Waiting
 	}
 	// The hits the burst lost after its last hit that passed are reported
 	// by the next hit that passes, once the probe is back: one call with
@@ -464,8 +464,8 @@ func TestRateLimit(t *testing.T) {
 		var h agent.Hit
 		if h, flushed = call(t, p, tgt, time.Second); flushed {
 			dropped += h.Dropped
-			uncounted += h.Uncounted
-			unestimated = unestimated || h.Unestimated || h.Waiting
+			uncounted += h.Uncounted.N
+			unestimated = unestimated || h.Uncounted.Unknown || h.Waiting
 		}
 	}
 	total := uint64(1600 + calls - 1)
