@@ -210,6 +210,65 @@ func TestDisarmFirstHit(t *testing.T) {
 	}
 }
 
+// TestDisarmVouch: an estimate goes out once the line's first hit with the
+// probes back in bears out its rate; a first hit that comes late says the
+// line slowed while they were out (a burst that ended), and there is then
+// no estimate, the first arming's waiting one dropped too.
+func TestDisarmVouch(t *testing.T) {
+	// armed spends an arming of 51 hits over 10 ms (5,000 a second) and
+	// puts the probes back at back, returning what Rearm estimated.
+	arm := func(d *Disarm, t0 time.Time) (back time.Time, u Uncounted) {
+		d.Hit(t0)
+		d.Spend(t0.Add(10 * time.Millisecond))
+		back = d.Out(t0.Add(10 * time.Millisecond))
+		u.Add(d.Rearm(back, 51, 0))
+		return back, u
+	}
+	t0 := time.Unix(1000, 0)
+	var d Disarm
+	d.Armed(t0)
+	back, u := arm(&d, t0)
+	if !d.Waiting() {
+		t.Fatal("the first arming's estimate does not wait for the second")
+	}
+	// A hit read late, from before the probes went in, vouches for
+	// nothing yet.
+	d.Hit(back.Add(-time.Millisecond))
+	if d.Vouch(&u) {
+		t.Fatal("ready with no hit since the probes went in")
+	}
+	// The line ran on: its first hit 1 ms after (20 hits' time is 4 ms,
+	// the floor 5 ms).
+	d.Hit(back.Add(time.Millisecond))
+	if !d.Vouch(&u) || u.Unknown || !d.Waiting() {
+		t.Fatalf("%+v (waiting %v) for a line that ran on, want the estimate kept", u, d.Waiting())
+	}
+	back, u = arm(&d, back.Add(time.Millisecond))
+	if u.Unknown || u.N == 0 {
+		t.Fatalf("%+v, want the two armings' estimate", u)
+	}
+	// The burst ended while the probes were out: the next hit a second
+	// after they went back in.
+	d.Hit(back.Add(time.Second))
+	if !d.Vouch(&u) || u != (Uncounted{Unknown: true}) {
+		t.Fatalf("%+v for a line that ran its next hit a second after the probes went in, want no estimate", u)
+	}
+	// Checked once: a later hit of the arming changes nothing.
+	u = Uncounted{N: 7}
+	if !d.Vouch(&u) || u.N != 7 {
+		t.Fatalf("%+v, want it left alone", u)
+	}
+
+	// Late after the first arming: its waiting estimate goes too.
+	var e Disarm
+	e.Armed(t0)
+	back, u = arm(&e, t0)
+	e.Hit(back.Add(time.Second))
+	if !e.Vouch(&u) || !u.Unknown || e.Waiting() {
+		t.Fatalf("%+v (waiting %v), want no estimate and none waiting", u, e.Waiting())
+	}
+}
+
 // TestDisarmNoEstimate: a backend that cannot tell what held the line
 // never has an estimate, however slowly it ran.
 func TestDisarmNoEstimate(t *testing.T) {

@@ -548,14 +548,20 @@ func (t *holdTarget) hitProbe(tid int, rec *hitRecord, p *holdProbe) {
 	}
 	h.Time = int64(rec.Time) + t.mono.WallMinusMono()
 	h.Dropped, tp.dropped = tp.dropped, 0
-	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted, Waiting: tp.disarm.Waiting(), Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond), TimeErr: t.mono.Err()}
-	if tp.budgetDropped > 0 || tp.budgetOut && (tp.uncounted.N > 0 || tp.uncounted.Unknown) {
+	ready := tp.disarm.Vouch(&tp.uncounted)
+	hit := agent.Hit{Hit: h, Waiting: tp.disarm.Waiting() || !ready, Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond), TimeErr: t.mono.Err()}
+	if ready {
+		hit.Uncounted = tp.uncounted
+	}
+	if tp.budgetDropped > 0 || tp.budgetOut && hit.Uncounted.Any() {
 		hit.Throttle = t.budgetThrottle()
 	}
 	if t.send(hit) {
 		tp.budgetDropped = 0
-		tp.budgetOut = false
-		tp.uncounted = agent.Uncounted{}
+		tp.budgetOut = tp.budgetOut && !ready
+		if ready {
+			tp.uncounted = agent.Uncounted{}
+		}
 	} else {
 		// The agent fell behind: never keep the thread stopped for it.
 		tp.dropped += h.Dropped + 1

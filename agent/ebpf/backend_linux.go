@@ -1319,7 +1319,8 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 		tp.disarm.Hit(time.Unix(0, h.Time))
 	}
 	backedOff := tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)
-	waiting := tp.disarm.Waiting()
+	ready := tp.disarm.Vouch(&tp.uncounted)
+	waiting := tp.disarm.Waiting() || !ready
 	t.armMu.Unlock()
 	if limited && !out {
 		tp.seen++
@@ -1339,8 +1340,10 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 		return agent.Hit{}, false
 	}
 	h.Dropped, tp.dropped = tp.dropped, 0
-	hit := agent.Hit{Hit: h, Uncounted: tp.uncounted, Waiting: waiting, Rearm: backedOff, TimeErr: t.x.mono.Err()}
-	tp.uncounted = agent.Uncounted{}
+	hit := agent.Hit{Hit: h, Waiting: waiting, Rearm: backedOff, TimeErr: t.x.mono.Err()}
+	if ready {
+		hit.Uncounted, tp.uncounted = tp.uncounted, agent.Uncounted{}
+	}
 	if tp.ringFull > 0 {
 		hit.Throttle = "by a full ring buffer: the line ran faster than the agent decodes hits; set maxHitsPerSecond to choose which hits leave"
 		tp.ringFull = 0
