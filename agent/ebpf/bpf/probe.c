@@ -28,6 +28,7 @@ static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FU
 static u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
 static u64 (*bpf_get_current_pid_tgid)(void) = (void *)BPF_FUNC_get_current_pid_tgid;
 static long (*bpf_probe_read_user)(void *dst, u32 size, const void *src) = (void *)BPF_FUNC_probe_read_user;
+static long (*bpf_probe_read_kernel)(void *dst, u32 size, const void *src) = (void *)BPF_FUNC_probe_read_kernel;
 static long (*bpf_ringbuf_output)(void *rb, void *data, u64 size, u64 flags) = (void *)BPF_FUNC_ringbuf_output;
 static u64 (*bpf_get_attach_cookie)(void *ctx) = (void *)BPF_FUNC_get_attach_cookie;
 static long (*bpf_loop)(u32 nr, void *fn, void *ctx, u64 flags) = (void *)BPF_FUNC_loop;
@@ -40,6 +41,7 @@ static long (*bpf_loop)(u32 nr, void *fn, void *ctx, u64 flags) = (void *)BPF_FU
 #define DATA_MASK 0x3fff // regions start below 16 KiB ...
 #define READ_MASK 0xfff  // ... and are at most 4 KiB long
 #define BUF_SIZE (sizeof(struct header) + DATA_MASK + 1 + READ_MASK + 1 + 16)
+#define STACK_WORDS 64   // the stack is read 512 bytes at a time (see stack_read)
 
 // Where a word comes from.
 enum {
@@ -134,6 +136,7 @@ struct region {
 
 struct scratch {
 	u64 ptrs[MAX_OPS];
+	u64 stack[STACK_WORDS]; // a read of the stack (see stack_read)
 	u8 buf[BUF_SIZE];
 };
 
@@ -314,9 +317,57 @@ struct loopctx {
 	u32 off;
 	u32 nops;
 	u32 frames;
+	u32 words;  // of s->stack that hold the stack from base up
+	u32 failed; // a read of STACK_WORDS words failed: no more are tried
 	u32 pad;
 	u64 bp;
+	u64 base;
 };
+
+// The stack is read STACK_WORDS words at a time into s->stack, for the
+// frame's own window and for the frame-pointer links that fall in it: a
+// read of user memory costs about as much for 8 bytes as for 512 (most of
+// it is the checks around the copy, not the copy), and callers' frames lie
+// one above the other. The regions copied are the same as if each were read
+// alone, the goroutine being stopped. stack_read fills s->stack from addr
+// and reports whether it could: at the end of a mapping it cannot, and from
+// then on each region is read alone.
+static __always_inline int stack_read(struct loopctx *c, u64 addr)
+{
+	c->words = 0;
+	if (c->failed || bpf_probe_read_user(c->s->stack, sizeof(c->s->stack), (void *)addr) != 0) {
+		c->failed = 1; // the end of a mapping is near: read region by region
+		return 0;
+	}
+	c->base = addr;
+	c->words = STACK_WORDS;
+	return 1;
+}
+
+// stack_copy appends the region [addr, addr+n) of the stack from s->stack,
+// filling it from addr if it is empty; it reports whether it did.
+static __always_inline int stack_copy(struct loopctx *c, u64 addr, u64 n)
+{
+	u32 o = c->off;
+	if (n == 0 || n > sizeof(c->s->stack) || o > DATA_MASK)
+		return 0;
+	if (c->words == 0 && !stack_read(c, addr))
+		return 0;
+	if (addr < c->base || addr - c->base + n > (u64)c->words * 8)
+		return 0;
+	u64 from = addr - c->base;
+	if (from >= sizeof(c->s->stack))
+		return 0;
+	u8 *dst = c->s->buf + sizeof(struct header) + (o & DATA_MASK);
+	if (bpf_probe_read_kernel(dst + sizeof(struct region), n & (2 * sizeof(c->s->stack) - 1), (u8 *)c->s->stack + from) != 0)
+		return 0;
+	struct region *r = (struct region *)dst;
+	r->addr = addr;
+	r->len = n;
+	r->pad = 0;
+	c->off = o + sizeof(struct region) + ((n + 7) & ~7);
+	return 1;
+}
 
 static long run_op(u32 i, struct loopctx *c)
 {
@@ -333,25 +384,44 @@ static long run_op(u32 i, struct loopctx *c)
 		if (l < n / (o->elem ? o->elem : 1))
 			n = l * o->elem;
 	}
+	if (o->ptr.kind == SRC_SPADDR && o->len.kind == SRC_NONE && stack_copy(c, ptr, n))
+		return 0;
 	copy(s, &c->off, ptr, n);
 	return 0;
 }
 
 // run_frame copies one link of the frame-pointer chain: the caller's saved
 // BP and the return address, which is all an unwinder needs above this
-// frame. The next link is the saved BP, read from the copy rather than
-// from the process again: a read of user memory is most of what a link
-// costs.
+// frame. It takes a link from s->stack when it lies there, and reads the
+// stack from the link otherwise (see stack_read); where that fails, it reads
+// the link alone. The next link is the saved BP, from the copy.
 static long run_frame(u32 i, struct loopctx *c)
 {
 	u64 bp = c->bp;
 	if (i >= c->frames || bp == 0)
 		return 1;
+	struct scratch *s = c->s;
+	if (bp < c->base || ((bp - c->base) & 7) != 0 || bp - c->base + 16 > (u64)c->words * 8)
+		stack_read(c, bp);
 	u32 before = c->off;
-	copy(c->s, &c->off, bp, 16);
-	if (c->off == before || before > DATA_MASK)
-		return 1;
-	u64 next = *(u64 *)(c->s->buf + sizeof(struct header) + ((before + sizeof(struct region)) & DATA_MASK));
+	if (c->words == 0) {
+		copy(s, &c->off, bp, 16);
+		if (c->off == before || before > DATA_MASK)
+			return 1;
+	} else {
+		if (before > DATA_MASK)
+			return 1;
+		u32 w = (u32)((bp - c->base) / 8);
+		u8 *dst = s->buf + sizeof(struct header) + (before & DATA_MASK);
+		struct region *r = (struct region *)dst;
+		r->addr = bp;
+		r->len = 16;
+		r->pad = 0;
+		((u64 *)(dst + sizeof(struct region)))[0] = s->stack[w & (STACK_WORDS - 1)];
+		((u64 *)(dst + sizeof(struct region)))[1] = s->stack[(w + 1) & (STACK_WORDS - 1)];
+		c->off = before + sizeof(struct region) + 16;
+	}
+	u64 next = *(u64 *)(s->buf + sizeof(struct header) + ((before + sizeof(struct region)) & DATA_MASK));
 	if (next <= bp)
 		return 1;
 	c->bp = next;
