@@ -136,7 +136,13 @@ struct region {
 
 struct scratch {
 	u64 ptrs[MAX_OPS];
-	u64 stack[STACK_WORDS]; // a read of the stack (see stack_read)
+	// A read of the stack (see stack_read): words of it from base up.
+	// These live here rather than in loopctx, on the BPF stack, where
+	// the verifier would follow each of their values through the loops.
+	u64 stack[STACK_WORDS];
+	u64 base;
+	u32 words;
+	u32 failed; // a read of STACK_WORDS words failed: no more are tried
 	u8 buf[BUF_SIZE];
 };
 
@@ -317,11 +323,8 @@ struct loopctx {
 	u32 off;
 	u32 nops;
 	u32 frames;
-	u32 words;  // of s->stack that hold the stack from base up
-	u32 failed; // a read of STACK_WORDS words failed: no more are tried
 	u32 pad;
 	u64 bp;
-	u64 base;
 };
 
 // The stack is read STACK_WORDS words at a time into s->stack, for the
@@ -332,15 +335,15 @@ struct loopctx {
 // alone, the goroutine being stopped. stack_read fills s->stack from addr
 // and reports whether it could: at the end of a mapping it cannot, and from
 // then on each region is read alone.
-static __always_inline int stack_read(struct loopctx *c, u64 addr)
+static __always_inline int stack_read(struct scratch *s, u64 addr)
 {
-	c->words = 0;
-	if (c->failed || bpf_probe_read_user(c->s->stack, sizeof(c->s->stack), (void *)addr) != 0) {
-		c->failed = 1; // the end of a mapping is near: read region by region
+	s->words = 0;
+	if (s->failed || bpf_probe_read_user(s->stack, sizeof(s->stack), (void *)addr) != 0) {
+		s->failed = 1; // the end of a mapping is near: read region by region
 		return 0;
 	}
-	c->base = addr;
-	c->words = STACK_WORDS;
+	s->base = addr;
+	s->words = STACK_WORDS;
 	return 1;
 }
 
@@ -348,18 +351,31 @@ static __always_inline int stack_read(struct loopctx *c, u64 addr)
 // filling it from addr if it is empty; it reports whether it did.
 static __always_inline int stack_copy(struct loopctx *c, u64 addr, u64 n)
 {
+	struct scratch *s = c->s;
 	u32 o = c->off;
-	if (n == 0 || n > sizeof(c->s->stack) || o > DATA_MASK)
+	if (n == 0 || n > sizeof(s->stack) || o > DATA_MASK)
 		return 0;
-	if (c->words == 0 && !stack_read(c, addr))
+	if (s->words == 0 && !stack_read(s, addr))
 		return 0;
-	if (addr < c->base || addr - c->base + n > (u64)c->words * 8)
+	if (addr < s->base || addr - s->base + n > (u64)s->words * 8)
 		return 0;
-	u64 from = addr - c->base;
-	if (from >= sizeof(c->s->stack))
+	u64 from = addr - s->base;
+	if (from >= sizeof(s->stack))
 		return 0;
-	u8 *dst = c->s->buf + sizeof(struct header) + (o & DATA_MASK);
-	if (bpf_probe_read_kernel(dst + sizeof(struct region), n & (2 * sizeof(c->s->stack) - 1), (u8 *)c->s->stack + from) != 0)
+	u8 *dst = s->buf + sizeof(struct header) + (o & DATA_MASK);
+	if ((from & 7) == 0) {
+		// Word by word: a helper's call would cost about what the read of
+		// the process did. The bytes past n up to a word are the region's
+		// padding.
+		u64 *to = (u64 *)(dst + sizeof(struct region));
+		u32 w = from / 8;
+#pragma clang loop unroll(full)
+		for (int k = 0; k < STACK_WORDS; k++) {
+			if (k * 8 >= n)
+				break;
+			to[k] = s->stack[(w + k) & (STACK_WORDS - 1)];
+		}
+	} else if (bpf_probe_read_kernel(dst + sizeof(struct region), n & (2 * sizeof(s->stack) - 1), (u8 *)s->stack + from) != 0)
 		return 0;
 	struct region *r = (struct region *)dst;
 	r->addr = addr;
@@ -401,17 +417,17 @@ static long run_frame(u32 i, struct loopctx *c)
 	if (i >= c->frames || bp == 0)
 		return 1;
 	struct scratch *s = c->s;
-	if (bp < c->base || ((bp - c->base) & 7) != 0 || bp - c->base + 16 > (u64)c->words * 8)
-		stack_read(c, bp);
+	if (bp < s->base || ((bp - s->base) & 7) != 0 || bp - s->base + 16 > (u64)s->words * 8)
+		stack_read(s, bp);
 	u32 before = c->off;
-	if (c->words == 0) {
+	if (s->words == 0) {
 		copy(s, &c->off, bp, 16);
 		if (c->off == before || before > DATA_MASK)
 			return 1;
 	} else {
 		if (before > DATA_MASK)
 			return 1;
-		u32 w = (u32)((bp - c->base) / 8);
+		u32 w = (u32)((bp - s->base) / 8);
 		u8 *dst = s->buf + sizeof(struct header) + (before & DATA_MASK);
 		struct region *r = (struct region *)dst;
 		r->addr = bp;
@@ -445,6 +461,8 @@ int capture(struct pt_regs *ctx)
 	if (!s)
 		return 0;
 	struct header *h = (struct header *)s->buf;
+	s->words = 0;
+	s->failed = 0;
 	__builtin_memcpy(h->regs, ctx, sizeof(h->regs));
 	if (p->cond.op != COND_NONE && !holds(s, h, &p->cond))
 		return 0;
