@@ -220,6 +220,7 @@ type tracepoint struct {
 	limit    agent.TokenBucket
 	dropped  uint64
 	ringFull uint64 // of dropped, those the full ring buffer refused
+	nested   uint64 // of dropped, those that found their CPU's scratch busy
 	full     bool   // a plan ran out of ops
 	// condUndecided are the PCs where Set could not tell whether the
 	// condition reads a part of a value left out: their first hit does.
@@ -1239,7 +1240,7 @@ func (x *executable) pending() int {
 	return x.rb.AvailableBytes()
 }
 
-const headerSize = 8 + 8 + 8 + 8 + 4 + 4 + 21*8
+const headerSize = 8 + 8 + 8 + 8 + 8 + 4 + 4 + 21*8
 
 // decode turns one record into a hit of the target it is for; ok is false
 // for a record to skip (a probe cleared meanwhile, or a condition that does
@@ -1253,8 +1254,9 @@ func (x *executable) decode(raw []byte) (*target, agent.Hit, bool) {
 	ktime := int64(le.Uint64(raw[8:]))
 	dropped := le.Uint64(raw[16:])
 	ringFull := le.Uint64(raw[24:])
-	tid := int(le.Uint32(raw[32:]))
-	size := int(le.Uint32(raw[36:]))
+	nested := le.Uint64(raw[32:])
+	tid := int(le.Uint32(raw[40:]))
+	size := int(le.Uint32(raw[44:]))
 	x.mu.Lock()
 	defer x.unlock()
 	p := x.byCookie[cookie]
@@ -1263,7 +1265,7 @@ func (x *executable) decode(raw []byte) (*target, agent.Hit, bool) {
 	}
 	// struct pt_regs is the start of the ptrace layout, which goes on
 	// with the segment bases that a uprobe does not see.
-	w := func(i int) uint64 { return le.Uint64(raw[40+8*i:]) }
+	w := func(i int) uint64 { return le.Uint64(raw[48+8*i:]) }
 	regs := &x.regs
 	*regs = linutil.AMD64PtraceRegs{
 		R15: w(0), R14: w(1), R13: w(2), R12: w(3), Rbp: w(4), Rbx: w(5), R11: w(6), R10: w(7), R9: w(8), R8: w(9),
@@ -1286,16 +1288,17 @@ func (x *executable) decode(raw []byte) (*target, agent.Hit, bool) {
 	}
 	x.regions = regions
 	t, tp := p.t, p.tp
-	h, ok := t.hit(tp, tid, regs, regions, ktime, dropped, ringFull)
+	h, ok := t.hit(tp, tid, regs, regions, ktime, dropped, ringFull, nested)
 	return t, h, ok
 }
 
 // hit decodes a record of tp's. Lock should be held.
-func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, regions []region, ktime int64, dropped, ringFull uint64) (agent.Hit, bool) {
+func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, regions []region, ktime int64, dropped, ringFull, nested uint64) (agent.Hit, bool) {
 	// What the kernel dropped before this record is owed to the next hit
 	// that leaves, whatever becomes of this one.
 	tp.dropped += dropped
 	tp.ringFull += min(ringFull, dropped)
+	tp.nested += min(nested, dropped-min(ringFull, dropped))
 	if !tp.inKernel {
 		tp.records.Add(1)
 	}
@@ -1344,11 +1347,29 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 	if ready {
 		hit.Uncounted, tp.uncounted = tp.uncounted, agent.Uncounted{}
 	}
-	if tp.ringFull > 0 {
-		hit.Throttle = "by a full ring buffer: the line ran faster than the agent decodes hits; set maxHitsPerSecond to choose which hits leave"
-		tp.ringFull = 0
-	}
+	hit.Throttle = throttle(tp.ringFull, tp.nested)
+	tp.ringFull, tp.nested = 0, 0
 	return hit, true
+}
+
+// throttle says why the kernel dropped hits, when the tracepoint's rate
+// limit was not the reason (agent.Hit.Throttle): ringFull were refused by
+// the full ring buffer, nested found their CPU's copy buffer taken by a
+// capture that the kernel had preempted (probe.c's capture).
+func throttle(ringFull, nested uint64) string {
+	const (
+		full = "by a full ring buffer: the line ran faster than the agent decodes hits; set maxHitsPerSecond to choose which hits leave"
+		nest = "by preemption: a hit arrived while another capture on the same CPU was preempted, and the program copies one hit at a time per CPU"
+	)
+	switch {
+	case ringFull > 0 && nested > 0:
+		return full + "; and " + nest
+	case ringFull > 0:
+		return full
+	case nested > 0:
+		return nest
+	}
+	return ""
 }
 
 // safeCapture decodes a hit, turning a panic in Delve into an error: the

@@ -1,6 +1,7 @@
 package ebpf
 
 import (
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -125,4 +126,28 @@ func DelayAttach(tgt agent.Target, d time.Duration) {
 	t.armMu.Lock()
 	t.armDelay = d
 	t.armMu.Unlock()
+}
+
+// HoldScratch marks every CPU's scratch of tgt busy, as a run of the
+// capture program preempted mid-record would leave it, until release is
+// called: the hits meanwhile must be dropped and counted, never copied.
+// Call it while no hit is being captured (before any tracepoint is set):
+// it writes the scratch whole.
+func HoldScratch(tgt agent.Target) (release func() error, err error) {
+	t := tgt.(*target)
+	m := t.coll.Maps["scratch"]
+	busy := func(v uint64) error {
+		var cpus [][]byte
+		if err := m.Lookup(uint32(0), &cpus); err != nil {
+			return err
+		}
+		for _, c := range cpus {
+			binary.LittleEndian.PutUint64(c, v)
+		}
+		return m.Update(uint32(0), cpus, 0)
+	}
+	if err := busy(1); err != nil {
+		return nil, err
+	}
+	return func() error { return busy(0) }, nil
 }

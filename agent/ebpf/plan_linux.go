@@ -92,6 +92,7 @@ type bpfBucket struct {
 	Wasted  uint64 // hits refused since then, each a trap for nothing
 	Seen    uint64 // hits that met the bucket in this arming, taken or not
 	First   uint64 // when the first hit of this arming met it (monotonic ns); 0: none yet
+	Nested  uint64 // of Dropped, those that found their CPU's scratch busy (probe.c's capture)
 }
 
 // ptRegs maps amd64 DWARF register numbers to their index in struct pt_regs.

@@ -106,6 +106,7 @@ struct bucket {
 	u64 wasted;  // hits refused since then, each a trap for nothing
 	u64 seen;    // hits that met the bucket in this arming, taken or not
 	u64 first;   // when the first hit of this arming met it (ns); 0: none yet
+	u64 nested;  // of dropped, those that met their CPU's scratch busy (see capture)
 };
 
 // A spent record tells the agent that a bucket's allowance is spent: it
@@ -123,6 +124,7 @@ struct header {
 	u64 time;
 	u64 dropped;
 	u64 full; // of dropped, those the full ring buffer refused
+	u64 nested; // of dropped, those that met their CPU's scratch busy
 	u32 tid;
 	u32 size; // bytes of regions after the header
 	u64 regs[NREGS];
@@ -135,6 +137,8 @@ struct region {
 };
 
 struct scratch {
+	// busy is 1 while a run of capture builds a record here (see capture).
+	u64 busy;
 	u64 ptrs[MAX_OPS];
 	// A read of the stack (see stack_read): words of it from base up.
 	// These live here rather than in loopctx, on the BPF stack, where
@@ -233,13 +237,13 @@ static __always_inline int take(struct bucket *b, u32 bk, u64 now, u64 *dropped)
 	return 0;
 }
 
-static __always_inline u64 word(struct scratch *s, struct header *h, struct src *src)
+static __always_inline u64 word(struct scratch *s, u64 *regs, struct src *src)
 {
 	u64 v = 0;
-	u64 sp = h->regs[REG_SP];
+	u64 sp = regs[REG_SP];
 	switch (src->kind) {
 	case SRC_REG:
-		return h->regs[src->reg < NREGS ? src->reg : 0];
+		return regs[src->reg < NREGS ? src->reg : 0];
 	case SRC_STACK:
 		bpf_probe_read_user(&v, 8, (void *)(sp + (s64)src->off));
 		return v;
@@ -273,10 +277,9 @@ static __always_inline void copy(struct scratch *s, u32 *off, u64 addr, u32 n)
 	*off = o + sizeof(struct region) + ((n + 7) & ~7);
 }
 
-// holds evaluates a plan's condition.
-static __always_inline int holds(struct scratch *s, struct header *h, struct cond *c)
+// holds evaluates a plan's condition on w, the word of its variable.
+static __always_inline int holds(u64 w, struct cond *c)
 {
-	u64 w = word(s, h, &c->var);
 	s64 v;
 	switch (c->size) {
 	case 1:
@@ -392,11 +395,11 @@ static long run_op(u32 i, struct loopctx *c)
 	struct scratch *s = c->s;
 	struct header *h = (struct header *)s->buf;
 	struct op *o = &c->p->ops[i & (MAX_OPS - 1)];
-	u64 ptr = word(s, h, &o->ptr);
+	u64 ptr = word(s, h->regs, &o->ptr);
 	s->ptrs[i & (MAX_OPS - 1)] = ptr;
 	u64 n = o->max;
 	if (o->len.kind != SRC_NONE) {
-		u64 l = word(s, h, &o->len);
+		u64 l = word(s, h->regs, &o->len);
 		if (l < n / (o->elem ? o->elem : 1))
 			n = l * o->elem;
 	}
@@ -444,6 +447,86 @@ static long run_frame(u32 i, struct loopctx *c)
 	return 0;
 }
 
+// ctx_word is word for a condition's variable, read from the registers
+// in ctx rather than from a copy of them in the scratch. A condition's
+// variable is in a register or on the stack (plan_linux.go's compileCond).
+static __always_inline u64 ctx_word(struct pt_regs *ctx, struct src *src)
+{
+	u64 v = 0, sp = 0;
+	switch (src->kind) {
+	case SRC_REG:
+		bpf_probe_read_kernel(&v, 8, (u64 *)ctx + (src->reg < NREGS ? src->reg : 0));
+		return v;
+	case SRC_STACK:
+		bpf_probe_read_kernel(&sp, 8, (u64 *)ctx + REG_SP);
+		bpf_probe_read_user(&v, 8, (void *)(sp + (s64)src->off));
+		return v;
+	case SRC_SPADDR:
+		bpf_probe_read_kernel(&sp, 8, (u64 *)ctx + REG_SP);
+		return sp + (s64)src->off;
+	}
+	return 0;
+}
+
+// nested counts a hit that found its CPU's scratch busy. It writes nothing
+// there: the hit is dropped, and counted with its reason, unless its
+// condition, evaluated on the registers alone, filters it out.
+static __always_inline void nested(struct pt_regs *ctx, struct plan *p, struct bucket *b)
+{
+	if (p->cond.op != COND_NONE && !holds(ctx_word(ctx, &p->cond.var), &p->cond))
+		return;
+	if (b->disarm)
+		__sync_fetch_and_add(&b->seen, 1);
+	__sync_fetch_and_add(&b->nested, 1);
+	__sync_fetch_and_add(&b->dropped, 1);
+}
+
+// record builds a hit's record in s and sends it; s is the caller's.
+static __always_inline void record(struct pt_regs *ctx, u64 cookie, struct plan *p, struct bucket *b, u32 bk, struct scratch *s)
+{
+	struct header *h = (struct header *)s->buf;
+	s->words = 0;
+	s->failed = 0;
+	__builtin_memcpy(h->regs, ctx, sizeof(h->regs));
+	if (p->cond.op != COND_NONE && !holds(word(s, h->regs, &p->cond.var), &p->cond))
+		return;
+	u64 now = bpf_ktime_get_ns();
+	u64 dropped = 0;
+	if (!take(b, bk, now, &dropped))
+		return;
+	h->cookie = cookie;
+	h->time = now;
+	h->dropped = dropped;
+	h->full = take_count(&b->full);
+	h->nested = take_count(&b->nested);
+	h->tid = (u32)bpf_get_current_pid_tgid();
+
+	struct loopctx c = {.s = s, .p = p, .nops = p->nops, .frames = p->frames, .bp = h->regs[REG_BP]};
+	bpf_loop(MAX_OPS, run_op, &c, 0);
+	bpf_loop(MAX_FRAMES, run_frame, &c, 0);
+	u32 off = c.off;
+
+	h->size = off;
+	u64 size = sizeof(struct header) + (u64)off;
+	if (size > BUF_SIZE)
+		size = BUF_SIZE;
+	if (bpf_ringbuf_output(&events, s->buf, size, 0) != 0) {
+		__sync_fetch_and_add(&b->dropped, dropped + 1);
+		__sync_fetch_and_add(&b->full, h->full + 1);
+		__sync_fetch_and_add(&b->nested, h->nested);
+	}
+}
+
+// capture builds each record in its CPU's scratch, which one run at a time
+// may hold. The kernel runs a uprobe's program with migration disabled but
+// not preemption (bpf_prog_run_array_uprobe, and uprobe_prog_run for
+// uprobe_multi links, since 6.6/6.7), and with no per-CPU recursion check
+// (kprobes' bpf_prog_active): under a preemptible kernel (preempt=full or
+// lazy), a run can be preempted mid-record and another thread, on the same
+// CPU, hit a probe. Its run would overwrite the first one's half-built
+// record, which would then mix two hits' values. So a run takes the CPU's
+// scratch with an atomic exchange, and a hit that finds it taken is dropped
+// and counted (nested), never copied; the agent reports why (Hit.Throttle).
 SEC("uprobe")
 int capture(struct pt_regs *ctx)
 {
@@ -460,35 +543,15 @@ int capture(struct pt_regs *ctx)
 	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return 0;
-	struct header *h = (struct header *)s->buf;
-	s->words = 0;
-	s->failed = 0;
-	__builtin_memcpy(h->regs, ctx, sizeof(h->regs));
-	if (p->cond.op != COND_NONE && !holds(s, h, &p->cond))
+	if (__sync_lock_test_and_set(&s->busy, 1) != 0) {
+		nested(ctx, p, b);
 		return 0;
-	u64 now = bpf_ktime_get_ns();
-	u64 dropped = 0;
-	if (!take(b, bk, now, &dropped))
-		return 0;
-	h->cookie = cookie;
-	h->time = now;
-	h->dropped = dropped;
-	h->full = take_count(&b->full);
-	h->tid = (u32)bpf_get_current_pid_tgid();
-
-	struct loopctx c = {.s = s, .p = p, .nops = p->nops, .frames = p->frames, .bp = h->regs[REG_BP]};
-	bpf_loop(MAX_OPS, run_op, &c, 0);
-	bpf_loop(MAX_FRAMES, run_frame, &c, 0);
-	u32 off = c.off;
-
-	h->size = off;
-	u64 size = sizeof(struct header) + (u64)off;
-	if (size > BUF_SIZE)
-		size = BUF_SIZE;
-	if (bpf_ringbuf_output(&events, s->buf, size, 0) != 0) {
-		__sync_fetch_and_add(&b->dropped, dropped + 1);
-		__sync_fetch_and_add(&b->full, h->full + 1);
 	}
+	record(ctx, cookie, p, b, bk, s);
+	// The run's stores to s come before the release (and a run that
+	// preempted this one on its CPU would have found s busy).
+	__asm__ __volatile__("" ::: "memory");
+	*(volatile u64 *)&s->busy = 0;
 	return 0;
 }
 
