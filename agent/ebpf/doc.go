@@ -11,6 +11,18 @@
 // bucket in the program drops hits over the tracepoint's rate before they
 // cost a copy.
 //
+// The program builds each record in a per-CPU buffer before it goes to the
+// ring buffer. The kernel runs a uprobe's program with migration disabled
+// but not preemption, and with no per-CPU recursion check as kprobes have:
+// under a preemptible kernel (preempt=full or lazy) a run can be preempted
+// mid-record and another thread, on the same CPU, hit a probe, and its run
+// would overwrite the first one's half-built record, which would then mix
+// two hits' values. So a run takes its CPU's buffer with an atomic
+// exchange, and a hit that finds it taken copies nothing: it is counted as
+// dropped, after its condition, and the status says why (Hit.Throttle). It
+// costs a locked exchange per hit; under preempt=none or voluntary it
+// never drops anything.
+//
 // A dropped hit still costs its thread a trap, some 5-10 µs, which on a hot
 // line was most of what tracing cost (0.29x the requests/s of an HTTP
 // service at the default 50 hits/s, make bench-limits). So the first hit

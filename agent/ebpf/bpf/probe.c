@@ -3,7 +3,9 @@
 // which memory to copy (the frame, the goroutine, and the bytes that the
 // variables' pointers lead to), and the copy goes to user space through a
 // ring buffer as a list of (address, bytes) regions. The agent decodes them
-// with the DWARF types; it never reads the process itself for a hit.
+// with the DWARF types; it never reads the process itself for a hit. A
+// record is built in its CPU's scratch, which one run holds at a time: a
+// run can be preempted (see capture).
 //
 // Build (the object is committed, so that building the agent needs no
 // clang): go generate ./agent/ebpf
@@ -518,15 +520,19 @@ static __always_inline void record(struct pt_regs *ctx, u64 cookie, struct plan 
 }
 
 // capture builds each record in its CPU's scratch, which one run at a time
-// may hold. The kernel runs a uprobe's program with migration disabled but
-// not preemption (bpf_prog_run_array_uprobe, and uprobe_prog_run for
-// uprobe_multi links, since 6.6/6.7), and with no per-CPU recursion check
-// (kprobes' bpf_prog_active): under a preemptible kernel (preempt=full or
-// lazy), a run can be preempted mid-record and another thread, on the same
-// CPU, hit a probe. Its run would overwrite the first one's half-built
-// record, which would then mix two hits' values. So a run takes the CPU's
-// scratch with an atomic exchange, and a hit that finds it taken is dropped
-// and counted (nested), never copied; the agent reports why (Hit.Throttle).
+// may hold. The kernel runs a uprobe's program under rcu_read_lock and
+// migrate_disable, not preempt_disable (bpf_prog_run_array_uprobe, and
+// uprobe_prog_run for uprobe_multi links), and with no per-CPU recursion
+// check (kprobes' bpf_prog_active): under a preemptible kernel
+// (preempt=full or lazy) a run can be preempted mid-record and another
+// thread, on the same CPU, hit a probe. Its run would overwrite the first
+// one's half-built record, which would then mix two hits' values. So a run
+// takes the CPU's scratch with an atomic exchange (BPF_XCHG), and a hit
+// that finds it taken is dropped and counted (nested), never copied; the
+// agent reports why (Hit.Throttle). Only runs on this CPU see this busy,
+// migration being disabled, so the release is a plain store after the
+// record is sent. Under preempt=none or voluntary nothing preempts a run
+// (it calls no helper that sleeps), and no hit is dropped here.
 SEC("uprobe")
 int capture(struct pt_regs *ctx)
 {
