@@ -1,2 +1,3 @@
-// This file lets trapguard_linux.go declare execPtraceFunc without a body:
+// This file lets trapguard_linux.go and attachall_linux.go declare Delve's
+// execPtraceFunc and addThread without a body:
 // the Go toolchain allows that only in packages with assembly files.

@@ -102,11 +102,18 @@ func attach(ctx context.Context, pid int, budget float64, j *journal) (*target, 
 // that moment failed with EPERM, and the worker reported the process as
 // traced by another debugger: itself. So every failed try waits for the
 // process to be let go.
+//
+// Nor does Delve's attach trace every thread: one it had not reached yet
+// may start a thread it never lists. traceAllThreads attaches to those
+// (see there).
 func nativeAttach(pid int) (*proc.TargetGroup, error) {
 	for try := 1; ; try++ {
 		grp, err := native.Attach(pid, nil, nil)
 		if err == nil {
-			return grp, nil
+			if err = traceAllThreads(grp, pid); err == nil {
+				return grp, nil
+			}
+			grp.Detach(false)
 		}
 		if rerr := awaitRelease(pid); rerr != nil {
 			return nil, fmt.Errorf("%w; and after it: %v", err, rerr)
@@ -171,10 +178,15 @@ func heldByUs(pid int) int {
 const attachTries = 30
 
 // threadEnded reports whether err is Delve's for a thread that ended while
-// it attached.
+// it attached. The kernel refuses to attach to a thread that is exiting
+// (EPERM), which Delve lets pass, taking it for a thread it traces already;
+// its wait for that thread's stop then fails with ECHILD ("no child
+// processes"): that thread was ending too.
 func threadEnded(err error) bool {
 	msg := err.Error()
-	return errors.Is(err, syscall.ESRCH) || strings.Contains(msg, "no such process") || strings.Contains(msg, "thread already exited")
+	return errors.Is(err, syscall.ESRCH) || errors.Is(err, syscall.ECHILD) ||
+		strings.Contains(msg, "no such process") || strings.Contains(msg, "no child processes") ||
+		strings.Contains(msg, "thread already exited")
 }
 
 func attachError(pid int, err error) error {
