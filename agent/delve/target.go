@@ -98,7 +98,8 @@ func attach(ctx context.Context, pid int, budget float64, j *journal) (*target, 
 // (sorted as text: "12996" before "32240") reaches it, and detaches only
 // those it counted. A thread listed before the main one that ends leaves
 // the main thread in a tracing stop, held by Delve's ptrace thread until
-// that thread exits, a moment after the attach returned. A try made in
+// that thread exits, a moment after the attach returned (a worker keeps
+// its main thread from being that thread: see its init). A try made in
 // that moment failed with EPERM, and the worker reported the process as
 // traced by another debugger: itself. So every failed try waits for the
 // process to be let go.
@@ -133,20 +134,20 @@ const releaseWait = 10 * time.Second
 func awaitRelease(pid int) error {
 	deadline := time.Now().Add(releaseWait)
 	for {
-		held := heldByUs(pid)
+		held, by := heldByUs(pid)
 		if held == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("thread %d of pid %d stays traced by this process after a failed attach", held, pid)
+			return fmt.Errorf("thread %d of pid %d stays traced by thread %d of this process (pid %d) after a failed attach", held, pid, by, os.Getpid())
 		}
 		time.Sleep(time.Millisecond)
 	}
 }
 
 // heldByUs returns a thread of pid that a thread of this process traces,
-// or 0 if there is none.
-func heldByUs(pid int) int {
+// and that thread, or 0 if there is none.
+func heldByUs(pid int) (held, by int) {
 	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	for _, task := range tasks {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
@@ -162,11 +163,12 @@ func heldByUs(pid int) int {
 		// TracerPid names the tracing thread, which is ours if it is
 		// among our tasks; it is until it has let go of its tracees.
 		if _, err := os.Stat("/proc/self/task/" + tracer); err == nil {
-			tid, _ := strconv.Atoi(task.Name())
-			return tid
+			held, _ = strconv.Atoi(task.Name())
+			by, _ = strconv.Atoi(tracer)
+			return held, by
 		}
 	}
-	return 0
+	return 0, 0
 }
 
 // attachTries bounds the attaches to a process whose threads keep ending
@@ -192,7 +194,8 @@ func threadEnded(err error) bool {
 func attachError(pid int, err error) error {
 	msg := err.Error()
 	switch {
-	case errors.Is(err, syscall.ESRCH) || strings.Contains(msg, "no such process"):
+	case (errors.Is(err, syscall.ESRCH) || strings.Contains(msg, "no such process")) && procGone(pid):
+		// ESRCH may be for a thread that ended, the process running on.
 		return fleet.Errorf(fleet.CodeNoProcess, "attaching to pid %d: the process is gone", pid)
 	case errors.Is(err, syscall.EPERM) || strings.Contains(msg, "operation not permitted"):
 		if tracer := tracerOf(pid); tracer != "" {

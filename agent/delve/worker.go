@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -16,6 +17,23 @@ import (
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/fleet"
 )
+
+// A worker keeps its main goroutine on the process's main thread. Delve
+// traces from a goroutine locked to its thread, which ends when Delve lets
+// go of the process, its thread with it: the kernel then lets go of the
+// threads it still traced (Delve's failed attach leaves the main thread of
+// the target so, see nativeAttach). But the Go runtime never ends the main
+// thread: a goroutine that ends locked to it leaves it parked, tracing on,
+// and the target's main thread stayed stopped until the worker exited
+// (seen in 1 of some 200 failed attach tries, under thread churn: the
+// failed attach waited out releaseWait, then reported the process gone).
+// Locked here, during init, the main goroutine keeps the main thread to
+// itself.
+func init() {
+	if os.Getenv(workerEnv) != "" {
+		runtime.LockOSThread()
+	}
+}
 
 // MaybeRunWorker runs this process as a Delve worker if RIPTRACE_DELVE_WORKER
 // is set, and then exits; otherwise it returns at once. Call it first thing
