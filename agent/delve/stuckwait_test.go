@@ -21,11 +21,10 @@ import (
 // right. Before the fix, 5 of 8 such runs went silent within 10 s, the
 // target stopped for good (load average 12).
 //
-// It runs only under make stress-int3 (StressInt3Env set): about 4 runs
-// in 100 still fail through int3 mode's open problems (a thread found
-// untraced after the attach lets the target die of SIGTRAP; an attach
-// fails with ECHILD under the churn; README, "What a tracepoint may ask"),
-// and make test must not.
+// It runs only under make stress-int3 (StressInt3Env set): a few runs in
+// 100 still fail through int3 mode's open problems (5 of 210 ended with
+// Clear never answered, the target not stopped; README, "What a tracepoint may
+// ask"), and make test must not.
 // stressInt3Env names the environment variable that lets the int3 stress
 // test run.
 const stressInt3Env = "RIPTRACE_STRESS_INT3"
