@@ -8,24 +8,48 @@ import (
 	"unsafe"
 
 	"github.com/go-delve/delve/pkg/proc"
+	_ "github.com/go-delve/delve/pkg/proc/native" // the go:linkname targets below
+	"golang.org/x/sys/unix"
 )
 
-// Delve's attach lists /proc/PID/task once, then attaches to each thread it
-// listed, and only once a thread is attached and stopped has the kernel
-// trace the threads it starts (PTRACE_O_TRACECLONE). A thread not reached
-// yet that starts a thread meanwhile, or one inside clone() when its
-// attach's SIGSTOP comes, leaves the new thread untraced and unlisted. Such
-// a thread runs on after the attach, and the first int3 it runs into kills
-// the process: nobody cancels its SIGTRAP, and the Go runtime dies of it
-// ("SIGTRAP: trace trap"). Against a target starting and ending threads
-// fast (GOMAXPROCS=16, a thread every 100 µs), 4 of 100 attaches left one.
+// Delve's attach (native.Attach) lists /proc/PID/task once, then attaches
+// to each thread it listed, and only once a thread is attached and stopped
+// has the kernel trace the threads it starts (PTRACE_O_TRACECLONE). Two
+// things go wrong against a program that starts and ends threads (a
+// goroutine locked to its thread that returns ends the thread):
 //
-// So after Delve's attach, traceAllThreads lists the threads again until a
-// pass finds none Delve does not know, attaching each new one the way Delve
-// attaches those it listed. Every thread Delve knows is then stopped, the
-// kernel tracing the threads it starts: only an untraced thread can start
-// one, and each pass stops those it finds, so the passes end. (Uprobe mode
-// does the same with PTRACE_SEIZE: see holdTarget.seize.)
+//   - A thread not reached yet that starts a thread meanwhile, or one inside
+//     clone() when its attach's SIGSTOP comes, leaves the new thread untraced
+//     and unlisted. It runs on after the attach, and the first int3 it runs
+//     into kills the process: nobody cancels its SIGTRAP, and the Go runtime
+//     dies of it ("SIGTRAP: trace trap"). Against a target at GOMAXPROCS=16
+//     starting a thread every 100 µs, 8 of 300 attaches left one.
+//   - A listed thread that ends before Delve reaches it fails the whole
+//     attach ("could not attach to new thread N no such process"); against
+//     that target on a loaded machine, nine tries in ten did, and in a CI
+//     run 30 tries in a row.
+//
+// So attach does what native.Attach does, through Delve's own unexported
+// steps, but attaches to the threads itself first: it lists them again
+// until a pass finds none it does not know, attaching each new one the way
+// Delve attaches those it lists and skipping those that ended. Every thread
+// attached is then stopped, the kernel tracing the threads it starts: only
+// an untraced thread can start one, and each pass stops those it finds, so
+// the passes end, and none can end or start after. Delve's own listing then
+// finds every thread known. (Uprobe mode does the same with PTRACE_SEIZE:
+// see holdTarget.seize.)
+
+//go:linkname newNativeProcess github.com/go-delve/delve/pkg/proc/native.newProcess
+func newNativeProcess(pid int) unsafe.Pointer
+
+//go:linkname nativeWait github.com/go-delve/delve/pkg/proc/native.(*nativeProcess).wait
+func nativeWait(dbp unsafe.Pointer, pid, options int) (int, unsafe.Pointer, error)
+
+//go:linkname nativeInitialize github.com/go-delve/delve/pkg/proc/native.(*nativeProcess).initialize
+func nativeInitialize(dbp unsafe.Pointer, path string, debugInfoDirs []string) (*proc.TargetGroup, error)
+
+//go:linkname detachWithoutGroup github.com/go-delve/delve/pkg/proc/native.detachWithoutGroup
+func detachWithoutGroup(dbp unsafe.Pointer, kill bool) error
 
 // addThread attaches to thread tid of the process (attach false: it is
 // traced already) and counts it among its threads. Delve does not export
@@ -40,21 +64,37 @@ func addThread(dbp unsafe.Pointer, tid int, attach bool) (unsafe.Pointer, error)
 // machine).
 const threadsWait = 10 * time.Second
 
-// traceAllThreads attaches to the threads of grp's stopped process that
-// Delve's attach missed. A thread that ended meanwhile is skipped.
-func traceAllThreads(grp *proc.TargetGroup, pid int) error {
-	threads := grp.Selected.ThreadList()
-	if len(threads) == 0 {
-		return nil
+// delveAttach is native.Attach(pid, nil, nil) with every thread attached
+// before Delve lists them (see above). The target is a Go program: Delve's
+// breakpoint for a non-Go program's shared libraries is not set.
+func delveAttach(pid int) (*proc.TargetGroup, error) {
+	dbp := newNativeProcess(pid)
+	var err error
+	execPtraceFunc(dbp, func() { err = unix.PtraceAttach(pid) })
+	if err != nil {
+		return nil, err
 	}
-	dbp := nativeProcessOf(threads[0])
-	if dbp == nil {
-		return nil // a Delve this code does not know: its attach as it is
+	if _, _, err = nativeWait(dbp, pid, 0); err != nil {
+		return nil, err
 	}
-	known := make(map[int]bool, len(threads))
-	for _, th := range threads {
-		known[th.ThreadID()] = true
+	if err = traceAllThreads(dbp, pid); err == nil {
+		var grp *proc.TargetGroup
+		if grp, err = nativeInitialize(dbp, fmt.Sprintf("/proc/%d/exe", pid), nil); err == nil {
+			return grp, nil
+		}
 	}
+	detachWithoutGroup(dbp, false)
+	return nil, err
+}
+
+// traceAllThreads attaches to every thread of the process dbp has attached
+// to the main thread of, until none is left out. A thread that ended
+// meanwhile is skipped.
+func traceAllThreads(dbp unsafe.Pointer, pid int) error {
+	if _, err := addThread(dbp, pid, false); err != nil {
+		return err
+	}
+	known := map[int]bool{pid: true}
 	deadline := time.Now().Add(threadsWait)
 	for {
 		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))

@@ -1,3 +1,4 @@
 // This file lets trapguard_linux.go and attachall_linux.go declare Delve's
-// execPtraceFunc and addThread without a body:
-// the Go toolchain allows that only in packages with assembly files.
+// unexported functions (execPtraceFunc, addThread, the steps of its
+// attach) without a body: the Go toolchain allows that only in packages
+// with assembly files.

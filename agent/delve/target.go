@@ -20,7 +20,6 @@ import (
 
 	"github.com/go-delve/delve/pkg/logflags"
 	"github.com/go-delve/delve/pkg/proc"
-	"github.com/go-delve/delve/pkg/proc/native"
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/fleet"
@@ -82,45 +81,29 @@ func attach(ctx context.Context, pid int, budget float64, j *journal) (*target, 
 	return t, nil
 }
 
-// nativeAttach attaches Delve to pid. Delve lists the process's threads,
-// then attaches to each: one that ends between the two fails the whole
-// attach ("could not attach to new thread N no such process", "thread
-// already exited"), which said the process was gone while it ran on. A
-// program that starts and ends threads (a goroutine locked to its thread
-// that returns ends the thread) meets it now and then, more often on a
-// loaded machine, where the two steps are further apart (a stressed run
-// of TestDisarmInt3 did). Delve lets go of what it attached when it fails,
-// so the attach is tried again while the process lives: the thread that
-// ended is not listed the next time.
+// nativeAttach attaches Delve to pid (delveAttach: every thread, those
+// that end under it skipped), trying again while the process lives should
+// a thread still fail it by ending at the wrong moment.
 //
-// Delve does not let go of everything at once, though. It attaches to the
-// main thread first but counts it among its threads only when its list
-// (sorted as text: "12996" before "32240") reaches it, and detaches only
-// those it counted. A thread listed before the main one that ends leaves
-// the main thread in a tracing stop, held by Delve's ptrace thread until
-// that thread exits, a moment after the attach returned (a worker keeps
-// its main thread from being that thread: see its init). A try made in
-// that moment failed with EPERM, and the worker reported the process as
-// traced by another debugger: itself. So every failed try waits for the
-// process to be let go.
-//
-// Nor does Delve's attach trace every thread: one it had not reached yet
-// may start a thread it never lists. traceAllThreads attaches to those
-// (see there).
+// Each failed try waits for the process to be let go: Delve detaches only
+// the threads it counted, and a thread held a moment longer (until the
+// thread that traced it exits) made a try in that moment fail with EPERM,
+// reported as the process being traced by another debugger: the worker
+// itself (a worker keeps its main thread from tracing: see its init).
 func nativeAttach(pid int) (*proc.TargetGroup, error) {
 	for try := 1; ; try++ {
-		grp, err := native.Attach(pid, nil, nil)
+		grp, err := delveAttach(pid)
 		if err == nil {
-			if err = traceAllThreads(grp, pid); err == nil {
-				return grp, nil
-			}
-			grp.Detach(false)
+			return grp, nil
 		}
 		if rerr := awaitRelease(pid); rerr != nil {
 			return nil, fmt.Errorf("%w; and after it: %v", err, rerr)
 		}
-		if try == attachTries || !threadEnded(err) || procGone(pid) {
+		if !threadEnded(err) || procGone(pid) {
 			return nil, err
+		}
+		if try == attachTries {
+			return nil, fmt.Errorf("its threads kept ending while Delve attached to them, in %d tries (the last: %v): try again, or trace it in uprobe mode, which does not meet this", attachTries, err)
 		}
 	}
 }
@@ -172,11 +155,11 @@ func heldByUs(pid int) (held, by int) {
 }
 
 // attachTries bounds the attaches to a process whose threads keep ending
-// under them. A try fails if one ends between the listing and the attach
-// to it: with a thread started and ended every millisecond, on a loaded
-// machine, a quarter of the tries failed, and 10 tries ran out in 1 of
-// 400 attaches. A failed try costs no more than attaching to the threads
-// listed before the one that ended: Delve reads the binary after.
+// under them. Before delveAttach skipped the threads that ended, a try
+// failed if one ended between Delve's listing and its attach to it: with a
+// thread started and ended every millisecond, on a loaded machine, a
+// quarter of the tries failed, and 10 tries ran out in 1 of 400 attaches;
+// at a thread every 100 µs, 30 tries once ran out in a CI run.
 const attachTries = 30
 
 // threadEnded reports whether err is Delve's for a thread that ended while
