@@ -238,7 +238,7 @@ func TestDisarmVouch(t *testing.T) {
 		t.Fatal("ready with no hit since the probes went in")
 	}
 	// The line ran on: its first hit 1 ms after (20 hits' time is 4 ms,
-	// the floor 5 ms).
+	// the floor 50 ms).
 	d.Hit(back.Add(time.Millisecond))
 	if !d.Vouch(&u) || u.Unknown || !d.Waiting() {
 		t.Fatalf("%+v (waiting %v) for a line that ran on, want the estimate kept", u, d.Waiting())
@@ -257,6 +257,18 @@ func TestDisarmVouch(t *testing.T) {
 	u = Uncounted{N: 7}
 	if !d.Vouch(&u) || u.N != 7 {
 		t.Fatalf("%+v, want it left alone", u)
+	}
+
+	// No hit in all of an arming: the estimate it was to bear out is
+	// withdrawn when the probes go back in.
+	var f Disarm
+	f.Armed(t0)
+	back, _ = arm(&f, t0)
+	back, _ = arm(&f, back.Add(time.Millisecond)) // the first arming's, borne out at the spend
+	f.Spend(back.Add(time.Second))
+	f.Out(back.Add(time.Second))
+	if _, ok := f.Rearm(back.Add(2*time.Second), 0, 0); ok {
+		t.Fatal("an estimate no hit bore out in all of an arming went out")
 	}
 
 	// Late after the first arming: its waiting estimate goes too.

@@ -1318,7 +1318,11 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 	limited := !tp.inKernel && tp.spec.Limits.MaxHitsPerSecond > 0
 	t.armMu.Lock()
 	out := tp.disarm.IsOut()
-	if limited && !out {
+	if tp.spec.Limits.MaxHitsPerSecond > 0 && !out {
+		// Limited in the kernel too: the first hit decoded is the
+		// first its bucket met (takeOut tells it again, for a window
+		// whose hits were not decoded yet), and bears out the last
+		// estimate (Vouch).
 		tp.disarm.Hit(time.Unix(0, h.Time))
 	}
 	backedOff := tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)
