@@ -345,15 +345,22 @@ async function openRevision(module, rev) {
 
 async function openFile(path) {
   state.path = path;
+  const { module, rev } = state;
+  // A file opened after this one, while this one was being fetched, is the
+  // one shown: this one's text must not replace it under its name (the
+  // tree opens main.go by itself, and a click on another file can overtake
+  // that fetch).
+  const current = () => state.path === path && state.module === module && state.rev === rev;
   for (const e of document.querySelectorAll('.file')) e.classList.toggle('sel', e.dataset.path === path);
-  $('filebar').textContent = `${state.module} @ ${short(state.rev)} · ${path}`;
+  $('filebar').textContent = `${module} @ ${short(rev)} · ${path}`;
   let text;
   try {
-    text = await api('GET', `/api/file?module=${encodeURIComponent(state.module)}&rev=${state.rev}&path=${encodeURIComponent(path)}`);
+    text = await api('GET', `/api/file?module=${encodeURIComponent(module)}&rev=${rev}&path=${encodeURIComponent(path)}`);
   } catch (e) {
-    $('filebar').textContent = e.message;
+    if (current()) $('filebar').textContent = e.message;
     return;
   }
+  if (!current()) return;
   view.setState(newEditorState(text));
   view.scrollDOM.scrollTop = 0; // a new file opens at its top
   refreshMarkers();
