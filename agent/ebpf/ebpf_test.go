@@ -243,6 +243,16 @@ func names(vs []fleet.Variable) []string {
 	return out
 }
 
+// burst has p run its burst number k (counting from 1) and waits for its
+// end, reading no hit.
+func burst(t *testing.T, p *agenttest.Proc, k int) {
+	t.Helper()
+	if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitOutput(t, fmt.Sprintf("BURST k=%d ", k), time.Minute)
+}
+
 // burstHits starts burst k (n = 1000000*k + i) and returns its hits: at
 // least want of them, and those that came until the target printed the
 // burst's end and no hit came for a moment. Hits are in the ring buffer
@@ -501,16 +511,8 @@ func TestRingFull(t *testing.T) {
 	tp := workSpec(t, "full")
 	tp.Capture.StackDepth = 16
 	set(t, tgt, tp)
-	if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
 	// Nobody reads: the agent's channel fills, then the ring buffer.
-	testsupport.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
-		if !strings.Contains(p.Output(), "BURST k=1 ") {
-			return fmt.Errorf("the burst has not ended")
-		}
-		return nil
-	})
+	burst(t, p, 1)
 	var hits, dropped uint64
 	throttle := ""
 	read := func(h agent.Hit) {
@@ -751,10 +753,7 @@ func TestReplace(t *testing.T) {
 	// Burst 2 fills the hit channel and leaves the rest in the ring
 	// buffer. Meanwhile the old spec is replaced twice: the second
 	// replacement takes the plan slot the old one gave back.
-	if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	p.WaitOutput(t, "BURST k=2 ", time.Minute)
+	burst(t, p, 2)
 	inl := markerSpec(t, "r", "inl")
 	inl.LogMessage = "inl {x}"
 	set(t, tgt, inl)
@@ -762,10 +761,7 @@ func TestReplace(t *testing.T) {
 	next.Capture.StackDepth = 1
 	next.LogMessage = "next {n}"
 	set(t, tgt, next)
-	if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	p.WaitOutput(t, "BURST k=3 ", time.Minute)
+	burst(t, p, 3)
 
 	// A call after the burst hits after every record of it: the hits
 	// before the call's are the burst's, and the call's carries the count

@@ -34,15 +34,7 @@ func TestNestedDropped(t *testing.T) {
 			tp := workSpec(t, "nested")
 			tp.Condition = "n == -1" // evaluated in the program (see TestCompileCond)
 			set(t, tgt, tp)
-			if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
-				t.Fatal(err)
-			}
-			testsupport.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
-				if !strings.Contains(p.Output(), "BURST k=1 ") {
-					return fmt.Errorf("the burst has not ended")
-				}
-				return nil
-			})
+			burst(t, p, 1)
 			if err := syscall.Kill(p.Pid, syscall.SIGUSR2); err != nil {
 				t.Fatal(err)
 			}
@@ -89,15 +81,7 @@ func TestNestedDroppedRegister(t *testing.T) {
 	tp := floatSpec(t, "nested", "fee")
 	tp.Condition = "n >= 1011"
 	set(t, tgt, tp)
-	if err := syscall.Kill(p.Pid, syscall.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	testsupport.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
-		if !strings.Contains(p.Output(), "BURST k=1 ") {
-			return fmt.Errorf("the burst has not ended")
-		}
-		return nil
-	})
+	burst(t, p, 1)
 	if err := release(); err != nil {
 		t.Fatal(err)
 	}
