@@ -9,13 +9,14 @@ import (
 	"go/parser"
 	"go/scanner"
 	"go/token"
+	"io"
 	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
 
 	"github.com/riptrace/riptrace/fleet"
 )
@@ -170,50 +171,130 @@ func (r *Repo) MatchFingerprint(rel string, fp *fleet.Fingerprint) (FingerprintM
 // matchFingerprint is MatchFingerprint without the cache. Lock should be
 // held.
 func (r *Repo) matchFingerprint(rel string, fp *fleet.Fingerprint) (FingerprintMatch, error) {
-	iter, err := r.repo.Log(&git.LogOptions{All: true, Order: git.LogOrderCommitterTime})
+	h, err := r.history(rel)
 	if err != nil {
-		return FingerprintMatch{}, fmt.Errorf("reading the history of %s: %w", rel, err)
+		return FingerprintMatch{}, err
 	}
-	defer iter.Close()
 	verdict := make(map[plumbing.Hash]bool) // by blob
 	var match FingerprintMatch
-	commits := 0
-	for commits < maxFingerprintCommits {
-		c, err := iter.Next()
-		if err != nil {
-			break
-		}
-		commits++
-		f, err := c.File(rel)
-		if err != nil {
-			continue // not in this commit
-		}
-		ok, seen := verdict[f.Hash]
+	for _, v := range h.versions {
+		ok, seen := verdict[v.blob]
 		if !seen {
-			ok = versionMatches(f, fp)
-			verdict[f.Hash] = ok
+			ok = r.versionMatches(v.blob, fp)
+			verdict[v.blob] = ok
 			if ok {
 				match.Versions++
 			}
 		}
 		if ok && match.Revision == "" {
-			match.Revision = c.Hash.String()
+			match.Revision = v.commit.String()
 		}
 	}
 	if match.Revision == "" {
-		return match, &NoMatchError{Path: rel, Commits: commits, Versions: len(verdict)}
+		return match, &NoMatchError{Path: rel, Commits: h.commits, Versions: len(verdict)}
 	}
 	return match, nil
 }
 
-// versionMatches reports whether the version f of a file is consistent
-// with fp.
-func versionMatches(f *object.File, fp *fleet.Fingerprint) bool {
-	text, err := f.Contents()
+// fileHistory is a file's committed versions: the commits of every branch
+// that hold it, newest first, with its blob in each.
+type fileHistory struct {
+	commits  int // commits searched
+	versions []fileVersion
+}
+
+type fileVersion struct{ commit, blob plumbing.Hash }
+
+type historyKey struct{ head, rel string }
+
+// WarmHistory reads the committed versions of the checkout's file rel, so
+// that a MatchFingerprint of it that follows finds them read: a caller
+// that must first ask the fleet for a fingerprint reads meanwhile.
+func (r *Repo) WarmHistory(rel string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, _ = r.history(rel) // an error is MatchFingerprint's to report
+}
+
+// history returns rel's fileHistory, read once while HEAD stays. Lock
+// should be held.
+func (r *Repo) history(rel string) (*fileHistory, error) {
+	head, _ := r.head()
+	key := historyKey{head.String(), rel}
+	if h, ok := r.histories[key]; ok {
+		return h, nil
+	}
+	iter, err := r.repo.Log(&git.LogOptions{All: true, Order: git.LogOrderCommitterTime})
+	if err != nil {
+		return nil, fmt.Errorf("reading the history of %s: %w", rel, err)
+	}
+	defer iter.Close()
+	// Most commits change a few directories: the blob found under a
+	// subtree is remembered by the subtree's hash, so that only trees a
+	// commit changed on the way to rel are read.
+	parts := strings.Split(rel, "/")
+	found := make([]map[plumbing.Hash]plumbing.Hash, len(parts)) // by depth: tree -> blob, ZeroHash when absent
+	for i := range found {
+		found[i] = make(map[plumbing.Hash]plumbing.Hash)
+	}
+	h := &fileHistory{}
+	for h.commits < maxFingerprintCommits {
+		c, err := iter.Next()
+		if err != nil {
+			break
+		}
+		h.commits++
+		if blob := r.blobAt(c.TreeHash, parts, found); !blob.IsZero() {
+			h.versions = append(h.versions, fileVersion{c.Hash, blob})
+		}
+	}
+	r.histories[key] = h
+	return h, nil
+}
+
+// blobAt returns the hash of the blob at path parts under tree, or
+// ZeroHash, remembering in found[depth] what each tree held.
+func (r *Repo) blobAt(tree plumbing.Hash, parts []string, found []map[plumbing.Hash]plumbing.Hash) plumbing.Hash {
+	depth := len(found) - len(parts)
+	if blob, ok := found[depth][tree]; ok {
+		return blob
+	}
+	var blob plumbing.Hash
+	if t, err := r.repo.TreeObject(tree); err == nil {
+		for _, e := range t.Entries {
+			if e.Name != parts[0] {
+				continue
+			}
+			switch {
+			case len(parts) == 1 && e.Mode.IsFile():
+				blob = e.Hash
+			case len(parts) > 1 && e.Mode == filemode.Dir:
+				blob = r.blobAt(e.Hash, parts[1:], found)
+			}
+			break
+		}
+	}
+	found[depth][tree] = blob
+	return blob
+}
+
+// versionMatches reports whether the blob holding a version of a file is
+// consistent with fp. Lock should be held.
+func (r *Repo) versionMatches(blob plumbing.Hash, fp *fleet.Fingerprint) bool {
+	b, err := r.repo.BlobObject(blob)
 	if err != nil {
 		return false
 	}
-	v := readVersion([]byte(text))
+	rd, err := b.Reader()
+	if err != nil {
+		return false
+	}
+	defer rd.Close()
+	text, err := io.ReadAll(rd)
+	if err != nil {
+		return false
+	}
+	v := readVersion(text)
 	if v == nil {
 		return false
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // Repo is the git repository of a local checkout. It maps lines of the
@@ -37,6 +38,8 @@ type Repo struct {
 	pairs   map[pairKey]*pairing      // by (commit, local path)
 	renames map[renameKey]renameEntry // by (commit, commit, path)
 	matches map[matchKey]matchEntry   // fingerprints matched, by (HEAD, path, fingerprint)
+
+	histories map[historyKey]*fileHistory // files' committed versions, by (HEAD, path)
 }
 
 type matchKey struct{ head, rel, fp string }
@@ -94,6 +97,11 @@ func OpenRepo(dir string) (*Repo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the git repository around %s: %w", abs, err)
 	}
+	if st, ok := repo.Storer.(*filesystem.Storage); ok {
+		if repo, err = git.Open(readFast(st), wt.Filesystem); err != nil {
+			return nil, fmt.Errorf("opening the git repository around %s: %w", abs, err)
+		}
+	}
 	root, err := filepath.EvalSymlinks(wt.Filesystem.Root())
 	if err != nil {
 		return nil, err
@@ -107,6 +115,7 @@ func OpenRepo(dir string) (*Repo, error) {
 		pairs:        make(map[pairKey]*pairing),
 		renames:      make(map[renameKey]renameEntry),
 		matches:      make(map[matchKey]matchEntry),
+		histories:    make(map[historyKey]*fileHistory),
 	}, nil
 }
 
