@@ -119,7 +119,7 @@ func (d *discoverer) startTime(pid int) (knownStart, bool) {
 	if k, ok := d.starts[pid]; ok && k.ino == st.Ino && k.ctime == st.Ctim {
 		return k, true
 	}
-	start, ok := startTime(pid)
+	start, ok := StartTime(pid)
 	return knownStart{ino: st.Ino, ctime: st.Ctim, start: start}, ok
 }
 
@@ -164,10 +164,11 @@ func (d *discoverer) plumbing(p *fleet.Process) string {
 	return ""
 }
 
-// startTime reads a process's start time from /proc/PID/stat. A scan reads
-// it of every process each second: it reads into a buffer on the stack,
-// with no more system calls than it takes.
-func startTime(pid int) (uint64, bool) {
+// StartTime reads a process's start time from /proc/PID/stat: with the
+// pid, it names one process (a pid is used again once its process ends).
+// A scan reads it of every process each second: it reads into a buffer on
+// the stack, with no more system calls than it takes.
+func StartTime(pid int) (uint64, bool) {
 	var path [32]byte
 	fd, err := syscall.Open(string(strconv.AppendInt(append(path[:0], "/proc/"...), int64(pid), 10))+"/stat", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {

@@ -160,9 +160,10 @@ func resolveBuilds(ctx context.Context, fl Fleet, r *Repo, hosts []fleet.HostEnt
 		return nonEmpty(out)
 	}
 	// One question per host, all at once: each answers with one
-	// fingerprint per build.
+	// fingerprint per build. The file's history is read meanwhile.
 	profiles := make([]*fleet.Profile, len(ask))
 	var wg sync.WaitGroup
+	wg.Go(func() { r.WarmHistory(rel) })
 	for i, host := range ask {
 		wg.Go(func() { profiles[i], _ = fl.Fingerprint(ctx, host, loc) })
 	}

@@ -106,6 +106,11 @@ func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: raising the memlock limit for BPF maps: %v", pid, err)
 	}
+	if key, err := keyOf(exe); err == nil {
+		if t := takePrepared(pid, key); t != nil {
+			return t, nil
+		}
+	}
 	t, err := newTarget(pid, exe)
 	if err != nil {
 		return nil, fleet.Errorf(fleet.CodeAttach, "attaching to pid %d with eBPF: %v", pid, err)
@@ -198,6 +203,11 @@ type target struct {
 	// armDelay, set by tests, holds each attach back, as a loaded kernel
 	// does for hundreds of milliseconds (see target.in).
 	armDelay time.Duration
+	// prepared says the target waits, opened ahead, for a first tracepoint
+	// (see Preload), and start is when its process started; both are
+	// guarded by executables' lock.
+	prepared bool
+	start    uint64
 }
 
 type tracepoint struct {
@@ -814,7 +824,7 @@ func (t *target) teardown() {
 	t.sendMu.Unlock()
 	t.coll.Close()
 	t.snap.Close()
-	t.x.release()
+	t.x.releaseTarget(t)
 }
 
 // send hands h to the agent, unless the target is closed meanwhile. It

@@ -228,9 +228,10 @@ func TestRearmStorm(t *testing.T) {
 }
 
 // TestPreload: the agent has the backend read a discovered process's debug
-// info in the background; a tracepoint set later finds it loaded, and so
-// does a process of the same executable started after the first was
-// detached (a replica, a restart).
+// info in the background and open the process ahead; a tracepoint set
+// later finds it opened, and so does a process of the same executable
+// started after the first was detached (a replica, a restart). A prepared
+// process that exits leaves nothing behind.
 func TestPreload(t *testing.T) {
 	needEBPF(t)
 	// A build no other test of the package attaches to.
@@ -244,13 +245,11 @@ func TestPreload(t *testing.T) {
 	ebpf.ForgetParked()
 	b := ebpf.New()
 	b.Preload(p.Pid)
-	agenttest.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
-		if !ebpf.Loaded(p.Pid) {
-			return fmt.Errorf("pid %d: the debug info is not loaded yet", p.Pid)
-		}
-		return nil
-	})
+	awaitPrepared(t, p.Pid)
 	tgt := attach(t, b, p.Pid)
+	if ebpf.Prepared(p.Pid) {
+		t.Fatal("the prepared target is still prepared once attached")
+	}
 	set(t, tgt, hotSpec(t, "preloaded", 50))
 	if hits := agenttest.HitsFor(t, tgt.Hits(), "preloaded", time.Second); len(hits) == 0 {
 		t.Fatal("no hit")
@@ -264,6 +263,25 @@ func TestPreload(t *testing.T) {
 		t.Fatal("the debug info was forgotten when its last process was detached")
 	}
 	p2.WaitOutput(t, "ALIVE", 30*time.Second)
+	// A process prepared and never traced that exits is forgotten, and
+	// holds its executable no more than a parked one.
+	p3 := agenttest.Start(t, bin)
+	p3.WaitOutput(t, "ALIVE", 30*time.Second)
+	b.Preload(p3.Pid)
+	awaitPrepared(t, p3.Pid)
+	pid3 := p3.Pid
+	p3.Stop() // its exit status is SIGTERM's
+	if p3.Alive() {
+		t.Fatalf("pid %d is still alive", pid3)
+	}
+	agenttest.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
+		if ebpf.PreparedAny(pid3) {
+			return fmt.Errorf("pid %d exited and is still prepared", pid3)
+		}
+		return nil
+	})
+	b.Preload(p2.Pid)
+	awaitPrepared(t, p2.Pid)
 	tgt2 := attach(t, b, p2.Pid)
 	set(t, tgt2, hotSpec(t, "parked", 50))
 	for _, h := range agenttest.HitsFor(t, tgt2.Hits(), "parked", time.Second) {
@@ -272,4 +290,15 @@ func TestPreload(t *testing.T) {
 		}
 	}
 	agenttest.CheckSelfcheck(t, p2)
+}
+
+// awaitPrepared waits until Preload has prepared a target of pid.
+func awaitPrepared(t *testing.T, pid int) {
+	t.Helper()
+	agenttest.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
+		if !ebpf.Prepared(pid) {
+			return fmt.Errorf("pid %d: no target prepared yet", pid)
+		}
+		return nil
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/go-delve/delve/pkg/proc/linutil"
 	"golang.org/x/sys/unix"
 
+	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/internal/snapshot"
 	"github.com/riptrace/riptrace/agent/internal/uprobes"
 )
@@ -64,7 +65,10 @@ type executable struct {
 	// loaded is closed once bi and di are set, or left nil by a failed
 	// load, by the first target.
 	loaded chan struct{}
-	refs   int // targets holding it; guarded by executables' lock
+	refs   int // targets holding it, the prepared ones aside; guarded by executables' lock
+	// prep holds the targets prepared ahead of a tracepoint, by pid (see
+	// Preload); guarded by executables' lock.
+	prep map[int]*target
 	// parked says that no target holds it but it is kept, loaded, until
 	// parkTimer forgets it (see release); guarded by executables' lock.
 	parked    bool
@@ -90,26 +94,35 @@ type exeKey struct {
 	mtim, ctim unix.Timespec
 }
 
+// keyOf names the executable file exe.
+func keyOf(exe string) (exeKey, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(exe, &st); err != nil {
+		return exeKey{}, fmt.Errorf("reading %s: %w", exe, err)
+	}
+	return exeKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtim: st.Mtim, ctim: st.Ctim}, nil
+}
+
 var executables = struct {
 	sync.Mutex
-	m      map[exeKey]*executable
-	parked []*executable // oldest first
-}{m: make(map[exeKey]*executable)}
+	m         map[exeKey]*executable
+	parked    []*executable // oldest first
+	preparing map[int]bool  // pids Preload opens a target of
+}{m: make(map[exeKey]*executable), preparing: make(map[int]bool)}
 
 // openShared opens pid's snapshot and Delve target over the executable's
 // shared debug info, loading it if pid is the first process of its
 // executable. A process whose executable cannot be shared (it was loaded at
 // another address, or the first load failed) gets one of its own.
 func openShared(pid int, exe string) (*executable, *snapshot.Process, *proc.Target, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(exe, &st); err != nil {
-		return nil, nil, nil, fmt.Errorf("reading %s: %w", exe, err)
+	key, err := keyOf(exe)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	key := exeKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtim: st.Mtim, ctim: st.Ctim}
 	executables.Lock()
 	x, first := executables.m[key], false
 	if x == nil {
-		x, first = &executable{key: key, loaded: make(chan struct{})}, true
+		x, first = &executable{key: key, loaded: make(chan struct{}), prep: make(map[int]*target)}, true
 		executables.m[key] = x
 	}
 	x.refs++
@@ -135,7 +148,7 @@ func openShared(pid int, exe string) (*executable, *snapshot.Process, *proc.Targ
 			snap.Close()
 		}
 		x.release()
-		x = &executable{key: key, refs: 1, loaded: make(chan struct{})} // not in the map: its own
+		x = &executable{key: key, refs: 1, loaded: make(chan struct{}), prep: make(map[int]*target)} // not in the map: its own
 	}
 	snap, tgt, err := snapshot.Open(pid)
 	if err == nil {
@@ -191,10 +204,28 @@ func (x *executable) start() error {
 }
 
 // release drops a target's hold; the last one forgets the executable and
-// ends its reader.
+// ends its reader, or parks it.
 func (x *executable) release() {
 	executables.Lock()
 	defer executables.Unlock()
+	x.releaseLocked()
+}
+
+// releaseTarget drops t's hold on x, unless t is prepared: a prepared
+// target holds none (see prepare).
+func (x *executable) releaseTarget(t *target) {
+	executables.Lock()
+	defer executables.Unlock()
+	if x.prep[t.pid] == t {
+		delete(x.prep, t.pid)
+	}
+	if !t.prepared {
+		x.releaseLocked()
+	}
+}
+
+// releaseLocked is release with executables' lock held.
+func (x *executable) releaseLocked() {
 	x.refs--
 	if x.refs > 0 {
 		return
@@ -231,12 +262,16 @@ func (x *executable) unparkLocked() {
 	executables.parked = slices.DeleteFunc(executables.parked, func(p *executable) bool { return p == x })
 }
 
-// forgetLocked forgets x and ends its reader. executables' lock should be
-// held.
+// forgetLocked forgets x, ends its preparations and its reader.
+// executables' lock should be held.
 func (x *executable) forgetLocked() {
 	if executables.m[x.key] == x {
 		delete(executables.m, x.key)
 	}
+	for _, t := range x.prep {
+		go t.close(nil)
+	}
+	clear(x.prep)
 	if x.rb != nil {
 		x.mu.Lock()
 		x.rbClosed = true
@@ -249,35 +284,98 @@ func (x *executable) forgetLocked() {
 	}
 }
 
-// Preload reads the debug info of pid's executable in the background and
-// keeps it as that of an executable no process traces (see release): a
-// tracepoint set on the process later goes live without reading it. It
-// reads at the agent's own priority: an attach to the process waits for a
-// load under way, and at nice 19 on a busy host (8 busy loops, load 15)
-// the load took minutes, so that no tracepoint was installed within 60 s. It does nothing when maxParked executables are
-// parked already and this one is not loaded: the memory stays bounded.
+// Preload opens a target of pid in the background, reading its
+// executable's debug info first if no process of it was traced, and keeps
+// it prepared: the first tracepoint set on the process takes it (Attach)
+// rather than opening one then. Opening a process of an executable read
+// already still costs Delve's scan of the DWARF for the goroutine list and
+// the verifier's load of the BPF program: 75 ms of the 43 MB gRPC service's
+// time to live in make bench, which then went to 30 ms.
+//
+// A prepared target holds no process still (its program is loaded, no
+// probe is attached) and no executable's debug info in memory: an
+// executable whose processes are all prepared and none traced is parked
+// (see release), and its preparations end when it is forgotten. At most
+// maxPrepared processes of an executable are prepared, each with its BPF
+// maps (1.6 MB of kernel memory). It reads at the agent's own priority: an
+// attach to the process waits for a load under way, and at nice 19 on a
+// busy host (8 busy loops, load 15) the load took minutes, so that no
+// tracepoint was installed within 60 s. It does nothing for a new
+// executable when maxParked executables are parked already: the memory
+// stays bounded.
 func (b *Backend) Preload(pid int) {
 	exe := fmt.Sprintf("/proc/%d/exe", pid)
-	var st unix.Stat_t
-	if err := unix.Stat(exe, &st); err != nil {
+	key, err := keyOf(exe)
+	if err != nil {
 		return
 	}
-	key := exeKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtim: st.Mtim, ctim: st.Ctim}
 	executables.Lock()
-	_, known := executables.m[key]
+	x, known := executables.m[key]
 	full := len(executables.parked) >= maxParked
-	executables.Unlock()
-	if known || full {
+	busy := executables.preparing[pid] || known && (x.prep[pid] != nil || len(x.prep) >= maxPrepared)
+	if busy || !known && full {
+		executables.Unlock()
 		return
 	}
+	executables.preparing[pid] = true
+	executables.Unlock()
 	go func() {
-		x, snap, _, err := openShared(pid, exe)
+		defer func() {
+			executables.Lock()
+			delete(executables.preparing, pid)
+			executables.Unlock()
+		}()
+		start, ok := agent.StartTime(pid)
+		if !ok {
+			return
+		}
+		t, err := newTarget(pid, exe)
 		if err != nil {
 			return
 		}
-		snap.Close()
-		x.release()
+		t.prepare(start)
 	}()
+}
+
+// maxPrepared bounds the processes of an executable prepared (Preload).
+const maxPrepared = 8
+
+// prepare keeps t, opened for the process that started at start, among its
+// executable's prepared targets, taking back its hold on the executable;
+// or closes it where it cannot be kept.
+func (t *target) prepare(start uint64) {
+	executables.Lock()
+	defer executables.Unlock()
+	x := t.x
+	if executables.m[x.key] != x || x.prep[t.pid] != nil || len(x.prep) >= maxPrepared {
+		go t.close(nil) // an executable of its own, or no room
+		return
+	}
+	t.prepared, t.start = true, start
+	x.prep[t.pid] = t
+	x.releaseLocked()
+}
+
+// takePrepared returns the prepared target of process pid of the
+// executable key, holding the executable for it, or nil if there is none
+// (or the pid names another process now).
+func takePrepared(pid int, key exeKey) *target {
+	executables.Lock()
+	defer executables.Unlock()
+	x := executables.m[key]
+	if x == nil || x.prep[pid] == nil {
+		return nil
+	}
+	t := x.prep[pid]
+	delete(x.prep, pid)
+	if start, ok := agent.StartTime(pid); !ok || start != t.start {
+		go t.close(nil)
+		return nil
+	}
+	t.prepared = false
+	x.refs++
+	x.unparkLocked()
+	return t
 }
 
 // unlock releases mu, then closes the links of the probes released

@@ -8,8 +8,6 @@ import (
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
 	"github.com/riptrace/riptrace/fleet"
-
-	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -29,11 +27,10 @@ func VerifyStacks(on bool) {
 // Loaded reports whether the debug info of pid's executable is loaded,
 // held by a target or parked.
 func Loaded(pid int) bool {
-	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/exe", pid), &st); err != nil {
+	key, err := keyOf(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
 		return false
 	}
-	key := exeKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtim: st.Mtim, ctim: st.Ctim}
 	executables.Lock()
 	x := executables.m[key]
 	executables.Unlock()
@@ -46,6 +43,31 @@ func Loaded(pid int) bool {
 	default:
 		return false
 	}
+}
+
+// Prepared reports whether a target of pid is prepared (see Preload).
+func Prepared(pid int) bool {
+	key, err := keyOf(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return false
+	}
+	executables.Lock()
+	defer executables.Unlock()
+	x := executables.m[key]
+	return x != nil && x.prep[pid] != nil
+}
+
+// PreparedAny reports whether any executable holds a prepared target of
+// pid, which may have exited.
+func PreparedAny(pid int) bool {
+	executables.Lock()
+	defer executables.Unlock()
+	for _, x := range executables.m {
+		if x.prep[pid] != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // ForgetParked forgets every parked executable now, as their time running
