@@ -155,11 +155,14 @@ func (r *Repo) MatchFingerprint(rel string, fp *fleet.Fingerprint) (FingerprintM
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Every front end resolves again as the fleet changes: the history is
-	// searched once per fingerprint while HEAD stays.
-	head, _ := r.head()
+	// searched once per fingerprint while the references stay.
+	refs, err := r.refsState()
+	if err != nil {
+		return FingerprintMatch{}, fmt.Errorf("reading the history of %s: %w", rel, err)
+	}
 	b, _ := json.Marshal(fp)
 	sum := sha256.Sum256(b)
-	key := matchKey{head.String(), rel, hex.EncodeToString(sum[:])}
+	key := matchKey{refs, rel, hex.EncodeToString(sum[:])}
 	if e, ok := r.matches[key]; ok {
 		return e.m, e.err
 	}
@@ -205,7 +208,9 @@ type fileHistory struct {
 
 type fileVersion struct{ commit, blob plumbing.Hash }
 
-type historyKey struct{ head, rel string }
+// historyKey names a file's history: refs is the state of every reference
+// the history is searched from (refsState).
+type historyKey struct{ refs, rel string }
 
 // WarmHistory reads the committed versions of the checkout's file rel, so
 // that a MatchFingerprint of it that follows finds them read: a caller
@@ -216,12 +221,20 @@ func (r *Repo) WarmHistory(rel string) {
 	_, _ = r.history(rel) // an error is MatchFingerprint's to report
 }
 
-// history returns rel's fileHistory, read once while HEAD stays. Lock
-// should be held.
+// history returns rel's fileHistory, read once while the repository's
+// references stay: from the user's cache if an earlier command read it
+// (see cachedHistory), else from the commits. Lock should be held.
 func (r *Repo) history(rel string) (*fileHistory, error) {
-	head, _ := r.head()
-	key := historyKey{head.String(), rel}
+	refs, err := r.refsState()
+	if err != nil {
+		return nil, fmt.Errorf("reading the history of %s: %w", rel, err)
+	}
+	key := historyKey{refs, rel}
 	if h, ok := r.histories[key]; ok {
+		return h, nil
+	}
+	if h := r.cachedHistory(key); h != nil {
+		r.histories[key] = h
 		return h, nil
 	}
 	iter, err := r.repo.Log(&git.LogOptions{All: true, Order: git.LogOrderCommitterTime})
@@ -249,6 +262,7 @@ func (r *Repo) history(rel string) (*fileHistory, error) {
 		}
 	}
 	r.histories[key] = h
+	r.keepHistory(key, h)
 	return h, nil
 }
 

@@ -2,6 +2,8 @@ package source_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -139,5 +141,54 @@ func TestLocationForProcess(t *testing.T) {
 	s := fleet.Spec{ID: "t", Location: fleet.Location{Path: "a.go", Line: 1, Builds: map[string]fleet.BuildRevision{"b": {}}}}
 	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "either a revision or a reason") {
 		t.Errorf("Validate of a build entry with neither = %v", err)
+	}
+}
+
+// A file's history searched once is kept in the user's cache: another
+// command from the checkout reads it back, until a reference moves.
+func TestHistoryCache(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	dir := sourcetest.Init(t)
+	v1 := "package pay\n\nfunc Charge(n int) int {\n\treturn n * 2\n}\n"
+	v2 := "package pay\n\n// Charge doubles.\nfunc Charge(n int) int {\n\treturn n * 2\n}\n"
+	c1 := sourcetest.Commit(t, dir, "1", map[string]string{"go.mod": gomod, "pay/pay.go": v1})
+	c2 := sourcetest.Commit(t, dir, "2", map[string]string{"pay/pay.go": v2})
+	fp := fleet.Fingerprint{Funcs: []fleet.FuncDecl{{Name: "example.com/shop/pay.Charge", Line: 3}}, Lines: []int{3, 4}}
+	match := func() string {
+		t.Helper()
+		r, err := source.OpenRepo(dir) // a command of its own
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := r.MatchFingerprint("pay/pay.go", &fp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Revision
+	}
+	if got := match(); got != c1 {
+		t.Fatalf("matched %s, want %s", got, c1)
+	}
+	kept, err := filepath.Glob(filepath.Join(cache, "riptrace", "history", "*.json"))
+	if err != nil || len(kept) != 1 {
+		t.Fatalf("histories kept: %v, %v; want one", kept, err)
+	}
+	// What is kept is what is read: a history altered in the cache
+	// shows, as long as the references stay.
+	b, err := os.ReadFile(kept[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kept[0], []byte(strings.ReplaceAll(string(b), c1, c2)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := match(); got != c2 {
+		t.Fatalf("matched %s with the history altered in the cache, want %s: the cache was not read", got, c2)
+	}
+	// A new commit moves the references: searched again.
+	sourcetest.Commit(t, dir, "3", map[string]string{"README": "x\n"})
+	if got := match(); got != c1 {
+		t.Fatalf("matched %s after a new commit, want %s: the cache outlived its references", got, c1)
 	}
 }

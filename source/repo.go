@@ -37,12 +37,12 @@ type Repo struct {
 	commits map[string]plumbing.Hash  // full hashes found to be commits, as asked
 	pairs   map[pairKey]*pairing      // by (commit, local path)
 	renames map[renameKey]renameEntry // by (commit, commit, path)
-	matches map[matchKey]matchEntry   // fingerprints matched, by (HEAD, path, fingerprint)
+	matches map[matchKey]matchEntry   // fingerprints matched, by (references, path, fingerprint)
 
-	histories map[historyKey]*fileHistory // files' committed versions, by (HEAD, path)
+	histories map[historyKey]*fileHistory // files' committed versions, by (references, path)
 }
 
-type matchKey struct{ head, rel, fp string }
+type matchKey struct{ refs, rel, fp string }
 
 type matchEntry struct {
 	m   FingerprintMatch
