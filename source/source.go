@@ -16,8 +16,9 @@
 // vcs.revision get one too, per build: the revision the user names, else
 // one their -ldflags -X version strings name ([Repo.StampRevision]), else
 // the newest commit whose version of the file matches the executable's
-// DWARF fingerprint of it ([Repo.MatchFingerprint]); none refuses the line
-// there (fleet.Location.Builds). [Repo] is the checkout's git repository:
+// DWARF fingerprint of it ([Repo.MatchFingerprint]; the file's history is
+// kept in the user's cache directory per state of the references); none
+// refuses the line there (fleet.Location.Builds). [Repo] is the checkout's git repository:
 // [Repo.Locate] names a local line for the fleet and maps it into each
 // revision that runs there ([Revisions] lists them from fleet
 // Client.Hosts), filling the location's per-revision Lines, Paths and

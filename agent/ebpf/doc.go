@@ -95,7 +95,10 @@
 // to live: so the agent has it read when it discovers the process
 // (Backend.Preload), and an executable no process of which is
 // traced any more keeps it for a while (parked, at most two), for a
-// replica, a restart or the next tracepoint.
+// replica, a restart or the next tracepoint. Preload also opens the
+// process's target ahead (its snapshot, Delve's Target and its BPF
+// program, 75 ms for a large program), kept prepared until the first
+// tracepoint takes it, the process exits or its executable is forgotten.
 //
 // Probes are BPF links held by this process: Clear, Detach and the
 // process's exit remove them, and if the agent dies the kernel does. Where
