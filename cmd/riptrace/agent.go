@@ -176,6 +176,18 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer pprof.StopCPUProfile()
 	}
+	// And of what it allocates: on a machine where a page touched for the
+	// first time is dear, what the agent allocates per hit is CPU.
+	if path := os.Getenv("RIPTRACE_MEMPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("creating the memory profile: %w (fix RIPTRACE_MEMPROFILE)", err)
+		}
+		defer func() {
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}()
+	}
 	a := agent.New(agent.Config{
 		ClockSkew:   skew,
 		Host:        *host,

@@ -22,7 +22,8 @@
 //
 // RIPTRACE_CPUPROFILE=FILE has `riptrace agent` write a CPU profile of
 // itself to FILE when it stops (go tool pprof reads it): what make bench's
-// CPU per hit is spent on.
+// CPU per hit is spent on; RIPTRACE_MEMPROFILE=FILE, a profile of what it
+// allocated.
 package main
 
 import (
