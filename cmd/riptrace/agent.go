@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -184,6 +185,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("creating the memory profile: %w (fix RIPTRACE_MEMPROFILE)", err)
 		}
 		defer func() {
+			runtime.GC() // the profile is as of the last collection
 			pprof.Lookup("allocs").WriteTo(f, 0)
 			f.Close()
 		}()
