@@ -107,7 +107,7 @@ func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
 		return nil, fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: raising the memlock limit for BPF maps: %v", pid, err)
 	}
 	if key, err := keyOf(exe); err == nil {
-		if t := takePrepared(pid, key); t != nil {
+		if t := takePrepared(ctx, pid, key); t != nil {
 			return t, nil
 		}
 	}

@@ -280,9 +280,19 @@ func TestPreload(t *testing.T) {
 		}
 		return nil
 	})
+	// A tracepoint set while the target is being prepared waits for it
+	// and takes it, rather than opening a second one beside it.
 	b.Preload(p2.Pid)
-	awaitPrepared(t, p2.Pid)
 	tgt2 := attach(t, b, p2.Pid)
+	agenttest.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
+		if ebpf.Preparing(p2.Pid) {
+			return fmt.Errorf("pid %d: still being prepared", p2.Pid)
+		}
+		return nil
+	})
+	if ebpf.PreparedAny(p2.Pid) {
+		t.Fatalf("pid %d has a target prepared beside the one attached", p2.Pid)
+	}
 	set(t, tgt2, hotSpec(t, "parked", 50))
 	for _, h := range agenttest.HitsFor(t, tgt2.Hits(), "parked", time.Second) {
 		if h.Pid != p2.Pid {

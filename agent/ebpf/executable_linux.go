@@ -2,6 +2,7 @@ package ebpf
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -105,10 +106,12 @@ func keyOf(exe string) (exeKey, error) {
 
 var executables = struct {
 	sync.Mutex
-	m         map[exeKey]*executable
-	parked    []*executable // oldest first
-	preparing map[int]bool  // pids Preload opens a target of
-}{m: make(map[exeKey]*executable), preparing: make(map[int]bool)}
+	m      map[exeKey]*executable
+	parked []*executable // oldest first
+	// preparing has the pids Preload opens a target of, each with a
+	// channel closed once it is done.
+	preparing map[int]chan struct{}
+}{m: make(map[exeKey]*executable), preparing: make(map[int]chan struct{})}
 
 // openShared opens pid's snapshot and Delve target over the executable's
 // shared debug info, loading it if pid is the first process of its
@@ -312,18 +315,21 @@ func (b *Backend) Preload(pid int) {
 	executables.Lock()
 	x, known := executables.m[key]
 	full := len(executables.parked) >= maxParked
-	busy := executables.preparing[pid] || known && (x.prep[pid] != nil || len(x.prep) >= maxPrepared)
+	_, busy := executables.preparing[pid]
+	busy = busy || known && (x.prep[pid] != nil || len(x.prep) >= maxPrepared)
 	if busy || !known && full {
 		executables.Unlock()
 		return
 	}
-	executables.preparing[pid] = true
+	done := make(chan struct{})
+	executables.preparing[pid] = done
 	executables.Unlock()
 	go func() {
 		defer func() {
 			executables.Lock()
 			delete(executables.preparing, pid)
 			executables.Unlock()
+			close(done)
 		}()
 		start, ok := agent.StartTime(pid)
 		if !ok {
@@ -358,9 +364,20 @@ func (t *target) prepare(start uint64) {
 
 // takePrepared returns the prepared target of process pid of the
 // executable key, holding the executable for it, or nil if there is none
-// (or the pid names another process now).
-func takePrepared(pid int, key exeKey) *target {
+// (or the pid names another process now). A target Preload is opening is
+// waited for, rather than opened a second time beside it, unless ctx ends
+// first.
+func takePrepared(ctx context.Context, pid int, key exeKey) *target {
 	executables.Lock()
+	if done, ok := executables.preparing[pid]; ok {
+		executables.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil
+		}
+		executables.Lock()
+	}
 	defer executables.Unlock()
 	x := executables.m[key]
 	if x == nil || x.prep[pid] == nil {

@@ -70,6 +70,14 @@ func PreparedAny(pid int) bool {
 	return false
 }
 
+// Preparing reports whether Preload is opening a target of pid.
+func Preparing(pid int) bool {
+	executables.Lock()
+	defer executables.Unlock()
+	_, ok := executables.preparing[pid]
+	return ok
+}
+
 // ForgetParked forgets every parked executable now, as their time running
 // out would.
 func ForgetParked() {
