@@ -16,7 +16,6 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
 
 	"github.com/riptrace/riptrace/fleet"
 )
@@ -166,15 +165,15 @@ func (r *Repo) MatchFingerprint(rel string, fp *fleet.Fingerprint) (FingerprintM
 	if e, ok := r.matches[key]; ok {
 		return e.m, e.err
 	}
-	m, err := r.matchFingerprint(rel, fp)
+	m, err := r.matchFingerprint(historyKey{refs, rel}, fp)
 	r.matches[key] = matchEntry{m, err}
 	return m, err
 }
 
 // matchFingerprint is MatchFingerprint without the cache. Lock should be
 // held.
-func (r *Repo) matchFingerprint(rel string, fp *fleet.Fingerprint) (FingerprintMatch, error) {
-	h, err := r.history(rel)
+func (r *Repo) matchFingerprint(key historyKey, fp *fleet.Fingerprint) (FingerprintMatch, error) {
+	h, err := r.history(key)
 	if err != nil {
 		return FingerprintMatch{}, err
 	}
@@ -194,7 +193,7 @@ func (r *Repo) matchFingerprint(rel string, fp *fleet.Fingerprint) (FingerprintM
 		}
 	}
 	if match.Revision == "" {
-		return match, &NoMatchError{Path: rel, Commits: h.commits, Versions: len(verdict)}
+		return match, &NoMatchError{Path: key.rel, Commits: h.commits, Versions: len(verdict)}
 	}
 	return match, nil
 }
@@ -218,18 +217,17 @@ type historyKey struct{ refs, rel string }
 func (r *Repo) WarmHistory(rel string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, _ = r.history(rel) // an error is MatchFingerprint's to report
+	// An error is MatchFingerprint's to report.
+	if refs, err := r.refsState(); err == nil {
+		_, _ = r.history(historyKey{refs, rel})
+	}
 }
 
-// history returns rel's fileHistory, read once while the repository's
-// references stay: from the user's cache if an earlier command read it
-// (see cachedHistory), else from the commits. Lock should be held.
-func (r *Repo) history(rel string) (*fileHistory, error) {
-	refs, err := r.refsState()
-	if err != nil {
-		return nil, fmt.Errorf("reading the history of %s: %w", rel, err)
-	}
-	key := historyKey{refs, rel}
+// history returns the history key names, read once while the
+// repository's references stay: from the user's cache if an earlier
+// command read it (see cachedHistory), else from the commits. Lock should
+// be held.
+func (r *Repo) history(key historyKey) (*fileHistory, error) {
 	if h, ok := r.histories[key]; ok {
 		return h, nil
 	}
@@ -239,17 +237,9 @@ func (r *Repo) history(rel string) (*fileHistory, error) {
 	}
 	iter, err := r.repo.Log(&git.LogOptions{All: true, Order: git.LogOrderCommitterTime})
 	if err != nil {
-		return nil, fmt.Errorf("reading the history of %s: %w", rel, err)
+		return nil, fmt.Errorf("reading the history of %s: %w", key.rel, err)
 	}
 	defer iter.Close()
-	// Most commits change a few directories: the blob found under a
-	// subtree is remembered by the subtree's hash, so that only trees a
-	// commit changed on the way to rel are read.
-	parts := strings.Split(rel, "/")
-	found := make([]map[plumbing.Hash]plumbing.Hash, len(parts)) // by depth: tree -> blob, ZeroHash when absent
-	for i := range found {
-		found[i] = make(map[plumbing.Hash]plumbing.Hash)
-	}
 	h := &fileHistory{}
 	for h.commits < maxFingerprintCommits {
 		c, err := iter.Next()
@@ -257,39 +247,19 @@ func (r *Repo) history(rel string) (*fileHistory, error) {
 			break
 		}
 		h.commits++
-		if blob := r.blobAt(c.TreeHash, parts, found); !blob.IsZero() {
-			h.versions = append(h.versions, fileVersion{c.Hash, blob})
+		// The entry names the blob: the file itself is read only per
+		// version, by versionMatches.
+		t, err := c.Tree()
+		if err != nil {
+			continue
+		}
+		if e, err := t.FindEntry(key.rel); err == nil && e.Mode.IsFile() {
+			h.versions = append(h.versions, fileVersion{c.Hash, e.Hash})
 		}
 	}
 	r.histories[key] = h
 	r.keepHistory(key, h)
 	return h, nil
-}
-
-// blobAt returns the hash of the blob at path parts under tree, or
-// ZeroHash, remembering in found[depth] what each tree held.
-func (r *Repo) blobAt(tree plumbing.Hash, parts []string, found []map[plumbing.Hash]plumbing.Hash) plumbing.Hash {
-	depth := len(found) - len(parts)
-	if blob, ok := found[depth][tree]; ok {
-		return blob
-	}
-	var blob plumbing.Hash
-	if t, err := r.repo.TreeObject(tree); err == nil {
-		for _, e := range t.Entries {
-			if e.Name != parts[0] {
-				continue
-			}
-			switch {
-			case len(parts) == 1 && e.Mode.IsFile():
-				blob = e.Hash
-			case len(parts) > 1 && e.Mode == filemode.Dir:
-				blob = r.blobAt(e.Hash, parts[1:], found)
-			}
-			break
-		}
-	}
-	found[depth][tree] = blob
-	return blob
 }
 
 // versionMatches reports whether the blob holding a version of a file is
