@@ -12,3 +12,9 @@ func NewInt3(stderr io.Writer) *Backend {
 	b.modeOnce.Do(func() { b.int3, b.uprobeErr = true, errors.New("asked for by a test") })
 	return b
 }
+
+// ThreadStatuses reads the status of every thread of pid still there.
+var ThreadStatuses = threadStatuses
+
+// ReadStatus reads the status of thread tid of pid (its main thread if 0).
+var ReadStatus = readStatus

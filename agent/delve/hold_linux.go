@@ -394,8 +394,8 @@ func (t *holdTarget) seize() error {
 // tracedBy reports whether thread tid of pid is traced by the thread
 // tracer.
 func tracedBy(pid, tid, tracer int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
-	return err == nil && strings.Contains(string(b), fmt.Sprintf("\nTracerPid:\t%d\n", tracer))
+	st, ok := readStatus(pid, tid)
+	return ok && st.Tracer == tracer
 }
 
 // stopped serves one ptrace stop of thread tid; it returns false when the

@@ -42,17 +42,13 @@ func TestEveryThreadTraced(t *testing.T) {
 		return errors.New("no thread started since the attach")
 	})
 	worker := tracer(t, p.Pid)
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.Pid))
-	for _, task := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", p.Pid, task.Name()))
-		if err != nil {
-			continue // ended meanwhile
-		}
-		if !strings.Contains(string(b), fmt.Sprintf("TracerPid:\t%d\n", worker)) {
-			t.Errorf("thread %s of pid %d is not traced by the worker %d", task.Name(), p.Pid, worker)
+	threads := delve.ThreadStatuses(p.Pid)
+	for _, st := range threads {
+		if st.Tracer != worker {
+			t.Errorf("thread %d of pid %d is not traced by the worker %d", st.TID, p.Pid, worker)
 		}
 	}
-	t.Logf("%d threads, all traced by %d", len(tasks), worker)
+	t.Logf("%d threads, all traced by %d", len(threads), worker)
 }
 
 // threads returns the thread ids of pid.
@@ -141,23 +137,9 @@ func TestAttachWhileThreadsEnd(t *testing.T) {
 // heldThreads describes the threads of pid that are traced or stopped.
 func heldThreads(pid int) []string {
 	var held []string
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	for _, task := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
-		if err != nil {
-			continue // ended meanwhile
-		}
-		var state, tracer string
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "State:"); ok {
-				state = strings.TrimSpace(v)
-			}
-			if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
-				tracer = strings.TrimSpace(v)
-			}
-		}
-		if tracer != "0" || strings.HasPrefix(state, "t") || strings.HasPrefix(state, "T") {
-			held = append(held, fmt.Sprintf("thread %s is %s, traced by %s", task.Name(), state, tracer))
+	for _, st := range delve.ThreadStatuses(pid) {
+		if st.Tracer != 0 || st.Stopped() {
+			held = append(held, fmt.Sprintf("thread %d is %s, traced by %d", st.TID, st.State, st.Tracer))
 		}
 	}
 	return held
@@ -233,16 +215,9 @@ func untracedThreads(t *testing.T, pid int) []string {
 		return []string{"the main thread is not traced"}
 	}
 	var bad []string
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	for _, task := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
-		if err != nil {
-			continue // ended meanwhile
-		}
-		if !strings.Contains(string(b), fmt.Sprintf("\nTracerPid:\t%d\n", worker)) {
-			_, rest, _ := strings.Cut(string(b), "\nTracerPid:")
-			who, _, _ := strings.Cut(rest, "\n")
-			bad = append(bad, fmt.Sprintf("thread %s is traced by %s, not the worker's %d", task.Name(), strings.TrimSpace(who), worker))
+	for _, st := range delve.ThreadStatuses(pid) {
+		if st.Tracer != worker {
+			bad = append(bad, fmt.Sprintf("thread %d is traced by %d, not the worker's %d", st.TID, st.Tracer, worker))
 		}
 	}
 	return bad

@@ -9,7 +9,6 @@ import (
 	"go/token"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -131,24 +130,14 @@ func awaitRelease(pid int) error {
 // heldByUs returns a thread of pid that a thread of this process traces,
 // and that thread, or 0 if there is none.
 func heldByUs(pid int) (held, by int) {
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	for _, task := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
-		if err != nil {
-			continue // ended meanwhile
-		}
-		_, rest, _ := strings.Cut(string(b), "\nTracerPid:")
-		tracer, _, _ := strings.Cut(rest, "\n")
-		tracer = strings.TrimSpace(tracer)
-		if tracer == "" || tracer == "0" {
-			continue
-		}
+	for _, st := range threadStatuses(pid) {
 		// TracerPid names the tracing thread, which is ours if it is
 		// among our tasks; it is until it has let go of its tracees.
-		if _, err := os.Stat("/proc/self/task/" + tracer); err == nil {
-			held, _ = strconv.Atoi(task.Name())
-			by, _ = strconv.Atoi(tracer)
-			return held, by
+		if st.Tracer == 0 {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", st.Tracer)); err == nil {
+			return st.TID, st.Tracer
 		}
 	}
 	return 0, 0
@@ -759,20 +748,11 @@ func (t *target) place(spec agent.Tracepoint) (agent.Placement, error) {
 
 // tracerOf names the process tracing pid, or returns "" if none does.
 func tracerOf(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
+	tp := TracerPid(pid)
+	if tp == 0 {
 		return ""
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
-			tp, _ := strconv.Atoi(strings.TrimSpace(v))
-			if tp == 0 {
-				return ""
-			}
-			return fmt.Sprintf("pid %d (%s)", tp, exeName(tp))
-		}
-	}
-	return ""
+	return fmt.Sprintf("pid %d (%s)", tp, exeName(tp))
 }
 
 // exeName names pid's executable for messages.

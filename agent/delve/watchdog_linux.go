@@ -231,17 +231,8 @@ func repair(mem *os.File, pid int, orig map[uint64][]byte) (int, error) {
 // TracerPid returns the pid tracing pid (TracerPid in /proc/PID/status), or
 // 0 when none does or the process is gone.
 func TracerPid(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
-		}
-	}
-	return 0
+	st, _ := readStatus(pid, 0)
+	return st.Tracer
 }
 
 // groupStopped reports whether pid is in a group stop (state T).

@@ -237,17 +237,11 @@ func text(t *testing.T, pid int, addr uint64) byte {
 // tracer returns the pid tracing pid, or 0.
 func tracer(t *testing.T, pid int) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
+	st, ok := delve.ReadStatus(pid, 0)
+	if !ok {
+		t.Fatalf("pid %d is gone", pid)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
-		}
-	}
-	return 0
+	return st.Tracer
 }
 
 // state returns pid's state letter from /proc/PID/stat.
