@@ -65,11 +65,11 @@ func (p *publisher) lost(t hitTag, err error) {
 	}
 }
 
-// offer queues one encoded hit of tracepoint k.id in process k.pid, whose
-// Dropped field is dropped. It returns false, keeping nothing, if the buffer
-// is full: the caller counts the hit as lost.
-func (p *publisher) offer(k placeKey, dropped uint64, data []byte) bool {
-	return p.out.Offer(k.id, data, hitTag{k, dropped})
+// offer queues hit h of tracepoint k.id in process k.pid. It returns
+// false, keeping nothing, if the buffer is full: the caller counts the hit
+// as lost.
+func (p *publisher) offer(k placeKey, h *fleet.Hit) bool {
+	return p.out.OfferHit(h, hitTag{k, h.Dropped})
 }
 
 // offerMarks queues an encoded watermark for each of tracepoints behind

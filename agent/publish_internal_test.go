@@ -61,9 +61,9 @@ func TestPublisherOverload(t *testing.T) {
 		cancel()
 		<-p.done
 	})
-	data := []byte(`{"note":"` + strings.Repeat("x", 1000) + `"}`)
+	h := fleet.Hit{Tracepoint: "tp", Message: strings.Repeat("x", 1000)}
 	for range hits {
-		if !p.offer(placeKey{pid: 1, id: "tp"}, 0, data) {
+		if !p.offer(placeKey{pid: 1, id: "tp"}, &h) {
 			t.Fatal("the buffer refused a hit although it holds them all")
 		}
 	}

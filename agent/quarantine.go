@@ -212,7 +212,7 @@ func (a *Agent) publishSafely(k placeKey, p *placement, h Hit, ref fleet.Process
 	// is set before p is placed, and never changes).
 	a.cfg.Redact.Hit(&h.Hit)
 	p.log.render(&h.Hit)
-	if !a.pub.offer(k, h.Dropped, fleet.EncodeHit(&h.Hit)) {
+	if !a.pub.offer(k, &h.Hit) {
 		a.lose(k, h.Dropped)
 	}
 }

@@ -12,3 +12,8 @@ func (c *Client) Conn() *nats.Conn                 { return c.nc }
 func (c *Client) JetStream() jetstream.JetStream   { return c.js }
 func (c *Client) TracepointKV() jetstream.KeyValue { return c.tps }
 func (c *Client) HostKV() jetstream.KeyValue       { return c.hosts }
+
+// BuffersReused is how many buffers o's hits and batches had again.
+func (o *Outbox[T]) BuffersReused() int {
+	return int(o.bufs.reused.Load())
+}

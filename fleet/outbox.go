@@ -199,6 +199,7 @@ type Outbox[T any] struct {
 
 	wake chan struct{} // something to do; cap 1
 	done chan struct{} // closed when Run returns
+	bufs bufPool       // the buffers of OfferHit's hits, used again
 
 	// mu guards the fields below.
 	mu     sync.Mutex
@@ -228,6 +229,9 @@ type outEntry[T any] struct {
 	data    []byte    // a batch's: made when it is first sent
 	msg     *nats.Msg // made when first sent
 	mark    bool
+	// buf holds data if it is a buffer of the outbox's bufs (a hit of
+	// OfferHit's), given back once the hit is forgotten.
+	buf *msgBuf
 	// parts are the hits of a batch, which sends them in one message;
 	// nil for a lone hit or a watermark.
 	parts []*outEntry[T]
@@ -299,6 +303,24 @@ func cmpOr[N int | time.Duration](v, def N) N {
 // returns false, keeping nothing, if the buffer is full: the caller
 // counts the hit as lost.
 func (o *Outbox[T]) Offer(tracepoint string, data []byte, tag T) bool {
+	return o.offer(tracepoint, data, tag, nil)
+}
+
+// OfferHit is Offer of h encoded (EncodeHit): in a buffer of the outbox's
+// own, used again once the stream has the hit or it is lost.
+func (o *Outbox[T]) OfferHit(h *Hit, tag T) bool {
+	bp := encodeHitScratch(h)
+	m := o.bufs.get(len(*bp))
+	m.b = append(m.b, *bp...)
+	putEncodeBuf(bp)
+	if o.offer(h.Tracepoint, m.b, tag, m) {
+		return true
+	}
+	o.bufs.put(m)
+	return false
+}
+
+func (o *Outbox[T]) offer(tracepoint string, data []byte, tag T, buf *msgBuf) bool {
 	o.mu.Lock()
 	o.stats.Offered++
 	if o.kept > 0 && (o.kept >= o.cfg.MaxHits || o.bytes+len(data) > o.cfg.MaxBytes) {
@@ -306,7 +328,7 @@ func (o *Outbox[T]) Offer(tracepoint string, data []byte, tag T) bool {
 		o.mu.Unlock()
 		return false
 	}
-	e := &outEntry[T]{tag: tag}
+	e := &outEntry[T]{tag: tag, buf: buf}
 	o.keepLocked(e, o.subject(tracepoint, false), data)
 	o.mu.Unlock()
 	o.poke()
@@ -416,10 +438,10 @@ func (e *outEntry[T]) each() []*outEntry[T] {
 	return []*outEntry[T]{e}
 }
 
-// forget drops e, acknowledged or lost, from what is kept.
+// forget drops e, acknowledged or lost, from what is kept, and gives its
+// buffers back.
 func (o *Outbox[T]) forget(e *outEntry[T]) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	for _, p := range e.each() {
 		o.kept--
 		o.bytes -= len(p.data)
@@ -429,6 +451,15 @@ func (o *Outbox[T]) forget(e *outEntry[T]) {
 		o.empty = nil
 	}
 	o.gauge()
+	o.mu.Unlock()
+	// Nothing reads their buffers any more: nats.go copied each as it
+	// sent it.
+	for _, p := range e.each() {
+		if p.buf != nil {
+			o.bufs.put(p.buf)
+			p.data, p.buf = nil, nil
+		}
+	}
 }
 
 // event hands an ack or failure over to Run. It does not block: nats.go

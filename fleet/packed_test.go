@@ -286,3 +286,88 @@ func TestPackedBatchSentAgainStoredOnce(t *testing.T) {
 		t.Fatalf("read %v, want %v", got, want)
 	}
 }
+
+// TestOfferedHitsBuffersUsedAgain: the buffers of hits and batches the
+// stream has stored are used again for the hits offered next, while
+// earlier ones still wait, alone and in batches, of sizes across many
+// classes; every hit reads back as it was offered, each once, in order.
+func TestOfferedHitsBuffersUsedAgain(t *testing.T) {
+	t.Cleanup(checkNoGoroutineLeak(t))
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// A small window makes a backlog, sent in batches.
+	out, err := fleet.NewOutbox(c, fleet.OutboxConfig[int]{Host: "h1", IDBase: "h1-1-", Window: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	go out.Run(rctx)
+	const waves, wave = 10, 300
+	var want [][]byte
+	for w := range waves {
+		for i := w * wave; i < (w+1)*wave; i++ {
+			h := fleettest.RealisticHit("x", "h1", i, 200+(i*37)%3000)
+			h.Goroutine = int64(i)
+			want = append(want, fleet.Encode(&h))
+			if !out.OfferHit(&h, i) {
+				t.Fatalf("hit %d refused", i)
+			}
+		}
+		// The next wave comes once half of this one is stored: its
+		// buffers are those given back while the rest waits.
+		for out.Stats().Stored < int64(w*wave+wave/2) {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("wave %d: %+v", w, out.Stats())
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	if left := out.Flush(ctx); left != 0 {
+		t.Fatalf("%d hits never stored", left)
+	}
+	stop()
+	<-out.Done()
+	st := out.Stats()
+	if st.Stored != waves*wave || st.Batches == 0 {
+		t.Fatalf("stats %+v: want %d hits stored, some in batches", st, waves*wave)
+	}
+	if n := out.BuffersReused(); n < waves*wave/4 {
+		t.Fatalf("%d buffers used again for %d hits: want a quarter of them at least", n, waves*wave)
+	} else {
+		t.Logf("%d buffers used again for %d hits", n, waves*wave)
+	}
+
+	end, err := c.HitStreamEnd(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Hits(ctx, fleet.HitOptions{Tracepoints: []string{"x"}, Replay: true, Until: end})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for i := 0; ; i++ {
+		got, err := r.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			if i != len(want) {
+				t.Fatalf("the reader read %d hits, want %d", i, len(want))
+			}
+			break
+		}
+		if err != nil {
+			t.Fatalf("hit %d: %v", i, err)
+		}
+		w, err := fleet.DecodeHits(want[i], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w[0].Seq, w[0].Part, w[0].ServerTime = got.Seq, got.Part, got.ServerTime
+		if !reflect.DeepEqual(got, w[0]) {
+			t.Fatalf("hit %d read as %+v, offered %+v", i, got, w[0])
+		}
+	}
+}
