@@ -750,7 +750,7 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 		if !ok {
 			break
 		}
-		a.publish(k, p, c, ref)
+		a.publish(k, p, c, ref, false)
 	}
 }
 
@@ -990,19 +990,26 @@ func (a *Agent) detach(ctx context.Context, pid int) {
 func (a *Agent) pump(pid int, att *attachment) {
 	defer a.pumps.Done()
 	ref := att.proc.Ref()
-	for h := range att.target.Hits() {
+	hits := att.target.Hits()
+	for h := range hits {
 		att.taking.Store(h.Time)
 		a.take(pid, ref, h)
 		att.taken.Store(h.Time)
 		att.taking.Store(0)
 		att.transit.Taken(h)
+		if len(hits) == 0 {
+			// The hits taken so far leave together (see
+			// fleet.Outbox.OfferHit).
+			a.pub.wake()
+		}
 	}
 	// The channel closed: the target is detached, its process exited, or
 	// the backend serving it died.
 	a.closed(pid, att)
 }
 
-// take handles hit h of process pid, delivered by its backend.
+// take handles hit h of process pid, delivered by its backend. A hit it
+// publishes leaves once the caller wakes the publisher.
 func (a *Agent) take(pid int, ref fleet.ProcessRef, h Hit) {
 	k := placeKey{pid, h.Tracepoint}
 	a.mu.Lock()
@@ -1022,7 +1029,7 @@ func (a *Agent) take(pid int, ref fleet.ProcessRef, h Hit) {
 			a.countUncounted(h.Tracepoint, h.Uncounted)
 		}
 	case hitPublished:
-		a.publish(k, p, c, ref)
+		a.publish(k, p, c, ref, true)
 	}
 }
 
@@ -1063,8 +1070,9 @@ func (a *Agent) countUncounted(id string, u Uncounted) {
 }
 
 // publish sends a hit placement p counted. One that reached the
-// tracepoint's maxHits has the reconciler clear it.
-func (a *Agent) publish(k placeKey, p *placement, c counted, ref fleet.ProcessRef) {
+// tracepoint's maxHits has the reconciler clear it. With more, it leaves
+// once the publisher is woken.
+func (a *Agent) publish(k placeKey, p *placement, c counted, ref fleet.ProcessRef, more bool) {
 	a.metrics.dropped.WithLabelValues(k.id).Add(float64(c.own))
 	a.countUncounted(k.id, c.uncounted)
 	if c.reachedMax {
@@ -1077,7 +1085,7 @@ func (a *Agent) publish(k placeKey, p *placement, c counted, ref fleet.ProcessRe
 		h.Clock.Bound += h.TimeErr
 	}
 	a.tk.sawHit(time.Unix(0, h.Time))
-	a.publishSafely(k, p, h, ref)
+	a.publishSafely(k, p, h, ref, more)
 }
 
 // lose counts a hit of tracepoint k.id in process k.pid that never reached

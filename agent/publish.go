@@ -65,12 +65,16 @@ func (p *publisher) lost(t hitTag, err error) {
 	}
 }
 
-// offer queues hit h of tracepoint k.id in process k.pid. It returns
+// offer queues hit h of tracepoint k.id in process k.pid; with more, it
+// leaves once the caller offers another without, or wakes p. It returns
 // false, keeping nothing, if the buffer is full: the caller counts the hit
 // as lost.
-func (p *publisher) offer(k placeKey, h *fleet.Hit) bool {
-	return p.out.OfferHit(h, hitTag{k, h.Dropped})
+func (p *publisher) offer(k placeKey, h *fleet.Hit, more bool) bool {
+	return p.out.OfferHit(h, hitTag{k, h.Dropped}, more)
 }
+
+// wake sends the hits offered with more.
+func (p *publisher) wake() { p.out.Wake() }
 
 // offerMarks queues an encoded watermark for each of tracepoints behind
 // the hits offered before them (see fleet.Outbox.OfferMarks).

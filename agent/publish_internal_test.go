@@ -63,7 +63,7 @@ func TestPublisherOverload(t *testing.T) {
 	})
 	h := fleet.Hit{Tracepoint: "tp", Message: strings.Repeat("x", 1000)}
 	for range hits {
-		if !p.offer(placeKey{pid: 1, id: "tp"}, &h) {
+		if !p.offer(placeKey{pid: 1, id: "tp"}, &h, false) {
 			t.Fatal("the buffer refused a hit although it holds them all")
 		}
 	}

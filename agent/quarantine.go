@@ -195,7 +195,7 @@ func (a *Agent) clearQuietly(att *attachment, k placeKey) {
 // publishSafely redacts, encodes and offers hit h of placement p, with a
 // panic quarantining its tracepoint: its hits are dropped until the
 // reconciler clears it. Lock must not be held.
-func (a *Agent) publishSafely(k placeKey, p *placement, h Hit, ref fleet.ProcessRef) {
+func (a *Agent) publishSafely(k placeKey, p *placement, h Hit, ref fleet.ProcessRef, more bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			p.halt()
@@ -212,7 +212,7 @@ func (a *Agent) publishSafely(k placeKey, p *placement, h Hit, ref fleet.Process
 	// is set before p is placed, and never changes).
 	a.cfg.Redact.Hit(&h.Hit)
 	p.log.render(&h.Hit)
-	if !a.pub.offer(k, &h.Hit) {
+	if !a.pub.offer(k, &h.Hit, more) {
 		a.lose(k, h.Dropped)
 	}
 }

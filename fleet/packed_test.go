@@ -312,7 +312,7 @@ func TestOfferedHitsBuffersUsedAgain(t *testing.T) {
 			h := fleettest.RealisticHit("x", "h1", i, 200+(i*37)%3000)
 			h.Goroutine = int64(i)
 			want = append(want, fleet.Encode(&h))
-			if !out.OfferHit(&h, i) {
+			if !out.OfferHit(&h, i, false) {
 				t.Fatalf("hit %d refused", i)
 			}
 		}
