@@ -63,7 +63,8 @@ const (
 // packed, or half the server's largest message if that is less, so that
 // it fits even if packing saves nothing; the hits it takes are found
 // among the next batchScan kept. A lone hit is never held back to make
-// one: only what waits for the window's room is batched.
+// one: only what waits for the window's room, or was offered together
+// (OfferHit's more), is batched.
 //
 // Each message costs the cluster much for itself (its replication, its
 // ack, its message id remembered, its delivery to each reader) besides
@@ -177,8 +178,8 @@ type OutboxStats struct {
 // it. Only hits already in flight when an earlier one failed may be
 // stored before it, as when every hit was sent again after a failure.
 //
-// Hits that wait for the window's room leave several to a message: the
-// next hit to send takes with it, in one HitBatch under one message id,
+// Hits that wait for the window's room, or were offered together, leave
+// several to a message: the next hit to send takes with it, in one HitBatch under one message id,
 // the hits of its tracepoint offered after it and before the next
 // watermark. Each message costs the stream far more than its bytes, so a
 // backlog drains many times faster, and readers decode the batch into
