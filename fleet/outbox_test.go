@@ -187,3 +187,39 @@ func TestOutboxSilentStream(t *testing.T) {
 	}
 	t.Logf("%d publishes, %d timeouts, %d seen by the subscriber", st.Sent, st.TimedOut, published.Load())
 }
+
+// TestOfferHitMoreLeavesTogether: hits offered with more to an idle
+// outbox wait for Wake and leave in one message.
+func TestOfferHitMoreLeavesTogether(t *testing.T) {
+	s := fleettest.RunServer(t)
+	c := fleettest.Connect(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := fleet.NewOutbox(c, fleet.OutboxConfig[int]{Host: "h", IDBase: "h-1-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	defer func() { stop(); <-out.Done() }()
+	go out.Run(rctx)
+	// One hit alone, stored: the sender is then idle.
+	first := fleet.Hit{Tracepoint: "tp", Host: "h"}
+	out.OfferHit(&first, 0, false)
+	if left := out.Flush(ctx); left != 0 {
+		t.Fatalf("%d hits never stored", left)
+	}
+	const n = 100
+	for i := 1; i <= n; i++ {
+		h := fleet.Hit{Tracepoint: "tp", Host: "h", Pid: i}
+		if !out.OfferHit(&h, i, true) {
+			t.Fatalf("hit %d refused", i)
+		}
+	}
+	out.Wake()
+	if left := out.Flush(ctx); left != 0 {
+		t.Fatalf("%d hits never stored", left)
+	}
+	if st := out.Stats(); st.Stored != n+1 || st.Sent != 2 || st.Batches != 1 || st.Batched != n {
+		t.Fatalf("stats %+v: want the first hit alone, then the %d offered with more in one batch", st, n)
+	}
+}
