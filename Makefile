@@ -13,7 +13,7 @@ TESTFLAGS ?= -count=1 -timeout 20m
 # write (VS Code's debug adapter and language server clients).
 NPM_DIRS := $(patsubst %/package-lock.json,%,$(shell git ls-files '*package-lock.json' 2>/dev/null))
 
-.PHONY: build demo test deps bench bench-limits bench-perhit bench-timeline bench-resources bench-fleet lint clean fuzz vsix e2e-vscode e2e-web web-ui kill-matrix stress-int3 differential
+.PHONY: build demo test deps bench bench-limits bench-perhit bench-agent bench-timeline bench-resources bench-fleet lint clean fuzz vsix e2e-vscode e2e-web web-ui kill-matrix stress-int3 differential
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/riptrace ./demo/gateway ./demo/orders ./demo/payments
@@ -148,3 +148,10 @@ clean:
 # statistics, alternating runs in one process (bench/perhit).
 bench-perhit:
 	$(GO) run ./bench/perhit $(BENCH_PERHIT_FLAGS)
+
+# bench-agent: the eBPF agent's CPU time and page faults per hit it decodes
+# and publishes, alone, on make bench's hot loop (bench/agentcpu); with
+# BENCH_AGENT_FLAGS='-vs OTHER_RIPTRACE', two binaries alternated run by
+# run and the ratio of their medians. About 30 s a run.
+bench-agent: build
+	$(GO) run ./bench/agentcpu $(BENCH_AGENT_FLAGS)
