@@ -179,9 +179,9 @@ type OutboxStats struct {
 // stored before it, as when every hit was sent again after a failure.
 //
 // Hits that wait for the window's room, or were offered together, leave
-// several to a message: the next hit to send takes with it, in one HitBatch under one message id,
-// the hits of its tracepoint offered after it and before the next
-// watermark. Each message costs the stream far more than its bytes, so a
+// several to a message: the next hit to send takes with it, in one
+// HitBatch under one message id, the hits of its tracepoint offered after
+// it and before the next watermark. Each message costs the stream far more than its bytes, so a
 // backlog drains many times faster, and readers decode the batch into
 // its hits (DecodeHits). A hit of another tracepoint may then be stored
 // after a later hit of this one; a tracepoint's own hits, and every hit
@@ -313,10 +313,11 @@ func (o *Outbox[T]) Offer(tracepoint string, data []byte, tag T) bool {
 // more says the caller offers another hit, or calls Wake, at once: the
 // sender is not woken for this one, and they leave together (it is woken
 // anyway once batchHits wait). An agent's reader decodes hits a few at a
-// time (see package ebpf), and offered one by one, each woke the sender,
-// the sender sent most alone, and each message woke nats.go's flusher and,
-// for its ack, the sender again: on make bench's hot loop, the scheduler's
-// work was a sixth of the agent's CPU per hit.
+// time (see package ebpf); offered one by one, each woke the sender, which
+// sent what was there, often that hit alone, and each message woke
+// nats.go's flusher and, for its ack, the sender again. Offered together,
+// the 60,000 hits of a make bench hot-loop run left in 343 messages
+// instead of 1,109.
 func (o *Outbox[T]) OfferHit(h *Hit, tag T, more bool) bool {
 	bp := encodeHitScratch(h)
 	m := o.bufs.get(len(*bp))
