@@ -255,7 +255,7 @@ func flagsSet(fs *flag.FlagSet, env map[string]string) map[string]bool {
 // Collections keep Go's default pace (GOGC=100, which GOGC changes). The
 // agent collected at five times its live heap (GOGC=400) when a hit cost
 // it 87-146 us, a third of it in collections. A hit now allocates about
-// 1.3 kB and costs 10-15 us, and at that pace each cycle's heap grew into
+// 1.1 kB and costs 10-15 us, and at that pace each cycle's heap grew into
 // pages never touched (18 to 87 MB on make bench's hot loop, no
 // collection in 60k hits): a page touched first costs 12-15 us on a VM
 // with page-table isolation. 6,800-7,400 faults per 30k hits (3 runs of
