@@ -80,10 +80,7 @@ func run() error {
 	}
 	defer os.RemoveAll(tmp)
 	target := filepath.Join(tmp, "rtcpu-hot")
-	if err := benchkit.Build(targetDir, target); err != nil {
-		return err
-	}
-	line, err := benchkit.MarkerLine(filepath.Join(targetDir, "main.go"), "hot")
+	line, err := benchkit.BuildMarked(targetDir, target, "hot")
 	if err != nil {
 		return err
 	}
@@ -103,7 +100,7 @@ func run() error {
 		bins = append(bins, *vs)
 	}
 	fmt.Printf("the eBPF agent decoding and publishing %d bursts of %d hits (after %d), %d runs of each binary; load average at start: %s\n",
-		*runs, *burst, *warm, *rounds, loadavg())
+		*runs, *burst, *warm, *rounds, benchkit.LoadAvg())
 	results := make([][]result, len(bins))
 	for r := range *rounds {
 		for i, b := range bins {
@@ -129,7 +126,7 @@ func run() error {
 	if len(bins) == 2 {
 		fmt.Printf("%s against %s: %.2fx\n", bins[0], bins[1], medians[0]/medians[1])
 	}
-	fmt.Printf("load average at end: %s\n", loadavg())
+	fmt.Printf("load average at end: %s\n", benchkit.LoadAvg())
 	return nil
 }
 
@@ -389,13 +386,4 @@ func agentUsage(pid int) (time.Duration, uint64, error) {
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	minflt, _ := strconv.ParseUint(f[7], 10, 64)
 	return time.Duration(ns), minflt, nil
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

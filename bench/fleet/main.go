@@ -58,6 +58,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/riptrace/riptrace/bench/internal/benchkit"
 	"github.com/riptrace/riptrace/fleet"
 )
 
@@ -178,7 +179,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	fmt.Printf("machine: %d CPUs; load average at start: %s\n", cpus(), loadavg())
+	fmt.Printf("machine: %d CPUs; load average at start: %s\n", cpus(), benchkit.LoadAvg())
 
 	ports, err := freePorts(6)
 	if err != nil {
@@ -357,7 +358,7 @@ func fleetGoals(ctx context.Context, c *fleet.Client, servers []*server, sims []
 	d50, d99 := percentiles(toDeliver)
 	s50, s99 := percentiles(toStore)
 	fmt.Printf("declare → %d installed: p50 %s, p99 %s over %d declarations; the last agent had it at p50 %s, p99 %s; the last status stored at p50 %s, p99 %s; load average %s\n",
-		*agents, ms(p50), ms(p99), len(took), ms(d50), ms(d99), ms(s50), ms(s99), loadavg())
+		*agents, ms(p50), ms(p99), len(took), ms(d50), ms(d99), ms(s50), ms(s99), benchkit.LoadAvg())
 	goals = append(goals, goal{"declare → all installed ≤ 1 s (p50 and p99)", p99 <= time.Second,
 		fmt.Sprintf("p50 %s, p99 %s, %d agents", ms(p50), ms(p99), *agents)})
 
@@ -378,7 +379,7 @@ func failureGoals(ctx context.Context, c *fleet.Client, servers []*server, sims 
 	killed := time.Now()
 	servers[0].kill()
 	moved := waitAll(sims, urls[0], killed, 120*time.Second)
-	fmt.Printf("failover: the %d agents on n1 all connected to n2 or n3 %s after n1 was killed; load average %s\n", on1, moved.Round(time.Millisecond), loadavg())
+	fmt.Printf("failover: the %d agents on n1 all connected to n2 or n3 %s after n1 was killed; load average %s\n", on1, moved.Round(time.Millisecond), benchkit.LoadAvg())
 	goals = append(goals, goal{"every agent reconnected ≤ 10 s after a server dies", moved < 10*time.Second, fmt.Sprintf("%s for the %d agents of n1", moved.Round(time.Millisecond), on1)})
 
 	// The herd: the whole cluster restarted, every agent comes back at
@@ -427,7 +428,7 @@ func failureGoals(ctx context.Context, c *fleet.Client, servers []*server, sims 
 		}
 	}
 	fmt.Printf("herd: the 3 servers restarted; all %d agents connected %s after the first accepted connections; from the servers' start, JetStream was back after %s and a declaration installed on every agent after %s; load average %s\n",
-		*agents, back.Round(time.Millisecond), jsBack.Round(time.Millisecond), usable.Round(time.Millisecond), loadavg())
+		*agents, back.Round(time.Millisecond), jsBack.Round(time.Millisecond), usable.Round(time.Millisecond), benchkit.LoadAvg())
 	goals = append(goals, goal{"every agent reconnected ≤ 10 s after the cluster restarts", back < 10*time.Second,
 		fmt.Sprintf("%s; declaring reaches all again after %s", back.Round(time.Millisecond), usable.Round(time.Millisecond))})
 
@@ -564,15 +565,6 @@ func cpus() int {
 	return strings.Count(string(b), "processor\t:")
 }
 
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // startSims starts one simulated agent in each of dst, 50 at a time,
 // named by their index from first.
 func startSims(ctx context.Context, url string, dst []*simAgent, first int, log *slog.Logger) error {
@@ -684,7 +676,7 @@ func measureIdle(servers []*server, s *tracedSession, label string) idleFigures 
 		sessionOut: s.outputs.Load() - out0,
 	}
 	fmt.Printf("%s, the session's 3 hitting its line, over %s: servers %.0f MiB, %.1f%% of a CPU; debug session %.1f%% of a CPU, %d console lines; load average %s\n",
-		label, idle.String(), float64(f.rss)/(1<<20), 100*f.serverCPU, 100*f.sessionCPU, f.sessionOut, loadavg())
+		label, idle.String(), float64(f.rss)/(1<<20), 100*f.serverCPU, 100*f.sessionCPU, f.sessionOut, benchkit.LoadAvg())
 	return f
 }
 
@@ -857,7 +849,7 @@ func sustain(ctx context.Context, c *fleet.Client, servers []*server, sims []*si
 
 	fmt.Printf("sustained: offered %d hits/s of %d B from %d agents for %s; stored %.0f hits/s during it; %d made, %d acknowledged (the last %s after the run); the stream has %d lost (%d dropped from full buffers and %d still kept after %s of draining, counted by the agents), %d stored twice; load average %s\n",
 		res.offered, len(fleet.Encode(&sims[0].hit)), len(sims), elapsed.Round(time.Millisecond), res.stored,
-		total, load.acked.Load(), drain.Round(time.Millisecond), res.lost, load.dropped.Load(), load.left.Load(), drainFor, res.dup, loadavg())
+		total, load.acked.Load(), drain.Round(time.Millisecond), res.lost, load.dropped.Load(), load.left.Load(), drainFor, res.dup, benchkit.LoadAvg())
 	fmt.Printf("  publishes of hits and watermarks %d, %d of them sent again (%d acks timed out, %d found in process, %d refused as too many; %d acks said stored already); %d batches carried %d hits (%.1f each, %.0f B a hit once packed)\n",
 		load.sent.Load(), load.resent.Load(), load.timedOut.Load(), load.inProcess.Load(), load.tooMany.Load(), load.repeated.Load(),
 		load.batches.Load(), load.batched.Load(), float64(load.batched.Load())/float64(max(load.batches.Load(), 1)),

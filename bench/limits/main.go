@@ -108,10 +108,7 @@ func run() error {
 	defer os.RemoveAll(tmp)
 
 	target := filepath.Join(tmp, "httphot")
-	if err := benchkit.Build(targetDir, target); err != nil {
-		return err
-	}
-	line, err := benchkit.MarkerLine(filepath.Join(targetDir, "main.go"), "hot")
+	line, err := benchkit.BuildMarked(targetDir, target, "hot")
 	if err != nil {
 		return err
 	}

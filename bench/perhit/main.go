@@ -101,10 +101,10 @@ func main() {
 	tmp, _ := os.MkdirTemp("", "perhit")
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "hot")
-	if err := benchkit.Build("bench/targets/hot", bin); err != nil {
+	line, err := benchkit.BuildMarked("bench/targets/hot", bin, "hot")
+	if err != nil {
 		log.Fatal(err)
 	}
-	line, _ := benchkit.MarkerLine("bench/targets/hot/main.go", "hot")
 	base, bare, rte := startHot(bin), startHot(bin), startHot(bin)
 	defer func() {
 		for _, h := range []*hot{base, bare, rte} {

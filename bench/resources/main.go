@@ -75,10 +75,7 @@ func run() error {
 	}
 	defer os.RemoveAll(tmp)
 	target := filepath.Join(tmp, "rtres-paced")
-	if err := benchkit.Build(targetDir, target); err != nil {
-		return err
-	}
-	line, err := benchkit.MarkerLine(filepath.Join(targetDir, "main.go"), "tick")
+	line, err := benchkit.BuildMarked(targetDir, target, "tick")
 	if err != nil {
 		return err
 	}
@@ -88,7 +85,7 @@ func run() error {
 	}
 	defer stopFleet()
 
-	fmt.Printf("%d hits/s in total on one line; CPU over %v; load average at start: %s\n", *rate, *window, loadavg())
+	fmt.Printf("%d hits/s in total on one line; CPU over %v; load average at start: %s\n", *rate, *window, benchkit.LoadAvg())
 	fmt.Printf("%-7s %5s %8s %8s %9s %10s %8s %9s\n", "backend", "procs", "RSS MB", "anon MB", "per proc", "agent+sub", "CPU %", "stop s")
 	for _, b := range strings.Split(*backends, ",") {
 		var anchor result
@@ -108,7 +105,7 @@ func run() error {
 			}
 		}
 	}
-	fmt.Printf("load average at end: %s\n", loadavg())
+	fmt.Printf("load average at end: %s\n", benchkit.LoadAvg())
 	return nil
 }
 
@@ -312,13 +309,4 @@ func rss(root int) (int64, int64, int) {
 		}
 	}
 	return sum, anon, len(pids)
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

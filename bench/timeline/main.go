@@ -27,6 +27,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"github.com/riptrace/riptrace/bench/internal/benchkit"
 )
 
 // metrics are a benchmark's reported values by unit, from go test's
@@ -66,14 +68,6 @@ func run(args ...string) map[string]metrics {
 	return res
 }
 
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
-}
-
 func verdict(ok bool) string {
 	if ok {
 		return "met"
@@ -83,7 +77,7 @@ func verdict(ok bool) string {
 
 func main() {
 	log.SetFlags(0)
-	before := loadavg()
+	before := benchkit.LoadAvg()
 	fmt.Fprintf(os.Stderr, "load average %s; running the benchmarks (about a minute)\n", before)
 	core := run("./fleet", "-bench", "^BenchmarkTimelineCore$", "-benchtime", "3x", "-cpu", "1")["BenchmarkTimelineCore"]
 	client := run("./fleet", "-bench", "^BenchmarkTimeline$", "-benchtime", "3x", "-cpu", "1")
@@ -103,5 +97,5 @@ func main() {
 	fmt.Printf("%-44s %8.0fk/s %8s k/s %s\n", "ordering core, one core", core["hits/s"]/1e3, "≥ 100", verdict(core["hits/s"] >= 100e3))
 	fmt.Printf("%-44s %9.1f µs %12s\n", "a client's cost per hit, arrival order", arrival["ns/hit"]/1e3, "")
 	fmt.Printf("%-44s %9.1f µs %11.2f×\n", "a client's cost per hit, timeline order", timeline["ns/hit"]/1e3, timeline["ns/hit"]/arrival["ns/hit"])
-	fmt.Printf("load average before %s, after %s (2 CPUs)\n", before, loadavg())
+	fmt.Printf("load average before %s, after %s (2 CPUs)\n", before, benchkit.LoadAvg())
 }

@@ -21,6 +21,26 @@ func Build(dir, out string) error {
 	return nil
 }
 
+// BuildMarked builds the Go package in dir to out, as Build does, and
+// returns the line of its main.go marked //@trace(marker).
+func BuildMarked(dir, out, marker string) (int, error) {
+	if err := Build(dir, out); err != nil {
+		return 0, err
+	}
+	return MarkerLine(filepath.Join(dir, "main.go"), marker)
+}
+
+// LoadAvg returns the machine's load averages over 1, 5 and 15 minutes,
+// which the benchmarks print beside their figures ("?" if unknown).
+func LoadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
 // MarkerLine returns the line of file marked //@trace(name).
 func MarkerLine(file, name string) (int, error) {
 	b, err := os.ReadFile(file)
