@@ -189,7 +189,8 @@ func TestOutboxSilentStream(t *testing.T) {
 }
 
 // TestOfferHitMoreLeavesTogether: hits offered with more to an idle
-// outbox wait for Wake and leave in one message.
+// outbox wait for Wake and leave together, although they come a
+// millisecond apart, time enough for a woken sender to send each alone.
 func TestOfferHitMoreLeavesTogether(t *testing.T) {
 	s := fleettest.RunServer(t)
 	c := fleettest.Connect(t, s)
@@ -208,18 +209,24 @@ func TestOfferHitMoreLeavesTogether(t *testing.T) {
 	if left := out.Flush(ctx); left != 0 {
 		t.Fatalf("%d hits never stored", left)
 	}
-	const n = 100
+	const n = 50
 	for i := 1; i <= n; i++ {
 		h := fleet.Hit{Tracepoint: "tp", Host: "h", Pid: i}
 		if !out.OfferHit(&h, i, true) {
 			t.Fatalf("hit %d refused", i)
 		}
+		// Not a wait for anything: the gap a sender woken by each
+		// hit would send it alone in.
+		time.Sleep(time.Millisecond)
 	}
 	out.Wake()
 	if left := out.Flush(ctx); left != 0 {
 		t.Fatalf("%d hits never stored", left)
 	}
-	if st := out.Stats(); st.Stored != n+1 || st.Sent != 2 || st.Batches != 1 || st.Batched != n {
-		t.Fatalf("stats %+v: want the first hit alone, then the %d offered with more in one batch", st, n)
+	// The sender may still have been finishing its pass over the first
+	// hit's ack when the first of them came: at most that one leaves
+	// apart.
+	if st := out.Stats(); st.Stored != n+1 || st.Sent > 3 || st.Batched < n-1 {
+		t.Fatalf("stats %+v: want the first hit alone, then the %d offered with more together", st, n)
 	}
 }
