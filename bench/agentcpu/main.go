@@ -12,7 +12,9 @@
 // another machine, as in make bench). After -warm bursts of -burst hits,
 // which the agent's heap grows through, it reads the agent's CPU time
 // (the sum of its threads' run time in /proc/PID/task/*/schedstat, in ns:
-// USER_HZ ticks are too coarse for a 30k-hit run) and its minor faults,
+// USER_HZ ticks are too coarse for a 30k-hit run; a thread that exits
+// meanwhile takes its time with it, and Go's rarely do) and its minor
+// faults,
 // has the loop run -runs bursts, waits until the stream holds every hit
 // (or the tracepoint's status counts the rest dropped), and reads them
 // again. The agent's idle work while it waits is in the figure, as it is
