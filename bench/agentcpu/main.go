@@ -14,10 +14,9 @@
 // (the sum of its threads' run time in /proc/PID/task/*/schedstat, in ns:
 // USER_HZ ticks are too coarse for a 30k-hit run; a thread that exits
 // meanwhile takes its time with it, and Go's rarely do) and its minor
-// faults,
-// has the loop run -runs bursts, waits until the stream holds every hit
-// (or the tracepoint's status counts the rest dropped), and reads them
-// again. The agent's idle work while it waits is in the figure, as it is
+// faults, has the loop run -runs bursts, waits until the stream holds
+// every hit (or the tracepoint's status counts the rest dropped), and
+// reads them again. The agent's idle work while it waits is in the figure, as it is
 // in make bench's.
 //
 // Only processes started here are read or signalled, by pid.
