@@ -74,9 +74,10 @@ func throughLossyStream(t *testing.T, lose func(id string) bool, offer func(*fle
 	if err := js.DeleteStream(ctx, c.Subjects().HitStream()); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex // guards seen and order
+	var mu sync.Mutex // guards seen, order and got
 	seen := map[string]bool{}
 	var order []string
+	var got int64 // messages received, lost or stored
 	if _, err := nc.Subscribe(c.Subjects().Prefix+".h.>", func(m *nats.Msg) {
 		id := m.Header.Get(jetstream.MsgIDHeader)
 		if id == "" {
@@ -84,6 +85,7 @@ func throughLossyStream(t *testing.T, lose func(id string) bool, offer func(*fle
 		}
 		mu.Lock()
 		defer mu.Unlock()
+		got++
 		if !seen[id] && lose(id) {
 			seen[id] = true
 			return // first copy lost
@@ -106,6 +108,21 @@ func throughLossyStream(t *testing.T, lose func(id string) bool, offer func(*fle
 	go out.Run(rctx)
 	if left := out.Flush(ctx); left != 0 {
 		t.Fatalf("%d messages never stored", left)
+	}
+	// Watermarks go unacknowledged: Flush does not wait for them to
+	// arrive.
+	for {
+		mu.Lock()
+		arrived := got
+		mu.Unlock()
+		if arrived >= out.Stats().Sent {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d of %d messages sent arrived", arrived, out.Stats().Sent)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 	stop()
 	<-out.Done()
