@@ -81,6 +81,8 @@ func loadCollection(events *ebpf.Map) (*ebpf.Collection, error) {
 	if haveUprobeMulti() {
 		spec.Programs["capture"].AttachType = ebpf.AttachTraceUprobeMulti
 	}
+	// The reader takes the drops counted from the map (sweepDrops).
+	spec.Maps["buckets"].Flags |= unix.BPF_F_MMAPABLE
 	var opts ebpf.CollectionOptions
 	if events != nil {
 		opts.MapReplacements = map[string]*ebpf.Map{"events": events}
@@ -133,6 +135,7 @@ type target struct {
 	pieces dlvvalue.PieceCache
 
 	coll   *ebpf.Collection
+	counts bucketCounts // coll's buckets, mapped
 	ex     *link.Executable
 	pidfd  int
 	spent  *ringbuf.Reader   // the BPF program's word that an allowance is spent (see disarming)
@@ -287,8 +290,14 @@ func newTarget(pid int, exe string) (*target, error) {
 		coll.Close()
 		return fail(fmt.Errorf("opening %s: %w", exe, err))
 	}
+	counts, err := mapBuckets(coll.Maps["buckets"])
+	if err != nil {
+		coll.Close()
+		return fail(err)
+	}
 	spent, err := ringbuf.NewReader(coll.Maps["spent"])
 	if err != nil {
+		counts.unmap()
 		coll.Close()
 		return fail(fmt.Errorf("opening the ring buffer of spent allowances: %w", err))
 	}
@@ -296,6 +305,7 @@ func newTarget(pid int, exe string) (*target, error) {
 	pidfd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
 		spent.Close()
+		counts.unmap()
 		coll.Close()
 		return fail(fmt.Errorf("watching pid %d: %w", pid, err))
 	}
@@ -303,6 +313,7 @@ func newTarget(pid int, exe string) (*target, error) {
 		pid: pid, exe: exe,
 		hits:     make(chan agent.Hit, 1024),
 		coll:     coll,
+		counts:   counts,
 		ex:       ex,
 		pidfd:    pidfd,
 		spent:    spent,
@@ -822,6 +833,7 @@ func (t *target) teardown() {
 	t.sent = true
 	close(t.hits)
 	t.sendMu.Unlock()
+	t.counts.unmap()
 	t.coll.Close()
 	t.snap.Close()
 	t.x.releaseTarget(t)
@@ -1178,6 +1190,7 @@ func (x *executable) finish(r *readLoop) {
 		r.held = 0
 		x.emptyAt.Store(checked)
 		x.holding.Store(0)
+		x.sweepDrops()
 	}
 }
 

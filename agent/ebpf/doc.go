@@ -87,7 +87,12 @@
 // empty: one wake-up of the agent's goroutines then carries several, and
 // they leave for NATS in one message. A burst faster than the
 // decoder fills the ring buffer, and the hits that do not fit are counted
-// and reported as dropped by a full ring buffer. The processes of one
+// and reported as dropped by a full ring buffer. The program counts drops
+// in the tracepoint's bucket and the next record takes them; once the
+// ring buffer is empty, the reader takes what is left from the bucket
+// (mapped into its memory, with the same atomic exchange) and reports it
+// in a notice, so that drops after the last hit of a burst are told
+// without waiting for a hit that may not come. The processes of one
 // executable share Delve's binary info, the DWARF the plans are made from,
 // the ring buffer and its thread: a program run as 50 processes costs the
 // agent about 5 MB a process, not 16 (make bench-resources). Reading that
