@@ -19,6 +19,13 @@
 // reads them again. The agent's idle work while it waits is in the figure, as it is
 // in make bench's.
 //
+// Then, in the same run, what the agent costs a second beside a line run
+// now and then: one hit every -trickle for -trickle-for (the agent counts
+// as active, and publishes a watermark every 50 ms, until 2 s after a hit),
+// and once it is idle again (-idle, from 3 s after the last hit): a
+// service's tracepoint at default limits keeps its agent in the first
+// state.
+//
 // Only processes started here are read or signalled, by pid.
 package main
 
@@ -52,6 +59,10 @@ var (
 	burst  = flag.Int("burst", 3000, "hits in a burst")
 	bin    = flag.String("riptrace", "bin/riptrace", "the riptrace binary measured")
 	vs     = flag.String("vs", "", "another riptrace `binary`, alternated with -riptrace run by run")
+
+	trickle    = flag.Duration("trickle", 500*time.Millisecond, "the time between hits while the agent's CPU a second beside a line run now and then is read")
+	trickleFor = flag.Duration("trickle-for", 8*time.Second, "how long that is read (0: not at all)")
+	idle       = flag.Duration("idle", 5*time.Second, "how long the idle agent's CPU a second is read")
 )
 
 const targetDir = "bench/targets/hot"
@@ -70,16 +81,24 @@ type result struct {
 	cpuPerHit    time.Duration
 	faultsPerHit float64
 	hits         uint64
+	// trickle and idle are the agent's CPU a second with a hit every
+	// -trickle, and with none.
+	trickle, idle time.Duration
 }
 
-func run() error {
+func run() (err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tmp, err := os.MkdirTemp("", "riptrace-bench-agent")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	defer func() {
+		// A failure names the agent's log in it: kept for reading.
+		if err == nil {
+			os.RemoveAll(tmp)
+		}
+	}()
 	target := filepath.Join(tmp, "rtcpu-hot")
 	line, err := benchkit.BuildMarked(targetDir, target, "hot")
 	if err != nil {
@@ -110,28 +129,49 @@ func run() error {
 				return fmt.Errorf("%s, run %d: %w", b, r+1, err)
 			}
 			results[i] = append(results[i], res)
-			fmt.Printf("  run %d  %-28s %6.1f µs/hit  %5.3f faults/hit  %d hits\n", r+1, b, us(res.cpuPerHit), res.faultsPerHit, res.hits)
+			fmt.Printf("  run %d  %-28s %6.1f µs/hit  %5.3f faults/hit  %d hits%s\n", r+1, b, us(res.cpuPerHit), res.faultsPerHit, res.hits, res.perSecond())
 		}
 	}
 	medians := make([]float64, len(bins))
+	trickles := make([]float64, len(bins))
 	for i, b := range bins {
-		cpu := make([]float64, 0, len(results[i]))
-		faults := make([]float64, 0, len(results[i]))
+		var cpu, faults, tr, id []float64
 		for _, res := range results[i] {
 			cpu = append(cpu, us(res.cpuPerHit))
 			faults = append(faults, res.faultsPerHit)
+			tr = append(tr, ms(res.trickle))
+			id = append(id, ms(res.idle))
 		}
-		medians[i] = median(cpu)
-		fmt.Printf("%-28s median %6.1f µs/hit (range %.1f–%.1f), %.3f faults/hit\n", b, medians[i], slices.Min(cpu), slices.Max(cpu), median(faults))
+		medians[i], trickles[i] = median(cpu), median(tr)
+		fmt.Printf("%-28s median %6.1f µs/hit (range %.1f–%.1f), %.3f faults/hit", b, medians[i], slices.Min(cpu), slices.Max(cpu), median(faults))
+		if *trickleFor > 0 {
+			fmt.Printf("; a hit every %v: %.1f ms/s (range %.1f–%.1f), idle %.1f ms/s", *trickle, trickles[i], slices.Min(tr), slices.Max(tr), median(id))
+		}
+		fmt.Println()
 	}
 	if len(bins) == 2 {
-		fmt.Printf("%s against %s: %.2fx\n", bins[0], bins[1], medians[0]/medians[1])
+		fmt.Printf("%s against %s: %.2fx per hit", bins[0], bins[1], medians[0]/medians[1])
+		if *trickleFor > 0 {
+			fmt.Printf(", %.2fx a second with a hit every %v", trickles[0]/trickles[1], *trickle)
+		}
+		fmt.Println()
 	}
 	fmt.Printf("load average at end: %s\n", benchkit.LoadAvg())
 	return nil
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// perSecond is the run's CPU a second beside a line run now and then, and
+// idle, if read.
+func (r result) perSecond() string {
+	if *trickleFor <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("  a hit every %v: %5.1f ms/s, idle %4.1f ms/s", *trickle, ms(r.trickle), ms(r.idle))
+}
 
 func median(v []float64) float64 {
 	s := slices.Clone(v)
@@ -299,7 +339,43 @@ func measure(ctx context.Context, c *fleet.Client, url, tmp, target string, line
 	}
 	res.cpuPerHit = (cpu1 - cpu0) / time.Duration(res.hits)
 	res.faultsPerHit = float64(faults1-faults0) / float64(res.hits)
+	if *trickleFor > 0 {
+		if res.trickle, err = cpuPerSecond(ag.Process.Pid, *trickleFor, func() error { return t.loop(1) }); err != nil {
+			return res, err
+		}
+		// The agent stays active 2 s after its last hit.
+		time.Sleep(3 * time.Second)
+		if res.idle, err = cpuPerSecond(ag.Process.Pid, *idle, nil); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
+}
+
+// cpuPerSecond returns pid's CPU a second over d, while hit, if not nil,
+// runs the traced line once every -trickle.
+func cpuPerSecond(pid int, d time.Duration, hit func() error) (time.Duration, error) {
+	cpu0, _, err := agentUsage(pid)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for time.Since(start) < d {
+		if hit == nil {
+			time.Sleep(d)
+			break
+		}
+		if err := hit(); err != nil {
+			return 0, err
+		}
+		time.Sleep(*trickle)
+	}
+	took := time.Since(start)
+	cpu1, _, err := agentUsage(pid)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(float64(cpu1-cpu0) / took.Seconds()), nil
 }
 
 // watchInstalled waits until tracepoint id is installed in pid, and from
