@@ -89,10 +89,11 @@
 // decoder fills the ring buffer, and the hits that do not fit are counted
 // and reported as dropped by a full ring buffer. The program counts drops
 // in the tracepoint's bucket and the next record takes them; once the
-// ring buffer is empty, the reader takes what is left from the bucket
-// (mapped into its memory, with the same atomic exchange) and reports it
-// in a notice, so that drops after the last hit of a burst are told
-// without waiting for a hit that may not come. The processes of one
+// ring buffer is empty, the reader takes what is left from the bucket of a
+// tracepoint with no rate limit (mapped into its memory, with the same
+// atomic exchange) and reports it in a notice, so that drops after the
+// last hit of a burst are told without waiting for a hit that may not
+// come (a rate-limited one's go with its next hit, see sweepDrops). The processes of one
 // executable share Delve's binary info, the DWARF the plans are made from,
 // the ring buffer and its thread: a program run as 50 processes costs the
 // agent about 5 MB a process, not 16 (make bench-resources). Reading that
