@@ -142,10 +142,10 @@ func run() (err error) {
 			tr = append(tr, ms(res.trickle))
 			id = append(id, ms(res.idle))
 		}
-		medians[i], trickles[i] = median(cpu), median(tr)
-		fmt.Printf("%-28s median %6.1f µs/hit (range %.1f–%.1f), %.3f faults/hit", b, medians[i], slices.Min(cpu), slices.Max(cpu), median(faults))
+		medians[i], trickles[i] = benchkit.Median(cpu), benchkit.Median(tr)
+		fmt.Printf("%-28s median %6.1f µs/hit (range %.1f–%.1f), %.3f faults/hit", b, medians[i], slices.Min(cpu), slices.Max(cpu), benchkit.Median(faults))
 		if *trickleFor > 0 {
-			fmt.Printf("; a hit every %v: %.1f ms/s (range %.1f–%.1f), idle %.1f ms/s", *trickle, trickles[i], slices.Min(tr), slices.Max(tr), median(id))
+			fmt.Printf("; a hit every %v: %.1f ms/s (range %.1f–%.1f), idle %.1f ms/s", *trickle, trickles[i], slices.Min(tr), slices.Max(tr), benchkit.Median(id))
 		}
 		fmt.Println()
 	}
@@ -171,15 +171,6 @@ func (r result) perSecond() string {
 		return ""
 	}
 	return fmt.Sprintf("  a hit every %v: %5.1f ms/s, idle %4.1f ms/s", *trickle, ms(r.trickle), ms(r.idle))
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // startServer starts `riptrace server` at nice 19 with its data in dir and
@@ -360,11 +351,10 @@ func cpuPerSecond(pid int, d time.Duration, hit func() error) (time.Duration, er
 		return 0, err
 	}
 	start := time.Now()
-	for time.Since(start) < d {
-		if hit == nil {
-			time.Sleep(d)
-			break
-		}
+	if hit == nil {
+		time.Sleep(d)
+	}
+	for hit != nil && time.Since(start) < d {
 		if err := hit(); err != nil {
 			return 0, err
 		}

@@ -179,7 +179,7 @@ func run() error {
 	}
 	results := make([]result, len(scenarios))
 	fmt.Printf("target: GET /work?n=%d (the traced line runs %d times per request), %d clients, %v per scenario, %d rounds; load average %s\n",
-		*loop, *loop, *clients, *duration, *rounds, loadAverage())
+		*loop, *loop, *clients, *duration, *rounds, benchkit.LoadAvg())
 	for r := range *rounds {
 		for i, sc := range scenarios {
 			id := fmt.Sprintf("limits-%d-%d", r, i)
@@ -280,13 +280,13 @@ func run() error {
 		for r, v := range res.rps {
 			rs = append(rs, v/results[0].rps[r])
 		}
-		return median(rs), slices.Min(rs), slices.Max(rs)
+		return benchkit.Median(rs), slices.Min(rs), slices.Max(rs)
 	}
 	fmt.Printf("\n%-22s %12s %10s %15s %14s %14s %12s %12s %s\n", "scenario", "requests/s", "vs untraced", "(range)", "hits published", "hits dropped", "(estimated)", "true drops", "estimate/true")
 	var goals []string
 	for i, sc := range scenarios {
 		res := results[i]
-		med := median(res.rps)
+		med := benchkit.Median(res.rps)
 		ratio, lo, hi := ratios(res)
 		hits, dropped, estimate, truth, vsTrue := "-", "-", "-", "-", "-"
 		if sc.backend != "" {
@@ -320,7 +320,7 @@ func run() error {
 			want := float64(sc.rate) * duration.Seconds() * float64(*rounds) / 2
 			met := ratio >= 0.95 && float64(res.hits) >= want
 			goals = append(goals, fmt.Sprintf("goal %-8s %s: ≥0.95× untraced requests/s (median of the rounds' ratios) with %d hits/s arriving: %.3f×, %.0f hits/s (load average %s)",
-				metWord(met), sc.name, sc.rate, ratio, float64(res.hits)/duration.Seconds()/float64(*rounds), loadAverage()))
+				metWord(met), sc.name, sc.rate, ratio, float64(res.hits)/duration.Seconds()/float64(*rounds), benchkit.LoadAvg()))
 		}
 		if res.removed > 0 {
 			fmt.Printf("  (the stop budget removed the tracepoint in %d of %d rounds: its traps alone kept the service stopped)\n", res.removed, *rounds)
@@ -351,7 +351,7 @@ func run() error {
 		}
 		crs := "-"
 		if len(cr) > 0 {
-			crs = fmt.Sprintf("%.3f× (%.2f–%.2f)", median(cr), slices.Min(cr), slices.Max(cr))
+			crs = fmt.Sprintf("%.3f× (%.2f–%.2f)", benchkit.Median(cr), slices.Min(cr), slices.Max(cr))
 		}
 		// With the probes taken out once the allowance is spent, the
 		// drops counted are the traps between that and the probes
@@ -360,7 +360,7 @@ func run() error {
 		if sc.backend != "" {
 			drops = fmt.Sprintf("%.0f", float64(res.dropped)/duration.Seconds()/float64(*rounds))
 		}
-		fmt.Printf("%-24s %20.1f %24s %22.1f %22s %14s\n", sc.name, median(svc), fmt.Sprintf("%.1f+%.1f", median(au), median(as)), median(all), crs, drops)
+		fmt.Printf("%-24s %20.1f %24s %22.1f %22s %14s\n", sc.name, benchkit.Median(svc), fmt.Sprintf("%.1f+%.1f", benchkit.Median(au), benchkit.Median(as)), benchkit.Median(all), crs, drops)
 	}
 	fmt.Printf("load average (1 min) over the rounds: %s\n", loadRange)
 
@@ -424,20 +424,6 @@ func metWord(ok bool) string {
 	return "NOT MET"
 }
 
-// loadAverage is the machine's 1-, 5- and 15-minute load average: the
-// ratios are worth what the load let them be.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // load runs the clients against addr for the scenario's duration and
 // returns the completed requests per second, the completed requests and
 // the failed requests.
@@ -495,17 +481,6 @@ func waitStatusWithin(ctx context.Context, c *fleet.Client, id string, d time.Du
 		last = ev
 	}
 	return last, fmt.Errorf("tracepoint %s: no such status within %v; last: %s %s", id, d, last.State, last.Message)
-}
-
-func median(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // stop ends cmd with SIGTERM (an agent detaches first), then SIGKILL.
@@ -619,6 +594,6 @@ func children(pid int) []int {
 
 // loadAverage1 is the machine's 1-minute load average.
 func loadAverage1() string {
-	l, _, _ := strings.Cut(loadAverage(), " ")
+	l, _, _ := strings.Cut(benchkit.LoadAvg(), " ")
 	return l
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/riptrace/riptrace/fleet"
@@ -28,6 +29,18 @@ func BuildMarked(dir, out, marker string) (int, error) {
 		return 0, err
 	}
 	return MarkerLine(filepath.Join(dir, "main.go"), marker)
+}
+
+// Median returns the median of v, 0 if v is empty.
+func Median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // LoadAvg returns the machine's load averages over 1, 5 and 15 minutes,
