@@ -30,6 +30,50 @@ func TestHitJSON(t *testing.T) {
 	}
 }
 
+// TestHitJSONCached is TestHitJSON for hits encoded one after another with
+// one hitCache, as an agent's are: their processes and frames are drawn
+// from a few, so that the cache's copies are used, missed and replaced,
+// at every depth, with stacks growing and shrinking; each hit must still
+// be what encoding/json writes.
+func TestHitJSONCached(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(9, 10))
+	var procs [3]ProcessRef
+	var frames [5]Frame
+	for i := range procs {
+		fillRandom(rnd, reflect.ValueOf(&procs[i]).Elem(), 0)
+	}
+	for i := range frames {
+		fillRandom(rnd, reflect.ValueOf(&frames[i]).Elem(), 0)
+	}
+	var c hitCache
+	hits := 0
+	for i := range 3000 {
+		var h Hit
+		fillRandom(rnd, reflect.ValueOf(&h).Elem(), 0)
+		if rnd.IntN(8) > 0 {
+			h.Process = procs[rnd.IntN(len(procs))]
+		}
+		if rnd.IntN(8) > 0 {
+			h.Stack = make([]Frame, rnd.IntN(maxCachedFrames+4))
+			for d := range h.Stack {
+				h.Stack[d] = frames[rnd.IntN(2)+min(d, 3)]
+			}
+		}
+		got := h.appendJSON(nil, &c)
+		want, err := json.Marshal(&h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("hit %d: appendJSON with the cache wrote\n%s\nencoding/json writes\n%s", i, got, want)
+		}
+		hits++
+	}
+	if len(c.frames) != maxCachedFrames {
+		t.Errorf("the cache kept %d frames after %d hits, want %d: the deep frames were not exercised", len(c.frames), hits, maxCachedFrames)
+	}
+}
+
 // fillRandom fills v with random values, zero ones among them.
 func fillRandom(rnd *rand.Rand, v reflect.Value, depth int) {
 	if v.Type() == reflect.TypeFor[time.Time]() {

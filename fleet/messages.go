@@ -1183,35 +1183,42 @@ func Encode(v Message) []byte {
 // and grown; on make bench's hot loop, a hit of 1.1 kB outgrew 1 kB and
 // encoding it was a sixth of the agent's CPU per hit.
 func EncodeHit(h *Hit) []byte {
-	bp := encodeHitScratch(h)
-	defer putEncodeBuf(bp)
-	return bytes.Clone(*bp)
+	sc := encodeHitScratch(h)
+	defer putEncodeBuf(sc)
+	return bytes.Clone(sc.b)
 }
 
-// encodeHitScratch encodes h in a buffer of encodeBufs, which the caller
-// copies and gives back (putEncodeBuf).
-func encodeHitScratch(h *Hit) *[]byte {
+// hitScratch is a buffer to encode hits in, with what the hits encoded in
+// it before let the next skip (hitCache).
+type hitScratch struct {
+	b     []byte
+	cache hitCache
+}
+
+// encodeHitScratch encodes h in sc.b of a hitScratch of encodeBufs, which
+// the caller copies and gives back (putEncodeBuf).
+func encodeHitScratch(h *Hit) *hitScratch {
 	h.stamp()
-	bp := encodeBufs.Get().(*[]byte)
-	if b := h.appendJSON((*bp)[:0]); b != nil {
-		*bp = b
-		return bp
+	sc := encodeBufs.Get().(*hitScratch)
+	if b := h.appendJSON(sc.b[:0], &sc.cache); b != nil {
+		sc.b = b
+		return sc
 	}
 	// A copy, so that h does not escape to the heap for the path taken
 	// once in a long while.
 	c := *h
-	*bp = marshal(&c)
-	return bp
+	sc.b = marshal(&c)
+	return sc
 }
 
 // encodeBufs are EncodeHit's buffers.
-var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+var encodeBufs = sync.Pool{New: func() any { return &hitScratch{b: make([]byte, 0, 4<<10)} }}
 
-// putEncodeBuf gives bp back to encodeBufs, unless a hit made it large:
+// putEncodeBuf gives sc back to encodeBufs, unless a hit made it large:
 // the pool would keep it alive for the few hits that need it.
-func putEncodeBuf(bp *[]byte) {
-	if cap(*bp) <= 64<<10 {
-		encodeBufs.Put(bp)
+func putEncodeBuf(sc *hitScratch) {
+	if cap(sc.b) <= 64<<10 {
+		encodeBufs.Put(sc)
 	}
 }
 

@@ -321,10 +321,10 @@ func (o *Outbox[T]) Offer(tracepoint string, data []byte, tag T) bool {
 // 60,000 hits of make bench's hot loop left in 343 messages instead of
 // 1,109.
 func (o *Outbox[T]) OfferHit(h *Hit, tag T, more bool) bool {
-	bp := encodeHitScratch(h)
-	m := o.bufs.get(len(*bp))
-	m.b = append(m.b, *bp...)
-	putEncodeBuf(bp)
+	sc := encodeHitScratch(h)
+	m := o.bufs.get(len(sc.b))
+	m.b = append(m.b, sc.b...)
+	putEncodeBuf(sc)
 	if o.offer(h.Tracepoint, m.b, tag, m, more) {
 		return true
 	}

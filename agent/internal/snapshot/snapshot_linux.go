@@ -46,9 +46,10 @@ type Process struct {
 	entry                uint64
 	bps                  proc.BreakpointMap
 	thread               *thread
-	live                 *os.File  // /proc/PID/mem
-	file                 *os.File  // the executable
-	static               []mapping // file-backed mappings of the executable
+	threads              []proc.Thread // thread alone, for ThreadList
+	live                 *os.File      // /proc/PID/mem
+	file                 *os.File      // the executable
+	static               []mapping     // file-backed mappings of the executable
 
 	mem Memory // of the current hit
 	// scratch is what BinInfo returns while ClearCaches runs.
@@ -98,6 +99,7 @@ func open(pid int, shared *proc.BinaryInfo) (*Process, *proc.Target, error) {
 		p.bi, path = shared, shared.Images[0].Path
 	}
 	p.thread = &thread{p: p, id: pid}
+	p.threads = []proc.Thread{p.thread}
 	_, addTarget := proc.NewGroup(group{}, proc.NewTargetGroupConfig{})
 	tgt, err := addTarget(p, pid, p.thread, path, proc.StopAttached, "")
 	if err != nil {
@@ -138,7 +140,7 @@ func OpenShared(pid int, bi *proc.BinaryInfo) (*Process, *proc.Target, error) {
 func (p *Process) BinInfo() *proc.BinaryInfo              { return p.bi }
 func (p *Process) EntryPoint() (uint64, error)            { return p.entry, nil }
 func (p *Process) FindThread(id int) (proc.Thread, bool)  { return p.thread, id == p.thread.id }
-func (p *Process) ThreadList() []proc.Thread              { return []proc.Thread{p.thread} }
+func (p *Process) ThreadList() []proc.Thread              { return p.threads }
 func (p *Process) Breakpoints() *proc.BreakpointMap       { return &p.bps }
 func (p *Process) Memory() proc.MemoryReadWriter          { return p }
 func (p *Process) Valid() (bool, error)                   { return true, nil }
