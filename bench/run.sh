@@ -21,7 +21,8 @@
 #      the eBPF agent's;
 #   5. the CPU time the agents, the server and the `riptrace trace`
 #      clients spend per hit in the runs of 1; for the eBPF agent, also
-#      over its own runs alone (from the start of each to its last hit),
+#      over its own runs alone (from the start of each until the stream
+#      stored its last hit),
 #      and what it spends a second while no hit comes (and so about how
 #      much of its runs' CPU that idle work is).
 #
@@ -44,6 +45,7 @@ CACHE=$ROOT/.cache/bench
 BIN=$CACHE/bin
 N=${BENCH_HITS:-300}
 NF=${BENCH_UPROBE_HITS:-3000}
+WARM_FAST=$((2 * NF)) # warm-up hits of the uprobe tools (see below)
 HIT_RUNS=${BENCH_HIT_RUNS:-5}
 LIVE_RUNS=${BENCH_LIVE_RUNS:-3}
 WARMUP=20         # first hits of each tool, not measured: Delve loads types lazily
@@ -144,6 +146,32 @@ quiesce() {
 		fi
 		last=$n
 		sleep 0.1
+	done
+}
+
+# published ADDR: the hits that the agent serving metrics at ADDR has had
+# the stream store (its riptrace_hits_total, over its tracepoints).
+published() {
+	local fd
+	exec {fd}<>"/dev/tcp/${1%:*}/${1##*:}" || die "no metrics at $1"
+	printf 'GET /metrics HTTP/1.0\r\n\r\n' >&"$fd"
+	awk '/^riptrace_hits_total[{ ]/ { s += $2 } END { printf "%d\n", s }' <&"$fd"
+	exec {fd}>&-
+}
+
+# settle_published ADDR N: wait until the agent at ADDR has had N hits
+# stored, or its count has stood still for a second; print its count.
+settle_published() {
+	local n last=-1 still=0
+	while :; do
+		n=$(published "$1")
+		if ((n >= $2)) || ((n == last && ++still >= 100)); then
+			echo "$n"
+			return 0
+		fi
+		((n == last)) || still=0
+		last=$n
+		sleep 0.01
 	done
 }
 
@@ -369,7 +397,7 @@ cost() {
 }
 
 echo
-echo "per-hit cost: $HIT_RUNS runs per tool, alternating, of $N hits (ptrace) or $NF hits (uprobes), after $WARMUP warm-up hits"
+echo "per-hit cost: $HIT_RUNS runs per tool, alternating, of $N hits (ptrace) or $NF hits (uprobes), after $WARMUP warm-up hits (ptrace) or $WARM_FAST (uprobes)"
 
 # The untraced target runs alongside the others, so that its runs alternate
 # with theirs and see the same load.
@@ -391,8 +419,10 @@ start_hot rte "$BIN/hot-ebpf"
 start_hot idle "$BIN/hot-idle"
 start_agent agent-hot-delve bench-delve --processes hot --backend delve
 AGENT_DELVE_PID=$AGENT_PID
-start_agent agent-hot-ebpf bench-ebpf --processes hot-ebpf --processes hot-idle --backend ebpf
+start_agent agent-hot-ebpf bench-ebpf --processes hot-ebpf --processes hot-idle --backend ebpf --metrics 127.0.0.1:0
 AGENT_EBPF_PID=$AGENT_PID
+AGENT_EBPF_METRICS=$(sed -n 's/.*msg="serving metrics" addr=\([0-9.:]*\).*/\1/p' "$TMP/agent-hot-ebpf.err")
+[[ -n $AGENT_EBPF_METRICS ]] || die "the eBPF agent did not say where it serves metrics (see $TMP/agent-hot-ebpf.err)"
 agent_sees "${HOT_PID[rt]}" "${HOT_PID[rte]}" "${HOT_PID[idle]}"
 start_trace trace-hot "$HOT_SRC:$HOT_LINE" "${HOT_PID[rt]}" hot --hosts bench-delve
 TRACE_DELVE_PID=$TRACE_PID
@@ -408,12 +438,21 @@ UPROBE_PID=$!
 PIDS+=("$UPROBE_PID")
 wait_for "$TMP/uprobe.out" '^READY pid=' 1 60 "$UPROBE_PID" || die "the bare uprobe did not attach"
 
-for tool in dlv rt rte bare; do loop "$tool" "$WARMUP" >/dev/null; done
+for tool in dlv rt; do loop "$tool" "$WARMUP" >/dev/null; done
+# The uprobe tools warm up on WARM_FAST hits: a fresh eBPF agent's heap
+# grows to its working size over its first thousands of hits, each page
+# it touches first a fault (12-15 µs here), a cost it pays once. What
+# those hits cost it is measured and shown apart.
+loop bare "$WARM_FAST" >/dev/null
+FIRST_NS=$(cpu_ns "$AGENT_EBPF_PID")
+loop rte "$WARM_FAST" >/dev/null
+FIRST_HITS=$(settle_published "$AGENT_EBPF_METRICS" "$WARM_FAST")
+FIRST_NS=$(($(cpu_ns "$AGENT_EBPF_PID") - FIRST_NS))
 loop idle 1000000 >/dev/null
 # CPU per hit counts from here: the warm-up hits are out, and the Delve
 # backend's worker (a child of its agent) is running.
 wait_for "$TMP/trace-hot.out" "\"line\":$HOT_LINE," "$WARMUP" 60 "$TRACE_DELVE_PID" || die "the Delve backend did not deliver its warm-up hits"
-wait_for "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE," "$WARMUP" 60 "$TRACE_EBPF_PID" || die "the eBPF backend did not deliver its warm-up hits"
+wait_for "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE," "$WARM_FAST" 60 "$TRACE_EBPF_PID" || die "the eBPF backend did not deliver its warm-up hits"
 mapfile -t DELVE_WORKERS < <(children "$AGENT_DELVE_PID" "$RT")
 cpu_hits() { # TOOL: the CPU seconds of what serves TOOL's hits, and its hits received
 	case $1 in
@@ -423,8 +462,9 @@ cpu_hits() { # TOOL: the CPU seconds of what serves TOOL's hits, and its hits re
 	esac
 }
 read -r CPU0_EBPF_AGENT CPU0_EBPF_CLIENT HITS0_EBPF < <(cpu_hits ebpf)
-# The eBPF agent's own spans: from the start of each of its runs until its
-# last hit has arrived. Its CPU per hit over them is what decoding and
+# The eBPF agent's own spans: from the start of each of its runs until the
+# stream has stored its last hit (the agent's riptrace_hits_total says
+# so). Its CPU per hit over them is what decoding and
 # publishing a hit costs it; over the whole runs, which the other tools'
 # runs make 10-20 times longer, its CPU also holds what it does while no
 # hit comes (its scans of /proc, its clock, its watermarks), which is
@@ -433,20 +473,28 @@ SPAN_NS=0 SPAN_HITS=0 SPAN_S=0 WHOLE_NS0=$(cpu_ns "$AGENT_EBPF_PID") WHOLE_T0=$E
 read -r CPU0_DELVE_AGENT CPU0_DELVE_CLIENT HITS0_DELVE < <(cpu_hits delve)
 CPU0_SERVER=$(cpu_hits server)
 declare -A RAW # tool,run → ns per loop
+agent_cost=()  # the eBPF agent's CPU per hit over each of its spans, µs
 for ((i = 1; i <= HIT_RUNS; i++)); do
 	# The eBPF agent decodes its hits after the fact, on the machine's
 	# CPUs: its run comes last, and the next round waits until its hits are
 	# out, so that no other run shares the CPUs with that decoding.
 	for tool in base idle dlv rt bare rte; do
 		if [[ $tool == rte ]]; then
-			span_ns=$(cpu_ns "$AGENT_EBPF_PID") span_hits=$(count "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE,") span_t=$EPOCHREALTIME
+			span_ns=$(cpu_ns "$AGENT_EBPF_PID") span_hits=$(published "$AGENT_EBPF_METRICS") span_t=$EPOCHREALTIME
 		fi
 		RAW[$tool,$i]=$(loop "$tool" "$(iterations "$tool")")
 	done
-	quiesce "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE," $((WARMUP + i * NF))
-	SPAN_NS=$((SPAN_NS + $(cpu_ns "$AGENT_EBPF_PID") - span_ns))
-	SPAN_HITS=$((SPAN_HITS + $(count "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE,") - span_hits))
+	# The span ends when the stream has stored the run's hits: what the
+	# clients do after (holding hits to show them in order) is not the
+	# agent's work, though it stays active meanwhile.
+	run_hits=$(settle_published "$AGENT_EBPF_METRICS" $((WARM_FAST + i * NF)))
+	run_ns=$(($(cpu_ns "$AGENT_EBPF_PID") - span_ns))
 	SPAN_S=$(calc "$SPAN_S + $EPOCHREALTIME - $span_t")
+	run_hits=$((run_hits - span_hits))
+	quiesce "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE," $((WARM_FAST + i * NF))
+	SPAN_NS=$((SPAN_NS + run_ns))
+	SPAN_HITS=$((SPAN_HITS + run_hits))
+	agent_cost+=("$(calc "$run_ns / 1000 / ($run_hits > 0 ? $run_hits : 1)")")
 done
 base=()
 for ((i = 1; i <= HIT_RUNS; i++)); do base+=("$(calc "${RAW[base,$i]} / $BASE_N")"); done
@@ -468,7 +516,7 @@ for ((i = 1; i <= HIT_RUNS; i++)); do
 		"$(fmt %.0f "${dlv_cost[-1]}")" "$(fmt %.0f "${rt_cost[-1]}")" "$(fmt %.1f "${bare_cost[-1]}")" "$(fmt %.1f "${rte_cost[-1]}")" "$(fmt %.2f "${idle_ratio[-1]}")"
 done
 WANT_HITS=$((WARMUP + HIT_RUNS * N))
-WANT_FAST=$((WARMUP + HIT_RUNS * NF))
+WANT_FAST=$((WARM_FAST + HIT_RUNS * NF))
 # Hits are printed (dlv) or published (agent) before the target resumes,
 # but reach the files later; the eBPF agent decodes them after the fact.
 wait_for "$TMP/dlv-hot.out" '^> goroutine\(' "$WANT_HITS" 30 "$DLV_HOT_PID" || true
@@ -653,6 +701,8 @@ EBPF_HITS=$((HITS1_EBPF - HITS0_EBPF))
 DELVE_HITS=$((HITS1_DELVE - HITS0_DELVE))
 AGENT_EBPF_WHOLE=$(per_hit "$CPU0_EBPF_AGENT" "$CPU1_EBPF_AGENT" "$HITS0_EBPF" "$HITS1_EBPF")
 AGENT_EBPF_CPU=$(fmt %.1f "$SPAN_NS / 1000 / ($SPAN_HITS > 0 ? $SPAN_HITS : 1)")
+AGENT_EBPF_FIRST=$(fmt %.1f "$FIRST_NS / 1000 / ($FIRST_HITS > 0 ? $FIRST_HITS : 1)")
+AGENT_EBPF_RUNS=$(for c in "${agent_cost[@]}"; do fmt %.1f "$c"; echo; done | paste -sd' ')
 AGENT_EBPF_IDLE=$(fmt %.1f "($WHOLE_NS - $SPAN_NS) / 1e6 / ($WHOLE_S - $SPAN_S > 0 ? $WHOLE_S - $SPAN_S : 1)")
 # The spans last until the last hit reaches the client, through the server
 # and the client at nice 19: meanwhile the agent also does what it does each
@@ -673,7 +723,8 @@ row "delve trace" "$(fmt %.0f "$DLV_COST")" µs/hit 1.00x "range $(range %.0f "$
 row "riptrace (delve)" "$(fmt %.0f "$RT_COST")" µs/hit "$(fmt %.2fx "$RT_COST / $DLV_COST")" "range $(range %.0f "${rt_cost[@]}"); $RT_HITS/$WANT_HITS hits received, $RT_DROPPED dropped; goal ≤ 0.5x"
 row "riptrace (ebpf)" "$(fmt %.1f "$RTE_COST")" µs/hit "$(fmt %.3fx "$RTE_COST / $DLV_COST")" "against delve trace"
 echo "CPU time per hit received in those runs (user + system, of each process over the runs)"
-row "agent (ebpf)" "$AGENT_EBPF_CPU" µs/hit "" "decoding and publishing $SPAN_HITS hits: from the start of each of its runs to its last hit ($(fmt %.1f "$SPAN_S") s), about $AGENT_EBPF_SPAN_IDLE µs of it its idle work over those seconds; goal ≤ 10 µs"
+row "agent (ebpf)" "$AGENT_EBPF_CPU" µs/hit "" "decoding and publishing $SPAN_HITS hits: from the start of each of its runs until the stream stored its last hit ($(fmt %.1f "$SPAN_S") s), about $AGENT_EBPF_SPAN_IDLE µs of it its idle work over those seconds; run by run $AGENT_EBPF_RUNS µs; goal ≤ 10 µs"
+row "agent (ebpf), first hits" "$AGENT_EBPF_FIRST" µs/hit "" "a fresh agent's first $FIRST_HITS hits (the warm-up), its heap growing to its working size"
 row "agent (ebpf), all runs" "$AGENT_EBPF_WHOLE" µs/hit "" "$EBPF_HITS hits over all the tools' runs ($(fmt %.0f "$WHOLE_S") s), with what it does while no hit comes: $AGENT_EBPF_IDLE ms of CPU a second outside its runs"
 row "riptrace trace (ebpf)" "$(per_hit "$CPU0_EBPF_CLIENT" "$CPU1_EBPF_CLIENT" "$HITS0_EBPF" "$HITS1_EBPF")" µs/hit "" "the client, at nice 19"
 row "agent+worker (delve)" "$(per_hit "$CPU0_DELVE_AGENT" "$CPU1_DELVE_AGENT" "$HITS0_DELVE" "$HITS1_DELVE")" µs/hit "" "$DELVE_HITS hits"
@@ -695,7 +746,7 @@ echo "load average at the end: $(loadavg) on $(nproc) CPUs (other work on the ma
 goal() { # NAME FIGURE MET
 	if (($(calc "$3"))); then echo "goal: $1: met ($2)"; else echo "goal: $1: not met ($2)"; fi
 }
-goal "agent CPU ≤ 10 µs per decoded hit (ebpf)" "$AGENT_EBPF_CPU µs over its runs; $AGENT_EBPF_WHOLE µs over all runs, with $AGENT_EBPF_IDLE ms/s of idle work" "$AGENT_EBPF_CPU <= 10"
+goal "agent CPU ≤ 10 µs per decoded hit (ebpf)" "$AGENT_EBPF_CPU µs over its runs (run by run $AGENT_EBPF_RUNS); $AGENT_EBPF_FIRST µs over a fresh agent's first $FIRST_HITS; $AGENT_EBPF_WHOLE µs over all runs, with $AGENT_EBPF_IDLE ms/s of idle work" "$AGENT_EBPF_CPU <= 10"
 goal "eBPF per hit ≤ 1.1× a bare uprobe" "$(fmt %.2f "$RTE_COST / $BARE_COST")×, median of the runs" "$RTE_COST / $BARE_COST <= 1.1"
 goal "time to live ≤ 250 ms with eBPF, after discovery" "median $(fmt %.0f "$RTE_LIVE * 1000") ms" "$RTE_LIVE <= 0.25"
 if ((DLV_HITS != WANT_HITS || RT_HITS != WANT_HITS || RTE_HITS + RTE_DROPPED != WANT_FAST || ${BARE_HITS:-0} != WANT_FAST)); then
