@@ -149,15 +149,18 @@ quiesce() {
 	done
 }
 
-# published ADDR: the hits that the agent serving metrics at ADDR has had
-# the stream store (its riptrace_hits_total, over its tracepoints).
-published() {
+# metric ADDR NAME: the sum of the samples of metric NAME (over its
+# labels) that the agent serving metrics at ADDR reports.
+metric() {
 	local fd
 	exec {fd}<>"/dev/tcp/${1%:*}/${1##*:}" || die "no metrics at $1"
 	printf 'GET /metrics HTTP/1.0\r\n\r\n' >&"$fd"
-	awk '/^riptrace_hits_total[{ ]/ { s += $2 } END { printf "%d\n", s }' <&"$fd"
+	awk -v name="$2" '$1 == name || index($1, name "{") == 1 { s += $2 } END { printf "%d\n", s }' <&"$fd"
 	exec {fd}>&-
 }
+
+# published ADDR: the hits that the agent at ADDR has had the stream store.
+published() { metric "$1" riptrace_hits_total; }
 
 # settle_published ADDR N: wait until the agent at ADDR has had N hits
 # stored, or its count has stood still for a second; print its count.
@@ -474,6 +477,7 @@ read -r CPU0_DELVE_AGENT CPU0_DELVE_CLIENT HITS0_DELVE < <(cpu_hits delve)
 CPU0_SERVER=$(cpu_hits server)
 declare -A RAW # tool,run → ns per loop
 agent_cost=()  # the eBPF agent's CPU per hit over each of its spans, µs
+agent_gcs=()   # and its collections in each
 for ((i = 1; i <= HIT_RUNS; i++)); do
 	# The eBPF agent decodes its hits after the fact, on the machine's
 	# CPUs: its run comes last, and the next round waits until its hits are
@@ -481,6 +485,7 @@ for ((i = 1; i <= HIT_RUNS; i++)); do
 	for tool in base idle dlv rt bare rte; do
 		if [[ $tool == rte ]]; then
 			span_ns=$(cpu_ns "$AGENT_EBPF_PID") span_hits=$(published "$AGENT_EBPF_METRICS") span_t=$EPOCHREALTIME
+			span_gc=$(metric "$AGENT_EBPF_METRICS" go_gc_duration_seconds_count)
 		fi
 		RAW[$tool,$i]=$(loop "$tool" "$(iterations "$tool")")
 	done
@@ -489,6 +494,7 @@ for ((i = 1; i <= HIT_RUNS; i++)); do
 	# agent's work, though it stays active meanwhile.
 	run_hits=$(settle_published "$AGENT_EBPF_METRICS" $((WARM_FAST + i * NF)))
 	run_ns=$(($(cpu_ns "$AGENT_EBPF_PID") - span_ns))
+	agent_gcs+=("$(($(metric "$AGENT_EBPF_METRICS" go_gc_duration_seconds_count) - span_gc))")
 	SPAN_S=$(calc "$SPAN_S + $EPOCHREALTIME - $span_t")
 	run_hits=$((run_hits - span_hits))
 	quiesce "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE," $((WARM_FAST + i * NF))
@@ -723,7 +729,7 @@ row "delve trace" "$(fmt %.0f "$DLV_COST")" µs/hit 1.00x "range $(range %.0f "$
 row "riptrace (delve)" "$(fmt %.0f "$RT_COST")" µs/hit "$(fmt %.2fx "$RT_COST / $DLV_COST")" "range $(range %.0f "${rt_cost[@]}"); $RT_HITS/$WANT_HITS hits received, $RT_DROPPED dropped; goal ≤ 0.5x"
 row "riptrace (ebpf)" "$(fmt %.1f "$RTE_COST")" µs/hit "$(fmt %.3fx "$RTE_COST / $DLV_COST")" "against delve trace"
 echo "CPU time per hit received in those runs (user + system, of each process over the runs)"
-row "agent (ebpf)" "$AGENT_EBPF_CPU" µs/hit "" "decoding and publishing $SPAN_HITS hits: from the start of each of its runs until the stream stored its last hit ($(fmt %.1f "$SPAN_S") s), about $AGENT_EBPF_SPAN_IDLE µs of it its idle work over those seconds; run by run $AGENT_EBPF_RUNS µs; goal ≤ 10 µs"
+row "agent (ebpf)" "$AGENT_EBPF_CPU" µs/hit "" "decoding and publishing $SPAN_HITS hits: from the start of each of its runs until the stream stored its last hit ($(fmt %.1f "$SPAN_S") s), about $AGENT_EBPF_SPAN_IDLE µs of it its idle work over those seconds; run by run $AGENT_EBPF_RUNS µs, with ${agent_gcs[*]} collections; goal ≤ 10 µs"
 row "agent (ebpf), first hits" "$AGENT_EBPF_FIRST" µs/hit "" "a fresh agent's first $FIRST_HITS hits (the warm-up), its heap growing to its working size"
 row "agent (ebpf), all runs" "$AGENT_EBPF_WHOLE" µs/hit "" "$EBPF_HITS hits over all the tools' runs ($(fmt %.0f "$WHOLE_S") s), with what it does while no hit comes: $AGENT_EBPF_IDLE ms of CPU a second outside its runs"
 row "riptrace trace (ebpf)" "$(per_hit "$CPU0_EBPF_CLIENT" "$CPU1_EBPF_CLIENT" "$HITS0_EBPF" "$HITS1_EBPF")" µs/hit "" "the client, at nice 19"

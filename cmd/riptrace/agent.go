@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/riptrace/riptrace/agent"
@@ -142,6 +143,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var metrics prometheus.Registerer // nil: not served
 	if *metricsAddr != "" {
 		reg := prometheus.NewRegistry()
+		// The agent's own health beside its hits: its heap, collections
+		// and goroutines (go_*), and its CPU and memory (process_*).
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		metrics = reg
 		ln, err := net.Listen("tcp", *metricsAddr)
 		if err != nil {

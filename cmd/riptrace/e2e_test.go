@@ -773,8 +773,10 @@ func TestAgentMetrics(t *testing.T) {
 		if n, _ := strconv.Atoi(string(m[1])); n < 5 {
 			return fmt.Errorf("riptrace_hits_total = %d, want at least 5", n)
 		}
-		if !strings.Contains(string(body), "riptrace_attached_processes") {
-			return fmt.Errorf("no riptrace_attached_processes")
+		for _, name := range []string{"riptrace_attached_processes", "go_gc_duration_seconds_count", "go_goroutines", "process_cpu_seconds_total"} {
+			if !regexp.MustCompile(`(?m)^` + name + ` `).Match(body) {
+				return fmt.Errorf("no %s in:\n%s", name, body)
+			}
 		}
 		return nil
 	})
