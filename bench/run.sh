@@ -149,34 +149,17 @@ quiesce() {
 	done
 }
 
-# metric ADDR NAME: the sum of the samples of metric NAME (over its
-# labels) that the agent serving metrics at ADDR reports.
-metric() {
-	local fd
-	exec {fd}<>"/dev/tcp/${1%:*}/${1##*:}" || die "no metrics at $1"
-	printf 'GET /metrics HTTP/1.0\r\n\r\n' >&"$fd"
-	awk -v name="$2" '$1 == name || index($1, name "{") == 1 { s += $2 } END { printf "%d\n", s }' <&"$fd"
-	exec {fd}>&-
+# stored N: wait until the stream holds N hits of the eBPF agent's hot
+# tracepoint, or their count stands still for a second; print the count.
+# It asks the NATS server (bench/stored), never the agent, whose CPU is
+# measured meanwhile.
+stored() {
+	"$BIN/stored" -nats "$NATS" -tracepoint "$EBPF_TP" -host bench-ebpf -want "$1"
 }
 
-# published ADDR: the hits that the agent at ADDR has had the stream store.
-published() { metric "$1" riptrace_hits_total; }
-
-# settle_published ADDR N: wait until the agent at ADDR has had N hits
-# stored, or its count has stood still for a second; print its count.
-settle_published() {
-	local n last=-1 still=0
-	while :; do
-		n=$(published "$1")
-		if ((n >= $2)) || ((n == last && ++still >= 100)); then
-			echo "$n"
-			return 0
-		fi
-		((n == last)) || still=0
-		last=$n
-		sleep 0.01
-	done
-}
+# collections: the eBPF agent's garbage collections so far (its
+# GODEBUG=gctrace=1 lines).
+collections() { grep -c '^gc [0-9]' "$TMP/agent-hot-ebpf.err" || true; }
 
 # stamp prefixes each line with the time it arrived (EPOCHREALTIME, µs).
 stamp() {
@@ -248,6 +231,7 @@ GOWORK=off go build -C bench/grpcsvc -o "$BIN/grpcsvc" .
 # Delve's targets run under a name the agent does not manage (it manages
 # hot and grpcsvc only), so the two tools never reach for the same process.
 go build -o "$BIN/uprobe" ./bench/uprobe
+go build -o "$BIN/stored" ./bench/stored
 ln -f "$BIN/hot" "$BIN/hot-dlv"
 # The agents tell the hot targets apart by name: hot for the Delve backend,
 # hot-ebpf and hot-idle for the eBPF backend, hot-bare for the bare uprobe,
@@ -422,15 +406,15 @@ start_hot rte "$BIN/hot-ebpf"
 start_hot idle "$BIN/hot-idle"
 start_agent agent-hot-delve bench-delve --processes hot --backend delve
 AGENT_DELVE_PID=$AGENT_PID
-start_agent agent-hot-ebpf bench-ebpf --processes hot-ebpf --processes hot-idle --backend ebpf --metrics 127.0.0.1:0
+GODEBUG=gctrace=1 start_agent agent-hot-ebpf bench-ebpf --processes hot-ebpf --processes hot-idle --backend ebpf
 AGENT_EBPF_PID=$AGENT_PID
-AGENT_EBPF_METRICS=$(sed -n 's/.*msg="serving metrics" addr=\([0-9.:]*\).*/\1/p' "$TMP/agent-hot-ebpf.err")
-[[ -n $AGENT_EBPF_METRICS ]] || die "the eBPF agent did not say where it serves metrics (see $TMP/agent-hot-ebpf.err)"
 agent_sees "${HOT_PID[rt]}" "${HOT_PID[rte]}" "${HOT_PID[idle]}"
 start_trace trace-hot "$HOT_SRC:$HOT_LINE" "${HOT_PID[rt]}" hot --hosts bench-delve
 TRACE_DELVE_PID=$TRACE_PID
 start_trace trace-hot-ebpf "$HOT_SRC:$HOT_LINE" "${HOT_PID[rte]}" hot-ebpf --processes hot-ebpf
 TRACE_EBPF_PID=$TRACE_PID
+EBPF_TP=$(sed -n 's/.* as \(trace-[0-9a-f]*\) (Ctrl-C to stop).*/\1/p' "$TMP/trace-hot-ebpf.err" | head -1)
+[[ -n $EBPF_TP ]] || die "riptrace trace did not name its tracepoint (see $TMP/trace-hot-ebpf.err)"
 start_trace trace-idle "$HOT_SRC:$COLD_LINE" "${HOT_PID[idle]}" hot-idle --processes hot-idle
 TRACE_IDLE_PID=$TRACE_PID
 
@@ -449,7 +433,7 @@ for tool in dlv rt; do loop "$tool" "$WARMUP" >/dev/null; done
 loop bare "$WARM_FAST" >/dev/null
 FIRST_NS=$(cpu_ns "$AGENT_EBPF_PID")
 loop rte "$WARM_FAST" >/dev/null
-FIRST_HITS=$(settle_published "$AGENT_EBPF_METRICS" "$WARM_FAST")
+FIRST_HITS=$(stored "$WARM_FAST")
 FIRST_NS=$(($(cpu_ns "$AGENT_EBPF_PID") - FIRST_NS))
 loop idle 1000000 >/dev/null
 # CPU per hit counts from here: the warm-up hits are out, and the Delve
@@ -466,8 +450,8 @@ cpu_hits() { # TOOL: the CPU seconds of what serves TOOL's hits, and its hits re
 }
 read -r CPU0_EBPF_AGENT CPU0_EBPF_CLIENT HITS0_EBPF < <(cpu_hits ebpf)
 # The eBPF agent's own spans: from the start of each of its runs until the
-# stream has stored its last hit (the agent's riptrace_hits_total says
-# so). Its CPU per hit over them is what decoding and
+# stream has stored its last hit (the NATS server says so: see stored).
+# Its CPU per hit over them is what decoding and
 # publishing a hit costs it; over the whole runs, which the other tools'
 # runs make 10-20 times longer, its CPU also holds what it does while no
 # hit comes (its scans of /proc, its clock, its watermarks), which is
@@ -478,25 +462,25 @@ CPU0_SERVER=$(cpu_hits server)
 declare -A RAW # tool,run → ns per loop
 agent_cost=()  # the eBPF agent's CPU per hit over each of its spans, µs
 agent_gcs=()   # and its collections in each
+stored_hits=$FIRST_HITS # of the hot tracepoint, in the stream
 for ((i = 1; i <= HIT_RUNS; i++)); do
 	# The eBPF agent decodes its hits after the fact, on the machine's
 	# CPUs: its run comes last, and the next round waits until its hits are
 	# out, so that no other run shares the CPUs with that decoding.
 	for tool in base idle dlv rt bare rte; do
 		if [[ $tool == rte ]]; then
-			span_ns=$(cpu_ns "$AGENT_EBPF_PID") span_hits=$(published "$AGENT_EBPF_METRICS") span_t=$EPOCHREALTIME
-			span_gc=$(metric "$AGENT_EBPF_METRICS" go_gc_duration_seconds_count)
+			span_ns=$(cpu_ns "$AGENT_EBPF_PID") span_t=$EPOCHREALTIME span_gc=$(collections)
 		fi
 		RAW[$tool,$i]=$(loop "$tool" "$(iterations "$tool")")
 	done
 	# The span ends when the stream has stored the run's hits: what the
 	# clients do after (holding hits to show them in order) is not the
 	# agent's work, though it stays active meanwhile.
-	run_hits=$(settle_published "$AGENT_EBPF_METRICS" $((WARM_FAST + i * NF)))
+	now_hits=$(stored $((stored_hits + NF)))
 	run_ns=$(($(cpu_ns "$AGENT_EBPF_PID") - span_ns))
-	agent_gcs+=("$(($(metric "$AGENT_EBPF_METRICS" go_gc_duration_seconds_count) - span_gc))")
 	SPAN_S=$(calc "$SPAN_S + $EPOCHREALTIME - $span_t")
-	run_hits=$((run_hits - span_hits))
+	agent_gcs+=("$(($(collections) - span_gc))")
+	run_hits=$((now_hits - stored_hits)) stored_hits=$now_hits
 	quiesce "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE," $((WARM_FAST + i * NF))
 	SPAN_NS=$((SPAN_NS + run_ns))
 	SPAN_HITS=$((SPAN_HITS + run_hits))
@@ -710,9 +694,9 @@ AGENT_EBPF_CPU=$(fmt %.1f "$SPAN_NS / 1000 / ($SPAN_HITS > 0 ? $SPAN_HITS : 1)")
 AGENT_EBPF_FIRST=$(fmt %.1f "$FIRST_NS / 1000 / ($FIRST_HITS > 0 ? $FIRST_HITS : 1)")
 AGENT_EBPF_RUNS=$(for c in "${agent_cost[@]}"; do fmt %.1f "$c"; echo; done | paste -sd' ')
 AGENT_EBPF_IDLE=$(fmt %.1f "($WHOLE_NS - $SPAN_NS) / 1e6 / ($WHOLE_S - $SPAN_S > 0 ? $WHOLE_S - $SPAN_S : 1)")
-# The spans last until the last hit reaches the client, through the server
-# and the client at nice 19: meanwhile the agent also does what it does each
-# second with or without hits (its scan of /proc, the watermarks). Its rate
+# The spans last until the stream has stored the run's last hit: meanwhile
+# the agent also does what it does each second with or without hits (its
+# scan of /proc, the watermarks). Its rate
 # outside the spans, over their length, estimates that share; the goal is
 # held to the whole of the span's CPU all the same.
 AGENT_EBPF_SPAN_IDLE=$(fmt %.1f "$AGENT_EBPF_IDLE * $SPAN_S * 1000 / ($SPAN_HITS > 0 ? $SPAN_HITS : 1)")

@@ -1051,7 +1051,7 @@ type sendHit struct {
 // how long. Sent one by one as decoded, each woke the agent's goroutines
 // that pass it on, one after another, and each went to NATS alone: the
 // scheduler's work for those wake-ups was a quarter of the agent's CPU per
-// hit on make bench's hot loop. Sent a few at a time, back to back, one
+// hit on make bench's hot loop. Sent together, back to back, one
 // wake-up takes them all, and the outbox sends them in one message. A hit
 // is never held for the next: whatever is decoded goes once the ring buffer
 // is empty. In a burst, sendHold is what sends them, as a millisecond

@@ -82,8 +82,8 @@
 // of the next seconds, so that tracing a busy service still delivers. Each
 // niced thread adds a P (GOMAXPROCS) while it lives: the kernel may keep it
 // off the CPU mid-decode, holding its P, and the rest of the agent keeps as
-// many Ps as CPUs (see spareP). The reader sends the hits it decoded a few
-// at a time (at most 32, or 1 ms), and all of them once the ring buffer is
+// many Ps as CPUs (see spareP). The reader sends the hits it decoded
+// together (at most 256, or 1 ms), and all of them once the ring buffer is
 // empty: one wake-up of the agent's goroutines then carries several, and
 // they leave for NATS in one message. A burst faster than the
 // decoder fills the ring buffer, and the hits that do not fit are counted
