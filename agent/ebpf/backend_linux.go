@@ -1188,10 +1188,9 @@ func (x *executable) finish(r *readLoop) {
 	if !r.batch || len(r.out) >= sendBatch || len(r.out) > 0 && time.Now().UnixNano()-r.outSince >= int64(sendHold) {
 		r.flush()
 	}
-	checked := time.Now().UnixNano()
 	if !r.batch {
 		r.held = 0
-		x.emptyAt.Store(checked)
+		x.emptyAt.Store(time.Now().UnixNano())
 		x.holding.Store(0)
 		x.sweepDrops()
 	}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
-	"time"
 
 	"github.com/riptrace/riptrace/agent/internal/dlvvalue"
 	"github.com/riptrace/riptrace/agent/internal/snapshot"
@@ -28,7 +27,8 @@ import (
 func (t *target) capture(tp *tracepoint) (h fleet.Hit, keep bool, err error) {
 	tgt := t.tgt
 	th := t.snap.Thread()
-	h = fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Time: time.Now().UnixNano()}
+	// Its time is the record's, which hit sets.
+	h = fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid}
 	// The scope is made when Delve's evaluator needs it: a hit whose
 	// values the direct decoder reads needs no walk of its top frame.
 	hs := t.hitScope()
