@@ -1321,9 +1321,7 @@ func (x *executable) decode(raw []byte) (*target, agent.Hit, bool) {
 func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, regions []region, ktime int64, dropped, ringFull, nested uint64) (agent.Hit, bool) {
 	// What the kernel dropped before this record is owed to the next hit
 	// that leaves, whatever becomes of this one.
-	tp.dropped += dropped
-	tp.ringFull += min(ringFull, dropped)
-	tp.nested += min(nested, dropped-min(ringFull, dropped))
+	tp.owe(dropped, ringFull, nested)
 	if !tp.inKernel {
 		tp.records.Add(1)
 	}
@@ -1371,14 +1369,29 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 		}
 		return agent.Hit{}, false
 	}
-	h.Dropped, tp.dropped = tp.dropped, 0
 	hit := agent.Hit{Hit: h, Waiting: waiting, Rearm: backedOff, TimeErr: t.x.mono.Err()}
+	hit.Dropped, hit.Throttle = tp.settle()
 	if ready {
 		hit.Uncounted, tp.uncounted = tp.uncounted, agent.Uncounted{}
 	}
-	hit.Throttle = throttle(tp.ringFull, tp.nested)
-	tp.ringFull, tp.nested = 0, 0
 	return hit, true
+}
+
+// owe adds dropped hits the kernel counted, of them full refused by the
+// full ring buffer and nested finding their CPU's scratch busy, to what
+// the next hit or notice of tp that leaves reports.
+func (tp *tracepoint) owe(dropped, full, nested uint64) {
+	tp.dropped += dropped
+	tp.ringFull += min(full, dropped)
+	tp.nested += min(nested, dropped-min(full, dropped))
+}
+
+// settle returns the drops tp owes the hit or notice that leaves now, and
+// why the kernel dropped them (see throttle), and owes nothing after.
+func (tp *tracepoint) settle() (dropped uint64, why string) {
+	dropped, why = tp.dropped, throttle(tp.ringFull, tp.nested)
+	tp.dropped, tp.ringFull, tp.nested = 0, 0, 0
+	return dropped, why
 }
 
 // throttle says why the kernel dropped hits, when the tracepoint's rate

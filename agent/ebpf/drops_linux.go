@@ -81,19 +81,13 @@ func (x *executable) sweepDrops() {
 			if tp.spec.Limits.MaxHitsPerSecond > 0 {
 				continue
 			}
-			d, full, nested := t.counts.take(tp.bucket)
-			tp.dropped += d
-			tp.ringFull += min(full, d)
-			tp.nested += min(nested, d-min(full, d))
+			tp.owe(t.counts.take(tp.bucket))
 			if tp.dropped == 0 {
 				continue
 			}
-			notices = append(notices, sendHit{t, agent.Hit{
-				Hit:       fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Dropped: tp.dropped},
-				Throttle:  throttle(tp.ringFull, tp.nested),
-				DropsOnly: true,
-			}})
-			tp.dropped, tp.ringFull, tp.nested = 0, 0, 0
+			n := agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid}, DropsOnly: true}
+			n.Dropped, n.Throttle = tp.settle()
+			notices = append(notices, sendHit{t, n})
 		}
 	}
 	x.unlock()
