@@ -47,7 +47,8 @@ func (b *TokenBucket) Take(now time.Time) bool {
 // from the rate the line ran at while they were in, over the time it ran
 // free of them: the arming less the time the probes held the line's
 // threads (Held: Delve's stops, measured; for eBPF, a bound from the hits
-// the arming saw, HitCost each).
+// the arming saw, HitCost each, from the cost of a trap measured on the
+// host).
 // The counted drops are then a lower bound, the estimate added to them a
 // guess. Where the probes held the line for more than half of the arming,
 // the rate the line ran at was the probes' more than its own, and no rate
@@ -57,7 +58,9 @@ func (b *TokenBucket) Take(now time.Time) bool {
 // capture) and 500 with Delve's breakpoint (a stop of the process), the
 // estimates taken from those rates 10, 60 and 350 times too low. There
 // the estimate is unavailable (Rearm and In say so) and the status says
-// the drops are a lower bound only. Elsewhere the arming's rate is off by
+// the drops are a lower bound only; so it is where the process had less
+// than half the CPU with the probes in that it had with them out (see
+// starved; the eBPF backend reads it, where no probe stops the process). Elsewhere the arming's rate is off by
 // at most the held share it leaves out or counts in (half at most): for a
 // line that runs steadily, the estimate is within 2× of the truth. A burst
 // that ended while the probes were out would make it high: the line's
@@ -83,10 +86,23 @@ type Disarm struct {
 	taken   int       // hits Take let through in this window
 	// Held, if set, returns the time the probes have held the line's
 	// threads in all (Delve: the time its stops held the process); nil:
-	// Disarm bounds it from the hits seen (HitCost). heldIn
+	// Disarm bounds it from the hits seen, HitCost each. heldIn
 	// and heldOut are what it said when the probes went in and came out.
 	Held            func() time.Duration
 	heldIn, heldOut time.Duration
+	// HitCost bounds what a hit with the probes in costs the thread that
+	// ran it, captured or not, where Held does not measure it (eBPF: see
+	// its hitCost); zero where the backend could not tell, and then there
+	// is no estimate. Under the true cost, it lets a rate that is mostly
+	// the probes' pass for the line's own, and the estimate is too low by
+	// as much as the line runs faster with them out.
+	HitCost time.Duration
+	// CPU, if set, returns the CPU time the traced process has had so
+	// far, and cpuIn and cpuOut what it said when the probes went in and
+	// came out: an arming in which the process had much less of a CPU
+	// than it had since is refused an estimate (see starved).
+	CPU           func() time.Duration
+	cpuIn, cpuOut time.Duration
 	// NoEstimate says the backend cannot tell how long its probes held
 	// the line (Delve's int3 mode: see armingRate): there is never an
 	// estimate.
@@ -116,16 +132,6 @@ const (
 	// which the window doubles: at the 5–10 µs a uprobe trap costs on a
 	// small VM, 1–2% of a CPU.
 	wasteLimit = 2000
-	// HitCost bounds what a hit with the probes in costs the thread that
-	// ran it, where Held does not measure it (eBPF), captured or not: make
-	// bench-limits with limits off measured 12 µs of the service's CPU a
-	// captured hit with the default capture (load 5–11); a bare uprobe
-	// trap costs 5–10 µs on a small VM, but a run of TestDisarm beside the
-	// package's other tests saw the selfcheck hot line run 60,000 times a
-	// second with the probes in, 16 µs a trap. With this bound no line that
-	// ran faster than 20,000 times a second with the probes in is
-	// estimated.
-	HitCost = 25 * time.Microsecond
 	// wasteSlack is the hits refused after the allowance was spent that
 	// may come, beyond twice what the rate says, by chance (or, with
 	// Delve's uprobes, while the kernel removes them) before they mean
@@ -165,6 +171,9 @@ func (d *Disarm) Armed(now time.Time) {
 	d.taken = 0
 	if d.Held != nil {
 		d.heldIn = d.Held()
+	}
+	if d.CPU != nil {
+		d.cpuIn = d.CPU()
 	}
 }
 
@@ -235,6 +244,9 @@ func (d *Disarm) Out(now time.Time) time.Time {
 	if d.Held != nil {
 		d.heldOut = d.Held()
 	}
+	if d.CPU != nil {
+		d.cpuOut = d.CPU()
+	}
 	start := d.armedAt
 	if !d.firstAt.IsZero() {
 		start = d.firstAt
@@ -278,6 +290,9 @@ func (d *Disarm) Rearm(now time.Time, seen, wasted uint64) (uncounted uint64, ok
 		d.pending, d.firstRate = 0, 0
 	}
 	d.rate, ok = d.armingRate(seen, wasted)
+	if ok && d.starved(now) {
+		d.rate, ok = 0, false
+	}
 	d.blind = !ok
 	d.vouch = ok && d.rate > 0
 	if ok {
@@ -335,10 +350,13 @@ func (d *Disarm) armingRate(seen, wasted uint64) (rate float64, ok bool) {
 	}
 	arming := max(d.outAt.Sub(from), time.Microsecond)
 	var held time.Duration
-	if d.Held != nil {
+	switch {
+	case d.Held != nil:
 		held = d.heldOut - d.heldIn
-	} else {
-		held = time.Duration(seen) * HitCost
+	case d.HitCost > 0:
+		held = time.Duration(seen) * d.HitCost
+	default:
+		return 0, false
 	}
 	if held > arming/2 {
 		return 0, false
@@ -354,6 +372,26 @@ func (d *Disarm) armingRate(seen, wasted uint64) (rate float64, ok bool) {
 		return 0, false
 	}
 	return rate, true
+}
+
+// starved reports whether the process had less than half as much CPU a
+// second while the probes were in as it has had since they came out, at
+// now. Its line then ran less with them in for want of a CPU, not for the
+// probes, or the process did less of its work then; either way the rate
+// of the arming is not the line's with them out. A traced thread waits
+// for a CPU more with the probes in: each capture wakes the agent's
+// reader, which may take the CPU from it. Two runs of agent/ebpf's
+// TestDisarm side by side on two CPUs, 2 of 40 armings, had the process at
+// 0.25 and 0.32 of a CPU for 13 and 10 ms with the probes in, and at 0.97
+// after: 51 hits of a line that runs 300 million times a second with the
+// probes out, at HitCost 64 µs a hit, passed for 5,706 a second.
+func (d *Disarm) starved(now time.Time) bool {
+	if d.CPU == nil || !now.After(d.outAt) || !d.outAt.After(d.armedAt) {
+		return false
+	}
+	in := float64(d.cpuOut-d.cpuIn) / float64(d.outAt.Sub(d.armedAt))
+	out := float64(d.CPU()-d.cpuOut) / float64(now.Sub(d.outAt))
+	return in < out/2
 }
 
 // In records that the probes that Rearm began to put back were in at at,
@@ -373,6 +411,9 @@ func (d *Disarm) In(at time.Time) (uncounted uint64, ok bool) {
 		uncounted = uint64(d.rate * at.Sub(d.armedAt).Seconds())
 	}
 	d.armedAt = at
+	if d.CPU != nil {
+		d.cpuIn = d.CPU()
+	}
 	if d.rearms == 1 && d.firstRate > 0 {
 		d.pending += uncounted // with the first arming's (see Rearm)
 		return 0, true

@@ -37,7 +37,7 @@ func TestTokenBucket(t *testing.T) {
 // traps pass the limit backs off a doubling at a time, says so, and comes
 // back once the waste falls.
 func TestDisarm(t *testing.T) {
-	var d Disarm
+	d := Disarm{HitCost: hitCost}
 	t0 := time.Unix(1000, 0)
 	d.Armed(t0)
 	if d.BackedOff(50) != "" || d.IsOut() {
@@ -158,7 +158,7 @@ func TestDisarmHeld(t *testing.T) {
 	// Without Held (eBPF), the bound from the hits: the bench's hot line,
 	// 50 captures and 40 traps in 2 ms (2.25 ms held at most), has none;
 	// a cool line's 50 captures over 200 ms have one.
-	var e Disarm
+	e := Disarm{HitCost: hitCost}
 	e.Armed(t0)
 	e.Spend(t0.Add(2 * time.Millisecond))
 	back = e.Out(t0.Add(2 * time.Millisecond))
@@ -187,7 +187,7 @@ func TestDisarmHeld(t *testing.T) {
 // on, over the hits after it: a line starved for a while after the probes
 // went in ran none then.
 func TestDisarmFirstHit(t *testing.T) {
-	var d Disarm
+	d := Disarm{HitCost: hitCost}
 	t0 := time.Unix(1000, 0)
 	d.Armed(t0)
 	d.Hit(t0.Add(20 * time.Millisecond))
@@ -225,7 +225,7 @@ func TestDisarmVouch(t *testing.T) {
 		return back, u
 	}
 	t0 := time.Unix(1000, 0)
-	var d Disarm
+	d := Disarm{HitCost: hitCost}
 	d.Armed(t0)
 	back, u := arm(&d, t0)
 	if !d.Waiting() {
@@ -261,7 +261,7 @@ func TestDisarmVouch(t *testing.T) {
 
 	// No hit in all of an arming: the estimate it was to bear out is
 	// withdrawn when the probes go back in.
-	var f Disarm
+	f := Disarm{HitCost: hitCost}
 	f.Armed(t0)
 	back, _ = arm(&f, t0)
 	back, _ = arm(&f, back.Add(time.Millisecond)) // the first arming's, borne out at the spend
@@ -272,7 +272,7 @@ func TestDisarmVouch(t *testing.T) {
 	}
 
 	// Late after the first arming: its waiting estimate goes too.
-	var e Disarm
+	e := Disarm{HitCost: hitCost}
 	e.Armed(t0)
 	back, u = arm(&e, t0)
 	e.Hit(back.Add(time.Second))
@@ -281,20 +281,51 @@ func TestDisarmVouch(t *testing.T) {
 	}
 }
 
+// hitCost is the cost of a hit the tests' Disarms take: a bare uprobe
+// trap's at low load on a small VM.
+const hitCost = 25 * time.Microsecond
+
 // TestDisarmNoEstimate: a backend that cannot tell what held the line
-// never has an estimate, however slowly it ran.
+// never has an estimate, however slowly it ran: one that says so, and one
+// with neither Held nor HitCost.
 func TestDisarmNoEstimate(t *testing.T) {
-	d := Disarm{NoEstimate: true}
-	t0 := time.Unix(1000, 0)
-	d.Armed(t0)
-	d.Hit(t0)
-	d.Spend(t0.Add(500 * time.Millisecond))
-	back := d.Out(t0.Add(500 * time.Millisecond))
-	if got, ok := d.Rearm(back, 51, 0); got != 0 || ok {
-		t.Fatalf("estimate %d (%v), want none", got, ok)
+	for _, d := range []*Disarm{{NoEstimate: true}, {}} {
+		t0 := time.Unix(1000, 0)
+		d.Armed(t0)
+		d.Hit(t0)
+		d.Spend(t0.Add(500 * time.Millisecond))
+		back := d.Out(t0.Add(500 * time.Millisecond))
+		if got, ok := d.Rearm(back, 51, 0); got != 0 || ok {
+			t.Fatalf("estimate %d (%v), want none", got, ok)
+		}
+		if got, ok := d.In(back.Add(time.Millisecond)); got != 0 || ok {
+			t.Fatalf("estimate %d (%v) of the attach, want none", got, ok)
+		}
 	}
-	if got, ok := d.In(back.Add(time.Millisecond)); got != 0 || ok {
-		t.Fatalf("estimate %d (%v) of the attach, want none", got, ok)
+}
+
+// TestDisarmHitCost: an arming of a line that ran as fast as its traps
+// let it has no estimate at a HitCost the traps cost; at a lower one, its
+// rate passed for the line's. Two runs of agent/ebpf's TestDisarm side by
+// side saw 50 captures take 2.6 ms, 52 µs each, on a line that ran 123
+// million times in the 1.4 s the probes were out, and at 25 µs a hit
+// estimated 50,156.
+func TestDisarmHitCost(t *testing.T) {
+	arming := func(cost time.Duration) (uint64, bool) {
+		d := Disarm{HitCost: cost}
+		t0 := time.Unix(1000, 0)
+		d.Armed(t0)
+		d.Hit(t0)
+		d.Spend(t0.Add(2600 * time.Microsecond))
+		back := d.Out(t0.Add(2600 * time.Microsecond))
+		return d.Rearm(back.Add(1400*time.Millisecond), 51, 1)
+	}
+	if _, ok := arming(2 * hitCost); ok {
+		t.Error("an estimate at 50 µs a hit, for 51 hits in 2.6 ms")
+	}
+	// The first arming's estimate waits for the second's: ok, and zero.
+	if _, ok := arming(hitCost); !ok {
+		t.Error("no estimate at 25 µs a hit: the bound no longer decides it")
 	}
 }
 
@@ -314,7 +345,7 @@ func TestUncounted(t *testing.T) {
 // after its first hit; a window that passes unspent ends, and the next hit
 // begins one with a whole allowance.
 func TestDisarmTake(t *testing.T) {
-	var d Disarm
+	d := Disarm{HitCost: hitCost}
 	t0 := time.Unix(1000, 0)
 	d.Armed(t0)
 	first := t0.Add(200 * time.Millisecond) // the line starts late
@@ -349,5 +380,37 @@ func TestDisarmTake(t *testing.T) {
 	}
 	if !d.Take(now, 0) {
 		t.Fatal("a zero rate must not limit")
+	}
+}
+
+// TestDisarmStarved: an arming in which the process had a quarter of a CPU,
+// against nearly all of one since the probes came out, has no estimate:
+// its line ran less then for want of a CPU. The same arming with the
+// process at the CPU all along has one.
+func TestDisarmStarved(t *testing.T) {
+	arming := func(cpuIn time.Duration) (uint64, bool) {
+		var cpu time.Duration
+		d := Disarm{HitCost: time.Microsecond, CPU: func() time.Duration { return cpu }}
+		t0 := time.Unix(1000, 0)
+		d.Armed(t0)
+		d.Hit(t0)
+		cpu += cpuIn
+		d.Spend(t0.Add(12 * time.Millisecond))
+		back := d.Out(t0.Add(12 * time.Millisecond))
+		cpu += 970 * time.Millisecond
+		d.Rearm(back, 51, 1)
+		// The second arming confirms the first's rate.
+		d.Hit(back)
+		cpu += cpuIn
+		d.Spend(back.Add(12 * time.Millisecond))
+		back = d.Out(back.Add(12 * time.Millisecond))
+		cpu += 970 * time.Millisecond
+		return d.Rearm(back, 51, 1)
+	}
+	if n, ok := arming(3 * time.Millisecond); ok {
+		t.Errorf("estimate %d of armings with the process at 0.25 of a CPU, 0.97 after", n)
+	}
+	if n, ok := arming(11 * time.Millisecond); !ok || n == 0 {
+		t.Errorf("estimate %d (%v) of armings with the process at the CPU throughout, want one", n, ok)
 	}
 }

@@ -113,6 +113,9 @@ func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
 			return t, nil
 		}
 	}
+	// A tracepoint's estimates need what a trap costs here: measured
+	// meanwhile, off the path from trace to installed.
+	go trapCost()
 	t, err := newTarget(pid, exe)
 	if err != nil {
 		return nil, fleet.Errorf(fleet.CodeAttach, "attaching to pid %d with eBPF: %v", pid, err)
@@ -415,11 +418,16 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 		plans[i] = plan
 	}
 	tp.inKernel = inKernel
+	tp.disarm.HitCost = hitCost()
+	tp.disarm.CPU = uprobes.ProcessCPU(t.pid)
 	if !inKernel {
 		tp.limit.Init(maxHitsPerSecond(spec))
 		// Every hit is a capture, the condition's and the limit's
-		// refusals too: the estimate leaves them out at that cost.
-		tp.disarm.Held = func() time.Duration { return time.Duration(tp.records.Load()) * agent.HitCost }
+		// refusals too: the estimate leaves them out at that cost (none
+		// where the cost is unknown).
+		if c := tp.disarm.HitCost; c > 0 {
+			tp.disarm.Held = func() time.Duration { return time.Duration(tp.records.Load()) * c }
+		}
 	}
 	// The new tracepoint takes its own bucket and plan slots, never the
 	// old one's, and its cookies have a new generation: the old one's

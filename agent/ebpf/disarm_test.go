@@ -59,6 +59,7 @@ func TestDisarm(t *testing.T) {
 			t.Logf("t=%v dropped %d uncounted %d", time.Duration(h.Time-hits[0].Time), h.Dropped, h.Uncounted.N)
 		}
 	}
+	t.Logf("a hit with the probes in taken to cost %v", ebpf.HitCost())
 	agenttest.CheckWindows(t, "disarm", hits)
 	// Each hit a trap and most a capture, the line ran far slower with
 	// the probes in than out: no estimate, or one within 2x.

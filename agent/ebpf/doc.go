@@ -32,10 +32,12 @@
 // agent.Disarm's timer links them again for the next window. The hits in
 // between are counted; those run while the probes are out are not, and go
 // out as an estimate (agent.Hit.Uncounted), or as none where the probes
-// held the line most of the time they were in (agent.Hit.Uncounted.Unknown): the
-// dropped count is then a lower bound. A hit's cost here is not measured
-// but bounded (agent.HitCost), and the hits refused after the
-// allowance was spent, bare traps, check the rate (see agent.Disarm). A condition the program cannot evaluate is applied by the
+// held the line most of the time they were in (agent.Hit.Uncounted.Unknown):
+// the dropped count is then a lower bound. A hit's cost is bounded, not
+// measured hit by hit: twice what a bare trap costs a thread of this host,
+// timed once on a probe of the agent's own (trapcost_linux.go). The hits
+// refused after the allowance was spent, bare traps, check the rate (see
+// agent.Disarm). A condition the program cannot evaluate is applied by the
 // agent, and so is the limit after it: there the decoder takes the probes
 // out, later, as it reads the records.
 //

@@ -181,3 +181,15 @@ func HoldScratch(tgt agent.Target) (release func() error, err error) {
 	}
 	return func() error { return busy(0) }, nil
 }
+
+// TrapCost measures what a uprobe trap costs a thread here, in batches
+// of n calls of a function (see measureTrap), and what a call costs
+// with no probe.
+func TrapCost(batches, n int) (probed, bare time.Duration, err error) {
+	bareRuns := trapRuns(batches, n)
+	probed, err = measureTrap(batches, n)
+	return probed, bareRuns[len(bareRuns)/2], err
+}
+
+// HitCost is what a hit with the probes in is taken to cost (hitCost).
+func HitCost() time.Duration { return hitCost() }

@@ -1,0 +1,21 @@
+package ebpf_test
+
+import (
+	"testing"
+
+	"github.com/riptrace/riptrace/agent/ebpf"
+)
+
+// TestTrapCost: the calibration probe fires at each call of its function
+// (measureTrap checks the count), and a call with it costs a trap: far
+// more than one without it, which costs nanoseconds.
+func TestTrapCost(t *testing.T) {
+	probed, bare, err := ebpf.TrapCost(10, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a call costs %v with the probe, %v without", probed, bare)
+	if probed < 20*bare || probed < 200 {
+		t.Fatalf("a call costs %v with the probe, %v without: no trap measured", probed, bare)
+	}
+}
