@@ -108,14 +108,14 @@ func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: raising the memlock limit for BPF maps: %v", pid, err)
 	}
+	// A tracepoint's estimates need what a trap costs here: measured
+	// meanwhile, off the path from trace to installed.
+	go trapCost()
 	if key, err := keyOf(exe); err == nil {
 		if t := takePrepared(ctx, pid, key); t != nil {
 			return t, nil
 		}
 	}
-	// A tracepoint's estimates need what a trap costs here: measured
-	// meanwhile, off the path from trace to installed.
-	go trapCost()
 	t, err := newTarget(pid, exe)
 	if err != nil {
 		return nil, fleet.Errorf(fleet.CodeAttach, "attaching to pid %d with eBPF: %v", pid, err)

@@ -335,6 +335,7 @@ func (b *Backend) Preload(pid int) {
 		if !ok {
 			return
 		}
+		go trapCost() // as Attach does
 		t, err := newTarget(pid, exe)
 		if err != nil {
 			return
