@@ -60,9 +60,10 @@ func (b *TokenBucket) Take(now time.Time) bool {
 // the estimate is unavailable (Rearm and In say so) and the status says
 // the drops are a lower bound only; so it is where the process had less
 // than half the CPU with the probes in that it had with them out (see
-// starved; the eBPF backend reads it, where no probe stops the process). Elsewhere the arming's rate is off by
-// at most the held share it leaves out or counts in (half at most): for a
-// line that runs steadily, the estimate is within 2× of the truth. A burst
+// starved; the eBPF backend reads it, where no probe stops the process).
+// Elsewhere the arming's rate is off by at most the held share it leaves
+// out or counts in (half at most): for a line that runs steadily, the
+// estimate is within 2× of the truth. A burst
 // that ended while the probes were out would make it high: the line's
 // first hit once they are back in must come within lateHits hits' time at
 // the rate (or lateFloor), or the estimate is withdrawn, and the hits say
@@ -103,6 +104,7 @@ type Disarm struct {
 	// than it had since is refused an estimate (see starved).
 	CPU           func() time.Duration
 	cpuIn, cpuOut time.Duration
+	cpuInAt       time.Time // when cpuIn was read (Armed): In leaves both
 	// NoEstimate says the backend cannot tell how long its probes held
 	// the line (Delve's int3 mode: see armingRate): there is never an
 	// estimate.
@@ -129,8 +131,8 @@ const (
 	// many times its base.
 	maxBackoff = 32
 	// wasteLimit is the counted drops a second (traps for nothing) past
-	// which the window doubles: at the 5–10 µs a uprobe trap costs on a
-	// small VM, 1–2% of a CPU.
+	// which the window doubles: at the 23–33 µs a uprobe trap costs a
+	// thread on a small VM, 5–7% of a CPU.
 	wasteLimit = 2000
 	// wasteSlack is the hits refused after the allowance was spent that
 	// may come, beyond twice what the rate says, by chance (or, with
@@ -173,7 +175,7 @@ func (d *Disarm) Armed(now time.Time) {
 		d.heldIn = d.Held()
 	}
 	if d.CPU != nil {
-		d.cpuIn = d.CPU()
+		d.cpuIn, d.cpuInAt = d.CPU(), now
 	}
 }
 
@@ -385,11 +387,14 @@ func (d *Disarm) armingRate(seen, wasted uint64) (rate float64, ok bool) {
 // 0.25 and 0.32 of a CPU for 13 and 10 ms with the probes in, and at 0.97
 // after: 51 hits of a line that runs 300 million times a second with the
 // probes out, at HitCost 64 µs a hit, passed for 5,706 a second.
+//
+// It reads the whole process's CPU: a starved thread among busy ones
+// passes unseen.
 func (d *Disarm) starved(now time.Time) bool {
-	if d.CPU == nil || !now.After(d.outAt) || !d.outAt.After(d.armedAt) {
+	if d.CPU == nil || !now.After(d.outAt) || !d.outAt.After(d.cpuInAt) {
 		return false
 	}
-	in := float64(d.cpuOut-d.cpuIn) / float64(d.outAt.Sub(d.armedAt))
+	in := float64(d.cpuOut-d.cpuIn) / float64(d.outAt.Sub(d.cpuInAt))
 	out := float64(d.CPU()-d.cpuOut) / float64(now.Sub(d.outAt))
 	return in < out/2
 }
@@ -410,10 +415,7 @@ func (d *Disarm) In(at time.Time) (uncounted uint64, ok bool) {
 	if !d.blind {
 		uncounted = uint64(d.rate * at.Sub(d.armedAt).Seconds())
 	}
-	d.armedAt = at
-	if d.CPU != nil {
-		d.cpuIn = d.CPU()
-	}
+	d.armedAt = at // the CPU read as Rearm began stays: the attach's time is the process's own
 	if d.rearms == 1 && d.firstRate > 0 {
 		d.pending += uncounted // with the first arming's (see Rearm)
 		return 0, true

@@ -308,8 +308,8 @@ func TestDisarmNoEstimate(t *testing.T) {
 // let it has no estimate at a HitCost the traps cost; at a lower one, its
 // rate passed for the line's. Two runs of agent/ebpf's TestDisarm side by
 // side saw 50 captures take 2.6 ms, 52 µs each, on a line that ran 123
-// million times in the 1.4 s the probes were out, and at 25 µs a hit
-// estimated 50,156.
+// million times while the probes were out, and at 25 µs a hit estimated
+// 50,156.
 func TestDisarmHitCost(t *testing.T) {
 	arming := func(cost time.Duration) (uint64, bool) {
 		d := Disarm{HitCost: cost}
@@ -318,7 +318,7 @@ func TestDisarmHitCost(t *testing.T) {
 		d.Hit(t0)
 		d.Spend(t0.Add(2600 * time.Microsecond))
 		back := d.Out(t0.Add(2600 * time.Microsecond))
-		return d.Rearm(back.Add(1400*time.Millisecond), 51, 1)
+		return d.Rearm(back, 51, 1)
 	}
 	if _, ok := arming(2 * hitCost); ok {
 		t.Error("an estimate at 50 µs a hit, for 51 hits in 2.6 ms")
@@ -412,5 +412,30 @@ func TestDisarmStarved(t *testing.T) {
 	}
 	if n, ok := arming(11 * time.Millisecond); !ok || n == 0 {
 		t.Errorf("estimate %d (%v) of armings with the process at the CPU throughout, want one", n, ok)
+	}
+
+	// A slow attach: the probes were in 10 ms after Rearm began them (the
+	// first hit says so), the attach returned 300 ms after, and In was
+	// called then; the arming counts from the 10 ms. The process at a full
+	// CPU throughout is not starved.
+	t0 := time.Unix(1000, 0)
+	now := t0
+	d := Disarm{HitCost: time.Microsecond, CPU: func() time.Duration { return now.Sub(t0) }}
+	d.Armed(now)
+	for range 2 { // the first arming's estimate, confirmed by the second
+		d.Hit(now)
+		now = now.Add(290 * time.Millisecond)
+		d.Spend(now)
+		now = d.Out(now)
+		d.Rearm(now, 51, 1)
+	}
+	rearmed := now
+	d.Hit(rearmed.Add(10 * time.Millisecond))
+	d.Spend(rearmed.Add(110 * time.Millisecond))
+	now = rearmed.Add(300 * time.Millisecond)
+	d.In(rearmed.Add(10 * time.Millisecond))
+	now = d.Out(now)
+	if n, ok := d.Rearm(now, 51, 1); !ok || n == 0 {
+		t.Errorf("estimate %d (%v) of an arming after a slow attach, the process at a full CPU throughout; want one", n, ok)
 	}
 }

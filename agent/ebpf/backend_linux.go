@@ -109,7 +109,7 @@ func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
 		return nil, fleet.Errorf(fleet.CodeAttach, "attaching to pid %d: raising the memlock limit for BPF maps: %v", pid, err)
 	}
 	// A tracepoint's estimates need what a trap costs here: measured
-	// meanwhile, off the path from trace to installed.
+	// meanwhile, before a tracepoint comes as a rule (see Set).
 	go trapCost()
 	if key, err := keyOf(exe); err == nil {
 		if t := takePrepared(ctx, pid, key); t != nil {
@@ -346,6 +346,10 @@ func (t *target) Hits() <-chan agent.Hit { return t.hits }
 // then the old one keeps its probes, bucket and counters, and if the new one
 // fails, Set returns the error with the old one still installed and hitting.
 func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placement, error) {
+	// Read before the lock, which the decoder needs: a measurement under
+	// way (an agent traced at once, its first tens of milliseconds) is
+	// waited for.
+	cost := hitCost()
 	t.mu.Lock()
 	defer t.unlock()
 	if t.ended || t.exitErr != nil {
@@ -418,7 +422,7 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 		plans[i] = plan
 	}
 	tp.inKernel = inKernel
-	tp.disarm.HitCost = hitCost()
+	tp.disarm.HitCost = cost
 	tp.disarm.CPU = uprobes.ProcessCPU(t.pid)
 	if !inKernel {
 		tp.limit.Init(maxHitsPerSecond(spec))

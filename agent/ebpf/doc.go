@@ -23,9 +23,10 @@
 // costs a locked exchange per hit; under preempt=none or voluntary it
 // never drops anything.
 //
-// A dropped hit still costs its thread a trap, some 5-10 µs, which on a hot
-// line was most of what tracing cost (0.29x the requests/s of an HTTP
-// service at the default 50 hits/s, make bench-limits). So the first hit
+// A dropped hit still costs its thread a trap, 23-33 µs on a small VM
+// (trapCost), which on a hot line was most of what tracing cost (0.29x the
+// requests/s of an HTTP service at the default 50 hits/s, make
+// bench-limits). So the first hit
 // the bucket refuses in an arming makes the program say so, with a forced
 // wake-up, in a small ring buffer of the target's own; a goroutine that
 // does nothing else (target.disarming) unlinks the probes, and
@@ -35,7 +36,8 @@
 // held the line most of the time they were in (agent.Hit.Uncounted.Unknown):
 // the dropped count is then a lower bound. A hit's cost is bounded, not
 // measured hit by hit: twice what a bare trap costs a thread of this host,
-// timed once on a probe of the agent's own (trapcost_linux.go). The hits
+// and at least the trap and 10 µs, timed once on a probe of the agent's
+// own (trapcost_linux.go). The hits
 // refused after the allowance was spent, bare traps, check the rate (see
 // agent.Disarm). A condition the program cannot evaluate is applied by the
 // agent, and so is the limit after it: there the decoder takes the probes

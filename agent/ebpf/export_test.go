@@ -3,6 +3,7 @@ package ebpf
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/riptrace/riptrace/agent"
@@ -182,12 +183,13 @@ func HoldScratch(tgt agent.Target) (release func() error, err error) {
 	return func() error { return busy(0) }, nil
 }
 
-// TrapCost measures what a uprobe trap costs a thread here, in batches
-// of n calls of a function (see measureTrap), and what a call costs
-// with no probe.
+// TrapCost returns what a uprobe trap costs a thread here (trapCost,
+// measured once in the test binary), and what a call of the function it
+// probes costs with no probe (the median of batches of n calls).
 func TrapCost(batches, n int) (probed, bare time.Duration, err error) {
+	probed, err = trapCost()
 	bareRuns := trapRuns(batches, n)
-	probed, err = measureTrap(batches, n)
+	slices.Sort(bareRuns)
 	return probed, bareRuns[len(bareRuns)/2], err
 }
 
