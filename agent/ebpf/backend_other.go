@@ -5,6 +5,7 @@ package ebpf
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/riptrace/riptrace/agent"
 )
@@ -22,3 +23,6 @@ func Available() error { return errNotLinux }
 func (b *Backend) Attach(ctx context.Context, pid int) (agent.Target, error) {
 	return nil, errNotLinux
 }
+
+// MeasuredTrap says no trap was measured: there are none off Linux.
+func MeasuredTrap() (time.Duration, bool) { return 0, false }

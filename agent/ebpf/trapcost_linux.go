@@ -71,6 +71,16 @@ func trapCost() (time.Duration, error) {
 	return c, nil
 }
 
+// MeasuredTrap returns what a uprobe trap was measured to cost a thread of
+// this host (trapCost), false while it is not, or is being measured.
+func MeasuredTrap() (time.Duration, bool) {
+	if !trap.mu.TryLock() {
+		return 0, false
+	}
+	defer trap.mu.Unlock()
+	return trap.cost, trap.cost > 0
+}
+
 // trapSite is the function measureTrap probes.
 //
 //go:noinline

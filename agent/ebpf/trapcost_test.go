@@ -20,4 +20,8 @@ func TestTrapCost(t *testing.T) {
 	if probed < 20*bare || probed < 200*time.Nanosecond {
 		t.Fatalf("a call costs %v with the probe, %v without: no trap measured", probed, bare)
 	}
+	// What the agent's metrics serve (riptrace_ebpf_trap_seconds).
+	if c, ok := ebpf.MeasuredTrap(); !ok || c != probed {
+		t.Fatalf("MeasuredTrap says %v (%v), want %v", c, ok, probed)
+	}
 }

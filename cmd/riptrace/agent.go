@@ -24,6 +24,7 @@ import (
 
 	"github.com/riptrace/riptrace/agent"
 	"github.com/riptrace/riptrace/agent/delve"
+	"github.com/riptrace/riptrace/agent/ebpf"
 	"github.com/riptrace/riptrace/agent/setup"
 )
 
@@ -146,6 +147,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// The agent's own health beside its hits: its heap, collections
 		// and goroutines (go_*), and its CPU and memory (process_*).
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "riptrace_ebpf_trap_seconds",
+			Help: "What a bare uprobe trap costs a thread of this host, timed once as the eBPF backend first attaches (0 until then). The backend bounds a hit's cost at twice it, and at least it and 10 µs, for its estimates of the hits run while a tracepoint's probes were out.",
+		}, func() float64 {
+			c, _ := ebpf.MeasuredTrap()
+			return c.Seconds()
+		}))
 		metrics = reg
 		ln, err := net.Listen("tcp", *metricsAddr)
 		if err != nil {

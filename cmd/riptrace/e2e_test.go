@@ -773,7 +773,7 @@ func TestAgentMetrics(t *testing.T) {
 		if n, _ := strconv.Atoi(string(m[1])); n < 5 {
 			return fmt.Errorf("riptrace_hits_total = %d, want at least 5", n)
 		}
-		for _, name := range []string{"riptrace_attached_processes", "go_gc_duration_seconds_count", "go_goroutines", "process_cpu_seconds_total"} {
+		for _, name := range []string{"riptrace_attached_processes", "go_gc_duration_seconds_count", "go_goroutines", "process_cpu_seconds_total", "riptrace_ebpf_trap_seconds"} {
 			if !regexp.MustCompile(`(?m)^` + name + ` `).Match(body) {
 				return fmt.Errorf("no %s in:\n%s", name, body)
 			}
