@@ -1,21 +1,20 @@
 package ebpf
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
 	"reflect"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/riptrace/riptrace/agent/internal/snapshot"
 )
 
 // hitCost is what agent.Disarm takes a hit with the probes in to have cost
@@ -107,7 +106,8 @@ func measureTrap(batches, n int) (time.Duration, error) {
 	}
 	defer objs.Count.Close()
 	defer objs.Counts.Close()
-	off, err := selfOffset(uint64(reflect.ValueOf(trapSite).Pointer()))
+	// From the mappings: a test binary has no symbols to look it up by.
+	off, err := snapshot.ExeOffset(os.Getpid(), uint64(reflect.ValueOf(trapSite).Pointer()))
 	if err != nil {
 		return 0, err
 	}
@@ -152,34 +152,4 @@ func trapRuns(batches, n int) []time.Duration {
 		costs[i] = (cpu() - c0) / time.Duration(n)
 	}
 	return costs
-}
-
-// selfOffset is the offset in this process's executable of the code at pc,
-// from the mapping that holds it (/proc/self/maps): the executable may be
-// position-independent, and a test binary has no symbols to look it up by.
-func selfOffset(pc uint64) (uint64, error) {
-	f, err := os.Open("/proc/self/maps")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// start-end perms offset dev inode path
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 3 {
-			continue
-		}
-		lo, hi, _ := strings.Cut(fields[0], "-")
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		off, err3 := strconv.ParseUint(fields[2], 16, 64)
-		if err1 == nil && err2 == nil && err3 == nil && start <= pc && pc < end {
-			return pc - start + off, nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("pc %#x is in no mapping of this process", pc)
 }

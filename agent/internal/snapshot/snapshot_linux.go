@@ -363,6 +363,22 @@ func entryPoint(pid int) (uint64, error) {
 	return 0, errors.New("no entry point in the auxiliary vector")
 }
 
+// ExeOffset returns the offset in pid's executable of the code at pc, from
+// the mapping of the executable that holds it: uprobes take offsets, and
+// the executable may be position-independent.
+func ExeOffset(pid int, pc uint64) (uint64, error) {
+	ms, err := staticMappings(pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range ms {
+		if m.start <= pc && pc < m.end {
+			return pc - m.start + m.off, nil
+		}
+	}
+	return 0, fmt.Errorf("pc %#x is in no mapping of the executable of pid %d", pc, pid)
+}
+
 // staticMappings returns the file-backed mappings of the executable: code,
 // read-only data, and the data sections holding the runtime's module data
 // and the initialized globals.
@@ -377,8 +393,11 @@ func staticMappings(pid int) ([]mapping, error) {
 	}
 	var out []mapping
 	for _, line := range strings.Split(string(b), "\n") {
+		// start-end perms offset dev inode path: a path with a space,
+		// or an executable replaced on disk ("... (deleted)", as
+		// readlink says too), is more than one field.
 		f := strings.Fields(line)
-		if len(f) < 6 || f[5] != exe {
+		if len(f) < 6 || strings.Join(f[5:], " ") != exe {
 			continue
 		}
 		m := mapping{writable: strings.Contains(f[1], "w")}
