@@ -119,15 +119,13 @@ func TestOutboxMarksBehindBacklog(t *testing.T) {
 	// once the hits are stored, and the watermark may still be on its way
 	// into the stream.
 	var info *jetstream.StreamInfo
-	for {
-		if info, err = st.Info(ctx, jetstream.WithSubjectFilter(c.Subjects().Watermark("h", "tp"))); err != nil {
-			t.Fatal(err)
+	testsupport.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		info, err = st.Info(ctx, jetstream.WithSubjectFilter(c.Subjects().Watermark("h", "tp")))
+		if err == nil && len(info.State.Subjects) == 0 {
+			err = errors.New("no watermark stored yet")
 		}
-		if len(info.State.Subjects) > 0 || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	})
 	if n := len(info.State.Subjects); n != 1 || info.State.Subjects[c.Subjects().Watermark("h", "tp")] != 1 {
 		t.Fatalf("watermarks stored: %v, want one", info.State.Subjects)
 	}
