@@ -215,6 +215,10 @@ cpu_s() {
 # spans of tens of ms. A thread that ends is not counted: measure only
 # spans in which the process's threads live on.
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'; }
+# faults PID: the minor page faults PID has taken so far.
+faults() { awk '{ print $10 }' "/proc/$1/stat"; }
+# switches PID: the context switches of PID's threads now alive.
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { printf "%d", s }'; }
 
 # --- setup --------------------------------------------------------------------
 
@@ -462,6 +466,8 @@ CPU0_SERVER=$(cpu_hits server)
 declare -A RAW # tool,run → ns per loop
 agent_cost=()  # the eBPF agent's CPU per hit over each of its spans, µs
 agent_gcs=()   # and its collections in each
+agent_faults=() # and its page faults per hit in each
+agent_cs=()     # and its context switches per hit in each
 stored_hits=$FIRST_HITS # of the hot tracepoint, in the stream
 for ((i = 1; i <= HIT_RUNS; i++)); do
 	# The eBPF agent decodes its hits after the fact, on the machine's
@@ -469,7 +475,7 @@ for ((i = 1; i <= HIT_RUNS; i++)); do
 	# out, so that no other run shares the CPUs with that decoding.
 	for tool in base idle dlv rt bare rte; do
 		if [[ $tool == rte ]]; then
-			span_ns=$(cpu_ns "$AGENT_EBPF_PID") span_t=$EPOCHREALTIME span_gc=$(collections)
+			span_ns=$(cpu_ns "$AGENT_EBPF_PID") span_t=$EPOCHREALTIME span_gc=$(collections) span_pf=$(faults "$AGENT_EBPF_PID") span_cs=$(switches "$AGENT_EBPF_PID")
 		fi
 		RAW[$tool,$i]=$(loop "$tool" "$(iterations "$tool")")
 	done
@@ -481,6 +487,8 @@ for ((i = 1; i <= HIT_RUNS; i++)); do
 	SPAN_S=$(calc "$SPAN_S + $EPOCHREALTIME - $span_t")
 	agent_gcs+=("$(($(collections) - span_gc))")
 	run_hits=$((now_hits - stored_hits)) stored_hits=$now_hits
+	agent_cs+=("$(fmt %.2f "($(switches "$AGENT_EBPF_PID") - $span_cs) / ($run_hits > 0 ? $run_hits : 1)")")
+	agent_faults+=("$(fmt %.2f "($(faults "$AGENT_EBPF_PID") - $span_pf) / ($run_hits > 0 ? $run_hits : 1)")")
 	quiesce "$TMP/trace-hot-ebpf.out" "\"line\":$HOT_LINE," $((WARM_FAST + i * NF))
 	SPAN_NS=$((SPAN_NS + run_ns))
 	SPAN_HITS=$((SPAN_HITS + run_hits))
@@ -713,7 +721,7 @@ row "delve trace" "$(fmt %.0f "$DLV_COST")" µs/hit 1.00x "range $(range %.0f "$
 row "riptrace (delve)" "$(fmt %.0f "$RT_COST")" µs/hit "$(fmt %.2fx "$RT_COST / $DLV_COST")" "range $(range %.0f "${rt_cost[@]}"); $RT_HITS/$WANT_HITS hits received, $RT_DROPPED dropped; goal ≤ 0.5x"
 row "riptrace (ebpf)" "$(fmt %.1f "$RTE_COST")" µs/hit "$(fmt %.3fx "$RTE_COST / $DLV_COST")" "against delve trace"
 echo "CPU time per hit received in those runs (user + system, of each process over the runs)"
-row "agent (ebpf)" "$AGENT_EBPF_CPU" µs/hit "" "decoding and publishing $SPAN_HITS hits: from the start of each of its runs until the stream stored its last hit ($(fmt %.1f "$SPAN_S") s), about $AGENT_EBPF_SPAN_IDLE µs of it its idle work over those seconds; run by run $AGENT_EBPF_RUNS µs, with ${agent_gcs[*]} collections; goal ≤ 10 µs"
+row "agent (ebpf)" "$AGENT_EBPF_CPU" µs/hit "" "decoding and publishing $SPAN_HITS hits: from the start of each of its runs until the stream stored its last hit ($(fmt %.1f "$SPAN_S") s), about $AGENT_EBPF_SPAN_IDLE µs of it its idle work over those seconds; run by run $AGENT_EBPF_RUNS µs, with ${agent_gcs[*]} collections, ${agent_faults[*]} page faults and ${agent_cs[*]} context switches a hit; goal ≤ 10 µs"
 row "agent (ebpf), first hits" "$AGENT_EBPF_FIRST" µs/hit "" "a fresh agent's first $FIRST_HITS hits (the warm-up), its heap growing to its working size"
 row "agent (ebpf), all runs" "$AGENT_EBPF_WHOLE" µs/hit "" "$EBPF_HITS hits over all the tools' runs ($(fmt %.0f "$WHOLE_S") s), with what it does while no hit comes: $AGENT_EBPF_IDLE ms of CPU a second outside its runs"
 row "riptrace trace (ebpf)" "$(per_hit "$CPU0_EBPF_CLIENT" "$CPU1_EBPF_CLIENT" "$HITS0_EBPF" "$HITS1_EBPF")" µs/hit "" "the client, at nice 19"
