@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -104,7 +105,16 @@ type Disarm struct {
 	// than it had since is refused an estimate (see starved).
 	CPU           func() time.Duration
 	cpuIn, cpuOut time.Duration
-	cpuInAt       time.Time // when cpuIn was read (Armed): In leaves both
+	readInAt      time.Time // when cpuIn and watch's in were read (Armed): In leaves them
+	// Sched, if set, returns what the scheduler says of a thread of the
+	// traced process: the time it has run and the time it has waited,
+	// runnable, for a CPU; ok is false once it is gone. The threads that
+	// ran the line (Ran) are watched in the next arming, and one in
+	// which they had much less of the CPU they wanted than they had
+	// since is refused an estimate (see starved).
+	Sched func(tid int) (run, wait time.Duration, ok bool)
+	ran   []int     // the threads of the hits since the last Armed, at most maxWatched
+	watch []watched // the threads watched in this arming
 	// NoEstimate says the backend cannot tell how long its probes held
 	// the line (Delve's int3 mode: see armingRate): there is never an
 	// estimate.
@@ -122,6 +132,39 @@ type Disarm struct {
 	// hit since the probes went in is to bear out (Vouch).
 	vouch bool
 }
+
+// watched is a thread Disarm watches in an arming: what the scheduler said
+// of it as the probes went in and as they came out (outOK: it was there).
+type watched struct {
+	tid     int
+	in, out schedTimes
+	outOK   bool
+}
+
+// schedTimes is what the scheduler says of a thread, or of threads
+// together: the time run, and the time waited, runnable, for a CPU.
+type schedTimes struct{ run, wait time.Duration }
+
+// add returns t with what passed from u to v added.
+func (t schedTimes) add(u, v schedTimes) schedTimes {
+	return schedTimes{t.run + v.run - u.run, t.wait + v.wait - u.wait}
+}
+
+// wanted is the time run or runnable.
+func (t schedTimes) wanted() time.Duration { return t.run + t.wait }
+
+// share is the part of the CPU time wanted that was had; 1 where none was
+// wanted.
+func (t schedTimes) share() float64 {
+	if t.wanted() <= 0 {
+		return 1
+	}
+	return float64(t.run) / float64(t.wanted())
+}
+
+// maxWatched bounds the threads an arming watches: a hot line runs on the
+// few threads its goroutines are on.
+const maxWatched = 8
 
 const (
 	// Window is how often a tracepoint's probes are put back, unless it
@@ -174,9 +217,28 @@ func (d *Disarm) Armed(now time.Time) {
 	if d.Held != nil {
 		d.heldIn = d.Held()
 	}
+	d.readInAt = now
 	if d.CPU != nil {
-		d.cpuIn, d.cpuInAt = d.CPU(), now
+		d.cpuIn = d.CPU()
 	}
+	d.watch = d.watch[:0]
+	if d.Sched != nil {
+		for _, tid := range d.ran {
+			if run, wait, ok := d.Sched(tid); ok {
+				d.watch = append(d.watch, watched{tid: tid, in: schedTimes{run, wait}})
+			}
+		}
+	}
+	d.ran = d.ran[:0]
+}
+
+// Ran records that thread tid ran the line (a hit's thread): the next
+// arming watches it (see starved).
+func (d *Disarm) Ran(tid int) {
+	if d.Sched == nil || len(d.ran) >= maxWatched || slices.Contains(d.ran, tid) {
+		return
+	}
+	d.ran = append(d.ran, tid)
 }
 
 // Hit records a hit the limit met at now (taken or refused). The first
@@ -248,6 +310,11 @@ func (d *Disarm) Out(now time.Time) time.Time {
 	}
 	if d.CPU != nil {
 		d.cpuOut = d.CPU()
+	}
+	for i := range d.watch {
+		w := &d.watch[i]
+		run, wait, ok := d.Sched(w.tid)
+		w.out, w.outOK = schedTimes{run, wait}, ok
 	}
 	start := d.armedAt
 	if !d.firstAt.IsZero() {
@@ -378,25 +445,47 @@ func (d *Disarm) armingRate(seen, wasted uint64) (rate float64, ok bool) {
 
 // starved reports whether the process had less than half as much CPU a
 // second while the probes were in as it has had since they came out, at
-// now. Its line then ran less with them in for want of a CPU, not for the
-// probes, or the process did less of its work then; either way the rate
-// of the arming is not the line's with them out. A traced thread waits
-// for a CPU more with the probes in: each capture wakes the agent's
-// reader, which may take the CPU from it. Two runs of agent/ebpf's
+// now, or the threads watched (those that ran the line in the arming
+// before) had less than half the share of the CPU they wanted that they
+// have had since. Its line then ran less with them in for want of a CPU,
+// not for the probes, or the process did less of its work then; either
+// way the rate of the arming is not the line's with them out. A traced
+// thread waits for a CPU more with the probes in: each capture wakes the
+// agent's reader, which may take the CPU from it. Two runs of agent/ebpf's
 // TestDisarm side by side on two CPUs, 2 of 40 armings, had the process at
 // 0.25 and 0.32 of a CPU for 13 and 10 ms with the probes in, and at 0.97
 // after: 51 hits of a line that runs 300 million times a second with the
 // probes out, at HitCost 64 µs a hit, passed for 5,706 a second.
 //
-// It reads the whole process's CPU: a starved thread among busy ones
-// passes unseen.
+// The process's CPU alone misses a starved thread among busy ones: the
+// line's threads are watched for that. Their share of what they wanted
+// (run and runnable) is compared, not their CPU a second: a thread
+// that sleeps between calls wants little, and a goroutine that moved to
+// another thread leaves its old one idle. Threads that wanted under a
+// tenth of the arming tell nothing, and a host busy alike throughout
+// starves the line alike with the probes in and out.
 func (d *Disarm) starved(now time.Time) bool {
-	if d.CPU == nil || !now.After(d.outAt) || !d.outAt.After(d.cpuInAt) {
+	if !now.After(d.outAt) || !d.outAt.After(d.readInAt) {
 		return false
 	}
-	in := float64(d.cpuOut-d.cpuIn) / float64(d.outAt.Sub(d.cpuInAt))
-	out := float64(d.CPU()-d.cpuOut) / float64(now.Sub(d.outAt))
-	return in < out/2
+	if d.CPU != nil {
+		in := float64(d.cpuOut-d.cpuIn) / float64(d.outAt.Sub(d.readInAt))
+		out := float64(d.CPU()-d.cpuOut) / float64(now.Sub(d.outAt))
+		if in < out/2 {
+			return true
+		}
+	}
+	var in, out schedTimes
+	for _, w := range d.watch {
+		if !w.outOK {
+			continue
+		}
+		if run, wait, ok := d.Sched(w.tid); ok {
+			in = in.add(w.in, w.out)
+			out = out.add(w.out, schedTimes{run, wait})
+		}
+	}
+	return in.wanted() >= d.outAt.Sub(d.readInAt)/10 && in.share() < out.share()/2
 }
 
 // In records that the probes that Rearm began to put back were in at at,

@@ -439,3 +439,61 @@ func TestDisarmStarved(t *testing.T) {
 		t.Errorf("estimate %d (%v) of an arming after a slow attach, the process at a full CPU throughout; want one", n, ok)
 	}
 }
+
+// TestDisarmThreadStarved: the process's CPU stays at two CPUs throughout
+// (its other threads busy), while the thread that runs the line has a
+// quarter of the CPU it wants with the probes in and all of it after.
+// The process's CPU alone lets that arming's rate pass; the thread,
+// watched from the arming after its first hit, does not.
+func TestDisarmThreadStarved(t *testing.T) {
+	const tid = 7
+	// arming returns the second arming's estimate, with the line's thread
+	// running and runnable in and out those parts of a second.
+	arming := func(in, out schedTimes, sched bool) (uint64, bool) {
+		now := time.Unix(1000, 0)
+		var cpu time.Duration
+		var th schedTimes
+		d := Disarm{HitCost: time.Microsecond, CPU: func() time.Duration { return cpu }}
+		if sched {
+			d.Sched = func(t int) (time.Duration, time.Duration, bool) { return th.run, th.wait, t == tid }
+		}
+		pass := func(span time.Duration, per schedTimes) {
+			now = now.Add(span)
+			cpu += 2 * span
+			th.run += time.Duration(float64(span) * per.run.Seconds())
+			th.wait += time.Duration(float64(span) * per.wait.Seconds())
+		}
+		d.Armed(now)
+		var n uint64
+		var ok bool
+		for range 2 { // the first arming's estimate, confirmed by the second
+			d.Hit(now)
+			d.Ran(tid)
+			pass(12*time.Millisecond, in)
+			d.Spend(now)
+			back := d.Out(now)
+			pass(back.Sub(now), out)
+			n, ok = d.Rearm(now, 51, 1)
+		}
+		return n, ok
+	}
+	s := func(run, wait float64) schedTimes {
+		return schedTimes{time.Duration(run * float64(time.Second)), time.Duration(wait * float64(time.Second))}
+	}
+	for _, c := range []struct {
+		name    string
+		in, out schedTimes
+		sched   bool
+		want    bool
+	}{
+		{"starved with the probes in", s(0.25, 0.75), s(1, 0), true, false},
+		{"starved, not watched", s(0.25, 0.75), s(1, 0), false, true},
+		{"at the CPU throughout", s(1, 0), s(1, 0), true, true},
+		{"starved alike throughout", s(0.25, 0.75), s(0.25, 0.75), true, true},
+		{"sleeping between calls", s(0.01, 0.03), s(0.02, 0), true, true},
+	} {
+		if n, ok := arming(c.in, c.out, c.sched); ok != c.want || ok && n == 0 {
+			t.Errorf("%s: estimate %d (%v), want one: %v", c.name, n, ok, c.want)
+		}
+	}
+}

@@ -424,6 +424,7 @@ func (t *target) Set(ctx context.Context, spec agent.Tracepoint) (agent.Placemen
 	tp.inKernel = inKernel
 	tp.disarm.HitCost = cost
 	tp.disarm.CPU = uprobes.ProcessCPU(t.pid)
+	tp.disarm.Sched = uprobes.ThreadSched(t.pid)
 	if !inKernel {
 		tp.limit.Init(maxHitsPerSecond(spec))
 		// Every hit is a capture, the condition's and the limit's
@@ -1353,6 +1354,9 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 	limited := !tp.inKernel && tp.spec.Limits.MaxHitsPerSecond > 0
 	t.armMu.Lock()
 	out := tp.disarm.IsOut()
+	if tp.spec.Limits.MaxHitsPerSecond > 0 {
+		tp.disarm.Ran(tid)
+	}
 	if tp.spec.Limits.MaxHitsPerSecond > 0 && !out {
 		// Limited in the kernel too: the first hit decoded is the
 		// first its bucket met (takeOut tells it again, for a window

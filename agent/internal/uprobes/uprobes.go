@@ -9,7 +9,10 @@ import (
 	"debug/elf"
 	"fmt"
 	"math"
+	"os"
 	"reflect"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -104,6 +107,31 @@ func monotonicNow() int64 {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano()
+}
+
+// ThreadSched returns a reader of what the kernel's scheduler says of the
+// threads of process pid (/proc/PID/task/TID/schedstat): for thread tid,
+// the time it has run, and the time it has waited, runnable, on a run
+// queue for a CPU, both in ns. ok is false once the thread is gone (or
+// the kernel keeps no such statistics).
+func ThreadSched(pid int) func(tid int) (run, wait time.Duration, ok bool) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task/"
+	return func(tid int) (run, wait time.Duration, ok bool) {
+		b, err := os.ReadFile(dir + strconv.Itoa(tid) + "/schedstat")
+		if err != nil {
+			return 0, 0, false
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			return 0, 0, false
+		}
+		r, err1 := strconv.ParseInt(f[0], 10, 64)
+		w, err2 := strconv.ParseInt(f[1], 10, 64)
+		if err1 != nil || err2 != nil {
+			return 0, 0, false
+		}
+		return time.Duration(r), time.Duration(w), true
+	}
 }
 
 // ProcessCPU returns a reader of the CPU time that process pid has had in

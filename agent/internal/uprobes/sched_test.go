@@ -1,0 +1,57 @@
+package uprobes
+
+import (
+	"os"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestThreadSched reads a thread of this process that shares one CPU
+// with another busy thread: it has run, and waited for the CPU. A thread
+// that is not there reads as gone.
+func TestThreadSched(t *testing.T) {
+	var stop atomic.Bool
+	defer stop.Store(true)
+	tids := make(chan int, 2)
+	for range 2 {
+		go func() {
+			runtime.LockOSThread() // the thread ends with the goroutine
+			var one unix.CPUSet
+			one.Set(0)
+			if err := unix.SchedSetaffinity(0, &one); err != nil {
+				t.Errorf("pinning a thread to CPU 0: %v", err)
+			}
+			tids <- unix.Gettid()
+			for !stop.Load() {
+			}
+		}()
+	}
+	tid := <-tids
+	<-tids
+	sched := ThreadSched(os.Getpid())
+	run0, wait0, ok := sched(tid)
+	if !ok {
+		t.Fatalf("thread %d of this process reads as gone", tid)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		run, wait, ok := sched(tid)
+		if !ok {
+			t.Fatalf("thread %d of this process reads as gone", tid)
+		}
+		if run-run0 >= 100*time.Millisecond && wait-wait0 >= 25*time.Millisecond {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("in a minute beside another busy thread on its CPU, thread %d ran %v and waited %v; want 100 ms and 25 ms at least", tid, run-run0, wait-wait0)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, _, ok := sched(1 << 30); ok {
+		t.Errorf("thread %d, which is not there, reads as there", 1<<30)
+	}
+}
