@@ -59,9 +59,10 @@ func (b *TokenBucket) Take(now time.Time) bool {
 // capture) and 500 with Delve's breakpoint (a stop of the process), the
 // estimates taken from those rates 10, 60 and 350 times too low. There
 // the estimate is unavailable (Rearm and In say so) and the status says
-// the drops are a lower bound only; so it is where the process had less
-// than half the CPU with the probes in that it had with them out (see
-// starved; the eBPF backend reads it, where no probe stops the process).
+// the drops are a lower bound only; so it is where the process, or the
+// threads that ran the line, had less than half the CPU with the probes
+// in that they had with them out (see starved; the eBPF backend reads
+// both, where no probe stops the process).
 // Elsewhere the arming's rate is off by at most the held share it leaves
 // out or counts in (half at most): for a line that runs steadily, the
 // estimate is within 2× of the truth. A burst
