@@ -1070,10 +1070,17 @@ type sendHit struct {
 // is empty. In a burst, sendHold is what sends them, as a millisecond
 // decodes 200-300 hits: with sendBatch at 32, the agent's context switches
 // and futex calls over 30k hits of the hot loop were 1.4x and 1.5x what
-// they are at 256, its CPU 1.09x (medians of 6 alternated runs).
+// they were at 256, its CPU 1.09x (medians of 6 alternated runs). Each
+// send still wakes the chain (the agent's pump, the outbox, nats.go's
+// flusher, the ack back), hundreds of µs on a VM: at 2048 hits and 8 ms,
+// make bench-agent read the agent's CPU per hit 1.23x and 1.32x lower than
+// at 256 and 1 ms (medians of 8 alternated runs each; 1.12-1.17x at 1024
+// and 4 ms). The 8 ms a hit may wait more stay well inside what the
+// timeline allows the agent (agent.DefaultTimelineLag, 150 ms, with a
+// burst held at most burstHold, 100 ms).
 const (
-	sendBatch = 256
-	sendHold  = time.Millisecond
+	sendBatch = 2048
+	sendHold  = 8 * time.Millisecond
 )
 
 // flush sends the hits decoded so far.
