@@ -312,11 +312,6 @@ func (d *Disarm) Out(now time.Time) time.Time {
 	if d.CPU != nil {
 		d.cpuOut = d.CPU()
 	}
-	for i := range d.watch {
-		w := &d.watch[i]
-		run, wait, ok := d.Sched(w.tid)
-		w.out, w.outOK = schedTimes{run, wait}, ok
-	}
 	start := d.armedAt
 	if !d.firstAt.IsZero() {
 		start = d.firstAt
@@ -326,6 +321,18 @@ func (d *Disarm) Out(now time.Time) time.Time {
 		at = now
 	}
 	return at
+}
+
+// ThreadsOut reads the watched threads as the probes came out. A backend
+// calls it after Out, once they are out: reading a thread takes tens of
+// µs, which would keep the probes in and count their traps as wasted.
+// A thread not read then is left out of the comparison (see starved).
+func (d *Disarm) ThreadsOut() {
+	for i := range d.watch {
+		w := &d.watch[i]
+		run, wait, ok := d.Sched(w.tid)
+		w.out, w.outOK = schedTimes{run, wait}, ok
+	}
 }
 
 // IsOut reports whether the probes are out.
@@ -463,8 +470,8 @@ func (d *Disarm) armingRate(seen, wasted uint64) (rate float64, ok bool) {
 // (run and runnable) is compared, not their CPU a second: a thread
 // that sleeps between calls wants little, and a goroutine that moved to
 // another thread leaves its old one idle. Threads that wanted under a
-// tenth of the arming tell nothing, and a host busy alike throughout
-// starves the line alike with the probes in and out.
+// tenth of the arming, or of the time since, tell nothing, and a host
+// busy alike throughout starves the line alike with the probes in and out.
 func (d *Disarm) starved(now time.Time) bool {
 	if !now.After(d.outAt) || !d.outAt.After(d.readInAt) {
 		return false
@@ -486,7 +493,8 @@ func (d *Disarm) starved(now time.Time) bool {
 			out = out.add(w.out, schedTimes{run, wait})
 		}
 	}
-	return in.wanted() >= d.outAt.Sub(d.readInAt)/10 && in.share() < out.share()/2
+	return in.wanted() >= d.outAt.Sub(d.readInAt)/10 && out.wanted() >= now.Sub(d.outAt)/10 &&
+		in.share() < out.share()/2
 }
 
 // In records that the probes that Rearm began to put back were in at at,

@@ -472,6 +472,7 @@ func TestDisarmThreadStarved(t *testing.T) {
 			pass(12*time.Millisecond, in)
 			d.Spend(now)
 			back := d.Out(now)
+			d.ThreadsOut()
 			pass(back.Sub(now), out)
 			n, ok = d.Rearm(now, 51, 1)
 		}
@@ -491,6 +492,7 @@ func TestDisarmThreadStarved(t *testing.T) {
 		{"at the CPU throughout", s(1, 0), s(1, 0), true, true},
 		{"starved alike throughout", s(0.25, 0.75), s(0.25, 0.75), true, true},
 		{"sleeping between calls", s(0.01, 0.03), s(0.02, 0), true, true},
+		{"left by its goroutine after", s(0.25, 0.75), s(0, 0.001), true, true},
 	} {
 		if n, ok := arming(c.in, c.out, c.sched); ok != c.want || ok && n == 0 {
 			t.Errorf("%s: estimate %d (%v), want one: %v", c.name, n, ok, c.want)

@@ -227,7 +227,7 @@ niced_ns() {
 	echo "$s"
 }
 # faults PID: the minor page faults PID has taken so far.
-faults() { awk '{ print $10 }' "/proc/$1/stat"; }
+faults() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $8 }'; }
 # switches PID: the context switches of PID's threads now alive.
 switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { printf "%d", s }'; }
 
@@ -471,7 +471,7 @@ read -r CPU0_EBPF_AGENT CPU0_EBPF_CLIENT HITS0_EBPF < <(cpu_hits ebpf)
 # runs make 10-20 times longer, its CPU also holds what it does while no
 # hit comes (its scans of /proc, its clock, its watermarks), which is
 # shown apart, per second.
-SPAN_NS=0 SPAN_HITS=0 SPAN_S=0 WHOLE_NS0=$(cpu_ns "$AGENT_EBPF_PID") WHOLE_T0=$EPOCHREALTIME
+SPAN_NS=0 SPAN_HITS=0 SPAN_S=0 NICED_NS=0 WHOLE_NS0=$(cpu_ns "$AGENT_EBPF_PID") WHOLE_T0=$EPOCHREALTIME
 read -r CPU0_DELVE_AGENT CPU0_DELVE_CLIENT HITS0_DELVE < <(cpu_hits delve)
 CPU0_SERVER=$(cpu_hits server)
 declare -A RAW # tool,run → ns per loop
@@ -495,6 +495,7 @@ for ((i = 1; i <= HIT_RUNS; i++)); do
 	# agent's work, though it stays active meanwhile.
 	now_hits=$(stored $((stored_hits + NF)))
 	run_ns=$(($(cpu_ns "$AGENT_EBPF_PID") - span_ns))
+	NICED_NS=$((NICED_NS + $(niced_ns "$AGENT_EBPF_PID") - span_niced))
 	SPAN_S=$(calc "$SPAN_S + $EPOCHREALTIME - $span_t")
 	agent_gcs+=("$(($(collections) - span_gc))")
 	run_hits=$((now_hits - stored_hits)) stored_hits=$now_hits
@@ -504,7 +505,6 @@ for ((i = 1; i <= HIT_RUNS; i++)); do
 	SPAN_NS=$((SPAN_NS + run_ns))
 	SPAN_HITS=$((SPAN_HITS + run_hits))
 	agent_cost+=("$(calc "$run_ns / 1000 / ($run_hits > 0 ? $run_hits : 1)")")
-	NICED_NS=$((${NICED_NS:-0} + $(niced_ns "$AGENT_EBPF_PID") - span_niced))
 done
 base=()
 for ((i = 1; i <= HIT_RUNS; i++)); do base+=("$(calc "${RAW[base,$i]} / $BASE_N")"); done
@@ -711,7 +711,7 @@ EBPF_HITS=$((HITS1_EBPF - HITS0_EBPF))
 DELVE_HITS=$((HITS1_DELVE - HITS0_DELVE))
 AGENT_EBPF_WHOLE=$(per_hit "$CPU0_EBPF_AGENT" "$CPU1_EBPF_AGENT" "$HITS0_EBPF" "$HITS1_EBPF")
 AGENT_EBPF_CPU=$(fmt %.1f "$SPAN_NS / 1000 / ($SPAN_HITS > 0 ? $SPAN_HITS : 1)")
-AGENT_EBPF_NICED=$(fmt %.1f "${NICED_NS:-0} / 1000 / ($SPAN_HITS > 0 ? $SPAN_HITS : 1)")
+AGENT_EBPF_NICED=$(fmt %.1f "$NICED_NS / 1000 / ($SPAN_HITS > 0 ? $SPAN_HITS : 1)")
 AGENT_EBPF_FIRST=$(fmt %.1f "$FIRST_NS / 1000 / ($FIRST_HITS > 0 ? $FIRST_HITS : 1)")
 AGENT_EBPF_RUNS=$(for c in "${agent_cost[@]}"; do fmt %.1f "$c"; echo; done | paste -sd' ')
 AGENT_EBPF_IDLE=$(fmt %.1f "($WHOLE_NS - $SPAN_NS) / 1e6 / ($WHOLE_S - $SPAN_S > 0 ? $WHOLE_S - $SPAN_S : 1)")

@@ -87,9 +87,9 @@
 // niced thread adds a P (GOMAXPROCS) while it lives: the kernel may keep it
 // off the CPU mid-decode, holding its P, and the rest of the agent keeps as
 // many Ps as CPUs (see spareP). The reader sends the hits it decoded
-// together (at most 256, or 1 ms), and all of them once the ring buffer is
-// empty: one wake-up of the agent's goroutines then carries several, and
-// they leave for NATS in one message. A burst faster than the
+// together (at most 2048, or 8 ms), and all of them once the ring buffer is
+// empty: one wake-up of the agent's goroutines then carries many, and
+// they leave for NATS in few messages. A burst faster than the
 // decoder fills the ring buffer, and the hits that do not fit are counted
 // and reported as dropped by a full ring buffer. The program counts drops
 // in the tracepoint's bucket and the next record takes them; once the

@@ -3,6 +3,7 @@ package uprobes
 import (
 	"os"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +15,17 @@ import (
 // with another busy thread: it has run, and waited for the CPU. A thread
 // that is not there reads as gone.
 func TestThreadSched(t *testing.T) {
+	if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/schedstat"); err != nil {
+		t.Skipf("the kernel keeps no scheduler statistics here: %v", err)
+	}
+	var cpus unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &cpus); err != nil {
+		t.Fatalf("reading this thread's CPUs: %v", err)
+	}
+	cpu := 0
+	for !cpus.IsSet(cpu) {
+		cpu++
+	}
 	var stop atomic.Bool
 	defer stop.Store(true)
 	tids := make(chan int, 2)
@@ -21,9 +33,9 @@ func TestThreadSched(t *testing.T) {
 		go func() {
 			runtime.LockOSThread() // the thread ends with the goroutine
 			var one unix.CPUSet
-			one.Set(0)
+			one.Set(cpu)
 			if err := unix.SchedSetaffinity(0, &one); err != nil {
-				t.Errorf("pinning a thread to CPU 0: %v", err)
+				t.Errorf("pinning a thread to CPU %d: %v", cpu, err)
 			}
 			tids <- unix.Gettid()
 			for !stop.Load() {
