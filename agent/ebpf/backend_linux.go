@@ -1367,13 +1367,13 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 	out := tp.disarm.IsOut()
 	if tp.spec.Limits.MaxHitsPerSecond > 0 {
 		tp.disarm.Ran(tid)
-	}
-	if tp.spec.Limits.MaxHitsPerSecond > 0 && !out {
-		// Limited in the kernel too: the first hit decoded is the
-		// first its bucket met (takeOut tells it again, for a window
-		// whose hits were not decoded yet), and bears out the last
-		// estimate (Vouch).
-		tp.disarm.Hit(time.Unix(0, h.Time))
+		if !out {
+			// Limited in the kernel too: the first hit decoded is
+			// the first its bucket met (takeOut tells it again, for
+			// a window whose hits were not decoded yet), and bears
+			// out the last estimate (Vouch).
+			tp.disarm.Hit(time.Unix(0, h.Time))
+		}
 	}
 	backedOff := tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)
 	ready := tp.disarm.Vouch(&tp.uncounted)

@@ -1,6 +1,7 @@
 package uprobes
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/riptrace/riptrace/internal/testsupport"
 )
 
 // TestThreadSched reads a thread of this process that shares one CPU
@@ -49,20 +52,16 @@ func TestThreadSched(t *testing.T) {
 	if !ok {
 		t.Fatalf("thread %d of this process reads as gone", tid)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testsupport.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
 		run, wait, ok := sched(tid)
-		if !ok {
-			t.Fatalf("thread %d of this process reads as gone", tid)
+		switch {
+		case !ok:
+			return fmt.Errorf("thread %d of this process reads as gone", tid)
+		case run-run0 < 100*time.Millisecond || wait-wait0 < 25*time.Millisecond:
+			return fmt.Errorf("beside another busy thread on its CPU, thread %d ran %v and waited %v; want 100 ms and 25 ms at least", tid, run-run0, wait-wait0)
 		}
-		if run-run0 >= 100*time.Millisecond && wait-wait0 >= 25*time.Millisecond {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("in a minute beside another busy thread on its CPU, thread %d ran %v and waited %v; want 100 ms and 25 ms at least", tid, run-run0, wait-wait0)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if _, _, ok := sched(1 << 30); ok {
 		t.Errorf("thread %d, which is not there, reads as there", 1<<30)
 	}
