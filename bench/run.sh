@@ -217,12 +217,15 @@ cpu_s() {
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'; }
 # niced_ns PID: the CPU time (ns) of PID's threads now alive at nice 19:
 # the eBPF agent's decoding threads (agent/ebpf's yielding).
+# It forks nothing: it is read at the start of a span, whose CPU it would
+# add to.
 niced_ns() {
-	local f s=0 st
+	local f s=0 st ns
+	local -a v
 	for f in /proc/"$1"/task/*; do
-		st=$(sed 's/.*) //' "$f/stat" 2>/dev/null) || continue
-		[[ $(awk '{ print $17 }' <<<"$st") == 19 ]] || continue
-		s=$((s + $(cut -d' ' -f1 "$f/schedstat" 2>/dev/null || echo 0)))
+		{ read -r st <"$f/stat" && read -r ns _ <"$f/schedstat"; } 2>/dev/null || continue
+		read -r -a v <<<"${st##*) }"
+		[[ ${v[16]} == 19 ]] && s=$((s + ns))
 	done
 	echo "$s"
 }
@@ -352,34 +355,48 @@ start_trace() {
 
 # Hot targets by name: pid, the write end of the fifo that is their stdin,
 # and their stdout.
-declare -A HOT_PID HOT_FD HOT_OUT
+declare -A HOT_PID HOT_FD HOT_RFD HOT_OUT
 
 # start_hot NAME EXE
 start_hot() {
-	local fd
-	mkfifo "$TMP/$1.in"
-	"$2" <"$TMP/$1.in" >"$TMP/$1.out" 2>&1 &
+	local fd rfd line
+	mkfifo "$TMP/$1.in" "$TMP/$1.pipe"
+	"$2" <"$TMP/$1.in" >"$TMP/$1.pipe" 2>&1 &
 	HOT_PID[$1]=$!
 	PIDS+=("$!")
-	exec {fd}>"$TMP/$1.in"
-	HOT_FD[$1]=$fd
+	exec {fd}>"$TMP/$1.in" {rfd}<"$TMP/$1.pipe"
+	HOT_FD[$1]=$fd HOT_RFD[$1]=$rfd
 	HOT_OUT[$1]=$TMP/$1.out
-	wait_for "$TMP/$1.out" '^READY pid=' 1 30 "${HOT_PID[$1]}" || die "the hot target did not start"
+	hot_line "$1" '^READY pid=' 30 >/dev/null || die "the hot target did not start (see $TMP/$1.out)"
+}
+
+# hot_line NAME RE TIMEOUT: read target NAME's output, kept in its .out
+# file, until a line matching RE, and print it. The read blocks on the
+# target's pipe: a poll of its file (wait_for) saw a loop's end up to
+# hundreds of ms late, and the eBPF agent's span (below) grew by as much
+# of its idle work.
+hot_line() {
+	local line
+	while IFS= read -r -t "$3" -u "${HOT_RFD[$1]}" line; do
+		printf '%s\n' "$line" >>"${HOT_OUT[$1]}"
+		[[ $line =~ $2 ]] && { printf '%s\n' "$line"; return 0; }
+	done
+	echo "bench: target $1 (pid ${HOT_PID[$1]}) ended or said nothing matching '$2' for ${3}s (see ${HOT_OUT[$1]})" >&2
+	return 1
 }
 
 stop_hot() {
-	local fd=${HOT_FD[$1]}
+	local fd=${HOT_FD[$1]} rfd=${HOT_RFD[$1]}
 	stop "${HOT_PID[$1]}"
-	exec {fd}>&-
+	exec {fd}>&- {rfd}<&-
 }
 
 # loop NAME ITERATIONS: run target NAME's loop once; prints the elapsed ns.
 loop() {
-	local out=${HOT_OUT[$1]} before
-	before=$(count "$out" '^elapsed ')
+	local line
 	echo "run $2" >&"${HOT_FD[$1]}"
-	wait_for "$out" '^elapsed ' $((before + 1)) 300 "${HOT_PID[$1]}" || return 1
-	grep '^elapsed ' "$out" | tail -1 | sed 's/.*ns=//'
+	line=$(hot_line "$1" '^elapsed ' 300) || return 1
+	echo "${line##*ns=}"
 }
 
 # iterations TOOL: loop length of a measured run of TOOL.
@@ -486,7 +503,9 @@ for ((i = 1; i <= HIT_RUNS; i++)); do
 	# out, so that no other run shares the CPUs with that decoding.
 	for tool in base idle dlv rt bare rte; do
 		if [[ $tool == rte ]]; then
-			span_ns=$(cpu_ns "$AGENT_EBPF_PID") span_t=$EPOCHREALTIME span_gc=$(collections) span_pf=$(faults "$AGENT_EBPF_PID") span_cs=$(switches "$AGENT_EBPF_PID") span_niced=$(niced_ns "$AGENT_EBPF_PID")
+			# Its CPU and its clock are read last, as the run starts.
+			span_gc=$(collections) span_pf=$(faults "$AGENT_EBPF_PID") span_cs=$(switches "$AGENT_EBPF_PID") span_niced=$(niced_ns "$AGENT_EBPF_PID")
+			span_ns=$(cpu_ns "$AGENT_EBPF_PID") span_t=$EPOCHREALTIME
 		fi
 		RAW[$tool,$i]=$(loop "$tool" "$(iterations "$tool")")
 	done
