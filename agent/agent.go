@@ -993,11 +993,14 @@ func (a *Agent) pump(pid int, att *attachment) {
 	ref := att.proc.Ref()
 	hits := att.target.Hits()
 	for h := range hits {
-		att.taking.Store(h.Time)
-		a.take(pid, ref, h)
-		att.taken.Store(h.Time)
+		// take settles h in place (its drops, its time on the
+		// server's clock): what it was captured at is kept apart.
+		captured := h.Time
+		att.taking.Store(captured)
+		a.take(pid, ref, &h)
+		att.taken.Store(captured)
 		att.taking.Store(0)
-		att.transit.Taken(h)
+		att.transit.Taken(captured)
 		if len(hits) == 0 {
 			// The hits taken so far leave together (see
 			// fleet.Outbox.OfferHit).
@@ -1011,7 +1014,7 @@ func (a *Agent) pump(pid int, att *attachment) {
 
 // take handles hit h of process pid, delivered by its backend. A hit it
 // publishes leaves once the caller wakes the publisher.
-func (a *Agent) take(pid int, ref fleet.ProcessRef, h Hit) {
+func (a *Agent) take(pid int, ref fleet.ProcessRef, h *Hit) {
 	k := placeKey{pid, h.Tracepoint}
 	a.mu.Lock()
 	p := a.placed[k]

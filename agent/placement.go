@@ -77,7 +77,7 @@ const (
 
 // counted is a hit the placement counted, to publish.
 type counted struct {
-	hit        Hit       // carrying the drops not yet reported
+	hit        *Hit      // carrying the drops not yet reported
 	own        uint64    // the drops the backend reported with it
 	reachedMax bool      // it reached maxHits: the reconciler clears the tracepoint
 	uncounted  Uncounted // what it said of uncounted drops
@@ -85,7 +85,7 @@ type counted struct {
 
 // disarmed records what h says of the probes being out: the hits estimated
 // to have run meanwhile, and the backend's backoff. Lock should be held.
-func (p *placement) disarmed(h Hit) {
+func (p *placement) disarmed(h *Hit) {
 	p.uncounted += h.Uncounted.N
 	p.unestimated = p.unestimated || h.Uncounted.Unknown
 	p.waiting = h.Waiting
@@ -98,7 +98,7 @@ func (p *placement) disarmed(h Hit) {
 // installing, fails the placement on a fault, and counts it otherwise
 // (hitPublished, with c to publish). heldDrops is what a hit that could not
 // be held adds to the dropped count.
-func (p *placement) accept(h Hit) (act hitAction, c counted, heldDrops uint64) {
+func (p *placement) accept(h *Hit) (act hitAction, c counted, heldDrops uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
@@ -122,7 +122,7 @@ func (p *placement) accept(h Hit) (act hitAction, c counted, heldDrops uint64) {
 		// Held until Set returns: the function the line is in may be
 		// denied, and then no hit of it may leave.
 		if len(p.early) < maxEarly {
-			p.early = append(p.early, h)
+			p.early = append(p.early, *h)
 			return hitHeld, counted{}, 0
 		}
 		n := h.Dropped + 1
@@ -133,8 +133,9 @@ func (p *placement) accept(h Hit) (act hitAction, c counted, heldDrops uint64) {
 	return hitPublished, p.countLocked(h), 0
 }
 
-// countLocked counts hit h. Lock should be held.
-func (p *placement) countLocked(h Hit) counted {
+// countLocked counts hit h, and adds to it the drops it carries on. Lock
+// should be held.
+func (p *placement) countLocked(h *Hit) counted {
 	c := counted{own: h.Dropped, uncounted: h.Uncounted}
 	p.hits++
 	p.dropped += h.Dropped
@@ -173,7 +174,7 @@ func (p *placement) next() (c counted, ok bool) {
 		p.early, p.installing = nil, false
 		return counted{}, false
 	}
-	h := p.early[0]
+	h := &p.early[0]
 	p.early = p.early[1:]
 	return p.countLocked(h), true
 }

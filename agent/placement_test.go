@@ -13,7 +13,7 @@ func testPlacement(maxHits int) *placement {
 	return newPlacement(&fleet.Spec{ID: "tp", Location: fleet.Location{Path: "a.go", Line: 1}, Limits: fleet.Limits{MaxHits: maxHits}}, "")
 }
 
-func hit(n int) Hit { return Hit{Hit: fleet.Hit{Tracepoint: "tp", Line: n}} }
+func hit(n int) *Hit { return &Hit{Hit: fleet.Hit{Tracepoint: "tp", Line: n}} }
 
 // begin, hold: while Set runs, hits wait and the status waits too.
 func TestPlacementHolds(t *testing.T) {
@@ -137,7 +137,7 @@ func TestPlacementFail(t *testing.T) {
 func TestPlacementFaultWhileInstalling(t *testing.T) {
 	p := testPlacement(0)
 	p.accept(hit(1))
-	if act, _, _ := p.accept(Hit{Hit: fleet.Hit{Tracepoint: "tp"}, Fault: fleet.Errorf(fleet.CodeBadCondition, "bad")}); act != hitFaulted {
+	if act, _, _ := p.accept(&Hit{Hit: fleet.Hit{Tracepoint: "tp"}, Fault: fleet.Errorf(fleet.CodeBadCondition, "bad")}); act != hitFaulted {
 		t.Fatalf("a fault: %v, want faulted", act)
 	}
 	if act, _, _ := p.accept(hit(2)); act != hitDropped {

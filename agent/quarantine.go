@@ -195,7 +195,7 @@ func (a *Agent) clearQuietly(att *attachment, k placeKey) {
 // publishSafely redacts, encodes and offers hit h of placement p, with a
 // panic quarantining its tracepoint: its hits are dropped until the
 // reconciler clears it. Lock must not be held.
-func (a *Agent) publishSafely(k placeKey, p *placement, h Hit, ref fleet.ProcessRef, more bool) {
+func (a *Agent) publishSafely(k placeKey, p *placement, h *Hit, ref fleet.ProcessRef, more bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			p.halt()

@@ -28,12 +28,13 @@ type Follower interface {
 	Follow(*Transit)
 }
 
-// Sending counts h as it is about to be sent.
-func (tr *Transit) Sending(h Hit) {
+// Sending counts a hit captured at captured (wall, ns) as it is about to
+// be sent.
+func (tr *Transit) Sending(captured int64) {
 	if tr == nil {
 		return
 	}
-	tr.firstAt.CompareAndSwap(0, h.Time)
+	tr.firstAt.CompareAndSwap(0, captured)
 	tr.in.Add(1)
 }
 
@@ -45,13 +46,14 @@ func (tr *Transit) Dropped() {
 	}
 }
 
-// Taken uncounts h, queued for the stream.
-func (tr *Transit) Taken(h Hit) {
+// Taken uncounts a hit captured at captured (wall, ns), queued for the
+// stream.
+func (tr *Transit) Taken(captured int64) {
 	if tr == nil {
 		return
 	}
-	if h.Time != 0 {
-		tr.takenAt.Store(h.Time)
+	if captured != 0 {
+		tr.takenAt.Store(captured)
 	}
 	tr.in.Add(-1)
 }

@@ -167,7 +167,7 @@ type target struct {
 	ended    bool
 
 	snap   *snapshot.Process
-	mem    *regionMemory            // of the hit being decoded
+	mem    regionMemory             // of the hit being decoded: one for all, reset by each
 	regs   *linutil.AMD64PtraceRegs // of the hit being decoded
 	tgt    *proc.Target
 	di     *debugInfo
@@ -868,7 +868,7 @@ func (t *target) send(h agent.Hit) {
 		out = t.hits
 	}
 	tr := t.transit.Load()
-	tr.Sending(h)
+	tr.Sending(h.Time)
 	select {
 	case out <- h:
 	case <-t.closed:
@@ -1349,9 +1349,9 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 	if !tp.inKernel {
 		tp.records.Add(1)
 	}
-	t.mem = &regionMemory{p: t.snap, regions: regions}
+	t.mem = regionMemory{p: t.snap, regions: regions, misses: t.mem.misses[:0]}
 	t.regs = regs
-	t.snap.Set(tid, regs, nil, t.mem)
+	t.snap.Set(tid, regs, nil, &t.mem)
 	t.snap.ClearCaches(t.tgt)
 	h, keep, err := t.safeCapture(tp)
 	if err != nil {

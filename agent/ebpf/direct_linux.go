@@ -205,7 +205,7 @@ func (t *target) frameVars(scopeOf dlvvalue.Scope, load proc.LoadConfig, args bo
 	// The values of the frame read before are converted: their memory is
 	// free.
 	t.slab.reset()
-	d := decoder{mem: t.mem, load: load, regs: regs, ifaces: t.ifaces, slab: &t.slab}
+	d := decoder{mem: &t.mem, load: load, regs: regs, ifaces: t.ifaces, slab: &t.slab}
 	out := t.slab.out[:0]
 	from := t.slab.from[:0] // of each variable read directly, but constants
 	evaluable := t.slab.evaluable[:0]
