@@ -224,9 +224,9 @@ type Outbox[T any] struct {
 	// spare are entries of hits done with, for the next offers: one
 	// allocated per hit was a tenth of what an agent allocated per hit
 	// on make bench's hot loop.
-	spare []*outEntry[T]
-	stats OutboxStats
-	probing       atomic.Bool // a probe of the connection runs
+	spare   []*outEntry[T]
+	stats   OutboxStats
+	probing atomic.Bool // a probe of the connection runs
 }
 
 // outEntry is one hit or watermark on its way.
