@@ -707,6 +707,12 @@ type packBuf struct{ raw, packed []byte }
 // PackedHitBatch of them, or their HitBatch (EncodeHitBatch) when packing
 // would not make it smaller. Readers read either through DecodeHits.
 func PackHitBatch(hits [][]byte) []byte {
+	return packHitBatch(hits, func(n int) []byte { return make([]byte, 0, n) })
+}
+
+// packHitBatch is PackHitBatch into a buffer alloc makes with room for n
+// bytes.
+func packHitBatch(hits [][]byte, alloc func(n int) []byte) []byte {
 	buf := packBufs.Get().(*packBuf)
 	defer func() {
 		if cap(buf.raw) <= 1<<20 {
@@ -727,9 +733,9 @@ func PackHitBatch(hits [][]byte) []byte {
 	packed := s2.Encode(buf.packed[:cap(buf.packed)], buf.raw)
 	n := len(packedHead) + base64.StdEncoding.EncodedLen(len(packed)) + len(packedTail)
 	if n >= len(buf.raw) {
-		return bytes.Clone(buf.raw)
+		return append(alloc(len(buf.raw)), buf.raw...)
 	}
-	b := make([]byte, n)
+	b := alloc(n)[:n]
 	i := copy(b, packedHead)
 	base64.StdEncoding.Encode(b[i:], packed)
 	copy(b[n-len(packedTail):], packedTail)
