@@ -1088,11 +1088,10 @@ func (a *Agent) publish(k placeKey, p *placement, c counted, ref fleet.ProcessRe
 	}
 	h := c.hit
 	h.Time += int64(a.tk.skew)
-	h.Clock = a.tk.reading()
+	h.Clock = a.tk.publishing(time.Unix(0, h.Time))
 	if h.Clock != nil {
 		h.Clock.Bound += h.TimeErr
 	}
-	a.tk.sawHit(time.Unix(0, h.Time))
 	a.publishSafely(k, p, h, ref, more)
 }
 

@@ -57,7 +57,12 @@ func (k *timekeeper) now() time.Time { return time.Now().Add(k.skew) }
 func (k *timekeeper) reading() *fleet.ClockReading {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	r, ok := k.clock.Reading(k.now())
+	return k.readingLocked(k.now())
+}
+
+// readingLocked is reading at agent time now. Lock should be held.
+func (k *timekeeper) readingLocked(now time.Time) *fleet.ClockReading {
+	r, ok := k.clock.Reading(now)
 	if !ok {
 		return nil
 	}
@@ -77,9 +82,11 @@ func (k *timekeeper) info(hi *fleet.HostInfo) {
 	}
 }
 
-// sawHit notes a hit captured at capture, about to be published, and
-// raises the promise if the hit is close to breaking it.
-func (k *timekeeper) sawHit(capture time.Time) {
+// publishing notes a hit captured at capture, about to be published,
+// raises the promise if the hit is close to breaking it, and returns the
+// clock estimate in force for it, nil if none. (One read of the clock and
+// one lock a hit, where a hit took two of each.)
+func (k *timekeeper) publishing(capture time.Time) *fleet.ClockReading {
 	now := k.now()
 	age := now.Sub(capture)
 	k.mu.Lock()
@@ -97,11 +104,12 @@ func (k *timekeeper) sawHit(capture time.Time) {
 		default:
 		}
 	}
+	return k.readingLocked(now)
 }
 
 // untilDue returns how long runWatermarks may wait before a watermark may
 // be due: while the agent is active, until watermarkActive after the last
-// one; otherwise until the keepalive, as sawHit wakes it if a hit comes
+// one; otherwise until the keepalive, as publishing wakes it if a hit comes
 // first. A wake-up costs an agent far more than its work (the runtime's
 // threads wake with it): waking every watermarkActive/2, half of the
 // wake-ups for nothing, an agent with a hit every 500 ms spent 24.1 ms of

@@ -546,10 +546,11 @@ func (t *holdTarget) hitProbe(tid int, rec *hitRecord, p *holdProbe) {
 		t.refused(tp, now)
 		return
 	}
-	h.Time = int64(rec.Time) + t.mono.WallMinusMono()
+	wallMinusMono, timeErr := t.mono.At(int64(rec.Time))
+	h.Time = int64(rec.Time) + wallMinusMono
 	h.Dropped, tp.dropped = tp.dropped, 0
 	ready := tp.disarm.Vouch(&tp.uncounted)
-	hit := agent.Hit{Hit: h, Waiting: tp.disarm.Waiting() || !ready, Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond), TimeErr: t.mono.Err()}
+	hit := agent.Hit{Hit: h, Waiting: tp.disarm.Waiting() || !ready, Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond), TimeErr: timeErr}
 	if ready {
 		hit.Uncounted = tp.uncounted
 	}

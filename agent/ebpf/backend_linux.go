@@ -1045,6 +1045,7 @@ func (r *readLoop) hurried(yes bool) {
 type readLoop struct {
 	rec      ringbuf.Record
 	captured int64 // the capture time of the record in rec (wall, ns)
+	readAt   int64 // when it was read (wall, ns): finish's now too
 	// out are the hits decoded and not sent yet, oldest first, and
 	// outSince when the first of them was decoded (see finish).
 	out         []sendHit
@@ -1096,10 +1097,10 @@ func (r *readLoop) flush() {
 	r.out = r.out[:0]
 }
 
-// late reports whether a record captured at captured (wall, ns) waited
-// longer than lagBound beyond the batch's deliberate hold.
+// late reports whether a record captured at captured (wall, ns) and read
+// now waited longer than lagBound beyond the batch's deliberate hold.
 func (r *readLoop) late(captured int64) bool {
-	return time.Now().UnixNano()-captured > int64(lagBound+r.held)
+	return r.readAt-captured > int64(lagBound+r.held)
 }
 
 // readState says what the reader read last.
@@ -1144,8 +1145,10 @@ func (x *executable) next(r *readLoop) readState {
 	}
 	// This record is the oldest not yet delivered: the ones before it
 	// have left, the ones after it are newer.
-	captured := int64(binary.LittleEndian.Uint64(raw[8:])) + x.mono.WallMinusMono()
-	r.captured = captured
+	ktime := int64(binary.LittleEndian.Uint64(raw[8:]))
+	wallMinusMono, _ := x.mono.At(ktime)
+	captured := ktime + wallMinusMono
+	r.captured, r.readAt = captured, time.Now().UnixNano()
 	if len(r.out) == 0 {
 		// Else the oldest of those not sent yet holds, since it was read.
 		x.holding.Store(captured)
@@ -1204,12 +1207,12 @@ func (x *executable) await(allow time.Duration, j *nicedJob, hurry *atomic.Bool,
 func (x *executable) finish(r *readLoop) {
 	if t, h, ok := x.decode(r.rec.RawSample); ok {
 		if len(r.out) == 0 {
-			r.outSince = time.Now().UnixNano()
+			r.outSince = r.readAt
 		}
 		r.out = append(r.out, sendHit{t, h})
 	}
 	r.batch = x.pending() > 0
-	if !r.batch || len(r.out) >= sendBatch || len(r.out) > 0 && time.Now().UnixNano()-r.outSince >= int64(sendHold) {
+	if !r.batch || len(r.out) >= sendBatch || len(r.out) > 0 && r.readAt-r.outSince >= int64(sendHold) {
 		r.flush()
 	}
 	if !r.batch {
@@ -1378,7 +1381,8 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 	if !keep {
 		return agent.Hit{}, false
 	}
-	h.Time = ktime + t.x.mono.WallMinusMono()
+	wallMinusMono, timeErr := t.x.mono.At(ktime)
+	h.Time = ktime + wallMinusMono
 	limited := !tp.inKernel && tp.spec.Limits.MaxHitsPerSecond > 0
 	t.armMu.Lock()
 	out := tp.disarm.IsOut()
@@ -1413,7 +1417,7 @@ func (t *target) hit(tp *tracepoint, tid int, regs *linutil.AMD64PtraceRegs, reg
 		}
 		return agent.Hit{}, false
 	}
-	hit := agent.Hit{Hit: h, Waiting: waiting, Rearm: backedOff, TimeErr: t.x.mono.Err()}
+	hit := agent.Hit{Hit: h, Waiting: waiting, Rearm: backedOff, TimeErr: timeErr}
 	hit.Dropped, hit.Throttle = tp.settle()
 	if ready {
 		hit.Uncounted, tp.uncounted = tp.uncounted, agent.Uncounted{}

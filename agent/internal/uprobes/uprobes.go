@@ -59,48 +59,59 @@ func KindName(k reflect.Kind) string {
 // of a new measure may be preempted, and an older, tighter one is then
 // better. Err says how far off the difference may be, for the hit's bound.
 type MonoClock struct {
-	diff     int64     // wall minus monotonic, ns
-	err      int64     // half the gap of the reads that measured diff
-	measured time.Time // when diff was measured
-	at       time.Time // when it was last measured again
+	diff     int64 // wall minus monotonic, ns
+	err      int64 // half the gap of the reads that measured diff
+	measured int64 // when diff was measured (monotonic, ns)
+	at       int64 // when it was last measured again (monotonic, ns); 0 before the first
 }
 
 // monoDrift is how fast the difference may drift, in ns per second: NTP's
 // slew of the wall clock, as fleet.Clock allows for (20 ppm).
 const monoDrift = 20_000
 
-// WallMinusMono returns the wall clock minus the monotonic one, in ns. A
-// MonoClock is not safe for concurrent use.
-func (m *MonoClock) WallMinusMono() int64 {
-	if !m.at.IsZero() && time.Since(m.at) < time.Second {
-		return m.diff
+// At returns, for time mono on the monotonic clock, the wall clock minus
+// the monotonic one and how far off that may be (the measure's error, and
+// the drift between mono and when it was measured), in ns. It measures
+// again once mono is a second past the last measure: mono is a hit's
+// capture, which the decoder meets in order, and the clock reads for each
+// hit (now to decide, now for the drift) were 1-2 % of the eBPF agent's
+// CPU. A MonoClock is not safe for concurrent use.
+func (m *MonoClock) At(mono int64) (diff, err int64) {
+	if m.at == 0 || mono-m.at >= int64(time.Second) {
+		m.measure()
 	}
-	best, diff := int64(math.MaxInt64), int64(0)
+	age := mono - m.measured
+	if age < 0 {
+		age = -age
+	}
+	return m.diff, m.err + int64(float64(age)/1e9*monoDrift)
+}
+
+// WallMinusMono returns the wall clock minus the monotonic one now, in ns.
+func (m *MonoClock) WallMinusMono() int64 {
+	diff, _ := m.At(monotonicNow())
+	return diff
+}
+
+// measure measures the difference again, and keeps the new measure if its
+// error is less than the last one's now.
+func (m *MonoClock) measure() {
+	best, diff, at := int64(math.MaxInt64), int64(0), int64(0)
 	for range 5 {
 		m1 := monotonicNow()
 		w := time.Now().UnixNano()
 		m2 := monotonicNow()
 		if gap := m2 - m1; gap < best {
-			best, diff = gap, w-(m1+m2)/2
+			best, diff, at = gap, w-(m1+m2)/2, (m1+m2)/2
 		}
 		if best < 2000 {
 			break
 		}
 	}
-	now := time.Now()
-	if m.measured.IsZero() || best/2+1 <= m.Err() {
-		m.diff, m.err, m.measured = diff, best/2+1, now
+	if m.at == 0 || best/2+1 <= m.err+int64(float64(at-m.measured)/1e9*monoDrift) {
+		m.diff, m.err, m.measured = diff, best/2+1, at
 	}
-	m.at = now
-	return m.diff
-}
-
-// Err returns how far off WallMinusMono may be, in ns.
-func (m *MonoClock) Err() int64 {
-	if m.measured.IsZero() {
-		return 0
-	}
-	return m.err + int64(time.Since(m.measured).Seconds()*monoDrift)
+	m.at = at
 }
 
 func monotonicNow() int64 {
