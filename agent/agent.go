@@ -751,6 +751,7 @@ func (a *Agent) place(ctx context.Context, k placeKey, spec *fleet.Spec) {
 			break
 		}
 		a.publish(k, p, c, ref, false)
+		p.released()
 	}
 }
 

@@ -47,6 +47,10 @@ type placement struct {
 	uncountedSeen uint64 // uncounted at the last heartbeat
 	done          string // why the tracepoint stopped here (maxHits reached)
 	early         []Hit  // hits held while installing
+	// releasing is the capture time of the held hit next handed out
+	// and not yet offered to the stream (see released), 0 if none: a
+	// watermark stays before it as before the hits still held.
+	releasing int64
 	halted        bool   // quarantined while installed: its hits are dropped until it is cleared
 }
 
@@ -171,12 +175,20 @@ func (p *placement) next() (c counted, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.early) == 0 || p.done != "" || !p.committed || p.halted {
-		p.early, p.installing = nil, false
+		p.early, p.installing, p.releasing = nil, false, 0
 		return counted{}, false
 	}
 	h := &p.early[0]
 	p.early = p.early[1:]
+	p.releasing = h.Time
 	return p.countLocked(h), true
+}
+
+// released says the hit next handed out last is offered to the stream.
+func (p *placement) released() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.releasing = 0
 }
 
 // fail ends the placement with err: Set failed, or what it installed was

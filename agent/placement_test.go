@@ -70,6 +70,42 @@ func TestPlacementCommitReleasesInOrder(t *testing.T) {
 	}
 }
 
+// commit: a held hit handed out to leave still holds the watermarks back
+// until it is offered, as it did while held; those after it too.
+func TestPlacementReleasingHoldsWatermarks(t *testing.T) {
+	p := testPlacement(0)
+	for i, at := range []int64{100, 200} {
+		h := hit(i + 1)
+		h.Time = at
+		p.accept(h)
+	}
+	p.commit(Placement{Function: "main.f"})
+	if got := p.oldestHeld(); got != 100 {
+		t.Fatalf("held before release: oldest %d, want 100", got)
+	}
+	c, ok := p.next()
+	if !ok || c.hit.Time != 100 {
+		t.Fatalf("next: %+v, %v; want the hit of 100", c.hit, ok)
+	}
+	// Handed out, not offered yet: publish may still be on its way.
+	c.hit.Time += 5 // as publish moves it by the clock's skew
+	if got := p.oldestHeld(); got != 100 {
+		t.Fatalf("while the first is on its way: oldest %d, want 100", got)
+	}
+	p.released()
+	if got := p.oldestHeld(); got != 200 {
+		t.Fatalf("once it is offered: oldest %d, want 200", got)
+	}
+	p.next()
+	p.released()
+	if _, ok := p.next(); ok {
+		t.Fatal("next after the held hits")
+	}
+	if got := p.oldestHeld(); got != 0 {
+		t.Fatalf("all released: oldest %d, want 0", got)
+	}
+}
+
 // commit, with hits coming all the while from the pump: every hit leaves
 // once, in the order it came.
 func TestPlacementCommitRace(t *testing.T) {

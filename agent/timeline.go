@@ -290,11 +290,11 @@ func (a *Agent) heldSince() time.Time {
 }
 
 // oldestHeld returns the capture time of the oldest hit p holds while it
-// is installed, 0 if none.
+// is installed, or releases after, 0 if none.
 func (p *placement) oldestHeld() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var oldest int64
+	oldest := p.releasing
 	for _, h := range p.early {
 		if oldest == 0 || h.Time < oldest {
 			oldest = h.Time
