@@ -541,10 +541,14 @@ func (t *target) arm(tp *tracepoint) error {
 // (see agent.Disarm.In); the hits the probes met meanwhile are in the
 // bucket's counts. Lock and armMu should be held.
 func (t *target) in(tp *tracepoint) {
-	at := time.Now()
 	var b bpfBucket
-	if err := t.coll.Maps["buckets"].Lookup(tp.bucket, &b); err == nil && b.First != 0 {
-		if first := time.Unix(0, int64(b.First)+t.x.mono.WallMinusMono()); first.Before(at) {
+	err := t.coll.Maps["buckets"].Lookup(tp.bucket, &b)
+	at := time.Now()
+	if err == nil && b.First != 0 {
+		// b.First is on the monotonic clock: its age, back from now on
+		// the wall clock. (The reader's MonoClock is the reader's
+		// alone: this runs beside it.)
+		if first := at.Add(-time.Duration(uprobes.MonotonicNow() - int64(b.First))); first.Before(at) {
 			at = first
 		}
 	}
@@ -1045,7 +1049,7 @@ func (r *readLoop) hurried(yes bool) {
 type readLoop struct {
 	rec      ringbuf.Record
 	captured int64 // the capture time of the record in rec (wall, ns)
-	readAt   int64 // when it was read (wall, ns): finish's now too
+	readAt   int64 // when it was read (wall, ns): finish's now too, but for a batch's first
 	// out are the hits decoded and not sent yet, oldest first, and
 	// outSince when the first of them was decoded (see finish).
 	out         []sendHit
@@ -1207,7 +1211,9 @@ func (x *executable) await(allow time.Duration, j *nicedJob, hurry *atomic.Bool,
 func (x *executable) finish(r *readLoop) {
 	if t, h, ok := x.decode(r.rec.RawSample); ok {
 		if len(r.out) == 0 {
-			r.outSince = r.readAt
+			// Not readAt: the batch's first record was read before
+			// awaitGap held it.
+			r.outSince = time.Now().UnixNano()
 		}
 		r.out = append(r.out, sendHit{t, h})
 	}
@@ -1256,13 +1262,19 @@ const (
 	burstGap     = 2 * time.Millisecond   // no record for this long: a gap
 	burstLookMax = 16 * time.Millisecond  // the longest it looks away in a burst
 	burstHold    = 100 * time.Millisecond // the longest a hit waits for one
+	// burstFast is what a burstGap's records fill at least when the
+	// reader looks less often: 8 KiB, about 10 records of make bench's
+	// hot loop (768 bytes each), 5,000 hits a second. A line hit every
+	// few ms keeps looks of burstGap, and its first gap of 2 ms is
+	// decoded at once.
+	burstFast = 8 << 10
 )
 
 // awaitGap holds the first record of a batch until records stop coming for
 // burstGap, for at most burstHold, or until the ring buffer is half full.
-// While records keep coming it looks less often: twice as long each time,
-// up to burstLookMax, and never longer than the ring buffer takes to fill
-// to half at the pace it has been filling. Each look is a timer that
+// While records come fast (burstFast) it looks less often: twice as long
+// each time, up to burstLookMax, and never longer than the ring buffer
+// takes to fill to half at the pace it has been filling. Each look is a timer that
 // wakes one of the agent's threads and the runtime's sysmon (which sleeps
 // until the next timer once the agent is idle): looking every 2 ms through
 // make bench's 90 ms loop was about 45 of each a burst. A burst ends up to
@@ -1289,9 +1301,11 @@ func (x *executable) awaitGap() time.Duration {
 		if n == last {
 			break
 		}
-		if grew := n - last; grew > 0 && n < half {
+		if grew := n - last; n < half && float64(grew) >= burstFast*float64(look)/float64(burstGap) {
 			toHalf := time.Duration(float64(look) * float64(half-n) / float64(grew))
 			look = max(burstGap, min(2*look, burstLookMax, toHalf))
+		} else {
+			look = burstGap
 		}
 		last = n
 	}

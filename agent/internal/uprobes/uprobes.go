@@ -89,7 +89,7 @@ func (m *MonoClock) At(mono int64) (diff, err int64) {
 
 // WallMinusMono returns the wall clock minus the monotonic one now, in ns.
 func (m *MonoClock) WallMinusMono() int64 {
-	diff, _ := m.At(monotonicNow())
+	diff, _ := m.At(MonotonicNow())
 	return diff
 }
 
@@ -98,9 +98,9 @@ func (m *MonoClock) WallMinusMono() int64 {
 func (m *MonoClock) measure() {
 	best, diff, at := int64(math.MaxInt64), int64(0), int64(0)
 	for range 5 {
-		m1 := monotonicNow()
+		m1 := MonotonicNow()
 		w := time.Now().UnixNano()
-		m2 := monotonicNow()
+		m2 := MonotonicNow()
 		if gap := m2 - m1; gap < best {
 			best, diff, at = gap, w-(m1+m2)/2, (m1+m2)/2
 		}
@@ -114,7 +114,8 @@ func (m *MonoClock) measure() {
 	m.at = at
 }
 
-func monotonicNow() int64 {
+// MonotonicNow reads CLOCK_MONOTONIC, in ns.
+func MonotonicNow() int64 {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano()
