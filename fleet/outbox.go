@@ -120,8 +120,8 @@ type OutboxConfig[T any] struct {
 	DuplicateWindow time.Duration
 	Log             *slog.Logger
 
-	// The calls below, all optional, come from the Outbox's goroutine,
-	// except Buffered, which comes from any, under the Outbox's lock.
+	// The calls below, all optional, come from the Outbox's goroutine
+	// (Buffered under the Outbox's lock).
 
 	// Stored is told of each hit the stream took.
 	Stored func(tag T)
@@ -131,8 +131,8 @@ type OutboxConfig[T any] struct {
 	Lost func(tag T, err error)
 	// Failed is told of each failed send or ack; the hit is kept.
 	Failed func(err error)
-	// Buffered is told how many hits and bytes are kept whenever that
-	// changes.
+	// Buffered is told how many hits and bytes are kept: each time Run
+	// wakes, and as hits leave.
 	Buffered func(hits, bytes int)
 }
 
