@@ -51,7 +51,7 @@ type placement struct {
 	// and not yet offered to the stream (see released), 0 if none: a
 	// watermark stays before it as before the hits still held.
 	releasing int64
-	halted        bool   // quarantined while installed: its hits are dropped until it is cleared
+	halted    bool // quarantined while installed: its hits are dropped until it is cleared
 }
 
 // maxEarly bounds the hits a placement holds while its Set runs; more are
