@@ -215,4 +215,6 @@ func (a *Agent) publishSafely(k placeKey, p *placement, h *Hit, ref fleet.Proces
 	if !a.pub.offer(k, &h.Hit, more) {
 		a.lose(k, h.Dropped)
 	}
+	// Encoded: its variables serve the next hits.
+	fleet.ReleaseVariables(&h.Hit)
 }

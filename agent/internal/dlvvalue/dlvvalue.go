@@ -378,7 +378,7 @@ func (cv Converter) convertAll(vars []*proc.Variable, max, line int) []fleet.Var
 
 // convertVars is convertAll for variables read by Converter.Frame.
 func (cv Converter) convertVars(vars []Var, max, line int) []fleet.Variable {
-	out := make([]fleet.Variable, 0, len(vars))
+	out := fleet.NewVariables(len(vars))
 	for _, v := range vars {
 		if line > 0 && v.DeclLine > int64(line) {
 			continue
