@@ -1273,8 +1273,8 @@ const (
 // awaitGap holds the first record of a batch until records stop coming for
 // burstGap, for at most burstHold, or until the ring buffer is half full.
 // While records come fast (burstFast) it looks less often: twice as long
-// each time, up to burstLookMax, and never longer than the ring buffer
-// takes to fill to half at the pace it has been filling. Each look is a timer that
+// each time, up to burstLookMax, and never longer than half the time the
+// ring buffer takes to fill to half at the pace it has been filling. Each look is a timer that
 // wakes one of the agent's threads and the runtime's sysmon (which sleeps
 // until the next timer once the agent is idle): looking every 2 ms through
 // make bench's 90 ms loop was about 45 of each a burst. A burst ends up to
@@ -1302,7 +1302,10 @@ func (x *executable) awaitGap() time.Duration {
 			break
 		}
 		if grew := n - last; n < half && float64(grew) >= burstFast*float64(look)/float64(burstGap) {
-			toHalf := time.Duration(float64(look) * float64(half-n) / float64(grew))
+			// Half the time to half full at this pace: the ring buffer
+			// overflows in one look only if the pace more than
+			// quadruples within it.
+			toHalf := time.Duration(float64(look) * float64(half-n) / float64(grew) / 2)
 			look = max(burstGap, min(2*look, burstLookMax, toHalf))
 		} else {
 			look = burstGap

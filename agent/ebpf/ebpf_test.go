@@ -832,6 +832,13 @@ func TestReplace(t *testing.T) {
 			if h.Fault != nil {
 				t.Fatalf("fault: %v", h.Fault)
 			}
+			if h.DropsOnly {
+				// Burst 3 filled the ring buffer, and the reader
+				// emptied it before the call's hit: the drops come
+				// in a notice of their own.
+				dropped += h.Dropped
+				continue
+			}
 			n := argN(t, h.Hit)
 			switch {
 			case h.Message == "":
