@@ -217,8 +217,8 @@ cpu_s() {
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'; }
 # niced_ns PID: the CPU time (ns) of PID's threads now alive at nice 19:
 # the eBPF agent's decoding threads (agent/ebpf's yielding).
-# It forks nothing: it is read at the start of a span, whose CPU it would
-# add to.
+# It runs no program (only the subshell of its command substitution): it
+# is read at the start of a span, whose CPU it would add to.
 niced_ns() {
 	local f s=0 st ns
 	local -a v

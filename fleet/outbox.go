@@ -971,7 +971,8 @@ func (o *Outbox[T]) lose(e *outEntry[T], err error) {
 	o.recycle(e)
 }
 
-// maxSpare bounds the entries kept for the next offers: a window's worth.
+// maxSpare bounds the entries kept for the next offers: those of a
+// drained backlog beyond it go to the collector.
 const maxSpare = 4096
 
 // recycle keeps the entries of e's hits, forgotten and told to the owner,

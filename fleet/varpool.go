@@ -46,7 +46,9 @@ func ReleaseVariables(h *Hit) {
 
 func releaseVariables(vs []Variable) {
 	if cap(vs) != keptVariablesCap {
-		return // not NewVariables', or grown since
+		// Not NewVariables', or grown since. (One of that capacity
+		// made elsewhere is kept too: a hit's lists are its own.)
+		return
 	}
 	clear(vs[:cap(vs)])
 	keptVariables.mu.Lock()

@@ -545,10 +545,10 @@ func (t *target) in(tp *tracepoint) {
 	err := t.coll.Maps["buckets"].Lookup(tp.bucket, &b)
 	at := time.Now()
 	if err == nil && b.First != 0 {
-		// b.First is on the monotonic clock: its age, back from now on
-		// the wall clock. (The reader's MonoClock is the reader's
-		// alone: this runs beside it.)
-		if first := at.Add(-time.Duration(uprobes.MonotonicNow() - int64(b.First))); first.Before(at) {
+		// A MonoClock of its own: the reader's is the reader's alone,
+		// and this runs beside it (once an arming).
+		var mono uprobes.MonoClock
+		if first := time.Unix(0, int64(b.First)+mono.WallMinusMono()); first.Before(at) {
 			at = first
 		}
 	}
@@ -1274,11 +1274,11 @@ const (
 // burstGap, for at most burstHold, or until the ring buffer is half full.
 // While records come fast (burstFast) it looks less often: twice as long
 // each time, up to burstLookMax, and never longer than half the time the
-// ring buffer takes to fill to half at the pace it has been filling. Each look is a timer that
-// wakes one of the agent's threads and the runtime's sysmon (which sleeps
-// until the next timer once the agent is idle): looking every 2 ms through
-// make bench's 90 ms loop was about 45 of each a burst. A burst ends up to
-// burstLookMax before the reader sees it has.
+// ring buffer takes to fill to half at the pace it has been filling. Each
+// look is a timer that wakes one of the agent's threads and the runtime's
+// sysmon (which sleeps until the next timer once the agent is idle):
+// looking every 2 ms through make bench's 90 ms loop was about 45 of each
+// a burst. A burst ends up to burstLookMax before the reader sees it has.
 // Decoding while the traced code runs hot competes with it, even from
 // another CPU: on make bench's hot loop, with the agent stopped during the
 // loop a hit cost the loop 1.07-1.09x a bare uprobe, with it decoding

@@ -11,9 +11,9 @@ import (
 // the distance from the measure.
 func TestMonoClockAt(t *testing.T) {
 	var m MonoClock
-	m1 := MonotonicNow()
+	m1 := monotonicNow()
 	wall := time.Now().UnixNano()
-	m2 := MonotonicNow()
+	m2 := monotonicNow()
 	mono := (m1 + m2) / 2
 	diff, err := m.At(mono)
 	// The wall clock was read between m1 and m2: allow for that too.

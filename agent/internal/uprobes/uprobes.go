@@ -89,7 +89,7 @@ func (m *MonoClock) At(mono int64) (diff, err int64) {
 
 // WallMinusMono returns the wall clock minus the monotonic one now, in ns.
 func (m *MonoClock) WallMinusMono() int64 {
-	diff, _ := m.At(MonotonicNow())
+	diff, _ := m.At(monotonicNow())
 	return diff
 }
 
@@ -98,9 +98,9 @@ func (m *MonoClock) WallMinusMono() int64 {
 func (m *MonoClock) measure() {
 	best, diff, at := int64(math.MaxInt64), int64(0), int64(0)
 	for range 5 {
-		m1 := MonotonicNow()
+		m1 := monotonicNow()
 		w := time.Now().UnixNano()
-		m2 := MonotonicNow()
+		m2 := monotonicNow()
 		if gap := m2 - m1; gap < best {
 			best, diff, at = gap, w-(m1+m2)/2, (m1+m2)/2
 		}
@@ -114,8 +114,8 @@ func (m *MonoClock) measure() {
 	m.at = at
 }
 
-// MonotonicNow reads CLOCK_MONOTONIC, in ns.
-func MonotonicNow() int64 {
+// monotonicNow reads CLOCK_MONOTONIC, in ns.
+func monotonicNow() int64 {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano()
