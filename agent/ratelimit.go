@@ -548,9 +548,52 @@ func (d *Disarm) Vouch(u *Uncounted) (ready bool) {
 // late reports whether the arming's first hit came later than the rate of
 // the last estimate allows (see Vouch).
 func (d *Disarm) late() bool {
-	allowed := time.Duration(lateHits / d.rate * float64(time.Second))
-	return d.firstAt.Sub(d.armedAt) > max(allowed, lateFloor)
+	return d.firstAt.Sub(d.armedAt) > d.allowed()
 }
+
+// allowed is how long after the probes went in the arming's first hit may
+// come at the rate of the last estimate (see Vouch): lateHits hits' time,
+// and lateFloor at least.
+func (d *Disarm) allowed() time.Duration {
+	if d.rate <= 0 {
+		return lateFloor
+	}
+	return max(time.Duration(lateHits/d.rate*float64(time.Second)), lateFloor)
+}
+
+// QuietAt is when a line that has had no hit since the probes went back
+// in is quiet (see Quiet).
+func (d *Disarm) QuietAt() time.Time { return d.armedAt.Add(d.allowed()) }
+
+// Quiet reports, at now, whether the probes are in and the line has had
+// no hit since they went in for longer than Vouch allows its first: the
+// line slowed or stopped while they were out, as a burst that ended does,
+// and a hit may not come for long. What the backend owes the next hit
+// (the drops counted before the probes came out, *u) is then to go in a
+// notice now (Hit.DropsOnly): with the last estimate withdrawn, as Vouch
+// would withdraw it, and no estimate waiting for the next arming. Nothing
+// before said more than a lower bound until the line ran again.
+//
+// A backend asks once its hits until now are decoded. One decoded later
+// whose capture came in time was not late, but its estimate is gone: the
+// hits run with the probes out are then unknown, not misstated. Not yet
+// (false) is asked again at QuietAt; a hit since, or the probes out, end
+// the asking.
+func (d *Disarm) Quiet(now time.Time, u *Uncounted) bool {
+	if d.IsOut() || !d.firstAt.IsZero() || now.Before(d.QuietAt()) {
+		return false
+	}
+	if d.vouch {
+		d.vouch = false
+		*u = Uncounted{Unknown: true}
+	}
+	d.pending, d.firstRate = 0, 0
+	return true
+}
+
+// Asking reports whether Quiet may still say the line is quiet: the
+// probes are in and no hit has come since.
+func (d *Disarm) Asking() bool { return !d.IsOut() && d.firstAt.IsZero() }
 
 // Waiting reports whether an estimate waits for the next arming to
 // confirm it (see Rearm): until then, the counted drops are a lower bound

@@ -281,6 +281,65 @@ func TestDisarmVouch(t *testing.T) {
 	}
 }
 
+// TestDisarmQuiet: a line with no hit since the probes went back in, for
+// longer than the rate of the last estimate allows its first, is quiet:
+// the estimate is withdrawn then, not when a hit that may never come
+// finally does, and nothing waits for the next arming.
+func TestDisarmQuiet(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	arm := func(d *Disarm) (back time.Time, u Uncounted) {
+		d.Armed(t0)
+		d.Hit(t0)
+		d.Spend(t0.Add(10 * time.Millisecond))
+		back = d.Out(t0.Add(10 * time.Millisecond))
+		u.Add(d.Rearm(back, 51, 0)) // 5,000 a second: 20 hits' time is 4 ms, under the floor
+		return back, u
+	}
+	d := Disarm{HitCost: hitCost}
+	back, u := arm(&d)
+	if !d.Waiting() || !d.Asking() {
+		t.Fatalf("waiting %v, asking %v after the first put-back, want both", d.Waiting(), d.Asking())
+	}
+	if at := d.QuietAt(); !at.Equal(back.Add(lateFloor)) {
+		t.Fatalf("quiet at %v after the put-back, want the floor, %v", at.Sub(back), lateFloor)
+	}
+	if d.Quiet(back.Add(lateFloor-time.Millisecond), &u) {
+		t.Fatal("quiet before the floor")
+	}
+	if !d.Quiet(back.Add(lateFloor+time.Millisecond), &u) || u != (Uncounted{Unknown: true}) || d.Waiting() {
+		t.Fatalf("%+v (waiting %v) for a line quiet since the probes went in, want it quiet, no estimate, none waiting", u, d.Waiting())
+	}
+	// Its next hit, much later, owes nothing more.
+	d.Hit(back.Add(time.Minute))
+	var next Uncounted
+	if !d.Vouch(&next) || next.Any() || d.Asking() {
+		t.Fatalf("the next hit: %+v (asking %v), want nothing owed and no asking", next, d.Asking())
+	}
+
+	// A hit in time, or the probes out: not quiet, and no more asking.
+	h := Disarm{HitCost: hitCost}
+	back, u = arm(&h)
+	h.Hit(back.Add(time.Millisecond))
+	if h.Quiet(back.Add(time.Second), &u) || h.Asking() || u.Unknown {
+		t.Fatalf("quiet or asking (%v) with a hit in time: %+v", h.Asking(), u)
+	}
+	o := Disarm{HitCost: hitCost}
+	back, u = arm(&o)
+	o.Spend(back)
+	o.Out(back)
+	if o.Quiet(back.Add(time.Second), &u) || o.Asking() {
+		t.Fatalf("quiet or asking (%v) with the probes out", o.Asking())
+	}
+
+	// With no estimate to withdraw (none could be had), quiet all the
+	// same: what the put-back said goes now.
+	n := Disarm{NoEstimate: true}
+	back, u = arm(&n)
+	if !u.Unknown || !n.Quiet(back.Add(lateFloor+time.Millisecond), &u) || u != (Uncounted{Unknown: true}) {
+		t.Fatalf("%+v, want quiet with no estimate", u)
+	}
+}
+
 // hitCost is the cost of a hit the tests' Disarms take: a bare uprobe
 // trap's at low load on a small VM.
 const hitCost = 25 * time.Microsecond

@@ -67,7 +67,7 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 					by = p.throttle
 				}
 				if u := p.uncounted - p.uncountedSeen; p.unestimated {
-					st.Message += fmt.Sprintf("; throttled: at least %d hits dropped %s since the last report (the probe comes out once its allowance is spent and goes back for the next second: the hits meanwhile cost the process nothing and are not counted, nor estimated: the probe held the line so long while in that the rate it ran at then says nothing of its rate without)", n, by)
+					st.Message += fmt.Sprintf("; throttled: at least %d hits dropped %s since the last report (the probe comes out once its allowance is spent and goes back for the next second: the hits meanwhile cost the process nothing and are not counted, nor estimated: the rate the line ran at with the probe in says nothing of its rate without, as where the probe held it, the host starved the process, or the line slowed or stopped while the probe was out)", n, by)
 				} else if u > 0 {
 					st.Message += fmt.Sprintf("; throttled: at least %d hits dropped %s since the last report, an estimated %d (the probe comes out once its allowance is spent and goes back for the next second: the hits meanwhile cost the process nothing and are estimated from the rate seen with the probe in, not counted)", n, by, n+u)
 				} else {

@@ -67,7 +67,12 @@
 // process (the stop budget's count), and not at all where that was more
 // than half the time (a hot line, each hit a stop). A hit condition that
 // needs every hit counted (% N, or > N until it holds) keeps them in. In
-// int3 mode there is no estimate at all (agent.Disarm.NoEstimate).
+// int3 mode there is no estimate at all (agent.Disarm.NoEstimate). What
+// the next hit is to report of the hits refused and run meanwhile goes in
+// a notice once the line is quiet after the uprobes went back in (no hit
+// in the time the estimate's rate allows the first: agent.Disarm.Quiet);
+// in int3 mode it waits for the next hit, as telling it would stop the
+// process.
 //
 // Every stop counts against the stop budget, conditions and dropped hits
 // included, from the probe's timestamp to the resume. Once it is spent, the

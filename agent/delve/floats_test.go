@@ -19,6 +19,10 @@ import (
 // lines (it belongs to the eBPF backend's tests).
 const floatsDir = "../ebpf/testdata/targets/floats"
 
+// valuesDir is the eBPF backend's differential target, whose bursts
+// (SIGUSR1) run a line many times and stop.
+const valuesDir = "../ebpf/testdata/targets/values"
+
 // TestFloatsInRegisters traces, in uprobe mode, lines of an optimized
 // build whose first instruction writes a floating-point register while the
 // values the test reads are in others: the thread stops after that

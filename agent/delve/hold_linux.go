@@ -90,10 +90,11 @@ type holdTracepoint struct {
 	condUndecided map[uint64]bool
 
 	// disarm takes the probes out once the rate limit's allowance is
-	// spent, and rearm puts them back (see refused). wasted counts the
-	// hits the limit refused since the allowance was spent; uncounted is
-	// the estimate of the hits run while the probes were out, for the
-	// next hit to report.
+	// spent, and rearm puts them back (see refused), then asks whether
+	// the line went quiet (settleQuiet). wasted counts the hits the limit
+	// refused since the allowance was spent; uncounted is the estimate of
+	// the hits run while the probes were out, for the next hit to report,
+	// or a notice once the line is quiet.
 	disarm       agent.Disarm
 	rearm        *time.Timer
 	seen, wasted uint64 // seen: the hits the limit met while the probes were in
@@ -588,6 +589,9 @@ func (t *holdTarget) refused(tp *holdTracepoint, now time.Time) {
 // takeOut takes tp's probes out at now, and puts them back when its window
 // ends, or at notBefore if that is later. Lock should be held.
 func (t *holdTarget) takeOut(tp *holdTracepoint, now, notBefore time.Time) {
+	if tp.rearm != nil {
+		tp.rearm.Stop() // asking whether the line went quiet
+	}
 	var ls []link.Link
 	for _, p := range tp.probes {
 		// Hits stop no thread from now on: the kernel counts them.
@@ -698,6 +702,7 @@ func (t *holdTarget) putBack(tp *holdTracepoint) {
 			in = tp.firstBack
 		}
 		tp.uncounted.Add(tp.disarm.In(in))
+		t.askQuiet(tp)
 	}
 	if tp.arming == arming {
 		tp.puttingBack = false
@@ -729,6 +734,48 @@ func (tp *holdTracepoint) outForBudget() bool {
 // them out would lose count.
 func (tp *holdTracepoint) countsEveryHit() bool {
 	return countsEveryHit(tp.hitOp, int(tp.hitCount), tp.hitVal)
+}
+
+// askQuiet has settleQuiet ask, once the time the last estimate allows
+// the line's first hit since the probes went back in has passed, whether
+// it went quiet. Lock should be held.
+func (t *holdTarget) askQuiet(tp *holdTracepoint) {
+	tp.rearm = time.AfterFunc(time.Until(tp.disarm.QuietAt()), func() { t.settleQuiet(tp) })
+}
+
+// settleQuiet tells, in a notice, what tp owes its next hit once its line
+// has had none since the probes went back in for longer than the last
+// estimate allows (agent.Disarm.Quiet): the hits refused before the probes
+// came out, and that the estimate of those run while they were out is
+// withdrawn. Those waited for a hit that may not come for long (a burst
+// that ended while the probes were out), the status saying less
+// meanwhile. A hit whose thread waits for the lock now is one the
+// estimate is withdrawn for: the hits run with the probes out are then
+// unknown, not misstated.
+func (t *holdTarget) settleQuiet(tp *holdTracepoint) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.detached || t.exitErr != nil || t.tps[tp.spec.ID] != tp {
+		return
+	}
+	if !tp.disarm.Quiet(time.Now(), &tp.uncounted) {
+		if tp.disarm.Asking() {
+			t.askQuiet(tp)
+		}
+		return
+	}
+	t.takeGateDrops(tp)
+	if tp.dropped == 0 && !tp.uncounted.Any() {
+		return
+	}
+	notice := agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Dropped: tp.dropped}, DropsOnly: true, Uncounted: tp.uncounted, Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)}
+	if tp.budgetDropped > 0 || tp.budgetOut && tp.uncounted.Any() {
+		notice.Throttle = t.budgetThrottle()
+	}
+	if t.send(notice) {
+		tp.dropped, tp.budgetDropped, tp.budgetOut = 0, 0, false
+		tp.uncounted = agent.Uncounted{}
+	}
 }
 
 func (t *holdTarget) budgetThrottle() string {

@@ -243,7 +243,8 @@ type tracepoint struct {
 	condUndecided map[uint64]bool
 
 	// disarm takes the probes out once the allowance is spent, and rearm
-	// puts them back (see disarming); cleared says the tracepoint is
+	// puts them back (see disarming), then asks whether the line went
+	// quiet (settleQuiet); cleared says the tracepoint is
 	// released, its probes out for good. The three are the target's
 	// armMu's, with the links. Where the limit is applied here, seen
 	// counts the hits it met while the probes were in and wasted those it
@@ -636,6 +637,9 @@ func (t *target) takeOut(tp *tracepoint, first, at time.Time) {
 		tp.disarm.Hit(first)
 	}
 	tp.disarm.Spend(at)
+	if tp.rearm != nil {
+		tp.rearm.Stop() // asking whether the line went quiet
+	}
 	ls := tp.unarm()
 	back := tp.disarm.Out(time.Now())
 	t.armMu.Unlock()
@@ -693,10 +697,64 @@ func (t *target) putBack(tp *tracepoint) {
 	err = t.arm(tp)
 	if err == nil {
 		t.in(tp)
+		t.askQuiet(tp, tp.disarm.QuietAt())
 	}
 	t.armMu.Unlock()
 	if err != nil {
 		t.fail(tp, fleet.AsError(err))
+	}
+}
+
+// askQuiet has settleQuiet ask at at whether tp's line went quiet since
+// its probes went back in. armMu should be held.
+func (t *target) askQuiet(tp *tracepoint, at time.Time) {
+	tp.rearm = time.AfterFunc(time.Until(at), func() { t.settleQuiet(tp) })
+}
+
+// quietRetry is how long settleQuiet waits for the reader to decode the
+// records it finds waiting before it asks again.
+const quietRetry = 10 * time.Millisecond
+
+// settleQuiet tells, in a notice, what tp owes its next hit once its line
+// has had none since the probes went back in for longer than the last
+// estimate allows (agent.Disarm.Quiet): the drops counted before they came
+// out, and that the estimate of the hits run while they were out is
+// withdrawn. Those waited for a hit that may not come for long (a burst
+// that ended while the probes were out), the status saying less
+// meanwhile. It asks once the reader has decoded every record: one of a
+// hit may wait in the ring buffer.
+func (t *target) settleQuiet(tp *tracepoint) {
+	if t.x.pending() != 0 || t.x.holding.Load() != 0 {
+		t.armMu.Lock()
+		if !tp.cleared && tp.disarm.Asking() {
+			t.askQuiet(tp, time.Now().Add(quietRetry))
+		}
+		t.armMu.Unlock()
+		return
+	}
+	t.mu.Lock()
+	if t.ended || t.tps[tp.spec.ID] != tp {
+		t.unlock()
+		return
+	}
+	t.armMu.Lock()
+	quiet := !tp.cleared && tp.disarm.Quiet(time.Now(), &tp.uncounted)
+	if !quiet && !tp.cleared && tp.disarm.Asking() {
+		t.askQuiet(tp, tp.disarm.QuietAt())
+	}
+	backedOff := tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)
+	t.armMu.Unlock()
+	if !quiet {
+		t.unlock()
+		return
+	}
+	tp.owe(t.counts.take(tp.bucket))
+	n := agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid}, DropsOnly: true, Uncounted: tp.uncounted, Rearm: backedOff}
+	n.Dropped, n.Throttle = tp.settle()
+	tp.uncounted = agent.Uncounted{}
+	t.unlock()
+	if n.Dropped > 0 || n.Uncounted.Any() {
+		t.send(n)
 	}
 }
 

@@ -97,7 +97,10 @@
 // tracepoint with no rate limit (mapped into its memory, with the same
 // atomic exchange) and reports it in a notice, so that drops after the
 // last hit of a burst are told without waiting for a hit that may not
-// come (a rate-limited one's go with its next hit, see sweepDrops). The processes of one
+// come. A rate-limited one's go with its next hit (see sweepDrops), or,
+// where its line has had none since its probes went back in for longer
+// than the rate it ran at allows, in a notice with the estimate of the
+// hits run while they were out withdrawn (settleQuiet). The processes of one
 // executable share Delve's binary info, the DWARF the plans are made from,
 // the ring buffer and its thread: a program run as 50 processes costs the
 // agent about 5 MB a process, not 16 (make bench-resources). Reading that

@@ -72,7 +72,9 @@ func (b bucketCounts) take(slot uint32) (dropped, full, nested uint64) {
 // meanwhile is made against the hits and drops each arming counted
 // (agent.Disarm); drops told apart from them broke that accounting
 // (TestDisarm, TestDisarmEstimate, 1 CI run in 2). At 50 hits a second
-// (the default) such a line does not fill the ring buffer.
+// (the default) such a line does not fill the ring buffer. Where its line
+// went quiet after its probes went back in, they are told then
+// (settleQuiet).
 func (x *executable) sweepDrops() {
 	var notices []sendHit
 	x.mu.Lock()
