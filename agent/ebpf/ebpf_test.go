@@ -337,22 +337,25 @@ func call(t *testing.T, p *agenttest.Proc, tgt agent.Target, wait time.Duration)
 	}
 }
 
-// notices holds, by target, the drops that notices (agent.Hit.DropsOnly)
-// told since the last hit burstHits or call returned.
+// notices holds, by target, what notices (agent.Hit.DropsOnly) told since
+// the last hit burstHits or call returned.
 var notices = struct {
 	sync.Mutex
 	m map[agent.Target]agent.Hit
 }{m: map[agent.Target]agent.Hit{}}
 
 // fold returns hit h of tgt with the drops of the notices before it added,
-// as the agent adds them to the next hit it publishes; for a notice, it
-// keeps its drops for the next hit and returns false.
+// as the agent adds them to the next hit it publishes, and what they said
+// of the hits run while the probes were out (a rate-limited line gone
+// quiet tells it in a notice); for a notice, it keeps both for the next
+// hit and returns false.
 func fold(tgt agent.Target, h agent.Hit) (agent.Hit, bool) {
 	notices.Lock()
 	defer notices.Unlock()
 	n := notices.m[tgt]
 	if h.DropsOnly {
 		n.Dropped += h.Dropped
+		n.Uncounted.Add(h.Uncounted.N, !h.Uncounted.Unknown)
 		if h.Throttle != "" {
 			n.Throttle = h.Throttle
 		}
@@ -361,6 +364,7 @@ func fold(tgt agent.Target, h agent.Hit) (agent.Hit, bool) {
 	}
 	delete(notices.m, tgt)
 	h.Dropped += n.Dropped
+	h.Uncounted.Add(n.Uncounted.N, !n.Uncounted.Unknown)
 	if h.Throttle == "" {
 		h.Throttle = n.Throttle
 	}
@@ -503,8 +507,9 @@ func TestRateLimit(t *testing.T) {
 		unestimated = unestimated || h.Uncounted.Unknown || h.Waiting
 	}
 	// The hits the burst lost after its last hit that passed are reported
-	// by the next hit that passes, once the probe is back: one call with
-	// n = -1, repeated until one passes.
+	// by the next hit that passes, once the probe is back (one call with
+	// n = -1, repeated until one passes), or by a notice before it once
+	// the line has been quiet with the probe back in (folded into it).
 	calls := 0
 	for flushed := false; !flushed; {
 		if calls == 50 {
