@@ -93,8 +93,10 @@ type Hit struct {
 	// the reason: the target's stop budget, say. The status shows it.
 	Throttle string
 	// DropsOnly says that this is no hit but a count of dropped ones
-	// (Dropped, Throttle), for a tracepoint whose hits were all dropped
-	// for a while: the status must say so without waiting for a hit.
+	// (Dropped, Throttle), and of those run with the probes out
+	// (Uncounted, Waiting, Rearm), for a tracepoint whose hits were all
+	// dropped for a while, or whose line went quiet: the status must say
+	// so without waiting for a hit.
 	DropsOnly bool
 	// Uncounted tells of the hits the backend dropped before this one
 	// without counting them: the tracepoint's probes were out, its

@@ -119,7 +119,9 @@ func (p *placement) accept(h *Hit) (act hitAction, c counted, heldDrops uint64) 
 		// No hit: only drops to count, and why, for the status.
 		p.dropped += h.Dropped
 		p.unreported += h.Dropped
-		p.throttle = h.Throttle
+		if h.Dropped > 0 {
+			p.throttle = h.Throttle
+		}
 		p.disarmed(h)
 		return hitHeld, counted{}, h.Dropped
 	case p.installing:

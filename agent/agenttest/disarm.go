@@ -288,6 +288,47 @@ func Overlong(hits []agent.Hit) time.Duration {
 	return over + max(0, time.Duration(last-start)-time.Second)
 }
 
+// CheckQuiet checks what a backend tells of tracepoint id's hits (rate
+// limited, on a line that ran calls times in a burst that has ended) once
+// the line is quiet: the hits and notices that come until none has for
+// 2 s end with a notice (DropsOnly) saying that there is no estimate of
+// the hits run while the probes were out, and none waits; the hits and
+// the drops told are at least the allowance, rate, and at most the calls.
+// A burst longer than a window may have had notices of its own before.
+func CheckQuiet(t testing.TB, hits <-chan agent.Hit, id string, calls, rate int) {
+	t.Helper()
+	var got []agent.Hit
+	deadline := time.After(time.Minute)
+	for {
+		h, ok := nextHit(t, hits, id, time.After(2*time.Second))
+		if ok {
+			got = append(got, h)
+			continue
+		}
+		if n := len(got); n > 0 && got[n-1].DropsOnly {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("no notice that the line went quiet in a minute after the burst, the last of %d hits and notices:\n%s", len(got), DescribeWindows(got))
+		default:
+		}
+	}
+	n, _, _ := Rearms(got)
+	var dropped uint64
+	for _, h := range got {
+		dropped += h.Dropped
+	}
+	last := got[len(got)-1]
+	t.Logf("%d hits and %d dropped of the burst's %d calls; the notice: %d dropped, %+v, waiting %v", n, dropped, calls, last.Dropped, last.Uncounted, last.Waiting)
+	if !last.Uncounted.Unknown || last.Uncounted.N != 0 || last.Waiting {
+		t.Errorf("the notice says %+v (waiting %v), want no estimate and none waiting: the burst ended while the probes were out", last.Uncounted, last.Waiting)
+	}
+	if n < rate || uint64(n)+dropped > uint64(calls) {
+		t.Errorf("%d hits and %d dropped of %d calls, want at least the allowance, %d, and no more than the calls", n, dropped, calls, rate)
+	}
+}
+
 // CheckSelfcheck fails the test unless the selfcheck process p is alive,
 // found no wrong result, and its hot loop still runs.
 func CheckSelfcheck(t testing.TB, p *Proc) {

@@ -702,7 +702,7 @@ func (t *holdTarget) putBack(tp *holdTracepoint) {
 			in = tp.firstBack
 		}
 		tp.uncounted.Add(tp.disarm.In(in))
-		t.askQuiet(tp)
+		t.askQuiet(tp, tp.disarm.QuietAt())
 	}
 	if tp.arming == arming {
 		tp.puttingBack = false
@@ -736,12 +736,17 @@ func (tp *holdTracepoint) countsEveryHit() bool {
 	return countsEveryHit(tp.hitOp, int(tp.hitCount), tp.hitVal)
 }
 
-// askQuiet has settleQuiet ask, once the time the last estimate allows
-// the line's first hit since the probes went back in has passed, whether
-// it went quiet. Lock should be held.
-func (t *holdTarget) askQuiet(tp *holdTracepoint) {
-	tp.rearm = time.AfterFunc(time.Until(tp.disarm.QuietAt()), func() { t.settleQuiet(tp) })
+// askQuiet has settleQuiet ask at at (for a first time, once the time
+// the last estimate allows the line's first hit since the probes went back
+// in has passed: Disarm.QuietAt) whether it went quiet. Lock should be
+// held.
+func (t *holdTarget) askQuiet(tp *holdTracepoint, at time.Time) {
+	tp.rearm = time.AfterFunc(time.Until(at), func() { t.settleQuiet(tp) })
 }
+
+// quietRetry is how long settleQuiet waits before it tries again to send
+// a notice the agent could not take.
+const quietRetry = 10 * time.Millisecond
 
 // settleQuiet tells, in a notice, what tp owes its next hit once its line
 // has had none since the probes went back in for longer than the last
@@ -751,16 +756,17 @@ func (t *holdTarget) askQuiet(tp *holdTracepoint) {
 // that ended while the probes were out), the status saying less
 // meanwhile. A hit whose thread waits for the lock now is one the
 // estimate is withdrawn for: the hits run with the probes out are then
-// unknown, not misstated.
+// unknown, not misstated. While putBack attaches, it does not ask: In has
+// yet to add what ran until the probes were in, and putBack asks after.
 func (t *holdTarget) settleQuiet(tp *holdTracepoint) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.detached || t.exitErr != nil || t.tps[tp.spec.ID] != tp {
+	if t.detached || t.exitErr != nil || t.tps[tp.spec.ID] != tp || tp.puttingBack {
 		return
 	}
 	if !tp.disarm.Quiet(time.Now(), &tp.uncounted) {
 		if tp.disarm.Asking() {
-			t.askQuiet(tp)
+			t.askQuiet(tp, tp.disarm.QuietAt())
 		}
 		return
 	}
@@ -772,10 +778,14 @@ func (t *holdTarget) settleQuiet(tp *holdTracepoint) {
 	if tp.budgetDropped > 0 || tp.budgetOut && tp.uncounted.Any() {
 		notice.Throttle = t.budgetThrottle()
 	}
-	if t.send(notice) {
-		tp.dropped, tp.budgetDropped, tp.budgetOut = 0, 0, false
-		tp.uncounted = agent.Uncounted{}
+	if !t.send(notice) {
+		// The agent fell behind: what is owed stays, for the next try
+		// or the next hit (Quiet says quiet again until a hit comes).
+		t.askQuiet(tp, time.Now().Add(quietRetry))
+		return
 	}
+	tp.dropped, tp.budgetDropped, tp.budgetOut = 0, 0, false
+	tp.uncounted = agent.Uncounted{}
 }
 
 func (t *holdTarget) budgetThrottle() string {

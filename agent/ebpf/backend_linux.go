@@ -250,7 +250,8 @@ type tracepoint struct {
 	// counts the hits it met while the probes were in and wasted those it
 	// refused after the allowance was spent (the BPF bucket counts them
 	// otherwise); uncounted is the estimate of the hits run while the
-	// probes were out, for the next hit to report.
+	// probes were out, for the next hit to report, or a notice once the
+	// line is quiet (settleQuiet).
 	disarm       agent.Disarm
 	rearm        *time.Timer
 	cleared      bool
@@ -721,10 +722,13 @@ const quietRetry = 10 * time.Millisecond
 // out, and that the estimate of the hits run while they were out is
 // withdrawn. Those waited for a hit that may not come for long (a burst
 // that ended while the probes were out), the status saying less
-// meanwhile. It asks once the reader has decoded every record: one of a
-// hit may wait in the ring buffer.
+// meanwhile. It asks once the reader has decoded every record captured
+// until then: one of a hit may wait in the ring buffer.
 func (t *target) settleQuiet(tp *tracepoint) {
-	if t.x.pending() != 0 || t.x.holding.Load() != 0 {
+	t.armMu.Lock()
+	at := tp.disarm.QuietAt()
+	t.armMu.Unlock()
+	if !t.x.decodedUntil(at) {
 		t.armMu.Lock()
 		if !tp.cleared && tp.disarm.Asking() {
 			t.askQuiet(tp, time.Now().Add(quietRetry))
@@ -1285,6 +1289,20 @@ func (x *executable) finish(r *readLoop) {
 		x.holding.Store(0)
 		x.sweepDrops()
 	}
+}
+
+// decodedUntil reports whether the reader has decoded every record of a
+// hit captured until at: it holds a hit captured after (and delivered
+// those before), or left the ring buffer empty after at's records were
+// committed, or has nothing to read. The ring buffer is the executable's:
+// a hot line of another of its processes may keep records coming, and
+// the reader is never idle then.
+func (x *executable) decodedUntil(at time.Time) bool {
+	after := at.Add(recordSlack).UnixNano()
+	if h := x.holding.Load(); h != 0 {
+		return h > after
+	}
+	return x.pending() <= 0 || x.emptyAt.Load() > after
 }
 
 // Holding returns the capture time (wall clock, ns) of the oldest hit the

@@ -224,46 +224,14 @@ func TestDisarmSlowAttach(t *testing.T) {
 // notice then, not when the line next runs, which may be never.
 func TestDisarmQuiet(t *testing.T) {
 	needEBPF(t)
-	const calls = 300000 // about a third of a second untraced
+	const calls, rate = 300000, 5 // the calls about a third of a second untraced
 	p := agenttest.Start(t, agenttest.BuildTarget(t, valuesDir), "-every", "0", "-par", "1", "-burst", fmt.Sprint(calls))
 	tgt := attach(t, ebpf.New(), p.Pid)
 	spec := workSpec(t, "quiet")
-	spec.Limits.MaxHitsPerSecond = 5
+	spec.Limits.MaxHitsPerSecond = rate
 	set(t, tgt, spec)
 	burst(t, p, 1)
-	var hits, dropped uint64
-	deadline := time.After(time.Minute)
-	for {
-		var h agent.Hit
-		select {
-		case h = <-tgt.Hits():
-		case <-deadline:
-			t.Fatalf("%d hits and %d dropped told, and no notice that the line went quiet in a minute after the burst", hits, dropped)
-		}
-		if h.Fault != nil {
-			t.Fatalf("fault: %v", h.Fault)
-		}
-		dropped += h.Dropped
-		if !h.DropsOnly {
-			hits++
-			continue
-		}
-		t.Logf("notice: %d dropped, %+v, waiting %v", h.Dropped, h.Uncounted, h.Waiting)
-		if !h.Uncounted.Unknown || h.Uncounted.N != 0 || h.Waiting {
-			t.Fatalf("the notice says %+v (waiting %v), want no estimate and none waiting: the burst ended while the probes were out", h.Uncounted, h.Waiting)
-		}
-		break
-	}
-	t.Logf("%d hits and %d dropped of the burst's %d calls", hits, dropped, calls)
-	if hits < 5 || hits+dropped > calls {
-		t.Errorf("%d hits and %d dropped of %d calls, want at least the allowance and no more than the calls", hits, dropped, calls)
-	}
-	// Nothing more: the line does not run.
-	select {
-	case h := <-tgt.Hits():
-		t.Errorf("after the notice: %+v", h)
-	case <-time.After(2 * time.Second):
-	}
+	agenttest.CheckQuiet(t, tgt.Hits(), "quiet", calls, rate)
 }
 
 // TestRearmStorm: probes taken out and put back every few milliseconds
