@@ -1,6 +1,7 @@
 package delve
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -32,7 +33,9 @@ import (
 // So attach does what native.Attach does, through Delve's own unexported
 // steps, but attaches to the threads itself first: it lists them again
 // until a pass finds none it does not know, attaching each new one the way
-// Delve attaches those it lists and skipping those that ended. Every thread
+// Delve attaches those it lists, skipping those that ended, and letting go
+// of one whose id a thread of another process took meanwhile
+// (attachThread). Every thread
 // attached is then stopped, the kernel tracing the threads it starts: only
 // an untraced thread can start one, and each pass stops those it finds, so
 // the passes end, and none can end or start after. Delve's own listing then
@@ -57,6 +60,55 @@ func detachWithoutGroup(dbp unsafe.Pointer, kill bool) error
 //
 //go:linkname addThread github.com/go-delve/delve/pkg/proc/native.(*nativeProcess).addThread
 func addThread(dbp unsafe.Pointer, tid int, attach bool) (unsafe.Pointer, error)
+
+// attachThread attaches dbp to thread tid of pid and waits for its stop,
+// as Delve's addThread does with attach set. A thread listed in
+// /proc/PID/task may end before the attach, and its id go to a thread of
+// another process: a host that starts threads fast reuses ids within
+// seconds (pid_max is 32768 here; three test targets start a thread every
+// 0.1–1 ms, and a CI run saw a thread of one traced by the worker of
+// another test). ours is false for such a thread, let go at once. One the
+// kernel traces for dbp already (PTRACE_O_TRACECLONE: a thread it traces
+// started it) refuses the attach, and is ours: addThread waits for its
+// first stop.
+func attachThread(dbp unsafe.Pointer, pid, tid int) (ours bool, err error) {
+	tracer := 0
+	execPtraceFunc(dbp, func() { tracer, err = unix.Gettid(), unix.PtraceAttach(tid) })
+	if errors.Is(err, unix.EPERM) && tracedBy(pid, tid, tracer) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(tid, &ws, unix.WALL, nil); err != nil {
+		return false, err
+	}
+	if ws.Exited() || ws.Signaled() {
+		return false, fmt.Errorf("thread %d ended", tid)
+	}
+	if _, ok := readStatus(pid, tid); !ok {
+		letGo(dbp, tid, ws)
+		return false, nil
+	}
+	return true, nil
+}
+
+// letGo detaches dbp from thread tid, attached and in the stop ws, without
+// leaving the attach's SIGSTOP pending (it would stop the thread's process
+// once detached): a signal that stopped it first is delivered, and the
+// SIGSTOP's stop waited for.
+func letGo(dbp unsafe.Pointer, tid int, ws unix.WaitStatus) {
+	for i := 0; i < 8 && ws.Stopped() && ws.StopSignal() != unix.SIGSTOP; i++ {
+		execPtraceFunc(dbp, func() { unix.PtraceCont(tid, int(ws.StopSignal())) })
+		if _, err := unix.Wait4(tid, &ws, unix.WALL, nil); err != nil {
+			return
+		}
+	}
+	if ws.Stopped() {
+		execPtraceFunc(dbp, func() { unix.PtraceDetach(tid) })
+	}
+}
 
 // threadsWait bounds how long traceAllThreads waits for a thread that
 // refuses the attach to be gone: a thread that is exiting does, for as long
@@ -109,13 +161,20 @@ func traceAllThreads(dbp unsafe.Pointer, pid int) error {
 				continue
 			}
 			missed = true
-			if _, err := addThread(dbp, tid, true); err != nil {
+			ours, err := attachThread(dbp, pid, tid)
+			if err == nil && ours {
+				_, err = addThread(dbp, tid, false)
+			}
+			if err != nil {
 				// Ended meanwhile (ESRCH, or reaped after the attach), or
 				// ending (the kernel refuses to attach to a thread that
-				// exits: EPERM, which Delve lets pass, then ECHILD from its
-				// wait): the next pass finds it gone, or tries again.
+				// exits: EPERM): the next pass finds it gone, or tries
+				// again.
 				lastErr = err
 				continue
+			}
+			if !ours {
+				continue // gone from the process: the next pass lists it no more
 			}
 			known[tid] = true
 			added = true

@@ -384,12 +384,36 @@ func (t *holdTarget) seize() error {
 				return attachError(t.pid, err)
 			case err != nil:
 				return fleet.Errorf(fleet.CodeAttach, "attaching to thread %d of pid %d: %v", tid, t.pid, err)
+			case !tracedBy(t.pid, tid, unix.Gettid()):
+				// It ended before the seize, and its id went to a
+				// thread of another process (see attachThread): let it
+				// go. The next pass lists it no more.
+				release(tid)
+				continue
 			}
 			seen[tid] = true
 			again = true
 		}
 	}
 	return nil
+}
+
+// release lets go of thread tid, seized by the calling thread and running:
+// PTRACE_DETACH wants it stopped. A signal that stopped it before the
+// interrupt did is delivered as it goes.
+func release(tid int) {
+	if unix.PtraceInterrupt(tid) != nil {
+		return
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(tid, &ws, unix.WALL, nil); err != nil || !ws.Stopped() {
+		return
+	}
+	sig := 0
+	if event := uint32(ws) >> 16; event == 0 && ws.StopSignal() != unix.SIGTRAP {
+		sig = int(ws.StopSignal()) // a signal-delivery stop
+	}
+	unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(tid), 0, uintptr(sig), 0, 0)
 }
 
 // tracedBy reports whether thread tid of pid is traced by the thread
