@@ -15,8 +15,10 @@
 // thread's registers, and the bytes the probed instruction is about to
 // write, in a map keyed by thread id, and sends that thread SIGURG. The
 // worker traces every thread with PTRACE_SEIZE (new threads through
-// PTRACE_O_TRACECLONE) and never sends SIGSTOP: the target does not pause
-// at attach, and a hit stops only the thread that hit. One goroutine on one
+// PTRACE_O_TRACECLONE), lets go of a listed id that another process's
+// thread took meanwhile (see holdTarget.seize), and never sends SIGSTOP:
+// the target does not pause at attach, and a hit stops only the thread
+// that hit. One goroutine on one
 // locked OS thread (holdTarget.loop) waits for the stops: a SIGURG with a
 // record is a hit, captured while that thread alone is stopped, then
 // resumed with its SIGURG delivered (the Go runtime's own preemption signal,
