@@ -300,6 +300,11 @@ func CheckQuiet(t testing.TB, hits <-chan agent.Hit, id string, calls, rate int)
 	var got []agent.Hit
 	deadline := time.After(time.Minute)
 	for {
+		select {
+		case <-deadline:
+			t.Fatalf("no notice that the line went quiet in a minute after the burst, the last of %d hits and notices:\n%s", len(got), DescribeWindows(got))
+		default:
+		}
 		h, ok := nextHit(t, hits, id, time.After(2*time.Second))
 		if ok {
 			got = append(got, h)
@@ -307,11 +312,6 @@ func CheckQuiet(t testing.TB, hits <-chan agent.Hit, id string, calls, rate int)
 		}
 		if n := len(got); n > 0 && got[n-1].DropsOnly {
 			break
-		}
-		select {
-		case <-deadline:
-			t.Fatalf("no notice that the line went quiet in a minute after the burst, the last of %d hits and notices:\n%s", len(got), DescribeWindows(got))
-		default:
 		}
 	}
 	n, _, _ := Rearms(got)

@@ -752,9 +752,8 @@ func (t *target) settleQuiet(tp *tracepoint) {
 		t.unlock()
 		return
 	}
-	tp.owe(t.counts.take(tp.bucket))
-	n := agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid}, DropsOnly: true, Uncounted: tp.uncounted, Rearm: backedOff}
-	n.Dropped, n.Throttle = tp.settle()
+	n := t.dropsNotice(tp)
+	n.Uncounted, n.Rearm = tp.uncounted, backedOff
 	tp.uncounted = agent.Uncounted{}
 	t.unlock()
 	if n.Dropped > 0 || n.Uncounted.Any() {

@@ -83,17 +83,23 @@ func (x *executable) sweepDrops() {
 			if tp.spec.Limits.MaxHitsPerSecond > 0 {
 				continue
 			}
-			tp.owe(t.counts.take(tp.bucket))
-			if tp.dropped == 0 {
-				continue
+			if n := t.dropsNotice(tp); n.Dropped > 0 {
+				notices = append(notices, sendHit{t, n})
 			}
-			n := agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid}, DropsOnly: true}
-			n.Dropped, n.Throttle = tp.settle()
-			notices = append(notices, sendHit{t, n})
 		}
 	}
 	x.unlock()
 	for _, n := range notices {
 		n.t.send(n.h)
 	}
+}
+
+// dropsNotice takes what tp's bucket counted dropped and returns a notice
+// (agent.Hit.DropsOnly) of every drop tp owes, owing nothing after. Lock
+// should be held.
+func (t *target) dropsNotice(tp *tracepoint) agent.Hit {
+	tp.owe(t.counts.take(tp.bucket))
+	n := agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid}, DropsOnly: true}
+	n.Dropped, n.Throttle = tp.settle()
+	return n
 }
