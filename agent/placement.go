@@ -29,24 +29,25 @@ type placement struct {
 	log         logPlan // how the agent writes the log message; set before it is recorded, never changed
 
 	// mu guards the fields below.
-	mu            sync.Mutex
-	installing    bool // Set has not returned, or held hits are still leaving
-	committed     bool // Set returned a placement
-	pl            Placement
-	err           *fleet.Error
-	hits          uint64
-	dropped       uint64 // hits the rate limit dropped, in all
-	throttle      string // why hits were last dropped, if not the rate limit (Hit.Throttle)
-	lost          uint64 // hits lost while NATS could not take them, in all
-	uncounted     uint64 // hits estimated to have run while the probes were out, in all (Hit.Uncounted.N)
-	unestimated   bool   // the probes were out once with no estimate (Hit.Uncounted.Unknown): uncounted is not all
-	waiting       bool   // the last hit said an estimate waits (Hit.Waiting): uncounted is not all yet
-	rearm         string // how the backend re-arms the probes when it backed off (Hit.Rearm)
-	unreported    uint64 // hits dropped or lost since the last hit that left
-	droppedSeen   uint64 // dropped at the last heartbeat: more since means throttled
-	uncountedSeen uint64 // uncounted at the last heartbeat
-	done          string // why the tracepoint stopped here (maxHits reached)
-	early         []Hit  // hits held while installing
+	mu              sync.Mutex
+	installing      bool // Set has not returned, or held hits are still leaving
+	committed       bool // Set returned a placement
+	pl              Placement
+	err             *fleet.Error
+	hits            uint64
+	dropped         uint64 // hits the rate limit dropped, in all
+	throttle        string // why hits were last dropped, if not the rate limit (Hit.Throttle)
+	lost            uint64 // hits lost while NATS could not take them, in all
+	uncounted       uint64 // hits estimated to have run while the probes were out, in all (Hit.Uncounted.N)
+	unestimated     uint64 // the times the probes were out with no estimate (Hit.Uncounted.Unknown): uncounted leaves their hits out
+	waiting         bool   // the last hit said an estimate waits (Hit.Waiting): uncounted is not all yet
+	rearm           string // how the backend re-arms the probes when it backed off (Hit.Rearm)
+	unreported      uint64 // hits dropped or lost since the last hit that left
+	droppedSeen     uint64 // dropped at the last heartbeat: more since means throttled
+	uncountedSeen   uint64 // uncounted at the last heartbeat
+	unestimatedSeen uint64 // unestimated at the last heartbeat
+	done            string // why the tracepoint stopped here (maxHits reached)
+	early           []Hit  // hits held while installing
 	// releasing is the capture time of the held hit next handed out
 	// and not yet offered to the stream (see released), 0 if none: a
 	// watermark stays before it as before the hits still held.
@@ -91,7 +92,9 @@ type counted struct {
 // to have run meanwhile, and the backend's backoff. Lock should be held.
 func (p *placement) disarmed(h *Hit) {
 	p.uncounted += h.Uncounted.N
-	p.unestimated = p.unestimated || h.Uncounted.Unknown
+	if h.Uncounted.Unknown {
+		p.unestimated++
+	}
 	p.waiting = h.Waiting
 	if h.Uncounted.Any() || h.Rearm != "" {
 		p.rearm = h.Rearm
@@ -234,6 +237,7 @@ func (p *placement) seen() {
 	defer p.mu.Unlock()
 	p.droppedSeen = p.dropped
 	p.uncountedSeen = p.uncounted
+	p.unestimatedSeen = p.unestimated
 }
 
 // placementView is a placement's state at one instant, for status and
@@ -252,11 +256,11 @@ type placementView struct {
 	// uncounted is the estimate of the hits dropped uncounted while the
 	// probes were out; not zero, dropped is a lower bound.
 	uncounted, uncountedSeen uint64
-	// unestimated says some hits ran with the probes out that no one
-	// could estimate: uncounted is not all of them.
-	unestimated bool
-	waiting     bool // an estimate waits to be confirmed: none for now
-	rearm       string
+	// unestimated counts the times hits ran with the probes out that no
+	// one could estimate: uncounted leaves them out.
+	unestimated, unestimatedSeen uint64
+	waiting                      bool // an estimate waits to be confirmed: none for now
+	rearm                        string
 }
 
 // active reports whether the tracepoint is, or is being, installed and
@@ -269,6 +273,6 @@ func (p *placement) view() placementView {
 	return placementView{
 		installing: p.installing, committed: p.committed, pl: p.pl, err: p.err, hits: p.hits, dropped: p.dropped,
 		throttle: p.throttle, lost: p.lost, droppedSeen: p.droppedSeen, done: p.done,
-		uncounted: p.uncounted, uncountedSeen: p.uncountedSeen, unestimated: p.unestimated, waiting: p.waiting, rearm: p.rearm,
+		uncounted: p.uncounted, uncountedSeen: p.uncountedSeen, unestimated: p.unestimated, unestimatedSeen: p.unestimatedSeen, waiting: p.waiting, rearm: p.rearm,
 	}
 }

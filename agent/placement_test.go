@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"strings"
 	"sync"
 	"testing"
 
@@ -241,8 +242,8 @@ func TestPlacementLoseAndHalt(t *testing.T) {
 }
 
 // count, with estimates: the estimates of the hits run with the probes out
-// add up until one put-back had none, and from then on the placement says
-// so, the sum of the others being no estimate of all.
+// add up, and the put-backs that had none are counted beside them, the sum
+// of the others being no estimate of all.
 func TestPlacementUnestimated(t *testing.T) {
 	p := testPlacement(0)
 	p.commit(Placement{Function: "main.f"})
@@ -252,7 +253,7 @@ func TestPlacementUnestimated(t *testing.T) {
 	h := hit(1)
 	h.Dropped, h.Uncounted.N = 2, 100
 	p.accept(h)
-	if v := p.view(); v.uncounted != 100 || v.unestimated {
+	if v := p.view(); v.uncounted != 100 || v.unestimated != 0 {
 		t.Fatalf("view %+v, want 100 estimated", v)
 	}
 	h = hit(2)
@@ -264,7 +265,7 @@ func TestPlacementUnestimated(t *testing.T) {
 	h = hit(3)
 	h.Uncounted.N = 50
 	p.accept(h)
-	if v := p.view(); v.uncounted != 150 || !v.unestimated || v.dropped != 5 {
+	if v := p.view(); v.uncounted != 150 || v.unestimated != 1 || v.dropped != 5 {
 		t.Fatalf("view %+v, want 150 estimated, 5 dropped, and a put-back with none", v)
 	}
 }
@@ -279,13 +280,69 @@ func TestPlacementWaiting(t *testing.T) {
 	h := hit(1)
 	h.Dropped, h.Waiting = 1, true
 	p.accept(h)
-	if v := p.view(); !v.waiting || v.unestimated {
+	if v := p.view(); !v.waiting || v.unestimated != 0 {
 		t.Fatalf("view %+v, want an estimate waiting", v)
 	}
 	h = hit(2)
 	h.Uncounted.N = 70
 	p.accept(h)
-	if v := p.view(); v.waiting || v.unestimated || v.uncounted != 70 {
+	if v := p.view(); v.waiting || v.unestimated != 0 || v.uncounted != 70 {
 		t.Fatalf("view %+v, want 70 estimated, none waiting", v)
+	}
+}
+
+// A status's drops: a put-back with no estimate (a line gone quiet while
+// the probes were out, say) leaves the estimate of the others standing,
+// marked as leaving it out, and the message of each report says what that
+// report's put-backs had.
+func TestPlacementDroppedStatus(t *testing.T) {
+	p := testPlacement(0)
+	p.commit(Placement{Function: "main.f"})
+	p.next()
+	status := func() (fleet.Status, string) {
+		v := p.view()
+		st := fleet.Status{Dropped: v.dropped}
+		v.droppedStatus(&st)
+		return st, v.throttled(v.dropped-v.droppedSeen, "by maxHitsPerSecond=5")
+	}
+	h := hit(1)
+	h.Dropped, h.Uncounted.N = 2, 100
+	p.accept(h)
+	st, msg := status()
+	if !st.DroppedLowerBound || st.DroppedEstimate != 102 || st.DroppedUnestimated != 0 || !strings.Contains(msg, "at least 2 hits dropped by maxHitsPerSecond=5 since the last report, an estimated 102 (") {
+		t.Fatalf("an estimate: %+v, %q", st, msg)
+	}
+	p.seen()
+	h = hit(2) // the notice of a line gone quiet
+	h.DropsOnly, h.Dropped, h.Uncounted.Unknown = true, 3, true
+	p.accept(h)
+	st, msg = status()
+	if !st.DroppedLowerBound || st.DroppedEstimate != 105 || st.DroppedUnestimated != 1 || !strings.Contains(msg, "at least 3 hits dropped by maxHitsPerSecond=5 since the last report (") || !strings.Contains(msg, "nor estimated") {
+		t.Fatalf("a put-back with no estimate after one with: %+v, %q", st, msg)
+	}
+	p.seen()
+	h = hit(3)
+	h.Dropped, h.Uncounted.N = 4, 40
+	p.accept(h)
+	h = hit(4)
+	h.Dropped, h.Uncounted.Unknown = 1, true
+	p.accept(h)
+	st, msg = status()
+	if st.DroppedEstimate != 150 || st.DroppedUnestimated != 2 || !strings.Contains(msg, "at least 5 hits dropped by maxHitsPerSecond=5 since the last report, an estimated 45, and more that 1 of its put-backs could not estimate") {
+		t.Fatalf("both in one report: %+v, %q", st, msg)
+	}
+
+	// With none estimated at all, the count is a lower bound alone.
+	q := testPlacement(0)
+	q.commit(Placement{Function: "main.f"})
+	q.next()
+	h = hit(1)
+	h.Dropped, h.Uncounted.Unknown = 7, true
+	q.accept(h)
+	v := q.view()
+	st = fleet.Status{Dropped: v.dropped}
+	v.droppedStatus(&st)
+	if !st.DroppedLowerBound || st.DroppedEstimate != 0 || st.DroppedUnestimated != 1 {
+		t.Fatalf("no estimate: %+v", st)
 	}
 }

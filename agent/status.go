@@ -24,16 +24,7 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 	for k, pp := range a.placed {
 		p := pp.view()
 		st := fleet.Status{Tracepoint: k.id, Host: a.cfg.Host, Pid: k.pid, Hits: p.hits, Dropped: p.dropped + p.lost}
-		switch {
-		case p.unestimated || p.waiting:
-			// Some hits ran with the probes out that no one could
-			// estimate, or not yet: a sum of the others would pass
-			// for all.
-			st.DroppedLowerBound = true
-		case p.uncounted > 0:
-			st.DroppedLowerBound = true
-			st.DroppedEstimate = st.Dropped + p.uncounted
-		}
+		p.droppedStatus(&st)
 		st.Process = a.processRefLocked(k.pid)
 		switch {
 		case p.installing && !p.committed:
@@ -66,13 +57,7 @@ func (a *Agent) writeStatuses(ctx context.Context, counts bool) {
 				if p.throttle != "" {
 					by = p.throttle
 				}
-				if u := p.uncounted - p.uncountedSeen; p.unestimated {
-					st.Message += fmt.Sprintf("; throttled: at least %d hits dropped %s since the last report (the probe comes out once its allowance is spent and goes back for the next second: the hits meanwhile cost the process nothing and are not counted, nor estimated: the rate the line ran at with the probe in says nothing of its rate without, as where the probe held it, the host starved the process, or the line slowed or stopped while the probe was out)", n, by)
-				} else if u > 0 {
-					st.Message += fmt.Sprintf("; throttled: at least %d hits dropped %s since the last report, an estimated %d (the probe comes out once its allowance is spent and goes back for the next second: the hits meanwhile cost the process nothing and are estimated from the rate seen with the probe in, not counted)", n, by, n+u)
-				} else {
-					st.Message += fmt.Sprintf("; throttled: %d hits dropped %s since the last report (the process runs on)", n, by)
-				}
+				st.Message += p.throttled(n, by)
 			}
 			if p.rearm != "" {
 				st.Message += "; " + p.rearm
@@ -187,6 +172,42 @@ func endReason(pid int, err error) string {
 		return fmt.Sprintf("the agent lost process %d: %v", pid, err)
 	}
 	return fmt.Sprintf("process %d exited", pid)
+}
+
+// droppedStatus fills in st's drops beyond the count: whether it is a lower
+// bound, the estimate of the hits run with the probes out, and how many
+// times they were out with none.
+func (p placementView) droppedStatus(st *fleet.Status) {
+	switch {
+	case p.waiting:
+		// The first estimate waits to be confirmed: none yet.
+		st.DroppedLowerBound = true
+	case p.uncounted > 0:
+		st.DroppedLowerBound = true
+		st.DroppedEstimate = st.Dropped + p.uncounted
+	}
+	if p.unestimated > 0 {
+		// Some hits ran with the probes out that no one could estimate:
+		// the estimate, if any, is of the others, and says so.
+		st.DroppedLowerBound = true
+		st.DroppedUnestimated = p.unestimated
+	}
+}
+
+// throttled is what a throttled status says of the n hits dropped by (the
+// limit, or the cause) since the last report, and of those not counted.
+func (p placementView) throttled(n uint64, by string) string {
+	u, unestimated := p.uncounted-p.uncountedSeen, p.unestimated-p.unestimatedSeen
+	switch {
+	case unestimated > 0 && u > 0:
+		return fmt.Sprintf("; throttled: at least %d hits dropped %s since the last report, an estimated %d, and more that %d of its put-backs could not estimate (the probe comes out once its allowance is spent and goes back for the next second: the hits meanwhile cost the process nothing and are not counted; they are estimated from the rate seen with the probe in, except where that rate says nothing of the rate without, as where the probe held the line, the host starved the process, or the line slowed or stopped while the probe was out)", n, by, n+u, unestimated)
+	case unestimated > 0:
+		return fmt.Sprintf("; throttled: at least %d hits dropped %s since the last report (the probe comes out once its allowance is spent and goes back for the next second: the hits meanwhile cost the process nothing and are not counted, nor estimated: the rate the line ran at with the probe in says nothing of its rate without, as where the probe held it, the host starved the process, or the line slowed or stopped while the probe was out)", n, by)
+	case u > 0:
+		return fmt.Sprintf("; throttled: at least %d hits dropped %s since the last report, an estimated %d (the probe comes out once its allowance is spent and goes back for the next second: the hits meanwhile cost the process nothing and are estimated from the rate seen with the probe in, not counted)", n, by, n+u)
+	default:
+		return fmt.Sprintf("; throttled: %d hits dropped %s since the last report (the process runs on)", n, by)
+	}
 }
 
 // sameStatus compares everything but the hit count.

@@ -1117,14 +1117,19 @@ type Status struct {
 	// the next second, and the hits meanwhile go uncounted. DroppedEstimate
 	// then adds to Dropped an estimate of those, from the rate the line ran
 	// at with the probes in, less the time they held it (agent.Disarm):
-	// within 2x for a line that runs steadily. It is 0 (omitted) with
-	// DroppedLowerBound set where there is none: the probes held the line
-	// for more than half of some arming (a hot line: each hit a trap, a
-	// capture, a stop), so that its rate then said nothing of its rate
-	// with them out, and Dropped is a lower bound only.
-	DroppedLowerBound bool      `json:"droppedLowerBound,omitempty"`
-	DroppedEstimate   uint64    `json:"droppedEstimate,omitempty"`
-	Updated           time.Time `json:"updated"`
+	// within 2x for a line that runs steadily. DroppedUnestimated counts
+	// the times the probes were out with no estimate of the hits meanwhile:
+	// they held the line for more than half of the arming before (a hot
+	// line: each hit a trap, a capture, a stop), so that its rate then said
+	// nothing of its rate with them out; the host starved it; or the line
+	// slowed or stopped while they were out (a burst that ended). Their
+	// hits are in neither figure: DroppedEstimate, where there is one,
+	// estimates the others only. With no estimate at all it is 0
+	// (omitted), DroppedLowerBound set, and Dropped a lower bound only.
+	DroppedLowerBound  bool      `json:"droppedLowerBound,omitempty"`
+	DroppedEstimate    uint64    `json:"droppedEstimate,omitempty"`
+	DroppedUnestimated uint64    `json:"droppedUnestimated,omitempty"`
+	Updated            time.Time `json:"updated"`
 }
 
 // Duration is a time.Duration written as a Go duration string.

@@ -21,7 +21,10 @@
 // untraced, with the hits published and dropped: the drops counted, the
 // estimate the status adds to them, and the truth beside them (the line
 // runs n times a request, so it ran the requests served times n; what was
-// not published was dropped) with the ratio of what the status said to it. The agent is the real
+// not published was dropped) with the ratio of what the status said to it
+// (an estimate marked "+" is of the put-backs that had one: a line that goes
+// quiet while its probe is out, as each round's does once its load stops,
+// has none for that put-back). The agent is the real
 // `riptrace agent` (bin/riptrace, `make build`) on an embedded NATS server.
 package main
 
@@ -85,6 +88,7 @@ type result struct {
 	estimate      uint64 // dropped, with the estimate of the hits run while the probe was out
 	lowerBound    bool   // dropped counts only the hits seen: the probe was out for a while
 	noEstimate    bool   // a round's status said dropped is a lower bound with no estimate
+	partial       bool   // a round's estimate left out put-backs that had none (Status.DroppedUnestimated)
 	// trueDropped is what was truly dropped: the line's executions (the
 	// requests served times n) less the hits published.
 	trueDropped    uint64
@@ -243,6 +247,8 @@ func run() error {
 				// collapses says why here.
 				note = fmt.Sprintf("  drops %d", st.Dropped)
 				switch {
+				case st.DroppedLowerBound && st.DroppedEstimate > 0 && st.DroppedUnestimated > 0:
+					note += fmt.Sprintf(" ~%d+ (%d put-backs unestimated)", st.DroppedEstimate, st.DroppedUnestimated)
 				case st.DroppedLowerBound && st.DroppedEstimate > 0:
 					note += fmt.Sprintf(" ~%d", st.DroppedEstimate)
 				case st.DroppedLowerBound:
@@ -256,6 +262,7 @@ func run() error {
 				results[i].estimate += max(st.DroppedEstimate, st.Dropped)
 				results[i].lowerBound = results[i].lowerBound || st.DroppedLowerBound
 				results[i].noEstimate = results[i].noEstimate || st.DroppedLowerBound && st.DroppedEstimate == 0
+				results[i].partial = results[i].partial || st.DroppedUnestimated > 0
 				if removedByBudget(st) {
 					results[i].removed++
 				}
@@ -299,8 +306,14 @@ func run() error {
 			// backend can).
 			dropped = "≥" + dropped
 			estimate = fmt.Sprintf("~%d", res.estimate)
-			if res.noEstimate {
+			switch {
+			case res.noEstimate:
 				estimate = "unavailable"
+			case res.partial:
+				// Of the put-backs that had an estimate: the others'
+				// hits are left out (a round's last, once its load
+				// stopped while the probe was out, at least).
+				estimate += "+"
 			}
 		}
 		if sc.backend != "" && res.trueDropped > 0 {
