@@ -103,7 +103,8 @@ type Hit struct {
 	// allowance spent (see Disarm). Dropped is then a lower bound, and
 	// Dropped + Uncounted.N the estimate, unless Uncounted.Unknown says
 	// the probes were also out for a while whose hits no one can
-	// estimate: then there is no estimate.
+	// estimate: the estimate then leaves those out (the status counts
+	// such put-backs, fleet.Status.DroppedUnestimated).
 	Uncounted Uncounted
 	// Waiting says that an estimate of the hits run with the probes out
 	// waits for the next arming to confirm it (Disarm.Waiting): for now

@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "riptrace_hits_dropped_uncounted_estimate_total", Help: "An estimate, not a count, of the hits dropped while a tracepoint's probes were out because its allowance for the second was spent, by tracepoint; add it to riptrace_hits_dropped_total for the estimated drops in all, unless riptrace_hits_dropped_unestimated_total says some went without an estimate.",
 		}, []string{"tracepoint"}),
 		unestimated: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riptrace_hits_dropped_unestimated_total", Help: "Times a tracepoint's probes were out with no estimate of the hits meanwhile (the rate the line ran at with the probes in said nothing of its rate without: they held it, the host starved the process, or the line slowed or stopped while they were out), by tracepoint: riptrace_hits_dropped_total is then a lower bound with no estimate.",
+			Name: "riptrace_hits_dropped_unestimated_total", Help: "Times a tracepoint's probes were out with no estimate of the hits meanwhile (the rate the line ran at with the probes in said nothing of its rate without: they held it, the host starved the process, or the line slowed or stopped while they were out), by tracepoint: their hits are in neither riptrace_hits_dropped_total, then a lower bound, nor riptrace_hits_dropped_uncounted_estimate_total, which estimates the other put-backs only.",
 		}, []string{"tracepoint"}),
 		attachErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riptrace_attach_errors_total", Help: "Attaches that failed.",
