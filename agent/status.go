@@ -210,9 +210,12 @@ func (p placementView) throttled(n uint64, by string) string {
 	}
 }
 
-// sameStatus compares everything but the hit count.
+// sameStatus compares everything but the hit count. The drops are
+// compared on their own: a line gone quiet tells its last in a notice that
+// may count none and change no word of the message.
 func sameStatus(a, b fleet.Status) bool {
-	return a.State == b.State && a.Message == b.Message && a.Code == b.Code && a.Process == b.Process
+	return a.State == b.State && a.Message == b.Message && a.Code == b.Code && a.Process == b.Process &&
+		a.Dropped == b.Dropped && a.DroppedLowerBound == b.DroppedLowerBound && a.DroppedEstimate == b.DroppedEstimate && a.DroppedUnestimated == b.DroppedUnestimated
 }
 
 // flushHitCounts refreshes the hit counts in the status entries.
