@@ -27,6 +27,28 @@ const pacedDir = "testdata/targets/paced"
 
 var pacedSrc = filepath.Join(pacedDir, "main.go")
 
+// pacedTarget builds the paced target under a name of the test's own, for
+// an agent that watches it on a host of its own: it returns the test's
+// number (for ids), the host, the executable's name and its path.
+func pacedTarget(t testing.TB, name string) (n int64, host, exe, bin string) {
+	t.Helper()
+	n = hostSeq.Add(1)
+	host, exe = fmt.Sprintf("%s-%d", name, n), fmt.Sprintf("paced-%s-%d-%d", name, os.Getpid(), n)
+	return n, host, exe, agenttest.Alias(t, agenttest.BuildTarget(t, pacedDir, agenttest.NoOpt), exe)
+}
+
+// tickSpec traces the paced target's tick in process pid, its argument
+// captured, at most perSecond hits a second.
+func tickSpec(t testing.TB, id string, pid, perSecond int) *fleet.Spec {
+	return &fleet.Spec{
+		ID:       id,
+		Location: fleet.Location{Path: "paced/main.go", Line: agenttest.MarkerLine(t, pacedSrc, "tick")},
+		Selector: fleet.Selector{Pids: []int{pid}},
+		Capture:  fleet.Capture{Args: true},
+		Limits:   fleet.Limits{MaxHitsPerSecond: perSecond},
+	}
+}
+
 // restartable is an embedded server (as `riptrace server` runs it) that a
 // test can stop and start again on the same port and file store.
 type restartable struct {
@@ -193,9 +215,7 @@ func TestNATSRestart(t *testing.T) {
 
 func testNATSRestart(t *testing.T, outage time.Duration, bufferHits int) {
 	ns := startRestartable(t)
-	n := hostSeq.Add(1)
-	host, exe := fmt.Sprintf("outage-%d", n), fmt.Sprintf("paced-test-%d-%d", os.Getpid(), n)
-	bin := agenttest.Alias(t, agenttest.BuildTarget(t, pacedDir, agenttest.NoOpt), exe)
+	n, host, exe, bin := pacedTarget(t, "outage")
 	reg := prometheus.NewRegistry()
 	var log syncBuffer
 	// The eBPF backend where it runs: it keeps up with 1k hits/s without

@@ -3,7 +3,6 @@ package agent_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -31,19 +30,11 @@ func TestThrottledStatusQuiet(t *testing.T) {
 	}
 	s := fleettest.RunServer(t)
 	c := fleettest.Connect(t, s)
-	n := hostSeq.Add(1)
-	host, exe := fmt.Sprintf("quiet-%d", n), fmt.Sprintf("paced-quiet-%d-%d", os.Getpid(), n)
-	bin := agenttest.Alias(t, agenttest.BuildTarget(t, pacedDir, agenttest.NoOpt), exe)
+	n, host, exe, bin := pacedTarget(t, "quiet")
 	cfg := agent.Config{Host: host, Processes: []string{exe}, BackendName: agent.BackendEBPF}
 	agenttest.RunAgentWith(t, s, cfg, nil, ebpf.New())
 	p := agenttest.Start(t, bin, "-rate", "1000")
-	spec := &fleet.Spec{
-		ID:       fmt.Sprintf("quiet-%d", n),
-		Location: fleet.Location{Path: "paced/main.go", Line: agenttest.MarkerLine(t, pacedSrc, "tick")},
-		Selector: fleet.Selector{Pids: []int{p.Pid}},
-		Capture:  fleet.Capture{Args: true},
-		Limits:   fleet.Limits{MaxHitsPerSecond: 5},
-	}
+	spec := tickSpec(t, fmt.Sprintf("quiet-%d", n), p.Pid, 5)
 	if err := c.Declare(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}

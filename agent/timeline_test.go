@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -30,9 +29,7 @@ func TestWatermarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stopClock()
-	n := hostSeq.Add(1)
-	host, exe := fmt.Sprintf("marks-%d", n), fmt.Sprintf("paced-marks-%d-%d", os.Getpid(), n)
-	bin := agenttest.Alias(t, agenttest.BuildTarget(t, pacedDir, agenttest.NoOpt), exe)
+	n, host, exe, bin := pacedTarget(t, "marks")
 	// A generous promise: on a loaded machine the eBPF backend may take
 	// longer than the default to decode a burst, and this test is about the
 	// order, not the wait.
@@ -44,13 +41,7 @@ func TestWatermarks(t *testing.T) {
 	var log syncBuffer
 	agenttest.RunAgentWith(t, s, cfg, &log, eb)
 	p := agenttest.Start(t, bin, "-rate", "200")
-	spec := &fleet.Spec{
-		ID:       fmt.Sprintf("marks-%d", n),
-		Location: fleet.Location{Path: "paced/main.go", Line: agenttest.MarkerLine(t, pacedSrc, "tick")},
-		Selector: fleet.Selector{Pids: []int{p.Pid}},
-		Capture:  fleet.Capture{Args: true},
-		Limits:   fleet.Limits{MaxHitsPerSecond: 5000},
-	}
+	spec := tickSpec(t, fmt.Sprintf("marks-%d", n), p.Pid, 5000)
 	if err := c.Declare(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
@@ -159,9 +150,7 @@ func BenchmarkTimelineLatency(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer stopClock()
-	n := hostSeq.Add(1)
-	host, exe := fmt.Sprintf("latency-%d", n), fmt.Sprintf("paced-latency-%d-%d", os.Getpid(), n)
-	bin := agenttest.Alias(b, agenttest.BuildTarget(b, pacedDir, agenttest.NoOpt), exe)
+	n, host, exe, bin := pacedTarget(b, "latency")
 	cfg := agent.Config{Host: host, Processes: []string{exe}}
 	var eb agent.Backend
 	if ebpf.Available() == nil {
@@ -169,13 +158,7 @@ func BenchmarkTimelineLatency(b *testing.B) {
 	}
 	agenttest.RunAgentWith(b, s, cfg, io.Discard, eb)
 	p := agenttest.Start(b, bin, "-rate", "100")
-	spec := &fleet.Spec{
-		ID:       fmt.Sprintf("latency-%d", n),
-		Location: fleet.Location{Path: "paced/main.go", Line: agenttest.MarkerLine(b, pacedSrc, "tick")},
-		Selector: fleet.Selector{Pids: []int{p.Pid}},
-		Capture:  fleet.Capture{Args: true},
-		Limits:   fleet.Limits{MaxHitsPerSecond: 5000},
-	}
+	spec := tickSpec(b, fmt.Sprintf("latency-%d", n), p.Pid, 5000)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	statuses, err := c.WatchStatus(ctx, spec.ID)
