@@ -579,9 +579,7 @@ func (t *holdTarget) hitProbe(tid int, rec *hitRecord, p *holdProbe) {
 	if ready {
 		hit.Uncounted = tp.uncounted
 	}
-	if tp.budgetDropped > 0 || tp.budgetOut && hit.Uncounted.Any() {
-		hit.Throttle = t.budgetThrottle()
-	}
+	hit.Throttle = t.throttle(tp, hit.Uncounted)
 	if t.send(hit) {
 		tp.budgetDropped = 0
 		tp.budgetOut = tp.budgetOut && !ready
@@ -798,10 +796,7 @@ func (t *holdTarget) settleQuiet(tp *holdTracepoint) {
 	if tp.dropped == 0 && !tp.uncounted.Any() {
 		return
 	}
-	notice := agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Dropped: tp.dropped}, DropsOnly: true, Uncounted: tp.uncounted, Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond)}
-	if tp.budgetDropped > 0 || tp.budgetOut && tp.uncounted.Any() {
-		notice.Throttle = t.budgetThrottle()
-	}
+	notice := agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Dropped: tp.dropped}, DropsOnly: true, Uncounted: tp.uncounted, Rearm: tp.disarm.BackedOff(tp.spec.Limits.MaxHitsPerSecond), Throttle: t.throttle(tp, tp.uncounted)}
 	if !t.send(notice) {
 		// The agent fell behind: what is owed stays, for the next try
 		// or the next hit (Quiet says quiet again until a hit comes).
@@ -812,7 +807,14 @@ func (t *holdTarget) settleQuiet(tp *holdTracepoint) {
 	tp.uncounted = agent.Uncounted{}
 }
 
-func (t *holdTarget) budgetThrottle() string {
+// throttle says why the hits tp reports now, with uncounted u, were
+// dropped where the stop budget dropped them rather than the rate limit
+// (agent.Hit.Throttle): its gate dropped some, or it took the probes out,
+// and u tells of the hits run meanwhile. "" otherwise.
+func (t *holdTarget) throttle(tp *holdTracepoint, u agent.Uncounted) string {
+	if tp.budgetDropped == 0 && !(tp.budgetOut && u.Any()) {
+		return ""
+	}
 	return fmt.Sprintf("by the stop budget: threads of pid %d may be stopped at most %s of each second (the agent's --stop-budget)", t.pid, t.budget.percent())
 }
 
@@ -867,7 +869,7 @@ func (t *holdTarget) reopen() {
 		if tp.budgetDropped == 0 {
 			continue
 		}
-		notice := agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Dropped: tp.dropped}, Throttle: t.budgetThrottle(), DropsOnly: true, Waiting: tp.disarm.Waiting()}
+		notice := agent.Hit{Hit: fleet.Hit{Tracepoint: tp.spec.ID, Pid: t.pid, Dropped: tp.dropped}, Throttle: t.throttle(tp, agent.Uncounted{}), DropsOnly: true, Waiting: tp.disarm.Waiting()}
 		if t.send(notice) {
 			tp.dropped, tp.budgetDropped = 0, 0
 		}
